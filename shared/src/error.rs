@@ -1,0 +1,162 @@
+//! The one error type of the engine: what went wrong with the user's input or options,
+//! with row- and column-level details, kept apart from faults of ours.
+
+use std::fmt;
+
+use serde::Serialize;
+
+/// At most this many row-level problems are kept on one error (DESIGN.md 2.5).
+pub const MAX_DETAILS: usize = 100;
+
+/// A machine-readable error code. The strings are part of the public contract.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The bytes are none of the supported formats, or not the format asked for.
+    UnknownFormat,
+    /// The file holds no data rows.
+    EmptyInput,
+    /// The file ends in the middle of a record or a compressed stream.
+    TruncatedInput,
+    /// A column the kind of input needs is absent.
+    MissingColumns,
+    /// One or more values cannot be read as their column's type, or break a rule.
+    InvalidValue,
+    /// An option is out of range or does not apply to this input.
+    InvalidOption,
+    /// A configured limit (rows, channels, Markov states, ...) was exceeded.
+    LimitExceeded,
+    /// A fault of ours rather than of the input (should not happen; reported, never hidden).
+    Internal,
+}
+
+impl ErrorCode {
+    /// The code as it appears in JSON error bodies.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::UnknownFormat => "unknown_format",
+            ErrorCode::EmptyInput => "empty_input",
+            ErrorCode::TruncatedInput => "truncated_input",
+            ErrorCode::MissingColumns => "missing_columns",
+            ErrorCode::InvalidValue => "invalid_value",
+            ErrorCode::InvalidOption => "invalid_option",
+            ErrorCode::LimitExceeded => "limit_exceeded",
+            ErrorCode::Internal => "internal",
+        }
+    }
+}
+
+/// One problem at one place in the input.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Problem {
+    /// 1-based data row (the header, if any, is not counted).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub row: Option<u64>,
+    /// Column name as it appears in the file (or the option's field name).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub column: Option<String>,
+    /// What is wrong, in words.
+    pub problem: String,
+}
+
+/// The engine's error: a code, a sentence, and up to [`MAX_DETAILS`] located problems.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AttributionError {
+    pub code: ErrorCode,
+    pub message: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub details: Vec<Problem>,
+}
+
+impl AttributionError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        AttributionError { code, message: message.into(), details: Vec::new() }
+    }
+
+    /// An invalid option, naming the field (DESIGN.md 2.5: "naming the field").
+    pub fn option(field: &str, problem: impl Into<String>) -> Self {
+        let problem = problem.into();
+        AttributionError {
+            code: ErrorCode::InvalidOption,
+            message: format!("invalid option `{field}`: {problem}"),
+            details: vec![Problem { row: None, column: Some(field.to_owned()), problem }],
+        }
+    }
+
+    pub fn with_details(mut self, details: Vec<Problem>) -> Self {
+        self.details = details;
+        self.details.truncate(MAX_DETAILS);
+        self
+    }
+}
+
+impl fmt::Display for AttributionError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.code.as_str(), self.message)?;
+        for detail in &self.details {
+            write!(f, "\n  ")?;
+            if let Some(row) = detail.row {
+                write!(f, "row {row}")?;
+                if detail.column.is_some() {
+                    write!(f, ", ")?;
+                }
+            }
+            if let Some(column) = &detail.column {
+                write!(f, "column `{column}`")?;
+            }
+            write!(f, ": {}", detail.problem)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for AttributionError {}
+
+/// Collects row-level problems while decoding continues, so one failed run reports
+/// many bad rows at once instead of one per attempt.
+#[derive(Debug, Default)]
+pub struct Problems {
+    list: Vec<Problem>,
+    total: u64,
+}
+
+impl Problems {
+    pub fn push(&mut self, row: u64, column: &str, problem: impl Into<String>) {
+        self.total += 1;
+        if self.list.len() < MAX_DETAILS {
+            self.list.push(Problem { row: Some(row), column: Some(column.to_owned()), problem: problem.into() });
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.total == 0
+    }
+
+    /// True once enough problems are known that reading further would add nothing.
+    pub fn is_full(&self) -> bool {
+        self.list.len() >= MAX_DETAILS
+    }
+
+    pub fn absorb(&mut self, other: Problems) {
+        self.total += other.total;
+        for problem in other.list {
+            if self.list.len() < MAX_DETAILS {
+                self.list.push(problem);
+            }
+        }
+    }
+
+    /// `Ok(())` when nothing was found, else one `invalid_value` error carrying the details.
+    pub fn into_result(self) -> Result<(), AttributionError> {
+        if self.total == 0 {
+            return Ok(());
+        }
+        let shown = self.list.len() as u64;
+        let more = if self.total > shown { format!(" (first {shown} shown)") } else { String::new() };
+        Err(AttributionError::new(
+            ErrorCode::InvalidValue,
+            format!("{} invalid value(s) in the input{more}", self.total),
+        )
+        .with_details(self.list))
+    }
+}

@@ -1,0 +1,195 @@
+//! Decoding touchpoint files (DESIGN.md 2.1-2.3): CSV (`,` `;` tab; gzip), NDJSON and
+//! Parquet, event-level or path-level, into [`Block`]s of columnar rows.
+//!
+//! Readers are plain `std::io` readers (or a Parquet `ChunkReader`); where the bytes come
+//! from (a local file, object storage) is the caller's business.
+
+mod columns;
+mod parquet;
+mod rows;
+mod text;
+pub mod values;
+
+use std::io::{BufRead, BufReader, Read};
+
+pub use columns::{Canonical, ColumnMapping};
+pub use parquet::{ParquetLayout, parquet_layout, read_parquet};
+pub use rows::{MAX_CHANNEL_NAME_BYTES, MAX_USER_ID_BYTES};
+pub use text::{read_csv, read_ndjson};
+
+use crate::chunk::{EventChunk, PathChunk};
+use crate::error::{AttributionError, ErrorCode};
+use crate::options::InputKind;
+
+/// Rows per emitted block.
+pub const DEFAULT_BLOCK_ROWS: usize = 65_536;
+
+/// A file format, detected from the content or given by the user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Csv,
+    Ndjson,
+    Parquet,
+}
+
+impl std::str::FromStr for Format {
+    type Err = AttributionError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "csv" => Ok(Format::Csv),
+            "ndjson" | "jsonl" => Ok(Format::Ndjson),
+            "parquet" => Ok(Format::Parquet),
+            other => Err(AttributionError::option("format", format!("`{other}` is not csv, parquet or ndjson"))),
+        }
+    }
+}
+
+/// Refusals that protect memory; `None` / large defaults where the caller sets no limit.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Limits {
+    pub max_rows: Option<u64>,
+    pub max_channels: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { max_rows: None, max_channels: 100_000 }
+    }
+}
+
+/// How to read an input: everything optional is detected.
+#[derive(Debug, Clone)]
+pub struct InputSpec {
+    pub kind: Option<InputKind>,
+    pub format: Option<Format>,
+    /// CSV field delimiter; detected from the header line when absent.
+    pub delimiter: Option<u8>,
+    /// Separator of channels in a path (may be several characters).
+    pub path_separator: String,
+    pub columns: ColumnMapping,
+    /// Keep user id strings on event chunks (needed for per-journey credit export).
+    pub keep_user_ids: bool,
+    pub limits: Limits,
+    pub block_rows: usize,
+}
+
+impl Default for InputSpec {
+    fn default() -> Self {
+        InputSpec {
+            kind: None,
+            format: None,
+            delimiter: None,
+            path_separator: ">".to_owned(),
+            columns: ColumnMapping::default(),
+            keep_user_ids: false,
+            limits: Limits::default(),
+            block_rows: DEFAULT_BLOCK_ROWS,
+        }
+    }
+}
+
+/// A decoded block of rows.
+#[derive(Debug)]
+pub enum Block {
+    Events(EventChunk),
+    Paths(PathChunk),
+}
+
+/// What a whole input turned out to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InputSummary {
+    pub kind: InputKind,
+    pub rows: u64,
+}
+
+const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+const PARQUET_MAGIC: &[u8; 4] = b"PAR1";
+
+/// Detects the format from the first bytes: Parquet magic, a JSON object, else CSV.
+/// Gzip is looked through by [`open_text`], not here.
+pub fn detect_format(head: &[u8]) -> Result<Format, AttributionError> {
+    if head.starts_with(PARQUET_MAGIC) {
+        return Ok(Format::Parquet);
+    }
+    let head = head.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(head);
+    let first = head.iter().find(|b| !b.is_ascii_whitespace());
+    match first {
+        None => Err(AttributionError::new(ErrorCode::EmptyInput, "the input is empty")),
+        Some(b'{') => Ok(Format::Ndjson),
+        Some(_) if std::str::from_utf8(&head[..head.len().min(4096)]).is_err() && !looks_like_cut_utf8(head) => {
+            Err(AttributionError::new(
+                ErrorCode::UnknownFormat,
+                "the input is not CSV, NDJSON or Parquet (it is not text and has no Parquet magic bytes)",
+            ))
+        }
+        Some(_) => Ok(Format::Csv),
+    }
+}
+
+/// A 4 KiB window may cut a multi-byte character at its end; that is still text.
+fn looks_like_cut_utf8(head: &[u8]) -> bool {
+    let window = &head[..head.len().min(4096)];
+    match std::str::from_utf8(window) {
+        Ok(_) => true,
+        Err(e) => e.error_len().is_none(),
+    }
+}
+
+/// True if the bytes start like a gzip stream.
+pub fn is_gzip(head: &[u8]) -> bool {
+    head.starts_with(&GZIP_MAGIC)
+}
+
+/// Wraps a text input, decompressing gzip when its magic bytes say so, and detects CSV or
+/// NDJSON (unless `format` is given). Parquet is refused here: it needs random access.
+pub fn open_text<'r>(
+    reader: impl Read + 'r,
+    format: Option<Format>,
+) -> Result<(Format, Box<dyn BufRead + 'r>), AttributionError> {
+    let mut reader = BufReader::with_capacity(256 * 1024, reader);
+    let head = reader.fill_buf().map_err(io_error)?;
+    let mut reader: Box<dyn BufRead + 'r> = if is_gzip(head) {
+        Box::new(BufReader::with_capacity(256 * 1024, flate2::bufread::MultiGzDecoder::new(reader)))
+    } else {
+        Box::new(reader)
+    };
+    let head = reader.fill_buf().map_err(io_error)?;
+    let detected = detect_format(head)?;
+    let format = format.unwrap_or(detected);
+    if format == Format::Parquet || detected == Format::Parquet {
+        return Err(AttributionError::new(
+            ErrorCode::UnknownFormat,
+            "Parquet must be read from a seekable file, not a stream (and cannot be gzip-compressed)",
+        ));
+    }
+    Ok((format, reader))
+}
+
+/// Maps a read failure to the error the user should see: a cut-off stream is
+/// `truncated_input`; anything else is reported as it is.
+pub(crate) fn io_error(error: std::io::Error) -> AttributionError {
+    match error.kind() {
+        std::io::ErrorKind::UnexpectedEof => {
+            AttributionError::new(ErrorCode::TruncatedInput, "the input ends unexpectedly (truncated file or compressed stream)")
+        }
+        std::io::ErrorKind::InvalidData | std::io::ErrorKind::InvalidInput => AttributionError::new(
+            ErrorCode::TruncatedInput,
+            format!("the input cannot be decoded ({error}); is the file complete and of the format it claims?"),
+        ),
+        _ => AttributionError::new(ErrorCode::Internal, format!("reading the input failed: {error}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_are_detected_from_content() {
+        assert_eq!(detect_format(b"PAR1...").unwrap(), Format::Parquet);
+        assert_eq!(detect_format(b"  {\"a\":1}\n").unwrap(), Format::Ndjson);
+        assert_eq!(detect_format(b"\xEF\xBB\xBFuser_id,timestamp\n").unwrap(), Format::Csv);
+        assert_eq!(detect_format(b"  \n ").unwrap_err().code, ErrorCode::EmptyInput);
+        assert_eq!(detect_format(&[0u8, 159, 146, 150, 0xff, 0xfe]).unwrap_err().code, ErrorCode::UnknownFormat);
+    }
+}

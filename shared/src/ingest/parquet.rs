@@ -1,0 +1,209 @@
+//! Parquet input: row groups decoded through Arrow, only the needed columns, any
+//! subset of row groups (so callers can decode row groups in parallel).
+
+use std::sync::Arc;
+
+use arrow::array::{
+    Array, ArrayRef, AsArray, BooleanArray, DictionaryArray, Float64Array, Int64Array, LargeStringArray, StringArray,
+    StringViewArray, TimestampMicrosecondArray,
+};
+use arrow::compute::cast;
+use arrow::datatypes::{DataType, Int32Type, TimeUnit};
+use parquet::arrow::ProjectionMask;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::file::reader::ChunkReader;
+
+use super::columns::{ConversionColumn, Resolver, detect_kind};
+use super::text::finish;
+use super::values::Cell;
+use super::{Block, InputSpec, InputSummary};
+use crate::error::{AttributionError, ErrorCode};
+use crate::options::InputKind;
+
+/// Row groups of a Parquet file: `(first row, row count)` each, 0-based rows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParquetLayout {
+    pub row_groups: Vec<(u64, u64)>,
+    pub total_rows: u64,
+}
+
+/// Reads the footer only.
+pub fn parquet_layout<R: ChunkReader + 'static>(reader: R) -> Result<ParquetLayout, AttributionError> {
+    let builder = ParquetRecordBatchReaderBuilder::try_new(reader).map_err(parquet_error)?;
+    let mut row_groups = Vec::new();
+    let mut first = 0u64;
+    for group in builder.metadata().row_groups() {
+        let rows = group.num_rows() as u64;
+        row_groups.push((first, rows));
+        first += rows;
+    }
+    Ok(ParquetLayout { row_groups, total_rows: first })
+}
+
+/// Reads the given row groups (all when `None`) in order, handing each full block to `sink`.
+/// Row numbers in blocks and errors are 1-based rows of the whole file.
+pub fn read_parquet<R: ChunkReader + 'static, E: From<AttributionError>>(
+    reader: R,
+    spec: &InputSpec,
+    row_groups: Option<&[usize]>,
+    mut sink: impl FnMut(Block) -> Result<(), E>,
+) -> Result<InputSummary, E> {
+    let builder = ParquetRecordBatchReaderBuilder::try_new(reader).map_err(parquet_error)?;
+    let layout: Vec<(u64, u64)> = {
+        let mut first = 0u64;
+        builder
+            .metadata()
+            .row_groups()
+            .iter()
+            .map(|g| {
+                let entry = (first, g.num_rows() as u64);
+                first += entry.1;
+                entry
+            })
+            .collect()
+    };
+    let selected: Vec<usize> = row_groups.map_or_else(|| (0..layout.len()).collect(), <[usize]>::to_vec);
+    let header: Vec<String> = builder.schema().fields().iter().map(|f| f.name().clone()).collect();
+    let kind = spec.kind.unwrap_or_else(|| detect_kind(&header, &spec.columns));
+    let needed = needed_columns(kind, &header, spec)?;
+    let mask = ProjectionMask::roots(builder.parquet_schema(), needed.iter().copied());
+    let batches = builder
+        .with_projection(mask)
+        .with_row_groups(selected.clone())
+        .with_batch_size(spec.block_rows.clamp(1024, 65_536))
+        .build()
+        .map_err(parquet_error)?;
+    let (_, mut rows) = super::text::rows_for(header.clone(), spec)?;
+
+    // Map each emitted row back to its row number in the file.
+    let mut group_cursor = 0usize;
+    let mut within_group = 0u64;
+    let mut columns: Vec<Option<Column>> = vec![None; header.len()];
+    'batches: for batch in batches {
+        let batch = batch.map_err(|e| parquet_error(e.into()))?;
+        for (position, &field) in needed.iter().enumerate() {
+            columns[field] = Some(Column::new(batch.column(position))?);
+        }
+        for i in 0..batch.num_rows() {
+            while within_group >= layout[selected[group_cursor]].1 {
+                group_cursor += 1;
+                within_group = 0;
+            }
+            let row = layout[selected[group_cursor]].0 + within_group + 1;
+            within_group += 1;
+            rows.push(row, |c| columns[c].as_ref().map_or(Cell::Null, |column| column.cell(i)))?;
+            if rows.should_stop() {
+                break 'batches;
+            }
+        }
+        if let Some(block) = rows.take_full_block() {
+            sink(block)?;
+        }
+    }
+    if selected.is_empty() {
+        return Ok(InputSummary { kind, rows: 0 });
+    }
+    finish(kind, rows, sink)
+}
+
+/// The file's columns that the kind of input reads, in file order (Arrow's projection order).
+fn needed_columns(kind: InputKind, header: &[String], spec: &InputSpec) -> Result<Vec<usize>, AttributionError> {
+    let resolver = Resolver::new(header, &spec.columns);
+    let mut needed = match kind {
+        InputKind::Events => {
+            let c = resolver.events()?;
+            let conversion = match c.conversion {
+                ConversionColumn::Flag(i) | ConversionColumn::EventType(i) => i,
+            };
+            let mut v = vec![c.user_id, c.timestamp, c.channel, conversion];
+            v.extend(c.conversion_value);
+            v
+        }
+        InputKind::Paths => {
+            let c = resolver.paths()?;
+            let mut v = vec![c.path, c.total_conversions];
+            v.extend(c.total_conversion_value);
+            v.extend(c.total_null);
+            v
+        }
+    };
+    needed.sort_unstable();
+    needed.dedup();
+    Ok(needed)
+}
+
+/// One Arrow column, normalised to the few physical types cells come from.
+#[derive(Clone)]
+enum Column {
+    Utf8(StringArray),
+    LargeUtf8(LargeStringArray),
+    Utf8View(StringViewArray),
+    Dictionary(DictionaryArray<Int32Type>, Arc<StringArray>),
+    Int(Int64Array),
+    Float(Float64Array),
+    Bool(BooleanArray),
+    Micros(TimestampMicrosecondArray),
+    Unsupported,
+}
+
+impl Column {
+    fn new(array: &ArrayRef) -> Result<Column, AttributionError> {
+        let cast_to = |to: &DataType| cast(array, to).map_err(|e| AttributionError::new(ErrorCode::InvalidValue, format!("cannot read a Parquet column: {e}")));
+        Ok(match array.data_type() {
+            DataType::Utf8 => Column::Utf8(array.as_string::<i32>().clone()),
+            DataType::LargeUtf8 => Column::LargeUtf8(array.as_string::<i64>().clone()),
+            DataType::Utf8View => Column::Utf8View(array.as_string_view().clone()),
+            DataType::Binary | DataType::LargeBinary | DataType::BinaryView => {
+                Column::Utf8(cast_to(&DataType::Utf8)?.as_string::<i32>().clone())
+            }
+            DataType::Dictionary(_, value) if value.is_string() || **value == DataType::Binary => {
+                let dict = cast_to(&DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8)))?;
+                let dict = dict.as_dictionary::<Int32Type>().clone();
+                let values = Arc::new(dict.values().as_string::<i32>().clone());
+                Column::Dictionary(dict, values)
+            }
+            DataType::Boolean => Column::Bool(array.as_boolean().clone()),
+            t if t.is_integer() => Column::Int(cast_to(&DataType::Int64)?.as_primitive().clone()),
+            t if t.is_floating() || matches!(t, DataType::Decimal128(..) | DataType::Decimal256(..)) => {
+                Column::Float(cast_to(&DataType::Float64)?.as_primitive().clone())
+            }
+            DataType::Timestamp(_, _) | DataType::Date32 | DataType::Date64 => {
+                // Arrow timestamps are UTC instants; a timestamp without a zone is read as UTC.
+                Column::Micros(cast_to(&DataType::Timestamp(TimeUnit::Microsecond, None))?.as_primitive().clone())
+            }
+            _ => Column::Unsupported,
+        })
+    }
+
+    fn cell(&self, i: usize) -> Cell<'_> {
+        macro_rules! value_or_null {
+            ($array:expr, $wrap:expr) => {
+                if $array.is_null(i) { Cell::Null } else { $wrap($array.value(i)) }
+            };
+        }
+        match self {
+            Column::Utf8(a) => value_or_null!(a, Cell::Str),
+            Column::LargeUtf8(a) => value_or_null!(a, Cell::Str),
+            Column::Utf8View(a) => value_or_null!(a, Cell::Str),
+            Column::Dictionary(a, values) => {
+                if a.is_null(i) {
+                    Cell::Null
+                } else {
+                    Cell::Str(values.value(a.keys().value(i) as usize))
+                }
+            }
+            Column::Int(a) => value_or_null!(a, Cell::Int),
+            Column::Float(a) => value_or_null!(a, Cell::Float),
+            Column::Bool(a) => value_or_null!(a, Cell::Bool),
+            Column::Micros(a) => value_or_null!(a, Cell::Micros),
+            Column::Unsupported => Cell::Nested,
+        }
+    }
+}
+
+fn parquet_error(error: parquet::errors::ParquetError) -> AttributionError {
+    AttributionError::new(
+        ErrorCode::TruncatedInput,
+        format!("cannot read the Parquet file ({error}); is it complete and a valid Parquet file?"),
+    )
+}

@@ -1,0 +1,339 @@
+//! Turning decoded cells into chunks: the per-row rules for event and path rows, shared by
+//! every format. Bad values become located problems; decoding goes on so one run reports
+//! up to 100 of them.
+
+use std::borrow::Cow;
+use std::io::Write;
+
+use super::columns::{ConversionColumn, EventColumns, PathColumns};
+use super::values::{Cell, read_flag, read_number, read_timestamp};
+use super::{Block, Limits};
+use crate::chunk::{EventChunk, NO_CHANNEL, PathChunk, user_key};
+use crate::error::{AttributionError, ErrorCode, Problems};
+
+/// Longest channel name accepted, in bytes.
+pub const MAX_CHANNEL_NAME_BYTES: usize = 1024;
+/// Longest user id accepted, in bytes.
+pub const MAX_USER_ID_BYTES: usize = 1024;
+
+/// Accumulates rows of one kind into blocks.
+pub(crate) enum Rows {
+    Events(EventRows),
+    Paths(PathRows),
+}
+
+pub(crate) struct EventRows {
+    columns: EventColumns,
+    names: ColumnNames,
+    keep_user_ids: bool,
+    chunk: EventChunk,
+    shared: Shared,
+}
+
+pub(crate) struct PathRows {
+    columns: PathColumns,
+    names: ColumnNames,
+    separator: String,
+    chunk: PathChunk,
+    path: Vec<u32>,
+    shared: Shared,
+}
+
+/// State both kinds keep: problems, limits, counts.
+struct Shared {
+    problems: Problems,
+    limits: Limits,
+    block_rows: usize,
+    rows: u64,
+}
+
+/// Column names by position, for error details.
+pub(crate) struct ColumnNames(pub Vec<String>);
+
+impl ColumnNames {
+    fn get(&self, i: usize) -> &str {
+        self.0.get(i).map(String::as_str).unwrap_or("?")
+    }
+}
+
+impl Rows {
+    pub(crate) fn events(columns: EventColumns, header: Vec<String>, keep_user_ids: bool, limits: Limits, block_rows: usize) -> Rows {
+        Rows::Events(EventRows {
+            columns,
+            names: ColumnNames(header),
+            keep_user_ids,
+            chunk: new_event_chunk(keep_user_ids),
+            shared: Shared::new(limits, block_rows),
+        })
+    }
+
+    pub(crate) fn paths(columns: PathColumns, header: Vec<String>, separator: String, limits: Limits, block_rows: usize) -> Rows {
+        Rows::Paths(PathRows {
+            columns,
+            names: ColumnNames(header),
+            separator,
+            chunk: PathChunk::default(),
+            path: Vec::new(),
+            shared: Shared::new(limits, block_rows),
+        })
+    }
+
+    fn shared(&mut self) -> &mut Shared {
+        match self {
+            Rows::Events(rows) => &mut rows.shared,
+            Rows::Paths(rows) => &mut rows.shared,
+        }
+    }
+
+    /// Records a problem found by the decoder itself (a malformed record, bad UTF-8).
+    pub(crate) fn problem(&mut self, row: u64, column: &str, problem: impl Into<String>) {
+        let shared = self.shared();
+        shared.rows += 1;
+        shared.problems.push(row, column, problem);
+    }
+
+    /// Adds one row; `cell(i)` reads column i. Fails only when a limit is exceeded.
+    pub(crate) fn push<'c>(&mut self, row: u64, cell: impl Fn(usize) -> Cell<'c>) -> Result<(), AttributionError> {
+        let shared = self.shared();
+        shared.rows += 1;
+        if let Some(max) = shared.limits.max_rows
+            && shared.rows > max
+        {
+            return Err(AttributionError::new(
+                ErrorCode::LimitExceeded,
+                format!("the input has more than {max} rows, the configured limit (max_rows)"),
+            ));
+        }
+        match self {
+            Rows::Events(rows) => rows.push(row, cell),
+            Rows::Paths(rows) => rows.push(row, cell),
+        }
+    }
+
+    /// True once 100 problems are known: reading further would add nothing.
+    pub(crate) fn should_stop(&mut self) -> bool {
+        self.shared().problems.is_full()
+    }
+
+    /// A full block, ready for the sink (never once a problem was found: a failed input
+    /// produces no partial output).
+    pub(crate) fn take_full_block(&mut self) -> Option<Block> {
+        match self {
+            Rows::Events(rows) if rows.shared.problems.is_empty() && rows.chunk.len() >= rows.shared.block_rows => {
+                let next = new_event_chunk(rows.keep_user_ids);
+                Some(Block::Events(std::mem::replace(&mut rows.chunk, next)))
+            }
+            Rows::Paths(rows) if rows.shared.problems.is_empty() && rows.chunk.len() >= rows.shared.block_rows => {
+                Some(Block::Paths(std::mem::take(&mut rows.chunk)))
+            }
+            _ => None,
+        }
+    }
+
+    /// The last block, or the error carrying every problem found.
+    pub(crate) fn finish(self) -> Result<(u64, Option<Block>), AttributionError> {
+        let (shared, block) = match self {
+            Rows::Events(rows) => (rows.shared, (!rows.chunk.is_empty()).then_some(Block::Events(rows.chunk))),
+            Rows::Paths(rows) => (rows.shared, (!rows.chunk.is_empty()).then_some(Block::Paths(rows.chunk))),
+        };
+        shared.problems.into_result()?;
+        Ok((shared.rows, block))
+    }
+}
+
+impl Shared {
+    fn new(limits: Limits, block_rows: usize) -> Shared {
+        Shared { problems: Problems::default(), limits, block_rows, rows: 0 }
+    }
+
+    /// Records a row's problems; true when the row must not be kept (it had problems, or
+    /// earlier rows did and the input will fail anyway).
+    fn record(&mut self, row: u64, names: &ColumnNames, found: Vec<(usize, String)>) -> bool {
+        let had_problems = !found.is_empty();
+        for (column, problem) in found {
+            self.problems.push(row, names.get(column), problem);
+        }
+        had_problems || !self.problems.is_empty()
+    }
+
+    fn check_channels(&self, channels: usize) -> Result<(), AttributionError> {
+        if channels > self.limits.max_channels {
+            return Err(AttributionError::new(
+                ErrorCode::LimitExceeded,
+                format!("the input has more than {} distinct channels, the configured limit (max_channels)", self.limits.max_channels),
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn new_event_chunk(keep_user_ids: bool) -> EventChunk {
+    EventChunk { user_ids: keep_user_ids.then(Vec::new), ..Default::default() }
+}
+
+impl EventRows {
+    fn push<'c>(&mut self, row: u64, cell: impl Fn(usize) -> Cell<'c>) -> Result<(), AttributionError> {
+        let c = self.columns;
+        let mut found: Vec<(usize, String)> = Vec::new();
+        let mut bad = |column: usize, problem: String| found.push((column, problem));
+
+        let mut number = [0u8; 24];
+        let user_cell = cell(c.user_id);
+        let user: &[u8] = match user_cell {
+            Cell::Str(s) if !s.trim().is_empty() && s.len() <= MAX_USER_ID_BYTES => s.as_bytes(),
+            Cell::Str(s) if s.len() > MAX_USER_ID_BYTES => {
+                bad(c.user_id, format!("user id longer than {MAX_USER_ID_BYTES} bytes"));
+                b""
+            }
+            Cell::Int(i) => format_int(i, &mut number),
+            Cell::Null | Cell::Str(_) => {
+                bad(c.user_id, "user id is empty".to_owned());
+                b""
+            }
+            other => {
+                bad(c.user_id, format!("cannot read {} as a user id", other.display()));
+                b""
+            }
+        };
+
+        let time_cell = cell(c.timestamp);
+        let timestamp = read_timestamp(time_cell).unwrap_or_else(|| {
+            let problem = if time_cell.is_blank() {
+                "timestamp is empty".to_owned()
+            } else {
+                format!(
+                    "cannot read {} as a timestamp (expected RFC 3339 / ISO 8601 such as 2026-01-31T12:00:00Z, or epoch seconds/milliseconds)",
+                    time_cell.display()
+                )
+            };
+            bad(c.timestamp, problem);
+            0
+        });
+
+        let is_conversion = match c.conversion {
+            ConversionColumn::Flag(i) => {
+                let flag_cell = cell(i);
+                read_flag(flag_cell).unwrap_or_else(|| {
+                    bad(i, format!("cannot read {} as a conversion flag (expected 0/1 or true/false)", flag_cell.display()));
+                    false
+                })
+            }
+            ConversionColumn::EventType(i) => match cell(i) {
+                Cell::Str(s) => s.trim().eq_ignore_ascii_case("conversion"),
+                _ => false,
+            },
+        };
+
+        let channel_cell = cell(c.channel);
+        let channel_name: Option<Cow<'_, str>> = match channel_cell {
+            Cell::Str(s) if !s.trim().is_empty() => Some(Cow::Borrowed(s.trim())),
+            Cell::Null | Cell::Str(_) => None,
+            Cell::Int(i) => Some(Cow::Owned(i.to_string())),
+            other => {
+                bad(c.channel, format!("cannot read {} as a channel name", other.display()));
+                None
+            }
+        };
+        if let Some(name) = &channel_name
+            && name.len() > MAX_CHANNEL_NAME_BYTES
+        {
+            bad(c.channel, format!("channel name longer than {MAX_CHANNEL_NAME_BYTES} bytes"));
+        }
+        if channel_name.is_none() && !is_conversion && !matches!(channel_cell, Cell::Nested | Cell::Bool(_) | Cell::Float(_) | Cell::Micros(_)) {
+            bad(c.channel, "channel is empty on a touch row".to_owned());
+        }
+
+        let mut value = 0.0;
+        if is_conversion && let Some(i) = c.conversion_value {
+            match read_number(cell(i)) {
+                Ok(Some(v)) if v < 0.0 => bad(i, format!("negative conversion value {v} (refunds are not supported: send them as 0 or drop them)")),
+                Ok(Some(v)) => value = v,
+                Ok(None) => {}
+                Err(problem) => bad(i, problem),
+            }
+        }
+
+        if self.shared.record(row, &self.names, found) {
+            return Ok(());
+        }
+        let channel = match &channel_name {
+            Some(name) => {
+                let id = self.chunk.channels.id(name);
+                self.shared.check_channels(self.chunk.channels.len())?;
+                id
+            }
+            None => NO_CHANNEL,
+        };
+        let chunk = &mut self.chunk;
+        chunk.user_keys.push(user_key(user));
+        if let Some(ids) = &mut chunk.user_ids {
+            ids.push(String::from_utf8_lossy(user).into_owned());
+        }
+        chunk.timestamps.push(timestamp);
+        chunk.channel_ids.push(channel);
+        chunk.is_conversion.push(is_conversion);
+        chunk.values.push(value);
+        chunk.row_numbers.push(row);
+        Ok(())
+    }
+}
+
+impl PathRows {
+    fn push<'c>(&mut self, row: u64, cell: impl Fn(usize) -> Cell<'c>) -> Result<(), AttributionError> {
+        let c = self.columns;
+        let mut found: Vec<(usize, String)> = Vec::new();
+        let mut bad = |column: usize, problem: String| found.push((column, problem));
+        let mut non_negative = |column: Option<usize>, required: bool| -> f64 {
+            let Some(i) = column else { return 0.0 };
+            match read_number(cell(i)) {
+                Ok(Some(v)) if v < 0.0 => {
+                    bad(i, format!("negative number {v}"));
+                    0.0
+                }
+                Ok(Some(v)) => v,
+                Ok(None) if required => {
+                    bad(i, "value is empty".to_owned());
+                    0.0
+                }
+                Ok(None) => 0.0,
+                Err(problem) => {
+                    bad(i, problem);
+                    0.0
+                }
+            }
+        };
+        let conversions = non_negative(Some(c.total_conversions), true);
+        let value = non_negative(c.total_conversion_value, false);
+        let nulls = non_negative(c.total_null, false);
+        let path_cell = cell(c.path);
+        let path_text = match path_cell {
+            Cell::Str(s) => s,
+            Cell::Null => "",
+            other => {
+                bad(c.path, format!("cannot read {} as a path", other.display()));
+                ""
+            }
+        };
+        if self.shared.record(row, &self.names, found) {
+            return Ok(());
+        }
+        self.path.clear();
+        for token in path_text.split(self.separator.as_str()).map(str::trim).filter(|t| !t.is_empty()) {
+            if token.len() > MAX_CHANNEL_NAME_BYTES {
+                self.shared.problems.push(row, self.names.get(c.path), format!("channel name longer than {MAX_CHANNEL_NAME_BYTES} bytes"));
+                return Ok(());
+            }
+            self.path.push(self.chunk.channels.id(token));
+        }
+        self.shared.check_channels(self.chunk.channels.len())?;
+        self.chunk.push(&self.path, conversions, value, nulls, row);
+        Ok(())
+    }
+}
+
+fn format_int(i: i64, buffer: &mut [u8; 24]) -> &[u8] {
+    let mut cursor = std::io::Cursor::new(&mut buffer[..]);
+    write!(cursor, "{i}").expect("an i64 fits in 24 bytes");
+    let len = cursor.position() as usize;
+    &buffer[..len]
+}

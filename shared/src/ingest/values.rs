@@ -1,0 +1,245 @@
+//! Typed reading of single cells, the same rules for every format: timestamps in
+//! RFC 3339 / ISO 8601 or epoch units, booleans, finite numbers.
+
+use chrono::NaiveDate;
+
+/// One cell as a decoder sees it, before it is read as its column's type.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Cell<'a> {
+    Null,
+    Str(&'a str),
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+    /// A native timestamp, already in UTC microseconds (Parquet/Arrow timestamp or date).
+    Micros(i64),
+    /// A JSON array or object, or another type no column accepts.
+    Nested,
+}
+
+impl Cell<'_> {
+    /// Null, or a string of only white space.
+    pub fn is_blank(&self) -> bool {
+        match self {
+            Cell::Null => true,
+            Cell::Str(s) => s.trim().is_empty(),
+            _ => false,
+        }
+    }
+
+    /// The cell as the user wrote it, for error messages (shortened).
+    pub fn display(&self) -> String {
+        let text = match self {
+            Cell::Null => return "an empty value".to_owned(),
+            Cell::Str(s) => s.to_string(),
+            Cell::Int(i) => i.to_string(),
+            Cell::Float(f) => f.to_string(),
+            Cell::Bool(b) => b.to_string(),
+            Cell::Micros(m) => m.to_string(),
+            Cell::Nested => return "a nested or binary value".to_owned(),
+        };
+        let mut shown: String = text.chars().take(60).collect();
+        if shown.len() < text.len() {
+            shown.push('…');
+        }
+        format!("`{shown}`")
+    }
+}
+
+/// Reads a timestamp as UTC microseconds.
+///
+/// Strings: `YYYY-MM-DD`, optionally followed by `T` or a space and `HH:MM[:SS[.fraction]]`,
+/// optionally followed by `Z` or an offset `±HH[:MM]`; no offset means UTC.
+/// Numbers (or strings of digits): epoch time whose unit follows from its size:
+/// below 10¹¹ seconds, below 10¹⁴ milliseconds, below 10¹⁷ microseconds, else nanoseconds.
+pub fn read_timestamp(cell: Cell<'_>) -> Option<i64> {
+    match cell {
+        Cell::Micros(m) => Some(m),
+        Cell::Int(i) => epoch_micros(i as f64),
+        Cell::Float(f) => epoch_micros(f),
+        Cell::Str(s) => {
+            let s = s.trim();
+            let unsigned = s.strip_prefix('-').unwrap_or(s);
+            if !unsigned.is_empty() && unsigned.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+                return s.parse::<f64>().ok().and_then(epoch_micros);
+            }
+            parse_iso8601(s)
+        }
+        Cell::Null | Cell::Bool(_) | Cell::Nested => None,
+    }
+}
+
+fn epoch_micros(value: f64) -> Option<i64> {
+    if !value.is_finite() {
+        return None;
+    }
+    let magnitude = value.abs();
+    let micros = if magnitude < 1e11 {
+        value * 1e6
+    } else if magnitude < 1e14 {
+        value * 1e3
+    } else if magnitude < 1e17 {
+        value
+    } else {
+        value / 1e3
+    };
+    Some(micros.round() as i64)
+}
+
+fn parse_iso8601(s: &str) -> Option<i64> {
+    let b = s.as_bytes();
+    if b.len() < 10 || b[4] != b'-' || b[7] != b'-' {
+        return None;
+    }
+    let year = digits(&b[0..4])? as i32;
+    let month = digits(&b[5..7])? as u32;
+    let day = digits(&b[8..10])? as u32;
+    let date = NaiveDate::from_ymd_opt(year, month, day)?;
+    let days = (date - NaiveDate::from_ymd_opt(1970, 1, 1)?).num_days();
+    let mut micros = days * 86_400_000_000;
+    let mut rest = &b[10..];
+    if rest.is_empty() {
+        return Some(micros);
+    }
+    if rest[0] != b'T' && rest[0] != b't' && rest[0] != b' ' {
+        return None;
+    }
+    rest = &rest[1..];
+    if rest.len() < 5 || rest[2] != b':' {
+        return None;
+    }
+    let hour = digits(&rest[0..2])?;
+    let minute = digits(&rest[3..5])?;
+    rest = &rest[5..];
+    let mut second = 0;
+    if rest.first() == Some(&b':') {
+        second = digits(rest.get(1..3)?)?;
+        rest = &rest[3..];
+    }
+    if hour > 23 || minute > 59 || second > 60 {
+        return None;
+    }
+    micros += ((hour * 60 + minute) * 60 + second) as i64 * 1_000_000;
+    if rest.first() == Some(&b'.') || rest.first() == Some(&b',') {
+        let frac_len = rest[1..].iter().take_while(|c| c.is_ascii_digit()).count();
+        if frac_len == 0 {
+            return None;
+        }
+        let frac = &rest[1..1 + frac_len];
+        let mut fraction = 0i64;
+        for (i, d) in frac.iter().take(6).enumerate() {
+            fraction += i64::from(d - b'0') * 10i64.pow(5 - i as u32);
+        }
+        micros += fraction;
+        rest = &rest[1 + frac_len..];
+    }
+    let offset_minutes = match rest {
+        [] | [b'Z'] | [b'z'] | b" UTC" | b"UTC" => 0,
+        [sign @ (b'+' | b'-'), tail @ ..] => {
+            let (h, m) = match tail {
+                [h1, h2] => (digits(&[*h1, *h2])?, 0),
+                [h1, h2, b':', m1, m2] | [h1, h2, m1, m2] => (digits(&[*h1, *h2])?, digits(&[*m1, *m2])?),
+                _ => return None,
+            };
+            let minutes = (h * 60 + m) as i64;
+            if *sign == b'+' { minutes } else { -minutes }
+        }
+        _ => return None,
+    };
+    Some(micros - offset_minutes * 60_000_000)
+}
+
+fn digits(b: &[u8]) -> Option<u64> {
+    if b.is_empty() || !b.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    Some(b.iter().fold(0u64, |acc, d| acc * 10 + u64::from(d - b'0')))
+}
+
+/// Reads a conversion flag. Empty means "not a conversion".
+pub fn read_flag(cell: Cell<'_>) -> Option<bool> {
+    match cell {
+        Cell::Null => Some(false),
+        Cell::Bool(b) => Some(b),
+        Cell::Int(0) => Some(false),
+        Cell::Int(1) => Some(true),
+        Cell::Float(f) if f == 0.0 => Some(false),
+        Cell::Float(f) if f == 1.0 => Some(true),
+        Cell::Str(s) => match s.trim().to_ascii_lowercase().as_str() {
+            "" | "0" | "false" | "f" | "no" | "n" | "0.0" => Some(false),
+            "1" | "true" | "t" | "yes" | "y" | "1.0" => Some(true),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// Reads a number; `Ok(None)` when empty, `Err` with the reason when not a finite number.
+pub fn read_number(cell: Cell<'_>) -> Result<Option<f64>, String> {
+    let value = match cell {
+        Cell::Null => return Ok(None),
+        Cell::Int(i) => i as f64,
+        Cell::Float(f) => f,
+        Cell::Bool(b) => f64::from(u8::from(b)),
+        Cell::Micros(_) | Cell::Nested => return Err(format!("expected a number, found {}", cell.display())),
+        Cell::Str(s) => {
+            let s = s.trim();
+            if s.is_empty() {
+                return Ok(None);
+            }
+            s.parse::<f64>().map_err(|_| format!("cannot read {} as a number", cell.display()))?
+        }
+    };
+    if value.is_finite() { Ok(Some(value)) } else { Err(format!("{} is not a finite number", cell.display())) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECOND: i64 = 1_000_000;
+
+    #[test]
+    fn iso_forms_agree() {
+        let base = read_timestamp(Cell::Str("2018-07-03T13:02:11Z")).unwrap();
+        assert_eq!(base, 1_530_622_931 * SECOND);
+        for form in ["2018-07-03 13:02:11", "2018-07-03T13:02:11", "2018-07-03T15:02:11+02:00", "2018-07-03T08:02:11-0500"] {
+            assert_eq!(read_timestamp(Cell::Str(form)), Some(base), "{form}");
+        }
+        assert_eq!(read_timestamp(Cell::Str("2018-07-03T13:02:11.25Z")), Some(base + 250_000));
+        assert_eq!(read_timestamp(Cell::Str("2018-07-03")), Some(base - (13 * 3600 + 2 * 60 + 11) * SECOND));
+    }
+
+    #[test]
+    fn epoch_units_follow_magnitude() {
+        let base = 1_530_622_931 * SECOND;
+        assert_eq!(read_timestamp(Cell::Int(1_530_622_931)), Some(base));
+        assert_eq!(read_timestamp(Cell::Int(1_530_622_931_000)), Some(base));
+        assert_eq!(read_timestamp(Cell::Str("1530622931000000")), Some(base));
+        assert_eq!(read_timestamp(Cell::Str("1530622931.5")), Some(base + 500_000));
+    }
+
+    #[test]
+    fn garbage_is_not_a_timestamp() {
+        for bad in ["yesterday", "2018-13-01", "2018-02-30T00:00:00Z", "2018-07-03T25:00", "2018-07-03X", "", "NaN"] {
+            assert_eq!(read_timestamp(Cell::Str(bad)), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn numbers_must_be_finite() {
+        assert_eq!(read_number(Cell::Str(" 2.5 ")), Ok(Some(2.5)));
+        assert_eq!(read_number(Cell::Str("")), Ok(None));
+        assert!(read_number(Cell::Str("NaN")).is_err());
+        assert!(read_number(Cell::Str("inf")).is_err());
+        assert!(read_number(Cell::Str("1,5")).is_err());
+    }
+
+    #[test]
+    fn flags() {
+        assert_eq!(read_flag(Cell::Str("TRUE")), Some(true));
+        assert_eq!(read_flag(Cell::Str("")), Some(false));
+        assert_eq!(read_flag(Cell::Int(2)), None);
+        assert_eq!(read_flag(Cell::Str("maybe")), None);
+    }
+}

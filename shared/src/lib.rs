@@ -1,0 +1,28 @@
+//! # mta-core: the attribution engine
+//!
+//! The pure compute core of the service: it decodes touchpoint files from any reader,
+//! builds journeys, applies every attribution model, and produces mergeable partial
+//! aggregates and the final result. It performs no network I/O, reads no clock and no
+//! environment; the `mta` command, the API and the workers call it.
+//!
+//! Data flow: [`ingest`] (bytes → [`chunk`]s) → [`journey`] (rows → journeys) →
+//! [`partial`] (journeys → additive aggregates, via [`rules`] and [`markov`]) →
+//! [`Partial::merge`] → [`Partial::finish`] → [`result`]. [`credits`] exports
+//! per-journey credit rows.
+
+pub mod chunk;
+pub mod credits;
+pub mod error;
+pub mod ingest;
+pub mod journey;
+pub mod markov;
+pub mod options;
+pub mod partial;
+pub mod result;
+pub mod rules;
+
+pub use chunk::{ChannelDict, EventChunk, PathChunk};
+pub use error::{AttributionError, ErrorCode, Problem};
+pub use options::{InputKind, ModelId, Options, OptionsSpec, PositionWeights};
+pub use partial::Partial;
+pub use result::AttributionResult;

@@ -1,0 +1,391 @@
+//! The Markov-chain removal-effect model of order k, solved exactly (DESIGN.md 3).
+//!
+//! [`MarkovCounts`] holds the chain's additive sufficient statistics (transition
+//! weights, per-state absorption weights and value sums) so chunks merge by addition;
+//! [`MarkovCounts::solve`] then runs one sparse LU solve for the full chain and one per
+//! channel with that channel removed. No simulation.
+
+use rayon::prelude::*;
+use rustc_hash::FxHashMap;
+
+use crate::chunk::NO_CHANNEL;
+use crate::error::{AttributionError, ErrorCode};
+
+/// A state: up to four channel ids (a k-gram), unused slots set to [`NO_CHANNEL`].
+pub type StateKey = [u32; 4];
+
+/// The `(start)` state in transition keys.
+const START: u32 = u32::MAX;
+
+/// Refuse chains larger than this many states instead of exhausting memory.
+pub const MAX_MARKOV_STATES: usize = 2_000_000;
+
+/// Additive statistics of a k-order chain.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MarkovCounts {
+    pub order: u8,
+    states: Vec<StateKey>,
+    state_ids: FxHashMap<StateKey, u32>,
+    /// `(from << 32 | to) -> weight`; `from` may be [`START`].
+    transitions: FxHashMap<u64, f64>,
+    conversions: Vec<f64>,
+    nulls: Vec<f64>,
+    values: Vec<f64>,
+    path: Vec<u32>,
+}
+
+/// The solved chain, per channel id of the partial it came from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MarkovSolution {
+    pub conversion_probability: f64,
+    pub removal_effect: Vec<f64>,
+    pub removal_effect_value: Vec<f64>,
+    pub conversions: Vec<f64>,
+    pub value: Vec<f64>,
+}
+
+impl MarkovCounts {
+    pub fn new(order: u8) -> Self {
+        assert!((1..=4).contains(&order), "markov order is validated to 1..=4");
+        MarkovCounts { order, ..Default::default() }
+    }
+
+    pub fn state_count(&self) -> usize {
+        self.states.len()
+    }
+
+    /// Adds one journey: (start) → s1 → … → sm with weight conversions + nulls, then
+    /// sm → (conversion) and sm → (null). States are sliding k-grams (a shorter journey is
+    /// one shorter state) with consecutive identical states collapsed.
+    pub fn add_path(&mut self, channels: &[u32], conversions: f64, nulls: f64, value: f64) {
+        let weight = conversions + nulls;
+        if channels.is_empty() || weight <= 0.0 {
+            return;
+        }
+        let k = self.order as usize;
+        let mut path = std::mem::take(&mut self.path);
+        path.clear();
+        let grams = if channels.len() < k { 1 } else { channels.len() - k + 1 };
+        for start in 0..grams {
+            let gram = &channels[start..(start + k).min(channels.len())];
+            let mut key = [NO_CHANNEL; 4];
+            key[..gram.len()].copy_from_slice(gram);
+            let id = self.intern(key);
+            if path.last() != Some(&id) {
+                path.push(id);
+            }
+        }
+        let mut from = START;
+        for &to in &path {
+            *self.transitions.entry(edge(from, to)).or_insert(0.0) += weight;
+            from = to;
+        }
+        let last = from as usize;
+        self.conversions[last] += conversions;
+        self.nulls[last] += nulls;
+        self.values[last] += value;
+        self.path = path;
+    }
+
+    fn intern(&mut self, key: StateKey) -> u32 {
+        if let Some(&id) = self.state_ids.get(&key) {
+            return id;
+        }
+        let id = self.states.len() as u32;
+        self.states.push(key);
+        self.state_ids.insert(key, id);
+        self.conversions.push(0.0);
+        self.nulls.push(0.0);
+        self.values.push(0.0);
+        id
+    }
+
+    /// Adds `other`, whose channel ids map to ours through `channel_map`.
+    pub fn merge(&mut self, other: &MarkovCounts, channel_map: &[u32]) {
+        assert_eq!(self.order, other.order, "partials of one job share the markov order");
+        let state_map: Vec<u32> = other
+            .states
+            .iter()
+            .map(|key| self.intern(key.map(|c| if c == NO_CHANNEL { c } else { channel_map[c as usize] })))
+            .collect();
+        for (&key, &weight) in &other.transitions {
+            let (from, to) = split_edge(key);
+            let from = if from == START { START } else { state_map[from as usize] };
+            *self.transitions.entry(edge(from, state_map[to as usize])).or_insert(0.0) += weight;
+        }
+        for (old, &new) in state_map.iter().enumerate() {
+            let new = new as usize;
+            self.conversions[new] += other.conversions[old];
+            self.nulls[new] += other.nulls[old];
+            self.values[new] += other.values[old];
+        }
+    }
+
+    /// Solves the chain for `channel_count` channel ids.
+    pub fn solve(&self, channel_count: usize) -> Result<MarkovSolution, AttributionError> {
+        if self.states.len() > MAX_MARKOV_STATES {
+            return Err(AttributionError::new(
+                ErrorCode::LimitExceeded,
+                format!(
+                    "the order-{} Markov chain has {} states, above the limit of {MAX_MARKOV_STATES}; use a lower markov_order",
+                    self.order,
+                    self.states.len()
+                ),
+            ));
+        }
+        let chain = Chain::new(self);
+        let (base_conversions, base_value) = chain.absorb(|_| true)?;
+        let channels_in_chain: Vec<u32> = {
+            let mut present = vec![false; channel_count];
+            for key in &self.states {
+                for &c in key.iter().filter(|&&c| c != NO_CHANNEL) {
+                    present[c as usize] = true;
+                }
+            }
+            (0..channel_count as u32).filter(|&c| present[c as usize]).collect()
+        };
+        let removed: Vec<(u32, f64, f64)> = channels_in_chain
+            .par_iter()
+            .map(|&channel| {
+                let (p, v) = chain.absorb(|state| !self.states[state].contains(&channel))?;
+                Ok((channel, effect(p, base_conversions), effect(v, base_value)))
+            })
+            .collect::<Result<_, AttributionError>>()?;
+
+        let mut solution = MarkovSolution {
+            conversion_probability: base_conversions,
+            removal_effect: vec![0.0; channel_count],
+            removal_effect_value: vec![0.0; channel_count],
+            conversions: vec![0.0; channel_count],
+            value: vec![0.0; channel_count],
+        };
+        for &(channel, re, re_value) in &removed {
+            solution.removal_effect[channel as usize] = re;
+            solution.removal_effect_value[channel as usize] = re_value;
+        }
+        let total_conversions: f64 = self.conversions.iter().sum();
+        let total_value: f64 = self.values.iter().sum();
+        distribute(&solution.removal_effect, total_conversions, &mut solution.conversions);
+        distribute(&solution.removal_effect_value, total_value, &mut solution.value);
+        Ok(solution)
+    }
+}
+
+fn edge(from: u32, to: u32) -> u64 {
+    (from as u64) << 32 | to as u64
+}
+
+fn split_edge(key: u64) -> (u32, u32) {
+    ((key >> 32) as u32, key as u32)
+}
+
+/// RE = 1 − removed/base; removing a channel can only lower absorption, so a tiny
+/// negative from rounding is clamped to 0.
+fn effect(removed: f64, base: f64) -> f64 {
+    if base > 0.0 { (1.0 - removed / base).clamp(0.0, 1.0) } else { 0.0 }
+}
+
+/// `out[c] = effects[c] / Σ effects × total`.
+fn distribute(effects: &[f64], total: f64, out: &mut [f64]) {
+    let sum: f64 = effects.iter().sum();
+    if sum > 0.0 {
+        for (o, e) in out.iter_mut().zip(effects) {
+            *o = e / sum * total;
+        }
+    }
+}
+
+/// The row-normalised chain in CSR form.
+struct Chain {
+    /// Outgoing edges of state s: `edge_targets/edge_probs[offsets[s]..offsets[s+1]]`.
+    offsets: Vec<usize>,
+    edge_targets: Vec<u32>,
+    edge_probs: Vec<f64>,
+    start_probs: Vec<(u32, f64)>,
+    /// P(s → conversion) and P(s → conversion) · mean value per conversion at s.
+    conversion_prob: Vec<f64>,
+    conversion_value: Vec<f64>,
+}
+
+impl Chain {
+    fn new(counts: &MarkovCounts) -> Chain {
+        let n = counts.states.len();
+        let mut out_weight: Vec<f64> = (0..n).map(|s| counts.conversions[s] + counts.nulls[s]).collect();
+        let mut edges: Vec<(u32, u32, f64)> = counts
+            .transitions
+            .iter()
+            .map(|(&key, &w)| {
+                let (from, to) = split_edge(key);
+                (from, to, w)
+            })
+            .collect();
+        edges.sort_unstable_by_key(|&(from, to, _)| (from, to));
+        let mut start_weight = 0.0;
+        for &(from, _, w) in &edges {
+            if from == START {
+                start_weight += w;
+            } else {
+                out_weight[from as usize] += w;
+            }
+        }
+        let mut offsets = vec![0usize; n + 1];
+        let mut edge_targets = Vec::with_capacity(edges.len());
+        let mut edge_probs = Vec::with_capacity(edges.len());
+        let mut start_probs = Vec::new();
+        for &(from, to, w) in &edges {
+            if from == START {
+                start_probs.push((to, w / start_weight));
+            } else {
+                offsets[from as usize + 1] += 1;
+                edge_targets.push(to);
+                edge_probs.push(w / out_weight[from as usize]);
+            }
+        }
+        for s in 0..n {
+            offsets[s + 1] += offsets[s];
+        }
+        let conversion_prob: Vec<f64> =
+            (0..n).map(|s| if out_weight[s] > 0.0 { counts.conversions[s] / out_weight[s] } else { 0.0 }).collect();
+        // p_conv(s) · μ_s = (conv_s / out_s) · (value_s / conv_s) = value_s / out_s.
+        let conversion_value: Vec<f64> =
+            (0..n).map(|s| if out_weight[s] > 0.0 { counts.values[s] / out_weight[s] } else { 0.0 }).collect();
+        Chain { offsets, edge_targets, edge_probs, start_probs, conversion_prob, conversion_value }
+    }
+
+    /// Probability and expected value of absorbing in (conversion) from (start), when
+    /// only states with `keep(state)` remain and every transition into another state
+    /// goes to (null). Solves (I − Qᵀ) x = b for the expected visits x.
+    fn absorb(&self, keep: impl Fn(usize) -> bool) -> Result<(f64, f64), AttributionError> {
+        let n = self.conversion_prob.len();
+        let mut index = vec![usize::MAX; n];
+        let mut kept = Vec::new();
+        for s in 0..n {
+            if keep(s) {
+                index[s] = kept.len();
+                kept.push(s);
+            }
+        }
+        let m = kept.len();
+        if m == 0 {
+            return Ok((0.0, 0.0));
+        }
+        let mut rhs = vec![0.0; m];
+        for &(to, p) in &self.start_probs {
+            if index[to as usize] != usize::MAX {
+                rhs[index[to as usize]] += p;
+            }
+        }
+        // Column j of A = I − Qᵀ holds the outgoing transitions of kept state j.
+        let mut col_ptr = Vec::with_capacity(m + 1);
+        let mut row_idx = Vec::new();
+        let mut values = Vec::new();
+        col_ptr.push(0isize);
+        for (j, &s) in kept.iter().enumerate() {
+            row_idx.push(j);
+            values.push(1.0);
+            for e in self.offsets[s]..self.offsets[s + 1] {
+                let target = index[self.edge_targets[e] as usize];
+                if target == j {
+                    values[col_ptr[j] as usize] -= self.edge_probs[e];
+                } else if target != usize::MAX {
+                    row_idx.push(target);
+                    values.push(-self.edge_probs[e]);
+                }
+            }
+            col_ptr.push(row_idx.len() as isize);
+        }
+        let matrix = rsparse::data::Sprs { nzmax: values.len(), m, n: m, p: col_ptr, i: row_idx, x: values };
+        // rsparse orders: -1 natural, 0 = AMD on A + Aᵀ (CSparse's choice for LU). Its AMD
+        // underflows on matrices smaller than 3x3, which need no ordering anyway.
+        let ordering = if m < 3 { -1 } else { 0 };
+        rsparse::lusol(&matrix, &mut rhs, ordering, 1.0).map_err(|e| {
+            AttributionError::new(ErrorCode::Internal, format!("markov linear solve failed: {e:?}"))
+        })?;
+        let visits = rhs;
+        let conversions = kept.iter().zip(&visits).map(|(&s, x)| x * self.conversion_prob[s]).sum();
+        let value = kept.iter().zip(&visits).map(|(&s, x)| x * self.conversion_value[s]).sum();
+        Ok((conversions, value))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The tiny check of DESIGN.md 3 (c1=0, c2=1, c3=2).
+    fn design_example(order: u8) -> MarkovCounts {
+        let mut counts = MarkovCounts::new(order);
+        counts.add_path(&[0, 1], 1.0, 0.0, 10.0);
+        counts.add_path(&[0], 0.0, 1.0, 0.0);
+        counts.add_path(&[1, 2], 1.0, 1.0, 5.0);
+        counts.add_path(&[0, 0, 2], 2.0, 1.0, 30.0);
+        counts
+    }
+
+    fn close(a: f64, b: f64) -> bool {
+        (a - b).abs() <= 1e-9 * b.abs().max(1.0)
+    }
+
+    #[test]
+    fn design_tiny_case_is_exact() {
+        let s = design_example(1).solve(3).unwrap();
+        assert!(close(s.conversion_probability, 4.0 / 7.0));
+        for (got, want) in s.removal_effect.iter().zip([19.0 / 30.0, 11.0 / 20.0, 3.0 / 4.0]) {
+            assert!(close(*got, want), "{got} vs {want}");
+        }
+        for (got, want) in s.conversions.iter().zip([38.0 / 29.0, 33.0 / 29.0, 45.0 / 29.0]) {
+            assert!(close(*got, want), "{got} vs {want}");
+        }
+        for (got, want) in s.removal_effect_value.iter().zip([29.0 / 45.0, 8.0 / 15.0, 7.0 / 9.0]) {
+            assert!(close(*got, want), "{got} vs {want}");
+        }
+        for (got, want) in s.value.iter().zip([14.8295455, 12.2727273, 17.8977273]) {
+            assert!((got - want).abs() < 5e-7, "{got} vs {want}");
+        }
+    }
+
+    #[test]
+    fn consecutive_repeats_collapse_into_one_state() {
+        let counts = design_example(1);
+        assert_eq!(counts.state_count(), 3);
+        let second = design_example(2);
+        // c1c2, c1, c2c3, c1c1, c1c3: the order-2 state "c1 c1" exists.
+        assert_eq!(second.state_count(), 5);
+    }
+
+    #[test]
+    fn merging_split_counts_equals_counting_at_once() {
+        let whole = design_example(2);
+        let mut left = MarkovCounts::new(2);
+        left.add_path(&[0, 1], 1.0, 0.0, 10.0);
+        left.add_path(&[0], 0.0, 1.0, 0.0);
+        // The right half numbers its channels differently: c3 = 0, c1 = 1, c2 = 2.
+        let mut right = MarkovCounts::new(2);
+        right.add_path(&[2, 0], 1.0, 1.0, 5.0);
+        right.add_path(&[1, 1, 0], 2.0, 1.0, 30.0);
+        left.merge(&right, &[2, 0, 1]);
+        let (a, b) = (whole.solve(3).unwrap(), left.solve(3).unwrap());
+        for c in 0..3 {
+            assert!(close(a.conversions[c], b.conversions[c]));
+            assert!(close(a.value[c], b.value[c]));
+        }
+    }
+
+    #[test]
+    fn higher_orders_still_conserve_conversions_and_value() {
+        for order in 1..=4 {
+            let s = design_example(order).solve(3).unwrap();
+            assert!(close(s.conversions.iter().sum(), 4.0), "order {order}");
+            assert!(close(s.value.iter().sum(), 45.0), "order {order}");
+        }
+    }
+
+    #[test]
+    fn a_chain_without_conversions_credits_nothing() {
+        let mut counts = MarkovCounts::new(1);
+        counts.add_path(&[0, 1], 0.0, 3.0, 0.0);
+        let s = counts.solve(2).unwrap();
+        assert_eq!(s.conversion_probability, 0.0);
+        assert_eq!(s.conversions, [0.0, 0.0]);
+    }
+}

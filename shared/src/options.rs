@@ -1,0 +1,313 @@
+//! Attribution options: which models run and the journey and model parameters
+//! (DESIGN.md 2.4 and 3), validated once into [`Options`] before any row is read.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::AttributionError;
+
+/// Microseconds in one day: timestamps are carried as UTC microseconds.
+pub const MICROS_PER_DAY: f64 = 86_400_000_000.0;
+
+/// Whether rows are single events or pre-aggregated paths.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InputKind {
+    Events,
+    Paths,
+}
+
+impl FromStr for InputKind {
+    type Err = AttributionError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "events" => Ok(InputKind::Events),
+            "paths" => Ok(InputKind::Paths),
+            other => Err(AttributionError::option("kind", format!("`{other}` is not `events` or `paths`"))),
+        }
+    }
+}
+
+/// Every model of DESIGN.md section 3. The order here is the order of results.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModelId {
+    FirstTouch,
+    LastTouch,
+    LastNonDirect,
+    Linear,
+    PositionBased,
+    JShaped,
+    InverseJ,
+    TimeDecay,
+    Participation,
+    Markov,
+    Shapley,
+}
+
+impl ModelId {
+    pub const ALL: [ModelId; 11] = [
+        ModelId::FirstTouch,
+        ModelId::LastTouch,
+        ModelId::LastNonDirect,
+        ModelId::Linear,
+        ModelId::PositionBased,
+        ModelId::JShaped,
+        ModelId::InverseJ,
+        ModelId::TimeDecay,
+        ModelId::Participation,
+        ModelId::Markov,
+        ModelId::Shapley,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ModelId::FirstTouch => "first_touch",
+            ModelId::LastTouch => "last_touch",
+            ModelId::LastNonDirect => "last_non_direct",
+            ModelId::Linear => "linear",
+            ModelId::PositionBased => "position_based",
+            ModelId::JShaped => "j_shaped",
+            ModelId::InverseJ => "inverse_j",
+            ModelId::TimeDecay => "time_decay",
+            ModelId::Participation => "participation",
+            ModelId::Markov => "markov",
+            ModelId::Shapley => "shapley",
+        }
+    }
+
+    /// Models whose credit is a per-touch weighting of each journey, summed per channel.
+    pub fn is_rule_based(self) -> bool {
+        self != ModelId::Markov
+    }
+
+    /// Time decay needs touch timestamps, which path-level rows do not have.
+    pub fn applies_to(self, kind: InputKind) -> bool {
+        !(self == ModelId::TimeDecay && kind == InputKind::Paths)
+    }
+}
+
+impl fmt::Display for ModelId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for ModelId {
+    type Err = AttributionError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        ModelId::ALL.into_iter().find(|m| m.as_str() == s).ok_or_else(|| {
+            let known: Vec<&str> = ModelId::ALL.iter().map(|m| m.as_str()).collect();
+            AttributionError::option("models", format!("unknown model `{s}` (known: {}, or `all`)", known.join(", ")))
+        })
+    }
+}
+
+/// First / middle / last weights of the position-based family.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct PositionWeights {
+    pub first: f64,
+    pub middle: f64,
+    pub last: f64,
+}
+
+impl PositionWeights {
+    pub const U_SHAPED: PositionWeights = PositionWeights { first: 0.4, middle: 0.2, last: 0.4 };
+    pub const J_SHAPED: PositionWeights = PositionWeights { first: 0.2, middle: 0.2, last: 0.6 };
+    pub const INVERSE_J: PositionWeights = PositionWeights { first: 0.6, middle: 0.2, last: 0.2 };
+
+    /// Parses `F,M,L`; the weights are normalised to sum to 1 when options are validated.
+    pub fn parse(s: &str) -> Result<Self, AttributionError> {
+        let parts: Vec<&str> = s.split(',').map(str::trim).collect();
+        let parsed: Result<Vec<f64>, _> = parts.iter().map(|p| p.parse::<f64>()).collect();
+        match parsed.as_deref() {
+            Ok([first, middle, last]) => Ok(PositionWeights { first: *first, middle: *middle, last: *last }),
+            _ => Err(AttributionError::option("position_weights", format!("`{s}` is not three numbers `F,M,L`"))),
+        }
+    }
+}
+
+/// Options as the user gives them (a job spec or the command line); `None` means default.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OptionsSpec {
+    /// Model ids, or absent / `["all"]` for every model that applies to the input kind.
+    pub models: Option<Vec<String>>,
+    pub markov_order: Option<u8>,
+    pub lookback_days: Option<f64>,
+    pub half_life_days: Option<f64>,
+    pub position_weights: Option<PositionWeights>,
+    pub direct_channels: Option<Vec<String>>,
+    pub conversion_row_is_touch: Option<bool>,
+    pub max_journey_touches: Option<u32>,
+}
+
+/// Validated options with every default filled in; reported back in the result.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Options {
+    pub kind: InputKind,
+    pub models: Vec<ModelId>,
+    pub markov_order: u8,
+    /// 0 = unlimited.
+    pub lookback_days: f64,
+    pub half_life_days: f64,
+    /// Normalised so the three weights sum to 1.
+    pub position_weights: PositionWeights,
+    /// Lower-cased.
+    pub direct_channels: Vec<String>,
+    pub conversion_row_is_touch: bool,
+    /// Longer journeys keep their most recent touches only (counted in the summary).
+    pub max_journey_touches: u32,
+}
+
+impl Options {
+    pub const DEFAULT_LOOKBACK_DAYS: f64 = 30.0;
+    pub const DEFAULT_HALF_LIFE_DAYS: f64 = 7.0;
+    pub const DEFAULT_MAX_JOURNEY_TOUCHES: u32 = 10_000;
+
+    /// Defaults for a kind of input: every applicable model.
+    pub fn defaults(kind: InputKind) -> Options {
+        OptionsSpec::default().validate(kind).expect("defaults are valid")
+    }
+
+    pub fn wants(&self, model: ModelId) -> bool {
+        self.models.contains(&model)
+    }
+
+    /// The lookback window in microseconds, or `None` when unlimited.
+    pub fn lookback_micros(&self) -> Option<i64> {
+        (self.lookback_days > 0.0).then(|| (self.lookback_days * MICROS_PER_DAY).round() as i64)
+    }
+
+    /// True if `channel` (any case) is one of the direct channels.
+    pub fn is_direct(&self, channel: &str) -> bool {
+        self.direct_channels.iter().any(|d| d.eq_ignore_ascii_case(channel))
+    }
+}
+
+impl OptionsSpec {
+    /// Checks every field and fills defaults; the error names the first bad field.
+    pub fn validate(&self, kind: InputKind) -> Result<Options, AttributionError> {
+        let models = resolve_models(self.models.as_deref(), kind)?;
+        let markov_order = self.markov_order.unwrap_or(1);
+        if !(1..=4).contains(&markov_order) {
+            return Err(AttributionError::option("markov_order", format!("{markov_order} is not between 1 and 4")));
+        }
+        let lookback_days = self.lookback_days.unwrap_or(Options::DEFAULT_LOOKBACK_DAYS);
+        if !lookback_days.is_finite() || lookback_days < 0.0 {
+            return Err(AttributionError::option("lookback_days", "must be a number >= 0 (0 = unlimited)"));
+        }
+        let half_life_days = self.half_life_days.unwrap_or(Options::DEFAULT_HALF_LIFE_DAYS);
+        if !half_life_days.is_finite() || half_life_days <= 0.0 {
+            return Err(AttributionError::option("half_life_days", "must be a number > 0"));
+        }
+        let position_weights = normalise_weights(self.position_weights.unwrap_or(PositionWeights::U_SHAPED))?;
+        let direct_channels = self
+            .direct_channels
+            .clone()
+            .unwrap_or_else(|| vec!["direct".to_owned()])
+            .into_iter()
+            .map(|c| c.trim().to_lowercase())
+            .collect();
+        let max_journey_touches = self.max_journey_touches.unwrap_or(Options::DEFAULT_MAX_JOURNEY_TOUCHES);
+        if max_journey_touches == 0 {
+            return Err(AttributionError::option("max_journey_touches", "must be at least 1"));
+        }
+        Ok(Options {
+            kind,
+            models,
+            markov_order,
+            lookback_days,
+            half_life_days,
+            position_weights,
+            direct_channels,
+            conversion_row_is_touch: self.conversion_row_is_touch.unwrap_or(false),
+            max_journey_touches,
+        })
+    }
+}
+
+fn resolve_models(requested: Option<&[String]>, kind: InputKind) -> Result<Vec<ModelId>, AttributionError> {
+    let all_applicable = || ModelId::ALL.into_iter().filter(|m| m.applies_to(kind)).collect::<Vec<_>>();
+    let Some(requested) = requested else { return Ok(all_applicable()) };
+    if requested.is_empty() {
+        return Err(AttributionError::option("models", "name at least one model"));
+    }
+    let mut models = Vec::new();
+    for name in requested {
+        let name = name.trim();
+        if name == "all" {
+            models.extend(all_applicable());
+            continue;
+        }
+        let model: ModelId = name.parse()?;
+        if !model.applies_to(kind) {
+            return Err(AttributionError::option("models", format!("`{model}` needs touch timestamps and is not offered on path-level input")));
+        }
+        models.push(model);
+    }
+    models.sort();
+    models.dedup();
+    Ok(models)
+}
+
+fn normalise_weights(w: PositionWeights) -> Result<PositionWeights, AttributionError> {
+    let parts = [w.first, w.middle, w.last];
+    if parts.iter().any(|x| !x.is_finite() || *x < 0.0) {
+        return Err(AttributionError::option("position_weights", "weights must be finite numbers >= 0"));
+    }
+    let sum: f64 = parts.iter().sum();
+    if sum <= 0.0 {
+        return Err(AttributionError::option("position_weights", "at least one weight must be > 0"));
+    }
+    Ok(PositionWeights { first: w.first / sum, middle: w.middle / sum, last: w.last / sum })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_offer_every_model_that_applies() {
+        assert_eq!(Options::defaults(InputKind::Events).models.len(), 11);
+        let paths = Options::defaults(InputKind::Paths);
+        assert!(!paths.wants(ModelId::TimeDecay));
+        assert_eq!(paths.models.len(), 10);
+    }
+
+    #[test]
+    fn time_decay_on_paths_is_refused_naming_the_field() {
+        let spec = OptionsSpec { models: Some(vec!["time_decay".into()]), ..Default::default() };
+        let err = spec.validate(InputKind::Paths).unwrap_err();
+        assert_eq!(err.details[0].column.as_deref(), Some("models"));
+    }
+
+    #[test]
+    fn out_of_range_options_name_their_field() {
+        for (spec, field) in [
+            (OptionsSpec { markov_order: Some(5), ..Default::default() }, "markov_order"),
+            (OptionsSpec { lookback_days: Some(-1.0), ..Default::default() }, "lookback_days"),
+            (OptionsSpec { half_life_days: Some(0.0), ..Default::default() }, "half_life_days"),
+            (OptionsSpec { models: Some(vec!["nope".into()]), ..Default::default() }, "models"),
+            (
+                OptionsSpec {
+                    position_weights: Some(PositionWeights { first: 0.0, middle: 0.0, last: 0.0 }),
+                    ..Default::default()
+                },
+                "position_weights",
+            ),
+        ] {
+            let err = spec.validate(InputKind::Events).unwrap_err();
+            assert_eq!(err.details[0].column.as_deref(), Some(field), "{err}");
+        }
+    }
+
+    #[test]
+    fn custom_position_weights_are_normalised() {
+        let spec = OptionsSpec { position_weights: Some(PositionWeights::parse("2,1,1").unwrap()), ..Default::default() };
+        let w = spec.validate(InputKind::Events).unwrap().position_weights;
+        assert_eq!((w.first, w.middle, w.last), (0.5, 0.25, 0.25));
+    }
+}

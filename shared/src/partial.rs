@@ -1,0 +1,187 @@
+//! Partial aggregates: everything the models need, summed over the journeys of one chunk.
+//! Partials merge by addition (associative and order-independent up to float rounding),
+//! and [`Partial::finish`] turns the merged partial into the result. This is the seam
+//! between the attribute and reduce stages.
+
+use crate::chunk::{EventChunk, PathChunk};
+use crate::error::AttributionError;
+use crate::journey::{Journey, for_each_event_journey, for_each_path_journey};
+use crate::markov::MarkovCounts;
+use crate::options::{ModelId, Options};
+use crate::result::{AttributionResult, build_result};
+use crate::rules::touch_weights;
+
+/// Journey and row counts of the input (DESIGN.md 5, `summary`).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Counts {
+    pub rows: u64,
+    /// Journeys with at least one touch that converted (path rows: their conversions).
+    pub converting_journeys: f64,
+    pub null_journeys: f64,
+    /// Every conversion, attributed or not.
+    pub conversions: f64,
+    pub conversion_value: f64,
+    /// Conversions with no touch in their window: counted, never credited.
+    pub unattributed_conversions: f64,
+    pub unattributed_value: f64,
+    /// Journeys longer than `max_journey_touches`, cut to their most recent touches.
+    pub truncated_journeys: u64,
+}
+
+impl Counts {
+    fn add(&mut self, other: &Counts) {
+        self.rows += other.rows;
+        self.converting_journeys += other.converting_journeys;
+        self.null_journeys += other.null_journeys;
+        self.conversions += other.conversions;
+        self.conversion_value += other.conversion_value;
+        self.unattributed_conversions += other.unattributed_conversions;
+        self.unattributed_value += other.unattributed_value;
+        self.truncated_journeys += other.truncated_journeys;
+    }
+}
+
+/// Per-channel credit of one rule-based model, indexed by channel id.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RuleCredits {
+    pub model: ModelId,
+    pub conversions: Vec<f64>,
+    pub value: Vec<f64>,
+}
+
+/// The mergeable aggregate of a set of journeys.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Partial {
+    /// Channel names by id; every per-channel vector below is indexed the same way.
+    pub channels: Vec<String>,
+    /// Channels that occur in at least one journey's touches.
+    pub channel_seen: Vec<bool>,
+    pub counts: Counts,
+    pub rules: Vec<RuleCredits>,
+    pub markov: Option<MarkovCounts>,
+}
+
+impl Partial {
+    /// An empty partial for these options and channel names.
+    pub fn new(options: &Options, channels: &[String]) -> Partial {
+        let n = channels.len();
+        let rules = options
+            .models
+            .iter()
+            .filter(|m| m.is_rule_based())
+            .map(|&model| RuleCredits { model, conversions: vec![0.0; n], value: vec![0.0; n] })
+            .collect();
+        Partial {
+            channels: channels.to_vec(),
+            channel_seen: vec![false; n],
+            counts: Counts::default(),
+            rules,
+            markov: options.wants(ModelId::Markov).then(|| MarkovCounts::new(options.markov_order)),
+        }
+    }
+
+    /// Attributes one chunk of event rows (all rows of each of its users).
+    pub fn from_events(chunk: &EventChunk, options: &Options) -> Partial {
+        let mut partial = Partial::new(options, chunk.channels.names());
+        let mut adder = JourneyAdder::new(options, &partial.channels);
+        for_each_event_journey(chunk, options, |journey, _| adder.add(&mut partial, journey, options));
+        partial.counts.rows = chunk.len() as u64;
+        partial
+    }
+
+    /// Attributes one chunk of path rows.
+    pub fn from_paths(chunk: &PathChunk, options: &Options) -> Partial {
+        let mut partial = Partial::new(options, chunk.channels.names());
+        let mut adder = JourneyAdder::new(options, &partial.channels);
+        for_each_path_journey(chunk, options, |journey, _| adder.add(&mut partial, journey, options));
+        partial.counts.rows = chunk.len() as u64;
+        partial
+    }
+
+    /// Adds `other` into `self`, matching channels by name.
+    pub fn merge(&mut self, other: &Partial) {
+        let channel_map: Vec<u32> = other.channels.iter().map(|name| self.channel_id(name)).collect();
+        self.counts.add(&other.counts);
+        for (old, &new) in channel_map.iter().enumerate() {
+            self.channel_seen[new as usize] |= other.channel_seen[old];
+        }
+        for (mine, theirs) in self.rules.iter_mut().zip(&other.rules) {
+            assert_eq!(mine.model, theirs.model, "partials of one job share their models");
+            for (old, &new) in channel_map.iter().enumerate() {
+                mine.conversions[new as usize] += theirs.conversions[old];
+                mine.value[new as usize] += theirs.value[old];
+            }
+        }
+        if let (Some(mine), Some(theirs)) = (&mut self.markov, &other.markov) {
+            mine.merge(theirs, &channel_map);
+        }
+    }
+
+    /// Computes the final result (solving the Markov chain if asked).
+    pub fn finish(&self, options: &Options) -> Result<AttributionResult, AttributionError> {
+        build_result(self, options)
+    }
+
+    fn channel_id(&mut self, name: &str) -> u32 {
+        if let Some(id) = self.channels.iter().position(|c| c == name) {
+            return id as u32;
+        }
+        self.channels.push(name.to_owned());
+        self.channel_seen.push(false);
+        for rule in &mut self.rules {
+            rule.conversions.push(0.0);
+            rule.value.push(0.0);
+        }
+        (self.channels.len() - 1) as u32
+    }
+}
+
+/// Adds journeys to a partial, reusing its scratch buffers.
+pub(crate) struct JourneyAdder {
+    is_direct: Vec<bool>,
+    weights: Vec<f64>,
+}
+
+impl JourneyAdder {
+    pub(crate) fn new(options: &Options, channels: &[String]) -> JourneyAdder {
+        JourneyAdder { is_direct: channels.iter().map(|c| options.is_direct(c)).collect(), weights: Vec::new() }
+    }
+
+    pub(crate) fn add(&mut self, partial: &mut Partial, journey: &Journey<'_>, options: &Options) {
+        let counts = &mut partial.counts;
+        counts.conversions += journey.conversions;
+        counts.conversion_value += journey.value;
+        if journey.channels.is_empty() {
+            counts.unattributed_conversions += journey.conversions;
+            counts.unattributed_value += journey.value;
+            return;
+        }
+        counts.converting_journeys += journey.conversions;
+        counts.null_journeys += journey.nulls;
+        counts.truncated_journeys += journey.truncated as u64;
+        for &channel in journey.channels {
+            partial.channel_seen[channel as usize] = true;
+        }
+        if let Some(markov) = &mut partial.markov {
+            markov.add_path(journey.channels, journey.conversions, journey.nulls, journey.value);
+        }
+        if !journey.is_converting() {
+            return;
+        }
+        for rule in &mut partial.rules {
+            touch_weights(
+                rule.model,
+                journey.channels,
+                journey.touch_times,
+                journey.conversion_time,
+                options,
+                &self.is_direct,
+                &mut self.weights,
+            );
+            for (&channel, &weight) in journey.channels.iter().zip(&self.weights) {
+                rule.conversions[channel as usize] += weight * journey.conversions;
+                rule.value[channel as usize] += weight * journey.value;
+            }
+        }
+    }
+}
