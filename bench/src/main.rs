@@ -10,11 +10,13 @@
 mod model;
 mod output;
 
+use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::{Context, Result, bail, ensure};
-use clap::{Parser, ValueEnum};
+use anyhow::{Context, Result, ensure};
+use clap::error::ErrorKind;
+use clap::{CommandFactory, Parser, ValueEnum};
 
 use model::{MAX_USERS, Model, Scratch};
 
@@ -46,16 +48,20 @@ struct Args {
     #[arg(long)]
     out: PathBuf,
     /// Rows per Parquet row group.
-    #[arg(long, default_value_t = 1_000_000)]
-    row_group_rows: usize,
+    #[arg(long, default_value = "1000000")]
+    row_group_rows: NonZeroUsize,
 }
 
 fn main() -> Result<()> {
     let args = Args::parse();
     if args.gzip && args.format == Format::Parquet {
-        bail!("--gzip applies to --format csv only (Parquet is snappy-compressed)");
+        Args::command()
+            .error(
+                ErrorKind::ArgumentConflict,
+                "--gzip applies to --format csv only (Parquet is snappy-compressed)",
+            )
+            .exit();
     }
-    ensure!(args.row_group_rows > 0, "--row-group-rows must be positive");
     let rows = usize::try_from(args.rows).context("--rows does not fit in memory")?;
     let started = Instant::now();
 
@@ -88,7 +94,7 @@ fn main() -> Result<()> {
         PathBuf::from(name)
     };
     match args.format {
-        Format::Parquet => output::write_parquet(&events, &model, args.row_group_rows, &tmp)?,
+        Format::Parquet => output::write_parquet(&events, &model, args.row_group_rows.get(), &tmp)?,
         Format::Csv => output::write_csv(&events, &model, args.gzip, &tmp)?,
     }
     std::fs::rename(&tmp, &args.out)

@@ -242,12 +242,14 @@ impl Model {
         } else {
             start + offset(k - 1) + self.conversion_gap(&mut rng)
         };
-        out.push(Event::new(
-            clamp(first),
-            rng.random_range(0..1 << TIE_BITS),
-            user,
-            CONVERSION,
-        ));
+        // A conversion that would fall after the horizon is not in the export.
+        let mut convert_at = |t: f64, rng: &mut SplitMix64| {
+            let tie = rng.random_range(0..1 << TIE_BITS);
+            if t < f64::from(HORIZON_SECS) {
+                out.push(Event::new(t as u32, tie, user, CONVERSION));
+            }
+        };
+        convert_at(first, &mut rng);
         if rng.random_bool(0.05) {
             let k2 = rng.random_range(k..=n);
             let base = if k2 > k {
@@ -255,23 +257,18 @@ impl Model {
             } else {
                 first
             };
-            let second = base + self.conversion_gap(&mut rng);
-            out.push(Event::new(
-                clamp(second),
-                rng.random_range(0..1 << TIE_BITS),
-                user,
-                CONVERSION,
-            ));
+            convert_at(base + self.conversion_gap(&mut rng), &mut rng);
         }
     }
 
     /// Gap between a touch and the conversion it leads to: 10% in the same second, else minutes
-    /// or days.
+    /// or days, and 3% between 20 and 60 days (often beyond the default 30-day lookback).
     fn conversion_gap(&self, rng: &mut SplitMix64) -> f64 {
         match rng.random_range(0.0..1.0) {
             x if x < 0.1 => 0.0,
-            x if x < 0.6 => self.quick_conversion_gap.sample(rng).round(),
-            _ => self.slow_conversion_gap.sample(rng).round(),
+            x if x < 0.57 => self.quick_conversion_gap.sample(rng).round(),
+            x if x < 0.97 => self.slow_conversion_gap.sample(rng).round(),
+            _ => f64::from(rng.random_range(20 * DAY_SECS..60 * DAY_SECS)),
         }
     }
 
@@ -280,5 +277,57 @@ impl Model {
     pub(crate) fn conversion_value(&self, event: Event) -> f64 {
         let mut rng = SplitMix64::new(self.seed ^ 0x5EED_C0FF_EE00_0000, event.0);
         (self.value.sample(&mut rng) * 100.0).round() / 100.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_fields_round_trip() {
+        let e = Event::new(HORIZON_SECS - 1, 15, MAX_USERS - 1, 7);
+        assert_eq!(
+            (e.ts(), e.user(), e.channel()),
+            (HORIZON_SECS - 1, MAX_USERS - 1, Some(7))
+        );
+        let c = Event::new(0, 0, 12_345, CONVERSION);
+        assert_eq!((c.ts(), c.user(), c.channel()), (0, 12_345, None));
+        assert!(c < e, "events sort by timestamp first");
+    }
+
+    #[test]
+    fn users_are_deterministic_and_within_the_horizon() {
+        let model = Model::new(7);
+        let mut scratch = Scratch::default();
+        let draw = |scratch: &mut Scratch| {
+            let mut events = Vec::new();
+            for user in 0..2_000 {
+                model.user_events(user, scratch, &mut events);
+            }
+            events
+        };
+        let events = draw(&mut scratch);
+        assert_eq!(events, draw(&mut scratch));
+        assert!(
+            events
+                .iter()
+                .all(|e| e.ts() < HORIZON_SECS && e.user() < 2_000)
+        );
+        let conversions = events.iter().filter(|e| e.channel().is_none()).count();
+        assert!(
+            (20..200).contains(&conversions),
+            "{conversions} conversions"
+        );
+        let values: Vec<f64> = events
+            .iter()
+            .filter(|e| e.channel().is_none())
+            .map(|&e| model.conversion_value(e))
+            .collect();
+        assert!(
+            values
+                .iter()
+                .all(|v| *v > 0.0 && (v * 100.0).fract() == 0.0)
+        );
     }
 }

@@ -1,0 +1,138 @@
+//! Command-line arguments of `mta`, turned into the engine's input spec and options.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use mta_core::ingest::{ColumnMapping, Format, InputSpec, Limits};
+use mta_core::{AttributionError, InputKind, OptionsSpec, PositionWeights};
+
+use crate::local::AttributeRequest;
+
+#[derive(Debug, Parser)]
+#[command(name = "mta", version, about = "Multi-touch attribution: how much each marketing channel contributed to conversions and revenue")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Attribute a local file (CSV, gzip CSV, Parquet or NDJSON) under every model, no server needed.
+    Attribute(AttributeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AttributeArgs {
+    /// The touchpoint file.
+    pub file: PathBuf,
+    /// `events` (one row per touch/conversion) or `paths` (ChannelAttribution format); detected from the columns when absent.
+    #[arg(long)]
+    pub kind: Option<String>,
+    /// `csv`, `parquet` or `ndjson`; detected from the content when absent.
+    #[arg(long)]
+    pub format: Option<String>,
+    /// CSV delimiter: `,` `;` `\t` (or `tab`); detected from the header when absent.
+    #[arg(long)]
+    pub delimiter: Option<String>,
+    /// Channel separator in paths (may be several characters).
+    #[arg(long, default_value = ">")]
+    pub separator: String,
+    /// Comma-separated model ids, or `all` (every model that applies to the input).
+    #[arg(long, default_value = "all")]
+    pub models: String,
+    /// Markov chain order, 1 to 4.
+    #[arg(long)]
+    pub markov_order: Option<u8>,
+    /// Lookback window before each conversion, in days (0 = unlimited; default 30).
+    #[arg(long)]
+    pub lookback_days: Option<f64>,
+    /// Time-decay half-life in days (default 7).
+    #[arg(long)]
+    pub half_life_days: Option<f64>,
+    /// Position-based weights `F,M,L` (default 0.4,0.2,0.4), normalised to sum to 1.
+    #[arg(long)]
+    pub position_weights: Option<String>,
+    /// Channels that `last_non_direct` skips, comma-separated, any case (default `direct`).
+    #[arg(long)]
+    pub direct_channels: Option<String>,
+    /// Count a conversion row that carries a channel as the last touch of its journey.
+    #[arg(long)]
+    pub conversion_touch: bool,
+    /// Keep at most this many (most recent) touches per journey (default 10000).
+    #[arg(long)]
+    pub max_journey_touches: Option<u32>,
+    /// Map a column: `canonical=file_column`, e.g. `user_id=cookie` (repeatable).
+    #[arg(long = "column", value_name = "CANONICAL=COLUMN")]
+    pub columns: Vec<String>,
+    /// Also write per-journey credits (journey × channel × model) to this Parquet file.
+    #[arg(long, value_name = "OUT.parquet")]
+    pub credits: Option<PathBuf>,
+    /// Write the result JSON here instead of standard output.
+    #[arg(long, short, value_name = "OUT.json")]
+    pub output: Option<PathBuf>,
+    /// Print readable tables instead of JSON (JSON still goes to --output if given).
+    #[arg(long)]
+    pub table: bool,
+    /// Refuse inputs with more distinct channels than this.
+    #[arg(long, default_value_t = Limits::default().max_channels)]
+    pub max_channels: usize,
+    /// User-hash partitions (planned from the input size when absent; results do not depend on it).
+    #[arg(long)]
+    pub partitions: Option<u32>,
+    /// Worker threads (default: one per core).
+    #[arg(long)]
+    pub threads: Option<usize>,
+}
+
+impl AttributeArgs {
+    /// Turns the arguments into a request, naming the first bad one.
+    pub fn to_request(&self) -> Result<AttributeRequest, AttributionError> {
+        let kind = self.kind.as_deref().map(str::parse::<InputKind>).transpose()?;
+        let format = self.format.as_deref().map(str::parse::<Format>).transpose()?;
+        let delimiter = self.delimiter.as_deref().map(parse_delimiter).transpose()?;
+        if self.separator.is_empty() {
+            return Err(AttributionError::option("separator", "must not be empty"));
+        }
+        let spec = InputSpec {
+            kind,
+            format,
+            delimiter,
+            path_separator: self.separator.clone(),
+            columns: ColumnMapping::parse(self.columns.iter().map(String::as_str))?,
+            limits: Limits { max_channels: self.max_channels, ..Limits::default() },
+            ..InputSpec::default()
+        };
+        let options = OptionsSpec {
+            models: Some(split_list(&self.models)),
+            markov_order: self.markov_order,
+            lookback_days: self.lookback_days,
+            half_life_days: self.half_life_days,
+            position_weights: self.position_weights.as_deref().map(PositionWeights::parse).transpose()?,
+            direct_channels: self.direct_channels.as_deref().map(split_list),
+            conversion_row_is_touch: Some(self.conversion_touch),
+            max_journey_touches: self.max_journey_touches,
+        };
+        if self.partitions == Some(0) {
+            return Err(AttributionError::option("partitions", "must be at least 1"));
+        }
+        Ok(AttributeRequest {
+            input: self.file.clone(),
+            spec,
+            options,
+            credits: self.credits.clone(),
+            partitions: self.partitions,
+        })
+    }
+}
+
+fn split_list(s: &str) -> Vec<String> {
+    s.split(',').map(|x| x.trim().to_owned()).filter(|x| !x.is_empty()).collect()
+}
+
+fn parse_delimiter(s: &str) -> Result<u8, AttributionError> {
+    match s {
+        "\\t" | "tab" | "\t" => Ok(b'\t'),
+        one if one.len() == 1 && one.is_ascii() => Ok(one.as_bytes()[0]),
+        other => Err(AttributionError::option("delimiter", format!("`{other}` is not a single ASCII character"))),
+    }
+}

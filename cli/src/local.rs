@@ -1,0 +1,383 @@
+//! `mta attribute`: the whole pipeline on one machine, no server.
+//!
+//! decode (Parquet row groups in parallel, text as a stream) → partition event rows by
+//! user hash into spill files → attribute each partition in parallel into a [`Partial`]
+//! → merge → finish; then, if asked, a second pass over the partitions writes
+//! per-journey credits. Path rows need no partitioning: each block becomes a partial.
+
+use std::fs::File;
+use std::io::{IsTerminal, Read};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use anyhow::Context;
+use mta_core::chunk::ChannelDict;
+use mta_core::credits::CreditSplitter;
+use mta_core::ingest::{Block, Format, InputSpec, is_gzip, open_text, parquet_layout, read_csv, read_ndjson, read_parquet};
+use mta_core::journey::{JourneyOrigin, for_each_event_journey, for_each_path_journey};
+use mta_core::{AttributionError, AttributionResult, ErrorCode, InputKind, Options, OptionsSpec, Partial};
+use rayon::prelude::*;
+
+use crate::credits_file::CreditsFile;
+use crate::spill::{PartitionWriter, read_partition};
+
+/// Rows per partition the planner aims for: a partition is loaded whole when attributed.
+const ROWS_PER_PARTITION: u64 = 1_000_000;
+const MAX_PARTITIONS: u64 = 1024;
+
+/// What `mta attribute` was asked to do.
+#[derive(Debug, Clone)]
+pub struct AttributeRequest {
+    pub input: PathBuf,
+    pub spec: InputSpec,
+    pub options: OptionsSpec,
+    pub credits: Option<PathBuf>,
+    /// Number of user-hash partitions; planned from the input size when absent.
+    pub partitions: Option<u32>,
+}
+
+/// Why a run failed: the input or options (the user's to fix), or anything else.
+#[derive(Debug)]
+pub enum RunError {
+    Input(AttributionError),
+    Other(anyhow::Error),
+}
+
+impl From<AttributionError> for RunError {
+    fn from(e: AttributionError) -> Self {
+        RunError::Input(e)
+    }
+}
+
+impl From<anyhow::Error> for RunError {
+    fn from(e: anyhow::Error) -> Self {
+        RunError::Other(e)
+    }
+}
+
+/// Runs attribution over a local file.
+pub fn attribute_file(request: &AttributeRequest) -> Result<AttributionResult, RunError> {
+    // Options that are wrong for any kind fail before a byte is read.
+    let early_kind = request.spec.kind.unwrap_or(InputKind::Events);
+    if let Err(e) = request.options.validate(early_kind)
+        && (request.spec.kind.is_some() || e.details.first().and_then(|d| d.column.as_deref()) != Some("models"))
+    {
+        return Err(e.into());
+    }
+    let source = Source::open(&request.input, request.spec.format)?;
+    let partitions = request.partitions.unwrap_or_else(|| plan_partitions(source.estimated_rows(&request.input)));
+    let spill_dir = tempfile::Builder::new().prefix("mta-partitions-").tempdir().context("Failed to create a temporary directory")?;
+    let run = Run {
+        request,
+        partitions,
+        spill_dir: spill_dir.path(),
+        channels: Arc::new(Mutex::new(ChannelDict::default())),
+        progress: Progress::new(),
+    };
+    let decoded = run.decode(&source)?;
+    let options = decoded.options;
+    let result = match decoded.kind {
+        InputKind::Events => {
+            let channels = run.channels.lock().expect("no panics while locked").clone();
+            let partial = run.attribute_partitions(&channels, &options, decoded.writers)?;
+            let result = partial.finish(&options)?;
+            if let Some(path) = &request.credits {
+                run.export_event_credits(path, &channels, &options, &result, decoded.writers)?;
+            }
+            result
+        }
+        InputKind::Paths => {
+            let partial = decoded.path_partial.expect("a paths input yields a partial");
+            let result = partial.finish(&options)?;
+            if let Some(path) = &request.credits {
+                run.export_path_credits(path, &source, &options, &result)?;
+            }
+            result
+        }
+    };
+    run.progress.done();
+    Ok(result)
+}
+
+fn plan_partitions(estimated_rows: u64) -> u32 {
+    estimated_rows.div_ceil(ROWS_PER_PARTITION).clamp(1, MAX_PARTITIONS) as u32
+}
+
+/// The opened input.
+enum Source {
+    Parquet { path: PathBuf, row_groups: usize, rows: u64 },
+    Text { path: PathBuf, format: Option<Format>, gzip: bool },
+}
+
+impl Source {
+    fn open(path: &Path, format: Option<Format>) -> Result<Source, RunError> {
+        let mut file = File::open(path).with_context(|| format!("Failed to open {}", path.display()))?;
+        let mut head = [0u8; 4];
+        let n = file.read(&mut head).with_context(|| format!("Failed to read {}", path.display()))?;
+        let parquet = &head[..n] == b"PAR1";
+        match format {
+            Some(Format::Parquet) | None if parquet => {
+                let file = File::open(path).with_context(|| format!("Failed to open {}", path.display()))?;
+                let layout = parquet_layout(file)?;
+                Ok(Source::Parquet { path: path.to_owned(), row_groups: layout.row_groups.len(), rows: layout.total_rows })
+            }
+            Some(Format::Parquet) => Err(AttributionError::new(
+                ErrorCode::UnknownFormat,
+                "the input was declared Parquet but does not start with the Parquet magic bytes `PAR1`",
+            )
+            .into()),
+            _ => Ok(Source::Text { path: path.to_owned(), format, gzip: is_gzip(&head[..n]) }),
+        }
+    }
+
+    fn estimated_rows(&self, path: &Path) -> u64 {
+        match self {
+            Source::Parquet { rows, .. } => *rows,
+            Source::Text { gzip, .. } => {
+                let bytes = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+                // About 50 bytes a CSV row; gzip packs text about 6 to 1.
+                bytes * if *gzip { 6 } else { 1 } / 50
+            }
+        }
+    }
+}
+
+struct Run<'a> {
+    request: &'a AttributeRequest,
+    partitions: u32,
+    spill_dir: &'a Path,
+    channels: Arc<Mutex<ChannelDict>>,
+    progress: Progress,
+}
+
+struct Decoded {
+    kind: InputKind,
+    options: Options,
+    writers: usize,
+    path_partial: Option<Partial>,
+}
+
+/// What one decoding thread does with its blocks.
+struct Collector<'a> {
+    run: &'a Run<'a>,
+    options: Option<Options>,
+    writer: PartitionWriter,
+    path_partial: Option<Partial>,
+}
+
+impl Collector<'_> {
+    fn take(&mut self, block: Block) -> Result<(), RunError> {
+        let kind = match &block {
+            Block::Events(_) => InputKind::Events,
+            Block::Paths(_) => InputKind::Paths,
+        };
+        if self.options.is_none() {
+            self.options = Some(self.run.request.options.validate(kind)?);
+        }
+        let options = self.options.as_ref().expect("set above");
+        match block {
+            Block::Events(chunk) => {
+                let channel_map = self.run.global_channels(chunk.channels.names())?;
+                self.run.progress.add(chunk.len() as u64);
+                self.writer.add(&chunk, &channel_map)?;
+            }
+            Block::Paths(chunk) => {
+                self.run.progress.add(chunk.len() as u64);
+                let partial = Partial::from_paths(&chunk, options);
+                match &mut self.path_partial {
+                    Some(total) => total.merge(&partial),
+                    None => self.path_partial = Some(partial),
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Run<'_> {
+    fn collector(&self, writer_id: usize) -> Collector<'_> {
+        Collector {
+            run: self,
+            options: None,
+            writer: PartitionWriter::new(self.spill_dir, writer_id, self.partitions, self.request.credits.is_some()),
+            path_partial: None,
+        }
+    }
+
+    fn spec(&self) -> InputSpec {
+        InputSpec { keep_user_ids: self.request.credits.is_some(), ..self.request.spec.clone() }
+    }
+
+    /// Maps block-local channel ids to global ones, enforcing the channel limit.
+    fn global_channels(&self, names: &[String]) -> Result<Vec<u32>, RunError> {
+        let mut dict = self.channels.lock().expect("no panics while locked");
+        let map: Vec<u32> = names.iter().map(|name| dict.id(name)).collect();
+        let max = self.request.spec.limits.max_channels;
+        if dict.len() > max {
+            return Err(AttributionError::new(
+                ErrorCode::LimitExceeded,
+                format!("the input has more than {max} distinct channels, the configured limit (max_channels)"),
+            )
+            .into());
+        }
+        Ok(map)
+    }
+
+    fn decode(&self, source: &Source) -> Result<Decoded, RunError> {
+        let spec = self.spec();
+        let mut collectors = match source {
+            Source::Parquet { row_groups, .. } => {
+                let threads = rayon::current_num_threads().min(*row_groups).max(1);
+                (0..threads)
+                    .into_par_iter()
+                    .map(|t| {
+                        let groups: Vec<usize> = (t..*row_groups).step_by(threads).collect();
+                        let mut collector = self.collector(t);
+                        read_source(source, &spec, Some(&groups), |block| collector.take(block))?;
+                        Ok(collector)
+                    })
+                    .collect::<Result<Vec<_>, RunError>>()?
+            }
+            Source::Text { .. } => {
+                let mut collector = self.collector(0);
+                read_source(source, &spec, None, |block| collector.take(block))?;
+                vec![collector]
+            }
+        };
+        let writers = collectors.len();
+        let Some(options) = collectors.iter().find_map(|c| c.options.clone()) else {
+            return Err(AttributionError::new(ErrorCode::EmptyInput, "the input has no data rows").into());
+        };
+        let mut path_partial: Option<Partial> = None;
+        for collector in collectors.drain(..) {
+            if let Some(partial) = collector.path_partial {
+                match &mut path_partial {
+                    Some(total) => total.merge(&partial),
+                    None => path_partial = Some(partial),
+                }
+            }
+            collector.writer.finish()?;
+        }
+        Ok(Decoded { kind: options.kind, options, writers, path_partial })
+    }
+
+    fn attribute_partitions(&self, channels: &ChannelDict, options: &Options, writers: usize) -> Result<Partial, RunError> {
+        let partials = (0..self.partitions as usize)
+            .into_par_iter()
+            .map(|p| {
+                let mut chunk = read_partition(self.spill_dir, p, writers, false)?;
+                chunk.channels = channels.clone();
+                Ok(Partial::from_events(&chunk, options))
+            })
+            .collect::<Result<Vec<Partial>, RunError>>()?;
+        let mut total = Partial::new(options, channels.names());
+        for partial in &partials {
+            total.merge(partial);
+        }
+        Ok(total)
+    }
+
+    fn export_event_credits(
+        &self,
+        path: &Path,
+        channels: &ChannelDict,
+        options: &Options,
+        result: &AttributionResult,
+        writers: usize,
+    ) -> Result<(), RunError> {
+        let mut out = CreditsFile::create(path)?;
+        let partitions: Vec<usize> = (0..self.partitions as usize).collect();
+        for window in partitions.chunks(rayon::current_num_threads().max(1)) {
+            let batches = window
+                .par_iter()
+                .map(|&p| {
+                    let chunk = read_partition(self.spill_dir, p, writers, true)?;
+                    let mut splitter = CreditSplitter::new(options, channels.names(), result);
+                    let mut rows = crate::credits_file::CreditRows::default();
+                    let user_ids = chunk.user_ids.as_ref().expect("kept for credits");
+                    for_each_event_journey(&chunk, options, |journey, origin| {
+                        let JourneyOrigin::EventRow(row) = origin else { return };
+                        rows.add_journey(&mut splitter, journey, options, Some(&user_ids[row]), None);
+                    });
+                    Ok(rows)
+                })
+                .collect::<Result<Vec<_>, RunError>>()?;
+            for rows in batches {
+                out.write(rows, channels.names())?;
+            }
+        }
+        out.close()?;
+        Ok(())
+    }
+
+    fn export_path_credits(&self, path: &Path, source: &Source, options: &Options, result: &AttributionResult) -> Result<(), RunError> {
+        let mut out = CreditsFile::create(path)?;
+        read_source(source, &self.spec(), None, |block: Block| write_path_block(&mut out, block, options, result))?;
+        out.close()?;
+        Ok(())
+    }
+}
+
+/// Decodes `source` (only `row_groups` of a Parquet file, when given) into `sink`.
+fn read_source(
+    source: &Source,
+    spec: &InputSpec,
+    row_groups: Option<&[usize]>,
+    sink: impl FnMut(Block) -> Result<(), RunError>,
+) -> Result<(), RunError> {
+    match source {
+        Source::Parquet { path, .. } => {
+            let file = File::open(path).with_context(|| format!("Failed to open {}", path.display()))?;
+            read_parquet(file, spec, row_groups, sink)?;
+        }
+        Source::Text { path, format, .. } => {
+            let file = File::open(path).with_context(|| format!("Failed to open {}", path.display()))?;
+            let (format, reader) = open_text(file, *format)?;
+            match format {
+                Format::Ndjson => read_ndjson(reader, spec, sink)?,
+                _ => read_csv(reader, spec, sink)?,
+            };
+        }
+    }
+    Ok(())
+}
+
+fn write_path_block(out: &mut CreditsFile, block: Block, options: &Options, result: &AttributionResult) -> Result<(), RunError> {
+    let Block::Paths(chunk) = block else { return Ok(()) };
+    let mut splitter = CreditSplitter::new(options, chunk.channels.names(), result);
+    let mut rows = crate::credits_file::CreditRows::default();
+    for_each_path_journey(&chunk, options, |journey, origin| {
+        let JourneyOrigin::PathRow(row) = origin else { return };
+        rows.add_journey(&mut splitter, journey, options, None, Some(chunk.row_numbers[row]));
+    });
+    out.write(rows, chunk.channels.names())?;
+    Ok(())
+}
+
+/// Rows read so far, shown on a terminal for long inputs.
+struct Progress {
+    rows: AtomicU64,
+    enabled: bool,
+}
+
+impl Progress {
+    const EVERY: u64 = 5_000_000;
+
+    fn new() -> Progress {
+        Progress { rows: AtomicU64::new(0), enabled: std::io::stderr().is_terminal() }
+    }
+
+    fn add(&self, rows: u64) {
+        let before = self.rows.fetch_add(rows, Ordering::Relaxed);
+        if self.enabled && (before + rows) / Self::EVERY > before / Self::EVERY {
+            eprint!("\rmta: {} rows read", before + rows);
+        }
+    }
+
+    fn done(&self) {
+        if self.enabled && self.rows.load(Ordering::Relaxed) >= Self::EVERY {
+            eprintln!();
+        }
+    }
+}

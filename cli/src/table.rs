@@ -1,0 +1,117 @@
+//! The human-readable view of a result (`--table`): a summary, then channels × models
+//! for conversions and for value, then the Markov removal effects.
+
+use std::fmt::Write;
+
+use mta_core::{AttributionResult, ModelId};
+
+/// Renders the result as aligned text tables.
+pub fn render(result: &AttributionResult) -> String {
+    let mut out = String::new();
+    let s = &result.summary;
+    let _ = writeln!(
+        out,
+        "rows {}  journeys {}  converting {}  null {}  channels {}",
+        s.rows,
+        count(s.journeys),
+        count(s.converting_journeys),
+        count(s.null_journeys),
+        s.channels
+    );
+    let _ = writeln!(
+        out,
+        "conversions {}  value {}  unattributed {} (value {})",
+        count(s.conversions),
+        num(s.conversion_value),
+        count(s.unattributed_conversions),
+        num(s.unattributed_value)
+    );
+    if s.truncated_journeys > 0 {
+        let _ = writeln!(out, "journeys cut to their last {} touches: {}", result.options.max_journey_touches, s.truncated_journeys);
+    }
+    // Channels in the order of the first model's ranking.
+    let channels: Vec<&str> = match result.models.first() {
+        Some(model) => model.channels.iter().map(|c| c.channel.as_str()).collect(),
+        None => return out,
+    };
+    for (title, pick) in [("conversions", 0usize), ("value", 1)] {
+        let _ = writeln!(out, "\n{title} credited");
+        let mut header = vec!["channel".to_owned()];
+        header.extend(result.models.iter().map(|m| short_name(m.model).to_owned()));
+        let mut rows = vec![header];
+        for channel in &channels {
+            let mut row = vec![(*channel).to_owned()];
+            for model in &result.models {
+                let credit = model.channel(channel).map_or(0.0, |c| if pick == 0 { c.conversions } else { c.value });
+                row.push(num(credit));
+            }
+            rows.push(row);
+        }
+        let mut total = vec!["total".to_owned()];
+        total.extend(result.models.iter().map(|m| num(if pick == 0 { m.total_conversions } else { m.total_value })));
+        rows.push(total);
+        align(&mut out, &rows);
+    }
+    if let Some(markov) = result.model(ModelId::Markov) {
+        let _ = writeln!(
+            out,
+            "\nmarkov order {}: P(conversion) = {:.6}",
+            markov.order.unwrap_or(1),
+            markov.conversion_probability.unwrap_or(0.0)
+        );
+        let mut rows = vec![vec!["channel".to_owned(), "removal effect".to_owned(), "value removal effect".to_owned()]];
+        for c in &markov.channels {
+            rows.push(vec![
+                c.channel.clone(),
+                format!("{:.6}", c.removal_effect.unwrap_or(0.0)),
+                format!("{:.6}", c.removal_effect_value.unwrap_or(0.0)),
+            ]);
+        }
+        align(&mut out, &rows);
+    }
+    if result.model(ModelId::Participation).is_some() {
+        let _ = writeln!(out, "\nparticipation credits every distinct channel of a journey in full: its totals exceed conversions by design.");
+    }
+    out
+}
+
+fn short_name(model: ModelId) -> &'static str {
+    match model {
+        ModelId::FirstTouch => "first",
+        ModelId::LastTouch => "last",
+        ModelId::LastNonDirect => "last_non_direct",
+        ModelId::PositionBased => "position",
+        other => other.as_str(),
+    }
+}
+
+/// Journey and conversion counts: whole unless path rows carried fractions.
+fn count(x: f64) -> String {
+    if x == x.trunc() && x.abs() < 1e15 { format!("{x:.0}") } else { format!("{x:.2}") }
+}
+
+/// Counts print whole; credits always with two decimals so columns line up.
+fn num(x: f64) -> String {
+    format!("{x:.2}")
+}
+
+fn align(out: &mut String, rows: &[Vec<String>]) {
+    let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> =
+        (0..columns).map(|c| rows.iter().filter_map(|r| r.get(c)).map(|s| s.chars().count()).max().unwrap_or(0)).collect();
+    for row in rows {
+        let mut line = String::new();
+        for (c, cell) in row.iter().enumerate() {
+            let pad = widths[c] - cell.chars().count();
+            if c == 0 {
+                line.push_str(cell);
+                line.push_str(&" ".repeat(pad));
+            } else {
+                line.push_str("  ");
+                line.push_str(&" ".repeat(pad));
+                line.push_str(cell);
+            }
+        }
+        let _ = writeln!(out, "{}", line.trim_end());
+    }
+}
