@@ -56,10 +56,7 @@ fn main() -> Result<()> {
     let args = Args::parse();
     if args.gzip && args.format == Format::Parquet {
         Args::command()
-            .error(
-                ErrorKind::ArgumentConflict,
-                "--gzip applies to --format csv only (Parquet is snappy-compressed)",
-            )
+            .error(ErrorKind::ArgumentConflict, "--gzip applies to --format csv only (Parquet is snappy-compressed)")
             .exit();
     }
     let rows = usize::try_from(args.rows).context("--rows does not fit in memory")?;
@@ -67,16 +64,11 @@ fn main() -> Result<()> {
 
     let model = Model::new(args.seed);
     let mut events = Vec::new();
-    events
-        .try_reserve_exact(rows)
-        .with_context(|| format!("cannot hold {rows} packed rows in memory"))?;
+    events.try_reserve_exact(rows).with_context(|| format!("cannot hold {rows} packed rows in memory"))?;
     let (mut users, mut conversions) = (0_u64, 0_u64);
     let (mut scratch, mut user_events) = (Scratch::default(), Vec::new());
     while events.len() < rows {
-        ensure!(
-            users < MAX_USERS,
-            "too many rows: at most {MAX_USERS} users are supported"
-        );
+        ensure!(users < MAX_USERS, "too many rows: at most {MAX_USERS} users are supported");
         user_events.clear();
         model.user_events(users, &mut scratch, &mut user_events);
         // The last user is cut short so that exactly `rows` rows are written.

@@ -174,21 +174,14 @@ impl Model {
 
         // Offsets of the touches from the first one, in seconds, split into the part spent
         // within sessions and the part spent between sessions.
-        let Scratch {
-            in_session,
-            between,
-        } = scratch;
+        let Scratch { in_session, between } = scratch;
         in_session.clear();
         between.clear();
         let (mut within, mut across) = (0.0, 0.0);
         for i in 0..n {
             if i > 0 {
                 if rng.random_bool(0.35) {
-                    within += if rng.random_bool(0.2) {
-                        0.0
-                    } else {
-                        f64::from(rng.random_range(1..900_u32))
-                    };
+                    within += if rng.random_bool(0.2) { 0.0 } else { f64::from(rng.random_range(1..900_u32)) };
                 } else {
                     across += self.session_gap.sample(&mut rng);
                 }
@@ -198,11 +191,7 @@ impl Model {
         }
         // Squeeze the gaps between sessions if the journey would not fit in the horizon.
         let max_span = f64::from(HORIZON_SECS - DAY_SECS);
-        let scale = if within + across > max_span {
-            (max_span - within).max(0.0) / across
-        } else {
-            1.0
-        };
+        let scale = if within + across > max_span { (max_span - within).max(0.0) / across } else { 1.0 };
         let span = (within + scale * across).min(max_span);
         let offset = |i: usize| in_session[i] + scale * between[i];
         let start = rng.random_range(0.0..=f64::from(HORIZON_SECS) - span - 1.0);
@@ -217,12 +206,7 @@ impl Model {
             };
             previous = Some(channel);
             let tie = rng.random_range(0..1 << TIE_BITS);
-            out.push(Event::new(
-                clamp(start + offset(i)),
-                tie,
-                user,
-                channel as u8,
-            ));
+            out.push(Event::new(clamp(start + offset(i)), tie, user, channel as u8));
         }
 
         let p_convert = 0.01 + 0.0044 * n.min(50) as f64;
@@ -252,11 +236,7 @@ impl Model {
         convert_at(first, &mut rng);
         if rng.random_bool(0.05) {
             let k2 = rng.random_range(k..=n);
-            let base = if k2 > k {
-                start + offset(k2 - 1)
-            } else {
-                first
-            };
+            let base = if k2 > k { start + offset(k2 - 1) } else { first };
             convert_at(base + self.conversion_gap(&mut rng), &mut rng);
         }
     }
@@ -287,10 +267,7 @@ mod tests {
     #[test]
     fn event_fields_round_trip() {
         let e = Event::new(HORIZON_SECS - 1, 15, MAX_USERS - 1, 7);
-        assert_eq!(
-            (e.ts(), e.user(), e.channel()),
-            (HORIZON_SECS - 1, MAX_USERS - 1, Some(7))
-        );
+        assert_eq!((e.ts(), e.user(), e.channel()), (HORIZON_SECS - 1, MAX_USERS - 1, Some(7)));
         let c = Event::new(0, 0, 12_345, CONVERSION);
         assert_eq!((c.ts(), c.user(), c.channel()), (0, 12_345, None));
         assert!(c < e, "events sort by timestamp first");
@@ -309,25 +286,11 @@ mod tests {
         };
         let events = draw(&mut scratch);
         assert_eq!(events, draw(&mut scratch));
-        assert!(
-            events
-                .iter()
-                .all(|e| e.ts() < HORIZON_SECS && e.user() < 2_000)
-        );
+        assert!(events.iter().all(|e| e.ts() < HORIZON_SECS && e.user() < 2_000));
         let conversions = events.iter().filter(|e| e.channel().is_none()).count();
-        assert!(
-            (20..200).contains(&conversions),
-            "{conversions} conversions"
-        );
-        let values: Vec<f64> = events
-            .iter()
-            .filter(|e| e.channel().is_none())
-            .map(|&e| model.conversion_value(e))
-            .collect();
-        assert!(
-            values
-                .iter()
-                .all(|v| *v > 0.0 && (v * 100.0).fract() == 0.0)
-        );
+        assert!((20..200).contains(&conversions), "{conversions} conversions");
+        let values: Vec<f64> =
+            events.iter().filter(|e| e.channel().is_none()).map(|&e| model.conversion_value(e)).collect();
+        assert!(values.iter().all(|v| *v > 0.0 && ((v * 100.0).round() - v * 100.0).abs() < 1e-6));
     }
 }

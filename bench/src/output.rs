@@ -7,9 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use arrow::array::{
-    ArrayRef, BooleanArray, Float64Array, RecordBatch, StringBuilder, TimestampMicrosecondArray,
-};
+use arrow::array::{ArrayRef, BooleanArray, Float64Array, RecordBatch, StringBuilder, TimestampMicrosecondArray};
 use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use flate2::write::GzEncoder;
 use parquet::arrow::ArrowWriter;
@@ -22,20 +20,11 @@ use crate::model::{CHANNELS, Event, Model, START_EPOCH_SECS};
 const BATCH_ROWS: usize = 64 * 1024;
 
 /// Writes `events` (already in file order) as Parquet with the given row-group size.
-pub(crate) fn write_parquet(
-    events: &[Event],
-    model: &Model,
-    row_group_rows: usize,
-    path: &Path,
-) -> Result<()> {
+pub(crate) fn write_parquet(events: &[Event], model: &Model, row_group_rows: usize, path: &Path) -> Result<()> {
     let utc: Arc<str> = Arc::from("UTC");
     let schema = Arc::new(Schema::new(vec![
         Field::new("user_id", DataType::Utf8, false),
-        Field::new(
-            "timestamp",
-            DataType::Timestamp(TimeUnit::Microsecond, Some(Arc::clone(&utc))),
-            false,
-        ),
+        Field::new("timestamp", DataType::Timestamp(TimeUnit::Microsecond, Some(Arc::clone(&utc))), false),
         Field::new("channel", DataType::Utf8, true),
         Field::new("conversion", DataType::Boolean, false),
         Field::new("conversion_value", DataType::Float64, true),
@@ -109,11 +98,7 @@ fn write_csv_rows(events: &[Event], model: &Model, out: &mut impl Write) -> Resu
         format_rfc3339(START_EPOCH_SECS + i64::from(event.ts()), &mut timestamp);
         match event.channel() {
             Some(channel) => writeln!(out, "{user_id},{timestamp},{},0,", CHANNELS[channel])?,
-            None => writeln!(
-                out,
-                "{user_id},{timestamp},,1,{}",
-                model.conversion_value(event)
-            )?,
+            None => writeln!(out, "{user_id},{timestamp},,1,{}", model.conversion_value(event))?,
         }
     }
     Ok(())
@@ -132,14 +117,8 @@ fn format_rfc3339(epoch_secs: i64, out: &mut String) {
     let (days, secs) = (epoch_secs.div_euclid(86_400), epoch_secs.rem_euclid(86_400));
     let (year, month, day) = civil_from_days(days);
     out.clear();
-    write!(
-        out,
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        secs / 3600,
-        secs / 60 % 60,
-        secs % 60
-    )
-    .expect("writing to a String cannot fail");
+    write!(out, "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", secs / 3600, secs / 60 % 60, secs % 60)
+        .expect("writing to a String cannot fail");
 }
 
 /// Proleptic Gregorian date of a day count since 1970-01-01 (H. Hinnant's `civil_from_days`).
@@ -165,10 +144,7 @@ mod tests {
         let mut s = String::new();
         format_rfc3339(START_EPOCH_SECS, &mut s);
         assert_eq!(s, "2026-01-01T00:00:00Z");
-        format_rfc3339(
-            START_EPOCH_SECS + 59 * 86_400 + 3 * 3600 + 4 * 60 + 5,
-            &mut s,
-        );
+        format_rfc3339(START_EPOCH_SECS + 59 * 86_400 + 3 * 3600 + 4 * 60 + 5, &mut s);
         assert_eq!(s, "2026-03-01T03:04:05Z");
         format_rfc3339(951_782_400, &mut s);
         assert_eq!(s, "2000-02-29T00:00:00Z");

@@ -9,7 +9,11 @@ use mta_core::{AttributionError, InputKind, OptionsSpec, PositionWeights};
 use crate::local::AttributeRequest;
 
 #[derive(Debug, Parser)]
-#[command(name = "mta", version, about = "Multi-touch attribution: how much each marketing channel contributed to conversions and revenue")]
+#[command(
+    name = "mta",
+    version,
+    about = "Multi-touch attribution: how much each marketing channel contributed to conversions and revenue"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -44,13 +48,13 @@ pub struct AttributeArgs {
     #[arg(long)]
     pub markov_order: Option<u8>,
     /// Lookback window before each conversion, in days (0 = unlimited; default 30).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub lookback_days: Option<f64>,
     /// Time-decay half-life in days (default 7).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub half_life_days: Option<f64>,
     /// Position-based weights `F,M,L` (default 0.4,0.2,0.4), normalised to sum to 1.
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     pub position_weights: Option<String>,
     /// Channels that `last_non_direct` skips, comma-separated, any case (default `direct`).
     #[arg(long)]

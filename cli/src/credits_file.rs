@@ -71,7 +71,8 @@ impl CreditsFile {
         ]));
         let file = File::create(path).with_context(|| format!("Failed to create {}", path.display()))?;
         let properties = WriterProperties::builder().set_compression(Compression::ZSTD(ZstdLevel::default())).build();
-        let writer = ArrowWriter::try_new(file, Arc::clone(&schema), Some(properties)).context("Failed to start the credits file")?;
+        let writer = ArrowWriter::try_new(file, Arc::clone(&schema), Some(properties))
+            .context("Failed to start the credits file")?;
         Ok(CreditsFile { writer, schema })
     }
 
@@ -89,7 +90,8 @@ impl CreditsFile {
             Arc::new(Float64Array::from(rows.conversions)),
             Arc::new(Float64Array::from(rows.value)),
         ];
-        let batch = RecordBatch::try_new(Arc::clone(&self.schema), columns).context("Failed to build a credits batch")?;
+        let batch =
+            RecordBatch::try_new(Arc::clone(&self.schema), columns).context("Failed to build a credits batch")?;
         self.writer.write(&batch).context("Failed to write credits")?;
         Ok(())
     }

@@ -14,7 +14,9 @@ use std::sync::{Arc, Mutex};
 use anyhow::Context;
 use mta_core::chunk::ChannelDict;
 use mta_core::credits::CreditSplitter;
-use mta_core::ingest::{Block, Format, InputSpec, is_gzip, open_text, parquet_layout, read_csv, read_ndjson, read_parquet};
+use mta_core::ingest::{
+    Block, Format, InputSpec, is_gzip, open_text, parquet_layout, read_csv, read_ndjson, read_parquet,
+};
 use mta_core::journey::{JourneyOrigin, for_each_event_journey, for_each_path_journey};
 use mta_core::{AttributionError, AttributionResult, ErrorCode, InputKind, Options, OptionsSpec, Partial};
 use rayon::prelude::*;
@@ -67,7 +69,10 @@ pub fn attribute_file(request: &AttributeRequest) -> Result<AttributionResult, R
     }
     let source = Source::open(&request.input, request.spec.format)?;
     let partitions = request.partitions.unwrap_or_else(|| plan_partitions(source.estimated_rows(&request.input)));
-    let spill_dir = tempfile::Builder::new().prefix("mta-partitions-").tempdir().context("Failed to create a temporary directory")?;
+    let spill_dir = tempfile::Builder::new()
+        .prefix("mta-partitions-")
+        .tempdir()
+        .context("Failed to create a temporary directory")?;
     let run = Run {
         request,
         partitions,
@@ -120,7 +125,11 @@ impl Source {
             Some(Format::Parquet) | None if parquet => {
                 let file = File::open(path).with_context(|| format!("Failed to open {}", path.display()))?;
                 let layout = parquet_layout(file)?;
-                Ok(Source::Parquet { path: path.to_owned(), row_groups: layout.row_groups.len(), rows: layout.total_rows })
+                Ok(Source::Parquet {
+                    path: path.to_owned(),
+                    row_groups: layout.row_groups.len(),
+                    rows: layout.total_rows,
+                })
             }
             Some(Format::Parquet) => Err(AttributionError::new(
                 ErrorCode::UnknownFormat,
@@ -200,13 +209,18 @@ impl Run<'_> {
         Collector {
             run: self,
             options: None,
-            writer: PartitionWriter::new(self.spill_dir, writer_id, self.partitions, self.request.credits.is_some()),
+            writer: PartitionWriter::new(self.spill_dir, writer_id, self.partitions, self.keeps_user_ids()),
             path_partial: None,
         }
     }
 
+    /// User id strings are only carried (and spilled) when credits are exported.
+    fn keeps_user_ids(&self) -> bool {
+        self.request.credits.is_some()
+    }
+
     fn spec(&self) -> InputSpec {
-        InputSpec { keep_user_ids: self.request.credits.is_some(), ..self.request.spec.clone() }
+        InputSpec { keep_user_ids: self.keeps_user_ids(), ..self.request.spec.clone() }
     }
 
     /// Maps block-local channel ids to global ones, enforcing the channel limit.
@@ -262,11 +276,16 @@ impl Run<'_> {
         Ok(Decoded { kind: options.kind, options, writers, path_partial })
     }
 
-    fn attribute_partitions(&self, channels: &ChannelDict, options: &Options, writers: usize) -> Result<Partial, RunError> {
+    fn attribute_partitions(
+        &self,
+        channels: &ChannelDict,
+        options: &Options,
+        writers: usize,
+    ) -> Result<Partial, RunError> {
         let partials = (0..self.partitions as usize)
             .into_par_iter()
             .map(|p| {
-                let mut chunk = read_partition(self.spill_dir, p, writers, false)?;
+                let mut chunk = read_partition(self.spill_dir, p, writers, self.keeps_user_ids())?;
                 chunk.channels = channels.clone();
                 Ok(Partial::from_events(&chunk, options))
             })
@@ -292,7 +311,7 @@ impl Run<'_> {
             let batches = window
                 .par_iter()
                 .map(|&p| {
-                    let chunk = read_partition(self.spill_dir, p, writers, true)?;
+                    let chunk = read_partition(self.spill_dir, p, writers, self.keeps_user_ids())?;
                     let mut splitter = CreditSplitter::new(options, channels.names(), result);
                     let mut rows = crate::credits_file::CreditRows::default();
                     let user_ids = chunk.user_ids.as_ref().expect("kept for credits");
@@ -311,7 +330,13 @@ impl Run<'_> {
         Ok(())
     }
 
-    fn export_path_credits(&self, path: &Path, source: &Source, options: &Options, result: &AttributionResult) -> Result<(), RunError> {
+    fn export_path_credits(
+        &self,
+        path: &Path,
+        source: &Source,
+        options: &Options,
+        result: &AttributionResult,
+    ) -> Result<(), RunError> {
         let mut out = CreditsFile::create(path)?;
         read_source(source, &self.spec(), None, |block: Block| write_path_block(&mut out, block, options, result))?;
         out.close()?;
@@ -343,7 +368,12 @@ fn read_source(
     Ok(())
 }
 
-fn write_path_block(out: &mut CreditsFile, block: Block, options: &Options, result: &AttributionResult) -> Result<(), RunError> {
+fn write_path_block(
+    out: &mut CreditsFile,
+    block: Block,
+    options: &Options,
+    result: &AttributionResult,
+) -> Result<(), RunError> {
     let Block::Paths(chunk) = block else { return Ok(()) };
     let mut splitter = CreditSplitter::new(options, chunk.channels.names(), result);
     let mut rows = crate::credits_file::CreditRows::default();

@@ -8,6 +8,7 @@ use clap::Parser;
 use mta_cli::args::{AttributeArgs, Cli, Command};
 use mta_cli::local::{RunError, attribute_file};
 use mta_cli::table;
+use mta_core::ErrorCode;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -32,6 +33,10 @@ fn attribute(args: &AttributeArgs) -> ExitCode {
     };
     let result = match attribute_file(&request) {
         Ok(result) => result,
+        Err(RunError::Input(e)) if e.code == ErrorCode::InvalidOption => {
+            eprintln!("mta: {e}");
+            return ExitCode::from(2);
+        }
         Err(RunError::Input(e)) => {
             eprintln!("mta: {}: {e}", args.file.display());
             return ExitCode::from(1);
@@ -44,7 +49,9 @@ fn attribute(args: &AttributeArgs) -> ExitCode {
     let json = serde_json::to_string_pretty(&result).expect("results serialise");
     let written = match &args.output {
         Some(path) => std::fs::write(path, json + "\n").map_err(|e| format!("cannot write {}: {e}", path.display())),
-        None if !args.table => writeln!(std::io::stdout(), "{json}").map_err(|e| format!("cannot write the result: {e}")),
+        None if !args.table => {
+            writeln!(std::io::stdout(), "{json}").map_err(|e| format!("cannot write the result: {e}"))
+        }
         None => Ok(()),
     };
     if let Err(e) = written {

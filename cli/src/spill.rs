@@ -63,7 +63,8 @@ impl PartitionWriter {
         }
         if self.files[p].is_none() {
             let path = partition_file(&self.dir, p, self.writer_id);
-            let file = File::create(&path).with_context(|| format!("Failed to create spill file {}", path.display()))?;
+            let file =
+                File::create(&path).with_context(|| format!("Failed to create spill file {}", path.display()))?;
             self.files[p] = Some(BufWriter::with_capacity(256 * 1024, file));
         }
         let out = self.files[p].as_mut().expect("opened above");

@@ -27,7 +27,11 @@ pub fn render(result: &AttributionResult) -> String {
         num(s.unattributed_value)
     );
     if s.truncated_journeys > 0 {
-        let _ = writeln!(out, "journeys cut to their last {} touches: {}", result.options.max_journey_touches, s.truncated_journeys);
+        let _ = writeln!(
+            out,
+            "journeys cut to their last {} touches: {}",
+            result.options.max_journey_touches, s.truncated_journeys
+        );
     }
     // Channels in the order of the first model's ranking.
     let channels: Vec<&str> = match result.models.first() {
@@ -70,7 +74,10 @@ pub fn render(result: &AttributionResult) -> String {
         align(&mut out, &rows);
     }
     if result.model(ModelId::Participation).is_some() {
-        let _ = writeln!(out, "\nparticipation credits every distinct channel of a journey in full: its totals exceed conversions by design.");
+        let _ = writeln!(
+            out,
+            "\nparticipation credits every distinct channel of a journey in full: its totals exceed conversions by design."
+        );
     }
     out
 }
@@ -97,8 +104,9 @@ fn num(x: f64) -> String {
 
 fn align(out: &mut String, rows: &[Vec<String>]) {
     let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
-    let widths: Vec<usize> =
-        (0..columns).map(|c| rows.iter().filter_map(|r| r.get(c)).map(|s| s.chars().count()).max().unwrap_or(0)).collect();
+    let widths: Vec<usize> = (0..columns)
+        .map(|c| rows.iter().filter_map(|r| r.get(c)).map(|s| s.chars().count()).max().unwrap_or(0))
+        .collect();
     for row in rows {
         let mut line = String::new();
         for (c, cell) in row.iter().enumerate() {

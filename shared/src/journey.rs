@@ -46,7 +46,11 @@ pub enum JourneyOrigin {
 /// the chunk (the split stage partitions by user); row order within the chunk is free,
 /// because each user's events are ordered by (timestamp, touches before conversions,
 /// original row number).
-pub fn for_each_event_journey(chunk: &EventChunk, options: &Options, mut visit: impl FnMut(&Journey<'_>, JourneyOrigin)) {
+pub fn for_each_event_journey(
+    chunk: &EventChunk,
+    options: &Options,
+    mut visit: impl FnMut(&Journey<'_>, JourneyOrigin),
+) {
     let rows_by_user = group_rows_by_user(chunk);
     let lookback = options.lookback_micros();
     let max_touches = options.max_journey_touches as usize;

@@ -298,9 +298,8 @@ impl Chain {
         // rsparse orders: -1 natural, 0 = AMD on A + Aᵀ (CSparse's choice for LU). Its AMD
         // underflows on matrices smaller than 3x3, which need no ordering anyway.
         let ordering = if m < 3 { -1 } else { 0 };
-        rsparse::lusol(&matrix, &mut rhs, ordering, 1.0).map_err(|e| {
-            AttributionError::new(ErrorCode::Internal, format!("markov linear solve failed: {e:?}"))
-        })?;
+        rsparse::lusol(&matrix, &mut rhs, ordering, 1.0)
+            .map_err(|e| AttributionError::new(ErrorCode::Internal, format!("markov linear solve failed: {e:?}")))?;
         let visits = rhs;
         let conversions = kept.iter().zip(&visits).map(|(&s, x)| x * self.conversion_prob[s]).sum();
         let value = kept.iter().zip(&visits).map(|(&s, x)| x * self.conversion_value[s]).sum();

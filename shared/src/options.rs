@@ -244,7 +244,10 @@ fn resolve_models(requested: Option<&[String]>, kind: InputKind) -> Result<Vec<M
         }
         let model: ModelId = name.parse()?;
         if !model.applies_to(kind) {
-            return Err(AttributionError::option("models", format!("`{model}` needs touch timestamps and is not offered on path-level input")));
+            return Err(AttributionError::option(
+                "models",
+                format!("`{model}` needs touch timestamps and is not offered on path-level input"),
+            ));
         }
         models.push(model);
     }
@@ -306,7 +309,8 @@ mod tests {
 
     #[test]
     fn custom_position_weights_are_normalised() {
-        let spec = OptionsSpec { position_weights: Some(PositionWeights::parse("2,1,1").unwrap()), ..Default::default() };
+        let spec =
+            OptionsSpec { position_weights: Some(PositionWeights::parse("2,1,1").unwrap()), ..Default::default() };
         let w = spec.validate(InputKind::Events).unwrap().position_weights;
         assert_eq!((w.first, w.middle, w.last), (0.5, 0.25, 0.25));
     }

@@ -99,7 +99,8 @@ pub(crate) fn build_result(partial: &Partial, options: &Options) -> Result<Attri
         channels: partial.channel_seen.iter().filter(|&&seen| seen).count(),
         truncated_journeys: counts.truncated_journeys,
     };
-    let attributed = (counts.conversions - counts.unattributed_conversions, counts.conversion_value - counts.unattributed_value);
+    let attributed =
+        (counts.conversions - counts.unattributed_conversions, counts.conversion_value - counts.unattributed_value);
     let seen: Vec<usize> = (0..partial.channels.len()).filter(|&c| partial.channel_seen[c]).collect();
 
     let mut models = Vec::with_capacity(options.models.len());
@@ -148,8 +149,9 @@ fn model_result(
         .collect();
     channels.sort_by(|a, b| b.conversions.total_cmp(&a.conversions).then_with(|| a.channel.cmp(&b.channel)));
     let conserves_totals = close(total_conversions, attributed.0) && close(total_value, attributed.1);
-    let note = (model == ModelId::Participation)
-        .then_some("every distinct channel of a converting journey gets full credit, so totals exceed conversions by design");
+    let note = (model == ModelId::Participation).then_some(
+        "every distinct channel of a converting journey gets full credit, so totals exceed conversions by design",
+    );
     ModelResult {
         model,
         channels,

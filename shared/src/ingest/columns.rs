@@ -42,8 +42,18 @@ impl Canonical {
     pub fn aliases(self) -> &'static [&'static str] {
         match self {
             Canonical::UserId => &[
-                "user_id", "userid", "user", "cookie", "cookie_id", "uid", "customer_id", "user_pseudo_id",
-                "visitor_id", "client_id", "anonymous_id", "person_id",
+                "user_id",
+                "userid",
+                "user",
+                "cookie",
+                "cookie_id",
+                "uid",
+                "customer_id",
+                "user_pseudo_id",
+                "visitor_id",
+                "client_id",
+                "anonymous_id",
+                "person_id",
             ],
             Canonical::Timestamp => {
                 &["timestamp", "time", "event_time", "event_timestamp", "ts", "datetime", "event_date", "date"]

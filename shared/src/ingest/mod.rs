@@ -169,9 +169,10 @@ pub fn open_text<'r>(
 /// `truncated_input`; anything else is reported as it is.
 pub(crate) fn io_error(error: std::io::Error) -> AttributionError {
     match error.kind() {
-        std::io::ErrorKind::UnexpectedEof => {
-            AttributionError::new(ErrorCode::TruncatedInput, "the input ends unexpectedly (truncated file or compressed stream)")
-        }
+        std::io::ErrorKind::UnexpectedEof => AttributionError::new(
+            ErrorCode::TruncatedInput,
+            "the input ends unexpectedly (truncated file or compressed stream)",
+        ),
         std::io::ErrorKind::InvalidData | std::io::ErrorKind::InvalidInput => AttributionError::new(
             ErrorCode::TruncatedInput,
             format!("the input cannot be decoded ({error}); is the file complete and of the format it claims?"),

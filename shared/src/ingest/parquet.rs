@@ -148,7 +148,11 @@ enum Column {
 
 impl Column {
     fn new(array: &ArrayRef) -> Result<Column, AttributionError> {
-        let cast_to = |to: &DataType| cast(array, to).map_err(|e| AttributionError::new(ErrorCode::InvalidValue, format!("cannot read a Parquet column: {e}")));
+        let cast_to = |to: &DataType| {
+            cast(array, to).map_err(|e| {
+                AttributionError::new(ErrorCode::InvalidValue, format!("cannot read a Parquet column: {e}"))
+            })
+        };
         Ok(match array.data_type() {
             DataType::Utf8 => Column::Utf8(array.as_string::<i32>().clone()),
             DataType::LargeUtf8 => Column::LargeUtf8(array.as_string::<i64>().clone()),

@@ -57,7 +57,13 @@ impl ColumnNames {
 }
 
 impl Rows {
-    pub(crate) fn events(columns: EventColumns, header: Vec<String>, keep_user_ids: bool, limits: Limits, block_rows: usize) -> Rows {
+    pub(crate) fn events(
+        columns: EventColumns,
+        header: Vec<String>,
+        keep_user_ids: bool,
+        limits: Limits,
+        block_rows: usize,
+    ) -> Rows {
         Rows::Events(EventRows {
             columns,
             names: ColumnNames(header),
@@ -67,7 +73,13 @@ impl Rows {
         })
     }
 
-    pub(crate) fn paths(columns: PathColumns, header: Vec<String>, separator: String, limits: Limits, block_rows: usize) -> Rows {
+    pub(crate) fn paths(
+        columns: PathColumns,
+        header: Vec<String>,
+        separator: String,
+        limits: Limits,
+        block_rows: usize,
+    ) -> Rows {
         Rows::Paths(PathRows {
             columns,
             names: ColumnNames(header),
@@ -160,7 +172,10 @@ impl Shared {
         if channels > self.limits.max_channels {
             return Err(AttributionError::new(
                 ErrorCode::LimitExceeded,
-                format!("the input has more than {} distinct channels, the configured limit (max_channels)", self.limits.max_channels),
+                format!(
+                    "the input has more than {} distinct channels, the configured limit (max_channels)",
+                    self.limits.max_channels
+                ),
             ));
         }
         Ok(())
@@ -214,7 +229,13 @@ impl EventRows {
             ConversionColumn::Flag(i) => {
                 let flag_cell = cell(i);
                 read_flag(flag_cell).unwrap_or_else(|| {
-                    bad(i, format!("cannot read {} as a conversion flag (expected 0/1 or true/false)", flag_cell.display()));
+                    bad(
+                        i,
+                        format!(
+                            "cannot read {} as a conversion flag (expected 0/1 or true/false)",
+                            flag_cell.display()
+                        ),
+                    );
                     false
                 })
             }
@@ -239,14 +260,20 @@ impl EventRows {
         {
             bad(c.channel, format!("channel name longer than {MAX_CHANNEL_NAME_BYTES} bytes"));
         }
-        if channel_name.is_none() && !is_conversion && !matches!(channel_cell, Cell::Nested | Cell::Bool(_) | Cell::Float(_) | Cell::Micros(_)) {
+        if channel_name.is_none()
+            && !is_conversion
+            && !matches!(channel_cell, Cell::Nested | Cell::Bool(_) | Cell::Float(_) | Cell::Micros(_))
+        {
             bad(c.channel, "channel is empty on a touch row".to_owned());
         }
 
         let mut value = 0.0;
         if is_conversion && let Some(i) = c.conversion_value {
             match read_number(cell(i)) {
-                Ok(Some(v)) if v < 0.0 => bad(i, format!("negative conversion value {v} (refunds are not supported: send them as 0 or drop them)")),
+                Ok(Some(v)) if v < 0.0 => bad(
+                    i,
+                    format!("negative conversion value {v} (refunds are not supported: send them as 0 or drop them)"),
+                ),
                 Ok(Some(v)) => value = v,
                 Ok(None) => {}
                 Err(problem) => bad(i, problem),
@@ -320,7 +347,11 @@ impl PathRows {
         self.path.clear();
         for token in path_text.split(self.separator.as_str()).map(str::trim).filter(|t| !t.is_empty()) {
             if token.len() > MAX_CHANNEL_NAME_BYTES {
-                self.shared.problems.push(row, self.names.get(c.path), format!("channel name longer than {MAX_CHANNEL_NAME_BYTES} bytes"));
+                self.shared.problems.push(
+                    row,
+                    self.names.get(c.path),
+                    format!("channel name longer than {MAX_CHANNEL_NAME_BYTES} bytes"),
+                );
                 return Ok(());
             }
             self.path.push(self.chunk.channels.id(token));

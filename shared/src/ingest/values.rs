@@ -203,7 +203,9 @@ mod tests {
     fn iso_forms_agree() {
         let base = read_timestamp(Cell::Str("2018-07-03T13:02:11Z")).unwrap();
         assert_eq!(base, 1_530_622_931 * SECOND);
-        for form in ["2018-07-03 13:02:11", "2018-07-03T13:02:11", "2018-07-03T15:02:11+02:00", "2018-07-03T08:02:11-0500"] {
+        for form in
+            ["2018-07-03 13:02:11", "2018-07-03T13:02:11", "2018-07-03T15:02:11+02:00", "2018-07-03T08:02:11-0500"]
+        {
             assert_eq!(read_timestamp(Cell::Str(form)), Some(base), "{form}");
         }
         assert_eq!(read_timestamp(Cell::Str("2018-07-03T13:02:11.25Z")), Some(base + 250_000));

@@ -1,0 +1,351 @@
+//! `mta attribute` end to end: formats, models, journey rules, partitions, credits, errors.
+
+use std::io::Write;
+
+use crate::support::{assert_close, attribute, attribute_json, credit, failure, sample, workdir, write};
+
+const EVENTS: &str = "\
+cookie,time,interaction,conversion,conversion_value,channel
+u1,2026-01-01T10:00:00Z,impression,0,,email
+u1,2026-01-02T10:00:00Z,impression,0,,search
+u1,2026-01-03T10:00:00Z,conversion,1,100,
+u2,2026-01-01T09:00:00Z,impression,0,,search
+u2,2026-01-05T09:00:00Z,conversion,1,50,
+u2,2026-01-06T09:00:00Z,impression,0,,display
+u3,2025-10-01T00:00:00Z,impression,0,,display
+u3,2026-01-10T00:00:00Z,conversion,1,20,
+";
+
+#[test]
+fn the_shipped_paths_sample_reproduces_the_design_markov_check() {
+    let result = attribute_json(&sample("paths.csv"), &[]);
+    assert_eq!(result["options"]["kind"], "paths");
+    assert_close(result["models"]["markov"]["conversion_probability"].as_f64().unwrap(), 4.0 / 7.0, "P(conv)");
+    for (channel, conversions, value) in
+        [("c1", 38.0 / 29.0, 14.8295455), ("c2", 33.0 / 29.0, 12.2727273), ("c3", 45.0 / 29.0, 17.8977273)]
+    {
+        let (got_conversions, got_value) = credit(&result, "markov", channel);
+        assert_close(got_conversions, conversions, channel);
+        assert!((got_value - value).abs() < 1e-6, "{channel} value {got_value}");
+    }
+    assert_close(credit(&result, "linear", "c1").0, 11.0 / 6.0, "linear c1");
+    assert!(result["models"].get("time_decay").is_none(), "time decay needs timestamps");
+}
+
+#[test]
+fn event_rows_build_journeys_with_window_split_and_unattributed_conversions() {
+    let dir = workdir();
+    let file = write(dir.path(), "events.csv", EVENTS);
+    let result = attribute_json(&file, &[]);
+    let summary = &result["summary"];
+    assert_eq!(summary["rows"], 8);
+    assert_eq!(summary["conversions"], 3.0);
+    assert_eq!(summary["converting_journeys"], 2.0);
+    assert_eq!(summary["null_journeys"], 1.0, "u2's display touch after its conversion");
+    // u3's only touch is 101 days before its conversion: outside the 30-day window.
+    assert_eq!(summary["unattributed_conversions"], 1.0);
+    assert_eq!(summary["unattributed_value"], 20.0);
+    assert_eq!(credit(&result, "first_touch", "email"), (1.0, 100.0));
+    assert_eq!(credit(&result, "first_touch", "search"), (1.0, 50.0));
+    assert_eq!(credit(&result, "last_touch", "search"), (2.0, 150.0));
+    assert_eq!(credit(&result, "first_touch", "display"), (0.0, 0.0));
+    for model in result["models"].as_object().unwrap().values() {
+        if model.get("note").is_none() {
+            assert_eq!(model["conserves_totals"], true);
+        }
+    }
+}
+
+#[test]
+fn an_unlimited_lookback_attributes_old_touches() {
+    let dir = workdir();
+    let file = write(dir.path(), "events.csv", EVENTS);
+    let result = attribute_json(&file, &["--lookback-days", "0", "--models", "first_touch"]);
+    assert_eq!(result["summary"]["unattributed_conversions"], 0.0);
+    assert_eq!(credit(&result, "first_touch", "display"), (1.0, 20.0));
+}
+
+#[test]
+fn csv_gzip_ndjson_and_parquet_inputs_give_the_same_result() {
+    let dir = workdir();
+    let csv = attribute_json(&write(dir.path(), "e.csv", EVENTS), &[]);
+
+    let semicolons = EVENTS.replace(',', ";");
+    assert_eq!(attribute_json(&write(dir.path(), "e.ssv", &semicolons), &[])["models"], csv["models"]);
+    let tabs = EVENTS.replace(',', "\t");
+    assert_eq!(attribute_json(&write(dir.path(), "e.tsv", &tabs), &[])["models"], csv["models"]);
+
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(EVENTS.as_bytes()).unwrap();
+    assert_eq!(attribute_json(&write(dir.path(), "e.csv.gz", gz.finish().unwrap()), &[])["models"], csv["models"]);
+
+    let mut ndjson = String::new();
+    let mut lines = EVENTS.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    for line in lines {
+        let fields: Vec<&str> = line.split(',').collect();
+        let object: serde_json::Map<String, serde_json::Value> = header
+            .iter()
+            .zip(&fields)
+            .filter(|(_, v)| !v.is_empty())
+            .map(|(k, v)| (k.to_string(), v.parse::<f64>().map_or(serde_json::json!(v), |n| serde_json::json!(n))))
+            .collect();
+        ndjson.push_str(&serde_json::to_string(&object).unwrap());
+        ndjson.push('\n');
+    }
+    assert_eq!(attribute_json(&write(dir.path(), "e.ndjson", &ndjson), &[])["models"], csv["models"]);
+
+    let parquet = dir.path().join("e.parquet");
+    write_events_parquet(&parquet, EVENTS);
+    assert_eq!(attribute_json(&parquet, &[])["models"], csv["models"]);
+}
+
+/// Writes the CSV events as Parquet with native types (timestamp, boolean, double).
+fn write_events_parquet(path: &std::path::Path, csv: &str) {
+    use std::sync::Arc;
+
+    use arrow::array::{ArrayRef, BooleanArray, Float64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
+    let rows: Vec<Vec<&str>> = csv.lines().skip(1).map(|l| l.split(',').collect()).collect();
+    let micros = |s: &str| chrono_free_micros(s);
+    let columns: Vec<(&str, ArrayRef)> = vec![
+        ("cookie", Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r[0])))),
+        (
+            "time",
+            Arc::new(
+                TimestampMicrosecondArray::from_iter_values(rows.iter().map(|r| micros(r[1]))).with_timezone("UTC"),
+            ),
+        ),
+        ("conversion", Arc::new(BooleanArray::from_iter(rows.iter().map(|r| Some(r[3] == "1"))))),
+        ("conversion_value", Arc::new(Float64Array::from_iter(rows.iter().map(|r| r[4].parse::<f64>().ok())))),
+        ("channel", Arc::new(StringArray::from_iter(rows.iter().map(|r| (!r[5].is_empty()).then_some(r[5]))))),
+    ];
+    let batch = RecordBatch::try_from_iter(columns).unwrap();
+    let file = std::fs::File::create(path).unwrap();
+    let mut writer = parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None).unwrap();
+    writer.write(&batch).unwrap();
+    writer.close().unwrap();
+}
+
+/// `YYYY-MM-DDTHH:MM:SSZ` to epoch microseconds (days from civil, no date library needed).
+fn chrono_free_micros(s: &str) -> i64 {
+    let n = |a: usize, b: usize| s[a..b].parse::<i64>().unwrap();
+    let (y, m, d) = (n(0, 4), n(5, 7), n(8, 10));
+    let (y, m) = if m <= 2 { (y - 1, m + 9) } else { (y, m - 3) };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * m + 2) / 5 + d - 1;
+    let days = era * 146_097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719_468;
+    ((days * 24 + n(11, 13)) * 60 + n(14, 16)) * 60_000_000 + n(17, 19) * 1_000_000
+}
+
+#[test]
+fn results_do_not_depend_on_the_number_of_partitions() {
+    let dir = workdir();
+    // 300 users with overlapping channels, so every partition count splits journeys differently.
+    let mut csv = String::from("user_id,timestamp,channel,conversion,conversion_value\n");
+    let channels = ["email", "search", "display", "social", "direct"];
+    for user in 0..300 {
+        for touch in 0..(user % 5 + 1) {
+            let channel = channels[(user * 7 + touch * 3) % channels.len()];
+            csv.push_str(&format!("user{user},2026-02-{:02}T0{}:00:00Z,{channel},0,\n", 1 + touch, user % 10));
+        }
+        if user % 3 != 0 {
+            csv.push_str(&format!("user{user},2026-02-10T00:00:00Z,,1,{}\n", 10 + user % 17));
+        }
+    }
+    let file = write(dir.path(), "many.csv", &csv);
+    let one = attribute_json(&file, &["--partitions", "1"]);
+    for partitions in ["2", "7"] {
+        let other = attribute_json(&file, &["--partitions", partitions]);
+        for (model, result) in one["models"].as_object().unwrap() {
+            for channel in result["channels"].as_array().unwrap() {
+                let name = channel["channel"].as_str().unwrap();
+                let (a, av) = credit(&one, model, name);
+                let (b, bv) = credit(&other, model, name);
+                assert_close(b, a, &format!("{model}/{name} with {partitions} partitions"));
+                assert_close(bv, av, &format!("{model}/{name} value with {partitions} partitions"));
+            }
+        }
+        assert_eq!(one["summary"], other["summary"]);
+    }
+}
+
+#[test]
+fn credits_export_has_a_row_per_journey_channel_and_model_that_adds_up() {
+    let dir = workdir();
+    let file = write(dir.path(), "events.csv", EVENTS);
+    let credits = dir.path().join("credits.parquet");
+    let result =
+        attribute_json(&file, &["--credits", credits.to_str().unwrap(), "--models", "linear,first_touch,markov"]);
+    let reader =
+        parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&credits).unwrap())
+            .unwrap()
+            .build()
+            .unwrap();
+    let mut sums = std::collections::HashMap::<(String, String), (f64, f64)>::new();
+    let mut users = std::collections::HashSet::new();
+    for batch in reader {
+        let batch = batch.unwrap();
+        use arrow::array::AsArray;
+        let column = |name: &str| batch.column(batch.schema().index_of(name).unwrap()).clone();
+        let (user, model, channel) = (column("user_id"), column("model"), column("channel"));
+        let (conv, value) = (column("conversions"), column("value"));
+        for i in 0..batch.num_rows() {
+            users.insert(user.as_string::<i32>().value(i).to_owned());
+            let key = (model.as_string::<i32>().value(i).to_owned(), channel.as_string::<i32>().value(i).to_owned());
+            let entry = sums.entry(key).or_default();
+            entry.0 += conv.as_primitive::<arrow::datatypes::Float64Type>().value(i);
+            entry.1 += value.as_primitive::<arrow::datatypes::Float64Type>().value(i);
+        }
+    }
+    assert_eq!(users, ["u1", "u2"].map(String::from).into_iter().collect());
+    for model in ["linear", "first_touch"] {
+        for channel in ["email", "search"] {
+            let (conversions, value) = sums[&(model.to_owned(), channel.to_owned())];
+            assert_close(conversions, credit(&result, model, channel).0, &format!("{model}/{channel}"));
+            assert_close(value, credit(&result, model, channel).1, &format!("{model}/{channel} value"));
+        }
+    }
+    let markov_total: f64 = sums.iter().filter(|((m, _), _)| m == "markov").map(|(_, (c, _))| c).sum();
+    assert_close(markov_total, 2.0, "markov rows split each journey's conversion");
+}
+
+#[test]
+fn the_table_view_lists_every_channel_and_model() {
+    let output = attribute(&sample("paths.csv"), &["--table"]);
+    assert!(output.status.success());
+    let text = String::from_utf8(output.stdout).unwrap();
+    for needle in ["conversions credited", "value credited", "markov order 1", "c1", "c2", "c3", "shapley", "0.571429"]
+    {
+        assert!(text.contains(needle), "missing {needle} in\n{text}");
+    }
+}
+
+#[test]
+fn bad_values_fail_with_row_and_column_and_exit_code_1() {
+    let dir = workdir();
+    let file = write(
+        dir.path(),
+        "bad.csv",
+        "user_id,timestamp,channel,conversion,conversion_value\n\
+         u1,2026-01-01T00:00:00Z,email,0,\n\
+         u1,yesterday,email,0,\n\
+         u1,2026-01-02T00:00:00Z,,0,\n\
+         u1,2026-01-03T00:00:00Z,,maybe,\n\
+         u1,2026-01-03T00:00:00Z,,1,NaN\n\
+         u1,2026-01-03T00:00:00Z,,1,-5\n\
+         u1,2026-01-03T00:00:00Z,email\n",
+    );
+    let (code, stderr) = failure(&attribute(&file, &[]));
+    assert_eq!(code, 1);
+    for needle in [
+        "invalid_value",
+        "row 2, column `timestamp`: cannot read `yesterday` as a timestamp",
+        "row 3, column `channel`: channel is empty on a touch row",
+        "row 4, column `conversion`: cannot read `maybe` as a conversion flag",
+        "row 5, column `conversion_value`: `NaN` is not a finite number",
+        "row 6, column `conversion_value`: negative conversion value -5",
+        "row 7, column `(row)`: row has 3 fields, the header has 5",
+    ] {
+        assert!(stderr.contains(needle), "missing `{needle}` in:\n{stderr}");
+    }
+}
+
+#[test]
+fn structural_problems_have_their_own_error_codes() {
+    let dir = workdir();
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("empty.csv", b"".to_vec(), "empty_input"),
+        ("header.csv", b"user_id,timestamp,channel,conversion\n".to_vec(), "empty_input"),
+        ("cols.csv", b"who,when\na,b\n".to_vec(), "missing_columns"),
+        ("binary.bin", vec![0, 159, 146, 150, 255, 254, 0, 1], "unknown_format"),
+        (
+            "cut.csv.gz",
+            {
+                let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+                gz.write_all(EVENTS.repeat(50).as_bytes()).unwrap();
+                let bytes = gz.finish().unwrap();
+                bytes[..bytes.len() / 2].to_vec()
+            },
+            "truncated_input",
+        ),
+        (
+            "cut.parquet",
+            {
+                let path = dir.path().join("full.parquet");
+                write_events_parquet(&path, EVENTS);
+                let bytes = std::fs::read(&path).unwrap();
+                bytes[..bytes.len() - 20].to_vec()
+            },
+            "truncated_input",
+        ),
+    ];
+    for (name, bytes, code) in cases {
+        let file = write(dir.path(), name, bytes);
+        let (exit, stderr) = failure(&attribute(&file, &[]));
+        assert_eq!(exit, 1, "{name}: {stderr}");
+        assert!(stderr.contains(code), "{name}: expected {code} in {stderr}");
+        assert!(!stderr.contains("panicked"), "{name}: {stderr}");
+    }
+}
+
+#[test]
+fn invalid_options_are_usage_errors_naming_the_option() {
+    let dir = workdir();
+    let file = write(dir.path(), "events.csv", EVENTS);
+    for (args, field) in [
+        (vec!["--markov-order", "7"], "markov_order"),
+        (vec!["--models", "first_touch,psychic"], "models"),
+        (vec!["--half-life-days", "-1"], "half_life_days"),
+        (vec!["--position-weights", "1,2"], "position_weights"),
+        (vec!["--column", "colour=x"], "columns"),
+        (vec!["--delimiter", "::"], "delimiter"),
+    ] {
+        let (exit, stderr) = failure(&attribute(&file, &args));
+        assert_eq!(exit, 2, "{args:?}: {stderr}");
+        assert!(stderr.contains(field), "{args:?}: {stderr}");
+    }
+    let paths = sample("paths.csv");
+    let (exit, stderr) = failure(&attribute(&paths, &["--models", "time_decay"]));
+    assert_eq!(exit, 2);
+    assert!(stderr.contains("not offered on path-level input"), "{stderr}");
+}
+
+#[test]
+fn path_input_accepts_any_separator_and_keeps_fractions() {
+    let dir = workdir();
+    let file = write(
+        dir.path(),
+        "paths.tsv",
+        "journey\tconversions\tnulls\na -> b ->  -> a\t0.5\t1\nb\t1.25\t0\n -> \t2\t0\n",
+    );
+    let result = attribute_json(&file, &["--separator=->", "--models", "linear,first_touch"]);
+    assert_eq!(result["summary"]["conversions"], 3.75);
+    assert_eq!(result["summary"]["unattributed_conversions"], 2.0, "an empty path cannot be credited");
+    assert_close(credit(&result, "first_touch", "a").0, 0.5, "first a");
+    assert_close(credit(&result, "linear", "a").0, 0.5 * 2.0 / 3.0, "linear a");
+    assert_close(credit(&result, "linear", "b").0, 0.5 / 3.0 + 1.25, "linear b");
+}
+
+#[test]
+fn explicit_column_mapping_reads_unusual_names() {
+    let dir = workdir();
+    let file =
+        write(dir.path(), "odd.csv", "who;at;via;goal;amount\nx;1767225600;Email;0;\nx;1767312000;Email;1;12.5\n");
+    let result = attribute_json(
+        &file,
+        &[
+            "--column",
+            "user_id=who",
+            "--column",
+            "timestamp=at",
+            "--column",
+            "channel=via",
+            "--column",
+            "conversion=goal",
+            "--column",
+            "conversion_value=amount",
+        ],
+    );
+    assert_eq!(credit(&result, "last_touch", "Email"), (1.0, 12.5));
+}
