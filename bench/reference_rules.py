@@ -81,7 +81,8 @@ def main() -> None:
             summary["journey_touches"] += len(journey)
             times = [t for t, _ in journey]
             for model in MODELS:
-                for (_, channel_), w in zip(journey, weights(model, times, ts, half_life_us)):
+                model_weights = weights(model, times, ts, half_life_us)
+                for (_, channel_), w in zip(journey, model_weights, strict=True):
                     credit[model][channel_][0] += w
                     credit[model][channel_][1] += w * value
 

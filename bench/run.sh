@@ -16,10 +16,11 @@ SEED=${2:-42}
 
 BENCH=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(dirname "$BENCH")
-# The default seed keeps the plain name; another seed gets its own file.
-DATA=$BENCH/data/events_${ROWS}$([[ $SEED == 42 ]] || echo "_seed$SEED").parquet
-RUNS=$BENCH/data/runs/$ROWS
-REPORT=$BENCH/results/$ROWS.md
+# The default seed keeps the plain names; another seed gets its own files.
+NAME=$ROWS$([[ $SEED == 42 ]] || echo "_seed$SEED")
+DATA=$BENCH/data/events_$NAME.parquet
+RUNS=$BENCH/data/runs/$NAME
+REPORT=$BENCH/results/$NAME.md
 MTA=${MTA_BIN:-$ROOT/target/release/mta} # MTA_BIN: benchmark another build of mta
 GEN=$ROOT/target/release/mta-gen
 PY=$BENCH/.venv/bin/python
@@ -50,9 +51,21 @@ fi
 # Read the file once so that both tools start with it in the page cache.
 cat "$DATA" >/dev/null
 
-LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
-if awk -v l="${LOAD_BEFORE%% *}" 'BEGIN { exit !(l > 0.5) }'; then
-    log "warning: load average $LOAD_BEFORE; timings are only meaningful on a quiet machine"
+# Share of CPU time busy over one second before the runs (from /proc/stat): other work
+# (e.g. a cargo build) skews the timings.
+cpu_busy_percent() {
+    local a b
+    a=$(awk '/^cpu / { print $2 + $3 + $4 + $7 + $8, $2 + $3 + $4 + $5 + $6 + $7 + $8 }' /proc/stat)
+    sleep 1
+    b=$(awk '/^cpu / { print $2 + $3 + $4 + $7 + $8, $2 + $3 + $4 + $5 + $6 + $7 + $8 }' /proc/stat)
+    awk -v a="$a" -v b="$b" 'BEGIN {
+        split(a, x, " "); split(b, y, " ")
+        printf "%.0f", (y[2] > x[2] ? 100 * (y[1] - x[1]) / (y[2] - x[2]) : 0)
+    }'
+}
+BUSY_BEFORE=$(cpu_busy_percent)
+if ((BUSY_BEFORE > 10)); then
+    log "warning: the CPUs were ${BUSY_BEFORE}% busy before the runs; timings need a quiet machine"
 fi
 
 # --- measurements --------------------------------------------------------------------------
@@ -118,7 +131,7 @@ fi
     echo
     echo "- input: \`bench/data/$(basename "$DATA")\` ($(du -m "$DATA" | cut -f1) MiB, mta-gen seed $SEED)"
     echo "- machine: $(nproc) cores, $(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo), $(free -g | awk '/Mem:/ { print $2 }') GiB RAM"
-    echo "- date: $(date -u +%Y-%m-%dT%H:%M:%SZ); load average before the runs: $LOAD_BEFORE"
+    echo "- date: $(date -u +%Y-%m-%dT%H:%M:%SZ); CPU busy before the runs: ${BUSY_BEFORE}%"
     echo
     echo "| tool | wall s | rows/s | peak RSS MiB |"
     echo "|---|---:|---:|---:|"

@@ -187,7 +187,7 @@ fn credits_export_has_a_row_per_journey_channel_and_model_that_adds_up() {
     for batch in reader {
         let batch = batch.unwrap();
         use arrow::array::AsArray;
-        let column = |name: &str| batch.column(batch.schema().index_of(name).unwrap()).clone();
+        let column = |name: &str| std::sync::Arc::clone(batch.column(batch.schema().index_of(name).unwrap()));
         let (user, model, channel) = (column("user_id"), column("model"), column("channel"));
         let (conv, value) = (column("conversions"), column("value"));
         for i in 0..batch.num_rows() {
@@ -348,4 +348,16 @@ fn explicit_column_mapping_reads_unusual_names() {
         ],
     );
     assert_eq!(credit(&result, "last_touch", "Email"), (1.0, 12.5));
+}
+
+#[test]
+fn a_path_row_with_value_but_no_conversions_is_refused() {
+    let dir = workdir();
+    let file = write(dir.path(), "paths.csv", "path,total_conversions,total_conversion_value\na>b,0,50\nb,1,5\n");
+    let (exit, stderr) = failure(&attribute(&file, &[]));
+    assert_eq!(exit, 1);
+    assert!(
+        stderr.contains("row 1, column `total_conversion_value`: value 50 on a path without conversions"),
+        "{stderr}"
+    );
 }

@@ -83,6 +83,9 @@ pub struct AttributeArgs {
     /// User-hash partitions (planned from the input size when absent; results do not depend on it).
     #[arg(long)]
     pub partitions: Option<u32>,
+    /// Memory for decoded rows before partitions spill to temporary files, in MiB.
+    #[arg(long, default_value_t = 512)]
+    pub memory_budget_mb: usize,
     /// Worker threads (default: one per core).
     #[arg(long)]
     pub threads: Option<usize>,
@@ -125,6 +128,7 @@ impl AttributeArgs {
             options,
             credits: self.credits.clone(),
             partitions: self.partitions,
+            memory_budget_bytes: self.memory_budget_mb.saturating_mul(1024 * 1024),
         })
     }
 }

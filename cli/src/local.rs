@@ -22,7 +22,7 @@ use mta_core::{AttributionError, AttributionResult, ErrorCode, InputKind, Option
 use rayon::prelude::*;
 
 use crate::credits_file::CreditsFile;
-use crate::spill::{PartitionWriter, read_partition};
+use crate::spill::{PartitionStore, PartitionWriter};
 
 /// Rows per partition the planner aims for: a partition is loaded whole when attributed.
 const ROWS_PER_PARTITION: u64 = 1_000_000;
@@ -37,6 +37,8 @@ pub struct AttributeRequest {
     pub credits: Option<PathBuf>,
     /// Number of user-hash partitions; planned from the input size when absent.
     pub partitions: Option<u32>,
+    /// Decoded rows kept in memory before partitions spill to temporary files.
+    pub memory_budget_bytes: usize,
 }
 
 /// Why a run failed: the input or options (the user's to fix), or anything else.
@@ -73,10 +75,10 @@ pub fn attribute_file(request: &AttributeRequest) -> Result<AttributionResult, R
         .prefix("mta-partitions-")
         .tempdir()
         .context("Failed to create a temporary directory")?;
+    let keep_user_ids = request.credits.is_some();
     let run = Run {
         request,
-        partitions,
-        spill_dir: spill_dir.path(),
+        store: PartitionStore::new(spill_dir.path(), partitions, keep_user_ids, request.memory_budget_bytes),
         channels: Arc::new(Mutex::new(ChannelDict::default())),
         progress: Progress::new(),
     };
@@ -85,10 +87,10 @@ pub fn attribute_file(request: &AttributeRequest) -> Result<AttributionResult, R
     let result = match decoded.kind {
         InputKind::Events => {
             let channels = run.channels.lock().expect("no panics while locked").clone();
-            let partial = run.attribute_partitions(&channels, &options, decoded.writers)?;
+            let partial = run.attribute_partitions(&channels, &options)?;
             let result = partial.finish(&options)?;
             if let Some(path) = &request.credits {
-                run.export_event_credits(path, &channels, &options, &result, decoded.writers)?;
+                run.export_event_credits(path, &channels, &options, &result)?;
             }
             result
         }
@@ -154,8 +156,7 @@ impl Source {
 
 struct Run<'a> {
     request: &'a AttributeRequest,
-    partitions: u32,
-    spill_dir: &'a Path,
+    store: PartitionStore,
     channels: Arc<Mutex<ChannelDict>>,
     progress: Progress,
 }
@@ -163,7 +164,6 @@ struct Run<'a> {
 struct Decoded {
     kind: InputKind,
     options: Options,
-    writers: usize,
     path_partial: Option<Partial>,
 }
 
@@ -171,7 +171,7 @@ struct Decoded {
 struct Collector<'a> {
     run: &'a Run<'a>,
     options: Option<Options>,
-    writer: PartitionWriter,
+    writer: PartitionWriter<'a>,
     path_partial: Option<Partial>,
 }
 
@@ -205,13 +205,8 @@ impl Collector<'_> {
 }
 
 impl Run<'_> {
-    fn collector(&self, writer_id: usize) -> Collector<'_> {
-        Collector {
-            run: self,
-            options: None,
-            writer: PartitionWriter::new(self.spill_dir, writer_id, self.partitions, self.keeps_user_ids()),
-            path_partial: None,
-        }
+    fn collector(&self) -> Collector<'_> {
+        Collector { run: self, options: None, writer: self.store.writer(), path_partial: None }
     }
 
     /// User id strings are only carried (and spilled) when credits are exported.
@@ -246,20 +241,21 @@ impl Run<'_> {
                 (0..threads)
                     .into_par_iter()
                     .map(|t| {
-                        let groups: Vec<usize> = (t..*row_groups).step_by(threads).collect();
-                        let mut collector = self.collector(t);
+                        // Contiguous ranges keep each user's rows in file order within a partition,
+                        // which spares the per-user sort for time-ordered exports.
+                        let groups: Vec<usize> = (t * row_groups / threads..(t + 1) * row_groups / threads).collect();
+                        let mut collector = self.collector();
                         read_source(source, &spec, Some(&groups), |block| collector.take(block))?;
                         Ok(collector)
                     })
                     .collect::<Result<Vec<_>, RunError>>()?
             }
             Source::Text { .. } => {
-                let mut collector = self.collector(0);
+                let mut collector = self.collector();
                 read_source(source, &spec, None, |block| collector.take(block))?;
                 vec![collector]
             }
         };
-        let writers = collectors.len();
         let Some(options) = collectors.iter().find_map(|c| c.options.clone()) else {
             return Err(AttributionError::new(ErrorCode::EmptyInput, "the input has no data rows").into());
         };
@@ -271,21 +267,18 @@ impl Run<'_> {
                     None => path_partial = Some(partial),
                 }
             }
-            collector.writer.finish()?;
+            collector.writer.finish();
         }
-        Ok(Decoded { kind: options.kind, options, writers, path_partial })
+        Ok(Decoded { kind: options.kind, options, path_partial })
     }
 
-    fn attribute_partitions(
-        &self,
-        channels: &ChannelDict,
-        options: &Options,
-        writers: usize,
-    ) -> Result<Partial, RunError> {
-        let partials = (0..self.partitions as usize)
+    fn attribute_partitions(&self, channels: &ChannelDict, options: &Options) -> Result<Partial, RunError> {
+        // With credits to export, partitions are read twice, so what is in memory stays there.
+        let keep = self.keeps_user_ids();
+        let partials = (0..self.store.partitions() as usize)
             .into_par_iter()
             .map(|p| {
-                let mut chunk = read_partition(self.spill_dir, p, writers, self.keeps_user_ids())?;
+                let mut chunk = self.store.load(p, keep)?;
                 chunk.channels = channels.clone();
                 Ok(Partial::from_events(&chunk, options))
             })
@@ -303,15 +296,14 @@ impl Run<'_> {
         channels: &ChannelDict,
         options: &Options,
         result: &AttributionResult,
-        writers: usize,
     ) -> Result<(), RunError> {
         let mut out = CreditsFile::create(path)?;
-        let partitions: Vec<usize> = (0..self.partitions as usize).collect();
+        let partitions: Vec<usize> = (0..self.store.partitions() as usize).collect();
         for window in partitions.chunks(rayon::current_num_threads().max(1)) {
             let batches = window
                 .par_iter()
                 .map(|&p| {
-                    let chunk = read_partition(self.spill_dir, p, writers, self.keeps_user_ids())?;
+                    let chunk = self.store.load(p, false)?;
                     let mut splitter = CreditSplitter::new(options, channels.names(), result);
                     let mut rows = crate::credits_file::CreditRows::default();
                     let user_ids = chunk.user_ids.as_ref().expect("kept for credits");

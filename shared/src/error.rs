@@ -151,12 +151,12 @@ impl Problems {
         if self.total == 0 {
             return Ok(());
         }
-        let shown = self.list.len() as u64;
-        let more = if self.total > shown { format!(" (first {shown} shown)") } else { String::new() };
-        Err(AttributionError::new(
-            ErrorCode::InvalidValue,
-            format!("{} invalid value(s) in the input{more}", self.total),
-        )
-        .with_details(self.list))
+        // Reading stops once MAX_DETAILS problems are known, so the count is a lower bound then.
+        let count = if self.list.len() >= MAX_DETAILS {
+            format!("at least {} invalid values", self.total)
+        } else {
+            format!("{} invalid value(s)", self.total)
+        };
+        Err(AttributionError::new(ErrorCode::InvalidValue, format!("{count} in the input")).with_details(self.list))
     }
 }

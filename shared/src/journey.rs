@@ -61,10 +61,14 @@ pub fn for_each_event_journey(
     for user in rows_by_user.users() {
         user_rows.clear();
         user_rows.extend_from_slice(user);
-        user_rows.sort_by_key(|&row| {
+        let order = |&row: &u32| {
             let row = row as usize;
             (chunk.timestamps[row], chunk.is_conversion[row], chunk.row_numbers[row])
-        });
+        };
+        // Exports are usually ordered by time already: check before sorting.
+        if !user_rows.is_sorted_by_key(order) {
+            user_rows.sort_by_key(order);
+        }
         channels.clear();
         times.clear();
         for &row in &user_rows {

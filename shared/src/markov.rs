@@ -26,6 +26,8 @@ pub struct MarkovCounts {
     pub order: u8,
     states: Vec<StateKey>,
     state_ids: FxHashMap<StateKey, u32>,
+    /// Order 1 only: state id by channel id, a direct index instead of a hash look-up.
+    single_channel_states: Vec<u32>,
     /// `(from << 32 | to) -> weight`; `from` may be [`START`].
     transitions: FxHashMap<u64, f64>,
     conversions: Vec<f64>,
@@ -88,6 +90,13 @@ impl MarkovCounts {
     }
 
     fn intern(&mut self, key: StateKey) -> u32 {
+        let single = key[1] == NO_CHANNEL && key[0] != NO_CHANNEL;
+        if single
+            && let Some(&id) = self.single_channel_states.get(key[0] as usize)
+            && id != u32::MAX
+        {
+            return id;
+        }
         if let Some(&id) = self.state_ids.get(&key) {
             return id;
         }
@@ -97,6 +106,13 @@ impl MarkovCounts {
         self.conversions.push(0.0);
         self.nulls.push(0.0);
         self.values.push(0.0);
+        if single && (key[0] as usize) < (1 << 20) {
+            let channel = key[0] as usize;
+            if self.single_channel_states.len() <= channel {
+                self.single_channel_states.resize(channel + 1, u32::MAX);
+            }
+            self.single_channel_states[channel] = id;
+        }
         id
     }
 
@@ -259,9 +275,9 @@ impl Chain {
         let n = self.conversion_prob.len();
         let mut index = vec![usize::MAX; n];
         let mut kept = Vec::new();
-        for s in 0..n {
+        for (s, slot) in index.iter_mut().enumerate() {
             if keep(s) {
-                index[s] = kept.len();
+                *slot = kept.len();
                 kept.push(s);
             }
         }

@@ -181,9 +181,10 @@ impl Options {
         (self.lookback_days > 0.0).then(|| (self.lookback_days * MICROS_PER_DAY).round() as i64)
     }
 
-    /// True if `channel` (any case) is one of the direct channels.
+    /// True if `channel` (any case, Unicode lower-casing) is one of the direct channels.
     pub fn is_direct(&self, channel: &str) -> bool {
-        self.direct_channels.iter().any(|d| d.eq_ignore_ascii_case(channel))
+        let channel = channel.trim().to_lowercase();
+        self.direct_channels.contains(&channel)
     }
 }
 

@@ -148,6 +148,9 @@ impl JourneyAdder {
     }
 
     pub(crate) fn add(&mut self, partial: &mut Partial, journey: &Journey<'_>, options: &Options) {
+        // Value belongs to conversions: a journey without any carries none (ingest refuses
+        // such path rows; this keeps the engine's totals consistent whatever it is given).
+        let journey = &Journey { value: if journey.is_converting() { journey.value } else { 0.0 }, ..*journey };
         let counts = &mut partial.counts;
         counts.conversions += journey.conversions;
         counts.conversion_value += journey.value;

@@ -8,9 +8,9 @@ use arrow::array::{
     StringViewArray, TimestampMicrosecondArray,
 };
 use arrow::compute::cast;
-use arrow::datatypes::{DataType, Int32Type, TimeUnit};
+use arrow::datatypes::{DataType, FieldRef, Int32Type, Schema, TimeUnit};
 use parquet::arrow::ProjectionMask;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
 use parquet::file::reader::ChunkReader;
 
 use super::columns::{ConversionColumn, Resolver, detect_kind};
@@ -48,7 +48,11 @@ pub fn read_parquet<R: ChunkReader + 'static, E: From<AttributionError>>(
     row_groups: Option<&[usize]>,
     mut sink: impl FnMut(Block) -> Result<(), E>,
 ) -> Result<InputSummary, E> {
-    let builder = ParquetRecordBatchReaderBuilder::try_new(reader).map_err(parquet_error)?;
+    let metadata = ArrowReaderMetadata::load(&reader, ArrowReaderOptions::new()).map_err(parquet_error)?;
+    let header: Vec<String> = metadata.schema().fields().iter().map(|f| f.name().clone()).collect();
+    let kind = spec.kind.unwrap_or_else(|| detect_kind(&header, &spec.columns));
+    let metadata = with_dictionary_channels(metadata, kind, &header, spec)?;
+    let builder = ParquetRecordBatchReaderBuilder::new_with_metadata(reader, metadata);
     let layout: Vec<(u64, u64)> = {
         let mut first = 0u64;
         builder
@@ -63,8 +67,6 @@ pub fn read_parquet<R: ChunkReader + 'static, E: From<AttributionError>>(
             .collect()
     };
     let selected: Vec<usize> = row_groups.map_or_else(|| (0..layout.len()).collect(), <[usize]>::to_vec);
-    let header: Vec<String> = builder.schema().fields().iter().map(|f| f.name().clone()).collect();
-    let kind = spec.kind.unwrap_or_else(|| detect_kind(&header, &spec.columns));
     let needed = needed_columns(kind, &header, spec)?;
     let mask = ProjectionMask::roots(builder.parquet_schema(), needed.iter().copied());
     let batches = builder
@@ -84,6 +86,7 @@ pub fn read_parquet<R: ChunkReader + 'static, E: From<AttributionError>>(
         for (position, &field) in needed.iter().enumerate() {
             columns[field] = Some(Column::new(batch.column(position))?);
         }
+        rows.start_batch();
         for i in 0..batch.num_rows() {
             while within_group >= layout[selected[group_cursor]].1 {
                 group_cursor += 1;
@@ -104,6 +107,41 @@ pub fn read_parquet<R: ChunkReader + 'static, E: From<AttributionError>>(
         return Ok(InputSummary { kind, rows: 0 });
     }
     finish(kind, rows, sink)
+}
+
+/// Asks Arrow to decode the channel column of event data as a dictionary, so rows carry a
+/// small key instead of a fresh string (exports dictionary-encode low-cardinality columns).
+fn with_dictionary_channels(
+    metadata: ArrowReaderMetadata,
+    kind: InputKind,
+    header: &[String],
+    spec: &InputSpec,
+) -> Result<ArrowReaderMetadata, AttributionError> {
+    if kind != InputKind::Events {
+        return Ok(metadata);
+    }
+    let Ok(columns) = Resolver::new(header, &spec.columns).events() else { return Ok(metadata) };
+    let schema = metadata.schema();
+    let field = schema.field(columns.channel);
+    if !matches!(field.data_type(), DataType::Utf8 | DataType::LargeUtf8) {
+        return Ok(metadata);
+    }
+    let dictionary = DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8));
+    let fields: Vec<FieldRef> = schema
+        .fields()
+        .iter()
+        .enumerate()
+        .map(|(i, f)| {
+            if i == columns.channel {
+                Arc::new(f.as_ref().clone().with_data_type(dictionary.clone()))
+            } else {
+                Arc::clone(f)
+            }
+        })
+        .collect();
+    let hinted = Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()));
+    ArrowReaderMetadata::try_new(Arc::clone(metadata.metadata()), ArrowReaderOptions::new().with_schema(hinted))
+        .map_err(parquet_error)
 }
 
 /// The file's columns that the kind of input reads, in file order (Arrow's projection order).
@@ -193,7 +231,8 @@ impl Column {
                 if a.is_null(i) {
                     Cell::Null
                 } else {
-                    Cell::Str(values.value(a.keys().value(i) as usize))
+                    let key = a.keys().value(i) as usize;
+                    Cell::Dict(key as u32, values.value(key))
                 }
             }
             Column::Int(a) => value_or_null!(a, Cell::Int),

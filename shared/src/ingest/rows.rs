@@ -23,6 +23,8 @@ pub(crate) enum Rows {
 }
 
 pub(crate) struct EventRows {
+    /// Channel id by dictionary key of the current batch ([`NO_CHANNEL`] = not seen yet).
+    channel_by_key: Vec<u32>,
     columns: EventColumns,
     names: ColumnNames,
     keep_user_ids: bool,
@@ -65,6 +67,7 @@ impl Rows {
         block_rows: usize,
     ) -> Rows {
         Rows::Events(EventRows {
+            channel_by_key: Vec::new(),
             columns,
             names: ColumnNames(header),
             keep_user_ids,
@@ -94,6 +97,28 @@ impl Rows {
         match self {
             Rows::Events(rows) => &mut rows.shared,
             Rows::Paths(rows) => &mut rows.shared,
+        }
+    }
+
+    /// Re-resolves columns against a header that gained names (NDJSON keys seen late).
+    pub(crate) fn set_header(&mut self, header: Vec<String>, spec: &super::InputSpec) -> Result<(), AttributionError> {
+        let resolver = super::columns::Resolver::new(&header, &spec.columns);
+        match self {
+            Rows::Events(rows) => rows.columns = resolver.events()?,
+            Rows::Paths(rows) => rows.columns = resolver.paths()?,
+        }
+        let names = match self {
+            Rows::Events(rows) => &mut rows.names,
+            Rows::Paths(rows) => &mut rows.names,
+        };
+        names.0 = header;
+        Ok(())
+    }
+
+    /// Forgets what dictionary keys meant: a new batch may bring a new dictionary.
+    pub(crate) fn start_batch(&mut self) {
+        if let Rows::Events(rows) = self {
+            rows.channel_by_key.clear();
         }
     }
 
@@ -193,7 +218,13 @@ impl EventRows {
         let mut bad = |column: usize, problem: String| found.push((column, problem));
 
         let mut number = [0u8; 24];
-        let user_cell = cell(c.user_id);
+        let channel_cell = cell(c.channel);
+        // A dictionary key seen before in this batch: its channel is known and valid.
+        let known_channel = match channel_cell {
+            Cell::Dict(key, _) => self.channel_by_key.get(key as usize).copied().filter(|&id| id != NO_CHANNEL),
+            _ => None,
+        };
+        let user_cell = cell(c.user_id).plain();
         let user: &[u8] = match user_cell {
             Cell::Str(s) if !s.trim().is_empty() && s.len() <= MAX_USER_ID_BYTES => s.as_bytes(),
             Cell::Str(s) if s.len() > MAX_USER_ID_BYTES => {
@@ -211,7 +242,7 @@ impl EventRows {
             }
         };
 
-        let time_cell = cell(c.timestamp);
+        let time_cell = cell(c.timestamp).plain();
         let timestamp = read_timestamp(time_cell).unwrap_or_else(|| {
             let problem = if time_cell.is_blank() {
                 "timestamp is empty".to_owned()
@@ -239,14 +270,14 @@ impl EventRows {
                     false
                 })
             }
-            ConversionColumn::EventType(i) => match cell(i) {
+            ConversionColumn::EventType(i) => match cell(i).plain() {
                 Cell::Str(s) => s.trim().eq_ignore_ascii_case("conversion"),
                 _ => false,
             },
         };
 
-        let channel_cell = cell(c.channel);
-        let channel_name: Option<Cow<'_, str>> = match channel_cell {
+        let channel_name: Option<Cow<'_, str>> = match channel_cell.plain() {
+            _ if known_channel.is_some() => None,
             Cell::Str(s) if !s.trim().is_empty() => Some(Cow::Borrowed(s.trim())),
             Cell::Null | Cell::Str(_) => None,
             Cell::Int(i) => Some(Cow::Owned(i.to_string())),
@@ -260,7 +291,8 @@ impl EventRows {
         {
             bad(c.channel, format!("channel name longer than {MAX_CHANNEL_NAME_BYTES} bytes"));
         }
-        if channel_name.is_none()
+        if known_channel.is_none()
+            && channel_name.is_none()
             && !is_conversion
             && !matches!(channel_cell, Cell::Nested | Cell::Bool(_) | Cell::Float(_) | Cell::Micros(_))
         {
@@ -284,9 +316,17 @@ impl EventRows {
             return Ok(());
         }
         let channel = match &channel_name {
+            _ if known_channel.is_some() => known_channel.unwrap_or(NO_CHANNEL),
             Some(name) => {
                 let id = self.chunk.channels.id(name);
                 self.shared.check_channels(self.chunk.channels.len())?;
+                if let Cell::Dict(key, _) = channel_cell {
+                    let key = key as usize;
+                    if self.channel_by_key.len() <= key {
+                        self.channel_by_key.resize(key + 1, NO_CHANNEL);
+                    }
+                    self.channel_by_key[key] = id;
+                }
                 id
             }
             None => NO_CHANNEL,
@@ -332,7 +372,13 @@ impl PathRows {
         let conversions = non_negative(Some(c.total_conversions), true);
         let value = non_negative(c.total_conversion_value, false);
         let nulls = non_negative(c.total_null, false);
-        let path_cell = cell(c.path);
+        if conversions == 0.0
+            && value > 0.0
+            && let Some(i) = c.total_conversion_value
+        {
+            bad(i, format!("value {value} on a path without conversions (value belongs to conversions)"));
+        }
+        let path_cell = cell(c.path).plain();
         let path_text = match path_cell {
             Cell::Str(s) => s,
             Cell::Null => "",

@@ -72,28 +72,33 @@ pub fn read_csv<E: From<AttributionError>>(
     finish(kind, rows, sink)
 }
 
+/// One NDJSON line: its 1-based line number and the object, or why it is not one.
+type ParsedLine = (u64, Result<Map<String, Value>, String>);
+
 /// Reads NDJSON (one JSON object per line), handing each full block to `sink`.
+///
+/// Column names are the union of the keys seen so far: the first objects decide the kind
+/// and the required columns; a key first seen later (a `conversion_value` that only rare
+/// conversion rows carry) is added when it appears.
 pub fn read_ndjson<E: From<AttributionError>>(
     reader: impl BufRead,
     spec: &InputSpec,
     mut sink: impl FnMut(Block) -> Result<(), E>,
 ) -> Result<InputSummary, E> {
     let mut lines = reader.lines().enumerate().filter(|(_, line)| line.as_ref().map_or(true, |l| !l.trim().is_empty()));
-    // Column names are the union of the keys of the first objects, so a key that only
-    // conversion rows carry (conversion_value) is still found.
-    let mut buffered: Vec<(u64, Result<Map<String, Value>, String>)> = Vec::new();
-    let mut header: Vec<String> = Vec::new();
-    for (line_no, line) in lines.by_ref() {
+    let parse = |line_no: usize, line: std::io::Result<String>| -> Result<ParsedLine, AttributionError> {
         let line = line.map_err(io_error)?;
         let parsed = serde_json::from_str::<Map<String, Value>>(&line).map_err(|e| format!("not a JSON object: {e}"));
-        if let Ok(object) = &parsed {
-            for key in object.keys() {
-                if !header.contains(key) {
-                    header.push(key.clone());
-                }
-            }
+        Ok((line_no as u64 + 1, parsed))
+    };
+    let mut buffered: Vec<ParsedLine> = Vec::new();
+    let mut header: Vec<String> = Vec::new();
+    for (line_no, line) in lines.by_ref() {
+        let parsed = parse(line_no, line)?;
+        if let Ok(object) = &parsed.1 {
+            add_new_keys(&mut header, object);
         }
-        buffered.push((line_no as u64 + 1, parsed));
+        buffered.push(parsed);
         if buffered.len() >= NDJSON_HEADER_LINES {
             break;
         }
@@ -102,28 +107,37 @@ pub fn read_ndjson<E: From<AttributionError>>(
         return Err(AttributionError::new(ErrorCode::EmptyInput, "the input is empty").into());
     }
     let (kind, mut rows) = rows_for(header.clone(), spec)?;
-    let mut handle = |rows: &mut Rows, row: u64, parsed: Result<Map<String, Value>, String>| -> Result<(), E> {
+    let streamed = lines.map(|(line_no, line)| parse(line_no, line));
+    for parsed in buffered.into_iter().map(Ok).chain(streamed) {
+        if rows.should_stop() {
+            break;
+        }
+        let (row, parsed) = parsed?;
         match parsed {
-            Ok(object) => rows.push(row, |i| json_cell(object.get(&header[i])))?,
+            Ok(object) => {
+                if add_new_keys(&mut header, &object) {
+                    rows.set_header(header.clone(), spec)?;
+                }
+                rows.push(row, |i| json_cell(object.get(&header[i])))?;
+            }
             Err(problem) => rows.problem(row, "(line)", problem),
         }
         if let Some(block) = rows.take_full_block() {
             sink(block)?;
         }
-        Ok(())
-    };
-    for (row, parsed) in buffered {
-        handle(&mut rows, row, parsed)?;
-    }
-    for (line_no, line) in lines {
-        if rows.should_stop() {
-            break;
-        }
-        let line = line.map_err(io_error)?;
-        let parsed = serde_json::from_str::<Map<String, Value>>(&line).map_err(|e| format!("not a JSON object: {e}"));
-        handle(&mut rows, line_no as u64 + 1, parsed)?;
     }
     finish(kind, rows, sink)
+}
+
+/// Appends the object's keys that `header` lacks; true if there were any.
+fn add_new_keys(header: &mut Vec<String>, object: &Map<String, Value>) -> bool {
+    let before = header.len();
+    for key in object.keys() {
+        if !header.contains(key) {
+            header.push(key.clone());
+        }
+    }
+    header.len() > before
 }
 
 fn json_cell(value: Option<&Value>) -> Cell<'_> {

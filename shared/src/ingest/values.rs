@@ -15,12 +15,23 @@ pub enum Cell<'a> {
     Micros(i64),
     /// A JSON array or object, or another type no column accepts.
     Nested,
+    /// A string from a dictionary-encoded column, with its key in the current batch's
+    /// dictionary (lets readers cache per key instead of hashing every row's string).
+    Dict(u32, &'a str),
 }
 
-impl Cell<'_> {
+impl<'a> Cell<'a> {
+    /// The cell with dictionary strings as plain strings.
+    pub fn plain(self) -> Cell<'a> {
+        match self {
+            Cell::Dict(_, s) => Cell::Str(s),
+            other => other,
+        }
+    }
+
     /// Null, or a string of only white space.
     pub fn is_blank(&self) -> bool {
-        match self {
+        match self.plain() {
             Cell::Null => true,
             Cell::Str(s) => s.trim().is_empty(),
             _ => false,
@@ -29,14 +40,14 @@ impl Cell<'_> {
 
     /// The cell as the user wrote it, for error messages (shortened).
     pub fn display(&self) -> String {
-        let text = match self {
+        let text = match self.plain() {
             Cell::Null => return "an empty value".to_owned(),
             Cell::Str(s) => s.to_string(),
             Cell::Int(i) => i.to_string(),
             Cell::Float(f) => f.to_string(),
             Cell::Bool(b) => b.to_string(),
             Cell::Micros(m) => m.to_string(),
-            Cell::Nested => return "a nested or binary value".to_owned(),
+            Cell::Nested | Cell::Dict(..) => return "a nested or binary value".to_owned(),
         };
         let mut shown: String = text.chars().take(60).collect();
         if shown.len() < text.len() {
@@ -53,7 +64,7 @@ impl Cell<'_> {
 /// Numbers (or strings of digits): epoch time whose unit follows from its size:
 /// below 10¹¹ seconds, below 10¹⁴ milliseconds, below 10¹⁷ microseconds, else nanoseconds.
 pub fn read_timestamp(cell: Cell<'_>) -> Option<i64> {
-    match cell {
+    match cell.plain() {
         Cell::Micros(m) => Some(m),
         Cell::Int(i) => epoch_micros(i as f64),
         Cell::Float(f) => epoch_micros(f),
@@ -65,7 +76,7 @@ pub fn read_timestamp(cell: Cell<'_>) -> Option<i64> {
             }
             parse_iso8601(s)
         }
-        Cell::Null | Cell::Bool(_) | Cell::Nested => None,
+        Cell::Null | Cell::Bool(_) | Cell::Nested | Cell::Dict(..) => None,
     }
 }
 
@@ -158,13 +169,13 @@ fn digits(b: &[u8]) -> Option<u64> {
 
 /// Reads a conversion flag. Empty means "not a conversion".
 pub fn read_flag(cell: Cell<'_>) -> Option<bool> {
-    match cell {
+    match cell.plain() {
         Cell::Null => Some(false),
         Cell::Bool(b) => Some(b),
         Cell::Int(0) => Some(false),
         Cell::Int(1) => Some(true),
-        Cell::Float(f) if f == 0.0 => Some(false),
-        Cell::Float(f) if f == 1.0 => Some(true),
+        Cell::Float(0.0) => Some(false),
+        Cell::Float(1.0) => Some(true),
         Cell::Str(s) => match s.trim().to_ascii_lowercase().as_str() {
             "" | "0" | "false" | "f" | "no" | "n" | "0.0" => Some(false),
             "1" | "true" | "t" | "yes" | "y" | "1.0" => Some(true),
@@ -176,12 +187,14 @@ pub fn read_flag(cell: Cell<'_>) -> Option<bool> {
 
 /// Reads a number; `Ok(None)` when empty, `Err` with the reason when not a finite number.
 pub fn read_number(cell: Cell<'_>) -> Result<Option<f64>, String> {
-    let value = match cell {
+    let value = match cell.plain() {
         Cell::Null => return Ok(None),
         Cell::Int(i) => i as f64,
         Cell::Float(f) => f,
         Cell::Bool(b) => f64::from(u8::from(b)),
-        Cell::Micros(_) | Cell::Nested => return Err(format!("expected a number, found {}", cell.display())),
+        Cell::Micros(_) | Cell::Nested | Cell::Dict(..) => {
+            return Err(format!("expected a number, found {}", cell.display()));
+        }
         Cell::Str(s) => {
             let s = s.trim();
             if s.is_empty() {

@@ -1,0 +1,23 @@
+//! The engine's test suite, one integration test binary for `mta-core`:
+//!
+//! - `models`: hand-computed credits for every model of DESIGN.md 3;
+//! - `journeys`: the journey rules of DESIGN.md 2.4 on event chunks;
+//! - `properties`: conservation and merge invariance on random inputs;
+//! - `markov_dense`: the Markov model against an independent dense solver;
+//! - `ingest`: decoding edge cases and located errors (DESIGN.md 2.1-2.5).
+//!
+//! The modules live in `tests/engine/`; `helpers` holds the shared builders.
+
+#[path = "engine/helpers.rs"]
+mod helpers;
+
+#[path = "engine/ingest.rs"]
+mod ingest;
+#[path = "engine/journeys.rs"]
+mod journeys;
+#[path = "engine/markov_dense.rs"]
+mod markov_dense;
+#[path = "engine/models.rs"]
+mod models;
+#[path = "engine/properties.rs"]
+mod properties;

@@ -1,0 +1,381 @@
+//! Ingest edge cases through the public API (`open_text` → `read_csv` / `read_ndjson`):
+//! delimiter detection, gzip, NDJSON, path-level separators, and every located error of
+//! DESIGN.md 2.5.
+
+use std::io::Write;
+
+use flate2::Compression;
+use flate2::write::GzEncoder;
+use mta_core::chunk::{NO_CHANNEL, user_key};
+use mta_core::ingest::{Block, Format, InputSpec, InputSummary, Limits, open_text, read_csv, read_ndjson};
+use mta_core::{AttributionError, ErrorCode, EventChunk, InputKind, ModelId, OptionsSpec, Partial, PathChunk};
+
+use crate::helpers::*;
+
+/// Reads text bytes the way a caller does: open (gzip, format detection), then the reader.
+fn read(bytes: &[u8], spec: &InputSpec) -> Result<(InputSummary, Vec<Block>), AttributionError> {
+    let (format, reader) = open_text(bytes, spec.format)?;
+    let mut blocks = Vec::new();
+    let sink = |block: Block| {
+        blocks.push(block);
+        Ok::<(), AttributionError>(())
+    };
+    let summary = match format {
+        Format::Ndjson => read_ndjson(reader, spec, sink)?,
+        _ => read_csv(reader, spec, sink)?,
+    };
+    Ok((summary, blocks))
+}
+
+fn read_events(bytes: &[u8]) -> EventChunk {
+    let (summary, mut blocks) = read(bytes, &InputSpec::default()).expect("input reads");
+    assert_eq!(summary.kind, InputKind::Events);
+    assert_eq!(blocks.len(), 1);
+    match blocks.pop() {
+        Some(Block::Events(chunk)) => chunk,
+        other => panic!("expected one event block, got {other:?}"),
+    }
+}
+
+fn read_paths(bytes: &[u8], spec: &InputSpec) -> PathChunk {
+    let (summary, mut blocks) = read(bytes, spec).expect("input reads");
+    assert_eq!(summary.kind, InputKind::Paths);
+    assert_eq!(blocks.len(), 1);
+    match blocks.pop() {
+        Some(Block::Paths(chunk)) => chunk,
+        other => panic!("expected one path block, got {other:?}"),
+    }
+}
+
+fn read_error(bytes: &[u8]) -> AttributionError {
+    read(bytes, &InputSpec::default()).expect_err("input is refused")
+}
+
+/// Each detail as (row, column).
+fn located(error: &AttributionError) -> Vec<(Option<u64>, Option<&str>)> {
+    error.details.iter().map(|d| (d.row, d.column.as_deref())).collect()
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut encoder = GzEncoder::new(Vec::new(), Compression::default());
+    encoder.write_all(bytes).unwrap();
+    encoder.finish().unwrap()
+}
+
+const SECOND: i64 = 1_000_000;
+/// 2024-01-01T00:00:00Z.
+const JAN_1: i64 = 1_704_067_200 * SECOND;
+
+const EVENTS_CSV: &str = "\
+user_id,timestamp,channel,conversion,conversion_value
+u1,2024-01-01T00:00:00Z,search,0,
+u1,2024-01-02T00:00:00Z,email,0,
+u1,2024-01-03T00:00:00Z,,1,19.5
+u2,1704067200,Paid > Search,0,
+u2,1704153600000,,true,5
+";
+
+#[track_caller]
+fn assert_events_csv_chunk(chunk: &EventChunk) {
+    assert_eq!(chunk.channels.names(), ["search", "email", "Paid > Search"]);
+    assert_eq!(chunk.timestamps, [JAN_1, JAN_1 + DAY, JAN_1 + 2 * DAY, JAN_1, JAN_1 + DAY]);
+    assert_eq!(chunk.channel_ids, [0, 1, NO_CHANNEL, 2, NO_CHANNEL]);
+    assert_eq!(chunk.is_conversion, [false, false, true, false, true]);
+    assert_eq!(chunk.values, [0.0, 0.0, 19.5, 0.0, 5.0]);
+    assert_eq!(chunk.row_numbers, [1, 2, 3, 4, 5]);
+    let (u1, u2) = (user_key(b"u1"), user_key(b"u2"));
+    assert_eq!(chunk.user_keys, [u1, u1, u1, u2, u2]);
+}
+
+#[test]
+fn comma_separated_events_are_read_exactly() {
+    assert_events_csv_chunk(&read_events(EVENTS_CSV.as_bytes()));
+}
+
+#[test]
+fn semicolon_and_tab_delimiters_are_detected() {
+    for delimiter in [";", "\t"] {
+        let text = EVENTS_CSV.replace(',', delimiter);
+        assert_events_csv_chunk(&read_events(text.as_bytes()));
+    }
+}
+
+#[test]
+fn a_given_delimiter_overrides_detection() {
+    // Detection would fall back to `,` (no candidate in the header); the file uses `|`.
+    let text = "user_id|timestamp|channel|conversion\nu1|2024-01-01|a,b,c|0\n";
+    let spec = InputSpec { delimiter: Some(b'|'), ..Default::default() };
+    let (_, blocks) = read(text.as_bytes(), &spec).unwrap();
+    let Block::Events(chunk) = &blocks[0] else { panic!("events expected") };
+    assert_eq!(chunk.channels.names(), ["a,b,c"]);
+}
+
+#[test]
+fn gzip_compressed_csv_is_read_like_plain_csv() {
+    assert_events_csv_chunk(&read_events(&gzip(EVENTS_CSV.as_bytes())));
+}
+
+#[test]
+fn concatenated_gzip_members_are_read_as_one_file() {
+    let (head, tail) = EVENTS_CSV.split_at(EVENTS_CSV.find("u1,2024-01-03").unwrap());
+    let mut bytes = gzip(head.as_bytes());
+    bytes.extend(gzip(tail.as_bytes()));
+    assert_events_csv_chunk(&read_events(&bytes));
+}
+
+#[test]
+fn a_byte_order_mark_and_crlf_line_ends_are_tolerated() {
+    let text = format!("\u{feff}{}", EVENTS_CSV.replace('\n', "\r\n"));
+    assert_events_csv_chunk(&read_events(text.as_bytes()));
+}
+
+#[test]
+fn event_channel_names_containing_the_path_separator_are_kept_whole() {
+    let chunk = read_events(EVENTS_CSV.as_bytes());
+    let options = event_options(OptionsSpec::default());
+    let result = Partial::from_events(&chunk, &options).finish(&options).unwrap();
+    // u1: search, email → 19.5; u2: Paid > Search → 5.
+    assert_credits(
+        &result,
+        ModelId::LastTouch,
+        &[("email", 1.0, 19.5), ("Paid > Search", 1.0, 5.0), ("search", 0.0, 0.0)],
+    );
+}
+
+#[test]
+fn small_blocks_carry_on_the_row_numbers() {
+    let spec = InputSpec { block_rows: 2, ..Default::default() };
+    let (summary, blocks) = read(EVENTS_CSV.as_bytes(), &spec).unwrap();
+    assert_eq!(summary.rows, 5);
+    let rows: Vec<Vec<u64>> = blocks
+        .iter()
+        .map(|b| match b {
+            Block::Events(chunk) => chunk.row_numbers.clone(),
+            Block::Paths(_) => panic!("events expected"),
+        })
+        .collect();
+    assert_eq!(rows, [vec![1, 2], vec![3, 4], vec![5]]);
+}
+
+#[test]
+fn ndjson_conversion_value_on_conversion_rows_only_is_found() {
+    let text = r#"{"user_id":"u1","timestamp":"2024-01-01T00:00:00Z","channel":"search","conversion":0}
+{"user_id":"u1","timestamp":1704153600,"channel":"email","conversion":false}
+
+{"user_id":"u1","timestamp":"2024-01-03T00:00:00Z","conversion":1,"conversion_value":19.5}
+{"user_id":"u2","timestamp":"2024-01-03T00:00:00Z","conversion":true,"conversion_value":"2.25"}
+"#;
+    let chunk = read_events(text.as_bytes());
+    assert_eq!(chunk.channels.names(), ["search", "email"]);
+    assert_eq!(chunk.timestamps, [JAN_1, JAN_1 + DAY, JAN_1 + 2 * DAY, JAN_1 + 2 * DAY]);
+    assert_eq!(chunk.is_conversion, [false, false, true, true]);
+    assert_eq!(chunk.values, [0.0, 0.0, 19.5, 2.25]);
+    assert_eq!(chunk.channel_ids[2], NO_CHANNEL);
+}
+
+#[test]
+fn an_ndjson_line_that_is_not_an_object_is_located() {
+    let text = "{\"user_id\":\"u1\",\"timestamp\":\"2024-01-01\",\"channel\":\"a\",\"conversion\":0}\nnot json\n";
+    let error = read_error(text.as_bytes());
+    assert_eq!(error.code, ErrorCode::InvalidValue);
+    assert_eq!(located(&error), [(Some(2), Some("(line)"))]);
+}
+
+#[test]
+fn an_interaction_column_marks_conversions_through_aliases() {
+    let text = "cookie,time,interaction,channel,revenue\nu1,2024-01-01,impression,a,3\nu1,2024-01-02,Conversion,,7\n";
+    let chunk = read_events(text.as_bytes());
+    assert_eq!(chunk.is_conversion, [false, true]);
+    // A touch's value is not read, only a conversion's.
+    assert_eq!(chunk.values, [0.0, 7.0]);
+}
+
+// ---- refusals ----------------------------------------------------------------------------
+
+#[test]
+fn a_file_with_a_header_only_is_empty_input() {
+    assert_eq!(read_error(b"user_id,timestamp,channel,conversion\n").code, ErrorCode::EmptyInput);
+    assert_eq!(read_error(b"path,total_conversions\n").code, ErrorCode::EmptyInput);
+    assert_eq!(read_error(b"").code, ErrorCode::EmptyInput);
+    assert_eq!(read_error(&gzip(b"")).code, ErrorCode::EmptyInput);
+}
+
+#[test]
+fn missing_columns_are_named_in_the_details() {
+    let error = read_error(b"user_id,when,source\nu1,2024-01-01,a\n");
+    assert_eq!(error.code, ErrorCode::MissingColumns);
+    let columns: Vec<&str> = error.details.iter().filter_map(|d| d.column.as_deref()).collect();
+    assert_eq!(columns, ["timestamp", "channel", "conversion (or an event_type/interaction column)"]);
+    assert!(error.message.contains("user_id, when, source"), "{}", error.message);
+}
+
+#[test]
+fn missing_path_columns_are_named_too() {
+    let spec = InputSpec { kind: Some(InputKind::Paths), ..Default::default() };
+    let error = read(b"route,conversions\na>b,1\n", &spec).unwrap_err();
+    assert_eq!(error.code, ErrorCode::MissingColumns);
+    assert_eq!(located(&error), [(None, Some("path"))]);
+}
+
+#[test]
+fn unreadable_values_are_located_by_row_and_file_column_name() {
+    let text = "\
+Cookie,Time,Channel,Conversion,Revenue
+u1,2024-01-01,a,0,
+u1,yesterday,a,0,
+u1,2024-01-02,a,maybe,
+u1,2024-01-03,,1,abc
+u1,2024-01-04,,1,NaN
+u1,2024-01-05,,1,-3
+u1,2024-01-06,,0,
+";
+    let error = read_error(text.as_bytes());
+    assert_eq!(error.code, ErrorCode::InvalidValue);
+    assert_eq!(
+        located(&error),
+        [
+            (Some(2), Some("Time")),
+            (Some(3), Some("Conversion")),
+            (Some(4), Some("Revenue")),
+            (Some(5), Some("Revenue")),
+            (Some(6), Some("Revenue")),
+            (Some(7), Some("Channel")),
+        ]
+    );
+    assert!(error.details[0].problem.contains("`yesterday`"), "{}", error.details[0].problem);
+    assert!(error.details[3].problem.contains("not a finite number"), "{}", error.details[3].problem);
+    assert!(error.details[4].problem.contains("negative"), "{}", error.details[4].problem);
+    assert!(error.details[5].problem.contains("channel is empty"), "{}", error.details[5].problem);
+}
+
+#[test]
+fn more_than_a_hundred_bad_rows_give_exactly_a_hundred_details() {
+    let mut text = String::from("user_id,timestamp,channel,conversion\n");
+    for i in 0..150 {
+        text.push_str(&format!("u{i},never,a,0\n"));
+    }
+    let error = read_error(text.as_bytes());
+    assert_eq!(error.code, ErrorCode::InvalidValue);
+    assert_eq!(error.details.len(), 100);
+    let rows: Vec<u64> = error.details.iter().map(|d| d.row.unwrap()).collect();
+    assert_eq!(rows, (1..=100).collect::<Vec<_>>());
+    assert!(error.details.iter().all(|d| d.column.as_deref() == Some("timestamp")));
+}
+
+#[test]
+fn a_row_with_the_wrong_number_of_fields_is_located() {
+    let text = "user_id,timestamp,channel,conversion\nu1,2024-01-01,a,0\nu1,2024-01-02,a,0,extra\nu1,2024-01-03\n";
+    let error = read_error(text.as_bytes());
+    assert_eq!(error.code, ErrorCode::InvalidValue);
+    assert_eq!(located(&error), [(Some(2), Some("(row)")), (Some(3), Some("(row)"))]);
+    assert!(error.details[0].problem.contains("5 fields"), "{}", error.details[0].problem);
+    assert!(error.details[1].problem.contains("2 fields"), "{}", error.details[1].problem);
+}
+
+#[test]
+fn a_truncated_gzip_stream_is_truncated_input() {
+    let mut text = String::from("user_id,timestamp,channel,conversion\n");
+    for i in 0..5000 {
+        text.push_str(&format!(
+            "user-{},{},channel-{},{}\n",
+            i * 7919 % 1013,
+            1_700_000_000 + i * 37,
+            i % 17,
+            i % 5 == 0
+        ));
+    }
+    let compressed = gzip(text.as_bytes());
+    assert!(compressed.len() > 1000);
+    // Whole: fine. Cut mid-stream, or in the 8-byte trailer: truncated.
+    assert!(read(&compressed, &InputSpec::default()).is_ok());
+    for cut in [compressed.len() / 2, compressed.len() - 4, compressed.len() - 1] {
+        let error = read(&compressed[..cut], &InputSpec::default()).expect_err("truncated stream is refused");
+        assert_eq!(error.code, ErrorCode::TruncatedInput, "cut at {cut} of {}: {error}", compressed.len());
+    }
+}
+
+#[test]
+fn binary_garbage_is_an_unknown_format() {
+    assert_eq!(read_error(&[0u8, 159, 146, 150, 0xff, 0xfe, 0, 1]).code, ErrorCode::UnknownFormat);
+}
+
+#[test]
+fn a_row_limit_is_enforced_and_named() {
+    let spec = InputSpec { limits: Limits { max_rows: Some(3), ..Default::default() }, ..Default::default() };
+    let error = read(EVENTS_CSV.as_bytes(), &spec).unwrap_err();
+    assert_eq!(error.code, ErrorCode::LimitExceeded);
+    assert!(error.message.contains("max_rows"), "{}", error.message);
+}
+
+// ---- path-level input ----------------------------------------------------------------------
+
+fn path_names(chunk: &PathChunk) -> Vec<Vec<&str>> {
+    (0..chunk.len()).map(|row| chunk.path(row).iter().map(|&c| chunk.channels.name(c)).collect()).collect()
+}
+
+#[test]
+fn a_multi_character_path_separator_splits_and_skips_empty_tokens() {
+    let text = "\
+path,total_conversions,total_conversion_value,total_null
+a -> b,1,10,0
+ -> a ->  -> Paid > Search -> ,2,5,1
+c,0,,3
+";
+    let spec = InputSpec { path_separator: " -> ".to_owned(), ..Default::default() };
+    let chunk = read_paths(text.as_bytes(), &spec);
+    assert_eq!(path_names(&chunk), [vec!["a", "b"], vec!["a", "Paid > Search"], vec!["c"]]);
+    assert_eq!(chunk.conversions, [1.0, 2.0, 0.0]);
+    assert_eq!(chunk.values, [10.0, 5.0, 0.0]);
+    assert_eq!(chunk.nulls, [0.0, 1.0, 3.0]);
+    assert_eq!(chunk.row_numbers, [1, 2, 3]);
+}
+
+#[test]
+fn the_default_separator_trims_tokens_and_skips_empty_ones() {
+    let text = "path,total_conversions\na >> b,1\n > c>a > ,1\n";
+    let chunk = read_paths(text.as_bytes(), &InputSpec::default());
+    assert_eq!(path_names(&chunk), [vec!["a", "b"], vec!["c", "a"]]);
+}
+
+#[test]
+fn fractional_total_conversions_are_kept_exactly() {
+    let text = "path;total_conversions\na>b;0.5\na;1.25\n;0.125\n";
+    let chunk = read_paths(text.as_bytes(), &InputSpec::default());
+    assert_eq!(chunk.conversions, [0.5, 1.25, 0.125]);
+    let options = path_options(OptionsSpec::default());
+    let result = Partial::from_paths(&chunk, &options).finish(&options).unwrap();
+    assert_eq!(result.summary.conversions, 1.875);
+    assert_eq!(result.summary.unattributed_conversions, 0.125);
+    assert_credits(&result, ModelId::FirstTouch, &[("a", 1.75, 0.0), ("b", 0.0, 0.0)]);
+    assert_credits(&result, ModelId::Linear, &[("a", 1.5, 0.0), ("b", 0.25, 0.0)]);
+}
+
+#[test]
+fn bad_path_numbers_are_located() {
+    let text = "path,total_conversions,total_null\na,1,0\nb,,0\nc,-1,0\nd,2,x\n";
+    let error = read(text.as_bytes(), &InputSpec::default()).unwrap_err();
+    assert_eq!(error.code, ErrorCode::InvalidValue);
+    assert_eq!(
+        located(&error),
+        [(Some(2), Some("total_conversions")), (Some(3), Some("total_conversions")), (Some(4), Some("total_null"))]
+    );
+}
+
+/// `read_ndjson` takes its column names from the keys of the first 1000 objects only, so a
+/// `conversion_value` key first seen later is silently ignored (its revenue read as 0).
+#[test]
+
+fn ndjson_conversion_value_first_seen_after_a_thousand_lines_is_still_read() {
+    let mut text = String::new();
+    for i in 0..1200 {
+        text.push_str(&format!(
+            "{{\"user_id\":\"u{i}\",\"timestamp\":{},\"channel\":\"a\",\"conversion\":0}}\n",
+            1_700_000_000 + i
+        ));
+    }
+    text.push_str("{\"user_id\":\"u1\",\"timestamp\":1800000000,\"conversion\":1,\"conversion_value\":7.5}\n");
+    let chunk = read_events(text.as_bytes());
+    assert_eq!(chunk.len(), 1201);
+    assert!(chunk.is_conversion[1200]);
+    assert_eq!(chunk.values[1200], 7.5);
+}

@@ -1,0 +1,409 @@
+//! Hand-computed credits for every model of DESIGN.md 3, through the whole pipeline
+//! (event or path chunk → `Partial` → `finish`).
+
+use mta_core::{ModelId, OptionsSpec, PositionWeights};
+
+use crate::helpers::*;
+
+// ---- first_touch, last_touch ----------------------------------------------------------
+
+#[test]
+fn first_touch_gives_everything_to_the_first_touch() {
+    let events = Events::new().journey("u1", &["a", "b", "c"], 10.0).journey("u2", &["c", "a"], 4.0);
+    let result = attribute(&events);
+    assert_credits(&result, ModelId::FirstTouch, &[("a", 1.0, 10.0), ("b", 0.0, 0.0), ("c", 1.0, 4.0)]);
+}
+
+#[test]
+fn last_touch_gives_everything_to_the_last_touch() {
+    let events = Events::new().journey("u1", &["a", "b", "c"], 10.0).journey("u2", &["c", "a"], 4.0);
+    let result = attribute(&events);
+    assert_credits(&result, ModelId::LastTouch, &[("a", 1.0, 4.0), ("b", 0.0, 0.0), ("c", 1.0, 10.0)]);
+}
+
+// ---- last_non_direct -------------------------------------------------------------------
+
+#[test]
+fn last_non_direct_skips_trailing_direct_touches_in_any_case() {
+    let events = Events::new().journey("u1", &["a", "b", "Direct", "DIRECT"], 10.0);
+    let result = attribute(&events);
+    assert_credits(
+        &result,
+        ModelId::LastNonDirect,
+        &[("a", 0.0, 0.0), ("b", 1.0, 10.0), ("Direct", 0.0, 0.0), ("DIRECT", 0.0, 0.0)],
+    );
+}
+
+#[test]
+fn an_all_direct_journey_credits_its_last_touch_under_last_non_direct() {
+    let events = Events::new().journey("u1", &["direct", "Direct"], 6.0);
+    let result = attribute(&events);
+    assert_credits(&result, ModelId::LastNonDirect, &[("direct", 0.0, 0.0), ("Direct", 1.0, 6.0)]);
+}
+
+#[test]
+fn custom_direct_channels_match_case_insensitively() {
+    let spec = OptionsSpec { direct_channels: Some(vec!["  Email ".into(), "ORGANIC".into()]), ..Default::default() };
+    let options = event_options(spec);
+    assert_eq!(options.direct_channels, ["email", "organic"]);
+    let events = Events::new().journey("u1", &["paid", "direct", "eMail", "Organic"], 8.0);
+    let result = attribute_events(&events.chunk(), &options);
+    // `direct` is no longer direct once the list is replaced.
+    assert_credits(
+        &result,
+        ModelId::LastNonDirect,
+        &[("paid", 0.0, 0.0), ("direct", 1.0, 8.0), ("eMail", 0.0, 0.0), ("Organic", 0.0, 0.0)],
+    );
+}
+
+/// DESIGN.md 3 says the direct list is matched case-insensitively; `Options::is_direct`
+/// compares with `eq_ignore_ascii_case`, so non-ASCII letters in other cases do not match.
+#[test]
+
+fn direct_channels_match_non_ascii_names_in_any_case() {
+    let options = event_options(OptionsSpec { direct_channels: Some(vec!["Dírecto".into()]), ..Default::default() });
+    assert!(options.is_direct("DÍRECTO"));
+    let events = Events::new().journey("u1", &["paid", "DÍRECTO"], 8.0);
+    let result = attribute_events(&events.chunk(), &options);
+    assert_credits(&result, ModelId::LastNonDirect, &[("paid", 1.0, 8.0), ("DÍRECTO", 0.0, 0.0)]);
+}
+
+// ---- linear ----------------------------------------------------------------------------
+
+#[test]
+fn linear_pays_a_repeated_channel_for_each_of_its_touches() {
+    let events = Events::new().journey("u1", &["a", "b", "a", "c"], 8.0);
+    let result = attribute(&events);
+    assert_credits(&result, ModelId::Linear, &[("a", 0.5, 4.0), ("b", 0.25, 2.0), ("c", 0.25, 2.0)]);
+}
+
+// ---- position_based and its presets ------------------------------------------------------
+
+fn position_credits(channels: &[&str], spec: OptionsSpec, id: ModelId) -> Vec<f64> {
+    let events = Events::new().journey("u1", channels, 100.0);
+    let result = attribute_events(&events.chunk(), &event_options(spec));
+    channels.iter().map(|c| credit(&result, id, c).0).collect()
+}
+
+#[track_caller]
+fn assert_weights(got: &[f64], want: &[f64]) {
+    assert_eq!(got.len(), want.len());
+    for (g, w) in got.iter().zip(want) {
+        assert!((g - w).abs() < 1e-12, "got {got:?}, want {want:?}");
+    }
+}
+
+#[test]
+fn position_based_gives_a_single_touch_everything() {
+    assert_weights(&position_credits(&["a"], OptionsSpec::default(), ModelId::PositionBased), &[1.0]);
+}
+
+#[test]
+fn position_based_splits_two_touches_evenly_by_default() {
+    assert_weights(&position_credits(&["a", "b"], OptionsSpec::default(), ModelId::PositionBased), &[0.5, 0.5]);
+}
+
+#[test]
+fn position_based_gives_three_touches_forty_twenty_forty() {
+    assert_weights(
+        &position_credits(&["a", "b", "c"], OptionsSpec::default(), ModelId::PositionBased),
+        &[0.4, 0.2, 0.4],
+    );
+}
+
+#[test]
+fn position_based_splits_the_middle_weight_over_three_middle_touches() {
+    let got = position_credits(&["a", "b", "c", "d", "e"], OptionsSpec::default(), ModelId::PositionBased);
+    let third = 0.2 / 3.0;
+    assert_weights(&got, &[0.4, third, third, third, 0.4]);
+    // The value follows the same weights.
+    let events = Events::new().journey("u1", &["a", "b", "c", "d", "e"], 30.0);
+    let result = attribute(&events);
+    assert_close(credit(&result, ModelId::PositionBased, "c").1, 2.0, 1e-12);
+    assert_close(credit(&result, ModelId::PositionBased, "e").1, 12.0, 1e-12);
+}
+
+fn two_one_one() -> OptionsSpec {
+    OptionsSpec { position_weights: Some(PositionWeights::parse("2,1,1").unwrap()), ..Default::default() }
+}
+
+#[test]
+fn custom_position_weights_two_one_one_are_normalised() {
+    assert_weights(&position_credits(&["a"], two_one_one(), ModelId::PositionBased), &[1.0]);
+    // Two touches: first and last renormalised, 0.5 : 0.25 → 2/3 : 1/3.
+    assert_weights(&position_credits(&["a", "b"], two_one_one(), ModelId::PositionBased), &[2.0 / 3.0, 1.0 / 3.0]);
+    assert_weights(&position_credits(&["a", "b", "c"], two_one_one(), ModelId::PositionBased), &[0.5, 0.25, 0.25]);
+    let m = 0.25 / 3.0;
+    assert_weights(
+        &position_credits(&["a", "b", "c", "d", "e"], two_one_one(), ModelId::PositionBased),
+        &[0.5, m, m, m, 0.25],
+    );
+}
+
+#[test]
+fn custom_position_weights_do_not_change_the_j_presets() {
+    assert_weights(&position_credits(&["a", "b", "c"], two_one_one(), ModelId::JShaped), &[0.2, 0.2, 0.6]);
+    assert_weights(&position_credits(&["a", "b", "c"], two_one_one(), ModelId::InverseJ), &[0.6, 0.2, 0.2]);
+}
+
+#[test]
+fn j_shaped_gives_two_touches_a_quarter_and_three_quarters() {
+    assert_weights(&position_credits(&["a", "b"], OptionsSpec::default(), ModelId::JShaped), &[0.25, 0.75]);
+    assert_weights(&position_credits(&["a", "b", "c"], OptionsSpec::default(), ModelId::JShaped), &[0.2, 0.2, 0.6]);
+    assert_weights(
+        &position_credits(&["a", "b", "c", "d"], OptionsSpec::default(), ModelId::JShaped),
+        &[0.2, 0.1, 0.1, 0.6],
+    );
+    assert_weights(&position_credits(&["a"], OptionsSpec::default(), ModelId::JShaped), &[1.0]);
+}
+
+#[test]
+fn inverse_j_gives_two_touches_three_quarters_and_a_quarter() {
+    assert_weights(&position_credits(&["a", "b"], OptionsSpec::default(), ModelId::InverseJ), &[0.75, 0.25]);
+    assert_weights(&position_credits(&["a", "b", "c"], OptionsSpec::default(), ModelId::InverseJ), &[0.6, 0.2, 0.2]);
+    assert_weights(
+        &position_credits(&["a", "b", "c", "d"], OptionsSpec::default(), ModelId::InverseJ),
+        &[0.6, 0.1, 0.1, 0.2],
+    );
+}
+
+// ---- time_decay ------------------------------------------------------------------------
+
+#[test]
+fn time_decay_weighs_touches_fourteen_and_seven_days_out_one_third_and_two_thirds() {
+    let events = Events::new().touch("u1", T0 - 14 * DAY, "a").touch("u1", T0 - 7 * DAY, "b").conversion("u1", T0, 9.0);
+    let result = attribute(&events);
+    assert_credits(&result, ModelId::TimeDecay, &[("a", 1.0 / 3.0, 3.0), ("b", 2.0 / 3.0, 6.0)]);
+}
+
+#[test]
+fn time_decay_measures_age_from_the_conversion_with_the_given_half_life() {
+    // Half-life 3.5 days: 2^-4 : 2^-2 : 2^0 for touches 14, 7 and 0 days before converting.
+    let options = event_options(OptionsSpec { half_life_days: Some(3.5), ..Default::default() });
+    let events = Events::new()
+        .touch("u1", T0 - 14 * DAY, "a")
+        .touch("u1", T0 - 7 * DAY, "b")
+        .touch("u1", T0, "c")
+        .conversion("u1", T0, 21.0);
+    let result = attribute_events(&events.chunk(), &options);
+    assert_credits(
+        &result,
+        ModelId::TimeDecay,
+        &[("a", 1.0 / 21.0, 1.0), ("b", 4.0 / 21.0, 4.0), ("c", 16.0 / 21.0, 16.0)],
+    );
+}
+
+#[test]
+fn time_decay_adds_up_the_touches_of_a_repeated_channel() {
+    // a is touched 21 and 7 days before converting, b 14 days before; half-life 7 days.
+    let events = Events::new()
+        .touch("u1", T0 - 21 * DAY, "a")
+        .touch("u1", T0 - 14 * DAY, "b")
+        .touch("u1", T0 - 7 * DAY, "a")
+        .conversion("u1", T0, 7.0);
+    let result = attribute(&events);
+    // Weights 1/8, 1/4, 1/2 → normalised 1/7, 2/7, 4/7.
+    assert_credits(&result, ModelId::TimeDecay, &[("a", 5.0 / 7.0, 5.0), ("b", 2.0 / 7.0, 2.0)]);
+}
+
+// ---- participation -----------------------------------------------------------------------
+
+#[test]
+fn participation_credits_every_distinct_channel_fully_and_says_totals_exceed() {
+    let events = Events::new().journey("u1", &["a", "b", "a"], 10.0).journey("u2", &["a"], 4.0);
+    let result = attribute(&events);
+    assert_credits(&result, ModelId::Participation, &[("a", 2.0, 14.0), ("b", 1.0, 10.0)]);
+    let participation = model(&result, ModelId::Participation);
+    assert_eq!(result.summary.conversions, 2.0);
+    assert_close(participation.total_conversions, 3.0, 1e-12);
+    assert_close(participation.total_value, 24.0, 1e-12);
+    assert!(!participation.conserves_totals);
+    assert!(participation.note.is_some_and(|n| n.contains("exceed")), "{:?}", participation.note);
+    for id in [ModelId::FirstTouch, ModelId::Linear, ModelId::Markov, ModelId::Shapley] {
+        assert!(model(&result, id).note.is_none(), "{id}");
+    }
+}
+
+// ---- shapley ---------------------------------------------------------------------------
+
+#[test]
+fn shapley_splits_a_two_channel_journey_in_halves() {
+    let events = Events::new().journey("u1", &["a", "b"], 10.0);
+    assert_credits(&attribute(&events), ModelId::Shapley, &[("a", 0.5, 5.0), ("b", 0.5, 5.0)]);
+}
+
+#[test]
+fn shapley_gives_a_single_channel_journey_to_its_channel() {
+    let events = Events::new().journey("u1", &["a"], 6.0);
+    assert_credits(&attribute(&events), ModelId::Shapley, &[("a", 1.0, 6.0)]);
+}
+
+#[test]
+fn shapley_counts_distinct_channels_and_sums_over_journeys() {
+    // {a,b} (repeats do not matter) + {a} + {a,b,c}: a = 1/2 + 1 + 1/3, b = 1/2 + 1/3, c = 1/3.
+    let events = Events::new().journey("u1", &["a", "b", "a", "a"], 10.0).journey("u2", &["a"], 6.0).journey(
+        "u3",
+        &["c", "b", "a"],
+        3.0,
+    );
+    let result = attribute(&events);
+    assert_credits(
+        &result,
+        ModelId::Shapley,
+        &[("a", 0.5 + 1.0 + 1.0 / 3.0, 5.0 + 6.0 + 1.0), ("b", 0.5 + 1.0 / 3.0, 5.0 + 1.0), ("c", 1.0 / 3.0, 1.0)],
+    );
+}
+
+// ---- markov ----------------------------------------------------------------------------
+
+/// The tiny check of DESIGN.md 3.
+fn design_paths() -> Vec<PathRow> {
+    vec![
+        path_row(&["c1", "c2"], 1.0, 10.0, 0.0),
+        path_row(&["c1"], 0.0, 0.0, 1.0),
+        path_row(&["c2", "c3"], 1.0, 5.0, 1.0),
+        path_row(&["c1", "c1", "c3"], 2.0, 30.0, 1.0),
+    ]
+}
+
+#[track_caller]
+fn assert_design_markov(result: &mta_core::AttributionResult) {
+    let markov = model(result, ModelId::Markov);
+    assert_eq!(markov.order, Some(1));
+    assert!(markov.conserves_totals);
+    assert_close(markov.conversion_probability.unwrap(), 4.0 / 7.0, 1e-12);
+    for (channel, re, conversions, value) in [
+        ("c1", 19.0 / 30.0, 38.0 / 29.0, 14.829_545_5),
+        ("c2", 11.0 / 20.0, 33.0 / 29.0, 12.272_727_3),
+        ("c3", 3.0 / 4.0, 45.0 / 29.0, 17.897_727_3),
+    ] {
+        let c = markov.channel(channel).unwrap_or_else(|| panic!("no channel {channel}"));
+        assert_close(c.removal_effect.unwrap(), re, 1e-12);
+        assert_close(c.conversions, conversions, 1e-12);
+        assert!((c.value - value).abs() < 5e-7, "{channel}: value {} vs {value}", c.value);
+    }
+    assert_close(markov.total_conversions, 4.0, 1e-12);
+    assert_close(markov.total_value, 45.0, 1e-12);
+    // Channels sorted by conversions, descending.
+    let order: Vec<&str> = markov.channels.iter().map(|c| c.channel.as_str()).collect();
+    assert_eq!(order, ["c3", "c1", "c2"]);
+}
+
+#[test]
+fn markov_solves_the_design_tiny_case_exactly_from_paths() {
+    let options = path_options(OptionsSpec::default());
+    let result = attribute_paths(&design_paths(), &options);
+    assert_design_markov(&result);
+    assert_eq!(result.summary.conversions, 4.0);
+    assert_eq!(result.summary.conversion_value, 45.0);
+    assert_eq!(result.summary.null_journeys, 3.0);
+    assert_eq!(result.summary.converting_journeys, 4.0);
+    assert_eq!(result.summary.channels, 3);
+}
+
+#[test]
+fn markov_value_removal_effects_of_the_design_case() {
+    let result = attribute_paths(&design_paths(), &path_options(OptionsSpec::default()));
+    let markov = model(&result, ModelId::Markov);
+    // Σ_s x_s·p_conv(s)·μ_s = 45/7 for the full chain; removing c1, c2, c3 leaves 16/7, 3, 10/7.
+    for (channel, re_value) in [("c1", 29.0 / 45.0), ("c2", 8.0 / 15.0), ("c3", 7.0 / 9.0)] {
+        assert_close(markov.channel(channel).unwrap().removal_effect_value.unwrap(), re_value, 1e-12);
+    }
+}
+
+#[test]
+fn markov_solves_the_design_tiny_case_from_event_rows_too() {
+    // The same journeys as users: the c1 > c1 > c3 row is two converting users (10 + 20) and
+    // one that did not convert; null journeys are touches after a user's last conversion.
+    let mut events = Events::new().journey("p1", &["c1", "c2"], 10.0);
+    events = events.touch("p2", T0 - DAY, "c1");
+    events = events.journey("p3a", &["c2", "c3"], 5.0).touch("p3b", T0 - 2 * DAY, "c2").touch("p3b", T0 - DAY, "c3");
+    events = events.journey("p4a", &["c1", "c1", "c3"], 10.0).journey("p4b", &["c1", "c1", "c3"], 20.0);
+    events = events.touch("p4c", T0 - 3 * DAY, "c1").touch("p4c", T0 - 2 * DAY, "c1").touch("p4c", T0 - DAY, "c3");
+    let result = attribute(&events);
+    assert_design_markov(&result);
+    assert_eq!(result.summary.null_journeys, 3.0);
+}
+
+#[test]
+fn markov_reports_removal_effects_only_on_markov() {
+    let result = attribute_paths(&design_paths(), &path_options(OptionsSpec::default()));
+    for m in &result.models {
+        let has = m.channels.iter().all(|c| c.removal_effect.is_some());
+        assert_eq!(has, m.model == ModelId::Markov, "{}", m.model);
+        assert_eq!(m.conversion_probability.is_some(), m.model == ModelId::Markov);
+    }
+}
+
+#[test]
+fn markov_of_a_single_channel_gets_every_conversion() {
+    let rows = [path_row(&["a"], 3.0, 12.0, 1.0), path_row(&["a", "a"], 1.0, 4.0, 0.0)];
+    let options = path_options(only(&["markov"]));
+    let result = attribute_paths(&rows, &options);
+    let markov = model(&result, ModelId::Markov);
+    // Both rows collapse to the state `a`: 4 conversions and 1 null of 5 journeys.
+    assert_close(markov.conversion_probability.unwrap(), 0.8, 1e-12);
+    assert_credits(&result, ModelId::Markov, &[("a", 4.0, 16.0)]);
+    assert_close(markov.channel("a").unwrap().removal_effect.unwrap(), 1.0, 1e-12);
+}
+
+// ---- result shape ------------------------------------------------------------------------
+
+#[test]
+fn every_model_is_offered_on_events_and_time_decay_is_not_on_paths() {
+    let events = attribute(&Events::new().journey("u1", &["a"], 1.0));
+    assert_eq!(events.models.iter().map(|m| m.model).collect::<Vec<_>>(), ModelId::ALL);
+    let paths = attribute_paths(&design_paths(), &path_options(OptionsSpec::default()));
+    assert!(paths.model(ModelId::TimeDecay).is_none());
+    assert_eq!(paths.models.len(), 10);
+}
+
+#[test]
+fn channels_are_sorted_by_conversions_descending_then_by_name_with_shares() {
+    let events = Events::new()
+        .journey("u1", &["b"], 1.0)
+        .journey("u2", &["c"], 1.0)
+        .journey("u3", &["c"], 1.0)
+        .journey("u4", &["a"], 1.0)
+        .journey("u5", &["z", "x"], 1.0);
+    let result = attribute(&events);
+    let last_touch = model(&result, ModelId::LastTouch);
+    let order: Vec<&str> = last_touch.channels.iter().map(|c| c.channel.as_str()).collect();
+    assert_eq!(order, ["c", "a", "b", "x", "z"]);
+    let shares: Vec<f64> = last_touch.channels.iter().map(|c| c.share).collect();
+    assert_eq!(shares, [0.4, 0.2, 0.2, 0.2, 0.0]);
+}
+
+#[test]
+fn the_summary_counts_rows_journeys_and_channels() {
+    let events = Events::new()
+        .journey("u1", &["a", "b"], 10.0) // converting
+        .touch("u1", T0 + DAY, "c") // null journey after the last conversion
+        .conversion("u2", T0, 7.0) // unattributed
+        .touch("u3", T0, "d"); // null journey
+    let result = attribute(&events);
+    let s = &result.summary;
+    assert_eq!(s.rows, 6);
+    assert_eq!(s.journeys, 3.0);
+    assert_eq!(s.converting_journeys, 1.0);
+    assert_eq!(s.null_journeys, 2.0);
+    assert_eq!(s.conversions, 2.0);
+    assert_eq!(s.conversion_value, 17.0);
+    assert_eq!(s.unattributed_conversions, 1.0);
+    assert_eq!(s.unattributed_value, 7.0);
+    assert_eq!(s.channels, 4);
+    assert_eq!(s.truncated_journeys, 0);
+}
+
+/// A path row may carry a value with `total_conversions` 0 (ingest refuses it; the engine
+/// given such a chunk directly ignores the value): every model must still conserve totals.
+#[test]
+fn value_on_a_path_row_without_conversions_does_not_break_conservation() {
+    let rows = [path_row(&["a"], 1.0, 10.0, 0.0), path_row(&["a", "b"], 0.0, 50.0, 1.0)];
+    let result = attribute_paths(&rows, &path_options(OptionsSpec::default()));
+    for m in &result.models {
+        assert!(m.conserves_totals || m.model == ModelId::Participation, "{}", m.model);
+        let credited: f64 = m.channels.iter().map(|c| c.value).sum();
+        assert_close(credited, result.summary.conversion_value - result.summary.unattributed_value, 1e-9);
+    }
+}

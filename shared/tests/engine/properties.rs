@@ -1,0 +1,302 @@
+//! Property tests over random inputs: every model but `participation` conserves the
+//! attributed conversions and value, and partials merge to the single-chunk answer in any
+//! grouping and order, whatever the chunks' channel numbering.
+
+use std::collections::BTreeMap;
+
+use mta_core::chunk::{partition_of, user_key};
+use mta_core::{AttributionResult, ChannelDict, ModelId, Options, OptionsSpec, Partial};
+use proptest::prelude::*;
+use proptest::test_runner::TestCaseError;
+
+use crate::helpers::*;
+
+const CHANNELS: [&str; 6] = ["search", "Direct", "email", "social", "display", "affiliate"];
+
+/// Random event rows: up to 8 users, 1..6 channels, times on a 6-hour grid over 60 days
+/// (so ties happen), about a third of the rows conversions (some carrying a channel).
+fn event_rows() -> impl Strategy<Value = Vec<Row>> {
+    (1usize..=6)
+        .prop_flat_map(|channels| {
+            prop::collection::vec(
+                (0u8..8, 0i64..240, 0..channels, prop::bool::weighted(0.3), 0.0f64..500.0, prop::bool::weighted(0.25)),
+                1..40,
+            )
+        })
+        .prop_map(|raw| {
+            raw.into_iter()
+                .enumerate()
+                .map(|(i, (user, slot, channel, conversion, value, channel_on_conversion))| Row {
+                    user: format!("user-{user}"),
+                    time: T0 + slot * 6 * HOUR,
+                    channel: (!conversion || channel_on_conversion).then(|| CHANNELS[channel].to_owned()),
+                    conversion,
+                    value: if conversion { value } else { 0.0 },
+                    row_number: i as u64 + 1,
+                })
+                .collect()
+        })
+}
+
+/// Random journey options around the defaults.
+fn event_specs() -> impl Strategy<Value = OptionsSpec> {
+    (
+        prop::sample::select(vec![0.0, 7.0, 30.0]),
+        prop::sample::select(vec![1.0, 7.0]),
+        any::<bool>(),
+        prop::sample::select(vec![2u32, 10_000]),
+        1u8..=4,
+    )
+        .prop_map(|(lookback, half_life, conversion_row_is_touch, max_touches, order)| OptionsSpec {
+            lookback_days: Some(lookback),
+            half_life_days: Some(half_life),
+            conversion_row_is_touch: Some(conversion_row_is_touch),
+            max_journey_touches: Some(max_touches),
+            markov_order: Some(order),
+            ..Default::default()
+        })
+}
+
+/// Random path rows: paths of 0..6 touches, fractional conversions and nulls.
+fn path_rows() -> impl Strategy<Value = Vec<PathRow>> {
+    let number = || prop_oneof![Just(0.0), Just(0.5), Just(1.25), (1u32..4).prop_map(f64::from), 0.0f64..3.0];
+    (1usize..=6).prop_flat_map(move |channels| {
+        prop::collection::vec((prop::collection::vec(0..channels, 0..6), number(), number(), 0.0f64..1000.0), 1..25)
+            .prop_map(|raw| {
+                raw.into_iter()
+                    .map(|(path, conversions, nulls, value)| PathRow {
+                        path: path.into_iter().map(|c| CHANNELS[c].to_owned()).collect(),
+                        conversions,
+                        // Value only with conversions: see models::value_on_a_path_row_without_conversions_does_not_break_conservation.
+                        value: if conversions > 0.0 { value } else { 0.0 },
+                        nulls,
+                    })
+                    .collect()
+            })
+    })
+}
+
+#[track_caller]
+fn check_close(what: &str, got: f64, want: f64) -> Result<(), TestCaseError> {
+    prop_assert!(close(got, want, 1e-9), "{}: got {}, want {}", what, got, want);
+    Ok(())
+}
+
+/// (a): every model but participation sums to the attributed conversions and value.
+fn check_conservation(result: &AttributionResult) -> Result<(), TestCaseError> {
+    let s = &result.summary;
+    let conversions = s.conversions - s.unattributed_conversions;
+    let value = s.conversion_value - s.unattributed_value;
+    for m in &result.models {
+        let sum_conversions: f64 = m.channels.iter().map(|c| c.conversions).sum();
+        let sum_value: f64 = m.channels.iter().map(|c| c.value).sum();
+        if m.model == ModelId::Participation {
+            prop_assert!(sum_conversions >= conversions * (1.0 - 1e-9) - 1e-9);
+            prop_assert!(m.note.is_some());
+            continue;
+        }
+        prop_assert!(m.conserves_totals, "{} does not conserve totals", m.model);
+        check_close(&format!("{} conversions", m.model), sum_conversions, conversions)?;
+        check_close(&format!("{} value", m.model), sum_value, value)?;
+        check_close(&format!("{} total_conversions", m.model), m.total_conversions, conversions)?;
+        prop_assert!(m.channels.iter().all(|c| c.conversions >= -1e-12 && c.value >= -1e-12), "{}", m.model);
+    }
+    Ok(())
+}
+
+/// The rows of each of `n` partitions, by user hash, in file order.
+fn partition(rows: &[Row], n: u32) -> Vec<Vec<Row>> {
+    let mut parts = vec![Vec::new(); n as usize];
+    for row in rows {
+        parts[partition_of(user_key(row.user.as_bytes()), n) as usize].push(row.clone());
+    }
+    parts
+}
+
+/// A chunk whose channel ids are numbered its own way: the channels it holds, sorted,
+/// rotated by `index` and reversed for odd indices.
+fn own_numbering(rows: &[Row], index: usize) -> mta_core::EventChunk {
+    let mut names: Vec<&str> = rows.iter().filter_map(|r| r.channel.as_deref()).collect();
+    names.sort_unstable();
+    names.dedup();
+    if !names.is_empty() {
+        let len = names.len();
+        names.rotate_left(index % len);
+    }
+    if index % 2 == 1 {
+        names.reverse();
+    }
+    let mut dict = ChannelDict::default();
+    for name in names {
+        dict.id(name);
+    }
+    event_chunk_with_dict(rows, dict)
+}
+
+/// Merges partials in several groupings and orders.
+fn groupings(parts: &[Partial], options: &Options) -> Vec<(&'static str, Partial)> {
+    let mut out = Vec::new();
+    let mut left = parts[0].clone();
+    for p in &parts[1..] {
+        left.merge(p);
+    }
+    out.push(("left fold", left));
+    let mut from_empty = Partial::new(options, &[]);
+    for p in parts.iter().rev() {
+        from_empty.merge(p);
+    }
+    out.push(("reverse into empty", from_empty));
+    out.push(("balanced tree", tree(parts)));
+    let (mut evens, mut odds) = (Partial::new(options, &[]), Partial::new(options, &[]));
+    for (i, p) in parts.iter().enumerate() {
+        if i % 2 == 0 { evens.merge(p) } else { odds.merge(p) }
+    }
+    odds.merge(&evens);
+    out.push(("odds then evens", odds));
+    out
+}
+
+fn tree(parts: &[Partial]) -> Partial {
+    if parts.len() == 1 {
+        return parts[0].clone();
+    }
+    let (a, b) = parts.split_at(parts.len() / 2);
+    let mut merged = tree(a);
+    merged.merge(&tree(b));
+    merged
+}
+
+type ChannelNumbers = BTreeMap<String, (f64, f64, Option<f64>, Option<f64>)>;
+
+fn channel_numbers(result: &AttributionResult, model: ModelId) -> ChannelNumbers {
+    result
+        .model(model)
+        .expect("model present")
+        .channels
+        .iter()
+        .map(|c| (c.channel.clone(), (c.conversions, c.value, c.removal_effect, c.removal_effect_value)))
+        .collect()
+}
+
+/// (b): a merged result equals the single-chunk result.
+fn check_same(what: &str, got: &AttributionResult, want: &AttributionResult) -> Result<(), TestCaseError> {
+    let (g, w) = (&got.summary, &want.summary);
+    prop_assert_eq!(g.rows, w.rows, "{}", what);
+    prop_assert_eq!(g.channels, w.channels, "{}", what);
+    prop_assert_eq!(g.truncated_journeys, w.truncated_journeys, "{}", what);
+    for (name, a, b) in [
+        ("conversions", g.conversions, w.conversions),
+        ("conversion_value", g.conversion_value, w.conversion_value),
+        ("unattributed_conversions", g.unattributed_conversions, w.unattributed_conversions),
+        ("unattributed_value", g.unattributed_value, w.unattributed_value),
+        ("null_journeys", g.null_journeys, w.null_journeys),
+        ("converting_journeys", g.converting_journeys, w.converting_journeys),
+    ] {
+        check_close(&format!("{what}: summary.{name}"), a, b)?;
+    }
+    for m in &want.models {
+        let (gc, wc) = (channel_numbers(got, m.model), channel_numbers(want, m.model));
+        prop_assert_eq!(gc.keys().collect::<Vec<_>>(), wc.keys().collect::<Vec<_>>(), "{}: {}", what, m.model);
+        for (channel, &(conversions, value, re, re_value)) in &wc {
+            let (c, v, r, rv) = gc[channel];
+            check_close(&format!("{what}: {} {channel} conversions", m.model), c, conversions)?;
+            check_close(&format!("{what}: {} {channel} value", m.model), v, value)?;
+            prop_assert_eq!(r.is_some(), re.is_some());
+            check_close(&format!("{what}: {} {channel} removal effect", m.model), r.unwrap_or(0.0), re.unwrap_or(0.0))?;
+            check_close(
+                &format!("{what}: {} {channel} value removal effect", m.model),
+                rv.unwrap_or(0.0),
+                re_value.unwrap_or(0.0),
+            )?;
+        }
+        let got_model = got.model(m.model).expect("model present");
+        check_close(
+            &format!("{what}: {} conversion probability", m.model),
+            got_model.conversion_probability.unwrap_or(0.0),
+            m.conversion_probability.unwrap_or(0.0),
+        )?;
+        prop_assert_eq!(got_model.conserves_totals, m.conserves_totals, "{}: {}", what, m.model);
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn every_model_but_participation_conserves_event_totals(rows in event_rows(), spec in event_specs()) {
+        let options = event_options(spec);
+        let result = attribute_events(&event_chunk(&rows), &options);
+        // The summary counts every conversion row and its value.
+        let conversions = rows.iter().filter(|r| r.conversion).count() as f64;
+        let value: f64 = rows.iter().map(|r| r.value).sum();
+        prop_assert_eq!(result.summary.conversions, conversions);
+        check_close("summary.conversion_value", result.summary.conversion_value, value)?;
+        prop_assert_eq!(result.summary.rows, rows.len() as u64);
+        check_conservation(&result)?;
+    }
+
+    #[test]
+    fn merging_partials_by_user_in_any_grouping_equals_one_chunk(rows in event_rows(), spec in event_specs()) {
+        let options = event_options(spec);
+        let want = attribute_events(&event_chunk(&rows), &options);
+        for n in [1u32, 2, 7] {
+            let parts: Vec<Partial> = partition(&rows, n)
+                .iter()
+                .enumerate()
+                .map(|(i, part)| Partial::from_events(&own_numbering(part, i), &options))
+                .collect();
+            for (grouping, merged) in groupings(&parts, &options) {
+                let got = merged.finish(&options).expect("attribution succeeds");
+                check_same(&format!("{n} chunks, {grouping}"), &got, &want)?;
+            }
+        }
+    }
+
+    #[test]
+    fn every_model_but_participation_conserves_fractional_path_totals(rows in path_rows(), order in 1u8..=4) {
+        let options = path_options(OptionsSpec { markov_order: Some(order), ..Default::default() });
+        let result = attribute_paths(&rows, &options);
+        let conversions: f64 = rows.iter().map(|r| r.conversions).sum();
+        check_close("summary.conversions", result.summary.conversions, conversions)?;
+        let unattributed: f64 = rows.iter().filter(|r| r.path.is_empty()).map(|r| r.conversions).sum();
+        check_close("summary.unattributed_conversions", result.summary.unattributed_conversions, unattributed)?;
+        prop_assert_eq!(model(&result, ModelId::Markov).order, Some(order));
+        check_conservation(&result)?;
+    }
+
+    #[test]
+    fn merging_path_partials_equals_one_chunk(rows in path_rows(), order in 1u8..=4, n in 2usize..5) {
+        let options = path_options(OptionsSpec { markov_order: Some(order), ..Default::default() });
+        let want = attribute_paths(&rows, &options);
+        let mut parts: Vec<Vec<PathRow>> = vec![Vec::new(); n];
+        for (i, row) in rows.iter().enumerate() {
+            parts[(i * 7 + 3) % n].push(row.clone());
+        }
+        let partials: Vec<Partial> = parts.iter().map(|p| Partial::from_paths(&path_chunk(p), &options)).collect();
+        for (grouping, merged) in groupings(&partials, &options) {
+            let got = merged.finish(&options).expect("attribution succeeds");
+            check_same(&format!("{n} path chunks, {grouping}"), &got, &want)?;
+        }
+    }
+}
+
+#[test]
+fn markov_of_every_order_conserves_the_design_case_totals() {
+    let rows = [
+        path_row(&["c1", "c2"], 1.0, 10.0, 0.0),
+        path_row(&["c1"], 0.0, 0.0, 1.0),
+        path_row(&["c2", "c3"], 1.0, 5.0, 1.0),
+        path_row(&["c1", "c1", "c3"], 2.0, 30.0, 1.0),
+        path_row(&["c3", "c1", "c2", "c1", "c3"], 0.5, 2.5, 0.25),
+    ];
+    for order in 1..=4u8 {
+        let options = path_options(OptionsSpec { markov_order: Some(order), ..only(&["markov"]) });
+        let result = attribute_paths(&rows, &options);
+        let markov = model(&result, ModelId::Markov);
+        assert_eq!(markov.order, Some(order));
+        assert!(markov.conserves_totals, "order {order}");
+        assert_close(markov.channels.iter().map(|c| c.conversions).sum(), 4.5, 1e-9);
+        assert_close(markov.channels.iter().map(|c| c.value).sum(), 47.5, 1e-9);
+    }
+}
