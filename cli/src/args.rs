@@ -84,8 +84,11 @@ pub struct AttributeArgs {
     #[arg(long)]
     pub partitions: Option<u32>,
     /// Memory for decoded rows before partitions spill to temporary files, in MiB.
-    #[arg(long, default_value_t = 512)]
+    #[arg(long, default_value_t = 256)]
     pub memory_budget_mb: usize,
+    /// Report stages and their timings on standard error.
+    #[arg(long, short)]
+    pub verbose: bool,
     /// Worker threads (default: one per core).
     #[arg(long)]
     pub threads: Option<usize>,
@@ -129,6 +132,7 @@ impl AttributeArgs {
             credits: self.credits.clone(),
             partitions: self.partitions,
             memory_budget_bytes: self.memory_budget_mb.saturating_mul(1024 * 1024),
+            verbose: self.verbose,
         })
     }
 }

@@ -25,8 +25,8 @@ use crate::credits_file::CreditsFile;
 use crate::spill::{PartitionStore, PartitionWriter};
 
 /// Rows per partition the planner aims for: a partition is loaded whole when attributed.
-const ROWS_PER_PARTITION: u64 = 1_000_000;
-const MAX_PARTITIONS: u64 = 1024;
+const ROWS_PER_PARTITION: u64 = 250_000;
+const MAX_PARTITIONS: u64 = 4096;
 
 /// What `mta attribute` was asked to do.
 #[derive(Debug, Clone)]
@@ -39,6 +39,8 @@ pub struct AttributeRequest {
     pub partitions: Option<u32>,
     /// Decoded rows kept in memory before partitions spill to temporary files.
     pub memory_budget_bytes: usize,
+    /// Report stages and their timings on standard error.
+    pub verbose: bool,
 }
 
 /// Why a run failed: the input or options (the user's to fix), or anything else.
@@ -80,15 +82,19 @@ pub fn attribute_file(request: &AttributeRequest) -> Result<AttributionResult, R
         request,
         store: PartitionStore::new(spill_dir.path(), partitions, keep_user_ids, request.memory_budget_bytes),
         channels: Arc::new(Mutex::new(ChannelDict::default())),
-        progress: Progress::new(),
+        progress: Progress::new(request.verbose),
     };
+    let started = std::time::Instant::now();
     let decoded = run.decode(&source)?;
+    run.progress.stage("decoded and partitioned", started);
     let options = decoded.options;
     let result = match decoded.kind {
         InputKind::Events => {
             let channels = run.channels.lock().expect("no panics while locked").clone();
             let partial = run.attribute_partitions(&channels, &options)?;
+            run.progress.stage("attributed", started);
             let result = partial.finish(&options)?;
+            run.progress.stage("finished", started);
             if let Some(path) = &request.credits {
                 run.export_event_credits(path, &channels, &options, &result)?;
             }
@@ -377,17 +383,25 @@ fn write_path_block(
     Ok(())
 }
 
-/// Rows read so far, shown on a terminal for long inputs.
+/// Rows read so far, shown on a terminal for long inputs; stage timings with `--verbose`.
 struct Progress {
     rows: AtomicU64,
     enabled: bool,
+    verbose: bool,
 }
 
 impl Progress {
     const EVERY: u64 = 5_000_000;
 
-    fn new() -> Progress {
-        Progress { rows: AtomicU64::new(0), enabled: std::io::stderr().is_terminal() }
+    fn new(verbose: bool) -> Progress {
+        Progress { rows: AtomicU64::new(0), enabled: std::io::stderr().is_terminal() && !verbose, verbose }
+    }
+
+    fn stage(&self, name: &str, started: std::time::Instant) {
+        if self.verbose {
+            let rows = self.rows.load(Ordering::Relaxed);
+            eprintln!("mta: {name} after {:.3} s ({rows} rows)", started.elapsed().as_secs_f64());
+        }
     }
 
     fn add(&self, rows: u64) {

@@ -13,8 +13,20 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use anyhow::Context;
 use mta_core::chunk::{EventChunk, partition_of};
 
-/// In-memory size of one buffered row (key, time, channel, flag, value, row number).
-const ROW_BYTES: usize = 16 + 8 + 4 + 1 + 8 + 8;
+/// One buffered row. Writers append whole rows (one write per row instead of one per
+/// column: with hundreds of partitions, column-wise buffers thrash the cache).
+#[derive(Debug, Clone, Copy)]
+struct PackedRow {
+    user_key: u128,
+    time: i64,
+    row_number: u64,
+    value: f64,
+    channel: u32,
+    is_conversion: bool,
+}
+
+/// In-memory size of one buffered row.
+const ROW_BYTES: usize = std::mem::size_of::<PackedRow>();
 /// A buffer smaller than this is not worth a write when spilling.
 const MIN_SPILL_ROWS: usize = 4096;
 
@@ -27,7 +39,7 @@ pub struct PartitionStore {
     buffered_bytes: AtomicUsize,
     /// `in_memory[p]`: the buffers of partition p that writers handed over at the end,
     /// with the writer's id.
-    in_memory: Vec<Mutex<Vec<(usize, EventChunk)>>>,
+    in_memory: Vec<Mutex<Vec<(usize, Buffer)>>>,
     writers: AtomicUsize,
 }
 
@@ -54,7 +66,7 @@ impl PartitionStore {
         PartitionWriter {
             store: self,
             id,
-            buffers: (0..self.partitions).map(|_| self.empty_chunk()).collect(),
+            buffers: (0..self.partitions).map(|_| Buffer::default()).collect(),
             files: (0..self.partitions).map(|_| None).collect(),
             encoded: Vec::new(),
         }
@@ -72,8 +84,7 @@ impl PartitionStore {
     /// `keep_in_memory` false the in-memory part is handed over (freed once used).
     pub fn load(&self, p: usize, keep_in_memory: bool) -> anyhow::Result<EventChunk> {
         let mut parts = self.in_memory[p].lock().expect("no panics while locked");
-        let mut memory: Vec<(usize, EventChunk)> =
-            if keep_in_memory { parts.clone() } else { std::mem::take(&mut *parts) };
+        let mut memory: Vec<(usize, Buffer)> = if keep_in_memory { parts.clone() } else { std::mem::take(&mut *parts) };
         drop(parts);
         memory.sort_by_key(|(writer, _)| *writer);
         let mut chunk = self.empty_chunk();
@@ -88,12 +99,8 @@ impl PartitionStore {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => return Err(e).with_context(|| format!("Failed to read spill file {}", path.display())),
             }
-            for (_, part) in memory.iter_mut().filter(|(w, _)| *w == writer) {
-                if chunk.is_empty() {
-                    std::mem::swap(&mut chunk, part);
-                } else {
-                    append(&mut chunk, part);
-                }
+            for (_, part) in memory.iter().filter(|(w, _)| *w == writer) {
+                part.append_to(&mut chunk);
             }
         }
         Ok(chunk)
@@ -104,7 +111,7 @@ impl PartitionStore {
 pub struct PartitionWriter<'s> {
     store: &'s PartitionStore,
     id: usize,
-    buffers: Vec<EventChunk>,
+    buffers: Vec<Buffer>,
     files: Vec<Option<File>>,
     encoded: Vec<u8>,
 }
@@ -117,15 +124,17 @@ impl PartitionWriter<'_> {
         for row in 0..block.len() {
             let p = partition_of(block.user_keys[row], partitions) as usize;
             let to = &mut self.buffers[p];
-            to.user_keys.push(block.user_keys[row]);
-            to.timestamps.push(block.timestamps[row]);
             let channel = block.channel_ids[row];
-            to.channel_ids.push(channel_map.get(channel as usize).copied().unwrap_or(channel));
-            to.is_conversion.push(block.is_conversion[row]);
-            to.values.push(block.values[row]);
-            to.row_numbers.push(block.row_numbers[row]);
-            if let (Some(to_ids), Some(from_ids)) = (&mut to.user_ids, &block.user_ids) {
-                to_ids.push(from_ids[row].clone());
+            to.rows.push(PackedRow {
+                user_key: block.user_keys[row],
+                time: block.timestamps[row],
+                row_number: block.row_numbers[row],
+                value: block.values[row],
+                channel: channel_map.get(channel as usize).copied().unwrap_or(channel),
+                is_conversion: block.is_conversion[row],
+            });
+            if let Some(ids) = &block.user_ids {
+                to.user_ids.push(ids[row].clone());
             }
         }
         let added = block.len() * ROW_BYTES;
@@ -139,12 +148,12 @@ impl PartitionWriter<'_> {
     /// Appends every buffer of at least `min_rows` rows to its partition file.
     fn spill(&mut self, min_rows: usize) -> anyhow::Result<()> {
         for p in 0..self.buffers.len() {
-            let rows = self.buffers[p].len();
+            let rows = self.buffers[p].rows.len();
             if rows == 0 || rows < min_rows {
                 continue;
             }
             self.encoded.clear();
-            encode(&self.buffers[p], &mut self.encoded);
+            self.buffers[p].encode(&mut self.encoded);
             if self.files[p].is_none() {
                 let path = self.store.file(p, self.id);
                 let file =
@@ -153,7 +162,8 @@ impl PartitionWriter<'_> {
             }
             let file = self.files[p].as_mut().expect("opened above");
             file.write_all(&self.encoded).context("Failed to write a spill file")?;
-            clear(&mut self.buffers[p]);
+            self.buffers[p].rows.clear();
+            self.buffers[p].user_ids.clear();
             self.store.buffered_bytes.fetch_sub(rows * ROW_BYTES, Ordering::Relaxed);
         }
         Ok(())
@@ -162,55 +172,50 @@ impl PartitionWriter<'_> {
     /// Hands what is still buffered to the store.
     pub fn finish(self) {
         for (p, buffer) in self.buffers.into_iter().enumerate() {
-            if !buffer.is_empty() {
+            if !buffer.rows.is_empty() {
                 self.store.in_memory[p].lock().expect("no panics while locked").push((self.id, buffer));
             }
         }
     }
 }
 
-/// Appends every row of `from` to `to` (same channel ids).
-fn append(to: &mut EventChunk, from: &EventChunk) {
-    to.user_keys.extend_from_slice(&from.user_keys);
-    to.timestamps.extend_from_slice(&from.timestamps);
-    to.channel_ids.extend_from_slice(&from.channel_ids);
-    to.is_conversion.extend_from_slice(&from.is_conversion);
-    to.values.extend_from_slice(&from.values);
-    to.row_numbers.extend_from_slice(&from.row_numbers);
-    if let (Some(to_ids), Some(from_ids)) = (&mut to.user_ids, &from.user_ids) {
-        to_ids.extend_from_slice(from_ids);
-    }
+/// A partition's rows buffered by one writer (user ids only when they are kept).
+#[derive(Debug, Clone, Default)]
+struct Buffer {
+    rows: Vec<PackedRow>,
+    user_ids: Vec<String>,
 }
 
-fn clear(chunk: &mut EventChunk) {
-    chunk.user_keys.clear();
-    chunk.timestamps.clear();
-    chunk.channel_ids.clear();
-    chunk.is_conversion.clear();
-    chunk.values.clear();
-    chunk.row_numbers.clear();
-    if let Some(ids) = &mut chunk.user_ids {
-        ids.clear();
-    }
-}
-
-/// Record layout: key (16) time (8) channel (4) flags (1) row (8), then the value (8)
-/// only on conversion rows and the user id (4-byte length + bytes) only when kept.
-fn encode(chunk: &EventChunk, out: &mut Vec<u8>) {
-    out.reserve(chunk.len() * 38);
-    for row in 0..chunk.len() {
-        out.extend_from_slice(&chunk.user_keys[row].to_le_bytes());
-        out.extend_from_slice(&chunk.timestamps[row].to_le_bytes());
-        out.extend_from_slice(&chunk.channel_ids[row].to_le_bytes());
-        let conversion = chunk.is_conversion[row];
-        out.push(u8::from(conversion));
-        out.extend_from_slice(&chunk.row_numbers[row].to_le_bytes());
-        if conversion {
-            out.extend_from_slice(&chunk.values[row].to_le_bytes());
+impl Buffer {
+    fn append_to(&self, chunk: &mut EventChunk) {
+        chunk.user_keys.extend(self.rows.iter().map(|r| r.user_key));
+        chunk.timestamps.extend(self.rows.iter().map(|r| r.time));
+        chunk.channel_ids.extend(self.rows.iter().map(|r| r.channel));
+        chunk.is_conversion.extend(self.rows.iter().map(|r| r.is_conversion));
+        chunk.values.extend(self.rows.iter().map(|r| r.value));
+        chunk.row_numbers.extend(self.rows.iter().map(|r| r.row_number));
+        if let Some(ids) = &mut chunk.user_ids {
+            ids.extend_from_slice(&self.user_ids);
         }
-        if let Some(ids) = &chunk.user_ids {
-            out.extend_from_slice(&(ids[row].len() as u32).to_le_bytes());
-            out.extend_from_slice(ids[row].as_bytes());
+    }
+
+    /// Record layout: key (16) time (8) channel (4) flags (1) row (8), then the value (8)
+    /// only on conversion rows and the user id (4-byte length + bytes) only when kept.
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.reserve(self.rows.len() * 38);
+        for (i, row) in self.rows.iter().enumerate() {
+            out.extend_from_slice(&row.user_key.to_le_bytes());
+            out.extend_from_slice(&row.time.to_le_bytes());
+            out.extend_from_slice(&row.channel.to_le_bytes());
+            out.push(u8::from(row.is_conversion));
+            out.extend_from_slice(&row.row_number.to_le_bytes());
+            if row.is_conversion {
+                out.extend_from_slice(&row.value.to_le_bytes());
+            }
+            if let Some(id) = self.user_ids.get(i) {
+                out.extend_from_slice(&(id.len() as u32).to_le_bytes());
+                out.extend_from_slice(id.as_bytes());
+            }
         }
     }
 }

@@ -56,26 +56,31 @@ pub fn for_each_event_journey(
     let max_touches = options.max_journey_touches as usize;
     let mut channels: Vec<u32> = Vec::new();
     let mut times: Vec<i64> = Vec::new();
-    let mut user_rows: Vec<u32> = Vec::new();
+    let mut events: Vec<Event> = Vec::new();
 
     for user in rows_by_user.users() {
-        user_rows.clear();
-        user_rows.extend_from_slice(user);
-        let order = |&row: &u32| {
+        // One gather per user: the rows of a user are scattered through the chunk, so
+        // everything after works on a small contiguous copy.
+        events.clear();
+        events.extend(user.iter().map(|&row| {
             let row = row as usize;
-            (chunk.timestamps[row], chunk.is_conversion[row], chunk.row_numbers[row])
-        };
+            Event {
+                time: chunk.timestamps[row],
+                is_conversion: chunk.is_conversion[row],
+                row_number: chunk.row_numbers[row],
+                channel: chunk.channel_ids[row],
+                row: row as u32,
+            }
+        }));
         // Exports are usually ordered by time already: check before sorting.
-        if !user_rows.is_sorted_by_key(order) {
-            user_rows.sort_by_key(order);
+        if !events.is_sorted_by_key(Event::order) {
+            events.sort_by_key(Event::order);
         }
         channels.clear();
         times.clear();
-        for &row in &user_rows {
-            let row = row as usize;
-            let channel = chunk.channel_ids[row];
-            let time = chunk.timestamps[row];
-            if !chunk.is_conversion[row] {
+        for event in &events {
+            let (row, channel, time) = (event.row as usize, event.channel, event.time);
+            if !event.is_conversion {
                 channels.push(channel);
                 times.push(time);
                 continue;
@@ -113,9 +118,26 @@ pub fn for_each_event_journey(
                 nulls: 1.0,
                 truncated,
             };
-            let last_row = *user_rows.last().expect("a user has rows") as usize;
+            let last_row = events.last().expect("a user has rows").row as usize;
             visit(&journey, JourneyOrigin::EventRow(last_row));
         }
+    }
+}
+
+/// One event of a user, gathered from the chunk's columns.
+struct Event {
+    time: i64,
+    is_conversion: bool,
+    row_number: u64,
+    channel: u32,
+    /// Index of the row in the chunk.
+    row: u32,
+}
+
+impl Event {
+    /// DESIGN.md 2.4: by time, touches before conversions, then file order.
+    fn order(&self) -> (i64, bool, u64) {
+        (self.time, self.is_conversion, self.row_number)
     }
 }
 
