@@ -33,8 +33,9 @@ pub fn render(result: &AttributionResult) -> String {
             result.options.max_journey_touches, s.truncated_journeys
         );
     }
-    // Channels in the order of the first model's ranking.
-    let channels: Vec<&str> = match result.models.first() {
+    // Channels in the order of the linear model's ranking (a neutral one), else the first model's.
+    let ranking = result.model(ModelId::Linear).or(result.models.first());
+    let channels: Vec<&str> = match ranking {
         Some(model) => model.channels.iter().map(|c| c.channel.as_str()).collect(),
         None => return out,
     };
