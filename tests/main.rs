@@ -3,3 +3,4 @@
 
 mod attribute;
 mod support;
+mod tidy;

@@ -63,15 +63,7 @@ impl CreditSplitter {
                 self.markov_split(journey, out);
                 continue;
             }
-            touch_weights(
-                model,
-                journey.channels,
-                journey.touch_times,
-                journey.conversion_time,
-                options,
-                &self.is_direct,
-                &mut self.weights,
-            );
+            touch_weights(model, journey, options, &self.is_direct, &mut self.weights);
             for (&channel, &weight) in journey.channels.iter().zip(&self.weights) {
                 add_to(&mut self.per_channel, channel, weight);
             }

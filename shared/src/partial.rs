@@ -100,7 +100,20 @@ impl Partial {
 
     /// Adds `other` into `self`, matching channels by name.
     pub fn merge(&mut self, other: &Partial) {
-        let channel_map: Vec<u32> = other.channels.iter().map(|name| self.channel_id(name)).collect();
+        let mut ids: rustc_hash::FxHashMap<String, u32> =
+            self.channels.iter().enumerate().map(|(id, name)| (name.clone(), id as u32)).collect();
+        let channel_map: Vec<u32> = other
+            .channels
+            .iter()
+            .map(|name| match ids.get(name) {
+                Some(&id) => id,
+                None => {
+                    let id = self.add_channel(name);
+                    ids.insert(name.clone(), id);
+                    id
+                }
+            })
+            .collect();
         self.counts.add(&other.counts);
         for (old, &new) in channel_map.iter().enumerate() {
             self.channel_seen[new as usize] |= other.channel_seen[old];
@@ -122,10 +135,7 @@ impl Partial {
         build_result(self, options)
     }
 
-    fn channel_id(&mut self, name: &str) -> u32 {
-        if let Some(id) = self.channels.iter().position(|c| c == name) {
-            return id as u32;
-        }
+    fn add_channel(&mut self, name: &str) -> u32 {
         self.channels.push(name.to_owned());
         self.channel_seen.push(false);
         for rule in &mut self.rules {
@@ -172,15 +182,7 @@ impl JourneyAdder {
             return;
         }
         for rule in &mut partial.rules {
-            touch_weights(
-                rule.model,
-                journey.channels,
-                journey.touch_times,
-                journey.conversion_time,
-                options,
-                &self.is_direct,
-                &mut self.weights,
-            );
+            touch_weights(rule.model, journey, options, &self.is_direct, &mut self.weights);
             for (&channel, &weight) in journey.channels.iter().zip(&self.weights) {
                 rule.conversions[channel as usize] += weight * journey.conversions;
                 rule.value[channel as usize] += weight * journey.value;

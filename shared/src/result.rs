@@ -109,8 +109,10 @@ pub(crate) fn build_result(partial: &Partial, options: &Options) -> Result<Attri
             let markov = partial.markov.as_ref().expect("a partial for markov carries markov counts");
             let solution = markov.solve(partial.channels.len())?;
             let mut result = model_result(model, partial, &seen, &solution.conversions, &solution.value, attributed);
+            let ids: rustc_hash::FxHashMap<&str, usize> =
+                partial.channels.iter().enumerate().map(|(id, name)| (name.as_str(), id)).collect();
             for credit in &mut result.channels {
-                let id = partial.channels.iter().position(|c| *c == credit.channel).expect("channel of this partial");
+                let id = ids[credit.channel.as_str()];
                 credit.removal_effect = Some(solution.removal_effect[id]);
                 credit.removal_effect_value = Some(solution.removal_effect_value[id]);
             }

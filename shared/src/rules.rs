@@ -2,6 +2,7 @@
 //! (DESIGN.md 3). A channel's credit is the sum of its touches' weights times the
 //! journey's conversions and value, which is what makes every model additive over chunks.
 
+use crate::journey::Journey;
 use crate::options::{MICROS_PER_DAY, ModelId, Options, PositionWeights};
 
 /// Fills `weights` (one per touch) for `model`. For every model but `participation` the
@@ -13,13 +14,12 @@ use crate::options::{MICROS_PER_DAY, ModelId, Options, PositionWeights};
 /// Panics if `model` is `markov` (not a per-journey rule) or the journey has no touch.
 pub fn touch_weights(
     model: ModelId,
-    channels: &[u32],
-    touch_times: Option<&[i64]>,
-    conversion_time: Option<i64>,
+    journey: &Journey<'_>,
     options: &Options,
     is_direct: &[bool],
     weights: &mut Vec<f64>,
 ) {
+    let channels = journey.channels;
     let n = channels.len();
     assert!(n > 0, "a credited journey has at least one touch");
     weights.clear();
@@ -36,8 +36,8 @@ pub fn touch_weights(
         ModelId::JShaped => position(PositionWeights::J_SHAPED, weights),
         ModelId::InverseJ => position(PositionWeights::INVERSE_J, weights),
         ModelId::TimeDecay => {
-            let times = touch_times.expect("time decay is only offered on event-level input");
-            let conversion = conversion_time.expect("a converting event journey has a conversion time");
+            let times = journey.touch_times.expect("time decay is only offered on event-level input");
+            let conversion = journey.conversion_time.expect("a converting event journey has a conversion time");
             time_decay(times, conversion, options.half_life_days, weights);
         }
         ModelId::Participation => first_of_each_channel(channels, weights, |_| 1.0),
@@ -106,12 +106,24 @@ mod tests {
 
     const DAY: i64 = 86_400_000_000;
 
+    fn journey<'a>(channels: &'a [u32], times: &'a [i64], conversion_time: i64) -> Journey<'a> {
+        Journey {
+            channels,
+            touch_times: Some(times),
+            conversion_time: Some(conversion_time),
+            conversions: 1.0,
+            value: 0.0,
+            nulls: 0.0,
+            truncated: false,
+        }
+    }
+
     fn weights_of(model: ModelId, channels: &[u32]) -> Vec<f64> {
         let options = Options::defaults(InputKind::Events);
         let times: Vec<i64> = (0..channels.len() as i64).map(|i| i * DAY).collect();
         let mut out = Vec::new();
         let direct = [false, false, false, true];
-        touch_weights(model, channels, Some(&times), Some(channels.len() as i64 * DAY), &options, &direct, &mut out);
+        touch_weights(model, &journey(channels, &times, channels.len() as i64 * DAY), &options, &direct, &mut out);
         out
     }
 
@@ -143,7 +155,7 @@ mod tests {
         let options = Options::defaults(InputKind::Events);
         let mut out = Vec::new();
         // Touches 14 and 7 days before the conversion with a 7-day half-life: weights 1:2.
-        touch_weights(ModelId::TimeDecay, &[0, 1], Some(&[0, 7 * DAY]), Some(14 * DAY), &options, &[], &mut out);
+        touch_weights(ModelId::TimeDecay, &journey(&[0, 1], &[0, 7 * DAY], 14 * DAY), &options, &[], &mut out);
         assert!((out[0] - 1.0 / 3.0).abs() < 1e-15 && (out[1] - 2.0 / 3.0).abs() < 1e-15);
     }
 
@@ -152,7 +164,7 @@ mod tests {
         let options = Options::defaults(InputKind::Events);
         let mut out = Vec::new();
         let old = -100_000 * DAY;
-        touch_weights(ModelId::TimeDecay, &[0, 1], Some(&[old, old]), Some(0), &options, &[], &mut out);
+        touch_weights(ModelId::TimeDecay, &journey(&[0, 1], &[old, old], 0), &options, &[], &mut out);
         assert_eq!(out, [0.5, 0.5]);
     }
 
