@@ -23,6 +23,34 @@ pub struct Cli {
 pub enum Command {
     /// Attribute a local file (CSV, gzip CSV, Parquet or NDJSON) under every model, no server needed.
     Attribute(AttributeArgs),
+    /// Run the whole service in one process: the API and N workers, on the embedded defaults
+    /// (local object store under MTA_DATA_DIR, a private redis-server unless REDIS_URL is set).
+    Serve(ServeArgs),
+    /// Start the all-in-one service on a free port, send FILE through its HTTP API, print the result, stop.
+    Demo(DemoArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Worker instances in this process (each runs every stage).
+    #[arg(long, default_value_t = 1)]
+    pub workers: usize,
+    /// Listen address (default MTA_BIND or 127.0.0.1:8080).
+    #[arg(long)]
+    pub bind: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// The touchpoint file to send (default: the shipped sample).
+    #[arg(default_value = "samples/events.csv")]
+    pub file: PathBuf,
+    /// Worker instances.
+    #[arg(long, default_value_t = 1)]
+    pub workers: usize,
+    /// Print the result JSON instead of tables.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

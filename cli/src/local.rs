@@ -5,24 +5,20 @@
 //! → merge → finish; then, if asked, a second pass over the partitions writes
 //! per-journey credits. Path rows need no partitioning: each block becomes a partial.
 
-use std::fs::File;
-use std::io::{IsTerminal, Read};
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
 use mta_core::chunk::ChannelDict;
-use mta_core::credits::CreditSplitter;
-use mta_core::ingest::{
-    Block, Format, InputSpec, is_gzip, open_text, parquet_layout, read_csv, read_ndjson, read_parquet,
-};
-use mta_core::journey::{JourneyOrigin, for_each_event_journey, for_each_path_journey};
+use mta_core::ingest::{Block, InputSpec};
 use mta_core::{AttributionError, AttributionResult, ErrorCode, InputKind, Options, OptionsSpec, Partial};
+use mta_platform::input::Source;
 use rayon::prelude::*;
 
-use crate::credits_file::CreditsFile;
 use crate::spill::{PartitionStore, PartitionWriter};
+use mta_platform::credits_file::{CreditRows, CreditsFile};
 
 /// Rows per partition the planner aims for: a partition is loaded whole when attributed.
 const ROWS_PER_PARTITION: u64 = 250_000;
@@ -71,8 +67,8 @@ pub fn attribute_file(request: &AttributeRequest) -> Result<AttributionResult, R
     {
         return Err(e.into());
     }
-    let source = Source::open(&request.input, request.spec.format)?;
-    let partitions = request.partitions.unwrap_or_else(|| plan_partitions(source.estimated_rows(&request.input)));
+    let source = Source::open::<RunError>(&request.input, request.spec.format)?;
+    let partitions = request.partitions.unwrap_or_else(|| plan_partitions(source.estimated_rows()));
     let spill_dir = tempfile::Builder::new()
         .prefix("mta-partitions-")
         .tempdir()
@@ -115,49 +111,6 @@ pub fn attribute_file(request: &AttributeRequest) -> Result<AttributionResult, R
 
 fn plan_partitions(estimated_rows: u64) -> u32 {
     estimated_rows.div_ceil(ROWS_PER_PARTITION).clamp(1, MAX_PARTITIONS) as u32
-}
-
-/// The opened input.
-enum Source {
-    Parquet { path: PathBuf, row_groups: usize, rows: u64 },
-    Text { path: PathBuf, format: Option<Format>, gzip: bool },
-}
-
-impl Source {
-    fn open(path: &Path, format: Option<Format>) -> Result<Source, RunError> {
-        let mut file = File::open(path).with_context(|| format!("Failed to open {}", path.display()))?;
-        let mut head = [0u8; 4];
-        let n = file.read(&mut head).with_context(|| format!("Failed to read {}", path.display()))?;
-        let parquet = &head[..n] == b"PAR1";
-        match format {
-            Some(Format::Parquet) | None if parquet => {
-                let file = File::open(path).with_context(|| format!("Failed to open {}", path.display()))?;
-                let layout = parquet_layout(file)?;
-                Ok(Source::Parquet {
-                    path: path.to_owned(),
-                    row_groups: layout.row_groups.len(),
-                    rows: layout.total_rows,
-                })
-            }
-            Some(Format::Parquet) => Err(AttributionError::new(
-                ErrorCode::UnknownFormat,
-                "the input was declared Parquet but does not start with the Parquet magic bytes `PAR1`",
-            )
-            .into()),
-            _ => Ok(Source::Text { path: path.to_owned(), format, gzip: is_gzip(&head[..n]) }),
-        }
-    }
-
-    fn estimated_rows(&self, path: &Path) -> u64 {
-        match self {
-            Source::Parquet { rows, .. } => *rows,
-            Source::Text { gzip, .. } => {
-                let bytes = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
-                // About 50 bytes a CSV row; gzip packs text about 6 to 1.
-                bytes * if *gzip { 6 } else { 1 } / 50
-            }
-        }
-    }
 }
 
 struct Run<'a> {
@@ -310,14 +263,7 @@ impl Run<'_> {
                 .par_iter()
                 .map(|&p| {
                     let chunk = self.store.load(p, false)?;
-                    let mut splitter = CreditSplitter::new(options, channels.names(), result);
-                    let mut rows = crate::credits_file::CreditRows::default();
-                    let user_ids = chunk.user_ids.as_ref().expect("kept for credits");
-                    for_each_event_journey(&chunk, options, |journey, origin| {
-                        let JourneyOrigin::EventRow(row) = origin else { return };
-                        rows.add_journey(&mut splitter, journey, options, Some(&user_ids[row]), None);
-                    });
-                    Ok(rows)
+                    Ok(CreditRows::of_events(&chunk, channels.names(), options, result))
                 })
                 .collect::<Result<Vec<_>, RunError>>()?;
             for rows in batches {
@@ -349,21 +295,7 @@ fn read_source(
     row_groups: Option<&[usize]>,
     sink: impl FnMut(Block) -> Result<(), RunError>,
 ) -> Result<(), RunError> {
-    match source {
-        Source::Parquet { path, .. } => {
-            let file = File::open(path).with_context(|| format!("Failed to open {}", path.display()))?;
-            read_parquet(file, spec, row_groups, sink)?;
-        }
-        Source::Text { path, format, .. } => {
-            let file = File::open(path).with_context(|| format!("Failed to open {}", path.display()))?;
-            let (format, reader) = open_text(file, *format)?;
-            match format {
-                Format::Ndjson => read_ndjson(reader, spec, sink)?,
-                _ => read_csv(reader, spec, sink)?,
-            };
-        }
-    }
-    Ok(())
+    source.read(spec, row_groups, sink)
 }
 
 fn write_path_block(
@@ -373,13 +305,7 @@ fn write_path_block(
     result: &AttributionResult,
 ) -> Result<(), RunError> {
     let Block::Paths(chunk) = block else { return Ok(()) };
-    let mut splitter = CreditSplitter::new(options, chunk.channels.names(), result);
-    let mut rows = crate::credits_file::CreditRows::default();
-    for_each_path_journey(&chunk, options, |journey, origin| {
-        let JourneyOrigin::PathRow(row) = origin else { return };
-        rows.add_journey(&mut splitter, journey, options, None, Some(chunk.row_numbers[row]));
-    });
-    out.write(rows, chunk.channels.names())?;
+    out.write(CreditRows::of_paths(&chunk, options, result), chunk.channels.names())?;
     Ok(())
 }
 

@@ -5,7 +5,7 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use clap::Parser;
-use mta_cli::args::{AttributeArgs, Cli, Command};
+use mta_cli::args::{AttributeArgs, Cli, Command, DemoArgs, ServeArgs};
 use mta_cli::local::{RunError, attribute_file};
 use mta_cli::table;
 use mta_core::ErrorCode;
@@ -14,7 +14,51 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Attribute(args) => attribute(&args),
+        Command::Serve(args) => service(|| serve(args)),
+        Command::Demo(args) => service(|| demo(args)),
     }
+}
+
+/// Runs an async service command on a runtime; failures exit with 3.
+fn service<F: Future<Output = anyhow::Result<()>>>(command: impl FnOnce() -> F) -> ExitCode {
+    mta_platform::process::init_tracing();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("mta: cannot start the async runtime: {e}");
+            return ExitCode::from(3);
+        }
+    };
+    match runtime.block_on(command()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("mta: {e:#}");
+            ExitCode::from(3)
+        }
+    }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let mut config = mta_platform::Config::from_env()?;
+    if let Some(bind) = args.bind {
+        config.bind = bind;
+    }
+    let shutdown = mta_platform::process::shutdown_on_signal();
+    mta_cli::serve::run_all_in_one(config, args.workers.max(1), shutdown, |address| {
+        eprintln!("mta: serving on http://{address} (Ctrl-C to stop)");
+    })
+    .await
+}
+
+async fn demo(args: DemoArgs) -> anyhow::Result<()> {
+    let data_dir = tempfile::Builder::new().prefix("mta-demo-").tempdir()?;
+    let result = mta_cli::serve::demo(&args.file, data_dir.path().to_owned(), args.workers.max(1)).await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&result)?);
+    } else {
+        print!("{}", table::render(&result));
+    }
+    Ok(())
 }
 
 fn attribute(args: &AttributeArgs) -> ExitCode {
@@ -59,7 +103,7 @@ fn attribute(args: &AttributeArgs) -> ExitCode {
         return ExitCode::from(3);
     }
     if args.table {
-        print!("{}", table::render(&result));
+        print!("{}", table::render(&serde_json::to_value(&result).expect("results serialise")));
     }
     ExitCode::SUCCESS
 }

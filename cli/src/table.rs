@@ -3,78 +3,86 @@
 
 use std::fmt::Write;
 
-use mta_core::{AttributionResult, ModelId};
+use serde_json::Value;
 
-/// Renders the result as aligned text tables.
-pub fn render(result: &AttributionResult) -> String {
+/// Renders a result (the JSON of DESIGN.md 5, from `mta attribute` or the service) as
+/// aligned text tables. Models appear in the order of the JSON object.
+pub fn render(result: &Value) -> String {
     let mut out = String::new();
-    let s = &result.summary;
+    let s = &result["summary"];
+    let f = |v: &Value| v.as_f64().unwrap_or(0.0);
     let _ = writeln!(
         out,
         "rows {}  journeys {}  converting {}  null {}  channels {}",
-        s.rows,
-        count(s.journeys),
-        count(s.converting_journeys),
-        count(s.null_journeys),
-        s.channels
+        count(f(&s["rows"])),
+        count(f(&s["journeys"])),
+        count(f(&s["converting_journeys"])),
+        count(f(&s["null_journeys"])),
+        count(f(&s["channels"]))
     );
     let _ = writeln!(
         out,
         "conversions {}  value {}  unattributed {} (value {})",
-        count(s.conversions),
-        num(s.conversion_value),
-        count(s.unattributed_conversions),
-        num(s.unattributed_value)
+        count(f(&s["conversions"])),
+        num(f(&s["conversion_value"])),
+        count(f(&s["unattributed_conversions"])),
+        num(f(&s["unattributed_value"]))
     );
-    if s.truncated_journeys > 0 {
-        let _ = writeln!(
-            out,
-            "journeys cut to their last {} touches: {}",
-            result.options.max_journey_touches, s.truncated_journeys
-        );
+    let truncated = f(&s["truncated_journeys"]);
+    if truncated > 0.0 {
+        let limit = &result["options"]["max_journey_touches"];
+        let _ = writeln!(out, "journeys cut to their last {limit} touches: {}", count(truncated));
     }
+    let empty = serde_json::Map::new();
+    let models: Vec<(&String, &Value)> = result["models"].as_object().unwrap_or(&empty).iter().collect();
     // Channels in the order of the linear model's ranking (a neutral one), else the first model's.
-    let ranking = result.model(ModelId::Linear).or(result.models.first());
-    let channels: Vec<&str> = match ranking {
-        Some(model) => model.channels.iter().map(|c| c.channel.as_str()).collect(),
-        None => return out,
+    let ranking = result["models"].get("linear").or(models.first().map(|(_, m)| *m));
+    let Some(ranking) = ranking else { return out };
+    let channels: Vec<&str> =
+        ranking["channels"].as_array().into_iter().flatten().filter_map(|c| c["channel"].as_str()).collect();
+    let credit = |model: &Value, channel: &str, field: &str| {
+        model["channels"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|c| c["channel"] == channel)
+            .map_or(0.0, |c| f(&c[field]))
     };
-    for (title, pick) in [("conversions", 0usize), ("value", 1)] {
+    for (title, field, total_field) in
+        [("conversions", "conversions", "total_conversions"), ("value", "value", "total_value")]
+    {
         let _ = writeln!(out, "\n{title} credited");
         let mut header = vec!["channel".to_owned()];
-        header.extend(result.models.iter().map(|m| short_name(m.model).to_owned()));
+        header.extend(models.iter().map(|(name, _)| short_name(name).to_owned()));
         let mut rows = vec![header];
         for channel in &channels {
             let mut row = vec![(*channel).to_owned()];
-            for model in &result.models {
-                let credit = model.channel(channel).map_or(0.0, |c| if pick == 0 { c.conversions } else { c.value });
-                row.push(num(credit));
-            }
+            row.extend(models.iter().map(|(_, model)| num(credit(model, channel, field))));
             rows.push(row);
         }
         let mut total = vec!["total".to_owned()];
-        total.extend(result.models.iter().map(|m| num(if pick == 0 { m.total_conversions } else { m.total_value })));
+        total.extend(models.iter().map(|(_, model)| num(f(&model[total_field]))));
         rows.push(total);
         align(&mut out, &rows);
     }
-    if let Some(markov) = result.model(ModelId::Markov) {
+    if let Some(markov) = result["models"].get("markov") {
         let _ = writeln!(
             out,
             "\nmarkov order {}: P(conversion) = {:.6}",
-            markov.order.unwrap_or(1),
-            markov.conversion_probability.unwrap_or(0.0)
+            markov["order"].as_u64().unwrap_or(1),
+            f(&markov["conversion_probability"])
         );
         let mut rows = vec![vec!["channel".to_owned(), "removal effect".to_owned(), "value removal effect".to_owned()]];
-        for c in &markov.channels {
+        for c in markov["channels"].as_array().into_iter().flatten() {
             rows.push(vec![
-                c.channel.clone(),
-                format!("{:.6}", c.removal_effect.unwrap_or(0.0)),
-                format!("{:.6}", c.removal_effect_value.unwrap_or(0.0)),
+                c["channel"].as_str().unwrap_or_default().to_owned(),
+                format!("{:.6}", f(&c["removal_effect"])),
+                format!("{:.6}", f(&c["removal_effect_value"])),
             ]);
         }
         align(&mut out, &rows);
     }
-    if result.model(ModelId::Participation).is_some() {
+    if result["models"].get("participation").is_some() {
         let _ = writeln!(
             out,
             "\nparticipation credits every distinct channel of a journey in full: its totals exceed conversions by design."
@@ -83,13 +91,12 @@ pub fn render(result: &AttributionResult) -> String {
     out
 }
 
-fn short_name(model: ModelId) -> &'static str {
+fn short_name(model: &str) -> &str {
     match model {
-        ModelId::FirstTouch => "first",
-        ModelId::LastTouch => "last",
-        ModelId::LastNonDirect => "last_non_direct",
-        ModelId::PositionBased => "position",
-        other => other.as_str(),
+        "first_touch" => "first",
+        "last_touch" => "last",
+        "position_based" => "position",
+        other => other,
     }
 }
 

@@ -3,13 +3,13 @@
 
 use std::fmt;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// At most this many row-level problems are kept on one error (DESIGN.md 2.5).
 pub const MAX_DETAILS: usize = 100;
 
 /// A machine-readable error code. The strings are part of the public contract.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
     /// The bytes are none of the supported formats, or not the format asked for.
@@ -47,7 +47,7 @@ impl ErrorCode {
 }
 
 /// One problem at one place in the input.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Problem {
     /// 1-based data row (the header, if any, is not counted).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -60,11 +60,11 @@ pub struct Problem {
 }
 
 /// The engine's error: a code, a sentence, and up to [`MAX_DETAILS`] located problems.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AttributionError {
     pub code: ErrorCode,
     pub message: String,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub details: Vec<Problem>,
 }
 

@@ -7,6 +7,7 @@
 
 use rayon::prelude::*;
 use rustc_hash::FxHashMap;
+use serde::{Deserialize, Serialize};
 
 use crate::chunk::NO_CHANNEL;
 use crate::error::{AttributionError, ErrorCode};
@@ -21,7 +22,8 @@ const START: u32 = u32::MAX;
 pub const MAX_MARKOV_STATES: usize = 2_000_000;
 
 /// Additive statistics of a k-order chain.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(into = "MarkovWire", from = "MarkovWire")]
 pub struct MarkovCounts {
     pub order: u8,
     states: Vec<StateKey>,
@@ -34,6 +36,47 @@ pub struct MarkovCounts {
     nulls: Vec<f64>,
     values: Vec<f64>,
     path: Vec<u32>,
+}
+
+/// The stored form of [`MarkovCounts`]: its statistics without the look-up tables,
+/// which are rebuilt on load; transitions sorted so equal counts serialise equally.
+#[derive(Serialize, Deserialize)]
+struct MarkovWire {
+    order: u8,
+    states: Vec<StateKey>,
+    transitions: Vec<(u64, f64)>,
+    conversions: Vec<f64>,
+    nulls: Vec<f64>,
+    values: Vec<f64>,
+}
+
+impl From<MarkovCounts> for MarkovWire {
+    fn from(counts: MarkovCounts) -> Self {
+        let mut transitions: Vec<(u64, f64)> = counts.transitions.into_iter().collect();
+        transitions.sort_unstable_by_key(|&(edge, _)| edge);
+        MarkovWire {
+            order: counts.order,
+            states: counts.states,
+            transitions,
+            conversions: counts.conversions,
+            nulls: counts.nulls,
+            values: counts.values,
+        }
+    }
+}
+
+impl From<MarkovWire> for MarkovCounts {
+    fn from(wire: MarkovWire) -> Self {
+        let mut counts = MarkovCounts { order: wire.order, ..MarkovCounts::default() };
+        for key in wire.states {
+            counts.intern(key);
+        }
+        counts.transitions = wire.transitions.into_iter().collect();
+        counts.conversions = wire.conversions;
+        counts.nulls = wire.nulls;
+        counts.values = wire.values;
+        counts
+    }
 }
 
 /// The solved chain, per channel id of the partial it came from.

@@ -1,5 +1,6 @@
-//! The per-journey credit export (`--credits OUT.parquet`): one row per converting
-//! journey × channel × model, written as Parquet.
+//! The per-journey credit export (`mta attribute --credits`, the `export_credits` job
+//! option): one row per converting journey × channel × model, written as Parquet to a
+//! local file.
 
 use std::fs::File;
 use std::path::Path;
@@ -8,9 +9,10 @@ use std::sync::Arc;
 use anyhow::Context;
 use arrow::array::{ArrayRef, Float64Array, RecordBatch, StringArray, TimestampMicrosecondArray, UInt64Array};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use mta_core::chunk::{EventChunk, PathChunk};
 use mta_core::credits::{CreditSplitter, JourneyCredit};
-use mta_core::journey::Journey;
-use mta_core::{ModelId, Options};
+use mta_core::journey::{Journey, JourneyOrigin, for_each_event_journey, for_each_path_journey};
+use mta_core::{AttributionResult, ModelId, Options};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
@@ -49,6 +51,32 @@ impl CreditRows {
             self.conversions.push(credit.conversions);
             self.value.push(credit.value);
         }
+    }
+}
+
+impl CreditRows {
+    /// Rows of every converting journey of an event chunk that kept its user ids;
+    /// `channels` are the names the chunk's channel ids (and `result`) refer to.
+    pub fn of_events(chunk: &EventChunk, channels: &[String], options: &Options, result: &AttributionResult) -> Self {
+        let mut splitter = CreditSplitter::new(options, channels, result);
+        let mut rows = CreditRows::default();
+        let user_ids = chunk.user_ids.as_deref().unwrap_or_default();
+        for_each_event_journey(chunk, options, |journey, origin| {
+            let JourneyOrigin::EventRow(row) = origin else { return };
+            rows.add_journey(&mut splitter, journey, options, user_ids.get(row).map(String::as_str), None);
+        });
+        rows
+    }
+
+    /// Rows of every converting path row of a chunk, named by their row number.
+    pub fn of_paths(chunk: &PathChunk, options: &Options, result: &AttributionResult) -> Self {
+        let mut splitter = CreditSplitter::new(options, chunk.channels.names(), result);
+        let mut rows = CreditRows::default();
+        for_each_path_journey(chunk, options, |journey, origin| {
+            let JourneyOrigin::PathRow(row) = origin else { return };
+            rows.add_journey(&mut splitter, journey, options, None, Some(chunk.row_numbers[row]));
+        });
+        rows
     }
 }
 

@@ -1,0 +1,96 @@
+//! The API's one error type and its one mapping to HTTP: every error body is
+//! `{"error": {"code", "message", "details"?}}` (DESIGN.md 5).
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use mta_core::{AttributionError, ErrorCode, Problem};
+use serde_json::json;
+
+#[derive(Debug)]
+pub enum ApiError {
+    /// The request itself is wrong (bad JSON, bad option, bad id): 400/404/409/413/422.
+    Client { status: StatusCode, code: &'static str, message: String, details: Vec<Problem> },
+    /// Ours: logged with its cause, answered as a bare 500/503 without internals.
+    Internal(anyhow::Error),
+    /// Redis or storage is unreachable right now: 503, worth retrying.
+    Unavailable(anyhow::Error),
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError::Client { status, code, message: message.into(), details: Vec::new() }
+    }
+
+    pub fn not_found(what: &str) -> Self {
+        ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no such {what}"))
+    }
+
+    /// A field of the request is invalid (422, naming the field).
+    pub fn field(field: &str, problem: impl Into<String>) -> Self {
+        AttributionError::option(field, problem).into()
+    }
+}
+
+impl From<AttributionError> for ApiError {
+    fn from(e: AttributionError) -> Self {
+        let status = match e.code {
+            ErrorCode::InvalidOption => StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorCode::LimitExceeded => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::Internal => return ApiError::Internal(anyhow::anyhow!(e.message)),
+            _ => StatusCode::UNPROCESSABLE_ENTITY,
+        };
+        ApiError::Client { status, code: e.code.as_str(), message: e.message, details: e.details }
+    }
+}
+
+impl From<anyhow::Error> for ApiError {
+    fn from(e: anyhow::Error) -> Self {
+        // Redis and object-store faults reach us as anyhow errors with a redis/io cause.
+        let transient = e.chain().any(|cause| {
+            cause.downcast_ref::<redis::RedisError>().is_some() || cause.downcast_ref::<std::io::Error>().is_some()
+        });
+        if transient { ApiError::Unavailable(e) } else { ApiError::Internal(e) }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code, message, details) = match self {
+            ApiError::Client { status, code, message, details } => (status, code, message, details),
+            ApiError::Internal(e) => {
+                tracing::error!(error = format!("{e:#}"), "internal error");
+                (StatusCode::INTERNAL_SERVER_ERROR, "internal", "an internal error occurred".to_owned(), Vec::new())
+            }
+            ApiError::Unavailable(e) => {
+                tracing::warn!(error = format!("{e:#}"), "dependency unavailable");
+                let message = "a backing service is unavailable; retry shortly".to_owned();
+                (StatusCode::SERVICE_UNAVAILABLE, "unavailable", message, Vec::new())
+            }
+        };
+        let mut error = json!({ "code": code, "message": message });
+        if !details.is_empty() {
+            error["details"] = json!(details);
+        }
+        (status, Json(json!({ "error": error }))).into_response()
+    }
+}
+
+/// `Json` whose rejections (bad JSON, unknown fields, wrong types) answer in our format,
+/// naming the field serde names.
+pub struct AppJson<T>(pub T);
+
+impl<T, S> axum::extract::FromRequest<S> for AppJson<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(value)) => Ok(AppJson(value)),
+            Err(rejection) => Err(ApiError::new(rejection.status(), "invalid_request", rejection.body_text())),
+        }
+    }
+}

@@ -1,0 +1,39 @@
+//! Health endpoints: liveness (the process answers) and readiness (Redis and the object
+//! store answer within a short timeout).
+
+use std::time::{Duration, Instant};
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde_json::{Value, json};
+
+use crate::AppState;
+
+const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+
+pub async fn live() -> Json<Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
+    let (redis, store) = tokio::join!(check(state.ledger.ping()), check(state.storage.check()));
+    let ok = redis["status"] == "ok" && store["status"] == "ok";
+    let status = if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, Json(json!({ "status": if ok { "ok" } else { "unavailable" }, "redis": redis, "object_store": store })))
+}
+
+pub async fn summary(state: State<AppState>) -> (StatusCode, Json<Value>) {
+    let (status, Json(mut body)) = ready(state).await;
+    body["version"] = json!(env!("CARGO_PKG_VERSION"));
+    (status, Json(body))
+}
+
+async fn check(probe: impl Future<Output = anyhow::Result<()>>) -> Value {
+    let started = Instant::now();
+    match tokio::time::timeout(CHECK_TIMEOUT, probe).await {
+        Ok(Ok(())) => json!({ "status": "ok", "latency_ms": started.elapsed().as_secs_f64() * 1e3 }),
+        Ok(Err(e)) => json!({ "status": "error", "error": format!("{e:#}") }),
+        Err(_) => json!({ "status": "error", "error": "timed out" }),
+    }
+}

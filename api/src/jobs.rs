@@ -1,0 +1,266 @@
+//! Job endpoints: submit (JSON spec referencing an upload, or multipart file + spec),
+//! list, read, cancel, and fetch results and credits.
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{FromRequest, Multipart, Path, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use futures_util::TryStreamExt;
+use mta_platform::JobSpec;
+use mta_platform::ledger::{JobId, JobRecord, JobState, UploadId};
+use mta_platform::queue::SplitTask;
+use mta_platform::storage::keys;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::AppState;
+use crate::error::{ApiError, AppJson};
+use crate::uploads::store_upload;
+
+const MAX_IDEMPOTENCY_KEY: usize = 255;
+
+/// `POST /v1/jobs`: 202 with the job and its `Location`.
+pub async fn create(State(state): State<AppState>, request: Request) -> Result<Response, ApiError> {
+    let idempotency_key = idempotency_key(request.headers())?;
+    let is_multipart = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("multipart/form-data"));
+    let (spec, upload_id) = if is_multipart {
+        spec_and_file(&state, request).await?
+    } else {
+        let AppJson(spec) = AppJson::<JobSpec>::from_request(request, &state).await?;
+        let upload_id = spec.upload_id.as_deref().ok_or_else(|| ApiError::field("upload_id", "is required"))?;
+        let upload_id: UploadId = upload_id.parse().map_err(|_| ApiError::field("upload_id", "is not an upload id"))?;
+        (spec, upload_id)
+    };
+    spec.validate(&state.config.limits)?;
+    let upload =
+        state.ledger.upload(&upload_id).await?.ok_or_else(|| ApiError::field("upload_id", "no such upload"))?;
+    let spec = JobSpec { upload_id: Some(upload_id.to_string()), ..spec };
+
+    let job_id = JobId::random();
+    if let Some(key) = &idempotency_key
+        && let Some(existing) = state.ledger.claim_idempotency_key(key, &job_id).await?
+    {
+        let job = state.ledger.job(&existing).await?.ok_or_else(|| ApiError::not_found("job"))?;
+        let mut response = accepted(&job);
+        response.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
+        return Ok(response);
+    }
+    let cache_key = spec.cache_key(&upload.sha256);
+    if let Some(source) = state.ledger.cached_job(&cache_key).await? {
+        state.ledger.create_cached_job(&job_id, &upload_id, &spec, &source).await?;
+        tracing::info!(job = %job_id, source = %source.id, "job answered from the result cache");
+    } else {
+        state.ledger.create_job(&job_id, &upload_id, &spec, &cache_key).await?;
+        if let Err(e) = state.queue.push(SplitTask { job: job_id, split: None }).await {
+            let error = mta_core::AttributionError::new(mta_core::ErrorCode::Internal, "the job could not be queued");
+            let _ = state.ledger.mark_failed(&job_id, &error).await;
+            return Err(ApiError::Unavailable(e));
+        }
+        tracing::info!(job = %job_id, upload = %upload_id, "job queued");
+    }
+    let job = state.ledger.job(&job_id).await?.ok_or_else(|| ApiError::not_found("job"))?;
+    Ok(accepted(&job))
+}
+
+fn accepted(job: &JobRecord) -> Response {
+    let location = format!("/v1/jobs/{}", job.id);
+    let mut response = (StatusCode::ACCEPTED, Json(job)).into_response();
+    response.headers_mut().insert(header::LOCATION, HeaderValue::from_str(&location).expect("ids are ASCII"));
+    response
+}
+
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(value) = headers.get("idempotency-key") else { return Ok(None) };
+    let key = value.to_str().ok().filter(|k| !k.is_empty() && k.len() <= MAX_IDEMPOTENCY_KEY);
+    let key = key.filter(|k| k.bytes().all(|b| b.is_ascii_graphic()));
+    key.map(|k| Some(k.to_owned())).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            format!("Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} printable ASCII characters"),
+        )
+    })
+}
+
+/// A multipart submission: a `file` part (streamed like an upload) and an optional `spec` part (JSON).
+async fn spec_and_file(state: &AppState, request: Request) -> Result<(JobSpec, UploadId), ApiError> {
+    let mut multipart = Multipart::from_request(request, state)
+        .await
+        .map_err(|e| ApiError::new(e.status(), "invalid_request", e.body_text()))?;
+    let bad = |e: axum::extract::multipart::MultipartError| ApiError::new(e.status(), "invalid_request", e.body_text());
+    let mut spec = JobSpec::default();
+    let mut upload = None;
+    while let Some(field) = multipart.next_field().await.map_err(bad)? {
+        match field.name() {
+            Some("spec") => {
+                let text = field.text().await.map_err(bad)?;
+                spec = serde_json::from_str(&text).map_err(|e| {
+                    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", format!("spec: {e}"))
+                })?;
+            }
+            Some("file") if upload.is_none() => {
+                let stream = field.map_err(|e| e.body_text());
+                upload = Some(store_upload(state, None, stream).await?.upload_id);
+            }
+            Some(other) => {
+                return Err(ApiError::field(
+                    "multipart",
+                    format!("unexpected part `{other}` (expected `file` and `spec`)"),
+                ));
+            }
+            None => return Err(ApiError::field("multipart", "a part has no name")),
+        }
+    }
+    if spec.upload_id.is_some() {
+        return Err(ApiError::field("upload_id", "must not be given with a file part"));
+    }
+    let upload = upload.ok_or_else(|| ApiError::field("file", "the multipart body has no `file` part"))?;
+    Ok((spec, upload))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    limit: Option<usize>,
+}
+
+/// `GET /v1/jobs`: newest first.
+pub async fn list(State(state): State<AppState>, query: Query<ListQuery>) -> Result<Json<Value>, ApiError> {
+    let limit = query.limit.unwrap_or(50);
+    if !(1..=500).contains(&limit) {
+        return Err(ApiError::field("limit", "must be between 1 and 500"));
+    }
+    let jobs = state.ledger.list_jobs(limit).await?;
+    Ok(Json(json!({ "jobs": jobs })))
+}
+
+async fn find(state: &AppState, id: &str) -> Result<JobRecord, ApiError> {
+    let id: JobId = id.parse().map_err(|_| ApiError::not_found("job"))?;
+    state.ledger.job(&id).await?.ok_or_else(|| ApiError::not_found("job"))
+}
+
+pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<JobRecord>, ApiError> {
+    Ok(Json(find(&state, &id).await?))
+}
+
+/// `DELETE /v1/jobs/{id}`: queued units become no-ops, running ones stop between blocks.
+pub async fn cancel(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<JobRecord>, ApiError> {
+    let job = find(&state, &id).await?;
+    if !state.ledger.cancel(&job.id).await? {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "job_finished",
+            format!("the job already ended ({})", job.state.as_str()),
+        ));
+    }
+    tracing::info!(job = %job.id, "job cancelled");
+    Ok(Json(find(&state, &id).await?))
+}
+
+/// `GET /v1/jobs/{id}/timeline`: which worker started and ended which unit, when.
+pub async fn timeline(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    let job = find(&state, &id).await?;
+    Ok(Json(json!({ "job_id": job.id, "events": state.ledger.timeline(&job.id).await? })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResultQuery {
+    format: Option<String>,
+}
+
+fn require_success(job: &JobRecord) -> Result<(), ApiError> {
+    match job.state {
+        JobState::Succeeded => Ok(()),
+        JobState::Failed => Err(ApiError::new(StatusCode::CONFLICT, "job_failed", "the job failed; see its `error`")),
+        state => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "result_not_ready",
+            format!("the job is {}; poll GET /v1/jobs/{} until it succeeds", state.as_str(), job.id),
+        )),
+    }
+}
+
+/// `GET /v1/jobs/{id}/result` (`?format=csv` for a tidy table).
+pub async fn result(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(query): Query<ResultQuery>,
+) -> Result<Response, ApiError> {
+    let job = find(&state, &id).await?;
+    require_success(&job)?;
+    let owner = job.result_owner();
+    let stored = match state.ledger.cached_result(&owner).await? {
+        Some(json) => json,
+        None => {
+            let bytes =
+                state.storage.get_opt(&keys::result(&owner)).await?.ok_or_else(|| ApiError::not_found("result"))?;
+            String::from_utf8(bytes.to_vec()).map_err(|e| ApiError::Internal(e.into()))?
+        }
+    };
+    // A cached job serves its source's result under its own id.
+    let body = stored.replacen(&owner.to_string(), &job.id.to_string(), 1);
+    match query.format.as_deref() {
+        None | Some("json") => Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response()),
+        Some("csv") => {
+            let value: Value = serde_json::from_str(&body).map_err(|e| ApiError::Internal(e.into()))?;
+            Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], result_csv(&value)).into_response())
+        }
+        Some(other) => Err(ApiError::field("format", format!("`{other}` is not json or csv"))),
+    }
+}
+
+/// One row per model × channel: `model,channel,conversions,value,share,removal_effect,removal_effect_value`.
+fn result_csv(result: &Value) -> String {
+    let mut out = String::from("model,channel,conversions,value,share,removal_effect,removal_effect_value\n");
+    let Some(models) = result["models"].as_object() else { return out };
+    for (model, body) in models {
+        for channel in body["channels"].as_array().into_iter().flatten() {
+            let number = |field: &str| channel[field].as_f64().map(|v| v.to_string()).unwrap_or_default();
+            let name = channel["channel"].as_str().unwrap_or_default();
+            let quoted = if name.contains([',', '"', '\n', '\r']) {
+                format!("\"{}\"", name.replace('"', "\"\""))
+            } else {
+                name.to_owned()
+            };
+            out.push_str(&format!(
+                "{model},{quoted},{},{},{},{},{}\n",
+                number("conversions"),
+                number("value"),
+                number("share"),
+                number("removal_effect"),
+                number("removal_effect_value"),
+            ));
+        }
+    }
+    out
+}
+
+/// `GET /v1/jobs/{id}/credits`: streams the Parquet export.
+pub async fn credits(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let job = find(&state, &id).await?;
+    if !job.spec.export_credits {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "credits_not_requested",
+            "this job did not ask for credits; submit with \"export_credits\": true",
+        ));
+    }
+    require_success(&job)?;
+    let (size, stream) = state
+        .storage
+        .get_stream(&keys::credits(&job.result_owner()))
+        .await?
+        .ok_or_else(|| ApiError::not_found("credits"))?;
+    let headers = [
+        (header::CONTENT_TYPE, "application/vnd.apache.parquet".to_owned()),
+        (header::CONTENT_LENGTH, size.to_string()),
+        (header::CONTENT_DISPOSITION, format!("attachment; filename=\"credits-{}.parquet\"", job.id)),
+    ];
+    Ok((headers, Body::from_stream(stream)).into_response())
+}

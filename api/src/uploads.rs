@@ -1,0 +1,85 @@
+//! `POST /v1/uploads`: the raw body is streamed into object storage (multipart, never
+//! whole in memory) and hashed on the way; the size limit is checked against
+//! `Content-Length` first and enforced while streaming.
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use futures_util::{Stream, TryStreamExt};
+use mta_platform::ledger::{UploadId, UploadRecord};
+use mta_platform::storage::{PutStreamError, keys};
+use sha2::{Digest, Sha256};
+
+use crate::AppState;
+use crate::error::ApiError;
+
+pub async fn create(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<(StatusCode, Json<UploadRecord>), ApiError> {
+    let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
+    let upload = store_upload(&state, declared, body.into_data_stream().map_err(|e| e.to_string())).await?;
+    Ok((StatusCode::CREATED, Json(upload)))
+}
+
+/// Streams one upload into storage and records it; shared with multipart job submission.
+pub async fn store_upload<S>(state: &AppState, declared_len: Option<u64>, body: S) -> Result<UploadRecord, ApiError>
+where
+    S: Stream<Item = Result<bytes::Bytes, String>> + Unpin,
+{
+    let max = state.config.limits.max_upload_bytes;
+    if declared_len.is_some_and(|len| len > max) {
+        return Err(too_large(max));
+    }
+    let upload_id = UploadId::random();
+    let mut hasher = Sha256::new();
+    let mut size = 0u64;
+    let stored = state
+        .storage
+        .put_stream(&keys::upload(&upload_id), body, |piece| {
+            size += piece.len() as u64;
+            if size > max {
+                return Err("too large".to_owned());
+            }
+            hasher.update(piece);
+            Ok(())
+        })
+        .await;
+    let size_bytes = match stored {
+        Ok(size) => size,
+        Err(PutStreamError::Body(e)) if size > max => {
+            tracing::info!(reason = e, "upload refused: over the size limit");
+            return Err(too_large(max));
+        }
+        Err(PutStreamError::Body(e)) => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                format!("the upload broke off: {e}"),
+            ));
+        }
+        Err(PutStreamError::Store(e)) => return Err(ApiError::Unavailable(e)),
+    };
+    if size_bytes == 0 {
+        return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "empty_input", "the upload is empty"));
+    }
+    let upload = UploadRecord {
+        upload_id,
+        size_bytes,
+        sha256: hex::encode(hasher.finalize()),
+        created_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+    };
+    state.ledger.put_upload(&upload).await?;
+    tracing::info!(upload = %upload_id, size_bytes, "upload stored");
+    Ok(upload)
+}
+
+fn too_large(max: u64) -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "limit_exceeded",
+        format!("the upload is larger than {max} bytes, the configured limit (MTA_MAX_UPLOAD_BYTES)"),
+    )
+}

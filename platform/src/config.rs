@@ -1,0 +1,181 @@
+//! One typed configuration for every process, read once from the environment.
+//!
+//! Every variable is documented in `docs/configuration.md`; errors name the variable.
+//! Tests build a [`Config`] in code (or set variables on the child processes they spawn).
+
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+
+/// Everything the API, the workers and the all-in-one mode need.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `REDIS_URL`; when absent the all-in-one mode starts a private `redis-server`.
+    pub redis_url: Option<String>,
+    /// `MTA_STORE`: `file:///path` or `s3://bucket/prefix`; default `file://{data_dir}/store`.
+    pub store_url: String,
+    /// `MTA_DATA_DIR`: where the embedded defaults keep their files (default `./mta-data`).
+    pub data_dir: PathBuf,
+    /// `MTA_BIND`: the API's listening address (default `127.0.0.1:8080`).
+    pub bind: String,
+    pub queue: QueueConfig,
+    pub limits: LimitsConfig,
+    /// `MTA_CACHE_TTL_SECS`: how long identical submissions are answered from the cache (default 3600).
+    pub cache_ttl: Duration,
+    /// `MTA_ROWS_PER_CHUNK`: rows per attribute chunk the split stage aims for (default 500000).
+    pub rows_per_chunk: u64,
+    /// `MTA_SPLIT_PARALLELISM`: split tasks per Parquet input at most (default 4).
+    pub split_parallelism: u32,
+    /// `MTA_WORKER_CONCURRENCY`: tasks one worker process runs at once per stage (default: cores).
+    pub worker_concurrency: usize,
+    pub faults: Faults,
+}
+
+/// Queue transport settings (see `docs/queue.md` for why these values).
+#[derive(Debug, Clone)]
+pub struct QueueConfig {
+    /// `MTA_QUEUE_PREFIX`: prefix of every Redis key the service writes (default `mta`).
+    pub prefix: String,
+    /// `MTA_HEARTBEAT_SECS` (default 5).
+    pub heartbeat: Duration,
+    /// `MTA_MISSED_HEARTBEATS` (default 6): a worker silent this many beats is dead and its tasks run elsewhere.
+    pub missed_heartbeats: usize,
+    /// `MTA_POLL_MS` (default 250): how often an idle worker looks for tasks.
+    pub poll_interval: Duration,
+    /// `MTA_REDIS_TIMEOUT_MS` (default 5000): Redis response timeout.
+    pub redis_timeout: Duration,
+    /// `MTA_MAX_STARTS` (default 3): starts of one task (crashes included) before its job fails.
+    pub max_starts: u32,
+    /// `MTA_TASK_TIMEOUT_SECS` (default 3600): one attempt of one task at most.
+    pub task_timeout: Duration,
+}
+
+/// Input limits (DESIGN.md 2.5); each refusal names its limit.
+#[derive(Debug, Clone)]
+pub struct LimitsConfig {
+    /// `MTA_MAX_UPLOAD_BYTES` (default 50 GiB).
+    pub max_upload_bytes: u64,
+    /// `MTA_MAX_ROWS` (default unlimited).
+    pub max_rows: Option<u64>,
+    /// `MTA_MAX_CHANNELS` (default 100000).
+    pub max_channels: usize,
+}
+
+/// Fault injection for the reliability tests; all off unless set.
+#[derive(Debug, Clone, Default)]
+pub struct Faults {
+    /// `MTA_FAULT_ABORT_ON_CHANNEL`: a worker aborts its process when a chunk holds this channel.
+    pub abort_on_channel: Option<String>,
+    /// `MTA_FAULT_CHUNK_DELAY_MS`: an attribute task sleeps this long (in slices) before finishing.
+    pub chunk_delay: Option<Duration>,
+}
+
+impl Config {
+    /// Defaults for one machine, rooted at `data_dir`.
+    pub fn local(data_dir: PathBuf) -> Config {
+        let store_url = format!("file://{}", data_dir.join("store").display());
+        Config {
+            redis_url: None,
+            store_url,
+            data_dir,
+            bind: "127.0.0.1:8080".to_owned(),
+            queue: QueueConfig::default(),
+            limits: LimitsConfig::default(),
+            cache_ttl: Duration::from_secs(3600),
+            rows_per_chunk: 500_000,
+            split_parallelism: 4,
+            worker_concurrency: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            faults: Faults::default(),
+        }
+    }
+
+    /// Reads the environment over the defaults.
+    pub fn from_env() -> anyhow::Result<Config> {
+        let data_dir = PathBuf::from(var("MTA_DATA_DIR")?.unwrap_or_else(|| "mta-data".to_owned()));
+        let data_dir = std::path::absolute(&data_dir).context("Failed to resolve MTA_DATA_DIR")?;
+        let mut config = Config::local(data_dir);
+        config.redis_url = var("REDIS_URL")?;
+        if let Some(url) = var("MTA_STORE")? {
+            config.store_url = url;
+        }
+        if let Some(bind) = var("MTA_BIND")? {
+            config.bind = bind;
+        }
+        let q = &mut config.queue;
+        if let Some(prefix) = var("MTA_QUEUE_PREFIX")? {
+            q.prefix = prefix;
+        }
+        q.heartbeat = parsed::<u64>("MTA_HEARTBEAT_SECS")?.map_or(q.heartbeat, Duration::from_secs);
+        q.missed_heartbeats = parsed("MTA_MISSED_HEARTBEATS")?.unwrap_or(q.missed_heartbeats);
+        q.poll_interval = parsed::<u64>("MTA_POLL_MS")?.map_or(q.poll_interval, Duration::from_millis);
+        q.redis_timeout = parsed::<u64>("MTA_REDIS_TIMEOUT_MS")?.map_or(q.redis_timeout, Duration::from_millis);
+        q.max_starts = parsed("MTA_MAX_STARTS")?.unwrap_or(q.max_starts);
+        q.task_timeout = parsed::<u64>("MTA_TASK_TIMEOUT_SECS")?.map_or(q.task_timeout, Duration::from_secs);
+        let l = &mut config.limits;
+        l.max_upload_bytes = parsed("MTA_MAX_UPLOAD_BYTES")?.unwrap_or(l.max_upload_bytes);
+        l.max_rows = parsed("MTA_MAX_ROWS")?.or(l.max_rows);
+        l.max_channels = parsed("MTA_MAX_CHANNELS")?.unwrap_or(l.max_channels);
+        config.cache_ttl = parsed::<u64>("MTA_CACHE_TTL_SECS")?.map_or(config.cache_ttl, Duration::from_secs);
+        config.rows_per_chunk = parsed("MTA_ROWS_PER_CHUNK")?.unwrap_or(config.rows_per_chunk);
+        config.split_parallelism = parsed("MTA_SPLIT_PARALLELISM")?.unwrap_or(config.split_parallelism);
+        config.worker_concurrency = parsed("MTA_WORKER_CONCURRENCY")?.unwrap_or(config.worker_concurrency);
+        config.faults.abort_on_channel = var("MTA_FAULT_ABORT_ON_CHANNEL")?;
+        config.faults.chunk_delay = parsed::<u64>("MTA_FAULT_CHUNK_DELAY_MS")?.map(Duration::from_millis);
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        if self.queue.missed_heartbeats < 2 {
+            bail!("MTA_MISSED_HEARTBEATS must be at least 2");
+        }
+        if self.queue.heartbeat.is_zero() {
+            bail!("MTA_HEARTBEAT_SECS must be at least 1");
+        }
+        if self.queue.max_starts == 0 {
+            bail!("MTA_MAX_STARTS must be at least 1");
+        }
+        if self.rows_per_chunk == 0 || self.split_parallelism == 0 || self.worker_concurrency == 0 {
+            bail!("MTA_ROWS_PER_CHUNK, MTA_SPLIT_PARALLELISM and MTA_WORKER_CONCURRENCY must be at least 1");
+        }
+        Ok(())
+    }
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        QueueConfig {
+            prefix: "mta".to_owned(),
+            heartbeat: Duration::from_secs(5),
+            missed_heartbeats: 6,
+            poll_interval: Duration::from_millis(250),
+            redis_timeout: Duration::from_secs(5),
+            max_starts: 3,
+            task_timeout: Duration::from_secs(3600),
+        }
+    }
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig { max_upload_bytes: 50 << 30, max_rows: None, max_channels: 100_000 }
+    }
+}
+
+fn var(name: &str) -> anyhow::Result<Option<String>> {
+    match std::env::var(name) {
+        Ok(value) if value.trim().is_empty() => Ok(None),
+        Ok(value) => Ok(Some(value)),
+        Err(std::env::VarError::NotPresent) => Ok(None),
+        Err(std::env::VarError::NotUnicode(_)) => bail!("{name} is not valid UTF-8"),
+    }
+}
+
+fn parsed<T: FromStr>(name: &str) -> anyhow::Result<Option<T>>
+where
+    T::Err: std::fmt::Display,
+{
+    var(name)?.map(|v| v.trim().parse::<T>().map_err(|e| anyhow::anyhow!("{name}=`{v}` is invalid: {e}"))).transpose()
+}

@@ -1,0 +1,132 @@
+//! The job spec: what a client asks for (DESIGN.md 4), as JSON, and its translation into
+//! the engine's input spec and options.
+
+use std::collections::BTreeMap;
+
+use mta_core::ingest::{ColumnMapping, Format, InputSpec, Limits};
+use mta_core::{AttributionError, InputKind, OptionsSpec};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::config::LimitsConfig;
+
+/// `POST /v1/jobs` body. Unknown fields are refused, so a typo never silently falls back to a default.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobSpec {
+    /// The upload to attribute (filled in by the server for a multipart submission).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upload_id: Option<String>,
+    /// `events` or `paths`; detected from the columns when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<InputKind>,
+    /// `csv`, `parquet` or `ndjson`; detected from the content when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<String>,
+    /// CSV delimiter: `,` `;` or tab; detected from the header when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delimiter: Option<String>,
+    /// Channel separator of path-level input (default `>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path_separator: Option<String>,
+    /// Canonical column → the file's column, e.g. `{"user_id": "cookie"}`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub columns: BTreeMap<String, String>,
+    /// Models and their options (DESIGN.md 3).
+    #[serde(default)]
+    pub options: OptionsSpec,
+    /// Also write per-journey credit rows as Parquet (`GET /v1/jobs/{id}/credits`).
+    #[serde(default)]
+    pub export_credits: bool,
+}
+
+impl JobSpec {
+    /// The engine's input spec, naming the first bad field.
+    pub fn input_spec(&self, limits: &LimitsConfig) -> Result<InputSpec, AttributionError> {
+        let format = self.format.as_deref().map(str::parse::<Format>).transpose()?;
+        let delimiter = self.delimiter.as_deref().map(parse_delimiter).transpose()?;
+        let path_separator = self.path_separator.clone().unwrap_or_else(|| ">".to_owned());
+        if path_separator.is_empty() {
+            return Err(AttributionError::option("path_separator", "must not be empty"));
+        }
+        let pairs: Vec<String> =
+            self.columns.iter().map(|(canonical, column)| format!("{canonical}={column}")).collect();
+        Ok(InputSpec {
+            kind: self.kind,
+            format,
+            delimiter,
+            path_separator,
+            columns: ColumnMapping::parse(pairs.iter().map(String::as_str))?,
+            keep_user_ids: self.export_credits,
+            limits: Limits { max_rows: limits.max_rows, max_channels: limits.max_channels },
+            ..InputSpec::default()
+        })
+    }
+
+    /// Everything that can be checked before reading the input. Options that depend on
+    /// the kind (`time_decay` on paths) are checked again once the kind is known.
+    pub fn validate(&self, limits: &LimitsConfig) -> Result<(), AttributionError> {
+        self.input_spec(limits)?;
+        let kind = self.kind.unwrap_or(InputKind::Events);
+        match self.options.validate(kind) {
+            Ok(_) => Ok(()),
+            // With the kind unknown, a model that fits only one kind may still be right.
+            Err(e) if self.kind.is_none() && e.details.first().and_then(|d| d.column.as_deref()) == Some("models") => {
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The result-cache key: the input's SHA-256 and every field that changes the answer.
+    pub fn cache_key(&self, upload_sha256: &str) -> String {
+        let without_upload = JobSpec { upload_id: None, ..self.clone() };
+        let mut hasher = Sha256::new();
+        hasher.update(upload_sha256.as_bytes());
+        hasher.update(b"\n");
+        hasher.update(serde_json::to_vec(&without_upload).expect("a spec serialises"));
+        hex::encode(hasher.finalize())
+    }
+}
+
+fn parse_delimiter(s: &str) -> Result<u8, AttributionError> {
+    match s {
+        "\\t" | "tab" | "\t" => Ok(b'\t'),
+        one if one.len() == 1 && one.is_ascii() => Ok(one.as_bytes()[0]),
+        other => Err(AttributionError::option("delimiter", format!("`{other}` is not a single ASCII character"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_fields_are_refused() {
+        let err = serde_json::from_str::<JobSpec>(r#"{"upload_id": "x", "modles": ["linear"]}"#).unwrap_err();
+        assert!(err.to_string().contains("modles"), "{err}");
+    }
+
+    #[test]
+    fn the_cache_key_ignores_the_upload_id_but_not_options() {
+        let a = JobSpec { upload_id: Some("a".into()), ..JobSpec::default() };
+        let b = JobSpec { upload_id: Some("b".into()), ..JobSpec::default() };
+        assert_eq!(a.cache_key("h"), b.cache_key("h"));
+        assert_ne!(a.cache_key("h"), a.cache_key("g"));
+        let c = JobSpec { export_credits: true, ..a.clone() };
+        assert_ne!(a.cache_key("h"), c.cache_key("h"));
+    }
+
+    #[test]
+    fn bad_fields_are_named() {
+        let spec = JobSpec { delimiter: Some("::".into()), ..JobSpec::default() };
+        let err = spec.validate(&LimitsConfig::default()).unwrap_err();
+        assert_eq!(err.details[0].column.as_deref(), Some("delimiter"));
+        let spec =
+            JobSpec { options: OptionsSpec { markov_order: Some(9), ..OptionsSpec::default() }, ..JobSpec::default() };
+        assert_eq!(
+            spec.validate(&LimitsConfig::default()).unwrap_err().details[0].column.as_deref(),
+            Some("markov_order")
+        );
+    }
+}

@@ -1,0 +1,222 @@
+//! Split stage: read the upload (Parquet row groups in parallel tasks, text as one
+//! stream) and hash-partition event rows by user into chunk files, so that no journey
+//! crosses chunks. Path rows need no partitioning: each split turns them into a partial.
+//!
+//! The first task of a job plans: it counts row groups, decides the number of split
+//! tasks and partitions, records the plan, and fans out (or does the work itself when
+//! the input is one piece). The last split to finish enqueues the attribute tasks.
+
+use mta_core::chunk::{ChannelDict, EventChunk, NO_CHANNEL, partition_of};
+use mta_core::ingest::{Block, InputSpec};
+use mta_core::{AttributionError, ErrorCode, InputKind, Options, Partial};
+use mta_platform::chunk_file;
+use mta_platform::input::Source;
+use mta_platform::ledger::{FanIn, JobRecord, Stage};
+use mta_platform::queue::{AttributeTask, ReduceTask, SplitTask, StageHandler, TaskError, TaskInfo};
+use mta_platform::storage::keys;
+
+use crate::Services;
+use crate::stage::{StageError, StopFlag, block_on, run_unit};
+
+/// Buffered event rows of one split before its partitions are written out.
+const FLUSH_ROWS: usize = 1_000_000;
+const MAX_PARTITIONS: u64 = 4096;
+
+#[derive(Debug, Clone)]
+pub struct SplitHandler(pub Services);
+
+impl StageHandler<SplitTask> for SplitHandler {
+    async fn handle(&self, task: SplitTask, info: TaskInfo) -> Result<(), TaskError> {
+        let services = self.0.clone();
+        let piece = task.split;
+        let owner = info.task_id.clone();
+        run_unit(&self.0, &task, &info, Stage::Splitting, move |job, stop| split(&services, &job, piece, &owner, &stop))
+            .await
+    }
+}
+
+fn split(
+    services: &Services,
+    job: &JobRecord,
+    piece: Option<u32>,
+    owner: &str,
+    stop: &StopFlag,
+) -> Result<(), StageError> {
+    let scratch = tempfile::Builder::new().prefix("mta-split-").tempdir().map_err(anyhow::Error::from)?;
+    let path = block_on(services.storage.local_copy(&keys::upload(&job.upload_id), scratch.path()))?;
+    let spec = job.spec.input_spec(&services.config.limits)?;
+    let source = Source::open::<StageError>(&path, spec.format)?;
+    let (splits, partitions) = match piece {
+        Some(_) => (job.progress.splits_total as u32, job.partitions),
+        None => {
+            let splits = (source.pieces() as u32).clamp(1, services.config.split_parallelism);
+            let rows = source.estimated_rows().max(1);
+            let partitions = rows.div_ceil(services.config.rows_per_chunk).clamp(1, MAX_PARTITIONS) as u32;
+            block_on(services.ledger.set_plan(&job.id, splits, partitions))?;
+            if splits > 1 {
+                let tasks = (0..splits).map(|i| SplitTask { job: job.id, split: Some(i) }).collect();
+                block_on(services.queue.push_all(tasks))?;
+                return Ok(());
+            }
+            (splits, partitions)
+        }
+    };
+    let index = piece.unwrap_or(0);
+    let row_groups: Option<Vec<usize>> = match source {
+        Source::Parquet { row_groups, .. } => {
+            let (s, n) = (index as usize, splits as usize);
+            Some((s * row_groups / n..(s + 1) * row_groups / n).collect())
+        }
+        Source::Text { .. } => None,
+    };
+    let mut splitter = Splitter::new(services, job, &spec, index, partitions, stop);
+    source.read(&spec, row_groups.as_deref(), |block| splitter.take(block))?;
+    splitter.finish()?;
+
+    if block_on(services.ledger.fan_in(&job.id, Stage::Splitting, &index.to_string(), splits as u64, owner))?
+        == FanIn::Complete
+    {
+        let kind = block_on(services.ledger.job(&job.id))?.and_then(|job| job.kind);
+        if kind == Some(InputKind::Events) {
+            block_on(services.ledger.mark_running(&job.id, Stage::Attributing))?;
+            let tasks = (0..partitions).map(|partition| AttributeTask { job: job.id, partition }).collect();
+            block_on(services.queue.push_all(tasks))?;
+        } else {
+            // Path rows were attributed while splitting (or nothing was read at all).
+            block_on(services.ledger.mark_running(&job.id, Stage::Reducing))?;
+            block_on(services.queue.push(ReduceTask { job: job.id }))?;
+        }
+    }
+    Ok(())
+}
+
+/// Partitions the blocks of one split task.
+struct Splitter<'a> {
+    services: &'a Services,
+    job: &'a JobRecord,
+    keep_user_ids: bool,
+    split: u32,
+    stop: &'a StopFlag,
+    options: Option<Options>,
+    channels: ChannelDict,
+    buffers: Vec<EventChunk>,
+    buffered: usize,
+    /// Next file number per partition: files are named by (split, number), so a re-run
+    /// of this task overwrites exactly what an earlier run wrote.
+    sequence: Vec<u32>,
+    path_partial: Option<Partial>,
+    rows: u64,
+}
+
+impl<'a> Splitter<'a> {
+    fn new(
+        services: &'a Services,
+        job: &'a JobRecord,
+        spec: &InputSpec,
+        split: u32,
+        partitions: u32,
+        stop: &'a StopFlag,
+    ) -> Self {
+        let empty = EventChunk { user_ids: spec.keep_user_ids.then(Vec::new), ..EventChunk::default() };
+        Splitter {
+            services,
+            job,
+            keep_user_ids: spec.keep_user_ids,
+            split,
+            stop,
+            options: None,
+            channels: ChannelDict::default(),
+            buffers: vec![empty; partitions as usize],
+            buffered: 0,
+            sequence: vec![0; partitions as usize],
+            path_partial: None,
+            rows: 0,
+        }
+    }
+
+    fn take(&mut self, block: Block) -> Result<(), StageError> {
+        self.stop.check()?;
+        let kind = match &block {
+            Block::Events(_) => InputKind::Events,
+            Block::Paths(_) => InputKind::Paths,
+        };
+        if self.options.is_none() {
+            self.options = Some(self.job.spec.options.validate(kind)?);
+            block_on(self.services.ledger.set_kind(&self.job.id, kind))?;
+        }
+        match block {
+            Block::Events(chunk) => self.partition(&chunk)?,
+            Block::Paths(chunk) => {
+                self.rows += chunk.len() as u64;
+                let partial = Partial::from_paths(&chunk, self.options.as_ref().expect("set above"));
+                match &mut self.path_partial {
+                    Some(total) => total.merge(&partial),
+                    None => self.path_partial = Some(partial),
+                }
+            }
+        }
+        block_on(self.services.ledger.set_rows(&self.job.id, self.split, self.rows))?;
+        Ok(())
+    }
+
+    fn partition(&mut self, chunk: &EventChunk) -> Result<(), StageError> {
+        let map: Vec<u32> = chunk.channels.names().iter().map(|name| self.channels.id(name)).collect();
+        let max = self.services.config.limits.max_channels;
+        if self.channels.len() > max {
+            return Err(AttributionError::new(
+                ErrorCode::LimitExceeded,
+                format!("the input has more than {max} distinct channels, the configured limit (max_channels)"),
+            )
+            .into());
+        }
+        let partitions = self.buffers.len() as u32;
+        for row in 0..chunk.len() {
+            let key = chunk.user_keys[row];
+            let buffer = &mut self.buffers[partition_of(key, partitions) as usize];
+            buffer.user_keys.push(key);
+            buffer.timestamps.push(chunk.timestamps[row]);
+            let channel = chunk.channel_ids[row];
+            buffer.channel_ids.push(if channel == NO_CHANNEL { NO_CHANNEL } else { map[channel as usize] });
+            buffer.is_conversion.push(chunk.is_conversion[row]);
+            buffer.values.push(chunk.values[row]);
+            buffer.row_numbers.push(chunk.row_numbers[row]);
+            if self.keep_user_ids
+                && let (Some(into), Some(from)) = (buffer.user_ids.as_mut(), chunk.user_ids.as_ref())
+            {
+                into.push(from[row].clone());
+            }
+        }
+        self.rows += chunk.len() as u64;
+        self.buffered += chunk.len();
+        if self.buffered >= FLUSH_ROWS {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), StageError> {
+        for (partition, buffer) in self.buffers.iter_mut().enumerate() {
+            if buffer.is_empty() {
+                continue;
+            }
+            self.stop.check()?;
+            buffer.channels = self.channels.clone();
+            let bytes = chunk_file::encode(buffer)?;
+            let key = keys::chunk(&self.job.id, partition as u32, self.split, self.sequence[partition]);
+            block_on(self.services.storage.put(&key, bytes))?;
+            self.sequence[partition] += 1;
+            *buffer = EventChunk { user_ids: self.keep_user_ids.then(Vec::new), ..EventChunk::default() };
+        }
+        self.buffered = 0;
+        Ok(())
+    }
+
+    fn finish(mut self) -> Result<(), StageError> {
+        self.flush()?;
+        if let Some(partial) = &self.path_partial {
+            let key = keys::partial(&self.job.id, &format!("s{:04}", self.split));
+            block_on(self.services.storage.put(&key, serde_json::to_vec(partial).map_err(anyhow::Error::from)?))?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,157 @@
+//! What every stage task does around its work: count the start (a task that keeps
+//! crashing its worker fails its job after `MTA_MAX_STARTS`), skip jobs that already
+//! ended, watch for cancellation, run the CPU work on a blocking thread, and turn the
+//! outcome into the ledger's state and the queue's ack.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use mta_core::{AttributionError, ErrorCode};
+use mta_platform::ledger::{JobRecord, JobState, Stage};
+use mta_platform::queue::{StageTask, TaskError, TaskInfo};
+
+use crate::Services;
+
+/// How a unit of work ended badly.
+#[derive(Debug)]
+pub enum StageError {
+    /// The input or options are wrong: the job fails at once with this error.
+    Input(AttributionError),
+    /// The job was cancelled (or this copy of the task was abandoned): stop quietly.
+    Stopped,
+    /// Anything else (storage, Redis): retried until the start budget runs out.
+    Other(anyhow::Error),
+}
+
+impl From<AttributionError> for StageError {
+    fn from(e: AttributionError) -> Self {
+        StageError::Input(e)
+    }
+}
+
+impl From<anyhow::Error> for StageError {
+    fn from(e: anyhow::Error) -> Self {
+        StageError::Other(e)
+    }
+}
+
+/// Set when the work should stop between blocks: the job was cancelled, or the task
+/// future was dropped (its consumer restarted) while the blocking work still ran.
+#[derive(Debug, Clone, Default)]
+pub struct StopFlag(Arc<AtomicBool>);
+
+impl StopFlag {
+    pub fn is_set(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    pub fn check(&self) -> Result<(), StageError> {
+        if self.is_set() { Err(StageError::Stopped) } else { Ok(()) }
+    }
+
+    fn set(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+struct SetOnDrop(StopFlag);
+
+impl Drop for SetOnDrop {
+    fn drop(&mut self) {
+        self.0.set();
+    }
+}
+
+/// Runs one unit of a job's stage. `work` gets the job record and a stop flag, and runs
+/// on a blocking thread.
+pub async fn run_unit<T, W>(
+    services: &Services,
+    task: &T,
+    info: &TaskInfo,
+    stage: Stage,
+    work: W,
+) -> Result<(), TaskError>
+where
+    T: StageTask,
+    W: FnOnce(JobRecord, StopFlag) -> Result<(), StageError> + Send + 'static,
+{
+    let job_id = task.job();
+    let unit = task.unit();
+    let ledger = &services.ledger;
+    let transient = |e: anyhow::Error| TaskError::Transient(e);
+    let starts = ledger.count_start(&job_id, &unit).await.map_err(transient)?;
+    let Some(job) = ledger.job(&job_id).await.map_err(transient)? else {
+        tracing::warn!(job = %job_id, unit, "task for an unknown job dropped");
+        return Ok(());
+    };
+    if job.state.is_terminal() {
+        return Ok(());
+    }
+    let max_starts = services.config.queue.max_starts;
+    if starts > max_starts {
+        let error = AttributionError::new(
+            ErrorCode::Internal,
+            format!(
+                "{unit} of this job was started {max_starts} times without finishing (its worker crashed or \
+                 it kept failing); the job was stopped instead of retrying for ever"
+            ),
+        );
+        ledger.mark_failed(&job_id, &error).await.map_err(transient)?;
+        tracing::error!(job = %job_id, unit, starts, "start budget exhausted; job failed");
+        return Err(TaskError::Permanent(anyhow::anyhow!(error.message)));
+    }
+    if !ledger.mark_running(&job_id, stage).await.map_err(transient)? {
+        return Ok(());
+    }
+    let _ = ledger.log_timeline(&job_id, "start", &unit, &info.worker).await;
+    tracing::info!(job = %job_id, unit, worker = %info.worker, attempt = starts, "task started");
+
+    let stop = StopFlag::default();
+    let _stop_when_dropped = SetOnDrop(stop.clone());
+    let watcher = watch_for_cancel(services.clone(), job_id, stop.clone());
+    let blocking_stop = stop.clone();
+    let outcome = tokio::task::spawn_blocking(move || work(job, blocking_stop)).await;
+    watcher.abort();
+    let outcome = match outcome {
+        Ok(outcome) => outcome,
+        Err(e) => Err(StageError::Other(anyhow::anyhow!("the task's thread failed: {e}"))),
+    };
+    let _ = ledger.log_timeline(&job_id, "end", &unit, &info.worker).await;
+    match outcome {
+        Ok(()) => Ok(()),
+        Err(StageError::Stopped) => {
+            tracing::info!(job = %job_id, unit, "task stopped: job cancelled");
+            Ok(())
+        }
+        Err(StageError::Input(error)) => {
+            tracing::info!(job = %job_id, unit, code = error.code.as_str(), "job failed on its input");
+            ledger.mark_failed(&job_id, &error).await.map_err(transient)?;
+            Err(TaskError::Permanent(anyhow::anyhow!(error.message)))
+        }
+        Err(StageError::Other(e)) => {
+            tracing::warn!(job = %job_id, unit, error = format!("{e:#}"), "task failed; it will be retried");
+            Err(TaskError::Transient(e))
+        }
+    }
+}
+
+/// Polls the ledger while work runs and raises the stop flag when the job ends elsewhere.
+fn watch_for_cancel(services: Services, job: mta_platform::JobId, stop: StopFlag) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            if let Ok(Some(state)) = services.ledger.state(&job).await
+                && matches!(state, JobState::Cancelled | JobState::Failed)
+            {
+                stop.set();
+                return;
+            }
+        }
+    })
+}
+
+/// Runs a future from a blocking stage thread (the tokio handle of the worker).
+pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    tokio::runtime::Handle::current().block_on(future)
+}
