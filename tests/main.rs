@@ -1,6 +1,9 @@
-//! The black-box suite: one test binary that runs the real `mta` binary (and, as the
-//! service arrives, the API and workers) against real files. See `support` for helpers.
+//! The black-box suite: one test binary that runs the real `mta` binary against real
+//! files, and the real `mta-api` and `mta-worker` processes against a real redis-server
+//! (`service`). See `support` and `service_support` for helpers.
 
 mod attribute;
+mod service;
+mod service_support;
 mod support;
 mod tidy;

@@ -1,0 +1,315 @@
+//! Black-box tests of the job pipeline: real redis-server, real `mta-api` and
+//! `mta-worker` processes, real HTTP over loopback, the local-filesystem object store.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::service_support::{Service, ServiceSpec, without_job_id};
+use crate::support::{attribute_json, sample, workdir, write};
+
+/// Small chunks so the 12k-row sample spreads over several partitions.
+fn chunked(workers: usize) -> ServiceSpec {
+    ServiceSpec { workers, env: vec![("MTA_ROWS_PER_CHUNK", "2000".into())], ..ServiceSpec::default() }
+}
+
+/// Equal up to float rounding (partials merge in a different order than one local pass).
+pub(crate) fn assert_same_result(got: &Value, want: &Value, path: &str) {
+    match (got, want) {
+        (Value::Number(g), Value::Number(w)) => {
+            let (g, w) = (g.as_f64().unwrap(), w.as_f64().unwrap());
+            assert!((g - w).abs() <= 1e-9 * w.abs().max(1.0), "{path}: got {g}, want {w}");
+        }
+        (Value::Object(g), Value::Object(w)) => {
+            assert_eq!(g.keys().collect::<Vec<_>>(), w.keys().collect::<Vec<_>>(), "{path}: keys differ");
+            for (key, value) in w {
+                assert_same_result(&g[key], value, &format!("{path}.{key}"));
+            }
+        }
+        (Value::Array(g), Value::Array(w)) => {
+            assert_eq!(g.len(), w.len(), "{path}: lengths differ");
+            for (i, (g, w)) in g.iter().zip(w).enumerate() {
+                assert_same_result(g, w, &format!("{path}[{i}]"));
+            }
+        }
+        (g, w) => assert_eq!(g, w, "{path}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_runs_end_to_end_and_matches_the_local_command() {
+    let service = Service::start(chunked(2)).await;
+    let job = service.run(&sample("events.csv"), json!({ "export_credits": true })).await;
+    assert_eq!(job["state"], "succeeded", "{job}");
+    let id = job["id"].as_str().unwrap();
+    let progress = &job["progress"];
+    assert!(progress["chunks_total"].as_u64().unwrap() > 1, "{progress}");
+    assert_eq!(progress["chunks_done"], progress["chunks_total"]);
+    assert_eq!(progress["rows"], 12_000);
+
+    let (status, result) = service.get(&format!("/v1/jobs/{id}/result")).await;
+    assert_eq!(status, 200);
+    assert_eq!(result["job_id"], id);
+    assert_same_result(&without_job_id(result.clone()), &attribute_json(&sample("events.csv"), &[]), "result");
+
+    let (status, csv) = service.get_bytes(&format!("/v1/jobs/{id}/result?format=csv")).await;
+    assert_eq!(status, 200);
+    let csv = String::from_utf8(csv).unwrap();
+    assert!(csv.starts_with("model,channel,conversions,value,share"), "{csv}");
+    assert!(csv.lines().any(|l| l.starts_with("markov,paid_search,")), "{csv}");
+
+    let (status, credits) = service.get_bytes(&format!("/v1/jobs/{id}/credits")).await;
+    assert_eq!(status, 200);
+    assert!(credits.starts_with(b"PAR1") && credits.len() > 1000);
+
+    let (_, list) = service.get("/v1/jobs").await;
+    assert!(list["jobs"].as_array().unwrap().iter().any(|j| j["id"] == id));
+
+    // The same bytes with the same spec: answered from the cache at once.
+    let again = service.upload_file(&sample("events.csv")).await;
+    let (status, cached) = service.submit(json!({ "upload_id": again, "export_credits": true })).await;
+    assert_eq!(status, 202);
+    assert_eq!(cached["state"], "succeeded", "{cached}");
+    assert_eq!(cached["cached_from"], id);
+    let cached_id = cached["id"].as_str().unwrap();
+    let (_, cached_result) = service.get(&format!("/v1/jobs/{cached_id}/result")).await;
+    assert_eq!(cached_result["job_id"], cached_id);
+    assert_eq!(without_job_id(cached_result), without_job_id(result));
+
+    // A retried submission with the same Idempotency-Key gets the same job.
+    let spec = json!({ "upload_id": again, "options": { "models": ["linear"] } });
+    let submit = || {
+        service
+            .http
+            .post(format!("{}/v1/jobs", service.base))
+            .header("Idempotency-Key", "retry-me-1")
+            .json(&spec)
+            .send()
+    };
+    let first: Value = submit().await.unwrap().json().await.unwrap();
+    let second = submit().await.unwrap();
+    assert_eq!(second.status(), 202);
+    assert_eq!(second.headers()["idempotent-replayed"], "true");
+    let second: Value = second.json().await.unwrap();
+    assert_eq!(first["id"], second["id"]);
+    service.wait(first["id"].as_str().unwrap(), Duration::from_secs(60)).await;
+    service.assert_nothing_stuck().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_multipart_submission_uploads_and_submits_in_one_request() {
+    let service = Service::start(ServiceSpec::default()).await;
+    let form = reqwest::multipart::Form::new()
+        .text("spec", r#"{"kind": "paths", "options": {"models": ["markov", "linear"]}}"#)
+        .part("file", reqwest::multipart::Part::bytes(std::fs::read(sample("paths.csv")).unwrap()));
+    let response = service.http.post(format!("{}/v1/jobs", service.base)).multipart(form).send().await.unwrap();
+    assert_eq!(response.status(), 202);
+    assert!(response.headers()["location"].to_str().unwrap().starts_with("/v1/jobs/"));
+    let job: Value = response.json().await.unwrap();
+    let job = service.wait(job["id"].as_str().unwrap(), Duration::from_secs(60)).await;
+    assert_eq!(job["state"], "succeeded", "{job}");
+    let (_, result) = service.get(&format!("/v1/jobs/{}/result", job["id"].as_str().unwrap())).await;
+    // DESIGN.md 3's tiny Markov case.
+    assert!((result["models"]["markov"]["conversion_probability"].as_f64().unwrap() - 4.0 / 7.0).abs() < 1e-12);
+    service.assert_nothing_stuck().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_fails_its_job_with_row_details_and_nothing_answers_5xx() {
+    let service = Service::start(ServiceSpec::default()).await;
+    let dir = workdir();
+    let bad = write(
+        dir.path(),
+        "bad.csv",
+        "user_id,timestamp,channel,conversion\nu1,2024-01-01T00:00:00Z,email,0\nu1,yesterday-ish,email,0\nu1,2024-01-02T00:00:00Z,,1\n",
+    );
+    let job = service.run(&bad, json!({})).await;
+    assert_eq!(job["state"], "failed", "{job}");
+    assert_eq!(job["error"]["code"], "invalid_value");
+    let detail = &job["error"]["details"][0];
+    assert_eq!(detail["row"], 2, "{job}");
+    assert_eq!(detail["column"], "timestamp");
+    let id = job["id"].as_str().unwrap();
+    let (status, body) = service.get(&format!("/v1/jobs/{id}/result")).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (409, Some("job_failed")));
+
+    let missing = write(dir.path(), "missing.csv", "who,when\na,1\n");
+    let job = service.run(&missing, json!({})).await;
+    assert_eq!(job["error"]["code"], "missing_columns", "{job}");
+
+    let upload = service.upload(b"user_id,timestamp,channel,conversion\n".to_vec()).await;
+    let (status, body) = service.submit(json!({ "upload_id": upload, "options": { "markov_order": 9 } })).await;
+    assert_eq!(status, 422);
+    assert_eq!(body["error"]["details"][0]["column"], "markov_order");
+    let (status, body) = service.submit(json!({ "upload_id": upload, "modles": ["linear"] })).await;
+    assert_eq!(status, 422, "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("modles"));
+    let (status, body) = service.submit(json!({ "upload_id": "00000000-0000-4000-8000-000000000000" })).await;
+    assert_eq!((status, body["error"]["details"][0]["column"].as_str()), (422, Some("upload_id")));
+    let (status, _) = service.submit(json!({ "upload_id": "../../etc/passwd" })).await;
+    assert_eq!(status, 422);
+    let response = service
+        .http
+        .post(format!("{}/v1/jobs", service.base))
+        .body("{not json")
+        .header("content-type", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    let response = service.http.post(format!("{}/v1/uploads", service.base)).body(Vec::new()).send().await.unwrap();
+    assert_eq!(response.status(), 422);
+    let (status, _) = service.get("/v1/jobs/not-a-job").await;
+    assert_eq!(status, 404);
+    let job = service.run(&write(dir.path(), "header.csv", "user_id,timestamp,channel,conversion\n"), json!({})).await;
+    assert_eq!(job["error"]["code"], "empty_input", "{job}");
+    service.assert_nothing_stuck().await;
+}
+
+/// Workers that hold each chunk for a while, so tests can act mid-chunk.
+fn slow_chunks(workers: usize, delay_ms: u64) -> ServiceSpec {
+    let mut spec = chunked(workers);
+    spec.env.push(("MTA_FAULT_CHUNK_DELAY_MS", delay_ms.to_string()));
+    spec
+}
+
+async fn wait_for_stage(service: &Service, id: &str, stage: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, job) = service.get(&format!("/v1/jobs/{id}")).await;
+        if job["stage"] == stage {
+            return;
+        }
+        assert!(Instant::now() < deadline, "job never reached {stage}: {job}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_stops_a_running_job_and_it_stays_cancelled() {
+    let service = Service::start(slow_chunks(1, 2_000)).await;
+    let upload = service.upload_file(&sample("events.csv")).await;
+    let id = service.submit_ok(json!({ "upload_id": upload })).await;
+    wait_for_stage(&service, &id, "attributing").await;
+    let response = service.http.delete(format!("{}/v1/jobs/{id}", service.base)).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let job = service.wait(&id, Duration::from_secs(10)).await;
+    assert_eq!(job["state"], "cancelled");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (_, job) = service.get(&format!("/v1/jobs/{id}")).await;
+    assert_eq!(job["state"], "cancelled", "a cancelled job must not come back: {job}");
+    let response = service.http.delete(format!("{}/v1/jobs/{id}", service.base)).send().await.unwrap();
+    assert_eq!(response.status(), 409);
+    service.assert_nothing_stuck().await;
+}
+
+/// `(unit, worker, start_ms, end_ms)` from a job's timeline; an open interval ends at `None`.
+async fn intervals(service: &Service, id: &str) -> Vec<(String, String, i64, Option<i64>)> {
+    let (_, timeline) = service.get(&format!("/v1/jobs/{id}/timeline")).await;
+    let mut open: Vec<(String, String, i64, Option<i64>)> = Vec::new();
+    for event in timeline["events"].as_array().unwrap() {
+        let (unit, worker, at) =
+            (event["unit"].as_str().unwrap(), event["worker"].as_str().unwrap(), event["at_ms"].as_i64().unwrap());
+        if event["event"] == "start" {
+            open.push((unit.to_owned(), worker.to_owned(), at, None));
+        } else if let Some(interval) =
+            open.iter_mut().rev().find(|(u, w, _, end)| u == unit && w == worker && end.is_none())
+        {
+            interval.3 = Some(at);
+        }
+    }
+    open
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_mid_chunk_loses_nothing_and_nothing_runs_twice_at_once() {
+    let mut service = Service::start(slow_chunks(2, 3_000)).await;
+    let upload = service.upload_file(&sample("events.csv")).await;
+    let id = service.submit_ok(json!({ "upload_id": upload })).await;
+    wait_for_stage(&service, &id, "attributing").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Kill the worker process that is running an attribute chunk right now.
+    let running = intervals(&service, &id).await;
+    let victim_pid = service.worker_pid(0);
+    assert!(
+        running.iter().any(|(unit, worker, _, end)| unit.starts_with("attribute:")
+            && end.is_none()
+            && worker.contains(&format!("-{victim_pid}-"))),
+        "worker 0 should be mid-chunk: {running:?}"
+    );
+    let killed_at = chrono::Utc::now().timestamp_millis();
+    service.kill_worker(0);
+    let job = service.wait(&id, Duration::from_secs(90)).await;
+    let recovered_after = chrono::Utc::now().timestamp_millis() - killed_at;
+    assert_eq!(job["state"], "succeeded", "{job}");
+    assert!(recovered_after < 60_000, "recovery took {recovered_after} ms");
+
+    let (_, result) = service.get(&format!("/v1/jobs/{id}/result")).await;
+    assert_same_result(&without_job_id(result), &attribute_json(&sample("events.csv"), &[]), "result");
+
+    // No unit ran on two live workers at once: every start of a unit begins after the
+    // previous run of it ended (the killed worker's open run ends at the kill).
+    let mut runs = intervals(&service, &id).await;
+    runs.sort_by(|a, b| (&a.0, a.2).cmp(&(&b.0, b.2)));
+    for pair in runs.windows(2) {
+        let (a, b) = (&pair[0], &pair[1]);
+        if a.0 == b.0 {
+            let a_end = a.3.unwrap_or(killed_at);
+            assert!(b.2 >= a_end, "{} ran twice at once: {a:?} and {b:?}", a.0);
+        }
+    }
+    assert!(runs.iter().any(|r| r.3.is_none()), "the killed run stays open in the timeline");
+    service.assert_nothing_stuck().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_that_crashes_its_worker_every_time_fails_the_job_after_k_starts() {
+    let mut spec = chunked(1);
+    spec.env.extend([
+        ("MTA_FAULT_ABORT_ON_CHANNEL", "push".to_owned()),
+        ("MTA_HEARTBEAT_SECS", "1".to_owned()),
+        ("MTA_MISSED_HEARTBEATS", "2".to_owned()),
+        ("MTA_MAX_STARTS", "3".to_owned()),
+    ]);
+    let mut service = Service::start(spec).await;
+    let upload = service.upload_file(&sample("events.csv")).await;
+    let id = service.submit_ok(json!({ "upload_id": upload })).await;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut crashes = 0;
+    let job = loop {
+        crashes += service.revive_workers();
+        let (_, job) = service.get(&format!("/v1/jobs/{id}")).await;
+        if job["state"] != "running" && job["state"] != "queued" {
+            break job;
+        }
+        assert!(Instant::now() < deadline, "the crash loop was never stopped: {job}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(job["state"], "failed", "{job}");
+    assert_eq!(job["error"]["code"], "internal");
+    assert!(job["error"]["message"].as_str().unwrap().contains("started 3 times"), "{job}");
+    assert!(crashes >= 3, "the worker crashed {crashes} times");
+    service.revive_workers();
+    service.assert_nothing_stuck().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_restart_and_a_stall_mid_job_are_survived() {
+    let mut spec = slow_chunks(2, 1_500);
+    spec.appendonly = true;
+    let mut service = Service::start(spec).await;
+    let upload = service.upload_file(&sample("events.csv")).await;
+    let id = service.submit_ok(json!({ "upload_id": upload })).await;
+    wait_for_stage(&service, &id, "attributing").await;
+    service.redis.restart(Duration::from_secs(1));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    service.redis.stall(2);
+    let job = service.wait(&id, Duration::from_secs(120)).await;
+    assert_eq!(job["state"], "succeeded", "{job}");
+    let (_, result) = service.get(&format!("/v1/jobs/{id}/result")).await;
+    assert_same_result(&without_job_id(result), &attribute_json(&sample("events.csv"), &[]), "result");
+    // The API recovered too: a new job goes through.
+    let job = service.run(&sample("paths.csv"), json!({})).await;
+    assert_eq!(job["state"], "succeeded", "{job}");
+    service.assert_nothing_stuck().await;
+}

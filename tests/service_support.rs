@@ -1,0 +1,293 @@
+//! Harness for the service tests: a real `redis-server` on a free port (which a test can
+//! kill, restart or stall), the real `mta-api` and `mta-worker` binaries as child
+//! processes, and a typed HTTP client over loopback.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+pub(crate) fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").expect("bind a free port").local_addr().expect("address").port()
+}
+
+/// Logs of child processes go to the test's stderr only when `TEST_LOG` is set.
+fn child_output() -> Stdio {
+    if std::env::var_os("TEST_LOG").is_some() { Stdio::inherit() } else { Stdio::null() }
+}
+
+/// A private redis-server.
+pub(crate) struct Redis {
+    child: Option<Child>,
+    pub(crate) port: u16,
+    dir: tempfile::TempDir,
+    appendonly: bool,
+}
+
+impl Redis {
+    pub(crate) fn start(appendonly: bool) -> Redis {
+        let dir = tempfile::Builder::new().prefix("mta-redis-").tempdir().expect("redis directory");
+        let mut redis = Redis { child: None, port: free_port(), dir, appendonly };
+        redis.spawn();
+        redis
+    }
+
+    fn spawn(&mut self) {
+        let child = Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--save", "", "--enable-debug-command", "yes", "--appendfsync", "always"])
+            .args(["--port", &self.port.to_string(), "--appendonly", if self.appendonly { "yes" } else { "no" }])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .stdout(Stdio::null())
+            .stderr(child_output())
+            .spawn()
+            .expect("redis-server is installed (apt-get install redis-server)");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if self.command("PING").is_some_and(|reply| reply.starts_with("+PONG")) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("redis-server did not start on port {}", self.port);
+    }
+
+    pub(crate) fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Sends one inline command and returns the first reply line.
+    pub(crate) fn command(&self, command: &str) -> Option<String> {
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
+        stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        stream.write_all(format!("{command}\r\n").as_bytes()).ok()?;
+        let mut buffer = [0u8; 512];
+        let n = stream.read(&mut buffer).ok()?;
+        Some(String::from_utf8_lossy(&buffer[..n]).into_owned())
+    }
+
+    pub(crate) fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Kills and starts again on the same port and directory (the append-only file survives).
+    pub(crate) fn restart(&mut self, down_for: Duration) {
+        self.kill();
+        std::thread::sleep(down_for);
+        self.spawn();
+    }
+
+    /// Blocks the server for `seconds` (a stall, not an outage).
+    pub(crate) fn stall(&self, seconds: u32) {
+        let _ = self.command(&format!("DEBUG SLEEP {seconds}"));
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Settings of one service under test.
+pub(crate) struct ServiceSpec {
+    pub(crate) workers: usize,
+    pub(crate) appendonly: bool,
+    /// Extra environment for the API and workers (`MTA_*`).
+    pub(crate) env: Vec<(&'static str, String)>,
+    /// `MTA_STORE`; a fresh local directory when `None`.
+    pub(crate) store_url: Option<String>,
+    /// Extra environment for S3 access.
+    pub(crate) store_env: Vec<(&'static str, String)>,
+}
+
+impl Default for ServiceSpec {
+    fn default() -> Self {
+        ServiceSpec { workers: 1, appendonly: false, env: Vec::new(), store_url: None, store_env: Vec::new() }
+    }
+}
+
+/// A running service: Redis, one API process, worker processes.
+pub(crate) struct Service {
+    pub(crate) redis: Redis,
+    pub(crate) base: String,
+    pub(crate) http: reqwest::Client,
+    api: Child,
+    workers: Vec<Child>,
+    env: Vec<(String, String)>,
+    _data: tempfile::TempDir,
+}
+
+impl Service {
+    pub(crate) async fn start(spec: ServiceSpec) -> Service {
+        let redis = Redis::start(spec.appendonly);
+        let data = tempfile::Builder::new().prefix("mta-service-").tempdir().expect("data directory");
+        let store = spec.store_url.unwrap_or_else(|| format!("file://{}", data.path().join("store").display()));
+        let port = free_port();
+        let mut env: Vec<(String, String)> = vec![
+            ("REDIS_URL".into(), redis.url()),
+            ("MTA_STORE".into(), store),
+            ("MTA_DATA_DIR".into(), data.path().display().to_string()),
+            ("MTA_BIND".into(), format!("127.0.0.1:{port}")),
+            ("RUST_LOG".into(), std::env::var("TEST_LOG").unwrap_or_else(|_| "warn".into())),
+        ];
+        env.extend(spec.env.into_iter().chain(spec.store_env).map(|(k, v)| (k.to_owned(), v)));
+        let api = spawn(env!("CARGO_BIN_EXE_mta-api"), &env);
+        let workers = (0..spec.workers).map(|_| spawn(env!("CARGO_BIN_EXE_mta-worker"), &env)).collect();
+        let service = Service {
+            redis,
+            base: format!("http://127.0.0.1:{port}"),
+            http: reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("client"),
+            api,
+            workers,
+            env,
+            _data: data,
+        };
+        service.wait_healthy().await;
+        service
+    }
+
+    async fn wait_healthy(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(response) = self.http.get(format!("{}/health/live", self.base)).send().await
+                && response.status().is_success()
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the API did not become healthy");
+    }
+
+    pub(crate) fn worker_pid(&self, index: usize) -> u32 {
+        self.workers[index].id()
+    }
+
+    pub(crate) fn kill_worker(&mut self, index: usize) {
+        let _ = self.workers[index].kill();
+        let _ = self.workers[index].wait();
+    }
+
+    /// Restarts every worker process that has exited (an orchestrator's job); returns how many.
+    pub(crate) fn revive_workers(&mut self) -> usize {
+        let mut revived = 0;
+        for worker in &mut self.workers {
+            if matches!(worker.try_wait(), Ok(Some(_))) {
+                *worker = spawn(env!("CARGO_BIN_EXE_mta-worker"), &self.env);
+                revived += 1;
+            }
+        }
+        revived
+    }
+
+    pub(crate) async fn get(&self, path: &str) -> (u16, Value) {
+        let response = self.http.get(format!("{}{path}", self.base)).send().await.expect("GET");
+        decode(response).await
+    }
+
+    pub(crate) async fn get_bytes(&self, path: &str) -> (u16, Vec<u8>) {
+        let response = self.http.get(format!("{}{path}", self.base)).send().await.expect("GET");
+        (response.status().as_u16(), response.bytes().await.expect("body").to_vec())
+    }
+
+    pub(crate) async fn upload(&self, body: Vec<u8>) -> String {
+        let response = self.http.post(format!("{}/v1/uploads", self.base)).body(body).send().await.expect("upload");
+        let (status, body) = decode(response).await;
+        assert_eq!(status, 201, "upload: {body}");
+        body["upload_id"].as_str().expect("upload id").to_owned()
+    }
+
+    pub(crate) async fn upload_file(&self, path: &Path) -> String {
+        self.upload(std::fs::read(path).expect("read the test input")).await
+    }
+
+    pub(crate) async fn submit(&self, spec: Value) -> (u16, Value) {
+        let response = self.http.post(format!("{}/v1/jobs", self.base)).json(&spec).send().await.expect("submit");
+        decode(response).await
+    }
+
+    /// Submits and expects 202; returns the job id.
+    pub(crate) async fn submit_ok(&self, spec: Value) -> String {
+        let (status, job) = self.submit(spec).await;
+        assert_eq!(status, 202, "submit: {job}");
+        job["id"].as_str().expect("job id").to_owned()
+    }
+
+    /// Polls until the job ends; panics after `timeout`.
+    pub(crate) async fn wait(&self, id: &str, timeout: Duration) -> Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let (status, job) = self.get(&format!("/v1/jobs/{id}")).await;
+            // 503 is the honest answer while Redis is down (the outage tests); keep polling.
+            assert!(status == 200 || status == 503, "job {id}: {status} {job}");
+            if status == 200 && matches!(job["state"].as_str(), Some("succeeded" | "failed" | "cancelled")) {
+                return job;
+            }
+            assert!(Instant::now() < deadline, "job {id} did not end within {timeout:?}: {job}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Uploads `path`, submits it with `spec` extras, and waits for the end.
+    pub(crate) async fn run(&self, path: &Path, extra: Value) -> Value {
+        let upload = self.upload_file(path).await;
+        let mut spec = json!({ "upload_id": upload });
+        if let (Some(spec), Some(extra)) = (spec.as_object_mut(), extra.as_object()) {
+            spec.extend(extra.clone());
+        }
+        let id = self.submit_ok(spec).await;
+        self.wait(&id, Duration::from_secs(120)).await
+    }
+
+    /// The end-of-test check: every job in the ledger has ended.
+    pub(crate) async fn assert_nothing_stuck(&self) {
+        let (status, list) = self.get("/v1/jobs?limit=500").await;
+        assert_eq!(status, 200);
+        for job in list["jobs"].as_array().expect("jobs") {
+            let state = job["state"].as_str().unwrap_or_default();
+            assert!(matches!(state, "succeeded" | "failed" | "cancelled"), "job stuck in {state}: {job}");
+        }
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        for child in self.workers.iter_mut().chain(std::iter::once(&mut self.api)) {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn spawn(binary: &str, env: &[(String, String)]) -> Child {
+    Command::new(binary)
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .stdout(child_output())
+        .stderr(child_output())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {binary}: {e}"))
+}
+
+async fn decode(response: reqwest::Response) -> (u16, Value) {
+    let status = response.status().as_u16();
+    let bytes = response.bytes().await.expect("body");
+    let value =
+        serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
+    (status, value)
+}
+
+/// The result JSON without its `job_id`, for comparison with `mta attribute`.
+pub(crate) fn without_job_id(mut result: Value) -> Value {
+    if let Some(object) = result.as_object_mut() {
+        object.shift_remove("job_id");
+    }
+    result
+}
