@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::service_support::{Service, ServiceSpec, without_job_id};
+use crate::service_support::{S3Server, Service, ServiceSpec, without_job_id};
 use crate::support::{attribute_json, sample, workdir, write};
 
 /// Small chunks so the 12k-row sample spreads over several partitions.
@@ -38,7 +38,18 @@ pub(crate) fn assert_same_result(got: &Value, want: &Value, path: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_runs_end_to_end_and_matches_the_local_command() {
-    let service = Service::start(chunked(2)).await;
+    end_to_end(chunked(2)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_runs_end_to_end_over_s3() {
+    let s3 = S3Server::start().await;
+    end_to_end(s3.spec(chunked(2), "tenant-data")).await;
+}
+
+/// Upload, split, attribute, reduce, result, CSV, credits, cache and idempotency.
+async fn end_to_end(spec: ServiceSpec) {
+    let service = Service::start(spec).await;
     let job = service.run(&sample("events.csv"), json!({ "export_credits": true })).await;
     assert_eq!(job["state"], "succeeded", "{job}");
     let id = job["id"].as_str().unwrap();

@@ -291,3 +291,48 @@ pub(crate) fn without_job_id(mut result: Value) -> Value {
     }
     result
 }
+
+/// An S3-compatible server (s3s-fs) in this test process, on a free port, with one bucket.
+pub(crate) struct S3Server {
+    pub(crate) endpoint: String,
+    _root: tempfile::TempDir,
+}
+
+impl S3Server {
+    pub(crate) const BUCKET: &str = "mta-test";
+
+    pub(crate) async fn start() -> S3Server {
+        let root = tempfile::Builder::new().prefix("mta-s3-").tempdir().expect("s3 root");
+        std::fs::create_dir(root.path().join(Self::BUCKET)).expect("bucket directory");
+        let fs = s3s_fs::FileSystem::new(root.path()).expect("s3s-fs");
+        let mut builder = s3s::service::S3ServiceBuilder::new(fs);
+        builder.set_auth(s3s::auth::SimpleAuth::from_single("test-key", "test-secret"));
+        let service = builder.build();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let endpoint = format!("http://{}", listener.local_addr().expect("address"));
+        tokio::spawn(async move {
+            loop {
+                let Ok((socket, _)) = listener.accept().await else { continue };
+                let service = service.clone();
+                tokio::spawn(async move {
+                    let _ = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new())
+                        .serve_connection(hyper_util::rt::TokioIo::new(socket), service)
+                        .await;
+                });
+            }
+        });
+        S3Server { endpoint, _root: root }
+    }
+
+    /// A service spec that stores everything in this server under `prefix`.
+    pub(crate) fn spec(&self, mut spec: ServiceSpec, prefix: &str) -> ServiceSpec {
+        spec.store_url = Some(format!("s3://{}/{prefix}", Self::BUCKET));
+        spec.store_env = vec![
+            ("AWS_ACCESS_KEY_ID", "test-key".to_owned()),
+            ("AWS_SECRET_ACCESS_KEY", "test-secret".to_owned()),
+            ("AWS_ENDPOINT_URL", self.endpoint.clone()),
+            ("AWS_REGION", "us-east-1".to_owned()),
+        ];
+        spec
+    }
+}
