@@ -22,7 +22,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Attribute a local file (CSV, gzip CSV, Parquet or NDJSON) under every model, no server needed.
-    Attribute(AttributeArgs),
+    Attribute(Box<AttributeArgs>),
     /// Run the whole service in one process: the API and N workers, on the embedded defaults
     /// (local object store under MTA_DATA_DIR, a private redis-server unless REDIS_URL is set).
     Serve(ServeArgs),

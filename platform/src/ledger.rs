@@ -295,7 +295,7 @@ impl Ledger {
                     ("updated_at", &now),
                 ],
             )
-            .zadd(self.key(&format!("jobs")), id.to_string(), Utc::now().timestamp_millis())
+            .zadd(self.key("jobs"), id.to_string(), Utc::now().timestamp_millis())
             .query_async(&mut conn)
             .await
             .context("Failed to record the job")?;
@@ -337,7 +337,7 @@ impl Ledger {
                     ("finished_at", &now),
                 ],
             )
-            .zadd(self.key(&format!("jobs")), id.to_string(), Utc::now().timestamp_millis())
+            .zadd(self.key("jobs"), id.to_string(), Utc::now().timestamp_millis())
             .query_async(&mut conn)
             .await
             .context("Failed to record the job")?;
@@ -394,7 +394,7 @@ impl Ledger {
     pub async fn list_jobs(&self, limit: usize) -> anyhow::Result<Vec<JobRecord>> {
         let mut conn = self.conn.clone();
         let ids: Vec<String> = conn
-            .zrevrange(self.key(&format!("jobs")), 0, limit.saturating_sub(1) as isize)
+            .zrevrange(self.key("jobs"), 0, limit.saturating_sub(1) as isize)
             .await
             .context("Failed to list jobs")?;
         let mut jobs = Vec::with_capacity(ids.len());

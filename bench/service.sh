@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# Benchmark the whole service on one machine against `mta attribute` on the same CSV file.
+#
+# Usage: bench/service.sh ROWS            (needs a release build: cargo build --release --workspace)
+#
+# 1. `mta attribute FILE --models all` (the local baseline), timed.
+# 2. redis-server + mta-api + one mta-worker (default concurrency): upload → split → attribute → reduce →
+#    result, timed end to end from the first byte uploaded to the result downloaded.
+# 3. The attribute stage with 1 and then 2 worker processes of concurrency 1 each (the horizontal scaling
+#    figure), measured from the job timeline (first attribute start to last attribute end).
+# Prints a markdown table and writes it to bench/results/service_<ROWS>.md.
+set -euo pipefail
+
+ROWS=${1:?usage: bench/service.sh ROWS}
+BENCH=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(dirname "$BENCH")
+BIN=$ROOT/target/release
+DATA=$BENCH/data/events_$ROWS.csv
+REPORT=$BENCH/results/service_$ROWS.md
+mkdir -p "$BENCH/data" "$BENCH/results"
+for exe in mta mta-api mta-worker mta-gen; do
+    [[ -x $BIN/$exe ]] || { echo "build first: cargo build --release --workspace ($exe missing)" >&2; exit 2; }
+done
+[[ -f $DATA ]] || "$BIN/mta-gen" --rows "$ROWS" --format csv --out "$DATA"
+
+WORK=$(mktemp -d)
+PIDS=()
+cleanup() { for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done; rm -rf "$WORK"; }
+trap cleanup EXIT
+now() { date +%s.%N; }
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# Starts redis + api + N workers with worker concurrency C; sets BASE.
+start_service() {
+    local workers=$1 concurrency=$2 dir=$WORK/run$RANDOM
+    mkdir -p "$dir"
+    local rport aport
+    rport=$(free_port); aport=$(free_port)
+    redis-server --port "$rport" --bind 127.0.0.1 --save '' --appendonly no --dir "$dir" >/dev/null &
+    PIDS+=($!)
+    export REDIS_URL=redis://127.0.0.1:$rport MTA_STORE=file://$dir/store MTA_BIND=127.0.0.1:$aport RUST_LOG=warn
+    export MTA_WORKER_CONCURRENCY=$concurrency
+    sleep 0.3
+    "$BIN/mta-api" & PIDS+=($!)
+    for _ in $(seq "$workers"); do "$BIN/mta-worker" & PIDS+=($!); done
+    BASE=http://127.0.0.1:$aport
+    until curl -sf "$BASE/health/live" >/dev/null; do sleep 0.05; done
+}
+
+stop_service() { for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; PIDS=(); }
+
+# Uploads, submits, waits; prints "total_seconds job_id".
+run_job() {
+    local t0 upload job state
+    t0=$(now)
+    upload=$(curl -sf --data-binary @"$DATA" "$BASE/v1/uploads" | python3 -c 'import json,sys; print(json.load(sys.stdin)["upload_id"])')
+    job=$(curl -sf -H 'content-type: application/json' -d "{\"upload_id\":\"$upload\"}" "$BASE/v1/jobs" |
+        python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+    while :; do
+        state=$(curl -sf "$BASE/v1/jobs/$job" | python3 -c 'import json,sys; print(json.load(sys.stdin)["state"])')
+        [[ $state == succeeded ]] && break
+        [[ $state == failed || $state == cancelled ]] && { echo "job $state" >&2; exit 1; }
+        sleep 0.05
+    done
+    curl -sf "$BASE/v1/jobs/$job/result" >/dev/null
+    echo "$(echo "$(now) - $t0" | bc) $job"
+}
+
+# Seconds from the first start to the last end of units matching PREFIX in a job's timeline.
+stage_seconds() {
+    curl -sf "$BASE/v1/jobs/$1/timeline" | python3 -c "
+import json, sys
+events = [e for e in json.load(sys.stdin)['events'] if e['unit'].startswith('$2')]
+print((max(e['at_ms'] for e in events) - min(e['at_ms'] for e in events)) / 1000)"
+}
+
+echo "==> mta attribute (local baseline)" >&2
+t0=$(now); "$BIN/mta" attribute "$DATA" --models all >/dev/null; LOCAL=$(echo "$(now) - $t0" | bc)
+
+echo "==> service, 1 worker process (default concurrency)" >&2
+start_service 1 "$(nproc)"
+read -r TOTAL JOB < <(run_job)
+SPLIT=$(stage_seconds "$JOB" split); ATTR=$(stage_seconds "$JOB" attribute); REDUCE=$(stage_seconds "$JOB" reduce)
+stop_service
+
+echo "==> attribute stage, 1 worker process x concurrency 1" >&2
+start_service 1 1; read -r _ JOB1 < <(run_job); ATTR1=$(stage_seconds "$JOB1" attribute); stop_service
+echo "==> attribute stage, 2 worker processes x concurrency 1" >&2
+start_service 2 1; read -r _ JOB2 < <(run_job); ATTR2=$(stage_seconds "$JOB2" attribute); stop_service
+
+{
+    echo "## Service on $ROWS CSV rows ($(du -h "$DATA" | cut -f1)), $(nproc) cores"
+    echo
+    echo "| measure | seconds | ratio |"
+    echo "|---|---|---|"
+    echo "| mta attribute (local) | $LOCAL | 1.00 |"
+    echo "| service end to end (upload → result) | $TOTAL | $(echo "scale=2; $TOTAL / $LOCAL" | bc) × local |"
+    echo "| — split stage | $SPLIT | |"
+    echo "| — attribute stage | $ATTR | |"
+    echo "| — reduce stage | $REDUCE | |"
+    echo "| attribute stage, 1 worker × 1 | $ATTR1 | 1.00 |"
+    echo "| attribute stage, 2 workers × 1 | $ATTR2 | $(echo "scale=2; $ATTR1 / $ATTR2" | bc) × faster |"
+} | tee "$REPORT"
