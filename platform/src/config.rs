@@ -48,8 +48,6 @@ pub struct QueueConfig {
     pub redis_timeout: Duration,
     /// `MTA_MAX_STARTS` (default 3): starts of one task (crashes included) before its job fails.
     pub max_starts: u32,
-    /// `MTA_TASK_TIMEOUT_SECS` (default 3600): one attempt of one task at most.
-    pub task_timeout: Duration,
 }
 
 /// Input limits (DESIGN.md 2.5); each refusal names its limit.
@@ -112,7 +110,6 @@ impl Config {
         q.poll_interval = parsed::<u64>("MTA_POLL_MS")?.map_or(q.poll_interval, Duration::from_millis);
         q.redis_timeout = parsed::<u64>("MTA_REDIS_TIMEOUT_MS")?.map_or(q.redis_timeout, Duration::from_millis);
         q.max_starts = parsed("MTA_MAX_STARTS")?.unwrap_or(q.max_starts);
-        q.task_timeout = parsed::<u64>("MTA_TASK_TIMEOUT_SECS")?.map_or(q.task_timeout, Duration::from_secs);
         let l = &mut config.limits;
         l.max_upload_bytes = parsed("MTA_MAX_UPLOAD_BYTES")?.unwrap_or(l.max_upload_bytes);
         l.max_rows = parsed("MTA_MAX_ROWS")?.or(l.max_rows);
@@ -153,7 +150,6 @@ impl Default for QueueConfig {
             poll_interval: Duration::from_millis(250),
             redis_timeout: Duration::from_secs(5),
             max_starts: 3,
-            task_timeout: Duration::from_secs(3600),
         }
     }
 }
