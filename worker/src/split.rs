@@ -14,6 +14,7 @@ use mta_platform::input::Source;
 use mta_platform::ledger::{FanIn, JobRecord, Stage};
 use mta_platform::queue::{AttributeTask, ReduceTask, SplitTask, StageHandler, TaskError, TaskInfo};
 use mta_platform::storage::keys;
+use object_store::path::Path as Key;
 
 use crate::Services;
 use crate::stage::{StageError, StopFlag, block_on, run_unit};
@@ -104,6 +105,7 @@ struct Splitter<'a> {
     /// Next file number per partition: files are named by (split, number), so a re-run
     /// of this task overwrites exactly what an earlier run wrote.
     sequence: Vec<u32>,
+    uploader: ChunkUploader,
     path_partial: Option<Partial>,
     rows: u64,
 }
@@ -129,6 +131,7 @@ impl<'a> Splitter<'a> {
             buffers: vec![empty; partitions as usize],
             buffered: 0,
             sequence: vec![0; partitions as usize],
+            uploader: ChunkUploader::start(services.clone(), stop.clone()),
             path_partial: None,
             rows: 0,
         }
@@ -194,29 +197,75 @@ impl<'a> Splitter<'a> {
         Ok(())
     }
 
+    /// Hands every non-empty partition buffer to the uploader and starts new buffers.
     fn flush(&mut self) -> Result<(), StageError> {
+        let mut batch = Vec::new();
         for (partition, buffer) in self.buffers.iter_mut().enumerate() {
             if buffer.is_empty() {
                 continue;
             }
-            self.stop.check()?;
-            buffer.channels = self.channels.clone();
-            let bytes = chunk_file::encode(buffer)?;
-            let key = keys::chunk(&self.job.id, partition as u32, self.split, self.sequence[partition]);
-            block_on(self.services.storage.put(&key, bytes))?;
+            let fresh = EventChunk { user_ids: self.keep_user_ids.then(Vec::new), ..EventChunk::default() };
+            let mut chunk = std::mem::replace(buffer, fresh);
+            chunk.channels = self.channels.clone();
+            batch.push((keys::chunk(&self.job.id, partition as u32, self.split, self.sequence[partition]), chunk));
             self.sequence[partition] += 1;
-            *buffer = EventChunk { user_ids: self.keep_user_ids.then(Vec::new), ..EventChunk::default() };
         }
         self.buffered = 0;
-        Ok(())
+        self.uploader.send(batch)
     }
 
     fn finish(mut self) -> Result<(), StageError> {
         self.flush()?;
+        self.uploader.finish()?;
         if let Some(partial) = &self.path_partial {
             let key = keys::partial(&self.job.id, &format!("s{:04}", self.split));
             block_on(self.services.storage.put(&key, serde_json::to_vec(partial).map_err(anyhow::Error::from)?))?;
         }
         Ok(())
+    }
+}
+
+/// Encodes and stores chunk files on a second thread while the split keeps decoding, so
+/// parsing and Parquet encoding use two cores. At most one batch waits in between, which
+/// bounds memory to about two flushes of rows.
+struct ChunkUploader {
+    sender: Option<std::sync::mpsc::SyncSender<Vec<(Key, EventChunk)>>>,
+    thread: Option<std::thread::JoinHandle<Result<(), StageError>>>,
+}
+
+impl ChunkUploader {
+    fn start(services: Services, stop: StopFlag) -> ChunkUploader {
+        let (sender, receiver) = std::sync::mpsc::sync_channel::<Vec<(Key, EventChunk)>>(1);
+        let runtime = tokio::runtime::Handle::current();
+        let thread = std::thread::spawn(move || {
+            for batch in receiver {
+                for (key, chunk) in batch {
+                    stop.check()?;
+                    let bytes = chunk_file::encode(&chunk)?;
+                    runtime.block_on(services.storage.put(&key, bytes))?;
+                }
+            }
+            Ok(())
+        });
+        ChunkUploader { sender: Some(sender), thread: Some(thread) }
+    }
+
+    fn send(&mut self, batch: Vec<(Key, EventChunk)>) -> Result<(), StageError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let sent = self.sender.as_ref().is_some_and(|sender| sender.send(batch).is_ok());
+        // A closed channel means the uploader stopped on an error: report that error.
+        if sent { Ok(()) } else { self.finish() }
+    }
+
+    /// Waits for every batch to be stored.
+    fn finish(&mut self) -> Result<(), StageError> {
+        self.sender = None;
+        match self.thread.take().map(std::thread::JoinHandle::join) {
+            Some(Ok(outcome)) => outcome,
+            Some(Err(_)) => Err(StageError::Other(anyhow::anyhow!("the chunk uploader thread panicked"))),
+            None => Err(StageError::Other(anyhow::anyhow!("the chunk uploader already stopped"))),
+        }
     }
 }
