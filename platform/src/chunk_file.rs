@@ -54,6 +54,8 @@ pub fn encode(chunk: &EventChunk) -> anyhow::Result<Vec<u8>> {
     let channels = serde_json::to_string(chunk.channels.names())?;
     let properties = WriterProperties::builder()
         .set_compression(Compression::LZ4_RAW)
+        // Keys, times and row numbers are nearly unique: dictionary attempts only cost time.
+        .set_dictionary_enabled(false)
         .set_key_value_metadata(Some(vec![KeyValue::new(CHANNELS_KEY.to_owned(), channels)]))
         .build();
     let mut out = Vec::new();

@@ -37,11 +37,21 @@ fn attribute(
     stop: &StopFlag,
 ) -> Result<(), StageError> {
     let options = job.spec.options.validate(InputKind::Events)?;
+    let started = Instant::now();
     let chunk = load_partition(services, job, partition, stop)?;
+    let loaded = started.elapsed();
     inject_faults(services, &chunk, stop)?;
     let partial = Partial::from_events(&chunk, &options);
+    let computed = started.elapsed();
     let key = keys::partial(&job.id, &format!("p{partition:05}"));
     block_on(services.storage.put(&key, serde_json::to_vec(&partial).map_err(anyhow::Error::from)?))?;
+    tracing::debug!(
+        job = %job.id, partition, rows = chunk.len(),
+        load_ms = loaded.as_millis() as u64,
+        compute_ms = (computed - loaded).as_millis() as u64,
+        store_ms = (started.elapsed() - computed).as_millis() as u64,
+        "partition attributed"
+    );
     let total = job.partitions as u64;
     if block_on(services.ledger.fan_in(&job.id, Stage::Attributing, &partition.to_string(), total, owner))?
         == FanIn::Complete
