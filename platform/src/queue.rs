@@ -213,17 +213,16 @@ pub async fn consume<T, H>(
     let mut backoff = Duration::from_millis(250);
     while !*shutdown.borrow() {
         let started = Instant::now();
+        // No race against `shutdown` here: the consumer watches it itself and stops
+        // gracefully (in-flight tasks finish, buffered ones go back to the queue).
         let outcome =
-            consume_once::<T, H>(&redis_url, &config, handler.clone(), concurrency, &liveness, shutdown.clone());
-        let stopped = tokio::select! {
-            outcome = outcome => match outcome {
-                Ok(()) => true,
-                Err(e) => {
-                    tracing::warn!(stage = T::QUEUE, error = %e, "queue consumer stopped; restarting");
-                    false
-                }
-            },
-            _ = shutdown.wait_for(|stop| *stop) => true,
+            consume_once::<T, H>(&redis_url, &config, handler.clone(), concurrency, &liveness, shutdown.clone()).await;
+        let stopped = match outcome {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(stage = T::QUEUE, error = %e, "queue consumer stopped; restarting");
+                false
+            }
         };
         if stopped && *shutdown.borrow() {
             break;
