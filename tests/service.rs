@@ -8,9 +8,11 @@ use serde_json::{Value, json};
 use crate::service_support::{S3Server, Service, ServiceSpec, without_job_id};
 use crate::support::{attribute_json, sample, workdir, write};
 
-/// Small chunks so the 12k-row sample spreads over several partitions.
+/// Small chunks and byte ranges so the 12k-row sample (about 600 kB) is split by four
+/// tasks into several partitions.
 fn chunked(workers: usize) -> ServiceSpec {
-    ServiceSpec { workers, env: vec![("MTA_ROWS_PER_CHUNK", "2000".into())], ..ServiceSpec::default() }
+    let env = vec![("MTA_ROWS_PER_CHUNK", "2000".into()), ("MTA_CSV_RANGE_BYTES", "100000".into())];
+    ServiceSpec { workers, env, ..ServiceSpec::default() }
 }
 
 /// Equal up to float rounding (partials merge in a different order than one local pass).
@@ -54,6 +56,8 @@ async fn end_to_end(spec: ServiceSpec) {
     assert_eq!(job["state"], "succeeded", "{job}");
     let id = job["id"].as_str().unwrap();
     let progress = &job["progress"];
+    assert_eq!(progress["splits_total"], 4, "the CSV is cut into byte ranges: {progress}");
+    assert_eq!(progress["splits_done"], 4);
     assert!(progress["chunks_total"].as_u64().unwrap() > 1, "{progress}");
     assert_eq!(progress["chunks_done"], progress["chunks_total"]);
     assert_eq!(progress["rows"], 12_000);
@@ -127,7 +131,7 @@ async fn a_multipart_submission_uploads_and_submits_in_one_request() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_fails_its_job_with_row_details_and_nothing_answers_5xx() {
-    let service = Service::start(ServiceSpec::default()).await;
+    let service = Service::start(chunked(1)).await;
     let dir = workdir();
     let bad = write(
         dir.path(),
@@ -143,6 +147,17 @@ async fn bad_input_fails_its_job_with_row_details_and_nothing_answers_5xx() {
     let id = job["id"].as_str().unwrap();
     let (status, body) = service.get(&format!("/v1/jobs/{id}/result")).await;
     assert_eq!((status, body["error"]["code"].as_str()), (409, Some("job_failed")));
+
+    // A bad row deep in a file that is split by byte ranges keeps its own row number.
+    let mut long = String::from("user_id,timestamp,channel,conversion\n");
+    for i in 1..=6000 {
+        let time = if i == 5321 { "not-a-time".to_owned() } else { format!("2026-01-01T00:00:{:02}Z", i % 60) };
+        long.push_str(&format!("user-{i},{time},\"quoted,\nchannel\",0\n"));
+    }
+    let job = service.run(&write(dir.path(), "long.csv", long), json!({})).await;
+    assert!(job["progress"]["splits_total"].as_u64().unwrap() > 1, "{job}");
+    assert_eq!(job["error"]["details"][0]["row"], 5321, "{job}");
+    assert_eq!(job["error"]["details"][0]["column"], "timestamp");
 
     let missing = write(dir.path(), "missing.csv", "who,when\na,1\n");
     let job = service.run(&missing, json!({})).await;

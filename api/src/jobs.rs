@@ -56,7 +56,7 @@ pub async fn create(State(state): State<AppState>, request: Request) -> Result<R
         tracing::info!(job = %job_id, source = %source.id, "job answered from the result cache");
     } else {
         state.ledger.create_job(&job_id, &upload_id, &spec, &cache_key).await?;
-        if let Err(e) = state.queue.push(SplitTask { job: job_id, split: None }).await {
+        if let Err(e) = state.queue.push(SplitTask { job: job_id, split: None, range: None }).await {
             let error = mta_core::AttributionError::new(mta_core::ErrorCode::Internal, "the job could not be queued");
             let _ = state.ledger.mark_failed(&job_id, &error).await;
             return Err(ApiError::Unavailable(e));

@@ -26,8 +26,11 @@ pub struct Config {
     pub cache_ttl: Duration,
     /// `MTA_ROWS_PER_CHUNK`: rows per attribute chunk the split stage aims for (default 500000).
     pub rows_per_chunk: u64,
-    /// `MTA_SPLIT_PARALLELISM`: split tasks per Parquet input at most (default 4).
+    /// `MTA_SPLIT_PARALLELISM`: split tasks per input at most (default 4).
     pub split_parallelism: u32,
+    /// `MTA_CSV_RANGE_BYTES`: an uncompressed CSV file is cut into byte ranges of at least
+    /// this size, one split task each (default 32 MiB).
+    pub csv_range_bytes: u64,
     /// `MTA_WORKER_CONCURRENCY`: tasks one worker process runs at once per stage (default: cores).
     pub worker_concurrency: usize,
     pub faults: Faults,
@@ -84,6 +87,7 @@ impl Config {
             cache_ttl: Duration::from_secs(3600),
             rows_per_chunk: 500_000,
             split_parallelism: 4,
+            csv_range_bytes: 32 << 20,
             worker_concurrency: std::thread::available_parallelism().map_or(2, |n| n.get()),
             faults: Faults::default(),
         }
@@ -117,6 +121,7 @@ impl Config {
         config.cache_ttl = parsed::<u64>("MTA_CACHE_TTL_SECS")?.map_or(config.cache_ttl, Duration::from_secs);
         config.rows_per_chunk = parsed("MTA_ROWS_PER_CHUNK")?.unwrap_or(config.rows_per_chunk);
         config.split_parallelism = parsed("MTA_SPLIT_PARALLELISM")?.unwrap_or(config.split_parallelism);
+        config.csv_range_bytes = parsed("MTA_CSV_RANGE_BYTES")?.unwrap_or(config.csv_range_bytes).max(1);
         config.worker_concurrency = parsed("MTA_WORKER_CONCURRENCY")?.unwrap_or(config.worker_concurrency);
         config.faults.abort_on_channel = var("MTA_FAULT_ABORT_ON_CHANNEL")?;
         config.faults.chunk_delay = parsed::<u64>("MTA_FAULT_CHUNK_DELAY_MS")?.map(Duration::from_millis);

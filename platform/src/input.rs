@@ -2,7 +2,7 @@
 //! path for `mta attribute` and for the split stage (which works on a local copy).
 
 use std::fs::File;
-use std::io::Read;
+use std::io::{BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -10,6 +10,7 @@ use mta_core::ingest::{
     Block, Format, InputSpec, is_gzip, open_text, parquet_layout, read_csv, read_ndjson, read_parquet,
 };
 use mta_core::{AttributionError, ErrorCode};
+use serde::{Deserialize, Serialize};
 
 /// An opened input: what can be planned before decoding.
 #[derive(Debug, Clone)]
@@ -86,6 +87,126 @@ impl Source {
     }
 }
 
+/// A piece of a CSV file that can be parsed on its own: its header (bytes
+/// `0..header_end`) followed by the records in `start..end`, whose first data row is
+/// `first_row` of the whole file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CsvRange {
+    pub header_end: u64,
+    pub start: u64,
+    pub end: u64,
+    pub first_row: u64,
+}
+
+/// Cuts an uncompressed CSV file into about `pieces` ranges at record boundaries, in one
+/// fast pass that follows quoting (a newline inside quotes does not end a record) and
+/// counts data rows as the CSV reader does (blank lines are not rows). Returns `None`
+/// when the file cannot be cut safely (a lone carriage return as line end, unbalanced
+/// quotes) or holds too few rows: it is then read as one piece.
+pub fn plan_csv_ranges(path: &Path, pieces: usize) -> anyhow::Result<Option<Vec<CsvRange>>> {
+    let size = std::fs::metadata(path).with_context(|| format!("Failed to read {}", path.display()))?.len();
+    if pieces < 2 {
+        return Ok(None);
+    }
+    let mut reader = BufReader::with_capacity(8 << 20, open(path)?);
+    let mut buffer = vec![0u8; 8 << 20];
+    let (mut offset, mut in_quotes, mut line_has_content, mut after_cr) = (0u64, false, false, false);
+    let (mut header_end, mut rows) = (None::<u64>, 0u64);
+    let targets: Vec<u64> = (1..pieces as u64).map(|k| size * k / pieces as u64).collect();
+    let mut cuts: Vec<(u64, u64)> = Vec::new(); // (byte offset, data rows before it)
+    loop {
+        let n = reader.read(&mut buffer).with_context(|| format!("Failed to read {}", path.display()))?;
+        if n == 0 {
+            break;
+        }
+        let bytes = &buffer[..n];
+        let mut at = 0;
+        while let Some(found) = memchr::memchr3(b'"', b'\n', b'\r', &bytes[at..]) {
+            let i = at + found;
+            if i > at {
+                line_has_content = true;
+                if after_cr && !in_quotes {
+                    return Ok(None);
+                }
+                after_cr = false;
+            }
+            match bytes[i] {
+                b'"' => {
+                    if after_cr && !in_quotes {
+                        return Ok(None);
+                    }
+                    after_cr = false;
+                    in_quotes = !in_quotes;
+                    line_has_content = true;
+                }
+                b'\r' => after_cr = !in_quotes,
+                _ if in_quotes => {}
+                _ => {
+                    after_cr = false;
+                    let end = offset + i as u64 + 1;
+                    match header_end {
+                        None => header_end = Some(end),
+                        Some(_) if line_has_content => rows += 1,
+                        Some(_) => {}
+                    }
+                    line_has_content = false;
+                    if header_end.is_some() && cuts.len() < targets.len() && end >= targets[cuts.len()] {
+                        cuts.push((end, rows));
+                    }
+                }
+            }
+            at = i + 1;
+        }
+        if at < bytes.len() {
+            line_has_content = true;
+            if after_cr && !in_quotes {
+                return Ok(None);
+            }
+            after_cr = false;
+        }
+        offset += n as u64;
+    }
+    if line_has_content {
+        rows += 1; // The last record has no newline.
+    }
+    let Some(header_end) = header_end.filter(|_| !in_quotes) else { return Ok(None) };
+    // A cut after which no row follows, or repeated by a long record, would make an empty piece.
+    cuts.dedup_by_key(|cut| cut.0);
+    cuts.retain(|&(at, before)| at < size && before < rows);
+    if cuts.is_empty() {
+        return Ok(None);
+    }
+    let mut ranges = Vec::with_capacity(cuts.len() + 1);
+    let (mut start, mut first_row) = (header_end, 1);
+    for (at, before) in cuts {
+        ranges.push(CsvRange { header_end, start, end: at, first_row });
+        (start, first_row) = (at, before + 1);
+    }
+    ranges.push(CsvRange { header_end, start, end: size, first_row });
+    Ok(Some(ranges))
+}
+
+impl Source {
+    /// Decodes one range of a CSV file (see [`plan_csv_ranges`]) into `sink`.
+    pub fn read_csv_range<E: InputError>(
+        &self,
+        spec: &InputSpec,
+        range: &CsvRange,
+        sink: impl FnMut(Block) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let Source::Text { path, .. } = self else {
+            return Err(anyhow::anyhow!("byte ranges apply to text inputs only").into());
+        };
+        let header = open(path)?.take(range.header_end);
+        let mut body = open(path)?;
+        body.seek(SeekFrom::Start(range.start)).with_context(|| format!("Failed to read {}", path.display()))?;
+        let reader = BufReader::with_capacity(256 * 1024, header.chain(body.take(range.end - range.start)));
+        let spec = InputSpec { first_row: range.first_row, ..spec.clone() };
+        read_csv(reader, &spec, sink)?;
+        Ok(())
+    }
+}
+
 /// An error type that can say both "the input is wrong" and "something else failed".
 pub trait InputError: From<AttributionError> + From<anyhow::Error> {}
 
@@ -93,4 +214,68 @@ impl<E: From<AttributionError> + From<anyhow::Error>> InputError for E {}
 
 fn open(path: &Path) -> anyhow::Result<File> {
     File::open(path).with_context(|| format!("Failed to open {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every (row number, user key, channel) a read produces.
+    fn rows_of(read: impl FnOnce(&mut dyn FnMut(Block) -> Result<(), anyhow::Error>)) -> Vec<(u64, u128, String)> {
+        let mut rows = Vec::new();
+        read(&mut |block| {
+            if let Block::Events(chunk) = block {
+                for i in 0..chunk.len() {
+                    let channel = chunk.channel_ids[i];
+                    let name =
+                        if channel == u32::MAX { String::new() } else { chunk.channels.name(channel).to_owned() };
+                    rows.push((chunk.row_numbers[i], chunk.user_keys[i], name));
+                }
+            }
+            Ok(())
+        });
+        rows
+    }
+
+    #[test]
+    fn ranges_of_a_csv_read_like_the_whole_file() {
+        let mut text = String::from("user_id,timestamp,channel,conversion\r\n");
+        for i in 0..500 {
+            // Quoted channels with separators and newlines, and blank lines, at the cut points' doorstep.
+            let channel = if i % 7 == 0 { format!("\"paid\nsearch, {i}\"") } else { format!("c{}", i % 5) };
+            text.push_str(&format!("u{},2026-01-{:02}T00:00:00Z,{channel},{}\r\n", i % 40, i % 28 + 1, i % 11 / 10));
+            if i % 50 == 0 {
+                text.push_str("\r\n");
+            }
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.csv");
+        std::fs::write(&path, &text).unwrap();
+        let source = Source::open::<anyhow::Error>(&path, None).unwrap();
+        let spec = InputSpec::default();
+        let whole = rows_of(|sink| source.read(&spec, None, sink).unwrap());
+        let ranges = plan_csv_ranges(&path, 4).unwrap().expect("the file can be cut");
+        assert_eq!(ranges.len(), 4);
+        let mut pieces = Vec::new();
+        for range in &ranges {
+            pieces.extend(rows_of(|sink| source.read_csv_range(&spec, range, sink).unwrap()));
+        }
+        assert_eq!(pieces, whole);
+        assert_eq!(whole.len(), 500);
+        assert_eq!(whole.last().unwrap().0, 500);
+    }
+
+    #[test]
+    fn files_that_cannot_be_cut_safely_are_read_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let lone_cr = dir.path().join("cr.csv");
+        std::fs::write(&lone_cr, "a,b\ru1,1\ru2,2\r".repeat(50)).unwrap();
+        assert_eq!(plan_csv_ranges(&lone_cr, 4).unwrap(), None);
+        let unbalanced = dir.path().join("quote.csv");
+        std::fs::write(&unbalanced, format!("a,b\n{}\"open\n", "x,1\n".repeat(100))).unwrap();
+        assert_eq!(plan_csv_ranges(&unbalanced, 4).unwrap(), None);
+        let header_only = dir.path().join("header.csv");
+        std::fs::write(&header_only, "a,b\n\n\n").unwrap();
+        assert_eq!(plan_csv_ranges(&header_only, 4).unwrap(), None);
+    }
 }

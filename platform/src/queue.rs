@@ -21,14 +21,18 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use crate::config::QueueConfig;
+use crate::input::CsvRange;
 use crate::ledger::{self, JobId};
 
 /// Split the upload of `job`: `split: None` plans (and, for a one-piece input, does the
-/// work); `Some(i)` reads piece `i` of the plan.
+/// work); `Some(i)` reads piece `i` of the plan: a share of the Parquet row groups, or
+/// the byte `range` of a CSV file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SplitTask {
     pub job: JobId,
     pub split: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub range: Option<CsvRange>,
 }
 
 /// Attribute one user-hash partition of `job`.

@@ -40,6 +40,16 @@ fn reduce(services: &Services, job: &JobRecord, stop: &StopFlag) -> Result<(), S
         }
     }
     let total = total.filter(|t| t.counts.rows > 0).ok_or_else(no_rows)?;
+    // Each split task checks the row limit on its own share; the whole input is checked here.
+    if let Some(max) = services.config.limits.max_rows
+        && total.counts.rows > max
+    {
+        return Err(AttributionError::new(
+            ErrorCode::LimitExceeded,
+            format!("the input has more than {max} rows, the configured limit (max_rows)"),
+        )
+        .into());
+    }
     let max = services.config.limits.max_channels;
     if total.channels.len() > max {
         return Err(AttributionError::new(

@@ -2,15 +2,18 @@
 //! stream) and hash-partition event rows by user into chunk files, so that no journey
 //! crosses chunks. Path rows need no partitioning: each split turns them into a partial.
 //!
-//! The first task of a job plans: it counts row groups, decides the number of split
-//! tasks and partitions, records the plan, and fans out (or does the work itself when
-//! the input is one piece). The last split to finish enqueues the attribute tasks.
+//! The first task of a job plans: it counts row groups (Parquet) or cuts a large
+//! uncompressed CSV file into byte ranges at record boundaries, decides the number of
+//! split tasks and partitions, records the plan, and fans out (or does the work itself
+//! when the input is one piece). The last split to finish enqueues the attribute tasks.
 
 use mta_core::chunk::{ChannelDict, EventChunk, NO_CHANNEL, partition_of};
-use mta_core::ingest::{Block, InputSpec};
+use std::io::Read;
+
+use mta_core::ingest::{Block, Format, InputSpec, detect_format};
 use mta_core::{AttributionError, ErrorCode, InputKind, Options, Partial};
 use mta_platform::chunk_file;
-use mta_platform::input::Source;
+use mta_platform::input::{CsvRange, Source, plan_csv_ranges};
 use mta_platform::ledger::{FanIn, JobRecord, Stage};
 use mta_platform::queue::{AttributeTask, ReduceTask, SplitTask, StageHandler, TaskError, TaskInfo};
 use mta_platform::storage::keys;
@@ -29,10 +32,12 @@ pub struct SplitHandler(pub Services);
 impl StageHandler<SplitTask> for SplitHandler {
     async fn handle(&self, task: SplitTask, info: TaskInfo) -> Result<(), TaskError> {
         let services = self.0.clone();
-        let piece = task.split;
+        let (piece, range) = (task.split, task.range);
         let owner = info.task_id.clone();
-        run_unit(&self.0, &task, &info, Stage::Splitting, move |job, stop| split(&services, &job, piece, &owner, &stop))
-            .await
+        run_unit(&self.0, &task, &info, Stage::Splitting, move |job, stop| {
+            split(&services, &job, piece, range, &owner, &stop)
+        })
+        .await
     }
 }
 
@@ -40,6 +45,7 @@ fn split(
     services: &Services,
     job: &JobRecord,
     piece: Option<u32>,
+    range: Option<CsvRange>,
     owner: &str,
     stop: &StopFlag,
 ) -> Result<(), StageError> {
@@ -50,12 +56,22 @@ fn split(
     let (splits, partitions) = match piece {
         Some(_) => (job.progress.splits_total as u32, job.partitions),
         None => {
-            let splits = (source.pieces() as u32).clamp(1, services.config.split_parallelism);
             let rows = source.estimated_rows().max(1);
             let partitions = rows.div_ceil(services.config.rows_per_chunk).clamp(1, MAX_PARTITIONS) as u32;
+            if let Some(ranges) = csv_ranges(services, &source, &path)? {
+                block_on(services.ledger.set_plan(&job.id, ranges.len() as u32, partitions))?;
+                let tasks = ranges
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, range)| SplitTask { job: job.id, split: Some(i as u32), range: Some(range) })
+                    .collect();
+                block_on(services.queue.push_all(tasks))?;
+                return Ok(());
+            }
+            let splits = (source.pieces() as u32).clamp(1, services.config.split_parallelism);
             block_on(services.ledger.set_plan(&job.id, splits, partitions))?;
             if splits > 1 {
-                let tasks = (0..splits).map(|i| SplitTask { job: job.id, split: Some(i) }).collect();
+                let tasks = (0..splits).map(|i| SplitTask { job: job.id, split: Some(i), range: None }).collect();
                 block_on(services.queue.push_all(tasks))?;
                 return Ok(());
             }
@@ -71,7 +87,10 @@ fn split(
         Source::Text { .. } => None,
     };
     let mut splitter = Splitter::new(services, job, &spec, index, partitions, stop);
-    source.read(&spec, row_groups.as_deref(), |block| splitter.take(block))?;
+    match &range {
+        Some(range) => source.read_csv_range(&spec, range, |block| splitter.take(block))?,
+        None => source.read(&spec, row_groups.as_deref(), |block| splitter.take(block))?,
+    }
     splitter.finish()?;
 
     if block_on(services.ledger.fan_in(&job.id, Stage::Splitting, &index.to_string(), splits as u64, owner))?
@@ -89,6 +108,32 @@ fn split(
         }
     }
     Ok(())
+}
+
+/// Byte ranges for the split tasks of a large uncompressed CSV file (`None`: read it whole).
+fn csv_ranges(
+    services: &Services,
+    source: &Source,
+    path: &std::path::Path,
+) -> Result<Option<Vec<CsvRange>>, StageError> {
+    let Source::Text { format, gzip: false, .. } = source else { return Ok(None) };
+    let size = std::fs::metadata(path).map_err(anyhow::Error::from)?.len();
+    let pieces = (size / services.config.csv_range_bytes).min(services.config.split_parallelism as u64) as usize;
+    if pieces < 2 {
+        return Ok(None);
+    }
+    let is_csv = match format {
+        Some(format) => *format == Format::Csv,
+        None => {
+            let mut head = vec![0u8; 64 * 1024];
+            let n = std::fs::File::open(path).and_then(|mut f| f.read(&mut head)).map_err(anyhow::Error::from)?;
+            detect_format(&head[..n]).is_ok_and(|format| format == Format::Csv)
+        }
+    };
+    if !is_csv {
+        return Ok(None);
+    }
+    Ok(plan_csv_ranges(path, pieces)?)
 }
 
 /// Partitions the blocks of one split task.

@@ -71,6 +71,9 @@ pub struct InputSpec {
     pub keep_user_ids: bool,
     pub limits: Limits,
     pub block_rows: usize,
+    /// Number of the first data row: 1, or later for a byte range of a larger CSV file
+    /// (so rows keep their numbers in error details and as the tie-breaker).
+    pub first_row: u64,
 }
 
 impl Default for InputSpec {
@@ -84,6 +87,7 @@ impl Default for InputSpec {
             keep_user_ids: false,
             limits: Limits::default(),
             block_rows: DEFAULT_BLOCK_ROWS,
+            first_row: 1,
         }
     }
 }

@@ -35,7 +35,7 @@ pub fn read_csv<E: From<AttributionError>>(
     }
     let (kind, mut rows) = rows_for(header, spec)?;
     let width = record.len();
-    let mut row = 0u64;
+    let mut row = spec.first_row.saturating_sub(1);
     loop {
         match csv.read_record(&mut record) {
             Ok(true) => {}
