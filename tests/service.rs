@@ -126,6 +126,13 @@ async fn a_multipart_submission_uploads_and_submits_in_one_request() {
     let (_, result) = service.get(&format!("/v1/jobs/{}/result", job["id"].as_str().unwrap())).await;
     // DESIGN.md 3's tiny Markov case.
     assert!((result["models"]["markov"]["conversion_probability"].as_f64().unwrap() - 4.0 / 7.0).abs() < 1e-12);
+    let (status, health) = service.get("/health").await;
+    assert_eq!(status, 200, "{health}");
+    assert_eq!(
+        (health["redis"]["status"].as_str(), health["object_store"]["status"].as_str()),
+        (Some("ok"), Some("ok"))
+    );
+    assert_eq!(health["queue_depth"]["attribute"], 0, "{health}");
     service.assert_nothing_stuck().await;
 }
 

@@ -23,9 +23,14 @@ pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     (status, Json(json!({ "status": if ok { "ok" } else { "unavailable" }, "redis": redis, "object_store": store })))
 }
 
-pub async fn summary(state: State<AppState>) -> (StatusCode, Json<Value>) {
-    let (status, Json(mut body)) = ready(state).await;
+/// Readiness plus the version and the tasks waiting in each stage's queue.
+pub async fn summary(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
+    let depths = tokio::time::timeout(CHECK_TIMEOUT, state.queue.depths()).await;
+    let (status, Json(mut body)) = ready(State(state)).await;
     body["version"] = json!(env!("CARGO_PKG_VERSION"));
+    if let Ok(Ok(depths)) = depths {
+        body["queue_depth"] = depths.into_iter().map(|(stage, depth)| (stage.to_owned(), json!(depth))).collect();
+    }
     (status, Json(body))
 }
 

@@ -213,14 +213,6 @@ impl Ledger {
         Ledger { conn, prefix: prefix.to_owned(), cache_ttl }
     }
 
-    pub fn prefix(&self) -> &str {
-        &self.prefix
-    }
-
-    pub fn connection(&self) -> ConnectionManager {
-        self.conn.clone()
-    }
-
     fn key(&self, rest: &str) -> String {
         format!("{}:{}", self.prefix, rest)
     }
@@ -595,17 +587,6 @@ impl Ledger {
         }
         let holder: Option<String> = conn.get(&redis_key).await.context("Failed to read an idempotency key")?;
         Ok(holder.and_then(|h| h.parse().ok()))
-    }
-
-    /// Jobs in the ledger that have not ended (for the "nothing stuck" checks and health).
-    pub async fn unfinished_jobs(&self) -> anyhow::Result<Vec<JobId>> {
-        let mut unfinished = Vec::new();
-        for job in self.list_jobs(10_000).await? {
-            if !job.state.is_terminal() {
-                unfinished.push(job.id);
-            }
-        }
-        Ok(unfinished)
     }
 }
 

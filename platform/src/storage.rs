@@ -62,10 +62,6 @@ impl Storage {
         bail!("MTA_STORE `{url}` is neither file:///path nor s3://bucket/prefix")
     }
 
-    pub fn is_local(&self) -> bool {
-        self.local_root.is_some()
-    }
-
     /// The file behind `key` when the store is local.
     pub fn local_path(&self, key: &Key) -> Option<PathBuf> {
         let root = self.local_root.as_ref()?;
@@ -158,14 +154,6 @@ impl Storage {
             Ok(result) => Ok(Some((result.meta.size, result.into_stream()))),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(e).with_context(|| format!("Failed to read {key}")),
-        }
-    }
-
-    pub async fn exists(&self, key: &Key) -> anyhow::Result<bool> {
-        match self.store.head(key).await {
-            Ok(_) => Ok(true),
-            Err(object_store::Error::NotFound { .. }) => Ok(false),
-            Err(e) => Err(e).with_context(|| format!("Failed to look up {key}")),
         }
     }
 
