@@ -3,6 +3,7 @@
 //! Every object the service writes has a deterministic key, so a re-run of a stage
 //! overwrites its own output instead of adding to it (stages are idempotent).
 
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -193,6 +194,31 @@ impl Storage {
         while let Some(piece) = stream.next().await {
             let piece = piece.with_context(|| format!("Failed to read {key}"))?;
             file.write_all(&piece).await.with_context(|| format!("Failed to write {}", target.display()))?;
+        }
+        file.flush().await?;
+        Ok(target)
+    }
+
+    /// Like [`Storage::local_copy`], but a remote object is fetched only in `ranges`, each
+    /// written at its own offset of a sparse local file (a split task reading one byte
+    /// range of a large CSV file needs its header and its range, not the whole file).
+    pub async fn local_copy_ranges(&self, key: &Key, ranges: &[Range<u64>], scratch: &Path) -> anyhow::Result<PathBuf> {
+        use tokio::io::AsyncSeekExt;
+        if let Some(path) = self.local_path(key) {
+            return Ok(path);
+        }
+        let target = scratch.join(key.filename().unwrap_or("object"));
+        let mut file =
+            tokio::fs::File::create(&target).await.with_context(|| format!("Failed to create {}", target.display()))?;
+        for range in ranges.iter().filter(|r| !r.is_empty()) {
+            let options = object_store::GetOptions { range: Some(range.clone().into()), ..Default::default() };
+            let mut stream =
+                self.store.get_opts(key, options).await.with_context(|| format!("Failed to read {key}"))?.into_stream();
+            file.seek(std::io::SeekFrom::Start(range.start)).await?;
+            while let Some(piece) = stream.next().await {
+                let piece = piece.with_context(|| format!("Failed to read {key}"))?;
+                file.write_all(&piece).await.with_context(|| format!("Failed to write {}", target.display()))?;
+            }
         }
         file.flush().await?;
         Ok(target)

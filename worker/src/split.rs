@@ -50,7 +50,13 @@ fn split(
     stop: &StopFlag,
 ) -> Result<(), StageError> {
     let scratch = tempfile::Builder::new().prefix("mta-split-").tempdir().map_err(anyhow::Error::from)?;
-    let path = block_on(services.storage.local_copy(&keys::upload(&job.upload_id), scratch.path()))?;
+    let upload = keys::upload(&job.upload_id);
+    let path = match &range {
+        Some(r) => {
+            block_on(services.storage.local_copy_ranges(&upload, &[0..r.header_end, r.start..r.end], scratch.path()))
+        }
+        None => block_on(services.storage.local_copy(&upload, scratch.path())),
+    }?;
     let spec = job.spec.input_spec(&services.config.limits)?;
     let source = Source::open::<StageError>(&path, spec.format)?;
     let (splits, partitions) = match piece {
