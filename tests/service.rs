@@ -192,6 +192,17 @@ async fn bad_input_fails_its_job_with_row_details_and_nothing_answers_5xx() {
     assert_eq!(response.status(), 400);
     let response = service.http.post(format!("{}/v1/uploads", service.base)).body(Vec::new()).send().await.unwrap();
     assert_eq!(response.status(), 422);
+    // Job specs are small: a huge JSON body is refused, not buffered.
+    let huge = format!("{{\"upload_id\": \"{upload}\", \"columns\": {{\"user_id\": \"{}\"}}}}", "x".repeat(2 << 20));
+    let response = service
+        .http
+        .post(format!("{}/v1/jobs", service.base))
+        .header("content-type", "application/json")
+        .body(huge)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 413);
     let (status, _) = service.get("/v1/jobs/not-a-job").await;
     assert_eq!(status, 404);
     let job = service.run(&write(dir.path(), "header.csv", "user_id,timestamp,channel,conversion\n"), json!({})).await;

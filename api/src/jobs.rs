@@ -31,7 +31,8 @@ pub async fn create(State(state): State<AppState>, request: Request) -> Result<R
     let (spec, upload_id) = if is_multipart {
         spec_and_file(&state, request).await?
     } else {
-        let AppJson(spec) = AppJson::<JobSpec>::from_request(request, &state).await?;
+        let limited = request.map(|body| Body::new(http_body_util::Limited::new(body, crate::JSON_BODY_LIMIT)));
+        let AppJson(spec) = AppJson::<JobSpec>::from_request(limited, &state).await?;
         let upload_id = spec.upload_id.as_deref().ok_or_else(|| ApiError::field("upload_id", "is required"))?;
         let upload_id: UploadId = upload_id.parse().map_err(|_| ApiError::field("upload_id", "is not an upload id"))?;
         (spec, upload_id)
@@ -45,17 +46,44 @@ pub async fn create(State(state): State<AppState>, request: Request) -> Result<R
     if let Some(key) = &idempotency_key
         && let Some(existing) = state.ledger.claim_idempotency_key(key, &job_id).await?
     {
-        let job = state.ledger.job(&existing).await?.ok_or_else(|| ApiError::not_found("job"))?;
+        let Some(job) = state.ledger.job(&existing).await? else {
+            // The first request holds the key but has not recorded its job yet.
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "request_in_progress",
+                "a request with this Idempotency-Key is still being processed; retry shortly",
+            ));
+        };
         let mut response = accepted(&job);
         response.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
         return Ok(response);
     }
-    let cache_key = spec.cache_key(&upload.sha256);
+    match record_and_enqueue(&state, job_id, upload_id, &spec, &upload.sha256).await {
+        Ok(job) => Ok(accepted(&job)),
+        Err(e) => {
+            // A failed submission must not pin its key: the client's retry starts afresh.
+            if let Some(key) = &idempotency_key {
+                let _ = state.ledger.release_idempotency_key(key, &job_id).await;
+            }
+            Err(e)
+        }
+    }
+}
+
+/// Records the job (answered from the cache when possible) and enqueues its first stage.
+async fn record_and_enqueue(
+    state: &AppState,
+    job_id: JobId,
+    upload_id: UploadId,
+    spec: &JobSpec,
+    upload_sha256: &str,
+) -> Result<JobRecord, ApiError> {
+    let cache_key = spec.cache_key(upload_sha256);
     if let Some(source) = state.ledger.cached_job(&cache_key).await? {
-        state.ledger.create_cached_job(&job_id, &upload_id, &spec, &source).await?;
+        state.ledger.create_cached_job(&job_id, &upload_id, spec, &source).await?;
         tracing::info!(job = %job_id, source = %source.id, "job answered from the result cache");
     } else {
-        state.ledger.create_job(&job_id, &upload_id, &spec, &cache_key).await?;
+        state.ledger.create_job(&job_id, &upload_id, spec, &cache_key).await?;
         if let Err(e) = state.queue.push(SplitTask { job: job_id, split: None, range: None }).await {
             let error = mta_core::AttributionError::new(mta_core::ErrorCode::Internal, "the job could not be queued");
             let _ = state.ledger.mark_failed(&job_id, &error).await;
@@ -63,8 +91,7 @@ pub async fn create(State(state): State<AppState>, request: Request) -> Result<R
         }
         tracing::info!(job = %job_id, upload = %upload_id, "job queued");
     }
-    let job = state.ledger.job(&job_id).await?.ok_or_else(|| ApiError::not_found("job"))?;
-    Ok(accepted(&job))
+    state.ledger.job(&job_id).await?.ok_or_else(|| ApiError::not_found("job"))
 }
 
 fn accepted(job: &JobRecord) -> Response {
@@ -95,10 +122,21 @@ async fn spec_and_file(state: &AppState, request: Request) -> Result<(JobSpec, U
     let bad = |e: axum::extract::multipart::MultipartError| ApiError::new(e.status(), "invalid_request", e.body_text());
     let mut spec = JobSpec::default();
     let mut upload = None;
-    while let Some(field) = multipart.next_field().await.map_err(bad)? {
+    while let Some(mut field) = multipart.next_field().await.map_err(bad)? {
         match field.name() {
             Some("spec") => {
-                let text = field.text().await.map_err(bad)?;
+                let mut text = Vec::new();
+                while let Some(piece) = field.chunk().await.map_err(bad)? {
+                    text.extend_from_slice(&piece);
+                    if text.len() > crate::JSON_BODY_LIMIT {
+                        return Err(ApiError::new(
+                            StatusCode::PAYLOAD_TOO_LARGE,
+                            "limit_exceeded",
+                            format!("the spec part is larger than {} bytes", crate::JSON_BODY_LIMIT),
+                        ));
+                    }
+                }
+                let text = String::from_utf8(text).map_err(|_| ApiError::field("spec", "is not UTF-8"))?;
                 spec = serde_json::from_str(&text).map_err(|e| {
                     ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", format!("spec: {e}"))
                 })?;

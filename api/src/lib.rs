@@ -19,7 +19,7 @@ use mta_platform::{Config, Ledger, Queue, Storage, ledger};
 use tokio::net::TcpListener;
 
 /// JSON request bodies larger than this are refused (uploads stream and have their own limit).
-const JSON_BODY_LIMIT: usize = 1 << 20;
+pub(crate) const JSON_BODY_LIMIT: usize = 1 << 20;
 
 #[derive(Debug, Clone)]
 pub struct AppState {

@@ -14,14 +14,14 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Attribute(args) => attribute(&args),
-        Command::Serve(args) => service(|| serve(args)),
-        Command::Demo(args) => service(|| demo(args)),
+        Command::Serve(args) => service("info", || serve(args)),
+        Command::Demo(args) => service("warn", || demo(args)),
     }
 }
 
 /// Runs an async service command on a runtime; failures exit with 3.
-fn service<F: Future<Output = anyhow::Result<()>>>(command: impl FnOnce() -> F) -> ExitCode {
-    mta_platform::process::init_tracing();
+fn service<F: Future<Output = anyhow::Result<()>>>(log_level: &str, command: impl FnOnce() -> F) -> ExitCode {
+    mta_platform::process::init_tracing(log_level);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(e) => {

@@ -99,91 +99,150 @@ pub struct CsvRange {
 }
 
 /// Cuts an uncompressed CSV file into about `pieces` ranges at record boundaries, in one
-/// fast pass that follows quoting (a newline inside quotes does not end a record) and
-/// counts data rows as the CSV reader does (blank lines are not rows). Returns `None`
-/// when the file cannot be cut safely (a lone carriage return as line end, unbalanced
-/// quotes) or holds too few rows: it is then read as one piece.
-pub fn plan_csv_ranges(path: &Path, pieces: usize) -> anyhow::Result<Option<Vec<CsvRange>>> {
+/// fast pass that follows quoting as the CSV reader does (a quote opens a quoted field
+/// only at the start of a field; `""` inside one is a literal quote; a newline inside
+/// quotes does not end a record) and counts data rows as the reader does (blank lines
+/// and lines holding only `""` are not rows). Returns `None` when the file cannot be
+/// cut safely (a lone carriage return as line end, an unterminated quote) or holds too
+/// few rows: it is then read as one piece.
+pub fn plan_csv_ranges(path: &Path, delimiter: u8, pieces: usize) -> anyhow::Result<Option<Vec<CsvRange>>> {
     let size = std::fs::metadata(path).with_context(|| format!("Failed to read {}", path.display()))?.len();
     if pieces < 2 {
         return Ok(None);
     }
     let mut reader = BufReader::with_capacity(8 << 20, open(path)?);
     let mut buffer = vec![0u8; 8 << 20];
-    let (mut offset, mut in_quotes, mut line_has_content, mut after_cr) = (0u64, false, false, false);
-    let (mut header_end, mut rows) = (None::<u64>, 0u64);
     let targets: Vec<u64> = (1..pieces as u64).map(|k| size * k / pieces as u64).collect();
+    let mut scan = Scan::default();
     let mut cuts: Vec<(u64, u64)> = Vec::new(); // (byte offset, data rows before it)
+    let mut offset = 0u64;
     loop {
         let n = reader.read(&mut buffer).with_context(|| format!("Failed to read {}", path.display()))?;
         if n == 0 {
             break;
         }
-        let bytes = &buffer[..n];
-        let mut at = 0;
-        while let Some(found) = memchr::memchr3(b'"', b'\n', b'\r', &bytes[at..]) {
-            let i = at + found;
-            if i > at {
-                line_has_content = true;
-                if after_cr && !in_quotes {
-                    return Ok(None);
-                }
-                after_cr = false;
-            }
-            match bytes[i] {
-                b'"' => {
-                    if after_cr && !in_quotes {
-                        return Ok(None);
-                    }
-                    after_cr = false;
-                    in_quotes = !in_quotes;
-                    line_has_content = true;
-                }
-                b'\r' => after_cr = !in_quotes,
-                _ if in_quotes => {}
-                _ => {
-                    after_cr = false;
+        for (i, &byte) in buffer[..n].iter().enumerate() {
+            match scan.step(byte, delimiter) {
+                Step::Continue => {}
+                Step::Unsafe => return Ok(None),
+                Step::RecordEnd => {
                     let end = offset + i as u64 + 1;
-                    match header_end {
-                        None => header_end = Some(end),
-                        Some(_) if line_has_content => rows += 1,
-                        Some(_) => {}
-                    }
-                    line_has_content = false;
-                    if header_end.is_some() && cuts.len() < targets.len() && end >= targets[cuts.len()] {
-                        cuts.push((end, rows));
+                    if scan.header_end.is_some() && cuts.len() < targets.len() && end >= targets[cuts.len()] {
+                        cuts.push((end, scan.rows));
                     }
                 }
             }
-            at = i + 1;
-        }
-        if at < bytes.len() {
-            line_has_content = true;
-            if after_cr && !in_quotes {
-                return Ok(None);
-            }
-            after_cr = false;
         }
         offset += n as u64;
     }
-    if line_has_content {
-        rows += 1; // The last record has no newline.
+    let Some(header_end) = scan.finish() else { return Ok(None) };
+    let rows = scan.rows;
+    // Every piece must hold at least one row: the reader refuses a piece without one.
+    let mut kept: Vec<(u64, u64)> = Vec::new();
+    for (at, before) in cuts {
+        if before > 0 && before < rows && kept.last().is_none_or(|&(_, last)| before > last) {
+            kept.push((at, before));
+        }
     }
-    let Some(header_end) = header_end.filter(|_| !in_quotes) else { return Ok(None) };
-    // A cut after which no row follows, or repeated by a long record, would make an empty piece.
-    cuts.dedup_by_key(|cut| cut.0);
-    cuts.retain(|&(at, before)| at < size && before < rows);
-    if cuts.is_empty() {
+    if kept.is_empty() {
         return Ok(None);
     }
-    let mut ranges = Vec::with_capacity(cuts.len() + 1);
+    let mut ranges = Vec::with_capacity(kept.len() + 1);
     let (mut start, mut first_row) = (header_end, 1);
-    for (at, before) in cuts {
+    for (at, before) in kept {
         ranges.push(CsvRange { header_end, start, end: at, first_row });
         (start, first_row) = (at, before + 1);
     }
     ranges.push(CsvRange { header_end, start, end: size, first_row });
     Ok(Some(ranges))
+}
+
+/// The planner's view of the CSV grammar, one byte at a time.
+#[derive(Default)]
+struct Scan {
+    /// End of the header record (the first record that is not blank).
+    header_end: Option<u64>,
+    /// Data rows seen (records after the header that are not blank).
+    rows: u64,
+    offset: u64,
+    in_quotes: bool,
+    /// The previous byte closed a quoted field: a quote now is an escaped `""`.
+    just_closed: bool,
+    at_field_start: bool,
+    after_cr: bool,
+    /// Bytes of the current record other than quotes and carriage returns, and its quotes.
+    content: u64,
+    quotes: u64,
+    started: bool,
+}
+
+enum Step {
+    Continue,
+    RecordEnd,
+    Unsafe,
+}
+
+impl Scan {
+    fn step(&mut self, byte: u8, delimiter: u8) -> Step {
+        if !self.started {
+            self.started = true;
+            self.at_field_start = true;
+        }
+        self.offset += 1;
+        if self.after_cr && !self.in_quotes && byte != b'\n' {
+            return Step::Unsafe; // A lone carriage return ends records for the reader, not for us.
+        }
+        let field_start = std::mem::replace(&mut self.at_field_start, false);
+        let just_closed = std::mem::replace(&mut self.just_closed, false);
+        if self.in_quotes {
+            if byte == b'"' {
+                self.in_quotes = false;
+                self.just_closed = true;
+                self.quotes += 1;
+            } else {
+                self.content += 1;
+            }
+            return Step::Continue;
+        }
+        match byte {
+            b'"' if field_start || just_closed => {
+                self.in_quotes = true;
+                self.quotes += 1;
+            }
+            b'\r' => self.after_cr = true,
+            b'\n' => {
+                self.after_cr = false;
+                self.at_field_start = true;
+                let blank = self.content == 0 && (self.quotes == 0 || self.quotes == 2);
+                (self.content, self.quotes) = (0, 0);
+                if !blank {
+                    match self.header_end {
+                        None => self.header_end = Some(self.offset),
+                        Some(_) => self.rows += 1,
+                    }
+                }
+                return Step::RecordEnd;
+            }
+            other => {
+                self.content += 1;
+                self.at_field_start = other == delimiter;
+            }
+        }
+        Step::Continue
+    }
+
+    /// The header's end, once the last record (which may lack a newline) is counted;
+    /// `None` when the file ends inside quotes or has no header.
+    fn finish(&mut self) -> Option<u64> {
+        if self.in_quotes {
+            return None;
+        }
+        let blank = self.content == 0 && (self.quotes == 0 || self.quotes == 2);
+        if !blank && self.header_end.is_some() {
+            self.rows += 1;
+        }
+        self.header_end
+    }
 }
 
 impl Source {
@@ -239,13 +298,18 @@ mod tests {
 
     #[test]
     fn ranges_of_a_csv_read_like_the_whole_file() {
-        let mut text = String::from("user_id,timestamp,channel,conversion\r\n");
+        let mut text = String::from("\r\nuser_id,timestamp,channel,conversion\r\n");
         for i in 0..500 {
-            // Quoted channels with separators and newlines, and blank lines, at the cut points' doorstep.
-            let channel = if i % 7 == 0 { format!("\"paid\nsearch, {i}\"") } else { format!("c{}", i % 5) };
+            // Quoted channels with separators, newlines and escaped quotes; stray quotes inside
+            // unquoted fields (literal for the reader); blank and `""` lines.
+            let channel = match i % 7 {
+                0 => format!("\"paid\nsearch, \"\"{i}\"\"\""),
+                3 => format!("tv 5\" spot {i}"),
+                _ => format!("c{}", i % 5),
+            };
             text.push_str(&format!("u{},2026-01-{:02}T00:00:00Z,{channel},{}\r\n", i % 40, i % 28 + 1, i % 11 / 10));
             if i % 50 == 0 {
-                text.push_str("\r\n");
+                text.push_str("\r\n\"\"\r\n");
             }
         }
         let dir = tempfile::tempdir().unwrap();
@@ -254,7 +318,7 @@ mod tests {
         let source = Source::open::<anyhow::Error>(&path, None).unwrap();
         let spec = InputSpec::default();
         let whole = rows_of(|sink| source.read(&spec, None, sink).unwrap());
-        let ranges = plan_csv_ranges(&path, 4).unwrap().expect("the file can be cut");
+        let ranges = plan_csv_ranges(&path, b',', 4).unwrap().expect("the file can be cut");
         assert_eq!(ranges.len(), 4);
         let mut pieces = Vec::new();
         for range in &ranges {
@@ -270,12 +334,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let lone_cr = dir.path().join("cr.csv");
         std::fs::write(&lone_cr, "a,b\ru1,1\ru2,2\r".repeat(50)).unwrap();
-        assert_eq!(plan_csv_ranges(&lone_cr, 4).unwrap(), None);
+        assert_eq!(plan_csv_ranges(&lone_cr, b',', 4).unwrap(), None);
         let unbalanced = dir.path().join("quote.csv");
         std::fs::write(&unbalanced, format!("a,b\n{}\"open\n", "x,1\n".repeat(100))).unwrap();
-        assert_eq!(plan_csv_ranges(&unbalanced, 4).unwrap(), None);
+        assert_eq!(plan_csv_ranges(&unbalanced, b',', 4).unwrap(), None);
         let header_only = dir.path().join("header.csv");
         std::fs::write(&header_only, "a,b\n\n\n").unwrap();
-        assert_eq!(plan_csv_ranges(&header_only, 4).unwrap(), None);
+        assert_eq!(plan_csv_ranges(&header_only, b',', 4).unwrap(), None);
     }
 }

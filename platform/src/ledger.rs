@@ -208,6 +208,19 @@ if redis.call('GET', KEYS[2]) == ARGV[3] then return 1 end
 return 0
 "#;
 
+/// Claims KEYS[1] for ARGV[1] (or confirms ARGV[1] already holds it); ARGV[2] = TTL seconds.
+const CLAIM: &str = r#"
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then return 1 end
+if redis.call('GET', KEYS[1]) == ARGV[1] then return 1 end
+return 0
+"#;
+
+/// Deletes KEYS[1] if ARGV[1] holds it.
+const RELEASE: &str = r#"
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"#;
+
 impl Ledger {
     pub fn new(conn: ConnectionManager, prefix: &str, cache_ttl: Duration) -> Ledger {
         Ledger { conn, prefix: prefix.to_owned(), cache_ttl }
@@ -587,6 +600,32 @@ impl Ledger {
         }
         let holder: Option<String> = conn.get(&redis_key).await.context("Failed to read an idempotency key")?;
         Ok(holder.and_then(|h| h.parse().ok()))
+    }
+
+    /// Frees an idempotency key that `job` holds (its submission failed, so a retry must start afresh).
+    pub async fn release_idempotency_key(&self, key: &str, job: &JobId) -> anyhow::Result<()> {
+        let mut conn = self.conn.clone();
+        let _: i64 = redis::Script::new(RELEASE)
+            .key(self.key(&format!("idem:{key}")))
+            .arg(job.to_string())
+            .invoke_async(&mut conn)
+            .await
+            .context("Failed to release an idempotency key")?;
+        Ok(())
+    }
+
+    /// Makes `owner` the one task that runs `unit` of `job` (true also when it already is):
+    /// a copy of the task pushed twice under another id then does nothing.
+    pub async fn claim_unit(&self, job: &JobId, unit: &str, owner: &str) -> anyhow::Result<bool> {
+        let mut conn = self.conn.clone();
+        let claimed: i64 = redis::Script::new(CLAIM)
+            .key(self.key(&format!("job:{job}:owner:{unit}")))
+            .arg(owner)
+            .arg(IDEMPOTENCY_TTL.as_secs())
+            .invoke_async(&mut conn)
+            .await
+            .context("Failed to claim a unit of work")?;
+        Ok(claimed == 1)
     }
 }
 

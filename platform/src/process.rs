@@ -3,10 +3,11 @@
 use tokio::sync::watch;
 
 /// Logs to standard error: JSON when `MTA_LOG_FORMAT=json`, readable text otherwise;
-/// the level comes from `RUST_LOG` (default `info`).
-pub fn init_tracing() {
+/// the level comes from `RUST_LOG`, else `default_level` (`info` for services, `warn`
+/// for commands a person waits on).
+pub fn init_tracing(default_level: &str) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     let json = std::env::var("MTA_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
     let _ = if json { builder.json().try_init() } else { builder.try_init() };

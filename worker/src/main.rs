@@ -9,7 +9,7 @@ use mta_platform::{Config, process};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    process::init_tracing();
+    process::init_tracing("info");
     let config = Config::from_env()?;
     let redis_url =
         config.redis_url.clone().context("REDIS_URL is required for mta-worker (e.g. redis://127.0.0.1:6379)")?;

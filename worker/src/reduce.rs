@@ -19,6 +19,17 @@ pub struct ReduceHandler(pub Services);
 
 impl StageHandler<ReduceTask> for ReduceHandler {
     async fn handle(&self, task: ReduceTask, info: TaskInfo) -> Result<(), TaskError> {
+        // A second reduce task can be pushed when the fan-in's owner re-runs after a crash;
+        // only the first one pushed runs (its own re-runs included), so two never overlap.
+        let owner = info.task_id.clone();
+        match self.0.ledger.claim_unit(&task.job, "reduce", &owner).await {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::info!(job = %task.job, "duplicate reduce task dropped");
+                return Ok(());
+            }
+            Err(e) => return Err(TaskError::Transient(e)),
+        }
         let services = self.0.clone();
         run_unit(&self.0, &task, &info, Stage::Reducing, move |job, stop| reduce(&services, &job, &stop)).await
     }

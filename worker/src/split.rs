@@ -10,7 +10,7 @@
 use mta_core::chunk::{ChannelDict, EventChunk, NO_CHANNEL, partition_of};
 use std::io::Read;
 
-use mta_core::ingest::{Block, Format, InputSpec, detect_format};
+use mta_core::ingest::{Block, Format, InputSpec, detect_delimiter, detect_format};
 use mta_core::{AttributionError, ErrorCode, InputKind, Options, Partial};
 use mta_platform::chunk_file;
 use mta_platform::input::{CsvRange, Source, plan_csv_ranges};
@@ -64,7 +64,7 @@ fn split(
         None => {
             let rows = source.estimated_rows().max(1);
             let partitions = rows.div_ceil(services.config.rows_per_chunk).clamp(1, MAX_PARTITIONS) as u32;
-            if let Some(ranges) = csv_ranges(services, &source, &path)? {
+            if let Some(ranges) = csv_ranges(services, &source, &spec, &path)? {
                 block_on(services.ledger.set_plan(&job.id, ranges.len() as u32, partitions))?;
                 let tasks = ranges
                     .into_iter()
@@ -120,6 +120,7 @@ fn split(
 fn csv_ranges(
     services: &Services,
     source: &Source,
+    spec: &InputSpec,
     path: &std::path::Path,
 ) -> Result<Option<Vec<CsvRange>>, StageError> {
     let Source::Text { format, gzip: false, .. } = source else { return Ok(None) };
@@ -128,18 +129,18 @@ fn csv_ranges(
     if pieces < 2 {
         return Ok(None);
     }
+    let mut head = vec![0u8; 64 * 1024];
+    let n = std::fs::File::open(path).and_then(|mut f| f.read(&mut head)).map_err(anyhow::Error::from)?;
+    let head = &head[..n];
     let is_csv = match format {
         Some(format) => *format == Format::Csv,
-        None => {
-            let mut head = vec![0u8; 64 * 1024];
-            let n = std::fs::File::open(path).and_then(|mut f| f.read(&mut head)).map_err(anyhow::Error::from)?;
-            detect_format(&head[..n]).is_ok_and(|format| format == Format::Csv)
-        }
+        None => detect_format(head).is_ok_and(|format| format == Format::Csv),
     };
     if !is_csv {
         return Ok(None);
     }
-    Ok(plan_csv_ranges(path, pieces)?)
+    let delimiter = spec.delimiter.unwrap_or_else(|| detect_delimiter(head));
+    Ok(plan_csv_ranges(path, delimiter, pieces)?)
 }
 
 /// Partitions the blocks of one split task.

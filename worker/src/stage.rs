@@ -109,10 +109,10 @@ where
 
     let stop = StopFlag::default();
     let _stop_when_dropped = SetOnDrop(stop.clone());
-    let watcher = watch_for_cancel(services.clone(), job_id, stop.clone());
+    // Aborted when this future ends or is dropped (its consumer restarted).
+    let _watcher = AbortOnDrop(watch_for_cancel(services.clone(), job_id, stop.clone()));
     let blocking_stop = stop.clone();
     let outcome = tokio::task::spawn_blocking(move || work(job, blocking_stop)).await;
-    watcher.abort();
     let outcome = match outcome {
         Ok(outcome) => outcome,
         Err(e) => Err(StageError::Other(anyhow::anyhow!("the task's thread failed: {e}"))),
@@ -136,16 +136,26 @@ where
     }
 }
 
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// Polls the ledger while work runs and raises the stop flag when the job ends elsewhere.
 fn watch_for_cancel(services: Services, job: mta_platform::JobId, stop: StopFlag) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         loop {
             tokio::time::sleep(Duration::from_millis(500)).await;
-            if let Ok(Some(state)) = services.ledger.state(&job).await
-                && matches!(state, JobState::Cancelled | JobState::Failed)
-            {
-                stop.set();
-                return;
+            match services.ledger.state(&job).await {
+                Ok(Some(JobState::Cancelled | JobState::Failed)) | Ok(None) => {
+                    stop.set();
+                    return;
+                }
+                Ok(Some(JobState::Succeeded)) => return,
+                _ => {}
             }
         }
     })

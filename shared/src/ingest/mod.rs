@@ -15,7 +15,7 @@ use std::io::{BufRead, BufReader, Read};
 pub use columns::{Canonical, ColumnMapping};
 pub use parquet::{ParquetLayout, parquet_layout, read_parquet};
 pub use rows::{MAX_CHANNEL_NAME_BYTES, MAX_USER_ID_BYTES};
-pub use text::{read_csv, read_ndjson};
+pub use text::{detect_delimiter, read_csv, read_ndjson};
 
 use crate::chunk::{EventChunk, PathChunk};
 use crate::error::{AttributionError, ErrorCode};

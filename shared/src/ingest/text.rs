@@ -188,7 +188,7 @@ pub(super) fn finish<E: From<AttributionError>>(
 }
 
 /// The candidate (`,` `;` tab) seen most often in the first line outside quotes; `,` if none.
-pub(crate) fn detect_delimiter(head: &[u8]) -> u8 {
+pub fn detect_delimiter(head: &[u8]) -> u8 {
     let line = head.split(|&b| b == b'\n').next().unwrap_or(head);
     let mut counts = [0usize; 3];
     let mut quoted = false;
