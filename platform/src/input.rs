@@ -113,27 +113,21 @@ pub fn plan_csv_ranges(path: &Path, delimiter: u8, pieces: usize) -> anyhow::Res
     let mut reader = BufReader::with_capacity(8 << 20, open(path)?);
     let mut buffer = vec![0u8; 8 << 20];
     let targets: Vec<u64> = (1..pieces as u64).map(|k| size * k / pieces as u64).collect();
-    let mut scan = Scan::default();
+    let mut scan = Scan::new(delimiter);
     let mut cuts: Vec<(u64, u64)> = Vec::new(); // (byte offset, data rows before it)
-    let mut offset = 0u64;
     loop {
         let n = reader.read(&mut buffer).with_context(|| format!("Failed to read {}", path.display()))?;
         if n == 0 {
             break;
         }
-        for (i, &byte) in buffer[..n].iter().enumerate() {
-            match scan.step(byte, delimiter) {
-                Step::Continue => {}
-                Step::Unsafe => return Ok(None),
-                Step::RecordEnd => {
-                    let end = offset + i as u64 + 1;
-                    if scan.header_end.is_some() && cuts.len() < targets.len() && end >= targets[cuts.len()] {
-                        cuts.push((end, scan.rows));
-                    }
-                }
+        let safe = scan.buffer(&buffer[..n], |end, rows, header_seen| {
+            if header_seen && cuts.len() < targets.len() && end >= targets[cuts.len()] {
+                cuts.push((end, rows));
             }
+        });
+        if !safe {
+            return Ok(None);
         }
-        offset += n as u64;
     }
     let Some(header_end) = scan.finish() else { return Ok(None) };
     let rows = scan.rows;
@@ -157,78 +151,118 @@ pub fn plan_csv_ranges(path: &Path, delimiter: u8, pieces: usize) -> anyhow::Res
     Ok(Some(ranges))
 }
 
-/// The planner's view of the CSV grammar, one byte at a time.
-#[derive(Default)]
+/// The planner's view of the CSV grammar. It jumps between quotes, newlines and
+/// carriage returns (memchr), so a file is scanned several times faster than parsed.
 struct Scan {
+    delimiter: u8,
     /// End of the header record (the first record that is not blank).
     header_end: Option<u64>,
     /// Data rows seen (records after the header that are not blank).
     rows: u64,
+    /// Offset of the start of the current buffer in the file.
     offset: u64,
     in_quotes: bool,
-    /// The previous byte closed a quoted field: a quote now is an escaped `""`.
-    just_closed: bool,
-    at_field_start: bool,
+    /// Offset of the quote that last closed a quoted field: a quote right after it is an escaped `""`.
+    closed_at: Option<u64>,
+    /// The byte before the next one to look at (`\n` at the start of the file).
+    previous: u8,
     after_cr: bool,
-    /// Bytes of the current record other than quotes and carriage returns, and its quotes.
+    /// Bytes of the current record other than quotes and line ends, and its quotes.
     content: u64,
     quotes: u64,
-    started: bool,
-}
-
-enum Step {
-    Continue,
-    RecordEnd,
-    Unsafe,
 }
 
 impl Scan {
-    fn step(&mut self, byte: u8, delimiter: u8) -> Step {
-        if !self.started {
-            self.started = true;
-            self.at_field_start = true;
+    fn new(delimiter: u8) -> Scan {
+        Scan {
+            delimiter,
+            header_end: None,
+            rows: 0,
+            offset: 0,
+            in_quotes: false,
+            closed_at: None,
+            previous: b'\n',
+            after_cr: false,
+            content: 0,
+            quotes: 0,
         }
-        self.offset += 1;
-        if self.after_cr && !self.in_quotes && byte != b'\n' {
-            return Step::Unsafe; // A lone carriage return ends records for the reader, not for us.
-        }
-        let field_start = std::mem::replace(&mut self.at_field_start, false);
-        let just_closed = std::mem::replace(&mut self.just_closed, false);
-        if self.in_quotes {
-            if byte == b'"' {
+    }
+
+    /// Scans the next buffer, calling `record_end(end offset, rows so far, header seen)`
+    /// after every record; `false` when the file cannot be cut safely.
+    fn buffer(&mut self, bytes: &[u8], mut record_end: impl FnMut(u64, u64, bool)) -> bool {
+        let mut at = 0;
+        while at < bytes.len() {
+            if self.in_quotes {
+                let Some(j) = memchr::memchr(b'"', &bytes[at..]) else {
+                    self.content += (bytes.len() - at) as u64;
+                    self.previous = bytes[bytes.len() - 1];
+                    break;
+                };
+                let i = at + j;
+                self.content += j as u64;
                 self.in_quotes = false;
-                self.just_closed = true;
+                self.closed_at = Some(self.offset + i as u64);
                 self.quotes += 1;
-            } else {
-                self.content += 1;
+                self.previous = b'"';
+                at = i + 1;
+                continue;
             }
-            return Step::Continue;
-        }
-        match byte {
-            b'"' if field_start || just_closed => {
-                self.in_quotes = true;
-                self.quotes += 1;
-            }
-            b'\r' => self.after_cr = true,
-            b'\n' => {
-                self.after_cr = false;
-                self.at_field_start = true;
-                let blank = self.content == 0 && (self.quotes == 0 || self.quotes == 2);
-                (self.content, self.quotes) = (0, 0);
-                if !blank {
-                    match self.header_end {
-                        None => self.header_end = Some(self.offset),
-                        Some(_) => self.rows += 1,
-                    }
+            let found = memchr::memchr3(b'"', b'\n', b'\r', &bytes[at..]);
+            let skipped = found.unwrap_or(bytes.len() - at);
+            if skipped > 0 {
+                if self.after_cr {
+                    return false; // A lone carriage return ends records for the reader, not for us.
                 }
-                return Step::RecordEnd;
+                self.content += skipped as u64;
+                self.previous = bytes[at + skipped - 1];
             }
-            other => {
-                self.content += 1;
-                self.at_field_start = other == delimiter;
+            let Some(j) = found else { break };
+            let i = at + j;
+            let position = self.offset + i as u64;
+            match bytes[i] {
+                b'"' => {
+                    if self.after_cr {
+                        return false;
+                    }
+                    let escaped = self.closed_at.is_some_and(|closed| closed + 1 == position);
+                    if escaped || self.previous == self.delimiter || self.previous == b'\n' {
+                        self.in_quotes = true;
+                        self.quotes += 1;
+                    } else {
+                        self.content += 1; // A quote inside an unquoted field is literal.
+                    }
+                    self.previous = b'"';
+                }
+                b'\r' => {
+                    if self.after_cr {
+                        return false;
+                    }
+                    self.after_cr = true;
+                    self.previous = b'\r';
+                }
+                _ => {
+                    self.after_cr = false;
+                    self.previous = b'\n';
+                    if !self.record_is_blank() {
+                        match self.header_end {
+                            None => self.header_end = Some(position + 1),
+                            Some(_) => self.rows += 1,
+                        }
+                    }
+                    (self.content, self.quotes) = (0, 0);
+                    record_end(position + 1, self.rows, self.header_end.is_some());
+                }
             }
+            at = i + 1;
         }
-        Step::Continue
+        self.offset += bytes.len() as u64;
+        true
+    }
+
+    /// A record the reader skips: empty, or holding only `""` (one empty field).
+    fn record_is_blank(&self) -> bool {
+        self.content == 0 && (self.quotes == 0 || self.quotes == 2)
     }
 
     /// The header's end, once the last record (which may lack a newline) is counted;
@@ -237,8 +271,7 @@ impl Scan {
         if self.in_quotes {
             return None;
         }
-        let blank = self.content == 0 && (self.quotes == 0 || self.quotes == 2);
-        if !blank && self.header_end.is_some() {
+        if !self.record_is_blank() && self.header_end.is_some() {
             self.rows += 1;
         }
         self.header_end
