@@ -69,7 +69,7 @@ where
         upload_id,
         size_bytes,
         sha256: hex::encode(hasher.finalize()),
-        created_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        created_at: mta_platform::ledger::now(),
     };
     state.ledger.put_upload(&upload).await?;
     tracing::info!(upload = %upload_id, size_bytes, "upload stored");

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
-use mta_core::ingest::{ColumnMapping, Format, InputSpec, Limits};
+use mta_core::ingest::{ColumnMapping, Format, InputSpec, Limits, parse_delimiter};
 use mta_core::{AttributionError, InputKind, OptionsSpec, PositionWeights};
 
 use crate::local::AttributeRequest;
@@ -167,12 +167,4 @@ impl AttributeArgs {
 
 fn split_list(s: &str) -> Vec<String> {
     s.split(',').map(|x| x.trim().to_owned()).filter(|x| !x.is_empty()).collect()
-}
-
-fn parse_delimiter(s: &str) -> Result<u8, AttributionError> {
-    match s {
-        "\\t" | "tab" | "\t" => Ok(b'\t'),
-        one if one.len() == 1 && one.is_ascii() => Ok(one.as_bytes()[0]),
-        other => Err(AttributionError::option("delimiter", format!("`{other}` is not a single ASCII character"))),
-    }
 }

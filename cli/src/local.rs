@@ -181,14 +181,7 @@ impl Run<'_> {
     fn global_channels(&self, names: &[String]) -> Result<Vec<u32>, RunError> {
         let mut dict = self.channels.lock().expect("no panics while locked");
         let map: Vec<u32> = names.iter().map(|name| dict.id(name)).collect();
-        let max = self.request.spec.limits.max_channels;
-        if dict.len() > max {
-            return Err(AttributionError::new(
-                ErrorCode::LimitExceeded,
-                format!("the input has more than {max} distinct channels, the configured limit (max_channels)"),
-            )
-            .into());
-        }
+        self.request.spec.limits.check_channels(dict.len())?;
         Ok(map)
     }
 

@@ -159,6 +159,13 @@ impl Default for QueueConfig {
     }
 }
 
+impl LimitsConfig {
+    /// The limits the engine enforces while decoding.
+    pub fn engine(&self) -> mta_core::ingest::Limits {
+        mta_core::ingest::Limits { max_rows: self.max_rows, max_channels: self.max_channels }
+    }
+}
+
 impl Default for LimitsConfig {
     fn default() -> Self {
         LimitsConfig { max_upload_bytes: 50 << 30, max_rows: None, max_channels: 100_000 }

@@ -629,7 +629,8 @@ impl Ledger {
     }
 }
 
-fn now() -> String {
+/// The current time as the ledger writes it (RFC 3339, milliseconds, UTC).
+pub fn now() -> String {
     let now: DateTime<Utc> = Utc::now();
     now.to_rfc3339_opts(SecondsFormat::Millis, true)
 }

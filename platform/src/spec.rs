@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use mta_core::ingest::{ColumnMapping, Format, InputSpec, Limits};
+use mta_core::ingest::{ColumnMapping, Format, InputSpec, parse_delimiter};
 use mta_core::{AttributionError, InputKind, OptionsSpec};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -58,7 +58,7 @@ impl JobSpec {
             path_separator,
             columns: ColumnMapping::parse(pairs.iter().map(String::as_str))?,
             keep_user_ids: self.export_credits,
-            limits: Limits { max_rows: limits.max_rows, max_channels: limits.max_channels },
+            limits: limits.engine(),
             ..InputSpec::default()
         })
     }
@@ -86,14 +86,6 @@ impl JobSpec {
         hasher.update(b"\n");
         hasher.update(serde_json::to_vec(&without_upload).expect("a spec serialises"));
         hex::encode(hasher.finalize())
-    }
-}
-
-fn parse_delimiter(s: &str) -> Result<u8, AttributionError> {
-    match s {
-        "\\t" | "tab" | "\t" => Ok(b'\t'),
-        one if one.len() == 1 && one.is_ascii() => Ok(one.as_bytes()[0]),
-        other => Err(AttributionError::option("delimiter", format!("`{other}` is not a single ASCII character"))),
     }
 }
 

@@ -51,24 +51,10 @@ fn reduce(services: &Services, job: &JobRecord, stop: &StopFlag) -> Result<(), S
         }
     }
     let total = total.filter(|t| t.counts.rows > 0).ok_or_else(no_rows)?;
-    // Each split task checks the row limit on its own share; the whole input is checked here.
-    if let Some(max) = services.config.limits.max_rows
-        && total.counts.rows > max
-    {
-        return Err(AttributionError::new(
-            ErrorCode::LimitExceeded,
-            format!("the input has more than {max} rows, the configured limit (max_rows)"),
-        )
-        .into());
-    }
-    let max = services.config.limits.max_channels;
-    if total.channels.len() > max {
-        return Err(AttributionError::new(
-            ErrorCode::LimitExceeded,
-            format!("the input has more than {max} distinct channels, the configured limit (max_channels)"),
-        )
-        .into());
-    }
+    // Each split task checks the limits on its own share; the whole input is checked here.
+    let limits = services.config.limits.engine();
+    limits.check_rows(total.counts.rows)?;
+    limits.check_channels(total.channels.len())?;
     let result = total.finish(&options)?;
     if job.spec.export_credits {
         export_credits(services, job, &options, &result, stop)?;

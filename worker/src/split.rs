@@ -11,7 +11,7 @@ use mta_core::chunk::{ChannelDict, EventChunk, NO_CHANNEL, partition_of};
 use std::io::Read;
 
 use mta_core::ingest::{Block, Format, InputSpec, detect_delimiter, detect_format};
-use mta_core::{AttributionError, ErrorCode, InputKind, Options, Partial};
+use mta_core::{InputKind, Options, Partial};
 use mta_platform::chunk_file;
 use mta_platform::input::{CsvRange, Source, plan_csv_ranges};
 use mta_platform::ledger::{FanIn, JobRecord, Stage};
@@ -216,14 +216,7 @@ impl<'a> Splitter<'a> {
 
     fn partition(&mut self, chunk: &EventChunk) -> Result<(), StageError> {
         let map: Vec<u32> = chunk.channels.names().iter().map(|name| self.channels.id(name)).collect();
-        let max = self.services.config.limits.max_channels;
-        if self.channels.len() > max {
-            return Err(AttributionError::new(
-                ErrorCode::LimitExceeded,
-                format!("the input has more than {max} distinct channels, the configured limit (max_channels)"),
-            )
-            .into());
-        }
+        self.services.config.limits.engine().check_channels(self.channels.len())?;
         let partitions = self.buffers.len() as u32;
         for row in 0..chunk.len() {
             let key = chunk.user_keys[row];

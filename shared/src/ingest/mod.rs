@@ -57,6 +57,42 @@ impl Default for Limits {
     }
 }
 
+impl Limits {
+    /// Refuses more than `max_rows` rows, naming the limit.
+    pub fn check_rows(&self, rows: u64) -> Result<(), AttributionError> {
+        match self.max_rows {
+            Some(max) if rows > max => Err(AttributionError::new(
+                ErrorCode::LimitExceeded,
+                format!("the input has more than {max} rows, the configured limit (max_rows)"),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// Refuses more than `max_channels` distinct channels, naming the limit.
+    pub fn check_channels(&self, channels: usize) -> Result<(), AttributionError> {
+        if channels > self.max_channels {
+            return Err(AttributionError::new(
+                ErrorCode::LimitExceeded,
+                format!(
+                    "the input has more than {} distinct channels, the configured limit (max_channels)",
+                    self.max_channels
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Reads a CSV delimiter option: `,` `;` `\t` (or `tab`), or any single ASCII character.
+pub fn parse_delimiter(s: &str) -> Result<u8, AttributionError> {
+    match s {
+        "\\t" | "tab" | "\t" => Ok(b'\t'),
+        one if one.len() == 1 && one.is_ascii() => Ok(one.as_bytes()[0]),
+        other => Err(AttributionError::option("delimiter", format!("`{other}` is not a single ASCII character"))),
+    }
+}
+
 /// How to read an input: everything optional is detected.
 #[derive(Debug, Clone)]
 pub struct InputSpec {

@@ -9,7 +9,7 @@ use super::columns::{ConversionColumn, EventColumns, PathColumns};
 use super::values::{Cell, read_flag, read_number, read_timestamp};
 use super::{Block, Limits};
 use crate::chunk::{EventChunk, NO_CHANNEL, PathChunk, user_key};
-use crate::error::{AttributionError, ErrorCode, Problems};
+use crate::error::{AttributionError, Problems};
 
 /// Longest channel name accepted, in bytes.
 pub const MAX_CHANNEL_NAME_BYTES: usize = 1024;
@@ -133,14 +133,7 @@ impl Rows {
     pub(crate) fn push<'c>(&mut self, row: u64, cell: impl Fn(usize) -> Cell<'c>) -> Result<(), AttributionError> {
         let shared = self.shared();
         shared.rows += 1;
-        if let Some(max) = shared.limits.max_rows
-            && shared.rows > max
-        {
-            return Err(AttributionError::new(
-                ErrorCode::LimitExceeded,
-                format!("the input has more than {max} rows, the configured limit (max_rows)"),
-            ));
-        }
+        shared.limits.check_rows(shared.rows)?;
         match self {
             Rows::Events(rows) => rows.push(row, cell),
             Rows::Paths(rows) => rows.push(row, cell),
@@ -194,16 +187,7 @@ impl Shared {
     }
 
     fn check_channels(&self, channels: usize) -> Result<(), AttributionError> {
-        if channels > self.limits.max_channels {
-            return Err(AttributionError::new(
-                ErrorCode::LimitExceeded,
-                format!(
-                    "the input has more than {} distinct channels, the configured limit (max_channels)",
-                    self.limits.max_channels
-                ),
-            ));
-        }
-        Ok(())
+        self.limits.check_channels(channels)
     }
 }
 
