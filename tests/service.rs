@@ -239,6 +239,22 @@ async fn cancel_stops_a_running_job_and_it_stays_cancelled() {
     assert_eq!(response.status(), 200);
     let job = service.wait(&id, Duration::from_secs(10)).await;
     assert_eq!(job["state"], "cancelled");
+    // The running chunk stops and the job's chunk files are removed.
+    let chunks = service.store_dir().join("jobs").join(&id).join("chunks");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    // (The local store removes files and leaves their empty directories.)
+    let files = |dir: &std::path::Path| -> usize {
+        std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| std::fs::read_dir(e.path()).map_or(1, |d| d.count()))
+            .sum()
+    };
+    while files(&chunks) > 0 {
+        assert!(Instant::now() < deadline, "chunk files of a cancelled job remain: {}", chunks.display());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     tokio::time::sleep(Duration::from_secs(3)).await;
     let (_, job) = service.get(&format!("/v1/jobs/{id}")).await;
     assert_eq!(job["state"], "cancelled", "a cancelled job must not come back: {job}");

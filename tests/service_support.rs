@@ -167,6 +167,11 @@ impl Service {
         panic!("the API did not become healthy");
     }
 
+    /// The local object store's directory (services started without `store_url`).
+    pub(crate) fn store_dir(&self) -> std::path::PathBuf {
+        self._data.path().join("store")
+    }
+
     pub(crate) fn worker_pid(&self, index: usize) -> u32 {
         self.workers[index].id()
     }

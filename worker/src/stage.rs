@@ -10,6 +10,7 @@ use std::time::Duration;
 use mta_core::{AttributionError, ErrorCode};
 use mta_platform::ledger::{JobRecord, JobState, Stage};
 use mta_platform::queue::{StageTask, TaskError, TaskInfo};
+use mta_platform::storage::keys;
 
 use crate::Services;
 
@@ -99,6 +100,7 @@ where
         );
         ledger.mark_failed(&job_id, &error).await.map_err(transient)?;
         tracing::error!(job = %job_id, unit, starts, "start budget exhausted; job failed");
+        remove_chunks(services, &job_id).await;
         return Err(TaskError::Permanent(anyhow::anyhow!(error.message)));
     }
     if !ledger.mark_running(&job_id, stage).await.map_err(transient)? {
@@ -122,17 +124,27 @@ where
         Ok(()) => Ok(()),
         Err(StageError::Stopped) => {
             tracing::info!(job = %job_id, unit, "task stopped: job cancelled");
+            remove_chunks(services, &job_id).await;
             Ok(())
         }
         Err(StageError::Input(error)) => {
             tracing::info!(job = %job_id, unit, code = error.code.as_str(), "job failed on its input");
             ledger.mark_failed(&job_id, &error).await.map_err(transient)?;
+            remove_chunks(services, &job_id).await;
             Err(TaskError::Permanent(anyhow::anyhow!(error.message)))
         }
         Err(StageError::Other(e)) => {
             tracing::warn!(job = %job_id, unit, error = format!("{e:#}"), "task failed; it will be retried");
             Err(TaskError::Transient(e))
         }
+    }
+}
+
+/// Chunk files of a job that ended without a result are no longer needed (best effort:
+/// a task still stopping may add a file afterwards).
+async fn remove_chunks(services: &Services, job: &mta_platform::JobId) {
+    if let Err(e) = services.storage.delete_prefix(&keys::chunks(job)).await {
+        tracing::warn!(job = %job, error = format!("{e:#}"), "could not delete chunk files");
     }
 }
 
