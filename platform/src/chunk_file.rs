@@ -9,7 +9,7 @@ use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Float64Array, Int64Ar
 use arrow::array::{UInt32Array, UInt64Array};
 use arrow::datatypes::{DataType, Field, Float64Type, Int64Type, Schema, UInt32Type, UInt64Type};
 use bytes::Bytes;
-use mta_core::chunk::{ChannelDict, EventChunk};
+use mta_core::chunk::EventChunk;
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::basic::Compression;
@@ -106,11 +106,6 @@ pub fn decode_into(bytes: Bytes, into: &mut EventChunk) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// An empty chunk to decode into.
-pub fn empty() -> EventChunk {
-    EventChunk { channels: ChannelDict::default(), ..EventChunk::default() }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -127,7 +122,7 @@ mod tests {
         a.values = vec![0.0, 2.5];
         a.row_numbers = vec![3, 9];
         let _ = x;
-        let mut into = empty();
+        let mut into = EventChunk::default();
         into.channels.id("y");
         decode_into(Bytes::from(encode(&a).unwrap()), &mut into).unwrap();
         assert_eq!(into.user_keys, a.user_keys);

@@ -285,26 +285,16 @@ impl Ledger {
         cache_key: &str,
     ) -> anyhow::Result<()> {
         let now = now();
-        let mut conn = self.conn.clone();
-        let spec = serde_json::to_string(spec)?;
-        let _: () = redis::pipe()
-            .atomic()
-            .hset_multiple(
-                self.job_key(id),
-                &[
-                    ("state", "queued"),
-                    ("upload_id", &upload.to_string()),
-                    ("spec", &spec),
-                    ("cache_key", cache_key),
-                    ("created_at", &now),
-                    ("updated_at", &now),
-                ],
-            )
-            .zadd(self.key("jobs"), id.to_string(), Utc::now().timestamp_millis())
-            .query_async(&mut conn)
-            .await
-            .context("Failed to record the job")?;
-        Ok(())
+        let (upload, spec) = (upload.to_string(), serde_json::to_string(spec)?);
+        let fields = [
+            ("state", "queued"),
+            ("upload_id", &upload),
+            ("spec", &spec),
+            ("cache_key", cache_key),
+            ("created_at", &now),
+            ("updated_at", &now),
+        ];
+        self.insert_job(id, &fields).await
     }
 
     /// Records a job answered from the cache: already succeeded, serving `source`'s result.
@@ -316,32 +306,31 @@ impl Ledger {
         source: &JobRecord,
     ) -> anyhow::Result<()> {
         let now = now();
+        let (upload, spec) = (upload.to_string(), serde_json::to_string(spec)?);
+        let progress = &source.progress;
+        let fields = [
+            ("state", "succeeded"),
+            ("upload_id", &upload),
+            ("spec", &spec),
+            ("cache_key", &source.cache_key),
+            ("cached_from", &source.result_owner().to_string()),
+            ("kind", source.kind.map_or("", InputKind::as_str)),
+            ("splits_total", &progress.splits_total.to_string()),
+            ("chunks_total", &progress.chunks_total.to_string()),
+            ("rows:cached", &progress.rows.to_string()),
+            ("created_at", &now),
+            ("updated_at", &now),
+            ("finished_at", &now),
+        ];
+        self.insert_job(id, &fields).await
+    }
+
+    /// Writes a new job record and lists it, in one transaction.
+    async fn insert_job(&self, id: &JobId, fields: &[(&str, &str)]) -> anyhow::Result<()> {
         let mut conn = self.conn.clone();
-        let spec = serde_json::to_string(spec)?;
-        let kind = match source.kind {
-            Some(InputKind::Events) => "events",
-            Some(InputKind::Paths) => "paths",
-            None => "",
-        };
         let _: () = redis::pipe()
             .atomic()
-            .hset_multiple(
-                self.job_key(id),
-                &[
-                    ("state", "succeeded"),
-                    ("upload_id", &upload.to_string()),
-                    ("spec", &spec),
-                    ("cache_key", &source.cache_key),
-                    ("cached_from", &source.result_owner().to_string()),
-                    ("kind", kind),
-                    ("splits_total", &source.progress.splits_total.to_string()),
-                    ("chunks_total", &source.progress.chunks_total.to_string()),
-                    ("rows:cached", &source.progress.rows.to_string()),
-                    ("created_at", &now),
-                    ("updated_at", &now),
-                    ("finished_at", &now),
-                ],
-            )
+            .hset_multiple(self.job_key(id), fields)
             .zadd(self.key("jobs"), id.to_string(), Utc::now().timestamp_millis())
             .query_async(&mut conn)
             .await
@@ -475,11 +464,8 @@ impl Ledger {
     /// Records what kind of input the split found.
     pub async fn set_kind(&self, job: &JobId, kind: InputKind) -> anyhow::Result<()> {
         let mut conn = self.conn.clone();
-        let kind = match kind {
-            InputKind::Events => "events",
-            InputKind::Paths => "paths",
-        };
-        let _: () = conn.hset(self.job_key(job), "kind", kind).await.context("Failed to record the input kind")?;
+        let _: () =
+            conn.hset(self.job_key(job), "kind", kind.as_str()).await.context("Failed to record the input kind")?;
         Ok(())
     }
 

@@ -184,25 +184,18 @@ impl Storage {
     /// A local file holding the object: the object itself on a local store, else a
     /// download into `scratch` (streamed, never whole in memory).
     pub async fn local_copy(&self, key: &Key, scratch: &Path) -> anyhow::Result<PathBuf> {
-        if let Some(path) = self.local_path(key) {
-            return Ok(path);
-        }
-        let target = scratch.join(key.filename().unwrap_or("object"));
-        let mut file =
-            tokio::fs::File::create(&target).await.with_context(|| format!("Failed to create {}", target.display()))?;
-        let mut stream = self.store.get(key).await.with_context(|| format!("Failed to read {key}"))?.into_stream();
-        while let Some(piece) = stream.next().await {
-            let piece = piece.with_context(|| format!("Failed to read {key}"))?;
-            file.write_all(&piece).await.with_context(|| format!("Failed to write {}", target.display()))?;
-        }
-        file.flush().await?;
-        Ok(target)
+        self.copy_to_local(key, None, scratch).await
     }
 
     /// Like [`Storage::local_copy`], but a remote object is fetched only in `ranges`, each
     /// written at its own offset of a sparse local file (a split task reading one byte
     /// range of a large CSV file needs its header and its range, not the whole file).
     pub async fn local_copy_ranges(&self, key: &Key, ranges: &[Range<u64>], scratch: &Path) -> anyhow::Result<PathBuf> {
+        self.copy_to_local(key, Some(ranges), scratch).await
+    }
+
+    /// Downloads the whole object (`ranges: None`) or the given ranges of it into `scratch`.
+    async fn copy_to_local(&self, key: &Key, ranges: Option<&[Range<u64>]>, scratch: &Path) -> anyhow::Result<PathBuf> {
         use tokio::io::AsyncSeekExt;
         if let Some(path) = self.local_path(key) {
             return Ok(path);
@@ -210,11 +203,17 @@ impl Storage {
         let target = scratch.join(key.filename().unwrap_or("object"));
         let mut file =
             tokio::fs::File::create(&target).await.with_context(|| format!("Failed to create {}", target.display()))?;
-        for range in ranges.iter().filter(|r| !r.is_empty()) {
-            let options = object_store::GetOptions { range: Some(range.clone().into()), ..Default::default() };
+        let pieces: Vec<Option<Range<u64>>> = match ranges {
+            None => vec![None],
+            Some(ranges) => ranges.iter().filter(|r| !r.is_empty()).cloned().map(Some).collect(),
+        };
+        for range in pieces {
+            if let Some(range) = &range {
+                file.seek(std::io::SeekFrom::Start(range.start)).await?;
+            }
+            let options = object_store::GetOptions { range: range.map(Into::into), ..Default::default() };
             let mut stream =
                 self.store.get_opts(key, options).await.with_context(|| format!("Failed to read {key}"))?.into_stream();
-            file.seek(std::io::SeekFrom::Start(range.start)).await?;
             while let Some(piece) = stream.next().await {
                 let piece = piece.with_context(|| format!("Failed to read {key}"))?;
                 file.write_all(&piece).await.with_context(|| format!("Failed to write {}", target.display()))?;

@@ -19,6 +19,16 @@ pub enum InputKind {
     Paths,
 }
 
+impl InputKind {
+    /// The kind as it appears in job specs and results.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InputKind::Events => "events",
+            InputKind::Paths => "paths",
+        }
+    }
+}
+
 impl FromStr for InputKind {
     type Err = AttributionError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {

@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use mta_core::chunk::EventChunk;
-use mta_core::{InputKind, Options, Partial};
+use mta_core::{InputKind, Partial};
 use mta_platform::chunk_file;
 use mta_platform::ledger::{FanIn, JobRecord, Stage};
 use mta_platform::queue::{AttributeTask, ReduceTask, StageHandler, TaskError, TaskInfo};
@@ -69,7 +69,7 @@ pub fn load_partition(
     partition: u32,
     stop: &StopFlag,
 ) -> Result<EventChunk, StageError> {
-    let mut chunk = chunk_file::empty();
+    let mut chunk = EventChunk::default();
     for key in block_on(services.storage.list(&keys::chunk_prefix(&job.id, partition)))? {
         stop.check()?;
         let bytes = block_on(services.storage.get(&key))?;
@@ -96,9 +96,4 @@ fn inject_faults(services: &Services, chunk: &EventChunk, stop: &StopFlag) -> Re
         }
     }
     Ok(())
-}
-
-/// Options of a job whose kind is known.
-pub fn options_for(job: &JobRecord, kind: InputKind) -> Result<Options, StageError> {
-    Ok(job.spec.options.validate(kind)?)
 }

@@ -11,7 +11,7 @@ use mta_platform::queue::{ReduceTask, StageHandler, TaskError, TaskInfo};
 use mta_platform::storage::keys;
 
 use crate::Services;
-use crate::attribute::{load_partition, options_for};
+use crate::attribute::load_partition;
 use crate::stage::{StageError, StopFlag, block_on, run_unit};
 
 #[derive(Debug, Clone)]
@@ -38,7 +38,7 @@ impl StageHandler<ReduceTask> for ReduceHandler {
 fn reduce(services: &Services, job: &JobRecord, stop: &StopFlag) -> Result<(), StageError> {
     let no_rows = || AttributionError::new(ErrorCode::EmptyInput, "the input has no data rows");
     let kind = job.kind.ok_or_else(no_rows)?;
-    let options = options_for(job, kind)?;
+    let options = job.spec.options.validate(kind)?;
     let mut total: Option<Partial> = None;
     for key in block_on(services.storage.list(&keys::partials(&job.id)))? {
         stop.check()?;

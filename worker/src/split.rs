@@ -171,7 +171,6 @@ impl<'a> Splitter<'a> {
         partitions: u32,
         stop: &'a StopFlag,
     ) -> Self {
-        let empty = EventChunk { user_ids: spec.keep_user_ids.then(Vec::new), ..EventChunk::default() };
         Splitter {
             services,
             job,
@@ -180,7 +179,7 @@ impl<'a> Splitter<'a> {
             stop,
             options: None,
             channels: ChannelDict::default(),
-            buffers: vec![empty; partitions as usize],
+            buffers: vec![partition_buffer(spec.keep_user_ids); partitions as usize],
             buffered: 0,
             sequence: vec![0; partitions as usize],
             uploader: ChunkUploader::start(services.clone(), stop.clone()),
@@ -249,8 +248,7 @@ impl<'a> Splitter<'a> {
             if buffer.is_empty() {
                 continue;
             }
-            let fresh = EventChunk { user_ids: self.keep_user_ids.then(Vec::new), ..EventChunk::default() };
-            let mut chunk = std::mem::replace(buffer, fresh);
+            let mut chunk = std::mem::replace(buffer, partition_buffer(self.keep_user_ids));
             chunk.channels = self.channels.clone();
             batch.push((keys::chunk(&self.job.id, partition as u32, self.split, self.sequence[partition]), chunk));
             self.sequence[partition] += 1;
@@ -268,6 +266,11 @@ impl<'a> Splitter<'a> {
         }
         Ok(())
     }
+}
+
+/// An empty buffer of one partition's rows (carrying user ids when credits are exported).
+fn partition_buffer(keep_user_ids: bool) -> EventChunk {
+    EventChunk { user_ids: keep_user_ids.then(Vec::new), ..EventChunk::default() }
 }
 
 /// Encodes and stores chunk files on a second thread while the split keeps decoding, so
