@@ -98,6 +98,8 @@ impl Drop for Redis {
 
 /// Settings of one service under test.
 pub(crate) struct ServiceSpec {
+    /// Keep the API's log (at `info`) in a file, for tests that read it.
+    pub(crate) api_log: bool,
     pub(crate) workers: usize,
     pub(crate) appendonly: bool,
     /// Extra environment for the API and workers (`MTA_*`).
@@ -110,16 +112,26 @@ pub(crate) struct ServiceSpec {
 
 impl Default for ServiceSpec {
     fn default() -> Self {
-        ServiceSpec { workers: 1, appendonly: false, env: Vec::new(), store_url: None, store_env: Vec::new() }
+        ServiceSpec {
+            api_log: false,
+            workers: 1,
+            appendonly: false,
+            env: Vec::new(),
+            store_url: None,
+            store_env: Vec::new(),
+        }
     }
 }
 
-/// A running service: Redis, one API process, worker processes.
+/// A running service: Redis, API processes, worker processes, and an admin key of
+/// tenant `t1` (made with `mta keys create`, as an operator would) that `http` sends.
 pub(crate) struct Service {
     pub(crate) redis: Redis,
     pub(crate) base: String,
     pub(crate) http: reqwest::Client,
+    pub(crate) key: String,
     api: Child,
+    extra_apis: Vec<Child>,
     workers: Vec<Child>,
     env: Vec<(String, String)>,
     _data: tempfile::TempDir,
@@ -139,32 +151,66 @@ impl Service {
             ("RUST_LOG".into(), std::env::var("TEST_LOG").unwrap_or_else(|_| "warn".into())),
         ];
         env.extend(spec.env.into_iter().chain(spec.store_env).map(|(k, v)| (k.to_owned(), v)));
-        let api = spawn(env!("CARGO_BIN_EXE_mta-api"), &env);
+        let api = if spec.api_log {
+            let log = std::fs::File::create(data.path().join("api.log")).expect("log file");
+            let mut api_env = env.clone();
+            api_env.push(("RUST_LOG".into(), "info".into()));
+            spawn_logged(env!("CARGO_BIN_EXE_mta-api"), &api_env, log)
+        } else {
+            spawn(env!("CARGO_BIN_EXE_mta-api"), &env)
+        };
         let workers = (0..spec.workers).map(|_| spawn(env!("CARGO_BIN_EXE_mta-worker"), &env)).collect();
-        let service = Service {
+        let mut service = Service {
             redis,
             base: format!("http://127.0.0.1:{port}"),
-            http: reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("client"),
+            http: client(None),
+            key: String::new(),
             api,
+            extra_apis: Vec::new(),
             workers,
             env,
             _data: data,
         };
-        service.wait_healthy().await;
+        service.key = service.create_key("t1", "admin", &[]);
+        service.http = client(Some(&service.key));
+        wait_healthy(&service.base).await;
         service
     }
 
-    async fn wait_healthy(&self) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if let Ok(response) = self.http.get(format!("{}/health/live", self.base)).send().await
-                && response.status().is_success()
-            {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("the API did not become healthy");
+    /// `mta keys create --tenant T --role R [extra]` against this service's Redis; the secret.
+    pub(crate) fn create_key(&self, tenant: &str, role: &str, extra: &[&str]) -> String {
+        let output = self
+            .keys_command(&["create", "--tenant", tenant, "--role", role, "--name", &format!("{role} key of {tenant}")])
+            .args(extra)
+            .output()
+            .expect("mta keys create runs");
+        assert!(output.status.success(), "mta keys create: {}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8(output.stdout).expect("UTF-8").trim().to_owned()
+    }
+
+    /// An `mta keys ...` command aimed at this service's Redis.
+    pub(crate) fn keys_command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_mta"));
+        command.arg("keys").args(args).envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        command
+    }
+
+    /// Starts one more API process on this service's Redis and store (with `extra` environment); its base URL.
+    pub(crate) async fn start_api(&mut self, extra: &[(&str, &str)]) -> String {
+        let port = free_port();
+        let mut env = self.env.clone();
+        env.retain(|(k, _)| k != "MTA_BIND");
+        env.push(("MTA_BIND".into(), format!("127.0.0.1:{port}")));
+        env.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+        self.extra_apis.push(spawn(env!("CARGO_BIN_EXE_mta-api"), &env));
+        let base = format!("http://127.0.0.1:{port}");
+        wait_healthy(&base).await;
+        base
+    }
+
+    /// The API's log (services started with `api_log`).
+    pub(crate) fn api_log(&self) -> String {
+        std::fs::read_to_string(self._data.path().join("api.log")).unwrap_or_default()
     }
 
     /// The local object store's directory (services started without `store_url`).
@@ -196,6 +242,16 @@ impl Service {
     pub(crate) async fn get(&self, path: &str) -> (u16, Value) {
         let response = self.http.get(format!("{}{path}", self.base)).send().await.expect("GET");
         decode(response).await
+    }
+
+    /// A request to this service's first API with `key` (none when `None`): status and body.
+    pub(crate) async fn call(&self, key: Option<&str>, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let mut request = client(key).request(method, format!("{}{path}", self.base));
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        decode(request.send().await.expect("request")).await
     }
 
     pub(crate) async fn get_bytes(&self, path: &str) -> (u16, Vec<u8>) {
@@ -265,11 +321,43 @@ impl Service {
 
 impl Drop for Service {
     fn drop(&mut self) {
-        for child in self.workers.iter_mut().chain(std::iter::once(&mut self.api)) {
+        for child in self.workers.iter_mut().chain(&mut self.extra_apis).chain(std::iter::once(&mut self.api)) {
             let _ = child.kill();
             let _ = child.wait();
         }
     }
+}
+
+/// A client that sends `key` as a Bearer token on every request.
+pub(crate) fn client(key: Option<&str>) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(key) = key {
+        headers.insert(reqwest::header::AUTHORIZATION, format!("Bearer {key}").parse().expect("header value"));
+    }
+    reqwest::Client::builder().timeout(Duration::from_secs(30)).default_headers(headers).build().expect("client")
+}
+
+async fn wait_healthy(base: &str) {
+    let http = client(None);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if let Ok(response) = http.get(format!("{base}/health/live")).send().await
+            && response.status().is_success()
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the API at {base} did not become healthy");
+}
+
+fn spawn_logged(binary: &str, env: &[(String, String)], log: std::fs::File) -> Child {
+    Command::new(binary)
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .stdout(log.try_clone().expect("log file"))
+        .stderr(log)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {binary}: {e}"))
 }
 
 fn spawn(binary: &str, env: &[(String, String)]) -> Child {
@@ -281,7 +369,7 @@ fn spawn(binary: &str, env: &[(String, String)]) -> Child {
         .unwrap_or_else(|e| panic!("cannot start {binary}: {e}"))
 }
 
-async fn decode(response: reqwest::Response) -> (u16, Value) {
+pub(crate) async fn decode(response: reqwest::Response) -> (u16, Value) {
     let status = response.status().as_u16();
     let bytes = response.bytes().await.expect("body");
     let value =

@@ -2,7 +2,7 @@
 //! `{"error": {"code", "message", "details"?}}` (DESIGN.md 5).
 
 use axum::Json;
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use mta_core::{AttributionError, ErrorCode, Problem};
 use serde_json::json;
@@ -11,6 +11,8 @@ use serde_json::json;
 pub enum ApiError {
     /// The request itself is wrong (bad JSON, bad option, bad id): 400/404/409/413/422.
     Client { status: StatusCode, code: &'static str, message: String, details: Vec<Problem> },
+    /// A quota is used up: 429 with `Retry-After`.
+    TooMany { code: &'static str, message: String, retry_after_secs: u64 },
     /// Ours: logged with its cause, answered as a bare 500/503 without internals.
     Internal(anyhow::Error),
     /// Redis or storage is unreachable right now: 503, worth retrying.
@@ -56,8 +58,13 @@ impl From<anyhow::Error> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let mut retry_after = None;
         let (status, code, message, details) = match self {
             ApiError::Client { status, code, message, details } => (status, code, message, details),
+            ApiError::TooMany { code, message, retry_after_secs } => {
+                retry_after = Some(retry_after_secs);
+                (StatusCode::TOO_MANY_REQUESTS, code, message, Vec::new())
+            }
             ApiError::Internal(e) => {
                 tracing::error!(error = format!("{e:#}"), "internal error");
                 (StatusCode::INTERNAL_SERVER_ERROR, "internal", "an internal error occurred".to_owned(), Vec::new())
@@ -72,7 +79,14 @@ impl IntoResponse for ApiError {
         if !details.is_empty() {
             error["details"] = json!(details);
         }
-        (status, Json(json!({ "error": error }))).into_response()
+        let mut response = (status, Json(json!({ "error": error }))).into_response();
+        if let Some(secs) = retry_after {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
     }
 }
 

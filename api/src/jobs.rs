@@ -8,20 +8,25 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::TryStreamExt;
 use mta_platform::JobSpec;
-use mta_platform::ledger::{JobId, JobRecord, JobState, UploadId};
+use mta_platform::ledger::{JobId, JobRecord, JobState, UploadId, UploadRecord};
 use mta_platform::queue::SplitTask;
 use mta_platform::storage::keys;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::AppState;
+use crate::auth::{Auth, Caller, Read, Submit};
 use crate::error::{ApiError, AppJson};
 use crate::uploads::store_upload;
 
 const MAX_IDEMPOTENCY_KEY: usize = 255;
 
 /// `POST /v1/jobs`: 202 with the job and its `Location`.
-pub async fn create(State(state): State<AppState>, request: Request) -> Result<Response, ApiError> {
+pub async fn create(
+    State(state): State<AppState>,
+    Auth(caller, ..): Auth<Submit>,
+    request: Request,
+) -> Result<Response, ApiError> {
     let idempotency_key = idempotency_key(request.headers())?;
     let is_multipart = request
         .headers()
@@ -29,7 +34,7 @@ pub async fn create(State(state): State<AppState>, request: Request) -> Result<R
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("multipart/form-data"));
     let (spec, upload_id) = if is_multipart {
-        spec_and_file(&state, request).await?
+        spec_and_file(&state, &caller, request).await?
     } else {
         let limited = request.map(|body| Body::new(http_body_util::Limited::new(body, crate::JSON_BODY_LIMIT)));
         let AppJson(spec) = AppJson::<JobSpec>::from_request(limited, &state).await?;
@@ -38,13 +43,16 @@ pub async fn create(State(state): State<AppState>, request: Request) -> Result<R
         (spec, upload_id)
     };
     spec.validate(&state.config.limits)?;
-    let upload =
-        state.ledger.upload(&upload_id).await?.ok_or_else(|| ApiError::field("upload_id", "no such upload"))?;
+    let upload = state
+        .ledger
+        .upload(&caller.tenant, &upload_id)
+        .await?
+        .ok_or_else(|| ApiError::field("upload_id", "no such upload"))?;
     let spec = JobSpec { upload_id: Some(upload_id.to_string()), ..spec };
 
     let job_id = JobId::random();
     if let Some(key) = &idempotency_key
-        && let Some(existing) = state.ledger.claim_idempotency_key(key, &job_id).await?
+        && let Some(existing) = state.ledger.claim_idempotency_key(&caller.tenant, key, &job_id).await?
     {
         let Some(job) = state.ledger.job(&existing).await? else {
             // The first request holds the key but has not recorded its job yet.
@@ -58,12 +66,15 @@ pub async fn create(State(state): State<AppState>, request: Request) -> Result<R
         response.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
         return Ok(response);
     }
-    match record_and_enqueue(&state, job_id, upload_id, &spec, &upload.sha256).await {
-        Ok(job) => Ok(accepted(&job)),
+    match record_and_enqueue(&state, job_id, &upload, &spec).await {
+        Ok(job) => {
+            state.audit.record(caller.event("job.created", job.id)).await;
+            Ok(accepted(&job))
+        }
         Err(e) => {
             // A failed submission must not pin its key: the client's retry starts afresh.
             if let Some(key) = &idempotency_key {
-                let _ = state.ledger.release_idempotency_key(key, &job_id).await;
+                let _ = state.ledger.release_idempotency_key(&caller.tenant, key, &job_id).await;
             }
             Err(e)
         }
@@ -74,22 +85,21 @@ pub async fn create(State(state): State<AppState>, request: Request) -> Result<R
 async fn record_and_enqueue(
     state: &AppState,
     job_id: JobId,
-    upload_id: UploadId,
+    upload: &UploadRecord,
     spec: &JobSpec,
-    upload_sha256: &str,
 ) -> Result<JobRecord, ApiError> {
-    let cache_key = spec.cache_key(upload_sha256);
+    let cache_key = spec.cache_key(&upload.tenant, &upload.sha256);
     if let Some(source) = state.ledger.cached_job(&cache_key).await? {
-        state.ledger.create_cached_job(&job_id, &upload_id, spec, &source).await?;
+        state.ledger.create_cached_job(&job_id, upload, spec, &source).await?;
         tracing::info!(job = %job_id, source = %source.id, "job answered from the result cache");
     } else {
-        state.ledger.create_job(&job_id, &upload_id, spec, &cache_key).await?;
+        state.ledger.create_job(&job_id, upload, spec, &cache_key).await?;
         if let Err(e) = state.queue.push(SplitTask { job: job_id, split: None, range: None }).await {
             let error = mta_core::AttributionError::new(mta_core::ErrorCode::Internal, "the job could not be queued");
             let _ = state.ledger.mark_failed(&job_id, &error).await;
             return Err(ApiError::Unavailable(e));
         }
-        tracing::info!(job = %job_id, upload = %upload_id, "job queued");
+        tracing::info!(job = %job_id, upload = %upload.upload_id, tenant = %upload.tenant, "job queued");
     }
     state.ledger.job(&job_id).await?.ok_or_else(|| ApiError::not_found("job"))
 }
@@ -115,7 +125,7 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
 }
 
 /// A multipart submission: a `file` part (streamed like an upload) and an optional `spec` part (JSON).
-async fn spec_and_file(state: &AppState, request: Request) -> Result<(JobSpec, UploadId), ApiError> {
+async fn spec_and_file(state: &AppState, caller: &Caller, request: Request) -> Result<(JobSpec, UploadId), ApiError> {
     let mut multipart = Multipart::from_request(request, state)
         .await
         .map_err(|e| ApiError::new(e.status(), "invalid_request", e.body_text()))?;
@@ -143,7 +153,7 @@ async fn spec_and_file(state: &AppState, request: Request) -> Result<(JobSpec, U
             }
             Some("file") if upload.is_none() => {
                 let stream = field.map_err(|e| e.body_text());
-                upload = Some(store_upload(state, None, stream).await?.upload_id);
+                upload = Some(store_upload(state, caller, None, stream).await?.upload_id);
             }
             Some(other) => {
                 return Err(ApiError::field(
@@ -168,27 +178,41 @@ pub struct ListQuery {
 }
 
 /// `GET /v1/jobs`: newest first.
-pub async fn list(State(state): State<AppState>, query: Query<ListQuery>) -> Result<Json<Value>, ApiError> {
+pub async fn list(
+    State(state): State<AppState>,
+    Auth(caller, ..): Auth<Read>,
+    query: Query<ListQuery>,
+) -> Result<Json<Value>, ApiError> {
     let limit = query.limit.unwrap_or(50);
     if !(1..=500).contains(&limit) {
         return Err(ApiError::field("limit", "must be between 1 and 500"));
     }
-    let jobs = state.ledger.list_jobs(limit).await?;
+    let jobs = state.ledger.list_jobs(&caller.tenant, limit).await?;
     Ok(Json(json!({ "jobs": jobs })))
 }
 
-async fn find(state: &AppState, id: &str) -> Result<JobRecord, ApiError> {
+/// The caller's job `id`: a malformed id, a missing job and another tenant's job are all
+/// the same 404.
+async fn find(state: &AppState, caller: &Caller, id: &str) -> Result<JobRecord, ApiError> {
     let id: JobId = id.parse().map_err(|_| ApiError::not_found("job"))?;
-    state.ledger.job(&id).await?.ok_or_else(|| ApiError::not_found("job"))
+    state.ledger.tenant_job(&caller.tenant, &id).await?.ok_or_else(|| ApiError::not_found("job"))
 }
 
-pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<JobRecord>, ApiError> {
-    Ok(Json(find(&state, &id).await?))
+pub async fn get(
+    State(state): State<AppState>,
+    Auth(caller, ..): Auth<Read>,
+    Path(id): Path<String>,
+) -> Result<Json<JobRecord>, ApiError> {
+    Ok(Json(find(&state, &caller, &id).await?))
 }
 
 /// `DELETE /v1/jobs/{id}`: queued units become no-ops, running ones stop between blocks.
-pub async fn cancel(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<JobRecord>, ApiError> {
-    let job = find(&state, &id).await?;
+pub async fn cancel(
+    State(state): State<AppState>,
+    Auth(caller, ..): Auth<Submit>,
+    Path(id): Path<String>,
+) -> Result<Json<JobRecord>, ApiError> {
+    let job = find(&state, &caller, &id).await?;
     if !state.ledger.cancel(&job.id).await? {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -196,13 +220,17 @@ pub async fn cancel(State(state): State<AppState>, Path(id): Path<String>) -> Re
             format!("the job already ended ({})", job.state.as_str()),
         ));
     }
-    tracing::info!(job = %job.id, "job cancelled");
-    Ok(Json(find(&state, &id).await?))
+    state.audit.record(caller.event("job.cancelled", job.id)).await;
+    Ok(Json(find(&state, &caller, &id).await?))
 }
 
 /// `GET /v1/jobs/{id}/timeline`: which worker started and ended which unit, when.
-pub async fn timeline(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
-    let job = find(&state, &id).await?;
+pub async fn timeline(
+    State(state): State<AppState>,
+    Auth(caller, ..): Auth<Read>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let job = find(&state, &caller, &id).await?;
     Ok(Json(json!({ "job_id": job.id, "events": state.ledger.timeline(&job.id).await? })))
 }
 
@@ -227,22 +255,27 @@ fn require_success(job: &JobRecord) -> Result<(), ApiError> {
 /// `GET /v1/jobs/{id}/result` (`?format=csv` for a tidy table).
 pub async fn result(
     State(state): State<AppState>,
+    Auth(caller, ..): Auth<Read>,
     Path(id): Path<String>,
     Query(query): Query<ResultQuery>,
 ) -> Result<Response, ApiError> {
-    let job = find(&state, &id).await?;
+    let job = find(&state, &caller, &id).await?;
     require_success(&job)?;
     let owner = job.result_owner();
     let stored = match state.ledger.cached_result(&owner).await? {
         Some(json) => json,
         None => {
-            let bytes =
-                state.storage.get_opt(&keys::result(&owner)).await?.ok_or_else(|| ApiError::not_found("result"))?;
+            let bytes = state
+                .storage
+                .get_opt(&keys::result(&job.tenant, &owner))
+                .await?
+                .ok_or_else(|| ApiError::not_found("result"))?;
             String::from_utf8(bytes.to_vec()).map_err(|e| ApiError::Internal(e.into()))?
         }
     };
     // A cached job serves its source's result under its own id.
     let body = stored.replacen(&owner.to_string(), &job.id.to_string(), 1);
+    state.audit.record(caller.event("result.downloaded", job.id)).await;
     match query.format.as_deref() {
         None | Some("json") => Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response()),
         Some("csv") => {
@@ -280,8 +313,12 @@ fn result_csv(result: &Value) -> String {
 }
 
 /// `GET /v1/jobs/{id}/credits`: streams the Parquet export.
-pub async fn credits(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
-    let job = find(&state, &id).await?;
+pub async fn credits(
+    State(state): State<AppState>,
+    Auth(caller, ..): Auth<Read>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let job = find(&state, &caller, &id).await?;
     if !job.spec.export_credits {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
@@ -292,9 +329,10 @@ pub async fn credits(State(state): State<AppState>, Path(id): Path<String>) -> R
     require_success(&job)?;
     let (size, stream) = state
         .storage
-        .get_stream(&keys::credits(&job.result_owner()))
+        .get_stream(&keys::credits(&job.tenant, &job.result_owner()))
         .await?
         .ok_or_else(|| ApiError::not_found("credits"))?;
+    state.audit.record(caller.event("credits.downloaded", job.id)).await;
     let headers = [
         (header::CONTENT_TYPE, "application/vnd.apache.parquet".to_owned()),
         (header::CONTENT_LENGTH, size.to_string()),

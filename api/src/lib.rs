@@ -3,8 +3,12 @@
 //! Thin axum handlers over the platform: [`uploads`] streams bodies into object storage
 //! while hashing them, [`jobs`] records jobs in the ledger and enqueues their first
 //! stage, and serves progress, results and credits. The API never computes attribution.
-//! Every error goes through [`error::ApiError`], the one mapping to HTTP.
+//! Every error goes through [`error::ApiError`], the one mapping to HTTP. Every `/v1`
+//! route sits behind [`auth::authenticate`] (keys, rate limits) and names the role it
+//! needs with [`auth::Auth`]; [`admin`] manages keys and reads the audit log.
 
+pub mod admin;
+pub mod auth;
 pub mod error;
 pub mod health;
 pub mod jobs;
@@ -13,10 +17,18 @@ pub mod uploads;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{delete, get, post};
+use mta_platform::access::KeyStore;
+use mta_platform::audit::Audit;
+use mta_platform::quota::{Quotas, Rate};
 use mta_platform::{Config, Ledger, Queue, Storage, ledger};
 use tokio::net::TcpListener;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::timeout::TimeoutLayer;
 
 /// JSON request bodies larger than this are refused (uploads stream and have their own limit).
 pub(crate) const JSON_BODY_LIMIT: usize = 1 << 20;
@@ -27,13 +39,21 @@ pub struct AppState {
     pub ledger: Ledger,
     pub queue: Queue,
     pub storage: Storage,
+    pub keys: KeyStore,
+    pub quotas: Quotas,
+    pub audit: Audit,
 }
 
 impl AppState {
     pub async fn connect(config: Config, redis_url: &str) -> anyhow::Result<AppState> {
         let conn = ledger::connect(redis_url, config.queue.redis_timeout).await?;
+        let (prefix, security) = (&config.queue.prefix, &config.security);
+        let global = Some(security.global_requests_per_minute).filter(|&n| n > 0).map(Rate::per_minute);
         Ok(AppState {
-            ledger: Ledger::new(conn.clone(), &config.queue.prefix, config.cache_ttl),
+            ledger: Ledger::new(conn.clone(), prefix, config.cache_ttl),
+            keys: KeyStore::new(conn.clone(), prefix),
+            quotas: Quotas::new(conn.clone(), prefix, global, security.tenant_upload_bytes_per_day),
+            audit: Audit::new(conn.clone(), prefix, security.audit_max_entries),
             queue: Queue::new(conn, &config.queue),
             storage: Storage::open(&config.store_url)?,
             config: Arc::new(config),
@@ -42,22 +62,84 @@ impl AppState {
 }
 
 pub fn router(state: AppState) -> Router {
+    let security = &state.config.security;
+    // Uploads stream for as long as they take, under their own size limit.
     let streamed = Router::new()
         .route("/v1/uploads", post(uploads::create))
         .route("/v1/jobs", post(jobs::create).get(jobs::list))
         .layer(DefaultBodyLimit::disable());
-    Router::new()
+    let v1 = Router::new()
         .route("/v1/jobs/{id}", get(jobs::get).delete(jobs::cancel))
         .route("/v1/jobs/{id}/result", get(jobs::result))
         .route("/v1/jobs/{id}/credits", get(jobs::credits))
         .route("/v1/jobs/{id}/timeline", get(jobs::timeline))
+        .route("/v1/admin/keys", post(admin::create).get(admin::list))
+        .route("/v1/admin/keys/{id}", delete(admin::revoke))
+        .route("/v1/admin/keys/{id}/rotate", post(admin::rotate))
+        .route("/v1/admin/audit", get(admin::audit))
+        .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT))
+        .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, security.request_timeout))
+        .merge(streamed)
+        .route_layer(middleware::from_fn_with_state(state.clone(), auth::authenticate));
+    let mut router = Router::new()
+        .merge(v1)
         .route("/health", get(health::summary))
         .route("/health/live", get(health::live))
         .route("/health/ready", get(health::ready))
-        .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT))
-        .merge(streamed)
         .fallback(|| async { error::ApiError::not_found("route") })
-        .with_state(state)
+        .layer(middleware::from_fn_with_state(security.hsts_secs, security_headers));
+    if !security.cors_origins.is_empty() {
+        router = router.layer(cors(&security.cors_origins));
+    }
+    router.with_state(state)
+}
+
+/// Headers every response carries: API data is never cached, sniffed, framed or leaked
+/// through the referrer, and nothing it returns may run as a page.
+async fn security_headers(
+    axum::extract::State(hsts_secs): axum::extract::State<Option<u64>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    let fixed = [
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (header::REFERRER_POLICY, "no-referrer"),
+        (header::CONTENT_SECURITY_POLICY, "default-src 'none'; frame-ancestors 'none'"),
+        (header::CACHE_CONTROL, "no-store"),
+    ];
+    for (name, value) in fixed {
+        headers.entry(name).or_insert(HeaderValue::from_static(value));
+    }
+    if let Some(secs) = hsts_secs {
+        let value = HeaderValue::from_str(&format!("max-age={secs}; includeSubDomains")).expect("ASCII");
+        headers.insert(header::STRICT_TRANSPORT_SECURITY, value);
+    }
+    response
+}
+
+/// Browser access for the configured origins only (CORS is off when none are).
+fn cors(origins: &[String]) -> CorsLayer {
+    let origins: Vec<HeaderValue> = origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()).collect();
+    let ratelimit = ["ratelimit-limit", "ratelimit-remaining", "ratelimit-reset", "ratelimit-policy"];
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::list(origins))
+        .allow_methods([Method::GET, Method::POST, Method::DELETE])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            HeaderName::from_static("x-api-key"),
+            HeaderName::from_static("idempotency-key"),
+        ])
+        .expose_headers(
+            ratelimit
+                .into_iter()
+                .map(HeaderName::from_static)
+                .chain([header::LOCATION, header::RETRY_AFTER, HeaderName::from_static("idempotent-replayed")])
+                .collect::<Vec<_>>(),
+        )
 }
 
 /// Serves the API on `listener` until `shutdown` resolves, then drains open connections.

@@ -28,6 +28,9 @@ pub enum Command {
     Serve(ServeArgs),
     /// Start the all-in-one service on a free port, send FILE through its HTTP API, print the result, stop.
     Demo(DemoArgs),
+    /// Manage API keys straight in the service's Redis (operator access; see docs/security.md).
+    #[command(subcommand)]
+    Keys(crate::keys::KeysCommand),
 }
 
 #[derive(Debug, Args)]

@@ -16,6 +16,7 @@ fn main() -> ExitCode {
         Command::Attribute(args) => attribute(&args),
         Command::Serve(args) => service("info", || serve(args)),
         Command::Demo(args) => service("warn", || demo(args)),
+        Command::Keys(command) => service("warn", || mta_cli::keys::run(command)),
     }
 }
 

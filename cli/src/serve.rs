@@ -33,6 +33,13 @@ pub async fn run_all_in_one(
         TcpListener::bind(&config.bind).await.with_context(|| format!("Failed to listen on {}", config.bind))?;
     let address = listener.local_addr()?;
     let state = mta_api::AppState::connect(config.clone(), &redis_url).await?;
+    if let Some(path) = crate::keys::bootstrap(&state.keys, &config.data_dir).await? {
+        eprintln!(
+            "mta: first start: an admin key for tenant `default` was written to {} (readable by you only); \
+             send it as `Authorization: Bearer <key>`",
+            path.display()
+        );
+    }
     tracing::info!(%address, workers, "all-in-one service listening");
     ready(address);
     let liveness = Arc::new(Liveness::default());
@@ -54,6 +61,8 @@ pub async fn run_all_in_one(
 /// the file through the real HTTP API, waits for the job and returns its result.
 pub async fn demo(file: &Path, data_dir: PathBuf, workers: usize) -> anyhow::Result<Value> {
     let mut config = Config::from_env()?;
+    // The demo is self-contained: its own Redis, store and bootstrap key in a fresh directory.
+    config.redis_url = None;
     config.data_dir = data_dir.clone();
     config.store_url = format!("file://{}", data_dir.join("store").display());
     config.bind = "127.0.0.1:0".to_owned();
@@ -64,7 +73,8 @@ pub async fn demo(file: &Path, data_dir: PathBuf, workers: usize) -> anyhow::Res
     });
     let client = async {
         let address = address_rx.await.context("the service did not start")?;
-        let outcome = submit_and_wait(&format!("http://{address}"), file).await;
+        let key = std::fs::read_to_string(data_dir.join("admin.key")).context("the demo's admin key is missing")?;
+        let outcome = submit_and_wait(&format!("http://{address}"), key.trim(), file).await;
         let _ = stop.send(true);
         outcome
     };
@@ -73,8 +83,10 @@ pub async fn demo(file: &Path, data_dir: PathBuf, workers: usize) -> anyhow::Res
     result
 }
 
-async fn submit_and_wait(base: &str, file: &Path) -> anyhow::Result<Value> {
-    let http = reqwest::Client::new();
+async fn submit_and_wait(base: &str, key: &str, file: &Path) -> anyhow::Result<Value> {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(reqwest::header::AUTHORIZATION, format!("Bearer {key}").parse()?);
+    let http = reqwest::Client::builder().default_headers(headers).build()?;
     let body = tokio::fs::read(file).await.with_context(|| format!("Failed to read {}", file.display()))?;
     eprintln!("uploading {} ({} bytes) to {base}", file.display(), body.len());
     let upload: Value = checked(http.post(format!("{base}/v1/uploads")).body(body).send().await?).await?;

@@ -22,6 +22,7 @@ pub struct Config {
     pub bind: String,
     pub queue: QueueConfig,
     pub limits: LimitsConfig,
+    pub security: SecurityConfig,
     /// `MTA_CACHE_TTL_SECS`: how long identical submissions are answered from the cache (default 3600).
     pub cache_ttl: Duration,
     /// `MTA_ROWS_PER_CHUNK`: rows per attribute chunk the split stage aims for (default 500000).
@@ -62,6 +63,42 @@ pub struct LimitsConfig {
     pub max_rows: Option<u64>,
     /// `MTA_MAX_CHANNELS` (default 100000).
     pub max_channels: usize,
+    /// `MTA_MAX_DECOMPRESSED_BYTES` (default 200 GiB): what a gzip upload may expand to.
+    pub max_decompressed_bytes: u64,
+}
+
+/// What protects the API when it faces the internet (see `docs/security.md`).
+#[derive(Debug, Clone)]
+pub struct SecurityConfig {
+    /// `MTA_RATE_LIMIT_PER_HOUR` (default 1000): requests per key per hour, unless the key sets its own.
+    pub key_requests_per_hour: u32,
+    /// `MTA_RATE_LIMIT_GLOBAL_PER_MINUTE` (default 60000; 0 = off): requests per minute over all keys and pods.
+    pub global_requests_per_minute: u32,
+    /// `MTA_TENANT_UPLOAD_BYTES_PER_DAY` (default 500 GiB): bytes one tenant may upload per UTC day.
+    pub tenant_upload_bytes_per_day: u64,
+    /// `MTA_CORS_ORIGINS`: comma-separated origins allowed to call the API from a browser (default none: CORS off).
+    pub cors_origins: Vec<String>,
+    /// `MTA_HSTS_SECS`: sends `Strict-Transport-Security` with this max-age; set it when TLS
+    /// terminates in front of the API (default off).
+    pub hsts_secs: Option<u64>,
+    /// `MTA_REQUEST_TIMEOUT_SECS` (default 30): time limit of a request, uploads excepted.
+    pub request_timeout: Duration,
+    /// `MTA_AUDIT_MAX_ENTRIES` (default 100000): audit entries kept per tenant in Redis.
+    pub audit_max_entries: u64,
+}
+
+impl Default for SecurityConfig {
+    fn default() -> Self {
+        SecurityConfig {
+            key_requests_per_hour: 1000,
+            global_requests_per_minute: 60_000,
+            tenant_upload_bytes_per_day: 500 << 30,
+            cors_origins: Vec::new(),
+            hsts_secs: None,
+            request_timeout: Duration::from_secs(30),
+            audit_max_entries: 100_000,
+        }
+    }
 }
 
 /// Fault injection for the reliability tests; all off unless set.
@@ -84,6 +121,7 @@ impl Config {
             bind: "127.0.0.1:8080".to_owned(),
             queue: QueueConfig::default(),
             limits: LimitsConfig::default(),
+            security: SecurityConfig::default(),
             cache_ttl: Duration::from_secs(3600),
             rows_per_chunk: 500_000,
             split_parallelism: 4,
@@ -118,6 +156,19 @@ impl Config {
         l.max_upload_bytes = parsed("MTA_MAX_UPLOAD_BYTES")?.unwrap_or(l.max_upload_bytes);
         l.max_rows = parsed("MTA_MAX_ROWS")?.or(l.max_rows);
         l.max_channels = parsed("MTA_MAX_CHANNELS")?.unwrap_or(l.max_channels);
+        l.max_decompressed_bytes = parsed("MTA_MAX_DECOMPRESSED_BYTES")?.unwrap_or(l.max_decompressed_bytes);
+        let s = &mut config.security;
+        s.key_requests_per_hour = parsed("MTA_RATE_LIMIT_PER_HOUR")?.unwrap_or(s.key_requests_per_hour);
+        s.global_requests_per_minute =
+            parsed("MTA_RATE_LIMIT_GLOBAL_PER_MINUTE")?.unwrap_or(s.global_requests_per_minute);
+        s.tenant_upload_bytes_per_day =
+            parsed("MTA_TENANT_UPLOAD_BYTES_PER_DAY")?.unwrap_or(s.tenant_upload_bytes_per_day);
+        if let Some(origins) = var("MTA_CORS_ORIGINS")? {
+            s.cors_origins = origins.split(',').map(|o| o.trim().to_owned()).filter(|o| !o.is_empty()).collect();
+        }
+        s.hsts_secs = parsed("MTA_HSTS_SECS")?.or(s.hsts_secs);
+        s.request_timeout = parsed::<u64>("MTA_REQUEST_TIMEOUT_SECS")?.map_or(s.request_timeout, Duration::from_secs);
+        s.audit_max_entries = parsed("MTA_AUDIT_MAX_ENTRIES")?.unwrap_or(s.audit_max_entries);
         config.cache_ttl = parsed::<u64>("MTA_CACHE_TTL_SECS")?.map_or(config.cache_ttl, Duration::from_secs);
         config.rows_per_chunk = parsed("MTA_ROWS_PER_CHUNK")?.unwrap_or(config.rows_per_chunk);
         config.split_parallelism = parsed("MTA_SPLIT_PARALLELISM")?.unwrap_or(config.split_parallelism);
@@ -138,6 +189,12 @@ impl Config {
         }
         if self.queue.max_starts == 0 {
             bail!("MTA_MAX_STARTS must be at least 1");
+        }
+        if self.security.key_requests_per_hour == 0 {
+            bail!("MTA_RATE_LIMIT_PER_HOUR must be at least 1");
+        }
+        if self.security.request_timeout.is_zero() {
+            bail!("MTA_REQUEST_TIMEOUT_SECS must be at least 1");
         }
         if self.rows_per_chunk == 0 || self.split_parallelism == 0 || self.worker_concurrency == 0 {
             bail!("MTA_ROWS_PER_CHUNK, MTA_SPLIT_PARALLELISM and MTA_WORKER_CONCURRENCY must be at least 1");
@@ -162,13 +219,22 @@ impl Default for QueueConfig {
 impl LimitsConfig {
     /// The limits the engine enforces while decoding.
     pub fn engine(&self) -> mta_core::ingest::Limits {
-        mta_core::ingest::Limits { max_rows: self.max_rows, max_channels: self.max_channels }
+        mta_core::ingest::Limits {
+            max_rows: self.max_rows,
+            max_channels: self.max_channels,
+            max_decompressed_bytes: Some(self.max_decompressed_bytes),
+        }
     }
 }
 
 impl Default for LimitsConfig {
     fn default() -> Self {
-        LimitsConfig { max_upload_bytes: 50 << 30, max_rows: None, max_channels: 100_000 }
+        LimitsConfig {
+            max_upload_bytes: 50 << 30,
+            max_rows: None,
+            max_channels: 100_000,
+            max_decompressed_bytes: 200 << 30,
+        }
     }
 }
 

@@ -76,7 +76,7 @@ impl Source {
                 read_parquet(open(path)?, spec, row_groups, sink)?;
             }
             Source::Text { path, format, .. } => {
-                let (format, reader) = open_text(open(path)?, *format)?;
+                let (format, reader) = open_text(open(path)?, *format, spec.limits.max_decompressed_bytes)?;
                 match format {
                     Format::Ndjson => read_ndjson(reader, spec, sink)?,
                     _ => read_csv(reader, spec, sink)?,

@@ -18,6 +18,7 @@ use redis::AsyncCommands;
 use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
 
+use crate::access::Tenant;
 use crate::spec::JobSpec;
 
 /// Idempotency keys are remembered this long.
@@ -114,6 +115,7 @@ impl Stage {
 #[derive(Debug, Clone, Serialize)]
 pub struct UploadRecord {
     pub upload_id: UploadId,
+    pub tenant: Tenant,
     pub size_bytes: u64,
     pub sha256: String,
     pub created_at: String,
@@ -123,6 +125,7 @@ pub struct UploadRecord {
 #[derive(Debug, Clone, Serialize)]
 pub struct JobRecord {
     pub id: JobId,
+    pub tenant: Tenant,
     pub state: JobState,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stage: Option<Stage>,
@@ -249,6 +252,7 @@ impl Ledger {
             .hset_multiple(
                 &key,
                 &[
+                    ("tenant", upload.tenant.to_string()),
                     ("size_bytes", upload.size_bytes.to_string()),
                     ("sha256", upload.sha256.clone()),
                     ("created_at", upload.created_at.clone()),
@@ -259,15 +263,17 @@ impl Ledger {
         Ok(())
     }
 
-    pub async fn upload(&self, id: &UploadId) -> anyhow::Result<Option<UploadRecord>> {
+    /// The upload `id` of `tenant`; another tenant's upload is `None`, as if it did not exist.
+    pub async fn upload(&self, tenant: &Tenant, id: &UploadId) -> anyhow::Result<Option<UploadRecord>> {
         let mut conn = self.conn.clone();
         let map: HashMap<String, String> =
             conn.hgetall(self.key(&format!("upload:{id}"))).await.context("Failed to read an upload")?;
-        if map.is_empty() {
+        if map.get("tenant").map(String::as_str) != Some(tenant.as_str()) {
             return Ok(None);
         }
         Ok(Some(UploadRecord {
             upload_id: *id,
+            tenant: tenant.clone(),
             size_bytes: map.get("size_bytes").and_then(|s| s.parse().ok()).unwrap_or(0),
             sha256: map.get("sha256").cloned().unwrap_or_default(),
             created_at: map.get("created_at").cloned().unwrap_or_default(),
@@ -280,37 +286,39 @@ impl Ledger {
     pub async fn create_job(
         &self,
         id: &JobId,
-        upload: &UploadId,
+        upload: &UploadRecord,
         spec: &JobSpec,
         cache_key: &str,
     ) -> anyhow::Result<()> {
         let now = now();
-        let (upload, spec) = (upload.to_string(), serde_json::to_string(spec)?);
+        let (upload_id, spec) = (upload.upload_id.to_string(), serde_json::to_string(spec)?);
         let fields = [
             ("state", "queued"),
-            ("upload_id", &upload),
+            ("tenant", upload.tenant.as_str()),
+            ("upload_id", &upload_id),
             ("spec", &spec),
             ("cache_key", cache_key),
             ("created_at", &now),
             ("updated_at", &now),
         ];
-        self.insert_job(id, &fields).await
+        self.insert_job(id, &upload.tenant, &fields).await
     }
 
     /// Records a job answered from the cache: already succeeded, serving `source`'s result.
     pub async fn create_cached_job(
         &self,
         id: &JobId,
-        upload: &UploadId,
+        upload: &UploadRecord,
         spec: &JobSpec,
         source: &JobRecord,
     ) -> anyhow::Result<()> {
         let now = now();
-        let (upload, spec) = (upload.to_string(), serde_json::to_string(spec)?);
+        let (upload_id, spec) = (upload.upload_id.to_string(), serde_json::to_string(spec)?);
         let progress = &source.progress;
         let fields = [
             ("state", "succeeded"),
-            ("upload_id", &upload),
+            ("tenant", upload.tenant.as_str()),
+            ("upload_id", &upload_id),
             ("spec", &spec),
             ("cache_key", &source.cache_key),
             ("cached_from", &source.result_owner().to_string()),
@@ -322,16 +330,20 @@ impl Ledger {
             ("updated_at", &now),
             ("finished_at", &now),
         ];
-        self.insert_job(id, &fields).await
+        self.insert_job(id, &upload.tenant, &fields).await
     }
 
-    /// Writes a new job record and lists it, in one transaction.
-    async fn insert_job(&self, id: &JobId, fields: &[(&str, &str)]) -> anyhow::Result<()> {
+    fn tenant_jobs_key(&self, tenant: &Tenant) -> String {
+        self.key(&format!("tenant:{tenant}:jobs"))
+    }
+
+    /// Writes a new job record and lists it under its tenant, in one transaction.
+    async fn insert_job(&self, id: &JobId, tenant: &Tenant, fields: &[(&str, &str)]) -> anyhow::Result<()> {
         let mut conn = self.conn.clone();
         let _: () = redis::pipe()
             .atomic()
             .hset_multiple(self.job_key(id), fields)
-            .zadd(self.key("jobs"), id.to_string(), Utc::now().timestamp_millis())
+            .zadd(self.tenant_jobs_key(tenant), id.to_string(), Utc::now().timestamp_millis())
             .query_async(&mut conn)
             .await
             .context("Failed to record the job")?;
@@ -359,8 +371,10 @@ impl Ledger {
         let cached = field("cached_from").and_then(|s| s.parse().ok());
         let splits_total = number("splits_total");
         let chunks_total = number("chunks_total");
+        let tenant = field("tenant").context("A job record has no tenant")?;
         Ok(Some(JobRecord {
             id: *id,
+            tenant: tenant.parse().map_err(anyhow::Error::msg)?,
             state,
             stage: field("stage").and_then(|s| Stage::parse(s)),
             upload_id: field("upload_id").and_then(|s| s.parse().ok()).context("A job record has no upload")?,
@@ -384,11 +398,16 @@ impl Ledger {
         }))
     }
 
-    /// Newest jobs first, at most `limit`.
-    pub async fn list_jobs(&self, limit: usize) -> anyhow::Result<Vec<JobRecord>> {
+    /// The job `id` of `tenant`; another tenant's job is `None`, as if it did not exist.
+    pub async fn tenant_job(&self, tenant: &Tenant, id: &JobId) -> anyhow::Result<Option<JobRecord>> {
+        Ok(self.job(id).await?.filter(|job| job.tenant == *tenant))
+    }
+
+    /// `tenant`'s newest jobs first, at most `limit`.
+    pub async fn list_jobs(&self, tenant: &Tenant, limit: usize) -> anyhow::Result<Vec<JobRecord>> {
         let mut conn = self.conn.clone();
         let ids: Vec<String> = conn
-            .zrevrange(self.key("jobs"), 0, limit.saturating_sub(1) as isize)
+            .zrevrange(self.tenant_jobs_key(tenant), 0, limit.saturating_sub(1) as isize)
             .await
             .context("Failed to list jobs")?;
         let mut jobs = Vec::with_capacity(ids.len());
@@ -567,10 +586,15 @@ impl Ledger {
         Ok(self.job(&id).await?.filter(|job| job.state == JobState::Succeeded))
     }
 
-    /// Claims an idempotency key for `job`; returns the job that already holds it, if any.
-    pub async fn claim_idempotency_key(&self, key: &str, job: &JobId) -> anyhow::Result<Option<JobId>> {
+    /// Claims `tenant`'s idempotency key for `job`; returns the job that already holds it, if any.
+    pub async fn claim_idempotency_key(
+        &self,
+        tenant: &Tenant,
+        key: &str,
+        job: &JobId,
+    ) -> anyhow::Result<Option<JobId>> {
         let mut conn = self.conn.clone();
-        let redis_key = self.key(&format!("idem:{key}"));
+        let redis_key = self.key(&format!("idem:{tenant}:{key}"));
         let claimed: bool = redis::cmd("SET")
             .arg(&redis_key)
             .arg(job.to_string())
@@ -589,10 +613,10 @@ impl Ledger {
     }
 
     /// Frees an idempotency key that `job` holds (its submission failed, so a retry must start afresh).
-    pub async fn release_idempotency_key(&self, key: &str, job: &JobId) -> anyhow::Result<()> {
+    pub async fn release_idempotency_key(&self, tenant: &Tenant, key: &str, job: &JobId) -> anyhow::Result<()> {
         let mut conn = self.conn.clone();
         let _: i64 = redis::Script::new(RELEASE)
-            .key(self.key(&format!("idem:{key}")))
+            .key(self.key(&format!("idem:{tenant}:{key}")))
             .arg(job.to_string())
             .invoke_async(&mut conn)
             .await

@@ -5,10 +5,14 @@
 //! object_store (local filesystem or S3), the Redis [`ledger`] that is the source of truth
 //! for jobs, uploads, the result cache and idempotency, the [`queue`] seam that carries
 //! stage tasks between processes, the [`spec`] of a job, and the [`chunk_file`] and
-//! [`credits_file`] Parquet formats that stages exchange through storage.
+//! [`credits_file`] Parquet formats that stages exchange through storage. Who may do
+//! what: [`access`] (tenants, roles, API keys), [`quota`] (rate and upload limits shared
+//! by every API pod) and [`audit`] (the audit log).
 //!
 //! Data flow: upload (api) → split → attribute chunk → reduce (worker) → result/webhook.
 
+pub mod access;
+pub mod audit;
 pub mod chunk_file;
 pub mod config;
 pub mod credits_file;
@@ -16,6 +20,7 @@ pub mod input;
 pub mod ledger;
 pub mod process;
 pub mod queue;
+pub mod quota;
 pub mod redis_server;
 pub mod spec;
 pub mod storage;

@@ -49,7 +49,13 @@ impl PrivateRedis {
 
     /// The URL clients connect to.
     pub fn url(&self) -> String {
-        format!("redis+unix://{}", self.socket.display())
+        socket_url(&self.socket)
+    }
+
+    /// The URL of the private Redis that an all-in-one service on `data_dir` runs, if one does.
+    pub fn running_under(data_dir: &Path) -> Option<String> {
+        let socket = data_dir.join("redis").join("redis.sock");
+        socket.exists().then(|| socket_url(&socket))
     }
 
     async fn wait_ready(&self) -> anyhow::Result<()> {
@@ -69,4 +75,8 @@ impl PrivateRedis {
     pub async fn stop(mut self) {
         let _ = self.child.kill().await;
     }
+}
+
+fn socket_url(socket: &Path) -> String {
+    format!("redis+unix://{}", socket.display())
 }

@@ -8,6 +8,7 @@ use mta_core::{AttributionError, InputKind, OptionsSpec};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::access::Tenant;
 use crate::config::LimitsConfig;
 
 /// `POST /v1/jobs` body. Unknown fields are refused, so a typo never silently falls back to a default.
@@ -67,21 +68,25 @@ impl JobSpec {
     /// the kind (`time_decay` on paths) are checked again once the kind is known.
     pub fn validate(&self, limits: &LimitsConfig) -> Result<(), AttributionError> {
         self.input_spec(limits)?;
-        let kind = self.kind.unwrap_or(InputKind::Events);
-        match self.options.validate(kind) {
-            Ok(_) => Ok(()),
-            // With the kind unknown, a model that fits only one kind may still be right.
-            Err(e) if self.kind.is_none() && e.details.first().and_then(|d| d.column.as_deref()) == Some("models") => {
-                Ok(())
-            }
-            Err(e) => Err(e),
+        match self.kind {
+            Some(kind) => self.options.validate(kind).map(drop),
+            // With the kind unknown, options that fit either kind may still be right
+            // (`time_decay` fits events only); an unknown model fits neither.
+            None => self
+                .options
+                .validate(InputKind::Events)
+                .or_else(|e| self.options.validate(InputKind::Paths).map_err(|_| e))
+                .map(drop),
         }
     }
 
-    /// The result-cache key: the input's SHA-256 and every field that changes the answer.
-    pub fn cache_key(&self, upload_sha256: &str) -> String {
+    /// The result-cache key: the tenant (a cache hit must not tell one tenant what another
+    /// uploaded), the input's SHA-256 and every field that changes the answer.
+    pub fn cache_key(&self, tenant: &Tenant, upload_sha256: &str) -> String {
         let without_upload = JobSpec { upload_id: None, ..self.clone() };
         let mut hasher = Sha256::new();
+        hasher.update(tenant.as_str().as_bytes());
+        hasher.update(b"\n");
         hasher.update(upload_sha256.as_bytes());
         hasher.update(b"\n");
         hasher.update(serde_json::to_vec(&without_upload).expect("a spec serialises"));
@@ -103,10 +108,12 @@ mod tests {
     fn the_cache_key_ignores_the_upload_id_but_not_options() {
         let a = JobSpec { upload_id: Some("a".into()), ..JobSpec::default() };
         let b = JobSpec { upload_id: Some("b".into()), ..JobSpec::default() };
-        assert_eq!(a.cache_key("h"), b.cache_key("h"));
-        assert_ne!(a.cache_key("h"), a.cache_key("g"));
+        let (t, other): (Tenant, Tenant) = ("t".parse().unwrap(), "u".parse().unwrap());
+        assert_eq!(a.cache_key(&t, "h"), b.cache_key(&t, "h"));
+        assert_ne!(a.cache_key(&t, "h"), a.cache_key(&t, "g"));
+        assert_ne!(a.cache_key(&t, "h"), a.cache_key(&other, "h"));
         let c = JobSpec { export_credits: true, ..a.clone() };
-        assert_ne!(a.cache_key("h"), c.cache_key("h"));
+        assert_ne!(a.cache_key(&t, "h"), c.cache_key(&t, "h"));
     }
 
     #[test]
@@ -120,5 +127,22 @@ mod tests {
             spec.validate(&LimitsConfig::default()).unwrap_err().details[0].column.as_deref(),
             Some("markov_order")
         );
+    }
+
+    #[test]
+    fn models_are_checked_even_before_the_kind_is_known() {
+        let with = |models: &[&str], kind| JobSpec {
+            kind,
+            options: OptionsSpec {
+                models: Some(models.iter().map(|m| m.to_string()).collect()),
+                ..OptionsSpec::default()
+            },
+            ..JobSpec::default()
+        };
+        let limits = LimitsConfig::default();
+        assert!(with(&["time_decay"], None).validate(&limits).is_ok(), "fits events");
+        assert!(with(&["time_decay"], Some(InputKind::Paths)).validate(&limits).is_err());
+        let err = with(&["no_such_model"], None).validate(&limits).unwrap_err();
+        assert_eq!(err.details[0].column.as_deref(), Some("models"));
     }
 }

@@ -43,7 +43,7 @@ fn attribute(
     inject_faults(services, &chunk, stop)?;
     let partial = Partial::from_events(&chunk, &options);
     let computed = started.elapsed();
-    let key = keys::partial(&job.id, &format!("p{partition:05}"));
+    let key = keys::partial(&job.tenant, &job.id, &format!("p{partition:05}"));
     block_on(services.storage.put(&key, serde_json::to_vec(&partial).map_err(anyhow::Error::from)?))?;
     tracing::debug!(
         job = %job.id, partition, rows = chunk.len(),
@@ -70,7 +70,7 @@ pub fn load_partition(
     stop: &StopFlag,
 ) -> Result<EventChunk, StageError> {
     let mut chunk = EventChunk::default();
-    for key in block_on(services.storage.list(&keys::chunk_prefix(&job.id, partition)))? {
+    for key in block_on(services.storage.list(&keys::chunk_prefix(&job.tenant, &job.id, partition)))? {
         stop.check()?;
         let bytes = block_on(services.storage.get(&key))?;
         chunk_file::decode_into(bytes, &mut chunk)?;

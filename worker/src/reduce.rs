@@ -40,7 +40,7 @@ fn reduce(services: &Services, job: &JobRecord, stop: &StopFlag) -> Result<(), S
     let kind = job.kind.ok_or_else(no_rows)?;
     let options = job.spec.options.validate(kind)?;
     let mut total: Option<Partial> = None;
-    for key in block_on(services.storage.list(&keys::partials(&job.id)))? {
+    for key in block_on(services.storage.list(&keys::partials(&job.tenant, &job.id)))? {
         stop.check()?;
         let bytes = block_on(services.storage.get(&key))?;
         let partial: Partial =
@@ -60,13 +60,13 @@ fn reduce(services: &Services, job: &JobRecord, stop: &StopFlag) -> Result<(), S
         export_credits(services, job, &options, &result, stop)?;
     }
     let json = result_json(job, &result)?;
-    block_on(services.storage.put(&keys::result(&job.id), json.clone().into_bytes()))?;
+    block_on(services.storage.put(&keys::result(&job.tenant, &job.id), json.clone().into_bytes()))?;
     block_on(services.ledger.cache_result(&job.id, &job.cache_key, &json))?;
     if block_on(services.ledger.mark_succeeded(&job.id))? {
         tracing::info!(job = %job.id, rows = total.counts.rows, "job succeeded");
     }
     // Chunk files are only needed until the result exists.
-    if let Err(e) = block_on(services.storage.delete_prefix(&keys::chunks(&job.id))) {
+    if let Err(e) = block_on(services.storage.delete_prefix(&keys::chunks(&job.tenant, &job.id))) {
         tracing::warn!(job = %job.id, error = format!("{e:#}"), "could not delete chunk files");
     }
     Ok(())
@@ -99,7 +99,8 @@ fn export_credits(
             }
         }
         InputKind::Paths => {
-            let input = block_on(services.storage.local_copy(&keys::upload(&job.upload_id), scratch.path()))?;
+            let input =
+                block_on(services.storage.local_copy(&keys::upload(&job.tenant, &job.upload_id), scratch.path()))?;
             let spec = job.spec.input_spec(&services.config.limits)?;
             Source::open::<StageError>(&input, spec.format)?.read(&spec, None, |block| {
                 stop.check()?;
@@ -111,6 +112,6 @@ fn export_credits(
         }
     }
     out.close()?;
-    block_on(services.storage.put_file(&keys::credits(&job.id), &path))?;
+    block_on(services.storage.put_file(&keys::credits(&job.tenant, &job.id), &path))?;
     Ok(())
 }

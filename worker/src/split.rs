@@ -50,7 +50,7 @@ fn split(
     stop: &StopFlag,
 ) -> Result<(), StageError> {
     let scratch = tempfile::Builder::new().prefix("mta-split-").tempdir().map_err(anyhow::Error::from)?;
-    let upload = keys::upload(&job.upload_id);
+    let upload = keys::upload(&job.tenant, &job.upload_id);
     let path = match &range {
         Some(r) => {
             block_on(services.storage.local_copy_ranges(&upload, &[0..r.header_end, r.start..r.end], scratch.path()))
@@ -250,7 +250,10 @@ impl<'a> Splitter<'a> {
             }
             let mut chunk = std::mem::replace(buffer, partition_buffer(self.keep_user_ids));
             chunk.channels = self.channels.clone();
-            batch.push((keys::chunk(&self.job.id, partition as u32, self.split, self.sequence[partition]), chunk));
+            batch.push((
+                keys::chunk(&self.job.tenant, &self.job.id, partition as u32, self.split, self.sequence[partition]),
+                chunk,
+            ));
             self.sequence[partition] += 1;
         }
         self.buffered = 0;
@@ -261,7 +264,7 @@ impl<'a> Splitter<'a> {
         self.flush()?;
         self.uploader.finish()?;
         if let Some(partial) = &self.path_partial {
-            let key = keys::partial(&self.job.id, &format!("s{:04}", self.split));
+            let key = keys::partial(&self.job.tenant, &self.job.id, &format!("s{:04}", self.split));
             block_on(self.services.storage.put(&key, serde_json::to_vec(partial).map_err(anyhow::Error::from)?))?;
         }
         Ok(())

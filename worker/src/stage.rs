@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use mta_core::{AttributionError, ErrorCode};
+use mta_platform::access::Tenant;
 use mta_platform::ledger::{JobRecord, JobState, Stage};
 use mta_platform::queue::{StageTask, TaskError, TaskInfo};
 use mta_platform::storage::keys;
@@ -100,7 +101,7 @@ where
         );
         ledger.mark_failed(&job_id, &error).await.map_err(transient)?;
         tracing::error!(job = %job_id, unit, starts, "start budget exhausted; job failed");
-        remove_chunks(services, &job_id).await;
+        remove_chunks(services, &job.tenant, &job_id).await;
         return Err(TaskError::Permanent(anyhow::anyhow!(error.message)));
     }
     if !ledger.mark_running(&job_id, stage).await.map_err(transient)? {
@@ -114,6 +115,7 @@ where
     // Aborted when this future ends or is dropped (its consumer restarted).
     let _watcher = AbortOnDrop(watch_for_cancel(services.clone(), job_id, stop.clone()));
     let blocking_stop = stop.clone();
+    let tenant = job.tenant.clone();
     let outcome = tokio::task::spawn_blocking(move || work(job, blocking_stop)).await;
     let outcome = match outcome {
         Ok(outcome) => outcome,
@@ -124,13 +126,13 @@ where
         Ok(()) => Ok(()),
         Err(StageError::Stopped) => {
             tracing::info!(job = %job_id, unit, "task stopped: job cancelled");
-            remove_chunks(services, &job_id).await;
+            remove_chunks(services, &tenant, &job_id).await;
             Ok(())
         }
         Err(StageError::Input(error)) => {
             tracing::info!(job = %job_id, unit, code = error.code.as_str(), "job failed on its input");
             ledger.mark_failed(&job_id, &error).await.map_err(transient)?;
-            remove_chunks(services, &job_id).await;
+            remove_chunks(services, &tenant, &job_id).await;
             Err(TaskError::Permanent(anyhow::anyhow!(error.message)))
         }
         Err(StageError::Other(e)) => {
@@ -142,8 +144,8 @@ where
 
 /// Chunk files of a job that ended without a result are no longer needed (best effort:
 /// a task still stopping may add a file afterwards).
-async fn remove_chunks(services: &Services, job: &mta_platform::JobId) {
-    if let Err(e) = services.storage.delete_prefix(&keys::chunks(job)).await {
+async fn remove_chunks(services: &Services, tenant: &Tenant, job: &mta_platform::JobId) {
+    if let Err(e) = services.storage.delete_prefix(&keys::chunks(tenant, job)).await {
         tracing::warn!(job = %job, error = format!("{e:#}"), "could not delete chunk files");
     }
 }

@@ -49,11 +49,14 @@ impl std::str::FromStr for Format {
 pub struct Limits {
     pub max_rows: Option<u64>,
     pub max_channels: usize,
+    /// The most bytes a compressed (gzip) input may expand to: the guard against
+    /// decompression bombs.
+    pub max_decompressed_bytes: Option<u64>,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_rows: None, max_channels: 100_000 }
+        Limits { max_rows: None, max_channels: 100_000, max_decompressed_bytes: None }
     }
 }
 
@@ -185,11 +188,14 @@ pub fn is_gzip(head: &[u8]) -> bool {
 pub fn open_text<'r>(
     reader: impl Read + 'r,
     format: Option<Format>,
+    max_decompressed_bytes: Option<u64>,
 ) -> Result<(Format, Box<dyn BufRead + 'r>), AttributionError> {
     let mut reader = BufReader::with_capacity(256 * 1024, reader);
     let head = reader.fill_buf().map_err(io_error)?;
     let mut reader: Box<dyn BufRead + 'r> = if is_gzip(head) {
-        Box::new(BufReader::with_capacity(256 * 1024, flate2::bufread::MultiGzDecoder::new(reader)))
+        let decoded = flate2::bufread::MultiGzDecoder::new(reader);
+        let capped = Capped { inner: decoded, left: max_decompressed_bytes.unwrap_or(u64::MAX) };
+        Box::new(BufReader::with_capacity(256 * 1024, capped))
     } else {
         Box::new(reader)
     };
@@ -205,9 +211,41 @@ pub fn open_text<'r>(
     Ok((format, reader))
 }
 
+/// A decompressed stream that fails once it yields more than its allowance.
+struct Capped<R> {
+    inner: R,
+    left: u64,
+}
+
+/// The marker error of [`Capped`], told apart from other read failures by [`io_error`].
+#[derive(Debug)]
+struct DecompressedTooLarge;
+
+impl std::fmt::Display for DecompressedTooLarge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the decompressed input exceeds its limit")
+    }
+}
+
+impl std::error::Error for DecompressedTooLarge {}
+
+impl<R: Read> Read for Capped<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.left = self.left.checked_sub(n as u64).ok_or_else(|| std::io::Error::other(DecompressedTooLarge))?;
+        Ok(n)
+    }
+}
+
 /// Maps a read failure to the error the user should see: a cut-off stream is
 /// `truncated_input`; anything else is reported as it is.
 pub(crate) fn io_error(error: std::io::Error) -> AttributionError {
+    if error.get_ref().is_some_and(|e| e.is::<DecompressedTooLarge>()) {
+        return AttributionError::new(
+            ErrorCode::LimitExceeded,
+            "the compressed input expands beyond the configured limit (max_decompressed_bytes)",
+        );
+    }
     match error.kind() {
         std::io::ErrorKind::UnexpectedEof => AttributionError::new(
             ErrorCode::TruncatedInput,

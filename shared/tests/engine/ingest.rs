@@ -14,7 +14,7 @@ use crate::helpers::*;
 
 /// Reads text bytes the way a caller does: open (gzip, format detection), then the reader.
 fn read(bytes: &[u8], spec: &InputSpec) -> Result<(InputSummary, Vec<Block>), AttributionError> {
-    let (format, reader) = open_text(bytes, spec.format)?;
+    let (format, reader) = open_text(bytes, spec.format, spec.limits.max_decompressed_bytes)?;
     let mut blocks = Vec::new();
     let sink = |block: Block| {
         blocks.push(block);
@@ -305,6 +305,22 @@ fn a_row_limit_is_enforced_and_named() {
     let error = read(EVENTS_CSV.as_bytes(), &spec).unwrap_err();
     assert_eq!(error.code, ErrorCode::LimitExceeded);
     assert!(error.message.contains("max_rows"), "{}", error.message);
+}
+
+#[test]
+fn a_gzip_bomb_stops_at_the_decompressed_limit() {
+    // 50 MB of one repeated row packs into about 50 kB: the classic bomb shape.
+    let mut text = String::from("user_id,timestamp,channel,conversion,value\n");
+    text.push_str(&"u1,2024-01-01,ads,0,0\n".repeat(50_000_000 / 22));
+    let bomb = gzip(text.as_bytes());
+    assert!(bomb.len() < 200_000, "{} bytes compressed", bomb.len());
+    let limits = Limits { max_decompressed_bytes: Some(1 << 20), ..Default::default() };
+    let error = read(&bomb, &InputSpec { limits, ..Default::default() }).unwrap_err();
+    assert_eq!(error.code, ErrorCode::LimitExceeded);
+    assert!(error.message.contains("max_decompressed_bytes"), "{}", error.message);
+    // The same limit does not touch an input that stays below it.
+    let small = gzip(EVENTS_CSV.as_bytes());
+    assert!(read(&small, &InputSpec { limits, ..Default::default() }).is_ok());
 }
 
 // ---- path-level input ----------------------------------------------------------------------

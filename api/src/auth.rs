@@ -1,0 +1,182 @@
+//! Who is calling, and may they: the one place where requests are authenticated,
+//! rate-limited and checked against a role.
+//!
+//! [`authenticate`] wraps every `/v1` route: it resolves the presented key (Bearer or
+//! `X-API-Key`), counts the request against the key's and the global quota, stores the
+//! [`Caller`] in the request and puts the `RateLimit-*` headers on the response.
+//! Handlers then ask for `Auth<Read>`, `Auth<Submit>` or `Auth<Admin>`; the extractor
+//! answers 403 when the key's role is too weak. Whose objects a caller may see is the
+//! ledger's business (`tenant_job`, `upload`): another tenant's object is a 404.
+
+use std::marker::PhantomData;
+
+use axum::extract::{FromRequestParts, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use mta_platform::access::{AuthFailure, KeyId, KeyRecord, Role, Tenant};
+use mta_platform::audit::AuditEvent;
+use mta_platform::quota::{Decision, Rate};
+
+use crate::AppState;
+use crate::error::ApiError;
+
+/// The authenticated key behind a request.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub key_id: KeyId,
+    pub tenant: Tenant,
+    pub role: Role,
+}
+
+impl Caller {
+    /// An audit event of this caller acting on `target`.
+    pub fn event(&self, action: &'static str, target: impl ToString) -> AuditEvent {
+        AuditEvent {
+            action,
+            tenant: Some(self.tenant.clone()),
+            key_id: Some(self.key_id.clone()),
+            target: Some(target.to_string()),
+            detail: None,
+        }
+    }
+}
+
+/// Middleware of every `/v1` route.
+pub async fn authenticate(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+    let record = match resolve(&state, request.headers()).await {
+        Ok(record) => record,
+        Err(refusal) => return refusal,
+    };
+    let rate = Rate::per_hour(record.requests_per_hour.unwrap_or(state.config.security.key_requests_per_hour));
+    let decision = match state.quotas.request(&record.id, rate).await {
+        Ok(decision) => decision,
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    let caller = Caller { key_id: record.id, tenant: record.tenant, role: record.role };
+    if !decision.allowed {
+        let mut event = caller.event("rate_limit.refused", request.uri().path());
+        event.detail = Some(format!("{} requests per {} s", rate.limit, rate.period.as_secs()));
+        state.audit.record(event).await;
+        let retry = decision.retry_after.as_secs_f64().ceil().max(1.0) as u64;
+        let mut response = ApiError::TooMany {
+            code: "rate_limited",
+            message: format!("too many requests; retry in {retry} s"),
+            retry_after_secs: retry,
+        }
+        .into_response();
+        rate_headers(response.headers_mut(), &decision);
+        return response;
+    }
+    request.extensions_mut().insert(caller);
+    let mut response = next.run(request).await;
+    rate_headers(response.headers_mut(), &decision);
+    response
+}
+
+/// The key's record, or the 401 answer (audited) when there is no usable key.
+async fn resolve(state: &AppState, headers: &HeaderMap) -> Result<KeyRecord, Response> {
+    let refuse = |message: &str| ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message).into_response();
+    let Some(presented) = presented_key(headers) else {
+        state.audit.record(refusal(None, "no API key")).await;
+        return Err(refuse("an API key is required: `Authorization: Bearer <key>` or `X-API-Key: <key>`"));
+    };
+    match state.keys.authenticate(presented).await {
+        Ok(Ok(record)) => Ok(record),
+        Ok(Err(AuthFailure::Malformed)) => {
+            state.audit.record(refusal(None, "malformed key")).await;
+            Err(refuse("the API key is malformed"))
+        }
+        Ok(Err(AuthFailure::Unknown)) => {
+            state.audit.record(refusal(None, "unknown or revoked key")).await;
+            Err(refuse("the API key is not valid (unknown, rotated or revoked)"))
+        }
+        Ok(Err(AuthFailure::Expired(record))) => {
+            state.audit.record(refusal(Some(&record), "expired key")).await;
+            Err(refuse("the API key has expired"))
+        }
+        Err(e) => Err(ApiError::from(e).into_response()),
+    }
+}
+
+fn refusal(record: Option<&KeyRecord>, reason: &str) -> AuditEvent {
+    AuditEvent {
+        action: "auth.refused",
+        tenant: record.map(|r| r.tenant.clone()),
+        key_id: record.map(|r| r.id.clone()),
+        target: None,
+        detail: Some(reason.to_owned()),
+    }
+}
+
+/// The key from `Authorization: Bearer` or `X-API-Key`; `None` when neither is usable text.
+fn presented_key(headers: &HeaderMap) -> Option<&str> {
+    let bearer = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| {
+        let (scheme, token) = v.trim().split_once(' ')?;
+        scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+    });
+    bearer.or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()).map(str::trim)).filter(|k| !k.is_empty())
+}
+
+/// `RateLimit-Limit`, `-Remaining`, `-Reset` and `-Policy` (IETF draft) for the key's quota.
+fn rate_headers(headers: &mut HeaderMap, decision: &Decision) {
+    let reset = decision.reset.as_secs_f64().ceil() as u64;
+    let policy = format!("{};w={}", decision.rate.limit, decision.rate.period.as_secs());
+    for (name, value) in [
+        ("ratelimit-limit", decision.rate.limit.to_string()),
+        ("ratelimit-remaining", decision.remaining.to_string()),
+        ("ratelimit-reset", reset.to_string()),
+        ("ratelimit-policy", policy),
+    ] {
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            headers.insert(HeaderName::from_static(name), value);
+        }
+    }
+}
+
+/// A role a handler needs.
+pub trait Needs {
+    const ROLE: Role;
+}
+
+pub struct Read;
+pub struct Submit;
+pub struct Admin;
+
+impl Needs for Read {
+    const ROLE: Role = Role::Read;
+}
+
+impl Needs for Submit {
+    const ROLE: Role = Role::Submit;
+}
+
+impl Needs for Admin {
+    const ROLE: Role = Role::Admin;
+}
+
+/// The caller, admitted only when its role includes `N::ROLE`.
+pub struct Auth<N>(pub Caller, pub PhantomData<N>);
+
+impl<N: Needs, S: Send + Sync> FromRequestParts<S> for Auth<N> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let caller = parts.extensions.get::<Caller>().cloned().ok_or_else(|| {
+            ApiError::Internal(anyhow::anyhow!("a /v1 route is not behind the authenticate middleware"))
+        })?;
+        if !caller.role.allows(N::ROLE) {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                format!(
+                    "this needs a key with the `{}` role; this key has `{}`",
+                    N::ROLE.as_str(),
+                    caller.role.as_str()
+                ),
+            ));
+        }
+        Ok(Auth(caller, PhantomData))
+    }
+}

@@ -1,0 +1,460 @@
+//! Who may do what: tenants, roles and API keys.
+//!
+//! A key is `mta_` followed by 64 hex digits (256 random bits), shown once when it is
+//! made. Only its SHA-256 is stored (a key is random, so a plain hash cannot be guessed
+//! back), under these Redis keys (`p` = the queue prefix):
+//!
+//! - `p:apikey:{sha256}` → key id: the lookup every request makes. Revoking or rotating
+//!   deletes it, so every API pod refuses the old key on its very next request.
+//! - `p:key:{id}` → the key's record (tenant, role, name, times, own rate limit).
+//! - `p:keys` → every key id, by creation time.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::str::FromStr;
+
+use anyhow::Context;
+use chrono::{DateTime, SecondsFormat, Utc};
+use mta_core::AttributionError;
+use redis::AsyncCommands;
+use redis::aio::ConnectionManager;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::ledger::now;
+
+const KEY_PREFIX: &str = "mta_";
+const SECRET_HEX_LEN: usize = 64;
+const MAX_KEY_NAME: usize = 100;
+
+/// A customer's namespace: every upload, job and object belongs to one. Lower-case
+/// letters, digits and `-`, 1 to 63 characters, so it is safe inside object keys.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Tenant(String);
+
+impl Tenant {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for Tenant {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let valid = (1..=63).contains(&s.len())
+            && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !s.starts_with('-');
+        if valid {
+            Ok(Tenant(s.to_owned()))
+        } else {
+            Err("a tenant is 1 to 63 lower-case letters, digits and `-`, not starting with `-`".to_owned())
+        }
+    }
+}
+
+impl TryFrom<String> for Tenant {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
+impl From<Tenant> for String {
+    fn from(t: Tenant) -> String {
+        t.0
+    }
+}
+
+impl fmt::Display for Tenant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// What a key may do; each role includes the ones below it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Read the tenant's jobs, results and credits.
+    Read,
+    /// Also upload, submit and cancel.
+    Submit,
+    /// Also manage the tenant's keys and read its audit log.
+    Admin,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Read => "read",
+            Role::Submit => "submit",
+            Role::Admin => "admin",
+        }
+    }
+
+    pub fn allows(self, needed: Role) -> bool {
+        self >= needed
+    }
+}
+
+impl FromStr for Role {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "read" => Ok(Role::Read),
+            "submit" => Ok(Role::Submit),
+            "admin" => Ok(Role::Admin),
+            other => Err(format!("`{other}` is not a role (admin, submit, read)")),
+        }
+    }
+}
+
+/// A key's public name: `key_` and 16 hex digits. Safe to log; the secret never is.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct KeyId(String);
+
+impl KeyId {
+    fn random() -> KeyId {
+        KeyId(format!("key_{}", hex::encode(random_bytes::<8>())))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for KeyId {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let hex = s.strip_prefix("key_").filter(|h| h.len() == 16 && h.bytes().all(|b| b.is_ascii_hexdigit()));
+        hex.map(|_| KeyId(s.to_ascii_lowercase())).ok_or_else(|| "not a key id".to_owned())
+    }
+}
+
+impl TryFrom<String> for KeyId {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
+impl From<KeyId> for String {
+    fn from(k: KeyId) -> String {
+        k.0
+    }
+}
+
+impl fmt::Display for KeyId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A key as stored and as shown to admins (never with its secret).
+#[derive(Debug, Clone, Serialize)]
+pub struct KeyRecord {
+    pub id: KeyId,
+    pub tenant: Tenant,
+    pub role: Role,
+    pub name: String,
+    pub created_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_used_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rotated_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub revoked_at: Option<String>,
+    /// This key's own request quota; the configured default when absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub requests_per_hour: Option<u32>,
+    #[serde(skip)]
+    hash: String,
+}
+
+impl KeyRecord {
+    pub fn is_expired(&self, at: DateTime<Utc>) -> bool {
+        self.expires_at
+            .as_deref()
+            .and_then(|e| DateTime::parse_from_rfc3339(e).ok())
+            .is_some_and(|expires| expires <= at)
+    }
+}
+
+/// A key just made or rotated: the secret is in here and nowhere else.
+#[derive(Debug, Serialize)]
+pub struct NewKey {
+    /// Shown once; only its hash is kept.
+    pub key: String,
+    #[serde(flatten)]
+    pub record: KeyRecord,
+}
+
+/// What to make a key for.
+#[derive(Debug, Clone)]
+pub struct KeyRequest {
+    pub tenant: Tenant,
+    pub role: Role,
+    pub name: String,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub requests_per_hour: Option<u32>,
+}
+
+impl KeyRequest {
+    /// Refuses a request that makes no sense, naming the field.
+    pub fn validate(&self) -> Result<(), AttributionError> {
+        if self.name.trim().is_empty() || self.name.chars().count() > MAX_KEY_NAME {
+            return Err(AttributionError::option("name", format!("must be 1 to {MAX_KEY_NAME} characters")));
+        }
+        if self.name.chars().any(char::is_control) {
+            return Err(AttributionError::option("name", "must not contain control characters"));
+        }
+        if self.expires_at.is_some_and(|at| at <= Utc::now()) {
+            return Err(AttributionError::option("expires_at", "must be in the future"));
+        }
+        if self.requests_per_hour == Some(0) {
+            return Err(AttributionError::option("requests_per_hour", "must be at least 1"));
+        }
+        Ok(())
+    }
+}
+
+/// Why a presented key was refused.
+#[derive(Debug)]
+pub enum AuthFailure {
+    /// Not of the `mta_<64 hex>` shape: refused without a lookup.
+    Malformed,
+    /// Well-formed but unknown: never issued, revoked or rotated away.
+    Unknown,
+    Expired(Box<KeyRecord>),
+}
+
+/// The keys in Redis.
+#[derive(Clone)]
+pub struct KeyStore {
+    conn: ConnectionManager,
+    prefix: String,
+}
+
+impl fmt::Debug for KeyStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyStore").field("prefix", &self.prefix).finish_non_exhaustive()
+    }
+}
+
+impl KeyStore {
+    pub fn new(conn: ConnectionManager, prefix: &str) -> KeyStore {
+        KeyStore { conn, prefix: prefix.to_owned() }
+    }
+
+    fn lookup_key(&self, hash: &str) -> String {
+        format!("{}:apikey:{hash}", self.prefix)
+    }
+
+    fn record_key(&self, id: &KeyId) -> String {
+        format!("{}:key:{id}", self.prefix)
+    }
+
+    fn index_key(&self) -> String {
+        format!("{}:keys", self.prefix)
+    }
+
+    pub async fn create(&self, request: &KeyRequest) -> anyhow::Result<NewKey> {
+        let (id, secret) = (KeyId::random(), new_secret());
+        let hash = hash(&secret);
+        let now = now();
+        let mut fields = vec![
+            ("tenant", request.tenant.to_string()),
+            ("role", request.role.as_str().to_owned()),
+            ("name", request.name.clone()),
+            ("created_at", now),
+            ("hash", hash.clone()),
+        ];
+        if let Some(at) = request.expires_at {
+            fields.push(("expires_at", at.to_rfc3339_opts(SecondsFormat::Millis, true)));
+        }
+        if let Some(rate) = request.requests_per_hour {
+            fields.push(("requests_per_hour", rate.to_string()));
+        }
+        let mut conn = self.conn.clone();
+        let _: () = redis::pipe()
+            .atomic()
+            .hset_multiple(self.record_key(&id), &fields)
+            .set(self.lookup_key(&hash), id.as_str())
+            .zadd(self.index_key(), id.as_str(), Utc::now().timestamp_millis())
+            .query_async(&mut conn)
+            .await
+            .context("Failed to store the key")?;
+        let record = self.get(&id).await?.context("A key vanished right after it was stored")?;
+        Ok(NewKey { key: secret, record })
+    }
+
+    /// The record of the key presented, with its last use stamped; or why it is refused.
+    pub async fn authenticate(&self, presented: &str) -> anyhow::Result<Result<KeyRecord, AuthFailure>> {
+        if !well_formed(presented) {
+            return Ok(Err(AuthFailure::Malformed));
+        }
+        let mut conn = self.conn.clone();
+        let id: Option<String> =
+            conn.get(self.lookup_key(&hash(presented))).await.context("Failed to look up a key")?;
+        let Some(id) = id.and_then(|id| id.parse::<KeyId>().ok()) else { return Ok(Err(AuthFailure::Unknown)) };
+        let Some(record) = self.get(&id).await? else { return Ok(Err(AuthFailure::Unknown)) };
+        if record.revoked_at.is_some() {
+            return Ok(Err(AuthFailure::Unknown));
+        }
+        if record.is_expired(Utc::now()) {
+            return Ok(Err(AuthFailure::Expired(Box::new(record))));
+        }
+        let _: () = conn.hset(self.record_key(&id), "last_used_at", now()).await.context("Failed to stamp a key")?;
+        Ok(Ok(record))
+    }
+
+    pub async fn get(&self, id: &KeyId) -> anyhow::Result<Option<KeyRecord>> {
+        let mut conn = self.conn.clone();
+        let map: HashMap<String, String> = conn.hgetall(self.record_key(id)).await.context("Failed to read a key")?;
+        if map.is_empty() {
+            return Ok(None);
+        }
+        let text = |name: &str| map.get(name).filter(|v| !v.is_empty()).cloned();
+        Ok(Some(KeyRecord {
+            id: id.clone(),
+            tenant: text("tenant").context("A key has no tenant")?.parse().map_err(anyhow::Error::msg)?,
+            role: text("role").context("A key has no role")?.parse().map_err(anyhow::Error::msg)?,
+            name: text("name").unwrap_or_default(),
+            created_at: text("created_at").unwrap_or_default(),
+            expires_at: text("expires_at"),
+            last_used_at: text("last_used_at"),
+            rotated_at: text("rotated_at"),
+            revoked_at: text("revoked_at"),
+            requests_per_hour: text("requests_per_hour").and_then(|r| r.parse().ok()),
+            hash: text("hash").unwrap_or_default(),
+        }))
+    }
+
+    /// Keys of `tenant` (every tenant's with `None`), oldest first.
+    pub async fn list(&self, tenant: Option<&Tenant>) -> anyhow::Result<Vec<KeyRecord>> {
+        let mut conn = self.conn.clone();
+        let ids: Vec<String> = conn.zrange(self.index_key(), 0, -1).await.context("Failed to list keys")?;
+        let mut keys = Vec::new();
+        for id in ids.iter().filter_map(|id| id.parse::<KeyId>().ok()) {
+            if let Some(record) = self.get(&id).await?
+                && tenant.is_none_or(|t| *t == record.tenant)
+            {
+                keys.push(record);
+            }
+        }
+        Ok(keys)
+    }
+
+    /// Whether no key was ever made: a fresh install that needs its first admin key.
+    pub async fn is_empty(&self) -> anyhow::Result<bool> {
+        let mut conn = self.conn.clone();
+        let count: u64 = conn.zcard(self.index_key()).await.context("Failed to count keys")?;
+        Ok(count == 0)
+    }
+
+    /// Gives the key a new secret; the old one stops working at once. `None` for an
+    /// unknown or revoked key.
+    pub async fn rotate(&self, id: &KeyId) -> anyhow::Result<Option<NewKey>> {
+        let Some(record) = self.get(id).await?.filter(|r| r.revoked_at.is_none()) else { return Ok(None) };
+        let secret = new_secret();
+        let hash = hash(&secret);
+        let mut conn = self.conn.clone();
+        let _: () = redis::pipe()
+            .atomic()
+            .del(self.lookup_key(&record.hash))
+            .set(self.lookup_key(&hash), id.as_str())
+            .hset_multiple(self.record_key(id), &[("hash", hash.as_str()), ("rotated_at", &now())])
+            .query_async(&mut conn)
+            .await
+            .context("Failed to rotate the key")?;
+        let record = self.get(id).await?.context("A key vanished while it was rotated")?;
+        Ok(Some(NewKey { key: secret, record }))
+    }
+
+    /// Revokes the key (the record stays for the audit trail). `None` for an unknown key.
+    pub async fn revoke(&self, id: &KeyId) -> anyhow::Result<Option<KeyRecord>> {
+        let Some(record) = self.get(id).await? else { return Ok(None) };
+        if record.revoked_at.is_none() {
+            let mut conn = self.conn.clone();
+            let _: () = redis::pipe()
+                .atomic()
+                .del(self.lookup_key(&record.hash))
+                .hset(self.record_key(id), "revoked_at", now())
+                .query_async(&mut conn)
+                .await
+                .context("Failed to revoke the key")?;
+        }
+        self.get(id).await
+    }
+}
+
+fn well_formed(presented: &str) -> bool {
+    presented
+        .strip_prefix(KEY_PREFIX)
+        .is_some_and(|hex| hex.len() == SECRET_HEX_LEN && hex.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+fn new_secret() -> String {
+    format!("{KEY_PREFIX}{}", hex::encode(random_bytes::<32>()))
+}
+
+fn hash(secret: &str) -> String {
+    hex::encode(Sha256::digest(secret.as_bytes()))
+}
+
+fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut bytes = [0u8; N];
+    getrandom::fill(&mut bytes).expect("the operating system provides randomness");
+    bytes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_random_well_formed_and_hashed() {
+        let (a, b) = (new_secret(), new_secret());
+        assert_ne!(a, b);
+        assert!(well_formed(&a), "{a}");
+        assert_eq!(hash(&a).len(), 64);
+        assert_ne!(hash(&a), hash(&b));
+        for bad in ["", "mta_", "mta_xyz", &a[..a.len() - 1], &format!("{a}0"), &a.replace("mta_", "MTA_")] {
+            assert!(!well_formed(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn tenants_are_safe_path_segments() {
+        for good in ["acme", "a", "team-42"] {
+            assert!(good.parse::<Tenant>().is_ok(), "{good}");
+        }
+        for bad in ["", "-x", "Acme", "a/b", "..", "a b", "a\n", &"x".repeat(64)] {
+            assert!(bad.parse::<Tenant>().is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn roles_include_the_ones_below() {
+        assert!(Role::Admin.allows(Role::Submit) && Role::Admin.allows(Role::Read));
+        assert!(Role::Submit.allows(Role::Read) && !Role::Submit.allows(Role::Admin));
+        assert!(!Role::Read.allows(Role::Submit));
+    }
+
+    #[test]
+    fn key_ids_parse_only_their_shape() {
+        assert!("key_0123456789abcdef".parse::<KeyId>().is_ok());
+        for bad in ["key_", "key_0123", "../key_0123456789abcdef", "key_0123456789abcdeg"] {
+            assert!(bad.parse::<KeyId>().is_err(), "{bad}");
+        }
+    }
+}

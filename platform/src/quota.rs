@@ -1,0 +1,153 @@
+//! Quotas shared by every API pod through Redis: request rates (GCRA, one atomic Lua
+//! script over the key's and the global limit) and upload bytes per tenant per UTC day.
+
+use std::fmt;
+use std::time::Duration;
+
+use anyhow::Context;
+use chrono::Utc;
+use redis::AsyncCommands;
+use redis::aio::ConnectionManager;
+
+use crate::access::{KeyId, Tenant};
+
+/// `limit` requests per `period`, a burst of up to `limit` allowed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    pub limit: u32,
+    pub period: Duration,
+}
+
+impl Rate {
+    pub fn per_hour(limit: u32) -> Rate {
+        Rate { limit, period: Duration::from_secs(3600) }
+    }
+
+    pub fn per_minute(limit: u32) -> Rate {
+        Rate { limit, period: Duration::from_secs(60) }
+    }
+
+    /// Milliseconds between two requests at the steady rate (at least 1).
+    fn emission_ms(self) -> u64 {
+        (self.period.as_millis() as u64 / u64::from(self.limit.max(1))).max(1)
+    }
+}
+
+/// The answer for one request, and what the `RateLimit-*` headers report (the key's quota).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decision {
+    pub allowed: bool,
+    pub rate: Rate,
+    pub remaining: u32,
+    /// Until the key's quota is whole again.
+    pub reset: Duration,
+    /// When refused: until a request would be allowed.
+    pub retry_after: Duration,
+}
+
+/// GCRA over every limit in KEYS at once, on Redis' clock (so pods need no clock sync).
+/// ARGV holds (emission interval ms, period ms) per key. A request is counted only when
+/// every limit allows it. Returns per key: allowed (1/0), remaining, reset ms, retry ms.
+const GCRA: &str = r#"
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+local out, tats, allowed = {}, {}, true
+for i, key in ipairs(KEYS) do
+  local emission, period = tonumber(ARGV[2 * i - 1]), tonumber(ARGV[2 * i])
+  local tat = tonumber(redis.call('GET', key) or '0')
+  if tat < now then tat = now end
+  local new_tat = tat + emission
+  if new_tat - now > period then
+    allowed = false
+    for _, v in ipairs({0, 0, tat - now, new_tat - period - now}) do table.insert(out, v) end
+  else
+    tats[i] = new_tat
+    for _, v in ipairs({1, math.floor((period - (new_tat - now)) / emission), new_tat - now, 0}) do
+      table.insert(out, v)
+    end
+  end
+end
+if allowed then
+  for i, key in ipairs(KEYS) do
+    redis.call('SET', key, string.format('%d', tats[i]), 'PX', tats[i] - now + 1000)
+  end
+end
+return out
+"#;
+
+#[derive(Clone)]
+pub struct Quotas {
+    conn: ConnectionManager,
+    prefix: String,
+    global: Option<Rate>,
+    upload_bytes_per_day: u64,
+}
+
+impl fmt::Debug for Quotas {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Quotas").field("global", &self.global).finish_non_exhaustive()
+    }
+}
+
+impl Quotas {
+    pub fn new(conn: ConnectionManager, prefix: &str, global: Option<Rate>, upload_bytes_per_day: u64) -> Quotas {
+        Quotas { conn, prefix: prefix.to_owned(), global, upload_bytes_per_day }
+    }
+
+    /// Counts one request of `key` against its rate and the global one.
+    pub async fn request(&self, key: &KeyId, rate: Rate) -> anyhow::Result<Decision> {
+        let gcra = redis::Script::new(GCRA);
+        let mut script = gcra.prepare_invoke();
+        script.key(format!("{}:rate:{key}", self.prefix)).arg(rate.emission_ms()).arg(rate.period.as_millis() as u64);
+        if let Some(global) = self.global {
+            script
+                .key(format!("{}:rate:global", self.prefix))
+                .arg(global.emission_ms())
+                .arg(global.period.as_millis() as u64);
+        }
+        let mut conn = self.conn.clone();
+        let out: Vec<i64> = script.invoke_async(&mut conn).await.context("Failed to check the rate limit")?;
+        let ms = |v: i64| Duration::from_millis(v.max(0) as u64);
+        let limits: Vec<&[i64]> = out.chunks(4).collect();
+        let allowed = limits.iter().all(|l| l[0] == 1);
+        let retry_after = limits.iter().map(|l| ms(l[3])).max().unwrap_or_default();
+        let own = limits.first().context("The rate script answered nothing")?;
+        Ok(Decision {
+            allowed,
+            rate,
+            remaining: if allowed { own[1].clamp(0, i64::from(u32::MAX)) as u32 } else { 0 },
+            reset: ms(own[2]),
+            retry_after,
+        })
+    }
+
+    fn upload_key(&self, tenant: &Tenant) -> String {
+        format!("{}:quota:{tenant}:upload-bytes:{}", self.prefix, Utc::now().format("%Y-%m-%d"))
+    }
+
+    /// Bytes `tenant` may still upload today.
+    pub async fn upload_allowance(&self, tenant: &Tenant) -> anyhow::Result<u64> {
+        let mut conn = self.conn.clone();
+        let used: Option<u64> = conn.get(self.upload_key(tenant)).await.context("Failed to read the upload quota")?;
+        Ok(self.upload_bytes_per_day.saturating_sub(used.unwrap_or(0)))
+    }
+
+    /// Counts an upload against today's quota (kept two days, then forgotten).
+    pub async fn count_upload(&self, tenant: &Tenant, bytes: u64) -> anyhow::Result<()> {
+        let key = self.upload_key(tenant);
+        let mut conn = self.conn.clone();
+        let _: () = redis::pipe()
+            .incr(&key, bytes)
+            .ignore()
+            .expire(&key, 2 * 86_400)
+            .ignore()
+            .query_async(&mut conn)
+            .await
+            .context("Failed to count the upload")?;
+        Ok(())
+    }
+
+    pub fn upload_bytes_per_day(&self) -> u64 {
+        self.upload_bytes_per_day
+    }
+}
