@@ -468,3 +468,26 @@ async fn rate_limits_are_shared_by_every_api_process() {
     let (_, _, headers) = send(&first, "OPTIONS", "/v1/jobs", &preflight).await;
     assert!(headers.get("access-control-allow-origin").is_none());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_document_describes_every_route_and_its_key() {
+    let service = Service::start(ServiceSpec::default()).await;
+    let (status, document, _) = send(&service.base, "GET", "/openapi.json", &[]).await;
+    assert_eq!(status, 200);
+    assert_eq!(document["openapi"], "3.1.0");
+    for (method, path) in ROUTES {
+        let template =
+            path.replace("6c1f6f0e-1d2b-4c3d-9e4f-5a6b7c8d9e0f", "{id}").replace("key_0123456789abcdef", "{id}");
+        let operation = &document["paths"][&template][method.to_lowercase()];
+        assert!(operation.is_object(), "{method} {template} is not in /openapi.json");
+        assert!(operation["security"].as_array().is_some_and(|s| !s.is_empty()), "{method} {template}: no security");
+        assert!(operation["responses"]["401"].is_object() && operation["responses"]["429"].is_object());
+    }
+    // The human-readable page works offline: everything it loads comes from the API itself.
+    let response = client(None).get(format!("{}/docs/", service.base)).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let csp = response.headers()["content-security-policy"].to_str().unwrap().to_owned();
+    assert!(csp.contains("script-src 'self'") && !csp.contains("http"), "{csp}");
+    let page = response.text().await.unwrap();
+    assert!(page.contains("swagger-ui") && !page.contains("://"), "the docs page loads something from elsewhere");
+}

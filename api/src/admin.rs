@@ -3,28 +3,49 @@
 //! every tenant straight in Redis.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use mta_platform::access::{KeyId, KeyRecord, KeyRequest, NewKey, Role};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use mta_platform::audit::AuditEntry;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use crate::AppState;
 use crate::auth::{Admin, Auth};
-use crate::error::{ApiError, AppJson};
+use crate::error::{ApiError, AppJson, AppQuery, ErrorBody};
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateKey {
+    /// What the key is for, 1 to 100 characters.
+    #[schema(min_length = 1, max_length = 100)]
     name: String,
     role: Role,
-    /// RFC 3339; the key never expires when absent.
+    /// RFC 3339, in the future; the key never expires when absent.
+    #[schema(value_type = Option<String>, format = DateTime)]
     expires_at: Option<DateTime<Utc>>,
+    /// The key's own quota (default MTA_RATE_LIMIT_PER_HOUR).
+    #[schema(minimum = 1)]
     requests_per_hour: Option<u32>,
 }
 
 /// `POST /v1/admin/keys`: 201 with the new key, shown this once.
+#[utoipa::path(
+    post,
+    path = "/v1/admin/keys",
+    operation_id = "create_key",
+    tag = "admin",
+    request_body = CreateKey,
+    responses(
+        (status = 201, description = "The key; `key` is its secret, shown only now", body = NewKey),
+        (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 403, description = "Not an admin key", body = ErrorBody),
+        (status = 413, description = "Body over 1 MiB", body = ErrorBody),
+        (status = 415, description = "The body is not `application/json`", body = ErrorBody),
+        (status = 422, description = "A field is invalid (named)", body = ErrorBody),
+    )
+)]
 pub async fn create(
     State(state): State<AppState>,
     Auth(caller, ..): Auth<Admin>,
@@ -44,9 +65,19 @@ pub async fn create(
 }
 
 /// `GET /v1/admin/keys`: the tenant's keys, revoked ones included, never their secrets.
-pub async fn list(State(state): State<AppState>, Auth(caller, ..): Auth<Admin>) -> Result<Json<Value>, ApiError> {
+#[utoipa::path(
+    get,
+    path = "/v1/admin/keys",
+    operation_id = "list_keys",
+    tag = "admin",
+    responses(
+        (status = 200, description = "The tenant's keys", body = KeyList),
+        (status = 403, description = "Not an admin key", body = ErrorBody),
+    )
+)]
+pub async fn list(State(state): State<AppState>, Auth(caller, ..): Auth<Admin>) -> Result<Json<KeyList>, ApiError> {
     let keys = state.keys.list(Some(&caller.tenant)).await?;
-    Ok(Json(json!({ "keys": keys })))
+    Ok(Json(KeyList { keys }))
 }
 
 /// The tenant's key `id`; another tenant's key answers 404 like a missing one.
@@ -56,6 +87,19 @@ async fn own_key(state: &AppState, caller: &crate::auth::Caller, id: &str) -> Re
 }
 
 /// `POST /v1/admin/keys/{id}/rotate`: a new secret; the old one stops working at once.
+#[utoipa::path(
+    post,
+    path = "/v1/admin/keys/{id}/rotate",
+    operation_id = "rotate_key",
+    tag = "admin",
+    params(("id" = String, Path, description = "Key id (`key_…`)")),
+    responses(
+        (status = 200, description = "The key with its new secret", body = NewKey),
+        (status = 403, description = "Not an admin key", body = ErrorBody),
+        (status = 404, description = "No such key in this tenant", body = ErrorBody),
+        (status = 409, description = "The key is revoked", body = ErrorBody),
+    )
+)]
 pub async fn rotate(
     State(state): State<AppState>,
     Auth(caller, ..): Auth<Admin>,
@@ -70,6 +114,18 @@ pub async fn rotate(
 }
 
 /// `DELETE /v1/admin/keys/{id}`: revokes the key on every API pod from the next request on.
+#[utoipa::path(
+    delete,
+    path = "/v1/admin/keys/{id}",
+    operation_id = "revoke_key",
+    tag = "admin",
+    params(("id" = String, Path, description = "Key id (`key_…`)")),
+    responses(
+        (status = 200, description = "Revoked", body = KeyRecord),
+        (status = 403, description = "Not an admin key", body = ErrorBody),
+        (status = 404, description = "No such key in this tenant", body = ErrorBody),
+    )
+)]
 pub async fn revoke(
     State(state): State<AppState>,
     Auth(caller, ..): Auth<Admin>,
@@ -81,22 +137,48 @@ pub async fn revoke(
     Ok(Json(revoked))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct AuditQuery {
+    /// 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
 }
 
 /// `GET /v1/admin/audit`: the tenant's newest audit entries.
+#[utoipa::path(
+    get,
+    path = "/v1/admin/audit",
+    operation_id = "read_audit",
+    tag = "admin",
+    params(AuditQuery),
+    responses(
+        (status = 200, description = "Newest first", body = AuditList),
+        (status = 400, description = "An unknown query parameter", body = ErrorBody),
+        (status = 403, description = "Not an admin key", body = ErrorBody),
+        (status = 422, description = "`limit` out of range", body = ErrorBody),
+    )
+)]
 pub async fn audit(
     State(state): State<AppState>,
     Auth(caller, ..): Auth<Admin>,
-    Query(query): Query<AuditQuery>,
-) -> Result<Json<Value>, ApiError> {
+    AppQuery(query): AppQuery<AuditQuery>,
+) -> Result<Json<AuditList>, ApiError> {
     let limit = query.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::field("limit", "must be between 1 and 1000"));
     }
     let entries = state.audit.read(Some(&caller.tenant), limit).await?;
-    Ok(Json(json!({ "entries": entries })))
+    Ok(Json(AuditList { entries }))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct KeyList {
+    pub keys: Vec<KeyRecord>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct AuditList {
+    pub entries: Vec<AuditEntry>,
 }

@@ -5,7 +5,8 @@ use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use mta_core::{AttributionError, ErrorCode, Problem};
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
 
 #[derive(Debug)]
 pub enum ApiError {
@@ -75,11 +76,8 @@ impl IntoResponse for ApiError {
                 (StatusCode::SERVICE_UNAVAILABLE, "unavailable", message, Vec::new())
             }
         };
-        let mut error = json!({ "code": code, "message": message });
-        if !details.is_empty() {
-            error["details"] = json!(details);
-        }
-        let mut response = (status, Json(json!({ "error": error }))).into_response();
+        let body = ErrorBody { error: ErrorDetail { code: code.to_owned(), message, details } };
+        let mut response = (status, Json(body)).into_response();
         if let Some(secs) = retry_after {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
@@ -87,6 +85,41 @@ impl IntoResponse for ApiError {
             response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         response
+    }
+}
+
+/// Every error response: `{"error": {"code", "message", "details"?}}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// Machine-readable: `unauthorized`, `forbidden`, `not_found`, `invalid_option`, `rate_limited`, ...
+    pub code: String,
+    /// What went wrong, in words.
+    pub message: String,
+    /// Located problems (row, column or field).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub details: Vec<Problem>,
+}
+
+/// `Query` whose rejections (unknown or malformed parameters) answer 400 in our format.
+pub struct AppQuery<T>(pub T);
+
+impl<T, S> axum::extract::FromRequestParts<S> for AppQuery<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(value)) => Ok(AppQuery(value)),
+            Err(rejection) => Err(ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", rejection.body_text())),
+        }
     }
 }
 

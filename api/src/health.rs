@@ -12,10 +12,16 @@ use crate::AppState;
 
 const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
+#[utoipa::path(get, path = "/health/live", operation_id = "health_live", tag = "health",
+    responses((status = 200, description = "The process answers", body = Object)))]
 pub async fn live() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
+#[utoipa::path(get, path = "/health/ready", operation_id = "health_ready", tag = "health", responses(
+    (status = 200, description = "Redis and the object store answer", body = Object),
+    (status = 503, description = "A dependency does not answer", body = Object),
+))]
 pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     let (redis, store) = tokio::join!(check(state.ledger.ping()), check(state.storage.check()));
     let ok = redis["status"] == "ok" && store["status"] == "ok";
@@ -24,6 +30,10 @@ pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
 }
 
 /// Readiness plus the version and the tasks waiting in each stage's queue.
+#[utoipa::path(get, path = "/health", operation_id = "health", tag = "health", responses(
+    (status = 200, description = "Ready; version and queue depth per stage", body = Object),
+    (status = 503, description = "A dependency does not answer", body = Object),
+))]
 pub async fn summary(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     let depths = tokio::time::timeout(CHECK_TIMEOUT, state.queue.depths()).await;
     let (status, Json(mut body)) = ready(State(state)).await;

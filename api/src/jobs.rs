@@ -3,7 +3,7 @@
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{FromRequest, Multipart, Path, Query, Request, State};
+use axum::extract::{FromRequest, Multipart, Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::TryStreamExt;
@@ -11,17 +11,40 @@ use mta_platform::JobSpec;
 use mta_platform::ledger::{JobId, JobRecord, JobState, UploadId, UploadRecord};
 use mta_platform::queue::SplitTask;
 use mta_platform::storage::keys;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use utoipa::{IntoParams, ToSchema};
 
 use crate::AppState;
 use crate::auth::{Auth, Caller, Read, Submit};
-use crate::error::{ApiError, AppJson};
+use crate::error::{ApiError, AppJson, AppQuery, ErrorBody};
 use crate::uploads::store_upload;
 
 const MAX_IDEMPOTENCY_KEY: usize = 255;
 
 /// `POST /v1/jobs`: 202 with the job and its `Location`.
+#[utoipa::path(
+    post,
+    path = "/v1/jobs",
+    operation_id = "submit_job",
+    tag = "jobs",
+    params(("Idempotency-Key" = Option<String>, Header, pattern = "^[!-~]{1,255}$",
+        description = "Makes a retried submission return the same job (24 h)")),
+    request_body(description = "A spec naming an upload, or a multipart form with the file and the spec", content(
+        (JobSpec = "application/json"),
+        (inline(MultipartSubmission) = "multipart/form-data"),
+    )),
+    responses(
+        (status = 202, description = "Queued (or answered from the cache); `Location` names the job", body = JobRecord,
+            headers(("Location" = String, description = "/v1/jobs/{id}"))),
+        (status = 400, description = "Malformed JSON or multipart body, or a bad Idempotency-Key", body = ErrorBody),
+        (status = 403, description = "The key may not submit (role `read`)", body = ErrorBody),
+        (status = 409, description = "The same Idempotency-Key is still being processed", body = ErrorBody),
+        (status = 413, description = "The spec or the file is too large", body = ErrorBody),
+        (status = 415, description = "The body is neither `application/json` nor `multipart/form-data`", body = ErrorBody),
+        (status = 422, description = "A field is invalid (named in `details`)", body = ErrorBody),
+    )
+)]
 pub async fn create(
     State(state): State<AppState>,
     Auth(caller, ..): Auth<Submit>,
@@ -171,24 +194,50 @@ async fn spec_and_file(state: &AppState, caller: &Caller, request: Request) -> R
     Ok((spec, upload))
 }
 
-#[derive(Debug, Deserialize)]
+/// A multipart submission (schema for the API document).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct MultipartSubmission {
+    /// The file.
+    #[schema(content_media_type = "application/octet-stream")]
+    file: Vec<u8>,
+    /// The job spec as JSON, without `upload_id`.
+    spec: Option<JobSpec>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// 1 to 500 (default 50).
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<usize>,
 }
 
-/// `GET /v1/jobs`: newest first.
+/// `GET /v1/jobs`: the tenant's jobs, newest first.
+#[utoipa::path(
+    get,
+    path = "/v1/jobs",
+    operation_id = "list_jobs",
+    tag = "jobs",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "The tenant's jobs, newest first", body = JobList),
+        (status = 400, description = "An unknown query parameter", body = ErrorBody),
+        (status = 422, description = "`limit` out of range", body = ErrorBody),
+    )
+)]
 pub async fn list(
     State(state): State<AppState>,
     Auth(caller, ..): Auth<Read>,
-    query: Query<ListQuery>,
-) -> Result<Json<Value>, ApiError> {
+    AppQuery(query): AppQuery<ListQuery>,
+) -> Result<Json<JobList>, ApiError> {
     let limit = query.limit.unwrap_or(50);
     if !(1..=500).contains(&limit) {
         return Err(ApiError::field("limit", "must be between 1 and 500"));
     }
     let jobs = state.ledger.list_jobs(&caller.tenant, limit).await?;
-    Ok(Json(json!({ "jobs": jobs })))
+    Ok(Json(JobList { jobs }))
 }
 
 /// The caller's job `id`: a malformed id, a missing job and another tenant's job are all
@@ -198,6 +247,18 @@ async fn find(state: &AppState, caller: &Caller, id: &str) -> Result<JobRecord, 
     state.ledger.tenant_job(&caller.tenant, &id).await?.ok_or_else(|| ApiError::not_found("job"))
 }
 
+/// One job: state, stage, progress, error.
+#[utoipa::path(
+    get,
+    path = "/v1/jobs/{id}",
+    operation_id = "get_job",
+    tag = "jobs",
+    params(("id" = String, Path, description = "Job id")),
+    responses(
+        (status = 200, description = "The job", body = JobRecord),
+        (status = 404, description = "No such job in this tenant", body = ErrorBody),
+    )
+)]
 pub async fn get(
     State(state): State<AppState>,
     Auth(caller, ..): Auth<Read>,
@@ -207,6 +268,19 @@ pub async fn get(
 }
 
 /// `DELETE /v1/jobs/{id}`: queued units become no-ops, running ones stop between blocks.
+#[utoipa::path(
+    delete,
+    path = "/v1/jobs/{id}",
+    operation_id = "cancel_job",
+    tag = "jobs",
+    params(("id" = String, Path, description = "Job id")),
+    responses(
+        (status = 200, description = "Cancelled", body = JobRecord),
+        (status = 403, description = "The key may not cancel (role `read`)", body = ErrorBody),
+        (status = 404, description = "No such job in this tenant", body = ErrorBody),
+        (status = 409, description = "The job already ended", body = ErrorBody),
+    )
+)]
 pub async fn cancel(
     State(state): State<AppState>,
     Auth(caller, ..): Auth<Submit>,
@@ -225,6 +299,17 @@ pub async fn cancel(
 }
 
 /// `GET /v1/jobs/{id}/timeline`: which worker started and ended which unit, when.
+#[utoipa::path(
+    get,
+    path = "/v1/jobs/{id}/timeline",
+    operation_id = "get_job_timeline",
+    tag = "jobs",
+    params(("id" = String, Path, description = "Job id")),
+    responses(
+        (status = 200, description = "Task starts and ends", body = Object),
+        (status = 404, description = "No such job in this tenant", body = ErrorBody),
+    )
+)]
 pub async fn timeline(
     State(state): State<AppState>,
     Auth(caller, ..): Auth<Read>,
@@ -234,9 +319,12 @@ pub async fn timeline(
     Ok(Json(json!({ "job_id": job.id, "events": state.ledger.timeline(&job.id).await? })))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ResultQuery {
+    /// `json` (default) or `csv`.
+    #[param(pattern = "^(json|csv)$")]
     format: Option<String>,
 }
 
@@ -253,11 +341,28 @@ fn require_success(job: &JobRecord) -> Result<(), ApiError> {
 }
 
 /// `GET /v1/jobs/{id}/result` (`?format=csv` for a tidy table).
+#[utoipa::path(
+    get,
+    path = "/v1/jobs/{id}/result",
+    operation_id = "get_job_result",
+    tag = "results",
+    params(("id" = String, Path, description = "Job id"), ResultQuery),
+    responses(
+        (status = 200, description = "The result (DESIGN.md 5), or one CSV row per model and channel", content(
+            (JobResult = "application/json"),
+            (String = "text/csv"),
+        )),
+        (status = 400, description = "An unknown or repeated query parameter", body = ErrorBody),
+        (status = 404, description = "No such job in this tenant", body = ErrorBody),
+        (status = 409, description = "The job has not succeeded (yet)", body = ErrorBody),
+        (status = 422, description = "Unknown format", body = ErrorBody),
+    )
+)]
 pub async fn result(
     State(state): State<AppState>,
     Auth(caller, ..): Auth<Read>,
     Path(id): Path<String>,
-    Query(query): Query<ResultQuery>,
+    AppQuery(query): AppQuery<ResultQuery>,
 ) -> Result<Response, ApiError> {
     let job = find(&state, &caller, &id).await?;
     require_success(&job)?;
@@ -313,6 +418,19 @@ fn result_csv(result: &Value) -> String {
 }
 
 /// `GET /v1/jobs/{id}/credits`: streams the Parquet export.
+#[utoipa::path(
+    get,
+    path = "/v1/jobs/{id}/credits",
+    operation_id = "get_job_credits",
+    tag = "results",
+    params(("id" = String, Path, description = "Job id")),
+    responses(
+        (status = 200, description = "One row per converting journey, channel and model", body = Vec<u8>,
+            content_type = "application/vnd.apache.parquet"),
+        (status = 404, description = "No such job in this tenant, or it did not ask for credits", body = ErrorBody),
+        (status = 409, description = "The job has not succeeded (yet)", body = ErrorBody),
+    )
+)]
 pub async fn credits(
     State(state): State<AppState>,
     Auth(caller, ..): Auth<Read>,
@@ -339,4 +457,19 @@ pub async fn credits(
         (header::CONTENT_DISPOSITION, format!("attachment; filename=\"credits-{}.parquet\"", job.id)),
     ];
     Ok((headers, Body::from_stream(stream)).into_response())
+}
+
+/// `GET /v1/jobs` body.
+#[derive(Serialize, ToSchema)]
+pub struct JobList {
+    pub jobs: Vec<JobRecord>,
+}
+
+/// The result document: the job's id and the engine's result (schema for the API document;
+/// the stored JSON is served as it is).
+#[derive(Serialize, ToSchema)]
+pub struct JobResult {
+    job_id: JobId,
+    #[serde(flatten)]
+    result: mta_core::AttributionResult,
 }

@@ -12,6 +12,7 @@ pub mod auth;
 pub mod error;
 pub mod health;
 pub mod jobs;
+pub mod openapi;
 pub mod uploads;
 
 use std::sync::Arc;
@@ -86,12 +87,26 @@ pub fn router(state: AppState) -> Router {
         .route("/health", get(health::summary))
         .route("/health/live", get(health::live))
         .route("/health/ready", get(health::ready))
+        .merge(api_docs())
         .fallback(|| async { error::ApiError::not_found("route") })
         .layer(middleware::from_fn_with_state(security.hsts_secs, security_headers));
     if !security.cors_origins.is_empty() {
         router = router.layer(cors(&security.cors_origins));
     }
     router.with_state(state)
+}
+
+/// `/openapi.json` and its rendering at `/docs` (Swagger UI, vendored: no CDN). The page
+/// needs its own scripts and styles, so it gets a CSP that allows exactly those.
+fn api_docs() -> Router<AppState> {
+    use utoipa::OpenApi;
+    let ui = utoipa_swagger_ui::SwaggerUi::new("/docs").url("/openapi.json", openapi::ApiDoc::openapi());
+    Router::from(ui).layer(middleware::map_response(|mut response: Response| async move {
+        let csp = "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; \
+                   connect-src 'self'; frame-ancestors 'none'";
+        response.headers_mut().insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(csp));
+        response
+    }))
 }
 
 /// Headers every response carries: API data is never cached, sniffed, framed or leaked

@@ -13,8 +13,22 @@ use sha2::{Digest, Sha256};
 
 use crate::AppState;
 use crate::auth::{Auth, Caller, Submit};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 
+/// Upload a file: the raw body (CSV, gzip CSV, Parquet or NDJSON) is streamed to storage.
+#[utoipa::path(
+    post,
+    path = "/v1/uploads",
+    operation_id = "upload_file",
+    tag = "uploads",
+    request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "The file, as is"),
+    responses(
+        (status = 201, description = "Stored", body = UploadRecord),
+        (status = 403, description = "The key may not upload (role `read`)", body = ErrorBody),
+        (status = 413, description = "Larger than MTA_MAX_UPLOAD_BYTES", body = ErrorBody),
+        (status = 422, description = "The upload is empty", body = ErrorBody),
+    )
+)]
 pub async fn create(
     State(state): State<AppState>,
     Auth(caller, ..): Auth<Submit>,

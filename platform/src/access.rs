@@ -20,6 +20,7 @@ use redis::AsyncCommands;
 use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use utoipa::ToSchema;
 
 use crate::ledger::now;
 
@@ -29,8 +30,9 @@ const MAX_KEY_NAME: usize = 100;
 
 /// A customer's namespace: every upload, job and object belongs to one. Lower-case
 /// letters, digits and `-`, 1 to 63 characters, so it is safe inside object keys.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(try_from = "String", into = "String")]
+#[schema(value_type = String, pattern = "^[a-z0-9][a-z0-9-]{0,62}$")]
 pub struct Tenant(String);
 
 impl Tenant {
@@ -75,7 +77,7 @@ impl fmt::Display for Tenant {
 }
 
 /// What a key may do; each role includes the ones below it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     /// Read the tenant's jobs, results and credits.
@@ -114,8 +116,9 @@ impl FromStr for Role {
 }
 
 /// A key's public name: `key_` and 16 hex digits. Safe to log; the secret never is.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(try_from = "String", into = "String")]
+#[schema(value_type = String, pattern = "^key_[0-9a-f]{16}$")]
 pub struct KeyId(String);
 
 impl KeyId {
@@ -158,7 +161,7 @@ impl fmt::Display for KeyId {
 }
 
 /// A key as stored and as shown to admins (never with its secret).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct KeyRecord {
     pub id: KeyId,
     pub tenant: Tenant,
@@ -190,7 +193,7 @@ impl KeyRecord {
 }
 
 /// A key just made or rotated: the secret is in here and nowhere else.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct NewKey {
     /// Shown once; only its hash is kept.
     pub key: String,

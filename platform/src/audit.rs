@@ -11,6 +11,7 @@ use std::fmt;
 use anyhow::Context;
 use redis::aio::ConnectionManager;
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::access::{KeyId, Tenant};
 use crate::ledger::now;
@@ -34,10 +35,13 @@ pub struct AuditEvent {
 }
 
 /// An entry as read back.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct AuditEntry {
+    /// The stream entry id (milliseconds-sequence).
     pub id: String,
+    /// `at`, `action`, `tenant`, `key_id`, `target`, `detail` (each when known).
     #[serde(flatten)]
+    #[schema(value_type = std::collections::HashMap<String, String>)]
     pub fields: serde_json::Map<String, serde_json::Value>,
 }
 

@@ -17,6 +17,7 @@ use mta_core::{AttributionError, InputKind};
 use redis::AsyncCommands;
 use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::access::Tenant;
 use crate::spec::JobSpec;
@@ -29,7 +30,7 @@ const TIMELINE_LEN: isize = 1000;
 macro_rules! uuid_id {
     ($name:ident, $what:literal) => {
         #[doc = concat!("The id of ", $what, ": a random UUID, never taken from a request.")]
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
         #[serde(transparent)]
         pub struct $name(uuid::Uuid);
 
@@ -57,7 +58,7 @@ macro_rules! uuid_id {
 uuid_id!(JobId, "a job");
 uuid_id!(UploadId, "an upload");
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum JobState {
     Queued,
@@ -89,7 +90,7 @@ impl JobState {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Stage {
     Splitting,
@@ -112,7 +113,7 @@ impl Stage {
 }
 
 /// A stored upload.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct UploadRecord {
     pub upload_id: UploadId,
     pub tenant: Tenant,
@@ -122,7 +123,7 @@ pub struct UploadRecord {
 }
 
 /// A job as clients see it (`GET /v1/jobs/{id}`).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct JobRecord {
     pub id: JobId,
     pub tenant: Tenant,
@@ -149,7 +150,7 @@ pub struct JobRecord {
     pub partitions: u32,
 }
 
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, ToSchema)]
 pub struct Progress {
     pub splits_done: u64,
     pub splits_total: u64,

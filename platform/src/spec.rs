@@ -7,12 +7,13 @@ use mta_core::ingest::{ColumnMapping, Format, InputSpec, parse_delimiter};
 use mta_core::{AttributionError, InputKind, OptionsSpec};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use utoipa::ToSchema;
 
 use crate::access::Tenant;
 use crate::config::LimitsConfig;
 
 /// `POST /v1/jobs` body. Unknown fields are refused, so a typo never silently falls back to a default.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JobSpec {
     /// The upload to attribute (filled in by the server for a multipart submission).

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 pub const MAX_DETAILS: usize = 100;
 
 /// A machine-readable error code. The strings are part of the public contract.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
@@ -47,6 +48,7 @@ impl ErrorCode {
 }
 
 /// One problem at one place in the input.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Problem {
     /// 1-based data row (the header, if any, is not counted).
@@ -60,6 +62,7 @@ pub struct Problem {
 }
 
 /// The engine's error: a code, a sentence, and up to [`MAX_DETAILS`] located problems.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AttributionError {
     pub code: ErrorCode,

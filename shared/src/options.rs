@@ -12,6 +12,7 @@ use crate::error::AttributionError;
 pub const MICROS_PER_DAY: f64 = 86_400_000_000.0;
 
 /// Whether rows are single events or pre-aggregated paths.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum InputKind {
@@ -41,6 +42,7 @@ impl FromStr for InputKind {
 }
 
 /// Every model of DESIGN.md section 3. The order here is the order of results.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ModelId {
@@ -116,6 +118,7 @@ impl FromStr for ModelId {
 }
 
 /// First / middle / last weights of the position-based family.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct PositionWeights {
     pub first: f64,
@@ -140,6 +143,7 @@ impl PositionWeights {
 }
 
 /// Options as the user gives them (a job spec or the command line); `None` means default.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OptionsSpec {
@@ -155,6 +159,7 @@ pub struct OptionsSpec {
 }
 
 /// Validated options with every default filled in; reported back in the result.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Options {
     pub kind: InputKind,

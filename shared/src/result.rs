@@ -10,14 +10,18 @@ use crate::partial::Partial;
 /// Relative tolerance of the conservation check reported with every model.
 pub const CONSERVATION_TOLERANCE: f64 = 1e-9;
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize)]
 pub struct AttributionResult {
     pub summary: Summary,
     pub options: Options,
+    /// Keyed by model id, in the order of the models list.
     #[serde(serialize_with = "models_as_map")]
+    #[cfg_attr(feature = "openapi", schema(value_type = std::collections::BTreeMap<String, ModelResult>))]
     pub models: Vec<ModelResult>,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize)]
 pub struct Summary {
     pub rows: u64,
@@ -33,6 +37,7 @@ pub struct Summary {
     pub truncated_journeys: u64,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize)]
 pub struct ModelResult {
     #[serde(skip)]
@@ -52,6 +57,7 @@ pub struct ModelResult {
     pub conversion_probability: Option<f64>,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize)]
 pub struct ChannelCredit {
     pub channel: String,

@@ -1,0 +1,98 @@
+//! The OpenAPI 3.1 document, generated from the handlers' annotations and the types they
+//! exchange, served at `/openapi.json` and rendered offline at `/docs`.
+//!
+//! What every `/v1` operation shares (the key, 401, 429, 503 and the `RateLimit-*`
+//! headers) is added here once rather than repeated on each handler.
+
+use utoipa::openapi::path::Operation;
+use utoipa::openapi::security::{
+    ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme,
+};
+use utoipa::openapi::{Ref, ResponseBuilder};
+use utoipa::{Modify, OpenApi};
+
+use crate::{admin, health, jobs, uploads};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "mta: multi-touch attribution",
+        description = "Upload touchpoint files, run attribution jobs under every standard model, fetch results. \
+                       Every /v1 route needs an API key (`Authorization: Bearer <key>` or `X-API-Key`).",
+        license(name = "Apache-2.0")
+    ),
+    paths(
+        uploads::create,
+        jobs::create,
+        jobs::list,
+        jobs::get,
+        jobs::cancel,
+        jobs::timeline,
+        jobs::result,
+        jobs::credits,
+        admin::create,
+        admin::list,
+        admin::rotate,
+        admin::revoke,
+        admin::audit,
+        health::summary,
+        health::live,
+        health::ready,
+    ),
+    modifiers(&SharedResponses),
+    tags(
+        (name = "uploads", description = "Files, streamed to object storage"),
+        (name = "jobs", description = "Attribution jobs: submit, follow, cancel"),
+        (name = "results", description = "Results and per-journey credits"),
+        (name = "admin", description = "The tenant's API keys and audit log (admin keys)"),
+        (name = "health", description = "Liveness and readiness (no key)"),
+    )
+)]
+pub struct ApiDoc;
+
+struct SharedResponses;
+
+impl Modify for SharedResponses {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("mta_<64 hex>").build(),
+            ),
+        );
+        components
+            .add_security_scheme("api_key", SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-API-Key"))));
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            if !path.starts_with("/v1/") {
+                continue;
+            }
+            let operations = [&mut item.get, &mut item.post, &mut item.delete];
+            for operation in operations.into_iter().flatten() {
+                add_shared(operation);
+            }
+        }
+    }
+}
+
+fn add_shared(operation: &mut Operation) {
+    let security = [("bearer", "Authorization: Bearer <key>"), ("api_key", "X-API-Key: <key>")];
+    operation.security =
+        Some(security.iter().map(|(name, _)| SecurityRequirement::new(*name, Vec::<String>::new())).collect());
+    let error = |description: &str| {
+        ResponseBuilder::new()
+            .description(description)
+            .content(
+                "application/json",
+                utoipa::openapi::ContentBuilder::new().schema(Some(Ref::from_schema_name("ErrorBody"))).build(),
+            )
+            .build()
+    };
+    let responses = &mut operation.responses.responses;
+    responses.insert("401".into(), error("No usable API key (missing, malformed, unknown, revoked or expired)").into());
+    responses.insert("429".into(), error("Rate limit or daily upload quota used up; see `Retry-After`").into());
+    responses.insert(
+        "503".into(),
+        error("Redis or the object store is unavailable, or the request timed out; retry").into(),
+    );
+}
