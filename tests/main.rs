@@ -3,6 +3,7 @@
 //! (`service`). See `support` and `service_support` for helpers.
 
 mod attribute;
+mod operations;
 mod security;
 mod service;
 mod service_support;

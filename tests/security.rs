@@ -74,7 +74,7 @@ const ROUTES: &[(&str, &str)] = &[
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keys_roles_revocation_expiry_headers_and_audit() {
-    let mut service = Service::start(ServiceSpec { api_log: true, ..ServiceSpec::default() }).await;
+    let mut service = Service::start(ServiceSpec { logs: true, ..ServiceSpec::default() }).await;
     let base = service.base.clone();
     let admin = service.key.clone();
     let unknown = format!("mta_{}", "0".repeat(64));
@@ -205,7 +205,7 @@ async fn keys_roles_revocation_expiry_headers_and_audit() {
     let expired = audit["entries"].as_array().unwrap().iter().find(|e| e["detail"] == "expired key").unwrap();
     assert_eq!(expired["key_id"], expiring_id);
     let secrets = [&admin, &read, &submit, &rotated_key, &expiring];
-    let log = service.api_log();
+    let log = service.log("api");
     assert!(log.contains("auth.refused"), "audit events reach the log");
     for secret in secrets {
         assert!(!audit.to_string().contains(secret.as_str()), "a secret in the audit log");

@@ -98,8 +98,8 @@ impl Drop for Redis {
 
 /// Settings of one service under test.
 pub(crate) struct ServiceSpec {
-    /// Keep the API's log (at `info`) in a file, for tests that read it.
-    pub(crate) api_log: bool,
+    /// Keep every process's log (`info`, JSON) in a file, for tests that read them.
+    pub(crate) logs: bool,
     pub(crate) workers: usize,
     pub(crate) appendonly: bool,
     /// Extra environment for the API and workers (`MTA_*`).
@@ -113,7 +113,7 @@ pub(crate) struct ServiceSpec {
 impl Default for ServiceSpec {
     fn default() -> Self {
         ServiceSpec {
-            api_log: false,
+            logs: false,
             workers: 1,
             appendonly: false,
             env: Vec::new(),
@@ -132,6 +132,9 @@ pub(crate) struct Service {
     pub(crate) key: String,
     api: Child,
     extra_apis: Vec<Child>,
+    /// Health and metrics port of each worker (`MTA_WORKER_BIND`).
+    pub(crate) worker_ports: Vec<u16>,
+    logs: bool,
     workers: Vec<Child>,
     env: Vec<(String, String)>,
     _data: tempfile::TempDir,
@@ -151,15 +154,17 @@ impl Service {
             ("RUST_LOG".into(), std::env::var("TEST_LOG").unwrap_or_else(|_| "warn".into())),
         ];
         env.extend(spec.env.into_iter().chain(spec.store_env).map(|(k, v)| (k.to_owned(), v)));
-        let api = if spec.api_log {
-            let log = std::fs::File::create(data.path().join("api.log")).expect("log file");
-            let mut api_env = env.clone();
-            api_env.push(("RUST_LOG".into(), "info".into()));
-            spawn_logged(env!("CARGO_BIN_EXE_mta-api"), &api_env, log)
-        } else {
-            spawn(env!("CARGO_BIN_EXE_mta-api"), &env)
-        };
-        let workers = (0..spec.workers).map(|_| spawn(env!("CARGO_BIN_EXE_mta-worker"), &env)).collect();
+        if spec.logs {
+            env.extend([("RUST_LOG".into(), "info".into()), ("MTA_LOG_FORMAT".into(), "json".into())]);
+        }
+        let log = |name: &str| spec.logs.then(|| data.path().join(format!("{name}.log")));
+        let api = spawn(env!("CARGO_BIN_EXE_mta-api"), &env, log("api"));
+        let worker_ports: Vec<u16> = (0..spec.workers).map(|_| free_port()).collect();
+        let workers = worker_ports
+            .iter()
+            .enumerate()
+            .map(|(i, port)| spawn_worker(&env, *port, log(&format!("worker-{i}"))))
+            .collect();
         let mut service = Service {
             redis,
             base: format!("http://127.0.0.1:{port}"),
@@ -167,11 +172,14 @@ impl Service {
             key: String::new(),
             api,
             extra_apis: Vec::new(),
+            worker_ports,
+            logs: spec.logs,
             workers,
             env,
             _data: data,
         };
-        service.key = service.create_key("t1", "admin", &[]);
+        // Tests poll often: the harness key gets room for that (quota tests make their own keys).
+        service.key = service.create_key("t1", "admin", &["--requests-per-hour", "1000000"]);
         service.http = client(Some(&service.key));
         wait_healthy(&service.base).await;
         service
@@ -202,15 +210,28 @@ impl Service {
         env.retain(|(k, _)| k != "MTA_BIND");
         env.push(("MTA_BIND".into(), format!("127.0.0.1:{port}")));
         env.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
-        self.extra_apis.push(spawn(env!("CARGO_BIN_EXE_mta-api"), &env));
+        self.extra_apis.push(spawn(env!("CARGO_BIN_EXE_mta-api"), &env, None));
         let base = format!("http://127.0.0.1:{port}");
         wait_healthy(&base).await;
         base
     }
 
-    /// The API's log (services started with `api_log`).
-    pub(crate) fn api_log(&self) -> String {
-        std::fs::read_to_string(self._data.path().join("api.log")).unwrap_or_default()
+    /// A process's log, `api` or `worker-N` (services started with `logs`).
+    pub(crate) fn log(&self, name: &str) -> String {
+        std::fs::read_to_string(self._data.path().join(format!("{name}.log"))).unwrap_or_default()
+    }
+
+    pub(crate) fn api_pid(&self) -> u32 {
+        self.api.id()
+    }
+
+    /// Waits up to `timeout` for worker `index` to exit; its exit code.
+    pub(crate) fn wait_worker_exit(&mut self, index: usize, timeout: Duration) -> Option<i32> {
+        wait_exit(&mut self.workers[index], timeout)
+    }
+
+    pub(crate) fn wait_api_exit(&mut self, timeout: Duration) -> Option<i32> {
+        wait_exit(&mut self.api, timeout)
     }
 
     /// The local object store's directory (services started without `store_url`).
@@ -230,9 +251,11 @@ impl Service {
     /// Restarts every worker process that has exited (an orchestrator's job); returns how many.
     pub(crate) fn revive_workers(&mut self) -> usize {
         let mut revived = 0;
-        for worker in &mut self.workers {
+        for (i, worker) in self.workers.iter_mut().enumerate() {
             if matches!(worker.try_wait(), Ok(Some(_))) {
-                *worker = spawn(env!("CARGO_BIN_EXE_mta-worker"), &self.env);
+                self.worker_ports[i] = free_port();
+                let log = self.logs.then(|| self._data.path().join(format!("worker-{i}.log")));
+                *worker = spawn_worker(&self.env, self.worker_ports[i], log);
                 revived += 1;
             }
         }
@@ -351,22 +374,44 @@ async fn wait_healthy(base: &str) {
     panic!("the API at {base} did not become healthy");
 }
 
-fn spawn_logged(binary: &str, env: &[(String, String)], log: std::fs::File) -> Child {
+fn spawn_worker(env: &[(String, String)], port: u16, log: Option<std::path::PathBuf>) -> Child {
+    let mut env = env.to_vec();
+    env.push(("MTA_WORKER_BIND".into(), format!("127.0.0.1:{port}")));
+    spawn(env!("CARGO_BIN_EXE_mta-worker"), &env, log)
+}
+
+/// Starts `binary`; its output goes to `log` (appended) when given.
+fn spawn(binary: &str, env: &[(String, String)], log: Option<std::path::PathBuf>) -> Child {
+    let (stdout, stderr) = match log {
+        Some(path) => {
+            let file = std::fs::OpenOptions::new().create(true).append(true).open(path).expect("log file");
+            (Stdio::from(file.try_clone().expect("log file")), Stdio::from(file))
+        }
+        None => (child_output(), child_output()),
+    };
     Command::new(binary)
         .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .stdout(log.try_clone().expect("log file"))
-        .stderr(log)
+        .stdout(stdout)
+        .stderr(stderr)
         .spawn()
         .unwrap_or_else(|e| panic!("cannot start {binary}: {e}"))
 }
 
-fn spawn(binary: &str, env: &[(String, String)]) -> Child {
-    Command::new(binary)
-        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .stdout(child_output())
-        .stderr(child_output())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {binary}: {e}"))
+/// Sends SIGTERM (what an orchestrator sends first) to `pid`.
+pub(crate) fn terminate(pid: u32) {
+    let status = Command::new("kill").args(["-TERM", &pid.to_string()]).status().expect("kill runs");
+    assert!(status.success(), "kill -TERM {pid}");
+}
+
+fn wait_exit(child: &mut Child, timeout: Duration) -> Option<i32> {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(status.code().unwrap_or(-1));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    None
 }
 
 pub(crate) async fn decode(response: reqwest::Response) -> (u16, Value) {

@@ -17,6 +17,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use mta_platform::access::{AuthFailure, KeyId, KeyRecord, Role, Tenant};
 use mta_platform::audit::AuditEvent;
+use mta_platform::metrics::Metrics;
 use mta_platform::quota::{Decision, Rate};
 
 use crate::AppState;
@@ -55,7 +56,9 @@ pub async fn authenticate(State(state): State<AppState>, mut request: Request, n
         Err(e) => return ApiError::from(e).into_response(),
     };
     let caller = Caller { key_id: record.id, tenant: record.tenant, role: record.role };
+    tracing::Span::current().record("tenant", caller.tenant.as_str());
     if !decision.allowed {
+        Metrics::refusal(&state.metrics.rate_limit_refusals, "requests");
         let mut event = caller.event("rate_limit.refused", request.uri().path());
         event.detail = Some(format!("{} requests per {} s", rate.limit, rate.period.as_secs()));
         state.audit.record(event).await;
@@ -77,24 +80,27 @@ pub async fn authenticate(State(state): State<AppState>, mut request: Request, n
 
 /// The key's record, or the 401 answer (audited) when there is no usable key.
 async fn resolve(state: &AppState, headers: &HeaderMap) -> Result<KeyRecord, Response> {
-    let refuse = |message: &str| ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message).into_response();
+    let refuse = |reason: &str, message: &str| {
+        Metrics::refusal(&state.metrics.auth_refusals, reason);
+        ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message).into_response()
+    };
     let Some(presented) = presented_key(headers) else {
         state.audit.record(refusal(None, "no API key")).await;
-        return Err(refuse("an API key is required: `Authorization: Bearer <key>` or `X-API-Key: <key>`"));
+        return Err(refuse("missing", "an API key is required: `Authorization: Bearer <key>` or `X-API-Key: <key>`"));
     };
     match state.keys.authenticate(presented).await {
         Ok(Ok(record)) => Ok(record),
         Ok(Err(AuthFailure::Malformed)) => {
             state.audit.record(refusal(None, "malformed key")).await;
-            Err(refuse("the API key is malformed"))
+            Err(refuse("malformed", "the API key is malformed"))
         }
         Ok(Err(AuthFailure::Unknown)) => {
             state.audit.record(refusal(None, "unknown or revoked key")).await;
-            Err(refuse("the API key is not valid (unknown, rotated or revoked)"))
+            Err(refuse("unknown", "the API key is not valid (unknown, rotated or revoked)"))
         }
         Ok(Err(AuthFailure::Expired(record))) => {
             state.audit.record(refusal(Some(&record), "expired key")).await;
-            Err(refuse("the API key has expired"))
+            Err(refuse("expired", "the API key has expired"))
         }
         Err(e) => Err(ApiError::from(e).into_response()),
     }

@@ -76,7 +76,8 @@ impl IntoResponse for ApiError {
                 (StatusCode::SERVICE_UNAVAILABLE, "unavailable", message, Vec::new())
             }
         };
-        let body = ErrorBody { error: ErrorDetail { code: code.to_owned(), message, details } };
+        let request_id = crate::observe::request_id();
+        let body = ErrorBody { error: ErrorDetail { code: code.to_owned(), message, details, request_id } };
         let mut response = (status, Json(body)).into_response();
         if let Some(secs) = retry_after {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
@@ -103,6 +104,9 @@ pub struct ErrorDetail {
     /// Located problems (row, column or field).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub details: Vec<Problem>,
+    /// The request's id (also in the `x-request-id` header and the logs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
 }
 
 /// `Query` whose rejections (unknown or malformed parameters) answer 400 in our format.

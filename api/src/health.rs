@@ -1,16 +1,15 @@
-//! Health endpoints: liveness (the process answers) and readiness (Redis and the object
-//! store answer within a short timeout).
-
-use std::time::{Duration, Instant};
+//! Health and metrics endpoints (no key): liveness, readiness (Redis and the object store
+//! answer within a short timeout), a summary, the detailed view, and `/metrics`.
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use mta_platform::health::{Detailed, Readiness};
+use mta_platform::metrics;
 use serde_json::{Value, json};
 
 use crate::AppState;
-
-const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
 #[utoipa::path(get, path = "/health/live", operation_id = "health_live", tag = "health",
     responses((status = 200, description = "The process answers", body = Object)))]
@@ -19,36 +18,51 @@ pub async fn live() -> Json<Value> {
 }
 
 #[utoipa::path(get, path = "/health/ready", operation_id = "health_ready", tag = "health", responses(
-    (status = 200, description = "Redis and the object store answer", body = Object),
-    (status = 503, description = "A dependency does not answer", body = Object),
+    (status = 200, description = "Redis and the object store answer", body = Readiness),
+    (status = 503, description = "A dependency does not answer", body = Readiness),
 ))]
-pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
-    let (redis, store) = tokio::join!(check(state.ledger.ping()), check(state.storage.check()));
-    let ok = redis["status"] == "ok" && store["status"] == "ok";
-    let status = if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    (status, Json(json!({ "status": if ok { "ok" } else { "unavailable" }, "redis": redis, "object_store": store })))
+pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Readiness>) {
+    let readiness = state.probe.ready().await;
+    (status_of(readiness.is_ready()), Json(readiness))
 }
 
-/// Readiness plus the version and the tasks waiting in each stage's queue.
+/// Readiness (each dependency's status) plus the version and the tasks waiting per stage.
 #[utoipa::path(get, path = "/health", operation_id = "health", tag = "health", responses(
     (status = 200, description = "Ready; version and queue depth per stage", body = Object),
     (status = 503, description = "A dependency does not answer", body = Object),
 ))]
 pub async fn summary(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
-    let depths = tokio::time::timeout(CHECK_TIMEOUT, state.queue.depths()).await;
-    let (status, Json(mut body)) = ready(State(state)).await;
-    body["version"] = json!(env!("CARGO_PKG_VERSION"));
-    if let Ok(Ok(depths)) = depths {
-        body["queue_depth"] = depths.into_iter().map(|(stage, depth)| (stage.to_owned(), json!(depth))).collect();
-    }
-    (status, Json(body))
+    let detailed = state.probe.detailed(None).await;
+    let body = json!({
+        "status": detailed.status,
+        "version": detailed.version,
+        "redis": detailed.components["redis"],
+        "object_store": detailed.components["object_store"],
+        "queue_depth": detailed.queue_depth,
+    });
+    (status_of(detailed.status == "ok"), Json(body))
 }
 
-async fn check(probe: impl Future<Output = anyhow::Result<()>>) -> Value {
-    let started = Instant::now();
-    match tokio::time::timeout(CHECK_TIMEOUT, probe).await {
-        Ok(Ok(())) => json!({ "status": "ok", "latency_ms": started.elapsed().as_secs_f64() * 1e3 }),
-        Ok(Err(e)) => json!({ "status": "error", "error": format!("{e:#}") }),
-        Err(_) => json!({ "status": "error", "error": "timed out" }),
-    }
+/// Every component with its latency, queue depth per stage, jobs by state, live workers.
+#[utoipa::path(get, path = "/health/detailed", operation_id = "health_detailed", tag = "health", responses(
+    (status = 200, description = "Everything answers", body = Detailed),
+    (status = 503, description = "A dependency does not answer", body = Detailed),
+))]
+pub async fn detailed(State(state): State<AppState>) -> (StatusCode, Json<Detailed>) {
+    let detailed = state.probe.detailed(None).await;
+    (status_of(detailed.status == "ok"), Json(detailed))
+}
+
+/// Prometheus metrics, OpenMetrics text.
+#[utoipa::path(get, path = "/metrics", operation_id = "metrics", tag = "health", responses(
+    (status = 200, description = "OpenMetrics text", body = String,
+        content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8"),
+))]
+pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    state.probe.refresh(&state.metrics).await;
+    ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], state.metrics.encode())
+}
+
+fn status_of(ok: bool) -> StatusCode {
+    if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }
 }

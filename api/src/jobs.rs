@@ -112,11 +112,14 @@ async fn record_and_enqueue(
     spec: &JobSpec,
 ) -> Result<JobRecord, ApiError> {
     let cache_key = spec.cache_key(&upload.tenant, &upload.sha256);
+    let request_id = crate::observe::request_id().unwrap_or_default();
+    state.metrics.jobs_submitted.inc();
     if let Some(source) = state.ledger.cached_job(&cache_key).await? {
-        state.ledger.create_cached_job(&job_id, upload, spec, &source).await?;
+        state.ledger.create_cached_job(&job_id, upload, spec, &source, &request_id).await?;
+        state.metrics.cache_hits.inc();
         tracing::info!(job = %job_id, source = %source.id, "job answered from the result cache");
     } else {
-        state.ledger.create_job(&job_id, upload, spec, &cache_key).await?;
+        state.ledger.create_job(&job_id, upload, spec, &cache_key, &request_id).await?;
         if let Err(e) = state.queue.push(SplitTask { job: job_id, split: None, range: None }).await {
             let error = mta_core::AttributionError::new(mta_core::ErrorCode::Internal, "the job could not be queued");
             let _ = state.ledger.mark_failed(&job_id, &error).await;

@@ -12,6 +12,7 @@ pub mod auth;
 pub mod error;
 pub mod health;
 pub mod jobs;
+pub mod observe;
 pub mod openapi;
 pub mod uploads;
 
@@ -25,6 +26,8 @@ use axum::response::Response;
 use axum::routing::{delete, get, post};
 use mta_platform::access::KeyStore;
 use mta_platform::audit::Audit;
+use mta_platform::health::Probe;
+use mta_platform::metrics::Metrics;
 use mta_platform::quota::{Quotas, Rate};
 use mta_platform::{Config, Ledger, Queue, Storage, ledger};
 use tokio::net::TcpListener;
@@ -43,6 +46,8 @@ pub struct AppState {
     pub keys: KeyStore,
     pub quotas: Quotas,
     pub audit: Audit,
+    pub metrics: Metrics,
+    pub probe: Probe,
 }
 
 impl AppState {
@@ -55,6 +60,14 @@ impl AppState {
             keys: KeyStore::new(conn.clone(), prefix),
             quotas: Quotas::new(conn.clone(), prefix, global, security.tenant_upload_bytes_per_day),
             audit: Audit::new(conn.clone(), prefix, security.audit_max_entries),
+            probe: Probe {
+                process: "api",
+                ledger: Ledger::new(conn.clone(), prefix, config.cache_ttl),
+                queue: Queue::new(conn.clone(), &config.queue),
+                storage: Storage::open(&config.store_url)?,
+                live_window: config.queue.heartbeat * config.queue.missed_heartbeats as u32,
+            },
+            metrics: Metrics::new(),
             queue: Queue::new(conn, &config.queue),
             storage: Storage::open(&config.store_url)?,
             config: Arc::new(config),
@@ -87,13 +100,15 @@ pub fn router(state: AppState) -> Router {
         .route("/health", get(health::summary))
         .route("/health/live", get(health::live))
         .route("/health/ready", get(health::ready))
+        .route("/health/detailed", get(health::detailed))
+        .route("/metrics", get(health::metrics))
         .merge(api_docs())
         .fallback(|| async { error::ApiError::not_found("route") })
         .layer(middleware::from_fn_with_state(security.hsts_secs, security_headers));
     if !security.cors_origins.is_empty() {
         router = router.layer(cors(&security.cors_origins));
     }
-    router.with_state(state)
+    router.layer(middleware::from_fn_with_state(state.clone(), observe::observe)).with_state(state)
 }
 
 /// `/openapi.json` and its rendering at `/docs` (Swagger UI, vendored: no CDN). The page

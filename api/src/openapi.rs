@@ -38,6 +38,8 @@ use crate::{admin, health, jobs, uploads};
         health::summary,
         health::live,
         health::ready,
+        health::detailed,
+        health::metrics,
     ),
     modifiers(&SharedResponses),
     tags(

@@ -90,6 +90,7 @@ where
         Err(PutStreamError::Store(e)) => return Err(ApiError::Unavailable(e)),
     };
     state.quotas.count_upload(&caller.tenant, size_bytes).await?;
+    state.metrics.upload_bytes.inc_by(size_bytes);
     if size_bytes == 0 {
         return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "empty_input", "the upload is empty"));
     }
@@ -107,6 +108,7 @@ where
 
 /// 429 until the next UTC day, when the tenant's upload quota starts afresh.
 fn quota_exceeded(state: &AppState) -> ApiError {
+    mta_platform::metrics::Metrics::refusal(&state.metrics.rate_limit_refusals, "upload_bytes");
     let now = chrono::Utc::now();
     let tomorrow = (now.date_naive() + chrono::Days::new(1)).and_hms_opt(0, 0, 0).expect("midnight exists");
     let per_day = state.quotas.upload_bytes_per_day();

@@ -44,10 +44,10 @@ pub async fn run_all_in_one(
     ready(address);
     let liveness = Arc::new(Liveness::default());
     let api = mta_api::serve(state, listener, process::until(shutdown.clone()));
-    let pool = futures_util::future::join_all(
-        (0..workers)
-            .map(|_| mta_worker::run(config.clone(), redis_url.clone(), Arc::clone(&liveness), shutdown.clone())),
-    );
+    let pool = futures_util::future::join_all((0..workers).map(|_| {
+        let metrics = mta_platform::metrics::Metrics::new();
+        mta_worker::run(config.clone(), redis_url.clone(), Arc::clone(&liveness), metrics, shutdown.clone())
+    }));
     let (api, pool) = tokio::join!(api, pool);
     if let Some(redis) = private {
         redis.stop().await;

@@ -20,6 +20,12 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// `MTA_BIND`: the API's listening address (default `127.0.0.1:8080`).
     pub bind: String,
+    /// `MTA_WORKER_BIND`: where a worker serves its health and metrics (default
+    /// `127.0.0.1:8081`; `off` for none).
+    pub worker_bind: Option<String>,
+    /// `MTA_SHUTDOWN_GRACE_SECS` (default 25): after SIGTERM, how long a worker may finish
+    /// its tasks before it exits anyway (they then run again elsewhere).
+    pub shutdown_grace: Duration,
     pub queue: QueueConfig,
     pub limits: LimitsConfig,
     pub security: SecurityConfig,
@@ -119,6 +125,8 @@ impl Config {
             store_url,
             data_dir,
             bind: "127.0.0.1:8080".to_owned(),
+            worker_bind: Some("127.0.0.1:8081".to_owned()),
+            shutdown_grace: Duration::from_secs(25),
             queue: QueueConfig::default(),
             limits: LimitsConfig::default(),
             security: SecurityConfig::default(),
@@ -143,6 +151,11 @@ impl Config {
         if let Some(bind) = var("MTA_BIND")? {
             config.bind = bind;
         }
+        if let Some(bind) = var("MTA_WORKER_BIND")? {
+            config.worker_bind = (bind != "off").then_some(bind);
+        }
+        config.shutdown_grace =
+            parsed::<u64>("MTA_SHUTDOWN_GRACE_SECS")?.map_or(config.shutdown_grace, Duration::from_secs);
         let q = &mut config.queue;
         if let Some(prefix) = var("MTA_QUEUE_PREFIX")? {
             q.prefix = prefix;

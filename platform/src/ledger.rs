@@ -127,6 +127,9 @@ pub struct UploadRecord {
 pub struct JobRecord {
     pub id: JobId,
     pub tenant: Tenant,
+    /// The id of the request that created the job (in the API's and the workers' logs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
     pub state: JobState,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stage: Option<Stage>,
@@ -189,11 +192,16 @@ impl fmt::Debug for Ledger {
     }
 }
 
-/// Sets the job's state unless it already ended. ARGV: state, stage ('' = leave), now, finished ('' = no), error ('' = none).
+/// Sets the job's state unless it already ended, and moves it between the per-state
+/// counts in KEYS[2]. ARGV: state, stage ('' = leave), now, finished ('' = no), error ('' = none).
 const TRANSITION: &str = r#"
 local state = redis.call('HGET', KEYS[1], 'state')
 if not state then return -1 end
 if state == 'succeeded' or state == 'failed' or state == 'cancelled' then return 0 end
+if state ~= ARGV[1] then
+  redis.call('HINCRBY', KEYS[2], state, -1)
+  redis.call('HINCRBY', KEYS[2], ARGV[1], 1)
+end
 redis.call('HSET', KEYS[1], 'state', ARGV[1], 'updated_at', ARGV[3])
 if ARGV[2] ~= '' then redis.call('HSET', KEYS[1], 'stage', ARGV[2]) end
 if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'finished_at', ARGV[3]) end
@@ -290,12 +298,14 @@ impl Ledger {
         upload: &UploadRecord,
         spec: &JobSpec,
         cache_key: &str,
+        request_id: &str,
     ) -> anyhow::Result<()> {
         let now = now();
         let (upload_id, spec) = (upload.upload_id.to_string(), serde_json::to_string(spec)?);
         let fields = [
             ("state", "queued"),
             ("tenant", upload.tenant.as_str()),
+            ("request_id", request_id),
             ("upload_id", &upload_id),
             ("spec", &spec),
             ("cache_key", cache_key),
@@ -312,6 +322,7 @@ impl Ledger {
         upload: &UploadRecord,
         spec: &JobSpec,
         source: &JobRecord,
+        request_id: &str,
     ) -> anyhow::Result<()> {
         let now = now();
         let (upload_id, spec) = (upload.upload_id.to_string(), serde_json::to_string(spec)?);
@@ -319,6 +330,7 @@ impl Ledger {
         let fields = [
             ("state", "succeeded"),
             ("tenant", upload.tenant.as_str()),
+            ("request_id", request_id),
             ("upload_id", &upload_id),
             ("spec", &spec),
             ("cache_key", &source.cache_key),
@@ -338,12 +350,14 @@ impl Ledger {
         self.key(&format!("tenant:{tenant}:jobs"))
     }
 
-    /// Writes a new job record and lists it under its tenant, in one transaction.
+    /// Writes a new job record, lists it under its tenant and counts its state, in one transaction.
     async fn insert_job(&self, id: &JobId, tenant: &Tenant, fields: &[(&str, &str)]) -> anyhow::Result<()> {
+        let state = fields.iter().find(|(name, _)| *name == "state").map_or("queued", |(_, v)| *v);
         let mut conn = self.conn.clone();
         let _: () = redis::pipe()
             .atomic()
             .hset_multiple(self.job_key(id), fields)
+            .hincr(self.key("stats:jobs"), state, 1)
             .zadd(self.tenant_jobs_key(tenant), id.to_string(), Utc::now().timestamp_millis())
             .query_async(&mut conn)
             .await
@@ -376,6 +390,7 @@ impl Ledger {
         Ok(Some(JobRecord {
             id: *id,
             tenant: tenant.parse().map_err(anyhow::Error::msg)?,
+            request_id: field("request_id").cloned(),
             state,
             stage: field("stage").and_then(|s| Stage::parse(s)),
             upload_id: field("upload_id").and_then(|s| s.parse().ok()).context("A job record has no upload")?,
@@ -433,6 +448,7 @@ impl Ledger {
         let error = error.map(|e| serde_json::to_string(e).expect("errors serialise")).unwrap_or_default();
         let changed: i64 = redis::Script::new(TRANSITION)
             .key(self.job_key(job))
+            .key(self.key("stats:jobs"))
             .arg(state.as_str())
             .arg(stage.map_or("", Stage::as_str))
             .arg(now())
@@ -556,6 +572,40 @@ impl Ledger {
             .await
             .context("Failed to record a finished unit")?;
         Ok(if complete == 1 { FanIn::Complete } else { FanIn::Waiting })
+    }
+
+    // ---- service-wide figures (health and metrics) ----
+
+    /// Jobs per state over the whole service.
+    pub async fn job_counts(&self) -> anyhow::Result<HashMap<String, i64>> {
+        let mut conn = self.conn.clone();
+        conn.hgetall(self.key("stats:jobs")).await.context("Failed to read the job counts")
+    }
+
+    /// Records that worker process `name` is alive now.
+    pub async fn worker_beat(&self, name: &str) -> anyhow::Result<()> {
+        let mut conn = self.conn.clone();
+        let _: () = conn.zadd(self.key("workers"), name, Utc::now().timestamp_millis()).await?;
+        Ok(())
+    }
+
+    pub async fn worker_gone(&self, name: &str) -> anyhow::Result<()> {
+        let mut conn = self.conn.clone();
+        let _: () = conn.zrem(self.key("workers"), name).await?;
+        Ok(())
+    }
+
+    /// Worker processes that beat within `window` (older entries are dropped).
+    pub async fn live_workers(&self, window: Duration) -> anyhow::Result<u64> {
+        let since = Utc::now().timestamp_millis() - window.as_millis() as i64;
+        let mut conn = self.conn.clone();
+        let (_, live): ((), u64) = redis::pipe()
+            .zrembyscore(self.key("workers"), "-inf", format!("({since}"))
+            .zcount(self.key("workers"), since, "+inf")
+            .query_async(&mut conn)
+            .await
+            .context("Failed to count live workers")?;
+        Ok(live)
     }
 
     // ---- result cache and idempotency ----

@@ -7,7 +7,7 @@
 //! stage tasks between processes, the [`spec`] of a job, and the [`chunk_file`] and
 //! [`credits_file`] Parquet formats that stages exchange through storage. Who may do
 //! what: [`access`] (tenants, roles, API keys), [`quota`] (rate and upload limits shared
-//! by every API pod) and [`audit`] (the audit log).
+//! by every API pod) and [`audit`] (the audit log). Watching it: [`health`] and [`metrics`].
 //!
 //! Data flow: upload (api) → split → attribute chunk → reduce (worker) → result/webhook.
 
@@ -16,8 +16,10 @@ pub mod audit;
 pub mod chunk_file;
 pub mod config;
 pub mod credits_file;
+pub mod health;
 pub mod input;
 pub mod ledger;
+pub mod metrics;
 pub mod process;
 pub mod queue;
 pub mod quota;

@@ -326,7 +326,8 @@ impl std::fmt::Display for DisplayError {
 
 impl std::error::Error for DisplayError {}
 
-fn hostname() -> String {
+/// This machine's name (the pod name in Kubernetes), for worker names.
+pub fn hostname() -> String {
     std::env::var("HOSTNAME")
         .ok()
         .or_else(|| std::fs::read_to_string("/etc/hostname").ok())

@@ -10,6 +10,7 @@
 //! job's state is, never the queue.
 
 pub mod attribute;
+pub mod http;
 pub mod reduce;
 pub mod split;
 pub mod stage;
@@ -17,6 +18,8 @@ pub mod stage;
 use std::sync::Arc;
 
 use anyhow::Context;
+use mta_platform::health::Probe;
+use mta_platform::metrics::Metrics;
 use mta_platform::queue::{self, AttributeTask, Liveness, ReduceTask, SplitTask};
 use mta_platform::{Config, Ledger, Queue, Storage, ledger};
 use tokio::sync::watch;
@@ -28,18 +31,32 @@ pub struct Services {
     pub ledger: Ledger,
     pub queue: Queue,
     pub storage: Storage,
+    pub metrics: Metrics,
 }
 
 impl Services {
-    pub async fn connect(config: Config, redis_url: &str) -> anyhow::Result<Services> {
+    pub async fn connect(config: Config, redis_url: &str, metrics: Metrics) -> anyhow::Result<Services> {
         let conn = ledger::connect(redis_url, config.queue.redis_timeout).await?;
         let storage = Storage::open(&config.store_url)?;
         Ok(Services {
             ledger: Ledger::new(conn.clone(), &config.queue.prefix, config.cache_ttl),
             queue: Queue::new(conn, &config.queue),
             storage,
+            metrics,
             config: Arc::new(config),
         })
+    }
+
+    /// What the health endpoints of this worker probe.
+    pub fn probe(&self) -> Probe {
+        let queue = &self.config.queue;
+        Probe {
+            process: "worker",
+            ledger: self.ledger.clone(),
+            queue: self.queue.clone(),
+            storage: self.storage.clone(),
+            live_window: queue.heartbeat * queue.missed_heartbeats as u32,
+        }
     }
 }
 
@@ -49,9 +66,11 @@ pub async fn run(
     config: Config,
     redis_url: String,
     liveness: Arc<Liveness>,
+    metrics: Metrics,
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
-    let services = Services::connect(config, &redis_url).await.context("Failed to start the worker")?;
+    let services = Services::connect(config, &redis_url, metrics).await.context("Failed to start the worker")?;
+    let presence = announce(services.clone(), Arc::clone(&liveness), shutdown.clone());
     let concurrency = services.config.worker_concurrency;
     let queue_config = services.config.queue.clone();
     // Polled together in this task rather than spawned: apalis's worker future is not
@@ -81,6 +100,24 @@ pub async fn run(
         liveness,
         shutdown,
     );
-    tokio::join!(splits, chunks, reduces);
+    tokio::join!(splits, chunks, reduces, presence);
     Ok(())
+}
+
+/// Tells the service this worker process is alive (for `live_workers` in health and
+/// metrics) while its queue consumers beat, and that it is gone when it stops.
+async fn announce(services: Services, liveness: Arc<Liveness>, mut shutdown: watch::Receiver<bool>) {
+    let name = format!("{}-{}", queue::hostname(), std::process::id());
+    let heartbeat = services.config.queue.heartbeat;
+    loop {
+        // Before the first queue heartbeat the worker is starting, and counted as alive.
+        if liveness.silence().is_none_or(|silence| silence < heartbeat * 3) {
+            let _ = services.ledger.worker_beat(&name).await;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(heartbeat) => {}
+            _ = shutdown.wait_for(|stop| *stop) => break,
+        }
+    }
+    let _ = services.ledger.worker_gone(&name).await;
 }

@@ -1,9 +1,13 @@
 //! `mta-worker`: a queue consumer process. Any number of them share the queues.
 //! Configuration comes from the environment (`docs/configuration.md`); `REDIS_URL` is required here.
+//!
+//! On SIGTERM it stops fetching, lets its tasks finish for up to `MTA_SHUTDOWN_GRACE_SECS`,
+//! and exits; a task still running then is run again by another worker.
 
 use std::sync::Arc;
 
 use anyhow::Context;
+use mta_platform::metrics::Metrics;
 use mta_platform::queue::Liveness;
 use mta_platform::{Config, process};
 
@@ -14,5 +18,40 @@ async fn main() -> anyhow::Result<()> {
     let redis_url =
         config.redis_url.clone().context("REDIS_URL is required for mta-worker (e.g. redis://127.0.0.1:6379)")?;
     let shutdown = process::shutdown_on_signal();
-    mta_worker::run(config, redis_url, Arc::new(Liveness::default()), shutdown).await
+    let (liveness, metrics) = (Arc::new(Liveness::default()), Metrics::new());
+    let http = match &config.worker_bind {
+        Some(bind) => {
+            let listener =
+                tokio::net::TcpListener::bind(bind).await.with_context(|| format!("Failed to listen on {bind}"))?;
+            tracing::info!(address = %listener.local_addr()?, "worker health and metrics listening");
+            let services = mta_worker::Services::connect(config.clone(), &redis_url, metrics.clone()).await?;
+            let serve = mta_worker::http::serve(
+                listener,
+                services.probe(),
+                metrics.clone(),
+                Arc::clone(&liveness),
+                config.queue.heartbeat,
+                process::until(shutdown.clone()),
+            );
+            Some(tokio::spawn(serve))
+        }
+        None => None,
+    };
+    let grace = config.shutdown_grace;
+    let mut stopping = shutdown.clone();
+    let work = mta_worker::run(config, redis_url, liveness, metrics, shutdown);
+    let deadline = async move {
+        let _ = stopping.wait_for(|stop| *stop).await;
+        tracing::info!(grace_secs = grace.as_secs(), "stopping: no new tasks; waiting for running ones");
+        tokio::time::sleep(grace).await;
+    };
+    tokio::select! {
+        outcome = work => outcome?,
+        () = deadline => tracing::warn!("grace period over; exiting with tasks still running (they will run again elsewhere)"),
+    }
+    if let Some(http) = http {
+        http.abort();
+    }
+    tracing::info!("worker stopped");
+    Ok(())
 }

@@ -57,6 +57,7 @@ fn split(
         }
         None => block_on(services.storage.local_copy(&upload, scratch.path())),
     }?;
+    services.metrics.input_bytes.inc_by(std::fs::metadata(&path).map_or(0, |m| m.len()));
     let spec = job.spec.input_spec(&services.config.limits)?;
     let source = Source::open::<StageError>(&path, spec.format)?;
     let (splits, partitions) = match piece {
@@ -190,6 +191,7 @@ impl<'a> Splitter<'a> {
 
     fn take(&mut self, block: Block) -> Result<(), StageError> {
         self.stop.check()?;
+        let rows_before = self.rows;
         let kind = match &block {
             Block::Events(_) => InputKind::Events,
             Block::Paths(_) => InputKind::Paths,
@@ -210,6 +212,7 @@ impl<'a> Splitter<'a> {
             }
         }
         block_on(self.services.ledger.set_rows(&self.job.id, self.split, self.rows))?;
+        self.services.metrics.rows_read.inc_by(self.rows - rows_before);
         Ok(())
     }
 

@@ -10,8 +10,10 @@ use std::time::Duration;
 use mta_core::{AttributionError, ErrorCode};
 use mta_platform::access::Tenant;
 use mta_platform::ledger::{JobRecord, JobState, Stage};
+use mta_platform::metrics::StageLabels;
 use mta_platform::queue::{StageTask, TaskError, TaskInfo};
 use mta_platform::storage::keys;
+use tracing::Instrument;
 
 use crate::Services;
 
@@ -90,6 +92,56 @@ where
     if job.state.is_terminal() {
         return Ok(());
     }
+    // Every log line of the task carries the job, its tenant and the request that made it.
+    let span = tracing::info_span!(
+        "task",
+        job = %job_id,
+        unit,
+        tenant = %job.tenant,
+        request_id = job.request_id.as_deref().unwrap_or_default(),
+    );
+    let started = std::time::Instant::now();
+    let outcome = run_started(services, job, unit.clone(), starts, info, stage, work).instrument(span).await;
+    let metrics = &services.metrics;
+    let label = match &outcome {
+        Ok(Outcome::Done) => "ok",
+        Ok(Outcome::Stopped) => "stopped",
+        Err(TaskError::Permanent(_)) if starts > services.config.queue.max_starts => "dead",
+        Err(TaskError::Permanent(_)) => "input_error",
+        Err(TaskError::Transient(_)) => "retry",
+    };
+    metrics.task(T::QUEUE, label);
+    metrics
+        .task_duration
+        .get_or_create(&StageLabels { stage: T::QUEUE.to_owned() })
+        .observe(started.elapsed().as_secs_f64());
+    if starts > 1 {
+        metrics.task_retries.get_or_create(&StageLabels { stage: T::QUEUE.to_owned() }).inc();
+    }
+    outcome.map(drop)
+}
+
+/// How a task that ran ended (its errors are the `Err` side).
+enum Outcome {
+    Done,
+    Stopped,
+}
+
+async fn run_started<W>(
+    services: &Services,
+    job: JobRecord,
+    unit: String,
+    starts: u32,
+    info: &TaskInfo,
+    stage: Stage,
+    work: W,
+) -> Result<Outcome, TaskError>
+where
+    W: FnOnce(JobRecord, StopFlag) -> Result<(), StageError> + Send + 'static,
+{
+    let job_id = job.id;
+    let ledger = &services.ledger;
+    let transient = |e: anyhow::Error| TaskError::Transient(e);
     let max_starts = services.config.queue.max_starts;
     if starts > max_starts {
         let error = AttributionError::new(
@@ -105,7 +157,7 @@ where
         return Err(TaskError::Permanent(anyhow::anyhow!(error.message)));
     }
     if !ledger.mark_running(&job_id, stage).await.map_err(transient)? {
-        return Ok(());
+        return Ok(Outcome::Stopped);
     }
     let _ = ledger.log_timeline(&job_id, "start", &unit, &info.worker).await;
     tracing::info!(job = %job_id, unit, worker = %info.worker, attempt = starts, "task started");
@@ -116,18 +168,19 @@ where
     let _watcher = AbortOnDrop(watch_for_cancel(services.clone(), job_id, stop.clone()));
     let blocking_stop = stop.clone();
     let tenant = job.tenant.clone();
-    let outcome = tokio::task::spawn_blocking(move || work(job, blocking_stop)).await;
+    let span = tracing::Span::current();
+    let outcome = tokio::task::spawn_blocking(move || span.in_scope(|| work(job, blocking_stop))).await;
     let outcome = match outcome {
         Ok(outcome) => outcome,
         Err(e) => Err(StageError::Other(anyhow::anyhow!("the task's thread failed: {e}"))),
     };
     let _ = ledger.log_timeline(&job_id, "end", &unit, &info.worker).await;
     match outcome {
-        Ok(()) => Ok(()),
+        Ok(()) => Ok(Outcome::Done),
         Err(StageError::Stopped) => {
             tracing::info!(job = %job_id, unit, "task stopped: job cancelled");
             remove_chunks(services, &tenant, &job_id).await;
-            Ok(())
+            Ok(Outcome::Stopped)
         }
         Err(StageError::Input(error)) => {
             tracing::info!(job = %job_id, unit, code = error.code.as_str(), "job failed on its input");
