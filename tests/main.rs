@@ -9,3 +9,4 @@ mod service;
 mod service_support;
 mod support;
 mod tidy;
+mod webhooks;

@@ -65,6 +65,8 @@ const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/jobs/6c1f6f0e-1d2b-4c3d-9e4f-5a6b7c8d9e0f/result"),
     ("GET", "/v1/jobs/6c1f6f0e-1d2b-4c3d-9e4f-5a6b7c8d9e0f/credits"),
     ("GET", "/v1/jobs/6c1f6f0e-1d2b-4c3d-9e4f-5a6b7c8d9e0f/timeline"),
+    ("GET", "/v1/jobs/6c1f6f0e-1d2b-4c3d-9e4f-5a6b7c8d9e0f/webhooks"),
+    ("POST", "/v1/jobs/6c1f6f0e-1d2b-4c3d-9e4f-5a6b7c8d9e0f/webhooks/redeliver"),
     ("GET", "/v1/admin/keys"),
     ("POST", "/v1/admin/keys"),
     ("DELETE", "/v1/admin/keys/key_0123456789abcdef"),

@@ -11,6 +11,7 @@ use mta_platform::JobSpec;
 use mta_platform::ledger::{JobId, JobRecord, JobState, UploadId, UploadRecord};
 use mta_platform::queue::SplitTask;
 use mta_platform::storage::keys;
+use mta_platform::webhook::{Delivery, Secret};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use utoipa::{IntoParams, ToSchema};
@@ -66,6 +67,7 @@ pub async fn create(
         (spec, upload_id)
     };
     spec.validate(&state.config.limits)?;
+    let webhook = webhook_of(&state, &spec)?;
     let upload = state
         .ledger
         .upload(&caller.tenant, &upload_id)
@@ -89,10 +91,18 @@ pub async fn create(
         response.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
         return Ok(response);
     }
-    match record_and_enqueue(&state, job_id, &upload, &spec).await {
+    let hook = webhook.as_ref().map(|w| (w.url.as_str(), w.secret.as_str()));
+    match record_and_enqueue(&state, job_id, &upload, &spec, hook).await {
         Ok(job) => {
             state.audit.record(caller.event("job.created", job.id)).await;
-            Ok(accepted(&job))
+            let mut response = accepted(&job);
+            if let Some(secret) = webhook.filter(|w| w.generated).map(|w| w.secret) {
+                // The generated signing secret is shown this once, like an API key.
+                let mut body = serde_json::to_value(&job).map_err(|e| ApiError::Internal(e.into()))?;
+                body["webhook_secret"] = Value::String(secret);
+                *response.body_mut() = Body::from(body.to_string());
+            }
+            Ok(response)
         }
         Err(e) => {
             // A failed submission must not pin its key: the client's retry starts afresh.
@@ -105,21 +115,44 @@ pub async fn create(
 }
 
 /// Records the job (answered from the cache when possible) and enqueues its first stage.
+/// A job's webhook, checked: the URL against the operator's address policy, the secret
+/// parsed or generated.
+struct CheckedWebhook {
+    url: String,
+    secret: String,
+    generated: bool,
+}
+
+fn webhook_of(state: &AppState, spec: &JobSpec) -> Result<Option<CheckedWebhook>, ApiError> {
+    let Some(webhook) = &spec.webhook else { return Ok(None) };
+    let policy = &state.config.webhooks.policy;
+    let url = policy.check_url(&webhook.url).map_err(|e| ApiError::field("webhook.url", e))?;
+    let (secret, generated) = match &webhook.secret {
+        Some(secret) => {
+            Secret::parse(secret).map_err(|e| ApiError::field("webhook.secret", e))?;
+            (secret.clone(), false)
+        }
+        None => (Secret::generate().1, true),
+    };
+    Ok(Some(CheckedWebhook { url: url.to_string(), secret, generated }))
+}
+
 async fn record_and_enqueue(
     state: &AppState,
     job_id: JobId,
     upload: &UploadRecord,
     spec: &JobSpec,
+    webhook: Option<(&str, &str)>,
 ) -> Result<JobRecord, ApiError> {
     let cache_key = spec.cache_key(&upload.tenant, &upload.sha256);
     let request_id = crate::observe::request_id().unwrap_or_default();
     state.metrics.jobs_submitted.inc();
     if let Some(source) = state.ledger.cached_job(&cache_key).await? {
-        state.ledger.create_cached_job(&job_id, upload, spec, &source, &request_id).await?;
+        state.ledger.create_cached_job(&job_id, upload, spec, &source, &request_id, webhook).await?;
         state.metrics.cache_hits.inc();
         tracing::info!(job = %job_id, source = %source.id, "job answered from the result cache");
     } else {
-        state.ledger.create_job(&job_id, upload, spec, &cache_key, &request_id).await?;
+        state.ledger.create_job(&job_id, upload, spec, &cache_key, &request_id, webhook).await?;
         if let Err(e) = state.queue.push(SplitTask { job: job_id, split: None, range: None }).await {
             let error = mta_core::AttributionError::new(mta_core::ErrorCode::Internal, "the job could not be queued");
             let _ = state.ledger.mark_failed(&job_id, &error).await;
@@ -418,6 +451,63 @@ fn result_csv(result: &Value) -> String {
         }
     }
     out
+}
+
+/// `GET /v1/jobs/{id}/webhooks`: the job's webhook delivery and every attempt.
+#[utoipa::path(
+    get,
+    path = "/v1/jobs/{id}/webhooks",
+    operation_id = "get_job_webhooks",
+    tag = "webhooks",
+    params(("id" = String, Path, description = "Job id")),
+    responses(
+        (status = 200, description = "The delivery: state, event, webhook-id, attempts", body = Delivery),
+        (status = 404, description = "No such job in this tenant, or it has no webhook", body = ErrorBody),
+    )
+)]
+pub async fn webhooks(
+    State(state): State<AppState>,
+    Auth(caller, ..): Auth<Read>,
+    Path(id): Path<String>,
+) -> Result<Json<Delivery>, ApiError> {
+    let job = find(&state, &caller, &id).await?;
+    let delivery = state.deliveries.delivery(&job.id).await?;
+    Ok(Json(delivery.ok_or_else(|| ApiError::not_found("webhook of this job"))?))
+}
+
+/// `POST /v1/jobs/{id}/webhooks/redeliver`: sends the job's event again, from a fresh schedule.
+#[utoipa::path(
+    post,
+    path = "/v1/jobs/{id}/webhooks/redeliver",
+    operation_id = "redeliver_job_webhook",
+    tag = "webhooks",
+    params(("id" = String, Path, description = "Job id")),
+    responses(
+        (status = 202, description = "Queued for delivery now", body = Delivery),
+        (status = 403, description = "The key may not redeliver (role `read`)", body = ErrorBody),
+        (status = 404, description = "No such job in this tenant, or it has no webhook", body = ErrorBody),
+        (status = 409, description = "The job has not ended: there is no event yet", body = ErrorBody),
+    )
+)]
+pub async fn redeliver(
+    State(state): State<AppState>,
+    Auth(caller, ..): Auth<Submit>,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<Delivery>), ApiError> {
+    let job = find(&state, &caller, &id).await?;
+    if state.deliveries.delivery(&job.id).await?.is_none() {
+        return Err(ApiError::not_found("webhook of this job"));
+    }
+    if !state.deliveries.redeliver(&job.id).await? {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "job_not_ended",
+            "the job has not ended: no event to deliver yet",
+        ));
+    }
+    state.audit.record(caller.event("webhook.redelivery_requested", job.id)).await;
+    let delivery = state.deliveries.delivery(&job.id).await?.ok_or_else(|| ApiError::not_found("webhook"))?;
+    Ok((StatusCode::ACCEPTED, Json(delivery)))
 }
 
 /// `GET /v1/jobs/{id}/credits`: streams the Parquet export.

@@ -29,6 +29,7 @@ use mta_platform::audit::Audit;
 use mta_platform::health::Probe;
 use mta_platform::metrics::Metrics;
 use mta_platform::quota::{Quotas, Rate};
+use mta_platform::webhook::Deliveries;
 use mta_platform::{Config, Ledger, Queue, Storage, ledger};
 use tokio::net::TcpListener;
 use tower_http::cors::{AllowOrigin, CorsLayer};
@@ -48,6 +49,7 @@ pub struct AppState {
     pub audit: Audit,
     pub metrics: Metrics,
     pub probe: Probe,
+    pub deliveries: Deliveries,
 }
 
 impl AppState {
@@ -68,6 +70,7 @@ impl AppState {
                 live_window: config.queue.heartbeat * config.queue.missed_heartbeats as u32,
             },
             metrics: Metrics::new(),
+            deliveries: Deliveries::new(conn.clone(), prefix),
             queue: Queue::new(conn, &config.queue),
             storage: Storage::open(&config.store_url)?,
             config: Arc::new(config),
@@ -87,6 +90,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/jobs/{id}/result", get(jobs::result))
         .route("/v1/jobs/{id}/credits", get(jobs::credits))
         .route("/v1/jobs/{id}/timeline", get(jobs::timeline))
+        .route("/v1/jobs/{id}/webhooks", get(jobs::webhooks))
+        .route("/v1/jobs/{id}/webhooks/redeliver", post(jobs::redeliver))
         .route("/v1/admin/keys", post(admin::create).get(admin::list))
         .route("/v1/admin/keys/{id}", delete(admin::revoke))
         .route("/v1/admin/keys/{id}/rotate", post(admin::rotate))

@@ -30,6 +30,8 @@ use crate::{admin, health, jobs, uploads};
         jobs::timeline,
         jobs::result,
         jobs::credits,
+        jobs::webhooks,
+        jobs::redeliver,
         admin::create,
         admin::list,
         admin::rotate,
@@ -46,6 +48,7 @@ use crate::{admin, health, jobs, uploads};
         (name = "uploads", description = "Files, streamed to object storage"),
         (name = "jobs", description = "Attribution jobs: submit, follow, cancel"),
         (name = "results", description = "Results and per-journey credits"),
+        (name = "webhooks", description = "A job's webhook deliveries (signed per Standard Webhooks)"),
         (name = "admin", description = "The tenant's API keys and audit log (admin keys)"),
         (name = "health", description = "Liveness and readiness (no key)"),
     )

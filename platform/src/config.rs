@@ -29,6 +29,10 @@ pub struct Config {
     pub queue: QueueConfig,
     pub limits: LimitsConfig,
     pub security: SecurityConfig,
+    pub webhooks: crate::webhook::DeliveryConfig,
+    /// `MTA_PUBLIC_URL`: the API's address as clients see it (`https://mta.example.com`);
+    /// makes the result URL in webhook payloads absolute.
+    pub public_url: Option<String>,
     /// `MTA_CACHE_TTL_SECS`: how long identical submissions are answered from the cache (default 3600).
     pub cache_ttl: Duration,
     /// `MTA_ROWS_PER_CHUNK`: rows per attribute chunk the split stage aims for (default 500000).
@@ -130,6 +134,13 @@ impl Config {
             queue: QueueConfig::default(),
             limits: LimitsConfig::default(),
             security: SecurityConfig::default(),
+            webhooks: crate::webhook::DeliveryConfig {
+                retry_delays: [5, 300, 1800, 7200, 18_000, 36_000].map(Duration::from_secs).to_vec(),
+                connect_timeout: Duration::from_secs(5),
+                timeout: Duration::from_secs(15),
+                policy: crate::webhook::AddressPolicy::default(),
+            },
+            public_url: None,
             cache_ttl: Duration::from_secs(3600),
             rows_per_chunk: 500_000,
             split_parallelism: 4,
@@ -182,6 +193,19 @@ impl Config {
         s.hsts_secs = parsed("MTA_HSTS_SECS")?.or(s.hsts_secs);
         s.request_timeout = parsed::<u64>("MTA_REQUEST_TIMEOUT_SECS")?.map_or(s.request_timeout, Duration::from_secs);
         s.audit_max_entries = parsed("MTA_AUDIT_MAX_ENTRIES")?.unwrap_or(s.audit_max_entries);
+        let w = &mut config.webhooks;
+        if let Some(delays) = var("MTA_WEBHOOK_RETRY_SECS")? {
+            w.retry_delays = delays
+                .split(',')
+                .map(|d| d.trim().parse::<f64>().map(Duration::from_secs_f64))
+                .collect::<Result<_, _>>()
+                .context("MTA_WEBHOOK_RETRY_SECS must be comma-separated seconds")?;
+        }
+        w.timeout = parsed::<u64>("MTA_WEBHOOK_TIMEOUT_SECS")?.map_or(w.timeout, Duration::from_secs);
+        let allow_http = parsed::<bool>("MTA_WEBHOOK_ALLOW_HTTP")?.unwrap_or(false);
+        w.policy = crate::webhook::AddressPolicy::parse(&var("MTA_WEBHOOK_ALLOW")?.unwrap_or_default(), allow_http)
+            .map_err(|e| anyhow::anyhow!("MTA_WEBHOOK_ALLOW: {e}"))?;
+        config.public_url = var("MTA_PUBLIC_URL")?.map(|u| u.trim_end_matches('/').to_owned());
         config.cache_ttl = parsed::<u64>("MTA_CACHE_TTL_SECS")?.map_or(config.cache_ttl, Duration::from_secs);
         config.rows_per_chunk = parsed("MTA_ROWS_PER_CHUNK")?.unwrap_or(config.rows_per_chunk);
         config.split_parallelism = parsed("MTA_SPLIT_PARALLELISM")?.unwrap_or(config.split_parallelism);

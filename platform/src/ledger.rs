@@ -21,6 +21,7 @@ use utoipa::ToSchema;
 
 use crate::access::Tenant;
 use crate::spec::JobSpec;
+use crate::webhook::Deliveries;
 
 /// Idempotency keys are remembered this long.
 const IDEMPOTENCY_TTL: Duration = Duration::from_secs(24 * 3600);
@@ -193,7 +194,8 @@ impl fmt::Debug for Ledger {
 }
 
 /// Sets the job's state unless it already ended, and moves it between the per-state
-/// counts in KEYS[2]. ARGV: state, stage ('' = leave), now, finished ('' = no), error ('' = none).
+/// counts in KEYS[2]; a job that ends with a webhook is put in the due set KEYS[3] in the
+/// same step. ARGV: state, stage ('' = leave), now, finished ('' = no), error ('' = none), now in ms.
 const TRANSITION: &str = r#"
 local state = redis.call('HGET', KEYS[1], 'state')
 if not state then return -1 end
@@ -206,6 +208,13 @@ redis.call('HSET', KEYS[1], 'state', ARGV[1], 'updated_at', ARGV[3])
 if ARGV[2] ~= '' then redis.call('HSET', KEYS[1], 'stage', ARGV[2]) end
 if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'finished_at', ARGV[3]) end
 if ARGV[5] ~= '' then redis.call('HSET', KEYS[1], 'error', ARGV[5]) end
+if ARGV[4] ~= '' then
+  local hook = redis.call('HGET', KEYS[1], 'webhook_url')
+  if hook and hook ~= '' then
+    redis.call('HSET', KEYS[1], 'webhook_state', 'pending')
+    redis.call('ZADD', KEYS[3], ARGV[6], KEYS[1]:match('([^:]+)$'))
+  end
+end
 return 1
 "#;
 
@@ -299,10 +308,14 @@ impl Ledger {
         spec: &JobSpec,
         cache_key: &str,
         request_id: &str,
+        webhook: Option<(&str, &str)>,
     ) -> anyhow::Result<()> {
         let now = now();
         let (upload_id, spec) = (upload.upload_id.to_string(), serde_json::to_string(spec)?);
+        let (webhook_url, webhook_secret) = webhook.unwrap_or_default();
         let fields = [
+            ("webhook_url", webhook_url),
+            ("webhook_secret", webhook_secret),
             ("state", "queued"),
             ("tenant", upload.tenant.as_str()),
             ("request_id", request_id),
@@ -323,11 +336,15 @@ impl Ledger {
         spec: &JobSpec,
         source: &JobRecord,
         request_id: &str,
+        webhook: Option<(&str, &str)>,
     ) -> anyhow::Result<()> {
         let now = now();
         let (upload_id, spec) = (upload.upload_id.to_string(), serde_json::to_string(spec)?);
         let progress = &source.progress;
+        let (webhook_url, webhook_secret) = webhook.unwrap_or_default();
         let fields = [
+            ("webhook_url", webhook_url),
+            ("webhook_secret", webhook_secret),
             ("state", "succeeded"),
             ("tenant", upload.tenant.as_str()),
             ("request_id", request_id),
@@ -352,9 +369,15 @@ impl Ledger {
 
     /// Writes a new job record, lists it under its tenant and counts its state, in one transaction.
     async fn insert_job(&self, id: &JobId, tenant: &Tenant, fields: &[(&str, &str)]) -> anyhow::Result<()> {
-        let state = fields.iter().find(|(name, _)| *name == "state").map_or("queued", |(_, v)| *v);
+        let field = |name: &str| fields.iter().find(|(n, _)| *n == name).map(|(_, v)| *v).filter(|v| !v.is_empty());
+        let state = field("state").unwrap_or("queued");
         let mut conn = self.conn.clone();
-        let _: () = redis::pipe()
+        let mut pipe = redis::pipe();
+        // A job born finished (a cache hit) announces its end at once.
+        if field("webhook_url").is_some() && state == "succeeded" {
+            pipe.zadd(Deliveries::due_key(&self.prefix), id.to_string(), Utc::now().timestamp_millis()).ignore();
+        }
+        let _: () = pipe
             .atomic()
             .hset_multiple(self.job_key(id), fields)
             .hincr(self.key("stats:jobs"), state, 1)
@@ -449,11 +472,13 @@ impl Ledger {
         let changed: i64 = redis::Script::new(TRANSITION)
             .key(self.job_key(job))
             .key(self.key("stats:jobs"))
+            .key(Deliveries::due_key(&self.prefix))
             .arg(state.as_str())
             .arg(stage.map_or("", Stage::as_str))
             .arg(now())
             .arg(if state.is_terminal() { "1" } else { "" })
             .arg(error)
+            .arg(Utc::now().timestamp_millis())
             .invoke_async(&mut conn)
             .await
             .context("Failed to update a job")?;
@@ -688,6 +713,12 @@ impl Ledger {
             .context("Failed to claim a unit of work")?;
         Ok(claimed == 1)
     }
+}
+
+/// `delay` from now, written like [`now`].
+pub fn timestamp_in(delay: Duration) -> String {
+    let at = Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default();
+    at.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
 /// The current time as the ledger writes it (RFC 3339, milliseconds, UTC).

@@ -26,6 +26,7 @@ pub mod quota;
 pub mod redis_server;
 pub mod spec;
 pub mod storage;
+pub mod webhook;
 
 pub use config::Config;
 pub use ledger::{JobId, JobState, Ledger, Stage, UploadId};

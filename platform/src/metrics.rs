@@ -73,6 +73,13 @@ pub struct Metrics {
     pub queue_depth: Family<StageLabels, Gauge>,
     pub jobs: Family<StateLabels, Gauge>,
     pub live_workers: Gauge,
+    pub webhook_deliveries: Family<OutcomeLabels, Counter>,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    /// `delivered`, `retry`, `failed` (schedule spent or address refused), `gone` (410).
+    pub outcome: String,
 }
 
 impl Default for Metrics {
@@ -107,6 +114,7 @@ impl Metrics {
             queue_depth: Family::default(),
             jobs: Family::default(),
             live_workers: Gauge::default(),
+            webhook_deliveries: Family::default(),
         };
         let r = &mut registry;
         r.register("http_requests", "HTTP requests answered, by route and status", metrics.http_requests.clone());
@@ -136,6 +144,7 @@ impl Metrics {
             "Worker processes with a recent heartbeat (whole service)",
             metrics.live_workers.clone(),
         );
+        r.register("webhook_attempts", "Webhook delivery attempts, by outcome", metrics.webhook_deliveries.clone());
         Metrics { registry: Arc::new(registry), ..metrics }
     }
 
@@ -148,6 +157,10 @@ impl Metrics {
 
     pub fn task(&self, stage: &str, outcome: &str) {
         self.tasks.get_or_create(&TaskLabels { stage: stage.to_owned(), outcome: outcome.to_owned() }).inc();
+    }
+
+    pub fn webhook(&self, outcome: &str) {
+        self.webhook_deliveries.get_or_create(&OutcomeLabels { outcome: outcome.to_owned() }).inc();
     }
 
     pub fn refusal(family: &Family<ReasonLabels, Counter>, reason: &str) {

@@ -11,6 +11,7 @@ use utoipa::ToSchema;
 
 use crate::access::Tenant;
 use crate::config::LimitsConfig;
+use crate::webhook::WebhookSpec;
 
 /// `POST /v1/jobs` body. Unknown fields are refused, so a typo never silently falls back to a default.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -40,6 +41,9 @@ pub struct JobSpec {
     /// Also write per-journey credit rows as Parquet (`GET /v1/jobs/{id}/credits`).
     #[serde(default)]
     pub export_credits: bool,
+    /// Where to POST the job's end (`job.succeeded`, `job.failed`, `job.cancelled`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<WebhookSpec>,
 }
 
 impl JobSpec {
@@ -84,7 +88,8 @@ impl JobSpec {
     /// The result-cache key: the tenant (a cache hit must not tell one tenant what another
     /// uploaded), the input's SHA-256 and every field that changes the answer.
     pub fn cache_key(&self, tenant: &Tenant, upload_sha256: &str) -> String {
-        let without_upload = JobSpec { upload_id: None, ..self.clone() };
+        // Neither the upload's id nor where to announce the result changes the result.
+        let without_upload = JobSpec { upload_id: None, webhook: None, ..self.clone() };
         let mut hasher = Sha256::new();
         hasher.update(tenant.as_str().as_bytes());
         hasher.update(b"\n");

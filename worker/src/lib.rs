@@ -14,6 +14,7 @@ pub mod http;
 pub mod reduce;
 pub mod split;
 pub mod stage;
+pub mod webhook;
 
 use std::sync::Arc;
 
@@ -21,6 +22,7 @@ use anyhow::Context;
 use mta_platform::health::Probe;
 use mta_platform::metrics::Metrics;
 use mta_platform::queue::{self, AttributeTask, Liveness, ReduceTask, SplitTask};
+use mta_platform::webhook::Deliveries;
 use mta_platform::{Config, Ledger, Queue, Storage, ledger};
 use tokio::sync::watch;
 
@@ -32,6 +34,7 @@ pub struct Services {
     pub queue: Queue,
     pub storage: Storage,
     pub metrics: Metrics,
+    pub deliveries: Deliveries,
 }
 
 impl Services {
@@ -40,6 +43,7 @@ impl Services {
         let storage = Storage::open(&config.store_url)?;
         Ok(Services {
             ledger: Ledger::new(conn.clone(), &config.queue.prefix, config.cache_ttl),
+            deliveries: Deliveries::new(conn.clone(), &config.queue.prefix),
             queue: Queue::new(conn, &config.queue),
             storage,
             metrics,
@@ -71,6 +75,7 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let services = Services::connect(config, &redis_url, metrics).await.context("Failed to start the worker")?;
     let presence = announce(services.clone(), Arc::clone(&liveness), shutdown.clone());
+    let webhooks = webhook::dispatch(services.clone(), shutdown.clone());
     let concurrency = services.config.worker_concurrency;
     let queue_config = services.config.queue.clone();
     // Polled together in this task rather than spawned: apalis's worker future is not
@@ -100,7 +105,7 @@ pub async fn run(
         liveness,
         shutdown,
     );
-    tokio::join!(splits, chunks, reduces, presence);
+    tokio::join!(splits, chunks, reduces, presence, webhooks);
     Ok(())
 }
 
