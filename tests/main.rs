@@ -3,6 +3,8 @@
 //! (`service`). See `support` and `service_support` for helpers.
 
 mod attribute;
+mod client;
+mod dashboard;
 mod operations;
 mod security;
 mod service;

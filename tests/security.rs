@@ -72,6 +72,9 @@ const ROUTES: &[(&str, &str)] = &[
     ("DELETE", "/v1/admin/keys/key_0123456789abcdef"),
     ("POST", "/v1/admin/keys/key_0123456789abcdef/rotate"),
     ("GET", "/v1/admin/audit"),
+    ("PUT", "/v1/admin/keys/key_0123456789abcdef/webhook"),
+    ("DELETE", "/v1/admin/keys/key_0123456789abcdef/webhook"),
+    ("POST", "/v1/admin/keys/key_0123456789abcdef/webhook/rotate"),
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

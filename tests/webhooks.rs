@@ -304,3 +304,49 @@ async fn private_and_local_targets_are_refused() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(receiver.received().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_keys_default_webhook_signs_with_both_secrets_while_a_rotation_overlaps() {
+    let service = Service::start(webhook_service(&[("MTA_WEBHOOK_SECRET_OVERLAP_SECS", "3")])).await;
+    let receiver = Receiver::start(0, Vec::new(), None).await;
+    let (_, keys) = service.get("/v1/admin/keys").await;
+    let key_id = keys["keys"][0]["id"].as_str().unwrap().to_owned();
+    let path = format!("/v1/admin/keys/{key_id}/webhook");
+    let (status, set) = service.call(Some(&service.key), "PUT", &path, Some(json!({ "url": receiver.url() }))).await;
+    assert_eq!(status, 200, "{set}");
+    let first = set["secret"].as_str().unwrap().to_owned();
+    let (_, keys) = service.get("/v1/admin/keys").await;
+    assert_eq!(keys["keys"][0]["webhook_url"], receiver.url().as_str());
+    assert!(!keys.to_string().contains(&first), "secrets are never listed");
+
+    // A job that names no webhook uses the key's.
+    let file = std::fs::read(sample("paths.csv")).unwrap();
+    let upload = service.upload(file.clone()).await;
+    service.submit_ok(json!({ "upload_id": upload })).await;
+    let got = receiver.wait_for(1, Duration::from_secs(30)).await;
+    assert!(signature_verifies(&first, &got[0]));
+
+    // After a rotation both secrets sign until the overlap ends, then only the new one.
+    let (status, rotated) = service.call(Some(&service.key), "POST", &format!("{path}/rotate"), None).await;
+    assert_eq!(status, 200, "{rotated}");
+    let second = rotated["secret"].as_str().unwrap().to_owned();
+    assert!(rotated["previous_secret_valid_until"].is_string());
+    let upload = service.upload(file.clone()).await;
+    service.submit_ok(json!({ "upload_id": upload, "options": { "models": ["linear"] } })).await;
+    let got = receiver.wait_for(2, Duration::from_secs(30)).await;
+    assert_eq!(got[1].headers["webhook-signature"].to_str().unwrap().split(' ').count(), 2);
+    assert!(signature_verifies(&first, &got[1]) && signature_verifies(&second, &got[1]));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let upload = service.upload(file).await;
+    service.submit_ok(json!({ "upload_id": upload, "options": { "models": ["first_touch"] } })).await;
+    let got = receiver.wait_for(3, Duration::from_secs(30)).await;
+    assert!(signature_verifies(&second, &got[2]) && !signature_verifies(&first, &got[2]));
+
+    // Removing it stops the announcements of later jobs.
+    let (status, _) = service.call(Some(&service.key), "DELETE", &path, None).await;
+    assert_eq!(status, 200);
+    let upload = service.upload(b"path,total_conversions\na > b,1\n".to_vec()).await;
+    let id = service.submit_ok(json!({ "upload_id": upload })).await;
+    service.wait(&id, Duration::from_secs(60)).await;
+    assert_eq!(service.get(&format!("/v1/jobs/{id}/webhooks")).await.0, 404);
+}

@@ -8,6 +8,7 @@ use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use mta_platform::access::{KeyId, KeyRecord, KeyRequest, NewKey, Role};
 use mta_platform::audit::AuditEntry;
+use mta_platform::webhook::Secret;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -17,6 +18,7 @@ use crate::error::{ApiError, AppJson, AppQuery, ErrorBody};
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"name": "nightly ETL", "role": "submit", "expires_at": "2027-06-30T00:00:00Z", "requests_per_hour": 5000}))]
 pub struct CreateKey {
     /// What the key is for, 1 to 100 characters.
     #[schema(min_length = 1, max_length = 100)]
@@ -135,6 +137,115 @@ pub async fn revoke(
     let revoked = state.keys.revoke(&key.id).await?.ok_or_else(|| ApiError::not_found("key"))?;
     state.audit.record(caller.event("key.revoked", &key.id)).await;
     Ok(Json(revoked))
+}
+
+/// A key's default webhook: jobs submitted with the key that name no webhook of their own use it.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct KeyWebhook {
+    url: String,
+    /// `whsec_…`; generated (and returned once) when absent.
+    secret: Option<String>,
+}
+
+/// A key's default webhook as set or rotated; `secret` only when made now.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct KeyWebhookSet {
+    key_id: KeyId,
+    url: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    secret: Option<String>,
+    /// After a rotation: the old secret keeps signing, next to the new one, until then.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    previous_secret_valid_until: Option<String>,
+}
+
+/// `PUT /v1/admin/keys/{id}/webhook`: sets the key's default webhook.
+#[utoipa::path(
+    put,
+    path = "/v1/admin/keys/{id}/webhook",
+    operation_id = "set_key_webhook",
+    tag = "admin",
+    params(("id" = String, Path, description = "Key id (`key_…`)")),
+    request_body = KeyWebhook,
+    responses(
+        (status = 200, description = "Set; `secret` is shown only when the service made it", body = KeyWebhookSet),
+        (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 403, description = "Not an admin key", body = ErrorBody),
+        (status = 404, description = "No such key in this tenant", body = ErrorBody),
+        (status = 413, description = "Body over 1 MiB", body = ErrorBody),
+        (status = 415, description = "The body is not `application/json`", body = ErrorBody),
+        (status = 422, description = "A bad URL or secret (named)", body = ErrorBody),
+    )
+)]
+pub async fn set_webhook(
+    State(state): State<AppState>,
+    Auth(caller, ..): Auth<Admin>,
+    Path(id): Path<String>,
+    AppJson(body): AppJson<KeyWebhook>,
+) -> Result<Json<KeyWebhookSet>, ApiError> {
+    let key = own_key(&state, &caller, &id).await?;
+    let url = crate::jobs::checked_webhook_url(&state, &body.url, "url")?;
+    let (secret, shown) = crate::jobs::secret_or_generated(body.secret.as_deref(), "secret")?;
+    state.keys.set_webhook(&key.id, Some((&url, &secret))).await?;
+    state.audit.record(caller.event("key.webhook_set", &key.id)).await;
+    Ok(Json(KeyWebhookSet { key_id: key.id, url, secret: shown, previous_secret_valid_until: None }))
+}
+
+/// `DELETE /v1/admin/keys/{id}/webhook`: removes the key's default webhook.
+#[utoipa::path(
+    delete,
+    path = "/v1/admin/keys/{id}/webhook",
+    operation_id = "remove_key_webhook",
+    tag = "admin",
+    params(("id" = String, Path, description = "Key id (`key_…`)")),
+    responses(
+        (status = 200, description = "Removed", body = KeyRecord),
+        (status = 403, description = "Not an admin key", body = ErrorBody),
+        (status = 404, description = "No such key in this tenant", body = ErrorBody),
+    )
+)]
+pub async fn remove_webhook(
+    State(state): State<AppState>,
+    Auth(caller, ..): Auth<Admin>,
+    Path(id): Path<String>,
+) -> Result<Json<KeyRecord>, ApiError> {
+    let key = own_key(&state, &caller, &id).await?;
+    state.keys.set_webhook(&key.id, None).await?;
+    state.audit.record(caller.event("key.webhook_removed", &key.id)).await;
+    Ok(Json(own_key(&state, &caller, &id).await?))
+}
+
+/// `POST /v1/admin/keys/{id}/webhook/rotate`: a new signing secret; both sign during the overlap.
+#[utoipa::path(
+    post,
+    path = "/v1/admin/keys/{id}/webhook/rotate",
+    operation_id = "rotate_key_webhook_secret",
+    tag = "admin",
+    params(("id" = String, Path, description = "Key id (`key_…`)")),
+    responses(
+        (status = 200, description = "The new secret (shown once) and until when the old one still signs", body = KeyWebhookSet),
+        (status = 403, description = "Not an admin key", body = ErrorBody),
+        (status = 404, description = "No such key in this tenant, or it has no default webhook", body = ErrorBody),
+    )
+)]
+pub async fn rotate_webhook_secret(
+    State(state): State<AppState>,
+    Auth(caller, ..): Auth<Admin>,
+    Path(id): Path<String>,
+) -> Result<Json<KeyWebhookSet>, ApiError> {
+    let key = own_key(&state, &caller, &id).await?;
+    let url = key.webhook_url.clone().ok_or_else(|| ApiError::not_found("default webhook of this key"))?;
+    let overlap = state.config.webhooks.secret_overlap;
+    let secret = Secret::generate().1;
+    state.keys.rotate_webhook_secret(&key.id, &secret, overlap).await?;
+    state.audit.record(caller.event("key.webhook_secret_rotated", &key.id)).await;
+    Ok(Json(KeyWebhookSet {
+        key_id: key.id,
+        url,
+        secret: Some(secret),
+        previous_secret_valid_until: Some(mta_platform::ledger::timestamp_in(overlap)),
+    }))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

@@ -29,6 +29,8 @@ pub struct Caller {
     pub key_id: KeyId,
     pub tenant: Tenant,
     pub role: Role,
+    /// The key's default webhook, used by jobs that name none.
+    pub default_webhook: Option<String>,
 }
 
 impl Caller {
@@ -55,7 +57,8 @@ pub async fn authenticate(State(state): State<AppState>, mut request: Request, n
         Ok(decision) => decision,
         Err(e) => return ApiError::from(e).into_response(),
     };
-    let caller = Caller { key_id: record.id, tenant: record.tenant, role: record.role };
+    let caller =
+        Caller { key_id: record.id, tenant: record.tenant, role: record.role, default_webhook: record.webhook_url };
     tracing::Span::current().record("tenant", caller.tenant.as_str());
     if !decision.allowed {
         Metrics::refusal(&state.metrics.rate_limit_refusals, "requests");

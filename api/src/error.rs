@@ -89,8 +89,13 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// Every error response: `{"error": {"code", "message", "details"?}}`.
+/// Every error response: `{"error": {"code", "message", "details"?, "request_id"?}}`.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"error": {
+    "code": "invalid_option", "message": "invalid option `markov_order`: must be 1 to 4",
+    "details": [{"column": "markov_order", "problem": "must be 1 to 4"}],
+    "request_id": "0c6a71b0-10ab-4039-831e-a24b5c94e547"
+}}))]
 pub struct ErrorBody {
     pub error: ErrorDetail,
 }

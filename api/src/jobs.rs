@@ -11,7 +11,7 @@ use mta_platform::JobSpec;
 use mta_platform::ledger::{JobId, JobRecord, JobState, UploadId, UploadRecord};
 use mta_platform::queue::SplitTask;
 use mta_platform::storage::keys;
-use mta_platform::webhook::{Delivery, Secret};
+use mta_platform::webhook::{Delivery, JobWebhook, Secret};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use utoipa::{IntoParams, ToSchema};
@@ -67,7 +67,7 @@ pub async fn create(
         (spec, upload_id)
     };
     spec.validate(&state.config.limits)?;
-    let webhook = webhook_of(&state, &spec)?;
+    let webhook = webhook_of(&state, &caller, &spec)?;
     let upload = state
         .ledger
         .upload(&caller.tenant, &upload_id)
@@ -91,12 +91,11 @@ pub async fn create(
         response.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
         return Ok(response);
     }
-    let hook = webhook.as_ref().map(|w| (w.url.as_str(), w.secret.as_str()));
-    match record_and_enqueue(&state, job_id, &upload, &spec, hook).await {
+    match record_and_enqueue(&state, job_id, &upload, &spec, webhook.as_ref().map(|w| &w.record)).await {
         Ok(job) => {
             state.audit.record(caller.event("job.created", job.id)).await;
             let mut response = accepted(&job);
-            if let Some(secret) = webhook.filter(|w| w.generated).map(|w| w.secret) {
+            if let Some(secret) = webhook.and_then(|w| w.generated_secret) {
                 // The generated signing secret is shown this once, like an API key.
                 let mut body = serde_json::to_value(&job).map_err(|e| ApiError::Internal(e.into()))?;
                 body["webhook_secret"] = Value::String(secret);
@@ -115,26 +114,47 @@ pub async fn create(
 }
 
 /// Records the job (answered from the cache when possible) and enqueues its first stage.
-/// A job's webhook, checked: the URL against the operator's address policy, the secret
-/// parsed or generated.
+/// A job's webhook, checked: its own (the URL against the operator's address policy, the
+/// secret parsed or generated) or else the key's default one.
 struct CheckedWebhook {
-    url: String,
-    secret: String,
-    generated: bool,
+    record: JobWebhook,
+    /// Shown once in the answer when the service made the secret.
+    generated_secret: Option<String>,
 }
 
-fn webhook_of(state: &AppState, spec: &JobSpec) -> Result<Option<CheckedWebhook>, ApiError> {
-    let Some(webhook) = &spec.webhook else { return Ok(None) };
-    let policy = &state.config.webhooks.policy;
-    let url = policy.check_url(&webhook.url).map_err(|e| ApiError::field("webhook.url", e))?;
-    let (secret, generated) = match &webhook.secret {
-        Some(secret) => {
-            Secret::parse(secret).map_err(|e| ApiError::field("webhook.secret", e))?;
-            (secret.clone(), false)
-        }
-        None => (Secret::generate().1, true),
+fn webhook_of(state: &AppState, caller: &Caller, spec: &JobSpec) -> Result<Option<CheckedWebhook>, ApiError> {
+    let Some(webhook) = &spec.webhook else {
+        let default = caller.default_webhook.clone().map(|url| JobWebhook {
+            url,
+            secret: None,
+            key: Some(caller.key_id.clone()),
+        });
+        return Ok(default.map(|record| CheckedWebhook { record, generated_secret: None }));
     };
-    Ok(Some(CheckedWebhook { url: url.to_string(), secret, generated }))
+    let url = checked_webhook_url(state, &webhook.url, "webhook.url")?;
+    let (secret, generated_secret) = secret_or_generated(webhook.secret.as_deref(), "webhook.secret")?;
+    Ok(Some(CheckedWebhook { record: JobWebhook { url, secret: Some(secret), key: None }, generated_secret }))
+}
+
+/// A webhook URL the operator's address policy accepts, or a 422 naming `field`.
+pub(crate) fn checked_webhook_url(state: &AppState, url: &str, field: &str) -> Result<String, ApiError> {
+    let policy = &state.config.webhooks.policy;
+    Ok(policy.check_url(url).map_err(|e| ApiError::field(field, e))?.to_string())
+}
+
+/// The client's `whsec_` secret (a 422 naming `field` when malformed), or a new one,
+/// which is also returned second so it can be shown once.
+pub(crate) fn secret_or_generated(secret: Option<&str>, field: &str) -> Result<(String, Option<String>), ApiError> {
+    match secret {
+        Some(secret) => {
+            Secret::parse(secret).map_err(|e| ApiError::field(field, e))?;
+            Ok((secret.to_owned(), None))
+        }
+        None => {
+            let secret = Secret::generate().1;
+            Ok((secret.clone(), Some(secret)))
+        }
+    }
 }
 
 async fn record_and_enqueue(
@@ -142,7 +162,7 @@ async fn record_and_enqueue(
     job_id: JobId,
     upload: &UploadRecord,
     spec: &JobSpec,
-    webhook: Option<(&str, &str)>,
+    webhook: Option<&JobWebhook>,
 ) -> Result<JobRecord, ApiError> {
     let cache_key = spec.cache_key(&upload.tenant, &upload.sha256);
     let request_id = crate::observe::request_id().unwrap_or_default();

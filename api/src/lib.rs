@@ -5,10 +5,13 @@
 //! stage, and serves progress, results and credits. The API never computes attribution.
 //! Every error goes through [`error::ApiError`], the one mapping to HTTP. Every `/v1`
 //! route sits behind [`auth::authenticate`] (keys, rate limits) and names the role it
-//! needs with [`auth::Auth`]; [`admin`] manages keys and reads the audit log.
+//! needs with [`auth::Auth`]; [`admin`] manages keys and reads the audit log. The web
+//! [`dashboard`] (static files embedded in the binary) is served at `/`, the API reference
+//! at `/openapi.json` and `/docs/` ([`openapi`]).
 
 pub mod admin;
 pub mod auth;
+pub mod dashboard;
 pub mod error;
 pub mod health;
 pub mod jobs;
@@ -23,7 +26,7 @@ use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, post, put};
 use mta_platform::access::KeyStore;
 use mta_platform::audit::Audit;
 use mta_platform::health::Probe;
@@ -95,6 +98,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/admin/keys", post(admin::create).get(admin::list))
         .route("/v1/admin/keys/{id}", delete(admin::revoke))
         .route("/v1/admin/keys/{id}/rotate", post(admin::rotate))
+        .route("/v1/admin/keys/{id}/webhook", put(admin::set_webhook).delete(admin::remove_webhook))
+        .route("/v1/admin/keys/{id}/webhook/rotate", post(admin::rotate_webhook_secret))
         .route("/v1/admin/audit", get(admin::audit))
         .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT))
         .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, security.request_timeout))
@@ -108,6 +113,7 @@ pub fn router(state: AppState) -> Router {
         .route("/health/detailed", get(health::detailed))
         .route("/metrics", get(health::metrics))
         .merge(api_docs())
+        .merge(dashboard::routes())
         .fallback(|| async { error::ApiError::not_found("route") })
         .layer(middleware::from_fn_with_state(security.hsts_secs, security_headers));
     if !security.cors_origins.is_empty() {
@@ -161,7 +167,7 @@ fn cors(origins: &[String]) -> CorsLayer {
     let ratelimit = ["ratelimit-limit", "ratelimit-remaining", "ratelimit-reset", "ratelimit-policy"];
     CorsLayer::new()
         .allow_origin(AllowOrigin::list(origins))
-        .allow_methods([Method::GET, Method::POST, Method::DELETE])
+        .allow_methods([Method::GET, Method::POST, Method::PUT, Method::DELETE])
         .allow_headers([
             header::AUTHORIZATION,
             header::CONTENT_TYPE,

@@ -37,6 +37,9 @@ use crate::{admin, health, jobs, uploads};
         admin::rotate,
         admin::revoke,
         admin::audit,
+        admin::set_webhook,
+        admin::remove_webhook,
+        admin::rotate_webhook_secret,
         health::summary,
         health::live,
         health::ready,
@@ -72,7 +75,7 @@ impl Modify for SharedResponses {
             if !path.starts_with("/v1/") {
                 continue;
             }
-            let operations = [&mut item.get, &mut item.post, &mut item.delete];
+            let operations = [&mut item.get, &mut item.post, &mut item.put, &mut item.delete];
             for operation in operations.into_iter().flatten() {
                 add_shared(operation);
             }

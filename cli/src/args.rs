@@ -31,6 +31,8 @@ pub enum Command {
     /// Manage API keys straight in the service's Redis (operator access; see docs/security.md).
     #[command(subcommand)]
     Keys(crate::keys::KeysCommand),
+    #[command(flatten)]
+    Client(crate::client::ClientCommand),
 }
 
 #[derive(Debug, Args)]
@@ -56,10 +58,9 @@ pub struct DemoArgs {
     pub json: bool,
 }
 
-#[derive(Debug, Args)]
-pub struct AttributeArgs {
-    /// The touchpoint file.
-    pub file: PathBuf,
+/// How to read the input and which models to run: shared by `mta attribute` and `mta submit`.
+#[derive(Debug, Clone, Args)]
+pub struct JobOptionArgs {
     /// `events` (one row per touch/conversion) or `paths` (ChannelAttribution format); detected from the columns when absent.
     #[arg(long)]
     pub kind: Option<String>,
@@ -99,6 +100,14 @@ pub struct AttributeArgs {
     /// Map a column: `canonical=file_column`, e.g. `user_id=cookie` (repeatable).
     #[arg(long = "column", value_name = "CANONICAL=COLUMN")]
     pub columns: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct AttributeArgs {
+    /// The touchpoint file.
+    pub file: PathBuf,
+    #[command(flatten)]
+    pub job: JobOptionArgs,
     /// Also write per-journey credits (journey × channel × model) to this Parquet file.
     #[arg(long, value_name = "OUT.parquet")]
     pub credits: Option<PathBuf>,
@@ -125,25 +134,10 @@ pub struct AttributeArgs {
     pub threads: Option<usize>,
 }
 
-impl AttributeArgs {
-    /// Turns the arguments into a request, naming the first bad one.
-    pub fn to_request(&self) -> Result<AttributeRequest, AttributionError> {
-        let kind = self.kind.as_deref().map(str::parse::<InputKind>).transpose()?;
-        let format = self.format.as_deref().map(str::parse::<Format>).transpose()?;
-        let delimiter = self.delimiter.as_deref().map(parse_delimiter).transpose()?;
-        if self.separator.is_empty() {
-            return Err(AttributionError::option("separator", "must not be empty"));
-        }
-        let spec = InputSpec {
-            kind,
-            format,
-            delimiter,
-            path_separator: self.separator.clone(),
-            columns: ColumnMapping::parse(self.columns.iter().map(String::as_str))?,
-            limits: Limits { max_channels: self.max_channels, ..Limits::default() },
-            ..InputSpec::default()
-        };
-        let options = OptionsSpec {
+impl JobOptionArgs {
+    /// The engine's options, naming the first bad one.
+    pub fn options_spec(&self) -> Result<OptionsSpec, AttributionError> {
+        Ok(OptionsSpec {
             models: Some(split_list(&self.models)),
             markov_order: self.markov_order,
             lookback_days: self.lookback_days,
@@ -152,7 +146,60 @@ impl AttributeArgs {
             direct_channels: self.direct_channels.as_deref().map(split_list),
             conversion_row_is_touch: Some(self.conversion_touch),
             max_journey_touches: self.max_journey_touches,
-        };
+        })
+    }
+
+    /// The input spec for a local run.
+    fn input_spec(&self, limits: Limits) -> Result<InputSpec, AttributionError> {
+        let kind = self.kind.as_deref().map(str::parse::<InputKind>).transpose()?;
+        let format = self.format.as_deref().map(str::parse::<Format>).transpose()?;
+        let delimiter = self.delimiter.as_deref().map(parse_delimiter).transpose()?;
+        if self.separator.is_empty() {
+            return Err(AttributionError::option("separator", "must not be empty"));
+        }
+        Ok(InputSpec {
+            kind,
+            format,
+            delimiter,
+            path_separator: self.separator.clone(),
+            columns: ColumnMapping::parse(self.columns.iter().map(String::as_str))?,
+            limits,
+            ..InputSpec::default()
+        })
+    }
+
+    /// The job spec a service expects (`POST /v1/jobs`), checked locally first.
+    pub fn job_spec(&self, upload_id: &str, export_credits: bool) -> Result<serde_json::Value, AttributionError> {
+        self.input_spec(Limits::default())?;
+        let columns: serde_json::Map<String, serde_json::Value> = self
+            .columns
+            .iter()
+            .filter_map(|pair| pair.split_once('='))
+            .map(|(canonical, column)| (canonical.trim().to_owned(), column.trim().into()))
+            .collect();
+        let mut spec = serde_json::json!({
+            "upload_id": upload_id,
+            "path_separator": self.separator,
+            "options": self.options_spec()?,
+            "export_credits": export_credits,
+        });
+        for (field, value) in [("kind", &self.kind), ("format", &self.format), ("delimiter", &self.delimiter)] {
+            if let Some(value) = value {
+                spec[field] = value.as_str().into();
+            }
+        }
+        if !columns.is_empty() {
+            spec["columns"] = columns.into();
+        }
+        Ok(spec)
+    }
+}
+
+impl AttributeArgs {
+    /// Turns the arguments into a request, naming the first bad one.
+    pub fn to_request(&self) -> Result<AttributeRequest, AttributionError> {
+        let spec = self.job.input_spec(Limits { max_channels: self.max_channels, ..Limits::default() })?;
+        let options = self.job.options_spec()?;
         if self.partitions == Some(0) {
             return Err(AttributionError::option("partitions", "must be at least 1"));
         }

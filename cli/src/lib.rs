@@ -6,6 +6,7 @@
 //! whole service in one process (`mta serve`, `mta demo`).
 
 pub mod args;
+pub mod client;
 pub mod keys;
 pub mod local;
 pub mod serve;

@@ -1,5 +1,6 @@
 //! The `mta` binary: parses arguments, runs the command, maps the outcome to an exit code
-//! (0 success, 1 the input or options were refused, 2 usage error, 3 anything else).
+//! (0 success, 1 the input or options were refused or a job failed, 2 usage error, 3 anything
+//! else; 130 when a client command's wait is interrupted).
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -17,6 +18,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => service("info", || serve(args)),
         Command::Demo(args) => service("warn", || demo(args)),
         Command::Keys(command) => service("warn", || mta_cli::keys::run(command)),
+        Command::Client(command) => client(command),
     }
 }
 
@@ -35,6 +37,24 @@ fn service<F: Future<Output = anyhow::Result<()>>>(log_level: &str, command: imp
         Err(e) => {
             eprintln!("mta: {e:#}");
             ExitCode::from(3)
+        }
+    }
+}
+
+/// A client command against a running service; see `mta_cli::client` for the exit codes.
+fn client(command: mta_cli::client::ClientCommand) -> ExitCode {
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("mta: cannot start the async runtime: {e}");
+            return ExitCode::from(3);
+        }
+    };
+    match runtime.block_on(mta_cli::client::run(command)) {
+        Ok(outcome) => ExitCode::from(outcome.code()),
+        Err(failure) => {
+            eprintln!("mta: {}", failure.message);
+            ExitCode::from(failure.outcome.code())
         }
     }
 }

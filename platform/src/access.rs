@@ -12,6 +12,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
+use std::time::Duration;
 
 use anyhow::Context;
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -179,6 +180,9 @@ pub struct KeyRecord {
     /// This key's own request quota; the configured default when absent.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub requests_per_hour: Option<u32>,
+    /// Where the end of every job submitted with this key is announced, unless the job names its own webhook.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub webhook_url: Option<String>,
     #[serde(skip)]
     hash: String,
 }
@@ -338,6 +342,7 @@ impl KeyStore {
             rotated_at: text("rotated_at"),
             revoked_at: text("revoked_at"),
             requests_per_hour: text("requests_per_hour").and_then(|r| r.parse().ok()),
+            webhook_url: text("webhook_url"),
             hash: text("hash").unwrap_or_default(),
         }))
     }
@@ -381,6 +386,54 @@ impl KeyStore {
             .context("Failed to rotate the key")?;
         let record = self.get(id).await?.context("A key vanished while it was rotated")?;
         Ok(Some(NewKey { key: secret, record }))
+    }
+
+    /// Sets the key's default webhook (`None` removes it). The secret is stored for signing only.
+    pub async fn set_webhook(&self, id: &KeyId, webhook: Option<(&str, &str)>) -> anyhow::Result<()> {
+        let mut conn = self.conn.clone();
+        let key = self.record_key(id);
+        let mut pipe = redis::pipe();
+        pipe.atomic().hdel(&key, &["webhook_secret_previous", "webhook_previous_until"]).ignore();
+        match webhook {
+            Some((url, secret)) => {
+                pipe.hset_multiple(&key, &[("webhook_url", url), ("webhook_secret", secret)]).ignore()
+            }
+            None => pipe.hdel(&key, &["webhook_url", "webhook_secret"]).ignore(),
+        };
+        let _: () = pipe.query_async(&mut conn).await.context("Failed to set the key's webhook")?;
+        Ok(())
+    }
+
+    /// Replaces the default webhook's secret; the old one keeps signing (next to the new one)
+    /// for `overlap`, so receivers can switch without losing an event.
+    pub async fn rotate_webhook_secret(&self, id: &KeyId, new: &str, overlap: Duration) -> anyhow::Result<()> {
+        let mut conn = self.conn.clone();
+        let key = self.record_key(id);
+        let old: Option<String> = conn.hget(&key, "webhook_secret").await?;
+        let until = Utc::now().timestamp_millis() + overlap.as_millis() as i64;
+        let mut pipe = redis::pipe();
+        pipe.atomic().hset(&key, "webhook_secret", new).ignore();
+        if let Some(old) = old {
+            pipe.hset(&key, "webhook_secret_previous", old).ignore();
+            pipe.hset(&key, "webhook_previous_until", until).ignore();
+        }
+        let _: () = pipe.query_async(&mut conn).await.context("Failed to rotate the webhook secret")?;
+        Ok(())
+    }
+
+    /// The secrets that sign the key's default webhook now: the current one, and the
+    /// previous one while its overlap lasts.
+    pub async fn webhook_secrets(&self, id: &KeyId) -> anyhow::Result<Vec<String>> {
+        let mut conn = self.conn.clone();
+        let fields: (Option<String>, Option<String>, Option<i64>) = redis::cmd("HMGET")
+            .arg(self.record_key(id))
+            .arg(&["webhook_secret", "webhook_secret_previous", "webhook_previous_until"])
+            .query_async(&mut conn)
+            .await
+            .context("Failed to read the key's webhook secrets")?;
+        let (current, previous, until) = fields;
+        let previous = previous.filter(|_| until.is_some_and(|u| u > Utc::now().timestamp_millis()));
+        Ok(current.into_iter().chain(previous).collect())
     }
 
     /// Revokes the key (the record stays for the audit trail). `None` for an unknown key.

@@ -139,6 +139,7 @@ impl Config {
                 connect_timeout: Duration::from_secs(5),
                 timeout: Duration::from_secs(15),
                 policy: crate::webhook::AddressPolicy::default(),
+                secret_overlap: Duration::from_secs(86_400),
             },
             public_url: None,
             cache_ttl: Duration::from_secs(3600),
@@ -202,6 +203,8 @@ impl Config {
                 .context("MTA_WEBHOOK_RETRY_SECS must be comma-separated seconds")?;
         }
         w.timeout = parsed::<u64>("MTA_WEBHOOK_TIMEOUT_SECS")?.map_or(w.timeout, Duration::from_secs);
+        w.secret_overlap =
+            parsed::<u64>("MTA_WEBHOOK_SECRET_OVERLAP_SECS")?.map_or(w.secret_overlap, Duration::from_secs);
         let allow_http = parsed::<bool>("MTA_WEBHOOK_ALLOW_HTTP")?.unwrap_or(false);
         w.policy = crate::webhook::AddressPolicy::parse(&var("MTA_WEBHOOK_ALLOW")?.unwrap_or_default(), allow_http)
             .map_err(|e| anyhow::anyhow!("MTA_WEBHOOK_ALLOW: {e}"))?;

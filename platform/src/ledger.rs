@@ -21,7 +21,7 @@ use utoipa::ToSchema;
 
 use crate::access::Tenant;
 use crate::spec::JobSpec;
-use crate::webhook::Deliveries;
+use crate::webhook::{Deliveries, JobWebhook};
 
 /// Idempotency keys are remembered this long.
 const IDEMPOTENCY_TTL: Duration = Duration::from_secs(24 * 3600);
@@ -115,6 +115,10 @@ impl Stage {
 
 /// A stored upload.
 #[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(example = json!({
+    "upload_id": "3f0c8a52-6d1e-4f7a-9a43-2b8e1c5d7f90", "tenant": "acme", "size_bytes": 613527,
+    "sha256": "9b1e5c0f7d4a2e8b6c3f1a0d9e7b5c4a3f2e1d0c9b8a7f6e5d4c3b2a1f0e9d8c", "created_at": "2026-11-25T10:00:00.000Z"
+}))]
 pub struct UploadRecord {
     pub upload_id: UploadId,
     pub tenant: Tenant,
@@ -308,14 +312,15 @@ impl Ledger {
         spec: &JobSpec,
         cache_key: &str,
         request_id: &str,
-        webhook: Option<(&str, &str)>,
+        webhook: Option<&JobWebhook>,
     ) -> anyhow::Result<()> {
         let now = now();
         let (upload_id, spec) = (upload.upload_id.to_string(), serde_json::to_string(spec)?);
-        let (webhook_url, webhook_secret) = webhook.unwrap_or_default();
+        let (webhook_url, webhook_secret, webhook_key) = JobWebhook::fields(webhook);
         let fields = [
             ("webhook_url", webhook_url),
             ("webhook_secret", webhook_secret),
+            ("webhook_key", webhook_key),
             ("state", "queued"),
             ("tenant", upload.tenant.as_str()),
             ("request_id", request_id),
@@ -336,15 +341,16 @@ impl Ledger {
         spec: &JobSpec,
         source: &JobRecord,
         request_id: &str,
-        webhook: Option<(&str, &str)>,
+        webhook: Option<&JobWebhook>,
     ) -> anyhow::Result<()> {
         let now = now();
         let (upload_id, spec) = (upload.upload_id.to_string(), serde_json::to_string(spec)?);
         let progress = &source.progress;
-        let (webhook_url, webhook_secret) = webhook.unwrap_or_default();
+        let (webhook_url, webhook_secret, webhook_key) = JobWebhook::fields(webhook);
         let fields = [
             ("webhook_url", webhook_url),
             ("webhook_secret", webhook_secret),
+            ("webhook_key", webhook_key),
             ("state", "succeeded"),
             ("tenant", upload.tenant.as_str()),
             ("request_id", request_id),

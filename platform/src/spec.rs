@@ -16,6 +16,14 @@ use crate::webhook::WebhookSpec;
 /// `POST /v1/jobs` body. Unknown fields are refused, so a typo never silently falls back to a default.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({
+    "upload_id": "3f0c8a52-6d1e-4f7a-9a43-2b8e1c5d7f90",
+    "kind": "events",
+    "columns": {"user_id": "cookie_id"},
+    "options": {"models": ["last_touch", "linear", "markov"], "markov_order": 2, "lookback_days": 30},
+    "export_credits": true,
+    "webhook": {"url": "https://hooks.example.com/mta"}
+}))]
 pub struct JobSpec {
     /// The upload to attribute (filled in by the server for a multipart submission).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -32,6 +32,7 @@ use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 use utoipa::ToSchema;
 
+use crate::access::{KeyId, KeyStore};
 use crate::ledger::{JobId, now};
 
 const SECRET_PREFIX: &str = "whsec_";
@@ -42,12 +43,32 @@ const MAX_ATTEMPTS_KEPT: isize = 100;
 /// A job's webhook as the client gives it.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"url": "https://hooks.example.com/mta", "secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"}))]
 pub struct WebhookSpec {
     /// Where to POST the event: `https://…` (plain `http` only where the operator allows it).
     pub url: String,
     /// `whsec_` + base64 of 24 to 64 random bytes; generated (and returned once) when absent.
     #[serde(default, skip_serializing)]
     pub secret: Option<String>,
+}
+
+/// A job's webhook as recorded: its URL, and either its own secret or the key whose
+/// default webhook (and rotating secrets) it uses.
+#[derive(Debug, Clone)]
+pub struct JobWebhook {
+    pub url: String,
+    pub secret: Option<String>,
+    pub key: Option<KeyId>,
+}
+
+impl JobWebhook {
+    /// `(webhook_url, webhook_secret, webhook_key)` for the job record ("" when absent).
+    pub fn fields(webhook: Option<&JobWebhook>) -> (&str, &str, &str) {
+        match webhook {
+            Some(w) => (&w.url, w.secret.as_deref().unwrap_or(""), w.key.as_ref().map_or("", KeyId::as_str)),
+            None => ("", "", ""),
+        }
+    }
 }
 
 /// The decoded signing key of a `whsec_` secret.
@@ -76,6 +97,11 @@ impl Secret {
             return Err("must hold 24 to 64 bytes".to_owned());
         }
         Ok(Secret(bytes))
+    }
+
+    /// The `webhook-signature` header: one `v1,…` per secret, space-separated.
+    pub fn signatures(secrets: &[Secret], id: &str, timestamp: i64, body: &[u8]) -> String {
+        secrets.iter().map(|s| s.sign(id, timestamp, body)).collect::<Vec<_>>().join(" ")
     }
 
     /// `v1,<base64 HMAC-SHA256 of "id.timestamp.body">`.
@@ -240,6 +266,8 @@ pub struct DeliveryConfig {
     pub connect_timeout: Duration,
     pub timeout: Duration,
     pub policy: AddressPolicy,
+    /// How long a key's previous webhook secret keeps signing after a rotation (`MTA_WEBHOOK_SECRET_OVERLAP_SECS`).
+    pub secret_overlap: Duration,
 }
 
 impl DeliveryConfig {
@@ -293,7 +321,8 @@ pub struct Delivery {
 pub struct Pending {
     pub job: JobId,
     pub url: String,
-    pub secret: Secret,
+    /// Every secret that signs now (two while a key's rotated secret overlaps).
+    pub secrets: Vec<Secret>,
     pub event: String,
     /// The body, fixed at the first attempt so every retry is byte-identical.
     pub body: Option<String>,
@@ -313,6 +342,7 @@ return due
 pub struct Deliveries {
     conn: ConnectionManager,
     prefix: String,
+    keys: KeyStore,
 }
 
 impl fmt::Debug for Deliveries {
@@ -323,7 +353,7 @@ impl fmt::Debug for Deliveries {
 
 impl Deliveries {
     pub fn new(conn: ConnectionManager, prefix: &str) -> Deliveries {
-        Deliveries { conn, prefix: prefix.to_owned() }
+        Deliveries { keys: KeyStore::new(conn.clone(), prefix), conn, prefix: prefix.to_owned() }
     }
 
     /// The sorted set of due deliveries (the ledger's transition script adds to it).
@@ -359,10 +389,17 @@ impl Deliveries {
         let mut conn = self.conn.clone();
         let map: HashMap<String, String> = conn.hgetall(self.job_key(job)).await?;
         let field = |name: &str| map.get(name).filter(|v| !v.is_empty()).cloned();
-        let (Some(url), Some(secret), Some(state)) = (field("webhook_url"), field("webhook_secret"), field("state"))
-        else {
-            return Ok(None);
+        let (Some(url), Some(state)) = (field("webhook_url"), field("state")) else { return Ok(None) };
+        // A job's own secret, or the secrets of the key whose default webhook it uses.
+        let secrets = match (field("webhook_secret"), field("webhook_key").and_then(|k| k.parse::<KeyId>().ok())) {
+            (Some(secret), _) => vec![secret],
+            (None, Some(key)) => self.keys.webhook_secrets(&key).await?,
+            (None, None) => Vec::new(),
         };
+        let secrets: Vec<Secret> = secrets.iter().filter_map(|s| Secret::parse(s).ok()).collect();
+        if secrets.is_empty() {
+            return Ok(None);
+        }
         let event = match state.as_str() {
             "succeeded" => "job.succeeded",
             "failed" => "job.failed",
@@ -372,7 +409,7 @@ impl Deliveries {
         Ok(Some(Pending {
             job: *job,
             url,
-            secret: Secret::parse(&secret).map_err(anyhow::Error::msg)?,
+            secrets,
             event: event.to_owned(),
             body: field("webhook_body"),
             webhook_id: format!("msg_{job}"),
@@ -540,6 +577,7 @@ mod tests {
             connect_timeout: Duration::from_secs(5),
             timeout: Duration::from_secs(15),
             policy: AddressPolicy::default(),
+            secret_overlap: Duration::from_secs(86_400),
         };
         let first = config.next_delay(1).unwrap().as_secs_f64();
         assert!((4.5..=5.5).contains(&first), "{first}");

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use mta_platform::JobId;
 use mta_platform::ledger::JobState;
 use mta_platform::storage::keys;
-use mta_platform::webhook::{Pending, Unreachable, attempt_now};
+use mta_platform::webhook::{Pending, Secret, Unreachable, attempt_now};
 use serde_json::{Value, json};
 use tokio::sync::watch;
 use tracing::Instrument;
@@ -124,7 +124,7 @@ async fn send(services: &Services, pending: &Pending, body: &str) -> Result<(u16
         .build()
         .map_err(|e| Refusal::Transport(format!("client: {e}")))?;
     let timestamp = chrono::Utc::now().timestamp();
-    let signature = pending.secret.sign(&pending.webhook_id, timestamp, body.as_bytes());
+    let signature = Secret::signatures(&pending.secrets, &pending.webhook_id, timestamp, body.as_bytes());
     let response = client
         .post(url)
         .header("content-type", "application/json")

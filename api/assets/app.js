@@ -1,0 +1,622 @@
+// The dashboard: paste a key, upload a file, submit a job, watch the job list, read the
+// result as charts and download it. Everything goes through the public `/v1` API with
+// the key from session storage (api.js); the charts are drawn by charts.js.
+
+import { ApiError, call, clause, describeProblem, download, forgetKey, storeKey, storedKey, upload } from './api.js';
+import { barChart, groupedBarChart, legend } from './charts.js';
+
+const MODELS = [
+  'first_touch', 'last_touch', 'last_non_direct', 'linear', 'position_based', 'j_shaped', 'inverse_j',
+  'time_decay', 'participation', 'markov', 'shapley',
+];
+const ACTIVE = new Set(['queued', 'running']);
+const POLL_MS = 1500;
+
+const $ = (id) => document.getElementById(id);
+
+const state = {
+  uploading: false,
+  uploadId: null,
+  jobs: new Map(),
+  pollTimer: 0,
+  refreshing: null,
+  viewing: null,
+  result: null,
+  model: null,
+};
+
+// ---------------------------------------------------------------- formatting
+
+const numberFormat = new Intl.NumberFormat(undefined, { maximumFractionDigits: 2 });
+const moneyFormat = new Intl.NumberFormat(undefined, { minimumFractionDigits: 2, maximumFractionDigits: 2 });
+const percentFormat = new Intl.NumberFormat(undefined, {
+  style: 'percent', minimumFractionDigits: 1, maximumFractionDigits: 1,
+});
+const roundPercentFormat = new Intl.NumberFormat(undefined, { style: 'percent', maximumFractionDigits: 1 });
+const timeFormat = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'medium' });
+
+const count = (n) => numberFormat.format(n);
+const money = (n) => moneyFormat.format(n);
+const percent = (n) => percentFormat.format(n);
+const roundPercent = (n) => roundPercentFormat.format(n);
+const short = (id) => String(id).slice(0, 8);
+
+function bytes(n) {
+  if (n < 1000) return `${n} B`;
+  const units = ['kB', 'MB', 'GB', 'TB'];
+  let value = n;
+  let unit = -1;
+  while (value >= 1000 && unit < units.length - 1) {
+    value /= 1000;
+    unit += 1;
+  }
+  return `${value.toFixed(value < 10 ? 2 : 1)} ${units[unit]}`;
+}
+
+function time(iso) {
+  const date = new Date(iso);
+  return Number.isNaN(date.getTime()) ? '' : timeFormat.format(date);
+}
+
+/** Appends `content` to `parent`, with `code` spans set in code type. */
+function richText(parent, content) {
+  String(content).split(/`([^`]*)`/).forEach((part, i) => {
+    if (i % 2 === 1) {
+      const code = document.createElement('code');
+      code.textContent = part;
+      parent.append(code);
+    } else if (part) {
+      parent.append(document.createTextNode(part));
+    }
+  });
+}
+
+function element(name, attributes = {}, content) {
+  const node = document.createElement(name);
+  for (const [key, value] of Object.entries(attributes)) node.setAttribute(key, String(value));
+  if (content !== undefined) richText(node, content);
+  return node;
+}
+
+// ---------------------------------------------------------------- errors and status
+
+/** Shows `problem` (an ApiError, an Error, or `{message, details, requestId}`) in `box`. */
+function showError(box, problem) {
+  box.replaceChildren(element('p', { class: 'error-text' }, problem.message));
+  if (problem.details?.length) {
+    const list = element('ul', { class: 'error-details' });
+    for (const detail of problem.details) list.append(element('li', {}, detail));
+    box.append(list);
+  }
+  if (problem.requestId) box.append(element('p', { class: 'error-id' }, `Request id: ${problem.requestId}`));
+  box.hidden = false;
+  if (problem instanceof ApiError && problem.status === 401 && box !== $('key-error')) {
+    showError($('key-error'), problem);
+  }
+}
+
+function clearError(box) {
+  box.hidden = true;
+  box.replaceChildren();
+}
+
+function status(box, message, attributes = {}) {
+  box.replaceChildren();
+  for (const name of box.getAttributeNames()) if (name.startsWith('data-')) box.removeAttribute(name);
+  for (const [key, value] of Object.entries(attributes)) box.setAttribute(key, String(value));
+  if (message) richText(box, message);
+}
+
+// ---------------------------------------------------------------- the key
+
+function keyInUse(inUse) {
+  $('key-forget').hidden = !inUse;
+  $('key-use').textContent = inUse ? 'Replace key' : 'Use key';
+  status($('key-status'), inUse ? 'Key in use for this tab.' : 'No key yet.');
+  $('jobs-empty').textContent = inUse ? 'No jobs yet: upload a file to start one.' : 'Paste a key to see its jobs.';
+}
+
+async function useKey(event) {
+  event.preventDefault();
+  const input = $('key-input');
+  const key = input.value.trim();
+  clearError($('key-error'));
+  if (!key) {
+    showError($('key-error'), new Error('Paste an API key first.'));
+    input.focus();
+    return;
+  }
+  storeKey(key);
+  input.value = '';
+  status($('key-status'), 'Checking the key…');
+  try {
+    await call('GET', '/v1/jobs?limit=1');
+  } catch (error) {
+    forgetKey();
+    keyInUse(false);
+    showError($('key-error'), error);
+    input.focus();
+    return;
+  }
+  keyInUse(true);
+  resetJobs();
+  await refreshJobs();
+}
+
+function dropKey() {
+  forgetKey();
+  clearTimeout(state.pollTimer);
+  resetJobs();
+  closeResult();
+  clearError($('key-error'));
+  keyInUse(false);
+  status($('key-status'), 'Key forgotten.');
+  $('key-input').focus();
+}
+
+// ---------------------------------------------------------------- upload
+
+async function startUpload(file) {
+  const box = $('upload-error');
+  clearError(box);
+  if (!file) return;
+  if (!storedKey()) {
+    showError(box, new Error('Paste an API key first: the upload is sent with it.'));
+    return;
+  }
+  if (state.uploading) {
+    showError(box, new Error('An upload is still running; wait for it to finish.'));
+    return;
+  }
+  state.uploading = true;
+  state.uploadId = null;
+  $('job-fieldset').disabled = true;
+  status($('submit-status'), '');
+  $('upload').hidden = false;
+  $('upload-name').textContent = file.name;
+  const bar = $('upload-progress');
+  bar.value = 0;
+  const onProgress = (loaded, total) => {
+    const share = total > 0 ? Math.min(100, Math.round((loaded / total) * 100)) : 100;
+    bar.value = share;
+    $('upload-text').textContent = `${bytes(loaded)} of ${bytes(total)} (${share}%)`;
+  };
+  onProgress(0, file.size);
+  try {
+    const made = await upload(file, onProgress);
+    state.uploadId = made.upload_id;
+    status($('upload-text'), `Uploaded ${bytes(made.size_bytes)} · SHA-256 ${made.sha256.slice(0, 12)}…`, {
+      'data-upload-id': made.upload_id,
+    });
+    $('job-fieldset').disabled = false;
+  } catch (error) {
+    $('upload-text').textContent = 'Upload failed.';
+    showError(box, error);
+  } finally {
+    state.uploading = false;
+  }
+}
+
+function wireDropZone() {
+  const zone = $('drop-zone');
+  const input = $('file-input');
+  input.addEventListener('change', () => {
+    const [file] = input.files;
+    input.value = '';
+    startUpload(file);
+  });
+  // A file dropped elsewhere on the page must not replace the page with the file.
+  window.addEventListener('dragover', (event) => event.preventDefault());
+  window.addEventListener('drop', (event) => event.preventDefault());
+  zone.addEventListener('dragenter', (event) => {
+    event.preventDefault();
+    zone.classList.add('dragging');
+  });
+  zone.addEventListener('dragover', (event) => {
+    event.preventDefault();
+    event.dataTransfer.dropEffect = 'copy';
+    zone.classList.add('dragging');
+  });
+  zone.addEventListener('dragleave', (event) => {
+    if (!zone.contains(event.relatedTarget)) zone.classList.remove('dragging');
+  });
+  zone.addEventListener('drop', (event) => {
+    event.preventDefault();
+    zone.classList.remove('dragging');
+    startUpload(event.dataTransfer.files[0]);
+  });
+}
+
+// ---------------------------------------------------------------- job form
+
+class FormProblem extends Error {}
+
+function numberField(id, label) {
+  const input = $(id);
+  if (input.validity.badInput) throw new FormProblem(`${label} must be a number.`);
+  return input.value.trim() === '' ? undefined : Number(input.value);
+}
+
+/** The job spec from the form, leaving out every empty field (the service fills in defaults). */
+function jobSpec() {
+  const spec = { upload_id: state.uploadId };
+  if ($('kind').value) spec.kind = $('kind').value;
+  const options = {};
+  const models = MODELS.filter((m) => $(`model-${m}`).checked);
+  if (models.length === 0) throw new FormProblem('Pick at least one model.');
+  if (models.length < MODELS.length) options.models = models;
+  const numbers = [['markov_order', 'Markov order'], ['lookback_days', 'Lookback'], ['half_life_days', 'Half-life']];
+  for (const [id, label] of numbers) {
+    const value = numberField(id, label);
+    if (value !== undefined) options[id] = value;
+  }
+  const weights = {
+    first: numberField('weight_first', 'The first position weight'),
+    middle: numberField('weight_middle', 'The middle position weight'),
+    last: numberField('weight_last', 'The last position weight'),
+  };
+  const given = Object.values(weights).filter((w) => w !== undefined).length;
+  if (given === 3) options.position_weights = weights;
+  else if (given > 0) throw new FormProblem('Give all three position weights (first, middle, last), or none.');
+  const direct = $('direct_channels').value.split(',').map((c) => c.trim()).filter(Boolean);
+  if (direct.length) options.direct_channels = direct;
+  if (Object.keys(options).length) spec.options = options;
+  if ($('export_credits').checked) spec.export_credits = true;
+  return spec;
+}
+
+async function submitJob(event) {
+  event.preventDefault();
+  const box = $('submit-error');
+  clearError(box);
+  status($('submit-status'), '');
+  if (!state.uploadId) {
+    showError(box, new Error('Upload a file first.'));
+    return;
+  }
+  let spec;
+  try {
+    spec = jobSpec();
+  } catch (problem) {
+    showError(box, problem);
+    return;
+  }
+  const button = $('submit-job');
+  button.disabled = true;
+  try {
+    const job = await call('POST', '/v1/jobs', spec);
+    const how = job.state === 'succeeded' ? 'answered at once from the result cache' : job.state;
+    status($('submit-status'), `Job ${short(job.id)} submitted: ${how}.`, { 'data-job-id': job.id });
+    await refreshJobs();
+  } catch (error) {
+    showError(box, error);
+  } finally {
+    button.disabled = false;
+  }
+}
+
+function buildModelChecks() {
+  const grid = $('models');
+  for (const model of MODELS) {
+    const wrap = element('div', { class: 'check' });
+    const input = element('input', { type: 'checkbox', id: `model-${model}`, name: 'models', value: model });
+    input.checked = true;
+    wrap.append(input, element('label', { for: `model-${model}` }, model));
+    grid.append(wrap);
+  }
+}
+
+// ---------------------------------------------------------------- job list
+
+function resetJobs() {
+  state.jobs.clear();
+  $('jobs-body').replaceChildren();
+  $('jobs-count').textContent = '';
+  $('jobs-empty').hidden = false;
+  clearError($('jobs-error'));
+}
+
+/** Loads the list; polls again while any job is queued or running. One load at a time. */
+async function refreshJobs() {
+  if (state.refreshing) return state.refreshing;
+  clearTimeout(state.pollTimer);
+  if (!storedKey()) return undefined;
+  state.refreshing = (async () => {
+    let delay = 0;
+    try {
+      const body = await call('GET', '/v1/jobs?limit=50');
+      clearError($('jobs-error'));
+      renderJobs(body.jobs || []);
+      if (body.jobs?.some((job) => ACTIVE.has(job.state))) delay = POLL_MS;
+    } catch (error) {
+      showError($('jobs-error'), error);
+      if (error.status === 429) delay = Math.max(POLL_MS, (Number.parseInt(error.retryAfter, 10) || 10) * 1000);
+      else if (error.status !== 401 && [...state.jobs.values()].some((job) => ACTIVE.has(job.state))) delay = 5000;
+    } finally {
+      state.refreshing = null;
+    }
+    if (delay && storedKey()) state.pollTimer = setTimeout(refreshJobs, delay);
+  })();
+  return state.refreshing;
+}
+
+function progressText(job) {
+  const p = job.progress || {};
+  if (job.state === 'queued' && !p.chunks_total) return 'waiting';
+  const parts = [];
+  if (p.chunks_total) parts.push(`${p.chunks_done}/${p.chunks_total} chunks`);
+  parts.push(`${count(p.rows || 0)} rows`);
+  return parts.join(' · ');
+}
+
+function renderJobs(jobs) {
+  const body = $('jobs-body');
+  const seen = new Set();
+  jobs.forEach((job, index) => {
+    seen.add(job.id);
+    const before = state.jobs.get(job.id);
+    state.jobs.set(job.id, job);
+    let row = body.querySelector(`tr[data-job-id="${CSS.escape(job.id)}"]`);
+    if (!row) row = newJobRow(job);
+    updateJobRow(row, job, before);
+    if (body.children[index] !== row) body.insertBefore(row, body.children[index] || null);
+    if (state.viewing === job.id && before && before.state !== job.state) openJob(job.id, false);
+    const submitted = $('submit-status');
+    if (submitted.dataset.jobId === job.id && before && before.state !== job.state) {
+      status(submitted, `Job ${short(job.id)} submitted: now ${job.state}.`, { 'data-job-id': job.id });
+    }
+  });
+  for (const row of [...body.children]) {
+    if (!seen.has(row.dataset.jobId)) {
+      state.jobs.delete(row.dataset.jobId);
+      row.remove();
+    }
+  }
+  $('jobs-empty').hidden = jobs.length > 0;
+  const active = jobs.filter((job) => ACTIVE.has(job.state)).length;
+  $('jobs-count').textContent = `${jobs.length} ${jobs.length === 1 ? 'job' : 'jobs'}`
+    + (active ? `, ${active} running` : '');
+}
+
+function newJobRow(job) {
+  const row = element('tr', { 'data-job-id': job.id });
+  const id = element('td', { class: 'job-id' });
+  id.append(element('code', { title: job.id }, short(job.id)));
+  const created = element('td', { class: 'created' });
+  created.append(element('time', { datetime: job.created_at }, time(job.created_at)));
+  const progress = element('td', { class: 'progress' });
+  progress.append(element('progress', { max: 1, value: 0, 'aria-label': `Progress of job ${short(job.id)}` }));
+  progress.append(element('span', { class: 'progress-text' }));
+  row.append(id, created, element('td', { class: 'state' }), element('td', { class: 'stage' }), progress,
+    element('td', { class: 'actions' }));
+  return row;
+}
+
+function updateJobRow(row, job, before) {
+  row.dataset.state = job.state;
+  const stateCell = row.querySelector('.state');
+  stateCell.replaceChildren(element('span', { class: `badge state-${job.state}` }, job.state));
+  const stage = ACTIVE.has(job.state) ? job.stage : '';
+  row.querySelector('.stage').textContent = job.cached_from ? 'from cache' : (stage || '—');
+  const p = job.progress || {};
+  const bar = row.querySelector('progress');
+  bar.max = Math.max(1, p.chunks_total || 0);
+  bar.value = job.state === 'succeeded' ? bar.max : (p.chunks_done || 0);
+  row.querySelector('.progress-text').textContent = progressText(job);
+  if (before && before.state === job.state && row.querySelector('.actions').childElementCount) return;
+  const actions = row.querySelector('.actions');
+  actions.replaceChildren();
+  const view = element('button', { type: 'button', class: 'secondary small', 'aria-label': `View job ${short(job.id)}` },
+    'View');
+  view.dataset.action = 'view';
+  view.addEventListener('click', () => openJob(job.id, true));
+  actions.append(view);
+  if (ACTIVE.has(job.state)) {
+    const cancel = element('button', {
+      type: 'button', class: 'secondary small danger', 'aria-label': `Cancel job ${short(job.id)}`,
+    }, 'Cancel');
+    cancel.addEventListener('click', () => cancelJob(job.id));
+    actions.append(cancel);
+  }
+}
+
+async function cancelJob(id) {
+  try {
+    await call('DELETE', `/v1/jobs/${encodeURIComponent(id)}`);
+    clearError($('jobs-error'));
+  } catch (error) {
+    showError($('jobs-error'), error);
+  }
+  await refreshJobs();
+}
+
+// ---------------------------------------------------------------- result view
+
+function closeResult() {
+  state.viewing = null;
+  state.result = null;
+  $('result').hidden = true;
+}
+
+/** Shows a job: its result when it succeeded, its error when it failed, else where it is. */
+async function openJob(id, focus) {
+  const section = $('result');
+  const job = state.jobs.get(id);
+  state.viewing = id;
+  state.result = null;
+  section.hidden = false;
+  delete section.dataset.jobId;
+  delete section.dataset.ready;
+  $('result-title').textContent = `Result of job ${short(id)}`;
+  $('result-body').hidden = true;
+  $('downloads').hidden = true;
+  clearError($('result-error'));
+  if (focus) {
+    section.focus();
+    section.scrollIntoView({ block: 'start' });
+  }
+  const note = $('result-note');
+  if (!job || job.state !== 'succeeded') {
+    section.dataset.jobId = id;
+    if (job?.state === 'failed') {
+      note.textContent = '';
+      const error = job.error || {};
+      showError($('result-error'), {
+        message: `The job failed: ${clause(error.message || 'no reason was recorded')}`,
+        details: (error.details || []).map(describeProblem),
+      });
+    } else if (job?.state === 'cancelled') {
+      note.textContent = 'The job was cancelled; it has no result.';
+    } else {
+      note.textContent = 'The job is still running; its result appears here when it ends.';
+    }
+    return;
+  }
+  note.textContent = 'Loading the result…';
+  try {
+    const result = await call('GET', `/v1/jobs/${encodeURIComponent(id)}/result`);
+    if (state.viewing !== id) return;
+    state.result = result;
+    note.textContent = job.cached_from ? `Answered from the cache of job ${short(job.cached_from)}.` : '';
+    $('download-credits').hidden = !job.spec?.export_credits;
+    $('downloads').hidden = false;
+    renderResult(result);
+    section.dataset.jobId = id;
+    section.dataset.ready = 'true';
+  } catch (error) {
+    note.textContent = '';
+    showError($('result-error'), error);
+  }
+}
+
+function renderResult(result) {
+  const summary = result.summary || {};
+  const list = $('summary');
+  list.replaceChildren();
+  const tiles = [
+    ['rows', 'Rows', count], ['journeys', 'Journeys', count], ['converting_journeys', 'Converting journeys', count],
+    ['conversions', 'Conversions', count], ['conversion_value', 'Conversion value', money],
+    ['unattributed_conversions', 'Unattributed conversions', count],
+    ['unattributed_value', 'Unattributed value', money], ['channels', 'Channels', count],
+  ];
+  if (summary.truncated_journeys) tiles.push(['truncated_journeys', 'Truncated journeys', count]);
+  for (const [key, label, format] of tiles) {
+    if (typeof summary[key] !== 'number') continue;
+    const tile = element('div', { class: 'stat', 'data-summary': key, 'data-value': summary[key] });
+    tile.append(element('dt', {}, label), element('dd', {}, format(summary[key])));
+    list.append(tile);
+  }
+  const models = Object.keys(result.models || {});
+  const select = $('model-select');
+  select.replaceChildren(...models.map((m) => element('option', { value: m }, m)));
+  if (!models.includes(state.model)) state.model = models.includes('markov') ? 'markov' : models[0];
+  select.value = state.model || '';
+  $('result-body').hidden = false;
+  drawCharts();
+}
+
+/** (Re)draws every chart of the shown result at the current width. */
+function drawCharts() {
+  const result = state.result;
+  if (!result) return;
+  drawModel();
+  const models = Object.keys(result.models || {});
+  const totals = new Map();
+  for (const model of models) {
+    for (const c of result.models[model].channels || []) {
+      totals.set(c.channel, (totals.get(c.channel) || 0) + c.conversions);
+    }
+  }
+  const channels = [...totals.keys()].sort((a, b) => totals.get(b) - totals.get(a));
+  const lookup = (model, channel) =>
+    result.models[model].channels.find((c) => c.channel === channel)?.conversions ?? 0;
+  legend($('compare-legend'), models);
+  groupedBarChart($('chart-compare'), {
+    title: 'Credited conversions per channel, by model', groups: channels, series: models, value: lookup,
+    format: count, id: 'compare',
+  });
+  const markov = result.models?.markov;
+  $('markov-panel').hidden = !markov;
+  if (markov) {
+    const probability = $('markov-probability');
+    probability.textContent = `Conversion probability ${percent(markov.conversion_probability)}`
+      + (markov.order ? ` · order ${markov.order}` : '');
+    probability.dataset.value = markov.conversion_probability;
+    const rows = markov.channels.map((c) => ({ label: c.channel, value: c.removal_effect }))
+      .sort((a, b) => b.value - a.value);
+    barChart($('chart-removal'), {
+      title: 'Removal effect: share of conversions lost without the channel', rows, format: percent,
+      tickFormat: roundPercent,
+      unit: 'Removal effect', id: 'removal',
+    });
+  }
+}
+
+function drawModel() {
+  const name = state.model;
+  const model = state.result?.models?.[name];
+  if (!model) return;
+  const channels = model.channels || [];
+  barChart($('chart-conversions'), {
+    title: `Conversions credited by ${name}`, unit: 'Conversions', format: count, id: 'conversions',
+    rows: channels.map((c) => ({ label: c.channel, value: c.conversions })),
+  });
+  barChart($('chart-value'), {
+    title: `Conversion value credited by ${name}`, unit: 'Value', format: money, tickFormat: count, id: 'value',
+    rows: channels.map((c) => ({ label: c.channel, value: c.value })),
+  });
+  const notes = [];
+  if (model.note) notes.push(model.note);
+  if (model.conserves_totals === false) notes.push('This model\'s credits do not add up to the total conversions.');
+  $('model-note').textContent = notes.join(' ');
+}
+
+async function save(path, filename) {
+  clearError($('result-error'));
+  try {
+    await download(path, filename);
+  } catch (error) {
+    showError($('result-error'), error);
+  }
+}
+
+function wireResult() {
+  $('model-select').addEventListener('change', (event) => {
+    state.model = event.target.value;
+    drawModel();
+  });
+  const job = () => encodeURIComponent(state.viewing);
+  $('download-csv').addEventListener('click', () =>
+    save(`/v1/jobs/${job()}/result?format=csv`, `result-${short(state.viewing)}.csv`));
+  $('download-json').addEventListener('click', () =>
+    save(`/v1/jobs/${job()}/result`, `result-${short(state.viewing)}.json`));
+  $('download-credits').addEventListener('click', () =>
+    save(`/v1/jobs/${job()}/credits`, `credits-${short(state.viewing)}.parquet`));
+  let width = window.innerWidth;
+  let timer = 0;
+  window.addEventListener('resize', () => {
+    clearTimeout(timer);
+    timer = setTimeout(() => {
+      if (window.innerWidth !== width) {
+        width = window.innerWidth;
+        drawCharts();
+      }
+    }, 150);
+  });
+}
+
+// ---------------------------------------------------------------- start
+
+function start() {
+  buildModelChecks();
+  wireDropZone();
+  wireResult();
+  $('key-form').addEventListener('submit', useKey);
+  $('key-forget').addEventListener('click', dropKey);
+  $('job-form').addEventListener('submit', submitJob);
+  $('jobs-refresh').addEventListener('click', () => refreshJobs());
+  keyInUse(Boolean(storedKey()));
+  refreshJobs();
+}
+
+start();

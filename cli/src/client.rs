@@ -1,0 +1,456 @@
+//! The client commands: `mta submit`, `jobs`, `status`, `result`, `credits`, `cancel`,
+//! talking to a running service over its HTTP API (`--url`/`MTA_URL`, `--key`/`MTA_API_KEY`).
+//!
+//! Tables for people, `--json` for scripts. Exit codes: 0 success, 1 the job failed or was
+//! cancelled, or the service refused the request; 2 usage error; 3 the service could not be
+//! reached or answered with a fault; 130 interrupted while waiting (the job goes on).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::{Args, Subcommand};
+use futures_util::StreamExt;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::Value;
+use tokio::io::AsyncReadExt;
+
+use crate::args::JobOptionArgs;
+use crate::table;
+
+/// Where the service is and which key to use.
+#[derive(Debug, Clone, Args)]
+pub struct Connection {
+    /// The service's base URL.
+    #[arg(long, env = "MTA_URL", default_value = "http://127.0.0.1:8080")]
+    pub url: String,
+    /// The API key (`mta_…`).
+    #[arg(long, env = "MTA_API_KEY", hide_env_values = true)]
+    pub key: Option<String>,
+    /// Print JSON instead of tables.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClientCommand {
+    /// Upload FILE, submit a job for it, and (with --wait) follow it and print the result.
+    Submit(Box<SubmitArgs>),
+    /// List your jobs, newest first.
+    Jobs {
+        #[command(flatten)]
+        connection: Connection,
+        /// How many (1 to 500).
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+    },
+    /// Show one job: state, stage, progress, error.
+    Status {
+        id: String,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Print a succeeded job's result.
+    Result {
+        id: String,
+        /// `table`, `json` or `csv`.
+        #[arg(long, default_value = "table", value_parser = ["table", "json", "csv"])]
+        format: String,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Download a job's per-journey credits (Parquet).
+    Credits {
+        id: String,
+        /// Where to write the Parquet file.
+        #[arg(long, short)]
+        output: PathBuf,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Cancel a job.
+    Cancel {
+        id: String,
+        #[command(flatten)]
+        connection: Connection,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct SubmitArgs {
+    /// The touchpoint file (CSV, gzip CSV, Parquet or NDJSON).
+    pub file: PathBuf,
+    #[command(flatten)]
+    pub job: JobOptionArgs,
+    /// Also export per-journey credits (download them with `mta credits`).
+    #[arg(long)]
+    pub export_credits: bool,
+    /// Announce the job's end to this URL (a signed webhook; its secret is printed once).
+    #[arg(long)]
+    pub webhook: Option<String>,
+    /// Follow the job until it ends, then print the result. Ctrl-C stops following, not the job.
+    #[arg(long)]
+    pub wait: bool,
+    #[command(flatten)]
+    pub connection: Connection,
+}
+
+/// How a client command ended, as an exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Done,
+    /// The job failed or was cancelled, or the service refused the request.
+    Refused,
+    /// Could not reach the service, or it answered with a fault.
+    Broken,
+    /// Ctrl-C while waiting; the job goes on.
+    Interrupted,
+}
+
+impl Outcome {
+    pub fn code(self) -> u8 {
+        match self {
+            Outcome::Done => 0,
+            Outcome::Refused => 1,
+            Outcome::Broken => 3,
+            Outcome::Interrupted => 130,
+        }
+    }
+}
+
+/// A failed command: what to tell the user and how to exit.
+#[derive(Debug)]
+pub struct Failure {
+    pub outcome: Outcome,
+    pub message: String,
+}
+
+impl Failure {
+    fn broken(message: impl Into<String>) -> Failure {
+        Failure { outcome: Outcome::Broken, message: message.into() }
+    }
+}
+
+type Result<T> = std::result::Result<T, Failure>;
+
+pub async fn run(command: ClientCommand) -> Result<Outcome> {
+    match command {
+        ClientCommand::Submit(args) => submit(*args).await,
+        ClientCommand::Jobs { connection, limit } => {
+            let api = Api::new(&connection)?;
+            let list = api.json(api.get(&format!("/v1/jobs?limit={limit}"))).await?;
+            if connection.json {
+                print_json(&list);
+            } else {
+                print!("{}", job_table(list["jobs"].as_array().map(Vec::as_slice).unwrap_or_default()));
+            }
+            Ok(Outcome::Done)
+        }
+        ClientCommand::Status { id, connection } => {
+            let api = Api::new(&connection)?;
+            let job = api.json(api.get(&format!("/v1/jobs/{id}"))).await?;
+            if connection.json {
+                print_json(&job);
+            } else {
+                print!("{}", job_details(&job));
+            }
+            Ok(match job["state"].as_str() {
+                Some("failed" | "cancelled") => Outcome::Refused,
+                _ => Outcome::Done,
+            })
+        }
+        ClientCommand::Result { id, format, connection } => {
+            let api = Api::new(&connection)?;
+            print_result(&api, &id, if connection.json { "json" } else { &format }).await?;
+            Ok(Outcome::Done)
+        }
+        ClientCommand::Credits { id, output, connection } => {
+            let api = Api::new(&connection)?;
+            let bytes = download(&api, &format!("/v1/jobs/{id}/credits"), &output).await?;
+            eprintln!("wrote {bytes} bytes to {}", output.display());
+            Ok(Outcome::Done)
+        }
+        ClientCommand::Cancel { id, connection } => {
+            let api = Api::new(&connection)?;
+            let job = api.json(api.http.delete(api.url(&format!("/v1/jobs/{id}")))).await?;
+            if connection.json {
+                print_json(&job);
+            } else {
+                println!("job {id} is {}", job["state"].as_str().unwrap_or("?"));
+            }
+            Ok(Outcome::Done)
+        }
+    }
+}
+
+async fn submit(args: SubmitArgs) -> Result<Outcome> {
+    let api = Api::new(&args.connection)?;
+    // Options are checked before a byte is sent.
+    args.job
+        .job_spec("", args.export_credits)
+        .map_err(|e| Failure { outcome: Outcome::Refused, message: e.to_string() })?;
+    let upload = upload(&api, &args.file).await?;
+    let upload_id = upload["upload_id"].as_str().ok_or_else(|| Failure::broken("the upload has no id"))?;
+    let mut spec = args.job.job_spec(upload_id, args.export_credits).expect("checked above");
+    if let Some(url) = &args.webhook {
+        spec["webhook"] = serde_json::json!({ "url": url });
+    }
+    let job = api.json(api.http.post(api.url("/v1/jobs")).json(&spec)).await?;
+    let id = job["id"].as_str().ok_or_else(|| Failure::broken("the job has no id"))?.to_owned();
+    if let Some(secret) = job["webhook_secret"].as_str() {
+        eprintln!("webhook signing secret (shown once): {secret}");
+    }
+    if !args.wait {
+        if args.connection.json {
+            print_json(&job);
+        } else {
+            println!("{id}");
+            eprintln!("job {id} is {}; follow it with `mta status {id}`", job["state"].as_str().unwrap_or("?"));
+        }
+        return Ok(Outcome::Done);
+    }
+    let ended = tokio::select! {
+        ended = follow(&api, &id) => ended?,
+        _ = tokio::signal::ctrl_c() => {
+            eprintln!("\nstopped waiting; job {id} goes on (see `mta status {id}`, `mta cancel {id}`)");
+            return Ok(Outcome::Interrupted);
+        }
+    };
+    match ended["state"].as_str() {
+        Some("succeeded") => {
+            print_result(&api, &id, if args.connection.json { "json" } else { "table" }).await?;
+            Ok(Outcome::Done)
+        }
+        Some("failed") => {
+            let error = &ended["error"];
+            eprintln!("job {id} failed: {}", error["message"].as_str().unwrap_or("(no message)"));
+            for detail in error["details"].as_array().into_iter().flatten() {
+                eprintln!("  {}", located(detail));
+            }
+            Ok(Outcome::Refused)
+        }
+        _ => {
+            eprintln!("job {id} was cancelled");
+            Ok(Outcome::Refused)
+        }
+    }
+}
+
+/// Streams the file to `POST /v1/uploads` with a progress bar (bytes, rate, ETA).
+async fn upload(api: &Api, path: &Path) -> Result<Value> {
+    let file = tokio::fs::File::open(path)
+        .await
+        .map_err(|e| Failure { outcome: Outcome::Refused, message: format!("cannot read {}: {e}", path.display()) })?;
+    let size = file.metadata().await.map(|m| m.len()).unwrap_or(0);
+    let bar = ProgressBar::new(size).with_style(
+        ProgressStyle::with_template("uploading {bar:30} {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta}")
+            .expect("a valid template"),
+    );
+    let progress = bar.clone();
+    let chunks = futures_util::stream::unfold(file, |mut file| async move {
+        let mut buffer = vec![0u8; 256 * 1024];
+        match file.read(&mut buffer).await {
+            Ok(0) => None,
+            Ok(n) => {
+                buffer.truncate(n);
+                Some((Ok::<_, std::io::Error>(buffer), file))
+            }
+            Err(e) => Some((Err(e), file)),
+        }
+    })
+    .inspect(move |chunk| {
+        if let Ok(chunk) = chunk {
+            progress.inc(chunk.len() as u64);
+        }
+    });
+    let request = api
+        .http
+        .post(api.url("/v1/uploads"))
+        .header(reqwest::header::CONTENT_LENGTH, size)
+        .body(reqwest::Body::wrap_stream(chunks));
+    let upload = api.json(request).await;
+    bar.finish_and_clear();
+    let upload = upload?;
+    eprintln!("uploaded {} ({} bytes)", path.display(), upload["size_bytes"]);
+    Ok(upload)
+}
+
+/// Polls the job until it ends, showing its stage and progress.
+async fn follow(api: &Api, id: &str) -> Result<Value> {
+    let bar = ProgressBar::new_spinner();
+    bar.enable_steady_tick(Duration::from_millis(120));
+    loop {
+        let job = api.json(api.get(&format!("/v1/jobs/{id}"))).await?;
+        let state = job["state"].as_str().unwrap_or("?");
+        if matches!(state, "succeeded" | "failed" | "cancelled") {
+            bar.finish_and_clear();
+            return Ok(job);
+        }
+        bar.set_message(format!("job {id}: {}", progress_line(&job)));
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+fn progress_line(job: &Value) -> String {
+    let p = &job["progress"];
+    let n = |field: &str| p[field].as_u64().unwrap_or(0);
+    let stage = job["stage"].as_str().unwrap_or(job["state"].as_str().unwrap_or("?"));
+    format!(
+        "{stage}: splits {}/{}, chunks {}/{}, {} rows",
+        n("splits_done"),
+        n("splits_total"),
+        n("chunks_done"),
+        n("chunks_total"),
+        n("rows")
+    )
+}
+
+async fn print_result(api: &Api, id: &str, format: &str) -> Result<()> {
+    match format {
+        "csv" => {
+            let response = api.send(api.get(&format!("/v1/jobs/{id}/result?format=csv"))).await?;
+            print!("{}", response.text().await.map_err(|e| Failure::broken(e.to_string()))?);
+        }
+        "json" => print_json(&api.json(api.get(&format!("/v1/jobs/{id}/result"))).await?),
+        _ => print!("{}", table::render(&api.json(api.get(&format!("/v1/jobs/{id}/result"))).await?)),
+    }
+    Ok(())
+}
+
+async fn download(api: &Api, path: &str, output: &Path) -> Result<u64> {
+    let response = api.send(api.get(path)).await?;
+    let mut stream = response.bytes_stream();
+    let mut file = tokio::fs::File::create(output).await.map_err(|e| Failure {
+        outcome: Outcome::Refused,
+        message: format!("cannot write {}: {e}", output.display()),
+    })?;
+    let mut written = 0u64;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| Failure::broken(format!("the download broke off: {e}")))?;
+        tokio::io::AsyncWriteExt::write_all(&mut file, &chunk)
+            .await
+            .map_err(|e| Failure::broken(format!("cannot write {}: {e}", output.display())))?;
+        written += chunk.len() as u64;
+    }
+    Ok(written)
+}
+
+/// The service, with the key on every request.
+struct Api {
+    http: reqwest::Client,
+    base: String,
+}
+
+impl Api {
+    fn new(connection: &Connection) -> Result<Api> {
+        let key = connection.key.as_deref().ok_or_else(|| Failure {
+            outcome: Outcome::Refused,
+            message: "no API key: pass --key or set MTA_API_KEY".to_owned(),
+        })?;
+        let mut headers = reqwest::header::HeaderMap::new();
+        let value = format!("Bearer {key}").parse().map_err(|_| Failure {
+            outcome: Outcome::Refused,
+            message: "the API key holds characters a header cannot carry".to_owned(),
+        })?;
+        headers.insert(reqwest::header::AUTHORIZATION, value);
+        let http = reqwest::Client::builder()
+            .default_headers(headers)
+            .connect_timeout(Duration::from_secs(10))
+            .build()
+            .map_err(|e| Failure::broken(e.to_string()))?;
+        Ok(Api { http, base: connection.url.trim_end_matches('/').to_owned() })
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    fn get(&self, path: &str) -> reqwest::RequestBuilder {
+        self.http.get(self.url(path))
+    }
+
+    /// Sends; a non-2xx answer becomes a failure worded from the API's error body.
+    async fn send(&self, request: reqwest::RequestBuilder) -> Result<reqwest::Response> {
+        let response = request
+            .send()
+            .await
+            .map_err(|e| Failure::broken(format!("cannot reach the service at {}: {e}", self.base)))?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(response);
+        }
+        let body: Value = response.json().await.unwrap_or_default();
+        let error = &body["error"];
+        let mut message =
+            format!("{} ({status})", error["message"].as_str().unwrap_or("the service refused the request"));
+        for detail in error["details"].as_array().into_iter().flatten() {
+            message.push_str(&format!("\n  {}", located(detail)));
+        }
+        let outcome = if status.is_server_error() { Outcome::Broken } else { Outcome::Refused };
+        Err(Failure { outcome, message })
+    }
+
+    async fn json(&self, request: reqwest::RequestBuilder) -> Result<Value> {
+        let response = self.send(request).await?;
+        response.json().await.map_err(|e| Failure::broken(format!("the service answered with invalid JSON: {e}")))
+    }
+}
+
+/// `row 5321, column channel: …` from an error detail.
+fn located(detail: &Value) -> String {
+    let mut place = Vec::new();
+    if let Some(row) = detail["row"].as_u64() {
+        place.push(format!("row {row}"));
+    }
+    if let Some(column) = detail["column"].as_str() {
+        place.push(format!("column {column}"));
+    }
+    let problem = detail["problem"].as_str().unwrap_or_default();
+    if place.is_empty() { problem.to_owned() } else { format!("{}: {problem}", place.join(", ")) }
+}
+
+fn print_json(value: &Value) {
+    println!("{}", serde_json::to_string_pretty(value).expect("JSON values serialise"));
+}
+
+fn job_table(jobs: &[Value]) -> String {
+    let mut out =
+        format!("{:<36}  {:<9}  {:<11}  {:>11}  {:>10}  {}\n", "ID", "STATE", "STAGE", "CHUNKS", "ROWS", "CREATED");
+    for job in jobs {
+        let p = &job["progress"];
+        let chunks = format!("{}/{}", p["chunks_done"].as_u64().unwrap_or(0), p["chunks_total"].as_u64().unwrap_or(0));
+        out.push_str(&format!(
+            "{:<36}  {:<9}  {:<11}  {:>11}  {:>10}  {}\n",
+            job["id"].as_str().unwrap_or("?"),
+            job["state"].as_str().unwrap_or("?"),
+            job["stage"].as_str().unwrap_or("-"),
+            chunks,
+            p["rows"].as_u64().unwrap_or(0),
+            job["created_at"].as_str().unwrap_or("")
+        ));
+    }
+    out
+}
+
+fn job_details(job: &Value) -> String {
+    let mut out = String::new();
+    let field = |name: &str| job[name].as_str().unwrap_or("-").to_owned();
+    for (label, value) in [
+        ("job", field("id")),
+        ("state", field("state")),
+        ("progress", progress_line(job)),
+        ("created", field("created_at")),
+        ("finished", field("finished_at")),
+    ] {
+        out.push_str(&format!("{label:<9} {value}\n"));
+    }
+    if let Some(source) = job["cached_from"].as_str() {
+        out.push_str(&format!("{:<9} answered from the cache (job {source})\n", "cache"));
+    }
+    if job["error"].is_object() {
+        out.push_str(&format!("{:<9} {}\n", "error", job["error"]["message"].as_str().unwrap_or("?")));
+        for detail in job["error"]["details"].as_array().into_iter().flatten() {
+            out.push_str(&format!("          {}\n", located(detail)));
+        }
+    }
+    out
+}

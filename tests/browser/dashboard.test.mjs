@@ -1,0 +1,362 @@
+// End-to-end test of the web dashboard in a real headless Chromium (Debian's, driven by
+// playwright-core; nothing is downloaded). It plays a user: refused key, real key, file
+// upload through the file input, a refused option, a job with default options, the job
+// list until `succeeded`, the result view. It then checks every chart's numbers against
+// the result JSON fetched from the API, the downloads, the dark theme and the console.
+//
+//   MTA_BASE_URL=http://127.0.0.1:8080 MTA_API_KEY=mta_… node dashboard.test.mjs
+//
+// Environment: MTA_BASE_URL and MTA_API_KEY (required); CHROMIUM (default
+// /usr/bin/chromium); ARTIFACTS_DIR for the screenshots (default target/browser-artifacts
+// under the repository); MTA_SAMPLE, the file to upload (default samples/events.csv).
+// Exits non-zero on the first failed check.
+
+import assert from 'node:assert/strict';
+import { mkdir, readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+const base = (process.env.MTA_BASE_URL || '').replace(/\/$/, '');
+const key = process.env.MTA_API_KEY || '';
+const executablePath = process.env.CHROMIUM || '/usr/bin/chromium';
+const artifacts = path.resolve(root, process.env.ARTIFACTS_DIR || 'target/browser-artifacts');
+const sample = path.resolve(root, process.env.MTA_SAMPLE || 'samples/events.csv');
+const VIEWPORT = { width: 1280, height: 800 };
+const EPSILON = 1e-6;
+
+if (!base || !key) {
+  console.error('set MTA_BASE_URL and MTA_API_KEY');
+  process.exit(2);
+}
+
+const started = Date.now();
+let step = 0;
+function log(message) {
+  step += 1;
+  console.log(`ok ${step} - ${message} (${((Date.now() - started) / 1000).toFixed(1)} s)`);
+}
+
+function close(actual, expected, what) {
+  assert.ok(Number.isFinite(actual), `${what}: ${actual} is not a number`);
+  assert.ok(Math.abs(actual - expected) <= EPSILON, `${what}: the page shows ${actual}, the API says ${expected}`);
+}
+
+async function api(pathname) {
+  const response = await fetch(`${base}${pathname}`, { headers: { Authorization: `Bearer ${key}` } });
+  assert.equal(response.status, 200, `GET ${pathname}: ${response.status}`);
+  return response.json();
+}
+
+/** Console errors, page errors and CSP violations: a clean page has none. */
+function watch(page, problems) {
+  page.on('pageerror', (error) => problems.push(`page error: ${error.message}`));
+  page.on('console', (message) => {
+    if (message.type() !== 'error' && !/Content.Security.Policy/i.test(message.text())) return;
+    // The refusals this test provokes on purpose show up as failed resource loads.
+    if (/Failed to load resource: the server responded with a status of (401|422)/.test(message.text())) return;
+    problems.push(`console ${message.type()}: ${message.text()}`);
+  });
+  page.on('requestfailed', (request) => {
+    // Downloads end their request on purpose once the file is saved.
+    if (!request.url().startsWith('blob:')) problems.push(`request failed: ${request.url()} ${request.failure()?.errorText}`);
+  });
+}
+
+/** Bars of one chart: `[{channel, model, value}]` in drawing order. */
+function bars(page, selector) {
+  return page.$$eval(`${selector} rect.bar`, (rects) => rects.map((r) => ({
+    channel: r.dataset.channel, model: r.dataset.model, value: Number(r.dataset.value),
+  })));
+}
+
+async function pasteKey(page, value) {
+  await page.fill('#key-input', value);
+  await page.click('#key-use');
+}
+
+async function openResult(page, jobId) {
+  const row = `#jobs-body tr[data-job-id="${jobId}"]`;
+  await page.waitForSelector(`${row}[data-state="succeeded"]`, { timeout: 120_000 });
+  await page.click(`${row} button[data-action="view"]`);
+  await page.waitForSelector(`#result[data-ready="true"][data-job-id="${jobId}"]`, { timeout: 30_000 });
+}
+
+function luminance(rgb) {
+  const [r, g, b] = rgb.match(/\d+(\.\d+)?/g).slice(0, 3).map(Number).map((c) => {
+    const s = c / 255;
+    return s <= 0.03928 ? s / 12.92 : ((s + 0.055) / 1.055) ** 2.4;
+  });
+  return 0.2126 * r + 0.7152 * g + 0.0722 * b;
+}
+
+async function main() {
+  await mkdir(artifacts, { recursive: true });
+  const browser = await chromium.launch({
+    executablePath, headless: true, args: ['--no-sandbox', '--disable-dev-shm-usage', '--disable-gpu'],
+  });
+  const problems = [];
+  let page;
+  try {
+    const light = await browser.newContext({ viewport: VIEWPORT, colorScheme: 'light', acceptDownloads: true });
+    page = await light.newPage();
+    watch(page, problems);
+    await page.goto(`${base}/`, { waitUntil: 'load' });
+    assert.equal(await page.title(), 'Attribution dashboard');
+    await page.waitForSelector('#models input[type="checkbox"]');
+    log('the dashboard loads with its scripts (model checkboxes drawn)');
+
+    // A refused key: plain words, no JSON, nothing kept.
+    for (const [refused, reason] of [['mta_' + '0'.repeat(64), 'not valid'], ['not-a-key', 'malformed']]) {
+      await pasteKey(page, refused);
+      await page.waitForFunction(() => {
+        const box = document.getElementById('key-error');
+        return !box.hidden && box.textContent.includes('refused');
+      });
+      const words = await page.textContent('#key-error');
+      assert.match(words, /^The API key was refused: /, words);
+      assert.ok(words.includes(reason), `"${words}" should say the key is ${reason}`);
+      assert.ok(!/[{}]|"error"|"code"/.test(words), `raw JSON shown: ${words}`);
+      assert.equal(await page.evaluate(() => sessionStorage.length), 0, 'a refused key must not be kept');
+    }
+    log('refused keys show "The API key was refused: …" in plain words and are not kept');
+
+    await pasteKey(page, key);
+    await page.waitForSelector('#key-forget:not([hidden])');
+    assert.equal(await page.isHidden('#key-error'), true, 'the old error is cleared');
+    const storage = await page.evaluate(() => ({
+      session: sessionStorage.getItem('mta.apiKey'), local: localStorage.length,
+      cookies: document.cookie, input: document.getElementById('key-input').value,
+    }));
+    assert.deepEqual(storage, { session: key, local: 0, cookies: '', input: '' });
+    log('the key is kept in sessionStorage only (not localStorage, not cookies, not the input)');
+
+    // The drop zone's file input is reachable with the keyboard and shows focus.
+    await page.evaluate(() => document.activeElement?.blur());
+    let reached = false;
+    for (let i = 0; i < 40 && !reached; i += 1) {
+      await page.keyboard.press('Tab');
+      reached = await page.evaluate(() => document.activeElement?.id === 'file-input');
+    }
+    assert.ok(reached, 'Tab never reached the file input');
+    const outline = await page.$eval('#drop-zone', (zone) => getComputedStyle(zone).outlineStyle);
+    assert.notEqual(outline, 'none', 'the focused drop zone has no visible focus style');
+    log('Tab reaches the file input of the drop zone, which shows a focus outline');
+
+    // Drag and drop: a file dropped on the zone is uploaded (a synthetic drop event
+    // carrying a real File; headless Chromium has no OS drag source).
+    const dropped = await page.evaluate(async () => {
+      const transfer = new DataTransfer();
+      transfer.items.add(new File(['a,b\n1,2\n'], 'dropped.csv', { type: 'text/csv' }));
+      const zone = document.getElementById('drop-zone');
+      zone.dispatchEvent(new DragEvent('dragover', { dataTransfer: transfer, bubbles: true, cancelable: true }));
+      const highlighted = zone.classList.contains('dragging');
+      zone.dispatchEvent(new DragEvent('drop', { dataTransfer: transfer, bubbles: true, cancelable: true }));
+      return highlighted;
+    });
+    assert.ok(dropped, 'the drop zone highlights while a file is dragged over it');
+    await page.waitForSelector('#upload-text[data-upload-id]', { timeout: 30_000 });
+    assert.equal(await page.textContent('#upload-name'), 'dropped.csv');
+    const droppedId = await page.getAttribute('#upload-text', 'data-upload-id');
+    log('a file dropped on the drop zone is uploaded');
+
+    // That file lacks the needed columns: its job fails, and the view says why in words.
+    await page.click('#submit-job');
+    await page.waitForSelector('#submit-status[data-job-id]');
+    const failedId = await page.getAttribute('#submit-status', 'data-job-id');
+    const failedRow = `#jobs-body tr[data-job-id="${failedId}"]`;
+    await page.waitForSelector(`${failedRow}[data-state="failed"]`, { timeout: 60_000 });
+    await page.click(`${failedRow} button[data-action="view"]`);
+    await page.waitForSelector('#result-error:not([hidden])');
+    const failure = await page.innerText('#result-error');
+    assert.match(failure, /^The job failed: missing column\(s\) user_id/, failure);
+    assert.ok(/Column user_id: column not found/.test(failure), failure);
+    assert.ok(!/[{}]|"error"/.test(failure), `raw JSON shown: ${failure}`);
+    assert.equal(await page.isHidden('#result-body'), true, 'no charts for a failed job');
+    log(`a failed job's view explains it: "${failure.replace(/\s+/g, ' ').trim()}"`);
+
+    // Upload through the file input; the progress text counts bytes and percent, the bar ends full.
+    const size = (await readFile(sample)).length;
+    await page.evaluate(() => {
+      window.progressSeen = [];
+      const text = document.getElementById('upload-text');
+      new MutationObserver(() => window.progressSeen.push(text.textContent))
+        .observe(text, { childList: true, characterData: true, subtree: true });
+    });
+    await page.setInputFiles('#file-input', sample);
+    await page.waitForFunction((old) => {
+      const id = document.getElementById('upload-text').dataset.uploadId;
+      return id && id !== old;
+    }, droppedId, { timeout: 60_000 });
+    assert.equal(await page.$eval('#upload-progress', (bar) => bar.value), 100);
+    const seen = await page.evaluate(() => window.progressSeen);
+    assert.ok(seen.some((t) => /^[\d.]+ (B|kB|MB) of [\d.]+ (kB|MB) \(\d+%\)$/.test(t)), `progress: ${seen}`);
+    const uploaded = await page.textContent('#upload-text');
+    assert.match(uploaded, /^Uploaded \d/, uploaded);
+    assert.equal(await page.isDisabled('#submit-job'), false, 'the form is enabled after the upload');
+    log(`uploaded ${path.basename(sample)} (${size} bytes) through the file input: ${seen.join(' → ')}`);
+
+    // An option the service refuses: its message and the field, in words.
+    await page.fill('#markov_order', '9');
+    await page.click('#submit-job');
+    await page.waitForSelector('#submit-error:not([hidden])');
+    const refusal = await page.innerText('#submit-error');
+    assert.ok(refusal.includes('markov_order') && refusal.includes('between 1 and 4'), refusal);
+    assert.ok(!/[{}]|"error"/.test(refusal), `raw JSON shown: ${refusal}`);
+    await page.fill('#markov_order', '');
+    log(`a 422 is shown with its field: "${refusal.replace(/\s+/g, ' ').trim()}"`);
+
+    // Submit with default options and wait for the list to show success.
+    await page.click('#submit-job');
+    await page.waitForSelector('#submit-status[data-job-id]');
+    assert.equal(await page.isHidden('#submit-error'), true);
+    const jobId = await page.getAttribute('#submit-status', 'data-job-id');
+    const job = await api(`/v1/jobs/${jobId}`);
+    assert.deepEqual(Object.keys(job.spec).sort(), ['export_credits', 'options', 'upload_id'], 'empty fields omitted');
+    assert.ok(Object.values(job.spec.options).every((v) => v === null), 'default options sent as none');
+    const row = `#jobs-body tr[data-job-id="${jobId}"]`;
+    await page.waitForSelector(`${row}[data-state="succeeded"]`, { timeout: 120_000 });
+    const rowText = await page.textContent(row);
+    assert.ok(rowText.includes(jobId.slice(0, 8)) && rowText.includes('succeeded'), rowText);
+    assert.ok(/12,000 rows/.test(rowText) || !sample.endsWith('events.csv'), rowText);
+    log(`job ${jobId.slice(0, 8)} submitted with default options and shown as succeeded: "${rowText.trim()}"`);
+
+    await openResult(page, jobId);
+    const result = await api(`/v1/jobs/${jobId}/result`);
+    const models = Object.keys(result.models);
+    log(`result view open; the API's result has ${models.length} models`);
+
+    // Summary tiles.
+    const tiles = await page.$$eval('[data-summary]', (items) =>
+      Object.fromEntries(items.map((t) => [t.dataset.summary, Number(t.dataset.value)])));
+    for (const field of ['rows', 'journeys', 'converting_journeys', 'conversions', 'conversion_value',
+      'unattributed_conversions', 'unattributed_value', 'channels']) {
+      close(tiles[field], result.summary[field], `summary ${field}`);
+    }
+    log('summary tiles match the result summary');
+
+    // Per model: conversions and value by channel, in the API's order.
+    const explicit = models.includes('linear') ? ['linear', ...models.filter((m) => m !== 'linear')] : models;
+    for (const model of explicit) {
+      await page.selectOption('#model-select', model);
+      await page.waitForFunction((m) => document.querySelector('#chart-conversions figcaption')?.textContent
+        .endsWith(` ${m}`), model);
+      const expected = result.models[model].channels;
+      for (const [chart, field] of [['#chart-conversions', 'conversions'], ['#chart-value', 'value']]) {
+        const shown = await bars(page, chart);
+        assert.deepEqual(shown.map((b) => b.channel), expected.map((c) => c.channel), `${model} ${field} channels`);
+        shown.forEach((bar, i) => close(bar.value, expected[i][field], `${model} ${field} of ${bar.channel}`));
+      }
+    }
+    log(`per-model bar charts: every bar's data-value equals the API's conversions and value (${explicit.join(', ')})`);
+
+    // Models compared: one group per channel, one bar per model.
+    const channels = new Set(models.flatMap((m) => result.models[m].channels.map((c) => c.channel)));
+    const groups = await page.$$eval('#chart-compare g.group', (gs) => gs.map((g) => g.dataset.channel));
+    assert.equal(groups.length, channels.size, 'one group per channel');
+    assert.deepEqual(new Set(groups), channels);
+    for (const channel of groups) {
+      const shown = await bars(page, `#chart-compare g.group[data-channel="${channel}"]`);
+      assert.deepEqual(shown.map((b) => b.model), models, `one bar per model for ${channel}`);
+      for (const bar of shown) {
+        const credited = result.models[bar.model].channels.find((c) => c.channel === channel)?.conversions ?? 0;
+        close(bar.value, credited, `comparison ${bar.model} × ${channel}`);
+      }
+    }
+    log(`comparison chart: ${groups.length} channel groups × ${models.length} model bars, values match`);
+
+    // Markov removal effects and the conversion probability.
+    const markov = result.models.markov;
+    assert.ok(markov, 'the default options include markov');
+    const removal = await bars(page, '#chart-removal');
+    assert.deepEqual(new Set(removal.map((b) => b.channel)), new Set(markov.channels.map((c) => c.channel)));
+    assert.equal(removal.length, markov.channels.length);
+    for (const bar of removal) {
+      close(bar.value, markov.channels.find((c) => c.channel === bar.channel).removal_effect, `removal ${bar.channel}`);
+    }
+    close(Number(await page.getAttribute('#markov-probability', 'data-value')), markov.conversion_probability,
+      'conversion probability');
+    log(`removal-effects chart lists all ${removal.length} channels with their removal_effect`);
+
+    // Every chart has a text alternative: an aria-label and a table with one row per channel.
+    const alternatives = await page.$$eval('figure.chart', (figures) => figures.map((f) => ({
+      id: f.id, label: f.querySelector('svg[role="img"]')?.getAttribute('aria-label') || '',
+      rows: f.querySelectorAll('.visually-hidden table tbody tr').length,
+    })));
+    assert.equal(alternatives.length, 4);
+    for (const alt of alternatives) {
+      assert.ok(alt.label.length > 10, `${alt.id} has no aria-label`);
+      assert.equal(alt.rows, channels.size, `${alt.id}: the hidden table has one row per channel`);
+    }
+    log('each chart has an aria-label and a visually hidden table of its numbers');
+
+    // Nothing is wider than a 1280 px laptop screen.
+    const scrollWidth = await page.evaluate(() => document.documentElement.scrollWidth);
+    assert.ok(scrollWidth <= VIEWPORT.width, `the page scrolls sideways: ${scrollWidth} px`);
+
+    // Downloads go through fetch with the key and a blob URL.
+    const [csv] = await Promise.all([page.waitForEvent('download'), page.click('#download-csv')]);
+    const csvText = await readFile(await csv.path(), 'utf8');
+    const lines = csvText.trim().split('\n');
+    assert.equal(lines[0], 'model,channel,conversions,value,share,removal_effect,removal_effect_value');
+    const cells = models.reduce((n, m) => n + result.models[m].channels.length, 0);
+    assert.equal(lines.length - 1, cells, 'one CSV row per model × channel');
+    assert.equal(csv.suggestedFilename(), `result-${jobId.slice(0, 8)}.csv`);
+    const [json] = await Promise.all([page.waitForEvent('download'), page.click('#download-json')]);
+    assert.deepEqual(JSON.parse(await readFile(await json.path(), 'utf8')), result);
+    assert.equal(await page.isHidden('#download-credits'), true, 'no credits button without export_credits');
+    log(`downloads: CSV (${lines.length - 1} rows) and JSON equal the API's; no credits button for this job`);
+
+    await page.selectOption('#model-select', 'markov');
+    await page.screenshot({ path: path.join(artifacts, 'result-light.png'), fullPage: true });
+    await page.$eval('#result', (section) => section.scrollIntoView({ block: 'start' }));
+    await page.screenshot({ path: path.join(artifacts, 'result-light-viewport.png') });
+    const lightBackground = await page.evaluate(() => getComputedStyle(document.body).backgroundColor);
+
+    // The dark theme: another tab (its own session storage) with a dark system theme.
+    const dark = await browser.newContext({ viewport: VIEWPORT, colorScheme: 'dark' });
+    const darkPage = await dark.newPage();
+    watch(darkPage, problems);
+    await darkPage.goto(`${base}/`, { waitUntil: 'load' });
+    assert.equal(await darkPage.evaluate(() => sessionStorage.length), 0, 'a new tab starts without a key');
+    await pasteKey(darkPage, key);
+    await openResult(darkPage, jobId);
+    await darkPage.selectOption('#model-select', 'markov');
+    const darkColors = await darkPage.evaluate(() => ({
+      background: getComputedStyle(document.body).backgroundColor,
+      text: getComputedStyle(document.body).color,
+      label: getComputedStyle(document.querySelector('#chart-conversions text.label')).fill,
+    }));
+    assert.notEqual(darkColors.background, lightBackground, 'the dark theme changes the background');
+    assert.ok(luminance(darkColors.background) < 0.05, `dark background ${darkColors.background}`);
+    assert.ok(luminance(lightBackground) > 0.8, `light background ${lightBackground}`);
+    assert.ok(luminance(darkColors.text) > 0.6 && luminance(darkColors.label) > 0.6,
+      `dark text ${darkColors.text}, chart labels ${darkColors.label}`);
+    await darkPage.screenshot({ path: path.join(artifacts, 'result-dark.png'), fullPage: true });
+    log(`dark theme: background ${darkColors.background} (light: ${lightBackground}), text ${darkColors.text}`);
+    await dark.close();
+
+    // Forgetting the key clears it and everything shown with it.
+    await page.click('#key-forget');
+    assert.equal(await page.evaluate(() => sessionStorage.length), 0);
+    assert.equal(await page.$$eval('#jobs-body tr', (rows) => rows.length), 0);
+    assert.equal(await page.isHidden('#result'), true);
+    log('"Forget key" removes the key, the job list and the result');
+
+    assert.deepEqual(problems, [], 'console errors, page errors or CSP violations');
+    log('no console errors, page errors, failed requests or CSP violations');
+    console.log(`all ${step} checks passed in ${((Date.now() - started) / 1000).toFixed(1)} s; screenshots in ${artifacts}`);
+  } catch (error) {
+    if (page) await page.screenshot({ path: path.join(artifacts, 'failure.png'), fullPage: true }).catch(() => {});
+    if (problems.length) console.error(problems.join('\n'));
+    throw error;
+  } finally {
+    await browser.close();
+  }
+}
+
+main().catch((error) => {
+  console.error(`not ok - ${error.stack || error}`);
+  process.exit(1);
+});
