@@ -43,10 +43,11 @@ pub async fn run_all_in_one(
     tracing::info!(%address, workers, "all-in-one service listening");
     ready(address);
     let liveness = Arc::new(Liveness::default());
+    // One registry for the whole process: the API's /metrics shows the workers' too.
+    let metrics = state.metrics.clone();
     let api = mta_api::serve(state, listener, process::until(shutdown.clone()));
     let pool = futures_util::future::join_all((0..workers).map(|_| {
-        let metrics = mta_platform::metrics::Metrics::new();
-        mta_worker::run(config.clone(), redis_url.clone(), Arc::clone(&liveness), metrics, shutdown.clone())
+        mta_worker::run(config.clone(), redis_url.clone(), Arc::clone(&liveness), metrics.clone(), shutdown.clone())
     }));
     let (api, pool) = tokio::join!(api, pool);
     if let Some(redis) = private {
