@@ -102,6 +102,12 @@ async fn health_metrics_and_request_ids_describe_the_service() {
     assert!(sample_value(&worker_metrics, r#"mta_tasks_total{stage="reduce",outcome="ok"}"#) == Some(1.0));
     assert!(sample_value(&worker_metrics, "mta_rows_read_total").is_some_and(|n| n > 10_000.0), "{worker_metrics}");
 
+    // A made-up method is one `other` series, not a new series per word.
+    let odd = reqwest::Method::from_bytes(b"RANDOM123").unwrap();
+    let _ = client(None).request(odd, format!("{}/health", service.base)).send().await.unwrap();
+    let (_, metrics, _) = get_text(&format!("{}/metrics", service.base)).await;
+    assert!(metrics.contains(r#"method="other""#) && !metrics.contains("RANDOM123"), "{metrics}");
+
     // A refused key shows up in the refusal counters.
     assert_eq!(service.call(Some("mta_nope"), "GET", "/v1/jobs", None).await.0, 401);
     let (_, metrics, _) = get_text(&format!("{}/metrics", service.base)).await;

@@ -140,6 +140,7 @@ async fn keys_roles_revocation_expiry_headers_and_audit() {
         (json!({ "name": "", "role": "read" }), "name"),
         (json!({ "name": "x", "role": "read", "expires_at": "2001-01-01T00:00:00Z" }), "expires_at"),
         (json!({ "name": "x", "role": "read", "requests_per_hour": 0 }), "requests_per_hour"),
+        (json!({ "name": "x", "role": "read", "requests_per_hour": 1001 }), "requests_per_hour"),
     ] {
         let (status, answer) = service.call(Some(&admin), "POST", "/v1/admin/keys", Some(body)).await;
         assert!(status == 422 || status == 400, "{field}: {status} {answer}");

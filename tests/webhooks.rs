@@ -228,6 +228,21 @@ async fn gone_stops_at_once_and_a_spent_schedule_fails() {
     let event: Value = serde_json::from_str(&gone.received()[0].body).unwrap();
     assert_eq!(event["type"], "job.cancelled");
 
+    // A receiver cannot park an event for ages or break a worker with a huge Retry-After: it is capped at a day.
+    let parking = Receiver::start(0, vec![Answer::RetryAfter(503, 100_000_000_000_000)], None).await;
+    let (parked, _) = submit_with_webhook(&service, file.clone(), json!({ "url": parking.url() })).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let next = loop {
+        let (_, recorded) = service.get(&format!("/v1/jobs/{parked}/webhooks")).await;
+        if let Some(next) = recorded["attempts"][0]["next_attempt_at"].as_str() {
+            break chrono::DateTime::parse_from_rfc3339(next).unwrap();
+        }
+        assert!(Instant::now() < deadline, "{recorded}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let hours = (next.timestamp() - chrono::Utc::now().timestamp()) as f64 / 3600.0;
+    assert!((23.0..=24.1).contains(&hours), "next attempt in {hours:.1} h");
+
     let (second, _) = submit_with_webhook(&service, file, json!({ "url": failing.url() })).await;
     let recorded = delivery(&service, &second, "failed").await;
     assert_eq!(recorded["attempts"].as_array().unwrap().len(), 4, "1 attempt + 3 retries: {recorded}");

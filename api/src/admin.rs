@@ -61,6 +61,14 @@ pub async fn create(
         requests_per_hour: body.requests_per_hour,
     };
     request.validate()?;
+    // A tenant's admin may lower a key's quota, not raise it: only the operator (`mta keys`) can.
+    let ceiling = state.config.security.key_requests_per_hour;
+    if request.requests_per_hour.is_some_and(|rate| rate > ceiling) {
+        return Err(ApiError::field(
+            "requests_per_hour",
+            format!("must be at most {ceiling} (the operator's limit; ask them for more)"),
+        ));
+    }
     let new = state.keys.create(&request).await?;
     state.audit.record(caller.event("key.created", &new.record.id)).await;
     Ok((StatusCode::CREATED, Json(new)))
@@ -187,7 +195,7 @@ pub async fn set_webhook(
     let key = own_key(&state, &caller, &id).await?;
     let url = crate::jobs::checked_webhook_url(&state, &body.url, "url")?;
     let (secret, shown) = crate::jobs::secret_or_generated(body.secret.as_deref(), "secret")?;
-    state.keys.set_webhook(&key.id, Some((&url, &secret))).await?;
+    state.keys.set_webhook(&key.id, Some((&url, &secret)), state.config.webhooks.secret_overlap).await?;
     state.audit.record(caller.event("key.webhook_set", &key.id)).await;
     Ok(Json(KeyWebhookSet { key_id: key.id, url, secret: shown, previous_secret_valid_until: None }))
 }
@@ -211,7 +219,7 @@ pub async fn remove_webhook(
     Path(id): Path<String>,
 ) -> Result<Json<KeyRecord>, ApiError> {
     let key = own_key(&state, &caller, &id).await?;
-    state.keys.set_webhook(&key.id, None).await?;
+    state.keys.set_webhook(&key.id, None, state.config.webhooks.secret_overlap).await?;
     state.audit.record(caller.event("key.webhook_removed", &key.id)).await;
     Ok(Json(own_key(&state, &caller, &id).await?))
 }

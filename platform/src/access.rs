@@ -314,7 +314,9 @@ impl KeyStore {
             conn.get(self.lookup_key(&hash(presented))).await.context("Failed to look up a key")?;
         let Some(id) = id.and_then(|id| id.parse::<KeyId>().ok()) else { return Ok(Err(AuthFailure::Unknown)) };
         let Some(record) = self.get(&id).await? else { return Ok(Err(AuthFailure::Unknown)) };
-        if record.revoked_at.is_some() {
+        // The record names the one live secret: a lookup left behind by two racing
+        // rotations (each deleting the same old hash) does not authenticate.
+        if record.revoked_at.is_some() || record.hash != hash(presented) {
             return Ok(Err(AuthFailure::Unknown));
         }
         if record.is_expired(Utc::now()) {
@@ -388,19 +390,29 @@ impl KeyStore {
         Ok(Some(NewKey { key: secret, record }))
     }
 
-    /// Sets the key's default webhook (`None` removes it). The secret is stored for signing only.
-    pub async fn set_webhook(&self, id: &KeyId, webhook: Option<(&str, &str)>) -> anyhow::Result<()> {
+    /// Sets the key's default webhook (`None` removes it; later jobs then announce nothing).
+    /// Events already queued keep being signed: a replaced secret signs on for `overlap`
+    /// (as after a rotation), and a removal keeps the secret.
+    pub async fn set_webhook(
+        &self,
+        id: &KeyId,
+        webhook: Option<(&str, &str)>,
+        overlap: Duration,
+    ) -> anyhow::Result<()> {
         let mut conn = self.conn.clone();
         let key = self.record_key(id);
-        let mut pipe = redis::pipe();
-        pipe.atomic().hdel(&key, &["webhook_secret_previous", "webhook_previous_until"]).ignore();
         match webhook {
             Some((url, secret)) => {
-                pipe.hset_multiple(&key, &[("webhook_url", url), ("webhook_secret", secret)]).ignore()
+                let old: Option<String> = conn.hget(&key, "webhook_secret").await?;
+                if old.is_some_and(|old| old != secret) {
+                    self.rotate_webhook_secret(id, secret, overlap).await?;
+                }
+                let _: () = conn.hset_multiple(&key, &[("webhook_url", url), ("webhook_secret", secret)]).await?;
             }
-            None => pipe.hdel(&key, &["webhook_url", "webhook_secret"]).ignore(),
-        };
-        let _: () = pipe.query_async(&mut conn).await.context("Failed to set the key's webhook")?;
+            None => {
+                let _: () = conn.hdel(&key, "webhook_url").await?;
+            }
+        }
         Ok(())
     }
 

@@ -723,7 +723,8 @@ impl Ledger {
 
 /// `delay` from now, written like [`now`].
 pub fn timestamp_in(delay: Duration) -> String {
-    let at = Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default();
+    let now = Utc::now();
+    let at = chrono::Duration::from_std(delay).ok().and_then(|d| now.checked_add_signed(d)).unwrap_or(now);
     at.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 

@@ -36,6 +36,8 @@ use crate::access::{KeyId, KeyStore};
 use crate::ledger::{JobId, now};
 
 const SECRET_PREFIX: &str = "whsec_";
+/// How long resolving a webhook's host may take.
+const RESOLVE_TIMEOUT: Duration = Duration::from_secs(5);
 const MAX_URL_LEN: usize = 2048;
 /// Attempt records kept per job.
 const MAX_ATTEMPTS_KEPT: isize = 100;
@@ -182,10 +184,11 @@ impl AddressPolicy {
         let bare = host.trim_start_matches('[').trim_end_matches(']');
         let addresses: Vec<SocketAddr> = match bare.parse::<IpAddr>() {
             Ok(ip) => vec![SocketAddr::new(ip, port)],
-            Err(_) => tokio::net::lookup_host((bare, port))
-                .await
-                .map_err(|e| Unreachable::Lookup(format!("cannot resolve {host}: {e}")))?
-                .collect(),
+            Err(_) => match tokio::time::timeout(RESOLVE_TIMEOUT, tokio::net::lookup_host((bare, port))).await {
+                Ok(Ok(found)) => found.collect(),
+                Ok(Err(e)) => return Err(Unreachable::Lookup(format!("cannot resolve {host}: {e}"))),
+                Err(_) => return Err(Unreachable::Lookup(format!("resolving {host} timed out"))),
+            },
         };
         if addresses.is_empty() {
             return Err(Unreachable::Lookup(format!("{host} resolves to no address")));
@@ -207,11 +210,22 @@ pub enum Unreachable {
     Lookup(String),
 }
 
-/// IPv4-mapped IPv6 addresses are judged as the IPv4 address they carry.
+/// IPv6 forms that carry an IPv4 address (mapped `::ffff:a.b.c.d`, compatible `::a.b.c.d`,
+/// NAT64 `64:ff9b::/96`, 6to4 `2002::/16`) are judged as that IPv4 address.
 fn canonical(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-        v4 => v4,
+    let IpAddr::V6(v6) = ip else { return ip };
+    let s = v6.segments();
+    let embedded = |hi: u16, lo: u16| IpAddr::V4(std::net::Ipv4Addr::from((u32::from(hi) << 16) | u32::from(lo)));
+    if let Some(v4) = v6.to_ipv4_mapped() {
+        IpAddr::V4(v4)
+    } else if (s[..6] == [0, 0, 0, 0, 0, 0] && !v6.is_loopback() && !v6.is_unspecified())
+        || s[..6] == [0x64, 0xff9b, 0, 0, 0, 0]
+    {
+        embedded(s[6], s[7])
+    } else if s[0] == 0x2002 {
+        embedded(s[1], s[2])
+    } else {
+        ip
     }
 }
 
@@ -232,7 +246,7 @@ pub fn forbidden_class(ip: IpAddr) -> Option<&'static str> {
                 Some("unspecified or broadcast")
             } else if a == 100 && (64..128).contains(&b) {
                 Some("shared (carrier-grade NAT)")
-            } else if v4.is_documentation() || a >= 240 {
+            } else if v4.is_documentation() || a >= 240 || (a == 198 && (18..20).contains(&b)) {
                 Some("reserved")
             } else {
                 None
@@ -250,6 +264,8 @@ pub fn forbidden_class(ip: IpAddr) -> Option<&'static str> {
                 Some("unique-local")
             } else if first & 0xffc0 == 0xfe80 {
                 Some("link-local (cloud metadata lives here)")
+            } else if first & 0xffc0 == 0xfec0 {
+                Some("unique-local")
             } else if first == 0x2001 && v6.segments()[1] == 0x0db8 {
                 Some("reserved")
             } else {
@@ -281,9 +297,10 @@ impl DeliveryConfig {
         Some(base.mul_f64(factor))
     }
 
-    /// How long a claimed delivery is reserved for the worker attempting it.
+    /// How long a claimed delivery is reserved for the worker attempting it: resolving,
+    /// connecting and the request, plus room for building the event and recording.
     pub fn lease(&self) -> Duration {
-        self.connect_timeout + self.timeout + Duration::from_secs(5)
+        RESOLVE_TIMEOUT + self.connect_timeout + self.timeout + Duration::from_secs(5)
     }
 }
 
@@ -328,7 +345,24 @@ pub struct Pending {
     pub body: Option<String>,
     pub webhook_id: String,
     pub attempts: u32,
+    /// Bumped by each redelivery request: an attempt of an older generation records nothing.
+    pub generation: u64,
 }
+
+/// Records one attempt, unless the delivery moved on meanwhile (a redelivery was asked for:
+/// the generation differs; or another worker recorded this attempt first after a lease
+/// ran out: the attempt count differs). KEYS: job hash, attempts list, due set. ARGV:
+/// generation, attempts before this one, attempt JSON, attempt number, state, due ms ('' =
+/// no more attempts), job id, attempts kept.
+const RECORD: &str = r#"
+if (redis.call('HGET', KEYS[1], 'webhook_generation') or '0') ~= ARGV[1] then return 0 end
+if (redis.call('HGET', KEYS[1], 'webhook_attempts') or '0') ~= ARGV[2] then return 0 end
+redis.call('RPUSH', KEYS[2], ARGV[3])
+redis.call('LTRIM', KEYS[2], -tonumber(ARGV[8]), -1)
+redis.call('HSET', KEYS[1], 'webhook_attempts', ARGV[4], 'webhook_state', ARGV[5])
+if ARGV[6] ~= '' then redis.call('ZADD', KEYS[3], ARGV[6], ARGV[7]) else redis.call('ZREM', KEYS[3], ARGV[7]) end
+return 1
+"#;
 
 /// Moves up to ARGV[3] due entries of KEYS[1] (score <= ARGV[1]) to ARGV[2] (the lease end).
 const CLAIM_DUE: &str = r#"
@@ -414,6 +448,7 @@ impl Deliveries {
             body: field("webhook_body"),
             webhook_id: format!("msg_{job}"),
             attempts: field("webhook_attempts").and_then(|a| a.parse().ok()).unwrap_or(0),
+            generation: field("webhook_generation").and_then(|g| g.parse().ok()).unwrap_or(0),
         }))
     }
 
@@ -424,30 +459,37 @@ impl Deliveries {
         Ok(())
     }
 
-    /// Records an attempt; schedules the next one at `next` or ends the delivery in `final_state`.
-    pub async fn record(&self, job: &JobId, attempt: &Attempt, next: Result<Duration, &str>) -> anyhow::Result<()> {
+    /// Records an attempt of `pending`; schedules the next one at `next` or ends the
+    /// delivery in the given final state. `false` when the delivery moved on meanwhile (see
+    /// [`RECORD`]) and nothing was written.
+    pub async fn record(
+        &self,
+        pending: &Pending,
+        attempt: &Attempt,
+        next: Result<Duration, &str>,
+    ) -> anyhow::Result<bool> {
+        let (state, due) = match next {
+            Ok(delay) => ("pending", (Utc::now().timestamp_millis() + delay.as_millis() as i64).to_string()),
+            Err(final_state) => (final_state, String::new()),
+        };
+        let job = &pending.job;
         let mut conn = self.conn.clone();
-        let mut pipe = redis::pipe();
-        pipe.atomic()
-            .rpush(self.attempts_key(job), serde_json::to_string(attempt)?)
-            .ignore()
-            .ltrim(self.attempts_key(job), -MAX_ATTEMPTS_KEPT, -1)
-            .ignore()
-            .hset(self.job_key(job), "webhook_attempts", attempt.attempt)
-            .ignore();
-        match next {
-            Ok(delay) => {
-                let due = Utc::now().timestamp_millis() + delay.as_millis() as i64;
-                pipe.hset(self.job_key(job), "webhook_state", "pending").ignore();
-                pipe.zadd(Deliveries::due_key(&self.prefix), job.to_string(), due).ignore();
-            }
-            Err(final_state) => {
-                pipe.hset(self.job_key(job), "webhook_state", final_state).ignore();
-                pipe.zrem(Deliveries::due_key(&self.prefix), job.to_string()).ignore();
-            }
-        }
-        let _: () = pipe.query_async(&mut conn).await.context("Failed to record a webhook attempt")?;
-        Ok(())
+        let recorded: i64 = redis::Script::new(RECORD)
+            .key(self.job_key(job))
+            .key(self.attempts_key(job))
+            .key(Deliveries::due_key(&self.prefix))
+            .arg(pending.generation)
+            .arg(pending.attempts)
+            .arg(serde_json::to_string(attempt)?)
+            .arg(attempt.attempt)
+            .arg(state)
+            .arg(due)
+            .arg(job.to_string())
+            .arg(MAX_ATTEMPTS_KEPT)
+            .invoke_async(&mut conn)
+            .await
+            .context("Failed to record a webhook attempt")?;
+        Ok(recorded == 1)
     }
 
     /// Drops a due entry that has nothing to deliver.
@@ -487,6 +529,7 @@ impl Deliveries {
             .atomic()
             .hset(self.job_key(job), "webhook_attempts", 0)
             .hset(self.job_key(job), "webhook_state", "pending")
+            .hincr(self.job_key(job), "webhook_generation", 1)
             .zadd(Deliveries::due_key(&self.prefix), job.to_string(), Utc::now().timestamp_millis())
             .query_async(&mut conn)
             .await?;
@@ -521,6 +564,12 @@ mod tests {
             ("100.64.0.1", "shared"),
             ("::ffff:127.0.0.1", "loopback"),
             ("::ffff:169.254.169.254", "link-local"),
+            ("::10.0.0.5", "private"),
+            ("64:ff9b::a00:5", "private"),
+            ("64:ff9b::7f00:1", "loopback"),
+            ("2002:a9fe:a9fe::1", "link-local"),
+            ("fec0::1", "unique-local"),
+            ("198.18.0.1", "reserved"),
         ] {
             let found = forbidden_class(ip.parse().unwrap());
             assert!(found.is_some_and(|c| c.starts_with(class)), "{ip}: {found:?}");

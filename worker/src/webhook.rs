@@ -16,6 +16,8 @@ use crate::Services;
 
 /// Deliveries one worker attempts at once.
 const BATCH: usize = 8;
+/// The longest `Retry-After` honoured: a receiver cannot park an event for longer.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(24 * 3600);
 
 /// Runs until `shutdown` turns true; a delivery in flight is finished first.
 pub async fn dispatch(services: Services, mut shutdown: watch::Receiver<bool>) {
@@ -96,7 +98,13 @@ async fn attempt(services: &Services, pending: Pending) -> anyhow::Result<()> {
     };
     services.metrics.webhook(outcome);
     tracing::info!(attempt = number, status, outcome, ms = latency.as_secs_f64() * 1e3, "webhook attempt");
-    services.deliveries.record(&pending.job, &record, next).await
+    if !services.deliveries.record(&pending, &record, next).await? {
+        tracing::info!(
+            attempt = number,
+            "webhook attempt superseded (a redelivery, or another worker recorded it first)"
+        );
+    }
+    Ok(())
 }
 
 enum Refusal {
@@ -118,6 +126,8 @@ async fn send(services: &Services, pending: &Pending, body: &str) -> Result<(u16
     let host = url.host_str().unwrap_or_default().trim_start_matches('[').trim_end_matches(']').to_owned();
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
+        // A proxy would resolve the host itself, around the address checked above.
+        .no_proxy()
         .connect_timeout(config.connect_timeout)
         .timeout(config.timeout)
         .resolve(&host, address)
@@ -141,7 +151,7 @@ async fn send(services: &Services, pending: &Pending, body: &str) -> Result<(u16
         .get("retry-after")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok())
-        .map(Duration::from_secs);
+        .map(|secs| Duration::from_secs(secs).min(MAX_RETRY_AFTER));
     Ok((response.status().as_u16(), retry_after))
 }
 
