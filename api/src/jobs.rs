@@ -8,9 +8,9 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::TryStreamExt;
 use mta_platform::JobSpec;
-use mta_platform::ledger::{JobId, JobRecord, JobState, UploadId, UploadRecord};
+use mta_platform::ledger::{JobId, JobRecord, JobState, NewJob, UploadId, UploadRecord};
 use mta_platform::queue::SplitTask;
-use mta_platform::storage::keys;
+use mta_platform::storage::{keys, stored_result};
 use mta_platform::webhook::{Delivery, JobWebhook, Secret};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -166,13 +166,14 @@ async fn record_and_enqueue(
 ) -> Result<JobRecord, ApiError> {
     let cache_key = spec.cache_key(&upload.tenant, &upload.sha256);
     let request_id = crate::observe::request_id().unwrap_or_default();
+    let new = NewJob { id: job_id, upload, spec, request_id: &request_id, webhook };
     state.metrics.jobs_submitted.inc();
     if let Some(source) = state.ledger.cached_job(&cache_key).await? {
-        state.ledger.create_cached_job(&job_id, upload, spec, &source, &request_id, webhook).await?;
+        state.ledger.create_cached_job(&new, &source).await?;
         state.metrics.cache_hits.inc();
         tracing::info!(job = %job_id, source = %source.id, "job answered from the result cache");
     } else {
-        state.ledger.create_job(&job_id, upload, spec, &cache_key, &request_id, webhook).await?;
+        state.ledger.create_job(&new, &cache_key).await?;
         if let Err(e) = state.queue.push(SplitTask { job: job_id, split: None, range: None }).await {
             let error = mta_core::AttributionError::new(mta_core::ErrorCode::Internal, "the job could not be queued");
             let _ = state.ledger.mark_failed(&job_id, &error).await;
@@ -422,20 +423,10 @@ pub async fn result(
 ) -> Result<Response, ApiError> {
     let job = find(&state, &caller, &id).await?;
     require_success(&job)?;
-    let owner = job.result_owner();
-    let stored = match state.ledger.cached_result(&owner).await? {
-        Some(json) => json,
-        None => {
-            let bytes = state
-                .storage
-                .get_opt(&keys::result(&job.tenant, &owner))
-                .await?
-                .ok_or_else(|| ApiError::not_found("result"))?;
-            String::from_utf8(bytes.to_vec()).map_err(|e| ApiError::Internal(e.into()))?
-        }
-    };
+    let stored =
+        stored_result(&state.ledger, &state.storage, &job).await?.ok_or_else(|| ApiError::not_found("result"))?;
     // A cached job serves its source's result under its own id.
-    let body = stored.replacen(&owner.to_string(), &job.id.to_string(), 1);
+    let body = stored.replacen(&job.result_owner().to_string(), &job.id.to_string(), 1);
     state.audit.record(caller.event("result.downloaded", job.id)).await;
     match query.format.as_deref() {
         None | Some("json") => Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response()),

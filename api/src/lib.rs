@@ -60,22 +60,19 @@ impl AppState {
         let conn = ledger::connect(redis_url, config.queue.redis_timeout).await?;
         let (prefix, security) = (&config.queue.prefix, &config.security);
         let global = Some(security.global_requests_per_minute).filter(|&n| n > 0).map(Rate::per_minute);
+        let ledger = Ledger::new(conn.clone(), prefix, config.cache_ttl);
+        let queue = Queue::new(conn.clone(), &config.queue);
+        let storage = Storage::open(&config.store_url)?;
         Ok(AppState {
-            ledger: Ledger::new(conn.clone(), prefix, config.cache_ttl),
             keys: KeyStore::new(conn.clone(), prefix),
             quotas: Quotas::new(conn.clone(), prefix, global, security.tenant_upload_bytes_per_day),
             audit: Audit::new(conn.clone(), prefix, security.audit_max_entries),
-            probe: Probe {
-                process: "api",
-                ledger: Ledger::new(conn.clone(), prefix, config.cache_ttl),
-                queue: Queue::new(conn.clone(), &config.queue),
-                storage: Storage::open(&config.store_url)?,
-                live_window: config.queue.heartbeat * config.queue.missed_heartbeats as u32,
-            },
+            deliveries: Deliveries::new(conn, prefix),
+            probe: Probe::new("api", ledger.clone(), queue.clone(), storage.clone(), &config.queue),
             metrics: Metrics::new(),
-            deliveries: Deliveries::new(conn.clone(), prefix),
-            queue: Queue::new(conn, &config.queue),
-            storage: Storage::open(&config.store_url)?,
+            ledger,
+            queue,
+            storage,
             config: Arc::new(config),
         })
     }

@@ -46,16 +46,17 @@ pub async fn run_all_in_one(
     // One registry for the whole process: the API's /metrics shows the workers' too.
     let metrics = state.metrics.clone();
     let api = mta_api::serve(state, listener, process::until(shutdown.clone()));
-    let pool = futures_util::future::join_all((0..workers).map(|_| {
-        mta_worker::run(config.clone(), redis_url.clone(), Arc::clone(&liveness), metrics.clone(), shutdown.clone())
-    }));
-    let (api, pool) = tokio::join!(api, pool);
+    let mut pool = Vec::with_capacity(workers);
+    for _ in 0..workers {
+        let services = mta_worker::Services::connect(config.clone(), &redis_url, metrics.clone()).await?;
+        pool.push(mta_worker::run(services, redis_url.clone(), Arc::clone(&liveness), shutdown.clone()));
+    }
+    let pool = futures_util::future::join_all(pool);
+    let (api, _) = tokio::join!(api, pool);
     if let Some(redis) = private {
         redis.stop().await;
     }
-    api?;
-    pool.into_iter().collect::<anyhow::Result<Vec<()>>>()?;
-    Ok(())
+    api
 }
 
 /// `mta demo FILE`: starts the service on a free port in a fresh data directory, sends

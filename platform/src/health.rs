@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use crate::config::QueueConfig;
 use crate::metrics::{Metrics, StageLabels, StateLabels};
 use crate::{Ledger, Queue, Storage};
 
@@ -68,15 +69,20 @@ pub struct Detailed {
 /// Probes the dependencies of one process.
 #[derive(Debug, Clone)]
 pub struct Probe {
-    pub process: &'static str,
-    pub ledger: Ledger,
-    pub queue: Queue,
-    pub storage: Storage,
+    process: &'static str,
+    ledger: Ledger,
+    queue: Queue,
+    storage: Storage,
     /// How recent a worker's heartbeat must be to count as live.
-    pub live_window: Duration,
+    live_window: Duration,
 }
 
 impl Probe {
+    pub fn new(process: &'static str, ledger: Ledger, queue: Queue, storage: Storage, config: &QueueConfig) -> Probe {
+        let live_window = config.heartbeat * config.missed_heartbeats as u32;
+        Probe { process, ledger, queue, storage, live_window }
+    }
+
     pub async fn ready(&self) -> Readiness {
         let (redis, object_store) = tokio::join!(probe(self.ledger.ping()), probe(self.storage.check()));
         let status = if redis.ok() && object_store.ok() { "ok" } else { "unavailable" };

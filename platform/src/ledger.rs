@@ -175,6 +175,17 @@ impl JobRecord {
     }
 }
 
+/// What every new job record holds, whether it will run or is answered from the cache.
+#[derive(Debug, Clone, Copy)]
+pub struct NewJob<'a> {
+    pub id: JobId,
+    pub upload: &'a UploadRecord,
+    pub spec: &'a JobSpec,
+    /// The request that created it, carried into the workers' logs.
+    pub request_id: &'a str,
+    pub webhook: Option<&'a JobWebhook>,
+}
+
 /// What a fan-in step reports to the task that completed a unit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FanIn {
@@ -305,89 +316,60 @@ impl Ledger {
     // ---- jobs ----
 
     /// Records a new queued job.
-    pub async fn create_job(
-        &self,
-        id: &JobId,
-        upload: &UploadRecord,
-        spec: &JobSpec,
-        cache_key: &str,
-        request_id: &str,
-        webhook: Option<&JobWebhook>,
-    ) -> anyhow::Result<()> {
-        let now = now();
-        let (upload_id, spec) = (upload.upload_id.to_string(), serde_json::to_string(spec)?);
-        let (webhook_url, webhook_secret, webhook_key) = JobWebhook::fields(webhook);
-        let fields = [
-            ("webhook_url", webhook_url),
-            ("webhook_secret", webhook_secret),
-            ("webhook_key", webhook_key),
-            ("state", "queued"),
-            ("tenant", upload.tenant.as_str()),
-            ("request_id", request_id),
-            ("upload_id", &upload_id),
-            ("spec", &spec),
-            ("cache_key", cache_key),
-            ("created_at", &now),
-            ("updated_at", &now),
-        ];
-        self.insert_job(id, &upload.tenant, &fields).await
+    pub async fn create_job(&self, job: &NewJob<'_>, cache_key: &str) -> anyhow::Result<()> {
+        self.insert_job(job, JobState::Queued, &[("cache_key", cache_key)]).await
     }
 
     /// Records a job answered from the cache: already succeeded, serving `source`'s result.
-    pub async fn create_cached_job(
-        &self,
-        id: &JobId,
-        upload: &UploadRecord,
-        spec: &JobSpec,
-        source: &JobRecord,
-        request_id: &str,
-        webhook: Option<&JobWebhook>,
-    ) -> anyhow::Result<()> {
-        let now = now();
-        let (upload_id, spec) = (upload.upload_id.to_string(), serde_json::to_string(spec)?);
+    pub async fn create_cached_job(&self, job: &NewJob<'_>, source: &JobRecord) -> anyhow::Result<()> {
         let progress = &source.progress;
-        let (webhook_url, webhook_secret, webhook_key) = JobWebhook::fields(webhook);
-        let fields = [
-            ("webhook_url", webhook_url),
-            ("webhook_secret", webhook_secret),
-            ("webhook_key", webhook_key),
-            ("state", "succeeded"),
-            ("tenant", upload.tenant.as_str()),
-            ("request_id", request_id),
-            ("upload_id", &upload_id),
-            ("spec", &spec),
-            ("cache_key", &source.cache_key),
+        let extra = [
+            ("cache_key", source.cache_key.as_str()),
             ("cached_from", &source.result_owner().to_string()),
             ("kind", source.kind.map_or("", InputKind::as_str)),
             ("splits_total", &progress.splits_total.to_string()),
             ("chunks_total", &progress.chunks_total.to_string()),
             ("rows:cached", &progress.rows.to_string()),
-            ("created_at", &now),
-            ("updated_at", &now),
-            ("finished_at", &now),
         ];
-        self.insert_job(id, &upload.tenant, &fields).await
+        self.insert_job(job, JobState::Succeeded, &extra).await
     }
 
     fn tenant_jobs_key(&self, tenant: &Tenant) -> String {
         self.key(&format!("tenant:{tenant}:jobs"))
     }
 
-    /// Writes a new job record, lists it under its tenant and counts its state, in one transaction.
-    async fn insert_job(&self, id: &JobId, tenant: &Tenant, fields: &[(&str, &str)]) -> anyhow::Result<()> {
-        let field = |name: &str| fields.iter().find(|(n, _)| *n == name).map(|(_, v)| *v).filter(|v| !v.is_empty());
-        let state = field("state").unwrap_or("queued");
+    /// Writes a new job record in `state` (with the fields every job has, then `extra`),
+    /// lists it under its tenant and counts its state, in one transaction.
+    async fn insert_job(&self, job: &NewJob<'_>, state: JobState, extra: &[(&str, &str)]) -> anyhow::Result<()> {
+        let (now, upload_id, spec) = (now(), job.upload.upload_id.to_string(), serde_json::to_string(job.spec)?);
+        let (webhook_url, webhook_secret, webhook_key) = JobWebhook::fields(job.webhook);
+        let mut fields = vec![
+            ("state", state.as_str()),
+            ("tenant", job.upload.tenant.as_str()),
+            ("request_id", job.request_id),
+            ("upload_id", &upload_id),
+            ("spec", &spec),
+            ("webhook_url", webhook_url),
+            ("webhook_secret", webhook_secret),
+            ("webhook_key", webhook_key),
+            ("created_at", &now),
+            ("updated_at", &now),
+        ];
+        if state.is_terminal() {
+            fields.push(("finished_at", &now));
+        }
+        fields.extend_from_slice(extra);
         let mut conn = self.conn.clone();
         let mut pipe = redis::pipe();
         // A job born finished (a cache hit) announces its end at once.
-        if field("webhook_url").is_some() && state == "succeeded" {
-            pipe.zadd(Deliveries::due_key(&self.prefix), id.to_string(), Utc::now().timestamp_millis()).ignore();
+        if job.webhook.is_some() && state.is_terminal() {
+            pipe.zadd(Deliveries::due_key(&self.prefix), job.id.to_string(), Utc::now().timestamp_millis()).ignore();
         }
         let _: () = pipe
             .atomic()
-            .hset_multiple(self.job_key(id), fields)
-            .hincr(self.key("stats:jobs"), state, 1)
-            .zadd(self.tenant_jobs_key(tenant), id.to_string(), Utc::now().timestamp_millis())
+            .hset_multiple(self.job_key(&job.id), &fields)
+            .hincr(self.key("stats:jobs"), state.as_str(), 1)
+            .zadd(self.tenant_jobs_key(&job.upload.tenant), job.id.to_string(), Utc::now().timestamp_millis())
             .query_async(&mut conn)
             .await
             .context("Failed to record the job")?;

@@ -434,19 +434,14 @@ impl Deliveries {
         if secrets.is_empty() {
             return Ok(None);
         }
-        let event = match state.as_str() {
-            "succeeded" => "job.succeeded",
-            "failed" => "job.failed",
-            "cancelled" => "job.cancelled",
-            _ => return Ok(None),
-        };
+        let Some(event) = event_of(&state) else { return Ok(None) };
         Ok(Some(Pending {
             job: *job,
             url,
             secrets,
             event: event.to_owned(),
             body: field("webhook_body"),
-            webhook_id: format!("msg_{job}"),
+            webhook_id: webhook_id(job),
             attempts: field("webhook_attempts").and_then(|a| a.parse().ok()).unwrap_or(0),
             generation: field("webhook_generation").and_then(|g| g.parse().ok()).unwrap_or(0),
         }))
@@ -509,12 +504,12 @@ impl Deliveries {
             .await?;
         let field = |name: &str| map.get(name).filter(|v| !v.is_empty()).cloned();
         let Some(url) = field("webhook_url") else { return Ok(None) };
-        let pending = self.pending(job).await?;
+        let event = field("state").as_deref().and_then(event_of);
         Ok(Some(Delivery {
             url,
             state: field("webhook_state").unwrap_or_else(|| "waiting for the job to end".to_owned()),
-            event: pending.as_ref().map(|p| p.event.clone()),
-            webhook_id: pending.map(|p| p.webhook_id),
+            event: event.map(str::to_owned),
+            webhook_id: event.map(|_| webhook_id(job)),
             attempts: attempts.iter().filter_map(|a| serde_json::from_str(a).ok()).collect(),
         }))
     }
@@ -535,6 +530,21 @@ impl Deliveries {
             .await?;
         Ok(true)
     }
+}
+
+/// The event a job in `state` announces, if it has ended.
+fn event_of(state: &str) -> Option<&'static str> {
+    match state {
+        "succeeded" => Some("job.succeeded"),
+        "failed" => Some("job.failed"),
+        "cancelled" => Some("job.cancelled"),
+        _ => None,
+    }
+}
+
+/// The `webhook-id` of a job's event, the same on every attempt.
+fn webhook_id(job: &JobId) -> String {
+    format!("msg_{job}")
 }
 
 /// An attempt record stamped now.

@@ -39,7 +39,8 @@ pub struct Services {
 
 impl Services {
     pub async fn connect(config: Config, redis_url: &str, metrics: Metrics) -> anyhow::Result<Services> {
-        let conn = ledger::connect(redis_url, config.queue.redis_timeout).await?;
+        let conn =
+            ledger::connect(redis_url, config.queue.redis_timeout).await.context("Failed to start the worker")?;
         let storage = Storage::open(&config.store_url)?;
         Ok(Services {
             ledger: Ledger::new(conn.clone(), &config.queue.prefix, config.cache_ttl),
@@ -53,27 +54,13 @@ impl Services {
 
     /// What the health endpoints of this worker probe.
     pub fn probe(&self) -> Probe {
-        let queue = &self.config.queue;
-        Probe {
-            process: "worker",
-            ledger: self.ledger.clone(),
-            queue: self.queue.clone(),
-            storage: self.storage.clone(),
-            live_window: queue.heartbeat * queue.missed_heartbeats as u32,
-        }
+        Probe::new("worker", self.ledger.clone(), self.queue.clone(), self.storage.clone(), &self.config.queue)
     }
 }
 
 /// Runs the consumers of every stage until `shutdown` turns true; in-flight tasks finish
 /// (or are handed back) before it returns.
-pub async fn run(
-    config: Config,
-    redis_url: String,
-    liveness: Arc<Liveness>,
-    metrics: Metrics,
-    shutdown: watch::Receiver<bool>,
-) -> anyhow::Result<()> {
-    let services = Services::connect(config, &redis_url, metrics).await.context("Failed to start the worker")?;
+pub async fn run(services: Services, redis_url: String, liveness: Arc<Liveness>, shutdown: watch::Receiver<bool>) {
     let presence = announce(services.clone(), Arc::clone(&liveness), shutdown.clone());
     let webhooks = webhook::dispatch(services.clone(), shutdown.clone());
     let concurrency = services.config.worker_concurrency;
@@ -106,7 +93,6 @@ pub async fn run(
         shutdown,
     );
     tokio::join!(splits, chunks, reduces, presence, webhooks);
-    Ok(())
 }
 
 /// Tells the service this worker process is alive (for `live_workers` in health and

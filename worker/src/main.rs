@@ -18,17 +18,17 @@ async fn main() -> anyhow::Result<()> {
     let redis_url =
         config.redis_url.clone().context("REDIS_URL is required for mta-worker (e.g. redis://127.0.0.1:6379)")?;
     let shutdown = process::shutdown_on_signal();
-    let (liveness, metrics) = (Arc::new(Liveness::default()), Metrics::new());
+    let liveness = Arc::new(Liveness::default());
+    let services = mta_worker::Services::connect(config.clone(), &redis_url, Metrics::new()).await?;
     let http = match &config.worker_bind {
         Some(bind) => {
             let listener =
                 tokio::net::TcpListener::bind(bind).await.with_context(|| format!("Failed to listen on {bind}"))?;
             tracing::info!(address = %listener.local_addr()?, "worker health and metrics listening");
-            let services = mta_worker::Services::connect(config.clone(), &redis_url, metrics.clone()).await?;
             let serve = mta_worker::http::serve(
                 listener,
                 services.probe(),
-                metrics.clone(),
+                services.metrics.clone(),
                 Arc::clone(&liveness),
                 config.queue.heartbeat,
                 process::until(shutdown.clone()),
@@ -39,14 +39,14 @@ async fn main() -> anyhow::Result<()> {
     };
     let grace = config.shutdown_grace;
     let mut stopping = shutdown.clone();
-    let work = mta_worker::run(config, redis_url, liveness, metrics, shutdown);
+    let work = mta_worker::run(services, redis_url, liveness, shutdown);
     let deadline = async move {
         let _ = stopping.wait_for(|stop| *stop).await;
         tracing::info!(grace_secs = grace.as_secs(), "stopping: no new tasks; waiting for running ones");
         tokio::time::sleep(grace).await;
     };
     tokio::select! {
-        outcome = work => outcome?,
+        () = work => {}
         () = deadline => tracing::warn!("grace period over; exiting with tasks still running (they will run again elsewhere)"),
     }
     if let Some(http) = http {

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use mta_platform::JobId;
 use mta_platform::ledger::JobState;
-use mta_platform::storage::keys;
+use mta_platform::storage::stored_result;
 use mta_platform::webhook::{Pending, Secret, Unreachable, attempt_now};
 use serde_json::{Value, json};
 use tokio::sync::watch;
@@ -162,14 +162,7 @@ async fn event_body(services: &Services, pending: &Pending) -> anyhow::Result<St
     let mut data = json!({ "job_id": job.id, "state": job.state.as_str(), "tenant": job.tenant });
     match job.state {
         JobState::Succeeded => {
-            let owner = job.result_owner();
-            let stored = match services.ledger.cached_result(&owner).await? {
-                Some(json) => Some(json),
-                None => {
-                    let bytes = services.storage.get_opt(&keys::result(&job.tenant, &owner)).await?;
-                    bytes.map(|b| String::from_utf8_lossy(&b).into_owned())
-                }
-            };
+            let stored = stored_result(&services.ledger, &services.storage, &job).await?;
             let result: Value = stored.and_then(|s| serde_json::from_str(&s).ok()).unwrap_or_default();
             data["summary"] = result["summary"].clone();
             data["result_url"] = json!(match &services.config.public_url {
