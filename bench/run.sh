@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Benchmark `mta attribute --models all` against the DuckDB rule-model baseline on ROWS rows.
 #
-# Usage: bench/run.sh ROWS [SEED]        (env MTA_BIN: the mta binary to use)
+# Usage: bench/run.sh ROWS [SEED]        (env MTA_BIN: the mta binary to use;
+#                                          REPEAT: runs per tool, alternating, default 3)
 #
 # Generates bench/data/events_<ROWS>.parquet with mta-gen if it is not there yet, runs
 # target/release/mta (skipped with a message if it is not built) and bench/duckdb_rules.py,
@@ -22,6 +23,10 @@ DATA=$BENCH/data/events_$NAME.parquet
 RUNS=$BENCH/data/runs/$NAME
 REPORT=$BENCH/results/$NAME.md
 MTA=${MTA_BIN:-$ROOT/target/release/mta} # MTA_BIN: benchmark another build of mta
+# Timings on a shared 2-core machine vary by ±10% from run to run: each tool runs REPEAT
+# times, alternating with the other, and the report gives the medians.
+REPEAT=${REPEAT:-3}
+[[ $REPEAT =~ ^[1-9][0-9]*$ ]] || { echo "REPEAT must be a positive number, got '$REPEAT'" >&2; exit 2; }
 GEN=$ROOT/target/release/mta-gen
 PY=$BENCH/.venv/bin/python
 mkdir -p "$BENCH/data" "$RUNS" "$BENCH/results"
@@ -89,34 +94,47 @@ peak_mib() {
 
 MTA_OUT=$RUNS/mta.json
 DUCK_OUT=$RUNS/duckdb.json
-rm -f "$MTA_OUT" "$DUCK_OUT"
+rm -f "$MTA_OUT" "$DUCK_OUT" "$RUNS"/*.time
 mta_status=skipped
-if [[ -x $MTA ]]; then
-    log "mta attribute (all models)"
-    if timed mta "$MTA" attribute "$DATA" --models all --output "$MTA_OUT"; then
-        [[ -s $MTA_OUT ]] && mta_status=ok || mta_status="failed (no $MTA_OUT written)"
-    else
-        mta_status="failed (exit $?, see $RUNS/mta.time)"
-    fi
-else
-    log "SKIPPING mta: $MTA not found (build it with: cargo build --release --bin mta)"
-fi
-
-log "duckdb rule models"
 duck_status=ok
-timed duckdb "$PY" "$BENCH/duckdb_rules.py" "$DATA" "$DUCK_OUT" --threads 2 --memory-limit 4GB ||
-    duck_status="failed (exit $?, see $RUNS/duckdb.time)"
+[[ -x $MTA ]] || log "SKIPPING mta: $MTA not found (build it with: cargo build --release --bin mta)"
+for ((run = 1; run <= REPEAT; run++)); do
+    if [[ -x $MTA && $mta_status =~ ^(ok|skipped)$ ]]; then
+        log "mta attribute (all models), run $run of $REPEAT"
+        if timed "mta.$run" "$MTA" attribute "$DATA" --models all --output "$MTA_OUT"; then
+            [[ -s $MTA_OUT ]] && mta_status=ok || mta_status="failed (no $MTA_OUT written)"
+        else
+            mta_status="failed (exit $?, see $RUNS/mta.$run.time)"
+        fi
+    fi
+    if [[ $duck_status == ok ]]; then
+        log "duckdb rule models, run $run of $REPEAT"
+        timed "duckdb.$run" "$PY" "$BENCH/duckdb_rules.py" "$DATA" "$DUCK_OUT" --threads 2 --memory-limit 4GB ||
+            duck_status="failed (exit $?, see $RUNS/duckdb.$run.time)"
+    fi
+done
+
+# median_wall TOOL / max_peak TOOL / all_walls TOOL: over the runs' time files.
+median_wall() {
+    for f in "$RUNS/$1".*.time; do wall_seconds "$f"; echo; done | sort -n |
+        awk '{ v[NR] = $1 } END { printf "%.2f", (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) }'
+}
+max_peak() {
+    for f in "$RUNS/$1".*.time; do peak_mib "$f"; echo; done | sort -n | tail -1
+}
+all_walls() {
+    for f in "$RUNS/$1".*.time; do wall_seconds "$f"; echo; done | paste -sd ' ' -
+}
 
 # --- report --------------------------------------------------------------------------------
-row() { # row TOOL STATUS TIMEFILE
-    local tool=$1 status=$2 file=$3
+row() { # row TOOL STATUS NAME
+    local tool=$1 status=$2 name=$3
     if [[ $status == ok ]]; then
-        local wall rss
-        wall=$(wall_seconds "$file")
-        rss=$(peak_mib "$file")
-        echo "| $tool | $wall | $(awk -v r="$ROWS" -v w="$wall" 'BEGIN { printf "%.0f", (w > 0 ? r / w : 0) }') | $rss |"
+        local wall
+        wall=$(median_wall "$name")
+        echo "| $tool | $wall | $(awk -v r="$ROWS" -v w="$wall" 'BEGIN { printf "%.0f", (w > 0 ? r / w : 0) }') | $(max_peak "$name") | $(all_walls "$name") |"
     else
-        echo "| $tool | $status | | |"
+        echo "| $tool | $status | | | |"
     fi
 }
 duck_version=$("$PY" -c 'import duckdb; print(duckdb.__version__)')
@@ -133,15 +151,15 @@ fi
     echo "- machine: $(nproc) cores, $(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo), $(free -g | awk '/Mem:/ { print $2 }') GiB RAM"
     echo "- date: $(date -u +%Y-%m-%dT%H:%M:%SZ); CPU busy before the runs: ${BUSY_BEFORE}%"
     echo
-    echo "| tool | wall s | rows/s | peak RSS MiB |"
-    echo "|---|---:|---:|---:|"
-    row "mta attribute --models all" "$mta_status" "$RUNS/mta.time"
-    row "DuckDB $duck_version, 5 rule models, 2 threads" "$duck_status" "$RUNS/duckdb.time"
+    echo "| tool | median wall s | rows/s | peak RSS MiB | runs (wall s) |"
+    echo "|---|---:|---:|---:|---|"
+    row "mta attribute --models all" "$mta_status" mta
+    row "DuckDB $duck_version, 5 rule models, 2 threads" "$duck_status" duckdb
     echo
     if [[ $mta_status == ok && $duck_status == ok ]]; then
-        ratio=$(awk -v d="$(wall_seconds "$RUNS/duckdb.time")" -v m="$(wall_seconds "$RUNS/mta.time")" \
+        ratio=$(awk -v d="$(median_wall duckdb)" -v m="$(median_wall mta)" \
             'BEGIN { printf "%.2f", (m > 0 ? d / m : 0) }')
-        echo "**duckdb_time / mta_time = $ratio** (> 1: mta is faster)"
+        echo "**duckdb_time / mta_time = $ratio** (medians of $REPEAT alternating runs; > 1: mta is faster)"
         echo
     fi
     if [[ $duck_status == ok ]]; then

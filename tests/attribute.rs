@@ -100,6 +100,124 @@ fn csv_gzip_ndjson_and_parquet_inputs_give_the_same_result() {
     assert_eq!(attribute_json(&parquet, &[])["models"], csv["models"]);
 }
 
+/// One event row for [`write_typed_parquet`]: user, epoch micros, channel, conversion, value.
+type TypedRow<'a> = (Option<&'a str>, Option<i64>, Option<&'a str>, Option<bool>, Option<f64>);
+
+/// Writes rows with the column types exports usually have (dictionary-friendly strings,
+/// UTC timestamps, booleans, doubles), `rows_per_group` rows per row group.
+fn write_typed_parquet(path: &std::path::Path, rows: &[TypedRow<'_>], rows_per_group: usize) {
+    use std::sync::Arc;
+
+    use arrow::array::{ArrayRef, BooleanArray, Float64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
+    let columns: Vec<(&str, ArrayRef)> = vec![
+        ("user_id", Arc::new(StringArray::from_iter(rows.iter().map(|r| r.0)))),
+        ("timestamp", Arc::new(TimestampMicrosecondArray::from_iter(rows.iter().map(|r| r.1)).with_timezone("UTC"))),
+        ("channel", Arc::new(StringArray::from_iter(rows.iter().map(|r| r.2)))),
+        ("conversion", Arc::new(BooleanArray::from_iter(rows.iter().map(|r| r.3)))),
+        ("conversion_value", Arc::new(Float64Array::from_iter(rows.iter().map(|r| r.4)))),
+    ];
+    let batch = RecordBatch::try_from_iter(columns).unwrap();
+    let properties = parquet::file::properties::WriterProperties::builder()
+        .set_max_row_group_row_count(Some(rows_per_group))
+        .build();
+    let file = std::fs::File::create(path).unwrap();
+    let mut writer = parquet::arrow::ArrowWriter::try_new(file, batch.schema(), Some(properties)).unwrap();
+    writer.write(&batch).unwrap();
+    writer.close().unwrap();
+}
+
+#[test]
+fn parquet_read_in_parallel_and_spilled_equals_the_same_rows_as_csv() {
+    let dir = workdir();
+    // 20,000 rows of 1,500 users in time order: every user's rows spread over many row
+    // groups (read by both cores) and, with no memory budget, over many spilled pieces.
+    let channels = ["email", "search", "display", "social", "direct", "affiliate"];
+    let users: Vec<String> = (0..1_500).map(|u| format!("u{u}")).collect();
+    let mut rows: Vec<TypedRow<'_>> = Vec::new();
+    let mut csv = String::from("user_id,timestamp,channel,conversion,conversion_value\n");
+    for i in 0..20_000usize {
+        let user = (i * 7_919) % users.len();
+        let micros = 1_767_225_600_000_000 + i as i64 * 60_000_000 - (i % 3) as i64; // ties and near-ties
+        let conversion = i % 13 == 0;
+        let channel = (!conversion || i % 2 == 0).then_some(channels[(i * 31 + user) % channels.len()]);
+        let value = conversion.then_some((i % 97) as f64 + 0.25);
+        rows.push((Some(&users[user]), Some(micros), channel, Some(conversion), value));
+        csv.push_str(&format!(
+            "{},{},{},{},{}\n",
+            users[user],
+            micros,
+            channel.unwrap_or(""),
+            u8::from(conversion),
+            value.map_or(String::new(), |v| v.to_string())
+        ));
+    }
+    let parquet = dir.path().join("many.parquet");
+    write_typed_parquet(&parquet, &rows, 700);
+    let from_csv = attribute_json(&write(dir.path(), "many.csv", &csv), &["--threads", "1"]);
+    for args in [&["--threads", "2"][..], &["--threads", "2", "--memory-budget-mb", "0", "--partitions", "3"]] {
+        let from_parquet = attribute_json(&parquet, args);
+        assert_eq!(from_parquet["summary"], from_csv["summary"], "{args:?}");
+        for (model, result) in from_csv["models"].as_object().unwrap() {
+            for channel in result["channels"].as_array().unwrap() {
+                let name = channel["channel"].as_str().unwrap();
+                let ((a, av), (b, bv)) = (credit(&from_csv, model, name), credit(&from_parquet, model, name));
+                assert_close(b, a, &format!("{model}/{name} {args:?}"));
+                assert_close(bv, av, &format!("{model}/{name} value {args:?}"));
+            }
+        }
+    }
+}
+
+#[test]
+fn parquet_rows_outside_the_fast_lane_follow_the_same_rules() {
+    let dir = workdir();
+    let t = |minute: i64| Some(1_767_225_600_000_000 + minute * 60_000_000);
+    // White space around ids and channels is the per-row rules' business; so are empty
+    // channels on touches, negative and non-finite values, and missing timestamps.
+    let good: Vec<TypedRow<'_>> = vec![
+        (Some(" padded "), t(0), Some(" email "), Some(false), None),
+        (Some(" padded "), t(1), None, Some(true), Some(5.0)),
+        (Some("plain"), t(0), Some("email"), None, None),
+        (Some("plain"), t(2), Some("search"), Some(true), None),
+    ];
+    let path = dir.path().join("good.parquet");
+    write_typed_parquet(&path, &good, 2);
+    let result = attribute_json(&path, &["--models", "last_touch"]);
+    assert_eq!(result["summary"]["conversions"], 2.0);
+    // " email " is trimmed into the same channel; a conversion row's channel is no touch.
+    assert_eq!(credit(&result, "last_touch", "email"), (2.0, 5.0));
+    let names: Vec<&str> = result["models"]["last_touch"]["channels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["channel"].as_str().unwrap())
+        .collect();
+    assert!(!names.contains(&" email "), "{names:?}");
+
+    let bad: Vec<TypedRow<'_>> = vec![
+        (Some("a"), t(0), Some("email"), Some(false), None),
+        (Some("a"), t(1), None, Some(false), None),
+        (Some("a"), t(2), None, Some(true), Some(-3.0)),
+        (Some("  "), t(3), Some("email"), Some(false), None),
+        (Some("b"), None, Some("email"), Some(false), None),
+        (Some("b"), t(4), Some("email"), Some(true), Some(f64::NAN)),
+    ];
+    let path = dir.path().join("bad.parquet");
+    write_typed_parquet(&path, &bad, 4);
+    let (code, stderr) = failure(&attribute(&path, &[]));
+    assert_eq!(code, 1, "{stderr}");
+    for expected in [
+        "row 2, column `channel`",
+        "row 3, column `conversion_value`",
+        "row 4, column `user_id`",
+        "row 5, column `timestamp`",
+        "row 6, column `conversion_value`",
+    ] {
+        assert!(stderr.contains(expected), "{expected} in {stderr}");
+    }
+    assert!(!stderr.contains("row 1,"), "{stderr}");
+}
+
 /// Writes the CSV events as Parquet with native types (timestamp, boolean, double).
 fn write_events_parquet(path: &std::path::Path, csv: &str) {
     use std::sync::Arc;

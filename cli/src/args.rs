@@ -124,7 +124,7 @@ pub struct AttributeArgs {
     #[arg(long)]
     pub partitions: Option<u32>,
     /// Memory for decoded rows before partitions spill to temporary files, in MiB.
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = 512)]
     pub memory_budget_mb: usize,
     /// Report stages and their timings on standard error.
     #[arg(long, short)]

@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
 use mta_core::chunk::ChannelDict;
+use mta_core::error::Problems;
 use mta_core::ingest::{Block, InputSpec};
 use mta_core::{AttributionError, AttributionResult, ErrorCode, InputKind, Options, OptionsSpec, Partial};
 use mta_platform::input::Source;
@@ -20,8 +21,9 @@ use rayon::prelude::*;
 use crate::spill::{PartitionStore, PartitionWriter};
 use mta_platform::credits_file::{CreditRows, CreditsFile};
 
-/// Rows per partition the planner aims for: a partition is loaded whole when attributed.
-const ROWS_PER_PARTITION: u64 = 250_000;
+/// Rows per partition the planner aims for: a partition is loaded whole when attributed,
+/// and at this size its table of users stays in the core's own cache.
+const ROWS_PER_PARTITION: u64 = 50_000;
 const MAX_PARTITIONS: u64 = 4096;
 
 /// What `mta attribute` was asked to do.
@@ -73,10 +75,17 @@ pub fn attribute_file(request: &AttributeRequest) -> Result<AttributionResult, R
         .prefix("mta-partitions-")
         .tempdir()
         .context("Failed to create a temporary directory")?;
-    let keep_user_ids = request.credits.is_some();
+    let keep_row_identity = request.credits.is_some();
+    let writers = decoding_threads(&source);
     let run = Run {
         request,
-        store: PartitionStore::new(spill_dir.path(), partitions, keep_user_ids, request.memory_budget_bytes),
+        store: PartitionStore::new(
+            spill_dir.path(),
+            partitions,
+            keep_row_identity,
+            request.memory_budget_bytes,
+            writers,
+        ),
         channels: Arc::new(Mutex::new(ChannelDict::default())),
         progress: Progress::new(request.verbose),
     };
@@ -107,6 +116,14 @@ pub fn attribute_file(request: &AttributeRequest) -> Result<AttributionResult, R
     };
     run.progress.done();
     Ok(result)
+}
+
+/// Parquet row groups are decoded by every core at once, text by one thread.
+fn decoding_threads(source: &Source) -> usize {
+    match source {
+        Source::Parquet { row_groups, .. } => rayon::current_num_threads().min(*row_groups).max(1),
+        Source::Text { .. } => 1,
+    }
 }
 
 fn plan_partitions(estimated_rows: u64) -> u32 {
@@ -189,8 +206,8 @@ impl Run<'_> {
         let spec = self.spec();
         let mut collectors = match source {
             Source::Parquet { row_groups, .. } => {
-                let threads = rayon::current_num_threads().min(*row_groups).max(1);
-                (0..threads)
+                let threads = decoding_threads(source);
+                let results = (0..threads)
                     .into_par_iter()
                     .map(|t| {
                         // Contiguous ranges keep each user's rows in file order within a partition,
@@ -200,7 +217,8 @@ impl Run<'_> {
                         read_source(source, &spec, Some(&groups), |block| collector.take(block))?;
                         Ok(collector)
                     })
-                    .collect::<Result<Vec<_>, RunError>>()?
+                    .collect::<Vec<Result<Collector, RunError>>>();
+                either_all_or_every_problem(results)?
             }
             Source::Text { .. } => {
                 let mut collector = self.collector();
@@ -278,6 +296,24 @@ impl Run<'_> {
         read_source(source, &self.spec(), None, |block: Block| write_path_block(&mut out, block, options, result))?;
         out.close()?;
         Ok(())
+    }
+}
+
+/// The collectors of every decoding thread, or the error: the problems that threads found
+/// in their parts of the input are reported together, in row order.
+fn either_all_or_every_problem(results: Vec<Result<Collector<'_>, RunError>>) -> Result<Vec<Collector<'_>>, RunError> {
+    let mut collectors = Vec::with_capacity(results.len());
+    let mut problems = Vec::new();
+    for result in results {
+        match result {
+            Ok(collector) => collectors.push(collector),
+            Err(RunError::Input(error)) => problems.push(error),
+            Err(other) => return Err(other),
+        }
+    }
+    match Problems::combine(problems) {
+        Some(error) => Err(error.into()),
+        None => Ok(collectors),
     }
 }
 

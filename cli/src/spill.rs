@@ -1,57 +1,78 @@
 //! Partitions of event rows, hash-partitioned by user so that each holds whole users
-//! (the local twin of the service's split stage). Rows stay in memory up to a budget
-//! shared by all writers; past it, the writer that overflows appends its buffers to
-//! per-partition files in a temporary directory, so memory stays bounded whatever
-//! the input size.
+//! (the local twin of the service's split stage). Every decoding thread buffers rows per
+//! partition, each buffer capped at an equal share of the memory budget; a full buffer
+//! is appended to its partition's file in a temporary directory, so memory stays bounded
+//! whatever the input size.
+//!
+//! Rows are buffered in the same compact byte layout the files use (a [`Segment`]), so
+//! spilling is a plain write of the buffer and loading decodes files and buffers alike.
 
 use std::fs::File;
-use std::io::{Read, Write};
+use std::io::Write;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use anyhow::Context;
-use mta_core::chunk::{EventChunk, partition_of};
+use mta_core::chunk::{EventChunk, NO_CHANNEL, partition_of};
 
-/// One buffered row. Writers append whole rows (one write per row instead of one per
-/// column: with hundreds of partitions, column-wise buffers thrash the cache).
-#[derive(Debug, Clone, Copy)]
-struct PackedRow {
-    user_key: u128,
-    time: i64,
-    row_number: u64,
-    value: f64,
-    channel: u32,
-    is_conversion: bool,
-}
+/// One row record: user key (16 bytes), time (8), then the channel id with the
+/// conversion flag in its top bit (4). Values, row numbers and user ids, which most
+/// rows do not need, live in sections of their own.
+const RECORD_BYTES: usize = 28;
+const CONVERSION_BIT: u32 = 1 << 31;
+/// [`NO_CHANNEL`] as stored beside the flag bit (channel ids are dense and far below it).
+const STORED_NO_CHANNEL: u32 = CONVERSION_BIT - 1;
+/// A segment starts with the lengths of its four sections (u64 each).
+const SEGMENT_HEADER_BYTES: usize = 32;
+/// A buffer smaller than this is not worth a write of its own.
+const MIN_BUFFER_ROWS: usize = 1024;
 
-/// In-memory size of one buffered row.
-const ROW_BYTES: usize = std::mem::size_of::<PackedRow>();
-/// A buffer smaller than this is not worth a write when spilling.
-const MIN_SPILL_ROWS: usize = 4096;
-
-/// Where partitions live: the spill directory, the memory budget, and what stayed in memory.
+/// Where partitions live: the spill directory, the buffer size, and what stayed in memory.
 pub struct PartitionStore {
     dir: PathBuf,
     partitions: u32,
-    keep_user_ids: bool,
-    budget_bytes: usize,
-    buffered_bytes: AtomicUsize,
+    /// Row numbers and user id strings are kept only for per-journey credit export;
+    /// without them a partition's rows are numbered by their (file) order.
+    keep_row_identity: bool,
+    buffer_rows: usize,
     /// `in_memory[p]`: the buffers of partition p that writers handed over at the end,
     /// with the writer's id.
     in_memory: Vec<Mutex<Vec<(usize, Buffer)>>>,
+    /// The spill file of each writer that spilled, handed over at the end.
+    spilled: Mutex<Vec<(usize, SpillFile)>>,
     writers: AtomicUsize,
 }
 
+/// One writer's spill file and, per partition, the (offset, length) of its segments in
+/// write order.
+struct SpillFile {
+    path: PathBuf,
+    file: File,
+    /// Bytes written so far: the offset of the next segment.
+    length: u64,
+    segments: Vec<Vec<(u64, usize)>>,
+}
+
 impl PartitionStore {
-    pub fn new(dir: &Path, partitions: u32, keep_user_ids: bool, budget_bytes: usize) -> PartitionStore {
+    /// `writers`: how many decoding threads will write at once; the budget is split
+    /// evenly over their buffers.
+    pub fn new(
+        dir: &Path,
+        partitions: u32,
+        keep_row_identity: bool,
+        budget_bytes: usize,
+        writers: usize,
+    ) -> PartitionStore {
+        let buffers = partitions as usize * writers.max(1);
         PartitionStore {
             dir: dir.to_owned(),
             partitions,
-            keep_user_ids,
-            budget_bytes,
-            buffered_bytes: AtomicUsize::new(0),
+            keep_row_identity,
+            buffer_rows: (budget_bytes / RECORD_BYTES / buffers).max(MIN_BUFFER_ROWS),
             in_memory: (0..partitions).map(|_| Mutex::new(Vec::new())).collect(),
+            spilled: Mutex::new(Vec::new()),
             writers: AtomicUsize::new(0),
         }
     }
@@ -67,17 +88,16 @@ impl PartitionStore {
             store: self,
             id,
             buffers: (0..self.partitions).map(|_| Buffer::default()).collect(),
-            files: (0..self.partitions).map(|_| None).collect(),
-            encoded: Vec::new(),
+            spill: None,
+            partition_of_row: Vec::new(),
+            run_starts: Vec::new(),
+            cursor: Vec::new(),
+            staging: Vec::new(),
         }
     }
 
-    fn empty_chunk(&self) -> EventChunk {
-        EventChunk { user_ids: self.keep_user_ids.then(Vec::new), ..Default::default() }
-    }
-
-    fn file(&self, partition: usize, writer: usize) -> PathBuf {
-        self.dir.join(format!("p{partition:04}-w{writer:02}.rows"))
+    fn spill_path(&self, writer: usize) -> PathBuf {
+        self.dir.join(format!("w{writer:02}.rows"))
     }
 
     /// All rows of partition `p`: its spill files plus what stayed in memory. With
@@ -87,21 +107,33 @@ impl PartitionStore {
         let mut memory: Vec<(usize, Buffer)> = if keep_in_memory { parts.clone() } else { std::mem::take(&mut *parts) };
         drop(parts);
         memory.sort_by_key(|(writer, _)| *writer);
-        let mut chunk = self.empty_chunk();
-        // Writer by writer, spilled rows before buffered ones: this is file order when
-        // each writer decoded a contiguous range of the input.
-        for writer in 0..self.writers.load(Ordering::Relaxed) {
-            let path = self.file(p, writer);
-            match std::fs::read(&path) {
-                Ok(bytes) => {
-                    decode(&bytes, &mut chunk).with_context(|| format!("Corrupt spill file {}", path.display()))?
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(e).with_context(|| format!("Failed to read spill file {}", path.display())),
+        // Spilled segments of this partition, read into one buffer, writer by writer.
+        let mut bytes = Vec::new();
+        let mut pieces: Vec<(usize, std::ops::Range<usize>)> = Vec::new();
+        for (writer, spill) in self.spilled.lock().expect("no panics while locked").iter() {
+            for &(offset, length) in &spill.segments[p] {
+                let start = bytes.len();
+                bytes.resize(start + length, 0);
+                spill
+                    .file
+                    .read_exact_at(&mut bytes[start..], offset)
+                    .with_context(|| format!("Failed to read spill file {}", spill.path.display()))?;
+                pieces.push((*writer, start..start + length));
             }
-            for (_, part) in memory.iter().filter(|(w, _)| *w == writer) {
-                part.append_to(&mut chunk);
-            }
+        }
+        let mut segments: Vec<(usize, Segment<'_>)> = Vec::with_capacity(pieces.len() + memory.len());
+        for (writer, range) in pieces {
+            let mut piece = &bytes[range];
+            segments.push((writer, Segment::parse(&mut piece).context("Corrupt spill file")?));
+        }
+        // Writer by writer, spilled rows before buffered ones (a stable sort): this is
+        // file order when each writer decoded a contiguous range of the input.
+        segments.extend(memory.iter().map(|(writer, buffer)| (*writer, buffer.segment())));
+        segments.sort_by_key(|(writer, _)| *writer);
+        let rows = segments.iter().map(|(_, segment)| segment.rows()).sum();
+        let mut chunk = EventChunk::with_capacity(rows, self.keep_row_identity);
+        for (_, segment) in &segments {
+            segment.append_to(&mut chunk)?;
         }
         Ok(chunk)
     }
@@ -112,134 +144,339 @@ pub struct PartitionWriter<'s> {
     store: &'s PartitionStore,
     id: usize,
     buffers: Vec<Buffer>,
-    files: Vec<Option<File>>,
-    encoded: Vec<u8>,
+    /// Created at the first spill.
+    spill: Option<SpillFile>,
+    /// Scratch of [`PartitionWriter::add`], kept between blocks.
+    partition_of_row: Vec<u32>,
+    run_starts: Vec<u32>,
+    cursor: Vec<u32>,
+    staging: Vec<[u8; RECORD_BYTES]>,
 }
 
 impl PartitionWriter<'_> {
     /// Routes every row of `block` to its user's partition; `channel_map` turns the
     /// block's channel ids into global ones.
     pub fn add(&mut self, block: &EventChunk, channel_map: &[u32]) -> anyhow::Result<()> {
-        let partitions = self.store.partitions;
-        for row in 0..block.len() {
-            let p = partition_of(block.user_keys[row], partitions) as usize;
-            let to = &mut self.buffers[p];
+        // Rows are first sorted by partition into a small staging area (a counting sort
+        // that stays in cache), then each partition's run is appended with one copy:
+        // writing rows one by one to a thousand far-apart buffers stalls on memory.
+        let partitions = self.store.partitions as usize;
+        self.partition_of_row.clear();
+        self.partition_of_row.extend(block.user_keys.iter().map(|&key| partition_of(key, partitions as u32)));
+        // Run p of the staging area is `run_starts[p]..run_starts[p + 1]`.
+        self.run_starts.clear();
+        self.run_starts.resize(partitions + 1, 0);
+        for &p in &self.partition_of_row {
+            self.run_starts[p as usize + 1] += 1;
+        }
+        for p in 0..partitions {
+            self.run_starts[p + 1] += self.run_starts[p];
+        }
+        self.cursor.clone_from(&self.run_starts);
+        self.staging.clear();
+        self.staging.resize(block.len(), [0; RECORD_BYTES]);
+        for (row, &p) in self.partition_of_row.iter().enumerate() {
             let channel = block.channel_ids[row];
-            to.rows.push(PackedRow {
-                user_key: block.user_keys[row],
-                time: block.timestamps[row],
-                row_number: block.row_numbers[row],
-                value: block.values[row],
-                channel: channel_map.get(channel as usize).copied().unwrap_or(channel),
-                is_conversion: block.is_conversion[row],
-            });
-            if let Some(ids) = &block.user_ids {
-                to.user_ids.push(ids[row].clone());
+            let channel = channel_map.get(channel as usize).copied().unwrap_or(channel);
+            let slot = &mut self.cursor[p as usize];
+            self.staging[*slot as usize] =
+                record(block.user_keys[row], block.timestamps[row], channel, block.is_conversion[row]);
+            *slot += 1;
+        }
+        let run = |starts: &[u32], p: usize| starts[p] as usize..starts[p + 1] as usize;
+        // Spill first the buffers this block would push past their share (a run longer
+        // than the share itself is taken whole).
+        for p in 0..partitions {
+            let (rows, more) = (self.buffers[p].rows(), run(&self.run_starts, p).len());
+            if rows > 0 && more > 0 && rows + more > self.store.buffer_rows {
+                self.spill(p)?;
             }
         }
-        let added = block.len() * ROW_BYTES;
-        let total = self.store.buffered_bytes.fetch_add(added, Ordering::Relaxed) + added;
-        if total > self.store.budget_bytes {
-            self.spill(MIN_SPILL_ROWS)?;
+        // The few per-row extras follow in row order, which is each partition's order too.
+        let keep = self.store.keep_row_identity;
+        for (row, &p) in self.partition_of_row.iter().enumerate() {
+            let to = &mut self.buffers[p as usize];
+            if block.is_conversion[row] {
+                to.values.extend_from_slice(&block.values[row].to_le_bytes());
+            }
+            if keep {
+                to.row_numbers.extend_from_slice(&block.row_numbers[row].to_le_bytes());
+                let id = block.user_ids.as_ref().map_or("", |ids| ids[row].as_str());
+                to.user_ids.extend_from_slice(&(id.len() as u32).to_le_bytes());
+                to.user_ids.extend_from_slice(id.as_bytes());
+            }
+        }
+        for (p, to) in self.buffers.iter_mut().enumerate() {
+            let records = &self.staging[run(&self.run_starts, p)];
+            to.reserve(records.len(), self.store.buffer_rows);
+            to.records.extend_from_slice(records);
         }
         Ok(())
     }
 
-    /// Appends every buffer of at least `min_rows` rows to its partition file.
-    fn spill(&mut self, min_rows: usize) -> anyhow::Result<()> {
-        for p in 0..self.buffers.len() {
-            let rows = self.buffers[p].rows.len();
-            if rows == 0 || rows < min_rows {
-                continue;
+    /// Appends partition `p`'s buffer to this writer's spill file and empties it (keeping
+    /// its memory).
+    fn spill(&mut self, p: usize) -> anyhow::Result<()> {
+        let spill = match &mut self.spill {
+            Some(spill) => spill,
+            None => {
+                let path = self.store.spill_path(self.id);
+                let file = File::options()
+                    .read(true)
+                    .append(true)
+                    .create_new(true)
+                    .open(&path)
+                    .with_context(|| format!("Failed to create spill file {}", path.display()))?;
+                let segments = vec![Vec::new(); self.buffers.len()];
+                self.spill.insert(SpillFile { path, file, length: 0, segments })
             }
-            self.encoded.clear();
-            self.buffers[p].encode(&mut self.encoded);
-            if self.files[p].is_none() {
-                let path = self.store.file(p, self.id);
-                let file =
-                    File::create(&path).with_context(|| format!("Failed to create spill file {}", path.display()))?;
-                self.files[p] = Some(file);
-            }
-            let file = self.files[p].as_mut().expect("opened above");
-            file.write_all(&self.encoded).context("Failed to write a spill file")?;
-            self.buffers[p].rows.clear();
-            self.buffers[p].user_ids.clear();
-            self.store.buffered_bytes.fetch_sub(rows * ROW_BYTES, Ordering::Relaxed);
-        }
+        };
+        let segment = self.buffers[p].segment();
+        segment.write_to(&mut spill.file).context("Failed to write a spill file")?;
+        spill.segments[p].push((spill.length, segment.stored_bytes()));
+        spill.length += segment.stored_bytes() as u64;
+        self.buffers[p].clear();
         Ok(())
     }
 
     /// Hands what is still buffered to the store.
     pub fn finish(self) {
         for (p, buffer) in self.buffers.into_iter().enumerate() {
-            if !buffer.rows.is_empty() {
+            if buffer.rows() > 0 {
                 self.store.in_memory[p].lock().expect("no panics while locked").push((self.id, buffer));
             }
         }
+        if let Some(spill) = self.spill {
+            self.store.spilled.lock().expect("no panics while locked").push((self.id, spill));
+        }
     }
 }
 
-/// A partition's rows buffered by one writer (user ids only when they are kept).
+/// A partition's rows buffered by one writer, in [`Segment`] layout.
 #[derive(Debug, Clone, Default)]
 struct Buffer {
-    rows: Vec<PackedRow>,
-    user_ids: Vec<String>,
+    records: Vec<[u8; RECORD_BYTES]>,
+    /// Little-endian f64 of each conversion row, in row order.
+    values: Vec<u8>,
+    /// Little-endian u64 per row, when kept.
+    row_numbers: Vec<u8>,
+    /// Length (u32 LE) and bytes per row, when kept.
+    user_ids: Vec<u8>,
 }
 
 impl Buffer {
-    fn append_to(&self, chunk: &mut EventChunk) {
-        chunk.user_keys.extend(self.rows.iter().map(|r| r.user_key));
-        chunk.timestamps.extend(self.rows.iter().map(|r| r.time));
-        chunk.channel_ids.extend(self.rows.iter().map(|r| r.channel));
-        chunk.is_conversion.extend(self.rows.iter().map(|r| r.is_conversion));
-        chunk.values.extend(self.rows.iter().map(|r| r.value));
-        chunk.row_numbers.extend(self.rows.iter().map(|r| r.row_number));
-        if let Some(ids) = &mut chunk.user_ids {
-            ids.extend_from_slice(&self.user_ids);
-        }
+    fn rows(&self) -> usize {
+        self.records.len()
     }
 
-    /// Record layout: key (16) time (8) channel (4) flags (1) row (8), then the value (8)
-    /// only on conversion rows and the user id (4-byte length + bytes) only when kept.
-    fn encode(&self, out: &mut Vec<u8>) {
-        out.reserve(self.rows.len() * 38);
-        for (i, row) in self.rows.iter().enumerate() {
-            out.extend_from_slice(&row.user_key.to_le_bytes());
-            out.extend_from_slice(&row.time.to_le_bytes());
-            out.extend_from_slice(&row.channel.to_le_bytes());
-            out.push(u8::from(row.is_conversion));
-            out.extend_from_slice(&row.row_number.to_le_bytes());
-            if row.is_conversion {
-                out.extend_from_slice(&row.value.to_le_bytes());
-            }
-            if let Some(id) = self.user_ids.get(i) {
-                out.extend_from_slice(&(id.len() as u32).to_le_bytes());
-                out.extend_from_slice(id.as_bytes());
-            }
+    /// Makes room for `more` records: doubling, but not past `max_rows` unless needed
+    /// (doubling alone could leave every buffer with twice the memory it is allowed).
+    fn reserve(&mut self, more: usize, max_rows: usize) {
+        let needed = self.records.len() + more;
+        if needed <= self.records.capacity() {
+            return;
         }
+        let target = (self.records.len() * 2).clamp(MIN_BUFFER_ROWS, max_rows).max(needed);
+        self.records.reserve_exact(target - self.records.len());
+    }
+
+    fn clear(&mut self) {
+        self.records.clear();
+        self.values.clear();
+        self.row_numbers.clear();
+        self.user_ids.clear();
+    }
+
+    fn segment(&self) -> Segment<'_> {
+        Segment { sections: [self.records.as_flattened(), &self.values, &self.row_numbers, &self.user_ids] }
     }
 }
 
-fn decode(mut bytes: &[u8], chunk: &mut EventChunk) -> anyhow::Result<()> {
-    fn take<const N: usize>(bytes: &mut &[u8]) -> anyhow::Result<[u8; N]> {
-        let mut out = [0u8; N];
-        bytes.read_exact(&mut out).context("record cut short")?;
-        Ok(out)
+/// One row's record (see [`RECORD_BYTES`]).
+fn record(key: u128, time: i64, channel: u32, is_conversion: bool) -> [u8; RECORD_BYTES] {
+    let stored = if channel == NO_CHANNEL { STORED_NO_CHANNEL } else { channel };
+    debug_assert!(stored <= STORED_NO_CHANNEL, "channel ids stay below 2^31");
+    let tag = stored | if is_conversion { CONVERSION_BIT } else { 0 };
+    let mut record = [0u8; RECORD_BYTES];
+    record[..16].copy_from_slice(&key.to_le_bytes());
+    record[16..24].copy_from_slice(&time.to_le_bytes());
+    record[24..].copy_from_slice(&tag.to_le_bytes());
+    record
+}
+
+/// Rows in their stored form: records, conversion values, row numbers, user ids. In a
+/// file, each segment is its four section lengths (u64 LE) followed by the sections.
+struct Segment<'a> {
+    sections: [&'a [u8]; 4],
+}
+
+impl<'a> Segment<'a> {
+    fn write_to(&self, out: &mut impl Write) -> std::io::Result<()> {
+        let mut header = [0u8; SEGMENT_HEADER_BYTES];
+        for (slot, section) in header.chunks_exact_mut(8).zip(self.sections) {
+            slot.copy_from_slice(&(section.len() as u64).to_le_bytes());
+        }
+        out.write_all(&header)?;
+        for section in self.sections {
+            out.write_all(section)?;
+        }
+        Ok(())
     }
-    while !bytes.is_empty() {
-        chunk.user_keys.push(u128::from_le_bytes(take(&mut bytes)?));
-        chunk.timestamps.push(i64::from_le_bytes(take(&mut bytes)?));
-        chunk.channel_ids.push(u32::from_le_bytes(take(&mut bytes)?));
-        let conversion = take::<1>(&mut bytes)?[0] != 0;
-        chunk.is_conversion.push(conversion);
-        chunk.row_numbers.push(u64::from_le_bytes(take(&mut bytes)?));
-        chunk.values.push(if conversion { f64::from_le_bytes(take(&mut bytes)?) } else { 0.0 });
+
+    /// Bytes the segment takes in a file.
+    fn stored_bytes(&self) -> usize {
+        SEGMENT_HEADER_BYTES + self.sections.iter().map(|section| section.len()).sum::<usize>()
+    }
+
+    /// Reads the segment at the start of `bytes` and advances past it.
+    fn parse(bytes: &mut &'a [u8]) -> anyhow::Result<Segment<'a>> {
+        let (header, mut rest) = bytes.split_at_checked(SEGMENT_HEADER_BYTES).context("segment header cut short")?;
+        let mut sections = [&[][..]; 4];
+        for (section, length) in sections.iter_mut().zip(header.chunks_exact(8)) {
+            let length = u64::from_le_bytes(length.try_into().expect("8 bytes")) as usize;
+            let (taken, after) = rest.split_at_checked(length).context("segment cut short")?;
+            *section = taken;
+            rest = after;
+        }
+        *bytes = rest;
+        Ok(Segment { sections })
+    }
+
+    fn rows(&self) -> usize {
+        self.sections[0].len() / RECORD_BYTES
+    }
+
+    fn append_to(&self, chunk: &mut EventChunk) -> anyhow::Result<()> {
+        let [records, values, row_numbers, user_ids] = self.sections;
+        anyhow::ensure!(records.len() % RECORD_BYTES == 0, "record section cut short");
+        let rows = self.rows();
+        let mut values = values.chunks_exact(8).map(|v| f64::from_le_bytes(v.try_into().expect("8 bytes")));
+        for record in records.chunks_exact(RECORD_BYTES) {
+            let (key, rest) = record.split_at(16);
+            let (time, tag) = rest.split_at(8);
+            let tag = u32::from_le_bytes(tag.try_into().expect("4 bytes"));
+            let is_conversion = tag & CONVERSION_BIT != 0;
+            let stored = tag & !CONVERSION_BIT;
+            chunk.user_keys.push(u128::from_le_bytes(key.try_into().expect("16 bytes")));
+            chunk.timestamps.push(i64::from_le_bytes(time.try_into().expect("8 bytes")));
+            chunk.channel_ids.push(if stored == STORED_NO_CHANNEL { NO_CHANNEL } else { stored });
+            chunk.is_conversion.push(is_conversion);
+            chunk.values.push(if is_conversion { values.next().context("conversion value missing")? } else { 0.0 });
+        }
+        if row_numbers.is_empty() {
+            // Without kept row numbers, a row's place in the partition (file order) breaks ties.
+            let first = chunk.row_numbers.len() as u64 + 1;
+            chunk.row_numbers.extend(first..first + rows as u64);
+        } else {
+            anyhow::ensure!(row_numbers.len() == rows * 8, "row number section does not match the records");
+            chunk.row_numbers.extend(row_numbers.chunks_exact(8).map(|n| u64::from_le_bytes(n.try_into().expect("8"))));
+        }
         if let Some(ids) = &mut chunk.user_ids {
-            let len = u32::from_le_bytes(take(&mut bytes)?) as usize;
-            let id = bytes.get(..len).context("user id cut short")?;
-            ids.push(String::from_utf8(id.to_vec())?);
-            bytes = &bytes[len..];
+            let mut rest = user_ids;
+            for _ in 0..rows {
+                let (length, after) = rest.split_at_checked(4).context("user id cut short")?;
+                let length = u32::from_le_bytes(length.try_into().expect("4 bytes")) as usize;
+                let (id, after) = after.split_at_checked(length).context("user id cut short")?;
+                ids.push(String::from_utf8(id.to_vec())?);
+                rest = after;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `rows` rows of `users` users in file order, every seventh a conversion without a channel.
+    fn block(first_row: u64, rows: usize, users: u128, keep: bool) -> EventChunk {
+        let mut chunk = EventChunk::with_capacity(rows, keep);
+        for i in 0..rows {
+            let row = first_row + i as u64;
+            let user = u128::from(row as u32) % users;
+            let conversion = row.is_multiple_of(7);
+            chunk.user_keys.push(mta_core::chunk::user_key(&user.to_le_bytes()));
+            if let Some(ids) = &mut chunk.user_ids {
+                ids.push(format!("user-{user}"));
+            }
+            chunk.timestamps.push(row as i64 * 1_000);
+            chunk.channel_ids.push(if conversion { NO_CHANNEL } else { (row % 5) as u32 });
+            chunk.is_conversion.push(conversion);
+            chunk.values.push(if conversion { row as f64 / 4.0 } else { 0.0 });
+            chunk.row_numbers.push(row);
+        }
+        chunk
+    }
+
+    /// Writes 20,000 rows through two writers (each a contiguous half, as the decoder
+    /// does) with a budget that forces many spills, and reads every partition back.
+    fn round_trip(keep: bool, budget_bytes: usize) -> (Vec<EventChunk>, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = PartitionStore::new(dir.path(), 3, keep, budget_bytes, 2);
+        for (first, last) in [(1u64, 10_000u64), (10_001, 20_000)] {
+            let mut writer = store.writer();
+            let mut row = first;
+            while row <= last {
+                let rows = 3_000.min((last - row + 1) as usize);
+                writer.add(&block(row, rows, 997, keep), &[0, 1, 2, 3, 4]).unwrap();
+                row += rows as u64;
+            }
+            writer.finish();
+        }
+        let chunks = (0..3).map(|p| store.load(p, false).unwrap()).collect();
+        (chunks, dir)
+    }
+
+    #[test]
+    fn rows_come_back_whole_and_in_file_order_after_spilling() {
+        let (chunks, dir) = round_trip(true, 0);
+        assert!(std::fs::read_dir(dir.path()).unwrap().count() == 2, "both writers spilled");
+        let expected = block(1, 20_000, 997, true);
+        let mut seen = 0;
+        for (p, chunk) in chunks.iter().enumerate() {
+            assert!(chunk.row_numbers.is_sorted(), "partition {p} keeps file order");
+            for i in 0..chunk.len() {
+                let row = chunk.row_numbers[i] as usize - 1;
+                assert_eq!(partition_of(chunk.user_keys[i], 3), p as u32);
+                assert_eq!(chunk.user_keys[i], expected.user_keys[row]);
+                assert_eq!(chunk.timestamps[i], expected.timestamps[row]);
+                assert_eq!(chunk.channel_ids[i], expected.channel_ids[row]);
+                assert_eq!(chunk.is_conversion[i], expected.is_conversion[row]);
+                assert_eq!(chunk.values[i], expected.values[row]);
+                assert_eq!(chunk.user_ids.as_ref().unwrap()[i], expected.user_ids.as_ref().unwrap()[row]);
+            }
+            seen += chunk.len();
+        }
+        assert_eq!(seen, 20_000);
+    }
+
+    #[test]
+    fn without_kept_identity_rows_are_numbered_by_their_order() {
+        let (spilled, _dir) = round_trip(false, 0);
+        let (in_memory, dir) = round_trip(false, 1 << 30);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "a large budget spills nothing");
+        for (a, b) in spilled.iter().zip(&in_memory) {
+            assert_eq!(a.user_keys, b.user_keys);
+            assert_eq!(a.timestamps, b.timestamps);
+            assert_eq!(a.values, b.values);
+            assert_eq!(a.row_numbers, (1..=a.len() as u64).collect::<Vec<_>>());
+            assert!(a.user_ids.is_none());
         }
     }
-    Ok(())
+
+    #[test]
+    fn a_damaged_spill_file_is_an_error_not_a_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = PartitionStore::new(dir.path(), 1, false, 0, 1);
+        let mut writer = store.writer();
+        for first in [1, 1_001, 2_001] {
+            writer.add(&block(first, 1_000, 10, false), &[0, 1, 2, 3, 4]).unwrap();
+        }
+        writer.finish();
+        let path = store.spill_path(0);
+        let length = std::fs::metadata(&path).unwrap().len();
+        std::fs::OpenOptions::new().write(true).open(&path).unwrap().set_len(length - 3).unwrap();
+        assert!(store.load(0, false).is_err());
+    }
 }

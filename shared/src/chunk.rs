@@ -79,6 +79,20 @@ pub struct EventChunk {
 }
 
 impl EventChunk {
+    /// An empty chunk with room for `rows` rows (and their user ids when kept).
+    pub fn with_capacity(rows: usize, keep_user_ids: bool) -> EventChunk {
+        EventChunk {
+            user_keys: Vec::with_capacity(rows),
+            user_ids: keep_user_ids.then(|| Vec::with_capacity(rows)),
+            timestamps: Vec::with_capacity(rows),
+            channel_ids: Vec::with_capacity(rows),
+            is_conversion: Vec::with_capacity(rows),
+            values: Vec::with_capacity(rows),
+            row_numbers: Vec::with_capacity(rows),
+            ..Default::default()
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.user_keys.len()
     }

@@ -140,6 +140,22 @@ impl Problems {
         self.list.len() >= MAX_DETAILS
     }
 
+    /// The problems of `invalid_value` errors found in separate parts of one input (read
+    /// in parallel) as one error, in row order; other errors are returned as they are,
+    /// the first one winning.
+    pub fn combine(errors: Vec<AttributionError>) -> Option<AttributionError> {
+        if !errors.iter().all(|e| e.code == ErrorCode::InvalidValue) || errors.len() < 2 {
+            return errors.into_iter().next();
+        }
+        // A part stops reading at MAX_DETAILS problems, below that its details are all it
+        // found: the combined count is exact, or (past MAX_DETAILS) reported as "at least".
+        let mut list: Vec<Problem> = errors.into_iter().flat_map(|e| e.details).collect();
+        list.sort_by_key(|p| p.row);
+        let total = list.len() as u64;
+        list.truncate(MAX_DETAILS);
+        Problems { list, total }.into_result().err()
+    }
+
     pub fn absorb(&mut self, other: Problems) {
         self.total += other.total;
         for problem in other.list {
@@ -161,5 +177,36 @@ impl Problems {
             format!("{} invalid value(s)", self.total)
         };
         Err(AttributionError::new(ErrorCode::InvalidValue, format!("{count} in the input")).with_details(self.list))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn found(rows: std::ops::Range<u64>) -> AttributionError {
+        let mut problems = Problems::default();
+        for row in rows {
+            problems.push(row, "timestamp", "bad");
+        }
+        problems.into_result().unwrap_err()
+    }
+
+    #[test]
+    fn problems_of_parts_read_in_parallel_combine_in_row_order() {
+        let combined = Problems::combine(vec![found(5..7), found(2..5)]).unwrap();
+        assert_eq!(combined.message, "5 invalid value(s) in the input");
+        let rows: Vec<u64> = combined.details.iter().filter_map(|d| d.row).collect();
+        assert_eq!(rows, [2, 3, 4, 5, 6]);
+
+        let many = Problems::combine(vec![found(100..160), found(1..61)]).unwrap();
+        assert_eq!(many.message, "at least 120 invalid values in the input");
+        assert_eq!(many.details.len(), MAX_DETAILS);
+        assert_eq!(many.details[0].row, Some(1));
+
+        let other = AttributionError::new(ErrorCode::TruncatedInput, "cut");
+        let first = Problems::combine(vec![other.clone(), found(1..3)]).unwrap();
+        assert_eq!(first, other);
+        assert!(Problems::combine(Vec::new()).is_none());
     }
 }

@@ -13,7 +13,8 @@ use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
 use parquet::file::reader::ChunkReader;
 
-use super::columns::{ConversionColumn, Resolver, detect_kind};
+use super::columns::{ConversionColumn, EventColumns, Resolver, detect_kind};
+use super::rows::{CleanEvent, MAX_USER_ID_BYTES, format_int, is_plain_text};
 use super::text::finish;
 use super::values::Cell;
 use super::{Block, InputSpec, InputSummary};
@@ -76,6 +77,10 @@ pub fn read_parquet<R: ChunkReader + 'static, E: From<AttributionError>>(
         .build()
         .map_err(parquet_error)?;
     let (_, mut rows) = super::text::rows_for(header.clone(), spec)?;
+    let event_columns = match kind {
+        InputKind::Events => Resolver::new(&header, &spec.columns).events().ok(),
+        InputKind::Paths => None,
+    };
 
     // Map each emitted row back to its row number in the file.
     let mut group_cursor = 0usize;
@@ -87,6 +92,8 @@ pub fn read_parquet<R: ChunkReader + 'static, E: From<AttributionError>>(
             columns[field] = Some(Column::new(batch.column(position))?);
         }
         rows.start_batch();
+        let lane = event_columns.as_ref().and_then(|c| EventLane::new(&columns, c));
+        let mut number = [0u8; 24];
         for i in 0..batch.num_rows() {
             while within_group >= layout[selected[group_cursor]].1 {
                 group_cursor += 1;
@@ -94,7 +101,13 @@ pub fn read_parquet<R: ChunkReader + 'static, E: From<AttributionError>>(
             }
             let row = layout[selected[group_cursor]].0 + within_group + 1;
             within_group += 1;
-            rows.push(row, |c| columns[c].as_ref().map_or(Cell::Null, |column| column.cell(i)))?;
+            let taken = match lane.as_ref().and_then(|lane| lane.clean(i, row, &mut number)) {
+                Some(event) => rows.push_clean_event(event)?,
+                None => false,
+            };
+            if !taken {
+                rows.push(row, |c| columns[c].as_ref().map_or(Cell::Null, |column| column.cell(i)))?;
+            }
             if rows.should_stop() {
                 break 'batches;
             }
@@ -241,6 +254,83 @@ impl Column {
             Column::Micros(a) => value_or_null!(a, Cell::Micros),
             Column::Unsupported => Cell::Nested,
         }
+    }
+}
+
+/// The fast lane for event rows: when the columns have the types exports usually have
+/// (string or integer user ids, native timestamps, dictionary-encoded channels, boolean
+/// flags, float values), rows are read straight from the typed arrays. A row with
+/// anything unusual in it (a null, a negative or non-finite value, white space to trim)
+/// is left to the per-row rules of [`Rows::push`], so both lanes keep the same rows and
+/// report the same problems.
+struct EventLane<'a> {
+    users: &'a Column,
+    times: &'a TimestampMicrosecondArray,
+    channel_keys: &'a DictionaryArray<Int32Type>,
+    channel_names: &'a StringArray,
+    flags: &'a BooleanArray,
+    values: Option<&'a Float64Array>,
+}
+
+impl<'a> EventLane<'a> {
+    fn new(columns: &'a [Option<Column>], c: &EventColumns) -> Option<EventLane<'a>> {
+        let column = |i: usize| columns.get(i).and_then(Option::as_ref);
+        let users = column(c.user_id)?;
+        if !matches!(users, Column::Utf8(_) | Column::LargeUtf8(_) | Column::Utf8View(_) | Column::Int(_)) {
+            return None;
+        }
+        let Column::Micros(times) = column(c.timestamp)? else { return None };
+        let Column::Dictionary(channel_keys, channel_names) = column(c.channel)? else { return None };
+        let ConversionColumn::Flag(flag) = c.conversion else { return None };
+        let Column::Bool(flags) = column(flag)? else { return None };
+        let values = match c.conversion_value {
+            None => None,
+            Some(i) => match column(i)? {
+                Column::Float(values) => Some(values),
+                _ => return None,
+            },
+        };
+        Some(EventLane { users, times, channel_keys, channel_names, flags, values })
+    }
+
+    /// Row `i` of the batch, or `None` when it needs the per-row rules.
+    fn clean<'n>(&self, i: usize, row: u64, number: &'n mut [u8; 24]) -> Option<CleanEvent<'n>>
+    where
+        'a: 'n,
+    {
+        let text = |s: &'a str| is_plain_text(s, MAX_USER_ID_BYTES).then_some(s.as_bytes());
+        let user = match self.users {
+            Column::Utf8(a) if !a.is_null(i) => text(a.value(i))?,
+            Column::LargeUtf8(a) if !a.is_null(i) => text(a.value(i))?,
+            Column::Utf8View(a) if !a.is_null(i) => text(a.value(i))?,
+            Column::Int(a) if !a.is_null(i) => format_int(a.value(i), number),
+            _ => return None,
+        };
+        if self.times.is_null(i) {
+            return None;
+        }
+        let is_conversion = !self.flags.is_null(i) && self.flags.value(i);
+        let channel = if self.channel_keys.is_null(i) {
+            // A touch needs a channel; the per-row rules say so.
+            if !is_conversion {
+                return None;
+            }
+            None
+        } else {
+            let key = self.channel_keys.keys().value(i) as u32;
+            Some((key, self.channel_names.value(key as usize)))
+        };
+        let value = match self.values {
+            Some(values) if is_conversion && !values.is_null(i) => {
+                let value = values.value(i);
+                if !(value.is_finite() && value >= 0.0) {
+                    return None;
+                }
+                value
+            }
+            _ => 0.0,
+        };
+        Some(CleanEvent { row, user, timestamp: self.times.value(i), channel, is_conversion, value })
     }
 }
 

@@ -41,6 +41,32 @@ pub(crate) struct PathRows {
     shared: Shared,
 }
 
+/// An event row from typed columns, already known valid except for the channel name
+/// (checked once per dictionary key by [`Rows::push_clean_event`]).
+pub(crate) struct CleanEvent<'a> {
+    pub row: u64,
+    /// A user id that [`is_plain_text`] accepted (or a formatted integer).
+    pub user: &'a [u8],
+    pub timestamp: i64,
+    /// Dictionary key and name; `None` only on a conversion row without a channel.
+    pub channel: Option<(u32, &'a str)>,
+    pub is_conversion: bool,
+    /// A finite, non-negative value (0 on touches).
+    pub value: f64,
+}
+
+/// True for text that the per-row rules would keep exactly as it is: not empty, at most
+/// `max_bytes`, and without white space to trim at either end (non-ASCII ends are left
+/// to the full rules).
+pub(crate) fn is_plain_text(text: &str, max_bytes: usize) -> bool {
+    let plain_end = |b: u8| b > b' ' && b < 0x7f;
+    let bytes = text.as_bytes();
+    match (bytes.first(), bytes.last()) {
+        (Some(&first), Some(&last)) => bytes.len() <= max_bytes && plain_end(first) && plain_end(last),
+        _ => false,
+    }
+}
+
 /// State both kinds keep: problems, limits, counts.
 struct Shared {
     problems: Problems,
@@ -71,7 +97,7 @@ impl Rows {
             columns,
             names: ColumnNames(header),
             keep_user_ids,
-            chunk: new_event_chunk(keep_user_ids),
+            chunk: new_event_chunk(keep_user_ids, block_rows),
             shared: Shared::new(limits, block_rows),
         })
     }
@@ -140,6 +166,46 @@ impl Rows {
         }
     }
 
+    /// Adds an event row whose cells a columnar reader has already checked (the fast
+    /// lane of Parquet). Returns false, adding nothing, when the row needs the checks of
+    /// [`Rows::push`] after all: a channel name this batch has not seen and that is not
+    /// plainly valid, or problems found earlier (a failing input keeps no rows).
+    pub(crate) fn push_clean_event(&mut self, event: CleanEvent<'_>) -> Result<bool, AttributionError> {
+        let Rows::Events(rows) = self else { return Ok(false) };
+        if !rows.shared.problems.is_empty() {
+            return Ok(false);
+        }
+        let channel = match event.channel {
+            None => NO_CHANNEL,
+            Some((key, name)) => match rows.channel_by_key.get(key as usize) {
+                Some(&id) if id != NO_CHANNEL => id,
+                _ if is_plain_text(name, MAX_CHANNEL_NAME_BYTES) => {
+                    let id = rows.chunk.channels.id(name);
+                    rows.shared.check_channels(rows.chunk.channels.len())?;
+                    if rows.channel_by_key.len() <= key as usize {
+                        rows.channel_by_key.resize(key as usize + 1, NO_CHANNEL);
+                    }
+                    rows.channel_by_key[key as usize] = id;
+                    id
+                }
+                _ => return Ok(false),
+            },
+        };
+        rows.shared.rows += 1;
+        rows.shared.limits.check_rows(rows.shared.rows)?;
+        let chunk = &mut rows.chunk;
+        chunk.user_keys.push(user_key(event.user));
+        if let Some(ids) = &mut chunk.user_ids {
+            ids.push(String::from_utf8_lossy(event.user).into_owned());
+        }
+        chunk.timestamps.push(event.timestamp);
+        chunk.channel_ids.push(channel);
+        chunk.is_conversion.push(event.is_conversion);
+        chunk.values.push(event.value);
+        chunk.row_numbers.push(event.row);
+        Ok(true)
+    }
+
     /// True once 100 problems are known: reading further would add nothing.
     pub(crate) fn should_stop(&mut self) -> bool {
         self.shared().problems.is_full()
@@ -150,7 +216,7 @@ impl Rows {
     pub(crate) fn take_full_block(&mut self) -> Option<Block> {
         match self {
             Rows::Events(rows) if rows.shared.problems.is_empty() && rows.chunk.len() >= rows.shared.block_rows => {
-                let next = new_event_chunk(rows.keep_user_ids);
+                let next = new_event_chunk(rows.keep_user_ids, rows.shared.block_rows);
                 Some(Block::Events(std::mem::replace(&mut rows.chunk, next)))
             }
             Rows::Paths(rows) if rows.shared.problems.is_empty() && rows.chunk.len() >= rows.shared.block_rows => {
@@ -191,8 +257,10 @@ impl Shared {
     }
 }
 
-fn new_event_chunk(keep_user_ids: bool) -> EventChunk {
-    EventChunk { user_ids: keep_user_ids.then(Vec::new), ..Default::default() }
+/// A block's columns sized for a full block up front: growing six vectors by doubling,
+/// block after block, costs more than the rows' own decoding.
+fn new_event_chunk(keep_user_ids: bool, rows: usize) -> EventChunk {
+    EventChunk::with_capacity(rows.min(1 << 20), keep_user_ids)
 }
 
 impl EventRows {
@@ -392,7 +460,7 @@ impl PathRows {
     }
 }
 
-fn format_int(i: i64, buffer: &mut [u8; 24]) -> &[u8] {
+pub(crate) fn format_int(i: i64, buffer: &mut [u8; 24]) -> &[u8] {
     let mut cursor = std::io::Cursor::new(&mut buffer[..]);
     write!(cursor, "{i}").expect("an i64 fits in 24 bytes");
     let len = cursor.position() as usize;
