@@ -18,12 +18,17 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 RPORT=$(free_port); APORT=$(free_port)
 redis-server --port "$RPORT" --bind 127.0.0.1 --save '' --appendonly no --dir "$WORK" >/dev/null & PIDS+=($!)
 export REDIS_URL=redis://127.0.0.1:$RPORT MTA_STORE=file://$WORK/store MTA_BIND=127.0.0.1:$APORT RUST_LOG=warn
+# Every request is authenticated and counted against the key's quota (a Redis round trip
+# each, as in production); the quota itself is set high enough not to refuse the load.
+export MTA_RATE_LIMIT_PER_HOUR=1000000000 MTA_RATE_LIMIT_GLOBAL_PER_MINUTE=0
 sleep 0.3
 "$BIN/mta-api" & PIDS+=($!)
-"$BIN/mta-worker" & PIDS+=($!)
+MTA_WORKER_BIND=127.0.0.1:$(free_port) "$BIN/mta-worker" & PIDS+=($!)
 BASE=http://127.0.0.1:$APORT
 until curl -sf "$BASE/health/live" >/dev/null; do sleep 0.05; done
-UPLOAD=$(curl -sf --data-binary @"$ROOT/samples/events.csv" "$BASE/v1/uploads" | python3 -c 'import json,sys; print(json.load(sys.stdin)["upload_id"])')
-JOB=$(curl -sf -H 'content-type: application/json' -d "{\"upload_id\":\"$UPLOAD\"}" "$BASE/v1/jobs" | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
-until curl -sf "$BASE/v1/jobs/$JOB" | grep -q '"succeeded"'; do sleep 0.1; done
-wrk -t2 -c"$CONNECTIONS" -d"${SECONDS_}s" --latency "$BASE/v1/jobs/$JOB"
+KEY=$("$BIN/mta" keys create --tenant bench --role submit --name load --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["key"])')
+AUTH="Authorization: Bearer $KEY"
+UPLOAD=$(curl -sf -H "$AUTH" --data-binary @"$ROOT/samples/events.csv" "$BASE/v1/uploads" | python3 -c 'import json,sys; print(json.load(sys.stdin)["upload_id"])')
+JOB=$(curl -sf -H "$AUTH" -H 'content-type: application/json' -d "{\"upload_id\":\"$UPLOAD\"}" "$BASE/v1/jobs" | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+until curl -sf -H "$AUTH" "$BASE/v1/jobs/$JOB" | grep -q '"succeeded"'; do sleep 0.1; done
+wrk -t2 -c"$CONNECTIONS" -d"${SECONDS_}s" --latency -H "$AUTH" "$BASE/v1/jobs/$JOB"
