@@ -1,8 +1,9 @@
 //! Partitions of event rows, hash-partitioned by user so that each holds whole users
 //! (the local twin of the service's split stage). Every decoding thread buffers rows per
 //! partition, each buffer capped at an equal share of the memory budget; a full buffer
-//! is appended to its partition's file in a temporary directory, so memory stays bounded
-//! whatever the input size.
+//! is appended to the thread's spill file in a temporary directory (one file per thread,
+//! with an index of where each partition's pieces are), so memory stays bounded whatever
+//! the input size.
 //!
 //! Rows are buffered in the same compact byte layout the files use (a [`Segment`]), so
 //! spilling is a plain write of the buffer and loading decodes files and buffers alike.
@@ -11,8 +12,8 @@ use std::fs::File;
 use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, RwLock};
 
 use anyhow::Context;
 use mta_core::chunk::{EventChunk, NO_CHANNEL, partition_of};
@@ -40,8 +41,9 @@ pub struct PartitionStore {
     /// `in_memory[p]`: the buffers of partition p that writers handed over at the end,
     /// with the writer's id.
     in_memory: Vec<Mutex<Vec<(usize, Buffer)>>>,
-    /// The spill file of each writer that spilled, handed over at the end.
-    spilled: Mutex<Vec<(usize, SpillFile)>>,
+    /// The spill file of each writer that spilled, handed over at the end (then only
+    /// read, by every loading thread at once).
+    spilled: RwLock<Vec<(usize, SpillFile)>>,
     writers: AtomicUsize,
 }
 
@@ -72,7 +74,7 @@ impl PartitionStore {
             keep_row_identity,
             buffer_rows: (budget_bytes / RECORD_BYTES / buffers).max(MIN_BUFFER_ROWS),
             in_memory: (0..partitions).map(|_| Mutex::new(Vec::new())).collect(),
-            spilled: Mutex::new(Vec::new()),
+            spilled: RwLock::new(Vec::new()),
             writers: AtomicUsize::new(0),
         }
     }
@@ -104,13 +106,12 @@ impl PartitionStore {
     /// `keep_in_memory` false the in-memory part is handed over (freed once used).
     pub fn load(&self, p: usize, keep_in_memory: bool) -> anyhow::Result<EventChunk> {
         let mut parts = self.in_memory[p].lock().expect("no panics while locked");
-        let mut memory: Vec<(usize, Buffer)> = if keep_in_memory { parts.clone() } else { std::mem::take(&mut *parts) };
+        let memory: Vec<(usize, Buffer)> = if keep_in_memory { parts.clone() } else { std::mem::take(&mut *parts) };
         drop(parts);
-        memory.sort_by_key(|(writer, _)| *writer);
         // Spilled segments of this partition, read into one buffer, writer by writer.
         let mut bytes = Vec::new();
         let mut pieces: Vec<(usize, std::ops::Range<usize>)> = Vec::new();
-        for (writer, spill) in self.spilled.lock().expect("no panics while locked").iter() {
+        for (writer, spill) in self.spilled.read().expect("no panics while locked").iter() {
             for &(offset, length) in &spill.segments[p] {
                 let start = bytes.len();
                 bytes.resize(start + length, 0);
@@ -247,7 +248,7 @@ impl PartitionWriter<'_> {
             }
         }
         if let Some(spill) = self.spill {
-            self.store.spilled.lock().expect("no panics while locked").push((self.id, spill));
+            self.store.spilled.write().expect("no panics while locked").push((self.id, spill));
         }
     }
 }
