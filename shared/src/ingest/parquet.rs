@@ -135,8 +135,8 @@ fn with_dictionary_channels(
     }
     let Ok(columns) = Resolver::new(header, &spec.columns).events() else { return Ok(metadata) };
     let schema = metadata.schema();
-    let field = schema.field(columns.channel);
-    if !matches!(field.data_type(), DataType::Utf8 | DataType::LargeUtf8) {
+    let is_text = |i: usize| matches!(schema.field(i).data_type(), DataType::Utf8 | DataType::LargeUtf8);
+    if !is_text(columns.channel) && !is_text(columns.user_id) {
         return Ok(metadata);
     }
     let dictionary = DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8));
@@ -145,8 +145,11 @@ fn with_dictionary_channels(
         .iter()
         .enumerate()
         .map(|(i, f)| {
-            if i == columns.channel {
+            if i == columns.channel && is_text(i) {
                 Arc::new(f.as_ref().clone().with_data_type(dictionary.clone()))
+            } else if i == columns.user_id && is_text(i) {
+                // User ids are only hashed: views into the decoded pages spare copying them.
+                Arc::new(f.as_ref().clone().with_data_type(DataType::Utf8View))
             } else {
                 Arc::clone(f)
             }
