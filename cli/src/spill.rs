@@ -196,6 +196,9 @@ impl PartitionWriter<'_> {
         // The few per-row extras follow in row order, which is each partition's order too.
         let keep = self.store.keep_row_identity;
         for (row, &p) in self.partition_of_row.iter().enumerate() {
+            if !keep && !block.is_conversion[row] {
+                continue; // most rows: nothing beyond the record
+            }
             let to = &mut self.buffers[p as usize];
             if block.is_conversion[row] {
                 to.values.extend_from_slice(&block.values[row].to_le_bytes());

@@ -157,9 +157,7 @@ impl Rows {
 
     /// Adds one row; `cell(i)` reads column i. Fails only when a limit is exceeded.
     pub(crate) fn push<'c>(&mut self, row: u64, cell: impl Fn(usize) -> Cell<'c>) -> Result<(), AttributionError> {
-        let shared = self.shared();
-        shared.rows += 1;
-        shared.limits.check_rows(shared.rows)?;
+        self.shared().count_row()?;
         match self {
             Rows::Events(rows) => rows.push(row, cell),
             Rows::Paths(rows) => rows.push(row, cell),
@@ -179,30 +177,12 @@ impl Rows {
             None => NO_CHANNEL,
             Some((key, name)) => match rows.channel_by_key.get(key as usize) {
                 Some(&id) if id != NO_CHANNEL => id,
-                _ if is_plain_text(name, MAX_CHANNEL_NAME_BYTES) => {
-                    let id = rows.chunk.channels.id(name);
-                    rows.shared.check_channels(rows.chunk.channels.len())?;
-                    if rows.channel_by_key.len() <= key as usize {
-                        rows.channel_by_key.resize(key as usize + 1, NO_CHANNEL);
-                    }
-                    rows.channel_by_key[key as usize] = id;
-                    id
-                }
+                _ if is_plain_text(name, MAX_CHANNEL_NAME_BYTES) => rows.intern_channel(name, Some(key))?,
                 _ => return Ok(false),
             },
         };
-        rows.shared.rows += 1;
-        rows.shared.limits.check_rows(rows.shared.rows)?;
-        let chunk = &mut rows.chunk;
-        chunk.user_keys.push(user_key(event.user));
-        if let Some(ids) = &mut chunk.user_ids {
-            ids.push(String::from_utf8_lossy(event.user).into_owned());
-        }
-        chunk.timestamps.push(event.timestamp);
-        chunk.channel_ids.push(channel);
-        chunk.is_conversion.push(event.is_conversion);
-        chunk.values.push(event.value);
-        chunk.row_numbers.push(event.row);
+        rows.shared.count_row()?;
+        rows.append(event.row, event.user, event.timestamp, channel, event.is_conversion, event.value);
         Ok(true)
     }
 
@@ -250,6 +230,12 @@ impl Shared {
             self.problems.push(row, names.get(column), problem);
         }
         had_problems || !self.problems.is_empty()
+    }
+
+    /// Counts one more row, refusing it past the row limit.
+    fn count_row(&mut self) -> Result<(), AttributionError> {
+        self.rows += 1;
+        self.limits.check_rows(self.rows)
     }
 
     fn check_channels(&self, channels: usize) -> Result<(), AttributionError> {
@@ -370,19 +356,35 @@ impl EventRows {
         let channel = match &channel_name {
             _ if known_channel.is_some() => known_channel.unwrap_or(NO_CHANNEL),
             Some(name) => {
-                let id = self.chunk.channels.id(name);
-                self.shared.check_channels(self.chunk.channels.len())?;
-                if let Cell::Dict(key, _) = channel_cell {
-                    let key = key as usize;
-                    if self.channel_by_key.len() <= key {
-                        self.channel_by_key.resize(key + 1, NO_CHANNEL);
-                    }
-                    self.channel_by_key[key] = id;
-                }
-                id
+                let key = match channel_cell {
+                    Cell::Dict(key, _) => Some(key),
+                    _ => None,
+                };
+                self.intern_channel(name, key)?
             }
             None => NO_CHANNEL,
         };
+        self.append(row, user, timestamp, channel, is_conversion, value);
+        Ok(())
+    }
+
+    /// The id of channel `name`, remembered for dictionary key `key` of the current batch
+    /// when the name came from one. Fails past the channel limit.
+    fn intern_channel(&mut self, name: &str, key: Option<u32>) -> Result<u32, AttributionError> {
+        let id = self.chunk.channels.id(name);
+        self.shared.check_channels(self.chunk.channels.len())?;
+        if let Some(key) = key {
+            let key = key as usize;
+            if self.channel_by_key.len() <= key {
+                self.channel_by_key.resize(key + 1, NO_CHANNEL);
+            }
+            self.channel_by_key[key] = id;
+        }
+        Ok(id)
+    }
+
+    /// Appends a row that passed every rule to the block.
+    fn append(&mut self, row: u64, user: &[u8], timestamp: i64, channel: u32, is_conversion: bool, value: f64) {
         let chunk = &mut self.chunk;
         chunk.user_keys.push(user_key(user));
         if let Some(ids) = &mut chunk.user_ids {
@@ -393,7 +395,6 @@ impl EventRows {
         chunk.is_conversion.push(is_conversion);
         chunk.values.push(value);
         chunk.row_numbers.push(row);
-        Ok(())
     }
 }
 
