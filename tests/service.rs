@@ -43,6 +43,20 @@ async fn a_job_runs_end_to_end_and_matches_the_local_command() {
     end_to_end(chunked(2)).await;
 }
 
+/// An idle worker asks Redis for work at its poll interval (4 times a second per stage
+/// queue), not each time one of its consumers wakes: polled together, every fetch's reply
+/// made the other queues fetch, hundreds of times a second per idle process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_worker_asks_for_work_at_its_poll_interval_not_in_a_loop() {
+    let service = Service::start(ServiceSpec::default()).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    service.redis.command("CONFIG RESETSTAT");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    // 3 queues × 4 fetches a second × 3 s = 36, plus heartbeats and the webhook loop's claims.
+    let scripts = service.redis.calls("evalsha");
+    assert!((10..=120).contains(&scripts), "{scripts} scripts in 3 s of idling");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_runs_end_to_end_over_s3() {
     let s3 = S3Server::start().await;

@@ -70,6 +70,27 @@ impl Redis {
         Some(String::from_utf8_lossy(&buffer[..n]).into_owned())
     }
 
+    /// How many times Redis ran `command` since the server started or `CONFIG RESETSTAT`
+    /// (from `INFO commandstats`, read whole: the reply is longer than one read).
+    pub(crate) fn calls(&self, command: &str) -> u64 {
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).expect("redis connection");
+        stream.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+        stream.write_all(b"INFO commandstats\r\n").expect("INFO sent");
+        let mut reply = Vec::new();
+        let mut buffer = [0u8; 4096];
+        // A bulk reply: `$<length>\r\n<text>\r\n`.
+        while !reply.starts_with(b"$") || reply.len() < bulk_end(&reply) {
+            let n = stream.read(&mut buffer).expect("INFO reply");
+            assert!(n > 0, "redis closed the connection mid-reply");
+            reply.extend_from_slice(&buffer[..n]);
+        }
+        let text = String::from_utf8_lossy(&reply);
+        let prefix = format!("cmdstat_{}:calls=", command.to_lowercase());
+        text.lines()
+            .find_map(|line| line.strip_prefix(&prefix))
+            .map_or(0, |rest| rest.split(',').next().and_then(|n| n.parse().ok()).expect("a call count"))
+    }
+
     pub(crate) fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
@@ -88,6 +109,13 @@ impl Redis {
     pub(crate) fn stall(&self, seconds: u32) {
         let _ = self.command(&format!("DEBUG SLEEP {seconds}"));
     }
+}
+
+/// The byte length of a whole bulk reply whose header has arrived (`usize::MAX` until then).
+fn bulk_end(reply: &[u8]) -> usize {
+    let Some(header_end) = reply.windows(2).position(|w| w == b"\r\n") else { return usize::MAX };
+    let length: usize = String::from_utf8_lossy(&reply[1..header_end]).parse().expect("bulk length");
+    header_end + 2 + length + 2
 }
 
 impl Drop for Redis {

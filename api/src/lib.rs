@@ -41,9 +41,23 @@ use tower_http::timeout::TimeoutLayer;
 /// JSON request bodies larger than this are refused (uploads stream and have their own limit).
 pub(crate) const JSON_BODY_LIMIT: usize = 1 << 20;
 
+/// What every handler shares. One `Arc` around it all: axum clones the state for each
+/// request (middleware and handler alike), and cloning every store's connection and key
+/// prefix there cost a good share of a status poll's time.
 #[derive(Debug, Clone)]
-pub struct AppState {
-    pub config: Arc<Config>,
+pub struct AppState(Arc<Services>);
+
+impl std::ops::Deref for AppState {
+    type Target = Services;
+
+    fn deref(&self) -> &Services {
+        &self.0
+    }
+}
+
+#[derive(Debug)]
+pub struct Services {
+    pub config: Config,
     pub ledger: Ledger,
     pub queue: Queue,
     pub storage: Storage,
@@ -63,7 +77,7 @@ impl AppState {
         let ledger = Ledger::new(conn.clone(), prefix, config.cache_ttl);
         let queue = Queue::new(conn.clone(), &config.queue);
         let storage = Storage::open(&config.store_url)?;
-        Ok(AppState {
+        Ok(AppState(Arc::new(Services {
             keys: KeyStore::new(conn.clone(), prefix),
             quotas: Quotas::new(conn.clone(), prefix, global, security.tenant_upload_bytes_per_day),
             audit: Audit::new(conn.clone(), prefix, security.audit_max_entries),
@@ -73,8 +87,8 @@ impl AppState {
             ledger,
             queue,
             storage,
-            config: Arc::new(config),
-        })
+            config,
+        })))
     }
 }
 

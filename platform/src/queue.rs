@@ -281,9 +281,13 @@ where
         Ok::<(), std::io::Error>(())
     };
     let stale_after = config.heartbeat * 3;
+    // Wakes this task every poll interval. `select!` then polls the consumer beside it,
+    // and each poll is what makes apalis fetch. Its own interval strategy does not keep
+    // its timer armed between fetches (its next wake-up can be the heartbeat, 5 s later):
+    // measured pickups up to 2.8 s late once nothing else woke the consumer.
     let watchdog = async {
         loop {
-            tokio::time::sleep(config.heartbeat).await;
+            tokio::time::sleep(config.poll_interval).await;
             if beat.silence().is_some_and(|silence| silence > stale_after) {
                 return;
             }
