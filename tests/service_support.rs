@@ -62,9 +62,7 @@ impl Redis {
 
     /// Sends one inline command and returns the first reply line.
     pub(crate) fn command(&self, command: &str) -> Option<String> {
-        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
-        stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-        stream.write_all(format!("{command}\r\n").as_bytes()).ok()?;
+        let mut stream = self.send(command).ok()?;
         let mut buffer = [0u8; 512];
         let n = stream.read(&mut buffer).ok()?;
         Some(String::from_utf8_lossy(&buffer[..n]).into_owned())
@@ -73,9 +71,7 @@ impl Redis {
     /// How many times Redis ran `command` since the server started or `CONFIG RESETSTAT`
     /// (from `INFO commandstats`, read whole: the reply is longer than one read).
     pub(crate) fn calls(&self, command: &str) -> u64 {
-        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).expect("redis connection");
-        stream.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
-        stream.write_all(b"INFO commandstats\r\n").expect("INFO sent");
+        let mut stream = self.send("INFO commandstats").expect("INFO sent");
         let mut reply = Vec::new();
         let mut buffer = [0u8; 4096];
         // A bulk reply: `$<length>\r\n<text>\r\n`.
@@ -89,6 +85,14 @@ impl Redis {
         text.lines()
             .find_map(|line| line.strip_prefix(&prefix))
             .map_or(0, |rest| rest.split(',').next().and_then(|n| n.parse().ok()).expect("a call count"))
+    }
+
+    /// A new connection with one inline command sent on it.
+    fn send(&self, command: &str) -> std::io::Result<TcpStream> {
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port))?;
+        stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+        stream.write_all(format!("{command}\r\n").as_bytes())?;
+        Ok(stream)
     }
 
     pub(crate) fn kill(&mut self) {
