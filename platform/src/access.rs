@@ -192,18 +192,17 @@ pub struct KeyRecord {
 impl KeyRecord {
     /// Whether the key's last recorded use (if any) is older than `at`.
     fn last_used_before(&self, at: DateTime<Utc>) -> bool {
-        self.last_used_at
-            .as_deref()
-            .and_then(|used| DateTime::parse_from_rfc3339(used).ok())
-            .is_none_or(|used| used < at)
+        stamp(&self.last_used_at).is_none_or(|used| used < at)
     }
 
     pub fn is_expired(&self, at: DateTime<Utc>) -> bool {
-        self.expires_at
-            .as_deref()
-            .and_then(|e| DateTime::parse_from_rfc3339(e).ok())
-            .is_some_and(|expires| expires <= at)
+        stamp(&self.expires_at).is_some_and(|expires| expires <= at)
     }
+}
+
+/// A record's time field as a time (`None` when unset or unreadable).
+fn stamp(field: &Option<String>) -> Option<DateTime<Utc>> {
+    field.as_deref().and_then(|text| DateTime::parse_from_rfc3339(text).ok()).map(|at| at.to_utc())
 }
 
 /// A key just made or rotated: the secret is in here and nowhere else.
