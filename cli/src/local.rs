@@ -11,14 +11,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
-use mta_core::chunk::ChannelDict;
+use mta_core::chunk::{ChannelDict, EventChunk};
 use mta_core::error::Problems;
 use mta_core::ingest::{Block, InputSpec};
 use mta_core::{AttributionError, AttributionResult, ErrorCode, InputKind, Options, OptionsSpec, Partial};
 use mta_platform::input::Source;
 use rayon::prelude::*;
 
-use crate::spill::{PartitionStore, PartitionWriter};
+use crate::spill::{Loaded, PartitionStore, PartitionWriter};
 use mta_platform::credits_file::{CreditRows, CreditsFile};
 
 /// Rows per partition the planner aims for: a partition is loaded whole when attributed,
@@ -95,7 +95,7 @@ pub fn attribute_file(request: &AttributeRequest) -> Result<AttributionResult, R
     let options = decoded.options;
     let result = match decoded.kind {
         InputKind::Events => {
-            let channels = run.channels.lock().expect("no panics while locked").clone();
+            let channels = ChannelOrder::new(&run.channels.lock().expect("no panics while locked"));
             let partial = run.attribute_partitions(&channels, &options)?;
             run.progress.stage("attributed", started);
             let result = partial.finish(&options)?;
@@ -103,6 +103,7 @@ pub fn attribute_file(request: &AttributeRequest) -> Result<AttributionResult, R
             if let Some(path) = &request.credits {
                 run.export_event_credits(path, &channels, &options, &result)?;
             }
+            run.store.remove_spill_files()?;
             result
         }
         InputKind::Paths => {
@@ -242,18 +243,18 @@ impl Run<'_> {
         Ok(Decoded { kind: options.kind, options, path_partial })
     }
 
-    fn attribute_partitions(&self, channels: &ChannelDict, options: &Options) -> Result<Partial, RunError> {
+    fn attribute_partitions(&self, channels: &ChannelOrder, options: &Options) -> Result<Partial, RunError> {
         // With credits to export, partitions are read twice, so what is in memory stays there.
         let keep = self.keeps_user_ids();
         let partials = (0..self.store.partitions() as usize)
             .into_par_iter()
-            .map(|p| {
-                let mut chunk = self.store.load(p, keep)?;
-                chunk.channels = channels.clone();
-                Ok(Partial::from_events(&chunk, options))
+            .map_init(Loaded::default, |loaded, p| {
+                self.store.load_into(p, keep, loaded)?;
+                channels.apply(&mut loaded.chunk);
+                Ok(Partial::from_events(&loaded.chunk, options))
             })
             .collect::<Result<Vec<Partial>, RunError>>()?;
-        let mut total = Partial::new(options, channels.names());
+        let mut total = Partial::new(options, channels.by_name.names());
         for partial in &partials {
             total.merge(partial);
         }
@@ -263,22 +264,24 @@ impl Run<'_> {
     fn export_event_credits(
         &self,
         path: &Path,
-        channels: &ChannelDict,
+        channels: &ChannelOrder,
         options: &Options,
         result: &AttributionResult,
     ) -> Result<(), RunError> {
         let mut out = CreditsFile::create(path)?;
         let partitions: Vec<usize> = (0..self.store.partitions() as usize).collect();
+        let channels_by_id = channels.by_name.names();
         for window in partitions.chunks(rayon::current_num_threads().max(1)) {
             let batches = window
                 .par_iter()
                 .map(|&p| {
-                    let chunk = self.store.load(p, false)?;
-                    Ok(CreditRows::of_events(&chunk, channels.names(), options, result))
+                    let mut chunk = self.store.load(p, false)?;
+                    channels.apply(&mut chunk);
+                    Ok(CreditRows::of_events(&chunk, channels_by_id, options, result))
                 })
                 .collect::<Result<Vec<_>, RunError>>()?;
             for rows in batches {
-                out.write(rows, channels.names())?;
+                out.write(rows, channels_by_id)?;
             }
         }
         out.close()?;
@@ -296,6 +299,40 @@ impl Run<'_> {
         read_source(source, &self.spec(), None, |block: Block| write_path_block(&mut out, block, options, result))?;
         out.close()?;
         Ok(())
+    }
+}
+
+/// The run's channels in name order. Decoding threads number channels in the order they
+/// meet them, which varies from run to run; sums over channels (and the Markov solve) are
+/// done in name order so that the same input always gives the same result, to the bit.
+struct ChannelOrder {
+    by_name: ChannelDict,
+    /// The name-order id of each decoding-time id.
+    id_of_decoded: Vec<u32>,
+}
+
+impl ChannelOrder {
+    fn new(decoded: &ChannelDict) -> ChannelOrder {
+        let mut names = decoded.names().to_vec();
+        names.sort_unstable();
+        let mut by_name = ChannelDict::default();
+        for name in &names {
+            by_name.id(name);
+        }
+        let id_of_decoded = decoded.names().iter().map(|name| by_name.id(name)).collect();
+        ChannelOrder { by_name, id_of_decoded }
+    }
+
+    /// Renumbers a loaded partition's channels (decoding-time ids) in name order.
+    fn apply(&self, chunk: &mut EventChunk) {
+        for id in &mut chunk.channel_ids {
+            if let Some(&named) = self.id_of_decoded.get(*id as usize) {
+                *id = named;
+            }
+        }
+        if chunk.channels != self.by_name {
+            chunk.channels = self.by_name.clone();
+        }
     }
 }
 
@@ -370,5 +407,32 @@ impl Progress {
         if self.enabled && self.rows.load(Ordering::Relaxed) >= Self::EVERY {
             eprintln!();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mta_core::chunk::NO_CHANNEL;
+
+    #[test]
+    fn channels_are_numbered_by_name_whatever_order_threads_met_them_in() {
+        let mut chunks = Vec::new();
+        for met in [["search", "email", "display"], ["display", "search", "email"]] {
+            let mut decoded = ChannelDict::default();
+            let mut chunk = EventChunk::default();
+            for name in met {
+                chunk.channel_ids.push(decoded.id(name));
+            }
+            chunk.channel_ids.push(NO_CHANNEL);
+            let order = ChannelOrder::new(&decoded);
+            order.apply(&mut chunk);
+            let names: Vec<&str> = chunk.channel_ids[..3].iter().map(|&id| chunk.channels.name(id)).collect();
+            assert_eq!(names, met, "every row keeps its channel");
+            assert_eq!(chunk.channel_ids[3], NO_CHANNEL);
+            chunks.push(chunk);
+        }
+        assert_eq!(chunks[0].channels.names(), ["display", "email", "search"]);
+        assert_eq!(chunks[0].channels, chunks[1].channels);
     }
 }

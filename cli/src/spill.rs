@@ -17,6 +17,7 @@ use std::sync::{Mutex, RwLock};
 
 use anyhow::Context;
 use mta_core::chunk::{EventChunk, NO_CHANNEL, partition_of};
+use rayon::prelude::*;
 
 /// One row record: user key (16 bytes), time (8), then the channel id with the
 /// conversion flag in its top bit (4). Values, row numbers and user ids, which most
@@ -29,6 +30,8 @@ const STORED_NO_CHANNEL: u32 = CONVERSION_BIT - 1;
 const SEGMENT_HEADER_BYTES: usize = 32;
 /// A buffer smaller than this is not worth a write of its own.
 const MIN_BUFFER_ROWS: usize = 1024;
+/// A buffer's share of the budget up to this many rows (1 MiB) is allocated at its first row.
+const WHOLE_SHARE_ROWS: usize = (1 << 20) / RECORD_BYTES;
 
 /// Where partitions live: the spill directory, the buffer size, and what stayed in memory.
 pub struct PartitionStore {
@@ -105,23 +108,37 @@ impl PartitionStore {
     /// All rows of partition `p`: its spill files plus what stayed in memory. With
     /// `keep_in_memory` false the in-memory part is handed over (freed once used).
     pub fn load(&self, p: usize, keep_in_memory: bool) -> anyhow::Result<EventChunk> {
+        let mut loaded = Loaded::default();
+        self.load_into(p, keep_in_memory, &mut loaded)?;
+        Ok(loaded.chunk)
+    }
+
+    /// [`PartitionStore::load`] into `loaded`'s buffers (its chunk's channels are left as
+    /// they are): a thread that loads partition after partition reuses their memory.
+    pub fn load_into(&self, p: usize, keep_in_memory: bool, loaded: &mut Loaded) -> anyhow::Result<()> {
         let mut parts = self.in_memory[p].lock().expect("no panics while locked");
         let memory: Vec<(usize, Buffer)> = if keep_in_memory { parts.clone() } else { std::mem::take(&mut *parts) };
         drop(parts);
-        // Spilled segments of this partition, read into one buffer, writer by writer.
-        let mut bytes = Vec::new();
+        // Spilled segments of this partition, read into one buffer (allocated once, at
+        // its full size), writer by writer.
+        let spilled = self.spilled.read().expect("no panics while locked");
+        let total: usize = spilled.iter().flat_map(|(_, spill)| &spill.segments[p]).map(|&(_, length)| length).sum();
+        let bytes = &mut loaded.bytes;
+        bytes.clear();
+        bytes.resize(total, 0);
         let mut pieces: Vec<(usize, std::ops::Range<usize>)> = Vec::new();
-        for (writer, spill) in self.spilled.read().expect("no panics while locked").iter() {
+        let mut start = 0;
+        for (writer, spill) in spilled.iter() {
             for &(offset, length) in &spill.segments[p] {
-                let start = bytes.len();
-                bytes.resize(start + length, 0);
                 spill
                     .file
-                    .read_exact_at(&mut bytes[start..], offset)
+                    .read_exact_at(&mut bytes[start..start + length], offset)
                     .with_context(|| format!("Failed to read spill file {}", spill.path.display()))?;
                 pieces.push((*writer, start..start + length));
+                start += length;
             }
         }
+        drop(spilled);
         let mut segments: Vec<(usize, Segment<'_>)> = Vec::with_capacity(pieces.len() + memory.len());
         for (writer, range) in pieces {
             let mut piece = &bytes[range];
@@ -131,13 +148,37 @@ impl PartitionStore {
         // file order when each writer decoded a contiguous range of the input.
         segments.extend(memory.iter().map(|(writer, buffer)| (*writer, buffer.segment())));
         segments.sort_by_key(|(writer, _)| *writer);
-        let rows = segments.iter().map(|(_, segment)| segment.rows()).sum();
-        let mut chunk = EventChunk::with_capacity(rows, self.keep_row_identity);
-        for (_, segment) in &segments {
-            segment.append_to(&mut chunk)?;
+        let chunk = &mut loaded.chunk;
+        chunk.clear_rows();
+        if self.keep_row_identity && chunk.user_ids.is_none() {
+            chunk.user_ids = Some(Vec::new());
         }
-        Ok(chunk)
+        for (_, segment) in &segments {
+            segment.append_to(chunk)?;
+        }
+        Ok(())
     }
+}
+
+impl PartitionStore {
+    /// Deletes the spill files, once every partition has been read for the last time, one
+    /// thread per file: the kernel takes tens of milliseconds to drop a large file's
+    /// cached pages, which the temporary directory's removal would pay file after file.
+    pub fn remove_spill_files(&self) -> anyhow::Result<()> {
+        let files = std::mem::take(&mut *self.spilled.write().expect("no panics while locked"));
+        files.into_par_iter().try_for_each(|(_, spill)| {
+            drop(spill.file);
+            std::fs::remove_file(&spill.path).with_context(|| format!("Failed to remove {}", spill.path.display()))
+        })
+    }
+}
+
+/// What [`PartitionStore::load_into`] fills: the partition's rows, and the bytes read
+/// from spill files on the way.
+#[derive(Default)]
+pub struct Loaded {
+    bytes: Vec<u8>,
+    pub chunk: EventChunk,
 }
 
 /// One decoding thread's buffers and spill files, one per partition.
@@ -174,8 +215,10 @@ impl PartitionWriter<'_> {
             self.run_starts[p + 1] += self.run_starts[p];
         }
         self.cursor.clone_from(&self.run_starts);
-        self.staging.clear();
-        self.staging.resize(block.len(), [0; RECORD_BYTES]);
+        // Every slot below `block.len()` is written below: only growth needs filling.
+        if self.staging.len() < block.len() {
+            self.staging.resize(block.len(), [0; RECORD_BYTES]);
+        }
         for (row, &p) in self.partition_of_row.iter().enumerate() {
             let channel = block.channel_ids[row];
             let channel = channel_map.get(channel as usize).copied().unwrap_or(channel);
@@ -273,14 +316,17 @@ impl Buffer {
         self.records.len()
     }
 
-    /// Makes room for `more` records: doubling, but not past `max_rows` unless needed
+    /// Makes room for `more` records. A small share (a large input over many buffers) is
+    /// taken whole at once: growing by doubling would copy each buffer's rows over and
+    /// over. A large one grows by doubling, but not past `max_rows` unless needed
     /// (doubling alone could leave every buffer with twice the memory it is allowed).
     fn reserve(&mut self, more: usize, max_rows: usize) {
         let needed = self.records.len() + more;
         if needed <= self.records.capacity() {
             return;
         }
-        let target = (self.records.len() * 2).clamp(MIN_BUFFER_ROWS, max_rows).max(needed);
+        let doubled = if max_rows <= WHOLE_SHARE_ROWS { max_rows } else { self.records.len() * 2 };
+        let target = doubled.clamp(MIN_BUFFER_ROWS, max_rows).max(needed);
         self.records.reserve_exact(target - self.records.len());
     }
 

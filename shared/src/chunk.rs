@@ -100,6 +100,20 @@ impl EventChunk {
     pub fn is_empty(&self) -> bool {
         self.user_keys.is_empty()
     }
+
+    /// Removes every row, keeping the channel dictionary and the columns' memory for the
+    /// next rows.
+    pub fn clear_rows(&mut self) {
+        self.user_keys.clear();
+        if let Some(ids) = &mut self.user_ids {
+            ids.clear();
+        }
+        self.timestamps.clear();
+        self.channel_ids.clear();
+        self.is_conversion.clear();
+        self.values.clear();
+        self.row_numbers.clear();
+    }
 }
 
 /// Path-level rows (DESIGN.md 2.3), columnar; paths flattened with offsets.

@@ -51,22 +51,29 @@ pub fn for_each_event_journey(
     options: &Options,
     mut visit: impl FnMut(&Journey<'_>, JourneyOrigin),
 ) {
-    let mut by_user = events_by_user(chunk);
+    let mut by_user = EventsByUser::take_reusable();
+    by_user.group(chunk);
     let lookback = options.lookback_micros();
     let max_touches = options.max_journey_touches as usize;
     let mut channels: Vec<u32> = Vec::new();
     let mut times: Vec<i64> = Vec::new();
 
+    // DESIGN.md 2.4: by time, touches before conversions, then file order.
+    let order = |a: &Event, b: &Event| {
+        (a.time, a.is_conversion())
+            .cmp(&(b.time, b.is_conversion()))
+            .then_with(|| chunk.row_numbers[a.row as usize].cmp(&chunk.row_numbers[b.row as usize]))
+    };
     for events in by_user.users_mut() {
         // Exports are usually ordered by time already: check before sorting.
-        if !events.is_sorted_by_key(Event::order) {
-            events.sort_by_key(Event::order);
+        if !events.is_sorted_by(|a, b| order(a, b).is_le()) {
+            events.sort_by(order);
         }
         channels.clear();
         times.clear();
         for event in events.iter() {
-            let (row, channel, time) = (event.row as usize, event.channel, event.time);
-            if !event.is_conversion {
+            let (row, channel, time) = (event.row as usize, event.channel(), event.time);
+            if !event.is_conversion() {
                 channels.push(channel);
                 times.push(time);
                 continue;
@@ -108,23 +115,40 @@ pub fn for_each_event_journey(
             visit(&journey, JourneyOrigin::EventRow(last_row));
         }
     }
+    by_user.put_back();
 }
 
-/// One event of a user, gathered from the chunk's columns.
+/// One event of a user, gathered from the chunk's columns: 16 bytes, so that a user's
+/// events share as few cache lines as they can. The row number that breaks ties is read
+/// from the chunk only when two events tie on time and kind.
 #[derive(Debug, Clone, Copy, Default)]
 struct Event {
     time: i64,
-    is_conversion: bool,
-    row_number: u64,
-    channel: u32,
     /// Index of the row in the chunk.
     row: u32,
+    /// The channel id in the low 31 bits ([`NO_CHANNEL`] as all ones), the conversion
+    /// flag in the top bit.
+    tagged_channel: u32,
 }
 
 impl Event {
-    /// DESIGN.md 2.4: by time, touches before conversions, then file order.
-    fn order(&self) -> (i64, bool, u64) {
-        (self.time, self.is_conversion, self.row_number)
+    const CONVERSION: u32 = 1 << 31;
+
+    fn new(time: i64, row: u32, channel: u32, is_conversion: bool) -> Event {
+        debug_assert!(channel == NO_CHANNEL || channel < Event::CONVERSION, "channel ids stay below 2^31");
+        let tagged_channel = (channel & !Event::CONVERSION) | if is_conversion { Event::CONVERSION } else { 0 };
+        Event { time, row, tagged_channel }
+    }
+
+    fn is_conversion(&self) -> bool {
+        self.tagged_channel & Event::CONVERSION != 0
+    }
+
+    fn channel(&self) -> u32 {
+        match self.tagged_channel & !Event::CONVERSION {
+            stored if stored == NO_CHANNEL & !Event::CONVERSION => NO_CHANNEL,
+            stored => stored,
+        }
     }
 }
 
@@ -156,12 +180,71 @@ fn clamp_length(start: usize, len: usize, max: usize) -> (usize, bool) {
 /// comparison sort of the whole chunk. Each event is written straight to its user's
 /// slot, so a user's events are contiguous (one cache line per event touched, instead of
 /// one per column when gathering by row index).
+#[derive(Default)]
 struct EventsByUser {
+    ordinal_of: FxHashMap<u128, u32>,
+    /// Ordinal of each row's user.
+    ordinals: Vec<u32>,
+    /// Rows of each user, then (while scattering) the next free slot of each user.
+    counts: Vec<u32>,
     offsets: Vec<u32>,
     events: Vec<Event>,
 }
 
+thread_local! {
+    /// One grouping's buffers per thread, reused chunk after chunk: allocating them
+    /// afresh for every chunk cost more (page faults, map growth) than filling them.
+    static REUSABLE: std::cell::Cell<Option<Box<EventsByUser>>> = const { std::cell::Cell::new(None) };
+}
+
 impl EventsByUser {
+    /// Buffers larger than this (in rows) are freed after use rather than kept.
+    const MAX_KEPT_ROWS: usize = 1 << 20;
+
+    fn take_reusable() -> Box<EventsByUser> {
+        REUSABLE.take().unwrap_or_default()
+    }
+
+    fn put_back(self: Box<Self>) {
+        if self.events.capacity() <= Self::MAX_KEPT_ROWS {
+            REUSABLE.set(Some(self));
+        }
+    }
+
+    fn group(&mut self, chunk: &EventChunk) {
+        let EventsByUser { ordinal_of, ordinals, counts, offsets, events } = self;
+        ordinal_of.clear();
+        ordinals.clear();
+        counts.clear();
+        for &key in &chunk.user_keys {
+            let next = ordinal_of.len() as u32;
+            let ordinal = *ordinal_of.entry(key).or_insert(next);
+            if ordinal == next {
+                counts.push(0);
+            }
+            counts[ordinal as usize] += 1;
+            ordinals.push(ordinal);
+        }
+        offsets.clear();
+        offsets.push(0);
+        let mut total = 0u32;
+        for count in counts.iter_mut() {
+            // Each count becomes its user's first free slot.
+            let first = total;
+            total += *count;
+            offsets.push(total);
+            *count = first;
+        }
+        events.clear();
+        events.resize(chunk.len(), Event::default());
+        for (row, &ordinal) in ordinals.iter().enumerate() {
+            let slot = &mut counts[ordinal as usize];
+            events[*slot as usize] =
+                Event::new(chunk.timestamps[row], row as u32, chunk.channel_ids[row], chunk.is_conversion[row]);
+            *slot += 1;
+        }
+    }
+
     fn users_mut(&mut self) -> impl Iterator<Item = &mut [Event]> {
         let mut rest = self.events.as_mut_slice();
         self.offsets.windows(2).map(move |w| {
@@ -170,41 +253,4 @@ impl EventsByUser {
             user
         })
     }
-}
-
-fn events_by_user(chunk: &EventChunk) -> EventsByUser {
-    // Users have several rows each: an eighth of the rows is a fair first size.
-    let mut ordinal_of: FxHashMap<u128, u32> = FxHashMap::with_capacity_and_hasher(chunk.len() / 8, Default::default());
-    let mut ordinals = Vec::with_capacity(chunk.len());
-    let mut counts: Vec<u32> = Vec::new();
-    for &key in &chunk.user_keys {
-        let next = ordinal_of.len() as u32;
-        let ordinal = *ordinal_of.entry(key).or_insert(next);
-        if ordinal == next {
-            counts.push(0);
-        }
-        counts[ordinal as usize] += 1;
-        ordinals.push(ordinal);
-    }
-    let mut offsets = Vec::with_capacity(counts.len() + 1);
-    let mut total = 0u32;
-    offsets.push(0);
-    for count in &counts {
-        total += count;
-        offsets.push(total);
-    }
-    let mut cursor: Vec<u32> = offsets[..counts.len()].to_vec();
-    let mut events = vec![Event::default(); chunk.len()];
-    for (row, ordinal) in ordinals.into_iter().enumerate() {
-        let slot = &mut cursor[ordinal as usize];
-        events[*slot as usize] = Event {
-            time: chunk.timestamps[row],
-            is_conversion: chunk.is_conversion[row],
-            row_number: chunk.row_numbers[row],
-            channel: chunk.channel_ids[row],
-            row: row as u32,
-        };
-        *slot += 1;
-    }
-    EventsByUser { offsets, events }
 }

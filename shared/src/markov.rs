@@ -114,7 +114,10 @@ impl MarkovCounts {
         for start in 0..grams {
             let gram = &channels[start..(start + k).min(channels.len())];
             let mut key = [NO_CHANNEL; 4];
-            key[..gram.len()].copy_from_slice(gram);
+            // Element by element: a slice copy of at most four ids became a call to memcpy.
+            for (slot, &channel) in key.iter_mut().zip(gram) {
+                *slot = channel;
+            }
             let id = self.intern(key);
             if path.last() != Some(&id) {
                 path.push(id);
@@ -132,14 +135,21 @@ impl MarkovCounts {
         self.path = path;
     }
 
+    /// The id of state `key`, added if new. The common case, a one-channel state seen
+    /// before, is a direct index and inlined into the per-touch loop.
+    #[inline]
     fn intern(&mut self, key: StateKey) -> u32 {
-        let single = key[1] == NO_CHANNEL && key[0] != NO_CHANNEL;
-        if single
+        if key[1] == NO_CHANNEL
             && let Some(&id) = self.single_channel_states.get(key[0] as usize)
             && id != u32::MAX
         {
             return id;
         }
+        self.intern_by_key(key)
+    }
+
+    fn intern_by_key(&mut self, key: StateKey) -> u32 {
+        let single = key[1] == NO_CHANNEL && key[0] != NO_CHANNEL;
         if let Some(&id) = self.state_ids.get(&key) {
             return id;
         }

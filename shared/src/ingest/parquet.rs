@@ -14,7 +14,7 @@ use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions, Parq
 use parquet::file::reader::ChunkReader;
 
 use super::columns::{ConversionColumn, EventColumns, Resolver, detect_kind};
-use super::rows::{CleanEvent, MAX_USER_ID_BYTES, format_int, is_plain_text};
+use super::rows::{CleanEvent, MAX_USER_ID_BYTES, Rows, format_int, is_plain_text};
 use super::text::finish;
 use super::values::Cell;
 use super::{Block, InputSpec, InputSummary};
@@ -85,32 +85,37 @@ pub fn read_parquet<R: ChunkReader + 'static, E: From<AttributionError>>(
     // Map each emitted row back to its row number in the file.
     let mut group_cursor = 0usize;
     let mut within_group = 0u64;
+    let mut numbers: Vec<u64> = Vec::new();
     let mut columns: Vec<Option<Column>> = vec![None; header.len()];
     'batches: for batch in batches {
         let batch = batch.map_err(|e| parquet_error(e.into()))?;
         for (position, &field) in needed.iter().enumerate() {
             columns[field] = Some(Column::new(batch.column(position))?);
         }
-        rows.start_batch();
-        let lane = event_columns.as_ref().and_then(|c| EventLane::new(&columns, c));
-        let mut number = [0u8; 24];
-        for i in 0..batch.num_rows() {
+        numbers.clear();
+        for _ in 0..batch.num_rows() {
             while within_group >= layout[selected[group_cursor]].1 {
                 group_cursor += 1;
                 within_group = 0;
             }
-            let row = layout[selected[group_cursor]].0 + within_group + 1;
+            numbers.push(layout[selected[group_cursor]].0 + within_group + 1);
             within_group += 1;
-            let taken = match lane.as_ref().and_then(|lane| lane.clean(i, row, &mut number)) {
-                Some(event) => rows.push_clean_event(event)?,
-                None => false,
-            };
-            if !taken {
-                rows.push(row, |c| columns[c].as_ref().map_or(Cell::Null, |column| column.cell(i)))?;
+        }
+        rows.start_batch();
+        let lane = event_columns.as_ref().and_then(|c| EventLane::new(&columns, c));
+        let mut i = 0;
+        while i < batch.num_rows() {
+            if let Some(lane) = &lane {
+                i = lane.append(i, &numbers, &mut rows)?;
+                if i == batch.num_rows() {
+                    break;
+                }
             }
+            rows.push(numbers[i], |c| columns[c].as_ref().map_or(Cell::Null, |column| column.cell(i)))?;
             if rows.should_stop() {
                 break 'batches;
             }
+            i += 1;
         }
         if let Some(block) = rows.take_full_block() {
             sink(block)?;
@@ -296,45 +301,86 @@ impl<'a> EventLane<'a> {
         Some(EventLane { users, times, channel_keys, channel_names, flags, values })
     }
 
-    /// Row `i` of the batch, or `None` when it needs the per-row rules.
-    fn clean<'n>(&self, i: usize, row: u64, number: &'n mut [u8; 24]) -> Option<CleanEvent<'n>>
-    where
-        'a: 'n,
-    {
-        let text = |s: &'a str| is_plain_text(s, MAX_USER_ID_BYTES).then_some(s.as_bytes());
-        let user = match self.users {
-            Column::Utf8(a) if !a.is_null(i) => text(a.value(i))?,
-            Column::LargeUtf8(a) if !a.is_null(i) => text(a.value(i))?,
-            Column::Utf8View(a) if !a.is_null(i) => text(a.value(i))?,
-            Column::Int(a) if !a.is_null(i) => format_int(a.value(i), number),
-            _ => return None,
-        };
-        if self.times.is_null(i) {
-            return None;
+    /// Appends the batch's rows from `from` on, up to the first that needs the per-row
+    /// rules; returns that row's index (the batch's length when every row was taken).
+    fn append(&self, from: usize, numbers: &[u64], rows: &mut Rows) -> Result<usize, AttributionError> {
+        match self.users {
+            Column::Utf8(a) => {
+                self.append_with(from, numbers, rows, |i| a.is_valid(i).then(|| UserCell::Text(a.value(i))))
+            }
+            Column::LargeUtf8(a) => {
+                self.append_with(from, numbers, rows, |i| a.is_valid(i).then(|| UserCell::Text(a.value(i))))
+            }
+            Column::Utf8View(a) => {
+                self.append_with(from, numbers, rows, |i| a.is_valid(i).then(|| UserCell::Text(a.value(i))))
+            }
+            Column::Int(a) => {
+                self.append_with(from, numbers, rows, |i| a.is_valid(i).then(|| UserCell::Int(a.value(i))))
+            }
+            _ => Ok(from),
         }
-        let is_conversion = !self.flags.is_null(i) && self.flags.value(i);
-        let channel = if self.channel_keys.is_null(i) {
-            // A touch needs a channel; the per-row rules say so.
-            if !is_conversion {
-                return None;
-            }
-            None
-        } else {
-            let key = self.channel_keys.keys().value(i) as u32;
-            Some((key, self.channel_names.value(key as usize)))
-        };
-        let value = match self.values {
-            Some(values) if is_conversion && !values.is_null(i) => {
-                let value = values.value(i);
-                if !(value.is_finite() && value >= 0.0) {
-                    return None;
-                }
-                value
-            }
-            _ => 0.0,
-        };
-        Some(CleanEvent { row, user, timestamp: self.times.value(i), channel, is_conversion, value })
     }
+
+    /// [`EventLane::append`] for one type of user id column: a loop per batch, so the
+    /// type is matched once rather than once per row.
+    fn append_with<'u>(
+        &self,
+        from: usize,
+        numbers: &[u64],
+        rows: &mut Rows,
+        user: impl Fn(usize) -> Option<UserCell<'u>>,
+    ) -> Result<usize, AttributionError> {
+        let Some(mut sink) = rows.clean_event_sink(|key| self.channel_names.value(key as usize)) else {
+            return Ok(from);
+        };
+        let times = self.times.values();
+        let channel_keys = self.channel_keys.keys().values();
+        let mut number = [0u8; 24];
+        let mut i = from;
+        while i < numbers.len() {
+            let user = match user(i) {
+                Some(UserCell::Text(text)) if is_plain_text(text, MAX_USER_ID_BYTES) => text.as_bytes(),
+                Some(UserCell::Int(value)) => format_int(value, &mut number),
+                _ => break,
+            };
+            if self.times.is_null(i) {
+                break;
+            }
+            let is_conversion = self.flags.is_valid(i) && self.flags.value(i);
+            let channel_key = if self.channel_keys.is_null(i) {
+                // A touch needs a channel; the per-row rules say so.
+                if !is_conversion {
+                    break;
+                }
+                None
+            } else {
+                Some(channel_keys[i] as u32)
+            };
+            let value = match self.values {
+                Some(values) if is_conversion && values.is_valid(i) => {
+                    let value = values.value(i);
+                    if !(value.is_finite() && value >= 0.0) {
+                        break;
+                    }
+                    value
+                }
+                _ => 0.0,
+            };
+            let event = CleanEvent { row: numbers[i], user, timestamp: times[i], channel_key, is_conversion, value };
+            if !sink.push(event)? {
+                break;
+            }
+            i += 1;
+        }
+        sink.finish()?;
+        Ok(i)
+    }
+}
+
+/// A user id cell as the fast lane reads it.
+enum UserCell<'a> {
+    Text(&'a str),
+    Int(i64),
 }
 
 fn parquet_error(error: parquet::errors::ParquetError) -> AttributionError {

@@ -42,14 +42,14 @@ pub(crate) struct PathRows {
 }
 
 /// An event row from typed columns, already known valid except for the channel name
-/// (checked once per dictionary key by [`Rows::push_clean_event`]).
+/// (checked once per dictionary key by [`CleanEventSink::push`]).
 pub(crate) struct CleanEvent<'a> {
     pub row: u64,
     /// A user id that [`is_plain_text`] accepted (or a formatted integer).
     pub user: &'a [u8],
     pub timestamp: i64,
-    /// Dictionary key and name; `None` only on a conversion row without a channel.
-    pub channel: Option<(u32, &'a str)>,
+    /// Dictionary key of the channel; `None` only on a conversion row without a channel.
+    pub channel_key: Option<u32>,
     pub is_conversion: bool,
     /// A finite, non-negative value (0 on touches).
     pub value: f64,
@@ -164,26 +164,16 @@ impl Rows {
         }
     }
 
-    /// Adds an event row whose cells a columnar reader has already checked (the fast
-    /// lane of Parquet). Returns false, adding nothing, when the row needs the checks of
-    /// [`Rows::push`] after all: a channel name this batch has not seen and that is not
-    /// plainly valid, or problems found earlier (a failing input keeps no rows).
-    pub(crate) fn push_clean_event(&mut self, event: CleanEvent<'_>) -> Result<bool, AttributionError> {
-        let Rows::Events(rows) = self else { return Ok(false) };
-        if !rows.shared.problems.is_empty() {
-            return Ok(false);
-        }
-        let channel = match event.channel {
-            None => NO_CHANNEL,
-            Some((key, name)) => match rows.channel_by_key.get(key as usize) {
-                Some(&id) if id != NO_CHANNEL => id,
-                _ if is_plain_text(name, MAX_CHANNEL_NAME_BYTES) => rows.intern_channel(name, Some(key))?,
-                _ => return Ok(false),
-            },
-        };
-        rows.shared.count_row()?;
-        rows.append(event.row, event.user, event.timestamp, channel, event.is_conversion, event.value);
-        Ok(true)
+    /// A sink for event rows whose cells a columnar reader has already checked (the fast
+    /// lane of Parquet); `channel_name(key)` names a key of the batch's dictionary. None
+    /// when problems were found earlier: a failing input keeps no rows, so every row
+    /// then goes through [`Rows::push`] and its problems are all reported.
+    pub(crate) fn clean_event_sink<'n, F: Fn(u32) -> &'n str>(
+        &mut self,
+        channel_name: F,
+    ) -> Option<CleanEventSink<'_, F>> {
+        let Rows::Events(rows) = self else { return None };
+        rows.shared.problems.is_empty().then_some(CleanEventSink { rows, channel_name, taken: 0 })
     }
 
     /// True once 100 problems are known: reading further would add nothing.
@@ -240,6 +230,46 @@ impl Shared {
 
     fn check_channels(&self, channels: usize) -> Result<(), AttributionError> {
         self.limits.check_channels(channels)
+    }
+}
+
+/// Takes clean event rows one by one with the per-batch work (earlier problems, the row
+/// limit) done once; see [`Rows::clean_event_sink`].
+pub(crate) struct CleanEventSink<'r, F> {
+    rows: &'r mut EventRows,
+    channel_name: F,
+    taken: u64,
+}
+
+impl<'n, F: Fn(u32) -> &'n str> CleanEventSink<'_, F> {
+    /// Adds one row; false, adding nothing, when its channel name is one this batch has
+    /// not seen and that is not plainly valid (the per-row rules then say what is wrong).
+    #[inline]
+    pub(crate) fn push(&mut self, event: CleanEvent<'_>) -> Result<bool, AttributionError> {
+        let rows = &mut *self.rows;
+        let channel = match event.channel_key {
+            None => NO_CHANNEL,
+            Some(key) => match rows.channel_by_key.get(key as usize) {
+                Some(&id) if id != NO_CHANNEL => id,
+                _ => {
+                    let name = (self.channel_name)(key);
+                    if !is_plain_text(name, MAX_CHANNEL_NAME_BYTES) {
+                        return Ok(false);
+                    }
+                    rows.intern_channel(name, Some(key))?
+                }
+            },
+        };
+        self.taken += 1;
+        rows.append(event.row, event.user, event.timestamp, channel, event.is_conversion, event.value);
+        Ok(true)
+    }
+
+    /// Counts the rows taken, refusing them past the row limit.
+    pub(crate) fn finish(self) -> Result<(), AttributionError> {
+        let shared = &mut self.rows.shared;
+        shared.rows += self.taken;
+        shared.limits.check_rows(shared.rows)
     }
 }
 
