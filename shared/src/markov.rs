@@ -113,11 +113,8 @@ impl MarkovCounts {
         let grams = if channels.len() < k { 1 } else { channels.len() - k + 1 };
         for start in 0..grams {
             let gram = &channels[start..(start + k).min(channels.len())];
-            let mut key = [NO_CHANNEL; 4];
-            // Element by element: a slice copy of at most four ids became a call to memcpy.
-            for (slot, &channel) in key.iter_mut().zip(gram) {
-                *slot = channel;
-            }
+            // Not a slice copy: for at most four ids that is a call to memcpy per touch.
+            let key: StateKey = std::array::from_fn(|j| gram.get(j).copied().unwrap_or(NO_CHANNEL));
             let id = self.intern(key);
             if path.last() != Some(&id) {
                 path.push(id);
