@@ -158,9 +158,7 @@ impl PartitionStore {
         }
         Ok(())
     }
-}
 
-impl PartitionStore {
     /// Deletes the spill files, once every partition has been read for the last time, one
     /// thread per file: the kernel takes tens of milliseconds to drop a large file's
     /// cached pages, which the temporary directory's removal would pay file after file.
@@ -513,6 +511,22 @@ mod tests {
             assert_eq!(a.row_numbers, (1..=a.len() as u64).collect::<Vec<_>>());
             assert!(a.user_ids.is_none());
         }
+    }
+
+    #[test]
+    fn spill_files_are_gone_once_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = PartitionStore::new(dir.path(), 1, false, 0, 1);
+        let mut writer = store.writer();
+        for first in [1, 1_001] {
+            writer.add(&block(first, 1_000, 10, false), &[0, 1, 2, 3, 4]).unwrap();
+        }
+        writer.finish();
+        assert!(store.spill_path(0).exists());
+        let rows = store.load(0, true).unwrap().len();
+        store.remove_spill_files().unwrap();
+        assert!(!store.spill_path(0).exists());
+        assert!(store.load(0, true).unwrap().len() < rows, "only the rows kept in memory are left");
     }
 
     #[test]
