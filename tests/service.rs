@@ -57,6 +57,32 @@ async fn an_idle_worker_asks_for_work_at_its_poll_interval_not_in_a_loop() {
     assert!((10..=120).contains(&scripts), "{scripts} scripts in 3 s of idling");
 }
 
+/// A stage that ends hands its job to the next stage's consumers at once, in every worker
+/// process (announced through Redis), not at their next poll: with a 5 s poll interval,
+/// each hand-over would otherwise wait up to 5 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stages_hand_over_at_once_not_at_the_next_poll() {
+    let mut spec = chunked(2);
+    spec.env.push(("MTA_POLL_MS", "5000".into()));
+    let service = Service::start(spec).await;
+    // Let both workers' consumers start and subscribe.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let job = service.run(&sample("events.csv"), json!({})).await;
+    assert_eq!(job["state"], "succeeded", "{job}");
+    let runs = intervals(&service, job["id"].as_str().unwrap()).await;
+    let of = |prefix: &'static str| runs.iter().filter(move |r| r.0.starts_with(prefix));
+    let splits_end = of("split:").filter_map(|r| r.3).max().unwrap();
+    let attributes_start = of("attribute:").map(|r| r.2).min().unwrap();
+    let attributes_end = of("attribute:").filter_map(|r| r.3).max().unwrap();
+    let reduce_start = of("reduce").map(|r| r.2).min().unwrap();
+    assert!(of("attribute:").map(|r| &r.1).collect::<std::collections::HashSet<_>>().len() == 2, "{runs:?}");
+    for (gap, what) in
+        [(attributes_start - splits_end, "split → attribute"), (reduce_start - attributes_end, "attribute → reduce")]
+    {
+        assert!(gap < 1_500, "{what} took {gap} ms: {runs:?}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_runs_end_to_end_over_s3() {
     let s3 = S3Server::start().await;

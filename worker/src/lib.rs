@@ -65,6 +65,7 @@ pub async fn run(services: Services, redis_url: String, liveness: Arc<Liveness>,
     let webhooks = webhook::dispatch(services.clone(), shutdown.clone());
     let concurrency = services.config.worker_concurrency;
     let queue_config = services.config.queue.clone();
+    let wakeups = queue::relay_wakeups(redis_url.clone(), queue_config.clone(), shutdown.clone());
     let splits = queue::consume::<SplitTask, _>(
         redis_url.clone(),
         queue_config.clone(),
@@ -103,6 +104,7 @@ pub async fn run(services: Services, redis_url: String, liveness: Arc<Liveness>,
                 tokio::task::spawn_local(reduces),
                 tokio::task::spawn_local(presence),
                 tokio::task::spawn_local(webhooks),
+                tokio::task::spawn_local(wakeups),
             ];
             for task in tasks {
                 if let Err(e) = task.await

@@ -93,7 +93,7 @@ fn split(
         }
         Source::Text { .. } => None,
     };
-    let mut splitter = Splitter::new(services, job, &spec, index, partitions, stop);
+    let mut splitter = Splitter::new(services, job, &spec, index, partitions, source.estimated_rows(), stop);
     match &range {
         Some(range) => source.read_csv_range(&spec, range, |block| splitter.take(block))?,
         None => source.read(&spec, row_groups.as_deref(), |block| splitter.take(block))?,
@@ -154,6 +154,10 @@ struct Splitter<'a> {
     options: Option<Options>,
     channels: ChannelDict,
     buffers: Vec<EventChunk>,
+    /// Rows a partition's buffer has room for from the start: its expected share of a
+    /// flush (user keys are hashes, so partitions fill evenly; a buffer that grew by
+    /// doubling copied its rows over and over).
+    share: usize,
     buffered: usize,
     /// Next file number per partition: files are named by (split, number), so a re-run
     /// of this task overwrites exactly what an earlier run wrote.
@@ -170,8 +174,13 @@ impl<'a> Splitter<'a> {
         spec: &InputSpec,
         split: u32,
         partitions: u32,
+        estimated_rows: u64,
         stop: &'a StopFlag,
     ) -> Self {
+        // The file's estimate bounds the first buffers of a small input.
+        let flush = estimated_rows.min(FLUSH_ROWS as u64) as usize;
+        let share = flush.div_ceil(partitions.max(1) as usize);
+        let share = share + share / 16;
         Splitter {
             services,
             job,
@@ -180,7 +189,8 @@ impl<'a> Splitter<'a> {
             stop,
             options: None,
             channels: ChannelDict::default(),
-            buffers: vec![partition_buffer(spec.keep_user_ids); partitions as usize],
+            buffers: (0..partitions).map(|_| partition_buffer(spec.keep_user_ids, share)).collect(),
+            share,
             buffered: 0,
             sequence: vec![0; partitions as usize],
             uploader: ChunkUploader::start(services.clone(), stop.clone()),
@@ -251,7 +261,7 @@ impl<'a> Splitter<'a> {
             if buffer.is_empty() {
                 continue;
             }
-            let mut chunk = std::mem::replace(buffer, partition_buffer(self.keep_user_ids));
+            let mut chunk = std::mem::replace(buffer, partition_buffer(self.keep_user_ids, self.share));
             chunk.channels = self.channels.clone();
             batch.push((
                 keys::chunk(&self.job.tenant, &self.job.id, partition as u32, self.split, self.sequence[partition]),
@@ -274,9 +284,10 @@ impl<'a> Splitter<'a> {
     }
 }
 
-/// An empty buffer of one partition's rows (carrying user ids when credits are exported).
-fn partition_buffer(keep_user_ids: bool) -> EventChunk {
-    EventChunk { user_ids: keep_user_ids.then(Vec::new), ..EventChunk::default() }
+/// An empty buffer of one partition's rows (carrying user ids when credits are exported)
+/// with room for `share` rows.
+fn partition_buffer(keep_user_ids: bool, share: usize) -> EventChunk {
+    EventChunk::with_capacity(share, keep_user_ids)
 }
 
 /// Encodes and stores chunk files on a second thread while the split keeps decoding, so
