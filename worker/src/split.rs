@@ -189,7 +189,7 @@ impl<'a> Splitter<'a> {
             stop,
             options: None,
             channels: ChannelDict::default(),
-            buffers: (0..partitions).map(|_| partition_buffer(spec.keep_user_ids, share)).collect(),
+            buffers: (0..partitions).map(|_| EventChunk::with_capacity(share, spec.keep_user_ids)).collect(),
             share,
             buffered: 0,
             sequence: vec![0; partitions as usize],
@@ -261,7 +261,7 @@ impl<'a> Splitter<'a> {
             if buffer.is_empty() {
                 continue;
             }
-            let mut chunk = std::mem::replace(buffer, partition_buffer(self.keep_user_ids, self.share));
+            let mut chunk = std::mem::replace(buffer, EventChunk::with_capacity(self.share, self.keep_user_ids));
             chunk.channels = self.channels.clone();
             batch.push((
                 keys::chunk(&self.job.tenant, &self.job.id, partition as u32, self.split, self.sequence[partition]),
@@ -282,12 +282,6 @@ impl<'a> Splitter<'a> {
         }
         Ok(())
     }
-}
-
-/// An empty buffer of one partition's rows (carrying user ids when credits are exported)
-/// with room for `share` rows.
-fn partition_buffer(keep_user_ids: bool, share: usize) -> EventChunk {
-    EventChunk::with_capacity(share, keep_user_ids)
 }
 
 /// Encodes and stores chunk files on a second thread while the split keeps decoding, so
