@@ -16,16 +16,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, RwLock};
 
 use anyhow::Context;
-use mta_core::chunk::{EventChunk, NO_CHANNEL, partition_of};
+use mta_core::chunk::{EventChunk, TaggedChannel, partition_of};
 use rayon::prelude::*;
 
 /// One row record: user key (16 bytes), time (8), then the channel id with the
-/// conversion flag in its top bit (4). Values, row numbers and user ids, which most
+/// conversion flag, a [`TaggedChannel`] (4). Values, row numbers and user ids, which most
 /// rows do not need, live in sections of their own.
 const RECORD_BYTES: usize = 28;
-const CONVERSION_BIT: u32 = 1 << 31;
-/// [`NO_CHANNEL`] as stored beside the flag bit (channel ids are dense and far below it).
-const STORED_NO_CHANNEL: u32 = CONVERSION_BIT - 1;
 /// A segment starts with the lengths of its four sections (u64 each).
 const SEGMENT_HEADER_BYTES: usize = 32;
 /// A buffer smaller than this is not worth a write of its own.
@@ -342,9 +339,7 @@ impl Buffer {
 
 /// One row's record (see [`RECORD_BYTES`]).
 fn record(key: u128, time: i64, channel: u32, is_conversion: bool) -> [u8; RECORD_BYTES] {
-    let stored = if channel == NO_CHANNEL { STORED_NO_CHANNEL } else { channel };
-    debug_assert!(stored <= STORED_NO_CHANNEL, "channel ids stay below 2^31");
-    let tag = stored | if is_conversion { CONVERSION_BIT } else { 0 };
+    let tag = TaggedChannel::new(channel, is_conversion).bits();
     let mut record = [0u8; RECORD_BYTES];
     record[..16].copy_from_slice(&key.to_le_bytes());
     record[16..24].copy_from_slice(&time.to_le_bytes());
@@ -402,12 +397,11 @@ impl<'a> Segment<'a> {
         for record in records.chunks_exact(RECORD_BYTES) {
             let (key, rest) = record.split_at(16);
             let (time, tag) = rest.split_at(8);
-            let tag = u32::from_le_bytes(tag.try_into().expect("4 bytes"));
-            let is_conversion = tag & CONVERSION_BIT != 0;
-            let stored = tag & !CONVERSION_BIT;
+            let tag = TaggedChannel::from_bits(u32::from_le_bytes(tag.try_into().expect("4 bytes")));
+            let is_conversion = tag.is_conversion();
             chunk.user_keys.push(u128::from_le_bytes(key.try_into().expect("16 bytes")));
             chunk.timestamps.push(i64::from_le_bytes(time.try_into().expect("8 bytes")));
-            chunk.channel_ids.push(if stored == STORED_NO_CHANNEL { NO_CHANNEL } else { stored });
+            chunk.channel_ids.push(tag.channel());
             chunk.is_conversion.push(is_conversion);
             chunk.values.push(if is_conversion { values.next().context("conversion value missing")? } else { 0.0 });
         }
@@ -436,6 +430,7 @@ impl<'a> Segment<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use mta_core::chunk::NO_CHANNEL;
 
     /// `rows` rows of `users` users in file order, every seventh a conversion without a channel.
     fn block(first_row: u64, rows: usize, users: u128, keep: bool) -> EventChunk {

@@ -7,6 +7,42 @@ use xxhash_rust::xxh3::xxh3_128;
 /// Channel id of a row that has no channel (a conversion row, usually).
 pub const NO_CHANNEL: u32 = u32::MAX;
 
+/// A channel id and the conversion flag packed in one `u32`, for compact row records:
+/// the id in the low 31 bits ([`NO_CHANNEL`] as all ones there), the flag in the top bit.
+/// Channel ids are dense, far below 2^31.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TaggedChannel(u32);
+
+impl TaggedChannel {
+    const CONVERSION: u32 = 1 << 31;
+    const STORED_NO_CHANNEL: u32 = TaggedChannel::CONVERSION - 1;
+
+    pub fn new(channel: u32, is_conversion: bool) -> TaggedChannel {
+        let stored = if channel == NO_CHANNEL { TaggedChannel::STORED_NO_CHANNEL } else { channel };
+        debug_assert!(stored <= TaggedChannel::STORED_NO_CHANNEL, "channel ids stay below 2^31");
+        TaggedChannel(stored | if is_conversion { TaggedChannel::CONVERSION } else { 0 })
+    }
+
+    pub fn from_bits(bits: u32) -> TaggedChannel {
+        TaggedChannel(bits)
+    }
+
+    pub fn bits(self) -> u32 {
+        self.0
+    }
+
+    pub fn channel(self) -> u32 {
+        match self.0 & !TaggedChannel::CONVERSION {
+            TaggedChannel::STORED_NO_CHANNEL => NO_CHANNEL,
+            stored => stored,
+        }
+    }
+
+    pub fn is_conversion(self) -> bool {
+        self.0 & TaggedChannel::CONVERSION != 0
+    }
+}
+
 /// Channel names interned to dense ids, in first-seen order.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ChannelDict {
@@ -165,6 +201,16 @@ mod tests {
             counts[partition_of(user_key(format!("u{i}").as_bytes()), 7) as usize] += 1;
         }
         assert!(counts.iter().all(|&c| (9_000..11_000).contains(&c)), "{counts:?}");
+    }
+
+    #[test]
+    fn a_tagged_channel_keeps_its_channel_and_flag() {
+        for channel in [0, 1, 99_999, NO_CHANNEL] {
+            for is_conversion in [false, true] {
+                let tagged = TaggedChannel::from_bits(TaggedChannel::new(channel, is_conversion).bits());
+                assert_eq!((tagged.channel(), tagged.is_conversion()), (channel, is_conversion));
+            }
+        }
     }
 
     #[test]

@@ -4,7 +4,7 @@
 
 use rustc_hash::FxHashMap;
 
-use crate::chunk::{EventChunk, NO_CHANNEL, PathChunk};
+use crate::chunk::{EventChunk, NO_CHANNEL, PathChunk, TaggedChannel};
 use crate::options::Options;
 
 /// One journey: its touches in order and what it ended in.
@@ -126,29 +126,16 @@ struct Event {
     time: i64,
     /// Index of the row in the chunk.
     row: u32,
-    /// The channel id in the low 31 bits ([`NO_CHANNEL`] as all ones), the conversion
-    /// flag in the top bit.
-    tagged_channel: u32,
+    tagged_channel: TaggedChannel,
 }
 
 impl Event {
-    const CONVERSION: u32 = 1 << 31;
-
-    fn new(time: i64, row: u32, channel: u32, is_conversion: bool) -> Event {
-        debug_assert!(channel == NO_CHANNEL || channel < Event::CONVERSION, "channel ids stay below 2^31");
-        let tagged_channel = (channel & !Event::CONVERSION) | if is_conversion { Event::CONVERSION } else { 0 };
-        Event { time, row, tagged_channel }
-    }
-
     fn is_conversion(&self) -> bool {
-        self.tagged_channel & Event::CONVERSION != 0
+        self.tagged_channel.is_conversion()
     }
 
     fn channel(&self) -> u32 {
-        match self.tagged_channel & !Event::CONVERSION {
-            stored if stored == NO_CHANNEL & !Event::CONVERSION => NO_CHANNEL,
-            stored => stored,
-        }
+        self.tagged_channel.channel()
     }
 }
 
@@ -239,8 +226,11 @@ impl EventsByUser {
         events.resize(chunk.len(), Event::default());
         for (row, &ordinal) in ordinals.iter().enumerate() {
             let slot = &mut counts[ordinal as usize];
-            events[*slot as usize] =
-                Event::new(chunk.timestamps[row], row as u32, chunk.channel_ids[row], chunk.is_conversion[row]);
+            events[*slot as usize] = Event {
+                time: chunk.timestamps[row],
+                row: row as u32,
+                tagged_channel: TaggedChannel::new(chunk.channel_ids[row], chunk.is_conversion[row]),
+            };
             *slot += 1;
         }
     }
