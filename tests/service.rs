@@ -164,7 +164,7 @@ async fn a_multipart_submission_uploads_and_submits_in_one_request() {
     let job = service.wait(job["id"].as_str().unwrap(), Duration::from_secs(60)).await;
     assert_eq!(job["state"], "succeeded", "{job}");
     let (_, result) = service.get(&format!("/v1/jobs/{}/result", job["id"].as_str().unwrap())).await;
-    // DESIGN.md 3's tiny Markov case.
+    // The tiny Markov case of docs/user-guide.md, "Models".
     assert!((result["models"]["markov"]["conversion_probability"].as_f64().unwrap() - 4.0 / 7.0).abs() < 1e-12);
     let (status, health) = service.get("/health").await;
     assert_eq!(status, 200, "{health}");

@@ -14,7 +14,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::AppState;
 use crate::auth::{Admin, Auth};
-use crate::error::{ApiError, AppJson, AppQuery, ErrorBody};
+use crate::error::{ApiCode, ApiError, AppJson, AppQuery, ErrorBody};
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -116,9 +116,11 @@ pub async fn rotate(
     Path(id): Path<String>,
 ) -> Result<Json<NewKey>, ApiError> {
     let key = own_key(&state, &caller, &id).await?;
-    let new = state.keys.rotate(&key.id).await?.ok_or_else(|| {
-        ApiError::new(StatusCode::CONFLICT, "key_revoked", "a revoked key cannot be rotated; create a new one")
-    })?;
+    let new = state
+        .keys
+        .rotate(&key.id)
+        .await?
+        .ok_or_else(|| ApiError::new(ApiCode::KeyRevoked, "a revoked key cannot be rotated; create a new one"))?;
     state.audit.record(caller.event("key.rotated", &key.id)).await;
     Ok(Json(new))
 }
@@ -193,8 +195,8 @@ pub async fn set_webhook(
     AppJson(body): AppJson<KeyWebhook>,
 ) -> Result<Json<KeyWebhookSet>, ApiError> {
     let key = own_key(&state, &caller, &id).await?;
-    let url = crate::jobs::checked_webhook_url(&state, &body.url, "url")?;
-    let (secret, shown) = crate::jobs::secret_or_generated(body.secret.as_deref(), "secret")?;
+    let url = crate::submit::checked_webhook_url(&state, &body.url, "url")?;
+    let (secret, shown) = crate::submit::secret_or_generated(body.secret.as_deref(), "secret")?;
     state.keys.set_webhook(&key.id, Some((&url, &secret)), state.config.webhooks.secret_overlap).await?;
     state.audit.record(caller.event("key.webhook_set", &key.id)).await;
     Ok(Json(KeyWebhookSet { key_id: key.id, url, secret: shown, previous_secret_valid_until: None }))

@@ -12,7 +12,7 @@ use std::marker::PhantomData;
 
 use axum::extract::{FromRequestParts, Request, State};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use mta_platform::access::{AuthFailure, KeyId, KeyRecord, Role, Tenant};
@@ -21,7 +21,7 @@ use mta_platform::metrics::Metrics;
 use mta_platform::quota::{Decision, Rate};
 
 use crate::AppState;
-use crate::error::ApiError;
+use crate::error::{ApiCode, ApiError};
 
 /// The authenticated key behind a request.
 #[derive(Debug, Clone)]
@@ -67,7 +67,7 @@ pub async fn authenticate(State(state): State<AppState>, mut request: Request, n
         state.audit.record(event).await;
         let retry = decision.retry_after.as_secs_f64().ceil().max(1.0) as u64;
         let mut response = ApiError::TooMany {
-            code: "rate_limited",
+            code: ApiCode::RateLimited,
             message: format!("too many requests; retry in {retry} s"),
             retry_after_secs: retry,
         }
@@ -85,7 +85,7 @@ pub async fn authenticate(State(state): State<AppState>, mut request: Request, n
 async fn resolve(state: &AppState, headers: &HeaderMap) -> Result<KeyRecord, Response> {
     let refuse = |reason: &str, message: &str| {
         Metrics::refusal(&state.metrics.auth_refusals, reason);
-        ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message).into_response()
+        ApiError::new(ApiCode::Unauthorized, message).into_response()
     };
     let Some(presented) = presented_key(headers) else {
         state.audit.record(refusal(None, "no API key")).await;
@@ -177,8 +177,7 @@ impl<N: Needs, S: Send + Sync> FromRequestParts<S> for Auth<N> {
         })?;
         if !caller.role.allows(N::ROLE) {
             return Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                "forbidden",
+                ApiCode::Forbidden,
                 format!(
                     "this needs a key with the `{}` role; this key has `{}`",
                     N::ROLE.as_str(),

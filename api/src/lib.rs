@@ -1,8 +1,9 @@
 //! # mta-api: the HTTP API
 //!
 //! Thin axum handlers over the platform: [`uploads`] streams bodies into object storage
-//! while hashing them, [`jobs`] records jobs in the ledger and enqueues their first
-//! stage, and serves progress, results and credits. The API never computes attribution.
+//! while hashing them, [`submit`] parses and checks a job spec and hands it to the
+//! platform's submit operation, [`jobs`] serves and cancels jobs, [`results`] serves results
+//! and credits, [`webhooks`] a job's deliveries. The API never computes attribution.
 //! Every error goes through [`error::ApiError`], the one mapping to HTTP. Every `/v1`
 //! route sits behind [`auth::authenticate`] (keys, rate limits) and names the role it
 //! needs with [`auth::Auth`]; [`admin`] manages keys and reads the audit log. The web
@@ -17,7 +18,10 @@ pub mod health;
 pub mod jobs;
 pub mod observe;
 pub mod openapi;
+pub mod results;
+pub mod submit;
 pub mod uploads;
+pub mod webhooks;
 
 use std::sync::Arc;
 
@@ -29,11 +33,12 @@ use axum::response::Response;
 use axum::routing::{delete, get, post, put};
 use mta_platform::access::KeyStore;
 use mta_platform::audit::Audit;
+use mta_platform::backends::Backends;
 use mta_platform::health::Probe;
 use mta_platform::metrics::Metrics;
 use mta_platform::quota::{Quotas, Rate};
 use mta_platform::webhook::Deliveries;
-use mta_platform::{Config, Ledger, Queue, Storage, ledger};
+use mta_platform::{Config, Ledger, Queue, Storage};
 use tokio::net::TcpListener;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::timeout::TimeoutLayer;
@@ -71,17 +76,14 @@ pub struct Services {
 
 impl AppState {
     pub async fn connect(config: Config, redis_url: &str) -> anyhow::Result<AppState> {
-        let conn = ledger::connect(redis_url, config.queue.redis_timeout).await?;
+        let Backends { redis, ledger, queue, storage, deliveries } = Backends::connect(&config, redis_url).await?;
         let (prefix, security) = (&config.queue.prefix, &config.security);
         let global = Some(security.global_requests_per_minute).filter(|&n| n > 0).map(Rate::per_minute);
-        let ledger = Ledger::new(conn.clone(), prefix, config.cache_ttl);
-        let queue = Queue::new(conn.clone(), &config.queue);
-        let storage = Storage::open(&config.store_url)?;
         Ok(AppState(Arc::new(Services {
-            keys: KeyStore::new(conn.clone(), prefix),
-            quotas: Quotas::new(conn.clone(), prefix, global, security.tenant_upload_bytes_per_day),
-            audit: Audit::new(conn.clone(), prefix, security.audit_max_entries),
-            deliveries: Deliveries::new(conn, prefix),
+            keys: KeyStore::new(redis.clone(), prefix),
+            quotas: Quotas::new(redis.clone(), prefix, global, security.tenant_upload_bytes_per_day),
+            audit: Audit::new(redis, prefix, security.audit_max_entries),
+            deliveries,
             probe: Probe::new("api", ledger.clone(), queue.clone(), storage.clone(), &config.queue),
             metrics: Metrics::new(),
             ledger,
@@ -97,15 +99,15 @@ pub fn router(state: AppState) -> Router {
     // Uploads stream for as long as they take, under their own size limit.
     let streamed = Router::new()
         .route("/v1/uploads", post(uploads::create))
-        .route("/v1/jobs", post(jobs::create).get(jobs::list))
+        .route("/v1/jobs", post(submit::create).get(jobs::list))
         .layer(DefaultBodyLimit::disable());
     let v1 = Router::new()
         .route("/v1/jobs/{id}", get(jobs::get).delete(jobs::cancel))
-        .route("/v1/jobs/{id}/result", get(jobs::result))
-        .route("/v1/jobs/{id}/credits", get(jobs::credits))
+        .route("/v1/jobs/{id}/result", get(results::result))
+        .route("/v1/jobs/{id}/credits", get(results::credits))
         .route("/v1/jobs/{id}/timeline", get(jobs::timeline))
-        .route("/v1/jobs/{id}/webhooks", get(jobs::webhooks))
-        .route("/v1/jobs/{id}/webhooks/redeliver", post(jobs::redeliver))
+        .route("/v1/jobs/{id}/webhooks", get(webhooks::webhooks))
+        .route("/v1/jobs/{id}/webhooks/redeliver", post(webhooks::redeliver))
         .route("/v1/admin/keys", post(admin::create).get(admin::list))
         .route("/v1/admin/keys/{id}", delete(admin::revoke))
         .route("/v1/admin/keys/{id}/rotate", post(admin::rotate))

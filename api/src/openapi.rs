@@ -11,7 +11,7 @@ use utoipa::openapi::security::{
 use utoipa::openapi::{Ref, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
-use crate::{admin, health, jobs, uploads};
+use crate::{admin, health, jobs, results, submit, uploads, webhooks};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -23,15 +23,15 @@ use crate::{admin, health, jobs, uploads};
     ),
     paths(
         uploads::create,
-        jobs::create,
+        submit::create,
         jobs::list,
         jobs::get,
         jobs::cancel,
         jobs::timeline,
-        jobs::result,
-        jobs::credits,
-        jobs::webhooks,
-        jobs::redeliver,
+        results::result,
+        results::credits,
+        webhooks::webhooks,
+        webhooks::redeliver,
         admin::create,
         admin::list,
         admin::rotate,

@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 
 use crate::AppState;
 use crate::auth::{Auth, Caller, Submit};
-use crate::error::{ApiError, ErrorBody};
+use crate::error::{ApiCode, ApiError, ErrorBody};
 
 /// Upload a file: the raw body (CSV, gzip CSV, Parquet or NDJSON) is streamed to storage.
 #[utoipa::path(
@@ -81,18 +81,14 @@ where
         }
         Err(PutStreamError::Body(_)) if size > limit => return Err(quota_exceeded(state)),
         Err(PutStreamError::Body(e)) => {
-            return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_request",
-                format!("the upload broke off: {e}"),
-            ));
+            return Err(ApiError::new(ApiCode::InvalidRequest, format!("the upload broke off: {e}")));
         }
         Err(PutStreamError::Store(e)) => return Err(ApiError::Unavailable(e)),
     };
     state.quotas.count_upload(&caller.tenant, size_bytes).await?;
     state.metrics.upload_bytes.inc_by(size_bytes);
     if size_bytes == 0 {
-        return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "empty_input", "the upload is empty"));
+        return Err(ApiError::new(ApiCode::EmptyInput, "the upload is empty"));
     }
     let upload = UploadRecord {
         upload_id,
@@ -113,7 +109,7 @@ fn quota_exceeded(state: &AppState) -> ApiError {
     let tomorrow = (now.date_naive() + chrono::Days::new(1)).and_hms_opt(0, 0, 0).expect("midnight exists");
     let per_day = state.quotas.upload_bytes_per_day();
     ApiError::TooMany {
-        code: "upload_quota_exceeded",
+        code: ApiCode::UploadQuotaExceeded,
         message: format!(
             "this upload would pass the tenant's quota of {per_day} bytes per day (MTA_TENANT_UPLOAD_BYTES_PER_DAY)"
         ),
@@ -123,8 +119,7 @@ fn quota_exceeded(state: &AppState) -> ApiError {
 
 fn too_large(max: u64) -> ApiError {
     ApiError::new(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "limit_exceeded",
+        ApiCode::LimitExceeded,
         format!("the upload is larger than {max} bytes, the configured limit (MTA_MAX_UPLOAD_BYTES)"),
     )
 }

@@ -3,8 +3,10 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
-use mta_core::ingest::{ColumnMapping, Format, InputSpec, Limits, parse_delimiter};
-use mta_core::{AttributionError, InputKind, OptionsSpec, PositionWeights};
+use mta_core::ingest::{ColumnMapping, Limits, PathSeparator};
+use mta_core::{AttributionError, OptionsSpec, PositionWeights};
+use mta_platform::JobSpec;
+use mta_platform::ledger::UploadId;
 
 use crate::local::AttributeRequest;
 
@@ -149,57 +151,31 @@ impl JobOptionArgs {
         })
     }
 
-    /// The input spec for a local run.
-    fn input_spec(&self, limits: Limits) -> Result<InputSpec, AttributionError> {
-        let kind = self.kind.as_deref().map(str::parse::<InputKind>).transpose()?;
-        let format = self.format.as_deref().map(str::parse::<Format>).transpose()?;
-        let delimiter = self.delimiter.as_deref().map(parse_delimiter).transpose()?;
-        if self.separator.is_empty() {
-            return Err(AttributionError::option("separator", "must not be empty"));
-        }
-        Ok(InputSpec {
-            kind,
-            format,
-            delimiter,
-            path_separator: self.separator.clone(),
+    /// The job spec these flags ask for: the type the service takes, so `mta attribute` and
+    /// `mta submit` read flags the same way. The error names the first bad flag.
+    pub fn job_spec(&self, upload_id: Option<UploadId>, export_credits: bool) -> Result<JobSpec, AttributionError> {
+        let path_separator = PathSeparator::try_from(self.separator.clone())
+            .map_err(|_| AttributionError::option("separator", "must not be empty"))?;
+        Ok(JobSpec {
+            upload_id,
+            kind: self.kind.as_deref().map(str::parse).transpose()?,
+            format: self.format.as_deref().map(str::parse).transpose()?,
+            delimiter: self.delimiter.as_deref().map(str::parse).transpose()?,
+            path_separator: Some(path_separator),
             columns: ColumnMapping::parse(self.columns.iter().map(String::as_str))?,
-            limits,
-            ..InputSpec::default()
+            options: self.options_spec()?,
+            export_credits,
+            webhook: None,
         })
-    }
-
-    /// The job spec a service expects (`POST /v1/jobs`), checked locally first.
-    pub fn job_spec(&self, upload_id: &str, export_credits: bool) -> Result<serde_json::Value, AttributionError> {
-        self.input_spec(Limits::default())?;
-        let columns: serde_json::Map<String, serde_json::Value> = self
-            .columns
-            .iter()
-            .filter_map(|pair| pair.split_once('='))
-            .map(|(canonical, column)| (canonical.trim().to_owned(), column.trim().into()))
-            .collect();
-        let mut spec = serde_json::json!({
-            "upload_id": upload_id,
-            "path_separator": self.separator,
-            "options": self.options_spec()?,
-            "export_credits": export_credits,
-        });
-        for (field, value) in [("kind", &self.kind), ("format", &self.format), ("delimiter", &self.delimiter)] {
-            if let Some(value) = value {
-                spec[field] = value.as_str().into();
-            }
-        }
-        if !columns.is_empty() {
-            spec["columns"] = columns.into();
-        }
-        Ok(spec)
     }
 }
 
 impl AttributeArgs {
     /// Turns the arguments into a request, naming the first bad one.
     pub fn to_request(&self) -> Result<AttributeRequest, AttributionError> {
-        let spec = self.job.input_spec(Limits { max_channels: self.max_channels, ..Limits::default() })?;
-        let options = self.job.options_spec()?;
+        let job = self.job.job_spec(None, false)?;
+        let spec = job.input_spec(Limits { max_channels: self.max_channels, ..Limits::default() });
+        let options = job.options;
         if self.partitions == Some(0) {
             return Err(AttributionError::option("partitions", "must be at least 1"));
         }

@@ -11,7 +11,11 @@ use std::time::Duration;
 use clap::{Args, Subcommand};
 use futures_util::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
-use serde_json::Value;
+use mta_core::AttributionError;
+use mta_platform::results::JobResult;
+use mta_platform::webhook::WebhookSpec;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
 use tokio::io::AsyncReadExt;
 
 use crate::args::JobOptionArgs;
@@ -185,15 +189,13 @@ pub async fn run(command: ClientCommand) -> Result<Outcome> {
 async fn submit(args: SubmitArgs) -> Result<Outcome> {
     let api = Api::new(&args.connection)?;
     // Options are checked before a byte is sent.
-    args.job
-        .job_spec("", args.export_credits)
-        .map_err(|e| Failure { outcome: Outcome::Refused, message: e.to_string() })?;
+    let refused = |e: AttributionError| Failure { outcome: Outcome::Refused, message: e.to_string() };
+    let mut spec = args.job.job_spec(None, args.export_credits).map_err(refused)?;
+    spec.check().map_err(refused)?;
+    spec.webhook = args.webhook.clone().map(|url| WebhookSpec { url, secret: None });
     let upload = upload(&api, &args.file).await?;
-    let upload_id = upload["upload_id"].as_str().ok_or_else(|| Failure::broken("the upload has no id"))?;
-    let mut spec = args.job.job_spec(upload_id, args.export_credits).expect("checked above");
-    if let Some(url) = &args.webhook {
-        spec["webhook"] = serde_json::json!({ "url": url });
-    }
+    let upload_id = upload["upload_id"].as_str().and_then(|id| id.parse().ok());
+    spec.upload_id = Some(upload_id.ok_or_else(|| Failure::broken("the upload has no id"))?);
     let job = api.json(api.http.post(api.url("/v1/jobs")).json(&spec)).await?;
     let id = job["id"].as_str().ok_or_else(|| Failure::broken("the job has no id"))?.to_owned();
     if let Some(secret) = job["webhook_secret"].as_str() {
@@ -233,6 +235,22 @@ async fn submit(args: SubmitArgs) -> Result<Outcome> {
             Ok(Outcome::Refused)
         }
     }
+}
+
+/// Uploads `file`, submits it with the default options, waits for the job and reads its
+/// result: the whole client flow in one call (`mta demo`).
+pub async fn attribute_remotely(connection: &Connection, file: &Path) -> Result<JobResult> {
+    let api = Api::new(connection)?;
+    let upload = upload(&api, file).await?;
+    let job = api.json(api.http.post(api.url("/v1/jobs")).json(&json!({ "upload_id": upload["upload_id"] }))).await?;
+    let id = job["id"].as_str().ok_or_else(|| Failure::broken("the job has no id"))?.to_owned();
+    eprintln!("job {id} queued");
+    let ended = follow(&api, &id).await?;
+    if ended["state"] != "succeeded" {
+        return Err(Failure { outcome: Outcome::Refused, message: format!("job {id} did not succeed: {ended}") });
+    }
+    eprintln!("job {id} succeeded");
+    api.read(api.get(&format!("/v1/jobs/{id}/result"))).await
 }
 
 /// Streams the file to `POST /v1/uploads` with a progress bar (bytes, rate, ETA).
@@ -311,7 +329,10 @@ async fn print_result(api: &Api, id: &str, format: &str) -> Result<()> {
             print!("{}", response.text().await.map_err(|e| Failure::broken(e.to_string()))?);
         }
         "json" => print_json(&api.json(api.get(&format!("/v1/jobs/{id}/result"))).await?),
-        _ => print!("{}", table::render(&api.json(api.get(&format!("/v1/jobs/{id}/result"))).await?)),
+        _ => {
+            let answer: JobResult = api.read(api.get(&format!("/v1/jobs/{id}/result"))).await?;
+            print!("{}", table::render(&answer.result));
+        }
     }
     Ok(())
 }
@@ -390,6 +411,11 @@ impl Api {
     }
 
     async fn json(&self, request: reqwest::RequestBuilder) -> Result<Value> {
+        self.read(request).await
+    }
+
+    /// The answer read as `T`, the type the service writes it from.
+    async fn read<T: DeserializeOwned>(&self, request: reqwest::RequestBuilder) -> Result<T> {
         let response = self.send(request).await?;
         response.json().await.map_err(|e| Failure::broken(format!("the service answered with invalid JSON: {e}")))
     }

@@ -16,6 +16,7 @@ use mta_core::error::Problems;
 use mta_core::ingest::{Block, InputSpec};
 use mta_core::{AttributionError, AttributionResult, ErrorCode, InputKind, Options, OptionsSpec, Partial};
 use mta_platform::input::Source;
+use mta_platform::run_error::RunError;
 use rayon::prelude::*;
 
 use crate::spill::{Loaded, PartitionStore, PartitionWriter};
@@ -41,35 +42,11 @@ pub struct AttributeRequest {
     pub verbose: bool,
 }
 
-/// Why a run failed: the input or options (the user's to fix), or anything else.
-#[derive(Debug)]
-pub enum RunError {
-    Input(AttributionError),
-    Other(anyhow::Error),
-}
-
-impl From<AttributionError> for RunError {
-    fn from(e: AttributionError) -> Self {
-        RunError::Input(e)
-    }
-}
-
-impl From<anyhow::Error> for RunError {
-    fn from(e: anyhow::Error) -> Self {
-        RunError::Other(e)
-    }
-}
-
 /// Runs attribution over a local file.
 pub fn attribute_file(request: &AttributeRequest) -> Result<AttributionResult, RunError> {
-    // Options that are wrong for any kind fail before a byte is read.
-    let early_kind = request.spec.kind.unwrap_or(InputKind::Events);
-    if let Err(e) = request.options.validate(early_kind)
-        && (request.spec.kind.is_some() || e.details.first().and_then(|d| d.column.as_deref()) != Some("models"))
-    {
-        return Err(e.into());
-    }
-    let source = Source::open::<RunError>(&request.input, request.spec.format)?;
+    // Options that are wrong for any kind fail before a byte is read (as the service does).
+    request.options.check(request.spec.kind)?;
+    let source = Source::open(&request.input, request.spec.format)?;
     let partitions = request.partitions.unwrap_or_else(|| plan_partitions(source.estimated_rows()));
     let spill_dir = tempfile::Builder::new()
         .prefix("mta-partitions-")
@@ -171,10 +148,7 @@ impl Collector<'_> {
             Block::Paths(chunk) => {
                 self.run.progress.add(chunk.len() as u64);
                 let partial = Partial::from_paths(&chunk, options);
-                match &mut self.path_partial {
-                    Some(total) => total.merge(&partial),
-                    None => self.path_partial = Some(partial),
-                }
+                Partial::merge_into(&mut self.path_partial, partial);
             }
         }
         Ok(())
@@ -233,10 +207,7 @@ impl Run<'_> {
         let mut path_partial: Option<Partial> = None;
         for collector in collectors.drain(..) {
             if let Some(partial) = collector.path_partial {
-                match &mut path_partial {
-                    Some(total) => total.merge(&partial),
-                    None => path_partial = Some(partial),
-                }
+                Partial::merge_into(&mut path_partial, partial);
             }
             collector.writer.finish();
         }

@@ -7,9 +7,10 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use mta_cli::args::{AttributeArgs, Cli, Command, DemoArgs, ServeArgs};
-use mta_cli::local::{RunError, attribute_file};
+use mta_cli::local::attribute_file;
 use mta_cli::table;
 use mta_core::ErrorCode;
+use mta_platform::run_error::RunError;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -77,7 +78,7 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     if args.json {
         println!("{}", serde_json::to_string_pretty(&result)?);
     } else {
-        print!("{}", table::render(&result));
+        print!("{}", table::render(&result.result));
     }
     Ok(())
 }
@@ -110,6 +111,8 @@ fn attribute(args: &AttributeArgs) -> ExitCode {
             eprintln!("mta: {e:#}");
             return ExitCode::from(3);
         }
+        // Nothing stops a local run from outside; Ctrl-C ends the process.
+        Err(RunError::Stopped) => return ExitCode::from(3),
     };
     let json = serde_json::to_string_pretty(&result).expect("results serialise");
     let written = match &args.output {
@@ -124,7 +127,7 @@ fn attribute(args: &AttributeArgs) -> ExitCode {
         return ExitCode::from(3);
     }
     if args.table {
-        print!("{}", table::render(&serde_json::to_value(&result).expect("results serialise")));
+        print!("{}", table::render(&result));
     }
     ExitCode::SUCCESS
 }

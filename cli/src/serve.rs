@@ -3,13 +3,14 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use mta_platform::queue::Liveness;
 use mta_platform::redis_server::PrivateRedis;
+use mta_platform::results::JobResult;
 use mta_platform::{Config, process};
-use serde_json::{Value, json};
+
+use crate::client::{Connection, attribute_remotely};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -61,7 +62,7 @@ pub async fn run_all_in_one(
 
 /// `mta demo FILE`: starts the service on a free port in a fresh data directory, sends
 /// the file through the real HTTP API, waits for the job and returns its result.
-pub async fn demo(file: &Path, data_dir: PathBuf, workers: usize) -> anyhow::Result<Value> {
+pub async fn demo(file: &Path, data_dir: PathBuf, workers: usize) -> anyhow::Result<JobResult> {
     let mut config = Config::from_env()?;
     // The demo is self-contained: its own Redis, store and bootstrap key in a fresh directory.
     config.redis_url = None;
@@ -76,45 +77,12 @@ pub async fn demo(file: &Path, data_dir: PathBuf, workers: usize) -> anyhow::Res
     let client = async {
         let address = address_rx.await.context("the service did not start")?;
         let key = std::fs::read_to_string(data_dir.join("admin.key")).context("the demo's admin key is missing")?;
-        let outcome = submit_and_wait(&format!("http://{address}"), key.trim(), file).await;
+        let connection = Connection { url: format!("http://{address}"), key: Some(key.trim().to_owned()), json: false };
+        let outcome = attribute_remotely(&connection, file).await.map_err(|failure| anyhow::anyhow!(failure.message));
         let _ = stop.send(true);
         outcome
     };
     let (service, result) = tokio::join!(service, client);
     service?;
     result
-}
-
-async fn submit_and_wait(base: &str, key: &str, file: &Path) -> anyhow::Result<Value> {
-    let mut headers = reqwest::header::HeaderMap::new();
-    headers.insert(reqwest::header::AUTHORIZATION, format!("Bearer {key}").parse()?);
-    let http = reqwest::Client::builder().default_headers(headers).build()?;
-    let body = tokio::fs::read(file).await.with_context(|| format!("Failed to read {}", file.display()))?;
-    eprintln!("uploading {} ({} bytes) to {base}", file.display(), body.len());
-    let upload: Value = checked(http.post(format!("{base}/v1/uploads")).body(body).send().await?).await?;
-    let job: Value =
-        checked(http.post(format!("{base}/v1/jobs")).json(&json!({ "upload_id": upload["upload_id"] })).send().await?)
-            .await?;
-    let id = job["id"].as_str().context("the job has no id")?.to_owned();
-    eprintln!("job {id} queued");
-    loop {
-        let job: Value = checked(http.get(format!("{base}/v1/jobs/{id}")).send().await?).await?;
-        match job["state"].as_str() {
-            Some("succeeded") => break,
-            Some("failed") => bail!("the job failed: {}", job["error"]),
-            Some("cancelled") => bail!("the job was cancelled"),
-            _ => tokio::time::sleep(Duration::from_millis(100)).await,
-        }
-    }
-    eprintln!("job {id} succeeded");
-    checked(http.get(format!("{base}/v1/jobs/{id}/result")).send().await?).await
-}
-
-async fn checked(response: reqwest::Response) -> anyhow::Result<Value> {
-    let status = response.status();
-    let body: Value = response.json().await.context("the service answered with invalid JSON")?;
-    if !status.is_success() {
-        bail!("the service answered {status}: {}", body["error"]);
-    }
-    Ok(body)
 }

@@ -3,86 +3,75 @@
 
 use std::fmt::Write;
 
-use serde_json::Value;
+use mta_core::result::ModelResult;
+use mta_core::{AttributionResult, ModelId};
 
-/// Renders a result (the JSON of DESIGN.md 5, from `mta attribute` or the service) as
-/// aligned text tables. Models appear in the order of the JSON object.
-pub fn render(result: &Value) -> String {
+/// Renders a result (from `mta attribute` or the service) as aligned text tables. Models
+/// appear in the result's order.
+pub fn render(result: &AttributionResult) -> String {
     let mut out = String::new();
-    let s = &result["summary"];
-    let f = |v: &Value| v.as_f64().unwrap_or(0.0);
+    let s = &result.summary;
     let _ = writeln!(
         out,
         "rows {}  journeys {}  converting {}  null {}  channels {}",
-        count(f(&s["rows"])),
-        count(f(&s["journeys"])),
-        count(f(&s["converting_journeys"])),
-        count(f(&s["null_journeys"])),
-        count(f(&s["channels"]))
+        s.rows,
+        count(s.journeys),
+        count(s.converting_journeys),
+        count(s.null_journeys),
+        s.channels
     );
     let _ = writeln!(
         out,
         "conversions {}  value {}  unattributed {} (value {})",
-        count(f(&s["conversions"])),
-        num(f(&s["conversion_value"])),
-        count(f(&s["unattributed_conversions"])),
-        num(f(&s["unattributed_value"]))
+        count(s.conversions),
+        num(s.conversion_value),
+        count(s.unattributed_conversions),
+        num(s.unattributed_value)
     );
-    let truncated = f(&s["truncated_journeys"]);
-    if truncated > 0.0 {
-        let limit = &result["options"]["max_journey_touches"];
-        let _ = writeln!(out, "journeys cut to their last {limit} touches: {}", count(truncated));
+    if s.truncated_journeys > 0 {
+        let limit = result.options.max_journey_touches;
+        let _ = writeln!(out, "journeys cut to their last {limit} touches: {}", s.truncated_journeys);
     }
-    let empty = serde_json::Map::new();
-    let models: Vec<(&String, &Value)> = result["models"].as_object().unwrap_or(&empty).iter().collect();
     // Channels in the order of the linear model's ranking (a neutral one), else the first model's.
-    let ranking = result["models"].get("linear").or(models.first().map(|(_, m)| *m));
-    let Some(ranking) = ranking else { return out };
-    let channels: Vec<&str> =
-        ranking["channels"].as_array().into_iter().flatten().filter_map(|c| c["channel"].as_str()).collect();
-    let credit = |model: &Value, channel: &str, field: &str| {
-        model["channels"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|c| c["channel"] == channel)
-            .map_or(0.0, |c| f(&c[field]))
-    };
-    for (title, field, total_field) in
-        [("conversions", "conversions", "total_conversions"), ("value", "value", "total_value")]
-    {
+    let Some(ranking) = result.model(ModelId::Linear).or(result.models.first()) else { return out };
+    let channels: Vec<&str> = ranking.channels.iter().map(|c| c.channel.as_str()).collect();
+    type Field = fn(&mta_core::result::ChannelCredit) -> f64;
+    type Total = fn(&ModelResult) -> f64;
+    let tables: [(&str, Field, Total); 2] =
+        [("conversions", |c| c.conversions, |m| m.total_conversions), ("value", |c| c.value, |m| m.total_value)];
+    for (title, field, total) in tables {
         let _ = writeln!(out, "\n{title} credited");
         let mut header = vec!["channel".to_owned()];
-        header.extend(models.iter().map(|(name, _)| short_name(name).to_owned()));
+        header.extend(result.models.iter().map(|m| short_name(m.model.as_str()).to_owned()));
         let mut rows = vec![header];
         for channel in &channels {
             let mut row = vec![(*channel).to_owned()];
-            row.extend(models.iter().map(|(_, model)| num(credit(model, channel, field))));
+            row.extend(result.models.iter().map(|m| num(m.channel(channel).map_or(0.0, field))));
             rows.push(row);
         }
-        let mut total = vec!["total".to_owned()];
-        total.extend(models.iter().map(|(_, model)| num(f(&model[total_field]))));
-        rows.push(total);
+        let mut totals = vec!["total".to_owned()];
+        totals.extend(result.models.iter().map(|m| num(total(m))));
+        rows.push(totals);
         align(&mut out, &rows);
     }
-    if let Some(markov) = result["models"].get("markov") {
+    if let Some(markov) = result.model(ModelId::Markov) {
         let _ = writeln!(
             out,
             "\nmarkov order {}: P(conversion) = {:.6}",
-            markov["order"].as_u64().unwrap_or(1),
-            f(&markov["conversion_probability"])
+            markov.order.unwrap_or(1),
+            markov.conversion_probability.unwrap_or(0.0)
         );
         let mut rows = vec![vec!["channel".to_owned(), "removal effect".to_owned(), "value removal effect".to_owned()]];
-        for c in markov["channels"].as_array().into_iter().flatten() {
+        for c in &markov.channels {
             rows.push(vec![
-                c["channel"].as_str().unwrap_or_default().to_owned(),
-                format!("{:.6}", f(&c["removal_effect"])),
-                format!("{:.6}", f(&c["removal_effect_value"])),
+                c.channel.clone(),
+                format!("{:.6}", c.removal_effect.unwrap_or(0.0)),
+                format!("{:.6}", c.removal_effect_value.unwrap_or(0.0)),
             ]);
         }
         align(&mut out, &rows);
     }
-    if result["models"].get("participation").is_some() {
+    if result.model(ModelId::Participation).is_some() {
         let _ = writeln!(
             out,
             "\nparticipation credits every distinct channel of a journey in full: its totals exceed conversions by design."

@@ -10,6 +10,8 @@ use mta_core::ingest::{
     Block, Format, InputSpec, is_gzip, open_text, parquet_layout, read_csv, read_ndjson, read_parquet,
 };
 use mta_core::{AttributionError, ErrorCode};
+
+use crate::run_error::RunError;
 use serde::{Deserialize, Serialize};
 
 /// An opened input: what can be planned before decoding.
@@ -21,7 +23,7 @@ pub enum Source {
 
 impl Source {
     /// Looks at the first bytes; Parquet is recognised by its magic, anything else is text.
-    pub fn open<E: InputError>(path: &Path, format: Option<Format>) -> Result<Source, E> {
+    pub fn open(path: &Path, format: Option<Format>) -> Result<Source, RunError> {
         let mut file = open(path)?;
         let mut head = [0u8; 4];
         let n = file.read(&mut head).with_context(|| format!("Failed to read {}", path.display()))?;
@@ -65,12 +67,12 @@ impl Source {
     }
 
     /// Decodes the input (only `row_groups` of a Parquet file, when given) into `sink`.
-    pub fn read<E: InputError>(
+    pub fn read(
         &self,
         spec: &InputSpec,
         row_groups: Option<&[usize]>,
-        sink: impl FnMut(Block) -> Result<(), E>,
-    ) -> Result<(), E> {
+        sink: impl FnMut(Block) -> Result<(), RunError>,
+    ) -> Result<(), RunError> {
         match self {
             Source::Parquet { path, .. } => {
                 read_parquet(open(path)?, spec, row_groups, sink)?;
@@ -280,12 +282,12 @@ impl Scan {
 
 impl Source {
     /// Decodes one range of a CSV file (see [`plan_csv_ranges`]) into `sink`.
-    pub fn read_csv_range<E: InputError>(
+    pub fn read_csv_range(
         &self,
         spec: &InputSpec,
         range: &CsvRange,
-        sink: impl FnMut(Block) -> Result<(), E>,
-    ) -> Result<(), E> {
+        sink: impl FnMut(Block) -> Result<(), RunError>,
+    ) -> Result<(), RunError> {
         let Source::Text { path, .. } = self else {
             return Err(anyhow::anyhow!("byte ranges apply to text inputs only").into());
         };
@@ -299,11 +301,6 @@ impl Source {
     }
 }
 
-/// An error type that can say both "the input is wrong" and "something else failed".
-pub trait InputError: From<AttributionError> + From<anyhow::Error> {}
-
-impl<E: From<AttributionError> + From<anyhow::Error>> InputError for E {}
-
 fn open(path: &Path) -> anyhow::Result<File> {
     File::open(path).with_context(|| format!("Failed to open {}", path.display()))
 }
@@ -313,7 +310,7 @@ mod tests {
     use super::*;
 
     /// Every (row number, user key, channel) a read produces.
-    fn rows_of(read: impl FnOnce(&mut dyn FnMut(Block) -> Result<(), anyhow::Error>)) -> Vec<(u64, u128, String)> {
+    fn rows_of(read: impl FnOnce(&mut dyn FnMut(Block) -> Result<(), RunError>)) -> Vec<(u64, u128, String)> {
         let mut rows = Vec::new();
         read(&mut |block| {
             if let Block::Events(chunk) = block {
@@ -348,7 +345,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("events.csv");
         std::fs::write(&path, &text).unwrap();
-        let source = Source::open::<anyhow::Error>(&path, None).unwrap();
+        let source = Source::open(&path, None).unwrap();
         let spec = InputSpec::default();
         let whole = rows_of(|sink| source.read(&spec, None, sink).unwrap());
         let ranges = plan_csv_ranges(&path, b',', 4).unwrap().expect("the file can be cut");

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use chrono::{DateTime, SecondsFormat, Utc};
-use mta_core::{AttributionError, InputKind};
+use mta_core::{AttributionError, InputKind, Options};
 use redis::AsyncCommands;
 use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
@@ -142,6 +142,10 @@ pub struct JobRecord {
     pub spec: JobSpec,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kind: Option<InputKind>,
+    /// The spec's options resolved for the input's kind by the first split that read a
+    /// block; later stages use them as they are.
+    #[serde(skip)]
+    pub options: Option<Options>,
     pub progress: Progress,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<AttributionError>,
@@ -407,6 +411,10 @@ impl Ledger {
             upload_id: field("upload_id").and_then(|s| s.parse().ok()).context("A job record has no upload")?,
             spec,
             kind: field("kind").and_then(|k| k.parse().ok()),
+            options: field("options")
+                .map(|o| serde_json::from_str(o))
+                .transpose()
+                .context("Stored options are invalid")?,
             progress: Progress {
                 // A cached job did all of its source's work at once.
                 splits_done: if cached.is_some() { splits_total } else { splits_done },
@@ -510,11 +518,12 @@ impl Ledger {
         Ok(())
     }
 
-    /// Records what kind of input the split found.
-    pub async fn set_kind(&self, job: &JobId, kind: InputKind) -> anyhow::Result<()> {
+    /// Records the kind of input the split found and the options resolved for it.
+    pub async fn set_options(&self, job: &JobId, options: &Options) -> anyhow::Result<()> {
         let mut conn = self.conn.clone();
+        let fields = [("kind", options.kind.as_str().to_owned()), ("options", serde_json::to_string(options)?)];
         let _: () =
-            conn.hset(self.job_key(job), "kind", kind.as_str()).await.context("Failed to record the input kind")?;
+            conn.hset_multiple(self.job_key(job), &fields).await.context("Failed to record the resolved options")?;
         Ok(())
     }
 

@@ -13,6 +13,7 @@
 
 pub mod access;
 pub mod audit;
+pub mod backends;
 pub mod chunk_file;
 pub mod config;
 pub mod credits_file;
@@ -24,8 +25,11 @@ pub mod process;
 pub mod queue;
 pub mod quota;
 pub mod redis_server;
+pub mod results;
+pub mod run_error;
 pub mod spec;
 pub mod storage;
+pub mod submit;
 pub mod webhook;
 
 pub use config::Config;

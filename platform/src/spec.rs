@@ -1,16 +1,15 @@
-//! The job spec: what a client asks for (DESIGN.md 4), as JSON, and its translation into
-//! the engine's input spec and options.
+//! The job spec: what a client asks for (docs/service.md, "Submitting a job"), parsed once
+//! into typed fields at the edge (the API's JSON, the command line's flags) and carried as
+//! it is to the workers, which turn it into the engine's input spec without checking it again.
 
-use std::collections::BTreeMap;
-
-use mta_core::ingest::{ColumnMapping, Format, InputSpec, parse_delimiter};
+use mta_core::ingest::{ColumnMapping, Delimiter, Format, InputSpec, Limits, PathSeparator};
 use mta_core::{AttributionError, InputKind, OptionsSpec};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 
 use crate::access::Tenant;
-use crate::config::LimitsConfig;
+use crate::ledger::UploadId;
 use crate::webhook::WebhookSpec;
 
 /// `POST /v1/jobs` body. Unknown fields are refused, so a typo never silently falls back to a default.
@@ -27,23 +26,28 @@ use crate::webhook::WebhookSpec;
 pub struct JobSpec {
     /// The upload to attribute (filled in by the server for a multipart submission).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub upload_id: Option<String>,
+    #[schema(value_type = Option<String>)]
+    pub upload_id: Option<UploadId>,
     /// `events` or `paths`; detected from the columns when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kind: Option<InputKind>,
     /// `csv`, `parquet` or `ndjson`; detected from the content when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub format: Option<String>,
+    #[schema(value_type = Option<String>)]
+    pub format: Option<Format>,
     /// CSV delimiter: `,` `;` or tab; detected from the header when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub delimiter: Option<String>,
+    #[schema(value_type = Option<String>)]
+    pub delimiter: Option<Delimiter>,
     /// Channel separator of path-level input (default `>`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub path_separator: Option<String>,
+    #[schema(value_type = Option<String>)]
+    pub path_separator: Option<PathSeparator>,
     /// Canonical column → the file's column, e.g. `{"user_id": "cookie"}`.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub columns: BTreeMap<String, String>,
-    /// Models and their options (DESIGN.md 3).
+    #[serde(default, skip_serializing_if = "ColumnMapping::is_empty")]
+    #[schema(value_type = std::collections::BTreeMap<String, String>)]
+    pub columns: ColumnMapping,
+    /// Models and their options (docs/user-guide.md, "Models").
     #[serde(default)]
     pub options: OptionsSpec,
     /// Also write per-journey credit rows as Parquet (`GET /v1/jobs/{id}/credits`).
@@ -55,42 +59,24 @@ pub struct JobSpec {
 }
 
 impl JobSpec {
-    /// The engine's input spec, naming the first bad field.
-    pub fn input_spec(&self, limits: &LimitsConfig) -> Result<InputSpec, AttributionError> {
-        let format = self.format.as_deref().map(str::parse::<Format>).transpose()?;
-        let delimiter = self.delimiter.as_deref().map(parse_delimiter).transpose()?;
-        let path_separator = self.path_separator.clone().unwrap_or_else(|| ">".to_owned());
-        if path_separator.is_empty() {
-            return Err(AttributionError::option("path_separator", "must not be empty"));
-        }
-        let pairs: Vec<String> =
-            self.columns.iter().map(|(canonical, column)| format!("{canonical}={column}")).collect();
-        Ok(InputSpec {
+    /// The engine's input spec under the service's `limits`.
+    pub fn input_spec(&self, limits: Limits) -> InputSpec {
+        InputSpec {
             kind: self.kind,
-            format,
-            delimiter,
-            path_separator,
-            columns: ColumnMapping::parse(pairs.iter().map(String::as_str))?,
+            format: self.format,
+            delimiter: self.delimiter.map(|d| d.0),
+            path_separator: self.path_separator.clone().unwrap_or_default().as_str().to_owned(),
+            columns: self.columns.clone(),
             keep_user_ids: self.export_credits,
-            limits: limits.engine(),
+            limits,
             ..InputSpec::default()
-        })
+        }
     }
 
-    /// Everything that can be checked before reading the input. Options that depend on
-    /// the kind (`time_decay` on paths) are checked again once the kind is known.
-    pub fn validate(&self, limits: &LimitsConfig) -> Result<(), AttributionError> {
-        self.input_spec(limits)?;
-        match self.kind {
-            Some(kind) => self.options.validate(kind).map(drop),
-            // With the kind unknown, options that fit either kind may still be right
-            // (`time_decay` fits events only); an unknown model fits neither.
-            None => self
-                .options
-                .validate(InputKind::Events)
-                .or_else(|e| self.options.validate(InputKind::Paths).map_err(|_| e))
-                .map(drop),
-        }
+    /// Everything that can be checked before reading the input (the same check `mta
+    /// attribute` makes); options that depend on the kind are resolved once it is known.
+    pub fn check(&self) -> Result<(), AttributionError> {
+        self.options.check(self.kind)
     }
 
     /// The result-cache key: the tenant (a cache hit must not tell one tenant what another
@@ -114,14 +100,14 @@ mod tests {
 
     #[test]
     fn unknown_fields_are_refused() {
-        let err = serde_json::from_str::<JobSpec>(r#"{"upload_id": "x", "modles": ["linear"]}"#).unwrap_err();
+        let err = serde_json::from_str::<JobSpec>(r#"{"kind": "events", "modles": ["linear"]}"#).unwrap_err();
         assert!(err.to_string().contains("modles"), "{err}");
     }
 
     #[test]
     fn the_cache_key_ignores_the_upload_id_but_not_options() {
-        let a = JobSpec { upload_id: Some("a".into()), ..JobSpec::default() };
-        let b = JobSpec { upload_id: Some("b".into()), ..JobSpec::default() };
+        let a = JobSpec { upload_id: Some(UploadId::random()), ..JobSpec::default() };
+        let b = JobSpec { upload_id: Some(UploadId::random()), ..JobSpec::default() };
         let (t, other): (Tenant, Tenant) = ("t".parse().unwrap(), "u".parse().unwrap());
         assert_eq!(a.cache_key(&t, "h"), b.cache_key(&t, "h"));
         assert_ne!(a.cache_key(&t, "h"), a.cache_key(&t, "g"));
@@ -131,32 +117,30 @@ mod tests {
     }
 
     #[test]
-    fn bad_fields_are_named() {
-        let spec = JobSpec { delimiter: Some("::".into()), ..JobSpec::default() };
-        let err = spec.validate(&LimitsConfig::default()).unwrap_err();
-        assert_eq!(err.details[0].column.as_deref(), Some("delimiter"));
-        let spec =
-            JobSpec { options: OptionsSpec { markov_order: Some(9), ..OptionsSpec::default() }, ..JobSpec::default() };
-        assert_eq!(
-            spec.validate(&LimitsConfig::default()).unwrap_err().details[0].column.as_deref(),
-            Some("markov_order")
-        );
+    fn typed_fields_are_parsed_once_and_read_back_the_same() {
+        let json = r#"{"format":"csv","delimiter":";","path_separator":" > ","columns":{"user_id":"who"}}"#;
+        let spec: JobSpec = serde_json::from_str(json).unwrap();
+        assert_eq!(spec.format, Some(Format::Csv));
+        let input = spec.input_spec(Limits::default());
+        assert_eq!((input.delimiter, input.path_separator.as_str()), (Some(b';'), " > "));
+        let again: JobSpec = serde_json::from_str(&serde_json::to_string(&spec).unwrap()).unwrap();
+        assert_eq!(again, spec);
     }
 
     #[test]
-    fn models_are_checked_even_before_the_kind_is_known() {
-        let with = |models: &[&str], kind| JobSpec {
-            kind,
-            options: OptionsSpec {
-                models: Some(models.iter().map(|m| m.to_string()).collect()),
-                ..OptionsSpec::default()
-            },
-            ..JobSpec::default()
-        };
-        let limits = LimitsConfig::default();
-        assert!(with(&["time_decay"], None).validate(&limits).is_ok(), "fits events");
-        assert!(with(&["time_decay"], Some(InputKind::Paths)).validate(&limits).is_err());
-        let err = with(&["no_such_model"], None).validate(&limits).unwrap_err();
-        assert_eq!(err.details[0].column.as_deref(), Some("models"));
+    fn bad_fields_are_refused_naming_them() {
+        for (json, words) in [
+            (r#"{"delimiter": "::"}"#, "is not a single ASCII character"),
+            (r#"{"format": "xls"}"#, "is not csv, parquet or ndjson"),
+            (r#"{"path_separator": ""}"#, "must not be empty"),
+            (r#"{"columns": {"colour": "x"}}"#, "is not a known column"),
+        ] {
+            let err = serde_json::from_str::<JobSpec>(json).unwrap_err();
+            assert!(err.to_string().contains(words), "{json}: {err}");
+        }
+        assert!(serde_json::from_str::<JobSpec>(r#"{"upload_id": "../../etc/passwd"}"#).is_err());
+        let spec =
+            JobSpec { options: OptionsSpec { markov_order: Some(9), ..OptionsSpec::default() }, ..JobSpec::default() };
+        assert_eq!(spec.check().unwrap_err().details[0].column.as_deref(), Some("markov_order"));
     }
 }

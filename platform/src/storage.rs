@@ -17,7 +17,7 @@ use object_store::prefix::PrefixStore;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
 use tokio::io::AsyncWriteExt;
 
-use crate::ledger::{JobId, JobRecord, Ledger, UploadId};
+use crate::ledger::{JobId, UploadId};
 
 /// Parts of a streamed upload; S3 needs at least 5 MiB per part but the last.
 const PART_BYTES: usize = 16 << 20;
@@ -237,18 +237,6 @@ impl Storage {
 pub enum PutStreamError<E> {
     Body(E),
     Store(anyhow::Error),
-}
-
-/// A succeeded job's result document as stored: from the Redis cache while it lasts, else
-/// from object storage; `None` when neither has it. A job answered from the cache reads
-/// its source job's document (which names the source's id).
-pub async fn stored_result(ledger: &Ledger, storage: &Storage, job: &JobRecord) -> anyhow::Result<Option<String>> {
-    let owner = job.result_owner();
-    if let Some(json) = ledger.cached_result(&owner).await? {
-        return Ok(Some(json));
-    }
-    let Some(bytes) = storage.get_opt(&keys::result(&job.tenant, &owner)).await? else { return Ok(None) };
-    Ok(Some(String::from_utf8(bytes.to_vec()).context("A stored result is not UTF-8")?))
 }
 
 /// Where each object lives. Everything sits under `tenants/{tenant}/`, so one tenant's

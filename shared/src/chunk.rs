@@ -95,7 +95,7 @@ pub fn partition_of(user_key: u128, partitions: u32) -> u32 {
     (((user_key >> 64) as u64 as u128 * partitions as u128) >> 64) as u32
 }
 
-/// Event-level rows (DESIGN.md 2.2), columnar.
+/// Event-level rows (docs/user-guide.md, "Input formats"), columnar.
 #[derive(Debug, Clone, Default)]
 pub struct EventChunk {
     pub channels: ChannelDict,
@@ -109,7 +109,7 @@ pub struct EventChunk {
     pub is_conversion: Vec<bool>,
     /// Conversion value (0 on touches).
     pub values: Vec<f64>,
-    /// 1-based row number in the original file: the tie-breaker of DESIGN.md 2.4 and the
+    /// 1-based row number in the original file: the tie-breaker of docs/user-guide.md, "Journeys" and the
     /// row named in error details.
     pub row_numbers: Vec<u64>,
 }
@@ -152,7 +152,7 @@ impl EventChunk {
     }
 }
 
-/// Path-level rows (DESIGN.md 2.3), columnar; paths flattened with offsets.
+/// Path-level rows (docs/user-guide.md, "Input formats"), columnar; paths flattened with offsets.
 #[derive(Debug, Clone, Default)]
 pub struct PathChunk {
     pub channels: ChannelDict,

@@ -1,4 +1,4 @@
-//! Journeys: the unit every model credits. Event rows become journeys per DESIGN.md 2.4
+//! Journeys: the unit every model credits. Event rows become journeys per docs/user-guide.md, "Journeys"
 //! (order by time, split at each conversion, lookback window, null journeys);
 //! path rows are journeys already.
 
@@ -58,7 +58,7 @@ pub fn for_each_event_journey(
     let mut channels: Vec<u32> = Vec::new();
     let mut times: Vec<i64> = Vec::new();
 
-    // DESIGN.md 2.4: by time, touches before conversions, then file order.
+    // docs/user-guide.md, "Journeys": by time, touches before conversions, then file order.
     let order = |a: &Event, b: &Event| {
         (a.time, a.is_conversion())
             .cmp(&(b.time, b.is_conversion()))

@@ -1,4 +1,4 @@
-//! The Markov-chain removal-effect model of order k, solved exactly (DESIGN.md 3).
+//! The Markov-chain removal-effect model of order k, solved exactly (docs/user-guide.md, "Models").
 //!
 //! [`MarkovCounts`] holds the chain's additive sufficient statistics (transition
 //! weights, per-state absorption weights and value sums) so chunks merge by addition;
@@ -377,7 +377,7 @@ impl Chain {
 mod tests {
     use super::*;
 
-    /// The tiny check of DESIGN.md 3 (c1=0, c2=1, c3=2).
+    /// The tiny check of docs/user-guide.md, "Models" (c1=0, c2=1, c3=2).
     fn design_example(order: u8) -> MarkovCounts {
         let mut counts = MarkovCounts::new(order);
         counts.add_path(&[0, 1], 1.0, 0.0, 10.0);

@@ -1,5 +1,5 @@
 //! Attribution options: which models run and the journey and model parameters
-//! (DESIGN.md 2.4 and 3), validated once into [`Options`] before any row is read.
+//! (docs/user-guide.md, "Journeys" and "Models"), validated once into [`Options`] before any row is read.
 
 use std::fmt;
 use std::str::FromStr;
@@ -41,7 +41,7 @@ impl FromStr for InputKind {
     }
 }
 
-/// Every model of DESIGN.md section 3. The order here is the order of results.
+/// Every model of docs/user-guide.md, "Models". The order here is the order of results.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -158,9 +158,10 @@ pub struct OptionsSpec {
     pub max_journey_touches: Option<u32>,
 }
 
-/// Validated options with every default filled in; reported back in the result.
+/// Validated options with every default filled in; reported back in the result, and stored
+/// with a service job once its input kind is known, so later stages read them as they are.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Options {
     pub kind: InputKind,
     pub models: Vec<ModelId>,
@@ -204,6 +205,19 @@ impl Options {
 }
 
 impl OptionsSpec {
+    /// Everything that can be checked before reading the input, whose kind may not be known
+    /// yet: with the kind unknown, options that fit either kind pass (`time_decay` fits
+    /// events only), and an unknown model fits neither. [`OptionsSpec::validate`] runs again
+    /// once the kind is known.
+    pub fn check(&self, kind: Option<InputKind>) -> Result<(), AttributionError> {
+        match kind {
+            Some(kind) => self.validate(kind).map(drop),
+            None => {
+                self.validate(InputKind::Events).or_else(|e| self.validate(InputKind::Paths).map_err(|_| e)).map(drop)
+            }
+        }
+    }
+
     /// Checks every field and fills defaults; the error names the first bad field.
     pub fn validate(&self, kind: InputKind) -> Result<Options, AttributionError> {
         let models = resolve_models(self.models.as_deref(), kind)?;
@@ -321,6 +335,20 @@ mod tests {
             let err = spec.validate(InputKind::Events).unwrap_err();
             assert_eq!(err.details[0].column.as_deref(), Some(field), "{err}");
         }
+    }
+
+    #[test]
+    fn models_are_checked_even_before_the_kind_is_known() {
+        let with = |models: &[&str]| OptionsSpec {
+            models: Some(models.iter().map(|m| m.to_string()).collect()),
+            ..OptionsSpec::default()
+        };
+        assert!(with(&["time_decay"]).check(None).is_ok(), "fits events");
+        assert!(with(&["time_decay"]).check(Some(InputKind::Paths)).is_err());
+        let err = with(&["no_such_model"]).check(None).unwrap_err();
+        assert_eq!(err.details[0].column.as_deref(), Some("models"));
+        let err = OptionsSpec { markov_order: Some(9), ..OptionsSpec::default() }.check(None).unwrap_err();
+        assert_eq!(err.details[0].column.as_deref(), Some("markov_order"));
     }
 
     #[test]

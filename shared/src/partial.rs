@@ -13,7 +13,7 @@ use crate::options::{ModelId, Options};
 use crate::result::{AttributionResult, build_result};
 use crate::rules::touch_weights;
 
-/// Journey and row counts of the input (DESIGN.md 5, `summary`).
+/// Journey and row counts of the input (docs/user-guide.md, "Results", `summary`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct Counts {
     pub rows: u64,
@@ -130,6 +130,14 @@ impl Partial {
         }
         if let (Some(mine), Some(theirs)) = (&mut self.markov, &other.markov) {
             mine.merge(theirs, &channel_map);
+        }
+    }
+
+    /// Adds `partial` to a running total that may not have started yet.
+    pub fn merge_into(total: &mut Option<Partial>, partial: Partial) {
+        match total {
+            Some(total) => total.merge(&partial),
+            None => *total = Some(partial),
         }
     }
 

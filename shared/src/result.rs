@@ -1,7 +1,12 @@
-//! The result schema of DESIGN.md 5 and its construction from a merged [`Partial`].
+//! The result schema (docs/user-guide.md, "Results"), its construction from a merged
+//! [`Partial`], and its tidy CSV table. The same type is written by the reducer and read back
+//! by every reader (the API's JSON and CSV, webhooks, the command line's tables).
 
+use std::fmt;
+
+use serde::de::{MapAccess, Visitor};
 use serde::ser::SerializeMap;
-use serde::{Serialize, Serializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::AttributionError;
 use crate::options::{ModelId, Options};
@@ -11,18 +16,18 @@ use crate::partial::Partial;
 pub const CONSERVATION_TOLERANCE: f64 = 1e-9;
 
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AttributionResult {
     pub summary: Summary,
     pub options: Options,
     /// Keyed by model id, in the order of the models list.
-    #[serde(serialize_with = "models_as_map")]
+    #[serde(serialize_with = "models_as_map", deserialize_with = "models_from_map")]
     #[cfg_attr(feature = "openapi", schema(value_type = std::collections::BTreeMap<String, ModelResult>))]
     pub models: Vec<ModelResult>,
 }
 
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Summary {
     pub rows: u64,
     pub journeys: f64,
@@ -38,9 +43,10 @@ pub struct Summary {
 }
 
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelResult {
-    #[serde(skip)]
+    /// The key of this model in the result's `models` map.
+    #[serde(skip, default = "placeholder_model")]
     pub model: ModelId,
     /// Sorted by conversions, descending (then by name).
     pub channels: Vec<ChannelCredit>,
@@ -49,25 +55,25 @@ pub struct ModelResult {
     /// True when the credits sum to the attributed conversions and value within
     /// [`CONSERVATION_TOLERANCE`] (relative); `participation` exceeds them by design.
     pub conserves_totals: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub note: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub order: Option<u8>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub conversion_probability: Option<f64>,
 }
 
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ChannelCredit {
     pub channel: String,
     pub conversions: f64,
     pub value: f64,
     /// This channel's part of the model's credited conversions (0..1).
     pub share: f64,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub removal_effect: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub removal_effect_value: Option<f64>,
 }
 
@@ -81,6 +87,30 @@ impl ModelResult {
     pub fn channel(&self, name: &str) -> Option<&ChannelCredit> {
         self.channels.iter().find(|c| c.channel == name)
     }
+}
+
+/// The `model` field of a [`ModelResult`] before its map key is known.
+fn placeholder_model() -> ModelId {
+    ModelId::Linear
+}
+
+fn models_from_map<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<ModelResult>, D::Error> {
+    struct ModelsVisitor;
+    impl<'de> Visitor<'de> for ModelsVisitor {
+        type Value = Vec<ModelResult>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a map of model id to model result")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut models = Vec::with_capacity(map.size_hint().unwrap_or(0));
+            while let Some((model, mut result)) = map.next_entry::<ModelId, ModelResult>()? {
+                result.model = model;
+                models.push(result);
+            }
+            Ok(models)
+        }
+    }
+    deserializer.deserialize_map(ModelsVisitor)
 }
 
 fn models_as_map<S: Serializer>(models: &[ModelResult], serializer: S) -> Result<S::Ok, S::Error> {
@@ -157,9 +187,10 @@ fn model_result(
         .collect();
     channels.sort_by(|a, b| b.conversions.total_cmp(&a.conversions).then_with(|| a.channel.cmp(&b.channel)));
     let conserves_totals = close(total_conversions, attributed.0) && close(total_value, attributed.1);
-    let note = (model == ModelId::Participation).then_some(
-        "every distinct channel of a converting journey gets full credit, so totals exceed conversions by design",
-    );
+    let note = (model == ModelId::Participation).then(|| {
+        "every distinct channel of a converting journey gets full credit, so totals exceed conversions by design"
+            .to_owned()
+    });
     ModelResult {
         model,
         channels,
@@ -169,6 +200,40 @@ fn model_result(
         note,
         order: None,
         conversion_probability: None,
+    }
+}
+
+/// The header of [`channels_csv`].
+pub const CHANNELS_CSV_HEADER: &str = "model,channel,conversions,value,share,removal_effect,removal_effect_value";
+
+/// The tidy table of channel credits: one row per model × channel, in the result's order;
+/// fields a model does not have are empty.
+pub fn channels_csv(result: &AttributionResult) -> String {
+    let mut out = format!("{CHANNELS_CSV_HEADER}\n");
+    let optional = |v: Option<f64>| v.map(|v| v.to_string()).unwrap_or_default();
+    for model in &result.models {
+        for c in &model.channels {
+            out.push_str(&format!(
+                "{},{},{},{},{},{},{}\n",
+                model.model,
+                csv_field(&c.channel),
+                c.conversions,
+                c.value,
+                c.share,
+                optional(c.removal_effect),
+                optional(c.removal_effect_value),
+            ));
+        }
+    }
+    out
+}
+
+/// A CSV field, quoted when it holds a delimiter, quote or line break (RFC 4180).
+fn csv_field(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", text.replace('"', "\"\"")).into()
+    } else {
+        text.into()
     }
 }
 

@@ -1,5 +1,5 @@
 //! Rule-based models: each turns one converting journey into a weight per touch
-//! (DESIGN.md 3). A channel's credit is the sum of its touches' weights times the
+//! (docs/user-guide.md, "Models"). A channel's credit is the sum of its touches' weights times the
 //! journey's conversions and value, which is what makes every model additive over chunks.
 
 use crate::journey::Journey;

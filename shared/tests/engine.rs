@@ -1,10 +1,10 @@
 //! The engine's test suite, one integration test binary for `mta-core`:
 //!
-//! - `models`: hand-computed credits for every model of DESIGN.md 3;
-//! - `journeys`: the journey rules of DESIGN.md 2.4 on event chunks;
+//! - `models`: hand-computed credits for every model of docs/user-guide.md, "Models";
+//! - `journeys`: the journey rules of docs/user-guide.md, "Journeys" on event chunks;
 //! - `properties`: conservation and merge invariance on random inputs;
 //! - `markov_dense`: the Markov model against an independent dense solver;
-//! - `ingest`: decoding edge cases and located errors (DESIGN.md 2.1-2.5).
+//! - `ingest`: decoding edge cases and located errors (docs/user-guide.md, "Input formats" and "Bad input").
 //!
 //! The modules live in `tests/engine/`; `helpers` holds the shared builders.
 

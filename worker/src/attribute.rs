@@ -4,15 +4,17 @@
 
 use std::time::{Duration, Instant};
 
+use anyhow::Context;
+use mta_core::Partial;
 use mta_core::chunk::EventChunk;
-use mta_core::{InputKind, Partial};
 use mta_platform::chunk_file;
 use mta_platform::ledger::{FanIn, JobRecord, Stage};
 use mta_platform::queue::{AttributeTask, ReduceTask, StageHandler, TaskError, TaskInfo};
 use mta_platform::storage::keys;
 
 use crate::Services;
-use crate::stage::{StageError, StopFlag, block_on, run_unit};
+use crate::stage::{StopFlag, block_on, run_unit};
+use mta_platform::run_error::RunError;
 
 #[derive(Debug, Clone)]
 pub struct AttributeHandler(pub Services);
@@ -35,13 +37,13 @@ fn attribute(
     partition: u32,
     owner: &str,
     stop: &StopFlag,
-) -> Result<(), StageError> {
-    let options = job.spec.options.validate(InputKind::Events)?;
+) -> Result<(), RunError> {
+    let options = job.options.as_ref().context("the job's options were not resolved by its split")?;
     let started = Instant::now();
     let chunk = load_partition(services, job, partition, stop)?;
     let loaded = started.elapsed();
     inject_faults(services, &chunk, stop)?;
-    let partial = Partial::from_events(&chunk, &options);
+    let partial = Partial::from_events(&chunk, options);
     let computed = started.elapsed();
     let key = keys::partial(&job.tenant, &job.id, &format!("p{partition:05}"));
     block_on(services.storage.put(&key, serde_json::to_vec(&partial).map_err(anyhow::Error::from)?))?;
@@ -68,7 +70,7 @@ pub fn load_partition(
     job: &JobRecord,
     partition: u32,
     stop: &StopFlag,
-) -> Result<EventChunk, StageError> {
+) -> Result<EventChunk, RunError> {
     let mut chunk = EventChunk::default();
     for key in block_on(services.storage.list(&keys::chunk_prefix(&job.tenant, &job.id, partition)))? {
         stop.check()?;
@@ -80,7 +82,7 @@ pub fn load_partition(
 
 /// The reliability tests' hooks (off unless configured): crash on a marked channel, or
 /// stay busy long enough to be killed mid-chunk.
-fn inject_faults(services: &Services, chunk: &EventChunk, stop: &StopFlag) -> Result<(), StageError> {
+fn inject_faults(services: &Services, chunk: &EventChunk, stop: &StopFlag) -> Result<(), RunError> {
     let faults = &services.config.faults;
     if let Some(channel) = &faults.abort_on_channel
         && chunk.channels.get(channel).is_some()

@@ -19,11 +19,12 @@ pub mod webhook;
 use std::sync::Arc;
 
 use anyhow::Context;
+use mta_platform::backends::Backends;
 use mta_platform::health::Probe;
 use mta_platform::metrics::Metrics;
 use mta_platform::queue::{self, AttributeTask, Liveness, ReduceTask, SplitTask};
 use mta_platform::webhook::Deliveries;
-use mta_platform::{Config, Ledger, Queue, Storage, ledger};
+use mta_platform::{Config, Ledger, Queue, Storage};
 use tokio::sync::watch;
 
 /// What every stage handler needs.
@@ -39,17 +40,9 @@ pub struct Services {
 
 impl Services {
     pub async fn connect(config: Config, redis_url: &str, metrics: Metrics) -> anyhow::Result<Services> {
-        let conn =
-            ledger::connect(redis_url, config.queue.redis_timeout).await.context("Failed to start the worker")?;
-        let storage = Storage::open(&config.store_url)?;
-        Ok(Services {
-            ledger: Ledger::new(conn.clone(), &config.queue.prefix, config.cache_ttl),
-            deliveries: Deliveries::new(conn.clone(), &config.queue.prefix),
-            queue: Queue::new(conn, &config.queue),
-            storage,
-            metrics,
-            config: Arc::new(config),
-        })
+        let Backends { ledger, queue, storage, deliveries, .. } =
+            Backends::connect(&config, redis_url).await.context("Failed to start the worker")?;
+        Ok(Services { ledger, queue, storage, deliveries, metrics, config: Arc::new(config) })
     }
 
     /// What the health endpoints of this worker probe.

@@ -12,7 +12,8 @@ use mta_platform::storage::keys;
 
 use crate::Services;
 use crate::attribute::load_partition;
-use crate::stage::{StageError, StopFlag, block_on, run_unit};
+use crate::stage::{StopFlag, block_on, run_unit};
+use mta_platform::run_error::RunError;
 
 #[derive(Debug, Clone)]
 pub struct ReduceHandler(pub Services);
@@ -35,31 +36,29 @@ impl StageHandler<ReduceTask> for ReduceHandler {
     }
 }
 
-fn reduce(services: &Services, job: &JobRecord, stop: &StopFlag) -> Result<(), StageError> {
+fn reduce(services: &Services, job: &JobRecord, stop: &StopFlag) -> Result<(), RunError> {
     let no_rows = || AttributionError::new(ErrorCode::EmptyInput, "the input has no data rows");
-    let kind = job.kind.ok_or_else(no_rows)?;
-    let options = job.spec.options.validate(kind)?;
+    // The first split resolves the options when it reads the first block: none means no rows.
+    let options = job.options.as_ref().ok_or_else(no_rows)?;
     let mut total: Option<Partial> = None;
     for key in block_on(services.storage.list(&keys::partials(&job.tenant, &job.id)))? {
         stop.check()?;
         let bytes = block_on(services.storage.get(&key))?;
         let partial: Partial =
             serde_json::from_slice(&bytes).map_err(|e| anyhow::anyhow!("{key} is unreadable: {e}"))?;
-        match &mut total {
-            Some(total) => total.merge(&partial),
-            None => total = Some(partial),
-        }
+        Partial::merge_into(&mut total, partial);
     }
     let total = total.filter(|t| t.counts.rows > 0).ok_or_else(no_rows)?;
     // Each split task checks the limits on its own share; the whole input is checked here.
     let limits = services.config.limits.engine();
     limits.check_rows(total.counts.rows)?;
     limits.check_channels(total.channels.len())?;
-    let result = total.finish(&options)?;
+    let result = total.finish(options)?;
     if job.spec.export_credits {
-        export_credits(services, job, &options, &result, stop)?;
+        export_credits(services, job, options, &result, stop)?;
     }
-    let json = result_json(job, &result)?;
+    // Stored without the job's id, so a job answered from the cache serves it as it is.
+    let json = serde_json::to_string(&result).map_err(anyhow::Error::from)?;
     block_on(services.storage.put(&keys::result(&job.tenant, &job.id), json.clone().into_bytes()))?;
     block_on(services.ledger.cache_result(&job.id, &job.cache_key, &json))?;
     if block_on(services.ledger.mark_succeeded(&job.id))? {
@@ -72,19 +71,13 @@ fn reduce(services: &Services, job: &JobRecord, stop: &StopFlag) -> Result<(), S
     Ok(())
 }
 
-/// The result of DESIGN.md 5, with the job id first.
-fn result_json(job: &JobRecord, result: &AttributionResult) -> Result<String, StageError> {
-    let body = serde_json::to_string(result).map_err(anyhow::Error::from)?;
-    Ok(format!("{{\"job_id\":\"{}\",{}", job.id, &body[1..]))
-}
-
 fn export_credits(
     services: &Services,
     job: &JobRecord,
     options: &Options,
     result: &AttributionResult,
     stop: &StopFlag,
-) -> Result<(), StageError> {
+) -> Result<(), RunError> {
     let scratch = tempfile::Builder::new().prefix("mta-credits-").tempdir().map_err(anyhow::Error::from)?;
     let path = scratch.path().join("credits.parquet");
     let mut out = CreditsFile::create(&path)?;
@@ -101,13 +94,13 @@ fn export_credits(
         InputKind::Paths => {
             let input =
                 block_on(services.storage.local_copy(&keys::upload(&job.tenant, &job.upload_id), scratch.path()))?;
-            let spec = job.spec.input_spec(&services.config.limits)?;
-            Source::open::<StageError>(&input, spec.format)?.read(&spec, None, |block| {
+            let spec = job.spec.input_spec(services.config.limits.engine());
+            Source::open(&input, spec.format)?.read(&spec, None, |block| {
                 stop.check()?;
                 if let Block::Paths(chunk) = block {
                     out.write(CreditRows::of_paths(&chunk, options, result), chunk.channels.names())?;
                 }
-                Ok::<(), StageError>(())
+                Ok::<(), RunError>(())
             })?;
         }
     }

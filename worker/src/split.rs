@@ -20,7 +20,8 @@ use mta_platform::storage::keys;
 use object_store::path::Path as Key;
 
 use crate::Services;
-use crate::stage::{StageError, StopFlag, block_on, run_unit};
+use crate::stage::{StopFlag, block_on, run_unit};
+use mta_platform::run_error::RunError;
 
 /// Buffered event rows of one split before its partitions are written out.
 const FLUSH_ROWS: usize = 1_000_000;
@@ -48,7 +49,7 @@ fn split(
     range: Option<CsvRange>,
     owner: &str,
     stop: &StopFlag,
-) -> Result<(), StageError> {
+) -> Result<(), RunError> {
     let scratch = tempfile::Builder::new().prefix("mta-split-").tempdir().map_err(anyhow::Error::from)?;
     let upload = keys::upload(&job.tenant, &job.upload_id);
     let path = match &range {
@@ -58,8 +59,8 @@ fn split(
         None => block_on(services.storage.local_copy(&upload, scratch.path())),
     }?;
     services.metrics.input_bytes.inc_by(std::fs::metadata(&path).map_or(0, |m| m.len()));
-    let spec = job.spec.input_spec(&services.config.limits)?;
-    let source = Source::open::<StageError>(&path, spec.format)?;
+    let spec = job.spec.input_spec(services.config.limits.engine());
+    let source = Source::open(&path, spec.format)?;
     let (splits, partitions) = match piece {
         Some(_) => (job.progress.splits_total as u32, job.partitions),
         None => {
@@ -123,7 +124,7 @@ fn csv_ranges(
     source: &Source,
     spec: &InputSpec,
     path: &std::path::Path,
-) -> Result<Option<Vec<CsvRange>>, StageError> {
+) -> Result<Option<Vec<CsvRange>>, RunError> {
     let Source::Text { format, gzip: false, .. } = source else { return Ok(None) };
     let size = std::fs::metadata(path).map_err(anyhow::Error::from)?.len();
     let pieces = (size / services.config.csv_range_bytes).min(services.config.split_parallelism as u64) as usize;
@@ -199,7 +200,7 @@ impl<'a> Splitter<'a> {
         }
     }
 
-    fn take(&mut self, block: Block) -> Result<(), StageError> {
+    fn take(&mut self, block: Block) -> Result<(), RunError> {
         self.stop.check()?;
         let rows_before = self.rows;
         let kind = match &block {
@@ -207,18 +208,23 @@ impl<'a> Splitter<'a> {
             Block::Paths(_) => InputKind::Paths,
         };
         if self.options.is_none() {
-            self.options = Some(self.job.spec.options.validate(kind)?);
-            block_on(self.services.ledger.set_kind(&self.job.id, kind))?;
+            self.options = Some(match &self.job.options {
+                Some(options) if options.kind == kind => options.clone(),
+                _ => {
+                    // The first block of the input tells its kind: the spec's options are
+                    // resolved for it here, once, and stored for the later stages.
+                    let options = self.job.spec.options.validate(kind)?;
+                    block_on(self.services.ledger.set_options(&self.job.id, &options))?;
+                    options
+                }
+            });
         }
         match block {
             Block::Events(chunk) => self.partition(&chunk)?,
             Block::Paths(chunk) => {
                 self.rows += chunk.len() as u64;
                 let partial = Partial::from_paths(&chunk, self.options.as_ref().expect("set above"));
-                match &mut self.path_partial {
-                    Some(total) => total.merge(&partial),
-                    None => self.path_partial = Some(partial),
-                }
+                Partial::merge_into(&mut self.path_partial, partial);
             }
         }
         block_on(self.services.ledger.set_rows(&self.job.id, self.split, self.rows))?;
@@ -226,7 +232,7 @@ impl<'a> Splitter<'a> {
         Ok(())
     }
 
-    fn partition(&mut self, chunk: &EventChunk) -> Result<(), StageError> {
+    fn partition(&mut self, chunk: &EventChunk) -> Result<(), RunError> {
         let map: Vec<u32> = chunk.channels.names().iter().map(|name| self.channels.id(name)).collect();
         self.services.config.limits.engine().check_channels(self.channels.len())?;
         let partitions = self.buffers.len() as u32;
@@ -255,7 +261,7 @@ impl<'a> Splitter<'a> {
     }
 
     /// Hands every non-empty partition buffer to the uploader and starts new buffers.
-    fn flush(&mut self) -> Result<(), StageError> {
+    fn flush(&mut self) -> Result<(), RunError> {
         let mut batch = Vec::new();
         for (partition, buffer) in self.buffers.iter_mut().enumerate() {
             if buffer.is_empty() {
@@ -273,7 +279,7 @@ impl<'a> Splitter<'a> {
         self.uploader.send(batch)
     }
 
-    fn finish(mut self) -> Result<(), StageError> {
+    fn finish(mut self) -> Result<(), RunError> {
         self.flush()?;
         self.uploader.finish()?;
         if let Some(partial) = &self.path_partial {
@@ -289,7 +295,7 @@ impl<'a> Splitter<'a> {
 /// bounds memory to about two flushes of rows.
 struct ChunkUploader {
     sender: Option<std::sync::mpsc::SyncSender<Vec<(Key, EventChunk)>>>,
-    thread: Option<std::thread::JoinHandle<Result<(), StageError>>>,
+    thread: Option<std::thread::JoinHandle<Result<(), RunError>>>,
 }
 
 impl ChunkUploader {
@@ -309,7 +315,7 @@ impl ChunkUploader {
         ChunkUploader { sender: Some(sender), thread: Some(thread) }
     }
 
-    fn send(&mut self, batch: Vec<(Key, EventChunk)>) -> Result<(), StageError> {
+    fn send(&mut self, batch: Vec<(Key, EventChunk)>) -> Result<(), RunError> {
         if batch.is_empty() {
             return Ok(());
         }
@@ -319,12 +325,12 @@ impl ChunkUploader {
     }
 
     /// Waits for every batch to be stored.
-    fn finish(&mut self) -> Result<(), StageError> {
+    fn finish(&mut self) -> Result<(), RunError> {
         self.sender = None;
         match self.thread.take().map(std::thread::JoinHandle::join) {
             Some(Ok(outcome)) => outcome,
-            Some(Err(_)) => Err(StageError::Other(anyhow::anyhow!("the chunk uploader thread panicked"))),
-            None => Err(StageError::Other(anyhow::anyhow!("the chunk uploader already stopped"))),
+            Some(Err(_)) => Err(RunError::Other(anyhow::anyhow!("the chunk uploader thread panicked"))),
+            None => Err(RunError::Other(anyhow::anyhow!("the chunk uploader already stopped"))),
         }
     }
 }

@@ -12,33 +12,11 @@ use mta_platform::access::Tenant;
 use mta_platform::ledger::{JobRecord, JobState, Stage};
 use mta_platform::metrics::StageLabels;
 use mta_platform::queue::{StageTask, TaskError, TaskInfo};
+use mta_platform::run_error::RunError;
 use mta_platform::storage::keys;
 use tracing::Instrument;
 
 use crate::Services;
-
-/// How a unit of work ended badly.
-#[derive(Debug)]
-pub enum StageError {
-    /// The input or options are wrong: the job fails at once with this error.
-    Input(AttributionError),
-    /// The job was cancelled (or this copy of the task was abandoned): stop quietly.
-    Stopped,
-    /// Anything else (storage, Redis): retried until the start budget runs out.
-    Other(anyhow::Error),
-}
-
-impl From<AttributionError> for StageError {
-    fn from(e: AttributionError) -> Self {
-        StageError::Input(e)
-    }
-}
-
-impl From<anyhow::Error> for StageError {
-    fn from(e: anyhow::Error) -> Self {
-        StageError::Other(e)
-    }
-}
 
 /// Set when the work should stop between blocks: the job was cancelled, or the task
 /// future was dropped (its consumer restarted) while the blocking work still ran.
@@ -50,8 +28,8 @@ impl StopFlag {
         self.0.load(Ordering::Relaxed)
     }
 
-    pub fn check(&self) -> Result<(), StageError> {
-        if self.is_set() { Err(StageError::Stopped) } else { Ok(()) }
+    pub fn check(&self) -> Result<(), RunError> {
+        if self.is_set() { Err(RunError::Stopped) } else { Ok(()) }
     }
 
     fn set(&self) {
@@ -78,7 +56,7 @@ pub async fn run_unit<T, W>(
 ) -> Result<(), TaskError>
 where
     T: StageTask,
-    W: FnOnce(JobRecord, StopFlag) -> Result<(), StageError> + Send + 'static,
+    W: FnOnce(JobRecord, StopFlag) -> Result<(), RunError> + Send + 'static,
 {
     let job_id = task.job();
     let unit = task.unit();
@@ -137,7 +115,7 @@ async fn run_started<W>(
     work: W,
 ) -> Result<Outcome, TaskError>
 where
-    W: FnOnce(JobRecord, StopFlag) -> Result<(), StageError> + Send + 'static,
+    W: FnOnce(JobRecord, StopFlag) -> Result<(), RunError> + Send + 'static,
 {
     let job_id = job.id;
     let ledger = &services.ledger;
@@ -172,23 +150,23 @@ where
     let outcome = tokio::task::spawn_blocking(move || span.in_scope(|| work(job, blocking_stop))).await;
     let outcome = match outcome {
         Ok(outcome) => outcome,
-        Err(e) => Err(StageError::Other(anyhow::anyhow!("the task's thread failed: {e}"))),
+        Err(e) => Err(RunError::Other(anyhow::anyhow!("the task's thread failed: {e}"))),
     };
     let _ = ledger.log_timeline(&job_id, "end", &unit, &info.worker).await;
     match outcome {
         Ok(()) => Ok(Outcome::Done),
-        Err(StageError::Stopped) => {
+        Err(RunError::Stopped) => {
             tracing::info!(job = %job_id, unit, "task stopped: job cancelled");
             remove_chunks(services, &tenant, &job_id).await;
             Ok(Outcome::Stopped)
         }
-        Err(StageError::Input(error)) => {
+        Err(RunError::Input(error)) => {
             tracing::info!(job = %job_id, unit, code = error.code.as_str(), "job failed on its input");
             ledger.mark_failed(&job_id, &error).await.map_err(transient)?;
             remove_chunks(services, &tenant, &job_id).await;
             Err(TaskError::Permanent(anyhow::anyhow!(error.message)))
         }
-        Err(StageError::Other(e)) => {
+        Err(RunError::Other(e)) => {
             tracing::warn!(job = %job_id, unit, error = format!("{e:#}"), "task failed; it will be retried");
             Err(TaskError::Transient(e))
         }

@@ -4,11 +4,13 @@
 
 use std::time::{Duration, Instant};
 
+use mta_core::result::Summary;
 use mta_platform::JobId;
+use mta_platform::access::Tenant;
 use mta_platform::ledger::JobState;
-use mta_platform::storage::stored_result;
+use mta_platform::results::stored_result;
 use mta_platform::webhook::{Pending, Secret, Unreachable, attempt_now};
-use serde_json::{Value, json};
+use serde::Serialize;
 use tokio::sync::watch;
 use tracing::Instrument;
 
@@ -155,28 +157,61 @@ async fn send(services: &Services, pending: &Pending, body: &str) -> Result<(u16
     Ok((response.status().as_u16(), retry_after))
 }
 
-/// The event: `{type, timestamp, data}` with the job's outcome (Standard Webhooks shape).
+/// The event a webhook receives (Standard Webhooks shape; docs/service.md, "Webhooks").
+#[derive(Serialize)]
+struct Event<'a> {
+    #[serde(rename = "type")]
+    event: &'a str,
+    timestamp: String,
+    data: EventData<'a>,
+}
+
+/// The job's outcome: its summary and where to read the result, or its error.
+#[derive(Serialize)]
+struct EventData<'a> {
+    job_id: JobId,
+    state: &'static str,
+    tenant: &'a Tenant,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    summary: Option<Summary>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    result_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<EventError<'a>>,
+}
+
+#[derive(Serialize)]
+struct EventError<'a> {
+    code: &'static str,
+    message: &'a str,
+}
+
+/// The event body of the job `pending` announces.
 async fn event_body(services: &Services, pending: &Pending) -> anyhow::Result<String> {
     let job = services.ledger.job(&pending.job).await?.ok_or_else(|| anyhow::anyhow!("the job is gone"))?;
-    let result_path = format!("/v1/jobs/{}/result", job.id);
-    let mut data = json!({ "job_id": job.id, "state": job.state.as_str(), "tenant": job.tenant });
+    let mut data = EventData {
+        job_id: job.id,
+        state: job.state.as_str(),
+        tenant: &job.tenant,
+        summary: None,
+        result_url: None,
+        error: None,
+    };
     match job.state {
         JobState::Succeeded => {
-            let stored = stored_result(&services.ledger, &services.storage, &job).await?;
-            let result: Value = stored.and_then(|s| serde_json::from_str(&s).ok()).unwrap_or_default();
-            data["summary"] = result["summary"].clone();
-            data["result_url"] = json!(match &services.config.public_url {
+            let result = stored_result(&services.ledger, &services.storage, &job).await?;
+            data.summary = result.map(|result| result.summary);
+            let result_path = format!("/v1/jobs/{}/result", job.id);
+            data.result_url = Some(match &services.config.public_url {
                 Some(base) => format!("{base}{result_path}"),
                 None => result_path,
             });
         }
         JobState::Failed => {
-            if let Some(error) = &job.error {
-                data["error"] = json!({ "code": error.code.as_str(), "message": error.message });
-            }
+            data.error = job.error.as_ref().map(|e| EventError { code: e.code.as_str(), message: &e.message });
         }
         _ => {}
     }
-    let event = json!({ "type": pending.event, "timestamp": mta_platform::ledger::now(), "data": data });
-    Ok(event.to_string())
+    let event = Event { event: &pending.event, timestamp: mta_platform::ledger::now(), data };
+    Ok(serde_json::to_string(&event)?)
 }

@@ -1,5 +1,7 @@
 //! Finding the columns a kind of input needs among the file's own column names:
-//! an explicit mapping first, then the well-known aliases of DESIGN.md 2.2 and 2.3.
+//! an explicit mapping first, then the well-known aliases of docs/user-guide.md, "Input formats".
+
+use std::collections::BTreeMap;
 
 use crate::error::{AttributionError, ErrorCode, Problem};
 use crate::options::InputKind;
@@ -78,32 +80,61 @@ impl Canonical {
     }
 }
 
-/// An explicit `canonical=file column` mapping from the job spec or `--column`.
-#[derive(Debug, Clone, Default, PartialEq)]
+/// An explicit `canonical → file column` mapping from the job spec (a JSON object such as
+/// `{"user_id": "cookie"}`) or `--column user_id=cookie`.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "BTreeMap<String, String>", into = "BTreeMap<String, String>")]
 pub struct ColumnMapping(pub Vec<(Canonical, String)>);
 
 impl ColumnMapping {
     /// Parses `user_id=cookie` pairs, naming the bad one.
     pub fn parse<'a>(pairs: impl IntoIterator<Item = &'a str>) -> Result<ColumnMapping, AttributionError> {
-        let mut mapping = Vec::new();
+        let mut mapping = ColumnMapping::default();
         for pair in pairs {
             let Some((canonical, column)) = pair.split_once('=') else {
                 return Err(AttributionError::option("columns", format!("`{pair}` is not `canonical=file_column`")));
             };
-            let Some(canonical) = Canonical::parse(canonical.trim()) else {
-                let known: Vec<&str> = Canonical::ALL.iter().map(|c| c.name()).collect();
-                return Err(AttributionError::option(
-                    "columns",
-                    format!("`{}` is not a known column (known: {})", canonical.trim(), known.join(", ")),
-                ));
-            };
-            mapping.push((canonical, column.trim().to_owned()));
+            mapping.insert(canonical, column)?;
         }
-        Ok(ColumnMapping(mapping))
+        Ok(mapping)
+    }
+
+    /// Maps the canonical column named `canonical` to the file's `column`.
+    fn insert(&mut self, canonical: &str, column: &str) -> Result<(), AttributionError> {
+        let Some(canonical) = Canonical::parse(canonical.trim()) else {
+            let known: Vec<&str> = Canonical::ALL.iter().map(|c| c.name()).collect();
+            return Err(AttributionError::option(
+                "columns",
+                format!("`{}` is not a known column (known: {})", canonical.trim(), known.join(", ")),
+            ));
+        };
+        self.0.push((canonical, column.trim().to_owned()));
+        Ok(())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
     }
 
     fn get(&self, canonical: Canonical) -> Option<&str> {
         self.0.iter().find(|(c, _)| *c == canonical).map(|(_, column)| column.as_str())
+    }
+}
+
+impl TryFrom<BTreeMap<String, String>> for ColumnMapping {
+    type Error = AttributionError;
+    fn try_from(map: BTreeMap<String, String>) -> Result<Self, Self::Error> {
+        let mut mapping = ColumnMapping::default();
+        for (canonical, column) in &map {
+            mapping.insert(canonical, column)?;
+        }
+        Ok(mapping)
+    }
+}
+
+impl From<ColumnMapping> for BTreeMap<String, String> {
+    fn from(mapping: ColumnMapping) -> Self {
+        mapping.0.into_iter().map(|(canonical, column)| (canonical.name().to_owned(), column)).collect()
     }
 }
 
@@ -268,6 +299,15 @@ mod tests {
         let err = Resolver::new(&h, &wrong).events().unwrap_err();
         assert!(err.message.contains("user_id (mapped to `nobody`)"), "{}", err.message);
         assert!(ColumnMapping::parse(["colour=x"]).is_err());
+    }
+
+    #[test]
+    fn a_mapping_reads_from_a_json_object_and_names_the_bad_column() {
+        let mapping: ColumnMapping = serde_json::from_str(r#"{"user_id": "who", "timestamp": " when "}"#).unwrap();
+        assert_eq!(mapping, ColumnMapping::parse(["timestamp=when", "user_id=who"]).unwrap());
+        assert_eq!(serde_json::to_string(&mapping).unwrap(), r#"{"timestamp":"when","user_id":"who"}"#);
+        let err = serde_json::from_str::<ColumnMapping>(r#"{"colour": "x"}"#).unwrap_err();
+        assert!(err.to_string().contains("`colour` is not a known column"), "{err}");
     }
 
     #[test]

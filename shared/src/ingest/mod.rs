@@ -1,4 +1,4 @@
-//! Decoding touchpoint files (DESIGN.md 2.1-2.3): CSV (`,` `;` tab; gzip), NDJSON and
+//! Decoding touchpoint files (docs/user-guide.md, "Input formats"): CSV (`,` `;` tab; gzip), NDJSON and
 //! Parquet, event-level or path-level, into [`Block`]s of columnar rows.
 //!
 //! Readers are plain `std::io` readers (or a Parquet `ChunkReader`); where the bytes come
@@ -25,7 +25,8 @@ use crate::options::InputKind;
 pub const DEFAULT_BLOCK_ROWS: usize = 65_536;
 
 /// A file format, detected from the content or given by the user.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub enum Format {
     Csv,
     Ndjson,
@@ -41,6 +42,29 @@ impl std::str::FromStr for Format {
             "parquet" => Ok(Format::Parquet),
             other => Err(AttributionError::option("format", format!("`{other}` is not csv, parquet or ndjson"))),
         }
+    }
+}
+
+impl Format {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Format::Csv => "csv",
+            Format::Ndjson => "ndjson",
+            Format::Parquet => "parquet",
+        }
+    }
+}
+
+impl TryFrom<String> for Format {
+    type Error = AttributionError;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
+impl From<Format> for String {
+    fn from(format: Format) -> String {
+        format.as_str().to_owned()
     }
 }
 
@@ -87,12 +111,65 @@ impl Limits {
     }
 }
 
-/// Reads a CSV delimiter option: `,` `;` `\t` (or `tab`), or any single ASCII character.
-pub fn parse_delimiter(s: &str) -> Result<u8, AttributionError> {
-    match s {
-        "\\t" | "tab" | "\t" => Ok(b'\t'),
-        one if one.len() == 1 && one.is_ascii() => Ok(one.as_bytes()[0]),
-        other => Err(AttributionError::option("delimiter", format!("`{other}` is not a single ASCII character"))),
+/// A CSV field delimiter the user gave: `,` `;` `\t` (or `tab`), or any single ASCII character.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Delimiter(pub u8);
+
+impl std::str::FromStr for Delimiter {
+    type Err = AttributionError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "\\t" | "tab" | "\t" => Ok(Delimiter(b'\t')),
+            one if one.len() == 1 && one.is_ascii() => Ok(Delimiter(one.as_bytes()[0])),
+            other => Err(AttributionError::option("delimiter", format!("`{other}` is not a single ASCII character"))),
+        }
+    }
+}
+
+impl TryFrom<String> for Delimiter {
+    type Error = AttributionError;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
+impl From<Delimiter> for String {
+    fn from(delimiter: Delimiter) -> String {
+        char::from(delimiter.0).to_string()
+    }
+}
+
+/// The separator of channels in a path-level row (may be several characters, never none).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct PathSeparator(String);
+
+impl PathSeparator {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Default for PathSeparator {
+    fn default() -> Self {
+        PathSeparator(">".to_owned())
+    }
+}
+
+impl TryFrom<String> for PathSeparator {
+    type Error = AttributionError;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        if s.is_empty() {
+            return Err(AttributionError::option("path_separator", "must not be empty"));
+        }
+        Ok(PathSeparator(s))
+    }
+}
+
+impl From<PathSeparator> for String {
+    fn from(separator: PathSeparator) -> String {
+        separator.0
     }
 }
 

@@ -25,7 +25,7 @@ pub(crate) struct Row {
     pub(crate) channel: Option<String>,
     pub(crate) conversion: bool,
     pub(crate) value: f64,
-    /// 1-based row number in the "file": the tie-breaker of DESIGN.md 2.4.
+    /// 1-based row number in the "file": the tie-breaker of docs/user-guide.md, "Journeys".
     pub(crate) row_number: u64,
 }
 

@@ -1,6 +1,6 @@
 //! Ingest edge cases through the public API (`open_text` → `read_csv` / `read_ndjson`):
 //! delimiter detection, gzip, NDJSON, path-level separators, and every located error of
-//! DESIGN.md 2.5.
+//! docs/user-guide.md, "Bad input".
 
 use std::io::Write;
 

@@ -1,4 +1,4 @@
-//! The journey rules of DESIGN.md 2.4, through event chunks built directly: ordering and
+//! The journey rules of docs/user-guide.md, "Journeys", through event chunks built directly: ordering and
 //! ties, splitting at conversions, the lookback window, null journeys, unattributed
 //! conversions, conversion rows as touches, and truncation of long journeys.
 

@@ -1,5 +1,5 @@
 //! An independent check of the order-1 Markov model: the absorbing chain is built here from
-//! the paths per DESIGN.md 3 (consecutive repeats collapsed), and absorption probabilities
+//! the paths per docs/user-guide.md, "Models" (consecutive repeats collapsed), and absorption probabilities
 //! are solved by dense Gaussian elimination, one system per removed channel. The engine
 //! must agree to 1e-9.
 

@@ -1,4 +1,4 @@
-//! Hand-computed credits for every model of DESIGN.md 3, through the whole pipeline
+//! Hand-computed credits for every model of docs/user-guide.md, "Models", through the whole pipeline
 //! (event or path chunk → `Partial` → `finish`).
 
 use mta_core::{ModelId, OptionsSpec, PositionWeights};
@@ -56,7 +56,7 @@ fn custom_direct_channels_match_case_insensitively() {
     );
 }
 
-/// DESIGN.md 3 says the direct list is matched case-insensitively; `Options::is_direct`
+/// docs/user-guide.md, "Models" says the direct list is matched case-insensitively; `Options::is_direct`
 /// compares with `eq_ignore_ascii_case`, so non-ASCII letters in other cases do not match.
 #[test]
 
@@ -218,7 +218,7 @@ fn participation_credits_every_distinct_channel_fully_and_says_totals_exceed() {
     assert_close(participation.total_conversions, 3.0, 1e-12);
     assert_close(participation.total_value, 24.0, 1e-12);
     assert!(!participation.conserves_totals);
-    assert!(participation.note.is_some_and(|n| n.contains("exceed")), "{:?}", participation.note);
+    assert!(participation.note.as_deref().is_some_and(|n| n.contains("exceed")), "{:?}", participation.note);
     for id in [ModelId::FirstTouch, ModelId::Linear, ModelId::Markov, ModelId::Shapley] {
         assert!(model(&result, id).note.is_none(), "{id}");
     }
@@ -256,7 +256,7 @@ fn shapley_counts_distinct_channels_and_sums_over_journeys() {
 
 // ---- markov ----------------------------------------------------------------------------
 
-/// The tiny check of DESIGN.md 3.
+/// The tiny check of docs/user-guide.md, "Models".
 fn design_paths() -> Vec<PathRow> {
     vec![
         path_row(&["c1", "c2"], 1.0, 10.0, 0.0),

@@ -237,6 +237,16 @@ proptest! {
     }
 
     #[test]
+    fn a_result_read_back_from_its_json_is_the_same_result_and_bytes(rows in event_rows(), spec in event_specs()) {
+        // Every reader (API, webhook, tables) reads the stored JSON back as the typed result.
+        let result = attribute_events(&event_chunk(&rows), &event_options(spec));
+        let json = serde_json::to_string(&result).unwrap();
+        let read: AttributionResult = serde_json::from_str(&json).unwrap();
+        prop_assert_eq!(&read, &result);
+        prop_assert_eq!(serde_json::to_string(&read).unwrap(), json);
+    }
+
+    #[test]
     fn merging_partials_by_user_in_any_grouping_equals_one_chunk(rows in event_rows(), spec in event_specs()) {
         let options = event_options(spec);
         let want = attribute_events(&event_chunk(&rows), &options);

@@ -1,0 +1,117 @@
+//! A succeeded job's outputs: the result (JSON, or a tidy CSV table) and the per-journey
+//! credits export.
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use mta_core::result::channels_csv;
+use mta_platform::ledger::{JobRecord, JobState};
+use mta_platform::results::{JobResult, stored_result};
+use mta_platform::storage::keys;
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+use crate::AppState;
+use crate::auth::{Auth, Read};
+use crate::error::{ApiCode, ApiError, AppQuery, ErrorBody};
+use crate::jobs::find;
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ResultQuery {
+    /// `json` (default) or `csv`.
+    #[param(pattern = "^(json|csv)$")]
+    format: Option<String>,
+}
+
+fn require_success(job: &JobRecord) -> Result<(), ApiError> {
+    match job.state {
+        JobState::Succeeded => Ok(()),
+        JobState::Failed => Err(ApiError::new(ApiCode::JobFailed, "the job failed; see its `error`")),
+        state => Err(ApiError::new(
+            ApiCode::ResultNotReady,
+            format!("the job is {}; poll GET /v1/jobs/{} until it succeeds", state.as_str(), job.id),
+        )),
+    }
+}
+
+/// `GET /v1/jobs/{id}/result` (`?format=csv` for a tidy table).
+#[utoipa::path(
+    get,
+    path = "/v1/jobs/{id}/result",
+    operation_id = "get_job_result",
+    tag = "results",
+    params(("id" = String, Path, description = "Job id"), ResultQuery),
+    responses(
+        (status = 200, description = "The result (docs/user-guide.md, Results), or one CSV row per model and channel", content(
+            (JobResult = "application/json"),
+            (String = "text/csv"),
+        )),
+        (status = 400, description = "An unknown or repeated query parameter", body = ErrorBody),
+        (status = 404, description = "No such job in this tenant", body = ErrorBody),
+        (status = 409, description = "The job has not succeeded (yet)", body = ErrorBody),
+        (status = 422, description = "Unknown format", body = ErrorBody),
+    )
+)]
+pub async fn result(
+    State(state): State<AppState>,
+    Auth(caller, ..): Auth<Read>,
+    Path(id): Path<String>,
+    AppQuery(query): AppQuery<ResultQuery>,
+) -> Result<Response, ApiError> {
+    let job = find(&state, &caller, &id).await?;
+    require_success(&job)?;
+    let result =
+        stored_result(&state.ledger, &state.storage, &job).await?.ok_or_else(|| ApiError::not_found("result"))?;
+    state.audit.record(caller.event("result.downloaded", job.id)).await;
+    match query.format.as_deref() {
+        // A job answered from the cache serves its source's result under its own id.
+        None | Some("json") => Ok(Json(JobResult { job_id: job.id, result }).into_response()),
+        Some("csv") => Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], channels_csv(&result)).into_response()),
+        Some(other) => Err(ApiError::field("format", format!("`{other}` is not json or csv"))),
+    }
+}
+
+/// `GET /v1/jobs/{id}/credits`: streams the Parquet export.
+#[utoipa::path(
+    get,
+    path = "/v1/jobs/{id}/credits",
+    operation_id = "get_job_credits",
+    tag = "results",
+    params(("id" = String, Path, description = "Job id")),
+    responses(
+        (status = 200, description = "One row per converting journey, channel and model", body = Vec<u8>,
+            content_type = "application/vnd.apache.parquet"),
+        (status = 404, description = "No such job in this tenant, or it did not ask for credits", body = ErrorBody),
+        (status = 409, description = "The job has not succeeded (yet)", body = ErrorBody),
+    )
+)]
+pub async fn credits(
+    State(state): State<AppState>,
+    Auth(caller, ..): Auth<Read>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let job = find(&state, &caller, &id).await?;
+    if !job.spec.export_credits {
+        return Err(ApiError::new(
+            ApiCode::CreditsNotRequested,
+            "this job did not ask for credits; submit with \"export_credits\": true",
+        ));
+    }
+    require_success(&job)?;
+    let (size, stream) = state
+        .storage
+        .get_stream(&keys::credits(&job.tenant, &job.result_owner()))
+        .await?
+        .ok_or_else(|| ApiError::not_found("credits"))?;
+    state.audit.record(caller.event("credits.downloaded", job.id)).await;
+    let headers = [
+        (header::CONTENT_TYPE, "application/vnd.apache.parquet".to_owned()),
+        (header::CONTENT_LENGTH, size.to_string()),
+        (header::CONTENT_DISPOSITION, format!("attachment; filename=\"credits-{}.parquet\"", job.id)),
+    ];
+    Ok((headers, Body::from_stream(stream)).into_response())
+}

@@ -1,0 +1,108 @@
+//! Submitting a job, once its spec, upload and webhook are checked: the idempotency claim,
+//! the result cache, the job record, the first task on the queue, and undoing the claim
+//! when the submission fails, so a client's retry starts afresh.
+
+use mta_core::{AttributionError, ErrorCode};
+
+use crate::ledger::{JobId, JobRecord, Ledger, NewJob, UploadRecord};
+use crate::metrics::Metrics;
+use crate::queue::{Queue, SplitTask};
+use crate::spec::JobSpec;
+use crate::webhook::JobWebhook;
+
+/// A checked submission.
+#[derive(Debug, Clone, Copy)]
+pub struct Submission<'a> {
+    pub upload: &'a UploadRecord,
+    pub spec: &'a JobSpec,
+    pub webhook: Option<&'a JobWebhook>,
+    /// The client's `Idempotency-Key`: the same key returns the same job for 24 h.
+    pub idempotency_key: Option<&'a str>,
+    /// The request that submits, carried into the workers' logs.
+    pub request_id: &'a str,
+}
+
+/// How a submission was answered.
+#[derive(Debug, Clone)]
+pub enum Submitted {
+    /// A new job: queued, or already succeeded from the result cache.
+    Created(JobRecord),
+    /// The job an earlier request with the same idempotency key made.
+    Replayed(JobRecord),
+}
+
+#[derive(Debug)]
+pub enum SubmitError {
+    /// The first request with this idempotency key has not recorded its job yet.
+    InProgress,
+    /// The job was recorded but could not be queued (it is marked failed).
+    NotQueued(anyhow::Error),
+    /// Redis failed.
+    Ledger(anyhow::Error),
+}
+
+impl From<anyhow::Error> for SubmitError {
+    fn from(e: anyhow::Error) -> Self {
+        SubmitError::Ledger(e)
+    }
+}
+
+/// Records the job (answered from the cache when possible) and enqueues its first stage.
+pub async fn submit(
+    ledger: &Ledger,
+    queue: &Queue,
+    metrics: &Metrics,
+    submission: Submission<'_>,
+) -> Result<Submitted, SubmitError> {
+    let job_id = JobId::random();
+    let tenant = &submission.upload.tenant;
+    if let Some(key) = submission.idempotency_key
+        && let Some(existing) = ledger.claim_idempotency_key(tenant, key, &job_id).await?
+    {
+        return match ledger.job(&existing).await? {
+            Some(job) => Ok(Submitted::Replayed(job)),
+            None => Err(SubmitError::InProgress),
+        };
+    }
+    let outcome = record_and_enqueue(ledger, queue, metrics, job_id, &submission).await;
+    if outcome.is_err()
+        && let Some(key) = submission.idempotency_key
+    {
+        // A failed submission must not pin its key: the client's retry starts afresh.
+        let _ = ledger.release_idempotency_key(tenant, key, &job_id).await;
+    }
+    outcome.map(Submitted::Created)
+}
+
+async fn record_and_enqueue(
+    ledger: &Ledger,
+    queue: &Queue,
+    metrics: &Metrics,
+    job_id: JobId,
+    submission: &Submission<'_>,
+) -> Result<JobRecord, SubmitError> {
+    let upload = submission.upload;
+    let cache_key = submission.spec.cache_key(&upload.tenant, &upload.sha256);
+    let new = NewJob {
+        id: job_id,
+        upload,
+        spec: submission.spec,
+        request_id: submission.request_id,
+        webhook: submission.webhook,
+    };
+    metrics.jobs_submitted.inc();
+    if let Some(source) = ledger.cached_job(&cache_key).await? {
+        ledger.create_cached_job(&new, &source).await?;
+        metrics.cache_hits.inc();
+        tracing::info!(job = %job_id, source = %source.id, "job answered from the result cache");
+    } else {
+        ledger.create_job(&new, &cache_key).await?;
+        if let Err(e) = queue.push(SplitTask { job: job_id, split: None, range: None }).await {
+            let error = AttributionError::new(ErrorCode::Internal, "the job could not be queued");
+            let _ = ledger.mark_failed(&job_id, &error).await;
+            return Err(SubmitError::NotQueued(e));
+        }
+        tracing::info!(job = %job_id, upload = %upload.upload_id, tenant = %upload.tenant, "job queued");
+    }
+    ledger.job(&job_id).await?.ok_or_else(|| SubmitError::Ledger(anyhow::anyhow!("a new job record vanished")))
+}
