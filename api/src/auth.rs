@@ -188,3 +188,28 @@ impl<N: Needs, S: Send + Sync> FromRequestParts<S> for Auth<N> {
         Ok(Auth(caller, PhantomData))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        pairs
+            .iter()
+            .map(|(name, value)| (HeaderName::from_static(name), HeaderValue::from_str(value).unwrap()))
+            .collect()
+    }
+
+    #[test]
+    fn a_key_is_read_from_a_bearer_token_in_any_case_or_from_x_api_key() {
+        assert_eq!(presented_key(&headers(&[("authorization", "Bearer  mta_a ")])), Some("mta_a"));
+        assert_eq!(presented_key(&headers(&[("authorization", "bearer mta_b")])), Some("mta_b"));
+        assert_eq!(presented_key(&headers(&[("x-api-key", " mta_c")])), Some("mta_c"));
+        // Another scheme is not a key; X-API-Key still is.
+        let both = headers(&[("authorization", "Basic dXNlcg=="), ("x-api-key", "mta_d")]);
+        assert_eq!(presented_key(&both), Some("mta_d"));
+        assert_eq!(presented_key(&headers(&[("authorization", "Bearer ")])), None);
+        assert_eq!(presented_key(&headers(&[("x-api-key", "  ")])), None);
+        assert_eq!(presented_key(&HeaderMap::new()), None);
+    }
+}

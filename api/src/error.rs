@@ -14,10 +14,12 @@ use utoipa::ToSchema;
 /// Declares [`ApiCode`] from one table: variant, code, HTTP status, meaning.
 macro_rules! api_codes {
     ($($variant:ident = $code:literal, $status:ident, $meaning:literal;)*) => {
-        /// Every `code` an error body can carry.
+        /// Every `code` an error body can carry. Each variant is its code in camel case (a
+        /// test checks), which the OpenAPI document lists as the code's enum.
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+        #[serde(rename_all = "snake_case")]
         pub enum ApiCode {
-            $(#[serde(rename = $code)] $variant,)*
+            $($variant,)*
         }
 
         impl ApiCode {
@@ -50,6 +52,7 @@ api_codes! {
     JobNotEnded = "job_not_ended", CONFLICT, "The job has not ended: no webhook event to redeliver yet";
     ResultNotReady = "result_not_ready", CONFLICT, "The job has not succeeded yet; poll it";
     JobFailed = "job_failed", CONFLICT, "The job failed; its `error` says why";
+    JobCancelled = "job_cancelled", CONFLICT, "The job was cancelled: it has no result";
     KeyRevoked = "key_revoked", CONFLICT, "A revoked key cannot be rotated";
     LimitExceeded = "limit_exceeded", PAYLOAD_TOO_LARGE, "A body, file or configured limit is exceeded";
     UnsupportedMediaType = "unsupported_media_type", UNSUPPORTED_MEDIA_TYPE, "The body is not of a type the route takes";
@@ -288,6 +291,14 @@ mod tests {
             .map(|code| format!("| `{}` | {} | {} |", code.as_str(), code.status().as_u16(), code.meaning()))
             .collect();
         assert_eq!(listed, table, "docs/service.md's table of error codes differs from ApiCode");
+    }
+
+    #[test]
+    fn the_openapi_document_lists_every_code() {
+        use utoipa::OpenApi;
+        let doc = serde_json::to_value(crate::openapi::ApiDoc::openapi()).unwrap();
+        let codes: Vec<&str> = ApiCode::ALL.iter().map(|code| code.as_str()).collect();
+        assert_eq!(doc["components"]["schemas"]["ApiCode"]["enum"], serde_json::json!(codes));
     }
 
     #[test]

@@ -31,6 +31,7 @@ fn require_success(job: &JobRecord) -> Result<(), ApiError> {
     match job.state {
         JobState::Succeeded => Ok(()),
         JobState::Failed => Err(ApiError::new(ApiCode::JobFailed, "the job failed; see its `error`")),
+        JobState::Cancelled => Err(ApiError::new(ApiCode::JobCancelled, "the job was cancelled; it has no result")),
         state => Err(ApiError::new(
             ApiCode::ResultNotReady,
             format!("the job is {}; poll GET /v1/jobs/{} until it succeeds", state.as_str(), job.id),

@@ -221,3 +221,25 @@ struct MultipartSubmission {
     /// The job spec as JSON, without `upload_id`.
     spec: Option<JobSpec>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(value: &[u8]) -> Result<Option<String>, ApiError> {
+        let mut headers = HeaderMap::new();
+        headers.insert("idempotency-key", HeaderValue::from_bytes(value).unwrap());
+        idempotency_key(&headers)
+    }
+
+    #[test]
+    fn an_idempotency_key_is_1_to_255_printable_ascii_characters() {
+        assert_eq!(idempotency_key(&HeaderMap::new()).unwrap(), None);
+        assert_eq!(key(b"order-42/retry").unwrap().as_deref(), Some("order-42/retry"));
+        assert!(key(&[b'k'; 255]).unwrap().is_some());
+        for bad in [&b""[..], &[b'k'; 256], b"a b", b"tab\there", "caf\u{e9}".as_bytes()] {
+            let Err(ApiError::Client { code, .. }) = key(bad) else { panic!("{bad:?} was accepted") };
+            assert_eq!(code, ApiCode::InvalidRequest);
+        }
+    }
+}

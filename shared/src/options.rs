@@ -149,6 +149,7 @@ impl PositionWeights {
 pub struct OptionsSpec {
     /// Model ids, or absent / `["all"]` for every model that applies to the input kind.
     pub models: Option<Vec<String>>,
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 4))]
     pub markov_order: Option<u8>,
     pub lookback_days: Option<f64>,
     pub half_life_days: Option<f64>,

@@ -13,7 +13,7 @@ use mta_platform::queue::{AttributeTask, ReduceTask, StageHandler, TaskError, Ta
 use mta_platform::storage::keys;
 
 use crate::Services;
-use crate::stage::{StopFlag, block_on, run_unit};
+use crate::stage::{StopFlag, compute, run_unit};
 use mta_platform::run_error::RunError;
 
 #[derive(Debug, Clone)]
@@ -21,68 +21,79 @@ pub struct AttributeHandler(pub Services);
 
 impl StageHandler<AttributeTask> for AttributeHandler {
     async fn handle(&self, task: AttributeTask, info: TaskInfo) -> Result<(), TaskError> {
-        let services = self.0.clone();
-        let partition = task.partition;
+        let services = &self.0;
         let owner = info.task_id.clone();
-        run_unit(&self.0, &task, &info, Stage::Attributing, move |job, stop| {
-            attribute(&services, &job, partition, &owner, &stop)
+        run_unit(services, &task, &info, Stage::Attributing, |job, stop| {
+            attribute(services, job, task.partition, owner, stop)
         })
         .await
     }
 }
 
-fn attribute(
+async fn attribute(
     services: &Services,
-    job: &JobRecord,
+    job: JobRecord,
     partition: u32,
-    owner: &str,
-    stop: &StopFlag,
+    owner: String,
+    stop: StopFlag,
 ) -> Result<(), RunError> {
-    let options = job.options.as_ref().context("the job's options were not resolved by its split")?;
+    let options = job.options.clone().context("the job's options were not resolved by its split")?;
     let started = Instant::now();
-    let chunk = load_partition(services, job, partition, stop)?;
+    let chunk = load_partition(services, &job, partition, &stop).await?;
     let loaded = started.elapsed();
-    inject_faults(services, &chunk, stop)?;
-    let partial = Partial::from_events(&chunk, options);
+    inject_faults(services, &chunk, &stop).await?;
+    let rows = chunk.len();
+    let partial = compute(move || {
+        let partial = Partial::from_events(&chunk, &options);
+        Ok(serde_json::to_vec(&partial).map_err(anyhow::Error::from)?)
+    })
+    .await?;
     let computed = started.elapsed();
     let key = keys::partial(&job.tenant, &job.id, &format!("p{partition:05}"));
-    block_on(services.storage.put(&key, serde_json::to_vec(&partial).map_err(anyhow::Error::from)?))?;
+    services.storage.put(&key, partial).await?;
     tracing::debug!(
-        job = %job.id, partition, rows = chunk.len(),
+        job = %job.id, partition, rows,
         load_ms = loaded.as_millis() as u64,
         compute_ms = (computed - loaded).as_millis() as u64,
         store_ms = (started.elapsed() - computed).as_millis() as u64,
         "partition attributed"
     );
     let total = job.partitions as u64;
-    if block_on(services.ledger.fan_in(&job.id, Stage::Attributing, &partition.to_string(), total, owner))?
-        == FanIn::Complete
-    {
-        block_on(services.ledger.mark_running(&job.id, Stage::Reducing))?;
-        block_on(services.queue.push(ReduceTask { job: job.id }))?;
+    let fan_in = services.ledger.fan_in(&job.id, Stage::Attributing, &partition.to_string(), total, &owner).await?;
+    if fan_in == FanIn::Complete {
+        services.ledger.mark_running(&job.id, Stage::Reducing).await?;
+        services.queue.push(ReduceTask { job: job.id }).await?;
     }
     Ok(())
 }
 
 /// Every chunk file of one partition, decoded into one chunk (used again by the credits export).
-pub fn load_partition(
+pub async fn load_partition(
     services: &Services,
     job: &JobRecord,
     partition: u32,
     stop: &StopFlag,
 ) -> Result<EventChunk, RunError> {
-    let mut chunk = EventChunk::default();
-    for key in block_on(services.storage.list(&keys::chunk_prefix(&job.tenant, &job.id, partition)))? {
+    let mut files = Vec::new();
+    for key in services.storage.list(&keys::chunk_prefix(&job.tenant, &job.id, partition)).await? {
         stop.check()?;
-        let bytes = block_on(services.storage.get(&key))?;
-        chunk_file::decode_into(bytes, &mut chunk)?;
+        files.push(services.storage.get(&key).await?);
     }
-    Ok(chunk)
+    let stop = stop.clone();
+    compute(move || {
+        let mut chunk = EventChunk::default();
+        for bytes in files {
+            stop.check()?;
+            chunk_file::decode_into(bytes, &mut chunk)?;
+        }
+        Ok(chunk)
+    })
+    .await
 }
 
 /// The reliability tests' hooks (off unless configured): crash on a marked channel, or
 /// stay busy long enough to be killed mid-chunk.
-fn inject_faults(services: &Services, chunk: &EventChunk, stop: &StopFlag) -> Result<(), RunError> {
+async fn inject_faults(services: &Services, chunk: &EventChunk, stop: &StopFlag) -> Result<(), RunError> {
     let faults = &services.config.faults;
     if let Some(channel) = &faults.abort_on_channel
         && chunk.channels.get(channel).is_some()
@@ -94,7 +105,7 @@ fn inject_faults(services: &Services, chunk: &EventChunk, stop: &StopFlag) -> Re
         let until = Instant::now() + delay;
         while Instant::now() < until {
             stop.check()?;
-            std::thread::sleep(Duration::from_millis(50));
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
     Ok(())

@@ -2,6 +2,8 @@
 //! storage and the Redis cache, export per-journey credits when asked, and mark the job
 //! succeeded. Idempotent: a re-run rewrites the same objects.
 
+use std::sync::Arc;
+
 use mta_core::ingest::Block;
 use mta_core::{AttributionError, AttributionResult, ErrorCode, InputKind, Options, Partial};
 use mta_platform::credits_file::{CreditRows, CreditsFile};
@@ -12,7 +14,7 @@ use mta_platform::storage::keys;
 
 use crate::Services;
 use crate::attribute::load_partition;
-use crate::stage::{StopFlag, block_on, run_unit};
+use crate::stage::{StopFlag, compute, run_unit};
 use mta_platform::run_error::RunError;
 
 #[derive(Debug, Clone)]
@@ -31,51 +33,57 @@ impl StageHandler<ReduceTask> for ReduceHandler {
             }
             Err(e) => return Err(TaskError::Transient(e)),
         }
-        let services = self.0.clone();
-        run_unit(&self.0, &task, &info, Stage::Reducing, move |job, stop| reduce(&services, &job, &stop)).await
+        run_unit(&self.0, &task, &info, Stage::Reducing, |job, stop| reduce(&self.0, job, stop)).await
     }
 }
 
-fn reduce(services: &Services, job: &JobRecord, stop: &StopFlag) -> Result<(), RunError> {
+async fn reduce(services: &Services, job: JobRecord, stop: StopFlag) -> Result<(), RunError> {
     let no_rows = || AttributionError::new(ErrorCode::EmptyInput, "the input has no data rows");
     // The first split resolves the options when it reads the first block: none means no rows.
-    let options = job.options.as_ref().ok_or_else(no_rows)?;
+    let options = Arc::new(job.options.clone().ok_or_else(no_rows)?);
     let mut total: Option<Partial> = None;
-    for key in block_on(services.storage.list(&keys::partials(&job.tenant, &job.id)))? {
+    for key in services.storage.list(&keys::partials(&job.tenant, &job.id)).await? {
         stop.check()?;
-        let bytes = block_on(services.storage.get(&key))?;
-        let partial: Partial =
-            serde_json::from_slice(&bytes).map_err(|e| anyhow::anyhow!("{key} is unreadable: {e}"))?;
-        Partial::merge_into(&mut total, partial);
+        let bytes = services.storage.get(&key).await?;
+        total = compute(move || {
+            let partial: Partial =
+                serde_json::from_slice(&bytes).map_err(|e| anyhow::anyhow!("{key} is unreadable: {e}"))?;
+            Partial::merge_into(&mut total, partial);
+            Ok(total)
+        })
+        .await?;
     }
     let total = total.filter(|t| t.counts.rows > 0).ok_or_else(no_rows)?;
+    let rows = total.counts.rows;
     // Each split task checks the limits on its own share; the whole input is checked here.
     let limits = services.config.limits.engine();
-    limits.check_rows(total.counts.rows)?;
+    limits.check_rows(rows)?;
     limits.check_channels(total.channels.len())?;
-    let result = total.finish(options)?;
+    let finishing = Arc::clone(&options);
+    let result = Arc::new(compute(move || Ok(total.finish(&finishing)?)).await?);
     if job.spec.export_credits {
-        export_credits(services, job, options, &result, stop)?;
+        export_credits(services, &job, &options, &result, &stop).await?;
     }
     // Stored without the job's id, so a job answered from the cache serves it as it is.
-    let json = serde_json::to_string(&result).map_err(anyhow::Error::from)?;
-    block_on(services.storage.put(&keys::result(&job.tenant, &job.id), json.clone().into_bytes()))?;
-    block_on(services.ledger.cache_result(&job.id, &job.cache_key, &json))?;
-    if block_on(services.ledger.mark_succeeded(&job.id))? {
-        tracing::info!(job = %job.id, rows = total.counts.rows, "job succeeded");
+    let serialised = Arc::clone(&result);
+    let json = compute(move || Ok(serde_json::to_string(&*serialised).map_err(anyhow::Error::from)?)).await?;
+    services.storage.put(&keys::result(&job.tenant, &job.id), json.clone().into_bytes()).await?;
+    services.ledger.cache_result(&job.id, &job.cache_key, &json).await?;
+    if services.ledger.mark_succeeded(&job.id).await? {
+        tracing::info!(job = %job.id, rows, "job succeeded");
     }
     // Chunk files are only needed until the result exists.
-    if let Err(e) = block_on(services.storage.delete_prefix(&keys::chunks(&job.tenant, &job.id))) {
+    if let Err(e) = services.storage.delete_prefix(&keys::chunks(&job.tenant, &job.id)).await {
         tracing::warn!(job = %job.id, error = format!("{e:#}"), "could not delete chunk files");
     }
     Ok(())
 }
 
-fn export_credits(
+async fn export_credits(
     services: &Services,
     job: &JobRecord,
-    options: &Options,
-    result: &AttributionResult,
+    options: &Arc<Options>,
+    result: &Arc<AttributionResult>,
     stop: &StopFlag,
 ) -> Result<(), RunError> {
     let scratch = tempfile::Builder::new().prefix("mta-credits-").tempdir().map_err(anyhow::Error::from)?;
@@ -84,27 +92,35 @@ fn export_credits(
     match options.kind {
         InputKind::Events => {
             for partition in 0..job.partitions {
-                let chunk = load_partition(services, job, partition, stop)?;
-                out.write(
-                    CreditRows::of_events(&chunk, chunk.channels.names(), options, result),
-                    chunk.channels.names(),
-                )?;
+                let chunk = load_partition(services, job, partition, stop).await?;
+                let (options, result) = (Arc::clone(options), Arc::clone(result));
+                out = compute(move || {
+                    let names = chunk.channels.names();
+                    out.write(CreditRows::of_events(&chunk, names, &options, &result), names)?;
+                    Ok(out)
+                })
+                .await?;
             }
         }
         InputKind::Paths => {
-            let input =
-                block_on(services.storage.local_copy(&keys::upload(&job.tenant, &job.upload_id), scratch.path()))?;
+            let upload = keys::upload(&job.tenant, &job.upload_id);
+            let input = services.storage.local_copy(&upload, scratch.path()).await?;
             let spec = job.spec.input_spec(services.config.limits.engine());
-            Source::open(&input, spec.format)?.read(&spec, None, |block| {
-                stop.check()?;
-                if let Block::Paths(chunk) = block {
-                    out.write(CreditRows::of_paths(&chunk, options, result), chunk.channels.names())?;
-                }
-                Ok::<(), RunError>(())
-            })?;
+            let (options, result, stop) = (Arc::clone(options), Arc::clone(result), stop.clone());
+            out = compute(move || {
+                Source::open(&input, spec.format)?.read(&spec, None, |block| {
+                    stop.check()?;
+                    if let Block::Paths(chunk) = block {
+                        out.write(CreditRows::of_paths(&chunk, &options, &result), chunk.channels.names())?;
+                    }
+                    Ok(())
+                })?;
+                Ok(out)
+            })
+            .await?;
         }
     }
-    out.close()?;
-    block_on(services.storage.put_file(&keys::credits(&job.tenant, &job.id), &path))?;
+    compute(move || Ok(out.close()?)).await?;
+    services.storage.put_file(&keys::credits(&job.tenant, &job.id), &path).await?;
     Ok(())
 }

@@ -6,21 +6,24 @@
 //! uncompressed CSV file into byte ranges at record boundaries, decides the number of
 //! split tasks and partitions, records the plan, and fans out (or does the work itself
 //! when the input is one piece). The last split to finish enqueues the attribute tasks.
+//!
+//! The reader decodes and partitions on a blocking thread and hands full batches of
+//! partition buffers over a channel; this task encodes them (on a second blocking thread)
+//! and stores them while the reader goes on, so decoding and encoding use two cores.
 
-use mta_core::chunk::{ChannelDict, EventChunk, NO_CHANNEL, partition_of};
 use std::io::Read;
 
-use mta_core::ingest::{Block, Format, InputSpec, detect_delimiter, detect_format};
+use mta_core::chunk::{ChannelDict, EventChunk, NO_CHANNEL, partition_of};
+use mta_core::ingest::{Block, Format, InputSpec, Limits, detect_delimiter, detect_format};
 use mta_core::{InputKind, Options, Partial};
 use mta_platform::chunk_file;
 use mta_platform::input::{CsvRange, Source, plan_csv_ranges};
 use mta_platform::ledger::{FanIn, JobRecord, Stage};
 use mta_platform::queue::{AttributeTask, ReduceTask, SplitTask, StageHandler, TaskError, TaskInfo};
 use mta_platform::storage::keys;
-use object_store::path::Path as Key;
 
 use crate::Services;
-use crate::stage::{StopFlag, block_on, run_unit};
+use crate::stage::{StopFlag, compute, run_unit};
 use mta_platform::run_error::RunError;
 
 /// Buffered event rows of one split before its partitions are written out.
@@ -32,31 +35,29 @@ pub struct SplitHandler(pub Services);
 
 impl StageHandler<SplitTask> for SplitHandler {
     async fn handle(&self, task: SplitTask, info: TaskInfo) -> Result<(), TaskError> {
-        let services = self.0.clone();
-        let (piece, range) = (task.split, task.range);
         let owner = info.task_id.clone();
-        run_unit(&self.0, &task, &info, Stage::Splitting, move |job, stop| {
-            split(&services, &job, piece, range, &owner, &stop)
+        run_unit(&self.0, &task, &info, Stage::Splitting, |job, stop| {
+            split(&self.0, job, task.split, task.range, owner, stop)
         })
         .await
     }
 }
 
-fn split(
+async fn split(
     services: &Services,
-    job: &JobRecord,
+    job: JobRecord,
     piece: Option<u32>,
     range: Option<CsvRange>,
-    owner: &str,
-    stop: &StopFlag,
+    owner: String,
+    stop: StopFlag,
 ) -> Result<(), RunError> {
     let scratch = tempfile::Builder::new().prefix("mta-split-").tempdir().map_err(anyhow::Error::from)?;
     let upload = keys::upload(&job.tenant, &job.upload_id);
     let path = match &range {
         Some(r) => {
-            block_on(services.storage.local_copy_ranges(&upload, &[0..r.header_end, r.start..r.end], scratch.path()))
+            services.storage.local_copy_ranges(&upload, &[0..r.header_end, r.start..r.end], scratch.path()).await
         }
-        None => block_on(services.storage.local_copy(&upload, scratch.path())),
+        None => services.storage.local_copy(&upload, scratch.path()).await,
     }?;
     services.metrics.input_bytes.inc_by(std::fs::metadata(&path).map_or(0, |m| m.len()));
     let spec = job.spec.input_spec(services.config.limits.engine());
@@ -66,21 +67,26 @@ fn split(
         None => {
             let rows = source.estimated_rows().max(1);
             let partitions = rows.div_ceil(services.config.rows_per_chunk).clamp(1, MAX_PARTITIONS) as u32;
-            if let Some(ranges) = csv_ranges(services, &source, &spec, &path)? {
-                block_on(services.ledger.set_plan(&job.id, ranges.len() as u32, partitions))?;
+            let planned = {
+                let (source, spec, path) = (source.clone(), spec.clone(), path.clone());
+                let (range_bytes, parallelism) = (services.config.csv_range_bytes, services.config.split_parallelism);
+                compute(move || csv_ranges(&source, &spec, &path, range_bytes, parallelism)).await?
+            };
+            if let Some(ranges) = planned {
+                services.ledger.set_plan(&job.id, ranges.len() as u32, partitions).await?;
                 let tasks = ranges
                     .into_iter()
                     .enumerate()
                     .map(|(i, range)| SplitTask { job: job.id, split: Some(i as u32), range: Some(range) })
                     .collect();
-                block_on(services.queue.push_all(tasks))?;
+                services.queue.push_all(tasks).await?;
                 return Ok(());
             }
             let splits = (source.pieces() as u32).clamp(1, services.config.split_parallelism);
-            block_on(services.ledger.set_plan(&job.id, splits, partitions))?;
+            services.ledger.set_plan(&job.id, splits, partitions).await?;
             if splits > 1 {
                 let tasks = (0..splits).map(|i| SplitTask { job: job.id, split: Some(i), range: None }).collect();
-                block_on(services.queue.push_all(tasks))?;
+                services.queue.push_all(tasks).await?;
                 return Ok(());
             }
             (splits, partitions)
@@ -94,25 +100,30 @@ fn split(
         }
         Source::Text { .. } => None,
     };
-    let mut splitter = Splitter::new(services, job, &spec, index, partitions, source.estimated_rows(), stop);
-    match &range {
-        Some(range) => source.read_csv_range(&spec, range, |block| splitter.take(block))?,
-        None => source.read(&spec, row_groups.as_deref(), |block| splitter.take(block))?,
+    let share = Share { source, range, row_groups, split: index, partitions };
+    let read = read_and_store(services, &job, &spec, share, &stop).await?;
+    if let Some(partial) = read.path_partial {
+        let bytes = compute(move || Ok(serde_json::to_vec(&partial).map_err(anyhow::Error::from)?)).await?;
+        services.storage.put(&keys::partial(&job.tenant, &job.id, &format!("s{index:04}")), bytes).await?;
     }
-    splitter.finish()?;
-
-    if block_on(services.ledger.fan_in(&job.id, Stage::Splitting, &index.to_string(), splits as u64, owner))?
-        == FanIn::Complete
+    // The first block told the input's kind; its options are stored for the later stages
+    // before the fan-in can start them.
+    if let Some(options) = read.options
+        && job.options.as_ref() != Some(&options)
     {
-        let kind = block_on(services.ledger.job(&job.id))?.and_then(|job| job.kind);
+        services.ledger.set_options(&job.id, &options).await?;
+    }
+    let fan_in = services.ledger.fan_in(&job.id, Stage::Splitting, &index.to_string(), splits as u64, &owner).await?;
+    if fan_in == FanIn::Complete {
+        let kind = services.ledger.job(&job.id).await?.and_then(|job| job.kind);
         if kind == Some(InputKind::Events) {
-            block_on(services.ledger.mark_running(&job.id, Stage::Attributing))?;
+            services.ledger.mark_running(&job.id, Stage::Attributing).await?;
             let tasks = (0..partitions).map(|partition| AttributeTask { job: job.id, partition }).collect();
-            block_on(services.queue.push_all(tasks))?;
+            services.queue.push_all(tasks).await?;
         } else {
             // Path rows were attributed while splitting (or nothing was read at all).
-            block_on(services.ledger.mark_running(&job.id, Stage::Reducing))?;
-            block_on(services.queue.push(ReduceTask { job: job.id }))?;
+            services.ledger.mark_running(&job.id, Stage::Reducing).await?;
+            services.queue.push(ReduceTask { job: job.id }).await?;
         }
     }
     Ok(())
@@ -120,14 +131,15 @@ fn split(
 
 /// Byte ranges for the split tasks of a large uncompressed CSV file (`None`: read it whole).
 fn csv_ranges(
-    services: &Services,
     source: &Source,
     spec: &InputSpec,
     path: &std::path::Path,
+    range_bytes: u64,
+    parallelism: u32,
 ) -> Result<Option<Vec<CsvRange>>, RunError> {
     let Source::Text { format, gzip: false, .. } = source else { return Ok(None) };
     let size = std::fs::metadata(path).map_err(anyhow::Error::from)?.len();
-    let pieces = (size / services.config.csv_range_bytes).min(services.config.split_parallelism as u64) as usize;
+    let pieces = (size / range_bytes).min(parallelism as u64) as usize;
     if pieces < 2 {
         return Ok(None);
     }
@@ -145,13 +157,116 @@ fn csv_ranges(
     Ok(plan_csv_ranges(path, delimiter, pieces)?)
 }
 
-/// Partitions the blocks of one split task.
-struct Splitter<'a> {
-    services: &'a Services,
-    job: &'a JobRecord,
-    keep_user_ids: bool,
+/// What the reader of one split hands back when it is done.
+struct ReadOutcome {
+    /// The options resolved for the kind of the first block (`None`: no block was read).
+    options: Option<Options>,
+    /// Path rows, attributed as they were read.
+    path_partial: Option<Partial>,
+}
+
+/// What one split task reads, and into how many partitions.
+struct Share {
+    source: Source,
+    /// The CSV byte range of this task, or
+    range: Option<CsvRange>,
+    /// the Parquet row groups of this task (neither: the whole text input).
+    row_groups: Option<Vec<usize>>,
     split: u32,
-    stop: &'a StopFlag,
+    partitions: u32,
+}
+
+/// Reads this split's share of the input on a blocking thread while this task stores the
+/// batches of partition buffers it hands over and records the rows read so far.
+async fn read_and_store(
+    services: &Services,
+    job: &JobRecord,
+    spec: &InputSpec,
+    share: Share,
+    stop: &StopFlag,
+) -> Result<ReadOutcome, RunError> {
+    let Share { source, range, row_groups, split, partitions } = share;
+    let (batches, mut batches_received) = tokio::sync::mpsc::channel::<Batch>(1);
+    let (rows_sender, mut rows) = tokio::sync::watch::channel(0u64);
+    let mut splitter = Splitter {
+        limits: services.config.limits.engine(),
+        job_options: job.options.clone(),
+        job_spec_options: job.spec.options.clone(),
+        keep_user_ids: spec.keep_user_ids,
+        stop: stop.clone(),
+        options: None,
+        channels: ChannelDict::default(),
+        buffers: Vec::new(),
+        share: 0,
+        buffered: 0,
+        batches,
+        path_partial: None,
+        rows: 0,
+        rows_sender,
+    };
+    // The file's estimate bounds the first buffers of a small input.
+    let flush = source.estimated_rows().min(FLUSH_ROWS as u64) as usize;
+    let share = flush.div_ceil(partitions.max(1) as usize);
+    splitter.share = share + share / 16;
+    splitter.buffers = (0..partitions).map(|_| EventChunk::with_capacity(splitter.share, spec.keep_user_ids)).collect();
+    let spec = spec.clone();
+    let reader = compute(move || {
+        match &range {
+            Some(range) => source.read_csv_range(&spec, range, |block| splitter.take(block))?,
+            None => source.read(&spec, row_groups.as_deref(), |block| splitter.take(block))?,
+        }
+        splitter.finish()
+    });
+    // Owns the receiving end: when storing fails, the channel closes and the reader stops
+    // at its next batch.
+    let store = async move {
+        let mut sequence = vec![0u32; partitions as usize];
+        let mut recorded = 0u64;
+        loop {
+            tokio::select! {
+                batch = batches_received.recv() => {
+                    let Some(batch) = batch else { break };
+                    for (partition, chunk) in batch {
+                        stop.check()?;
+                        // Files are named by (split, number), so a re-run of this task
+                        // overwrites exactly what an earlier run wrote.
+                        let key = keys::chunk(&job.tenant, &job.id, partition, split, sequence[partition as usize]);
+                        sequence[partition as usize] += 1;
+                        let bytes = compute(move || Ok(chunk_file::encode(&chunk)?)).await?;
+                        services.storage.put(&key, bytes).await?;
+                    }
+                }
+                Ok(()) = rows.changed() => {
+                    let now = *rows.borrow_and_update();
+                    services.ledger.set_rows(&job.id, split, now).await?;
+                    services.metrics.rows_read.inc_by(now - recorded);
+                    recorded = now;
+                }
+            }
+        }
+        let now = *rows.borrow();
+        if now != recorded {
+            services.ledger.set_rows(&job.id, split, now).await?;
+            services.metrics.rows_read.inc_by(now - recorded);
+        }
+        Ok::<(), RunError>(())
+    };
+    let (read, stored) = tokio::join!(reader, store);
+    stored?;
+    read
+}
+
+/// One flush: the non-empty partition buffers, by partition.
+type Batch = Vec<(u32, EventChunk)>;
+
+/// Partitions the blocks of one split task (on the reader's thread).
+struct Splitter {
+    limits: Limits,
+    /// Options an earlier split stored with the job, if any.
+    job_options: Option<Options>,
+    job_spec_options: mta_core::OptionsSpec,
+    keep_user_ids: bool,
+    stop: StopFlag,
     options: Option<Options>,
     channels: ChannelDict,
     buffers: Vec<EventChunk>,
@@ -160,63 +275,26 @@ struct Splitter<'a> {
     /// doubling copied its rows over and over).
     share: usize,
     buffered: usize,
-    /// Next file number per partition: files are named by (split, number), so a re-run
-    /// of this task overwrites exactly what an earlier run wrote.
-    sequence: Vec<u32>,
-    uploader: ChunkUploader,
+    /// At most one batch waits to be stored, which bounds memory to about two flushes.
+    batches: tokio::sync::mpsc::Sender<Batch>,
     path_partial: Option<Partial>,
     rows: u64,
+    rows_sender: tokio::sync::watch::Sender<u64>,
 }
 
-impl<'a> Splitter<'a> {
-    fn new(
-        services: &'a Services,
-        job: &'a JobRecord,
-        spec: &InputSpec,
-        split: u32,
-        partitions: u32,
-        estimated_rows: u64,
-        stop: &'a StopFlag,
-    ) -> Self {
-        // The file's estimate bounds the first buffers of a small input.
-        let flush = estimated_rows.min(FLUSH_ROWS as u64) as usize;
-        let share = flush.div_ceil(partitions.max(1) as usize);
-        let share = share + share / 16;
-        Splitter {
-            services,
-            job,
-            keep_user_ids: spec.keep_user_ids,
-            split,
-            stop,
-            options: None,
-            channels: ChannelDict::default(),
-            buffers: (0..partitions).map(|_| EventChunk::with_capacity(share, spec.keep_user_ids)).collect(),
-            share,
-            buffered: 0,
-            sequence: vec![0; partitions as usize],
-            uploader: ChunkUploader::start(services.clone(), stop.clone()),
-            path_partial: None,
-            rows: 0,
-        }
-    }
-
+impl Splitter {
     fn take(&mut self, block: Block) -> Result<(), RunError> {
         self.stop.check()?;
-        let rows_before = self.rows;
         let kind = match &block {
             Block::Events(_) => InputKind::Events,
             Block::Paths(_) => InputKind::Paths,
         };
         if self.options.is_none() {
-            self.options = Some(match &self.job.options {
+            self.options = Some(match &self.job_options {
                 Some(options) if options.kind == kind => options.clone(),
-                _ => {
-                    // The first block of the input tells its kind: the spec's options are
-                    // resolved for it here, once, and stored for the later stages.
-                    let options = self.job.spec.options.validate(kind)?;
-                    block_on(self.services.ledger.set_options(&self.job.id, &options))?;
-                    options
-                }
+                // The first block of the input tells its kind: the spec's options are
+                // resolved for it here, once.
+                _ => self.job_spec_options.validate(kind)?,
             });
         }
         match block {
@@ -227,14 +305,13 @@ impl<'a> Splitter<'a> {
                 Partial::merge_into(&mut self.path_partial, partial);
             }
         }
-        block_on(self.services.ledger.set_rows(&self.job.id, self.split, self.rows))?;
-        self.services.metrics.rows_read.inc_by(self.rows - rows_before);
+        self.rows_sender.send_replace(self.rows);
         Ok(())
     }
 
     fn partition(&mut self, chunk: &EventChunk) -> Result<(), RunError> {
         let map: Vec<u32> = chunk.channels.names().iter().map(|name| self.channels.id(name)).collect();
-        self.services.config.limits.engine().check_channels(self.channels.len())?;
+        self.limits.check_channels(self.channels.len())?;
         let partitions = self.buffers.len() as u32;
         for row in 0..chunk.len() {
             let key = chunk.user_keys[row];
@@ -260,7 +337,7 @@ impl<'a> Splitter<'a> {
         Ok(())
     }
 
-    /// Hands every non-empty partition buffer to the uploader and starts new buffers.
+    /// Hands every non-empty partition buffer to the storing task and starts new buffers.
     fn flush(&mut self) -> Result<(), RunError> {
         let mut batch = Vec::new();
         for (partition, buffer) in self.buffers.iter_mut().enumerate() {
@@ -269,68 +346,18 @@ impl<'a> Splitter<'a> {
             }
             let mut chunk = std::mem::replace(buffer, EventChunk::with_capacity(self.share, self.keep_user_ids));
             chunk.channels = self.channels.clone();
-            batch.push((
-                keys::chunk(&self.job.tenant, &self.job.id, partition as u32, self.split, self.sequence[partition]),
-                chunk,
-            ));
-            self.sequence[partition] += 1;
+            batch.push((partition as u32, chunk));
         }
         self.buffered = 0;
-        self.uploader.send(batch)
-    }
-
-    fn finish(mut self) -> Result<(), RunError> {
-        self.flush()?;
-        self.uploader.finish()?;
-        if let Some(partial) = &self.path_partial {
-            let key = keys::partial(&self.job.tenant, &self.job.id, &format!("s{:04}", self.split));
-            block_on(self.services.storage.put(&key, serde_json::to_vec(partial).map_err(anyhow::Error::from)?))?;
-        }
-        Ok(())
-    }
-}
-
-/// Encodes and stores chunk files on a second thread while the split keeps decoding, so
-/// parsing and Parquet encoding use two cores. At most one batch waits in between, which
-/// bounds memory to about two flushes of rows.
-struct ChunkUploader {
-    sender: Option<std::sync::mpsc::SyncSender<Vec<(Key, EventChunk)>>>,
-    thread: Option<std::thread::JoinHandle<Result<(), RunError>>>,
-}
-
-impl ChunkUploader {
-    fn start(services: Services, stop: StopFlag) -> ChunkUploader {
-        let (sender, receiver) = std::sync::mpsc::sync_channel::<Vec<(Key, EventChunk)>>(1);
-        let runtime = tokio::runtime::Handle::current();
-        let thread = std::thread::spawn(move || {
-            for batch in receiver {
-                for (key, chunk) in batch {
-                    stop.check()?;
-                    let bytes = chunk_file::encode(&chunk)?;
-                    runtime.block_on(services.storage.put(&key, bytes))?;
-                }
-            }
-            Ok(())
-        });
-        ChunkUploader { sender: Some(sender), thread: Some(thread) }
-    }
-
-    fn send(&mut self, batch: Vec<(Key, EventChunk)>) -> Result<(), RunError> {
         if batch.is_empty() {
             return Ok(());
         }
-        let sent = self.sender.as_ref().is_some_and(|sender| sender.send(batch).is_ok());
-        // A closed channel means the uploader stopped on an error: report that error.
-        if sent { Ok(()) } else { self.finish() }
+        // A closed channel means storing failed: that error is the one reported.
+        self.batches.blocking_send(batch).map_err(|_| RunError::Stopped)
     }
 
-    /// Waits for every batch to be stored.
-    fn finish(&mut self) -> Result<(), RunError> {
-        self.sender = None;
-        match self.thread.take().map(std::thread::JoinHandle::join) {
-            Some(Ok(outcome)) => outcome,
-            Some(Err(_)) => Err(RunError::Other(anyhow::anyhow!("the chunk uploader thread panicked"))),
-            None => Err(RunError::Other(anyhow::anyhow!("the chunk uploader already stopped"))),
-        }
+    fn finish(mut self) -> Result<ReadOutcome, RunError> {
+        self.flush()?;
+        Ok(ReadOutcome { options: self.options, path_partial: self.path_partial })
     }
 }

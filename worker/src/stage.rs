@@ -1,7 +1,8 @@
 //! What every stage task does around its work: count the start (a task that keeps
 //! crashing its worker fails its job after `MTA_MAX_STARTS`), skip jobs that already
-//! ended, watch for cancellation, run the CPU work on a blocking thread, and turn the
-//! outcome into the ledger's state and the queue's ack.
+//! ended, watch for cancellation, and turn the outcome into the ledger's state and the
+//! queue's ack. Stages are plain async code that sends its CPU work to blocking threads
+//! with [`compute`].
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -19,7 +20,7 @@ use tracing::Instrument;
 use crate::Services;
 
 /// Set when the work should stop between blocks: the job was cancelled, or the task
-/// future was dropped (its consumer restarted) while the blocking work still ran.
+/// future was dropped (its consumer restarted) while computation it started still runs.
 #[derive(Debug, Clone, Default)]
 pub struct StopFlag(Arc<AtomicBool>);
 
@@ -45,9 +46,9 @@ impl Drop for SetOnDrop {
     }
 }
 
-/// Runs one unit of a job's stage. `work` gets the job record and a stop flag, and runs
-/// on a blocking thread.
-pub async fn run_unit<T, W>(
+/// Runs one unit of a job's stage. `work` gets the job record and a stop flag; it is plain
+/// async code that sends its CPU work to [`compute`].
+pub async fn run_unit<T, W, F>(
     services: &Services,
     task: &T,
     info: &TaskInfo,
@@ -56,7 +57,8 @@ pub async fn run_unit<T, W>(
 ) -> Result<(), TaskError>
 where
     T: StageTask,
-    W: FnOnce(JobRecord, StopFlag) -> Result<(), RunError> + Send + 'static,
+    W: FnOnce(JobRecord, StopFlag) -> F,
+    F: Future<Output = Result<(), RunError>>,
 {
     let job_id = task.job();
     let unit = task.unit();
@@ -105,7 +107,7 @@ enum Outcome {
     Stopped,
 }
 
-async fn run_started<W>(
+async fn run_started<W, F>(
     services: &Services,
     job: JobRecord,
     unit: String,
@@ -115,7 +117,8 @@ async fn run_started<W>(
     work: W,
 ) -> Result<Outcome, TaskError>
 where
-    W: FnOnce(JobRecord, StopFlag) -> Result<(), RunError> + Send + 'static,
+    W: FnOnce(JobRecord, StopFlag) -> F,
+    F: Future<Output = Result<(), RunError>>,
 {
     let job_id = job.id;
     let ledger = &services.ledger;
@@ -144,14 +147,8 @@ where
     let _stop_when_dropped = SetOnDrop(stop.clone());
     // Aborted when this future ends or is dropped (its consumer restarted).
     let _watcher = AbortOnDrop(watch_for_cancel(services.clone(), job_id, stop.clone()));
-    let blocking_stop = stop.clone();
     let tenant = job.tenant.clone();
-    let span = tracing::Span::current();
-    let outcome = tokio::task::spawn_blocking(move || span.in_scope(|| work(job, blocking_stop))).await;
-    let outcome = match outcome {
-        Ok(outcome) => outcome,
-        Err(e) => Err(RunError::Other(anyhow::anyhow!("the task's thread failed: {e}"))),
-    };
+    let outcome = work(job, stop.clone()).await;
     let _ = ledger.log_timeline(&job_id, "end", &unit, &info.worker).await;
     match outcome {
         Ok(()) => Ok(Outcome::Done),
@@ -206,7 +203,16 @@ fn watch_for_cancel(services: Services, job: mta_platform::JobId, stop: StopFlag
     })
 }
 
-/// Runs a future from a blocking stage thread (the tokio handle of the worker).
-pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
-    tokio::runtime::Handle::current().block_on(future)
+/// Runs CPU work on a blocking thread, inside the task's span: the stages' own code runs on
+/// the consumers' thread, which must stay free for I/O, leases and heartbeats.
+pub async fn compute<T, W>(work: W) -> Result<T, RunError>
+where
+    T: Send + 'static,
+    W: FnOnce() -> Result<T, RunError> + Send + 'static,
+{
+    let span = tracing::Span::current();
+    match tokio::task::spawn_blocking(move || span.in_scope(work)).await {
+        Ok(outcome) => outcome,
+        Err(e) => Err(RunError::Other(anyhow::anyhow!("the task's thread failed: {e}"))),
+    }
 }

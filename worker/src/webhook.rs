@@ -148,13 +148,14 @@ async fn send(services: &Services, pending: &Pending, body: &str) -> Result<(u16
         .send()
         .await
         .map_err(|e| Refusal::Transport(if e.is_timeout() { "timed out".to_owned() } else { format!("{e}") }))?;
-    let retry_after = response
-        .headers()
-        .get("retry-after")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .map(|secs| Duration::from_secs(secs).min(MAX_RETRY_AFTER));
-    Ok((response.status().as_u16(), retry_after))
+    Ok((response.status().as_u16(), retry_after(response.headers())))
+}
+
+/// A receiver's `Retry-After` in seconds, capped at [`MAX_RETRY_AFTER`] (an HTTP date is
+/// not honoured: the schedule's own delay applies).
+fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let seconds = headers.get("retry-after")?.to_str().ok()?.trim().parse::<u64>().ok()?;
+    Some(Duration::from_secs(seconds).min(MAX_RETRY_AFTER))
 }
 
 /// The event a webhook receives (Standard Webhooks shape; docs/service.md, "Webhooks").
@@ -214,4 +215,47 @@ async fn event_body(services: &Services, pending: &Pending) -> anyhow::Result<St
     }
     let event = Event { event: &pending.event, timestamp: mta_platform::ledger::now(), data };
     Ok(serde_json::to_string(&event)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_is_read_in_seconds_and_capped() {
+        let with = |value: &str| {
+            let mut headers = reqwest::header::HeaderMap::new();
+            headers.insert("retry-after", value.parse().unwrap());
+            retry_after(&headers)
+        };
+        assert_eq!(with(" 120 "), Some(Duration::from_secs(120)));
+        assert_eq!(with("99999999999"), Some(MAX_RETRY_AFTER));
+        assert_eq!(with("Wed, 21 Oct 2015 07:28:00 GMT"), None);
+        assert_eq!(with("-5"), None);
+        assert_eq!(retry_after(&reqwest::header::HeaderMap::new()), None);
+    }
+
+    #[test]
+    fn a_failed_jobs_event_carries_its_error_and_nothing_else() {
+        let tenant: Tenant = "acme".parse().unwrap();
+        let job = JobId::random();
+        let event = Event {
+            event: "job.failed",
+            timestamp: "2026-12-06T00:00:00.000Z".to_owned(),
+            data: EventData {
+                job_id: job,
+                state: "failed",
+                tenant: &tenant,
+                summary: None,
+                result_url: None,
+                error: Some(EventError { code: "invalid_value", message: "bad row" }),
+            },
+        };
+        assert_eq!(
+            serde_json::to_string(&event).unwrap(),
+            format!(
+                r#"{{"type":"job.failed","timestamp":"2026-12-06T00:00:00.000Z","data":{{"job_id":"{job}","state":"failed","tenant":"acme","error":{{"code":"invalid_value","message":"bad row"}}}}}}"#
+            )
+        );
+    }
 }
