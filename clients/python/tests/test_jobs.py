@@ -237,3 +237,17 @@ def test_webhook_keyword_accepts_a_url_or_a_webhook(client: Client) -> None:
     }
     with pytest.raises(TypeError, match="unknown job option"):
         build_spec("u", {"modles": ["linear"]})
+
+
+def test_progress_bars_show_on_request_and_stay_off_otherwise(
+    client: Client, events_csv: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    upload = client.upload(events_csv, progress=True)
+    job = client.submit(upload, models=["participation"], lookback_days=7)
+    job.wait(timeout=120, progress=True)
+    shown = capsys.readouterr().err
+    assert "upload events.csv" in shown and "B/s" in shown
+    assert f"job {job.id[:8]}" in shown
+    client.upload(events_csv)  # the client was made with progress=False; not a terminal anyway
+    job.wait()
+    assert capsys.readouterr().err == ""
