@@ -1,0 +1,402 @@
+"""The asynchronous client: :class:`AsyncClient` and its :class:`AsyncJob` handles (httpx over
+asyncio or trio, via anyio); the same calls as :mod:`mta_client.client`, awaited."""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import IO, TYPE_CHECKING, Any, Literal
+
+import anyio
+import anyio.to_thread
+import httpx
+from typing_extensions import Self, Unpack
+
+from ._base import (
+    CHUNK_BYTES,
+    DEFAULT_TIMEOUT,
+    JobBar,
+    RetryPolicy,
+    default_headers,
+    log_retry,
+    network_error,
+    poll_delays,
+    resolve_key,
+    resolve_url,
+    show_progress,
+)
+from ._optional import require
+from .errors import JobCancelledError, WaitTimeoutError, error_from_response
+from .models import JobRecord, Upload
+from .results import AttributionResult
+from .spec import (
+    InputFormat,
+    InputKind,
+    JobOptions,
+    Model,
+    PositionWeightsLike,
+    Webhook,
+    build_spec,
+    idempotency_key_for,
+)
+from .uploads import AsyncApiUploader, AsyncUploader, UploadData, open_source
+
+if TYPE_CHECKING:
+    import pyarrow
+
+__all__ = ["AsyncClient", "AsyncJob"]
+
+_IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+
+
+class AsyncClient:
+    """An asynchronous client of one mta service (see :class:`~mta_client.Client`).
+
+    ``url`` defaults to ``MTA_URL`` (else ``http://127.0.0.1:8080``), ``api_key`` to
+    ``MTA_API_KEY``. ``timeout`` is per request (seconds or an :class:`httpx.Timeout`); failed
+    requests are retried by ``retry`` (:class:`RetryPolicy`). ``progress`` shows upload and job
+    progress bars (default: when standard error is a terminal). ``http_client`` lets you bring
+    your own :class:`httpx.AsyncClient` (proxies, certificates, event hooks); it is not closed by
+    :meth:`close`.
+
+    Use it as an async context manager, or await :meth:`aclose`.
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        api_key: str | None = None,
+        *,
+        timeout: float | httpx.Timeout | None = None,
+        retry: RetryPolicy | None = None,
+        progress: bool | None = None,
+        headers: Mapping[str, str] | None = None,
+        http_client: httpx.AsyncClient | None = None,
+        uploader: AsyncUploader | None = None,
+    ) -> None:
+        self.url = resolve_url(url)
+        self.retry = retry or RetryPolicy()
+        self.progress = progress
+        self.uploader: AsyncUploader = uploader or AsyncApiUploader()
+        self._headers = default_headers(resolve_key(api_key), headers)
+        self._owns_http = http_client is None
+        self._http = http_client or httpx.AsyncClient(
+            timeout=DEFAULT_TIMEOUT if timeout is None else timeout, follow_redirects=False
+        )
+        self._timeout = timeout
+
+    # -- plumbing -------------------------------------------------------------------------
+
+    async def aclose(self) -> None:
+        if self._owns_http:
+            await self._http.aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    def __repr__(self) -> str:
+        return f"AsyncClient(url={self.url!r})"
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str | int] | None = None,
+        json: Any = None,
+        headers: Mapping[str, str] | None = None,
+        body: Callable[[], AsyncIterable[bytes]] | None = None,
+        replayable: bool = True,
+        idempotent: bool | None = None,
+        stream: bool = False,
+    ) -> httpx.Response:
+        """One API call with the client's key, retries and typed errors.
+
+        ``body`` makes a fresh request body for each attempt (``replayable=False``: one
+        attempt only). With ``stream=True`` the successful response is returned unread: close
+        it. Raises an :class:`~mta_client.errors.ApiError` subclass for an error answer and
+        :class:`~mta_client.errors.NetworkError` when the service cannot be reached.
+        """
+        method = method.upper()
+        url = f"{self.url}{path}"
+        if idempotent is None:
+            idempotent = method in _IDEMPOTENT_METHODS
+        attempt = 0
+        while True:
+            request_headers = {**self._headers, **(headers or {})}
+            request = self._http.build_request(
+                method,
+                url,
+                params=params,
+                json=json,
+                headers=request_headers,
+                content=body() if body is not None else None,
+                timeout=self._timeout if self._timeout is not None else httpx.USE_CLIENT_DEFAULT,
+            )
+            error: BaseException
+            try:
+                response = await self._http.send(request, stream=True)
+            except httpx.TransportError as e:
+                error = e
+            else:
+                if response.status_code < 400:
+                    if not stream:
+                        try:
+                            await response.aread()
+                        finally:
+                            await response.aclose()
+                    return response
+                try:
+                    await response.aread()
+                finally:
+                    await response.aclose()
+                error = error_from_response(response)
+            delay = None if (body is not None and not replayable) else self.retry.delay(
+                attempt, error, idempotent=idempotent
+            )
+            if delay is None:
+                if isinstance(error, httpx.TransportError):
+                    raise network_error(error, method, path) from error
+                raise error
+            log_retry(method, path, attempt, delay, error)
+            await anyio.sleep(delay)
+            attempt += 1
+
+    async def _json(self, method: str, path: str, **kwargs: Any) -> Any:
+        return (await self.request(method, path, **kwargs)).json()
+
+    # -- the service ----------------------------------------------------------------------
+
+    async def health(self) -> dict[str, Any]:
+        """``GET /health``: version and queue depth (no key needed)."""
+        result: dict[str, Any] = await self._json("GET", "/health")
+        return result
+
+    async def openapi(self) -> dict[str, Any]:
+        """The service's OpenAPI document (``GET /openapi.json``)."""
+        result: dict[str, Any] = await self._json("GET", "/openapi.json")
+        return result
+
+    async def upload(self, data: UploadData, *, progress: bool | None = None) -> Upload:
+        """Uploads a file (path or binary file object, streamed with a progress bar), a pandas or
+        polars DataFrame or an Arrow table (written as Parquet on the fly)."""
+        source = await anyio.to_thread.run_sync(open_source, data)
+        try:
+            return await self.uploader.upload(self, source, progress=show_progress(self._progress(progress)))
+        finally:
+            if source is not data:
+                source.close()
+
+    async def submit(
+        self,
+        upload: Upload | str,
+        *,
+        kind: InputKind | None = None,
+        format: InputFormat | None = None,
+        delimiter: str | None = None,
+        path_separator: str | None = None,
+        columns: Mapping[str, str] | None = None,
+        models: Sequence[Model] | Literal["all"] | None = None,
+        markov_order: int | None = None,
+        lookback_days: float | None = None,
+        half_life_days: float | None = None,
+        position_weights: PositionWeightsLike | None = None,
+        direct_channels: Sequence[str] | None = None,
+        conversion_row_is_touch: bool | None = None,
+        max_journey_touches: int | None = None,
+        export_credits: bool | None = None,
+        webhook: str | Webhook | None = None,
+        idempotency_key: str | None = None,
+    ) -> AsyncJob:
+        """Submits a job over an upload (``POST /v1/jobs``); ``None`` leaves an option to the
+        service's default (docs/user-guide.md, "Options").
+
+        Every submission carries an ``Idempotency-Key`` (``idempotency_key``, else a fresh one),
+        so the client's retries never create a second job.
+        """
+        upload_id = upload.upload_id if isinstance(upload, Upload) else upload
+        spec = build_spec(
+            upload_id,
+            dict(
+                kind=kind, format=format, delimiter=delimiter, path_separator=path_separator, columns=columns,
+                models=models, markov_order=markov_order, lookback_days=lookback_days,
+                half_life_days=half_life_days, position_weights=position_weights, direct_channels=direct_channels,
+                conversion_row_is_touch=conversion_row_is_touch, max_journey_touches=max_journey_touches,
+                export_credits=export_credits, webhook=webhook,
+            ),
+        )
+        key = idempotency_key_for(idempotency_key)
+        response = await self.request(
+            "POST", "/v1/jobs", json=spec, headers={"idempotency-key": key}, idempotent=True
+        )
+        body = response.json()
+        return AsyncJob(self, JobRecord.from_json(body), webhook_secret=body.get("webhook_secret"))
+
+    async def job(self, job_id: str) -> AsyncJob:
+        """The job ``job_id`` (``GET /v1/jobs/{id}``)."""
+        return AsyncJob(self, JobRecord.from_json(await self._json("GET", f"/v1/jobs/{job_id}")))
+
+    async def jobs(self, *, limit: int | None = None) -> AsyncIterator[AsyncJob]:
+        """The tenant's jobs, newest first: at most ``limit``, and at most the service's 500."""
+        page = 500 if limit is None else max(1, min(limit, 500))
+        body = await self._json("GET", "/v1/jobs", params={"limit": page})
+        for record in body["jobs"]:
+            yield AsyncJob(self, JobRecord.from_json(record))
+
+    async def attribute(
+        self,
+        data: UploadData,
+        *,
+        timeout: float | None = None,
+        progress: bool | None = None,
+        **options: Unpack[JobOptions],
+    ) -> AttributionResult:
+        """Upload, submit, wait and return the result: :meth:`upload`, :meth:`submit`
+        (``options`` are its keywords), :meth:`AsyncJob.wait` and :meth:`AsyncJob.result`."""
+        upload = await self.upload(data, progress=progress)
+        job = await self.submit(upload, **options)
+        await job.wait(timeout=timeout, progress=progress)
+        return await job.result()
+
+    def _progress(self, progress: bool | None) -> bool | None:
+        return self.progress if progress is None else progress
+
+
+class AsyncJob:
+    """A handle on one job. ``record`` is the job as last seen; :meth:`refresh` reads it again."""
+
+    def __init__(self, client: AsyncClient, record: JobRecord, *, webhook_secret: str | None = None) -> None:
+        self.client = client
+        self.record = record
+        #: The webhook signing secret the service generated at submission (shown only then).
+        self.webhook_secret = webhook_secret
+
+    @property
+    def id(self) -> str:
+        return self.record.id
+
+    @property
+    def state(self) -> str:
+        return self.record.state
+
+    def __repr__(self) -> str:
+        return f"AsyncJob(id={self.id!r}, state={self.state!r})"
+
+    async def refresh(self) -> JobRecord:
+        self.record = JobRecord.from_json(await self.client._json("GET", f"/v1/jobs/{self.id}"))
+        return self.record
+
+    async def wait(
+        self,
+        timeout: float | None = None,
+        *,
+        progress: bool | None = None,
+        poll_interval: float = 1.0,
+        check: bool = True,
+    ) -> AsyncJob:
+        """Polls until the job ends, with a progress bar (stage, chunks, rows).
+
+        Raises :class:`~mta_client.errors.WaitTimeoutError` after ``timeout`` seconds (the job
+        goes on). With ``check`` (the default) a failed job raises
+        :class:`~mta_client.errors.JobFailedError` (code, message, row/column details) and a
+        cancelled one :class:`~mta_client.errors.JobCancelledError`.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        bar = JobBar(show_progress(self.client._progress(progress)), self.id)
+        try:
+            record = self.record
+            delays = poll_delays(poll_interval)
+            while True:
+                bar.show(record)
+                if record.ended:
+                    break
+                delay = next(delays)
+                if deadline is not None:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        raise WaitTimeoutError(self.id, timeout or 0.0, record.state)
+                    delay = min(delay, left)
+                await anyio.sleep(delay)
+                record = await self.refresh()
+        finally:
+            bar.close()
+        if check:
+            self._check()
+        return self
+
+    def _check(self) -> None:
+        failure = self.record.failure()
+        if failure is not None:
+            raise failure
+        if self.record.state == "cancelled":
+            raise JobCancelledError(self.id)
+
+    async def result(self, *, timeout: float | None = None) -> AttributionResult:
+        """The result (waiting for the job first, without a progress bar, if it has not ended)."""
+        if not self.record.ended:
+            await self.wait(timeout=timeout, progress=False, check=False)
+        self._check()
+        return AttributionResult.from_json(await self.client._json("GET", f"/v1/jobs/{self.id}/result"))
+
+    async def result_csv(self) -> str:
+        """The tidy table as the service's CSV (``?format=csv``)."""
+        self._check()
+        return (await self.client.request("GET", f"/v1/jobs/{self.id}/result", params={"format": "csv"})).text
+
+    async def download_credits(self, path: str | Path | IO[bytes]) -> int:
+        """Streams the per-journey credits (Parquet) to ``path`` or a binary file; returns bytes written.
+        The job must have been submitted with ``export_credits=True``."""
+        response = await self.client.request("GET", f"/v1/jobs/{self.id}/credits", stream=True)
+        written = 0
+        try:
+            out = await anyio.open_file(path, "wb") if isinstance(path, (str, Path)) else anyio.wrap_file(path)
+            try:
+                async for chunk in response.aiter_bytes(CHUNK_BYTES):
+                    written += await out.write(chunk)
+            finally:
+                if isinstance(path, (str, Path)):
+                    await out.aclose()
+        except httpx.TransportError as e:
+            raise network_error(e, "GET", f"/v1/jobs/{self.id}/credits") from e
+        finally:
+            await response.aclose()
+        return written
+
+    async def credits(self) -> pyarrow.Table:
+        """The per-journey credits as an Arrow table (``user_id`` or ``path_row``, ``conversion_time``,
+        ``model``, ``channel``, ``conversions``, ``value``); needs the ``pyarrow`` extra."""
+        require("pyarrow", "pyarrow")
+        import pyarrow.parquet as pq
+
+        with tempfile.SpooledTemporaryFile(max_size=64 << 20) as buffer:
+            await self.download_credits(buffer)
+            buffer.seek(0)
+            return await anyio.to_thread.run_sync(pq.read_table, buffer)
+
+    async def cancel(self) -> JobRecord:
+        """Cancels the job (``DELETE /v1/jobs/{id}``); a job that already ended raises a
+        :class:`~mta_client.errors.ConflictError` with code ``job_finished``."""
+        self.record = JobRecord.from_json(await self.client._json("DELETE", f"/v1/jobs/{self.id}"))
+        return self.record
+
+    async def timeline(self) -> list[dict[str, Any]]:
+        """When which worker started and ended which unit of the job."""
+        events: list[dict[str, Any]] = (await self.client._json("GET", f"/v1/jobs/{self.id}/timeline"))["events"]
+        return events
+
+    async def webhook_deliveries(self) -> dict[str, Any]:
+        """The job's webhook delivery: state, event, ``webhook_id`` and every attempt."""
+        result: dict[str, Any] = await self.client._json("GET", f"/v1/jobs/{self.id}/webhooks")
+        return result
+
+    async def redeliver_webhook(self) -> None:
+        """Sends the job's webhook event again (the job must have ended)."""
+        await self.client.request("POST", f"/v1/jobs/{self.id}/webhooks/redeliver")

@@ -1,0 +1,236 @@
+"""A job's result (docs/user-guide.md, "Results") as dataclasses, and its tidy tables.
+
+The tidy table has one row per model × channel, with the columns of the service's
+``GET /v1/jobs/{id}/result?format=csv``: ``model, channel, conversions, value, share,
+removal_effect, removal_effect_value`` (the removal effects are set for ``markov`` only).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ._optional import require
+
+if TYPE_CHECKING:
+    import pandas
+    import polars
+    import pyarrow
+
+__all__ = ["Summary", "PositionWeights", "AppliedOptions", "ChannelCredit", "ModelResult", "AttributionResult",
+           "TIDY_COLUMNS"]
+
+TIDY_COLUMNS: tuple[str, ...] = (
+    "model", "channel", "conversions", "value", "share", "removal_effect", "removal_effect_value",
+)
+
+
+@dataclass(frozen=True)
+class Summary:
+    rows: int
+    journeys: float
+    converting_journeys: float
+    null_journeys: float
+    conversions: float
+    conversion_value: float
+    unattributed_conversions: float
+    unattributed_value: float
+    channels: int
+    truncated_journeys: int
+
+    @classmethod
+    def from_json(cls, value: Mapping[str, Any]) -> Summary:
+        return cls(
+            rows=int(value["rows"]),
+            journeys=float(value["journeys"]),
+            converting_journeys=float(value["converting_journeys"]),
+            null_journeys=float(value["null_journeys"]),
+            conversions=float(value["conversions"]),
+            conversion_value=float(value["conversion_value"]),
+            unattributed_conversions=float(value["unattributed_conversions"]),
+            unattributed_value=float(value["unattributed_value"]),
+            channels=int(value["channels"]),
+            truncated_journeys=int(value.get("truncated_journeys", 0)),
+        )
+
+
+@dataclass(frozen=True)
+class PositionWeights:
+    """First / middle / last weights of the position-based models (normalised to sum 1)."""
+
+    first: float
+    middle: float
+    last: float
+
+    def to_json(self) -> dict[str, float]:
+        return {"first": self.first, "middle": self.middle, "last": self.last}
+
+
+@dataclass(frozen=True)
+class AppliedOptions:
+    """The options as the engine applied them, defaults filled in."""
+
+    kind: str
+    models: list[str]
+    markov_order: int
+    lookback_days: float
+    half_life_days: float
+    position_weights: PositionWeights
+    direct_channels: list[str]
+    conversion_row_is_touch: bool
+    max_journey_touches: int
+
+    @classmethod
+    def from_json(cls, value: Mapping[str, Any]) -> AppliedOptions:
+        weights = value["position_weights"]
+        return cls(
+            kind=str(value["kind"]),
+            models=[str(m) for m in value["models"]],
+            markov_order=int(value["markov_order"]),
+            lookback_days=float(value["lookback_days"]),
+            half_life_days=float(value["half_life_days"]),
+            position_weights=PositionWeights(
+                float(weights["first"]), float(weights["middle"]), float(weights["last"])
+            ),
+            direct_channels=[str(c) for c in value["direct_channels"]],
+            conversion_row_is_touch=bool(value["conversion_row_is_touch"]),
+            max_journey_touches=int(value["max_journey_touches"]),
+        )
+
+
+@dataclass(frozen=True)
+class ChannelCredit:
+    channel: str
+    conversions: float
+    value: float
+    #: This channel's part of the model's credited conversions (0..1).
+    share: float
+    #: Markov only.
+    removal_effect: float | None = None
+    removal_effect_value: float | None = None
+
+    @classmethod
+    def from_json(cls, value: Mapping[str, Any]) -> ChannelCredit:
+        def optional(name: str) -> float | None:
+            v = value.get(name)
+            return None if v is None else float(v)
+
+        return cls(
+            channel=str(value["channel"]),
+            conversions=float(value["conversions"]),
+            value=float(value["value"]),
+            share=float(value["share"]),
+            removal_effect=optional("removal_effect"),
+            removal_effect_value=optional("removal_effect_value"),
+        )
+
+
+@dataclass(frozen=True)
+class ModelResult:
+    model: str
+    #: Sorted by credited conversions, descending (then by name).
+    channels: list[ChannelCredit]
+    total_conversions: float
+    total_value: float
+    #: The credits add up to the attributed conversions and value (``participation``: false by design).
+    conserves_totals: bool
+    note: str | None = None
+    #: Markov only.
+    order: int | None = None
+    conversion_probability: float | None = None
+
+    @classmethod
+    def from_json(cls, model: str, value: Mapping[str, Any]) -> ModelResult:
+        order = value.get("order")
+        probability = value.get("conversion_probability")
+        return cls(
+            model=model,
+            channels=[ChannelCredit.from_json(c) for c in value["channels"]],
+            total_conversions=float(value["total_conversions"]),
+            total_value=float(value["total_value"]),
+            conserves_totals=bool(value["conserves_totals"]),
+            note=value.get("note"),
+            order=None if order is None else int(order),
+            conversion_probability=None if probability is None else float(probability),
+        )
+
+    def channel(self, name: str) -> ChannelCredit:
+        for credit in self.channels:
+            if credit.channel == name:
+                return credit
+        raise KeyError(name)
+
+
+@dataclass(frozen=True)
+class AttributionResult:
+    """``GET /v1/jobs/{id}/result``; ``job_id`` is ``None`` for a result read from ``mta attribute``."""
+
+    summary: Summary
+    options: AppliedOptions
+    #: Keyed by model id, in the order of ``options.models``.
+    models: dict[str, ModelResult]
+    job_id: str | None = None
+    #: The JSON as the service sent it (fields newer than this client included).
+    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_json(cls, value: Mapping[str, Any]) -> AttributionResult:
+        return cls(
+            summary=Summary.from_json(value["summary"]),
+            options=AppliedOptions.from_json(value["options"]),
+            models={name: ModelResult.from_json(name, m) for name, m in value["models"].items()},
+            job_id=value.get("job_id"),
+            raw=dict(value),
+        )
+
+    def model(self, model: str) -> ModelResult:
+        try:
+            return self.models[model]
+        except KeyError:
+            raise KeyError(f"no model `{model}` in this result (it has: {', '.join(self.models)})") from None
+
+    def channels(self, model: str) -> list[ChannelCredit]:
+        """The credited channels of one model, most conversions first."""
+        return self.model(model).channels
+
+    def rows(self) -> Iterator[dict[str, Any]]:
+        """The tidy table as dicts: one per model × channel, keys :data:`TIDY_COLUMNS`."""
+        for name, model in self.models.items():
+            for c in model.channels:
+                yield {
+                    "model": name,
+                    "channel": c.channel,
+                    "conversions": c.conversions,
+                    "value": c.value,
+                    "share": c.share,
+                    "removal_effect": c.removal_effect,
+                    "removal_effect_value": c.removal_effect_value,
+                }
+
+    def to_pandas(self) -> pandas.DataFrame:
+        """The tidy table as a pandas DataFrame (removal effects are NaN outside ``markov``)."""
+        require("pandas", "pandas")
+        import pandas as pd
+
+        frame = pd.DataFrame.from_records(list(self.rows()), columns=list(TIDY_COLUMNS))
+        floats = [c for c in TIDY_COLUMNS if c not in ("model", "channel")]
+        typed: pd.DataFrame = frame.astype({c: "float64" for c in floats})
+        return typed
+
+    def to_polars(self) -> polars.DataFrame:
+        """The tidy table as a polars DataFrame (removal effects are null outside ``markov``)."""
+        require("polars", "polars")
+        import polars as pl
+
+        schema = {c: (pl.String if c in ("model", "channel") else pl.Float64) for c in TIDY_COLUMNS}
+        return pl.DataFrame(list(self.rows()), schema=schema)
+
+    def to_arrow(self) -> pyarrow.Table:
+        """The tidy table as an Arrow table."""
+        require("pyarrow", "pyarrow")
+        import pyarrow as pa
+
+        rows = list(self.rows())
+        schema = pa.schema([(c, pa.string() if c in ("model", "channel") else pa.float64()) for c in TIDY_COLUMNS])
+        return pa.Table.from_pylist(rows, schema=schema)

@@ -1,0 +1,253 @@
+"""Every call end to end against the real service: uploads of each kind, submissions with
+every option, waiting, results equal to ``mta attribute``, tables, credits, the job list."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pandas as pd
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from mta_client import AttributionResult, Client, Job, JobRecord, Upload, Webhook
+from mta_client.errors import ConflictError, NotFoundError
+from mta_client.results import TIDY_COLUMNS
+
+from conftest import Service, close_to
+
+
+def test_upload_a_path_then_submit_wait_and_read_the_result(
+    service: Service, client: Client, events_csv: Path
+) -> None:
+    upload = client.upload(events_csv)
+    assert isinstance(upload, Upload)
+    assert upload.size_bytes == events_csv.stat().st_size
+    job = client.submit(upload, export_credits=True)
+    assert isinstance(job, Job) and job.state in ("queued", "running", "succeeded")
+    job.wait(timeout=120)
+    assert job.state == "succeeded"
+    result = job.result()
+    assert result.job_id == job.id
+    local = service.attribute_locally(events_csv)
+    remote = dict(result.raw)
+    assert remote.pop("job_id") == job.id
+    assert close_to(remote, local) == []
+    typed = AttributionResult.from_json(local)
+    assert list(typed.models) == list(result.models)
+    assert [c.channel for c in typed.channels("markov")] == [c.channel for c in result.channels("markov")]
+
+
+def test_results_equal_mta_attribute_for_paths_with_options(
+    service: Service, client: Client, paths_csv: Path
+) -> None:
+    result = client.attribute(paths_csv, models=["markov", "linear", "shapley"], markov_order=1, path_separator=">")
+    local = service.attribute_locally(paths_csv, "--models", "markov,linear,shapley", "--markov-order", "1")
+    remote = dict(result.raw)
+    remote.pop("job_id")
+    assert close_to(remote, local) == []
+    # The worked example of the product contract: credits 38/29, 33/29, 45/29 (ordered by conversions).
+    markov = result.model("markov")
+    assert [c.channel for c in markov.channels] == ["c3", "c1", "c2"]
+    assert [c.conversions for c in markov.channels] == pytest.approx([45 / 29, 38 / 29, 33 / 29])
+    assert markov.conversion_probability == pytest.approx(4 / 7)
+    assert markov.conserves_totals
+
+
+def test_every_option_reaches_the_service_as_typed(client: Client, events_csv: Path) -> None:
+    upload = client.upload(events_csv)
+    job = client.submit(
+        upload,
+        kind="events",
+        format="csv",
+        delimiter=",",
+        path_separator=">",
+        columns={"user_id": "user_id", "timestamp": "timestamp"},
+        models=["first_touch", "position_based", "time_decay", "markov"],
+        markov_order=2,
+        lookback_days=14,
+        half_life_days=3.5,
+        position_weights=(0.3, 0.4, 0.3),
+        direct_channels=["direct", "email"],
+        conversion_row_is_touch=False,
+        max_journey_touches=500,
+        export_credits=True,
+        idempotency_key="every-option-1",
+    )
+    assert job.record.spec == {
+        "upload_id": upload.upload_id,
+        "kind": "events",
+        "format": "csv",
+        "delimiter": ",",
+        "path_separator": ">",
+        "columns": {"timestamp": "timestamp", "user_id": "user_id"},
+        "options": {
+            "models": ["first_touch", "position_based", "time_decay", "markov"],
+            "markov_order": 2,
+            "lookback_days": 14.0,
+            "half_life_days": 3.5,
+            "position_weights": {"first": 0.3, "middle": 0.4, "last": 0.3},
+            "direct_channels": ["direct", "email"],
+            "conversion_row_is_touch": False,
+            "max_journey_touches": 500,
+        },
+        "export_credits": True,
+    }
+    result = job.result(timeout=120)
+    applied = result.options
+    assert applied.models == ["first_touch", "position_based", "time_decay", "markov"]
+    assert (applied.markov_order, applied.lookback_days, applied.half_life_days) == (2, 14.0, 3.5)
+    assert applied.position_weights.middle == pytest.approx(0.4)
+    assert applied.direct_channels == ["direct", "email"]
+    assert applied.max_journey_touches == 500
+    assert result.model("markov").order == 2
+    # The same idempotency key returns the same job.
+    again = client.submit(upload, kind="events", idempotency_key="every-option-1")
+    assert again.id == job.id
+
+
+def test_tidy_tables_match_the_services_csv(client: Client, events_csv: Path) -> None:
+    job = client.submit(client.upload(events_csv), models=["linear", "markov"])
+    result = job.result(timeout=120)
+    frame = result.to_pandas()
+    assert list(frame.columns) == list(TIDY_COLUMNS)
+    assert len(frame) == sum(len(m.channels) for m in result.models.values())
+    assert set(frame["model"]) == {"linear", "markov"}
+    assert frame.loc[frame["model"] == "linear", "removal_effect"].isna().all()
+    assert frame.loc[frame["model"] == "markov", "removal_effect"].notna().all()
+    service_csv = pd.read_csv(io.StringIO(job.result_csv()))
+    assert list(service_csv.columns) == list(TIDY_COLUMNS)
+    pd.testing.assert_frame_equal(frame, service_csv, check_exact=False, rtol=1e-12)
+    polars_frame = result.to_polars()
+    assert polars_frame.columns == list(TIDY_COLUMNS)
+    assert polars_frame.height == len(frame)
+    assert polars_frame.filter(pl.col("model") == "linear")["conversions"].sum() == pytest.approx(
+        result.model("linear").total_conversions
+    )
+    assert result.to_arrow().num_rows == len(frame)
+    channels = result.channels("markov")
+    assert channels == sorted(channels, key=lambda c: (-c.conversions, c.channel))
+    assert sum(c.share for c in channels) == pytest.approx(1.0)
+    with pytest.raises(KeyError, match="no model `shapley`"):
+        result.channels("shapley")
+
+
+def test_dataframes_and_tables_upload_as_parquet(service: Service, client: Client, events_csv: Path) -> None:
+    local = service.attribute_locally(events_csv, "--models", "linear,markov")
+    frame = pd.read_csv(events_csv, dtype={"user_id": str, "timestamp": str})
+    sources: list[object] = [
+        frame,
+        pl.read_csv(events_csv),
+        pa.Table.from_pandas(frame, preserve_index=False),
+        pl.read_csv(events_csv).lazy(),
+    ]
+    for data in sources:
+        upload = client.upload(data)
+        assert upload.size_bytes > 0
+        result = client.submit(upload, models=["linear", "markov"]).result(timeout=120)
+        assert result.summary.rows == 12000
+        remote = dict(result.raw)
+        remote.pop("job_id")
+        assert close_to(remote, local) == [], type(data)
+
+
+def test_file_objects_stream_as_they_are(client: Client, events_csv: Path) -> None:
+    with events_csv.open("rb") as file:
+        upload = client.upload(file)
+    assert upload.size_bytes == events_csv.stat().st_size
+    with pytest.raises(TypeError, match="binary mode"):
+        with events_csv.open("r") as text:
+            client.upload(text)  # type: ignore[arg-type]
+
+
+def test_credits_stream_parquet_into_an_arrow_table(client: Client, events_csv: Path, tmp_path: Path) -> None:
+    job = client.submit(client.upload(events_csv), models=["linear", "last_touch"], export_credits=True)
+    result = job.result(timeout=120)
+    credits = job.credits()
+    assert isinstance(credits, pa.Table)
+    assert {"user_id", "conversion_time", "model", "channel", "conversions", "value"} <= set(credits.column_names)
+    linear = credits.filter(pa.compute.equal(credits["model"], "linear"))
+    assert pa.compute.sum(linear["conversions"]).as_py() == pytest.approx(result.model("linear").total_conversions)
+    written = job.download_credits(tmp_path / "credits.parquet")
+    assert written == (tmp_path / "credits.parquet").stat().st_size
+    assert pq.read_table(tmp_path / "credits.parquet").num_rows == credits.num_rows
+    without = client.submit(client.upload(events_csv), models=["linear"])
+    without.wait(timeout=120)
+    with pytest.raises(NotFoundError) as refused:
+        without.credits()
+    assert refused.value.code == "credits_not_requested"
+
+
+def test_jobs_lists_the_tenants_jobs_newest_first(client: Client, events_csv: Path) -> None:
+    upload = client.upload(events_csv)
+    submitted = [client.submit(upload, models=[model]) for model in ("linear", "first_touch", "last_touch")]
+    listed = list(client.jobs())
+    assert [j.id for j in listed] == [j.id for j in reversed(submitted)]
+    assert all(isinstance(j.record, JobRecord) for j in listed)
+    assert [j.id for j in client.jobs(limit=2)] == [j.id for j in reversed(submitted)][:2]
+    fetched = client.job(submitted[0].id)
+    assert fetched.id == submitted[0].id
+    for job in submitted:
+        job.wait(timeout=120)
+    assert {j.refresh().state for j in listed} == {"succeeded"}
+
+
+def test_a_cached_answer_is_a_succeeded_job_at_once(client: Client, events_csv: Path) -> None:
+    upload = client.upload(events_csv)
+    first = client.submit(upload, models=["shapley"])
+    first.wait(timeout=120)
+    second = client.submit(client.upload(events_csv), models=["shapley"])
+    assert second.state == "succeeded" and second.record.cached_from == first.id
+    assert second.result().model("shapley") == first.result().model("shapley")
+
+
+def test_a_cancelled_job(client: Client, tmp_path: Path) -> None:
+    # Big enough that the one worker is still on it when the cancel arrives, and different
+    # every run, so the result cache cannot answer it.
+    big = tmp_path / "big.csv"
+    with big.open("w") as out:
+        out.write("user_id,timestamp,channel,conversion,conversion_value\n")
+        for i in range(400_000):
+            out.write(f"u{i % 50_000},{1_700_000_000 + i},ch{i % 17},{int(i % 97 == 0)},{i % 13}\n")
+    upload = client.upload(big)
+    job = client.submit(upload, models=["markov"], markov_order=4)
+    record = job.cancel()
+    assert record.state == "cancelled"
+    assert job.wait(timeout=30, check=False).state == "cancelled"
+    from mta_client import JobCancelledError
+
+    with pytest.raises(JobCancelledError):
+        job.wait(timeout=30)
+    with pytest.raises(JobCancelledError):
+        job.result()
+    with pytest.raises(ConflictError) as finished:
+        job.cancel()
+    assert finished.value.code == "job_finished" and finished.value.status == 409
+
+
+def test_webhook_keyword_accepts_a_url_or_a_webhook(client: Client) -> None:
+    from mta_client.spec import build_spec
+
+    assert build_spec("u", {"webhook": "https://h.example/x"})["webhook"] == {"url": "https://h.example/x"}
+    assert build_spec("u", {"webhook": Webhook("https://h.example/x", "whsec_abc")})["webhook"] == {
+        "url": "https://h.example/x",
+        "secret": "whsec_abc",
+    }
+    with pytest.raises(TypeError, match="unknown job option"):
+        build_spec("u", {"modles": ["linear"]})
+
+
+def test_progress_bars_show_on_request_and_stay_off_otherwise(
+    client: Client, events_csv: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    upload = client.upload(events_csv, progress=True)
+    job = client.submit(upload, models=["participation"], lookback_days=7)
+    job.wait(timeout=120, progress=True)
+    shown = capsys.readouterr().err
+    assert "upload events.csv" in shown and "B/s" in shown
+    assert f"job {job.id[:8]}" in shown
+    client.upload(events_csv)  # the client was made with progress=False; not a terminal anyway
+    job.wait()
+    assert capsys.readouterr().err == ""
