@@ -50,8 +50,15 @@ pub struct WebhookSpec {
     /// Where to POST the event: `https://…` (plain `http` only where the operator allows it).
     pub url: String,
     /// `whsec_` + base64 of 24 to 64 random bytes; generated (and returned once) when absent.
-    #[serde(default, skip_serializing)]
+    /// Taken, never written back (the job record and the cache key leave it out).
+    #[serde(default, skip_serializing_if = "never")]
+    #[schema(write_only)]
     pub secret: Option<String>,
+}
+
+/// A field that is read from requests but never serialised.
+fn never<T>(_: &T) -> bool {
+    true
 }
 
 /// A job's webhook as recorded: its URL, and either its own secret or the key whose

@@ -144,7 +144,7 @@ class NotFoundError(ApiError):
 
 
 class ConflictError(ApiError):
-    """409: ``job_finished``, ``result_not_ready``, ``job_failed``, ``request_in_progress``, …"""
+    """409: ``job_finished``, ``result_not_ready``, ``job_failed``, ``job_cancelled``, ``request_in_progress``, …"""
 
 
 class PayloadTooLargeError(ApiError):
@@ -225,6 +225,7 @@ _BY_CODE: dict[str, type[ApiError]] = {
     "job_not_ended": ConflictError,
     "result_not_ready": ConflictError,
     "job_failed": ConflictError,
+    "job_cancelled": ConflictError,
     "key_revoked": ConflictError,
     "limit_exceeded": PayloadTooLargeError,
     "unsupported_media_type": UnsupportedMediaTypeError,
