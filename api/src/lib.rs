@@ -33,7 +33,7 @@ use mta_platform::health::Probe;
 use mta_platform::metrics::Metrics;
 use mta_platform::quota::{Quotas, Rate};
 use mta_platform::webhook::Deliveries;
-use mta_platform::{Config, Ledger, Queue, Storage, ledger};
+use mta_platform::{Config, Ledger, Queue, Storage, redis_conn};
 use tokio::net::TcpListener;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::timeout::TimeoutLayer;
@@ -71,7 +71,7 @@ pub struct Services {
 
 impl AppState {
     pub async fn connect(config: Config, redis_url: &str) -> anyhow::Result<AppState> {
-        let conn = ledger::connect(redis_url, config.queue.redis_timeout).await?;
+        let conn = redis_conn::connect(redis_url, config.queue.redis_timeout).await?;
         let (prefix, security) = (&config.queue.prefix, &config.security);
         let global = Some(security.global_requests_per_minute).filter(|&n| n > 0).map(Rate::per_minute);
         let ledger = Ledger::new(conn.clone(), prefix, config.cache_ttl);

@@ -17,7 +17,9 @@ use object_store::prefix::PrefixStore;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
 use tokio::io::AsyncWriteExt;
 
-use crate::ledger::{JobId, JobRecord, Ledger, UploadId};
+use crate::ids::{JobId, UploadId};
+use crate::job::JobRecord;
+use crate::ledger::Ledger;
 
 /// Parts of a streamed upload; S3 needs at least 5 MiB per part but the last.
 const PART_BYTES: usize = 16 << 20;
@@ -257,7 +259,7 @@ pub async fn stored_result(ledger: &Ledger, storage: &Storage, job: &JobRecord) 
 /// becomes a path segment.
 pub mod keys {
     use super::*;
-    use crate::access::Tenant;
+    use crate::ids::Tenant;
 
     pub fn upload(tenant: &Tenant, id: &UploadId) -> Key {
         Key::from(format!("tenants/{tenant}/uploads/{id}"))

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use mta_core::chunk::EventChunk;
 use mta_core::{InputKind, Partial};
 use mta_platform::chunk_file;
-use mta_platform::ledger::{FanIn, JobRecord, Stage};
+use mta_platform::job::{FanIn, JobRecord, Stage};
 use mta_platform::queue::{AttributeTask, ReduceTask, StageHandler, TaskError, TaskInfo};
 use mta_platform::storage::keys;
 

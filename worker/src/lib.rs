@@ -23,7 +23,7 @@ use mta_platform::health::Probe;
 use mta_platform::metrics::Metrics;
 use mta_platform::queue::{self, AttributeTask, Liveness, ReduceTask, SplitTask};
 use mta_platform::webhook::Deliveries;
-use mta_platform::{Config, Ledger, Queue, Storage, ledger};
+use mta_platform::{Config, Ledger, Queue, Storage, redis_conn};
 use tokio::sync::watch;
 
 /// What every stage handler needs.
@@ -40,7 +40,7 @@ pub struct Services {
 impl Services {
     pub async fn connect(config: Config, redis_url: &str, metrics: Metrics) -> anyhow::Result<Services> {
         let conn =
-            ledger::connect(redis_url, config.queue.redis_timeout).await.context("Failed to start the worker")?;
+            redis_conn::connect(redis_url, config.queue.redis_timeout).await.context("Failed to start the worker")?;
         let storage = Storage::open(&config.store_url)?;
         Ok(Services {
             ledger: Ledger::new(conn.clone(), &config.queue.prefix, config.cache_ttl),

@@ -14,7 +14,7 @@ use mta_core::ingest::{Block, Format, InputSpec, detect_delimiter, detect_format
 use mta_core::{InputKind, Options, Partial};
 use mta_platform::chunk_file;
 use mta_platform::input::{CsvRange, Source, plan_csv_ranges};
-use mta_platform::ledger::{FanIn, JobRecord, Stage};
+use mta_platform::job::{FanIn, JobRecord, Stage};
 use mta_platform::queue::{AttributeTask, ReduceTask, SplitTask, StageHandler, TaskError, TaskInfo};
 use mta_platform::storage::keys;
 use object_store::path::Path as Key;

@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use mta_platform::JobId;
-use mta_platform::ledger::JobState;
+use mta_platform::job::JobState;
 use mta_platform::storage::stored_result;
 use mta_platform::webhook::{Pending, Secret, Unreachable, attempt_now};
 use serde_json::{Value, json};
@@ -90,7 +90,7 @@ async fn attempt(services: &Services, pending: Pending) -> anyhow::Result<()> {
     };
     let mut record = attempt_now(number, status, latency, error);
     if let Ok(delay) = next {
-        record.next_attempt_at = Some(mta_platform::ledger::timestamp_in(delay));
+        record.next_attempt_at = Some(mta_platform::ids::timestamp_in(delay));
     }
     let outcome = match next {
         Ok(_) => "retry",
@@ -177,6 +177,6 @@ async fn event_body(services: &Services, pending: &Pending) -> anyhow::Result<St
         }
         _ => {}
     }
-    let event = json!({ "type": pending.event, "timestamp": mta_platform::ledger::now(), "data": data });
+    let event = json!({ "type": pending.event, "timestamp": mta_platform::ids::now(), "data": data });
     Ok(event.to_string())
 }
