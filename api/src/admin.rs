@@ -6,8 +6,9 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
-use mta_platform::access::{KeyId, KeyRecord, KeyRequest, NewKey, Role};
+use mta_platform::access::{KeyRecord, KeyRequest, NewKey, Role};
 use mta_platform::audit::AuditEntry;
+use mta_platform::ids::KeyId;
 use mta_platform::webhook::Secret;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -254,7 +255,7 @@ pub async fn rotate_webhook_secret(
         key_id: key.id,
         url,
         secret: Some(secret),
-        previous_secret_valid_until: Some(mta_platform::ledger::timestamp_in(overlap)),
+        previous_secret_valid_until: Some(mta_platform::ids::timestamp_in(overlap)),
     }))
 }
 

@@ -15,8 +15,9 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use mta_platform::access::{AuthFailure, KeyId, KeyRecord, Role, Tenant};
+use mta_platform::access::{AuthFailure, KeyRecord, Role};
 use mta_platform::audit::AuditEvent;
+use mta_platform::ids::{KeyId, Tenant};
 use mta_platform::metrics::Metrics;
 use mta_platform::quota::{Decision, Rate};
 

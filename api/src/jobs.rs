@@ -2,7 +2,8 @@
 
 use axum::Json;
 use axum::extract::{Path, State};
-use mta_platform::ledger::{JobId, JobRecord};
+use mta_platform::ids::JobId;
+use mta_platform::job::JobRecord;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use utoipa::{IntoParams, ToSchema};

@@ -7,7 +7,7 @@ use axum::extract::{Path, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use mta_core::result::channels_csv;
-use mta_platform::ledger::{JobRecord, JobState};
+use mta_platform::job::{JobRecord, JobState};
 use mta_platform::results::{JobResult, stored_result};
 use mta_platform::storage::keys;
 use serde::Deserialize;

@@ -7,7 +7,8 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use futures_util::{Stream, TryStreamExt};
-use mta_platform::ledger::{UploadId, UploadRecord};
+use mta_platform::ids::UploadId;
+use mta_platform::job::UploadRecord;
 use mta_platform::storage::{PutStreamError, keys};
 use sha2::{Digest, Sha256};
 
@@ -95,7 +96,7 @@ where
         tenant: caller.tenant.clone(),
         size_bytes,
         sha256: hex::encode(hasher.finalize()),
-        created_at: mta_platform::ledger::now(),
+        created_at: mta_platform::ids::now(),
     };
     state.ledger.put_upload(&upload).await?;
     tracing::info!(upload = %upload_id, tenant = %caller.tenant, size_bytes, "upload stored");

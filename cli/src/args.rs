@@ -1,4 +1,6 @@
-//! Command-line arguments of `mta`, turned into the engine's input spec and options.
+//! Command-line arguments of `mta`, turned into the engine's input spec and options,
+//! with those of the client commands (run by `client.rs`, which shares `JobOptionArgs`
+//! with `attribute`, so its arguments are defined here rather than there).
 
 use std::path::PathBuf;
 
@@ -6,7 +8,7 @@ use clap::{Args, Parser, Subcommand};
 use mta_core::ingest::{ColumnMapping, Limits, PathSeparator};
 use mta_core::{AttributionError, OptionsSpec, PositionWeights};
 use mta_platform::JobSpec;
-use mta_platform::ledger::UploadId;
+use mta_platform::ids::UploadId;
 
 use crate::local::AttributeRequest;
 
@@ -34,7 +36,7 @@ pub enum Command {
     #[command(subcommand)]
     Keys(crate::keys::KeysCommand),
     #[command(flatten)]
-    Client(crate::client::ClientCommand),
+    Client(ClientCommand),
 }
 
 #[derive(Debug, Args)]
@@ -58,6 +60,83 @@ pub struct DemoArgs {
     /// Print the result JSON instead of tables.
     #[arg(long)]
     pub json: bool,
+}
+
+/// Where the service is and which key to use.
+#[derive(Debug, Clone, Args)]
+pub struct Connection {
+    /// The service's base URL.
+    #[arg(long, env = "MTA_URL", default_value = "http://127.0.0.1:8080")]
+    pub url: String,
+    /// The API key (`mta_…`).
+    #[arg(long, env = "MTA_API_KEY", hide_env_values = true)]
+    pub key: Option<String>,
+    /// Print JSON instead of tables.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClientCommand {
+    /// Upload FILE, submit a job for it, and (with --wait) follow it and print the result.
+    Submit(Box<SubmitArgs>),
+    /// List your jobs, newest first.
+    Jobs {
+        #[command(flatten)]
+        connection: Connection,
+        /// How many (1 to 500).
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+    },
+    /// Show one job: state, stage, progress, error.
+    Status {
+        id: String,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Print a succeeded job's result.
+    Result {
+        id: String,
+        /// `table`, `json` or `csv`.
+        #[arg(long, default_value = "table", value_parser = ["table", "json", "csv"])]
+        format: String,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Download a job's per-journey credits (Parquet).
+    Credits {
+        id: String,
+        /// Where to write the Parquet file.
+        #[arg(long, short)]
+        output: PathBuf,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Cancel a job.
+    Cancel {
+        id: String,
+        #[command(flatten)]
+        connection: Connection,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct SubmitArgs {
+    /// The touchpoint file (CSV, gzip CSV, Parquet or NDJSON).
+    pub file: PathBuf,
+    #[command(flatten)]
+    pub job: JobOptionArgs,
+    /// Also export per-journey credits (download them with `mta credits`).
+    #[arg(long)]
+    pub export_credits: bool,
+    /// Announce the job's end to this URL (a signed webhook; its secret is printed once).
+    #[arg(long)]
+    pub webhook: Option<String>,
+    /// Follow the job until it ends, then print the result. Ctrl-C stops following, not the job.
+    #[arg(long)]
+    pub wait: bool,
+    #[command(flatten)]
+    pub connection: Connection,
 }
 
 /// How to read the input and which models to run: shared by `mta attribute` and `mta submit`.

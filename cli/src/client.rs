@@ -5,10 +5,9 @@
 //! cancelled, or the service refused the request; 2 usage error; 3 the service could not be
 //! reached or answered with a fault; 130 interrupted while waiting (the job goes on).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
-use clap::{Args, Subcommand};
 use futures_util::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
 use mta_core::AttributionError;
@@ -18,85 +17,8 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use tokio::io::AsyncReadExt;
 
-use crate::args::JobOptionArgs;
+use crate::args::{ClientCommand, Connection, SubmitArgs};
 use crate::table;
-
-/// Where the service is and which key to use.
-#[derive(Debug, Clone, Args)]
-pub struct Connection {
-    /// The service's base URL.
-    #[arg(long, env = "MTA_URL", default_value = "http://127.0.0.1:8080")]
-    pub url: String,
-    /// The API key (`mta_…`).
-    #[arg(long, env = "MTA_API_KEY", hide_env_values = true)]
-    pub key: Option<String>,
-    /// Print JSON instead of tables.
-    #[arg(long)]
-    pub json: bool,
-}
-
-#[derive(Debug, Subcommand)]
-pub enum ClientCommand {
-    /// Upload FILE, submit a job for it, and (with --wait) follow it and print the result.
-    Submit(Box<SubmitArgs>),
-    /// List your jobs, newest first.
-    Jobs {
-        #[command(flatten)]
-        connection: Connection,
-        /// How many (1 to 500).
-        #[arg(long, default_value_t = 20)]
-        limit: u32,
-    },
-    /// Show one job: state, stage, progress, error.
-    Status {
-        id: String,
-        #[command(flatten)]
-        connection: Connection,
-    },
-    /// Print a succeeded job's result.
-    Result {
-        id: String,
-        /// `table`, `json` or `csv`.
-        #[arg(long, default_value = "table", value_parser = ["table", "json", "csv"])]
-        format: String,
-        #[command(flatten)]
-        connection: Connection,
-    },
-    /// Download a job's per-journey credits (Parquet).
-    Credits {
-        id: String,
-        /// Where to write the Parquet file.
-        #[arg(long, short)]
-        output: PathBuf,
-        #[command(flatten)]
-        connection: Connection,
-    },
-    /// Cancel a job.
-    Cancel {
-        id: String,
-        #[command(flatten)]
-        connection: Connection,
-    },
-}
-
-#[derive(Debug, Args)]
-pub struct SubmitArgs {
-    /// The touchpoint file (CSV, gzip CSV, Parquet or NDJSON).
-    pub file: PathBuf,
-    #[command(flatten)]
-    pub job: JobOptionArgs,
-    /// Also export per-journey credits (download them with `mta credits`).
-    #[arg(long)]
-    pub export_credits: bool,
-    /// Announce the job's end to this URL (a signed webhook; its secret is printed once).
-    #[arg(long)]
-    pub webhook: Option<String>,
-    /// Follow the job until it ends, then print the result. Ctrl-C stops following, not the job.
-    #[arg(long)]
-    pub wait: bool,
-    #[command(flatten)]
-    pub connection: Connection,
-}
 
 /// How a client command ended, as an exit code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -9,10 +9,11 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use chrono::Utc;
 use clap::{Args, Subcommand};
-use mta_platform::access::{KeyId, KeyRecord, KeyRequest, KeyStore, NewKey, Role, Tenant};
+use mta_platform::access::{KeyRecord, KeyRequest, KeyStore, NewKey, Role};
 use mta_platform::audit::{Audit, AuditEvent};
+use mta_platform::ids::{KeyId, Tenant};
 use mta_platform::redis_server::PrivateRedis;
-use mta_platform::{Config, ledger};
+use mta_platform::{Config, redis_conn};
 
 #[derive(Debug, Subcommand)]
 pub enum KeysCommand {
@@ -134,7 +135,7 @@ async fn connect(config: &Config) -> anyhow::Result<(KeyStore, Audit)> {
             "Set REDIS_URL to the service's Redis (or run this beside a running `mta serve` with the same MTA_DATA_DIR)"
         ),
     };
-    let conn = ledger::connect(&url, config.queue.redis_timeout).await?;
+    let conn = redis_conn::connect(&url, config.queue.redis_timeout).await?;
     let prefix = &config.queue.prefix;
     Ok((KeyStore::new(conn.clone(), prefix), Audit::new(conn, prefix, config.security.audit_max_entries)))
 }

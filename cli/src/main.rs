@@ -43,7 +43,7 @@ fn service<F: Future<Output = anyhow::Result<()>>>(log_level: &str, command: imp
 }
 
 /// A client command against a running service; see `mta_cli::client` for the exit codes.
-fn client(command: mta_cli::client::ClientCommand) -> ExitCode {
+fn client(command: mta_cli::args::ClientCommand) -> ExitCode {
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(e) => {

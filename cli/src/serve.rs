@@ -10,7 +10,8 @@ use mta_platform::redis_server::PrivateRedis;
 use mta_platform::results::JobResult;
 use mta_platform::{Config, process};
 
-use crate::client::{Connection, attribute_remotely};
+use crate::args::Connection;
+use crate::client::attribute_remotely;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 

@@ -1,8 +1,8 @@
-//! Who may do what: tenants, roles and API keys.
+//! Who may do what: roles and API keys (the [`Tenant`] and [`KeyId`] ids are in `ids.rs`).
 //!
 //! A key is `mta_` followed by 64 hex digits (256 random bits), shown once when it is
 //! made. Only its SHA-256 is stored (a key is random, so a plain hash cannot be guessed
-//! back), under these Redis keys (`p` = the queue prefix):
+//! back), under these Redis keys (`p` = the queue prefix; named in `redis_keys.rs`):
 //!
 //! - `p:apikey:{sha256}` → key id: the lookup every request makes. Revoking or rotating
 //!   deletes it, so every API pod refuses the old key on its very next request.
@@ -23,61 +23,14 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 
-use crate::ledger::now;
+use crate::ids::{KeyId, Tenant, now};
+use crate::redis_keys;
 
 const KEY_PREFIX: &str = "mta_";
 const SECRET_HEX_LEN: usize = 64;
 const MAX_KEY_NAME: usize = 100;
 /// How finely a key's last use is recorded.
 const LAST_USE_RESOLUTION: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
-
-/// A customer's namespace: every upload, job and object belongs to one. Lower-case
-/// letters, digits and `-`, 1 to 63 characters, so it is safe inside object keys.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
-#[serde(try_from = "String", into = "String")]
-#[schema(value_type = String, pattern = "^[a-z0-9][a-z0-9-]{0,62}$")]
-pub struct Tenant(String);
-
-impl Tenant {
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl FromStr for Tenant {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let valid = (1..=63).contains(&s.len())
-            && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-            && !s.starts_with('-');
-        if valid {
-            Ok(Tenant(s.to_owned()))
-        } else {
-            Err("a tenant is 1 to 63 lower-case letters, digits and `-`, not starting with `-`".to_owned())
-        }
-    }
-}
-
-impl TryFrom<String> for Tenant {
-    type Error = String;
-
-    fn try_from(s: String) -> Result<Self, Self::Error> {
-        s.parse()
-    }
-}
-
-impl From<Tenant> for String {
-    fn from(t: Tenant) -> String {
-        t.0
-    }
-}
-
-impl fmt::Display for Tenant {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
 
 /// What a key may do; each role includes the ones below it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
@@ -115,51 +68,6 @@ impl FromStr for Role {
             "admin" => Ok(Role::Admin),
             other => Err(format!("`{other}` is not a role (admin, submit, read)")),
         }
-    }
-}
-
-/// A key's public name: `key_` and 16 hex digits. Safe to log; the secret never is.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
-#[serde(try_from = "String", into = "String")]
-#[schema(value_type = String, pattern = "^key_[0-9a-f]{16}$")]
-pub struct KeyId(String);
-
-impl KeyId {
-    fn random() -> KeyId {
-        KeyId(format!("key_{}", hex::encode(random_bytes::<8>())))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl FromStr for KeyId {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let hex = s.strip_prefix("key_").filter(|h| h.len() == 16 && h.bytes().all(|b| b.is_ascii_hexdigit()));
-        hex.map(|_| KeyId(s.to_ascii_lowercase())).ok_or_else(|| "not a key id".to_owned())
-    }
-}
-
-impl TryFrom<String> for KeyId {
-    type Error = String;
-
-    fn try_from(s: String) -> Result<Self, Self::Error> {
-        s.parse()
-    }
-}
-
-impl From<KeyId> for String {
-    fn from(k: KeyId) -> String {
-        k.0
-    }
-}
-
-impl fmt::Display for KeyId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
     }
 }
 
@@ -272,15 +180,15 @@ impl KeyStore {
     }
 
     fn lookup_key(&self, hash: &str) -> String {
-        format!("{}:apikey:{hash}", self.prefix)
+        redis_keys::api_key_lookup(&self.prefix, hash)
     }
 
     fn record_key(&self, id: &KeyId) -> String {
-        format!("{}:key:{id}", self.prefix)
+        redis_keys::api_key(&self.prefix, id)
     }
 
     fn index_key(&self) -> String {
-        format!("{}:keys", self.prefix)
+        redis_keys::api_keys(&self.prefix)
     }
 
     pub async fn create(&self, request: &KeyRequest) -> anyhow::Result<NewKey> {
@@ -516,16 +424,6 @@ mod tests {
     }
 
     #[test]
-    fn tenants_are_safe_path_segments() {
-        for good in ["acme", "a", "team-42"] {
-            assert!(good.parse::<Tenant>().is_ok(), "{good}");
-        }
-        for bad in ["", "-x", "Acme", "a/b", "..", "a b", "a\n", &"x".repeat(64)] {
-            assert!(bad.parse::<Tenant>().is_err(), "{bad:?}");
-        }
-    }
-
-    #[test]
     fn roles_include_the_ones_below() {
         assert!(Role::Admin.allows(Role::Submit) && Role::Admin.allows(Role::Read));
         assert!(Role::Submit.allows(Role::Read) && !Role::Submit.allows(Role::Admin));
@@ -555,13 +453,5 @@ mod tests {
         assert!(!record(Some("2026-11-25T09:59:00.000Z")).last_used_before(cutoff));
         assert!(!record(Some("2026-11-25T09:59:30.000Z")).last_used_before(cutoff));
         assert!(record(Some("not a time")).last_used_before(cutoff), "an unreadable stamp is replaced");
-    }
-
-    #[test]
-    fn key_ids_parse_only_their_shape() {
-        assert!("key_0123456789abcdef".parse::<KeyId>().is_ok());
-        for bad in ["key_", "key_0123", "../key_0123456789abcdef", "key_0123456789abcdeg"] {
-            assert!(bad.parse::<KeyId>().is_err(), "{bad}");
-        }
     }
 }

@@ -13,8 +13,8 @@ use redis::aio::ConnectionManager;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::access::{KeyId, Tenant};
-use crate::ledger::now;
+use crate::ids::{KeyId, Tenant, now};
+use crate::redis_keys;
 
 /// One audited action.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -64,7 +64,7 @@ impl Audit {
     }
 
     fn stream(&self, tenant: Option<&Tenant>) -> String {
-        format!("{}:audit:{}", self.prefix, tenant.map_or("-", Tenant::as_str))
+        redis_keys::audit(&self.prefix, tenant)
     }
 
     /// Logs the event and appends it to its tenant's stream. An unreachable Redis is

@@ -5,8 +5,9 @@ use anyhow::Context;
 use redis::aio::ConnectionManager;
 
 use crate::config::Config;
-use crate::ledger::{self, Ledger};
+use crate::ledger::Ledger;
 use crate::queue::Queue;
+use crate::redis_conn;
 use crate::storage::Storage;
 use crate::webhook::Deliveries;
 
@@ -22,7 +23,7 @@ pub struct Backends {
 
 impl Backends {
     pub async fn connect(config: &Config, redis_url: &str) -> anyhow::Result<Backends> {
-        let redis = ledger::connect(redis_url, config.queue.redis_timeout).await?;
+        let redis = redis_conn::connect(redis_url, config.queue.redis_timeout).await?;
         let storage = Storage::open(&config.store_url).context("Failed to open the object store")?;
         let prefix = &config.queue.prefix;
         Ok(Backends {

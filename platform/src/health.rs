@@ -9,8 +9,10 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::config::QueueConfig;
+use crate::ledger::Ledger;
 use crate::metrics::{Metrics, StageLabels, StateLabels};
-use crate::{Ledger, Queue, Storage};
+use crate::queue::Queue;
+use crate::storage::Storage;
 
 /// Each probe gives up after this long.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);

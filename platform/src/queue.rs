@@ -23,8 +23,10 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, watch};
 
 use crate::config::QueueConfig;
+use crate::ids::JobId;
 use crate::input::CsvRange;
-use crate::ledger::{self, JobId};
+use crate::redis_conn;
+use crate::redis_keys;
 
 /// Split the upload of `job`: `split: None` plans (and, for a one-piece input, does the
 /// work); `Some(i)` reads piece `i` of the plan: a share of the Parquet row groups, or
@@ -170,8 +172,8 @@ impl Queue {
         for stage in STAGES {
             let name = queue_name(&self.config, stage);
             let (active, scheduled): (u64, u64) = redis::pipe()
-                .llen(format!("{name}:active"))
-                .zcard(format!("{name}:scheduled"))
+                .llen(redis_keys::queue_active(&name))
+                .zcard(redis_keys::queue_scheduled(&name))
                 .query_async(&mut conn)
                 .await?;
             depths.push((stage, active + scheduled));
@@ -181,12 +183,12 @@ impl Queue {
 }
 
 fn queue_name(config: &QueueConfig, stage: &str) -> String {
-    format!("{}:queue:{stage}", config.prefix)
+    redis_keys::queue(&config.prefix, stage)
 }
 
 /// The Redis channel on which producers announce new tasks; each message is a queue name.
 fn wakeup_channel(config: &QueueConfig) -> String {
-    format!("{}:queue-wakeups", config.prefix)
+    redis_keys::queue_wakeups(&config.prefix)
 }
 
 /// Wakes this process's consumer of `queue`: when work is announced for it, a stage's
@@ -323,7 +325,7 @@ where
     T: StageTask,
     H: StageHandler<T>,
 {
-    let conn = ledger::connect(redis_url, config.redis_timeout).await?;
+    let conn = redis_conn::connect(redis_url, config.redis_timeout).await?;
     // A fresh name on every start: a reused name is refused while its old heartbeat is
     // recent and breaks orphan recovery (research note, upstream apalis#504).
     let name = format!("{}-{}-{}-{}", T::QUEUE, hostname(), std::process::id(), ulid::Ulid::generate());

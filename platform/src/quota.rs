@@ -9,7 +9,8 @@ use chrono::Utc;
 use redis::AsyncCommands;
 use redis::aio::ConnectionManager;
 
-use crate::access::{KeyId, Tenant};
+use crate::ids::{KeyId, Tenant};
+use crate::redis_keys;
 
 /// `limit` requests per `period`, a burst of up to `limit` allowed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,10 +99,10 @@ impl Quotas {
     pub async fn request(&self, key: &KeyId, rate: Rate) -> anyhow::Result<Decision> {
         let gcra = redis::Script::new(GCRA);
         let mut script = gcra.prepare_invoke();
-        script.key(format!("{}:rate:{key}", self.prefix)).arg(rate.emission_ms()).arg(rate.period.as_millis() as u64);
+        script.key(redis_keys::rate(&self.prefix, key)).arg(rate.emission_ms()).arg(rate.period.as_millis() as u64);
         if let Some(global) = self.global {
             script
-                .key(format!("{}:rate:global", self.prefix))
+                .key(redis_keys::rate_global(&self.prefix))
                 .arg(global.emission_ms())
                 .arg(global.period.as_millis() as u64);
         }
@@ -122,7 +123,7 @@ impl Quotas {
     }
 
     fn upload_key(&self, tenant: &Tenant) -> String {
-        format!("{}:quota:{tenant}:upload-bytes:{}", self.prefix, Utc::now().format("%Y-%m-%d"))
+        redis_keys::upload_bytes(&self.prefix, tenant, Utc::now().date_naive())
     }
 
     /// Bytes `tenant` may still upload today.

@@ -7,7 +7,9 @@ use mta_core::AttributionResult;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::ledger::{JobId, JobRecord, Ledger};
+use crate::ids::JobId;
+use crate::job::JobRecord;
+use crate::ledger::Ledger;
 use crate::storage::{Storage, keys};
 
 /// `GET /v1/jobs/{id}/result`: the job's id and the engine's result.

@@ -8,8 +8,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 
-use crate::access::Tenant;
-use crate::ledger::UploadId;
+use crate::ids::{Tenant, UploadId};
 use crate::webhook::WebhookSpec;
 
 /// `POST /v1/jobs` body. Unknown fields are refused, so a typo never silently falls back to a default.

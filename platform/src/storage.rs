@@ -17,7 +17,7 @@ use object_store::prefix::PrefixStore;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
 use tokio::io::AsyncWriteExt;
 
-use crate::ledger::{JobId, UploadId};
+use crate::ids::{JobId, UploadId};
 
 /// Parts of a streamed upload; S3 needs at least 5 MiB per part but the last.
 const PART_BYTES: usize = 16 << 20;
@@ -245,7 +245,7 @@ pub enum PutStreamError<E> {
 /// becomes a path segment.
 pub mod keys {
     use super::*;
-    use crate::access::Tenant;
+    use crate::ids::Tenant;
 
     pub fn upload(tenant: &Tenant, id: &UploadId) -> Key {
         Key::from(format!("tenants/{tenant}/uploads/{id}"))

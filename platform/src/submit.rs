@@ -4,7 +4,9 @@
 
 use mta_core::{AttributionError, ErrorCode};
 
-use crate::ledger::{JobId, JobRecord, Ledger, NewJob, UploadRecord};
+use crate::ids::JobId;
+use crate::job::{JobRecord, NewJob, UploadRecord};
+use crate::ledger::Ledger;
 use crate::metrics::Metrics;
 use crate::queue::{Queue, SplitTask};
 use crate::spec::JobSpec;

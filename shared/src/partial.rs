@@ -1,16 +1,14 @@
 //! Partial aggregates: everything the models need, summed over the journeys of one chunk.
 //! Partials merge by addition (associative and order-independent up to float rounding),
-//! and [`Partial::finish`] turns the merged partial into the result. This is the seam
-//! between the attribute and reduce stages.
+//! and [`Partial::finish`] (in `result.rs`, beside the result it builds) turns the merged
+//! partial into the result. This is the seam between the attribute and reduce stages.
 
 use serde::{Deserialize, Serialize};
 
 use crate::chunk::{EventChunk, PathChunk};
-use crate::error::AttributionError;
 use crate::journey::{Journey, for_each_event_journey, for_each_path_journey};
 use crate::markov::MarkovCounts;
 use crate::options::{ModelId, Options};
-use crate::result::{AttributionResult, build_result};
 use crate::rules::touch_weights;
 
 /// Journey and row counts of the input (docs/user-guide.md, "Results", `summary`).
@@ -139,11 +137,6 @@ impl Partial {
             Some(total) => total.merge(&partial),
             None => *total = Some(partial),
         }
-    }
-
-    /// Computes the final result (solving the Markov chain if asked).
-    pub fn finish(&self, options: &Options) -> Result<AttributionResult, AttributionError> {
-        build_result(self, options)
     }
 
     fn add_channel(&mut self, name: &str) -> u32 {

@@ -121,6 +121,14 @@ fn models_as_map<S: Serializer>(models: &[ModelResult], serializer: S) -> Result
     map.end()
 }
 
+impl Partial {
+    /// Computes the final result (solving the Markov chain if asked). It lives here, with
+    /// the result's construction, so that `partial.rs` does not depend on the result.
+    pub fn finish(&self, options: &Options) -> Result<AttributionResult, AttributionError> {
+        build_result(self, options)
+    }
+}
+
 pub(crate) fn build_result(partial: &Partial, options: &Options) -> Result<AttributionResult, AttributionError> {
     let counts = &partial.counts;
     let summary = Summary {

@@ -8,7 +8,7 @@ use anyhow::Context;
 use mta_core::Partial;
 use mta_core::chunk::EventChunk;
 use mta_platform::chunk_file;
-use mta_platform::ledger::{FanIn, JobRecord, Stage};
+use mta_platform::job::{FanIn, JobRecord, Stage};
 use mta_platform::queue::{AttributeTask, ReduceTask, StageHandler, TaskError, TaskInfo};
 use mta_platform::storage::keys;
 

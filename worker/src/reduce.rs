@@ -8,7 +8,7 @@ use mta_core::ingest::Block;
 use mta_core::{AttributionError, AttributionResult, ErrorCode, InputKind, Options, Partial};
 use mta_platform::credits_file::{CreditRows, CreditsFile};
 use mta_platform::input::Source;
-use mta_platform::ledger::{JobRecord, Stage};
+use mta_platform::job::{JobRecord, Stage};
 use mta_platform::queue::{ReduceTask, StageHandler, TaskError, TaskInfo};
 use mta_platform::storage::keys;
 

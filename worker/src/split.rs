@@ -18,7 +18,7 @@ use mta_core::ingest::{Block, Format, InputSpec, Limits, detect_delimiter, detec
 use mta_core::{InputKind, Options, Partial};
 use mta_platform::chunk_file;
 use mta_platform::input::{CsvRange, Source, plan_csv_ranges};
-use mta_platform::ledger::{FanIn, JobRecord, Stage};
+use mta_platform::job::{FanIn, JobRecord, Stage};
 use mta_platform::queue::{AttributeTask, ReduceTask, SplitTask, StageHandler, TaskError, TaskInfo};
 use mta_platform::storage::keys;
 

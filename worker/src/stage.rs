@@ -9,8 +9,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use mta_core::{AttributionError, ErrorCode};
-use mta_platform::access::Tenant;
-use mta_platform::ledger::{JobRecord, JobState, Stage};
+use mta_platform::ids::Tenant;
+use mta_platform::job::{JobRecord, JobState, Stage};
 use mta_platform::metrics::StageLabels;
 use mta_platform::queue::{StageTask, TaskError, TaskInfo};
 use mta_platform::run_error::RunError;

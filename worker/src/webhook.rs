@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 
 use mta_core::result::Summary;
 use mta_platform::JobId;
-use mta_platform::access::Tenant;
-use mta_platform::ledger::JobState;
+use mta_platform::ids::Tenant;
+use mta_platform::job::JobState;
 use mta_platform::results::stored_result;
 use mta_platform::webhook::{Pending, Secret, Unreachable, attempt_now};
 use serde::Serialize;
@@ -92,7 +92,7 @@ async fn attempt(services: &Services, pending: Pending) -> anyhow::Result<()> {
     };
     let mut record = attempt_now(number, status, latency, error);
     if let Ok(delay) = next {
-        record.next_attempt_at = Some(mta_platform::ledger::timestamp_in(delay));
+        record.next_attempt_at = Some(mta_platform::ids::timestamp_in(delay));
     }
     let outcome = match next {
         Ok(_) => "retry",
@@ -213,7 +213,7 @@ async fn event_body(services: &Services, pending: &Pending) -> anyhow::Result<St
         }
         _ => {}
     }
-    let event = Event { event: &pending.event, timestamp: mta_platform::ledger::now(), data };
+    let event = Event { event: &pending.event, timestamp: mta_platform::ids::now(), data };
     Ok(serde_json::to_string(&event)?)
 }
 

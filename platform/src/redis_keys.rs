@@ -1,0 +1,295 @@
+//! The Redis schema in one place: every key the service writes or reads, and every field
+//! of the job hash (the one hash that two modules share: the ledger writes the record,
+//! the webhook deliveries keep their state beside it). Like [`crate::storage::keys`] for
+//! objects, no other module formats a Redis key; this module imports only the ids.
+//!
+//! Every key starts with the configured prefix `p` (`MTA_QUEUE_PREFIX`). The strings are
+//! part of the stored data: changing one orphans what is already in Redis.
+//!
+//! | key | type | holds |
+//! |---|---|---|
+//! | `p:job:{id}` | hash | the job record ([`job_field`]) |
+//! | `p:job:{id}:splits`, `…:chunks`, `…:reduced` | set | units of a stage that are done |
+//! | `p:job:{id}:next:{set}` | string | the task that owns the step after a stage |
+//! | `p:job:{id}:owner:{unit}` | string | the task that runs a unit |
+//! | `p:job:{id}:starts` | hash | starts per unit |
+//! | `p:job:{id}:timeline` | list | task starts and ends |
+//! | `p:job:{id}:webhook:attempts` | list | webhook attempt records |
+//! | `p:webhooks:due` | sorted set | job ids whose webhook event is due, by time |
+//! | `p:upload:{id}` | hash | an upload record |
+//! | `p:tenant:{t}:jobs` | sorted set | a tenant's job ids, by creation time |
+//! | `p:stats:jobs` | hash | jobs per state |
+//! | `p:workers` | sorted set | worker processes, by last beat |
+//! | `p:result:{id}` | string | a cached result |
+//! | `p:cache:{cache_key}` | string | the job whose result answers a cache key |
+//! | `p:idem:{t}:{key}` | string | the job holding an idempotency key |
+//! | `p:apikey:{sha256}` | string | the key id of an API key's hash |
+//! | `p:key:{id}` | hash | an API key's record |
+//! | `p:keys` | sorted set | every key id, by creation time |
+//! | `p:rate:{key id}`, `p:rate:global` | string | GCRA theoretical arrival times |
+//! | `p:quota:{t}:upload-bytes:{day}` | string | bytes a tenant uploaded on a UTC day |
+//! | `p:audit:{t}`, `p:audit:-` | stream | the audit log of a tenant, of unknown callers |
+//! | `p:queue:{stage}` | (apalis) | a stage's task queue; apalis-redis names the keys under it |
+//! | `p:queue-wakeups` | pub/sub channel | announcements of new tasks |
+
+use std::fmt;
+
+use chrono::NaiveDate;
+
+use crate::ids::{JobId, KeyId, Tenant, UploadId};
+
+// ---- a job ----
+
+/// The job record: a hash of [`job_field`]s.
+pub fn job(prefix: &str, job: &JobId) -> String {
+    format!("{prefix}:job:{job}")
+}
+
+/// A set of a job's finished units, one per stage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DoneSet {
+    Splits,
+    Chunks,
+    Reduced,
+}
+
+impl fmt::Display for DoneSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            DoneSet::Splits => "splits",
+            DoneSet::Chunks => "chunks",
+            DoneSet::Reduced => "reduced",
+        })
+    }
+}
+
+/// The units of one stage of `job` that are done (a set).
+pub fn job_done(prefix: &str, job: &JobId, set: DoneSet) -> String {
+    format!("{prefix}:job:{job}:{set}")
+}
+
+/// The split units of `job` that are done.
+pub fn job_splits(prefix: &str, job: &JobId) -> String {
+    job_done(prefix, job, DoneSet::Splits)
+}
+
+/// The attribute units (chunks) of `job` that are done.
+pub fn job_chunks(prefix: &str, job: &JobId) -> String {
+    job_done(prefix, job, DoneSet::Chunks)
+}
+
+/// The task that owns the step after the stage of `set`.
+pub fn job_next(prefix: &str, job: &JobId, set: DoneSet) -> String {
+    format!("{prefix}:job:{job}:next:{set}")
+}
+
+/// The one task that runs `unit` (`split:plan`, `attribute:7`) of `job`.
+pub fn job_owner(prefix: &str, job: &JobId, unit: &str) -> String {
+    format!("{prefix}:job:{job}:owner:{unit}")
+}
+
+/// Starts per unit of `job` (a hash).
+pub fn job_starts(prefix: &str, job: &JobId) -> String {
+    format!("{prefix}:job:{job}:starts")
+}
+
+/// The timeline of `job` (a list of JSON entries).
+pub fn timeline(prefix: &str, job: &JobId) -> String {
+    format!("{prefix}:job:{job}:timeline")
+}
+
+/// The webhook attempt records of `job` (a list of JSON entries).
+pub fn webhook_attempts(prefix: &str, job: &JobId) -> String {
+    format!("{prefix}:job:{job}:webhook:attempts")
+}
+
+/// The sorted set of due webhook deliveries: job ids scored by when the next attempt is due.
+pub fn webhooks_due(prefix: &str) -> String {
+    format!("{prefix}:webhooks:due")
+}
+
+/// The fields of the job hash ([`job`]).
+pub mod job_field {
+    pub const STATE: &str = "state";
+    pub const STAGE: &str = "stage";
+    pub const TENANT: &str = "tenant";
+    pub const REQUEST_ID: &str = "request_id";
+    pub const UPLOAD_ID: &str = "upload_id";
+    pub const SPEC: &str = "spec";
+    pub const KIND: &str = "kind";
+    /// The spec's options resolved for the input's kind (JSON), stored by the first split.
+    pub const OPTIONS: &str = "options";
+    pub const ERROR: &str = "error";
+    pub const CACHE_KEY: &str = "cache_key";
+    pub const CACHED_FROM: &str = "cached_from";
+    pub const CREATED_AT: &str = "created_at";
+    pub const UPDATED_AT: &str = "updated_at";
+    pub const FINISHED_AT: &str = "finished_at";
+    pub const SPLITS_TOTAL: &str = "splits_total";
+    pub const CHUNKS_TOTAL: &str = "chunks_total";
+    /// Rows read: one field per split task ([`rows`]), summed when read.
+    pub const ROWS_PREFIX: &str = "rows:";
+    /// The rows of a job answered from the cache (its source's count).
+    pub const ROWS_CACHED: &str = "rows:cached";
+    pub const WEBHOOK_URL: &str = "webhook_url";
+    pub const WEBHOOK_SECRET: &str = "webhook_secret";
+    pub const WEBHOOK_KEY: &str = "webhook_key";
+    /// `pending`, `delivered`, `failed` or `gone`; absent until the job ends.
+    pub const WEBHOOK_STATE: &str = "webhook_state";
+    pub const WEBHOOK_ATTEMPTS: &str = "webhook_attempts";
+    pub const WEBHOOK_GENERATION: &str = "webhook_generation";
+    pub const WEBHOOK_BODY: &str = "webhook_body";
+
+    /// The rows read by split task `split`.
+    pub fn rows(split: u32) -> String {
+        format!("{ROWS_PREFIX}{split}")
+    }
+}
+
+// ---- uploads, tenants, the service ----
+
+/// An upload record (a hash).
+pub fn upload(prefix: &str, upload: &UploadId) -> String {
+    format!("{prefix}:upload:{upload}")
+}
+
+/// `tenant`'s job ids by creation time (a sorted set).
+pub fn tenant_jobs(prefix: &str, tenant: &Tenant) -> String {
+    format!("{prefix}:tenant:{tenant}:jobs")
+}
+
+/// Jobs per state over the whole service (a hash; the transition script keeps it).
+pub fn stats_jobs(prefix: &str) -> String {
+    format!("{prefix}:stats:jobs")
+}
+
+/// Worker processes by their last beat (a sorted set).
+pub fn workers(prefix: &str) -> String {
+    format!("{prefix}:workers")
+}
+
+// ---- result cache and idempotency ----
+
+/// The cached result of `job`.
+pub fn result(prefix: &str, job: &JobId) -> String {
+    format!("{prefix}:result:{job}")
+}
+
+/// The job whose result answers `cache_key` (a hash of the input and the spec).
+pub fn cache(prefix: &str, cache_key: &str) -> String {
+    format!("{prefix}:cache:{cache_key}")
+}
+
+/// The job holding `tenant`'s idempotency key `key`.
+pub fn idempotency(prefix: &str, tenant: &Tenant, key: &str) -> String {
+    format!("{prefix}:idem:{tenant}:{key}")
+}
+
+// ---- API keys and quotas ----
+
+/// The lookup every request makes: an API key's SHA-256 → its key id.
+pub fn api_key_lookup(prefix: &str, hash: &str) -> String {
+    format!("{prefix}:apikey:{hash}")
+}
+
+/// An API key's record (a hash).
+pub fn api_key(prefix: &str, id: &KeyId) -> String {
+    format!("{prefix}:key:{id}")
+}
+
+/// Every key id by creation time (a sorted set).
+pub fn api_keys(prefix: &str) -> String {
+    format!("{prefix}:keys")
+}
+
+/// The request rate of key `id` (a GCRA arrival time).
+pub fn rate(prefix: &str, id: &KeyId) -> String {
+    format!("{prefix}:rate:{id}")
+}
+
+/// The service-wide request rate.
+pub fn rate_global(prefix: &str) -> String {
+    format!("{prefix}:rate:global")
+}
+
+/// The bytes `tenant` uploaded on the UTC day `day`.
+pub fn upload_bytes(prefix: &str, tenant: &Tenant, day: NaiveDate) -> String {
+    format!("{prefix}:quota:{tenant}:upload-bytes:{}", day.format("%Y-%m-%d"))
+}
+
+// ---- audit ----
+
+/// The audit stream of `tenant`, or of refusals whose tenant is unknown (`None`).
+pub fn audit(prefix: &str, tenant: Option<&Tenant>) -> String {
+    format!("{prefix}:audit:{}", tenant.map_or("-", Tenant::as_str))
+}
+
+// ---- queues ----
+
+/// The apalis namespace of a stage's queue (`split`, `attribute`, `reduce`).
+pub fn queue(prefix: &str, stage: &str) -> String {
+    format!("{prefix}:queue:{stage}")
+}
+
+/// The tasks waiting in `queue` (a list apalis-redis keeps; we only count it).
+pub fn queue_active(queue: &str) -> String {
+    format!("{queue}:active")
+}
+
+/// The tasks of `queue` scheduled for later, retries among them (a sorted set apalis-redis keeps).
+pub fn queue_scheduled(queue: &str) -> String {
+    format!("{queue}:scheduled")
+}
+
+/// The pub/sub channel on which producers announce new tasks; each message is a queue name.
+pub fn queue_wakeups(prefix: &str) -> String {
+    format!("{prefix}:queue-wakeups")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The strings are stored data: this pins each one to the bytes it had before it was named here.
+    #[test]
+    fn keys_keep_their_bytes() {
+        let (p, j) = ("mta", "0f8fad5b-d9cb-469f-a165-70867728950e".parse::<JobId>().unwrap());
+        let u = "7c9e6679-7425-40de-944b-e07fc1f90ae7".parse::<UploadId>().unwrap();
+        let (t, k) = ("acme".parse::<Tenant>().unwrap(), "key_0123456789abcdef".parse::<KeyId>().unwrap());
+        let day = NaiveDate::from_ymd_opt(2026, 1, 5).unwrap();
+        for (key, expected) in [
+            (job(p, &j), format!("mta:job:{j}")),
+            (job_splits(p, &j), format!("mta:job:{j}:splits")),
+            (job_chunks(p, &j), format!("mta:job:{j}:chunks")),
+            (job_done(p, &j, DoneSet::Reduced), format!("mta:job:{j}:reduced")),
+            (job_next(p, &j, DoneSet::Chunks), format!("mta:job:{j}:next:chunks")),
+            (job_owner(p, &j, "attribute:7"), format!("mta:job:{j}:owner:attribute:7")),
+            (job_starts(p, &j), format!("mta:job:{j}:starts")),
+            (timeline(p, &j), format!("mta:job:{j}:timeline")),
+            (webhook_attempts(p, &j), format!("mta:job:{j}:webhook:attempts")),
+            (webhooks_due(p), "mta:webhooks:due".to_owned()),
+            (upload(p, &u), format!("mta:upload:{u}")),
+            (tenant_jobs(p, &t), "mta:tenant:acme:jobs".to_owned()),
+            (stats_jobs(p), "mta:stats:jobs".to_owned()),
+            (workers(p), "mta:workers".to_owned()),
+            (result(p, &j), format!("mta:result:{j}")),
+            (cache(p, "abc"), "mta:cache:abc".to_owned()),
+            (idempotency(p, &t, "k-1"), "mta:idem:acme:k-1".to_owned()),
+            (api_key_lookup(p, "ff00"), "mta:apikey:ff00".to_owned()),
+            (api_key(p, &k), "mta:key:key_0123456789abcdef".to_owned()),
+            (api_keys(p), "mta:keys".to_owned()),
+            (rate(p, &k), "mta:rate:key_0123456789abcdef".to_owned()),
+            (rate_global(p), "mta:rate:global".to_owned()),
+            (upload_bytes(p, &t, day), "mta:quota:acme:upload-bytes:2026-01-05".to_owned()),
+            (audit(p, Some(&t)), "mta:audit:acme".to_owned()),
+            (audit(p, None), "mta:audit:-".to_owned()),
+            (queue(p, "split"), "mta:queue:split".to_owned()),
+            (queue_active("mta:queue:split"), "mta:queue:split:active".to_owned()),
+            (queue_scheduled("mta:queue:split"), "mta:queue:split:scheduled".to_owned()),
+            (queue_wakeups(p), "mta:queue-wakeups".to_owned()),
+            (job_field::rows(3), "rows:3".to_owned()),
+        ] {
+            assert_eq!(key, expected);
+        }
+    }
+}
