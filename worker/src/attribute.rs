@@ -41,7 +41,7 @@ fn attribute(
     let chunk = load_partition(services, job, partition, stop)?;
     let loaded = started.elapsed();
     inject_faults(services, &chunk, stop)?;
-    let partial = Partial::from_events(&chunk, &options);
+    let partial = Partial::from_events(&chunk, &options)?;
     let computed = started.elapsed();
     let key = keys::partial(&job.tenant, &job.id, &format!("p{partition:05}"));
     block_on(services.storage.put(&key, serde_json::to_vec(&partial).map_err(anyhow::Error::from)?))?;

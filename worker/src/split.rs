@@ -214,7 +214,7 @@ impl<'a> Splitter<'a> {
             Block::Events(chunk) => self.partition(&chunk)?,
             Block::Paths(chunk) => {
                 self.rows += chunk.len() as u64;
-                let partial = Partial::from_paths(&chunk, self.options.as_ref().expect("set above"));
+                let partial = Partial::from_paths(&chunk, self.options.as_ref().expect("set above"))?;
                 match &mut self.path_partial {
                     Some(total) => total.merge(&partial),
                     None => self.path_partial = Some(partial),
@@ -277,6 +277,8 @@ impl<'a> Splitter<'a> {
         self.flush()?;
         self.uploader.finish()?;
         if let Some(partial) = &self.path_partial {
+            // Merged over blocks: a sum may have overflowed only now.
+            partial.check_finite(self.options.as_ref().expect("set with the first block"))?;
             let key = keys::partial(&self.job.tenant, &self.job.id, &format!("s{:04}", self.split));
             block_on(self.services.storage.put(&key, serde_json::to_vec(partial).map_err(anyhow::Error::from)?))?;
         }
