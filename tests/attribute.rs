@@ -2,7 +2,9 @@
 
 use std::io::Write;
 
-use crate::support::{assert_close, attribute, attribute_json, credit, failure, sample, workdir, write};
+use crate::support::{
+    assert_close, attribute, attribute_json, attribute_peak_memory, credit, failure, inflating, sample, workdir, write,
+};
 
 const EVENTS: &str = "\
 cookie,time,interaction,conversion,conversion_value,channel
@@ -483,6 +485,120 @@ fn a_path_row_with_value_but_no_conversions_is_refused() {
     assert_eq!(exit, 1);
     assert!(
         stderr.contains("row 1, column `total_conversion_value`: value 50 on a path without conversions"),
+        "{stderr}"
+    );
+}
+
+// ---- hostile input -------------------------------------------------------------------------
+
+#[test]
+fn a_line_that_inflates_to_hundreds_of_mebibytes_is_refused_in_bounded_memory() {
+    let dir = workdir();
+    let csv = inflating("user_id,timestamp,channel,conversion\nu1,2026-01-01,a,0\nu1,2026-01-02,", "x", 512, ",0\n");
+    let csv = write(dir.path(), "long-line.csv.gz", csv);
+    let first = r#"{"user_id":"u1","timestamp":"2026-01-01","channel":"a","conversion":0}"#;
+    let ndjson = inflating(&format!("{first}\n{{\"user_id\":\"u1\",\"channel\":\""), "x", 512, "\"}\n");
+    let ndjson = write(dir.path(), "long-line.ndjson.gz", ndjson);
+    for (file, located) in [(&csv, "row 2, column `(row)`"), (&ndjson, "row 2, column `(line)`")] {
+        let (output, peak) = attribute_peak_memory(file, &[]);
+        let (exit, stderr) = failure(&output);
+        assert_eq!(exit, 1, "{stderr}");
+        assert!(stderr.contains("limit_exceeded") && stderr.contains(located), "{stderr}");
+        assert!(stderr.contains("max_line_bytes"), "{stderr}");
+        assert!(peak < 96 << 20, "{}: peak RSS {} MiB", file.display(), peak >> 20);
+    }
+    // The limit is the user's: a row within a raised limit is read (and here refused for its content).
+    let short = inflating("user_id,timestamp,channel,conversion\nu1,", "x", 2, ",a,0\n");
+    let (exit, stderr) =
+        failure(&attribute(&write(dir.path(), "2mib.csv.gz", short), &["--max-line-bytes", "3000000"]));
+    assert_eq!(exit, 1);
+    assert!(stderr.contains("row 1, column `timestamp`: cannot read `xxx"), "{stderr}");
+    assert!(stderr.contains("…` (2097152 bytes)"), "{stderr}");
+}
+
+#[test]
+fn a_huge_header_gives_a_small_error() {
+    let dir = workdir();
+    // 64 MiB of column names in a 100 kB file: refused as the header line it is, not repeated.
+    let huge = write(dir.path(), "header.csv.gz", inflating("", "column,", 64, "\nu1\n"));
+    let (output, peak) = attribute_peak_memory(&huge, &[]);
+    let (exit, stderr) = failure(&output);
+    assert_eq!(exit, 1, "{stderr}");
+    assert!(stderr.contains("limit_exceeded") && stderr.contains("header line"), "{stderr}");
+    assert!(stderr.len() < 1024, "{} bytes of error", stderr.len());
+    assert!(peak < 96 << 20, "peak RSS {} MiB", peak >> 20);
+
+    // Under the header limit, columns are listed (shortened) up to a bound.
+    let mut header: String = (0..50_000).map(|i| format!("column_{i},")).collect();
+    header.push_str(&"n".repeat(300_000));
+    let wide = write(dir.path(), "wide.csv", format!("{header}\nx\n"));
+    let (exit, stderr) = failure(&attribute(&wide, &[]));
+    assert_eq!(exit, 1);
+    assert!(stderr.contains("missing_columns") && stderr.contains("column_0, column_1"), "{stderr}");
+    assert!(stderr.len() < 8 * 1024, "{} bytes of error", stderr.len());
+
+    // A column mapping of an absurd name is refused naming the option, the name shortened.
+    let file = write(dir.path(), "events.csv", EVENTS);
+    let mapping = format!("user_id={}", "c".repeat(100_000));
+    let (exit, stderr) = failure(&attribute(&file, &["--column", &mapping]));
+    assert_eq!(exit, 2, "{stderr}");
+    assert!(stderr.contains("invalid_option") && stderr.contains("`columns`"), "{stderr}");
+    assert!(stderr.contains("…` (100000 bytes)") && stderr.len() < 1024, "{stderr}");
+}
+
+#[test]
+fn sums_past_the_float_range_are_refused_naming_column_and_row() {
+    let dir = workdir();
+    let events = write(
+        dir.path(),
+        "big.csv",
+        "user_id,timestamp,channel,conversion,revenue\n\
+         u1,2026-01-01,a,0,\nu1,2026-01-02,,1,1e308\nu2,2026-01-01,b,0,\nu2,2026-01-02,,1,1e308\n",
+    );
+    let paths = write(dir.path(), "big-paths.csv", "path,total_conversions\na,1e308\nb,1e308\n");
+    for (file, located) in [(&events, "row 4, column `revenue`"), (&paths, "row 2, column `total_conversions`")] {
+        let (exit, stderr) = failure(&attribute(file, &[]));
+        assert_eq!(exit, 1, "{stderr}");
+        assert!(stderr.contains("limit_exceeded") && stderr.contains(located), "{stderr}");
+    }
+    let parquet = dir.path().join("big.parquet");
+    write_typed_parquet(
+        &parquet,
+        &[
+            (Some("u1"), Some(1_000), Some("a"), Some(false), None),
+            (Some("u1"), Some(2_000), None, Some(true), Some(1e308)),
+            (Some("u2"), Some(1_000), Some("a"), Some(false), None),
+            (Some("u2"), Some(2_000), None, Some(true), Some(1e308)),
+        ],
+        4,
+    );
+    let (exit, stderr) = failure(&attribute(&parquet, &[]));
+    assert_eq!(exit, 1, "{stderr}");
+    assert!(stderr.contains("limit_exceeded") && stderr.contains("row 4, column `conversion_value`"), "{stderr}");
+}
+
+#[test]
+fn position_weights_of_any_magnitude_credit_every_conversion() {
+    let dir = workdir();
+    let file = write(dir.path(), "events.csv", EVENTS);
+    let models = ["--models", "position_based"];
+    let weights = attribute_json(&file, &[&models[..], &["--position-weights", "1e308,1e308,1e308"]].concat());
+    let thirds = attribute_json(&file, &[&models[..], &["--position-weights", "1,1,1"]].concat());
+    assert_eq!(weights["models"], thirds["models"]);
+    let model = &weights["models"]["position_based"];
+    assert_eq!(model["conserves_totals"], true, "{model}");
+    assert_close(model["total_conversions"].as_f64().unwrap(), 2.0, "credited");
+}
+
+#[test]
+fn a_latin1_byte_in_the_first_row_is_reported_on_that_row() {
+    let dir = workdir();
+    let text = b"user_id,timestamp,channel,conversion\nM\xfcller,2026-01-01,caf\xe9,0\nu2,2026-01-02,a,1\n";
+    let file = write(dir.path(), "latin1.csv", text);
+    let (exit, stderr) = failure(&attribute(&file, &[]));
+    assert_eq!(exit, 1, "{stderr}");
+    assert!(
+        stderr.contains("invalid_value") && stderr.contains("row 1, column `#1`: value is not valid UTF-8"),
         "{stderr}"
     );
 }

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::service_support::{S3Server, Service, ServiceSpec, without_job_id};
-use crate::support::{attribute_json, sample, workdir, write};
+use crate::support::{attribute_json, inflating, sample, workdir, write};
 
 /// Small chunks and byte ranges so the 12k-row sample (about 600 kB) is split by four
 /// tasks into several partitions.
@@ -247,6 +247,30 @@ async fn bad_input_fails_its_job_with_row_details_and_nothing_answers_5xx() {
     assert_eq!(status, 404);
     let job = service.run(&write(dir.path(), "header.csv", "user_id,timestamp,channel,conversion\n"), json!({})).await;
     assert_eq!(job["error"]["code"], "empty_input", "{job}");
+    service.assert_nothing_stuck().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_inputs_leave_small_errors_in_the_job_record_and_the_api() {
+    let service = Service::start(chunked(1)).await;
+    let dir = workdir();
+    // A 100 kB gzip whose first line is 64 MiB of column names: refused as a header too
+    // long, not stored as a 64 MB `missing_columns` message.
+    let header = write(dir.path(), "header.csv.gz", inflating("", "column,", 64, "\nu1\n"));
+    let job = service.run(&header, json!({})).await;
+    assert_eq!((job["state"].as_str(), job["error"]["code"].as_str()), (Some("failed"), Some("limit_exceeded")));
+    assert!(job.to_string().len() < 2048, "{} bytes of job", job.to_string().len());
+    let info = service.redis.command("INFO memory").expect("INFO answered");
+    let used: u64 = info.lines().find_map(|l| l.strip_prefix("used_memory:")).and_then(|v| v.parse().ok()).unwrap();
+    assert!(used < 32 << 20, "Redis holds {} MiB", used >> 20);
+
+    // A 1 MB column name in the spec's mapping: refused at submission, shortened.
+    let upload = service.upload(b"user_id,timestamp,channel,conversion\nu1,2026-01-01,a,1\n".to_vec()).await;
+    let (status, body) =
+        service.submit(json!({ "upload_id": upload, "columns": { "user_id": "c".repeat(1_000_000) } })).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (422, Some("invalid_option")), "{body}");
+    assert_eq!(body["error"]["details"][0]["column"], "columns");
+    assert!(body.to_string().len() < 1024, "{} bytes of error", body.to_string().len());
     service.assert_nothing_stuck().await;
 }
 

@@ -1,7 +1,9 @@
 //! Helpers for black-box tests: run `mta`, write inputs, read results.
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
 
 use serde_json::Value;
 
@@ -22,6 +24,26 @@ pub(crate) fn write(dir: &Path, name: &str, contents: impl AsRef<[u8]>) -> PathB
     path
 }
 
+/// `bytes`, gzip-compressed.
+pub(crate) fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    std::io::Write::write_all(&mut encoder, bytes).expect("compress");
+    encoder.finish().expect("compress")
+}
+
+/// A gzip stream of `before`, then `mebibytes` MiB of `filler` repeated, then `after`:
+/// concatenated members (read as one stream), the filler's member written again and
+/// again, so hundreds of MiB of one line take a few hundred kB on disk.
+pub(crate) fn inflating(before: &str, filler: &str, mebibytes: usize, after: &str) -> Vec<u8> {
+    let member = gzip(filler.repeat((1 << 20) / filler.len()).as_bytes());
+    let mut bytes = gzip(before.as_bytes());
+    for _ in 0..mebibytes {
+        bytes.extend_from_slice(&member);
+    }
+    bytes.extend(gzip(after.as_bytes()));
+    bytes
+}
+
 /// Path of a file shipped in `samples/`.
 pub(crate) fn sample(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("samples").join(name)
@@ -30,6 +52,49 @@ pub(crate) fn sample(name: &str) -> PathBuf {
 /// Runs `mta attribute FILE ARGS...`.
 pub(crate) fn attribute(file: &Path, args: &[&str]) -> Output {
     mta().arg("attribute").arg(file).args(args).output().expect("run mta")
+}
+
+/// Runs `mta attribute FILE ARGS...` and samples its peak resident memory (the kernel's
+/// high-water mark, `VmHWM` in `/proc/PID/status`) every few milliseconds while it runs;
+/// returns the output and the largest sample in bytes. A spike in the process's last
+/// milliseconds may be missed, never one that takes time to build up.
+pub(crate) fn attribute_peak_memory(file: &Path, args: &[&str]) -> (Output, u64) {
+    let mut child = mta()
+        .arg("attribute")
+        .arg(file)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run mta");
+    let drain = |mut pipe: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            pipe.read_to_end(&mut bytes).expect("read the child's output");
+            bytes
+        })
+    };
+    let stdout = drain(Box::new(child.stdout.take().expect("piped")));
+    let stderr = drain(Box::new(child.stderr.take().expect("piped")));
+    let status_file = format!("/proc/{}/status", child.id());
+    let mut peak_kib = 0u64;
+    let status = loop {
+        if let Ok(text) = std::fs::read_to_string(&status_file)
+            && let Some(kib) = text
+                .lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        {
+            peak_kib = peak_kib.max(kib);
+        }
+        if let Some(status) = child.try_wait().expect("wait for mta") {
+            break status;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    };
+    let output =
+        Output { status, stdout: stdout.join().expect("stdout reader"), stderr: stderr.join().expect("stderr reader") };
+    (output, peak_kib * 1024)
 }
 
 /// Runs `mta attribute` and parses the JSON result, failing the test with stderr if it fails.

@@ -201,6 +201,9 @@ pub struct AttributeArgs {
     /// Refuse inputs with more distinct channels than this.
     #[arg(long, default_value_t = Limits::default().max_channels)]
     pub max_channels: usize,
+    /// Refuse CSV records and NDJSON lines longer than this, in bytes (bounds the memory one row may take).
+    #[arg(long, default_value_t = Limits::DEFAULT_MAX_LINE_BYTES as u64, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_line_bytes: u64,
     /// User-hash partitions (planned from the input size when absent; results do not depend on it).
     #[arg(long)]
     pub partitions: Option<u32>,
@@ -253,7 +256,12 @@ impl AttributeArgs {
     /// Turns the arguments into a request, naming the first bad one.
     pub fn to_request(&self) -> Result<AttributeRequest, AttributionError> {
         let job = self.job.job_spec(None, false)?;
-        let spec = job.input_spec(Limits { max_channels: self.max_channels, ..Limits::default() });
+        let limits = Limits {
+            max_channels: self.max_channels,
+            max_line_bytes: usize::try_from(self.max_line_bytes).unwrap_or(usize::MAX),
+            ..Limits::default()
+        };
+        let spec = job.input_spec(limits);
         let options = job.options;
         if self.partitions == Some(0) {
             return Err(AttributionError::option("partitions", "must be at least 1"));

@@ -147,7 +147,7 @@ impl Collector<'_> {
             }
             Block::Paths(chunk) => {
                 self.run.progress.add(chunk.len() as u64);
-                let partial = Partial::from_paths(&chunk, options);
+                let partial = Partial::from_paths(&chunk, options)?;
                 Partial::merge_into(&mut self.path_partial, partial);
             }
         }
@@ -222,7 +222,7 @@ impl Run<'_> {
             .map_init(Loaded::default, |loaded, p| {
                 self.store.load_into(p, keep, loaded)?;
                 channels.apply(&mut loaded.chunk);
-                Ok(Partial::from_events(&loaded.chunk, options))
+                Ok(Partial::from_events(&loaded.chunk, options)?)
             })
             .collect::<Result<Vec<Partial>, RunError>>()?;
         let mut total = Partial::new(options, channels.by_name.names());

@@ -75,6 +75,9 @@ pub struct LimitsConfig {
     pub max_channels: usize,
     /// `MTA_MAX_DECOMPRESSED_BYTES` (default 200 GiB): what a gzip upload may expand to.
     pub max_decompressed_bytes: u64,
+    /// `MTA_MAX_LINE_BYTES` (default 1 MiB): the longest CSV record or NDJSON line, which
+    /// bounds what one reader buffers for a row.
+    pub max_line_bytes: usize,
 }
 
 /// What protects the API when it faces the internet (see `docs/security.md`).
@@ -182,6 +185,7 @@ impl Config {
         l.max_rows = parsed("MTA_MAX_ROWS")?.or(l.max_rows);
         l.max_channels = parsed("MTA_MAX_CHANNELS")?.unwrap_or(l.max_channels);
         l.max_decompressed_bytes = parsed("MTA_MAX_DECOMPRESSED_BYTES")?.unwrap_or(l.max_decompressed_bytes);
+        l.max_line_bytes = parsed("MTA_MAX_LINE_BYTES")?.unwrap_or(l.max_line_bytes);
         let s = &mut config.security;
         s.key_requests_per_hour = parsed("MTA_RATE_LIMIT_PER_HOUR")?.unwrap_or(s.key_requests_per_hour);
         s.global_requests_per_minute =
@@ -236,6 +240,9 @@ impl Config {
         if self.security.request_timeout.is_zero() {
             bail!("MTA_REQUEST_TIMEOUT_SECS must be at least 1");
         }
+        if self.limits.max_line_bytes == 0 {
+            bail!("MTA_MAX_LINE_BYTES must be at least 1");
+        }
         if self.rows_per_chunk == 0 || self.split_parallelism == 0 || self.worker_concurrency == 0 {
             bail!("MTA_ROWS_PER_CHUNK, MTA_SPLIT_PARALLELISM and MTA_WORKER_CONCURRENCY must be at least 1");
         }
@@ -263,6 +270,7 @@ impl LimitsConfig {
             max_rows: self.max_rows,
             max_channels: self.max_channels,
             max_decompressed_bytes: Some(self.max_decompressed_bytes),
+            max_line_bytes: self.max_line_bytes,
         }
     }
 }
@@ -274,6 +282,7 @@ impl Default for LimitsConfig {
             max_rows: None,
             max_channels: 100_000,
             max_decompressed_bytes: 200 << 30,
+            max_line_bytes: mta_core::ingest::Limits::DEFAULT_MAX_LINE_BYTES,
         }
     }
 }

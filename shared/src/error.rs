@@ -1,5 +1,10 @@
 //! The one error type of the engine: what went wrong with the user's input or options,
 //! with row- and column-level details, kept apart from faults of ours.
+//!
+//! Errors are stored on job records, returned by the API and sent by webhook, so their
+//! size must not follow the input's: every constructor passes through
+//! [`AttributionError::bounded`], and names or values taken from the input are shown
+//! through [`quoted`] / [`shortened`] (cut, with their full length).
 
 use std::fmt;
 
@@ -7,6 +12,64 @@ use serde::{Deserialize, Serialize};
 
 /// At most this many row-level problems are kept on one error (DESIGN.md 2.5).
 pub const MAX_DETAILS: usize = 100;
+/// Bytes of a name or value from the input shown in an error before it is cut.
+pub const MAX_SHOWN_BYTES: usize = 64;
+/// Longest `column` of a [`Problem`], in bytes (a shortened name fits).
+pub const MAX_COLUMN_BYTES: usize = 128;
+/// Longest `problem` text of a [`Problem`], in bytes.
+pub const MAX_PROBLEM_BYTES: usize = 512;
+/// Longest error message, in bytes.
+pub const MAX_MESSAGE_BYTES: usize = 4096;
+/// Largest error: the message and every detail's column and problem together, in bytes.
+pub const MAX_ERROR_BYTES: usize = 32 * 1024;
+
+/// `text` as an error shows it: in backticks, control characters escaped, and past
+/// [`MAX_SHOWN_BYTES`] cut with an ellipsis and its full size: `` `abc…` (1048576 bytes) ``.
+pub fn quoted(text: &str) -> String {
+    let (shown, cut) = shown(text);
+    if cut { format!("`{shown}…` ({} bytes)", text.len()) } else { format!("`{shown}`") }
+}
+
+/// Like [`quoted`] without the backticks: `abc… (1048576 bytes)`; for names in a
+/// [`Problem`]'s `column`.
+pub fn shortened(text: &str) -> String {
+    let (shown, cut) = shown(text);
+    if cut { format!("{shown}… ({} bytes)", text.len()) } else { shown }
+}
+
+/// The first [`MAX_SHOWN_BYTES`] of `text` (at a character boundary) with control
+/// characters escaped, and whether anything was left out.
+fn shown(text: &str) -> (String, bool) {
+    let end = floor_char_boundary(text, MAX_SHOWN_BYTES);
+    let mut shown = String::with_capacity(end);
+    for c in text[..end].chars() {
+        if c.is_control() {
+            shown.extend(c.escape_default());
+        } else {
+            shown.push(c);
+        }
+    }
+    (shown, end < text.len())
+}
+
+/// The largest character boundary of `text` at or below `max`.
+fn floor_char_boundary(text: &str, max: usize) -> usize {
+    if max >= text.len() {
+        return text.len();
+    }
+    (0..=max).rev().find(|&i| text.is_char_boundary(i)).unwrap_or(0)
+}
+
+/// Cuts `text` to at most `max` bytes, ending it with an ellipsis and the size it had.
+fn cut(text: &mut String, max: usize) {
+    if text.len() <= max {
+        return;
+    }
+    let suffix = format!("… ({} bytes)", text.len());
+    let end = floor_char_boundary(text, max.saturating_sub(suffix.len()));
+    text.truncate(end);
+    text.push_str(&suffix);
+}
 
 /// A machine-readable error code. The strings are part of the public contract.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -61,6 +124,27 @@ pub struct Problem {
     pub problem: String,
 }
 
+impl Problem {
+    /// A problem with its column and text cut to [`MAX_COLUMN_BYTES`] / [`MAX_PROBLEM_BYTES`].
+    pub fn new(row: Option<u64>, column: Option<&str>, problem: impl Into<String>) -> Problem {
+        let mut problem = Problem { row, column: column.map(shortened), problem: problem.into() };
+        problem.bound();
+        problem
+    }
+
+    fn bound(&mut self) {
+        if let Some(column) = &mut self.column {
+            cut(column, MAX_COLUMN_BYTES);
+        }
+        cut(&mut self.problem, MAX_PROBLEM_BYTES);
+    }
+
+    /// Bytes the problem adds to an error (its texts and a little for the row).
+    fn size(&self) -> usize {
+        self.column.as_ref().map_or(0, String::len) + self.problem.len() + 24
+    }
+}
+
 /// The engine's error: a code, a sentence, and up to [`MAX_DETAILS`] located problems.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -73,7 +157,7 @@ pub struct AttributionError {
 
 impl AttributionError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        AttributionError { code, message: message.into(), details: Vec::new() }
+        AttributionError { code, message: message.into(), details: Vec::new() }.bounded()
     }
 
     /// An invalid option, naming the field (DESIGN.md 2.5: "naming the field").
@@ -81,15 +165,44 @@ impl AttributionError {
         let problem = problem.into();
         AttributionError {
             code: ErrorCode::InvalidOption,
-            message: format!("invalid option `{field}`: {problem}"),
-            details: vec![Problem { row: None, column: Some(field.to_owned()), problem }],
+            message: format!("invalid option {}: {problem}", quoted(field)),
+            details: vec![Problem::new(None, Some(field), problem)],
         }
+        .bounded()
     }
 
     pub fn with_details(mut self, details: Vec<Problem>) -> Self {
         self.details = details;
+        self.bounded()
+    }
+
+    /// The error within its bounds, whatever its parts held: the message cut to
+    /// [`MAX_MESSAGE_BYTES`], at most [`MAX_DETAILS`] details each cut to its bounds, and
+    /// the details that would take the whole past [`MAX_ERROR_BYTES`] left out (the
+    /// message says how many). Every constructor ends here.
+    pub fn bounded(mut self) -> Self {
+        cut(&mut self.message, MAX_MESSAGE_BYTES);
         self.details.truncate(MAX_DETAILS);
+        // Room for the note below, so the whole stays within its bound.
+        let mut left = MAX_ERROR_BYTES - MAX_MESSAGE_BYTES.min(self.message.len()) - 64;
+        let mut kept = 0;
+        for detail in &mut self.details {
+            detail.bound();
+            let Some(rest) = left.checked_sub(detail.size()) else { break };
+            left = rest;
+            kept += 1;
+        }
+        let left_out = self.details.len() - kept;
+        if left_out > 0 {
+            self.details.truncate(kept);
+            self.message.push_str(&format!(" ({left_out} more details left out)"));
+        }
         self
+    }
+
+    /// Bytes of the message and the details' texts: what [`MAX_ERROR_BYTES`] bounds.
+    pub fn size(&self) -> usize {
+        self.message.len() + self.details.iter().map(Problem::size).sum::<usize>()
     }
 }
 
@@ -127,7 +240,7 @@ impl Problems {
     pub fn push(&mut self, row: u64, column: &str, problem: impl Into<String>) {
         self.total += 1;
         if self.list.len() < MAX_DETAILS {
-            self.list.push(Problem { row: Some(row), column: Some(column.to_owned()), problem: problem.into() });
+            self.list.push(Problem::new(Some(row), Some(column), problem));
         }
     }
 

@@ -6,7 +6,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::AttributionError;
+use crate::error::{AttributionError, quoted};
 
 /// Microseconds in one day: timestamps are carried as UTC microseconds.
 pub const MICROS_PER_DAY: f64 = 86_400_000_000.0;
@@ -36,7 +36,7 @@ impl FromStr for InputKind {
         match s {
             "events" => Ok(InputKind::Events),
             "paths" => Ok(InputKind::Paths),
-            other => Err(AttributionError::option("kind", format!("`{other}` is not `events` or `paths`"))),
+            other => Err(AttributionError::option("kind", format!("{} is not `events` or `paths`", quoted(other)))),
         }
     }
 }
@@ -112,7 +112,10 @@ impl FromStr for ModelId {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         ModelId::ALL.into_iter().find(|m| m.as_str() == s).ok_or_else(|| {
             let known: Vec<&str> = ModelId::ALL.iter().map(|m| m.as_str()).collect();
-            AttributionError::option("models", format!("unknown model `{s}` (known: {}, or `all`)", known.join(", ")))
+            AttributionError::option(
+                "models",
+                format!("unknown model {} (known: {}, or `all`)", quoted(s), known.join(", ")),
+            )
         })
     }
 }
@@ -137,7 +140,9 @@ impl PositionWeights {
         let parsed: Result<Vec<f64>, _> = parts.iter().map(|p| p.parse::<f64>()).collect();
         match parsed.as_deref() {
             Ok([first, middle, last]) => Ok(PositionWeights { first: *first, middle: *middle, last: *last }),
-            _ => Err(AttributionError::option("position_weights", format!("`{s}` is not three numbers `F,M,L`"))),
+            _ => {
+                Err(AttributionError::option("position_weights", format!("{} is not three numbers `F,M,L`", quoted(s))))
+            }
         }
     }
 }
@@ -287,16 +292,29 @@ fn resolve_models(requested: Option<&[String]>, kind: InputKind) -> Result<Vec<M
     Ok(models)
 }
 
+/// The weights scaled to sum to 1. They are first divided by the largest, so weights
+/// near the ends of the float range (1e308, 1e-320) normalise like any others instead of
+/// their sum overflowing to infinity (every weight 0) or underflowing.
 fn normalise_weights(w: PositionWeights) -> Result<PositionWeights, AttributionError> {
     let parts = [w.first, w.middle, w.last];
     if parts.iter().any(|x| !x.is_finite() || *x < 0.0) {
         return Err(AttributionError::option("position_weights", "weights must be finite numbers >= 0"));
     }
-    let sum: f64 = parts.iter().sum();
-    if sum <= 0.0 {
+    let largest = parts.iter().copied().fold(0.0, f64::max);
+    if largest <= 0.0 {
         return Err(AttributionError::option("position_weights", "at least one weight must be > 0"));
     }
-    Ok(PositionWeights { first: w.first / sum, middle: w.middle / sum, last: w.last / sum })
+    let scaled = parts.map(|x| x / largest);
+    let sum: f64 = scaled.iter().sum();
+    let [first, middle, last] = scaled.map(|x| x / sum);
+    let normalised = PositionWeights { first, middle, last };
+    // Cannot fail after scaling (the sum lies in [1, 3]); kept so no weights that fail to
+    // normalise to a finite, positive whole ever reach a model.
+    let total = first + middle + last;
+    if !(total.is_finite() && (total - 1.0).abs() < 1e-9) {
+        return Err(AttributionError::option("position_weights", "the weights do not normalise to a sum of 1"));
+    }
+    Ok(normalised)
 }
 
 #[cfg(test)]
@@ -358,5 +376,24 @@ mod tests {
             OptionsSpec { position_weights: Some(PositionWeights::parse("2,1,1").unwrap()), ..Default::default() };
         let w = spec.validate(InputKind::Events).unwrap().position_weights;
         assert_eq!((w.first, w.middle, w.last), (0.5, 0.25, 0.25));
+    }
+
+    #[test]
+    fn weights_at_the_ends_of_the_float_range_normalise() {
+        for (given, want) in [
+            ([1e308, 1e308, 1e308], [1.0 / 3.0; 3]),
+            ([f64::MAX, 0.0, f64::MAX], [0.5, 0.0, 0.5]),
+            ([1e-320, 0.0, 0.0], [1.0, 0.0, 0.0]),
+            ([2.0 * 2e-320, 2e-320, 2e-320], [0.5, 0.25, 0.25]),
+        ] {
+            let spec = OptionsSpec {
+                position_weights: Some(PositionWeights { first: given[0], middle: given[1], last: given[2] }),
+                ..Default::default()
+            };
+            let w = spec.validate(InputKind::Events).unwrap().position_weights;
+            for (got, want) in [w.first, w.middle, w.last].into_iter().zip(want) {
+                assert!((got - want).abs() < 1e-12, "{given:?}: {w:?}");
+            }
+        }
     }
 }

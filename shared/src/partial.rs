@@ -6,6 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::chunk::{EventChunk, PathChunk};
+use crate::error::{AttributionError, ErrorCode, Problem};
 use crate::journey::{Journey, for_each_event_journey, for_each_path_journey};
 use crate::markov::MarkovCounts;
 use crate::options::{ModelId, Options};
@@ -81,22 +82,55 @@ impl Partial {
         }
     }
 
-    /// Attributes one chunk of event rows (all rows of each of its users).
-    pub fn from_events(chunk: &EventChunk, options: &Options) -> Partial {
+    /// Attributes one chunk of event rows (all rows of each of its users). Fails when a
+    /// sum is too large for an `f64` (see [`Partial::check_finite`]).
+    pub fn from_events(chunk: &EventChunk, options: &Options) -> Result<Partial, AttributionError> {
         let mut partial = Partial::new(options, chunk.channels.names());
         let mut adder = JourneyAdder::new(options, &partial.channels);
         for_each_event_journey(chunk, options, |journey, _| adder.add(&mut partial, journey, options));
         partial.counts.rows = chunk.len() as u64;
-        partial
+        partial.check_finite(options)?;
+        Ok(partial)
     }
 
-    /// Attributes one chunk of path rows.
-    pub fn from_paths(chunk: &PathChunk, options: &Options) -> Partial {
+    /// Attributes one chunk of path rows; fails as [`Partial::from_events`] does.
+    pub fn from_paths(chunk: &PathChunk, options: &Options) -> Result<Partial, AttributionError> {
         let mut partial = Partial::new(options, chunk.channels.names());
         let mut adder = JourneyAdder::new(options, &partial.channels);
         for_each_path_journey(chunk, options, |journey, _| adder.add(&mut partial, journey, options));
         partial.counts.rows = chunk.len() as u64;
-        partial
+        partial.check_finite(options)?;
+        Ok(partial)
+    }
+
+    /// Refuses a partial whose sums left the range of `f64` (conversions or values near
+    /// 1e308 added up, here or by [`Partial::merge`]): infinity would be written as
+    /// `null` and no result could be built from it. Ingest refuses such rows already,
+    /// naming them; this catches sums made of rows that were read apart (in parallel).
+    pub fn check_finite(&self, options: &Options) -> Result<(), AttributionError> {
+        let c = &self.counts;
+        let paths = options.kind == crate::options::InputKind::Paths;
+        let (conversions, value, nulls) = if paths {
+            ("total_conversions", "total_conversion_value", "total_null")
+        } else {
+            ("conversion", "conversion_value", "conversion")
+        };
+        let sums = [
+            (c.conversions, conversions, "conversions"),
+            (c.converting_journeys + c.null_journeys, nulls, "journeys"),
+            (c.conversion_value, value, "conversion values"),
+        ];
+        let rules = self.rules.iter().flat_map(|rule| {
+            let total = |credits: &[f64]| credits.iter().sum::<f64>();
+            [
+                (total(&rule.conversions), conversions, "credited conversions"),
+                (total(&rule.value), value, "credited values"),
+            ]
+        });
+        match sums.into_iter().chain(rules).find(|(sum, ..)| !sum.is_finite()) {
+            Some((_, column, what)) => Err(too_large(column, what)),
+            None => Ok(()),
+        }
     }
 
     /// Adds `other` into `self`, matching channels by name.
@@ -148,6 +182,18 @@ impl Partial {
         }
         (self.channels.len() - 1) as u32
     }
+}
+
+/// The refusal of a sum that is not a finite number; ingest names the row when it can.
+fn too_large(column: &str, what: &str) -> AttributionError {
+    AttributionError::new(
+        ErrorCode::LimitExceeded,
+        format!(
+            "the {what} of the input add up to more than the largest finite number (about 1.8e308); \
+             are the numbers in the right unit?"
+        ),
+    )
+    .with_details(vec![Problem::new(None, Some(column), format!("the sum of the {what} overflows"))])
 }
 
 /// Adds journeys to a partial, reusing its scratch buffers.
@@ -210,7 +256,7 @@ mod tests {
         chunk.push(&[c2, c3], 1.0, 5.0, 1.0, 3);
         chunk.push(&[c1, c1, c3], 2.0, 30.0, 1.0, 4);
         let options = Options::defaults(InputKind::Paths);
-        let partial = Partial::from_paths(&chunk, &options);
+        let partial = Partial::from_paths(&chunk, &options).unwrap();
         let json = serde_json::to_string(&partial).unwrap();
         let back: Partial = serde_json::from_str(&json).unwrap();
         // Compared as JSON: the chain's scratch buffers are not part of its value.

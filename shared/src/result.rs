@@ -8,7 +8,7 @@ use serde::de::{MapAccess, Visitor};
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::error::AttributionError;
+use crate::error::{AttributionError, ErrorCode};
 use crate::options::{ModelId, Options};
 use crate::partial::Partial;
 
@@ -124,10 +124,48 @@ fn models_as_map<S: Serializer>(models: &[ModelResult], serializer: S) -> Result
 impl Partial {
     /// Computes the final result (solving the Markov chain if asked). It lives here, with
     /// the result's construction, so that `partial.rs` does not depend on the result.
+    /// Fails rather than give a result with a number that is not finite.
     pub fn finish(&self, options: &Options) -> Result<AttributionResult, AttributionError> {
-        build_result(self, options)
+        self.check_finite(options)?;
+        let result = build_result(self, options)?;
+        match first_non_finite(&result) {
+            Some(model) => Err(AttributionError::new(
+                ErrorCode::LimitExceeded,
+                format!(
+                    "the numbers of the input are too large to attribute under `{model}` (a credit is not a \
+                     finite number); are the conversions and values in the right unit?"
+                ),
+            )),
+            None => Ok(result),
+        }
     }
 }
+
+/// The model (or `summary`) of the first number in `result` that is not finite.
+fn first_non_finite(result: &AttributionResult) -> Option<&'static str> {
+    let s = &result.summary;
+    let summary = [
+        s.journeys,
+        s.converting_journeys,
+        s.null_journeys,
+        s.conversions,
+        s.conversion_value,
+        s.unattributed_conversions,
+        s.unattributed_value,
+    ];
+    if !summary.iter().all(|x| x.is_finite()) {
+        return Some("summary");
+    }
+    result.models.iter().find_map(|model| {
+        let channels = model.channels.iter().flat_map(|c| {
+            [Some(c.conversions), Some(c.value), Some(c.share), c.removal_effect, c.removal_effect_value]
+        });
+        let totals = [Some(model.total_conversions), Some(model.total_value), model.conversion_probability];
+        let finite = totals.into_iter().chain(channels).flatten().all(f64::is_finite);
+        (!finite).then(|| model.model.as_str())
+    })
+}
+
 
 pub(crate) fn build_result(partial: &Partial, options: &Options) -> Result<AttributionResult, AttributionError> {
     let counts = &partial.counts;

@@ -44,7 +44,7 @@ async fn attribute(
     inject_faults(services, &chunk, &stop).await?;
     let rows = chunk.len();
     let partial = compute(move || {
-        let partial = Partial::from_events(&chunk, &options);
+        let partial = Partial::from_events(&chunk, &options)?;
         Ok(serde_json::to_vec(&partial).map_err(anyhow::Error::from)?)
     })
     .await?;

@@ -301,7 +301,7 @@ impl Splitter {
             Block::Events(chunk) => self.partition(&chunk)?,
             Block::Paths(chunk) => {
                 self.rows += chunk.len() as u64;
-                let partial = Partial::from_paths(&chunk, self.options.as_ref().expect("set above"));
+                let partial = Partial::from_paths(&chunk, self.options.as_ref().expect("set above"))?;
                 Partial::merge_into(&mut self.path_partial, partial);
             }
         }
@@ -358,6 +358,10 @@ impl Splitter {
 
     fn finish(mut self) -> Result<ReadOutcome, RunError> {
         self.flush()?;
+        if let (Some(partial), Some(options)) = (&self.path_partial, &self.options) {
+            // Merged over blocks: a sum may have overflowed only now.
+            partial.check_finite(options)?;
+        }
         Ok(ReadOutcome { options: self.options, path_partial: self.path_partial })
     }
 }

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::error::{AttributionError, ErrorCode, Problem};
+use crate::error::{AttributionError, ErrorCode, MAX_MESSAGE_BYTES, Problem, quoted, shortened};
 use crate::options::InputKind;
 
 /// A column the engine understands, with the names users' exports give it.
@@ -80,6 +80,9 @@ impl Canonical {
     }
 }
 
+/// Longest file column name a mapping may give, in bytes.
+pub const MAX_COLUMN_NAME_BYTES: usize = 1024;
+
 /// An explicit `canonical → file column` mapping from the job spec (a JSON object such as
 /// `{"user_id": "cookie"}`) or `--column user_id=cookie`.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -92,7 +95,10 @@ impl ColumnMapping {
         let mut mapping = ColumnMapping::default();
         for pair in pairs {
             let Some((canonical, column)) = pair.split_once('=') else {
-                return Err(AttributionError::option("columns", format!("`{pair}` is not `canonical=file_column`")));
+                return Err(AttributionError::option(
+                    "columns",
+                    format!("{} is not `canonical=file_column`", quoted(pair)),
+                ));
             };
             mapping.insert(canonical, column)?;
         }
@@ -105,10 +111,21 @@ impl ColumnMapping {
             let known: Vec<&str> = Canonical::ALL.iter().map(|c| c.name()).collect();
             return Err(AttributionError::option(
                 "columns",
-                format!("`{}` is not a known column (known: {})", canonical.trim(), known.join(", ")),
+                format!("{} is not a known column (known: {})", quoted(canonical.trim()), known.join(", ")),
             ));
         };
-        self.0.push((canonical, column.trim().to_owned()));
+        let column = column.trim();
+        if column.len() > MAX_COLUMN_NAME_BYTES {
+            return Err(AttributionError::option(
+                "columns",
+                format!(
+                    "the column named for `{}` is longer than {MAX_COLUMN_NAME_BYTES} bytes: {}",
+                    canonical.name(),
+                    quoted(column)
+                ),
+            ));
+        }
+        self.0.push((canonical, column.to_owned()));
         Ok(())
     }
 
@@ -187,7 +204,7 @@ impl<'a> Resolver<'a> {
         if let Some(mapped) = self.mapping.get(canonical) {
             let found = self.position(mapped);
             if found.is_none() {
-                self.missing.push(format!("{} (mapped to `{mapped}`)", canonical.name()));
+                self.missing.push(format!("{} (mapped to {})", canonical.name(), quoted(mapped)));
             }
             return found;
         }
@@ -210,7 +227,6 @@ impl<'a> Resolver<'a> {
         if self.missing.is_empty() {
             return Ok(found);
         }
-        let header: Vec<&str> = self.header.iter().map(String::as_str).collect();
         let details = self
             .missing
             .iter()
@@ -221,7 +237,7 @@ impl<'a> Resolver<'a> {
             format!(
                 "missing column(s) {}; the file has [{}]; map columns explicitly (e.g. user_id=cookie) if they have other names",
                 self.missing.join(", "),
-                header.join(", ")
+                listed(self.header, MAX_MESSAGE_BYTES / 2)
             ),
         )
         .with_details(details))
@@ -252,6 +268,22 @@ impl<'a> Resolver<'a> {
         let total_null = self.find(Canonical::TotalNull);
         self.finish(PathColumns { path, total_conversions, total_conversion_value, total_null })
     }
+}
+
+/// The names, each shortened, joined by `, ` up to about `max` bytes, then how many more.
+fn listed(names: &[String], max: usize) -> String {
+    let mut list = String::new();
+    for (i, name) in names.iter().enumerate() {
+        if list.len() >= max {
+            list.push_str(&format!(" and {} more", names.len() - i));
+            break;
+        }
+        if i > 0 {
+            list.push_str(", ");
+        }
+        list.push_str(&shortened(name));
+    }
+    list
 }
 
 /// Guesses the kind from the column names: a path column with a conversions column means paths.
@@ -308,6 +340,25 @@ mod tests {
         assert_eq!(serde_json::to_string(&mapping).unwrap(), r#"{"timestamp":"when","user_id":"who"}"#);
         let err = serde_json::from_str::<ColumnMapping>(r#"{"colour": "x"}"#).unwrap_err();
         assert!(err.to_string().contains("`colour` is not a known column"), "{err}");
+    }
+
+    #[test]
+    fn names_in_errors_are_shortened_and_absurd_mappings_refused() {
+        let long = "n".repeat(1 << 20);
+        let err = ColumnMapping::parse([format!("user_id={long}").as_str()]).unwrap_err();
+        assert_eq!(err.code, ErrorCode::InvalidOption);
+        assert_eq!(err.details[0].column.as_deref(), Some("columns"));
+        assert!(err.message.contains("(1048576 bytes)"), "{}", err.message);
+        assert!(err.size() < 1024, "{}", err.size());
+        assert!(ColumnMapping::parse([format!("user_id={}", "n".repeat(1024)).as_str()]).is_ok());
+
+        let h: Vec<String> = (0..2000).map(|i| format!("{i}{long}", long = if i == 0 { &long } else { "" })).collect();
+        let mapping = ColumnMapping::parse([format!("user_id={}", "m".repeat(1024)).as_str()]).unwrap();
+        let err = Resolver::new(&h, &mapping).events().unwrap_err();
+        assert_eq!(err.code, ErrorCode::MissingColumns);
+        assert!(err.size() < 8 * 1024, "{}", err.size());
+        assert!(err.message.contains(", 2, 3, "), "{}", err.message);
+        assert!(err.message.contains(" more]; map columns"), "{}", err.message);
     }
 
     #[test]

@@ -12,10 +12,10 @@ pub mod values;
 
 use std::io::{BufRead, BufReader, Read};
 
-pub use columns::{Canonical, ColumnMapping};
+pub use columns::{Canonical, ColumnMapping, MAX_COLUMN_NAME_BYTES};
 pub use parquet::{ParquetLayout, parquet_layout, read_parquet};
 pub use rows::{MAX_CHANNEL_NAME_BYTES, MAX_USER_ID_BYTES};
-pub use text::{detect_delimiter, read_csv, read_ndjson};
+pub use text::{MAX_HEADER_BYTES, detect_delimiter, read_csv, read_ndjson};
 
 use crate::chunk::{EventChunk, PathChunk};
 use crate::error::{AttributionError, ErrorCode};
@@ -40,7 +40,10 @@ impl std::str::FromStr for Format {
             "csv" => Ok(Format::Csv),
             "ndjson" | "jsonl" => Ok(Format::Ndjson),
             "parquet" => Ok(Format::Parquet),
-            other => Err(AttributionError::option("format", format!("`{other}` is not csv, parquet or ndjson"))),
+            other => Err(AttributionError::option(
+                "format",
+                format!("{} is not csv, parquet or ndjson", crate::error::quoted(other)),
+            )),
         }
     }
 }
@@ -76,11 +79,23 @@ pub struct Limits {
     /// The most bytes a compressed (gzip) input may expand to: the guard against
     /// decompression bombs.
     pub max_decompressed_bytes: Option<u64>,
+    /// The longest CSV record or NDJSON line, in bytes: what one reader buffers at most
+    /// for a row, however long the line in the file is.
+    pub max_line_bytes: usize,
+}
+
+impl Limits {
+    pub const DEFAULT_MAX_LINE_BYTES: usize = 1 << 20;
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_rows: None, max_channels: 100_000, max_decompressed_bytes: None }
+        Limits {
+            max_rows: None,
+            max_channels: 100_000,
+            max_decompressed_bytes: None,
+            max_line_bytes: Limits::DEFAULT_MAX_LINE_BYTES,
+        }
     }
 }
 
@@ -122,7 +137,10 @@ impl std::str::FromStr for Delimiter {
         match s {
             "\\t" | "tab" | "\t" => Ok(Delimiter(b'\t')),
             one if one.len() == 1 && one.is_ascii() => Ok(Delimiter(one.as_bytes()[0])),
-            other => Err(AttributionError::option("delimiter", format!("`{other}` is not a single ASCII character"))),
+            other => Err(AttributionError::option(
+                "delimiter",
+                format!("{} is not a single ASCII character", crate::error::quoted(other)),
+            )),
         }
     }
 }
@@ -225,8 +243,8 @@ pub struct InputSummary {
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 const PARQUET_MAGIC: &[u8; 4] = b"PAR1";
 
-/// Detects the format from the first bytes: Parquet magic, a JSON object, else CSV.
-/// Gzip is looked through by [`open_text`], not here.
+/// Detects the format from the first bytes: Parquet magic, a JSON object, else CSV when
+/// the bytes look like text. Gzip is looked through by [`open_text`], not here.
 pub fn detect_format(head: &[u8]) -> Result<Format, AttributionError> {
     if head.starts_with(PARQUET_MAGIC) {
         return Ok(Format::Parquet);
@@ -236,23 +254,26 @@ pub fn detect_format(head: &[u8]) -> Result<Format, AttributionError> {
     match first {
         None => Err(AttributionError::new(ErrorCode::EmptyInput, "the input is empty")),
         Some(b'{') => Ok(Format::Ndjson),
-        Some(_) if std::str::from_utf8(&head[..head.len().min(4096)]).is_err() && !looks_like_cut_utf8(head) => {
-            Err(AttributionError::new(
-                ErrorCode::UnknownFormat,
-                "the input is not CSV, NDJSON or Parquet (it is not text and has no Parquet magic bytes)",
-            ))
-        }
+        Some(_) if !looks_like_text(&head[..head.len().min(4096)]) => Err(AttributionError::new(
+            ErrorCode::UnknownFormat,
+            "the input is not CSV, NDJSON or Parquet (it is not text and has no Parquet magic bytes)",
+        )),
         Some(_) => Ok(Format::Csv),
     }
 }
 
-/// A 4 KiB window may cut a multi-byte character at its end; that is still text.
-fn looks_like_cut_utf8(head: &[u8]) -> bool {
-    let window = &head[..head.len().min(4096)];
-    match std::str::from_utf8(window) {
-        Ok(_) => true,
-        Err(e) => e.error_len().is_none(),
+/// True for bytes that read as text: no NUL, and at most one byte in eight that is a
+/// control character or not part of valid UTF-8. A CSV file with a stray Latin-1 byte
+/// (or a character cut at the window's end) is text, and its rows say what is wrong;
+/// binary data has NULs or invalid sequences throughout.
+fn looks_like_text(window: &[u8]) -> bool {
+    if window.contains(&0) {
+        return false;
     }
+    let control = |b: &u8| b.is_ascii_control() && !matches!(b, b'\t' | b'\n' | b'\r' | 0x0c);
+    let odd: usize =
+        window.utf8_chunks().map(|chunk| chunk.invalid().len() + chunk.valid().bytes().filter(control).count()).sum();
+    odd * 8 <= window.len()
 }
 
 /// True if the bytes start like a gzip stream.
@@ -347,5 +368,14 @@ mod tests {
         assert_eq!(detect_format(b"\xEF\xBB\xBFuser_id,timestamp\n").unwrap(), Format::Csv);
         assert_eq!(detect_format(b"  \n ").unwrap_err().code, ErrorCode::EmptyInput);
         assert_eq!(detect_format(&[0u8, 159, 146, 150, 0xff, 0xfe]).unwrap_err().code, ErrorCode::UnknownFormat);
+        let binary: Vec<u8> = (0..4096u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8 | 0x80).collect();
+        assert_eq!(detect_format(&binary).unwrap_err().code, ErrorCode::UnknownFormat);
+    }
+
+    #[test]
+    fn a_stray_latin1_byte_leaves_text_text() {
+        let head = b"user_id,timestamp,channel,conversion\nM\xfcller,2026-01-01,caf\xe9,0\n";
+        assert_eq!(detect_format(head).unwrap(), Format::Csv);
+        assert_eq!(detect_format(b"user_id,timestamp\n\xe9").unwrap(), Format::Csv);
     }
 }

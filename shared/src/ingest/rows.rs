@@ -9,7 +9,7 @@ use super::columns::{ConversionColumn, EventColumns, PathColumns};
 use super::values::{Cell, read_flag, read_number, read_timestamp};
 use super::{Block, Limits};
 use crate::chunk::{EventChunk, NO_CHANNEL, PathChunk, user_key};
-use crate::error::{AttributionError, Problems};
+use crate::error::{AttributionError, ErrorCode, Problem, Problems};
 
 /// Longest channel name accepted, in bytes.
 pub const MAX_CHANNEL_NAME_BYTES: usize = 1024;
@@ -67,12 +67,37 @@ pub(crate) fn is_plain_text(text: &str, max_bytes: usize) -> bool {
     }
 }
 
-/// State both kinds keep: problems, limits, counts.
+/// State both kinds keep: problems, limits, counts, and the running totals of the
+/// numbers read, so a sum no `f64` holds is refused at the row where it overflows
+/// instead of turning into infinity (and `null` in JSON) later.
 struct Shared {
     problems: Problems,
     limits: Limits,
     block_rows: usize,
     rows: u64,
+    /// Conversion values (events), or `total_conversion_value` (paths).
+    value_sum: f64,
+    /// `total_conversions` and `total_null` of path rows.
+    conversion_sum: f64,
+    null_sum: f64,
+    /// (conversions + nulls) × touches of path rows: a bound of every Markov transition count.
+    step_sum: f64,
+}
+
+/// The refusal of a row at which the running sum of `what` is no longer a finite number.
+pub(crate) fn sum_overflows(row: u64, column: &str, what: &str) -> AttributionError {
+    AttributionError::new(
+        ErrorCode::LimitExceeded,
+        format!(
+            "the {what} add up to more than the largest finite number (about 1.8e308) at row {row}; \
+             are the numbers in the right unit?"
+        ),
+    )
+    .with_details(vec![Problem::new(
+        Some(row),
+        Some(column),
+        format!("the sum of the {what} overflows at this row"),
+    )])
 }
 
 /// Column names by position, for error details.
@@ -173,7 +198,8 @@ impl Rows {
         channel_name: F,
     ) -> Option<CleanEventSink<'_, F>> {
         let Rows::Events(rows) = self else { return None };
-        rows.shared.problems.is_empty().then_some(CleanEventSink { rows, channel_name, taken: 0 })
+        let first = rows.chunk.len();
+        rows.shared.problems.is_empty().then_some(CleanEventSink { rows, channel_name, taken: 0, first, values: 0.0 })
     }
 
     /// True once 100 problems are known: reading further would add nothing.
@@ -209,7 +235,16 @@ impl Rows {
 
 impl Shared {
     fn new(limits: Limits, block_rows: usize) -> Shared {
-        Shared { problems: Problems::default(), limits, block_rows, rows: 0 }
+        Shared {
+            problems: Problems::default(),
+            limits,
+            block_rows,
+            rows: 0,
+            value_sum: 0.0,
+            conversion_sum: 0.0,
+            null_sum: 0.0,
+            step_sum: 0.0,
+        }
     }
 
     /// Records a row's problems; true when the row must not be kept (it had problems, or
@@ -239,6 +274,9 @@ pub(crate) struct CleanEventSink<'r, F> {
     rows: &'r mut EventRows,
     channel_name: F,
     taken: u64,
+    /// Where this sink's rows start in the block, and the sum of their values.
+    first: usize,
+    values: f64,
 }
 
 impl<'n, F: Fn(u32) -> &'n str> CleanEventSink<'_, F> {
@@ -261,15 +299,33 @@ impl<'n, F: Fn(u32) -> &'n str> CleanEventSink<'_, F> {
             },
         };
         self.taken += 1;
+        self.values += event.value;
         rows.append(event.row, event.user, event.timestamp, channel, event.is_conversion, event.value);
         Ok(true)
     }
 
-    /// Counts the rows taken, refusing them past the row limit.
+    /// Counts the rows taken, refusing them past the row limit or where their values'
+    /// running sum overflows.
     pub(crate) fn finish(self) -> Result<(), AttributionError> {
-        let shared = &mut self.rows.shared;
+        let rows = self.rows;
+        let shared = &mut rows.shared;
         shared.rows += self.taken;
-        shared.limits.check_rows(shared.rows)
+        shared.limits.check_rows(shared.rows)?;
+        if (shared.value_sum + self.values).is_finite() {
+            shared.value_sum += self.values;
+            return Ok(());
+        }
+        // Summed again in row order to find the row (and so that the order of additions
+        // is the per-row rules' own).
+        let chunk = &rows.chunk;
+        for (&value, &row) in chunk.values[self.first..].iter().zip(&chunk.row_numbers[self.first..]) {
+            shared.value_sum += value;
+            if !shared.value_sum.is_finite() {
+                let column = rows.columns.conversion_value.map_or("conversion_value", |i| rows.names.get(i));
+                return Err(sum_overflows(row, column, "conversion values"));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -394,6 +450,12 @@ impl EventRows {
             }
             None => NO_CHANNEL,
         };
+        self.shared.value_sum += value;
+        if !self.shared.value_sum.is_finite()
+            && let Some(i) = c.conversion_value
+        {
+            return Err(sum_overflows(row, self.names.get(i), "conversion values"));
+        }
         self.append(row, user, timestamp, channel, is_conversion, value);
         Ok(())
     }
@@ -486,6 +548,22 @@ impl PathRows {
             self.path.push(self.chunk.channels.id(token));
         }
         self.shared.check_channels(self.chunk.channels.len())?;
+        let shared = &mut self.shared;
+        shared.conversion_sum += conversions;
+        shared.value_sum += value;
+        shared.null_sum += nulls;
+        shared.step_sum += (conversions + nulls) * self.path.len() as f64;
+        let overflow = [
+            (shared.conversion_sum, Some(c.total_conversions), "conversions"),
+            (shared.value_sum, c.total_conversion_value, "conversion values"),
+            (shared.null_sum, c.total_null, "non-conversions"),
+            (shared.step_sum, Some(c.path), "conversions and non-conversions counted at every touch of their path"),
+        ]
+        .into_iter()
+        .find(|(sum, ..)| !sum.is_finite());
+        if let Some((_, column, what)) = overflow {
+            return Err(sum_overflows(row, column.map_or("?", |i| self.names.get(i)), what));
+        }
         self.chunk.push(&self.path, conversions, value, nulls, row);
         Ok(())
     }

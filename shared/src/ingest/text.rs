@@ -1,6 +1,7 @@
 //! The text formats: CSV (delimiter detected or given) and NDJSON, read as a stream.
 
-use std::io::BufRead;
+use std::cell::Cell as ByteCell;
+use std::io::{BufRead, Read};
 
 use serde_json::{Map, Value};
 
@@ -8,13 +9,17 @@ use super::columns::{Resolver, detect_kind};
 use super::rows::Rows;
 use super::values::Cell;
 use super::{Block, InputSpec, InputSummary, io_error};
-use crate::error::{AttributionError, ErrorCode};
+use crate::error::{AttributionError, ErrorCode, Problem};
 use crate::options::InputKind;
 
 /// NDJSON column names are the keys seen in this many first objects.
 const NDJSON_HEADER_LINES: usize = 1000;
 
 /// Reads CSV rows, handing each full block to `sink`.
+///
+/// No record is buffered beyond `limits.max_line_bytes`, nor the header beyond
+/// [`MAX_HEADER_BYTES`]: the parser reads through a [`RecordGate`], which stops handing
+/// it bytes that far past the start of the record being read.
 pub fn read_csv<E: From<AttributionError>>(
     mut reader: impl BufRead,
     spec: &InputSpec,
@@ -24,10 +29,23 @@ pub fn read_csv<E: From<AttributionError>>(
         Some(d) => d,
         None => detect_delimiter(reader.fill_buf().map_err(io_error)?),
     };
-    let mut csv = csv::ReaderBuilder::new().delimiter(delimiter).has_headers(false).flexible(true).from_reader(reader);
+    let max_line = spec.limits.max_line_bytes as u64;
+    let header_too_long = || {
+        AttributionError::new(
+            ErrorCode::LimitExceeded,
+            format!("the header line is longer than {MAX_HEADER_BYTES} bytes, the limit of a header"),
+        )
+    };
+    // One byte past the limit: a last record without a line end needs to see the end.
+    let gate = RecordGate { inner: reader, handed: 0, end: ByteCell::new(MAX_HEADER_BYTES as u64 + 1) };
+    let mut csv = csv::ReaderBuilder::new().delimiter(delimiter).has_headers(false).flexible(true).from_reader(gate);
     let mut record = csv::StringRecord::new();
-    if !csv.read_record(&mut record).map_err(csv_error)? {
-        return Err(AttributionError::new(ErrorCode::EmptyInput, "the input is empty").into());
+    match csv.read_record(&mut record) {
+        Ok(true) if csv.position().byte() > MAX_HEADER_BYTES as u64 => return Err(header_too_long().into()),
+        Ok(true) => {}
+        Ok(false) => return Err(AttributionError::new(ErrorCode::EmptyInput, "the input is empty").into()),
+        Err(error) if is_too_long(&error) => return Err(header_too_long().into()),
+        Err(error) => return Err(header_error(error).into()),
     }
     let mut header: Vec<String> = record.iter().map(|f| f.trim().to_owned()).collect();
     if let Some(first) = header.first_mut() {
@@ -37,7 +55,13 @@ pub fn read_csv<E: From<AttributionError>>(
     let width = record.len();
     let mut row = spec.first_row.saturating_sub(1);
     loop {
+        let start = csv.position().byte();
+        csv.get_ref().end.set(start + max_line + 1);
         match csv.read_record(&mut record) {
+            // The gate bounds memory; this makes the limit exact (the parser reads ahead).
+            Ok(true) if csv.position().byte() - start > max_line => {
+                return Err(line_too_long(row + 1, "(row)", max_line).into());
+            }
             Ok(true) => {}
             Ok(false) => break,
             Err(error) => match error.kind() {
@@ -46,6 +70,7 @@ pub fn read_csv<E: From<AttributionError>>(
                     rows.problem(row, &format!("#{}", err.field() + 1), "value is not valid UTF-8");
                     continue;
                 }
+                _ if is_too_long(&error) => return Err(line_too_long(row + 1, "(row)", max_line).into()),
                 _ => return Err(csv_error(error).into()),
             },
         }
@@ -72,47 +97,171 @@ pub fn read_csv<E: From<AttributionError>>(
     finish(kind, rows, sink)
 }
 
-/// One NDJSON line: its 1-based line number and the object, or why it is not one.
-type ParsedLine = (u64, Result<Map<String, Value>, String>);
+/// The longest CSV header line read, whatever `max_line_bytes` says: no real header comes
+/// near it, and the header's names end up in error messages.
+pub const MAX_HEADER_BYTES: usize = 1 << 20;
+
+/// What the CSV parser reads through: it hands over no byte at or past `end` (the start
+/// of the record being read plus the line limit), so a record too long fails once that
+/// much of it is buffered rather than once all of it is.
+struct RecordGate<R> {
+    inner: R,
+    /// Bytes handed to the parser so far.
+    handed: u64,
+    end: ByteCell<u64>,
+}
+
+/// The marker error of [`RecordGate`].
+#[derive(Debug)]
+struct RecordTooLong;
+
+impl std::fmt::Display for RecordTooLong {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a record is longer than the line limit")
+    }
+}
+
+impl std::error::Error for RecordTooLong {}
+
+impl<R: Read> Read for RecordGate<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let allowed = self.end.get().saturating_sub(self.handed);
+        if allowed == 0 {
+            return Err(std::io::Error::other(RecordTooLong));
+        }
+        let take = buf.len().min(allowed.try_into().unwrap_or(usize::MAX));
+        let n = self.inner.read(&mut buf[..take])?;
+        self.handed += n as u64;
+        Ok(n)
+    }
+}
+
+fn is_too_long(error: &csv::Error) -> bool {
+    matches!(error.kind(), csv::ErrorKind::Io(io) if io.get_ref().is_some_and(|e| e.is::<RecordTooLong>()))
+}
+
+/// The refusal of a row (or NDJSON line) longer than `max_line_bytes`.
+fn line_too_long(row: u64, column: &str, max: u64) -> AttributionError {
+    let problem = format!("longer than {max} bytes");
+    AttributionError::new(
+        ErrorCode::LimitExceeded,
+        format!("row {row} is longer than {max} bytes, the configured limit (max_line_bytes)"),
+    )
+    .with_details(vec![Problem::new(Some(row), Some(column), problem)])
+}
+
+/// NDJSON lines of a stream, each at most `max` bytes, blank ones skipped.
+struct NdjsonLines<R> {
+    reader: R,
+    /// The current line, without its line end.
+    line: Vec<u8>,
+    number: u64,
+    max: usize,
+}
+
+impl<R: BufRead> NdjsonLines<R> {
+    /// Reads the next line that is not blank into `self.line`; its 1-based line number,
+    /// or `None` at the end.
+    fn next(&mut self) -> Result<Option<u64>, AttributionError> {
+        loop {
+            self.line.clear();
+            let more = read_line(&mut self.reader, &mut self.line, self.max)
+                .map_err(|e| e.unwrap_or_else(|| line_too_long(self.number + 1, "(line)", self.max as u64)))?;
+            if !more {
+                return Ok(None);
+            }
+            self.number += 1;
+            let blank = match self.line.iter().find(|b| !b.is_ascii_whitespace()) {
+                None => true,
+                Some(b) if b.is_ascii() => false,
+                // Other white space (a no-break space) is blank too.
+                Some(_) => std::str::from_utf8(&self.line).is_ok_and(|text| text.trim().is_empty()),
+            };
+            if !blank {
+                return Ok(Some(self.number));
+            }
+        }
+    }
+}
+
+/// One NDJSON line as an object, or why it is not one.
+fn parse_line(line: &[u8]) -> Result<Map<String, Value>, String> {
+    let text = std::str::from_utf8(line).map_err(|_| "line is not valid UTF-8".to_owned())?;
+    serde_json::from_str::<Map<String, Value>>(text).map_err(|e| format!("not a JSON object: {}", serde_error(&e)))
+}
+
+/// A serde_json error as a problem: syntax errors as serde_json says them; errors of
+/// type without the value they would quote (a whole string of the line).
+fn serde_error(error: &serde_json::Error) -> String {
+    match error.classify() {
+        serde_json::error::Category::Data => format!("another kind of JSON value at column {}", error.column()),
+        _ => error.to_string(),
+    }
+}
+
+/// Reads one line (its end, `\n` or `\r\n`, left out) into `line`; false at the end of
+/// the input. `Err(None)` once the line passes `max` bytes, without reading the rest.
+fn read_line(reader: &mut impl BufRead, line: &mut Vec<u8>, max: usize) -> Result<bool, Option<AttributionError>> {
+    let mut any = false;
+    loop {
+        let buffer = reader.fill_buf().map_err(|e| Some(io_error(e)))?;
+        if buffer.is_empty() {
+            return if line.len() > max { Err(None) } else { Ok(any) };
+        }
+        any = true;
+        let (take, done) = match memchr::memchr(b'\n', buffer) {
+            Some(i) => (i, true),
+            None => (buffer.len(), false),
+        };
+        // One byte more than the limit: a `\r` before the `\n` is not part of the line.
+        if line.len() + take > max.saturating_add(1) {
+            return Err(None);
+        }
+        line.extend_from_slice(&buffer[..take]);
+        reader.consume(take + usize::from(done));
+        if done {
+            if line.ends_with(b"\r") {
+                line.pop();
+            }
+            return if line.len() > max { Err(None) } else { Ok(true) };
+        }
+    }
+}
+
+/// Lines read ahead to learn the column names (at most [`NDJSON_HEADER_LINES`]) stop
+/// after this many bytes. Only their bytes are held (they are parsed again in turn), so
+/// reading ahead costs at most this much memory.
+const NDJSON_HEADER_BYTES: usize = 8 << 20;
 
 /// Reads NDJSON (one JSON object per line), handing each full block to `sink`.
 ///
 /// Column names are the union of the keys seen so far: the first objects decide the kind
 /// and the required columns; a key first seen later (a `conversion_value` that only rare
-/// conversion rows carry) is added when it appears.
+/// conversion rows carry) is added when it appears. No line is buffered beyond
+/// `limits.max_line_bytes`.
 pub fn read_ndjson<E: From<AttributionError>>(
     reader: impl BufRead,
     spec: &InputSpec,
     mut sink: impl FnMut(Block) -> Result<(), E>,
 ) -> Result<InputSummary, E> {
-    let mut lines = reader.lines().enumerate().filter(|(_, line)| line.as_ref().map_or(true, |l| !l.trim().is_empty()));
-    let parse = |line_no: usize, line: std::io::Result<String>| -> Result<ParsedLine, AttributionError> {
-        let line = line.map_err(io_error)?;
-        let parsed = serde_json::from_str::<Map<String, Value>>(&line).map_err(|e| format!("not a JSON object: {e}"));
-        Ok((line_no as u64 + 1, parsed))
-    };
-    let mut buffered: Vec<ParsedLine> = Vec::new();
+    let mut lines = NdjsonLines { reader, line: Vec::new(), number: 0, max: spec.limits.max_line_bytes };
+    let mut ahead: Vec<(u64, std::ops::Range<usize>)> = Vec::new();
+    let mut ahead_bytes: Vec<u8> = Vec::new();
     let mut header: Vec<String> = Vec::new();
-    for (line_no, line) in lines.by_ref() {
-        let parsed = parse(line_no, line)?;
-        if let Ok(object) = &parsed.1 {
-            add_new_keys(&mut header, object);
+    while ahead.len() < NDJSON_HEADER_LINES && ahead_bytes.len() < NDJSON_HEADER_BYTES {
+        let Some(number) = lines.next()? else { break };
+        if let Ok(object) = parse_line(&lines.line) {
+            add_new_keys(&mut header, &object);
         }
-        buffered.push(parsed);
-        if buffered.len() >= NDJSON_HEADER_LINES {
-            break;
-        }
+        let start = ahead_bytes.len();
+        ahead_bytes.extend_from_slice(&lines.line);
+        ahead.push((number, start..ahead_bytes.len()));
     }
-    if buffered.is_empty() {
+    if ahead.is_empty() {
         return Err(AttributionError::new(ErrorCode::EmptyInput, "the input is empty").into());
     }
     let (kind, mut rows) = rows_for(header.clone(), spec)?;
-    let streamed = lines.map(|(line_no, line)| parse(line_no, line));
-    for parsed in buffered.into_iter().map(Ok).chain(streamed) {
-        if rows.should_stop() {
-            break;
-        }
-        let (row, parsed) = parsed?;
+    let mut take = |rows: &mut Rows, row: u64, parsed: Result<Map<String, Value>, String>| -> Result<(), E> {
         match parsed {
             Ok(object) => {
                 if add_new_keys(&mut header, &object) {
@@ -125,6 +274,18 @@ pub fn read_ndjson<E: From<AttributionError>>(
         if let Some(block) = rows.take_full_block() {
             sink(block)?;
         }
+        Ok(())
+    };
+    for (row, range) in ahead {
+        if rows.should_stop() {
+            break;
+        }
+        take(&mut rows, row, parse_line(&ahead_bytes[range]))?;
+    }
+    drop(ahead_bytes);
+    while !rows.should_stop() {
+        let Some(row) = lines.next()? else { break };
+        take(&mut rows, row, parse_line(&lines.line))?;
     }
     finish(kind, rows, sink)
 }
@@ -203,6 +364,19 @@ pub fn detect_delimiter(head: &[u8]) -> u8 {
     }
     let best = (0..3).max_by_key(|&i| (counts[i], std::cmp::Reverse(i))).unwrap_or(0);
     if counts[best] == 0 { b',' } else { [b',', b';', b'\t'][best] }
+}
+
+/// A header that cannot be read: invalid UTF-8 names the field; the rest as [`csv_error`].
+fn header_error(error: csv::Error) -> AttributionError {
+    if let csv::ErrorKind::Utf8 { err, .. } = error.kind() {
+        let column = format!("#{}", err.field() + 1);
+        return AttributionError::new(
+            ErrorCode::InvalidValue,
+            "the header holds a column name that is not valid UTF-8",
+        )
+        .with_details(vec![Problem::new(None, Some(&column), "column name is not valid UTF-8")]);
+    }
+    csv_error(error)
 }
 
 fn csv_error(error: csv::Error) -> AttributionError {

@@ -3,6 +3,8 @@
 
 use chrono::NaiveDate;
 
+use crate::error::quoted;
+
 /// One cell as a decoder sees it, before it is read as its column's type.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Cell<'a> {
@@ -38,22 +40,17 @@ impl<'a> Cell<'a> {
         }
     }
 
-    /// The cell as the user wrote it, for error messages (shortened).
+    /// The cell as the user wrote it, for error messages (shortened, see [`quoted`]).
     pub fn display(&self) -> String {
-        let text = match self.plain() {
-            Cell::Null => return "an empty value".to_owned(),
-            Cell::Str(s) => s.to_string(),
-            Cell::Int(i) => i.to_string(),
-            Cell::Float(f) => f.to_string(),
-            Cell::Bool(b) => b.to_string(),
-            Cell::Micros(m) => m.to_string(),
-            Cell::Nested | Cell::Dict(..) => return "a nested or binary value".to_owned(),
-        };
-        let mut shown: String = text.chars().take(60).collect();
-        if shown.len() < text.len() {
-            shown.push('…');
+        match self.plain() {
+            Cell::Null => "an empty value".to_owned(),
+            Cell::Str(s) => quoted(s),
+            Cell::Int(i) => quoted(&i.to_string()),
+            Cell::Float(f) => quoted(&f.to_string()),
+            Cell::Bool(b) => quoted(&b.to_string()),
+            Cell::Micros(m) => quoted(&m.to_string()),
+            Cell::Nested | Cell::Dict(..) => "a nested or binary value".to_owned(),
         }
-        format!("`{shown}`")
     }
 }
 

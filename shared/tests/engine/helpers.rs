@@ -148,7 +148,7 @@ pub(crate) fn only(models: &[&str]) -> OptionsSpec {
 
 /// The whole pipeline on one event chunk.
 pub(crate) fn attribute_events(chunk: &EventChunk, options: &Options) -> AttributionResult {
-    Partial::from_events(chunk, options).finish(options).expect("attribution succeeds")
+    Partial::from_events(chunk, options).and_then(|p| p.finish(options)).expect("attribution succeeds")
 }
 
 /// The whole pipeline on event rows with default options.
@@ -158,7 +158,7 @@ pub(crate) fn attribute(events: &Events) -> AttributionResult {
 
 /// The whole pipeline on path rows.
 pub(crate) fn attribute_paths(rows: &[PathRow], options: &Options) -> AttributionResult {
-    Partial::from_paths(&path_chunk(rows), options).finish(options).expect("attribution succeeds")
+    Partial::from_paths(&path_chunk(rows), options).and_then(|p| p.finish(options)).expect("attribution succeeds")
 }
 
 pub(crate) fn model(result: &AttributionResult, model: ModelId) -> &ModelResult {

@@ -133,7 +133,7 @@ fn a_byte_order_mark_and_crlf_line_ends_are_tolerated() {
 fn event_channel_names_containing_the_path_separator_are_kept_whole() {
     let chunk = read_events(EVENTS_CSV.as_bytes());
     let options = event_options(OptionsSpec::default());
-    let result = Partial::from_events(&chunk, &options).finish(&options).unwrap();
+    let result = Partial::from_events(&chunk, &options).unwrap().finish(&options).unwrap();
     // u1: search, email → 19.5; u2: Paid > Search → 5.
     assert_credits(
         &result,
@@ -359,7 +359,7 @@ fn fractional_total_conversions_are_kept_exactly() {
     let chunk = read_paths(text.as_bytes(), &InputSpec::default());
     assert_eq!(chunk.conversions, [0.5, 1.25, 0.125]);
     let options = path_options(OptionsSpec::default());
-    let result = Partial::from_paths(&chunk, &options).finish(&options).unwrap();
+    let result = Partial::from_paths(&chunk, &options).unwrap().finish(&options).unwrap();
     assert_eq!(result.summary.conversions, 1.875);
     assert_eq!(result.summary.unattributed_conversions, 0.125);
     assert_credits(&result, ModelId::FirstTouch, &[("a", 1.75, 0.0), ("b", 0.0, 0.0)]);
@@ -394,4 +394,153 @@ fn ndjson_conversion_value_first_seen_after_a_thousand_lines_is_still_read() {
     assert_eq!(chunk.len(), 1201);
     assert!(chunk.is_conversion[1200]);
     assert_eq!(chunk.values[1200], 7.5);
+}
+
+// ---- hostile input -------------------------------------------------------------------------
+
+fn with_line_limit(max_line_bytes: usize) -> InputSpec {
+    InputSpec { limits: Limits { max_line_bytes, ..Default::default() }, ..Default::default() }
+}
+
+#[test]
+fn a_record_past_the_line_limit_is_refused_naming_its_row() {
+    let long = "x".repeat(2 << 20);
+    let text = format!(
+        "user_id,timestamp,channel,conversion\nu1,2024-01-01,a,0\n\nu1,2024-01-02,{long},0\nu1,2024-01-03,a,0\n"
+    );
+    let error = read_error(text.as_bytes());
+    assert_eq!(error.code, ErrorCode::LimitExceeded, "{error}");
+    assert_eq!(located(&error), [(Some(2), Some("(row)"))]);
+    assert!(error.message.contains("max_line_bytes"), "{}", error.message);
+    // A quoted field of line ends is one record, bounded the same way.
+    let newlines = "\n".repeat(2 << 20);
+    let quoted = format!("user_id,timestamp,channel,conversion\nu1,2024-01-01,\"{newlines}\",0\n");
+    assert_eq!(located(&read_error(quoted.as_bytes())), [(Some(1), Some("(row)"))]);
+    // Records up to the limit are read; the limit is configurable.
+    let row = "u1,2024-01-01,a,0";
+    let text = format!("user_id,timestamp,channel,conversion\n{row}\n{row}\n");
+    assert_eq!(read(text.as_bytes(), &with_line_limit(row.len() + 1)).unwrap().0.rows, 2);
+    let error = read(text.as_bytes(), &with_line_limit(row.len() - 1)).unwrap_err();
+    assert_eq!(located(&error), [(Some(1), Some("(row)"))]);
+}
+
+#[test]
+fn a_header_past_its_limit_is_refused_without_repeating_it() {
+    let header: String = (0..300_000).map(|i| format!("column_{i},")).collect();
+    let text = format!("{header}\nu1\n");
+    for bytes in [text.as_bytes().to_vec(), gzip(text.as_bytes())] {
+        let error = read_error(&bytes);
+        assert_eq!(error.code, ErrorCode::LimitExceeded, "{error}");
+        assert!(error.message.contains("header"), "{}", error.message);
+        assert!(error.size() < 1024, "{} bytes", error.size());
+    }
+}
+
+#[test]
+fn missing_columns_of_a_wide_header_give_a_bounded_error() {
+    // Just under the header limit: 60,000 columns, one of them 200 kB long.
+    let mut header: String = (0..60_000).map(|i| format!("c{i},")).collect();
+    header.push_str(&"n".repeat(200_000));
+    let error = read_error(format!("{header}\nx\n").as_bytes());
+    assert_eq!(error.code, ErrorCode::MissingColumns);
+    assert!(error.size() <= mta_core::error::MAX_ERROR_BYTES, "{} bytes", error.size());
+    assert!(error.message.contains("c0, c1, c2"), "{}", error.message);
+    assert!(error.message.contains(" more]; map columns"), "{}", error.message);
+}
+
+#[test]
+fn long_values_and_names_are_shortened_in_problems() {
+    let name = "T".repeat(1000);
+    let mut text = format!("user_id,{name},channel,conversion\n");
+    let value = "v".repeat(50_000);
+    for _ in 0..100 {
+        text.push_str(&format!("u1,{value},a,0\n"));
+    }
+    let error = read(text.as_bytes(), &InputSpec { columns: mapping(&[("timestamp", &name)]), ..Default::default() })
+        .unwrap_err();
+    assert_eq!(error.code, ErrorCode::InvalidValue);
+    assert!(error.size() <= mta_core::error::MAX_ERROR_BYTES, "{} bytes", error.size());
+    let first = &error.details[0];
+    assert!(first.column.as_deref().unwrap().ends_with("… (1000 bytes)"), "{first:?}");
+    assert!(first.problem.contains("…` (50000 bytes)"), "{first:?}");
+    assert_eq!(error.details.len(), 100, "short problems are all kept");
+}
+
+fn mapping(pairs: &[(&str, &str)]) -> mta_core::ingest::ColumnMapping {
+    let pairs: Vec<String> = pairs.iter().map(|(c, f)| format!("{c}={f}")).collect();
+    mta_core::ingest::ColumnMapping::parse(pairs.iter().map(String::as_str)).unwrap()
+}
+
+#[test]
+fn an_ndjson_line_past_the_line_limit_is_refused_naming_its_line() {
+    let first = r#"{"user_id":"u1","timestamp":"2024-01-01","channel":"a","conversion":0}"#;
+    let long = format!("{{\"user_id\":\"{}\"}}", "u".repeat(2 << 20));
+    for at in [2, 1500] {
+        let mut text = format!("{first}\n").repeat(at - 1);
+        text.push_str(&format!("{long}\n{first}\n"));
+        let error = read_error(text.as_bytes());
+        assert_eq!(error.code, ErrorCode::LimitExceeded, "{error}");
+        assert_eq!(located(&error), [(Some(at as u64), Some("(line)"))]);
+    }
+    // CRLF line ends do not count against the limit.
+    let text = format!("{first}\r\n{first}\r\n");
+    assert_eq!(read(text.as_bytes(), &with_line_limit(first.len())).unwrap().0.rows, 2);
+}
+
+#[test]
+fn an_ndjson_line_with_invalid_utf8_is_located() {
+    let mut text = b"{\"user_id\":\"u1\",\"timestamp\":\"2024-01-01\",\"channel\":\"a\",\"conversion\":0}\n".to_vec();
+    text.extend_from_slice(
+        b"{\"user_id\":\"M\xfcller\",\"timestamp\":\"2024-01-01\",\"channel\":\"a\",\"conversion\":0}\n",
+    );
+    let error = read_error(&text);
+    assert_eq!(error.code, ErrorCode::InvalidValue, "{error}");
+    assert_eq!(located(&error), [(Some(2), Some("(line)"))]);
+}
+
+#[test]
+fn a_latin1_byte_in_the_first_row_is_an_invalid_value_of_that_row() {
+    let text = b"user_id,timestamp,channel,conversion\nM\xfcller,2024-01-01,caf\xe9,0\nu2,2024-01-02,a,0\n";
+    let error = read_error(text);
+    assert_eq!(error.code, ErrorCode::InvalidValue, "{error}");
+    assert_eq!(error.details[0].row, Some(1));
+    assert!(error.details[0].problem.contains("UTF-8"), "{error}");
+    // In the header, the column is named.
+    let error = read_error(b"user_id,timestamp,chann\xe9l,conversion\nu1,2024-01-01,a,0\n");
+    assert_eq!(error.code, ErrorCode::InvalidValue, "{error}");
+    assert_eq!(located(&error), [(None, Some("#3"))]);
+}
+
+#[test]
+fn conversion_values_whose_sum_overflows_are_refused_at_that_row() {
+    let text = "user_id,timestamp,channel,conversion,revenue\nu1,2024-01-01,a,0,\nu1,2024-01-02,,1,1e308\nu2,2024-01-02,a,1,1e308\nu3,2024-01-02,a,1,1\n";
+    let error = read_error(text.as_bytes());
+    assert_eq!(error.code, ErrorCode::LimitExceeded, "{error}");
+    assert_eq!(located(&error), [(Some(3), Some("revenue"))]);
+}
+
+#[test]
+fn path_totals_whose_sum_overflows_are_refused_at_that_row() {
+    for (text, row, column) in [
+        ("path,total_conversions\na,1e308\nb,1e308\n", 2, "total_conversions"),
+        ("path,total_conversions,value\na,1,1e308\nb,1,1e308\n", 2, "value"),
+        ("path,total_conversions,total_null\na,1,1e308\nb,1,1e308\n", 2, "total_null"),
+        // Each Markov transition count is finite only if (conversions + nulls) × touches is.
+        ("path,total_conversions,total_null\na>b>a>b,1e308,0\n", 1, "path"),
+    ] {
+        let error = read_error(text.as_bytes());
+        assert_eq!(error.code, ErrorCode::LimitExceeded, "{text}: {error}");
+        assert_eq!(located(&error), [(Some(row), Some(column))], "{text}");
+    }
+}
+
+#[test]
+fn sums_that_overflow_only_once_merged_are_refused_by_finish() {
+    let options = OptionsSpec::default().validate(InputKind::Paths).unwrap();
+    let one = read_paths(b"path,total_conversions\na,1e308\nb,1\n", &InputSpec::default());
+    let mut total = Partial::from_paths(&one, &options).unwrap();
+    total.merge(&Partial::from_paths(&one, &options).unwrap());
+    let error = total.finish(&options).unwrap_err();
+    assert_eq!(error.code, ErrorCode::LimitExceeded, "{error}");
+    assert_eq!(located(&error), [(None, Some("total_conversions"))]);
 }

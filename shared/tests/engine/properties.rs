@@ -254,7 +254,7 @@ proptest! {
             let parts: Vec<Partial> = partition(&rows, n)
                 .iter()
                 .enumerate()
-                .map(|(i, part)| Partial::from_events(&own_numbering(part, i), &options))
+                .map(|(i, part)| Partial::from_events(&own_numbering(part, i), &options).unwrap())
                 .collect();
             for (grouping, merged) in groupings(&parts, &options) {
                 let got = merged.finish(&options).expect("attribution succeeds");
@@ -283,7 +283,7 @@ proptest! {
         for (i, row) in rows.iter().enumerate() {
             parts[(i * 7 + 3) % n].push(row.clone());
         }
-        let partials: Vec<Partial> = parts.iter().map(|p| Partial::from_paths(&path_chunk(p), &options)).collect();
+        let partials: Vec<Partial> = parts.iter().map(|p| Partial::from_paths(&path_chunk(p), &options).unwrap()).collect();
         for (grouping, merged) in groupings(&partials, &options) {
             let got = merged.finish(&options).expect("attribution succeeds");
             check_same(&format!("{n} path chunks, {grouping}"), &got, &want)?;
