@@ -166,7 +166,6 @@ fn first_non_finite(result: &AttributionResult) -> Option<&'static str> {
     })
 }
 
-
 pub(crate) fn build_result(partial: &Partial, options: &Options) -> Result<AttributionResult, AttributionError> {
     let counts = &partial.counts;
     let summary = Summary {
