@@ -104,3 +104,16 @@ fn add_shared(operation: &mut Operation) {
         error("Redis or the object store is unavailable, or the request timed out; retry").into(),
     );
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ApiCode;
+
+    #[test]
+    fn the_document_lists_every_error_code() {
+        let doc = serde_json::to_value(ApiDoc::openapi()).unwrap();
+        let codes: Vec<&str> = ApiCode::ALL.iter().map(|code| code.as_str()).collect();
+        assert_eq!(doc["components"]["schemas"]["ApiCode"]["enum"], serde_json::json!(codes));
+    }
+}
