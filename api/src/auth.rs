@@ -3,7 +3,9 @@
 //!
 //! [`authenticate`] wraps every `/v1` route: it resolves the presented key (Bearer or
 //! `X-API-Key`), counts the request against the key's and the global quota, stores the
-//! [`Caller`] in the request and puts the `RateLimit-*` headers on the response.
+//! [`Caller`] in the request and puts the `RateLimit-*` headers on the response. A refused
+//! key counts against its client address (`MTA_AUTH_FAILURES_PER_MINUTE`); past that the
+//! address gets 429 and no audit entry.
 //! Handlers then ask for `Auth<Read>`, `Auth<Submit>` or `Auth<Admin>`; the extractor
 //! answers 403 when the key's role is too weak. Whose objects a caller may see is the
 //! ledger's business (`tenant_job`, `upload`): another tenant's object is a 404.
