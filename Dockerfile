@@ -62,13 +62,14 @@ COPY --from=builder /out/ /usr/local/bin/
 # file system (which Kubernetes mounts read-only).
 ENV MTA_BIND=0.0.0.0:8080 \
     MTA_WORKER_BIND=0.0.0.0:8081 \
+    MTA_INTERNAL_BIND=0.0.0.0:9090 \
     MTA_DATA_DIR=/var/lib/mta \
     TMPDIR=/var/lib/mta \
     MTA_LOG_FORMAT=json
 
 USER 10001:10001
 WORKDIR /var/lib/mta
-EXPOSE 8080 8081
+EXPOSE 8080 8081 9090
 STOPSIGNAL SIGTERM
 
 # The API answers on 8080, a worker on 8081; whichever process this container runs must be live.

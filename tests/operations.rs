@@ -59,9 +59,13 @@ async fn health_metrics_and_request_ids_describe_the_service() {
     assert_eq!((span["job"].as_str(), span["tenant"].as_str()), (Some(id.as_str()), Some("t1")), "{}", tagged[0]);
     assert!(service.log("api").contains("trace-42-abc"), "the API's log carries the request id");
 
-    // API health.
-    let (status, detailed) = service.get("/health/detailed").await;
+    // API health: the detailed view and the metrics only on the internal port, the probes on both.
+    for path in ["/health/detailed", "/metrics"] {
+        assert_eq!(service.get(path).await.0, 404, "the public port serves {path}");
+    }
+    let (status, detailed, _) = get_text(&format!("{}/health/detailed", service.internal)).await;
     assert_eq!(status, 200, "{detailed}");
+    let detailed: Value = serde_json::from_str(&detailed).unwrap();
     assert_eq!(detailed["process"], "api");
     for component in ["redis", "object_store"] {
         assert_eq!(detailed["components"][component]["status"], "ok");
@@ -73,6 +77,7 @@ async fn health_metrics_and_request_ids_describe_the_service() {
     assert!(detailed["version"].is_string());
     for path in ["/health", "/health/live", "/health/ready"] {
         assert_eq!(service.get(path).await.0, 200, "{path}");
+        assert_eq!(get_text(&format!("{}{path}", service.internal)).await.0, 200, "internal {path}");
     }
 
     // Worker health.
@@ -86,7 +91,7 @@ async fn health_metrics_and_request_ids_describe_the_service() {
     assert_eq!(get_text(&format!("{worker}/health/ready")).await.0, 200);
 
     // Metrics: the API counts requests by route template and status; the worker counts tasks and rows.
-    let (status, metrics, headers) = get_text(&format!("{}/metrics", service.base)).await;
+    let (status, metrics, headers) = get_text(&format!("{}/metrics", service.internal)).await;
     assert_eq!(status, 200);
     assert!(headers["content-type"].to_str().unwrap().starts_with("application/openmetrics-text"));
     assert!(metrics.trim_end().ends_with("# EOF"));
@@ -105,12 +110,12 @@ async fn health_metrics_and_request_ids_describe_the_service() {
     // A made-up method is one `other` series, not a new series per word.
     let odd = reqwest::Method::from_bytes(b"RANDOM123").unwrap();
     let _ = client(None).request(odd, format!("{}/health", service.base)).send().await.unwrap();
-    let (_, metrics, _) = get_text(&format!("{}/metrics", service.base)).await;
+    let (_, metrics, _) = get_text(&format!("{}/metrics", service.internal)).await;
     assert!(metrics.contains(r#"method="other""#) && !metrics.contains("RANDOM123"), "{metrics}");
 
     // A refused key shows up in the refusal counters.
     assert_eq!(service.call(Some("mta_nope"), "GET", "/v1/jobs", None).await.0, 401);
-    let (_, metrics, _) = get_text(&format!("{}/metrics", service.base)).await;
+    let (_, metrics, _) = get_text(&format!("{}/metrics", service.internal)).await;
     assert_eq!(sample_value(&metrics, r#"mta_auth_refusals_total{reason="malformed"}"#), Some(1.0));
 }
 

@@ -79,7 +79,10 @@ const ROUTES: &[(&str, &str)] = &[
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keys_roles_revocation_expiry_headers_and_audit() {
-    let mut service = Service::start(ServiceSpec { logs: true, ..ServiceSpec::default() }).await;
+    // Every route with every kind of bad key, from one address: more refusals than the
+    // per-address limit allows (its own test is below).
+    let env = vec![("MTA_AUTH_FAILURES_PER_MINUTE", "100000".to_owned())];
+    let mut service = Service::start(ServiceSpec { logs: true, env, ..ServiceSpec::default() }).await;
     let base = service.base.clone();
     let admin = service.key.clone();
     let unknown = format!("mta_{}", "0".repeat(64));
@@ -496,4 +499,90 @@ async fn the_api_document_describes_every_route_and_its_key() {
     assert!(csp.contains("script-src 'self'") && !csp.contains("http"), "{csp}");
     let page = response.text().await.unwrap();
     assert!(page.contains("swagger-ui") && !page.contains("://"), "the docs page loads something from elsewhere");
+}
+
+/// Reads from `stream` until the server closes it (or `limit` passes); how long that took.
+fn closed_within(stream: &mut std::net::TcpStream, limit: Duration) -> Option<Duration> {
+    use std::io::Read;
+    let start = Instant::now();
+    stream.set_read_timeout(Some(limit)).unwrap();
+    let mut buffer = [0u8; 1024];
+    loop {
+        match stream.read(&mut buffer) {
+            // A 408 or nothing at all, then the end.
+            Ok(0) => return Some(start.elapsed()),
+            Ok(_) => {}
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => return None,
+            Err(_) => return Some(start.elapsed()),
+        }
+        if start.elapsed() > limit {
+            return None;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_idle_and_excess_connections_are_bounded() {
+    use std::io::Write;
+    let env = vec![
+        ("MTA_HEADER_TIMEOUT_SECS", "1".to_owned()),
+        ("MTA_IDLE_TIMEOUT_SECS", "2".to_owned()),
+        ("MTA_MAX_CONNECTIONS", "4".to_owned()),
+    ];
+    let service = Service::start(ServiceSpec { env, ..ServiceSpec::default() }).await;
+    let address = service.base.trim_start_matches("http://").to_owned();
+    let connect = || std::net::TcpStream::connect(&address).unwrap();
+
+    // Half a request line, or half the headers: closed once the header timeout passes.
+    for partial in ["GET /health/li", "GET /health/live HTTP/1.1\r\nHost: x\r\nX-Slow: 1"] {
+        let mut stream = connect();
+        stream.write_all(partial.as_bytes()).unwrap();
+        let closed = closed_within(&mut stream, Duration::from_secs(15));
+        assert!(closed.is_some_and(|t| t < Duration::from_secs(8)), "{partial:?} kept open: {closed:?}");
+    }
+    // A kept-alive connection with no next request: closed too.
+    let mut stream = connect();
+    stream.write_all(b"GET /health/live HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let closed = closed_within(&mut stream, Duration::from_secs(15));
+    assert!(closed.is_some_and(|t| t < Duration::from_secs(8)), "an idle keep-alive connection kept open: {closed:?}");
+
+    // Four silent connections take every slot: the next request waits until they are
+    // closed, then is served.
+    let silent: Vec<_> = (0..4).map(|_| connect()).collect();
+    let start = Instant::now();
+    let response = client(None).get(format!("{}/health/live", service.base)).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(start.elapsed() >= Duration::from_millis(500), "a fifth connection was served at once");
+    drop(silent);
+    assert_eq!(send(&service.base, "GET", "/health/live", &[]).await.0, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_bad_keys_from_one_address_is_cut_off_without_an_audit_entry_each() {
+    let env = vec![("MTA_AUTH_FAILURES_PER_MINUTE", "5".to_owned())];
+    let service = Service::start(ServiceSpec { env, ..ServiceSpec::default() }).await;
+    let audit_len = || {
+        let reply = service.redis.command("XLEN mta:audit:-").unwrap();
+        reply.trim().trim_start_matches(':').parse::<u64>().unwrap()
+    };
+    let before = audit_len();
+    let mut statuses = Vec::new();
+    for i in 0..40 {
+        let key = if i % 2 == 0 { "mta_nope".to_owned() } else { format!("mta_{}", "0".repeat(40)) };
+        let (status, body, headers) = send(&service.base, "GET", "/v1/jobs", &[("authorization", &bearer(&key))]).await;
+        if status == 429 {
+            assert_eq!(body["error"]["code"], "rate_limited", "{body}");
+            assert!(headers.contains_key("retry-after"));
+        } else {
+            assert_eq!(status, 401, "{body}");
+        }
+        statuses.push(status);
+    }
+    let refused = statuses.iter().filter(|&&s| s == 401).count();
+    assert!(refused <= 6, "{refused} refusals answered 401: {statuses:?}");
+    assert_eq!(statuses.last(), Some(&429), "{statuses:?}");
+    let audited = audit_len() - before;
+    assert!(audited <= 6, "{audited} audit entries for 40 bad keys");
+    // The address's valid key still works.
+    assert_eq!(service.get("/v1/jobs").await.0, 200);
 }

@@ -160,6 +160,8 @@ impl Default for ServiceSpec {
 pub(crate) struct Service {
     pub(crate) redis: Redis,
     pub(crate) base: String,
+    /// The API's internal listener (`MTA_INTERNAL_BIND`): `/metrics`, `/health/detailed`.
+    pub(crate) internal: String,
     pub(crate) http: reqwest::Client,
     pub(crate) key: String,
     api: Child,
@@ -177,12 +179,13 @@ impl Service {
         let redis = Redis::start(spec.appendonly);
         let data = tempfile::Builder::new().prefix("mta-service-").tempdir().expect("data directory");
         let store = spec.store_url.unwrap_or_else(|| format!("file://{}", data.path().join("store").display()));
-        let port = free_port();
+        let (port, internal_port) = (free_port(), free_port());
         let mut env: Vec<(String, String)> = vec![
             ("REDIS_URL".into(), redis.url()),
             ("MTA_STORE".into(), store),
             ("MTA_DATA_DIR".into(), data.path().display().to_string()),
             ("MTA_BIND".into(), format!("127.0.0.1:{port}")),
+            ("MTA_INTERNAL_BIND".into(), format!("127.0.0.1:{internal_port}")),
             ("RUST_LOG".into(), std::env::var("TEST_LOG").unwrap_or_else(|_| "warn".into())),
         ];
         env.extend(spec.env.into_iter().chain(spec.store_env).map(|(k, v)| (k.to_owned(), v)));
@@ -200,6 +203,7 @@ impl Service {
         let mut service = Service {
             redis,
             base: format!("http://127.0.0.1:{port}"),
+            internal: format!("http://127.0.0.1:{internal_port}"),
             http: client(None),
             key: String::new(),
             api,
@@ -239,8 +243,9 @@ impl Service {
     pub(crate) async fn start_api(&mut self, extra: &[(&str, &str)]) -> String {
         let port = free_port();
         let mut env = self.env.clone();
-        env.retain(|(k, _)| k != "MTA_BIND");
+        env.retain(|(k, _)| k != "MTA_BIND" && k != "MTA_INTERNAL_BIND");
         env.push(("MTA_BIND".into(), format!("127.0.0.1:{port}")));
+        env.push(("MTA_INTERNAL_BIND".into(), format!("127.0.0.1:{}", free_port())));
         env.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
         self.extra_apis.push(spawn(env!("CARGO_BIN_EXE_mta-api"), &env, None));
         let base = format!("http://127.0.0.1:{port}");

@@ -3,14 +3,17 @@
 //!
 //! [`authenticate`] wraps every `/v1` route: it resolves the presented key (Bearer or
 //! `X-API-Key`), counts the request against the key's and the global quota, stores the
-//! [`Caller`] in the request and puts the `RateLimit-*` headers on the response.
+//! [`Caller`] in the request and puts the `RateLimit-*` headers on the response. A refused
+//! key counts against its client address (`MTA_AUTH_FAILURES_PER_MINUTE`); past that the
+//! address gets 429 and no audit entry.
 //! Handlers then ask for `Auth<Read>`, `Auth<Submit>` or `Auth<Admin>`; the extractor
 //! answers 403 when the key's role is too weak. Whose objects a caller may see is the
 //! ledger's business (`tenant_job`, `upload`): another tenant's object is a 404.
 
 use std::marker::PhantomData;
+use std::net::SocketAddr;
 
-use axum::extract::{FromRequestParts, Request, State};
+use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, header};
 use axum::middleware::Next;
@@ -51,7 +54,10 @@ impl Caller {
 pub async fn authenticate(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
     let record = match resolve(&state, request.headers()).await {
         Ok(record) => record,
-        Err(refusal) => return refusal,
+        Err(refused) => {
+            let client = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
+            return refuse(&state, client, refused).await;
+        }
     };
     let rate = Rate::per_hour(record.requests_per_hour.unwrap_or(state.config.security.key_requests_per_hour));
     let decision = match state.quotas.request(&record.id, rate).await {
@@ -82,31 +88,67 @@ pub async fn authenticate(State(state): State<AppState>, mut request: Request, n
     response
 }
 
-/// The key's record, or the 401 answer (audited) when there is no usable key.
-async fn resolve(state: &AppState, headers: &HeaderMap) -> Result<KeyRecord, Response> {
-    let refuse = |reason: &str, message: &str| {
-        Metrics::refusal(&state.metrics.auth_refusals, reason);
-        ApiError::new(ApiCode::Unauthorized, message).into_response()
+/// Why a request has no usable key: what to audit and what to answer.
+enum Refused {
+    Auth { event: AuditEvent, reason: &'static str, message: &'static str },
+    Error(Response),
+}
+
+/// The 401 answer (audited) for a refused key, or, once the client's address has had more
+/// than `MTA_AUTH_FAILURES_PER_MINUTE` refusals, a 429 with no audit entry: a flood of bad
+/// keys costs neither an audit entry nor a key lookup's worth of log per request.
+async fn refuse(state: &AppState, client: Option<SocketAddr>, refused: Refused) -> Response {
+    let (event, reason, message) = match refused {
+        Refused::Auth { event, reason, message } => (event, reason, message),
+        Refused::Error(response) => return response,
+    };
+    let per_minute = state.config.security.auth_failures_per_minute;
+    if let (Some(client), true) = (client, per_minute > 0) {
+        let rate = Rate::per_minute(per_minute);
+        match state.quotas.auth_failure(&crate::server::client_bucket(client), rate).await {
+            Ok(true) => {}
+            Ok(false) => {
+                Metrics::refusal(&state.metrics.rate_limit_refusals, "auth_failures");
+                let retry = rate.emission_ms().div_ceil(1000).max(1);
+                return ApiError::TooMany {
+                    code: ApiCode::RateLimited,
+                    message: format!("too many refused API keys from this address; retry in {retry} s"),
+                    retry_after_secs: retry,
+                }
+                .into_response();
+            }
+            Err(e) => return ApiError::from(e).into_response(),
+        }
+    }
+    state.audit.record(event).await;
+    Metrics::refusal(&state.metrics.auth_refusals, reason);
+    ApiError::new(ApiCode::Unauthorized, message).into_response()
+}
+
+/// The key's record, or why there is no usable key.
+async fn resolve(state: &AppState, headers: &HeaderMap) -> Result<KeyRecord, Refused> {
+    let refused = |record: Option<&KeyRecord>, detail: &str, reason, message| Refused::Auth {
+        event: refusal(record, detail),
+        reason,
+        message,
     };
     let Some(presented) = presented_key(headers) else {
-        state.audit.record(refusal(None, "no API key")).await;
-        return Err(refuse("missing", "an API key is required: `Authorization: Bearer <key>` or `X-API-Key: <key>`"));
+        let message = "an API key is required: `Authorization: Bearer <key>` or `X-API-Key: <key>`";
+        return Err(refused(None, "no API key", "missing", message));
     };
     match state.keys.authenticate(presented).await {
         Ok(Ok(record)) => Ok(record),
-        Ok(Err(AuthFailure::Malformed)) => {
-            state.audit.record(refusal(None, "malformed key")).await;
-            Err(refuse("malformed", "the API key is malformed"))
-        }
-        Ok(Err(AuthFailure::Unknown)) => {
-            state.audit.record(refusal(None, "unknown or revoked key")).await;
-            Err(refuse("unknown", "the API key is not valid (unknown, rotated or revoked)"))
-        }
+        Ok(Err(AuthFailure::Malformed)) => Err(refused(None, "malformed key", "malformed", "the API key is malformed")),
+        Ok(Err(AuthFailure::Unknown)) => Err(refused(
+            None,
+            "unknown or revoked key",
+            "unknown",
+            "the API key is not valid (unknown, rotated or revoked)",
+        )),
         Ok(Err(AuthFailure::Expired(record))) => {
-            state.audit.record(refusal(Some(&record), "expired key")).await;
-            Err(refuse("expired", "the API key has expired"))
+            Err(refused(Some(&record), "expired key", "expired", "the API key has expired"))
         }
-        Err(e) => Err(ApiError::from(e).into_response()),
+        Err(e) => Err(Refused::Error(ApiError::from(e).into_response())),
     }
 }
 

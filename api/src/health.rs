@@ -1,5 +1,6 @@
 //! Health and metrics endpoints (no key): liveness, readiness (Redis and the object store
-//! answer within a short timeout), a summary, the detailed view, and `/metrics`.
+//! answer within a short timeout), a summary, the detailed view, and `/metrics`. The last
+//! two are served on the internal listener only (`crate::internal_router`).
 
 use axum::Json;
 use axum::extract::State;

@@ -8,7 +8,9 @@
 //! route sits behind [`auth::authenticate`] (keys, rate limits) and names the role it
 //! needs with [`auth::Auth`]; [`admin`] manages keys and reads the audit log. The web
 //! [`dashboard`] (static files embedded in the binary) is served at `/`, the API reference
-//! at `/openapi.json` and `/docs/` ([`openapi`]).
+//! at `/openapi.json` and `/docs/` ([`openapi`]). `/metrics` and `/health/detailed` are
+//! served only on the internal listener (`MTA_INTERNAL_BIND`), never on the public one;
+//! [`server`] is the accept loop with its timeouts and connection cap.
 
 pub mod admin;
 pub mod auth;
@@ -19,11 +21,14 @@ pub mod jobs;
 pub mod observe;
 pub mod openapi;
 pub mod results;
+pub mod server;
 pub mod submit;
 pub mod uploads;
 pub mod webhooks;
 
 use std::sync::Arc;
+
+use anyhow::Context;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request};
@@ -40,6 +45,7 @@ use mta_platform::quota::{Quotas, Rate};
 use mta_platform::webhook::Deliveries;
 use mta_platform::{Config, Ledger, Queue, Storage};
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::timeout::TimeoutLayer;
 
@@ -123,8 +129,6 @@ pub fn router(state: AppState) -> Router {
         .route("/health", get(health::summary))
         .route("/health/live", get(health::live))
         .route("/health/ready", get(health::ready))
-        .route("/health/detailed", get(health::detailed))
-        .route("/metrics", get(health::metrics))
         .merge(api_docs())
         .merge(dashboard::routes())
         .fallback(|| async { error::ApiError::not_found("route") })
@@ -133,6 +137,20 @@ pub fn router(state: AppState) -> Router {
         router = router.layer(cors(&security.cors_origins));
     }
     router.layer(middleware::from_fn_with_state(state.clone(), observe::observe)).with_state(state)
+}
+
+/// The internal listener's routes: the detailed health and the metrics (which say how busy
+/// the service is and which tenants use it), plus the probes.
+pub fn internal_router(state: AppState) -> Router {
+    Router::new()
+        .route("/health", get(health::summary))
+        .route("/health/live", get(health::live))
+        .route("/health/ready", get(health::ready))
+        .route("/health/detailed", get(health::detailed))
+        .route("/metrics", get(health::metrics))
+        .fallback(|| async { error::ApiError::not_found("route") })
+        .layer(middleware::from_fn_with_state(None, security_headers))
+        .with_state(state)
 }
 
 /// `/openapi.json` and its rendering at `/docs` (Swagger UI, vendored: no CDN). The page
@@ -196,12 +214,44 @@ fn cors(origins: &[String]) -> CorsLayer {
         )
 }
 
-/// Serves the API on `listener` until `shutdown` resolves, then drains open connections.
+/// Serves the API on `listener` (and the internal routes on `MTA_INTERNAL_BIND` when set)
+/// until `shutdown` resolves, then drains open connections.
 pub async fn serve(
     state: AppState,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await?;
+    let security = &state.config.security;
+    let limits = server::Limits {
+        header_timeout: security.header_timeout,
+        idle_timeout: security.idle_timeout,
+        max_connections: security.max_connections,
+    };
+    let internal = match &state.config.internal_bind {
+        Some(bind) => {
+            let listener = TcpListener::bind(bind)
+                .await
+                .with_context(|| format!("Failed to listen on {bind} (MTA_INTERNAL_BIND)"))?;
+            tracing::info!(address = %listener.local_addr()?, "internal endpoints (metrics, detailed health) listening");
+            Some(listener)
+        }
+        None => {
+            tracing::info!("MTA_INTERNAL_BIND is not set: /metrics and /health/detailed are not served");
+            None
+        }
+    };
+    let (stop, stopped) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop.send(true);
+    });
+    let public = server::run(listener, router(state.clone()), limits, stopped.clone());
+    match internal {
+        Some(internal) => {
+            let internal = server::run(internal, internal_router(state), limits, stopped);
+            tokio::join!(public, internal);
+        }
+        None => public.await,
+    }
     Ok(())
 }

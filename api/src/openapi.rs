@@ -43,8 +43,6 @@ use crate::{admin, health, jobs, results, submit, uploads, webhooks};
         health::summary,
         health::live,
         health::ready,
-        health::detailed,
-        health::metrics,
     ),
     modifiers(&SharedResponses),
     tags(

@@ -70,6 +70,7 @@ pub async fn demo(file: &Path, data_dir: PathBuf, workers: usize) -> anyhow::Res
     config.data_dir = data_dir.clone();
     config.store_url = format!("file://{}", data_dir.join("store").display());
     config.bind = "127.0.0.1:0".to_owned();
+    config.internal_bind = None;
     let (stop, shutdown) = watch::channel(false);
     let (address_tx, address_rx) = tokio::sync::oneshot::channel();
     let service = run_all_in_one(config, workers, shutdown, move |address| {

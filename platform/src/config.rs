@@ -23,6 +23,9 @@ pub struct Config {
     /// `MTA_WORKER_BIND`: where a worker serves its health and metrics (default
     /// `127.0.0.1:8081`; `off` for none).
     pub worker_bind: Option<String>,
+    /// `MTA_INTERNAL_BIND`: where the API serves `/metrics` and `/health/detailed` (not
+    /// served at all when unset or `off`; never on the public `MTA_BIND`).
+    pub internal_bind: Option<String>,
     /// `MTA_SHUTDOWN_GRACE_SECS` (default 25): after SIGTERM, how long a worker may finish
     /// its tasks before it exits anyway (they then run again elsewhere).
     pub shutdown_grace: Duration,
@@ -98,6 +101,16 @@ pub struct SecurityConfig {
     pub request_timeout: Duration,
     /// `MTA_AUDIT_MAX_ENTRIES` (default 100000): audit entries kept per tenant in Redis.
     pub audit_max_entries: u64,
+    /// A request's line and headers must arrive within this (and the next request on a
+    /// kept-alive connection must start within it).
+    pub header_timeout: Duration,
+    /// A connection on which no byte moves either way for this long is closed.
+    pub idle_timeout: Duration,
+    /// Connections served at once; further ones wait in the listen backlog.
+    pub max_connections: usize,
+    /// Refused authentications per minute from one client address before it gets 429
+    /// without an audit entry (0: no limit).
+    pub auth_failures_per_minute: u32,
 }
 
 impl Default for SecurityConfig {
@@ -110,6 +123,10 @@ impl Default for SecurityConfig {
             hsts_secs: None,
             request_timeout: Duration::from_secs(30),
             audit_max_entries: 100_000,
+            header_timeout: Duration::from_secs(15),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: 512,
+            auth_failures_per_minute: 60,
         }
     }
 }
@@ -133,6 +150,7 @@ impl Config {
             data_dir,
             bind: "127.0.0.1:8080".to_owned(),
             worker_bind: Some("127.0.0.1:8081".to_owned()),
+            internal_bind: None,
             shutdown_grace: Duration::from_secs(25),
             queue: QueueConfig::default(),
             limits: LimitsConfig::default(),
@@ -169,6 +187,9 @@ impl Config {
         if let Some(bind) = var("MTA_WORKER_BIND")? {
             config.worker_bind = (bind != "off").then_some(bind);
         }
+        if let Some(bind) = var("MTA_INTERNAL_BIND")? {
+            config.internal_bind = (bind != "off").then_some(bind);
+        }
         config.shutdown_grace =
             parsed::<u64>("MTA_SHUTDOWN_GRACE_SECS")?.map_or(config.shutdown_grace, Duration::from_secs);
         let q = &mut config.queue;
@@ -198,6 +219,10 @@ impl Config {
         s.hsts_secs = parsed("MTA_HSTS_SECS")?.or(s.hsts_secs);
         s.request_timeout = parsed::<u64>("MTA_REQUEST_TIMEOUT_SECS")?.map_or(s.request_timeout, Duration::from_secs);
         s.audit_max_entries = parsed("MTA_AUDIT_MAX_ENTRIES")?.unwrap_or(s.audit_max_entries);
+        s.header_timeout = parsed::<u64>("MTA_HEADER_TIMEOUT_SECS")?.map_or(s.header_timeout, Duration::from_secs);
+        s.idle_timeout = parsed::<u64>("MTA_IDLE_TIMEOUT_SECS")?.map_or(s.idle_timeout, Duration::from_secs);
+        s.max_connections = parsed("MTA_MAX_CONNECTIONS")?.unwrap_or(s.max_connections);
+        s.auth_failures_per_minute = parsed("MTA_AUTH_FAILURES_PER_MINUTE")?.unwrap_or(s.auth_failures_per_minute);
         let w = &mut config.webhooks;
         if let Some(delays) = var("MTA_WEBHOOK_RETRY_SECS")? {
             w.retry_delays = delays
@@ -239,6 +264,12 @@ impl Config {
         }
         if self.security.request_timeout.is_zero() {
             bail!("MTA_REQUEST_TIMEOUT_SECS must be at least 1");
+        }
+        if self.security.header_timeout.is_zero() || self.security.idle_timeout.is_zero() {
+            bail!("MTA_HEADER_TIMEOUT_SECS and MTA_IDLE_TIMEOUT_SECS must be at least 1");
+        }
+        if self.security.max_connections == 0 {
+            bail!("MTA_MAX_CONNECTIONS must be at least 1");
         }
         if self.limits.max_line_bytes == 0 {
             bail!("MTA_MAX_LINE_BYTES must be at least 1");

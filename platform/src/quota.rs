@@ -29,7 +29,7 @@ impl Rate {
     }
 
     /// Milliseconds between two requests at the steady rate (at least 1).
-    fn emission_ms(self) -> u64 {
+    pub fn emission_ms(self) -> u64 {
         (self.period.as_millis() as u64 / u64::from(self.limit.max(1))).max(1)
     }
 }
@@ -120,6 +120,20 @@ impl Quotas {
             reset: ms(own[2]),
             retry_after,
         })
+    }
+
+    /// Counts one refused authentication from `client` (an address) against `rate`; the
+    /// answer says whether this refusal was still within it.
+    pub async fn auth_failure(&self, client: &str, rate: Rate) -> anyhow::Result<bool> {
+        let gcra = redis::Script::new(GCRA);
+        let mut script = gcra.prepare_invoke();
+        script
+            .key(redis_keys::rate_auth_failures(&self.prefix, client))
+            .arg(rate.emission_ms())
+            .arg(rate.period.as_millis() as u64);
+        let mut conn = self.conn.clone();
+        let out: Vec<i64> = script.invoke_async(&mut conn).await.context("Failed to count a refused key")?;
+        Ok(out.first() == Some(&1))
     }
 
     fn upload_key(&self, tenant: &Tenant) -> String {

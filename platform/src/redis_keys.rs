@@ -26,7 +26,7 @@
 //! | `p:apikey:{sha256}` | string | the key id of an API key's hash |
 //! | `p:key:{id}` | hash | an API key's record |
 //! | `p:keys` | sorted set | every key id, by creation time |
-//! | `p:rate:{key id}`, `p:rate:global` | string | GCRA theoretical arrival times |
+//! | `p:rate:{key id}`, `p:rate:global`, `p:rate:authfail:{address}` | string | GCRA theoretical arrival times |
 //! | `p:quota:{t}:upload-bytes:{day}` | string | bytes a tenant uploaded on a UTC day |
 //! | `p:audit:{t}`, `p:audit:-` | stream | the audit log of a tenant, of unknown callers |
 //! | `p:queue:{stage}` | (apalis) | a stage's task queue; apalis-redis names the keys under it |
@@ -205,6 +205,11 @@ pub fn api_keys(prefix: &str) -> String {
 /// The request rate of key `id` (a GCRA arrival time).
 pub fn rate(prefix: &str, id: &KeyId) -> String {
     format!("{prefix}:rate:{id}")
+}
+
+/// Refused authentications from one client address (`client` is its text form).
+pub fn rate_auth_failures(prefix: &str, client: &str) -> String {
+    format!("{prefix}:rate:authfail:{client}")
 }
 
 /// The service-wide request rate.
