@@ -74,6 +74,8 @@ where
         return Err(quota_exceeded(state));
     }
     let metering = Arc::new(tokio::sync::Mutex::new(Metering { reservation, refusal: None }));
+    // A request dropped mid-upload (the client went away) still gives its reservation back.
+    let mut unsettled = Unsettled { quotas: state.quotas.clone(), metering: Some(Arc::clone(&metering)) };
     let body = metered(body, state.quotas.clone(), Arc::clone(&metering), max);
     let upload_id = UploadId::random();
     let mut hasher = Sha256::new();
@@ -89,16 +91,16 @@ where
             Ok(())
         })
         .await;
-    let Metering { reservation, refusal } = {
-        let mut metering = metering.lock().await;
-        let empty = state.quotas.start_upload(&caller.tenant);
-        Metering { reservation: std::mem::replace(&mut metering.reservation, empty), refusal: metering.refusal.take() }
-    };
     // Only what was stored stays counted.
     let used = stored.as_ref().map_or(0, |size| *size);
-    if let Err(e) = state.quotas.settle_upload(reservation, used).await {
-        tracing::warn!(error = %format!("{e:#}"), "the unused upload quota was not given back");
-    }
+    let refusal = {
+        let mut metering = metering.lock().await;
+        if let Err(e) = state.quotas.settle_upload(&mut metering.reservation, used).await {
+            tracing::warn!(error = %format!("{e:#}"), "the unused upload quota was not given back");
+        }
+        metering.refusal.take()
+    };
+    unsettled.metering = None;
     let size_bytes = match stored {
         Ok(size) => size,
         Err(PutStreamError::Body(e)) if size > max => {
@@ -134,6 +136,27 @@ where
 struct Metering {
     reservation: UploadReservation,
     refusal: Option<Refusal>,
+}
+
+/// Gives an upload's whole reservation back if `store_upload` is dropped before it settles.
+struct Unsettled {
+    quotas: Quotas,
+    metering: Option<Arc<tokio::sync::Mutex<Metering>>>,
+}
+
+impl Drop for Unsettled {
+    fn drop(&mut self) {
+        let (Some(metering), Ok(runtime)) = (self.metering.take(), tokio::runtime::Handle::try_current()) else {
+            return;
+        };
+        let quotas = self.quotas.clone();
+        runtime.spawn(async move {
+            let mut metering = metering.lock().await;
+            if let Err(e) = quotas.settle_upload(&mut metering.reservation, 0).await {
+                tracing::warn!(error = %format!("{e:#}"), "the quota of an abandoned upload was not given back");
+            }
+        });
+    }
 }
 
 /// Why the metered body stopped the upload.

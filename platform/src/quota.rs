@@ -182,14 +182,16 @@ impl Quotas {
         Ok(granted > 0)
     }
 
-    /// Ends an upload that stored `used` bytes: the rest of its reservation is given back.
-    pub async fn settle_upload(&self, upload: UploadReservation, used: u64) -> anyhow::Result<()> {
+    /// Ends an upload that stored `used` bytes: the rest of its reservation is given back
+    /// (settling again gives back nothing more).
+    pub async fn settle_upload(&self, upload: &mut UploadReservation, used: u64) -> anyhow::Result<()> {
         let unused = upload.reserved.saturating_sub(used);
         if unused == 0 {
             return Ok(());
         }
         let mut conn = self.conn.clone();
         let _: i64 = conn.decr(&upload.key, unused).await.context("Failed to give back upload quota")?;
+        upload.reserved = used;
         Ok(())
     }
 
