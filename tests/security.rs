@@ -6,6 +6,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use futures_util::StreamExt;
 use reqwest::header::HeaderMap;
 use serde_json::{Value, json};
 
@@ -422,6 +423,56 @@ async fn size_decompression_and_quota_limits_hold() {
         assert_eq!(status, 422, "{body}");
         assert!(body.to_string().contains(field), "{field}: {body}");
     }
+}
+
+/// Concurrent uploads of one tenant reserve the daily quota before they stream: together
+/// they never pass it, whether or not they declare their length, and what a refused
+/// upload reserved is given back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_uploads_never_pass_the_daily_upload_quota() {
+    const QUOTA: u64 = 3_000_000;
+    const SIZE: usize = 500_000;
+    let env = vec![("MTA_TENANT_UPLOAD_BYTES_PER_DAY", QUOTA.to_string())];
+    let service = Service::start(ServiceSpec { env, ..ServiceSpec::default() }).await;
+    // Each body trickles in over five pieces, so the uploads overlap; half declare their length.
+    let upload = |declared: bool| {
+        let pieces = futures_util::stream::iter(0..5).then(|_| async {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            Ok::<_, std::io::Error>(vec![b'x'; SIZE / 5])
+        });
+        let mut request = client(Some(&service.key))
+            .post(format!("{}/v1/uploads", service.base))
+            .body(reqwest::Body::wrap_stream(pieces));
+        if declared {
+            request = request.header("content-length", SIZE.to_string());
+        }
+        async move { decode(request.send().await.unwrap()).await }
+    };
+    let answers = futures_util::future::join_all((0..20).map(|i| upload(i % 2 == 0))).await;
+    let (mut accepted, mut stored) = (0u64, 0usize);
+    for (status, body) in &answers {
+        match status {
+            201 => {
+                accepted += body["size_bytes"].as_u64().unwrap();
+                stored += 1;
+            }
+            429 => assert_eq!(body["error"]["code"], "upload_quota_exceeded", "{body}"),
+            _ => panic!("unexpected answer {status}: {body}"),
+        }
+    }
+    assert!(accepted <= QUOTA, "{accepted} bytes accepted on a quota of {QUOTA} bytes per day");
+    assert!(stored >= 1 && stored < answers.len(), "{stored} of {} uploads accepted", answers.len());
+    let files = std::fs::read_dir(service.store_dir().join("tenants/t1/uploads")).map_or(0, |d| d.count());
+    assert_eq!(files, stored, "refused uploads keep nothing");
+
+    // Nothing stays reserved: exactly the rest of the quota can still be uploaded.
+    let left = usize::try_from(QUOTA - accepted).unwrap();
+    if left > 0 {
+        let (status, body) = upload_as(&service, &service.key, vec![b'x'; left]).await;
+        assert_eq!(status, 201, "{left} bytes are left: {body}");
+    }
+    let (status, body) = upload_as(&service, &service.key, vec![b'x'; 1]).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (429, Some("upload_quota_exceeded")), "{body}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

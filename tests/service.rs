@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::service_support::{S3Server, Service, ServiceSpec, without_job_id};
+use crate::service_support::{S3Server, Service, ServiceSpec, decode, without_job_id};
 use crate::support::{attribute_json, inflating, sample, workdir, write};
 
 /// Small chunks and byte ranges so the 12k-row sample (about 600 kB) is split by four
@@ -435,5 +435,60 @@ async fn a_redis_restart_and_a_stall_mid_job_are_survived() {
     // The API recovered too: a new job goes through.
     let job = service.run(&sample("paths.csv"), json!({})).await;
     assert_eq!(job["state"], "succeeded", "{job}");
+    service.assert_nothing_stuck().await;
+}
+
+/// An API process killed while it holds an `Idempotency-Key` claim (before it recorded the
+/// job) must not pin the key: the claim is a short lease, so the client's retry makes the
+/// job once the lease runs out. A key whose job was recorded is kept well past the lease
+/// and still replays that job.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idempotency_claim_does_not_outlive_the_process_that_made_it() {
+    const LEASE_SECS: u64 = 2;
+    let env = vec![("MTA_IDEMPOTENCY_LEASE_SECS", LEASE_SECS.to_string())];
+    let mut service = Service::start(ServiceSpec { env, ..ServiceSpec::default() }).await;
+    let doomed = service.start_api(&[("MTA_FAULT_ABORT_AFTER_IDEMPOTENCY_CLAIM", "dies-1")]).await;
+    let upload = service.upload_file(&sample("events.csv")).await;
+    let spec = json!({ "upload_id": upload, "options": { "models": ["linear"] } });
+    let submit = |base: String, key: &'static str| {
+        service.http.post(format!("{base}/v1/jobs")).header("Idempotency-Key", key).json(&spec).send()
+    };
+    let ttl = |key: &str| -> i64 {
+        let tenant: mta_platform::ids::Tenant = "t1".parse().unwrap();
+        let name = mta_platform::redis_keys::idempotency("mta", &tenant, key);
+        let reply = service.redis.command(&format!("TTL {name}")).expect("TTL answered");
+        reply.trim().trim_start_matches(':').parse().expect("an integer reply")
+    };
+
+    // The doomed API claims the key, then dies before it records a job.
+    assert!(submit(doomed, "dies-1").await.is_err(), "the API aborted mid-request");
+    let (status, body) = decode(submit(service.base.clone(), "dies-1").await.unwrap()).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (409, Some("request_in_progress")), "{body}");
+    let left = ttl("dies-1");
+    assert!((1..=LEASE_SECS as i64).contains(&left), "the dead claim lapses with its lease, not in {left} s");
+
+    // Once the lease ran out, the retry makes the job; a duplicate of the retry replays it.
+    tokio::time::sleep(Duration::from_secs(LEASE_SECS) + Duration::from_millis(500)).await;
+    let retried = submit(service.base.clone(), "dies-1").await.unwrap();
+    assert_eq!(retried.status(), 202);
+    assert!(retried.headers().get("idempotent-replayed").is_none());
+    let retried: Value = retried.json().await.unwrap();
+    assert!(ttl("dies-1") > 3600, "a recorded job keeps its key for 24 h");
+
+    // A live key outlasts the lease: a duplicate after it still gets the same job.
+    let first: Value = submit(service.base.clone(), "lives-1").await.unwrap().json().await.unwrap();
+    tokio::time::sleep(Duration::from_secs(LEASE_SECS) + Duration::from_millis(500)).await;
+    for (key, want) in [("lives-1", &first), ("dies-1", &retried)] {
+        let again = submit(service.base.clone(), key).await.unwrap();
+        assert_eq!(again.status(), 202);
+        assert_eq!(again.headers()["idempotent-replayed"], "true");
+        let again: Value = again.json().await.unwrap();
+        assert_eq!(again["id"], want["id"], "{key}");
+    }
+    assert_ne!(first["id"], retried["id"]);
+    for job in [&first, &retried] {
+        let done = service.wait(job["id"].as_str().unwrap(), Duration::from_secs(60)).await;
+        assert_eq!(done["state"], "succeeded", "{done}");
+    }
     service.assert_nothing_stuck().await;
 }

@@ -90,6 +90,7 @@ pub async fn create(
         webhook: webhook.as_ref().map(|w| &w.record),
         idempotency_key: idempotency_key.as_deref(),
         request_id: &request_id,
+        faults: &state.config.faults,
     };
     let (job, replayed) = match submit(&state.ledger, &state.queue, &state.metrics, submission).await {
         Ok(Submitted::Created(job)) => (job, false),

@@ -1,20 +1,32 @@
 //! `POST /v1/uploads`: the raw body is streamed into object storage (multipart, never
-//! whole in memory) and hashed on the way; the size limit and the tenant's daily upload
-//! quota are checked against `Content-Length` first and enforced while streaming.
+//! whole in memory) and hashed on the way; the size limit is checked against
+//! `Content-Length` first and enforced while streaming.
+//!
+//! The tenant's daily upload quota is reserved before bytes are stored: the declared
+//! `Content-Length` whole before the first byte, or, without one, in steps of
+//! [`RESERVE_STEP`] as the bytes arrive. Each reservation is atomic in Redis, so
+//! concurrent uploads (on any API process) cannot together pass the quota. When the
+//! upload ends, what was reserved but not stored (a failed or shorter upload) is given back.
 
 use axum::Json;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
-use futures_util::{Stream, TryStreamExt};
+use std::sync::Arc;
+
+use futures_util::{Stream, StreamExt, TryStreamExt};
 use mta_platform::ids::UploadId;
 use mta_platform::job::UploadRecord;
+use mta_platform::quota::{Quotas, UploadReservation};
 use mta_platform::storage::{PutStreamError, keys};
 use sha2::{Digest, Sha256};
 
 use crate::AppState;
 use crate::auth::{Auth, Caller, Submit};
 use crate::error::{ApiCode, ApiError, ErrorBody};
+
+/// Quota bytes reserved at a time for an upload without `Content-Length`.
+const RESERVE_STEP: u64 = 1 << 20;
 
 /// Upload a file: the raw body (CSV, gzip CSV, Parquet or NDJSON) is streamed to storage.
 #[utoipa::path(
@@ -28,6 +40,7 @@ use crate::error::{ApiCode, ApiError, ErrorBody};
         (status = 403, description = "The key may not upload (role `read`)", body = ErrorBody),
         (status = 413, description = "Larger than MTA_MAX_UPLOAD_BYTES", body = ErrorBody),
         (status = 422, description = "The upload is empty", body = ErrorBody),
+        (status = 429, description = "Over the tenant's daily upload quota", body = ErrorBody),
     )
 )]
 pub async fn create(
@@ -55,11 +68,15 @@ where
     if declared_len.is_some_and(|len| len > max) {
         return Err(too_large(max));
     }
-    let allowance = state.quotas.upload_allowance(&caller.tenant).await?;
-    if declared_len.unwrap_or(1) > allowance {
+    let mut reservation = state.quotas.start_upload(&caller.tenant);
+    let first = declared_len.unwrap_or(RESERVE_STEP.min(max));
+    if !state.quotas.reserve_upload(&mut reservation, first, declared_len.unwrap_or(1)).await? {
         return Err(quota_exceeded(state));
     }
-    let limit = max.min(allowance);
+    let metering = Arc::new(tokio::sync::Mutex::new(Metering { reservation, refusal: None }));
+    // A request dropped mid-upload (the client went away) still gives its reservation back.
+    let mut unsettled = Unsettled { quotas: state.quotas.clone(), metering: Some(Arc::clone(&metering)) };
+    let body = metered(body, state.quotas.clone(), Arc::clone(&metering), max);
     let upload_id = UploadId::random();
     let mut hasher = Sha256::new();
     let mut size = 0u64;
@@ -67,26 +84,38 @@ where
         .storage
         .put_stream(&keys::upload(&caller.tenant, &upload_id), body, |piece| {
             size += piece.len() as u64;
-            if size > limit {
+            if size > max {
                 return Err("too large".to_owned());
             }
             hasher.update(piece);
             Ok(())
         })
         .await;
+    // Only what was stored stays counted.
+    let used = stored.as_ref().map_or(0, |size| *size);
+    let refusal = {
+        let mut metering = metering.lock().await;
+        if let Err(e) = state.quotas.settle_upload(&mut metering.reservation, used).await {
+            tracing::warn!(error = %format!("{e:#}"), "the unused upload quota was not given back");
+        }
+        metering.refusal.take()
+    };
+    unsettled.metering = None;
     let size_bytes = match stored {
         Ok(size) => size,
         Err(PutStreamError::Body(e)) if size > max => {
             tracing::info!(reason = e, "upload refused: over the size limit");
             return Err(too_large(max));
         }
-        Err(PutStreamError::Body(_)) if size > limit => return Err(quota_exceeded(state)),
         Err(PutStreamError::Body(e)) => {
-            return Err(ApiError::new(ApiCode::InvalidRequest, format!("the upload broke off: {e}")));
+            return Err(match refusal {
+                Some(Refusal::Quota) => quota_exceeded(state),
+                Some(Refusal::Ledger(e)) => ApiError::from(e),
+                None => ApiError::new(ApiCode::InvalidRequest, format!("the upload broke off: {e}")),
+            });
         }
         Err(PutStreamError::Store(e)) => return Err(ApiError::Unavailable(e)),
     };
-    state.quotas.count_upload(&caller.tenant, size_bytes).await?;
     state.metrics.upload_bytes.inc_by(size_bytes);
     if size_bytes == 0 {
         return Err(ApiError::new(ApiCode::EmptyInput, "the upload is empty"));
@@ -101,6 +130,81 @@ where
     state.ledger.put_upload(&upload).await?;
     tracing::info!(upload = %upload_id, tenant = %caller.tenant, size_bytes, "upload stored");
     Ok(upload)
+}
+
+/// The upload's quota reservation, shared between the metered body and `store_upload`.
+struct Metering {
+    reservation: UploadReservation,
+    refusal: Option<Refusal>,
+}
+
+/// Gives an upload's whole reservation back if `store_upload` is dropped before it settles.
+struct Unsettled {
+    quotas: Quotas,
+    metering: Option<Arc<tokio::sync::Mutex<Metering>>>,
+}
+
+impl Drop for Unsettled {
+    fn drop(&mut self) {
+        let (Some(metering), Ok(runtime)) = (self.metering.take(), tokio::runtime::Handle::try_current()) else {
+            return;
+        };
+        let quotas = self.quotas.clone();
+        runtime.spawn(async move {
+            let mut metering = metering.lock().await;
+            if let Err(e) = quotas.settle_upload(&mut metering.reservation, 0).await {
+                tracing::warn!(error = %format!("{e:#}"), "the quota of an abandoned upload was not given back");
+            }
+        });
+    }
+}
+
+/// Why the metered body stopped the upload.
+enum Refusal {
+    Quota,
+    Ledger(anyhow::Error),
+}
+
+/// `body`, each piece passed on only once the quota reservation covers it (more is
+/// reserved as needed). Bytes past `max` are passed on unreserved: the size limit refuses them.
+fn metered<S>(
+    body: S,
+    quotas: Quotas,
+    metering: Arc<tokio::sync::Mutex<Metering>>,
+    max: u64,
+) -> impl Stream<Item = Result<bytes::Bytes, String>> + Unpin
+where
+    S: Stream<Item = Result<bytes::Bytes, String>> + Unpin,
+{
+    let stream = futures_util::stream::unfold((body, 0u64), move |(mut body, mut seen)| {
+        let (quotas, metering) = (quotas.clone(), Arc::clone(&metering));
+        async move {
+            let piece = match body.next().await? {
+                Ok(piece) => piece,
+                Err(e) => return Some((Err(e), (body, seen))),
+            };
+            seen += piece.len() as u64;
+            let mut metering = metering.lock().await;
+            let reserved = metering.reservation.reserved();
+            if seen <= reserved || seen > max {
+                return Some((Ok(piece), (body, seen)));
+            }
+            let need = seen - reserved;
+            let want = need.max(RESERVE_STEP.min(max - reserved));
+            match quotas.reserve_upload(&mut metering.reservation, want, need).await {
+                Ok(true) => Some((Ok(piece), (body, seen))),
+                Ok(false) => {
+                    metering.refusal = Some(Refusal::Quota);
+                    Some((Err("over the upload quota".to_owned()), (body, seen)))
+                }
+                Err(e) => {
+                    metering.refusal = Some(Refusal::Ledger(e));
+                    Some((Err("the upload quota could not be reserved".to_owned()), (body, seen)))
+                }
+            }
+        }
+    });
+    Box::pin(stream)
 }
 
 /// 429 until the next UTC day, when the tenant's upload quota starts afresh.

@@ -38,6 +38,9 @@ pub struct Config {
     pub public_url: Option<String>,
     /// `MTA_CACHE_TTL_SECS`: how long identical submissions are answered from the cache (default 3600).
     pub cache_ttl: Duration,
+    /// `MTA_IDEMPOTENCY_LEASE_SECS` (default 30): how long an `Idempotency-Key` stays claimed
+    /// before its job is recorded; a claim whose process died frees itself after this.
+    pub idempotency_lease: Duration,
     /// `MTA_ROWS_PER_CHUNK`: rows per attribute chunk the split stage aims for (default 500000).
     pub rows_per_chunk: u64,
     /// `MTA_SPLIT_PARALLELISM`: split tasks per input at most (default 4).
@@ -138,6 +141,9 @@ pub struct Faults {
     pub abort_on_channel: Option<String>,
     /// `MTA_FAULT_CHUNK_DELAY_MS`: an attribute task sleeps this long (in slices) before finishing.
     pub chunk_delay: Option<Duration>,
+    /// `MTA_FAULT_ABORT_AFTER_IDEMPOTENCY_CLAIM`: an API process aborts right after it claims
+    /// this `Idempotency-Key`, before the job is recorded (a process killed mid-request).
+    pub abort_after_idempotency_claim: Option<String>,
 }
 
 impl Config {
@@ -164,6 +170,7 @@ impl Config {
             },
             public_url: None,
             cache_ttl: Duration::from_secs(3600),
+            idempotency_lease: Duration::from_secs(30),
             rows_per_chunk: 500_000,
             split_parallelism: 4,
             csv_range_bytes: 32 << 20,
@@ -239,12 +246,15 @@ impl Config {
             .map_err(|e| anyhow::anyhow!("MTA_WEBHOOK_ALLOW: {e}"))?;
         config.public_url = var("MTA_PUBLIC_URL")?.map(|u| u.trim_end_matches('/').to_owned());
         config.cache_ttl = parsed::<u64>("MTA_CACHE_TTL_SECS")?.map_or(config.cache_ttl, Duration::from_secs);
+        config.idempotency_lease =
+            parsed::<u64>("MTA_IDEMPOTENCY_LEASE_SECS")?.map_or(config.idempotency_lease, Duration::from_secs);
         config.rows_per_chunk = parsed("MTA_ROWS_PER_CHUNK")?.unwrap_or(config.rows_per_chunk);
         config.split_parallelism = parsed("MTA_SPLIT_PARALLELISM")?.unwrap_or(config.split_parallelism);
         config.csv_range_bytes = parsed("MTA_CSV_RANGE_BYTES")?.unwrap_or(config.csv_range_bytes).max(1);
         config.worker_concurrency = parsed("MTA_WORKER_CONCURRENCY")?.unwrap_or(config.worker_concurrency);
         config.faults.abort_on_channel = var("MTA_FAULT_ABORT_ON_CHANNEL")?;
         config.faults.chunk_delay = parsed::<u64>("MTA_FAULT_CHUNK_DELAY_MS")?.map(Duration::from_millis);
+        config.faults.abort_after_idempotency_claim = var("MTA_FAULT_ABORT_AFTER_IDEMPOTENCY_CLAIM")?;
         config.validate()?;
         Ok(config)
     }
@@ -270,6 +280,9 @@ impl Config {
         }
         if self.security.max_connections == 0 {
             bail!("MTA_MAX_CONNECTIONS must be at least 1");
+        }
+        if self.idempotency_lease.is_zero() {
+            bail!("MTA_IDEMPOTENCY_LEASE_SECS must be at least 1");
         }
         if self.limits.max_line_bytes == 0 {
             bail!("MTA_MAX_LINE_BYTES must be at least 1");

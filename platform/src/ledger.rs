@@ -24,7 +24,7 @@ use crate::redis_keys::{self, DoneSet, job_field as field};
 use crate::spec::JobSpec;
 use crate::webhook::JobWebhook;
 
-/// Idempotency keys are remembered this long.
+/// Idempotency keys whose job was recorded are remembered this long.
 const IDEMPOTENCY_TTL: Duration = Duration::from_secs(24 * 3600);
 /// Entries kept in a job's timeline (task starts and ends).
 const TIMELINE_LEN: isize = 1000;
@@ -34,6 +34,7 @@ pub struct Ledger {
     conn: ConnectionManager,
     prefix: String,
     cache_ttl: Duration,
+    idempotency_lease: Duration,
 }
 
 impl fmt::Debug for Ledger {
@@ -92,6 +93,12 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return 1 end
 return 0
 "#;
 
+/// Sets KEYS[1] to expire in ARGV[2] seconds if ARGV[1] holds it.
+const EXTEND: &str = r#"
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('EXPIRE', KEYS[1], ARGV[2]) end
+return 0
+"#;
+
 /// Deletes KEYS[1] if ARGV[1] holds it.
 const RELEASE: &str = r#"
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
@@ -99,8 +106,10 @@ return 0
 "#;
 
 impl Ledger {
-    pub fn new(conn: ConnectionManager, prefix: &str, cache_ttl: Duration) -> Ledger {
-        Ledger { conn, prefix: prefix.to_owned(), cache_ttl }
+    /// `idempotency_lease`: how long a claimed idempotency key stays held before its job is
+    /// recorded (so a claim dies with the process that made it).
+    pub fn new(conn: ConnectionManager, prefix: &str, cache_ttl: Duration, idempotency_lease: Duration) -> Ledger {
+        Ledger { conn, prefix: prefix.to_owned(), cache_ttl, idempotency_lease }
     }
 
     fn job_key(&self, job: &JobId) -> String {
@@ -498,7 +507,9 @@ impl Ledger {
         Ok(self.job(&id).await?.filter(|job| job.state == JobState::Succeeded))
     }
 
-    /// Claims `tenant`'s idempotency key for `job`; returns the job that already holds it, if any.
+    /// Claims `tenant`'s idempotency key for `job` for the idempotency lease only; returns the
+    /// job that already holds it, if any. A claim whose job is never recorded (its process
+    /// died) expires with the lease; [`Ledger::keep_idempotency_key`] keeps it for 24 h.
     pub async fn claim_idempotency_key(
         &self,
         tenant: &Tenant,
@@ -512,7 +523,7 @@ impl Ledger {
             .arg(job.to_string())
             .arg("NX")
             .arg("EX")
-            .arg(IDEMPOTENCY_TTL.as_secs())
+            .arg(self.idempotency_lease.as_secs().max(1))
             .query_async::<Option<String>>(&mut conn)
             .await
             .context("Failed to claim an idempotency key")?
@@ -522,6 +533,20 @@ impl Ledger {
         }
         let holder: Option<String> = conn.get(&redis_key).await.context("Failed to read an idempotency key")?;
         Ok(holder.and_then(|h| h.parse().ok()))
+    }
+
+    /// Keeps `tenant`'s idempotency key for 24 h once `job`, its holder, is recorded; `false`
+    /// when `job` no longer holds it (its lease ran out first and another request took it).
+    pub async fn keep_idempotency_key(&self, tenant: &Tenant, key: &str, job: &JobId) -> anyhow::Result<bool> {
+        let mut conn = self.conn.clone();
+        let kept: i64 = redis::Script::new(EXTEND)
+            .key(redis_keys::idempotency(&self.prefix, tenant, key))
+            .arg(job.to_string())
+            .arg(IDEMPOTENCY_TTL.as_secs())
+            .invoke_async(&mut conn)
+            .await
+            .context("Failed to keep an idempotency key")?;
+        Ok(kept == 1)
     }
 
     /// Frees an idempotency key that `job` holds (its submission failed, so a retry must start afresh).

@@ -1,5 +1,9 @@
 //! Quotas shared by every API pod through Redis: request rates (GCRA, one atomic Lua
 //! script over the key's and the global limit) and upload bytes per tenant per UTC day.
+//!
+//! Upload bytes are reserved before they are streamed (atomically, so concurrent uploads
+//! of one tenant can never together pass the quota) and settled when the upload ends:
+//! what was reserved but not stored is given back.
 
 use std::fmt;
 use std::time::Duration;
@@ -76,6 +80,34 @@ end
 return out
 "#;
 
+/// Reserves upload bytes in KEYS[1] against the quota ARGV[3]: at most ARGV[1] bytes, and
+/// nothing unless at least ARGV[2] are left. Returns the bytes granted (0 = refused).
+/// The day's counter is kept two days, then forgotten.
+const RESERVE: &str = r#"
+local used = tonumber(redis.call('GET', KEYS[1]) or '0')
+local want, need, quota = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local left = quota - used
+if left < need or left <= 0 then return 0 end
+local grant = math.min(want, left)
+redis.call('INCRBY', KEYS[1], grant)
+redis.call('EXPIRE', KEYS[1], 172800)
+return grant
+"#;
+
+/// Upload bytes reserved for one upload in progress, against the day it started on.
+#[derive(Debug)]
+pub struct UploadReservation {
+    key: String,
+    reserved: u64,
+}
+
+impl UploadReservation {
+    /// Bytes reserved so far.
+    pub fn reserved(&self) -> u64 {
+        self.reserved
+    }
+}
+
 #[derive(Clone)]
 pub struct Quotas {
     conn: ConnectionManager,
@@ -140,25 +172,40 @@ impl Quotas {
         redis_keys::upload_bytes(&self.prefix, tenant, Utc::now().date_naive())
     }
 
-    /// Bytes `tenant` may still upload today.
-    pub async fn upload_allowance(&self, tenant: &Tenant) -> anyhow::Result<u64> {
-        let mut conn = self.conn.clone();
-        let used: Option<u64> = conn.get(self.upload_key(tenant)).await.context("Failed to read the upload quota")?;
-        Ok(self.upload_bytes_per_day.saturating_sub(used.unwrap_or(0)))
+    /// Starts an upload of `tenant` with nothing reserved yet.
+    pub fn start_upload(&self, tenant: &Tenant) -> UploadReservation {
+        UploadReservation { key: self.upload_key(tenant), reserved: 0 }
     }
 
-    /// Counts an upload against today's quota (kept two days, then forgotten).
-    pub async fn count_upload(&self, tenant: &Tenant, bytes: u64) -> anyhow::Result<()> {
-        let key = self.upload_key(tenant);
+    /// Reserves up to `want` more bytes of today's quota for `upload`, and at least `need`
+    /// (`need <= want`); `false`, with nothing reserved, when fewer than `need` are left.
+    pub async fn reserve_upload(&self, upload: &mut UploadReservation, want: u64, need: u64) -> anyhow::Result<bool> {
+        if want == 0 {
+            return Ok(true);
+        }
         let mut conn = self.conn.clone();
-        let _: () = redis::pipe()
-            .incr(&key, bytes)
-            .ignore()
-            .expire(&key, 2 * 86_400)
-            .ignore()
-            .query_async(&mut conn)
+        let granted: u64 = redis::Script::new(RESERVE)
+            .key(&upload.key)
+            .arg(want)
+            .arg(need.clamp(1, want))
+            .arg(self.upload_bytes_per_day)
+            .invoke_async(&mut conn)
             .await
-            .context("Failed to count the upload")?;
+            .context("Failed to reserve upload quota")?;
+        upload.reserved += granted;
+        Ok(granted > 0)
+    }
+
+    /// Ends an upload that stored `used` bytes: the rest of its reservation is given back
+    /// (settling again gives back nothing more).
+    pub async fn settle_upload(&self, upload: &mut UploadReservation, used: u64) -> anyhow::Result<()> {
+        let unused = upload.reserved.saturating_sub(used);
+        if unused == 0 {
+            return Ok(());
+        }
+        let mut conn = self.conn.clone();
+        let _: i64 = conn.decr(&upload.key, unused).await.context("Failed to give back upload quota")?;
+        upload.reserved = used;
         Ok(())
     }
 

@@ -22,12 +22,12 @@
 //! | `p:workers` | sorted set | worker processes, by last beat |
 //! | `p:result:{id}` | string | a cached result |
 //! | `p:cache:{cache_key}` | string | the job whose result answers a cache key |
-//! | `p:idem:{t}:{key}` | string | the job holding an idempotency key |
+//! | `p:idem:{t}:{key}` | string | the job holding an idempotency key (a lease until the job is recorded, then 24 h) |
 //! | `p:apikey:{sha256}` | string | the key id of an API key's hash |
 //! | `p:key:{id}` | hash | an API key's record |
 //! | `p:keys` | sorted set | every key id, by creation time |
 //! | `p:rate:{key id}`, `p:rate:global`, `p:rate:authfail:{address}` | string | GCRA theoretical arrival times |
-//! | `p:quota:{t}:upload-bytes:{day}` | string | bytes a tenant uploaded on a UTC day |
+//! | `p:quota:{t}:upload-bytes:{day}` | string | bytes a tenant uploaded or reserved for uploads in progress on a UTC day |
 //! | `p:audit:{t}`, `p:audit:-` | stream | the audit log of a tenant, of unknown callers |
 //! | `p:queue:{stage}` | (apalis) | a stage's task queue; apalis-redis names the keys under it |
 //! | `p:queue-wakeups` | pub/sub channel | announcements of new tasks |

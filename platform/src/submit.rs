@@ -1,9 +1,15 @@
 //! Submitting a job, once its spec, upload and webhook are checked: the idempotency claim,
 //! the result cache, the job record, the first task on the queue, and undoing the claim
 //! when the submission fails, so a client's retry starts afresh.
+//!
+//! An idempotency key is first claimed for a short lease (`MTA_IDEMPOTENCY_LEASE_SECS`)
+//! and kept for 24 h only once its job is recorded: a process that dies holding a claim
+//! (killed mid-request) leaves a key that frees itself within the lease, not one that
+//! answers `request_in_progress` for a day with no job behind it.
 
 use mta_core::{AttributionError, ErrorCode};
 
+use crate::config::Faults;
 use crate::ids::JobId;
 use crate::job::{JobRecord, NewJob, UploadRecord};
 use crate::ledger::Ledger;
@@ -22,6 +28,8 @@ pub struct Submission<'a> {
     pub idempotency_key: Option<&'a str>,
     /// The request that submits, carried into the workers' logs.
     pub request_id: &'a str,
+    /// Fault injection of the reliability tests.
+    pub faults: &'a Faults,
 }
 
 /// How a submission was answered.
@@ -35,7 +43,8 @@ pub enum Submitted {
 
 #[derive(Debug)]
 pub enum SubmitError {
-    /// The first request with this idempotency key has not recorded its job yet.
+    /// The first request with this idempotency key has not recorded its job yet (and its
+    /// lease has not run out).
     InProgress,
     /// The job was recorded but could not be queued (it is marked failed).
     NotQueued(anyhow::Error),
@@ -65,6 +74,12 @@ pub async fn submit(
             Some(job) => Ok(Submitted::Replayed(job)),
             None => Err(SubmitError::InProgress),
         };
+    }
+    if let Some(key) = submission.idempotency_key
+        && submission.faults.abort_after_idempotency_claim.as_deref() == Some(key)
+    {
+        tracing::error!(job = %job_id, "fault injection: aborting after the idempotency claim");
+        std::process::abort();
     }
     let outcome = record_and_enqueue(ledger, queue, metrics, job_id, &submission).await;
     if outcome.is_err()
@@ -97,8 +112,10 @@ async fn record_and_enqueue(
         ledger.create_cached_job(&new, &source).await?;
         metrics.cache_hits.inc();
         tracing::info!(job = %job_id, source = %source.id, "job answered from the result cache");
+        keep_idempotency_key(ledger, submission, job_id).await;
     } else {
         ledger.create_job(&new, &cache_key).await?;
+        keep_idempotency_key(ledger, submission, job_id).await;
         if let Err(e) = queue.push(SplitTask { job: job_id, split: None, range: None }).await {
             let error = AttributionError::new(ErrorCode::Internal, "the job could not be queued");
             let _ = ledger.mark_failed(&job_id, &error).await;
@@ -107,4 +124,15 @@ async fn record_and_enqueue(
         tracing::info!(job = %job_id, upload = %upload.upload_id, tenant = %upload.tenant, "job queued");
     }
     ledger.job(&job_id).await?.ok_or_else(|| SubmitError::Ledger(anyhow::anyhow!("a new job record vanished")))
+}
+
+/// Once the job is recorded, its idempotency key is kept for 24 h instead of the lease. A
+/// failure here is logged, not returned: the job exists, and the key then lapses with its lease.
+async fn keep_idempotency_key(ledger: &Ledger, submission: &Submission<'_>, job_id: JobId) {
+    let Some(key) = submission.idempotency_key else { return };
+    match ledger.keep_idempotency_key(&submission.upload.tenant, key, &job_id).await {
+        Ok(true) => {}
+        Ok(false) => tracing::warn!(job = %job_id, "the idempotency lease ran out before the job was recorded"),
+        Err(e) => tracing::warn!(job = %job_id, error = %format!("{e:#}"), "the idempotency key was not kept"),
+    }
 }
