@@ -66,8 +66,12 @@ pub struct QueueConfig {
     pub poll_interval: Duration,
     /// `MTA_REDIS_TIMEOUT_MS` (default 5000): Redis response timeout.
     pub redis_timeout: Duration,
-    /// `MTA_MAX_STARTS` (default 3): starts of one task (crashes included) before its job fails.
+    /// `MTA_MAX_STARTS` (default 3) and `MTA_GIVE_UP_AFTER_SECS` (default 900): a task that
+    /// keeps not finishing (its worker goes away, or it fails with an error worth retrying)
+    /// fails its job once it was started more than `max_starts` times and first started at
+    /// least `give_up_after` ago (`job::UnitStarts::exhausted`).
     pub max_starts: u32,
+    pub give_up_after: Duration,
 }
 
 /// Input limits (DESIGN.md 2.5); each refusal names its limit.
@@ -91,8 +95,12 @@ pub struct LimitsConfig {
 pub struct SecurityConfig {
     /// `MTA_RATE_LIMIT_PER_HOUR` (default 1000): requests per key per hour, unless the key sets its own.
     pub key_requests_per_hour: u32,
+    /// `MTA_RATE_LIMIT_TENANT_PER_HOUR` (default 10000; 0 = off): requests per hour over all keys of one tenant.
+    pub tenant_requests_per_hour: u32,
     /// `MTA_RATE_LIMIT_GLOBAL_PER_MINUTE` (default 60000; 0 = off): requests per minute over all keys and pods.
     pub global_requests_per_minute: u32,
+    /// `MTA_MAX_KEYS_PER_TENANT` (default 100; 0 = no limit): keys a tenant's admin may hold (revoked ones not counted).
+    pub max_keys_per_tenant: u32,
     /// `MTA_TENANT_UPLOAD_BYTES_PER_DAY` (default 500 GiB): bytes one tenant may upload per UTC day.
     pub tenant_upload_bytes_per_day: u64,
     /// `MTA_CORS_ORIGINS`: comma-separated origins allowed to call the API from a browser (default none: CORS off).
@@ -120,7 +128,9 @@ impl Default for SecurityConfig {
     fn default() -> Self {
         SecurityConfig {
             key_requests_per_hour: 1000,
+            tenant_requests_per_hour: 10_000,
             global_requests_per_minute: 60_000,
+            max_keys_per_tenant: 100,
             tenant_upload_bytes_per_day: 500 << 30,
             cors_origins: Vec::new(),
             hsts_secs: None,
@@ -208,6 +218,7 @@ impl Config {
         q.poll_interval = parsed::<u64>("MTA_POLL_MS")?.map_or(q.poll_interval, Duration::from_millis);
         q.redis_timeout = parsed::<u64>("MTA_REDIS_TIMEOUT_MS")?.map_or(q.redis_timeout, Duration::from_millis);
         q.max_starts = parsed("MTA_MAX_STARTS")?.unwrap_or(q.max_starts);
+        q.give_up_after = parsed::<u64>("MTA_GIVE_UP_AFTER_SECS")?.map_or(q.give_up_after, Duration::from_secs);
         let l = &mut config.limits;
         l.max_upload_bytes = parsed("MTA_MAX_UPLOAD_BYTES")?.unwrap_or(l.max_upload_bytes);
         l.max_rows = parsed("MTA_MAX_ROWS")?.or(l.max_rows);
@@ -216,8 +227,10 @@ impl Config {
         l.max_line_bytes = parsed("MTA_MAX_LINE_BYTES")?.unwrap_or(l.max_line_bytes);
         let s = &mut config.security;
         s.key_requests_per_hour = parsed("MTA_RATE_LIMIT_PER_HOUR")?.unwrap_or(s.key_requests_per_hour);
+        s.tenant_requests_per_hour = parsed("MTA_RATE_LIMIT_TENANT_PER_HOUR")?.unwrap_or(s.tenant_requests_per_hour);
         s.global_requests_per_minute =
             parsed("MTA_RATE_LIMIT_GLOBAL_PER_MINUTE")?.unwrap_or(s.global_requests_per_minute);
+        s.max_keys_per_tenant = parsed("MTA_MAX_KEYS_PER_TENANT")?.unwrap_or(s.max_keys_per_tenant);
         s.tenant_upload_bytes_per_day =
             parsed("MTA_TENANT_UPLOAD_BYTES_PER_DAY")?.unwrap_or(s.tenant_upload_bytes_per_day);
         if let Some(origins) = var("MTA_CORS_ORIGINS")? {
@@ -303,6 +316,7 @@ impl Default for QueueConfig {
             poll_interval: Duration::from_millis(250),
             redis_timeout: Duration::from_secs(5),
             max_starts: 3,
+            give_up_after: Duration::from_secs(900),
         }
     }
 }

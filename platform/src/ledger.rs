@@ -19,13 +19,15 @@ use redis::AsyncCommands;
 use redis::aio::ConnectionManager;
 
 use crate::ids::{JobId, Tenant, UploadId, now};
-use crate::job::{FanIn, JobRecord, JobState, NewJob, Progress, Stage, UploadRecord};
+use crate::job::{FanIn, JobRecord, JobState, NewJob, Progress, Stage, UnitStarts, UploadRecord};
 use crate::redis_keys::{self, DoneSet, job_field as field};
 use crate::spec::JobSpec;
 use crate::webhook::JobWebhook;
 
 /// Idempotency keys whose job was recorded are remembered this long.
 const IDEMPOTENCY_TTL: Duration = Duration::from_secs(24 * 3600);
+/// The longest retried error kept per unit (characters).
+pub const ERROR_TEXT_CHARS: usize = 500;
 /// Entries kept in a job's timeline (task starts and ends).
 const TIMELINE_LEN: isize = 1000;
 
@@ -85,6 +87,32 @@ if redis.call('SET', KEYS[2], ARGV[3], 'NX') then return 1 end
 if redis.call('GET', KEYS[2]) == ARGV[3] then return 1 end
 return 0
 "#;
+
+/// Counts a start of unit ARGV[1] on worker ARGV[2] in the starts hash KEYS[1]. Returns
+/// the starts, ms since the first, attempts that lost their worker (this start finds the
+/// previous one still open) and the last such worker, failed attempts and the last error.
+static START: LazyLock<String> = LazyLock::new(|| {
+    use redis_keys::start_field::{ERROR, FAILED, FIRST, LOST, LOST_ON, OPEN};
+    format!(
+        r#"
+local unit, worker = ARGV[1], ARGV[2]
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+local starts = redis.call('HINCRBY', KEYS[1], unit, 1)
+redis.call('HSETNX', KEYS[1], unit .. '{FIRST}', now)
+local first = tonumber(redis.call('HGET', KEYS[1], unit .. '{FIRST}'))
+local open = redis.call('HGET', KEYS[1], unit .. '{OPEN}')
+if open then
+  redis.call('HINCRBY', KEYS[1], unit .. '{LOST}', 1)
+  redis.call('HSET', KEYS[1], unit .. '{LOST_ON}', open)
+end
+redis.call('HSET', KEYS[1], unit .. '{OPEN}', worker)
+local function get(suffix, default) return redis.call('HGET', KEYS[1], unit .. suffix) or default end
+return {{starts, math.max(now - first, 0), tonumber(get('{LOST}', '0')), get('{LOST_ON}', ''),
+  tonumber(get('{FAILED}', '0')), get('{ERROR}', '')}}
+"#
+    )
+});
 
 /// Claims KEYS[1] for ARGV[1] (or confirms ARGV[1] already holds it); ARGV[2] = TTL seconds.
 const CLAIM: &str = r#"
@@ -383,14 +411,45 @@ impl Ledger {
         Ok(())
     }
 
-    /// Counts a start of one unit of work, crashes included; returns the count so far.
-    pub async fn count_start(&self, job: &JobId, unit: &str) -> anyhow::Result<u32> {
+    /// Counts a start of `unit` on `worker`, crashes included, and says how the earlier
+    /// attempts went: an attempt still open at the next start lost its worker.
+    pub async fn start_unit(&self, job: &JobId, unit: &str, worker: &str) -> anyhow::Result<UnitStarts> {
         let mut conn = self.conn.clone();
-        let n: u32 = conn
-            .hincr(redis_keys::job_starts(&self.prefix, job), unit, 1)
-            .await
-            .context("Failed to count a task start")?;
-        Ok(n)
+        let (starts, since_first_ms, lost, lost_on, failed, last_error): (u32, u64, u32, String, u32, String) =
+            redis::Script::new(&START)
+                .key(redis_keys::job_starts(&self.prefix, job))
+                .arg(unit)
+                .arg(worker)
+                .invoke_async(&mut conn)
+                .await
+                .context("Failed to count a task start")?;
+        let text = |s: String| Some(s).filter(|s| !s.is_empty());
+        Ok(UnitStarts {
+            starts,
+            since_first: Duration::from_millis(since_first_ms),
+            lost,
+            lost_on: text(lost_on),
+            failed,
+            last_error: text(last_error),
+        })
+    }
+
+    /// Ends the attempt at `unit` that [`Ledger::start_unit`] counted; `error` when it
+    /// failed and will be retried (kept, cut to [`ERROR_TEXT_CHARS`], for the job's error
+    /// should the unit be given up).
+    pub async fn end_unit(&self, job: &JobId, unit: &str, error: Option<&str>) -> anyhow::Result<()> {
+        use redis_keys::start_field::{ERROR, FAILED, OPEN};
+        let key = redis_keys::job_starts(&self.prefix, job);
+        let mut pipe = redis::pipe();
+        pipe.hdel(&key, format!("{unit}{OPEN}")).ignore();
+        if let Some(error) = error {
+            let cut: String = error.chars().take(ERROR_TEXT_CHARS).collect();
+            pipe.hincr(&key, format!("{unit}{FAILED}"), 1).ignore();
+            pipe.hset(&key, format!("{unit}{ERROR}"), cut).ignore();
+        }
+        let mut conn = self.conn.clone();
+        let _: () = pipe.query_async(&mut conn).await.context("Failed to record the end of a task")?;
+        Ok(())
     }
 
     /// Appends to the job's timeline: which worker started or ended which unit, when.

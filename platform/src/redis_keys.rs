@@ -88,9 +88,25 @@ pub fn job_owner(prefix: &str, job: &JobId, unit: &str) -> String {
     format!("{prefix}:job:{job}:owner:{unit}")
 }
 
-/// Starts per unit of `job` (a hash).
+/// Starts per unit of `job` (a hash): field `{unit}` counts them, and the fields
+/// `{unit}{suffix}` of [`start_field`] say how the earlier attempts went.
 pub fn job_starts(prefix: &str, job: &JobId) -> String {
     format!("{prefix}:job:{job}:starts")
+}
+
+/// Suffixes of the fields kept per unit in [`job_starts`], after the unit's name.
+pub mod start_field {
+    /// When the unit was first started (ms on Redis' clock).
+    pub const FIRST: &str = "@first";
+    /// The worker running the current attempt; still set at the next start when that
+    /// worker went away before the attempt ended.
+    pub const OPEN: &str = "@open";
+    /// Attempts whose worker went away, and the last such worker.
+    pub const LOST: &str = "@lost";
+    pub const LOST_ON: &str = "@lost_on";
+    /// Attempts that ended with an error to retry, and the last such error.
+    pub const FAILED: &str = "@failed";
+    pub const ERROR: &str = "@error";
 }
 
 /// The timeline of `job` (a list of JSON entries).
@@ -212,6 +228,16 @@ pub fn rate_auth_failures(prefix: &str, client: &str) -> String {
     format!("{prefix}:rate:authfail:{client}")
 }
 
+/// The request rate of every key of `tenant` together.
+pub fn rate_tenant(prefix: &str, tenant: &Tenant) -> String {
+    format!("{prefix}:rate:tenant:{tenant}")
+}
+
+/// The ids of `tenant`'s keys that are not revoked (a set), counted against the key limit.
+pub fn tenant_keys(prefix: &str, tenant: &Tenant) -> String {
+    format!("{prefix}:tenant:{tenant}:keys")
+}
+
 /// The service-wide request rate.
 pub fn rate_global(prefix: &str) -> String {
     format!("{prefix}:rate:global")
@@ -270,6 +296,8 @@ mod tests {
             (job_next(p, &j, DoneSet::Chunks), format!("mta:job:{j}:next:chunks")),
             (job_owner(p, &j, "attribute:7"), format!("mta:job:{j}:owner:attribute:7")),
             (job_starts(p, &j), format!("mta:job:{j}:starts")),
+            (rate_tenant(p, &t), "mta:rate:tenant:acme".to_owned()),
+            (tenant_keys(p, &t), "mta:tenant:acme:keys".to_owned()),
             (timeline(p, &j), format!("mta:job:{j}:timeline")),
             (webhook_attempts(p, &j), format!("mta:job:{j}:webhook:attempts")),
             (webhooks_due(p), "mta:webhooks:due".to_owned()),
