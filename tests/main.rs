@@ -6,6 +6,7 @@ mod attribute;
 mod client;
 mod dashboard;
 mod operations;
+mod retention;
 mod security;
 mod service;
 mod service_support;

@@ -38,6 +38,10 @@ pub struct Config {
     pub public_url: Option<String>,
     /// `MTA_CACHE_TTL_SECS`: how long identical submissions are answered from the cache (default 3600).
     pub cache_ttl: Duration,
+    /// `MTA_RETENTION_SECS` (default 2592000, 30 days): how long everything a job leaves
+    /// behind (records, timeline, result, credits, its upload) is kept after its last use;
+    /// see `docs/operations.md`.
+    pub retention: Duration,
     /// `MTA_IDEMPOTENCY_LEASE_SECS` (default 30): how long an `Idempotency-Key` stays claimed
     /// before its job is recorded; a claim whose process died frees itself after this.
     pub idempotency_lease: Duration,
@@ -180,6 +184,7 @@ impl Config {
             },
             public_url: None,
             cache_ttl: Duration::from_secs(3600),
+            retention: Duration::from_secs(30 * 86_400),
             idempotency_lease: Duration::from_secs(30),
             rows_per_chunk: 500_000,
             split_parallelism: 4,
@@ -259,6 +264,7 @@ impl Config {
             .map_err(|e| anyhow::anyhow!("MTA_WEBHOOK_ALLOW: {e}"))?;
         config.public_url = var("MTA_PUBLIC_URL")?.map(|u| u.trim_end_matches('/').to_owned());
         config.cache_ttl = parsed::<u64>("MTA_CACHE_TTL_SECS")?.map_or(config.cache_ttl, Duration::from_secs);
+        config.retention = parsed::<u64>("MTA_RETENTION_SECS")?.map_or(config.retention, Duration::from_secs);
         config.idempotency_lease =
             parsed::<u64>("MTA_IDEMPOTENCY_LEASE_SECS")?.map_or(config.idempotency_lease, Duration::from_secs);
         config.rows_per_chunk = parsed("MTA_ROWS_PER_CHUNK")?.unwrap_or(config.rows_per_chunk);
@@ -293,6 +299,9 @@ impl Config {
         }
         if self.security.max_connections == 0 {
             bail!("MTA_MAX_CONNECTIONS must be at least 1");
+        }
+        if self.retention.is_zero() {
+            bail!("MTA_RETENTION_SECS must be at least 1");
         }
         if self.idempotency_lease.is_zero() {
             bail!("MTA_IDEMPOTENCY_LEASE_SECS must be at least 1");
