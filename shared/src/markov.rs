@@ -49,6 +49,9 @@ fn never() -> bool {
     false
 }
 
+/// One channel's removal effects: `(channel, on conversions, on value)`.
+type Removal = (u32, f64, f64);
+
 /// Additive statistics of a k-order chain.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(into = "MarkovWire", from = "MarkovWire")]
@@ -259,7 +262,7 @@ impl MarkovCounts {
             self.removal_effects_of_states(&chain, budget)?
         } else {
             let (base_conversions, base_value) = chain.absorb(|_| true)?;
-            let removed: Vec<(u32, f64, f64)> = channels_in_chain
+            let removed: Vec<Removal> = channels_in_chain
                 .par_iter()
                 .map(|&channel| {
                     if (budget.stop)() {
@@ -307,7 +310,7 @@ impl MarkovCounts {
         &self,
         chain: &Chain,
         budget: &SolveBudget,
-    ) -> Result<(f64, f64, Vec<(u32, f64, f64)>), AttributionError> {
+    ) -> Result<(f64, f64, Vec<Removal>), AttributionError> {
         let factors = chain.factorise()?;
         let visits = factors.solve(&chain.start_vector());
         let (conversion_prob, conversion_value) = (&chain.conversion_prob, &chain.conversion_value);
@@ -703,10 +706,10 @@ mod tests {
 
     /// Every channel's removal effects by one solve each with its state removed: the
     /// general method, which order 1 replaces with one factorisation.
-    fn removal_effects_by_solves(counts: &MarkovCounts) -> Vec<(u32, f64, f64)> {
+    fn removal_effects_by_solves(counts: &MarkovCounts) -> Vec<Removal> {
         let chain = Chain::new(counts);
         let (base, base_value) = chain.absorb(|_| true).unwrap();
-        let mut removed: Vec<(u32, f64, f64)> = (0..counts.states.len())
+        let mut removed: Vec<Removal> = (0..counts.states.len())
             .map(|state| {
                 let (p, v) = chain.absorb(|s| s != state).unwrap();
                 (counts.states[state][0], effect(p, base), effect(v, base_value))
