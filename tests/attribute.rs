@@ -3,7 +3,8 @@
 use std::io::Write;
 
 use crate::support::{
-    assert_close, attribute, attribute_json, attribute_peak_memory, credit, failure, inflating, sample, workdir, write,
+    assert_close, attribute, attribute_json, attribute_peak_memory, credit, events_over_channels, failure, inflating,
+    sample, workdir, write,
 };
 
 const EVENTS: &str = "\
@@ -544,6 +545,29 @@ fn a_huge_header_gives_a_small_error() {
     assert_eq!(exit, 2, "{stderr}");
     assert!(stderr.contains("invalid_option") && stderr.contains("`columns`"), "{stderr}");
     assert!(stderr.contains("…` (100000 bytes)") && stderr.len() < 1024, "{stderr}");
+}
+
+#[test]
+fn markov_over_more_channels_than_its_limit_is_refused_before_it_solves() {
+    let dir = workdir();
+    let file = write(dir.path(), "wide.csv", events_over_channels(60, 3));
+    let (exit, stderr) = failure(&attribute(&file, &["--markov-max-channels", "50"]));
+    assert_eq!(exit, 1, "{stderr}");
+    assert!(stderr.contains("limit_exceeded") && stderr.contains("more than 50 distinct channels"), "{stderr}");
+    assert!(stderr.contains("markov_max_channels"), "{stderr}");
+    // The limit is Markov's: other models attribute the same file, and Markov does within the limit.
+    let linear = attribute_json(&file, &["--markov-max-channels", "50", "--models", "linear"]);
+    assert_eq!(linear["summary"]["channels"], 60, "{linear}");
+    let markov = attribute_json(&file, &["--markov-max-channels", "60", "--models", "markov"]);
+    assert_close(markov["models"]["markov"]["total_conversions"].as_f64().unwrap(), 30.0, "markov conversions");
+
+    // By default a file with more channels than a solve can afford is refused at once.
+    let wide = write(dir.path(), "wider.csv", events_over_channels(10_001, 2));
+    let started = std::time::Instant::now();
+    let (exit, stderr) = failure(&attribute(&wide, &["--models", "markov"]));
+    assert_eq!(exit, 1, "{stderr}");
+    assert!(stderr.contains("more than 10000 distinct channels") && stderr.contains("markov_max_channels"), "{stderr}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(20), "refused after {:?}", started.elapsed());
 }
 
 #[test]

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::service_support::{S3Server, Service, ServiceSpec, decode, without_job_id};
-use crate::support::{attribute_json, inflating, sample, workdir, write};
+use crate::support::{attribute_json, events_over_channels, inflating, sample, workdir, write};
 
 /// Small chunks and byte ranges so the 12k-row sample (about 600 kB) is split by four
 /// tasks into several partitions.
@@ -273,6 +273,59 @@ async fn hostile_inputs_leave_small_errors_in_the_job_record_and_the_api() {
     assert!(body.to_string().len() < 1024, "{} bytes of error", body.to_string().len());
     service.assert_nothing_stuck().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn markov_over_more_channels_than_its_limit_fails_the_job_naming_the_limit() {
+    let env = vec![("MTA_MARKOV_MAX_CHANNELS", "50".into())];
+    let service = Service::start(ServiceSpec { env, ..ServiceSpec::default() }).await;
+    let upload = service.upload(events_over_channels(60, 3).into_bytes()).await;
+    let id = service.submit_ok(json!({ "upload_id": upload })).await;
+    let job = service.wait(&id, Duration::from_secs(60)).await;
+    assert_eq!(
+        (job["state"].as_str(), job["error"]["code"].as_str()),
+        (Some("failed"), Some("limit_exceeded")),
+        "{job}"
+    );
+    let message = job["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("more than 50 distinct channels") && message.contains("markov_max_channels"), "{job}");
+    // The limit is Markov's: the other models attribute the same file.
+    let id = service.submit_ok(json!({ "upload_id": upload, "options": { "models": ["linear"] } })).await;
+    let job = service.wait(&id, Duration::from_secs(60)).await;
+    assert_eq!(job["state"], "succeeded", "{job}");
+    service.assert_nothing_stuck().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_over_the_time_limit_fails_its_job_and_the_worker_takes_the_next() {
+    let env = vec![("MTA_TASK_TIME_LIMIT_SECS", "2".into()), ("MTA_MARKOV_MAX_CHANNELS", "100000".into())];
+    let service = Service::start(ServiceSpec { env, ..ServiceSpec::default() }).await;
+    // An order-2 Markov solve over thousands of channels: far longer than 2 s in any build.
+    let upload = service.upload(events_over_channels(SLOW_MARKOV_CHANNELS, 4).into_bytes()).await;
+    let started = Instant::now();
+    let options = json!({ "models": ["markov"], "markov_order": 2 });
+    let id = service.submit_ok(json!({ "upload_id": upload, "options": options })).await;
+    let job = service.wait(&id, Duration::from_secs(120)).await;
+    assert_eq!(
+        (job["state"].as_str(), job["error"]["code"].as_str()),
+        (Some("failed"), Some("limit_exceeded")),
+        "{job}"
+    );
+    let message = job["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("reducing task `reduce`") && message.contains("MTA_TASK_TIME_LIMIT_SECS"), "{job}");
+    assert!(started.elapsed() < Duration::from_secs(20), "failed after {:?}", started.elapsed());
+
+    // The solve stopped between channels: the same worker is healthy and runs the next job.
+    let worker = format!("http://127.0.0.1:{}/health/live", service.worker_ports[0]);
+    assert_eq!(service.http.get(&worker).send().await.unwrap().status(), 200);
+    let small = service.upload(events_over_channels(20, 3).into_bytes()).await;
+    let id = service.submit_ok(json!({ "upload_id": small })).await;
+    let job = service.wait(&id, Duration::from_secs(30)).await;
+    assert_eq!(job["state"], "succeeded", "{job}");
+    service.assert_nothing_stuck().await;
+}
+
+/// Channels whose order-2 Markov solve takes well over 2 s even in a release build.
+const SLOW_MARKOV_CHANNELS: usize = 4_000;
 
 /// Workers that hold each chunk for a while, so tests can act mid-chunk.
 fn slow_chunks(workers: usize, delay_ms: u64) -> ServiceSpec {

@@ -201,6 +201,9 @@ pub struct AttributeArgs {
     /// Refuse inputs with more distinct channels than this.
     #[arg(long, default_value_t = Limits::default().max_channels)]
     pub max_channels: usize,
+    /// Refuse inputs with more distinct channels than this when the Markov model runs (its solve costs about the square of the channels).
+    #[arg(long, default_value_t = Limits::default().markov_max_channels)]
+    pub markov_max_channels: usize,
     /// Refuse CSV records and NDJSON lines longer than this, in bytes (bounds the memory one row may take).
     #[arg(long, default_value_t = Limits::DEFAULT_MAX_LINE_BYTES as u64, value_parser = clap::value_parser!(u64).range(1..))]
     pub max_line_bytes: u64,
@@ -258,6 +261,7 @@ impl AttributeArgs {
         let job = self.job.job_spec(None, false)?;
         let limits = Limits {
             max_channels: self.max_channels,
+            markov_max_channels: self.markov_max_channels,
             max_line_bytes: usize::try_from(self.max_line_bytes).unwrap_or(usize::MAX),
             ..Limits::default()
         };

@@ -76,6 +76,9 @@ pub struct QueueConfig {
     /// least `give_up_after` ago (`job::UnitStarts::exhausted`).
     pub max_starts: u32,
     pub give_up_after: Duration,
+    /// `MTA_TASK_TIME_LIMIT_SECS` (default 600): a task still running after this is stopped
+    /// and its job fails with `limit_exceeded`.
+    pub task_time_limit: Duration,
 }
 
 /// Input limits (DESIGN.md 2.5); each refusal names its limit.
@@ -87,6 +90,8 @@ pub struct LimitsConfig {
     pub max_rows: Option<u64>,
     /// `MTA_MAX_CHANNELS` (default 100000).
     pub max_channels: usize,
+    /// `MTA_MARKOV_MAX_CHANNELS` (default 10000): most distinct channels when the Markov model runs.
+    pub markov_max_channels: usize,
     /// `MTA_MAX_DECOMPRESSED_BYTES` (default 200 GiB): what a gzip upload may expand to.
     pub max_decompressed_bytes: u64,
     /// `MTA_MAX_LINE_BYTES` (default 1 MiB): the longest CSV record or NDJSON line, which
@@ -224,10 +229,12 @@ impl Config {
         q.redis_timeout = parsed::<u64>("MTA_REDIS_TIMEOUT_MS")?.map_or(q.redis_timeout, Duration::from_millis);
         q.max_starts = parsed("MTA_MAX_STARTS")?.unwrap_or(q.max_starts);
         q.give_up_after = parsed::<u64>("MTA_GIVE_UP_AFTER_SECS")?.map_or(q.give_up_after, Duration::from_secs);
+        q.task_time_limit = parsed::<u64>("MTA_TASK_TIME_LIMIT_SECS")?.map_or(q.task_time_limit, Duration::from_secs);
         let l = &mut config.limits;
         l.max_upload_bytes = parsed("MTA_MAX_UPLOAD_BYTES")?.unwrap_or(l.max_upload_bytes);
         l.max_rows = parsed("MTA_MAX_ROWS")?.or(l.max_rows);
         l.max_channels = parsed("MTA_MAX_CHANNELS")?.unwrap_or(l.max_channels);
+        l.markov_max_channels = parsed("MTA_MARKOV_MAX_CHANNELS")?.unwrap_or(l.markov_max_channels);
         l.max_decompressed_bytes = parsed("MTA_MAX_DECOMPRESSED_BYTES")?.unwrap_or(l.max_decompressed_bytes);
         l.max_line_bytes = parsed("MTA_MAX_LINE_BYTES")?.unwrap_or(l.max_line_bytes);
         let s = &mut config.security;
@@ -288,6 +295,9 @@ impl Config {
         if self.queue.max_starts == 0 {
             bail!("MTA_MAX_STARTS must be at least 1");
         }
+        if self.queue.task_time_limit.is_zero() {
+            bail!("MTA_TASK_TIME_LIMIT_SECS must be at least 1");
+        }
         if self.security.key_requests_per_hour == 0 {
             bail!("MTA_RATE_LIMIT_PER_HOUR must be at least 1");
         }
@@ -326,6 +336,7 @@ impl Default for QueueConfig {
             redis_timeout: Duration::from_secs(5),
             max_starts: 3,
             give_up_after: Duration::from_secs(900),
+            task_time_limit: Duration::from_secs(600),
         }
     }
 }
@@ -336,6 +347,7 @@ impl LimitsConfig {
         mta_core::ingest::Limits {
             max_rows: self.max_rows,
             max_channels: self.max_channels,
+            markov_max_channels: self.markov_max_channels,
             max_decompressed_bytes: Some(self.max_decompressed_bytes),
             max_line_bytes: self.max_line_bytes,
         }
@@ -348,6 +360,7 @@ impl Default for LimitsConfig {
             max_upload_bytes: 50 << 30,
             max_rows: None,
             max_channels: 100_000,
+            markov_max_channels: mta_core::markov::DEFAULT_MAX_CHANNELS,
             max_decompressed_bytes: 200 << 30,
             max_line_bytes: mta_core::ingest::Limits::DEFAULT_MAX_LINE_BYTES,
         }

@@ -9,6 +9,7 @@ use serde::ser::SerializeMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::{AttributionError, ErrorCode};
+use crate::markov::SolveBudget;
 use crate::options::{ModelId, Options};
 use crate::partial::Partial;
 
@@ -126,8 +127,17 @@ impl Partial {
     /// the result's construction, so that `partial.rs` does not depend on the result.
     /// Fails rather than give a result with a number that is not finite.
     pub fn finish(&self, options: &Options) -> Result<AttributionResult, AttributionError> {
+        self.finish_within(options, &SolveBudget::default())
+    }
+
+    /// [`Partial::finish`] with the Markov solve bounded by `budget`.
+    pub fn finish_within(
+        &self,
+        options: &Options,
+        budget: &SolveBudget,
+    ) -> Result<AttributionResult, AttributionError> {
         self.check_finite(options)?;
-        let result = build_result(self, options)?;
+        let result = build_result(self, options, budget)?;
         match first_non_finite(&result) {
             Some(model) => Err(AttributionError::new(
                 ErrorCode::LimitExceeded,
@@ -166,7 +176,11 @@ fn first_non_finite(result: &AttributionResult) -> Option<&'static str> {
     })
 }
 
-pub(crate) fn build_result(partial: &Partial, options: &Options) -> Result<AttributionResult, AttributionError> {
+pub(crate) fn build_result(
+    partial: &Partial,
+    options: &Options,
+    budget: &SolveBudget,
+) -> Result<AttributionResult, AttributionError> {
     let counts = &partial.counts;
     let summary = Summary {
         rows: counts.rows,
@@ -188,7 +202,7 @@ pub(crate) fn build_result(partial: &Partial, options: &Options) -> Result<Attri
     for &model in &options.models {
         let result = if model == ModelId::Markov {
             let markov = partial.markov.as_ref().expect("a partial for markov carries markov counts");
-            let solution = markov.solve(partial.channels.len())?;
+            let solution = markov.solve(partial.channels.len(), budget)?;
             let mut result = model_result(model, partial, &seen, &solution.conversions, &solution.value, attributed);
             let ids: rustc_hash::FxHashMap<&str, usize> =
                 partial.channels.iter().enumerate().map(|(id, name)| (name.as_str(), id)).collect();

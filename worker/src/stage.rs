@@ -150,7 +150,16 @@ where
     // Aborted when this future ends or is dropped (its consumer restarted).
     let _watcher = AbortOnDrop(watch_for_cancel(services.clone(), job_id, stop.clone()));
     let tenant = job.tenant.clone();
-    let outcome = work(job, stop.clone()).await;
+    let time_limit = services.config.queue.task_time_limit;
+    let outcome = match tokio::time::timeout(time_limit, work(job, stop.clone())).await {
+        Ok(outcome) => outcome,
+        Err(_) => {
+            // Work still running on a blocking thread sees the flag at its next check.
+            stop.set();
+            tracing::warn!(job = %job_id, unit, limit_secs = time_limit.as_secs(), "task ran out of time");
+            Err(RunError::Input(out_of_time(&unit, stage, time_limit)))
+        }
+    };
     let _ = ledger.log_timeline(&job_id, "end", &unit, &info.worker).await;
     match outcome {
         Ok(()) => Ok(Outcome::Done),
@@ -170,6 +179,20 @@ where
             Err(TaskError::Transient(e))
         }
     }
+}
+
+/// The error of a task stopped by `MTA_TASK_TIME_LIMIT_SECS`: the job fails, as it would
+/// run as long again on any worker.
+fn out_of_time(unit: &str, stage: Stage, limit: Duration) -> AttributionError {
+    AttributionError::new(
+        ErrorCode::LimitExceeded,
+        format!(
+            "the {} task `{unit}` ran longer than the time limit of {} s per task (MTA_TASK_TIME_LIMIT_SECS) \
+             and was stopped",
+            stage.as_str(),
+            limit.as_secs()
+        ),
+    )
 }
 
 /// Chunk files of a job that ended without a result are no longer needed (best effort:
