@@ -630,3 +630,62 @@ async fn an_idempotency_claim_does_not_outlive_the_process_that_made_it() {
     }
     service.assert_nothing_stuck().await;
 }
+
+/// `result` with every `channels` list sorted by channel name.
+fn channels_by_name(mut result: Value) -> Value {
+    fn sort(value: &mut Value) {
+        match value {
+            Value::Object(map) => {
+                if let Some(Value::Array(channels)) = map.get_mut("channels") {
+                    channels.sort_by(|a, b| a["channel"].as_str().cmp(&b["channel"].as_str()));
+                }
+                map.values_mut().for_each(sort);
+            }
+            Value::Array(items) => items.iter_mut().for_each(sort),
+            _ => {}
+        }
+    }
+    sort(&mut result);
+    result
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credit_per_period_over_chunks_equals_the_local_command_and_has_its_csv_table() {
+    let service = Service::start(chunked(2)).await;
+    let file = sample("events.csv");
+    let options = json!({ "period": "day", "timezone": "America/New_York", "models": ["linear", "markov", "shapley"] });
+    let job = service.run(&file, json!({ "options": options })).await;
+    assert_eq!(job["state"], "succeeded", "{job}");
+    let id = job["id"].as_str().unwrap();
+    let (_, result) = service.get(&format!("/v1/jobs/{id}/result")).await;
+    let local = attribute_json(
+        &file,
+        &["--period", "day", "--timezone", "America/New_York", "--models", "linear,markov,shapley"],
+    );
+    assert!(local["periods"].as_array().unwrap().len() > 1, "the sample spans several days");
+    // Compared channel by channel: in a period, credits that differ only by rounding
+    // (near-zero Markov shares) may sort either way.
+    assert_same_result(&channels_by_name(without_job_id(result.clone())), &channels_by_name(local), "result");
+
+    let (status, csv) = service.get_bytes(&format!("/v1/jobs/{id}/result?format=csv&table=periods")).await;
+    assert_eq!(status, 200);
+    let csv = String::from_utf8(csv).unwrap();
+    let rows: usize = result["periods"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["models"].as_object().unwrap().values())
+        .map(|m| m["channels"].as_array().unwrap().len())
+        .sum();
+    assert_eq!(csv.lines().count(), rows + 1, "{csv}");
+    assert!(csv.starts_with("period,model,channel,"));
+    // `table` is for CSV; an unknown table or period is refused, naming it.
+    let (status, body) = service.get(&format!("/v1/jobs/{id}/result?table=periods")).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (422, Some("invalid_option")), "{body}");
+    let (status, _) = service.get(&format!("/v1/jobs/{id}/result?format=csv&table=nope")).await;
+    assert!(status == 400 || status == 422, "{status}");
+    let upload = service.upload_file(&file).await;
+    let (status, body) = service.submit(json!({ "upload_id": upload, "options": { "period": "fortnight" } })).await;
+    assert_eq!(status, 422, "{body}");
+    assert!(body.to_string().contains("period"), "{body}");
+}

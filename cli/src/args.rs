@@ -100,6 +100,9 @@ pub enum ClientCommand {
         /// `table`, `json` or `csv`.
         #[arg(long, default_value = "table", value_parser = ["table", "json", "csv"])]
         format: String,
+        /// Print this tidy table as CSV: `channels` (what `--format csv` prints) or `periods`.
+        #[arg(long, value_parser = ["channels", "periods"], conflicts_with = "format")]
+        table: Option<String>,
         #[command(flatten)]
         connection: Connection,
     },
@@ -181,6 +184,12 @@ pub struct JobOptionArgs {
     /// Map a column: `canonical=file_column`, e.g. `user_id=cookie` (repeatable).
     #[arg(long = "column", value_name = "CANONICAL=COLUMN")]
     pub columns: Vec<String>,
+    /// Also credit per `day`, `week` (ISO, named by its Monday) or `month` of the conversions' dates.
+    #[arg(long)]
+    pub period: Option<String>,
+    /// The IANA time zone of the periods' dates, e.g. `Europe/Berlin` (default UTC).
+    #[arg(long)]
+    pub timezone: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -198,6 +207,10 @@ pub struct AttributeArgs {
     /// Print readable tables instead of JSON (JSON still goes to --output if given).
     #[arg(long)]
     pub table: bool,
+    /// Also write each tidy CSV table of the result into this directory (`channels.csv`, and
+    /// `periods.csv` with `--period`).
+    #[arg(long, value_name = "DIR")]
+    pub csv_dir: Option<PathBuf>,
     /// Refuse inputs with more distinct channels than this.
     #[arg(long, default_value_t = Limits::default().max_channels)]
     pub max_channels: usize,
@@ -233,6 +246,8 @@ impl JobOptionArgs {
             direct_channels: self.direct_channels.as_deref().map(split_list),
             conversion_row_is_touch: Some(self.conversion_touch),
             max_journey_touches: self.max_journey_touches,
+            period: self.period.as_deref().map(str::parse).transpose()?,
+            timezone: self.timezone.as_deref().map(str::parse).transpose()?,
         })
     }
 

@@ -7,6 +7,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{AttributionError, quoted};
+use crate::period::{Period, TimeZone};
 
 /// Microseconds in one day: timestamps are carried as UTC microseconds.
 pub const MICROS_PER_DAY: f64 = 86_400_000_000.0;
@@ -162,6 +163,11 @@ pub struct OptionsSpec {
     pub direct_channels: Option<Vec<String>>,
     pub conversion_row_is_touch: Option<bool>,
     pub max_journey_touches: Option<u32>,
+    /// Credit per `day`, `week` or `month` of the conversions' dates, in `periods`.
+    pub period: Option<Period>,
+    /// The IANA time zone of the periods' dates (default `UTC`).
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, example = "Europe/Berlin"))]
+    pub timezone: Option<TimeZone>,
 }
 
 /// Validated options with every default filled in; reported back in the result, and stored
@@ -182,6 +188,12 @@ pub struct Options {
     pub conversion_row_is_touch: bool,
     /// Longer journeys keep their most recent touches only (counted in the summary).
     pub max_journey_touches: u32,
+    /// Credit per period of the conversions' dates in this time zone (absent: none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub period: Option<Period>,
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub timezone: TimeZone,
 }
 
 impl Options {
@@ -251,6 +263,15 @@ impl OptionsSpec {
         if max_journey_touches == 0 {
             return Err(AttributionError::option("max_journey_touches", "must be at least 1"));
         }
+        if self.period.is_some() && kind == InputKind::Paths {
+            return Err(AttributionError::option(
+                "period",
+                "needs event rows with timestamps; path rows have no dates",
+            ));
+        }
+        if self.timezone.is_some() && self.period.is_none() {
+            return Err(AttributionError::option("timezone", "applies only with `period`"));
+        }
         Ok(Options {
             kind,
             models,
@@ -261,6 +282,8 @@ impl OptionsSpec {
             direct_channels,
             conversion_row_is_touch: self.conversion_row_is_touch.unwrap_or(false),
             max_journey_touches,
+            period: self.period,
+            timezone: self.timezone.unwrap_or_default(),
         })
     }
 }

@@ -23,7 +23,15 @@ from .errors import (
     WaitTimeoutError,
 )
 from .models import JobError, JobRecord, Progress, Upload
-from .results import AppliedOptions, AttributionResult, ChannelCredit, ModelResult, PositionWeights, Summary
+from .results import (
+    AppliedOptions,
+    AttributionResult,
+    ChannelCredit,
+    ModelResult,
+    PeriodResult,
+    PositionWeights,
+    Summary,
+)
 from .spec import JobOptions, Webhook
 from .uploads import ApiUploader, AsyncApiUploader, AsyncUploader, Uploader, UploadSource
 
@@ -42,6 +50,7 @@ __all__ = [
     "Summary",
     "AppliedOptions",
     "ModelResult",
+    "PeriodResult",
     "ChannelCredit",
     "PositionWeights",
     "JobOptions",
