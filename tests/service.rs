@@ -472,7 +472,9 @@ async fn a_task_that_crashes_its_worker_every_time_fails_the_job_after_k_starts(
     assert!(attempts >= 3, "{message}");
     let seconds: u64 = message.split(" over ").nth(1).unwrap().split(' ').next().unwrap().parse().unwrap();
     assert!(seconds >= 4, "{message}");
-    assert!(message.contains(&format!("{attempts} times its worker went away while running it")), "{message}");
+    // Every crash takes the units running beside it too: the unit given up may be another
+    // one, and an attempt of it may have finished before its worker crashed (not acked).
+    assert!(message.contains("its worker went away while running it"), "{message}");
     assert!(crashes >= 3, "the worker crashed {crashes} times");
     service.revive_workers();
     service.assert_nothing_stuck().await;

@@ -70,10 +70,8 @@ pub struct QueueConfig {
     pub poll_interval: Duration,
     /// `MTA_REDIS_TIMEOUT_MS` (default 5000): Redis response timeout.
     pub redis_timeout: Duration,
-    /// `MTA_MAX_STARTS` (default 3) and `MTA_GIVE_UP_AFTER_SECS` (default 900): a task that
-    /// keeps not finishing (its worker goes away, or it fails with an error worth retrying)
-    /// fails its job once it was started more than `max_starts` times and first started at
-    /// least `give_up_after` ago (`job::UnitStarts::exhausted`).
+    /// `MTA_MAX_STARTS` (default 3, at most 20) and `MTA_GIVE_UP_AFTER_SECS` (default 900):
+    /// when a task that keeps not finishing fails its job (`job::UnitStarts::exhausted`).
     pub max_starts: u32,
     pub give_up_after: Duration,
     /// `MTA_TASK_TIME_LIMIT_SECS` (default 600): a task still running after this is stopped
@@ -292,8 +290,9 @@ impl Config {
         if self.queue.heartbeat.is_zero() {
             bail!("MTA_HEARTBEAT_SECS must be at least 1");
         }
-        if self.queue.max_starts == 0 {
-            bail!("MTA_MAX_STARTS must be at least 1");
+        if !(1..=20).contains(&self.queue.max_starts) {
+            // apalis drops a task that failed 25 times; the job must be failed before that.
+            bail!("MTA_MAX_STARTS must be between 1 and 20");
         }
         if self.queue.task_time_limit.is_zero() {
             bail!("MTA_TASK_TIME_LIMIT_SECS must be at least 1");

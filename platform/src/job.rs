@@ -168,12 +168,14 @@ pub struct UnitStarts {
 }
 
 impl UnitStarts {
-    /// Whether to stop retrying: more than `max_starts` starts, the first at least
-    /// `give_up_after` ago. The count alone would let a fleet that loses workers often (a
-    /// healthy task killed along with its worker) fail jobs; time alone would let a task
-    /// that fails at once spin. Both together bound how long a doomed unit is retried.
+    /// Whether to stop retrying: more than `max_starts` starts, and either `max_starts` of
+    /// them failed with an error or the first was at least `give_up_after` ago. Attempts
+    /// whose worker went away count only with time: by count alone a fleet that loses
+    /// workers often (a healthy task killed along with its worker) would fail jobs, while a
+    /// task that crashes every worker still fails once the time has passed. Failures keep
+    /// the count: they are retried at once (and apalis drops a task after 25).
     pub fn exhausted(&self, max_starts: u32, give_up_after: std::time::Duration) -> bool {
-        self.starts > max_starts && self.since_first >= give_up_after
+        self.starts > max_starts && (self.failed >= max_starts || self.since_first >= give_up_after)
     }
 
     /// Why `unit` was given up, for the job's error.
@@ -233,6 +235,10 @@ mod tests {
         assert!(!starts(3, 3600).exhausted(3, window), "few starts over a long time");
         assert!(starts(4, 900).exhausted(3, window));
         assert!(starts(4, 0).exhausted(3, Duration::ZERO), "no window: the count alone");
+        let failing = UnitStarts { failed: 3, ..starts(4, 10) };
+        assert!(failing.exhausted(3, window), "errors keep the count");
+        let mixed = UnitStarts { failed: 2, lost: 1, ..starts(4, 10) };
+        assert!(!mixed.exhausted(3, window), "a lost worker among them waits for the time");
     }
 
     #[test]
