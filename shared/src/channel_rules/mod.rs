@@ -371,13 +371,18 @@ impl Compiler {
             let Some(field) = TouchField::parse(name) else {
                 return Err(fault(&path, "unknown field (rules read source, medium, campaign and referrer)"));
             };
+            // `null` is absent, as everywhere in a job spec.
+            if operators.is_null() {
+                continue;
+            }
             let Value::Object(operators) = operators else {
                 return Err(fault(&path, "must be an object of operators, e.g. {\"equals\": \"cpc\"}"));
             };
-            if operators.is_empty() {
+            let given: Vec<(&String, &Value)> = operators.iter().filter(|(_, value)| !value.is_null()).collect();
+            if given.is_empty() {
                 return Err(fault(&path, format!("names no operator (known: {})", OPERATORS.join(", "))));
             }
-            for (operator, value) in operators {
+            for (operator, value) in given {
                 let test = self.test(&format!("{path}.{operator}"), operator, value)?;
                 conditions.push(Condition { field, test });
             }

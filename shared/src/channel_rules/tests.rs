@@ -135,6 +135,15 @@ fn bad_rules_are_refused_naming_the_rule_and_the_field() {
 }
 
 #[test]
+fn null_fields_and_operators_are_absent() {
+    let set = rules(json!([{"channel": "A", "when": {"source": null, "medium": {"equals": "cpc", "regex": null}}}]));
+    assert_eq!(channel(&set, "anything", "cpc", ""), "A");
+    assert_eq!(channel(&set, "anything", "email", ""), UNASSIGNED);
+    let err = ChannelRules::from_json(&json!([{"channel": "A", "when": {"source": {"equals": null}}}])).unwrap_err();
+    assert_eq!(err.details[0].column.as_deref(), Some("channel_rules[0].when.source"));
+}
+
+#[test]
 fn hostile_rule_sets_are_bounded() {
     let many: Vec<Value> = (0..=MAX_RULES).map(|i| json!({"channel": format!("c{i}")})).collect();
     let err = ChannelRules::from_json(&Value::Array(many)).unwrap_err();
