@@ -104,7 +104,7 @@ const UTM: [(&[&str], &str, bool); 12] = [
     (&["onesignal", "firebase"], "push", true),                    // Mobile Push Notifications
     (&["attentive", "twilio"], "sms", true),                       // SMS
 ];
-/// Campaigns per tagged channel: 8 channels with campaigns, 300 in all.
+/// Campaigns per tagged channel: 8 channels have campaigns, 304 in all.
 const CAMPAIGNS_PER_CHANNEL: u64 = 38;
 
 /// The UTM tags of a touch in the marketing schema: source, medium and campaign number (a

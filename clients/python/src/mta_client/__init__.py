@@ -23,7 +23,15 @@ from .errors import (
     WaitTimeoutError,
 )
 from .models import JobError, JobRecord, Progress, Upload
-from .results import AppliedOptions, AttributionResult, ChannelCredit, ModelResult, PositionWeights, Summary
+from .results import (
+    AppliedChannelRules,
+    AppliedOptions,
+    AttributionResult,
+    ChannelCredit,
+    ModelResult,
+    PositionWeights,
+    Summary,
+)
 from .spec import JobOptions, Webhook
 from .uploads import ApiUploader, AsyncApiUploader, AsyncUploader, Uploader, UploadSource
 
@@ -40,6 +48,7 @@ __all__ = [
     "Progress",
     "AttributionResult",
     "Summary",
+    "AppliedChannelRules",
     "AppliedOptions",
     "ModelResult",
     "ChannelCredit",
