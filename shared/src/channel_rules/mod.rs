@@ -24,8 +24,11 @@ pub const MAX_RULES: usize = 1000;
 pub const MAX_VALUE_BYTES: usize = 1024;
 /// The most values every `in` list of a rule set may hold together.
 pub const MAX_LIST_VALUES: usize = 50_000;
-/// What one compiled regex may take, in bytes (the regex crate's own size limits).
-const MAX_REGEX_BYTES: usize = 1 << 20;
+/// The most regexes a rule set may have.
+pub const MAX_REGEXES: usize = 200;
+/// What one compiled regex (and its lazy DFA's cache) may take, in bytes: with
+/// [`MAX_REGEXES`], a rule set's regexes stay within about 100 MiB whatever they say.
+const MAX_REGEX_BYTES: usize = 256 << 10;
 /// The channel of a touch that no rule matches.
 pub const UNASSIGNED: &str = "Unassigned";
 
@@ -319,6 +322,7 @@ fn compile(given: &Value, builtin: Option<&'static str>) -> Result<Compiled, Att
 struct Compiler {
     channels: Vec<String>,
     list_values: usize,
+    regexes: usize,
 }
 
 impl Compiler {
@@ -412,13 +416,17 @@ impl Compiler {
             "contains" => Test::Contains(value.to_lowercase()),
             "starts_with" => Test::StartsWith(value.to_lowercase()),
             "ends_with" => Test::EndsWith(value.to_lowercase()),
+            "regex" if self.regexes == MAX_REGEXES => {
+                return Err(fault(path, format!("more than the {MAX_REGEXES} regexes a rule set may have")));
+            }
             "regex" => Test::Regex(
                 RegexBuilder::new(value)
                     .case_insensitive(true)
                     .size_limit(MAX_REGEX_BYTES)
                     .dfa_size_limit(MAX_REGEX_BYTES)
                     .build()
-                    .map_err(|e| fault(path, format!("not a valid regex: {}", first_line(&e.to_string()))))?,
+                    .map_err(|e| fault(path, format!("not a valid regex: {}", first_line(&e.to_string()))))
+                    .inspect(|_| self.regexes += 1)?,
             ),
             other => {
                 return Err(fault(

@@ -158,6 +158,11 @@ fn hostile_rule_sets_are_bounded() {
     let err = ChannelRules::from_json(&json!([{"channel": "A", "when": {"source": {"in": values}}}])).unwrap_err();
     assert!(err.message.contains("more than the 50000 values"), "{}", err.message);
 
+    let many: Vec<Value> =
+        (0..=MAX_REGEXES).map(|i| json!({"channel": "A", "when": {"source": {"regex": format!("^s{i}$")}}})).collect();
+    let err = ChannelRules::from_json(&Value::Array(many)).unwrap_err();
+    assert_eq!(err.details[0].column.as_deref(), Some("channel_rules[200].when.source.regex"), "{err}");
+
     // A short pattern whose compiled form is enormous is refused by the size limit.
     let err = ChannelRules::from_json(&json!([{"channel": "A", "when": {"source": {"regex": "\\w{1000}{1000}"}}}]))
         .unwrap_err();
