@@ -3,7 +3,8 @@
 use std::io::Write;
 
 use crate::support::{
-    assert_close, attribute, attribute_json, attribute_peak_memory, credit, failure, inflating, sample, workdir, write,
+    assert_close, attribute, attribute_json, attribute_peak_memory, credit, events_over_channels, failure, inflating,
+    sample, workdir, write,
 };
 
 const EVENTS: &str = "\
@@ -547,6 +548,29 @@ fn a_huge_header_gives_a_small_error() {
 }
 
 #[test]
+fn markov_over_more_channels_than_its_limit_is_refused_before_it_solves() {
+    let dir = workdir();
+    let file = write(dir.path(), "wide.csv", events_over_channels(60, 3));
+    let (exit, stderr) = failure(&attribute(&file, &["--markov-max-channels", "50"]));
+    assert_eq!(exit, 1, "{stderr}");
+    assert!(stderr.contains("limit_exceeded") && stderr.contains("more than 50 distinct channels"), "{stderr}");
+    assert!(stderr.contains("markov_max_channels"), "{stderr}");
+    // The limit is Markov's: other models attribute the same file, and Markov does within the limit.
+    let linear = attribute_json(&file, &["--markov-max-channels", "50", "--models", "linear"]);
+    assert_eq!(linear["summary"]["channels"], 60, "{linear}");
+    let markov = attribute_json(&file, &["--markov-max-channels", "60", "--models", "markov"]);
+    assert_close(markov["models"]["markov"]["total_conversions"].as_f64().unwrap(), 30.0, "markov conversions");
+
+    // By default a file with more channels than a solve can afford is refused at once.
+    let wide = write(dir.path(), "wider.csv", events_over_channels(10_001, 2));
+    let started = std::time::Instant::now();
+    let (exit, stderr) = failure(&attribute(&wide, &["--models", "markov"]));
+    assert_eq!(exit, 1, "{stderr}");
+    assert!(stderr.contains("more than 10000 distinct channels") && stderr.contains("markov_max_channels"), "{stderr}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(20), "refused after {:?}", started.elapsed());
+}
+
+#[test]
 fn sums_past_the_float_range_are_refused_naming_column_and_row() {
     let dir = workdir();
     let events = write(
@@ -601,4 +625,69 @@ fn a_latin1_byte_in_the_first_row_is_reported_on_that_row() {
         stderr.contains("invalid_value") && stderr.contains("row 1, column `#1`: value is not valid UTF-8"),
         "{stderr}"
     );
+}
+
+#[test]
+fn credit_per_week_follows_the_conversion_date_in_the_time_zone_and_adds_up() {
+    let dir = workdir();
+    // u4 converts on Sunday 2026-01-04 at 23:30 UTC: Monday 00:30 in Berlin, a new ISO week there.
+    let events =
+        format!("{EVENTS}u4,2026-01-04T20:00:00Z,impression,0,,search\nu4,2026-01-04T23:30:00Z,conversion,1,10,\n");
+    let file = write(dir.path(), "events.csv", &events);
+    let models = ["--models", "first_touch,linear,markov", "--period", "week"];
+    let utc = attribute_json(&file, &models);
+    let weeks = |result: &serde_json::Value| -> Vec<String> {
+        result["periods"].as_array().unwrap().iter().map(|p| p["period"].as_str().unwrap().to_owned()).collect()
+    };
+    assert_eq!(weeks(&utc), ["2025-12-29", "2026-01-05"]);
+    assert_eq!(utc["options"]["period"], "week");
+    assert_eq!(utc["options"]["timezone"], "UTC");
+    let first = &utc["periods"][0];
+    assert_eq!(first["summary"]["conversions"], 2.0, "u1 on Saturday and u4 on Sunday: {first}");
+    assert_eq!(first["models"]["first_touch"]["channels"][0]["channel"], "email");
+    let second = &utc["periods"][1];
+    assert_eq!(second["summary"]["conversions"], 2.0, "u2 on Monday, u3 (unattributed) on Saturday");
+    assert_eq!(second["summary"]["null_journeys"], 1.0, "u2's touch after its conversion, by its date");
+    assert_eq!(second["summary"]["unattributed_value"], 20.0);
+
+    let berlin_dir = dir.path().join("tables");
+    let mut args = models.to_vec();
+    args.extend(["--timezone", "Europe/Berlin", "--csv-dir", berlin_dir.to_str().unwrap()]);
+    let berlin = attribute_json(&file, &args);
+    assert_eq!(berlin["periods"][0]["summary"]["conversions"], 1.0, "u4 moved to the next week in Berlin");
+    assert_eq!(berlin["periods"][1]["summary"]["conversions"], 3.0);
+    // Every rule model's periods add up to its whole-file credit.
+    for result in [&utc, &berlin] {
+        for model in ["first_touch", "linear"] {
+            for channel in ["email", "search"] {
+                let whole = credit(result, model, channel).0;
+                let mut sum = 0.0;
+                for period in result["periods"].as_array().unwrap() {
+                    let channels = period["models"][model]["channels"].as_array().unwrap();
+                    sum += channels
+                        .iter()
+                        .filter(|c| c["channel"] == channel)
+                        .map(|c| c["conversions"].as_f64().unwrap())
+                        .sum::<f64>();
+                }
+                assert_close(sum, whole, &format!("{model} {channel}"));
+            }
+        }
+    }
+    // The tidy tables: channels.csv as ever, and periods.csv with a period column.
+    let periods = std::fs::read_to_string(berlin_dir.join("periods.csv")).unwrap();
+    let mut lines = periods.lines();
+    assert_eq!(lines.next(), Some("period,model,channel,conversions,value,share,removal_effect,removal_effect_value"));
+    assert!(lines.clone().any(|l| l.starts_with("2026-01-05,markov,search,")), "{periods}");
+    let rows_per_period = |week: &str| lines.clone().filter(|l| l.starts_with(week)).count();
+    assert_eq!(rows_per_period("2025-12-29"), 6, "u1's email and search under three models: {periods}");
+    assert!(std::fs::read_to_string(berlin_dir.join("channels.csv")).unwrap().starts_with("model,channel,"));
+
+    // Bad period options are refused before the file is read, naming the option.
+    let refused = attribute(&file, &["--period", "fortnight"]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("period"), "{refused:?}");
+    let refused = attribute(&file, &["--timezone", "Europe/Berlin"]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("applies only with `period`"), "{refused:?}");
 }

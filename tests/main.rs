@@ -7,6 +7,7 @@ mod channels;
 mod client;
 mod dashboard;
 mod operations;
+mod retention;
 mod security;
 mod service;
 mod service_support;

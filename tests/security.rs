@@ -637,3 +637,94 @@ async fn a_flood_of_bad_keys_from_one_address_is_cut_off_without_an_audit_entry_
     // The address's valid key still works.
     assert_eq!(service.get("/v1/jobs").await.0, 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_tenant_with_many_keys_cannot_starve_the_others() {
+    let mut service = Service::start(ServiceSpec::default()).await;
+    let api = service.start_api(&[("MTA_RATE_LIMIT_TENANT_PER_HOUR", "6")]).await;
+    // Three keys of one tenant, each allowed 1000 an hour: together they get the tenant's 6.
+    let greedy: Vec<String> = (0..3).map(|_| operator_key(&service, "greedy", "read", &[]).1).collect();
+    for i in 0..6 {
+        let key = &greedy[i % 3];
+        let (status, body, headers) = send(&api, "GET", "/v1/jobs", &[("authorization", &bearer(key))]).await;
+        assert_eq!(status, 200, "request {i}: {body}");
+        // The headers keep reporting the key's own quota.
+        assert_eq!(headers["ratelimit-limit"], "1000");
+    }
+    for key in &greedy {
+        let (status, body, headers) = send(&api, "GET", "/v1/jobs", &[("authorization", &bearer(key))]).await;
+        assert_eq!(status, 429, "{body}");
+        assert_eq!(body["error"]["code"], "rate_limited");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(message.contains("tenant's") && message.contains("6 requests per 3600 s"), "{message}");
+        assert!(headers.contains_key("retry-after"));
+    }
+    // A fresh key of the same tenant is refused too; another tenant is not affected.
+    let (_, fresh) = operator_key(&service, "greedy", "read", &[]);
+    assert_eq!(send(&api, "GET", "/v1/jobs", &[("authorization", &bearer(&fresh))]).await.0, 429);
+    let (_, other) = operator_key(&service, "patient", "read", &[]);
+    assert_eq!(send(&api, "GET", "/v1/jobs", &[("authorization", &bearer(&other))]).await.0, 200);
+    // The refusal is audited with the limit that made it (read from Redis: the tenant's own
+    // admin would be refused too).
+    let newest = service.redis.command("XREVRANGE mta:audit:greedy + - COUNT 1").unwrap();
+    assert!(
+        newest.contains("rate_limit.refused") && newest.contains("the tenant limit: 6 requests per 3600 s"),
+        "{newest}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_holds_a_bounded_number_of_keys_and_racing_rotations_leave_one_secret() {
+    let mut service = Service::start(ServiceSpec::default()).await;
+    let api = service.start_api(&[("MTA_MAX_KEYS_PER_TENANT", "3")]).await;
+    let (_, admin) = operator_key(&service, "t9", "admin", &[]);
+    let create = |name: &str| {
+        let body = json!({ "name": name, "role": "read" });
+        client(Some(&admin)).post(format!("{api}/v1/admin/keys")).json(&body).send()
+    };
+    // The admin's own key is one of the three. Concurrent creations never pass the limit.
+    let answers = futures_util::future::join_all((0..6).map(|i| create(&format!("k{i}")))).await;
+    let mut statuses = Vec::new();
+    let mut made = Vec::new();
+    for response in answers {
+        let (status, body) = decode(response.unwrap()).await;
+        if status == 201 {
+            made.push(body["id"].as_str().unwrap().to_owned());
+        } else {
+            assert_eq!(body["error"]["code"], "limit_exceeded", "{body}");
+            assert!(body["error"]["message"].as_str().unwrap().contains("limit of 3"), "{body}");
+        }
+        statuses.push(status);
+    }
+    assert_eq!(made.len(), 2, "{statuses:?}");
+    assert_eq!(statuses.iter().filter(|&&s| s == 413).count(), 4, "{statuses:?}");
+    // Revoking one frees its place; the operator is not held to the limit.
+    let (status, _) = service.call(Some(&admin), "DELETE", &format!("/v1/admin/keys/{}", made[0]), None).await;
+    assert_eq!(status, 200);
+    assert_eq!(decode(create("after revoke").await.unwrap()).await.0, 201);
+    assert_eq!(decode(create("one too many").await.unwrap()).await.0, 413);
+    operator_key(&service, "t9", "read", &[]);
+
+    // Ten rotations of one key at once: exactly one secret works, and no lookup is left
+    // behind for the others (one lookup per live key in Redis).
+    let target = &made[1];
+    let rotate = || client(Some(&admin)).post(format!("{api}/v1/admin/keys/{target}/rotate")).send();
+    let mut secrets = Vec::new();
+    for response in futures_util::future::join_all((0..10).map(|_| rotate())).await {
+        let (status, body) = decode(response.unwrap()).await;
+        assert_eq!(status, 200, "{body}");
+        secrets.push(body["key"].as_str().unwrap().to_owned());
+    }
+    let mut working = 0;
+    for secret in &secrets {
+        let (status, body, _) = send(&api, "GET", "/v1/jobs", &[("authorization", &bearer(secret))]).await;
+        assert!(status == 200 || status == 401, "{body}");
+        working += usize::from(status == 200);
+    }
+    assert_eq!(working, 1, "of ten racing rotations, exactly the last secret works");
+    let (_, listed) = service.call(Some(&admin), "GET", "/v1/admin/keys", None).await;
+    let live = listed["keys"].as_array().unwrap().iter().filter(|k| k["revoked_at"].is_null()).count();
+    // Besides t9's, the only live key is the harness's admin key of t1.
+    let lookups = service.redis.command("KEYS mta:apikey:*").unwrap();
+    assert!(lookups.starts_with(&format!("*{}\r\n", live + 1)), "lookups: {lookups:?}, live keys of t9: {live}");
+}

@@ -276,6 +276,10 @@ impl Service {
         self._data.path().join("store")
     }
 
+    pub(crate) fn worker_count(&self) -> usize {
+        self.workers.len()
+    }
+
     pub(crate) fn worker_pid(&self, index: usize) -> u32 {
         self.workers[index].id()
     }

@@ -121,3 +121,20 @@ pub(crate) fn failure(output: &Output) -> (i32, String) {
     assert!(!output.status.success(), "expected failure, stdout: {}", String::from_utf8_lossy(&output.stdout));
     (output.status.code().unwrap_or(-1), String::from_utf8_lossy(&output.stderr).into_owned())
 }
+
+/// Event rows over `channels` distinct channels: one user per channel, whose journey
+/// touches it and `touches - 1` others (spread by multiplying the index), every other
+/// user converting. The Markov chain has every channel in it, with a few transitions each.
+pub(crate) fn events_over_channels(channels: usize, touches: usize) -> String {
+    let mut csv = String::from("user_id,timestamp,channel,conversion\n");
+    for user in 0..channels {
+        for touch in 0..touches {
+            let channel = (user + touch * (user * 7 + 13)) % channels;
+            csv.push_str(&format!("u{user},2026-01-01T00:{touch:02}:00Z,c{channel},0\n"));
+        }
+        if user % 2 == 0 {
+            csv.push_str(&format!("u{user},2026-01-01T01:00:00Z,,1\n"));
+        }
+    }
+    csv
+}

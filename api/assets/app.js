@@ -3,7 +3,7 @@
 // the key from session storage (api.js); the charts are drawn by charts.js.
 
 import { ApiError, call, clause, describeProblem, download, forgetKey, storeKey, storedKey, upload } from './api.js';
-import { barChart, groupedBarChart, legend } from './charts.js';
+import { barChart, groupedBarChart, legend, lineChart } from './charts.js';
 
 const MODELS = [
   'first_touch', 'last_touch', 'last_non_direct', 'linear', 'position_based', 'j_shaped', 'inverse_j',
@@ -262,6 +262,10 @@ function jobSpec() {
   else if (given > 0) throw new FormProblem('Give all three position weights (first, middle, last), or none.');
   const direct = $('direct_channels').value.split(',').map((c) => c.trim()).filter(Boolean);
   if (direct.length) options.direct_channels = direct;
+  if ($('period').value) options.period = $('period').value;
+  const timezone = $('timezone').value.trim();
+  if (timezone && !options.period) throw new FormProblem('A time zone applies only with credit over time.');
+  if (timezone) options.timezone = timezone;
   if (Object.keys(options).length) spec.options = options;
   if ($('export_credits').checked) spec.export_credits = true;
   return spec;
@@ -567,10 +571,38 @@ function drawModel() {
     title: `Conversion value credited by ${name}`, unit: 'Value', format: money, tickFormat: count, id: 'value',
     rows: channels.map((c) => ({ label: c.channel, value: c.value })),
   });
+  drawPeriods();
   const notes = [];
   if (model.note) notes.push(model.note);
   if (model.conserves_totals === false) notes.push('This model\'s credits do not add up to the total conversions.');
   $('model-note').textContent = notes.join(' ');
+}
+
+/** The chosen model's conversions per channel over the result's periods, one line per channel. */
+function drawPeriods() {
+  const result = state.result;
+  const periods = result?.periods || [];
+  $('periods-panel').hidden = periods.length === 0;
+  $('download-periods').hidden = periods.length === 0;
+  if (!periods.length) return;
+  const name = state.model;
+  const credit = new Map();
+  for (const period of periods) {
+    for (const c of period.models?.[name]?.channels || []) {
+      credit.set(`${period.period}\u0000${c.channel}`, c.conversions);
+      credit.set(c.channel, (credit.get(c.channel) || 0) + c.conversions);
+    }
+  }
+  // Channels as the whole-file figures rank them, so colours match the other charts' order.
+  const channels = (result.models?.[name]?.channels || []).map((c) => c.channel).filter((c) => credit.has(c));
+  const labels = periods.map((p) => p.period);
+  legend($('periods-legend'), channels, 'Channels');
+  lineChart($('chart-periods'), {
+    title: `Conversions credited by ${name}, per ${result.options?.period || 'period'}`, periods: labels,
+    series: channels, value: (channel, period) => credit.get(`${period}\u0000${channel}`) ?? 0, format: count,
+    id: 'periods',
+  });
+  $('periods-note').textContent = `${labels.length} periods by the conversion's date (${result.options?.timezone || 'UTC'})`;
 }
 
 async function save(path, filename) {
@@ -590,6 +622,8 @@ function wireResult() {
   const job = () => encodeURIComponent(state.viewing);
   $('download-csv').addEventListener('click', () =>
     save(`/v1/jobs/${job()}/result?format=csv`, `result-${short(state.viewing)}.csv`));
+  $('download-periods').addEventListener('click', () =>
+    save(`/v1/jobs/${job()}/result?format=csv&table=periods`, `periods-${short(state.viewing)}.csv`));
   $('download-json').addEventListener('click', () =>
     save(`/v1/jobs/${job()}/result`, `result-${short(state.viewing)}.json`));
   $('download-credits').addEventListener('click', () =>

@@ -1,7 +1,8 @@
-// Small SVG charts drawn from data, with no library: horizontal bars (one series) and
-// grouped vertical bars (several series). Every chart is an `<svg role="img">` with an
+// Small SVG charts drawn from data, with no library: horizontal bars (one series),
+// grouped vertical bars (several series) and lines over periods. Every chart is an `<svg role="img">` with an
 // `aria-label`, followed by a visually hidden table holding the same numbers. Bars carry
-// `data-channel`, `data-value` (the exact number) and, when grouped, `data-model`.
+// `data-channel`, `data-value` (the exact number) and, when grouped, `data-model`; the
+// points of a line also `data-period`.
 
 // The SVG namespace name (an identifier, never fetched).
 const SVG = 'http://www.w3.org/2000/svg';
@@ -193,10 +194,10 @@ export function groupedBarChart(figure, { title, groups, series, value, format, 
   figure.append(chart, hiddenTable(title, ['Channel', ...series], rows));
 }
 
-/** A legend for `groupedBarChart`: one swatch per series, coloured by the same classes. */
-export function legend(container, series) {
+/** A legend for `groupedBarChart` and `lineChart`: one swatch per series, coloured by the same classes. */
+export function legend(container, series, label = 'Models') {
   container.replaceChildren();
-  const list = html('ul', { class: 'legend-list', 'aria-label': 'Models' });
+  const list = html('ul', { class: 'legend-list', 'aria-label': label });
   series.forEach((name, i) => {
     const item = html('li');
     const swatch = svg('svg', { width: 12, height: 12, viewBox: '0 0 12 12', 'aria-hidden': 'true' });
@@ -205,4 +206,57 @@ export function legend(container, series) {
     list.append(item);
   });
   container.append(list);
+}
+
+/**
+ * Lines over periods: one line per entry of `series` (channels) across `periods` (labels,
+ * oldest first), `value(series, period)` the height. Points carry `data-period`,
+ * `data-channel` and `data-value`; series `i` is coloured by the CSS class `s{i}`.
+ */
+export function lineChart(figure, { title, periods, series, value, format, id }) {
+  const width = figureFrame(figure, title);
+  const left = 56;
+  const right = 12;
+  const top = 10;
+  const plotHeight = 240;
+  const labelChars = 10;
+  const slot = (width - left - right) / Math.max(1, periods.length);
+  // Every n-th period is labelled so that labels never overlap.
+  const every = Math.max(1, Math.ceil((labelChars * CHAR_PX + 8) / slot));
+  const bottom = 26;
+  const height = top + plotHeight + bottom;
+  const [low, high] = domain(periods.flatMap((p) => series.map((s) => value(s, p))));
+  const x = (i) => left + slot * i + slot / 2;
+  const y = (v) => top + plotHeight - ((v - low) / (high - low)) * plotHeight;
+
+  const chart = svg('svg', {
+    width, height, viewBox: `0 0 ${width} ${height}`, role: 'img', class: 'lines', 'data-chart': id,
+    'aria-label': `${title}: one line per channel (${series.length}) over ${periods.length} periods; `
+      + 'the numbers follow in a table.',
+  });
+  const grid = svg('g', { class: 'grid', 'aria-hidden': 'true' }, chart);
+  for (const tick of ticks(low, high)) {
+    svg('line', { x1: left, x2: width - right, y1: y(tick), y2: y(tick) }, grid);
+    text(grid, left - 6, y(tick) + FONT_PX / 3, format(tick), { 'text-anchor': 'end', class: 'tick' });
+  }
+  periods.forEach((period, i) => {
+    if (i % every === 0) {
+      text(chart, x(i), top + plotHeight + 16, shorten(period, labelChars), { 'text-anchor': 'middle', class: 'label' });
+    }
+  });
+  series.forEach((name, si) => {
+    const line = svg('g', { class: `line s${si % 12}`, 'data-channel': name }, chart);
+    const points = periods.map((p, i) => `${x(i)},${y(value(name, p))}`).join(' ');
+    svg('polyline', { points, class: `stroke s${si % 12}` }, line);
+    periods.forEach((period, i) => {
+      const v = value(name, period);
+      const point = svg('circle', {
+        cx: x(i), cy: y(v), r: 3, class: `point s${si % 12}`, 'data-period': period, 'data-channel': name,
+        'data-value': v,
+      }, line);
+      svg('title', {}, point).textContent = `${period}, ${name}: ${format(v)}`;
+    });
+  });
+  const rows = periods.map((p) => [p, ...series.map((s) => format(value(s, p)))]);
+  figure.append(chart, hiddenTable(title, ['Period', ...series], rows));
 }

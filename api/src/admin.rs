@@ -44,7 +44,7 @@ pub struct CreateKey {
         (status = 201, description = "The key; `key` is its secret, shown only now", body = NewKey),
         (status = 400, description = "Malformed JSON", body = ErrorBody),
         (status = 403, description = "Not an admin key", body = ErrorBody),
-        (status = 413, description = "Body over 1 MiB", body = ErrorBody),
+        (status = 413, description = "Body over 1 MiB, or the tenant holds `MTA_MAX_KEYS_PER_TENANT` keys (`limit_exceeded`)", body = ErrorBody),
         (status = 415, description = "The body is not `application/json`", body = ErrorBody),
         (status = 422, description = "A field is invalid (named)", body = ErrorBody),
     )
@@ -70,7 +70,8 @@ pub async fn create(
             format!("must be at most {ceiling} (the operator's limit; ask them for more)"),
         ));
     }
-    let new = state.keys.create(&request).await?;
+    let limit = Some(state.config.security.max_keys_per_tenant).filter(|&n| n > 0);
+    let new = state.keys.create(&request, limit).await??;
     state.audit.record(caller.event("key.created", &new.record.id)).await;
     Ok((StatusCode::CREATED, Json(new)))
 }

@@ -22,7 +22,7 @@ use mta_platform::access::{AuthFailure, KeyRecord, Role};
 use mta_platform::audit::AuditEvent;
 use mta_platform::ids::{KeyId, Tenant};
 use mta_platform::metrics::Metrics;
-use mta_platform::quota::{Decision, Rate};
+use mta_platform::quota::{Decision, Limit, Rate};
 
 use crate::AppState;
 use crate::error::{ApiCode, ApiError};
@@ -60,22 +60,28 @@ pub async fn authenticate(State(state): State<AppState>, mut request: Request, n
         }
     };
     let rate = Rate::per_hour(record.requests_per_hour.unwrap_or(state.config.security.key_requests_per_hour));
-    let decision = match state.quotas.request(&record.id, rate).await {
+    let decision = match state.quotas.request(&record.id, &record.tenant, rate).await {
         Ok(decision) => decision,
         Err(e) => return ApiError::from(e).into_response(),
     };
     let caller =
         Caller { key_id: record.id, tenant: record.tenant, role: record.role, default_webhook: record.webhook_url };
     tracing::Span::current().record("tenant", caller.tenant.as_str());
-    if !decision.allowed {
+    if let Some((limit, limit_rate)) = decision.refused_by {
         Metrics::refusal(&state.metrics.rate_limit_refusals, "requests");
+        let quota = format!("{} requests per {} s", limit_rate.limit, limit_rate.period.as_secs());
         let mut event = caller.event("rate_limit.refused", request.uri().path());
-        event.detail = Some(format!("{} requests per {} s", rate.limit, rate.period.as_secs()));
+        event.detail = Some(format!("the {} limit: {quota}", limit.as_str()));
         state.audit.record(event).await;
         let retry = decision.retry_after.as_secs_f64().ceil().max(1.0) as u64;
+        let whose = match limit {
+            Limit::Key => "this key's",
+            Limit::Tenant => "this tenant's (all its keys together)",
+            Limit::Service => "the service's",
+        };
         let mut response = ApiError::TooMany {
             code: ApiCode::RateLimited,
-            message: format!("too many requests; retry in {retry} s"),
+            message: format!("too many requests: {whose} limit of {quota}; retry in {retry} s"),
             retry_after_secs: retry,
         }
         .into_response();

@@ -41,7 +41,7 @@ use mta_platform::audit::Audit;
 use mta_platform::backends::Backends;
 use mta_platform::health::Probe;
 use mta_platform::metrics::Metrics;
-use mta_platform::quota::{Quotas, Rate};
+use mta_platform::quota::{Quotas, Rate, RequestLimits};
 use mta_platform::webhook::Deliveries;
 use mta_platform::{Config, Ledger, Queue, Storage};
 use tokio::net::TcpListener;
@@ -84,10 +84,13 @@ impl AppState {
     pub async fn connect(config: Config, redis_url: &str) -> anyhow::Result<AppState> {
         let Backends { redis, ledger, queue, storage, deliveries } = Backends::connect(&config, redis_url).await?;
         let (prefix, security) = (&config.queue.prefix, &config.security);
-        let global = Some(security.global_requests_per_minute).filter(|&n| n > 0).map(Rate::per_minute);
+        let limits = RequestLimits {
+            tenant: Some(security.tenant_requests_per_hour).filter(|&n| n > 0).map(Rate::per_hour),
+            global: Some(security.global_requests_per_minute).filter(|&n| n > 0).map(Rate::per_minute),
+        };
         Ok(AppState(Arc::new(Services {
             keys: KeyStore::new(redis.clone(), prefix),
-            quotas: Quotas::new(redis.clone(), prefix, global, security.tenant_upload_bytes_per_day),
+            quotas: Quotas::new(redis.clone(), prefix, limits, security.tenant_upload_bytes_per_day),
             audit: Audit::new(redis, prefix, security.audit_max_entries),
             deliveries,
             probe: Probe::new("api", ledger.clone(), queue.clone(), storage.clone(), &config.queue),

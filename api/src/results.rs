@@ -6,7 +6,7 @@ use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use mta_core::result::channels_csv;
+use mta_core::result::Table;
 use mta_platform::job::{JobRecord, JobState};
 use mta_platform::results::{JobResult, stored_result};
 use mta_platform::storage::keys;
@@ -25,6 +25,10 @@ pub struct ResultQuery {
     /// `json` (default) or `csv`.
     #[param(pattern = "^(json|csv)$")]
     format: Option<String>,
+    /// With `format=csv`: `channels` (default: one row per model and channel) or `periods`
+    /// (one row per period, model and channel; the job's `period` option).
+    #[param(pattern = "^(channels|periods)$")]
+    table: Option<String>,
 }
 
 fn require_success(job: &JobRecord) -> Result<(), ApiError> {
@@ -47,7 +51,7 @@ fn require_success(job: &JobRecord) -> Result<(), ApiError> {
     tag = "results",
     params(("id" = String, Path, description = "Job id"), ResultQuery),
     responses(
-        (status = 200, description = "The result (docs/user-guide.md, Results), or one CSV row per model and channel", content(
+        (status = 200, description = "The result (docs/user-guide.md, Results), or a tidy CSV table (`table`)", content(
             (JobResult = "application/json"),
             (String = "text/csv"),
         )),
@@ -68,10 +72,15 @@ pub async fn result(
     let result =
         stored_result(&state.ledger, &state.storage, &job).await?.ok_or_else(|| ApiError::not_found("result"))?;
     state.audit.record(caller.event("result.downloaded", job.id)).await;
+    let table: Option<Table> = query.table.as_deref().map(str::parse).transpose()?;
     match query.format.as_deref() {
         // A job answered from the cache serves its source's result under its own id.
-        None | Some("json") => Ok(Json(JobResult { job_id: job.id, result }).into_response()),
-        Some("csv") => Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], channels_csv(&result)).into_response()),
+        None | Some("json") if table.is_none() => Ok(Json(JobResult { job_id: job.id, result }).into_response()),
+        None | Some("json") => Err(ApiError::field("table", "applies to format=csv only")),
+        Some("csv") => {
+            let csv = table.unwrap_or(Table::Channels).csv(&result);
+            Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], csv).into_response())
+        }
         Some(other) => Err(ApiError::field("format", format!("`{other}` is not json or csv"))),
     }
 }

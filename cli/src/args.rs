@@ -102,6 +102,9 @@ pub enum ClientCommand {
         /// `table`, `json` or `csv`.
         #[arg(long, default_value = "table", value_parser = ["table", "json", "csv"])]
         format: String,
+        /// Print this tidy table as CSV: `channels` (what `--format csv` prints) or `periods`.
+        #[arg(long, value_parser = ["channels", "periods"], conflicts_with = "format")]
+        table: Option<String>,
         #[command(flatten)]
         connection: Connection,
     },
@@ -189,6 +192,12 @@ pub struct JobOptionArgs {
     /// with source/medium columns and no channel column gets `ga4`.
     #[arg(long, value_name = "ga4|FILE.json")]
     pub channel_rules: Option<String>,
+    /// Also credit per `day`, `week` (ISO, named by its Monday) or `month` of the conversions' dates.
+    #[arg(long)]
+    pub period: Option<String>,
+    /// The IANA time zone of the periods' dates, e.g. `Europe/Berlin` (default UTC).
+    #[arg(long)]
+    pub timezone: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -206,9 +215,16 @@ pub struct AttributeArgs {
     /// Print readable tables instead of JSON (JSON still goes to --output if given).
     #[arg(long)]
     pub table: bool,
+    /// Also write each tidy CSV table of the result into this directory (`channels.csv`, and
+    /// `periods.csv` with `--period`).
+    #[arg(long, value_name = "DIR")]
+    pub csv_dir: Option<PathBuf>,
     /// Refuse inputs with more distinct channels than this.
     #[arg(long, default_value_t = Limits::default().max_channels)]
     pub max_channels: usize,
+    /// Refuse inputs with more distinct channels than this when the Markov model runs (its solve costs about the square of the channels).
+    #[arg(long, default_value_t = Limits::default().markov_max_channels)]
+    pub markov_max_channels: usize,
     /// Refuse CSV records and NDJSON lines longer than this, in bytes (bounds the memory one row may take).
     #[arg(long, default_value_t = Limits::DEFAULT_MAX_LINE_BYTES as u64, value_parser = clap::value_parser!(u64).range(1..))]
     pub max_line_bytes: u64,
@@ -239,6 +255,8 @@ impl JobOptionArgs {
             conversion_row_is_touch: Some(self.conversion_touch),
             max_journey_touches: self.max_journey_touches,
             channel_rules: self.channel_rules.as_deref().map(read_channel_rules).transpose()?,
+            period: self.period.as_deref().map(str::parse).transpose()?,
+            timezone: self.timezone.as_deref().map(str::parse).transpose()?,
         })
     }
 
@@ -267,6 +285,7 @@ impl AttributeArgs {
         let job = self.job.job_spec(None, false)?;
         let limits = Limits {
             max_channels: self.max_channels,
+            markov_max_channels: self.markov_max_channels,
             max_line_bytes: usize::try_from(self.max_line_bytes).unwrap_or(usize::MAX),
             ..Limits::default()
         };

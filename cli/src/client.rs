@@ -84,9 +84,14 @@ pub async fn run(command: ClientCommand) -> Result<Outcome> {
                 _ => Outcome::Done,
             })
         }
-        ClientCommand::Result { id, format, connection } => {
+        ClientCommand::Result { id, format, table, connection } => {
             let api = Api::new(&connection)?;
-            print_result(&api, &id, if connection.json { "json" } else { &format }).await?;
+            let format = match (&table, connection.json) {
+                (Some(_), _) => "csv",
+                (None, true) => "json",
+                (None, false) => &format,
+            };
+            print_result(&api, &id, format, table.as_deref().unwrap_or("channels")).await?;
             Ok(Outcome::Done)
         }
         ClientCommand::Credits { id, output, connection } => {
@@ -141,7 +146,7 @@ async fn submit(args: SubmitArgs) -> Result<Outcome> {
     };
     match ended["state"].as_str() {
         Some("succeeded") => {
-            print_result(&api, &id, if args.connection.json { "json" } else { "table" }).await?;
+            print_result(&api, &id, if args.connection.json { "json" } else { "table" }, "channels").await?;
             Ok(Outcome::Done)
         }
         Some("failed") => {
@@ -244,10 +249,10 @@ fn progress_line(job: &Value) -> String {
     )
 }
 
-async fn print_result(api: &Api, id: &str, format: &str) -> Result<()> {
+async fn print_result(api: &Api, id: &str, format: &str, csv_table: &str) -> Result<()> {
     match format {
         "csv" => {
-            let response = api.send(api.get(&format!("/v1/jobs/{id}/result?format=csv"))).await?;
+            let response = api.send(api.get(&format!("/v1/jobs/{id}/result?format=csv&table={csv_table}"))).await?;
             print!("{}", response.text().await.map_err(|e| Failure::broken(e.to_string()))?);
         }
         "json" => print_json(&api.json(api.get(&format!("/v1/jobs/{id}/result"))).await?),

@@ -14,6 +14,7 @@ use anyhow::Context;
 use mta_core::chunk::{ChannelDict, EventChunk};
 use mta_core::error::Problems;
 use mta_core::ingest::{Block, InputSpec};
+use mta_core::markov::SolveBudget;
 use mta_core::{AttributionError, AttributionResult, ErrorCode, InputKind, Options, OptionsSpec, Partial};
 use mta_platform::input::Source;
 use mta_platform::run_error::RunError;
@@ -70,12 +71,15 @@ pub fn attribute_file(request: &AttributeRequest) -> Result<AttributionResult, R
     let decoded = run.decode(&source)?;
     run.progress.stage("decoded and partitioned", started);
     let options = decoded.options;
+    let budget = SolveBudget { max_channels: request.spec.limits.markov_max_channels, ..SolveBudget::default() };
     let result = match decoded.kind {
         InputKind::Events => {
             let channels = ChannelOrder::new(&run.channels.lock().expect("no panics while locked"));
+            // Refused before attribution rather than after it, when the solve would be refused.
+            request.spec.limits.check_markov_channels(channels.id_of_decoded.len(), &options)?;
             let partial = run.attribute_partitions(&channels, &options)?;
             run.progress.stage("attributed", started);
-            let result = partial.finish(&options)?;
+            let result = partial.finish_within(&options, &budget)?;
             run.progress.stage("finished", started);
             if let Some(path) = &request.credits {
                 run.export_event_credits(path, &channels, &options, &result)?;
@@ -85,7 +89,7 @@ pub fn attribute_file(request: &AttributeRequest) -> Result<AttributionResult, R
         }
         InputKind::Paths => {
             let partial = decoded.path_partial.expect("a paths input yields a partial");
-            let result = partial.finish(&options)?;
+            let result = partial.finish_within(&options, &budget)?;
             if let Some(path) = &request.credits {
                 run.export_path_credits(path, &source, &options, &result)?;
             }

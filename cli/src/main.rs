@@ -122,6 +122,10 @@ fn attribute(args: &AttributeArgs) -> ExitCode {
         }
         None => Ok(()),
     };
+    let written = written.and_then(|()| match &args.csv_dir {
+        Some(dir) => write_csv_tables(dir, &result),
+        None => Ok(()),
+    });
     if let Err(e) = written {
         eprintln!("mta: {e}");
         return ExitCode::from(3);
@@ -130,4 +134,18 @@ fn attribute(args: &AttributeArgs) -> ExitCode {
         print!("{}", table::render(&result));
     }
     ExitCode::SUCCESS
+}
+
+/// `--csv-dir`: one tidy CSV file per table the result has (`channels.csv`, `periods.csv`).
+fn write_csv_tables(dir: &std::path::Path, result: &mta_core::AttributionResult) -> Result<(), String> {
+    use mta_core::result::Table;
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot make {}: {e}", dir.display()))?;
+    for table in Table::ALL {
+        if table == Table::Periods && result.periods.is_empty() {
+            continue;
+        }
+        let path = dir.join(format!("{}.csv", table.as_str()));
+        std::fs::write(&path, table.csv(result)).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    }
+    Ok(())
 }

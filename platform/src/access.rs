@@ -8,6 +8,11 @@
 //!   deletes it, so every API pod refuses the old key on its very next request.
 //! - `p:key:{id}` → the key's record (tenant, role, name, times, own rate limit).
 //! - `p:keys` → every key id, by creation time.
+//! - `p:tenant:{t}:keys` → the ids of the tenant's keys not revoked, counted against
+//!   `MTA_MAX_KEYS_PER_TENANT`.
+//!
+//! Making, rotating and revoking a key are each one Lua script, so racing admins can
+//! neither pass the key limit nor leave a lookup behind that names an old secret.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -16,7 +21,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use chrono::{DateTime, SecondsFormat, Utc};
-use mta_core::AttributionError;
+use mta_core::{AttributionError, ErrorCode};
 use redis::AsyncCommands;
 use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
@@ -113,6 +118,45 @@ fn stamp(field: &Option<String>) -> Option<DateTime<Utc>> {
     field.as_deref().and_then(|text| DateTime::parse_from_rfc3339(text).ok()).map(|at| at.to_utc())
 }
 
+/// Makes key ARGV[1] (created at ARGV[2] ms) unless its tenant already holds ARGV[3] keys
+/// (0 = no limit): record KEYS[1] with the fields in ARGV[4..], lookup KEYS[2], index
+/// KEYS[3], the tenant's set KEYS[4]. Returns the tenant's keys before, negated when refused.
+const CREATE: &str = r#"
+local held = redis.call('SCARD', KEYS[4])
+local limit = tonumber(ARGV[3])
+if limit > 0 and held >= limit then return -held end
+redis.call('HSET', KEYS[1], unpack(ARGV, 4))
+redis.call('SET', KEYS[2], ARGV[1])
+redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1])
+redis.call('SADD', KEYS[4], ARGV[1])
+return held
+"#;
+
+/// Gives key record KEYS[1] the hash ARGV[1] (lookup KEYS[2] → id ARGV[2]) at time ARGV[3],
+/// deleting the lookup of the hash it holds now (its key is ARGV[4] followed by the hash).
+/// Returns 0 for a missing or revoked key.
+const ROTATE: &str = r#"
+local old = redis.call('HGET', KEYS[1], 'hash')
+local revoked = redis.call('HGET', KEYS[1], 'revoked_at')
+if not old or (revoked and revoked ~= '') then return 0 end
+redis.call('DEL', ARGV[4] .. old)
+redis.call('SET', KEYS[2], ARGV[2])
+redis.call('HSET', KEYS[1], 'hash', ARGV[1], 'rotated_at', ARGV[3])
+return 1
+"#;
+
+/// Revokes key record KEYS[1] (id ARGV[1]) at time ARGV[2]: deletes the lookup of the hash
+/// it holds now (ARGV[3] followed by the hash) and takes it out of its tenant's set KEYS[2].
+const REVOKE: &str = r#"
+local hash = redis.call('HGET', KEYS[1], 'hash')
+local revoked = redis.call('HGET', KEYS[1], 'revoked_at')
+if not hash or (revoked and revoked ~= '') then return 0 end
+redis.call('DEL', ARGV[3] .. hash)
+redis.call('HSET', KEYS[1], 'revoked_at', ARGV[2])
+redis.call('SREM', KEYS[2], ARGV[1])
+return 1
+"#;
+
 /// A key just made or rotated: the secret is in here and nowhere else.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct NewKey {
@@ -191,7 +235,13 @@ impl KeyStore {
         redis_keys::api_keys(&self.prefix)
     }
 
-    pub async fn create(&self, request: &KeyRequest) -> anyhow::Result<NewKey> {
+    /// Makes a key; refused with `limit_exceeded` when its tenant already holds
+    /// `max_per_tenant` keys that are not revoked (`None`: the operator's tools, no limit).
+    pub async fn create(
+        &self,
+        request: &KeyRequest,
+        max_per_tenant: Option<u32>,
+    ) -> anyhow::Result<Result<NewKey, AttributionError>> {
         let (id, secret) = (KeyId::random(), new_secret());
         let hash = hash(&secret);
         let now = now();
@@ -208,17 +258,33 @@ impl KeyStore {
         if let Some(rate) = request.requests_per_hour {
             fields.push(("requests_per_hour", rate.to_string()));
         }
+        let script = redis::Script::new(CREATE);
+        let mut invocation = script.prepare_invoke();
+        invocation
+            .key(self.record_key(&id))
+            .key(self.lookup_key(&hash))
+            .key(self.index_key())
+            .key(redis_keys::tenant_keys(&self.prefix, &request.tenant))
+            .arg(id.as_str())
+            .arg(Utc::now().timestamp_millis())
+            .arg(max_per_tenant.unwrap_or(0));
+        for (name, value) in &fields {
+            invocation.arg(*name).arg(value);
+        }
         let mut conn = self.conn.clone();
-        let _: () = redis::pipe()
-            .atomic()
-            .hset_multiple(self.record_key(&id), &fields)
-            .set(self.lookup_key(&hash), id.as_str())
-            .zadd(self.index_key(), id.as_str(), Utc::now().timestamp_millis())
-            .query_async(&mut conn)
-            .await
-            .context("Failed to store the key")?;
+        let held: i64 = invocation.invoke_async(&mut conn).await.context("Failed to store the key")?;
+        if held < 0 {
+            let limit = max_per_tenant.unwrap_or_default();
+            return Ok(Err(AttributionError::new(
+                ErrorCode::LimitExceeded,
+                format!(
+                    "the tenant already holds {} keys, the limit of {limit} (MTA_MAX_KEYS_PER_TENANT); revoke one first",
+                    -held
+                ),
+            )));
+        }
         let record = self.get(&id).await?.context("A key vanished right after it was stored")?;
-        Ok(NewKey { key: secret, record })
+        Ok(Ok(NewKey { key: secret, record }))
     }
 
     /// The record of the key presented, with its last use stamped; or why it is refused.
@@ -231,8 +297,8 @@ impl KeyStore {
             conn.get(self.lookup_key(&hash(presented))).await.context("Failed to look up a key")?;
         let Some(id) = id.and_then(|id| id.parse::<KeyId>().ok()) else { return Ok(Err(AuthFailure::Unknown)) };
         let Some(record) = self.get(&id).await? else { return Ok(Err(AuthFailure::Unknown)) };
-        // The record names the one live secret: a lookup left behind by two racing
-        // rotations (each deleting the same old hash) does not authenticate.
+        // The record names the one live secret: a lookup that outlived its secret (left by
+        // an older version's racing rotations) does not authenticate.
         if record.revoked_at.is_some() || record.hash != hash(presented) {
             return Ok(Err(AuthFailure::Unknown));
         }
@@ -296,18 +362,22 @@ impl KeyStore {
     /// Gives the key a new secret; the old one stops working at once. `None` for an
     /// unknown or revoked key.
     pub async fn rotate(&self, id: &KeyId) -> anyhow::Result<Option<NewKey>> {
-        let Some(record) = self.get(id).await?.filter(|r| r.revoked_at.is_none()) else { return Ok(None) };
         let secret = new_secret();
         let hash = hash(&secret);
         let mut conn = self.conn.clone();
-        let _: () = redis::pipe()
-            .atomic()
-            .del(self.lookup_key(&record.hash))
-            .set(self.lookup_key(&hash), id.as_str())
-            .hset_multiple(self.record_key(id), &[("hash", hash.as_str()), ("rotated_at", &now())])
-            .query_async(&mut conn)
+        let rotated: i64 = redis::Script::new(ROTATE)
+            .key(self.record_key(id))
+            .key(self.lookup_key(&hash))
+            .arg(&hash)
+            .arg(id.as_str())
+            .arg(now())
+            .arg(self.lookup_key(""))
+            .invoke_async(&mut conn)
             .await
             .context("Failed to rotate the key")?;
+        if rotated == 0 {
+            return Ok(None);
+        }
         let record = self.get(id).await?.context("A key vanished while it was rotated")?;
         Ok(Some(NewKey { key: secret, record }))
     }
@@ -373,16 +443,16 @@ impl KeyStore {
     /// Revokes the key (the record stays for the audit trail). `None` for an unknown key.
     pub async fn revoke(&self, id: &KeyId) -> anyhow::Result<Option<KeyRecord>> {
         let Some(record) = self.get(id).await? else { return Ok(None) };
-        if record.revoked_at.is_none() {
-            let mut conn = self.conn.clone();
-            let _: () = redis::pipe()
-                .atomic()
-                .del(self.lookup_key(&record.hash))
-                .hset(self.record_key(id), "revoked_at", now())
-                .query_async(&mut conn)
-                .await
-                .context("Failed to revoke the key")?;
-        }
+        let mut conn = self.conn.clone();
+        let _: i64 = redis::Script::new(REVOKE)
+            .key(self.record_key(id))
+            .key(redis_keys::tenant_keys(&self.prefix, &record.tenant))
+            .arg(id.as_str())
+            .arg(now())
+            .arg(self.lookup_key(""))
+            .invoke_async(&mut conn)
+            .await
+            .context("Failed to revoke the key")?;
         self.get(id).await
     }
 }

@@ -27,7 +27,7 @@ impl Backends {
         let storage = Storage::open(&config.store_url).context("Failed to open the object store")?;
         let prefix = &config.queue.prefix;
         Ok(Backends {
-            ledger: Ledger::new(redis.clone(), prefix, config.cache_ttl, config.idempotency_lease),
+            ledger: Ledger::new(redis.clone(), prefix, config.cache_ttl, config.idempotency_lease, config.retention),
             queue: Queue::new(redis.clone(), &config.queue),
             deliveries: Deliveries::new(redis.clone(), prefix),
             storage,

@@ -38,6 +38,10 @@ pub struct Config {
     pub public_url: Option<String>,
     /// `MTA_CACHE_TTL_SECS`: how long identical submissions are answered from the cache (default 3600).
     pub cache_ttl: Duration,
+    /// `MTA_RETENTION_SECS` (default 2592000, 30 days): how long everything a job leaves
+    /// behind (records, timeline, result, credits, its upload) is kept after its last use;
+    /// see `docs/operations.md`.
+    pub retention: Duration,
     /// `MTA_IDEMPOTENCY_LEASE_SECS` (default 30): how long an `Idempotency-Key` stays claimed
     /// before its job is recorded; a claim whose process died frees itself after this.
     pub idempotency_lease: Duration,
@@ -66,8 +70,15 @@ pub struct QueueConfig {
     pub poll_interval: Duration,
     /// `MTA_REDIS_TIMEOUT_MS` (default 5000): Redis response timeout.
     pub redis_timeout: Duration,
-    /// `MTA_MAX_STARTS` (default 3): starts of one task (crashes included) before its job fails.
+    /// `MTA_MAX_STARTS` (default 3) and `MTA_GIVE_UP_AFTER_SECS` (default 900): a task that
+    /// keeps not finishing (its worker goes away, or it fails with an error worth retrying)
+    /// fails its job once it was started more than `max_starts` times and first started at
+    /// least `give_up_after` ago (`job::UnitStarts::exhausted`).
     pub max_starts: u32,
+    pub give_up_after: Duration,
+    /// `MTA_TASK_TIME_LIMIT_SECS` (default 600): a task still running after this is stopped
+    /// and its job fails with `limit_exceeded`.
+    pub task_time_limit: Duration,
 }
 
 /// Input limits (DESIGN.md 2.5); each refusal names its limit.
@@ -79,6 +90,8 @@ pub struct LimitsConfig {
     pub max_rows: Option<u64>,
     /// `MTA_MAX_CHANNELS` (default 100000).
     pub max_channels: usize,
+    /// `MTA_MARKOV_MAX_CHANNELS` (default 10000): most distinct channels when the Markov model runs.
+    pub markov_max_channels: usize,
     /// `MTA_MAX_DECOMPRESSED_BYTES` (default 200 GiB): what a gzip upload may expand to.
     pub max_decompressed_bytes: u64,
     /// `MTA_MAX_LINE_BYTES` (default 1 MiB): the longest CSV record or NDJSON line, which
@@ -91,8 +104,12 @@ pub struct LimitsConfig {
 pub struct SecurityConfig {
     /// `MTA_RATE_LIMIT_PER_HOUR` (default 1000): requests per key per hour, unless the key sets its own.
     pub key_requests_per_hour: u32,
+    /// `MTA_RATE_LIMIT_TENANT_PER_HOUR` (default 10000; 0 = off): requests per hour over all keys of one tenant.
+    pub tenant_requests_per_hour: u32,
     /// `MTA_RATE_LIMIT_GLOBAL_PER_MINUTE` (default 60000; 0 = off): requests per minute over all keys and pods.
     pub global_requests_per_minute: u32,
+    /// `MTA_MAX_KEYS_PER_TENANT` (default 100; 0 = no limit): keys a tenant's admin may hold (revoked ones not counted).
+    pub max_keys_per_tenant: u32,
     /// `MTA_TENANT_UPLOAD_BYTES_PER_DAY` (default 500 GiB): bytes one tenant may upload per UTC day.
     pub tenant_upload_bytes_per_day: u64,
     /// `MTA_CORS_ORIGINS`: comma-separated origins allowed to call the API from a browser (default none: CORS off).
@@ -120,7 +137,9 @@ impl Default for SecurityConfig {
     fn default() -> Self {
         SecurityConfig {
             key_requests_per_hour: 1000,
+            tenant_requests_per_hour: 10_000,
             global_requests_per_minute: 60_000,
+            max_keys_per_tenant: 100,
             tenant_upload_bytes_per_day: 500 << 30,
             cors_origins: Vec::new(),
             hsts_secs: None,
@@ -170,6 +189,7 @@ impl Config {
             },
             public_url: None,
             cache_ttl: Duration::from_secs(3600),
+            retention: Duration::from_secs(30 * 86_400),
             idempotency_lease: Duration::from_secs(30),
             rows_per_chunk: 500_000,
             split_parallelism: 4,
@@ -208,16 +228,21 @@ impl Config {
         q.poll_interval = parsed::<u64>("MTA_POLL_MS")?.map_or(q.poll_interval, Duration::from_millis);
         q.redis_timeout = parsed::<u64>("MTA_REDIS_TIMEOUT_MS")?.map_or(q.redis_timeout, Duration::from_millis);
         q.max_starts = parsed("MTA_MAX_STARTS")?.unwrap_or(q.max_starts);
+        q.give_up_after = parsed::<u64>("MTA_GIVE_UP_AFTER_SECS")?.map_or(q.give_up_after, Duration::from_secs);
+        q.task_time_limit = parsed::<u64>("MTA_TASK_TIME_LIMIT_SECS")?.map_or(q.task_time_limit, Duration::from_secs);
         let l = &mut config.limits;
         l.max_upload_bytes = parsed("MTA_MAX_UPLOAD_BYTES")?.unwrap_or(l.max_upload_bytes);
         l.max_rows = parsed("MTA_MAX_ROWS")?.or(l.max_rows);
         l.max_channels = parsed("MTA_MAX_CHANNELS")?.unwrap_or(l.max_channels);
+        l.markov_max_channels = parsed("MTA_MARKOV_MAX_CHANNELS")?.unwrap_or(l.markov_max_channels);
         l.max_decompressed_bytes = parsed("MTA_MAX_DECOMPRESSED_BYTES")?.unwrap_or(l.max_decompressed_bytes);
         l.max_line_bytes = parsed("MTA_MAX_LINE_BYTES")?.unwrap_or(l.max_line_bytes);
         let s = &mut config.security;
         s.key_requests_per_hour = parsed("MTA_RATE_LIMIT_PER_HOUR")?.unwrap_or(s.key_requests_per_hour);
+        s.tenant_requests_per_hour = parsed("MTA_RATE_LIMIT_TENANT_PER_HOUR")?.unwrap_or(s.tenant_requests_per_hour);
         s.global_requests_per_minute =
             parsed("MTA_RATE_LIMIT_GLOBAL_PER_MINUTE")?.unwrap_or(s.global_requests_per_minute);
+        s.max_keys_per_tenant = parsed("MTA_MAX_KEYS_PER_TENANT")?.unwrap_or(s.max_keys_per_tenant);
         s.tenant_upload_bytes_per_day =
             parsed("MTA_TENANT_UPLOAD_BYTES_PER_DAY")?.unwrap_or(s.tenant_upload_bytes_per_day);
         if let Some(origins) = var("MTA_CORS_ORIGINS")? {
@@ -246,6 +271,7 @@ impl Config {
             .map_err(|e| anyhow::anyhow!("MTA_WEBHOOK_ALLOW: {e}"))?;
         config.public_url = var("MTA_PUBLIC_URL")?.map(|u| u.trim_end_matches('/').to_owned());
         config.cache_ttl = parsed::<u64>("MTA_CACHE_TTL_SECS")?.map_or(config.cache_ttl, Duration::from_secs);
+        config.retention = parsed::<u64>("MTA_RETENTION_SECS")?.map_or(config.retention, Duration::from_secs);
         config.idempotency_lease =
             parsed::<u64>("MTA_IDEMPOTENCY_LEASE_SECS")?.map_or(config.idempotency_lease, Duration::from_secs);
         config.rows_per_chunk = parsed("MTA_ROWS_PER_CHUNK")?.unwrap_or(config.rows_per_chunk);
@@ -269,6 +295,9 @@ impl Config {
         if self.queue.max_starts == 0 {
             bail!("MTA_MAX_STARTS must be at least 1");
         }
+        if self.queue.task_time_limit.is_zero() {
+            bail!("MTA_TASK_TIME_LIMIT_SECS must be at least 1");
+        }
         if self.security.key_requests_per_hour == 0 {
             bail!("MTA_RATE_LIMIT_PER_HOUR must be at least 1");
         }
@@ -280,6 +309,9 @@ impl Config {
         }
         if self.security.max_connections == 0 {
             bail!("MTA_MAX_CONNECTIONS must be at least 1");
+        }
+        if self.retention.is_zero() {
+            bail!("MTA_RETENTION_SECS must be at least 1");
         }
         if self.idempotency_lease.is_zero() {
             bail!("MTA_IDEMPOTENCY_LEASE_SECS must be at least 1");
@@ -303,6 +335,8 @@ impl Default for QueueConfig {
             poll_interval: Duration::from_millis(250),
             redis_timeout: Duration::from_secs(5),
             max_starts: 3,
+            give_up_after: Duration::from_secs(900),
+            task_time_limit: Duration::from_secs(600),
         }
     }
 }
@@ -313,6 +347,7 @@ impl LimitsConfig {
         mta_core::ingest::Limits {
             max_rows: self.max_rows,
             max_channels: self.max_channels,
+            markov_max_channels: self.markov_max_channels,
             max_decompressed_bytes: Some(self.max_decompressed_bytes),
             max_line_bytes: self.max_line_bytes,
         }
@@ -325,6 +360,7 @@ impl Default for LimitsConfig {
             max_upload_bytes: 50 << 30,
             max_rows: None,
             max_channels: 100_000,
+            markov_max_channels: mta_core::markov::DEFAULT_MAX_CHANNELS,
             max_decompressed_bytes: 200 << 30,
             max_line_bytes: mta_core::ingest::Limits::DEFAULT_MAX_LINE_BYTES,
         }

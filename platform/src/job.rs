@@ -150,3 +150,101 @@ pub enum FanIn {
     /// Every unit is done and this task owns the next step (again, if it is a re-run).
     Complete,
 }
+
+/// How often one unit of a job was started and how its earlier attempts went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnitStarts {
+    /// Starts so far, this one included.
+    pub starts: u32,
+    /// Since the first start.
+    pub since_first: std::time::Duration,
+    /// Attempts whose worker went away before they ended (crashed, killed, cut off), and
+    /// the last such worker.
+    pub lost: u32,
+    pub lost_on: Option<String>,
+    /// Attempts that ended with an error to retry, and the last such error.
+    pub failed: u32,
+    pub last_error: Option<String>,
+}
+
+impl UnitStarts {
+    /// Whether to stop retrying: more than `max_starts` starts, the first at least
+    /// `give_up_after` ago. The count alone would let a fleet that loses workers often (a
+    /// healthy task killed along with its worker) fail jobs; time alone would let a task
+    /// that fails at once spin. Both together bound how long a doomed unit is retried.
+    pub fn exhausted(&self, max_starts: u32, give_up_after: std::time::Duration) -> bool {
+        self.starts > max_starts && self.since_first >= give_up_after
+    }
+
+    /// Why `unit` was given up, for the job's error.
+    pub fn reason(&self, unit: &str) -> String {
+        let attempts = self.starts.saturating_sub(1);
+        let mut causes = Vec::new();
+        if self.lost > 0 {
+            let on = self.lost_on.as_deref().map(|w| format!(", the last on worker {w}")).unwrap_or_default();
+            causes.push(format!(
+                "{} its worker went away while running it (crashed, was killed or lost Redis{on})",
+                times(self.lost)
+            ));
+        }
+        if self.failed > 0 {
+            let last = self.last_error.as_deref().map(|e| format!(", the last with: {e}")).unwrap_or_default();
+            causes.push(format!("{} it failed{last}", times(self.failed)));
+        }
+        let causes = if causes.is_empty() { String::new() } else { format!(": {}", causes.join("; ")) };
+        format!(
+            "{unit} of this job was started {} over {} s without finishing{causes}; the job was stopped instead \
+             of retrying for ever",
+            times(attempts),
+            self.since_first.as_secs()
+        )
+    }
+}
+
+fn times(n: u32) -> String {
+    match n {
+        1 => "once".to_owned(),
+        2 => "twice".to_owned(),
+        n => format!("{n} times"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn starts(starts: u32, secs: u64) -> UnitStarts {
+        UnitStarts {
+            starts,
+            since_first: Duration::from_secs(secs),
+            lost: 0,
+            lost_on: None,
+            failed: 0,
+            last_error: None,
+        }
+    }
+
+    #[test]
+    fn a_unit_is_given_up_only_past_both_the_count_and_the_time() {
+        let window = Duration::from_secs(900);
+        assert!(!starts(4, 10).exhausted(3, window), "many quick starts: a churning fleet");
+        assert!(!starts(3, 3600).exhausted(3, window), "few starts over a long time");
+        assert!(starts(4, 900).exhausted(3, window));
+        assert!(starts(4, 0).exhausted(3, Duration::ZERO), "no window: the count alone");
+    }
+
+    #[test]
+    fn the_reason_says_how_the_attempts_ended() {
+        let mut record = starts(5, 1000);
+        record.lost = 3;
+        record.lost_on = Some("worker-7".into());
+        record.failed = 1;
+        record.last_error = Some("store unreachable".into());
+        let reason = record.reason("reduce");
+        assert!(reason.starts_with("reduce of this job was started 4 times over 1000 s without finishing"), "{reason}");
+        assert!(reason.contains("3 times its worker went away") && reason.contains("the last on worker worker-7"));
+        assert!(reason.contains("once it failed, the last with: store unreachable"), "{reason}");
+    }
+}

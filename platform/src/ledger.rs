@@ -19,13 +19,15 @@ use redis::AsyncCommands;
 use redis::aio::ConnectionManager;
 
 use crate::ids::{JobId, Tenant, UploadId, now};
-use crate::job::{FanIn, JobRecord, JobState, NewJob, Progress, Stage, UploadRecord};
-use crate::redis_keys::{self, DoneSet, job_field as field};
+use crate::job::{FanIn, JobRecord, JobState, NewJob, Progress, Stage, UnitStarts, UploadRecord};
+use crate::redis_keys::{self, DoneSet, Expiring, job_field as field};
 use crate::spec::JobSpec;
 use crate::webhook::JobWebhook;
 
-/// Idempotency keys whose job was recorded are remembered this long.
+/// Idempotency keys whose job was recorded are remembered this long (or the retention, if shorter).
 const IDEMPOTENCY_TTL: Duration = Duration::from_secs(24 * 3600);
+/// The longest retried error kept per unit (characters).
+pub const ERROR_TEXT_CHARS: usize = 500;
 /// Entries kept in a job's timeline (task starts and ends).
 const TIMELINE_LEN: isize = 1000;
 
@@ -35,6 +37,8 @@ pub struct Ledger {
     prefix: String,
     cache_ttl: Duration,
     idempotency_lease: Duration,
+    /// How long a job's keys, its upload and its objects are kept after the job ends.
+    retention: Duration,
 }
 
 impl fmt::Debug for Ledger {
@@ -46,6 +50,9 @@ impl fmt::Debug for Ledger {
 /// Sets the job's state unless it already ended, and moves it between the per-state
 /// counts in KEYS[2]; a job that ends with a webhook is put in the due set KEYS[3] in the
 /// same step. ARGV: state, stage ('' = leave), now, finished ('' = no), error ('' = none), now in ms.
+/// A job that ends also starts its retention in the same step: its keys (KEYS[6..]) expire
+/// after ARGV[7] ms, and the sweep's set KEYS[4] gets the job (ARGV[8]) and its upload
+/// (ARGV[9], whose record KEYS[5] is kept as long) at the same time.
 /// Its field names come from [`field`], so the job hash has one schema; the webhook's
 /// fields are among them because the delivery is queued in the same atomic step.
 static TRANSITION: LazyLock<String> = LazyLock::new(|| {
@@ -69,6 +76,13 @@ if ARGV[4] ~= '' then
     redis.call('HSET', KEYS[1], '{WEBHOOK_STATE}', 'pending')
     redis.call('ZADD', KEYS[3], ARGV[6], KEYS[1]:match('([^:]+)$'))
   end
+  for i = 6, #KEYS do redis.call('PEXPIRE', KEYS[i], ARGV[7]) end
+  local expires = tonumber(ARGV[6]) + tonumber(ARGV[7])
+  if ARGV[8] ~= '' then redis.call('ZADD', KEYS[4], expires, ARGV[8]) end
+  if ARGV[9] ~= '' then
+    redis.call('PEXPIRE', KEYS[5], ARGV[7])
+    redis.call('ZADD', KEYS[4], 'GT', expires, ARGV[9])
+  end
 end
 return 1
 "#
@@ -77,14 +91,47 @@ return 1
 
 /// Marks a unit done; when all are done, the task named in ARGV[3] owns the next step.
 /// The owner is remembered so that a re-run of the same task (its push may have been
-/// lost in a crash) owns it again, while any other copy does not.
+/// lost in a crash) owns it again, while any other copy does not. Both keys expire after
+/// ARGV[4] seconds unless the job's end gave them a time to live already.
 const FAN_IN: &str = r#"
 redis.call('SADD', KEYS[1], ARGV[1])
+redis.call('EXPIRE', KEYS[1], ARGV[4], 'NX')
 if redis.call('SCARD', KEYS[1]) < tonumber(ARGV[2]) then return 0 end
-if redis.call('SET', KEYS[2], ARGV[3], 'NX') then return 1 end
+if redis.call('SET', KEYS[2], ARGV[3], 'NX') then
+  redis.call('EXPIRE', KEYS[2], ARGV[4], 'NX')
+  return 1
+end
 if redis.call('GET', KEYS[2]) == ARGV[3] then return 1 end
 return 0
 "#;
+
+/// Counts a start of unit ARGV[1] on worker ARGV[2] in the starts hash KEYS[1] (given the
+/// time to live ARGV[3] of a job that has not ended, unless it has one). Returns
+/// the starts, ms since the first, attempts that lost their worker (this start finds the
+/// previous one still open) and the last such worker, failed attempts and the last error.
+static START: LazyLock<String> = LazyLock::new(|| {
+    use redis_keys::start_field::{ERROR, FAILED, FIRST, LOST, LOST_ON, OPEN};
+    format!(
+        r#"
+local unit, worker = ARGV[1], ARGV[2]
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+local starts = redis.call('HINCRBY', KEYS[1], unit, 1)
+redis.call('HSETNX', KEYS[1], unit .. '{FIRST}', now)
+local first = tonumber(redis.call('HGET', KEYS[1], unit .. '{FIRST}'))
+local open = redis.call('HGET', KEYS[1], unit .. '{OPEN}')
+if open then
+  redis.call('HINCRBY', KEYS[1], unit .. '{LOST}', 1)
+  redis.call('HSET', KEYS[1], unit .. '{LOST_ON}', open)
+end
+redis.call('HSET', KEYS[1], unit .. '{OPEN}', worker)
+redis.call('EXPIRE', KEYS[1], ARGV[3], 'NX')
+local function get(suffix, default) return redis.call('HGET', KEYS[1], unit .. suffix) or default end
+return {{starts, math.max(now - first, 0), tonumber(get('{LOST}', '0')), get('{LOST_ON}', ''),
+  tonumber(get('{FAILED}', '0')), get('{ERROR}', '')}}
+"#
+    )
+});
 
 /// Claims KEYS[1] for ARGV[1] (or confirms ARGV[1] already holds it); ARGV[2] = TTL seconds.
 const CLAIM: &str = r#"
@@ -107,13 +154,52 @@ return 0
 
 impl Ledger {
     /// `idempotency_lease`: how long a claimed idempotency key stays held before its job is
-    /// recorded (so a claim dies with the process that made it).
-    pub fn new(conn: ConnectionManager, prefix: &str, cache_ttl: Duration, idempotency_lease: Duration) -> Ledger {
-        Ledger { conn, prefix: prefix.to_owned(), cache_ttl, idempotency_lease }
+    /// recorded (so a claim dies with the process that made it). `retention`: how long a
+    /// job's keys, its upload and its objects are kept after the job ends.
+    pub fn new(
+        conn: ConnectionManager,
+        prefix: &str,
+        cache_ttl: Duration,
+        idempotency_lease: Duration,
+        retention: Duration,
+    ) -> Ledger {
+        Ledger { conn, prefix: prefix.to_owned(), cache_ttl, idempotency_lease, retention }
+    }
+
+    /// How long what a job leaves behind is kept after the job ends.
+    pub fn retention(&self) -> Duration {
+        self.retention
+    }
+
+    fn retention_ms(&self) -> i64 {
+        self.retention.as_millis().max(1) as i64
+    }
+
+    /// The time to live of a job's keys until the job ends: twice the retention, so a job
+    /// that never ends (its workers all lost, its queue flushed) is forgotten too.
+    fn open_ttl_secs(&self) -> u64 {
+        self.retention.as_secs().max(1) * 2
+    }
+
+    /// A time to live no longer than the retention: nothing outlives the job it serves.
+    fn within_retention(&self, ttl: Duration) -> u64 {
+        ttl.min(self.retention).as_secs().max(1)
     }
 
     fn job_key(&self, job: &JobId) -> String {
         redis_keys::job(&self.prefix, job)
+    }
+
+    /// Runs `pipe` (writes to `key`, a key of a job), then gives `key` the time to live of a
+    /// job that has not ended unless it has one: a write never leaves a job's key without
+    /// one, even a write that comes after the job expired.
+    async fn write_expiring<T: redis::FromRedisValue>(
+        &self,
+        mut pipe: redis::Pipeline,
+        key: &str,
+    ) -> redis::RedisResult<T> {
+        pipe.cmd("EXPIRE").arg(key).arg(self.open_ttl_secs()).arg("NX").ignore();
+        pipe.query_async(&mut self.conn.clone()).await
     }
 
     pub async fn ping(&self) -> anyhow::Result<()> {
@@ -127,7 +213,10 @@ impl Ledger {
     pub async fn put_upload(&self, upload: &UploadRecord) -> anyhow::Result<()> {
         let mut conn = self.conn.clone();
         let key = redis_keys::upload(&self.prefix, &upload.upload_id);
-        let _: () = conn
+        let expiring = Expiring::Upload(upload.tenant.clone(), upload.upload_id);
+        let expires = Utc::now().timestamp_millis() + self.retention_ms();
+        let _: () = redis::pipe()
+            .atomic()
             .hset_multiple(
                 &key,
                 &[
@@ -137,6 +226,9 @@ impl Ledger {
                     ("created_at", upload.created_at.clone()),
                 ],
             )
+            .pexpire(&key, self.retention_ms())
+            .zadd(redis_keys::expiries(&self.prefix), expiring.member(), expires)
+            .query_async(&mut conn)
             .await
             .context("Failed to record the upload")?;
         Ok(())
@@ -177,11 +269,27 @@ impl Ledger {
             (field::CHUNKS_TOTAL, &progress.chunks_total.to_string()),
             (field::ROWS_CACHED, &progress.rows.to_string()),
         ];
-        self.insert_job(job, JobState::Succeeded, &extra).await
+        // The source's objects hold this job's result: they stay as long as this job does.
+        let source = Expiring::Job(source.tenant.clone(), source.result_owner());
+        self.insert_job(job, JobState::Succeeded, &extra).await?;
+        let mut conn = self.conn.clone();
+        let expires = Utc::now().timestamp_millis() + self.retention_ms();
+        let _: () = redis::cmd("ZADD")
+            .arg(redis_keys::expiries(&self.prefix))
+            .arg("GT")
+            .arg(expires)
+            .arg(source.member())
+            .query_async(&mut conn)
+            .await
+            .context("Failed to keep a cached result")?;
+        Ok(())
     }
 
     /// Writes a new job record in `state` (with the fields every job has, then `extra`),
-    /// lists it under its tenant and counts its state, in one transaction.
+    /// lists it under its tenant and counts its state, in one transaction. The record
+    /// expires (and the sweep removes what the job leaves) the retention after a job born
+    /// finished, twice the retention after one that is queued (its end sets the retention
+    /// again); its upload is kept at least the retention from now.
     async fn insert_job(&self, job: &NewJob<'_>, state: JobState, extra: &[(&str, &str)]) -> anyhow::Result<()> {
         let (now, upload_id, spec) = (now(), job.upload.upload_id.to_string(), serde_json::to_string(job.spec)?);
         let (webhook_url, webhook_secret, webhook_key) = JobWebhook::fields(job.webhook);
@@ -201,8 +309,14 @@ impl Ledger {
             fields.push((field::FINISHED_AT, &now));
         }
         fields.extend_from_slice(extra);
+        let (now_ms, kept_ms) = (Utc::now().timestamp_millis(), self.retention_ms());
+        let job_ttl_ms = if state.is_terminal() { kept_ms } else { self.open_ttl_secs() as i64 * 1000 };
+        let expiring_job = Expiring::Job(job.upload.tenant.clone(), job.id);
+        let expiring_upload = Expiring::Upload(job.upload.tenant.clone(), job.upload.upload_id);
+        let expiries = redis_keys::expiries(&self.prefix);
         let mut conn = self.conn.clone();
         let mut pipe = redis::pipe();
+        pipe.cmd("ZADD").arg(&expiries).arg("GT").arg(now_ms + kept_ms).arg(expiring_upload.member()).ignore();
         // A job born finished (a cache hit) announces its end at once.
         if job.webhook.is_some() && state.is_terminal() {
             pipe.zadd(redis_keys::webhooks_due(&self.prefix), job.id.to_string(), Utc::now().timestamp_millis())
@@ -211,6 +325,9 @@ impl Ledger {
         let _: () = pipe
             .atomic()
             .hset_multiple(self.job_key(&job.id), &fields)
+            .pexpire(self.job_key(&job.id), job_ttl_ms)
+            .zadd(&expiries, expiring_job.member(), now_ms + job_ttl_ms)
+            .pexpire(redis_keys::upload(&self.prefix, &job.upload.upload_id), kept_ms)
             .hincr(redis_keys::stats_jobs(&self.prefix), state.as_str(), 1)
             .zadd(
                 redis_keys::tenant_jobs(&self.prefix, &job.upload.tenant),
@@ -312,16 +429,43 @@ impl Ledger {
     ) -> anyhow::Result<bool> {
         let mut conn = self.conn.clone();
         let error = error.map(|e| serde_json::to_string(e).expect("errors serialise")).unwrap_or_default();
-        let changed: i64 = redis::Script::new(&TRANSITION)
+        let transition = redis::Script::new(&TRANSITION);
+        let mut script = transition.prepare_invoke();
+        script
             .key(self.job_key(job))
             .key(redis_keys::stats_jobs(&self.prefix))
-            .key(redis_keys::webhooks_due(&self.prefix))
+            .key(redis_keys::webhooks_due(&self.prefix));
+        // What the end of the job starts the retention of (read first: the script's keys are named here).
+        let (mut expiring_job, mut expiring_upload) = (String::new(), String::new());
+        if state.is_terminal() {
+            let (tenant, upload): (Option<String>, Option<String>) = redis::cmd("HMGET")
+                .arg(self.job_key(job))
+                .arg(field::TENANT)
+                .arg(field::UPLOAD_ID)
+                .query_async(&mut conn)
+                .await
+                .context("Failed to read a job")?;
+            let (tenant, upload) = (tenant.and_then(|t| t.parse::<Tenant>().ok()), upload.and_then(|u| u.parse().ok()));
+            script.key(redis_keys::expiries(&self.prefix));
+            script.key(upload.map_or_else(|| self.job_key(job), |u| redis_keys::upload(&self.prefix, &u)));
+            for key in redis_keys::job_keys(&self.prefix, job) {
+                script.key(key);
+            }
+            if let Some(tenant) = tenant {
+                expiring_job = Expiring::Job(tenant.clone(), *job).member();
+                expiring_upload = upload.map(|u| Expiring::Upload(tenant, u).member()).unwrap_or_default();
+            }
+        }
+        let changed: i64 = script
             .arg(state.as_str())
             .arg(stage.map_or("", Stage::as_str))
             .arg(now())
             .arg(if state.is_terminal() { "1" } else { "" })
             .arg(error)
             .arg(Utc::now().timestamp_millis())
+            .arg(self.retention_ms())
+            .arg(expiring_job)
+            .arg(expiring_upload)
             .invoke_async(&mut conn)
             .await
             .context("Failed to update a job")?;
@@ -354,59 +498,82 @@ impl Ledger {
 
     /// Records the plan made by the first split task.
     pub async fn set_plan(&self, job: &JobId, splits: u32, partitions: u32) -> anyhow::Result<()> {
-        let mut conn = self.conn.clone();
-        let _: () = conn
-            .hset_multiple(
-                self.job_key(job),
-                &[(field::SPLITS_TOTAL, splits.to_string()), (field::CHUNKS_TOTAL, partitions.to_string())],
-            )
-            .await
-            .context("Failed to record the job plan")?;
+        let fields = [(field::SPLITS_TOTAL, splits.to_string()), (field::CHUNKS_TOTAL, partitions.to_string())];
+        let mut pipe = redis::pipe();
+        pipe.hset_multiple(self.job_key(job), &fields).ignore();
+        let _: () = self.write_expiring(pipe, &self.job_key(job)).await.context("Failed to record the job plan")?;
         Ok(())
     }
 
     /// Records the kind of input the split found and the options resolved for it.
     pub async fn set_options(&self, job: &JobId, options: &Options) -> anyhow::Result<()> {
-        let mut conn = self.conn.clone();
         let fields =
             [(field::KIND, options.kind.as_str().to_owned()), (field::OPTIONS, serde_json::to_string(options)?)];
+        let mut pipe = redis::pipe();
+        pipe.hset_multiple(self.job_key(job), &fields).ignore();
         let _: () =
-            conn.hset_multiple(self.job_key(job), &fields).await.context("Failed to record the resolved options")?;
+            self.write_expiring(pipe, &self.job_key(job)).await.context("Failed to record the resolved options")?;
         Ok(())
     }
 
     /// Rows read by one split task so far (a re-run overwrites, never adds).
     pub async fn set_rows(&self, job: &JobId, split: u32, rows: u64) -> anyhow::Result<()> {
-        let mut conn = self.conn.clone();
-        let _: () =
-            conn.hset(self.job_key(job), field::rows(split), rows).await.context("Failed to record progress")?;
+        let mut pipe = redis::pipe();
+        pipe.hset(self.job_key(job), field::rows(split), rows).ignore();
+        let _: () = self.write_expiring(pipe, &self.job_key(job)).await.context("Failed to record progress")?;
         Ok(())
     }
 
-    /// Counts a start of one unit of work, crashes included; returns the count so far.
-    pub async fn count_start(&self, job: &JobId, unit: &str) -> anyhow::Result<u32> {
+    /// Counts a start of `unit` on `worker`, crashes included, and says how the earlier
+    /// attempts went: an attempt still open at the next start lost its worker.
+    pub async fn start_unit(&self, job: &JobId, unit: &str, worker: &str) -> anyhow::Result<UnitStarts> {
         let mut conn = self.conn.clone();
-        let n: u32 = conn
-            .hincr(redis_keys::job_starts(&self.prefix, job), unit, 1)
-            .await
-            .context("Failed to count a task start")?;
-        Ok(n)
+        let (starts, since_first_ms, lost, lost_on, failed, last_error): (u32, u64, u32, String, u32, String) =
+            redis::Script::new(&START)
+                .key(redis_keys::job_starts(&self.prefix, job))
+                .arg(unit)
+                .arg(worker)
+                .arg(self.open_ttl_secs())
+                .invoke_async(&mut conn)
+                .await
+                .context("Failed to count a task start")?;
+        let text = |s: String| Some(s).filter(|s| !s.is_empty());
+        Ok(UnitStarts {
+            starts,
+            since_first: Duration::from_millis(since_first_ms),
+            lost,
+            lost_on: text(lost_on),
+            failed,
+            last_error: text(last_error),
+        })
+    }
+
+    /// Ends the attempt at `unit` that [`Ledger::start_unit`] counted; `error` when it
+    /// failed and will be retried (kept, cut to [`ERROR_TEXT_CHARS`], for the job's error
+    /// should the unit be given up).
+    pub async fn end_unit(&self, job: &JobId, unit: &str, error: Option<&str>) -> anyhow::Result<()> {
+        use redis_keys::start_field::{ERROR, FAILED, OPEN};
+        let key = redis_keys::job_starts(&self.prefix, job);
+        let mut pipe = redis::pipe();
+        pipe.hdel(&key, format!("{unit}{OPEN}")).ignore();
+        if let Some(error) = error {
+            let cut: String = error.chars().take(ERROR_TEXT_CHARS).collect();
+            pipe.hincr(&key, format!("{unit}{FAILED}"), 1).ignore();
+            pipe.hset(&key, format!("{unit}{ERROR}"), cut).ignore();
+        }
+        let _: () = self.write_expiring(pipe, &key).await.context("Failed to record the end of a task")?;
+        Ok(())
     }
 
     /// Appends to the job's timeline: which worker started or ended which unit, when.
     pub async fn log_timeline(&self, job: &JobId, event: &str, unit: &str, worker: &str) -> anyhow::Result<()> {
-        let mut conn = self.conn.clone();
         let entry = serde_json::json!({
             "at_ms": Utc::now().timestamp_millis(), "event": event, "unit": unit, "worker": worker,
         });
         let key = redis_keys::timeline(&self.prefix, job);
-        let _: () = redis::pipe()
-            .rpush(&key, entry.to_string())
-            .ltrim(&key, -TIMELINE_LEN, -1)
-            .ignore()
-            .query_async(&mut conn)
-            .await
-            .context("Failed to write the job timeline")?;
+        let mut pipe = redis::pipe();
+        pipe.rpush(&key, entry.to_string()).ignore().ltrim(&key, -TIMELINE_LEN, -1).ignore();
+        let _: () = self.write_expiring(pipe, &key).await.context("Failed to write the job timeline")?;
         Ok(())
     }
 
@@ -438,6 +605,7 @@ impl Ledger {
             .arg(unit)
             .arg(total)
             .arg(owner)
+            .arg(self.open_ttl_secs())
             .invoke_async(&mut conn)
             .await
             .context("Failed to record a finished unit")?;
@@ -483,7 +651,7 @@ impl Ledger {
     /// Keeps a finished result in Redis for the cache TTL, and the cache entry pointing at its job.
     pub async fn cache_result(&self, job: &JobId, cache_key: &str, result_json: &str) -> anyhow::Result<()> {
         let mut conn = self.conn.clone();
-        let ttl = self.cache_ttl.as_secs().max(1);
+        let ttl = self.within_retention(self.cache_ttl);
         let _: () = redis::pipe()
             .set_ex(redis_keys::result(&self.prefix, job), result_json, ttl)
             .set_ex(redis_keys::cache(&self.prefix, cache_key), job.to_string(), ttl)
@@ -542,7 +710,7 @@ impl Ledger {
         let kept: i64 = redis::Script::new(EXTEND)
             .key(redis_keys::idempotency(&self.prefix, tenant, key))
             .arg(job.to_string())
-            .arg(IDEMPOTENCY_TTL.as_secs())
+            .arg(self.within_retention(IDEMPOTENCY_TTL))
             .invoke_async(&mut conn)
             .await
             .context("Failed to keep an idempotency key")?;
@@ -568,7 +736,7 @@ impl Ledger {
         let claimed: i64 = redis::Script::new(CLAIM)
             .key(redis_keys::job_owner(&self.prefix, job, unit))
             .arg(owner)
-            .arg(IDEMPOTENCY_TTL.as_secs())
+            .arg(self.within_retention(IDEMPOTENCY_TTL))
             .invoke_async(&mut conn)
             .await
             .context("Failed to claim a unit of work")?;

@@ -6,7 +6,7 @@
 //! for [`job`]s, uploads, the result cache and idempotency, the [`queue`] seam that carries
 //! stage tasks between processes, the [`spec`] of a job, [`webhook`]s, and the
 //! [`chunk_file`] and [`credits_file`] Parquet formats that stages exchange through
-//! storage. Who may do what: [`access`] (roles, API keys), [`quota`] (rate and upload
+//! storage, and the [`retention`] sweep that deletes what expired jobs leave. Who may do what: [`access`] (roles, API keys), [`quota`] (rate and upload
 //! limits shared by every API pod) and [`audit`] (the audit log). Watching it: [`health`]
 //! and [`metrics`]. At the bottom: [`ids`] (ids and the clock, importing nothing of this
 //! crate), [`redis_keys`] (the one naming of the Redis schema) and [`redis_conn`].
@@ -32,6 +32,7 @@ pub mod redis_conn;
 pub mod redis_keys;
 pub mod redis_server;
 pub mod results;
+pub mod retention;
 pub mod run_error;
 pub mod spec;
 pub mod storage;

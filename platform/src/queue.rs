@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, Instant};
 
+use anyhow::Context;
 use apalis::prelude::*;
 use apalis_redis::{Config as ApalisConfig, RedisStorage};
 use futures_util::StreamExt;
@@ -182,6 +183,49 @@ impl Queue {
     }
 }
 
+/// Removes up to ARGV[1] tasks from each of the sets of finished tasks (KEYS[1] done, KEYS[2]
+/// dead) with their payloads (hash KEYS[3]) and metadata (`KEYS[4]:{id}`, `KEYS[4]:result`),
+/// the records apalis-redis keeps of every task forever; returns how many.
+const TRIM_FINISHED: &str = r#"
+local removed = 0
+for _, set in ipairs({KEYS[1], KEYS[2]}) do
+  for _, id in ipairs(redis.call('SPOP', set, tonumber(ARGV[1]))) do
+    redis.call('HDEL', KEYS[3], id)
+    redis.call('HDEL', KEYS[4] .. ':result', id)
+    redis.call('DEL', KEYS[4] .. ':' .. id)
+    removed = removed + 1
+  end
+end
+return removed
+"#;
+
+/// Removes what apalis keeps of finished tasks, on every stage's queue, in batches. Once a
+/// task is acked nothing reads them: a job's history is the ledger's timeline.
+pub async fn trim_finished(conn: &ConnectionManager, config: &QueueConfig) -> anyhow::Result<u64> {
+    const BATCH: u64 = 500;
+    let mut conn = conn.clone();
+    let mut removed = 0;
+    for stage in STAGES {
+        let queue = queue_name(config, stage);
+        loop {
+            let n: u64 = redis::Script::new(TRIM_FINISHED)
+                .key(redis_keys::queue_done(&queue))
+                .key(redis_keys::queue_dead(&queue))
+                .key(redis_keys::queue_data(&queue))
+                .key(redis_keys::queue_meta(&queue))
+                .arg(BATCH)
+                .invoke_async(&mut conn)
+                .await
+                .with_context(|| format!("Failed to trim the finished tasks of {queue}"))?;
+            removed += n;
+            if n < BATCH {
+                break;
+            }
+        }
+    }
+    Ok(removed)
+}
+
 fn queue_name(config: &QueueConfig, stage: &str) -> String {
     redis_keys::queue(&config.prefix, stage)
 }
@@ -329,6 +373,7 @@ where
     // A fresh name on every start: a reused name is refused while its old heartbeat is
     // recent and breaks orphan recovery (research note, upstream apalis#504).
     let name = format!("{}-{}-{}-{}", T::QUEUE, hostname(), std::process::id(), ulid::Ulid::generate());
+    let mut metadata_conn = conn.clone();
     let storage = RedisStorage::<T>::new(conn).with_config(apalis_config::<T>(config));
     let beat = Arc::new(Liveness::default());
     beat.beat();
@@ -358,7 +403,12 @@ where
     // next wake-up can be the heartbeat, 5 s later): measured pickups up to 2.8 s late once
     // nothing else woke the consumer.
     let wakeup = local_wakeup(&queue_name(config, T::QUEUE));
+    // apalis-redis writes a metadata hash per consumer it registers and never deletes it;
+    // kept alive here while the consumer beats, it expires after the consumer is gone.
+    let metadata = redis_keys::queue_worker_metadata(&queue_name(config, T::QUEUE), &name);
+    let metadata_ttl = (config.heartbeat * config.missed_heartbeats as u32 * 2).as_secs().max(1);
     let watchdog = async {
+        let mut refreshed: Option<Instant> = None;
         loop {
             tokio::select! {
                 () = tokio::time::sleep(config.poll_interval) => {}
@@ -366,6 +416,11 @@ where
             }
             if beat.silence().is_some_and(|silence| silence > stale_after) {
                 return;
+            }
+            if refreshed.is_none_or(|at| at.elapsed() >= config.heartbeat) {
+                let expired: redis::RedisResult<i64> =
+                    redis::cmd("EXPIRE").arg(&metadata).arg(metadata_ttl).query_async(&mut metadata_conn).await;
+                refreshed = expired.is_ok().then(Instant::now).or(refreshed);
             }
         }
     };

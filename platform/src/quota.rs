@@ -38,10 +38,29 @@ impl Rate {
     }
 }
 
+/// Which limit a request is counted against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    Key,
+    Tenant,
+    Service,
+}
+
+impl Limit {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Limit::Key => "key",
+            Limit::Tenant => "tenant",
+            Limit::Service => "service",
+        }
+    }
+}
+
 /// The answer for one request, and what the `RateLimit-*` headers report (the key's quota).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Decision {
-    pub allowed: bool,
+    /// When refused: the first limit that refused it, and that limit's rate.
+    pub refused_by: Option<(Limit, Rate)>,
     pub rate: Rate,
     pub remaining: u32,
     /// Until the key's quota is whole again.
@@ -112,41 +131,61 @@ impl UploadReservation {
 pub struct Quotas {
     conn: ConnectionManager,
     prefix: String,
-    global: Option<Rate>,
+    limits: RequestLimits,
     upload_bytes_per_day: u64,
+}
+
+/// The limits every request is counted against besides its key's own (`None` = off).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RequestLimits {
+    /// All keys of one tenant together: one tenant cannot use up the service's rate.
+    pub tenant: Option<Rate>,
+    pub global: Option<Rate>,
 }
 
 impl fmt::Debug for Quotas {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Quotas").field("global", &self.global).finish_non_exhaustive()
+        f.debug_struct("Quotas").field("limits", &self.limits).finish_non_exhaustive()
     }
 }
 
 impl Quotas {
-    pub fn new(conn: ConnectionManager, prefix: &str, global: Option<Rate>, upload_bytes_per_day: u64) -> Quotas {
-        Quotas { conn, prefix: prefix.to_owned(), global, upload_bytes_per_day }
+    pub fn new(conn: ConnectionManager, prefix: &str, limits: RequestLimits, upload_bytes_per_day: u64) -> Quotas {
+        Quotas { conn, prefix: prefix.to_owned(), limits, upload_bytes_per_day }
     }
 
-    /// Counts one request of `key` against its rate and the global one.
-    pub async fn request(&self, key: &KeyId, rate: Rate) -> anyhow::Result<Decision> {
+    /// Counts one request of `key` (of `tenant`) against its rate, its tenant's and the
+    /// service's; it is counted only where every one of them allows it.
+    pub async fn request(&self, key: &KeyId, tenant: &Tenant, rate: Rate) -> anyhow::Result<Decision> {
+        let mut limits = vec![(Limit::Key, rate, redis_keys::rate(&self.prefix, key))];
+        if let Some(tenant_rate) = self.limits.tenant {
+            limits.push((Limit::Tenant, tenant_rate, redis_keys::rate_tenant(&self.prefix, tenant)));
+        }
+        if let Some(global) = self.limits.global {
+            limits.push((Limit::Service, global, redis_keys::rate_global(&self.prefix)));
+        }
         let gcra = redis::Script::new(GCRA);
         let mut script = gcra.prepare_invoke();
-        script.key(redis_keys::rate(&self.prefix, key)).arg(rate.emission_ms()).arg(rate.period.as_millis() as u64);
-        if let Some(global) = self.global {
-            script
-                .key(redis_keys::rate_global(&self.prefix))
-                .arg(global.emission_ms())
-                .arg(global.period.as_millis() as u64);
+        for (_, rate, key) in &limits {
+            script.key(key).arg(rate.emission_ms()).arg(rate.period.as_millis() as u64);
         }
         let mut conn = self.conn.clone();
         let out: Vec<i64> = script.invoke_async(&mut conn).await.context("Failed to check the rate limit")?;
         let ms = |v: i64| Duration::from_millis(v.max(0) as u64);
-        let limits: Vec<&[i64]> = out.chunks(4).collect();
-        let allowed = limits.iter().all(|l| l[0] == 1);
-        let retry_after = limits.iter().map(|l| ms(l[3])).max().unwrap_or_default();
-        let own = limits.first().context("The rate script answered nothing")?;
+        let answers: Vec<&[i64]> = out.chunks(4).collect();
+        anyhow::ensure!(
+            answers.len() == limits.len(),
+            "The rate script answered {} limits of {}",
+            answers.len(),
+            limits.len()
+        );
+        let refused_by =
+            limits.iter().zip(&answers).find(|(_, a)| a[0] != 1).map(|((limit, rate, _), _)| (*limit, *rate));
+        let retry_after = answers.iter().map(|l| ms(l[3])).max().unwrap_or_default();
+        let own = answers[0];
+        let allowed = refused_by.is_none();
         Ok(Decision {
-            allowed,
+            refused_by,
             rate,
             remaining: if allowed { own[1].clamp(0, i64::from(u32::MAX)) as u32 } else { 0 },
             reset: ms(own[2]),

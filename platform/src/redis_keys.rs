@@ -20,6 +20,8 @@
 //! | `p:tenant:{t}:jobs` | sorted set | a tenant's job ids, by creation time |
 //! | `p:stats:jobs` | hash | jobs per state |
 //! | `p:workers` | sorted set | worker processes, by last beat |
+//! | `p:expiries` | sorted set | jobs and uploads ([`Expiring`]) by when the sweep deletes what they left |
+//! | `p:sweep:lock` | string | the worker process running the sweep |
 //! | `p:result:{id}` | string | a cached result |
 //! | `p:cache:{cache_key}` | string | the job whose result answers a cache key |
 //! | `p:idem:{t}:{key}` | string | the job holding an idempotency key (a lease until the job is recorded, then 24 h) |
@@ -29,7 +31,7 @@
 //! | `p:rate:{key id}`, `p:rate:global`, `p:rate:authfail:{address}` | string | GCRA theoretical arrival times |
 //! | `p:quota:{t}:upload-bytes:{day}` | string | bytes a tenant uploaded or reserved for uploads in progress on a UTC day |
 //! | `p:audit:{t}`, `p:audit:-` | stream | the audit log of a tenant, of unknown callers |
-//! | `p:queue:{stage}` | (apalis) | a stage's task queue; apalis-redis names the keys under it |
+//! | `p:queue:{stage}` | (apalis) | a stage's task queue; apalis-redis names the keys under it (the ones we trim: [`queue_done`]…) |
 //! | `p:queue-wakeups` | pub/sub channel | announcements of new tasks |
 
 use std::fmt;
@@ -88,9 +90,25 @@ pub fn job_owner(prefix: &str, job: &JobId, unit: &str) -> String {
     format!("{prefix}:job:{job}:owner:{unit}")
 }
 
-/// Starts per unit of `job` (a hash).
+/// Starts per unit of `job` (a hash): field `{unit}` counts them, and the fields
+/// `{unit}{suffix}` of [`start_field`] say how the earlier attempts went.
 pub fn job_starts(prefix: &str, job: &JobId) -> String {
     format!("{prefix}:job:{job}:starts")
+}
+
+/// Suffixes of the fields kept per unit in [`job_starts`], after the unit's name.
+pub mod start_field {
+    /// When the unit was first started (ms on Redis' clock).
+    pub const FIRST: &str = "@first";
+    /// The worker running the current attempt; still set at the next start when that
+    /// worker went away before the attempt ended.
+    pub const OPEN: &str = "@open";
+    /// Attempts whose worker went away, and the last such worker.
+    pub const LOST: &str = "@lost";
+    pub const LOST_ON: &str = "@lost_on";
+    /// Attempts that ended with an error to retry, and the last such error.
+    pub const FAILED: &str = "@failed";
+    pub const ERROR: &str = "@error";
 }
 
 /// The timeline of `job` (a list of JSON entries).
@@ -101,6 +119,17 @@ pub fn timeline(prefix: &str, job: &JobId) -> String {
 /// The webhook attempt records of `job` (a list of JSON entries).
 pub fn webhook_attempts(prefix: &str, job: &JobId) -> String {
     format!("{prefix}:job:{job}:webhook:attempts")
+}
+
+/// Every key of `job` named after it whose unit is fixed (all but [`job_owner`], which
+/// expires by itself): what the end of a job gives a time to live, and the sweep deletes.
+pub fn job_keys(prefix: &str, job: &JobId) -> Vec<String> {
+    let sets = [DoneSet::Splits, DoneSet::Chunks, DoneSet::Reduced];
+    let mut keys =
+        vec![self::job(prefix, job), job_starts(prefix, job), timeline(prefix, job), webhook_attempts(prefix, job)];
+    keys.extend(sets.iter().map(|set| job_done(prefix, job, *set)));
+    keys.extend(sets.iter().map(|set| job_next(prefix, job, *set)));
+    keys
 }
 
 /// The sorted set of due webhook deliveries: job ids scored by when the next attempt is due.
@@ -168,6 +197,45 @@ pub fn workers(prefix: &str) -> String {
     format!("{prefix}:workers")
 }
 
+/// What the retention sweep deletes, by when: members of [`expiries`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Expiring {
+    /// The job's objects, its index entries and any of its keys still there.
+    Job(Tenant, JobId),
+    /// The upload's file and record.
+    Upload(Tenant, UploadId),
+}
+
+impl Expiring {
+    /// The member of [`expiries`]: `job:{tenant}:{id}` or `upload:{tenant}:{id}`.
+    pub fn member(&self) -> String {
+        match self {
+            Expiring::Job(tenant, job) => format!("job:{tenant}:{job}"),
+            Expiring::Upload(tenant, upload) => format!("upload:{tenant}:{upload}"),
+        }
+    }
+
+    pub fn parse(member: &str) -> Option<Expiring> {
+        let mut parts = member.splitn(3, ':');
+        let (kind, tenant, id) = (parts.next()?, parts.next()?.parse().ok()?, parts.next()?);
+        match kind {
+            "job" => Some(Expiring::Job(tenant, id.parse().ok()?)),
+            "upload" => Some(Expiring::Upload(tenant, id.parse().ok()?)),
+            _ => None,
+        }
+    }
+}
+
+/// Jobs and uploads scored by when (ms) the sweep deletes what they left behind.
+pub fn expiries(prefix: &str) -> String {
+    format!("{prefix}:expiries")
+}
+
+/// Held (with a time to live) by the one worker process that runs the retention sweep.
+pub fn sweep_lock(prefix: &str) -> String {
+    format!("{prefix}:sweep:lock")
+}
+
 // ---- result cache and idempotency ----
 
 /// The cached result of `job`.
@@ -212,6 +280,16 @@ pub fn rate_auth_failures(prefix: &str, client: &str) -> String {
     format!("{prefix}:rate:authfail:{client}")
 }
 
+/// The request rate of every key of `tenant` together.
+pub fn rate_tenant(prefix: &str, tenant: &Tenant) -> String {
+    format!("{prefix}:rate:tenant:{tenant}")
+}
+
+/// The ids of `tenant`'s keys that are not revoked (a set), counted against the key limit.
+pub fn tenant_keys(prefix: &str, tenant: &Tenant) -> String {
+    format!("{prefix}:tenant:{tenant}:keys")
+}
+
 /// The service-wide request rate.
 pub fn rate_global(prefix: &str) -> String {
     format!("{prefix}:rate:global")
@@ -246,6 +324,32 @@ pub fn queue_scheduled(queue: &str) -> String {
     format!("{queue}:scheduled")
 }
 
+/// The finished tasks of `queue` (a set apalis-redis keeps and never trims; the sweep does).
+pub fn queue_done(queue: &str) -> String {
+    format!("{queue}:done")
+}
+
+/// The tasks of `queue` that failed for good (a set apalis-redis keeps; the sweep trims it).
+pub fn queue_dead(queue: &str) -> String {
+    format!("{queue}:dead")
+}
+
+/// The payload of every task of `queue` by task id (a hash apalis-redis keeps).
+pub fn queue_data(queue: &str) -> String {
+    format!("{queue}:data")
+}
+
+/// The prefix of the per-task metadata hashes of `queue` (`{queue}:meta:{task id}`, and
+/// `{queue}:meta:result`), as apalis-redis names them.
+pub fn queue_meta(queue: &str) -> String {
+    format!("{queue}:meta")
+}
+
+/// The metadata hash apalis-redis writes for each consumer `worker` of `queue` it registers.
+pub fn queue_worker_metadata(queue: &str, worker: &str) -> String {
+    format!("{queue}:workers:metadata:{worker}")
+}
+
 /// The pub/sub channel on which producers announce new tasks; each message is a queue name.
 pub fn queue_wakeups(prefix: &str) -> String {
     format!("{prefix}:queue-wakeups")
@@ -270,6 +374,8 @@ mod tests {
             (job_next(p, &j, DoneSet::Chunks), format!("mta:job:{j}:next:chunks")),
             (job_owner(p, &j, "attribute:7"), format!("mta:job:{j}:owner:attribute:7")),
             (job_starts(p, &j), format!("mta:job:{j}:starts")),
+            (rate_tenant(p, &t), "mta:rate:tenant:acme".to_owned()),
+            (tenant_keys(p, &t), "mta:tenant:acme:keys".to_owned()),
             (timeline(p, &j), format!("mta:job:{j}:timeline")),
             (webhook_attempts(p, &j), format!("mta:job:{j}:webhook:attempts")),
             (webhooks_due(p), "mta:webhooks:due".to_owned()),
@@ -292,9 +398,22 @@ mod tests {
             (queue_active("mta:queue:split"), "mta:queue:split:active".to_owned()),
             (queue_scheduled("mta:queue:split"), "mta:queue:split:scheduled".to_owned()),
             (queue_wakeups(p), "mta:queue-wakeups".to_owned()),
+            (expiries(p), "mta:expiries".to_owned()),
+            (sweep_lock(p), "mta:sweep:lock".to_owned()),
+            (Expiring::Job(t.clone(), j).member(), format!("job:acme:{j}")),
+            (Expiring::Upload(t.clone(), u).member(), format!("upload:acme:{u}")),
+            (queue_done("q"), "q:done".to_owned()),
+            (queue_dead("q"), "q:dead".to_owned()),
+            (queue_data("q"), "q:data".to_owned()),
+            (queue_meta("q"), "q:meta".to_owned()),
+            (queue_worker_metadata("q", "w1"), "q:workers:metadata:w1".to_owned()),
             (job_field::rows(3), "rows:3".to_owned()),
         ] {
             assert_eq!(key, expected);
         }
+        for member in [Expiring::Job(t.clone(), j), Expiring::Upload(t, u)] {
+            assert_eq!(Expiring::parse(&member.member()), Some(member));
+        }
+        assert_eq!(job_keys(p, &j).len(), 10);
     }
 }

@@ -171,12 +171,37 @@ impl Storage {
         Ok(keys)
     }
 
+    /// Deletes every object under `prefix`. On the local store it removes the folder itself,
+    /// with what listing does not show: the staging files (`name#1`) of writes cut short by
+    /// a killed process, and empty folders.
     pub async fn delete_prefix(&self, prefix: &Key) -> anyhow::Result<()> {
+        if prefix.as_ref().is_empty() {
+            bail!("Refusing to delete the whole object store");
+        }
+        if let Some(dir) = self.local_path(prefix) {
+            return match tokio::fs::remove_dir_all(&dir).await {
+                Ok(()) => Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                Err(e) => Err(e).with_context(|| format!("Failed to delete {}", dir.display())),
+            };
+        }
         for key in self.list(prefix).await? {
-            match self.store.delete(&key).await {
-                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-                Err(e) => return Err(e).with_context(|| format!("Failed to delete {key}")),
-            }
+            self.delete(&key).await?;
+        }
+        Ok(())
+    }
+
+    /// Deletes one object (nothing when it does not exist), and on the local store the
+    /// staging files a killed writer left beside it.
+    pub async fn delete(&self, key: &Key) -> anyhow::Result<()> {
+        match self.store.delete(key).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(e).with_context(|| format!("Failed to delete {key}")),
+        }
+        if let (Some(path), Some(name)) = (self.local_path(key), key.filename()) {
+            remove_staging_files(&path, name)
+                .await
+                .with_context(|| format!("Failed to delete what a write of {key} left"))?;
         }
         Ok(())
     }
@@ -232,6 +257,29 @@ impl Storage {
     }
 }
 
+/// Removes the files the local store stages a write of `path` in (`{name}#{digits}`): a
+/// writer killed before its rename leaves one behind, invisible to listing.
+async fn remove_staging_files(path: &Path, name: &str) -> std::io::Result<()> {
+    let Some(dir) = path.parent() else { return Ok(()) };
+    let mut entries = match tokio::fs::read_dir(dir).await {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    while let Some(entry) = entries.next_entry().await? {
+        let file_name = entry.file_name();
+        let staging = file_name.to_str().and_then(|n| n.strip_prefix(name)).and_then(|n| n.strip_prefix('#'));
+        if staging.is_some_and(|suffix| !suffix.is_empty() && suffix.bytes().all(|b| b.is_ascii_digit())) {
+            match tokio::fs::remove_file(entry.path()).await {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Why a streamed put failed: the body (the client's side) or the store (ours).
 #[derive(Debug)]
 pub enum PutStreamError<E> {
@@ -249,6 +297,11 @@ pub mod keys {
 
     pub fn upload(tenant: &Tenant, id: &UploadId) -> Key {
         Key::from(format!("tenants/{tenant}/uploads/{id}"))
+    }
+
+    /// Everything of one job: chunks, partials, result and credits.
+    pub fn job_root(tenant: &Tenant, id: &JobId) -> Key {
+        Key::from(format!("tenants/{tenant}/jobs/{id}"))
     }
 
     fn job(tenant: &Tenant, job: &JobId, rest: &str) -> Key {
@@ -283,5 +336,65 @@ pub mod keys {
 
     pub fn credits(tenant: &Tenant, id: &JobId) -> Key {
         job(tenant, id, "credits.parquet")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::Tenant;
+
+    /// Item 11 of issue 16: a worker killed mid-write leaves `…parquet#1` staging files and
+    /// empty folders, which listing does not show; removing a job's chunks removes them too.
+    #[tokio::test]
+    async fn deleting_a_prefix_removes_staging_files_and_empty_folders() {
+        let root = tempfile::tempdir().unwrap();
+        let storage = Storage::open(&format!("file://{}", root.path().display())).unwrap();
+        let (tenant, job): (Tenant, JobId) = ("acme".parse().unwrap(), JobId::random());
+        storage.put(&keys::chunk(&tenant, &job, 0, 0, 0), Bytes::from_static(b"rows")).await.unwrap();
+        storage.put(&keys::result(&tenant, &job), Bytes::from_static(b"{}")).await.unwrap();
+        let chunks = storage.local_path(&keys::chunks(&tenant, &job)).unwrap();
+        std::fs::write(chunks.join("p00000/s0000-00001.parquet#1"), b"half a file").unwrap();
+        std::fs::create_dir_all(chunks.join("p00001")).unwrap();
+        std::fs::create_dir_all(chunks.join("p00002")).unwrap();
+        std::fs::write(chunks.join("p00002/s0001-00000.parquet#17"), b"").unwrap();
+
+        storage.delete_prefix(&keys::chunks(&tenant, &job)).await.unwrap();
+
+        assert!(!chunks.exists(), "chunk folder left: {:?}", walk(&chunks));
+        assert!(storage.get_opt(&keys::result(&tenant, &job)).await.unwrap().is_some());
+        storage.delete_prefix(&keys::job_root(&tenant, &job)).await.unwrap();
+        let job_dir = storage.local_path(&keys::job_root(&tenant, &job)).unwrap();
+        assert!(!job_dir.exists());
+        storage.delete_prefix(&keys::job_root(&tenant, &job)).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn deleting_an_object_removes_its_staging_files_only() {
+        let root = tempfile::tempdir().unwrap();
+        let storage = Storage::open(&format!("file://{}", root.path().display())).unwrap();
+        let tenant: Tenant = "acme".parse().unwrap();
+        let (upload, other) = (UploadId::random(), UploadId::random());
+        storage.put(&keys::upload(&tenant, &upload), Bytes::from_static(b"a,b")).await.unwrap();
+        storage.put(&keys::upload(&tenant, &other), Bytes::from_static(b"a,b")).await.unwrap();
+        let path = storage.local_path(&keys::upload(&tenant, &upload)).unwrap();
+        let dir = path.parent().unwrap().to_owned();
+        std::fs::write(dir.join(format!("{upload}#2")), b"half").unwrap();
+        std::fs::write(dir.join(format!("{other}#3")), b"half").unwrap();
+
+        storage.delete(&keys::upload(&tenant, &upload)).await.unwrap();
+        storage.delete(&keys::upload(&tenant, &upload)).await.unwrap();
+
+        let mut left: Vec<String> =
+            std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        left.sort();
+        let mut expected = vec![other.to_string(), format!("{other}#3")];
+        expected.sort();
+        assert_eq!(left, expected);
+    }
+
+    fn walk(dir: &Path) -> Vec<PathBuf> {
+        let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
+        entries.flatten().flat_map(|e| [vec![e.path()], walk(&e.path())].concat()).collect()
     }
 }

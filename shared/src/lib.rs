@@ -20,6 +20,7 @@ pub mod journey;
 pub mod markov;
 pub mod options;
 pub mod partial;
+pub mod period;
 pub mod result;
 pub mod rules;
 

@@ -3,7 +3,9 @@
 //! [`MarkovCounts`] holds the chain's additive sufficient statistics (transition
 //! weights, per-state absorption weights and value sums) so chunks merge by addition;
 //! [`MarkovCounts::solve`] then runs one sparse LU solve for the full chain and one per
-//! channel with that channel removed. No simulation.
+//! channel with that channel removed. No simulation. The cost is about channels × one
+//! solve over the whole chain, so it grows with the square of the channels: a
+//! [`SolveBudget`] bounds the channels and lets the caller stop a solve between channels.
 
 use rayon::prelude::*;
 use rustc_hash::FxHashMap;
@@ -20,6 +22,37 @@ const START: u32 = u32::MAX;
 
 /// Refuse chains larger than this many states instead of exhausting memory.
 pub const MAX_MARKOV_STATES: usize = 2_000_000;
+
+/// The default of `markov_max_channels`. Measured at order 1 on two cores, debug build,
+/// journeys of four touches: 2,000 channels 1.3 s, 4,000 6 s, 10,000 73 s (one solve per
+/// channel took 49 s, 319 s and hours); higher orders solve once per channel and cost more,
+/// which the caller's time limit bounds.
+pub const DEFAULT_MAX_CHANNELS: usize = 10_000;
+
+/// What one solve may cost, and how its caller stops it.
+#[derive(Clone, Copy)]
+pub struct SolveBudget<'a> {
+    /// Most distinct channels in the chain (`markov_max_channels`): each costs one sparse
+    /// solve over the whole chain.
+    pub max_channels: usize,
+    /// Asked before each per-channel solve; once it answers `true` the solve ends with an
+    /// error (the caller knows why it asked to stop).
+    pub stop: &'a (dyn Fn() -> bool + Sync),
+}
+
+impl Default for SolveBudget<'static> {
+    /// The default channel limit, never stopped.
+    fn default() -> Self {
+        SolveBudget { max_channels: DEFAULT_MAX_CHANNELS, stop: &never }
+    }
+}
+
+fn never() -> bool {
+    false
+}
+
+/// One channel's removal effects: `(channel, on conversions, on value)`.
+type Removal = (u32, f64, f64);
 
 /// Additive statistics of a k-order chain.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -187,8 +220,8 @@ impl MarkovCounts {
         }
     }
 
-    /// Solves the chain for `channel_count` channel ids.
-    pub fn solve(&self, channel_count: usize) -> Result<MarkovSolution, AttributionError> {
+    /// Solves the chain for `channel_count` channel ids, within `budget`.
+    pub fn solve(&self, channel_count: usize, budget: &SolveBudget) -> Result<MarkovSolution, AttributionError> {
         if self.states.len() > MAX_MARKOV_STATES {
             return Err(AttributionError::new(
                 ErrorCode::LimitExceeded,
@@ -199,8 +232,6 @@ impl MarkovCounts {
                 ),
             ));
         }
-        let chain = Chain::new(self);
-        let (base_conversions, base_value) = chain.absorb(|_| true)?;
         let channels_in_chain: Vec<u32> = {
             let mut present = vec![false; channel_count];
             for key in &self.states {
@@ -210,13 +241,41 @@ impl MarkovCounts {
             }
             (0..channel_count as u32).filter(|&c| present[c as usize]).collect()
         };
-        let removed: Vec<(u32, f64, f64)> = channels_in_chain
-            .par_iter()
-            .map(|&channel| {
-                let (p, v) = chain.absorb(|state| !self.states[state].contains(&channel))?;
-                Ok((channel, effect(p, base_conversions), effect(v, base_value)))
-            })
-            .collect::<Result<_, AttributionError>>()?;
+        if channels_in_chain.len() > budget.max_channels {
+            return Err(AttributionError::new(
+                ErrorCode::LimitExceeded,
+                format!(
+                    "the order-{} Markov chain has {} channels, above the limit of {} (markov_max_channels; \
+                     the solve's time grows with the channels times the chain's {} states and {} transitions): \
+                     leave out `markov` or raise the limit",
+                    self.order,
+                    channels_in_chain.len(),
+                    budget.max_channels,
+                    self.states.len(),
+                    self.transitions.len()
+                ),
+            ));
+        }
+        if (budget.stop)() {
+            return Err(stopped());
+        }
+        let chain = Chain::new(self);
+        let (base_conversions, _, removed) = if self.order == 1 {
+            self.removal_effects_of_states(&chain, budget)?
+        } else {
+            let (base_conversions, base_value) = chain.absorb(|_| true)?;
+            let removed: Vec<Removal> = channels_in_chain
+                .par_iter()
+                .map(|&channel| {
+                    if (budget.stop)() {
+                        return Err(stopped());
+                    }
+                    let (p, v) = chain.absorb(|state| !self.states[state].contains(&channel))?;
+                    Ok((channel, effect(p, base_conversions), effect(v, base_value)))
+                })
+                .collect::<Result<_, AttributionError>>()?;
+            (base_conversions, base_value, removed)
+        };
 
         let mut solution = MarkovSolution {
             conversion_probability: base_conversions,
@@ -235,6 +294,58 @@ impl MarkovCounts {
         distribute(&solution.removal_effect_value, total_value, &mut solution.value);
         Ok(solution)
     }
+}
+
+impl MarkovCounts {
+    /// Order 1, where each channel is one state: the base probability and value, and each
+    /// channel's `(channel, removal effect, value removal effect)`, from one factorisation.
+    ///
+    /// A journey that never reaches state s is untouched by removing s, and one that does
+    /// is lost from its first visit on. By the strong Markov property at that visit,
+    /// P(conv) − P(conv | s removed) = h_s · a_s, where h_s = P(reach s from start) and
+    /// a_s = P(conv from s); likewise for value with v_s, the expected value from s.
+    /// With N = (I − Q)⁻¹: a = N r and v = N r_value (one transposed solve each), and
+    /// h_s = x_s / N_ss (x the expected visits, N_ss ≥ 1 the visits to s starting at s),
+    /// so each channel costs two triangular solves instead of a factorisation. Order 1
+    /// has no self-transitions (repeats collapse), but the identity does not need that.
+    fn removal_effects_of_states(
+        &self,
+        chain: &Chain,
+        budget: &SolveBudget,
+    ) -> Result<(f64, f64, Vec<Removal>), AttributionError> {
+        let factors = chain.factorise()?;
+        let visits = factors.solve(&chain.start_vector());
+        let (conversion_prob, conversion_value) = (&chain.conversion_prob, &chain.conversion_value);
+        let base_conversions: f64 = visits.iter().zip(conversion_prob).map(|(x, p)| x * p).sum();
+        let base_value: f64 = visits.iter().zip(conversion_value).map(|(x, v)| x * v).sum();
+        let to_conversion = factors.solve_transposed(conversion_prob);
+        let to_value = factors.solve_transposed(conversion_value);
+        let removed = (0..self.states.len())
+            .into_par_iter()
+            .map_init(
+                || vec![0.0; self.states.len()],
+                |work, state| {
+                    if (budget.stop)() {
+                        return Err(stopped());
+                    }
+                    let reach = visits[state] / factors.inverse_diagonal(state, work);
+                    let re = loss_share(reach * to_conversion[state], base_conversions);
+                    let re_value = loss_share(reach * to_value[state], base_value);
+                    Ok((self.states[state][0], re, re_value))
+                },
+            )
+            .collect::<Result<_, AttributionError>>()?;
+        Ok((base_conversions, base_value, removed))
+    }
+}
+
+fn stopped() -> AttributionError {
+    AttributionError::new(ErrorCode::Internal, "the Markov solve was stopped before it finished")
+}
+
+/// RE = lost / base, the same as 1 − removed / base without its cancellation.
+fn loss_share(lost: f64, base: f64) -> f64 {
+    if base > 0.0 { (lost / base).clamp(0.0, 1.0) } else { 0.0 }
 }
 
 fn edge(from: u32, to: u32) -> u64 {
@@ -341,7 +452,18 @@ impl Chain {
                 rhs[index[to as usize]] += p;
             }
         }
-        // Column j of A = I − Qᵀ holds the outgoing transitions of kept state j.
+        let matrix = self.matrix(&kept, &index);
+        rsparse::lusol(&matrix, &mut rhs, ordering(m), 1.0).map_err(solve_failed)?;
+        let visits = rhs;
+        let conversions = kept.iter().zip(&visits).map(|(&s, x)| x * self.conversion_prob[s]).sum();
+        let value = kept.iter().zip(&visits).map(|(&s, x)| x * self.conversion_value[s]).sum();
+        Ok((conversions, value))
+    }
+
+    /// A = I − Qᵀ over the `kept` states (`index`: state → row, or `usize::MAX`): column j
+    /// holds the outgoing transitions of kept state j.
+    fn matrix(&self, kept: &[usize], index: &[usize]) -> rsparse::data::Sprs<f64> {
+        let m = kept.len();
         let mut col_ptr = Vec::with_capacity(m + 1);
         let mut row_idx = Vec::new();
         let mut values = Vec::new();
@@ -360,16 +482,117 @@ impl Chain {
             }
             col_ptr.push(row_idx.len() as isize);
         }
-        let matrix = rsparse::data::Sprs { nzmax: values.len(), m, n: m, p: col_ptr, i: row_idx, x: values };
-        // rsparse orders: -1 natural, 0 = AMD on A + Aᵀ (CSparse's choice for LU). Its AMD
-        // underflows on matrices smaller than 3x3, which need no ordering anyway.
-        let ordering = if m < 3 { -1 } else { 0 };
-        rsparse::lusol(&matrix, &mut rhs, ordering, 1.0)
-            .map_err(|e| AttributionError::new(ErrorCode::Internal, format!("markov linear solve failed: {e:?}")))?;
-        let visits = rhs;
-        let conversions = kept.iter().zip(&visits).map(|(&s, x)| x * self.conversion_prob[s]).sum();
-        let value = kept.iter().zip(&visits).map(|(&s, x)| x * self.conversion_value[s]).sum();
-        Ok((conversions, value))
+        rsparse::data::Sprs { nzmax: values.len(), m, n: m, p: col_ptr, i: row_idx, x: values }
+    }
+
+    /// P(start → s) for every state.
+    fn start_vector(&self) -> Vec<f64> {
+        let mut b = vec![0.0; self.conversion_prob.len()];
+        for &(to, p) in &self.start_probs {
+            b[to as usize] += p;
+        }
+        b
+    }
+
+    /// The LU factors of A = I − Qᵀ over every state.
+    fn factorise(&self) -> Result<Factors, AttributionError> {
+        let n = self.conversion_prob.len();
+        let all: Vec<usize> = (0..n).collect();
+        let matrix = self.matrix(&all, &all);
+        let mut symbolic = rsparse::sqr(&matrix, ordering(n), false);
+        let numeric = rsparse::lu(&matrix, &mut symbolic, 1.0).map_err(solve_failed)?;
+        let identity = || (0..n as isize).collect::<Vec<isize>>();
+        let row_of = numeric.pinv.unwrap_or_else(identity);
+        // AMD's permutation carries one entry past the n columns.
+        let mut column_order = symbolic.q.unwrap_or_else(identity);
+        column_order.truncate(n);
+        let mut position_of = vec![0usize; n];
+        for (k, &state) in column_order.iter().enumerate() {
+            position_of[state as usize] = k;
+        }
+        Ok(Factors { l: numeric.l, u: numeric.u, row_of, column_order, position_of })
+    }
+}
+
+/// rsparse orders: -1 natural, 0 = AMD on A + Aᵀ (CSparse's choice for LU). Its AMD
+/// underflows on matrices smaller than 3x3, which need no ordering anyway.
+fn ordering(m: usize) -> i8 {
+    if m < 3 { -1 } else { 0 }
+}
+
+fn solve_failed(e: rsparse::Error) -> AttributionError {
+    AttributionError::new(ErrorCode::Internal, format!("markov linear solve failed: {e:?}"))
+}
+
+/// L U = P A Q, as CSparse's `cs_lu` leaves them: L unit lower with its diagonal first in
+/// each column, U upper with its diagonal last, L's rows already in pivot order.
+struct Factors {
+    l: rsparse::data::Sprs<f64>,
+    u: rsparse::data::Sprs<f64>,
+    /// Row i of A is row `row_of[i]` of P A.
+    row_of: Vec<isize>,
+    /// Column k of A Q is column `column_order[k]` of A; `position_of` inverts it.
+    column_order: Vec<isize>,
+    position_of: Vec<usize>,
+}
+
+impl Factors {
+    /// x with A x = b.
+    fn solve(&self, b: &[f64]) -> Vec<f64> {
+        let mut y = vec![0.0; b.len()];
+        for (i, &bi) in b.iter().enumerate() {
+            y[self.row_of[i] as usize] = bi;
+        }
+        rsparse::lsolve(&self.l, &mut y);
+        rsparse::usolve(&self.u, &mut y);
+        let mut x = vec![0.0; b.len()];
+        for (k, &state) in self.column_order.iter().enumerate() {
+            x[state as usize] = y[k];
+        }
+        x
+    }
+
+    /// y with Aᵀ y = c (A = L U permuted, so Aᵀ = Q Uᵀ Lᵀ P).
+    fn solve_transposed(&self, c: &[f64]) -> Vec<f64> {
+        let mut z: Vec<f64> = self.column_order.iter().map(|&state| c[state as usize]).collect();
+        rsparse::utsolve(&self.u, &mut z);
+        rsparse::ltsolve(&self.l, &mut z);
+        self.row_of.iter().map(|&row| z[row as usize]).collect()
+    }
+
+    /// (A⁻¹)_ss: L⁻¹ P e_s, then U⁻¹ of that down to the row of s only. `work` is a
+    /// zeroed vector of the chain's size, left zeroed.
+    fn inverse_diagonal(&self, state: usize, work: &mut [f64]) -> f64 {
+        let (l, u) = (&self.l, &self.u);
+        let n = work.len();
+        let first = self.row_of[state] as usize;
+        work[first] = 1.0;
+        // Forward: entries above `first` stay zero.
+        for j in first..n {
+            let xj = work[j];
+            if xj != 0.0 {
+                let xj = xj / l.x[l.p[j] as usize];
+                work[j] = xj;
+                for p in (l.p[j] + 1) as usize..l.p[j + 1] as usize {
+                    work[l.i[p]] -= l.x[p] * xj;
+                }
+            }
+        }
+        // Backward, stopping at the position of s: entries below it are not needed.
+        let target = self.position_of[state];
+        for j in (target..n).rev() {
+            let xj = work[j];
+            if xj != 0.0 {
+                let xj = xj / u.x[(u.p[j + 1] - 1) as usize];
+                work[j] = xj;
+                for p in u.p[j] as usize..(u.p[j + 1] - 1) as usize {
+                    work[u.i[p]] -= u.x[p] * xj;
+                }
+            }
+        }
+        let diagonal = work[target];
+        work.fill(0.0);
+        diagonal
     }
 }
 
@@ -393,7 +616,7 @@ mod tests {
 
     #[test]
     fn design_tiny_case_is_exact() {
-        let s = design_example(1).solve(3).unwrap();
+        let s = design_example(1).solve(3, &SolveBudget::default()).unwrap();
         assert!(close(s.conversion_probability, 4.0 / 7.0));
         for (got, want) in s.removal_effect.iter().zip([19.0 / 30.0, 11.0 / 20.0, 3.0 / 4.0]) {
             assert!(close(*got, want), "{got} vs {want}");
@@ -429,7 +652,8 @@ mod tests {
         right.add_path(&[2, 0], 1.0, 1.0, 5.0);
         right.add_path(&[1, 1, 0], 2.0, 1.0, 30.0);
         left.merge(&right, &[2, 0, 1]);
-        let (a, b) = (whole.solve(3).unwrap(), left.solve(3).unwrap());
+        let (a, b) =
+            (whole.solve(3, &SolveBudget::default()).unwrap(), left.solve(3, &SolveBudget::default()).unwrap());
         for c in 0..3 {
             assert!(close(a.conversions[c], b.conversions[c]));
             assert!(close(a.value[c], b.value[c]));
@@ -439,7 +663,7 @@ mod tests {
     #[test]
     fn higher_orders_still_conserve_conversions_and_value() {
         for order in 1..=4 {
-            let s = design_example(order).solve(3).unwrap();
+            let s = design_example(order).solve(3, &SolveBudget::default()).unwrap();
             assert!(close(s.conversions.iter().sum(), 4.0), "order {order}");
             assert!(close(s.value.iter().sum(), 45.0), "order {order}");
         }
@@ -449,8 +673,98 @@ mod tests {
     fn a_chain_without_conversions_credits_nothing() {
         let mut counts = MarkovCounts::new(1);
         counts.add_path(&[0, 1], 0.0, 3.0, 0.0);
-        let s = counts.solve(2).unwrap();
+        let s = counts.solve(2, &SolveBudget::default()).unwrap();
         assert_eq!(s.conversion_probability, 0.0);
         assert_eq!(s.conversions, [0.0, 0.0]);
+    }
+
+    #[test]
+    fn more_channels_than_the_limit_are_refused_naming_the_limit_and_the_figures() {
+        let budget = SolveBudget { max_channels: 2, ..SolveBudget::default() };
+        let err = design_example(1).solve(3, &budget).unwrap_err();
+        assert_eq!(err.code, ErrorCode::LimitExceeded);
+        for figure in ["3 channels", "limit of 2 (markov_max_channels;", "3 states", "5 transitions"] {
+            assert!(err.message.contains(figure), "{figure}: {}", err.message);
+        }
+        let budget = SolveBudget { max_channels: 3, ..SolveBudget::default() };
+        assert!(design_example(1).solve(3, &budget).is_ok(), "the limit itself is allowed");
+    }
+
+    #[test]
+    fn a_stop_request_ends_the_solve_between_channels() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let mut counts = MarkovCounts::new(1);
+        for c in 0..50 {
+            counts.add_path(&[c, (c + 1) % 50], 1.0, 1.0, 1.0);
+        }
+        let asked = AtomicUsize::new(0);
+        let count_asks = || asked.fetch_add(1, Ordering::Relaxed) == usize::MAX;
+        counts.solve(50, &SolveBudget { max_channels: 50, stop: &count_asks }).unwrap();
+        assert_eq!(asked.load(Ordering::Relaxed), 51, "once before the chain's solve, then once per channel");
+        let stop_after_five = || asked.fetch_add(1, Ordering::Relaxed) >= 51 + 5;
+        let err = counts.solve(50, &SolveBudget { max_channels: 50, stop: &stop_after_five }).unwrap_err();
+        assert!(err.message.contains("stopped"), "{}", err.message);
+    }
+
+    /// Every channel's removal effects by one solve each with its state removed: the
+    /// general method, which order 1 replaces with one factorisation.
+    fn removal_effects_by_solves(counts: &MarkovCounts) -> Vec<Removal> {
+        let chain = Chain::new(counts);
+        let (base, base_value) = chain.absorb(|_| true).unwrap();
+        let mut removed: Vec<Removal> = (0..counts.states.len())
+            .map(|state| {
+                let (p, v) = chain.absorb(|s| s != state).unwrap();
+                (counts.states[state][0], effect(p, base), effect(v, base_value))
+            })
+            .collect();
+        removed.sort_by_key(|r| r.0);
+        removed
+    }
+
+    fn agree(fast: f64, solved: f64) -> bool {
+        (fast - solved).abs() <= 1e-9 * solved.abs() + 1e-12
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(200))]
+
+        #[test]
+        fn order_one_effects_from_one_factorisation_match_one_solve_per_channel(
+            paths in proptest::collection::vec(
+                (proptest::collection::vec(0u32..12, 1..9), 0u8..4, 0u8..4, 0.0f64..100.0),
+                1..40,
+            )
+        ) {
+            let mut counts = MarkovCounts::new(1);
+            for (i, (path, conversions, nulls, value)) in paths.iter().enumerate() {
+                // The first path converts, so P(conv) > 0; repeats in paths collapse.
+                let conversions = f64::from(*conversions) + if i == 0 { 1.0 } else { 0.0 };
+                counts.add_path(path, conversions, f64::from(*nulls) * 0.5, value * conversions);
+            }
+            let chain = Chain::new(&counts);
+            let (base, base_value) = chain.absorb(|_| true).unwrap();
+            let (fast_base, fast_base_value, mut fast) =
+                counts.removal_effects_of_states(&chain, &SolveBudget::default()).unwrap();
+            fast.sort_by_key(|r| r.0);
+            proptest::prop_assert!(agree(fast_base, base) && agree(fast_base_value, base_value));
+            let solved = removal_effects_by_solves(&counts);
+            proptest::prop_assert_eq!(fast.len(), solved.len());
+            for (f, s) in fast.iter().zip(&solved) {
+                proptest::prop_assert!(f.0 == s.0 && agree(f.1, s.1) && agree(f.2, s.2), "{:?} vs {:?}", f, s);
+            }
+        }
+    }
+
+    #[test]
+    fn order_one_effects_match_on_a_chain_with_a_self_transition() {
+        // Merged counts never make one (repeats collapse), but the identity holds for it too.
+        let mut counts = design_example(1);
+        *counts.transitions.entry(edge(0, 0)).or_insert(0.0) += 2.0;
+        let chain = Chain::new(&counts);
+        let (_, _, mut fast) = counts.removal_effects_of_states(&chain, &SolveBudget::default()).unwrap();
+        fast.sort_by_key(|r| r.0);
+        for (f, s) in fast.iter().zip(removal_effects_by_solves(&counts)) {
+            assert!(f.0 == s.0 && agree(f.1, s.1) && agree(f.2, s.2), "{f:?} vs {s:?}");
+        }
     }
 }

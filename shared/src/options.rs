@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::channel_rules::{AppliedChannelRules, ChannelRules};
 use crate::error::{AttributionError, quoted};
+use crate::period::{Period, TimeZone};
 
 /// Microseconds in one day: timestamps are carried as UTC microseconds.
 pub const MICROS_PER_DAY: f64 = 86_400_000_000.0;
@@ -170,6 +171,11 @@ pub struct OptionsSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(value_type = Option<crate::channel_rules::schema::ChannelRulesSpec>))]
     pub channel_rules: Option<ChannelRules>,
+    /// Credit per `day`, `week` or `month` of the conversions' dates, in `periods`.
+    pub period: Option<Period>,
+    /// The IANA time zone of the periods' dates (default `UTC`).
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, example = "Europe/Berlin"))]
+    pub timezone: Option<TimeZone>,
 }
 
 /// Validated options with every default filled in; reported back in the result, and stored
@@ -194,6 +200,12 @@ pub struct Options {
     /// the file's channel column did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub channel_rules: Option<AppliedChannelRules>,
+    /// Credit per period of the conversions' dates in this time zone (absent: none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub period: Option<Period>,
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub timezone: TimeZone,
 }
 
 impl Options {
@@ -269,6 +281,15 @@ impl OptionsSpec {
                 "channel rules read the source and medium of event-level rows; path-level input names its channels",
             ));
         }
+        if self.period.is_some() && kind == InputKind::Paths {
+            return Err(AttributionError::option(
+                "period",
+                "needs event rows with timestamps; path rows have no dates",
+            ));
+        }
+        if self.timezone.is_some() && self.period.is_none() {
+            return Err(AttributionError::option("timezone", "applies only with `period`"));
+        }
         Ok(Options {
             kind,
             models,
@@ -280,6 +301,8 @@ impl OptionsSpec {
             conversion_row_is_touch: self.conversion_row_is_touch.unwrap_or(false),
             max_journey_touches,
             channel_rules: self.channel_rules.as_ref().map(ChannelRules::applied),
+            period: self.period,
+            timezone: self.timezone.unwrap_or_default(),
         })
     }
 }

@@ -3,6 +3,8 @@
 //! and [`Partial::finish`] (in `result.rs`, beside the result it builds) turns the merged
 //! partial into the result. This is the seam between the attribute and reduce stages.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::chunk::{EventChunk, PathChunk};
@@ -61,6 +63,11 @@ pub struct Partial {
     pub counts: Counts,
     pub rules: Vec<RuleCredits>,
     pub markov: Option<MarkovCounts>,
+    /// With `period` set: the same sums per period (keyed by its first day, in days since
+    /// 1970-01-01) of the journeys that count in it. The fields above are their sum plus
+    /// `counts.rows`, so periods add up to the whole exactly as partials do.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub periods: BTreeMap<i32, Partial>,
 }
 
 impl Partial {
@@ -79,6 +86,7 @@ impl Partial {
             counts: Counts::default(),
             rules,
             markov: options.wants(ModelId::Markov).then(|| MarkovCounts::new(options.markov_order)),
+            periods: BTreeMap::new(),
         }
     }
 
@@ -87,7 +95,29 @@ impl Partial {
     pub fn from_events(chunk: &EventChunk, options: &Options) -> Result<Partial, AttributionError> {
         let mut partial = Partial::new(options, chunk.channels.names());
         let mut adder = JourneyAdder::new(options, &partial.channels);
-        for_each_event_journey(chunk, options, |journey, _| adder.add(&mut partial, journey, options));
+        match options.period {
+            None => for_each_event_journey(chunk, options, |journey, _| adder.add(&mut partial, journey, options)),
+            Some(period) => {
+                // Each journey is added once, to its period; the whole is their sum.
+                let empty = partial.clone();
+                let mut periods = BTreeMap::new();
+                for_each_event_journey(chunk, options, |journey, _| {
+                    let at = journey.conversion_time.or_else(|| journey.touch_times.and_then(|t| t.last().copied()));
+                    match at {
+                        Some(at) => {
+                            let sub =
+                                periods.entry(period.start(at, options.timezone)).or_insert_with(|| empty.clone());
+                            adder.add(sub, journey, options);
+                        }
+                        None => adder.add(&mut partial, journey, options),
+                    }
+                });
+                for sub in periods.values() {
+                    partial.merge_same_channels(sub);
+                }
+                partial.periods = periods;
+            }
+        }
         partial.counts.rows = chunk.len() as u64;
         partial.check_finite(options)?;
         Ok(partial)
@@ -162,6 +192,36 @@ impl Partial {
         }
         if let (Some(mine), Some(theirs)) = (&mut self.markov, &other.markov) {
             mine.merge(theirs, &channel_map);
+        }
+        for (&period, theirs) in &other.periods {
+            match self.periods.get_mut(&period) {
+                Some(mine) => mine.merge(theirs),
+                None => {
+                    self.periods.insert(period, theirs.clone());
+                }
+            }
+        }
+    }
+
+    /// Adds `other`, whose channels are the same as ours in the same order (a period of
+    /// this partial), without matching names; its periods are not added.
+    fn merge_same_channels(&mut self, other: &Partial) {
+        debug_assert_eq!(self.channels, other.channels);
+        self.counts.add(&other.counts);
+        for (mine, theirs) in self.channel_seen.iter_mut().zip(&other.channel_seen) {
+            *mine |= *theirs;
+        }
+        for (mine, theirs) in self.rules.iter_mut().zip(&other.rules) {
+            for (a, b) in mine.conversions.iter_mut().zip(&theirs.conversions) {
+                *a += b;
+            }
+            for (a, b) in mine.value.iter_mut().zip(&theirs.value) {
+                *a += b;
+            }
+        }
+        if let (Some(mine), Some(theirs)) = (&mut self.markov, &other.markov) {
+            let identity: Vec<u32> = (0..self.channels.len() as u32).collect();
+            mine.merge(theirs, &identity);
         }
     }
 

@@ -9,8 +9,10 @@ use serde::ser::SerializeMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::{AttributionError, ErrorCode};
+use crate::markov::SolveBudget;
 use crate::options::{ModelId, Options};
 use crate::partial::Partial;
+use crate::period::Period;
 
 /// Relative tolerance of the conservation check reported with every model.
 pub const CONSERVATION_TOLERANCE: f64 = 1e-9;
@@ -21,6 +23,22 @@ pub struct AttributionResult {
     pub summary: Summary,
     pub options: Options,
     /// Keyed by model id, in the order of the models list.
+    #[serde(serialize_with = "models_as_map", deserialize_with = "models_from_map")]
+    #[cfg_attr(feature = "openapi", schema(value_type = std::collections::BTreeMap<String, ModelResult>))]
+    pub models: Vec<ModelResult>,
+    /// With `options.period`: the same figures per period, oldest first; they add up to
+    /// the whole (`summary.rows` is not split by period and is 0 here).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub periods: Vec<PeriodResult>,
+}
+
+/// The result of the journeys that count in one period.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PeriodResult {
+    /// The period's first day (`2026-01-05`; a week is named by its Monday).
+    pub period: String,
+    pub summary: Summary,
     #[serde(serialize_with = "models_as_map", deserialize_with = "models_from_map")]
     #[cfg_attr(feature = "openapi", schema(value_type = std::collections::BTreeMap<String, ModelResult>))]
     pub models: Vec<ModelResult>,
@@ -126,8 +144,21 @@ impl Partial {
     /// the result's construction, so that `partial.rs` does not depend on the result.
     /// Fails rather than give a result with a number that is not finite.
     pub fn finish(&self, options: &Options) -> Result<AttributionResult, AttributionError> {
+        self.finish_within(options, &SolveBudget::default())
+    }
+
+    /// [`Partial::finish`] with the Markov solve bounded by `budget`.
+    pub fn finish_within(
+        &self,
+        options: &Options,
+        budget: &SolveBudget,
+    ) -> Result<AttributionResult, AttributionError> {
         self.check_finite(options)?;
-        let result = build_result(self, options)?;
+        let mut result = build_result(self, options, budget)?;
+        for (&day, period) in &self.periods {
+            let AttributionResult { summary, models, .. } = build_result(period, options, budget)?;
+            result.periods.push(PeriodResult { period: Period::label(day), summary, models });
+        }
         match first_non_finite(&result) {
             Some(model) => Err(AttributionError::new(
                 ErrorCode::LimitExceeded,
@@ -156,7 +187,8 @@ fn first_non_finite(result: &AttributionResult) -> Option<&'static str> {
     if !summary.iter().all(|x| x.is_finite()) {
         return Some("summary");
     }
-    result.models.iter().find_map(|model| {
+    let periods = result.periods.iter().flat_map(|p| &p.models);
+    result.models.iter().chain(periods).find_map(|model| {
         let channels = model.channels.iter().flat_map(|c| {
             [Some(c.conversions), Some(c.value), Some(c.share), c.removal_effect, c.removal_effect_value]
         });
@@ -166,7 +198,11 @@ fn first_non_finite(result: &AttributionResult) -> Option<&'static str> {
     })
 }
 
-pub(crate) fn build_result(partial: &Partial, options: &Options) -> Result<AttributionResult, AttributionError> {
+pub(crate) fn build_result(
+    partial: &Partial,
+    options: &Options,
+    budget: &SolveBudget,
+) -> Result<AttributionResult, AttributionError> {
     let counts = &partial.counts;
     let summary = Summary {
         rows: counts.rows,
@@ -188,7 +224,7 @@ pub(crate) fn build_result(partial: &Partial, options: &Options) -> Result<Attri
     for &model in &options.models {
         let result = if model == ModelId::Markov {
             let markov = partial.markov.as_ref().expect("a partial for markov carries markov counts");
-            let solution = markov.solve(partial.channels.len())?;
+            let solution = markov.solve(partial.channels.len(), budget)?;
             let mut result = model_result(model, partial, &seen, &solution.conversions, &solution.value, attributed);
             let ids: rustc_hash::FxHashMap<&str, usize> =
                 partial.channels.iter().enumerate().map(|(id, name)| (name.as_str(), id)).collect();
@@ -206,7 +242,7 @@ pub(crate) fn build_result(partial: &Partial, options: &Options) -> Result<Attri
         };
         models.push(result);
     }
-    Ok(AttributionResult { summary, options: options.clone(), models })
+    Ok(AttributionResult { summary, options: options.clone(), models, periods: Vec::new() })
 }
 
 fn model_result(
@@ -255,22 +291,82 @@ pub const CHANNELS_CSV_HEADER: &str = "model,channel,conversions,value,share,rem
 /// fields a model does not have are empty.
 pub fn channels_csv(result: &AttributionResult) -> String {
     let mut out = format!("{CHANNELS_CSV_HEADER}\n");
-    let optional = |v: Option<f64>| v.map(|v| v.to_string()).unwrap_or_default();
     for model in &result.models {
         for c in &model.channels {
-            out.push_str(&format!(
-                "{},{},{},{},{},{},{}\n",
-                model.model,
-                csv_field(&c.channel),
-                c.conversions,
-                c.value,
-                c.share,
-                optional(c.removal_effect),
-                optional(c.removal_effect_value),
-            ));
+            out.push_str(&credit_row(model.model, c));
+            out.push('\n');
         }
     }
     out
+}
+
+/// A tidy CSV table of a result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Table {
+    /// One row per model × channel: [`channels_csv`].
+    Channels,
+    /// One row per period × model × channel: [`periods_csv`].
+    Periods,
+}
+
+impl Table {
+    pub const ALL: [Table; 2] = [Table::Channels, Table::Periods];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Table::Channels => "channels",
+            Table::Periods => "periods",
+        }
+    }
+
+    pub fn csv(self, result: &AttributionResult) -> String {
+        match self {
+            Table::Channels => channels_csv(result),
+            Table::Periods => periods_csv(result),
+        }
+    }
+}
+
+impl std::str::FromStr for Table {
+    type Err = AttributionError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Table::ALL.into_iter().find(|t| t.as_str() == s).ok_or_else(|| {
+            AttributionError::option("table", format!("{} is not channels or periods", crate::error::quoted(s)))
+        })
+    }
+}
+
+/// The header of [`periods_csv`].
+pub const PERIODS_CSV_HEADER: &str = "period,model,channel,conversions,value,share,removal_effect,removal_effect_value";
+
+/// The tidy table of credits per period: one row per period × model × channel, oldest
+/// period first (empty but for the header without `period`).
+pub fn periods_csv(result: &AttributionResult) -> String {
+    let mut out = format!("{PERIODS_CSV_HEADER}\n");
+    for period in &result.periods {
+        for model in &period.models {
+            for c in &model.channels {
+                out.push_str(&format!("{},{}\n", period.period, credit_row(model.model, c)));
+            }
+        }
+    }
+    out
+}
+
+/// `model,channel,conversions,value,share,removal_effect,removal_effect_value` of one credit.
+fn credit_row(model: ModelId, c: &ChannelCredit) -> String {
+    let optional = |v: Option<f64>| v.map(|v| v.to_string()).unwrap_or_default();
+    format!(
+        "{},{},{},{},{},{},{}",
+        model,
+        csv_field(&c.channel),
+        c.conversions,
+        c.value,
+        c.share,
+        optional(c.removal_effect),
+        optional(c.removal_effect_value),
+    )
 }
 
 /// A CSV field, quoted when it holds a delimiter, quote or line break (RFC 4180).

@@ -207,20 +207,23 @@ async function main() {
     await page.fill('#markov_order', '');
     log(`a 422 is shown with its field: "${refusal.replace(/\s+/g, ' ').trim()}"`);
 
-    // Submit with default options and wait for the list to show success.
+    // Submit with default options but credit per week, and wait for the list to show success.
+    await page.selectOption('#period', 'week');
     await page.click('#submit-job');
     await page.waitForSelector('#submit-status[data-job-id]');
     assert.equal(await page.isHidden('#submit-error'), true);
     const jobId = await page.getAttribute('#submit-status', 'data-job-id');
     const job = await api(`/v1/jobs/${jobId}`);
     assert.deepEqual(Object.keys(job.spec).sort(), ['export_credits', 'options', 'upload_id'], 'empty fields omitted');
-    assert.ok(Object.values(job.spec.options).every((v) => v === null), 'default options sent as none');
+    const { period, ...others } = job.spec.options;
+    assert.equal(period, 'week');
+    assert.ok(Object.values(others).every((v) => v === null), 'default options sent as none');
     const row = `#jobs-body tr[data-job-id="${jobId}"]`;
     await page.waitForSelector(`${row}[data-state="succeeded"]`, { timeout: 120_000 });
     const rowText = await page.textContent(row);
     assert.ok(rowText.includes(jobId.slice(0, 8)) && rowText.includes('succeeded'), rowText);
     assert.ok(/12,000 rows/.test(rowText) || !sample.endsWith('events.csv'), rowText);
-    log(`job ${jobId.slice(0, 8)} submitted with default options and shown as succeeded: "${rowText.trim()}"`);
+    log(`job ${jobId.slice(0, 8)} submitted with default options (per week) and shown as succeeded: "${rowText.trim()}"`);
 
     await openResult(page, jobId);
     const result = await api(`/v1/jobs/${jobId}/result`);
@@ -279,15 +282,36 @@ async function main() {
       'conversion probability');
     log(`removal-effects chart lists all ${removal.length} channels with their removal_effect`);
 
-    // Every chart has a text alternative: an aria-label and a table with one row per channel.
+    // Credit over time: for the chosen model, one line per channel and a point per week.
+    await page.selectOption('#model-select', 'linear');
+    await page.waitForFunction(() => document.querySelector('#chart-periods figcaption')?.textContent
+      .includes('by linear'));
+    assert.ok(result.periods.length > 1, `the sample spans several weeks: ${result.periods.length}`);
+    const points = await page.$$eval('#chart-periods circle.point', (ps) => ps.map((p) => ({
+      period: p.dataset.period, channel: p.dataset.channel, value: Number(p.dataset.value),
+    })));
+    const linearChannels = result.models.linear.channels.map((c) => c.channel);
+    assert.equal(points.length, result.periods.length * linearChannels.length, 'a point per week and channel');
+    assert.deepEqual(new Set(points.map((p) => p.channel)), new Set(linearChannels));
+    for (const point of points) {
+      const week = result.periods.find((p) => p.period === point.period);
+      assert.ok(week, `a point for a week the API does not have: ${point.period}`);
+      const credited = week.models.linear.channels.find((c) => c.channel === point.channel)?.conversions ?? 0;
+      close(point.value, credited, `linear ${point.channel} in the week of ${point.period}`);
+    }
+    log(`credit over time: ${result.periods.length} weeks × ${linearChannels.length} channel lines, values match`);
+
+    // Every chart has a text alternative: an aria-label and a table with one row per channel
+    // (per period for the chart over time).
     const alternatives = await page.$$eval('figure.chart', (figures) => figures.map((f) => ({
       id: f.id, label: f.querySelector('svg[role="img"]')?.getAttribute('aria-label') || '',
       rows: f.querySelectorAll('.visually-hidden table tbody tr').length,
     })));
-    assert.equal(alternatives.length, 4);
+    assert.equal(alternatives.length, 5);
     for (const alt of alternatives) {
       assert.ok(alt.label.length > 10, `${alt.id} has no aria-label`);
-      assert.equal(alt.rows, channels.size, `${alt.id}: the hidden table has one row per channel`);
+      const rows = alt.id === 'chart-periods' ? result.periods.length : channels.size;
+      assert.equal(alt.rows, rows, `${alt.id}: the hidden table has one row per channel (per period over time)`);
     }
     log('each chart has an aria-label and a visually hidden table of its numbers');
 
@@ -303,6 +327,12 @@ async function main() {
     const cells = models.reduce((n, m) => n + result.models[m].channels.length, 0);
     assert.equal(lines.length - 1, cells, 'one CSV row per model × channel');
     assert.equal(csv.suggestedFilename(), `result-${jobId.slice(0, 8)}.csv`);
+    const [periodsCsv] = await Promise.all([page.waitForEvent('download'), page.click('#download-periods')]);
+    const periodLines = (await readFile(await periodsCsv.path(), 'utf8')).trim().split('\n');
+    assert.equal(periodLines[0], 'period,model,channel,conversions,value,share,removal_effect,removal_effect_value');
+    const periodCells = result.periods.reduce((n, p) => n + Object.values(p.models)
+      .reduce((m, model) => m + model.channels.length, 0), 0);
+    assert.equal(periodLines.length - 1, periodCells, 'one periods CSV row per week × model × channel');
     const [json] = await Promise.all([page.waitForEvent('download'), page.click('#download-json')]);
     assert.deepEqual(JSON.parse(await readFile(await json.path(), 'utf8')), result);
     assert.equal(await page.isHidden('#download-credits'), true, 'no credits button without export_credits');

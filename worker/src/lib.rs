@@ -17,15 +17,20 @@ pub mod stage;
 pub mod webhook;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use mta_platform::backends::Backends;
 use mta_platform::health::Probe;
 use mta_platform::metrics::Metrics;
 use mta_platform::queue::{self, AttributeTask, Liveness, ReduceTask, SplitTask};
+use mta_platform::retention::{Sweeper, Swept};
 use mta_platform::webhook::Deliveries;
 use mta_platform::{Config, Ledger, Queue, Storage};
 use tokio::sync::watch;
+
+/// How long a sweep may hold its lock: should this process die mid-sweep, another takes over after this.
+const SWEEP_LEASE: Duration = Duration::from_secs(300);
 
 /// What every stage handler needs.
 #[derive(Debug, Clone)]
@@ -36,13 +41,15 @@ pub struct Services {
     pub storage: Storage,
     pub metrics: Metrics,
     pub deliveries: Deliveries,
+    pub sweeper: Sweeper,
 }
 
 impl Services {
     pub async fn connect(config: Config, redis_url: &str, metrics: Metrics) -> anyhow::Result<Services> {
-        let Backends { ledger, queue, storage, deliveries, .. } =
+        let Backends { ledger, queue, storage, deliveries, redis } =
             Backends::connect(&config, redis_url).await.context("Failed to start the worker")?;
-        Ok(Services { ledger, queue, storage, deliveries, metrics, config: Arc::new(config) })
+        let sweeper = Sweeper::new(redis, storage.clone(), &config.queue);
+        Ok(Services { ledger, queue, storage, deliveries, sweeper, metrics, config: Arc::new(config) })
     }
 
     /// What the health endpoints of this worker probe.
@@ -56,6 +63,7 @@ impl Services {
 pub async fn run(services: Services, redis_url: String, liveness: Arc<Liveness>, shutdown: watch::Receiver<bool>) {
     let presence = announce(services.clone(), Arc::clone(&liveness), shutdown.clone());
     let webhooks = webhook::dispatch(services.clone(), shutdown.clone());
+    let sweeps = sweep(services.clone(), shutdown.clone());
     let concurrency = services.config.worker_concurrency;
     let queue_config = services.config.queue.clone();
     let wakeups = queue::relay_wakeups(redis_url.clone(), queue_config.clone(), shutdown.clone());
@@ -98,6 +106,7 @@ pub async fn run(services: Services, redis_url: String, liveness: Arc<Liveness>,
                 tokio::task::spawn_local(presence),
                 tokio::task::spawn_local(webhooks),
                 tokio::task::spawn_local(wakeups),
+                tokio::task::spawn_local(sweeps),
             ];
             for task in tasks {
                 if let Err(e) = task.await
@@ -126,4 +135,24 @@ async fn announce(services: Services, liveness: Arc<Liveness>, mut shutdown: wat
         }
     }
     let _ = services.ledger.worker_gone(&name).await;
+}
+
+/// Runs the retention sweep every tenth of the retention (between 1 s and 10 min), when no
+/// other worker process is running it.
+async fn sweep(services: Services, mut shutdown: watch::Receiver<bool>) {
+    let every = (services.config.retention / 10).clamp(Duration::from_secs(1), Duration::from_secs(600));
+    let holder = format!("{}-{}", queue::hostname(), std::process::id());
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = shutdown.wait_for(|stop| *stop) => break,
+        }
+        match services.sweeper.sweep(&holder, SWEEP_LEASE).await {
+            Ok(Some(swept)) if swept != Swept::default() => {
+                tracing::info!(jobs = swept.jobs, uploads = swept.uploads, tasks = swept.tasks, "retention sweep");
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = format!("{e:#}"), "retention sweep failed; it runs again later"),
+        }
+    }
 }

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use mta_core::ingest::Block;
+use mta_core::markov::SolveBudget;
 use mta_core::{AttributionError, AttributionResult, ErrorCode, InputKind, Options, Partial};
 use mta_platform::credits_file::{CreditRows, CreditsFile};
 use mta_platform::input::Source;
@@ -59,8 +60,19 @@ async fn reduce(services: &Services, job: JobRecord, stop: StopFlag) -> Result<(
     let limits = services.config.limits.engine();
     limits.check_rows(rows)?;
     limits.check_channels(total.channels.len())?;
-    let finishing = Arc::clone(&options);
-    let result = Arc::new(compute(move || Ok(total.finish(&finishing)?)).await?);
+    let (finishing, solving) = (Arc::clone(&options), stop.clone());
+    let result = Arc::new(
+        compute(move || {
+            // The Markov solve asks between channels, so a cancelled or timed-out task ends soon.
+            let stopped = || solving.is_set();
+            let budget = SolveBudget { max_channels: limits.markov_max_channels, stop: &stopped };
+            match total.finish_within(&finishing, &budget) {
+                Err(_) if solving.is_set() => Err(RunError::Stopped),
+                outcome => Ok(outcome?),
+            }
+        })
+        .await?,
+    );
     if job.spec.export_credits {
         export_credits(services, &job, &options, &result, &stop).await?;
     }

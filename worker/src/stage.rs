@@ -1,5 +1,5 @@
-//! What every stage task does around its work: count the start (a task that keeps
-//! crashing its worker fails its job after `MTA_MAX_STARTS`), skip jobs that already
+//! What every stage task does around its work: count the start (a task that keeps not
+//! finishing fails its job, `UnitStarts::exhausted`, with the reason), skip jobs that already
 //! ended, watch for cancellation, and turn the outcome into the ledger's state and the
 //! queue's ack. Stages are plain async code that sends its CPU work to blocking threads
 //! with [`compute`].
@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use mta_core::{AttributionError, ErrorCode};
 use mta_platform::ids::Tenant;
-use mta_platform::job::{JobRecord, JobState, Stage};
+use mta_platform::job::{JobRecord, JobState, Stage, UnitStarts};
 use mta_platform::metrics::StageLabels;
 use mta_platform::queue::{StageTask, TaskError, TaskInfo};
 use mta_platform::run_error::RunError;
@@ -64,7 +64,7 @@ where
     let unit = task.unit();
     let ledger = &services.ledger;
     let transient = |e: anyhow::Error| TaskError::Transient(e);
-    let starts = ledger.count_start(&job_id, &unit).await.map_err(transient)?;
+    let starts = ledger.start_unit(&job_id, &unit, &info.worker).await.map_err(transient)?;
     let Some(job) = ledger.job(&job_id).await.map_err(transient)? else {
         tracing::warn!(job = %job_id, unit, "task for an unknown job dropped");
         return Ok(());
@@ -81,12 +81,19 @@ where
         request_id = job.request_id.as_deref().unwrap_or_default(),
     );
     let started = std::time::Instant::now();
-    let outcome = run_started(services, job, unit.clone(), starts, info, stage, work).instrument(span).await;
+    let queue = &services.config.queue;
+    let exhausted = starts.exhausted(queue.max_starts, queue.give_up_after);
+    let outcome = run_started(services, job, unit.clone(), &starts, info, stage, work).instrument(span).await;
+    let retried = match &outcome {
+        Err(TaskError::Transient(e)) => Some(format!("{e:#}")),
+        _ => None,
+    };
+    let _ = ledger.end_unit(&job_id, &unit, retried.as_deref()).await;
     let metrics = &services.metrics;
     let label = match &outcome {
         Ok(Outcome::Done) => "ok",
         Ok(Outcome::Stopped) => "stopped",
-        Err(TaskError::Permanent(_)) if starts > services.config.queue.max_starts => "dead",
+        Err(TaskError::Permanent(_)) if exhausted => "dead",
         Err(TaskError::Permanent(_)) => "input_error",
         Err(TaskError::Transient(_)) => "retry",
     };
@@ -95,7 +102,7 @@ where
         .task_duration
         .get_or_create(&StageLabels { stage: T::QUEUE.to_owned() })
         .observe(started.elapsed().as_secs_f64());
-    if starts > 1 {
+    if starts.starts > 1 {
         metrics.task_retries.get_or_create(&StageLabels { stage: T::QUEUE.to_owned() }).inc();
     }
     outcome.map(drop)
@@ -111,7 +118,7 @@ async fn run_started<W, F>(
     services: &Services,
     job: JobRecord,
     unit: String,
-    starts: u32,
+    starts: &UnitStarts,
     info: &TaskInfo,
     stage: Stage,
     work: W,
@@ -123,17 +130,12 @@ where
     let job_id = job.id;
     let ledger = &services.ledger;
     let transient = |e: anyhow::Error| TaskError::Transient(e);
-    let max_starts = services.config.queue.max_starts;
-    if starts > max_starts {
-        let error = AttributionError::new(
-            ErrorCode::Internal,
-            format!(
-                "{unit} of this job was started {max_starts} times without finishing (its worker crashed or \
-                 it kept failing); the job was stopped instead of retrying for ever"
-            ),
-        );
+    let queue = &services.config.queue;
+    if starts.exhausted(queue.max_starts, queue.give_up_after) {
+        let error = AttributionError::new(ErrorCode::Internal, starts.reason(&unit));
         ledger.mark_failed(&job_id, &error).await.map_err(transient)?;
-        tracing::error!(job = %job_id, unit, starts, "start budget exhausted; job failed");
+        tracing::error!(job = %job_id, unit, starts = starts.starts, lost = starts.lost, failed = starts.failed,
+            "start budget exhausted; job failed");
         remove_chunks(services, &job.tenant, &job_id).await;
         return Err(TaskError::Permanent(anyhow::anyhow!(error.message)));
     }
@@ -141,14 +143,23 @@ where
         return Ok(Outcome::Stopped);
     }
     let _ = ledger.log_timeline(&job_id, "start", &unit, &info.worker).await;
-    tracing::info!(job = %job_id, unit, worker = %info.worker, attempt = starts, "task started");
+    tracing::info!(job = %job_id, unit, worker = %info.worker, attempt = starts.starts, "task started");
 
     let stop = StopFlag::default();
     let _stop_when_dropped = SetOnDrop(stop.clone());
     // Aborted when this future ends or is dropped (its consumer restarted).
     let _watcher = AbortOnDrop(watch_for_cancel(services.clone(), job_id, stop.clone()));
     let tenant = job.tenant.clone();
-    let outcome = work(job, stop.clone()).await;
+    let time_limit = services.config.queue.task_time_limit;
+    let outcome = match tokio::time::timeout(time_limit, work(job, stop.clone())).await {
+        Ok(outcome) => outcome,
+        Err(_) => {
+            // Work still running on a blocking thread sees the flag at its next check.
+            stop.set();
+            tracing::warn!(job = %job_id, unit, limit_secs = time_limit.as_secs(), "task ran out of time");
+            Err(RunError::Input(out_of_time(&unit, stage, time_limit)))
+        }
+    };
     let _ = ledger.log_timeline(&job_id, "end", &unit, &info.worker).await;
     match outcome {
         Ok(()) => Ok(Outcome::Done),
@@ -168,6 +179,20 @@ where
             Err(TaskError::Transient(e))
         }
     }
+}
+
+/// The error of a task stopped by `MTA_TASK_TIME_LIMIT_SECS`: the job fails, as it would
+/// run as long again on any worker.
+fn out_of_time(unit: &str, stage: Stage, limit: Duration) -> AttributionError {
+    AttributionError::new(
+        ErrorCode::LimitExceeded,
+        format!(
+            "the {} task `{unit}` ran longer than the time limit of {} s per task (MTA_TASK_TIME_LIMIT_SECS) \
+             and was stopped",
+            stage.as_str(),
+            limit.as_secs()
+        ),
+    )
 }
 
 /// Chunk files of a job that ended without a result are no longer needed (best effort:

@@ -116,6 +116,7 @@ def test_webhook_takes_every_field_of_the_webhook_spec(document: dict[str, Any])
         (results.Summary, "Summary"),
         (results.AppliedOptions, "Options"),
         (results.ModelResult, "ModelResult"),
+        (results.PeriodResult, "PeriodResult"),
         (results.ChannelCredit, "ChannelCredit"),
         (results.PositionWeights, "PositionWeights"),
         (Upload, "UploadRecord"),

@@ -76,15 +76,19 @@ pub struct Pending {
 /// the generation differs; or another worker recorded this attempt first after a lease
 /// ran out: the attempt count differs). KEYS: job hash, attempts list, due set. ARGV:
 /// generation, attempts before this one, attempt JSON, attempt number, state, due ms ('' =
-/// no more attempts), job id, attempts kept.
+/// no more attempts), job id, attempts kept. Nothing is written for a job that expired, and
+/// the attempts expire with the job's record.
 static RECORD: LazyLock<String> = LazyLock::new(|| {
     use field::{WEBHOOK_ATTEMPTS, WEBHOOK_GENERATION, WEBHOOK_STATE};
     format!(
         r#"
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 if (redis.call('HGET', KEYS[1], '{WEBHOOK_GENERATION}') or '0') ~= ARGV[1] then return 0 end
 if (redis.call('HGET', KEYS[1], '{WEBHOOK_ATTEMPTS}') or '0') ~= ARGV[2] then return 0 end
 redis.call('RPUSH', KEYS[2], ARGV[3])
 redis.call('LTRIM', KEYS[2], -tonumber(ARGV[8]), -1)
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl > 0 then redis.call('PEXPIRE', KEYS[2], ttl) end
 redis.call('HSET', KEYS[1], '{WEBHOOK_ATTEMPTS}', ARGV[4], '{WEBHOOK_STATE}', ARGV[5])
 if ARGV[6] ~= '' then redis.call('ZADD', KEYS[3], ARGV[6], ARGV[7]) else redis.call('ZREM', KEYS[3], ARGV[7]) end
 return 1

@@ -20,7 +20,7 @@ pub use text::{MAX_HEADER_BYTES, detect_delimiter, read_csv, read_ndjson};
 use crate::channel_rules::ChannelRules;
 use crate::chunk::{EventChunk, PathChunk};
 use crate::error::{AttributionError, ErrorCode};
-use crate::options::{InputKind, Options, OptionsSpec};
+use crate::options::{InputKind, ModelId, Options, OptionsSpec};
 
 /// Rows per emitted block.
 pub const DEFAULT_BLOCK_ROWS: usize = 65_536;
@@ -83,6 +83,9 @@ pub struct Limits {
     /// The longest CSV record or NDJSON line, in bytes: what one reader buffers at most
     /// for a row, however long the line in the file is.
     pub max_line_bytes: usize,
+    /// The most distinct channels an input may have when the Markov model runs: its solve
+    /// costs about the square of the channels.
+    pub markov_max_channels: usize,
 }
 
 impl Limits {
@@ -96,6 +99,7 @@ impl Default for Limits {
             max_channels: 100_000,
             max_decompressed_bytes: None,
             max_line_bytes: Limits::DEFAULT_MAX_LINE_BYTES,
+            markov_max_channels: crate::markov::DEFAULT_MAX_CHANNELS,
         }
     }
 }
@@ -120,6 +124,22 @@ impl Limits {
                 format!(
                     "the input has more than {} distinct channels, the configured limit (max_channels)",
                     self.max_channels
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Refuses more than `markov_max_channels` distinct channels when `options` ask for the
+    /// Markov model, naming the limit: checked as channels are met, before any solve.
+    pub fn check_markov_channels(&self, channels: usize, options: &Options) -> Result<(), AttributionError> {
+        if options.wants(ModelId::Markov) && channels > self.markov_max_channels {
+            return Err(AttributionError::new(
+                ErrorCode::LimitExceeded,
+                format!(
+                    "the input has more than {} distinct channels, the limit for the Markov model \
+                     (markov_max_channels); leave out `markov` or raise the limit",
+                    self.markov_max_channels
                 ),
             ));
         }

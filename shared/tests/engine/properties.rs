@@ -1,10 +1,13 @@
 //! Property tests over random inputs: every model but `participation` conserves the
-//! attributed conversions and value, and partials merge to the single-chunk answer in any
-//! grouping and order, whatever the chunks' channel numbering.
+//! attributed conversions and value (in every period too), periods add up to the whole, and
+//! partials merge to the single-chunk answer in any grouping and order, whatever the
+//! chunks' channel numbering, periods included.
 
 use std::collections::BTreeMap;
 
 use mta_core::chunk::{partition_of, user_key};
+use mta_core::period::Period;
+use mta_core::result::PeriodResult;
 use mta_core::{AttributionResult, ChannelDict, ModelId, Options, OptionsSpec, Partial};
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
@@ -46,13 +49,17 @@ fn event_specs() -> impl Strategy<Value = OptionsSpec> {
         any::<bool>(),
         prop::sample::select(vec![2u32, 10_000]),
         1u8..=4,
+        prop::sample::select(vec![None, Some(Period::Day), Some(Period::Week), Some(Period::Month)]),
+        prop::sample::select(vec![None, Some("Europe/Berlin"), Some("America/New_York")]),
     )
-        .prop_map(|(lookback, half_life, conversion_row_is_touch, max_touches, order)| OptionsSpec {
+        .prop_map(|(lookback, half_life, conversion_row_is_touch, max_touches, order, period, zone)| OptionsSpec {
             lookback_days: Some(lookback),
             half_life_days: Some(half_life),
             conversion_row_is_touch: Some(conversion_row_is_touch),
             max_journey_touches: Some(max_touches),
             markov_order: Some(order),
+            period,
+            timezone: period.and(zone).map(|z| z.parse().unwrap()),
             ..Default::default()
         })
 }
@@ -217,6 +224,47 @@ fn check_same(what: &str, got: &AttributionResult, want: &AttributionResult) -> 
         )?;
         prop_assert_eq!(got_model.conserves_totals, m.conserves_totals, "{}: {}", what, m.model);
     }
+    let names = |r: &AttributionResult| r.periods.iter().map(|p| p.period.clone()).collect::<Vec<_>>();
+    prop_assert_eq!(names(got), names(want), "{}: periods", what);
+    for (g, w) in got.periods.iter().zip(&want.periods) {
+        check_same(&format!("{what}, period {}", w.period), &as_result(got, g), &as_result(want, w))?;
+    }
+    Ok(())
+}
+
+/// One period of `result` as a result of its own.
+fn as_result(result: &AttributionResult, period: &PeriodResult) -> AttributionResult {
+    AttributionResult {
+        summary: period.summary.clone(),
+        options: result.options.clone(),
+        models: period.models.clone(),
+        periods: Vec::new(),
+    }
+}
+
+/// (c): the periods add up to the whole: the summary's counts, and every rule model's
+/// credit per channel (Markov solves a chain per period, which does not add up).
+fn check_periods_add_up(result: &AttributionResult) -> Result<(), TestCaseError> {
+    if result.options.period.is_none() {
+        return Ok(());
+    }
+    let s = &result.summary;
+    let sum = |f: fn(&mta_core::result::Summary) -> f64| result.periods.iter().map(|p| f(&p.summary)).sum::<f64>();
+    check_close("periods' conversions", sum(|p| p.conversions), s.conversions)?;
+    check_close("periods' value", sum(|p| p.conversion_value), s.conversion_value)?;
+    check_close("periods' null journeys", sum(|p| p.null_journeys), s.null_journeys)?;
+    check_close("periods' unattributed", sum(|p| p.unattributed_conversions), s.unattributed_conversions)?;
+    for m in result.models.iter().filter(|m| m.model != ModelId::Markov) {
+        for c in &m.channels {
+            let (conversions, value) = result
+                .periods
+                .iter()
+                .filter_map(|p| p.models.iter().find(|pm| pm.model == m.model)?.channel(&c.channel))
+                .fold((0.0, 0.0), |(a, b), pc| (a + pc.conversions, b + pc.value));
+            check_close(&format!("{} {} over periods", m.model, c.channel), conversions, c.conversions)?;
+            check_close(&format!("{} {} value over periods", m.model, c.channel), value, c.value)?;
+        }
+    }
     Ok(())
 }
 
@@ -234,6 +282,11 @@ proptest! {
         check_close("summary.conversion_value", result.summary.conversion_value, value)?;
         prop_assert_eq!(result.summary.rows, rows.len() as u64);
         check_conservation(&result)?;
+        for period in &result.periods {
+            check_conservation(&as_result(&result, period))?;
+        }
+        check_periods_add_up(&result)?;
+        prop_assert_eq!(result.periods.is_empty(), result.options.period.is_none() || rows.is_empty());
     }
 
     #[test]

@@ -29,6 +29,7 @@ from .results import (
     AttributionResult,
     ChannelCredit,
     ModelResult,
+    PeriodResult,
     PositionWeights,
     Summary,
 )
@@ -51,6 +52,7 @@ __all__ = [
     "AppliedChannelRules",
     "AppliedOptions",
     "ModelResult",
+    "PeriodResult",
     "ChannelCredit",
     "PositionWeights",
     "JobOptions",

@@ -38,6 +38,7 @@ from .spec import (
     InputKind,
     JobOptions,
     Model,
+    Period,
     PositionWeightsLike,
     Webhook,
     build_spec,
@@ -214,6 +215,8 @@ class AsyncClient:
         conversion_row_is_touch: bool | None = None,
         max_journey_touches: int | None = None,
         channel_rules: ChannelRulesLike | None = None,
+        period: Period | None = None,
+        timezone: str | None = None,
         export_credits: bool | None = None,
         webhook: str | Webhook | None = None,
         idempotency_key: str | None = None,
@@ -232,7 +235,8 @@ class AsyncClient:
                 models=models, markov_order=markov_order, lookback_days=lookback_days,
                 half_life_days=half_life_days, position_weights=position_weights, direct_channels=direct_channels,
                 conversion_row_is_touch=conversion_row_is_touch, max_journey_touches=max_journey_touches,
-                channel_rules=channel_rules, export_credits=export_credits, webhook=webhook,
+                channel_rules=channel_rules, period=period, timezone=timezone, export_credits=export_credits,
+                webhook=webhook,
             ),
         )
         key = idempotency_key_for(idempotency_key)
@@ -348,10 +352,10 @@ class AsyncJob:
         self._check()
         return AttributionResult.from_json(await self.client._json("GET", f"/v1/jobs/{self.id}/result"))
 
-    async def result_csv(self) -> str:
-        """The tidy table as the service's CSV (``?format=csv``)."""
+    async def result_csv(self, table: str = "channels") -> str:
+        """A tidy table as the service's CSV (``?format=csv&table=``): ``channels`` or ``periods``."""
         self._check()
-        return (await self.client.request("GET", f"/v1/jobs/{self.id}/result", params={"format": "csv"})).text
+        return (await self.client.request("GET", f"/v1/jobs/{self.id}/result", params={"format": "csv", "table": table})).text
 
     async def download_credits(self, path: str | Path | IO[bytes]) -> int:
         """Streams the per-journey credits (Parquet) to ``path`` or a binary file; returns bytes written.

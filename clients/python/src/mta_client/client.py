@@ -35,6 +35,7 @@ from .spec import (
     InputKind,
     JobOptions,
     Model,
+    Period,
     PositionWeightsLike,
     Webhook,
     build_spec,
@@ -211,6 +212,8 @@ class Client:
         conversion_row_is_touch: bool | None = None,
         max_journey_touches: int | None = None,
         channel_rules: ChannelRulesLike | None = None,
+        period: Period | None = None,
+        timezone: str | None = None,
         export_credits: bool | None = None,
         webhook: str | Webhook | None = None,
         idempotency_key: str | None = None,
@@ -229,7 +232,8 @@ class Client:
                 models=models, markov_order=markov_order, lookback_days=lookback_days,
                 half_life_days=half_life_days, position_weights=position_weights, direct_channels=direct_channels,
                 conversion_row_is_touch=conversion_row_is_touch, max_journey_touches=max_journey_touches,
-                channel_rules=channel_rules, export_credits=export_credits, webhook=webhook,
+                channel_rules=channel_rules, period=period, timezone=timezone, export_credits=export_credits,
+                webhook=webhook,
             ),
         )
         key = idempotency_key_for(idempotency_key)
@@ -344,10 +348,10 @@ class Job:
         self._check()
         return AttributionResult.from_json(self.client._json("GET", f"/v1/jobs/{self.id}/result"))
 
-    def result_csv(self) -> str:
-        """The tidy table as the service's CSV (``?format=csv``)."""
+    def result_csv(self, table: str = "channels") -> str:
+        """A tidy table as the service's CSV (``?format=csv&table=``): ``channels`` or ``periods``."""
         self._check()
-        return self.client.request("GET", f"/v1/jobs/{self.id}/result", params={"format": "csv"}).text
+        return self.client.request("GET", f"/v1/jobs/{self.id}/result", params={"format": "csv", "table": table}).text
 
     def download_credits(self, path: str | Path | IO[bytes]) -> int:
         """Streams the per-journey credits (Parquet) to ``path`` or a binary file; returns bytes written.

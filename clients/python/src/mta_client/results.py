@@ -89,6 +89,10 @@ class AppliedOptions:
     direct_channels: list[str]
     conversion_row_is_touch: bool
     max_journey_touches: int
+    #: ``day``, ``week`` or ``month`` when the job asked for credit per period.
+    period: str | None
+    #: The IANA time zone of the periods' dates.
+    timezone: str
     #: ``None`` when the file's channel column named the channels.
     channel_rules: AppliedChannelRules | None = None
 
@@ -109,6 +113,8 @@ class AppliedOptions:
             conversion_row_is_touch=bool(value["conversion_row_is_touch"]),
             max_journey_touches=int(value["max_journey_touches"]),
             channel_rules=None if rules is None else AppliedChannelRules(str(rules["name"]), int(rules["rules"])),
+            period=value.get("period"),
+            timezone=str(value.get("timezone", "UTC")),
         )
 
 
@@ -176,6 +182,25 @@ class ModelResult:
 
 
 @dataclass(frozen=True)
+class PeriodResult:
+    """The figures of the journeys that count in one period (``options.period``)."""
+
+    #: The period's first day, ``2026-01-05`` (a week is named by its Monday).
+    period: str
+    #: ``rows`` is not split by period and is 0 here.
+    summary: Summary
+    models: dict[str, ModelResult]
+
+    @classmethod
+    def from_json(cls, value: Mapping[str, Any]) -> PeriodResult:
+        return cls(
+            period=str(value["period"]),
+            summary=Summary.from_json(value["summary"]),
+            models={name: ModelResult.from_json(name, m) for name, m in value["models"].items()},
+        )
+
+
+@dataclass(frozen=True)
 class AttributionResult:
     """``GET /v1/jobs/{id}/result``; ``job_id`` is ``None`` for a result read from ``mta attribute``."""
 
@@ -183,6 +208,8 @@ class AttributionResult:
     options: AppliedOptions
     #: Keyed by model id, in the order of ``options.models``.
     models: dict[str, ModelResult]
+    #: With ``period``: the same figures per period, oldest first; they add up to the whole.
+    periods: list[PeriodResult] = field(default_factory=list)
     job_id: str | None = None
     #: The JSON as the service sent it (fields newer than this client included).
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
@@ -193,6 +220,7 @@ class AttributionResult:
             summary=Summary.from_json(value["summary"]),
             options=AppliedOptions.from_json(value["options"]),
             models={name: ModelResult.from_json(name, m) for name, m in value["models"].items()},
+            periods=[PeriodResult.from_json(p) for p in value.get("periods", [])],
             job_id=value.get("job_id"),
             raw=dict(value),
         )

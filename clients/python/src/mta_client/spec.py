@@ -43,6 +43,8 @@ Model = Literal[
 ]
 InputKind = Literal["events", "paths"]
 InputFormat = Literal["csv", "parquet", "ndjson"]
+#: ``period``: credit per day, ISO week (named by its Monday) or month of the conversions' dates.
+Period = Literal["day", "week", "month"]
 #: ``(first, middle, last)``, a mapping with those keys, or :class:`PositionWeights`.
 PositionWeightsLike = Union[PositionWeights, tuple[float, float, float], Mapping[str, float]]
 
@@ -84,6 +86,8 @@ class JobOptions(TypedDict, total=False):
     conversion_row_is_touch: bool
     max_journey_touches: int
     channel_rules: ChannelRulesLike
+    period: Period
+    timezone: str
     export_credits: bool
     webhook: str | Webhook
     idempotency_key: str
@@ -96,7 +100,7 @@ SPEC_KEYWORDS: tuple[str, ...] = (
 #: Keywords that are fields of its ``options`` object (``OptionsSpec``).
 OPTION_KEYWORDS: tuple[str, ...] = (
     "models", "markov_order", "lookback_days", "half_life_days", "position_weights", "direct_channels",
-    "conversion_row_is_touch", "max_journey_touches", "channel_rules",
+    "conversion_row_is_touch", "max_journey_touches", "channel_rules", "period", "timezone",
 )
 #: Keywords sent as headers of ``POST /v1/jobs``, by header name.
 HEADER_KEYWORDS: dict[str, str] = {"Idempotency-Key": "idempotency_key"}
