@@ -92,6 +92,8 @@ def test_every_option_reaches_the_service_as_typed(client: Client, events_csv: P
             "direct_channels": ["direct", "email"],
             "conversion_row_is_touch": False,
             "max_journey_touches": 500,
+            "period": None,
+            "timezone": None,
         },
         "export_credits": True,
     }
@@ -132,6 +134,31 @@ def test_tidy_tables_match_the_services_csv(client: Client, events_csv: Path) ->
     assert sum(c.share for c in channels) == pytest.approx(1.0)
     with pytest.raises(KeyError, match="no model `shapley`"):
         result.channels("shapley")
+
+
+def test_credit_per_period_is_typed_and_has_its_csv_table(
+    service: Service, client: Client, events_csv: Path
+) -> None:
+    job = client.submit(client.upload(events_csv), models=["linear"], period="week", timezone="Europe/Berlin")
+    given = {k: v for k, v in job.record.spec["options"].items() if v is not None}
+    assert given == {"models": ["linear"], "period": "week", "timezone": "Europe/Berlin"}
+    result = job.result(timeout=120)
+    assert (result.options.period, result.options.timezone) == ("week", "Europe/Berlin")
+    assert len(result.periods) > 1
+    assert [p.period for p in result.periods] == sorted(p.period for p in result.periods)
+    # The weeks add up to the whole file, channel by channel.
+    for credit in result.channels("linear"):
+        weekly = sum(
+            c.conversions for p in result.periods for c in p.models["linear"].channels if c.channel == credit.channel
+        )
+        assert weekly == pytest.approx(credit.conversions, rel=1e-9)
+    local = service.attribute_locally(
+        events_csv, "--models", "linear", "--period", "week", "--timezone", "Europe/Berlin"
+    )
+    assert [p["period"] for p in local["periods"]] == [p.period for p in result.periods]
+    table = pd.read_csv(io.StringIO(job.result_csv("periods")))
+    assert list(table.columns) == ["period", *TIDY_COLUMNS]
+    assert len(table) == sum(len(p.models["linear"].channels) for p in result.periods)
 
 
 def test_dataframes_and_tables_upload_as_parquet(service: Service, client: Client, events_csv: Path) -> None:
