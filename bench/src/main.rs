@@ -1,7 +1,8 @@
 //! `mta-gen`: a deterministic generator of synthetic touchpoint data for benchmarking `mta`.
 //!
-//! It writes `--rows` rows of `user_id, timestamp, channel, conversion, conversion_value`,
-//! ordered by timestamp like a warehouse export, as Parquet or CSV. The same `--seed` and
+//! It writes `--rows` rows of `user_id, timestamp, channel, conversion, conversion_value`
+//! (with `--schema marketing`, `source, medium, campaign` in place of `channel`), ordered by
+//! timestamp like a warehouse export, as Parquet or CSV. The same `--seed` and
 //! `--rows` always give a byte-identical file. See `bench/README.md` for the data model.
 //!
 //! Memory: every row is first drawn as one packed `u64` (8 bytes per row), the rows are sorted,
@@ -50,6 +51,10 @@ struct Args {
     /// Rows per Parquet row group.
     #[arg(long, default_value = "1000000")]
     row_group_rows: NonZeroUsize,
+    /// `channel`: a channel column; `marketing`: UTM `source`, `medium` and `campaign`
+    /// columns instead (304 campaigns), which `mta` names channels from by the `ga4` rules.
+    #[arg(long = "schema", value_enum, default_value_t = output::Columns::Channel)]
+    columns: output::Columns,
 }
 
 fn main() -> Result<()> {
@@ -86,8 +91,8 @@ fn main() -> Result<()> {
         PathBuf::from(name)
     };
     match args.format {
-        Format::Parquet => output::write_parquet(&events, &model, args.row_group_rows.get(), &tmp)?,
-        Format::Csv => output::write_csv(&events, &model, args.gzip, &tmp)?,
+        Format::Parquet => output::write_parquet(&events, &model, args.columns, args.row_group_rows.get(), &tmp)?,
+        Format::Csv => output::write_csv(&events, &model, args.columns, args.gzip, &tmp)?,
     }
     std::fs::rename(&tmp, &args.out)
         .with_context(|| format!("renaming {} to {}", tmp.display(), args.out.display()))?;

@@ -87,6 +87,41 @@ impl Event {
     }
 }
 
+/// How each channel is tagged in the marketing schema: the sources one of whose touches
+/// may carry, the medium, and whether it has campaigns. Each pair is one that Google
+/// Analytics 4's default channel group files under the channel (docs/channel-rules.md).
+const UTM: [(&[&str], &str, bool); 12] = [
+    (&["google", "bing"], "cpc", true),                            // Paid Search
+    (&["google", "bing", "duckduckgo"], "organic", false),         // Organic Search
+    (&["dv360", "criteo", "taboola"], "display", true),            // Display
+    (&["facebook", "instagram", "linkedin"], "paid_social", true), // Paid Social
+    (&["facebook", "twitter", "linkedin"], "social", false),       // Organic Social
+    (&["newsletter", "crm"], "email", true),                       // Email
+    (&["awin", "rakuten", "impact"], "affiliate", true),           // Affiliates
+    (&["partner.example", "blog.example", "news.example"], "referral", false), // Referral
+    (&["youtube"], "cpv", true),                                   // Paid Video
+    (&[""], "", false),                                            // Direct
+    (&["onesignal", "firebase"], "push", true),                    // Mobile Push Notifications
+    (&["attentive", "twilio"], "sms", true),                       // SMS
+];
+/// Campaigns per tagged channel: 8 channels have campaigns, 304 in all.
+const CAMPAIGNS_PER_CHANNEL: u64 = 38;
+
+/// The UTM tags of a touch in the marketing schema: source, medium and campaign number (a
+/// few hundred campaigns in all; none for organic, referral and direct touches; direct
+/// touches have no source or medium either). Drawn from the event itself, so they are
+/// computed as rows are written.
+pub(crate) fn utm(event: Event, channel: usize) -> (&'static str, &'static str, Option<u64>) {
+    let (sources, medium, has_campaigns) = UTM[channel];
+    let draw = SplitMix64::new(0xC4A7_9A16_0000_0000, event.0).next_u64();
+    let source = sources[(draw % sources.len() as u64) as usize];
+    // A skewed pick: a few campaigns of each channel get most touches.
+    let campaign = has_campaigns.then(|| {
+        ((draw >> 32) % CAMPAIGNS_PER_CHANNEL) * ((draw >> 40) % CAMPAIGNS_PER_CHANNEL) / CAMPAIGNS_PER_CHANNEL
+    });
+    (source, medium, campaign)
+}
+
 /// SplitMix64: a tiny, portable generator, so the output does not depend on the platform or on
 /// the version of `rand` (whose `SmallRng` and `StdRng` promise neither).
 #[derive(Clone, Debug)]

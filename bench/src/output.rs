@@ -14,21 +14,49 @@ use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
 
-use crate::model::{CHANNELS, Event, Model, START_EPOCH_SECS};
+use crate::model::{CHANNELS, Event, Model, START_EPOCH_SECS, utm};
 
 /// Rows per Arrow record batch handed to the Parquet writer.
 const BATCH_ROWS: usize = 64 * 1024;
 
+/// Which columns name a touch's channel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Columns {
+    /// A `channel` column.
+    Channel,
+    /// `source`, `medium` and `campaign` (UTM tags), from which channel rules name the channel.
+    Marketing,
+}
+
+/// The campaign name of a campaign number of a channel, e.g. `paid_search_07`.
+fn campaign_name(channel: usize, campaign: u64, out: &mut String) {
+    use std::fmt::Write as _;
+    out.clear();
+    write!(out, "{}_{campaign:02}", CHANNELS[channel]).expect("writing to a String cannot fail");
+}
+
 /// Writes `events` (already in file order) as Parquet with the given row-group size.
-pub(crate) fn write_parquet(events: &[Event], model: &Model, row_group_rows: usize, path: &Path) -> Result<()> {
+pub(crate) fn write_parquet(
+    events: &[Event],
+    model: &Model,
+    columns_of: Columns,
+    row_group_rows: usize,
+    path: &Path,
+) -> Result<()> {
     let utc: Arc<str> = Arc::from("UTC");
-    let schema = Arc::new(Schema::new(vec![
+    let mut fields = vec![
         Field::new("user_id", DataType::Utf8, false),
         Field::new("timestamp", DataType::Timestamp(TimeUnit::Microsecond, Some(Arc::clone(&utc))), false),
-        Field::new("channel", DataType::Utf8, true),
-        Field::new("conversion", DataType::Boolean, false),
-        Field::new("conversion_value", DataType::Float64, true),
-    ]));
+    ];
+    match columns_of {
+        Columns::Channel => fields.push(Field::new("channel", DataType::Utf8, true)),
+        Columns::Marketing => {
+            fields.extend(["source", "medium", "campaign"].map(|n| Field::new(n, DataType::Utf8, true)))
+        }
+    }
+    fields.push(Field::new("conversion", DataType::Boolean, false));
+    fields.push(Field::new("conversion_value", DataType::Float64, true));
+    let schema = Arc::new(Schema::new(fields));
     let props = WriterProperties::builder()
         .set_compression(Compression::SNAPPY)
         .set_dictionary_enabled(true)
@@ -37,10 +65,12 @@ pub(crate) fn write_parquet(events: &[Event], model: &Model, row_group_rows: usi
     let file = File::create(path).with_context(|| format!("creating {}", path.display()))?;
     let mut writer = ArrowWriter::try_new(file, Arc::clone(&schema), Some(props))?;
 
-    let mut user_id = String::with_capacity(16);
+    let (mut user_id, mut campaign) = (String::with_capacity(16), String::new());
     for chunk in events.chunks(BATCH_ROWS) {
         let mut users = StringBuilder::with_capacity(chunk.len(), chunk.len() * 10);
         let mut channels = StringBuilder::with_capacity(chunk.len(), chunk.len() * 8);
+        let [mut sources, mut mediums, mut campaigns] =
+            std::array::from_fn(|_| StringBuilder::with_capacity(chunk.len(), chunk.len() * 8));
         let mut timestamps = Vec::with_capacity(chunk.len());
         let mut conversions = Vec::with_capacity(chunk.len());
         let mut values = Vec::with_capacity(chunk.len());
@@ -51,23 +81,41 @@ pub(crate) fn write_parquet(events: &[Event], model: &Model, row_group_rows: usi
             match event.channel() {
                 Some(channel) => {
                     channels.append_value(CHANNELS[channel]);
+                    let (source, medium, number) = utm(event, channel);
+                    sources.append_option((!source.is_empty()).then_some(source));
+                    mediums.append_option((!medium.is_empty()).then_some(medium));
+                    match number {
+                        Some(number) => {
+                            campaign_name(channel, number, &mut campaign);
+                            campaigns.append_value(&campaign);
+                        }
+                        None => campaigns.append_null(),
+                    }
                     conversions.push(false);
                     values.push(None);
                 }
                 None => {
                     channels.append_null();
+                    for column in [&mut sources, &mut mediums, &mut campaigns] {
+                        column.append_null();
+                    }
                     conversions.push(true);
                     values.push(Some(model.conversion_value(event)));
                 }
             }
         }
-        let columns: Vec<ArrayRef> = vec![
+        let mut columns: Vec<ArrayRef> = vec![
             Arc::new(users.finish()),
             Arc::new(TimestampMicrosecondArray::from(timestamps).with_timezone(Arc::clone(&utc))),
-            Arc::new(channels.finish()),
-            Arc::new(BooleanArray::from(conversions)),
-            Arc::new(Float64Array::from(values)),
         ];
+        match columns_of {
+            Columns::Channel => columns.push(Arc::new(channels.finish())),
+            Columns::Marketing => {
+                columns.extend([sources, mediums, campaigns].map(|mut c| Arc::new(c.finish()) as ArrayRef))
+            }
+        }
+        columns.push(Arc::new(BooleanArray::from(conversions)));
+        columns.push(Arc::new(Float64Array::from(values)));
         writer.write(&RecordBatch::try_new(Arc::clone(&schema), columns)?)?;
     }
     writer.close()?;
@@ -75,30 +123,46 @@ pub(crate) fn write_parquet(events: &[Event], model: &Model, row_group_rows: usi
 }
 
 /// Writes `events` (already in file order) as CSV with a header, gzip-compressed if asked.
-pub(crate) fn write_csv(events: &[Event], model: &Model, gzip: bool, path: &Path) -> Result<()> {
+pub(crate) fn write_csv(events: &[Event], model: &Model, columns_of: Columns, gzip: bool, path: &Path) -> Result<()> {
     let file = File::create(path).with_context(|| format!("creating {}", path.display()))?;
     let out = BufWriter::with_capacity(1 << 20, file);
     if gzip {
         let mut encoder = GzEncoder::new(out, flate2::Compression::default());
-        write_csv_rows(events, model, &mut encoder)?;
+        write_csv_rows(events, model, columns_of, &mut encoder)?;
         encoder.finish()?.flush()?;
     } else {
         let mut out = out;
-        write_csv_rows(events, model, &mut out)?;
+        write_csv_rows(events, model, columns_of, &mut out)?;
         out.flush()?;
     }
     Ok(())
 }
 
-fn write_csv_rows(events: &[Event], model: &Model, out: &mut impl Write) -> Result<()> {
-    writeln!(out, "user_id,timestamp,channel,conversion,conversion_value")?;
-    let (mut user_id, mut timestamp) = (String::new(), String::new());
+fn write_csv_rows(events: &[Event], model: &Model, columns_of: Columns, out: &mut impl Write) -> Result<()> {
+    match columns_of {
+        Columns::Channel => writeln!(out, "user_id,timestamp,channel,conversion,conversion_value")?,
+        Columns::Marketing => writeln!(out, "user_id,timestamp,source,medium,campaign,conversion,conversion_value")?,
+    }
+    let (mut user_id, mut timestamp, mut campaign) = (String::new(), String::new(), String::new());
     for &event in events {
         format_user_id(event.user(), &mut user_id);
         format_rfc3339(START_EPOCH_SECS + i64::from(event.ts()), &mut timestamp);
+        let touch = match (event.channel(), columns_of) {
+            (None, Columns::Channel) => ",1,".to_owned(),
+            (None, Columns::Marketing) => ",,,1,".to_owned(),
+            (Some(channel), Columns::Channel) => format!("{},0,", CHANNELS[channel]),
+            (Some(channel), Columns::Marketing) => {
+                let (source, medium, number) = utm(event, channel);
+                campaign.clear();
+                if let Some(number) = number {
+                    campaign_name(channel, number, &mut campaign);
+                }
+                format!("{source},{medium},{campaign},0,")
+            }
+        };
         match event.channel() {
-            Some(channel) => writeln!(out, "{user_id},{timestamp},{},0,", CHANNELS[channel])?,
-            None => writeln!(out, "{user_id},{timestamp},,1,{}", model.conversion_value(event))?,
+            Some(_) => writeln!(out, "{user_id},{timestamp},{touch}")?,
+            None => writeln!(out, "{user_id},{timestamp},{touch}{}", model.conversion_value(event))?,
         }
     }
     Ok(())

@@ -2,11 +2,13 @@
 //! with those of the client commands (run by `client.rs`, which shares `JobOptionArgs`
 //! with `attribute`, so its arguments are defined here rather than there).
 
+use std::io::Read;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+use mta_core::error::quoted;
 use mta_core::ingest::{ColumnMapping, Limits, PathSeparator};
-use mta_core::{AttributionError, OptionsSpec, PositionWeights};
+use mta_core::{AttributionError, ChannelRules, OptionsSpec, PositionWeights};
 use mta_platform::JobSpec;
 use mta_platform::ids::UploadId;
 
@@ -184,6 +186,12 @@ pub struct JobOptionArgs {
     /// Map a column: `canonical=file_column`, e.g. `user_id=cookie` (repeatable).
     #[arg(long = "column", value_name = "CANONICAL=COLUMN")]
     pub columns: Vec<String>,
+    /// Name each touch's channel from its source, medium, campaign and referrer: `ga4`
+    /// (Google Analytics 4's default channel group) or a JSON file of rules (see
+    /// docs/channel-rules.md). The rules win over a channel column; without this flag a file
+    /// with source/medium columns and no channel column gets `ga4`.
+    #[arg(long, value_name = "ga4|FILE.json")]
+    pub channel_rules: Option<String>,
     /// Also credit per `day`, `week` (ISO, named by its Monday) or `month` of the conversions' dates.
     #[arg(long)]
     pub period: Option<String>,
@@ -246,6 +254,7 @@ impl JobOptionArgs {
             direct_channels: self.direct_channels.as_deref().map(split_list),
             conversion_row_is_touch: Some(self.conversion_touch),
             max_journey_touches: self.max_journey_touches,
+            channel_rules: self.channel_rules.as_deref().map(read_channel_rules).transpose()?,
             period: self.period.as_deref().map(str::parse).transpose()?,
             timezone: self.timezone.as_deref().map(str::parse).transpose()?,
         })
@@ -295,6 +304,30 @@ impl AttributeArgs {
             verbose: self.verbose,
         })
     }
+}
+
+/// The largest channel rules file read, in bytes.
+const MAX_RULES_FILE_BYTES: u64 = 16 << 20;
+
+/// `ga4`, or the rules in a JSON file (an array of rules, or the name of a built-in set).
+fn read_channel_rules(given: &str) -> Result<ChannelRules, AttributionError> {
+    if given == "ga4" {
+        return ChannelRules::named(given);
+    }
+    let refused = |problem: String| AttributionError::option("channel_rules", problem);
+    let file = std::fs::File::open(given).map_err(|e| {
+        refused(format!("{} is neither `ga4` nor a file of rules that can be read ({e})", quoted(given)))
+    })?;
+    let mut text = String::new();
+    file.take(MAX_RULES_FILE_BYTES + 1)
+        .read_to_string(&mut text)
+        .map_err(|e| refused(format!("cannot read {}: {e}", quoted(given))))?;
+    if text.len() as u64 > MAX_RULES_FILE_BYTES {
+        return Err(refused(format!("{} is larger than {MAX_RULES_FILE_BYTES} bytes", quoted(given))));
+    }
+    let value: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| refused(format!("{} is not JSON: {e}", quoted(given))))?;
+    ChannelRules::from_json(&value)
 }
 
 fn split_list(s: &str) -> Vec<String> {

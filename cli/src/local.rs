@@ -135,12 +135,8 @@ struct Collector<'a> {
 
 impl Collector<'_> {
     fn take(&mut self, block: Block) -> Result<(), RunError> {
-        let kind = match &block {
-            Block::Events(_) => InputKind::Events,
-            Block::Paths(_) => InputKind::Paths,
-        };
         if self.options.is_none() {
-            self.options = Some(self.run.request.options.validate(kind)?);
+            self.options = Some(block.options(&self.run.request.options)?);
         }
         let options = self.options.as_ref().expect("set above");
         match block {

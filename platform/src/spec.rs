@@ -66,6 +66,7 @@ impl JobSpec {
             delimiter: self.delimiter.map(|d| d.0),
             path_separator: self.path_separator.clone().unwrap_or_default().as_str().to_owned(),
             columns: self.columns.clone(),
+            channel_rules: self.options.channel_rules.clone(),
             keep_user_ids: self.export_credits,
             limits,
             ..InputSpec::default()

@@ -4,6 +4,8 @@
 use rustc_hash::FxHashMap;
 use xxhash_rust::xxh3::xxh3_128;
 
+use crate::channel_rules::AppliedChannelRules;
+
 /// Channel id of a row that has no channel (a conversion row, usually).
 pub const NO_CHANNEL: u32 = u32::MAX;
 
@@ -99,6 +101,9 @@ pub fn partition_of(user_key: u128, partitions: u32) -> u32 {
 #[derive(Debug, Clone, Default)]
 pub struct EventChunk {
     pub channels: ChannelDict,
+    /// The rules that named the channels of a decoded block, if rules did (see
+    /// `ingest::Block::options`); not carried further.
+    pub channel_rules: Option<AppliedChannelRules>,
     pub user_keys: Vec<u128>,
     /// The user id strings, kept only when per-journey credits are exported.
     pub user_ids: Option<Vec<String>>,

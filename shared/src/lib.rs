@@ -8,8 +8,10 @@
 //! Data flow: [`ingest`] (bytes → [`chunk`]s) → [`journey`] (rows → journeys) →
 //! [`partial`] (journeys → additive aggregates, via [`rules`] and [`markov`]) →
 //! [`Partial::merge`] → [`Partial::finish`] → [`result`]. [`credits`] exports
-//! per-journey credit rows.
+//! per-journey credit rows. [`channel_rules`] names channels from source, medium and
+//! campaign while rows are read.
 
+pub mod channel_rules;
 pub mod chunk;
 pub mod credits;
 pub mod error;
@@ -22,6 +24,7 @@ pub mod period;
 pub mod result;
 pub mod rules;
 
+pub use channel_rules::ChannelRules;
 pub use chunk::{ChannelDict, EventChunk, PathChunk};
 pub use error::{AttributionError, ErrorCode, Problem};
 pub use options::{InputKind, ModelId, Options, OptionsSpec, PositionWeights};

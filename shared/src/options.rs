@@ -6,6 +6,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+use crate::channel_rules::{AppliedChannelRules, ChannelRules};
 use crate::error::{AttributionError, quoted};
 use crate::period::{Period, TimeZone};
 
@@ -163,6 +164,13 @@ pub struct OptionsSpec {
     pub direct_channels: Option<Vec<String>>,
     pub conversion_row_is_touch: Option<bool>,
     pub max_journey_touches: Option<u32>,
+    /// Rules naming each touch's channel from its source, medium, campaign and referrer:
+    /// `"ga4"` or the rules inline (docs/channel-rules.md). Event-level input only; they win
+    /// over a channel column. Absent: the channel column, else `ga4` when the file has
+    /// source / medium columns.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<crate::channel_rules::schema::ChannelRulesSpec>))]
+    pub channel_rules: Option<ChannelRules>,
     /// Credit per `day`, `week` or `month` of the conversions' dates, in `periods`.
     pub period: Option<Period>,
     /// The IANA time zone of the periods' dates (default `UTC`).
@@ -188,6 +196,10 @@ pub struct Options {
     pub conversion_row_is_touch: bool,
     /// Longer journeys keep their most recent touches only (counted in the summary).
     pub max_journey_touches: u32,
+    /// The rules that named the channels from source / medium / campaign; absent when
+    /// the file's channel column did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel_rules: Option<AppliedChannelRules>,
     /// Credit per period of the conversions' dates in this time zone (absent: none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub period: Option<Period>,
@@ -263,6 +275,12 @@ impl OptionsSpec {
         if max_journey_touches == 0 {
             return Err(AttributionError::option("max_journey_touches", "must be at least 1"));
         }
+        if kind == InputKind::Paths && self.channel_rules.is_some() {
+            return Err(AttributionError::option(
+                "channel_rules",
+                "channel rules read the source and medium of event-level rows; path-level input names its channels",
+            ));
+        }
         if self.period.is_some() && kind == InputKind::Paths {
             return Err(AttributionError::option(
                 "period",
@@ -282,6 +300,7 @@ impl OptionsSpec {
             direct_channels,
             conversion_row_is_touch: self.conversion_row_is_touch.unwrap_or(false),
             max_journey_touches,
+            channel_rules: self.channel_rules.as_ref().map(ChannelRules::applied),
             period: self.period,
             timezone: self.timezone.unwrap_or_default(),
         })
@@ -391,6 +410,19 @@ mod tests {
         assert_eq!(err.details[0].column.as_deref(), Some("models"));
         let err = OptionsSpec { markov_order: Some(9), ..OptionsSpec::default() }.check(None).unwrap_err();
         assert_eq!(err.details[0].column.as_deref(), Some("markov_order"));
+    }
+
+    #[test]
+    fn channel_rules_are_reported_and_refused_on_path_input() {
+        let spec = OptionsSpec { channel_rules: Some(ChannelRules::ga4()), ..Default::default() };
+        let applied = spec.validate(InputKind::Events).unwrap().channel_rules.unwrap();
+        assert_eq!((applied.rules, applied.name), (28, crate::channel_rules::RuleSetName::Ga4));
+        assert!(spec.check(None).is_ok(), "fits events");
+        let err = spec.check(Some(InputKind::Paths)).unwrap_err();
+        assert_eq!(err.details[0].column.as_deref(), Some("channel_rules"));
+        assert_eq!(Options::defaults(InputKind::Events).channel_rules, None);
+        let json = serde_json::to_value(Options::defaults(InputKind::Events)).unwrap();
+        assert!(json.get("channel_rules").is_none(), "absent unless rules named the channels");
     }
 
     #[test]

@@ -285,16 +285,12 @@ struct Splitter {
 impl Splitter {
     fn take(&mut self, block: Block) -> Result<(), RunError> {
         self.stop.check()?;
-        let kind = match &block {
-            Block::Events(_) => InputKind::Events,
-            Block::Paths(_) => InputKind::Paths,
-        };
         if self.options.is_none() {
             self.options = Some(match &self.job_options {
-                Some(options) if options.kind == kind => options.clone(),
-                // The first block of the input tells its kind: the spec's options are
-                // resolved for it here, once.
-                _ => self.job_spec_options.validate(kind)?,
+                Some(options) if options.kind == block.kind() => options.clone(),
+                // The first block of the input tells its kind (and which channel rules
+                // named its channels): the spec's options are resolved for it here, once.
+                _ => block.options(&self.job_spec_options)?,
             });
         }
         match block {

@@ -20,10 +20,18 @@ pub enum Canonical {
     TotalConversions,
     TotalConversionValue,
     TotalNull,
+    /// Where a touch came from (`google`, `newsletter`), read by channel rules.
+    Source,
+    /// The kind of traffic (`cpc`, `email`, `organic`), read by channel rules.
+    Medium,
+    /// The campaign's name, read by channel rules.
+    Campaign,
+    /// The referring URL, read by channel rules when a touch has neither source nor medium.
+    Referrer,
 }
 
 impl Canonical {
-    pub const ALL: [Canonical; 10] = [
+    pub const ALL: [Canonical; 14] = [
         Canonical::UserId,
         Canonical::Timestamp,
         Canonical::Channel,
@@ -34,6 +42,10 @@ impl Canonical {
         Canonical::TotalConversions,
         Canonical::TotalConversionValue,
         Canonical::TotalNull,
+        Canonical::Source,
+        Canonical::Medium,
+        Canonical::Campaign,
+        Canonical::Referrer,
     ];
 
     pub fn name(self) -> &'static str {
@@ -72,6 +84,46 @@ impl Canonical {
                 &["total_conversion_value", "conversion_value", "total_value", "value", "revenue"]
             }
             Canonical::TotalNull => &["total_null", "null", "nulls", "total_nulls", "non_conversions"],
+            // GA4's BigQuery export (flattened), its Data API and other analytics exports.
+            Canonical::Source => &[
+                "source",
+                "utm_source",
+                "session_source",
+                "sessionsource",
+                "traffic_source_source",
+                "manual_source",
+                "collected_traffic_source_manual_source",
+            ],
+            Canonical::Medium => &[
+                "medium",
+                "utm_medium",
+                "session_medium",
+                "sessionmedium",
+                "traffic_source_medium",
+                "manual_medium",
+                "collected_traffic_source_manual_medium",
+            ],
+            Canonical::Campaign => &[
+                "campaign",
+                "utm_campaign",
+                "campaign_name",
+                "session_campaign",
+                "session_campaign_name",
+                "sessioncampaignname",
+                "traffic_source_name",
+                "manual_campaign_name",
+                "collected_traffic_source_manual_campaign_name",
+            ],
+            Canonical::Referrer => &[
+                "referrer",
+                "referer",
+                "page_referrer",
+                "http_referer",
+                "http_referrer",
+                "document_referrer",
+                "referrer_url",
+                "referring_url",
+            ],
         }
     }
 
@@ -160,9 +212,45 @@ impl From<ColumnMapping> for BTreeMap<String, String> {
 pub(crate) struct EventColumns {
     pub user_id: usize,
     pub timestamp: usize,
-    pub channel: usize,
+    pub channel: ChannelColumn,
     pub conversion: ConversionColumn,
     pub conversion_value: Option<usize>,
+}
+
+/// Where a row's channel comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ChannelColumn {
+    /// A column of channel names.
+    Named(usize),
+    /// Channel rules applied to these columns (at least one present).
+    Derived(TouchColumns),
+}
+
+impl ChannelColumn {
+    /// The column of channel names, if the channel is read from one.
+    pub(crate) fn named(self) -> Option<usize> {
+        match self {
+            ChannelColumn::Named(i) => Some(i),
+            ChannelColumn::Derived(_) => None,
+        }
+    }
+
+    /// Every column the channel is read from.
+    pub(crate) fn columns(self) -> Vec<usize> {
+        match self {
+            ChannelColumn::Named(i) => vec![i],
+            ChannelColumn::Derived(t) => [t.source, t.medium, t.campaign, t.referrer].into_iter().flatten().collect(),
+        }
+    }
+}
+
+/// The columns channel rules read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TouchColumns {
+    pub source: Option<usize>,
+    pub medium: Option<usize>,
+    pub campaign: Option<usize>,
+    pub referrer: Option<usize>,
 }
 
 /// Where conversions are marked.
@@ -243,10 +331,12 @@ impl<'a> Resolver<'a> {
         .with_details(details))
     }
 
-    pub(crate) fn events(mut self) -> Result<EventColumns, AttributionError> {
+    /// The columns of event-level input; `rules_given` when the user named channel rules,
+    /// which then win over a channel column.
+    pub(crate) fn events(mut self, rules_given: bool) -> Result<EventColumns, AttributionError> {
         let user_id = self.require(Canonical::UserId);
         let timestamp = self.require(Canonical::Timestamp);
-        let channel = self.require(Canonical::Channel);
+        let channel = self.channel(rules_given);
         let conversion = match self.find(Canonical::Conversion) {
             Some(i) => ConversionColumn::Flag(i),
             None => match self.find(Canonical::EventType) {
@@ -259,6 +349,35 @@ impl<'a> Resolver<'a> {
         };
         let conversion_value = self.find(Canonical::ConversionValue);
         self.finish(EventColumns { user_id, timestamp, channel, conversion, conversion_value })
+    }
+
+    /// The channel column, or the touch columns channel rules read: given rules always read
+    /// them; without rules, a channel column is used, else the touch columns if there are
+    /// a source, medium or referrer (`ga4` then applies).
+    fn channel(&mut self, rules_given: bool) -> ChannelColumn {
+        let touch = TouchColumns {
+            source: self.find(Canonical::Source),
+            medium: self.find(Canonical::Medium),
+            campaign: self.find(Canonical::Campaign),
+            referrer: self.find(Canonical::Referrer),
+        };
+        let any_touch = touch.source.or(touch.medium).or(touch.referrer).is_some();
+        if rules_given {
+            if !any_touch {
+                self.missing.push("source or medium (or referrer), which the channel rules read".to_owned());
+            }
+            return ChannelColumn::Derived(touch);
+        }
+        match self.find(Canonical::Channel) {
+            Some(i) => ChannelColumn::Named(i),
+            // A channel column mapped to a name the file lacks is missing (`find` said so).
+            None if self.mapping.get(Canonical::Channel).is_some() => ChannelColumn::Named(usize::MAX),
+            None if any_touch => ChannelColumn::Derived(touch),
+            None => {
+                self.missing.push("channel (or source and medium, named by channel rules)".to_owned());
+                ChannelColumn::Named(usize::MAX)
+            }
+        }
     }
 
     pub(crate) fn paths(mut self) -> Result<PathColumns, AttributionError> {
@@ -304,7 +423,7 @@ mod tests {
     #[test]
     fn kaggle_columns_resolve_through_aliases() {
         let h = header(&["cookie", "time", "interaction", "conversion", "conversion_value", "channel"]);
-        let cols = Resolver::new(&h, &ColumnMapping::default()).events().unwrap();
+        let cols = Resolver::new(&h, &ColumnMapping::default()).events(false).unwrap();
         assert_eq!(cols.user_id, 0);
         assert_eq!(cols.timestamp, 1);
         assert_eq!(cols.conversion, ConversionColumn::Flag(3));
@@ -314,7 +433,7 @@ mod tests {
     #[test]
     fn missing_columns_are_all_named() {
         let h = header(&["who", "when"]);
-        let err = Resolver::new(&h, &ColumnMapping::default()).events().unwrap_err();
+        let err = Resolver::new(&h, &ColumnMapping::default()).events(false).unwrap_err();
         assert_eq!(err.code, ErrorCode::MissingColumns);
         let names: Vec<_> = err.details.iter().filter_map(|d| d.column.clone()).collect();
         assert_eq!(names.len(), 4, "{names:?}");
@@ -326,9 +445,9 @@ mod tests {
         let h = header(&["who", "when", "src", "bought"]);
         let mapping =
             ColumnMapping::parse(["user_id=who", "timestamp=when", "channel=src", "conversion=bought"]).unwrap();
-        assert!(Resolver::new(&h, &mapping).events().is_ok());
+        assert!(Resolver::new(&h, &mapping).events(false).is_ok());
         let wrong = ColumnMapping::parse(["user_id=nobody"]).unwrap();
-        let err = Resolver::new(&h, &wrong).events().unwrap_err();
+        let err = Resolver::new(&h, &wrong).events(false).unwrap_err();
         assert!(err.message.contains("user_id (mapped to `nobody`)"), "{}", err.message);
         assert!(ColumnMapping::parse(["colour=x"]).is_err());
     }
@@ -354,11 +473,41 @@ mod tests {
 
         let h: Vec<String> = (0..2000).map(|i| format!("{i}{long}", long = if i == 0 { &long } else { "" })).collect();
         let mapping = ColumnMapping::parse([format!("user_id={}", "m".repeat(1024)).as_str()]).unwrap();
-        let err = Resolver::new(&h, &mapping).events().unwrap_err();
+        let err = Resolver::new(&h, &mapping).events(false).unwrap_err();
         assert_eq!(err.code, ErrorCode::MissingColumns);
         assert!(err.size() < 8 * 1024, "{}", err.size());
         assert!(err.message.contains(", 2, 3, "), "{}", err.message);
         assert!(err.message.contains(" more]; map columns"), "{}", err.message);
+    }
+
+    #[test]
+    fn touch_columns_are_found_by_their_aliases_and_name_the_channel_without_a_channel_column() {
+        let utm = header(&["user_id", "ts", "utm_source", "UTM_Medium", "utm_campaign", "page_referrer", "converted"]);
+        let touch = TouchColumns { source: Some(2), medium: Some(3), campaign: Some(4), referrer: Some(5) };
+        let cols = Resolver::new(&utm, &ColumnMapping::default()).events(false).unwrap();
+        assert_eq!(cols.channel, ChannelColumn::Derived(touch));
+
+        let both = header(&["user_id", "ts", "channel", "source", "medium", "converted"]);
+        let cols = Resolver::new(&both, &ColumnMapping::default()).events(false).unwrap();
+        assert_eq!(cols.channel, ChannelColumn::Named(2), "a channel column is used when no rules are given");
+        let cols = Resolver::new(&both, &ColumnMapping::default()).events(true).unwrap();
+        let touch = TouchColumns { source: Some(3), medium: Some(4), campaign: None, referrer: None };
+        assert_eq!(cols.channel, ChannelColumn::Derived(touch), "given rules win");
+
+        let mapped = header(&["user_id", "ts", "src", "converted"]);
+        let mapping = ColumnMapping::parse(["source=src"]).unwrap();
+        let cols = Resolver::new(&mapped, &mapping).events(false).unwrap();
+        assert_eq!(cols.channel.columns(), [2]);
+    }
+
+    #[test]
+    fn without_a_channel_or_touch_columns_both_are_named_missing() {
+        let h = header(&["user_id", "ts", "campaign", "converted"]);
+        let err = Resolver::new(&h, &ColumnMapping::default()).events(false).unwrap_err();
+        assert!(err.message.contains("missing column(s) channel (or source and medium"), "{}", err.message);
+        assert!(err.message.contains("the file has [user_id, ts, campaign, converted]"), "{}", err.message);
+        let err = Resolver::new(&h, &ColumnMapping::default()).events(true).unwrap_err();
+        assert!(err.message.contains("source or medium (or referrer)"), "{}", err.message);
     }
 
     #[test]

@@ -14,12 +14,13 @@ use std::io::{BufRead, BufReader, Read};
 
 pub use columns::{Canonical, ColumnMapping, MAX_COLUMN_NAME_BYTES};
 pub use parquet::{ParquetLayout, parquet_layout, read_parquet};
-pub use rows::{MAX_CHANNEL_NAME_BYTES, MAX_USER_ID_BYTES};
+pub use rows::{MAX_CHANNEL_NAME_BYTES, MAX_TOUCH_FIELD_BYTES, MAX_USER_ID_BYTES};
 pub use text::{MAX_HEADER_BYTES, detect_delimiter, read_csv, read_ndjson};
 
+use crate::channel_rules::ChannelRules;
 use crate::chunk::{EventChunk, PathChunk};
 use crate::error::{AttributionError, ErrorCode};
-use crate::options::{InputKind, ModelId, Options};
+use crate::options::{InputKind, ModelId, Options, OptionsSpec};
 
 /// Rows per emitted block.
 pub const DEFAULT_BLOCK_ROWS: usize = 65_536;
@@ -221,6 +222,10 @@ pub struct InputSpec {
     /// Separator of channels in a path (may be several characters).
     pub path_separator: String,
     pub columns: ColumnMapping,
+    /// Rules naming event rows' channels from their source, medium, campaign and referrer
+    /// (they win over a channel column); without them, `ga4` applies to files that have
+    /// such columns and no channel column.
+    pub channel_rules: Option<ChannelRules>,
     /// Keep user id strings on event chunks (needed for per-journey credit export).
     pub keep_user_ids: bool,
     pub limits: Limits,
@@ -238,6 +243,7 @@ impl Default for InputSpec {
             delimiter: None,
             path_separator: ">".to_owned(),
             columns: ColumnMapping::default(),
+            channel_rules: None,
             keep_user_ids: false,
             limits: Limits::default(),
             block_rows: DEFAULT_BLOCK_ROWS,
@@ -251,6 +257,26 @@ impl Default for InputSpec {
 pub enum Block {
     Events(EventChunk),
     Paths(PathChunk),
+}
+
+impl Block {
+    pub fn kind(&self) -> InputKind {
+        match self {
+            Block::Events(_) => InputKind::Events,
+            Block::Paths(_) => InputKind::Paths,
+        }
+    }
+
+    /// The options for the input this block starts: `spec` validated for the block's kind,
+    /// with the channel rules that named its channels (`ga4` on a file with source and
+    /// medium columns and no channel column, though the spec named none).
+    pub fn options(&self, spec: &OptionsSpec) -> Result<Options, AttributionError> {
+        let mut options = spec.validate(self.kind())?;
+        if let Block::Events(chunk) = self {
+            options.channel_rules = chunk.channel_rules;
+        }
+        Ok(options)
+    }
 }
 
 /// What a whole input turned out to be.

@@ -13,7 +13,7 @@ use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
 use parquet::file::reader::ChunkReader;
 
-use super::columns::{ConversionColumn, EventColumns, Resolver, detect_kind};
+use super::columns::{ChannelColumn, ConversionColumn, EventColumns, Resolver, detect_kind};
 use super::rows::{CleanEvent, MAX_USER_ID_BYTES, Rows, format_int, is_plain_text};
 use super::text::finish;
 use super::values::Cell;
@@ -78,7 +78,7 @@ pub fn read_parquet<R: ChunkReader + 'static, E: From<AttributionError>>(
         .map_err(parquet_error)?;
     let (_, mut rows) = super::text::rows_for(header.clone(), spec)?;
     let event_columns = match kind {
-        InputKind::Events => Resolver::new(&header, &spec.columns).events().ok(),
+        InputKind::Events => Resolver::new(&header, &spec.columns).events(spec.channel_rules.is_some()).ok(),
         InputKind::Paths => None,
     };
 
@@ -127,8 +127,9 @@ pub fn read_parquet<R: ChunkReader + 'static, E: From<AttributionError>>(
     finish(kind, rows, sink)
 }
 
-/// Asks Arrow to decode the channel column of event data as a dictionary, so rows carry a
-/// small key instead of a fresh string (exports dictionary-encode low-cardinality columns).
+/// Asks Arrow to decode the channel column of event data (or the source, medium and
+/// campaign that channel rules read) as a dictionary, so rows carry a small key instead of
+/// a fresh string (exports dictionary-encode low-cardinality columns).
 fn with_dictionary_channels(
     metadata: ArrowReaderMetadata,
     kind: InputKind,
@@ -138,10 +139,17 @@ fn with_dictionary_channels(
     if kind != InputKind::Events {
         return Ok(metadata);
     }
-    let Ok(columns) = Resolver::new(header, &spec.columns).events() else { return Ok(metadata) };
+    let Ok(columns) = Resolver::new(header, &spec.columns).events(spec.channel_rules.is_some()) else {
+        return Ok(metadata);
+    };
     let schema = metadata.schema();
     let is_text = |i: usize| matches!(schema.field(i).data_type(), DataType::Utf8 | DataType::LargeUtf8);
-    if !is_text(columns.channel) && !is_text(columns.user_id) {
+    let by_key: Vec<usize> = match columns.channel {
+        ChannelColumn::Named(i) => vec![i],
+        // Referrers are nearly all different: keys would not spare anything.
+        ChannelColumn::Derived(t) => [t.source, t.medium, t.campaign].into_iter().flatten().collect(),
+    };
+    if !by_key.iter().any(|&i| is_text(i)) && !is_text(columns.user_id) {
         return Ok(metadata);
     }
     let dictionary = DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8));
@@ -150,7 +158,7 @@ fn with_dictionary_channels(
         .iter()
         .enumerate()
         .map(|(i, f)| {
-            if i == columns.channel && is_text(i) {
+            if by_key.contains(&i) && is_text(i) {
                 Arc::new(f.as_ref().clone().with_data_type(dictionary.clone()))
             } else if i == columns.user_id && is_text(i) {
                 // User ids are only hashed: views into the decoded pages spare copying them.
@@ -170,11 +178,12 @@ fn needed_columns(kind: InputKind, header: &[String], spec: &InputSpec) -> Resul
     let resolver = Resolver::new(header, &spec.columns);
     let mut needed = match kind {
         InputKind::Events => {
-            let c = resolver.events()?;
+            let c = resolver.events(spec.channel_rules.is_some())?;
             let conversion = match c.conversion {
                 ConversionColumn::Flag(i) | ConversionColumn::EventType(i) => i,
             };
-            let mut v = vec![c.user_id, c.timestamp, c.channel, conversion];
+            let mut v = vec![c.user_id, c.timestamp, conversion];
+            v.extend(c.channel.columns());
             v.extend(c.conversion_value);
             v
         }
@@ -288,7 +297,8 @@ impl<'a> EventLane<'a> {
             return None;
         }
         let Column::Micros(times) = column(c.timestamp)? else { return None };
-        let Column::Dictionary(channel_keys, channel_names) = column(c.channel)? else { return None };
+        // Channels that rules name from other columns take the per-row path.
+        let Column::Dictionary(channel_keys, channel_names) = column(c.channel.named()?)? else { return None };
         let ConversionColumn::Flag(flag) = c.conversion else { return None };
         let Column::Bool(flags) = column(flag)? else { return None };
         let values = match c.conversion_value {

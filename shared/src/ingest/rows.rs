@@ -5,16 +5,18 @@
 use std::borrow::Cow;
 use std::io::Write;
 
-use super::columns::{ConversionColumn, EventColumns, PathColumns};
+use super::columns::{ChannelColumn, ConversionColumn, EventColumns, PathColumns, TouchColumns};
 use super::values::{Cell, read_flag, read_number, read_timestamp};
 use super::{Block, Limits};
+pub use crate::channel_rules::MAX_CHANNEL_NAME_BYTES;
+use crate::channel_rules::{ChannelClassifier, ChannelRules, Touch};
 use crate::chunk::{EventChunk, NO_CHANNEL, PathChunk, user_key};
 use crate::error::{AttributionError, ErrorCode, Problem, Problems};
 
-/// Longest channel name accepted, in bytes.
-pub const MAX_CHANNEL_NAME_BYTES: usize = 1024;
 /// Longest user id accepted, in bytes.
 pub const MAX_USER_ID_BYTES: usize = 1024;
+/// Longest source, medium, campaign or referrer accepted, in bytes.
+pub const MAX_TOUCH_FIELD_BYTES: usize = 8192;
 
 /// Accumulates rows of one kind into blocks.
 pub(crate) enum Rows {
@@ -30,6 +32,16 @@ pub(crate) struct EventRows {
     keep_user_ids: bool,
     chunk: EventChunk,
     shared: Shared,
+    /// The channel rules of rows whose channel they name.
+    derived: Option<DerivedChannels>,
+}
+
+/// Channel rules at work on the rows of one reader.
+struct DerivedChannels {
+    classifier: ChannelClassifier,
+    /// The current block's channel id of each of the rules' channels ([`NO_CHANNEL`]: not
+    /// in the block yet).
+    ids: Vec<u32>,
 }
 
 pub(crate) struct PathRows {
@@ -110,21 +122,31 @@ impl ColumnNames {
 }
 
 impl Rows {
+    /// Event rows; `rules` name the channels when the columns say they are derived
+    /// (`ga4` when absent).
     pub(crate) fn events(
         columns: EventColumns,
         header: Vec<String>,
         keep_user_ids: bool,
+        rules: Option<&ChannelRules>,
         limits: Limits,
         block_rows: usize,
     ) -> Rows {
-        Rows::Events(EventRows {
+        let derived = match columns.channel {
+            ChannelColumn::Named(_) => None,
+            ChannelColumn::Derived(_) => Some(DerivedChannels::new(rules.cloned().unwrap_or_else(ChannelRules::ga4))),
+        };
+        let mut rows = EventRows {
             channel_by_key: Vec::new(),
             columns,
             names: ColumnNames(header),
             keep_user_ids,
-            chunk: new_event_chunk(keep_user_ids, block_rows),
+            chunk: EventChunk::default(),
             shared: Shared::new(limits, block_rows),
-        })
+            derived,
+        };
+        rows.chunk = rows.new_chunk();
+        Rows::Events(rows)
     }
 
     pub(crate) fn paths(
@@ -155,7 +177,8 @@ impl Rows {
     pub(crate) fn set_header(&mut self, header: Vec<String>, spec: &super::InputSpec) -> Result<(), AttributionError> {
         let resolver = super::columns::Resolver::new(&header, &spec.columns);
         match self {
-            Rows::Events(rows) => rows.columns = resolver.events()?,
+            // Channels named by rules stay so, though a channel column turns up late.
+            Rows::Events(rows) => rows.columns = resolver.events(rows.derived.is_some())?,
             Rows::Paths(rows) => rows.columns = resolver.paths()?,
         }
         let names = match self {
@@ -212,7 +235,7 @@ impl Rows {
     pub(crate) fn take_full_block(&mut self) -> Option<Block> {
         match self {
             Rows::Events(rows) if rows.shared.problems.is_empty() && rows.chunk.len() >= rows.shared.block_rows => {
-                let next = new_event_chunk(rows.keep_user_ids, rows.shared.block_rows);
+                let next = rows.new_chunk();
                 Some(Block::Events(std::mem::replace(&mut rows.chunk, next)))
             }
             Rows::Paths(rows) if rows.shared.problems.is_empty() && rows.chunk.len() >= rows.shared.block_rows => {
@@ -335,14 +358,36 @@ fn new_event_chunk(keep_user_ids: bool, rows: usize) -> EventChunk {
     EventChunk::with_capacity(rows.min(1 << 20), keep_user_ids)
 }
 
+impl DerivedChannels {
+    fn new(rules: ChannelRules) -> DerivedChannels {
+        DerivedChannels { ids: vec![NO_CHANNEL; rules.channels().len()], classifier: ChannelClassifier::new(rules) }
+    }
+}
+
 impl EventRows {
+    /// An empty block, saying which rules name its channels; the rules' channels get ids
+    /// in it as they are met.
+    fn new_chunk(&mut self) -> EventChunk {
+        let mut chunk = new_event_chunk(self.keep_user_ids, self.shared.block_rows);
+        if let Some(derived) = &mut self.derived {
+            derived.ids.fill(NO_CHANNEL);
+            chunk.channel_rules = Some(derived.classifier.rules().applied());
+        }
+        chunk
+    }
+
     fn push<'c>(&mut self, row: u64, cell: impl Fn(usize) -> Cell<'c>) -> Result<(), AttributionError> {
         let c = self.columns;
         let mut found: Vec<(usize, String)> = Vec::new();
         let mut bad = |column: usize, problem: String| found.push((column, problem));
 
         let mut number = [0u8; 24];
-        let channel_cell = cell(c.channel);
+        let channel_column = c.channel.named();
+        let channel_cell = channel_column.map_or(Cell::Null, &cell);
+        let touch = match c.channel {
+            ChannelColumn::Derived(columns) => Some(read_touch(columns, &cell, &mut bad)),
+            ChannelColumn::Named(_) => None,
+        };
         // A dictionary key seen before in this batch: its channel is known and valid.
         let known_channel = match channel_cell {
             Cell::Dict(key, _) => self.channel_by_key.get(key as usize).copied().filter(|&id| id != NO_CHANNEL),
@@ -406,21 +451,25 @@ impl EventRows {
             Cell::Null | Cell::Str(_) => None,
             Cell::Int(i) => Some(Cow::Owned(i.to_string())),
             other => {
-                bad(c.channel, format!("cannot read {} as a channel name", other.display()));
+                bad(channel_column.unwrap_or(usize::MAX), format!("cannot read {} as a channel name", other.display()));
                 None
             }
         };
         if let Some(name) = &channel_name
             && name.len() > MAX_CHANNEL_NAME_BYTES
         {
-            bad(c.channel, format!("channel name longer than {MAX_CHANNEL_NAME_BYTES} bytes"));
+            bad(
+                channel_column.unwrap_or(usize::MAX),
+                format!("channel name longer than {MAX_CHANNEL_NAME_BYTES} bytes"),
+            );
         }
-        if known_channel.is_none()
+        if let Some(channel_column) = channel_column
+            && known_channel.is_none()
             && channel_name.is_none()
             && !is_conversion
             && !matches!(channel_cell, Cell::Nested | Cell::Bool(_) | Cell::Float(_) | Cell::Micros(_))
         {
-            bad(c.channel, "channel is empty on a touch row".to_owned());
+            bad(channel_column, "channel is empty on a touch row".to_owned());
         }
 
         let mut value = 0.0;
@@ -439,16 +488,17 @@ impl EventRows {
         if self.shared.record(row, &self.names, found) {
             return Ok(());
         }
-        let channel = match &channel_name {
+        let channel = match (&touch, &channel_name) {
+            (Some(touch), _) => self.derived_channel(touch, is_conversion)?,
             _ if known_channel.is_some() => known_channel.unwrap_or(NO_CHANNEL),
-            Some(name) => {
+            (None, Some(name)) => {
                 let key = match channel_cell {
                     Cell::Dict(key, _) => Some(key),
                     _ => None,
                 };
                 self.intern_channel(name, key)?
             }
-            None => NO_CHANNEL,
+            (None, None) => NO_CHANNEL,
         };
         self.shared.value_sum += value;
         if !self.shared.value_sum.is_finite()
@@ -458,6 +508,23 @@ impl EventRows {
         }
         self.append(row, user, timestamp, channel, is_conversion, value);
         Ok(())
+    }
+
+    /// The id of the channel the rules name for a touch; a conversion row that names none
+    /// of the touch's fields has no channel, as with an empty channel column.
+    fn derived_channel(&mut self, touch: &[Cow<'_, str>; 4], is_conversion: bool) -> Result<u32, AttributionError> {
+        let [source, medium, campaign, referrer] = touch.each_ref().map(|f| f.as_ref());
+        let touch = Touch { source, medium, campaign, referrer };
+        if is_conversion && touch.is_empty() {
+            return Ok(NO_CHANNEL);
+        }
+        let derived = self.derived.as_mut().expect("rows with derived channels have rules");
+        let index = derived.classifier.channel_index(&touch) as usize;
+        if derived.ids[index] == NO_CHANNEL {
+            derived.ids[index] = self.chunk.channels.id(&derived.classifier.rules().channels()[index]);
+            self.shared.check_channels(self.chunk.channels.len())?;
+        }
+        Ok(derived.ids[index])
     }
 
     /// The id of channel `name`, remembered for dictionary key `key` of the current batch
@@ -567,6 +634,37 @@ impl PathRows {
         self.chunk.push(&self.path, conversions, value, nulls, row);
         Ok(())
     }
+}
+
+/// The source, medium, campaign and referrer of a row (empty where the file has no such
+/// column or the cell is empty).
+fn read_touch<'c>(
+    columns: TouchColumns,
+    cell: &impl Fn(usize) -> Cell<'c>,
+    bad: &mut impl FnMut(usize, String),
+) -> [Cow<'c, str>; 4] {
+    let fields = [
+        ("source", columns.source),
+        ("medium", columns.medium),
+        ("campaign", columns.campaign),
+        ("referrer", columns.referrer),
+    ];
+    fields.map(|(name, column)| {
+        let Some(i) = column else { return Cow::Borrowed("") };
+        match cell(i).plain() {
+            Cell::Null => Cow::Borrowed(""),
+            Cell::Str(s) if s.len() > MAX_TOUCH_FIELD_BYTES => {
+                bad(i, format!("{name} longer than {MAX_TOUCH_FIELD_BYTES} bytes"));
+                Cow::Borrowed("")
+            }
+            Cell::Str(s) => Cow::Borrowed(s),
+            Cell::Int(n) => Cow::Owned(n.to_string()),
+            other => {
+                bad(i, format!("cannot read {} as a {name}", other.display()));
+                Cow::Borrowed("")
+            }
+        }
+    })
 }
 
 pub(crate) fn format_int(i: i64, buffer: &mut [u8; 24]) -> &[u8] {

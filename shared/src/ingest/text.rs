@@ -321,8 +321,9 @@ pub(super) fn rows_for(header: Vec<String>, spec: &InputSpec) -> Result<(InputKi
     let resolver = Resolver::new(&header, &spec.columns);
     let rows = match kind {
         InputKind::Events => {
-            let columns = resolver.events()?;
-            Rows::events(columns, header, spec.keep_user_ids, spec.limits, spec.block_rows)
+            let columns = resolver.events(spec.channel_rules.is_some())?;
+            let rules = spec.channel_rules.as_ref();
+            Rows::events(columns, header, spec.keep_user_ids, rules, spec.limits, spec.block_rows)
         }
         InputKind::Paths => {
             let columns = resolver.paths()?;

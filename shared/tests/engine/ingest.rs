@@ -202,11 +202,22 @@ fn a_file_with_a_header_only_is_empty_input() {
 
 #[test]
 fn missing_columns_are_named_in_the_details() {
-    let error = read_error(b"user_id,when,source\nu1,2024-01-01,a\n");
+    let error = read_error(b"user_id,when,origin\nu1,2024-01-01,a\n");
     assert_eq!(error.code, ErrorCode::MissingColumns);
     let columns: Vec<&str> = error.details.iter().filter_map(|d| d.column.as_deref()).collect();
-    assert_eq!(columns, ["timestamp", "channel", "conversion (or an event_type/interaction column)"]);
-    assert!(error.message.contains("user_id, when, source"), "{}", error.message);
+    assert_eq!(
+        columns,
+        [
+            "timestamp",
+            "channel (or source and medium, named by channel rules)",
+            "conversion (or an event_type/interaction column)"
+        ]
+    );
+    assert!(error.message.contains("user_id, when, origin"), "{}", error.message);
+    // A `source` column is not a channel column, but channel rules (`ga4`) read it.
+    let error = read_error(b"user_id,when,source\nu1,2024-01-01,a\n");
+    let columns: Vec<&str> = error.details.iter().filter_map(|d| d.column.as_deref()).collect();
+    assert_eq!(columns, ["timestamp", "conversion (or an event_type/interaction column)"]);
 }
 
 #[test]
@@ -543,4 +554,80 @@ fn sums_that_overflow_only_once_merged_are_refused_by_finish() {
     let error = total.finish(&options).unwrap_err();
     assert_eq!(error.code, ErrorCode::LimitExceeded, "{error}");
     assert_eq!(located(&error), [(None, Some("total_conversions"))]);
+}
+
+/// The channel of every row of every block, by name (`-` for none).
+fn channel_names(blocks: &[Block]) -> Vec<String> {
+    let mut names = Vec::new();
+    for block in blocks {
+        let Block::Events(chunk) = block else { panic!("expected event blocks") };
+        for &id in &chunk.channel_ids {
+            names.push(if id == NO_CHANNEL { "-".to_owned() } else { chunk.channels.name(id).to_owned() });
+        }
+    }
+    names
+}
+
+#[test]
+fn channel_rules_name_each_rows_channel_across_blocks_and_say_so_in_the_options() {
+    let text = b"user_id,timestamp,utm_source,utm_medium,utm_campaign,conversion\n\
+        u1,2026-01-01,google,cpc,,0\n\
+        u1,2026-01-02,,,,0\n\
+        u1,2026-01-03,Google,CPC,,0\n\
+        u1,2026-01-04,,,,1\n\
+        u2,2026-01-01,newsletter,email,,0\n\
+        u2,2026-01-02,google,cpc,,1\n\
+        u2,2026-01-03,google,cpc,pmax cross-network,0\n";
+    // Two rows a block: each block interns only the channels it has, whatever the rules
+    // remembered from earlier blocks.
+    let spec = InputSpec { block_rows: 2, ..Default::default() };
+    let (summary, blocks) = read(text, &spec).unwrap();
+    assert_eq!(summary.rows, 7);
+    assert_eq!(
+        channel_names(&blocks),
+        ["Paid Search", "Direct", "Paid Search", "-", "Email", "Paid Search", "Cross-network"]
+    );
+    for block in &blocks {
+        let Block::Events(chunk) = block else { unreachable!() };
+        let mut names = chunk.channels.names().to_vec();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), chunk.channels.len(), "{names:?}");
+    }
+    let options = blocks[0].options(&OptionsSpec::default()).unwrap();
+    let applied = options.channel_rules.expect("the rules are reported");
+    assert_eq!(serde_json::to_value(applied).unwrap(), serde_json::json!({"name": "ga4", "rules": 28}));
+
+    // Given rules win over a channel column; without them the column is read as it is.
+    let with_channel = b"user_id,timestamp,channel,source,medium,conversion\nu1,2026-01-01,tv,google,cpc,0\n";
+    assert_eq!(channel_names(&read(with_channel, &InputSpec::default()).unwrap().1), ["tv"]);
+    let rules: mta_core::ChannelRules =
+        serde_json::from_value(serde_json::json!([{"channel": "Ads", "when": {"medium": {"equals": "cpc"}}}])).unwrap();
+    let spec = InputSpec { channel_rules: Some(rules), ..Default::default() };
+    let (_, blocks) = read(with_channel, &spec).unwrap();
+    assert_eq!(channel_names(&blocks), ["Ads"]);
+    let applied = blocks[0].options(&OptionsSpec::default()).unwrap().channel_rules.unwrap();
+    assert_eq!(serde_json::to_value(applied).unwrap(), serde_json::json!({"name": "custom", "rules": 1}));
+    let plain = read(with_channel, &InputSpec::default()).unwrap().1;
+    assert!(plain[0].options(&OptionsSpec::default()).unwrap().channel_rules.is_none());
+}
+
+#[test]
+fn touch_fields_that_cannot_be_read_are_located_problems() {
+    let long = "x".repeat(mta_core::ingest::MAX_TOUCH_FIELD_BYTES + 1);
+    let ndjson = format!(
+        "{{\"user_id\": \"u\", \"timestamp\": \"2026-01-01\", \"source\": [1], \"conversion\": 0}}\n\
+         {{\"user_id\": \"u\", \"timestamp\": \"2026-01-01\", \"source\": \"a\", \"medium\": \"{long}\", \"conversion\": 0}}\n\
+         {{\"user_id\": \"u\", \"timestamp\": \"2026-01-01\", \"source\": 7, \"medium\": \"cpc\", \"conversion\": 1}}\n"
+    );
+    let error = read_error(ndjson.as_bytes());
+    let problems: Vec<(Option<u64>, Option<&str>, &str)> =
+        error.details.iter().map(|d| (d.row, d.column.as_deref(), d.problem.as_str())).collect();
+    assert_eq!(
+        problems,
+        [
+            (Some(1), Some("source"), "cannot read a nested or binary value as a source"),
+            (Some(2), Some("medium"), "medium longer than 8192 bytes"),
+        ]
+    );
 }

@@ -24,6 +24,7 @@ from .errors import (
 )
 from .models import JobError, JobRecord, Progress, Upload
 from .results import (
+    AppliedChannelRules,
     AppliedOptions,
     AttributionResult,
     ChannelCredit,
@@ -48,6 +49,7 @@ __all__ = [
     "Progress",
     "AttributionResult",
     "Summary",
+    "AppliedChannelRules",
     "AppliedOptions",
     "ModelResult",
     "PeriodResult",

@@ -33,6 +33,7 @@ from .errors import JobCancelledError, WaitTimeoutError, error_from_response
 from .models import JobRecord, Upload
 from .results import AttributionResult
 from .spec import (
+    ChannelRulesLike,
     InputFormat,
     InputKind,
     JobOptions,
@@ -213,6 +214,7 @@ class AsyncClient:
         direct_channels: Sequence[str] | None = None,
         conversion_row_is_touch: bool | None = None,
         max_journey_touches: int | None = None,
+        channel_rules: ChannelRulesLike | None = None,
         period: Period | None = None,
         timezone: str | None = None,
         export_credits: bool | None = None,
@@ -233,7 +235,8 @@ class AsyncClient:
                 models=models, markov_order=markov_order, lookback_days=lookback_days,
                 half_life_days=half_life_days, position_weights=position_weights, direct_channels=direct_channels,
                 conversion_row_is_touch=conversion_row_is_touch, max_journey_touches=max_journey_touches,
-                period=period, timezone=timezone, export_credits=export_credits, webhook=webhook,
+                channel_rules=channel_rules, period=period, timezone=timezone, export_credits=export_credits,
+                webhook=webhook,
             ),
         )
         key = idempotency_key_for(idempotency_key)

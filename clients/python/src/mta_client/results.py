@@ -68,6 +68,15 @@ class PositionWeights:
 
 
 @dataclass(frozen=True)
+class AppliedChannelRules:
+    """The channel rules that named the channels (docs/channel-rules.md)."""
+
+    #: ``ga4`` or ``custom``.
+    name: str
+    rules: int
+
+
+@dataclass(frozen=True)
 class AppliedOptions:
     """The options as the engine applied them, defaults filled in."""
 
@@ -84,10 +93,13 @@ class AppliedOptions:
     period: str | None
     #: The IANA time zone of the periods' dates.
     timezone: str
+    #: ``None`` when the file's channel column named the channels.
+    channel_rules: AppliedChannelRules | None = None
 
     @classmethod
     def from_json(cls, value: Mapping[str, Any]) -> AppliedOptions:
         weights = value["position_weights"]
+        rules = value.get("channel_rules")
         return cls(
             kind=str(value["kind"]),
             models=[str(m) for m in value["models"]],
@@ -100,6 +112,7 @@ class AppliedOptions:
             direct_channels=[str(c) for c in value["direct_channels"]],
             conversion_row_is_touch=bool(value["conversion_row_is_touch"]),
             max_journey_touches=int(value["max_journey_touches"]),
+            channel_rules=None if rules is None else AppliedChannelRules(str(rules["name"]), int(rules["rules"])),
             period=value.get("period"),
             timezone=str(value.get("timezone", "UTC")),
         )

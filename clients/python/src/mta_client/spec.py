@@ -64,6 +64,11 @@ class Webhook:
         return out
 
 
+#: Channel rules (docs/channel-rules.md): ``"ga4"``, or the rules as JSON-like dicts, e.g.
+#: ``[{"channel": "Paid", "when": {"medium": {"regex": "^(cpc|ppc)$"}}}, {"channel": "Other"}]``.
+ChannelRulesLike = Union[str, Sequence[Mapping[str, Any]]]
+
+
 class JobOptions(TypedDict, total=False):
     """Every keyword of ``Client.submit`` (for ``Client.attribute(data, **options)``)."""
 
@@ -80,6 +85,7 @@ class JobOptions(TypedDict, total=False):
     direct_channels: Sequence[str]
     conversion_row_is_touch: bool
     max_journey_touches: int
+    channel_rules: ChannelRulesLike
     period: Period
     timezone: str
     export_credits: bool
@@ -94,7 +100,7 @@ SPEC_KEYWORDS: tuple[str, ...] = (
 #: Keywords that are fields of its ``options`` object (``OptionsSpec``).
 OPTION_KEYWORDS: tuple[str, ...] = (
     "models", "markov_order", "lookback_days", "half_life_days", "position_weights", "direct_channels",
-    "conversion_row_is_touch", "max_journey_touches", "period", "timezone",
+    "conversion_row_is_touch", "max_journey_touches", "channel_rules", "period", "timezone",
 )
 #: Keywords sent as headers of ``POST /v1/jobs``, by header name.
 HEADER_KEYWORDS: dict[str, str] = {"Idempotency-Key": "idempotency_key"}
@@ -120,6 +126,8 @@ def _json_value(name: str, value: Any) -> Any:
         return [value] if isinstance(value, str) else list(value)
     if name == "columns":
         return dict(value)
+    if name == "channel_rules":
+        return value if isinstance(value, str) else [dict(rule) for rule in value]
     return value
 
 
