@@ -262,6 +262,15 @@ function jobSpec() {
   else if (given > 0) throw new FormProblem('Give all three position weights (first, middle, last), or none.');
   const direct = $('direct_channels').value.split(',').map((c) => c.trim()).filter(Boolean);
   if (direct.length) options.direct_channels = direct;
+  const rules = $('channel_rules').value;
+  if (rules === 'ga4') options.channel_rules = 'ga4';
+  if (rules === 'custom') {
+    try {
+      options.channel_rules = JSON.parse($('channel_rules_json').value);
+    } catch (error) {
+      throw new FormProblem(`The custom channel rules are not JSON: ${error.message}.`);
+    }
+  }
   if ($('period').value) options.period = $('period').value;
   const timezone = $('timezone').value.trim();
   if (timezone && !options.period) throw new FormProblem('A time zone applies only with credit over time.');
@@ -650,6 +659,9 @@ function start() {
   $('key-form').addEventListener('submit', useKey);
   $('key-forget').addEventListener('click', dropKey);
   $('job-form').addEventListener('submit', submitJob);
+  $('channel_rules').addEventListener('change', (event) => {
+    $('channel_rules_json').hidden = event.target.value !== 'custom';
+  });
   $('jobs-refresh').addEventListener('click', () => refreshJobs());
   keyInUse(Boolean(storedKey()));
   refreshJobs();

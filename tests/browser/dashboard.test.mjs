@@ -207,6 +207,24 @@ async function main() {
     await page.fill('#markov_order', '');
     log(`a 422 is shown with its field: "${refusal.replace(/\s+/g, ' ').trim()}"`);
 
+    // Custom channel rules: the text box appears with the choice; not JSON is refused by the
+    // page, a bad regex by the service (naming the rule), both in words.
+    assert.equal(await page.isHidden('#channel_rules_json'), true, 'no rules box unless custom rules are chosen');
+    await page.selectOption('#channel_rules', 'custom');
+    await page.fill('#channel_rules_json', '[{"channel": "Paid", ');
+    await page.click('#submit-job');
+    await page.waitForSelector('#submit-error:not([hidden])');
+    const notJson = await page.innerText('#submit-error');
+    assert.ok(/custom channel rules are not JSON/.test(notJson), notJson);
+    await page.fill('#channel_rules_json', '[{"channel": "Paid", "when": {"medium": {"regex": "(cpc"}}}]');
+    await page.click('#submit-job');
+    await page.waitForFunction(() => /channel_rules\[0\]/.test(document.querySelector('#submit-error')?.innerText));
+    const badRule = await page.innerText('#submit-error');
+    assert.ok(!/[{}]|"error"/.test(badRule.replace(/\{"channel".*$/s, '')), `raw JSON shown: ${badRule}`);
+    await page.selectOption('#channel_rules', '');
+    assert.equal(await page.isHidden('#channel_rules_json'), true);
+    log(`custom channel rules: not JSON refused by the page, a bad regex by the service: "${badRule.replace(/\s+/g, ' ').trim()}"`);
+
     // Submit with default options but credit per week, and wait for the list to show success.
     await page.selectOption('#period', 'week');
     await page.click('#submit-job');
