@@ -728,3 +728,51 @@ async fn a_tenant_holds_a_bounded_number_of_keys_and_racing_rotations_leave_one_
     let lookups = service.redis.command("KEYS mta:apikey:*").unwrap();
     assert!(lookups.starts_with(&format!("*{}\r\n", live + 1)), "lookups: {lookups:?}, live keys of t9: {live}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_that_trickles_below_the_minimum_rate_is_cut_and_gives_its_quota_back() {
+    use std::io::{Read, Write};
+    let env = vec![("MTA_MIN_UPLOAD_BYTES_PER_SEC", "1000".to_owned())];
+    let service = Service::start(ServiceSpec { env, ..ServiceSpec::default() }).await;
+    let address = service.base.trim_start_matches("http://").to_owned();
+    let key = service.key.clone();
+    let started = Instant::now();
+    // 100 bytes a second of a 1 MB upload, on a plain socket (a client library would not
+    // read the answer before it has sent the body).
+    let answer = tokio::task::spawn_blocking(move || {
+        let mut stream = std::net::TcpStream::connect(&address).unwrap();
+        let head = format!(
+            "POST /v1/uploads HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\nContent-Length: 1000000\r\n\r\n"
+        );
+        stream.write_all(head.as_bytes()).unwrap();
+        stream.set_read_timeout(Some(Duration::from_millis(10))).unwrap();
+        let mut answer = Vec::new();
+        let mut buffer = [0u8; 4096];
+        while started.elapsed() < Duration::from_secs(40) {
+            // Writes fail once the service has answered and closed: then only read.
+            let _ = stream.write_all(&[b'x'; 50]);
+            match stream.read(&mut buffer) {
+                Ok(0) => break,
+                Ok(n) => answer.extend_from_slice(&buffer[..n]),
+                Err(_) => {}
+            }
+            if answer.windows(4).any(|w| w == b"\r\n\r\n") && answer.ends_with(b"}") {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        String::from_utf8_lossy(&answer).into_owned()
+    })
+    .await
+    .unwrap();
+    let elapsed = started.elapsed();
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains("limit_exceeded") && answer.contains("MTA_MIN_UPLOAD_BYTES_PER_SEC"), "{answer}");
+    assert!((Duration::from_secs(9)..Duration::from_secs(30)).contains(&elapsed), "cut after {elapsed:?}");
+    // Its reservation was given back: today's upload counter holds nothing of it.
+    let day = chrono::Utc::now().format("%Y-%m-%d");
+    let used = service.redis.command(&format!("GET mta:quota:t1:upload-bytes:{day}")).unwrap_or_default();
+    assert!(used.starts_with("$1\r\n0") || used.starts_with("$-1") || used.starts_with(":0"), "{used:?}");
+    // A normal upload is not affected.
+    assert_eq!(upload_as(&service, &service.key, b"a,b\n1,2\n".to_vec()).await.0, 201);
+}

@@ -76,7 +76,8 @@ where
     let metering = Arc::new(tokio::sync::Mutex::new(Metering { reservation, refusal: None }));
     // A request dropped mid-upload (the client went away) still gives its reservation back.
     let mut unsettled = Unsettled { quotas: state.quotas.clone(), metering: Some(Arc::clone(&metering)) };
-    let body = metered(body, state.quotas.clone(), Arc::clone(&metering), max);
+    let min_rate = state.config.limits.min_upload_bytes_per_sec;
+    let body = metered(body, state.quotas.clone(), Arc::clone(&metering), max, min_rate);
     let upload_id = UploadId::random();
     let mut hasher = Sha256::new();
     let mut size = 0u64;
@@ -110,6 +111,13 @@ where
         Err(PutStreamError::Body(e)) => {
             return Err(match refusal {
                 Some(Refusal::Quota) => quota_exceeded(state),
+                Some(Refusal::TooSlow { bytes, seconds }) => ApiError::new(
+                    ApiCode::LimitExceeded,
+                    format!(
+                        "the upload sent {bytes} bytes in {seconds} s, below the minimum of {min_rate} bytes a second \
+                         (MTA_MIN_UPLOAD_BYTES_PER_SEC)"
+                    ),
+                ),
                 Some(Refusal::Ledger(e)) => ApiError::from(e),
                 None => ApiError::new(ApiCode::InvalidRequest, format!("the upload broke off: {e}")),
             });
@@ -163,43 +171,86 @@ impl Drop for Unsettled {
 enum Refusal {
     Quota,
     Ledger(anyhow::Error),
+    /// Fewer than the minimum bytes a second over a whole window.
+    TooSlow {
+        bytes: u64,
+        seconds: u64,
+    },
+}
+
+/// The span over which an upload's rate is checked against `MTA_MIN_UPLOAD_BYTES_PER_SEC`.
+const RATE_WINDOW: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Bytes an upload brought since its current rate window began.
+struct RateWindow {
+    started: std::time::Instant,
+    bytes: u64,
+}
+
+impl RateWindow {
+    fn new() -> RateWindow {
+        RateWindow { started: std::time::Instant::now(), bytes: 0 }
+    }
+
+    /// Counts `len` bytes; at the end of each window, the window's bytes if they were fewer
+    /// than `min_rate` a second (then the upload is refused), else a new window starts.
+    fn too_slow(&mut self, len: u64, min_rate: u64) -> Option<(u64, u64)> {
+        self.bytes += len;
+        let elapsed = self.started.elapsed();
+        if min_rate == 0 || elapsed < RATE_WINDOW {
+            return None;
+        }
+        let seconds = elapsed.as_secs().max(1);
+        if self.bytes < min_rate.saturating_mul(seconds) {
+            return Some((self.bytes, seconds));
+        }
+        *self = RateWindow::new();
+        None
+    }
 }
 
 /// `body`, each piece passed on only once the quota reservation covers it (more is
-/// reserved as needed). Bytes past `max` are passed on unreserved: the size limit refuses them.
+/// reserved as needed) and while the upload keeps `min_rate` bytes a second. Bytes past
+/// `max` are passed on unreserved: the size limit refuses them.
 fn metered<S>(
     body: S,
     quotas: Quotas,
     metering: Arc<tokio::sync::Mutex<Metering>>,
     max: u64,
+    min_rate: u64,
 ) -> impl Stream<Item = Result<bytes::Bytes, String>> + Unpin
 where
     S: Stream<Item = Result<bytes::Bytes, String>> + Unpin,
 {
-    let stream = futures_util::stream::unfold((body, 0u64), move |(mut body, mut seen)| {
+    let start = (body, 0u64, RateWindow::new());
+    let stream = futures_util::stream::unfold(start, move |(mut body, mut seen, mut window)| {
         let (quotas, metering) = (quotas.clone(), Arc::clone(&metering));
         async move {
             let piece = match body.next().await? {
                 Ok(piece) => piece,
-                Err(e) => return Some((Err(e), (body, seen))),
+                Err(e) => return Some((Err(e), (body, seen, window))),
             };
             seen += piece.len() as u64;
             let mut metering = metering.lock().await;
+            if let Some((bytes, seconds)) = window.too_slow(piece.len() as u64, min_rate) {
+                metering.refusal = Some(Refusal::TooSlow { bytes, seconds });
+                return Some((Err("slower than the minimum upload rate".to_owned()), (body, seen, window)));
+            }
             let reserved = metering.reservation.reserved();
             if seen <= reserved || seen > max {
-                return Some((Ok(piece), (body, seen)));
+                return Some((Ok(piece), (body, seen, window)));
             }
             let need = seen - reserved;
             let want = need.max(RESERVE_STEP.min(max - reserved));
             match quotas.reserve_upload(&mut metering.reservation, want, need).await {
-                Ok(true) => Some((Ok(piece), (body, seen))),
+                Ok(true) => Some((Ok(piece), (body, seen, window))),
                 Ok(false) => {
                     metering.refusal = Some(Refusal::Quota);
-                    Some((Err("over the upload quota".to_owned()), (body, seen)))
+                    Some((Err("over the upload quota".to_owned()), (body, seen, window)))
                 }
                 Err(e) => {
                     metering.refusal = Some(Refusal::Ledger(e));
-                    Some((Err("the upload quota could not be reserved".to_owned()), (body, seen)))
+                    Some((Err("the upload quota could not be reserved".to_owned()), (body, seen, window)))
                 }
             }
         }

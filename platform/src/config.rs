@@ -84,6 +84,10 @@ pub struct QueueConfig {
 pub struct LimitsConfig {
     /// `MTA_MAX_UPLOAD_BYTES` (default 50 GiB).
     pub max_upload_bytes: u64,
+    /// `MTA_MIN_UPLOAD_BYTES_PER_SEC` (default 1024; 0 = off): an upload must bring at least
+    /// this many bytes a second, counted over each 10 s, or it is cut (a trickle holds a
+    /// connection and a reservation for as long as it likes otherwise).
+    pub min_upload_bytes_per_sec: u64,
     /// `MTA_MAX_ROWS` (default unlimited).
     pub max_rows: Option<u64>,
     /// `MTA_MAX_CHANNELS` (default 100000).
@@ -230,6 +234,7 @@ impl Config {
         q.task_time_limit = parsed::<u64>("MTA_TASK_TIME_LIMIT_SECS")?.map_or(q.task_time_limit, Duration::from_secs);
         let l = &mut config.limits;
         l.max_upload_bytes = parsed("MTA_MAX_UPLOAD_BYTES")?.unwrap_or(l.max_upload_bytes);
+        l.min_upload_bytes_per_sec = parsed("MTA_MIN_UPLOAD_BYTES_PER_SEC")?.unwrap_or(l.min_upload_bytes_per_sec);
         l.max_rows = parsed("MTA_MAX_ROWS")?.or(l.max_rows);
         l.max_channels = parsed("MTA_MAX_CHANNELS")?.unwrap_or(l.max_channels);
         l.markov_max_channels = parsed("MTA_MARKOV_MAX_CHANNELS")?.unwrap_or(l.markov_max_channels);
@@ -357,6 +362,7 @@ impl Default for LimitsConfig {
     fn default() -> Self {
         LimitsConfig {
             max_upload_bytes: 50 << 30,
+            min_upload_bytes_per_sec: 1024,
             max_rows: None,
             max_channels: 100_000,
             markov_max_channels: mta_core::markov::DEFAULT_MAX_CHANNELS,
