@@ -247,3 +247,76 @@ async fn a_job_with_inline_rules_equals_the_local_run() {
     assert!(body["error"]["message"].as_str().unwrap().contains("path-level input"), "{body}");
     service.assert_nothing_stuck().await;
 }
+
+/// GA4's BigQuery export keeps an event's source, medium and campaign in a struct,
+/// `collected_traffic_source`: read as it is from Parquet (struct fields) and NDJSON (nested
+/// objects), by their dotted aliases or an explicit mapping, it equals the flat file.
+#[test]
+fn nested_source_medium_and_campaign_read_by_dotted_path_equal_the_flat_file() {
+    use std::sync::Arc;
+
+    use arrow::array::{ArrayRef, BooleanArray, Float64Array, RecordBatch, StringArray, StructArray};
+    use arrow::datatypes::{DataType, Field};
+    let dir = workdir();
+    let flat = attribute_json(&write(dir.path(), "utm.csv", UTM), &[]);
+    let mut lines = UTM.lines();
+    lines.next();
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    let text = |i: usize| -> ArrayRef {
+        Arc::new(StringArray::from_iter(rows.iter().map(|r| (!r[i].is_empty()).then_some(r[i]))))
+    };
+    let traffic = StructArray::from(vec![
+        (Arc::new(Field::new("manual_source", DataType::Utf8, true)), text(2)),
+        (Arc::new(Field::new("manual_medium", DataType::Utf8, true)), text(3)),
+        (Arc::new(Field::new("manual_campaign_name", DataType::Utf8, true)), text(4)),
+    ]);
+    let columns: Vec<(&str, ArrayRef)> = vec![
+        ("user_pseudo_id", text(0)),
+        ("event_time", text(1)),
+        ("collected_traffic_source", Arc::new(traffic)),
+        ("page_referrer", text(5)),
+        ("converted", Arc::new(BooleanArray::from_iter(rows.iter().map(|r| Some(r[6] == "1"))))),
+        ("revenue", Arc::new(Float64Array::from_iter(rows.iter().map(|r| r[7].parse::<f64>().ok())))),
+    ];
+    let batch = RecordBatch::try_from_iter(columns).unwrap();
+    let parquet = dir.path().join("ga4.parquet");
+    let mut writer =
+        parquet::arrow::ArrowWriter::try_new(std::fs::File::create(&parquet).unwrap(), batch.schema(), None).unwrap();
+    writer.write(&batch).unwrap();
+    writer.close().unwrap();
+    let nested = attribute_json(&parquet, &[]);
+    assert_eq!(nested["models"], flat["models"], "Parquet struct fields by their dotted aliases");
+
+    // The same in NDJSON under other names, by an explicit mapping of dotted paths.
+    let mut ndjson = String::new();
+    for r in &rows {
+        let optional = |v: &str| if v.is_empty() { Value::Null } else { json!(v) };
+        let line = json!({
+            "uid": r[0], "at": r[1], "page_referrer": optional(r[5]), "converted": r[6] == "1",
+            "revenue": r[7].parse::<f64>().ok(),
+            "traffic": {"utm": {"src": optional(r[2]), "med": optional(r[3])}, "campaign": optional(r[4])},
+        });
+        ndjson.push_str(&line.to_string());
+        ndjson.push('\n');
+    }
+    let mapped = attribute_json(
+        &write(dir.path(), "ga4.ndjson", &ndjson),
+        &[
+            "--column",
+            "user_id=uid",
+            "--column",
+            "timestamp=at",
+            "--column",
+            "source=traffic.utm.src",
+            "--column",
+            "medium=traffic.utm.med",
+            "--column",
+            "campaign=traffic.campaign",
+        ],
+    );
+    assert_eq!(mapped["models"], flat["models"], "NDJSON nested objects by mapped dotted paths");
+    // A dotted path that leads nowhere is a missing column, named as given.
+    let missing = attribute(&parquet, &["--column", "source=collected_traffic_source.nope"]);
+    assert_eq!(missing.status.code(), Some(1), "{}", String::from_utf8_lossy(&missing.stderr));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("collected_traffic_source.nope"));
+}

@@ -93,6 +93,8 @@ impl Canonical {
                 "traffic_source_source",
                 "manual_source",
                 "collected_traffic_source_manual_source",
+                // The same export read as it is: its struct's field by dotted path.
+                "collected_traffic_source.manual_source",
             ],
             Canonical::Medium => &[
                 "medium",
@@ -102,6 +104,7 @@ impl Canonical {
                 "traffic_source_medium",
                 "manual_medium",
                 "collected_traffic_source_manual_medium",
+                "collected_traffic_source.manual_medium",
             ],
             Canonical::Campaign => &[
                 "campaign",
@@ -113,6 +116,7 @@ impl Canonical {
                 "traffic_source_name",
                 "manual_campaign_name",
                 "collected_traffic_source_manual_campaign_name",
+                "collected_traffic_source.manual_campaign_name",
             ],
             Canonical::Referrer => &[
                 "referrer",
@@ -142,6 +146,11 @@ pub const MAX_COLUMN_NAME_BYTES: usize = 1024;
 pub struct ColumnMapping(pub Vec<(Canonical, String)>);
 
 impl ColumnMapping {
+    /// The mapped file columns that are dotted paths into nested objects (`a.b`).
+    pub fn dotted(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(|(_, column)| column.as_str()).filter(|c| c.contains('.'))
+    }
+
     /// Parses `user_id=cookie` pairs, naming the bad one.
     pub fn parse<'a>(pairs: impl IntoIterator<Item = &'a str>) -> Result<ColumnMapping, AttributionError> {
         let mut mapping = ColumnMapping::default();

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use arrow::array::{
     Array, ArrayRef, AsArray, BooleanArray, DictionaryArray, Float64Array, Int64Array, LargeStringArray, StringArray,
-    StringViewArray, TimestampMicrosecondArray,
+    StringViewArray, StructArray, TimestampMicrosecondArray,
 };
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, FieldRef, Int32Type, Schema, TimeUnit};
@@ -50,7 +50,7 @@ pub fn read_parquet<R: ChunkReader + 'static, E: From<AttributionError>>(
     mut sink: impl FnMut(Block) -> Result<(), E>,
 ) -> Result<InputSummary, E> {
     let metadata = ArrowReaderMetadata::load(&reader, ArrowReaderOptions::new()).map_err(parquet_error)?;
-    let header: Vec<String> = metadata.schema().fields().iter().map(|f| f.name().clone()).collect();
+    let (header, paths) = header_of(metadata.schema());
     let kind = spec.kind.unwrap_or_else(|| detect_kind(&header, &spec.columns));
     let metadata = with_dictionary_channels(metadata, kind, &header, spec)?;
     let builder = ParquetRecordBatchReaderBuilder::new_with_metadata(reader, metadata);
@@ -69,7 +69,11 @@ pub fn read_parquet<R: ChunkReader + 'static, E: From<AttributionError>>(
     };
     let selected: Vec<usize> = row_groups.map_or_else(|| (0..layout.len()).collect(), <[usize]>::to_vec);
     let needed = needed_columns(kind, &header, spec)?;
-    let mask = ProjectionMask::roots(builder.parquet_schema(), needed.iter().copied());
+    // Arrow reads whole top-level fields: a struct's, for the fields inside it.
+    let mut roots: Vec<usize> = needed.iter().map(|&c| paths[c].root).collect();
+    roots.sort_unstable();
+    roots.dedup();
+    let mask = ProjectionMask::roots(builder.parquet_schema(), roots.iter().copied());
     let batches = builder
         .with_projection(mask)
         .with_row_groups(selected.clone())
@@ -89,8 +93,10 @@ pub fn read_parquet<R: ChunkReader + 'static, E: From<AttributionError>>(
     let mut columns: Vec<Option<Column>> = vec![None; header.len()];
     'batches: for batch in batches {
         let batch = batch.map_err(|e| parquet_error(e.into()))?;
-        for (position, &field) in needed.iter().enumerate() {
-            columns[field] = Some(Column::new(batch.column(position))?);
+        for &field in &needed {
+            let path = &paths[field];
+            let position = roots.binary_search(&path.root).expect("every needed root is read");
+            columns[field] = Some(Column::new(&path.array(batch.column(position)))?);
         }
         numbers.clear();
         for _ in 0..batch.num_rows() {
@@ -127,6 +133,71 @@ pub fn read_parquet<R: ChunkReader + 'static, E: From<AttributionError>>(
     finish(kind, rows, sink)
 }
 
+/// Where a column of the header is: a top-level field (`children` empty), or a field inside
+/// structs, by its index in each.
+struct FieldPath {
+    root: usize,
+    children: Vec<usize>,
+}
+
+impl FieldPath {
+    /// The column's array within the array of its top-level field.
+    fn array(&self, root: &ArrayRef) -> ArrayRef {
+        let mut array = Arc::clone(root);
+        for &child in &self.children {
+            array = match array.as_any().downcast_ref::<StructArray>() {
+                Some(parent) => Arc::clone(parent.column(child)),
+                None => return array,
+            };
+        }
+        array
+    }
+}
+
+/// Struct levels whose fields are columns by dotted path, and how many such columns at most.
+const NESTED_DEPTH: usize = 3;
+const NESTED_COLUMNS: usize = 10_000;
+
+/// The file's columns: its top-level fields (first, so their indexes are the fields'), then
+/// the fields inside structs named by their dotted path (`collected_traffic_source.manual_source`),
+/// so a nested export is read without flattening it first.
+fn header_of(schema: &Schema) -> (Vec<String>, Vec<FieldPath>) {
+    let mut names: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
+    let mut paths: Vec<FieldPath> = (0..names.len()).map(|root| FieldPath { root, children: Vec::new() }).collect();
+    let limit = names.len() + NESTED_COLUMNS;
+    for (root, field) in schema.fields().iter().enumerate() {
+        let mut path = FieldPath { root, children: Vec::new() };
+        add_nested(field.name(), field.data_type(), &mut path, limit, (&mut names, &mut paths));
+    }
+    (names, paths)
+}
+
+/// Names the fields inside `data_type` if it is a struct, depth first, until `limit` columns.
+fn add_nested(
+    name: &str,
+    data_type: &DataType,
+    path: &mut FieldPath,
+    limit: usize,
+    header: (&mut Vec<String>, &mut Vec<FieldPath>),
+) {
+    let (names, paths) = header;
+    let DataType::Struct(fields) = data_type else { return };
+    if path.children.len() >= NESTED_DEPTH {
+        return;
+    }
+    for (i, field) in fields.iter().enumerate() {
+        if paths.len() >= limit {
+            return;
+        }
+        let dotted = format!("{name}.{}", field.name());
+        path.children.push(i);
+        names.push(dotted.clone());
+        paths.push(FieldPath { root: path.root, children: path.children.clone() });
+        add_nested(&dotted, field.data_type(), path, limit, (&mut *names, &mut *paths));
+        path.children.pop();
+    }
+}
+
 /// Asks Arrow to decode the channel column of event data (or the source, medium and
 /// campaign that channel rules read) as a dictionary, so rows carry a small key instead of
 /// a fresh string (exports dictionary-encode low-cardinality columns).
@@ -143,7 +214,10 @@ fn with_dictionary_channels(
         return Ok(metadata);
     };
     let schema = metadata.schema();
-    let is_text = |i: usize| matches!(schema.field(i).data_type(), DataType::Utf8 | DataType::LargeUtf8);
+    // Fields inside structs (header entries past the top level) keep their type.
+    let is_text = |i: usize| {
+        schema.fields().get(i).is_some_and(|f| matches!(f.data_type(), DataType::Utf8 | DataType::LargeUtf8))
+    };
     let by_key: Vec<usize> = match columns.channel {
         ChannelColumn::Named(i) => vec![i],
         // Referrers are nearly all different: keys would not spare anything.

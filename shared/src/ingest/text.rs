@@ -5,7 +5,7 @@ use std::io::{BufRead, Read};
 
 use serde_json::{Map, Value};
 
-use super::columns::{Resolver, detect_kind};
+use super::columns::{Canonical, Resolver, detect_kind};
 use super::rows::Rows;
 use super::values::Cell;
 use super::{Block, InputSpec, InputSummary, io_error};
@@ -248,10 +248,13 @@ pub fn read_ndjson<E: From<AttributionError>>(
     let mut ahead: Vec<(u64, std::ops::Range<usize>)> = Vec::new();
     let mut ahead_bytes: Vec<u8> = Vec::new();
     let mut header: Vec<String> = Vec::new();
+    // Nested values are columns when a mapping or an alias names them by dotted path.
+    let aliases = Canonical::ALL.into_iter().flat_map(|c| c.aliases().iter().copied());
+    let dotted: Vec<&str> = spec.columns.dotted().chain(aliases.filter(|a| a.contains('.'))).collect();
     while ahead.len() < NDJSON_HEADER_LINES && ahead_bytes.len() < NDJSON_HEADER_BYTES {
         let Some(number) = lines.next()? else { break };
         if let Ok(object) = parse_line(&lines.line) {
-            add_new_keys(&mut header, &object);
+            add_new_keys(&mut header, &object, &dotted);
         }
         let start = ahead_bytes.len();
         ahead_bytes.extend_from_slice(&lines.line);
@@ -264,10 +267,10 @@ pub fn read_ndjson<E: From<AttributionError>>(
     let mut take = |rows: &mut Rows, row: u64, parsed: Result<Map<String, Value>, String>| -> Result<(), E> {
         match parsed {
             Ok(object) => {
-                if add_new_keys(&mut header, &object) {
+                if add_new_keys(&mut header, &object, &dotted) {
                     rows.set_header(header.clone(), spec)?;
                 }
-                rows.push(row, |i| json_cell(object.get(&header[i])))?;
+                rows.push(row, |i| json_cell(field(&object, &header[i])))?;
             }
             Err(problem) => rows.problem(row, "(line)", problem),
         }
@@ -290,15 +293,32 @@ pub fn read_ndjson<E: From<AttributionError>>(
     finish(kind, rows, sink)
 }
 
-/// Appends the object's keys that `header` lacks; true if there were any.
-fn add_new_keys(header: &mut Vec<String>, object: &Map<String, Value>) -> bool {
+/// Appends the object's keys that `header` lacks, and the `dotted` paths (a column mapping's
+/// `a.b`) that lead to a value in it; true if there were any.
+fn add_new_keys(header: &mut Vec<String>, object: &Map<String, Value>, dotted: &[&str]) -> bool {
     let before = header.len();
     for key in object.keys() {
         if !header.contains(key) {
             header.push(key.clone());
         }
     }
+    for &path in dotted {
+        if !header.iter().any(|h| h == path) && field(object, path).is_some() {
+            header.push(path.to_owned());
+        }
+    }
     header.len() > before
+}
+
+/// The value of `name` in `object`: its key, else the dotted path `a.b` through nested objects.
+fn field<'a>(object: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
+    object.get(name).or_else(|| {
+        let (first, rest) = name.split_once('.')?;
+        match object.get(first)? {
+            Value::Object(inner) => field(inner, rest),
+            _ => None,
+        }
+    })
 }
 
 fn json_cell(value: Option<&Value>) -> Cell<'_> {
