@@ -691,3 +691,46 @@ fn credit_per_week_follows_the_conversion_date_in_the_time_zone_and_adds_up() {
     assert_eq!(refused.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&refused.stderr).contains("applies only with `period`"), "{refused:?}");
 }
+
+#[test]
+fn journey_reports_count_lengths_lags_and_positions_of_converting_journeys() {
+    let dir = workdir();
+    let file = write(dir.path(), "events.csv", EVENTS);
+    let tables = dir.path().join("tables");
+    let result = attribute_json(&file, &["--models", "linear", "--csv-dir", tables.to_str().unwrap()]);
+    let reports = &result["reports"];
+    let bucket = |table: &str, name: &str| {
+        let row = reports[table].as_array().unwrap().iter().find(|b| b["bucket"] == name).unwrap().clone();
+        (row["conversions"].as_f64().unwrap(), row["value"].as_f64().unwrap())
+    };
+    // u1: email, search, converts 2 days after its first touch for 100; u2: search only,
+    // converts 4 days later for 50; u3's conversion has no touch in its window.
+    assert_eq!(bucket("path_length", "1"), (1.0, 50.0));
+    assert_eq!(bucket("path_length", "2"), (1.0, 100.0));
+    assert_eq!(bucket("path_length", "10+"), (0.0, 0.0));
+    assert_eq!(bucket("time_lag", "2-3"), (1.0, 100.0));
+    assert_eq!(bucket("time_lag", "4-7"), (1.0, 50.0));
+    assert_eq!(reports["path_length"].as_array().unwrap().len(), 10);
+    assert_eq!(reports["time_lag"].as_array().unwrap().len(), 8);
+    let positions = reports["positions"].as_array().unwrap();
+    let of = |channel: &str| positions.iter().find(|p| p["channel"] == channel).unwrap().clone();
+    assert_eq!(
+        of("email"),
+        serde_json::json!({"channel": "email", "only": 0.0, "first": 1.0, "middle": 0.0, "last": 0.0})
+    );
+    assert_eq!(
+        of("search"),
+        serde_json::json!({"channel": "search", "only": 1.0, "first": 0.0, "middle": 0.0, "last": 1.0})
+    );
+    assert_eq!(of("display")["only"], 0.0, "display is only in a journey that did not convert");
+    // Each report is a tidy CSV table too.
+    let read = |name: &str| std::fs::read_to_string(tables.join(name)).unwrap();
+    assert!(read("path_length.csv").starts_with("bucket,conversions,value\n1,1,50\n2,1,100\n"));
+    assert_eq!(read("time_lag.csv").lines().count(), 9);
+    assert!(read("positions.csv").starts_with("channel,only,first,middle,last\n"));
+    assert!(read("positions.csv").contains("\nsearch,1,0,0,1\n"));
+    // Path rows have no times: no time lag.
+    let paths = attribute_json(&sample("paths.csv"), &[]);
+    assert_eq!(paths["reports"]["time_lag"], serde_json::json!([]));
+    assert!(paths["reports"]["path_length"].as_array().unwrap().iter().any(|b| b["conversions"].as_f64() > Some(0.0)));
+}

@@ -681,6 +681,14 @@ async fn credit_per_period_over_chunks_equals_the_local_command_and_has_its_csv_
         .sum();
     assert_eq!(csv.lines().count(), rows + 1, "{csv}");
     assert!(csv.starts_with("period,model,channel,"));
+    // The journey reports are tables too.
+    for (table, lines) in [("path_length", 11), ("time_lag", 9)] {
+        let (status, csv) = service.get_bytes(&format!("/v1/jobs/{id}/result?format=csv&table={table}")).await;
+        assert_eq!((status, String::from_utf8(csv).unwrap().lines().count()), (200, lines), "{table}");
+    }
+    let channels = result["reports"]["positions"].as_array().unwrap().len();
+    let (_, csv) = service.get_bytes(&format!("/v1/jobs/{id}/result?format=csv&table=positions")).await;
+    assert_eq!(String::from_utf8(csv).unwrap().lines().count(), channels + 1);
     // `table` is for CSV; an unknown table or period is refused, naming it.
     let (status, body) = service.get(&format!("/v1/jobs/{id}/result?table=periods")).await;
     assert_eq!((status, body["error"]["code"].as_str()), (422, Some("invalid_option")), "{body}");

@@ -25,9 +25,10 @@ pub struct ResultQuery {
     /// `json` (default) or `csv`.
     #[param(pattern = "^(json|csv)$")]
     format: Option<String>,
-    /// With `format=csv`: `channels` (default: one row per model and channel) or `periods`
-    /// (one row per period, model and channel; the job's `period` option).
-    #[param(pattern = "^(channels|periods)$")]
+    /// With `format=csv`: `channels` (default: one row per model and channel), `periods` (one
+    /// row per period, model and channel; the job's `period` option), or a journey report:
+    /// `path_length`, `time_lag`, `positions`.
+    #[param(pattern = "^(channels|periods|path_length|time_lag|positions)$")]
     table: Option<String>,
 }
 

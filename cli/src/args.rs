@@ -102,8 +102,9 @@ pub enum ClientCommand {
         /// `table`, `json` or `csv`.
         #[arg(long, default_value = "table", value_parser = ["table", "json", "csv"])]
         format: String,
-        /// Print this tidy table as CSV: `channels` (what `--format csv` prints) or `periods`.
-        #[arg(long, value_parser = ["channels", "periods"], conflicts_with = "format")]
+        /// Print this tidy table as CSV: `channels` (what `--format csv` prints), `periods`,
+        /// `path_length`, `time_lag` or `positions`.
+        #[arg(long, value_parser = ["channels", "periods", "path_length", "time_lag", "positions"], conflicts_with = "format")]
         table: Option<String>,
         #[command(flatten)]
         connection: Connection,

@@ -136,14 +136,12 @@ fn attribute(args: &AttributeArgs) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// `--csv-dir`: one tidy CSV file per table the result has (`channels.csv`, `periods.csv`).
+/// `--csv-dir`: one tidy CSV file per table the result has (`channels.csv`, `periods.csv`,
+/// `path_length.csv`, `time_lag.csv`, `positions.csv`).
 fn write_csv_tables(dir: &std::path::Path, result: &mta_core::AttributionResult) -> Result<(), String> {
     use mta_core::result::Table;
     std::fs::create_dir_all(dir).map_err(|e| format!("cannot make {}: {e}", dir.display()))?;
-    for table in Table::ALL {
-        if table == Table::Periods && result.periods.is_empty() {
-            continue;
-        }
+    for table in Table::ALL.into_iter().filter(|t| t.applies_to(result)) {
         let path = dir.join(format!("{}.csv", table.as_str()));
         std::fs::write(&path, table.csv(result)).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     }

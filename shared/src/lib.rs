@@ -21,6 +21,7 @@ pub mod markov;
 pub mod options;
 pub mod partial;
 pub mod period;
+pub mod reports;
 pub mod result;
 pub mod rules;
 

@@ -12,6 +12,7 @@ use crate::error::{AttributionError, ErrorCode, Problem};
 use crate::journey::{Journey, for_each_event_journey, for_each_path_journey};
 use crate::markov::MarkovCounts;
 use crate::options::{ModelId, Options};
+use crate::reports::ReportCounts;
 use crate::rules::touch_weights;
 
 /// Journey and row counts of the input (docs/user-guide.md, "Results", `summary`).
@@ -63,6 +64,9 @@ pub struct Partial {
     pub counts: Counts,
     pub rules: Vec<RuleCredits>,
     pub markov: Option<MarkovCounts>,
+    /// The journey reports' sums (`reports.rs`); absent from partials of older versions.
+    #[serde(default)]
+    pub reports: ReportCounts,
     /// With `period` set: the same sums per period (keyed by its first day, in days since
     /// 1970-01-01) of the journeys that count in it. The fields above are their sum plus
     /// `counts.rows`, so periods add up to the whole exactly as partials do.
@@ -86,6 +90,7 @@ impl Partial {
             counts: Counts::default(),
             rules,
             markov: options.wants(ModelId::Markov).then(|| MarkovCounts::new(options.markov_order)),
+            reports: ReportCounts::new(n),
             periods: BTreeMap::new(),
         }
     }
@@ -193,6 +198,7 @@ impl Partial {
         if let (Some(mine), Some(theirs)) = (&mut self.markov, &other.markov) {
             mine.merge(theirs, &channel_map);
         }
+        self.reports.merge(&other.reports, &channel_map);
         for (&period, theirs) in &other.periods {
             match self.periods.get_mut(&period) {
                 Some(mine) => mine.merge(theirs),
@@ -219,10 +225,11 @@ impl Partial {
                 *a += b;
             }
         }
+        let identity: Vec<u32> = (0..self.channels.len() as u32).collect();
         if let (Some(mine), Some(theirs)) = (&mut self.markov, &other.markov) {
-            let identity: Vec<u32> = (0..self.channels.len() as u32).collect();
             mine.merge(theirs, &identity);
         }
+        self.reports.merge(&other.reports, &identity);
     }
 
     /// Adds `partial` to a running total that may not have started yet.
@@ -236,6 +243,7 @@ impl Partial {
     fn add_channel(&mut self, name: &str) -> u32 {
         self.channels.push(name.to_owned());
         self.channel_seen.push(false);
+        self.reports.add_channel();
         for rule in &mut self.rules {
             rule.conversions.push(0.0);
             rule.value.push(0.0);
@@ -288,6 +296,7 @@ impl JourneyAdder {
         if let Some(markov) = &mut partial.markov {
             markov.add_path(journey.channels, journey.conversions, journey.nulls, journey.value);
         }
+        partial.reports.add(journey);
         if !journey.is_converting() {
             return;
         }

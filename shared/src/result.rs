@@ -13,6 +13,7 @@ use crate::markov::SolveBudget;
 use crate::options::{ModelId, Options};
 use crate::partial::Partial;
 use crate::period::Period;
+use crate::reports::Reports;
 
 /// Relative tolerance of the conservation check reported with every model.
 pub const CONSERVATION_TOLERANCE: f64 = 1e-9;
@@ -30,6 +31,9 @@ pub struct AttributionResult {
     /// the whole (`summary.rows` is not split by period and is 0 here).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub periods: Vec<PeriodResult>,
+    /// Journey reports over the whole file (absent from results of older versions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reports: Option<Reports>,
 }
 
 /// The result of the journeys that count in one period.
@@ -242,7 +246,9 @@ pub(crate) fn build_result(
         };
         models.push(result);
     }
-    Ok(AttributionResult { summary, options: options.clone(), models, periods: Vec::new() })
+    let has_times = options.kind == crate::options::InputKind::Events;
+    let reports = Some(partial.reports.report(&partial.channels, &partial.channel_seen, has_times));
+    Ok(AttributionResult { summary, options: options.clone(), models, periods: Vec::new(), reports })
 }
 
 fn model_result(
@@ -307,22 +313,65 @@ pub enum Table {
     Channels,
     /// One row per period × model × channel: [`periods_csv`].
     Periods,
+    /// The journey reports: `bucket,conversions,value` by touches per converting journey,
+    /// and by days from first touch to conversion; `channel,only,first,middle,last`.
+    PathLength,
+    TimeLag,
+    Positions,
 }
 
 impl Table {
-    pub const ALL: [Table; 2] = [Table::Channels, Table::Periods];
+    pub const ALL: [Table; 5] = [Table::Channels, Table::Periods, Table::PathLength, Table::TimeLag, Table::Positions];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Table::Channels => "channels",
             Table::Periods => "periods",
+            Table::PathLength => "path_length",
+            Table::TimeLag => "time_lag",
+            Table::Positions => "positions",
+        }
+    }
+
+    /// Whether `result` has rows for this table (periods and reports are optional).
+    pub fn applies_to(self, result: &AttributionResult) -> bool {
+        match self {
+            Table::Channels => true,
+            Table::Periods => !result.periods.is_empty(),
+            Table::PathLength | Table::Positions => result.reports.is_some(),
+            Table::TimeLag => result.reports.as_ref().is_some_and(|r| !r.time_lag.is_empty()),
         }
     }
 
     pub fn csv(self, result: &AttributionResult) -> String {
+        let buckets = |rows: &[crate::reports::Bucket]| {
+            let mut out = String::from("bucket,conversions,value\n");
+            for b in rows {
+                out.push_str(&format!("{},{},{}\n", b.bucket, b.conversions, b.value));
+            }
+            out
+        };
+        let reports = result.reports.as_ref();
         match self {
             Table::Channels => channels_csv(result),
             Table::Periods => periods_csv(result),
+            Table::PathLength => buckets(reports.map_or(&[][..], |r| &r.path_length)),
+            Table::TimeLag => buckets(reports.map_or(&[][..], |r| &r.time_lag)),
+            Table::Positions => {
+                let mut out = String::from("channel,only,first,middle,last\n");
+                for c in reports.map_or(&[][..], |r| &r.positions) {
+                    let p = &c.positions;
+                    out.push_str(&format!(
+                        "{},{},{},{},{}\n",
+                        csv_field(&c.channel),
+                        p.only,
+                        p.first,
+                        p.middle,
+                        p.last
+                    ));
+                }
+                out
+            }
         }
     }
 }
@@ -332,7 +381,8 @@ impl std::str::FromStr for Table {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         Table::ALL.into_iter().find(|t| t.as_str() == s).ok_or_else(|| {
-            AttributionError::option("table", format!("{} is not channels or periods", crate::error::quoted(s)))
+            let names: Vec<&str> = Table::ALL.iter().map(|t| t.as_str()).collect();
+            AttributionError::option("table", format!("{} is not one of {}", crate::error::quoted(s), names.join(", ")))
         })
     }
 }

@@ -159,6 +159,11 @@ def test_credit_per_period_is_typed_and_has_its_csv_table(
     table = pd.read_csv(io.StringIO(job.result_csv("periods")))
     assert list(table.columns) == ["period", *TIDY_COLUMNS]
     assert len(table) == sum(len(p.models["linear"].channels) for p in result.periods)
+    # The journey reports come with every result, as JSON and as tables.
+    assert result.reports is not None and len(result.reports["path_length"]) == 10
+    positions = pd.read_csv(io.StringIO(job.result_csv("positions")))
+    assert list(positions.columns) == ["channel", "only", "first", "middle", "last"]
+    assert len(positions) == len(result.reports["positions"])
 
 
 def test_dataframes_and_tables_upload_as_parquet(service: Service, client: Client, events_csv: Path) -> None:

@@ -224,6 +224,22 @@ fn check_same(what: &str, got: &AttributionResult, want: &AttributionResult) -> 
         )?;
         prop_assert_eq!(got_model.conserves_totals, m.conserves_totals, "{}: {}", what, m.model);
     }
+    // The journey reports merge like every other sum.
+    if let (Some(g), Some(w)) = (&got.reports, &want.reports) {
+        for (gb, wb) in g.path_length.iter().chain(&g.time_lag).zip(w.path_length.iter().chain(&w.time_lag)) {
+            prop_assert_eq!(&gb.bucket, &wb.bucket);
+            check_close(&format!("{what}: report bucket {}", wb.bucket), gb.conversions, wb.conversions)?;
+            check_close(&format!("{what}: report bucket {} value", wb.bucket), gb.value, wb.value)?;
+        }
+        prop_assert_eq!(g.positions.len(), w.positions.len(), "{}: positions", what);
+        for (gp, wp) in g.positions.iter().zip(&w.positions) {
+            prop_assert_eq!(&gp.channel, &wp.channel);
+            let (a, b) = (&gp.positions, &wp.positions);
+            for (x, y) in [(a.only, b.only), (a.first, b.first), (a.middle, b.middle), (a.last, b.last)] {
+                check_close(&format!("{what}: positions of {}", wp.channel), x, y)?;
+            }
+        }
+    }
     let names = |r: &AttributionResult| r.periods.iter().map(|p| p.period.clone()).collect::<Vec<_>>();
     prop_assert_eq!(names(got), names(want), "{}: periods", what);
     for (g, w) in got.periods.iter().zip(&want.periods) {
@@ -239,6 +255,7 @@ fn as_result(result: &AttributionResult, period: &PeriodResult) -> AttributionRe
         options: result.options.clone(),
         models: period.models.clone(),
         periods: Vec::new(),
+        reports: None,
     }
 }
 
@@ -286,6 +303,11 @@ proptest! {
             check_conservation(&as_result(&result, period))?;
         }
         check_periods_add_up(&result)?;
+        // Every attributed conversion is in one path-length bucket, and one time-lag bucket.
+        let reports = result.reports.as_ref().expect("every result has reports");
+        let attributed = result.summary.conversions - result.summary.unattributed_conversions;
+        check_close("path lengths", reports.path_length.iter().map(|b| b.conversions).sum(), attributed)?;
+        check_close("time lags", reports.time_lag.iter().map(|b| b.conversions).sum(), attributed)?;
         prop_assert_eq!(result.periods.is_empty(), result.options.period.is_none() || rows.is_empty());
     }
 

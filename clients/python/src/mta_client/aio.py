@@ -353,7 +353,8 @@ class AsyncJob:
         return AttributionResult.from_json(await self.client._json("GET", f"/v1/jobs/{self.id}/result"))
 
     async def result_csv(self, table: str = "channels") -> str:
-        """A tidy table as the service's CSV (``?format=csv&table=``): ``channels`` or ``periods``."""
+        """A tidy table as the service's CSV (``?format=csv&table=``): ``channels``, ``periods``,
+        ``path_length``, ``time_lag`` or ``positions``."""
         self._check()
         return (await self.client.request("GET", f"/v1/jobs/{self.id}/result", params={"format": "csv", "table": table})).text
 

@@ -349,7 +349,8 @@ class Job:
         return AttributionResult.from_json(self.client._json("GET", f"/v1/jobs/{self.id}/result"))
 
     def result_csv(self, table: str = "channels") -> str:
-        """A tidy table as the service's CSV (``?format=csv&table=``): ``channels`` or ``periods``."""
+        """A tidy table as the service's CSV (``?format=csv&table=``): ``channels``, ``periods``,
+        ``path_length``, ``time_lag`` or ``positions``."""
         self._check()
         return self.client.request("GET", f"/v1/jobs/{self.id}/result", params={"format": "csv", "table": table}).text
 

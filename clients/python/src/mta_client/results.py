@@ -210,6 +210,9 @@ class AttributionResult:
     models: dict[str, ModelResult]
     #: With ``period``: the same figures per period, oldest first; they add up to the whole.
     periods: list[PeriodResult] = field(default_factory=list)
+    #: The journey reports as JSON: ``path_length`` and ``time_lag`` buckets (``bucket``,
+    #: ``conversions``, ``value``) and ``positions`` per channel (``only``, ``first``, ``middle``, ``last``).
+    reports: dict[str, Any] | None = None
     job_id: str | None = None
     #: The JSON as the service sent it (fields newer than this client included).
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
@@ -221,6 +224,7 @@ class AttributionResult:
             options=AppliedOptions.from_json(value["options"]),
             models={name: ModelResult.from_json(name, m) for name, m in value["models"].items()},
             periods=[PeriodResult.from_json(p) for p in value.get("periods", [])],
+            reports=value.get("reports"),
             job_id=value.get("job_id"),
             raw=dict(value),
         )

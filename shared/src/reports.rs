@@ -1,0 +1,212 @@
+//! Journey reports (docs/user-guide.md, "Reports"): how many touches converting journeys
+//! have, how long they take from first touch to conversion, and where each channel stands
+//! in them. Sums over journeys, so they merge like every other part of a partial.
+
+use serde::{Deserialize, Serialize};
+
+use crate::journey::Journey;
+
+/// Touches per converting journey: 1 to 9, then 10 or more.
+pub const PATH_LENGTH_BUCKETS: [&str; 10] = ["1", "2", "3", "4", "5", "6", "7", "8", "9", "10+"];
+/// Whole days from a converting journey's first touch to its conversion.
+pub const TIME_LAG_BUCKETS: [&str; 8] = ["0", "1", "2-3", "4-7", "8-14", "15-30", "31-60", "61+"];
+const MICROS_PER_DAY: i64 = 86_400_000_000;
+
+/// Conversions and their value.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Tally {
+    pub conversions: f64,
+    pub value: f64,
+}
+
+impl Tally {
+    fn add(&mut self, conversions: f64, value: f64) {
+        self.conversions += conversions;
+        self.value += value;
+    }
+}
+
+/// Where touches stand in converting journeys, weighted by the journey's conversions: the
+/// only touch, the first or last of several, or one in between (each such touch counts).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Positions {
+    pub only: f64,
+    pub first: f64,
+    pub middle: f64,
+    pub last: f64,
+}
+
+impl Positions {
+    fn add(&mut self, other: &Positions) {
+        self.only += other.only;
+        self.first += other.first;
+        self.middle += other.middle;
+        self.last += other.last;
+    }
+}
+
+/// The additive sums behind the reports, per partial; `positions` is indexed by channel id.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct ReportCounts {
+    pub path_length: Vec<Tally>,
+    pub time_lag: Vec<Tally>,
+    pub positions: Vec<Positions>,
+}
+
+impl ReportCounts {
+    pub fn new(channels: usize) -> ReportCounts {
+        ReportCounts {
+            path_length: vec![Tally::default(); PATH_LENGTH_BUCKETS.len()],
+            time_lag: vec![Tally::default(); TIME_LAG_BUCKETS.len()],
+            positions: vec![Positions::default(); channels],
+        }
+    }
+
+    /// Adds a converting journey with at least one touch (others are not counted).
+    pub(crate) fn add(&mut self, journey: &Journey<'_>) {
+        let (channels, conversions, value) = (journey.channels, journey.conversions, journey.value);
+        if channels.is_empty() || conversions <= 0.0 {
+            return;
+        }
+        self.path_length[(channels.len() - 1).min(PATH_LENGTH_BUCKETS.len() - 1)].add(conversions, value);
+        if let (Some(at), Some(&first)) = (journey.conversion_time, journey.touch_times.and_then(|t| t.first())) {
+            self.time_lag[lag_bucket(at.saturating_sub(first) / MICROS_PER_DAY)].add(conversions, value);
+        }
+        let last = channels.len() - 1;
+        for (i, &channel) in channels.iter().enumerate() {
+            let position = &mut self.positions[channel as usize];
+            match i {
+                _ if last == 0 => position.only += conversions,
+                0 => position.first += conversions,
+                i if i == last => position.last += conversions,
+                _ => position.middle += conversions,
+            }
+        }
+    }
+
+    /// Adds `other`, whose channel `c` is our `channel_map[c]`.
+    pub(crate) fn merge(&mut self, other: &ReportCounts, channel_map: &[u32]) {
+        for (mine, theirs) in self.path_length.iter_mut().zip(&other.path_length) {
+            mine.add(theirs.conversions, theirs.value);
+        }
+        for (mine, theirs) in self.time_lag.iter_mut().zip(&other.time_lag) {
+            mine.add(theirs.conversions, theirs.value);
+        }
+        for (old, &new) in channel_map.iter().enumerate() {
+            self.positions[new as usize].add(&other.positions[old]);
+        }
+    }
+
+    pub(crate) fn add_channel(&mut self) {
+        self.positions.push(Positions::default());
+    }
+}
+
+/// The index of `days` in [`TIME_LAG_BUCKETS`].
+fn lag_bucket(days: i64) -> usize {
+    match days {
+        ..=0 => 0,
+        1 => 1,
+        2..=3 => 2,
+        4..=7 => 3,
+        8..=14 => 4,
+        15..=30 => 5,
+        31..=60 => 6,
+        _ => 7,
+    }
+}
+
+/// The reports of a result.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Reports {
+    /// Converting journeys by their number of touches (`1` … `10+`).
+    pub path_length: Vec<Bucket>,
+    /// Converting journeys by whole days from first touch to conversion (`0`, `1`, `2-3`,
+    /// `4-7`, `8-14`, `15-30`, `31-60`, `61+`); empty for path-level input (no times).
+    pub time_lag: Vec<Bucket>,
+    /// Per channel, by name: its touches' positions in converting journeys.
+    pub positions: Vec<ChannelPositions>,
+}
+
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Bucket {
+    pub bucket: String,
+    pub conversions: f64,
+    pub value: f64,
+}
+
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChannelPositions {
+    pub channel: String,
+    #[serde(flatten)]
+    pub positions: Positions,
+}
+
+impl ReportCounts {
+    /// The reports, for channels `names` of which `seen` occur in journeys.
+    pub fn report(&self, names: &[String], seen: &[bool], has_times: bool) -> Reports {
+        let buckets = |labels: &[&str], tallies: &[Tally]| -> Vec<Bucket> {
+            labels
+                .iter()
+                .zip(tallies)
+                .map(|(label, t)| Bucket { bucket: (*label).to_owned(), conversions: t.conversions, value: t.value })
+                .collect()
+        };
+        let mut positions: Vec<ChannelPositions> = (0..names.len())
+            .filter(|&c| seen[c])
+            .map(|c| ChannelPositions { channel: names[c].clone(), positions: self.positions[c] })
+            .collect();
+        positions.sort_by(|a, b| a.channel.cmp(&b.channel));
+        Reports {
+            path_length: buckets(&PATH_LENGTH_BUCKETS, &self.path_length),
+            time_lag: if has_times { buckets(&TIME_LAG_BUCKETS, &self.time_lag) } else { Vec::new() },
+            positions,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn journey<'a>(channels: &'a [u32], times: &'a [i64], at: i64, conversions: f64) -> Journey<'a> {
+        Journey {
+            channels,
+            touch_times: Some(times),
+            conversion_time: Some(at),
+            conversions,
+            value: 10.0 * conversions,
+            nulls: 0.0,
+            truncated: false,
+        }
+    }
+
+    #[test]
+    fn lengths_lags_and_positions_by_hand() {
+        let mut counts = ReportCounts::new(3);
+        let day = MICROS_PER_DAY;
+        // 0 → 1 → 0 over 2.5 days; a single touch of 2 the same day; a null journey.
+        counts.add(&journey(&[0, 1, 0], &[0, day, 2 * day], 2 * day + day / 2, 1.0));
+        counts.add(&journey(&[2], &[5], 6, 1.0));
+        counts.add(&Journey { conversions: 0.0, nulls: 1.0, ..journey(&[1], &[0], 0, 0.0) });
+        assert_eq!(counts.path_length[2], Tally { conversions: 1.0, value: 10.0 });
+        assert_eq!(counts.path_length[0], Tally { conversions: 1.0, value: 10.0 });
+        assert_eq!(counts.time_lag[2].conversions, 1.0, "2.5 days is in 2-3");
+        assert_eq!(counts.time_lag[0].conversions, 1.0);
+        assert_eq!(counts.positions[0], Positions { only: 0.0, first: 1.0, middle: 0.0, last: 1.0 });
+        assert_eq!(counts.positions[1], Positions { only: 0.0, first: 0.0, middle: 1.0, last: 0.0 });
+        assert_eq!(counts.positions[2], Positions { only: 1.0, first: 0.0, middle: 0.0, last: 0.0 });
+        let long: Vec<u32> = vec![0; 12];
+        counts.add(&journey(&long, &[0; 12], 100 * day, 2.0));
+        assert_eq!(counts.path_length[9].conversions, 2.0, "12 touches are 10+");
+        assert_eq!(counts.time_lag[7].conversions, 2.0, "100 days are 61+");
+        for (days, bucket) in [(0, 0), (1, 1), (3, 2), (4, 3), (14, 4), (15, 5), (60, 6), (61, 7)] {
+            assert_eq!(lag_bucket(days), bucket, "{days} days");
+        }
+    }
+}
