@@ -86,16 +86,23 @@ impl ReportCounts {
         }
     }
 
-    /// Adds `other`, whose channel `c` is our `channel_map[c]`.
+    /// Adds `other`, whose channel `c` is our `channel_map[c]`. A partial written before
+    /// reports existed has none (empty vectors): it adds nothing, and merging into it works.
     pub(crate) fn merge(&mut self, other: &ReportCounts, channel_map: &[u32]) {
+        self.path_length.resize(PATH_LENGTH_BUCKETS.len(), Tally::default());
+        self.time_lag.resize(TIME_LAG_BUCKETS.len(), Tally::default());
+        let channels = channel_map.iter().map(|&c| c as usize + 1).max().unwrap_or(0);
+        if self.positions.len() < channels {
+            self.positions.resize(channels, Positions::default());
+        }
         for (mine, theirs) in self.path_length.iter_mut().zip(&other.path_length) {
             mine.add(theirs.conversions, theirs.value);
         }
         for (mine, theirs) in self.time_lag.iter_mut().zip(&other.time_lag) {
             mine.add(theirs.conversions, theirs.value);
         }
-        for (old, &new) in channel_map.iter().enumerate() {
-            self.positions[new as usize].add(&other.positions[old]);
+        for (old, theirs) in other.positions.iter().enumerate() {
+            self.positions[channel_map[old] as usize].add(theirs);
         }
     }
 
@@ -153,13 +160,19 @@ impl ReportCounts {
         let buckets = |labels: &[&str], tallies: &[Tally]| -> Vec<Bucket> {
             labels
                 .iter()
-                .zip(tallies)
-                .map(|(label, t)| Bucket { bucket: (*label).to_owned(), conversions: t.conversions, value: t.value })
+                .enumerate()
+                .map(|(i, label)| {
+                    let t = tallies.get(i).copied().unwrap_or_default();
+                    Bucket { bucket: (*label).to_owned(), conversions: t.conversions, value: t.value }
+                })
                 .collect()
         };
         let mut positions: Vec<ChannelPositions> = (0..names.len())
             .filter(|&c| seen[c])
-            .map(|c| ChannelPositions { channel: names[c].clone(), positions: self.positions[c] })
+            .map(|c| ChannelPositions {
+                channel: names[c].clone(),
+                positions: self.positions.get(c).copied().unwrap_or_default(),
+            })
             .collect();
         positions.sort_by(|a, b| a.channel.cmp(&b.channel));
         Reports {
@@ -208,5 +221,20 @@ mod tests {
         for (days, bucket) in [(0, 0), (1, 1), (3, 2), (4, 3), (14, 4), (15, 5), (60, 6), (61, 7)] {
             assert_eq!(lag_bucket(days), bucket, "{days} days");
         }
+    }
+
+    #[test]
+    fn partials_from_before_reports_merge_both_ways() {
+        let mut counts = ReportCounts::new(2);
+        counts.add(&journey(&[0, 1], &[0, 1], 2, 1.0));
+        let old = ReportCounts::default();
+        let mut merged = old.clone();
+        merged.merge(&counts, &[1, 0]);
+        assert_eq!(merged.positions[1].first, 1.0, "channel 0 is channel 1 here");
+        assert_eq!(merged.path_length[1].conversions, 1.0);
+        counts.merge(&old, &[]);
+        assert_eq!(counts.path_length[1].conversions, 1.0);
+        let report = ReportCounts::default().report(&["a".to_owned()], &[true], true);
+        assert_eq!((report.path_length.len(), report.positions[0].positions.only), (10, 0.0));
     }
 }
