@@ -117,8 +117,10 @@ impl Partial {
                         None => adder.add(&mut partial, journey, options),
                     }
                 });
+                // The periods share this chunk's channel numbering: no names to match.
+                let identity: Vec<u32> = (0..partial.channels.len() as u32).collect();
                 for sub in periods.values() {
-                    partial.merge_same_channels(sub);
+                    partial.add_mapped(sub, &identity);
                 }
                 partial.periods = periods;
             }
@@ -184,6 +186,19 @@ impl Partial {
                 }
             })
             .collect();
+        self.add_mapped(other, &channel_map);
+        for (&period, theirs) in &other.periods {
+            match self.periods.get_mut(&period) {
+                Some(mine) => mine.merge(theirs),
+                None => {
+                    self.periods.insert(period, theirs.clone());
+                }
+            }
+        }
+    }
+
+    /// Adds `other`'s sums (not its periods), whose channel `c` is our `channel_map[c]`.
+    fn add_mapped(&mut self, other: &Partial, channel_map: &[u32]) {
         self.counts.add(&other.counts);
         for (old, &new) in channel_map.iter().enumerate() {
             self.channel_seen[new as usize] |= other.channel_seen[old];
@@ -196,40 +211,9 @@ impl Partial {
             }
         }
         if let (Some(mine), Some(theirs)) = (&mut self.markov, &other.markov) {
-            mine.merge(theirs, &channel_map);
+            mine.merge(theirs, channel_map);
         }
-        self.reports.merge(&other.reports, &channel_map);
-        for (&period, theirs) in &other.periods {
-            match self.periods.get_mut(&period) {
-                Some(mine) => mine.merge(theirs),
-                None => {
-                    self.periods.insert(period, theirs.clone());
-                }
-            }
-        }
-    }
-
-    /// Adds `other`, whose channels are the same as ours in the same order (a period of
-    /// this partial), without matching names; its periods are not added.
-    fn merge_same_channels(&mut self, other: &Partial) {
-        debug_assert_eq!(self.channels, other.channels);
-        self.counts.add(&other.counts);
-        for (mine, theirs) in self.channel_seen.iter_mut().zip(&other.channel_seen) {
-            *mine |= *theirs;
-        }
-        for (mine, theirs) in self.rules.iter_mut().zip(&other.rules) {
-            for (a, b) in mine.conversions.iter_mut().zip(&theirs.conversions) {
-                *a += b;
-            }
-            for (a, b) in mine.value.iter_mut().zip(&theirs.value) {
-                *a += b;
-            }
-        }
-        let identity: Vec<u32> = (0..self.channels.len() as u32).collect();
-        if let (Some(mine), Some(theirs)) = (&mut self.markov, &other.markov) {
-            mine.merge(theirs, &identity);
-        }
-        self.reports.merge(&other.reports, &identity);
+        self.reports.merge(&other.reports, channel_map);
     }
 
     /// Adds `partial` to a running total that may not have started yet.
