@@ -3,6 +3,7 @@
 //! (`service`). See `support` and `service_support` for helpers.
 
 mod attribute;
+mod breakdown;
 mod channels;
 mod client;
 mod dashboard;

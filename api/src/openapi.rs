@@ -114,4 +114,15 @@ mod tests {
         let codes: Vec<&str> = ApiCode::ALL.iter().map(|code| code.as_str()).collect();
         assert_eq!(doc["components"]["schemas"]["ApiCode"]["enum"], serde_json::json!(codes));
     }
+
+    #[test]
+    fn a_breakdown_row_has_its_fixed_fields_and_a_string_per_breakdown_column() {
+        let doc = serde_json::to_value(ApiDoc::openapi()).unwrap();
+        let row = &doc["components"]["schemas"]["BreakdownRow"];
+        let breakdown = &doc["components"]["schemas"]["ModelResult"]["properties"]["breakdown"];
+        assert_eq!(breakdown["items"]["$ref"], "#/components/schemas/BreakdownRow", "{breakdown}");
+        let fields: Vec<&String> = row["properties"].as_object().unwrap().keys().collect();
+        assert_eq!(fields, ["channel", "conversions", "value"]);
+        assert_eq!(row["additionalProperties"]["type"], "string", "{row}");
+    }
 }

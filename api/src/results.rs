@@ -26,9 +26,11 @@ pub struct ResultQuery {
     #[param(pattern = "^(json|csv)$")]
     format: Option<String>,
     /// With `format=csv`: `channels` (default: one row per model and channel), `periods` (one
-    /// row per period, model and channel; the job's `period` option), or a journey report:
-    /// `path_length`, `time_lag`, `positions`.
-    #[param(pattern = "^(channels|periods|path_length|time_lag|positions)$")]
+    /// row per period, model and channel; the job's `period` option), a journey report:
+    /// `path_length`, `time_lag`, `positions`; or with the job's `breakdown` option,
+    /// `breakdown` (one row per model, channel and breakdown values) and `period_breakdown`
+    /// (the same per period).
+    #[param(pattern = "^(channels|periods|path_length|time_lag|positions|breakdown|period_breakdown)$")]
     table: Option<String>,
 }
 

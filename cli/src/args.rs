@@ -103,8 +103,8 @@ pub enum ClientCommand {
         #[arg(long, default_value = "table", value_parser = ["table", "json", "csv"])]
         format: String,
         /// Print this tidy table as CSV: `channels` (what `--format csv` prints), `periods`,
-        /// `path_length`, `time_lag` or `positions`.
-        #[arg(long, value_parser = ["channels", "periods", "path_length", "time_lag", "positions"], conflicts_with = "format")]
+        /// `path_length`, `time_lag`, `positions`, `breakdown` or `period_breakdown`.
+        #[arg(long, value_parser = ["channels", "periods", "path_length", "time_lag", "positions", "breakdown", "period_breakdown"], conflicts_with = "format")]
         table: Option<String>,
         #[command(flatten)]
         connection: Connection,
@@ -199,6 +199,11 @@ pub struct JobOptionArgs {
     /// The IANA time zone of the periods' dates, e.g. `Europe/Berlin` (default UTC).
     #[arg(long)]
     pub timezone: Option<String>,
+    /// Also break each channel's credit down by this touch column: `campaign` (found by its
+    /// aliases such as `utm_campaign`), or any column by name or dotted path, e.g. `ad_group`.
+    /// Repeat for a second level.
+    #[arg(long, value_name = "COLUMN")]
+    pub breakdown: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -216,8 +221,8 @@ pub struct AttributeArgs {
     /// Print readable tables instead of JSON (JSON still goes to --output if given).
     #[arg(long)]
     pub table: bool,
-    /// Also write each tidy CSV table of the result into this directory (`channels.csv`, and
-    /// `periods.csv` with `--period`).
+    /// Also write each tidy CSV table of the result into this directory (`channels.csv`, the
+    /// journey reports, `periods.csv` with `--period`, `breakdown.csv` with `--breakdown`).
     #[arg(long, value_name = "DIR")]
     pub csv_dir: Option<PathBuf>,
     /// Refuse inputs with more distinct channels than this.
@@ -226,6 +231,9 @@ pub struct AttributeArgs {
     /// Refuse inputs with more distinct channels than this when the Markov model runs (its solve costs about the square of the channels).
     #[arg(long, default_value_t = Limits::default().markov_max_channels)]
     pub markov_max_channels: usize,
+    /// With `--breakdown`: refuse inputs with more distinct (channel, breakdown values) than this.
+    #[arg(long, default_value_t = Limits::default().max_breakdown_values)]
+    pub max_breakdown_values: usize,
     /// Refuse CSV records and NDJSON lines longer than this, in bytes (bounds the memory one row may take).
     #[arg(long, default_value_t = Limits::DEFAULT_MAX_LINE_BYTES as u64, value_parser = clap::value_parser!(u64).range(1..))]
     pub max_line_bytes: u64,
@@ -258,6 +266,7 @@ impl JobOptionArgs {
             channel_rules: self.channel_rules.as_deref().map(read_channel_rules).transpose()?,
             period: self.period.as_deref().map(str::parse).transpose()?,
             timezone: self.timezone.as_deref().map(str::parse).transpose()?,
+            breakdown: (!self.breakdown.is_empty()).then(|| self.breakdown.clone()),
         })
     }
 
@@ -287,6 +296,7 @@ impl AttributeArgs {
         let limits = Limits {
             max_channels: self.max_channels,
             markov_max_channels: self.markov_max_channels,
+            max_breakdown_values: self.max_breakdown_values,
             max_line_bytes: usize::try_from(self.max_line_bytes).unwrap_or(usize::MAX),
             ..Limits::default()
         };

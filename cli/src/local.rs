@@ -76,7 +76,8 @@ pub fn attribute_file(request: &AttributeRequest) -> Result<AttributionResult, R
         InputKind::Events => {
             let channels = ChannelOrder::new(&run.channels.lock().expect("no panics while locked"));
             // Refused before attribution rather than after it, when the solve would be refused.
-            request.spec.limits.check_markov_channels(channels.id_of_decoded.len(), &options)?;
+            let distinct = run.channels.lock().expect("no panics while locked").channel_count();
+            request.spec.limits.check_markov_channels(distinct, &options)?;
             let partial = run.attribute_partitions(&channels, &options)?;
             run.progress.stage("attributed", started);
             let result = partial.finish_within(&options, &budget)?;
@@ -141,7 +142,7 @@ impl Collector<'_> {
         let options = self.options.as_ref().expect("set above");
         match block {
             Block::Events(chunk) => {
-                let channel_map = self.run.global_channels(chunk.channels.names())?;
+                let channel_map = self.run.global_channels(&chunk.channels)?;
                 self.run.progress.add(chunk.len() as u64);
                 self.writer.add(&chunk, &channel_map)?;
             }
@@ -169,11 +170,12 @@ impl Run<'_> {
         InputSpec { keep_user_ids: self.keeps_user_ids(), ..self.request.spec.clone() }
     }
 
-    /// Maps block-local channel ids to global ones, enforcing the channel limit.
-    fn global_channels(&self, names: &[String]) -> Result<Vec<u32>, RunError> {
+    /// Maps block-local channel ids (touch keys with a breakdown) to global ones, enforcing
+    /// the channel and breakdown limits.
+    fn global_channels(&self, block: &ChannelDict) -> Result<Vec<u32>, RunError> {
         let mut dict = self.channels.lock().expect("no panics while locked");
-        let map: Vec<u32> = names.iter().map(|name| dict.id(name)).collect();
-        self.request.spec.limits.check_channels(dict.len())?;
+        let map = dict.ids_of(block);
+        self.request.spec.limits.check_dict(&dict)?;
         Ok(map)
     }
 
@@ -225,7 +227,7 @@ impl Run<'_> {
                 Ok(Partial::from_events(&loaded.chunk, options)?)
             })
             .collect::<Result<Vec<Partial>, RunError>>()?;
-        let mut total = Partial::new(options, channels.by_name.names());
+        let mut total = Partial::for_dictionary(options, channels.by_name.names());
         for partial in &partials {
             total.merge(partial);
         }
@@ -241,13 +243,22 @@ impl Run<'_> {
     ) -> Result<(), RunError> {
         let mut out = CreditsFile::create(path)?;
         let partitions: Vec<usize> = (0..self.store.partitions() as usize).collect();
-        let channels_by_id = channels.by_name.names();
+        // Credits are per channel: touch keys (a breakdown) give way to their channels.
+        let keyed = !options.breakdown.is_empty();
+        let mut names = EventChunk { channels: channels.by_name.clone(), ..EventChunk::default() };
+        if keyed {
+            names.collapse_touch_keys();
+        }
+        let channels_by_id = names.channels.names();
         for window in partitions.chunks(rayon::current_num_threads().max(1)) {
             let batches = window
                 .par_iter()
                 .map(|&p| {
                     let mut chunk = self.store.load(p, false)?;
                     channels.apply(&mut chunk);
+                    if keyed {
+                        chunk.collapse_touch_keys();
+                    }
                     Ok(CreditRows::of_events(&chunk, channels_by_id, options, result))
                 })
                 .collect::<Result<Vec<_>, RunError>>()?;

@@ -54,6 +54,7 @@ pub fn render(result: &AttributionResult) -> String {
         rows.push(totals);
         align(&mut out, &rows);
     }
+    breakdown(&mut out, result, ranking);
     if let Some(markov) = result.model(ModelId::Markov) {
         let _ = writeln!(
             out,
@@ -79,6 +80,47 @@ pub fn render(result: &AttributionResult) -> String {
     }
     out
 }
+
+/// With a breakdown: conversions credited per channel × breakdown values under every model,
+/// in the ranking model's order of rows.
+fn breakdown(out: &mut String, result: &AttributionResult, ranking: &ModelResult) {
+    let Some(rows) = &ranking.breakdown else { return };
+    let names = &result.options.breakdown;
+    let _ = writeln!(out, "\nconversions credited by channel and {}", names.join(" and "));
+    let mut header = vec!["channel".to_owned()];
+    header.extend(names.iter().cloned());
+    header.extend(result.models.iter().map(|m| short_name(m.model.as_str()).to_owned()));
+    // Each model's credit by (channel, values).
+    let by_key: Vec<std::collections::HashMap<RowKey<'_>, f64>> = result
+        .models
+        .iter()
+        .map(|m| {
+            m.breakdown.iter().flatten().map(|r| ((r.channel.as_str(), r.values.as_slice()), r.conversions)).collect()
+        })
+        .collect();
+    let mut table = vec![header];
+    for row in rows.iter().take(MAX_BREAKDOWN_ROWS) {
+        let mut line = vec![row.channel.clone()];
+        line.extend(row.values.iter().map(|(_, v)| v.clone()));
+        let key = (row.channel.as_str(), row.values.as_slice());
+        line.extend(by_key.iter().map(|credits| num(credits.get(&key).copied().unwrap_or(0.0))));
+        table.push(line);
+    }
+    align(out, &table);
+    if rows.len() > MAX_BREAKDOWN_ROWS {
+        let _ = writeln!(
+            out,
+            "... and {} more rows (all of them: --csv-dir, table breakdown)",
+            rows.len() - MAX_BREAKDOWN_ROWS
+        );
+    }
+}
+
+/// A breakdown row's channel and values.
+type RowKey<'a> = (&'a str, &'a [(String, String)]);
+
+/// Breakdown rows shown in a table; the CSV table has them all.
+const MAX_BREAKDOWN_ROWS: usize = 200;
 
 fn short_name(model: &str) -> &str {
     match model {

@@ -94,6 +94,9 @@ pub struct LimitsConfig {
     pub max_channels: usize,
     /// `MTA_MARKOV_MAX_CHANNELS` (default 10000): most distinct channels when the Markov model runs.
     pub markov_max_channels: usize,
+    /// `MTA_MAX_BREAKDOWN_VALUES` (default 100000): most distinct (channel, breakdown values)
+    /// keys of a job with `breakdown`.
+    pub max_breakdown_values: usize,
     /// `MTA_MAX_DECOMPRESSED_BYTES` (default 200 GiB): what a gzip upload may expand to.
     pub max_decompressed_bytes: u64,
     /// `MTA_MAX_LINE_BYTES` (default 1 MiB): the longest CSV record or NDJSON line, which
@@ -238,6 +241,7 @@ impl Config {
         l.max_rows = parsed("MTA_MAX_ROWS")?.or(l.max_rows);
         l.max_channels = parsed("MTA_MAX_CHANNELS")?.unwrap_or(l.max_channels);
         l.markov_max_channels = parsed("MTA_MARKOV_MAX_CHANNELS")?.unwrap_or(l.markov_max_channels);
+        l.max_breakdown_values = parsed("MTA_MAX_BREAKDOWN_VALUES")?.unwrap_or(l.max_breakdown_values);
         l.max_decompressed_bytes = parsed("MTA_MAX_DECOMPRESSED_BYTES")?.unwrap_or(l.max_decompressed_bytes);
         l.max_line_bytes = parsed("MTA_MAX_LINE_BYTES")?.unwrap_or(l.max_line_bytes);
         let s = &mut config.security;
@@ -352,6 +356,7 @@ impl LimitsConfig {
             max_rows: self.max_rows,
             max_channels: self.max_channels,
             markov_max_channels: self.markov_max_channels,
+            max_breakdown_values: self.max_breakdown_values,
             max_decompressed_bytes: Some(self.max_decompressed_bytes),
             max_line_bytes: self.max_line_bytes,
         }
@@ -366,6 +371,7 @@ impl Default for LimitsConfig {
             max_rows: None,
             max_channels: 100_000,
             markov_max_channels: mta_core::markov::DEFAULT_MAX_CHANNELS,
+            max_breakdown_values: mta_core::ingest::Limits::DEFAULT_MAX_BREAKDOWN_VALUES,
             max_decompressed_bytes: 200 << 30,
             max_line_bytes: mta_core::ingest::Limits::DEFAULT_MAX_LINE_BYTES,
         }

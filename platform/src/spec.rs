@@ -67,6 +67,7 @@ impl JobSpec {
             path_separator: self.path_separator.clone().unwrap_or_default().as_str().to_owned(),
             columns: self.columns.clone(),
             channel_rules: self.options.channel_rules.clone(),
+            breakdown: self.options.breakdown.clone().unwrap_or_default(),
             keep_user_ids: self.export_credits,
             limits,
             ..InputSpec::default()

@@ -45,14 +45,34 @@ impl TaggedChannel {
     }
 }
 
-/// Channel names interned to dense ids, in first-seen order.
+/// Channel names interned to dense ids, in first-seen order. With a breakdown
+/// (`options.breakdown`) the names are touch keys ([`touch_key`]): a row's channel and its
+/// breakdown values in one name, so that chunks, chunk files and spill records still carry
+/// one `u32` per row; such a dictionary also counts the distinct channels among its keys.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ChannelDict {
     names: Vec<String>,
     ids: FxHashMap<String, u32>,
+    /// With touch keys: the distinct channels among them.
+    key_channels: Option<Box<rustc_hash::FxHashSet<String>>>,
 }
 
 impl ChannelDict {
+    /// An empty dictionary of touch keys.
+    pub fn of_touch_keys() -> ChannelDict {
+        ChannelDict { key_channels: Some(Default::default()), ..Default::default() }
+    }
+
+    /// True when the names are touch keys.
+    pub fn has_touch_keys(&self) -> bool {
+        self.key_channels.is_some()
+    }
+
+    /// Distinct channels: the names, or the channels of the touch keys.
+    pub fn channel_count(&self) -> usize {
+        self.key_channels.as_ref().map_or(self.names.len(), |channels| channels.len())
+    }
+
     pub fn id(&mut self, name: &str) -> u32 {
         if let Some(&id) = self.ids.get(name) {
             return id;
@@ -60,7 +80,22 @@ impl ChannelDict {
         let id = self.names.len() as u32;
         self.names.push(name.to_owned());
         self.ids.insert(name.to_owned(), id);
+        if let Some(channels) = &mut self.key_channels {
+            let channel = touch_key_channel(name);
+            if !channels.contains(channel.as_ref()) {
+                channels.insert(channel.into_owned());
+            }
+        }
         id
+    }
+
+    /// The ids in `self` of every name of `other` (added when new); a dictionary still
+    /// empty takes on `other`'s touch keys.
+    pub fn ids_of(&mut self, other: &ChannelDict) -> Vec<u32> {
+        if self.names.is_empty() && other.has_touch_keys() && !self.has_touch_keys() {
+            self.key_channels = Some(Default::default());
+        }
+        other.names.iter().map(|name| self.id(name)).collect()
     }
 
     pub fn get(&self, name: &str) -> Option<u32> {
@@ -82,6 +117,76 @@ impl ChannelDict {
     pub fn is_empty(&self) -> bool {
         self.names.is_empty()
     }
+}
+
+/// Separates the parts of a touch key: the channel, then each breakdown value.
+const KEY_SEPARATOR: char = '\u{1f}';
+/// Escapes a separator or itself inside a part.
+const KEY_ESCAPE: char = '\u{1b}';
+
+/// The touch key of a channel and its breakdown values (`None`: the row has no value in
+/// that column): the parts joined by a separator, any separator or escape character inside
+/// a part escaped, so any text round-trips through [`decode_touch_key`].
+pub fn touch_key(channel: &str, values: &[Option<&str>]) -> String {
+    let mut key = String::new();
+    push_touch_key(&mut key, channel, values);
+    key
+}
+
+/// [`touch_key`] appended to `key`.
+pub fn push_touch_key(key: &mut String, channel: &str, values: &[Option<&str>]) {
+    push_key_part(key, channel);
+    for value in values {
+        key.push(KEY_SEPARATOR);
+        // A missing value is an empty part: present values are never empty.
+        if let Some(value) = value {
+            push_key_part(key, value);
+        }
+    }
+}
+
+fn push_key_part(key: &mut String, part: &str) {
+    if !part.contains([KEY_SEPARATOR, KEY_ESCAPE]) {
+        key.push_str(part);
+        return;
+    }
+    for c in part.chars() {
+        match c {
+            KEY_SEPARATOR => key.push_str("\u{1b}s"),
+            KEY_ESCAPE => key.push_str("\u{1b}e"),
+            c => key.push(c),
+        }
+    }
+}
+
+/// The channel and the breakdown values (`None` where missing) of a touch key.
+pub fn decode_touch_key(key: &str) -> (String, Vec<Option<String>>) {
+    let mut parts = Vec::new();
+    let mut part = String::new();
+    let mut chars = key.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            KEY_SEPARATOR => parts.push(std::mem::take(&mut part)),
+            KEY_ESCAPE => match chars.next() {
+                Some('s') => part.push(KEY_SEPARATOR),
+                Some('e') => part.push(KEY_ESCAPE),
+                Some(other) => part.push(other),
+                None => {}
+            },
+            c => part.push(c),
+        }
+    }
+    parts.push(part);
+    let mut parts = parts.into_iter();
+    let channel = parts.next().unwrap_or_default();
+    (channel, parts.map(|p| (!p.is_empty()).then_some(p)).collect())
+}
+
+/// The channel of a touch key.
+pub fn touch_key_channel(key: &str) -> std::borrow::Cow<'_, str> {
+    let end = key.find(KEY_SEPARATOR).unwrap_or(key.len());
+    let channel = &key[..end];
+    if channel.contains(KEY_ESCAPE) { decode_touch_key(channel).0.into() } else { channel.into() }
 }
 
 /// The journey key of a user id: a 128-bit hash, so that grouping and partitioning never
@@ -140,6 +245,19 @@ impl EventChunk {
 
     pub fn is_empty(&self) -> bool {
         self.user_keys.is_empty()
+    }
+
+    /// Replaces touch keys (a breakdown's, see [`touch_key`]) by their channels, for readers
+    /// that want channels only (the per-journey credits).
+    pub fn collapse_touch_keys(&mut self) {
+        let mut channels = ChannelDict::default();
+        let map: Vec<u32> = self.channels.names().iter().map(|key| channels.id(&touch_key_channel(key))).collect();
+        for id in &mut self.channel_ids {
+            if *id != NO_CHANNEL {
+                *id = map[*id as usize];
+            }
+        }
+        self.channels = channels;
     }
 
     /// Removes every row, keeping the channel dictionary and the columns' memory for the
@@ -216,6 +334,35 @@ mod tests {
                 assert_eq!((tagged.channel(), tagged.is_conversion()), (channel, is_conversion));
             }
         }
+    }
+
+    #[test]
+    fn touch_keys_round_trip_whatever_their_text() {
+        let odd = "a\u{1f}b\u{1b}s\u{1b}";
+        for (channel, values) in [
+            ("email", vec![Some("spring"), None]),
+            (odd, vec![Some(odd), Some("")]),
+            ("", vec![None]),
+            ("Paid Search", vec![Some("x,y\n\"z\"")]),
+        ] {
+            let key = touch_key(channel, &values);
+            let (c, v) = decode_touch_key(&key);
+            assert_eq!(c, channel);
+            assert_eq!(touch_key_channel(&key), channel);
+            // An empty value is no value.
+            let want: Vec<Option<String>> =
+                values.iter().map(|v| v.filter(|v| !v.is_empty()).map(str::to_owned)).collect();
+            assert_eq!(v, want, "{key:?}");
+        }
+        assert_ne!(touch_key("a", &[Some("b\u{1f}c")]), touch_key("a", &[Some("b"), Some("c")]));
+        let mut dict = ChannelDict::of_touch_keys();
+        dict.id(&touch_key("email", &[Some("a")]));
+        dict.id(&touch_key("email", &[Some("b")]));
+        dict.id(&touch_key("search", &[None]));
+        assert_eq!((dict.len(), dict.channel_count()), (3, 2));
+        let mut global = ChannelDict::default();
+        assert_eq!(global.ids_of(&dict), [0, 1, 2]);
+        assert_eq!(global.channel_count(), 2);
     }
 
     #[test]

@@ -11,6 +11,7 @@
 //! per-journey credit rows. [`channel_rules`] names channels from source, medium and
 //! campaign while rows are read.
 
+pub mod breakdown;
 pub mod channel_rules;
 pub mod chunk;
 pub mod credits;

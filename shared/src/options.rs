@@ -176,6 +176,12 @@ pub struct OptionsSpec {
     /// The IANA time zone of the periods' dates (default `UTC`).
     #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, example = "Europe/Berlin"))]
     pub timezone: Option<TimeZone>,
+    /// Break each channel's credit down by the values of up to two touch columns (`campaign`,
+    /// an ad group, a creative...; a touch column by its aliases, any other by its name or
+    /// dotted path), in each model's `breakdown`. Event-level input only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(example = json!(["campaign"])))]
+    pub breakdown: Option<Vec<String>>,
 }
 
 /// Validated options with every default filled in; reported back in the result, and stored
@@ -206,6 +212,9 @@ pub struct Options {
     #[serde(default)]
     #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub timezone: TimeZone,
+    /// The columns each channel's credit is broken down by, as named (absent: none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub breakdown: Vec<String>,
 }
 
 impl Options {
@@ -290,6 +299,7 @@ impl OptionsSpec {
         if self.timezone.is_some() && self.period.is_none() {
             return Err(AttributionError::option("timezone", "applies only with `period`"));
         }
+        let breakdown = validate_breakdown(self.breakdown.as_deref().unwrap_or_default(), kind)?;
         Ok(Options {
             kind,
             models,
@@ -303,8 +313,53 @@ impl OptionsSpec {
             channel_rules: self.channel_rules.as_ref().map(ChannelRules::applied),
             period: self.period,
             timezone: self.timezone.unwrap_or_default(),
+            breakdown,
         })
     }
+}
+
+/// The most breakdown columns a job may name.
+pub const MAX_BREAKDOWN_LEVELS: usize = 2;
+/// Longest breakdown column name, in bytes (as for a column mapping's names).
+const MAX_BREAKDOWN_NAME_BYTES: usize = 1024;
+
+/// Names a breakdown column may not have: they are the other fields of its rows and tables.
+const RESERVED_BREAKDOWN_NAMES: [&str; 6] = ["channel", "conversions", "value", "model", "period", "share"];
+
+/// The breakdown columns, trimmed: at most two, distinct, none of the reserved names.
+fn validate_breakdown(names: &[String], kind: InputKind) -> Result<Vec<String>, AttributionError> {
+    if names.is_empty() {
+        return Ok(Vec::new());
+    }
+    let refuse = |problem: String| Err(AttributionError::option("breakdown", problem));
+    if kind == InputKind::Paths {
+        return refuse("needs event rows, whose touches carry the columns; path rows name only channels".to_owned());
+    }
+    if names.len() > MAX_BREAKDOWN_LEVELS {
+        return refuse(format!("names {} columns; at most {MAX_BREAKDOWN_LEVELS} levels are offered", names.len()));
+    }
+    let mut columns: Vec<String> = Vec::with_capacity(names.len());
+    for name in names {
+        let name = name.trim();
+        if name.is_empty() {
+            return refuse("a column name is empty".to_owned());
+        }
+        if name.len() > MAX_BREAKDOWN_NAME_BYTES {
+            return refuse(format!("{} is longer than {MAX_BREAKDOWN_NAME_BYTES} bytes", quoted(name)));
+        }
+        if RESERVED_BREAKDOWN_NAMES.iter().any(|r| r.eq_ignore_ascii_case(name)) {
+            return refuse(format!(
+                "{} cannot be a breakdown column (credit is already per channel; the rows' own fields are {})",
+                quoted(name),
+                RESERVED_BREAKDOWN_NAMES.join(", ")
+            ));
+        }
+        if columns.iter().any(|c| c.eq_ignore_ascii_case(name)) {
+            return refuse(format!("{} is named twice", quoted(name)));
+        }
+        columns.push(name.to_owned());
+    }
+    Ok(columns)
 }
 
 fn resolve_models(requested: Option<&[String]>, kind: InputKind) -> Result<Vec<ModelId>, AttributionError> {
@@ -423,6 +478,33 @@ mod tests {
         assert_eq!(Options::defaults(InputKind::Events).channel_rules, None);
         let json = serde_json::to_value(Options::defaults(InputKind::Events)).unwrap();
         assert!(json.get("channel_rules").is_none(), "absent unless rules named the channels");
+    }
+
+    #[test]
+    fn breakdown_columns_are_checked_and_reported() {
+        let with = |names: &[&str]| OptionsSpec {
+            breakdown: Some(names.iter().map(|n| n.to_string()).collect()),
+            ..OptionsSpec::default()
+        };
+        assert_eq!(
+            with(&[" campaign ", "ad_group"]).validate(InputKind::Events).unwrap().breakdown,
+            ["campaign", "ad_group"]
+        );
+        for (names, words) in [
+            (&["a", "b", "c"][..], "at most 2"),
+            (&["campaign", "Campaign"][..], "named twice"),
+            (&["channel"][..], "cannot be a breakdown column"),
+            (&["Value"][..], "cannot be a breakdown column"),
+            (&[" "][..], "empty"),
+        ] {
+            let err = with(names).check(None).unwrap_err();
+            assert_eq!(err.details[0].column.as_deref(), Some("breakdown"), "{names:?}");
+            assert!(err.message.contains(words), "{names:?}: {}", err.message);
+        }
+        assert!(with(&["campaign"]).check(None).is_ok(), "fits events");
+        assert!(with(&["campaign"]).check(Some(InputKind::Paths)).is_err());
+        let json = serde_json::to_value(Options::defaults(InputKind::Events)).unwrap();
+        assert!(json.get("breakdown").is_none(), "absent unless asked for");
     }
 
     #[test]

@@ -7,7 +7,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::chunk::{EventChunk, PathChunk};
+use crate::breakdown::{BreakdownSums, TouchKeys, credits_channels};
+use crate::chunk::{EventChunk, NO_CHANNEL, PathChunk};
 use crate::error::{AttributionError, ErrorCode, Problem};
 use crate::journey::{Journey, for_each_event_journey, for_each_path_journey};
 use crate::markov::MarkovCounts;
@@ -72,18 +73,23 @@ pub struct Partial {
     /// `counts.rows`, so periods add up to the whole exactly as partials do.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub periods: BTreeMap<i32, Partial>,
+    /// With `breakdown` set: the sums per channel × breakdown values (`breakdown.rs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub breakdown: Option<BreakdownSums>,
 }
 
 impl Partial {
     /// An empty partial for these options and channel names.
     pub fn new(options: &Options, channels: &[String]) -> Partial {
         let n = channels.len();
-        let rules = options
+        let rules: Vec<RuleCredits> = options
             .models
             .iter()
             .filter(|m| m.is_rule_based())
             .map(|&model| RuleCredits { model, conversions: vec![0.0; n], value: vec![0.0; n] })
             .collect();
+        let breakdown =
+            (!options.breakdown.is_empty()).then(|| BreakdownSums::new(rules.len(), options.wants(ModelId::Markov)));
         Partial {
             channels: channels.to_vec(),
             channel_seen: vec![false; n],
@@ -92,14 +98,48 @@ impl Partial {
             markov: options.wants(ModelId::Markov).then(|| MarkovCounts::new(options.markov_order)),
             reports: ReportCounts::new(n),
             periods: BTreeMap::new(),
+            breakdown,
         }
+    }
+
+    /// An empty partial for the names of a chunk's channel dictionary: its channels, or
+    /// with a breakdown its touch keys' channels (in name order, as the names are given
+    /// sorted by whoever wants a fixed channel numbering).
+    pub fn for_dictionary(options: &Options, names: &[String]) -> Partial {
+        if options.breakdown.is_empty() {
+            return Partial::new(options, names);
+        }
+        let mut channels = TouchKeys::decode(names, options.breakdown.len()).channels;
+        channels.sort_unstable();
+        Partial::new(options, &channels)
     }
 
     /// Attributes one chunk of event rows (all rows of each of its users). Fails when a
     /// sum is too large for an `f64` (see [`Partial::check_finite`]).
+    /// With a breakdown, the chunk's channel ids are touch keys (`chunk::touch_key`).
     pub fn from_events(chunk: &EventChunk, options: &Options) -> Result<Partial, AttributionError> {
-        let mut partial = Partial::new(options, chunk.channels.names());
+        let (mut partial, key_map) = if options.breakdown.is_empty() {
+            (Partial::new(options, chunk.channels.names()), None)
+        } else {
+            // Only the keys of this chunk's rows: a dictionary may hold a whole run's keys.
+            let names = chunk.channels.names();
+            let mut key_of = vec![NO_CHANNEL; names.len()];
+            let mut used: Vec<&str> = Vec::new();
+            for &id in &chunk.channel_ids {
+                if id != NO_CHANNEL && key_of[id as usize] == NO_CHANNEL {
+                    key_of[id as usize] = used.len() as u32;
+                    used.push(&names[id as usize]);
+                }
+            }
+            let keys = TouchKeys::decode(&used, options.breakdown.len());
+            let mut partial = Partial::new(options, &keys.channels);
+            let markov = partial.markov.is_some();
+            let sums = BreakdownSums::with_keys(partial.rules.len(), markov, keys.key_channel.clone(), keys.key_values);
+            partial.breakdown = Some(sums);
+            (partial, Some(KeyMap { key_of, key_channel: keys.key_channel }))
+        };
         let mut adder = JourneyAdder::new(options, &partial.channels);
+        adder.key_map = key_map;
         match options.period {
             None => for_each_event_journey(chunk, options, |journey, _| adder.add(&mut partial, journey, options)),
             Some(period) => {
@@ -119,11 +159,17 @@ impl Partial {
                 });
                 // The periods share this chunk's channel numbering: no names to match.
                 let identity: Vec<u32> = (0..partial.channels.len() as u32).collect();
-                for sub in periods.values() {
-                    partial.add_mapped(sub, &identity);
+                for sub in periods.values_mut() {
+                    partial.add_mapped(sub, &identity, true);
+                    if let Some(breakdown) = &mut sub.breakdown {
+                        breakdown.compact();
+                    }
                 }
                 partial.periods = periods;
             }
+        }
+        if let Some(breakdown) = &mut partial.breakdown {
+            breakdown.compact();
         }
         partial.counts.rows = chunk.len() as u64;
         partial.check_finite(options)?;
@@ -186,7 +232,7 @@ impl Partial {
                 }
             })
             .collect();
-        self.add_mapped(other, &channel_map);
+        self.add_mapped(other, &channel_map, false);
         for (&period, theirs) in &other.periods {
             match self.periods.get_mut(&period) {
                 Some(mine) => mine.merge(theirs),
@@ -197,8 +243,9 @@ impl Partial {
         }
     }
 
-    /// Adds `other`'s sums (not its periods), whose channel `c` is our `channel_map[c]`.
-    fn add_mapped(&mut self, other: &Partial, channel_map: &[u32]) {
+    /// Adds `other`'s sums (not its periods), whose channel `c` is our `channel_map[c]`;
+    /// `same_keys` when both have the same breakdown keys in the same order.
+    fn add_mapped(&mut self, other: &Partial, channel_map: &[u32], same_keys: bool) {
         self.counts.add(&other.counts);
         for (old, &new) in channel_map.iter().enumerate() {
             self.channel_seen[new as usize] |= other.channel_seen[old];
@@ -214,6 +261,9 @@ impl Partial {
             mine.merge(theirs, channel_map);
         }
         self.reports.merge(&other.reports, channel_map);
+        if let (Some(mine), Some(theirs)) = (&mut self.breakdown, &other.breakdown) {
+            mine.add_mapped(theirs, channel_map, same_keys);
+        }
     }
 
     /// Adds `partial` to a running total that may not have started yet.
@@ -252,14 +302,48 @@ fn too_large(column: &str, what: &str) -> AttributionError {
 pub(crate) struct JourneyAdder {
     is_direct: Vec<bool>,
     weights: Vec<f64>,
+    /// With a breakdown: the partial's key and channel of each touch key of the chunk
+    /// (journeys then carry the chunk's touch keys).
+    key_map: Option<KeyMap>,
+    /// Scratch of a breakdown: the journey's keys and channels, and per channel its touches
+    /// in the journey and a sum of weights (zero between journeys).
+    keys: Vec<u32>,
+    channels: Vec<u32>,
+    touches: Vec<u32>,
+    channel_weight: Vec<f64>,
 }
 
 impl JourneyAdder {
     pub(crate) fn new(options: &Options, channels: &[String]) -> JourneyAdder {
-        JourneyAdder { is_direct: channels.iter().map(|c| options.is_direct(c)).collect(), weights: Vec::new() }
+        JourneyAdder {
+            is_direct: channels.iter().map(|c| options.is_direct(c)).collect(),
+            weights: Vec::new(),
+            key_map: None,
+            keys: Vec::new(),
+            channels: Vec::new(),
+            touches: vec![0; channels.len()],
+            channel_weight: vec![0.0; channels.len()],
+        }
     }
 
+    /// Adds a journey whose touches are channels, or touch keys with a breakdown.
     pub(crate) fn add(&mut self, partial: &mut Partial, journey: &Journey<'_>, options: &Options) {
+        let Some(map) = self.key_map.take() else {
+            self.add_touches(partial, journey, None, options);
+            return;
+        };
+        let (mut keys, mut channels) = (std::mem::take(&mut self.keys), std::mem::take(&mut self.channels));
+        keys.clear();
+        keys.extend(journey.channels.iter().map(|&id| map.key_of[id as usize]));
+        channels.clear();
+        channels.extend(keys.iter().map(|&key| map.key_channel[key as usize]));
+        self.add_touches(partial, &Journey { channels: &channels, ..*journey }, Some(&keys), options);
+        (self.keys, self.channels) = (keys, channels);
+        self.key_map = Some(map);
+    }
+
+    /// Adds a journey of channels; `keys` are its touches' keys with a breakdown.
+    fn add_touches(&mut self, partial: &mut Partial, journey: &Journey<'_>, keys: Option<&[u32]>, options: &Options) {
         // Value belongs to conversions: a journey without any carries none (ingest refuses
         // such path rows; this keeps the engine's totals consistent whatever it is given).
         let journey = &Journey { value: if journey.is_converting() { journey.value } else { 0.0 }, ..*journey };
@@ -281,16 +365,75 @@ impl JourneyAdder {
             markov.add_path(journey.channels, journey.conversions, journey.nulls, journey.value);
         }
         partial.reports.add(journey);
-        if !journey.is_converting() {
-            return;
-        }
-        for rule in &mut partial.rules {
-            touch_weights(rule.model, journey, options, &self.is_direct, &mut self.weights);
-            for (&channel, &weight) in journey.channels.iter().zip(&self.weights) {
-                rule.conversions[channel as usize] += weight * journey.conversions;
-                rule.value[channel as usize] += weight * journey.value;
+        let mut keyed = match (keys, &mut partial.breakdown) {
+            (Some(keys), Some(breakdown)) => {
+                let keys: &[u32] = keys;
+                for &channel in journey.channels {
+                    self.touches[channel as usize] += 1;
+                }
+                add_key_shares(breakdown, journey, keys, &self.touches);
+                Some((keys, breakdown))
+            }
+            _ => None,
+        };
+        if journey.is_converting() {
+            for (index, rule) in partial.rules.iter_mut().enumerate() {
+                touch_weights(rule.model, journey, options, &self.is_direct, &mut self.weights);
+                for (&channel, &weight) in journey.channels.iter().zip(&self.weights) {
+                    rule.conversions[channel as usize] += weight * journey.conversions;
+                    rule.value[channel as usize] += weight * journey.value;
+                }
+                if let Some((keys, breakdown)) = keyed.as_mut() {
+                    let sums = &mut breakdown.rules[index];
+                    if credits_channels(rule.model) {
+                        // The channel's weight in the journey, evenly over its touches.
+                        for (&channel, &weight) in journey.channels.iter().zip(&self.weights) {
+                            self.channel_weight[channel as usize] += weight;
+                        }
+                        for (w, &channel) in self.weights.iter_mut().zip(journey.channels) {
+                            *w = self.channel_weight[channel as usize] / self.touches[channel as usize] as f64;
+                        }
+                        for &channel in journey.channels {
+                            self.channel_weight[channel as usize] = 0.0;
+                        }
+                    }
+                    for (&key, &weight) in keys.iter().zip(&self.weights) {
+                        sums.conversions[key as usize] += weight * journey.conversions;
+                        sums.value[key as usize] += weight * journey.value;
+                    }
+                }
             }
         }
+        if keyed.is_some() {
+            for &channel in journey.channels {
+                self.touches[channel as usize] = 0;
+            }
+        }
+    }
+}
+
+/// The partial's key of each touch key of a chunk (`NO_CHANNEL` for keys no row has), and
+/// each key's channel.
+struct KeyMap {
+    key_of: Vec<u32>,
+    key_channel: Vec<u32>,
+}
+
+/// A journey's part of its touch keys' sums that do not depend on a rule: which keys were
+/// touched, and Markov's shares (see `breakdown::MarkovShares`); `touches[c]` counts the
+/// journey's touches of channel `c`.
+fn add_key_shares(breakdown: &mut BreakdownSums, journey: &Journey<'_>, keys: &[u32], touches: &[u32]) {
+    for &key in keys {
+        breakdown.seen[key as usize] = true;
+    }
+    let Some(markov) = &mut breakdown.markov else { return };
+    let presence = journey.conversions + journey.nulls;
+    for (&key, &channel) in keys.iter().zip(journey.channels) {
+        let share = 1.0 / touches[channel as usize] as f64;
+        let key = key as usize;
+        markov.converting.conversions[key] += journey.conversions * share;
+        markov.converting.value[key] += journey.value * share;
+        markov.presence[key] += presence * share;
     }
 }
 

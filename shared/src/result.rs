@@ -8,6 +8,7 @@ use serde::de::{MapAccess, Visitor};
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use crate::breakdown::BreakdownRow;
 use crate::error::{AttributionError, ErrorCode};
 use crate::markov::SolveBudget;
 use crate::options::{ModelId, Options};
@@ -83,6 +84,11 @@ pub struct ModelResult {
     pub order: Option<u8>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub conversion_probability: Option<f64>,
+    /// With `options.breakdown`: the credit per channel × breakdown values, in the order of
+    /// `channels`, then by conversions (descending); a channel's rows add up to its credit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Vec<crate::breakdown::BreakdownRowSchema>>))]
+    pub breakdown: Option<Vec<BreakdownRow>>,
 }
 
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -196,8 +202,9 @@ fn first_non_finite(result: &AttributionResult) -> Option<&'static str> {
         let channels = model.channels.iter().flat_map(|c| {
             [Some(c.conversions), Some(c.value), Some(c.share), c.removal_effect, c.removal_effect_value]
         });
+        let rows = model.breakdown.iter().flatten().flat_map(|r| [Some(r.conversions), Some(r.value)]);
         let totals = [Some(model.total_conversions), Some(model.total_value), model.conversion_probability];
-        let finite = totals.into_iter().chain(channels).flatten().all(f64::is_finite);
+        let finite = totals.into_iter().chain(channels).chain(rows).flatten().all(f64::is_finite);
         (!finite).then(|| model.model.as_str())
     })
 }
@@ -239,16 +246,47 @@ pub(crate) fn build_result(
             }
             result.order = Some(markov.order);
             result.conversion_probability = Some(solution.conversion_probability);
+            if let Some(breakdown) = &partial.breakdown {
+                let rows = breakdown.markov_rows(
+                    &options.breakdown,
+                    &partial.channels,
+                    &solution.conversions,
+                    &solution.value,
+                );
+                result.breakdown = Some(sorted_rows(rows, &result.channels));
+            }
             result
         } else {
-            let rule = partial.rules.iter().find(|r| r.model == model).expect("a partial carries every rule model");
-            model_result(model, partial, &seen, &rule.conversions, &rule.value, attributed)
+            let index =
+                partial.rules.iter().position(|r| r.model == model).expect("a partial carries every rule model");
+            let rule = &partial.rules[index];
+            let mut result = model_result(model, partial, &seen, &rule.conversions, &rule.value, attributed);
+            if let Some(breakdown) = &partial.breakdown {
+                let rows = breakdown.rule_rows(index, &options.breakdown, &partial.channels);
+                result.breakdown = Some(sorted_rows(rows, &result.channels));
+            }
+            result
         };
         models.push(result);
     }
     let has_times = options.kind == crate::options::InputKind::Events;
     let reports = Some(partial.reports.report(&partial.channels, &partial.channel_seen, has_times));
     Ok(AttributionResult { summary, options: options.clone(), models, periods: Vec::new(), reports })
+}
+
+/// Breakdown rows in the order of the model's channels, then by conversions (descending),
+/// then by their values.
+fn sorted_rows(mut rows: Vec<BreakdownRow>, channels: &[ChannelCredit]) -> Vec<BreakdownRow> {
+    let rank: rustc_hash::FxHashMap<&str, usize> =
+        channels.iter().enumerate().map(|(i, c)| (c.channel.as_str(), i)).collect();
+    let rank_of = |row: &BreakdownRow| rank.get(row.channel.as_str()).copied().unwrap_or(usize::MAX);
+    rows.sort_by(|a, b| {
+        rank_of(a)
+            .cmp(&rank_of(b))
+            .then_with(|| b.conversions.total_cmp(&a.conversions))
+            .then_with(|| a.values.cmp(&b.values))
+    });
+    rows
 }
 
 fn model_result(
@@ -287,6 +325,7 @@ fn model_result(
         note,
         order: None,
         conversion_probability: None,
+        breakdown: None,
     }
 }
 
@@ -318,10 +357,22 @@ pub enum Table {
     PathLength,
     TimeLag,
     Positions,
+    /// With `breakdown`: one row per model × channel × breakdown values: [`breakdown_csv`].
+    Breakdown,
+    /// With `breakdown` and `period`: the same per period, oldest first.
+    PeriodBreakdown,
 }
 
 impl Table {
-    pub const ALL: [Table; 5] = [Table::Channels, Table::Periods, Table::PathLength, Table::TimeLag, Table::Positions];
+    pub const ALL: [Table; 7] = [
+        Table::Channels,
+        Table::Periods,
+        Table::PathLength,
+        Table::TimeLag,
+        Table::Positions,
+        Table::Breakdown,
+        Table::PeriodBreakdown,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -330,6 +381,8 @@ impl Table {
             Table::PathLength => "path_length",
             Table::TimeLag => "time_lag",
             Table::Positions => "positions",
+            Table::Breakdown => "breakdown",
+            Table::PeriodBreakdown => "period_breakdown",
         }
     }
 
@@ -340,6 +393,8 @@ impl Table {
             Table::Periods => !result.periods.is_empty(),
             Table::PathLength | Table::Positions => result.reports.is_some(),
             Table::TimeLag => result.reports.as_ref().is_some_and(|r| !r.time_lag.is_empty()),
+            Table::Breakdown => !result.options.breakdown.is_empty(),
+            Table::PeriodBreakdown => !result.options.breakdown.is_empty() && !result.periods.is_empty(),
         }
     }
 
@@ -355,6 +410,8 @@ impl Table {
         match self {
             Table::Channels => channels_csv(result),
             Table::Periods => periods_csv(result),
+            Table::Breakdown => breakdown_csv(result, false),
+            Table::PeriodBreakdown => breakdown_csv(result, true),
             Table::PathLength => buckets(reports.map_or(&[][..], |r| &r.path_length)),
             Table::TimeLag => buckets(reports.map_or(&[][..], |r| &r.time_lag)),
             Table::Positions => {
@@ -398,6 +455,43 @@ pub fn periods_csv(result: &AttributionResult) -> String {
         for model in &period.models {
             for c in &model.channels {
                 out.push_str(&format!("{},{}\n", period.period, credit_row(model.model, c)));
+            }
+        }
+    }
+    out
+}
+
+/// The tidy table of credit by breakdown: `model,channel,<breakdown columns>,conversions,value`
+/// (the columns as the job named them), one row per model × channel × breakdown values; with
+/// `per_period`, a `period` column first and the rows of every period instead.
+pub fn breakdown_csv(result: &AttributionResult, per_period: bool) -> String {
+    let mut out = String::new();
+    if per_period {
+        out.push_str("period,");
+    }
+    out.push_str("model,channel,");
+    for name in &result.options.breakdown {
+        out.push_str(&csv_field(name));
+        out.push(',');
+    }
+    out.push_str("conversions,value\n");
+    let whole = [(None, &result.models)];
+    let periods = result.periods.iter().map(|p| (Some(p.period.as_str()), &p.models));
+    let tables: Vec<(Option<&str>, &Vec<ModelResult>)> =
+        if per_period { periods.collect() } else { whole.into_iter().collect() };
+    for (period, models) in tables {
+        for model in models {
+            for row in model.breakdown.iter().flatten() {
+                if let Some(period) = period {
+                    out.push_str(period);
+                    out.push(',');
+                }
+                out.push_str(&format!("{},{},", model.model, csv_field(&row.channel)));
+                for (_, value) in &row.values {
+                    out.push_str(&csv_field(value));
+                    out.push(',');
+                }
+                out.push_str(&format!("{},{}\n", row.conversions, row.value));
             }
         }
     }

@@ -4,6 +4,7 @@
 //! - `journeys`: the journey rules of docs/user-guide.md, "Journeys" on event chunks;
 //! - `properties`: conservation and merge invariance on random inputs;
 //! - `markov_dense`: the Markov model against an independent dense solver;
+//! - `breakdown`: credit by channel × campaign (or any touch column), hand-computed;
 //! - `ingest`: decoding edge cases and located errors (docs/user-guide.md, "Input formats" and "Bad input").
 //!
 //! The modules live in `tests/engine/`; `helpers` holds the shared builders.
@@ -11,6 +12,8 @@
 #[path = "engine/helpers.rs"]
 mod helpers;
 
+#[path = "engine/breakdown.rs"]
+mod breakdown;
 #[path = "engine/ingest.rs"]
 mod ingest;
 #[path = "engine/journeys.rs"]

@@ -60,6 +60,9 @@ async fn reduce(services: &Services, job: JobRecord, stop: StopFlag) -> Result<(
     let limits = services.config.limits.engine();
     limits.check_rows(rows)?;
     limits.check_channels(total.channels.len())?;
+    if let Some(breakdown) = &total.breakdown {
+        limits.check_breakdown_values(breakdown.len())?;
+    }
     let (finishing, solving) = (Arc::clone(&options), stop.clone());
     let result = Arc::new(
         compute(move || {
@@ -104,9 +107,13 @@ async fn export_credits(
     match options.kind {
         InputKind::Events => {
             for partition in 0..job.partitions {
-                let chunk = load_partition(services, job, partition, stop).await?;
+                let mut chunk = load_partition(services, job, partition, stop).await?;
                 let (options, result) = (Arc::clone(options), Arc::clone(result));
                 out = compute(move || {
+                    // Credits are per channel: touch keys (a breakdown) give way to their channels.
+                    if !options.breakdown.is_empty() {
+                        chunk.collapse_touch_keys();
+                    }
                     let names = chunk.channels.names();
                     out.write(CreditRows::of_events(&chunk, names, &options, &result), names)?;
                     Ok(out)

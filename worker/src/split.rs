@@ -306,10 +306,10 @@ impl Splitter {
     }
 
     fn partition(&mut self, chunk: &EventChunk) -> Result<(), RunError> {
-        let map: Vec<u32> = chunk.channels.names().iter().map(|name| self.channels.id(name)).collect();
-        self.limits.check_channels(self.channels.len())?;
+        let map = self.channels.ids_of(&chunk.channels);
+        self.limits.check_dict(&self.channels)?;
         let options = self.options.as_ref().expect("resolved before the first block is partitioned");
-        self.limits.check_markov_channels(self.channels.len(), options)?;
+        self.limits.check_markov_channels(self.channels.channel_count(), options)?;
         let partitions = self.buffers.len() as u32;
         for row in 0..chunk.len() {
             let key = chunk.user_keys[row];

@@ -224,7 +224,18 @@ pub(crate) struct EventColumns {
     pub channel: ChannelColumn,
     pub conversion: ConversionColumn,
     pub conversion_value: Option<usize>,
+    /// The breakdown columns, in the order named (`None` past the levels asked for).
+    pub breakdown: [Option<usize>; MAX_BREAKDOWN_LEVELS],
 }
+
+impl EventColumns {
+    /// The breakdown columns asked for.
+    pub(crate) fn breakdown(&self) -> impl Iterator<Item = usize> + '_ {
+        self.breakdown.iter().map_while(|c| *c)
+    }
+}
+
+pub use crate::options::MAX_BREAKDOWN_LEVELS;
 
 /// Where a row's channel comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -342,7 +353,19 @@ impl<'a> Resolver<'a> {
 
     /// The columns of event-level input; `rules_given` when the user named channel rules,
     /// which then win over a channel column.
-    pub(crate) fn events(mut self, rules_given: bool) -> Result<EventColumns, AttributionError> {
+    #[cfg(test)]
+    pub(crate) fn events(self, rules_given: bool) -> Result<EventColumns, AttributionError> {
+        self.events_with(rules_given, &[])
+    }
+
+    /// [`Resolver::events`] with the `breakdown` columns as the user named them: a touch
+    /// column (`campaign`, `source`, `medium`, `referrer`) by its mapping or aliases, any
+    /// other by its name (a dotted path for a nested field).
+    pub(crate) fn events_with(
+        mut self,
+        rules_given: bool,
+        breakdown: &[String],
+    ) -> Result<EventColumns, AttributionError> {
         let user_id = self.require(Canonical::UserId);
         let timestamp = self.require(Canonical::Timestamp);
         let channel = self.channel(rules_given);
@@ -357,7 +380,30 @@ impl<'a> Resolver<'a> {
             },
         };
         let conversion_value = self.find(Canonical::ConversionValue);
-        self.finish(EventColumns { user_id, timestamp, channel, conversion, conversion_value })
+        let mut columns = [None; MAX_BREAKDOWN_LEVELS];
+        for (slot, name) in columns.iter_mut().zip(breakdown) {
+            let name = name.trim();
+            let touch = Canonical::parse(name).filter(|c| {
+                matches!(c, Canonical::Source | Canonical::Medium | Canonical::Campaign | Canonical::Referrer)
+            });
+            *slot = match touch {
+                Some(canonical) => {
+                    let found = self.find(canonical);
+                    if found.is_none() && self.mapping.get(canonical).is_none() {
+                        self.missing.push(format!("{name} (breakdown)"));
+                    }
+                    found
+                }
+                None => {
+                    let found = self.position(name);
+                    if found.is_none() {
+                        self.missing.push(format!("{} (breakdown)", shortened(name)));
+                    }
+                    found
+                }
+            };
+        }
+        self.finish(EventColumns { user_id, timestamp, channel, conversion, conversion_value, breakdown: columns })
     }
 
     /// The channel column, or the touch columns channel rules read: given rules always read

@@ -12,7 +12,7 @@ pub mod values;
 
 use std::io::{BufRead, BufReader, Read};
 
-pub use columns::{Canonical, ColumnMapping, MAX_COLUMN_NAME_BYTES};
+pub use columns::{Canonical, ColumnMapping, MAX_BREAKDOWN_LEVELS, MAX_COLUMN_NAME_BYTES};
 pub use parquet::{ParquetLayout, parquet_layout, read_parquet};
 pub use rows::{MAX_CHANNEL_NAME_BYTES, MAX_TOUCH_FIELD_BYTES, MAX_USER_ID_BYTES};
 pub use text::{MAX_HEADER_BYTES, detect_delimiter, read_csv, read_ndjson};
@@ -86,10 +86,13 @@ pub struct Limits {
     /// The most distinct channels an input may have when the Markov model runs: its solve
     /// costs about the square of the channels.
     pub markov_max_channels: usize,
+    /// With a breakdown: the most distinct (channel, breakdown values) keys.
+    pub max_breakdown_values: usize,
 }
 
 impl Limits {
     pub const DEFAULT_MAX_LINE_BYTES: usize = 1 << 20;
+    pub const DEFAULT_MAX_BREAKDOWN_VALUES: usize = 100_000;
 }
 
 impl Default for Limits {
@@ -100,6 +103,7 @@ impl Default for Limits {
             max_decompressed_bytes: None,
             max_line_bytes: Limits::DEFAULT_MAX_LINE_BYTES,
             markov_max_channels: crate::markov::DEFAULT_MAX_CHANNELS,
+            max_breakdown_values: Limits::DEFAULT_MAX_BREAKDOWN_VALUES,
         }
     }
 }
@@ -124,6 +128,31 @@ impl Limits {
                 format!(
                     "the input has more than {} distinct channels, the configured limit (max_channels)",
                     self.max_channels
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Refuses a dictionary of more than `max_channels` distinct channels or, when its names
+    /// are touch keys (a breakdown), more than `max_breakdown_values` keys.
+    pub fn check_dict(&self, dict: &crate::chunk::ChannelDict) -> Result<(), AttributionError> {
+        self.check_channels(dict.channel_count())?;
+        if dict.has_touch_keys() {
+            self.check_breakdown_values(dict.len())?;
+        }
+        Ok(())
+    }
+
+    /// Refuses more than `max_breakdown_values` distinct (channel, breakdown values) keys.
+    pub fn check_breakdown_values(&self, keys: usize) -> Result<(), AttributionError> {
+        if keys > self.max_breakdown_values {
+            return Err(AttributionError::new(
+                ErrorCode::LimitExceeded,
+                format!(
+                    "the input has more than {} distinct channel and breakdown values, the configured limit \
+                     (max_breakdown_values); break down by a column with fewer distinct values or raise the limit",
+                    self.max_breakdown_values
                 ),
             ));
         }
@@ -226,6 +255,9 @@ pub struct InputSpec {
     /// (they win over a channel column); without them, `ga4` applies to files that have
     /// such columns and no channel column.
     pub channel_rules: Option<ChannelRules>,
+    /// The columns whose values break each channel's credit down (`options.breakdown`, as
+    /// the user named them): event rows then carry touch keys (`chunk::touch_key`).
+    pub breakdown: Vec<String>,
     /// Keep user id strings on event chunks (needed for per-journey credit export).
     pub keep_user_ids: bool,
     pub limits: Limits,
@@ -244,6 +276,7 @@ impl Default for InputSpec {
             path_separator: ">".to_owned(),
             columns: ColumnMapping::default(),
             channel_rules: None,
+            breakdown: Vec::new(),
             keep_user_ids: false,
             limits: Limits::default(),
             block_rows: DEFAULT_BLOCK_ROWS,

@@ -82,7 +82,9 @@ pub fn read_parquet<R: ChunkReader + 'static, E: From<AttributionError>>(
         .map_err(parquet_error)?;
     let (_, mut rows) = super::text::rows_for(header.clone(), spec)?;
     let event_columns = match kind {
-        InputKind::Events => Resolver::new(&header, &spec.columns).events(spec.channel_rules.is_some()).ok(),
+        InputKind::Events => {
+            Resolver::new(&header, &spec.columns).events_with(spec.channel_rules.is_some(), &spec.breakdown).ok()
+        }
         InputKind::Paths => None,
     };
 
@@ -210,7 +212,8 @@ fn with_dictionary_channels(
     if kind != InputKind::Events {
         return Ok(metadata);
     }
-    let Ok(columns) = Resolver::new(header, &spec.columns).events(spec.channel_rules.is_some()) else {
+    let Ok(columns) = Resolver::new(header, &spec.columns).events_with(spec.channel_rules.is_some(), &spec.breakdown)
+    else {
         return Ok(metadata);
     };
     let schema = metadata.schema();
@@ -218,11 +221,12 @@ fn with_dictionary_channels(
     let is_text = |i: usize| {
         schema.fields().get(i).is_some_and(|f| matches!(f.data_type(), DataType::Utf8 | DataType::LargeUtf8))
     };
-    let by_key: Vec<usize> = match columns.channel {
+    let mut by_key: Vec<usize> = match columns.channel {
         ChannelColumn::Named(i) => vec![i],
         // Referrers are nearly all different: keys would not spare anything.
         ChannelColumn::Derived(t) => [t.source, t.medium, t.campaign].into_iter().flatten().collect(),
     };
+    by_key.extend(columns.breakdown());
     if !by_key.iter().any(|&i| is_text(i)) && !is_text(columns.user_id) {
         return Ok(metadata);
     }
@@ -252,13 +256,14 @@ fn needed_columns(kind: InputKind, header: &[String], spec: &InputSpec) -> Resul
     let resolver = Resolver::new(header, &spec.columns);
     let mut needed = match kind {
         InputKind::Events => {
-            let c = resolver.events(spec.channel_rules.is_some())?;
+            let c = resolver.events_with(spec.channel_rules.is_some(), &spec.breakdown)?;
             let conversion = match c.conversion {
                 ConversionColumn::Flag(i) | ConversionColumn::EventType(i) => i,
             };
             let mut v = vec![c.user_id, c.timestamp, conversion];
             v.extend(c.channel.columns());
             v.extend(c.conversion_value);
+            v.extend(c.breakdown());
             v
         }
         InputKind::Paths => {
@@ -371,7 +376,11 @@ impl<'a> EventLane<'a> {
             return None;
         }
         let Column::Micros(times) = column(c.timestamp)? else { return None };
-        // Channels that rules name from other columns take the per-row path.
+        // Channels that rules name from other columns, and rows that carry touch keys (a
+        // breakdown), take the per-row path.
+        if c.breakdown().next().is_some() {
+            return None;
+        }
         let Column::Dictionary(channel_keys, channel_names) = column(c.channel.named()?)? else { return None };
         let ConversionColumn::Flag(flag) = c.conversion else { return None };
         let Column::Bool(flags) = column(flag)? else { return None };

@@ -5,12 +5,12 @@
 use std::borrow::Cow;
 use std::io::Write;
 
-use super::columns::{ChannelColumn, ConversionColumn, EventColumns, PathColumns, TouchColumns};
+use super::columns::{ChannelColumn, ConversionColumn, EventColumns, MAX_BREAKDOWN_LEVELS, PathColumns, TouchColumns};
 use super::values::{Cell, read_flag, read_number, read_timestamp};
 use super::{Block, Limits};
 pub use crate::channel_rules::MAX_CHANNEL_NAME_BYTES;
 use crate::channel_rules::{ChannelClassifier, ChannelRules, Touch};
-use crate::chunk::{EventChunk, NO_CHANNEL, PathChunk, user_key};
+use crate::chunk::{ChannelDict, EventChunk, NO_CHANNEL, PathChunk, push_touch_key, user_key};
 use crate::error::{AttributionError, ErrorCode, Problem, Problems};
 
 /// Longest user id accepted, in bytes.
@@ -20,8 +20,8 @@ pub const MAX_TOUCH_FIELD_BYTES: usize = 8192;
 
 /// Accumulates rows of one kind into blocks.
 pub(crate) enum Rows {
-    Events(EventRows),
-    Paths(PathRows),
+    Events(Box<EventRows>),
+    Paths(Box<PathRows>),
 }
 
 pub(crate) struct EventRows {
@@ -34,6 +34,8 @@ pub(crate) struct EventRows {
     shared: Shared,
     /// The channel rules of rows whose channel they name.
     derived: Option<DerivedChannels>,
+    /// The current row's touch key, when a breakdown asks for them.
+    key: String,
 }
 
 /// Channel rules at work on the rows of one reader.
@@ -144,9 +146,10 @@ impl Rows {
             chunk: EventChunk::default(),
             shared: Shared::new(limits, block_rows),
             derived,
+            key: String::new(),
         };
         rows.chunk = rows.new_chunk();
-        Rows::Events(rows)
+        Rows::Events(Box::new(rows))
     }
 
     pub(crate) fn paths(
@@ -156,14 +159,14 @@ impl Rows {
         limits: Limits,
         block_rows: usize,
     ) -> Rows {
-        Rows::Paths(PathRows {
+        Rows::Paths(Box::new(PathRows {
             columns,
             names: ColumnNames(header),
             separator,
             chunk: PathChunk::default(),
             path: Vec::new(),
             shared: Shared::new(limits, block_rows),
-        })
+        }))
     }
 
     fn shared(&mut self) -> &mut Shared {
@@ -178,7 +181,7 @@ impl Rows {
         let resolver = super::columns::Resolver::new(&header, &spec.columns);
         match self {
             // Channels named by rules stay so, though a channel column turns up late.
-            Rows::Events(rows) => rows.columns = resolver.events(rows.derived.is_some())?,
+            Rows::Events(rows) => rows.columns = resolver.events_with(rows.derived.is_some(), &spec.breakdown)?,
             Rows::Paths(rows) => rows.columns = resolver.paths()?,
         }
         let names = match self {
@@ -286,8 +289,8 @@ impl Shared {
         self.limits.check_rows(self.rows)
     }
 
-    fn check_channels(&self, channels: usize) -> Result<(), AttributionError> {
-        self.limits.check_channels(channels)
+    fn check_channels(&self, dict: &ChannelDict) -> Result<(), AttributionError> {
+        self.limits.check_dict(dict)
     }
 }
 
@@ -369,6 +372,9 @@ impl EventRows {
     /// in it as they are met.
     fn new_chunk(&mut self) -> EventChunk {
         let mut chunk = new_event_chunk(self.keep_user_ids, self.shared.block_rows);
+        if self.columns.breakdown().next().is_some() {
+            chunk.channels = ChannelDict::of_touch_keys();
+        }
         if let Some(derived) = &mut self.derived {
             derived.ids.fill(NO_CHANNEL);
             chunk.channel_rules = Some(derived.classifier.rules().applied());
@@ -388,9 +394,17 @@ impl EventRows {
             ChannelColumn::Derived(columns) => Some(read_touch(columns, &cell, &mut bad)),
             ChannelColumn::Named(_) => None,
         };
+        // With a breakdown, a row's id is its touch key: values of other columns count too.
+        let keyed = c.breakdown[0].is_some();
+        let mut values: [Option<Cow<'_, str>>; MAX_BREAKDOWN_LEVELS] = Default::default();
+        for (value, column) in values.iter_mut().zip(c.breakdown()) {
+            *value = read_breakdown_value(column, cell(column), &mut bad);
+        }
         // A dictionary key seen before in this batch: its channel is known and valid.
         let known_channel = match channel_cell {
-            Cell::Dict(key, _) => self.channel_by_key.get(key as usize).copied().filter(|&id| id != NO_CHANNEL),
+            Cell::Dict(key, _) if !keyed => {
+                self.channel_by_key.get(key as usize).copied().filter(|&id| id != NO_CHANNEL)
+            }
             _ => None,
         };
         let user_cell = cell(c.user_id).plain();
@@ -489,6 +503,16 @@ impl EventRows {
             return Ok(());
         }
         let channel = match (&touch, &channel_name) {
+            _ if keyed => {
+                let name = match (&touch, &channel_name) {
+                    (Some(touch), _) => self.derived_channel_name(touch, is_conversion),
+                    (None, name) => name.clone(),
+                };
+                match name {
+                    Some(name) => self.intern_touch_key(&name, &values)?,
+                    None => NO_CHANNEL,
+                }
+            }
             (Some(touch), _) => self.derived_channel(touch, is_conversion)?,
             _ if known_channel.is_some() => known_channel.unwrap_or(NO_CHANNEL),
             (None, Some(name)) => {
@@ -522,16 +546,43 @@ impl EventRows {
         let index = derived.classifier.channel_index(&touch) as usize;
         if derived.ids[index] == NO_CHANNEL {
             derived.ids[index] = self.chunk.channels.id(&derived.classifier.rules().channels()[index]);
-            self.shared.check_channels(self.chunk.channels.len())?;
+            self.shared.check_channels(&self.chunk.channels)?;
         }
         Ok(derived.ids[index])
+    }
+
+    /// The name of the channel the rules name for a touch (as [`EventRows::derived_channel`]).
+    fn derived_channel_name(&mut self, touch: &[Cow<'_, str>; 4], is_conversion: bool) -> Option<Cow<'static, str>> {
+        let [source, medium, campaign, referrer] = touch.each_ref().map(|f| f.as_ref());
+        let touch = Touch { source, medium, campaign, referrer };
+        if is_conversion && touch.is_empty() {
+            return None;
+        }
+        let derived = self.derived.as_mut().expect("rows with derived channels have rules");
+        let index = derived.classifier.channel_index(&touch) as usize;
+        Some(Cow::Owned(derived.classifier.rules().channels()[index].clone()))
+    }
+
+    /// The id of the touch key of channel `name` and the row's breakdown values. Fails past
+    /// the channel or breakdown limit.
+    fn intern_touch_key(&mut self, name: &str, values: &[Option<Cow<'_, str>>]) -> Result<u32, AttributionError> {
+        let levels = self.columns.breakdown().count();
+        self.key.clear();
+        let values: [Option<&str>; MAX_BREAKDOWN_LEVELS] = std::array::from_fn(|i| values[i].as_deref());
+        push_touch_key(&mut self.key, name, &values[..levels]);
+        let before = self.chunk.channels.len();
+        let id = self.chunk.channels.id(&self.key);
+        if self.chunk.channels.len() > before {
+            self.shared.check_channels(&self.chunk.channels)?;
+        }
+        Ok(id)
     }
 
     /// The id of channel `name`, remembered for dictionary key `key` of the current batch
     /// when the name came from one. Fails past the channel limit.
     fn intern_channel(&mut self, name: &str, key: Option<u32>) -> Result<u32, AttributionError> {
         let id = self.chunk.channels.id(name);
-        self.shared.check_channels(self.chunk.channels.len())?;
+        self.shared.check_channels(&self.chunk.channels)?;
         if let Some(key) = key {
             let key = key as usize;
             if self.channel_by_key.len() <= key {
@@ -614,7 +665,7 @@ impl PathRows {
             }
             self.path.push(self.chunk.channels.id(token));
         }
-        self.shared.check_channels(self.chunk.channels.len())?;
+        self.shared.check_channels(&self.chunk.channels)?;
         let shared = &mut self.shared;
         shared.conversion_sum += conversions;
         shared.value_sum += value;
@@ -665,6 +716,32 @@ fn read_touch<'c>(
             }
         }
     })
+}
+
+/// A row's value in a breakdown column: `None` when empty (shown as `(none)`).
+fn read_breakdown_value<'c>(
+    column: usize,
+    cell: Cell<'c>,
+    bad: &mut impl FnMut(usize, String),
+) -> Option<Cow<'c, str>> {
+    match cell.plain() {
+        Cell::Null => None,
+        Cell::Str(s) if s.trim().len() > MAX_TOUCH_FIELD_BYTES => {
+            bad(column, format!("breakdown value longer than {MAX_TOUCH_FIELD_BYTES} bytes"));
+            None
+        }
+        Cell::Str(s) => Some(Cow::Borrowed(s.trim())).filter(|s| !s.is_empty()),
+        Cell::Int(n) => Some(Cow::Owned(n.to_string())),
+        Cell::Float(x) => Some(Cow::Owned(x.to_string())),
+        Cell::Bool(b) => Some(Cow::Borrowed(if b { "true" } else { "false" })),
+        Cell::Micros(m) => Some(Cow::Owned(
+            chrono::DateTime::from_timestamp_micros(m).map_or_else(|| m.to_string(), |t| t.to_rfc3339()),
+        )),
+        other => {
+            bad(column, format!("cannot read {} as a breakdown value", other.display()));
+            None
+        }
+    }
 }
 
 pub(crate) fn format_int(i: i64, buffer: &mut [u8; 24]) -> &[u8] {

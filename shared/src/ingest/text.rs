@@ -248,9 +248,10 @@ pub fn read_ndjson<E: From<AttributionError>>(
     let mut ahead: Vec<(u64, std::ops::Range<usize>)> = Vec::new();
     let mut ahead_bytes: Vec<u8> = Vec::new();
     let mut header: Vec<String> = Vec::new();
-    // Nested values are columns when a mapping or an alias names them by dotted path.
+    // Nested values are columns when a mapping, an alias or a breakdown names them by dotted path.
     let aliases = Canonical::ALL.into_iter().flat_map(|c| c.aliases().iter().copied());
-    let dotted: Vec<&str> = spec.columns.dotted().chain(aliases.filter(|a| a.contains('.'))).collect();
+    let breakdown = spec.breakdown.iter().map(|b| b.trim()).filter(|b| b.contains('.'));
+    let dotted: Vec<&str> = spec.columns.dotted().chain(aliases.filter(|a| a.contains('.'))).chain(breakdown).collect();
     while ahead.len() < NDJSON_HEADER_LINES && ahead_bytes.len() < NDJSON_HEADER_BYTES {
         let Some(number) = lines.next()? else { break };
         if let Ok(object) = parse_line(&lines.line) {
@@ -341,7 +342,7 @@ pub(super) fn rows_for(header: Vec<String>, spec: &InputSpec) -> Result<(InputKi
     let resolver = Resolver::new(&header, &spec.columns);
     let rows = match kind {
         InputKind::Events => {
-            let columns = resolver.events(spec.channel_rules.is_some())?;
+            let columns = resolver.events_with(spec.channel_rules.is_some(), &spec.breakdown)?;
             let rules = spec.channel_rules.as_ref();
             Rows::events(columns, header, spec.keep_user_ids, rules, spec.limits, spec.block_rows)
         }

@@ -1,11 +1,12 @@
 //! Property tests over random inputs: every model but `participation` conserves the
 //! attributed conversions and value (in every period too), periods add up to the whole, and
 //! partials merge to the single-chunk answer in any grouping and order, whatever the
-//! chunks' channel numbering, periods included.
+//! chunks' channel numbering, periods and breakdowns included; a breakdown's rows add up to
+//! their channels' figures.
 
 use std::collections::BTreeMap;
 
-use mta_core::chunk::{partition_of, user_key};
+use mta_core::chunk::{partition_of, touch_key, touch_key_channel, user_key};
 use mta_core::period::Period;
 use mta_core::result::PeriodResult;
 use mta_core::{AttributionResult, ChannelDict, ModelId, Options, OptionsSpec, Partial};
@@ -39,6 +40,19 @@ fn event_rows() -> impl Strategy<Value = Vec<Row>> {
                 })
                 .collect()
         })
+}
+
+/// The rows with a campaign in each channel's touch key (ingest's form with a one-level
+/// breakdown): one of three campaigns or none, varying with the row.
+fn with_campaigns(rows: &[Row]) -> Vec<Row> {
+    const CAMPAIGNS: [Option<&str>; 3] = [Some("spring"), Some("summer"), None];
+    rows.iter()
+        .enumerate()
+        .map(|(i, row)| Row {
+            channel: row.channel.as_ref().map(|c| touch_key(c, &[CAMPAIGNS[(i * 7 + c.len()) % 3]])),
+            ..row.clone()
+        })
+        .collect()
 }
 
 /// Random journey options around the defaults.
@@ -173,6 +187,9 @@ fn tree(parts: &[Partial]) -> Partial {
     merged
 }
 
+/// A model's breakdown rows: (channel, values) → (conversions, value).
+type BreakdownNumbers = BTreeMap<(String, Vec<(String, String)>), (f64, f64)>;
+
 type ChannelNumbers = BTreeMap<String, (f64, f64, Option<f64>, Option<f64>)>;
 
 fn channel_numbers(result: &AttributionResult, model: ModelId) -> ChannelNumbers {
@@ -241,6 +258,22 @@ fn check_same(what: &str, got: &AttributionResult, want: &AttributionResult) -> 
         }
     }
     let names = |r: &AttributionResult| r.periods.iter().map(|p| p.period.clone()).collect::<Vec<_>>();
+    for m in &want.models {
+        let rows = |r: &AttributionResult| -> BreakdownNumbers {
+            r.model(m.model)
+                .and_then(|m| m.breakdown.as_ref())
+                .into_iter()
+                .flatten()
+                .map(|row| ((row.channel.clone(), row.values.clone()), (row.conversions, row.value)))
+                .collect()
+        };
+        let (g, w) = (rows(got), rows(want));
+        prop_assert_eq!(g.keys().collect::<Vec<_>>(), w.keys().collect::<Vec<_>>(), "{}: {} breakdown", what, m.model);
+        for (key, &(conversions, value)) in &w {
+            check_close(&format!("{what}: {} breakdown {key:?}", m.model), g[key].0, conversions)?;
+            check_close(&format!("{what}: {} breakdown {key:?} value", m.model), g[key].1, value)?;
+        }
+    }
     prop_assert_eq!(names(got), names(want), "{}: periods", what);
     for (g, w) in got.periods.iter().zip(&want.periods) {
         check_same(&format!("{what}, period {}", w.period), &as_result(got, g), &as_result(want, w))?;
@@ -285,8 +318,61 @@ fn check_periods_add_up(result: &AttributionResult) -> Result<(), TestCaseError>
     Ok(())
 }
 
+/// (d): with a breakdown, each channel's rows add up to its figure, in every period too.
+fn check_breakdown_adds_up(result: &AttributionResult) -> Result<(), TestCaseError> {
+    let periods = result.periods.iter().flat_map(|p| &p.models);
+    for m in result.models.iter().chain(periods) {
+        let rows = m.breakdown.as_deref().unwrap_or_default();
+        prop_assert!(m.breakdown.is_some(), "{} has no breakdown", m.model);
+        for c in &m.channels {
+            let mine = rows.iter().filter(|r| r.channel == c.channel);
+            let (conversions, value) = mine.fold((0.0, 0.0), |(a, b), r| (a + r.conversions, b + r.value));
+            check_close(&format!("{} {} breakdown conversions", m.model, c.channel), conversions, c.conversions)?;
+            check_close(&format!("{} {} breakdown value", m.model, c.channel), value, c.value)?;
+        }
+        prop_assert!(rows.iter().all(|r| m.channel(&r.channel).is_some() && r.values.len() == 1));
+    }
+    Ok(())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn a_breakdown_adds_up_and_merges_like_one_chunk(rows in event_rows(), spec in event_specs()) {
+        let rows = with_campaigns(&rows);
+        let options = event_options(OptionsSpec { breakdown: Some(vec!["campaign".into()]), ..spec.clone() });
+        let want = attribute_events(&event_chunk(&rows), &options);
+        check_breakdown_adds_up(&want)?;
+        check_conservation(&want)?;
+        // The channels' figures are those without a breakdown.
+        let plain_rows: Vec<Row> = rows
+            .iter()
+            .map(|r| Row { channel: r.channel.as_deref().map(|c| touch_key_channel(c).into_owned()), ..r.clone() })
+            .collect();
+        let plain = attribute_events(&event_chunk(&plain_rows), &event_options(spec));
+        for m in &plain.models {
+            let (g, w) = (channel_numbers(&want, m.model), channel_numbers(&plain, m.model));
+            prop_assert_eq!(g.keys().collect::<Vec<_>>(), w.keys().collect::<Vec<_>>());
+            for (channel, numbers) in &w {
+                check_close(&format!("{} {channel} with a breakdown", m.model), g[channel].0, numbers.0)?;
+                check_close(&format!("{} {channel} value with a breakdown", m.model), g[channel].1, numbers.1)?;
+            }
+        }
+        for n in [1u32, 2, 7] {
+            let parts: Vec<Partial> = partition(&rows, n)
+                .iter()
+                .enumerate()
+                .map(|(i, part)| Partial::from_events(&own_numbering(part, i), &options).unwrap())
+                .collect();
+            for (grouping, merged) in groupings(&parts, &options) {
+                // Partials travel as JSON between the stages.
+                let merged: Partial = serde_json::from_str(&serde_json::to_string(&merged).unwrap()).unwrap();
+                let got = merged.finish(&options).expect("attribution succeeds");
+                check_same(&format!("{n} chunks with a breakdown, {grouping}"), &got, &want)?;
+            }
+        }
+    }
 
     #[test]
     fn every_model_but_participation_conserves_event_totals(rows in event_rows(), spec in event_specs()) {

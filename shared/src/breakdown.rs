@@ -1,0 +1,412 @@
+//! Credit by channel × breakdown values (`options.breakdown`: campaign, ad group,
+//! creative...; docs/user-guide.md, "Breakdown"). Rows carry touch keys (`chunk::touch_key`);
+//! a partial sums, per key, what each model's channel credit is made of, additively like
+//! every other sum: rule models the weights of the key's touches (models that credit a
+//! journey's channels rather than its touches, `participation` and `shapley`, split a
+//! channel's credit evenly over its touches in the journey); for `markov`, whose credit
+//! exists per channel only, the share of each key among its channel's touches, journey by
+//! journey, by which the channel's credit is split at the end.
+
+use std::fmt;
+
+use rustc_hash::FxHashMap;
+use serde::de::{MapAccess, Visitor};
+use serde::ser::SerializeMap;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::chunk::decode_touch_key;
+use crate::options::ModelId;
+
+/// What a breakdown row shows for a touch without a value in that column.
+pub const NO_VALUE: &str = "(none)";
+
+/// Per-key sums of one kind, indexed like the keys.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct KeySums {
+    pub conversions: Vec<f64>,
+    pub value: Vec<f64>,
+}
+
+impl KeySums {
+    fn zeros(n: usize) -> KeySums {
+        KeySums { conversions: vec![0.0; n], value: vec![0.0; n] }
+    }
+
+    fn push_zero(&mut self) {
+        self.conversions.push(0.0);
+        self.value.push(0.0);
+    }
+
+    fn add_at(&mut self, key: usize, other: &KeySums, from: usize) {
+        self.conversions[key] += other.conversions[from];
+        self.value[key] += other.value[from];
+    }
+
+    fn retain(&mut self, keep: &[bool]) {
+        let mut i = 0;
+        self.conversions.retain(|_| (keep[i], i += 1).0);
+        i = 0;
+        self.value.retain(|_| (keep[i], i += 1).0);
+    }
+}
+
+/// The Markov model's per-key shares: over converting journeys, conversions (and value) ×
+/// the key's touches / its channel's touches in the journey; over every journey, the same
+/// with conversions + non-conversions (`presence`), for a channel credited by the chain
+/// though it never touched a converting journey.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct MarkovShares {
+    pub converting: KeySums,
+    pub presence: Vec<f64>,
+}
+
+/// The breakdown sums of a partial. A key is a channel (an index into the partial's
+/// channels) with its breakdown values; every vector is indexed by key.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct BreakdownSums {
+    pub channel: Vec<u32>,
+    /// The key's value in each breakdown column (`None`: the touch had none).
+    pub values: Vec<Vec<Option<String>>>,
+    /// Keys met among a journey's touches; only they are reported.
+    pub seen: Vec<bool>,
+    /// Per rule model, in the order of the partial's `rules`.
+    pub rules: Vec<KeySums>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub markov: Option<MarkovShares>,
+    /// (channel, values) → key, built when first needed (merging).
+    #[serde(skip)]
+    index: FxHashMap<(u32, Vec<Option<String>>), u32>,
+}
+
+impl PartialEq for BreakdownSums {
+    /// The index is a cache, not part of the value.
+    fn eq(&self, other: &Self) -> bool {
+        self.channel == other.channel
+            && self.values == other.values
+            && self.seen == other.seen
+            && self.rules == other.rules
+            && self.markov == other.markov
+    }
+}
+
+/// The channels of a chunk's touch keys, and each key's channel and values.
+pub(crate) struct TouchKeys {
+    /// Distinct channels, in order of first appearance among the keys.
+    pub channels: Vec<String>,
+    pub key_channel: Vec<u32>,
+    pub key_values: Vec<Vec<Option<String>>>,
+}
+
+impl TouchKeys {
+    /// Decodes the touch keys of a chunk's dictionary; every key gets `levels` values.
+    pub(crate) fn decode(keys: &[impl AsRef<str>], levels: usize) -> TouchKeys {
+        let mut ids: FxHashMap<String, u32> = FxHashMap::default();
+        let mut channels = Vec::new();
+        let mut key_channel = Vec::with_capacity(keys.len());
+        let mut key_values = Vec::with_capacity(keys.len());
+        for key in keys {
+            let (channel, mut values) = decode_touch_key(key.as_ref());
+            values.resize(levels, None);
+            let id = *ids.entry(channel).or_insert_with_key(|channel| {
+                channels.push(channel.clone());
+                (channels.len() - 1) as u32
+            });
+            key_channel.push(id);
+            key_values.push(values);
+        }
+        TouchKeys { channels, key_channel, key_values }
+    }
+}
+
+impl BreakdownSums {
+    /// No keys yet, sums for `rules` rule models and, if asked, Markov's shares.
+    pub fn new(rules: usize, markov: bool) -> BreakdownSums {
+        BreakdownSums {
+            rules: vec![KeySums::default(); rules],
+            markov: markov.then(MarkovShares::default),
+            ..BreakdownSums::default()
+        }
+    }
+
+    /// Zero sums for these keys (distinct).
+    pub(crate) fn with_keys(
+        rules: usize,
+        markov: bool,
+        channel: Vec<u32>,
+        values: Vec<Vec<Option<String>>>,
+    ) -> BreakdownSums {
+        let n = channel.len();
+        BreakdownSums {
+            channel,
+            values,
+            seen: vec![false; n],
+            rules: vec![KeySums::zeros(n); rules],
+            markov: markov.then(|| MarkovShares { converting: KeySums::zeros(n), presence: vec![0.0; n] }),
+            index: FxHashMap::default(),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.channel.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.channel.is_empty()
+    }
+
+    /// The key of (channel, values), added with zero sums when new.
+    fn key(&mut self, channel: u32, values: &[Option<String>]) -> usize {
+        if self.index.len() != self.channel.len() {
+            self.index =
+                (0..self.channel.len()).map(|k| ((self.channel[k], self.values[k].clone()), k as u32)).collect();
+        }
+        if let Some(&key) = self.index.get(&(channel, values.to_vec())) {
+            return key as usize;
+        }
+        let key = self.channel.len();
+        self.channel.push(channel);
+        self.values.push(values.to_vec());
+        self.seen.push(false);
+        for rule in &mut self.rules {
+            rule.push_zero();
+        }
+        if let Some(markov) = &mut self.markov {
+            markov.converting.push_zero();
+            markov.presence.push(0.0);
+        }
+        self.index.insert((channel, values.to_vec()), key as u32);
+        key
+    }
+
+    /// Adds `other`'s sums, whose channel `c` is our `channel_map[c]`; `same_keys` when both
+    /// have the same keys in the same order (the periods of one chunk).
+    pub(crate) fn add_mapped(&mut self, other: &BreakdownSums, channel_map: &[u32], same_keys: bool) {
+        for from in 0..other.len() {
+            let key =
+                if same_keys { from } else { self.key(channel_map[other.channel[from] as usize], &other.values[from]) };
+            self.seen[key] |= other.seen[from];
+            for (mine, theirs) in self.rules.iter_mut().zip(&other.rules) {
+                mine.add_at(key, theirs, from);
+            }
+            if let (Some(mine), Some(theirs)) = (&mut self.markov, &other.markov) {
+                mine.converting.add_at(key, &theirs.converting, from);
+                mine.presence[key] += theirs.presence[from];
+            }
+        }
+    }
+
+    /// Drops the keys no journey touched (their sums are all zero).
+    pub(crate) fn compact(&mut self) {
+        if self.seen.iter().all(|&s| s) {
+            return;
+        }
+        let keep = std::mem::take(&mut self.seen);
+        let mut i = 0;
+        self.channel.retain(|_| (keep[i], i += 1).0);
+        i = 0;
+        self.values.retain(|_| (keep[i], i += 1).0);
+        for rule in &mut self.rules {
+            rule.retain(&keep);
+        }
+        if let Some(markov) = &mut self.markov {
+            markov.converting.retain(&keep);
+            i = 0;
+            markov.presence.retain(|_| (keep[i], i += 1).0);
+        }
+        self.seen = vec![true; self.channel.len()];
+        self.index.clear();
+    }
+
+    /// The rows of one model: `credit(key)` gives a key's (conversions, value).
+    fn rows(&self, names: &[String], channels: &[String], credit: impl Fn(usize) -> (f64, f64)) -> Vec<BreakdownRow> {
+        (0..self.len())
+            .filter(|&k| self.seen[k])
+            .map(|k| {
+                let (conversions, value) = credit(k);
+                BreakdownRow {
+                    channel: channels[self.channel[k] as usize].clone(),
+                    values: names
+                        .iter()
+                        .zip(&self.values[k])
+                        .map(|(name, v)| (name.clone(), v.clone().unwrap_or_else(|| NO_VALUE.to_owned())))
+                        .collect(),
+                    conversions,
+                    value,
+                }
+            })
+            .collect()
+    }
+
+    /// The rows of the rule model at `index` of the partial's rules.
+    pub(crate) fn rule_rows(&self, index: usize, names: &[String], channels: &[String]) -> Vec<BreakdownRow> {
+        let sums = &self.rules[index];
+        self.rows(names, channels, |k| (sums.conversions[k], sums.value[k]))
+    }
+
+    /// Markov's rows: each channel's credit (`conversions[c]`, `value[c]`) split over its
+    /// keys by their shares (see [`MarkovShares`]).
+    pub(crate) fn markov_rows(
+        &self,
+        names: &[String],
+        channels: &[String],
+        conversions: &[f64],
+        value: &[f64],
+    ) -> Vec<BreakdownRow> {
+        let Some(markov) = &self.markov else { return Vec::new() };
+        let n = channels.len();
+        let (mut by_conversions, mut by_value, mut by_presence) = (vec![0.0; n], vec![0.0; n], vec![0.0; n]);
+        for k in (0..self.len()).filter(|&k| self.seen[k]) {
+            let c = self.channel[k] as usize;
+            by_conversions[c] += markov.converting.conversions[k];
+            by_value[c] += markov.converting.value[k];
+            by_presence[c] += markov.presence[k];
+        }
+        // A channel's split: by value shares, else conversion shares, else presence.
+        let share = |k: usize, sums: &[(&[f64], &[f64])]| {
+            let c = self.channel[k] as usize;
+            sums.iter().find(|(_, totals)| totals[c] > 0.0).map_or(0.0, |(shares, totals)| shares[k] / totals[c])
+        };
+        let converting = &markov.converting;
+        let for_conversions: [(&[f64], &[f64]); 2] =
+            [(&converting.conversions, &by_conversions), (&markov.presence, &by_presence)];
+        let for_value: [(&[f64], &[f64]); 3] = [
+            (&converting.value, &by_value),
+            (&converting.conversions, &by_conversions),
+            (&markov.presence, &by_presence),
+        ];
+        self.rows(names, channels, |k| {
+            let c = self.channel[k] as usize;
+            (conversions[c] * share(k, &for_conversions), value[c] * share(k, &for_value))
+        })
+    }
+}
+
+/// Whether a model's journey credit belongs to channels rather than to touches (it is
+/// placed on a channel's first touch only to be summed per channel): its breakdown splits
+/// a channel's credit in a journey evenly over the channel's touches there.
+pub(crate) fn credits_channels(model: ModelId) -> bool {
+    matches!(model, ModelId::Participation | ModelId::Shapley)
+}
+
+/// One channel × breakdown values under one model: `{"channel": "Email", "campaign":
+/// "spring", "conversions": 12.5, "value": 980.0}`, the values keyed by the breakdown
+/// columns as the user named them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BreakdownRow {
+    pub channel: String,
+    /// (column as named, value), in the order of `options.breakdown`; [`NO_VALUE`] for a
+    /// touch without one.
+    pub values: Vec<(String, String)>,
+    pub conversions: f64,
+    pub value: f64,
+}
+
+impl BreakdownRow {
+    /// The row's value in breakdown column `name`.
+    pub fn value_of(&self, name: &str) -> Option<&str> {
+        self.values.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    }
+}
+
+impl Serialize for BreakdownRow {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(self.values.len() + 3))?;
+        map.serialize_entry("channel", &self.channel)?;
+        for (name, value) in &self.values {
+            map.serialize_entry(name, value)?;
+        }
+        map.serialize_entry("conversions", &self.conversions)?;
+        map.serialize_entry("value", &self.value)?;
+        map.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for BreakdownRow {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct RowVisitor;
+        impl<'de> Visitor<'de> for RowVisitor {
+            type Value = BreakdownRow;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a breakdown row: channel, the breakdown values, conversions and value")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                use serde::de::Error;
+                let (mut channel, mut conversions, mut value, mut values) = (None, None, None, Vec::new());
+                while let Some(key) = map.next_key::<String>()? {
+                    match key.as_str() {
+                        "channel" => channel = Some(map.next_value::<String>()?),
+                        "conversions" => conversions = Some(map.next_value::<f64>()?),
+                        "value" => value = Some(map.next_value::<f64>()?),
+                        _ => values.push((key, map.next_value::<String>()?)),
+                    }
+                }
+                Ok(BreakdownRow {
+                    channel: channel.ok_or_else(|| A::Error::missing_field("channel"))?,
+                    values,
+                    conversions: conversions.ok_or_else(|| A::Error::missing_field("conversions"))?,
+                    value: value.ok_or_else(|| A::Error::missing_field("value"))?,
+                })
+            }
+        }
+        deserializer.deserialize_map(RowVisitor)
+    }
+}
+
+/// One channel × breakdown values under one model: the channel, one string per breakdown
+/// column (named as the job's `breakdown` named it), and the credited conversions and value.
+#[cfg(feature = "openapi")]
+#[derive(utoipa::ToSchema)]
+#[schema(as = BreakdownRow)]
+#[allow(dead_code)]
+pub struct BreakdownRowSchema {
+    pub channel: String,
+    /// The breakdown columns, as the job's `breakdown` named them: `"campaign": "spring"`
+    /// (`(none)` for touches without a value).
+    #[serde(flatten)]
+    pub values: std::collections::BTreeMap<String, String>,
+    pub conversions: f64,
+    pub value: f64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_row_is_one_flat_object_and_reads_back() {
+        let row = BreakdownRow {
+            channel: "email".into(),
+            values: vec![("campaign".into(), "spring".into()), ("ad_group".into(), NO_VALUE.into())],
+            conversions: 1.5,
+            value: 20.0,
+        };
+        let json = serde_json::to_string(&row).unwrap();
+        assert_eq!(
+            json,
+            r#"{"channel":"email","campaign":"spring","ad_group":"(none)","conversions":1.5,"value":20.0}"#
+        );
+        assert_eq!(serde_json::from_str::<BreakdownRow>(&json).unwrap(), row);
+    }
+
+    #[test]
+    fn merging_matches_keys_by_channel_and_values() {
+        let v = |s: &str| vec![Some(s.to_owned())];
+        let mut a = BreakdownSums::with_keys(1, false, vec![0, 1], vec![v("x"), v("y")]);
+        a.rules[0].conversions = vec![1.0, 2.0];
+        a.seen = vec![true, true];
+        let mut b = BreakdownSums::with_keys(1, false, vec![0, 0, 1], vec![v("y"), v("x"), v("z")]);
+        b.rules[0].conversions = vec![10.0, 20.0, 30.0];
+        b.seen = vec![true, true, false];
+        // b's channel 0 is a's channel 1, b's channel 1 is a's channel 0: b's (0, y) is a's
+        // (1, y); (1, x) and (0, z) are new to a.
+        a.add_mapped(&b, &[1, 0], false);
+        assert_eq!(a.channel, [0, 1, 1, 0]);
+        assert_eq!(a.rules[0].conversions, [1.0, 12.0, 20.0, 30.0]);
+        a.add_mapped(&b, &[1, 0], false);
+        assert_eq!(a.rules[0].conversions, [1.0, 22.0, 40.0, 60.0]);
+        assert_eq!(a.seen, [true, true, true, false]);
+        a.compact();
+        assert_eq!((a.len(), a.rules[0].conversions.clone()), (3, vec![1.0, 22.0, 40.0]));
+        assert_eq!(a.values[2], [Some("x".to_owned())]);
+    }
+}

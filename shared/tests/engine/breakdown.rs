@@ -1,0 +1,381 @@
+//! Credit by channel × breakdown values (docs/user-guide.md, "Breakdown"): hand-computed rows
+//! for each family of models (rules summing their touches' weights; `participation` and
+//! `shapley` splitting a channel's journey credit evenly over its touches; `markov` splitting
+//! the channel's credit by its keys' shares), the rows of each channel adding up to its
+//! figure, and breakdowns read from files (aliases, dotted paths, channel rules, `(none)`,
+//! the limit).
+
+use mta_core::breakdown::BreakdownRow;
+use mta_core::chunk::touch_key;
+use mta_core::ingest::{Block, Format, InputSpec, Limits, open_text, read_csv, read_ndjson};
+use mta_core::result::{ModelResult, Table};
+use mta_core::{AttributionError, AttributionResult, ErrorCode, EventChunk, ModelId, Options, OptionsSpec, Partial};
+
+use crate::helpers::*;
+
+/// A touch key as ingest writes it for a one-level breakdown.
+fn key(channel: &str, campaign: Option<&str>) -> String {
+    touch_key(channel, &[campaign])
+}
+
+fn breakdown_options(models: &[&str]) -> Options {
+    event_options(OptionsSpec { breakdown: Some(vec!["campaign".into()]), ..only(models) })
+}
+
+/// Three users: two converting journeys with campaigns, one that does not convert.
+fn campaigns() -> Events {
+    Events::new()
+        .touch("u1", T0 - 3 * DAY, &key("email", Some("spring")))
+        .touch("u1", T0 - 2 * DAY, &key("search", Some("brand")))
+        .touch("u1", T0 - DAY, &key("email", Some("summer")))
+        .conversion("u1", T0, 100.0)
+        .touch("u2", T0 - 2 * DAY, &key("email", Some("spring")))
+        .touch("u2", T0 - DAY, &key("search", None))
+        .conversion("u2", T0, 50.0)
+        .touch("u3", T0 - 2 * DAY, &key("display", Some("x")))
+        .touch("u3", T0 - DAY, &key("search", Some("brand")))
+}
+
+/// A model's breakdown rows as (channel, campaign, conversions, value).
+fn rows(result: &AttributionResult, id: ModelId) -> Vec<(String, String, f64, f64)> {
+    let rows: &[BreakdownRow] = model(result, id).breakdown.as_deref().expect("a breakdown was asked for");
+    rows.iter()
+        .map(|r| {
+            assert_eq!(r.values.len(), 1);
+            assert_eq!(r.values[0].0, "campaign");
+            (r.channel.clone(), r.values[0].1.clone(), r.conversions, r.value)
+        })
+        .collect()
+}
+
+#[track_caller]
+fn assert_rows(result: &AttributionResult, id: ModelId, want: &[(&str, &str, f64, f64)]) {
+    let mut got = rows(result, id);
+    got.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+    let mut want: Vec<(String, String, f64, f64)> =
+        want.iter().map(|&(c, v, n, x)| (c.to_owned(), v.to_owned(), n, x)).collect();
+    want.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+    assert_eq!(got.len(), want.len(), "{id}: got {got:?}");
+    for (g, w) in got.iter().zip(&want) {
+        assert_eq!((&g.0, &g.1), (&w.0, &w.1), "{id}: got {got:?}");
+        assert!(close(g.2, w.2, 1e-12) && close(g.3, w.3, 1e-12), "{id} {}/{}: got {g:?}, want {w:?}", w.0, w.1);
+    }
+}
+
+/// The rows of each channel add up to its credit (conversions and value), and every channel
+/// with credit has rows.
+#[track_caller]
+pub(crate) fn assert_rows_add_up(model: &ModelResult) {
+    let rows = model.breakdown.as_deref().expect("a breakdown was asked for");
+    for channel in &model.channels {
+        let (conversions, value) = rows
+            .iter()
+            .filter(|r| r.channel == channel.channel)
+            .fold((0.0, 0.0), |(a, b), r| (a + r.conversions, b + r.value));
+        assert!(
+            close(conversions, channel.conversions, 1e-9) && close(value, channel.value, 1e-9),
+            "{}: the rows of {} add up to ({conversions}, {value}), its credit is ({}, {})",
+            model.model,
+            channel.channel,
+            channel.conversions,
+            channel.value
+        );
+    }
+    assert!(rows.iter().all(|r| model.channel(&r.channel).is_some()), "{}: a row of no channel", model.model);
+}
+
+#[test]
+fn rule_models_sum_the_weights_of_each_campaigns_touches() {
+    let options = breakdown_options(&["first_touch", "last_touch", "linear"]);
+    let result = attribute_events(&campaigns().chunk(), &options);
+    // u1: email/spring, search/brand, email/summer → 100; u2: email/spring, search/(none) → 50.
+    assert_rows(
+        &result,
+        ModelId::FirstTouch,
+        &[
+            ("email", "spring", 2.0, 150.0),
+            ("email", "summer", 0.0, 0.0),
+            ("search", "brand", 0.0, 0.0),
+            ("search", "(none)", 0.0, 0.0),
+            ("display", "x", 0.0, 0.0),
+        ],
+    );
+    assert_rows(
+        &result,
+        ModelId::LastTouch,
+        &[
+            ("email", "spring", 0.0, 0.0),
+            ("email", "summer", 1.0, 100.0),
+            ("search", "brand", 0.0, 0.0),
+            ("search", "(none)", 1.0, 50.0),
+            ("display", "x", 0.0, 0.0),
+        ],
+    );
+    assert_rows(
+        &result,
+        ModelId::Linear,
+        &[
+            ("email", "spring", 1.0 / 3.0 + 0.5, 100.0 / 3.0 + 25.0),
+            ("email", "summer", 1.0 / 3.0, 100.0 / 3.0),
+            ("search", "brand", 1.0 / 3.0, 100.0 / 3.0),
+            ("search", "(none)", 0.5, 25.0),
+            ("display", "x", 0.0, 0.0),
+        ],
+    );
+    for m in &result.models {
+        assert_rows_add_up(m);
+    }
+    // The channel figures are those of the same input without a breakdown.
+    let plain = attribute_events(&campaigns_without_keys().chunk(), &event_options(only(&["linear"])));
+    assert_credits(&result, ModelId::Linear, &credits_list(&plain, ModelId::Linear));
+    assert!(plain.models[0].breakdown.is_none());
+}
+
+#[test]
+fn participation_and_shapley_split_a_channels_credit_evenly_over_its_touches() {
+    let options = breakdown_options(&["participation", "shapley"]);
+    let result = attribute_events(&campaigns().chunk(), &options);
+    // u1: email and search each get 1 (participation) or 1/2 (shapley); email's two touches
+    // share it. u2: email/spring and search/(none) likewise, one touch each.
+    assert_rows(
+        &result,
+        ModelId::Participation,
+        &[
+            ("email", "spring", 0.5 + 1.0, 50.0 + 50.0),
+            ("email", "summer", 0.5, 50.0),
+            ("search", "brand", 1.0, 100.0),
+            ("search", "(none)", 1.0, 50.0),
+            ("display", "x", 0.0, 0.0),
+        ],
+    );
+    assert_rows(
+        &result,
+        ModelId::Shapley,
+        &[
+            ("email", "spring", 0.25 + 0.5, 25.0 + 25.0),
+            ("email", "summer", 0.25, 25.0),
+            ("search", "brand", 0.5, 50.0),
+            ("search", "(none)", 0.5, 25.0),
+            ("display", "x", 0.0, 0.0),
+        ],
+    );
+    for m in &result.models {
+        assert_rows_add_up(m);
+    }
+}
+
+#[test]
+fn markov_splits_each_channels_credit_by_its_campaigns_shares_of_touches() {
+    let options = breakdown_options(&["markov"]);
+    let result = attribute_events(&campaigns().chunk(), &options);
+    let (email, search, display) = (
+        credit(&result, ModelId::Markov, "email"),
+        credit(&result, ModelId::Markov, "search"),
+        credit(&result, ModelId::Markov, "display"),
+    );
+    assert!(display.0 > 0.0, "display is on the way to search, which converts: {display:?}");
+    // email: u1 gives spring and summer half a conversion (50 value) each, u2 gives spring one
+    // (50): conversions 3/4 : 1/4, value 2/3 : 1/3. search: brand (u1) and (none) (u2) one
+    // conversion each, values 100 and 50. display touched no converting journey: its one
+    // campaign takes all of its credit.
+    assert_rows(
+        &result,
+        ModelId::Markov,
+        &[
+            ("email", "spring", email.0 * 0.75, email.1 * 2.0 / 3.0),
+            ("email", "summer", email.0 * 0.25, email.1 / 3.0),
+            ("search", "brand", search.0 * 0.5, search.1 * 2.0 / 3.0),
+            ("search", "(none)", search.0 * 0.5, search.1 / 3.0),
+            ("display", "x", display.0, display.1),
+        ],
+    );
+    assert_rows_add_up(model(&result, ModelId::Markov));
+    // The channel figures do not change with a breakdown.
+    let plain = attribute_events(&campaigns_without_keys().chunk(), &event_options(only(&["markov"])));
+    assert_credits(&result, ModelId::Markov, &credits_list(&plain, ModelId::Markov));
+}
+
+#[test]
+fn rows_follow_their_channels_order_then_conversions() {
+    let result = attribute_events(&campaigns().chunk(), &breakdown_options(&["linear"]));
+    let linear = model(&result, ModelId::Linear);
+    let order: Vec<(&str, &str)> =
+        linear.breakdown.iter().flatten().map(|r| (r.channel.as_str(), r.values[0].1.as_str())).collect();
+    assert_eq!(
+        order,
+        [("email", "spring"), ("email", "summer"), ("search", "(none)"), ("search", "brand"), ("display", "x")]
+    );
+    let csv = Table::Breakdown.csv(&result);
+    let mut lines = csv.lines();
+    assert_eq!(lines.next(), Some("model,channel,campaign,conversions,value"));
+    assert_eq!(lines.next(), Some("linear,email,spring,0.8333333333333333,58.33333333333333"));
+    assert_eq!(csv.lines().count(), 6);
+}
+
+#[test]
+fn periods_carry_their_own_breakdown_adding_up_to_the_whole() {
+    let events =
+        campaigns().touch("u4", T0 + 10 * DAY, &key("email", Some("autumn"))).conversion("u4", T0 + 11 * DAY, 7.0);
+    let spec = OptionsSpec {
+        period: Some(mta_core::period::Period::Week),
+        breakdown: Some(vec!["campaign".into()]),
+        ..only(&["linear", "markov"])
+    };
+    let options = event_options(spec);
+    let result = attribute_events(&events.chunk(), &options);
+    assert_eq!(result.periods.len(), 2);
+    let whole = rows(&result, ModelId::Linear);
+    let mut summed: std::collections::BTreeMap<(String, String), (f64, f64)> = Default::default();
+    for period in &result.periods {
+        for m in &period.models {
+            assert_rows_add_up(m);
+        }
+        let linear = period.models.iter().find(|m| m.model == ModelId::Linear).unwrap();
+        for r in linear.breakdown.iter().flatten() {
+            let entry = summed.entry((r.channel.clone(), r.values[0].1.clone())).or_default();
+            entry.0 += r.conversions;
+            entry.1 += r.value;
+        }
+    }
+    for (channel, campaign, conversions, value) in whole {
+        let (c, v) = summed.get(&(channel.clone(), campaign.clone())).copied().unwrap_or_default();
+        assert_close(c, conversions, 1e-12);
+        assert_close(v, value, 1e-12);
+    }
+    let second = &result.periods[1];
+    let linear = second.models.iter().find(|m| m.model == ModelId::Linear).unwrap();
+    let campaigns: Vec<&str> = linear.breakdown.iter().flatten().map(|r| r.values[0].1.as_str()).collect();
+    assert_eq!(campaigns, ["autumn"], "a period reports the keys of its own journeys only");
+    let csv = Table::PeriodBreakdown.csv(&result);
+    assert!(csv.starts_with("period,model,channel,campaign,conversions,value\n"), "{csv}");
+    assert!(csv.contains(&format!("{},linear,email,autumn,1,7\n", second.period)), "{csv}");
+}
+
+#[test]
+fn without_a_breakdown_the_result_has_none() {
+    let result = attribute(&Events::new().journey("u1", &["a", "b"], 3.0));
+    let json = serde_json::to_value(&result).unwrap();
+    assert!(!json.to_string().contains("breakdown"), "{json}");
+    assert!(!Table::Breakdown.applies_to(&result));
+}
+
+/// The same rows with plain channel names.
+fn campaigns_without_keys() -> Events {
+    let mut events = campaigns();
+    for row in &mut events.rows {
+        if let Some(channel) = &mut row.channel {
+            *channel = mta_core::chunk::touch_key_channel(channel).into_owned();
+        }
+    }
+    events
+}
+
+fn credits_list(result: &AttributionResult, id: ModelId) -> Vec<(&str, f64, f64)> {
+    model(result, id).channels.iter().map(|c| (c.channel.as_str(), c.conversions, c.value)).collect()
+}
+
+// ---- from files -----------------------------------------------------------------------
+
+fn read_keyed(bytes: &[u8], breakdown: &[&str], limits: Limits) -> Result<EventChunk, AttributionError> {
+    let spec = InputSpec { breakdown: breakdown.iter().map(|b| b.to_string()).collect(), limits, ..Default::default() };
+    let (format, reader) = open_text(bytes, None, None)?;
+    let mut chunks = Vec::new();
+    let sink = |block: Block| {
+        if let Block::Events(chunk) = block {
+            chunks.push(chunk);
+        }
+        Ok::<(), AttributionError>(())
+    };
+    match format {
+        Format::Ndjson => read_ndjson(reader, &spec, sink)?,
+        _ => read_csv(reader, &spec, sink)?,
+    };
+    assert_eq!(chunks.len(), 1);
+    Ok(chunks.pop().unwrap())
+}
+
+fn attribute_file(bytes: &[u8], breakdown: &[&str], models: &[&str]) -> AttributionResult {
+    let chunk = read_keyed(bytes, breakdown, Limits::default()).expect("input reads");
+    let spec = OptionsSpec { breakdown: Some(breakdown.iter().map(|b| b.to_string()).collect()), ..only(models) };
+    let options = event_options(spec);
+    Partial::from_events(&chunk, &options).and_then(|p| p.finish(&options)).expect("attribution succeeds")
+}
+
+#[test]
+fn a_campaign_column_is_found_by_its_alias_and_named_as_asked() {
+    let csv = b"user_id,timestamp,channel,utm_campaign,ad_group,conversion,conversion_value\n\
+        u1,2026-01-01,email,spring,A,0,\n\
+        u1,2026-01-02,email, spring ,B,0,\n\
+        u1,2026-01-03,search,,A,0,\n\
+        u1,2026-01-04,,,,1,40\n";
+    let result = attribute_file(csv, &["campaign", "ad_group"], &["linear"]);
+    let linear = model(&result, ModelId::Linear);
+    let got: Vec<(String, Option<&str>, Option<&str>, String)> = linear
+        .breakdown
+        .iter()
+        .flatten()
+        .map(|r| (r.channel.clone(), r.value_of("campaign"), r.value_of("ad_group"), format!("{:.9}", r.value)))
+        .collect();
+    let third = format!("{:.9}", 40.0 / 3.0);
+    assert_eq!(
+        got,
+        [
+            ("email".to_owned(), Some("spring"), Some("A"), third.clone()),
+            ("email".to_owned(), Some("spring"), Some("B"), third.clone()),
+            ("search".to_owned(), Some("(none)"), Some("A"), third),
+        ]
+    );
+    assert_eq!(result.options.breakdown, ["campaign", "ad_group"]);
+    // Named by the file's own column instead, the rows say so.
+    let result = attribute_file(csv, &["utm_campaign"], &["linear"]);
+    assert_eq!(model(&result, ModelId::Linear).breakdown.as_ref().unwrap()[0].values[0].0, "utm_campaign");
+}
+
+#[test]
+fn channels_named_by_rules_break_down_by_a_nested_ndjson_field() {
+    let ndjson = br#"{"user_id":"u1","timestamp":"2026-01-01","utm_source":"google","utm_medium":"cpc","ad":{"creative":"c1"},"conversion":0}
+{"user_id":"u1","timestamp":"2026-01-02","utm_source":"newsletter","utm_medium":"email","ad":{"creative":7},"conversion":0}
+{"user_id":"u1","timestamp":"2026-01-03","utm_source":"google","utm_medium":"cpc","conversion":0}
+{"user_id":"u1","timestamp":"2026-01-04","conversion":1,"conversion_value":9}
+"#;
+    let result = attribute_file(ndjson, &["ad.creative"], &["first_touch", "linear"]);
+    let linear = model(&result, ModelId::Linear);
+    let got: Vec<(&str, &str, f64)> = linear
+        .breakdown
+        .iter()
+        .flatten()
+        .map(|r| (r.channel.as_str(), r.values[0].1.as_str(), r.conversions))
+        .collect();
+    assert_eq!(
+        got,
+        [("Paid Search", "(none)", 1.0 / 3.0), ("Paid Search", "c1", 1.0 / 3.0), ("Email", "7", 1.0 / 3.0)]
+    );
+    assert_rows_add_up(linear);
+    assert_rows_add_up(model(&result, ModelId::FirstTouch));
+}
+
+#[test]
+fn a_missing_breakdown_column_names_the_files_columns() {
+    let csv = b"user_id,timestamp,channel,conversion\nu1,2026-01-01,email,1\n";
+    let err = read_keyed(csv, &["ad_group"], Limits::default()).unwrap_err();
+    assert_eq!(err.code, ErrorCode::MissingColumns);
+    assert!(err.message.contains("ad_group (breakdown)"), "{}", err.message);
+    assert!(err.message.contains("the file has [user_id, timestamp, channel, conversion]"), "{}", err.message);
+}
+
+#[test]
+fn more_distinct_values_than_the_limit_are_refused_naming_it() {
+    let mut csv = String::from("user_id,timestamp,channel,campaign,conversion\n");
+    for i in 0..6 {
+        csv.push_str(&format!("u{i},2026-01-01,email,c{},0\n", i % 5));
+    }
+    let limits = Limits { max_breakdown_values: 5, ..Limits::default() };
+    assert_eq!(read_keyed(csv.as_bytes(), &["campaign"], limits).unwrap().channels.len(), 5);
+    let limits = Limits { max_breakdown_values: 4, ..Limits::default() };
+    let err = read_keyed(csv.as_bytes(), &["campaign"], limits).unwrap_err();
+    assert_eq!(err.code, ErrorCode::LimitExceeded);
+    assert!(err.message.contains("max_breakdown_values"), "{}", err.message);
+    // The channel limit still counts channels, not keys.
+    let limits = Limits { max_channels: 1, ..Limits::default() };
+    assert!(read_keyed(csv.as_bytes(), &["campaign"], limits).is_ok());
+}

@@ -1,0 +1,256 @@
+//! Credit by channel × campaign (`--breakdown`, the `breakdown` option) end to end: the
+//! local command over CSV and Parquet, any partitioning and spilling; its tables; the
+//! service over chunks equal to the local command; the limit.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::service::assert_same_result;
+use crate::service_support::{Service, ServiceSpec, without_job_id};
+use crate::support::{assert_close, attribute, attribute_json, credit, failure, workdir, write};
+
+const CHANNELS: [&str; 4] = ["email", "search", "display", "social"];
+
+/// `users` users with 1 to 4 touches each, a `utm_campaign` per touch (three per channel,
+/// some touches without one), two thirds of them converting, over three weeks.
+fn campaign_events(users: usize) -> String {
+    let mut csv = String::from("user_id,timestamp,channel,utm_campaign,conversion,conversion_value\n");
+    for user in 0..users {
+        let touches = user % 4 + 1;
+        for touch in 0..touches {
+            let channel = CHANNELS[(user * 7 + touch * 3) % CHANNELS.len()];
+            let campaign = match (user / 4 + touch * 2) % 4 {
+                3 => String::new(),
+                n => format!("{channel}-{n}"),
+            };
+            let day = 1 + (user % 18) + touch;
+            csv.push_str(&format!("u{user},2026-03-{day:02}T{:02}:00:00Z,{channel},{campaign},0,\n", user % 24));
+        }
+        if user % 3 != 0 {
+            let day = 2 + (user % 18) + touches;
+            csv.push_str(&format!("u{user},2026-03-{day:02}T23:00:00Z,,,1,{}\n", 10 + user % 17));
+        }
+    }
+    csv
+}
+
+/// Every model's breakdown rows by (channel, campaign).
+fn rows_by_key(result: &Value) -> Vec<(String, String, String, f64, f64)> {
+    let mut rows = Vec::new();
+    for (model, m) in result["models"].as_object().unwrap() {
+        for row in m["breakdown"].as_array().unwrap_or_else(|| panic!("{model} has no breakdown")) {
+            rows.push((
+                model.clone(),
+                row["channel"].as_str().unwrap().to_owned(),
+                row["campaign"].as_str().unwrap().to_owned(),
+                row["conversions"].as_f64().unwrap(),
+                row["value"].as_f64().unwrap(),
+            ));
+        }
+    }
+    rows.sort_by(|a, b| (&a.0, &a.1, &a.2).cmp(&(&b.0, &b.1, &b.2)));
+    rows
+}
+
+/// Parquet with the types exports have, the campaign dictionary-encoded like the channel.
+fn write_parquet(path: &std::path::Path, csv: &str) {
+    use std::sync::Arc;
+
+    use arrow::array::{ArrayRef, BooleanArray, Float64Array, RecordBatch, StringArray};
+    let rows: Vec<Vec<&str>> = csv.lines().skip(1).map(|l| l.split(',').collect()).collect();
+    let text = |i: usize| -> ArrayRef {
+        Arc::new(StringArray::from_iter(rows.iter().map(|r| (!r[i].is_empty()).then_some(r[i]))))
+    };
+    let columns: Vec<(&str, ArrayRef)> = vec![
+        ("user_id", text(0)),
+        ("timestamp", text(1)),
+        ("channel", text(2)),
+        ("utm_campaign", text(3)),
+        ("conversion", Arc::new(BooleanArray::from_iter(rows.iter().map(|r| Some(r[4] == "1"))))),
+        ("conversion_value", Arc::new(Float64Array::from_iter(rows.iter().map(|r| r[5].parse::<f64>().ok())))),
+    ];
+    let batch = RecordBatch::try_from_iter(columns).unwrap();
+    let properties =
+        parquet::file::properties::WriterProperties::builder().set_max_row_group_row_count(Some(300)).build();
+    let file = std::fs::File::create(path).unwrap();
+    let mut writer = parquet::arrow::ArrowWriter::try_new(file, batch.schema(), Some(properties)).unwrap();
+    writer.write(&batch).unwrap();
+    writer.close().unwrap();
+}
+
+#[test]
+fn credit_by_campaign_adds_up_to_each_channel_whatever_the_input_and_partitioning() {
+    let dir = workdir();
+    let csv = campaign_events(400);
+    let file = write(dir.path(), "campaigns.csv", &csv);
+    let models = "first_touch,linear,time_decay,participation,markov,shapley";
+    let tables = dir.path().join("tables");
+    let one = attribute_json(
+        &file,
+        &["--breakdown", "campaign", "--models", models, "--partitions", "1", "--csv-dir", tables.to_str().unwrap()],
+    );
+    assert_eq!(one["options"]["breakdown"], json!(["campaign"]));
+    // Each channel's rows add up to its credit, under every model.
+    for (model, m) in one["models"].as_object().unwrap() {
+        for channel in m["channels"].as_array().unwrap() {
+            let name = channel["channel"].as_str().unwrap();
+            let rows: Vec<&Value> =
+                m["breakdown"].as_array().unwrap().iter().filter(|r| r["channel"] == name).collect();
+            assert!(!rows.is_empty(), "{model}/{name} has rows");
+            let sum = |field: &str| rows.iter().map(|r| r[field].as_f64().unwrap()).sum::<f64>();
+            let (conversions, value) = credit(&one, model, name);
+            assert_close(sum("conversions"), conversions, &format!("{model}/{name} conversions"));
+            assert_close(sum("value"), value, &format!("{model}/{name} value"));
+        }
+    }
+    let campaigns: Vec<&str> = one["models"]["linear"]["breakdown"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["campaign"].as_str().unwrap())
+        .collect();
+    assert!(campaigns.contains(&"(none)") && campaigns.contains(&"email-1"), "{campaigns:?}");
+    assert_eq!(campaigns.len(), 4 * 4, "three campaigns and (none) for each of four channels");
+
+    // The same rows however the input is partitioned, spilled or stored.
+    let want = rows_by_key(&one);
+    let parquet = dir.path().join("campaigns.parquet");
+    write_parquet(&parquet, &csv);
+    let args: [(&std::path::Path, &[&str]); 2] = [
+        (&file, &["--partitions", "7", "--memory-budget-mb", "0"]),
+        (&parquet, &["--threads", "2", "--partitions", "3"]),
+    ];
+    for (input, extra) in args {
+        let mut all = vec!["--breakdown", "campaign", "--models", models];
+        all.extend(extra);
+        let got = rows_by_key(&attribute_json(input, &all));
+        assert_eq!(got.len(), want.len(), "{extra:?}");
+        for (g, w) in got.iter().zip(&want) {
+            assert_eq!((&g.0, &g.1, &g.2), (&w.0, &w.1, &w.2), "{extra:?}");
+            assert_close(g.3, w.3, &format!("{w:?} {extra:?}"));
+            assert_close(g.4, w.4, &format!("{w:?} value {extra:?}"));
+        }
+    }
+
+    // The tidy table: one row per model × channel × campaign.
+    let table = std::fs::read_to_string(tables.join("breakdown.csv")).unwrap();
+    let mut lines = table.lines();
+    assert_eq!(lines.next(), Some("model,channel,campaign,conversions,value"));
+    assert_eq!(lines.count(), want.len());
+    assert!(table.contains("\nlinear,email,email-1,"), "{table}");
+    assert!(!tables.join("period_breakdown.csv").exists(), "no periods, no table of them");
+
+    // The table view has a breakdown section.
+    let output = attribute(&file, &["--breakdown", "campaign", "--models", "linear,markov", "--table"]);
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(text.contains("conversions credited by channel and campaign"), "{text}");
+    assert!(text.lines().any(|l| l.starts_with("email") && l.contains("email-1")), "{text}");
+
+    // Without the option, no breakdown anywhere.
+    let plain = attribute_json(&file, &["--models", models]);
+    assert!(!plain.to_string().contains("breakdown"));
+    for (model, m) in plain["models"].as_object().unwrap() {
+        for channel in m["channels"].as_array().unwrap() {
+            let name = channel["channel"].as_str().unwrap();
+            let (a, b) = (credit(&plain, model, name), credit(&one, model, name));
+            assert_close(b.0, a.0, &format!("{model}/{name}: a breakdown leaves the channel figures as they are"));
+        }
+    }
+}
+
+#[test]
+fn too_many_campaigns_or_a_missing_column_are_refused_naming_them() {
+    let dir = workdir();
+    let file = write(dir.path(), "campaigns.csv", campaign_events(100));
+    let output = attribute(&file, &["--breakdown", "campaign", "--max-breakdown-values", "10"]);
+    let (code, stderr) = failure(&output);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("limit_exceeded") && stderr.contains("max_breakdown_values"), "{stderr}");
+    assert!(attribute(&file, &["--breakdown", "campaign", "--max-breakdown-values", "16"]).status.success());
+
+    let (code, stderr) = failure(&attribute(&file, &["--breakdown", "ad_group"]));
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("missing_columns") && stderr.contains("ad_group"), "{stderr}");
+    assert!(stderr.contains("utm_campaign"), "the file's columns are named: {stderr}");
+    let (code, stderr) = failure(&attribute(&file, &["--breakdown", "a", "--breakdown", "b", "--breakdown", "c"]));
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("breakdown"), "{stderr}");
+}
+
+/// `result` with every breakdown sorted by channel and campaign (rows whose credits differ
+/// by rounding only may sort either way) and every channel list by name.
+fn sorted(mut result: Value) -> Value {
+    fn sort(value: &mut Value) {
+        match value {
+            Value::Object(map) => {
+                if let Some(Value::Array(rows)) = map.get_mut("breakdown") {
+                    rows.sort_by_key(|r| {
+                        (r["channel"].as_str().map(str::to_owned), r["campaign"].as_str().map(str::to_owned))
+                    });
+                }
+                if let Some(Value::Array(channels)) = map.get_mut("channels") {
+                    channels.sort_by_key(|c| c["channel"].as_str().map(str::to_owned));
+                }
+                map.values_mut().for_each(sort);
+            }
+            Value::Array(items) => items.iter_mut().for_each(sort),
+            _ => {}
+        }
+    }
+    sort(&mut result);
+    result
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_service_breaks_credit_down_over_chunks_as_the_local_command_does() {
+    let env = vec![
+        ("MTA_ROWS_PER_CHUNK", "500".into()),
+        ("MTA_CSV_RANGE_BYTES", "30000".into()),
+        ("MTA_MAX_BREAKDOWN_VALUES", "16".into()),
+    ];
+    let service = Service::start(ServiceSpec { workers: 2, env, ..ServiceSpec::default() }).await;
+    let dir = workdir();
+    let file = write(dir.path(), "campaigns.csv", campaign_events(1_000));
+    let options = json!({ "breakdown": ["campaign"], "period": "week", "models": ["linear", "markov", "shapley"] });
+    let job = service.run(&file, json!({ "options": options })).await;
+    assert_eq!(job["state"], "succeeded", "{job}");
+    let id = job["id"].as_str().unwrap();
+    let (_, result) = service.get(&format!("/v1/jobs/{id}/result")).await;
+    let local =
+        attribute_json(&file, &["--breakdown", "campaign", "--period", "week", "--models", "linear,markov,shapley"]);
+    assert!(local["periods"].as_array().unwrap().len() > 1);
+    assert!(local["periods"][0]["models"]["markov"]["breakdown"].is_array(), "each period has its breakdown");
+    assert_same_result(&sorted(without_job_id(result.clone())), &sorted(local), "result");
+
+    for (table, header) in [
+        ("breakdown", "model,channel,campaign,conversions,value"),
+        ("period_breakdown", "period,model,channel,campaign,conversions,value"),
+    ] {
+        let (status, csv) = service.get_bytes(&format!("/v1/jobs/{id}/result?format=csv&table={table}")).await;
+        assert_eq!(status, 200, "{table}");
+        let csv = String::from_utf8(csv).unwrap();
+        assert_eq!(csv.lines().next(), Some(header));
+        let whole = result["models"].as_object().unwrap().values().map(|m| m["breakdown"].as_array().unwrap().len());
+        if table == "breakdown" {
+            assert_eq!(csv.lines().count(), whole.sum::<usize>() + 1);
+        }
+    }
+
+    // One campaign more than the service allows (16 = four channels × three campaigns and
+    // none): refused, naming the limit.
+    let more = format!("{}u-extra,2026-03-01T00:00:00Z,email,brand-new,0,\n", campaign_events(1_000));
+    let upload = service.upload(more.into_bytes()).await;
+    let id = service.submit_ok(json!({ "upload_id": upload, "options": { "breakdown": ["campaign"] } })).await;
+    let job = service.wait(&id, Duration::from_secs(60)).await;
+    assert_eq!(
+        (job["state"].as_str(), job["error"]["code"].as_str()),
+        (Some("failed"), Some("limit_exceeded")),
+        "{job}"
+    );
+    assert!(job["error"]["message"].as_str().unwrap_or_default().contains("max_breakdown_values"), "{job}");
+    // Refused before any row is read: a bad breakdown option.
+    let (status, body) = service.submit(json!({ "upload_id": upload, "options": { "breakdown": ["value"] } })).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (422, Some("invalid_option")), "{body}");
+    service.assert_nothing_stuck().await;
+}
