@@ -25,6 +25,9 @@ const state = {
   viewing: null,
   result: null,
   model: null,
+  /** The breakdown table's order (`{key, ascending}`) and its folded channels. */
+  breakdownSort: null,
+  breakdownFolded: null,
 };
 
 // ---------------------------------------------------------------- formatting
@@ -275,6 +278,9 @@ function jobSpec() {
   const timezone = $('timezone').value.trim();
   if (timezone && !options.period) throw new FormProblem('A time zone applies only with credit over time.');
   if (timezone) options.timezone = timezone;
+  const breakdown = $('breakdown').value.split(',').map((c) => c.trim()).filter(Boolean);
+  if (breakdown.length > 2) throw new FormProblem('Break down by at most two columns.');
+  if (breakdown.length) options.breakdown = breakdown;
   if (Object.keys(options).length) spec.options = options;
   if ($('export_credits').checked) spec.export_credits = true;
   return spec;
@@ -459,6 +465,8 @@ async function openJob(id, focus) {
   const job = state.jobs.get(id);
   state.viewing = id;
   state.result = null;
+  state.breakdownSort = null;
+  state.breakdownFolded = null;
   section.hidden = false;
   delete section.dataset.jobId;
   delete section.dataset.ready;
@@ -581,6 +589,7 @@ function drawModel() {
     rows: channels.map((c) => ({ label: c.channel, value: c.value })),
   });
   drawPeriods();
+  drawBreakdown();
   const notes = [];
   if (model.note) notes.push(model.note);
   if (model.conserves_totals === false) notes.push('This model\'s credits do not add up to the total conversions.');
@@ -614,6 +623,100 @@ function drawPeriods() {
   $('periods-note').textContent = `${labels.length} periods by the conversion's date (${result.options?.timezone || 'UTC'})`;
 }
 
+/** Rows of the breakdown table drawn at most: the CSV has them all. */
+const MAX_BREAKDOWN_ROWS = 2000;
+
+/**
+ * The chosen model's credit per channel × breakdown values: a row per channel (its figures,
+ * a button to fold its rows) followed by its rows. Headers sort: channels by name or by their
+ * figures, rows within each channel by the column clicked.
+ */
+function drawBreakdown() {
+  const result = state.result;
+  const columns = result?.options?.breakdown || [];
+  const model = result?.models?.[state.model];
+  const rows = model?.breakdown;
+  $('breakdown-panel').hidden = !rows;
+  $('download-breakdown').hidden = !rows;
+  if (!rows) return;
+  const sort = state.breakdownSort || { key: 'conversions', ascending: false };
+  const fields = [['channel', 'Channel', false], ...columns.map((c) => [`value:${c}`, c, false]),
+    ['conversions', 'Conversions', true], ['value', 'Value', true]];
+  $('breakdown-title').textContent = `Credit by channel and ${columns.join(' and ')}`;
+  $('breakdown-caption').textContent = `Credit by channel and ${columns.join(' and ')} under ${state.model}`;
+  $('breakdown-head').replaceChildren(...fields.map(([key, label, number]) => {
+    const th = element('th', { scope: 'col', 'data-sort': key, class: number ? 'number' : '' });
+    if (sort.key === key) th.setAttribute('aria-sort', sort.ascending ? 'ascending' : 'descending');
+    const button = element('button', { type: 'button', 'data-sort': key }, label);
+    button.addEventListener('click', () => {
+      const same = sort.key === key;
+      state.breakdownSort = { key, ascending: same ? !sort.ascending : !number };
+      drawBreakdown();
+    });
+    th.append(button);
+    return th;
+  }));
+  // Values from the data are shown as they are (no `code` markup).
+  const plain = (name, attributes, value) => {
+    const node = element(name, attributes);
+    node.textContent = value;
+    return node;
+  };
+  const text = (row, key) => (key === 'channel' ? row.channel : row[key.slice('value:'.length)] ?? '');
+  const compare = (a, b, key) => {
+    const order = key === 'conversions' || key === 'value' ? a[key] - b[key] : text(a, key).localeCompare(text(b, key));
+    return sort.ascending ? order : -order;
+  };
+  // Channels keep the model's order unless sorted by name or by a figure.
+  const channels = (model.channels || []).filter((c) => rows.some((r) => r.channel === c.channel));
+  if (sort.key === 'channel' || sort.key === 'conversions' || sort.key === 'value') {
+    channels.sort((a, b) => compare(a, b, sort.key));
+  }
+  const byChannel = new Map(channels.map((c) => [c.channel, []]));
+  for (const row of rows) byChannel.get(row.channel)?.push(row);
+  const folded = state.breakdownFolded || new Set();
+  const body = [];
+  let drawn = 0;
+  for (const channel of channels) {
+    const own = byChannel.get(channel.channel);
+    if (sort.key !== 'channel') own.sort((a, b) => compare(a, b, sort.key));
+    const open = !folded.has(channel.channel);
+    const toggle = plain('button', { type: 'button', 'aria-expanded': String(open), 'data-channel': channel.channel },
+      channel.channel);
+    toggle.addEventListener('click', () => {
+      const now = state.breakdownFolded || new Set();
+      if (now.has(channel.channel)) now.delete(channel.channel); else now.add(channel.channel);
+      state.breakdownFolded = now;
+      drawBreakdown();
+    });
+    const head = element('tr', {
+      class: 'channel-row', 'data-channel': channel.channel, 'data-conversions': channel.conversions,
+      'data-value': channel.value, 'data-rows': own.length,
+    });
+    const name = element('td', { colspan: 1 + columns.length });
+    name.append(toggle, element('span', { class: 'muted' }, ` · ${own.length} ${own.length === 1 ? 'row' : 'rows'}`));
+    head.append(name, element('td', { class: 'number' }, count(channel.conversions)),
+      element('td', { class: 'number' }, money(channel.value)));
+    body.push(head);
+    for (const row of own) {
+      if (drawn >= MAX_BREAKDOWN_ROWS) break;
+      drawn += 1;
+      const line = element('tr', {
+        class: 'breakdown-row', 'data-channel': row.channel, 'data-values': JSON.stringify(columns.map((c) => row[c])),
+        'data-conversions': row.conversions, 'data-value': row.value,
+      });
+      if (!open) line.hidden = true;
+      line.append(plain('td', {}, row.channel), ...columns.map((c) => plain('td', {}, row[c])),
+        element('td', { class: 'number' }, count(row.conversions)), element('td', { class: 'number' }, money(row.value)));
+      body.push(line);
+    }
+  }
+  $('breakdown-body').replaceChildren(...body);
+  $('breakdown-note').textContent = drawn < rows.length
+    ? `${drawn} of ${rows.length} rows shown; the CSV has them all`
+    : `${rows.length} rows under ${state.model}; a channel's rows add up to its credit`;
+}
+
 async function save(path, filename) {
   clearError($('result-error'));
   try {
@@ -633,6 +736,8 @@ function wireResult() {
     save(`/v1/jobs/${job()}/result?format=csv`, `result-${short(state.viewing)}.csv`));
   $('download-periods').addEventListener('click', () =>
     save(`/v1/jobs/${job()}/result?format=csv&table=periods`, `periods-${short(state.viewing)}.csv`));
+  $('download-breakdown').addEventListener('click', () =>
+    save(`/v1/jobs/${job()}/result?format=csv&table=breakdown`, `breakdown-${short(state.viewing)}.csv`));
   $('download-json').addEventListener('click', () =>
     save(`/v1/jobs/${job()}/result`, `result-${short(state.viewing)}.json`));
   $('download-credits').addEventListener('click', () =>

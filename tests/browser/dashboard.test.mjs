@@ -385,6 +385,113 @@ async function main() {
     log(`dark theme: background ${darkColors.background} (light: ${lightBackground}), text ${darkColors.text}`);
     await dark.close();
 
+    // Credit by channel and campaign: a file with a campaign column, broken down from the form;
+    // the table checked against the API's rows, then sorted and folded.
+    const campaigns = ['user_id,timestamp,channel,utm_campaign,conversion,conversion_value'];
+    const CHANNELS = ['email', 'search', 'display', 'social'];
+    for (let user = 0; user < 120; user += 1) {
+      const touches = (user % 3) + 1;
+      for (let touch = 0; touch < touches; touch += 1) {
+        const channel = CHANNELS[(user * 7 + touch * 3) % CHANNELS.length];
+        const n = (Math.floor(user / 4) + touch * 2) % 4;
+        const campaign = n === 3 ? '' : `${channel}-${n}`;
+        campaigns.push(`u${user},2026-03-${String(1 + touch).padStart(2, '0')}T10:00:00Z,${channel},${campaign},0,`);
+      }
+      if (user % 3 !== 0) campaigns.push(`u${user},2026-03-06T10:00:00Z,,,1,${10 + (user % 7)}`);
+    }
+    const before = await page.getAttribute('#upload-text', 'data-upload-id');
+    await page.setInputFiles('#file-input',
+      { name: 'campaigns.csv', mimeType: 'text/csv', buffer: Buffer.from(`${campaigns.join('\n')}\n`) });
+    await page.waitForFunction((old) => {
+      const id = document.getElementById('upload-text').dataset.uploadId;
+      return id && id !== old;
+    }, before, { timeout: 60_000 });
+    await page.selectOption('#period', '');
+    await page.fill('#breakdown', 'campaign, a, b');
+    await page.click('#submit-job');
+    await page.waitForSelector('#submit-error:not([hidden])');
+    assert.ok(/at most two columns/.test(await page.innerText('#submit-error')), 'three columns are refused by the page');
+    await page.fill('#breakdown', 'campaign');
+    await page.click('#submit-job');
+    await page.waitForFunction((old) => {
+      const id = document.querySelector('#submit-status')?.dataset.jobId;
+      return id && id !== old;
+    }, jobId);
+    const byCampaignId = await page.getAttribute('#submit-status', 'data-job-id');
+    const byCampaignJob = await api(`/v1/jobs/${byCampaignId}`);
+    assert.deepEqual(byCampaignJob.spec.options.breakdown, ['campaign']);
+    await openResult(page, byCampaignId);
+    const byCampaign = await api(`/v1/jobs/${byCampaignId}/result`);
+    assert.equal(await page.isHidden('#breakdown-panel'), false, 'the breakdown table is shown');
+    const tableRows = () => page.$$eval('#breakdown-body tr.breakdown-row', (rows) => rows.map((r) => ({
+      channel: r.dataset.channel, values: JSON.parse(r.dataset.values), conversions: Number(r.dataset.conversions),
+      value: Number(r.dataset.value), hidden: r.hidden,
+    })));
+    const channelRows = () => page.$$eval('#breakdown-body tr.channel-row', (rows) => rows.map((r) => ({
+      channel: r.dataset.channel, conversions: Number(r.dataset.conversions), value: Number(r.dataset.value),
+      rows: Number(r.dataset.rows),
+    })));
+    for (const model of ['linear', 'markov', 'shapley']) {
+      await page.selectOption('#model-select', model);
+      await page.waitForFunction((m) => document.querySelector('#breakdown-caption')?.textContent.endsWith(` ${m}`), model);
+      const expected = byCampaign.models[model].breakdown;
+      const shown = await tableRows();
+      assert.equal(shown.length, expected.length, `${model}: a table row per breakdown row`);
+      // By default in the API's order: channels as ranked, then by conversions.
+      shown.forEach((row, i) => {
+        assert.equal(row.channel, expected[i].channel, `${model} row ${i} channel`);
+        assert.deepEqual(row.values, [expected[i].campaign], `${model} row ${i} campaign`);
+        close(row.conversions, expected[i].conversions, `${model} ${row.channel}/${row.values[0]} conversions`);
+        close(row.value, expected[i].value, `${model} ${row.channel}/${row.values[0]} value`);
+      });
+      const groups = await channelRows();
+      assert.deepEqual(groups.map((g) => g.channel), byCampaign.models[model].channels.map((c) => c.channel));
+      for (const group of groups) {
+        const credit = byCampaign.models[model].channels.find((c) => c.channel === group.channel);
+        close(group.conversions, credit.conversions, `${model} ${group.channel} total`);
+        const sum = shown.filter((r) => r.channel === group.channel).reduce((n, r) => n + r.conversions, 0);
+        close(sum, credit.conversions, `${model} ${group.channel}: its rows add up to its credit`);
+      }
+    }
+    log(`breakdown table: every row of linear, markov and shapley equals the API's, channel rows add up`);
+
+    // Sorting by a header: campaigns by name within each channel, channels by their credit.
+    await page.click('#breakdown-head button[data-sort="value:campaign"]');
+    assert.equal(await page.getAttribute('#breakdown-head th[data-sort="value:campaign"]', 'aria-sort'), 'ascending');
+    let sortedRows = await tableRows();
+    for (const channel of new Set(sortedRows.map((r) => r.channel))) {
+      const names = sortedRows.filter((r) => r.channel === channel).map((r) => r.values[0]);
+      assert.deepEqual(names, [...names].sort((a, b) => a.localeCompare(b)), `${channel}: campaigns by name`);
+    }
+    await page.click('#breakdown-head button[data-sort="conversions"]');
+    await page.click('#breakdown-head button[data-sort="conversions"]');
+    assert.equal(await page.getAttribute('#breakdown-head th[data-sort="conversions"]', 'aria-sort'), 'ascending');
+    const ascending = await channelRows();
+    assert.deepEqual(ascending.map((g) => g.conversions), [...ascending.map((g) => g.conversions)].sort((a, b) => a - b));
+    sortedRows = await tableRows();
+    for (const channel of new Set(sortedRows.map((r) => r.channel))) {
+      const values = sortedRows.filter((r) => r.channel === channel).map((r) => r.conversions);
+      assert.deepEqual(values, [...values].sort((a, b) => a - b), `${channel}: rows by conversions, ascending`);
+    }
+    // Folding a channel hides its rows; unfolding shows them again.
+    const folded = ascending[0].channel;
+    await page.click(`#breakdown-body tr.channel-row button[data-channel="${folded}"]`);
+    assert.equal(await page.getAttribute(`#breakdown-body tr.channel-row button[data-channel="${folded}"]`, 'aria-expanded'), 'false');
+    assert.ok((await tableRows()).filter((r) => r.channel === folded).every((r) => r.hidden), 'folded rows are hidden');
+    assert.ok((await tableRows()).filter((r) => r.channel !== folded).every((r) => !r.hidden), 'others stay open');
+    await page.click(`#breakdown-body tr.channel-row button[data-channel="${folded}"]`);
+    assert.ok((await tableRows()).every((r) => !r.hidden), 'unfolded again');
+    const [breakdownCsv] = await Promise.all([page.waitForEvent('download'), page.click('#download-breakdown')]);
+    const breakdownLines = (await readFile(await breakdownCsv.path(), 'utf8')).trim().split('\n');
+    assert.equal(breakdownLines[0], 'model,channel,campaign,conversions,value');
+    const breakdownCells = Object.values(byCampaign.models).reduce((n, m) => n + m.breakdown.length, 0);
+    assert.equal(breakdownLines.length - 1, breakdownCells, 'one breakdown CSV row per model × channel × campaign');
+    await page.$eval('#breakdown-panel', (panel) => panel.scrollIntoView({ block: 'start' }));
+    await page.screenshot({ path: path.join(artifacts, 'breakdown-light-viewport.png') });
+    const tableWidth = await page.evaluate(() => document.documentElement.scrollWidth);
+    assert.ok(tableWidth <= VIEWPORT.width, `the page scrolls sideways: ${tableWidth} px`);
+    log('breakdown table sorts by campaign and by conversions (channels and rows), folds a channel, downloads its CSV');
+
     // Forgetting the key clears it and everything shown with it.
     await page.click('#key-forget');
     assert.equal(await page.evaluate(() => sessionStorage.length), 0);

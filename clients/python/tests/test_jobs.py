@@ -166,6 +166,40 @@ def test_credit_per_period_is_typed_and_has_its_csv_table(
     assert len(positions) == len(result.reports["positions"])
 
 
+def test_credit_by_campaign_is_typed_and_has_its_csv_table(
+    service: Service, client: Client, tmp_path: Path
+) -> None:
+    lines = ["user_id,timestamp,channel,utm_campaign,conversion,conversion_value"]
+    for user in range(60):
+        for touch in range(user % 3 + 1):
+            channel = ("email", "search", "social")[(user + touch) % 3]
+            campaign = "" if (user + 2 * touch) % 4 == 3 else f"{channel}-{(user + 2 * touch) % 4}"
+            lines.append(f"u{user},2026-02-{1 + touch:02}T10:00:00Z,{channel},{campaign},0,")
+        if user % 2:
+            lines.append(f"u{user},2026-02-05T10:00:00Z,,,1,{10 + user}")
+    data = tmp_path / "campaigns.csv"
+    data.write_text("\n".join(lines) + "\n")
+    job = client.submit(client.upload(data), models=["linear", "markov"], breakdown="campaign")
+    assert job.record.spec["options"]["breakdown"] == ["campaign"]
+    result = job.result(timeout=120)
+    assert result.options.breakdown == ["campaign"]
+    local = service.attribute_locally(data, "--models", "linear,markov", "--breakdown", "campaign")
+    for name, model in result.models.items():
+        assert model.breakdown is not None
+        assert {r.channel for r in model.breakdown} == {c.channel for c in model.channels}
+        assert all(set(r.values) == {"campaign"} for r in model.breakdown)
+        for credit in model.channels:
+            rows = [r for r in model.breakdown if r.channel == credit.channel]
+            assert sum(r.conversions for r in rows) == pytest.approx(credit.conversions, rel=1e-9)
+            assert sum(r.value for r in rows) == pytest.approx(credit.value, rel=1e-9)
+        local_rows = {(r["channel"], r["campaign"]): r["conversions"] for r in local["models"][name]["breakdown"]}
+        assert {(r.channel, r.values["campaign"]): pytest.approx(r.conversions) for r in model.breakdown} == local_rows
+    table = pd.read_csv(io.StringIO(job.result_csv("breakdown")), keep_default_na=False)
+    assert list(table.columns) == ["model", "channel", "campaign", "conversions", "value"]
+    assert len(table) == sum(len(m.breakdown or []) for m in result.models.values())
+    assert "(none)" in set(table["campaign"])
+
+
 def test_dataframes_and_tables_upload_as_parquet(service: Service, client: Client, events_csv: Path) -> None:
     local = service.attribute_locally(events_csv, "--models", "linear,markov")
     frame = pd.read_csv(events_csv, dtype={"user_id": str, "timestamp": str})

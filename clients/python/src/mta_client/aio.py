@@ -217,6 +217,7 @@ class AsyncClient:
         channel_rules: ChannelRulesLike | None = None,
         period: Period | None = None,
         timezone: str | None = None,
+        breakdown: Sequence[str] | str | None = None,
         export_credits: bool | None = None,
         webhook: str | Webhook | None = None,
         idempotency_key: str | None = None,
@@ -235,8 +236,8 @@ class AsyncClient:
                 models=models, markov_order=markov_order, lookback_days=lookback_days,
                 half_life_days=half_life_days, position_weights=position_weights, direct_channels=direct_channels,
                 conversion_row_is_touch=conversion_row_is_touch, max_journey_touches=max_journey_touches,
-                channel_rules=channel_rules, period=period, timezone=timezone, export_credits=export_credits,
-                webhook=webhook,
+                channel_rules=channel_rules, period=period, timezone=timezone, breakdown=breakdown,
+                export_credits=export_credits, webhook=webhook,
             ),
         )
         key = idempotency_key_for(idempotency_key)
@@ -354,7 +355,8 @@ class AsyncJob:
 
     async def result_csv(self, table: str = "channels") -> str:
         """A tidy table as the service's CSV (``?format=csv&table=``): ``channels``, ``periods``,
-        ``path_length``, ``time_lag`` or ``positions``."""
+        ``path_length``, ``time_lag``, ``positions``, or with ``breakdown``: ``breakdown`` and
+        ``period_breakdown``."""
         self._check()
         return (await self.client.request("GET", f"/v1/jobs/{self.id}/result", params={"format": "csv", "table": table})).text
 

@@ -18,8 +18,8 @@ if TYPE_CHECKING:
     import polars
     import pyarrow
 
-__all__ = ["Summary", "PositionWeights", "AppliedOptions", "ChannelCredit", "ModelResult", "AttributionResult",
-           "TIDY_COLUMNS"]
+__all__ = ["Summary", "PositionWeights", "AppliedOptions", "ChannelCredit", "BreakdownRow", "ModelResult",
+           "AttributionResult", "TIDY_COLUMNS"]
 
 TIDY_COLUMNS: tuple[str, ...] = (
     "model", "channel", "conversions", "value", "share", "removal_effect", "removal_effect_value",
@@ -95,6 +95,8 @@ class AppliedOptions:
     timezone: str
     #: ``None`` when the file's channel column named the channels.
     channel_rules: AppliedChannelRules | None = None
+    #: The columns each channel's credit is broken down by (empty: none).
+    breakdown: list[str] = field(default_factory=list)
 
     @classmethod
     def from_json(cls, value: Mapping[str, Any]) -> AppliedOptions:
@@ -115,6 +117,7 @@ class AppliedOptions:
             channel_rules=None if rules is None else AppliedChannelRules(str(rules["name"]), int(rules["rules"])),
             period=value.get("period"),
             timezone=str(value.get("timezone", "UTC")),
+            breakdown=[str(b) for b in value.get("breakdown", [])],
         )
 
 
@@ -146,6 +149,27 @@ class ChannelCredit:
 
 
 @dataclass(frozen=True)
+class BreakdownRow:
+    """A model's credit to one channel × breakdown values (the ``breakdown`` option)."""
+
+    channel: str
+    #: The breakdown column (as the job named it) → this row's value (``(none)``: touches without one).
+    values: dict[str, str]
+    conversions: float
+    value: float
+
+    @classmethod
+    def from_json(cls, value: Mapping[str, Any]) -> BreakdownRow:
+        fixed = ("channel", "conversions", "value")
+        return cls(
+            channel=str(value["channel"]),
+            values={str(k): str(v) for k, v in value.items() if k not in fixed},
+            conversions=float(value["conversions"]),
+            value=float(value["value"]),
+        )
+
+
+@dataclass(frozen=True)
 class ModelResult:
     model: str
     #: Sorted by credited conversions, descending (then by name).
@@ -158,11 +182,14 @@ class ModelResult:
     #: Markov only.
     order: int | None = None
     conversion_probability: float | None = None
+    #: With ``breakdown``: the credit per channel × breakdown values; a channel's rows add up to it.
+    breakdown: list[BreakdownRow] | None = None
 
     @classmethod
     def from_json(cls, model: str, value: Mapping[str, Any]) -> ModelResult:
         order = value.get("order")
         probability = value.get("conversion_probability")
+        rows = value.get("breakdown")
         return cls(
             model=model,
             channels=[ChannelCredit.from_json(c) for c in value["channels"]],
@@ -172,6 +199,7 @@ class ModelResult:
             note=value.get("note"),
             order=None if order is None else int(order),
             conversion_probability=None if probability is None else float(probability),
+            breakdown=None if rows is None else [BreakdownRow.from_json(r) for r in rows],
         )
 
     def channel(self, name: str) -> ChannelCredit:

@@ -88,6 +88,7 @@ class JobOptions(TypedDict, total=False):
     channel_rules: ChannelRulesLike
     period: Period
     timezone: str
+    breakdown: Sequence[str]
     export_credits: bool
     webhook: str | Webhook
     idempotency_key: str
@@ -100,7 +101,7 @@ SPEC_KEYWORDS: tuple[str, ...] = (
 #: Keywords that are fields of its ``options`` object (``OptionsSpec``).
 OPTION_KEYWORDS: tuple[str, ...] = (
     "models", "markov_order", "lookback_days", "half_life_days", "position_weights", "direct_channels",
-    "conversion_row_is_touch", "max_journey_touches", "channel_rules", "period", "timezone",
+    "conversion_row_is_touch", "max_journey_touches", "channel_rules", "period", "timezone", "breakdown",
 )
 #: Keywords sent as headers of ``POST /v1/jobs``, by header name.
 HEADER_KEYWORDS: dict[str, str] = {"Idempotency-Key": "idempotency_key"}
@@ -122,7 +123,7 @@ def _json_value(name: str, value: Any) -> Any:
         return (Webhook(value) if isinstance(value, str) else value).to_json()
     if name == "models":
         return [value] if isinstance(value, str) else list(value)
-    if name == "direct_channels":
+    if name in ("direct_channels", "breakdown"):
         return [value] if isinstance(value, str) else list(value)
     if name == "columns":
         return dict(value)
