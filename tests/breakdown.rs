@@ -141,6 +141,32 @@ fn credit_by_campaign_adds_up_to_each_channel_whatever_the_input_and_partitionin
     assert!(table.contains("\nlinear,email,email-1,"), "{table}");
     assert!(!tables.join("period_breakdown.csv").exists(), "no periods, no table of them");
 
+    // Per-journey credits stay per channel.
+    let credits = dir.path().join("credits.parquet");
+    attribute_json(&file, &["--breakdown", "campaign", "--models", "linear", "--credits", credits.to_str().unwrap()]);
+    let reader =
+        parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&credits).unwrap())
+            .unwrap()
+            .build()
+            .unwrap();
+    let mut linear = std::collections::BTreeMap::<String, f64>::new();
+    for batch in reader {
+        use arrow::array::AsArray;
+        let batch = batch.unwrap();
+        let channel = batch.column(batch.schema().index_of("channel").unwrap()).as_string::<i32>().clone();
+        let conversions = batch
+            .column(batch.schema().index_of("conversions").unwrap())
+            .as_primitive::<arrow::datatypes::Float64Type>()
+            .clone();
+        for i in 0..batch.num_rows() {
+            *linear.entry(channel.value(i).to_owned()).or_default() += conversions.value(i);
+        }
+    }
+    assert_eq!(linear.keys().collect::<Vec<_>>(), ["display", "email", "search", "social"]);
+    for (channel, conversions) in &linear {
+        assert_close(*conversions, credit(&one, "linear", channel).0, &format!("credits of {channel}"));
+    }
+
     // The table view has a breakdown section.
     let output = attribute(&file, &["--breakdown", "campaign", "--models", "linear,markov", "--table"]);
     let text = String::from_utf8_lossy(&output.stdout);
@@ -234,6 +260,15 @@ async fn the_service_breaks_credit_down_over_chunks_as_the_local_command_does() 
         let whole = result["models"].as_object().unwrap().values().map(|m| m["breakdown"].as_array().unwrap().len());
         if table == "breakdown" {
             assert_eq!(csv.lines().count(), whole.sum::<usize>() + 1);
+            // `mta result --table breakdown` prints the same table.
+            let printed = std::process::Command::new(env!("CARGO_BIN_EXE_mta"))
+                .args(["result", id, "--table", "breakdown"])
+                .env("MTA_URL", &service.base)
+                .env("MTA_API_KEY", &service.key)
+                .output()
+                .expect("mta runs");
+            assert!(printed.status.success(), "{}", String::from_utf8_lossy(&printed.stderr));
+            assert_eq!(String::from_utf8_lossy(&printed.stdout), csv);
         }
     }
 

@@ -219,17 +219,23 @@ impl Run<'_> {
     fn attribute_partitions(&self, channels: &ChannelOrder, options: &Options) -> Result<Partial, RunError> {
         // With credits to export, partitions are read twice, so what is in memory stays there.
         let keep = self.keeps_user_ids();
-        let partials = (0..self.store.partitions() as usize)
-            .into_par_iter()
-            .map_init(Loaded::default, |loaded, p| {
-                self.store.load_into(p, keep, loaded)?;
-                channels.apply(&mut loaded.chunk);
-                Ok(Partial::from_events(&loaded.chunk, options)?)
-            })
-            .collect::<Result<Vec<Partial>, RunError>>()?;
         let mut total = Partial::for_dictionary(options, channels.by_name.names());
-        for partial in &partials {
-            total.merge(partial);
+        // A few partitions per thread at a time, merged in partition order: the same sums in
+        // the same order whatever the threads did, and at most a window's partials in memory
+        // (with periods and a breakdown, one partial can hold megabytes).
+        let partitions: Vec<usize> = (0..self.store.partitions() as usize).collect();
+        for window in partitions.chunks(rayon::current_num_threads().max(1) * 4) {
+            let partials = window
+                .par_iter()
+                .map_init(Loaded::default, |loaded, &p| {
+                    self.store.load_into(p, keep, loaded)?;
+                    channels.apply(&mut loaded.chunk);
+                    Ok(Partial::from_events(&loaded.chunk, options)?)
+                })
+                .collect::<Result<Vec<Partial>, RunError>>()?;
+            for partial in &partials {
+                total.merge(partial);
+            }
         }
         Ok(total)
     }
