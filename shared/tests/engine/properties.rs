@@ -344,6 +344,11 @@ proptest! {
         let options = event_options(OptionsSpec { breakdown: Some(vec!["campaign".into()]), ..spec.clone() });
         let want = attribute_events(&event_chunk(&rows), &options);
         check_breakdown_adds_up(&want)?;
+        // Every reader reads the stored JSON back as the typed result, rows included.
+        let json = serde_json::to_string(&want).unwrap();
+        let read: AttributionResult = serde_json::from_str(&json).unwrap();
+        prop_assert_eq!(&read, &want);
+        prop_assert_eq!(serde_json::to_string(&read).unwrap(), json);
         check_conservation(&want)?;
         // The channels' figures are those without a breakdown.
         let plain_rows: Vec<Row> = rows
