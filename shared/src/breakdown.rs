@@ -73,9 +73,27 @@ pub struct BreakdownSums {
     pub rules: Vec<KeySums>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub markov: Option<MarkovShares>,
-    /// (channel, values) → key, built when first needed (merging).
+    /// Keys by the hash of their (channel, values), built when first needed (merging), so
+    /// that a lookup allocates nothing.
     #[serde(skip)]
-    index: FxHashMap<(u32, Vec<Option<String>>), u32>,
+    index: KeyIndex,
+}
+
+/// Keys by the hash of (channel, values): the first key of each hash, and the rare others
+/// whose hash collides with it.
+#[derive(Debug, Clone, Default)]
+struct KeyIndex {
+    first: FxHashMap<u64, u32>,
+    colliding: FxHashMap<u64, Vec<u32>>,
+    len: usize,
+}
+
+fn key_hash(channel: u32, values: &[Option<String>]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = rustc_hash::FxHasher::default();
+    channel.hash(&mut hasher);
+    values.hash(&mut hasher);
+    hasher.finish()
 }
 
 impl PartialEq for BreakdownSums {
@@ -142,7 +160,7 @@ impl BreakdownSums {
             seen: vec![false; n],
             rules: vec![KeySums::zeros(n); rules],
             markov: markov.then(|| MarkovShares { converting: KeySums::zeros(n), presence: vec![0.0; n] }),
-            index: FxHashMap::default(),
+            index: KeyIndex::default(),
         }
     }
 
@@ -156,11 +174,14 @@ impl BreakdownSums {
 
     /// The key of (channel, values), added with zero sums when new.
     fn key(&mut self, channel: u32, values: &[Option<String>]) -> usize {
-        if self.index.len() != self.channel.len() {
-            self.index =
-                (0..self.channel.len()).map(|k| ((self.channel[k], self.values[k].clone()), k as u32)).collect();
+        if self.index.len != self.channel.len() {
+            self.index = KeyIndex::default();
+            for k in 0..self.channel.len() {
+                self.index_key(key_hash(self.channel[k], &self.values[k]), k);
+            }
         }
-        if let Some(&key) = self.index.get(&(channel, values.to_vec())) {
+        let hash = key_hash(channel, values);
+        if let Some(key) = self.find(hash, channel, values) {
             return key as usize;
         }
         let key = self.channel.len();
@@ -174,8 +195,29 @@ impl BreakdownSums {
             markov.converting.push_zero();
             markov.presence.push(0.0);
         }
-        self.index.insert((channel, values.to_vec()), key as u32);
+        self.index_key(hash, key);
         key
+    }
+
+    /// The key of (channel, values), whose hash is `hash`, if there is one.
+    fn find(&self, hash: u64, channel: u32, values: &[Option<String>]) -> Option<u32> {
+        let same = |k: &u32| self.channel[*k as usize] == channel && self.values[*k as usize] == values;
+        match self.index.first.get(&hash) {
+            Some(k) if same(k) => Some(*k),
+            Some(_) => self.index.colliding.get(&hash).and_then(|keys| keys.iter().find(|k| same(k)).copied()),
+            None => None,
+        }
+    }
+
+    fn index_key(&mut self, hash: u64, key: usize) {
+        let index = &mut self.index;
+        match index.first.entry(hash) {
+            std::collections::hash_map::Entry::Vacant(entry) => {
+                entry.insert(key as u32);
+            }
+            std::collections::hash_map::Entry::Occupied(_) => index.colliding.entry(hash).or_default().push(key as u32),
+        }
+        index.len += 1;
     }
 
     /// Adds `other`'s sums, whose channel `c` is our `channel_map[c]`; `same_keys` when both
@@ -214,7 +256,7 @@ impl BreakdownSums {
             markov.presence.retain(|_| (keep[i], i += 1).0);
         }
         self.seen = vec![true; self.channel.len()];
-        self.index.clear();
+        self.index = KeyIndex::default();
     }
 
     /// The rows of one model: `credit(key)` gives a key's (conversions, value).
@@ -386,6 +428,20 @@ mod tests {
             r#"{"channel":"email","campaign":"spring","ad_group":"(none)","conversions":1.5,"value":20.0}"#
         );
         assert_eq!(serde_json::from_str::<BreakdownRow>(&json).unwrap(), row);
+    }
+
+    #[test]
+    fn keys_whose_hashes_collide_are_told_apart() {
+        let v = |s: &str| vec![Some(s.to_owned())];
+        let mut sums = BreakdownSums::with_keys(0, false, vec![0, 0, 1], vec![v("a"), v("b"), v("a")]);
+        for key in 0..3 {
+            sums.index_key(42, key);
+        }
+        assert_eq!(sums.find(42, 0, &v("a")), Some(0));
+        assert_eq!(sums.find(42, 0, &v("b")), Some(1));
+        assert_eq!(sums.find(42, 1, &v("a")), Some(2));
+        assert_eq!(sums.find(42, 1, &v("b")), None);
+        assert_eq!(sums.find(7, 0, &v("a")), None);
     }
 
     #[test]
