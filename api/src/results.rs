@@ -27,8 +27,8 @@ pub struct ResultQuery {
     format: Option<String>,
     /// With `format=csv`: `channels` (default: one row per model and channel), `periods` (one
     /// row per period, model and channel; the job's `period` option), or a journey report:
-    /// `path_length`, `time_lag`, `positions`.
-    #[param(pattern = "^(channels|periods|path_length|time_lag|positions)$")]
+    /// `path_length`, `time_lag`, `positions`, `paths`, `transitions` (the `markov` model's).
+    #[param(pattern = "^(channels|periods|path_length|time_lag|positions|paths|transitions)$")]
     table: Option<String>,
 }
 

@@ -20,6 +20,7 @@ pub mod journey;
 pub mod markov;
 pub mod options;
 pub mod partial;
+pub mod paths;
 pub mod period;
 pub mod reports;
 pub mod result;

@@ -90,7 +90,7 @@ impl Partial {
             counts: Counts::default(),
             rules,
             markov: options.wants(ModelId::Markov).then(|| MarkovCounts::new(options.markov_order)),
-            reports: ReportCounts::new(n),
+            reports: ReportCounts::new(n, options.max_report_paths),
             periods: BTreeMap::new(),
         }
     }
@@ -103,10 +103,15 @@ impl Partial {
         match options.period {
             None => for_each_event_journey(chunk, options, |journey, _| adder.add(&mut partial, journey, options)),
             Some(period) => {
-                // Each journey is added once, to its period; the whole is their sum.
+                // Each journey is added once, to its period; the whole is their sum. Paths
+                // are reported for the whole only: they go straight to it.
                 let empty = partial.clone();
                 let mut periods = BTreeMap::new();
+                adder.paths = false;
                 for_each_event_journey(chunk, options, |journey, _| {
+                    if journey.conversions > 0.0 || journey.nulls > 0.0 {
+                        partial.reports.add_path(&adder.valued(journey));
+                    }
                     let at = journey.conversion_time.or_else(|| journey.touch_times.and_then(|t| t.last().copied()));
                     match at {
                         Some(at) => {
@@ -252,17 +257,27 @@ fn too_large(column: &str, what: &str) -> AttributionError {
 pub(crate) struct JourneyAdder {
     is_direct: Vec<bool>,
     weights: Vec<f64>,
+    /// Whether journeys' paths are counted in the partial they are added to.
+    paths: bool,
 }
 
 impl JourneyAdder {
     pub(crate) fn new(options: &Options, channels: &[String]) -> JourneyAdder {
-        JourneyAdder { is_direct: channels.iter().map(|c| options.is_direct(c)).collect(), weights: Vec::new() }
+        JourneyAdder {
+            is_direct: channels.iter().map(|c| options.is_direct(c)).collect(),
+            weights: Vec::new(),
+            paths: true,
+        }
+    }
+
+    /// Value belongs to conversions: a journey without any carries none (ingest refuses
+    /// such path rows; this keeps the engine's totals consistent whatever it is given).
+    fn valued<'a>(&self, journey: &Journey<'a>) -> Journey<'a> {
+        Journey { value: if journey.is_converting() { journey.value } else { 0.0 }, ..*journey }
     }
 
     pub(crate) fn add(&mut self, partial: &mut Partial, journey: &Journey<'_>, options: &Options) {
-        // Value belongs to conversions: a journey without any carries none (ingest refuses
-        // such path rows; this keeps the engine's totals consistent whatever it is given).
-        let journey = &Journey { value: if journey.is_converting() { journey.value } else { 0.0 }, ..*journey };
+        let journey = &self.valued(journey);
         let counts = &mut partial.counts;
         counts.conversions += journey.conversions;
         counts.conversion_value += journey.value;
@@ -281,6 +296,9 @@ impl JourneyAdder {
             markov.add_path(journey.channels, journey.conversions, journey.nulls, journey.value);
         }
         partial.reports.add(journey);
+        if self.paths {
+            partial.reports.add_path(journey);
+        }
         if !journey.is_converting() {
             return;
         }

@@ -158,9 +158,9 @@ impl Partial {
         budget: &SolveBudget,
     ) -> Result<AttributionResult, AttributionError> {
         self.check_finite(options)?;
-        let mut result = build_result(self, options, budget)?;
+        let mut result = build_result(self, options, budget, true)?;
         for (&day, period) in &self.periods {
-            let AttributionResult { summary, models, .. } = build_result(period, options, budget)?;
+            let AttributionResult { summary, models, .. } = build_result(period, options, budget, false)?;
             result.periods.push(PeriodResult { period: Period::label(day), summary, models });
         }
         match first_non_finite(&result) {
@@ -202,10 +202,12 @@ fn first_non_finite(result: &AttributionResult) -> Option<&'static str> {
     })
 }
 
+/// The result of `partial`; with `reports` (the whole file's, not a period's) its reports.
 pub(crate) fn build_result(
     partial: &Partial,
     options: &Options,
     budget: &SolveBudget,
+    reports: bool,
 ) -> Result<AttributionResult, AttributionError> {
     let counts = &partial.counts;
     let summary = Summary {
@@ -246,8 +248,15 @@ pub(crate) fn build_result(
         };
         models.push(result);
     }
-    let has_times = options.kind == crate::options::InputKind::Events;
-    let reports = Some(partial.reports.report(&partial.channels, &partial.channel_seen, has_times));
+    let reports = reports.then(|| {
+        let has_times = options.kind == crate::options::InputKind::Events;
+        let top = options.top_paths as usize;
+        let mut reports = partial.reports.report(&partial.channels, &partial.channel_seen, has_times, top);
+        reports.transitions = partial.markov.as_ref().map(|markov| {
+            crate::reports::transition_table(markov, &partial.channels, crate::reports::MAX_TRANSITION_ROWS)
+        });
+        reports
+    });
     Ok(AttributionResult { summary, options: options.clone(), models, periods: Vec::new(), reports })
 }
 
@@ -318,10 +327,25 @@ pub enum Table {
     PathLength,
     TimeLag,
     Positions,
+    /// The top paths: [`PATHS_CSV_HEADER`], converting paths first.
+    Paths,
+    /// The Markov transitions: `from,to,count,probability`.
+    Transitions,
 }
 
+/// The header of the `paths` table.
+pub const PATHS_CSV_HEADER: &str = "list,rank,path,touches,journeys,conversions,value,null_journeys,exact";
+
 impl Table {
-    pub const ALL: [Table; 5] = [Table::Channels, Table::Periods, Table::PathLength, Table::TimeLag, Table::Positions];
+    pub const ALL: [Table; 7] = [
+        Table::Channels,
+        Table::Periods,
+        Table::PathLength,
+        Table::TimeLag,
+        Table::Positions,
+        Table::Paths,
+        Table::Transitions,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -330,6 +354,8 @@ impl Table {
             Table::PathLength => "path_length",
             Table::TimeLag => "time_lag",
             Table::Positions => "positions",
+            Table::Paths => "paths",
+            Table::Transitions => "transitions",
         }
     }
 
@@ -340,6 +366,8 @@ impl Table {
             Table::Periods => !result.periods.is_empty(),
             Table::PathLength | Table::Positions => result.reports.is_some(),
             Table::TimeLag => result.reports.as_ref().is_some_and(|r| !r.time_lag.is_empty()),
+            Table::Paths => result.reports.as_ref().is_some_and(|r| r.paths.is_some()),
+            Table::Transitions => result.reports.as_ref().is_some_and(|r| r.transitions.is_some()),
         }
     }
 
@@ -368,6 +396,40 @@ impl Table {
                         p.first,
                         p.middle,
                         p.last
+                    ));
+                }
+                out
+            }
+            Table::Paths => {
+                let mut out = format!("{PATHS_CSV_HEADER}\n");
+                if let Some(paths) = reports.and_then(|r| r.paths.as_ref()) {
+                    for (list, rows) in [("converting", &paths.converting), ("non_converting", &paths.non_converting)] {
+                        for (rank, p) in rows.iter().enumerate() {
+                            out.push_str(&format!(
+                                "{list},{},{},{},{},{},{},{},{}\n",
+                                rank + 1,
+                                csv_field(&p.path),
+                                p.touches,
+                                p.journeys,
+                                p.conversions,
+                                p.value,
+                                p.null_journeys,
+                                paths.exact
+                            ));
+                        }
+                    }
+                }
+                out
+            }
+            Table::Transitions => {
+                let mut out = String::from("from,to,count,probability\n");
+                for t in reports.and_then(|r| r.transitions.as_ref()).map_or(&[][..], |t| &t.rows) {
+                    out.push_str(&format!(
+                        "{},{},{},{}\n",
+                        csv_field(&t.from),
+                        csv_field(&t.to),
+                        t.count,
+                        t.probability
                     ));
                 }
                 out

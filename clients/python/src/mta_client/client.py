@@ -214,6 +214,8 @@ class Client:
         channel_rules: ChannelRulesLike | None = None,
         period: Period | None = None,
         timezone: str | None = None,
+        top_paths: int | None = None,
+        max_report_paths: int | None = None,
         export_credits: bool | None = None,
         webhook: str | Webhook | None = None,
         idempotency_key: str | None = None,
@@ -232,7 +234,8 @@ class Client:
                 models=models, markov_order=markov_order, lookback_days=lookback_days,
                 half_life_days=half_life_days, position_weights=position_weights, direct_channels=direct_channels,
                 conversion_row_is_touch=conversion_row_is_touch, max_journey_touches=max_journey_touches,
-                channel_rules=channel_rules, period=period, timezone=timezone, export_credits=export_credits,
+                channel_rules=channel_rules, period=period, timezone=timezone, top_paths=top_paths,
+                max_report_paths=max_report_paths, export_credits=export_credits,
                 webhook=webhook,
             ),
         )
@@ -350,7 +353,7 @@ class Job:
 
     def result_csv(self, table: str = "channels") -> str:
         """A tidy table as the service's CSV (``?format=csv&table=``): ``channels``, ``periods``,
-        ``path_length``, ``time_lag`` or ``positions``."""
+        ``path_length``, ``time_lag``, ``positions``, ``paths`` or ``transitions`` (the ``markov`` model's)."""
         self._check()
         return self.client.request("GET", f"/v1/jobs/{self.id}/result", params={"format": "csv", "table": table}).text
 

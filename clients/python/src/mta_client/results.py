@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     import pyarrow
 
 __all__ = ["Summary", "PositionWeights", "AppliedOptions", "ChannelCredit", "ModelResult", "AttributionResult",
-           "TIDY_COLUMNS"]
+           "PathFigures", "PathRow", "TopPaths", "Transition", "Transitions", "TIDY_COLUMNS"]
 
 TIDY_COLUMNS: tuple[str, ...] = (
     "model", "channel", "conversions", "value", "share", "removal_effect", "removal_effect_value",
@@ -95,6 +95,10 @@ class AppliedOptions:
     timezone: str
     #: ``None`` when the file's channel column named the channels.
     channel_rules: AppliedChannelRules | None = None
+    #: Converting and non-converting paths listed in ``reports.paths``.
+    top_paths: int = 50
+    #: Distinct paths counted exactly before the top paths become estimates.
+    max_report_paths: int = 100_000
 
     @classmethod
     def from_json(cls, value: Mapping[str, Any]) -> AppliedOptions:
@@ -115,6 +119,8 @@ class AppliedOptions:
             channel_rules=None if rules is None else AppliedChannelRules(str(rules["name"]), int(rules["rules"])),
             period=value.get("period"),
             timezone=str(value.get("timezone", "UTC")),
+            top_paths=int(value.get("top_paths", 50)),
+            max_report_paths=int(value.get("max_report_paths", 100_000)),
         )
 
 
@@ -201,6 +207,104 @@ class PeriodResult:
 
 
 @dataclass(frozen=True)
+class PathFigures:
+    """Conversions, value and null journeys (of a path, or the error bound of them all)."""
+
+    conversions: float
+    value: float
+    null_journeys: float
+
+    @classmethod
+    def from_json(cls, value: Mapping[str, Any]) -> PathFigures:
+        return cls(float(value["conversions"]), float(value["value"]), float(value["null_journeys"]))
+
+
+@dataclass(frozen=True)
+class PathRow:
+    """One path of ``reports.paths`` (docs/user-guide.md, "Top paths")."""
+
+    #: Channel names joined by `` > ``, each escaped: a backslash is doubled and ``>`` is written ``\>``.
+    path: str
+    touches: int
+    #: ``conversions`` + ``null_journeys``.
+    journeys: float
+    conversions: float
+    value: float
+    null_journeys: float
+
+    @classmethod
+    def from_json(cls, value: Mapping[str, Any]) -> PathRow:
+        return cls(
+            path=str(value["path"]),
+            touches=int(value["touches"]),
+            journeys=float(value["journeys"]),
+            conversions=float(value["conversions"]),
+            value=float(value["value"]),
+            null_journeys=float(value["null_journeys"]),
+        )
+
+
+@dataclass(frozen=True)
+class TopPaths:
+    """``reports.paths``: the top converting and non-converting paths."""
+
+    #: False past ``max_report_paths`` distinct paths: the figures are then estimates, each at
+    #: most ``error_bound`` below the truth.
+    exact: bool
+    distinct_paths: int | None
+    error_bound: PathFigures
+    converting: list[PathRow]
+    non_converting: list[PathRow]
+
+    @classmethod
+    def from_json(cls, value: Mapping[str, Any]) -> TopPaths:
+        distinct = value.get("distinct_paths")
+        return cls(
+            exact=bool(value["exact"]),
+            distinct_paths=None if distinct is None else int(distinct),
+            error_bound=PathFigures.from_json(value["error_bound"]),
+            converting=[PathRow.from_json(p) for p in value["converting"]],
+            non_converting=[PathRow.from_json(p) for p in value["non_converting"]],
+        )
+
+
+@dataclass(frozen=True)
+class Transition:
+    """One step of the Markov chain: states ``(start)``, ``(conversion)``, ``(null)`` or channels."""
+
+    #: ``from`` in the JSON.
+    from_: str
+    to: str
+    count: float
+    probability: float
+
+    @classmethod
+    def from_json(cls, value: Mapping[str, Any]) -> Transition:
+        return cls(str(value["from"]), str(value["to"]), float(value["count"]), float(value["probability"]))
+
+
+@dataclass(frozen=True)
+class Transitions:
+    """``reports.transitions``: the Markov chain's transition table (the ``markov`` model)."""
+
+    order: int
+    #: Distinct transitions of the chain; ``rows`` holds at most 10000 (``truncated`` then).
+    total: int
+    truncated: bool
+    #: By count, descending.
+    rows: list[Transition]
+
+    @classmethod
+    def from_json(cls, value: Mapping[str, Any]) -> Transitions:
+        return cls(
+            order=int(value["order"]),
+            total=int(value["total"]),
+            truncated=bool(value["truncated"]),
+            rows=[Transition.from_json(t) for t in value["rows"]],
+        )
+
+
+@dataclass(frozen=True)
 class AttributionResult:
     """``GET /v1/jobs/{id}/result``; ``job_id`` is ``None`` for a result read from ``mta attribute``."""
 
@@ -211,7 +315,8 @@ class AttributionResult:
     #: With ``period``: the same figures per period, oldest first; they add up to the whole.
     periods: list[PeriodResult] = field(default_factory=list)
     #: The journey reports as JSON: ``path_length`` and ``time_lag`` buckets (``bucket``,
-    #: ``conversions``, ``value``) and ``positions`` per channel (``only``, ``first``, ``middle``, ``last``).
+    #: ``conversions``, ``value``), ``positions`` per channel (``only``, ``first``, ``middle``, ``last``),
+    #: ``paths`` and ``transitions`` (typed by :meth:`top_paths` and :meth:`transitions`).
     reports: dict[str, Any] | None = None
     job_id: str | None = None
     #: The JSON as the service sent it (fields newer than this client included).
@@ -238,6 +343,16 @@ class AttributionResult:
     def channels(self, model: str) -> list[ChannelCredit]:
         """The credited channels of one model, most conversions first."""
         return self.model(model).channels
+
+    def top_paths(self) -> TopPaths | None:
+        """``reports.paths``, typed (``None`` in results from before paths were reported)."""
+        paths = (self.reports or {}).get("paths")
+        return None if paths is None else TopPaths.from_json(paths)
+
+    def transitions(self) -> Transitions | None:
+        """``reports.transitions``, typed (``None`` unless the ``markov`` model ran)."""
+        transitions = (self.reports or {}).get("transitions")
+        return None if transitions is None else Transitions.from_json(transitions)
 
     def rows(self) -> Iterator[dict[str, Any]]:
         """The tidy table as dicts: one per model × channel, keys :data:`TIDY_COLUMNS`."""

@@ -88,6 +88,8 @@ class JobOptions(TypedDict, total=False):
     channel_rules: ChannelRulesLike
     period: Period
     timezone: str
+    top_paths: int
+    max_report_paths: int
     export_credits: bool
     webhook: str | Webhook
     idempotency_key: str
@@ -100,7 +102,8 @@ SPEC_KEYWORDS: tuple[str, ...] = (
 #: Keywords that are fields of its ``options`` object (``OptionsSpec``).
 OPTION_KEYWORDS: tuple[str, ...] = (
     "models", "markov_order", "lookback_days", "half_life_days", "position_weights", "direct_channels",
-    "conversion_row_is_touch", "max_journey_touches", "channel_rules", "period", "timezone",
+    "conversion_row_is_touch", "max_journey_touches", "channel_rules", "period", "timezone", "top_paths",
+    "max_report_paths",
 )
 #: Keywords sent as headers of ``POST /v1/jobs``, by header name.
 HEADER_KEYWORDS: dict[str, str] = {"Idempotency-Key": "idempotency_key"}
