@@ -236,9 +236,12 @@ impl PathCounts {
             self.limit = other.limit;
         }
         let mut key = std::mem::take(&mut self.key);
-        // Sorted, so that a merge that summarises does the same whatever the hash order.
+        // Sorted when the merge may summarise, so that it does the same whatever the hash
+        // order (below the limit it makes no difference: each path is added to once).
         let mut theirs: Vec<(&Box<[u32]>, &Figures)> = other.entries.iter().collect();
-        theirs.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        if self.entries.len() + theirs.len() > self.limit as usize {
+            theirs.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        }
         for (their_key, &figures) in theirs {
             key.clear();
             key.push(their_key[0]);
