@@ -86,6 +86,17 @@ pub fn render(result: &AttributionResult) -> String {
 
 /// Rows shown of each list of the reports (every row is in the CSV tables).
 const REPORT_ROWS: usize = 10;
+/// Longer paths are cut to this many characters here (whole in the JSON and the CSV tables).
+const PATH_CHARS: usize = 60;
+
+/// `text`, cut to `chars` characters with ` [cut]` in place of the rest.
+fn cut(text: &str, chars: usize) -> String {
+    if text.chars().count() <= chars {
+        return text.to_owned();
+    }
+    let kept: String = text.chars().take(chars).collect();
+    format!("{kept} [cut]")
+}
 
 fn render_reports(out: &mut String, reports: &mta_core::reports::Reports) {
     let buckets = |title: &str, rows: &[mta_core::reports::Bucket]| -> Vec<Vec<String>> {
@@ -111,11 +122,15 @@ fn render_reports(out: &mut String, reports: &mta_core::reports::Reports) {
     if let Some(paths) = &reports.paths {
         let distinct = paths.distinct_paths.map(|n| format!(" of {n} distinct paths")).unwrap_or_default();
         for (title, list) in [("converting", &paths.converting), ("non-converting", &paths.non_converting)] {
-            let _ = writeln!(out, "\ntop {title} paths ({} shown{distinct})", list.len().min(REPORT_ROWS));
+            let _ = writeln!(
+                out,
+                "\ntop {title} paths ({} shown{distinct}; paths cut to {PATH_CHARS} characters, whole in the CSV table)",
+                list.len().min(REPORT_ROWS)
+            );
             let mut rows = vec![["path", "journeys", "conversions", "value", "null"].map(str::to_owned).to_vec()];
             for p in list.iter().take(REPORT_ROWS) {
                 rows.push(vec![
-                    p.path.clone(),
+                    cut(&p.path, PATH_CHARS),
                     count(p.journeys),
                     count(p.conversions),
                     num(p.value),
