@@ -501,6 +501,60 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(200))]
+
+        /// However journeys are split into partials and merged, with a limit small enough to
+        /// summarise: no path is held past the limit, every figure is within its bound of the
+        /// truth and never above it, and every path whose figure is above the bound is kept.
+        #[test]
+        fn summaries_stay_within_their_bound_over_any_merge(
+            journeys in proptest::collection::vec(
+                (proptest::collection::vec(0u32..4, 1..4), 0u8..3, 0u8..3, 0u8..20),
+                1..150,
+            ),
+            parts in 1usize..6,
+            limit in 4u32..12,
+        ) {
+            let mut truth: FxHashMap<Vec<u32>, Figures> = FxHashMap::default();
+            let mut partials: Vec<PathCounts> = (0..parts).map(|_| PathCounts::new(limit)).collect();
+            for (i, (path, conversions, nulls, value)) in journeys.iter().enumerate() {
+                let (c, n) = (f64::from(*conversions), f64::from(*nulls));
+                let v = if c > 0.0 { f64::from(*value) } else { 0.0 };
+                partials[i % parts].add(path, c, v, n);
+                if c + n > 0.0 {
+                    let t = truth.entry(path.clone()).or_default();
+                    t[CONVERSIONS] += c;
+                    t[VALUE] += v;
+                    t[NULLS] += n;
+                }
+                proptest::prop_assert!(partials[i % parts].len() <= limit as usize);
+            }
+            let mut total = PathCounts::new(limit);
+            let identity: Vec<u32> = (0..4).collect();
+            for partial in &partials {
+                total.merge(partial, &identity);
+                proptest::prop_assert!(total.len() <= limit as usize);
+            }
+            for (path, want) in &truth {
+                let mut key = vec![path.len() as u32];
+                key.extend(path);
+                let got = total.entries.get(&key[..]).copied().unwrap_or_default();
+                for figure in [CONVERSIONS, VALUE, NULLS] {
+                    let (g, w, bound) = (got[figure], want[figure], total.lost[figure]);
+                    proptest::prop_assert!(g <= w + 1e-9 && g >= w - bound - 1e-9, "{:?} {}: {} vs {} (bound {})", path, figure, g, w, bound);
+                    if w > bound + 1e-9 {
+                        proptest::prop_assert!(g > 0.0, "{:?} {} above the bound is kept", path, figure);
+                    }
+                }
+            }
+            if !total.summarised {
+                proptest::prop_assert_eq!(total.lost, [0.0; 3]);
+                proptest::prop_assert_eq!(total.len(), truth.len());
+            }
+        }
+    }
+
     #[test]
     fn merging_maps_channels_by_name_and_adds_bounds() {
         let mut left = PathCounts::new(100);
