@@ -772,3 +772,17 @@ async fn top_paths_and_transitions_over_chunks_equal_the_local_command_and_degra
     assert_eq!(status, 422, "{body}");
     assert!(body.to_string().contains("top_paths"), "{body}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operators_cap_on_report_paths_lowers_the_jobs_limit() {
+    let mut spec = chunked(1);
+    spec.env.push(("MTA_MAX_REPORT_PATHS", "16".into()));
+    let service = Service::start(spec).await;
+    let job = service.run(&sample("events.csv"), json!({ "options": { "models": ["linear"] } })).await;
+    assert_eq!(job["state"], "succeeded", "{job}");
+    let (_, result) = service.get(&format!("/v1/jobs/{}/result", job["id"].as_str().unwrap())).await;
+    assert_eq!(result["options"]["max_report_paths"], 16, "the default 100000 is lowered to the cap");
+    let paths = &result["reports"]["paths"];
+    assert_eq!(paths["exact"], false, "the sample has more than 16 distinct paths: {paths}");
+    assert!(paths["error_bound"]["null_journeys"].as_f64().unwrap() > 0.0, "{paths}");
+}
