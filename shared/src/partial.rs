@@ -109,9 +109,7 @@ impl Partial {
                 let mut periods = BTreeMap::new();
                 adder.paths = false;
                 for_each_event_journey(chunk, options, |journey, _| {
-                    if journey.conversions > 0.0 || journey.nulls > 0.0 {
-                        partial.reports.add_path(&adder.valued(journey));
-                    }
+                    partial.reports.add_path(&adder.valued(journey));
                     let at = journey.conversion_time.or_else(|| journey.touch_times.and_then(|t| t.last().copied()));
                     match at {
                         Some(at) => {
