@@ -26,9 +26,10 @@ pub struct ResultQuery {
     #[param(pattern = "^(json|csv)$")]
     format: Option<String>,
     /// With `format=csv`: `channels` (default: one row per model and channel), `periods` (one
-    /// row per period, model and channel; the job's `period` option), or a journey report:
-    /// `path_length`, `time_lag`, `positions`.
-    #[param(pattern = "^(channels|periods|path_length|time_lag|positions)$")]
+    /// row per period, model and channel; the job's `period` option), a journey report:
+    /// `path_length`, `time_lag`, `positions`, or `windows` (one row per model, channel and
+    /// lookback window; `lookback_days` given as a list).
+    #[param(pattern = "^(channels|periods|path_length|time_lag|positions|windows)$")]
     table: Option<String>,
 }
 
