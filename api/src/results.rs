@@ -26,9 +26,10 @@ pub struct ResultQuery {
     #[param(pattern = "^(json|csv)$")]
     format: Option<String>,
     /// With `format=csv`: `channels` (default: one row per model and channel), `periods` (one
-    /// row per period, model and channel; the job's `period` option), or a journey report:
-    /// `path_length`, `time_lag`, `positions`, `paths`, `transitions` (the `markov` model's).
-    #[param(pattern = "^(channels|periods|path_length|time_lag|positions|paths|transitions)$")]
+    /// row per period, model and channel; the job's `period` option), a journey report:
+    /// `path_length`, `time_lag`, `positions`, `paths`, `transitions` (the `markov` model's), or
+    /// `windows` (one row per model, channel and lookback window; `lookback_days` given as a list).
+    #[param(pattern = "^(channels|periods|path_length|time_lag|positions|paths|transitions|windows)$")]
     table: Option<String>,
 }
 

@@ -1,6 +1,7 @@
 //! The human-readable view of a result (`--table`): a summary, then channels × models
-//! for conversions and for value, then the Markov removal effects, then the journey reports
-//! (touches and days to conversion, positions, top paths, the largest Markov transitions).
+//! for conversions and for value, then the Markov removal effects, with several lookback
+//! windows their comparison (share and rank per window), then the journey reports (touches
+//! and days to conversion, positions, top paths, the largest Markov transitions).
 
 use std::fmt::Write;
 
@@ -72,6 +73,7 @@ pub fn render(result: &AttributionResult) -> String {
         }
         align(&mut out, &rows);
     }
+    render_windows(&mut out, result);
     if result.model(ModelId::Participation).is_some() {
         let _ = writeln!(
             out,
@@ -164,6 +166,41 @@ fn render_reports(out: &mut String, reports: &mta_core::reports::Reports) {
         }
         align(out, &rows);
     }
+}
+
+/// Per model: each channel's share of credited conversions and its rank under every window,
+/// and how far its rank moves (0 = the same place under every window).
+fn render_windows(out: &mut String, result: &AttributionResult) {
+    if result.window_ranks.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "\nlookback windows: share of credited conversions (rank); the top level is the {} window",
+        window_label(result.windows[0].lookback_days)
+    );
+    for ranks in &result.window_ranks {
+        let mut header = vec![ranks.model.as_str().to_owned()];
+        header.extend(result.windows.iter().map(|w| window_label(w.lookback_days)));
+        header.push("rank spread".to_owned());
+        let mut rows = vec![header];
+        for c in &ranks.channels {
+            let mut row = vec![c.channel.clone()];
+            row.extend(c.share.iter().zip(&c.rank).map(|(share, rank)| match rank {
+                Some(rank) => format!("{:.1}% ({rank})", share * 100.0),
+                None => "-".to_owned(),
+            }));
+            row.push(c.rank_spread.to_string());
+            rows.push(row);
+        }
+        let _ = writeln!(out);
+        align(out, &rows);
+    }
+}
+
+/// `7d`, `1.5d`, or `unlimited` for 0.
+fn window_label(days: f64) -> String {
+    if days == 0.0 { "unlimited".to_owned() } else { format!("{days}d") }
 }
 
 fn short_name(model: &str) -> &str {

@@ -4,6 +4,7 @@
 //! - `journeys`: the journey rules of docs/user-guide.md, "Journeys" on event chunks;
 //! - `properties`: conservation and merge invariance on random inputs;
 //! - `reports`: hand-computed top paths and transition tables;
+//! - `windows`: lookback windows compared in one pass, by hand, merged and refused;
 //! - `markov_dense`: the Markov model against an independent dense solver;
 //! - `ingest`: decoding edge cases and located errors (docs/user-guide.md, "Input formats" and "Bad input").
 //!
@@ -24,3 +25,5 @@ mod models;
 mod properties;
 #[path = "engine/reports.rs"]
 mod reports;
+#[path = "engine/windows.rs"]
+mod windows;

@@ -117,6 +117,8 @@ def test_webhook_takes_every_field_of_the_webhook_spec(document: dict[str, Any])
         (results.AppliedOptions, "Options"),
         (results.ModelResult, "ModelResult"),
         (results.PeriodResult, "PeriodResult"),
+        (results.WindowResult, "WindowResult"),
+        (results.ChannelWindowRanks, "ChannelWindowRanks"),
         (results.ChannelCredit, "ChannelCredit"),
         (results.PositionWeights, "PositionWeights"),
         (results.TopPaths, "TopPaths"),
@@ -139,6 +141,10 @@ def test_a_transition_has_every_field_of_its_schema(document: dict[str, Any]) ->
     # ``from`` is a Python keyword: the dataclass calls it ``from_``.
     fields = {f.name.rstrip("_") for f in dataclasses.fields(results.Transition)}
     assert properties(document, "Transition") == fields
+
+
+def test_window_ranks_name_their_model(document: dict[str, Any]) -> None:
+    assert properties(document, "WindowRanks") == {f.name for f in dataclasses.fields(results.WindowRanks)}
 
 
 def test_the_result_schema_is_what_the_result_class_reads(document: dict[str, Any]) -> None:

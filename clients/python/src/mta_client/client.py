@@ -205,7 +205,7 @@ class Client:
         columns: Mapping[str, str] | None = None,
         models: Sequence[Model] | Literal["all"] | None = None,
         markov_order: int | None = None,
-        lookback_days: float | None = None,
+        lookback_days: float | Sequence[float] | None = None,
         half_life_days: float | None = None,
         position_weights: PositionWeightsLike | None = None,
         direct_channels: Sequence[str] | None = None,
@@ -353,7 +353,7 @@ class Job:
 
     def result_csv(self, table: str = "channels") -> str:
         """A tidy table as the service's CSV (``?format=csv&table=``): ``channels``, ``periods``,
-        ``path_length``, ``time_lag``, ``positions``, ``paths`` or ``transitions`` (the ``markov`` model's)."""
+        ``path_length``, ``time_lag``, ``positions``, ``paths``, ``transitions`` (``markov``) or ``windows``."""
         self._check()
         return self.client.request("GET", f"/v1/jobs/{self.id}/result", params={"format": "csv", "table": table}).text
 
