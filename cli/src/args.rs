@@ -103,8 +103,8 @@ pub enum ClientCommand {
         #[arg(long, default_value = "table", value_parser = ["table", "json", "csv"])]
         format: String,
         /// Print this tidy table as CSV: `channels` (what `--format csv` prints), `periods`,
-        /// `path_length`, `time_lag` or `positions`.
-        #[arg(long, value_parser = ["channels", "periods", "path_length", "time_lag", "positions"], conflicts_with = "format")]
+        /// `path_length`, `time_lag`, `positions` or `unmatched_cost`.
+        #[arg(long, value_parser = ["channels", "periods", "path_length", "time_lag", "positions", "unmatched_cost"], conflicts_with = "format")]
         table: Option<String>,
         #[command(flatten)]
         connection: Connection,
@@ -135,6 +135,10 @@ pub struct SubmitArgs {
     /// Also export per-journey credits (download them with `mta credits`).
     #[arg(long)]
     pub export_credits: bool,
+    /// A cost table to upload with the file (CSV or Parquet: date, channel, optional
+    /// campaign, cost): the result gains cost, CPA and ROAS.
+    #[arg(long, value_name = "COSTS.csv")]
+    pub spend: Option<PathBuf>,
     /// Announce the job's end to this URL (a signed webhook; its secret is printed once).
     #[arg(long)]
     pub webhook: Option<String>,
@@ -210,6 +214,10 @@ pub struct AttributeArgs {
     /// Also write per-journey credits (journey × channel × model) to this Parquet file.
     #[arg(long, value_name = "OUT.parquet")]
     pub credits: Option<PathBuf>,
+    /// A cost table (CSV or Parquet: date, channel, optional campaign, cost): each model's
+    /// channels gain cost, CPA and ROAS (see docs/user-guide.md, "Spend").
+    #[arg(long, value_name = "COSTS.csv")]
+    pub spend: Option<PathBuf>,
     /// Write the result JSON here instead of standard output.
     #[arg(long, short, value_name = "OUT.json")]
     pub output: Option<PathBuf>,
@@ -275,6 +283,7 @@ impl JobOptionArgs {
             columns: ColumnMapping::parse(self.columns.iter().map(String::as_str))?,
             options: self.options_spec()?,
             export_credits,
+            spend_upload_id: None,
             webhook: None,
         })
     }
@@ -292,6 +301,12 @@ impl AttributeArgs {
         };
         let spec = job.input_spec(limits);
         let options = job.options;
+        if let Some(path) = &self.spend
+            && !path.is_file()
+        {
+            let shown = quoted(&path.display().to_string());
+            return Err(AttributionError::option("spend", format!("{shown} is not a file that can be read")));
+        }
         if self.partitions == Some(0) {
             return Err(AttributionError::option("partitions", "must be at least 1"));
         }
@@ -300,6 +315,7 @@ impl AttributeArgs {
             spec,
             options,
             credits: self.credits.clone(),
+            spend: self.spend.clone(),
             partitions: self.partitions,
             memory_budget_bytes: self.memory_budget_mb.saturating_mul(1024 * 1024),
             verbose: self.verbose,

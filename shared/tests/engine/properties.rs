@@ -256,6 +256,7 @@ fn as_result(result: &AttributionResult, period: &PeriodResult) -> AttributionRe
         models: period.models.clone(),
         periods: Vec::new(),
         reports: None,
+        spend: None,
     }
 }
 

@@ -2,7 +2,8 @@
 
 The tidy table has one row per model × channel, with the columns of the service's
 ``GET /v1/jobs/{id}/result?format=csv``: ``model, channel, conversions, value, share,
-removal_effect, removal_effect_value`` (the removal effects are set for ``markov`` only).
+removal_effect, removal_effect_value`` (the removal effects are set for ``markov`` only), and with a
+cost table (``spend``) ``cost, cpa, roas`` (:data:`SPEND_COLUMNS`).
 """
 
 from __future__ import annotations
@@ -19,11 +20,13 @@ if TYPE_CHECKING:
     import pyarrow
 
 __all__ = ["Summary", "PositionWeights", "AppliedOptions", "ChannelCredit", "ModelResult", "AttributionResult",
-           "TIDY_COLUMNS"]
+           "Spend", "UnmatchedCost", "PeriodCost", "TIDY_COLUMNS", "SPEND_COLUMNS"]
 
 TIDY_COLUMNS: tuple[str, ...] = (
     "model", "channel", "conversions", "value", "share", "removal_effect", "removal_effect_value",
 )
+#: The columns the tidy table gains when the job had a cost table.
+SPEND_COLUMNS: tuple[str, ...] = ("cost", "cpa", "roas")
 
 
 @dataclass(frozen=True)
@@ -128,6 +131,11 @@ class ChannelCredit:
     #: Markov only.
     removal_effect: float | None = None
     removal_effect_value: float | None = None
+    #: With a cost table: the channel's cost (``None``: no cost row names it), cost per credited
+    #: conversion and credited value per cost (``None`` where undefined).
+    cost: float | None = None
+    cpa: float | None = None
+    roas: float | None = None
 
     @classmethod
     def from_json(cls, value: Mapping[str, Any]) -> ChannelCredit:
@@ -142,6 +150,9 @@ class ChannelCredit:
             share=float(value["share"]),
             removal_effect=optional("removal_effect"),
             removal_effect_value=optional("removal_effect_value"),
+            cost=optional("cost"),
+            cpa=optional("cpa"),
+            roas=optional("roas"),
         )
 
 
@@ -201,6 +212,56 @@ class PeriodResult:
 
 
 @dataclass(frozen=True)
+class UnmatchedCost:
+    """The cost of a channel that no journey of the events mentions."""
+
+    channel: str
+    cost: float
+    rows: int
+
+
+@dataclass(frozen=True)
+class PeriodCost:
+    """Cost dated in a period that holds no journey."""
+
+    period: str
+    cost: float
+
+
+@dataclass(frozen=True)
+class Spend:
+    """The cost table joined to the credits (docs/user-guide.md, "Spend")."""
+
+    rows: int
+    #: Every row's cost, and that of the channels the events mention.
+    cost: float
+    matched_cost: float
+    first_date: str
+    last_date: str
+    #: Distinct campaigns (their cost is summed to their channel).
+    campaigns: int
+    unmatched_cost: list[UnmatchedCost]
+    cost_outside_periods: list[PeriodCost] = field(default_factory=list)
+
+    @classmethod
+    def from_json(cls, value: Mapping[str, Any]) -> Spend:
+        return cls(
+            rows=int(value["rows"]),
+            cost=float(value["cost"]),
+            matched_cost=float(value["matched_cost"]),
+            first_date=str(value["first_date"]),
+            last_date=str(value["last_date"]),
+            campaigns=int(value["campaigns"]),
+            unmatched_cost=[
+                UnmatchedCost(str(u["channel"]), float(u["cost"]), int(u["rows"])) for u in value["unmatched_cost"]
+            ],
+            cost_outside_periods=[
+                PeriodCost(str(p["period"]), float(p["cost"])) for p in value.get("cost_outside_periods", [])
+            ],
+        )
+
+
+@dataclass(frozen=True)
 class AttributionResult:
     """``GET /v1/jobs/{id}/result``; ``job_id`` is ``None`` for a result read from ``mta attribute``."""
 
@@ -213,6 +274,8 @@ class AttributionResult:
     #: The journey reports as JSON: ``path_length`` and ``time_lag`` buckets (``bucket``,
     #: ``conversions``, ``value``) and ``positions`` per channel (``only``, ``first``, ``middle``, ``last``).
     reports: dict[str, Any] | None = None
+    #: With a cost table: what was joined, and the cost of channels no journey mentions.
+    spend: Spend | None = None
     job_id: str | None = None
     #: The JSON as the service sent it (fields newer than this client included).
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
@@ -225,6 +288,7 @@ class AttributionResult:
             models={name: ModelResult.from_json(name, m) for name, m in value["models"].items()},
             periods=[PeriodResult.from_json(p) for p in value.get("periods", [])],
             reports=value.get("reports"),
+            spend=None if value.get("spend") is None else Spend.from_json(value["spend"]),
             job_id=value.get("job_id"),
             raw=dict(value),
         )
@@ -239,11 +303,15 @@ class AttributionResult:
         """The credited channels of one model, most conversions first."""
         return self.model(model).channels
 
+    def columns(self) -> tuple[str, ...]:
+        """The tidy table's columns: :data:`TIDY_COLUMNS`, then :data:`SPEND_COLUMNS` with a cost table."""
+        return TIDY_COLUMNS + (SPEND_COLUMNS if self.spend is not None else ())
+
     def rows(self) -> Iterator[dict[str, Any]]:
-        """The tidy table as dicts: one per model × channel, keys :data:`TIDY_COLUMNS`."""
+        """The tidy table as dicts: one per model × channel, keys :meth:`columns`."""
         for name, model in self.models.items():
             for c in model.channels:
-                yield {
+                row: dict[str, Any] = {
                     "model": name,
                     "channel": c.channel,
                     "conversions": c.conversions,
@@ -252,14 +320,18 @@ class AttributionResult:
                     "removal_effect": c.removal_effect,
                     "removal_effect_value": c.removal_effect_value,
                 }
+                if self.spend is not None:
+                    row.update(cost=c.cost, cpa=c.cpa, roas=c.roas)
+                yield row
 
     def to_pandas(self) -> pandas.DataFrame:
         """The tidy table as a pandas DataFrame (removal effects are NaN outside ``markov``)."""
         require("pandas", "pandas")
         import pandas as pd
 
-        frame = pd.DataFrame.from_records(list(self.rows()), columns=list(TIDY_COLUMNS))
-        floats = [c for c in TIDY_COLUMNS if c not in ("model", "channel")]
+        columns = self.columns()
+        frame = pd.DataFrame.from_records(list(self.rows()), columns=list(columns))
+        floats = [c for c in columns if c not in ("model", "channel")]
         typed: pd.DataFrame = frame.astype({c: "float64" for c in floats})
         return typed
 
@@ -268,7 +340,7 @@ class AttributionResult:
         require("polars", "polars")
         import polars as pl
 
-        schema = {c: (pl.String if c in ("model", "channel") else pl.Float64) for c in TIDY_COLUMNS}
+        schema = {c: (pl.String if c in ("model", "channel") else pl.Float64) for c in self.columns()}
         return pl.DataFrame(list(self.rows()), schema=schema)
 
     def to_arrow(self) -> pyarrow.Table:
@@ -277,5 +349,7 @@ class AttributionResult:
         import pyarrow as pa
 
         rows = list(self.rows())
-        schema = pa.schema([(c, pa.string() if c in ("model", "channel") else pa.float64()) for c in TIDY_COLUMNS])
+        schema = pa.schema(
+            [(c, pa.string() if c in ("model", "channel") else pa.float64()) for c in self.columns()]
+        )
         return pa.Table.from_pylist(rows, schema=schema)
