@@ -238,5 +238,31 @@ async fn a_job_with_a_spend_upload_equals_the_local_command_and_only_the_tenants
     assert_eq!(failed["error"]["code"], "invalid_value", "{failed}");
     assert!(failed["error"]["message"].as_str().unwrap().starts_with("the cost table:"), "{failed}");
     assert_eq!(failed["error"]["details"][0]["column"], "cost", "{failed}");
+    // The terminal client: `mta submit --spend` uploads the cost table beside the file and
+    // gets the same answer.
+    let mta = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_mta"))
+            .args(args)
+            .env("MTA_URL", &service.base)
+            .env("MTA_API_KEY", &service.key)
+            .output()
+            .expect("mta runs")
+    };
+    let (events, costs) = (events.to_str().unwrap(), costs.to_str().unwrap());
+    let flags = ["--models", "linear,markov", "--period", "month", "--timezone", "Europe/Berlin", "--json"];
+    let output = mta(&[&["submit", events, "--spend", costs][..], &flags[..]].concat());
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let submitted: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let submitted = submitted["id"].as_str().unwrap();
+    let done = service.wait(submitted, Duration::from_secs(120)).await;
+    assert_eq!(done["state"], "succeeded", "{done}");
+    let (_, from_cli) = service.get(&format!("/v1/jobs/{submitted}/result")).await;
+    assert_same_result(&channels_by_name(without_job_id(from_cli)), &channels_by_name(without_job_id(result)), "cli");
+    let output = mta(&["result", submitted, "--table", "unmatched_cost"]);
+    let table = String::from_utf8(output.stdout).unwrap();
+    assert!(table.starts_with("channel,cost,rows\ntv,"), "{table}");
+    let output = mta(&["result", submitted]);
+    let text = String::from_utf8(output.stdout).unwrap();
+    assert!(text.contains("spend: cost") && text.contains("ROAS (credited value per cost)"), "{text}");
     service.assert_nothing_stuck().await;
 }
