@@ -202,6 +202,27 @@ async fn a_job_with_a_spend_upload_equals_the_local_command_and_only_the_tenants
     let cached = service.submit_ok(json!({ "upload_id": upload, "spend_upload_id": again, "options": options })).await;
     let cached = service.wait(&cached, Duration::from_secs(60)).await;
     assert_eq!(cached["cached_from"], id.as_str(), "{cached}");
+    // A multipart submission takes the cost table as its `spend` part: the same job again.
+    let form = |spec: String| {
+        reqwest::multipart::Form::new()
+            .text("spec", spec)
+            .part("file", reqwest::multipart::Part::bytes(std::fs::read(&events).unwrap()))
+            .part("spend", reqwest::multipart::Part::bytes(std::fs::read(&costs).unwrap()))
+    };
+    let response = service
+        .http
+        .post(format!("{}/v1/jobs", service.base))
+        .multipart(form(json!({ "options": options }).to_string()))
+        .send()
+        .await
+        .unwrap();
+    let (status, multipart) = decode(response).await;
+    assert_eq!(status, 202, "{multipart}");
+    assert_eq!(multipart["cached_from"], id.as_str(), "{multipart}");
+    let twice = json!({ "spend_upload_id": spend_upload }).to_string();
+    let response = service.http.post(format!("{}/v1/jobs", service.base)).multipart(form(twice)).send().await.unwrap();
+    let (status, body) = decode(response).await;
+    assert_eq!((status, body["error"]["details"][0]["column"].as_str()), (422, Some("spend_upload_id")), "{body}");
     // Another cost table is another answer.
     let other_costs = service.upload(b"date,channel,cost\n2026-01-01,display,1\n".to_vec()).await;
     let other =
