@@ -122,6 +122,13 @@ fn bad_cost_files_are_refused_naming_the_cost_table_row_and_column() {
     assert_eq!(code, 1, "{stderr}");
     assert!(stderr.contains("missing_columns") && stderr.contains("lacks column(s) channel"), "{stderr}");
 
+    let costs = write(dir.path(), "costs.csv", COSTS);
+    let (code, stderr) = failure(&attribute(&events, &["--spend", costs.to_str().unwrap(), "--max-cost-rows", "3"]));
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("limit_exceeded") && stderr.contains("more than 3 rows") && stderr.contains("max_cost_rows")
+    );
+
     let nowhere = dir.path().join("nowhere.csv");
     let (code, stderr) = failure(&attribute(&events, &["--spend", nowhere.to_str().unwrap()]));
     assert_eq!(code, 2, "{stderr}");

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 use mta_core::error::quoted;
 use mta_core::ingest::{ColumnMapping, Limits, PathSeparator};
+use mta_core::spend::SpendLimits;
 use mta_core::{AttributionError, ChannelRules, OptionsSpec, PositionWeights};
 use mta_platform::JobSpec;
 use mta_platform::ids::UploadId;
@@ -218,6 +219,9 @@ pub struct AttributeArgs {
     /// channels gain cost, CPA and ROAS (see docs/user-guide.md, "Spend").
     #[arg(long, value_name = "COSTS.csv")]
     pub spend: Option<PathBuf>,
+    /// Refuse cost tables (`--spend`) with more rows than this.
+    #[arg(long, default_value_t = SpendLimits::DEFAULT_MAX_ROWS)]
+    pub max_cost_rows: u64,
     /// Write the result JSON here instead of standard output.
     #[arg(long, short, value_name = "OUT.json")]
     pub output: Option<PathBuf>,
@@ -316,6 +320,7 @@ impl AttributeArgs {
             options,
             credits: self.credits.clone(),
             spend: self.spend.clone(),
+            spend_limits: SpendLimits { max_rows: self.max_cost_rows, ..SpendLimits::beside(&limits) },
             partitions: self.partitions,
             memory_budget_bytes: self.memory_budget_mb.saturating_mul(1024 * 1024),
             verbose: self.verbose,

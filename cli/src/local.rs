@@ -36,8 +36,9 @@ pub struct AttributeRequest {
     pub spec: InputSpec,
     pub options: OptionsSpec,
     pub credits: Option<PathBuf>,
-    /// A cost table to join to the credits (cost, CPA, ROAS).
+    /// A cost table to join to the credits (cost, CPA, ROAS), and its bounds.
     pub spend: Option<PathBuf>,
+    pub spend_limits: SpendLimits,
     /// Number of user-hash partitions; planned from the input size when absent.
     pub partitions: Option<u32>,
     /// Decoded rows kept in memory before partitions spill to temporary files.
@@ -51,8 +52,7 @@ pub fn attribute_file(request: &AttributeRequest) -> Result<AttributionResult, R
     // Options that are wrong for any kind fail before a byte is read (as the service does).
     request.options.check(request.spec.kind)?;
     // So is a cost table that cannot be used: it is small next to the input.
-    let spend_limits = SpendLimits::beside(&request.spec.limits);
-    let costs = request.spend.as_deref().map(|path| read_cost_table(path, &spend_limits)).transpose()?;
+    let costs = request.spend.as_deref().map(|path| read_cost_table(path, &request.spend_limits)).transpose()?;
     let source = Source::open(&request.input, request.spec.format)?;
     let partitions = request.partitions.unwrap_or_else(|| plan_partitions(source.estimated_rows()));
     let spill_dir = tempfile::Builder::new()

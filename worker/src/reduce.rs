@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use mta_core::ingest::Block;
 use mta_core::markov::SolveBudget;
-use mta_core::spend::SpendLimits;
 use mta_core::{AttributionError, AttributionResult, ErrorCode, InputKind, Options, Partial};
 use mta_platform::credits_file::{CreditRows, CreditsFile};
 use mta_platform::input::{Source, read_cost_table};
@@ -68,7 +67,7 @@ async fn reduce(services: &Services, job: JobRecord, stop: StopFlag) -> Result<(
             stop.check()?;
             let scratch = tempfile::Builder::new().prefix("mta-spend-").tempdir().map_err(anyhow::Error::from)?;
             let path = services.storage.local_copy(&keys::upload(&job.tenant, id), scratch.path()).await?;
-            let spend_limits = SpendLimits::beside(&limits);
+            let spend_limits = services.config.limits.spend();
             let costs = compute(move || read_cost_table(&path, &spend_limits)).await?;
             drop(scratch);
             Some(costs)
