@@ -278,3 +278,28 @@ fn parquet_cost_tables_read_dates_as_days_and_timestamps_as_instants() {
     let (first, last) = table.date_range(zone).unwrap();
     assert_eq!((first.to_string(), last.to_string()), ("2024-01-05".to_owned(), "2024-01-06".to_owned()));
 }
+
+#[test]
+fn path_level_credits_take_costs_too_on_the_design_markov_case() {
+    // DESIGN.md 3: Markov credits c1 38/29, c2 33/29, c3 45/29 conversions; values 14.8295455, 12.2727273, 17.8977273.
+    let rows = [
+        path_row(&["c1", "c2"], 1.0, 10.0, 0.0),
+        path_row(&["c1"], 0.0, 0.0, 1.0),
+        path_row(&["c2", "c3"], 1.0, 5.0, 1.0),
+        path_row(&["c1", "c1", "c3"], 2.0, 30.0, 1.0),
+    ];
+    let mut result = attribute_paths(&rows, &path_options(only(&["markov", "first_touch"])));
+    result.add_spend(&costs("date,channel,cost\n2026-01-01,c1,29\n2026-01-02,c3,45\n"));
+    let (cost, cpa, roas) = spend_of(channel(&result, ModelId::Markov, "c1"));
+    assert_eq!(cost, Some(29.0));
+    assert_close(cpa.unwrap(), 29.0 * 29.0 / 38.0, 1e-12);
+    assert_close(roas.unwrap(), 14.829_545_5 / 29.0, 1e-8);
+    let (cost, cpa, roas) = spend_of(channel(&result, ModelId::Markov, "c3"));
+    assert_eq!((cost, cpa.map(|c| (c * 1e9).round() / 1e9)), (Some(45.0), Some(29.0)));
+    assert_close(roas.unwrap(), 17.897_727_3 / 45.0, 1e-8);
+    assert_spend(channel(&result, ModelId::Markov, "c2"), (None, None, None));
+    // First touch: c1 opens rows 1 and 4 (3 conversions, 40), c3 opens none.
+    assert_spend(channel(&result, ModelId::FirstTouch, "c1"), (Some(29.0), Some(29.0 / 3.0), Some(40.0 / 29.0)));
+    assert_spend(channel(&result, ModelId::FirstTouch, "c3"), (Some(45.0), None, Some(0.0)));
+    assert!(result.spend.as_ref().unwrap().unmatched_cost.is_empty());
+}
