@@ -266,6 +266,9 @@ async fn a_job_with_a_spend_upload_equals_the_local_command_and_only_the_tenants
     assert_eq!(failed["error"]["code"], "invalid_value", "{failed}");
     assert!(failed["error"]["message"].as_str().unwrap().starts_with("the cost table:"), "{failed}");
     assert_eq!(failed["error"]["details"][0]["column"], "cost", "{failed}");
+    // It is read when the job starts: no chunk was attributed for nothing.
+    assert_eq!(failed["progress"]["chunks_done"], 0, "{failed}");
+    assert_eq!(failed["stage"], "splitting", "{failed}");
     // The terminal client: `mta submit --spend` uploads the cost table beside the file and
     // gets the same answer.
     let mta = |args: &[&str]| {
