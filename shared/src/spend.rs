@@ -302,32 +302,38 @@ impl CostRows {
         if self.count == 0 {
             return Err(AttributionError::new(ErrorCode::EmptyInput, "the cost table has a header but no data rows"));
         }
-        Ok(self.table)
+        let mut table = self.table;
+        table.channels = by_id(self.channel_ids);
+        table.campaigns = by_id(self.campaign_ids);
+        Ok(table)
     }
 
-    /// The id of `name` in `ids` / `names`, refusing more than `max` distinct names.
-    fn intern(
-        ids: &mut HashMap<String, u32>,
-        names: &mut Vec<String>,
-        name: &str,
-        max: usize,
-        what: &str,
-    ) -> Result<u32, AttributionError> {
-        if let Some(&id) = ids.get(name) {
+    /// The id of `name` in `ids` (the next one if it is new), refusing more than `max`
+    /// distinct names. Each name is held once, as a key of `ids`, until [`by_id`].
+    fn intern(ids: &mut HashMap<String, u32>, name: String, max: usize, what: &str) -> Result<u32, AttributionError> {
+        if let Some(&id) = ids.get(&name) {
             return Ok(id);
         }
-        if names.len() >= max {
+        if ids.len() >= max {
             return Err(AttributionError::new(
                 ErrorCode::LimitExceeded,
                 format!("the cost table has more than {max} distinct {what}, the configured limit"),
             ));
         }
-        let id = names.len() as u32;
+        let id = ids.len() as u32;
         debug_assert_ne!(id, NO_CHANNEL);
-        names.push(name.to_owned());
-        ids.insert(name.to_owned(), id);
+        ids.insert(name, id);
         Ok(id)
     }
+}
+
+/// The names of an interning map in the order of their ids (moved, not copied).
+fn by_id(ids: HashMap<String, u32>) -> Vec<String> {
+    let mut names = vec![String::new(); ids.len()];
+    for (name, id) in ids {
+        names[id as usize] = name;
+    }
+    names
 }
 
 /// A cell as a name (channel or campaign): trimmed text or an integer; `Ok(None)` when empty.
@@ -443,26 +449,11 @@ impl RowSink for CostRows {
         if !self.sum.is_finite() {
             return Err(crate::ingest::sum_overflows(row, self.name(c.cost), "costs"));
         }
-        let table = &mut self.table;
-        let channel = CostRows::intern(
-            &mut self.channel_ids,
-            &mut table.channels,
-            &channel,
-            self.limits.max_channels,
-            "channels",
-        )?;
+        let channel = CostRows::intern(&mut self.channel_ids, channel, self.limits.max_channels, "channels")?;
         let campaign = campaign
-            .map(|name| {
-                CostRows::intern(
-                    &mut self.campaign_ids,
-                    &mut table.campaigns,
-                    &name,
-                    self.limits.max_campaigns,
-                    "campaigns",
-                )
-            })
+            .map(|name| CostRows::intern(&mut self.campaign_ids, name, self.limits.max_campaigns, "campaigns"))
             .transpose()?;
-        table.rows.push(CostRow { row, date, channel, campaign, cost });
+        self.table.rows.push(CostRow { row, date, channel, campaign, cost });
         Ok(())
     }
 
