@@ -279,6 +279,18 @@ function numberField(id, label) {
   return input.value.trim() === '' ? undefined : Number(input.value);
 }
 
+/** The lookback: one number of days, or a comma-separated list of windows to compare. */
+function lookbackField() {
+  const text = $('lookback_days').value.trim();
+  if (text === '') return undefined;
+  const parts = text.split(',').map((p) => p.trim());
+  const days = parts.map(Number);
+  if (parts.some((p) => p === '') || days.some((d) => !Number.isFinite(d))) {
+    throw new FormProblem('Lookback must be a number of days, or several separated by commas (7, 30, 90).');
+  }
+  return parts.length === 1 ? days[0] : days;
+}
+
 /** The job spec from the form, leaving out every empty field (the service fills in defaults). */
 function jobSpec() {
   const spec = { upload_id: state.uploadId };
@@ -287,7 +299,9 @@ function jobSpec() {
   const models = MODELS.filter((m) => $(`model-${m}`).checked);
   if (models.length === 0) throw new FormProblem('Pick at least one model.');
   if (models.length < MODELS.length) options.models = models;
-  const numbers = [['markov_order', 'Markov order'], ['lookback_days', 'Lookback'], ['half_life_days', 'Half-life']];
+  const lookback = lookbackField();
+  if (lookback !== undefined) options.lookback_days = lookback;
+  const numbers = [['markov_order', 'Markov order'], ['half_life_days', 'Half-life']];
   for (const [id, label] of numbers) {
     const value = numberField(id, label);
     if (value !== undefined) options[id] = value;
@@ -624,6 +638,7 @@ function drawModel() {
   });
   drawPeriods();
   drawSpend();
+  drawWindows();
   const notes = [];
   if (model.note) notes.push(model.note);
   if (model.conserves_totals === false) notes.push('This model\'s credits do not add up to the total conversions.');
@@ -691,6 +706,54 @@ function drawSpend() {
   $('spend-unmatched').dataset.channels = unmatched.map((u) => u.channel).join('\n');
 }
 
+/** A lookback window's name: `7d`, or `unlimited` for 0. */
+const windowLabel = (days) => (days === 0 ? 'unlimited' : `${days}d`);
+
+/**
+ * The lookback windows compared (a job whose `lookback_days` was a list): for the chosen model,
+ * each channel's share under every window as lines, and its rank per window in a table.
+ */
+function drawWindows() {
+  const result = state.result;
+  const windows = result?.windows || [];
+  const ranks = (result?.window_ranks || []).find((r) => r.model === state.model);
+  $('windows-panel').hidden = !ranks;
+  $('download-windows').hidden = windows.length === 0;
+  if (!ranks) return;
+  const labels = windows.map((w) => windowLabel(w.lookback_days));
+  const channels = ranks.channels.map((c) => c.channel);
+  const share = new Map(ranks.channels.map((c) => [c.channel, c.share]));
+  legend($('windows-legend'), channels, 'Channels');
+  lineChart($('chart-windows'), {
+    title: `Share of conversions credited by ${state.model}, per lookback window`, periods: labels,
+    series: channels, value: (channel, label) => share.get(channel)[labels.indexOf(label)], format: percent,
+    id: 'windows',
+  });
+  const table = $('window-ranks');
+  table.replaceChildren(...(table.caption ? [table.caption] : []));
+  const head = element('tr');
+  head.append(element('th', { scope: 'col' }, 'Channel'));
+  for (const label of labels) head.append(element('th', { scope: 'col' }, `Rank ${label}`));
+  head.append(element('th', { scope: 'col' }, 'Spread'));
+  const thead = element('thead');
+  thead.append(head);
+  const body = element('tbody');
+  for (const c of ranks.channels) {
+    const row = element('tr', { 'data-channel': c.channel });
+    row.append(element('th', { scope: 'row' }, c.channel));
+    c.rank.forEach((rank, i) => row.append(element('td', {
+      'data-window': windows[i].lookback_days, 'data-rank': rank ?? '',
+    }, rank === null ? '–' : String(rank))));
+    row.append(element('td', { 'data-spread': c.rank_spread, class: c.rank_spread ? 'unstable' : '' },
+      String(c.rank_spread)));
+    body.append(row);
+  }
+  table.append(thead, body);
+  const moved = ranks.channels.filter((c) => c.rank_spread > 0).length;
+  $('windows-note').textContent = `${labels.length} windows; the top figures use ${labels[0]}; `
+    + (moved ? `${moved} of ${channels.length} channels change rank` : 'every channel keeps its rank');
+}
+
 async function save(path, filename) {
   clearError($('result-error'));
   try {
@@ -712,6 +775,8 @@ function wireResult() {
     save(`/v1/jobs/${job()}/result?format=csv&table=periods`, `periods-${short(state.viewing)}.csv`));
   $('download-unmatched').addEventListener('click', () =>
     save(`/v1/jobs/${job()}/result?format=csv&table=unmatched_cost`, `unmatched-cost-${short(state.viewing)}.csv`));
+  $('download-windows').addEventListener('click', () =>
+    save(`/v1/jobs/${job()}/result?format=csv&table=windows`, `windows-${short(state.viewing)}.csv`));
   $('download-json').addEventListener('click', () =>
     save(`/v1/jobs/${job()}/result`, `result-${short(state.viewing)}.json`));
   $('download-credits').addEventListener('click', () =>

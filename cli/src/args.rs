@@ -9,7 +9,7 @@ use clap::{Args, Parser, Subcommand};
 use mta_core::error::quoted;
 use mta_core::ingest::{ColumnMapping, Limits, PathSeparator};
 use mta_core::spend::SpendLimits;
-use mta_core::{AttributionError, ChannelRules, OptionsSpec, PositionWeights};
+use mta_core::{AttributionError, ChannelRules, LookbackDays, OptionsSpec, PositionWeights};
 use mta_platform::JobSpec;
 use mta_platform::ids::UploadId;
 
@@ -104,8 +104,8 @@ pub enum ClientCommand {
         #[arg(long, default_value = "table", value_parser = ["table", "json", "csv"])]
         format: String,
         /// Print this tidy table as CSV: `channels` (what `--format csv` prints), `periods`,
-        /// `path_length`, `time_lag`, `positions` or `unmatched_cost`.
-        #[arg(long, value_parser = ["channels", "periods", "path_length", "time_lag", "positions", "unmatched_cost"], conflicts_with = "format")]
+        /// `path_length`, `time_lag`, `positions`, `windows` or `unmatched_cost`.
+        #[arg(long, value_parser = ["channels", "periods", "path_length", "time_lag", "positions", "windows", "unmatched_cost"], conflicts_with = "format")]
         table: Option<String>,
         #[command(flatten)]
         connection: Connection,
@@ -171,9 +171,11 @@ pub struct JobOptionArgs {
     /// Markov chain order, 1 to 4.
     #[arg(long)]
     pub markov_order: Option<u8>,
-    /// Lookback window before each conversion, in days (0 = unlimited; default 30).
-    #[arg(long, allow_negative_numbers = true)]
-    pub lookback_days: Option<f64>,
+    /// Lookback window before each conversion, in days (0 = unlimited; default 30); a
+    /// comma-separated list (`7,14,30,90`, at most 8) compares the windows in one pass, the
+    /// first giving the top-level figures.
+    #[arg(long, allow_hyphen_values = true, value_name = "DAYS[,DAYS...]")]
+    pub lookback_days: Option<String>,
     /// Time-decay half-life in days (default 7).
     #[arg(long, allow_negative_numbers = true)]
     pub half_life_days: Option<f64>,
@@ -228,8 +230,8 @@ pub struct AttributeArgs {
     /// Print readable tables instead of JSON (JSON still goes to --output if given).
     #[arg(long)]
     pub table: bool,
-    /// Also write each tidy CSV table of the result into this directory (`channels.csv`, and
-    /// `periods.csv` with `--period`).
+    /// Also write each tidy CSV table of the result into this directory (`channels.csv`, the
+    /// reports, `periods.csv` with `--period`, `windows.csv` with several `--lookback-days`).
     #[arg(long, value_name = "DIR")]
     pub csv_dir: Option<PathBuf>,
     /// Refuse inputs with more distinct channels than this.
@@ -261,7 +263,7 @@ impl JobOptionArgs {
         Ok(OptionsSpec {
             models: Some(split_list(&self.models)),
             markov_order: self.markov_order,
-            lookback_days: self.lookback_days,
+            lookback_days: self.lookback_days.as_deref().map(LookbackDays::parse).transpose()?,
             half_life_days: self.half_life_days,
             position_weights: self.position_weights.as_deref().map(PositionWeights::parse).transpose()?,
             direct_channels: self.direct_channels.as_deref().map(split_list),

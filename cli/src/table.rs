@@ -1,5 +1,6 @@
 //! The human-readable view of a result (`--table`): a summary, then channels × models
-//! for conversions and for value, then the Markov removal effects.
+//! for conversions and for value, then the Markov removal effects, and with several
+//! lookback windows their comparison (share and rank per window).
 
 use std::fmt::Write;
 
@@ -75,6 +76,7 @@ pub fn render(result: &AttributionResult) -> String {
     if let Some(spend) = &result.spend {
         render_spend(&mut out, result, spend, &channels);
     }
+    render_windows(&mut out, result);
     if result.model(ModelId::Participation).is_some() {
         let _ = writeln!(
             out,
@@ -126,6 +128,41 @@ fn render_spend(out: &mut String, result: &AttributionResult, spend: &SpendSumma
     for p in &spend.cost_outside_periods {
         let _ = writeln!(out, "cost dated in period {} (no journey there): {}", p.period, num(p.cost));
     }
+}
+
+/// Per model: each channel's share of credited conversions and its rank under every window,
+/// and how far its rank moves (0 = the same place under every window).
+fn render_windows(out: &mut String, result: &AttributionResult) {
+    if result.window_ranks.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "\nlookback windows: share of credited conversions (rank); the top level is the {} window",
+        window_label(result.windows[0].lookback_days)
+    );
+    for ranks in &result.window_ranks {
+        let mut header = vec![ranks.model.as_str().to_owned()];
+        header.extend(result.windows.iter().map(|w| window_label(w.lookback_days)));
+        header.push("rank spread".to_owned());
+        let mut rows = vec![header];
+        for c in &ranks.channels {
+            let mut row = vec![c.channel.clone()];
+            row.extend(c.share.iter().zip(&c.rank).map(|(share, rank)| match rank {
+                Some(rank) => format!("{:.1}% ({rank})", share * 100.0),
+                None => "-".to_owned(),
+            }));
+            row.push(c.rank_spread.to_string());
+            rows.push(row);
+        }
+        let _ = writeln!(out);
+        align(out, &rows);
+    }
+}
+
+/// `7d`, `1.5d`, or `unlimited` for 0.
+fn window_label(days: f64) -> String {
+    if days == 0.0 { "unlimited".to_owned() } else { format!("{days}d") }
 }
 
 fn short_name(model: &str) -> &str {

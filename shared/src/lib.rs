@@ -30,6 +30,6 @@ pub mod spend;
 pub use channel_rules::ChannelRules;
 pub use chunk::{ChannelDict, EventChunk, PathChunk};
 pub use error::{AttributionError, ErrorCode, Problem};
-pub use options::{InputKind, ModelId, Options, OptionsSpec, PositionWeights};
+pub use options::{InputKind, LookbackDays, ModelId, Options, OptionsSpec, PositionWeights};
 pub use partial::Partial;
 pub use result::AttributionResult;

@@ -158,7 +158,11 @@ pub struct OptionsSpec {
     pub models: Option<Vec<String>>,
     #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 4))]
     pub markov_order: Option<u8>,
-    pub lookback_days: Option<f64>,
+    /// Days before each conversion whose touches count (0 = unlimited; default 30); a list
+    /// (`[7, 14, 30, 90]`, at most 8) compares the windows in one pass: `windows` and
+    /// `window_ranks` in the result, the first window's figures at its top level.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<LookbackDays>))]
+    pub lookback_days: Option<LookbackDays>,
     pub half_life_days: Option<f64>,
     pub position_weights: Option<PositionWeights>,
     pub direct_channels: Option<Vec<String>>,
@@ -186,8 +190,12 @@ pub struct Options {
     pub kind: InputKind,
     pub models: Vec<ModelId>,
     pub markov_order: u8,
-    /// 0 = unlimited.
+    /// 0 = unlimited. With several windows: the first, whose figures are the result's top level.
     pub lookback_days: f64,
+    /// Every window when `lookback_days` was given as a list, in the order listed (absent
+    /// when it was one number).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lookback_windows: Vec<f64>,
     pub half_life_days: f64,
     /// Normalised so the three weights sum to 1.
     pub position_weights: PositionWeights,
@@ -212,6 +220,8 @@ impl Options {
     pub const DEFAULT_LOOKBACK_DAYS: f64 = 30.0;
     pub const DEFAULT_HALF_LIFE_DAYS: f64 = 7.0;
     pub const DEFAULT_MAX_JOURNEY_TOUCHES: u32 = 10_000;
+    /// The most lookback windows one job compares.
+    pub const MAX_LOOKBACK_WINDOWS: usize = 8;
 
     /// Defaults for a kind of input: every applicable model.
     pub fn defaults(kind: InputKind) -> Options {
@@ -224,13 +234,106 @@ impl Options {
 
     /// The lookback window in microseconds, or `None` when unlimited.
     pub fn lookback_micros(&self) -> Option<i64> {
-        (self.lookback_days > 0.0).then(|| (self.lookback_days * MICROS_PER_DAY).round() as i64)
+        window_micros(self.lookback_days)
+    }
+
+    /// Each window compared, in microseconds (`None`: unlimited): the first is
+    /// `lookback_days`; one window when `lookback_days` was one number.
+    pub fn window_lookbacks(&self) -> Vec<Option<i64>> {
+        if self.lookback_windows.is_empty() {
+            vec![self.lookback_micros()]
+        } else {
+            self.lookback_windows.iter().map(|&days| window_micros(days)).collect()
+        }
     }
 
     /// True if `channel` (any case, Unicode lower-casing) is one of the direct channels.
     pub fn is_direct(&self, channel: &str) -> bool {
         let channel = channel.trim().to_lowercase();
         self.direct_channels.contains(&channel)
+    }
+}
+
+/// A lookback window in microseconds, or `None` when unlimited (0 days).
+fn window_micros(days: f64) -> Option<i64> {
+    (days > 0.0).then(|| (days * MICROS_PER_DAY).round() as i64)
+}
+
+/// `lookback_days` as given: one window, or several windows compared in one pass. Written
+/// back as it was read (a number stays a number), so a job spec's bytes do not change.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum LookbackDays {
+    One(f64),
+    Many(Vec<f64>),
+}
+
+impl From<f64> for LookbackDays {
+    fn from(days: f64) -> Self {
+        LookbackDays::One(days)
+    }
+}
+
+impl LookbackDays {
+    /// Parses `30` or `7,14,30,90` (the command line's form).
+    pub fn parse(s: &str) -> Result<Self, AttributionError> {
+        let refused = || {
+            AttributionError::option(
+                "lookback_days",
+                format!("{} is not a number of days or a comma-separated list of them", quoted(s)),
+            )
+        };
+        if !s.contains(',') {
+            return s.trim().parse::<f64>().map(LookbackDays::One).map_err(|_| refused());
+        }
+        let mut days = Vec::new();
+        for part in s.split(',') {
+            if days.len() == Options::MAX_LOOKBACK_WINDOWS {
+                return Err(too_many_windows());
+            }
+            days.push(part.trim().parse::<f64>().map_err(|_| refused())?);
+        }
+        Ok(LookbackDays::Many(days))
+    }
+}
+
+fn too_many_windows() -> AttributionError {
+    AttributionError::option(
+        "lookback_days",
+        format!("compare at most {} windows in one job", Options::MAX_LOOKBACK_WINDOWS),
+    )
+}
+
+impl<'de> Deserialize<'de> for LookbackDays {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct DaysVisitor;
+        impl<'de> serde::de::Visitor<'de> for DaysVisitor {
+            type Value = LookbackDays;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "a number of days, or a list of at most {} of them", Options::MAX_LOOKBACK_WINDOWS)
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Self::Value, E> {
+                Ok(LookbackDays::One(v))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Self::Value, E> {
+                Ok(LookbackDays::One(v as f64))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Self::Value, E> {
+                Ok(LookbackDays::One(v as f64))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let mut days = Vec::new();
+                while let Some(day) = seq.next_element::<f64>()? {
+                    if days.len() == Options::MAX_LOOKBACK_WINDOWS {
+                        return Err(serde::de::Error::custom(too_many_windows().message));
+                    }
+                    days.push(day);
+                }
+                Ok(LookbackDays::Many(days))
+            }
+        }
+        deserializer.deserialize_any(DaysVisitor)
     }
 }
 
@@ -255,7 +358,15 @@ impl OptionsSpec {
         if !(1..=4).contains(&markov_order) {
             return Err(AttributionError::option("markov_order", format!("{markov_order} is not between 1 and 4")));
         }
-        let lookback_days = self.lookback_days.unwrap_or(Options::DEFAULT_LOOKBACK_DAYS);
+        let lookback_windows = match &self.lookback_days {
+            Some(LookbackDays::Many(days)) => check_windows(days, kind, self.period.is_some())?,
+            _ => Vec::new(),
+        };
+        let lookback_days = match &self.lookback_days {
+            None => Options::DEFAULT_LOOKBACK_DAYS,
+            Some(LookbackDays::One(days)) => *days,
+            Some(LookbackDays::Many(_)) => lookback_windows[0],
+        };
         if !lookback_days.is_finite() || lookback_days < 0.0 {
             return Err(AttributionError::option("lookback_days", "must be a number >= 0 (0 = unlimited)"));
         }
@@ -295,6 +406,7 @@ impl OptionsSpec {
             models,
             markov_order,
             lookback_days,
+            lookback_windows,
             half_life_days,
             position_weights,
             direct_channels,
@@ -305,6 +417,35 @@ impl OptionsSpec {
             timezone: self.timezone.unwrap_or_default(),
         })
     }
+}
+
+/// The windows of a list of lookbacks: 1 to 8 distinct numbers >= 0, on event input without `period`.
+fn check_windows(days: &[f64], kind: InputKind, period: bool) -> Result<Vec<f64>, AttributionError> {
+    let refused = |problem: String| Err(AttributionError::option("lookback_days", problem));
+    if days.is_empty() {
+        return refused("name at least one window".to_owned());
+    }
+    if days.len() > Options::MAX_LOOKBACK_WINDOWS {
+        return Err(too_many_windows());
+    }
+    if kind == InputKind::Paths {
+        return refused("comparing windows needs event rows with timestamps; path rows have no times".to_owned());
+    }
+    if period && days.len() > 1 {
+        return refused(
+            "comparing windows does not combine with `period`; give one window with a period, or drop `period`"
+                .to_owned(),
+        );
+    }
+    for (i, &day) in days.iter().enumerate() {
+        if !day.is_finite() || day < 0.0 {
+            return refused(format!("window {} must be a number >= 0 (0 = unlimited)", i + 1));
+        }
+        if days[..i].contains(&day) {
+            return refused(format!("the window of {day} days is listed twice"));
+        }
+    }
+    Ok(days.to_vec())
 }
 
 fn resolve_models(requested: Option<&[String]>, kind: InputKind) -> Result<Vec<ModelId>, AttributionError> {
@@ -382,7 +523,7 @@ mod tests {
     fn out_of_range_options_name_their_field() {
         for (spec, field) in [
             (OptionsSpec { markov_order: Some(5), ..Default::default() }, "markov_order"),
-            (OptionsSpec { lookback_days: Some(-1.0), ..Default::default() }, "lookback_days"),
+            (OptionsSpec { lookback_days: Some((-1.0).into()), ..Default::default() }, "lookback_days"),
             (OptionsSpec { half_life_days: Some(0.0), ..Default::default() }, "half_life_days"),
             (OptionsSpec { models: Some(vec!["nope".into()]), ..Default::default() }, "models"),
             (

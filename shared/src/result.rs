@@ -39,6 +39,48 @@ pub struct AttributionResult {
     /// and the cost of channels the events never mention.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub spend: Option<SpendSummary>,
+    /// With `lookback_days` given as a list: the figures under each window, in the order
+    /// listed (the first is the top level's).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub windows: Vec<WindowResult>,
+    /// With `windows`: per model, each channel's share and rank under every window.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub window_ranks: Vec<WindowRanks>,
+}
+
+/// The result of one lookback window.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WindowResult {
+    /// 0 = unlimited.
+    pub lookback_days: f64,
+    pub summary: Summary,
+    #[serde(serialize_with = "models_as_map", deserialize_with = "models_from_map")]
+    #[cfg_attr(feature = "openapi", schema(value_type = std::collections::BTreeMap<String, ModelResult>))]
+    pub models: Vec<ModelResult>,
+}
+
+/// One model's channels compared across the lookback windows.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WindowRanks {
+    pub model: ModelId,
+    /// Every channel credited under some window: by rank under the first window, then by name.
+    pub channels: Vec<ChannelWindowRanks>,
+}
+
+/// One channel under each window, in the order of the result's `windows`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChannelWindowRanks {
+    pub channel: String,
+    /// Its share of the model's credited conversions (0 where the window has no touch of it).
+    pub share: Vec<f64>,
+    /// Its place in the model's channel list (1 = most conversions; ties by name); `null`
+    /// where the window has no touch of it.
+    pub rank: Vec<Option<u32>>,
+    /// Worst minus best rank over the windows that rank it: 0 = the same place in every one.
+    pub rank_spread: u32,
 }
 
 /// The result of the journeys that count in one period.
@@ -196,6 +238,15 @@ impl Partial {
             let AttributionResult { summary, models, .. } = build_result(period, options, budget)?;
             result.periods.push(PeriodResult { period: Period::label(day), summary, models });
         }
+        if let Some((&first, further)) = options.lookback_windows.split_first() {
+            let (summary, models) = (result.summary.clone(), result.models.clone());
+            result.windows.push(WindowResult { lookback_days: first, summary, models });
+            for (&lookback_days, window) in further.iter().zip(&self.windows) {
+                let AttributionResult { summary, models, .. } = build_result(window, options, budget)?;
+                result.windows.push(WindowResult { lookback_days, summary, models });
+            }
+            result.window_ranks = window_ranks(&result.windows);
+        }
         match first_non_finite(&result) {
             Some(model) => Err(AttributionError::new(
                 ErrorCode::LimitExceeded,
@@ -309,7 +360,8 @@ fn first_non_finite(result: &AttributionResult) -> Option<&'static str> {
         return Some("summary");
     }
     let periods = result.periods.iter().flat_map(|p| &p.models);
-    result.models.iter().chain(periods).find_map(|model| {
+    let windows = result.windows.iter().flat_map(|w| &w.models);
+    result.models.iter().chain(periods).chain(windows).find_map(|model| {
         let channels = model.channels.iter().flat_map(|c| {
             [Some(c.conversions), Some(c.value), Some(c.share), c.removal_effect, c.removal_effect_value]
         });
@@ -317,6 +369,46 @@ fn first_non_finite(result: &AttributionResult) -> Option<&'static str> {
         let finite = totals.into_iter().chain(channels).flatten().all(f64::is_finite);
         (!finite).then(|| model.model.as_str())
     })
+}
+
+/// Each model's channels compared across `windows`: share and rank under every window.
+fn window_ranks(windows: &[WindowResult]) -> Vec<WindowRanks> {
+    let Some(first) = windows.first() else { return Vec::new() };
+    first
+        .models
+        .iter()
+        .map(|model| {
+            let lists: Vec<&[ChannelCredit]> = windows
+                .iter()
+                .map(|w| w.models.iter().find(|m| m.model == model.model).map_or(&[][..], |m| &m.channels[..]))
+                .collect();
+            let mut names: Vec<&str> = Vec::new();
+            for list in &lists {
+                names.extend(list.iter().map(|c| c.channel.as_str()));
+            }
+            names.sort_unstable();
+            names.dedup();
+            let mut channels: Vec<ChannelWindowRanks> = names
+                .into_iter()
+                .map(|name| {
+                    let places: Vec<Option<(u32, f64)>> = lists
+                        .iter()
+                        .map(|list| list.iter().position(|c| c.channel == name).map(|i| (i as u32 + 1, list[i].share)))
+                        .collect();
+                    let ranks = places.iter().flatten().map(|&(rank, _)| rank);
+                    let spread = ranks.clone().max().unwrap_or(0) - ranks.min().unwrap_or(0);
+                    ChannelWindowRanks {
+                        channel: name.to_owned(),
+                        share: places.iter().map(|p| p.map_or(0.0, |(_, share)| share)).collect(),
+                        rank: places.iter().map(|p| p.map(|(rank, _)| rank)).collect(),
+                        rank_spread: spread,
+                    }
+                })
+                .collect();
+            channels.sort_by_key(|c| c.rank[0].unwrap_or(u32::MAX));
+            WindowRanks { model: model.model, channels }
+        })
+        .collect()
 }
 
 pub(crate) fn build_result(
@@ -365,7 +457,16 @@ pub(crate) fn build_result(
     }
     let has_times = options.kind == crate::options::InputKind::Events;
     let reports = Some(partial.reports.report(&partial.channels, &partial.channel_seen, has_times));
-    Ok(AttributionResult { summary, options: options.clone(), models, periods: Vec::new(), reports, spend: None })
+    Ok(AttributionResult {
+        summary,
+        options: options.clone(),
+        models,
+        periods: Vec::new(),
+        reports,
+        windows: Vec::new(),
+        window_ranks: Vec::new(),
+        spend: None,
+    })
 }
 
 fn model_result(
@@ -444,11 +545,20 @@ pub enum Table {
     Positions,
     /// With a cost table: `channel,cost,rows` of the channels no journey mentions.
     UnmatchedCost,
+    /// One row per model × channel × lookback window: [`windows_csv`].
+    Windows,
 }
 
 impl Table {
-    pub const ALL: [Table; 6] =
-        [Table::Channels, Table::Periods, Table::PathLength, Table::TimeLag, Table::Positions, Table::UnmatchedCost];
+    pub const ALL: [Table; 7] = [
+        Table::Channels,
+        Table::Periods,
+        Table::PathLength,
+        Table::TimeLag,
+        Table::Positions,
+        Table::Windows,
+        Table::UnmatchedCost,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -458,6 +568,7 @@ impl Table {
             Table::TimeLag => "time_lag",
             Table::Positions => "positions",
             Table::UnmatchedCost => "unmatched_cost",
+            Table::Windows => "windows",
         }
     }
 
@@ -469,6 +580,7 @@ impl Table {
             Table::PathLength | Table::Positions => result.reports.is_some(),
             Table::TimeLag => result.reports.as_ref().is_some_and(|r| !r.time_lag.is_empty()),
             Table::UnmatchedCost => result.spend.is_some(),
+            Table::Windows => !result.windows.is_empty(),
         }
     }
 
@@ -484,6 +596,7 @@ impl Table {
         match self {
             Table::Channels => channels_csv(result),
             Table::Periods => periods_csv(result),
+            Table::Windows => windows_csv(result),
             Table::PathLength => buckets(reports.map_or(&[][..], |r| &r.path_length)),
             Table::TimeLag => buckets(reports.map_or(&[][..], |r| &r.time_lag)),
             Table::Positions => {
@@ -535,6 +648,36 @@ pub fn periods_csv(result: &AttributionResult) -> String {
         for model in &period.models {
             for c in &model.channels {
                 out.push_str(&format!("{},{}\n", period.period, credit_row(model.model, c, spend)));
+            }
+        }
+    }
+    out
+}
+
+/// The header of [`windows_csv`].
+pub const WINDOWS_CSV_HEADER: &str = "model,channel,lookback_days,conversions,value,share,rank";
+
+/// The window comparison: one row per model × channel × lookback window that credits the
+/// channel, channels in the order of `window_ranks`, windows in the order listed (empty but
+/// for the header without several windows).
+pub fn windows_csv(result: &AttributionResult) -> String {
+    let mut out = format!("{WINDOWS_CSV_HEADER}\n");
+    for ranks in &result.window_ranks {
+        for channel in &ranks.channels {
+            for (window, rank) in result.windows.iter().zip(&channel.rank) {
+                let Some(rank) = rank else { continue };
+                let model = window.models.iter().find(|m| m.model == ranks.model);
+                let Some(c) = model.and_then(|m| m.channel(&channel.channel)) else { continue };
+                out.push_str(&format!(
+                    "{},{},{},{},{},{},{}\n",
+                    ranks.model,
+                    csv_field(&c.channel),
+                    window.lookback_days,
+                    c.conversions,
+                    c.value,
+                    c.share,
+                    rank
+                ));
             }
         }
     }

@@ -370,7 +370,7 @@ async function main() {
 
     // Every chart has a text alternative: an aria-label and a table with one row per channel
     // (per period for the chart over time, per channel with a ROAS for the ROAS chart).
-    const alternatives = await page.$$eval('figure.chart', (figures) => figures.map((f) => ({
+    const alternatives = await page.$$eval('figure.chart', (figures) => figures.filter((f) => !f.closest('[hidden]')).map((f) => ({
       id: f.id, label: f.querySelector('svg[role="img"]')?.getAttribute('aria-label') || '',
       rows: f.querySelectorAll('.visually-hidden table tbody tr').length,
     })));
@@ -437,6 +437,59 @@ async function main() {
     await darkPage.screenshot({ path: path.join(artifacts, 'result-dark.png'), fullPage: true });
     log(`dark theme: background ${darkColors.background} (light: ${lightBackground}), text ${darkColors.text}`);
     await dark.close();
+
+    // Lookback windows compared in one job: for the chosen model, each channel's share per
+    // window (a line per channel) and its rank per window, as the API's window_ranks say.
+    assert.equal(await page.isHidden('#windows-panel'), true, 'no window comparison without a list of windows');
+    await page.selectOption('#period', '');
+    await page.fill('#lookback_days', '7,30,0');
+    await page.click('#submit-job');
+    await page.waitForFunction((first) => {
+      const id = document.querySelector('#submit-status')?.dataset.jobId;
+      return id && id !== first;
+    }, jobId);
+    const windowsJobId = await page.getAttribute('#submit-status', 'data-job-id');
+    const windowsJob = await api(`/v1/jobs/${windowsJobId}`);
+    assert.deepEqual(windowsJob.spec.options.lookback_days, [7, 30, 0]);
+    await page.fill('#lookback_days', '');
+    await openResult(page, windowsJobId);
+    const compared = await api(`/v1/jobs/${windowsJobId}/result`);
+    assert.deepEqual(compared.windows.map((w) => w.lookback_days), [7, 30, 0]);
+    const labels = ['7d', '30d', 'unlimited'];
+    for (const model of ['linear', 'first_touch']) {
+      await page.selectOption('#model-select', model);
+      await page.waitForFunction((m) => document.querySelector('#chart-windows figcaption')?.textContent
+        .includes(`by ${m},`), model);
+      const ranks = compared.window_ranks.find((r) => r.model === model);
+      const shares = await page.$$eval('#chart-windows circle.point', (ps) => ps.map((p) => ({
+        window: p.dataset.period, channel: p.dataset.channel, value: Number(p.dataset.value),
+      })));
+      assert.equal(shares.length, ranks.channels.length * labels.length, `${model}: a point per channel and window`);
+      for (const point of shares) {
+        const channel = ranks.channels.find((c) => c.channel === point.channel);
+        assert.ok(channel, `${model}: a line for a channel the API does not rank: ${point.channel}`);
+        close(point.value, channel.share[labels.indexOf(point.window)], `${model} share of ${point.channel} at ${point.window}`);
+        // The share is the window's own channel list's share.
+        const window = compared.windows[labels.indexOf(point.window)];
+        close(point.value, window.models[model].channels.find((c) => c.channel === point.channel)?.share ?? 0,
+          `${model} ${point.channel} in the ${point.window} window's result`);
+      }
+      const rows = await page.$$eval('#window-ranks tbody tr', (trs) => trs.map((tr) => ({
+        channel: tr.dataset.channel,
+        ranks: [...tr.querySelectorAll('td[data-window]')].map((td) => (td.dataset.rank === '' ? null : Number(td.dataset.rank))),
+        spread: Number(tr.querySelector('td[data-spread]').dataset.spread),
+      })));
+      assert.deepEqual(rows, ranks.channels.map((c) => ({ channel: c.channel, ranks: c.rank, spread: c.rank_spread })),
+        `${model}: the rank table is the API's window_ranks`);
+    }
+    const [windowsCsv] = await Promise.all([page.waitForEvent('download'), page.click('#download-windows')]);
+    const windowLines = (await readFile(await windowsCsv.path(), 'utf8')).trim().split('\n');
+    assert.equal(windowLines[0], 'model,channel,lookback_days,conversions,value,share,rank');
+    const ranked = compared.window_ranks.reduce((n, r) => n + r.channels
+      .reduce((m, c) => m + c.rank.filter((x) => x !== null).length, 0), 0);
+    assert.equal(windowLines.length - 1, ranked, 'one windows CSV row per model × channel × window that ranks it');
+    await page.screenshot({ path: path.join(artifacts, 'result-windows.png'), fullPage: true });
+    log(`lookback windows: ${labels.join(', ')} shares and ranks of linear and first_touch match the API; windows CSV ${ranked} rows`);
 
     // Forgetting the key clears it and everything shown with it.
     await page.click('#key-forget');

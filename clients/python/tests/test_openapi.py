@@ -118,6 +118,8 @@ def test_webhook_takes_every_field_of_the_webhook_spec(document: dict[str, Any])
         (results.AppliedOptions, "Options"),
         (results.ModelResult, "ModelResult"),
         (results.PeriodResult, "PeriodResult"),
+        (results.WindowResult, "WindowResult"),
+        (results.ChannelWindowRanks, "ChannelWindowRanks"),
         (results.ChannelCredit, "ChannelCredit"),
         (results.Spend, "SpendSummary"),
         (results.UnmatchedCost, "UnmatchedCost"),
@@ -133,6 +135,10 @@ def test_result_and_record_dataclasses_cover_the_schemas(
 ) -> None:
     fields = {f.name for f in dataclasses.fields(cls)} - {"raw", "model"}
     assert properties(document, name) == fields
+
+
+def test_window_ranks_name_their_model(document: dict[str, Any]) -> None:
+    assert properties(document, "WindowRanks") == {f.name for f in dataclasses.fields(results.WindowRanks)}
 
 
 def test_the_result_schema_is_what_the_result_class_reads(document: dict[str, Any]) -> None:

@@ -1,14 +1,15 @@
 //! Property tests over random inputs: every model but `participation` conserves the
 //! attributed conversions and value (in every period too), periods add up to the whole, and
 //! partials merge to the single-chunk answer in any grouping and order, whatever the
-//! chunks' channel numbering, periods included, with a cost table's cost, CPA and ROAS.
+//! chunks' channel numbering, periods and lookback windows included (each window compared
+//! in one pass equals a run with that window alone), with a cost table's cost, CPA and ROAS.
 
 use std::collections::BTreeMap;
 
 use mta_core::chunk::{partition_of, user_key};
 use mta_core::period::Period;
-use mta_core::result::PeriodResult;
-use mta_core::{AttributionResult, ChannelDict, ModelId, Options, OptionsSpec, Partial};
+use mta_core::result::{PeriodResult, WindowResult};
+use mta_core::{AttributionResult, ChannelDict, LookbackDays, ModelId, Options, OptionsSpec, Partial};
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
 
@@ -57,10 +58,17 @@ fn event_rows() -> impl Strategy<Value = Vec<Row>> {
         })
 }
 
-/// Random journey options around the defaults.
+/// Random journey options around the defaults: one lookback window, or several compared
+/// (without a period, which they do not combine with).
 fn event_specs() -> impl Strategy<Value = OptionsSpec> {
     (
-        prop::sample::select(vec![0.0, 7.0, 30.0]),
+        prop::sample::select(vec![
+            LookbackDays::One(0.0),
+            LookbackDays::One(7.0),
+            LookbackDays::One(30.0),
+            LookbackDays::Many(vec![7.0, 0.0, 30.0]),
+            LookbackDays::Many(vec![30.0, 1.5, 7.0, 60.0]),
+        ]),
         prop::sample::select(vec![1.0, 7.0]),
         any::<bool>(),
         prop::sample::select(vec![2u32, 10_000]),
@@ -68,15 +76,18 @@ fn event_specs() -> impl Strategy<Value = OptionsSpec> {
         prop::sample::select(vec![None, Some(Period::Day), Some(Period::Week), Some(Period::Month)]),
         prop::sample::select(vec![None, Some("Europe/Berlin"), Some("America/New_York")]),
     )
-        .prop_map(|(lookback, half_life, conversion_row_is_touch, max_touches, order, period, zone)| OptionsSpec {
-            lookback_days: Some(lookback),
-            half_life_days: Some(half_life),
-            conversion_row_is_touch: Some(conversion_row_is_touch),
-            max_journey_touches: Some(max_touches),
-            markov_order: Some(order),
-            period,
-            timezone: period.and(zone).map(|z| z.parse().unwrap()),
-            ..Default::default()
+        .prop_map(|(lookback, half_life, conversion_row_is_touch, max_touches, order, period, zone)| {
+            let period = if matches!(lookback, LookbackDays::Many(_)) { None } else { period };
+            OptionsSpec {
+                lookback_days: Some(lookback),
+                half_life_days: Some(half_life),
+                conversion_row_is_touch: Some(conversion_row_is_touch),
+                max_journey_touches: Some(max_touches),
+                markov_order: Some(order),
+                period,
+                timezone: period.and(zone).map(|z| z.parse().unwrap()),
+                ..Default::default()
+            }
         })
 }
 
@@ -290,7 +301,48 @@ fn check_same(what: &str, got: &AttributionResult, want: &AttributionResult) -> 
     for (g, w) in got.periods.iter().zip(&want.periods) {
         check_same(&format!("{what}, period {}", w.period), &as_result(got, g), &as_result(want, w))?;
     }
+    let windows = |r: &AttributionResult| r.windows.iter().map(|w| w.lookback_days).collect::<Vec<_>>();
+    prop_assert_eq!(windows(got), windows(want), "{}: windows", what);
+    for (g, w) in got.windows.iter().zip(&want.windows) {
+        let (g, w) = (window_as_result(got, g), window_as_result(want, w));
+        check_same(&format!("{what}, window of {} days", w.options.lookback_days), &g, &w)?;
+    }
+    prop_assert_eq!(got.window_ranks.len(), want.window_ranks.len(), "{}: window ranks", what);
+    for (g, w) in got.window_ranks.iter().zip(&want.window_ranks) {
+        prop_assert_eq!(g.model, w.model);
+        let by_name = |r: &mta_core::result::WindowRanks| {
+            r.channels.iter().map(|c| (c.channel.clone(), c.clone())).collect::<BTreeMap<_, _>>()
+        };
+        let (g, w) = (by_name(g), by_name(w));
+        prop_assert_eq!(g.keys().collect::<Vec<_>>(), w.keys().collect::<Vec<_>>(), "{}: ranked channels", what);
+        for (name, wc) in &w {
+            let gc = &g[name];
+            for (gs, ws) in gc.share.iter().zip(&wc.share) {
+                check_close(&format!("{what}: {name}'s share under a window"), *gs, *ws)?;
+            }
+            // Ranks may differ only where rounding reorders channels of equal credit.
+            let ranked =
+                |c: &mta_core::result::ChannelWindowRanks| c.rank.iter().map(Option::is_some).collect::<Vec<_>>();
+            prop_assert_eq!(ranked(gc), ranked(wc), "{}: {} ranked under the same windows", what, name);
+        }
+    }
     Ok(())
+}
+
+/// One window of `result` as a result of its own, with that window's lookback.
+fn window_as_result(result: &AttributionResult, window: &WindowResult) -> AttributionResult {
+    let options =
+        Options { lookback_days: window.lookback_days, lookback_windows: Vec::new(), ..result.options.clone() };
+    AttributionResult {
+        summary: window.summary.clone(),
+        options,
+        models: window.models.clone(),
+        periods: Vec::new(),
+        reports: None,
+        windows: Vec::new(),
+        window_ranks: Vec::new(),
+        spend: None,
+    }
 }
 
 /// One period of `result` as a result of its own.
@@ -302,6 +354,8 @@ fn as_result(result: &AttributionResult, period: &PeriodResult) -> AttributionRe
         periods: Vec::new(),
         reports: None,
         spend: None,
+        windows: Vec::new(),
+        window_ranks: Vec::new(),
     }
 }
 
@@ -355,6 +409,40 @@ proptest! {
         check_close("path lengths", reports.path_length.iter().map(|b| b.conversions).sum(), attributed)?;
         check_close("time lags", reports.time_lag.iter().map(|b| b.conversions).sum(), attributed)?;
         prop_assert_eq!(result.periods.is_empty(), result.options.period.is_none() || rows.is_empty());
+    }
+
+    #[test]
+    fn each_window_compared_in_one_pass_equals_its_own_run(rows in event_rows(), spec in event_specs()) {
+        let options = event_options(spec.clone());
+        let result = attribute_events(&event_chunk(&rows), &options);
+        prop_assert_eq!(result.windows.is_empty(), options.lookback_windows.is_empty());
+        if let Some(first) = result.windows.first() {
+            // The top level is the first window.
+            prop_assert_eq!(&first.summary, &result.summary);
+            prop_assert_eq!(&first.models, &result.models);
+        }
+        for window in &result.windows {
+            let alone = OptionsSpec { lookback_days: Some(window.lookback_days.into()), ..spec.clone() };
+            let want = attribute_events(&event_chunk(&rows), &event_options(alone));
+            let got = window_as_result(&result, window);
+            check_same(&format!("window of {} days", window.lookback_days), &got, &want)?;
+            check_conservation(&got)?;
+            // Every window's ranks are its channel lists' order, and its shares theirs.
+            for ranks in &result.window_ranks {
+                let i = result.windows.iter().position(|w| std::ptr::eq(w, window)).unwrap();
+                let list = &model(&got, ranks.model).channels;
+                for c in &ranks.channels {
+                    match c.rank[i] {
+                        Some(rank) => {
+                            let credit = &list[rank as usize - 1];
+                            prop_assert_eq!(&credit.channel, &c.channel);
+                            prop_assert_eq!(credit.share, c.share[i]);
+                        }
+                        None => prop_assert!(list.iter().all(|l| l.channel != c.channel)),
+                    }
+                }
+            }
+        }
     }
 
     #[test]

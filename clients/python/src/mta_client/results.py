@@ -20,13 +20,16 @@ if TYPE_CHECKING:
     import pyarrow
 
 __all__ = ["Summary", "PositionWeights", "AppliedOptions", "ChannelCredit", "ModelResult", "AttributionResult",
-           "Spend", "UnmatchedCost", "PeriodCost", "TIDY_COLUMNS", "SPEND_COLUMNS"]
+           "Spend", "UnmatchedCost", "PeriodCost", "WindowResult", "WindowRanks", "ChannelWindowRanks",
+           "TIDY_COLUMNS", "SPEND_COLUMNS", "WINDOW_COLUMNS"]
 
 TIDY_COLUMNS: tuple[str, ...] = (
     "model", "channel", "conversions", "value", "share", "removal_effect", "removal_effect_value",
 )
 #: The columns the tidy table gains when the job had a cost table.
 SPEND_COLUMNS: tuple[str, ...] = ("cost", "cpa", "roas")
+#: The columns of the window comparison (``result_csv("windows")``).
+WINDOW_COLUMNS: tuple[str, ...] = ("model", "channel", "lookback_days", "conversions", "value", "share", "rank")
 
 
 @dataclass(frozen=True)
@@ -98,6 +101,8 @@ class AppliedOptions:
     timezone: str
     #: ``None`` when the file's channel column named the channels.
     channel_rules: AppliedChannelRules | None = None
+    #: Every lookback window compared when ``lookback_days`` was a list (``lookback_days`` is the first).
+    lookback_windows: list[float] = field(default_factory=list)
 
     @classmethod
     def from_json(cls, value: Mapping[str, Any]) -> AppliedOptions:
@@ -118,6 +123,7 @@ class AppliedOptions:
             channel_rules=None if rules is None else AppliedChannelRules(str(rules["name"]), int(rules["rules"])),
             period=value.get("period"),
             timezone=str(value.get("timezone", "UTC")),
+            lookback_windows=[float(d) for d in value.get("lookback_windows", [])],
         )
 
 
@@ -212,6 +218,59 @@ class PeriodResult:
 
 
 @dataclass(frozen=True)
+class WindowResult:
+    """The figures under one lookback window (``lookback_days`` given as a list)."""
+
+    #: 0 = unlimited.
+    lookback_days: float
+    summary: Summary
+    models: dict[str, ModelResult]
+
+    @classmethod
+    def from_json(cls, value: Mapping[str, Any]) -> WindowResult:
+        return cls(
+            lookback_days=float(value["lookback_days"]),
+            summary=Summary.from_json(value["summary"]),
+            models={name: ModelResult.from_json(name, m) for name, m in value["models"].items()},
+        )
+
+
+@dataclass(frozen=True)
+class ChannelWindowRanks:
+    """One channel under each window, in the order of ``AttributionResult.windows``."""
+
+    channel: str
+    #: Its share of the model's credited conversions (0 where a window has no touch of it).
+    share: list[float]
+    #: 1 = most conversions (ties by name); ``None`` where a window has no touch of it.
+    rank: list[int | None]
+    #: Worst minus best rank over the windows that rank it (0 = a stable rank).
+    rank_spread: int
+
+    @classmethod
+    def from_json(cls, value: Mapping[str, Any]) -> ChannelWindowRanks:
+        return cls(
+            channel=str(value["channel"]),
+            share=[float(s) for s in value["share"]],
+            rank=[None if r is None else int(r) for r in value["rank"]],
+            rank_spread=int(value["rank_spread"]),
+        )
+
+
+@dataclass(frozen=True)
+class WindowRanks:
+    """One model's channels compared across the lookback windows."""
+
+    model: str
+    #: By rank under the first window, then by name.
+    channels: list[ChannelWindowRanks]
+
+    @classmethod
+    def from_json(cls, value: Mapping[str, Any]) -> WindowRanks:
+        return cls(model=str(value["model"]), channels=[ChannelWindowRanks.from_json(c) for c in value["channels"]])
+
+
+@dataclass(frozen=True)
 class UnmatchedCost:
     """The cost of a channel that no journey of the events mentions."""
 
@@ -276,6 +335,11 @@ class AttributionResult:
     reports: dict[str, Any] | None = None
     #: With a cost table: what was joined, and the cost of channels no journey mentions.
     spend: Spend | None = None
+    #: With ``lookback_days`` given as a list: the figures under each window, in the order
+    #: listed (the first is the top level's).
+    windows: list[WindowResult] = field(default_factory=list)
+    #: With ``windows``: per model, each channel's share and rank under every window.
+    window_ranks: list[WindowRanks] = field(default_factory=list)
     job_id: str | None = None
     #: The JSON as the service sent it (fields newer than this client included).
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
@@ -289,6 +353,8 @@ class AttributionResult:
             periods=[PeriodResult.from_json(p) for p in value.get("periods", [])],
             reports=value.get("reports"),
             spend=None if value.get("spend") is None else Spend.from_json(value["spend"]),
+            windows=[WindowResult.from_json(w) for w in value.get("windows", [])],
+            window_ranks=[WindowRanks.from_json(r) for r in value.get("window_ranks", [])],
             job_id=value.get("job_id"),
             raw=dict(value),
         )

@@ -80,7 +80,8 @@ class JobOptions(TypedDict, total=False):
     columns: Mapping[str, str]
     models: Sequence[Model] | Literal["all"]
     markov_order: int
-    lookback_days: float
+    #: One window in days, or several (at most 8) compared in one pass (``result.windows``).
+    lookback_days: float | Sequence[float]
     half_life_days: float
     position_weights: PositionWeightsLike
     direct_channels: Sequence[str]
@@ -132,6 +133,8 @@ def _json_value(name: str, value: Any) -> Any:
         return [value] if isinstance(value, str) else list(value)
     if name == "columns":
         return dict(value)
+    if name == "lookback_days":
+        return value if isinstance(value, (int, float)) else [float(v) for v in value]
     if name == "channel_rules":
         return value if isinstance(value, str) else [dict(rule) for rule in value]
     return value
