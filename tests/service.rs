@@ -634,7 +634,7 @@ async fn an_idempotency_claim_does_not_outlive_the_process_that_made_it() {
 }
 
 /// `result` with every `channels` list sorted by channel name.
-fn channels_by_name(mut result: Value) -> Value {
+pub(crate) fn channels_by_name(mut result: Value) -> Value {
     fn sort(value: &mut Value) {
         match value {
             Value::Object(map) => {

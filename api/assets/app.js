@@ -29,6 +29,8 @@ const state = {
   viewing: null,
   result: null,
   model: null,
+  spendUploadId: null,
+  spendUploading: false,
 };
 
 // ---------------------------------------------------------------- formatting
@@ -233,6 +235,44 @@ function wireDropZone() {
   });
 }
 
+/** Uploads a cost table for the next job (`spend_upload_id`); a new one replaces it. */
+async function startSpendUpload(file) {
+  const box = $('submit-error');
+  clearError(box);
+  if (!file) return;
+  state.spendUploadId = null;
+  state.spendUploading = true;
+  $('spend-clear').hidden = true;
+  status($('spend-status'), `Uploading the cost table ${file.name}…`);
+  try {
+    const made = await upload(file, () => {});
+    state.spendUploadId = made.upload_id;
+    status($('spend-status'), `Cost table ${file.name} uploaded (${bytes(made.size_bytes)}).`, {
+      'data-upload-id': made.upload_id,
+    });
+    $('spend-clear').hidden = false;
+  } catch (error) {
+    status($('spend-status'), 'The cost table was not uploaded.');
+    showError(box, error);
+  } finally {
+    state.spendUploading = false;
+  }
+}
+
+function wireSpend() {
+  const input = $('spend-input');
+  input.addEventListener('change', () => {
+    const [file] = input.files;
+    startSpendUpload(file);
+  });
+  $('spend-clear').addEventListener('click', () => {
+    state.spendUploadId = null;
+    input.value = '';
+    $('spend-clear').hidden = true;
+    status($('spend-status'), '');
+  });
+}
+
 // ---------------------------------------------------------------- job form
 
 class FormProblem extends Error {}
@@ -295,6 +335,8 @@ function jobSpec() {
   if (timezone) options.timezone = timezone;
   if (Object.keys(options).length) spec.options = options;
   if ($('export_credits').checked) spec.export_credits = true;
+  if (state.spendUploading) throw new FormProblem('The cost table is still uploading; wait for it to finish.');
+  if (state.spendUploadId) spec.spend_upload_id = state.spendUploadId;
   return spec;
 }
 
@@ -689,6 +731,7 @@ function drawModel() {
     rows: channels.map((c) => ({ label: c.channel, value: c.value })),
   });
   drawPeriods();
+  drawSpend();
   drawWindows();
   const notes = [];
   if (model.note) notes.push(model.note);
@@ -721,6 +764,40 @@ function drawPeriods() {
     id: 'periods',
   });
   $('periods-note').textContent = `${labels.length} periods by the conversion's date (${result.options?.timezone || 'UTC'})`;
+}
+
+/** The chosen model's cost, CPA and ROAS per channel (a table and a ROAS chart), with a cost table. */
+function drawSpend() {
+  const result = state.result;
+  const spend = result?.spend;
+  $('spend-panel').hidden = !spend;
+  $('download-unmatched').hidden = !spend;
+  if (!spend) return;
+  const name = state.model;
+  const channels = result.models?.[name]?.channels || [];
+  const shown = (value, format) => (typeof value === 'number' ? format(value) : '—');
+  $('spend-body').replaceChildren(...channels.map((c) => {
+    const row = element('tr', {
+      'data-channel': c.channel, 'data-cost': c.cost ?? '', 'data-cpa': c.cpa ?? '', 'data-roas': c.roas ?? '',
+    });
+    row.append(element('th', { scope: 'row' }, c.channel), element('td', {}, count(c.conversions)),
+      element('td', {}, money(c.value)), element('td', {}, shown(c.cost, money)), element('td', {}, shown(c.cpa, money)),
+      element('td', {}, shown(c.roas, count)));
+    return row;
+  }));
+  const rows = channels.filter((c) => typeof c.roas === 'number').map((c) => ({ label: c.channel, value: c.roas }))
+    .sort((a, b) => b.value - a.value);
+  barChart($('chart-roas'), {
+    title: `ROAS under ${name}: credited value per unit of cost`, rows, format: count, unit: 'ROAS', id: 'roas',
+  });
+  $('spend-note').textContent = `Cost ${money(spend.cost)} in ${count(spend.rows)} rows, ${spend.first_date} to `
+    + `${spend.last_date}; ${money(spend.matched_cost)} on channels of the events`;
+  const unmatched = spend.unmatched_cost || [];
+  $('spend-unmatched').textContent = unmatched.length
+    ? `Cost of channels no journey mentions (check their names): ${unmatched
+      .map((u) => `${u.channel} ${money(u.cost)}`).join(', ')}.`
+    : 'Every channel of the cost table is a channel of the events.';
+  $('spend-unmatched').dataset.channels = unmatched.map((u) => u.channel).join('\n');
 }
 
 /** A lookback window's name: `7d`, or `unlimited` for 0. */
@@ -794,6 +871,8 @@ function wireResult() {
     save(`/v1/jobs/${job()}/result?format=csv&table=paths`, `paths-${short(state.viewing)}.csv`));
   $('download-transitions').addEventListener('click', () =>
     save(`/v1/jobs/${job()}/result?format=csv&table=transitions`, `transitions-${short(state.viewing)}.csv`));
+  $('download-unmatched').addEventListener('click', () =>
+    save(`/v1/jobs/${job()}/result?format=csv&table=unmatched_cost`, `unmatched-cost-${short(state.viewing)}.csv`));
   $('download-windows').addEventListener('click', () =>
     save(`/v1/jobs/${job()}/result?format=csv&table=windows`, `windows-${short(state.viewing)}.csv`));
   $('download-json').addEventListener('click', () =>
@@ -818,6 +897,7 @@ function wireResult() {
 function start() {
   buildModelChecks();
   wireDropZone();
+  wireSpend();
   wireResult();
   $('key-form').addEventListener('submit', useKey);
   $('key-forget').addEventListener('click', dropKey);

@@ -27,9 +27,11 @@ pub struct ResultQuery {
     format: Option<String>,
     /// With `format=csv`: `channels` (default: one row per model and channel), `periods` (one
     /// row per period, model and channel; the job's `period` option), a journey report:
-    /// `path_length`, `time_lag`, `positions`, `paths`, `transitions` (the `markov` model's), or
-    /// `windows` (one row per model, channel and lookback window; `lookback_days` given as a list).
-    #[param(pattern = "^(channels|periods|path_length|time_lag|positions|paths|transitions|windows)$")]
+    /// `path_length`, `time_lag`, `positions`, `paths`, `transitions` (the `markov` model's),
+    /// `windows` (one row per model, channel and lookback window; `lookback_days` given as a
+    /// list), or `unmatched_cost` (a job with a cost table: the cost of channels no journey
+    /// mentions). With a cost table, `channels` and `periods` end with `cost,cpa,roas`.
+    #[param(pattern = "^(channels|periods|path_length|time_lag|positions|paths|transitions|windows|unmatched_cost)$")]
     table: Option<String>,
 }
 

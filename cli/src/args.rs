@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 use mta_core::error::quoted;
 use mta_core::ingest::{ColumnMapping, Limits, PathSeparator};
+use mta_core::spend::SpendLimits;
 use mta_core::{AttributionError, ChannelRules, LookbackDays, OptionsSpec, PositionWeights};
 use mta_platform::JobSpec;
 use mta_platform::ids::UploadId;
@@ -103,10 +104,13 @@ pub enum ClientCommand {
         #[arg(long, default_value = "table", value_parser = ["table", "json", "csv"])]
         format: String,
         /// Print this tidy table as CSV: `channels` (what `--format csv` prints), `periods`,
-        /// `path_length`, `time_lag`, `positions`, `paths`, `transitions` or `windows`.
+        /// `path_length`, `time_lag`, `positions`, `paths`, `transitions`, `windows` or `unmatched_cost`.
         #[arg(
             long,
-            value_parser = ["channels", "periods", "path_length", "time_lag", "positions", "paths", "transitions", "windows"],
+            value_parser = [
+                "channels", "periods", "path_length", "time_lag", "positions", "paths", "transitions", "windows",
+                "unmatched_cost",
+            ],
             conflicts_with = "format"
         )]
         table: Option<String>,
@@ -139,6 +143,10 @@ pub struct SubmitArgs {
     /// Also export per-journey credits (download them with `mta credits`).
     #[arg(long)]
     pub export_credits: bool,
+    /// A cost table to upload with the file (CSV or Parquet: date, channel, optional
+    /// campaign, cost): the result gains cost, CPA and ROAS.
+    #[arg(long, value_name = "COSTS.csv")]
+    pub spend: Option<PathBuf>,
     /// Announce the job's end to this URL (a signed webhook; its secret is printed once).
     #[arg(long)]
     pub webhook: Option<String>,
@@ -223,6 +231,13 @@ pub struct AttributeArgs {
     /// Also write per-journey credits (journey × channel × model) to this Parquet file.
     #[arg(long, value_name = "OUT.parquet")]
     pub credits: Option<PathBuf>,
+    /// A cost table (CSV or Parquet: date, channel, optional campaign, cost): each model's
+    /// channels gain cost, CPA and ROAS (see docs/user-guide.md, "Spend").
+    #[arg(long, value_name = "COSTS.csv")]
+    pub spend: Option<PathBuf>,
+    /// Refuse cost tables (`--spend`) with more rows than this.
+    #[arg(long, default_value_t = SpendLimits::DEFAULT_MAX_ROWS)]
+    pub max_cost_rows: u64,
     /// Write the result JSON here instead of standard output.
     #[arg(long, short, value_name = "OUT.json")]
     pub output: Option<PathBuf>,
@@ -293,6 +308,7 @@ impl JobOptionArgs {
             columns: ColumnMapping::parse(self.columns.iter().map(String::as_str))?,
             options: self.options_spec()?,
             export_credits,
+            spend_upload_id: None,
             webhook: None,
         })
     }
@@ -310,6 +326,12 @@ impl AttributeArgs {
         };
         let spec = job.input_spec(limits);
         let options = job.options;
+        if let Some(path) = &self.spend
+            && !path.is_file()
+        {
+            let shown = quoted(&path.display().to_string());
+            return Err(AttributionError::option("spend", format!("{shown} is not a file that can be read")));
+        }
         if self.partitions == Some(0) {
             return Err(AttributionError::option("partitions", "must be at least 1"));
         }
@@ -322,6 +344,8 @@ impl AttributeArgs {
             spec,
             options,
             credits: self.credits.clone(),
+            spend: self.spend.clone(),
+            spend_limits: SpendLimits { max_rows: self.max_cost_rows, ..SpendLimits::beside(&limits) },
             partitions: self.partitions,
             memory_budget_bytes: self.memory_budget_mb.saturating_mul(1024 * 1024),
             verbose: self.verbose,

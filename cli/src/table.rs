@@ -6,6 +6,7 @@
 use std::fmt::Write;
 
 use mta_core::result::ModelResult;
+use mta_core::spend::SpendSummary;
 use mta_core::{AttributionResult, ModelId};
 
 /// Renders a result (from `mta attribute` or the service) as aligned text tables. Models
@@ -72,6 +73,9 @@ pub fn render(result: &AttributionResult) -> String {
             ]);
         }
         align(&mut out, &rows);
+    }
+    if let Some(spend) = &result.spend {
+        render_spend(&mut out, result, spend, &channels);
     }
     render_windows(&mut out, result);
     if result.model(ModelId::Participation).is_some() {
@@ -165,6 +169,50 @@ fn render_reports(out: &mut String, reports: &mta_core::reports::Reports) {
             rows.push(vec![t.from.clone(), t.to.clone(), count(t.count), format!("{:.4}", t.probability)]);
         }
         align(out, &rows);
+    }
+}
+
+/// The spend section: cost per channel, CPA and ROAS per model, and the cost no channel
+/// of the events matched. `-` marks a figure that is `null` (undefined).
+fn render_spend(out: &mut String, result: &AttributionResult, spend: &SpendSummary, channels: &[&str]) {
+    let _ = writeln!(
+        out,
+        "\nspend: cost {} over {} rows ({} to {}), matched to channels {}",
+        num(spend.cost),
+        spend.rows,
+        spend.first_date,
+        spend.last_date,
+        num(spend.matched_cost)
+    );
+    let ranking = result.model(ModelId::Linear).or(result.models.first());
+    let cost_of = |channel: &str| ranking.and_then(|m| m.channel(channel)).and_then(|c| c.cost.flatten());
+    type Ratio = fn(&mta_core::result::ChannelCredit) -> Option<f64>;
+    let ratios: [(&str, Ratio); 2] = [
+        ("CPA (cost per credited conversion)", |c| c.cpa.flatten()),
+        ("ROAS (credited value per cost)", |c| c.roas.flatten()),
+    ];
+    for (title, ratio) in ratios {
+        let _ = writeln!(out, "\n{title}");
+        let mut header = vec!["channel".to_owned(), "cost".to_owned()];
+        header.extend(result.models.iter().map(|m| short_name(m.model.as_str()).to_owned()));
+        let mut rows = vec![header];
+        for channel in channels {
+            let mut row = vec![(*channel).to_owned(), cost_of(channel).map_or("-".to_owned(), num)];
+            row.extend(result.models.iter().map(|m| m.channel(channel).and_then(ratio).map_or("-".to_owned(), num)));
+            rows.push(row);
+        }
+        align(out, &rows);
+    }
+    if !spend.unmatched_cost.is_empty() {
+        let _ = writeln!(out, "\ncost of channels no journey mentions (unmatched_cost)");
+        let mut rows = vec![vec!["channel".to_owned(), "cost".to_owned(), "rows".to_owned()]];
+        for u in &spend.unmatched_cost {
+            rows.push(vec![u.channel.clone(), num(u.cost), u.rows.to_string()]);
+        }
+        align(out, &rows);
+    }
+    for p in &spend.cost_outside_periods {
+        let _ = writeln!(out, "cost dated in period {} (no journey there): {}", p.period, num(p.cost));
     }
 }
 

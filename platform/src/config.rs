@@ -101,6 +101,8 @@ pub struct LimitsConfig {
     pub max_line_bytes: usize,
     /// `MTA_MAX_REPORT_PATHS` (default 1000000): the highest `max_report_paths` a job gets.
     pub max_report_paths: u32,
+    /// `MTA_MAX_COST_ROWS` (default 1000000): the most rows of a job's cost table.
+    pub max_cost_rows: u64,
 }
 
 /// What protects the API when it faces the internet (see `docs/security.md`).
@@ -243,6 +245,7 @@ impl Config {
         l.max_decompressed_bytes = parsed("MTA_MAX_DECOMPRESSED_BYTES")?.unwrap_or(l.max_decompressed_bytes);
         l.max_line_bytes = parsed("MTA_MAX_LINE_BYTES")?.unwrap_or(l.max_line_bytes);
         l.max_report_paths = parsed("MTA_MAX_REPORT_PATHS")?.unwrap_or(l.max_report_paths);
+        l.max_cost_rows = parsed("MTA_MAX_COST_ROWS")?.unwrap_or(l.max_cost_rows);
         let s = &mut config.security;
         s.key_requests_per_hour = parsed("MTA_RATE_LIMIT_PER_HOUR")?.unwrap_or(s.key_requests_per_hour);
         s.tenant_requests_per_hour = parsed("MTA_RATE_LIMIT_TENANT_PER_HOUR")?.unwrap_or(s.tenant_requests_per_hour);
@@ -363,6 +366,14 @@ impl LimitsConfig {
             max_report_paths: self.max_report_paths,
         }
     }
+
+    /// The limits of a job's cost table (`spend_upload_id`).
+    pub fn spend(&self) -> mta_core::spend::SpendLimits {
+        mta_core::spend::SpendLimits {
+            max_rows: self.max_cost_rows,
+            ..mta_core::spend::SpendLimits::beside(&self.engine())
+        }
+    }
 }
 
 impl Default for LimitsConfig {
@@ -376,6 +387,7 @@ impl Default for LimitsConfig {
             max_decompressed_bytes: 200 << 30,
             max_line_bytes: mta_core::ingest::Limits::DEFAULT_MAX_LINE_BYTES,
             max_report_paths: mta_core::paths::MAX_MAX_REPORT_PATHS,
+            max_cost_rows: mta_core::spend::SpendLimits::DEFAULT_MAX_ROWS,
         }
     }
 }

@@ -9,7 +9,8 @@
 //! [`partial`] (journeys → additive aggregates, via [`rules`] and [`markov`]) →
 //! [`Partial::merge`] → [`Partial::finish`] → [`result`]. [`credits`] exports
 //! per-journey credit rows. [`channel_rules`] names channels from source, medium and
-//! campaign while rows are read.
+//! campaign while rows are read. [`spend`] reads a cost table, joined to a result as
+//! cost, CPA and ROAS.
 
 pub mod channel_rules;
 pub mod chunk;
@@ -25,6 +26,7 @@ pub mod period;
 pub mod reports;
 pub mod result;
 pub mod rules;
+pub mod spend;
 
 pub use channel_rules::ChannelRules;
 pub use chunk::{ChannelDict, EventChunk, PathChunk};

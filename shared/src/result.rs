@@ -14,6 +14,7 @@ use crate::options::{ModelId, Options};
 use crate::partial::Partial;
 use crate::period::Period;
 use crate::reports::Reports;
+use crate::spend::{CostTable, PeriodCost, SpendSummary, UnmatchedCost};
 
 /// Relative tolerance of the conservation check reported with every model.
 pub const CONSERVATION_TOLERANCE: f64 = 1e-9;
@@ -34,6 +35,10 @@ pub struct AttributionResult {
     /// Journey reports over the whole file (absent from results of older versions).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reports: Option<Reports>,
+    /// With a cost table (`--spend` / `spend_upload_id`): what was joined to the credits,
+    /// and the cost of channels the events never mention.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spend: Option<SpendSummary>,
     /// With `lookback_days` given as a list: the figures under each window, in the order
     /// listed (the first is the top level's).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -139,6 +144,34 @@ pub struct ChannelCredit {
     pub removal_effect: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub removal_effect_value: Option<f64>,
+    /// With a cost table: the channel's cost (`null`: no cost row names it), its cost per
+    /// credited conversion (`null` without cost or conversions) and its credited value per
+    /// unit of cost (`null` without cost or at cost 0). Absent without a cost table.
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "present")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<f64>, nullable))]
+    pub cost: Option<Option<f64>>,
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "present")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<f64>, nullable))]
+    pub cpa: Option<Option<f64>>,
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "present")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<f64>, nullable))]
+    pub roas: Option<Option<f64>>,
+}
+
+/// A field that is present (as a number or `null`): `Some`, so `null` survives a round trip.
+fn present<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Option<f64>>, D::Error> {
+    Option::<f64>::deserialize(deserializer).map(Some)
+}
+
+impl ChannelCredit {
+    /// Joins `cost` (`None`: no cost row names the channel) to the credit: cost, CPA, ROAS.
+    /// A ratio beyond the range of `f64` is `null`, as an undefined one.
+    pub fn set_cost(&mut self, cost: Option<f64>) {
+        let finite = |x: f64| x.is_finite().then_some(x);
+        self.cost = Some(cost);
+        self.cpa = Some(cost.filter(|_| self.conversions > 0.0).and_then(|c| finite(c / self.conversions)));
+        self.roas = Some(cost.filter(|&c| c > 0.0).and_then(|c| finite(self.value / c)));
+    }
 }
 
 impl AttributionResult {
@@ -225,6 +258,90 @@ impl Partial {
             None => Ok(result),
         }
     }
+}
+
+impl AttributionResult {
+    /// Joins a cost table to the credits (docs/user-guide.md, "Spend"): each model's
+    /// channel rows gain cost, CPA and ROAS; with `period`, each period's rows gain the cost
+    /// dated in that period (a channel the events mention that has cost in a period where
+    /// no journey credits it gets a row of its own there, with no credit); `spend` reports
+    /// the totals, the cost of channels no journey mentions and cost dated outside every period.
+    pub fn add_spend(&mut self, costs: &CostTable) {
+        let zone = self.options.timezone;
+        let whole = costs.by_channel();
+        let known: std::collections::BTreeSet<String> =
+            self.models.iter().flat_map(|m| m.channels.iter().map(|c| c.channel.clone())).collect();
+        for model in &mut self.models {
+            for credit in &mut model.channels {
+                credit.set_cost(whole.get(credit.channel.as_str()).map(|c| c.cost));
+            }
+        }
+        let mut cost_outside_periods = Vec::new();
+        if let Some(period) = self.options.period {
+            let mut by_period = costs.by_period(period, zone);
+            for entry in &mut self.periods {
+                let costs = by_period.remove(&entry.period).unwrap_or_default();
+                for model in &mut entry.models {
+                    for credit in &mut model.channels {
+                        credit.set_cost(costs.get(credit.channel.as_str()).copied());
+                    }
+                    let mut added = false;
+                    for (&channel, &cost) in &costs {
+                        if known.contains(channel) && model.channel(channel).is_none() {
+                            model.channels.push(uncredited(channel, cost));
+                            added = true;
+                        }
+                    }
+                    if added {
+                        model.channels.sort_by(|a, b| {
+                            b.conversions.total_cmp(&a.conversions).then_with(|| a.channel.cmp(&b.channel))
+                        });
+                    }
+                }
+            }
+            for (period, channels) in by_period {
+                let cost: f64 = channels.iter().filter(|(c, _)| known.contains(**c)).map(|(_, cost)| cost).sum();
+                if channels.keys().any(|c| known.contains(*c)) {
+                    cost_outside_periods.push(PeriodCost { period, cost });
+                }
+            }
+        }
+        let mut unmatched_cost: Vec<UnmatchedCost> = whole
+            .iter()
+            .filter(|(channel, _)| !known.contains(**channel))
+            .map(|(channel, c)| UnmatchedCost { channel: (*channel).to_owned(), cost: c.cost, rows: c.rows })
+            .collect();
+        unmatched_cost.sort_by(|a, b| b.cost.total_cmp(&a.cost).then_with(|| a.channel.cmp(&b.channel)));
+        let matched_cost = whole.iter().filter(|(channel, _)| known.contains(**channel)).map(|(_, c)| c.cost).sum();
+        let (first, last) = costs.date_range(zone).unwrap_or_default();
+        self.spend = Some(SpendSummary {
+            rows: costs.rows.len() as u64,
+            cost: costs.total(),
+            matched_cost,
+            first_date: first.format("%Y-%m-%d").to_string(),
+            last_date: last.format("%Y-%m-%d").to_string(),
+            campaigns: costs.campaigns.len(),
+            unmatched_cost,
+            cost_outside_periods,
+        });
+    }
+}
+
+/// The row of a channel with cost in a period but no credit there.
+fn uncredited(channel: &str, cost: f64) -> ChannelCredit {
+    let mut credit = ChannelCredit {
+        channel: channel.to_owned(),
+        conversions: 0.0,
+        value: 0.0,
+        share: 0.0,
+        removal_effect: None,
+        removal_effect_value: None,
+        cost: None,
+        cpa: None,
+        roas: None,
+    };
+    credit.set_cost(Some(cost));
+    credit
 }
 
 /// The model (or `summary`) of the first number in `result` that is not finite.
@@ -357,6 +474,7 @@ pub(crate) fn build_result(
         reports,
         windows: Vec::new(),
         window_ranks: Vec::new(),
+        spend: None,
     })
 }
 
@@ -379,6 +497,9 @@ fn model_result(
             share: if total_conversions > 0.0 { conversions[c] / total_conversions } else { 0.0 },
             removal_effect: None,
             removal_effect_value: None,
+            cost: None,
+            cpa: None,
+            roas: None,
         })
         .collect();
     channels.sort_by(|a, b| b.conversions.total_cmp(&a.conversions).then_with(|| a.channel.cmp(&b.channel)));
@@ -405,15 +526,19 @@ pub const CHANNELS_CSV_HEADER: &str = "model,channel,conversions,value,share,rem
 /// The tidy table of channel credits: one row per model × channel, in the result's order;
 /// fields a model does not have are empty.
 pub fn channels_csv(result: &AttributionResult) -> String {
-    let mut out = format!("{CHANNELS_CSV_HEADER}\n");
+    let spend = result.spend.is_some();
+    let mut out = format!("{CHANNELS_CSV_HEADER}{}\n", if spend { SPEND_CSV_COLUMNS } else { "" });
     for model in &result.models {
         for c in &model.channels {
-            out.push_str(&credit_row(model.model, c));
+            out.push_str(&credit_row(model.model, c, spend));
             out.push('\n');
         }
     }
     out
 }
+
+/// The columns the channels and periods tables gain with a cost table.
+pub const SPEND_CSV_COLUMNS: &str = ",cost,cpa,roas";
 
 /// A tidy CSV table of a result.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -427,6 +552,8 @@ pub enum Table {
     PathLength,
     TimeLag,
     Positions,
+    /// With a cost table: `channel,cost,rows` of the channels no journey mentions.
+    UnmatchedCost,
     /// One row per model × channel × lookback window: [`windows_csv`].
     Windows,
     /// The top paths: [`PATHS_CSV_HEADER`], converting paths first.
@@ -439,13 +566,14 @@ pub enum Table {
 pub const PATHS_CSV_HEADER: &str = "list,rank,path,touches,journeys,conversions,value,null_journeys,exact";
 
 impl Table {
-    pub const ALL: [Table; 8] = [
+    pub const ALL: [Table; 9] = [
         Table::Channels,
         Table::Periods,
         Table::PathLength,
         Table::TimeLag,
         Table::Positions,
         Table::Windows,
+        Table::UnmatchedCost,
         Table::Paths,
         Table::Transitions,
     ];
@@ -457,6 +585,7 @@ impl Table {
             Table::PathLength => "path_length",
             Table::TimeLag => "time_lag",
             Table::Positions => "positions",
+            Table::UnmatchedCost => "unmatched_cost",
             Table::Windows => "windows",
             Table::Paths => "paths",
             Table::Transitions => "transitions",
@@ -470,6 +599,7 @@ impl Table {
             Table::Periods => !result.periods.is_empty(),
             Table::PathLength | Table::Positions => result.reports.is_some(),
             Table::TimeLag => result.reports.as_ref().is_some_and(|r| !r.time_lag.is_empty()),
+            Table::UnmatchedCost => result.spend.is_some(),
             Table::Windows => !result.windows.is_empty(),
             Table::Paths => result.reports.as_ref().is_some_and(|r| r.paths.is_some()),
             Table::Transitions => result.reports.as_ref().is_some_and(|r| r.transitions.is_some()),
@@ -540,6 +670,13 @@ impl Table {
                 }
                 out
             }
+            Table::UnmatchedCost => {
+                let mut out = String::from("channel,cost,rows\n");
+                for u in result.spend.iter().flat_map(|s| &s.unmatched_cost) {
+                    out.push_str(&format!("{},{},{}\n", csv_field(&u.channel), u.cost, u.rows));
+                }
+                out
+            }
         }
     }
 }
@@ -561,11 +698,12 @@ pub const PERIODS_CSV_HEADER: &str = "period,model,channel,conversions,value,sha
 /// The tidy table of credits per period: one row per period × model × channel, oldest
 /// period first (empty but for the header without `period`).
 pub fn periods_csv(result: &AttributionResult) -> String {
-    let mut out = format!("{PERIODS_CSV_HEADER}\n");
+    let spend = result.spend.is_some();
+    let mut out = format!("{PERIODS_CSV_HEADER}{}\n", if spend { SPEND_CSV_COLUMNS } else { "" });
     for period in &result.periods {
         for model in &period.models {
             for c in &model.channels {
-                out.push_str(&format!("{},{}\n", period.period, credit_row(model.model, c)));
+                out.push_str(&format!("{},{}\n", period.period, credit_row(model.model, c, spend)));
             }
         }
     }
@@ -602,10 +740,11 @@ pub fn windows_csv(result: &AttributionResult) -> String {
     out
 }
 
-/// `model,channel,conversions,value,share,removal_effect,removal_effect_value` of one credit.
-fn credit_row(model: ModelId, c: &ChannelCredit) -> String {
+/// `model,channel,conversions,value,share,removal_effect,removal_effect_value` of one credit,
+/// then `cost,cpa,roas` with `spend` (empty where `null`).
+fn credit_row(model: ModelId, c: &ChannelCredit, spend: bool) -> String {
     let optional = |v: Option<f64>| v.map(|v| v.to_string()).unwrap_or_default();
-    format!(
+    let mut row = format!(
         "{},{},{},{},{},{},{}",
         model,
         csv_field(&c.channel),
@@ -614,7 +753,12 @@ fn credit_row(model: ModelId, c: &ChannelCredit) -> String {
         c.share,
         optional(c.removal_effect),
         optional(c.removal_effect_value),
-    )
+    );
+    if spend {
+        let [cost, cpa, roas] = [c.cost, c.cpa, c.roas].map(|v| optional(v.flatten()));
+        row.push_str(&format!(",{cost},{cpa},{roas}"));
+    }
+    row
 }
 
 /// A CSV field, quoted when it holds a delimiter, quote or line break (RFC 4180).

@@ -6,7 +6,8 @@
 //! - `reports`: hand-computed top paths and transition tables;
 //! - `windows`: lookback windows compared in one pass, by hand, merged and refused;
 //! - `markov_dense`: the Markov model against an independent dense solver;
-//! - `ingest`: decoding edge cases and located errors (docs/user-guide.md, "Input formats" and "Bad input").
+//! - `ingest`: decoding edge cases and located errors (docs/user-guide.md, "Input formats" and "Bad input");
+//! - `spend`: cost tables and cost, CPA and ROAS joined to credits (docs/user-guide.md, "Spend").
 //!
 //! The modules live in `tests/engine/`; `helpers` holds the shared builders.
 
@@ -25,5 +26,7 @@ mod models;
 mod properties;
 #[path = "engine/reports.rs"]
 mod reports;
+#[path = "engine/spend.rs"]
+mod spend;
 #[path = "engine/windows.rs"]
 mod windows;

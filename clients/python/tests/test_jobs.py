@@ -14,7 +14,7 @@ import pytest
 
 from mta_client import AttributionResult, Client, Job, JobRecord, Upload, Webhook
 from mta_client.errors import ConflictError, NotFoundError
-from mta_client.results import TIDY_COLUMNS, WINDOW_COLUMNS
+from mta_client.results import SPEND_COLUMNS, TIDY_COLUMNS, WINDOW_COLUMNS
 
 from conftest import Service, close_to
 
@@ -201,6 +201,44 @@ def test_top_paths_and_transitions_are_typed_and_have_their_csv_tables(
     # Without markov there is no transition table.
     linear = client.submit(client.upload(events_csv), models=["linear"]).result(timeout=120)
     assert linear.transitions() is None
+
+
+def test_a_cost_table_adds_cost_cpa_and_roas_equal_to_mta_attribute(
+    service: Service, client: Client, events_csv: Path, tmp_path: Path
+) -> None:
+    costs = tmp_path / "costs.csv"
+    costs.write_text("date,channel,cost\n2026-01-05,paid_search,300\n2026-01-06,display,120\n2026-01-06,tv,50\n")
+    upload = client.upload(events_csv)
+    job = client.submit(upload, models=["linear", "markov"], spend=costs)
+    assert job.record.spec["spend_upload_id"]
+    result = job.result(timeout=120)
+    local = service.attribute_locally(events_csv, "--models", "linear,markov", "--spend", str(costs))
+    remote = dict(result.raw)
+    remote.pop("job_id")
+    assert close_to(remote, local) == []
+    assert result.spend is not None and result.spend.cost == 470 and result.spend.matched_cost == 420
+    assert [(u.channel, u.cost, u.rows) for u in result.spend.unmatched_cost] == [("tv", 50.0, 1)]
+    search = result.model("linear").channel("paid_search")
+    assert search.cost == 300
+    assert search.cpa == pytest.approx(300 / search.conversions)
+    assert search.roas == pytest.approx(search.value / 300)
+    direct = result.model("linear").channel("direct")
+    assert (direct.cost, direct.cpa, direct.roas) == (None, None, None)
+    assert list(result.to_pandas().columns) == [*TIDY_COLUMNS, *SPEND_COLUMNS]
+    assert result.to_polars().columns == [*TIDY_COLUMNS, *SPEND_COLUMNS]
+    service_csv = pd.read_csv(io.StringIO(job.result_csv()))
+    assert list(service_csv.columns) == [*TIDY_COLUMNS, *SPEND_COLUMNS]
+    unmatched = pd.read_csv(io.StringIO(job.result_csv("unmatched_cost")))
+    assert unmatched.to_dict("records") == [{"channel": "tv", "cost": 50, "rows": 1}]
+    # The same table as a DataFrame (uploaded as Parquet) and named by id: the same answer.
+    spend_upload = client.upload(pd.read_csv(costs))
+    again = client.submit(upload, models=["linear", "markov"], spend_upload_id=spend_upload).result(timeout=120)
+    assert again.spend == result.spend
+    repeated = dict(again.raw)
+    repeated.pop("job_id")
+    assert close_to(repeated, local) == []
+    with pytest.raises(TypeError):
+        client.submit(upload, spend=costs, spend_upload_id=spend_upload)
 
 
 def test_lookback_windows_compare_in_one_job_with_their_csv_table(

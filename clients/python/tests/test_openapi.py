@@ -70,7 +70,8 @@ def expected_keywords(document: dict[str, Any]) -> set[str]:
     headers = {p["name"] for p in submit.get("parameters", []) if p["in"] == "header"}
     unknown_headers = headers - set(spec.HEADER_KEYWORDS)
     assert not unknown_headers, f"submit_job takes headers the client does not send: {unknown_headers}"
-    return (job_spec - {"upload_id", "options"}) | options | {spec.HEADER_KEYWORDS[h] for h in headers}
+    uploads = set(spec.UPLOAD_KEYWORDS)
+    return (job_spec - {"upload_id", "options"}) | options | {spec.HEADER_KEYWORDS[h] for h in headers} | uploads
 
 
 def test_submit_takes_every_field_of_the_job_spec_as_a_keyword(document: dict[str, Any]) -> None:
@@ -120,6 +121,9 @@ def test_webhook_takes_every_field_of_the_webhook_spec(document: dict[str, Any])
         (results.WindowResult, "WindowResult"),
         (results.ChannelWindowRanks, "ChannelWindowRanks"),
         (results.ChannelCredit, "ChannelCredit"),
+        (results.Spend, "SpendSummary"),
+        (results.UnmatchedCost, "UnmatchedCost"),
+        (results.PeriodCost, "PeriodCost"),
         (results.PositionWeights, "PositionWeights"),
         (results.TopPaths, "TopPaths"),
         (results.PathRow, "PathRow"),

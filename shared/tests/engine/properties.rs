@@ -1,8 +1,8 @@
 //! Property tests over random inputs: every model but `participation` conserves the
 //! attributed conversions and value (in every period too), periods add up to the whole, and
 //! partials merge to the single-chunk answer in any grouping and order, whatever the
-//! chunks' channel numbering, periods and lookback windows included; each window compared
-//! in one pass equals a run with that window alone.
+//! chunks' channel numbering, periods and lookback windows included (each window compared
+//! in one pass equals a run with that window alone), with a cost table's cost, CPA and ROAS.
 
 use std::collections::BTreeMap;
 
@@ -16,6 +16,22 @@ use proptest::test_runner::TestCaseError;
 use crate::helpers::*;
 
 const CHANNELS: [&str; 6] = ["search", "Direct", "email", "social", "display", "affiliate"];
+
+/// A cost table over the rows' 60 days (from T0, 2023-11-14), an instant among the days,
+/// and `tv`, which no row mentions.
+const COSTS: &str = "date,channel,campaign,cost
+2023-11-14,search,a,10
+2023-11-20,email,,7.5
+2023-12-01,display,,3
+2024-01-10,search,b,4
+2023-11-16T23:30:00Z,social,,2
+2023-11-15,tv,,100
+2023-11-17,Direct,,0
+";
+
+fn costs() -> mta_core::spend::CostTable {
+    mta_core::spend::CostTable::read_csv(COSTS.as_bytes(), &Default::default()).expect("the cost table reads")
+}
 
 /// Random event rows: up to 8 users, 1..6 channels, times on a 6-hour grid over 60 days
 /// (so ties happen), about a third of the rows conversions (some carrying a channel).
@@ -234,7 +250,36 @@ fn check_same(what: &str, got: &AttributionResult, want: &AttributionResult) -> 
             m.conversion_probability.unwrap_or(0.0),
         )?;
         prop_assert_eq!(got_model.conserves_totals, m.conserves_totals, "{}: {}", what, m.model);
+        // Cost, CPA and ROAS (with a cost table): `null` in the same places, else the same numbers.
+        for w in &m.channels {
+            let g = got_model.channel(&w.channel).expect("the same channels");
+            for (field, a, b) in [("cost", g.cost, w.cost), ("cpa", g.cpa, w.cpa), ("roas", g.roas, w.roas)] {
+                prop_assert_eq!(
+                    a.map(|x| x.is_some()),
+                    b.map(|x| x.is_some()),
+                    "{}: {} {} {}",
+                    what,
+                    m.model,
+                    w.channel,
+                    field
+                );
+                let label = format!("{what}: {} {} {field}", m.model, w.channel);
+                check_close(&label, a.flatten().unwrap_or(0.0), b.flatten().unwrap_or(0.0))?;
+            }
+        }
     }
+    if let (Some(g), Some(w)) = (&got.spend, &want.spend) {
+        let unmatched = |s: &mta_core::spend::SpendSummary| {
+            s.unmatched_cost.iter().map(|u| (u.channel.clone(), u.rows)).collect::<Vec<_>>()
+        };
+        prop_assert_eq!(unmatched(g), unmatched(w), "{}: unmatched cost", what);
+        let outside = |s: &mta_core::spend::SpendSummary| {
+            s.cost_outside_periods.iter().map(|p| p.period.clone()).collect::<Vec<_>>()
+        };
+        prop_assert_eq!(outside(g), outside(w), "{}: cost outside periods", what);
+        check_close(&format!("{what}: matched cost"), g.matched_cost, w.matched_cost)?;
+    }
+    prop_assert_eq!(got.spend.is_some(), want.spend.is_some(), "{}: spend", what);
     // The journey reports merge like every other sum.
     if let (Some(g), Some(w)) = (&got.reports, &want.reports) {
         for (gb, wb) in g.path_length.iter().chain(&g.time_lag).zip(w.path_length.iter().chain(&w.time_lag)) {
@@ -297,6 +342,7 @@ fn window_as_result(result: &AttributionResult, window: &WindowResult) -> Attrib
         reports: None,
         windows: Vec::new(),
         window_ranks: Vec::new(),
+        spend: None,
     }
 }
 
@@ -353,6 +399,7 @@ fn as_result(result: &AttributionResult, period: &PeriodResult) -> AttributionRe
         models: period.models.clone(),
         periods: Vec::new(),
         reports: None,
+        spend: None,
         windows: Vec::new(),
         window_ranks: Vec::new(),
     }
@@ -462,17 +509,25 @@ proptest! {
     #[test]
     fn a_result_read_back_from_its_json_is_the_same_result_and_bytes(rows in event_rows(), spec in event_specs()) {
         // Every reader (API, webhook, tables) reads the stored JSON back as the typed result.
-        let result = attribute_events(&event_chunk(&rows), &event_options(spec));
-        let json = serde_json::to_string(&result).unwrap();
-        let read: AttributionResult = serde_json::from_str(&json).unwrap();
-        prop_assert_eq!(&read, &result);
-        prop_assert_eq!(serde_json::to_string(&read).unwrap(), json);
+        let mut result = attribute_events(&event_chunk(&rows), &event_options(spec));
+        for with_spend in [false, true] {
+            if with_spend {
+                // A joined cost table (its `null`s included) reads back the same too.
+                result.add_spend(&costs());
+            }
+            let json = serde_json::to_string(&result).unwrap();
+            let read: AttributionResult = serde_json::from_str(&json).unwrap();
+            prop_assert_eq!(&read, &result);
+            prop_assert_eq!(serde_json::to_string(&read).unwrap(), json);
+        }
     }
 
     #[test]
     fn merging_partials_by_user_in_any_grouping_equals_one_chunk(rows in event_rows(), spec in event_specs()) {
         let options = event_options(spec);
-        let want = attribute_events(&event_chunk(&rows), &options);
+        let mut want = attribute_events(&event_chunk(&rows), &options);
+        let costs = costs();
+        want.add_spend(&costs);
         for n in [1u32, 2, 7] {
             let parts: Vec<Partial> = partition(&rows, n)
                 .iter()
@@ -480,7 +535,8 @@ proptest! {
                 .map(|(i, part)| Partial::from_events(&own_numbering(part, i), &options).unwrap())
                 .collect();
             for (grouping, merged) in groupings(&parts, &options) {
-                let got = merged.finish(&options).expect("attribution succeeds");
+                let mut got = merged.finish(&options).expect("attribution succeeds");
+                got.add_spend(&costs);
                 check_same(&format!("{n} chunks, {grouping}"), &got, &want)?;
             }
         }

@@ -2,7 +2,8 @@
 
 The tidy table has one row per model × channel, with the columns of the service's
 ``GET /v1/jobs/{id}/result?format=csv``: ``model, channel, conversions, value, share,
-removal_effect, removal_effect_value`` (the removal effects are set for ``markov`` only).
+removal_effect, removal_effect_value`` (the removal effects are set for ``markov`` only), and with a
+cost table (``spend``) ``cost, cpa, roas`` (:data:`SPEND_COLUMNS`).
 """
 
 from __future__ import annotations
@@ -19,12 +20,15 @@ if TYPE_CHECKING:
     import pyarrow
 
 __all__ = ["Summary", "PositionWeights", "AppliedOptions", "ChannelCredit", "ModelResult", "AttributionResult",
-           "WindowResult", "WindowRanks", "ChannelWindowRanks", "PathFigures", "PathRow", "TopPaths",
-           "Transition", "Transitions", "TIDY_COLUMNS", "WINDOW_COLUMNS"]
+           "Spend", "UnmatchedCost", "PeriodCost", "WindowResult", "WindowRanks", "ChannelWindowRanks",
+           "PathFigures", "PathRow", "TopPaths", "Transition", "Transitions", "TIDY_COLUMNS", "SPEND_COLUMNS",
+           "WINDOW_COLUMNS"]
 
 TIDY_COLUMNS: tuple[str, ...] = (
     "model", "channel", "conversions", "value", "share", "removal_effect", "removal_effect_value",
 )
+#: The columns the tidy table gains when the job had a cost table.
+SPEND_COLUMNS: tuple[str, ...] = ("cost", "cpa", "roas")
 #: The columns of the window comparison (``result_csv("windows")``).
 WINDOW_COLUMNS: tuple[str, ...] = ("model", "channel", "lookback_days", "conversions", "value", "share", "rank")
 
@@ -140,6 +144,11 @@ class ChannelCredit:
     #: Markov only.
     removal_effect: float | None = None
     removal_effect_value: float | None = None
+    #: With a cost table: the channel's cost (``None``: no cost row names it), cost per credited
+    #: conversion and credited value per cost (``None`` where undefined).
+    cost: float | None = None
+    cpa: float | None = None
+    roas: float | None = None
 
     @classmethod
     def from_json(cls, value: Mapping[str, Any]) -> ChannelCredit:
@@ -154,6 +163,9 @@ class ChannelCredit:
             share=float(value["share"]),
             removal_effect=optional("removal_effect"),
             removal_effect_value=optional("removal_effect_value"),
+            cost=optional("cost"),
+            cpa=optional("cpa"),
+            roas=optional("roas"),
         )
 
 
@@ -263,6 +275,56 @@ class WindowRanks:
     @classmethod
     def from_json(cls, value: Mapping[str, Any]) -> WindowRanks:
         return cls(model=str(value["model"]), channels=[ChannelWindowRanks.from_json(c) for c in value["channels"]])
+
+
+@dataclass(frozen=True)
+class UnmatchedCost:
+    """The cost of a channel that no journey of the events mentions."""
+
+    channel: str
+    cost: float
+    rows: int
+
+
+@dataclass(frozen=True)
+class PeriodCost:
+    """Cost dated in a period that holds no journey."""
+
+    period: str
+    cost: float
+
+
+@dataclass(frozen=True)
+class Spend:
+    """The cost table joined to the credits (docs/user-guide.md, "Spend")."""
+
+    rows: int
+    #: Every row's cost, and that of the channels the events mention.
+    cost: float
+    matched_cost: float
+    first_date: str
+    last_date: str
+    #: Distinct campaigns (their cost is summed to their channel).
+    campaigns: int
+    unmatched_cost: list[UnmatchedCost]
+    cost_outside_periods: list[PeriodCost] = field(default_factory=list)
+
+    @classmethod
+    def from_json(cls, value: Mapping[str, Any]) -> Spend:
+        return cls(
+            rows=int(value["rows"]),
+            cost=float(value["cost"]),
+            matched_cost=float(value["matched_cost"]),
+            first_date=str(value["first_date"]),
+            last_date=str(value["last_date"]),
+            campaigns=int(value["campaigns"]),
+            unmatched_cost=[
+                UnmatchedCost(str(u["channel"]), float(u["cost"]), int(u["rows"])) for u in value["unmatched_cost"]
+            ],
+            cost_outside_periods=[
+                PeriodCost(str(p["period"]), float(p["cost"])) for p in value.get("cost_outside_periods", [])
+            ],
+        )
 
 
 @dataclass(frozen=True)
@@ -377,6 +439,8 @@ class AttributionResult:
     #: ``conversions``, ``value``), ``positions`` per channel (``only``, ``first``, ``middle``, ``last``),
     #: ``paths`` and ``transitions`` (typed by :meth:`top_paths` and :meth:`transitions`).
     reports: dict[str, Any] | None = None
+    #: With a cost table: what was joined, and the cost of channels no journey mentions.
+    spend: Spend | None = None
     #: With ``lookback_days`` given as a list: the figures under each window, in the order
     #: listed (the first is the top level's).
     windows: list[WindowResult] = field(default_factory=list)
@@ -394,6 +458,7 @@ class AttributionResult:
             models={name: ModelResult.from_json(name, m) for name, m in value["models"].items()},
             periods=[PeriodResult.from_json(p) for p in value.get("periods", [])],
             reports=value.get("reports"),
+            spend=None if value.get("spend") is None else Spend.from_json(value["spend"]),
             windows=[WindowResult.from_json(w) for w in value.get("windows", [])],
             window_ranks=[WindowRanks.from_json(r) for r in value.get("window_ranks", [])],
             job_id=value.get("job_id"),
@@ -420,11 +485,15 @@ class AttributionResult:
         transitions = (self.reports or {}).get("transitions")
         return None if transitions is None else Transitions.from_json(transitions)
 
+    def columns(self) -> tuple[str, ...]:
+        """The tidy table's columns: :data:`TIDY_COLUMNS`, then :data:`SPEND_COLUMNS` with a cost table."""
+        return TIDY_COLUMNS + (SPEND_COLUMNS if self.spend is not None else ())
+
     def rows(self) -> Iterator[dict[str, Any]]:
-        """The tidy table as dicts: one per model × channel, keys :data:`TIDY_COLUMNS`."""
+        """The tidy table as dicts: one per model × channel, keys :meth:`columns`."""
         for name, model in self.models.items():
             for c in model.channels:
-                yield {
+                row: dict[str, Any] = {
                     "model": name,
                     "channel": c.channel,
                     "conversions": c.conversions,
@@ -433,14 +502,18 @@ class AttributionResult:
                     "removal_effect": c.removal_effect,
                     "removal_effect_value": c.removal_effect_value,
                 }
+                if self.spend is not None:
+                    row.update(cost=c.cost, cpa=c.cpa, roas=c.roas)
+                yield row
 
     def to_pandas(self) -> pandas.DataFrame:
         """The tidy table as a pandas DataFrame (removal effects are NaN outside ``markov``)."""
         require("pandas", "pandas")
         import pandas as pd
 
-        frame = pd.DataFrame.from_records(list(self.rows()), columns=list(TIDY_COLUMNS))
-        floats = [c for c in TIDY_COLUMNS if c not in ("model", "channel")]
+        columns = self.columns()
+        frame = pd.DataFrame.from_records(list(self.rows()), columns=list(columns))
+        floats = [c for c in columns if c not in ("model", "channel")]
         typed: pd.DataFrame = frame.astype({c: "float64" for c in floats})
         return typed
 
@@ -449,7 +522,7 @@ class AttributionResult:
         require("polars", "polars")
         import polars as pl
 
-        schema = {c: (pl.String if c in ("model", "channel") else pl.Float64) for c in TIDY_COLUMNS}
+        schema = {c: (pl.String if c in ("model", "channel") else pl.Float64) for c in self.columns()}
         return pl.DataFrame(list(self.rows()), schema=schema)
 
     def to_arrow(self) -> pyarrow.Table:
@@ -458,5 +531,7 @@ class AttributionResult:
         import pyarrow as pa
 
         rows = list(self.rows())
-        schema = pa.schema([(c, pa.string() if c in ("model", "channel") else pa.float64()) for c in TIDY_COLUMNS])
+        schema = pa.schema(
+            [(c, pa.string() if c in ("model", "channel") else pa.float64()) for c in self.columns()]
+        )
         return pa.Table.from_pylist(rows, schema=schema)

@@ -24,6 +24,7 @@ __all__ = [
     "SPEC_KEYWORDS",
     "OPTION_KEYWORDS",
     "HEADER_KEYWORDS",
+    "UPLOAD_KEYWORDS",
     "build_spec",
     "idempotency_key_for",
 ]
@@ -92,14 +93,19 @@ class JobOptions(TypedDict, total=False):
     top_paths: int
     max_report_paths: int
     export_credits: bool
+    spend_upload_id: str
+    spend: Any
     webhook: str | Webhook
     idempotency_key: str
 
 
 #: Keywords that are top-level fields of the JSON job spec (``JobSpec``).
 SPEC_KEYWORDS: tuple[str, ...] = (
-    "kind", "format", "delimiter", "path_separator", "columns", "export_credits", "webhook",
+    "kind", "format", "delimiter", "path_separator", "columns", "export_credits", "spend_upload_id", "webhook",
 )
+#: Keywords of ``submit`` that are not spec fields: ``spend`` (a cost table to upload, which
+#: then becomes ``spend_upload_id``).
+UPLOAD_KEYWORDS: tuple[str, ...] = ("spend",)
 #: Keywords that are fields of its ``options`` object (``OptionsSpec``).
 OPTION_KEYWORDS: tuple[str, ...] = (
     "models", "markov_order", "lookback_days", "half_life_days", "position_weights", "direct_channels",
