@@ -289,3 +289,69 @@ async fn the_service_breaks_credit_down_over_chunks_as_the_local_command_does() 
     assert_eq!((status, body["error"]["code"].as_str()), (422, Some("invalid_option")), "{body}");
     service.assert_nothing_stuck().await;
 }
+
+/// `result` without its breakdown: the rows of every model (of periods and windows too) and
+/// the option.
+fn without_breakdown(mut result: Value) -> Value {
+    fn strip(value: &mut Value) {
+        match value {
+            Value::Object(map) => {
+                // Rebuilt rather than `remove`d, which may reorder the keys.
+                *map = std::mem::take(map).into_iter().filter(|(key, _)| key != "breakdown").collect();
+                map.values_mut().for_each(strip);
+            }
+            Value::Array(items) => items.iter_mut().for_each(strip),
+            _ => {}
+        }
+    }
+    strip(&mut result);
+    result
+}
+
+#[test]
+fn with_windows_periods_spend_and_top_paths_everything_but_the_rows_counts_channels() {
+    let dir = workdir();
+    let file = write(dir.path(), "campaigns.csv", campaign_events(300));
+    let costs = write(
+        dir.path(),
+        "costs.csv",
+        "date,channel,campaign,cost\n2026-03-02,email,email-1,40\n2026-03-03,search,,120\n2026-03-04,tv,,50\n",
+    );
+    let costs = costs.to_str().unwrap();
+    let models = "first_touch,linear,participation,markov,shapley";
+    for extra in [&["--lookback-days", "7,0", "--spend", costs][..], &["--period", "week", "--spend", costs][..]] {
+        let mut args = vec!["--models", models, "--top-paths", "20"];
+        args.extend(extra);
+        let plain = attribute_json(&file, &args);
+        args.extend(["--breakdown", "campaign"]);
+        let keyed = attribute_json(&file, &args);
+        // The reports (paths, transitions, positions), windows, periods and the cost joined
+        // by channel name are those of the run without a breakdown: they count channels.
+        assert_same_result(&sorted(without_breakdown(keyed.clone())), &sorted(plain.clone()), &format!("{extra:?}"));
+        let paths = &keyed["reports"]["paths"];
+        let steps: Vec<&str> = ["converting", "non_converting"]
+            .iter()
+            .flat_map(|list| paths[list].as_array().unwrap())
+            .flat_map(|p| p["path"].as_str().unwrap().split(" > "))
+            .collect();
+        assert!(!steps.is_empty() && steps.iter().all(|s| CHANNELS.contains(s)), "{extra:?}: {steps:?}");
+        let linear = keyed["models"]["linear"]["channels"].as_array().unwrap();
+        let search = linear.iter().find(|c| c["channel"] == "search").unwrap();
+        assert_eq!(search["cost"].as_f64(), Some(120.0), "{extra:?}: cost joined by channel name");
+        assert_eq!(keyed["spend"]["unmatched_cost"][0]["channel"], "tv", "{extra:?}");
+        // Every window (or period) has its rows, adding up to its channels.
+        let parts = keyed.get("windows").or(keyed.get("periods")).unwrap().as_array().unwrap();
+        assert!(parts.len() > 1, "{extra:?}");
+        for part in parts {
+            for (model, m) in part["models"].as_object().unwrap() {
+                let rows = m["breakdown"].as_array().unwrap_or_else(|| panic!("{model} has its rows"));
+                for channel in m["channels"].as_array().unwrap() {
+                    let name = channel["channel"].as_str().unwrap();
+                    let sum: f64 =
+                        rows.iter().filter(|r| r["channel"] == name).map(|r| r["conversions"].as_f64().unwrap()).sum();
+                    assert_close(sum, channel["conversions"].as_f64().unwrap(), &format!("{extra:?} {model}/{name}"));
+                }
+            }
+        }
+    }
+}

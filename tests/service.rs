@@ -634,7 +634,7 @@ async fn an_idempotency_claim_does_not_outlive_the_process_that_made_it() {
 }
 
 /// `result` with every `channels` list sorted by channel name.
-fn channels_by_name(mut result: Value) -> Value {
+pub(crate) fn channels_by_name(mut result: Value) -> Value {
     fn sort(value: &mut Value) {
         match value {
             Value::Object(map) => {
@@ -698,4 +698,171 @@ async fn credit_per_period_over_chunks_equals_the_local_command_and_has_its_csv_
     let (status, body) = service.submit(json!({ "upload_id": upload, "options": { "period": "fortnight" } })).await;
     assert_eq!(status, 422, "{body}");
     assert!(body.to_string().contains("period"), "{body}");
+}
+
+/// `result` without the ranks of `markov` in `window_ranks`: near-zero Markov credits that
+/// differ only by rounding may sort either way (their shares are still compared).
+fn without_markov_ranks(mut result: Value) -> Value {
+    for ranks in result["window_ranks"].as_array_mut().into_iter().flatten() {
+        if ranks["model"] == "markov" {
+            for channel in ranks["channels"].as_array_mut().unwrap() {
+                let channel = channel.as_object_mut().unwrap();
+                channel.remove("rank");
+                channel.remove("rank_spread");
+            }
+        }
+    }
+    result
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lookback_windows_over_chunks_equal_the_local_command_and_have_their_csv_table() {
+    let service = Service::start(chunked(2)).await;
+    let file = sample("events.csv");
+    let models = ["first_touch", "linear", "markov", "shapley"];
+    let options = json!({ "lookback_days": [14, 3, 0], "models": models });
+    let job = service.run(&file, json!({ "options": options })).await;
+    assert_eq!(job["state"], "succeeded", "{job}");
+    assert_eq!(job["spec"]["options"]["lookback_days"], json!([14.0, 3.0, 0.0]));
+    let id = job["id"].as_str().unwrap();
+    let (_, result) = service.get(&format!("/v1/jobs/{id}/result")).await;
+    let models = models.join(",");
+    let local = attribute_json(&file, &["--lookback-days", "14,3,0", "--models", &models]);
+    let days: Vec<f64> =
+        result["windows"].as_array().unwrap().iter().map(|w| w["lookback_days"].as_f64().unwrap()).collect();
+    assert_eq!(days, [14.0, 3.0, 0.0]);
+    assert_eq!(result["options"]["lookback_windows"], json!([14.0, 3.0, 0.0]));
+    assert_eq!(result["window_ranks"].as_array().unwrap().len(), 4, "one per model");
+    let comparable = |r: Value| channels_by_name(without_markov_ranks(r));
+    assert_same_result(&comparable(without_job_id(result.clone())), &comparable(local), "result");
+    // The windows really differ (the sample's touches reach back weeks), and the top level is
+    // the first window, as a job with that window alone.
+    let unattributed = |w: &Value| w["summary"]["unattributed_conversions"].as_f64().unwrap();
+    let windows = result["windows"].as_array().unwrap();
+    assert!(unattributed(&windows[1]) > unattributed(&windows[0]), "3 days leave more conversions without a touch");
+    assert!(unattributed(&windows[2]) <= unattributed(&windows[0]), "the unlimited window reaches further back");
+    let alone = attribute_json(&file, &["--lookback-days", "14", "--models", &models]);
+    assert_same_result(&channels_by_name(result["models"].clone()), &channels_by_name(alone["models"].clone()), "top");
+    assert!(alone.get("windows").is_none() && alone["options"].get("lookback_windows").is_none());
+
+    let (status, csv) = service.get_bytes(&format!("/v1/jobs/{id}/result?format=csv&table=windows")).await;
+    assert_eq!(status, 200);
+    let csv = String::from_utf8(csv).unwrap();
+    assert!(csv.starts_with("model,channel,lookback_days,conversions,value,share,rank\n"), "{csv}");
+    let ranked: usize = result["window_ranks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| r["channels"].as_array().unwrap())
+        .map(|c| c["rank"].as_array().unwrap().iter().filter(|r| !r.is_null()).count())
+        .sum();
+    assert_eq!(csv.lines().count(), ranked + 1);
+    assert!(csv.lines().any(|l| l.starts_with("first_touch,") && l.contains(",3,")), "{csv}");
+
+    // Refused: more than 8 windows and windows with a period at once; a list on path rows
+    // fails the job once the split sees them, naming the option.
+    let upload = service.upload_file(&file).await;
+    for (options, needle) in [
+        (json!({ "lookback_days": [1, 2, 3, 4, 5, 6, 7, 8, 9] }), "at most 8 windows"),
+        (json!({ "lookback_days": [7, 30], "period": "week" }), "does not combine with `period`"),
+        (json!({ "lookback_days": [7, 7] }), "listed twice"),
+    ] {
+        let (status, body) = service.submit(json!({ "upload_id": upload, "options": options })).await;
+        assert_eq!(status, 422, "{body}");
+        assert!(body.to_string().contains("lookback_days") && body.to_string().contains(needle), "{body}");
+    }
+    let job = service.run(&sample("paths.csv"), json!({ "options": { "lookback_days": [7, 30] } })).await;
+    assert_eq!(
+        (job["state"].as_str(), job["error"]["code"].as_str()),
+        (Some("failed"), Some("invalid_option")),
+        "{job}"
+    );
+    assert!(job["error"]["message"].as_str().unwrap().contains("path rows have no times"), "{job}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn top_paths_and_transitions_over_chunks_equal_the_local_command_and_degrade_past_the_limit() {
+    let service = Service::start(chunked(2)).await;
+    let file = sample("events.csv");
+    let dir = crate::support::workdir();
+    let tables = dir.path().join("tables");
+    let local = attribute_json(
+        &file,
+        &[
+            "--models",
+            "linear,markov",
+            "--markov-order",
+            "2",
+            "--top-paths",
+            "20",
+            "--csv-dir",
+            tables.to_str().unwrap(),
+        ],
+    );
+    let options = json!({ "models": ["linear", "markov"], "markov_order": 2, "top_paths": 20 });
+    let job = service.run(&file, json!({ "options": options })).await;
+    assert_eq!(job["state"], "succeeded", "{job}");
+    let id = job["id"].as_str().unwrap();
+    let progress = &job["progress"];
+    assert!(progress["chunks_total"].as_u64().unwrap() > 1, "{progress}");
+    let (_, result) = service.get(&format!("/v1/jobs/{id}/result")).await;
+    // Paths merge by channel name over the chunks: the same lists and figures as one local pass.
+    let (paths, transitions) = (&result["reports"]["paths"], &result["reports"]["transitions"]);
+    assert_eq!(paths["exact"], true, "{paths}");
+    assert_eq!(paths["converting"].as_array().unwrap().len(), 20);
+    assert_eq!(transitions["order"], 2);
+    assert_same_result(paths, &local["reports"]["paths"], "paths");
+    assert_same_result(transitions, &local["reports"]["transitions"], "transitions");
+    // The tables: the service's CSV is the local command's (counts are whole, so to the byte).
+    for table in ["paths", "transitions"] {
+        let (status, csv) = service.get_bytes(&format!("/v1/jobs/{id}/result?format=csv&table={table}")).await;
+        let csv = String::from_utf8(csv).unwrap();
+        assert_eq!(status, 200, "{csv}");
+        let want = std::fs::read_to_string(tables.join(format!("{table}.csv"))).unwrap();
+        if table == "transitions" {
+            assert_eq!(csv, want);
+        } else {
+            assert_eq!(csv.lines().count(), want.lines().count());
+            assert_eq!(csv.lines().nth(1).unwrap().split(',').nth(2), want.lines().nth(1).unwrap().split(',').nth(2));
+        }
+    }
+    let rows = transitions["rows"].as_array().unwrap().len();
+    assert_eq!(rows as u64, transitions["total"].as_u64().unwrap(), "the whole table");
+
+    // With a limit of 4 distinct paths every chunk summarises: estimates within the bound.
+    let options = json!({ "models": ["linear"], "max_report_paths": 4, "top_paths": 20 });
+    let job = service.run(&file, json!({ "options": options })).await;
+    assert_eq!(job["state"], "succeeded", "{job}");
+    let (_, small) = service.get(&format!("/v1/jobs/{}/result", job["id"].as_str().unwrap())).await;
+    let paths = &small["reports"]["paths"];
+    assert_eq!((paths["exact"].as_bool(), paths["distinct_paths"].is_null()), (Some(false), true), "{paths}");
+    assert_eq!(small["options"]["max_report_paths"], 4);
+    let bound = paths["error_bound"]["conversions"].as_f64().unwrap();
+    assert!(bound > 0.0);
+    let exact = attribute_json(&file, &["--models", "linear", "--top-paths", "1000"]);
+    let truth = exact["reports"]["paths"]["converting"].as_array().unwrap();
+    for row in paths["converting"].as_array().unwrap() {
+        let want = truth.iter().find(|r| r["path"] == row["path"]).map_or(0.0, |r| r["conversions"].as_f64().unwrap());
+        let got = row["conversions"].as_f64().unwrap();
+        assert!(got <= want + 1e-9 && got >= want - bound - 1e-9, "{row} vs {want} (bound {bound})");
+    }
+    // Out of range is refused before any row is read, naming the option.
+    let upload = service.upload_file(&file).await;
+    let (status, body) = service.submit(json!({ "upload_id": upload, "options": { "top_paths": 0 } })).await;
+    assert_eq!(status, 422, "{body}");
+    assert!(body.to_string().contains("top_paths"), "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operators_cap_on_report_paths_lowers_the_jobs_limit() {
+    let mut spec = chunked(1);
+    spec.env.push(("MTA_MAX_REPORT_PATHS", "16".into()));
+    let service = Service::start(spec).await;
+    let job = service.run(&sample("events.csv"), json!({ "options": { "models": ["linear"] } })).await;
+    assert_eq!(job["state"], "succeeded", "{job}");
+    let (_, result) = service.get(&format!("/v1/jobs/{}/result", job["id"].as_str().unwrap())).await;
+    assert_eq!(result["options"]["max_report_paths"], 16, "the default 100000 is lowered to the cap");
+    let paths = &result["reports"]["paths"];
+    assert_eq!(paths["exact"], false, "the sample has more than 16 distinct paths: {paths}");
+    assert!(paths["error_bound"]["null_journeys"].as_f64().unwrap() > 0.0, "{paths}");
 }

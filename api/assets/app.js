@@ -3,7 +3,7 @@
 // the key from session storage (api.js); the charts are drawn by charts.js.
 
 import { ApiError, call, clause, describeProblem, download, forgetKey, storeKey, storedKey, upload } from './api.js';
-import { barChart, groupedBarChart, legend, lineChart } from './charts.js';
+import { barChart, groupedBarChart, heatMap, legend, lineChart } from './charts.js';
 
 const MODELS = [
   'first_touch', 'last_touch', 'last_non_direct', 'linear', 'position_based', 'j_shaped', 'inverse_j',
@@ -13,6 +13,10 @@ const ACTIVE = new Set(['queued', 'running']);
 // Every poll counts against the key's hourly quota (default 1000): 4 s keeps a watched
 // job below it (900 an hour).
 const POLL_MS = 4000;
+// Rows shown of each top-paths list, and states in the transition heat map.
+const PATH_ROWS = 20;
+const HEAT_STATES = 24;
+const POSITIONS = ['only', 'first', 'middle', 'last'];
 
 const $ = (id) => document.getElementById(id);
 
@@ -28,6 +32,8 @@ const state = {
   /** The breakdown table's order (`{key, ascending}`) and its folded channels. */
   breakdownSort: null,
   breakdownFolded: null,
+  spendUploadId: null,
+  spendUploading: false,
 };
 
 // ---------------------------------------------------------------- formatting
@@ -232,6 +238,44 @@ function wireDropZone() {
   });
 }
 
+/** Uploads a cost table for the next job (`spend_upload_id`); a new one replaces it. */
+async function startSpendUpload(file) {
+  const box = $('submit-error');
+  clearError(box);
+  if (!file) return;
+  state.spendUploadId = null;
+  state.spendUploading = true;
+  $('spend-clear').hidden = true;
+  status($('spend-status'), `Uploading the cost table ${file.name}…`);
+  try {
+    const made = await upload(file, () => {});
+    state.spendUploadId = made.upload_id;
+    status($('spend-status'), `Cost table ${file.name} uploaded (${bytes(made.size_bytes)}).`, {
+      'data-upload-id': made.upload_id,
+    });
+    $('spend-clear').hidden = false;
+  } catch (error) {
+    status($('spend-status'), 'The cost table was not uploaded.');
+    showError(box, error);
+  } finally {
+    state.spendUploading = false;
+  }
+}
+
+function wireSpend() {
+  const input = $('spend-input');
+  input.addEventListener('change', () => {
+    const [file] = input.files;
+    startSpendUpload(file);
+  });
+  $('spend-clear').addEventListener('click', () => {
+    state.spendUploadId = null;
+    input.value = '';
+    $('spend-clear').hidden = true;
+    status($('spend-status'), '');
+  });
+}
+
 // ---------------------------------------------------------------- job form
 
 class FormProblem extends Error {}
@@ -242,6 +286,18 @@ function numberField(id, label) {
   return input.value.trim() === '' ? undefined : Number(input.value);
 }
 
+/** The lookback: one number of days, or a comma-separated list of windows to compare. */
+function lookbackField() {
+  const text = $('lookback_days').value.trim();
+  if (text === '') return undefined;
+  const parts = text.split(',').map((p) => p.trim());
+  const days = parts.map(Number);
+  if (parts.some((p) => p === '') || days.some((d) => !Number.isFinite(d))) {
+    throw new FormProblem('Lookback must be a number of days, or several separated by commas (7, 30, 90).');
+  }
+  return parts.length === 1 ? days[0] : days;
+}
+
 /** The job spec from the form, leaving out every empty field (the service fills in defaults). */
 function jobSpec() {
   const spec = { upload_id: state.uploadId };
@@ -250,7 +306,9 @@ function jobSpec() {
   const models = MODELS.filter((m) => $(`model-${m}`).checked);
   if (models.length === 0) throw new FormProblem('Pick at least one model.');
   if (models.length < MODELS.length) options.models = models;
-  const numbers = [['markov_order', 'Markov order'], ['lookback_days', 'Lookback'], ['half_life_days', 'Half-life']];
+  const lookback = lookbackField();
+  if (lookback !== undefined) options.lookback_days = lookback;
+  const numbers = [['markov_order', 'Markov order'], ['half_life_days', 'Half-life']];
   for (const [id, label] of numbers) {
     const value = numberField(id, label);
     if (value !== undefined) options[id] = value;
@@ -283,6 +341,8 @@ function jobSpec() {
   if (breakdown.length) options.breakdown = breakdown;
   if (Object.keys(options).length) spec.options = options;
   if ($('export_credits').checked) spec.export_credits = true;
+  if (state.spendUploading) throw new FormProblem('The cost table is still uploading; wait for it to finish.');
+  if (state.spendUploadId) spec.spend_upload_id = state.spendUploadId;
   return spec;
 }
 
@@ -573,6 +633,96 @@ function drawCharts() {
       unit: 'Removal effect', id: 'removal',
     });
   }
+  drawReports(result.reports);
+}
+
+/** The journey reports: the two histograms, the positions, the top paths, the transitions. */
+function drawReports(reports) {
+  $('journeys-panel').hidden = !reports;
+  $('positions-panel').hidden = !reports?.positions?.length;
+  $('paths-panel').hidden = !reports?.paths;
+  $('transitions-panel').hidden = !reports?.transitions;
+  if (!reports) return;
+  const buckets = (rows) => (rows || []).map((b) => ({ label: b.bucket, value: b.conversions }));
+  barChart($('chart-path-length'), {
+    title: 'Converting journeys by number of touches', rows: buckets(reports.path_length), format: count,
+    unit: 'Conversions', id: 'path-length', noun: 'buckets', label: 'Touches',
+  });
+  const lag = reports.time_lag || [];
+  $('chart-time-lag').hidden = lag.length === 0;
+  if (lag.length) {
+    barChart($('chart-time-lag'), {
+      title: 'Converting journeys by days from first touch to conversion', rows: buckets(lag), format: count,
+      unit: 'Conversions', id: 'time-lag', noun: 'buckets', label: 'Days',
+    });
+  }
+  const positions = reports.positions || [];
+  if (positions.length) {
+    const byChannel = new Map(positions.map((p) => [p.channel, p]));
+    const total = (p) => POSITIONS.reduce((sum, k) => sum + p[k], 0);
+    const channels = positions.map((p) => p.channel).sort((a, b) => total(byChannel.get(b)) - total(byChannel.get(a)));
+    legend($('positions-legend'), POSITIONS, 'Positions');
+    groupedBarChart($('chart-positions'), {
+      title: 'Conversions whose journey had the channel as its only, first, middle or last touch', groups: channels,
+      series: POSITIONS, value: (position, channel) => byChannel.get(channel)[position], format: count,
+      id: 'positions', seriesNoun: 'positions',
+    });
+  }
+  if (reports.paths) drawPaths(reports.paths);
+  if (reports.transitions) drawTransitions(reports.transitions);
+}
+
+function drawPaths(paths) {
+  const fill = (table, rows, cells) => {
+    const body = $(table).tBodies[0];
+    body.replaceChildren(...rows.slice(0, PATH_ROWS).map((p, i) => {
+      const tr = element('tr', {
+        'data-path': p.path, 'data-journeys': p.journeys, 'data-conversions': p.conversions, 'data-value': p.value,
+        'data-null-journeys': p.null_journeys,
+      });
+      tr.append(element('td', { class: 'number' }, String(i + 1)));
+      const path = element('td', { class: 'path' });
+      path.textContent = p.path;
+      tr.append(path, ...cells(p).map((c) => element('td', { class: 'number' }, c)));
+      return tr;
+    }));
+  };
+  fill('paths-converting', paths.converting, (p) => [count(p.journeys), count(p.conversions), money(p.value)]);
+  fill('paths-non-converting', paths.non_converting, (p) => [count(p.null_journeys)]);
+  const notes = [];
+  if (paths.distinct_paths !== null && paths.distinct_paths !== undefined) {
+    notes.push(`${count(paths.distinct_paths)} distinct paths`);
+  }
+  if (!paths.exact) {
+    notes.push(`more distinct paths than the limit: estimates, at most ${count(paths.error_bound.conversions)} `
+      + 'conversions below the truth');
+  }
+  notes.push(`the first ${PATH_ROWS} of each list; all in the CSV`);
+  const note = $('paths-note');
+  note.textContent = notes.join(' · ');
+  note.dataset.exact = String(paths.exact);
+}
+
+/** The heat map of the busiest states: rows from, columns to, shaded by probability. */
+function drawTransitions(transitions) {
+  const out = new Map();
+  const cell = new Map();
+  for (const t of transitions.rows) {
+    out.set(t.from, (out.get(t.from) || 0) + t.count);
+    cell.set(`${t.from}\u0000${t.to}`, t.probability);
+  }
+  const states = [...out.keys()].filter((s) => s !== '(start)').sort((a, b) => out.get(b) - out.get(a) || (a < b ? -1 : 1));
+  const shown = states.slice(0, HEAT_STATES);
+  const rows = out.has('(start)') ? ['(start)', ...shown] : shown;
+  const columns = [...shown, '(conversion)', '(null)'];
+  heatMap($('chart-transitions'), {
+    title: 'Transition probabilities, from the state of each row to the state of each column', rows, columns,
+    value: (from, to) => cell.get(`${from}\u0000${to}`) ?? null, format: percent, id: 'transitions',
+  });
+  const parts = [`order ${transitions.order}`, `${count(transitions.total)} transitions`];
+  if (states.length > shown.length) parts.push(`the ${shown.length} busiest of ${states.length} states`);
+  if (transitions.truncated) parts.push(`the ${count(transitions.rows.length)} largest counts`);
+  $('transitions-note').textContent = parts.join(' · ');
 }
 
 function drawModel() {
@@ -590,6 +740,8 @@ function drawModel() {
   });
   drawPeriods();
   drawBreakdown();
+  drawSpend();
+  drawWindows();
   const notes = [];
   if (model.note) notes.push(model.note);
   if (model.conserves_totals === false) notes.push('This model\'s credits do not add up to the total conversions.');
@@ -717,6 +869,88 @@ function drawBreakdown() {
     : `${rows.length} rows under ${state.model}; a channel's rows add up to its credit`;
 }
 
+/** The chosen model's cost, CPA and ROAS per channel (a table and a ROAS chart), with a cost table. */
+function drawSpend() {
+  const result = state.result;
+  const spend = result?.spend;
+  $('spend-panel').hidden = !spend;
+  $('download-unmatched').hidden = !spend;
+  if (!spend) return;
+  const name = state.model;
+  const channels = result.models?.[name]?.channels || [];
+  const shown = (value, format) => (typeof value === 'number' ? format(value) : '—');
+  $('spend-body').replaceChildren(...channels.map((c) => {
+    const row = element('tr', {
+      'data-channel': c.channel, 'data-cost': c.cost ?? '', 'data-cpa': c.cpa ?? '', 'data-roas': c.roas ?? '',
+    });
+    row.append(element('th', { scope: 'row' }, c.channel), element('td', {}, count(c.conversions)),
+      element('td', {}, money(c.value)), element('td', {}, shown(c.cost, money)), element('td', {}, shown(c.cpa, money)),
+      element('td', {}, shown(c.roas, count)));
+    return row;
+  }));
+  const rows = channels.filter((c) => typeof c.roas === 'number').map((c) => ({ label: c.channel, value: c.roas }))
+    .sort((a, b) => b.value - a.value);
+  barChart($('chart-roas'), {
+    title: `ROAS under ${name}: credited value per unit of cost`, rows, format: count, unit: 'ROAS', id: 'roas',
+  });
+  $('spend-note').textContent = `Cost ${money(spend.cost)} in ${count(spend.rows)} rows, ${spend.first_date} to `
+    + `${spend.last_date}; ${money(spend.matched_cost)} on channels of the events`;
+  const unmatched = spend.unmatched_cost || [];
+  $('spend-unmatched').textContent = unmatched.length
+    ? `Cost of channels no journey mentions (check their names): ${unmatched
+      .map((u) => `${u.channel} ${money(u.cost)}`).join(', ')}.`
+    : 'Every channel of the cost table is a channel of the events.';
+  $('spend-unmatched').dataset.channels = unmatched.map((u) => u.channel).join('\n');
+}
+
+/** A lookback window's name: `7d`, or `unlimited` for 0. */
+const windowLabel = (days) => (days === 0 ? 'unlimited' : `${days}d`);
+
+/**
+ * The lookback windows compared (a job whose `lookback_days` was a list): for the chosen model,
+ * each channel's share under every window as lines, and its rank per window in a table.
+ */
+function drawWindows() {
+  const result = state.result;
+  const windows = result?.windows || [];
+  const ranks = (result?.window_ranks || []).find((r) => r.model === state.model);
+  $('windows-panel').hidden = !ranks;
+  $('download-windows').hidden = windows.length === 0;
+  if (!ranks) return;
+  const labels = windows.map((w) => windowLabel(w.lookback_days));
+  const channels = ranks.channels.map((c) => c.channel);
+  const share = new Map(ranks.channels.map((c) => [c.channel, c.share]));
+  legend($('windows-legend'), channels, 'Channels');
+  lineChart($('chart-windows'), {
+    title: `Share of conversions credited by ${state.model}, per lookback window`, periods: labels,
+    series: channels, value: (channel, label) => share.get(channel)[labels.indexOf(label)], format: percent,
+    id: 'windows',
+  });
+  const table = $('window-ranks');
+  table.replaceChildren(...(table.caption ? [table.caption] : []));
+  const head = element('tr');
+  head.append(element('th', { scope: 'col' }, 'Channel'));
+  for (const label of labels) head.append(element('th', { scope: 'col' }, `Rank ${label}`));
+  head.append(element('th', { scope: 'col' }, 'Spread'));
+  const thead = element('thead');
+  thead.append(head);
+  const body = element('tbody');
+  for (const c of ranks.channels) {
+    const row = element('tr', { 'data-channel': c.channel });
+    row.append(element('th', { scope: 'row' }, c.channel));
+    c.rank.forEach((rank, i) => row.append(element('td', {
+      'data-window': windows[i].lookback_days, 'data-rank': rank ?? '',
+    }, rank === null ? '–' : String(rank))));
+    row.append(element('td', { 'data-spread': c.rank_spread, class: c.rank_spread ? 'unstable' : '' },
+      String(c.rank_spread)));
+    body.append(row);
+  }
+  table.append(thead, body);
+  const moved = ranks.channels.filter((c) => c.rank_spread > 0).length;
+  $('windows-note').textContent = `${labels.length} windows; the top figures use ${labels[0]}; `
+    + (moved ? `${moved} of ${channels.length} channels change rank` : 'every channel keeps its rank');
+}
+
 async function save(path, filename) {
   clearError($('result-error'));
   try {
@@ -738,6 +972,14 @@ function wireResult() {
     save(`/v1/jobs/${job()}/result?format=csv&table=periods`, `periods-${short(state.viewing)}.csv`));
   $('download-breakdown').addEventListener('click', () =>
     save(`/v1/jobs/${job()}/result?format=csv&table=breakdown`, `breakdown-${short(state.viewing)}.csv`));
+  $('download-paths').addEventListener('click', () =>
+    save(`/v1/jobs/${job()}/result?format=csv&table=paths`, `paths-${short(state.viewing)}.csv`));
+  $('download-transitions').addEventListener('click', () =>
+    save(`/v1/jobs/${job()}/result?format=csv&table=transitions`, `transitions-${short(state.viewing)}.csv`));
+  $('download-unmatched').addEventListener('click', () =>
+    save(`/v1/jobs/${job()}/result?format=csv&table=unmatched_cost`, `unmatched-cost-${short(state.viewing)}.csv`));
+  $('download-windows').addEventListener('click', () =>
+    save(`/v1/jobs/${job()}/result?format=csv&table=windows`, `windows-${short(state.viewing)}.csv`));
   $('download-json').addEventListener('click', () =>
     save(`/v1/jobs/${job()}/result`, `result-${short(state.viewing)}.json`));
   $('download-credits').addEventListener('click', () =>
@@ -760,6 +1002,7 @@ function wireResult() {
 function start() {
   buildModelChecks();
   wireDropZone();
+  wireSpend();
   wireResult();
   $('key-form').addEventListener('submit', useKey);
   $('key-forget').addEventListener('click', dropKey);

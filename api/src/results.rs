@@ -27,10 +27,15 @@ pub struct ResultQuery {
     format: Option<String>,
     /// With `format=csv`: `channels` (default: one row per model and channel), `periods` (one
     /// row per period, model and channel; the job's `period` option), a journey report:
-    /// `path_length`, `time_lag`, `positions`; or with the job's `breakdown` option,
-    /// `breakdown` (one row per model, channel and breakdown values) and `period_breakdown`
-    /// (the same per period).
-    #[param(pattern = "^(channels|periods|path_length|time_lag|positions|breakdown|period_breakdown)$")]
+    /// `path_length`, `time_lag`, `positions`, `paths`, `transitions` (the `markov` model's),
+    /// `windows` (one row per model, channel and lookback window; `lookback_days` given as a
+    /// list), `unmatched_cost` (a job with a cost table: the cost of channels no journey
+    /// mentions); or with the job's `breakdown` option, `breakdown` (one row per model,
+    /// channel and breakdown values) and `period_breakdown` (the same per period). With a cost
+    /// table, `channels` and `periods` end with `cost,cpa,roas`.
+    #[param(
+        pattern = "^(channels|periods|path_length|time_lag|positions|breakdown|period_breakdown|paths|transitions|windows|unmatched_cost)$"
+    )]
     table: Option<String>,
 }
 

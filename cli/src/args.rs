@@ -8,7 +8,8 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 use mta_core::error::quoted;
 use mta_core::ingest::{ColumnMapping, Limits, PathSeparator};
-use mta_core::{AttributionError, ChannelRules, OptionsSpec, PositionWeights};
+use mta_core::spend::SpendLimits;
+use mta_core::{AttributionError, ChannelRules, LookbackDays, OptionsSpec, PositionWeights};
 use mta_platform::JobSpec;
 use mta_platform::ids::UploadId;
 
@@ -103,8 +104,16 @@ pub enum ClientCommand {
         #[arg(long, default_value = "table", value_parser = ["table", "json", "csv"])]
         format: String,
         /// Print this tidy table as CSV: `channels` (what `--format csv` prints), `periods`,
-        /// `path_length`, `time_lag`, `positions`, `breakdown` or `period_breakdown`.
-        #[arg(long, value_parser = ["channels", "periods", "path_length", "time_lag", "positions", "breakdown", "period_breakdown"], conflicts_with = "format")]
+        /// `path_length`, `time_lag`, `positions`, `breakdown`, `period_breakdown`, `paths`,
+        /// `transitions`, `windows` or `unmatched_cost`.
+        #[arg(
+            long,
+            value_parser = [
+                "channels", "periods", "path_length", "time_lag", "positions", "breakdown", "period_breakdown",
+                "paths", "transitions", "windows", "unmatched_cost",
+            ],
+            conflicts_with = "format"
+        )]
         table: Option<String>,
         #[command(flatten)]
         connection: Connection,
@@ -135,6 +144,10 @@ pub struct SubmitArgs {
     /// Also export per-journey credits (download them with `mta credits`).
     #[arg(long)]
     pub export_credits: bool,
+    /// A cost table to upload with the file (CSV or Parquet: date, channel, optional
+    /// campaign, cost): the result gains cost, CPA and ROAS.
+    #[arg(long, value_name = "COSTS.csv")]
+    pub spend: Option<PathBuf>,
     /// Announce the job's end to this URL (a signed webhook; its secret is printed once).
     #[arg(long)]
     pub webhook: Option<String>,
@@ -166,9 +179,11 @@ pub struct JobOptionArgs {
     /// Markov chain order, 1 to 4.
     #[arg(long)]
     pub markov_order: Option<u8>,
-    /// Lookback window before each conversion, in days (0 = unlimited; default 30).
-    #[arg(long, allow_negative_numbers = true)]
-    pub lookback_days: Option<f64>,
+    /// Lookback window before each conversion, in days (0 = unlimited; default 30); a
+    /// comma-separated list (`7,14,30,90`, at most 8) compares the windows in one pass, the
+    /// first giving the top-level figures.
+    #[arg(long, allow_hyphen_values = true, value_name = "DAYS[,DAYS...]")]
+    pub lookback_days: Option<String>,
     /// Time-decay half-life in days (default 7).
     #[arg(long, allow_negative_numbers = true)]
     pub half_life_days: Option<f64>,
@@ -204,6 +219,13 @@ pub struct JobOptionArgs {
     /// Repeat for a second level.
     #[arg(long, value_name = "COLUMN")]
     pub breakdown: Vec<String>,
+    /// Converting and non-converting paths listed in the reports (default 50, at most 1000).
+    #[arg(long)]
+    pub top_paths: Option<u32>,
+    /// Distinct paths counted exactly (default 100000); past it the top paths are estimates
+    /// within a reported error bound.
+    #[arg(long)]
+    pub max_report_paths: Option<u32>,
 }
 
 #[derive(Debug, Args)]
@@ -215,6 +237,13 @@ pub struct AttributeArgs {
     /// Also write per-journey credits (journey × channel × model) to this Parquet file.
     #[arg(long, value_name = "OUT.parquet")]
     pub credits: Option<PathBuf>,
+    /// A cost table (CSV or Parquet: date, channel, optional campaign, cost): each model's
+    /// channels gain cost, CPA and ROAS (see docs/user-guide.md, "Spend").
+    #[arg(long, value_name = "COSTS.csv")]
+    pub spend: Option<PathBuf>,
+    /// Refuse cost tables (`--spend`) with more rows than this.
+    #[arg(long, default_value_t = SpendLimits::DEFAULT_MAX_ROWS)]
+    pub max_cost_rows: u64,
     /// Write the result JSON here instead of standard output.
     #[arg(long, short, value_name = "OUT.json")]
     pub output: Option<PathBuf>,
@@ -222,9 +251,13 @@ pub struct AttributeArgs {
     #[arg(long)]
     pub table: bool,
     /// Also write each tidy CSV table of the result into this directory (`channels.csv`, the
-    /// journey reports, `periods.csv` with `--period`, `breakdown.csv` with `--breakdown`).
+    /// reports, `periods.csv` with `--period`, `windows.csv` with several `--lookback-days`,
+    /// `breakdown.csv` with `--breakdown`).
     #[arg(long, value_name = "DIR")]
     pub csv_dir: Option<PathBuf>,
+    /// Also write the Markov transition table (`from,to,count,probability`) to this CSV file.
+    #[arg(long, value_name = "OUT.csv")]
+    pub transitions: Option<PathBuf>,
     /// Refuse inputs with more distinct channels than this.
     #[arg(long, default_value_t = Limits::default().max_channels)]
     pub max_channels: usize,
@@ -257,7 +290,7 @@ impl JobOptionArgs {
         Ok(OptionsSpec {
             models: Some(split_list(&self.models)),
             markov_order: self.markov_order,
-            lookback_days: self.lookback_days,
+            lookback_days: self.lookback_days.as_deref().map(LookbackDays::parse).transpose()?,
             half_life_days: self.half_life_days,
             position_weights: self.position_weights.as_deref().map(PositionWeights::parse).transpose()?,
             direct_channels: self.direct_channels.as_deref().map(split_list),
@@ -267,6 +300,8 @@ impl JobOptionArgs {
             period: self.period.as_deref().map(str::parse).transpose()?,
             timezone: self.timezone.as_deref().map(str::parse).transpose()?,
             breakdown: (!self.breakdown.is_empty()).then(|| self.breakdown.clone()),
+            top_paths: self.top_paths,
+            max_report_paths: self.max_report_paths,
         })
     }
 
@@ -284,6 +319,7 @@ impl JobOptionArgs {
             columns: ColumnMapping::parse(self.columns.iter().map(String::as_str))?,
             options: self.options_spec()?,
             export_credits,
+            spend_upload_id: None,
             webhook: None,
         })
     }
@@ -302,14 +338,26 @@ impl AttributeArgs {
         };
         let spec = job.input_spec(limits);
         let options = job.options;
+        if let Some(path) = &self.spend
+            && !path.is_file()
+        {
+            let shown = quoted(&path.display().to_string());
+            return Err(AttributionError::option("spend", format!("{shown} is not a file that can be read")));
+        }
         if self.partitions == Some(0) {
             return Err(AttributionError::option("partitions", "must be at least 1"));
+        }
+        let models = options.models.as_deref().unwrap_or_default();
+        if self.transitions.is_some() && !models.iter().any(|m| m == "markov" || m == "all") {
+            return Err(AttributionError::option("transitions", "the transition table is the `markov` model's"));
         }
         Ok(AttributeRequest {
             input: self.file.clone(),
             spec,
             options,
             credits: self.credits.clone(),
+            spend: self.spend.clone(),
+            spend_limits: SpendLimits { max_rows: self.max_cost_rows, ..SpendLimits::beside(&limits) },
             partitions: self.partitions,
             memory_budget_bytes: self.memory_budget_mb.saturating_mul(1024 * 1024),
             verbose: self.verbose,

@@ -1,9 +1,13 @@
 //! The human-readable view of a result (`--table`): a summary, then channels × models
-//! for conversions and for value, then the Markov removal effects.
+//! for conversions and for value, with a breakdown the conversions per channel × breakdown
+//! values, then the Markov removal effects, with a cost table CPA and ROAS, with several lookback
+//! windows their comparison (share and rank per window), then the journey reports (touches
+//! and days to conversion, positions, top paths, the largest Markov transitions).
 
 use std::fmt::Write;
 
 use mta_core::result::ModelResult;
+use mta_core::spend::SpendSummary;
 use mta_core::{AttributionResult, ModelId};
 
 /// Renders a result (from `mta attribute` or the service) as aligned text tables. Models
@@ -72,11 +76,18 @@ pub fn render(result: &AttributionResult) -> String {
         }
         align(&mut out, &rows);
     }
+    if let Some(spend) = &result.spend {
+        render_spend(&mut out, result, spend, &channels);
+    }
+    render_windows(&mut out, result);
     if result.model(ModelId::Participation).is_some() {
         let _ = writeln!(
             out,
             "\nparticipation credits every distinct channel of a journey in full: its totals exceed conversions by design."
         );
+    }
+    if let Some(reports) = &result.reports {
+        render_reports(&mut out, reports);
     }
     out
 }
@@ -121,6 +132,166 @@ type RowKey<'a> = (&'a str, &'a [(String, String)]);
 
 /// Breakdown rows shown in a table; the CSV table has them all.
 const MAX_BREAKDOWN_ROWS: usize = 200;
+/// Rows shown of each list of the reports (every row is in the CSV tables).
+const REPORT_ROWS: usize = 10;
+/// Longer paths are cut to this many characters here (whole in the JSON and the CSV tables).
+const PATH_CHARS: usize = 60;
+
+/// `text`, cut to `chars` characters with ` [cut]` in place of the rest.
+fn cut(text: &str, chars: usize) -> String {
+    if text.chars().count() <= chars {
+        return text.to_owned();
+    }
+    let kept: String = text.chars().take(chars).collect();
+    format!("{kept} [cut]")
+}
+
+fn render_reports(out: &mut String, reports: &mta_core::reports::Reports) {
+    let buckets = |title: &str, rows: &[mta_core::reports::Bucket]| -> Vec<Vec<String>> {
+        let mut table = vec![vec![title.to_owned(), "conversions".to_owned(), "value".to_owned()]];
+        table.extend(rows.iter().map(|b| vec![b.bucket.clone(), count(b.conversions), num(b.value)]));
+        table
+    };
+    let _ = writeln!(out, "\nconverting journeys by touches");
+    align(out, &buckets("touches", &reports.path_length));
+    if !reports.time_lag.is_empty() {
+        let _ = writeln!(out, "\nconverting journeys by days from first touch to conversion");
+        align(out, &buckets("days", &reports.time_lag));
+    }
+    if !reports.positions.is_empty() {
+        let _ = writeln!(out, "\ntouch positions in converting journeys");
+        let mut rows = vec![["channel", "only", "first", "middle", "last"].map(str::to_owned).to_vec()];
+        for c in &reports.positions {
+            let p = &c.positions;
+            rows.push(vec![c.channel.clone(), count(p.only), count(p.first), count(p.middle), count(p.last)]);
+        }
+        align(out, &rows);
+    }
+    if let Some(paths) = &reports.paths {
+        let distinct = paths.distinct_paths.map(|n| format!(" of {n} distinct paths")).unwrap_or_default();
+        for (title, list) in [("converting", &paths.converting), ("non-converting", &paths.non_converting)] {
+            let _ = writeln!(
+                out,
+                "\ntop {title} paths ({} shown{distinct}; paths cut to {PATH_CHARS} characters, whole in the CSV table)",
+                list.len().min(REPORT_ROWS)
+            );
+            let mut rows = vec![["path", "journeys", "conversions", "value", "null"].map(str::to_owned).to_vec()];
+            for p in list.iter().take(REPORT_ROWS) {
+                rows.push(vec![
+                    cut(&p.path, PATH_CHARS),
+                    count(p.journeys),
+                    count(p.conversions),
+                    num(p.value),
+                    count(p.null_journeys),
+                ]);
+            }
+            align(out, &rows);
+        }
+        if !paths.exact {
+            let b = &paths.error_bound;
+            let _ = writeln!(
+                out,
+                "more distinct paths than max_report_paths: the figures are estimates, at most {} conversions, {} value \
+                 and {} null journeys below the truth",
+                count(b.conversions),
+                num(b.value),
+                count(b.null_journeys)
+            );
+        }
+    }
+    if let Some(transitions) = &reports.transitions {
+        let _ = writeln!(
+            out,
+            "\nmarkov transitions ({} largest of {})",
+            transitions.rows.len().min(REPORT_ROWS),
+            transitions.total
+        );
+        let mut rows = vec![["from", "to", "count", "probability"].map(str::to_owned).to_vec()];
+        for t in transitions.rows.iter().take(REPORT_ROWS) {
+            rows.push(vec![t.from.clone(), t.to.clone(), count(t.count), format!("{:.4}", t.probability)]);
+        }
+        align(out, &rows);
+    }
+}
+
+/// The spend section: cost per channel, CPA and ROAS per model, and the cost no channel
+/// of the events matched. `-` marks a figure that is `null` (undefined).
+fn render_spend(out: &mut String, result: &AttributionResult, spend: &SpendSummary, channels: &[&str]) {
+    let _ = writeln!(
+        out,
+        "\nspend: cost {} over {} rows ({} to {}), matched to channels {}",
+        num(spend.cost),
+        spend.rows,
+        spend.first_date,
+        spend.last_date,
+        num(spend.matched_cost)
+    );
+    let ranking = result.model(ModelId::Linear).or(result.models.first());
+    let cost_of = |channel: &str| ranking.and_then(|m| m.channel(channel)).and_then(|c| c.cost.flatten());
+    type Ratio = fn(&mta_core::result::ChannelCredit) -> Option<f64>;
+    let ratios: [(&str, Ratio); 2] = [
+        ("CPA (cost per credited conversion)", |c| c.cpa.flatten()),
+        ("ROAS (credited value per cost)", |c| c.roas.flatten()),
+    ];
+    for (title, ratio) in ratios {
+        let _ = writeln!(out, "\n{title}");
+        let mut header = vec!["channel".to_owned(), "cost".to_owned()];
+        header.extend(result.models.iter().map(|m| short_name(m.model.as_str()).to_owned()));
+        let mut rows = vec![header];
+        for channel in channels {
+            let mut row = vec![(*channel).to_owned(), cost_of(channel).map_or("-".to_owned(), num)];
+            row.extend(result.models.iter().map(|m| m.channel(channel).and_then(ratio).map_or("-".to_owned(), num)));
+            rows.push(row);
+        }
+        align(out, &rows);
+    }
+    if !spend.unmatched_cost.is_empty() {
+        let _ = writeln!(out, "\ncost of channels no journey mentions (unmatched_cost)");
+        let mut rows = vec![vec!["channel".to_owned(), "cost".to_owned(), "rows".to_owned()]];
+        for u in &spend.unmatched_cost {
+            rows.push(vec![u.channel.clone(), num(u.cost), u.rows.to_string()]);
+        }
+        align(out, &rows);
+    }
+    for p in &spend.cost_outside_periods {
+        let _ = writeln!(out, "cost dated in period {} (no journey there): {}", p.period, num(p.cost));
+    }
+}
+
+/// Per model: each channel's share of credited conversions and its rank under every window,
+/// and how far its rank moves (0 = the same place under every window).
+fn render_windows(out: &mut String, result: &AttributionResult) {
+    if result.window_ranks.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "\nlookback windows: share of credited conversions (rank); the top level is the {} window",
+        window_label(result.windows[0].lookback_days)
+    );
+    for ranks in &result.window_ranks {
+        let mut header = vec![ranks.model.as_str().to_owned()];
+        header.extend(result.windows.iter().map(|w| window_label(w.lookback_days)));
+        header.push("rank spread".to_owned());
+        let mut rows = vec![header];
+        for c in &ranks.channels {
+            let mut row = vec![c.channel.clone()];
+            row.extend(c.share.iter().zip(&c.rank).map(|(share, rank)| match rank {
+                Some(rank) => format!("{:.1}% ({rank})", share * 100.0),
+                None => "-".to_owned(),
+            }));
+            row.push(c.rank_spread.to_string());
+            rows.push(row);
+        }
+        let _ = writeln!(out);
+        align(out, &rows);
+    }
+}
+
+/// `7d`, `1.5d`, or `unlimited` for 0.
+fn window_label(days: f64) -> String {
+    if days == 0.0 { "unlimited".to_owned() } else { format!("{days}d") }
+}
 
 fn short_name(model: &str) -> &str {
     match model {

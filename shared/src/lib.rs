@@ -9,7 +9,8 @@
 //! [`partial`] (journeys → additive aggregates, via [`rules`] and [`markov`]) →
 //! [`Partial::merge`] → [`Partial::finish`] → [`result`]. [`credits`] exports
 //! per-journey credit rows. [`channel_rules`] names channels from source, medium and
-//! campaign while rows are read.
+//! campaign while rows are read. [`spend`] reads a cost table, joined to a result as
+//! cost, CPA and ROAS.
 
 pub mod breakdown;
 pub mod channel_rules;
@@ -21,14 +22,16 @@ pub mod journey;
 pub mod markov;
 pub mod options;
 pub mod partial;
+pub mod paths;
 pub mod period;
 pub mod reports;
 pub mod result;
 pub mod rules;
+pub mod spend;
 
 pub use channel_rules::ChannelRules;
 pub use chunk::{ChannelDict, EventChunk, PathChunk};
 pub use error::{AttributionError, ErrorCode, Problem};
-pub use options::{InputKind, ModelId, Options, OptionsSpec, PositionWeights};
+pub use options::{InputKind, LookbackDays, ModelId, Options, OptionsSpec, PositionWeights};
 pub use partial::Partial;
 pub use result::AttributionResult;

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::breakdown::{BreakdownSums, TouchKeys, credits_channels};
 use crate::chunk::{EventChunk, NO_CHANNEL, PathChunk};
 use crate::error::{AttributionError, ErrorCode, Problem};
-use crate::journey::{Journey, for_each_event_journey, for_each_path_journey};
+use crate::journey::{Journey, for_each_event_journey, for_each_path_journey, for_each_windowed_journey};
 use crate::markov::MarkovCounts;
 use crate::options::{ModelId, Options};
 use crate::reports::ReportCounts;
@@ -76,11 +76,25 @@ pub struct Partial {
     /// With `breakdown` set: the sums per channel × breakdown values (`breakdown.rs`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub breakdown: Option<BreakdownSums>,
+    /// With several `lookback_windows`: the same sums (rows included) under each window
+    /// after the first, in the order listed; the fields above are the first window's. Each
+    /// merges with its counterpart, so every window adds up over chunks as the whole does.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub windows: Vec<Partial>,
 }
 
 impl Partial {
-    /// An empty partial for these options and channel names.
+    /// An empty partial for these options and channel names (with an empty partial for each
+    /// further lookback window).
     pub fn new(options: &Options, channels: &[String]) -> Partial {
+        let mut partial = Partial::one_window(options, channels);
+        let further = options.lookback_windows.len().saturating_sub(1);
+        partial.windows = vec![partial.clone(); further];
+        partial
+    }
+
+    /// An empty partial without further windows.
+    fn one_window(options: &Options, channels: &[String]) -> Partial {
         let n = channels.len();
         let rules: Vec<RuleCredits> = options
             .models
@@ -96,9 +110,10 @@ impl Partial {
             counts: Counts::default(),
             rules,
             markov: options.wants(ModelId::Markov).then(|| MarkovCounts::new(options.markov_order)),
-            reports: ReportCounts::new(n),
+            reports: ReportCounts::new(n, options.max_report_paths),
             periods: BTreeMap::new(),
             breakdown,
+            windows: Vec::new(),
         }
     }
 
@@ -135,18 +150,42 @@ impl Partial {
             let mut partial = Partial::new(options, &keys.channels);
             let markov = partial.markov.is_some();
             let sums = BreakdownSums::with_keys(partial.rules.len(), markov, keys.key_channel.clone(), keys.key_values);
+            // Every lookback window has the same keys: each credits the touches it reaches.
+            for window in &mut partial.windows {
+                window.breakdown = Some(sums.clone());
+            }
             partial.breakdown = Some(sums);
             (partial, Some(KeyMap { key_of, key_channel: keys.key_channel }))
         };
         let mut adder = JourneyAdder::new(options, &partial.channels);
         adder.key_map = key_map;
         match options.period {
+            None if !partial.windows.is_empty() => {
+                // One grouping of the rows; each journey is added under every window.
+                let mut further = std::mem::take(&mut partial.windows);
+                for_each_windowed_journey(chunk, options, &options.window_lookbacks(), |window, journey, _| {
+                    let target = if window == 0 { &mut partial } else { &mut further[window - 1] };
+                    // Paths are reported for the first window only (like the other reports).
+                    adder.paths = window == 0;
+                    adder.add(target, journey, options);
+                });
+                for window in &mut further {
+                    window.counts.rows = chunk.len() as u64;
+                    if let Some(breakdown) = &mut window.breakdown {
+                        breakdown.compact();
+                    }
+                }
+                partial.windows = further;
+            }
             None => for_each_event_journey(chunk, options, |journey, _| adder.add(&mut partial, journey, options)),
             Some(period) => {
-                // Each journey is added once, to its period; the whole is their sum.
+                // Each journey is added once, to its period; the whole is their sum. Paths
+                // are reported for the whole only: they go straight to it.
                 let empty = partial.clone();
                 let mut periods = BTreeMap::new();
+                adder.paths = false;
                 for_each_event_journey(chunk, options, |journey, _| {
+                    adder.add_path(&mut partial, journey);
                     let at = journey.conversion_time.or_else(|| journey.touch_times.and_then(|t| t.last().copied()));
                     match at {
                         Some(at) => {
@@ -212,7 +251,7 @@ impl Partial {
         });
         match sums.into_iter().chain(rules).find(|(sum, ..)| !sum.is_finite()) {
             Some((_, column, what)) => Err(too_large(column, what)),
-            None => Ok(()),
+            None => self.windows.iter().try_for_each(|window| window.check_finite(options)),
         }
     }
 
@@ -241,10 +280,16 @@ impl Partial {
                 }
             }
         }
+        for (i, theirs) in other.windows.iter().enumerate() {
+            match self.windows.get_mut(i) {
+                Some(mine) => mine.merge(theirs),
+                None => self.windows.push(theirs.clone()),
+            }
+        }
     }
 
-    /// Adds `other`'s sums (not its periods), whose channel `c` is our `channel_map[c]`;
-    /// `same_keys` when both have the same breakdown keys in the same order.
+    /// Adds `other`'s sums (not its periods or windows), whose channel `c` is our
+    /// `channel_map[c]`; `same_keys` when both have the same breakdown keys in the same order.
     fn add_mapped(&mut self, other: &Partial, channel_map: &[u32], same_keys: bool) {
         self.counts.add(&other.counts);
         for (old, &new) in channel_map.iter().enumerate() {
@@ -302,6 +347,8 @@ fn too_large(column: &str, what: &str) -> AttributionError {
 pub(crate) struct JourneyAdder {
     is_direct: Vec<bool>,
     weights: Vec<f64>,
+    /// Whether journeys' paths are counted in the partial they are added to.
+    paths: bool,
     /// With a breakdown: the partial's key and channel of each touch key of the chunk
     /// (journeys then carry the chunk's touch keys).
     key_map: Option<KeyMap>,
@@ -318,6 +365,7 @@ impl JourneyAdder {
         JourneyAdder {
             is_direct: channels.iter().map(|c| options.is_direct(c)).collect(),
             weights: Vec::new(),
+            paths: true,
             key_map: None,
             keys: Vec::new(),
             channels: Vec::new(),
@@ -326,27 +374,45 @@ impl JourneyAdder {
         }
     }
 
-    /// Adds a journey whose touches are channels, or touch keys with a breakdown.
-    pub(crate) fn add(&mut self, partial: &mut Partial, journey: &Journey<'_>, options: &Options) {
-        let Some(map) = self.key_map.take() else {
-            self.add_touches(partial, journey, None, options);
-            return;
-        };
+    /// Value belongs to conversions: a journey without any carries none (ingest refuses
+    /// such path rows; this keeps the engine's totals consistent whatever it is given).
+    fn valued<'a>(&self, journey: &Journey<'a>) -> Journey<'a> {
+        Journey { value: if journey.is_converting() { journey.value } else { 0.0 }, ..*journey }
+    }
+
+    /// Calls `add` with the journey's touches as the partial's channels, and with a
+    /// breakdown the touches' keys: with one, a journey comes with the chunk's touch keys,
+    /// and everything but the breakdown sums (paths, reports, Markov) counts channels.
+    fn with_channels<R>(
+        &mut self,
+        journey: &Journey<'_>,
+        add: impl FnOnce(&mut JourneyAdder, &Journey<'_>, Option<&[u32]>) -> R,
+    ) -> R {
+        let Some(map) = self.key_map.take() else { return add(self, journey, None) };
         let (mut keys, mut channels) = (std::mem::take(&mut self.keys), std::mem::take(&mut self.channels));
         keys.clear();
         keys.extend(journey.channels.iter().map(|&id| map.key_of[id as usize]));
         channels.clear();
         channels.extend(keys.iter().map(|&key| map.key_channel[key as usize]));
-        self.add_touches(partial, &Journey { channels: &channels, ..*journey }, Some(&keys), options);
+        let added = add(self, &Journey { channels: &channels, ..*journey }, Some(&keys));
         (self.keys, self.channels) = (keys, channels);
         self.key_map = Some(map);
+        added
+    }
+
+    /// Adds a journey whose touches are channels, or touch keys with a breakdown.
+    pub(crate) fn add(&mut self, partial: &mut Partial, journey: &Journey<'_>, options: &Options) {
+        self.with_channels(journey, |adder, journey, keys| adder.add_touches(partial, journey, keys, options));
+    }
+
+    /// Counts a journey's path (and nothing else) in `partial`: touches as in [`JourneyAdder::add`].
+    fn add_path(&mut self, partial: &mut Partial, journey: &Journey<'_>) {
+        self.with_channels(journey, |adder, journey, _| partial.reports.add_path(&adder.valued(journey)));
     }
 
     /// Adds a journey of channels; `keys` are its touches' keys with a breakdown.
     fn add_touches(&mut self, partial: &mut Partial, journey: &Journey<'_>, keys: Option<&[u32]>, options: &Options) {
-        // Value belongs to conversions: a journey without any carries none (ingest refuses
-        // such path rows; this keeps the engine's totals consistent whatever it is given).
-        let journey = &Journey { value: if journey.is_converting() { journey.value } else { 0.0 }, ..*journey };
+        let journey = &self.valued(journey);
         let counts = &mut partial.counts;
         counts.conversions += journey.conversions;
         counts.conversion_value += journey.value;
@@ -365,6 +431,9 @@ impl JourneyAdder {
             markov.add_path(journey.channels, journey.conversions, journey.nulls, journey.value);
         }
         partial.reports.add(journey);
+        if self.paths {
+            partial.reports.add_path(journey);
+        }
         let mut keyed = match (keys, &mut partial.breakdown) {
             (Some(keys), Some(breakdown)) => {
                 let keys: &[u32] = keys;

@@ -15,6 +15,7 @@ use crate::options::{ModelId, Options};
 use crate::partial::Partial;
 use crate::period::Period;
 use crate::reports::Reports;
+use crate::spend::{CostTable, PeriodCost, SpendSummary, UnmatchedCost};
 
 /// Relative tolerance of the conservation check reported with every model.
 pub const CONSERVATION_TOLERANCE: f64 = 1e-9;
@@ -35,6 +36,52 @@ pub struct AttributionResult {
     /// Journey reports over the whole file (absent from results of older versions).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reports: Option<Reports>,
+    /// With a cost table (`--spend` / `spend_upload_id`): what was joined to the credits,
+    /// and the cost of channels the events never mention.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spend: Option<SpendSummary>,
+    /// With `lookback_days` given as a list: the figures under each window, in the order
+    /// listed (the first is the top level's).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub windows: Vec<WindowResult>,
+    /// With `windows`: per model, each channel's share and rank under every window.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub window_ranks: Vec<WindowRanks>,
+}
+
+/// The result of one lookback window.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WindowResult {
+    /// 0 = unlimited.
+    pub lookback_days: f64,
+    pub summary: Summary,
+    #[serde(serialize_with = "models_as_map", deserialize_with = "models_from_map")]
+    #[cfg_attr(feature = "openapi", schema(value_type = std::collections::BTreeMap<String, ModelResult>))]
+    pub models: Vec<ModelResult>,
+}
+
+/// One model's channels compared across the lookback windows.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WindowRanks {
+    pub model: ModelId,
+    /// Every channel credited under some window: by rank under the first window, then by name.
+    pub channels: Vec<ChannelWindowRanks>,
+}
+
+/// One channel under each window, in the order of the result's `windows`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChannelWindowRanks {
+    pub channel: String,
+    /// Its share of the model's credited conversions (0 where the window has no touch of it).
+    pub share: Vec<f64>,
+    /// Its place in the model's channel list (1 = most conversions; ties by name); `null`
+    /// where the window has no touch of it.
+    pub rank: Vec<Option<u32>>,
+    /// Worst minus best rank over the windows that rank it: 0 = the same place in every one.
+    pub rank_spread: u32,
 }
 
 /// The result of the journeys that count in one period.
@@ -103,6 +150,34 @@ pub struct ChannelCredit {
     pub removal_effect: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub removal_effect_value: Option<f64>,
+    /// With a cost table: the channel's cost (`null`: no cost row names it), its cost per
+    /// credited conversion (`null` without cost or conversions) and its credited value per
+    /// unit of cost (`null` without cost or at cost 0). Absent without a cost table.
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "present")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<f64>, nullable))]
+    pub cost: Option<Option<f64>>,
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "present")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<f64>, nullable))]
+    pub cpa: Option<Option<f64>>,
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "present")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<f64>, nullable))]
+    pub roas: Option<Option<f64>>,
+}
+
+/// A field that is present (as a number or `null`): `Some`, so `null` survives a round trip.
+fn present<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Option<f64>>, D::Error> {
+    Option::<f64>::deserialize(deserializer).map(Some)
+}
+
+impl ChannelCredit {
+    /// Joins `cost` (`None`: no cost row names the channel) to the credit: cost, CPA, ROAS.
+    /// A ratio beyond the range of `f64` is `null`, as an undefined one.
+    pub fn set_cost(&mut self, cost: Option<f64>) {
+        let finite = |x: f64| x.is_finite().then_some(x);
+        self.cost = Some(cost);
+        self.cpa = Some(cost.filter(|_| self.conversions > 0.0).and_then(|c| finite(c / self.conversions)));
+        self.roas = Some(cost.filter(|&c| c > 0.0).and_then(|c| finite(self.value / c)));
+    }
 }
 
 impl AttributionResult {
@@ -164,10 +239,19 @@ impl Partial {
         budget: &SolveBudget,
     ) -> Result<AttributionResult, AttributionError> {
         self.check_finite(options)?;
-        let mut result = build_result(self, options, budget)?;
+        let mut result = build_result(self, options, budget, true)?;
         for (&day, period) in &self.periods {
-            let AttributionResult { summary, models, .. } = build_result(period, options, budget)?;
+            let AttributionResult { summary, models, .. } = build_result(period, options, budget, false)?;
             result.periods.push(PeriodResult { period: Period::label(day), summary, models });
+        }
+        if let Some((&first, further)) = options.lookback_windows.split_first() {
+            let (summary, models) = (result.summary.clone(), result.models.clone());
+            result.windows.push(WindowResult { lookback_days: first, summary, models });
+            for (&lookback_days, window) in further.iter().zip(&self.windows) {
+                let AttributionResult { summary, models, .. } = build_result(window, options, budget, false)?;
+                result.windows.push(WindowResult { lookback_days, summary, models });
+            }
+            result.window_ranks = window_ranks(&result.windows);
         }
         match first_non_finite(&result) {
             Some(model) => Err(AttributionError::new(
@@ -180,6 +264,90 @@ impl Partial {
             None => Ok(result),
         }
     }
+}
+
+impl AttributionResult {
+    /// Joins a cost table to the credits (docs/user-guide.md, "Spend"): each model's
+    /// channel rows gain cost, CPA and ROAS; with `period`, each period's rows gain the cost
+    /// dated in that period (a channel the events mention that has cost in a period where
+    /// no journey credits it gets a row of its own there, with no credit); `spend` reports
+    /// the totals, the cost of channels no journey mentions and cost dated outside every period.
+    pub fn add_spend(&mut self, costs: &CostTable) {
+        let zone = self.options.timezone;
+        let whole = costs.by_channel();
+        let known: std::collections::BTreeSet<String> =
+            self.models.iter().flat_map(|m| m.channels.iter().map(|c| c.channel.clone())).collect();
+        for model in &mut self.models {
+            for credit in &mut model.channels {
+                credit.set_cost(whole.get(credit.channel.as_str()).map(|c| c.cost));
+            }
+        }
+        let mut cost_outside_periods = Vec::new();
+        if let Some(period) = self.options.period {
+            let mut by_period = costs.by_period(period, zone);
+            for entry in &mut self.periods {
+                let costs = by_period.remove(&entry.period).unwrap_or_default();
+                for model in &mut entry.models {
+                    for credit in &mut model.channels {
+                        credit.set_cost(costs.get(credit.channel.as_str()).copied());
+                    }
+                    let mut added = false;
+                    for (&channel, &cost) in &costs {
+                        if known.contains(channel) && model.channel(channel).is_none() {
+                            model.channels.push(uncredited(channel, cost));
+                            added = true;
+                        }
+                    }
+                    if added {
+                        model.channels.sort_by(|a, b| {
+                            b.conversions.total_cmp(&a.conversions).then_with(|| a.channel.cmp(&b.channel))
+                        });
+                    }
+                }
+            }
+            for (period, channels) in by_period {
+                let cost: f64 = channels.iter().filter(|(c, _)| known.contains(**c)).map(|(_, cost)| cost).sum();
+                if channels.keys().any(|c| known.contains(*c)) {
+                    cost_outside_periods.push(PeriodCost { period, cost });
+                }
+            }
+        }
+        let mut unmatched_cost: Vec<UnmatchedCost> = whole
+            .iter()
+            .filter(|(channel, _)| !known.contains(**channel))
+            .map(|(channel, c)| UnmatchedCost { channel: (*channel).to_owned(), cost: c.cost, rows: c.rows })
+            .collect();
+        unmatched_cost.sort_by(|a, b| b.cost.total_cmp(&a.cost).then_with(|| a.channel.cmp(&b.channel)));
+        let matched_cost = whole.iter().filter(|(channel, _)| known.contains(**channel)).map(|(_, c)| c.cost).sum();
+        let (first, last) = costs.date_range(zone).unwrap_or_default();
+        self.spend = Some(SpendSummary {
+            rows: costs.rows.len() as u64,
+            cost: costs.total(),
+            matched_cost,
+            first_date: first.format("%Y-%m-%d").to_string(),
+            last_date: last.format("%Y-%m-%d").to_string(),
+            campaigns: costs.campaigns.len(),
+            unmatched_cost,
+            cost_outside_periods,
+        });
+    }
+}
+
+/// The row of a channel with cost in a period but no credit there.
+fn uncredited(channel: &str, cost: f64) -> ChannelCredit {
+    let mut credit = ChannelCredit {
+        channel: channel.to_owned(),
+        conversions: 0.0,
+        value: 0.0,
+        share: 0.0,
+        removal_effect: None,
+        removal_effect_value: None,
+        cost: None,
+        cpa: None,
+        roas: None,
+    };
+    credit.set_cost(Some(cost));
+    credit
 }
 
 /// The model (or `summary`) of the first number in `result` that is not finite.
@@ -198,7 +366,8 @@ fn first_non_finite(result: &AttributionResult) -> Option<&'static str> {
         return Some("summary");
     }
     let periods = result.periods.iter().flat_map(|p| &p.models);
-    result.models.iter().chain(periods).find_map(|model| {
+    let windows = result.windows.iter().flat_map(|w| &w.models);
+    result.models.iter().chain(periods).chain(windows).find_map(|model| {
         let channels = model.channels.iter().flat_map(|c| {
             [Some(c.conversions), Some(c.value), Some(c.share), c.removal_effect, c.removal_effect_value]
         });
@@ -209,10 +378,52 @@ fn first_non_finite(result: &AttributionResult) -> Option<&'static str> {
     })
 }
 
+/// Each model's channels compared across `windows`: share and rank under every window.
+fn window_ranks(windows: &[WindowResult]) -> Vec<WindowRanks> {
+    let Some(first) = windows.first() else { return Vec::new() };
+    first
+        .models
+        .iter()
+        .map(|model| {
+            let lists: Vec<&[ChannelCredit]> = windows
+                .iter()
+                .map(|w| w.models.iter().find(|m| m.model == model.model).map_or(&[][..], |m| &m.channels[..]))
+                .collect();
+            let mut names: Vec<&str> = Vec::new();
+            for list in &lists {
+                names.extend(list.iter().map(|c| c.channel.as_str()));
+            }
+            names.sort_unstable();
+            names.dedup();
+            let mut channels: Vec<ChannelWindowRanks> = names
+                .into_iter()
+                .map(|name| {
+                    let places: Vec<Option<(u32, f64)>> = lists
+                        .iter()
+                        .map(|list| list.iter().position(|c| c.channel == name).map(|i| (i as u32 + 1, list[i].share)))
+                        .collect();
+                    let ranks = places.iter().flatten().map(|&(rank, _)| rank);
+                    let spread = ranks.clone().max().unwrap_or(0) - ranks.min().unwrap_or(0);
+                    ChannelWindowRanks {
+                        channel: name.to_owned(),
+                        share: places.iter().map(|p| p.map_or(0.0, |(_, share)| share)).collect(),
+                        rank: places.iter().map(|p| p.map(|(rank, _)| rank)).collect(),
+                        rank_spread: spread,
+                    }
+                })
+                .collect();
+            channels.sort_by_key(|c| c.rank[0].unwrap_or(u32::MAX));
+            WindowRanks { model: model.model, channels }
+        })
+        .collect()
+}
+
+/// The result of `partial`; with `reports` (the whole file's, not a period's) its reports.
 pub(crate) fn build_result(
     partial: &Partial,
     options: &Options,
     budget: &SolveBudget,
+    reports: bool,
 ) -> Result<AttributionResult, AttributionError> {
     let counts = &partial.counts;
     let summary = Summary {
@@ -269,9 +480,25 @@ pub(crate) fn build_result(
         };
         models.push(result);
     }
-    let has_times = options.kind == crate::options::InputKind::Events;
-    let reports = Some(partial.reports.report(&partial.channels, &partial.channel_seen, has_times));
-    Ok(AttributionResult { summary, options: options.clone(), models, periods: Vec::new(), reports })
+    let reports = reports.then(|| {
+        let has_times = options.kind == crate::options::InputKind::Events;
+        let top = options.top_paths as usize;
+        let mut reports = partial.reports.report(&partial.channels, &partial.channel_seen, has_times, top);
+        reports.transitions = partial.markov.as_ref().map(|markov| {
+            crate::reports::transition_table(markov, &partial.channels, crate::reports::MAX_TRANSITION_ROWS)
+        });
+        reports
+    });
+    Ok(AttributionResult {
+        summary,
+        options: options.clone(),
+        models,
+        periods: Vec::new(),
+        reports,
+        windows: Vec::new(),
+        window_ranks: Vec::new(),
+        spend: None,
+    })
 }
 
 /// Breakdown rows in the order of the model's channels, then by conversions (descending),
@@ -308,6 +535,9 @@ fn model_result(
             share: if total_conversions > 0.0 { conversions[c] / total_conversions } else { 0.0 },
             removal_effect: None,
             removal_effect_value: None,
+            cost: None,
+            cpa: None,
+            roas: None,
         })
         .collect();
     channels.sort_by(|a, b| b.conversions.total_cmp(&a.conversions).then_with(|| a.channel.cmp(&b.channel)));
@@ -335,15 +565,19 @@ pub const CHANNELS_CSV_HEADER: &str = "model,channel,conversions,value,share,rem
 /// The tidy table of channel credits: one row per model × channel, in the result's order;
 /// fields a model does not have are empty.
 pub fn channels_csv(result: &AttributionResult) -> String {
-    let mut out = format!("{CHANNELS_CSV_HEADER}\n");
+    let spend = result.spend.is_some();
+    let mut out = format!("{CHANNELS_CSV_HEADER}{}\n", if spend { SPEND_CSV_COLUMNS } else { "" });
     for model in &result.models {
         for c in &model.channels {
-            out.push_str(&credit_row(model.model, c));
+            out.push_str(&credit_row(model.model, c, spend));
             out.push('\n');
         }
     }
     out
 }
+
+/// The columns the channels and periods tables gain with a cost table.
+pub const SPEND_CSV_COLUMNS: &str = ",cost,cpa,roas";
 
 /// A tidy CSV table of a result.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -361,10 +595,21 @@ pub enum Table {
     Breakdown,
     /// With `breakdown` and `period`: the same per period, oldest first.
     PeriodBreakdown,
+    /// With a cost table: `channel,cost,rows` of the channels no journey mentions.
+    UnmatchedCost,
+    /// One row per model × channel × lookback window: [`windows_csv`].
+    Windows,
+    /// The top paths: [`PATHS_CSV_HEADER`], converting paths first.
+    Paths,
+    /// The Markov transitions: `from,to,count,probability`.
+    Transitions,
 }
 
+/// The header of the `paths` table.
+pub const PATHS_CSV_HEADER: &str = "list,rank,path,touches,journeys,conversions,value,null_journeys,exact";
+
 impl Table {
-    pub const ALL: [Table; 7] = [
+    pub const ALL: [Table; 11] = [
         Table::Channels,
         Table::Periods,
         Table::PathLength,
@@ -372,6 +617,10 @@ impl Table {
         Table::Positions,
         Table::Breakdown,
         Table::PeriodBreakdown,
+        Table::Windows,
+        Table::UnmatchedCost,
+        Table::Paths,
+        Table::Transitions,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -383,6 +632,10 @@ impl Table {
             Table::Positions => "positions",
             Table::Breakdown => "breakdown",
             Table::PeriodBreakdown => "period_breakdown",
+            Table::UnmatchedCost => "unmatched_cost",
+            Table::Windows => "windows",
+            Table::Paths => "paths",
+            Table::Transitions => "transitions",
         }
     }
 
@@ -395,6 +648,10 @@ impl Table {
             Table::TimeLag => result.reports.as_ref().is_some_and(|r| !r.time_lag.is_empty()),
             Table::Breakdown => !result.options.breakdown.is_empty(),
             Table::PeriodBreakdown => !result.options.breakdown.is_empty() && !result.periods.is_empty(),
+            Table::UnmatchedCost => result.spend.is_some(),
+            Table::Windows => !result.windows.is_empty(),
+            Table::Paths => result.reports.as_ref().is_some_and(|r| r.paths.is_some()),
+            Table::Transitions => result.reports.as_ref().is_some_and(|r| r.transitions.is_some()),
         }
     }
 
@@ -412,6 +669,7 @@ impl Table {
             Table::Periods => periods_csv(result),
             Table::Breakdown => breakdown_csv(result, false),
             Table::PeriodBreakdown => breakdown_csv(result, true),
+            Table::Windows => windows_csv(result),
             Table::PathLength => buckets(reports.map_or(&[][..], |r| &r.path_length)),
             Table::TimeLag => buckets(reports.map_or(&[][..], |r| &r.time_lag)),
             Table::Positions => {
@@ -426,6 +684,47 @@ impl Table {
                         p.middle,
                         p.last
                     ));
+                }
+                out
+            }
+            Table::Paths => {
+                let mut out = format!("{PATHS_CSV_HEADER}\n");
+                if let Some(paths) = reports.and_then(|r| r.paths.as_ref()) {
+                    for (list, rows) in [("converting", &paths.converting), ("non_converting", &paths.non_converting)] {
+                        for (rank, p) in rows.iter().enumerate() {
+                            out.push_str(&format!(
+                                "{list},{},{},{},{},{},{},{},{}\n",
+                                rank + 1,
+                                csv_field(&p.path),
+                                p.touches,
+                                p.journeys,
+                                p.conversions,
+                                p.value,
+                                p.null_journeys,
+                                paths.exact
+                            ));
+                        }
+                    }
+                }
+                out
+            }
+            Table::Transitions => {
+                let mut out = String::from("from,to,count,probability\n");
+                for t in reports.and_then(|r| r.transitions.as_ref()).map_or(&[][..], |t| &t.rows) {
+                    out.push_str(&format!(
+                        "{},{},{},{}\n",
+                        csv_field(&t.from),
+                        csv_field(&t.to),
+                        t.count,
+                        t.probability
+                    ));
+                }
+                out
+            }
+            Table::UnmatchedCost => {
+                let mut out = String::from("channel,cost,rows\n");
+                for u in result.spend.iter().flat_map(|s| &s.unmatched_cost) {
+                    out.push_str(&format!("{},{},{}\n", csv_field(&u.channel), u.cost, u.rows));
                 }
                 out
             }
@@ -450,11 +749,12 @@ pub const PERIODS_CSV_HEADER: &str = "period,model,channel,conversions,value,sha
 /// The tidy table of credits per period: one row per period × model × channel, oldest
 /// period first (empty but for the header without `period`).
 pub fn periods_csv(result: &AttributionResult) -> String {
-    let mut out = format!("{PERIODS_CSV_HEADER}\n");
+    let spend = result.spend.is_some();
+    let mut out = format!("{PERIODS_CSV_HEADER}{}\n", if spend { SPEND_CSV_COLUMNS } else { "" });
     for period in &result.periods {
         for model in &period.models {
             for c in &model.channels {
-                out.push_str(&format!("{},{}\n", period.period, credit_row(model.model, c)));
+                out.push_str(&format!("{},{}\n", period.period, credit_row(model.model, c, spend)));
             }
         }
     }
@@ -498,10 +798,41 @@ pub fn breakdown_csv(result: &AttributionResult, per_period: bool) -> String {
     out
 }
 
-/// `model,channel,conversions,value,share,removal_effect,removal_effect_value` of one credit.
-fn credit_row(model: ModelId, c: &ChannelCredit) -> String {
+/// The header of [`windows_csv`].
+pub const WINDOWS_CSV_HEADER: &str = "model,channel,lookback_days,conversions,value,share,rank";
+
+/// The window comparison: one row per model × channel × lookback window that credits the
+/// channel, channels in the order of `window_ranks`, windows in the order listed (empty but
+/// for the header without several windows).
+pub fn windows_csv(result: &AttributionResult) -> String {
+    let mut out = format!("{WINDOWS_CSV_HEADER}\n");
+    for ranks in &result.window_ranks {
+        for channel in &ranks.channels {
+            for (window, rank) in result.windows.iter().zip(&channel.rank) {
+                let Some(rank) = rank else { continue };
+                let model = window.models.iter().find(|m| m.model == ranks.model);
+                let Some(c) = model.and_then(|m| m.channel(&channel.channel)) else { continue };
+                out.push_str(&format!(
+                    "{},{},{},{},{},{},{}\n",
+                    ranks.model,
+                    csv_field(&c.channel),
+                    window.lookback_days,
+                    c.conversions,
+                    c.value,
+                    c.share,
+                    rank
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// `model,channel,conversions,value,share,removal_effect,removal_effect_value` of one credit,
+/// then `cost,cpa,roas` with `spend` (empty where `null`).
+fn credit_row(model: ModelId, c: &ChannelCredit, spend: bool) -> String {
     let optional = |v: Option<f64>| v.map(|v| v.to_string()).unwrap_or_default();
-    format!(
+    let mut row = format!(
         "{},{},{},{},{},{},{}",
         model,
         csv_field(&c.channel),
@@ -510,7 +841,12 @@ fn credit_row(model: ModelId, c: &ChannelCredit) -> String {
         c.share,
         optional(c.removal_effect),
         optional(c.removal_effect_value),
-    )
+    );
+    if spend {
+        let [cost, cpa, roas] = [c.cost, c.cpa, c.roas].map(|v| optional(v.flatten()));
+        row.push_str(&format!(",{cost},{cpa},{roas}"));
+    }
+    row
 }
 
 /// A CSV field, quoted when it holds a delimiter, quote or line break (RFC 4180).

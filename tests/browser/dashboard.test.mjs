@@ -1,7 +1,7 @@
 // End-to-end test of the web dashboard in a real headless Chromium (Debian's, driven by
 // playwright-core; nothing is downloaded). It plays a user: refused key, real key, file
-// upload through the file input, a refused option, a job with default options, the job
-// list until `succeeded`, the result view. It then checks every chart's numbers against
+// upload through the file input, a refused option, a job with default options and a cost
+// table, the job list until `succeeded`, the result view. It then checks every chart's numbers against
 // the result JSON fetched from the API, the downloads, the dark theme and the console.
 //
 //   MTA_BASE_URL=http://127.0.0.1:8080 MTA_API_KEY=mta_… node dashboard.test.mjs
@@ -12,7 +12,7 @@
 // Exits non-zero on the first failed check.
 
 import assert from 'node:assert/strict';
-import { mkdir, readFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
@@ -225,6 +225,21 @@ async function main() {
     assert.equal(await page.isHidden('#channel_rules_json'), true);
     log(`custom channel rules: not JSON refused by the page, a bad regex by the service: "${badRule.replace(/\s+/g, ' ').trim()}"`);
 
+    // A cost table for the job: three channels of the sample and `tv`, which it never mentions.
+    const costs = path.join(artifacts, 'costs.csv');
+    let costRows = 'date,channel,campaign,cost\n';
+    for (let day = 1; day <= 28; day += 1) {
+      const date = `2026-02-${String(day).padStart(2, '0')}`;
+      costRows += `${date},paid_search,brand,${100 + day}\n${date},display,,${40 + (day % 5)}\n`;
+      costRows += `${date},social_paid,spring,${day % 3 === 0 ? 0 : 25}\n${date},tv,,500\n`;
+    }
+    await writeFile(costs, costRows);
+    await page.setInputFiles('#spend-input', costs);
+    await page.waitForSelector('#spend-status[data-upload-id]', { timeout: 30_000 });
+    const spendUpload = await page.getAttribute('#spend-status', 'data-upload-id');
+    assert.ok((await page.textContent('#spend-status')).startsWith('Cost table costs.csv uploaded'));
+    log('a cost table is attached through its file input (uploaded on its own)');
+
     // Submit with default options but credit per week, and wait for the list to show success.
     await page.selectOption('#period', 'week');
     await page.click('#submit-job');
@@ -232,7 +247,9 @@ async function main() {
     assert.equal(await page.isHidden('#submit-error'), true);
     const jobId = await page.getAttribute('#submit-status', 'data-job-id');
     const job = await api(`/v1/jobs/${jobId}`);
-    assert.deepEqual(Object.keys(job.spec).sort(), ['export_credits', 'options', 'upload_id'], 'empty fields omitted');
+    assert.deepEqual(Object.keys(job.spec).sort(), ['export_credits', 'options', 'spend_upload_id', 'upload_id'],
+      'empty fields omitted');
+    assert.equal(job.spec.spend_upload_id, spendUpload, 'the job names the cost table');
     const { period, ...others } = job.spec.options;
     assert.equal(period, 'week');
     assert.ok(Object.values(others).every((v) => v === null), 'default options sent as none');
@@ -300,6 +317,64 @@ async function main() {
       'conversion probability');
     log(`removal-effects chart lists all ${removal.length} channels with their removal_effect`);
 
+    // The journey reports: both histograms, the positions, the top paths and the transition heat map.
+    const reports = result.reports;
+    for (const [chart, table] of [['#chart-path-length', 'path_length'], ['#chart-time-lag', 'time_lag']]) {
+      const shown = await bars(page, chart);
+      assert.deepEqual(shown.map((b) => b.channel), reports[table].map((b) => b.bucket), `${table} buckets`);
+      shown.forEach((bar, i) => close(bar.value, reports[table][i].conversions, `${table} bucket ${bar.channel}`));
+    }
+    assert.ok(reports.path_length.some((b) => b.conversions > 0) && reports.time_lag.some((b) => b.conversions > 0));
+    const positionBars = await bars(page, '#chart-positions');
+    assert.equal(positionBars.length, reports.positions.length * 4, 'four bars (only, first, middle, last) per channel');
+    for (const bar of positionBars) {
+      const position = reports.positions.find((p) => p.channel === bar.channel);
+      assert.ok(position, `a positions bar for a channel the API does not have: ${bar.channel}`);
+      close(bar.value, position[bar.model], `${bar.model} position of ${bar.channel}`);
+    }
+    log(`histograms (${reports.path_length.length} and ${reports.time_lag.length} buckets) and positions `
+      + `(${reports.positions.length} channels × 4) match the API's reports`);
+
+    const pathRows = (table) => page.$$eval(`${table} tbody tr`, (trs) => trs.map((tr) => ({
+      path: tr.dataset.path, text: tr.cells[1].textContent, journeys: Number(tr.dataset.journeys),
+      conversions: Number(tr.dataset.conversions), value: Number(tr.dataset.value),
+      nulls: Number(tr.dataset.nullJourneys),
+    })));
+    for (const [table, list] of [['#paths-converting', 'converting'], ['#paths-non-converting', 'non_converting']]) {
+      const shown = await pathRows(table);
+      const expected = reports.paths[list];
+      assert.ok(expected.length > 0, `the sample has ${list} paths`);
+      assert.equal(shown.length, Math.min(20, expected.length), `${list}: the first 20 paths`);
+      shown.forEach((row, i) => {
+        assert.equal(row.path, expected[i].path, `${list} path ${i + 1}`);
+        assert.equal(row.text, expected[i].path, `${list} path ${i + 1} as shown`);
+        close(row.journeys, expected[i].journeys, `${list} ${row.path} journeys`);
+        close(row.conversions, expected[i].conversions, `${list} ${row.path} conversions`);
+        close(row.value, expected[i].value, `${list} ${row.path} value`);
+        close(row.nulls, expected[i].null_journeys, `${list} ${row.path} null journeys`);
+      });
+    }
+    assert.equal(await page.getAttribute('#paths-note', 'data-exact'), String(reports.paths.exact));
+    log(`top paths tables list the API's converting and non-converting paths in order (exact: ${reports.paths.exact})`);
+
+    const transitions = reports.transitions;
+    assert.ok(transitions, 'markov ran, so the result has its transitions');
+    const steps = new Map(transitions.rows.map((t) => [`${t.from}\u0000${t.to}`, t.probability]));
+    const heatCells = await page.$$eval('#chart-transitions rect.cell', (rects) => rects.map((r) => ({
+      from: r.dataset.from, to: r.dataset.to, value: Number(r.dataset.value),
+    })));
+    const heatRows = await page.$$eval('#chart-transitions g.heat-row', (gs) => gs.map((g) => g.dataset.from));
+    const heatColumns = new Set([...heatRows.filter((s) => s !== '(start)'), '(conversion)', '(null)']);
+    const drawn = transitions.rows.filter((t) => heatRows.includes(t.from) && heatColumns.has(t.to));
+    assert.equal(heatCells.length, drawn.length, 'one cell per step between the states shown');
+    for (const cell of heatCells) {
+      const key = `${cell.from}\u0000${cell.to}`;
+      assert.ok(steps.has(key), `a cell for a step the API does not have: ${cell.from} → ${cell.to}`);
+      close(cell.value, steps.get(key), `probability ${cell.from} → ${cell.to}`);
+    }
+    assert.equal(heatRows[0], '(start)');
+    log(`transition heat map: ${heatRows.length} rows, ${heatCells.length} cells, each the API's probability`);
+
     // Credit over time: for the chosen model, one line per channel and a point per week.
     await page.selectOption('#model-select', 'linear');
     await page.waitForFunction(() => document.querySelector('#chart-periods figcaption')?.textContent
@@ -319,17 +394,55 @@ async function main() {
     }
     log(`credit over time: ${result.periods.length} weeks × ${linearChannels.length} channel lines, values match`);
 
+    // Cost, CPA and ROAS of the chosen model: the table's cells and the ROAS bars equal the API's.
+    assert.ok(result.spend, 'the job had a cost table');
+    for (const model of ['markov', 'first_touch', 'linear']) {
+      await page.selectOption('#model-select', model);
+      await page.waitForFunction((m) => document.querySelector('#chart-roas figcaption')?.textContent
+        .includes(`under ${m}:`), model);
+      const expected = result.models[model].channels;
+      const shown = await page.$$eval('#spend-body tr', (trs) => trs.map((tr) => ({
+        channel: tr.dataset.channel, cost: tr.dataset.cost, cpa: tr.dataset.cpa, roas: tr.dataset.roas,
+      })));
+      assert.deepEqual(shown.map((r) => r.channel), expected.map((c) => c.channel), `${model} spend rows`);
+      shown.forEach((row, i) => {
+        for (const field of ['cost', 'cpa', 'roas']) {
+          const want = expected[i][field];
+          assert.ok(want !== undefined, `${model} ${row.channel} has ${field} in the API's result`);
+          if (want === null) assert.equal(row[field], '', `${model} ${field} of ${row.channel} is null in the API`);
+          else close(Number(row[field]), want, `${model} ${field} of ${row.channel}`);
+        }
+      });
+      const roas = await bars(page, '#chart-roas');
+      const defined = expected.filter((c) => c.roas !== null);
+      assert.equal(roas.length, defined.length, `${model}: a ROAS bar per channel with a ROAS`);
+      for (const bar of roas) close(bar.value, defined.find((c) => c.channel === bar.channel).roas, `ROAS ${bar.channel}`);
+    }
+    const costed = result.models.linear.channels.filter((c) => c.cost !== null).map((c) => c.channel).sort();
+    assert.deepEqual(costed, ['display', 'paid_search', 'social_paid']);
+    const unmatched = (await page.getAttribute('#spend-unmatched', 'data-channels')).split('\n');
+    assert.deepEqual(unmatched, result.spend.unmatched_cost.map((u) => u.channel));
+    assert.deepEqual(unmatched, ['tv']);
+    close(result.spend.cost, result.spend.matched_cost + 28 * 500, 'the unmatched cost is the tv rows');
+    log(`cost, CPA and ROAS: table cells and ROAS bars equal the API's under 3 models; unmatched cost: ${unmatched}`);
+
     // Every chart has a text alternative: an aria-label and a table with one row per channel
-    // (per period for the chart over time).
-    const alternatives = await page.$$eval('figure.chart', (figures) => figures.map((f) => ({
+    // (per period for the chart over time, per channel with a ROAS for the ROAS chart).
+    const alternatives = await page.$$eval('figure.chart', (figures) => figures.filter((f) => !f.closest('[hidden]')).map((f) => ({
       id: f.id, label: f.querySelector('svg[role="img"]')?.getAttribute('aria-label') || '',
       rows: f.querySelectorAll('.visually-hidden table tbody tr').length,
     })));
-    assert.equal(alternatives.length, 5);
+    assert.equal(alternatives.length, 10);
+    const withRoas = result.models.linear.channels.filter((c) => c.roas !== null).length;
+    const tableRows = {
+      'chart-periods': result.periods.length, 'chart-roas': withRoas, 'chart-path-length': reports.path_length.length,
+      'chart-time-lag': reports.time_lag.length, 'chart-positions': reports.positions.length,
+      'chart-transitions': heatRows.length,
+    };
     for (const alt of alternatives) {
       assert.ok(alt.label.length > 10, `${alt.id} has no aria-label`);
-      const rows = alt.id === 'chart-periods' ? result.periods.length : channels.size;
-      assert.equal(alt.rows, rows, `${alt.id}: the hidden table has one row per channel (per period over time)`);
+      const rows = tableRows[alt.id] ?? channels.size;
+      assert.equal(alt.rows, rows, `${alt.id}: the hidden table has one row per channel (bucket, period, state)`);
     }
     log('each chart has an aria-label and a visually hidden table of its numbers');
 
@@ -341,16 +454,27 @@ async function main() {
     const [csv] = await Promise.all([page.waitForEvent('download'), page.click('#download-csv')]);
     const csvText = await readFile(await csv.path(), 'utf8');
     const lines = csvText.trim().split('\n');
-    assert.equal(lines[0], 'model,channel,conversions,value,share,removal_effect,removal_effect_value');
+    assert.equal(lines[0], 'model,channel,conversions,value,share,removal_effect,removal_effect_value,cost,cpa,roas');
     const cells = models.reduce((n, m) => n + result.models[m].channels.length, 0);
     assert.equal(lines.length - 1, cells, 'one CSV row per model × channel');
     assert.equal(csv.suggestedFilename(), `result-${jobId.slice(0, 8)}.csv`);
     const [periodsCsv] = await Promise.all([page.waitForEvent('download'), page.click('#download-periods')]);
     const periodLines = (await readFile(await periodsCsv.path(), 'utf8')).trim().split('\n');
-    assert.equal(periodLines[0], 'period,model,channel,conversions,value,share,removal_effect,removal_effect_value');
+    assert.equal(periodLines[0],
+      'period,model,channel,conversions,value,share,removal_effect,removal_effect_value,cost,cpa,roas');
     const periodCells = result.periods.reduce((n, p) => n + Object.values(p.models)
       .reduce((m, model) => m + model.channels.length, 0), 0);
     assert.equal(periodLines.length - 1, periodCells, 'one periods CSV row per week × model × channel');
+    const [pathsCsv] = await Promise.all([page.waitForEvent('download'), page.click('#download-paths')]);
+    const pathLines = (await readFile(await pathsCsv.path(), 'utf8')).trim().split('\n');
+    assert.equal(pathLines[0], 'list,rank,path,touches,journeys,conversions,value,null_journeys,exact');
+    assert.equal(pathLines.length - 1, reports.paths.converting.length + reports.paths.non_converting.length);
+    const [transitionsCsv] = await Promise.all([page.waitForEvent('download'), page.click('#download-transitions')]);
+    const transitionLines = (await readFile(await transitionsCsv.path(), 'utf8')).trim().split('\n');
+    assert.equal(transitionLines[0], 'from,to,count,probability');
+    assert.equal(transitionLines.length - 1, transitions.rows.length);
+    const [unmatchedCsv] = await Promise.all([page.waitForEvent('download'), page.click('#download-unmatched')]);
+    assert.equal(await readFile(await unmatchedCsv.path(), 'utf8'), 'channel,cost,rows\ntv,14000,28\n');
     const [json] = await Promise.all([page.waitForEvent('download'), page.click('#download-json')]);
     assert.deepEqual(JSON.parse(await readFile(await json.path(), 'utf8')), result);
     assert.equal(await page.isHidden('#download-credits'), true, 'no credits button without export_credits');
@@ -385,6 +509,59 @@ async function main() {
     log(`dark theme: background ${darkColors.background} (light: ${lightBackground}), text ${darkColors.text}`);
     await dark.close();
 
+    // Lookback windows compared in one job: for the chosen model, each channel's share per
+    // window (a line per channel) and its rank per window, as the API's window_ranks say.
+    assert.equal(await page.isHidden('#windows-panel'), true, 'no window comparison without a list of windows');
+    await page.selectOption('#period', '');
+    await page.fill('#lookback_days', '7,30,0');
+    await page.click('#submit-job');
+    await page.waitForFunction((first) => {
+      const id = document.querySelector('#submit-status')?.dataset.jobId;
+      return id && id !== first;
+    }, jobId);
+    const windowsJobId = await page.getAttribute('#submit-status', 'data-job-id');
+    const windowsJob = await api(`/v1/jobs/${windowsJobId}`);
+    assert.deepEqual(windowsJob.spec.options.lookback_days, [7, 30, 0]);
+    await page.fill('#lookback_days', '');
+    await openResult(page, windowsJobId);
+    const compared = await api(`/v1/jobs/${windowsJobId}/result`);
+    assert.deepEqual(compared.windows.map((w) => w.lookback_days), [7, 30, 0]);
+    const labels = ['7d', '30d', 'unlimited'];
+    for (const model of ['linear', 'first_touch']) {
+      await page.selectOption('#model-select', model);
+      await page.waitForFunction((m) => document.querySelector('#chart-windows figcaption')?.textContent
+        .includes(`by ${m},`), model);
+      const ranks = compared.window_ranks.find((r) => r.model === model);
+      const shares = await page.$$eval('#chart-windows circle.point', (ps) => ps.map((p) => ({
+        window: p.dataset.period, channel: p.dataset.channel, value: Number(p.dataset.value),
+      })));
+      assert.equal(shares.length, ranks.channels.length * labels.length, `${model}: a point per channel and window`);
+      for (const point of shares) {
+        const channel = ranks.channels.find((c) => c.channel === point.channel);
+        assert.ok(channel, `${model}: a line for a channel the API does not rank: ${point.channel}`);
+        close(point.value, channel.share[labels.indexOf(point.window)], `${model} share of ${point.channel} at ${point.window}`);
+        // The share is the window's own channel list's share.
+        const window = compared.windows[labels.indexOf(point.window)];
+        close(point.value, window.models[model].channels.find((c) => c.channel === point.channel)?.share ?? 0,
+          `${model} ${point.channel} in the ${point.window} window's result`);
+      }
+      const rows = await page.$$eval('#window-ranks tbody tr', (trs) => trs.map((tr) => ({
+        channel: tr.dataset.channel,
+        ranks: [...tr.querySelectorAll('td[data-window]')].map((td) => (td.dataset.rank === '' ? null : Number(td.dataset.rank))),
+        spread: Number(tr.querySelector('td[data-spread]').dataset.spread),
+      })));
+      assert.deepEqual(rows, ranks.channels.map((c) => ({ channel: c.channel, ranks: c.rank, spread: c.rank_spread })),
+        `${model}: the rank table is the API's window_ranks`);
+    }
+    const [windowsCsv] = await Promise.all([page.waitForEvent('download'), page.click('#download-windows')]);
+    const windowLines = (await readFile(await windowsCsv.path(), 'utf8')).trim().split('\n');
+    assert.equal(windowLines[0], 'model,channel,lookback_days,conversions,value,share,rank');
+    const ranked = compared.window_ranks.reduce((n, r) => n + r.channels
+      .reduce((m, c) => m + c.rank.filter((x) => x !== null).length, 0), 0);
+    assert.equal(windowLines.length - 1, ranked, 'one windows CSV row per model × channel × window that ranks it');
+    await page.screenshot({ path: path.join(artifacts, 'result-windows.png'), fullPage: true });
+    log(`lookback windows: ${labels.join(', ')} shares and ranks of linear and first_touch match the API; windows CSV ${ranked} rows`);
+
     // Credit by channel and campaign: a file with a campaign column, broken down from the form;
     // the table checked against the API's rows, then sorted and folded.
     const campaigns = ['user_id,timestamp,channel,utm_campaign,conversion,conversion_value'];
@@ -416,14 +593,14 @@ async function main() {
     await page.waitForFunction((old) => {
       const id = document.querySelector('#submit-status')?.dataset.jobId;
       return id && id !== old;
-    }, jobId);
+    }, windowsJobId);
     const byCampaignId = await page.getAttribute('#submit-status', 'data-job-id');
     const byCampaignJob = await api(`/v1/jobs/${byCampaignId}`);
     assert.deepEqual(byCampaignJob.spec.options.breakdown, ['campaign']);
     await openResult(page, byCampaignId);
     const byCampaign = await api(`/v1/jobs/${byCampaignId}/result`);
     assert.equal(await page.isHidden('#breakdown-panel'), false, 'the breakdown table is shown');
-    const tableRows = () => page.$$eval('#breakdown-body tr.breakdown-row', (rows) => rows.map((r) => ({
+    const breakdownRows = () => page.$$eval('#breakdown-body tr.breakdown-row', (rows) => rows.map((r) => ({
       channel: r.dataset.channel, values: JSON.parse(r.dataset.values), conversions: Number(r.dataset.conversions),
       value: Number(r.dataset.value), hidden: r.hidden,
     })));
@@ -435,7 +612,7 @@ async function main() {
       await page.selectOption('#model-select', model);
       await page.waitForFunction((m) => document.querySelector('#breakdown-caption')?.textContent.endsWith(` ${m}`), model);
       const expected = byCampaign.models[model].breakdown;
-      const shown = await tableRows();
+      const shown = await breakdownRows();
       assert.equal(shown.length, expected.length, `${model}: a table row per breakdown row`);
       // By default in the API's order: channels as ranked, then by conversions.
       shown.forEach((row, i) => {
@@ -453,12 +630,18 @@ async function main() {
         close(sum, credit.conversions, `${model} ${group.channel}: its rows add up to its credit`);
       }
     }
+    // The reports still count channels: positions and transitions name channels, not channel × campaign.
+    const named = new Set(CHANNELS);
+    assert.ok(byCampaign.reports.positions.every((p) => named.has(p.channel)), 'positions are per channel');
+    assert.equal(byCampaign.reports.transitions.order, 1);
+    assert.ok(byCampaign.reports.transitions.rows.flatMap((t) => [t.from, t.to]).filter((s) => !s.startsWith('('))
+      .every((state) => named.has(state)), 'transitions are between channels');
     log(`breakdown table: every row of linear, markov and shapley equals the API's, channel rows add up`);
 
     // Sorting by a header: campaigns by name within each channel, channels by their credit.
     await page.click('#breakdown-head button[data-sort="value:campaign"]');
     assert.equal(await page.getAttribute('#breakdown-head th[data-sort="value:campaign"]', 'aria-sort'), 'ascending');
-    let sortedRows = await tableRows();
+    let sortedRows = await breakdownRows();
     for (const channel of new Set(sortedRows.map((r) => r.channel))) {
       const names = sortedRows.filter((r) => r.channel === channel).map((r) => r.values[0]);
       assert.deepEqual(names, [...names].sort((a, b) => a.localeCompare(b)), `${channel}: campaigns by name`);
@@ -468,7 +651,7 @@ async function main() {
     assert.equal(await page.getAttribute('#breakdown-head th[data-sort="conversions"]', 'aria-sort'), 'ascending');
     const ascending = await channelRows();
     assert.deepEqual(ascending.map((g) => g.conversions), [...ascending.map((g) => g.conversions)].sort((a, b) => a - b));
-    sortedRows = await tableRows();
+    sortedRows = await breakdownRows();
     for (const channel of new Set(sortedRows.map((r) => r.channel))) {
       const values = sortedRows.filter((r) => r.channel === channel).map((r) => r.conversions);
       assert.deepEqual(values, [...values].sort((a, b) => a - b), `${channel}: rows by conversions, ascending`);
@@ -477,10 +660,10 @@ async function main() {
     const folded = ascending[0].channel;
     await page.click(`#breakdown-body tr.channel-row button[data-channel="${folded}"]`);
     assert.equal(await page.getAttribute(`#breakdown-body tr.channel-row button[data-channel="${folded}"]`, 'aria-expanded'), 'false');
-    assert.ok((await tableRows()).filter((r) => r.channel === folded).every((r) => r.hidden), 'folded rows are hidden');
-    assert.ok((await tableRows()).filter((r) => r.channel !== folded).every((r) => !r.hidden), 'others stay open');
+    assert.ok((await breakdownRows()).filter((r) => r.channel === folded).every((r) => r.hidden), 'folded rows are hidden');
+    assert.ok((await breakdownRows()).filter((r) => r.channel !== folded).every((r) => !r.hidden), 'others stay open');
     await page.click(`#breakdown-body tr.channel-row button[data-channel="${folded}"]`);
-    assert.ok((await tableRows()).every((r) => !r.hidden), 'unfolded again');
+    assert.ok((await breakdownRows()).every((r) => !r.hidden), 'unfolded again');
     const [breakdownCsv] = await Promise.all([page.waitForEvent('download'), page.click('#download-breakdown')]);
     const breakdownLines = (await readFile(await breakdownCsv.path(), 'utf8')).trim().split('\n');
     assert.equal(breakdownLines[0], 'model,channel,campaign,conversions,value');

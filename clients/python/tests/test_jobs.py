@@ -14,7 +14,7 @@ import pytest
 
 from mta_client import AttributionResult, Client, Job, JobRecord, Upload, Webhook
 from mta_client.errors import ConflictError, NotFoundError
-from mta_client.results import TIDY_COLUMNS
+from mta_client.results import SPEND_COLUMNS, TIDY_COLUMNS, WINDOW_COLUMNS
 
 from conftest import Service, close_to
 
@@ -73,6 +73,8 @@ def test_every_option_reaches_the_service_as_typed(client: Client, events_csv: P
         direct_channels=["direct", "email"],
         conversion_row_is_touch=False,
         max_journey_touches=500,
+        top_paths=7,
+        max_report_paths=5000,
         export_credits=True,
         idempotency_key="every-option-1",
     )
@@ -94,6 +96,8 @@ def test_every_option_reaches_the_service_as_typed(client: Client, events_csv: P
             "max_journey_touches": 500,
             "period": None,
             "timezone": None,
+            "top_paths": 7,
+            "max_report_paths": 5000,
         },
         "export_credits": True,
     }
@@ -104,6 +108,7 @@ def test_every_option_reaches_the_service_as_typed(client: Client, events_csv: P
     assert applied.position_weights.middle == pytest.approx(0.4)
     assert applied.direct_channels == ["direct", "email"]
     assert applied.max_journey_touches == 500
+    assert (applied.top_paths, applied.max_report_paths) == (7, 5000)
     assert result.model("markov").order == 2
     # The same idempotency key returns the same job.
     again = client.submit(upload, kind="events", idempotency_key="every-option-1")
@@ -198,6 +203,105 @@ def test_credit_by_campaign_is_typed_and_has_its_csv_table(
     assert list(table.columns) == ["model", "channel", "campaign", "conversions", "value"]
     assert len(table) == sum(len(m.breakdown or []) for m in result.models.values())
     assert "(none)" in set(table["campaign"])
+
+
+def test_top_paths_and_transitions_are_typed_and_have_their_csv_tables(
+    service: Service, client: Client, events_csv: Path
+) -> None:
+    job = client.submit(client.upload(events_csv), models=["linear", "markov"], top_paths=5)
+    result = job.result(timeout=120)
+    paths = result.top_paths()
+    assert paths is not None and paths.exact and paths.distinct_paths is not None
+    assert len(paths.converting) == 5 and len(paths.non_converting) == 5
+    assert paths.error_bound.conversions == 0.0
+    top = paths.converting[0]
+    assert top.journeys == pytest.approx(top.conversions + top.null_journeys)
+    assert [p.conversions for p in paths.converting] == sorted((p.conversions for p in paths.converting), reverse=True)
+    local = service.attribute_locally(events_csv, "--models", "linear,markov", "--top-paths", "5")
+    assert [p.path for p in paths.converting] == [p["path"] for p in local["reports"]["paths"]["converting"]]
+    table = pd.read_csv(io.StringIO(job.result_csv("paths")))
+    assert list(table.columns) == [
+        "list", "rank", "path", "touches", "journeys", "conversions", "value", "null_journeys", "exact",
+    ]
+    assert list(table[table["list"] == "converting"]["path"]) == [p.path for p in paths.converting]
+    transitions = result.transitions()
+    assert transitions is not None and transitions.order == 1 and not transitions.truncated
+    assert len(transitions.rows) == transitions.total
+    out_of_start = sum(t.probability for t in transitions.rows if t.from_ == "(start)")
+    assert out_of_start == pytest.approx(1.0)
+    steps = pd.read_csv(io.StringIO(job.result_csv("transitions")))
+    assert list(steps.columns) == ["from", "to", "count", "probability"]
+    assert len(steps) == len(transitions.rows)
+    # Without markov there is no transition table.
+    linear = client.submit(client.upload(events_csv), models=["linear"]).result(timeout=120)
+    assert linear.transitions() is None
+
+
+def test_a_cost_table_adds_cost_cpa_and_roas_equal_to_mta_attribute(
+    service: Service, client: Client, events_csv: Path, tmp_path: Path
+) -> None:
+    costs = tmp_path / "costs.csv"
+    costs.write_text("date,channel,cost\n2026-01-05,paid_search,300\n2026-01-06,display,120\n2026-01-06,tv,50\n")
+    upload = client.upload(events_csv)
+    job = client.submit(upload, models=["linear", "markov"], spend=costs)
+    assert job.record.spec["spend_upload_id"]
+    result = job.result(timeout=120)
+    local = service.attribute_locally(events_csv, "--models", "linear,markov", "--spend", str(costs))
+    remote = dict(result.raw)
+    remote.pop("job_id")
+    assert close_to(remote, local) == []
+    assert result.spend is not None and result.spend.cost == 470 and result.spend.matched_cost == 420
+    assert [(u.channel, u.cost, u.rows) for u in result.spend.unmatched_cost] == [("tv", 50.0, 1)]
+    search = result.model("linear").channel("paid_search")
+    assert search.cost == 300
+    assert search.cpa == pytest.approx(300 / search.conversions)
+    assert search.roas == pytest.approx(search.value / 300)
+    direct = result.model("linear").channel("direct")
+    assert (direct.cost, direct.cpa, direct.roas) == (None, None, None)
+    assert list(result.to_pandas().columns) == [*TIDY_COLUMNS, *SPEND_COLUMNS]
+    assert result.to_polars().columns == [*TIDY_COLUMNS, *SPEND_COLUMNS]
+    service_csv = pd.read_csv(io.StringIO(job.result_csv()))
+    assert list(service_csv.columns) == [*TIDY_COLUMNS, *SPEND_COLUMNS]
+    unmatched = pd.read_csv(io.StringIO(job.result_csv("unmatched_cost")))
+    assert unmatched.to_dict("records") == [{"channel": "tv", "cost": 50, "rows": 1}]
+    # The same table as a DataFrame (uploaded as Parquet) and named by id: the same answer.
+    spend_upload = client.upload(pd.read_csv(costs))
+    again = client.submit(upload, models=["linear", "markov"], spend_upload_id=spend_upload).result(timeout=120)
+    assert again.spend == result.spend
+    repeated = dict(again.raw)
+    repeated.pop("job_id")
+    assert close_to(repeated, local) == []
+    with pytest.raises(TypeError):
+        client.submit(upload, spend=costs, spend_upload_id=spend_upload)
+
+
+def test_lookback_windows_compare_in_one_job_with_their_csv_table(
+    service: Service, client: Client, events_csv: Path
+) -> None:
+    job = client.submit(client.upload(events_csv), models=["linear", "first_touch"], lookback_days=[7, 30, 0])
+    assert job.record.spec["options"]["lookback_days"] == [7.0, 30.0, 0.0]
+    result = job.result(timeout=120)
+    assert (result.options.lookback_days, result.options.lookback_windows) == (7.0, [7.0, 30.0, 0.0])
+    assert [w.lookback_days for w in result.windows] == [7.0, 30.0, 0.0]
+    assert result.windows[0].models == result.models, "the top level is the first window"
+    local = service.attribute_locally(events_csv, "--models", "linear,first_touch", "--lookback-days", "7,30,0")
+    assert [w["lookback_days"] for w in local["windows"]] == [7.0, 30.0, 0.0]
+    for got, want in zip(result.windows, local["windows"]):
+        local_credit = {c["channel"]: c["conversions"] for c in want["models"]["linear"]["channels"]}
+        assert {c.channel: pytest.approx(c.conversions, rel=1e-9) for c in got.models["linear"].channels} == local_credit
+    ranks = {r.model: r for r in result.window_ranks}
+    assert set(ranks) == {"linear", "first_touch"}
+    for c in ranks["linear"].channels:
+        assert len(c.share) == len(c.rank) == 3
+        for window, rank, share in zip(result.windows, c.rank, c.share):
+            channels = window.models["linear"].channels
+            if rank is None:
+                assert c.channel not in [x.channel for x in channels]
+            else:
+                assert (channels[rank - 1].channel, channels[rank - 1].share) == (c.channel, share)
+    table = pd.read_csv(io.StringIO(job.result_csv("windows")))
+    assert list(table.columns) == list(WINDOW_COLUMNS)
+    assert len(table) == sum(r is not None for w in result.window_ranks for c in w.channels for r in c.rank)
 
 
 def test_dataframes_and_tables_upload_as_parquet(service: Service, client: Client, events_csv: Path) -> None:

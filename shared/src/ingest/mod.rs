@@ -12,9 +12,13 @@ pub mod values;
 
 use std::io::{BufRead, BufReader, Read};
 
+pub(crate) use columns::listed;
 pub use columns::{Canonical, ColumnMapping, MAX_BREAKDOWN_LEVELS, MAX_COLUMN_NAME_BYTES};
+pub(crate) use parquet::parquet_rows;
 pub use parquet::{ParquetLayout, parquet_layout, read_parquet};
+pub(crate) use rows::sum_overflows;
 pub use rows::{MAX_CHANNEL_NAME_BYTES, MAX_TOUCH_FIELD_BYTES, MAX_USER_ID_BYTES};
+pub(crate) use text::{CsvLines, RowSink, csv_rows};
 pub use text::{MAX_HEADER_BYTES, detect_delimiter, read_csv, read_ndjson};
 
 use crate::channel_rules::ChannelRules;
@@ -88,6 +92,9 @@ pub struct Limits {
     pub markov_max_channels: usize,
     /// With a breakdown: the most distinct (channel, breakdown values) keys.
     pub max_breakdown_values: usize,
+    /// The highest `max_report_paths` a job gets (an operator's cap on the paths a partial
+    /// holds): a larger option is lowered to it when the options are resolved.
+    pub max_report_paths: u32,
 }
 
 impl Limits {
@@ -104,6 +111,7 @@ impl Default for Limits {
             max_line_bytes: Limits::DEFAULT_MAX_LINE_BYTES,
             markov_max_channels: crate::markov::DEFAULT_MAX_CHANNELS,
             max_breakdown_values: Limits::DEFAULT_MAX_BREAKDOWN_VALUES,
+            max_report_paths: crate::paths::MAX_MAX_REPORT_PATHS,
         }
     }
 }

@@ -1,21 +1,38 @@
 //! Property tests over random inputs: every model but `participation` conserves the
 //! attributed conversions and value (in every period too), periods add up to the whole, and
 //! partials merge to the single-chunk answer in any grouping and order, whatever the
-//! chunks' channel numbering, periods and breakdowns included; a breakdown's rows add up to
-//! their channels' figures.
+//! chunks' channel numbering, periods, lookback windows (each window compared in one pass
+//! equals a run with that window alone) and breakdowns included, with a cost table's cost,
+//! CPA and ROAS; a breakdown's rows add up to their channels' figures.
 
 use std::collections::BTreeMap;
 
 use mta_core::chunk::{partition_of, touch_key, touch_key_channel, user_key};
 use mta_core::period::Period;
-use mta_core::result::PeriodResult;
-use mta_core::{AttributionResult, ChannelDict, ModelId, Options, OptionsSpec, Partial};
+use mta_core::result::{PeriodResult, WindowResult};
+use mta_core::{AttributionResult, ChannelDict, LookbackDays, ModelId, Options, OptionsSpec, Partial};
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
 
 use crate::helpers::*;
 
 const CHANNELS: [&str; 6] = ["search", "Direct", "email", "social", "display", "affiliate"];
+
+/// A cost table over the rows' 60 days (from T0, 2023-11-14), an instant among the days,
+/// and `tv`, which no row mentions.
+const COSTS: &str = "date,channel,campaign,cost
+2023-11-14,search,a,10
+2023-11-20,email,,7.5
+2023-12-01,display,,3
+2024-01-10,search,b,4
+2023-11-16T23:30:00Z,social,,2
+2023-11-15,tv,,100
+2023-11-17,Direct,,0
+";
+
+fn costs() -> mta_core::spend::CostTable {
+    mta_core::spend::CostTable::read_csv(COSTS.as_bytes(), &Default::default()).expect("the cost table reads")
+}
 
 /// Random event rows: up to 8 users, 1..6 channels, times on a 6-hour grid over 60 days
 /// (so ties happen), about a third of the rows conversions (some carrying a channel).
@@ -55,10 +72,17 @@ fn with_campaigns(rows: &[Row]) -> Vec<Row> {
         .collect()
 }
 
-/// Random journey options around the defaults.
+/// Random journey options around the defaults: one lookback window, or several compared
+/// (without a period, which they do not combine with).
 fn event_specs() -> impl Strategy<Value = OptionsSpec> {
     (
-        prop::sample::select(vec![0.0, 7.0, 30.0]),
+        prop::sample::select(vec![
+            LookbackDays::One(0.0),
+            LookbackDays::One(7.0),
+            LookbackDays::One(30.0),
+            LookbackDays::Many(vec![7.0, 0.0, 30.0]),
+            LookbackDays::Many(vec![30.0, 1.5, 7.0, 60.0]),
+        ]),
         prop::sample::select(vec![1.0, 7.0]),
         any::<bool>(),
         prop::sample::select(vec![2u32, 10_000]),
@@ -66,15 +90,18 @@ fn event_specs() -> impl Strategy<Value = OptionsSpec> {
         prop::sample::select(vec![None, Some(Period::Day), Some(Period::Week), Some(Period::Month)]),
         prop::sample::select(vec![None, Some("Europe/Berlin"), Some("America/New_York")]),
     )
-        .prop_map(|(lookback, half_life, conversion_row_is_touch, max_touches, order, period, zone)| OptionsSpec {
-            lookback_days: Some(lookback),
-            half_life_days: Some(half_life),
-            conversion_row_is_touch: Some(conversion_row_is_touch),
-            max_journey_touches: Some(max_touches),
-            markov_order: Some(order),
-            period,
-            timezone: period.and(zone).map(|z| z.parse().unwrap()),
-            ..Default::default()
+        .prop_map(|(lookback, half_life, conversion_row_is_touch, max_touches, order, period, zone)| {
+            let period = if matches!(lookback, LookbackDays::Many(_)) { None } else { period };
+            OptionsSpec {
+                lookback_days: Some(lookback),
+                half_life_days: Some(half_life),
+                conversion_row_is_touch: Some(conversion_row_is_touch),
+                max_journey_touches: Some(max_touches),
+                markov_order: Some(order),
+                period,
+                timezone: period.and(zone).map(|z| z.parse().unwrap()),
+                ..Default::default()
+            }
         })
 }
 
@@ -240,7 +267,36 @@ fn check_same(what: &str, got: &AttributionResult, want: &AttributionResult) -> 
             m.conversion_probability.unwrap_or(0.0),
         )?;
         prop_assert_eq!(got_model.conserves_totals, m.conserves_totals, "{}: {}", what, m.model);
+        // Cost, CPA and ROAS (with a cost table): `null` in the same places, else the same numbers.
+        for w in &m.channels {
+            let g = got_model.channel(&w.channel).expect("the same channels");
+            for (field, a, b) in [("cost", g.cost, w.cost), ("cpa", g.cpa, w.cpa), ("roas", g.roas, w.roas)] {
+                prop_assert_eq!(
+                    a.map(|x| x.is_some()),
+                    b.map(|x| x.is_some()),
+                    "{}: {} {} {}",
+                    what,
+                    m.model,
+                    w.channel,
+                    field
+                );
+                let label = format!("{what}: {} {} {field}", m.model, w.channel);
+                check_close(&label, a.flatten().unwrap_or(0.0), b.flatten().unwrap_or(0.0))?;
+            }
+        }
     }
+    if let (Some(g), Some(w)) = (&got.spend, &want.spend) {
+        let unmatched = |s: &mta_core::spend::SpendSummary| {
+            s.unmatched_cost.iter().map(|u| (u.channel.clone(), u.rows)).collect::<Vec<_>>()
+        };
+        prop_assert_eq!(unmatched(g), unmatched(w), "{}: unmatched cost", what);
+        let outside = |s: &mta_core::spend::SpendSummary| {
+            s.cost_outside_periods.iter().map(|p| p.period.clone()).collect::<Vec<_>>()
+        };
+        prop_assert_eq!(outside(g), outside(w), "{}: cost outside periods", what);
+        check_close(&format!("{what}: matched cost"), g.matched_cost, w.matched_cost)?;
+    }
+    prop_assert_eq!(got.spend.is_some(), want.spend.is_some(), "{}: spend", what);
     // The journey reports merge like every other sum.
     if let (Some(g), Some(w)) = (&got.reports, &want.reports) {
         for (gb, wb) in g.path_length.iter().chain(&g.time_lag).zip(w.path_length.iter().chain(&w.time_lag)) {
@@ -248,6 +304,7 @@ fn check_same(what: &str, got: &AttributionResult, want: &AttributionResult) -> 
             check_close(&format!("{what}: report bucket {}", wb.bucket), gb.conversions, wb.conversions)?;
             check_close(&format!("{what}: report bucket {} value", wb.bucket), gb.value, wb.value)?;
         }
+        check_paths_and_transitions(what, g, w)?;
         prop_assert_eq!(g.positions.len(), w.positions.len(), "{}: positions", what);
         for (gp, wp) in g.positions.iter().zip(&w.positions) {
             prop_assert_eq!(&gp.channel, &wp.channel);
@@ -278,6 +335,92 @@ fn check_same(what: &str, got: &AttributionResult, want: &AttributionResult) -> 
     for (g, w) in got.periods.iter().zip(&want.periods) {
         check_same(&format!("{what}, period {}", w.period), &as_result(got, g), &as_result(want, w))?;
     }
+    let windows = |r: &AttributionResult| r.windows.iter().map(|w| w.lookback_days).collect::<Vec<_>>();
+    prop_assert_eq!(windows(got), windows(want), "{}: windows", what);
+    for (g, w) in got.windows.iter().zip(&want.windows) {
+        let (g, w) = (window_as_result(got, g), window_as_result(want, w));
+        check_same(&format!("{what}, window of {} days", w.options.lookback_days), &g, &w)?;
+    }
+    prop_assert_eq!(got.window_ranks.len(), want.window_ranks.len(), "{}: window ranks", what);
+    for (g, w) in got.window_ranks.iter().zip(&want.window_ranks) {
+        prop_assert_eq!(g.model, w.model);
+        let by_name = |r: &mta_core::result::WindowRanks| {
+            r.channels.iter().map(|c| (c.channel.clone(), c.clone())).collect::<BTreeMap<_, _>>()
+        };
+        let (g, w) = (by_name(g), by_name(w));
+        prop_assert_eq!(g.keys().collect::<Vec<_>>(), w.keys().collect::<Vec<_>>(), "{}: ranked channels", what);
+        for (name, wc) in &w {
+            let gc = &g[name];
+            for (gs, ws) in gc.share.iter().zip(&wc.share) {
+                check_close(&format!("{what}: {name}'s share under a window"), *gs, *ws)?;
+            }
+            // Ranks may differ only where rounding reorders channels of equal credit.
+            let ranked =
+                |c: &mta_core::result::ChannelWindowRanks| c.rank.iter().map(Option::is_some).collect::<Vec<_>>();
+            prop_assert_eq!(ranked(gc), ranked(wc), "{}: {} ranked under the same windows", what, name);
+        }
+    }
+    Ok(())
+}
+
+/// One window of `result` as a result of its own, with that window's lookback.
+fn window_as_result(result: &AttributionResult, window: &WindowResult) -> AttributionResult {
+    let options =
+        Options { lookback_days: window.lookback_days, lookback_windows: Vec::new(), ..result.options.clone() };
+    AttributionResult {
+        summary: window.summary.clone(),
+        options,
+        models: window.models.clone(),
+        periods: Vec::new(),
+        reports: None,
+        windows: Vec::new(),
+        window_ranks: Vec::new(),
+        spend: None,
+    }
+}
+
+/// The top paths (exact: the inputs have fewer paths than the limit and the lists hold them
+/// all) and the transition table are the same, matched by path and by step.
+fn check_paths_and_transitions(
+    what: &str,
+    got: &mta_core::reports::Reports,
+    want: &mta_core::reports::Reports,
+) -> Result<(), TestCaseError> {
+    let (g, w) = (got.paths.as_ref().expect("paths"), want.paths.as_ref().expect("paths"));
+    prop_assert!(g.exact && w.exact, "{}: paths are exact", what);
+    prop_assert_eq!(g.distinct_paths, w.distinct_paths, "{}: distinct paths", what);
+    type Rows = BTreeMap<String, (u32, f64, f64, f64, f64)>;
+    let rows = |list: &[mta_core::paths::PathRow]| -> Rows {
+        list.iter()
+            .map(|r| (r.path.clone(), (r.touches, r.journeys, r.conversions, r.value, r.null_journeys)))
+            .collect()
+    };
+    for (name, gl, wl) in
+        [("converting", &g.converting, &w.converting), ("non_converting", &g.non_converting, &w.non_converting)]
+    {
+        let (gr, wr) = (rows(gl), rows(wl));
+        prop_assert_eq!(gr.keys().collect::<Vec<_>>(), wr.keys().collect::<Vec<_>>(), "{}: {} paths", what, name);
+        for (path, want) in &wr {
+            let got = gr[path];
+            prop_assert_eq!(got.0, want.0);
+            for (a, b) in [(got.1, want.1), (got.2, want.2), (got.3, want.3), (got.4, want.4)] {
+                check_close(&format!("{what}: {name} path {path}"), a, b)?;
+            }
+        }
+    }
+    prop_assert_eq!(got.transitions.is_some(), want.transitions.is_some(), "{}: transitions", what);
+    if let (Some(g), Some(w)) = (&got.transitions, &want.transitions) {
+        prop_assert_eq!((g.order, g.total, g.truncated), (w.order, w.total, w.truncated), "{}", what);
+        let steps = |t: &mta_core::reports::Transitions| -> BTreeMap<(String, String), (f64, f64)> {
+            t.rows.iter().map(|r| ((r.from.clone(), r.to.clone()), (r.count, r.probability))).collect()
+        };
+        let (gs, ws) = (steps(g), steps(w));
+        prop_assert_eq!(gs.keys().collect::<Vec<_>>(), ws.keys().collect::<Vec<_>>(), "{}: transitions", what);
+        for (step, (count, probability)) in &ws {
+            check_close(&format!("{what}: count of {step:?}"), gs[step].0, *count)?;
+            check_close(&format!("{what}: probability of {step:?}"), gs[step].1, *probability)?;
+        }
+    }
     Ok(())
 }
 
@@ -289,6 +432,9 @@ fn as_result(result: &AttributionResult, period: &PeriodResult) -> AttributionRe
         models: period.models.clone(),
         periods: Vec::new(),
         reports: None,
+        spend: None,
+        windows: Vec::new(),
+        window_ranks: Vec::new(),
     }
 }
 
@@ -318,10 +464,23 @@ fn check_periods_add_up(result: &AttributionResult) -> Result<(), TestCaseError>
     Ok(())
 }
 
-/// (d): with a breakdown, each channel's rows add up to its figure, in every period too.
+/// `result` without its breakdown rows (in periods and windows too).
+fn without_breakdown(result: &AttributionResult) -> AttributionResult {
+    let mut result = result.clone();
+    let periods = result.periods.iter_mut().flat_map(|p| &mut p.models);
+    let windows = result.windows.iter_mut().flat_map(|w| &mut w.models);
+    for m in result.models.iter_mut().chain(periods).chain(windows) {
+        m.breakdown = None;
+    }
+    result
+}
+
+/// (d): with a breakdown, each channel's rows add up to its figure, in every period and
+/// lookback window too.
 fn check_breakdown_adds_up(result: &AttributionResult) -> Result<(), TestCaseError> {
     let periods = result.periods.iter().flat_map(|p| &p.models);
-    for m in result.models.iter().chain(periods) {
+    let windows = result.windows.iter().flat_map(|w| &w.models);
+    for m in result.models.iter().chain(periods).chain(windows) {
         let rows = m.breakdown.as_deref().unwrap_or_default();
         prop_assert!(m.breakdown.is_some(), "{} has no breakdown", m.model);
         for c in &m.channels {
@@ -350,20 +509,15 @@ proptest! {
         prop_assert_eq!(&read, &want);
         prop_assert_eq!(serde_json::to_string(&read).unwrap(), json);
         check_conservation(&want)?;
-        // The channels' figures are those without a breakdown.
+        // All but the rows is what the run without a breakdown gives: the channels' figures,
+        // and the reports (paths, transitions, positions), periods and windows, which count
+        // channels, not touch keys.
         let plain_rows: Vec<Row> = rows
             .iter()
             .map(|r| Row { channel: r.channel.as_deref().map(|c| touch_key_channel(c).into_owned()), ..r.clone() })
             .collect();
         let plain = attribute_events(&event_chunk(&plain_rows), &event_options(spec));
-        for m in &plain.models {
-            let (g, w) = (channel_numbers(&want, m.model), channel_numbers(&plain, m.model));
-            prop_assert_eq!(g.keys().collect::<Vec<_>>(), w.keys().collect::<Vec<_>>());
-            for (channel, numbers) in &w {
-                check_close(&format!("{} {channel} with a breakdown", m.model), g[channel].0, numbers.0)?;
-                check_close(&format!("{} {channel} value with a breakdown", m.model), g[channel].1, numbers.1)?;
-            }
-        }
+        check_same("a breakdown's channels", &without_breakdown(&want), &plain)?;
         for n in [1u32, 2, 7] {
             let parts: Vec<Partial> = partition(&rows, n)
                 .iter()
@@ -399,23 +553,80 @@ proptest! {
         let attributed = result.summary.conversions - result.summary.unattributed_conversions;
         check_close("path lengths", reports.path_length.iter().map(|b| b.conversions).sum(), attributed)?;
         check_close("time lags", reports.time_lag.iter().map(|b| b.conversions).sum(), attributed)?;
+        // Every journey is on one path: the paths add up to the summary (all listed: < 50 paths).
+        let paths = reports.paths.as_ref().expect("every result has paths");
+        check_close("paths' conversions", paths.converting.iter().map(|p| p.conversions).sum(), attributed)?;
+        let nulls: f64 = paths.non_converting.iter().map(|p| p.null_journeys).sum();
+        check_close("paths' null journeys", nulls, result.summary.null_journeys)?;
+        // Each state's transition probabilities add up to 1.
+        if let Some(transitions) = &reports.transitions {
+            let mut sums: BTreeMap<&str, f64> = BTreeMap::new();
+            for t in &transitions.rows {
+                *sums.entry(t.from.as_str()).or_default() += t.probability;
+            }
+            for (state, sum) in sums {
+                check_close(&format!("probabilities out of {state}"), sum, 1.0)?;
+            }
+        }
         prop_assert_eq!(result.periods.is_empty(), result.options.period.is_none() || rows.is_empty());
+    }
+
+    #[test]
+    fn each_window_compared_in_one_pass_equals_its_own_run(rows in event_rows(), spec in event_specs()) {
+        let options = event_options(spec.clone());
+        let result = attribute_events(&event_chunk(&rows), &options);
+        prop_assert_eq!(result.windows.is_empty(), options.lookback_windows.is_empty());
+        if let Some(first) = result.windows.first() {
+            // The top level is the first window.
+            prop_assert_eq!(&first.summary, &result.summary);
+            prop_assert_eq!(&first.models, &result.models);
+        }
+        for window in &result.windows {
+            let alone = OptionsSpec { lookback_days: Some(window.lookback_days.into()), ..spec.clone() };
+            let want = attribute_events(&event_chunk(&rows), &event_options(alone));
+            let got = window_as_result(&result, window);
+            check_same(&format!("window of {} days", window.lookback_days), &got, &want)?;
+            check_conservation(&got)?;
+            // Every window's ranks are its channel lists' order, and its shares theirs.
+            for ranks in &result.window_ranks {
+                let i = result.windows.iter().position(|w| std::ptr::eq(w, window)).unwrap();
+                let list = &model(&got, ranks.model).channels;
+                for c in &ranks.channels {
+                    match c.rank[i] {
+                        Some(rank) => {
+                            let credit = &list[rank as usize - 1];
+                            prop_assert_eq!(&credit.channel, &c.channel);
+                            prop_assert_eq!(credit.share, c.share[i]);
+                        }
+                        None => prop_assert!(list.iter().all(|l| l.channel != c.channel)),
+                    }
+                }
+            }
+        }
     }
 
     #[test]
     fn a_result_read_back_from_its_json_is_the_same_result_and_bytes(rows in event_rows(), spec in event_specs()) {
         // Every reader (API, webhook, tables) reads the stored JSON back as the typed result.
-        let result = attribute_events(&event_chunk(&rows), &event_options(spec));
-        let json = serde_json::to_string(&result).unwrap();
-        let read: AttributionResult = serde_json::from_str(&json).unwrap();
-        prop_assert_eq!(&read, &result);
-        prop_assert_eq!(serde_json::to_string(&read).unwrap(), json);
+        let mut result = attribute_events(&event_chunk(&rows), &event_options(spec));
+        for with_spend in [false, true] {
+            if with_spend {
+                // A joined cost table (its `null`s included) reads back the same too.
+                result.add_spend(&costs());
+            }
+            let json = serde_json::to_string(&result).unwrap();
+            let read: AttributionResult = serde_json::from_str(&json).unwrap();
+            prop_assert_eq!(&read, &result);
+            prop_assert_eq!(serde_json::to_string(&read).unwrap(), json);
+        }
     }
 
     #[test]
     fn merging_partials_by_user_in_any_grouping_equals_one_chunk(rows in event_rows(), spec in event_specs()) {
         let options = event_options(spec);
-        let want = attribute_events(&event_chunk(&rows), &options);
+        let mut want = attribute_events(&event_chunk(&rows), &options);
+        let costs = costs();
+        want.add_spend(&costs);
         for n in [1u32, 2, 7] {
             let parts: Vec<Partial> = partition(&rows, n)
                 .iter()
@@ -423,7 +634,8 @@ proptest! {
                 .map(|(i, part)| Partial::from_events(&own_numbering(part, i), &options).unwrap())
                 .collect();
             for (grouping, merged) in groupings(&parts, &options) {
-                let got = merged.finish(&options).expect("attribution succeeds");
+                let mut got = merged.finish(&options).expect("attribution succeeds");
+                got.add_spend(&costs);
                 check_same(&format!("{n} chunks, {grouping}"), &got, &want)?;
             }
         }

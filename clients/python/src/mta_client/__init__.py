@@ -29,9 +29,13 @@ from .results import (
     AttributionResult,
     ChannelCredit,
     ModelResult,
+    PathRow,
     PeriodResult,
     PositionWeights,
     Summary,
+    TopPaths,
+    Transition,
+    Transitions,
 )
 from .spec import JobOptions, Webhook
 from .uploads import ApiUploader, AsyncApiUploader, AsyncUploader, Uploader, UploadSource
@@ -53,6 +57,10 @@ __all__ = [
     "AppliedOptions",
     "ModelResult",
     "PeriodResult",
+    "PathRow",
+    "TopPaths",
+    "Transition",
+    "Transitions",
     "ChannelCredit",
     "PositionWeights",
     "JobOptions",
