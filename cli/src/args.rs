@@ -163,9 +163,12 @@ pub struct JobOptionArgs {
     /// Comma-separated model ids, or `all` (every model that applies to the input).
     #[arg(long, default_value = "all")]
     pub models: String,
-    /// Markov chain order, 1 to 4.
+    /// Markov chain order, 1 to 4, or `auto` (chosen by held-out fit among 1 to 4).
+    #[arg(long, value_name = "1-4|auto")]
+    pub markov_order: Option<String>,
+    /// Also report the Markov removal effects of pairs of the top channels (table `markov_pairs`).
     #[arg(long)]
-    pub markov_order: Option<u8>,
+    pub markov_pair_effects: bool,
     /// Lookback window before each conversion, in days (0 = unlimited; default 30).
     #[arg(long, allow_negative_numbers = true)]
     pub lookback_days: Option<f64>,
@@ -248,7 +251,8 @@ impl JobOptionArgs {
     pub fn options_spec(&self) -> Result<OptionsSpec, AttributionError> {
         Ok(OptionsSpec {
             models: Some(split_list(&self.models)),
-            markov_order: self.markov_order,
+            markov_order: self.markov_order.as_deref().map(str::parse).transpose()?,
+            markov_pair_effects: self.markov_pair_effects.then_some(true),
             lookback_days: self.lookback_days,
             half_life_days: self.half_life_days,
             position_weights: self.position_weights.as_deref().map(PositionWeights::parse).transpose()?,

@@ -1,5 +1,6 @@
 //! The human-readable view of a result (`--table`): a summary, then channels × models
-//! for conversions and for value, then the Markov removal effects.
+//! for conversions and for value, then the Markov removal effects (with how `auto` chose the
+//! order, and the pair removal effects when asked).
 
 use std::fmt::Write;
 
@@ -70,6 +71,43 @@ pub fn render(result: &AttributionResult) -> String {
             ]);
         }
         align(&mut out, &rows);
+        if let Some(selection) = &markov.order_selection {
+            let _ = writeln!(
+                out,
+                "\nmarkov order chosen: {} (held-out log-likelihood of outcomes per journey; {} training, {} held-out journeys)",
+                selection.chosen,
+                count(selection.training_journeys),
+                count(selection.held_out_journeys)
+            );
+            let mut rows = vec![vec!["order".to_owned(), "states".to_owned(), "log-likelihood".to_owned()]];
+            for score in &selection.scores {
+                let mut order = score.order.to_string();
+                if score.order == selection.chosen {
+                    order.push_str(" *");
+                }
+                let ll = score.log_likelihood.map_or_else(|| "-".to_owned(), |ll| format!("{ll:.6}"));
+                rows.push(vec![order, score.states.to_string(), ll]);
+            }
+            align(&mut out, &rows);
+        }
+        if let Some(pairs) = &markov.pairs {
+            let _ = writeln!(out, "\nmarkov pair removal effects (pairs of the top channels)");
+            let mut rows = vec![
+                ["channel a", "channel b", "removal effect", "value removal effect", "overlap"]
+                    .map(str::to_owned)
+                    .to_vec(),
+            ];
+            for p in pairs {
+                rows.push(vec![
+                    p.channel_a.clone(),
+                    p.channel_b.clone(),
+                    format!("{:.6}", p.removal_effect),
+                    format!("{:.6}", p.removal_effect_value),
+                    format!("{:.6}", p.overlap),
+                ]);
+            }
+            align(&mut out, &rows);
+        }
     }
     if result.model(ModelId::Participation).is_some() {
         let _ = writeln!(

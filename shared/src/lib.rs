@@ -6,7 +6,8 @@
 //! environment; the `mta` command, the API and the workers call it.
 //!
 //! Data flow: [`ingest`] (bytes → [`chunk`]s) → [`journey`] (rows → journeys) →
-//! [`partial`] (journeys → additive aggregates, via [`rules`] and [`markov`]) →
+//! [`partial`] (journeys → additive aggregates, via [`rules`], [`markov`] (its order chosen
+//! by [`markov_order`] when asked) and [`shao_li`]) →
 //! [`Partial::merge`] → [`Partial::finish`] → [`result`]. [`credits`] exports
 //! per-journey credit rows. [`channel_rules`] names channels from source, medium and
 //! campaign while rows are read.
@@ -18,16 +19,18 @@ pub mod error;
 pub mod ingest;
 pub mod journey;
 pub mod markov;
+pub mod markov_order;
 pub mod options;
 pub mod partial;
 pub mod period;
 pub mod reports;
 pub mod result;
 pub mod rules;
+pub mod shao_li;
 
 pub use channel_rules::ChannelRules;
 pub use chunk::{ChannelDict, EventChunk, PathChunk};
 pub use error::{AttributionError, ErrorCode, Problem};
-pub use options::{InputKind, ModelId, Options, OptionsSpec, PositionWeights};
+pub use options::{InputKind, MarkovOrder, ModelId, Options, OptionsSpec, PositionWeights};
 pub use partial::Partial;
 pub use result::AttributionResult;

@@ -9,11 +9,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::chunk::{EventChunk, PathChunk};
 use crate::error::{AttributionError, ErrorCode, Problem};
-use crate::journey::{Journey, for_each_event_journey, for_each_path_journey};
+use crate::journey::{Journey, JourneyOrigin, for_each_event_journey, for_each_path_journey};
 use crate::markov::MarkovCounts;
-use crate::options::{ModelId, Options};
+use crate::markov_order::OrderCandidates;
+use crate::options::{MarkovOrder, ModelId, Options};
 use crate::reports::ReportCounts;
 use crate::rules::touch_weights;
+use crate::shao_li::ShaoLiCounts;
 
 /// Journey and row counts of the input (docs/user-guide.md, "Results", `summary`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
@@ -63,7 +65,15 @@ pub struct Partial {
     pub channel_seen: Vec<bool>,
     pub counts: Counts,
     pub rules: Vec<RuleCredits>,
+    /// The chain of a fixed `markov_order`.
     pub markov: Option<MarkovCounts>,
+    /// With `markov_order: auto`: the chains of orders 1 to 4 and the held-out outcome
+    /// counts that choose among them (`markov_order.rs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub markov_auto: Option<OrderCandidates>,
+    /// The `shao_li` model's journey counts per channel and pair.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shao_li: Option<ShaoLiCounts>,
     /// The journey reports' sums (`reports.rs`); absent from partials of older versions.
     #[serde(default)]
     pub reports: ReportCounts,
@@ -89,7 +99,13 @@ impl Partial {
             channel_seen: vec![false; n],
             counts: Counts::default(),
             rules,
-            markov: options.wants(ModelId::Markov).then(|| MarkovCounts::new(options.markov_order)),
+            markov: match options.markov_order {
+                MarkovOrder::Fixed(order) if options.wants(ModelId::Markov) => Some(MarkovCounts::new(order)),
+                _ => None,
+            },
+            markov_auto: (options.wants(ModelId::Markov) && options.markov_order == MarkovOrder::Auto)
+                .then(OrderCandidates::new),
+            shao_li: options.wants(ModelId::ShaoLi).then(ShaoLiCounts::default),
             reports: ReportCounts::new(n),
             periods: BTreeMap::new(),
         }
@@ -100,21 +116,28 @@ impl Partial {
     pub fn from_events(chunk: &EventChunk, options: &Options) -> Result<Partial, AttributionError> {
         let mut partial = Partial::new(options, chunk.channels.names());
         let mut adder = JourneyAdder::new(options, &partial.channels);
+        // The training / held-out split of `markov_order: auto`, by user.
+        let held_out = |origin: JourneyOrigin| match origin {
+            JourneyOrigin::EventRow(row) => crate::markov_order::is_held_out(chunk.user_keys[row]),
+            JourneyOrigin::PathRow(_) => false,
+        };
         match options.period {
-            None => for_each_event_journey(chunk, options, |journey, _| adder.add(&mut partial, journey, options)),
+            None => for_each_event_journey(chunk, options, |journey, origin| {
+                adder.add(&mut partial, journey, held_out(origin), options)
+            }),
             Some(period) => {
                 // Each journey is added once, to its period; the whole is their sum.
                 let empty = partial.clone();
                 let mut periods = BTreeMap::new();
-                for_each_event_journey(chunk, options, |journey, _| {
+                for_each_event_journey(chunk, options, |journey, origin| {
                     let at = journey.conversion_time.or_else(|| journey.touch_times.and_then(|t| t.last().copied()));
                     match at {
                         Some(at) => {
                             let sub =
                                 periods.entry(period.start(at, options.timezone)).or_insert_with(|| empty.clone());
-                            adder.add(sub, journey, options);
+                            adder.add(sub, journey, held_out(origin), options);
                         }
-                        None => adder.add(&mut partial, journey, options),
+                        None => adder.add(&mut partial, journey, held_out(origin), options),
                     }
                 });
                 // The periods share this chunk's channel numbering: no names to match.
@@ -127,6 +150,7 @@ impl Partial {
         }
         partial.counts.rows = chunk.len() as u64;
         partial.check_finite(options)?;
+        partial.check_limits()?;
         Ok(partial)
     }
 
@@ -134,10 +158,26 @@ impl Partial {
     pub fn from_paths(chunk: &PathChunk, options: &Options) -> Result<Partial, AttributionError> {
         let mut partial = Partial::new(options, chunk.channels.names());
         let mut adder = JourneyAdder::new(options, &partial.channels);
-        for_each_path_journey(chunk, options, |journey, _| adder.add(&mut partial, journey, options));
+        let auto = partial.markov_auto.is_some();
+        let names = chunk.channels.names();
+        for_each_path_journey(chunk, options, |journey, _| {
+            // The training / held-out split of `markov_order: auto`, by the row's path.
+            let held_out = auto && crate::markov_order::is_held_out_path(journey.channels, names);
+            adder.add(&mut partial, journey, held_out, options)
+        });
         partial.counts.rows = chunk.len() as u64;
         partial.check_finite(options)?;
+        partial.check_limits()?;
         Ok(partial)
+    }
+
+    /// Refuses counts that grew past a model's bound (the `shao_li` pairs); [`Partial::finish`]
+    /// asks again after merging.
+    pub fn check_limits(&self) -> Result<(), AttributionError> {
+        match &self.shao_li {
+            Some(shao_li) => shao_li.check_limit(),
+            None => Ok(()),
+        }
     }
 
     /// Refuses a partial whose sums left the range of `f64` (conversions or values near
@@ -213,6 +253,12 @@ impl Partial {
         if let (Some(mine), Some(theirs)) = (&mut self.markov, &other.markov) {
             mine.merge(theirs, channel_map);
         }
+        if let (Some(mine), Some(theirs)) = (&mut self.markov_auto, &other.markov_auto) {
+            mine.merge(theirs, channel_map);
+        }
+        if let (Some(mine), Some(theirs)) = (&mut self.shao_li, &other.shao_li) {
+            mine.merge(theirs, channel_map);
+        }
         self.reports.merge(&other.reports, channel_map);
     }
 
@@ -259,7 +305,8 @@ impl JourneyAdder {
         JourneyAdder { is_direct: channels.iter().map(|c| options.is_direct(c)).collect(), weights: Vec::new() }
     }
 
-    pub(crate) fn add(&mut self, partial: &mut Partial, journey: &Journey<'_>, options: &Options) {
+    /// Adds one journey; `held_out` puts it in the held-out part of `markov_order: auto`.
+    pub(crate) fn add(&mut self, partial: &mut Partial, journey: &Journey<'_>, held_out: bool, options: &Options) {
         // Value belongs to conversions: a journey without any carries none (ingest refuses
         // such path rows; this keeps the engine's totals consistent whatever it is given).
         let journey = &Journey { value: if journey.is_converting() { journey.value } else { 0.0 }, ..*journey };
@@ -279,6 +326,12 @@ impl JourneyAdder {
         }
         if let Some(markov) = &mut partial.markov {
             markov.add_path(journey.channels, journey.conversions, journey.nulls, journey.value);
+        }
+        if let Some(candidates) = &mut partial.markov_auto {
+            candidates.add_path(journey.channels, journey.conversions, journey.nulls, journey.value, held_out);
+        }
+        if let Some(shao_li) = &mut partial.shao_li {
+            shao_li.add_path(journey.channels, journey.conversions, journey.nulls, journey.value);
         }
         partial.reports.add(journey);
         if !journey.is_converting() {

@@ -10,7 +10,8 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::{AttributionError, ErrorCode};
 use crate::markov::SolveBudget;
-use crate::options::{ModelId, Options};
+use crate::markov_order::OrderSelection;
+use crate::options::{MarkovOrder, ModelId, Options};
 use crate::partial::Partial;
 use crate::period::Period;
 use crate::reports::Reports;
@@ -83,6 +84,34 @@ pub struct ModelResult {
     pub order: Option<u8>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub conversion_probability: Option<f64>,
+    /// `markov` with `markov_order: auto`: every candidate order's score and the one chosen
+    /// (which is `order`); whole-file results only, periods use the same order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub order_selection: Option<OrderSelection>,
+    /// `markov` with `markov_pair_effects`: the pairs of its top channels by removal effect
+    /// (see [`TOP_PAIR_CHANNELS`]), by pair removal effect, descending.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pairs: Option<Vec<PairEffect>>,
+}
+
+/// Pair removal effects are reported for the pairs among this many channels with the
+/// highest removal effects (ties by name): at most 45 pairs, one solve each.
+pub const TOP_PAIR_CHANNELS: usize = 10;
+
+/// What the conversion probability loses when both channels are removed.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PairEffect {
+    /// The pair, in name order.
+    pub channel_a: String,
+    pub channel_b: String,
+    /// 1 − P(conversion without either) / P(conversion), 0..1.
+    pub removal_effect: f64,
+    /// The same for the expected conversion value.
+    pub removal_effect_value: f64,
+    /// The two channels' own removal effects minus the pair's: the share of the conversion
+    /// probability that needs both (journeys through a and b, counted in each one's effect).
+    pub overlap: f64,
 }
 
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -158,9 +187,12 @@ impl Partial {
         budget: &SolveBudget,
     ) -> Result<AttributionResult, AttributionError> {
         self.check_finite(options)?;
-        let mut result = build_result(self, options, budget)?;
+        self.check_limits()?;
+        let mut result = build_result(self, options, budget, None)?;
+        // With `markov_order: auto` the periods' chains use the order chosen for the whole.
+        let order = result.model(ModelId::Markov).and_then(|m| m.order);
         for (&day, period) in &self.periods {
-            let AttributionResult { summary, models, .. } = build_result(period, options, budget)?;
+            let AttributionResult { summary, models, .. } = build_result(period, options, budget, order)?;
             result.periods.push(PeriodResult { period: Period::label(day), summary, models });
         }
         match first_non_finite(&result) {
@@ -197,15 +229,23 @@ fn first_non_finite(result: &AttributionResult) -> Option<&'static str> {
             [Some(c.conversions), Some(c.value), Some(c.share), c.removal_effect, c.removal_effect_value]
         });
         let totals = [Some(model.total_conversions), Some(model.total_value), model.conversion_probability];
-        let finite = totals.into_iter().chain(channels).flatten().all(f64::is_finite);
+        let pairs = model
+            .pairs
+            .iter()
+            .flatten()
+            .flat_map(|p| [Some(p.removal_effect), Some(p.removal_effect_value), Some(p.overlap)]);
+        let scores = model.order_selection.iter().flat_map(|s| s.scores.iter().map(|score| score.log_likelihood));
+        let finite = totals.into_iter().chain(channels).chain(pairs).chain(scores).flatten().all(f64::is_finite);
         (!finite).then(|| model.model.as_str())
     })
 }
 
+/// The result of `partial`; `markov_order` (a period's) fixes the order `auto` would choose.
 pub(crate) fn build_result(
     partial: &Partial,
     options: &Options,
     budget: &SolveBudget,
+    markov_order: Option<u8>,
 ) -> Result<AttributionResult, AttributionError> {
     let counts = &partial.counts;
     let summary = Summary {
@@ -226,29 +266,112 @@ pub(crate) fn build_result(
 
     let mut models = Vec::with_capacity(options.models.len());
     for &model in &options.models {
-        let result = if model == ModelId::Markov {
-            let markov = partial.markov.as_ref().expect("a partial for markov carries markov counts");
-            let solution = markov.solve(partial.channels.len(), budget)?;
-            let mut result = model_result(model, partial, &seen, &solution.conversions, &solution.value, attributed);
-            let ids: rustc_hash::FxHashMap<&str, usize> =
-                partial.channels.iter().enumerate().map(|(id, name)| (name.as_str(), id)).collect();
-            for credit in &mut result.channels {
-                let id = ids[credit.channel.as_str()];
-                credit.removal_effect = Some(solution.removal_effect[id]);
-                credit.removal_effect_value = Some(solution.removal_effect_value[id]);
+        let result = match model {
+            ModelId::Markov => markov_result(partial, options, budget, markov_order, &seen, attributed)?,
+            ModelId::ShaoLi => {
+                let counts = partial.shao_li.as_ref().expect("a partial for shao_li carries its counts");
+                let c = counts.contributions(partial.channels.len())?;
+                let mut conversions = vec![0.0; partial.channels.len()];
+                let mut value = vec![0.0; partial.channels.len()];
+                distribute(&seen, &c.conversions, attributed.0, &mut conversions);
+                distribute(&seen, &c.value, attributed.1, &mut value);
+                model_result(model, partial, &seen, &conversions, &value, attributed)
             }
-            result.order = Some(markov.order);
-            result.conversion_probability = Some(solution.conversion_probability);
-            result
-        } else {
-            let rule = partial.rules.iter().find(|r| r.model == model).expect("a partial carries every rule model");
-            model_result(model, partial, &seen, &rule.conversions, &rule.value, attributed)
+            _ => {
+                let rule = partial.rules.iter().find(|r| r.model == model).expect("a partial carries every rule model");
+                model_result(model, partial, &seen, &rule.conversions, &rule.value, attributed)
+            }
         };
         models.push(result);
     }
     let has_times = options.kind == crate::options::InputKind::Events;
     let reports = Some(partial.reports.report(&partial.channels, &partial.channel_seen, has_times));
     Ok(AttributionResult { summary, options: options.clone(), models, periods: Vec::new(), reports })
+}
+
+/// `out[c] = weights[c] / Σ weights × total` over the `seen` channels (nothing when the
+/// weights sum to 0).
+fn distribute(seen: &[usize], weights: &[f64], total: f64, out: &mut [f64]) {
+    let sum: f64 = seen.iter().map(|&c| weights[c]).sum();
+    if sum > 0.0 {
+        for &c in seen {
+            out[c] = weights[c] / sum * total;
+        }
+    }
+}
+
+/// The markov model: the chain of the fixed order, or of the order `auto` chooses (or
+/// `markov_order`, a period's whole-file choice), solved; and its pair effects if asked.
+fn markov_result(
+    partial: &Partial,
+    options: &Options,
+    budget: &SolveBudget,
+    markov_order: Option<u8>,
+    seen: &[usize],
+    attributed: (f64, f64),
+) -> Result<ModelResult, AttributionError> {
+    let (chain, selection) = match (&partial.markov, &partial.markov_auto) {
+        (Some(chain), _) => (chain, None),
+        (None, Some(candidates)) => match markov_order {
+            Some(order) => (candidates.chain(order), None),
+            None => {
+                let selection = candidates.choose();
+                (candidates.chain(selection.chosen), Some(selection))
+            }
+        },
+        (None, None) => panic!("a partial for markov carries markov counts"),
+    };
+    debug_assert!(options.markov_order == MarkovOrder::Auto || selection.is_none());
+    let solution = chain.solve(partial.channels.len(), budget)?;
+    let mut result = model_result(ModelId::Markov, partial, seen, &solution.conversions, &solution.value, attributed);
+    let ids: rustc_hash::FxHashMap<&str, usize> =
+        partial.channels.iter().enumerate().map(|(id, name)| (name.as_str(), id)).collect();
+    for credit in &mut result.channels {
+        let id = ids[credit.channel.as_str()];
+        credit.removal_effect = Some(solution.removal_effect[id]);
+        credit.removal_effect_value = Some(solution.removal_effect_value[id]);
+    }
+    result.order = Some(chain.order);
+    result.conversion_probability = Some(solution.conversion_probability);
+    result.order_selection = selection;
+    if options.markov_pair_effects {
+        // The top channels by removal effect, ties by name; their pairs in name order.
+        let mut top: Vec<usize> = seen.to_vec();
+        top.sort_by(|&a, &b| {
+            solution.removal_effect[b]
+                .total_cmp(&solution.removal_effect[a])
+                .then_with(|| partial.channels[a].cmp(&partial.channels[b]))
+        });
+        top.truncate(TOP_PAIR_CHANNELS);
+        top.sort_by(|&a, &b| partial.channels[a].cmp(&partial.channels[b]));
+        let pairs: Vec<(u32, u32)> = top
+            .iter()
+            .enumerate()
+            .flat_map(|(i, &a)| top[i + 1..].iter().map(move |&b| (a as u32, b as u32)))
+            .collect();
+        let effects = chain.pair_removal_effects(&pairs, budget)?;
+        let mut out: Vec<PairEffect> = pairs
+            .iter()
+            .zip(effects)
+            .map(|(&(a, b), (re, re_value))| {
+                let (a, b) = (a as usize, b as usize);
+                PairEffect {
+                    channel_a: partial.channels[a].clone(),
+                    channel_b: partial.channels[b].clone(),
+                    removal_effect: re,
+                    removal_effect_value: re_value,
+                    overlap: (solution.removal_effect[a] + solution.removal_effect[b] - re).max(0.0),
+                }
+            })
+            .collect();
+        out.sort_by(|x, y| {
+            y.removal_effect
+                .total_cmp(&x.removal_effect)
+                .then_with(|| (&x.channel_a, &x.channel_b).cmp(&(&y.channel_a, &y.channel_b)))
+        });
+        result.pairs = Some(out);
+    }
+    Ok(result)
 }
 
 fn model_result(
@@ -287,6 +410,8 @@ fn model_result(
         note,
         order: None,
         conversion_probability: None,
+        order_selection: None,
+        pairs: None,
     }
 }
 
@@ -318,10 +443,14 @@ pub enum Table {
     PathLength,
     TimeLag,
     Positions,
+    /// The markov model's pair removal effects (`markov_pair_effects`):
+    /// `channel_a,channel_b,removal_effect,removal_effect_value,overlap`.
+    MarkovPairs,
 }
 
 impl Table {
-    pub const ALL: [Table; 5] = [Table::Channels, Table::Periods, Table::PathLength, Table::TimeLag, Table::Positions];
+    pub const ALL: [Table; 6] =
+        [Table::Channels, Table::Periods, Table::PathLength, Table::TimeLag, Table::Positions, Table::MarkovPairs];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -330,6 +459,7 @@ impl Table {
             Table::PathLength => "path_length",
             Table::TimeLag => "time_lag",
             Table::Positions => "positions",
+            Table::MarkovPairs => "markov_pairs",
         }
     }
 
@@ -340,6 +470,7 @@ impl Table {
             Table::Periods => !result.periods.is_empty(),
             Table::PathLength | Table::Positions => result.reports.is_some(),
             Table::TimeLag => result.reports.as_ref().is_some_and(|r| !r.time_lag.is_empty()),
+            Table::MarkovPairs => result.model(ModelId::Markov).is_some_and(|m| m.pairs.is_some()),
         }
     }
 
@@ -372,9 +503,28 @@ impl Table {
                 }
                 out
             }
+            Table::MarkovPairs => {
+                let mut out = String::from(MARKOV_PAIRS_CSV_HEADER);
+                out.push('\n');
+                let pairs = result.model(ModelId::Markov).and_then(|m| m.pairs.as_deref()).unwrap_or_default();
+                for p in pairs {
+                    out.push_str(&format!(
+                        "{},{},{},{},{}\n",
+                        csv_field(&p.channel_a),
+                        csv_field(&p.channel_b),
+                        p.removal_effect,
+                        p.removal_effect_value,
+                        p.overlap
+                    ));
+                }
+                out
+            }
         }
     }
 }
+
+/// The header of the `markov_pairs` table.
+pub const MARKOV_PAIRS_CSV_HEADER: &str = "channel_a,channel_b,removal_effect,removal_effect_value,overlap";
 
 impl std::str::FromStr for Table {
     type Err = AttributionError;

@@ -40,6 +40,7 @@ Model = Literal[
     "participation",
     "markov",
     "shapley",
+    "shao_li",
 ]
 InputKind = Literal["events", "paths"]
 InputFormat = Literal["csv", "parquet", "ndjson"]
@@ -78,7 +79,8 @@ class JobOptions(TypedDict, total=False):
     path_separator: str
     columns: Mapping[str, str]
     models: Sequence[Model] | Literal["all"]
-    markov_order: int
+    markov_order: int | Literal["auto"]
+    markov_pair_effects: bool
     lookback_days: float
     half_life_days: float
     position_weights: PositionWeightsLike
@@ -99,7 +101,7 @@ SPEC_KEYWORDS: tuple[str, ...] = (
 )
 #: Keywords that are fields of its ``options`` object (``OptionsSpec``).
 OPTION_KEYWORDS: tuple[str, ...] = (
-    "models", "markov_order", "lookback_days", "half_life_days", "position_weights", "direct_channels",
+    "models", "markov_order", "markov_pair_effects", "lookback_days", "half_life_days", "position_weights", "direct_channels",
     "conversion_row_is_touch", "max_journey_touches", "channel_rules", "period", "timezone",
 )
 #: Keywords sent as headers of ``POST /v1/jobs``, by header name.
