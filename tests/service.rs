@@ -699,3 +699,46 @@ async fn credit_per_period_over_chunks_equals_the_local_command_and_has_its_csv_
     assert_eq!(status, 422, "{body}");
     assert!(body.to_string().contains("period"), "{body}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shao_li_auto_markov_order_and_pair_effects_over_chunks_equal_the_local_command() {
+    let service = Service::start(chunked(2)).await;
+    let file = sample("events.csv");
+    let options = json!({ "models": ["markov", "shao_li"], "markov_order": "auto", "markov_pair_effects": true });
+    let job = service.run(&file, json!({ "options": options })).await;
+    assert_eq!(job["state"], "succeeded", "{job}");
+    let id = job["id"].as_str().unwrap();
+    let (_, result) = service.get(&format!("/v1/jobs/{id}/result")).await;
+    let local =
+        attribute_json(&file, &["--models", "markov,shao_li", "--markov-order", "auto", "--markov-pair-effects"]);
+    // The held-out split is by user, so the chunks choose the same order with the same scores.
+    let markov = &result["models"]["markov"];
+    assert_eq!(markov["order_selection"]["chosen"], local["models"]["markov"]["order_selection"]["chosen"]);
+    assert!(markov["order_selection"]["held_out_journeys"].as_f64().unwrap() > 0.0, "{markov}");
+    assert_eq!(markov["pairs"].as_array().unwrap().len(), 45, "the pairs of the top 10 channels");
+    assert_same_result(&without_job_id(result.clone()), &local, "result");
+
+    let (status, csv) = service.get_bytes(&format!("/v1/jobs/{id}/result?format=csv&table=markov_pairs")).await;
+    assert_eq!(status, 200);
+    let csv = String::from_utf8(csv).unwrap();
+    assert!(csv.starts_with("channel_a,channel_b,removal_effect,removal_effect_value,overlap\n"), "{csv}");
+    assert_eq!(csv.lines().count(), 46, "{csv}");
+    let first = csv.lines().nth(1).unwrap();
+    let pair = &markov["pairs"][0];
+    assert!(first.starts_with(&format!(
+        "{},{},",
+        pair["channel_a"].as_str().unwrap(),
+        pair["channel_b"].as_str().unwrap()
+    )));
+
+    // A job without pair effects has no such table; a bad order is refused naming it.
+    let plain = service.run(&file, json!({ "options": { "models": ["shao_li"] } })).await;
+    let plain_id = plain["id"].as_str().unwrap();
+    let (_, plain_result) = service.get(&format!("/v1/jobs/{plain_id}/result")).await;
+    let local_plain = attribute_json(&file, &["--models", "shao_li"]);
+    assert_same_result(&without_job_id(plain_result), &local_plain, "shao_li result");
+    let upload = service.upload_file(&file).await;
+    let (status, body) = service.submit(json!({ "upload_id": upload, "options": { "markov_order": "best" } })).await;
+    assert_eq!(status, 422, "{body}");
+    assert!(body.to_string().contains("markov_order"), "{body}");
+}

@@ -26,9 +26,9 @@ pub struct ResultQuery {
     #[param(pattern = "^(json|csv)$")]
     format: Option<String>,
     /// With `format=csv`: `channels` (default: one row per model and channel), `periods` (one
-    /// row per period, model and channel; the job's `period` option), or a journey report:
-    /// `path_length`, `time_lag`, `positions`.
-    #[param(pattern = "^(channels|periods|path_length|time_lag|positions)$")]
+    /// row per period, model and channel; the job's `period` option), a journey report:
+    /// `path_length`, `time_lag`, `positions`, or `markov_pairs` (the job's `markov_pair_effects`).
+    #[param(pattern = "^(channels|periods|path_length|time_lag|positions|markov_pairs)$")]
     table: Option<String>,
 }
 

@@ -103,8 +103,8 @@ pub enum ClientCommand {
         #[arg(long, default_value = "table", value_parser = ["table", "json", "csv"])]
         format: String,
         /// Print this tidy table as CSV: `channels` (what `--format csv` prints), `periods`,
-        /// `path_length`, `time_lag` or `positions`.
-        #[arg(long, value_parser = ["channels", "periods", "path_length", "time_lag", "positions"], conflicts_with = "format")]
+        /// `path_length`, `time_lag`, `positions` or `markov_pairs`.
+        #[arg(long, value_parser = ["channels", "periods", "path_length", "time_lag", "positions", "markov_pairs"], conflicts_with = "format")]
         table: Option<String>,
         #[command(flatten)]
         connection: Connection,

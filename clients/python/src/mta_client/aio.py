@@ -356,7 +356,7 @@ class AsyncJob:
 
     async def result_csv(self, table: str = "channels") -> str:
         """A tidy table as the service's CSV (``?format=csv&table=``): ``channels``, ``periods``,
-        ``path_length``, ``time_lag`` or ``positions``."""
+        ``path_length``, ``time_lag``, ``positions`` or ``markov_pairs``."""
         self._check()
         return (await self.client.request("GET", f"/v1/jobs/{self.id}/result", params={"format": "csv", "table": table})).text
 

@@ -352,7 +352,7 @@ class Job:
 
     def result_csv(self, table: str = "channels") -> str:
         """A tidy table as the service's CSV (``?format=csv&table=``): ``channels``, ``periods``,
-        ``path_length``, ``time_lag`` or ``positions``."""
+        ``path_length``, ``time_lag``, ``positions`` or ``markov_pairs``."""
         self._check()
         return self.client.request("GET", f"/v1/jobs/{self.id}/result", params={"format": "csv", "table": table}).text
 
