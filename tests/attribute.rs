@@ -303,8 +303,10 @@ fn credits_export_has_a_row_per_journey_channel_and_model_that_adds_up() {
     let dir = workdir();
     let file = write(dir.path(), "events.csv", EVENTS);
     let credits = dir.path().join("credits.parquet");
-    let result =
-        attribute_json(&file, &["--credits", credits.to_str().unwrap(), "--models", "linear,first_touch,markov"]);
+    let result = attribute_json(
+        &file,
+        &["--credits", credits.to_str().unwrap(), "--models", "linear,first_touch,markov,shao_li"],
+    );
     let reader =
         parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&credits).unwrap())
             .unwrap()
@@ -336,6 +338,11 @@ fn credits_export_has_a_row_per_journey_channel_and_model_that_adds_up() {
     }
     let markov_total: f64 = sums.iter().filter(|((m, _), _)| m == "markov").map(|(_, (c, _))| c).sum();
     assert_close(markov_total, 2.0, "markov rows split each journey's conversion");
+    // shao_li splits each journey over its channels in proportion to their credit.
+    let shao_li_total: f64 = sums.iter().filter(|((m, _), _)| m == "shao_li").map(|(_, (c, _))| c).sum();
+    assert_close(shao_li_total, 2.0, "shao_li rows split each journey's conversion");
+    let shao_li_value: f64 = sums.iter().filter(|((m, _), _)| m == "shao_li").map(|(_, (_, v))| v).sum();
+    assert_close(shao_li_value, 150.0, "and its value");
 }
 
 #[test]
