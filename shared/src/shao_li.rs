@@ -30,16 +30,32 @@ pub const MAX_PAIRS: usize = 2_000_000;
 type Sums = [f64; 3];
 
 /// The model's additive statistics.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(into = "ShaoLiWire", from = "ShaoLiWire")]
 pub struct ShaoLiCounts {
     /// By channel id.
     channels: Vec<Sums>,
-    /// By `low << 32 | high` channel ids, `low < high`.
-    pairs: FxHashMap<u64, Sums>,
+    /// Pairs of channel ids below [`DENSE_CHANNELS`], `(a, b)` with `a < b` at
+    /// `b (b − 1) / 2 + a`: the common case is a direct index, not a hash look-up.
+    dense: Vec<Sums>,
+    /// The other pairs, by `low << 32 | high` channel ids, `low < high`.
+    sparse: FxHashMap<u64, Sums>,
+    /// Distinct pairs met (dense and sparse).
+    pair_count: usize,
     /// True once more than [`MAX_PAIRS`] pairs were met: the pairs are dropped.
     over_limit: bool,
     distinct: Vec<u32>,
+}
+
+/// Pairs of channels with ids below this are counted in a dense triangle (at most 32,640
+/// entries, 780 kB); it grows with the largest id met, so a few channels take a few bytes.
+const DENSE_CHANNELS: u32 = 256;
+
+impl PartialEq for ShaoLiCounts {
+    /// Equal counts, however they are stored.
+    fn eq(&self, other: &Self) -> bool {
+        self.channels == other.channels && self.over_limit == other.over_limit && self.pairs() == other.pairs()
+    }
 }
 
 /// The stored form: pairs sorted, so equal counts serialise equally.
@@ -53,20 +69,20 @@ struct ShaoLiWire {
 
 impl From<ShaoLiCounts> for ShaoLiWire {
     fn from(counts: ShaoLiCounts) -> Self {
-        let mut pairs: Vec<(u64, Sums)> = counts.pairs.into_iter().collect();
-        pairs.sort_unstable_by_key(|&(key, _)| key);
+        let pairs = counts.pairs();
         ShaoLiWire { channels: counts.channels, pairs, over_limit: counts.over_limit }
     }
 }
 
 impl From<ShaoLiWire> for ShaoLiCounts {
     fn from(wire: ShaoLiWire) -> Self {
-        ShaoLiCounts {
-            channels: wire.channels,
-            pairs: wire.pairs.into_iter().collect(),
-            over_limit: wire.over_limit,
-            distinct: Vec::new(),
+        let mut counts = ShaoLiCounts { channels: wire.channels, over_limit: wire.over_limit, ..Default::default() };
+        for (key, sums) in wire.pairs {
+            if !counts.add_pair(key, &sums) {
+                break;
+            }
         }
+        counts
     }
 }
 
@@ -82,10 +98,17 @@ fn pair_key(a: u32, b: u32) -> u64 {
     (low as u64) << 32 | high as u64
 }
 
+/// The dense slot of `low < high`, both below [`DENSE_CHANNELS`].
+fn dense_slot(low: u32, high: u32) -> usize {
+    let high = high as usize;
+    high * (high - 1) / 2 + low as usize
+}
+
+#[inline]
 fn add(sums: &mut Sums, other: &Sums) {
-    for (mine, theirs) in sums.iter_mut().zip(other) {
-        *mine += theirs;
-    }
+    sums[0] += other[0];
+    sums[1] += other[1];
+    sums[2] += other[2];
 }
 
 impl ShaoLiCounts {
@@ -113,9 +136,16 @@ impl ShaoLiCounts {
             self.give_up_pairs();
         }
         if !self.over_limit {
-            'all: for (i, &a) in distinct.iter().enumerate() {
-                for &b in &distinct[i + 1..] {
-                    if !self.add_pair(pair_key(a, b), &sums) {
+            // `distinct` is sorted: a < b, and a dense pair of b is at b (b − 1) / 2 + a.
+            'all: for (j, &b) in distinct.iter().enumerate().skip(1) {
+                let row = dense_slot(0, b);
+                for &a in &distinct[..j] {
+                    // The common case: both channels dense, the pair met before.
+                    if let Some(pair) = self.dense.get_mut(row + a as usize).filter(|_| b < DENSE_CHANNELS)
+                        && pair[0] + pair[1] > 0.0
+                    {
+                        add(pair, &sums);
+                    } else if !self.add_pair(pair_key(a, b), &sums) {
                         break 'all;
                     }
                 }
@@ -124,25 +154,77 @@ impl ShaoLiCounts {
         self.distinct = distinct;
     }
 
-    /// Adds to one pair; false (and the pairs dropped) when that would pass the limit.
+    /// Adds to one pair (`key` as [`pair_key`] makes it); false (and the pairs dropped)
+    /// when a new pair would pass the limit.
     fn add_pair(&mut self, key: u64, sums: &Sums) -> bool {
-        let full = self.pairs.len() >= MAX_PAIRS;
-        match self.pairs.get_mut(&key) {
-            Some(pair) => add(pair, sums),
-            None if full => {
-                self.give_up_pairs();
-                return false;
+        let (low, high) = ((key >> 32) as u32, key as u32);
+        let full = self.pair_count >= MAX_PAIRS;
+        let slot = if high < DENSE_CHANNELS {
+            let slot = dense_slot(low, high);
+            if self.dense.len() <= slot {
+                self.dense.resize(dense_slot(0, high + 1), [0.0; 3]);
             }
-            None => {
-                self.pairs.insert(key, *sums);
+            Some(slot)
+        } else {
+            None
+        };
+        let existing = match slot {
+            Some(slot) => {
+                let pair = &mut self.dense[slot];
+                let met = pair[0] + pair[1] > 0.0;
+                if met || !full {
+                    add(pair, sums);
+                }
+                met
             }
+            None => match self.sparse.get_mut(&key) {
+                Some(pair) => {
+                    add(pair, sums);
+                    true
+                }
+                None => {
+                    if !full {
+                        self.sparse.insert(key, *sums);
+                    }
+                    false
+                }
+            },
+        };
+        if existing {
+            return true;
         }
+        if full {
+            self.give_up_pairs();
+            return false;
+        }
+        self.pair_count += 1;
         true
     }
 
     fn give_up_pairs(&mut self) {
         self.over_limit = true;
-        self.pairs = FxHashMap::default();
+        self.dense = Vec::new();
+        self.sparse = FxHashMap::default();
+        self.pair_count = 0;
+    }
+
+    /// Every pair met, by key.
+    fn pairs(&self) -> Vec<(u64, Sums)> {
+        let mut pairs: Vec<(u64, Sums)> = self.sparse.iter().map(|(&key, &sums)| (key, sums)).collect();
+        let mut slot = 0;
+        for high in 1..DENSE_CHANNELS {
+            for low in 0..high {
+                if let Some(sums) = self.dense.get(slot).filter(|s| s[0] + s[1] > 0.0) {
+                    pairs.push((pair_key(low, high), *sums));
+                }
+                slot += 1;
+            }
+            if slot >= self.dense.len() {
+                break;
+            }
+        }
+        pairs.sort_unstable_by_key(|&(key, _)| key);
+        pairs
     }
 
     /// Adds `other`, whose channel ids map to ours through `channel_map`.
@@ -160,9 +242,9 @@ impl ShaoLiCounts {
         if self.over_limit {
             return;
         }
-        for (&key, sums) in &other.pairs {
+        for (key, sums) in other.pairs() {
             let (a, b) = ((key >> 32) as u32, key as u32);
-            if !self.add_pair(pair_key(channel_map[a as usize], channel_map[b as usize]), sums) {
+            if !self.add_pair(pair_key(channel_map[a as usize], channel_map[b as usize]), &sums) {
                 return;
             }
         }
@@ -194,15 +276,13 @@ impl ShaoLiCounts {
             (0..channel_count).map(|c| self.channels.get(c).map_or((0.0, 0.0), rate)).collect();
         // Σ_j of the pair terms and N_i, per channel; pairs in key order so that the sums do
         // not depend on the hash map's order.
-        let mut pairs: Vec<(&u64, &Sums)> = self.pairs.iter().collect();
-        pairs.sort_unstable_by_key(|&(&key, _)| key);
         let mut terms = vec![(0.0, 0.0, 0usize); channel_count];
-        for (&key, sums) in pairs {
+        for (key, sums) in self.pairs() {
             if sums[0] + sums[1] <= 0.0 {
                 continue;
             }
             let (a, b) = ((key >> 32) as usize, key as u32 as usize);
-            let (p_ab, v_ab) = rate(sums);
+            let (p_ab, v_ab) = rate(&sums);
             let ((p_a, v_a), (p_b, v_b)) = (singles[a], singles[b]);
             for c in [a, b] {
                 terms[c].0 += p_ab - p_a - p_b;
@@ -241,8 +321,7 @@ mod tests {
         let mut counts = ShaoLiCounts::default();
         counts.add_path(&[0, 0, 1, 0], 1.0, 0.0, 10.0);
         assert_eq!(counts.channels, [[1.0, 0.0, 10.0], [1.0, 0.0, 10.0]]);
-        assert_eq!(counts.pairs.len(), 1);
-        assert_eq!(counts.pairs[&pair_key(1, 0)], [1.0, 0.0, 10.0]);
+        assert_eq!(counts.pairs(), [(pair_key(1, 0), [1.0, 0.0, 10.0])]);
     }
 
     #[test]
@@ -252,7 +331,7 @@ mod tests {
         let mut counts = ShaoLiCounts::default();
         counts.add_path(&[0, 1], 1.0, 0.0, 1.0);
         counts.add_path(&channels, 1.0, 0.0, 1.0);
-        assert!(counts.pairs.is_empty());
+        assert!(counts.pairs().is_empty() && counts.dense.is_empty());
         let err = counts.contributions(2001).unwrap_err();
         assert_eq!(err.code, ErrorCode::LimitExceeded);
         assert!(err.message.contains("shao_li") && err.message.contains("2000000"), "{}", err.message);
@@ -264,7 +343,7 @@ mod tests {
         let just_under: Vec<u32> = (0..2000).collect();
         let mut fits = ShaoLiCounts::default();
         fits.add_path(&just_under, 1.0, 0.0, 1.0);
-        assert_eq!(fits.pairs.len(), 1_999_000);
+        assert_eq!((fits.pair_count, fits.pairs().len()), (1_999_000, 1_999_000));
         assert!(fits.check_limit().is_ok());
     }
 
@@ -280,5 +359,23 @@ mod tests {
         right.add_path(&[1, 0], 0.0, 2.0, 0.0);
         left.merge(&right, &[2, 1]);
         assert_eq!(serde_json::to_string(&left).unwrap(), serde_json::to_string(&whole).unwrap());
+    }
+
+    #[test]
+    fn dense_and_sparse_pairs_count_alike_and_stop_at_the_limit() {
+        // Channels 3 and 300 straddle the dense triangle; 255 and 256 too.
+        let mut counts = ShaoLiCounts::default();
+        counts.add_path(&[300, 3, 255, 256], 1.0, 2.0, 5.0);
+        counts.add_path(&[3, 300], 0.0, 1.0, 0.0);
+        let pairs = counts.pairs();
+        assert_eq!(pairs.len(), 6);
+        assert_eq!(counts.pair_count, 6);
+        let find = |a, b| pairs.iter().find(|(k, _)| *k == pair_key(a, b)).unwrap().1;
+        assert_eq!(find(3, 300), [1.0, 3.0, 5.0]);
+        assert_eq!(find(3, 255), [1.0, 2.0, 5.0]);
+        assert_eq!(find(255, 256), [1.0, 2.0, 5.0]);
+        let back: ShaoLiCounts = serde_json::from_str(&serde_json::to_string(&counts).unwrap()).unwrap();
+        assert_eq!(back, counts);
+        assert_eq!(back.pair_count, 6);
     }
 }
