@@ -89,7 +89,7 @@ pub struct ModelResult {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub order_selection: Option<OrderSelection>,
     /// `markov` with `markov_pair_effects`: the pairs of its top channels by removal effect
-    /// (see [`TOP_PAIR_CHANNELS`]), by pair removal effect, descending.
+    /// (see [`TOP_PAIR_CHANNELS`]), by pair removal effect, descending; whole-file results only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pairs: Option<Vec<PairEffect>>,
 }
@@ -189,10 +189,12 @@ impl Partial {
         self.check_finite(options)?;
         self.check_limits()?;
         let mut result = build_result(self, options, budget, None)?;
-        // With `markov_order: auto` the periods' chains use the order chosen for the whole.
+        // With `markov_order: auto` the periods' chains use the order chosen for the whole;
+        // pair effects (45 solves) are the whole file's only.
         let order = result.model(ModelId::Markov).and_then(|m| m.order);
+        let period_options = Options { markov_pair_effects: false, ..options.clone() };
         for (&day, period) in &self.periods {
-            let AttributionResult { summary, models, .. } = build_result(period, options, budget, order)?;
+            let AttributionResult { summary, models, .. } = build_result(period, &period_options, budget, order)?;
             result.periods.push(PeriodResult { period: Period::label(day), summary, models });
         }
         match first_non_finite(&result) {

@@ -345,7 +345,14 @@ proptest! {
         check_conservation(&result)?;
         for period in &result.periods {
             check_conservation(&as_result(&result, period))?;
+            // Pair effects and the order's choice are the whole file's.
+            let markov = period.models.iter().find(|m| m.model == ModelId::Markov).expect("markov in every period");
+            prop_assert!(markov.pairs.is_none() && markov.order_selection.is_none());
+            prop_assert_eq!(markov.order, model(&result, ModelId::Markov).order);
         }
+        let markov = model(&result, ModelId::Markov);
+        prop_assert_eq!(markov.pairs.is_some(), result.options.markov_pair_effects);
+        prop_assert_eq!(markov.order_selection.is_some(), result.options.markov_order == MarkovOrder::Auto);
         check_periods_add_up(&result)?;
         // Every attributed conversion is in one path-length bucket, and one time-lag bucket.
         let reports = result.reports.as_ref().expect("every result has reports");
