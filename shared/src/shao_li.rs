@@ -14,8 +14,9 @@
 //! with the value per journey in place of the conversion rate.
 //!
 //! [`ShaoLiCounts`] holds the journey counts per channel and per pair, so chunks merge by
-//! addition. Pairs are kept sparse (only pairs that share a journey) and bounded by
-//! [`MAX_PAIRS`]: past it the counts stop growing and the model is refused.
+//! addition. Only pairs that share a journey count: those of the first 256 channel ids in a
+//! dense triangle (a direct index on the per-journey path), the others in a hash map; both
+//! bounded together by [`MAX_PAIRS`]: past it the counts stop growing and the model is refused.
 
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
