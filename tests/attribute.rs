@@ -820,3 +820,87 @@ fn shao_li_over_too_many_channel_pairs_is_refused_naming_the_model() {
     let linear = attribute_json(&file, &["--models", "linear"]);
     assert_close(linear["models"]["linear"]["total_conversions"].as_f64().unwrap(), 1.0, "linear");
 }
+
+#[test]
+fn lookback_windows_compare_in_one_run_with_their_table_and_csv() {
+    let dir = workdir();
+    let file = write(dir.path(), "events.csv", EVENTS);
+    let tables = dir.path().join("tables");
+    let models = ["--models", "first_touch,linear"];
+    let mut args = vec!["--lookback-days", "1.5,7,0", "--csv-dir", tables.to_str().unwrap()];
+    args.extend(models);
+    let result = attribute_json(&file, &args);
+    // Each window is the run with that window alone; the top level is the first.
+    let windows = result["windows"].as_array().unwrap();
+    for (window, days) in windows.iter().zip(["1.5", "7", "0"]) {
+        let mut alone = vec!["--lookback-days", days];
+        alone.extend(models);
+        let alone = attribute_json(&file, &alone);
+        assert_eq!(window["lookback_days"].as_f64().unwrap(), days.parse::<f64>().unwrap());
+        assert_eq!((&window["summary"], &window["models"]), (&alone["summary"], &alone["models"]), "{days} days");
+    }
+    assert_eq!((&result["summary"], &result["models"]), (&windows[0]["summary"], &windows[0]["models"]));
+    assert_eq!(result["options"]["lookback_days"], 1.5);
+    // By hand: within 1.5 days u1 has search only and u2 nothing (its search is 4 days old);
+    // within 7 days u1 is email → search; unlimited adds u3's display of 101 days before.
+    let unattributed: Vec<f64> =
+        windows.iter().map(|w| w["summary"]["unattributed_conversions"].as_f64().unwrap()).collect();
+    assert_eq!(unattributed, [2.0, 1.0, 0.0]);
+    let first_touch = &result["window_ranks"][0];
+    assert_eq!(first_touch["model"], "first_touch");
+    let ranks: Vec<(String, serde_json::Value, u64)> = first_touch["channels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["channel"].as_str().unwrap().to_owned(), c["rank"].clone(), c["rank_spread"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(
+        ranks,
+        [
+            ("search".to_owned(), serde_json::json!([1, 2, 3]), 2),
+            ("display".to_owned(), serde_json::json!([2, 3, 1]), 2),
+            ("email".to_owned(), serde_json::json!([null, 1, 2]), 1),
+        ]
+    );
+    let csv = std::fs::read_to_string(tables.join("windows.csv")).unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines[0], "model,channel,lookback_days,conversions,value,share,rank");
+    assert_eq!(
+        &lines[1..4],
+        [
+            "first_touch,search,1.5,1,100,1,1",
+            "first_touch,search,7,1,50,0.5,2",
+            "first_touch,search,0,1,50,0.3333333333333333,3"
+        ]
+    );
+    assert_eq!(lines.len(), 1 + 16, "two models × (3 + 3 + 2) ranked channel windows: {csv}");
+
+    // `--table` shows share (rank) under every window.
+    let mut args = vec!["--lookback-days", "1.5,7,0", "--table"];
+    args.extend(models);
+    let output = attribute(&file, &args);
+    assert!(output.status.success());
+    let text = String::from_utf8(output.stdout).unwrap();
+    for needle in ["lookback windows", "1.5d", "7d", "unlimited", "rank spread", "100.0% (1)", "50.0% (2)"] {
+        assert!(text.contains(needle), "missing {needle} in\n{text}");
+    }
+    // One number keeps the plain result.
+    let plain = attribute_json(&file, &["--lookback-days", "7"]);
+    assert!(plain.get("windows").is_none() && plain.get("window_ranks").is_none());
+
+    // Refused before the file is read, naming the option (exit 2).
+    for (args, needle) in [
+        (vec!["--lookback-days", "1,2,3,4,5,6,7,8,9"], "at most 8"),
+        (vec!["--lookback-days", "7,7"], "listed twice"),
+        (vec!["--lookback-days", "7,-1"], "must be a number >= 0"),
+        (vec!["--lookback-days", "7,soon"], "comma-separated"),
+        (vec!["--lookback-days", "7,30", "--period", "week"], "does not combine with `period`"),
+    ] {
+        let (exit, stderr) = failure(&attribute(&file, &args));
+        assert_eq!(exit, 2, "{args:?}: {stderr}");
+        assert!(stderr.contains("lookback_days") && stderr.contains(needle), "{args:?}: {stderr}");
+    }
+    let (exit, stderr) = failure(&attribute(&sample("paths.csv"), &["--lookback-days", "7,30"]));
+    assert_eq!(exit, 2, "{stderr}");
+    assert!(stderr.contains("path rows have no times"), "{stderr}");
+}

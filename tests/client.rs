@@ -74,6 +74,37 @@ async fn the_terminal_flow_submits_follows_and_fetches() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lookback_windows_go_through_submit_and_come_back_as_tables() {
+    let service = Service::start(ServiceSpec::default()).await;
+    let events = sample("events.csv");
+    let events = events.to_str().unwrap();
+    let output =
+        mta(&service, &["submit", events, "--models", "linear,first_touch", "--lookback-days", "7,30", "--wait"]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let table = text(&output.stdout);
+    assert!(table.contains("lookback windows") && table.contains("rank spread") && table.contains("30d"), "{table}");
+    let jobs: Value = serde_json::from_slice(&mta(&service, &["jobs", "--json"]).stdout).unwrap();
+    let id = jobs["jobs"][0]["id"].as_str().unwrap().to_owned();
+    let json: Value = serde_json::from_slice(&mta(&service, &["result", &id, "--format", "json"]).stdout).unwrap();
+    assert_eq!(json["options"]["lookback_windows"], serde_json::json!([7.0, 30.0]));
+    let csv = text(&mta(&service, &["result", &id, "--table", "windows"]).stdout);
+    let mut lines = csv.lines();
+    assert_eq!(lines.next(), Some("model,channel,lookback_days,conversions,value,share,rank"), "{csv}");
+    let ranked: usize = json["window_ranks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| r["channels"].as_array().unwrap())
+        .map(|c| c["rank"].as_array().unwrap().iter().filter(|r| !r.is_null()).count())
+        .sum();
+    assert_eq!(lines.count(), ranked);
+    // Refused before the upload, naming the option.
+    let output = mta(&service, &["submit", events, "--lookback-days", "1,2,3,4,5,6,7,8,9"]);
+    assert_ne!(output.status.code(), Some(0));
+    assert!(text(&output.stderr).contains("at most 8 windows"), "{}", text(&output.stderr));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ctrl_c_stops_waiting_but_not_the_job() {
     let spec = ServiceSpec { env: vec![("MTA_FAULT_CHUNK_DELAY_MS", "1500".to_owned())], ..ServiceSpec::default() };
     let service = Service::start(spec).await;

@@ -11,6 +11,7 @@ mod retention;
 mod security;
 mod service;
 mod service_support;
+mod spend;
 mod support;
 mod tidy;
 mod webhooks;

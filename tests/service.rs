@@ -634,7 +634,7 @@ async fn an_idempotency_claim_does_not_outlive_the_process_that_made_it() {
 }
 
 /// `result` with every `channels` list sorted by channel name.
-fn channels_by_name(mut result: Value) -> Value {
+pub(crate) fn channels_by_name(mut result: Value) -> Value {
     fn sort(value: &mut Value) {
         match value {
             Value::Object(map) => {
@@ -741,4 +741,153 @@ async fn shao_li_auto_markov_order_and_pair_effects_over_chunks_equal_the_local_
     let (status, body) = service.submit(json!({ "upload_id": upload, "options": { "markov_order": "best" } })).await;
     assert_eq!(status, 422, "{body}");
     assert!(body.to_string().contains("markov_order"), "{body}");
+}
+
+/// `result` without the ranks of `markov` in `window_ranks`: near-zero Markov credits that
+/// differ only by rounding may sort either way (their shares are still compared).
+fn without_markov_ranks(mut result: Value) -> Value {
+    for ranks in result["window_ranks"].as_array_mut().into_iter().flatten() {
+        if ranks["model"] == "markov" {
+            for channel in ranks["channels"].as_array_mut().unwrap() {
+                let channel = channel.as_object_mut().unwrap();
+                channel.remove("rank");
+                channel.remove("rank_spread");
+            }
+        }
+    }
+    result
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lookback_windows_over_chunks_equal_the_local_command_and_have_their_csv_table() {
+    let service = Service::start(chunked(2)).await;
+    let file = sample("events.csv");
+    let models = ["first_touch", "linear", "markov", "shapley"];
+    let options = json!({ "lookback_days": [14, 3, 0], "models": models });
+    let job = service.run(&file, json!({ "options": options })).await;
+    assert_eq!(job["state"], "succeeded", "{job}");
+    assert_eq!(job["spec"]["options"]["lookback_days"], json!([14.0, 3.0, 0.0]));
+    let id = job["id"].as_str().unwrap();
+    let (_, result) = service.get(&format!("/v1/jobs/{id}/result")).await;
+    let models = models.join(",");
+    let local = attribute_json(&file, &["--lookback-days", "14,3,0", "--models", &models]);
+    let days: Vec<f64> =
+        result["windows"].as_array().unwrap().iter().map(|w| w["lookback_days"].as_f64().unwrap()).collect();
+    assert_eq!(days, [14.0, 3.0, 0.0]);
+    assert_eq!(result["options"]["lookback_windows"], json!([14.0, 3.0, 0.0]));
+    assert_eq!(result["window_ranks"].as_array().unwrap().len(), 4, "one per model");
+    let comparable = |r: Value| channels_by_name(without_markov_ranks(r));
+    assert_same_result(&comparable(without_job_id(result.clone())), &comparable(local), "result");
+    // The windows really differ (the sample's touches reach back weeks), and the top level is
+    // the first window, as a job with that window alone.
+    let unattributed = |w: &Value| w["summary"]["unattributed_conversions"].as_f64().unwrap();
+    let windows = result["windows"].as_array().unwrap();
+    assert!(unattributed(&windows[1]) > unattributed(&windows[0]), "3 days leave more conversions without a touch");
+    assert!(unattributed(&windows[2]) <= unattributed(&windows[0]), "the unlimited window reaches further back");
+    let alone = attribute_json(&file, &["--lookback-days", "14", "--models", &models]);
+    assert_same_result(&channels_by_name(result["models"].clone()), &channels_by_name(alone["models"].clone()), "top");
+    assert!(alone.get("windows").is_none() && alone["options"].get("lookback_windows").is_none());
+
+    let (status, csv) = service.get_bytes(&format!("/v1/jobs/{id}/result?format=csv&table=windows")).await;
+    assert_eq!(status, 200);
+    let csv = String::from_utf8(csv).unwrap();
+    assert!(csv.starts_with("model,channel,lookback_days,conversions,value,share,rank\n"), "{csv}");
+    let ranked: usize = result["window_ranks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| r["channels"].as_array().unwrap())
+        .map(|c| c["rank"].as_array().unwrap().iter().filter(|r| !r.is_null()).count())
+        .sum();
+    assert_eq!(csv.lines().count(), ranked + 1);
+    assert!(csv.lines().any(|l| l.starts_with("first_touch,") && l.contains(",3,")), "{csv}");
+
+    // Refused: more than 8 windows and windows with a period at once; a list on path rows
+    // fails the job once the split sees them, naming the option.
+    let upload = service.upload_file(&file).await;
+    for (options, needle) in [
+        (json!({ "lookback_days": [1, 2, 3, 4, 5, 6, 7, 8, 9] }), "at most 8 windows"),
+        (json!({ "lookback_days": [7, 30], "period": "week" }), "does not combine with `period`"),
+        (json!({ "lookback_days": [7, 7] }), "listed twice"),
+    ] {
+        let (status, body) = service.submit(json!({ "upload_id": upload, "options": options })).await;
+        assert_eq!(status, 422, "{body}");
+        assert!(body.to_string().contains("lookback_days") && body.to_string().contains(needle), "{body}");
+    }
+    let job = service.run(&sample("paths.csv"), json!({ "options": { "lookback_days": [7, 30] } })).await;
+    assert_eq!(
+        (job["state"].as_str(), job["error"]["code"].as_str()),
+        (Some("failed"), Some("invalid_option")),
+        "{job}"
+    );
+    assert!(job["error"]["message"].as_str().unwrap().contains("path rows have no times"), "{job}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn windows_with_shao_li_auto_markov_order_and_spend_over_chunks_equal_the_local_command() {
+    let service = Service::start(chunked(2)).await;
+    let (file, costs) = (sample("events.csv"), sample("costs.csv"));
+    let options = json!({
+        "models": ["linear", "markov", "shao_li"],
+        "markov_order": "auto",
+        "markov_pair_effects": true,
+        "lookback_days": [14, 3, 0],
+    });
+    let upload = service.upload_file(&file).await;
+    let spend_upload = service.upload_file(&costs).await;
+    let id =
+        service.submit_ok(json!({ "upload_id": upload, "spend_upload_id": spend_upload, "options": options })).await;
+    let job = service.wait(&id, Duration::from_secs(120)).await;
+    assert_eq!(job["state"], "succeeded", "{job}");
+    let (_, result) = service.get(&format!("/v1/jobs/{id}/result")).await;
+    let local = attribute_json(
+        &file,
+        &[
+            "--models",
+            "linear,markov,shao_li",
+            "--markov-order",
+            "auto",
+            "--markov-pair-effects",
+            "--lookback-days",
+            "14,3,0",
+            "--spend",
+            costs.to_str().unwrap(),
+        ],
+    );
+    let comparable = |r: Value| channels_by_name(without_markov_ranks(r));
+    assert_same_result(&comparable(without_job_id(result.clone())), &comparable(local), "result");
+
+    // Spend reaches the shao_li rows: cost, and CPA = cost / credited conversions.
+    let shao_li = result["models"]["shao_li"]["channels"].as_array().unwrap();
+    let paid = shao_li.iter().find(|c| c["channel"] == "paid_search").expect("paid_search is credited");
+    let (cost, conversions) = (paid["cost"].as_f64().unwrap(), paid["conversions"].as_f64().unwrap());
+    assert!(cost > 0.0 && conversions > 0.0, "{paid}");
+    assert!((paid["cpa"].as_f64().unwrap() - cost / conversions).abs() <= 1e-9 * cost / conversions, "{paid}");
+    // Every window solves Markov at the order chosen for the top level, which alone (with its
+    // first window) reports the choice and the pair effects; shao_li conserves in each.
+    let order = &result["models"]["markov"]["order"];
+    assert_eq!(order, &result["models"]["markov"]["order_selection"]["chosen"]);
+    for (i, window) in result["windows"].as_array().unwrap().iter().enumerate() {
+        let markov = &window["models"]["markov"];
+        assert_eq!(&markov["order"], order, "window {i}");
+        assert_eq!((markov.get("pairs").is_some(), markov.get("order_selection").is_some()), (i == 0, i == 0));
+        assert_eq!(window["models"]["shao_li"]["conserves_totals"], true, "window {i}");
+    }
+    let ranked: Vec<&str> =
+        result["window_ranks"].as_array().unwrap().iter().map(|r| r["model"].as_str().unwrap()).collect();
+    assert_eq!(ranked, ["linear", "markov", "shao_li"]);
+    for (table, header) in [
+        ("windows", "model,channel,lookback_days,"),
+        ("markov_pairs", "channel_a,channel_b,"),
+        ("unmatched_cost", "channel,cost,rows\n"),
+        ("channels", "model,channel,conversions,value,share,removal_effect,removal_effect_value,cost,cpa,roas\n"),
+    ] {
+        let (status, csv) = service.get_bytes(&format!("/v1/jobs/{id}/result?format=csv&table={table}")).await;
+        assert_eq!(status, 200, "{table}");
+        let csv = String::from_utf8(csv).unwrap();
+        assert!(csv.starts_with(header), "{table}: {csv}");
+        if table == "channels" {
+            assert!(csv.lines().any(|l| l.starts_with("shao_li,paid_search,")), "{csv}");
+        }
+    }
 }

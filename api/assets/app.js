@@ -25,6 +25,8 @@ const state = {
   viewing: null,
   result: null,
   model: null,
+  spendUploadId: null,
+  spendUploading: false,
 };
 
 // ---------------------------------------------------------------- formatting
@@ -229,6 +231,44 @@ function wireDropZone() {
   });
 }
 
+/** Uploads a cost table for the next job (`spend_upload_id`); a new one replaces it. */
+async function startSpendUpload(file) {
+  const box = $('submit-error');
+  clearError(box);
+  if (!file) return;
+  state.spendUploadId = null;
+  state.spendUploading = true;
+  $('spend-clear').hidden = true;
+  status($('spend-status'), `Uploading the cost table ${file.name}…`);
+  try {
+    const made = await upload(file, () => {});
+    state.spendUploadId = made.upload_id;
+    status($('spend-status'), `Cost table ${file.name} uploaded (${bytes(made.size_bytes)}).`, {
+      'data-upload-id': made.upload_id,
+    });
+    $('spend-clear').hidden = false;
+  } catch (error) {
+    status($('spend-status'), 'The cost table was not uploaded.');
+    showError(box, error);
+  } finally {
+    state.spendUploading = false;
+  }
+}
+
+function wireSpend() {
+  const input = $('spend-input');
+  input.addEventListener('change', () => {
+    const [file] = input.files;
+    startSpendUpload(file);
+  });
+  $('spend-clear').addEventListener('click', () => {
+    state.spendUploadId = null;
+    input.value = '';
+    $('spend-clear').hidden = true;
+    status($('spend-status'), '');
+  });
+}
+
 // ---------------------------------------------------------------- job form
 
 class FormProblem extends Error {}
@@ -239,6 +279,18 @@ function numberField(id, label) {
   return input.value.trim() === '' ? undefined : Number(input.value);
 }
 
+/** The lookback: one number of days, or a comma-separated list of windows to compare. */
+function lookbackField() {
+  const text = $('lookback_days').value.trim();
+  if (text === '') return undefined;
+  const parts = text.split(',').map((p) => p.trim());
+  const days = parts.map(Number);
+  if (parts.some((p) => p === '') || days.some((d) => !Number.isFinite(d))) {
+    throw new FormProblem('Lookback must be a number of days, or several separated by commas (7, 30, 90).');
+  }
+  return parts.length === 1 ? days[0] : days;
+}
+
 /** The job spec from the form, leaving out every empty field (the service fills in defaults). */
 function jobSpec() {
   const spec = { upload_id: state.uploadId };
@@ -247,7 +299,9 @@ function jobSpec() {
   const models = MODELS.filter((m) => $(`model-${m}`).checked);
   if (models.length === 0) throw new FormProblem('Pick at least one model.');
   if (models.length < MODELS.length) options.models = models;
-  const numbers = [['markov_order', 'Markov order'], ['lookback_days', 'Lookback'], ['half_life_days', 'Half-life']];
+  const lookback = lookbackField();
+  if (lookback !== undefined) options.lookback_days = lookback;
+  const numbers = [['markov_order', 'Markov order'], ['half_life_days', 'Half-life']];
   for (const [id, label] of numbers) {
     const value = numberField(id, label);
     if (value !== undefined) options[id] = value;
@@ -277,6 +331,8 @@ function jobSpec() {
   if (timezone) options.timezone = timezone;
   if (Object.keys(options).length) spec.options = options;
   if ($('export_credits').checked) spec.export_credits = true;
+  if (state.spendUploading) throw new FormProblem('The cost table is still uploading; wait for it to finish.');
+  if (state.spendUploadId) spec.spend_upload_id = state.spendUploadId;
   return spec;
 }
 
@@ -581,6 +637,8 @@ function drawModel() {
     rows: channels.map((c) => ({ label: c.channel, value: c.value })),
   });
   drawPeriods();
+  drawSpend();
+  drawWindows();
   const notes = [];
   if (model.note) notes.push(model.note);
   if (model.conserves_totals === false) notes.push('This model\'s credits do not add up to the total conversions.');
@@ -614,6 +672,88 @@ function drawPeriods() {
   $('periods-note').textContent = `${labels.length} periods by the conversion's date (${result.options?.timezone || 'UTC'})`;
 }
 
+/** The chosen model's cost, CPA and ROAS per channel (a table and a ROAS chart), with a cost table. */
+function drawSpend() {
+  const result = state.result;
+  const spend = result?.spend;
+  $('spend-panel').hidden = !spend;
+  $('download-unmatched').hidden = !spend;
+  if (!spend) return;
+  const name = state.model;
+  const channels = result.models?.[name]?.channels || [];
+  const shown = (value, format) => (typeof value === 'number' ? format(value) : '—');
+  $('spend-body').replaceChildren(...channels.map((c) => {
+    const row = element('tr', {
+      'data-channel': c.channel, 'data-cost': c.cost ?? '', 'data-cpa': c.cpa ?? '', 'data-roas': c.roas ?? '',
+    });
+    row.append(element('th', { scope: 'row' }, c.channel), element('td', {}, count(c.conversions)),
+      element('td', {}, money(c.value)), element('td', {}, shown(c.cost, money)), element('td', {}, shown(c.cpa, money)),
+      element('td', {}, shown(c.roas, count)));
+    return row;
+  }));
+  const rows = channels.filter((c) => typeof c.roas === 'number').map((c) => ({ label: c.channel, value: c.roas }))
+    .sort((a, b) => b.value - a.value);
+  barChart($('chart-roas'), {
+    title: `ROAS under ${name}: credited value per unit of cost`, rows, format: count, unit: 'ROAS', id: 'roas',
+  });
+  $('spend-note').textContent = `Cost ${money(spend.cost)} in ${count(spend.rows)} rows, ${spend.first_date} to `
+    + `${spend.last_date}; ${money(spend.matched_cost)} on channels of the events`;
+  const unmatched = spend.unmatched_cost || [];
+  $('spend-unmatched').textContent = unmatched.length
+    ? `Cost of channels no journey mentions (check their names): ${unmatched
+      .map((u) => `${u.channel} ${money(u.cost)}`).join(', ')}.`
+    : 'Every channel of the cost table is a channel of the events.';
+  $('spend-unmatched').dataset.channels = unmatched.map((u) => u.channel).join('\n');
+}
+
+/** A lookback window's name: `7d`, or `unlimited` for 0. */
+const windowLabel = (days) => (days === 0 ? 'unlimited' : `${days}d`);
+
+/**
+ * The lookback windows compared (a job whose `lookback_days` was a list): for the chosen model,
+ * each channel's share under every window as lines, and its rank per window in a table.
+ */
+function drawWindows() {
+  const result = state.result;
+  const windows = result?.windows || [];
+  const ranks = (result?.window_ranks || []).find((r) => r.model === state.model);
+  $('windows-panel').hidden = !ranks;
+  $('download-windows').hidden = windows.length === 0;
+  if (!ranks) return;
+  const labels = windows.map((w) => windowLabel(w.lookback_days));
+  const channels = ranks.channels.map((c) => c.channel);
+  const share = new Map(ranks.channels.map((c) => [c.channel, c.share]));
+  legend($('windows-legend'), channels, 'Channels');
+  lineChart($('chart-windows'), {
+    title: `Share of conversions credited by ${state.model}, per lookback window`, periods: labels,
+    series: channels, value: (channel, label) => share.get(channel)[labels.indexOf(label)], format: percent,
+    id: 'windows',
+  });
+  const table = $('window-ranks');
+  table.replaceChildren(...(table.caption ? [table.caption] : []));
+  const head = element('tr');
+  head.append(element('th', { scope: 'col' }, 'Channel'));
+  for (const label of labels) head.append(element('th', { scope: 'col' }, `Rank ${label}`));
+  head.append(element('th', { scope: 'col' }, 'Spread'));
+  const thead = element('thead');
+  thead.append(head);
+  const body = element('tbody');
+  for (const c of ranks.channels) {
+    const row = element('tr', { 'data-channel': c.channel });
+    row.append(element('th', { scope: 'row' }, c.channel));
+    c.rank.forEach((rank, i) => row.append(element('td', {
+      'data-window': windows[i].lookback_days, 'data-rank': rank ?? '',
+    }, rank === null ? '–' : String(rank))));
+    row.append(element('td', { 'data-spread': c.rank_spread, class: c.rank_spread ? 'unstable' : '' },
+      String(c.rank_spread)));
+    body.append(row);
+  }
+  table.append(thead, body);
+  const moved = ranks.channels.filter((c) => c.rank_spread > 0).length;
+  $('windows-note').textContent = `${labels.length} windows; the top figures use ${labels[0]}; `
+    + (moved ? `${moved} of ${channels.length} channels change rank` : 'every channel keeps its rank');
+}
+
 async function save(path, filename) {
   clearError($('result-error'));
   try {
@@ -633,6 +773,10 @@ function wireResult() {
     save(`/v1/jobs/${job()}/result?format=csv`, `result-${short(state.viewing)}.csv`));
   $('download-periods').addEventListener('click', () =>
     save(`/v1/jobs/${job()}/result?format=csv&table=periods`, `periods-${short(state.viewing)}.csv`));
+  $('download-unmatched').addEventListener('click', () =>
+    save(`/v1/jobs/${job()}/result?format=csv&table=unmatched_cost`, `unmatched-cost-${short(state.viewing)}.csv`));
+  $('download-windows').addEventListener('click', () =>
+    save(`/v1/jobs/${job()}/result?format=csv&table=windows`, `windows-${short(state.viewing)}.csv`));
   $('download-json').addEventListener('click', () =>
     save(`/v1/jobs/${job()}/result`, `result-${short(state.viewing)}.json`));
   $('download-credits').addEventListener('click', () =>
@@ -655,6 +799,7 @@ function wireResult() {
 function start() {
   buildModelChecks();
   wireDropZone();
+  wireSpend();
   wireResult();
   $('key-form').addEventListener('submit', useKey);
   $('key-forget').addEventListener('click', dropKey);

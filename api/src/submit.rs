@@ -82,10 +82,22 @@ pub async fn create(
         .upload(&caller.tenant, &upload_id)
         .await?
         .ok_or_else(|| ApiError::field("upload_id", "no such upload"))?;
+    // The cost table is another upload of the same tenant (another's is as unknown as none).
+    let spend_upload = match spec.spend_upload_id {
+        Some(id) => Some(
+            state
+                .ledger
+                .upload(&caller.tenant, &id)
+                .await?
+                .ok_or_else(|| ApiError::field("spend_upload_id", "no such upload"))?,
+        ),
+        None => None,
+    };
     let spec = JobSpec { upload_id: Some(upload_id), ..spec };
     let request_id = crate::observe::request_id().unwrap_or_default();
     let submission = Submission {
         upload: &upload,
+        spend_upload: spend_upload.as_ref(),
         spec: &spec,
         webhook: webhook.as_ref().map(|w| &w.record),
         idempotency_key: idempotency_key.as_deref(),
@@ -178,6 +190,7 @@ async fn spec_and_file(state: &AppState, caller: &Caller, request: Request) -> R
     let mut multipart = Multipart::from_request(request, state).await?;
     let mut spec = JobSpec::default();
     let mut upload = None;
+    let mut spend = None;
     while let Some(mut field) = multipart.next_field().await? {
         match field.name() {
             Some("spec") => {
@@ -197,10 +210,14 @@ async fn spec_and_file(state: &AppState, caller: &Caller, request: Request) -> R
                 let stream = field.map_err(|e| e.body_text());
                 upload = Some(store_upload(state, caller, None, stream).await?.upload_id);
             }
+            Some("spend") if spend.is_none() => {
+                let stream = field.map_err(|e| e.body_text());
+                spend = Some(store_upload(state, caller, None, stream).await?.upload_id);
+            }
             Some(other) => {
                 return Err(ApiError::field(
                     "multipart",
-                    format!("unexpected part `{other}` (expected `file` and `spec`)"),
+                    format!("unexpected part `{other}` (expected `file`, `spec` and optionally `spend`)"),
                 ));
             }
             None => return Err(ApiError::field("multipart", "a part has no name")),
@@ -208,6 +225,12 @@ async fn spec_and_file(state: &AppState, caller: &Caller, request: Request) -> R
     }
     if spec.upload_id.is_some() {
         return Err(ApiError::field("upload_id", "must not be given with a file part"));
+    }
+    if let Some(spend) = spend {
+        if spec.spend_upload_id.is_some() {
+            return Err(ApiError::field("spend_upload_id", "must not be given with a spend part"));
+        }
+        spec.spend_upload_id = Some(spend);
     }
     let upload = upload.ok_or_else(|| ApiError::field("file", "the multipart body has no `file` part"))?;
     Ok((spec, upload))
@@ -222,6 +245,9 @@ struct MultipartSubmission {
     file: Vec<u8>,
     /// The job spec as JSON, without `upload_id`.
     spec: Option<JobSpec>,
+    /// A cost table (CSV or Parquet), stored as an upload and named by the job's `spend_upload_id`.
+    #[schema(content_media_type = "application/octet-stream")]
+    spend: Option<Vec<u8>>,
 }
 
 #[cfg(test)]

@@ -8,7 +8,8 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 use mta_core::error::quoted;
 use mta_core::ingest::{ColumnMapping, Limits, PathSeparator};
-use mta_core::{AttributionError, ChannelRules, OptionsSpec, PositionWeights};
+use mta_core::spend::SpendLimits;
+use mta_core::{AttributionError, ChannelRules, LookbackDays, OptionsSpec, PositionWeights};
 use mta_platform::JobSpec;
 use mta_platform::ids::UploadId;
 
@@ -103,8 +104,8 @@ pub enum ClientCommand {
         #[arg(long, default_value = "table", value_parser = ["table", "json", "csv"])]
         format: String,
         /// Print this tidy table as CSV: `channels` (what `--format csv` prints), `periods`,
-        /// `path_length`, `time_lag`, `positions` or `markov_pairs`.
-        #[arg(long, value_parser = ["channels", "periods", "path_length", "time_lag", "positions", "markov_pairs"], conflicts_with = "format")]
+        /// `path_length`, `time_lag`, `positions`, `windows`, `unmatched_cost` or `markov_pairs`.
+        #[arg(long, value_parser = ["channels", "periods", "path_length", "time_lag", "positions", "windows", "unmatched_cost", "markov_pairs"], conflicts_with = "format")]
         table: Option<String>,
         #[command(flatten)]
         connection: Connection,
@@ -135,6 +136,10 @@ pub struct SubmitArgs {
     /// Also export per-journey credits (download them with `mta credits`).
     #[arg(long)]
     pub export_credits: bool,
+    /// A cost table to upload with the file (CSV or Parquet: date, channel, optional
+    /// campaign, cost): the result gains cost, CPA and ROAS.
+    #[arg(long, value_name = "COSTS.csv")]
+    pub spend: Option<PathBuf>,
     /// Announce the job's end to this URL (a signed webhook; its secret is printed once).
     #[arg(long)]
     pub webhook: Option<String>,
@@ -169,9 +174,11 @@ pub struct JobOptionArgs {
     /// Also report the Markov removal effects of pairs of the top channels (table `markov_pairs`).
     #[arg(long)]
     pub markov_pair_effects: bool,
-    /// Lookback window before each conversion, in days (0 = unlimited; default 30).
-    #[arg(long, allow_negative_numbers = true)]
-    pub lookback_days: Option<f64>,
+    /// Lookback window before each conversion, in days (0 = unlimited; default 30); a
+    /// comma-separated list (`7,14,30,90`, at most 8) compares the windows in one pass, the
+    /// first giving the top-level figures.
+    #[arg(long, allow_hyphen_values = true, value_name = "DAYS[,DAYS...]")]
+    pub lookback_days: Option<String>,
     /// Time-decay half-life in days (default 7).
     #[arg(long, allow_negative_numbers = true)]
     pub half_life_days: Option<f64>,
@@ -213,14 +220,22 @@ pub struct AttributeArgs {
     /// Also write per-journey credits (journey × channel × model) to this Parquet file.
     #[arg(long, value_name = "OUT.parquet")]
     pub credits: Option<PathBuf>,
+    /// A cost table (CSV or Parquet: date, channel, optional campaign, cost): each model's
+    /// channels gain cost, CPA and ROAS (see docs/user-guide.md, "Spend").
+    #[arg(long, value_name = "COSTS.csv")]
+    pub spend: Option<PathBuf>,
+    /// Refuse cost tables (`--spend`) with more rows than this.
+    #[arg(long, default_value_t = SpendLimits::DEFAULT_MAX_ROWS)]
+    pub max_cost_rows: u64,
     /// Write the result JSON here instead of standard output.
     #[arg(long, short, value_name = "OUT.json")]
     pub output: Option<PathBuf>,
     /// Print readable tables instead of JSON (JSON still goes to --output if given).
     #[arg(long)]
     pub table: bool,
-    /// Also write each tidy CSV table of the result into this directory (`channels.csv`, and
-    /// `periods.csv` with `--period`).
+    /// Also write each tidy CSV table of the result into this directory (`channels.csv`, the
+    /// reports, `periods.csv` with `--period`, `windows.csv` with several `--lookback-days`,
+    /// `unmatched_cost.csv` with `--spend`, `markov_pairs.csv` with `--markov-pair-effects`).
     #[arg(long, value_name = "DIR")]
     pub csv_dir: Option<PathBuf>,
     /// Refuse inputs with more distinct channels than this.
@@ -253,7 +268,7 @@ impl JobOptionArgs {
             models: Some(split_list(&self.models)),
             markov_order: self.markov_order.as_deref().map(str::parse).transpose()?,
             markov_pair_effects: self.markov_pair_effects.then_some(true),
-            lookback_days: self.lookback_days,
+            lookback_days: self.lookback_days.as_deref().map(LookbackDays::parse).transpose()?,
             half_life_days: self.half_life_days,
             position_weights: self.position_weights.as_deref().map(PositionWeights::parse).transpose()?,
             direct_channels: self.direct_channels.as_deref().map(split_list),
@@ -279,6 +294,7 @@ impl JobOptionArgs {
             columns: ColumnMapping::parse(self.columns.iter().map(String::as_str))?,
             options: self.options_spec()?,
             export_credits,
+            spend_upload_id: None,
             webhook: None,
         })
     }
@@ -296,6 +312,12 @@ impl AttributeArgs {
         };
         let spec = job.input_spec(limits);
         let options = job.options;
+        if let Some(path) = &self.spend
+            && !path.is_file()
+        {
+            let shown = quoted(&path.display().to_string());
+            return Err(AttributionError::option("spend", format!("{shown} is not a file that can be read")));
+        }
         if self.partitions == Some(0) {
             return Err(AttributionError::option("partitions", "must be at least 1"));
         }
@@ -304,6 +326,8 @@ impl AttributeArgs {
             spec,
             options,
             credits: self.credits.clone(),
+            spend: self.spend.clone(),
+            spend_limits: SpendLimits { max_rows: self.max_cost_rows, ..SpendLimits::beside(&limits) },
             partitions: self.partitions,
             memory_budget_bytes: self.memory_budget_mb.saturating_mul(1024 * 1024),
             verbose: self.verbose,

@@ -123,6 +123,11 @@ async fn submit(args: SubmitArgs) -> Result<Outcome> {
     let upload = upload(&api, &args.file).await?;
     let upload_id = upload["upload_id"].as_str().and_then(|id| id.parse().ok());
     spec.upload_id = Some(upload_id.ok_or_else(|| Failure::broken("the upload has no id"))?);
+    if let Some(costs) = &args.spend {
+        let costs = self::upload(&api, costs).await?;
+        let spend_id = costs["upload_id"].as_str().and_then(|id| id.parse().ok());
+        spec.spend_upload_id = Some(spend_id.ok_or_else(|| Failure::broken("the cost table's upload has no id"))?);
+    }
     let job = api.json(api.http.post(api.url("/v1/jobs")).json(&spec)).await?;
     let id = job["id"].as_str().ok_or_else(|| Failure::broken("the job has no id"))?.to_owned();
     if let Some(secret) = job["webhook_secret"].as_str() {

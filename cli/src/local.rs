@@ -15,8 +15,9 @@ use mta_core::chunk::{ChannelDict, EventChunk};
 use mta_core::error::Problems;
 use mta_core::ingest::{Block, InputSpec};
 use mta_core::markov::SolveBudget;
+use mta_core::spend::SpendLimits;
 use mta_core::{AttributionError, AttributionResult, ErrorCode, InputKind, Options, OptionsSpec, Partial};
-use mta_platform::input::Source;
+use mta_platform::input::{Source, read_cost_table};
 use mta_platform::run_error::RunError;
 use rayon::prelude::*;
 
@@ -35,6 +36,9 @@ pub struct AttributeRequest {
     pub spec: InputSpec,
     pub options: OptionsSpec,
     pub credits: Option<PathBuf>,
+    /// A cost table to join to the credits (cost, CPA, ROAS), and its bounds.
+    pub spend: Option<PathBuf>,
+    pub spend_limits: SpendLimits,
     /// Number of user-hash partitions; planned from the input size when absent.
     pub partitions: Option<u32>,
     /// Decoded rows kept in memory before partitions spill to temporary files.
@@ -47,6 +51,8 @@ pub struct AttributeRequest {
 pub fn attribute_file(request: &AttributeRequest) -> Result<AttributionResult, RunError> {
     // Options that are wrong for any kind fail before a byte is read (as the service does).
     request.options.check(request.spec.kind)?;
+    // So is a cost table that cannot be used: it is small next to the input.
+    let costs = request.spend.as_deref().map(|path| read_cost_table(path, &request.spend_limits)).transpose()?;
     let source = Source::open(&request.input, request.spec.format)?;
     let partitions = request.partitions.unwrap_or_else(|| plan_partitions(source.estimated_rows()));
     let spill_dir = tempfile::Builder::new()
@@ -72,7 +78,7 @@ pub fn attribute_file(request: &AttributeRequest) -> Result<AttributionResult, R
     run.progress.stage("decoded and partitioned", started);
     let options = decoded.options;
     let budget = SolveBudget { max_channels: request.spec.limits.markov_max_channels, ..SolveBudget::default() };
-    let result = match decoded.kind {
+    let mut result = match decoded.kind {
         InputKind::Events => {
             let channels = ChannelOrder::new(&run.channels.lock().expect("no panics while locked"));
             // Refused before attribution rather than after it, when the solve would be refused.
@@ -96,6 +102,9 @@ pub fn attribute_file(request: &AttributeRequest) -> Result<AttributionResult, R
             result
         }
     };
+    if let Some(costs) = &costs {
+        result.add_spend(costs);
+    }
     run.progress.done();
     Ok(result)
 }

@@ -1,10 +1,12 @@
 //! The human-readable view of a result (`--table`): a summary, then channels × models
 //! for conversions and for value, then the Markov removal effects (with how `auto` chose the
-//! order, and the pair removal effects when asked).
+//! order, and the pair removal effects when asked), and with several lookback windows their
+//! comparison (share and rank per window).
 
 use std::fmt::Write;
 
 use mta_core::result::ModelResult;
+use mta_core::spend::SpendSummary;
 use mta_core::{AttributionResult, ModelId};
 
 /// Renders a result (from `mta attribute` or the service) as aligned text tables. Models
@@ -109,6 +111,10 @@ pub fn render(result: &AttributionResult) -> String {
             align(&mut out, &rows);
         }
     }
+    if let Some(spend) = &result.spend {
+        render_spend(&mut out, result, spend, &channels);
+    }
+    render_windows(&mut out, result);
     if result.model(ModelId::Participation).is_some() {
         let _ = writeln!(
             out,
@@ -116,6 +122,85 @@ pub fn render(result: &AttributionResult) -> String {
         );
     }
     out
+}
+
+/// The spend section: cost per channel, CPA and ROAS per model, and the cost no channel
+/// of the events matched. `-` marks a figure that is `null` (undefined).
+fn render_spend(out: &mut String, result: &AttributionResult, spend: &SpendSummary, channels: &[&str]) {
+    let _ = writeln!(
+        out,
+        "\nspend: cost {} over {} rows ({} to {}), matched to channels {}",
+        num(spend.cost),
+        spend.rows,
+        spend.first_date,
+        spend.last_date,
+        num(spend.matched_cost)
+    );
+    let ranking = result.model(ModelId::Linear).or(result.models.first());
+    let cost_of = |channel: &str| ranking.and_then(|m| m.channel(channel)).and_then(|c| c.cost.flatten());
+    type Ratio = fn(&mta_core::result::ChannelCredit) -> Option<f64>;
+    let ratios: [(&str, Ratio); 2] = [
+        ("CPA (cost per credited conversion)", |c| c.cpa.flatten()),
+        ("ROAS (credited value per cost)", |c| c.roas.flatten()),
+    ];
+    for (title, ratio) in ratios {
+        let _ = writeln!(out, "\n{title}");
+        let mut header = vec!["channel".to_owned(), "cost".to_owned()];
+        header.extend(result.models.iter().map(|m| short_name(m.model.as_str()).to_owned()));
+        let mut rows = vec![header];
+        for channel in channels {
+            let mut row = vec![(*channel).to_owned(), cost_of(channel).map_or("-".to_owned(), num)];
+            row.extend(result.models.iter().map(|m| m.channel(channel).and_then(ratio).map_or("-".to_owned(), num)));
+            rows.push(row);
+        }
+        align(out, &rows);
+    }
+    if !spend.unmatched_cost.is_empty() {
+        let _ = writeln!(out, "\ncost of channels no journey mentions (unmatched_cost)");
+        let mut rows = vec![vec!["channel".to_owned(), "cost".to_owned(), "rows".to_owned()]];
+        for u in &spend.unmatched_cost {
+            rows.push(vec![u.channel.clone(), num(u.cost), u.rows.to_string()]);
+        }
+        align(out, &rows);
+    }
+    for p in &spend.cost_outside_periods {
+        let _ = writeln!(out, "cost dated in period {} (no journey there): {}", p.period, num(p.cost));
+    }
+}
+
+/// Per model: each channel's share of credited conversions and its rank under every window,
+/// and how far its rank moves (0 = the same place under every window).
+fn render_windows(out: &mut String, result: &AttributionResult) {
+    if result.window_ranks.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "\nlookback windows: share of credited conversions (rank); the top level is the {} window",
+        window_label(result.windows[0].lookback_days)
+    );
+    for ranks in &result.window_ranks {
+        let mut header = vec![ranks.model.as_str().to_owned()];
+        header.extend(result.windows.iter().map(|w| window_label(w.lookback_days)));
+        header.push("rank spread".to_owned());
+        let mut rows = vec![header];
+        for c in &ranks.channels {
+            let mut row = vec![c.channel.clone()];
+            row.extend(c.share.iter().zip(&c.rank).map(|(share, rank)| match rank {
+                Some(rank) => format!("{:.1}% ({rank})", share * 100.0),
+                None => "-".to_owned(),
+            }));
+            row.push(c.rank_spread.to_string());
+            rows.push(row);
+        }
+        let _ = writeln!(out);
+        align(out, &rows);
+    }
+}
+
+/// `7d`, `1.5d`, or `unlimited` for 0.
+fn window_label(days: f64) -> String {
+    if days == 0.0 { "unlimited".to_owned() } else { format!("{days}d") }
 }
 
 fn short_name(model: &str) -> &str {

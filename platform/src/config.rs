@@ -99,6 +99,8 @@ pub struct LimitsConfig {
     /// `MTA_MAX_LINE_BYTES` (default 1 MiB): the longest CSV record or NDJSON line, which
     /// bounds what one reader buffers for a row.
     pub max_line_bytes: usize,
+    /// `MTA_MAX_COST_ROWS` (default 1000000): the most rows of a job's cost table.
+    pub max_cost_rows: u64,
 }
 
 /// What protects the API when it faces the internet (see `docs/security.md`).
@@ -240,6 +242,7 @@ impl Config {
         l.markov_max_channels = parsed("MTA_MARKOV_MAX_CHANNELS")?.unwrap_or(l.markov_max_channels);
         l.max_decompressed_bytes = parsed("MTA_MAX_DECOMPRESSED_BYTES")?.unwrap_or(l.max_decompressed_bytes);
         l.max_line_bytes = parsed("MTA_MAX_LINE_BYTES")?.unwrap_or(l.max_line_bytes);
+        l.max_cost_rows = parsed("MTA_MAX_COST_ROWS")?.unwrap_or(l.max_cost_rows);
         let s = &mut config.security;
         s.key_requests_per_hour = parsed("MTA_RATE_LIMIT_PER_HOUR")?.unwrap_or(s.key_requests_per_hour);
         s.tenant_requests_per_hour = parsed("MTA_RATE_LIMIT_TENANT_PER_HOUR")?.unwrap_or(s.tenant_requests_per_hour);
@@ -356,6 +359,14 @@ impl LimitsConfig {
             max_line_bytes: self.max_line_bytes,
         }
     }
+
+    /// The limits of a job's cost table (`spend_upload_id`).
+    pub fn spend(&self) -> mta_core::spend::SpendLimits {
+        mta_core::spend::SpendLimits {
+            max_rows: self.max_cost_rows,
+            ..mta_core::spend::SpendLimits::beside(&self.engine())
+        }
+    }
 }
 
 impl Default for LimitsConfig {
@@ -368,6 +379,7 @@ impl Default for LimitsConfig {
             markov_max_channels: mta_core::markov::DEFAULT_MAX_CHANNELS,
             max_decompressed_bytes: 200 << 30,
             max_line_bytes: mta_core::ingest::Limits::DEFAULT_MAX_LINE_BYTES,
+            max_cost_rows: mta_core::spend::SpendLimits::DEFAULT_MAX_ROWS,
         }
     }
 }

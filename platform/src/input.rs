@@ -9,6 +9,7 @@ use anyhow::Context;
 use mta_core::ingest::{
     Block, Format, InputSpec, is_gzip, open_text, parquet_layout, read_csv, read_ndjson, read_parquet,
 };
+use mta_core::spend::{CostTable, SpendLimits};
 use mta_core::{AttributionError, ErrorCode};
 
 use crate::run_error::RunError;
@@ -87,6 +88,22 @@ impl Source {
         }
         Ok(())
     }
+}
+
+/// Reads a local cost table (CSV, gzip CSV or Parquet, told apart by their first bytes);
+/// an error says it is about the cost table.
+pub fn read_cost_table(path: &Path, limits: &SpendLimits) -> Result<CostTable, RunError> {
+    let mut file = open(path)?;
+    let mut head = [0u8; 4];
+    let n = file.read(&mut head).with_context(|| format!("Failed to read {}", path.display()))?;
+    let read = if &head[..n] == b"PAR1" {
+        CostTable::read_parquet(open(path)?, limits)
+    } else {
+        CostTable::read_csv(open(path)?, limits)
+    };
+    read.map_err(|e| {
+        RunError::Input(AttributionError { message: format!("the cost table: {}", e.message), ..e }.bounded())
+    })
 }
 
 /// A piece of a CSV file that can be parsed on its own: its header (bytes

@@ -136,6 +136,8 @@ impl JobRecord {
 pub struct NewJob<'a> {
     pub id: JobId,
     pub upload: &'a UploadRecord,
+    /// The cost table's upload: kept as long as the job, like its input.
+    pub spend_upload: Option<&'a UploadRecord>,
     pub spec: &'a JobSpec,
     /// The request that created it, carried into the workers' logs.
     pub request_id: &'a str,

@@ -317,6 +317,12 @@ impl Ledger {
         let mut conn = self.conn.clone();
         let mut pipe = redis::pipe();
         pipe.cmd("ZADD").arg(&expiries).arg("GT").arg(now_ms + kept_ms).arg(expiring_upload.member()).ignore();
+        // A cost table is kept like the input: its job reads it when it reduces.
+        if let Some(spend) = job.spend_upload {
+            let expiring_spend = Expiring::Upload(spend.tenant.clone(), spend.upload_id);
+            pipe.cmd("ZADD").arg(&expiries).arg("GT").arg(now_ms + kept_ms).arg(expiring_spend.member()).ignore();
+            pipe.pexpire(redis_keys::upload(&self.prefix, &spend.upload_id), kept_ms).ignore();
+        }
         // A job born finished (a cache hit) announces its end at once.
         if job.webhook.is_some() && state.is_terminal() {
             pipe.zadd(redis_keys::webhooks_due(&self.prefix), job.id.to_string(), Utc::now().timestamp_millis())

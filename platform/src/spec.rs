@@ -52,6 +52,11 @@ pub struct JobSpec {
     /// Also write per-journey credit rows as Parquet (`GET /v1/jobs/{id}/credits`).
     #[serde(default)]
     pub export_credits: bool,
+    /// A second upload of the same tenant holding a cost table (CSV or Parquet: `date`,
+    /// `channel`, optional `campaign`, `cost`): each model's channels gain cost, CPA and ROAS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub spend_upload_id: Option<UploadId>,
     /// Where to POST the job's end (`job.succeeded`, `job.failed`, `job.cancelled`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub webhook: Option<WebhookSpec>,
@@ -80,15 +85,21 @@ impl JobSpec {
     }
 
     /// The result-cache key: the tenant (a cache hit must not tell one tenant what another
-    /// uploaded), the input's SHA-256 and every field that changes the answer.
-    pub fn cache_key(&self, tenant: &Tenant, upload_sha256: &str) -> String {
-        // Neither the upload's id nor where to announce the result changes the result.
-        let without_upload = JobSpec { upload_id: None, webhook: None, ..self.clone() };
+    /// uploaded), the input's SHA-256, the cost table's (when the spec names one) and every
+    /// field that changes the answer.
+    pub fn cache_key(&self, tenant: &Tenant, upload_sha256: &str, spend_sha256: Option<&str>) -> String {
+        // Neither the uploads' ids nor where to announce the result changes the result.
+        let without_upload = JobSpec { upload_id: None, spend_upload_id: None, webhook: None, ..self.clone() };
         let mut hasher = Sha256::new();
         hasher.update(tenant.as_str().as_bytes());
         hasher.update(b"\n");
         hasher.update(upload_sha256.as_bytes());
         hasher.update(b"\n");
+        if let Some(spend) = spend_sha256 {
+            hasher.update(b"spend ");
+            hasher.update(spend.as_bytes());
+            hasher.update(b"\n");
+        }
         hasher.update(serde_json::to_vec(&without_upload).expect("a spec serialises"));
         hex::encode(hasher.finalize())
     }
@@ -109,11 +120,17 @@ mod tests {
         let a = JobSpec { upload_id: Some(UploadId::random()), ..JobSpec::default() };
         let b = JobSpec { upload_id: Some(UploadId::random()), ..JobSpec::default() };
         let (t, other): (Tenant, Tenant) = ("t".parse().unwrap(), "u".parse().unwrap());
-        assert_eq!(a.cache_key(&t, "h"), b.cache_key(&t, "h"));
-        assert_ne!(a.cache_key(&t, "h"), a.cache_key(&t, "g"));
-        assert_ne!(a.cache_key(&t, "h"), a.cache_key(&other, "h"));
+        assert_eq!(a.cache_key(&t, "h", None), b.cache_key(&t, "h", None));
+        assert_ne!(a.cache_key(&t, "h", None), a.cache_key(&t, "g", None));
+        assert_ne!(a.cache_key(&t, "h", None), a.cache_key(&other, "h", None));
         let c = JobSpec { export_credits: true, ..a.clone() };
-        assert_ne!(a.cache_key(&t, "h"), c.cache_key(&t, "h"));
+        assert_ne!(a.cache_key(&t, "h", None), c.cache_key(&t, "h", None));
+        // The cost table counts by its content, not by its upload's id.
+        let d = JobSpec { spend_upload_id: Some(UploadId::random()), ..a.clone() };
+        let e = JobSpec { spend_upload_id: Some(UploadId::random()), ..a.clone() };
+        assert_eq!(d.cache_key(&t, "h", Some("s")), e.cache_key(&t, "h", Some("s")));
+        assert_ne!(d.cache_key(&t, "h", Some("s")), d.cache_key(&t, "h", Some("r")));
+        assert_ne!(d.cache_key(&t, "h", Some("s")), a.cache_key(&t, "h", None));
     }
 
     #[test]

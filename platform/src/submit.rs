@@ -22,6 +22,8 @@ use crate::webhook::JobWebhook;
 #[derive(Debug, Clone, Copy)]
 pub struct Submission<'a> {
     pub upload: &'a UploadRecord,
+    /// The cost table's upload, when the spec names one (checked to be the tenant's).
+    pub spend_upload: Option<&'a UploadRecord>,
     pub spec: &'a JobSpec,
     pub webhook: Option<&'a JobWebhook>,
     /// The client's `Idempotency-Key`: the same key returns the same job for 24 h.
@@ -99,10 +101,12 @@ async fn record_and_enqueue(
     submission: &Submission<'_>,
 ) -> Result<JobRecord, SubmitError> {
     let upload = submission.upload;
-    let cache_key = submission.spec.cache_key(&upload.tenant, &upload.sha256);
+    let spend_sha256 = submission.spend_upload.map(|u| u.sha256.as_str());
+    let cache_key = submission.spec.cache_key(&upload.tenant, &upload.sha256, spend_sha256);
     let new = NewJob {
         id: job_id,
         upload,
+        spend_upload: submission.spend_upload,
         spec: submission.spec,
         request_id: submission.request_id,
         webhook: submission.webhook,

@@ -51,9 +51,22 @@ pub fn for_each_event_journey(
     options: &Options,
     mut visit: impl FnMut(&Journey<'_>, JourneyOrigin),
 ) {
+    for_each_windowed_journey(chunk, options, &[options.lookback_micros()], |_, journey, origin| {
+        visit(journey, origin)
+    });
+}
+
+/// [`for_each_event_journey`] under several lookback windows at once (microseconds, `None`:
+/// unlimited), from one grouping of the rows: each conversion's journey is visited once per
+/// window, with the window's index, and so is each null journey (which no window cuts).
+pub fn for_each_windowed_journey(
+    chunk: &EventChunk,
+    options: &Options,
+    lookbacks: &[Option<i64>],
+    mut visit: impl FnMut(usize, &Journey<'_>, JourneyOrigin),
+) {
     let mut by_user = EventsByUser::take_reusable();
     by_user.group(chunk);
-    let lookback = options.lookback_micros();
     let max_touches = options.max_journey_touches as usize;
     let mut channels: Vec<u32> = Vec::new();
     let mut times: Vec<i64> = Vec::new();
@@ -82,21 +95,23 @@ pub fn for_each_event_journey(
                 channels.push(channel);
                 times.push(time);
             }
-            let window_start = match lookback {
-                Some(lookback) => times.partition_point(|&t| t < time.saturating_sub(lookback)),
-                None => 0,
-            };
-            let (start, truncated) = clamp_length(window_start, channels.len(), max_touches);
-            let journey = Journey {
-                channels: &channels[start..],
-                touch_times: Some(&times[start..]),
-                conversion_time: Some(time),
-                conversions: 1.0,
-                value: chunk.values[row],
-                nulls: 0.0,
-                truncated,
-            };
-            visit(&journey, JourneyOrigin::EventRow(row));
+            for (window, lookback) in lookbacks.iter().enumerate() {
+                let window_start = match lookback {
+                    Some(lookback) => times.partition_point(|&t| t < time.saturating_sub(*lookback)),
+                    None => 0,
+                };
+                let (start, truncated) = clamp_length(window_start, channels.len(), max_touches);
+                let journey = Journey {
+                    channels: &channels[start..],
+                    touch_times: Some(&times[start..]),
+                    conversion_time: Some(time),
+                    conversions: 1.0,
+                    value: chunk.values[row],
+                    nulls: 0.0,
+                    truncated,
+                };
+                visit(window, &journey, JourneyOrigin::EventRow(row));
+            }
             channels.clear();
             times.clear();
         }
@@ -112,7 +127,9 @@ pub fn for_each_event_journey(
                 truncated,
             };
             let last_row = events.last().expect("a user has rows").row as usize;
-            visit(&journey, JourneyOrigin::EventRow(last_row));
+            for window in 0..lookbacks.len() {
+                visit(window, &journey, JourneyOrigin::EventRow(last_row));
+            }
         }
     }
     by_user.put_back();

@@ -10,7 +10,8 @@
 //! by [`markov_order`] when asked) and [`shao_li`]) →
 //! [`Partial::merge`] → [`Partial::finish`] → [`result`]. [`credits`] exports
 //! per-journey credit rows. [`channel_rules`] names channels from source, medium and
-//! campaign while rows are read.
+//! campaign while rows are read. [`spend`] reads a cost table, joined to a result as
+//! cost, CPA and ROAS.
 
 pub mod channel_rules;
 pub mod chunk;
@@ -27,10 +28,11 @@ pub mod reports;
 pub mod result;
 pub mod rules;
 pub mod shao_li;
+pub mod spend;
 
 pub use channel_rules::ChannelRules;
 pub use chunk::{ChannelDict, EventChunk, PathChunk};
 pub use error::{AttributionError, ErrorCode, Problem};
-pub use options::{InputKind, MarkovOrder, ModelId, Options, OptionsSpec, PositionWeights};
+pub use options::{InputKind, LookbackDays, MarkovOrder, ModelId, Options, OptionsSpec, PositionWeights};
 pub use partial::Partial;
 pub use result::AttributionResult;

@@ -258,7 +258,11 @@ pub struct OptionsSpec {
     /// removed, for the pairs of the top channels by removal effect (`markov` only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub markov_pair_effects: Option<bool>,
-    pub lookback_days: Option<f64>,
+    /// Days before each conversion whose touches count (0 = unlimited; default 30); a list
+    /// (`[7, 14, 30, 90]`, at most 8) compares the windows in one pass: `windows` and
+    /// `window_ranks` in the result, the first window's figures at its top level.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<LookbackDays>))]
+    pub lookback_days: Option<LookbackDays>,
     pub half_life_days: Option<f64>,
     pub position_weights: Option<PositionWeights>,
     pub direct_channels: Option<Vec<String>>,
@@ -290,8 +294,12 @@ pub struct Options {
     /// Pair removal effects in the markov model's `pairs`.
     #[serde(default)]
     pub markov_pair_effects: bool,
-    /// 0 = unlimited.
+    /// 0 = unlimited. With several windows: the first, whose figures are the result's top level.
     pub lookback_days: f64,
+    /// Every window when `lookback_days` was given as a list, in the order listed (absent
+    /// when it was one number).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lookback_windows: Vec<f64>,
     pub half_life_days: f64,
     /// Normalised so the three weights sum to 1.
     pub position_weights: PositionWeights,
@@ -316,6 +324,8 @@ impl Options {
     pub const DEFAULT_LOOKBACK_DAYS: f64 = 30.0;
     pub const DEFAULT_HALF_LIFE_DAYS: f64 = 7.0;
     pub const DEFAULT_MAX_JOURNEY_TOUCHES: u32 = 10_000;
+    /// The most lookback windows one job compares.
+    pub const MAX_LOOKBACK_WINDOWS: usize = 8;
 
     /// Defaults for a kind of input: every applicable model.
     pub fn defaults(kind: InputKind) -> Options {
@@ -328,13 +338,106 @@ impl Options {
 
     /// The lookback window in microseconds, or `None` when unlimited.
     pub fn lookback_micros(&self) -> Option<i64> {
-        (self.lookback_days > 0.0).then(|| (self.lookback_days * MICROS_PER_DAY).round() as i64)
+        window_micros(self.lookback_days)
+    }
+
+    /// Each window compared, in microseconds (`None`: unlimited): the first is
+    /// `lookback_days`; one window when `lookback_days` was one number.
+    pub fn window_lookbacks(&self) -> Vec<Option<i64>> {
+        if self.lookback_windows.is_empty() {
+            vec![self.lookback_micros()]
+        } else {
+            self.lookback_windows.iter().map(|&days| window_micros(days)).collect()
+        }
     }
 
     /// True if `channel` (any case, Unicode lower-casing) is one of the direct channels.
     pub fn is_direct(&self, channel: &str) -> bool {
         let channel = channel.trim().to_lowercase();
         self.direct_channels.contains(&channel)
+    }
+}
+
+/// A lookback window in microseconds, or `None` when unlimited (0 days).
+fn window_micros(days: f64) -> Option<i64> {
+    (days > 0.0).then(|| (days * MICROS_PER_DAY).round() as i64)
+}
+
+/// `lookback_days` as given: one window, or several windows compared in one pass. Written
+/// back as it was read (a number stays a number), so a job spec's bytes do not change.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum LookbackDays {
+    One(f64),
+    Many(Vec<f64>),
+}
+
+impl From<f64> for LookbackDays {
+    fn from(days: f64) -> Self {
+        LookbackDays::One(days)
+    }
+}
+
+impl LookbackDays {
+    /// Parses `30` or `7,14,30,90` (the command line's form).
+    pub fn parse(s: &str) -> Result<Self, AttributionError> {
+        let refused = || {
+            AttributionError::option(
+                "lookback_days",
+                format!("{} is not a number of days or a comma-separated list of them", quoted(s)),
+            )
+        };
+        if !s.contains(',') {
+            return s.trim().parse::<f64>().map(LookbackDays::One).map_err(|_| refused());
+        }
+        let mut days = Vec::new();
+        for part in s.split(',') {
+            if days.len() == Options::MAX_LOOKBACK_WINDOWS {
+                return Err(too_many_windows());
+            }
+            days.push(part.trim().parse::<f64>().map_err(|_| refused())?);
+        }
+        Ok(LookbackDays::Many(days))
+    }
+}
+
+fn too_many_windows() -> AttributionError {
+    AttributionError::option(
+        "lookback_days",
+        format!("compare at most {} windows in one job", Options::MAX_LOOKBACK_WINDOWS),
+    )
+}
+
+impl<'de> Deserialize<'de> for LookbackDays {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct DaysVisitor;
+        impl<'de> serde::de::Visitor<'de> for DaysVisitor {
+            type Value = LookbackDays;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "a number of days, or a list of at most {} of them", Options::MAX_LOOKBACK_WINDOWS)
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Self::Value, E> {
+                Ok(LookbackDays::One(v))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Self::Value, E> {
+                Ok(LookbackDays::One(v as f64))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Self::Value, E> {
+                Ok(LookbackDays::One(v as f64))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let mut days = Vec::new();
+                while let Some(day) = seq.next_element::<f64>()? {
+                    if days.len() == Options::MAX_LOOKBACK_WINDOWS {
+                        return Err(serde::de::Error::custom(too_many_windows().message));
+                    }
+                    days.push(day);
+                }
+                Ok(LookbackDays::Many(days))
+            }
+        }
+        deserializer.deserialize_any(DaysVisitor)
     }
 }
 
@@ -368,7 +471,15 @@ impl OptionsSpec {
         if markov_pair_effects && !models.contains(&ModelId::Markov) {
             return Err(AttributionError::option("markov_pair_effects", "applies only when the `markov` model runs"));
         }
-        let lookback_days = self.lookback_days.unwrap_or(Options::DEFAULT_LOOKBACK_DAYS);
+        let lookback_windows = match &self.lookback_days {
+            Some(LookbackDays::Many(days)) => check_windows(days, kind, self.period.is_some())?,
+            _ => Vec::new(),
+        };
+        let lookback_days = match &self.lookback_days {
+            None => Options::DEFAULT_LOOKBACK_DAYS,
+            Some(LookbackDays::One(days)) => *days,
+            Some(LookbackDays::Many(_)) => lookback_windows[0],
+        };
         if !lookback_days.is_finite() || lookback_days < 0.0 {
             return Err(AttributionError::option("lookback_days", "must be a number >= 0 (0 = unlimited)"));
         }
@@ -409,6 +520,7 @@ impl OptionsSpec {
             markov_order,
             markov_pair_effects,
             lookback_days,
+            lookback_windows,
             half_life_days,
             position_weights,
             direct_channels,
@@ -419,6 +531,35 @@ impl OptionsSpec {
             timezone: self.timezone.unwrap_or_default(),
         })
     }
+}
+
+/// The windows of a list of lookbacks: 1 to 8 distinct numbers >= 0, on event input without `period`.
+fn check_windows(days: &[f64], kind: InputKind, period: bool) -> Result<Vec<f64>, AttributionError> {
+    let refused = |problem: String| Err(AttributionError::option("lookback_days", problem));
+    if days.is_empty() {
+        return refused("name at least one window".to_owned());
+    }
+    if days.len() > Options::MAX_LOOKBACK_WINDOWS {
+        return Err(too_many_windows());
+    }
+    if kind == InputKind::Paths {
+        return refused("comparing windows needs event rows with timestamps; path rows have no times".to_owned());
+    }
+    if period && days.len() > 1 {
+        return refused(
+            "comparing windows does not combine with `period`; give one window with a period, or drop `period`"
+                .to_owned(),
+        );
+    }
+    for (i, &day) in days.iter().enumerate() {
+        if !day.is_finite() || day < 0.0 {
+            return refused(format!("window {} must be a number >= 0 (0 = unlimited)", i + 1));
+        }
+        if days[..i].contains(&day) {
+            return refused(format!("the window of {day} days is listed twice"));
+        }
+    }
+    Ok(days.to_vec())
 }
 
 fn resolve_models(requested: Option<&[String]>, kind: InputKind) -> Result<Vec<ModelId>, AttributionError> {
@@ -505,7 +646,7 @@ mod tests {
                 },
                 "markov_pair_effects",
             ),
-            (OptionsSpec { lookback_days: Some(-1.0), ..Default::default() }, "lookback_days"),
+            (OptionsSpec { lookback_days: Some((-1.0).into()), ..Default::default() }, "lookback_days"),
             (OptionsSpec { half_life_days: Some(0.0), ..Default::default() }, "half_life_days"),
             (OptionsSpec { models: Some(vec!["nope".into()]), ..Default::default() }, "models"),
             (

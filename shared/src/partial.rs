@@ -9,7 +9,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::chunk::{EventChunk, PathChunk};
 use crate::error::{AttributionError, ErrorCode, Problem};
-use crate::journey::{Journey, JourneyOrigin, for_each_event_journey, for_each_path_journey};
+use crate::journey::{
+    Journey, JourneyOrigin, for_each_event_journey, for_each_path_journey, for_each_windowed_journey,
+};
 use crate::markov::MarkovCounts;
 use crate::markov_order::OrderCandidates;
 use crate::options::{MarkovOrder, ModelId, Options};
@@ -82,11 +84,25 @@ pub struct Partial {
     /// `counts.rows`, so periods add up to the whole exactly as partials do.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub periods: BTreeMap<i32, Partial>,
+    /// With several `lookback_windows`: the same sums (rows included) under each window
+    /// after the first, in the order listed; the fields above are the first window's. Each
+    /// merges with its counterpart, so every window adds up over chunks as the whole does.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub windows: Vec<Partial>,
 }
 
 impl Partial {
-    /// An empty partial for these options and channel names.
+    /// An empty partial for these options and channel names (with an empty partial for each
+    /// further lookback window).
     pub fn new(options: &Options, channels: &[String]) -> Partial {
+        let mut partial = Partial::one_window(options, channels);
+        let further = options.lookback_windows.len().saturating_sub(1);
+        partial.windows = vec![partial.clone(); further];
+        partial
+    }
+
+    /// An empty partial without further windows.
+    fn one_window(options: &Options, channels: &[String]) -> Partial {
         let n = channels.len();
         let rules = options
             .models
@@ -108,6 +124,7 @@ impl Partial {
             shao_li: options.wants(ModelId::ShaoLi).then(ShaoLiCounts::default),
             reports: ReportCounts::new(n),
             periods: BTreeMap::new(),
+            windows: Vec::new(),
         }
     }
 
@@ -122,6 +139,18 @@ impl Partial {
             JourneyOrigin::PathRow(_) => false,
         };
         match options.period {
+            None if !partial.windows.is_empty() => {
+                // One grouping of the rows; each journey is added under every window.
+                let mut further = std::mem::take(&mut partial.windows);
+                for_each_windowed_journey(chunk, options, &options.window_lookbacks(), |window, journey, origin| {
+                    let target = if window == 0 { &mut partial } else { &mut further[window - 1] };
+                    adder.add(target, journey, held_out(origin), options);
+                });
+                for window in &mut further {
+                    window.counts.rows = chunk.len() as u64;
+                }
+                partial.windows = further;
+            }
             None => for_each_event_journey(chunk, options, |journey, origin| {
                 adder.add(&mut partial, journey, held_out(origin), options)
             }),
@@ -171,13 +200,13 @@ impl Partial {
         Ok(partial)
     }
 
-    /// Refuses counts that grew past a model's bound (the `shao_li` pairs); [`Partial::finish`]
-    /// asks again after merging.
+    /// Refuses counts that grew past a model's bound (the `shao_li` pairs, under each lookback
+    /// window); [`Partial::finish`] asks again after merging.
     pub fn check_limits(&self) -> Result<(), AttributionError> {
-        match &self.shao_li {
-            Some(shao_li) => shao_li.check_limit(),
-            None => Ok(()),
+        if let Some(shao_li) = &self.shao_li {
+            shao_li.check_limit()?;
         }
+        self.windows.iter().try_for_each(Partial::check_limits)
     }
 
     /// Refuses a partial whose sums left the range of `f64` (conversions or values near
@@ -206,7 +235,7 @@ impl Partial {
         });
         match sums.into_iter().chain(rules).find(|(sum, ..)| !sum.is_finite()) {
             Some((_, column, what)) => Err(too_large(column, what)),
-            None => Ok(()),
+            None => self.windows.iter().try_for_each(|window| window.check_finite(options)),
         }
     }
 
@@ -235,9 +264,15 @@ impl Partial {
                 }
             }
         }
+        for (i, theirs) in other.windows.iter().enumerate() {
+            match self.windows.get_mut(i) {
+                Some(mine) => mine.merge(theirs),
+                None => self.windows.push(theirs.clone()),
+            }
+        }
     }
 
-    /// Adds `other`'s sums (not its periods), whose channel `c` is our `channel_map[c]`.
+    /// Adds `other`'s sums (not its periods or windows), whose channel `c` is our `channel_map[c]`.
     fn add_mapped(&mut self, other: &Partial, channel_map: &[u32]) {
         self.counts.add(&other.counts);
         for (old, &new) in channel_map.iter().enumerate() {

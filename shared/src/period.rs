@@ -25,9 +25,11 @@ impl Period {
     /// The first day of the period that holds the instant `micros` (UTC microseconds) in
     /// `zone`, as days since 1970-01-01.
     pub fn start(self, micros: i64, zone: TimeZone) -> i32 {
-        let date = DateTime::from_timestamp_micros(micros)
-            .map(|utc| utc.with_timezone(&zone.0).date_naive())
-            .unwrap_or(NaiveDate::MIN);
+        self.first_day(zone.date_of(micros))
+    }
+
+    /// The first day of the period that holds the calendar day `date`, as days since 1970-01-01.
+    pub fn first_day(self, date: NaiveDate) -> i32 {
         let first = match self {
             Period::Day => date,
             Period::Week => date - chrono::Days::new(u64::from(date.weekday().num_days_from_monday())),
@@ -67,6 +69,13 @@ pub struct TimeZone(chrono_tz::Tz);
 
 impl TimeZone {
     pub const UTC: TimeZone = TimeZone(chrono_tz::Tz::UTC);
+
+    /// The local calendar date of the instant `micros` (UTC microseconds) in this zone.
+    pub fn date_of(self, micros: i64) -> NaiveDate {
+        DateTime::from_timestamp_micros(micros)
+            .map(|utc| utc.with_timezone(&self.0).date_naive())
+            .unwrap_or(NaiveDate::MIN)
+    }
 }
 
 impl Default for TimeZone {

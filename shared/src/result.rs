@@ -15,6 +15,7 @@ use crate::options::{MarkovOrder, ModelId, Options};
 use crate::partial::Partial;
 use crate::period::Period;
 use crate::reports::Reports;
+use crate::spend::{CostTable, PeriodCost, SpendSummary, UnmatchedCost};
 
 /// Relative tolerance of the conservation check reported with every model.
 pub const CONSERVATION_TOLERANCE: f64 = 1e-9;
@@ -35,6 +36,52 @@ pub struct AttributionResult {
     /// Journey reports over the whole file (absent from results of older versions).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reports: Option<Reports>,
+    /// With a cost table (`--spend` / `spend_upload_id`): what was joined to the credits,
+    /// and the cost of channels the events never mention.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spend: Option<SpendSummary>,
+    /// With `lookback_days` given as a list: the figures under each window, in the order
+    /// listed (the first is the top level's).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub windows: Vec<WindowResult>,
+    /// With `windows`: per model, each channel's share and rank under every window.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub window_ranks: Vec<WindowRanks>,
+}
+
+/// The result of one lookback window.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WindowResult {
+    /// 0 = unlimited.
+    pub lookback_days: f64,
+    pub summary: Summary,
+    #[serde(serialize_with = "models_as_map", deserialize_with = "models_from_map")]
+    #[cfg_attr(feature = "openapi", schema(value_type = std::collections::BTreeMap<String, ModelResult>))]
+    pub models: Vec<ModelResult>,
+}
+
+/// One model's channels compared across the lookback windows.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WindowRanks {
+    pub model: ModelId,
+    /// Every channel credited under some window: by rank under the first window, then by name.
+    pub channels: Vec<ChannelWindowRanks>,
+}
+
+/// One channel under each window, in the order of the result's `windows`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChannelWindowRanks {
+    pub channel: String,
+    /// Its share of the model's credited conversions (0 where the window has no touch of it).
+    pub share: Vec<f64>,
+    /// Its place in the model's channel list (1 = most conversions; ties by name); `null`
+    /// where the window has no touch of it.
+    pub rank: Vec<Option<u32>>,
+    /// Worst minus best rank over the windows that rank it: 0 = the same place in every one.
+    pub rank_spread: u32,
 }
 
 /// The result of the journeys that count in one period.
@@ -85,11 +132,13 @@ pub struct ModelResult {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub conversion_probability: Option<f64>,
     /// `markov` with `markov_order: auto`: every candidate order's score and the one chosen
-    /// (which is `order`); whole-file results only, periods use the same order.
+    /// (which is `order`); whole-file results only (and the first window's), periods and
+    /// further lookback windows use the same order.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub order_selection: Option<OrderSelection>,
     /// `markov` with `markov_pair_effects`: the pairs of its top channels by removal effect
-    /// (see [`TOP_PAIR_CHANNELS`]), by pair removal effect, descending; whole-file results only.
+    /// (see [`TOP_PAIR_CHANNELS`]), by pair removal effect, descending; whole-file results only
+    /// (and the first window's, which is the whole file's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pairs: Option<Vec<PairEffect>>,
 }
@@ -126,6 +175,34 @@ pub struct ChannelCredit {
     pub removal_effect: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub removal_effect_value: Option<f64>,
+    /// With a cost table: the channel's cost (`null`: no cost row names it), its cost per
+    /// credited conversion (`null` without cost or conversions) and its credited value per
+    /// unit of cost (`null` without cost or at cost 0). Absent without a cost table.
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "present")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<f64>, nullable))]
+    pub cost: Option<Option<f64>>,
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "present")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<f64>, nullable))]
+    pub cpa: Option<Option<f64>>,
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "present")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<f64>, nullable))]
+    pub roas: Option<Option<f64>>,
+}
+
+/// A field that is present (as a number or `null`): `Some`, so `null` survives a round trip.
+fn present<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Option<f64>>, D::Error> {
+    Option::<f64>::deserialize(deserializer).map(Some)
+}
+
+impl ChannelCredit {
+    /// Joins `cost` (`None`: no cost row names the channel) to the credit: cost, CPA, ROAS.
+    /// A ratio beyond the range of `f64` is `null`, as an undefined one.
+    pub fn set_cost(&mut self, cost: Option<f64>) {
+        let finite = |x: f64| x.is_finite().then_some(x);
+        self.cost = Some(cost);
+        self.cpa = Some(cost.filter(|_| self.conversions > 0.0).and_then(|c| finite(c / self.conversions)));
+        self.roas = Some(cost.filter(|&c| c > 0.0).and_then(|c| finite(self.value / c)));
+    }
 }
 
 impl AttributionResult {
@@ -189,13 +266,23 @@ impl Partial {
         self.check_finite(options)?;
         self.check_limits()?;
         let mut result = build_result(self, options, budget, None)?;
-        // With `markov_order: auto` the periods' chains use the order chosen for the whole;
-        // pair effects (45 solves) are the whole file's only.
+        // With `markov_order: auto` the periods' and further windows' chains use the order
+        // chosen for the whole (so windows differ by their window alone); pair effects (45
+        // solves) are the whole file's only, which is the first window's.
         let order = result.model(ModelId::Markov).and_then(|m| m.order);
-        let period_options = Options { markov_pair_effects: false, ..options.clone() };
+        let part_options = Options { markov_pair_effects: false, ..options.clone() };
         for (&day, period) in &self.periods {
-            let AttributionResult { summary, models, .. } = build_result(period, &period_options, budget, order)?;
+            let AttributionResult { summary, models, .. } = build_result(period, &part_options, budget, order)?;
             result.periods.push(PeriodResult { period: Period::label(day), summary, models });
+        }
+        if let Some((&first, further)) = options.lookback_windows.split_first() {
+            let (summary, models) = (result.summary.clone(), result.models.clone());
+            result.windows.push(WindowResult { lookback_days: first, summary, models });
+            for (&lookback_days, window) in further.iter().zip(&self.windows) {
+                let AttributionResult { summary, models, .. } = build_result(window, &part_options, budget, order)?;
+                result.windows.push(WindowResult { lookback_days, summary, models });
+            }
+            result.window_ranks = window_ranks(&result.windows);
         }
         match first_non_finite(&result) {
             Some(model) => Err(AttributionError::new(
@@ -208,6 +295,90 @@ impl Partial {
             None => Ok(result),
         }
     }
+}
+
+impl AttributionResult {
+    /// Joins a cost table to the credits (docs/user-guide.md, "Spend"): each model's
+    /// channel rows gain cost, CPA and ROAS; with `period`, each period's rows gain the cost
+    /// dated in that period (a channel the events mention that has cost in a period where
+    /// no journey credits it gets a row of its own there, with no credit); `spend` reports
+    /// the totals, the cost of channels no journey mentions and cost dated outside every period.
+    pub fn add_spend(&mut self, costs: &CostTable) {
+        let zone = self.options.timezone;
+        let whole = costs.by_channel();
+        let known: std::collections::BTreeSet<String> =
+            self.models.iter().flat_map(|m| m.channels.iter().map(|c| c.channel.clone())).collect();
+        for model in &mut self.models {
+            for credit in &mut model.channels {
+                credit.set_cost(whole.get(credit.channel.as_str()).map(|c| c.cost));
+            }
+        }
+        let mut cost_outside_periods = Vec::new();
+        if let Some(period) = self.options.period {
+            let mut by_period = costs.by_period(period, zone);
+            for entry in &mut self.periods {
+                let costs = by_period.remove(&entry.period).unwrap_or_default();
+                for model in &mut entry.models {
+                    for credit in &mut model.channels {
+                        credit.set_cost(costs.get(credit.channel.as_str()).copied());
+                    }
+                    let mut added = false;
+                    for (&channel, &cost) in &costs {
+                        if known.contains(channel) && model.channel(channel).is_none() {
+                            model.channels.push(uncredited(channel, cost));
+                            added = true;
+                        }
+                    }
+                    if added {
+                        model.channels.sort_by(|a, b| {
+                            b.conversions.total_cmp(&a.conversions).then_with(|| a.channel.cmp(&b.channel))
+                        });
+                    }
+                }
+            }
+            for (period, channels) in by_period {
+                let cost: f64 = channels.iter().filter(|(c, _)| known.contains(**c)).map(|(_, cost)| cost).sum();
+                if channels.keys().any(|c| known.contains(*c)) {
+                    cost_outside_periods.push(PeriodCost { period, cost });
+                }
+            }
+        }
+        let mut unmatched_cost: Vec<UnmatchedCost> = whole
+            .iter()
+            .filter(|(channel, _)| !known.contains(**channel))
+            .map(|(channel, c)| UnmatchedCost { channel: (*channel).to_owned(), cost: c.cost, rows: c.rows })
+            .collect();
+        unmatched_cost.sort_by(|a, b| b.cost.total_cmp(&a.cost).then_with(|| a.channel.cmp(&b.channel)));
+        let matched_cost = whole.iter().filter(|(channel, _)| known.contains(**channel)).map(|(_, c)| c.cost).sum();
+        let (first, last) = costs.date_range(zone).unwrap_or_default();
+        self.spend = Some(SpendSummary {
+            rows: costs.rows.len() as u64,
+            cost: costs.total(),
+            matched_cost,
+            first_date: first.format("%Y-%m-%d").to_string(),
+            last_date: last.format("%Y-%m-%d").to_string(),
+            campaigns: costs.campaigns.len(),
+            unmatched_cost,
+            cost_outside_periods,
+        });
+    }
+}
+
+/// The row of a channel with cost in a period but no credit there.
+fn uncredited(channel: &str, cost: f64) -> ChannelCredit {
+    let mut credit = ChannelCredit {
+        channel: channel.to_owned(),
+        conversions: 0.0,
+        value: 0.0,
+        share: 0.0,
+        removal_effect: None,
+        removal_effect_value: None,
+        cost: None,
+        cpa: None,
+        roas: None,
+    };
+    credit.set_cost(Some(cost));
+    credit
 }
 
 /// The model (or `summary`) of the first number in `result` that is not finite.
@@ -226,7 +397,8 @@ fn first_non_finite(result: &AttributionResult) -> Option<&'static str> {
         return Some("summary");
     }
     let periods = result.periods.iter().flat_map(|p| &p.models);
-    result.models.iter().chain(periods).find_map(|model| {
+    let windows = result.windows.iter().flat_map(|w| &w.models);
+    result.models.iter().chain(periods).chain(windows).find_map(|model| {
         let channels = model.channels.iter().flat_map(|c| {
             [Some(c.conversions), Some(c.value), Some(c.share), c.removal_effect, c.removal_effect_value]
         });
@@ -240,6 +412,46 @@ fn first_non_finite(result: &AttributionResult) -> Option<&'static str> {
         let finite = totals.into_iter().chain(channels).chain(pairs).chain(scores).flatten().all(f64::is_finite);
         (!finite).then(|| model.model.as_str())
     })
+}
+
+/// Each model's channels compared across `windows`: share and rank under every window.
+fn window_ranks(windows: &[WindowResult]) -> Vec<WindowRanks> {
+    let Some(first) = windows.first() else { return Vec::new() };
+    first
+        .models
+        .iter()
+        .map(|model| {
+            let lists: Vec<&[ChannelCredit]> = windows
+                .iter()
+                .map(|w| w.models.iter().find(|m| m.model == model.model).map_or(&[][..], |m| &m.channels[..]))
+                .collect();
+            let mut names: Vec<&str> = Vec::new();
+            for list in &lists {
+                names.extend(list.iter().map(|c| c.channel.as_str()));
+            }
+            names.sort_unstable();
+            names.dedup();
+            let mut channels: Vec<ChannelWindowRanks> = names
+                .into_iter()
+                .map(|name| {
+                    let places: Vec<Option<(u32, f64)>> = lists
+                        .iter()
+                        .map(|list| list.iter().position(|c| c.channel == name).map(|i| (i as u32 + 1, list[i].share)))
+                        .collect();
+                    let ranks = places.iter().flatten().map(|&(rank, _)| rank);
+                    let spread = ranks.clone().max().unwrap_or(0) - ranks.min().unwrap_or(0);
+                    ChannelWindowRanks {
+                        channel: name.to_owned(),
+                        share: places.iter().map(|p| p.map_or(0.0, |(_, share)| share)).collect(),
+                        rank: places.iter().map(|p| p.map(|(rank, _)| rank)).collect(),
+                        rank_spread: spread,
+                    }
+                })
+                .collect();
+            channels.sort_by_key(|c| c.rank[0].unwrap_or(u32::MAX));
+            WindowRanks { model: model.model, channels }
+        })
+        .collect()
 }
 
 /// The result of `partial`; `markov_order` (a period's) fixes the order `auto` would choose.
@@ -288,7 +500,16 @@ pub(crate) fn build_result(
     }
     let has_times = options.kind == crate::options::InputKind::Events;
     let reports = Some(partial.reports.report(&partial.channels, &partial.channel_seen, has_times));
-    Ok(AttributionResult { summary, options: options.clone(), models, periods: Vec::new(), reports })
+    Ok(AttributionResult {
+        summary,
+        options: options.clone(),
+        models,
+        periods: Vec::new(),
+        reports,
+        windows: Vec::new(),
+        window_ranks: Vec::new(),
+        spend: None,
+    })
 }
 
 /// `out[c] = weights[c] / Σ weights × total` over the `seen` channels (nothing when the
@@ -395,6 +616,9 @@ fn model_result(
             share: if total_conversions > 0.0 { conversions[c] / total_conversions } else { 0.0 },
             removal_effect: None,
             removal_effect_value: None,
+            cost: None,
+            cpa: None,
+            roas: None,
         })
         .collect();
     channels.sort_by(|a, b| b.conversions.total_cmp(&a.conversions).then_with(|| a.channel.cmp(&b.channel)));
@@ -423,15 +647,19 @@ pub const CHANNELS_CSV_HEADER: &str = "model,channel,conversions,value,share,rem
 /// The tidy table of channel credits: one row per model × channel, in the result's order;
 /// fields a model does not have are empty.
 pub fn channels_csv(result: &AttributionResult) -> String {
-    let mut out = format!("{CHANNELS_CSV_HEADER}\n");
+    let spend = result.spend.is_some();
+    let mut out = format!("{CHANNELS_CSV_HEADER}{}\n", if spend { SPEND_CSV_COLUMNS } else { "" });
     for model in &result.models {
         for c in &model.channels {
-            out.push_str(&credit_row(model.model, c));
+            out.push_str(&credit_row(model.model, c, spend));
             out.push('\n');
         }
     }
     out
 }
+
+/// The columns the channels and periods tables gain with a cost table.
+pub const SPEND_CSV_COLUMNS: &str = ",cost,cpa,roas";
 
 /// A tidy CSV table of a result.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -445,14 +673,26 @@ pub enum Table {
     PathLength,
     TimeLag,
     Positions,
+    /// With a cost table: `channel,cost,rows` of the channels no journey mentions.
+    UnmatchedCost,
+    /// One row per model × channel × lookback window: [`windows_csv`].
+    Windows,
     /// The markov model's pair removal effects (`markov_pair_effects`):
     /// `channel_a,channel_b,removal_effect,removal_effect_value,overlap`.
     MarkovPairs,
 }
 
 impl Table {
-    pub const ALL: [Table; 6] =
-        [Table::Channels, Table::Periods, Table::PathLength, Table::TimeLag, Table::Positions, Table::MarkovPairs];
+    pub const ALL: [Table; 8] = [
+        Table::Channels,
+        Table::Periods,
+        Table::PathLength,
+        Table::TimeLag,
+        Table::Positions,
+        Table::Windows,
+        Table::UnmatchedCost,
+        Table::MarkovPairs,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -461,6 +701,8 @@ impl Table {
             Table::PathLength => "path_length",
             Table::TimeLag => "time_lag",
             Table::Positions => "positions",
+            Table::UnmatchedCost => "unmatched_cost",
+            Table::Windows => "windows",
             Table::MarkovPairs => "markov_pairs",
         }
     }
@@ -472,6 +714,8 @@ impl Table {
             Table::Periods => !result.periods.is_empty(),
             Table::PathLength | Table::Positions => result.reports.is_some(),
             Table::TimeLag => result.reports.as_ref().is_some_and(|r| !r.time_lag.is_empty()),
+            Table::UnmatchedCost => result.spend.is_some(),
+            Table::Windows => !result.windows.is_empty(),
             Table::MarkovPairs => result.model(ModelId::Markov).is_some_and(|m| m.pairs.is_some()),
         }
     }
@@ -488,6 +732,7 @@ impl Table {
         match self {
             Table::Channels => channels_csv(result),
             Table::Periods => periods_csv(result),
+            Table::Windows => windows_csv(result),
             Table::PathLength => buckets(reports.map_or(&[][..], |r| &r.path_length)),
             Table::TimeLag => buckets(reports.map_or(&[][..], |r| &r.time_lag)),
             Table::Positions => {
@@ -502,6 +747,13 @@ impl Table {
                         p.middle,
                         p.last
                     ));
+                }
+                out
+            }
+            Table::UnmatchedCost => {
+                let mut out = String::from("channel,cost,rows\n");
+                for u in result.spend.iter().flat_map(|s| &s.unmatched_cost) {
+                    out.push_str(&format!("{},{},{}\n", csv_field(&u.channel), u.cost, u.rows));
                 }
                 out
             }
@@ -545,21 +797,53 @@ pub const PERIODS_CSV_HEADER: &str = "period,model,channel,conversions,value,sha
 /// The tidy table of credits per period: one row per period × model × channel, oldest
 /// period first (empty but for the header without `period`).
 pub fn periods_csv(result: &AttributionResult) -> String {
-    let mut out = format!("{PERIODS_CSV_HEADER}\n");
+    let spend = result.spend.is_some();
+    let mut out = format!("{PERIODS_CSV_HEADER}{}\n", if spend { SPEND_CSV_COLUMNS } else { "" });
     for period in &result.periods {
         for model in &period.models {
             for c in &model.channels {
-                out.push_str(&format!("{},{}\n", period.period, credit_row(model.model, c)));
+                out.push_str(&format!("{},{}\n", period.period, credit_row(model.model, c, spend)));
             }
         }
     }
     out
 }
 
-/// `model,channel,conversions,value,share,removal_effect,removal_effect_value` of one credit.
-fn credit_row(model: ModelId, c: &ChannelCredit) -> String {
+/// The header of [`windows_csv`].
+pub const WINDOWS_CSV_HEADER: &str = "model,channel,lookback_days,conversions,value,share,rank";
+
+/// The window comparison: one row per model × channel × lookback window that credits the
+/// channel, channels in the order of `window_ranks`, windows in the order listed (empty but
+/// for the header without several windows).
+pub fn windows_csv(result: &AttributionResult) -> String {
+    let mut out = format!("{WINDOWS_CSV_HEADER}\n");
+    for ranks in &result.window_ranks {
+        for channel in &ranks.channels {
+            for (window, rank) in result.windows.iter().zip(&channel.rank) {
+                let Some(rank) = rank else { continue };
+                let model = window.models.iter().find(|m| m.model == ranks.model);
+                let Some(c) = model.and_then(|m| m.channel(&channel.channel)) else { continue };
+                out.push_str(&format!(
+                    "{},{},{},{},{},{},{}\n",
+                    ranks.model,
+                    csv_field(&c.channel),
+                    window.lookback_days,
+                    c.conversions,
+                    c.value,
+                    c.share,
+                    rank
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// `model,channel,conversions,value,share,removal_effect,removal_effect_value` of one credit,
+/// then `cost,cpa,roas` with `spend` (empty where `null`).
+fn credit_row(model: ModelId, c: &ChannelCredit, spend: bool) -> String {
     let optional = |v: Option<f64>| v.map(|v| v.to_string()).unwrap_or_default();
-    format!(
+    let mut row = format!(
         "{},{},{},{},{},{},{}",
         model,
         csv_field(&c.channel),
@@ -568,7 +852,12 @@ fn credit_row(model: ModelId, c: &ChannelCredit) -> String {
         c.share,
         optional(c.removal_effect),
         optional(c.removal_effect_value),
-    )
+    );
+    if spend {
+        let [cost, cpa, roas] = [c.cost, c.cpa, c.roas].map(|v| optional(v.flatten()));
+        row.push_str(&format!(",{cost},{cpa},{roas}"));
+    }
+    row
 }
 
 /// A CSV field, quoted when it holds a delimiter, quote or line break (RFC 4180).

@@ -3,8 +3,10 @@
 //! - `models`: hand-computed credits for every model of docs/user-guide.md, "Models";
 //! - `journeys`: the journey rules of docs/user-guide.md, "Journeys" on event chunks;
 //! - `properties`: conservation and merge invariance on random inputs;
+//! - `windows`: lookback windows compared in one pass, by hand, merged and refused;
 //! - `markov_dense`: the Markov model against an independent dense solver;
-//! - `ingest`: decoding edge cases and located errors (docs/user-guide.md, "Input formats" and "Bad input").
+//! - `ingest`: decoding edge cases and located errors (docs/user-guide.md, "Input formats" and "Bad input");
+//! - `spend`: cost tables and cost, CPA and ROAS joined to credits (docs/user-guide.md, "Spend").
 //!
 //! The modules live in `tests/engine/`; `helpers` holds the shared builders.
 
@@ -21,3 +23,7 @@ mod markov_dense;
 mod models;
 #[path = "engine/properties.rs"]
 mod properties;
+#[path = "engine/spend.rs"]
+mod spend;
+#[path = "engine/windows.rs"]
+mod windows;

@@ -1,7 +1,7 @@
 // End-to-end test of the web dashboard in a real headless Chromium (Debian's, driven by
 // playwright-core; nothing is downloaded). It plays a user: refused key, real key, file
-// upload through the file input, a refused option, a job with default options, the job
-// list until `succeeded`, the result view. It then checks every chart's numbers against
+// upload through the file input, a refused option, a job with default options and a cost
+// table, the job list until `succeeded`, the result view. It then checks every chart's numbers against
 // the result JSON fetched from the API, the downloads, the dark theme and the console.
 //
 //   MTA_BASE_URL=http://127.0.0.1:8080 MTA_API_KEY=mta_… node dashboard.test.mjs
@@ -12,7 +12,7 @@
 // Exits non-zero on the first failed check.
 
 import assert from 'node:assert/strict';
-import { mkdir, readFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
@@ -225,6 +225,21 @@ async function main() {
     assert.equal(await page.isHidden('#channel_rules_json'), true);
     log(`custom channel rules: not JSON refused by the page, a bad regex by the service: "${badRule.replace(/\s+/g, ' ').trim()}"`);
 
+    // A cost table for the job: three channels of the sample and `tv`, which it never mentions.
+    const costs = path.join(artifacts, 'costs.csv');
+    let costRows = 'date,channel,campaign,cost\n';
+    for (let day = 1; day <= 28; day += 1) {
+      const date = `2026-02-${String(day).padStart(2, '0')}`;
+      costRows += `${date},paid_search,brand,${100 + day}\n${date},display,,${40 + (day % 5)}\n`;
+      costRows += `${date},social_paid,spring,${day % 3 === 0 ? 0 : 25}\n${date},tv,,500\n`;
+    }
+    await writeFile(costs, costRows);
+    await page.setInputFiles('#spend-input', costs);
+    await page.waitForSelector('#spend-status[data-upload-id]', { timeout: 30_000 });
+    const spendUpload = await page.getAttribute('#spend-status', 'data-upload-id');
+    assert.ok((await page.textContent('#spend-status')).startsWith('Cost table costs.csv uploaded'));
+    log('a cost table is attached through its file input (uploaded on its own)');
+
     // Submit with default options but credit per week, and wait for the list to show success.
     await page.selectOption('#period', 'week');
     await page.click('#submit-job');
@@ -232,7 +247,9 @@ async function main() {
     assert.equal(await page.isHidden('#submit-error'), true);
     const jobId = await page.getAttribute('#submit-status', 'data-job-id');
     const job = await api(`/v1/jobs/${jobId}`);
-    assert.deepEqual(Object.keys(job.spec).sort(), ['export_credits', 'options', 'upload_id'], 'empty fields omitted');
+    assert.deepEqual(Object.keys(job.spec).sort(), ['export_credits', 'options', 'spend_upload_id', 'upload_id'],
+      'empty fields omitted');
+    assert.equal(job.spec.spend_upload_id, spendUpload, 'the job names the cost table');
     const { period, ...others } = job.spec.options;
     assert.equal(period, 'week');
     assert.ok(Object.values(others).every((v) => v === null), 'default options sent as none');
@@ -319,16 +336,49 @@ async function main() {
     }
     log(`credit over time: ${result.periods.length} weeks × ${linearChannels.length} channel lines, values match`);
 
+    // Cost, CPA and ROAS of the chosen model: the table's cells and the ROAS bars equal the API's.
+    assert.ok(result.spend, 'the job had a cost table');
+    for (const model of ['markov', 'first_touch', 'linear']) {
+      await page.selectOption('#model-select', model);
+      await page.waitForFunction((m) => document.querySelector('#chart-roas figcaption')?.textContent
+        .includes(`under ${m}:`), model);
+      const expected = result.models[model].channels;
+      const shown = await page.$$eval('#spend-body tr', (trs) => trs.map((tr) => ({
+        channel: tr.dataset.channel, cost: tr.dataset.cost, cpa: tr.dataset.cpa, roas: tr.dataset.roas,
+      })));
+      assert.deepEqual(shown.map((r) => r.channel), expected.map((c) => c.channel), `${model} spend rows`);
+      shown.forEach((row, i) => {
+        for (const field of ['cost', 'cpa', 'roas']) {
+          const want = expected[i][field];
+          assert.ok(want !== undefined, `${model} ${row.channel} has ${field} in the API's result`);
+          if (want === null) assert.equal(row[field], '', `${model} ${field} of ${row.channel} is null in the API`);
+          else close(Number(row[field]), want, `${model} ${field} of ${row.channel}`);
+        }
+      });
+      const roas = await bars(page, '#chart-roas');
+      const defined = expected.filter((c) => c.roas !== null);
+      assert.equal(roas.length, defined.length, `${model}: a ROAS bar per channel with a ROAS`);
+      for (const bar of roas) close(bar.value, defined.find((c) => c.channel === bar.channel).roas, `ROAS ${bar.channel}`);
+    }
+    const costed = result.models.linear.channels.filter((c) => c.cost !== null).map((c) => c.channel).sort();
+    assert.deepEqual(costed, ['display', 'paid_search', 'social_paid']);
+    const unmatched = (await page.getAttribute('#spend-unmatched', 'data-channels')).split('\n');
+    assert.deepEqual(unmatched, result.spend.unmatched_cost.map((u) => u.channel));
+    assert.deepEqual(unmatched, ['tv']);
+    close(result.spend.cost, result.spend.matched_cost + 28 * 500, 'the unmatched cost is the tv rows');
+    log(`cost, CPA and ROAS: table cells and ROAS bars equal the API's under 3 models; unmatched cost: ${unmatched}`);
+
     // Every chart has a text alternative: an aria-label and a table with one row per channel
-    // (per period for the chart over time).
-    const alternatives = await page.$$eval('figure.chart', (figures) => figures.map((f) => ({
+    // (per period for the chart over time, per channel with a ROAS for the ROAS chart).
+    const alternatives = await page.$$eval('figure.chart', (figures) => figures.filter((f) => !f.closest('[hidden]')).map((f) => ({
       id: f.id, label: f.querySelector('svg[role="img"]')?.getAttribute('aria-label') || '',
       rows: f.querySelectorAll('.visually-hidden table tbody tr').length,
     })));
-    assert.equal(alternatives.length, 5);
+    assert.equal(alternatives.length, 6);
+    const withRoas = result.models.linear.channels.filter((c) => c.roas !== null).length;
     for (const alt of alternatives) {
       assert.ok(alt.label.length > 10, `${alt.id} has no aria-label`);
-      const rows = alt.id === 'chart-periods' ? result.periods.length : channels.size;
+      const rows = { 'chart-periods': result.periods.length, 'chart-roas': withRoas }[alt.id] ?? channels.size;
       assert.equal(alt.rows, rows, `${alt.id}: the hidden table has one row per channel (per period over time)`);
     }
     log('each chart has an aria-label and a visually hidden table of its numbers');
@@ -341,16 +391,19 @@ async function main() {
     const [csv] = await Promise.all([page.waitForEvent('download'), page.click('#download-csv')]);
     const csvText = await readFile(await csv.path(), 'utf8');
     const lines = csvText.trim().split('\n');
-    assert.equal(lines[0], 'model,channel,conversions,value,share,removal_effect,removal_effect_value');
+    assert.equal(lines[0], 'model,channel,conversions,value,share,removal_effect,removal_effect_value,cost,cpa,roas');
     const cells = models.reduce((n, m) => n + result.models[m].channels.length, 0);
     assert.equal(lines.length - 1, cells, 'one CSV row per model × channel');
     assert.equal(csv.suggestedFilename(), `result-${jobId.slice(0, 8)}.csv`);
     const [periodsCsv] = await Promise.all([page.waitForEvent('download'), page.click('#download-periods')]);
     const periodLines = (await readFile(await periodsCsv.path(), 'utf8')).trim().split('\n');
-    assert.equal(periodLines[0], 'period,model,channel,conversions,value,share,removal_effect,removal_effect_value');
+    assert.equal(periodLines[0],
+      'period,model,channel,conversions,value,share,removal_effect,removal_effect_value,cost,cpa,roas');
     const periodCells = result.periods.reduce((n, p) => n + Object.values(p.models)
       .reduce((m, model) => m + model.channels.length, 0), 0);
     assert.equal(periodLines.length - 1, periodCells, 'one periods CSV row per week × model × channel');
+    const [unmatchedCsv] = await Promise.all([page.waitForEvent('download'), page.click('#download-unmatched')]);
+    assert.equal(await readFile(await unmatchedCsv.path(), 'utf8'), 'channel,cost,rows\ntv,14000,28\n');
     const [json] = await Promise.all([page.waitForEvent('download'), page.click('#download-json')]);
     assert.deepEqual(JSON.parse(await readFile(await json.path(), 'utf8')), result);
     assert.equal(await page.isHidden('#download-credits'), true, 'no credits button without export_credits');
@@ -384,6 +437,59 @@ async function main() {
     await darkPage.screenshot({ path: path.join(artifacts, 'result-dark.png'), fullPage: true });
     log(`dark theme: background ${darkColors.background} (light: ${lightBackground}), text ${darkColors.text}`);
     await dark.close();
+
+    // Lookback windows compared in one job: for the chosen model, each channel's share per
+    // window (a line per channel) and its rank per window, as the API's window_ranks say.
+    assert.equal(await page.isHidden('#windows-panel'), true, 'no window comparison without a list of windows');
+    await page.selectOption('#period', '');
+    await page.fill('#lookback_days', '7,30,0');
+    await page.click('#submit-job');
+    await page.waitForFunction((first) => {
+      const id = document.querySelector('#submit-status')?.dataset.jobId;
+      return id && id !== first;
+    }, jobId);
+    const windowsJobId = await page.getAttribute('#submit-status', 'data-job-id');
+    const windowsJob = await api(`/v1/jobs/${windowsJobId}`);
+    assert.deepEqual(windowsJob.spec.options.lookback_days, [7, 30, 0]);
+    await page.fill('#lookback_days', '');
+    await openResult(page, windowsJobId);
+    const compared = await api(`/v1/jobs/${windowsJobId}/result`);
+    assert.deepEqual(compared.windows.map((w) => w.lookback_days), [7, 30, 0]);
+    const labels = ['7d', '30d', 'unlimited'];
+    for (const model of ['linear', 'first_touch']) {
+      await page.selectOption('#model-select', model);
+      await page.waitForFunction((m) => document.querySelector('#chart-windows figcaption')?.textContent
+        .includes(`by ${m},`), model);
+      const ranks = compared.window_ranks.find((r) => r.model === model);
+      const shares = await page.$$eval('#chart-windows circle.point', (ps) => ps.map((p) => ({
+        window: p.dataset.period, channel: p.dataset.channel, value: Number(p.dataset.value),
+      })));
+      assert.equal(shares.length, ranks.channels.length * labels.length, `${model}: a point per channel and window`);
+      for (const point of shares) {
+        const channel = ranks.channels.find((c) => c.channel === point.channel);
+        assert.ok(channel, `${model}: a line for a channel the API does not rank: ${point.channel}`);
+        close(point.value, channel.share[labels.indexOf(point.window)], `${model} share of ${point.channel} at ${point.window}`);
+        // The share is the window's own channel list's share.
+        const window = compared.windows[labels.indexOf(point.window)];
+        close(point.value, window.models[model].channels.find((c) => c.channel === point.channel)?.share ?? 0,
+          `${model} ${point.channel} in the ${point.window} window's result`);
+      }
+      const rows = await page.$$eval('#window-ranks tbody tr', (trs) => trs.map((tr) => ({
+        channel: tr.dataset.channel,
+        ranks: [...tr.querySelectorAll('td[data-window]')].map((td) => (td.dataset.rank === '' ? null : Number(td.dataset.rank))),
+        spread: Number(tr.querySelector('td[data-spread]').dataset.spread),
+      })));
+      assert.deepEqual(rows, ranks.channels.map((c) => ({ channel: c.channel, ranks: c.rank, spread: c.rank_spread })),
+        `${model}: the rank table is the API's window_ranks`);
+    }
+    const [windowsCsv] = await Promise.all([page.waitForEvent('download'), page.click('#download-windows')]);
+    const windowLines = (await readFile(await windowsCsv.path(), 'utf8')).trim().split('\n');
+    assert.equal(windowLines[0], 'model,channel,lookback_days,conversions,value,share,rank');
+    const ranked = compared.window_ranks.reduce((n, r) => n + r.channels
+      .reduce((m, c) => m + c.rank.filter((x) => x !== null).length, 0), 0);
+    assert.equal(windowLines.length - 1, ranked, 'one windows CSV row per model × channel × window that ranks it');
+    await page.screenshot({ path: path.join(artifacts, 'result-windows.png'), fullPage: true });
+    log(`lookback windows: ${labels.join(', ')} shares and ranks of linear and first_touch match the API; windows CSV ${ranked} rows`);
 
     // Forgetting the key clears it and everything shown with it.
     await page.click('#key-forget');

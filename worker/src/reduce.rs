@@ -8,7 +8,7 @@ use mta_core::ingest::Block;
 use mta_core::markov::SolveBudget;
 use mta_core::{AttributionError, AttributionResult, ErrorCode, InputKind, Options, Partial};
 use mta_platform::credits_file::{CreditRows, CreditsFile};
-use mta_platform::input::Source;
+use mta_platform::input::{Source, read_cost_table};
 use mta_platform::job::{JobRecord, Stage};
 use mta_platform::queue::{ReduceTask, StageHandler, TaskError, TaskInfo};
 use mta_platform::storage::keys;
@@ -61,6 +61,19 @@ async fn reduce(services: &Services, job: JobRecord, stop: StopFlag) -> Result<(
     limits.check_rows(rows)?;
     limits.check_channels(total.channels.len())?;
     let (finishing, solving) = (Arc::clone(&options), stop.clone());
+    // The cost table: a copy of its upload on local disk, read with the engine's bounds.
+    let costs = match &job.spec.spend_upload_id {
+        Some(id) => {
+            stop.check()?;
+            let scratch = tempfile::Builder::new().prefix("mta-spend-").tempdir().map_err(anyhow::Error::from)?;
+            let path = services.storage.local_copy(&keys::upload(&job.tenant, id), scratch.path()).await?;
+            let spend_limits = services.config.limits.spend();
+            let costs = compute(move || read_cost_table(&path, &spend_limits)).await?;
+            drop(scratch);
+            Some(costs)
+        }
+        None => None,
+    };
     let result = Arc::new(
         compute(move || {
             // The Markov solve asks between channels, so a cancelled or timed-out task ends soon.
@@ -68,7 +81,13 @@ async fn reduce(services: &Services, job: JobRecord, stop: StopFlag) -> Result<(
             let budget = SolveBudget { max_channels: limits.markov_max_channels, stop: &stopped };
             match total.finish_within(&finishing, &budget) {
                 Err(_) if solving.is_set() => Err(RunError::Stopped),
-                outcome => Ok(outcome?),
+                Ok(mut result) => {
+                    if let Some(costs) = &costs {
+                        result.add_spend(costs);
+                    }
+                    Ok(result)
+                }
+                Err(e) => Err(e.into()),
             }
         })
         .await?,

@@ -17,7 +17,7 @@ use mta_core::chunk::{ChannelDict, EventChunk, NO_CHANNEL, partition_of};
 use mta_core::ingest::{Block, Format, InputSpec, Limits, detect_delimiter, detect_format};
 use mta_core::{InputKind, Options, Partial};
 use mta_platform::chunk_file;
-use mta_platform::input::{CsvRange, Source, plan_csv_ranges};
+use mta_platform::input::{CsvRange, Source, plan_csv_ranges, read_cost_table};
 use mta_platform::job::{FanIn, JobRecord, Stage};
 use mta_platform::queue::{AttributeTask, ReduceTask, SplitTask, StageHandler, TaskError, TaskInfo};
 use mta_platform::storage::keys;
@@ -25,6 +25,19 @@ use mta_platform::storage::keys;
 use crate::Services;
 use crate::stage::{StopFlag, compute, run_unit};
 use mta_platform::run_error::RunError;
+
+/// Reads the job's cost table (`spend_upload_id`), if any, so that one that cannot be used
+/// fails the job when it starts rather than once every chunk is attributed; the reducer
+/// reads it again to join it to the result.
+async fn check_cost_table(services: &Services, job: &JobRecord) -> Result<(), RunError> {
+    let Some(id) = &job.spec.spend_upload_id else { return Ok(()) };
+    let scratch = tempfile::Builder::new().prefix("mta-spend-").tempdir().map_err(anyhow::Error::from)?;
+    let path = services.storage.local_copy(&keys::upload(&job.tenant, id), scratch.path()).await?;
+    let limits = services.config.limits.spend();
+    compute(move || read_cost_table(&path, &limits).map(drop)).await?;
+    drop(scratch);
+    Ok(())
+}
 
 /// Buffered event rows of one split before its partitions are written out.
 const FLUSH_ROWS: usize = 1_000_000;
@@ -65,6 +78,7 @@ async fn split(
     let (splits, partitions) = match piece {
         Some(_) => (job.progress.splits_total as u32, job.partitions),
         None => {
+            check_cost_table(services, &job).await?;
             let rows = source.estimated_rows().max(1);
             let partitions = rows.div_ceil(services.config.rows_per_chunk).clamp(1, MAX_PARTITIONS) as u32;
             let planned = {

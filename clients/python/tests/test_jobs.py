@@ -14,7 +14,7 @@ import pytest
 
 from mta_client import AttributionResult, Client, Job, JobRecord, Upload, Webhook
 from mta_client.errors import ConflictError, NotFoundError
-from mta_client.results import TIDY_COLUMNS
+from mta_client.results import SPEND_COLUMNS, TIDY_COLUMNS, WINDOW_COLUMNS
 
 from conftest import Service, close_to
 
@@ -188,6 +188,73 @@ def test_credit_per_period_is_typed_and_has_its_csv_table(
     positions = pd.read_csv(io.StringIO(job.result_csv("positions")))
     assert list(positions.columns) == ["channel", "only", "first", "middle", "last"]
     assert len(positions) == len(result.reports["positions"])
+
+
+def test_a_cost_table_adds_cost_cpa_and_roas_equal_to_mta_attribute(
+    service: Service, client: Client, events_csv: Path, tmp_path: Path
+) -> None:
+    costs = tmp_path / "costs.csv"
+    costs.write_text("date,channel,cost\n2026-01-05,paid_search,300\n2026-01-06,display,120\n2026-01-06,tv,50\n")
+    upload = client.upload(events_csv)
+    job = client.submit(upload, models=["linear", "markov"], spend=costs)
+    assert job.record.spec["spend_upload_id"]
+    result = job.result(timeout=120)
+    local = service.attribute_locally(events_csv, "--models", "linear,markov", "--spend", str(costs))
+    remote = dict(result.raw)
+    remote.pop("job_id")
+    assert close_to(remote, local) == []
+    assert result.spend is not None and result.spend.cost == 470 and result.spend.matched_cost == 420
+    assert [(u.channel, u.cost, u.rows) for u in result.spend.unmatched_cost] == [("tv", 50.0, 1)]
+    search = result.model("linear").channel("paid_search")
+    assert search.cost == 300
+    assert search.cpa == pytest.approx(300 / search.conversions)
+    assert search.roas == pytest.approx(search.value / 300)
+    direct = result.model("linear").channel("direct")
+    assert (direct.cost, direct.cpa, direct.roas) == (None, None, None)
+    assert list(result.to_pandas().columns) == [*TIDY_COLUMNS, *SPEND_COLUMNS]
+    assert result.to_polars().columns == [*TIDY_COLUMNS, *SPEND_COLUMNS]
+    service_csv = pd.read_csv(io.StringIO(job.result_csv()))
+    assert list(service_csv.columns) == [*TIDY_COLUMNS, *SPEND_COLUMNS]
+    unmatched = pd.read_csv(io.StringIO(job.result_csv("unmatched_cost")))
+    assert unmatched.to_dict("records") == [{"channel": "tv", "cost": 50, "rows": 1}]
+    # The same table as a DataFrame (uploaded as Parquet) and named by id: the same answer.
+    spend_upload = client.upload(pd.read_csv(costs))
+    again = client.submit(upload, models=["linear", "markov"], spend_upload_id=spend_upload).result(timeout=120)
+    assert again.spend == result.spend
+    repeated = dict(again.raw)
+    repeated.pop("job_id")
+    assert close_to(repeated, local) == []
+    with pytest.raises(TypeError):
+        client.submit(upload, spend=costs, spend_upload_id=spend_upload)
+
+
+def test_lookback_windows_compare_in_one_job_with_their_csv_table(
+    service: Service, client: Client, events_csv: Path
+) -> None:
+    job = client.submit(client.upload(events_csv), models=["linear", "first_touch"], lookback_days=[7, 30, 0])
+    assert job.record.spec["options"]["lookback_days"] == [7.0, 30.0, 0.0]
+    result = job.result(timeout=120)
+    assert (result.options.lookback_days, result.options.lookback_windows) == (7.0, [7.0, 30.0, 0.0])
+    assert [w.lookback_days for w in result.windows] == [7.0, 30.0, 0.0]
+    assert result.windows[0].models == result.models, "the top level is the first window"
+    local = service.attribute_locally(events_csv, "--models", "linear,first_touch", "--lookback-days", "7,30,0")
+    assert [w["lookback_days"] for w in local["windows"]] == [7.0, 30.0, 0.0]
+    for got, want in zip(result.windows, local["windows"]):
+        local_credit = {c["channel"]: c["conversions"] for c in want["models"]["linear"]["channels"]}
+        assert {c.channel: pytest.approx(c.conversions, rel=1e-9) for c in got.models["linear"].channels} == local_credit
+    ranks = {r.model: r for r in result.window_ranks}
+    assert set(ranks) == {"linear", "first_touch"}
+    for c in ranks["linear"].channels:
+        assert len(c.share) == len(c.rank) == 3
+        for window, rank, share in zip(result.windows, c.rank, c.share):
+            channels = window.models["linear"].channels
+            if rank is None:
+                assert c.channel not in [x.channel for x in channels]
+            else:
+                assert (channels[rank - 1].channel, channels[rank - 1].share) == (c.channel, share)
+    table = pd.read_csv(io.StringIO(job.result_csv("windows")))
+    assert list(table.columns) == list(WINDOW_COLUMNS)
+    assert len(table) == sum(r is not None for w in result.window_ranks for c in w.channels for r in c.rank)
 
 
 def test_dataframes_and_tables_upload_as_parquet(service: Service, client: Client, events_csv: Path) -> None:

@@ -70,7 +70,8 @@ def expected_keywords(document: dict[str, Any]) -> set[str]:
     headers = {p["name"] for p in submit.get("parameters", []) if p["in"] == "header"}
     unknown_headers = headers - set(spec.HEADER_KEYWORDS)
     assert not unknown_headers, f"submit_job takes headers the client does not send: {unknown_headers}"
-    return (job_spec - {"upload_id", "options"}) | options | {spec.HEADER_KEYWORDS[h] for h in headers}
+    uploads = set(spec.UPLOAD_KEYWORDS)
+    return (job_spec - {"upload_id", "options"}) | options | {spec.HEADER_KEYWORDS[h] for h in headers} | uploads
 
 
 def test_submit_takes_every_field_of_the_job_spec_as_a_keyword(document: dict[str, Any]) -> None:
@@ -117,10 +118,15 @@ def test_webhook_takes_every_field_of_the_webhook_spec(document: dict[str, Any])
         (results.AppliedOptions, "Options"),
         (results.ModelResult, "ModelResult"),
         (results.PeriodResult, "PeriodResult"),
+        (results.WindowResult, "WindowResult"),
+        (results.ChannelWindowRanks, "ChannelWindowRanks"),
         (results.ChannelCredit, "ChannelCredit"),
         (results.OrderSelection, "OrderSelection"),
         (results.OrderScore, "OrderScore"),
         (results.PairEffect, "PairEffect"),
+        (results.Spend, "SpendSummary"),
+        (results.UnmatchedCost, "UnmatchedCost"),
+        (results.PeriodCost, "PeriodCost"),
         (results.PositionWeights, "PositionWeights"),
         (Upload, "UploadRecord"),
         (JobRecord, "JobRecord"),
@@ -132,6 +138,10 @@ def test_result_and_record_dataclasses_cover_the_schemas(
 ) -> None:
     fields = {f.name for f in dataclasses.fields(cls)} - {"raw", "model"}
     assert properties(document, name) == fields
+
+
+def test_window_ranks_name_their_model(document: dict[str, Any]) -> None:
+    assert properties(document, "WindowRanks") == {f.name for f in dataclasses.fields(results.WindowRanks)}
 
 
 def test_the_result_schema_is_what_the_result_class_reads(document: dict[str, Any]) -> None:

@@ -399,7 +399,7 @@ impl<'a> Resolver<'a> {
 }
 
 /// The names, each shortened, joined by `, ` up to about `max` bytes, then how many more.
-fn listed(names: &[String], max: usize) -> String {
+pub(crate) fn listed(names: &[String], max: usize) -> String {
     let mut list = String::new();
     for (i, name) in names.iter().enumerate() {
         if list.len() >= max {

@@ -15,7 +15,7 @@ use parquet::file::reader::ChunkReader;
 
 use super::columns::{ChannelColumn, ConversionColumn, EventColumns, Resolver, detect_kind};
 use super::rows::{CleanEvent, MAX_USER_ID_BYTES, Rows, format_int, is_plain_text};
-use super::text::finish;
+use super::text::{RowSink, finish};
 use super::values::Cell;
 use super::{Block, InputSpec, InputSummary};
 use crate::error::{AttributionError, ErrorCode};
@@ -131,6 +131,56 @@ pub fn read_parquet<R: ChunkReader + 'static, E: From<AttributionError>>(
         return Ok(InputSummary { kind, rows: 0 });
     }
     finish(kind, rows, sink)
+}
+
+/// Reads a whole Parquet file row by row into the sink `start` makes from the header
+/// (`start` also names the columns it reads): the reader of side tables such as costs.
+/// Date columns are read as their `YYYY-MM-DD` text, so a calendar day stays one.
+pub(crate) fn parquet_rows<R: ChunkReader + 'static, S: RowSink>(
+    reader: R,
+    start: impl FnOnce(&[String]) -> Result<(S, Vec<usize>), AttributionError>,
+) -> Result<S, AttributionError> {
+    let builder = ParquetRecordBatchReaderBuilder::try_new(reader).map_err(parquet_error)?;
+    let (header, paths) = header_of(builder.schema());
+    let (mut rows, mut needed) = start(&header)?;
+    needed.retain(|&c| c < paths.len());
+    needed.sort_unstable();
+    needed.dedup();
+    let mut roots: Vec<usize> = needed.iter().map(|&c| paths[c].root).collect();
+    roots.sort_unstable();
+    roots.dedup();
+    let mask = ProjectionMask::roots(builder.parquet_schema(), roots.iter().copied());
+    let batches = builder.with_projection(mask).with_batch_size(8192).build().map_err(parquet_error)?;
+    let mut columns: Vec<Option<Column>> = vec![None; header.len()];
+    let mut row = 0u64;
+    for batch in batches {
+        let batch = batch.map_err(|e| parquet_error(e.into()))?;
+        for &field in &needed {
+            let path = &paths[field];
+            let position = roots.binary_search(&path.root).expect("every needed root is read");
+            let mut array = path.array(batch.column(position));
+            if matches!(array.data_type(), DataType::Date32 | DataType::Date64) {
+                let as_text = |array: &ArrayRef, to: &DataType| {
+                    cast(array, to).map_err(|e| {
+                        AttributionError::new(
+                            ErrorCode::InvalidValue,
+                            format!("cannot read a Parquet date column: {e}"),
+                        )
+                    })
+                };
+                array = as_text(&as_text(&array, &DataType::Date32)?, &DataType::Utf8)?;
+            }
+            columns[field] = Some(Column::new(&array)?);
+        }
+        for i in 0..batch.num_rows() {
+            row += 1;
+            rows.push(row, |c| columns[c].as_ref().map_or(Cell::Null, |column| column.cell(i)))?;
+            if rows.should_stop() {
+                return Ok(rows);
+            }
+        }
+    }
+    Ok(rows)
 }
 
 /// Where a column of the header is: a top-level field (`children` empty), or a field inside

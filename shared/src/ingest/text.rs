@@ -15,21 +15,82 @@ use crate::options::InputKind;
 /// NDJSON column names are the keys seen in this many first objects.
 const NDJSON_HEADER_LINES: usize = 1000;
 
-/// Reads CSV rows, handing each full block to `sink`.
-///
-/// No record is buffered beyond `limits.max_line_bytes`, nor the header beyond
-/// [`MAX_HEADER_BYTES`]: the parser reads through a [`RecordGate`], which stops handing
-/// it bytes that far past the start of the record being read.
+/// Reads CSV rows, handing each full block to `sink`; no record is buffered beyond
+/// `limits.max_line_bytes` (see [`csv_rows`]).
 pub fn read_csv<E: From<AttributionError>>(
-    mut reader: impl BufRead,
+    reader: impl BufRead,
     spec: &InputSpec,
     mut sink: impl FnMut(Block) -> Result<(), E>,
 ) -> Result<InputSummary, E> {
-    let delimiter = match spec.delimiter {
+    let mut kind = InputKind::Events;
+    let lines =
+        CsvLines { delimiter: spec.delimiter, max_line_bytes: spec.limits.max_line_bytes, first_row: spec.first_row };
+    let rows = csv_rows(
+        reader,
+        lines,
+        |header| {
+            let (found, rows) = rows_for(header, spec)?;
+            kind = found;
+            Ok(rows)
+        },
+        |rows: &mut Rows| match rows.take_full_block() {
+            Some(block) => sink(block),
+            None => Ok(()),
+        },
+    )?;
+    finish(kind, rows, sink)
+}
+
+/// What a consumer of decoded rows does with them: [`Rows`] for attribution input, other
+/// tables (a cost table) through their own rules, all read by the same decoders.
+pub(crate) trait RowSink {
+    /// Records a problem found by the decoder itself (a malformed record, bad UTF-8).
+    fn problem(&mut self, row: u64, column: &str, problem: String);
+    /// Adds one row; `cell(i)` reads column i. Fails only when a limit is exceeded.
+    fn push<'c>(&mut self, row: u64, cell: impl Fn(usize) -> Cell<'c>) -> Result<(), AttributionError>;
+    /// True once reading further would add nothing (enough problems are known).
+    fn should_stop(&mut self) -> bool;
+}
+
+impl RowSink for Rows {
+    fn problem(&mut self, row: u64, column: &str, problem: String) {
+        Rows::problem(self, row, column, problem);
+    }
+    fn push<'c>(&mut self, row: u64, cell: impl Fn(usize) -> Cell<'c>) -> Result<(), AttributionError> {
+        Rows::push(self, row, cell)
+    }
+    fn should_stop(&mut self) -> bool {
+        Rows::should_stop(self)
+    }
+}
+
+/// How to read the lines of a CSV file.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct CsvLines {
+    /// Detected from the header line when absent.
+    pub delimiter: Option<u8>,
+    pub max_line_bytes: usize,
+    /// Number of the first data row (1, or later for a byte range of a larger file).
+    pub first_row: u64,
+}
+
+/// Reads CSV records into the sink `start` makes from the header, calling `after_row`
+/// after each row; returns the sink.
+///
+/// No record is buffered beyond `max_line_bytes`, nor the header beyond
+/// [`MAX_HEADER_BYTES`]: the parser reads through a [`RecordGate`], which stops handing
+/// it bytes that far past the start of the record being read.
+pub(crate) fn csv_rows<S: RowSink, E: From<AttributionError>>(
+    mut reader: impl BufRead,
+    lines: CsvLines,
+    start: impl FnOnce(Vec<String>) -> Result<S, AttributionError>,
+    mut after_row: impl FnMut(&mut S) -> Result<(), E>,
+) -> Result<S, E> {
+    let delimiter = match lines.delimiter {
         Some(d) => d,
         None => detect_delimiter(reader.fill_buf().map_err(io_error)?),
     };
-    let max_line = spec.limits.max_line_bytes as u64;
+    let max_line = lines.max_line_bytes as u64;
     let header_too_long = || {
         AttributionError::new(
             ErrorCode::LimitExceeded,
@@ -51,9 +112,9 @@ pub fn read_csv<E: From<AttributionError>>(
     if let Some(first) = header.first_mut() {
         *first = first.trim_start_matches('\u{feff}').to_owned();
     }
-    let (kind, mut rows) = rows_for(header, spec)?;
+    let mut rows = start(header)?;
     let width = record.len();
-    let mut row = spec.first_row.saturating_sub(1);
+    let mut row = lines.first_row.saturating_sub(1);
     loop {
         let start = csv.position().byte();
         csv.get_ref().end.set(start + max_line + 1);
@@ -67,7 +128,7 @@ pub fn read_csv<E: From<AttributionError>>(
             Err(error) => match error.kind() {
                 csv::ErrorKind::Utf8 { err, .. } => {
                     row += 1;
-                    rows.problem(row, &format!("#{}", err.field() + 1), "value is not valid UTF-8");
+                    rows.problem(row, &format!("#{}", err.field() + 1), "value is not valid UTF-8".to_owned());
                     continue;
                 }
                 _ if is_too_long(&error) => return Err(line_too_long(row + 1, "(row)", max_line).into()),
@@ -90,11 +151,9 @@ pub fn read_csv<E: From<AttributionError>>(
         if rows.should_stop() {
             break;
         }
-        if let Some(block) = rows.take_full_block() {
-            sink(block)?;
-        }
+        after_row(&mut rows)?;
     }
-    finish(kind, rows, sink)
+    Ok(rows)
 }
 
 /// The longest CSV header line read, whatever `max_line_bytes` says: no real header comes

@@ -7,7 +7,7 @@ use mta_core::{ModelId, OptionsSpec};
 use crate::helpers::*;
 
 fn with_lookback(days: f64) -> OptionsSpec {
-    OptionsSpec { lookback_days: Some(days), ..Default::default() }
+    OptionsSpec { lookback_days: Some(days.into()), ..Default::default() }
 }
 
 // ---- the lookback window ---------------------------------------------------------------

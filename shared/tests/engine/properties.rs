@@ -1,20 +1,38 @@
 //! Property tests over random inputs: every model but `participation` conserves the
 //! attributed conversions and value (in every period too), periods add up to the whole, and
 //! partials merge to the single-chunk answer in any grouping and order, whatever the
-//! chunks' channel numbering, periods included.
+//! chunks' channel numbering, periods and lookback windows included (each window compared
+//! in one pass equals a run with that window alone, at the Markov order `auto` chose for the
+//! first), with a cost table's cost, CPA and ROAS.
 
 use std::collections::BTreeMap;
 
 use mta_core::chunk::{partition_of, user_key};
 use mta_core::period::Period;
-use mta_core::result::PeriodResult;
-use mta_core::{AttributionResult, ChannelDict, MarkovOrder, ModelId, Options, OptionsSpec, Partial};
+use mta_core::result::{PeriodResult, WindowResult};
+use mta_core::{AttributionResult, ChannelDict, LookbackDays, MarkovOrder, ModelId, Options, OptionsSpec, Partial};
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
 
 use crate::helpers::*;
 
 const CHANNELS: [&str; 6] = ["search", "Direct", "email", "social", "display", "affiliate"];
+
+/// A cost table over the rows' 60 days (from T0, 2023-11-14), an instant among the days,
+/// and `tv`, which no row mentions.
+const COSTS: &str = "date,channel,campaign,cost
+2023-11-14,search,a,10
+2023-11-20,email,,7.5
+2023-12-01,display,,3
+2024-01-10,search,b,4
+2023-11-16T23:30:00Z,social,,2
+2023-11-15,tv,,100
+2023-11-17,Direct,,0
+";
+
+fn costs() -> mta_core::spend::CostTable {
+    mta_core::spend::CostTable::read_csv(COSTS.as_bytes(), &Default::default()).expect("the cost table reads")
+}
 
 /// Random event rows: up to 8 users, 1..6 channels, times on a 6-hour grid over 60 days
 /// (so ties happen), about a third of the rows conversions (some carrying a channel).
@@ -41,10 +59,17 @@ fn event_rows() -> impl Strategy<Value = Vec<Row>> {
         })
 }
 
-/// Random journey options around the defaults.
+/// Random journey options around the defaults: one lookback window, or several compared
+/// (without a period, which they do not combine with).
 fn event_specs() -> impl Strategy<Value = OptionsSpec> {
     (
-        prop::sample::select(vec![0.0, 7.0, 30.0]),
+        prop::sample::select(vec![
+            LookbackDays::One(0.0),
+            LookbackDays::One(7.0),
+            LookbackDays::One(30.0),
+            LookbackDays::Many(vec![7.0, 0.0, 30.0]),
+            LookbackDays::Many(vec![30.0, 1.5, 7.0, 60.0]),
+        ]),
         prop::sample::select(vec![1.0, 7.0]),
         any::<bool>(),
         prop::sample::select(vec![2u32, 10_000]),
@@ -54,6 +79,7 @@ fn event_specs() -> impl Strategy<Value = OptionsSpec> {
         any::<bool>(),
     )
         .prop_map(|(lookback, half_life, conversion_row_is_touch, max_touches, order, period, zone, pairs)| {
+            let period = if matches!(lookback, LookbackDays::Many(_)) { None } else { period };
             OptionsSpec {
                 lookback_days: Some(lookback),
                 half_life_days: Some(half_life),
@@ -266,7 +292,36 @@ fn check_same(what: &str, got: &AttributionResult, want: &AttributionResult) -> 
             check_close(&format!("{what}: pair {key:?} value removal effect"), got.1, want.1)?;
             check_close(&format!("{what}: pair {key:?} overlap"), got.2, want.2)?;
         }
+        // Cost, CPA and ROAS (with a cost table): `null` in the same places, else the same numbers.
+        for w in &m.channels {
+            let g = got_model.channel(&w.channel).expect("the same channels");
+            for (field, a, b) in [("cost", g.cost, w.cost), ("cpa", g.cpa, w.cpa), ("roas", g.roas, w.roas)] {
+                prop_assert_eq!(
+                    a.map(|x| x.is_some()),
+                    b.map(|x| x.is_some()),
+                    "{}: {} {} {}",
+                    what,
+                    m.model,
+                    w.channel,
+                    field
+                );
+                let label = format!("{what}: {} {} {field}", m.model, w.channel);
+                check_close(&label, a.flatten().unwrap_or(0.0), b.flatten().unwrap_or(0.0))?;
+            }
+        }
     }
+    if let (Some(g), Some(w)) = (&got.spend, &want.spend) {
+        let unmatched = |s: &mta_core::spend::SpendSummary| {
+            s.unmatched_cost.iter().map(|u| (u.channel.clone(), u.rows)).collect::<Vec<_>>()
+        };
+        prop_assert_eq!(unmatched(g), unmatched(w), "{}: unmatched cost", what);
+        let outside = |s: &mta_core::spend::SpendSummary| {
+            s.cost_outside_periods.iter().map(|p| p.period.clone()).collect::<Vec<_>>()
+        };
+        prop_assert_eq!(outside(g), outside(w), "{}: cost outside periods", what);
+        check_close(&format!("{what}: matched cost"), g.matched_cost, w.matched_cost)?;
+    }
+    prop_assert_eq!(got.spend.is_some(), want.spend.is_some(), "{}: spend", what);
     // The journey reports merge like every other sum.
     if let (Some(g), Some(w)) = (&got.reports, &want.reports) {
         for (gb, wb) in g.path_length.iter().chain(&g.time_lag).zip(w.path_length.iter().chain(&w.time_lag)) {
@@ -288,7 +343,48 @@ fn check_same(what: &str, got: &AttributionResult, want: &AttributionResult) -> 
     for (g, w) in got.periods.iter().zip(&want.periods) {
         check_same(&format!("{what}, period {}", w.period), &as_result(got, g), &as_result(want, w))?;
     }
+    let windows = |r: &AttributionResult| r.windows.iter().map(|w| w.lookback_days).collect::<Vec<_>>();
+    prop_assert_eq!(windows(got), windows(want), "{}: windows", what);
+    for (g, w) in got.windows.iter().zip(&want.windows) {
+        let (g, w) = (window_as_result(got, g), window_as_result(want, w));
+        check_same(&format!("{what}, window of {} days", w.options.lookback_days), &g, &w)?;
+    }
+    prop_assert_eq!(got.window_ranks.len(), want.window_ranks.len(), "{}: window ranks", what);
+    for (g, w) in got.window_ranks.iter().zip(&want.window_ranks) {
+        prop_assert_eq!(g.model, w.model);
+        let by_name = |r: &mta_core::result::WindowRanks| {
+            r.channels.iter().map(|c| (c.channel.clone(), c.clone())).collect::<BTreeMap<_, _>>()
+        };
+        let (g, w) = (by_name(g), by_name(w));
+        prop_assert_eq!(g.keys().collect::<Vec<_>>(), w.keys().collect::<Vec<_>>(), "{}: ranked channels", what);
+        for (name, wc) in &w {
+            let gc = &g[name];
+            for (gs, ws) in gc.share.iter().zip(&wc.share) {
+                check_close(&format!("{what}: {name}'s share under a window"), *gs, *ws)?;
+            }
+            // Ranks may differ only where rounding reorders channels of equal credit.
+            let ranked =
+                |c: &mta_core::result::ChannelWindowRanks| c.rank.iter().map(Option::is_some).collect::<Vec<_>>();
+            prop_assert_eq!(ranked(gc), ranked(wc), "{}: {} ranked under the same windows", what, name);
+        }
+    }
     Ok(())
+}
+
+/// One window of `result` as a result of its own, with that window's lookback.
+fn window_as_result(result: &AttributionResult, window: &WindowResult) -> AttributionResult {
+    let options =
+        Options { lookback_days: window.lookback_days, lookback_windows: Vec::new(), ..result.options.clone() };
+    AttributionResult {
+        summary: window.summary.clone(),
+        options,
+        models: window.models.clone(),
+        periods: Vec::new(),
+        reports: None,
+        windows: Vec::new(),
+        window_ranks: Vec::new(),
+        spend: None,
+    }
 }
 
 /// One period of `result` as a result of its own.
@@ -299,6 +395,9 @@ fn as_result(result: &AttributionResult, period: &PeriodResult) -> AttributionRe
         models: period.models.clone(),
         periods: Vec::new(),
         reports: None,
+        spend: None,
+        windows: Vec::new(),
+        window_ranks: Vec::new(),
     }
 }
 
@@ -363,19 +462,70 @@ proptest! {
     }
 
     #[test]
+    fn each_window_compared_in_one_pass_equals_its_own_run(rows in event_rows(), spec in event_specs()) {
+        let options = event_options(spec.clone());
+        let result = attribute_events(&event_chunk(&rows), &options);
+        prop_assert_eq!(result.windows.is_empty(), options.lookback_windows.is_empty());
+        if let Some(first) = result.windows.first() {
+            // The top level is the first window.
+            prop_assert_eq!(&first.summary, &result.summary);
+            prop_assert_eq!(&first.models, &result.models);
+        }
+        // With `markov_order: auto`, every window solves the chain of the order chosen for the
+        // top level (the first window); pair effects are the top level's only.
+        let chosen = model(&result, ModelId::Markov).order.map(MarkovOrder::Fixed);
+        for (i, window) in result.windows.iter().enumerate() {
+            let markov = window.models.iter().find(|m| m.model == ModelId::Markov).expect("markov in every window");
+            prop_assert_eq!(markov.order, model(&result, ModelId::Markov).order);
+            let mut alone = OptionsSpec { lookback_days: Some(window.lookback_days.into()), ..spec.clone() };
+            if i > 0 {
+                prop_assert!(markov.pairs.is_none() && markov.order_selection.is_none());
+                alone.markov_order = chosen;
+                alone.markov_pair_effects = None;
+            }
+            let want = attribute_events(&event_chunk(&rows), &event_options(alone));
+            let got = window_as_result(&result, window);
+            check_same(&format!("window of {} days", window.lookback_days), &got, &want)?;
+            check_conservation(&got)?;
+            // Every window's ranks are its channel lists' order, and its shares theirs.
+            for ranks in &result.window_ranks {
+                let list = &model(&got, ranks.model).channels;
+                for c in &ranks.channels {
+                    match c.rank[i] {
+                        Some(rank) => {
+                            let credit = &list[rank as usize - 1];
+                            prop_assert_eq!(&credit.channel, &c.channel);
+                            prop_assert_eq!(credit.share, c.share[i]);
+                        }
+                        None => prop_assert!(list.iter().all(|l| l.channel != c.channel)),
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
     fn a_result_read_back_from_its_json_is_the_same_result_and_bytes(rows in event_rows(), spec in event_specs()) {
         // Every reader (API, webhook, tables) reads the stored JSON back as the typed result.
-        let result = attribute_events(&event_chunk(&rows), &event_options(spec));
-        let json = serde_json::to_string(&result).unwrap();
-        let read: AttributionResult = serde_json::from_str(&json).unwrap();
-        prop_assert_eq!(&read, &result);
-        prop_assert_eq!(serde_json::to_string(&read).unwrap(), json);
+        let mut result = attribute_events(&event_chunk(&rows), &event_options(spec));
+        for with_spend in [false, true] {
+            if with_spend {
+                // A joined cost table (its `null`s included) reads back the same too.
+                result.add_spend(&costs());
+            }
+            let json = serde_json::to_string(&result).unwrap();
+            let read: AttributionResult = serde_json::from_str(&json).unwrap();
+            prop_assert_eq!(&read, &result);
+            prop_assert_eq!(serde_json::to_string(&read).unwrap(), json);
+        }
     }
 
     #[test]
     fn merging_partials_by_user_in_any_grouping_equals_one_chunk(rows in event_rows(), spec in event_specs()) {
         let options = event_options(spec);
-        let want = attribute_events(&event_chunk(&rows), &options);
+        let mut want = attribute_events(&event_chunk(&rows), &options);
+        let costs = costs();
+        want.add_spend(&costs);
         for n in [1u32, 2, 7] {
             let parts: Vec<Partial> = partition(&rows, n)
                 .iter()
@@ -383,7 +533,8 @@ proptest! {
                 .map(|(i, part)| Partial::from_events(&own_numbering(part, i), &options).unwrap())
                 .collect();
             for (grouping, merged) in groupings(&parts, &options) {
-                let got = merged.finish(&options).expect("attribution succeeds");
+                let mut got = merged.finish(&options).expect("attribution succeeds");
+                got.add_spend(&costs);
                 check_same(&format!("{n} chunks, {grouping}"), &got, &want)?;
             }
         }

@@ -206,7 +206,7 @@ class Client:
         models: Sequence[Model] | Literal["all"] | None = None,
         markov_order: int | Literal["auto"] | None = None,
         markov_pair_effects: bool | None = None,
-        lookback_days: float | None = None,
+        lookback_days: float | Sequence[float] | None = None,
         half_life_days: float | None = None,
         position_weights: PositionWeightsLike | None = None,
         direct_channels: Sequence[str] | None = None,
@@ -216,6 +216,8 @@ class Client:
         period: Period | None = None,
         timezone: str | None = None,
         export_credits: bool | None = None,
+        spend_upload_id: Upload | str | None = None,
+        spend: UploadData | None = None,
         webhook: str | Webhook | None = None,
         idempotency_key: str | None = None,
     ) -> Job:
@@ -223,9 +225,17 @@ class Client:
         service's default (docs/user-guide.md, "Options").
 
         Every submission carries an ``Idempotency-Key`` (``idempotency_key``, else a fresh one),
-        so the client's retries never create a second job.
+        so the client's retries never create a second job. ``spend`` is a cost table (a path, file
+        or DataFrame: ``date``, ``channel``, optional ``campaign``, ``cost``) uploaded first and named
+        by ``spend_upload_id``; or give the id of one uploaded before.
         """
         upload_id = upload.upload_id if isinstance(upload, Upload) else upload
+        if spend is not None:
+            if spend_upload_id is not None:
+                raise TypeError("give `spend` or `spend_upload_id`, not both")
+            spend_upload_id = self.upload(spend)
+        if isinstance(spend_upload_id, Upload):
+            spend_upload_id = spend_upload_id.upload_id
         spec = build_spec(
             upload_id,
             dict(
@@ -235,7 +245,7 @@ class Client:
                 half_life_days=half_life_days, position_weights=position_weights, direct_channels=direct_channels,
                 conversion_row_is_touch=conversion_row_is_touch, max_journey_touches=max_journey_touches,
                 channel_rules=channel_rules, period=period, timezone=timezone, export_credits=export_credits,
-                webhook=webhook,
+                spend_upload_id=spend_upload_id, webhook=webhook,
             ),
         )
         key = idempotency_key_for(idempotency_key)
@@ -352,7 +362,8 @@ class Job:
 
     def result_csv(self, table: str = "channels") -> str:
         """A tidy table as the service's CSV (``?format=csv&table=``): ``channels``, ``periods``,
-        ``path_length``, ``time_lag``, ``positions`` or ``markov_pairs``."""
+        ``path_length``, ``time_lag``, ``positions``, ``windows``, ``unmatched_cost`` (a job with a cost
+        table) or ``markov_pairs``."""
         self._check()
         return self.client.request("GET", f"/v1/jobs/{self.id}/result", params={"format": "csv", "table": table}).text
 

@@ -2,7 +2,8 @@
 
 The tidy table has one row per model × channel, with the columns of the service's
 ``GET /v1/jobs/{id}/result?format=csv``: ``model, channel, conversions, value, share,
-removal_effect, removal_effect_value`` (the removal effects are set for ``markov`` only).
+removal_effect, removal_effect_value`` (the removal effects are set for ``markov`` only), and with a
+cost table (``spend``) ``cost, cpa, roas`` (:data:`SPEND_COLUMNS`).
 """
 
 from __future__ import annotations
@@ -19,11 +20,16 @@ if TYPE_CHECKING:
     import pyarrow
 
 __all__ = ["Summary", "PositionWeights", "AppliedOptions", "ChannelCredit", "ModelResult", "AttributionResult",
-           "TIDY_COLUMNS"]
+           "Spend", "UnmatchedCost", "PeriodCost", "WindowResult", "WindowRanks", "ChannelWindowRanks",
+           "TIDY_COLUMNS", "SPEND_COLUMNS", "WINDOW_COLUMNS"]
 
 TIDY_COLUMNS: tuple[str, ...] = (
     "model", "channel", "conversions", "value", "share", "removal_effect", "removal_effect_value",
 )
+#: The columns the tidy table gains when the job had a cost table.
+SPEND_COLUMNS: tuple[str, ...] = ("cost", "cpa", "roas")
+#: The columns of the window comparison (``result_csv("windows")``).
+WINDOW_COLUMNS: tuple[str, ...] = ("model", "channel", "lookback_days", "conversions", "value", "share", "rank")
 
 
 @dataclass(frozen=True)
@@ -98,6 +104,8 @@ class AppliedOptions:
     channel_rules: AppliedChannelRules | None = None
     #: The markov model reports the removal effects of pairs of its top channels.
     markov_pair_effects: bool = False
+    #: Every lookback window compared when ``lookback_days`` was a list (``lookback_days`` is the first).
+    lookback_windows: list[float] = field(default_factory=list)
 
     @classmethod
     def from_json(cls, value: Mapping[str, Any]) -> AppliedOptions:
@@ -119,6 +127,7 @@ class AppliedOptions:
             period=value.get("period"),
             timezone=str(value.get("timezone", "UTC")),
             markov_pair_effects=bool(value.get("markov_pair_effects", False)),
+            lookback_windows=[float(d) for d in value.get("lookback_windows", [])],
         )
 
 
@@ -195,6 +204,11 @@ class ChannelCredit:
     #: Markov only.
     removal_effect: float | None = None
     removal_effect_value: float | None = None
+    #: With a cost table: the channel's cost (``None``: no cost row names it), cost per credited
+    #: conversion and credited value per cost (``None`` where undefined).
+    cost: float | None = None
+    cpa: float | None = None
+    roas: float | None = None
 
     @classmethod
     def from_json(cls, value: Mapping[str, Any]) -> ChannelCredit:
@@ -209,6 +223,9 @@ class ChannelCredit:
             share=float(value["share"]),
             removal_effect=optional("removal_effect"),
             removal_effect_value=optional("removal_effect_value"),
+            cost=optional("cost"),
+            cpa=optional("cpa"),
+            roas=optional("roas"),
         )
 
 
@@ -276,6 +293,109 @@ class PeriodResult:
 
 
 @dataclass(frozen=True)
+class WindowResult:
+    """The figures under one lookback window (``lookback_days`` given as a list)."""
+
+    #: 0 = unlimited.
+    lookback_days: float
+    summary: Summary
+    models: dict[str, ModelResult]
+
+    @classmethod
+    def from_json(cls, value: Mapping[str, Any]) -> WindowResult:
+        return cls(
+            lookback_days=float(value["lookback_days"]),
+            summary=Summary.from_json(value["summary"]),
+            models={name: ModelResult.from_json(name, m) for name, m in value["models"].items()},
+        )
+
+
+@dataclass(frozen=True)
+class ChannelWindowRanks:
+    """One channel under each window, in the order of ``AttributionResult.windows``."""
+
+    channel: str
+    #: Its share of the model's credited conversions (0 where a window has no touch of it).
+    share: list[float]
+    #: 1 = most conversions (ties by name); ``None`` where a window has no touch of it.
+    rank: list[int | None]
+    #: Worst minus best rank over the windows that rank it (0 = a stable rank).
+    rank_spread: int
+
+    @classmethod
+    def from_json(cls, value: Mapping[str, Any]) -> ChannelWindowRanks:
+        return cls(
+            channel=str(value["channel"]),
+            share=[float(s) for s in value["share"]],
+            rank=[None if r is None else int(r) for r in value["rank"]],
+            rank_spread=int(value["rank_spread"]),
+        )
+
+
+@dataclass(frozen=True)
+class WindowRanks:
+    """One model's channels compared across the lookback windows."""
+
+    model: str
+    #: By rank under the first window, then by name.
+    channels: list[ChannelWindowRanks]
+
+    @classmethod
+    def from_json(cls, value: Mapping[str, Any]) -> WindowRanks:
+        return cls(model=str(value["model"]), channels=[ChannelWindowRanks.from_json(c) for c in value["channels"]])
+
+
+@dataclass(frozen=True)
+class UnmatchedCost:
+    """The cost of a channel that no journey of the events mentions."""
+
+    channel: str
+    cost: float
+    rows: int
+
+
+@dataclass(frozen=True)
+class PeriodCost:
+    """Cost dated in a period that holds no journey."""
+
+    period: str
+    cost: float
+
+
+@dataclass(frozen=True)
+class Spend:
+    """The cost table joined to the credits (docs/user-guide.md, "Spend")."""
+
+    rows: int
+    #: Every row's cost, and that of the channels the events mention.
+    cost: float
+    matched_cost: float
+    first_date: str
+    last_date: str
+    #: Distinct campaigns (their cost is summed to their channel).
+    campaigns: int
+    unmatched_cost: list[UnmatchedCost]
+    cost_outside_periods: list[PeriodCost] = field(default_factory=list)
+
+    @classmethod
+    def from_json(cls, value: Mapping[str, Any]) -> Spend:
+        return cls(
+            rows=int(value["rows"]),
+            cost=float(value["cost"]),
+            matched_cost=float(value["matched_cost"]),
+            first_date=str(value["first_date"]),
+            last_date=str(value["last_date"]),
+            campaigns=int(value["campaigns"]),
+            unmatched_cost=[
+                UnmatchedCost(str(u["channel"]), float(u["cost"]), int(u["rows"])) for u in value["unmatched_cost"]
+            ],
+            cost_outside_periods=[
+                PeriodCost(str(p["period"]), float(p["cost"])) for p in value.get("cost_outside_periods", [])
+            ],
+        )
+
+
+@dataclass(frozen=True)
 class AttributionResult:
     """``GET /v1/jobs/{id}/result``; ``job_id`` is ``None`` for a result read from ``mta attribute``."""
 
@@ -288,6 +408,13 @@ class AttributionResult:
     #: The journey reports as JSON: ``path_length`` and ``time_lag`` buckets (``bucket``,
     #: ``conversions``, ``value``) and ``positions`` per channel (``only``, ``first``, ``middle``, ``last``).
     reports: dict[str, Any] | None = None
+    #: With a cost table: what was joined, and the cost of channels no journey mentions.
+    spend: Spend | None = None
+    #: With ``lookback_days`` given as a list: the figures under each window, in the order
+    #: listed (the first is the top level's).
+    windows: list[WindowResult] = field(default_factory=list)
+    #: With ``windows``: per model, each channel's share and rank under every window.
+    window_ranks: list[WindowRanks] = field(default_factory=list)
     job_id: str | None = None
     #: The JSON as the service sent it (fields newer than this client included).
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
@@ -300,6 +427,9 @@ class AttributionResult:
             models={name: ModelResult.from_json(name, m) for name, m in value["models"].items()},
             periods=[PeriodResult.from_json(p) for p in value.get("periods", [])],
             reports=value.get("reports"),
+            spend=None if value.get("spend") is None else Spend.from_json(value["spend"]),
+            windows=[WindowResult.from_json(w) for w in value.get("windows", [])],
+            window_ranks=[WindowRanks.from_json(r) for r in value.get("window_ranks", [])],
             job_id=value.get("job_id"),
             raw=dict(value),
         )
@@ -314,11 +444,15 @@ class AttributionResult:
         """The credited channels of one model, most conversions first."""
         return self.model(model).channels
 
+    def columns(self) -> tuple[str, ...]:
+        """The tidy table's columns: :data:`TIDY_COLUMNS`, then :data:`SPEND_COLUMNS` with a cost table."""
+        return TIDY_COLUMNS + (SPEND_COLUMNS if self.spend is not None else ())
+
     def rows(self) -> Iterator[dict[str, Any]]:
-        """The tidy table as dicts: one per model × channel, keys :data:`TIDY_COLUMNS`."""
+        """The tidy table as dicts: one per model × channel, keys :meth:`columns`."""
         for name, model in self.models.items():
             for c in model.channels:
-                yield {
+                row: dict[str, Any] = {
                     "model": name,
                     "channel": c.channel,
                     "conversions": c.conversions,
@@ -327,14 +461,18 @@ class AttributionResult:
                     "removal_effect": c.removal_effect,
                     "removal_effect_value": c.removal_effect_value,
                 }
+                if self.spend is not None:
+                    row.update(cost=c.cost, cpa=c.cpa, roas=c.roas)
+                yield row
 
     def to_pandas(self) -> pandas.DataFrame:
         """The tidy table as a pandas DataFrame (removal effects are NaN outside ``markov``)."""
         require("pandas", "pandas")
         import pandas as pd
 
-        frame = pd.DataFrame.from_records(list(self.rows()), columns=list(TIDY_COLUMNS))
-        floats = [c for c in TIDY_COLUMNS if c not in ("model", "channel")]
+        columns = self.columns()
+        frame = pd.DataFrame.from_records(list(self.rows()), columns=list(columns))
+        floats = [c for c in columns if c not in ("model", "channel")]
         typed: pd.DataFrame = frame.astype({c: "float64" for c in floats})
         return typed
 
@@ -343,7 +481,7 @@ class AttributionResult:
         require("polars", "polars")
         import polars as pl
 
-        schema = {c: (pl.String if c in ("model", "channel") else pl.Float64) for c in TIDY_COLUMNS}
+        schema = {c: (pl.String if c in ("model", "channel") else pl.Float64) for c in self.columns()}
         return pl.DataFrame(list(self.rows()), schema=schema)
 
     def to_arrow(self) -> pyarrow.Table:
@@ -352,5 +490,7 @@ class AttributionResult:
         import pyarrow as pa
 
         rows = list(self.rows())
-        schema = pa.schema([(c, pa.string() if c in ("model", "channel") else pa.float64()) for c in TIDY_COLUMNS])
+        schema = pa.schema(
+            [(c, pa.string() if c in ("model", "channel") else pa.float64()) for c in self.columns()]
+        )
         return pa.Table.from_pylist(rows, schema=schema)

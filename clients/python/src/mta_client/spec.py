@@ -24,6 +24,7 @@ __all__ = [
     "SPEC_KEYWORDS",
     "OPTION_KEYWORDS",
     "HEADER_KEYWORDS",
+    "UPLOAD_KEYWORDS",
     "build_spec",
     "idempotency_key_for",
 ]
@@ -81,7 +82,8 @@ class JobOptions(TypedDict, total=False):
     models: Sequence[Model] | Literal["all"]
     markov_order: int | Literal["auto"]
     markov_pair_effects: bool
-    lookback_days: float
+    #: One window in days, or several (at most 8) compared in one pass (``result.windows``).
+    lookback_days: float | Sequence[float]
     half_life_days: float
     position_weights: PositionWeightsLike
     direct_channels: Sequence[str]
@@ -91,14 +93,19 @@ class JobOptions(TypedDict, total=False):
     period: Period
     timezone: str
     export_credits: bool
+    spend_upload_id: str
+    spend: Any
     webhook: str | Webhook
     idempotency_key: str
 
 
 #: Keywords that are top-level fields of the JSON job spec (``JobSpec``).
 SPEC_KEYWORDS: tuple[str, ...] = (
-    "kind", "format", "delimiter", "path_separator", "columns", "export_credits", "webhook",
+    "kind", "format", "delimiter", "path_separator", "columns", "export_credits", "spend_upload_id", "webhook",
 )
+#: Keywords of ``submit`` that are not spec fields: ``spend`` (a cost table to upload, which
+#: then becomes ``spend_upload_id``).
+UPLOAD_KEYWORDS: tuple[str, ...] = ("spend",)
 #: Keywords that are fields of its ``options`` object (``OptionsSpec``).
 OPTION_KEYWORDS: tuple[str, ...] = (
     "models", "markov_order", "markov_pair_effects", "lookback_days", "half_life_days", "position_weights", "direct_channels",
@@ -128,6 +135,8 @@ def _json_value(name: str, value: Any) -> Any:
         return [value] if isinstance(value, str) else list(value)
     if name == "columns":
         return dict(value)
+    if name == "lookback_days":
+        return value if isinstance(value, (int, float)) else [float(v) for v in value]
     if name == "channel_rules":
         return value if isinstance(value, str) else [dict(rule) for rule in value]
     return value
