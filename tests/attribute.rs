@@ -904,3 +904,125 @@ fn lookback_windows_compare_in_one_run_with_their_table_and_csv() {
     assert_eq!(exit, 2, "{stderr}");
     assert!(stderr.contains("path rows have no times"), "{stderr}");
 }
+
+#[test]
+fn top_paths_and_the_transition_table_are_exact_escaped_and_written_as_tables() {
+    let dir = workdir();
+    // Channel names that hold the path separator, the escape character, a comma and a state name.
+    let events = "\
+cookie,time,conversion,conversion_value,channel
+u1,2026-01-01T10:00:00Z,0,,\"paid > search\"
+u1,2026-01-02T10:00:00Z,0,,back\\slash
+u1,2026-01-03T10:00:00Z,1,100,
+u2,2026-01-01T10:00:00Z,0,,\"paid > search\"
+u2,2026-01-02T10:00:00Z,0,,back\\slash
+u2,2026-01-03T10:00:00Z,1,20,
+u3,2026-01-01T10:00:00Z,0,,\"news, letter\"
+u3,2026-01-02T10:00:00Z,1,5,
+u4,2026-01-01T10:00:00Z,0,,(null)
+u4,2026-01-02T10:00:00Z,0,,\"news, letter\"
+";
+    let file = write(dir.path(), "events.csv", events);
+    let tables = dir.path().join("tables");
+    let transitions = dir.path().join("transitions.csv");
+    let args = ["--models", "linear,markov", "--csv-dir", tables.to_str().unwrap(), "--transitions"];
+    let result = attribute_json(&file, &[&args[..], &[transitions.to_str().unwrap()]].concat());
+    let paths = &result["reports"]["paths"];
+    assert_eq!(paths["exact"], true);
+    assert_eq!(paths["distinct_paths"], 3);
+    assert_eq!(paths["error_bound"], serde_json::json!({"conversions": 0.0, "value": 0.0, "null_journeys": 0.0}));
+    let path = |list: &str, i: usize| paths[list][i]["path"].as_str().unwrap().to_owned();
+    assert_eq!(path("converting", 0), "paid \\> search > back\\\\slash");
+    assert_eq!(
+        paths["converting"][0],
+        serde_json::json!({"path": "paid \\> search > back\\\\slash", "touches": 2, "journeys": 2.0,
+                           "conversions": 2.0, "value": 120.0, "null_journeys": 0.0})
+    );
+    assert_eq!(path("converting", 1), "news, letter");
+    assert_eq!(path("non_converting", 0), "\\(null) > news, letter");
+    assert_eq!(paths["non_converting"].as_array().unwrap().len(), 1);
+    // The transition table: the channel called (null) is escaped, never the null state.
+    let rows = result["reports"]["transitions"]["rows"].as_array().unwrap();
+    let step = |from: &str, to: &str| {
+        rows.iter().find(|r| r["from"] == from && r["to"] == to).map(|r| (r["count"].clone(), r["probability"].clone()))
+    };
+    assert_eq!(step("(start)", "paid \\> search"), Some((2.0.into(), 0.5.into())));
+    assert_eq!(step("\\(null)", "news, letter"), Some((1.0.into(), 1.0.into())));
+    assert_eq!(step("news, letter", "(conversion)"), Some((1.0.into(), 0.5.into())));
+    assert_eq!(step("news, letter", "(null)"), Some((1.0.into(), 0.5.into())));
+    assert_eq!(result["reports"]["transitions"]["order"], 1);
+    assert_eq!(result["reports"]["transitions"]["truncated"], false);
+    // The tables, CSV-quoted where needed; --transitions writes the same table.
+    let read = |path: &std::path::Path| std::fs::read_to_string(path).unwrap();
+    let paths_csv = read(&tables.join("paths.csv"));
+    assert!(
+        paths_csv.starts_with(
+            "list,rank,path,touches,journeys,conversions,value,null_journeys,exact\n\
+             converting,1,paid \\> search > back\\\\slash,2,2,2,120,0,true\n\
+             converting,2,\"news, letter\",1,1,1,5,0,true\n\
+             non_converting,1,\"\\(null) > news, letter\",2,1,0,0,1,true\n"
+        ),
+        "{paths_csv}"
+    );
+    let transitions_csv = read(&transitions);
+    assert_eq!(transitions_csv, read(&tables.join("transitions.csv")));
+    assert!(transitions_csv.starts_with("from,to,count,probability\n"), "{transitions_csv}");
+    assert!(transitions_csv.contains("\n\\(null),\"news, letter\",1,1\n"), "{transitions_csv}");
+    assert_eq!(transitions_csv.lines().count(), rows.len() + 1);
+    // --top-paths cuts the lists; --table shows the sections.
+    let top = attribute_json(&file, &["--models", "linear", "--top-paths", "1"]);
+    assert_eq!(top["reports"]["paths"]["converting"].as_array().unwrap().len(), 1);
+    assert!(top["reports"].get("transitions").is_none(), "no markov, no transitions");
+    let table = attribute(&file, &["--models", "linear,markov", "--table"]);
+    let text = String::from_utf8(table.stdout).unwrap();
+    for section in ["top converting paths", "top non-converting paths", "markov transitions", "touch positions"] {
+        assert!(text.contains(section), "{section}: {text}");
+    }
+    assert!(text.contains("paid \\> search > back\\\\slash"), "{text}");
+    // The transition table is the markov model's: asking for it without markov is a usage error.
+    let refused = attribute(&file, &["--models", "linear", "--transitions", transitions.to_str().unwrap()]);
+    assert_eq!(refused.status.code(), Some(2), "{refused:?}");
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("transitions"), "{refused:?}");
+}
+
+#[test]
+fn past_max_report_paths_the_top_paths_are_estimates_within_a_reported_bound() {
+    let dir = workdir();
+    // 200 users on 100 distinct converting paths, and one path taken by 60 users.
+    let mut events = String::from("cookie,time,conversion,conversion_value,channel\n");
+    for u in 0..200 {
+        let (a, b) = (u % 100, (u * 7 + 1) % 100);
+        events.push_str(&format!("u{u},2026-01-01T10:00:00Z,0,,c{a}\nu{u},2026-01-02T10:00:00Z,0,,d{b}\n"));
+        events.push_str(&format!("u{u},2026-01-03T10:00:00Z,1,1,\n"));
+    }
+    for u in 0..60 {
+        events.push_str(&format!("h{u},2026-01-01T10:00:00Z,0,,heavy\nh{u},2026-01-02T10:00:00Z,1,2,\n"));
+    }
+    let file = write(dir.path(), "events.csv", &events);
+    let exact = attribute_json(&file, &["--models", "linear", "--partitions", "3", "--top-paths", "1000"]);
+    assert_eq!(exact["reports"]["paths"]["exact"], true);
+    assert_eq!(exact["reports"]["paths"]["distinct_paths"], 101);
+    let tables = dir.path().join("tables");
+    let args = ["--models", "linear", "--partitions", "3", "--max-report-paths", "8", "--csv-dir"];
+    let result = attribute_json(&file, &[&args[..], &[tables.to_str().unwrap()]].concat());
+    let paths = &result["reports"]["paths"];
+    assert_eq!(paths["exact"], false, "{paths}");
+    assert_eq!(paths["distinct_paths"], serde_json::Value::Null);
+    let bound = paths["error_bound"]["conversions"].as_f64().unwrap();
+    assert!(bound > 0.0 && bound <= 260.0 / 3.0, "{bound}");
+    // Every figure is at most the bound below the exact one, never above it.
+    let exact_rows = exact["reports"]["paths"]["converting"].as_array().unwrap();
+    for row in paths["converting"].as_array().unwrap() {
+        let truth =
+            exact_rows.iter().find(|r| r["path"] == row["path"]).map_or(0.0, |r| r["conversions"].as_f64().unwrap());
+        let got = row["conversions"].as_f64().unwrap();
+        assert!(got <= truth + 1e-9 && got >= truth - bound - 1e-9, "{row} vs {truth}");
+    }
+    assert_eq!(paths["converting"][0]["path"], "heavy", "the heavy hitter is found");
+    let csv = std::fs::read_to_string(tables.join("paths.csv")).unwrap();
+    assert!(csv.lines().nth(1).unwrap().ends_with(",false"), "{csv}");
+    // The limit is an option like the others: out of range is a usage error naming it.
+    let refused = attribute(&file, &["--max-report-paths", "2"]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("max_report_paths"), "{refused:?}");
+}

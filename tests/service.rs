@@ -867,6 +867,7 @@ async fn windows_with_shao_li_auto_markov_order_and_spend_over_chunks_equal_the_
     // first window) reports the choice and the pair effects; shao_li conserves in each.
     let order = &result["models"]["markov"]["order"];
     assert_eq!(order, &result["models"]["markov"]["order_selection"]["chosen"]);
+    assert_eq!(&result["reports"]["transitions"]["order"], order, "the transitions of the chain chosen");
     for (i, window) in result["windows"].as_array().unwrap().iter().enumerate() {
         let markov = &window["models"]["markov"];
         assert_eq!(&markov["order"], order, "window {i}");
@@ -879,6 +880,7 @@ async fn windows_with_shao_li_auto_markov_order_and_spend_over_chunks_equal_the_
     for (table, header) in [
         ("windows", "model,channel,lookback_days,"),
         ("markov_pairs", "channel_a,channel_b,"),
+        ("transitions", "from,to,count,probability\n"),
         ("unmatched_cost", "channel,cost,rows\n"),
         ("channels", "model,channel,conversions,value,share,removal_effect,removal_effect_value,cost,cpa,roas\n"),
     ] {
@@ -890,4 +892,91 @@ async fn windows_with_shao_li_auto_markov_order_and_spend_over_chunks_equal_the_
             assert!(csv.lines().any(|l| l.starts_with("shao_li,paid_search,")), "{csv}");
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn top_paths_and_transitions_over_chunks_equal_the_local_command_and_degrade_past_the_limit() {
+    let service = Service::start(chunked(2)).await;
+    let file = sample("events.csv");
+    let dir = crate::support::workdir();
+    let tables = dir.path().join("tables");
+    let local = attribute_json(
+        &file,
+        &[
+            "--models",
+            "linear,markov",
+            "--markov-order",
+            "2",
+            "--top-paths",
+            "20",
+            "--csv-dir",
+            tables.to_str().unwrap(),
+        ],
+    );
+    let options = json!({ "models": ["linear", "markov"], "markov_order": 2, "top_paths": 20 });
+    let job = service.run(&file, json!({ "options": options })).await;
+    assert_eq!(job["state"], "succeeded", "{job}");
+    let id = job["id"].as_str().unwrap();
+    let progress = &job["progress"];
+    assert!(progress["chunks_total"].as_u64().unwrap() > 1, "{progress}");
+    let (_, result) = service.get(&format!("/v1/jobs/{id}/result")).await;
+    // Paths merge by channel name over the chunks: the same lists and figures as one local pass.
+    let (paths, transitions) = (&result["reports"]["paths"], &result["reports"]["transitions"]);
+    assert_eq!(paths["exact"], true, "{paths}");
+    assert_eq!(paths["converting"].as_array().unwrap().len(), 20);
+    assert_eq!(transitions["order"], 2);
+    assert_same_result(paths, &local["reports"]["paths"], "paths");
+    assert_same_result(transitions, &local["reports"]["transitions"], "transitions");
+    // The tables: the service's CSV is the local command's (counts are whole, so to the byte).
+    for table in ["paths", "transitions"] {
+        let (status, csv) = service.get_bytes(&format!("/v1/jobs/{id}/result?format=csv&table={table}")).await;
+        let csv = String::from_utf8(csv).unwrap();
+        assert_eq!(status, 200, "{csv}");
+        let want = std::fs::read_to_string(tables.join(format!("{table}.csv"))).unwrap();
+        if table == "transitions" {
+            assert_eq!(csv, want);
+        } else {
+            assert_eq!(csv.lines().count(), want.lines().count());
+            assert_eq!(csv.lines().nth(1).unwrap().split(',').nth(2), want.lines().nth(1).unwrap().split(',').nth(2));
+        }
+    }
+    let rows = transitions["rows"].as_array().unwrap().len();
+    assert_eq!(rows as u64, transitions["total"].as_u64().unwrap(), "the whole table");
+
+    // With a limit of 4 distinct paths every chunk summarises: estimates within the bound.
+    let options = json!({ "models": ["linear"], "max_report_paths": 4, "top_paths": 20 });
+    let job = service.run(&file, json!({ "options": options })).await;
+    assert_eq!(job["state"], "succeeded", "{job}");
+    let (_, small) = service.get(&format!("/v1/jobs/{}/result", job["id"].as_str().unwrap())).await;
+    let paths = &small["reports"]["paths"];
+    assert_eq!((paths["exact"].as_bool(), paths["distinct_paths"].is_null()), (Some(false), true), "{paths}");
+    assert_eq!(small["options"]["max_report_paths"], 4);
+    let bound = paths["error_bound"]["conversions"].as_f64().unwrap();
+    assert!(bound > 0.0);
+    let exact = attribute_json(&file, &["--models", "linear", "--top-paths", "1000"]);
+    let truth = exact["reports"]["paths"]["converting"].as_array().unwrap();
+    for row in paths["converting"].as_array().unwrap() {
+        let want = truth.iter().find(|r| r["path"] == row["path"]).map_or(0.0, |r| r["conversions"].as_f64().unwrap());
+        let got = row["conversions"].as_f64().unwrap();
+        assert!(got <= want + 1e-9 && got >= want - bound - 1e-9, "{row} vs {want} (bound {bound})");
+    }
+    // Out of range is refused before any row is read, naming the option.
+    let upload = service.upload_file(&file).await;
+    let (status, body) = service.submit(json!({ "upload_id": upload, "options": { "top_paths": 0 } })).await;
+    assert_eq!(status, 422, "{body}");
+    assert!(body.to_string().contains("top_paths"), "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operators_cap_on_report_paths_lowers_the_jobs_limit() {
+    let mut spec = chunked(1);
+    spec.env.push(("MTA_MAX_REPORT_PATHS", "16".into()));
+    let service = Service::start(spec).await;
+    let job = service.run(&sample("events.csv"), json!({ "options": { "models": ["linear"] } })).await;
+    assert_eq!(job["state"], "succeeded", "{job}");
+    let (_, result) = service.get(&format!("/v1/jobs/{}/result", job["id"].as_str().unwrap())).await;
+    assert_eq!(result["options"]["max_report_paths"], 16, "the default 100000 is lowered to the cap");
+    let paths = &result["reports"]["paths"];
+    assert_eq!(paths["exact"], false, "the sample has more than 16 distinct paths: {paths}");
+    assert!(paths["error_bound"]["null_journeys"].as_f64().unwrap() > 0.0, "{paths}");
 }

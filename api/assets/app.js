@@ -3,7 +3,7 @@
 // the key from session storage (api.js); the charts are drawn by charts.js.
 
 import { ApiError, call, clause, describeProblem, download, forgetKey, storeKey, storedKey, upload } from './api.js';
-import { barChart, groupedBarChart, legend, lineChart } from './charts.js';
+import { barChart, groupedBarChart, heatMap, legend, lineChart } from './charts.js';
 
 const MODELS = [
   'first_touch', 'last_touch', 'last_non_direct', 'linear', 'position_based', 'j_shaped', 'inverse_j',
@@ -13,6 +13,10 @@ const ACTIVE = new Set(['queued', 'running']);
 // Every poll counts against the key's hourly quota (default 1000): 4 s keeps a watched
 // job below it (900 an hour).
 const POLL_MS = 4000;
+// Rows shown of each top-paths list, and states in the transition heat map.
+const PATH_ROWS = 20;
+const HEAT_STATES = 24;
+const POSITIONS = ['only', 'first', 'middle', 'last'];
 
 const $ = (id) => document.getElementById(id);
 
@@ -621,6 +625,96 @@ function drawCharts() {
       unit: 'Removal effect', id: 'removal',
     });
   }
+  drawReports(result.reports);
+}
+
+/** The journey reports: the two histograms, the positions, the top paths, the transitions. */
+function drawReports(reports) {
+  $('journeys-panel').hidden = !reports;
+  $('positions-panel').hidden = !reports?.positions?.length;
+  $('paths-panel').hidden = !reports?.paths;
+  $('transitions-panel').hidden = !reports?.transitions;
+  if (!reports) return;
+  const buckets = (rows) => (rows || []).map((b) => ({ label: b.bucket, value: b.conversions }));
+  barChart($('chart-path-length'), {
+    title: 'Converting journeys by number of touches', rows: buckets(reports.path_length), format: count,
+    unit: 'Conversions', id: 'path-length', noun: 'buckets', label: 'Touches',
+  });
+  const lag = reports.time_lag || [];
+  $('chart-time-lag').hidden = lag.length === 0;
+  if (lag.length) {
+    barChart($('chart-time-lag'), {
+      title: 'Converting journeys by days from first touch to conversion', rows: buckets(lag), format: count,
+      unit: 'Conversions', id: 'time-lag', noun: 'buckets', label: 'Days',
+    });
+  }
+  const positions = reports.positions || [];
+  if (positions.length) {
+    const byChannel = new Map(positions.map((p) => [p.channel, p]));
+    const total = (p) => POSITIONS.reduce((sum, k) => sum + p[k], 0);
+    const channels = positions.map((p) => p.channel).sort((a, b) => total(byChannel.get(b)) - total(byChannel.get(a)));
+    legend($('positions-legend'), POSITIONS, 'Positions');
+    groupedBarChart($('chart-positions'), {
+      title: 'Conversions whose journey had the channel as its only, first, middle or last touch', groups: channels,
+      series: POSITIONS, value: (position, channel) => byChannel.get(channel)[position], format: count,
+      id: 'positions', seriesNoun: 'positions',
+    });
+  }
+  if (reports.paths) drawPaths(reports.paths);
+  if (reports.transitions) drawTransitions(reports.transitions);
+}
+
+function drawPaths(paths) {
+  const fill = (table, rows, cells) => {
+    const body = $(table).tBodies[0];
+    body.replaceChildren(...rows.slice(0, PATH_ROWS).map((p, i) => {
+      const tr = element('tr', {
+        'data-path': p.path, 'data-journeys': p.journeys, 'data-conversions': p.conversions, 'data-value': p.value,
+        'data-null-journeys': p.null_journeys,
+      });
+      tr.append(element('td', { class: 'number' }, String(i + 1)));
+      const path = element('td', { class: 'path' });
+      path.textContent = p.path;
+      tr.append(path, ...cells(p).map((c) => element('td', { class: 'number' }, c)));
+      return tr;
+    }));
+  };
+  fill('paths-converting', paths.converting, (p) => [count(p.journeys), count(p.conversions), money(p.value)]);
+  fill('paths-non-converting', paths.non_converting, (p) => [count(p.null_journeys)]);
+  const notes = [];
+  if (paths.distinct_paths !== null && paths.distinct_paths !== undefined) {
+    notes.push(`${count(paths.distinct_paths)} distinct paths`);
+  }
+  if (!paths.exact) {
+    notes.push(`more distinct paths than the limit: estimates, at most ${count(paths.error_bound.conversions)} `
+      + 'conversions below the truth');
+  }
+  notes.push(`the first ${PATH_ROWS} of each list; all in the CSV`);
+  const note = $('paths-note');
+  note.textContent = notes.join(' · ');
+  note.dataset.exact = String(paths.exact);
+}
+
+/** The heat map of the busiest states: rows from, columns to, shaded by probability. */
+function drawTransitions(transitions) {
+  const out = new Map();
+  const cell = new Map();
+  for (const t of transitions.rows) {
+    out.set(t.from, (out.get(t.from) || 0) + t.count);
+    cell.set(`${t.from}\u0000${t.to}`, t.probability);
+  }
+  const states = [...out.keys()].filter((s) => s !== '(start)').sort((a, b) => out.get(b) - out.get(a) || (a < b ? -1 : 1));
+  const shown = states.slice(0, HEAT_STATES);
+  const rows = out.has('(start)') ? ['(start)', ...shown] : shown;
+  const columns = [...shown, '(conversion)', '(null)'];
+  heatMap($('chart-transitions'), {
+    title: 'Transition probabilities, from the state of each row to the state of each column', rows, columns,
+    value: (from, to) => cell.get(`${from}\u0000${to}`) ?? null, format: percent, id: 'transitions',
+  });
+  const parts = [`order ${transitions.order}`, `${count(transitions.total)} transitions`];
+  if (states.length > shown.length) parts.push(`the ${shown.length} busiest of ${states.length} states`);
+  if (transitions.truncated) parts.push(`the ${count(transitions.rows.length)} largest counts`);
+  $('transitions-note').textContent = parts.join(' · ');
 }
 
 function drawModel() {
@@ -773,6 +867,10 @@ function wireResult() {
     save(`/v1/jobs/${job()}/result?format=csv`, `result-${short(state.viewing)}.csv`));
   $('download-periods').addEventListener('click', () =>
     save(`/v1/jobs/${job()}/result?format=csv&table=periods`, `periods-${short(state.viewing)}.csv`));
+  $('download-paths').addEventListener('click', () =>
+    save(`/v1/jobs/${job()}/result?format=csv&table=paths`, `paths-${short(state.viewing)}.csv`));
+  $('download-transitions').addEventListener('click', () =>
+    save(`/v1/jobs/${job()}/result?format=csv&table=transitions`, `transitions-${short(state.viewing)}.csv`));
   $('download-unmatched').addEventListener('click', () =>
     save(`/v1/jobs/${job()}/result?format=csv&table=unmatched_cost`, `unmatched-cost-${short(state.viewing)}.csv`));
   $('download-windows').addEventListener('click', () =>

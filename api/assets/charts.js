@@ -1,8 +1,8 @@
 // Small SVG charts drawn from data, with no library: horizontal bars (one series),
-// grouped vertical bars (several series) and lines over periods. Every chart is an `<svg role="img">` with an
+// grouped vertical bars (several series), lines over periods and a heat map (a matrix). Every chart is an `<svg role="img">` with an
 // `aria-label`, followed by a visually hidden table holding the same numbers. Bars carry
 // `data-channel`, `data-value` (the exact number) and, when grouped, `data-model`; the
-// points of a line also `data-period`.
+// points of a line also `data-period`; the cells of a heat map `data-from` and `data-to`.
 
 // The SVG namespace name (an identifier, never fetched).
 const SVG = 'http://www.w3.org/2000/svg';
@@ -90,7 +90,7 @@ function hiddenTable(caption, headers, rows) {
  * `format(value)` writes a number for people (`tickFormat` on the axis), `unit` names
  * the value in the table.
  */
-export function barChart(figure, { title, rows, format, tickFormat = format, unit, id }) {
+export function barChart(figure, { title, rows, format, tickFormat = format, unit, id, noun = 'channels', label = 'Channel' }) {
   const width = figureFrame(figure, title);
   const longest = Math.max(4, ...rows.map((r) => r.label.length));
   const labelChars = Math.min(longest, 24);
@@ -106,7 +106,7 @@ export function barChart(figure, { title, rows, format, tickFormat = format, uni
 
   const chart = svg('svg', {
     width, height, viewBox: `0 0 ${width} ${height}`, role: 'img', class: 'bars', 'data-chart': id,
-    'aria-label': `${title}: a bar chart of ${rows.length} channels; the numbers follow in a table.`,
+    'aria-label': `${title}: a bar chart of ${rows.length} ${noun}; the numbers follow in a table.`,
   });
   const grid = svg('g', { class: 'grid', 'aria-hidden': 'true' }, chart);
   for (const tick of ticks(low, high)) {
@@ -131,7 +131,7 @@ export function barChart(figure, { title, rows, format, tickFormat = format, uni
     });
   });
   svg('line', { x1: x(0), x2: x(0), y1: top, y2: height - axis + 4, class: 'zero', 'aria-hidden': 'true' }, chart);
-  figure.append(chart, hiddenTable(title, ['Channel', unit], rows.map((r) => [r.label, format(r.value)])));
+  figure.append(chart, hiddenTable(title, [label, unit], rows.map((r) => [r.label, format(r.value)])));
 }
 
 /**
@@ -139,7 +139,7 @@ export function barChart(figure, { title, rows, format, tickFormat = format, uni
  * of `series` (models), `value(series, group)` the height. Series `i` is coloured by
  * the CSS class `s{i}`, which `legend` uses too.
  */
-export function groupedBarChart(figure, { title, groups, series, value, format, id }) {
+export function groupedBarChart(figure, { title, groups, series, value, format, id, seriesNoun = 'models' }) {
   const width = figureFrame(figure, title);
   const right = 8;
   const top = 10;
@@ -162,7 +162,7 @@ export function groupedBarChart(figure, { title, groups, series, value, format, 
 
   const chart = svg('svg', {
     width, height, viewBox: `0 0 ${width} ${height}`, role: 'img', class: 'grouped', 'data-chart': id,
-    'aria-label': `${title}: grouped bars for ${groups.length} channels and ${series.length} models; `
+    'aria-label': `${title}: grouped bars for ${groups.length} channels and ${series.length} ${seriesNoun}; `
       + 'the numbers follow in a table.',
   });
   const grid = svg('g', { class: 'grid', 'aria-hidden': 'true' }, chart);
@@ -259,4 +259,51 @@ export function lineChart(figure, { title, periods, series, value, format, id })
   });
   const rows = periods.map((p) => [p, ...series.map((s) => format(value(s, p)))]);
   figure.append(chart, hiddenTable(title, ['Period', ...series], rows));
+}
+
+/**
+ * A heat map: one row per entry of `rows` (from), one column per entry of `columns` (to),
+ * `value(row, column)` between 0 and 1 shading the cell (`null`: no cell, e.g. no such
+ * step). Cells carry `data-from`, `data-to` and `data-value`; the numbers follow in a table.
+ */
+export function heatMap(figure, { title, rows, columns, value, format, id }) {
+  const width = figureFrame(figure, title);
+  const labelChars = Math.min(22, Math.max(4, ...rows.map((r) => r.length)));
+  const left = Math.ceil(labelChars * CHAR_PX) + 10;
+  const right = 8;
+  const columnChars = Math.min(18, Math.max(4, ...columns.map((c) => c.length)));
+  const top = Math.ceil(columnChars * CHAR_PX * 0.71) + 14;
+  const cell = Math.max(14, Math.min(44, Math.floor((width - left - right) / Math.max(1, columns.length))));
+  const height = top + rows.length * cell + 4;
+  const chart = svg('svg', {
+    width, height, viewBox: `0 0 ${width} ${height}`, role: 'img', class: 'heat', 'data-chart': id,
+    'aria-label': `${title}: a heat map of ${rows.length} rows (from) by ${columns.length} columns (to); `
+      + 'the numbers follow in a table.',
+  });
+  columns.forEach((column, ci) => {
+    const cx = left + ci * cell + cell / 2;
+    text(chart, cx, top - 6, shorten(column, 18), {
+      'text-anchor': 'start', class: 'label', transform: `rotate(-45 ${cx} ${top - 6})`,
+    });
+  });
+  rows.forEach((row, ri) => {
+    const y = top + ri * cell;
+    const group = svg('g', { class: 'heat-row', 'data-from': row }, chart);
+    text(group, left - 6, y + cell / 2 + FONT_PX / 3, shorten(row, labelChars), { 'text-anchor': 'end', class: 'label' });
+    columns.forEach((column, ci) => {
+      const v = value(row, column);
+      if (v === null || v === undefined) return;
+      const rect = svg('rect', {
+        x: left + ci * cell + 1, y: y + 1, width: cell - 2, height: cell - 2, rx: 2, class: 'cell',
+        'fill-opacity': (0.08 + 0.92 * Math.min(1, Math.max(0, v))).toFixed(3),
+        'data-from': row, 'data-to': column, 'data-value': v,
+      }, group);
+      svg('title', {}, rect).textContent = `${row} → ${column}: ${format(v)}`;
+    });
+  });
+  const table = rows.map((r) => [r, ...columns.map((c) => {
+    const v = value(r, c);
+    return v === null || v === undefined ? '' : format(v);
+  })]);
+  figure.append(chart, hiddenTable(title, ['From', ...columns], table));
 }

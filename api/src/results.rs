@@ -27,12 +27,14 @@ pub struct ResultQuery {
     format: Option<String>,
     /// With `format=csv`: `channels` (default: one row per model and channel), `periods` (one
     /// row per period, model and channel; the job's `period` option), a journey report:
-    /// `path_length`, `time_lag`, `positions`, `windows` (one row per model, channel and
-    /// lookback window; `lookback_days` given as a list), `unmatched_cost` (a job with a
-    /// cost table: the cost of channels no journey mentions), or `markov_pairs` (the job's
-    /// `markov_pair_effects`). With a cost table, `channels` and `periods` end with
-    /// `cost,cpa,roas`.
-    #[param(pattern = "^(channels|periods|path_length|time_lag|positions|windows|unmatched_cost|markov_pairs)$")]
+    /// `path_length`, `time_lag`, `positions`, `paths`, `transitions` (the `markov` model's),
+    /// `windows` (one row per model, channel and lookback window; `lookback_days` given as a
+    /// list), `unmatched_cost` (a job with a cost table: the cost of channels no journey
+    /// mentions), or `markov_pairs` (the job's `markov_pair_effects`). With a cost table,
+    /// `channels` and `periods` end with `cost,cpa,roas`.
+    #[param(
+        pattern = "^(channels|periods|path_length|time_lag|positions|paths|transitions|windows|unmatched_cost|markov_pairs)$"
+    )]
     table: Option<String>,
 }
 

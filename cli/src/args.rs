@@ -104,8 +104,16 @@ pub enum ClientCommand {
         #[arg(long, default_value = "table", value_parser = ["table", "json", "csv"])]
         format: String,
         /// Print this tidy table as CSV: `channels` (what `--format csv` prints), `periods`,
-        /// `path_length`, `time_lag`, `positions`, `windows`, `unmatched_cost` or `markov_pairs`.
-        #[arg(long, value_parser = ["channels", "periods", "path_length", "time_lag", "positions", "windows", "unmatched_cost", "markov_pairs"], conflicts_with = "format")]
+        /// `path_length`, `time_lag`, `positions`, `paths`, `transitions`, `windows`,
+        /// `unmatched_cost` or `markov_pairs`.
+        #[arg(
+            long,
+            value_parser = [
+                "channels", "periods", "path_length", "time_lag", "positions", "paths", "transitions", "windows",
+                "unmatched_cost", "markov_pairs",
+            ],
+            conflicts_with = "format"
+        )]
         table: Option<String>,
         #[command(flatten)]
         connection: Connection,
@@ -209,6 +217,13 @@ pub struct JobOptionArgs {
     /// The IANA time zone of the periods' dates, e.g. `Europe/Berlin` (default UTC).
     #[arg(long)]
     pub timezone: Option<String>,
+    /// Converting and non-converting paths listed in the reports (default 50, at most 1000).
+    #[arg(long)]
+    pub top_paths: Option<u32>,
+    /// Distinct paths counted exactly (default 100000); past it the top paths are estimates
+    /// within a reported error bound.
+    #[arg(long)]
+    pub max_report_paths: Option<u32>,
 }
 
 #[derive(Debug, Args)]
@@ -238,6 +253,9 @@ pub struct AttributeArgs {
     /// `unmatched_cost.csv` with `--spend`, `markov_pairs.csv` with `--markov-pair-effects`).
     #[arg(long, value_name = "DIR")]
     pub csv_dir: Option<PathBuf>,
+    /// Also write the Markov transition table (`from,to,count,probability`) to this CSV file.
+    #[arg(long, value_name = "OUT.csv")]
+    pub transitions: Option<PathBuf>,
     /// Refuse inputs with more distinct channels than this.
     #[arg(long, default_value_t = Limits::default().max_channels)]
     pub max_channels: usize,
@@ -277,6 +295,8 @@ impl JobOptionArgs {
             channel_rules: self.channel_rules.as_deref().map(read_channel_rules).transpose()?,
             period: self.period.as_deref().map(str::parse).transpose()?,
             timezone: self.timezone.as_deref().map(str::parse).transpose()?,
+            top_paths: self.top_paths,
+            max_report_paths: self.max_report_paths,
         })
     }
 
@@ -320,6 +340,10 @@ impl AttributeArgs {
         }
         if self.partitions == Some(0) {
             return Err(AttributionError::option("partitions", "must be at least 1"));
+        }
+        let models = options.models.as_deref().unwrap_or_default();
+        if self.transitions.is_some() && !models.iter().any(|m| m == "markov" || m == "all") {
+            return Err(AttributionError::option("transitions", "the transition table is the `markov` model's"));
         }
         Ok(AttributeRequest {
             input: self.file.clone(),

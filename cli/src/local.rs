@@ -226,17 +226,23 @@ impl Run<'_> {
     fn attribute_partitions(&self, channels: &ChannelOrder, options: &Options) -> Result<Partial, RunError> {
         // With credits to export, partitions are read twice, so what is in memory stays there.
         let keep = self.keeps_user_ids();
-        let partials = (0..self.store.partitions() as usize)
-            .into_par_iter()
-            .map_init(Loaded::default, |loaded, p| {
-                self.store.load_into(p, keep, loaded)?;
-                channels.apply(&mut loaded.chunk);
-                Ok(Partial::from_events(&loaded.chunk, options)?)
-            })
-            .collect::<Result<Vec<Partial>, RunError>>()?;
+        let partitions: Vec<usize> = (0..self.store.partitions() as usize).collect();
         let mut total = Partial::new(options, channels.by_name.names());
-        for partial in &partials {
-            total.merge(partial);
+        // A window of partitions at a time, merged in partition order: the same bytes on
+        // every run, and no more partials in memory than the window (a partial holds up to
+        // `max_report_paths` paths).
+        for window in partitions.chunks(2 * rayon::current_num_threads().max(1)) {
+            let partials = window
+                .par_iter()
+                .map_init(Loaded::default, |loaded, &p| {
+                    self.store.load_into(p, keep, loaded)?;
+                    channels.apply(&mut loaded.chunk);
+                    Ok(Partial::from_events(&loaded.chunk, options)?)
+                })
+                .collect::<Result<Vec<Partial>, RunError>>()?;
+            for partial in &partials {
+                total.merge(partial);
+            }
         }
         Ok(total)
     }

@@ -1,7 +1,8 @@
 //! The human-readable view of a result (`--table`): a summary, then channels × models
 //! for conversions and for value, then the Markov removal effects (with how `auto` chose the
-//! order, and the pair removal effects when asked), and with several lookback windows their
-//! comparison (share and rank per window).
+//! order, and the pair removal effects when asked), with several lookback windows their
+//! comparison (share and rank per window), then the journey reports (touches and days to
+//! conversion, positions, top paths, the largest Markov transitions).
 
 use std::fmt::Write;
 
@@ -121,7 +122,92 @@ pub fn render(result: &AttributionResult) -> String {
             "\nparticipation credits every distinct channel of a journey in full: its totals exceed conversions by design."
         );
     }
+    if let Some(reports) = &result.reports {
+        render_reports(&mut out, reports);
+    }
     out
+}
+
+/// Rows shown of each list of the reports (every row is in the CSV tables).
+const REPORT_ROWS: usize = 10;
+/// Longer paths are cut to this many characters here (whole in the JSON and the CSV tables).
+const PATH_CHARS: usize = 60;
+
+/// `text`, cut to `chars` characters with ` [cut]` in place of the rest.
+fn cut(text: &str, chars: usize) -> String {
+    if text.chars().count() <= chars {
+        return text.to_owned();
+    }
+    let kept: String = text.chars().take(chars).collect();
+    format!("{kept} [cut]")
+}
+
+fn render_reports(out: &mut String, reports: &mta_core::reports::Reports) {
+    let buckets = |title: &str, rows: &[mta_core::reports::Bucket]| -> Vec<Vec<String>> {
+        let mut table = vec![vec![title.to_owned(), "conversions".to_owned(), "value".to_owned()]];
+        table.extend(rows.iter().map(|b| vec![b.bucket.clone(), count(b.conversions), num(b.value)]));
+        table
+    };
+    let _ = writeln!(out, "\nconverting journeys by touches");
+    align(out, &buckets("touches", &reports.path_length));
+    if !reports.time_lag.is_empty() {
+        let _ = writeln!(out, "\nconverting journeys by days from first touch to conversion");
+        align(out, &buckets("days", &reports.time_lag));
+    }
+    if !reports.positions.is_empty() {
+        let _ = writeln!(out, "\ntouch positions in converting journeys");
+        let mut rows = vec![["channel", "only", "first", "middle", "last"].map(str::to_owned).to_vec()];
+        for c in &reports.positions {
+            let p = &c.positions;
+            rows.push(vec![c.channel.clone(), count(p.only), count(p.first), count(p.middle), count(p.last)]);
+        }
+        align(out, &rows);
+    }
+    if let Some(paths) = &reports.paths {
+        let distinct = paths.distinct_paths.map(|n| format!(" of {n} distinct paths")).unwrap_or_default();
+        for (title, list) in [("converting", &paths.converting), ("non-converting", &paths.non_converting)] {
+            let _ = writeln!(
+                out,
+                "\ntop {title} paths ({} shown{distinct}; paths cut to {PATH_CHARS} characters, whole in the CSV table)",
+                list.len().min(REPORT_ROWS)
+            );
+            let mut rows = vec![["path", "journeys", "conversions", "value", "null"].map(str::to_owned).to_vec()];
+            for p in list.iter().take(REPORT_ROWS) {
+                rows.push(vec![
+                    cut(&p.path, PATH_CHARS),
+                    count(p.journeys),
+                    count(p.conversions),
+                    num(p.value),
+                    count(p.null_journeys),
+                ]);
+            }
+            align(out, &rows);
+        }
+        if !paths.exact {
+            let b = &paths.error_bound;
+            let _ = writeln!(
+                out,
+                "more distinct paths than max_report_paths: the figures are estimates, at most {} conversions, {} value \
+                 and {} null journeys below the truth",
+                count(b.conversions),
+                num(b.value),
+                count(b.null_journeys)
+            );
+        }
+    }
+    if let Some(transitions) = &reports.transitions {
+        let _ = writeln!(
+            out,
+            "\nmarkov transitions ({} largest of {})",
+            transitions.rows.len().min(REPORT_ROWS),
+            transitions.total
+        );
+        let mut rows = vec![["from", "to", "count", "probability"].map(str::to_owned).to_vec()];
+        for t in transitions.rows.iter().take(REPORT_ROWS) {
+            rows.push(vec![t.from.clone(), t.to.clone(), count(t.count), format!("{:.4}", t.probability)]);
+        }
+        align(out, &rows);
+    }
 }
 
 /// The spend section: cost per channel, CPA and ROAS per model, and the cost no channel

@@ -99,6 +99,8 @@ pub struct LimitsConfig {
     /// `MTA_MAX_LINE_BYTES` (default 1 MiB): the longest CSV record or NDJSON line, which
     /// bounds what one reader buffers for a row.
     pub max_line_bytes: usize,
+    /// `MTA_MAX_REPORT_PATHS` (default 1000000): the highest `max_report_paths` a job gets.
+    pub max_report_paths: u32,
     /// `MTA_MAX_COST_ROWS` (default 1000000): the most rows of a job's cost table.
     pub max_cost_rows: u64,
 }
@@ -242,6 +244,7 @@ impl Config {
         l.markov_max_channels = parsed("MTA_MARKOV_MAX_CHANNELS")?.unwrap_or(l.markov_max_channels);
         l.max_decompressed_bytes = parsed("MTA_MAX_DECOMPRESSED_BYTES")?.unwrap_or(l.max_decompressed_bytes);
         l.max_line_bytes = parsed("MTA_MAX_LINE_BYTES")?.unwrap_or(l.max_line_bytes);
+        l.max_report_paths = parsed("MTA_MAX_REPORT_PATHS")?.unwrap_or(l.max_report_paths);
         l.max_cost_rows = parsed("MTA_MAX_COST_ROWS")?.unwrap_or(l.max_cost_rows);
         let s = &mut config.security;
         s.key_requests_per_hour = parsed("MTA_RATE_LIMIT_PER_HOUR")?.unwrap_or(s.key_requests_per_hour);
@@ -326,6 +329,9 @@ impl Config {
         if self.limits.max_line_bytes == 0 {
             bail!("MTA_MAX_LINE_BYTES must be at least 1");
         }
+        if self.limits.max_report_paths < mta_core::paths::MIN_MAX_REPORT_PATHS {
+            bail!("MTA_MAX_REPORT_PATHS must be at least {}", mta_core::paths::MIN_MAX_REPORT_PATHS);
+        }
         if self.rows_per_chunk == 0 || self.split_parallelism == 0 || self.worker_concurrency == 0 {
             bail!("MTA_ROWS_PER_CHUNK, MTA_SPLIT_PARALLELISM and MTA_WORKER_CONCURRENCY must be at least 1");
         }
@@ -357,6 +363,7 @@ impl LimitsConfig {
             markov_max_channels: self.markov_max_channels,
             max_decompressed_bytes: Some(self.max_decompressed_bytes),
             max_line_bytes: self.max_line_bytes,
+            max_report_paths: self.max_report_paths,
         }
     }
 
@@ -379,6 +386,7 @@ impl Default for LimitsConfig {
             markov_max_channels: mta_core::markov::DEFAULT_MAX_CHANNELS,
             max_decompressed_bytes: 200 << 30,
             max_line_bytes: mta_core::ingest::Limits::DEFAULT_MAX_LINE_BYTES,
+            max_report_paths: mta_core::paths::MAX_MAX_REPORT_PATHS,
             max_cost_rows: mta_core::spend::SpendLimits::DEFAULT_MAX_ROWS,
         }
     }

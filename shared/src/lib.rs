@@ -23,6 +23,7 @@ pub mod markov;
 pub mod markov_order;
 pub mod options;
 pub mod partial;
+pub mod paths;
 pub mod period;
 pub mod reports;
 pub mod result;

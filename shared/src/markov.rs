@@ -296,6 +296,57 @@ impl MarkovCounts {
     }
 }
 
+/// A state of the chain as the transition table names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChainState {
+    Start,
+    /// Up to four channel ids, unused slots [`NO_CHANNEL`].
+    Channels(StateKey),
+    Conversion,
+    Null,
+}
+
+/// One transition of the chain: from, to, its weight (journeys) and its probability.
+pub type TransitionRow = (ChainState, ChainState, f64, f64);
+
+impl MarkovCounts {
+    /// Every transition with a weight: (start) → each first state, state → state, and each
+    /// last state → (conversion) and → (null); probabilities as the solve reads them (a
+    /// state's weight over all its outgoing weights).
+    pub fn transitions(&self) -> Vec<TransitionRow> {
+        let n = self.states.len();
+        let mut out_weight: Vec<f64> = (0..n).map(|s| self.conversions[s] + self.nulls[s]).collect();
+        let mut start_weight = 0.0;
+        for (&key, &w) in &self.transitions {
+            match split_edge(key) {
+                (START, _) => start_weight += w,
+                (from, _) => out_weight[from as usize] += w,
+            }
+        }
+        let share = |w: f64, total: f64| if total > 0.0 { w / total } else { 0.0 };
+        let state = |s: u32| ChainState::Channels(self.states[s as usize]);
+        let mut rows: Vec<TransitionRow> = Vec::with_capacity(self.transitions.len() + 2 * n);
+        for (&key, &w) in &self.transitions {
+            let (from, to) = split_edge(key);
+            if from == START {
+                rows.push((ChainState::Start, state(to), w, share(w, start_weight)));
+            } else {
+                rows.push((state(from), state(to), w, share(w, out_weight[from as usize])));
+            }
+        }
+        for (s, &total) in out_weight.iter().enumerate() {
+            let (conversions, nulls, from) = (self.conversions[s], self.nulls[s], state(s as u32));
+            if conversions > 0.0 {
+                rows.push((from, ChainState::Conversion, conversions, share(conversions, total)));
+            }
+            if nulls > 0.0 {
+                rows.push((from, ChainState::Null, nulls, share(nulls, total)));
+            }
+        }
+        rows
+    }
+}
+
 impl MarkovCounts {
     /// What the conversion probability and the expected value lose, as shares of the
     /// whole chain's, when both channels of each pair are removed (every state holding either
@@ -684,6 +735,31 @@ mod tests {
         assert!(close(pairs[1].0, single.removal_effect[2]), "3 never converts: {pairs:?}");
         assert!(close(pairs[2].0, single.removal_effect[0]));
         assert!(close(pairs[1].0, 0.5) && close(pairs[2].1, 0.4), "{pairs:?}");
+    }
+
+    #[test]
+    fn transitions_of_the_design_case_by_hand() {
+        let rows = design_example(1).transitions();
+        let find = |from: ChainState, to: ChainState| {
+            rows.iter().find(|r| r.0 == from && r.1 == to).map(|r| (r.2, r.3)).unwrap_or((0.0, 0.0))
+        };
+        let c = |id: u32| ChainState::Channels([id, NO_CHANNEL, NO_CHANNEL, NO_CHANNEL]);
+        // Journeys (weight conversions + nulls): c1 c2 (1), c1 (1), c2 c3 (2), c1 c1 c3 (3).
+        assert_eq!(find(ChainState::Start, c(0)), (5.0, 5.0 / 7.0));
+        assert_eq!(find(ChainState::Start, c(1)), (2.0, 2.0 / 7.0));
+        // c1 leaves 5 times: to c2 once, to c3 three times, to (null) once.
+        assert_eq!(find(c(0), c(1)), (1.0, 1.0 / 5.0));
+        assert_eq!(find(c(0), c(2)), (3.0, 3.0 / 5.0));
+        assert_eq!(find(c(0), ChainState::Null), (1.0, 1.0 / 5.0));
+        assert_eq!(find(c(0), ChainState::Conversion), (0.0, 0.0), "no such row");
+        assert_eq!(find(c(2), ChainState::Conversion), (3.0, 3.0 / 5.0));
+        assert_eq!(find(c(2), ChainState::Null), (2.0, 2.0 / 5.0));
+        assert_eq!(rows.len(), 9);
+        // Each state's probabilities add up to 1.
+        for from in [ChainState::Start, c(0), c(1), c(2)] {
+            let sum: f64 = rows.iter().filter(|r| r.0 == from).map(|r| r.3).sum();
+            assert!(close(sum, 1.0), "{from:?}: {sum}");
+        }
     }
 
     #[test]

@@ -280,6 +280,15 @@ pub struct OptionsSpec {
     /// The IANA time zone of the periods' dates (default `UTC`).
     #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, example = "Europe/Berlin"))]
     pub timezone: Option<TimeZone>,
+    /// Converting and non-converting paths listed in `reports.paths` (default 50, at most 1000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 1000))]
+    pub top_paths: Option<u32>,
+    /// Distinct paths counted exactly (default 100000, 4 to 1000000); past it the top paths
+    /// are estimates within a reported bound (`reports.paths.exact` is false).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 4, maximum = 1000000))]
+    pub max_report_paths: Option<u32>,
 }
 
 /// Validated options with every default filled in; reported back in the result, and stored
@@ -318,6 +327,20 @@ pub struct Options {
     #[serde(default)]
     #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub timezone: TimeZone,
+    /// Paths listed in each of the reports' top paths.
+    #[serde(default = "default_top_paths")]
+    pub top_paths: u32,
+    /// Distinct paths counted exactly before the top paths become estimates.
+    #[serde(default = "default_max_report_paths")]
+    pub max_report_paths: u32,
+}
+
+fn default_top_paths() -> u32 {
+    crate::paths::DEFAULT_TOP_PATHS
+}
+
+fn default_max_report_paths() -> u32 {
+    crate::paths::DEFAULT_MAX_REPORT_PATHS
 }
 
 impl Options {
@@ -514,6 +537,21 @@ impl OptionsSpec {
         if self.timezone.is_some() && self.period.is_none() {
             return Err(AttributionError::option("timezone", "applies only with `period`"));
         }
+        use crate::paths::{MAX_MAX_REPORT_PATHS, MAX_TOP_PATHS, MIN_MAX_REPORT_PATHS};
+        let top_paths = self.top_paths.unwrap_or(crate::paths::DEFAULT_TOP_PATHS);
+        if !(1..=MAX_TOP_PATHS).contains(&top_paths) {
+            return Err(AttributionError::option(
+                "top_paths",
+                format!("{top_paths} is not between 1 and {MAX_TOP_PATHS}"),
+            ));
+        }
+        let max_report_paths = self.max_report_paths.unwrap_or(crate::paths::DEFAULT_MAX_REPORT_PATHS);
+        if !(MIN_MAX_REPORT_PATHS..=MAX_MAX_REPORT_PATHS).contains(&max_report_paths) {
+            return Err(AttributionError::option(
+                "max_report_paths",
+                format!("{max_report_paths} is not between {MIN_MAX_REPORT_PATHS} and {MAX_MAX_REPORT_PATHS}"),
+            ));
+        }
         Ok(Options {
             kind,
             models,
@@ -529,6 +567,8 @@ impl OptionsSpec {
             channel_rules: self.channel_rules.as_ref().map(ChannelRules::applied),
             period: self.period,
             timezone: self.timezone.unwrap_or_default(),
+            top_paths,
+            max_report_paths,
         })
     }
 }
@@ -649,6 +689,9 @@ mod tests {
             (OptionsSpec { lookback_days: Some((-1.0).into()), ..Default::default() }, "lookback_days"),
             (OptionsSpec { half_life_days: Some(0.0), ..Default::default() }, "half_life_days"),
             (OptionsSpec { models: Some(vec!["nope".into()]), ..Default::default() }, "models"),
+            (OptionsSpec { top_paths: Some(0), ..Default::default() }, "top_paths"),
+            (OptionsSpec { top_paths: Some(1001), ..Default::default() }, "top_paths"),
+            (OptionsSpec { max_report_paths: Some(3), ..Default::default() }, "max_report_paths"),
             (
                 OptionsSpec {
                     position_weights: Some(PositionWeights { first: 0.0, middle: 0.0, last: 0.0 }),

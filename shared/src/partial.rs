@@ -122,7 +122,7 @@ impl Partial {
             markov_auto: (options.wants(ModelId::Markov) && options.markov_order == MarkovOrder::Auto)
                 .then(OrderCandidates::new),
             shao_li: options.wants(ModelId::ShaoLi).then(ShaoLiCounts::default),
-            reports: ReportCounts::new(n),
+            reports: ReportCounts::new(n, options.max_report_paths),
             periods: BTreeMap::new(),
             windows: Vec::new(),
         }
@@ -144,6 +144,8 @@ impl Partial {
                 let mut further = std::mem::take(&mut partial.windows);
                 for_each_windowed_journey(chunk, options, &options.window_lookbacks(), |window, journey, origin| {
                     let target = if window == 0 { &mut partial } else { &mut further[window - 1] };
+                    // Paths are reported for the first window only (like the other reports).
+                    adder.paths = window == 0;
                     adder.add(target, journey, held_out(origin), options);
                 });
                 for window in &mut further {
@@ -155,10 +157,13 @@ impl Partial {
                 adder.add(&mut partial, journey, held_out(origin), options)
             }),
             Some(period) => {
-                // Each journey is added once, to its period; the whole is their sum.
+                // Each journey is added once, to its period; the whole is their sum. Paths
+                // are reported for the whole only: they go straight to it.
                 let empty = partial.clone();
                 let mut periods = BTreeMap::new();
+                adder.paths = false;
                 for_each_event_journey(chunk, options, |journey, origin| {
+                    partial.reports.add_path(&adder.valued(journey));
                     let at = journey.conversion_time.or_else(|| journey.touch_times.and_then(|t| t.last().copied()));
                     match at {
                         Some(at) => {
@@ -333,18 +338,28 @@ fn too_large(column: &str, what: &str) -> AttributionError {
 pub(crate) struct JourneyAdder {
     is_direct: Vec<bool>,
     weights: Vec<f64>,
+    /// Whether journeys' paths are counted in the partial they are added to.
+    paths: bool,
 }
 
 impl JourneyAdder {
     pub(crate) fn new(options: &Options, channels: &[String]) -> JourneyAdder {
-        JourneyAdder { is_direct: channels.iter().map(|c| options.is_direct(c)).collect(), weights: Vec::new() }
+        JourneyAdder {
+            is_direct: channels.iter().map(|c| options.is_direct(c)).collect(),
+            weights: Vec::new(),
+            paths: true,
+        }
+    }
+
+    /// Value belongs to conversions: a journey without any carries none (ingest refuses
+    /// such path rows; this keeps the engine's totals consistent whatever it is given).
+    fn valued<'a>(&self, journey: &Journey<'a>) -> Journey<'a> {
+        Journey { value: if journey.is_converting() { journey.value } else { 0.0 }, ..*journey }
     }
 
     /// Adds one journey; `held_out` puts it in the held-out part of `markov_order: auto`.
     pub(crate) fn add(&mut self, partial: &mut Partial, journey: &Journey<'_>, held_out: bool, options: &Options) {
-        // Value belongs to conversions: a journey without any carries none (ingest refuses
-        // such path rows; this keeps the engine's totals consistent whatever it is given).
-        let journey = &Journey { value: if journey.is_converting() { journey.value } else { 0.0 }, ..*journey };
+        let journey = &self.valued(journey);
         let counts = &mut partial.counts;
         counts.conversions += journey.conversions;
         counts.conversion_value += journey.value;
@@ -369,6 +384,9 @@ impl JourneyAdder {
             shao_li.add_path(journey.channels, journey.conversions, journey.nulls, journey.value);
         }
         partial.reports.add(journey);
+        if self.paths {
+            partial.reports.add_path(journey);
+        }
         if !journey.is_converting() {
             return;
         }

@@ -1,10 +1,19 @@
 //! Journey reports (docs/user-guide.md, "Reports"): how many touches converting journeys
-//! have, how long they take from first touch to conversion, and where each channel stands
-//! in them. Sums over journeys, so they merge like every other part of a partial.
+//! have, how long they take from first touch to conversion, where each channel stands
+//! in them, and their top paths (`paths.rs`). Sums over journeys, so they merge like every
+//! other part of a partial. Also the Markov transition table, made from the chain's counts.
+
+use std::cmp::Ordering;
 
 use serde::{Deserialize, Serialize};
 
+use crate::chunk::NO_CHANNEL;
 use crate::journey::Journey;
+use crate::markov::{ChainState, MarkovCounts};
+use crate::paths::{CONVERSION_STATE, NULL_STATE, PathCounts, START_STATE, TopPaths, join_channels, top_by};
+
+/// The most rows of the transition table in a result (the largest counts).
+pub const MAX_TRANSITION_ROWS: usize = 10_000;
 
 /// Touches per converting journey: 1 to 9, then 10 or more.
 pub const PATH_LENGTH_BUCKETS: [&str; 10] = ["1", "2", "3", "4", "5", "6", "7", "8", "9", "10+"];
@@ -53,15 +62,24 @@ pub struct ReportCounts {
     pub path_length: Vec<Tally>,
     pub time_lag: Vec<Tally>,
     pub positions: Vec<Positions>,
+    /// Every journey's path (null journeys too); absent from partials of older versions.
+    #[serde(default)]
+    pub paths: PathCounts,
 }
 
 impl ReportCounts {
-    pub fn new(channels: usize) -> ReportCounts {
+    pub fn new(channels: usize, max_report_paths: u32) -> ReportCounts {
         ReportCounts {
             path_length: vec![Tally::default(); PATH_LENGTH_BUCKETS.len()],
             time_lag: vec![Tally::default(); TIME_LAG_BUCKETS.len()],
             positions: vec![Positions::default(); channels],
+            paths: PathCounts::new(max_report_paths),
         }
+    }
+
+    /// Adds a journey's path (converting or not).
+    pub(crate) fn add_path(&mut self, journey: &Journey<'_>) {
+        self.paths.add(journey.channels, journey.conversions, journey.value, journey.nulls);
     }
 
     /// Adds a converting journey with at least one touch (others are not counted).
@@ -104,6 +122,7 @@ impl ReportCounts {
         for (old, theirs) in other.positions.iter().enumerate() {
             self.positions[channel_map[old] as usize].add(theirs);
         }
+        self.paths.merge(&other.paths, channel_map);
     }
 
     pub(crate) fn add_channel(&mut self) {
@@ -136,6 +155,64 @@ pub struct Reports {
     pub time_lag: Vec<Bucket>,
     /// Per channel, by name: its touches' positions in converting journeys.
     pub positions: Vec<ChannelPositions>,
+    /// The top converting and non-converting paths (absent from results of older versions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paths: Option<TopPaths>,
+    /// The Markov chain's transitions (when the `markov` model ran).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transitions: Option<Transitions>,
+}
+
+/// The Markov chain's transition table.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Transitions {
+    /// The chain's order: its states are sequences of this many channels (fewer for a
+    /// shorter journey), written like paths.
+    pub order: u8,
+    /// Distinct transitions of the chain; `rows` holds at most 10000 of them.
+    pub total: u64,
+    /// True when `rows` leaves some out (the ones with the smallest counts).
+    pub truncated: bool,
+    /// By count, descending (then from, then to).
+    pub rows: Vec<Transition>,
+}
+
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Transition {
+    /// A state: `(start)`, or channel names joined by ` > `.
+    pub from: String,
+    /// A state, `(conversion)` or `(null)`.
+    pub to: String,
+    /// Journeys that made this step (weighted like the chain: conversions + null journeys).
+    pub count: f64,
+    /// `count` over every step out of `from`.
+    pub probability: f64,
+}
+
+/// The transition table of `markov`, channels named by `names`, at most `max_rows` rows.
+pub fn transition_table(markov: &MarkovCounts, names: &[String], max_rows: usize) -> Transitions {
+    let all = markov.transitions();
+    let name = |state: &ChainState| match state {
+        ChainState::Start => START_STATE.to_owned(),
+        ChainState::Conversion => CONVERSION_STATE.to_owned(),
+        ChainState::Null => NULL_STATE.to_owned(),
+        ChainState::Channels(key) => {
+            join_channels(key.iter().filter(|&&c| c != NO_CHANNEL).map(|&c| names[c as usize].as_str()))
+        }
+    };
+    let total = all.len() as u64;
+    let by_count = |a: &(ChainState, ChainState, f64, f64), b: &(ChainState, ChainState, f64, f64)| -> Ordering {
+        b.2.total_cmp(&a.2)
+    };
+    // Ties are ranked by "from", then "to" (a tab sorts before any printable character).
+    let kept = top_by(all, max_rows, by_count, |row| format!("{}\t{}", name(&row.0), name(&row.1)));
+    let rows = kept
+        .into_iter()
+        .map(|(from, to, count, probability)| Transition { from: name(&from), to: name(&to), count, probability })
+        .collect::<Vec<_>>();
+    Transitions { order: markov.order, total, truncated: (rows.len() as u64) < total, rows }
 }
 
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -156,7 +233,7 @@ pub struct ChannelPositions {
 
 impl ReportCounts {
     /// The reports, for channels `names` of which `seen` occur in journeys.
-    pub fn report(&self, names: &[String], seen: &[bool], has_times: bool) -> Reports {
+    pub fn report(&self, names: &[String], seen: &[bool], has_times: bool, top_paths: usize) -> Reports {
         let buckets = |labels: &[&str], tallies: &[Tally]| -> Vec<Bucket> {
             labels
                 .iter()
@@ -179,6 +256,8 @@ impl ReportCounts {
             path_length: buckets(&PATH_LENGTH_BUCKETS, &self.path_length),
             time_lag: if has_times { buckets(&TIME_LAG_BUCKETS, &self.time_lag) } else { Vec::new() },
             positions,
+            paths: self.paths.report(names, top_paths),
+            transitions: None,
         }
     }
 }
@@ -186,6 +265,37 @@ impl ReportCounts {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn transition_table_names_states_and_keeps_the_largest_counts() {
+        let mut markov = MarkovCounts::new(1);
+        markov.add_path(&[0, 1], 1.0, 0.0, 10.0);
+        markov.add_path(&[1, 0], 0.0, 2.0, 0.0);
+        let names = vec!["a > b".to_owned(), "(null)".to_owned()];
+        let table = transition_table(&markov, &names, 100);
+        let rows: Vec<(&str, &str, f64, f64)> =
+            table.rows.iter().map(|t| (t.from.as_str(), t.to.as_str(), t.count, t.probability)).collect();
+        assert_eq!(
+            rows,
+            [
+                ("(start)", "\\(null)", 2.0, 2.0 / 3.0),
+                ("\\(null)", "a \\> b", 2.0, 2.0 / 3.0),
+                ("a \\> b", "(null)", 2.0, 2.0 / 3.0),
+                ("(start)", "a \\> b", 1.0, 1.0 / 3.0),
+                ("\\(null)", "(conversion)", 1.0, 1.0 / 3.0),
+                ("a \\> b", "\\(null)", 1.0, 1.0 / 3.0),
+            ]
+        );
+        assert_eq!((table.order, table.total, table.truncated), (1, 6, false));
+        let cut = transition_table(&markov, &names, 2);
+        assert_eq!((cut.rows.len(), cut.total, cut.truncated), (2, 6, true));
+        assert_eq!(cut.rows[..], table.rows[..2]);
+        let mut second = MarkovCounts::new(2);
+        second.add_path(&[0, 1, 0], 1.0, 0.0, 1.0);
+        let table = transition_table(&second, &["x".to_owned(), "y".to_owned()], 100);
+        let froms: Vec<&str> = table.rows.iter().map(|t| t.from.as_str()).collect();
+        assert_eq!(froms, ["(start)", "x > y", "y > x"]);
+    }
 
     fn journey<'a>(channels: &'a [u32], times: &'a [i64], at: i64, conversions: f64) -> Journey<'a> {
         Journey {
@@ -201,7 +311,7 @@ mod tests {
 
     #[test]
     fn lengths_lags_and_positions_by_hand() {
-        let mut counts = ReportCounts::new(3);
+        let mut counts = ReportCounts::new(3, 100);
         let day = MICROS_PER_DAY;
         // 0 → 1 → 0 over 2.5 days; a single touch of 2 the same day; a null journey.
         counts.add(&journey(&[0, 1, 0], &[0, day, 2 * day], 2 * day + day / 2, 1.0));
@@ -225,7 +335,7 @@ mod tests {
 
     #[test]
     fn partials_from_before_reports_merge_both_ways() {
-        let mut counts = ReportCounts::new(2);
+        let mut counts = ReportCounts::new(2, 100);
         counts.add(&journey(&[0, 1], &[0, 1], 2, 1.0));
         let old = ReportCounts::default();
         let mut merged = old.clone();
@@ -234,7 +344,8 @@ mod tests {
         assert_eq!(merged.path_length[1].conversions, 1.0);
         counts.merge(&old, &[]);
         assert_eq!(counts.path_length[1].conversions, 1.0);
-        let report = ReportCounts::default().report(&["a".to_owned()], &[true], true);
+        let report = ReportCounts::default().report(&["a".to_owned()], &[true], true, 50);
         assert_eq!((report.path_length.len(), report.positions[0].positions.only), (10, 0.0));
+        assert_eq!(report.paths, None, "no paths were counted");
     }
 }

@@ -265,21 +265,22 @@ impl Partial {
     ) -> Result<AttributionResult, AttributionError> {
         self.check_finite(options)?;
         self.check_limits()?;
-        let mut result = build_result(self, options, budget, None)?;
+        let mut result = build_result(self, options, budget, None, true)?;
         // With `markov_order: auto` the periods' and further windows' chains use the order
         // chosen for the whole (so windows differ by their window alone); pair effects (45
         // solves) are the whole file's only, which is the first window's.
         let order = result.model(ModelId::Markov).and_then(|m| m.order);
         let part_options = Options { markov_pair_effects: false, ..options.clone() };
         for (&day, period) in &self.periods {
-            let AttributionResult { summary, models, .. } = build_result(period, &part_options, budget, order)?;
+            let AttributionResult { summary, models, .. } = build_result(period, &part_options, budget, order, false)?;
             result.periods.push(PeriodResult { period: Period::label(day), summary, models });
         }
         if let Some((&first, further)) = options.lookback_windows.split_first() {
             let (summary, models) = (result.summary.clone(), result.models.clone());
             result.windows.push(WindowResult { lookback_days: first, summary, models });
             for (&lookback_days, window) in further.iter().zip(&self.windows) {
-                let AttributionResult { summary, models, .. } = build_result(window, &part_options, budget, order)?;
+                let AttributionResult { summary, models, .. } =
+                    build_result(window, &part_options, budget, order, false)?;
                 result.windows.push(WindowResult { lookback_days, summary, models });
             }
             result.window_ranks = window_ranks(&result.windows);
@@ -454,12 +455,14 @@ fn window_ranks(windows: &[WindowResult]) -> Vec<WindowRanks> {
         .collect()
 }
 
-/// The result of `partial`; `markov_order` (a period's) fixes the order `auto` would choose.
+/// The result of `partial`; `markov_order` (a period's or a further window's) fixes the order
+/// `auto` would choose; with `reports` (the whole file's, not a period's) its reports.
 pub(crate) fn build_result(
     partial: &Partial,
     options: &Options,
     budget: &SolveBudget,
     markov_order: Option<u8>,
+    reports: bool,
 ) -> Result<AttributionResult, AttributionError> {
     let counts = &partial.counts;
     let summary = Summary {
@@ -498,8 +501,23 @@ pub(crate) fn build_result(
         };
         models.push(result);
     }
-    let has_times = options.kind == crate::options::InputKind::Events;
-    let reports = Some(partial.reports.report(&partial.channels, &partial.channel_seen, has_times));
+    let reports = reports.then(|| {
+        let has_times = options.kind == crate::options::InputKind::Events;
+        let top = options.top_paths as usize;
+        let mut reports = partial.reports.report(&partial.channels, &partial.channel_seen, has_times, top);
+        // The chain the markov model solved: the fixed order's, or the one `auto` chose.
+        let chain = match (&partial.markov, &partial.markov_auto) {
+            (Some(chain), _) => Some(chain),
+            (None, Some(candidates)) => {
+                models.iter().find(|m| m.model == ModelId::Markov).and_then(|m| m.order).map(|o| candidates.chain(o))
+            }
+            (None, None) => None,
+        };
+        reports.transitions = chain.map(|markov| {
+            crate::reports::transition_table(markov, &partial.channels, crate::reports::MAX_TRANSITION_ROWS)
+        });
+        reports
+    });
     Ok(AttributionResult {
         summary,
         options: options.clone(),
@@ -677,13 +695,20 @@ pub enum Table {
     UnmatchedCost,
     /// One row per model × channel × lookback window: [`windows_csv`].
     Windows,
+    /// The top paths: [`PATHS_CSV_HEADER`], converting paths first.
+    Paths,
+    /// The Markov transitions: `from,to,count,probability`.
+    Transitions,
     /// The markov model's pair removal effects (`markov_pair_effects`):
     /// `channel_a,channel_b,removal_effect,removal_effect_value,overlap`.
     MarkovPairs,
 }
 
+/// The header of the `paths` table.
+pub const PATHS_CSV_HEADER: &str = "list,rank,path,touches,journeys,conversions,value,null_journeys,exact";
+
 impl Table {
-    pub const ALL: [Table; 8] = [
+    pub const ALL: [Table; 10] = [
         Table::Channels,
         Table::Periods,
         Table::PathLength,
@@ -691,6 +716,8 @@ impl Table {
         Table::Positions,
         Table::Windows,
         Table::UnmatchedCost,
+        Table::Paths,
+        Table::Transitions,
         Table::MarkovPairs,
     ];
 
@@ -703,6 +730,8 @@ impl Table {
             Table::Positions => "positions",
             Table::UnmatchedCost => "unmatched_cost",
             Table::Windows => "windows",
+            Table::Paths => "paths",
+            Table::Transitions => "transitions",
             Table::MarkovPairs => "markov_pairs",
         }
     }
@@ -716,6 +745,8 @@ impl Table {
             Table::TimeLag => result.reports.as_ref().is_some_and(|r| !r.time_lag.is_empty()),
             Table::UnmatchedCost => result.spend.is_some(),
             Table::Windows => !result.windows.is_empty(),
+            Table::Paths => result.reports.as_ref().is_some_and(|r| r.paths.is_some()),
+            Table::Transitions => result.reports.as_ref().is_some_and(|r| r.transitions.is_some()),
             Table::MarkovPairs => result.model(ModelId::Markov).is_some_and(|m| m.pairs.is_some()),
         }
     }
@@ -746,6 +777,40 @@ impl Table {
                         p.first,
                         p.middle,
                         p.last
+                    ));
+                }
+                out
+            }
+            Table::Paths => {
+                let mut out = format!("{PATHS_CSV_HEADER}\n");
+                if let Some(paths) = reports.and_then(|r| r.paths.as_ref()) {
+                    for (list, rows) in [("converting", &paths.converting), ("non_converting", &paths.non_converting)] {
+                        for (rank, p) in rows.iter().enumerate() {
+                            out.push_str(&format!(
+                                "{list},{},{},{},{},{},{},{},{}\n",
+                                rank + 1,
+                                csv_field(&p.path),
+                                p.touches,
+                                p.journeys,
+                                p.conversions,
+                                p.value,
+                                p.null_journeys,
+                                paths.exact
+                            ));
+                        }
+                    }
+                }
+                out
+            }
+            Table::Transitions => {
+                let mut out = String::from("from,to,count,probability\n");
+                for t in reports.and_then(|r| r.transitions.as_ref()).map_or(&[][..], |t| &t.rows) {
+                    out.push_str(&format!(
+                        "{},{},{},{}\n",
+                        csv_field(&t.from),
+                        csv_field(&t.to),
+                        t.count,
+                        t.probability
                     ));
                 }
                 out

@@ -3,6 +3,7 @@
 //! - `models`: hand-computed credits for every model of docs/user-guide.md, "Models";
 //! - `journeys`: the journey rules of docs/user-guide.md, "Journeys" on event chunks;
 //! - `properties`: conservation and merge invariance on random inputs;
+//! - `reports`: hand-computed top paths and transition tables;
 //! - `windows`: lookback windows compared in one pass, by hand, merged and refused;
 //! - `markov_dense`: the Markov model against an independent dense solver;
 //! - `ingest`: decoding edge cases and located errors (docs/user-guide.md, "Input formats" and "Bad input");
@@ -23,6 +24,8 @@ mod markov_dense;
 mod models;
 #[path = "engine/properties.rs"]
 mod properties;
+#[path = "engine/reports.rs"]
+mod reports;
 #[path = "engine/spend.rs"]
 mod spend;
 #[path = "engine/windows.rs"]

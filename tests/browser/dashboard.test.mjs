@@ -317,6 +317,64 @@ async function main() {
       'conversion probability');
     log(`removal-effects chart lists all ${removal.length} channels with their removal_effect`);
 
+    // The journey reports: both histograms, the positions, the top paths and the transition heat map.
+    const reports = result.reports;
+    for (const [chart, table] of [['#chart-path-length', 'path_length'], ['#chart-time-lag', 'time_lag']]) {
+      const shown = await bars(page, chart);
+      assert.deepEqual(shown.map((b) => b.channel), reports[table].map((b) => b.bucket), `${table} buckets`);
+      shown.forEach((bar, i) => close(bar.value, reports[table][i].conversions, `${table} bucket ${bar.channel}`));
+    }
+    assert.ok(reports.path_length.some((b) => b.conversions > 0) && reports.time_lag.some((b) => b.conversions > 0));
+    const positionBars = await bars(page, '#chart-positions');
+    assert.equal(positionBars.length, reports.positions.length * 4, 'four bars (only, first, middle, last) per channel');
+    for (const bar of positionBars) {
+      const position = reports.positions.find((p) => p.channel === bar.channel);
+      assert.ok(position, `a positions bar for a channel the API does not have: ${bar.channel}`);
+      close(bar.value, position[bar.model], `${bar.model} position of ${bar.channel}`);
+    }
+    log(`histograms (${reports.path_length.length} and ${reports.time_lag.length} buckets) and positions `
+      + `(${reports.positions.length} channels × 4) match the API's reports`);
+
+    const pathRows = (table) => page.$$eval(`${table} tbody tr`, (trs) => trs.map((tr) => ({
+      path: tr.dataset.path, text: tr.cells[1].textContent, journeys: Number(tr.dataset.journeys),
+      conversions: Number(tr.dataset.conversions), value: Number(tr.dataset.value),
+      nulls: Number(tr.dataset.nullJourneys),
+    })));
+    for (const [table, list] of [['#paths-converting', 'converting'], ['#paths-non-converting', 'non_converting']]) {
+      const shown = await pathRows(table);
+      const expected = reports.paths[list];
+      assert.ok(expected.length > 0, `the sample has ${list} paths`);
+      assert.equal(shown.length, Math.min(20, expected.length), `${list}: the first 20 paths`);
+      shown.forEach((row, i) => {
+        assert.equal(row.path, expected[i].path, `${list} path ${i + 1}`);
+        assert.equal(row.text, expected[i].path, `${list} path ${i + 1} as shown`);
+        close(row.journeys, expected[i].journeys, `${list} ${row.path} journeys`);
+        close(row.conversions, expected[i].conversions, `${list} ${row.path} conversions`);
+        close(row.value, expected[i].value, `${list} ${row.path} value`);
+        close(row.nulls, expected[i].null_journeys, `${list} ${row.path} null journeys`);
+      });
+    }
+    assert.equal(await page.getAttribute('#paths-note', 'data-exact'), String(reports.paths.exact));
+    log(`top paths tables list the API's converting and non-converting paths in order (exact: ${reports.paths.exact})`);
+
+    const transitions = reports.transitions;
+    assert.ok(transitions, 'markov ran, so the result has its transitions');
+    const steps = new Map(transitions.rows.map((t) => [`${t.from}\u0000${t.to}`, t.probability]));
+    const heatCells = await page.$$eval('#chart-transitions rect.cell', (rects) => rects.map((r) => ({
+      from: r.dataset.from, to: r.dataset.to, value: Number(r.dataset.value),
+    })));
+    const heatRows = await page.$$eval('#chart-transitions g.heat-row', (gs) => gs.map((g) => g.dataset.from));
+    const heatColumns = new Set([...heatRows.filter((s) => s !== '(start)'), '(conversion)', '(null)']);
+    const drawn = transitions.rows.filter((t) => heatRows.includes(t.from) && heatColumns.has(t.to));
+    assert.equal(heatCells.length, drawn.length, 'one cell per step between the states shown');
+    for (const cell of heatCells) {
+      const key = `${cell.from}\u0000${cell.to}`;
+      assert.ok(steps.has(key), `a cell for a step the API does not have: ${cell.from} → ${cell.to}`);
+      close(cell.value, steps.get(key), `probability ${cell.from} → ${cell.to}`);
+    }
+    assert.equal(heatRows[0], '(start)');
+    log(`transition heat map: ${heatRows.length} rows, ${heatCells.length} cells, each the API's probability`);
+
     // Credit over time: for the chosen model, one line per channel and a point per week.
     await page.selectOption('#model-select', 'linear');
     await page.waitForFunction(() => document.querySelector('#chart-periods figcaption')?.textContent
@@ -374,12 +432,17 @@ async function main() {
       id: f.id, label: f.querySelector('svg[role="img"]')?.getAttribute('aria-label') || '',
       rows: f.querySelectorAll('.visually-hidden table tbody tr').length,
     })));
-    assert.equal(alternatives.length, 6);
+    assert.equal(alternatives.length, 10);
     const withRoas = result.models.linear.channels.filter((c) => c.roas !== null).length;
+    const tableRows = {
+      'chart-periods': result.periods.length, 'chart-roas': withRoas, 'chart-path-length': reports.path_length.length,
+      'chart-time-lag': reports.time_lag.length, 'chart-positions': reports.positions.length,
+      'chart-transitions': heatRows.length,
+    };
     for (const alt of alternatives) {
       assert.ok(alt.label.length > 10, `${alt.id} has no aria-label`);
-      const rows = { 'chart-periods': result.periods.length, 'chart-roas': withRoas }[alt.id] ?? channels.size;
-      assert.equal(alt.rows, rows, `${alt.id}: the hidden table has one row per channel (per period over time)`);
+      const rows = tableRows[alt.id] ?? channels.size;
+      assert.equal(alt.rows, rows, `${alt.id}: the hidden table has one row per channel (bucket, period, state)`);
     }
     log('each chart has an aria-label and a visually hidden table of its numbers');
 
@@ -402,6 +465,14 @@ async function main() {
     const periodCells = result.periods.reduce((n, p) => n + Object.values(p.models)
       .reduce((m, model) => m + model.channels.length, 0), 0);
     assert.equal(periodLines.length - 1, periodCells, 'one periods CSV row per week × model × channel');
+    const [pathsCsv] = await Promise.all([page.waitForEvent('download'), page.click('#download-paths')]);
+    const pathLines = (await readFile(await pathsCsv.path(), 'utf8')).trim().split('\n');
+    assert.equal(pathLines[0], 'list,rank,path,touches,journeys,conversions,value,null_journeys,exact');
+    assert.equal(pathLines.length - 1, reports.paths.converting.length + reports.paths.non_converting.length);
+    const [transitionsCsv] = await Promise.all([page.waitForEvent('download'), page.click('#download-transitions')]);
+    const transitionLines = (await readFile(await transitionsCsv.path(), 'utf8')).trim().split('\n');
+    assert.equal(transitionLines[0], 'from,to,count,probability');
+    assert.equal(transitionLines.length - 1, transitions.rows.length);
     const [unmatchedCsv] = await Promise.all([page.waitForEvent('download'), page.click('#download-unmatched')]);
     assert.equal(await readFile(await unmatchedCsv.path(), 'utf8'), 'channel,cost,rows\ntv,14000,28\n');
     const [json] = await Promise.all([page.waitForEvent('download'), page.click('#download-json')]);

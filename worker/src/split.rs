@@ -303,8 +303,13 @@ impl Splitter {
             self.options = Some(match &self.job_options {
                 Some(options) if options.kind == block.kind() => options.clone(),
                 // The first block of the input tells its kind (and which channel rules
-                // named its channels): the spec's options are resolved for it here, once.
-                _ => block.options(&self.job_spec_options)?,
+                // named its channels): the spec's options are resolved for it here, once,
+                // with the paths a partial may hold under the operator's cap.
+                _ => {
+                    let mut options = block.options(&self.job_spec_options)?;
+                    options.max_report_paths = options.max_report_paths.min(self.limits.max_report_paths);
+                    options
+                }
             });
         }
         match block {

@@ -97,6 +97,8 @@ def test_every_option_reaches_the_service_as_typed(client: Client, events_csv: P
         direct_channels=["direct", "email"],
         conversion_row_is_touch=False,
         max_journey_touches=500,
+        top_paths=7,
+        max_report_paths=5000,
         export_credits=True,
         idempotency_key="every-option-1",
     )
@@ -118,6 +120,8 @@ def test_every_option_reaches_the_service_as_typed(client: Client, events_csv: P
             "max_journey_touches": 500,
             "period": None,
             "timezone": None,
+            "top_paths": 7,
+            "max_report_paths": 5000,
         },
         "export_credits": True,
     }
@@ -128,6 +132,7 @@ def test_every_option_reaches_the_service_as_typed(client: Client, events_csv: P
     assert applied.position_weights.middle == pytest.approx(0.4)
     assert applied.direct_channels == ["direct", "email"]
     assert applied.max_journey_touches == 500
+    assert (applied.top_paths, applied.max_report_paths) == (7, 5000)
     assert result.model("markov").order == 2
     # The same idempotency key returns the same job.
     again = client.submit(upload, kind="events", idempotency_key="every-option-1")
@@ -188,6 +193,38 @@ def test_credit_per_period_is_typed_and_has_its_csv_table(
     positions = pd.read_csv(io.StringIO(job.result_csv("positions")))
     assert list(positions.columns) == ["channel", "only", "first", "middle", "last"]
     assert len(positions) == len(result.reports["positions"])
+
+
+def test_top_paths_and_transitions_are_typed_and_have_their_csv_tables(
+    service: Service, client: Client, events_csv: Path
+) -> None:
+    job = client.submit(client.upload(events_csv), models=["linear", "markov"], top_paths=5)
+    result = job.result(timeout=120)
+    paths = result.top_paths()
+    assert paths is not None and paths.exact and paths.distinct_paths is not None
+    assert len(paths.converting) == 5 and len(paths.non_converting) == 5
+    assert paths.error_bound.conversions == 0.0
+    top = paths.converting[0]
+    assert top.journeys == pytest.approx(top.conversions + top.null_journeys)
+    assert [p.conversions for p in paths.converting] == sorted((p.conversions for p in paths.converting), reverse=True)
+    local = service.attribute_locally(events_csv, "--models", "linear,markov", "--top-paths", "5")
+    assert [p.path for p in paths.converting] == [p["path"] for p in local["reports"]["paths"]["converting"]]
+    table = pd.read_csv(io.StringIO(job.result_csv("paths")))
+    assert list(table.columns) == [
+        "list", "rank", "path", "touches", "journeys", "conversions", "value", "null_journeys", "exact",
+    ]
+    assert list(table[table["list"] == "converting"]["path"]) == [p.path for p in paths.converting]
+    transitions = result.transitions()
+    assert transitions is not None and transitions.order == 1 and not transitions.truncated
+    assert len(transitions.rows) == transitions.total
+    out_of_start = sum(t.probability for t in transitions.rows if t.from_ == "(start)")
+    assert out_of_start == pytest.approx(1.0)
+    steps = pd.read_csv(io.StringIO(job.result_csv("transitions")))
+    assert list(steps.columns) == ["from", "to", "count", "probability"]
+    assert len(steps) == len(transitions.rows)
+    # Without markov there is no transition table.
+    linear = client.submit(client.upload(events_csv), models=["linear"]).result(timeout=120)
+    assert linear.transitions() is None
 
 
 def test_a_cost_table_adds_cost_cpa_and_roas_equal_to_mta_attribute(

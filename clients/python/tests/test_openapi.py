@@ -128,6 +128,10 @@ def test_webhook_takes_every_field_of_the_webhook_spec(document: dict[str, Any])
         (results.UnmatchedCost, "UnmatchedCost"),
         (results.PeriodCost, "PeriodCost"),
         (results.PositionWeights, "PositionWeights"),
+        (results.TopPaths, "TopPaths"),
+        (results.PathRow, "PathRow"),
+        (results.PathFigures, "PathFigures"),
+        (results.Transitions, "Transitions"),
         (Upload, "UploadRecord"),
         (JobRecord, "JobRecord"),
         (Progress, "Progress"),
@@ -138,6 +142,12 @@ def test_result_and_record_dataclasses_cover_the_schemas(
 ) -> None:
     fields = {f.name for f in dataclasses.fields(cls)} - {"raw", "model"}
     assert properties(document, name) == fields
+
+
+def test_a_transition_has_every_field_of_its_schema(document: dict[str, Any]) -> None:
+    # ``from`` is a Python keyword: the dataclass calls it ``from_``.
+    fields = {f.name.rstrip("_") for f in dataclasses.fields(results.Transition)}
+    assert properties(document, "Transition") == fields
 
 
 def test_window_ranks_name_their_model(document: dict[str, Any]) -> None:

@@ -90,6 +90,9 @@ pub struct Limits {
     /// The most distinct channels an input may have when the Markov model runs: its solve
     /// costs about the square of the channels.
     pub markov_max_channels: usize,
+    /// The highest `max_report_paths` a job gets (an operator's cap on the paths a partial
+    /// holds): a larger option is lowered to it when the options are resolved.
+    pub max_report_paths: u32,
 }
 
 impl Limits {
@@ -104,6 +107,7 @@ impl Default for Limits {
             max_decompressed_bytes: None,
             max_line_bytes: Limits::DEFAULT_MAX_LINE_BYTES,
             markov_max_channels: crate::markov::DEFAULT_MAX_CHANNELS,
+            max_report_paths: crate::paths::MAX_MAX_REPORT_PATHS,
         }
     }
 }

@@ -329,6 +329,7 @@ fn check_same(what: &str, got: &AttributionResult, want: &AttributionResult) -> 
             check_close(&format!("{what}: report bucket {}", wb.bucket), gb.conversions, wb.conversions)?;
             check_close(&format!("{what}: report bucket {} value", wb.bucket), gb.value, wb.value)?;
         }
+        check_paths_and_transitions(what, g, w)?;
         prop_assert_eq!(g.positions.len(), w.positions.len(), "{}: positions", what);
         for (gp, wp) in g.positions.iter().zip(&w.positions) {
             prop_assert_eq!(&gp.channel, &wp.channel);
@@ -385,6 +386,51 @@ fn window_as_result(result: &AttributionResult, window: &WindowResult) -> Attrib
         window_ranks: Vec::new(),
         spend: None,
     }
+}
+
+/// The top paths (exact: the inputs have fewer paths than the limit and the lists hold them
+/// all) and the transition table are the same, matched by path and by step.
+fn check_paths_and_transitions(
+    what: &str,
+    got: &mta_core::reports::Reports,
+    want: &mta_core::reports::Reports,
+) -> Result<(), TestCaseError> {
+    let (g, w) = (got.paths.as_ref().expect("paths"), want.paths.as_ref().expect("paths"));
+    prop_assert!(g.exact && w.exact, "{}: paths are exact", what);
+    prop_assert_eq!(g.distinct_paths, w.distinct_paths, "{}: distinct paths", what);
+    type Rows = BTreeMap<String, (u32, f64, f64, f64, f64)>;
+    let rows = |list: &[mta_core::paths::PathRow]| -> Rows {
+        list.iter()
+            .map(|r| (r.path.clone(), (r.touches, r.journeys, r.conversions, r.value, r.null_journeys)))
+            .collect()
+    };
+    for (name, gl, wl) in
+        [("converting", &g.converting, &w.converting), ("non_converting", &g.non_converting, &w.non_converting)]
+    {
+        let (gr, wr) = (rows(gl), rows(wl));
+        prop_assert_eq!(gr.keys().collect::<Vec<_>>(), wr.keys().collect::<Vec<_>>(), "{}: {} paths", what, name);
+        for (path, want) in &wr {
+            let got = gr[path];
+            prop_assert_eq!(got.0, want.0);
+            for (a, b) in [(got.1, want.1), (got.2, want.2), (got.3, want.3), (got.4, want.4)] {
+                check_close(&format!("{what}: {name} path {path}"), a, b)?;
+            }
+        }
+    }
+    prop_assert_eq!(got.transitions.is_some(), want.transitions.is_some(), "{}: transitions", what);
+    if let (Some(g), Some(w)) = (&got.transitions, &want.transitions) {
+        prop_assert_eq!((g.order, g.total, g.truncated), (w.order, w.total, w.truncated), "{}", what);
+        let steps = |t: &mta_core::reports::Transitions| -> BTreeMap<(String, String), (f64, f64)> {
+            t.rows.iter().map(|r| ((r.from.clone(), r.to.clone()), (r.count, r.probability))).collect()
+        };
+        let (gs, ws) = (steps(g), steps(w));
+        prop_assert_eq!(gs.keys().collect::<Vec<_>>(), ws.keys().collect::<Vec<_>>(), "{}: transitions", what);
+        for (step, (count, probability)) in &ws {
+            check_close(&format!("{what}: count of {step:?}"), gs[step].0, *count)?;
+            check_close(&format!("{what}: probability of {step:?}"), gs[step].1, *probability)?;
+        }
+    }
+    Ok(())
 }
 
 /// One period of `result` as a result of its own.
@@ -458,6 +504,21 @@ proptest! {
         let attributed = result.summary.conversions - result.summary.unattributed_conversions;
         check_close("path lengths", reports.path_length.iter().map(|b| b.conversions).sum(), attributed)?;
         check_close("time lags", reports.time_lag.iter().map(|b| b.conversions).sum(), attributed)?;
+        // Every journey is on one path: the paths add up to the summary (all listed: < 50 paths).
+        let paths = reports.paths.as_ref().expect("every result has paths");
+        check_close("paths' conversions", paths.converting.iter().map(|p| p.conversions).sum(), attributed)?;
+        let nulls: f64 = paths.non_converting.iter().map(|p| p.null_journeys).sum();
+        check_close("paths' null journeys", nulls, result.summary.null_journeys)?;
+        // Each state's transition probabilities add up to 1.
+        if let Some(transitions) = &reports.transitions {
+            let mut sums: BTreeMap<&str, f64> = BTreeMap::new();
+            for t in &transitions.rows {
+                *sums.entry(t.from.as_str()).or_default() += t.probability;
+            }
+            for (state, sum) in sums {
+                check_close(&format!("probabilities out of {state}"), sum, 1.0)?;
+            }
+        }
         prop_assert_eq!(result.periods.is_empty(), result.options.period.is_none() || rows.is_empty());
     }
 

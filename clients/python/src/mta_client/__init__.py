@@ -32,9 +32,13 @@ from .results import (
     OrderScore,
     OrderSelection,
     PairEffect,
+    PathRow,
     PeriodResult,
     PositionWeights,
     Summary,
+    TopPaths,
+    Transition,
+    Transitions,
 )
 from .spec import JobOptions, Webhook
 from .uploads import ApiUploader, AsyncApiUploader, AsyncUploader, Uploader, UploadSource
@@ -59,6 +63,10 @@ __all__ = [
     "OrderScore",
     "PairEffect",
     "PeriodResult",
+    "PathRow",
+    "TopPaths",
+    "Transition",
+    "Transitions",
     "ChannelCredit",
     "PositionWeights",
     "JobOptions",

@@ -215,6 +215,8 @@ class Client:
         channel_rules: ChannelRulesLike | None = None,
         period: Period | None = None,
         timezone: str | None = None,
+        top_paths: int | None = None,
+        max_report_paths: int | None = None,
         export_credits: bool | None = None,
         spend_upload_id: Upload | str | None = None,
         spend: UploadData | None = None,
@@ -244,7 +246,8 @@ class Client:
                 lookback_days=lookback_days,
                 half_life_days=half_life_days, position_weights=position_weights, direct_channels=direct_channels,
                 conversion_row_is_touch=conversion_row_is_touch, max_journey_touches=max_journey_touches,
-                channel_rules=channel_rules, period=period, timezone=timezone, export_credits=export_credits,
+                channel_rules=channel_rules, period=period, timezone=timezone, top_paths=top_paths,
+                max_report_paths=max_report_paths, export_credits=export_credits,
                 spend_upload_id=spend_upload_id, webhook=webhook,
             ),
         )
@@ -362,8 +365,8 @@ class Job:
 
     def result_csv(self, table: str = "channels") -> str:
         """A tidy table as the service's CSV (``?format=csv&table=``): ``channels``, ``periods``,
-        ``path_length``, ``time_lag``, ``positions``, ``windows``, ``unmatched_cost`` (a job with a cost
-        table) or ``markov_pairs``."""
+        ``path_length``, ``time_lag``, ``positions``, ``paths``, ``transitions`` (``markov``), ``windows``,
+        ``unmatched_cost`` (a job with a cost table) or ``markov_pairs``."""
         self._check()
         return self.client.request("GET", f"/v1/jobs/{self.id}/result", params={"format": "csv", "table": table}).text
 

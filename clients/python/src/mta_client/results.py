@@ -21,7 +21,8 @@ if TYPE_CHECKING:
 
 __all__ = ["Summary", "PositionWeights", "AppliedOptions", "ChannelCredit", "ModelResult", "AttributionResult",
            "Spend", "UnmatchedCost", "PeriodCost", "WindowResult", "WindowRanks", "ChannelWindowRanks",
-           "TIDY_COLUMNS", "SPEND_COLUMNS", "WINDOW_COLUMNS"]
+           "PathFigures", "PathRow", "TopPaths", "Transition", "Transitions", "TIDY_COLUMNS", "SPEND_COLUMNS",
+           "WINDOW_COLUMNS"]
 
 TIDY_COLUMNS: tuple[str, ...] = (
     "model", "channel", "conversions", "value", "share", "removal_effect", "removal_effect_value",
@@ -106,6 +107,10 @@ class AppliedOptions:
     markov_pair_effects: bool = False
     #: Every lookback window compared when ``lookback_days`` was a list (``lookback_days`` is the first).
     lookback_windows: list[float] = field(default_factory=list)
+    #: Converting and non-converting paths listed in ``reports.paths``.
+    top_paths: int = 50
+    #: Distinct paths counted exactly before the top paths become estimates.
+    max_report_paths: int = 100_000
 
     @classmethod
     def from_json(cls, value: Mapping[str, Any]) -> AppliedOptions:
@@ -128,6 +133,8 @@ class AppliedOptions:
             timezone=str(value.get("timezone", "UTC")),
             markov_pair_effects=bool(value.get("markov_pair_effects", False)),
             lookback_windows=[float(d) for d in value.get("lookback_windows", [])],
+            top_paths=int(value.get("top_paths", 50)),
+            max_report_paths=int(value.get("max_report_paths", 100_000)),
         )
 
 
@@ -396,6 +403,104 @@ class Spend:
 
 
 @dataclass(frozen=True)
+class PathFigures:
+    """Conversions, value and null journeys (of a path, or the error bound of them all)."""
+
+    conversions: float
+    value: float
+    null_journeys: float
+
+    @classmethod
+    def from_json(cls, value: Mapping[str, Any]) -> PathFigures:
+        return cls(float(value["conversions"]), float(value["value"]), float(value["null_journeys"]))
+
+
+@dataclass(frozen=True)
+class PathRow:
+    """One path of ``reports.paths`` (docs/user-guide.md, "Top paths")."""
+
+    #: Channel names joined by `` > ``, each escaped: a backslash is doubled and ``>`` is written ``\>``.
+    path: str
+    touches: int
+    #: ``conversions`` + ``null_journeys``.
+    journeys: float
+    conversions: float
+    value: float
+    null_journeys: float
+
+    @classmethod
+    def from_json(cls, value: Mapping[str, Any]) -> PathRow:
+        return cls(
+            path=str(value["path"]),
+            touches=int(value["touches"]),
+            journeys=float(value["journeys"]),
+            conversions=float(value["conversions"]),
+            value=float(value["value"]),
+            null_journeys=float(value["null_journeys"]),
+        )
+
+
+@dataclass(frozen=True)
+class TopPaths:
+    """``reports.paths``: the top converting and non-converting paths."""
+
+    #: False past ``max_report_paths`` distinct paths: the figures are then estimates, each at
+    #: most ``error_bound`` below the truth.
+    exact: bool
+    distinct_paths: int | None
+    error_bound: PathFigures
+    converting: list[PathRow]
+    non_converting: list[PathRow]
+
+    @classmethod
+    def from_json(cls, value: Mapping[str, Any]) -> TopPaths:
+        distinct = value.get("distinct_paths")
+        return cls(
+            exact=bool(value["exact"]),
+            distinct_paths=None if distinct is None else int(distinct),
+            error_bound=PathFigures.from_json(value["error_bound"]),
+            converting=[PathRow.from_json(p) for p in value["converting"]],
+            non_converting=[PathRow.from_json(p) for p in value["non_converting"]],
+        )
+
+
+@dataclass(frozen=True)
+class Transition:
+    """One step of the Markov chain: states ``(start)``, ``(conversion)``, ``(null)`` or channels."""
+
+    #: ``from`` in the JSON.
+    from_: str
+    to: str
+    count: float
+    probability: float
+
+    @classmethod
+    def from_json(cls, value: Mapping[str, Any]) -> Transition:
+        return cls(str(value["from"]), str(value["to"]), float(value["count"]), float(value["probability"]))
+
+
+@dataclass(frozen=True)
+class Transitions:
+    """``reports.transitions``: the Markov chain's transition table (the ``markov`` model)."""
+
+    order: int
+    #: Distinct transitions of the chain; ``rows`` holds at most 10000 (``truncated`` then).
+    total: int
+    truncated: bool
+    #: By count, descending.
+    rows: list[Transition]
+
+    @classmethod
+    def from_json(cls, value: Mapping[str, Any]) -> Transitions:
+        return cls(
+            order=int(value["order"]),
+            total=int(value["total"]),
+            truncated=bool(value["truncated"]),
+            rows=[Transition.from_json(t) for t in value["rows"]],
+        )
+
+
+@dataclass(frozen=True)
 class AttributionResult:
     """``GET /v1/jobs/{id}/result``; ``job_id`` is ``None`` for a result read from ``mta attribute``."""
 
@@ -406,7 +511,8 @@ class AttributionResult:
     #: With ``period``: the same figures per period, oldest first; they add up to the whole.
     periods: list[PeriodResult] = field(default_factory=list)
     #: The journey reports as JSON: ``path_length`` and ``time_lag`` buckets (``bucket``,
-    #: ``conversions``, ``value``) and ``positions`` per channel (``only``, ``first``, ``middle``, ``last``).
+    #: ``conversions``, ``value``), ``positions`` per channel (``only``, ``first``, ``middle``, ``last``),
+    #: ``paths`` and ``transitions`` (typed by :meth:`top_paths` and :meth:`transitions`).
     reports: dict[str, Any] | None = None
     #: With a cost table: what was joined, and the cost of channels no journey mentions.
     spend: Spend | None = None
@@ -443,6 +549,16 @@ class AttributionResult:
     def channels(self, model: str) -> list[ChannelCredit]:
         """The credited channels of one model, most conversions first."""
         return self.model(model).channels
+
+    def top_paths(self) -> TopPaths | None:
+        """``reports.paths``, typed (``None`` in results from before paths were reported)."""
+        paths = (self.reports or {}).get("paths")
+        return None if paths is None else TopPaths.from_json(paths)
+
+    def transitions(self) -> Transitions | None:
+        """``reports.transitions``, typed (``None`` unless the ``markov`` model ran)."""
+        transitions = (self.reports or {}).get("transitions")
+        return None if transitions is None else Transitions.from_json(transitions)
 
     def columns(self) -> tuple[str, ...]:
         """The tidy table's columns: :data:`TIDY_COLUMNS`, then :data:`SPEND_COLUMNS` with a cost table."""

@@ -92,6 +92,8 @@ class JobOptions(TypedDict, total=False):
     channel_rules: ChannelRulesLike
     period: Period
     timezone: str
+    top_paths: int
+    max_report_paths: int
     export_credits: bool
     spend_upload_id: str
     spend: Any
@@ -109,7 +111,8 @@ UPLOAD_KEYWORDS: tuple[str, ...] = ("spend",)
 #: Keywords that are fields of its ``options`` object (``OptionsSpec``).
 OPTION_KEYWORDS: tuple[str, ...] = (
     "models", "markov_order", "markov_pair_effects", "lookback_days", "half_life_days", "position_weights", "direct_channels",
-    "conversion_row_is_touch", "max_journey_touches", "channel_rules", "period", "timezone",
+    "conversion_row_is_touch", "max_journey_touches", "channel_rules", "period", "timezone", "top_paths",
+    "max_report_paths",
 )
 #: Keywords sent as headers of ``POST /v1/jobs``, by header name.
 HEADER_KEYWORDS: dict[str, str] = {"Idempotency-Key": "idempotency_key"}
