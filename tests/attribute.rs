@@ -303,8 +303,10 @@ fn credits_export_has_a_row_per_journey_channel_and_model_that_adds_up() {
     let dir = workdir();
     let file = write(dir.path(), "events.csv", EVENTS);
     let credits = dir.path().join("credits.parquet");
-    let result =
-        attribute_json(&file, &["--credits", credits.to_str().unwrap(), "--models", "linear,first_touch,markov"]);
+    let result = attribute_json(
+        &file,
+        &["--credits", credits.to_str().unwrap(), "--models", "linear,first_touch,markov,shao_li"],
+    );
     let reader =
         parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&credits).unwrap())
             .unwrap()
@@ -336,6 +338,11 @@ fn credits_export_has_a_row_per_journey_channel_and_model_that_adds_up() {
     }
     let markov_total: f64 = sums.iter().filter(|((m, _), _)| m == "markov").map(|(_, (c, _))| c).sum();
     assert_close(markov_total, 2.0, "markov rows split each journey's conversion");
+    // shao_li splits each journey over its channels in proportion to their credit.
+    let shao_li_total: f64 = sums.iter().filter(|((m, _), _)| m == "shao_li").map(|(_, (c, _))| c).sum();
+    assert_close(shao_li_total, 2.0, "shao_li rows split each journey's conversion");
+    let shao_li_value: f64 = sums.iter().filter(|((m, _), _)| m == "shao_li").map(|(_, (_, v))| v).sum();
+    assert_close(shao_li_value, 150.0, "and its value");
 }
 
 #[test]
@@ -733,6 +740,85 @@ fn journey_reports_count_lengths_lags_and_positions_of_converting_journeys() {
     let paths = attribute_json(&sample("paths.csv"), &[]);
     assert_eq!(paths["reports"]["time_lag"], serde_json::json!([]));
     assert!(paths["reports"]["path_length"].as_array().unwrap().iter().any(|b| b["conversions"].as_f64() > Some(0.0)));
+}
+
+#[test]
+fn shao_li_auto_markov_order_and_pair_effects_from_the_command_line() {
+    let dir = workdir();
+    let tables = dir.path().join("tables");
+    let args = ["--markov-order", "auto", "--markov-pair-effects", "--csv-dir", tables.to_str().unwrap()];
+    let result = attribute_json(&sample("paths.csv"), &args);
+    // docs/user-guide.md, "Shao & Li": the design example by hand.
+    for (channel, conversions, value) in
+        [("c1", 96.0 / 65.0, 24.0), ("c2", 98.0 / 65.0, 7.5), ("c3", 66.0 / 65.0, 13.5)]
+    {
+        let (got, got_value) = credit(&result, "shao_li", channel);
+        assert_close(got, conversions, channel);
+        assert_close(got_value, value, channel);
+    }
+    assert_eq!(result["options"]["markov_order"], "auto");
+    assert_eq!(result["options"]["markov_pair_effects"], true);
+    let markov = &result["models"]["markov"];
+    let selection = &markov["order_selection"];
+    assert_eq!(markov["order"], selection["chosen"], "{markov}");
+    assert_eq!(selection["criterion"], "held_out_outcome_log_likelihood");
+    let orders: Vec<u64> =
+        selection["scores"].as_array().unwrap().iter().map(|s| s["order"].as_u64().unwrap()).collect();
+    assert_eq!(orders, [1, 2, 3, 4]);
+    let pairs = markov["pairs"].as_array().unwrap();
+    assert_eq!(pairs.len(), 3, "{markov}");
+    let csv = std::fs::read_to_string(tables.join("markov_pairs.csv")).unwrap();
+    let mut lines = csv.lines();
+    assert_eq!(lines.next(), Some("channel_a,channel_b,removal_effect,removal_effect_value,overlap"));
+    for (line, pair) in lines.zip(pairs) {
+        let fields: Vec<&str> = line.split(',').collect();
+        assert_eq!((fields[0], fields[1]), (pair["channel_a"].as_str().unwrap(), pair["channel_b"].as_str().unwrap()));
+        assert_close(fields[2].parse().unwrap(), pair["removal_effect"].as_f64().unwrap(), line);
+        assert_close(fields[4].parse().unwrap(), pair["overlap"].as_f64().unwrap(), line);
+    }
+    assert!(tables.join("channels.csv").exists());
+
+    let output = attribute(&sample("paths.csv"), &["--markov-order", "auto", "--markov-pair-effects", "--table"]);
+    assert!(output.status.success());
+    let text = String::from_utf8(output.stdout).unwrap();
+    for needle in ["shao_li", "markov order chosen", "log-likelihood", "markov pair removal effects", "overlap"] {
+        assert!(text.contains(needle), "missing {needle} in\n{text}");
+    }
+
+    // Without the option, no pairs and no table file.
+    let plain_dir = dir.path().join("plain");
+    let plain = attribute_json(&sample("paths.csv"), &["--csv-dir", plain_dir.to_str().unwrap()]);
+    assert!(
+        plain["models"]["markov"].get("pairs").is_none() && plain["models"]["markov"].get("order_selection").is_none()
+    );
+    assert!(!plain_dir.join("markov_pairs.csv").exists());
+
+    // Refusals name the option.
+    for (args, option) in [
+        (vec!["--markov-order", "best"], "markov_order"),
+        (vec!["--markov-pair-effects", "--models", "linear"], "markov_pair_effects"),
+    ] {
+        let (exit, stderr) = failure(&attribute(&sample("paths.csv"), &args));
+        assert_eq!(exit, 2, "{args:?}: {stderr}");
+        assert!(stderr.contains(option), "{args:?}: {stderr}");
+    }
+}
+
+#[test]
+fn shao_li_over_too_many_channel_pairs_is_refused_naming_the_model() {
+    let dir = workdir();
+    // One journey over 2,001 distinct channels: 2,001,000 pairs, past the limit of 2,000,000.
+    let mut csv = String::from("user_id,timestamp,channel,conversion\n");
+    for c in 0..2001 {
+        csv.push_str(&format!("u1,2026-01-01T{:02}:{:02}:{:02}Z,c{c},0\n", c / 3600, c / 60 % 60, c % 60));
+    }
+    csv.push_str("u1,2026-01-02T00:00:00Z,,1\n");
+    let file = write(dir.path(), "wide.csv", &csv);
+    let (exit, stderr) = failure(&attribute(&file, &["--models", "linear,shao_li"]));
+    assert_eq!(exit, 1, "{stderr}");
+    assert!(stderr.contains("limit_exceeded") && stderr.contains("shao_li") && stderr.contains("2000000"), "{stderr}");
+    let linear = attribute_json(&file, &["--models", "linear"]);
+    assert_close(linear["models"]["linear"]["total_conversions"].as_f64().unwrap(), 1.0, "linear");
 }
 
 #[test]

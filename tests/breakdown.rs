@@ -84,7 +84,7 @@ fn credit_by_campaign_adds_up_to_each_channel_whatever_the_input_and_partitionin
     let dir = workdir();
     let csv = campaign_events(400);
     let file = write(dir.path(), "campaigns.csv", &csv);
-    let models = "first_touch,linear,time_decay,participation,markov,shapley";
+    let models = "first_touch,linear,time_decay,participation,markov,shapley,shao_li";
     let tables = dir.path().join("tables");
     let one = attribute_json(
         &file,
@@ -238,20 +238,46 @@ async fn the_service_breaks_credit_down_over_chunks_as_the_local_command_does() 
     let service = Service::start(ServiceSpec { workers: 2, env, ..ServiceSpec::default() }).await;
     let dir = workdir();
     let file = write(dir.path(), "campaigns.csv", campaign_events(1_000));
-    let options = json!({ "breakdown": ["campaign"], "period": "week", "models": ["linear", "markov", "shapley"] });
+    let options = json!({
+        "breakdown": ["campaign"],
+        "period": "week",
+        "models": ["linear", "markov", "shapley", "shao_li"],
+        "markov_order": "auto",
+        "markov_pair_effects": true,
+    });
     let job = service.run(&file, json!({ "options": options })).await;
     assert_eq!(job["state"], "succeeded", "{job}");
     let id = job["id"].as_str().unwrap();
     let (_, result) = service.get(&format!("/v1/jobs/{id}/result")).await;
-    let local =
-        attribute_json(&file, &["--breakdown", "campaign", "--period", "week", "--models", "linear,markov,shapley"]);
+    let local = attribute_json(
+        &file,
+        &[
+            "--breakdown",
+            "campaign",
+            "--period",
+            "week",
+            "--models",
+            "linear,markov,shapley,shao_li",
+            "--markov-order",
+            "auto",
+            "--markov-pair-effects",
+        ],
+    );
     assert!(local["periods"].as_array().unwrap().len() > 1);
-    assert!(local["periods"][0]["models"]["markov"]["breakdown"].is_array(), "each period has its breakdown");
+    for model in ["markov", "shao_li"] {
+        assert!(local["periods"][0]["models"][model]["breakdown"].is_array(), "each period has its {model} breakdown");
+    }
+    // The order is chosen and the pairs are removed among channels, never campaigns.
+    assert!(local["models"]["markov"]["order_selection"].is_object(), "{}", local["models"]["markov"]);
+    let pairs = local["models"]["markov"]["pairs"].as_array().unwrap();
+    assert_eq!(pairs.len(), 6, "the pairs of four channels: {pairs:?}");
+    assert!(pairs.iter().all(|p| CHANNELS.contains(&p["channel_a"].as_str().unwrap())), "{pairs:?}");
     assert_same_result(&sorted(without_job_id(result.clone())), &sorted(local), "result");
 
     for (table, header) in [
         ("breakdown", "model,channel,campaign,conversions,value"),
         ("period_breakdown", "period,model,channel,campaign,conversions,value"),
+        ("markov_pairs", "channel_a,channel_b,removal_effect,removal_effect_value,overlap"),
     ] {
         let (status, csv) = service.get_bytes(&format!("/v1/jobs/{id}/result?format=csv&table={table}")).await;
         assert_eq!(status, 200, "{table}");
@@ -318,9 +344,9 @@ fn with_windows_periods_spend_and_top_paths_everything_but_the_rows_counts_chann
         "date,channel,campaign,cost\n2026-03-02,email,email-1,40\n2026-03-03,search,,120\n2026-03-04,tv,,50\n",
     );
     let costs = costs.to_str().unwrap();
-    let models = "first_touch,linear,participation,markov,shapley";
+    let models = "first_touch,linear,participation,markov,shapley,shao_li";
     for extra in [&["--lookback-days", "7,0", "--spend", costs][..], &["--period", "week", "--spend", costs][..]] {
-        let mut args = vec!["--models", models, "--top-paths", "20"];
+        let mut args = vec!["--models", models, "--top-paths", "20", "--markov-order", "auto", "--markov-pair-effects"];
         args.extend(extra);
         let plain = attribute_json(&file, &args);
         args.extend(["--breakdown", "campaign"]);

@@ -700,6 +700,49 @@ async fn credit_per_period_over_chunks_equals_the_local_command_and_has_its_csv_
     assert!(body.to_string().contains("period"), "{body}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shao_li_auto_markov_order_and_pair_effects_over_chunks_equal_the_local_command() {
+    let service = Service::start(chunked(2)).await;
+    let file = sample("events.csv");
+    let options = json!({ "models": ["markov", "shao_li"], "markov_order": "auto", "markov_pair_effects": true });
+    let job = service.run(&file, json!({ "options": options })).await;
+    assert_eq!(job["state"], "succeeded", "{job}");
+    let id = job["id"].as_str().unwrap();
+    let (_, result) = service.get(&format!("/v1/jobs/{id}/result")).await;
+    let local =
+        attribute_json(&file, &["--models", "markov,shao_li", "--markov-order", "auto", "--markov-pair-effects"]);
+    // The held-out split is by user, so the chunks choose the same order with the same scores.
+    let markov = &result["models"]["markov"];
+    assert_eq!(markov["order_selection"]["chosen"], local["models"]["markov"]["order_selection"]["chosen"]);
+    assert!(markov["order_selection"]["held_out_journeys"].as_f64().unwrap() > 0.0, "{markov}");
+    assert_eq!(markov["pairs"].as_array().unwrap().len(), 45, "the pairs of the top 10 channels");
+    assert_same_result(&without_job_id(result.clone()), &local, "result");
+
+    let (status, csv) = service.get_bytes(&format!("/v1/jobs/{id}/result?format=csv&table=markov_pairs")).await;
+    assert_eq!(status, 200);
+    let csv = String::from_utf8(csv).unwrap();
+    assert!(csv.starts_with("channel_a,channel_b,removal_effect,removal_effect_value,overlap\n"), "{csv}");
+    assert_eq!(csv.lines().count(), 46, "{csv}");
+    let first = csv.lines().nth(1).unwrap();
+    let pair = &markov["pairs"][0];
+    assert!(first.starts_with(&format!(
+        "{},{},",
+        pair["channel_a"].as_str().unwrap(),
+        pair["channel_b"].as_str().unwrap()
+    )));
+
+    // A job without pair effects has no such table; a bad order is refused naming it.
+    let plain = service.run(&file, json!({ "options": { "models": ["shao_li"] } })).await;
+    let plain_id = plain["id"].as_str().unwrap();
+    let (_, plain_result) = service.get(&format!("/v1/jobs/{plain_id}/result")).await;
+    let local_plain = attribute_json(&file, &["--models", "shao_li"]);
+    assert_same_result(&without_job_id(plain_result), &local_plain, "shao_li result");
+    let upload = service.upload_file(&file).await;
+    let (status, body) = service.submit(json!({ "upload_id": upload, "options": { "markov_order": "best" } })).await;
+    assert_eq!(status, 422, "{body}");
+    assert!(body.to_string().contains("markov_order"), "{body}");
+}
+
 /// `result` without the ranks of `markov` in `window_ranks`: near-zero Markov credits that
 /// differ only by rounding may sort either way (their shares are still compared).
 fn without_markov_ranks(mut result: Value) -> Value {
@@ -778,6 +821,77 @@ async fn lookback_windows_over_chunks_equal_the_local_command_and_have_their_csv
         "{job}"
     );
     assert!(job["error"]["message"].as_str().unwrap().contains("path rows have no times"), "{job}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn windows_with_shao_li_auto_markov_order_and_spend_over_chunks_equal_the_local_command() {
+    let service = Service::start(chunked(2)).await;
+    let (file, costs) = (sample("events.csv"), sample("costs.csv"));
+    let options = json!({
+        "models": ["linear", "markov", "shao_li"],
+        "markov_order": "auto",
+        "markov_pair_effects": true,
+        "lookback_days": [14, 3, 0],
+    });
+    let upload = service.upload_file(&file).await;
+    let spend_upload = service.upload_file(&costs).await;
+    let id =
+        service.submit_ok(json!({ "upload_id": upload, "spend_upload_id": spend_upload, "options": options })).await;
+    let job = service.wait(&id, Duration::from_secs(120)).await;
+    assert_eq!(job["state"], "succeeded", "{job}");
+    let (_, result) = service.get(&format!("/v1/jobs/{id}/result")).await;
+    let local = attribute_json(
+        &file,
+        &[
+            "--models",
+            "linear,markov,shao_li",
+            "--markov-order",
+            "auto",
+            "--markov-pair-effects",
+            "--lookback-days",
+            "14,3,0",
+            "--spend",
+            costs.to_str().unwrap(),
+        ],
+    );
+    let comparable = |r: Value| channels_by_name(without_markov_ranks(r));
+    assert_same_result(&comparable(without_job_id(result.clone())), &comparable(local), "result");
+
+    // Spend reaches the shao_li rows: cost, and CPA = cost / credited conversions.
+    let shao_li = result["models"]["shao_li"]["channels"].as_array().unwrap();
+    let paid = shao_li.iter().find(|c| c["channel"] == "paid_search").expect("paid_search is credited");
+    let (cost, conversions) = (paid["cost"].as_f64().unwrap(), paid["conversions"].as_f64().unwrap());
+    assert!(cost > 0.0 && conversions > 0.0, "{paid}");
+    assert!((paid["cpa"].as_f64().unwrap() - cost / conversions).abs() <= 1e-9 * cost / conversions, "{paid}");
+    // Every window solves Markov at the order chosen for the top level, which alone (with its
+    // first window) reports the choice and the pair effects; shao_li conserves in each.
+    let order = &result["models"]["markov"]["order"];
+    assert_eq!(order, &result["models"]["markov"]["order_selection"]["chosen"]);
+    assert_eq!(&result["reports"]["transitions"]["order"], order, "the transitions of the chain chosen");
+    for (i, window) in result["windows"].as_array().unwrap().iter().enumerate() {
+        let markov = &window["models"]["markov"];
+        assert_eq!(&markov["order"], order, "window {i}");
+        assert_eq!((markov.get("pairs").is_some(), markov.get("order_selection").is_some()), (i == 0, i == 0));
+        assert_eq!(window["models"]["shao_li"]["conserves_totals"], true, "window {i}");
+    }
+    let ranked: Vec<&str> =
+        result["window_ranks"].as_array().unwrap().iter().map(|r| r["model"].as_str().unwrap()).collect();
+    assert_eq!(ranked, ["linear", "markov", "shao_li"]);
+    for (table, header) in [
+        ("windows", "model,channel,lookback_days,"),
+        ("markov_pairs", "channel_a,channel_b,"),
+        ("transitions", "from,to,count,probability\n"),
+        ("unmatched_cost", "channel,cost,rows\n"),
+        ("channels", "model,channel,conversions,value,share,removal_effect,removal_effect_value,cost,cpa,roas\n"),
+    ] {
+        let (status, csv) = service.get_bytes(&format!("/v1/jobs/{id}/result?format=csv&table={table}")).await;
+        assert_eq!(status, 200, "{table}");
+        let csv = String::from_utf8(csv).unwrap();
+        assert!(csv.starts_with(header), "{table}: {csv}");
+        if table == "channels" {
+            assert!(csv.lines().any(|l| l.starts_with("shao_li,paid_search,")), "{csv}");
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

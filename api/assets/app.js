@@ -7,7 +7,7 @@ import { barChart, groupedBarChart, heatMap, legend, lineChart } from './charts.
 
 const MODELS = [
   'first_touch', 'last_touch', 'last_non_direct', 'linear', 'position_based', 'j_shaped', 'inverse_j',
-  'time_decay', 'participation', 'markov', 'shapley',
+  'time_decay', 'participation', 'markov', 'shapley', 'shao_li',
 ];
 const ACTIVE = new Set(['queued', 'running']);
 // Every poll counts against the key's hourly quota (default 1000): 4 s keeps a watched

@@ -125,4 +125,21 @@ mod tests {
         assert_eq!(fields, ["channel", "conversions", "value"]);
         assert_eq!(row["additionalProperties"]["type"], "string", "{row}");
     }
+
+    #[test]
+    fn every_referenced_schema_is_in_the_document() {
+        let doc = serde_json::to_value(ApiDoc::openapi()).unwrap();
+        let text = doc.to_string();
+        let schemas = doc["components"]["schemas"].as_object().unwrap();
+        for reference in text.split("\"#/components/schemas/").skip(1) {
+            let name = reference.split('"').next().unwrap();
+            assert!(schemas.contains_key(name), "`{name}` is referenced but not defined");
+        }
+        // `markov_order` is a number from 1 to 4 or `auto`.
+        let order = serde_json::to_string(&schemas["MarkovOrder"]).unwrap();
+        assert!(order.contains("\"auto\"") && order.contains("\"maximum\":4"), "{order}");
+        for name in ["OrderSelection", "OrderScore", "PairEffect"] {
+            assert!(schemas.contains_key(name), "{name}");
+        }
+    }
 }

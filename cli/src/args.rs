@@ -105,12 +105,12 @@ pub enum ClientCommand {
         format: String,
         /// Print this tidy table as CSV: `channels` (what `--format csv` prints), `periods`,
         /// `path_length`, `time_lag`, `positions`, `breakdown`, `period_breakdown`, `paths`,
-        /// `transitions`, `windows` or `unmatched_cost`.
+        /// `transitions`, `windows`, `unmatched_cost` or `markov_pairs`.
         #[arg(
             long,
             value_parser = [
                 "channels", "periods", "path_length", "time_lag", "positions", "breakdown", "period_breakdown",
-                "paths", "transitions", "windows", "unmatched_cost",
+                "paths", "transitions", "windows", "unmatched_cost", "markov_pairs",
             ],
             conflicts_with = "format"
         )]
@@ -176,9 +176,12 @@ pub struct JobOptionArgs {
     /// Comma-separated model ids, or `all` (every model that applies to the input).
     #[arg(long, default_value = "all")]
     pub models: String,
-    /// Markov chain order, 1 to 4.
+    /// Markov chain order, 1 to 4, or `auto` (chosen by held-out fit among 1 to 4).
+    #[arg(long, value_name = "1-4|auto")]
+    pub markov_order: Option<String>,
+    /// Also report the Markov removal effects of pairs of the top channels (table `markov_pairs`).
     #[arg(long)]
-    pub markov_order: Option<u8>,
+    pub markov_pair_effects: bool,
     /// Lookback window before each conversion, in days (0 = unlimited; default 30); a
     /// comma-separated list (`7,14,30,90`, at most 8) compares the windows in one pass, the
     /// first giving the top-level figures.
@@ -252,7 +255,8 @@ pub struct AttributeArgs {
     pub table: bool,
     /// Also write each tidy CSV table of the result into this directory (`channels.csv`, the
     /// reports, `periods.csv` with `--period`, `windows.csv` with several `--lookback-days`,
-    /// `breakdown.csv` with `--breakdown`).
+    /// `breakdown.csv` with `--breakdown`, `unmatched_cost.csv` with `--spend`,
+    /// `markov_pairs.csv` with `--markov-pair-effects`).
     #[arg(long, value_name = "DIR")]
     pub csv_dir: Option<PathBuf>,
     /// Also write the Markov transition table (`from,to,count,probability`) to this CSV file.
@@ -289,7 +293,8 @@ impl JobOptionArgs {
     pub fn options_spec(&self) -> Result<OptionsSpec, AttributionError> {
         Ok(OptionsSpec {
             models: Some(split_list(&self.models)),
-            markov_order: self.markov_order,
+            markov_order: self.markov_order.as_deref().map(str::parse).transpose()?,
+            markov_pair_effects: self.markov_pair_effects.then_some(true),
             lookback_days: self.lookback_days.as_deref().map(LookbackDays::parse).transpose()?,
             half_life_days: self.half_life_days,
             position_weights: self.position_weights.as_deref().map(PositionWeights::parse).transpose()?,

@@ -1,8 +1,9 @@
 //! The human-readable view of a result (`--table`): a summary, then channels × models
 //! for conversions and for value, with a breakdown the conversions per channel × breakdown
-//! values, then the Markov removal effects, with a cost table CPA and ROAS, with several lookback
-//! windows their comparison (share and rank per window), then the journey reports (touches
-//! and days to conversion, positions, top paths, the largest Markov transitions).
+//! values, then the Markov removal effects (with how `auto` chose the order, and the pair
+//! removal effects when asked), with a cost table CPA and ROAS, with several lookback windows
+//! their comparison (share and rank per window), then the journey reports (touches and days
+//! to conversion, positions, top paths, the largest Markov transitions).
 
 use std::fmt::Write;
 
@@ -75,6 +76,43 @@ pub fn render(result: &AttributionResult) -> String {
             ]);
         }
         align(&mut out, &rows);
+        if let Some(selection) = &markov.order_selection {
+            let _ = writeln!(
+                out,
+                "\nmarkov order chosen: {} (held-out log-likelihood of outcomes per journey; {} training, {} held-out journeys)",
+                selection.chosen,
+                count(selection.training_journeys),
+                count(selection.held_out_journeys)
+            );
+            let mut rows = vec![vec!["order".to_owned(), "states".to_owned(), "log-likelihood".to_owned()]];
+            for score in &selection.scores {
+                let mut order = score.order.to_string();
+                if score.order == selection.chosen {
+                    order.push_str(" *");
+                }
+                let ll = score.log_likelihood.map_or_else(|| "-".to_owned(), |ll| format!("{ll:.6}"));
+                rows.push(vec![order, score.states.to_string(), ll]);
+            }
+            align(&mut out, &rows);
+        }
+        if let Some(pairs) = &markov.pairs {
+            let _ = writeln!(out, "\nmarkov pair removal effects (pairs of the top channels)");
+            let mut rows = vec![
+                ["channel a", "channel b", "removal effect", "value removal effect", "overlap"]
+                    .map(str::to_owned)
+                    .to_vec(),
+            ];
+            for p in pairs {
+                rows.push(vec![
+                    p.channel_a.clone(),
+                    p.channel_b.clone(),
+                    format!("{:.6}", p.removal_effect),
+                    format!("{:.6}", p.removal_effect_value),
+                    format!("{:.6}", p.overlap),
+                ]);
+            }
+            align(&mut out, &rows);
+        }
     }
     if let Some(spend) = &result.spend {
         render_spend(&mut out, result, spend, &channels);

@@ -157,8 +157,10 @@ mod tests {
             assert!(err.to_string().contains(words), "{json}: {err}");
         }
         assert!(serde_json::from_str::<JobSpec>(r#"{"upload_id": "../../etc/passwd"}"#).is_err());
-        let spec =
-            JobSpec { options: OptionsSpec { markov_order: Some(9), ..OptionsSpec::default() }, ..JobSpec::default() };
+        let spec = JobSpec {
+            options: OptionsSpec { markov_order: Some(9.into()), ..OptionsSpec::default() },
+            ..JobSpec::default()
+        };
         assert_eq!(spec.check().unwrap_err().details[0].column.as_deref(), Some("markov_order"));
     }
 }

@@ -3,9 +3,9 @@
 //! a partial sums, per key, what each model's channel credit is made of, additively like
 //! every other sum: rule models the weights of the key's touches (models that credit a
 //! journey's channels rather than its touches, `participation` and `shapley`, split a
-//! channel's credit evenly over its touches in the journey); for `markov`, whose credit
-//! exists per channel only, the share of each key among its channel's touches, journey by
-//! journey, by which the channel's credit is split at the end.
+//! channel's credit evenly over its touches in the journey); for `markov` and `shao_li`,
+//! whose credit exists per channel only, the share of each key among its channel's touches,
+//! journey by journey, by which the channel's credit is split at the end.
 
 use std::fmt;
 
@@ -50,7 +50,7 @@ impl KeySums {
     }
 }
 
-/// The Markov model's per-key shares: over converting journeys, conversions (and value) ×
+/// The per-key shares that split the credit of `markov` and `shao_li`: over converting journeys, conversions (and value) ×
 /// the key's touches / its channel's touches in the journey; over every journey, the same
 /// with conversions + non-conversions (`presence`), for a channel credited by the chain
 /// though it never touched a converting journey.
@@ -71,6 +71,7 @@ pub struct BreakdownSums {
     pub seen: Vec<bool>,
     /// Per rule model, in the order of the partial's `rules`.
     pub rules: Vec<KeySums>,
+    /// The shares of [`splits_channel_credit`] models (named for the first of them).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub markov: Option<MarkovShares>,
     /// Keys by the hash of their (channel, values), built when first needed (merging), so
@@ -137,7 +138,7 @@ impl TouchKeys {
 }
 
 impl BreakdownSums {
-    /// No keys yet, sums for `rules` rule models and, if asked, Markov's shares.
+    /// No keys yet, sums for `rules` rule models and, if asked, the shares of `markov` and `shao_li`.
     pub fn new(rules: usize, markov: bool) -> BreakdownSums {
         BreakdownSums {
             rules: vec![KeySums::default(); rules],
@@ -285,9 +286,9 @@ impl BreakdownSums {
         self.rows(names, channels, |k| (sums.conversions[k], sums.value[k]))
     }
 
-    /// Markov's rows: each channel's credit (`conversions[c]`, `value[c]`) split over its
-    /// keys by their shares (see [`MarkovShares`]).
-    pub(crate) fn markov_rows(
+    /// The rows of `markov` or `shao_li`: each channel's credit (`conversions[c]`,
+    /// `value[c]`) split over its keys by their shares (see [`MarkovShares`]).
+    pub(crate) fn channel_rows(
         &self,
         names: &[String],
         channels: &[String],
@@ -328,6 +329,13 @@ impl BreakdownSums {
 /// a channel's credit in a journey evenly over the channel's touches there.
 pub(crate) fn credits_channels(model: ModelId) -> bool {
     matches!(model, ModelId::Participation | ModelId::Shapley)
+}
+
+/// Whether a model's credit exists per channel only (computed from the whole partial, not
+/// journey by journey): its breakdown splits a channel's credit over the channel's keys by
+/// [`MarkovShares`].
+pub(crate) fn splits_channel_credit(model: ModelId) -> bool {
+    matches!(model, ModelId::Markov | ModelId::ShaoLi)
 }
 
 /// One channel × breakdown values under one model: `{"channel": "Email", "campaign":

@@ -3,7 +3,8 @@
 //! journey by their touch weights; `markov` splits it over the journey's distinct channels
 //! in proportion to their removal effects (the global Markov credit is normalised over all
 //! journeys instead, so these rows need not add up to it; every journey's rows do add up
-//! to its own conversions and value).
+//! to its own conversions and value). `shao_li` splits a journey the same way in proportion
+//! to its channels' credit under the model.
 
 use crate::journey::Journey;
 use crate::options::{ModelId, Options};
@@ -25,6 +26,8 @@ pub struct CreditSplitter {
     is_direct: Vec<bool>,
     /// Removal effects by channel id (conversions, value) when markov is among the models.
     markov_effects: Option<Vec<(f64, f64)>>,
+    /// Channel credits by channel id (conversions, value) when shao_li is among the models.
+    shao_li_credits: Option<Vec<(f64, f64)>>,
     weights: Vec<f64>,
     per_channel: Vec<(u32, f64)>,
 }
@@ -42,10 +45,14 @@ impl CreditSplitter {
                 })
                 .collect()
         });
+        let shao_li_credits = result.model(ModelId::ShaoLi).map(|shao_li| {
+            channels.iter().map(|name| shao_li.channel(name).map_or((0.0, 0.0), |c| (c.conversions, c.value))).collect()
+        });
         CreditSplitter {
             models: options.models.clone(),
             is_direct: channels.iter().map(|c| options.is_direct(c)).collect(),
             markov_effects,
+            shao_li_credits,
             weights: Vec::new(),
             per_channel: Vec::new(),
         }
@@ -59,8 +66,8 @@ impl CreditSplitter {
         for index in 0..self.models.len() {
             let model = self.models[index];
             self.per_channel.clear();
-            if model == ModelId::Markov {
-                self.markov_split(journey, out);
+            if model == ModelId::Markov || model == ModelId::ShaoLi {
+                self.proportional_split(model, journey, out);
                 continue;
             }
             touch_weights(model, journey, options, &self.is_direct, &mut self.weights);
@@ -80,8 +87,14 @@ impl CreditSplitter {
         }
     }
 
-    fn markov_split(&mut self, journey: &Journey<'_>, out: &mut Vec<JourneyCredit>) {
-        let effects = self.markov_effects.as_deref().unwrap_or_default();
+    /// The journey over its distinct channels in proportion to their markov removal effects
+    /// or shao_li credits (equally when those are all 0).
+    fn proportional_split(&mut self, model: ModelId, journey: &Journey<'_>, out: &mut Vec<JourneyCredit>) {
+        let effects = match model {
+            ModelId::Markov => self.markov_effects.as_deref(),
+            _ => self.shao_li_credits.as_deref(),
+        };
+        let effects = effects.unwrap_or_default();
         for &channel in journey.channels {
             add_to(&mut self.per_channel, channel, 0.0);
         }
@@ -94,7 +107,7 @@ impl CreditSplitter {
             let conv_share = if sum_conv > 0.0 { re / sum_conv } else { 1.0 / distinct };
             let value_share = if sum_value > 0.0 { re_value / sum_value } else { 1.0 / distinct };
             out.push(JourneyCredit {
-                model: ModelId::Markov,
+                model,
                 channel,
                 conversions: conv_share * journey.conversions,
                 value: value_share * journey.value,

@@ -6,7 +6,8 @@
 //! environment; the `mta` command, the API and the workers call it.
 //!
 //! Data flow: [`ingest`] (bytes → [`chunk`]s) → [`journey`] (rows → journeys) →
-//! [`partial`] (journeys → additive aggregates, via [`rules`] and [`markov`]) →
+//! [`partial`] (journeys → additive aggregates, via [`rules`], [`markov`] (its order chosen
+//! by [`markov_order`] when asked) and [`shao_li`]) →
 //! [`Partial::merge`] → [`Partial::finish`] → [`result`]. [`credits`] exports
 //! per-journey credit rows. [`channel_rules`] names channels from source, medium and
 //! campaign while rows are read. [`spend`] reads a cost table, joined to a result as
@@ -20,6 +21,7 @@ pub mod error;
 pub mod ingest;
 pub mod journey;
 pub mod markov;
+pub mod markov_order;
 pub mod options;
 pub mod partial;
 pub mod paths;
@@ -27,11 +29,12 @@ pub mod period;
 pub mod reports;
 pub mod result;
 pub mod rules;
+pub mod shao_li;
 pub mod spend;
 
 pub use channel_rules::ChannelRules;
 pub use chunk::{ChannelDict, EventChunk, PathChunk};
 pub use error::{AttributionError, ErrorCode, Problem};
-pub use options::{InputKind, LookbackDays, ModelId, Options, OptionsSpec, PositionWeights};
+pub use options::{InputKind, LookbackDays, MarkovOrder, ModelId, Options, OptionsSpec, PositionWeights};
 pub use partial::Partial;
 pub use result::AttributionResult;

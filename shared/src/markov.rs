@@ -348,6 +348,33 @@ impl MarkovCounts {
 }
 
 impl MarkovCounts {
+    /// What the conversion probability and the expected value lose, as shares of the
+    /// whole chain's, when both channels of each pair are removed (every state holding either
+    /// goes to (null)): one sparse solve per pair, stopped like [`MarkovCounts::solve`].
+    pub fn pair_removal_effects(
+        &self,
+        pairs: &[(u32, u32)],
+        budget: &SolveBudget,
+    ) -> Result<Vec<(f64, f64)>, AttributionError> {
+        if pairs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let chain = Chain::new(self);
+        let (base_conversions, base_value) = chain.absorb(|_| true)?;
+        pairs
+            .par_iter()
+            .map(|&(a, b)| {
+                if (budget.stop)() {
+                    return Err(stopped());
+                }
+                let (p, v) = chain.absorb(|state| !self.states[state].iter().any(|&c| c == a || c == b))?;
+                Ok((effect(p, base_conversions), effect(v, base_value)))
+            })
+            .collect()
+    }
+}
+
+impl MarkovCounts {
     /// Order 1, where each channel is one state: the base probability and value, and each
     /// channel's `(channel, removal effect, value removal effect)`, from one factorisation.
     ///
@@ -681,6 +708,33 @@ mod tests {
         for (got, want) in s.value.iter().zip([14.8295455, 12.2727273, 17.8977273]) {
             assert!((got - want).abs() < 5e-7, "{got} vs {want}");
         }
+    }
+
+    #[test]
+    fn removing_a_pair_loses_the_journeys_through_either_channel() {
+        // Order 1, the design example (c1 = 0, c2 = 1, c3 = 2): without c1 and c2 nothing is
+        // reached; without c1 and c3 only start → c2 (2/7) → conversion (1/3) remains, 2/21 of
+        // the base 4/7; without c2 and c3 only c1 remains, which never converts itself.
+        let counts = design_example(1);
+        let budget = SolveBudget::default();
+        let effects = counts.pair_removal_effects(&[(0, 1), (0, 2), (1, 2)], &budget).unwrap();
+        for (got, want) in effects.iter().zip([1.0, 5.0 / 6.0, 1.0]) {
+            assert!(close(got.0, want), "{effects:?}");
+        }
+        assert!(close(effects[0].1, 1.0) && close(effects[2].1, 1.0), "{effects:?}");
+        // A channel no converting journey needs: removing it with c3 loses what c3 loses.
+        let mut counts = MarkovCounts::new(1);
+        counts.add_path(&[0], 1.0, 0.0, 4.0);
+        counts.add_path(&[1, 2], 1.0, 1.0, 6.0);
+        counts.add_path(&[3], 0.0, 1.0, 0.0);
+        let single = counts.solve(4, &budget).unwrap();
+        let pairs = counts.pair_removal_effects(&[(0, 1), (2, 3), (0, 3)], &budget).unwrap();
+        // Start → 0 (1/4), 1 (2/4), 3 (1/4); from 1 → 2 (2/2); 2 converts 1 of 2.
+        assert!(close(single.conversion_probability, 0.5));
+        assert!(close(pairs[0].0, 1.0), "both converting routes cut: {pairs:?}");
+        assert!(close(pairs[1].0, single.removal_effect[2]), "3 never converts: {pairs:?}");
+        assert!(close(pairs[2].0, single.removal_effect[0]));
+        assert!(close(pairs[1].0, 0.5) && close(pairs[2].1, 0.4), "{pairs:?}");
     }
 
     #[test]

@@ -59,10 +59,11 @@ pub enum ModelId {
     Participation,
     Markov,
     Shapley,
+    ShaoLi,
 }
 
 impl ModelId {
-    pub const ALL: [ModelId; 11] = [
+    pub const ALL: [ModelId; 12] = [
         ModelId::FirstTouch,
         ModelId::LastTouch,
         ModelId::LastNonDirect,
@@ -74,6 +75,7 @@ impl ModelId {
         ModelId::Participation,
         ModelId::Markov,
         ModelId::Shapley,
+        ModelId::ShaoLi,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -89,12 +91,14 @@ impl ModelId {
             ModelId::Participation => "participation",
             ModelId::Markov => "markov",
             ModelId::Shapley => "shapley",
+            ModelId::ShaoLi => "shao_li",
         }
     }
 
-    /// Models whose credit is a per-touch weighting of each journey, summed per channel.
+    /// Models whose credit is a per-touch weighting of each journey, summed per channel
+    /// (`markov` and `shao_li` are fitted to all journeys at once instead).
     pub fn is_rule_based(self) -> bool {
-        self != ModelId::Markov
+        !matches!(self, ModelId::Markov | ModelId::ShaoLi)
     }
 
     /// Time decay needs touch timestamps, which path-level rows do not have.
@@ -121,6 +125,98 @@ impl FromStr for ModelId {
         })
     }
 }
+
+/// The Markov chain's order: fixed (1 to 4), or `auto`, chosen by the data from orders
+/// 1 to 4 (docs/user-guide.md, "Choosing the Markov order"). Written as a number or `"auto"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "MarkovOrderWire", into = "MarkovOrderWire")]
+pub enum MarkovOrder {
+    Fixed(u8),
+    Auto,
+}
+
+impl MarkovOrder {
+    /// The orders `auto` chooses from.
+    pub const CANDIDATES: std::ops::RangeInclusive<u8> = 1..=4;
+
+    /// The fixed order, or `None` for `auto`.
+    pub fn fixed(self) -> Option<u8> {
+        match self {
+            MarkovOrder::Fixed(order) => Some(order),
+            MarkovOrder::Auto => None,
+        }
+    }
+}
+
+impl From<u8> for MarkovOrder {
+    fn from(order: u8) -> Self {
+        MarkovOrder::Fixed(order)
+    }
+}
+
+impl fmt::Display for MarkovOrder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MarkovOrder::Fixed(order) => write!(f, "{order}"),
+            MarkovOrder::Auto => f.write_str("auto"),
+        }
+    }
+}
+
+impl FromStr for MarkovOrder {
+    type Err = AttributionError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim() {
+            "auto" => Ok(MarkovOrder::Auto),
+            other => other.parse::<u8>().map(MarkovOrder::Fixed).map_err(|_| {
+                AttributionError::option("markov_order", format!("{} is not 1 to 4 or `auto`", quoted(other)))
+            }),
+        }
+    }
+}
+
+/// [`MarkovOrder`] as JSON: a number, or the string `auto`.
+#[derive(Serialize, Deserialize)]
+#[serde(untagged)]
+enum MarkovOrderWire {
+    Order(u8),
+    Named(String),
+}
+
+impl TryFrom<MarkovOrderWire> for MarkovOrder {
+    type Error = String;
+    fn try_from(wire: MarkovOrderWire) -> Result<Self, Self::Error> {
+        match wire {
+            MarkovOrderWire::Order(order) => Ok(MarkovOrder::Fixed(order)),
+            MarkovOrderWire::Named(name) if name == "auto" => Ok(MarkovOrder::Auto),
+            MarkovOrderWire::Named(_) => Err("expected an order from 1 to 4 or \"auto\"".to_owned()),
+        }
+    }
+}
+
+impl From<MarkovOrder> for MarkovOrderWire {
+    fn from(order: MarkovOrder) -> Self {
+        match order {
+            MarkovOrder::Fixed(order) => MarkovOrderWire::Order(order),
+            MarkovOrder::Auto => MarkovOrderWire::Named("auto".to_owned()),
+        }
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for MarkovOrder {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Type};
+        OneOfBuilder::new()
+            .item(ObjectBuilder::new().schema_type(Type::Integer).minimum(Some(1)).maximum(Some(4)))
+            .item(ObjectBuilder::new().schema_type(Type::String).enum_values(Some(["auto"])))
+            .description(Some("The Markov chain's order, 1 to 4, or `auto` (chosen by held-out fit)"))
+            .into()
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for MarkovOrder {}
 
 /// First / middle / last weights of the position-based family.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -156,8 +252,12 @@ impl PositionWeights {
 pub struct OptionsSpec {
     /// Model ids, or absent / `["all"]` for every model that applies to the input kind.
     pub models: Option<Vec<String>>,
-    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 4))]
-    pub markov_order: Option<u8>,
+    /// 1 to 4, or `auto` (docs/user-guide.md, "Choosing the Markov order"); default 1.
+    pub markov_order: Option<MarkovOrder>,
+    /// Also report what the conversion probability loses when both channels of a pair are
+    /// removed, for the pairs of the top channels by removal effect (`markov` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub markov_pair_effects: Option<bool>,
     /// Days before each conversion whose touches count (0 = unlimited; default 30); a list
     /// (`[7, 14, 30, 90]`, at most 8) compares the windows in one pass: `windows` and
     /// `window_ranks` in the result, the first window's figures at its top level.
@@ -204,7 +304,11 @@ pub struct OptionsSpec {
 pub struct Options {
     pub kind: InputKind,
     pub models: Vec<ModelId>,
-    pub markov_order: u8,
+    /// A number, or `auto`: the order chosen is the markov model's `order` in the result.
+    pub markov_order: MarkovOrder,
+    /// Pair removal effects in the markov model's `pairs`.
+    #[serde(default)]
+    pub markov_pair_effects: bool,
     /// 0 = unlimited. With several windows: the first, whose figures are the result's top level.
     pub lookback_days: f64,
     /// Every window when `lookback_days` was given as a list, in the order listed (absent
@@ -386,9 +490,18 @@ impl OptionsSpec {
     /// Checks every field and fills defaults; the error names the first bad field.
     pub fn validate(&self, kind: InputKind) -> Result<Options, AttributionError> {
         let models = resolve_models(self.models.as_deref(), kind)?;
-        let markov_order = self.markov_order.unwrap_or(1);
-        if !(1..=4).contains(&markov_order) {
-            return Err(AttributionError::option("markov_order", format!("{markov_order} is not between 1 and 4")));
+        let markov_order = self.markov_order.unwrap_or(MarkovOrder::Fixed(1));
+        if let MarkovOrder::Fixed(order) = markov_order
+            && !MarkovOrder::CANDIDATES.contains(&order)
+        {
+            return Err(AttributionError::option(
+                "markov_order",
+                format!("{order} is not between 1 and 4 (or `auto`)"),
+            ));
+        }
+        let markov_pair_effects = self.markov_pair_effects.unwrap_or(false);
+        if markov_pair_effects && !models.contains(&ModelId::Markov) {
+            return Err(AttributionError::option("markov_pair_effects", "applies only when the `markov` model runs"));
         }
         let lookback_windows = match &self.lookback_days {
             Some(LookbackDays::Many(days)) => check_windows(days, kind, self.period.is_some())?,
@@ -453,6 +566,7 @@ impl OptionsSpec {
             kind,
             models,
             markov_order,
+            markov_pair_effects,
             lookback_days,
             lookback_windows,
             half_life_days,
@@ -601,10 +715,11 @@ mod tests {
 
     #[test]
     fn defaults_offer_every_model_that_applies() {
-        assert_eq!(Options::defaults(InputKind::Events).models.len(), 11);
+        assert_eq!(Options::defaults(InputKind::Events).models.len(), 12);
         let paths = Options::defaults(InputKind::Paths);
         assert!(!paths.wants(ModelId::TimeDecay));
-        assert_eq!(paths.models.len(), 10);
+        assert!(paths.wants(ModelId::ShaoLi), "path rows count journeys too");
+        assert_eq!(paths.models.len(), 11);
     }
 
     #[test]
@@ -617,7 +732,15 @@ mod tests {
     #[test]
     fn out_of_range_options_name_their_field() {
         for (spec, field) in [
-            (OptionsSpec { markov_order: Some(5), ..Default::default() }, "markov_order"),
+            (OptionsSpec { markov_order: Some(5.into()), ..Default::default() }, "markov_order"),
+            (
+                OptionsSpec {
+                    markov_pair_effects: Some(true),
+                    models: Some(vec!["linear".into()]),
+                    ..Default::default()
+                },
+                "markov_pair_effects",
+            ),
             (OptionsSpec { lookback_days: Some((-1.0).into()), ..Default::default() }, "lookback_days"),
             (OptionsSpec { half_life_days: Some(0.0), ..Default::default() }, "half_life_days"),
             (OptionsSpec { models: Some(vec!["nope".into()]), ..Default::default() }, "models"),
@@ -647,7 +770,7 @@ mod tests {
         assert!(with(&["time_decay"]).check(Some(InputKind::Paths)).is_err());
         let err = with(&["no_such_model"]).check(None).unwrap_err();
         assert_eq!(err.details[0].column.as_deref(), Some("models"));
-        let err = OptionsSpec { markov_order: Some(9), ..OptionsSpec::default() }.check(None).unwrap_err();
+        let err = OptionsSpec { markov_order: Some(9.into()), ..OptionsSpec::default() }.check(None).unwrap_err();
         assert_eq!(err.details[0].column.as_deref(), Some("markov_order"));
     }
 
@@ -689,6 +812,21 @@ mod tests {
         assert!(with(&["campaign"]).check(Some(InputKind::Paths)).is_err());
         let json = serde_json::to_value(Options::defaults(InputKind::Events)).unwrap();
         assert!(json.get("breakdown").is_none(), "absent unless asked for");
+    }
+
+    #[test]
+    fn markov_order_is_a_number_or_auto_in_json_and_on_the_command_line() {
+        let spec: OptionsSpec = serde_json::from_str(r#"{"markov_order": "auto"}"#).unwrap();
+        let options = spec.validate(InputKind::Paths).unwrap();
+        assert_eq!(options.markov_order, MarkovOrder::Auto);
+        assert_eq!(serde_json::to_value(&options).unwrap()["markov_order"], "auto");
+        let spec: OptionsSpec = serde_json::from_str(r#"{"markov_order": 3}"#).unwrap();
+        assert_eq!(serde_json::to_value(spec.validate(InputKind::Paths).unwrap()).unwrap()["markov_order"], 3);
+        assert!(serde_json::from_str::<OptionsSpec>(r#"{"markov_order": "best"}"#).is_err());
+        assert_eq!("auto".parse::<MarkovOrder>().unwrap(), MarkovOrder::Auto);
+        assert_eq!("2".parse::<MarkovOrder>().unwrap(), MarkovOrder::Fixed(2));
+        let err = "two".parse::<MarkovOrder>().unwrap_err();
+        assert_eq!(err.details[0].column.as_deref(), Some("markov_order"));
     }
 
     #[test]

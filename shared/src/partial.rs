@@ -7,14 +7,18 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::breakdown::{BreakdownSums, TouchKeys, credits_channels};
+use crate::breakdown::{BreakdownSums, TouchKeys, credits_channels, splits_channel_credit};
 use crate::chunk::{EventChunk, NO_CHANNEL, PathChunk};
 use crate::error::{AttributionError, ErrorCode, Problem};
-use crate::journey::{Journey, for_each_event_journey, for_each_path_journey, for_each_windowed_journey};
+use crate::journey::{
+    Journey, JourneyOrigin, for_each_event_journey, for_each_path_journey, for_each_windowed_journey,
+};
 use crate::markov::MarkovCounts;
-use crate::options::{ModelId, Options};
+use crate::markov_order::OrderCandidates;
+use crate::options::{MarkovOrder, ModelId, Options};
 use crate::reports::ReportCounts;
 use crate::rules::touch_weights;
+use crate::shao_li::ShaoLiCounts;
 
 /// Journey and row counts of the input (docs/user-guide.md, "Results", `summary`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
@@ -64,7 +68,15 @@ pub struct Partial {
     pub channel_seen: Vec<bool>,
     pub counts: Counts,
     pub rules: Vec<RuleCredits>,
+    /// The chain of a fixed `markov_order`.
     pub markov: Option<MarkovCounts>,
+    /// With `markov_order: auto`: the chains of orders 1 to 4 and the held-out outcome
+    /// counts that choose among them (`markov_order.rs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub markov_auto: Option<OrderCandidates>,
+    /// The `shao_li` model's journey counts per channel and pair.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shao_li: Option<ShaoLiCounts>,
     /// The journey reports' sums (`reports.rs`); absent from partials of older versions.
     #[serde(default)]
     pub reports: ReportCounts,
@@ -102,14 +114,20 @@ impl Partial {
             .filter(|m| m.is_rule_based())
             .map(|&model| RuleCredits { model, conversions: vec![0.0; n], value: vec![0.0; n] })
             .collect();
-        let breakdown =
-            (!options.breakdown.is_empty()).then(|| BreakdownSums::new(rules.len(), options.wants(ModelId::Markov)));
+        let shares = options.models.iter().any(|&m| splits_channel_credit(m));
+        let breakdown = (!options.breakdown.is_empty()).then(|| BreakdownSums::new(rules.len(), shares));
         Partial {
             channels: channels.to_vec(),
             channel_seen: vec![false; n],
             counts: Counts::default(),
             rules,
-            markov: options.wants(ModelId::Markov).then(|| MarkovCounts::new(options.markov_order)),
+            markov: match options.markov_order {
+                MarkovOrder::Fixed(order) if options.wants(ModelId::Markov) => Some(MarkovCounts::new(order)),
+                _ => None,
+            },
+            markov_auto: (options.wants(ModelId::Markov) && options.markov_order == MarkovOrder::Auto)
+                .then(OrderCandidates::new),
+            shao_li: options.wants(ModelId::ShaoLi).then(ShaoLiCounts::default),
             reports: ReportCounts::new(n, options.max_report_paths),
             periods: BTreeMap::new(),
             breakdown,
@@ -148,8 +166,8 @@ impl Partial {
             }
             let keys = TouchKeys::decode(&used, options.breakdown.len());
             let mut partial = Partial::new(options, &keys.channels);
-            let markov = partial.markov.is_some();
-            let sums = BreakdownSums::with_keys(partial.rules.len(), markov, keys.key_channel.clone(), keys.key_values);
+            let shares = options.models.iter().any(|&m| splits_channel_credit(m));
+            let sums = BreakdownSums::with_keys(partial.rules.len(), shares, keys.key_channel.clone(), keys.key_values);
             // Every lookback window has the same keys: each credits the touches it reaches.
             for window in &mut partial.windows {
                 window.breakdown = Some(sums.clone());
@@ -159,15 +177,20 @@ impl Partial {
         };
         let mut adder = JourneyAdder::new(options, &partial.channels);
         adder.key_map = key_map;
+        // The training / held-out split of `markov_order: auto`, by user.
+        let held_out = |origin: JourneyOrigin| match origin {
+            JourneyOrigin::EventRow(row) => crate::markov_order::is_held_out(chunk.user_keys[row]),
+            JourneyOrigin::PathRow(_) => false,
+        };
         match options.period {
             None if !partial.windows.is_empty() => {
                 // One grouping of the rows; each journey is added under every window.
                 let mut further = std::mem::take(&mut partial.windows);
-                for_each_windowed_journey(chunk, options, &options.window_lookbacks(), |window, journey, _| {
+                for_each_windowed_journey(chunk, options, &options.window_lookbacks(), |window, journey, origin| {
                     let target = if window == 0 { &mut partial } else { &mut further[window - 1] };
                     // Paths are reported for the first window only (like the other reports).
                     adder.paths = window == 0;
-                    adder.add(target, journey, options);
+                    adder.add(target, journey, held_out(origin), options);
                 });
                 for window in &mut further {
                     window.counts.rows = chunk.len() as u64;
@@ -177,23 +200,25 @@ impl Partial {
                 }
                 partial.windows = further;
             }
-            None => for_each_event_journey(chunk, options, |journey, _| adder.add(&mut partial, journey, options)),
+            None => for_each_event_journey(chunk, options, |journey, origin| {
+                adder.add(&mut partial, journey, held_out(origin), options)
+            }),
             Some(period) => {
                 // Each journey is added once, to its period; the whole is their sum. Paths
                 // are reported for the whole only: they go straight to it.
                 let empty = partial.clone();
                 let mut periods = BTreeMap::new();
                 adder.paths = false;
-                for_each_event_journey(chunk, options, |journey, _| {
+                for_each_event_journey(chunk, options, |journey, origin| {
                     adder.add_path(&mut partial, journey);
                     let at = journey.conversion_time.or_else(|| journey.touch_times.and_then(|t| t.last().copied()));
                     match at {
                         Some(at) => {
                             let sub =
                                 periods.entry(period.start(at, options.timezone)).or_insert_with(|| empty.clone());
-                            adder.add(sub, journey, options);
+                            adder.add(sub, journey, held_out(origin), options);
                         }
-                        None => adder.add(&mut partial, journey, options),
+                        None => adder.add(&mut partial, journey, held_out(origin), options),
                     }
                 });
                 // The periods share this chunk's channel numbering: no names to match.
@@ -212,6 +237,7 @@ impl Partial {
         }
         partial.counts.rows = chunk.len() as u64;
         partial.check_finite(options)?;
+        partial.check_limits()?;
         Ok(partial)
     }
 
@@ -219,10 +245,26 @@ impl Partial {
     pub fn from_paths(chunk: &PathChunk, options: &Options) -> Result<Partial, AttributionError> {
         let mut partial = Partial::new(options, chunk.channels.names());
         let mut adder = JourneyAdder::new(options, &partial.channels);
-        for_each_path_journey(chunk, options, |journey, _| adder.add(&mut partial, journey, options));
+        let auto = partial.markov_auto.is_some();
+        let names = chunk.channels.names();
+        for_each_path_journey(chunk, options, |journey, _| {
+            // The training / held-out split of `markov_order: auto`, by the row's path.
+            let held_out = auto && crate::markov_order::is_held_out_path(journey.channels, names);
+            adder.add(&mut partial, journey, held_out, options)
+        });
         partial.counts.rows = chunk.len() as u64;
         partial.check_finite(options)?;
+        partial.check_limits()?;
         Ok(partial)
+    }
+
+    /// Refuses counts that grew past a model's bound (the `shao_li` pairs, under each lookback
+    /// window); [`Partial::finish`] asks again after merging.
+    pub fn check_limits(&self) -> Result<(), AttributionError> {
+        if let Some(shao_li) = &self.shao_li {
+            shao_li.check_limit()?;
+        }
+        self.windows.iter().try_for_each(Partial::check_limits)
     }
 
     /// Refuses a partial whose sums left the range of `f64` (conversions or values near
@@ -305,6 +347,12 @@ impl Partial {
         if let (Some(mine), Some(theirs)) = (&mut self.markov, &other.markov) {
             mine.merge(theirs, channel_map);
         }
+        if let (Some(mine), Some(theirs)) = (&mut self.markov_auto, &other.markov_auto) {
+            mine.merge(theirs, channel_map);
+        }
+        if let (Some(mine), Some(theirs)) = (&mut self.shao_li, &other.shao_li) {
+            mine.merge(theirs, channel_map);
+        }
         self.reports.merge(&other.reports, channel_map);
         if let (Some(mine), Some(theirs)) = (&mut self.breakdown, &other.breakdown) {
             mine.add_mapped(theirs, channel_map, same_keys);
@@ -382,7 +430,8 @@ impl JourneyAdder {
 
     /// Calls `add` with the journey's touches as the partial's channels, and with a
     /// breakdown the touches' keys: with one, a journey comes with the chunk's touch keys,
-    /// and everything but the breakdown sums (paths, reports, Markov) counts channels.
+    /// and everything but the breakdown sums (paths, reports, Markov and its `auto` order
+    /// candidates, `shao_li`) counts channels.
     fn with_channels<R>(
         &mut self,
         journey: &Journey<'_>,
@@ -400,9 +449,12 @@ impl JourneyAdder {
         added
     }
 
-    /// Adds a journey whose touches are channels, or touch keys with a breakdown.
-    pub(crate) fn add(&mut self, partial: &mut Partial, journey: &Journey<'_>, options: &Options) {
-        self.with_channels(journey, |adder, journey, keys| adder.add_touches(partial, journey, keys, options));
+    /// Adds a journey whose touches are channels, or touch keys with a breakdown;
+    /// `held_out` puts it in the held-out part of `markov_order: auto`.
+    pub(crate) fn add(&mut self, partial: &mut Partial, journey: &Journey<'_>, held_out: bool, options: &Options) {
+        self.with_channels(journey, |adder, journey, keys| {
+            adder.add_touches(partial, journey, keys, held_out, options)
+        });
     }
 
     /// Counts a journey's path (and nothing else) in `partial`: touches as in [`JourneyAdder::add`].
@@ -411,7 +463,14 @@ impl JourneyAdder {
     }
 
     /// Adds a journey of channels; `keys` are its touches' keys with a breakdown.
-    fn add_touches(&mut self, partial: &mut Partial, journey: &Journey<'_>, keys: Option<&[u32]>, options: &Options) {
+    fn add_touches(
+        &mut self,
+        partial: &mut Partial,
+        journey: &Journey<'_>,
+        keys: Option<&[u32]>,
+        held_out: bool,
+        options: &Options,
+    ) {
         let journey = &self.valued(journey);
         let counts = &mut partial.counts;
         counts.conversions += journey.conversions;
@@ -429,6 +488,12 @@ impl JourneyAdder {
         }
         if let Some(markov) = &mut partial.markov {
             markov.add_path(journey.channels, journey.conversions, journey.nulls, journey.value);
+        }
+        if let Some(candidates) = &mut partial.markov_auto {
+            candidates.add_path(journey.channels, journey.conversions, journey.nulls, journey.value, held_out);
+        }
+        if let Some(shao_li) = &mut partial.shao_li {
+            shao_li.add_path(journey.channels, journey.conversions, journey.nulls, journey.value);
         }
         partial.reports.add(journey);
         if self.paths {
@@ -489,7 +554,7 @@ struct KeyMap {
 }
 
 /// A journey's part of its touch keys' sums that do not depend on a rule: which keys were
-/// touched, and Markov's shares (see `breakdown::MarkovShares`); `touches[c]` counts the
+/// touched, and the shares of `markov` and `shao_li` (see `breakdown::MarkovShares`); `touches[c]` counts the
 /// journey's touches of channel `c`.
 fn add_key_shares(breakdown: &mut BreakdownSums, journey: &Journey<'_>, keys: &[u32], touches: &[u32]) {
     for &key in keys {

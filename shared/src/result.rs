@@ -8,10 +8,11 @@ use serde::de::{MapAccess, Visitor};
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::breakdown::BreakdownRow;
+use crate::breakdown::{BreakdownRow, splits_channel_credit};
 use crate::error::{AttributionError, ErrorCode};
 use crate::markov::SolveBudget;
-use crate::options::{ModelId, Options};
+use crate::markov_order::OrderSelection;
+use crate::options::{MarkovOrder, ModelId, Options};
 use crate::partial::Partial;
 use crate::period::Period;
 use crate::reports::Reports;
@@ -136,6 +137,36 @@ pub struct ModelResult {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(value_type = Option<Vec<crate::breakdown::BreakdownRowSchema>>))]
     pub breakdown: Option<Vec<BreakdownRow>>,
+    /// `markov` with `markov_order: auto`: every candidate order's score and the one chosen
+    /// (which is `order`); whole-file results only (and the first window's), periods and
+    /// further lookback windows use the same order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub order_selection: Option<OrderSelection>,
+    /// `markov` with `markov_pair_effects`: the pairs of its top channels by removal effect
+    /// (see [`TOP_PAIR_CHANNELS`]), by pair removal effect, descending; whole-file results only
+    /// (and the first window's, which is the whole file's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pairs: Option<Vec<PairEffect>>,
+}
+
+/// Pair removal effects are reported for the pairs among this many channels with the
+/// highest removal effects (ties by name): at most 45 pairs, one solve each.
+pub const TOP_PAIR_CHANNELS: usize = 10;
+
+/// What the conversion probability loses when both channels are removed.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PairEffect {
+    /// The pair, in name order.
+    pub channel_a: String,
+    pub channel_b: String,
+    /// 1 − P(conversion without either) / P(conversion), 0..1.
+    pub removal_effect: f64,
+    /// The same for the expected conversion value.
+    pub removal_effect_value: f64,
+    /// The two channels' own removal effects minus the pair's: the share of the conversion
+    /// probability that needs both (journeys through a and b, counted in each one's effect).
+    pub overlap: f64,
 }
 
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -239,16 +270,23 @@ impl Partial {
         budget: &SolveBudget,
     ) -> Result<AttributionResult, AttributionError> {
         self.check_finite(options)?;
-        let mut result = build_result(self, options, budget, true)?;
+        self.check_limits()?;
+        let mut result = build_result(self, options, budget, None, true)?;
+        // With `markov_order: auto` the periods' and further windows' chains use the order
+        // chosen for the whole (so windows differ by their window alone); pair effects (45
+        // solves) are the whole file's only, which is the first window's.
+        let order = result.model(ModelId::Markov).and_then(|m| m.order);
+        let part_options = Options { markov_pair_effects: false, ..options.clone() };
         for (&day, period) in &self.periods {
-            let AttributionResult { summary, models, .. } = build_result(period, options, budget, false)?;
+            let AttributionResult { summary, models, .. } = build_result(period, &part_options, budget, order, false)?;
             result.periods.push(PeriodResult { period: Period::label(day), summary, models });
         }
         if let Some((&first, further)) = options.lookback_windows.split_first() {
             let (summary, models) = (result.summary.clone(), result.models.clone());
             result.windows.push(WindowResult { lookback_days: first, summary, models });
             for (&lookback_days, window) in further.iter().zip(&self.windows) {
-                let AttributionResult { summary, models, .. } = build_result(window, options, budget, false)?;
+                let AttributionResult { summary, models, .. } =
+                    build_result(window, &part_options, budget, order, false)?;
                 result.windows.push(WindowResult { lookback_days, summary, models });
             }
             result.window_ranks = window_ranks(&result.windows);
@@ -373,7 +411,14 @@ fn first_non_finite(result: &AttributionResult) -> Option<&'static str> {
         });
         let rows = model.breakdown.iter().flatten().flat_map(|r| [Some(r.conversions), Some(r.value)]);
         let totals = [Some(model.total_conversions), Some(model.total_value), model.conversion_probability];
-        let finite = totals.into_iter().chain(channels).chain(rows).flatten().all(f64::is_finite);
+        let pairs = model
+            .pairs
+            .iter()
+            .flatten()
+            .flat_map(|p| [Some(p.removal_effect), Some(p.removal_effect_value), Some(p.overlap)]);
+        let scores = model.order_selection.iter().flat_map(|s| s.scores.iter().map(|score| score.log_likelihood));
+        let finite =
+            totals.into_iter().chain(channels).chain(rows).chain(pairs).chain(scores).flatten().all(f64::is_finite);
         (!finite).then(|| model.model.as_str())
     })
 }
@@ -418,11 +463,13 @@ fn window_ranks(windows: &[WindowResult]) -> Vec<WindowRanks> {
         .collect()
 }
 
-/// The result of `partial`; with `reports` (the whole file's, not a period's) its reports.
+/// The result of `partial`; `markov_order` (a period's or a further window's) fixes the order
+/// `auto` would choose; with `reports` (the whole file's, not a period's) its reports.
 pub(crate) fn build_result(
     partial: &Partial,
     options: &Options,
     budget: &SolveBudget,
+    markov_order: Option<u8>,
     reports: bool,
 ) -> Result<AttributionResult, AttributionError> {
     let counts = &partial.counts;
@@ -444,47 +491,56 @@ pub(crate) fn build_result(
 
     let mut models = Vec::with_capacity(options.models.len());
     for &model in &options.models {
-        let result = if model == ModelId::Markov {
-            let markov = partial.markov.as_ref().expect("a partial for markov carries markov counts");
-            let solution = markov.solve(partial.channels.len(), budget)?;
-            let mut result = model_result(model, partial, &seen, &solution.conversions, &solution.value, attributed);
-            let ids: rustc_hash::FxHashMap<&str, usize> =
-                partial.channels.iter().enumerate().map(|(id, name)| (name.as_str(), id)).collect();
-            for credit in &mut result.channels {
-                let id = ids[credit.channel.as_str()];
-                credit.removal_effect = Some(solution.removal_effect[id]);
-                credit.removal_effect_value = Some(solution.removal_effect_value[id]);
+        let mut result = match model {
+            ModelId::Markov => markov_result(partial, options, budget, markov_order, &seen, attributed)?,
+            ModelId::ShaoLi => {
+                let counts = partial.shao_li.as_ref().expect("a partial for shao_li carries its counts");
+                let c = counts.contributions(partial.channels.len())?;
+                let mut conversions = vec![0.0; partial.channels.len()];
+                let mut value = vec![0.0; partial.channels.len()];
+                distribute(&seen, &c.conversions, attributed.0, &mut conversions);
+                distribute(&seen, &c.value, attributed.1, &mut value);
+                model_result(model, partial, &seen, &conversions, &value, attributed)
             }
-            result.order = Some(markov.order);
-            result.conversion_probability = Some(solution.conversion_probability);
-            if let Some(breakdown) = &partial.breakdown {
-                let rows = breakdown.markov_rows(
-                    &options.breakdown,
-                    &partial.channels,
-                    &solution.conversions,
-                    &solution.value,
-                );
-                result.breakdown = Some(sorted_rows(rows, &result.channels));
+            _ => {
+                let rule = partial.rules.iter().find(|r| r.model == model).expect("a partial carries every rule model");
+                model_result(model, partial, &seen, &rule.conversions, &rule.value, attributed)
             }
-            result
-        } else {
-            let index =
-                partial.rules.iter().position(|r| r.model == model).expect("a partial carries every rule model");
-            let rule = &partial.rules[index];
-            let mut result = model_result(model, partial, &seen, &rule.conversions, &rule.value, attributed);
-            if let Some(breakdown) = &partial.breakdown {
-                let rows = breakdown.rule_rows(index, &options.breakdown, &partial.channels);
-                result.breakdown = Some(sorted_rows(rows, &result.channels));
-            }
-            result
         };
+        if let Some(breakdown) = &partial.breakdown {
+            let rows = if splits_channel_credit(model) {
+                // Credit that exists per channel only: split over the channel's keys by their shares.
+                let ids: rustc_hash::FxHashMap<&str, usize> =
+                    partial.channels.iter().enumerate().map(|(id, name)| (name.as_str(), id)).collect();
+                let (mut conversions, mut value) =
+                    (vec![0.0; partial.channels.len()], vec![0.0; partial.channels.len()]);
+                for credit in &result.channels {
+                    let c = ids[credit.channel.as_str()];
+                    (conversions[c], value[c]) = (credit.conversions, credit.value);
+                }
+                breakdown.channel_rows(&options.breakdown, &partial.channels, &conversions, &value)
+            } else {
+                let index =
+                    partial.rules.iter().position(|r| r.model == model).expect("a partial carries every rule model");
+                breakdown.rule_rows(index, &options.breakdown, &partial.channels)
+            };
+            result.breakdown = Some(sorted_rows(rows, &result.channels));
+        }
         models.push(result);
     }
     let reports = reports.then(|| {
         let has_times = options.kind == crate::options::InputKind::Events;
         let top = options.top_paths as usize;
         let mut reports = partial.reports.report(&partial.channels, &partial.channel_seen, has_times, top);
-        reports.transitions = partial.markov.as_ref().map(|markov| {
+        // The chain the markov model solved: the fixed order's, or the one `auto` chose.
+        let chain = match (&partial.markov, &partial.markov_auto) {
+            (Some(chain), _) => Some(chain),
+            (None, Some(candidates)) => {
+                models.iter().find(|m| m.model == ModelId::Markov).and_then(|m| m.order).map(|o| candidates.chain(o))
+            }
+            (None, None) => None,
+        };
+        reports.transitions = chain.map(|markov| {
             crate::reports::transition_table(markov, &partial.channels, crate::reports::MAX_TRANSITION_ROWS)
         });
         reports
@@ -514,6 +570,91 @@ fn sorted_rows(mut rows: Vec<BreakdownRow>, channels: &[ChannelCredit]) -> Vec<B
             .then_with(|| a.values.cmp(&b.values))
     });
     rows
+}
+
+/// `out[c] = weights[c] / Σ weights × total` over the `seen` channels (nothing when the
+/// weights sum to 0).
+fn distribute(seen: &[usize], weights: &[f64], total: f64, out: &mut [f64]) {
+    let sum: f64 = seen.iter().map(|&c| weights[c]).sum();
+    if sum > 0.0 {
+        for &c in seen {
+            out[c] = weights[c] / sum * total;
+        }
+    }
+}
+
+/// The markov model: the chain of the fixed order, or of the order `auto` chooses (or
+/// `markov_order`, a period's whole-file choice), solved; and its pair effects if asked.
+fn markov_result(
+    partial: &Partial,
+    options: &Options,
+    budget: &SolveBudget,
+    markov_order: Option<u8>,
+    seen: &[usize],
+    attributed: (f64, f64),
+) -> Result<ModelResult, AttributionError> {
+    let (chain, selection) = match (&partial.markov, &partial.markov_auto) {
+        (Some(chain), _) => (chain, None),
+        (None, Some(candidates)) => match markov_order {
+            Some(order) => (candidates.chain(order), None),
+            None => {
+                let selection = candidates.choose();
+                (candidates.chain(selection.chosen), Some(selection))
+            }
+        },
+        (None, None) => panic!("a partial for markov carries markov counts"),
+    };
+    debug_assert!(options.markov_order == MarkovOrder::Auto || selection.is_none());
+    let solution = chain.solve(partial.channels.len(), budget)?;
+    let mut result = model_result(ModelId::Markov, partial, seen, &solution.conversions, &solution.value, attributed);
+    let ids: rustc_hash::FxHashMap<&str, usize> =
+        partial.channels.iter().enumerate().map(|(id, name)| (name.as_str(), id)).collect();
+    for credit in &mut result.channels {
+        let id = ids[credit.channel.as_str()];
+        credit.removal_effect = Some(solution.removal_effect[id]);
+        credit.removal_effect_value = Some(solution.removal_effect_value[id]);
+    }
+    result.order = Some(chain.order);
+    result.conversion_probability = Some(solution.conversion_probability);
+    result.order_selection = selection;
+    if options.markov_pair_effects {
+        // The top channels by removal effect, ties by name; their pairs in name order.
+        let mut top: Vec<usize> = seen.to_vec();
+        top.sort_by(|&a, &b| {
+            solution.removal_effect[b]
+                .total_cmp(&solution.removal_effect[a])
+                .then_with(|| partial.channels[a].cmp(&partial.channels[b]))
+        });
+        top.truncate(TOP_PAIR_CHANNELS);
+        top.sort_by(|&a, &b| partial.channels[a].cmp(&partial.channels[b]));
+        let pairs: Vec<(u32, u32)> = top
+            .iter()
+            .enumerate()
+            .flat_map(|(i, &a)| top[i + 1..].iter().map(move |&b| (a as u32, b as u32)))
+            .collect();
+        let effects = chain.pair_removal_effects(&pairs, budget)?;
+        let mut out: Vec<PairEffect> = pairs
+            .iter()
+            .zip(effects)
+            .map(|(&(a, b), (re, re_value))| {
+                let (a, b) = (a as usize, b as usize);
+                PairEffect {
+                    channel_a: partial.channels[a].clone(),
+                    channel_b: partial.channels[b].clone(),
+                    removal_effect: re,
+                    removal_effect_value: re_value,
+                    overlap: (solution.removal_effect[a] + solution.removal_effect[b] - re).max(0.0),
+                }
+            })
+            .collect();
+        out.sort_by(|x, y| {
+            y.removal_effect
+                .total_cmp(&x.removal_effect)
+                .then_with(|| (&x.channel_a, &x.channel_b).cmp(&(&y.channel_a, &y.channel_b)))
+        });
+        result.pairs = Some(out);
+    }
+    Ok(result)
 }
 
 fn model_result(
@@ -556,6 +697,8 @@ fn model_result(
         order: None,
         conversion_probability: None,
         breakdown: None,
+        order_selection: None,
+        pairs: None,
     }
 }
 
@@ -603,13 +746,16 @@ pub enum Table {
     Paths,
     /// The Markov transitions: `from,to,count,probability`.
     Transitions,
+    /// The markov model's pair removal effects (`markov_pair_effects`):
+    /// `channel_a,channel_b,removal_effect,removal_effect_value,overlap`.
+    MarkovPairs,
 }
 
 /// The header of the `paths` table.
 pub const PATHS_CSV_HEADER: &str = "list,rank,path,touches,journeys,conversions,value,null_journeys,exact";
 
 impl Table {
-    pub const ALL: [Table; 11] = [
+    pub const ALL: [Table; 12] = [
         Table::Channels,
         Table::Periods,
         Table::PathLength,
@@ -621,6 +767,7 @@ impl Table {
         Table::UnmatchedCost,
         Table::Paths,
         Table::Transitions,
+        Table::MarkovPairs,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -636,6 +783,7 @@ impl Table {
             Table::Windows => "windows",
             Table::Paths => "paths",
             Table::Transitions => "transitions",
+            Table::MarkovPairs => "markov_pairs",
         }
     }
 
@@ -652,6 +800,7 @@ impl Table {
             Table::Windows => !result.windows.is_empty(),
             Table::Paths => result.reports.as_ref().is_some_and(|r| r.paths.is_some()),
             Table::Transitions => result.reports.as_ref().is_some_and(|r| r.transitions.is_some()),
+            Table::MarkovPairs => result.model(ModelId::Markov).is_some_and(|m| m.pairs.is_some()),
         }
     }
 
@@ -728,9 +877,28 @@ impl Table {
                 }
                 out
             }
+            Table::MarkovPairs => {
+                let mut out = String::from(MARKOV_PAIRS_CSV_HEADER);
+                out.push('\n');
+                let pairs = result.model(ModelId::Markov).and_then(|m| m.pairs.as_deref()).unwrap_or_default();
+                for p in pairs {
+                    out.push_str(&format!(
+                        "{},{},{},{},{}\n",
+                        csv_field(&p.channel_a),
+                        csv_field(&p.channel_b),
+                        p.removal_effect,
+                        p.removal_effect_value,
+                        p.overlap
+                    ));
+                }
+                out
+            }
         }
     }
 }
+
+/// The header of the `markov_pairs` table.
+pub const MARKOV_PAIRS_CSV_HEADER: &str = "channel_a,channel_b,removal_effect,removal_effect_value,overlap";
 
 impl std::str::FromStr for Table {
     type Err = AttributionError;

@@ -11,7 +11,7 @@ use crate::options::{MICROS_PER_DAY, ModelId, Options, PositionWeights};
 /// (the closed form of Zhao et al. 2018).
 ///
 /// `is_direct[channel_id]` tells `last_non_direct` which channels count as direct.
-/// Panics if `model` is `markov` (not a per-journey rule) or the journey has no touch.
+/// Panics if `model` is `markov` or `shao_li` (not per-journey rules) or the journey has no touch.
 pub fn touch_weights(
     model: ModelId,
     journey: &Journey<'_>,
@@ -42,7 +42,7 @@ pub fn touch_weights(
         }
         ModelId::Participation => first_of_each_channel(channels, weights, |_| 1.0),
         ModelId::Shapley => first_of_each_channel(channels, weights, |distinct| 1.0 / distinct as f64),
-        ModelId::Markov => panic!("markov credit is not a per-journey rule"),
+        ModelId::Markov | ModelId::ShaoLi => panic!("{model} credit is not a per-journey rule"),
     }
 }
 

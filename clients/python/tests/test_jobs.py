@@ -56,6 +56,30 @@ def test_results_equal_mta_attribute_for_paths_with_options(
     assert markov.conserves_totals
 
 
+def test_shao_li_auto_order_and_pair_effects_equal_mta_attribute(
+    service: Service, client: Client, paths_csv: Path
+) -> None:
+    result = client.attribute(
+        paths_csv, models=["markov", "shao_li"], markov_order="auto", markov_pair_effects=True, path_separator=">"
+    )
+    local = service.attribute_locally(
+        paths_csv, "--models", "markov,shao_li", "--markov-order", "auto", "--markov-pair-effects"
+    )
+    remote = dict(result.raw)
+    remote.pop("job_id")
+    assert close_to(remote, local) == []
+    assert result.options.markov_order == "auto" and result.options.markov_pair_effects
+    markov = result.model("markov")
+    assert markov.order_selection is not None and markov.order == markov.order_selection.chosen
+    assert [s.order for s in markov.order_selection.scores] == [1, 2, 3, 4]
+    assert markov.pairs is not None and len(markov.pairs) == 3
+    assert {(p.channel_a, p.channel_b) for p in markov.pairs} == {("c1", "c2"), ("c1", "c3"), ("c2", "c3")}
+    # The hand-computed example of docs/user-guide.md, "Shao & Li".
+    shao_li = result.model("shao_li")
+    assert [c.conversions for c in shao_li.channels] == pytest.approx([98 / 65, 96 / 65, 66 / 65])
+    assert shao_li.conserves_totals
+
+
 def test_every_option_reaches_the_service_as_typed(client: Client, events_csv: Path) -> None:
     upload = client.upload(events_csv)
     job = client.submit(

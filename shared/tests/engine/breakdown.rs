@@ -1,8 +1,8 @@
 //! Credit by channel × breakdown values (docs/user-guide.md, "Breakdown"): hand-computed rows
 //! for each family of models (rules summing their touches' weights; `participation` and
-//! `shapley` splitting a channel's journey credit evenly over its touches; `markov` splitting
-//! the channel's credit by its keys' shares), the rows of each channel adding up to its
-//! figure, and breakdowns read from files (aliases, dotted paths, channel rules, `(none)`,
+//! `shapley` splitting a channel's journey credit evenly over its touches; `markov` and
+//! `shao_li` splitting the channel's credit by its keys' shares), the rows of each channel
+//! adding up to its figure, Markov's `auto` order and pair effects counting channels, and breakdowns read from files (aliases, dotted paths, channel rules, `(none)`,
 //! the limit).
 
 use mta_core::breakdown::BreakdownRow;
@@ -196,6 +196,62 @@ fn markov_splits_each_channels_credit_by_its_campaigns_shares_of_touches() {
 }
 
 #[test]
+fn shao_li_splits_each_channels_credit_by_its_campaigns_shares_of_touches() {
+    let options = breakdown_options(&["shao_li"]);
+    let result = attribute_events(&campaigns().chunk(), &options);
+    // Journeys by channel (once each): {email, search} converting twice (100 and 50),
+    // {display, search} not. p(y|email) = 1, p(y|search) = 2/3, p(y|display) = 0,
+    // p(y|email, search) = 1, p(y|display, search) = 0: C(email) = 1 + (1 − 1 − 2/3)/2 = 2/3,
+    // C(search) = 2/3 + ((1 − 2/3 − 1) + (0 − 2/3 − 0))/4 = 1/3, C(display) = −1/3 → 0; scaled
+    // to the 2 conversions. Value per journey: email 75, search 50, display 0, the pairs 75 and
+    // 0: C = 75 − 50/2 = 50, 50 − 100/4 = 25 and 0, scaled to 150. The campaigns' shares are
+    // Markov's: email spring 3/4 of the conversions and 2/3 of the value, search brand 1/2 and 2/3.
+    let (email, search) = ((4.0 / 3.0, 100.0), (2.0 / 3.0, 50.0));
+    assert_credits(
+        &result,
+        ModelId::ShaoLi,
+        &[("email", email.0, email.1), ("search", search.0, search.1), ("display", 0.0, 0.0)],
+    );
+    assert_rows(
+        &result,
+        ModelId::ShaoLi,
+        &[
+            ("email", "spring", email.0 * 0.75, email.1 * 2.0 / 3.0),
+            ("email", "summer", email.0 * 0.25, email.1 / 3.0),
+            ("search", "brand", search.0 * 0.5, search.1 * 2.0 / 3.0),
+            ("search", "(none)", search.0 * 0.5, search.1 / 3.0),
+            ("display", "x", 0.0, 0.0),
+        ],
+    );
+    assert_rows_add_up(model(&result, ModelId::ShaoLi));
+}
+
+#[test]
+fn markov_auto_order_and_pair_effects_count_channels_not_campaigns() {
+    let spec = |breakdown: bool| OptionsSpec {
+        breakdown: breakdown.then(|| vec!["campaign".into()]),
+        markov_order: Some(mta_core::MarkovOrder::Auto),
+        markov_pair_effects: Some(true),
+        ..only(&["markov", "shao_li"])
+    };
+    let result = attribute_events(&campaigns().chunk(), &event_options(spec(true)));
+    let plain = attribute_events(&campaigns_without_keys().chunk(), &event_options(spec(false)));
+    let (markov, plain_markov) = (model(&result, ModelId::Markov), model(&plain, ModelId::Markov));
+    assert_eq!(markov.order, plain_markov.order);
+    assert_eq!(markov.order_selection, plain_markov.order_selection, "the same chains, trained and held out");
+    assert_eq!(markov.pairs, plain_markov.pairs, "pairs of channels");
+    let pairs: Vec<(&str, &str)> =
+        markov.pairs.iter().flatten().map(|p| (p.channel_a.as_str(), p.channel_b.as_str())).collect();
+    assert_eq!(pairs.len(), 3, "display, email and search: {pairs:?}");
+    for id in [ModelId::Markov, ModelId::ShaoLi] {
+        assert_credits(&result, id, &credits_list(&plain, id));
+        assert_rows_add_up(model(&result, id));
+    }
+    let transitions = |r: &AttributionResult| r.reports.as_ref().and_then(|r| r.transitions.clone());
+    assert_eq!(transitions(&result), transitions(&plain), "transitions of the chosen order, between channels");
+}
+
+#[test]
 fn rows_follow_their_channels_order_then_conversions() {
     let result = attribute_events(&campaigns().chunk(), &breakdown_options(&["linear"]));
     let linear = model(&result, ModelId::Linear);
@@ -219,7 +275,7 @@ fn periods_carry_their_own_breakdown_adding_up_to_the_whole() {
     let spec = OptionsSpec {
         period: Some(mta_core::period::Period::Week),
         breakdown: Some(vec!["campaign".into()]),
-        ..only(&["linear", "markov"])
+        ..only(&["linear", "markov", "shao_li"])
     };
     let options = event_options(spec);
     let result = attribute_events(&events.chunk(), &options);

@@ -158,7 +158,7 @@ fn expected(paths: &[PathRow]) -> (f64, Vec<Expected>) {
 }
 
 fn check_against_dense(paths: &[PathRow]) -> Result<(), TestCaseError> {
-    let options = path_options(OptionsSpec { markov_order: Some(1), ..only(&["markov"]) });
+    let options = path_options(OptionsSpec { markov_order: Some(1.into()), ..only(&["markov"]) });
     let result = attribute_paths(paths, &options);
     let markov = model(&result, ModelId::Markov);
     let (p, channels) = expected(paths);

@@ -347,6 +347,165 @@ fn markov_of_a_single_channel_gets_every_conversion() {
     assert_close(markov.channel("a").unwrap().removal_effect.unwrap(), 1.0, 1e-12);
 }
 
+// ---- shao_li -----------------------------------------------------------------------------
+
+/// The design example by hand (each row's channels as a set, weighted by its conversions
+/// and nulls): p(c1) = 3/5, p(c2) = 2/3, p(c3) = 3/5; p(c1,c2) = 1, p(c2,c3) = 1/2,
+/// p(c1,c3) = 2/3. C(c1) = 3/5 + (−4/15 − 8/15)/4 = 2/5, C(c2) = 2/3 + (−4/15 − 23/30)/4 =
+/// 49/120, C(c3) = 3/5 + (−23/30 − 8/15)/4 = 33/120; the four conversions in proportion:
+/// 96/65, 98/65, 66/65. Value per journey: 8, 5, 7 and 10, 5/2, 10 for the pairs, giving
+/// 6, 1.875, 3.375, so the value 45 splits 24, 7.5, 13.5.
+#[test]
+fn shao_li_of_the_design_example_by_hand() {
+    let result = attribute_paths(&design_paths(), &path_options(only(&["shao_li"])));
+    assert_credits(
+        &result,
+        ModelId::ShaoLi,
+        &[("c1", 96.0 / 65.0, 24.0), ("c2", 98.0 / 65.0, 7.5), ("c3", 66.0 / 65.0, 13.5)],
+    );
+    assert!(model(&result, ModelId::ShaoLi).conserves_totals);
+}
+
+/// A negative contribution counts as 0, and a channel that shares no journey has no pair
+/// term (N = 0): p(a) = 2/3, p(b) = 0, p(a,b) = 0, p(c) = 1/2, so C(a) = 2/3 − 1/3 = 1/3,
+/// C(b) = −1/3 → 0, C(c) = 1/2; three conversions split 6/5, 0, 9/5. Value per journey:
+/// a 20/3, b 0, pair 0, c 3: 10/3, 0, 3 of the value 26.
+#[test]
+fn shao_li_cuts_negative_contributions_and_skips_pairs_that_never_meet() {
+    let rows = [
+        path_row(&["a"], 2.0, 20.0, 0.0),
+        path_row(&["a", "b"], 0.0, 0.0, 1.0),
+        path_row(&["b"], 0.0, 0.0, 1.0),
+        path_row(&["c"], 1.0, 6.0, 1.0),
+    ];
+    let result = attribute_paths(&rows, &path_options(only(&["shao_li"])));
+    assert_credits(
+        &result,
+        ModelId::ShaoLi,
+        &[("a", 6.0 / 5.0, 260.0 / 19.0), ("b", 0.0, 0.0), ("c", 9.0 / 5.0, 234.0 / 19.0)],
+    );
+}
+
+/// When every contribution is cut to zero, the channels' own rates share the credit:
+/// p(a) = p(b) = 1/2 and p(a,b) = 0 give C = 1/2 + (0 − 1)/2 = 0 for both.
+#[test]
+fn shao_li_falls_back_to_the_channels_rates_when_no_contribution_is_left() {
+    let rows = [path_row(&["a"], 1.0, 1.0, 0.0), path_row(&["b"], 1.0, 3.0, 0.0), path_row(&["a", "b"], 0.0, 0.0, 1.0)];
+    let result = attribute_paths(&rows, &path_options(only(&["shao_li"])));
+    // Value per journey: a 1/2, b 3/2, pair 0: V(a) = 1/2 − 1 < 0, V(b) = 3/2 − 1 = 1/2.
+    assert_credits(&result, ModelId::ShaoLi, &[("a", 1.0, 0.0), ("b", 1.0, 4.0)]);
+}
+
+/// Event journeys count a channel once however often it is touched, and null journeys
+/// (touches without a conversion) are the non-converting side, as path rows' nulls are.
+#[test]
+fn shao_li_on_events_equals_the_same_journeys_as_path_rows() {
+    let events = Events::new()
+        .journey("u1", &["a", "b", "a"], 10.0)
+        .journey("u2", &["b"], 4.0)
+        .touch("u3", T0, "a")
+        .touch("u3", T0 + HOUR, "b")
+        .touch("u4", T0, "c");
+    let from_events = attribute_events(&events.chunk(), &event_options(only(&["shao_li"])));
+    let rows = [
+        path_row(&["a", "b"], 1.0, 10.0, 0.0),
+        path_row(&["b"], 1.0, 4.0, 0.0),
+        path_row(&["a", "b"], 0.0, 0.0, 1.0),
+        path_row(&["c"], 0.0, 0.0, 1.0),
+    ];
+    let from_paths = attribute_paths(&rows, &path_options(only(&["shao_li"])));
+    let want: Vec<(String, (f64, f64))> = credits(&from_paths, ModelId::ShaoLi).into_iter().collect();
+    let want: Vec<(&str, f64, f64)> = want.iter().map(|(c, (n, v))| (c.as_str(), *n, *v)).collect();
+    assert_credits(&from_events, ModelId::ShaoLi, &want);
+    // p(a) = 1/2, p(b) = 2/3, p(a,b) = 1/2: C(a) = 1/2 − 1/3 = 1/6, C(b) = 2/3 − 1/3 = 1/3.
+    // Value per journey: a 5, b 14/3, the pair 5: 5 − 7/3 = 8/3 and 14/3 − 7/3 = 7/3.
+    let want = [("a", 2.0 / 3.0, 14.0 * 8.0 / 15.0), ("b", 4.0 / 3.0, 14.0 * 7.0 / 15.0), ("c", 0.0, 0.0)];
+    assert_credits(&from_paths, ModelId::ShaoLi, &want);
+}
+
+// ---- markov_order: auto, pair effects ---------------------------------------------------
+
+/// Whether `b` converts depends on the touch before it: order 1 (state `b`) cannot tell,
+/// order 2 (`a b` or `c b`) can, and orders 3 and 4 see nothing more, so 2 wins the tie.
+#[test]
+fn auto_order_chooses_the_order_the_journeys_need() {
+    let mut events = Events::new();
+    for i in 0..200 {
+        let user = format!("u{i}");
+        events = if i % 2 == 0 {
+            events.journey(&user, &["a", "b"], 1.0)
+        } else {
+            events.touch(&user, T0 - DAY, "c").touch(&user, T0, "b")
+        };
+    }
+    let spec = OptionsSpec { markov_order: Some(mta_core::MarkovOrder::Auto), ..only(&["markov"]) };
+    let result = attribute_events(&events.chunk(), &event_options(spec));
+    let markov = model(&result, ModelId::Markov);
+    let selection = markov.order_selection.as_ref().expect("auto reports its choice");
+    assert_eq!((selection.chosen, markov.order), (2, Some(2)));
+    assert_eq!(selection.training_journeys + selection.held_out_journeys, 200.0);
+    assert!((20.0..=60.0).contains(&selection.held_out_journeys), "{}", selection.held_out_journeys);
+    let scores: Vec<f64> = selection.scores.iter().map(|s| s.log_likelihood.unwrap()).collect();
+    // Order 1 predicts about 1/2 for everyone; order 2 nearly certain outcomes.
+    assert!((scores[0] - 0.5f64.ln()).abs() < 0.05, "{scores:?}");
+    assert!(scores[1] > -0.05 && scores[1] == scores[2] && scores[2] == scores[3], "{scores:?}");
+    assert_eq!(selection.scores.iter().map(|s| s.states).collect::<Vec<_>>(), [3, 2, 2, 2]);
+    // The same journeys at a fixed order 2 give the same credit.
+    let fixed = OptionsSpec { markov_order: Some(2.into()), ..only(&["markov"]) };
+    let fixed = attribute_events(&events.chunk(), &event_options(fixed));
+    let want: Vec<(String, (f64, f64))> = credits(&fixed, ModelId::Markov).into_iter().collect();
+    let want: Vec<(&str, f64, f64)> = want.iter().map(|(c, (n, v))| (c.as_str(), *n, *v)).collect();
+    assert_credits(&result, ModelId::Markov, &want);
+}
+
+/// Pairs of the design example at order 1 (removal effects c1 19/30, c2 11/20, c3 3/4):
+/// without c1 and c2 nothing is reached (1), without c2 and c3 only c1 is, which never
+/// converts itself (1), and without c1 and c3 only start → c2 → conversion remains:
+/// 2/7 · 1/3 of the base 4/7, an effect of 5/6.
+#[test]
+fn pair_removal_effects_of_the_design_example() {
+    let spec = OptionsSpec { markov_pair_effects: Some(true), ..only(&["markov"]) };
+    let result = attribute_paths(&design_paths(), &path_options(spec));
+    let pairs = model(&result, ModelId::Markov).pairs.as_ref().expect("pairs asked for");
+    let got: Vec<(&str, &str, f64, f64)> =
+        pairs.iter().map(|p| (p.channel_a.as_str(), p.channel_b.as_str(), p.removal_effect, p.overlap)).collect();
+    let want = [
+        ("c1", "c2", 1.0, 19.0 / 30.0 + 11.0 / 20.0 - 1.0),
+        ("c2", "c3", 1.0, 11.0 / 20.0 + 3.0 / 4.0 - 1.0),
+        ("c1", "c3", 5.0 / 6.0, 19.0 / 30.0 + 3.0 / 4.0 - 5.0 / 6.0),
+    ];
+    assert_eq!(got.len(), want.len(), "{got:?}");
+    for (g, w) in got.iter().zip(want) {
+        assert_eq!((g.0, g.1), (w.0, w.1), "{got:?}");
+        assert_close(g.2, w.2, 1e-12);
+        assert_close(g.3, w.3, 1e-12);
+    }
+    let csv = mta_core::result::Table::MarkovPairs.csv(&result);
+    assert!(csv.starts_with("channel_a,channel_b,removal_effect,removal_effect_value,overlap\nc1,c2,1,1,"), "{csv}");
+    assert_eq!(csv.lines().count(), 4);
+    // Off by default, and the table does not apply then.
+    let plain = attribute_paths(&design_paths(), &path_options(only(&["markov"])));
+    assert!(model(&plain, ModelId::Markov).pairs.is_none());
+    assert!(!mta_core::result::Table::MarkovPairs.applies_to(&plain));
+}
+
+/// Only the top channels by removal effect are paired: 12 channels give the pairs of 10.
+#[test]
+fn pair_removal_effects_pair_the_top_ten_channels() {
+    let names: Vec<String> = (0..12).map(|i| format!("ch{i:02}")).collect();
+    // Channel i converts i + 1 times alone: removal effects grow with i.
+    let rows: Vec<PathRow> =
+        names.iter().enumerate().map(|(i, name)| path_row(&[name.as_str()], (i + 1) as f64, 0.0, 1.0)).collect();
+    let spec = OptionsSpec { markov_pair_effects: Some(true), ..only(&["markov"]) };
+    let result = attribute_paths(&rows, &path_options(spec));
+    let pairs = model(&result, ModelId::Markov).pairs.as_ref().unwrap();
+    assert_eq!(pairs.len(), 45);
+    assert!(pairs.iter().all(|p| p.channel_a.as_str() >= "ch02" && p.channel_b.as_str() >= "ch02"), "{pairs:?}");
+    assert_eq!((pairs[0].channel_a.as_str(), pairs[0].channel_b.as_str()), ("ch10", "ch11"));
+    // Journeys of one channel each: a pair loses exactly what its two channels lose.
+    assert!(pairs.iter().all(|p| p.overlap.abs() < 1e-12), "{pairs:?}");
+}
+
 // ---- result shape ------------------------------------------------------------------------
 
 #[test]
@@ -355,7 +514,7 @@ fn every_model_is_offered_on_events_and_time_decay_is_not_on_paths() {
     assert_eq!(events.models.iter().map(|m| m.model).collect::<Vec<_>>(), ModelId::ALL);
     let paths = attribute_paths(&design_paths(), &path_options(OptionsSpec::default()));
     assert!(paths.model(ModelId::TimeDecay).is_none());
-    assert_eq!(paths.models.len(), 10);
+    assert_eq!(paths.models.len(), 11);
 }
 
 #[test]

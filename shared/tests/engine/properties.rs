@@ -2,15 +2,16 @@
 //! attributed conversions and value (in every period too), periods add up to the whole, and
 //! partials merge to the single-chunk answer in any grouping and order, whatever the
 //! chunks' channel numbering, periods, lookback windows (each window compared in one pass
-//! equals a run with that window alone) and breakdowns included, with a cost table's cost,
-//! CPA and ROAS; a breakdown's rows add up to their channels' figures.
+//! equals a run with that window alone, at the Markov order `auto` chose for the first) and
+//! breakdowns included, with a cost table's cost, CPA and ROAS; a breakdown's rows add up to
+//! their channels' figures, under every model (`shao_li` and `markov` split per channel).
 
 use std::collections::BTreeMap;
 
 use mta_core::chunk::{partition_of, touch_key, touch_key_channel, user_key};
 use mta_core::period::Period;
 use mta_core::result::{PeriodResult, WindowResult};
-use mta_core::{AttributionResult, ChannelDict, LookbackDays, ModelId, Options, OptionsSpec, Partial};
+use mta_core::{AttributionResult, ChannelDict, LookbackDays, MarkovOrder, ModelId, Options, OptionsSpec, Partial};
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
 
@@ -86,11 +87,12 @@ fn event_specs() -> impl Strategy<Value = OptionsSpec> {
         prop::sample::select(vec![1.0, 7.0]),
         any::<bool>(),
         prop::sample::select(vec![2u32, 10_000]),
-        1u8..=4,
+        markov_orders(),
         prop::sample::select(vec![None, Some(Period::Day), Some(Period::Week), Some(Period::Month)]),
         prop::sample::select(vec![None, Some("Europe/Berlin"), Some("America/New_York")]),
+        any::<bool>(),
     )
-        .prop_map(|(lookback, half_life, conversion_row_is_touch, max_touches, order, period, zone)| {
+        .prop_map(|(lookback, half_life, conversion_row_is_touch, max_touches, order, period, zone, pairs)| {
             let period = if matches!(lookback, LookbackDays::Many(_)) { None } else { period };
             OptionsSpec {
                 lookback_days: Some(lookback),
@@ -98,11 +100,17 @@ fn event_specs() -> impl Strategy<Value = OptionsSpec> {
                 conversion_row_is_touch: Some(conversion_row_is_touch),
                 max_journey_touches: Some(max_touches),
                 markov_order: Some(order),
+                markov_pair_effects: Some(pairs),
                 period,
                 timezone: period.and(zone).map(|z| z.parse().unwrap()),
                 ..Default::default()
             }
         })
+}
+
+/// A fixed Markov order, 1 to 4, or `auto`.
+fn markov_orders() -> impl Strategy<Value = MarkovOrder> {
+    prop_oneof![(1u8..=4).prop_map(MarkovOrder::Fixed), Just(MarkovOrder::Auto)]
 }
 
 /// Random path rows: paths of 0..6 touches, fractional conversions and nulls.
@@ -267,6 +275,40 @@ fn check_same(what: &str, got: &AttributionResult, want: &AttributionResult) -> 
             m.conversion_probability.unwrap_or(0.0),
         )?;
         prop_assert_eq!(got_model.conserves_totals, m.conserves_totals, "{}: {}", what, m.model);
+        // `markov_order: auto` chooses the same order from merged counts, with the same scores.
+        prop_assert_eq!(got_model.order, m.order, "{}: {} order", what, m.model);
+        prop_assert_eq!(got_model.order_selection.is_some(), m.order_selection.is_some(), "{}", what);
+        if let (Some(g), Some(w)) = (&got_model.order_selection, &m.order_selection) {
+            prop_assert_eq!(g.chosen, w.chosen, "{}: chosen order", what);
+            check_close(&format!("{what}: held-out journeys"), g.held_out_journeys, w.held_out_journeys)?;
+            check_close(&format!("{what}: training journeys"), g.training_journeys, w.training_journeys)?;
+            for (gs, ws) in g.scores.iter().zip(&w.scores) {
+                prop_assert_eq!((gs.order, gs.states), (ws.order, ws.states), "{}", what);
+                prop_assert_eq!(gs.log_likelihood.is_some(), ws.log_likelihood.is_some(), "{}", what);
+                let (a, b) = (gs.log_likelihood.unwrap_or(0.0), ws.log_likelihood.unwrap_or(0.0));
+                check_close(&format!("{what}: order {} score", ws.order), a, b)?;
+            }
+        }
+        // Pair removal effects: the same pairs, the same figures.
+        prop_assert_eq!(got_model.pairs.is_some(), m.pairs.is_some(), "{}", what);
+        let pairs = |model: &mta_core::result::ModelResult| -> BTreeMap<(String, String), (f64, f64, f64)> {
+            model
+                .pairs
+                .iter()
+                .flatten()
+                .map(|p| {
+                    ((p.channel_a.clone(), p.channel_b.clone()), (p.removal_effect, p.removal_effect_value, p.overlap))
+                })
+                .collect()
+        };
+        let (gp, wp) = (pairs(got_model), pairs(m));
+        prop_assert_eq!(gp.keys().collect::<Vec<_>>(), wp.keys().collect::<Vec<_>>(), "{}: pairs", what);
+        for (key, want) in &wp {
+            let got = gp[key];
+            check_close(&format!("{what}: pair {key:?} removal effect"), got.0, want.0)?;
+            check_close(&format!("{what}: pair {key:?} value removal effect"), got.1, want.1)?;
+            check_close(&format!("{what}: pair {key:?} overlap"), got.2, want.2)?;
+        }
         // Cost, CPA and ROAS (with a cost table): `null` in the same places, else the same numbers.
         for w in &m.channels {
             let g = got_model.channel(&w.channel).expect("the same channels");
@@ -439,7 +481,8 @@ fn as_result(result: &AttributionResult, period: &PeriodResult) -> AttributionRe
 }
 
 /// (c): the periods add up to the whole: the summary's counts, and every rule model's
-/// credit per channel (Markov solves a chain per period, which does not add up).
+/// credit per channel (Markov solves a chain per period and Shao & Li fits rates per period,
+/// which do not add up).
 fn check_periods_add_up(result: &AttributionResult) -> Result<(), TestCaseError> {
     if result.options.period.is_none() {
         return Ok(());
@@ -450,7 +493,7 @@ fn check_periods_add_up(result: &AttributionResult) -> Result<(), TestCaseError>
     check_close("periods' value", sum(|p| p.conversion_value), s.conversion_value)?;
     check_close("periods' null journeys", sum(|p| p.null_journeys), s.null_journeys)?;
     check_close("periods' unattributed", sum(|p| p.unattributed_conversions), s.unattributed_conversions)?;
-    for m in result.models.iter().filter(|m| m.model != ModelId::Markov) {
+    for m in result.models.iter().filter(|m| m.model.is_rule_based()) {
         for c in &m.channels {
             let (conversions, value) = result
                 .periods
@@ -501,6 +544,9 @@ proptest! {
     fn a_breakdown_adds_up_and_merges_like_one_chunk(rows in event_rows(), spec in event_specs()) {
         let rows = with_campaigns(&rows);
         let options = event_options(OptionsSpec { breakdown: Some(vec!["campaign".into()]), ..spec.clone() });
+        // Every model, `shao_li` among them, with the Markov order fixed or `auto` and pair
+        // effects on or off (`event_specs`): their counts are of channels, never touch keys.
+        prop_assert!(options.wants(ModelId::ShaoLi) && options.wants(ModelId::Markov));
         let want = attribute_events(&event_chunk(&rows), &options);
         check_breakdown_adds_up(&want)?;
         // Every reader reads the stored JSON back as the typed result, rows included.
@@ -546,7 +592,14 @@ proptest! {
         check_conservation(&result)?;
         for period in &result.periods {
             check_conservation(&as_result(&result, period))?;
+            // Pair effects and the order's choice are the whole file's.
+            let markov = period.models.iter().find(|m| m.model == ModelId::Markov).expect("markov in every period");
+            prop_assert!(markov.pairs.is_none() && markov.order_selection.is_none());
+            prop_assert_eq!(markov.order, model(&result, ModelId::Markov).order);
         }
+        let markov = model(&result, ModelId::Markov);
+        prop_assert_eq!(markov.pairs.is_some(), result.options.markov_pair_effects);
+        prop_assert_eq!(markov.order_selection.is_some(), result.options.markov_order == MarkovOrder::Auto);
         check_periods_add_up(&result)?;
         // Every attributed conversion is in one path-length bucket, and one time-lag bucket.
         let reports = result.reports.as_ref().expect("every result has reports");
@@ -581,15 +634,24 @@ proptest! {
             prop_assert_eq!(&first.summary, &result.summary);
             prop_assert_eq!(&first.models, &result.models);
         }
-        for window in &result.windows {
-            let alone = OptionsSpec { lookback_days: Some(window.lookback_days.into()), ..spec.clone() };
+        // With `markov_order: auto`, every window solves the chain of the order chosen for the
+        // top level (the first window); pair effects are the top level's only.
+        let chosen = model(&result, ModelId::Markov).order.map(MarkovOrder::Fixed);
+        for (i, window) in result.windows.iter().enumerate() {
+            let markov = window.models.iter().find(|m| m.model == ModelId::Markov).expect("markov in every window");
+            prop_assert_eq!(markov.order, model(&result, ModelId::Markov).order);
+            let mut alone = OptionsSpec { lookback_days: Some(window.lookback_days.into()), ..spec.clone() };
+            if i > 0 {
+                prop_assert!(markov.pairs.is_none() && markov.order_selection.is_none());
+                alone.markov_order = chosen;
+                alone.markov_pair_effects = None;
+            }
             let want = attribute_events(&event_chunk(&rows), &event_options(alone));
             let got = window_as_result(&result, window);
             check_same(&format!("window of {} days", window.lookback_days), &got, &want)?;
             check_conservation(&got)?;
             // Every window's ranks are its channel lists' order, and its shares theirs.
             for ranks in &result.window_ranks {
-                let i = result.windows.iter().position(|w| std::ptr::eq(w, window)).unwrap();
                 let list = &model(&got, ranks.model).channels;
                 for c in &ranks.channels {
                     match c.rank[i] {
@@ -642,20 +704,32 @@ proptest! {
     }
 
     #[test]
-    fn every_model_but_participation_conserves_fractional_path_totals(rows in path_rows(), order in 1u8..=4) {
+    fn every_model_but_participation_conserves_fractional_path_totals(rows in path_rows(), order in markov_orders()) {
         let options = path_options(OptionsSpec { markov_order: Some(order), ..Default::default() });
         let result = attribute_paths(&rows, &options);
         let conversions: f64 = rows.iter().map(|r| r.conversions).sum();
         check_close("summary.conversions", result.summary.conversions, conversions)?;
         let unattributed: f64 = rows.iter().filter(|r| r.path.is_empty()).map(|r| r.conversions).sum();
         check_close("summary.unattributed_conversions", result.summary.unattributed_conversions, unattributed)?;
-        prop_assert_eq!(model(&result, ModelId::Markov).order, Some(order));
+        let markov = model(&result, ModelId::Markov);
+        match order {
+            MarkovOrder::Fixed(order) => prop_assert_eq!(markov.order, Some(order)),
+            MarkovOrder::Auto => {
+                let selection = markov.order_selection.as_ref().expect("auto reports its choice");
+                prop_assert_eq!(markov.order, Some(selection.chosen));
+                prop_assert_eq!(selection.scores.len(), 4);
+            }
+        }
         check_conservation(&result)?;
     }
 
     #[test]
-    fn merging_path_partials_equals_one_chunk(rows in path_rows(), order in 1u8..=4, n in 2usize..5) {
-        let options = path_options(OptionsSpec { markov_order: Some(order), ..Default::default() });
+    fn merging_path_partials_equals_one_chunk(rows in path_rows(), order in markov_orders(), n in 2usize..5) {
+        let options = path_options(OptionsSpec {
+            markov_order: Some(order),
+            markov_pair_effects: Some(true),
+            ..Default::default()
+        });
         let want = attribute_paths(&rows, &options);
         let mut parts: Vec<Vec<PathRow>> = vec![Vec::new(); n];
         for (i, row) in rows.iter().enumerate() {
@@ -679,7 +753,7 @@ fn markov_of_every_order_conserves_the_design_case_totals() {
         path_row(&["c3", "c1", "c2", "c1", "c3"], 0.5, 2.5, 0.25),
     ];
     for order in 1..=4u8 {
-        let options = path_options(OptionsSpec { markov_order: Some(order), ..only(&["markov"]) });
+        let options = path_options(OptionsSpec { markov_order: Some(order.into()), ..only(&["markov"]) });
         let result = attribute_paths(&rows, &options);
         let markov = model(&result, ModelId::Markov);
         assert_eq!(markov.order, Some(order));

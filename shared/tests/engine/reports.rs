@@ -3,7 +3,7 @@
 //! escaping, ranking, the bound past `max_report_paths`, and state names.
 
 use mta_core::paths::split_path;
-use mta_core::{OptionsSpec, Partial};
+use mta_core::{MarkovOrder, ModelId, OptionsSpec, Partial};
 
 use crate::helpers::*;
 
@@ -113,7 +113,8 @@ fn the_transition_table_names_states_of_every_order() {
         path_row(&["c1"], 0.0, 0.0, 1.0),
         path_row(&["c2", "c1", "c2"], 1.0, 5.0, 1.0),
     ];
-    let order1 = attribute_paths(&rows, &path_options(OptionsSpec { markov_order: Some(1), ..Default::default() }));
+    let order1 =
+        attribute_paths(&rows, &path_options(OptionsSpec { markov_order: Some(1.into()), ..Default::default() }));
     let t = order1.reports.as_ref().unwrap().transitions.as_ref().unwrap();
     let got: Vec<(&str, &str, f64, f64)> =
         t.rows.iter().map(|r| (r.from.as_str(), r.to.as_str(), r.count, r.probability)).collect();
@@ -134,12 +135,22 @@ fn the_transition_table_names_states_of_every_order() {
     assert_eq!((t.order, t.total, t.truncated), (1, 7, false));
     let csv = mta_core::result::Table::Transitions.csv(&order1);
     assert!(csv.starts_with("from,to,count,probability\nc1,c2,3,0.75\n(start),c1,2,0.5\n"), "{csv}");
-    let order2 = attribute_paths(&rows, &path_options(OptionsSpec { markov_order: Some(2), ..Default::default() }));
+    let order2 =
+        attribute_paths(&rows, &path_options(OptionsSpec { markov_order: Some(2.into()), ..Default::default() }));
     let t = order2.reports.as_ref().unwrap().transitions.as_ref().unwrap();
     let states: std::collections::BTreeSet<&str> =
         t.rows.iter().flat_map(|r| [r.from.as_str(), r.to.as_str()]).collect();
     let want = ["(conversion)", "(null)", "(start)", "c1", "c1 > c2", "c2 > c1"];
     assert_eq!(states.into_iter().collect::<Vec<_>>(), want);
+    // With `markov_order: auto` the table is that of the chain of the order chosen.
+    let auto = OptionsSpec { markov_order: Some(MarkovOrder::Auto), ..Default::default() };
+    let auto = attribute_paths(&rows, &path_options(auto));
+    let chosen = model(&auto, ModelId::Markov).order.expect("markov has an order");
+    let fixed = OptionsSpec { markov_order: Some(chosen.into()), ..Default::default() };
+    let fixed = attribute_paths(&rows, &path_options(fixed));
+    let table = |r: &mta_core::AttributionResult| r.reports.as_ref().unwrap().transitions.clone();
+    assert!(table(&auto).is_some_and(|t| t.order == chosen));
+    assert_eq!(table(&auto), table(&fixed));
     // Without markov there is no table.
     let linear = attribute_paths(&rows, &path_options(only(&["linear"])));
     assert!(linear.reports.as_ref().unwrap().transitions.is_none());

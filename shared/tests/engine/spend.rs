@@ -107,6 +107,27 @@ fn cost_cpa_and_roas_per_model_and_channel_by_hand() {
     assert!(Table::UnmatchedCost.applies_to(&result));
 }
 
+/// `shao_li` rows take costs as every model's do. By hand (three_users): p(search) =
+/// p(display) = p(search, display) = 1, p(email) = p(social) = p(email, social) = 0, so
+/// C(search) = C(display) = 1 + (1 − 1 − 1)/2 = 1/2 and the two conversions split 1, 1;
+/// value per journey 75, 100 (pair 100) gives 75 − 75/2 = 37.5 and 100 − 75/2 = 62.5, so
+/// the value 150 splits 56.25, 93.75.
+#[test]
+fn shao_li_credits_take_cost_cpa_and_roas() {
+    let mut result = attribute_events(&three_users().chunk(), &event_options(only(&["shao_li"])));
+    result.add_spend(&costs(COSTS));
+    assert_credits(
+        &result,
+        ModelId::ShaoLi,
+        &[("search", 1.0, 56.25), ("display", 1.0, 93.75), ("email", 0.0, 0.0), ("social", 0.0, 0.0)],
+    );
+    assert_spend(channel(&result, ModelId::ShaoLi, "search"), (Some(45.0), Some(45.0), Some(1.25)));
+    assert_spend(channel(&result, ModelId::ShaoLi, "display"), (Some(40.0), Some(40.0), Some(93.75 / 40.0)));
+    assert_spend(channel(&result, ModelId::ShaoLi, "email"), (Some(0.0), None, None));
+    assert_spend(channel(&result, ModelId::ShaoLi, "social"), (None, None, None));
+    assert!(Table::Channels.csv(&result).contains("shao_li,search,1,56.25,0.5,,,45,45,1.25\n"));
+}
+
 #[test]
 fn costs_count_in_the_period_of_their_local_day() {
     // In Tokyo (UTC+9) u1 converts on 2023-11-15 (T0 is 2023-11-14T22:13:20Z), u2 on 2023-11-13.

@@ -1,9 +1,10 @@
 //! Lookback windows compared in one pass (docs/user-guide.md, "Window comparison"): a
 //! journey whose touches fall inside some windows and not others, worked by hand; the
-//! ranks and the `windows` table; merging; the refusals.
+//! ranks and the `windows` table; merging; the refusals; `shao_li` and `markov_order: auto`
+//! under several windows.
 
 use mta_core::result::{Table, WindowResult};
-use mta_core::{AttributionResult, InputKind, LookbackDays, ModelId, OptionsSpec, Partial};
+use mta_core::{AttributionResult, InputKind, LookbackDays, MarkovOrder, ModelId, OptionsSpec, Partial};
 
 use crate::helpers::*;
 
@@ -196,4 +197,66 @@ fn bad_window_lists_are_refused_naming_the_option() {
     let err = serde_json::from_str::<OptionsSpec>(r#"{"lookback_days": [1,2,3,4,5,6,7,8,9]}"#).unwrap_err();
     assert!(err.to_string().contains("at most 8"), "{err}");
     assert!(serde_json::from_str::<OptionsSpec>(r#"{"lookback_days": "7"}"#).is_err());
+}
+
+/// `shao_li` and `markov_order: auto` under several windows. Shao & Li by hand: under 7 days
+/// the journeys are {search} → 100, {email} → 50 and u2's null {display}: p = 1, 1, 0 with no
+/// pairs, so search 1 (100), email 1 (50). Under 30 days u1 is {social, email, search}: every
+/// p and pair rate is 1, so each C = 1 + (−1 − 1)/4 = 1/2 and the two conversions split in
+/// thirds; value per journey 100, 75, 100 (pairs 100) gives 100 − 175/4, 75 − 150/4,
+/// 100 − 175/4 = 56.25, 37.5, 56.25 of the value 150. Markov solves every window at the
+/// order `auto` chose for the top level (the first window), which alone reports the choice
+/// and the pair effects.
+#[test]
+fn shao_li_and_auto_markov_order_under_several_windows() {
+    let spec = OptionsSpec {
+        models: Some(vec!["shao_li".into(), "markov".into()]),
+        markov_order: Some(MarkovOrder::Auto),
+        markov_pair_effects: Some(true),
+        ..windows(&[7.0, 30.0])
+    };
+    let result = attribute_events(&events().chunk(), &event_options(spec.clone()));
+    let w7 = window(&result, 7.0);
+    assert_credits(&w7, ModelId::ShaoLi, &[("search", 1.0, 100.0), ("email", 1.0, 50.0), ("display", 0.0, 0.0)]);
+    let w30 = window(&result, 30.0);
+    let third = 2.0 / 3.0;
+    assert_credits(
+        &w30,
+        ModelId::ShaoLi,
+        &[("social", third, 56.25), ("email", third, 37.5), ("search", third, 56.25), ("display", 0.0, 0.0)],
+    );
+    let top = model(&result, ModelId::Markov);
+    let chosen = top.order_selection.as_ref().expect("auto reports its choice").chosen;
+    assert_eq!(top.order, Some(chosen));
+    assert!(top.pairs.is_some());
+    let markov30 = model(&w30, ModelId::Markov);
+    assert_eq!(markov30.order, Some(chosen), "the top level's order");
+    assert!(markov30.order_selection.is_none() && markov30.pairs.is_none());
+    // The 30-day window is the 30-day run at that order.
+    let alone = OptionsSpec {
+        lookback_days: Some(30.0.into()),
+        markov_order: Some(MarkovOrder::Fixed(chosen)),
+        markov_pair_effects: None,
+        ..spec.clone()
+    };
+    let alone = attribute_events(&events().chunk(), &event_options(alone));
+    assert_eq!(&w30.models, &alone.models);
+    assert_eq!(result.window_ranks.iter().map(|r| r.model).collect::<Vec<_>>(), [ModelId::Markov, ModelId::ShaoLi]);
+
+    // Over chunks by user: the same choice and credits.
+    let options = event_options(spec);
+    let all = events();
+    let mut merged = Partial::new(&options, &[]);
+    for user in ["u2", "u3", "u1"] {
+        let mut part = Events::new();
+        part.rows = all.rows.iter().filter(|r| r.user == user).cloned().collect();
+        merged.merge(&Partial::from_events(&part.chunk(), &options).unwrap());
+    }
+    let got = merged.finish(&options).unwrap();
+    assert_eq!(model(&got, ModelId::Markov).order, Some(chosen));
+    assert_credits(
+        &window(&got, 30.0),
+        ModelId::ShaoLi,
+        &[("social", third, 56.25), ("email", third, 37.5), ("search", third, 56.25), ("display", 0.0, 0.0)],
+    );
 }

@@ -207,7 +207,8 @@ class AsyncClient:
         path_separator: str | None = None,
         columns: Mapping[str, str] | None = None,
         models: Sequence[Model] | Literal["all"] | None = None,
-        markov_order: int | None = None,
+        markov_order: int | Literal["auto"] | None = None,
+        markov_pair_effects: bool | None = None,
         lookback_days: float | Sequence[float] | None = None,
         half_life_days: float | None = None,
         position_weights: PositionWeightsLike | None = None,
@@ -245,7 +246,8 @@ class AsyncClient:
             upload_id,
             dict(
                 kind=kind, format=format, delimiter=delimiter, path_separator=path_separator, columns=columns,
-                models=models, markov_order=markov_order, lookback_days=lookback_days,
+                models=models, markov_order=markov_order, markov_pair_effects=markov_pair_effects,
+                lookback_days=lookback_days,
                 half_life_days=half_life_days, position_weights=position_weights, direct_channels=direct_channels,
                 conversion_row_is_touch=conversion_row_is_touch, max_journey_touches=max_journey_touches,
                 channel_rules=channel_rules, period=period, timezone=timezone, breakdown=breakdown,
@@ -369,8 +371,8 @@ class AsyncJob:
     async def result_csv(self, table: str = "channels") -> str:
         """A tidy table as the service's CSV (``?format=csv&table=``): ``channels``, ``periods``,
         ``path_length``, ``time_lag``, ``positions``, ``paths``, ``transitions`` (``markov``), ``windows``,
-        ``unmatched_cost`` (a job with a cost table), or with ``breakdown``: ``breakdown`` and
-        ``period_breakdown``."""
+        ``unmatched_cost`` (a job with a cost table), ``markov_pairs``, or with ``breakdown``:
+        ``breakdown`` and ``period_breakdown``."""
         self._check()
         return (await self.client.request("GET", f"/v1/jobs/{self.id}/result", params={"format": "csv", "table": table})).text
 

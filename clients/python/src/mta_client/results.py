@@ -89,7 +89,8 @@ class AppliedOptions:
 
     kind: str
     models: list[str]
-    markov_order: int
+    #: 1 to 4, or ``"auto"`` (the order chosen is the markov model's ``order``).
+    markov_order: int | str
     lookback_days: float
     half_life_days: float
     position_weights: PositionWeights
@@ -104,6 +105,8 @@ class AppliedOptions:
     channel_rules: AppliedChannelRules | None = None
     #: The columns each channel's credit is broken down by (empty: none).
     breakdown: list[str] = field(default_factory=list)
+    #: The markov model reports the removal effects of pairs of its top channels.
+    markov_pair_effects: bool = False
     #: Every lookback window compared when ``lookback_days`` was a list (``lookback_days`` is the first).
     lookback_windows: list[float] = field(default_factory=list)
     #: Converting and non-converting paths listed in ``reports.paths``.
@@ -118,7 +121,7 @@ class AppliedOptions:
         return cls(
             kind=str(value["kind"]),
             models=[str(m) for m in value["models"]],
-            markov_order=int(value["markov_order"]),
+            markov_order=_markov_order(value["markov_order"]),
             lookback_days=float(value["lookback_days"]),
             half_life_days=float(value["half_life_days"]),
             position_weights=PositionWeights(
@@ -131,9 +134,73 @@ class AppliedOptions:
             period=value.get("period"),
             timezone=str(value.get("timezone", "UTC")),
             breakdown=[str(b) for b in value.get("breakdown", [])],
+            markov_pair_effects=bool(value.get("markov_pair_effects", False)),
             lookback_windows=[float(d) for d in value.get("lookback_windows", [])],
             top_paths=int(value.get("top_paths", 50)),
             max_report_paths=int(value.get("max_report_paths", 100_000)),
+        )
+
+
+def _markov_order(value: Any) -> int | str:
+    return "auto" if value == "auto" else int(value)
+
+
+@dataclass(frozen=True)
+class OrderScore:
+    """One candidate order of ``markov_order="auto"``."""
+
+    order: int
+    #: States of the order's chain over every journey.
+    states: int
+    #: Mean held-out log-likelihood of the journeys' outcomes; ``None`` when not scored.
+    log_likelihood: float | None
+
+    @classmethod
+    def from_json(cls, value: Mapping[str, Any]) -> OrderScore:
+        ll = value.get("log_likelihood")
+        return cls(order=int(value["order"]), states=int(value["states"]), log_likelihood=None if ll is None else float(ll))
+
+
+@dataclass(frozen=True)
+class OrderSelection:
+    """How ``markov_order="auto"`` chose the order (docs/user-guide.md, "Choosing the Markov order")."""
+
+    criterion: str
+    chosen: int
+    training_journeys: float
+    held_out_journeys: float
+    scores: list[OrderScore]
+
+    @classmethod
+    def from_json(cls, value: Mapping[str, Any]) -> OrderSelection:
+        return cls(
+            criterion=str(value["criterion"]),
+            chosen=int(value["chosen"]),
+            training_journeys=float(value["training_journeys"]),
+            held_out_journeys=float(value["held_out_journeys"]),
+            scores=[OrderScore.from_json(s) for s in value["scores"]],
+        )
+
+
+@dataclass(frozen=True)
+class PairEffect:
+    """What the Markov conversion probability loses when both channels are removed."""
+
+    channel_a: str
+    channel_b: str
+    removal_effect: float
+    removal_effect_value: float
+    #: The two channels' own removal effects minus the pair's.
+    overlap: float
+
+    @classmethod
+    def from_json(cls, value: Mapping[str, Any]) -> PairEffect:
+        return cls(
+            channel_a=str(value["channel_a"]),
+            channel_b=str(value["channel_b"]),
+            removal_effect=float(value["removal_effect"]),
+            removal_effect_value=float(value["removal_effect_value"]),
+            overlap=float(value["overlap"]),
         )
 
 
@@ -208,12 +275,18 @@ class ModelResult:
     conversion_probability: float | None = None
     #: With ``breakdown``: the credit per channel × breakdown values; a channel's rows add up to it.
     breakdown: list[BreakdownRow] | None = None
+    #: Markov with ``markov_order="auto"``.
+    order_selection: OrderSelection | None = None
+    #: Markov with ``markov_pair_effects=True``: pairs of the top channels, by removal effect.
+    pairs: list[PairEffect] | None = None
 
     @classmethod
     def from_json(cls, model: str, value: Mapping[str, Any]) -> ModelResult:
         order = value.get("order")
         probability = value.get("conversion_probability")
         rows = value.get("breakdown")
+        selection = value.get("order_selection")
+        pairs = value.get("pairs")
         return cls(
             model=model,
             channels=[ChannelCredit.from_json(c) for c in value["channels"]],
@@ -224,6 +297,8 @@ class ModelResult:
             order=None if order is None else int(order),
             conversion_probability=None if probability is None else float(probability),
             breakdown=None if rows is None else [BreakdownRow.from_json(r) for r in rows],
+            order_selection=None if selection is None else OrderSelection.from_json(selection),
+            pairs=None if pairs is None else [PairEffect.from_json(p) for p in pairs],
         )
 
     def channel(self, name: str) -> ChannelCredit:

@@ -41,6 +41,7 @@ Model = Literal[
     "participation",
     "markov",
     "shapley",
+    "shao_li",
 ]
 InputKind = Literal["events", "paths"]
 InputFormat = Literal["csv", "parquet", "ndjson"]
@@ -79,7 +80,8 @@ class JobOptions(TypedDict, total=False):
     path_separator: str
     columns: Mapping[str, str]
     models: Sequence[Model] | Literal["all"]
-    markov_order: int
+    markov_order: int | Literal["auto"]
+    markov_pair_effects: bool
     #: One window in days, or several (at most 8) compared in one pass (``result.windows``).
     lookback_days: float | Sequence[float]
     half_life_days: float
@@ -109,9 +111,9 @@ SPEC_KEYWORDS: tuple[str, ...] = (
 UPLOAD_KEYWORDS: tuple[str, ...] = ("spend",)
 #: Keywords that are fields of its ``options`` object (``OptionsSpec``).
 OPTION_KEYWORDS: tuple[str, ...] = (
-    "models", "markov_order", "lookback_days", "half_life_days", "position_weights", "direct_channels",
-    "conversion_row_is_touch", "max_journey_touches", "channel_rules", "period", "timezone", "breakdown",
-    "top_paths", "max_report_paths",
+    "models", "markov_order", "markov_pair_effects", "lookback_days", "half_life_days", "position_weights",
+    "direct_channels", "conversion_row_is_touch", "max_journey_touches", "channel_rules", "period", "timezone",
+    "breakdown", "top_paths", "max_report_paths",
 )
 #: Keywords sent as headers of ``POST /v1/jobs``, by header name.
 HEADER_KEYWORDS: dict[str, str] = {"Idempotency-Key": "idempotency_key"}

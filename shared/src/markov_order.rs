@@ -1,0 +1,260 @@
+//! `markov_order: auto`: the Markov order chosen by the data (docs/user-guide.md, "Choosing
+//! the Markov order").
+//!
+//! Every journey is counted into the chains of orders 1 to 4 (one of them is solved once
+//! the order is chosen) and, by a hash of its user (path rows: of its path), into a
+//! training part (4 in 5) or a held-out part (1 in 5). Under the order-k chain a journey's
+//! outcome is predicted by the state it ends in (its last k channels): p̂ = (training
+//! conversions ending there + p₀) / (training journeys ending there + 1), shrunk toward the
+//! training conversion rate p₀ by one pseudo-journey, so a state the training part never
+//! saw predicts p₀. Each order's score is the held-out log-likelihood of the outcomes per
+//! held-out journey; the highest wins (a lower order on a tie). Every count is additive, so
+//! chunks merge by addition and the choice does not depend on them.
+
+use rustc_hash::FxHashMap;
+use serde::{Deserialize, Serialize};
+
+use crate::chunk::NO_CHANNEL;
+use crate::markov::{MAX_MARKOV_STATES, MarkovCounts, StateKey};
+use crate::options::MarkovOrder;
+
+/// One journey in this many is held out (by the hash of its user or path).
+pub const HELD_OUT_ONE_IN: u64 = 5;
+
+/// A higher order wins only by more than this (relative), so that rounding in sums made in
+/// a different order cannot flip a tie.
+const TIE: f64 = 1e-9;
+
+/// Whether the journeys of the user with this key are held out.
+pub fn is_held_out(user_key: u128) -> bool {
+    // The low bits: `partition_of` uses the high ones, so each partition holds out its share.
+    (user_key as u64).is_multiple_of(HELD_OUT_ONE_IN)
+}
+
+/// Whether a path row's journeys are held out, by the hash of its channel names (not ids,
+/// which differ from chunk to chunk).
+pub fn is_held_out_path(channels: &[u32], names: &[String]) -> bool {
+    let mut bytes = Vec::with_capacity(channels.len() * 8);
+    for &c in channels {
+        bytes.extend_from_slice(names[c as usize].as_bytes());
+        bytes.push(0);
+    }
+    is_held_out(crate::chunk::user_key(&bytes))
+}
+
+/// Training conversions, training nulls, held-out conversions, held-out nulls.
+type Outcomes = [f64; 4];
+
+/// The chains of every candidate order and the outcome counts that score them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OrderCandidates {
+    /// Orders 1 to 4, in order.
+    pub chains: Vec<MarkovCounts>,
+    /// Per order, by the state journeys end in (the last k channels).
+    #[serde(with = "outcome_maps")]
+    outcomes: Vec<FxHashMap<StateKey, Outcomes>>,
+}
+
+/// One order's fit.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OrderScore {
+    pub order: u8,
+    /// States of the order's chain over every journey.
+    pub states: usize,
+    /// Mean log-likelihood of the held-out journeys' outcomes (≤ 0, higher is better);
+    /// `null` when not scored (no held-out journeys, or more states than can be solved).
+    pub log_likelihood: Option<f64>,
+}
+
+/// How `markov_order: auto` chose (the markov model's `order_selection`).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OrderSelection {
+    /// `held_out_outcome_log_likelihood`: see docs/user-guide.md, "Choosing the Markov order".
+    pub criterion: String,
+    pub chosen: u8,
+    /// Journeys (converting and not) of the training and the held-out part.
+    pub training_journeys: f64,
+    pub held_out_journeys: f64,
+    pub scores: Vec<OrderScore>,
+}
+
+impl Default for OrderCandidates {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl OrderCandidates {
+    pub fn new() -> Self {
+        OrderCandidates {
+            chains: MarkovOrder::CANDIDATES.map(MarkovCounts::new).collect(),
+            outcomes: MarkovOrder::CANDIDATES.map(|_| FxHashMap::default()).collect(),
+        }
+    }
+
+    /// The chain of `order`.
+    pub fn chain(&self, order: u8) -> &MarkovCounts {
+        &self.chains[order as usize - 1]
+    }
+
+    /// Adds one journey to every chain, and its outcome to the training or held-out counts.
+    pub fn add_path(&mut self, channels: &[u32], conversions: f64, nulls: f64, value: f64, held_out: bool) {
+        if channels.is_empty() || conversions + nulls <= 0.0 {
+            return;
+        }
+        for chain in &mut self.chains {
+            chain.add_path(channels, conversions, nulls, value);
+        }
+        let part = if held_out { 2 } else { 0 };
+        for (k, outcomes) in self.outcomes.iter_mut().enumerate() {
+            let last = &channels[channels.len().saturating_sub(k + 1)..];
+            let key: StateKey = std::array::from_fn(|j| last.get(j).copied().unwrap_or(NO_CHANNEL));
+            let sums = outcomes.entry(key).or_insert([0.0; 4]);
+            sums[part] += conversions;
+            sums[part + 1] += nulls;
+        }
+    }
+
+    /// Adds `other`, whose channel ids map to ours through `channel_map`.
+    pub fn merge(&mut self, other: &OrderCandidates, channel_map: &[u32]) {
+        for (mine, theirs) in self.chains.iter_mut().zip(&other.chains) {
+            mine.merge(theirs, channel_map);
+        }
+        for (mine, theirs) in self.outcomes.iter_mut().zip(&other.outcomes) {
+            for (key, sums) in theirs {
+                let key = key.map(|c| if c == NO_CHANNEL { c } else { channel_map[c as usize] });
+                let entry = mine.entry(key).or_insert([0.0; 4]);
+                for (a, b) in entry.iter_mut().zip(sums) {
+                    *a += b;
+                }
+            }
+        }
+    }
+
+    /// Scores every order and chooses one.
+    pub fn choose(&self) -> OrderSelection {
+        let totals = self.outcomes[0].values().fold([0.0; 4], |mut t, s| {
+            for (a, b) in t.iter_mut().zip(s) {
+                *a += b;
+            }
+            t
+        });
+        let training = totals[0] + totals[1];
+        let held_out = totals[2] + totals[3];
+        // The training rate, itself kept off 0 and 1 so that every prediction has a log.
+        let base = (totals[0] + 0.5) / (training + 1.0);
+        let scores: Vec<OrderScore> = MarkovOrder::CANDIDATES
+            .map(|order| {
+                let states = self.chain(order).state_count();
+                let scored = held_out > 0.0 && states <= MAX_MARKOV_STATES;
+                let log_likelihood = scored.then(|| {
+                    // Summed in key order: the same sum however the counts were merged.
+                    let mut by_state: Vec<(&StateKey, &Outcomes)> = self.outcomes[order as usize - 1].iter().collect();
+                    by_state.sort_unstable_by_key(|&(key, _)| *key);
+                    let sum: f64 = by_state
+                        .into_iter()
+                        .filter(|(_, s)| s[2] + s[3] > 0.0)
+                        .map(|(_, s)| {
+                            let p = (s[0] + base) / (s[0] + s[1] + 1.0);
+                            let mut ll = 0.0;
+                            if s[2] > 0.0 {
+                                ll += s[2] * p.ln();
+                            }
+                            if s[3] > 0.0 {
+                                ll += s[3] * (1.0 - p).ln();
+                            }
+                            ll
+                        })
+                        .sum();
+                    sum / held_out
+                });
+                OrderScore { order, states, log_likelihood }
+            })
+            .collect();
+        let mut chosen: Option<(u8, f64)> = None;
+        for score in &scores {
+            if let Some(ll) = score.log_likelihood
+                && chosen.is_none_or(|(_, best)| ll > best + TIE * best.abs())
+            {
+                chosen = Some((score.order, ll));
+            }
+        }
+        OrderSelection {
+            criterion: "held_out_outcome_log_likelihood".to_owned(),
+            chosen: chosen.map_or(1, |(order, _)| order),
+            training_journeys: training,
+            held_out_journeys: held_out,
+            scores,
+        }
+    }
+}
+
+/// The outcome maps as lists sorted by state, so equal counts serialise equally.
+mod outcome_maps {
+    use super::*;
+    use serde::{Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(maps: &[FxHashMap<StateKey, Outcomes>], s: S) -> Result<S::Ok, S::Error> {
+        let lists: Vec<Vec<(StateKey, Outcomes)>> = maps
+            .iter()
+            .map(|map| {
+                let mut list: Vec<(StateKey, Outcomes)> = map.iter().map(|(k, v)| (*k, *v)).collect();
+                list.sort_unstable_by_key(|&(key, _)| key);
+                list
+            })
+            .collect();
+        lists.serialize(s)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<FxHashMap<StateKey, Outcomes>>, D::Error> {
+        let lists: Vec<Vec<(StateKey, Outcomes)>> = Vec::deserialize(d)?;
+        Ok(lists.into_iter().map(|list| list.into_iter().collect()).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scores_by_hand() {
+        // Training: a→b converts twice, c→b never (twice); held out: one a→b that converts
+        // and one c→b that does not. Order 1 sees state b only; order 2 tells a→b from c→b.
+        let mut candidates = OrderCandidates::new();
+        candidates.add_path(&[0, 1], 2.0, 0.0, 0.0, false);
+        candidates.add_path(&[2, 1], 0.0, 2.0, 0.0, false);
+        candidates.add_path(&[0, 1], 1.0, 0.0, 0.0, true);
+        candidates.add_path(&[2, 1], 0.0, 1.0, 0.0, true);
+        let selection = candidates.choose();
+        let base: f64 = 2.5 / 5.0;
+        // Order 1: state b, 2 of 4 training journeys converted.
+        let p1 = (2.0 + base) / 5.0;
+        let want1 = (p1.ln() + (1.0 - p1).ln()) / 2.0;
+        // Orders 2 to 4: state a b converted 2 of 2, c b 0 of 2.
+        let (pab, pcb) = ((2.0 + base) / 3.0, base / 3.0);
+        let want2 = (pab.ln() + (1.0 - pcb).ln()) / 2.0;
+        let got: Vec<f64> = selection.scores.iter().map(|s| s.log_likelihood.unwrap()).collect();
+        assert!((got[0] - want1).abs() < 1e-15 && (got[1] - want2).abs() < 1e-15, "{got:?}");
+        assert_eq!(got[1], got[3], "two-touch journeys end in the same state at orders 2 to 4");
+        assert_eq!(selection.chosen, 2, "the lowest of the tied best orders");
+        assert_eq!((selection.training_journeys, selection.held_out_journeys), (4.0, 2.0));
+        assert_eq!(selection.scores.iter().map(|s| s.states).collect::<Vec<_>>(), [3, 2, 2, 2]);
+    }
+
+    #[test]
+    fn without_held_out_journeys_order_one_is_kept_unscored() {
+        let mut candidates = OrderCandidates::new();
+        candidates.add_path(&[0, 1], 1.0, 1.0, 3.0, false);
+        let selection = candidates.choose();
+        assert_eq!(selection.chosen, 1);
+        assert!(selection.scores.iter().all(|s| s.log_likelihood.is_none()));
+    }
+
+    #[test]
+    fn about_one_user_in_five_is_held_out() {
+        let held = (0..10_000u32).filter(|i| is_held_out(crate::chunk::user_key(&i.to_le_bytes()))).count();
+        assert!((1_800..2_200).contains(&held), "{held}");
+    }
+}
