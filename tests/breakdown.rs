@@ -238,6 +238,9 @@ async fn the_service_breaks_credit_down_over_chunks_as_the_local_command_does() 
     let service = Service::start(ServiceSpec { workers: 2, env, ..ServiceSpec::default() }).await;
     let dir = workdir();
     let file = write(dir.path(), "campaigns.csv", campaign_events(1_000));
+    // Cost per campaign too: joined to the rows of each week by the reducer as by `mta attribute`.
+    let costs = write(dir.path(), "costs.csv", CAMPAIGN_COSTS);
+    let spend = service.upload_file(&costs).await;
     let options = json!({
         "breakdown": ["campaign"],
         "period": "week",
@@ -245,7 +248,7 @@ async fn the_service_breaks_credit_down_over_chunks_as_the_local_command_does() 
         "markov_order": "auto",
         "markov_pair_effects": true,
     });
-    let job = service.run(&file, json!({ "options": options })).await;
+    let job = service.run(&file, json!({ "options": options, "spend_upload_id": spend })).await;
     assert_eq!(job["state"], "succeeded", "{job}");
     let id = job["id"].as_str().unwrap();
     let (_, result) = service.get(&format!("/v1/jobs/{id}/result")).await;
@@ -261,9 +264,16 @@ async fn the_service_breaks_credit_down_over_chunks_as_the_local_command_does() 
             "--markov-order",
             "auto",
             "--markov-pair-effects",
+            "--spend",
+            costs.to_str().unwrap(),
         ],
     );
     assert!(local["periods"].as_array().unwrap().len() > 1);
+    let email_1 =
+        local["models"]["markov"]["breakdown"].as_array().unwrap().iter().find(|r| r["campaign"] == "email-1");
+    assert_eq!(email_1.unwrap()["cost"], 40.0, "{}", local["models"]["markov"]);
+    let unmatched = &local["spend"]["unmatched_cost"];
+    assert!(unmatched.as_array().unwrap().iter().any(|u| u["campaign"] == "email-9"), "{unmatched}");
     for model in ["markov", "shao_li"] {
         assert!(local["periods"][0]["models"][model]["breakdown"].is_array(), "each period has its {model} breakdown");
     }
@@ -275,8 +285,9 @@ async fn the_service_breaks_credit_down_over_chunks_as_the_local_command_does() 
     assert_same_result(&sorted(without_job_id(result.clone())), &sorted(local), "result");
 
     for (table, header) in [
-        ("breakdown", "model,channel,campaign,conversions,value"),
-        ("period_breakdown", "period,model,channel,campaign,conversions,value"),
+        ("breakdown", "model,channel,campaign,conversions,value,cost,cpa,roas"),
+        ("period_breakdown", "period,model,channel,campaign,conversions,value,cost,cpa,roas"),
+        ("unmatched_cost", "channel,campaign,cost,rows"),
         ("markov_pairs", "channel_a,channel_b,removal_effect,removal_effect_value,overlap"),
     ] {
         let (status, csv) = service.get_bytes(&format!("/v1/jobs/{id}/result?format=csv&table={table}")).await;
@@ -314,6 +325,88 @@ async fn the_service_breaks_credit_down_over_chunks_as_the_local_command_does() 
     let (status, body) = service.submit(json!({ "upload_id": upload, "options": { "breakdown": ["value"] } })).await;
     assert_eq!((status, body["error"]["code"].as_str()), (422, Some("invalid_option")), "{body}");
     service.assert_nothing_stuck().await;
+}
+
+/// A cost table for [`campaign_events`]: campaigns the touches name (`email-1`, `search`
+/// without a campaign), one they do not (`email-9`) and a channel they do not (`tv`).
+const CAMPAIGN_COSTS: &str = "date,channel,campaign,cost
+2026-03-02,email,email-1,40
+2026-03-09,email,email-2,60
+2026-03-03,search,,120
+2026-03-10,search,search-0,30
+2026-03-04,email,email-9,5
+2026-03-04,tv,,50
+";
+
+#[test]
+fn cost_per_campaign_joins_the_breakdown_rows_in_the_json_the_tables_and_the_terminal_table() {
+    let dir = workdir();
+    let events = write(
+        dir.path(),
+        "events.csv",
+        "user_id,timestamp,channel,campaign,conversion,conversion_value
+u1,2026-01-01T10:00:00Z,email,spring,0,
+u1,2026-01-02T10:00:00Z,search,brand,0,
+u1,2026-01-03T10:00:00Z,,,1,100
+u2,2026-01-02T10:00:00Z,search,,0,
+u2,2026-01-03T12:00:00Z,,,1,50
+",
+    );
+    let costs = write(
+        dir.path(),
+        "costs.csv",
+        "date,channel,campaign,cost\n2026-01-01,email,spring,20\n2026-01-02,search,brand,30\n2026-01-02,search,,10\n\
+         2026-01-02,search,generic,5\n2026-01-02,tv,,8\n",
+    );
+    let tables = dir.path().join("tables");
+    let costs = costs.to_str().unwrap();
+    let args =
+        ["--models", "linear", "--breakdown", "campaign", "--spend", costs, "--csv-dir", tables.to_str().unwrap()];
+    let result = attribute_json(&events, &args);
+    // Linear: u1 (100) halves to email/spring and search/brand; u2 (50) to search/(none).
+    let rows = result["models"]["linear"]["breakdown"].as_array().unwrap();
+    let row = |channel: &str, campaign: &str| {
+        let row = rows.iter().find(|r| r["channel"] == channel && r["campaign"] == campaign);
+        let row = row.unwrap_or_else(|| panic!("no row {channel}/{campaign}: {rows:?}"));
+        (row["cost"].as_f64(), row["cpa"].as_f64(), row["roas"].as_f64())
+    };
+    assert_eq!(row("email", "spring"), (Some(20.0), Some(40.0), Some(2.5)));
+    assert_eq!(row("search", "(none)"), (Some(10.0), Some(10.0), Some(5.0)));
+    let (cost, cpa, roas) = row("search", "brand");
+    assert_eq!((cost, cpa), (Some(30.0), Some(60.0)));
+    assert_close(roas.unwrap(), 50.0 / 30.0, "ROAS of search/brand");
+    // `generic` has cost but no touch: reported with its campaign; the channel's cost is all of it.
+    assert_eq!(
+        result["spend"]["unmatched_cost"],
+        json!([{ "channel": "tv", "cost": 8.0, "rows": 1 }, { "channel": "search", "campaign": "generic", "cost": 5.0, "rows": 1 }])
+    );
+    let search = result["models"]["linear"]["channels"].as_array().unwrap().iter().find(|c| c["channel"] == "search");
+    assert_eq!(search.unwrap()["cost"], 45.0);
+
+    let breakdown = std::fs::read_to_string(tables.join("breakdown.csv")).unwrap();
+    let lines: Vec<&str> = breakdown.lines().collect();
+    assert_eq!(lines[0], "model,channel,campaign,conversions,value,cost,cpa,roas");
+    assert!(lines.contains(&"linear,email,spring,0.5,50,20,40,2.5"), "{breakdown}");
+    assert!(lines.contains(&"linear,search,(none),1,50,10,10,5"), "{breakdown}");
+    let unmatched = std::fs::read_to_string(tables.join("unmatched_cost.csv")).unwrap();
+    assert_eq!(unmatched, "channel,campaign,cost,rows\ntv,,8,1\nsearch,generic,5,1\n");
+
+    let output = attribute(&events, &["--models", "linear", "--breakdown", "campaign", "--spend", costs, "--table"]);
+    assert!(output.status.success());
+    let text = String::from_utf8(output.stdout).unwrap();
+    let cpa = text.split("CPA (cost per credited conversion) by channel and campaign").nth(1).expect(&text);
+    let words = |line: &str| line.split_whitespace().map(str::to_owned).collect::<Vec<_>>();
+    assert!(cpa.lines().any(|l| words(l) == ["search", "(none)", "10.00", "10.00"]), "{text}");
+    let roas = text.split("ROAS (credited value per cost) by channel and campaign").nth(1).expect(&text);
+    assert!(roas.lines().any(|l| words(l) == ["email", "spring", "20.00", "2.50"]), "{text}");
+    assert!(text.contains("generic"), "{text}");
+
+    // By the campaign column's alias too (`utm_campaign` names the same column here).
+    let events_utm =
+        write(dir.path(), "utm.csv", std::fs::read_to_string(&events).unwrap().replacen("campaign", "utm_campaign", 1));
+    let aliased = attribute_json(&events_utm, &["--models", "linear", "--breakdown", "utm_campaign", "--spend", costs]);
+    let rows = aliased["models"]["linear"]["breakdown"].as_array().unwrap();
+    assert!(rows.iter().any(|r| r["utm_campaign"] == "spring" && r["cost"] == 20.0), "{rows:?}");
 }
 
 /// `result` without its breakdown: the rows of every model (of periods and windows too) and

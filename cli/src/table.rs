@@ -7,6 +7,7 @@
 
 use std::fmt::Write;
 
+use mta_core::breakdown::BreakdownRow;
 use mta_core::result::ModelResult;
 use mta_core::spend::SpendSummary;
 use mta_core::{AttributionResult, ModelId};
@@ -156,12 +157,47 @@ fn breakdown(out: &mut String, result: &AttributionResult, ranking: &ModelResult
         table.push(line);
     }
     align(out, &table);
-    if rows.len() > MAX_BREAKDOWN_ROWS {
-        let _ = writeln!(
-            out,
-            "... and {} more rows (all of them: --csv-dir, table breakdown)",
-            rows.len() - MAX_BREAKDOWN_ROWS
-        );
+    let more = |out: &mut String| {
+        if rows.len() > MAX_BREAKDOWN_ROWS {
+            let _ = writeln!(
+                out,
+                "... and {} more rows (all of them: --csv-dir, table breakdown)",
+                rows.len() - MAX_BREAKDOWN_ROWS
+            );
+        }
+    };
+    more(out);
+    if !result.has_campaign_cost() {
+        return;
+    }
+    // Cost per campaign: the row's cost, and each model's CPA and ROAS (`-` where undefined).
+    type Ratio = fn(&BreakdownRow) -> Option<f64>;
+    let ratios: [(&str, Ratio); 2] = [
+        ("CPA (cost per credited conversion)", |r| r.cpa.flatten()),
+        ("ROAS (credited value per cost)", |r| r.roas.flatten()),
+    ];
+    for (title, ratio) in ratios {
+        let _ = writeln!(out, "\n{title} by channel and {}", names.join(" and "));
+        let mut header = vec!["channel".to_owned()];
+        header.extend(names.iter().cloned());
+        header.push("cost".to_owned());
+        header.extend(result.models.iter().map(|m| short_name(m.model.as_str()).to_owned()));
+        let by_key: Vec<std::collections::HashMap<RowKey<'_>, &BreakdownRow>> = result
+            .models
+            .iter()
+            .map(|m| m.breakdown.iter().flatten().map(|r| ((r.channel.as_str(), r.values.as_slice()), r)).collect())
+            .collect();
+        let mut table = vec![header];
+        for row in rows.iter().take(MAX_BREAKDOWN_ROWS) {
+            let mut line = vec![row.channel.clone()];
+            line.extend(row.values.iter().map(|(_, v)| v.clone()));
+            line.push(row.cost.flatten().map_or("-".to_owned(), num));
+            let key = (row.channel.as_str(), row.values.as_slice());
+            line.extend(by_key.iter().map(|rows| rows.get(&key).and_then(|r| ratio(r)).map_or("-".to_owned(), num)));
+            table.push(line);
+        }
+        align(out, &table);
+        more(out);
     }
 }
 
@@ -284,10 +320,25 @@ fn render_spend(out: &mut String, result: &AttributionResult, spend: &SpendSumma
         align(out, &rows);
     }
     if !spend.unmatched_cost.is_empty() {
-        let _ = writeln!(out, "\ncost of channels no journey mentions (unmatched_cost)");
-        let mut rows = vec![vec!["channel".to_owned(), "cost".to_owned(), "rows".to_owned()]];
+        let campaigns = result.has_campaign_cost();
+        let _ = writeln!(
+            out,
+            "\ncost of channels no journey mentions{} (unmatched_cost)",
+            if campaigns { " and of campaigns no breakdown row has" } else { "" }
+        );
+        let mut header = vec!["channel".to_owned()];
+        if campaigns {
+            header.push("campaign".to_owned());
+        }
+        header.extend(["cost".to_owned(), "rows".to_owned()]);
+        let mut rows = vec![header];
         for u in &spend.unmatched_cost {
-            rows.push(vec![u.channel.clone(), num(u.cost), u.rows.to_string()]);
+            let mut row = vec![u.channel.clone()];
+            if campaigns {
+                row.push(u.campaign.clone().unwrap_or_else(|| "-".to_owned()));
+            }
+            row.extend([num(u.cost), u.rows.to_string()]);
+            rows.push(row);
         }
         align(out, &rows);
     }

@@ -275,6 +275,9 @@ impl BreakdownSums {
                         .collect(),
                     conversions,
                     value,
+                    cost: None,
+                    cpa: None,
+                    roas: None,
                 }
             })
             .collect()
@@ -349,6 +352,12 @@ pub struct BreakdownRow {
     pub values: Vec<(String, String)>,
     pub conversions: f64,
     pub value: f64,
+    /// With a cost table and a breakdown by campaign alone: the cost of the row's (channel,
+    /// campaign), its CPA and ROAS, each `Some(None)` (`null`) where undefined, as a
+    /// channel's (`AttributionResult::add_spend`). Absent otherwise.
+    pub cost: Option<Option<f64>>,
+    pub cpa: Option<Option<f64>>,
+    pub roas: Option<Option<f64>>,
 }
 
 impl BreakdownRow {
@@ -360,13 +369,20 @@ impl BreakdownRow {
 
 impl Serialize for BreakdownRow {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut map = serializer.serialize_map(Some(self.values.len() + 3))?;
+        let spend = [("cost", self.cost), ("cpa", self.cpa), ("roas", self.roas)];
+        let present = spend.iter().filter(|(_, v)| v.is_some()).count();
+        let mut map = serializer.serialize_map(Some(self.values.len() + 3 + present))?;
         map.serialize_entry("channel", &self.channel)?;
         for (name, value) in &self.values {
             map.serialize_entry(name, value)?;
         }
         map.serialize_entry("conversions", &self.conversions)?;
         map.serialize_entry("value", &self.value)?;
+        for (name, figure) in spend {
+            if let Some(figure) = figure {
+                map.serialize_entry(name, &figure)?;
+            }
+        }
         map.end()
     }
 }
@@ -382,11 +398,15 @@ impl<'de> Deserialize<'de> for BreakdownRow {
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
                 use serde::de::Error;
                 let (mut channel, mut conversions, mut value, mut values) = (None, None, None, Vec::new());
+                let (mut cost, mut cpa, mut roas) = (None, None, None);
                 while let Some(key) = map.next_key::<String>()? {
                     match key.as_str() {
                         "channel" => channel = Some(map.next_value::<String>()?),
                         "conversions" => conversions = Some(map.next_value::<f64>()?),
                         "value" => value = Some(map.next_value::<f64>()?),
+                        "cost" => cost = Some(map.next_value::<Option<f64>>()?),
+                        "cpa" => cpa = Some(map.next_value::<Option<f64>>()?),
+                        "roas" => roas = Some(map.next_value::<Option<f64>>()?),
                         _ => values.push((key, map.next_value::<String>()?)),
                     }
                 }
@@ -395,6 +415,9 @@ impl<'de> Deserialize<'de> for BreakdownRow {
                     values,
                     conversions: conversions.ok_or_else(|| A::Error::missing_field("conversions"))?,
                     value: value.ok_or_else(|| A::Error::missing_field("value"))?,
+                    cost,
+                    cpa,
+                    roas,
                 })
             }
         }
@@ -416,6 +439,13 @@ pub struct BreakdownRowSchema {
     pub values: std::collections::BTreeMap<String, String>,
     pub conversions: f64,
     pub value: f64,
+    /// With a cost table and a breakdown by campaign alone (docs/user-guide.md, "Spend"):
+    /// the cost of the row's (channel, campaign), `null` when no cost row names it.
+    pub cost: Option<f64>,
+    /// Cost per credited conversion (`null` without cost or conversions).
+    pub cpa: Option<f64>,
+    /// Credited value per unit of cost (`null` without cost or at cost 0).
+    pub roas: Option<f64>,
 }
 
 #[cfg(test)]
@@ -429,12 +459,20 @@ mod tests {
             values: vec![("campaign".into(), "spring".into()), ("ad_group".into(), NO_VALUE.into())],
             conversions: 1.5,
             value: 20.0,
+            cost: None,
+            cpa: None,
+            roas: None,
         };
         let json = serde_json::to_string(&row).unwrap();
         assert_eq!(
             json,
             r#"{"channel":"email","campaign":"spring","ad_group":"(none)","conversions":1.5,"value":20.0}"#
         );
+        assert_eq!(serde_json::from_str::<BreakdownRow>(&json).unwrap(), row);
+        // With campaign cost: the three figures last, `null` kept.
+        let row = BreakdownRow { cost: Some(Some(10.0)), cpa: Some(Some(4.0)), roas: Some(None), ..row };
+        let json = serde_json::to_string(&row).unwrap();
+        assert!(json.ends_with(r#""value":20.0,"cost":10.0,"cpa":4.0,"roas":null}"#), "{json}");
         assert_eq!(serde_json::from_str::<BreakdownRow>(&json).unwrap(), row);
     }
 

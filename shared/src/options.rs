@@ -590,7 +590,8 @@ pub const MAX_BREAKDOWN_LEVELS: usize = 2;
 const MAX_BREAKDOWN_NAME_BYTES: usize = 1024;
 
 /// Names a breakdown column may not have: they are the other fields of its rows and tables.
-const RESERVED_BREAKDOWN_NAMES: [&str; 6] = ["channel", "conversions", "value", "model", "period", "share"];
+const RESERVED_BREAKDOWN_NAMES: [&str; 9] =
+    ["channel", "conversions", "value", "model", "period", "share", "cost", "cpa", "roas"];
 
 /// The breakdown columns, trimmed: at most two, distinct, none of the reserved names.
 fn validate_breakdown(names: &[String], kind: InputKind) -> Result<Vec<String>, AttributionError> {

@@ -2,6 +2,7 @@
 //! [`Partial`], and its tidy CSV table. The same type is written by the reducer and read back
 //! by every reader (the API's JSON and CSV, webhooks, the command line's tables).
 
+use std::collections::BTreeSet;
 use std::fmt;
 
 use serde::de::{MapAccess, Visitor};
@@ -204,10 +205,42 @@ impl ChannelCredit {
     /// Joins `cost` (`None`: no cost row names the channel) to the credit: cost, CPA, ROAS.
     /// A ratio beyond the range of `f64` is `null`, as an undefined one.
     pub fn set_cost(&mut self, cost: Option<f64>) {
-        let finite = |x: f64| x.is_finite().then_some(x);
-        self.cost = Some(cost);
-        self.cpa = Some(cost.filter(|_| self.conversions > 0.0).and_then(|c| finite(c / self.conversions)));
-        self.roas = Some(cost.filter(|&c| c > 0.0).and_then(|c| finite(self.value / c)));
+        let (cpa, roas) = cost_ratios(cost, self.conversions, self.value);
+        (self.cost, self.cpa, self.roas) = (Some(cost), Some(cpa), Some(roas));
+    }
+}
+
+/// CPA (cost / conversions, `None` without cost or conversions) and ROAS (value / cost,
+/// `None` without cost or at cost 0); a ratio beyond the range of `f64` is `None` too.
+fn cost_ratios(cost: Option<f64>, conversions: f64, value: f64) -> (Option<f64>, Option<f64>) {
+    let finite = |x: f64| x.is_finite().then_some(x);
+    let cpa = cost.filter(|_| conversions > 0.0).and_then(|c| finite(c / conversions));
+    let roas = cost.filter(|&c| c > 0.0).and_then(|c| finite(value / c));
+    (cpa, roas)
+}
+
+/// Joins `cost` to a breakdown row as [`ChannelCredit::set_cost`] does to a channel.
+fn set_row_cost(row: &mut BreakdownRow, cost: Option<f64>) {
+    let (cpa, roas) = cost_ratios(cost, row.conversions, row.value);
+    (row.cost, row.cpa, row.roas) = (Some(cost), Some(cpa), Some(roas));
+}
+
+/// Whether a breakdown is by the campaign alone: one column, `campaign` or one of the names
+/// a campaign column is found by (`utm_campaign`, `campaign_name`, ...; any case), the
+/// column a cost table's campaigns are found by too.
+pub fn breaks_down_by_campaign(breakdown: &[String]) -> bool {
+    match breakdown {
+        [name] => crate::ingest::Canonical::Campaign.aliases().iter().any(|a| a.eq_ignore_ascii_case(name.trim())),
+        _ => false,
+    }
+}
+
+impl AttributionResult {
+    /// Whether cost is joined per campaign: a cost table that names campaigns and a
+    /// breakdown by the campaign alone ([`breaks_down_by_campaign`]); the breakdown rows
+    /// then carry cost, CPA and ROAS.
+    pub fn has_campaign_cost(&self) -> bool {
+        self.spend.as_ref().is_some_and(|s| s.campaigns > 0) && breaks_down_by_campaign(&self.options.breakdown)
     }
 }
 
@@ -313,7 +346,7 @@ impl AttributionResult {
     pub fn add_spend(&mut self, costs: &CostTable) {
         let zone = self.options.timezone;
         let whole = costs.by_channel();
-        let known: std::collections::BTreeSet<String> =
+        let known: BTreeSet<String> =
             self.models.iter().flat_map(|m| m.channels.iter().map(|c| c.channel.clone())).collect();
         for model in &mut self.models {
             for credit in &mut model.channels {
@@ -353,9 +386,19 @@ impl AttributionResult {
         let mut unmatched_cost: Vec<UnmatchedCost> = whole
             .iter()
             .filter(|(channel, _)| !known.contains(**channel))
-            .map(|(channel, c)| UnmatchedCost { channel: (*channel).to_owned(), cost: c.cost, rows: c.rows })
+            .map(|(channel, c)| UnmatchedCost {
+                channel: (*channel).to_owned(),
+                campaign: None,
+                cost: c.cost,
+                rows: c.rows,
+            })
             .collect();
-        unmatched_cost.sort_by(|a, b| b.cost.total_cmp(&a.cost).then_with(|| a.channel.cmp(&b.channel)));
+        if !costs.campaigns.is_empty() && breaks_down_by_campaign(&self.options.breakdown) {
+            unmatched_cost.extend(self.add_campaign_cost(costs, &known));
+        }
+        unmatched_cost.sort_by(|a, b| {
+            b.cost.total_cmp(&a.cost).then_with(|| (&a.channel, &a.campaign).cmp(&(&b.channel, &b.campaign)))
+        });
         let matched_cost = whole.iter().filter(|(channel, _)| known.contains(**channel)).map(|(_, c)| c.cost).sum();
         let (first, last) = costs.date_range(zone).unwrap_or_default();
         self.spend = Some(SpendSummary {
@@ -368,6 +411,77 @@ impl AttributionResult {
             unmatched_cost,
             cost_outside_periods,
         });
+    }
+}
+
+impl AttributionResult {
+    /// Joins the cost of each (channel, campaign) to the breakdown rows (by campaign alone)
+    /// of every model, and of every period with cost dated in it (a (channel, campaign) with
+    /// rows in the whole file and cost in a period where it has none gets a row of its own
+    /// there, with no credit); answers the cost of the (channel, campaign)s of channels the
+    /// events mention (`known`) that no row has.
+    fn add_campaign_cost(&mut self, costs: &CostTable, known: &BTreeSet<String>) -> Vec<UnmatchedCost> {
+        let whole = costs.by_campaign();
+        let rows: BTreeSet<(String, String)> = self
+            .models
+            .iter()
+            .flat_map(|m| m.breakdown.iter().flatten())
+            .map(|r| (r.channel.clone(), r.values[0].1.clone()))
+            .collect();
+        for row in self.models.iter_mut().flat_map(|m| m.breakdown.iter_mut().flatten()) {
+            set_row_cost(row, whole.get(&(row.channel.as_str(), row.values[0].1.as_str())).map(|c| c.cost));
+        }
+        if let Some(period) = self.options.period {
+            let mut by_period = costs.by_period_and_campaign(period, self.options.timezone);
+            let column = &self.options.breakdown[0];
+            for entry in &mut self.periods {
+                let costs = by_period.remove(&entry.period).unwrap_or_default();
+                for model in &mut entry.models {
+                    let Some(breakdown) = &mut model.breakdown else { continue };
+                    for row in breakdown.iter_mut() {
+                        set_row_cost(row, costs.get(&(row.channel.as_str(), row.values[0].1.as_str())).copied());
+                    }
+                    let had: BTreeSet<(&str, &str)> =
+                        breakdown.iter().map(|r| (r.channel.as_str(), r.values[0].1.as_str())).collect();
+                    let added: Vec<BreakdownRow> = costs
+                        .iter()
+                        .filter(|&(&(channel, campaign), _)| {
+                            !had.contains(&(channel, campaign))
+                                && rows.contains(&(channel.to_owned(), campaign.to_owned()))
+                        })
+                        .map(|(&(channel, campaign), &cost)| {
+                            let mut row = BreakdownRow {
+                                channel: channel.to_owned(),
+                                values: vec![(column.clone(), campaign.to_owned())],
+                                conversions: 0.0,
+                                value: 0.0,
+                                cost: None,
+                                cpa: None,
+                                roas: None,
+                            };
+                            set_row_cost(&mut row, Some(cost));
+                            row
+                        })
+                        .collect();
+                    if !added.is_empty() {
+                        breakdown.extend(added);
+                        *breakdown = sorted_rows(std::mem::take(breakdown), &model.channels);
+                    }
+                }
+            }
+        }
+        whole
+            .iter()
+            .filter(|&(&(channel, campaign), _)| {
+                known.contains(channel) && !rows.contains(&(channel.to_owned(), campaign.to_owned()))
+            })
+            .map(|(&(channel, campaign), c)| UnmatchedCost {
+                channel: channel.to_owned(),
+                campaign: Some(campaign.to_owned()),
+                cost: c.cost,
+                rows: c.rows,
+            })
+            .collect()
     }
 }
 
@@ -738,7 +852,8 @@ pub enum Table {
     Breakdown,
     /// With `breakdown` and `period`: the same per period, oldest first.
     PeriodBreakdown,
-    /// With a cost table: `channel,cost,rows` of the channels no journey mentions.
+    /// With a cost table: `channel,cost,rows` of the channels no journey mentions (with
+    /// campaign cost `channel,campaign,cost,rows`, the campaigns no breakdown row has too).
     UnmatchedCost,
     /// One row per model × channel × lookback window: [`windows_csv`].
     Windows,
@@ -871,9 +986,17 @@ impl Table {
                 out
             }
             Table::UnmatchedCost => {
-                let mut out = String::from("channel,cost,rows\n");
+                // With campaign cost, a `campaign` column (empty for a channel no journey mentions).
+                let campaigns = result.has_campaign_cost();
+                let mut out =
+                    String::from(if campaigns { "channel,campaign,cost,rows\n" } else { "channel,cost,rows\n" });
                 for u in result.spend.iter().flat_map(|s| &s.unmatched_cost) {
-                    out.push_str(&format!("{},{},{}\n", csv_field(&u.channel), u.cost, u.rows));
+                    out.push_str(&csv_field(&u.channel));
+                    if campaigns {
+                        out.push(',');
+                        out.push_str(&csv_field(u.campaign.as_deref().unwrap_or_default()));
+                    }
+                    out.push_str(&format!(",{},{}\n", u.cost, u.rows));
                 }
                 out
             }
@@ -930,7 +1053,8 @@ pub fn periods_csv(result: &AttributionResult) -> String {
 }
 
 /// The tidy table of credit by breakdown: `model,channel,<breakdown columns>,conversions,value`
-/// (the columns as the job named them), one row per model × channel × breakdown values; with
+/// (the columns as the job named them; then `cost,cpa,roas` with campaign cost, empty where
+/// `null`), one row per model × channel × breakdown values; with
 /// `per_period`, a `period` column first and the rows of every period instead.
 pub fn breakdown_csv(result: &AttributionResult, per_period: bool) -> String {
     let mut out = String::new();
@@ -942,7 +1066,11 @@ pub fn breakdown_csv(result: &AttributionResult, per_period: bool) -> String {
         out.push_str(&csv_field(name));
         out.push(',');
     }
-    out.push_str("conversions,value\n");
+    out.push_str("conversions,value");
+    let spend = result.has_campaign_cost();
+    out.push_str(if spend { SPEND_CSV_COLUMNS } else { "" });
+    out.push('\n');
+    let optional = |v: Option<Option<f64>>| v.flatten().map(|v| v.to_string()).unwrap_or_default();
     let whole = [(None, &result.models)];
     let periods = result.periods.iter().map(|p| (Some(p.period.as_str()), &p.models));
     let tables: Vec<(Option<&str>, &Vec<ModelResult>)> =
@@ -959,7 +1087,12 @@ pub fn breakdown_csv(result: &AttributionResult, per_period: bool) -> String {
                     out.push_str(&csv_field(value));
                     out.push(',');
                 }
-                out.push_str(&format!("{},{}\n", row.conversions, row.value));
+                out.push_str(&format!("{},{}", row.conversions, row.value));
+                if spend {
+                    let [cost, cpa, roas] = [row.cost, row.cpa, row.roas].map(optional);
+                    out.push_str(&format!(",{cost},{cpa},{roas}"));
+                }
+                out.push('\n');
             }
         }
     }

@@ -10,6 +10,7 @@ use std::io::Read;
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
+use crate::breakdown::NO_VALUE;
 use crate::channel_rules::MAX_CHANNEL_NAME_BYTES;
 use crate::chunk::NO_CHANNEL;
 use crate::error::{AttributionError, ErrorCode, MAX_MESSAGE_BYTES, Problem, Problems};
@@ -151,6 +152,38 @@ impl CostTable {
         sums
     }
 
+    /// Cost and rows per (channel, campaign) name, a row without a campaign under
+    /// [`NO_VALUE`] (`(none)`, as a touch without one in a breakdown), in name order.
+    pub fn by_campaign(&self) -> BTreeMap<(&str, &str), ChannelCost> {
+        let mut sums: BTreeMap<(&str, &str), ChannelCost> = BTreeMap::new();
+        for row in &self.rows {
+            let sum = sums.entry(self.campaign_key(row)).or_default();
+            sum.cost += row.cost;
+            sum.rows += 1;
+        }
+        sums
+    }
+
+    /// Cost per period (as [`CostTable::by_period`]) and (channel, campaign) name.
+    pub fn by_period_and_campaign(
+        &self,
+        period: Period,
+        zone: TimeZone,
+    ) -> BTreeMap<String, BTreeMap<(&str, &str), f64>> {
+        let mut by_day: BTreeMap<i32, BTreeMap<(&str, &str), f64>> = BTreeMap::new();
+        for row in &self.rows {
+            let first = period.first_day(row.date.day(zone));
+            *by_day.entry(first).or_default().entry(self.campaign_key(row)).or_default() += row.cost;
+        }
+        by_day.into_iter().map(|(day, pairs)| (Period::label(day), pairs)).collect()
+    }
+
+    /// A row's (channel, campaign) names.
+    fn campaign_key(&self, row: &CostRow) -> (&str, &str) {
+        let campaign = row.campaign.map_or(NO_VALUE, |c| self.campaigns[c as usize].as_str());
+        (self.channels[row.channel as usize].as_str(), campaign)
+    }
+
     /// Cost per period (named by its first day, `2026-01-05`) and channel name: each row
     /// counts in the period of its local day in `zone`.
     pub fn by_period(&self, period: Period, zone: TimeZone) -> BTreeMap<String, BTreeMap<&str, f64>> {
@@ -184,10 +217,14 @@ pub struct SpendSummary {
     /// The first and last day of the cost rows (local days in the job's time zone).
     pub first_date: String,
     pub last_date: String,
-    /// Distinct campaigns of the cost table (their costs are summed to their channel).
+    /// Distinct campaigns of the cost table (summed to their channel; with a breakdown by
+    /// campaign also joined to its rows).
     pub campaigns: usize,
     /// Cost of channels no journey's touches mention, per channel, highest first: never
-    /// dropped silently (a name spelt differently in the two files ends up here).
+    /// dropped silently (a name spelt differently in the two files ends up here). With a
+    /// breakdown by campaign, also the cost of each (channel, campaign) of a channel the
+    /// events mention that no breakdown row has (`campaign` set; that cost still counts in
+    /// the channel's cost and in `matched_cost`).
     pub unmatched_cost: Vec<UnmatchedCost>,
     /// With `period`: cost of matched channels dated in periods that hold no journey, so no
     /// period row shows it (it counts in the whole file's figures).
@@ -195,11 +232,17 @@ pub struct SpendSummary {
     pub cost_outside_periods: Vec<PeriodCost>,
 }
 
-/// The cost of a channel that no journey mentions.
+/// The cost of a channel that no journey mentions, or (with `campaign`) of a campaign of a
+/// channel that no breakdown row has.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct UnmatchedCost {
     pub channel: String,
+    /// With a breakdown by campaign: the campaign no breakdown row of the channel has
+    /// (`(none)`: the channel's cost rows without a campaign, when no touch of it lacks one).
+    /// Absent for a channel no journey mentions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub campaign: Option<String>,
     pub cost: f64,
     /// Cost rows of this channel.
     pub rows: u64,

@@ -435,3 +435,157 @@ fn more_distinct_values_than_the_limit_are_refused_naming_it() {
     let limits = Limits { max_channels: 1, ..Limits::default() };
     assert!(read_keyed(csv.as_bytes(), &["campaign"], limits).is_ok());
 }
+
+/// Cost per campaign (docs/user-guide.md, "Spend"): joined to the rows of a breakdown by the
+/// campaign alone, by (channel, campaign); a cost row without a campaign is `(none)`'s.
+const CAMPAIGN_COSTS: &str = "date,channel,campaign,cost
+2023-11-13,email,spring,50
+2023-11-14,email,summer,20
+2023-11-14,search,brand,30
+2023-11-14,search,,10
+2023-11-14,email,winter,5
+2023-11-14,tv,x,7
+";
+
+/// (cost, cpa, roas) of a model's row (channel, campaign); `None` where `null`.
+fn row_spend(model: &ModelResult, channel: &str, campaign: &str) -> (Option<f64>, Option<f64>, Option<f64>) {
+    let row = model.breakdown.iter().flatten().find(|r| r.channel == channel && r.values[0].1 == campaign);
+    let row = row.unwrap_or_else(|| panic!("{}: no row {channel}/{campaign}", model.model));
+    let field = |f: Option<Option<f64>>| f.expect("with campaign cost the field is present");
+    (field(row.cost), field(row.cpa), field(row.roas))
+}
+
+#[track_caller]
+fn assert_row_spend(model: &ModelResult, channel: &str, campaign: &str, want: (Option<f64>, Option<f64>, Option<f64>)) {
+    let got = row_spend(model, channel, campaign);
+    let same = |g: Option<f64>, w: Option<f64>| match (g, w) {
+        (Some(g), Some(w)) => close(g, w, 1e-12),
+        (None, None) => true,
+        _ => false,
+    };
+    assert!(
+        same(got.0, want.0) && same(got.1, want.1) && same(got.2, want.2),
+        "{} {channel}/{campaign}: got {got:?}, want {want:?}",
+        model.model
+    );
+}
+
+#[test]
+fn cost_cpa_and_roas_per_campaign_by_hand() {
+    let costs = mta_core::spend::CostTable::read_csv(CAMPAIGN_COSTS.as_bytes(), &Default::default()).unwrap();
+    let mut result = attribute_events(&campaigns().chunk(), &breakdown_options(&["last_touch", "linear"]));
+    result.add_spend(&costs);
+    assert!(result.has_campaign_cost());
+    // linear: u1 (100) thirds to email/spring, search/brand, email/summer; u2 (50) halves to
+    // email/spring, search/(none). So email/spring 5/6 (100/3 + 25), email/summer 1/3 (100/3),
+    // search/brand 1/3 (100/3), search/(none) 1/2 (25), display/x 0.
+    let linear = model(&result, ModelId::Linear);
+    assert_row_spend(linear, "email", "spring", (Some(50.0), Some(60.0), Some((100.0 / 3.0 + 25.0) / 50.0)));
+    assert_row_spend(linear, "email", "summer", (Some(20.0), Some(60.0), Some(100.0 / 3.0 / 20.0)));
+    assert_row_spend(linear, "search", "brand", (Some(30.0), Some(90.0), Some(100.0 / 3.0 / 30.0)));
+    assert_row_spend(linear, "search", "(none)", (Some(10.0), Some(20.0), Some(2.5)));
+    assert_row_spend(linear, "display", "x", (None, None, None));
+    // last touch: email/summer 1 (100), search/(none) 1 (50); email/spring has cost, no credit.
+    let last = model(&result, ModelId::LastTouch);
+    assert_row_spend(last, "email", "summer", (Some(20.0), Some(20.0), Some(5.0)));
+    assert_row_spend(last, "email", "spring", (Some(50.0), None, Some(0.0)));
+    assert_row_spend(last, "search", "(none)", (Some(10.0), Some(10.0), Some(5.0)));
+    // The channel's cost is every campaign's; its rows have all but `winter`'s, which no
+    // touch names: reported with its campaign, beside the channel no journey mentions.
+    assert_eq!(linear.channel("email").unwrap().cost, Some(Some(75.0)));
+    let spend = result.spend.as_ref().unwrap();
+    let unmatched: Vec<(&str, Option<&str>, f64, u64)> =
+        spend.unmatched_cost.iter().map(|u| (u.channel.as_str(), u.campaign.as_deref(), u.cost, u.rows)).collect();
+    assert_eq!(unmatched, [("tv", None, 7.0, 1), ("email", Some("winter"), 5.0, 1)]);
+    assert_close(spend.matched_cost, 115.0, 1e-12);
+    for m in &result.models {
+        for channel in &m.channels {
+            let rows: f64 = m
+                .breakdown
+                .iter()
+                .flatten()
+                .filter(|r| r.channel == channel.channel)
+                .filter_map(|r| r.cost.flatten())
+                .sum();
+            let missed: f64 =
+                spend.unmatched_cost.iter().filter(|u| u.channel == channel.channel).map(|u| u.cost).sum();
+            assert_close(rows + missed, channel.cost.flatten().unwrap_or(0.0), 1e-12);
+        }
+    }
+
+    // JSON: the figures after `value`, `null` kept, read back the same.
+    let json = serde_json::to_value(&result).unwrap();
+    let display = &json["models"]["linear"]["breakdown"].as_array().unwrap().iter().find(|r| r["channel"] == "display");
+    assert_eq!(display.unwrap()["cost"], serde_json::Value::Null);
+    assert_eq!(json["spend"]["unmatched_cost"][1]["campaign"], "winter");
+    assert!(json["spend"]["unmatched_cost"][0].get("campaign").is_none());
+    assert_eq!(serde_json::from_value::<AttributionResult>(json).unwrap(), result);
+
+    // Tables: the breakdown gains cost, cpa, roas; the unmatched cost a campaign column.
+    let csv = Table::Breakdown.csv(&result);
+    assert!(csv.starts_with("model,channel,campaign,conversions,value,cost,cpa,roas\n"), "{csv}");
+    assert!(csv.contains("last_touch,email,summer,1,100,20,20,5\n"), "{csv}");
+    assert!(csv.contains("linear,display,x,0,0,,,\n"), "{csv}");
+    assert_eq!(Table::UnmatchedCost.csv(&result), "channel,campaign,cost,rows\ntv,,7,1\nemail,winter,5,1\n");
+
+    // Another column, or two levels: cost stays per channel and the rows carry none.
+    for breakdown in [vec!["medium".to_owned()], vec!["campaign".to_owned(), "ad_group".to_owned()]] {
+        let options = event_options(OptionsSpec { breakdown: Some(breakdown.clone()), ..only(&["linear"]) });
+        let mut other = attribute_events(&campaigns().chunk(), &options);
+        other.add_spend(&costs);
+        assert!(!other.has_campaign_cost(), "{breakdown:?}");
+        assert!(model(&other, ModelId::Linear).breakdown.iter().flatten().all(|r| r.cost.is_none()));
+        assert_eq!(other.spend.as_ref().unwrap().unmatched_cost.len(), 1, "{breakdown:?}");
+        assert!(Table::Breakdown.csv(&other).lines().next().unwrap().ends_with(",conversions,value"));
+    }
+    // The campaign column by an alias of it.
+    let options = event_options(OptionsSpec { breakdown: Some(vec!["utm_campaign".into()]), ..only(&["linear"]) });
+    let mut aliased = attribute_events(&campaigns().chunk(), &options);
+    aliased.add_spend(&costs);
+    assert_row_spend(model(&aliased, ModelId::Linear), "search", "(none)", (Some(10.0), Some(20.0), Some(2.5)));
+}
+
+#[test]
+fn campaign_cost_counts_in_the_period_of_its_date() {
+    // Days: the conversions on 2023-11-14, u3's null journey on 2023-11-13 (its last touch).
+    let spec = OptionsSpec {
+        period: Some(mta_core::period::Period::Day),
+        breakdown: Some(vec!["campaign".into()]),
+        ..only(&["linear"])
+    };
+    let costs = mta_core::spend::CostTable::read_csv(CAMPAIGN_COSTS.as_bytes(), &Default::default()).unwrap();
+    let mut result = attribute_events(&campaigns().chunk(), &event_options(spec));
+    result.add_spend(&costs);
+    let days: Vec<&str> = result.periods.iter().map(|p| p.period.as_str()).collect();
+    assert_eq!(days, ["2023-11-13", "2023-11-14"]);
+    let first = model_in(&result.periods[0].models, ModelId::Linear);
+    // email/spring has no touch in that day's journeys but cost dated then: a row of its own.
+    assert_row_spend(first, "email", "spring", (Some(50.0), None, Some(0.0)));
+    assert_row_spend(first, "search", "brand", (None, None, None));
+    let second = model_in(&result.periods[1].models, ModelId::Linear);
+    assert_row_spend(second, "email", "spring", (None, None, None));
+    assert_row_spend(second, "email", "summer", (Some(20.0), Some(60.0), Some(100.0 / 3.0 / 20.0)));
+    assert_row_spend(second, "search", "(none)", (Some(10.0), Some(20.0), Some(2.5)));
+    // Per channel, the period rows' cost adds up to the period's channel cost.
+    for period in &result.periods {
+        let m = model_in(&period.models, ModelId::Linear);
+        for channel in &m.channels {
+            let rows: f64 = m
+                .breakdown
+                .iter()
+                .flatten()
+                .filter(|r| r.channel == channel.channel)
+                .filter_map(|r| r.cost.flatten())
+                .sum();
+            let winter = if channel.channel == "email" && period.period == "2023-11-14" { 5.0 } else { 0.0 };
+            assert_close(rows + winter, channel.cost.flatten().unwrap_or(0.0), 1e-12);
+        }
+    }
+    let csv = Table::PeriodBreakdown.csv(&result);
+    assert!(csv.starts_with("period,model,channel,campaign,conversions,value,cost,cpa,roas\n"), "{csv}");
+    assert!(csv.contains("2023-11-13,linear,email,spring,0,0,50,,0\n"), "{csv}");
+}
+
+fn model_in(models: &[ModelResult], id: ModelId) -> &ModelResult {
+    models.iter().find(|m| m.model == id).unwrap()
+}

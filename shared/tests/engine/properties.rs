@@ -20,7 +20,7 @@ use crate::helpers::*;
 const CHANNELS: [&str; 6] = ["search", "Direct", "email", "social", "display", "affiliate"];
 
 /// A cost table over the rows' 60 days (from T0, 2023-11-14), an instant among the days,
-/// and `tv`, which no row mentions.
+/// and `tv`, which no row mentions; campaigns of [`with_campaigns`] and others.
 const COSTS: &str = "date,channel,campaign,cost
 2023-11-14,search,a,10
 2023-11-20,email,,7.5
@@ -29,6 +29,9 @@ const COSTS: &str = "date,channel,campaign,cost
 2023-11-16T23:30:00Z,social,,2
 2023-11-15,tv,,100
 2023-11-17,Direct,,0
+2023-11-25,email,spring,6
+2023-12-10,search,summer,2.5
+2023-12-11,search,,1
 ";
 
 fn costs() -> mta_core::spend::CostTable {
@@ -222,8 +225,8 @@ fn tree(parts: &[Partial]) -> Partial {
     merged
 }
 
-/// A model's breakdown rows: (channel, values) → (conversions, value).
-type BreakdownNumbers = BTreeMap<(String, Vec<(String, String)>), (f64, f64)>;
+/// A model's breakdown rows: (channel, values) → (conversions, value, [cost, cpa, roas]).
+type BreakdownNumbers = BTreeMap<(String, Vec<(String, String)>), (f64, f64, [Option<Option<f64>>; 3])>;
 
 type ChannelNumbers = BTreeMap<String, (f64, f64, Option<f64>, Option<f64>)>;
 
@@ -329,7 +332,7 @@ fn check_same(what: &str, got: &AttributionResult, want: &AttributionResult) -> 
     }
     if let (Some(g), Some(w)) = (&got.spend, &want.spend) {
         let unmatched = |s: &mta_core::spend::SpendSummary| {
-            s.unmatched_cost.iter().map(|u| (u.channel.clone(), u.rows)).collect::<Vec<_>>()
+            s.unmatched_cost.iter().map(|u| (u.channel.clone(), u.campaign.clone(), u.rows)).collect::<Vec<_>>()
         };
         prop_assert_eq!(unmatched(g), unmatched(w), "{}: unmatched cost", what);
         let outside = |s: &mta_core::spend::SpendSummary| {
@@ -363,14 +366,24 @@ fn check_same(what: &str, got: &AttributionResult, want: &AttributionResult) -> 
                 .and_then(|m| m.breakdown.as_ref())
                 .into_iter()
                 .flatten()
-                .map(|row| ((row.channel.clone(), row.values.clone()), (row.conversions, row.value)))
+                .map(|row| {
+                    let spend = [row.cost, row.cpa, row.roas];
+                    ((row.channel.clone(), row.values.clone()), (row.conversions, row.value, spend))
+                })
                 .collect()
         };
         let (g, w) = (rows(got), rows(want));
         prop_assert_eq!(g.keys().collect::<Vec<_>>(), w.keys().collect::<Vec<_>>(), "{}: {} breakdown", what, m.model);
-        for (key, &(conversions, value)) in &w {
+        for (key, &(conversions, value, spend)) in &w {
             check_close(&format!("{what}: {} breakdown {key:?}", m.model), g[key].0, conversions)?;
             check_close(&format!("{what}: {} breakdown {key:?} value", m.model), g[key].1, value)?;
+            // Cost per campaign: `null` in the same places, else the same numbers.
+            for (field, (a, b)) in ["cost", "cpa", "roas"].iter().zip(g[key].2.iter().zip(spend)) {
+                let present = |x: &Option<Option<f64>>| x.map(|x| x.is_some());
+                prop_assert_eq!(present(a), present(&b), "{}: {} breakdown {:?} {}", what, m.model, key, field);
+                let label = format!("{what}: {} breakdown {key:?} {field}", m.model);
+                check_close(&label, a.flatten().unwrap_or(0.0), b.flatten().unwrap_or(0.0))?;
+            }
         }
     }
     prop_assert_eq!(names(got), names(want), "{}: periods", what);
@@ -515,7 +528,29 @@ fn without_breakdown(result: &AttributionResult) -> AttributionResult {
     for m in result.models.iter_mut().chain(periods).chain(windows) {
         m.breakdown = None;
     }
+    // And the cost of campaigns no row has, which only a breakdown by campaign reports.
+    if let Some(spend) = &mut result.spend {
+        spend.unmatched_cost.retain(|u| u.campaign.is_none());
+    }
     result
+}
+
+/// (e): with cost per campaign, each channel's rows' cost and the cost of its campaigns no
+/// row has add up to the channel's cost (whole file).
+fn check_campaign_cost_adds_up(result: &AttributionResult) -> Result<(), TestCaseError> {
+    prop_assert!(result.has_campaign_cost());
+    let spend = result.spend.as_ref().expect("a cost table");
+    for m in &result.models {
+        let rows = m.breakdown.as_deref().unwrap_or_default();
+        prop_assert!(rows.iter().all(|r| r.cost.is_some() && r.cpa.is_some() && r.roas.is_some()));
+        for c in &m.channels {
+            let joined: f64 = rows.iter().filter(|r| r.channel == c.channel).filter_map(|r| r.cost.flatten()).sum();
+            let missed: f64 = spend.unmatched_cost.iter().filter(|u| u.channel == c.channel).map(|u| u.cost).sum();
+            let label = format!("{} {}: campaign cost", m.model, c.channel);
+            check_close(&label, joined + missed, c.cost.flatten().unwrap_or(0.0))?;
+        }
+    }
+    Ok(())
 }
 
 /// (d): with a breakdown, each channel's rows add up to its figure, in every period and
@@ -547,8 +582,12 @@ proptest! {
         // Every model, `shao_li` among them, with the Markov order fixed or `auto` and pair
         // effects on or off (`event_specs`): their counts are of channels, never touch keys.
         prop_assert!(options.wants(ModelId::ShaoLi) && options.wants(ModelId::Markov));
-        let want = attribute_events(&event_chunk(&rows), &options);
+        let mut want = attribute_events(&event_chunk(&rows), &options);
+        // Cost per campaign joined to the rows (the campaigns of `with_campaigns` and others).
+        let costs = costs();
+        want.add_spend(&costs);
         check_breakdown_adds_up(&want)?;
+        check_campaign_cost_adds_up(&want)?;
         // Every reader reads the stored JSON back as the typed result, rows included.
         let json = serde_json::to_string(&want).unwrap();
         let read: AttributionResult = serde_json::from_str(&json).unwrap();
@@ -562,7 +601,8 @@ proptest! {
             .iter()
             .map(|r| Row { channel: r.channel.as_deref().map(|c| touch_key_channel(c).into_owned()), ..r.clone() })
             .collect();
-        let plain = attribute_events(&event_chunk(&plain_rows), &event_options(spec));
+        let mut plain = attribute_events(&event_chunk(&plain_rows), &event_options(spec));
+        plain.add_spend(&costs);
         check_same("a breakdown's channels", &without_breakdown(&want), &plain)?;
         for n in [1u32, 2, 7] {
             let parts: Vec<Partial> = partition(&rows, n)
@@ -573,7 +613,8 @@ proptest! {
             for (grouping, merged) in groupings(&parts, &options) {
                 // Partials travel as JSON between the stages.
                 let merged: Partial = serde_json::from_str(&serde_json::to_string(&merged).unwrap()).unwrap();
-                let got = merged.finish(&options).expect("attribution succeeds");
+                let mut got = merged.finish(&options).expect("attribution succeeds");
+                got.add_spend(&costs);
                 check_same(&format!("{n} chunks with a breakdown, {grouping}"), &got, &want)?;
             }
         }
