@@ -248,15 +248,29 @@ class BreakdownRow:
     values: dict[str, str]
     conversions: float
     value: float
+    #: With a cost table and a breakdown by the campaign alone: the cost of the row's
+    #: (channel, campaign), its cost per credited conversion and credited value per cost;
+    #: ``None`` where undefined (and without cost per campaign).
+    cost: float | None = None
+    cpa: float | None = None
+    roas: float | None = None
 
     @classmethod
     def from_json(cls, value: Mapping[str, Any]) -> BreakdownRow:
-        fixed = ("channel", "conversions", "value")
+        fixed = ("channel", "conversions", "value", "cost", "cpa", "roas")
+
+        def optional(name: str) -> float | None:
+            v = value.get(name)
+            return None if v is None else float(v)
+
         return cls(
             channel=str(value["channel"]),
             values={str(k): str(v) for k, v in value.items() if k not in fixed},
             conversions=float(value["conversions"]),
             value=float(value["value"]),
+            cost=optional("cost"),
+            cpa=optional("cpa"),
+            roas=optional("roas"),
         )
 
 
@@ -382,11 +396,13 @@ class WindowRanks:
 
 @dataclass(frozen=True)
 class UnmatchedCost:
-    """The cost of a channel that no journey of the events mentions."""
+    """The cost of a channel that no journey of the events mentions, or (``campaign`` set, with
+    a breakdown by campaign) of a campaign of a channel that no breakdown row has."""
 
     channel: str
     cost: float
     rows: int
+    campaign: str | None = None
 
 
 @dataclass(frozen=True)
@@ -407,7 +423,7 @@ class Spend:
     matched_cost: float
     first_date: str
     last_date: str
-    #: Distinct campaigns (their cost is summed to their channel).
+    #: Distinct campaigns (summed to their channel; with a breakdown by campaign joined to its rows).
     campaigns: int
     unmatched_cost: list[UnmatchedCost]
     cost_outside_periods: list[PeriodCost] = field(default_factory=list)
@@ -422,7 +438,13 @@ class Spend:
             last_date=str(value["last_date"]),
             campaigns=int(value["campaigns"]),
             unmatched_cost=[
-                UnmatchedCost(str(u["channel"]), float(u["cost"]), int(u["rows"])) for u in value["unmatched_cost"]
+                UnmatchedCost(
+                    str(u["channel"]),
+                    float(u["cost"]),
+                    int(u["rows"]),
+                    None if u.get("campaign") is None else str(u["campaign"]),
+                )
+                for u in value["unmatched_cost"]
             ],
             cost_outside_periods=[
                 PeriodCost(str(p["period"]), float(p["cost"])) for p in value.get("cost_outside_periods", [])
