@@ -308,11 +308,11 @@ function jobSpec() {
   if (models.length < MODELS.length) options.models = models;
   const lookback = lookbackField();
   if (lookback !== undefined) options.lookback_days = lookback;
-  const numbers = [['markov_order', 'Markov order'], ['half_life_days', 'Half-life']];
-  for (const [id, label] of numbers) {
-    const value = numberField(id, label);
-    if (value !== undefined) options[id] = value;
-  }
+  const order = $('markov_order').value;
+  if (order) options.markov_order = order === 'auto' ? 'auto' : Number(order);
+  if ($('markov_pair_effects').checked) options.markov_pair_effects = true;
+  const halfLife = numberField('half_life_days', 'Half-life');
+  if (halfLife !== undefined) options.half_life_days = halfLife;
   const weights = {
     first: numberField('weight_first', 'The first position weight'),
     middle: numberField('weight_middle', 'The middle position weight'),
@@ -633,7 +633,51 @@ function drawCharts() {
       unit: 'Removal effect', id: 'removal',
     });
   }
+  drawOrderSelection(markov?.order_selection);
+  drawPairs(markov?.pairs);
   drawReports(result.reports);
+}
+
+/** `markov_order: auto`: every candidate order's score, the chosen one marked. */
+function drawOrderSelection(selection) {
+  $('order-selection').hidden = !selection;
+  if (!selection) return;
+  const body = $('order-selection-table').tBodies[0];
+  body.replaceChildren(...selection.scores.map((score) => {
+    const chosen = score.order === selection.chosen;
+    const row = element('tr', {
+      'data-order': score.order, 'data-states': score.states, 'data-log-likelihood': score.log_likelihood ?? '',
+      'data-chosen': String(chosen), class: chosen ? 'chosen' : '',
+    });
+    row.append(element('th', { scope: 'row' }, String(score.order)), element('td', { class: 'number' }, count(score.states)),
+      element('td', { class: 'number' }, typeof score.log_likelihood === 'number' ? score.log_likelihood.toFixed(4) : 'not scored'),
+      element('td', {}, chosen ? 'chosen' : ''));
+    return row;
+  }));
+  const note = $('order-selection-note');
+  note.textContent = `order ${selection.chosen}, by the held-out journeys' outcomes (${count(selection.training_journeys)} `
+    + `training, ${count(selection.held_out_journeys)} held-out journeys)`;
+  note.dataset.chosen = selection.chosen;
+}
+
+/** `markov_pair_effects`: the pairs of the top channels, by what removing both loses. */
+function drawPairs(pairs) {
+  $('pairs').hidden = !pairs;
+  if (!pairs) return;
+  const body = $('pairs-table').tBodies[0];
+  body.replaceChildren(...pairs.map((p) => {
+    const row = element('tr', {
+      'data-channel-a': p.channel_a, 'data-channel-b': p.channel_b, 'data-removal-effect': p.removal_effect,
+      'data-removal-effect-value': p.removal_effect_value, 'data-overlap': p.overlap,
+    });
+    const names = element('th', { scope: 'row' });
+    names.textContent = `${p.channel_a} + ${p.channel_b}`;
+    row.append(names, element('td', { class: 'number' }, percent(p.removal_effect)),
+      element('td', { class: 'number' }, percent(p.removal_effect_value)),
+      element('td', { class: 'number' }, percent(p.overlap)));
+    return row;
+  }));
+  $('pairs-note').textContent = `${pairs.length} ${pairs.length === 1 ? 'pair' : 'pairs'} of the top channels`;
 }
 
 /** The journey reports: the two histograms, the positions, the top paths, the transitions. */
@@ -775,6 +819,16 @@ function drawPeriods() {
   $('periods-note').textContent = `${labels.length} periods by the conversion's date (${result.options?.timezone || 'UTC'})`;
 }
 
+/** The figures a cost table adds to a channel or a breakdown row. */
+const SPEND_FIGURES = ['cost', 'cpa', 'roas'];
+
+/** Cost, CPA and ROAS cells (`—` where undefined). */
+function spendCells(row) {
+  const shown = (value, format) => (typeof value === 'number' ? format(value) : '—');
+  return [shown(row.cost, money), shown(row.cpa, money), shown(row.roas, count)]
+    .map((text) => element('td', { class: 'number' }, text));
+}
+
 /** Rows of the breakdown table drawn at most: the CSV has them all. */
 const MAX_BREAKDOWN_ROWS = 2000;
 
@@ -792,8 +846,12 @@ function drawBreakdown() {
   $('download-breakdown').hidden = !rows;
   if (!rows) return;
   const sort = state.breakdownSort || { key: 'conversions', ascending: false };
+  // Cost per campaign (a breakdown by campaign alone with a cost table): cost, CPA, ROAS too.
+  const costs = rows.some((r) => 'cost' in r);
+  const figures = ['conversions', 'value', ...(costs ? SPEND_FIGURES : [])];
   const fields = [['channel', 'Channel', false], ...columns.map((c) => [`value:${c}`, c, false]),
-    ['conversions', 'Conversions', true], ['value', 'Value', true]];
+    ['conversions', 'Conversions', true], ['value', 'Value', true],
+    ...(costs ? [['cost', 'Cost', true], ['cpa', 'CPA', true], ['roas', 'ROAS', true]] : [])];
   $('breakdown-title').textContent = `Credit by channel and ${columns.join(' and ')}`;
   $('breakdown-caption').textContent = `Credit by channel and ${columns.join(' and ')} under ${state.model}`;
   $('breakdown-head').replaceChildren(...fields.map(([key, label, number]) => {
@@ -815,13 +873,17 @@ function drawBreakdown() {
     return node;
   };
   const text = (row, key) => (key === 'channel' ? row.channel : row[key.slice('value:'.length)] ?? '');
+  // Undefined figures (`null`) sort below every number.
+  const figure = (row, key) => (typeof row[key] === 'number' ? row[key] : -Infinity);
   const compare = (a, b, key) => {
-    const order = key === 'conversions' || key === 'value' ? a[key] - b[key] : text(a, key).localeCompare(text(b, key));
+    const difference = figure(a, key) - figure(b, key);
+    const order = figures.includes(key) ? (Number.isNaN(difference) ? 0 : difference)
+      : text(a, key).localeCompare(text(b, key));
     return sort.ascending ? order : -order;
   };
   // Channels keep the model's order unless sorted by name or by a figure.
   const channels = (model.channels || []).filter((c) => rows.some((r) => r.channel === c.channel));
-  if (sort.key === 'channel' || sort.key === 'conversions' || sort.key === 'value') {
+  if (sort.key === 'channel' || figures.includes(sort.key)) {
     channels.sort((a, b) => compare(a, b, sort.key));
   }
   const byChannel = new Map(channels.map((c) => [c.channel, []]));
@@ -849,6 +911,7 @@ function drawBreakdown() {
     name.append(toggle, element('span', { class: 'muted' }, ` · ${own.length} ${own.length === 1 ? 'row' : 'rows'}`));
     head.append(name, element('td', { class: 'number' }, count(channel.conversions)),
       element('td', { class: 'number' }, money(channel.value)));
+    if (costs) head.append(...spendCells(channel));
     body.push(head);
     for (const row of own) {
       if (drawn >= MAX_BREAKDOWN_ROWS) break;
@@ -857,9 +920,11 @@ function drawBreakdown() {
         class: 'breakdown-row', 'data-channel': row.channel, 'data-values': JSON.stringify(columns.map((c) => row[c])),
         'data-conversions': row.conversions, 'data-value': row.value,
       });
+      if (costs) for (const key of SPEND_FIGURES) line.dataset[key] = row[key] ?? '';
       if (!open) line.hidden = true;
       line.append(plain('td', {}, row.channel), ...columns.map((c) => plain('td', {}, row[c])),
         element('td', { class: 'number' }, count(row.conversions)), element('td', { class: 'number' }, money(row.value)));
+      if (costs) line.append(...spendCells(row));
       body.push(line);
     }
   }
@@ -897,8 +962,8 @@ function drawSpend() {
     + `${spend.last_date}; ${money(spend.matched_cost)} on channels of the events`;
   const unmatched = spend.unmatched_cost || [];
   $('spend-unmatched').textContent = unmatched.length
-    ? `Cost of channels no journey mentions (check their names): ${unmatched
-      .map((u) => `${u.channel} ${money(u.cost)}`).join(', ')}.`
+    ? `Cost of channels no journey mentions, or of campaigns no breakdown row has (check their names): ${unmatched
+      .map((u) => `${u.channel}${u.campaign === undefined ? '' : ` / ${u.campaign}`} ${money(u.cost)}`).join(', ')}.`
     : 'Every channel of the cost table is a channel of the events.';
   $('spend-unmatched').dataset.channels = unmatched.map((u) => u.channel).join('\n');
 }
@@ -970,6 +1035,8 @@ function wireResult() {
     save(`/v1/jobs/${job()}/result?format=csv`, `result-${short(state.viewing)}.csv`));
   $('download-periods').addEventListener('click', () =>
     save(`/v1/jobs/${job()}/result?format=csv&table=periods`, `periods-${short(state.viewing)}.csv`));
+  $('download-pairs').addEventListener('click', () =>
+    save(`/v1/jobs/${job()}/result?format=csv&table=markov_pairs`, `markov-pairs-${short(state.viewing)}.csv`));
   $('download-breakdown').addEventListener('click', () =>
     save(`/v1/jobs/${job()}/result?format=csv&table=breakdown`, `breakdown-${short(state.viewing)}.csv`));
   $('download-paths').addEventListener('click', () =>

@@ -198,13 +198,16 @@ async function main() {
     log(`uploaded ${path.basename(sample)} (${size} bytes) through the file input: ${seen.join(' → ')}`);
 
     // An option the service refuses: its message and the field, in words.
-    await page.fill('#markov_order', '9');
+    await page.fill('#half_life_days', '0');
     await page.click('#submit-job');
     await page.waitForSelector('#submit-error:not([hidden])');
     const refusal = await page.innerText('#submit-error');
-    assert.ok(refusal.includes('markov_order') && refusal.includes('between 1 and 4'), refusal);
+    assert.ok(refusal.includes('half_life_days') && refusal.includes('must be a number > 0'), refusal);
     assert.ok(!/[{}]|"error"/.test(refusal), `raw JSON shown: ${refusal}`);
-    await page.fill('#markov_order', '');
+    await page.fill('#half_life_days', '');
+    // The Markov order is picked from 1 to 4 or `auto`, nothing else.
+    const orders = await page.$$eval('#markov_order option', (options) => options.map((o) => o.value));
+    assert.deepEqual(orders, ['', '1', '2', '3', '4', 'auto']);
     log(`a 422 is shown with its field: "${refusal.replace(/\s+/g, ' ').trim()}"`);
 
     // Custom channel rules: the text box appears with the choice; not JSON is refused by the
@@ -589,6 +592,18 @@ async function main() {
     await page.waitForSelector('#submit-error:not([hidden])');
     assert.ok(/at most two columns/.test(await page.innerText('#submit-error')), 'three columns are refused by the page');
     await page.fill('#breakdown', 'campaign');
+    // Markov's order chosen by the data, its pair effects, and a cost table naming campaigns.
+    await page.selectOption('#markov_order', 'auto');
+    await page.check('#markov_pair_effects');
+    const campaignCosts = 'date,channel,campaign,cost\n2026-03-01,email,email-0,30\n2026-03-02,email,email-1,12\n'
+      + '2026-03-02,search,,20\n2026-03-03,display,display-2,8\n2026-03-03,social,social-9,4\n';
+    const spendBefore = await page.getAttribute('#spend-status', 'data-upload-id');
+    await page.setInputFiles('#spend-input',
+      { name: 'campaign-costs.csv', mimeType: 'text/csv', buffer: Buffer.from(campaignCosts) });
+    await page.waitForFunction((old) => {
+      const id = document.getElementById('spend-status').dataset.uploadId;
+      return id && id !== old;
+    }, spendBefore, { timeout: 30_000 });
     await page.click('#submit-job');
     await page.waitForFunction((old) => {
       const id = document.querySelector('#submit-status')?.dataset.jobId;
@@ -597,18 +612,62 @@ async function main() {
     const byCampaignId = await page.getAttribute('#submit-status', 'data-job-id');
     const byCampaignJob = await api(`/v1/jobs/${byCampaignId}`);
     assert.deepEqual(byCampaignJob.spec.options.breakdown, ['campaign']);
+    assert.equal(byCampaignJob.spec.options.markov_order, 'auto');
+    assert.equal(byCampaignJob.spec.options.markov_pair_effects, true);
     await openResult(page, byCampaignId);
     const byCampaign = await api(`/v1/jobs/${byCampaignId}/result`);
+
+    // The order selection: a row per candidate order, its score and the chosen one, as the API has them.
+    const selection = byCampaign.models.markov.order_selection;
+    assert.ok(selection, 'markov_order auto reports its choice');
+    assert.equal(await page.isHidden('#order-selection'), false, 'the order selection is shown');
+    const orderRows = await page.$$eval('#order-selection-table tbody tr', (rows) => rows.map((r) => ({
+      order: Number(r.dataset.order), states: Number(r.dataset.states), score: r.dataset.logLikelihood,
+      chosen: r.dataset.chosen === 'true',
+    })));
+    assert.deepEqual(orderRows.map((r) => r.order), selection.scores.map((s) => s.order));
+    orderRows.forEach((row, i) => {
+      const score = selection.scores[i];
+      assert.equal(row.states, score.states, `order ${row.order} states`);
+      if (score.log_likelihood === null) assert.equal(row.score, '', `order ${row.order} not scored`);
+      else close(Number(row.score), score.log_likelihood, `order ${row.order} log-likelihood`);
+      assert.equal(row.chosen, score.order === selection.chosen, `order ${row.order} chosen`);
+    });
+    assert.equal(Number(await page.getAttribute('#order-selection-note', 'data-chosen')), selection.chosen);
+    assert.equal(selection.chosen, byCampaign.models.markov.order, 'the chosen order is the one solved');
+    // The pair removal effects: a row per pair, in the API's order, with its three figures.
+    const pairs = byCampaign.models.markov.pairs;
+    assert.ok(pairs?.length > 0, 'markov_pair_effects reports pairs');
+    assert.equal(await page.isHidden('#pairs'), false, 'the pairs table is shown');
+    const pairRows = await page.$$eval('#pairs-table tbody tr', (rows) => rows.map((r) => ({
+      a: r.dataset.channelA, b: r.dataset.channelB, effect: Number(r.dataset.removalEffect),
+      value: Number(r.dataset.removalEffectValue), overlap: Number(r.dataset.overlap),
+    })));
+    assert.equal(pairRows.length, pairs.length, 'a table row per pair');
+    pairRows.forEach((row, i) => {
+      assert.deepEqual([row.a, row.b], [pairs[i].channel_a, pairs[i].channel_b], `pair ${i}`);
+      close(row.effect, pairs[i].removal_effect, `pair ${row.a}+${row.b} removal effect`);
+      close(row.value, pairs[i].removal_effect_value, `pair ${row.a}+${row.b} value removal effect`);
+      close(row.overlap, pairs[i].overlap, `pair ${row.a}+${row.b} overlap`);
+    });
+    const [pairsCsv] = await Promise.all([page.waitForEvent('download'), page.click('#download-pairs')]);
+    const pairLines = (await readFile(await pairsCsv.path(), 'utf8')).trim().split('\n');
+    assert.equal(pairLines[0], 'channel_a,channel_b,removal_effect,removal_effect_value,overlap');
+    assert.equal(pairLines.length - 1, pairs.length);
+    log(`markov order auto: ${selection.scores.length} scores, order ${selection.chosen} chosen; ${pairs.length} pairs match the API`);
     assert.equal(await page.isHidden('#breakdown-panel'), false, 'the breakdown table is shown');
     const breakdownRows = () => page.$$eval('#breakdown-body tr.breakdown-row', (rows) => rows.map((r) => ({
       channel: r.dataset.channel, values: JSON.parse(r.dataset.values), conversions: Number(r.dataset.conversions),
-      value: Number(r.dataset.value), hidden: r.hidden,
+      value: Number(r.dataset.value), hidden: r.hidden, cost: r.dataset.cost, cpa: r.dataset.cpa, roas: r.dataset.roas,
     })));
     const channelRows = () => page.$$eval('#breakdown-body tr.channel-row', (rows) => rows.map((r) => ({
       channel: r.dataset.channel, conversions: Number(r.dataset.conversions), value: Number(r.dataset.value),
       rows: Number(r.dataset.rows),
     })));
-    for (const model of ['linear', 'markov', 'shapley']) {
+    const breakdownHead = await page.$$eval('#breakdown-head th', (ths) => ths.map((th) => th.dataset.sort));
+    assert.deepEqual(breakdownHead, ['channel', 'value:campaign', 'conversions', 'value', 'cost', 'cpa', 'roas']);
+    let costedRows = 0;
+    for (const model of ['linear', 'markov', 'shapley', 'shao_li']) {
       await page.selectOption('#model-select', model);
       await page.waitForFunction((m) => document.querySelector('#breakdown-caption')?.textContent.endsWith(` ${m}`), model);
       const expected = byCampaign.models[model].breakdown;
@@ -620,6 +679,13 @@ async function main() {
         assert.deepEqual(row.values, [expected[i].campaign], `${model} row ${i} campaign`);
         close(row.conversions, expected[i].conversions, `${model} ${row.channel}/${row.values[0]} conversions`);
         close(row.value, expected[i].value, `${model} ${row.channel}/${row.values[0]} value`);
+        // Cost per campaign: each figure as the API has it, empty where it is `null`.
+        for (const figure of ['cost', 'cpa', 'roas']) {
+          assert.ok(figure in expected[i], `${model} row ${i} has ${figure}`);
+          if (expected[i][figure] === null) assert.equal(row[figure], '', `${model} ${row.channel}/${row.values[0]} ${figure}`);
+          else close(Number(row[figure]), expected[i][figure], `${model} ${row.channel}/${row.values[0]} ${figure}`);
+        }
+        if (expected[i].cost !== null) costedRows += 1;
       });
       const groups = await channelRows();
       assert.deepEqual(groups.map((g) => g.channel), byCampaign.models[model].channels.map((c) => c.channel));
@@ -633,10 +699,16 @@ async function main() {
     // The reports still count channels: positions and transitions name channels, not channel × campaign.
     const named = new Set(CHANNELS);
     assert.ok(byCampaign.reports.positions.every((p) => named.has(p.channel)), 'positions are per channel');
-    assert.equal(byCampaign.reports.transitions.order, 1);
+    assert.equal(byCampaign.reports.transitions.order, selection.chosen, 'the transitions of the chosen order');
+    assert.ok(costedRows > 0, 'some rows carry their campaign\'s cost');
+    const emailZero = byCampaign.models.linear.breakdown.find((r) => r.channel === 'email' && r.campaign === 'email-0');
+    assert.equal(emailZero.cost, 30, 'a campaign\'s cost is its cost rows\'');
+    assert.deepEqual(byCampaign.spend.unmatched_cost.filter((u) => u.campaign !== undefined)
+      .map((u) => [u.channel, u.campaign, u.cost]), [['social', 'social-9', 4]], 'a campaign no touch names');
+    assert.ok((await page.textContent('#spend-unmatched')).includes('social / social-9'));
     assert.ok(byCampaign.reports.transitions.rows.flatMap((t) => [t.from, t.to]).filter((s) => !s.startsWith('('))
-      .every((state) => named.has(state)), 'transitions are between channels');
-    log(`breakdown table: every row of linear, markov and shapley equals the API's, channel rows add up`);
+      .every((state) => state.split(' > ').every((c) => named.has(c))), 'transitions are between channels (of the chosen order)');
+    log(`breakdown table: every row of linear, markov, shapley and shao_li equals the API's (cost, CPA, ROAS too), channel rows add up`);
 
     // Sorting by a header: campaigns by name within each channel, channels by their credit.
     await page.click('#breakdown-head button[data-sort="value:campaign"]');
@@ -666,7 +738,7 @@ async function main() {
     assert.ok((await breakdownRows()).every((r) => !r.hidden), 'unfolded again');
     const [breakdownCsv] = await Promise.all([page.waitForEvent('download'), page.click('#download-breakdown')]);
     const breakdownLines = (await readFile(await breakdownCsv.path(), 'utf8')).trim().split('\n');
-    assert.equal(breakdownLines[0], 'model,channel,campaign,conversions,value');
+    assert.equal(breakdownLines[0], 'model,channel,campaign,conversions,value,cost,cpa,roas');
     const breakdownCells = Object.values(byCampaign.models).reduce((n, m) => n + m.breakdown.length, 0);
     assert.equal(breakdownLines.length - 1, breakdownCells, 'one breakdown CSV row per model × channel × campaign');
     await page.$eval('#breakdown-panel', (panel) => panel.scrollIntoView({ block: 'start' }));
