@@ -231,7 +231,7 @@ def test_credit_by_campaign_is_typed_and_has_its_csv_table(
     # With a cost table naming campaigns: each row gains its (channel, campaign)'s cost, CPA, ROAS.
     costs = tmp_path / "campaign_costs.csv"
     costs.write_text(
-        "date,channel,campaign,cost\n2026-02-01,email,email-0,40\n2026-02-02,email,,10\n"
+        "date,channel,campaign,cost\n2026-02-01,email,email-1,40\n2026-02-02,email,,10\n"
         "2026-02-02,email,email-7,5\n"
     )
     job = client.submit(client.upload(data), models=["linear", "markov"], breakdown="campaign", spend=costs)
@@ -242,11 +242,13 @@ def test_credit_by_campaign_is_typed_and_has_its_csv_table(
     remote = dict(result.raw)
     remote.pop("job_id")
     assert close_to(remote, local) == []
-    rows = {(r.channel, r.values["campaign"]): r for r in result.model("linear").breakdown or []}
-    assert (rows[("email", "email-0")].cost, rows[("email", "(none)")].cost) == (40, 10)
-    row = rows[("email", "email-0")]
+    by_campaign = {(r.channel, r.values["campaign"]): r for r in result.model("linear").breakdown or []}
+    assert (by_campaign[("email", "email-1")].cost, by_campaign[("email", "(none)")].cost) == (40, 10)
+    # Only odd users convert, and their touches' campaigns end in 1 (or have none).
+    row = by_campaign[("email", "email-1")]
+    assert row.conversions > 0
     assert row.cpa == pytest.approx(40 / row.conversions) and row.roas == pytest.approx(row.value / 40)
-    assert all(r.cost is None for (channel, _), r in rows.items() if channel != "email")
+    assert all(r.cost is None for (channel, _), r in by_campaign.items() if channel != "email")
     assert result.spend is not None
     assert [(u.channel, u.campaign, u.cost) for u in result.spend.unmatched_cost] == [("email", "email-7", 5.0)]
     table = pd.read_csv(io.StringIO(job.result_csv("breakdown")), keep_default_na=False)
