@@ -609,7 +609,7 @@ pub(crate) fn build_result(
             ModelId::Markov => markov_result(partial, options, budget, markov_order, &seen, attributed)?,
             ModelId::ShaoLi => {
                 let counts = partial.shao_li.as_ref().expect("a partial for shao_li carries its counts");
-                let c = counts.contributions(partial.channels.len())?;
+                let c = counts.contributions(&partial.channels)?;
                 let mut conversions = vec![0.0; partial.channels.len()];
                 let mut value = vec![0.0; partial.channels.len()];
                 distribute(&seen, &c.conversions, attributed.0, &mut conversions);

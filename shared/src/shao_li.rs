@@ -265,8 +265,9 @@ impl ShaoLiCounts {
         Ok(())
     }
 
-    /// Every channel's contribution C(x_i), negative ones as 0, for `channel_count` ids.
-    pub fn contributions(&self, channel_count: usize) -> Result<Contributions, AttributionError> {
+    /// Every channel's contribution C(x_i), negative ones as 0, for the channels `names` (by id).
+    pub fn contributions(&self, names: &[String]) -> Result<Contributions, AttributionError> {
+        let channel_count = names.len();
         self.check_limit()?;
         // p(y | x_i) and the value per journey with i.
         let rate = |s: &Sums| {
@@ -275,14 +276,21 @@ impl ShaoLiCounts {
         };
         let singles: Vec<(f64, f64)> =
             (0..channel_count).map(|c| self.channels.get(c).map_or((0.0, 0.0), rate)).collect();
-        // Σ_j of the pair terms and N_i, per channel; pairs in key order so that the sums do
-        // not depend on the hash map's order.
+        // Σ_j of the pair terms and N_i, per channel. Pairs, and the two channels of each,
+        // in the order of the channels' names, not of their ids (which differ from chunk to
+        // chunk): the same sums however the partials were numbered and merged, so that a
+        // contribution that is 0 but for rounding is cut to 0 in every grouping or in none.
+        let by_name = |key: u64| {
+            let (a, b) = ((key >> 32) as usize, key as u32 as usize);
+            if names[a] <= names[b] { (a, b) } else { (b, a) }
+        };
+        let mut pairs: Vec<((usize, usize), Sums)> = self.pairs().into_iter().map(|(k, s)| (by_name(k), s)).collect();
+        pairs.sort_unstable_by(|(p, _), (q, _)| (&names[p.0], &names[p.1]).cmp(&(&names[q.0], &names[q.1])));
         let mut terms = vec![(0.0, 0.0, 0usize); channel_count];
-        for (key, sums) in self.pairs() {
+        for ((a, b), sums) in pairs {
             if sums[0] + sums[1] <= 0.0 {
                 continue;
             }
-            let (a, b) = ((key >> 32) as usize, key as u32 as usize);
             let (p_ab, v_ab) = rate(&sums);
             let ((p_a, v_a), (p_b, v_b)) = (singles[a], singles[b]);
             for c in [a, b] {
@@ -326,6 +334,44 @@ mod tests {
     }
 
     #[test]
+    fn contributions_do_not_depend_on_the_channel_numbering() {
+        // Chunks number their channels their own way. A contribution that is 0 but for
+        // rounding must come out the same under every numbering, or a merged result credits
+        // a channel 0 in one grouping and 1e-17 in another (and its CPA is `null` in one and
+        // huge in the other).
+        let names = ["Direct", "affiliate", "display", "search", "social"];
+        let journeys: [(&[usize], f64, f64); 5] = [
+            (&[2, 1], 1.0, 0.0),
+            (&[0, 3], 1.0, 0.0),
+            (&[4, 2], 0.0, 1.0),
+            (&[3, 0, 2], 0.0, 1.0),
+            (&[1, 4, 3], 0.0, 1.0),
+        ];
+        let by_name = |ids: &[u32]| {
+            let mut counts = ShaoLiCounts::default();
+            for (path, conversions, nulls) in journeys {
+                let path: Vec<u32> = path.iter().map(|&c| ids[c]).collect();
+                counts.add_path(&path, conversions, nulls, conversions * 3.0);
+            }
+            let mut numbered = vec![String::new(); names.len()];
+            for (c, name) in names.iter().enumerate() {
+                numbered[ids[c] as usize] = (*name).to_owned();
+            }
+            let out = counts.contributions(&numbered).unwrap();
+            let bits = |v: &[f64], c: usize| v[ids[c] as usize].to_bits();
+            (0..names.len()).map(|c| (bits(&out.conversions, c), bits(&out.value, c))).collect::<Vec<_>>()
+        };
+        let want = by_name(&[0, 1, 2, 3, 4]);
+        // Every numbering of the five channels.
+        for n in 0..5u32.pow(5) {
+            let ids: Vec<u32> = (0..5).map(|i| n / 5u32.pow(i) % 5).collect();
+            if (0..5).all(|c| ids.contains(&c)) {
+                assert_eq!(by_name(&ids), want, "numbering {ids:?}");
+            }
+        }
+    }
+
+    #[test]
     fn a_journey_with_too_many_pairs_drops_them_and_is_refused() {
         // 2001 distinct channels make 2,001,000 pairs, one journey past the limit.
         let channels: Vec<u32> = (0..2001).collect();
@@ -333,7 +379,8 @@ mod tests {
         counts.add_path(&[0, 1], 1.0, 0.0, 1.0);
         counts.add_path(&channels, 1.0, 0.0, 1.0);
         assert!(counts.pairs().is_empty() && counts.dense.is_empty());
-        let err = counts.contributions(2001).unwrap_err();
+        let names: Vec<String> = channels.iter().map(|c| c.to_string()).collect();
+        let err = counts.contributions(&names).unwrap_err();
         assert_eq!(err.code, ErrorCode::LimitExceeded);
         assert!(err.message.contains("shao_li") && err.message.contains("2000000"), "{}", err.message);
         // The refusal survives a merge and the stored form.
