@@ -3,21 +3,9 @@
 use std::io::Write;
 
 use crate::support::{
-    assert_close, attribute, attribute_json, attribute_peak_memory, credit, events_over_channels, failure, inflating,
-    sample, workdir, write,
+    EVENTS, assert_close, attribute, attribute_json, attribute_peak_memory, credit, events_over_channels, failure,
+    inflating, sample, workdir, write,
 };
-
-const EVENTS: &str = "\
-cookie,time,interaction,conversion,conversion_value,channel
-u1,2026-01-01T10:00:00Z,impression,0,,email
-u1,2026-01-02T10:00:00Z,impression,0,,search
-u1,2026-01-03T10:00:00Z,conversion,1,100,
-u2,2026-01-01T09:00:00Z,impression,0,,search
-u2,2026-01-05T09:00:00Z,conversion,1,50,
-u2,2026-01-06T09:00:00Z,impression,0,,display
-u3,2025-10-01T00:00:00Z,impression,0,,display
-u3,2026-01-10T00:00:00Z,conversion,1,20,
-";
 
 #[test]
 fn the_shipped_paths_sample_reproduces_the_design_markov_check() {

@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::service::assert_same_result;
-use crate::service_support::{Service, ServiceSpec, without_job_id};
+use crate::service_support::{Service, ServiceSpec, sorted, without_job_id};
 use crate::support::{assert_close, attribute, attribute_json, credit, failure, workdir, write};
 
 const CHANNELS: [&str; 4] = ["email", "search", "display", "social"];
@@ -202,30 +202,6 @@ fn too_many_campaigns_or_a_missing_column_are_refused_naming_them() {
     let (code, stderr) = failure(&attribute(&file, &["--breakdown", "a", "--breakdown", "b", "--breakdown", "c"]));
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("breakdown"), "{stderr}");
-}
-
-/// `result` with every breakdown sorted by channel and campaign (rows whose credits differ
-/// by rounding only may sort either way) and every channel list by name.
-fn sorted(mut result: Value) -> Value {
-    fn sort(value: &mut Value) {
-        match value {
-            Value::Object(map) => {
-                if let Some(Value::Array(rows)) = map.get_mut("breakdown") {
-                    rows.sort_by_key(|r| {
-                        (r["channel"].as_str().map(str::to_owned), r["campaign"].as_str().map(str::to_owned))
-                    });
-                }
-                if let Some(Value::Array(channels)) = map.get_mut("channels") {
-                    channels.sort_by_key(|c| c["channel"].as_str().map(str::to_owned));
-                }
-                map.values_mut().for_each(sort);
-            }
-            Value::Array(items) => items.iter_mut().for_each(sort),
-            _ => {}
-        }
-    }
-    sort(&mut result);
-    result
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::service_support::{S3Server, Service, ServiceSpec, decode, without_job_id};
+use crate::service_support::{S3Server, Service, ServiceSpec, decode, sorted, without_job_id};
 use crate::support::{attribute_json, events_over_channels, inflating, sample, workdir, write};
 
 /// Small chunks and byte ranges so the 12k-row sample (about 600 kB) is split by four
@@ -633,24 +633,6 @@ async fn an_idempotency_claim_does_not_outlive_the_process_that_made_it() {
     service.assert_nothing_stuck().await;
 }
 
-/// `result` with every `channels` list sorted by channel name.
-pub(crate) fn channels_by_name(mut result: Value) -> Value {
-    fn sort(value: &mut Value) {
-        match value {
-            Value::Object(map) => {
-                if let Some(Value::Array(channels)) = map.get_mut("channels") {
-                    channels.sort_by(|a, b| a["channel"].as_str().cmp(&b["channel"].as_str()));
-                }
-                map.values_mut().for_each(sort);
-            }
-            Value::Array(items) => items.iter_mut().for_each(sort),
-            _ => {}
-        }
-    }
-    sort(&mut result);
-    result
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn credit_per_period_over_chunks_equals_the_local_command_and_has_its_csv_table() {
     let service = Service::start(chunked(2)).await;
@@ -667,7 +649,7 @@ async fn credit_per_period_over_chunks_equals_the_local_command_and_has_its_csv_
     assert!(local["periods"].as_array().unwrap().len() > 1, "the sample spans several days");
     // Compared channel by channel: in a period, credits that differ only by rounding
     // (near-zero Markov shares) may sort either way.
-    assert_same_result(&channels_by_name(without_job_id(result.clone())), &channels_by_name(local), "result");
+    assert_same_result(&sorted(without_job_id(result.clone())), &sorted(local), "result");
 
     let (status, csv) = service.get_bytes(&format!("/v1/jobs/{id}/result?format=csv&table=periods")).await;
     assert_eq!(status, 200);
@@ -776,7 +758,7 @@ async fn lookback_windows_over_chunks_equal_the_local_command_and_have_their_csv
     assert_eq!(days, [14.0, 3.0, 0.0]);
     assert_eq!(result["options"]["lookback_windows"], json!([14.0, 3.0, 0.0]));
     assert_eq!(result["window_ranks"].as_array().unwrap().len(), 4, "one per model");
-    let comparable = |r: Value| channels_by_name(without_markov_ranks(r));
+    let comparable = |r: Value| sorted(without_markov_ranks(r));
     assert_same_result(&comparable(without_job_id(result.clone())), &comparable(local), "result");
     // The windows really differ (the sample's touches reach back weeks), and the top level is
     // the first window, as a job with that window alone.
@@ -785,7 +767,7 @@ async fn lookback_windows_over_chunks_equal_the_local_command_and_have_their_csv
     assert!(unattributed(&windows[1]) > unattributed(&windows[0]), "3 days leave more conversions without a touch");
     assert!(unattributed(&windows[2]) <= unattributed(&windows[0]), "the unlimited window reaches further back");
     let alone = attribute_json(&file, &["--lookback-days", "14", "--models", &models]);
-    assert_same_result(&channels_by_name(result["models"].clone()), &channels_by_name(alone["models"].clone()), "top");
+    assert_same_result(&sorted(result["models"].clone()), &sorted(alone["models"].clone()), "top");
     assert!(alone.get("windows").is_none() && alone["options"].get("lookback_windows").is_none());
 
     let (status, csv) = service.get_bytes(&format!("/v1/jobs/{id}/result?format=csv&table=windows")).await;
@@ -854,7 +836,7 @@ async fn windows_with_shao_li_auto_markov_order_and_spend_over_chunks_equal_the_
             costs.to_str().unwrap(),
         ],
     );
-    let comparable = |r: Value| channels_by_name(without_markov_ranks(r));
+    let comparable = |r: Value| sorted(without_markov_ranks(r));
     assert_same_result(&comparable(without_job_id(result.clone())), &comparable(local), "result");
 
     // Spend reaches the shao_li rows: cost, and CPA = cost / credited conversions.

@@ -463,6 +463,30 @@ pub(crate) async fn decode(response: reqwest::Response) -> (u16, Value) {
     (status, value)
 }
 
+/// `result` with every breakdown sorted by channel and campaign (rows whose credits differ
+/// by rounding only may sort either way) and every channel list by name.
+pub(crate) fn sorted(mut result: Value) -> Value {
+    fn sort(value: &mut Value) {
+        match value {
+            Value::Object(map) => {
+                if let Some(Value::Array(rows)) = map.get_mut("breakdown") {
+                    rows.sort_by_key(|r| {
+                        (r["channel"].as_str().map(str::to_owned), r["campaign"].as_str().map(str::to_owned))
+                    });
+                }
+                if let Some(Value::Array(channels)) = map.get_mut("channels") {
+                    channels.sort_by_key(|c| c["channel"].as_str().map(str::to_owned));
+                }
+                map.values_mut().for_each(sort);
+            }
+            Value::Array(items) => items.iter_mut().for_each(sort),
+            _ => {}
+        }
+    }
+    sort(&mut result);
+    result
+}
+
 /// The result JSON without its `job_id`, for comparison with `mta attribute`.
 pub(crate) fn without_job_id(mut result: Value) -> Value {
     if let Some(object) = result.as_object_mut() {

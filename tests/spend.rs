@@ -6,23 +6,9 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::service::{assert_same_result, channels_by_name};
-use crate::service_support::{Service, ServiceSpec, client, decode, without_job_id};
-use crate::support::{assert_close, attribute, attribute_json, failure, sample, workdir, write};
-
-/// u1: email, search → 100 on 2026-01-03; u2: search → 50 on 2026-01-05, then display
-/// (a null journey); u3's conversion has no touch in its window.
-const EVENTS: &str = "\
-cookie,time,interaction,conversion,conversion_value,channel
-u1,2026-01-01T10:00:00Z,impression,0,,email
-u1,2026-01-02T10:00:00Z,impression,0,,search
-u1,2026-01-03T10:00:00Z,conversion,1,100,
-u2,2026-01-01T09:00:00Z,impression,0,,search
-u2,2026-01-05T09:00:00Z,conversion,1,50,
-u2,2026-01-06T09:00:00Z,impression,0,,display
-u3,2025-10-01T00:00:00Z,impression,0,,display
-u3,2026-01-10T00:00:00Z,conversion,1,20,
-";
+use crate::service::assert_same_result;
+use crate::service_support::{Service, ServiceSpec, client, decode, sorted, without_job_id};
+use crate::support::{EVENTS, assert_close, attribute, attribute_json, failure, sample, workdir, write};
 
 const COSTS: &str = "\
 date,channel,campaign,cost
@@ -189,7 +175,7 @@ async fn a_job_with_a_spend_upload_equals_the_local_command_and_only_the_tenants
     );
     assert!(local["spend"]["unmatched_cost"][0]["channel"] == "tv", "{}", local["spend"]);
     assert!(local["periods"][0]["models"]["linear"]["channels"][0].get("cpa").is_some());
-    assert_same_result(&channels_by_name(without_job_id(result.clone())), &channels_by_name(local), "result");
+    assert_same_result(&sorted(without_job_id(result.clone())), &sorted(local), "result");
 
     // The tables: channels with cost, cpa, roas; the unmatched cost.
     let (status, csv) = service.get_bytes(&format!("/v1/jobs/{id}/result?format=csv&table=channels")).await;
@@ -288,7 +274,7 @@ async fn a_job_with_a_spend_upload_equals_the_local_command_and_only_the_tenants
     let done = service.wait(submitted, Duration::from_secs(120)).await;
     assert_eq!(done["state"], "succeeded", "{done}");
     let (_, from_cli) = service.get(&format!("/v1/jobs/{submitted}/result")).await;
-    assert_same_result(&channels_by_name(without_job_id(from_cli)), &channels_by_name(without_job_id(result)), "cli");
+    assert_same_result(&sorted(without_job_id(from_cli)), &sorted(without_job_id(result)), "cli");
     let output = mta(&["result", submitted, "--table", "unmatched_cost"]);
     let table = String::from_utf8(output.stdout).unwrap();
     assert!(table.starts_with("channel,cost,rows\ntv,"), "{table}");

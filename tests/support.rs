@@ -7,6 +7,20 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+/// u1: email, search → 100 on 2026-01-03; u2: search → 50 on 2026-01-05, then display
+/// (a null journey); u3's conversion has no touch in its window.
+pub(crate) const EVENTS: &str = "\
+cookie,time,interaction,conversion,conversion_value,channel
+u1,2026-01-01T10:00:00Z,impression,0,,email
+u1,2026-01-02T10:00:00Z,impression,0,,search
+u1,2026-01-03T10:00:00Z,conversion,1,100,
+u2,2026-01-01T09:00:00Z,impression,0,,search
+u2,2026-01-05T09:00:00Z,conversion,1,50,
+u2,2026-01-06T09:00:00Z,impression,0,,display
+u3,2025-10-01T00:00:00Z,impression,0,,display
+u3,2026-01-10T00:00:00Z,conversion,1,20,
+";
+
 /// The `mta` binary cargo built for this test run.
 pub(crate) fn mta() -> Command {
     Command::new(env!("CARGO_BIN_EXE_mta"))

@@ -447,8 +447,8 @@ const CAMPAIGN_COSTS: &str = "date,channel,campaign,cost
 2023-11-14,tv,x,7
 ";
 
-/// (cost, cpa, roas) of a model's row (channel, campaign); `None` where `null`.
-fn row_spend(model: &ModelResult, channel: &str, campaign: &str) -> (Option<f64>, Option<f64>, Option<f64>) {
+/// (cost, cpa, roas) of a model's row (channel, campaign).
+fn row_spend(model: &ModelResult, channel: &str, campaign: &str) -> Spend {
     let row = model.breakdown.iter().flatten().find(|r| r.channel == channel && r.values[0].1 == campaign);
     let row = row.unwrap_or_else(|| panic!("{}: no row {channel}/{campaign}", model.model));
     let field = |f: Option<Option<f64>>| f.expect("with campaign cost the field is present");
@@ -456,18 +456,8 @@ fn row_spend(model: &ModelResult, channel: &str, campaign: &str) -> (Option<f64>
 }
 
 #[track_caller]
-fn assert_row_spend(model: &ModelResult, channel: &str, campaign: &str, want: (Option<f64>, Option<f64>, Option<f64>)) {
-    let got = row_spend(model, channel, campaign);
-    let same = |g: Option<f64>, w: Option<f64>| match (g, w) {
-        (Some(g), Some(w)) => close(g, w, 1e-12),
-        (None, None) => true,
-        _ => false,
-    };
-    assert!(
-        same(got.0, want.0) && same(got.1, want.1) && same(got.2, want.2),
-        "{} {channel}/{campaign}: got {got:?}, want {want:?}",
-        model.model
-    );
+fn assert_row_spend(model: &ModelResult, channel: &str, campaign: &str, want: Spend) {
+    assert_same_spend(row_spend(model, channel, campaign), want, &format!("{} {channel}/{campaign}", model.model));
 }
 
 #[test]

@@ -121,6 +121,17 @@ pub(crate) fn path_row(path: &[&str], conversions: f64, value: f64, nulls: f64) 
     PathRow { path: path.iter().map(|s| (*s).to_owned()).collect(), conversions, value, nulls }
 }
 
+/// The tiny Markov check of DESIGN.md 3 and docs/user-guide.md, "Models": credits c1 38/29,
+/// c2 33/29, c3 45/29 conversions; values 14.8295455, 12.2727273, 17.8977273.
+pub(crate) fn design_paths() -> Vec<PathRow> {
+    vec![
+        path_row(&["c1", "c2"], 1.0, 10.0, 0.0),
+        path_row(&["c1"], 0.0, 0.0, 1.0),
+        path_row(&["c2", "c3"], 1.0, 5.0, 1.0),
+        path_row(&["c1", "c1", "c3"], 2.0, 30.0, 1.0),
+    ]
+}
+
 /// The rows as one path chunk, channel ids in first-seen order.
 pub(crate) fn path_chunk(rows: &[PathRow]) -> PathChunk {
     let mut chunk = PathChunk::default();
@@ -204,4 +215,18 @@ pub(crate) fn close(got: f64, want: f64, tolerance: f64) -> bool {
 #[track_caller]
 pub(crate) fn assert_close(got: f64, want: f64, tolerance: f64) {
     assert!(close(got, want, tolerance), "got {got}, want {want} (tolerance {tolerance})");
+}
+
+/// (cost, cpa, roas) of a credit or a breakdown row, each `None` where `null`.
+pub(crate) type Spend = (Option<f64>, Option<f64>, Option<f64>);
+
+/// Asserts `got` equals `want` to 1e-12, `null` exactly where `want` has it.
+#[track_caller]
+pub(crate) fn assert_same_spend(got: Spend, want: Spend, what: &str) {
+    let same = |g: Option<f64>, w: Option<f64>| match (g, w) {
+        (Some(g), Some(w)) => close(g, w, 1e-12),
+        (None, None) => true,
+        _ => false,
+    };
+    assert!(same(got.0, want.0) && same(got.1, want.1) && same(got.2, want.2), "{what}: got {got:?}, want {want:?}");
 }

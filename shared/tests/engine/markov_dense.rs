@@ -185,12 +185,7 @@ fn check_against_dense(paths: &[PathRow]) -> Result<(), TestCaseError> {
 
 #[test]
 fn the_dense_solver_reproduces_the_design_tiny_case() {
-    let paths = [
-        path_row(&["c1", "c2"], 1.0, 10.0, 0.0),
-        path_row(&["c1"], 0.0, 0.0, 1.0),
-        path_row(&["c2", "c3"], 1.0, 5.0, 1.0),
-        path_row(&["c1", "c1", "c3"], 2.0, 30.0, 1.0),
-    ];
+    let paths = design_paths();
     let (p, channels) = expected(&paths);
     assert_close(p, 4.0 / 7.0, 1e-12);
     let res: Vec<f64> = channels.iter().map(|c| c.removal_effect).collect();

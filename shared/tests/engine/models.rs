@@ -256,16 +256,6 @@ fn shapley_counts_distinct_channels_and_sums_over_journeys() {
 
 // ---- markov ----------------------------------------------------------------------------
 
-/// The tiny check of docs/user-guide.md, "Models".
-fn design_paths() -> Vec<PathRow> {
-    vec![
-        path_row(&["c1", "c2"], 1.0, 10.0, 0.0),
-        path_row(&["c1"], 0.0, 0.0, 1.0),
-        path_row(&["c2", "c3"], 1.0, 5.0, 1.0),
-        path_row(&["c1", "c1", "c3"], 2.0, 30.0, 1.0),
-    ]
-}
-
 #[track_caller]
 fn assert_design_markov(result: &mta_core::AttributionResult) {
     let markov = model(result, ModelId::Markov);

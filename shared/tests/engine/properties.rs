@@ -225,6 +225,32 @@ fn tree(parts: &[Partial]) -> Partial {
     merged
 }
 
+/// (b) for the rows cut into 1, 2 and 7 chunks by user, each numbering its channels its own
+/// way, merged in every grouping after a trip through JSON (as partials travel between the
+/// stages), then joined to `costs`.
+fn check_chunked(
+    what: &str,
+    rows: &[Row],
+    options: &Options,
+    costs: &mta_core::spend::CostTable,
+    want: &AttributionResult,
+) -> Result<(), TestCaseError> {
+    for n in [1u32, 2, 7] {
+        let parts: Vec<Partial> = partition(rows, n)
+            .iter()
+            .enumerate()
+            .map(|(i, part)| Partial::from_events(&own_numbering(part, i), options).unwrap())
+            .collect();
+        for (grouping, merged) in groupings(&parts, options) {
+            let merged: Partial = serde_json::from_str(&serde_json::to_string(&merged).unwrap()).unwrap();
+            let mut got = merged.finish(options).expect("attribution succeeds");
+            got.add_spend(costs);
+            check_same(&format!("{n} chunks{what}, {grouping}"), &got, want)?;
+        }
+    }
+    Ok(())
+}
+
 /// A model's breakdown rows: (channel, values) → (conversions, value, [cost, cpa, roas]).
 type BreakdownNumbers = BTreeMap<(String, Vec<(String, String)>), (f64, f64, [Option<Option<f64>>; 3])>;
 
@@ -604,20 +630,7 @@ proptest! {
         let mut plain = attribute_events(&event_chunk(&plain_rows), &event_options(spec));
         plain.add_spend(&costs);
         check_same("a breakdown's channels", &without_breakdown(&want), &plain)?;
-        for n in [1u32, 2, 7] {
-            let parts: Vec<Partial> = partition(&rows, n)
-                .iter()
-                .enumerate()
-                .map(|(i, part)| Partial::from_events(&own_numbering(part, i), &options).unwrap())
-                .collect();
-            for (grouping, merged) in groupings(&parts, &options) {
-                // Partials travel as JSON between the stages.
-                let merged: Partial = serde_json::from_str(&serde_json::to_string(&merged).unwrap()).unwrap();
-                let mut got = merged.finish(&options).expect("attribution succeeds");
-                got.add_spend(&costs);
-                check_same(&format!("{n} chunks with a breakdown, {grouping}"), &got, &want)?;
-            }
-        }
+        check_chunked(" with a breakdown", &rows, &options, &costs, &want)?;
     }
 
     #[test]
@@ -730,18 +743,7 @@ proptest! {
         let mut want = attribute_events(&event_chunk(&rows), &options);
         let costs = costs();
         want.add_spend(&costs);
-        for n in [1u32, 2, 7] {
-            let parts: Vec<Partial> = partition(&rows, n)
-                .iter()
-                .enumerate()
-                .map(|(i, part)| Partial::from_events(&own_numbering(part, i), &options).unwrap())
-                .collect();
-            for (grouping, merged) in groupings(&parts, &options) {
-                let mut got = merged.finish(&options).expect("attribution succeeds");
-                got.add_spend(&costs);
-                check_same(&format!("{n} chunks, {grouping}"), &got, &want)?;
-            }
-        }
+        check_chunked("", &rows, &options, &costs, &want)?;
     }
 
     #[test]
@@ -786,13 +788,8 @@ proptest! {
 
 #[test]
 fn markov_of_every_order_conserves_the_design_case_totals() {
-    let rows = [
-        path_row(&["c1", "c2"], 1.0, 10.0, 0.0),
-        path_row(&["c1"], 0.0, 0.0, 1.0),
-        path_row(&["c2", "c3"], 1.0, 5.0, 1.0),
-        path_row(&["c1", "c1", "c3"], 2.0, 30.0, 1.0),
-        path_row(&["c3", "c1", "c2", "c1", "c3"], 0.5, 2.5, 0.25),
-    ];
+    let mut rows = design_paths();
+    rows.push(path_row(&["c3", "c1", "c2", "c1", "c3"], 0.5, 2.5, 0.25));
     for order in 1..=4u8 {
         let options = path_options(OptionsSpec { markov_order: Some(order.into()), ..only(&["markov"]) });
         let result = attribute_paths(&rows, &options);
@@ -802,4 +799,54 @@ fn markov_of_every_order_conserves_the_design_case_totals() {
         assert_close(markov.channels.iter().map(|c| c.conversions).sum(), 4.5, 1e-9);
         assert_close(markov.channels.iter().map(|c| c.value).sum(), 47.5, 1e-9);
     }
+}
+
+#[test]
+fn a_channel_credited_zero_but_for_rounding_has_the_same_cpa_in_every_grouping() {
+    // Found by `merging_partials_by_user_in_any_grouping_equals_one_chunk`: `shao_li`
+    // credited `search` 0 in one grouping and a rounding error in another, so its CPA was
+    // `null` in one and a huge number in the other.
+    let rows: Vec<Row> = [
+        ("user-2", 0, Some("display"), false),
+        ("user-0", 0, Some("social"), false),
+        ("user-2", 3_412_800, None, true),
+        ("user-6", 0, Some("affiliate"), false),
+        ("user-6", 0, Some("social"), false),
+        ("user-6", 0, Some("search"), false),
+        ("user-1", 0, Some("search"), false),
+        ("user-2", 0, Some("affiliate"), true),
+        ("user-1", 0, Some("Direct"), false),
+        ("user-0", 0, Some("display"), false),
+        ("user-2", 0, None, true),
+        ("user-2", 820_800, Some("search"), false),
+        ("user-1", 0, Some("display"), false),
+        ("user-2", 0, Some("Direct"), false),
+    ]
+    .into_iter()
+    .enumerate()
+    .map(|(i, (user, seconds, channel, conversion))| Row {
+        user: user.to_owned(),
+        time: T0 + seconds * 1_000_000,
+        channel: channel.map(str::to_owned),
+        conversion,
+        value: 0.0,
+        row_number: i as u64 + 1,
+    })
+    .collect();
+    let spec = OptionsSpec {
+        lookback_days: Some(LookbackDays::One(30.0)),
+        half_life_days: Some(1.0),
+        conversion_row_is_touch: Some(true),
+        max_journey_touches: Some(10_000),
+        markov_order: Some(MarkovOrder::Auto),
+        markov_pair_effects: Some(true),
+        period: Some(Period::Month),
+        timezone: Some("Europe/Berlin".parse().unwrap()),
+        ..Default::default()
+    };
+    let options = event_options(spec);
+    let mut want = attribute_events(&event_chunk(&rows), &options);
+    let costs = costs();
+    want.add_spend(&costs);
+    check_chunked("", &rows, &options, &costs, &want).unwrap();
 }

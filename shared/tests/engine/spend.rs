@@ -21,25 +21,15 @@ fn channel<'a>(result: &'a mta_core::AttributionResult, id: ModelId, name: &str)
     model(result, id).channel(name).unwrap_or_else(|| panic!("{id}: no channel `{name}`"))
 }
 
-/// (cost, cpa, roas) of a credit; each `None` when `null`.
-fn spend_of(credit: &ChannelCredit) -> (Option<f64>, Option<f64>, Option<f64>) {
+/// (cost, cpa, roas) of a credit.
+fn spend_of(credit: &ChannelCredit) -> Spend {
     let field = |f: Option<Option<f64>>| f.expect("with a cost table the field is present");
     (field(credit.cost), field(credit.cpa), field(credit.roas))
 }
 
 #[track_caller]
-fn assert_spend(credit: &ChannelCredit, want: (Option<f64>, Option<f64>, Option<f64>)) {
-    let got = spend_of(credit);
-    let same = |g: Option<f64>, w: Option<f64>| match (g, w) {
-        (Some(g), Some(w)) => close(g, w, 1e-12),
-        (None, None) => true,
-        _ => false,
-    };
-    assert!(
-        same(got.0, want.0) && same(got.1, want.1) && same(got.2, want.2),
-        "`{}`: got {got:?}, want {want:?}",
-        credit.channel
-    );
+fn assert_spend(credit: &ChannelCredit, want: Spend) {
+    assert_same_spend(spend_of(credit), want, &format!("`{}`", credit.channel));
 }
 
 /// u1: search > display → 100; u2: search → 50; u3: email > social, no conversion.
@@ -303,12 +293,7 @@ fn parquet_cost_tables_read_dates_as_days_and_timestamps_as_instants() {
 #[test]
 fn path_level_credits_take_costs_too_on_the_design_markov_case() {
     // DESIGN.md 3: Markov credits c1 38/29, c2 33/29, c3 45/29 conversions; values 14.8295455, 12.2727273, 17.8977273.
-    let rows = [
-        path_row(&["c1", "c2"], 1.0, 10.0, 0.0),
-        path_row(&["c1"], 0.0, 0.0, 1.0),
-        path_row(&["c2", "c3"], 1.0, 5.0, 1.0),
-        path_row(&["c1", "c1", "c3"], 2.0, 30.0, 1.0),
-    ];
+    let rows = design_paths();
     let mut result = attribute_paths(&rows, &path_options(only(&["markov", "first_touch"])));
     result.add_spend(&costs("date,channel,cost\n2026-01-01,c1,29\n2026-01-02,c3,45\n"));
     let (cost, cpa, roas) = spend_of(channel(&result, ModelId::Markov, "c1"));
