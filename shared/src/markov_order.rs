@@ -101,14 +101,30 @@ impl OrderCandidates {
 
     /// Adds one journey to every chain, and its outcome to the training or held-out counts.
     pub fn add_path(&mut self, channels: &[u32], conversions: f64, nulls: f64, value: f64, held_out: bool) {
+        self.add_path_within(MAX_MARKOV_STATES, channels, conversions, nulls, value, held_out);
+    }
+
+    /// [`Self::add_path`], leaving out the orders whose chain has more than `max_states`
+    /// states: such an order is no candidate whatever comes later (states are never
+    /// removed), so its counts stop growing and the four chains stay bounded.
+    fn add_path_within(
+        &mut self,
+        max_states: usize,
+        channels: &[u32],
+        conversions: f64,
+        nulls: f64,
+        value: f64,
+        held_out: bool,
+    ) {
         if channels.is_empty() || conversions + nulls <= 0.0 {
             return;
         }
-        for chain in &mut self.chains {
-            chain.add_path(channels, conversions, nulls, value);
-        }
         let part = if held_out { 2 } else { 0 };
-        for (k, outcomes) in self.outcomes.iter_mut().enumerate() {
+        for (k, (chain, outcomes)) in self.chains.iter_mut().zip(&mut self.outcomes).enumerate() {
+            if chain.state_count() > max_states {
+                continue;
+            }
+            chain.add_path(channels, conversions, nulls, value);
             let last = &channels[channels.len().saturating_sub(k + 1)..];
             let key: StateKey = std::array::from_fn(|j| last.get(j).copied().unwrap_or(NO_CHANNEL));
             let sums = outcomes.entry(key).or_insert([0.0; 4]);
@@ -119,13 +135,23 @@ impl OrderCandidates {
 
     /// Adds `other`, whose channel ids map to ours through `channel_map`.
     pub fn merge(&mut self, other: &OrderCandidates, channel_map: &[u32]) {
-        for (mine, theirs) in self.chains.iter_mut().zip(&other.chains) {
-            mine.merge(theirs, channel_map);
-        }
-        for (mine, theirs) in self.outcomes.iter_mut().zip(&other.outcomes) {
+        self.merge_within(MAX_MARKOV_STATES, other, channel_map);
+    }
+
+    /// [`Self::merge`], leaving out the orders whose chain here has more than `max_states`
+    /// states (a merge into a chain below it may pass it, at most to the sum of both).
+    /// Whether an order's chain ends above the limit does not depend on the grouping: every
+    /// chain met on the way holds a part of the whole chain's states, and keeps them.
+    fn merge_within(&mut self, max_states: usize, other: &OrderCandidates, channel_map: &[u32]) {
+        let mine = self.chains.iter_mut().zip(&mut self.outcomes);
+        for ((chain, outcomes), (their_chain, theirs)) in mine.zip(other.chains.iter().zip(&other.outcomes)) {
+            if chain.state_count() > max_states {
+                continue;
+            }
+            chain.merge(their_chain, channel_map);
             for (key, sums) in theirs {
                 let key = key.map(|c| if c == NO_CHANNEL { c } else { channel_map[c as usize] });
-                let entry = mine.entry(key).or_insert([0.0; 4]);
+                let entry = outcomes.entry(key).or_insert([0.0; 4]);
                 for (a, b) in entry.iter_mut().zip(sums) {
                     *a += b;
                 }
@@ -135,6 +161,12 @@ impl OrderCandidates {
 
     /// Scores every order and chooses one.
     pub fn choose(&self) -> OrderSelection {
+        self.choose_within(MAX_MARKOV_STATES)
+    }
+
+    /// [`Self::choose`] among the orders whose chain has at most `max_states` states (the
+    /// others, whose counting stopped, report `max_states + 1` states).
+    fn choose_within(&self, max_states: usize) -> OrderSelection {
         let totals = self.outcomes[0].values().fold([0.0; 4], |mut t, s| {
             for (a, b) in t.iter_mut().zip(s) {
                 *a += b;
@@ -147,8 +179,8 @@ impl OrderCandidates {
         let base = (totals[0] + 0.5) / (training + 1.0);
         let scores: Vec<OrderScore> = MarkovOrder::CANDIDATES
             .map(|order| {
-                let states = self.chain(order).state_count();
-                let scored = held_out > 0.0 && states <= MAX_MARKOV_STATES;
+                let states = self.chain(order).state_count().min(max_states + 1);
+                let scored = held_out > 0.0 && states <= max_states;
                 let log_likelihood = scored.then(|| {
                     // Summed in key order: the same sum however the counts were merged.
                     let mut by_state: Vec<(&StateKey, &Outcomes)> = self.outcomes[order as usize - 1].iter().collect();
@@ -250,6 +282,41 @@ mod tests {
         let selection = candidates.choose();
         assert_eq!(selection.chosen, 1);
         assert!(selection.scores.iter().all(|s| s.log_likelihood.is_none()));
+    }
+
+    #[test]
+    fn an_order_past_the_state_limit_stops_counting_in_every_grouping() {
+        // Six orderings of three channels, with a limit of 4 states: order 1 has 3 (a, b, c);
+        // orders 2 to 4 would have 6 (the ordered pairs; the orderings) but pass the limit at
+        // 5, stop growing there and are no candidates.
+        let journeys: [(&[u32], bool); 6] = [
+            (&[0, 1, 2], false),
+            (&[1, 2, 0], true),
+            (&[2, 0, 1], false),
+            (&[0, 2, 1], true),
+            (&[1, 0, 2], false),
+            (&[2, 1, 0], true),
+        ];
+        let limit = 4;
+        let mut whole = OrderCandidates::new();
+        for (path, held_out) in journeys {
+            whole.add_path_within(limit, path, 1.0, 1.0, 1.0, held_out);
+        }
+        let sizes = |c: &OrderCandidates| (1..=4).map(|k| c.chain(k).state_count()).collect::<Vec<_>>();
+        assert_eq!(sizes(&whole), [3, 5, 5, 5]);
+        let one = whole.choose_within(limit);
+        assert_eq!(one.scores.iter().map(|s| s.states).collect::<Vec<_>>(), [3, 5, 5, 5]);
+        assert!(one.scores[0].log_likelihood.is_some() && one.scores[1..].iter().all(|s| s.log_likelihood.is_none()));
+        assert_eq!(one.chosen, 1);
+        // One journey a chunk, merged in reverse: the same choice and figures.
+        let mut merged = OrderCandidates::new();
+        for (path, held_out) in journeys.iter().rev() {
+            let mut part = OrderCandidates::new();
+            part.add_path_within(limit, path, 1.0, 1.0, 1.0, *held_out);
+            merged.merge_within(limit, &part, &[0, 1, 2]);
+        }
+        assert_eq!(merged.choose_within(limit), one);
+        assert_eq!(sizes(&merged), [3, 5, 5, 5]);
     }
 
     #[test]
