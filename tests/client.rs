@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::service_support::{Service, ServiceSpec};
+use crate::service_support::{Service, ServiceSpec, ranked_window_rows};
 use crate::support::{sample, workdir, write};
 
 fn mta(service: &Service, args: &[&str]) -> Output {
@@ -90,13 +90,7 @@ async fn lookback_windows_go_through_submit_and_come_back_as_tables() {
     let csv = text(&mta(&service, &["result", &id, "--table", "windows"]).stdout);
     let mut lines = csv.lines();
     assert_eq!(lines.next(), Some("model,channel,lookback_days,conversions,value,share,rank"), "{csv}");
-    let ranked: usize = json["window_ranks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|r| r["channels"].as_array().unwrap())
-        .map(|c| c["rank"].as_array().unwrap().iter().filter(|r| !r.is_null()).count())
-        .sum();
+    let ranked = ranked_window_rows(&json);
     assert_eq!(lines.count(), ranked);
     // Refused before the upload, naming the option.
     let output = mta(&service, &["submit", events, "--lookback-days", "1,2,3,4,5,6,7,8,9"]);

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::service_support::{S3Server, Service, ServiceSpec, decode, sorted, without_job_id};
+use crate::service_support::{S3Server, Service, ServiceSpec, decode, ranked_window_rows, sorted, without_job_id};
 use crate::support::{attribute_json, events_over_channels, inflating, sample, workdir, write};
 
 /// Small chunks and byte ranges so the 12k-row sample (about 600 kB) is split by four
@@ -774,13 +774,7 @@ async fn lookback_windows_over_chunks_equal_the_local_command_and_have_their_csv
     assert_eq!(status, 200);
     let csv = String::from_utf8(csv).unwrap();
     assert!(csv.starts_with("model,channel,lookback_days,conversions,value,share,rank\n"), "{csv}");
-    let ranked: usize = result["window_ranks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|r| r["channels"].as_array().unwrap())
-        .map(|c| c["rank"].as_array().unwrap().iter().filter(|r| !r.is_null()).count())
-        .sum();
+    let ranked = ranked_window_rows(&result);
     assert_eq!(csv.lines().count(), ranked + 1);
     assert!(csv.lines().any(|l| l.starts_with("first_touch,") && l.contains(",3,")), "{csv}");
 

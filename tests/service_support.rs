@@ -463,6 +463,17 @@ pub(crate) async fn decode(response: reqwest::Response) -> (u16, Value) {
     (status, value)
 }
 
+/// The rows of a result's `windows` table: one per model, channel and window that ranks it.
+pub(crate) fn ranked_window_rows(result: &Value) -> usize {
+    result["window_ranks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| r["channels"].as_array().unwrap())
+        .map(|c| c["rank"].as_array().unwrap().iter().filter(|r| !r.is_null()).count())
+        .sum()
+}
+
 /// `result` with every breakdown sorted by channel and campaign (rows whose credits differ
 /// by rounding only may sort either way) and every channel list by name.
 pub(crate) fn sorted(mut result: Value) -> Value {
