@@ -12,6 +12,7 @@ mod retention;
 mod security;
 mod service;
 mod service_support;
+mod shapes;
 mod spend;
 mod support;
 mod tidy;

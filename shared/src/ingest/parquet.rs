@@ -16,7 +16,7 @@ use parquet::file::reader::ChunkReader;
 use super::columns::{ChannelColumn, ConversionColumn, EventColumns, Resolver, detect_kind};
 use super::rows::{CleanEvent, MAX_USER_ID_BYTES, Rows, format_int, is_plain_text};
 use super::text::{RowSink, finish};
-use super::values::Cell;
+use super::values::{Cell, read_flag, read_number, read_timestamp};
 use super::{Block, InputSpec, InputSummary};
 use crate::error::{AttributionError, ErrorCode};
 use crate::options::InputKind;
@@ -88,6 +88,11 @@ pub fn read_parquet<R: ChunkReader + 'static, E: From<AttributionError>>(
         InputKind::Paths => None,
     };
 
+    // A named channel of plain strings (a field inside a struct, which keeps its type) is
+    // turned into a dictionary per batch, so the fast lane can take its rows.
+    let channel_field =
+        event_columns.as_ref().filter(|c| c.breakdown().next().is_none()).and_then(|c| c.channel.named());
+
     // Map each emitted row back to its row number in the file.
     let mut group_cursor = 0usize;
     let mut within_group = 0u64;
@@ -98,7 +103,11 @@ pub fn read_parquet<R: ChunkReader + 'static, E: From<AttributionError>>(
         for &field in &needed {
             let path = &paths[field];
             let position = roots.binary_search(&path.root).expect("every needed root is read");
-            columns[field] = Some(Column::new(&path.array(batch.column(position)))?);
+            let mut array = path.array(batch.column(position));
+            if channel_field == Some(field) {
+                array = as_dictionary(array);
+            }
+            columns[field] = Some(Column::new(&array)?);
         }
         numbers.clear();
         for _ in 0..batch.num_rows() {
@@ -185,6 +194,18 @@ pub(crate) fn parquet_rows<R: ChunkReader + 'static, S: RowSink>(
     Ok(rows)
 }
 
+/// A plain string array as a dictionary of strings (unchanged when it is not one, or when
+/// Arrow cannot cast it: the per-row path then reads it as it is).
+fn as_dictionary(array: ArrayRef) -> ArrayRef {
+    let dictionary = DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8));
+    let plain = match array.data_type() {
+        DataType::Utf8 => Ok(Arc::clone(&array)),
+        DataType::LargeUtf8 | DataType::Utf8View => cast(&array, &DataType::Utf8),
+        _ => return array,
+    };
+    plain.and_then(|plain| cast(&plain, &dictionary)).unwrap_or(array)
+}
+
 /// Where a column of the header is: a top-level field (`children` empty), or a field inside
 /// structs, by its index in each.
 struct FieldPath {
@@ -269,7 +290,10 @@ fn with_dictionary_channels(
     let schema = metadata.schema();
     // Fields inside structs (header entries past the top level) keep their type.
     let is_text = |i: usize| {
-        schema.fields().get(i).is_some_and(|f| matches!(f.data_type(), DataType::Utf8 | DataType::LargeUtf8))
+        schema
+            .fields()
+            .get(i)
+            .is_some_and(|f| matches!(f.data_type(), DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View))
     };
     let mut by_key: Vec<usize> = match columns.channel {
         ChannelColumn::Named(i) => vec![i],
@@ -403,42 +427,109 @@ impl Column {
     }
 }
 
-/// The fast lane for event rows: when the columns have the types exports usually have
-/// (string or integer user ids, native timestamps, dictionary-encoded channels, boolean
-/// flags, float values), rows are read straight from the typed arrays. A row with
-/// anything unusual in it (a null, a negative or non-finite value, white space to trim)
-/// is left to the per-row rules of [`Rows::push`], so both lanes keep the same rows and
-/// report the same problems.
+/// The fast lane for event rows: string, dictionary or integer user ids, dictionary-encoded
+/// channels (plain strings are turned into one per batch), and flags, timestamps and values
+/// of any type. Native types are read straight from the typed arrays (boolean flags,
+/// microsecond timestamps, float values); any other type is read cell by cell with the
+/// per-row rules' own functions ([`read_flag`], [`read_timestamp`], [`read_number`]), so
+/// integer 0/1 flags, epoch numbers, strings and decimals take the lane without a rule of
+/// their own. A row with anything unusual in it (a null, a flag or time those functions
+/// refuse, a negative or non-finite value, white space to trim) is left to the per-row
+/// rules of [`Rows::push`], so both lanes keep the same rows and report the same problems.
 struct EventLane<'a> {
     users: &'a Column,
-    times: &'a TimestampMicrosecondArray,
+    times: Times<'a>,
     channel_keys: &'a DictionaryArray<Int32Type>,
     channel_names: &'a StringArray,
-    flags: &'a BooleanArray,
-    values: Option<&'a Float64Array>,
+    flags: Flags<'a>,
+    values: Option<Values<'a>>,
+}
+
+/// The timestamps of a batch: native microseconds, or cells read by [`read_timestamp`].
+enum Times<'a> {
+    Micros(&'a TimestampMicrosecondArray),
+    Cells(&'a Column),
+}
+
+/// The conversion flags of a batch: booleans, or cells read by [`read_flag`].
+enum Flags<'a> {
+    Bool(&'a BooleanArray),
+    Cells(&'a Column),
+}
+
+/// The conversion values of a batch: doubles, or cells read by [`read_number`].
+enum Values<'a> {
+    Float(&'a Float64Array),
+    Cells(&'a Column),
+}
+
+impl Times<'_> {
+    /// Row `i`'s time, `None` when the per-row rules must decide.
+    #[inline]
+    fn at(&self, i: usize) -> Option<i64> {
+        match self {
+            Times::Micros(a) => a.is_valid(i).then(|| a.value(i)),
+            Times::Cells(c) => read_timestamp(c.cell(i)),
+        }
+    }
+}
+
+impl Flags<'_> {
+    /// Row `i`'s flag (null is "not a conversion"), `None` when the per-row rules must decide.
+    #[inline]
+    fn at(&self, i: usize) -> Option<bool> {
+        match self {
+            Flags::Bool(a) => Some(a.is_valid(i) && a.value(i)),
+            Flags::Cells(c) => read_flag(c.cell(i)),
+        }
+    }
+}
+
+impl Values<'_> {
+    /// A conversion row's value (0 when empty), `None` when the per-row rules must decide
+    /// (negative, not finite, unreadable).
+    #[inline]
+    fn at(&self, i: usize) -> Option<f64> {
+        let value = match self {
+            Values::Float(a) if a.is_null(i) => 0.0,
+            Values::Float(a) => a.value(i),
+            Values::Cells(c) => read_number(c.cell(i)).ok()?.unwrap_or(0.0),
+        };
+        (value.is_finite() && value >= 0.0).then_some(value)
+    }
 }
 
 impl<'a> EventLane<'a> {
     fn new(columns: &'a [Option<Column>], c: &EventColumns) -> Option<EventLane<'a>> {
         let column = |i: usize| columns.get(i).and_then(Option::as_ref);
         let users = column(c.user_id)?;
-        if !matches!(users, Column::Utf8(_) | Column::LargeUtf8(_) | Column::Utf8View(_) | Column::Int(_)) {
+        if !matches!(
+            users,
+            Column::Utf8(_) | Column::LargeUtf8(_) | Column::Utf8View(_) | Column::Dictionary(..) | Column::Int(_)
+        ) {
             return None;
         }
-        let Column::Micros(times) = column(c.timestamp)? else { return None };
+        let times = match column(c.timestamp)? {
+            Column::Micros(times) => Times::Micros(times),
+            other => Times::Cells(other),
+        };
         // Channels that rules name from other columns, and rows that carry touch keys (a
         // breakdown), take the per-row path.
         if c.breakdown().next().is_some() {
             return None;
         }
         let Column::Dictionary(channel_keys, channel_names) = column(c.channel.named()?)? else { return None };
+        // Flags from an event type column take the per-row path.
         let ConversionColumn::Flag(flag) = c.conversion else { return None };
-        let Column::Bool(flags) = column(flag)? else { return None };
+        let flags = match column(flag)? {
+            Column::Bool(flags) => Flags::Bool(flags),
+            other => Flags::Cells(other),
+        };
         let values = match c.conversion_value {
             None => None,
             Some(i) => match column(i)? {
-                Column::Float(values) => Some(values),
-                _ => return None,
+                Column::Float(values) => Some(Values::Float(values)),
+                other => Some(Values::Cells(other)),
             },
         };
         Some(EventLane { users, times, channel_keys, channel_names, flags, values })
@@ -457,6 +548,9 @@ impl<'a> EventLane<'a> {
             Column::Utf8View(a) => {
                 self.append_with(from, numbers, rows, |i| a.is_valid(i).then(|| UserCell::Text(a.value(i))))
             }
+            Column::Dictionary(a, values) => self.append_with(from, numbers, rows, |i| {
+                a.is_valid(i).then(|| UserCell::Text(values.value(a.keys().value(i) as usize)))
+            }),
             Column::Int(a) => {
                 self.append_with(from, numbers, rows, |i| a.is_valid(i).then(|| UserCell::Int(a.value(i))))
             }
@@ -476,7 +570,6 @@ impl<'a> EventLane<'a> {
         let Some(mut sink) = rows.clean_event_sink(|key| self.channel_names.value(key as usize)) else {
             return Ok(from);
         };
-        let times = self.times.values();
         let channel_keys = self.channel_keys.keys().values();
         let mut number = [0u8; 24];
         let mut i = from;
@@ -486,10 +579,8 @@ impl<'a> EventLane<'a> {
                 Some(UserCell::Int(value)) => format_int(value, &mut number),
                 _ => break,
             };
-            if self.times.is_null(i) {
-                break;
-            }
-            let is_conversion = self.flags.is_valid(i) && self.flags.value(i);
+            let Some(timestamp) = self.times.at(i) else { break };
+            let Some(is_conversion) = self.flags.at(i) else { break };
             let channel_key = if self.channel_keys.is_null(i) {
                 // A touch needs a channel; the per-row rules say so.
                 if !is_conversion {
@@ -499,17 +590,15 @@ impl<'a> EventLane<'a> {
             } else {
                 Some(channel_keys[i] as u32)
             };
-            let value = match self.values {
-                Some(values) if is_conversion && values.is_valid(i) => {
-                    let value = values.value(i);
-                    if !(value.is_finite() && value >= 0.0) {
-                        break;
-                    }
-                    value
-                }
+            // Values of touches are not read, as by the per-row rules.
+            let value = match &self.values {
+                Some(values) if is_conversion => match values.at(i) {
+                    Some(value) => value,
+                    None => break,
+                },
                 _ => 0.0,
             };
-            let event = CleanEvent { row: numbers[i], user, timestamp: times[i], channel_key, is_conversion, value };
+            let event = CleanEvent { row: numbers[i], user, timestamp, channel_key, is_conversion, value };
             if !sink.push(event)? {
                 break;
             }

@@ -173,11 +173,19 @@ pub fn read_flag(cell: Cell<'_>) -> Option<bool> {
         Cell::Int(1) => Some(true),
         Cell::Float(0.0) => Some(false),
         Cell::Float(1.0) => Some(true),
-        Cell::Str(s) => match s.trim().to_ascii_lowercase().as_str() {
-            "" | "0" | "false" | "f" | "no" | "n" | "0.0" => Some(false),
-            "1" | "true" | "t" | "yes" | "y" | "1.0" => Some(true),
-            _ => None,
-        },
+        Cell::Str(s) => {
+            // Compared without case and without allocating: the Parquet fast lane reads
+            // string flags through this same function, row by row.
+            let word = s.trim();
+            let is = |words: &[&str]| words.iter().any(|w| word.eq_ignore_ascii_case(w));
+            if is(&["", "0", "false", "f", "no", "n", "0.0"]) {
+                Some(false)
+            } else if is(&["1", "true", "t", "yes", "y", "1.0"]) {
+                Some(true)
+            } else {
+                None
+            }
+        }
         _ => None,
     }
 }
