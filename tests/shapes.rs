@@ -16,6 +16,8 @@ use arrow::array::{
 };
 use arrow::datatypes::{DataType, Field, Int8Type, Int32Type};
 
+use crate::service::assert_same_result;
+use crate::service_support::sorted;
 use crate::support::{attribute, workdir, write};
 
 /// 2026-01-01T00:00:00Z in epoch seconds.
@@ -431,12 +433,10 @@ fn every_parquet_shape_gives_the_result_bytes_of_the_same_csv_rows() {
             std::fs::create_dir_all(&shape_dir).unwrap();
             let file = write_shape(&shape_dir, shape, &events);
             let got = stdout_of(&file, &args(shape));
-            assert!(
-                &got == want,
-                "{shape:?} differs from CSV:\n{}\nwant:\n{}",
-                String::from_utf8_lossy(&got[..got.len().min(1_500)]),
-                String::from_utf8_lossy(&want[..want.len().min(1_500)])
-            );
+            // Row groups decode in parallel, so sums may add in another order: floats agree to
+            // 1e-9 (one row taken or lost moves them by far more), everything else exactly.
+            let [got, want] = [&got, want].map(|bytes| sorted(serde_json::from_slice(bytes).unwrap()));
+            assert_same_result(&got, &want, &format!("{shape:?}"));
         }
     }
 }
