@@ -228,11 +228,47 @@ impl Run<'_> {
     fn attribute_partitions(&self, channels: &ChannelOrder, options: &Options) -> Result<Partial, RunError> {
         // With credits to export, partitions are read twice, so what is in memory stays there.
         let keep = self.keeps_user_ids();
-        let partitions: Vec<usize> = (0..self.store.partitions() as usize).collect();
+        let partitions = self.store.partitions() as usize;
+        let names = channels.by_name.names();
+        if !options.breakdown.is_empty() {
+            return self.attribute_keyed_partitions(partitions, keep, channels, options);
+        }
+        // Every partition is numbered in name order, so partitions add straight into a
+        // partial without a merge each. Partition p goes to group p mod `groups`, each group
+        // adds its partitions in order, and the groups are merged in order: the same bytes
+        // on every run with the same thread count, a few partials in memory (a partial holds
+        // up to `max_report_paths` paths), and no merge per partition.
+        let groups = (2 * rayon::current_num_threads()).clamp(1, partitions.max(1));
+        let partials = (0..groups)
+            .into_par_iter()
+            .map_init(Loaded::default, |loaded, group| {
+                let mut partial = Partial::new(options, names);
+                for p in (group..partitions).step_by(groups) {
+                    self.store.load_into(p, keep, loaded)?;
+                    channels.apply(&mut loaded.chunk);
+                    partial.add_events(&loaded.chunk, options)?;
+                }
+                Ok(partial)
+            })
+            .collect::<Result<Vec<Partial>, RunError>>()?;
+        let mut total = Partial::new(options, names);
+        for partial in &partials {
+            total.merge(partial);
+        }
+        Ok(total)
+    }
+
+    /// With a breakdown each partition's touch keys become its own partial's numbering:
+    /// a window of partitions at a time, merged in partition order.
+    fn attribute_keyed_partitions(
+        &self,
+        partitions: usize,
+        keep: bool,
+        channels: &ChannelOrder,
+        options: &Options,
+    ) -> Result<Partial, RunError> {
         let mut total = Partial::for_dictionary(options, channels.by_name.names());
-        // A window of partitions at a time, merged in partition order: the same bytes on
-        // every run, and no more partials in memory than the window (a partial holds up to
-        // `max_report_paths` paths, and with periods and a breakdown can hold megabytes).
+        let partitions: Vec<usize> = (0..partitions).collect();
         for window in partitions.chunks(2 * rayon::current_num_threads().max(1)) {
             let partials = window
                 .par_iter()

@@ -4,6 +4,7 @@
 //! partial into the result. This is the seam between the attribute and reduce stages.
 
 use std::collections::BTreeMap;
+use std::collections::btree_map::Entry;
 
 use serde::{Deserialize, Serialize};
 
@@ -151,9 +152,12 @@ impl Partial {
     /// sum is too large for an `f64` (see [`Partial::check_finite`]).
     /// With a breakdown, the chunk's channel ids are touch keys (`chunk::touch_key`).
     pub fn from_events(chunk: &EventChunk, options: &Options) -> Result<Partial, AttributionError> {
-        let (mut partial, key_map) = if options.breakdown.is_empty() {
-            (Partial::new(options, chunk.channels.names()), None)
-        } else {
+        if options.breakdown.is_empty() {
+            let mut partial = Partial::new(options, chunk.channels.names());
+            partial.add_events(chunk, options)?;
+            return Ok(partial);
+        }
+        let (mut partial, key_map) = {
             // Only the keys of this chunk's rows: a dictionary may hold a whole run's keys.
             let names = chunk.channels.names();
             let mut key_of = vec![NO_CHANNEL; names.len()];
@@ -173,10 +177,37 @@ impl Partial {
                 window.breakdown = Some(sums.clone());
             }
             partial.breakdown = Some(sums);
-            (partial, Some(KeyMap { key_of, key_channel: keys.key_channel }))
+            (partial, KeyMap { key_of, key_channel: keys.key_channel })
         };
         let mut adder = JourneyAdder::new(options, &partial.channels);
-        adder.key_map = key_map;
+        adder.key_map = Some(key_map);
+        let empty = options.period.is_some().then(|| partial.clone());
+        partial.add_chunk(chunk, options, adder, empty)?;
+        Ok(partial)
+    }
+
+    /// Adds one more chunk of event rows (all rows of each of its users) to a partial of
+    /// the same channel numbering: the chunk's dictionary is the partial's channels. So a
+    /// run that numbers every chunk alike adds them all to one partial, with no merge.
+    /// Without a breakdown only (touch keys are numbered per chunk).
+    pub fn add_events(&mut self, chunk: &EventChunk, options: &Options) -> Result<(), AttributionError> {
+        assert!(options.breakdown.is_empty(), "a breakdown's touch keys are numbered per chunk");
+        assert_eq!(self.channels, chunk.channels.names(), "the chunk is numbered as the partial");
+        let adder = JourneyAdder::new(options, &self.channels);
+        let empty = options.period.is_some().then(|| Partial::new(options, &self.channels));
+        self.add_chunk(chunk, options, adder, empty)
+    }
+
+    /// Adds a chunk's journeys through `adder`; `empty` is an empty partial of this
+    /// numbering, the template of each period's sub-partial (with a period).
+    fn add_chunk(
+        &mut self,
+        chunk: &EventChunk,
+        options: &Options,
+        mut adder: JourneyAdder,
+        empty: Option<Partial>,
+    ) -> Result<(), AttributionError> {
+        let partial = self;
         // The training / held-out split of `markov_order: auto`, by user.
         let held_out = |origin: JourneyOrigin| match origin {
             JourneyOrigin::EventRow(row) => crate::markov_order::is_held_out(chunk.user_keys[row]),
@@ -187,13 +218,13 @@ impl Partial {
                 // One grouping of the rows; each journey is added under every window.
                 let mut further = std::mem::take(&mut partial.windows);
                 for_each_windowed_journey(chunk, options, &options.window_lookbacks(), |window, journey, origin| {
-                    let target = if window == 0 { &mut partial } else { &mut further[window - 1] };
+                    let target = if window == 0 { &mut *partial } else { &mut further[window - 1] };
                     // Paths are reported for the first window only (like the other reports).
                     adder.paths = window == 0;
                     adder.add(target, journey, held_out(origin), options);
                 });
                 for window in &mut further {
-                    window.counts.rows = chunk.len() as u64;
+                    window.counts.rows += chunk.len() as u64;
                     if let Some(breakdown) = &mut window.breakdown {
                         breakdown.compact();
                     }
@@ -201,16 +232,16 @@ impl Partial {
                 partial.windows = further;
             }
             None => for_each_event_journey(chunk, options, |journey, origin| {
-                adder.add(&mut partial, journey, held_out(origin), options)
+                adder.add(partial, journey, held_out(origin), options)
             }),
             Some(period) => {
                 // Each journey is added once, to its period; the whole is their sum. Paths
                 // are reported for the whole only: they go straight to it.
-                let empty = partial.clone();
+                let empty = empty.expect("a template with a period");
                 let mut periods = BTreeMap::new();
                 adder.paths = false;
                 for_each_event_journey(chunk, options, |journey, origin| {
-                    adder.add_path(&mut partial, journey);
+                    adder.add_path(partial, journey);
                     let at = journey.conversion_time.or_else(|| journey.touch_times.and_then(|t| t.last().copied()));
                     match at {
                         Some(at) => {
@@ -218,27 +249,31 @@ impl Partial {
                                 periods.entry(period.start(at, options.timezone)).or_insert_with(|| empty.clone());
                             adder.add(sub, journey, held_out(origin), options);
                         }
-                        None => adder.add(&mut partial, journey, held_out(origin), options),
+                        None => adder.add(partial, journey, held_out(origin), options),
                     }
                 });
                 // The periods share this chunk's channel numbering: no names to match.
                 let identity: Vec<u32> = (0..partial.channels.len() as u32).collect();
-                for sub in periods.values_mut() {
-                    partial.add_mapped(sub, &identity, true);
+                for (start, mut sub) in periods {
+                    partial.add_mapped(&sub, &identity, true);
                     if let Some(breakdown) = &mut sub.breakdown {
                         breakdown.compact();
                     }
+                    match partial.periods.entry(start) {
+                        Entry::Vacant(slot) => {
+                            slot.insert(sub);
+                        }
+                        Entry::Occupied(mut slot) => slot.get_mut().add_mapped(&sub, &identity, true),
+                    }
                 }
-                partial.periods = periods;
             }
         }
         if let Some(breakdown) = &mut partial.breakdown {
             breakdown.compact();
         }
-        partial.counts.rows = chunk.len() as u64;
+        partial.counts.rows += chunk.len() as u64;
         partial.check_finite(options)?;
-        partial.check_limits()?;
-        Ok(partial)
+        partial.check_limits()
     }
 
     /// Attributes one chunk of path rows; fails as [`Partial::from_events`] does.

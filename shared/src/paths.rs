@@ -16,7 +16,10 @@
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 
-use rustc_hash::FxHashMap;
+use std::hash::{Hash, Hasher};
+
+use hashbrown::HashTable;
+use rustc_hash::FxHasher;
 use serde::{Deserialize, Serialize};
 
 /// The default of `top_paths`: converting and non-converting paths listed.
@@ -116,19 +119,55 @@ const VALUE: usize = 1;
 const NULLS: usize = 2;
 
 /// The paths of a partial's journeys with their figures (see the module's documentation).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+///
+/// A path's key is its touches, then its channel ids (all of them, or the first and last
+/// [`PATH_END_TOUCHES`] when it has more than [`MAX_PATH_TOUCHES`]). Keys lie one after
+/// another in one buffer and the table holds where each starts: counting a journey allocates
+/// nothing, which matters because most paths of a large input are met once.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(into = "PathsWire", from = "PathsWire")]
 pub struct PathCounts {
     /// Most distinct paths held (`max_report_paths`); 0 in partials of older versions.
     limit: u32,
-    /// By key: the path's touches, then its channel ids (all of them, or the first and last
-    /// [`PATH_END_TOUCHES`] when it has more than [`MAX_PATH_TOUCHES`]).
-    entries: FxHashMap<Box<[u32]>, Figures>,
+    /// The keys of the slots, end to end (and of dropped paths until the next summary step).
+    keys: Vec<u32>,
+    slots: HashTable<Slot>,
     /// Per figure, what the summary subtracted from every count: 0 while exact.
     lost: Figures,
     /// True once the limit was reached here or in a merged partial.
     summarised: bool,
     key: Vec<u32>,
+}
+
+/// A path held: its key's place in [`PathCounts::keys`], the key's hash, the figures.
+#[derive(Debug, Clone)]
+struct Slot {
+    hash: u64,
+    start: u32,
+    len: u32,
+    figures: Figures,
+}
+
+impl Slot {
+    fn key<'a>(&self, keys: &'a [u32]) -> &'a [u32] {
+        &keys[self.start as usize..(self.start + self.len) as usize]
+    }
+}
+
+fn hash_key(key: &[u32]) -> u64 {
+    let mut hasher = FxHasher::default();
+    key.hash(&mut hasher);
+    hasher.finish()
+}
+
+impl PartialEq for PathCounts {
+    /// The same paths with the same figures, however they are stored.
+    fn eq(&self, other: &Self) -> bool {
+        self.limit == other.limit
+            && self.lost == other.lost
+            && self.summarised == other.summarised
+            && self.sorted_entries() == other.sorted_entries()
+    }
 }
 
 /// The stored form: entries sorted by key, so equal counts serialise equally.
@@ -142,21 +181,18 @@ struct PathsWire {
 
 impl From<PathCounts> for PathsWire {
     fn from(counts: PathCounts) -> Self {
-        let mut entries: Vec<(Box<[u32]>, Figures)> = counts.entries.into_iter().collect();
-        entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let entries = counts.sorted_entries().into_iter().map(|(key, figures)| (key.into(), figures)).collect();
         PathsWire { limit: counts.limit, entries, lost: counts.lost, summarised: counts.summarised }
     }
 }
 
 impl From<PathsWire> for PathCounts {
     fn from(wire: PathsWire) -> Self {
-        PathCounts {
-            limit: wire.limit,
-            entries: wire.entries.into_iter().collect(),
-            lost: wire.lost,
-            summarised: wire.summarised,
-            key: Vec::new(),
+        let mut counts = PathCounts { limit: wire.limit, lost: wire.lost, summarised: wire.summarised, ..Default::default() };
+        for (key, figures) in &wire.entries {
+            counts.add_key(key, figures);
         }
+        counts
     }
 }
 
@@ -167,11 +203,21 @@ impl PathCounts {
 
     /// Distinct paths held now.
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.slots.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.slots.is_empty()
+    }
+
+    fn entries(&self) -> impl Iterator<Item = (&[u32], &Figures)> {
+        self.slots.iter().map(|slot| (slot.key(&self.keys), &slot.figures))
+    }
+
+    fn sorted_entries(&self) -> Vec<(&[u32], Figures)> {
+        let mut entries: Vec<(&[u32], Figures)> = self.entries().map(|(key, f)| (key, *f)).collect();
+        entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        entries
     }
 
     /// Adds a journey with at least one touch (others are not paths).
@@ -188,23 +234,33 @@ impl PathCounts {
             key.extend_from_slice(&channels[..PATH_END_TOUCHES]);
             key.extend_from_slice(&channels[channels.len() - PATH_END_TOUCHES..]);
         }
-        self.add_key(&key, [conversions, value, nulls]);
+        self.add_key(&key, &[conversions, value, nulls]);
         self.key = key;
+        self.bound();
     }
 
-    fn add_key(&mut self, key: &[u32], figures: Figures) {
-        match self.entries.get_mut(key) {
-            Some(mine) => {
-                for (m, f) in mine.iter_mut().zip(figures) {
+    /// Adds a path's figures, without the summary step.
+    fn add_key(&mut self, key: &[u32], figures: &Figures) {
+        let hash = hash_key(key);
+        let keys = &self.keys;
+        match self.slots.find_mut(hash, |slot| slot.hash == hash && slot.key(keys) == key) {
+            Some(slot) => {
+                for (m, f) in slot.figures.iter_mut().zip(figures) {
                     *m += f;
                 }
             }
             None => {
-                self.entries.insert(key.into(), figures);
-                if self.entries.len() > self.limit as usize {
-                    self.summarise();
-                }
+                let slot = Slot { hash, start: self.keys.len() as u32, len: key.len() as u32, figures: *figures };
+                self.keys.extend_from_slice(key);
+                self.slots.insert_unique(hash, slot, |slot| slot.hash);
             }
+        }
+    }
+
+    /// The summary step, when more paths than the limit are held.
+    fn bound(&mut self) {
+        if self.slots.len() > self.limit as usize {
+            self.summarise();
         }
     }
 
@@ -212,37 +268,42 @@ impl PathCounts {
     /// at most three quarters of the limit stay, and a quarter are added before the next).
     fn summarise(&mut self) {
         let keep = (self.limit as usize / 4).max(1);
-        let mut counts: Vec<f64> = Vec::with_capacity(self.entries.len());
+        let mut counts: Vec<f64> = Vec::with_capacity(self.slots.len());
         for figure in [CONVERSIONS, VALUE, NULLS] {
             counts.clear();
-            counts.extend(self.entries.values().map(|f| f[figure]).filter(|&x| x > 0.0));
+            counts.extend(self.slots.iter().map(|slot| slot.figures[figure]).filter(|&x| x > 0.0));
             if counts.len() <= keep {
                 continue;
             }
             // The (keep + 1)-th largest: at most `keep` counts stay above it.
             let (_, &mut cut, _) = counts.select_nth_unstable_by(keep, |a, b| b.total_cmp(a));
-            for f in self.entries.values_mut() {
-                f[figure] = (f[figure] - cut).max(0.0);
+            for slot in self.slots.iter_mut() {
+                slot.figures[figure] = (slot.figures[figure] - cut).max(0.0);
             }
             self.lost[figure] += cut;
         }
-        self.entries.retain(|_, f| f.iter().any(|&x| x > 0.0));
+        self.slots.retain(|slot| slot.figures.iter().any(|&x| x > 0.0));
+        // The kept keys, moved together (the dropped ones' room is freed).
+        let mut keys = Vec::with_capacity(self.slots.iter().map(|slot| slot.len as usize).sum());
+        for slot in self.slots.iter_mut() {
+            let start = keys.len() as u32;
+            keys.extend_from_slice(slot.key(&self.keys));
+            slot.start = start;
+        }
+        self.keys = keys;
         self.summarised = true;
     }
 
-    /// Adds `other`, whose channel `c` is our `channel_map[c]`.
+    /// Adds `other`, whose channel `c` is our `channel_map[c]`: every path's figures are
+    /// added, then the summary step is taken once if the limit is passed. Sums do not depend
+    /// on the order paths are added in, nor does that step (it depends on the figures
+    /// only), so any grouping of the same partials in the same merges gives the same counts.
     pub(crate) fn merge(&mut self, other: &PathCounts, channel_map: &[u32]) {
         if self.limit == 0 {
             self.limit = other.limit;
         }
         let mut key = std::mem::take(&mut self.key);
-        // Sorted when the merge may summarise, so that it does the same whatever the hash
-        // order (below the limit it makes no difference: each path is added to once).
-        let mut theirs: Vec<(&Box<[u32]>, &Figures)> = other.entries.iter().collect();
-        if self.entries.len() + theirs.len() > self.limit as usize {
-            theirs.sort_unstable_by(|a, b| a.0.cmp(b.0));
-        }
-        for (their_key, &figures) in theirs {
+        for (their_key, figures) in other.entries() {
             key.clear();
             key.push(their_key[0]);
             key.extend(their_key[1..].iter().map(|&c| channel_map[c as usize]));
@@ -253,6 +314,7 @@ impl PathCounts {
             *mine += theirs;
         }
         self.summarised |= other.summarised;
+        self.bound();
     }
 
     /// The report: the `top` paths with the most conversions, and the `top` with the most
@@ -261,7 +323,7 @@ impl PathCounts {
         if self.limit == 0 {
             return None;
         }
-        let entries: Vec<(&[u32], &Figures)> = self.entries.iter().map(|(k, f)| (&k[..], f)).collect();
+        let entries: Vec<(&[u32], &Figures)> = self.entries().collect();
         let row = |(key, f): (&[u32], &Figures)| PathRow {
             path: self.path_string(key, names),
             touches: key[0],
@@ -287,7 +349,7 @@ impl PathCounts {
         let exact = !self.summarised;
         Some(TopPaths {
             exact,
-            distinct_paths: exact.then_some(self.entries.len() as u64),
+            distinct_paths: exact.then_some(self.slots.len() as u64),
             error_bound: PathFigures {
                 conversions: self.lost[CONVERSIONS],
                 value: self.lost[VALUE],
@@ -516,7 +578,7 @@ mod tests {
             parts in 1usize..6,
             limit in 4u32..12,
         ) {
-            let mut truth: FxHashMap<Vec<u32>, Figures> = FxHashMap::default();
+            let mut truth: rustc_hash::FxHashMap<Vec<u32>, Figures> = rustc_hash::FxHashMap::default();
             let mut partials: Vec<PathCounts> = (0..parts).map(|_| PathCounts::new(limit)).collect();
             for (i, (path, conversions, nulls, value)) in journeys.iter().enumerate() {
                 let (c, n) = (f64::from(*conversions), f64::from(*nulls));
@@ -539,7 +601,7 @@ mod tests {
             for (path, want) in &truth {
                 let mut key = vec![path.len() as u32];
                 key.extend(path);
-                let got = total.entries.get(&key[..]).copied().unwrap_or_default();
+                let got = total.entries().find(|(k, _)| *k == &key[..]).map(|(_, f)| *f).unwrap_or_default();
                 for figure in [CONVERSIONS, VALUE, NULLS] {
                     let (g, w, bound) = (got[figure], want[figure], total.lost[figure]);
                     proptest::prop_assert!(g <= w + 1e-9 && g >= w - bound - 1e-9, "{:?} {}: {} vs {} (bound {})", path, figure, g, w, bound);

@@ -247,6 +247,23 @@ fn check_chunked(
             got.add_spend(costs);
             check_same(&format!("{n} chunks{what}, {grouping}"), &got, want)?;
         }
+        if options.breakdown.is_empty() {
+            // As the local command does: every chunk numbered alike, added into one partial.
+            let mut names: Vec<&str> = rows.iter().filter_map(|r| r.channel.as_deref()).collect();
+            names.sort_unstable();
+            names.dedup();
+            let mut dict = ChannelDict::default();
+            for name in names {
+                dict.id(name);
+            }
+            let mut added = Partial::new(options, dict.names());
+            for part in partition(rows, n) {
+                added.add_events(&event_chunk_with_dict(&part, dict.clone()), options).unwrap();
+            }
+            let mut got = added.finish(options).expect("attribution succeeds");
+            got.add_spend(costs);
+            check_same(&format!("{n} chunks{what}, added into one partial"), &got, want)?;
+        }
     }
     Ok(())
 }
