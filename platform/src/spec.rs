@@ -73,6 +73,7 @@ impl JobSpec {
             columns: self.columns.clone(),
             channel_rules: self.options.channel_rules.clone(),
             breakdown: self.options.breakdown.clone().unwrap_or_default(),
+            segment_by: self.options.segment_by.clone(),
             keep_user_ids: self.export_credits,
             limits,
             ..InputSpec::default()

@@ -286,6 +286,13 @@ pub struct OptionsSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(example = json!(["campaign"])))]
     pub breakdown: Option<Vec<String>>,
+    /// One complete attribution per value of this column (`country`, a plan, a device...;
+    /// any column by its name or dotted path), in `segments`: a journey counts in the
+    /// segment of its last row (its conversion row; a null journey's last touch). Event-level
+    /// input only; not with `period` or several lookback windows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(example = "country"))]
+    pub segment_by: Option<String>,
     /// Converting and non-converting paths listed in `reports.paths` (default 50, at most 1000).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 1000))]
@@ -336,6 +343,9 @@ pub struct Options {
     /// The columns each channel's credit is broken down by, as named (absent: none).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub breakdown: Vec<String>,
+    /// The column whose values segment the journeys, as named (absent: none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub segment_by: Option<String>,
     /// Paths listed in each of the reports' top paths.
     #[serde(default = "default_top_paths")]
     pub top_paths: u32,
@@ -547,6 +557,7 @@ impl OptionsSpec {
             return Err(AttributionError::option("timezone", "applies only with `period`"));
         }
         let breakdown = validate_breakdown(self.breakdown.as_deref().unwrap_or_default(), kind)?;
+        let segment_by = self.validate_segment_by(kind, lookback_windows.len())?;
         use crate::paths::{MAX_MAX_REPORT_PATHS, MAX_TOP_PATHS, MIN_MAX_REPORT_PATHS};
         let top_paths = self.top_paths.unwrap_or(crate::paths::DEFAULT_TOP_PATHS);
         if !(1..=MAX_TOP_PATHS).contains(&top_paths) {
@@ -578,9 +589,43 @@ impl OptionsSpec {
             period: self.period,
             timezone: self.timezone.unwrap_or_default(),
             breakdown,
+            segment_by,
             top_paths,
             max_report_paths,
         })
+    }
+
+    /// The segment column, trimmed: event input, a name of at most 1024 bytes, and neither
+    /// `period` nor several lookback windows (each would split every segment again).
+    fn validate_segment_by(&self, kind: InputKind, windows: usize) -> Result<Option<String>, AttributionError> {
+        let Some(name) = &self.segment_by else { return Ok(None) };
+        let refuse = |problem: String| Err(AttributionError::option("segment_by", problem));
+        let name = name.trim();
+        if kind == InputKind::Paths {
+            return refuse(
+                "needs event rows, whose last row names a journey's segment; path rows have none".to_owned(),
+            );
+        }
+        if name.is_empty() {
+            return refuse("the column name is empty".to_owned());
+        }
+        if name.len() > MAX_BREAKDOWN_NAME_BYTES {
+            return refuse(format!("{} is longer than {MAX_BREAKDOWN_NAME_BYTES} bytes", quoted(name)));
+        }
+        if RESERVED_BREAKDOWN_NAMES.iter().any(|r| r.eq_ignore_ascii_case(name)) {
+            return refuse(format!(
+                "{} cannot be the segment column (the segments table's other columns are {})",
+                quoted(name),
+                RESERVED_BREAKDOWN_NAMES.join(", ")
+            ));
+        }
+        if self.period.is_some() {
+            return refuse("does not combine with `period` yet; segment a job, or split it by period".to_owned());
+        }
+        if windows > 1 {
+            return refuse("does not combine with several lookback windows yet; give one window".to_owned());
+        }
+        Ok(Some(name.to_owned()))
     }
 }
 
@@ -813,6 +858,24 @@ mod tests {
         assert!(with(&["campaign"]).check(Some(InputKind::Paths)).is_err());
         let json = serde_json::to_value(Options::defaults(InputKind::Events)).unwrap();
         assert!(json.get("breakdown").is_none(), "absent unless asked for");
+    }
+
+    #[test]
+    fn the_segment_column_is_checked_and_reported() {
+        let with = |name: &str| OptionsSpec { segment_by: Some(name.to_owned()), ..OptionsSpec::default() };
+        assert_eq!(with(" country ").validate(InputKind::Events).unwrap().segment_by.as_deref(), Some("country"));
+        for (spec, words) in [
+            (with(" "), "empty"),
+            (OptionsSpec { period: Some(Period::Week), ..with("country") }, "period"),
+            (OptionsSpec { lookback_days: Some(LookbackDays::Many(vec![7.0, 30.0])), ..with("country") }, "window"),
+        ] {
+            let err = spec.check(None).unwrap_err();
+            assert_eq!(err.details[0].column.as_deref(), Some("segment_by"), "{words}");
+            assert!(err.message.contains(words), "{words}: {}", err.message);
+        }
+        assert!(with("country").check(Some(InputKind::Paths)).is_err());
+        let json = serde_json::to_value(Options::defaults(InputKind::Events)).unwrap();
+        assert!(json.get("segment_by").is_none(), "absent unless asked for");
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::breakdown::{BreakdownSums, TouchKeys, credits_channels, splits_channel_credit};
-use crate::chunk::{EventChunk, NO_CHANNEL, PathChunk};
+use crate::chunk::{EventChunk, NO_CHANNEL, NO_SEGMENT, PathChunk};
 use crate::error::{AttributionError, ErrorCode, Problem};
 use crate::journey::{
     Journey, JourneyOrigin, for_each_event_journey, for_each_path_journey, for_each_windowed_journey,
@@ -18,6 +18,7 @@ use crate::markov_order::OrderCandidates;
 use crate::options::{MarkovOrder, ModelId, Options};
 use crate::reports::ReportCounts;
 use crate::rules::touch_weights;
+use crate::segment::SegmentValue;
 use crate::shao_li::ShaoLiCounts;
 
 /// Journey and row counts of the input (docs/user-guide.md, "Results", `summary`).
@@ -93,6 +94,10 @@ pub struct Partial {
     /// merges with its counterpart, so every window adds up over chunks as the whole does.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub windows: Vec<Partial>,
+    /// With `segment_by`: the same sums per segment value of the journeys that count in it
+    /// (`segment.rs`); the fields above are their sum plus `counts.rows`, as with periods.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty", with = "crate::segment::by_value")]
+    pub segments: BTreeMap<SegmentValue, Partial>,
 }
 
 impl Partial {
@@ -132,6 +137,7 @@ impl Partial {
             periods: BTreeMap::new(),
             breakdown,
             windows: Vec::new(),
+            segments: BTreeMap::new(),
         }
     }
 
@@ -199,6 +205,36 @@ impl Partial {
                     }
                 }
                 partial.windows = further;
+            }
+            None if options.segment_by.is_some() => {
+                // Each journey is added once, to the segment of its last row; the whole is
+                // their sum. Paths are reported for the whole only, as with periods.
+                let empty = partial.clone();
+                let no_value = chunk.segments.len();
+                let mut by_id: Vec<Option<Partial>> = vec![None; no_value + 1];
+                adder.paths = false;
+                for_each_event_journey(chunk, options, |journey, origin| {
+                    adder.add_path(&mut partial, journey);
+                    let row = match origin {
+                        JourneyOrigin::EventRow(row) | JourneyOrigin::PathRow(row) => row,
+                    };
+                    let slot = match chunk.segment_ids.get(row) {
+                        Some(&id) if id != NO_SEGMENT => id as usize,
+                        _ => no_value,
+                    };
+                    let sub = by_id[slot].get_or_insert_with(|| empty.clone());
+                    adder.add(sub, journey, held_out(origin), options);
+                });
+                let identity: Vec<u32> = (0..partial.channels.len() as u32).collect();
+                for (slot, sub) in by_id.into_iter().enumerate() {
+                    let Some(mut sub) = sub else { continue };
+                    partial.add_mapped(&sub, &identity, true);
+                    if let Some(breakdown) = &mut sub.breakdown {
+                        breakdown.compact();
+                    }
+                    let value = (slot < no_value).then(|| chunk.segments.name(slot as u32).to_owned());
+                    partial.segments.insert(value, sub);
+                }
             }
             None => for_each_event_journey(chunk, options, |journey, origin| {
                 adder.add(&mut partial, journey, held_out(origin), options)
@@ -328,9 +364,10 @@ impl Partial {
                 None => self.windows.push(theirs.clone()),
             }
         }
+        crate::segment::merge(&mut self.segments, &other.segments, Partial::merge);
     }
 
-    /// Adds `other`'s sums (not its periods or windows), whose channel `c` is our
+    /// Adds `other`'s sums (not its periods, windows or segments), whose channel `c` is our
     /// `channel_map[c]`; `same_keys` when both have the same breakdown keys in the same order.
     fn add_mapped(&mut self, other: &Partial, channel_map: &[u32], same_keys: bool) {
         self.counts.add(&other.counts);

@@ -49,6 +49,10 @@ pub struct AttributionResult {
     /// With `windows`: per model, each channel's share and rank under every window.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub window_ranks: Vec<WindowRanks>,
+    /// With `options.segment_by`: the same figures per value of its column (`segment.rs`), by
+    /// value, the rows without one last; they add up to the whole.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub segments: Vec<SegmentResult>,
 }
 
 /// The result of one lookback window.
@@ -96,6 +100,27 @@ pub struct PeriodResult {
     #[serde(serialize_with = "models_as_map", deserialize_with = "models_from_map")]
     #[cfg_attr(feature = "openapi", schema(value_type = std::collections::BTreeMap<String, ModelResult>))]
     pub models: Vec<ModelResult>,
+}
+
+/// The result of the journeys of one segment (`options.segment_by`, `segment.rs`).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SegmentResult {
+    /// The segment's column and value, `{"country": "DE"}` (`null`: the rows without a value).
+    #[cfg_attr(feature = "openapi", schema(value_type = std::collections::BTreeMap<String, Option<String>>, example = json!({"country": "DE"})))]
+    pub segment: std::collections::BTreeMap<String, Option<String>>,
+    /// `rows` is 0: rows are not split by segment, journeys are.
+    pub summary: Summary,
+    #[serde(serialize_with = "models_as_map", deserialize_with = "models_from_map")]
+    #[cfg_attr(feature = "openapi", schema(value_type = std::collections::BTreeMap<String, ModelResult>))]
+    pub models: Vec<ModelResult>,
+}
+
+impl SegmentResult {
+    /// The segment's value (`None`: rows without one).
+    pub fn value(&self) -> Option<&str> {
+        self.segment.values().next().and_then(|v| v.as_deref())
+    }
 }
 
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -314,6 +339,12 @@ impl Partial {
             let AttributionResult { summary, models, .. } = build_result(period, &part_options, budget, order, false)?;
             result.periods.push(PeriodResult { period: Period::label(day), summary, models });
         }
+        let mut segments: Vec<_> = self.segments.iter().collect();
+        segments.sort_by(|a, b| crate::segment::listing_order(a.0, b.0));
+        for (value, segment) in segments {
+            let AttributionResult { summary, models, .. } = build_result(segment, &part_options, budget, order, false)?;
+            result.segments.push(SegmentResult { segment: crate::segment::label(options, value), summary, models });
+        }
         if let Some((&first, further)) = options.lookback_windows.split_first() {
             let (summary, models) = (result.summary.clone(), result.models.clone());
             result.windows.push(WindowResult { lookback_days: first, summary, models });
@@ -519,7 +550,8 @@ fn first_non_finite(result: &AttributionResult) -> Option<&'static str> {
     }
     let periods = result.periods.iter().flat_map(|p| &p.models);
     let windows = result.windows.iter().flat_map(|w| &w.models);
-    result.models.iter().chain(periods).chain(windows).find_map(|model| {
+    let segments = result.segments.iter().flat_map(|s| &s.models);
+    result.models.iter().chain(periods).chain(windows).chain(segments).find_map(|model| {
         let channels = model.channels.iter().flat_map(|c| {
             [Some(c.conversions), Some(c.value), Some(c.share), c.removal_effect, c.removal_effect_value]
         });
@@ -667,6 +699,7 @@ pub(crate) fn build_result(
         reports,
         windows: Vec::new(),
         window_ranks: Vec::new(),
+        segments: Vec::new(),
         spend: None,
     })
 }
@@ -864,15 +897,18 @@ pub enum Table {
     /// The markov model's pair removal effects (`markov_pair_effects`):
     /// `channel_a,channel_b,removal_effect,removal_effect_value,overlap`.
     MarkovPairs,
+    /// With `segment_by`: one row per segment × model × channel: [`segments_csv`].
+    Segments,
 }
 
 /// The header of the `paths` table.
 pub const PATHS_CSV_HEADER: &str = "list,rank,path,touches,journeys,conversions,value,null_journeys,exact";
 
 impl Table {
-    pub const ALL: [Table; 12] = [
+    pub const ALL: [Table; 13] = [
         Table::Channels,
         Table::Periods,
+        Table::Segments,
         Table::PathLength,
         Table::TimeLag,
         Table::Positions,
@@ -899,6 +935,7 @@ impl Table {
             Table::Paths => "paths",
             Table::Transitions => "transitions",
             Table::MarkovPairs => "markov_pairs",
+            Table::Segments => "segments",
         }
     }
 
@@ -916,6 +953,7 @@ impl Table {
             Table::Paths => result.reports.as_ref().is_some_and(|r| r.paths.is_some()),
             Table::Transitions => result.reports.as_ref().is_some_and(|r| r.transitions.is_some()),
             Table::MarkovPairs => result.model(ModelId::Markov).is_some_and(|m| m.pairs.is_some()),
+            Table::Segments => result.options.segment_by.is_some(),
         }
     }
 
@@ -934,6 +972,7 @@ impl Table {
             Table::Breakdown => breakdown_csv(result, false),
             Table::PeriodBreakdown => breakdown_csv(result, true),
             Table::Windows => windows_csv(result),
+            Table::Segments => segments_csv(result),
             Table::PathLength => buckets(reports.map_or(&[][..], |r| &r.path_length)),
             Table::TimeLag => buckets(reports.map_or(&[][..], |r| &r.time_lag)),
             Table::Positions => {
@@ -1046,6 +1085,26 @@ pub fn periods_csv(result: &AttributionResult) -> String {
         for model in &period.models {
             for c in &model.channels {
                 out.push_str(&format!("{},{}\n", period.period, credit_row(model.model, c, spend)));
+            }
+        }
+    }
+    out
+}
+
+/// The header of [`segments_csv`] after its first column, which is the segment column's name.
+pub const SEGMENTS_CSV_COLUMNS: &str = "model,channel,conversions,value,share,removal_effect,removal_effect_value";
+
+/// The tidy table of credits per segment: `<segment column>,model,channel,conversions,...`,
+/// one row per segment × model × channel in the result's order (the value empty for rows
+/// without one; empty but for the header without `segment_by`).
+pub fn segments_csv(result: &AttributionResult) -> String {
+    let column = result.options.segment_by.as_deref().unwrap_or("segment");
+    let mut out = format!("{},{SEGMENTS_CSV_COLUMNS}\n", csv_field(column));
+    for segment in &result.segments {
+        let value = csv_field(segment.value().unwrap_or_default());
+        for model in &segment.models {
+            for c in &model.channels {
+                out.push_str(&format!("{value},{}\n", credit_row(model.model, c, false)));
             }
         }
     }

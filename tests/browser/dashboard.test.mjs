@@ -567,7 +567,10 @@ async function main() {
 
     // Credit by channel and campaign: a file with a campaign column, broken down from the form;
     // the table checked against the API's rows, then sorted and folded.
-    const campaigns = ['user_id,timestamp,channel,utm_campaign,conversion,conversion_value'];
+    // Segmented by country too: a journey counts in its conversion row's country (every fifth
+    // user's conversion row has none).
+    const campaigns = ['user_id,timestamp,channel,utm_campaign,conversion,conversion_value,country'];
+    const COUNTRIES = ['DE', 'FR', 'IT'];
     const CHANNELS = ['email', 'search', 'display', 'social'];
     for (let user = 0; user < 120; user += 1) {
       const touches = (user % 3) + 1;
@@ -575,9 +578,11 @@ async function main() {
         const channel = CHANNELS[(user * 7 + touch * 3) % CHANNELS.length];
         const n = (Math.floor(user / 4) + touch * 2) % 4;
         const campaign = n === 3 ? '' : `${channel}-${n}`;
-        campaigns.push(`u${user},2026-03-${String(1 + touch).padStart(2, '0')}T10:00:00Z,${channel},${campaign},0,`);
+        const country = COUNTRIES[(user + touch) % 3];
+        campaigns.push(`u${user},2026-03-${String(1 + touch).padStart(2, '0')}T10:00:00Z,${channel},${campaign},0,,${country}`);
       }
-      if (user % 3 !== 0) campaigns.push(`u${user},2026-03-06T10:00:00Z,,,1,${10 + (user % 7)}`);
+      const country = user % 5 === 0 ? '' : COUNTRIES[user % 3];
+      if (user % 3 !== 0) campaigns.push(`u${user},2026-03-06T10:00:00Z,,,1,${10 + (user % 7)},${country}`);
     }
     const before = await page.getAttribute('#upload-text', 'data-upload-id');
     await page.setInputFiles('#file-input',
@@ -592,6 +597,7 @@ async function main() {
     await page.waitForSelector('#submit-error:not([hidden])');
     assert.ok(/at most two columns/.test(await page.innerText('#submit-error')), 'three columns are refused by the page');
     await page.fill('#breakdown', 'campaign');
+    await page.fill('#segment_by', 'country');
     // Markov's order chosen by the data, its pair effects, and a cost table naming campaigns.
     await page.selectOption('#markov_order', 'auto');
     await page.check('#markov_pair_effects');
@@ -612,6 +618,7 @@ async function main() {
     const byCampaignId = await page.getAttribute('#submit-status', 'data-job-id');
     const byCampaignJob = await api(`/v1/jobs/${byCampaignId}`);
     assert.deepEqual(byCampaignJob.spec.options.breakdown, ['campaign']);
+    assert.equal(byCampaignJob.spec.options.segment_by, 'country');
     assert.equal(byCampaignJob.spec.options.markov_order, 'auto');
     assert.equal(byCampaignJob.spec.options.markov_pair_effects, true);
     await openResult(page, byCampaignId);
@@ -746,6 +753,46 @@ async function main() {
     const tableWidth = await page.evaluate(() => document.documentElement.scrollWidth);
     assert.ok(tableWidth <= VIEWPORT.width, `the page scrolls sideways: ${tableWidth} px`);
     log('breakdown table sorts by campaign and by conversions (channels and rows), folds a channel, downloads its CSV');
+
+    // Segments: the picker lists the API's segments; choosing one shows its own summary, its
+    // channels under each model and its breakdown rows, as the API has them.
+    const segments = byCampaign.segments || [];
+    assert.ok(segments.length === 4, `DE, FR, IT and (none): ${segments.map((s) => s.segment.country)}`);
+    assert.equal(await page.isHidden('#segment-select'), false, 'the segment picker is shown');
+    const segmentLabels = await page.$$eval('#segment-select option', (os) => os.map((o) => o.textContent));
+    assert.deepEqual(segmentLabels,
+      ['All journeys', ...segments.map((s) => `country = ${s.segment.country ?? '(none)'}`)]);
+    for (const [i, segment] of segments.entries()) {
+      await page.selectOption('#segment-select', String(i));
+      await page.waitForFunction((want) => Number(document.querySelector('#summary [data-summary="conversions"]')
+        ?.dataset.value) === want, segment.summary.conversions);
+      assert.equal(await page.$('#summary [data-summary="rows"]'), null, 'rows are not split by segment');
+      for (const model of ['linear', 'markov']) {
+        await page.selectOption('#model-select', model);
+        await page.waitForFunction((m) => document.querySelector('#chart-conversions figcaption')?.textContent
+          .endsWith(` ${m}`), model);
+        const expected = segment.models[model].channels;
+        const shown = await bars(page, '#chart-conversions');
+        const label = `segment ${segment.segment.country} ${model}`;
+        assert.deepEqual(shown.map((b) => b.channel), expected.map((c) => c.channel), `${label} channels`);
+        shown.forEach((bar, j) => close(bar.value, expected[j].conversions, `${label} ${bar.channel}`));
+        const rows = await breakdownRows();
+        assert.equal(rows.length, segment.models[model].breakdown.length, `${label}: a table row per breakdown row`);
+      }
+    }
+    // Each segment solved its own chain: DE's Markov credit is not the whole's.
+    const wholeSearch = byCampaign.models.markov.channels.find((c) => c.channel === 'search')?.conversions;
+    assert.ok(segments.some((s) => s.models.markov.channels.find((c) => c.channel === 'search')?.conversions !== wholeSearch));
+    await page.selectOption('#segment-select', '');
+    await page.waitForFunction((want) => Number(document.querySelector('#summary [data-summary="rows"]')
+      ?.dataset.value) === want, byCampaign.summary.rows);
+    const [segmentsCsv] = await Promise.all([page.waitForEvent('download'), page.click('#download-segments')]);
+    const segmentLines = (await readFile(await segmentsCsv.path(), 'utf8')).trim().split('\n');
+    assert.equal(segmentLines[0], 'country,model,channel,conversions,value,share,removal_effect,removal_effect_value');
+    const segmentCells = segments.reduce((n, s) => n + Object.values(s.models)
+      .reduce((m, model) => m + model.channels.length, 0), 0);
+    assert.equal(segmentLines.length - 1, segmentCells, 'one segments CSV row per segment × model × channel');
+    log(`segment picker: ${segments.length} segments' summaries, linear and markov bars and breakdown rows match the API; segments CSV ${segmentCells} rows`);
 
     // Forgetting the key clears it and everything shown with it.
     await page.click('#key-forget');

@@ -10,7 +10,7 @@ use super::values::{Cell, read_flag, read_number, read_timestamp};
 use super::{Block, Limits};
 pub use crate::channel_rules::MAX_CHANNEL_NAME_BYTES;
 use crate::channel_rules::{ChannelClassifier, ChannelRules, Touch};
-use crate::chunk::{ChannelDict, EventChunk, NO_CHANNEL, PathChunk, push_touch_key, user_key};
+use crate::chunk::{ChannelDict, EventChunk, NO_CHANNEL, NO_SEGMENT, PathChunk, push_touch_key, user_key};
 use crate::error::{AttributionError, ErrorCode, Problem, Problems};
 
 /// Longest user id accepted, in bytes.
@@ -181,7 +181,10 @@ impl Rows {
         let resolver = super::columns::Resolver::new(&header, &spec.columns);
         match self {
             // Channels named by rules stay so, though a channel column turns up late.
-            Rows::Events(rows) => rows.columns = resolver.events_with(rows.derived.is_some(), &spec.breakdown)?,
+            Rows::Events(rows) => {
+                rows.columns =
+                    resolver.events_with(rows.derived.is_some(), &spec.breakdown, spec.segment_by.as_deref())?
+            }
             Rows::Paths(rows) => rows.columns = resolver.paths()?,
         }
         let names = match self {
@@ -398,8 +401,9 @@ impl EventRows {
         let keyed = c.breakdown[0].is_some();
         let mut values: [Option<Cow<'_, str>>; MAX_BREAKDOWN_LEVELS] = Default::default();
         for (value, column) in values.iter_mut().zip(c.breakdown()) {
-            *value = read_breakdown_value(column, cell(column), &mut bad);
+            *value = read_breakdown_value(column, cell(column), "breakdown", &mut bad);
         }
+        let segment = c.segment.and_then(|column| read_breakdown_value(column, cell(column), "segment", &mut bad));
         // A dictionary key seen before in this batch: its channel is known and valid.
         let known_channel = match channel_cell {
             Cell::Dict(key, _) if !keyed => {
@@ -531,7 +535,24 @@ impl EventRows {
             return Err(sum_overflows(row, self.names.get(i), "conversion values"));
         }
         self.append(row, user, timestamp, channel, is_conversion, value);
+        if c.segment.is_some() {
+            let id = match segment {
+                Some(segment) => self.intern_segment(&segment)?,
+                None => NO_SEGMENT,
+            };
+            self.chunk.segment_ids.push(id);
+        }
         Ok(())
+    }
+
+    /// The id of a segment value in the block. Fails past the segment limit.
+    fn intern_segment(&mut self, value: &str) -> Result<u32, AttributionError> {
+        let before = self.chunk.segments.len();
+        let id = self.chunk.segments.id(value);
+        if self.chunk.segments.len() > before {
+            self.shared.limits.check_segments(self.chunk.segments.len())?;
+        }
+        Ok(id)
     }
 
     /// The id of the channel the rules name for a touch; a conversion row that names none
@@ -718,16 +739,17 @@ fn read_touch<'c>(
     })
 }
 
-/// A row's value in a breakdown column: `None` when empty (shown as `(none)`).
+/// A row's value in a breakdown or segment column (`what`): `None` when empty (shown as `(none)`).
 fn read_breakdown_value<'c>(
     column: usize,
     cell: Cell<'c>,
+    what: &str,
     bad: &mut impl FnMut(usize, String),
 ) -> Option<Cow<'c, str>> {
     match cell.plain() {
         Cell::Null => None,
         Cell::Str(s) if s.trim().len() > MAX_TOUCH_FIELD_BYTES => {
-            bad(column, format!("breakdown value longer than {MAX_TOUCH_FIELD_BYTES} bytes"));
+            bad(column, format!("{what} value longer than {MAX_TOUCH_FIELD_BYTES} bytes"));
             None
         }
         Cell::Str(s) => Some(Cow::Borrowed(s.trim())).filter(|s| !s.is_empty()),
@@ -738,7 +760,7 @@ fn read_breakdown_value<'c>(
             chrono::DateTime::from_timestamp_micros(m).map_or_else(|| m.to_string(), |t| t.to_rfc3339()),
         )),
         other => {
-            bad(column, format!("cannot read {} as a breakdown value", other.display()));
+            bad(column, format!("cannot read {} as a {what} value", other.display()));
             None
         }
     }

@@ -93,6 +93,8 @@ class JobOptions(TypedDict, total=False):
     period: Period
     timezone: str
     breakdown: Sequence[str]
+    #: One complete attribution per value of this column (``result.segments``).
+    segment_by: str
     top_paths: int
     max_report_paths: int
     export_credits: bool
@@ -113,7 +115,7 @@ UPLOAD_KEYWORDS: tuple[str, ...] = ("spend",)
 OPTION_KEYWORDS: tuple[str, ...] = (
     "models", "markov_order", "markov_pair_effects", "lookback_days", "half_life_days", "position_weights",
     "direct_channels", "conversion_row_is_touch", "max_journey_touches", "channel_rules", "period", "timezone",
-    "breakdown", "top_paths", "max_report_paths",
+    "breakdown", "segment_by", "top_paths", "max_report_paths",
 )
 #: Keywords sent as headers of ``POST /v1/jobs``, by header name.
 HEADER_KEYWORDS: dict[str, str] = {"Idempotency-Key": "idempotency_key"}
