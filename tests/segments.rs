@@ -1,6 +1,7 @@
 //! Segments (`--segment-by`, the `segment_by` option) end to end: the local command over CSV
 //! and Parquet, any partitioning and spilling, its tables; the service over chunks equal to
-//! the local command, its CSV table and `mta result --table segments`; the limit.
+//! the local command, its CSV table and `mta result --table segments`, conversion types with
+//! a window each; the limit.
 
 use std::time::Duration;
 
@@ -30,6 +31,23 @@ fn country_events(users: usize) -> String {
             let country = if user % 5 == 0 { "" } else { COUNTRIES[user % 3] };
             csv.push_str(&format!("u{user},2026-03-{day:02}T23:00:00Z,,{country},1,{}\n", 10 + user % 17));
         }
+    }
+    csv
+}
+
+/// [`country_events`] with an event name instead of a conversion flag: every third
+/// conversion a sign-up, the others purchases, and every user's touches page views.
+fn typed_events(users: usize) -> String {
+    let mut csv = String::from("user_id,timestamp,channel,event_name,conversion_value\n");
+    for line in country_events(users).lines().skip(1) {
+        let cells: Vec<&str> = line.split(',').collect();
+        let (user, time, channel, value) = (cells[0], cells[1], cells[2], cells[5]);
+        let event = match cells[4] {
+            "1" if user[1..].parse::<usize>().unwrap() % 3 == 1 => "sign_up",
+            "1" => "purchase",
+            _ => "page_view",
+        };
+        csv.push_str(&format!("{user},{time},{channel},{event},{value}\n"));
     }
     csv
 }
@@ -212,6 +230,36 @@ async fn the_service_segments_over_chunks_as_the_local_command_does() {
         .expect("mta runs");
     assert!(printed.status.success(), "{}", String::from_utf8_lossy(&printed.stderr));
     assert_eq!(String::from_utf8_lossy(&printed.stdout), csv);
+
+    // Conversion types: each attributed on its own under its window, as the local command does.
+    let typed = write(dir.path(), "typed.csv", typed_events(1_000));
+    let options = json!({
+        "conversion_types": ["purchase", "sign_up"],
+        "lookback_days": {"purchase": 30, "sign_up": 3},
+        "models": ["linear", "markov"],
+    });
+    let job = service.run(&typed, json!({ "options": options })).await;
+    assert_eq!(job["state"], "succeeded", "{job}");
+    let id = job["id"].as_str().unwrap();
+    let (_, result) = service.get(&format!("/v1/jobs/{id}/result")).await;
+    let local = attribute_json(
+        &typed,
+        &[
+            "--conversion-types",
+            "purchase,sign_up",
+            "--lookback-days",
+            "purchase=30,sign_up=3",
+            "--models",
+            "linear,markov",
+        ],
+    );
+    let labels: Vec<&Value> = local["segments"].as_array().unwrap().iter().map(|s| &s["segment"]).collect();
+    assert_eq!(labels, [&json!({"conversion_type": "purchase"}), &json!({"conversion_type": "sign_up"})]);
+    assert_eq!(local["options"]["conversion_lookbacks"], json!([30.0, 3.0]));
+    assert_same_result(&sorted(without_job_id(result.clone())), &sorted(local), "typed result");
+    let (status, csv) = service.get_bytes(&format!("/v1/jobs/{id}/result?format=csv&table=segments")).await;
+    assert_eq!(status, 200);
+    assert!(String::from_utf8(csv).unwrap().starts_with("conversion_type,model,channel,"));
 
     // One country more than the service allows (3 values; the rows without one are a segment
     // beyond them): refused, naming the limit.

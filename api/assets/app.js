@@ -294,6 +294,18 @@ function lookbackField() {
   const text = $('lookback_days').value.trim();
   if (text === '') return undefined;
   const parts = text.split(',').map((p) => p.trim());
+  if (text.includes('=')) {
+    // A window per conversion type: `purchase=30, sign_up=7`.
+    const windows = {};
+    for (const part of parts) {
+      const [name, days] = part.split('=').map((p) => p.trim());
+      if (!name || days === undefined || days === '' || !Number.isFinite(Number(days))) {
+        throw new FormProblem('A lookback per conversion type is written type=days, separated by commas (purchase=30, sign_up=7).');
+      }
+      windows[name] = Number(days);
+    }
+    return windows;
+  }
   const days = parts.map(Number);
   if (parts.some((p) => p === '') || days.some((d) => !Number.isFinite(d))) {
     throw new FormProblem('Lookback must be a number of days, or several separated by commas (7, 30, 90).');
@@ -344,6 +356,8 @@ function jobSpec() {
   if (breakdown.length) options.breakdown = breakdown;
   const segmentBy = $('segment_by').value.trim();
   if (segmentBy) options.segment_by = segmentBy;
+  const types = $('conversion_types').value.split(',').map((t) => t.trim()).filter(Boolean);
+  if (types.length) options.conversion_types = types;
   if (Object.keys(options).length) spec.options = options;
   if ($('export_credits').checked) spec.export_credits = true;
   if (state.spendUploading) throw new FormProblem('The cost table is still uploading; wait for it to finish.');
@@ -586,7 +600,8 @@ async function openJob(id, focus) {
 function fillSegments(result) {
   const segments = result.segments || [];
   const select = $('segment-select');
-  const column = result.options?.segment_by || 'segment';
+  const column = result.options?.segment_by
+    || (result.options?.conversion_types?.length ? 'conversion_type' : 'segment');
   const label = (s) => `${column} = ${s.segment?.[column] ?? '(none)'}`;
   select.replaceChildren(element('option', { value: '' }, 'All journeys'),
     ...segments.map((s, i) => element('option', { value: String(i) }, label(s))));

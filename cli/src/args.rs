@@ -184,7 +184,8 @@ pub struct JobOptionArgs {
     pub markov_pair_effects: bool,
     /// Lookback window before each conversion, in days (0 = unlimited; default 30); a
     /// comma-separated list (`7,14,30,90`, at most 8) compares the windows in one pass, the
-    /// first giving the top-level figures.
+    /// first giving the top-level figures; with `--conversion-types`, a window per type
+    /// (`purchase=30,sign_up=7`).
     #[arg(long, allow_hyphen_values = true, value_name = "DAYS[,DAYS...]")]
     pub lookback_days: Option<String>,
     /// Time-decay half-life in days (default 7).
@@ -226,6 +227,11 @@ pub struct JobOptionArgs {
     /// e.g. `country`): a journey counts in the segment of its last row.
     #[arg(long, value_name = "COLUMN")]
     pub segment_by: Option<String>,
+    /// Rows whose event name (`event_name`, `event_type` or `interaction` column) is one of
+    /// these are conversions, and each type is also attributed on its own (comma-separated,
+    /// e.g. `purchase,sign_up`); `--lookback-days purchase=30,sign_up=7` gives each its window.
+    #[arg(long, value_name = "TYPES")]
+    pub conversion_types: Option<String>,
     /// Converting and non-converting paths listed in the reports (default 50, at most 1000).
     #[arg(long)]
     pub top_paths: Option<u32>,
@@ -313,6 +319,7 @@ impl JobOptionArgs {
             timezone: self.timezone.as_deref().map(str::parse).transpose()?,
             breakdown: (!self.breakdown.is_empty()).then(|| self.breakdown.clone()),
             segment_by: self.segment_by.clone(),
+            conversion_types: self.conversion_types.as_deref().map(split_list),
             top_paths: self.top_paths,
             max_report_paths: self.max_report_paths,
         })

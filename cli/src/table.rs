@@ -138,7 +138,7 @@ const SHOWN_SEGMENTS: usize = 20;
 
 /// With `segment_by`: each segment's summary and conversions per channel × model.
 fn render_segments(out: &mut String, result: &AttributionResult) {
-    let column = result.options.segment_by.as_deref().unwrap_or("segment");
+    let column = mta_core::segment::column(&result.options).unwrap_or("segment");
     for segment in result.segments.iter().take(SHOWN_SEGMENTS) {
         let s = &segment.summary;
         let _ = writeln!(

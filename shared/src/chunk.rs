@@ -283,6 +283,29 @@ impl EventChunk {
         self.segment_ids.clear();
     }
 
+    /// The rows of one conversion type (`options.conversion_types`): every touch, and the
+    /// conversion rows whose segment id is `type_id` (none when `None`: the chunk has no
+    /// conversion of that type, its journeys are null journeys).
+    pub fn of_conversion_type(&self, type_id: Option<u32>) -> EventChunk {
+        let keep: Vec<usize> = (0..self.len())
+            .filter(|&row| !self.is_conversion[row] || type_id.is_some_and(|id| self.segment_ids.get(row) == Some(&id)))
+            .collect();
+        let pick = |column: &[u64]| keep.iter().map(|&row| column[row]).collect::<Vec<_>>();
+        EventChunk {
+            channels: self.channels.clone(),
+            channel_rules: self.channel_rules,
+            user_keys: keep.iter().map(|&row| self.user_keys[row]).collect(),
+            user_ids: self.user_ids.as_ref().map(|ids| keep.iter().map(|&row| ids[row].clone()).collect()),
+            timestamps: keep.iter().map(|&row| self.timestamps[row]).collect(),
+            channel_ids: keep.iter().map(|&row| self.channel_ids[row]).collect(),
+            is_conversion: keep.iter().map(|&row| self.is_conversion[row]).collect(),
+            values: keep.iter().map(|&row| self.values[row]).collect(),
+            row_numbers: pick(&self.row_numbers),
+            segments: ChannelDict::default(),
+            segment_ids: Vec::new(),
+        }
+    }
+
     /// True when the rows carry segment ids (`segment_by`).
     pub fn has_segments(&self) -> bool {
         !self.segment_ids.is_empty()

@@ -157,6 +157,9 @@ impl Partial {
     /// sum is too large for an `f64` (see [`Partial::check_finite`]).
     /// With a breakdown, the chunk's channel ids are touch keys (`chunk::touch_key`).
     pub fn from_events(chunk: &EventChunk, options: &Options) -> Result<Partial, AttributionError> {
+        if !options.conversion_types.is_empty() {
+            return Partial::from_typed_events(chunk, options);
+        }
         let (mut partial, key_map) = if options.breakdown.is_empty() {
             (Partial::new(options, chunk.channels.names()), None)
         } else {
@@ -275,6 +278,25 @@ impl Partial {
         partial.check_finite(options)?;
         partial.check_limits()?;
         Ok(partial)
+    }
+
+    /// With `conversion_types` (the chunk's segment ids name each conversion row's type): the
+    /// whole over every type's conversions, and in `segments` each type on its own, as if its
+    /// conversions were the only ones (the other types' conversion rows left out) under its
+    /// own lookback window.
+    fn from_typed_events(chunk: &EventChunk, options: &Options) -> Result<Partial, AttributionError> {
+        let whole_options =
+            Options { conversion_types: Vec::new(), conversion_lookbacks: Vec::new(), ..options.clone() };
+        let mut whole = Partial::from_events(chunk, &whole_options)?;
+        for (index, name) in options.conversion_types.iter().enumerate() {
+            let rows = chunk.of_conversion_type(chunk.segments.get(name));
+            let lookback_days = options.conversion_lookbacks.get(index).copied().unwrap_or(options.lookback_days);
+            let mut typed = Partial::from_events(&rows, &Options { lookback_days, ..whole_options.clone() })?;
+            // Rows are counted once, in the whole.
+            typed.counts.rows = 0;
+            whole.segments.insert(Some(name.clone()), typed);
+        }
+        Ok(whole)
     }
 
     /// Attributes one chunk of path rows; fails as [`Partial::from_events`] does.

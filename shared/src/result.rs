@@ -953,7 +953,7 @@ impl Table {
             Table::Paths => result.reports.as_ref().is_some_and(|r| r.paths.is_some()),
             Table::Transitions => result.reports.as_ref().is_some_and(|r| r.transitions.is_some()),
             Table::MarkovPairs => result.model(ModelId::Markov).is_some_and(|m| m.pairs.is_some()),
-            Table::Segments => result.options.segment_by.is_some(),
+            Table::Segments => crate::segment::column(&result.options).is_some(),
         }
     }
 
@@ -1098,7 +1098,7 @@ pub const SEGMENTS_CSV_COLUMNS: &str = "model,channel,conversions,value,share,re
 /// one row per segment × model × channel in the result's order (the value empty for rows
 /// without one; empty but for the header without `segment_by`).
 pub fn segments_csv(result: &AttributionResult) -> String {
-    let column = result.options.segment_by.as_deref().unwrap_or("segment");
+    let column = crate::segment::column(&result.options).unwrap_or("segment");
     let mut out = format!("{},{SEGMENTS_CSV_COLUMNS}\n", csv_field(column));
     for segment in &result.segments {
         let value = csv_field(segment.value().unwrap_or_default());

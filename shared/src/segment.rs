@@ -2,9 +2,11 @@
 //! summary, every model, Markov with its own chain). A journey counts in the segment of its
 //! last row: its conversion row, or a null journey's last touch. Like periods, a partial
 //! holds a sub-partial per segment and the whole is their sum, so segments add up over
-//! chunks as partials do (`partial.rs`); the result's `SegmentResult` and its tidy table
-//! live in `result.rs`. This module holds what both share: how segments are keyed, listed,
-//! named, merged and written.
+//! chunks as partials do (`partial.rs`). With `conversion_types`, each type is a segment
+//! (`{"conversion_type": "purchase"}`) attributed on its own rows (its journeys end at its
+//! conversions only), so those do not add up to the whole. The result's `SegmentResult` and
+//! its tidy table live in `result.rs`. This module holds what both share: how segments are
+//! keyed, listed, named, merged and written.
 
 use std::collections::BTreeMap;
 
@@ -23,9 +25,21 @@ pub(crate) fn listing_order(a: &SegmentValue, b: &SegmentValue) -> std::cmp::Ord
     }
 }
 
+/// The name segments go by in results and tables: the `segment_by` column, or
+/// `conversion_type` with `conversion_types`; `None` without segments.
+pub fn column(options: &Options) -> Option<&str> {
+    match &options.segment_by {
+        Some(column) => Some(column),
+        None => (!options.conversion_types.is_empty()).then_some(CONVERSION_TYPE),
+    }
+}
+
+/// The name of a conversion type's segment: `{"conversion_type": "purchase"}`.
+pub const CONVERSION_TYPE: &str = "conversion_type";
+
 /// The segment of `value` in the result's terms: `{column: value}`.
 pub(crate) fn label(options: &Options, value: &SegmentValue) -> BTreeMap<String, Option<String>> {
-    let column = options.segment_by.clone().unwrap_or_default();
+    let column = column(options).unwrap_or_default().to_owned();
     BTreeMap::from([(column, value.clone())])
 }
 

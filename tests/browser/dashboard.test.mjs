@@ -794,6 +794,56 @@ async function main() {
     assert.equal(segmentLines.length - 1, segmentCells, 'one segments CSV row per segment × model × channel');
     log(`segment picker: ${segments.length} segments' summaries, linear and markov bars and breakdown rows match the API; segments CSV ${segmentCells} rows`);
 
+    // Conversion types: a file with an event_name column, two types with a lookback each.
+    const typed = ['user_id,timestamp,channel,event_name,conversion_value'];
+    for (let user = 0; user < 40; user += 1) {
+      for (let touch = 0; touch < (user % 3) + 1; touch += 1) {
+        typed.push(`t${user},2026-04-${String(1 + 3 * touch).padStart(2, '0')}T10:00:00Z,${CHANNELS[(user + touch) % 4]},page_view,`);
+      }
+      typed.push(`t${user},2026-04-10T10:00:00Z,,${user % 2 ? 'purchase' : 'sign_up'},${5 + (user % 4)}`);
+    }
+    const typedBefore = await page.getAttribute('#upload-text', 'data-upload-id');
+    await page.setInputFiles('#file-input',
+      { name: 'typed.csv', mimeType: 'text/csv', buffer: Buffer.from(`${typed.join('\n')}\n`) });
+    await page.waitForFunction((old) => {
+      const id = document.getElementById('upload-text').dataset.uploadId;
+      return id && id !== old;
+    }, typedBefore, { timeout: 60_000 });
+    await page.fill('#breakdown', '');
+    await page.fill('#segment_by', '');
+    await page.click('#spend-clear');
+    await page.fill('#conversion_types', 'purchase, sign_up');
+    await page.fill('#lookback_days', 'purchase=30, sign_up=x');
+    await page.click('#submit-job');
+    await page.waitForSelector('#submit-error:not([hidden])');
+    assert.ok(/type=days/.test(await page.innerText('#submit-error')), 'a bad window per type is refused by the page');
+    await page.fill('#lookback_days', 'purchase=30, sign_up=4');
+    await page.click('#submit-job');
+    await page.waitForFunction((old) => {
+      const id = document.querySelector('#submit-status')?.dataset.jobId;
+      return id && id !== old;
+    }, byCampaignId);
+    const typedId = await page.getAttribute('#submit-status', 'data-job-id');
+    const typedJob = await api(`/v1/jobs/${typedId}`);
+    assert.deepEqual(typedJob.spec.options.conversion_types, ['purchase', 'sign_up']);
+    assert.deepEqual(typedJob.spec.options.lookback_days, { purchase: 30, sign_up: 4 });
+    await openResult(page, typedId);
+    const typedResult = await api(`/v1/jobs/${typedId}/result`);
+    assert.deepEqual(typedResult.segments.map((s) => s.segment), [{ conversion_type: 'purchase' }, { conversion_type: 'sign_up' }]);
+    const typeLabels = await page.$$eval('#segment-select option', (os) => os.map((o) => o.textContent));
+    assert.deepEqual(typeLabels, ['All journeys', 'conversion_type = purchase', 'conversion_type = sign_up']);
+    for (const [i, segment] of typedResult.segments.entries()) {
+      await page.selectOption('#segment-select', String(i));
+      await page.selectOption('#model-select', 'linear');
+      await page.waitForFunction((want) => Number(document.querySelector('#summary [data-summary="conversions"]')
+        ?.dataset.value) === want, segment.summary.conversions);
+      const expected = segment.models.linear.channels;
+      const shown = await bars(page, '#chart-conversions');
+      assert.deepEqual(shown.map((b) => b.channel), expected.map((c) => c.channel), `${segment.segment.conversion_type} channels`);
+      shown.forEach((bar, j) => close(bar.value, expected[j].conversions, `${segment.segment.conversion_type} ${bar.channel}`));
+    }
+    log('conversion types: the spec sends the types and a window per type; a segment per type, its bars match the API');
+
     // Forgetting the key clears it and everything shown with it.
     await page.click('#key-forget');
     assert.equal(await page.evaluate(() => sessionStorage.length), 0);

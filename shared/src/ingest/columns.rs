@@ -363,23 +363,30 @@ impl<'a> Resolver<'a> {
     /// which then win over a channel column.
     #[cfg(test)]
     pub(crate) fn events(self, rules_given: bool) -> Result<EventColumns, AttributionError> {
-        self.events_with(rules_given, &[], None)
+        self.events_with(rules_given, &super::InputSpec::default())
     }
 
     /// [`Resolver::events`] with the `breakdown` columns as the user named them: a touch
     /// column (`campaign`, `source`, `medium`, `referrer`) by its mapping or aliases, any
-    /// other by its name (a dotted path for a nested field); and the `segment_by` column, found
-    /// the same way.
+    /// other by its name (a dotted path for a nested field); the `segment_by` column, found
+    /// the same way; with `conversion_types`, the event-name column marks conversions.
     pub(crate) fn events_with(
         mut self,
         rules_given: bool,
-        breakdown: &[String],
-        segment_by: Option<&str>,
+        spec: &super::InputSpec,
     ) -> Result<EventColumns, AttributionError> {
+        let (breakdown, segment_by) = (&spec.breakdown, spec.segment_by.as_deref());
         let user_id = self.require(Canonical::UserId);
         let timestamp = self.require(Canonical::Timestamp);
         let channel = self.channel(rules_given);
+        let named = if spec.conversion_types.is_empty() { None } else { self.find(Canonical::EventType) };
         let conversion = match self.find(Canonical::Conversion) {
+            _ if named.is_some() => ConversionColumn::EventType(named.unwrap_or(usize::MAX)),
+            _ if !spec.conversion_types.is_empty() => {
+                self.missing
+                    .push("event_name (or event_type/interaction: conversion_types name its values)".to_owned());
+                ConversionColumn::Flag(usize::MAX)
+            }
             Some(i) => ConversionColumn::Flag(i),
             None => match self.find(Canonical::EventType) {
                 Some(i) => ConversionColumn::EventType(i),

@@ -289,6 +289,9 @@ pub struct InputSpec {
     /// The column whose value on each row is carried with it (`options.segment_by`, as the
     /// user named it): event chunks then hold segment ids.
     pub segment_by: Option<String>,
+    /// The event names that are conversions (`options.conversion_types`): event chunks then
+    /// hold each conversion row's type as its segment id.
+    pub conversion_types: Vec<String>,
     /// Keep user id strings on event chunks (needed for per-journey credit export).
     pub keep_user_ids: bool,
     pub limits: Limits,
@@ -309,6 +312,7 @@ impl Default for InputSpec {
             channel_rules: None,
             breakdown: Vec::new(),
             segment_by: None,
+            conversion_types: Vec::new(),
             keep_user_ids: false,
             limits: Limits::default(),
             block_rows: DEFAULT_BLOCK_ROWS,

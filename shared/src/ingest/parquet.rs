@@ -82,9 +82,7 @@ pub fn read_parquet<R: ChunkReader + 'static, E: From<AttributionError>>(
         .map_err(parquet_error)?;
     let (_, mut rows) = super::text::rows_for(header.clone(), spec)?;
     let event_columns = match kind {
-        InputKind::Events => Resolver::new(&header, &spec.columns)
-            .events_with(spec.channel_rules.is_some(), &spec.breakdown, spec.segment_by.as_deref())
-            .ok(),
+        InputKind::Events => Resolver::new(&header, &spec.columns).events_with(spec.channel_rules.is_some(), spec).ok(),
         InputKind::Paths => None,
     };
 
@@ -282,11 +280,7 @@ fn with_dictionary_channels(
     if kind != InputKind::Events {
         return Ok(metadata);
     }
-    let Ok(columns) = Resolver::new(header, &spec.columns).events_with(
-        spec.channel_rules.is_some(),
-        &spec.breakdown,
-        spec.segment_by.as_deref(),
-    ) else {
+    let Ok(columns) = Resolver::new(header, &spec.columns).events_with(spec.channel_rules.is_some(), spec) else {
         return Ok(metadata);
     };
     let schema = metadata.schema();
@@ -333,7 +327,7 @@ fn needed_columns(kind: InputKind, header: &[String], spec: &InputSpec) -> Resul
     let resolver = Resolver::new(header, &spec.columns);
     let mut needed = match kind {
         InputKind::Events => {
-            let c = resolver.events_with(spec.channel_rules.is_some(), &spec.breakdown, spec.segment_by.as_deref())?;
+            let c = resolver.events_with(spec.channel_rules.is_some(), spec)?;
             let conversion = match c.conversion {
                 ConversionColumn::Flag(i) | ConversionColumn::EventType(i) => i,
             };

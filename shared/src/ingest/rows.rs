@@ -36,6 +36,9 @@ pub(crate) struct EventRows {
     derived: Option<DerivedChannels>,
     /// The current row's touch key, when a breakdown asks for them.
     key: String,
+    /// The event names that are conversions (`conversion_types`); empty: the event type
+    /// `conversion` is.
+    conversion_types: Vec<String>,
 }
 
 /// Channel rules at work on the rows of one reader.
@@ -147,6 +150,7 @@ impl Rows {
             shared: Shared::new(limits, block_rows),
             derived,
             key: String::new(),
+            conversion_types: Vec::new(),
         };
         rows.chunk = rows.new_chunk();
         Rows::Events(Box::new(rows))
@@ -169,6 +173,15 @@ impl Rows {
         }))
     }
 
+    /// Event rows whose event name marks a conversion when it is one of `types` (each such
+    /// row then carries its type as its segment id).
+    pub(crate) fn with_conversion_types(mut self, types: &[String]) -> Rows {
+        if let Rows::Events(rows) = &mut self {
+            rows.conversion_types = types.to_vec();
+        }
+        self
+    }
+
     fn shared(&mut self) -> &mut Shared {
         match self {
             Rows::Events(rows) => &mut rows.shared,
@@ -181,10 +194,7 @@ impl Rows {
         let resolver = super::columns::Resolver::new(&header, &spec.columns);
         match self {
             // Channels named by rules stay so, though a channel column turns up late.
-            Rows::Events(rows) => {
-                rows.columns =
-                    resolver.events_with(rows.derived.is_some(), &spec.breakdown, spec.segment_by.as_deref())?
-            }
+            Rows::Events(rows) => rows.columns = resolver.events_with(rows.derived.is_some(), spec)?,
             Rows::Paths(rows) => rows.columns = resolver.paths()?,
         }
         let names = match self {
@@ -443,6 +453,8 @@ impl EventRows {
             0
         });
 
+        // With `conversion_types`: which of them the row is.
+        let mut conversion_type = None;
         let is_conversion = match c.conversion {
             ConversionColumn::Flag(i) => {
                 let flag_cell = cell(i);
@@ -456,6 +468,13 @@ impl EventRows {
                     );
                     false
                 })
+            }
+            ConversionColumn::EventType(i) if !self.conversion_types.is_empty() => {
+                conversion_type = match cell(i).plain() {
+                    Cell::Str(s) => self.conversion_types.iter().position(|t| t.eq_ignore_ascii_case(s.trim())),
+                    _ => None,
+                };
+                conversion_type.is_some()
             }
             ConversionColumn::EventType(i) => match cell(i).plain() {
                 Cell::Str(s) => s.trim().eq_ignore_ascii_case("conversion"),
@@ -540,6 +559,10 @@ impl EventRows {
                 Some(segment) => self.intern_segment(&segment)?,
                 None => NO_SEGMENT,
             };
+            self.chunk.segment_ids.push(id);
+        } else if !self.conversion_types.is_empty() {
+            // A conversion's type, as the job named it (bounded by the types' count).
+            let id = conversion_type.map_or(NO_SEGMENT, |t| self.chunk.segments.id(&self.conversion_types[t]));
             self.chunk.segment_ids.push(id);
         }
         Ok(())

@@ -402,10 +402,10 @@ pub(super) fn rows_for(header: Vec<String>, spec: &InputSpec) -> Result<(InputKi
     let resolver = Resolver::new(&header, &spec.columns);
     let rows = match kind {
         InputKind::Events => {
-            let columns =
-                resolver.events_with(spec.channel_rules.is_some(), &spec.breakdown, spec.segment_by.as_deref())?;
+            let columns = resolver.events_with(spec.channel_rules.is_some(), spec)?;
             let rules = spec.channel_rules.as_ref();
-            Rows::events(columns, header, spec.keep_user_ids, rules, spec.limits, spec.block_rows)
+            let rows = Rows::events(columns, header, spec.keep_user_ids, rules, spec.limits, spec.block_rows);
+            rows.with_conversion_types(&spec.conversion_types)
         }
         InputKind::Paths => {
             let columns = resolver.paths()?;

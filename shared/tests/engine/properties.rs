@@ -246,6 +246,9 @@ fn check_chunked(
                 if options.segment_by.is_some() {
                     add_segments(&mut chunk, part, i);
                 }
+                if !options.conversion_types.is_empty() {
+                    add_conversion_types(&mut chunk, part, i);
+                }
                 Partial::from_events(&chunk, options).unwrap()
             })
             .collect();
@@ -542,6 +545,21 @@ fn add_segments(chunk: &mut mta_core::EventChunk, rows: &[Row], index: usize) {
     chunk.segment_ids = rows.iter().map(|r| segment_of(r).map_or(NO_SEGMENT, |v| chunk.segments.id(v))).collect();
 }
 
+/// The conversion type of a row in the conversion type tests: by its row number.
+fn conversion_type_of(row: &Row) -> Option<&'static str> {
+    row.conversion.then_some(if row.row_number.is_multiple_of(3) { "sign_up" } else { "purchase" })
+}
+
+/// Gives a chunk of `rows` the segment ids ingest gives conversion rows of a type
+/// ([`conversion_type_of`]), numbered its own way.
+fn add_conversion_types(chunk: &mut mta_core::EventChunk, rows: &[Row], index: usize) {
+    if index % 2 == 1 {
+        chunk.segments.id("sign_up");
+    }
+    chunk.segment_ids =
+        rows.iter().map(|r| conversion_type_of(r).map_or(NO_SEGMENT, |t| chunk.segments.id(t))).collect();
+}
+
 /// One segment of `result` as a result of its own.
 fn segment_as_result(result: &AttributionResult, segment: &SegmentResult) -> AttributionResult {
     AttributionResult {
@@ -759,6 +777,51 @@ proptest! {
         let costs = costs();
         want.add_spend(&costs);
         check_chunked(" with segments", &rows, &options, &costs, &want)?;
+    }
+
+    #[test]
+    fn each_conversion_type_equals_a_run_over_its_own_conversions_and_merges_like_one_chunk(
+        rows in event_rows(),
+        spec in event_specs(),
+        windows in (prop::sample::select(vec![0.0, 1.5, 30.0]), prop::sample::select(vec![0.0, 7.0, 60.0])),
+    ) {
+        let spec = OptionsSpec {
+            period: None,
+            timezone: None,
+            lookback_days: Some(LookbackDays::parse(&format!("purchase={},sign_up={}", windows.0, windows.1)).unwrap()),
+            conversion_types: Some(vec!["purchase".into(), "sign_up".into()]),
+            ..spec
+        };
+        let options = event_options(spec);
+        let mut chunk = event_chunk(&rows);
+        add_conversion_types(&mut chunk, &rows, 0);
+        let mut want = attribute_events(&chunk, &options);
+        // The whole counts every type's conversions, under the default window.
+        let plain_options = Options { conversion_types: Vec::new(), conversion_lookbacks: Vec::new(), ..options.clone() };
+        let plain = attribute_events(&event_chunk(&rows), &plain_options);
+        check_same("the whole over every type", &AttributionResult { segments: Vec::new(), ..want.clone() }, &plain)?;
+        let values: Vec<Option<&str>> = want.segments.iter().map(|s| s.value()).collect();
+        prop_assert_eq!(values, [Some("purchase"), Some("sign_up")]);
+        // Each type: a run over its own conversion rows (the other type's left out) under its window.
+        let chosen = model(&want, ModelId::Markov).order.map(MarkovOrder::Fixed);
+        for (segment, window) in want.segments.iter().zip([windows.0, windows.1]) {
+            let own: Vec<Row> =
+                rows.iter().filter(|r| !r.conversion || conversion_type_of(r) == segment.value()).cloned().collect();
+            let alone_options = Options {
+                lookback_days: window,
+                markov_order: chosen.unwrap_or(MarkovOrder::Fixed(1)),
+                markov_pair_effects: false,
+                ..plain_options.clone()
+            };
+            let alone = attribute_events(&event_chunk(&own), &alone_options);
+            let mut got = segment_as_result(&want, segment);
+            got.summary.rows = alone.summary.rows;
+            check_conservation(&got)?;
+            check_same(&format!("type {:?} alone", segment.value()), &got, &AttributionResult { reports: None, ..alone })?;
+        }
+        let costs = costs();
+        want.add_spend(&costs);
+        check_chunked(" with conversion types", &rows, &options, &costs, &want)?;
     }
 
     #[test]

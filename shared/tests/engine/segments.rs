@@ -148,3 +148,91 @@ fn more_segments_than_the_limit_are_refused_naming_it() {
     assert!(err.message.contains("max_segments"), "{}", err.message);
     assert!(read_segmented(COUNTRIES, "country", Limits { max_segments: 2, ..Limits::default() }).is_ok());
 }
+
+// ---- conversion types ------------------------------------------------------------------
+
+/// u1 signs up, then buys; u2 buys. Events without a channel are conversions of a type.
+const TYPES: &[u8] = b"user_id,timestamp,channel,event_name,conversion_value
+u1,2025-12-25T00:00:00Z,email,page_view,
+u1,2026-01-02T00:00:00Z,search,page_view,
+u1,2026-01-03T00:00:00Z,,sign_up,
+u1,2026-01-20T00:00:00Z,display,page_view,
+u1,2026-01-21T00:00:00Z,,Purchase,100
+u2,2026-01-01T00:00:00Z,search,page_view,
+u2,2026-01-10T00:00:00Z,,purchase,40
+";
+
+fn attribute_types(bytes: &[u8], lookback: Option<&str>, models: &[&str]) -> AttributionResult {
+    let types = vec!["purchase".to_owned(), "sign_up".to_owned()];
+    let spec = InputSpec { conversion_types: types.clone(), ..Default::default() };
+    let (_, reader) = open_text(bytes, None, None).unwrap();
+    let mut chunks = Vec::new();
+    read_csv(reader, &spec, |block: Block| {
+        if let Block::Events(chunk) = block {
+            chunks.push(chunk);
+        }
+        Ok::<(), AttributionError>(())
+    })
+    .expect("input reads");
+    let lookback_days = lookback.map(|l| mta_core::LookbackDays::parse(l).unwrap());
+    let options = event_options(OptionsSpec { conversion_types: Some(types), lookback_days, ..only(models) });
+    let chunk = chunks.pop().unwrap();
+    Partial::from_events(&chunk, &options).and_then(|p| p.finish(&options)).expect("attribution succeeds")
+}
+
+#[test]
+fn each_conversion_type_is_attributed_on_its_own_under_its_own_window() {
+    let result = attribute_types(TYPES, Some("purchase=30,sign_up=7"), &["first_touch", "last_touch"]);
+    let labels: Vec<serde_json::Value> =
+        result.segments.iter().map(|s| serde_json::to_value(&s.segment).unwrap()).collect();
+    assert_eq!(
+        labels,
+        [serde_json::json!({"conversion_type": "purchase"}), serde_json::json!({"conversion_type": "sign_up"})]
+    );
+    // The whole: every type's conversions, under the default window (30 days): u1's sign-up
+    // journey [email, search], its purchase journey [display], u2's [search].
+    assert_eq!(result.summary.conversions, 3.0);
+    assert_credits(
+        &result,
+        ModelId::FirstTouch,
+        &[("email", 1.0, 0.0), ("display", 1.0, 100.0), ("search", 1.0, 40.0)],
+    );
+    // Purchases alone (30 days): u1's sign-up is no conversion, so its journey runs from
+    // email (27 days before) to display; u2's is [search].
+    let purchase = segment(&result, Some("purchase"));
+    assert_eq!((purchase.summary.conversions, purchase.summary.null_journeys), (2.0, 0.0));
+    assert_credits(
+        &purchase,
+        ModelId::FirstTouch,
+        &[("email", 1.0, 100.0), ("search", 1.0, 40.0), ("display", 0.0, 0.0)],
+    );
+    assert_credits(
+        &purchase,
+        ModelId::LastTouch,
+        &[("display", 1.0, 100.0), ("search", 1.0, 40.0), ("email", 0.0, 0.0)],
+    );
+    // Sign-ups alone (7 days): email, 9 days before, is outside the window; u1's display and
+    // u2's search, with no sign-up after them, are null journeys.
+    let sign_up = segment(&result, Some("sign_up"));
+    assert_eq!((sign_up.summary.conversions, sign_up.summary.null_journeys), (1.0, 2.0));
+    assert_credits(&sign_up, ModelId::FirstTouch, &[("search", 1.0, 0.0), ("display", 0.0, 0.0)]);
+    assert_eq!(sign_up.summary.rows, 0, "rows are the whole's");
+    assert_eq!(result.options.conversion_lookbacks, [30.0, 7.0]);
+    assert!(Table::Segments.csv(&result).starts_with("conversion_type,model,channel,"));
+    // Without its own window, a type has the default one: email (9 days before) is in.
+    let default = attribute_types(TYPES, None, &["first_touch"]);
+    assert_credits(
+        &segment(&default, Some("sign_up")),
+        ModelId::FirstTouch,
+        &[("email", 1.0, 0.0), ("search", 0.0, 0.0), ("display", 0.0, 0.0)],
+    );
+}
+
+#[test]
+fn conversion_types_need_an_event_name_column() {
+    let spec = InputSpec { conversion_types: vec!["purchase".into()], ..Default::default() };
+    let (_, reader) = open_text(COUNTRIES, None, None).unwrap();
+    let err = read_csv(reader, &spec, |_: Block| Ok::<(), AttributionError>(())).unwrap_err();
+    assert_eq!(err.code, ErrorCode::MissingColumns);
+    assert!(err.message.contains("event_name"), "{}", err.message);
+}

@@ -108,6 +108,10 @@ class AppliedOptions:
     breakdown: list[str] = field(default_factory=list)
     #: The column whose values segment the journeys (``None``: none).
     segment_by: str | None = None
+    #: The event names that are conversions, each attributed on its own (``segments``).
+    conversion_types: list[str] = field(default_factory=list)
+    #: Each conversion type's lookback window, in the order of ``conversion_types``.
+    conversion_lookbacks: list[float] = field(default_factory=list)
     #: The markov model reports the removal effects of pairs of its top channels.
     markov_pair_effects: bool = False
     #: Every lookback window compared when ``lookback_days`` was a list (``lookback_days`` is the first).
@@ -138,6 +142,8 @@ class AppliedOptions:
             timezone=str(value.get("timezone", "UTC")),
             breakdown=[str(b) for b in value.get("breakdown", [])],
             segment_by=value.get("segment_by"),
+            conversion_types=[str(t) for t in value.get("conversion_types", [])],
+            conversion_lookbacks=[float(d) for d in value.get("conversion_lookbacks", [])],
             markov_pair_effects=bool(value.get("markov_pair_effects", False)),
             lookback_windows=[float(d) for d in value.get("lookback_windows", [])],
             top_paths=int(value.get("top_paths", 50)),
