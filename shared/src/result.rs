@@ -899,16 +899,19 @@ pub enum Table {
     MarkovPairs,
     /// With `segment_by`: one row per segment × model × channel: [`segments_csv`].
     Segments,
+    /// With `breakdown` and segments: the breakdown rows of every segment.
+    SegmentBreakdown,
 }
 
 /// The header of the `paths` table.
 pub const PATHS_CSV_HEADER: &str = "list,rank,path,touches,journeys,conversions,value,null_journeys,exact";
 
 impl Table {
-    pub const ALL: [Table; 13] = [
+    pub const ALL: [Table; 14] = [
         Table::Channels,
         Table::Periods,
         Table::Segments,
+        Table::SegmentBreakdown,
         Table::PathLength,
         Table::TimeLag,
         Table::Positions,
@@ -936,6 +939,7 @@ impl Table {
             Table::Transitions => "transitions",
             Table::MarkovPairs => "markov_pairs",
             Table::Segments => "segments",
+            Table::SegmentBreakdown => "segment_breakdown",
         }
     }
 
@@ -954,6 +958,9 @@ impl Table {
             Table::Transitions => result.reports.as_ref().is_some_and(|r| r.transitions.is_some()),
             Table::MarkovPairs => result.model(ModelId::Markov).is_some_and(|m| m.pairs.is_some()),
             Table::Segments => crate::segment::column(&result.options).is_some(),
+            Table::SegmentBreakdown => {
+                !result.options.breakdown.is_empty() && crate::segment::column(&result.options).is_some()
+            }
         }
     }
 
@@ -973,6 +980,7 @@ impl Table {
             Table::PeriodBreakdown => breakdown_csv(result, true),
             Table::Windows => windows_csv(result),
             Table::Segments => segments_csv(result),
+            Table::SegmentBreakdown => segment_breakdown_csv(result),
             Table::PathLength => buckets(reports.map_or(&[][..], |r| &r.path_length)),
             Table::TimeLag => buckets(reports.map_or(&[][..], |r| &r.time_lag)),
             Table::Positions => {
@@ -1116,9 +1124,26 @@ pub fn segments_csv(result: &AttributionResult) -> String {
 /// `null`), one row per model × channel × breakdown values; with
 /// `per_period`, a `period` column first and the rows of every period instead.
 pub fn breakdown_csv(result: &AttributionResult, per_period: bool) -> String {
+    let periods = result.periods.iter().map(|p| (p.period.clone(), &p.models)).collect();
+    breakdown_table(result, per_period.then_some(("period", periods)))
+}
+
+/// With `breakdown` and segments: [`breakdown_csv`]'s rows of every segment, the segment's
+/// column (or `conversion_type`) first, its value empty for the rows without one.
+pub fn segment_breakdown_csv(result: &AttributionResult) -> String {
+    let column = crate::segment::column(&result.options).unwrap_or("segment");
+    let segments = result.segments.iter().map(|s| (s.value().unwrap_or_default().to_owned(), &s.models)).collect();
+    breakdown_table(result, Some((column, segments)))
+}
+
+/// The breakdown rows of the whole (`parts` absent), or of each part (a period, a segment)
+/// with the part's label in a first column named `parts.0`.
+#[allow(clippy::type_complexity)]
+fn breakdown_table(result: &AttributionResult, parts: Option<(&str, Vec<(String, &Vec<ModelResult>)>)>) -> String {
     let mut out = String::new();
-    if per_period {
-        out.push_str("period,");
+    if let Some((column, _)) = &parts {
+        out.push_str(&csv_field(column));
+        out.push(',');
     }
     out.push_str("model,channel,");
     for name in &result.options.breakdown {
@@ -1130,15 +1155,15 @@ pub fn breakdown_csv(result: &AttributionResult, per_period: bool) -> String {
     out.push_str(if spend { SPEND_CSV_COLUMNS } else { "" });
     out.push('\n');
     let optional = |v: Option<Option<f64>>| v.flatten().map(|v| v.to_string()).unwrap_or_default();
-    let whole = [(None, &result.models)];
-    let periods = result.periods.iter().map(|p| (Some(p.period.as_str()), &p.models));
-    let tables: Vec<(Option<&str>, &Vec<ModelResult>)> =
-        if per_period { periods.collect() } else { whole.into_iter().collect() };
-    for (period, models) in tables {
+    let tables: Vec<(Option<String>, &Vec<ModelResult>)> = match parts {
+        Some((_, parts)) => parts.into_iter().map(|(label, models)| (Some(label), models)).collect(),
+        None => vec![(None, &result.models)],
+    };
+    for (label, models) in tables {
         for model in models {
             for row in model.breakdown.iter().flatten() {
-                if let Some(period) = period {
-                    out.push_str(period);
+                if let Some(label) = &label {
+                    out.push_str(&csv_field(label));
                     out.push(',');
                 }
                 out.push_str(&format!("{},{},", model.model, csv_field(&row.channel)));

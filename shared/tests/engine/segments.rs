@@ -236,3 +236,38 @@ fn conversion_types_need_an_event_name_column() {
     assert_eq!(err.code, ErrorCode::MissingColumns);
     assert!(err.message.contains("event_name"), "{}", err.message);
 }
+
+#[test]
+fn with_a_breakdown_each_segment_has_its_rows_and_their_table() {
+    let csv = b"user_id,timestamp,channel,campaign,country,conversion,conversion_value
+u1,2026-01-01T00:00:00Z,email,spring,DE,0,
+u1,2026-01-02T00:00:00Z,,,DE,1,10
+u2,2026-01-01T00:00:00Z,search,,FR,0,
+u2,2026-01-02T00:00:00Z,,,FR,1,20
+";
+    let spec =
+        InputSpec { segment_by: Some("country".into()), breakdown: vec!["campaign".into()], ..Default::default() };
+    let (_, reader) = open_text(&csv[..], None, None).unwrap();
+    let mut chunks = Vec::new();
+    read_csv(reader, &spec, |block: Block| {
+        if let Block::Events(chunk) = block {
+            chunks.push(chunk);
+        }
+        Ok::<(), AttributionError>(())
+    })
+    .unwrap();
+    let options = event_options(OptionsSpec {
+        segment_by: Some("country".into()),
+        breakdown: Some(vec!["campaign".into()]),
+        ..only(&["last_touch"])
+    });
+    let result = Partial::from_events(&chunks[0], &options).and_then(|p| p.finish(&options)).unwrap();
+    assert!(Table::SegmentBreakdown.applies_to(&result));
+    assert_eq!(
+        Table::SegmentBreakdown.csv(&result),
+        "country,model,channel,campaign,conversions,value\n\
+         DE,last_touch,email,spring,1,10\n\
+         FR,last_touch,search,(none),1,20\n"
+    );
+    assert!(!Table::SegmentBreakdown.applies_to(&attribute_segmented(COUNTRIES, "country", &["linear"])));
+}
