@@ -317,12 +317,13 @@ impl Partial {
     }
 
     /// Refuses counts that grew past a model's bound (the `shao_li` pairs, under each lookback
-    /// window); [`Partial::finish`] asks again after merging.
+    /// window and in each segment: a conversion type's journeys may pair touches the whole's
+    /// do not); [`Partial::finish`] asks again after merging.
     pub fn check_limits(&self) -> Result<(), AttributionError> {
         if let Some(shao_li) = &self.shao_li {
             shao_li.check_limit()?;
         }
-        self.windows.iter().try_for_each(Partial::check_limits)
+        self.windows.iter().chain(self.segments.values()).try_for_each(Partial::check_limits)
     }
 
     /// Refuses a partial whose sums left the range of `f64` (conversions or values near
@@ -351,7 +352,7 @@ impl Partial {
         });
         match sums.into_iter().chain(rules).find(|(sum, ..)| !sum.is_finite()) {
             Some((_, column, what)) => Err(too_large(column, what)),
-            None => self.windows.iter().try_for_each(|window| window.check_finite(options)),
+            None => self.windows.iter().chain(self.segments.values()).try_for_each(|part| part.check_finite(options)),
         }
     }
 
