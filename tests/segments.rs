@@ -177,7 +177,7 @@ fn segments_add_up_to_the_whole_whatever_the_input_and_partitioning() {
 }
 
 #[test]
-fn too_many_segments_a_missing_column_or_a_period_are_refused_naming_them() {
+fn too_many_segments_a_missing_column_or_several_windows_are_refused_naming_them() {
     let dir = workdir();
     let file = write(dir.path(), "countries.csv", country_events(100));
     let (code, stderr) = failure(&attribute(&file, &["--segment-by", "country", "--max-segments", "2"]));
@@ -187,7 +187,7 @@ fn too_many_segments_a_missing_column_or_a_period_are_refused_naming_them() {
     let (code, stderr) = failure(&attribute(&file, &["--segment-by", "region"]));
     assert_eq!(code, 1, "{stderr}");
     assert!(stderr.contains("missing_columns") && stderr.contains("region (segment_by)"), "{stderr}");
-    let (code, stderr) = failure(&attribute(&file, &["--segment-by", "country", "--period", "week"]));
+    let (code, stderr) = failure(&attribute(&file, &["--segment-by", "country", "--lookback-days", "7,30"]));
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("segment_by"), "{stderr}");
 }
@@ -202,16 +202,36 @@ async fn the_service_segments_over_chunks_as_the_local_command_does() {
     let service = Service::start(ServiceSpec { workers: 2, env, ..ServiceSpec::default() }).await;
     let dir = workdir();
     let file = write(dir.path(), "countries.csv", country_events(1_000));
-    let options = json!({ "segment_by": "country", "models": ["linear", "markov", "shao_li"], "markov_order": "auto" });
+    let options = json!({
+        "segment_by": "country",
+        "period": "week",
+        "models": ["linear", "markov", "shao_li"],
+        "markov_order": "auto",
+    });
     let job = service.run(&file, json!({ "options": options })).await;
     assert_eq!(job["state"], "succeeded", "{job}");
     let id = job["id"].as_str().unwrap();
     let (_, result) = service.get(&format!("/v1/jobs/{id}/result")).await;
     let local = attribute_json(
         &file,
-        &["--segment-by", "country", "--models", "linear,markov,shao_li", "--markov-order", "auto"],
+        &["--segment-by", "country", "--period", "week", "--models", "linear,markov,shao_li", "--markov-order", "auto"],
     );
     assert_eq!(local["segments"].as_array().unwrap().len(), 4);
+    // Each segment has its weeks, and each week of the whole is the sum of the segments'.
+    let weeks = local["periods"].as_array().unwrap();
+    assert!(weeks.len() > 1);
+    for week in weeks {
+        let name = &week["period"];
+        let sum: f64 = local["segments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|s| s["periods"].as_array().unwrap())
+            .filter(|p| &p["period"] == name)
+            .map(|p| p["summary"]["conversions"].as_f64().unwrap())
+            .sum();
+        assert_close(sum, week["summary"]["conversions"].as_f64().unwrap(), &format!("week {name}"));
+    }
     assert_same_result(&sorted(without_job_id(result.clone())), &sorted(local), "result");
 
     let (status, csv) = service.get_bytes(&format!("/v1/jobs/{id}/result?format=csv&table=segments")).await;

@@ -609,15 +609,15 @@ function fillSegments(result) {
   for (const id of ['segment-select', 'segment-label', 'download-segments']) $(id).hidden = segments.length === 0;
 }
 
-/** The whole result, or one segment's summary and models in its place (segments have no
- * reports, periods, windows or cost of their own). */
+/** The whole result, or one segment's summary, models and periods in its place (segments
+ * have no reports, windows or cost of their own). */
 function segmentView(full, index) {
   const segment = index === '' ? null : full.segments?.[Number(index)];
   if (!segment) return full;
   return {
     // Rows are not split by segment (journeys are): the tile is left out.
-    ...full, summary: { ...segment.summary, rows: undefined }, models: segment.models, reports: undefined, periods: [], windows: [],
-    window_ranks: [], spend: undefined,
+    ...full, summary: { ...segment.summary, rows: undefined }, models: segment.models, reports: undefined,
+    periods: segment.periods || [], windows: [], window_ranks: [], spend: undefined,
   };
 }
 

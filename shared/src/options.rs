@@ -290,8 +290,8 @@ pub struct OptionsSpec {
     pub breakdown: Option<Vec<String>>,
     /// One complete attribution per value of this column (`country`, a plan, a device...;
     /// any column by its name or dotted path), in `segments`: a journey counts in the
-    /// segment of its last row (its conversion row; a null journey's last touch). Event-level
-    /// input only; not with `period` or several lookback windows.
+    /// segment of its last row (its conversion row; a null journey's last touch); with `period`,
+    /// each segment has its periods. Event-level input only; not with several lookback windows.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(example = "country"))]
     pub segment_by: Option<String>,
@@ -689,8 +689,8 @@ impl OptionsSpec {
         Ok(types)
     }
 
-    /// The segment column, trimmed: event input, a name of at most 1024 bytes, and neither
-    /// `period` nor several lookback windows (each would split every segment again).
+    /// The segment column, trimmed: event input, a name of at most 1024 bytes, and not several
+    /// lookback windows (each would split every segment again).
     fn validate_segment_by(&self, kind: InputKind, windows: usize) -> Result<Option<String>, AttributionError> {
         let Some(name) = &self.segment_by else { return Ok(None) };
         let refuse = |problem: String| Err(AttributionError::option("segment_by", problem));
@@ -712,9 +712,6 @@ impl OptionsSpec {
                 quoted(name),
                 RESERVED_BREAKDOWN_NAMES.join(", ")
             ));
-        }
-        if self.period.is_some() {
-            return refuse("does not combine with `period` yet; segment a job, or split it by period".to_owned());
         }
         if windows > 1 {
             return refuse("does not combine with several lookback windows yet; give one window".to_owned());
@@ -985,7 +982,6 @@ mod tests {
         assert_eq!(with(" country ").validate(InputKind::Events).unwrap().segment_by.as_deref(), Some("country"));
         for (spec, words) in [
             (with(" "), "empty"),
-            (OptionsSpec { period: Some(Period::Week), ..with("country") }, "period"),
             (OptionsSpec { lookback_days: Some(LookbackDays::Many(vec![7.0, 30.0])), ..with("country") }, "window"),
         ] {
             let err = spec.check(None).unwrap_err();

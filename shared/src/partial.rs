@@ -96,6 +96,8 @@ pub struct Partial {
     pub windows: Vec<Partial>,
     /// With `segment_by`: the same sums per segment value of the journeys that count in it
     /// (`segment.rs`); the fields above are their sum plus `counts.rows`, as with periods.
+    /// With `period` too, each segment holds its periods, and each of the whole's periods is
+    /// the sum of the segments'.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty", with = "crate::segment::by_value")]
     pub segments: BTreeMap<SegmentValue, Partial>,
 }
@@ -218,14 +220,7 @@ impl Partial {
                 adder.paths = false;
                 for_each_event_journey(chunk, options, |journey, origin| {
                     adder.add_path(&mut partial, journey);
-                    let row = match origin {
-                        JourneyOrigin::EventRow(row) | JourneyOrigin::PathRow(row) => row,
-                    };
-                    let slot = match chunk.segment_ids.get(row) {
-                        Some(&id) if id != NO_SEGMENT => id as usize,
-                        _ => no_value,
-                    };
-                    let sub = by_id[slot].get_or_insert_with(|| empty.clone());
+                    let sub = by_id[segment_slot(chunk, origin)].get_or_insert_with(|| empty.clone());
                     adder.add(sub, journey, held_out(origin), options);
                 });
                 let identity: Vec<u32> = (0..partial.channels.len() as u32).collect();
@@ -242,6 +237,56 @@ impl Partial {
             None => for_each_event_journey(chunk, options, |journey, origin| {
                 adder.add(&mut partial, journey, held_out(origin), options)
             }),
+            Some(period) if options.segment_by.is_some() => {
+                // Each journey is added once, to its segment's period: a segment is the sum of
+                // its periods, and a period of the whole the sum of the segments' periods.
+                let empty = partial.clone();
+                let mut parts: BTreeMap<(usize, i32), Partial> = BTreeMap::new();
+                let mut by_slot: BTreeMap<usize, Partial> = BTreeMap::new();
+                adder.paths = false;
+                for_each_event_journey(chunk, options, |journey, origin| {
+                    adder.add_path(&mut partial, journey);
+                    let slot = segment_slot(chunk, origin);
+                    let at = journey.conversion_time.or_else(|| journey.touch_times.and_then(|t| t.last().copied()));
+                    match at {
+                        Some(at) => {
+                            let key = (slot, period.start(at, options.timezone));
+                            let sub = parts.entry(key).or_insert_with(|| empty.clone());
+                            adder.add(sub, journey, held_out(origin), options);
+                        }
+                        None => {
+                            adder.add(&mut partial, journey, held_out(origin), options);
+                            let segment = by_slot.entry(slot).or_insert_with(|| empty.clone());
+                            adder.add(segment, journey, held_out(origin), options);
+                        }
+                    }
+                });
+                let identity: Vec<u32> = (0..partial.channels.len() as u32).collect();
+                let mut periods: BTreeMap<i32, Partial> = BTreeMap::new();
+                for ((slot, day), mut sub) in parts {
+                    let segment = by_slot.entry(slot).or_insert_with(|| empty.clone());
+                    segment.add_mapped(&sub, &identity, true);
+                    periods.entry(day).or_insert_with(|| empty.clone()).add_mapped(&sub, &identity, true);
+                    if let Some(breakdown) = &mut sub.breakdown {
+                        breakdown.compact();
+                    }
+                    segment.periods.insert(day, sub);
+                }
+                for sub in periods.values_mut() {
+                    partial.add_mapped(sub, &identity, true);
+                    if let Some(breakdown) = &mut sub.breakdown {
+                        breakdown.compact();
+                    }
+                }
+                partial.periods = periods;
+                for (slot, mut segment) in by_slot {
+                    if let Some(breakdown) = &mut segment.breakdown {
+                        breakdown.compact();
+                    }
+                    let value = (slot < chunk.segments.len()).then(|| chunk.segments.name(slot as u32).to_owned());
+                    partial.segments.insert(value, segment);
+                }
+            }
             Some(period) => {
                 // Each journey is added once, to its period; the whole is their sum. Paths
                 // are reported for the whole only: they go straight to it.
@@ -436,6 +481,18 @@ impl Partial {
             rule.value.push(0.0);
         }
         (self.channels.len() - 1) as u32
+    }
+}
+
+/// The slot of a journey's segment: the segment id of its last row, or the chunk's count of
+/// segment values for a row without one.
+fn segment_slot(chunk: &EventChunk, origin: JourneyOrigin) -> usize {
+    let row = match origin {
+        JourneyOrigin::EventRow(row) | JourneyOrigin::PathRow(row) => row,
+    };
+    match chunk.segment_ids.get(row) {
+        Some(&id) if id != NO_SEGMENT => id as usize,
+        _ => chunk.segments.len(),
     }
 }
 

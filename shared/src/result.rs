@@ -114,6 +114,9 @@ pub struct SegmentResult {
     #[serde(serialize_with = "models_as_map", deserialize_with = "models_from_map")]
     #[cfg_attr(feature = "openapi", schema(value_type = std::collections::BTreeMap<String, ModelResult>))]
     pub models: Vec<ModelResult>,
+    /// With `options.period`: the segment's figures per period, oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub periods: Vec<PeriodResult>,
 }
 
 impl SegmentResult {
@@ -343,7 +346,14 @@ impl Partial {
         segments.sort_by(|a, b| crate::segment::listing_order(a.0, b.0));
         for (value, segment) in segments {
             let AttributionResult { summary, models, .. } = build_result(segment, &part_options, budget, order, false)?;
-            result.segments.push(SegmentResult { segment: crate::segment::label(options, value), summary, models });
+            let mut periods = Vec::with_capacity(segment.periods.len());
+            for (&day, period) in &segment.periods {
+                let AttributionResult { summary, models, .. } =
+                    build_result(period, &part_options, budget, order, false)?;
+                periods.push(PeriodResult { period: Period::label(day), summary, models });
+            }
+            let segment = crate::segment::label(options, value);
+            result.segments.push(SegmentResult { segment, summary, models, periods });
         }
         if let Some((&first, further)) = options.lookback_windows.split_first() {
             let (summary, models) = (result.summary.clone(), result.models.clone());
@@ -550,7 +560,7 @@ fn first_non_finite(result: &AttributionResult) -> Option<&'static str> {
     }
     let periods = result.periods.iter().flat_map(|p| &p.models);
     let windows = result.windows.iter().flat_map(|w| &w.models);
-    let segments = result.segments.iter().flat_map(|s| &s.models);
+    let segments = result.segments.iter().flat_map(|s| s.models.iter().chain(s.periods.iter().flat_map(|p| &p.models)));
     result.models.iter().chain(periods).chain(windows).chain(segments).find_map(|model| {
         let channels = model.channels.iter().flat_map(|c| {
             [Some(c.conversions), Some(c.value), Some(c.share), c.removal_effect, c.removal_effect_value]

@@ -566,7 +566,7 @@ fn segment_as_result(result: &AttributionResult, segment: &SegmentResult) -> Att
         summary: segment.summary.clone(),
         options: result.options.clone(),
         models: segment.models.clone(),
-        periods: Vec::new(),
+        periods: segment.periods.clone(),
         reports: None,
         spend: None,
         windows: Vec::new(),
@@ -710,12 +710,12 @@ proptest! {
         spec in event_specs(),
         breakdown in any::<bool>(),
     ) {
-        // Segments take one window and no period.
+        // Segments take one window (and periods, each segment then having its own).
         let lookback_days = match spec.lookback_days {
             Some(LookbackDays::Many(days)) => Some(LookbackDays::One(days[0])),
             other => other,
         };
-        let spec = OptionsSpec { period: None, timezone: None, lookback_days, ..spec };
+        let spec = OptionsSpec { lookback_days, ..spec };
         let rows = if breakdown { with_campaigns(&rows) } else { rows };
         let segmented = OptionsSpec {
             segment_by: Some("country".into()),
@@ -769,6 +769,7 @@ proptest! {
             let mut got = segment_as_result(&want, segment);
             got.summary.rows = alone.summary.rows;
             check_conservation(&got)?;
+            check_periods_add_up(&got)?;
             let label = format!("segment {:?} alone", segment.value());
             check_same(&label, &got, &AttributionResult { reports: None, ..alone })?;
         }

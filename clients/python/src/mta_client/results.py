@@ -360,6 +360,8 @@ class SegmentResult:
     #: ``rows`` is not split by segment and is 0 here.
     summary: Summary
     models: dict[str, ModelResult]
+    #: With ``period``: the segment's figures per period, oldest first.
+    periods: list[PeriodResult] = field(default_factory=list)
 
     @property
     def value(self) -> str | None:
@@ -372,6 +374,7 @@ class SegmentResult:
             segment={str(k): (None if v is None else str(v)) for k, v in value["segment"].items()},
             summary=Summary.from_json(value["summary"]),
             models={name: ModelResult.from_json(name, m) for name, m in value["models"].items()},
+            periods=[PeriodResult.from_json(p) for p in value.get("periods", [])],
         )
 
 
