@@ -591,7 +591,7 @@ async function main() {
       const id = document.getElementById('upload-text').dataset.uploadId;
       return id && id !== old;
     }, before, { timeout: 60_000 });
-    await page.selectOption('#period', '');
+    await page.selectOption('#period', 'week');
     await page.fill('#breakdown', 'campaign, a, b');
     await page.click('#submit-job');
     await page.waitForSelector('#submit-error:not([hidden])');
@@ -778,6 +778,16 @@ async function main() {
         shown.forEach((bar, j) => close(bar.value, expected[j].conversions, `${label} ${bar.channel}`));
         const rows = await breakdownRows();
         assert.equal(rows.length, segment.models[model].breakdown.length, `${label}: a table row per breakdown row`);
+        // The chart over time is the segment's own weeks.
+        const points = await page.$$eval('#chart-periods circle.point', (ps) => ps.map((p) => ({
+          period: p.dataset.period, channel: p.dataset.channel, value: Number(p.dataset.value),
+        })));
+        assert.deepEqual([...new Set(points.map((p) => p.period))], segment.periods.map((p) => p.period), `${label} weeks`);
+        for (const point of points) {
+          const week = segment.periods.find((p) => p.period === point.period);
+          const credited = week.models[model].channels.find((c) => c.channel === point.channel)?.conversions ?? 0;
+          close(point.value, credited, `${label} ${point.channel} in the week of ${point.period}`);
+        }
       }
     }
     // Each segment solved its own chain: DE's Markov credit is not the whole's.
@@ -792,7 +802,7 @@ async function main() {
     const segmentCells = segments.reduce((n, s) => n + Object.values(s.models)
       .reduce((m, model) => m + model.channels.length, 0), 0);
     assert.equal(segmentLines.length - 1, segmentCells, 'one segments CSV row per segment × model × channel');
-    log(`segment picker: ${segments.length} segments' summaries, linear and markov bars and breakdown rows match the API; segments CSV ${segmentCells} rows`);
+    log(`segment picker: ${segments.length} segments' summaries, linear and markov bars, weeks and breakdown rows match the API; segments CSV ${segmentCells} rows`);
 
     // Conversion types: a file with an event_name column, two types with a lookback each.
     const typed = ['user_id,timestamp,channel,event_name,conversion_value'];
@@ -802,6 +812,7 @@ async function main() {
       }
       typed.push(`t${user},2026-04-10T10:00:00Z,,${user % 2 ? 'purchase' : 'sign_up'},${5 + (user % 4)}`);
     }
+    await page.selectOption('#period', '');
     const typedBefore = await page.getAttribute('#upload-text', 'data-upload-id');
     await page.setInputFiles('#file-input',
       { name: 'typed.csv', mimeType: 'text/csv', buffer: Buffer.from(`${typed.join('\n')}\n`) });
