@@ -298,8 +298,8 @@ pub struct OptionsSpec {
     /// Rows whose event name (an `event_name` / `event_type` / `interaction` column) is one
     /// of these are conversions, and each type is attributed on its own as well, in
     /// `segments` (`{"conversion_type": "purchase"}`): its journeys end at its conversions
-    /// only. Event-level input only; at most 16 types; not with `segment_by`, `period` or
-    /// several lookback windows.
+    /// only (with `period`, each type has its periods). Event-level input only; at most 16
+    /// types; not with `segment_by` or several lookback windows.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(example = json!(["purchase", "sign_up"])))]
     pub conversion_types: Option<Vec<String>>,
@@ -650,7 +650,7 @@ impl OptionsSpec {
     }
 
     /// The conversion types, trimmed: event input, 1 to 16 distinct names (any case) of at
-    /// most 1024 bytes, and neither `segment_by`, `period` nor several lookback windows.
+    /// most 1024 bytes, and neither `segment_by` nor several lookback windows.
     fn validate_conversion_types(&self, kind: InputKind, windows: usize) -> Result<Vec<String>, AttributionError> {
         let Some(names) = &self.conversion_types else { return Ok(Vec::new()) };
         let refuse = |problem: String| Err(AttributionError::option("conversion_types", problem));
@@ -665,9 +665,6 @@ impl OptionsSpec {
         }
         if self.segment_by.is_some() {
             return refuse("does not combine with `segment_by` yet: each type is a segment already".to_owned());
-        }
-        if self.period.is_some() {
-            return refuse("does not combine with `period` yet".to_owned());
         }
         if windows > 1 {
             return refuse("does not combine with several lookback windows; give a window per type instead".to_owned());

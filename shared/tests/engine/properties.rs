@@ -786,9 +786,8 @@ proptest! {
         spec in event_specs(),
         windows in (prop::sample::select(vec![0.0, 1.5, 30.0]), prop::sample::select(vec![0.0, 7.0, 60.0])),
     ) {
+        // With or without periods: each type then has its own.
         let spec = OptionsSpec {
-            period: None,
-            timezone: None,
             lookback_days: Some(LookbackDays::parse(&format!("purchase={},sign_up={}", windows.0, windows.1)).unwrap()),
             conversion_types: Some(vec!["purchase".into(), "sign_up".into()]),
             ..spec
