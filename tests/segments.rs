@@ -242,6 +242,25 @@ async fn the_service_segments_over_chunks_as_the_local_command_does() {
         Some("country,model,channel,conversions,value,share,removal_effect,removal_effect_value")
     );
     assert_eq!(csv.lines().count(), segment_credits(&result).len() + 1);
+    // And per week of each segment.
+    let (status, weekly) = service.get_bytes(&format!("/v1/jobs/{id}/result?format=csv&table=segment_periods")).await;
+    assert_eq!(status, 200);
+    let weekly = String::from_utf8(weekly).unwrap();
+    let mut lines = weekly.lines();
+    assert_eq!(
+        lines.next(),
+        Some("country,period,model,channel,conversions,value,share,removal_effect,removal_effect_value")
+    );
+    let cells: usize = result["segments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| s["periods"].as_array().unwrap())
+        .flat_map(|p| p["models"].as_object().unwrap().values())
+        .map(|m| m["channels"].as_array().unwrap().len())
+        .sum();
+    assert_eq!(lines.count(), cells);
+    assert!(weekly.contains("\nDE,2026-03-02,linear,"), "{weekly}");
     let printed = std::process::Command::new(env!("CARGO_BIN_EXE_mta"))
         .args(["result", id, "--table", "segments"])
         .env("MTA_URL", &service.base)

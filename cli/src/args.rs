@@ -104,12 +104,12 @@ pub enum ClientCommand {
         #[arg(long, default_value = "table", value_parser = ["table", "json", "csv"])]
         format: String,
         /// Print this tidy table as CSV: `channels` (what `--format csv` prints), `periods`,
-        /// `segments`, `segment_breakdown`, `path_length`, `time_lag`, `positions`, `breakdown`, `period_breakdown`, `paths`,
+        /// `segments`, `segment_periods`, `segment_breakdown`, `path_length`, `time_lag`, `positions`, `breakdown`, `period_breakdown`, `paths`,
         /// `transitions`, `windows`, `unmatched_cost` or `markov_pairs`.
         #[arg(
             long,
             value_parser = [
-                "channels", "periods", "segments", "segment_breakdown", "path_length", "time_lag", "positions", "breakdown", "period_breakdown",
+                "channels", "periods", "segments", "segment_periods", "segment_breakdown", "path_length", "time_lag", "positions", "breakdown", "period_breakdown",
                 "paths", "transitions", "windows", "unmatched_cost", "markov_pairs",
             ],
             conflicts_with = "format"
@@ -265,7 +265,7 @@ pub struct AttributeArgs {
     pub table: bool,
     /// Also write each tidy CSV table of the result into this directory (`channels.csv`, the
     /// reports, `periods.csv` with `--period`, `windows.csv` with several `--lookback-days`,
-    /// `breakdown.csv` with `--breakdown`, `segments.csv` with `--segment-by` or `--conversion-types` (and `segment_breakdown.csv` with `--breakdown` too), `unmatched_cost.csv` with `--spend`,
+    /// `breakdown.csv` with `--breakdown`, `segments.csv` with `--segment-by` or `--conversion-types` (and `segment_periods.csv` with `--period`, `segment_breakdown.csv` with `--breakdown`), `unmatched_cost.csv` with `--spend`,
     /// `markov_pairs.csv` with `--markov-pair-effects`).
     #[arg(long, value_name = "DIR")]
     pub csv_dir: Option<PathBuf>,

@@ -911,16 +911,19 @@ pub enum Table {
     Segments,
     /// With `breakdown` and segments: the breakdown rows of every segment.
     SegmentBreakdown,
+    /// With segments and `period`: one row per segment × period × model × channel.
+    SegmentPeriods,
 }
 
 /// The header of the `paths` table.
 pub const PATHS_CSV_HEADER: &str = "list,rank,path,touches,journeys,conversions,value,null_journeys,exact";
 
 impl Table {
-    pub const ALL: [Table; 14] = [
+    pub const ALL: [Table; 15] = [
         Table::Channels,
         Table::Periods,
         Table::Segments,
+        Table::SegmentPeriods,
         Table::SegmentBreakdown,
         Table::PathLength,
         Table::TimeLag,
@@ -950,6 +953,7 @@ impl Table {
             Table::MarkovPairs => "markov_pairs",
             Table::Segments => "segments",
             Table::SegmentBreakdown => "segment_breakdown",
+            Table::SegmentPeriods => "segment_periods",
         }
     }
 
@@ -968,6 +972,9 @@ impl Table {
             Table::Transitions => result.reports.as_ref().is_some_and(|r| r.transitions.is_some()),
             Table::MarkovPairs => result.model(ModelId::Markov).is_some_and(|m| m.pairs.is_some()),
             Table::Segments => crate::segment::column(&result.options).is_some(),
+            Table::SegmentPeriods => {
+                result.options.period.is_some() && crate::segment::column(&result.options).is_some()
+            }
             Table::SegmentBreakdown => {
                 !result.options.breakdown.is_empty() && crate::segment::column(&result.options).is_some()
             }
@@ -991,6 +998,7 @@ impl Table {
             Table::Windows => windows_csv(result),
             Table::Segments => segments_csv(result),
             Table::SegmentBreakdown => segment_breakdown_csv(result),
+            Table::SegmentPeriods => segment_periods_csv(result),
             Table::PathLength => buckets(reports.map_or(&[][..], |r| &r.path_length)),
             Table::TimeLag => buckets(reports.map_or(&[][..], |r| &r.time_lag)),
             Table::Positions => {
@@ -1123,6 +1131,24 @@ pub fn segments_csv(result: &AttributionResult) -> String {
         for model in &segment.models {
             for c in &model.channels {
                 out.push_str(&format!("{value},{}\n", credit_row(model.model, c, false)));
+            }
+        }
+    }
+    out
+}
+
+/// With segments and `period`: [`segments_csv`] per period of each segment,
+/// `<segment column>,period,model,channel,...`, each segment's periods oldest first.
+pub fn segment_periods_csv(result: &AttributionResult) -> String {
+    let column = crate::segment::column(&result.options).unwrap_or("segment");
+    let mut out = format!("{},period,{SEGMENTS_CSV_COLUMNS}\n", csv_field(column));
+    for segment in &result.segments {
+        let value = csv_field(segment.value().unwrap_or_default());
+        for period in &segment.periods {
+            for model in &period.models {
+                for c in &model.channels {
+                    out.push_str(&format!("{value},{},{}\n", period.period, credit_row(model.model, c, false)));
+                }
             }
         }
     }

@@ -371,7 +371,7 @@ class Job:
         """A tidy table as the service's CSV (``?format=csv&table=``): ``channels``, ``periods``,
         ``path_length``, ``time_lag``, ``positions``, ``paths``, ``transitions`` (``markov``), ``windows``,
         ``unmatched_cost`` (a job with a cost table), ``markov_pairs``, ``segments`` (with
-        ``segment_by`` or ``conversion_types``), or with ``breakdown``: ``breakdown``, ``period_breakdown``
+        ``segment_by`` or ``conversion_types``; ``segment_periods`` with ``period`` too), or with ``breakdown``: ``breakdown``, ``period_breakdown``
         and ``segment_breakdown``."""
         self._check()
         return self.client.request("GET", f"/v1/jobs/{self.id}/result", params={"format": "csv", "table": table}).text
