@@ -275,6 +275,8 @@ async function main() {
       'unattributed_conversions', 'unattributed_value', 'channels']) {
       close(tiles[field], result.summary[field], `summary ${field}`);
     }
+    assert.equal(await page.isHidden('#segment-select'), true, 'no segment picker without segments');
+    assert.equal(await page.isHidden('#download-segments'), true, 'no segments download without segments');
     log('summary tiles match the result summary');
 
     // Per model: conversions and value by channel, in the API's order.
