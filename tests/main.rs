@@ -10,6 +10,7 @@ mod dashboard;
 mod operations;
 mod retention;
 mod security;
+mod segments;
 mod service;
 mod service_support;
 mod shapes;

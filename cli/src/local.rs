@@ -71,6 +71,7 @@ pub fn attribute_file(request: &AttributeRequest) -> Result<AttributionResult, R
             writers,
         ),
         channels: Arc::new(Mutex::new(ChannelDict::default())),
+        segments: Mutex::new(ChannelDict::default()),
         progress: Progress::new(request.verbose),
     };
     let started = std::time::Instant::now();
@@ -126,6 +127,8 @@ struct Run<'a> {
     request: &'a AttributeRequest,
     store: PartitionStore,
     channels: Arc<Mutex<ChannelDict>>,
+    /// With `segment_by`: the segment values of every block, numbered as met.
+    segments: Mutex<ChannelDict>,
     progress: Progress,
 }
 
@@ -152,8 +155,9 @@ impl Collector<'_> {
         match block {
             Block::Events(chunk) => {
                 let channel_map = self.run.global_channels(&chunk.channels)?;
+                let segment_map = self.run.global_segments(&chunk.segments)?;
                 self.run.progress.add(chunk.len() as u64);
-                self.writer.add(&chunk, &channel_map)?;
+                self.writer.add(&chunk, &channel_map, &segment_map)?;
             }
             Block::Paths(chunk) => {
                 self.run.progress.add(chunk.len() as u64);
@@ -185,6 +189,17 @@ impl Run<'_> {
         let mut dict = self.channels.lock().expect("no panics while locked");
         let map = dict.ids_of(block);
         self.request.spec.limits.check_dict(&dict)?;
+        Ok(map)
+    }
+
+    /// Maps block-local segment ids to global ones, enforcing the segment limit.
+    fn global_segments(&self, block: &ChannelDict) -> Result<Vec<u32>, RunError> {
+        if block.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut dict = self.segments.lock().expect("no panics while locked");
+        let map = dict.ids_of(block);
+        self.request.spec.limits.check_segments(dict.len())?;
         Ok(map)
     }
 
@@ -229,15 +244,15 @@ impl Run<'_> {
         // With credits to export, partitions are read twice, so what is in memory stays there.
         let keep = self.keeps_user_ids();
         let partitions = self.store.partitions() as usize;
-        let names = channels.by_name.names();
-        if !options.breakdown.is_empty() {
-            return self.attribute_keyed_partitions(partitions, keep, channels, options);
+        if !Partial::adds_events(options) {
+            return self.attribute_partitions_apart(partitions, keep, channels, options);
         }
         // Every partition is numbered in name order, so partitions add straight into a
         // partial without a merge each. Partition p goes to group p mod `groups`, each group
         // adds its partitions in order, and the groups are merged in order: the same bytes
         // on every run with the same thread count, a few partials in memory (a partial holds
         // up to `max_report_paths` paths), and no merge per partition.
+        let names = channels.by_name.names();
         let groups = (2 * rayon::current_num_threads()).clamp(1, partitions.max(1));
         let partials = (0..groups)
             .into_par_iter()
@@ -258,23 +273,30 @@ impl Run<'_> {
         Ok(total)
     }
 
-    /// With a breakdown each partition's touch keys become its own partial's numbering:
-    /// a window of partitions at a time, merged in partition order.
-    fn attribute_keyed_partitions(
+    /// With a breakdown, segments or conversion types (numbered per partition), a partial
+    /// per partition: a window of partitions at a time, merged in partition order.
+    fn attribute_partitions_apart(
         &self,
         partitions: usize,
         keep: bool,
         channels: &ChannelOrder,
         options: &Options,
     ) -> Result<Partial, RunError> {
-        let mut total = Partial::for_dictionary(options, channels.by_name.names());
         let partitions: Vec<usize> = (0..partitions).collect();
+        let mut total = Partial::for_dictionary(options, channels.by_name.names());
+        let segments = self.segments.lock().expect("no panics while locked").clone();
+        // A window of partitions at a time, merged in partition order: the same bytes on
+        // every run, and no more partials in memory than the window (a partial holds up to
+        // `max_report_paths` paths, and with periods and a breakdown can hold megabytes).
         for window in partitions.chunks(2 * rayon::current_num_threads().max(1)) {
             let partials = window
                 .par_iter()
                 .map_init(Loaded::default, |loaded, &p| {
                     self.store.load_into(p, keep, loaded)?;
                     channels.apply(&mut loaded.chunk);
+                    if loaded.chunk.segments != segments {
+                        loaded.chunk.segments = segments.clone();
+                    }
                     Ok(Partial::from_events(&loaded.chunk, options)?)
                 })
                 .collect::<Result<Vec<Partial>, RunError>>()?;

@@ -9,7 +9,7 @@ use std::collections::btree_map::Entry;
 use serde::{Deserialize, Serialize};
 
 use crate::breakdown::{BreakdownSums, TouchKeys, credits_channels, splits_channel_credit};
-use crate::chunk::{EventChunk, NO_CHANNEL, PathChunk};
+use crate::chunk::{EventChunk, NO_CHANNEL, NO_SEGMENT, PathChunk};
 use crate::error::{AttributionError, ErrorCode, Problem};
 use crate::journey::{
     Journey, JourneyOrigin, for_each_event_journey, for_each_path_journey, for_each_windowed_journey,
@@ -19,6 +19,7 @@ use crate::markov_order::OrderCandidates;
 use crate::options::{MarkovOrder, ModelId, Options};
 use crate::reports::ReportCounts;
 use crate::rules::touch_weights;
+use crate::segment::SegmentValue;
 use crate::shao_li::ShaoLiCounts;
 
 /// Journey and row counts of the input (docs/user-guide.md, "Results", `summary`).
@@ -94,6 +95,12 @@ pub struct Partial {
     /// merges with its counterpart, so every window adds up over chunks as the whole does.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub windows: Vec<Partial>,
+    /// With `segment_by`: the same sums per segment value of the journeys that count in it
+    /// (`segment.rs`); the fields above are their sum plus `counts.rows`, as with periods.
+    /// With `period` too, each segment holds its periods, and each of the whole's periods is
+    /// the sum of the segments'.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty", with = "crate::segment::by_value")]
+    pub segments: BTreeMap<SegmentValue, Partial>,
 }
 
 impl Partial {
@@ -133,6 +140,7 @@ impl Partial {
             periods: BTreeMap::new(),
             breakdown,
             windows: Vec::new(),
+            segments: BTreeMap::new(),
         }
     }
 
@@ -152,12 +160,12 @@ impl Partial {
     /// sum is too large for an `f64` (see [`Partial::check_finite`]).
     /// With a breakdown, the chunk's channel ids are touch keys (`chunk::touch_key`).
     pub fn from_events(chunk: &EventChunk, options: &Options) -> Result<Partial, AttributionError> {
-        if options.breakdown.is_empty() {
-            let mut partial = Partial::new(options, chunk.channels.names());
-            partial.add_events(chunk, options)?;
-            return Ok(partial);
+        if !options.conversion_types.is_empty() {
+            return Partial::from_typed_events(chunk, options);
         }
-        let (mut partial, key_map) = {
+        let (mut partial, key_map) = if options.breakdown.is_empty() {
+            (Partial::new(options, chunk.channels.names()), None)
+        } else {
             // Only the keys of this chunk's rows: a dictionary may hold a whole run's keys.
             let names = chunk.channels.names();
             let mut key_of = vec![NO_CHANNEL; names.len()];
@@ -177,37 +185,51 @@ impl Partial {
                 window.breakdown = Some(sums.clone());
             }
             partial.breakdown = Some(sums);
-            (partial, KeyMap { key_of, key_channel: keys.key_channel })
+            (partial, Some(KeyMap { key_of, key_channel: keys.key_channel }))
         };
         let mut adder = JourneyAdder::new(options, &partial.channels);
-        adder.key_map = Some(key_map);
-        let empty = options.period.is_some().then(|| partial.clone());
-        partial.add_chunk(chunk, options, adder, empty)?;
+        adder.key_map = key_map;
+        let empty = Partial::splits_chunks(options).then(|| partial.clone());
+        partial.add_chunk(chunk, options, adder, empty.as_ref())?;
         Ok(partial)
     }
 
     /// Adds one more chunk of event rows (all rows of each of its users) to a partial of
     /// the same channel numbering: the chunk's dictionary is the partial's channels. So a
-    /// run that numbers every chunk alike adds them all to one partial, with no merge.
-    /// Without a breakdown only (touch keys are numbered per chunk).
+    /// run that numbers every chunk alike adds them all to one partial, with no merge each.
+    /// Not with a breakdown, segments or conversion types (their keys and values are
+    /// numbered per chunk): [`Partial::from_events`] and a merge do those.
     pub fn add_events(&mut self, chunk: &EventChunk, options: &Options) -> Result<(), AttributionError> {
-        assert!(options.breakdown.is_empty(), "a breakdown's touch keys are numbered per chunk");
+        assert!(Partial::adds_events(options), "a breakdown, segments or conversion types are numbered per chunk");
         assert_eq!(self.channels, chunk.channels.names(), "the chunk is numbered as the partial");
         let adder = JourneyAdder::new(options, &self.channels);
-        let empty = options.period.is_some().then(|| Partial::new(options, &self.channels));
-        self.add_chunk(chunk, options, adder, empty)
+        let empty = Partial::splits_chunks(options).then(|| Partial::new(options, &self.channels));
+        self.add_chunk(chunk, options, adder, empty.as_ref())
+    }
+
+    /// Whether [`Partial::add_events`] takes chunks under these options.
+    pub fn adds_events(options: &Options) -> bool {
+        options.breakdown.is_empty() && options.segment_by.is_none() && options.conversion_types.is_empty()
+    }
+
+    /// Whether journeys go to sub-partials (periods, segments), made from an empty template.
+    fn splits_chunks(options: &Options) -> bool {
+        options.period.is_some() || options.segment_by.is_some()
     }
 
     /// Adds a chunk's journeys through `adder`; `empty` is an empty partial of this
-    /// numbering, the template of each period's sub-partial (with a period).
+    /// numbering, the template of every sub-partial (period, segment) made for the chunk
+    /// (when [`Partial::splits_chunks`]). With segments or a breakdown only to a partial that
+    /// is still empty.
     fn add_chunk(
         &mut self,
         chunk: &EventChunk,
         options: &Options,
         mut adder: JourneyAdder,
-        empty: Option<Partial>,
+        empty: Option<&Partial>,
     ) -> Result<(), AttributionError> {
         let partial = self;
+        let template = || empty.expect("a template when journeys go to sub-partials").clone();
         // The training / held-out split of `markov_order: auto`, by user.
         let held_out = |origin: JourneyOrigin| match origin {
             JourneyOrigin::EventRow(row) => crate::markov_order::is_held_out(chunk.user_keys[row]),
@@ -231,13 +253,83 @@ impl Partial {
                 }
                 partial.windows = further;
             }
+            None if options.segment_by.is_some() => {
+                // Each journey is added once, to the segment of its last row; the whole is
+                // their sum. Paths are reported for the whole only, as with periods.
+                let no_value = chunk.segments.len();
+                let mut by_id: Vec<Option<Partial>> = vec![None; no_value + 1];
+                adder.paths = false;
+                for_each_event_journey(chunk, options, |journey, origin| {
+                    adder.add_path(partial, journey);
+                    let sub = by_id[segment_slot(chunk, origin)].get_or_insert_with(template);
+                    adder.add(sub, journey, held_out(origin), options);
+                });
+                let identity: Vec<u32> = (0..partial.channels.len() as u32).collect();
+                for (slot, sub) in by_id.into_iter().enumerate() {
+                    let Some(mut sub) = sub else { continue };
+                    partial.add_mapped(&sub, &identity, true);
+                    if let Some(breakdown) = &mut sub.breakdown {
+                        breakdown.compact();
+                    }
+                    let value = (slot < no_value).then(|| chunk.segments.name(slot as u32).to_owned());
+                    partial.segments.insert(value, sub);
+                }
+            }
             None => for_each_event_journey(chunk, options, |journey, origin| {
                 adder.add(partial, journey, held_out(origin), options)
             }),
+            Some(period) if options.segment_by.is_some() => {
+                // Each journey is added once, to its segment's period: a segment is the sum of
+                // its periods, and a period of the whole the sum of the segments' periods.
+                let mut parts: BTreeMap<(usize, i32), Partial> = BTreeMap::new();
+                let mut by_slot: BTreeMap<usize, Partial> = BTreeMap::new();
+                adder.paths = false;
+                for_each_event_journey(chunk, options, |journey, origin| {
+                    adder.add_path(partial, journey);
+                    let slot = segment_slot(chunk, origin);
+                    let at = journey.conversion_time.or_else(|| journey.touch_times.and_then(|t| t.last().copied()));
+                    match at {
+                        Some(at) => {
+                            let key = (slot, period.start(at, options.timezone));
+                            let sub = parts.entry(key).or_insert_with(template);
+                            adder.add(sub, journey, held_out(origin), options);
+                        }
+                        None => {
+                            adder.add(partial, journey, held_out(origin), options);
+                            let segment = by_slot.entry(slot).or_insert_with(template);
+                            adder.add(segment, journey, held_out(origin), options);
+                        }
+                    }
+                });
+                let identity: Vec<u32> = (0..partial.channels.len() as u32).collect();
+                let mut periods: BTreeMap<i32, Partial> = BTreeMap::new();
+                for ((slot, day), mut sub) in parts {
+                    let segment = by_slot.entry(slot).or_insert_with(template);
+                    segment.add_mapped(&sub, &identity, true);
+                    periods.entry(day).or_insert_with(template).add_mapped(&sub, &identity, true);
+                    if let Some(breakdown) = &mut sub.breakdown {
+                        breakdown.compact();
+                    }
+                    segment.periods.insert(day, sub);
+                }
+                for sub in periods.values_mut() {
+                    partial.add_mapped(sub, &identity, true);
+                    if let Some(breakdown) = &mut sub.breakdown {
+                        breakdown.compact();
+                    }
+                }
+                partial.periods = periods;
+                for (slot, mut segment) in by_slot {
+                    if let Some(breakdown) = &mut segment.breakdown {
+                        breakdown.compact();
+                    }
+                    let value = (slot < chunk.segments.len()).then(|| chunk.segments.name(slot as u32).to_owned());
+                    partial.segments.insert(value, segment);
+                }
+            }
             Some(period) => {
                 // Each journey is added once, to its period; the whole is their sum. Paths
                 // are reported for the whole only: they go straight to it.
-                let empty = empty.expect("a template with a period");
                 let mut periods = BTreeMap::new();
                 adder.paths = false;
                 for_each_event_journey(chunk, options, |journey, origin| {
@@ -246,7 +338,7 @@ impl Partial {
                     match at {
                         Some(at) => {
                             let sub =
-                                periods.entry(period.start(at, options.timezone)).or_insert_with(|| empty.clone());
+                                periods.entry(period.start(at, options.timezone)).or_insert_with(template);
                             adder.add(sub, journey, held_out(origin), options);
                         }
                         None => adder.add(partial, journey, held_out(origin), options),
@@ -276,6 +368,25 @@ impl Partial {
         partial.check_limits()
     }
 
+    /// With `conversion_types` (the chunk's segment ids name each conversion row's type): the
+    /// whole over every type's conversions, and in `segments` each type on its own, as if its
+    /// conversions were the only ones (the other types' conversion rows left out) under its
+    /// own lookback window.
+    fn from_typed_events(chunk: &EventChunk, options: &Options) -> Result<Partial, AttributionError> {
+        let whole_options =
+            Options { conversion_types: Vec::new(), conversion_lookbacks: Vec::new(), ..options.clone() };
+        let mut whole = Partial::from_events(chunk, &whole_options)?;
+        for (index, name) in options.conversion_types.iter().enumerate() {
+            let rows = chunk.of_conversion_type(chunk.segments.get(name));
+            let lookback_days = options.conversion_lookbacks.get(index).copied().unwrap_or(options.lookback_days);
+            let mut typed = Partial::from_events(&rows, &Options { lookback_days, ..whole_options.clone() })?;
+            // Rows are counted once, in the whole.
+            typed.counts.rows = 0;
+            whole.segments.insert(Some(name.clone()), typed);
+        }
+        Ok(whole)
+    }
+
     /// Attributes one chunk of path rows; fails as [`Partial::from_events`] does.
     pub fn from_paths(chunk: &PathChunk, options: &Options) -> Result<Partial, AttributionError> {
         let mut partial = Partial::new(options, chunk.channels.names());
@@ -294,12 +405,13 @@ impl Partial {
     }
 
     /// Refuses counts that grew past a model's bound (the `shao_li` pairs, under each lookback
-    /// window); [`Partial::finish`] asks again after merging.
+    /// window and in each segment: a conversion type's journeys may pair touches the whole's
+    /// do not); [`Partial::finish`] asks again after merging.
     pub fn check_limits(&self) -> Result<(), AttributionError> {
         if let Some(shao_li) = &self.shao_li {
             shao_li.check_limit()?;
         }
-        self.windows.iter().try_for_each(Partial::check_limits)
+        self.windows.iter().chain(self.segments.values()).try_for_each(Partial::check_limits)
     }
 
     /// Refuses a partial whose sums left the range of `f64` (conversions or values near
@@ -328,7 +440,7 @@ impl Partial {
         });
         match sums.into_iter().chain(rules).find(|(sum, ..)| !sum.is_finite()) {
             Some((_, column, what)) => Err(too_large(column, what)),
-            None => self.windows.iter().try_for_each(|window| window.check_finite(options)),
+            None => self.windows.iter().chain(self.segments.values()).try_for_each(|part| part.check_finite(options)),
         }
     }
 
@@ -363,9 +475,10 @@ impl Partial {
                 None => self.windows.push(theirs.clone()),
             }
         }
+        crate::segment::merge(&mut self.segments, &other.segments, Partial::merge);
     }
 
-    /// Adds `other`'s sums (not its periods or windows), whose channel `c` is our
+    /// Adds `other`'s sums (not its periods, windows or segments), whose channel `c` is our
     /// `channel_map[c]`; `same_keys` when both have the same breakdown keys in the same order.
     fn add_mapped(&mut self, other: &Partial, channel_map: &[u32], same_keys: bool) {
         self.counts.add(&other.counts);
@@ -411,6 +524,18 @@ impl Partial {
             rule.value.push(0.0);
         }
         (self.channels.len() - 1) as u32
+    }
+}
+
+/// The slot of a journey's segment: the segment id of its last row, or the chunk's count of
+/// segment values for a row without one.
+fn segment_slot(chunk: &EventChunk, origin: JourneyOrigin) -> usize {
+    let row = match origin {
+        JourneyOrigin::EventRow(row) | JourneyOrigin::PathRow(row) => row,
+    };
+    match chunk.segment_ids.get(row) {
+        Some(&id) if id != NO_SEGMENT => id as usize,
+        _ => chunk.segments.len(),
     }
 }
 
