@@ -93,6 +93,12 @@ pub struct Partial {
     /// merges with its counterpart, so every window adds up over chunks as the whole does.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub windows: Vec<Partial>,
+    /// With `intervals`: one partial per bootstrap replicate (`intervals.rs`), of the whole
+    /// (the first window's journeys) with each journey counted as often as its replicate's
+    /// weight draws; channel sums, chains and `shao_li` counts only (no reports, breakdown,
+    /// periods or windows). Each merges with its counterpart.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub replicates: Vec<Partial>,
 }
 
 impl Partial {
@@ -102,6 +108,10 @@ impl Partial {
         let mut partial = Partial::one_window(options, channels);
         let further = options.lookback_windows.len().saturating_sub(1);
         partial.windows = vec![partial.clone(); further];
+        if let Some(intervals) = options.intervals {
+            let bare = Options { breakdown: Vec::new(), ..options.clone() };
+            partial.replicates = vec![Partial::one_window(&bare, channels); intervals.replicates as usize];
+        }
         partial
     }
 
@@ -132,6 +142,7 @@ impl Partial {
             periods: BTreeMap::new(),
             breakdown,
             windows: Vec::new(),
+            replicates: Vec::new(),
         }
     }
 
@@ -182,6 +193,11 @@ impl Partial {
             JourneyOrigin::EventRow(row) => crate::markov_order::is_held_out(chunk.user_keys[row]),
             JourneyOrigin::PathRow(_) => false,
         };
+        // Whose weights a journey's replicates draw: its user's.
+        let user = |origin: JourneyOrigin| match origin {
+            JourneyOrigin::EventRow(row) => ReplicateDraw::User(chunk.user_keys[row]),
+            JourneyOrigin::PathRow(_) => unreachable!("an event chunk's journeys come from event rows"),
+        };
         match options.period {
             None if !partial.windows.is_empty() => {
                 // One grouping of the rows; each journey is added under every window.
@@ -191,6 +207,9 @@ impl Partial {
                     // Paths are reported for the first window only (like the other reports).
                     adder.paths = window == 0;
                     adder.add(target, journey, held_out(origin), options);
+                    if window == 0 {
+                        adder.add_replicates(&mut partial.replicates, journey, user(origin), held_out(origin), options);
+                    }
                 });
                 for window in &mut further {
                     window.counts.rows = chunk.len() as u64;
@@ -201,16 +220,20 @@ impl Partial {
                 partial.windows = further;
             }
             None => for_each_event_journey(chunk, options, |journey, origin| {
-                adder.add(&mut partial, journey, held_out(origin), options)
+                adder.add(&mut partial, journey, held_out(origin), options);
+                adder.add_replicates(&mut partial.replicates, journey, user(origin), held_out(origin), options);
             }),
             Some(period) => {
                 // Each journey is added once, to its period; the whole is their sum. Paths
                 // are reported for the whole only: they go straight to it.
-                let empty = partial.clone();
+                let mut empty = partial.clone();
+                empty.replicates.clear();
                 let mut periods = BTreeMap::new();
                 adder.paths = false;
                 for_each_event_journey(chunk, options, |journey, origin| {
                     adder.add_path(&mut partial, journey);
+                    // The replicates are the whole's: each journey goes straight to them.
+                    adder.add_replicates(&mut partial.replicates, journey, user(origin), held_out(origin), options);
                     let at = journey.conversion_time.or_else(|| journey.touch_times.and_then(|t| t.last().copied()));
                     match at {
                         Some(at) => {
@@ -250,7 +273,11 @@ impl Partial {
         for_each_path_journey(chunk, options, |journey, _| {
             // The training / held-out split of `markov_order: auto`, by the row's path.
             let held_out = auto && crate::markov_order::is_held_out_path(journey.channels, names);
-            adder.add(&mut partial, journey, held_out, options)
+            adder.add(&mut partial, journey, held_out, options);
+            if !partial.replicates.is_empty() {
+                let draw = ReplicateDraw::PathRow(path_row_key(journey, names));
+                adder.add_replicates(&mut partial.replicates, journey, draw, held_out, options);
+            }
         });
         partial.counts.rows = chunk.len() as u64;
         partial.check_finite(options)?;
@@ -328,6 +355,12 @@ impl Partial {
                 None => self.windows.push(theirs.clone()),
             }
         }
+        for (i, theirs) in other.replicates.iter().enumerate() {
+            match self.replicates.get_mut(i) {
+                Some(mine) => mine.merge(theirs),
+                None => self.replicates.push(theirs.clone()),
+            }
+        }
     }
 
     /// Adds `other`'s sums (not its periods or windows), whose channel `c` is our
@@ -391,12 +424,37 @@ fn too_large(column: &str, what: &str) -> AttributionError {
     .with_details(vec![Problem::new(None, Some(column), format!("the sum of the {what} overflows"))])
 }
 
+/// Whose draws weigh a journey in the bootstrap replicates.
+#[derive(Clone, Copy)]
+enum ReplicateDraw {
+    /// An event journey: its user's Poisson(1) weight (`user_key`).
+    User(u128),
+    /// A path row (by [`path_row_key`]): Poisson draws of its conversions and null journeys.
+    PathRow(u128),
+}
+
+/// The key of a path row's draws: a hash of its channels' names (not ids, which differ from
+/// chunk to chunk) and its numbers.
+fn path_row_key(journey: &Journey<'_>, names: &[String]) -> u128 {
+    let mut bytes = Vec::with_capacity(journey.channels.len() * 8 + 24);
+    for &c in journey.channels {
+        bytes.extend_from_slice(names[c as usize].as_bytes());
+        bytes.push(0);
+    }
+    for x in [journey.conversions, journey.nulls, journey.value] {
+        bytes.extend_from_slice(&x.to_bits().to_le_bytes());
+    }
+    crate::chunk::user_key(&bytes)
+}
+
 /// Adds journeys to a partial, reusing its scratch buffers.
 pub(crate) struct JourneyAdder {
     is_direct: Vec<bool>,
     weights: Vec<f64>,
     /// Whether journeys' paths are counted in the partial they are added to.
     paths: bool,
+    /// Whether journeys count in the reports (not in bootstrap replicates).
+    reports: bool,
     /// With a breakdown: the partial's key and channel of each touch key of the chunk
     /// (journeys then carry the chunk's touch keys).
     key_map: Option<KeyMap>,
@@ -414,6 +472,7 @@ impl JourneyAdder {
             is_direct: channels.iter().map(|c| options.is_direct(c)).collect(),
             weights: Vec::new(),
             paths: true,
+            reports: true,
             key_map: None,
             keys: Vec::new(),
             channels: Vec::new(),
@@ -457,6 +516,47 @@ impl JourneyAdder {
         });
     }
 
+    /// Adds a journey to each bootstrap replicate as often as `draw` weighs it there (as
+    /// [`JourneyAdder::add`] does, without the reports); nothing without `intervals`.
+    fn add_replicates(
+        &mut self,
+        replicates: &mut [Partial],
+        journey: &Journey<'_>,
+        draw: ReplicateDraw,
+        held_out: bool,
+        options: &Options,
+    ) {
+        let Some(intervals) = options.intervals else { return };
+        let (reports, paths) = (self.reports, self.paths);
+        (self.reports, self.paths) = (false, false);
+        for (replicate, partial) in replicates.iter_mut().enumerate() {
+            let replicate = replicate as u32;
+            let (conversions, nulls, value) = match draw {
+                ReplicateDraw::User(key) => {
+                    let weight = crate::intervals::user_weight(key, replicate, intervals.seed) as f64;
+                    (journey.conversions * weight, journey.nulls * weight, journey.value * weight)
+                }
+                ReplicateDraw::PathRow(key) => {
+                    let (conversions, nulls) = crate::intervals::path_draws(
+                        key,
+                        replicate,
+                        intervals.seed,
+                        journey.conversions,
+                        journey.nulls,
+                    );
+                    let value =
+                        if journey.conversions > 0.0 { journey.value / journey.conversions * conversions } else { 0.0 };
+                    (conversions, nulls, value)
+                }
+            };
+            if conversions == 0.0 && nulls == 0.0 {
+                continue;
+            }
+            self.add(partial, &Journey { conversions, nulls, value, ..*journey }, held_out, options);
+        }
+        (self.reports, self.paths) = (reports, paths);
+    }
+
     /// Counts a journey's path (and nothing else) in `partial`: touches as in [`JourneyAdder::add`].
     fn add_path(&mut self, partial: &mut Partial, journey: &Journey<'_>) {
         self.with_channels(journey, |adder, journey, _| partial.reports.add_path(&adder.valued(journey)));
@@ -495,7 +595,9 @@ impl JourneyAdder {
         if let Some(shao_li) = &mut partial.shao_li {
             shao_li.add_path(journey.channels, journey.conversions, journey.nulls, journey.value);
         }
-        partial.reports.add(journey);
+        if self.reports {
+            partial.reports.add(journey);
+        }
         if self.paths {
             partial.reports.add_path(journey);
         }
