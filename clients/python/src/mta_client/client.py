@@ -218,6 +218,7 @@ class Client:
         breakdown: Sequence[str] | str | None = None,
         top_paths: int | None = None,
         max_report_paths: int | None = None,
+        intervals: int | Mapping[str, float] | None = None,
         export_credits: bool | None = None,
         spend_upload_id: Upload | str | None = None,
         spend: UploadData | None = None,
@@ -248,7 +249,8 @@ class Client:
                 half_life_days=half_life_days, position_weights=position_weights, direct_channels=direct_channels,
                 conversion_row_is_touch=conversion_row_is_touch, max_journey_touches=max_journey_touches,
                 channel_rules=channel_rules, period=period, timezone=timezone, breakdown=breakdown,
-                top_paths=top_paths, max_report_paths=max_report_paths, export_credits=export_credits,
+                top_paths=top_paths, max_report_paths=max_report_paths, intervals=intervals,
+                export_credits=export_credits,
                 spend_upload_id=spend_upload_id, webhook=webhook,
             ),
         )
