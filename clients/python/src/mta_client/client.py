@@ -369,7 +369,8 @@ class Job:
     def result_csv(self, table: str = "channels") -> str:
         """A tidy table as the service's CSV (``?format=csv&table=``): ``channels``, ``periods``,
         ``path_length``, ``time_lag``, ``positions``, ``paths``, ``transitions`` (``markov``), ``windows``,
-        ``unmatched_cost`` (a job with a cost table), ``markov_pairs``, or with ``breakdown``:
+        ``unmatched_cost`` (a job with a cost table), ``markov_pairs``, ``intervals`` (a job with
+        ``intervals``), or with ``breakdown``:
         ``breakdown`` and ``period_breakdown``."""
         self._check()
         return self.client.request("GET", f"/v1/jobs/{self.id}/result", params={"format": "csv", "table": table}).text
