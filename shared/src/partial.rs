@@ -13,7 +13,7 @@ use crate::error::{AttributionError, ErrorCode, Problem};
 use crate::journey::{
     Journey, JourneyOrigin, for_each_event_journey, for_each_path_journey, for_each_windowed_journey,
 };
-use crate::markov::MarkovCounts;
+use crate::markov::{EdgeTable, MarkovCounts};
 use crate::markov_order::OrderCandidates;
 use crate::options::{MarkovOrder, ModelId, Options};
 use crate::reports::ReportCounts;
@@ -255,6 +255,7 @@ impl Partial {
                 partial.periods = periods;
             }
         }
+        adder.flush_replicates(&mut partial.replicates);
         if let Some(breakdown) = &mut partial.breakdown {
             breakdown.compact();
         }
@@ -279,6 +280,7 @@ impl Partial {
                 adder.add_replicates(&mut partial.replicates, journey, draw, held_out, options);
             }
         });
+        adder.flush_replicates(&mut partial.replicates);
         partial.counts.rows = chunk.len() as u64;
         partial.check_finite(options)?;
         partial.check_limits()?;
@@ -447,14 +449,178 @@ fn path_row_key(journey: &Journey<'_>, names: &[String]) -> u128 {
     crate::chunk::user_key(&bytes)
 }
 
+/// A journey's conversions, null journeys and value in replicate `replicate`.
+fn replicate_counts(journey: &Journey<'_>, draw: ReplicateDraw, replicate: u32, seed: u64) -> (f64, f64, f64) {
+    match draw {
+        ReplicateDraw::User(key) => {
+            let weight = crate::intervals::user_weight(key, replicate, seed) as f64;
+            (journey.conversions * weight, journey.nulls * weight, journey.value * weight)
+        }
+        ReplicateDraw::PathRow(key) => {
+            let (conversions, nulls) =
+                crate::intervals::path_draws(key, replicate, seed, journey.conversions, journey.nulls);
+            let value = if journey.conversions > 0.0 { journey.value / journey.conversions * conversions } else { 0.0 };
+            (conversions, nulls, value)
+        }
+    }
+}
+
+/// Adds a path's conversions, nulls and value to a replicate's chains and `shao_li` counts.
+fn add_chains(partial: &mut Partial, path: &[u32], [conversions, nulls, value]: [f64; 3], held_out: bool) {
+    if let Some(markov) = &mut partial.markov {
+        markov.add_path(path, conversions, nulls, value);
+    }
+    add_chains_auto(partial, path, [conversions, nulls, value], held_out);
+    if let Some(shao_li) = &mut partial.shao_li {
+        shao_li.add_path(path, conversions, nulls, value);
+    }
+}
+
+/// Adds a path's conversions, nulls and value to a replicate's `auto` candidates and `shao_li` counts.
+fn add_chains_auto(partial: &mut Partial, path: &[u32], [conversions, nulls, value]: [f64; 3], held_out: bool) {
+    if let Some(candidates) = &mut partial.markov_auto {
+        candidates.add_path(path, conversions, nulls, value, held_out);
+    }
+}
+
+/// The `shao_li` part of [`JourneyAdder::flush_replicates`]: each path's distinct channels
+/// and pairs numbered once, each replicate's sums gathered per channel and pair in dense
+/// arrays, then added to its counts.
+fn flush_shao_li(table: &ReplicatePaths, replicates: &mut [Partial]) {
+    let mut pair_index: rustc_hash::FxHashMap<(u32, u32), u32> = rustc_hash::FxHashMap::default();
+    let mut pairs: Vec<(u32, u32)> = Vec::new();
+    let mut channel_top = 0;
+    // Paths with the same distinct channels count alike: each such set (a shape) has its
+    // channels and its pairs' indices; `shape_of[path]` is the path's.
+    let mut shape_index: rustc_hash::FxHashMap<Vec<u32>, usize> = rustc_hash::FxHashMap::default();
+    let mut shapes: Vec<(Vec<u32>, Vec<u32>)> = Vec::new();
+    let mut shape_of: Vec<usize> = Vec::with_capacity(table.paths.len());
+    for key in &table.paths {
+        let mut distinct = key[..key.len() - 1].to_vec();
+        distinct.sort_unstable();
+        distinct.dedup();
+        if let Some(&shape) = shape_index.get(&distinct) {
+            shape_of.push(shape);
+            continue;
+        }
+        channel_top = channel_top.max(*distinct.last().expect("paths in the table have touches") as usize + 1);
+        let mut ids = Vec::with_capacity(distinct.len() * distinct.len().saturating_sub(1) / 2);
+        for (j, &b) in distinct.iter().enumerate() {
+            for &a in &distinct[..j] {
+                let next = pairs.len() as u32;
+                let id = *pair_index.entry((a, b)).or_insert(next);
+                if id == next {
+                    pairs.push((a, b));
+                }
+                ids.push(id);
+            }
+        }
+        shape_of.push(shapes.len());
+        shape_index.insert(distinct.clone(), shapes.len());
+        shapes.push((distinct, ids));
+    }
+    let (mut channel_sums, mut pair_sums) = (vec![[0.0; 3]; channel_top], vec![[0.0; 3]; pairs.len()]);
+    let mut shape_sums = vec![[0.0; 3]; shapes.len()];
+    for (replicate, partial) in replicates.iter_mut().enumerate() {
+        channel_sums.iter_mut().for_each(|s| *s = [0.0; 3]);
+        pair_sums.iter_mut().for_each(|s| *s = [0.0; 3]);
+        shape_sums.iter_mut().for_each(|s| *s = [0.0; 3]);
+        for (index, &shape) in shape_of.iter().enumerate() {
+            let sums = table.sums[index * table.replicates + replicate];
+            shape_sums[shape].iter_mut().zip(sums).for_each(|(t, x)| *t += x);
+        }
+        for ((distinct, ids), sums) in shapes.iter().zip(&shape_sums) {
+            if sums[0] + sums[1] <= 0.0 {
+                continue;
+            }
+            for &c in distinct {
+                channel_sums[c as usize].iter_mut().zip(sums).for_each(|(t, x)| *t += x);
+            }
+            for &id in ids {
+                pair_sums[id as usize].iter_mut().zip(sums).for_each(|(t, x)| *t += x);
+            }
+        }
+        let met = |s: &[f64; 3]| s[0] + s[1] > 0.0;
+        let channels: Vec<(u32, [f64; 3])> =
+            channel_sums.iter().enumerate().filter(|(_, s)| met(s)).map(|(c, s)| (c as u32, *s)).collect();
+        let pair_list: Vec<((u32, u32), [f64; 3])> =
+            pairs.iter().zip(&pair_sums).filter(|(_, s)| met(s)).map(|(&p, s)| (p, *s)).collect();
+        partial.shao_li.as_mut().expect("every replicate has the counts").add_sums(&channels, &pair_list);
+    }
+}
+
+/// The last element of a [`ReplicatePaths`] key: the path's journeys are held out (or not) by `markov_order: auto`.
+const HELD_OUT: u32 = u32::MAX - 1;
+const TRAINING: u32 = u32::MAX - 2;
+
+/// The most replicate sums (distinct paths × replicates) a chunk's path table holds before
+/// it is flushed into the replicates: 6 MiB.
+const MAX_REPLICATE_PATH_CELLS: usize = if cfg!(test) { 64 } else { 1 << 18 };
+
+/// The distinct paths of a chunk (with their held-out flag) and each replicate's sums of
+/// conversions, nulls and value on them: the chains and `shao_li` count by path, so each
+/// replicate adds a distinct path once (per flush) rather than once per journey.
+#[derive(Default)]
+struct ReplicatePaths {
+    /// Keyed by the path followed by its held-out flag (`HELD_OUT` or `TRAINING`, which no
+    /// channel id reaches).
+    index: rustc_hash::FxHashMap<Vec<u32>, usize>,
+    paths: Vec<Vec<u32>>,
+    key: Vec<u32>,
+    /// `sums[path * replicates + replicate]`.
+    sums: Vec<[f64; 3]>,
+    replicates: usize,
+}
+
+impl ReplicatePaths {
+    /// The slot of a path (added if new); `None` for a journey without touches.
+    fn slot(&mut self, path: &[u32], held_out: bool, replicates: usize) -> Option<usize> {
+        if path.is_empty() {
+            return None;
+        }
+        self.replicates = replicates;
+        self.key.clear();
+        self.key.extend_from_slice(path);
+        self.key.push(if held_out { HELD_OUT } else { TRAINING });
+        // Looked up by a borrowed key: most journeys repeat a path already in the table.
+        if let Some(&slot) = self.index.get(self.key.as_slice()) {
+            return Some(slot);
+        }
+        let slot = self.paths.len();
+        self.index.insert(self.key.clone(), slot);
+        self.paths.push(self.key.clone());
+        self.sums.resize(self.sums.len() + replicates, [0.0; 3]);
+        Some(slot)
+    }
+
+    fn add(&mut self, slot: usize, replicate: usize, figures: [f64; 3]) {
+        let sums = &mut self.sums[slot * self.replicates + replicate];
+        for (sum, x) in sums.iter_mut().zip(figures) {
+            *sum += x;
+        }
+    }
+
+    fn is_full(&self) -> bool {
+        self.sums.len() >= MAX_REPLICATE_PATH_CELLS
+    }
+
+    fn clear(&mut self) {
+        self.index.clear();
+        self.paths.clear();
+        self.sums.clear();
+    }
+}
+
 /// Adds journeys to a partial, reusing its scratch buffers.
 pub(crate) struct JourneyAdder {
     is_direct: Vec<bool>,
     weights: Vec<f64>,
     /// Whether journeys' paths are counted in the partial they are added to.
     paths: bool,
-    /// Whether journeys count in the reports (not in bootstrap replicates).
-    reports: bool,
+    /// With `intervals`: the chains' and `shao_li`'s replicate sums of this chunk's paths.
+    replicate_paths: ReplicatePaths,
+    /// Scratch of the bootstrap: each rule model's touch weights of the journey, one after another.
+    rule_weights: Vec<f64>,
     /// With a breakdown: the partial's key and channel of each touch key of the chunk
     /// (journeys then carry the chunk's touch keys).
     key_map: Option<KeyMap>,
@@ -472,7 +638,8 @@ impl JourneyAdder {
             is_direct: channels.iter().map(|c| options.is_direct(c)).collect(),
             weights: Vec::new(),
             paths: true,
-            reports: true,
+            replicate_paths: ReplicatePaths::default(),
+            rule_weights: Vec::new(),
             key_map: None,
             keys: Vec::new(),
             channels: Vec::new(),
@@ -516,8 +683,11 @@ impl JourneyAdder {
         });
     }
 
-    /// Adds a journey to each bootstrap replicate as often as `draw` weighs it there (as
-    /// [`JourneyAdder::add`] does, without the reports); nothing without `intervals`.
+    /// Adds a journey to each bootstrap replicate as often as `draw` weighs it there (its
+    /// touches as in [`JourneyAdder::add`]); nothing without `intervals`. Counts and rule
+    /// models' credit go straight to each replicate, from touch weights computed once; the
+    /// chains and `shao_li`, whose sums are keyed by path, go through the chunk's path table
+    /// ([`ReplicatePaths`]), so each replicate counts each distinct path once per flush.
     fn add_replicates(
         &mut self,
         replicates: &mut [Partial],
@@ -526,35 +696,127 @@ impl JourneyAdder {
         held_out: bool,
         options: &Options,
     ) {
+        if replicates.is_empty() {
+            return;
+        }
+        self.with_channels(journey, |adder, journey, _| {
+            adder.add_replicate_touches(replicates, journey, draw, held_out, options)
+        });
+    }
+
+    fn add_replicate_touches(
+        &mut self,
+        replicates: &mut [Partial],
+        journey: &Journey<'_>,
+        draw: ReplicateDraw,
+        held_out: bool,
+        options: &Options,
+    ) {
         let Some(intervals) = options.intervals else { return };
-        let (reports, paths) = (self.reports, self.paths);
-        (self.reports, self.paths) = (false, false);
+        let journey = &self.valued(journey);
+        let rules = &replicates[0].rules;
+        self.rule_weights.clear();
+        if journey.is_converting() && !journey.channels.is_empty() {
+            for rule in rules {
+                touch_weights(rule.model, journey, options, &self.is_direct, &mut self.weights);
+                self.rule_weights.extend_from_slice(&self.weights);
+            }
+        }
+        let chains = replicates[0].markov.is_some() || replicates[0].markov_auto.is_some();
+        let slot = (chains || replicates[0].shao_li.is_some())
+            .then(|| self.replicate_paths.slot(journey.channels, held_out, replicates.len()))
+            .flatten();
+        let touches = journey.channels.len();
         for (replicate, partial) in replicates.iter_mut().enumerate() {
-            let replicate = replicate as u32;
-            let (conversions, nulls, value) = match draw {
-                ReplicateDraw::User(key) => {
-                    let weight = crate::intervals::user_weight(key, replicate, intervals.seed) as f64;
-                    (journey.conversions * weight, journey.nulls * weight, journey.value * weight)
-                }
-                ReplicateDraw::PathRow(key) => {
-                    let (conversions, nulls) = crate::intervals::path_draws(
-                        key,
-                        replicate,
-                        intervals.seed,
-                        journey.conversions,
-                        journey.nulls,
-                    );
-                    let value =
-                        if journey.conversions > 0.0 { journey.value / journey.conversions * conversions } else { 0.0 };
-                    (conversions, nulls, value)
-                }
-            };
+            let (conversions, nulls, value) = replicate_counts(journey, draw, replicate as u32, intervals.seed);
             if conversions == 0.0 && nulls == 0.0 {
                 continue;
             }
-            self.add(partial, &Journey { conversions, nulls, value, ..*journey }, held_out, options);
+            let counts = &mut partial.counts;
+            counts.conversions += conversions;
+            counts.conversion_value += value;
+            if touches == 0 {
+                counts.unattributed_conversions += conversions;
+                counts.unattributed_value += value;
+                continue;
+            }
+            counts.converting_journeys += conversions;
+            counts.null_journeys += nulls;
+            counts.truncated_journeys += journey.truncated as u64;
+            for &channel in journey.channels {
+                partial.channel_seen[channel as usize] = true;
+            }
+            if conversions > 0.0 {
+                for (rule, weights) in partial.rules.iter_mut().zip(self.rule_weights.chunks_exact(touches)) {
+                    for (&channel, &weight) in journey.channels.iter().zip(weights) {
+                        rule.conversions[channel as usize] += weight * conversions;
+                        rule.value[channel as usize] += weight * value;
+                    }
+                }
+            }
+            match slot {
+                Some(slot) => self.replicate_paths.add(slot, replicate, [conversions, nulls, value]),
+                None => add_chains(partial, journey.channels, [conversions, nulls, value], held_out),
+            }
         }
-        (self.reports, self.paths) = (reports, paths);
+        if self.replicate_paths.is_full() {
+            self.flush_replicates(replicates);
+        }
+    }
+
+    /// Adds the path table's sums to the replicates' chains and `shao_li` counts, and empties
+    /// it. A fixed order's chain adds each replicate's weights per transition, numbered once
+    /// for all replicates ([`EdgeTable`]); the `auto` candidates and `shao_li` add each path.
+    fn flush_replicates(&mut self, replicates: &mut [Partial]) {
+        let table = &mut self.replicate_paths;
+        if table.paths.is_empty() {
+            return;
+        }
+        let order = replicates.first().and_then(|p| p.markov.as_ref()).map(|m| m.order);
+        if let Some(order) = order {
+            let mut edges = EdgeTable::new(order);
+            let mut path_edges: Vec<(Vec<u32>, u32)> = Vec::with_capacity(table.paths.len());
+            for key in &table.paths {
+                let mut ids = Vec::new();
+                let last = edges.path(&key[..key.len() - 1], &mut ids).expect("paths in the table have touches");
+                path_edges.push((ids, last));
+            }
+            let (mut weights, mut outcomes) = (vec![0.0; edges.edge_count()], vec![[0.0; 3]; edges.state_count()]);
+            for (replicate, partial) in replicates.iter_mut().enumerate() {
+                weights.iter_mut().for_each(|w| *w = 0.0);
+                outcomes.iter_mut().for_each(|o| *o = [0.0; 3]);
+                for (index, (ids, last)) in path_edges.iter().enumerate() {
+                    let sums = table.sums[index * table.replicates + replicate];
+                    let weight = sums[0] + sums[1];
+                    if weight <= 0.0 {
+                        continue;
+                    }
+                    for &id in ids {
+                        weights[id as usize] += weight;
+                    }
+                    let outcome = &mut outcomes[*last as usize];
+                    for (o, x) in outcome.iter_mut().zip(sums) {
+                        *o += x;
+                    }
+                }
+                edges.add_to(partial.markov.as_mut().expect("every replicate has the chain"), &weights, &outcomes);
+            }
+        }
+        if replicates.first().is_some_and(|p| p.shao_li.is_some()) {
+            flush_shao_li(table, replicates);
+        }
+        if replicates.first().is_some_and(|p| p.markov_auto.is_some()) {
+            for (index, key) in table.paths.iter().enumerate() {
+                let (path, flag) = key.split_at(key.len() - 1);
+                for (replicate, partial) in replicates.iter_mut().enumerate() {
+                    let sums = table.sums[index * table.replicates + replicate];
+                    if sums[0] > 0.0 || sums[1] > 0.0 {
+                        add_chains_auto(partial, path, sums, flag[0] == HELD_OUT);
+                    }
+                }
+            }
+        }
+        table.clear();
     }
 
     /// Counts a journey's path (and nothing else) in `partial`: touches as in [`JourneyAdder::add`].
@@ -595,9 +857,7 @@ impl JourneyAdder {
         if let Some(shao_li) = &mut partial.shao_li {
             shao_li.add_path(journey.channels, journey.conversions, journey.nulls, journey.value);
         }
-        if self.reports {
-            partial.reports.add(journey);
-        }
+        partial.reports.add(journey);
         if self.paths {
             partial.reports.add_path(journey);
         }
@@ -678,6 +938,135 @@ mod tests {
     use super::*;
     use crate::chunk::PathChunk;
     use crate::options::InputKind;
+
+    #[test]
+    fn a_full_replicate_path_table_flushes_to_the_same_replicates() {
+        // 40 distinct paths × 12 replicates pass the test build's 64 cells: the table flushes
+        // mid-chunk. Rows attributed one chunk each never fill it; both must agree.
+        let mut chunk = PathChunk::default();
+        let ids: Vec<u32> = ["a", "b", "c", "d"].iter().map(|c| chunk.channels.id(c)).collect();
+        for row in 0..40u32 {
+            let path = [ids[(row % 4) as usize], ids[(row / 4 % 4) as usize], ids[(row / 16) as usize]];
+            chunk.push(&path, f64::from(row % 3), f64::from(row), f64::from(row % 2), u64::from(row) + 1);
+        }
+        let spec = crate::options::OptionsSpec {
+            intervals: Some(crate::intervals::IntervalsSpec { replicates: 12, level: None, seed: Some(1) }),
+            ..Default::default()
+        };
+        let options = spec.validate(InputKind::Paths).unwrap();
+        let whole = Partial::from_paths(&chunk, &options).unwrap();
+        let mut apart: Option<Partial> = None;
+        for row in 0..chunk.len() {
+            let mut one = PathChunk::default();
+            let path: Vec<u32> =
+                chunk.path(row).iter().map(|&c| one.channels.id(&chunk.channels.names()[c as usize])).collect();
+            one.push(&path, chunk.conversions[row], chunk.values[row], chunk.nulls[row], 1);
+            Partial::merge_into(&mut apart, Partial::from_paths(&one, &options).unwrap());
+        }
+        let (a, b) = (whole.finish(&options).unwrap(), apart.unwrap().finish(&options).unwrap());
+        for (ma, mb) in a.models.iter().zip(&b.models) {
+            for ca in &ma.channels {
+                let (ia, ib) =
+                    (ca.interval.as_ref().unwrap(), mb.channel(&ca.channel).unwrap().interval.as_ref().unwrap());
+                assert!((ia.conversions_high - ib.conversions_high).abs() < 1e-9, "{} {}", ma.model, ca.channel);
+                assert!((ia.share_low - ib.share_low).abs() < 1e-9, "{} {}", ma.model, ca.channel);
+                assert_eq!(ia.rank_1_probability, ib.rank_1_probability, "{} {}", ma.model, ca.channel);
+            }
+        }
+    }
+
+    #[test]
+    fn every_models_intervals_are_those_of_the_replicates_attributed_as_weighted_rows() {
+        // Each replicate rebuilt by hand: the rows with the counts the replicate draws,
+        // attributed without intervals; their figures give the intervals the bootstrap reports.
+        let mut chunk = PathChunk::default();
+        let ids: Vec<u32> = ["a", "b", "c"].iter().map(|c| chunk.channels.id(c)).collect();
+        let rows: [(&[usize], f64, f64, f64); 6] = [
+            (&[0, 1], 3.0, 30.0, 2.0),
+            (&[1, 2, 1], 1.0, 5.0, 4.0),
+            (&[2], 2.0, 8.0, 1.0),
+            (&[0, 2, 0, 1], 1.5, 12.0, 0.5),
+            (&[1], 0.0, 0.0, 3.0),
+            (&[2, 0], 4.0, 44.0, 0.0),
+        ];
+        for (i, (path, conversions, value, nulls)) in rows.iter().enumerate() {
+            let path: Vec<u32> = path.iter().map(|&c| ids[c]).collect();
+            chunk.push(&path, *conversions, *value, *nulls, i as u64 + 1);
+        }
+        let (replicates, seed) = (15, 3);
+        let spec = crate::options::OptionsSpec {
+            markov_order: Some(crate::options::MarkovOrder::Fixed(2)),
+            intervals: Some(crate::intervals::IntervalsSpec { replicates, level: Some(0.8), seed: Some(seed) }),
+            ..Default::default()
+        };
+        let options = spec.validate(InputKind::Paths).unwrap();
+        let result = Partial::from_paths(&chunk, &options).unwrap().finish(&options).unwrap();
+        let plain = Options { intervals: None, ..options.clone() };
+        let names = chunk.channels.names();
+        let by_hand: Vec<crate::result::AttributionResult> = (0..replicates)
+            .map(|r| {
+                let mut weighted = PathChunk::default();
+                for row in 0..chunk.len() {
+                    let path: Vec<u32> =
+                        chunk.path(row).iter().map(|&c| weighted.channels.id(&names[c as usize])).collect();
+                    let journey = crate::journey::Journey {
+                        channels: chunk.path(row),
+                        touch_times: None,
+                        conversion_time: None,
+                        conversions: chunk.conversions[row],
+                        value: chunk.values[row],
+                        nulls: chunk.nulls[row],
+                        truncated: false,
+                    };
+                    let key = path_row_key(&journey, names);
+                    let (c, n, v) = replicate_counts(&journey, ReplicateDraw::PathRow(key), r, seed);
+                    weighted.push(&path, c, v, n, row as u64 + 1);
+                }
+                Partial::from_paths(&weighted, &plain).unwrap().finish(&plain).unwrap()
+            })
+            .collect();
+        for model in &result.models {
+            let names: Vec<&str> = model.channels.iter().map(|c| c.channel.as_str()).collect();
+            let figures: Vec<Vec<[f64; 4]>> = by_hand
+                .iter()
+                .map(|r| {
+                    let theirs = r.model(model.model).unwrap();
+                    names
+                        .iter()
+                        .map(|name| match theirs.channel(name) {
+                            Some(c) => [c.conversions, c.value, c.share, c.removal_effect.unwrap_or(0.0)],
+                            None => [0.0; 4],
+                        })
+                        .collect()
+                })
+                .collect();
+            let removal = model.model == crate::options::ModelId::Markov;
+            let want = crate::intervals::channel_intervals(&names, &figures, removal, 0.8);
+            for (credit, want) in model.channels.iter().zip(want) {
+                let got = credit.interval.as_ref().unwrap();
+                for (what, a, b) in [
+                    ("conversions_low", got.conversions_low, want.conversions_low),
+                    ("conversions_high", got.conversions_high, want.conversions_high),
+                    ("value_high", got.value_high, want.value_high),
+                    ("share_low", got.share_low, want.share_low),
+                    (
+                        "removal_effect_high",
+                        got.removal_effect_high.unwrap_or(0.0),
+                        want.removal_effect_high.unwrap_or(0.0),
+                    ),
+                    ("rank_1_probability", got.rank_1_probability, want.rank_1_probability),
+                    ("median_rank", got.median_rank, want.median_rank),
+                ] {
+                    assert!(
+                        (a - b).abs() <= 1e-9 * b.abs().max(1.0),
+                        "{} {} {what}: {a} vs {b}",
+                        model.model,
+                        credit.channel
+                    );
+                }
+            }
+        }
+    }
 
     #[test]
     fn a_partial_survives_json_exactly() {
