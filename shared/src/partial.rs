@@ -1003,7 +1003,7 @@ mod tests {
         let result = Partial::from_paths(&chunk, &options).unwrap().finish(&options).unwrap();
         let plain = Options { intervals: None, ..options.clone() };
         let names = chunk.channels.names();
-        let by_hand: Vec<crate::result::AttributionResult> = (0..replicates)
+        let by_hand: Vec<_> = (0..replicates)
             .map(|r| {
                 let mut weighted = PathChunk::default();
                 for row in 0..chunk.len() {
