@@ -18,6 +18,24 @@ pub const DEFAULT_MAX_REPLICATES: u32 = 1000;
 /// model and channel): the bound on the memory intervals take, whatever the limit above.
 pub const MAX_REPLICATE_CHANNELS: u64 = 20_000_000;
 
+/// The most replicate partials of periods one job may hold (periods × replicates): each
+/// period keeps replicates of its own.
+pub const MAX_PERIOD_REPLICATES: usize = 100_000;
+
+/// Refuses intervals over more periods than [`MAX_PERIOD_REPLICATES`] allows, naming the limit.
+pub fn check_period_replicates(periods: usize, replicates: usize) -> Result<(), AttributionError> {
+    if replicates == 0 || periods * replicates <= MAX_PERIOD_REPLICATES {
+        return Ok(());
+    }
+    Err(AttributionError::new(
+        crate::error::ErrorCode::LimitExceeded,
+        format!(
+            "`intervals` of {replicates} replicates over {periods} periods would hold more than \
+             {MAX_PERIOD_REPLICATES} replicate results (max_period_replicates); use a longer period or fewer replicates"
+        ),
+    ))
+}
+
 /// `intervals` as the user gives it.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]

@@ -226,8 +226,8 @@ impl Partial {
             Some(period) => {
                 // Each journey is added once, to its period; the whole is their sum. Paths
                 // are reported for the whole only: they go straight to it.
-                let mut empty = partial.clone();
-                empty.replicates.clear();
+                // With `intervals` each period has replicates of its own, as the whole has.
+                let empty = partial.clone();
                 let mut periods = BTreeMap::new();
                 adder.paths = false;
                 for_each_event_journey(chunk, options, |journey, origin| {
@@ -240,6 +240,10 @@ impl Partial {
                             let sub =
                                 periods.entry(period.start(at, options.timezone)).or_insert_with(|| empty.clone());
                             adder.add(sub, journey, held_out(origin), options);
+                            // The path table serves the whole's replicates: a period's take each path.
+                            adder.path_table = false;
+                            adder.add_replicates(&mut sub.replicates, journey, user(origin), held_out(origin), options);
+                            adder.path_table = true;
                         }
                         None => adder.add(&mut partial, journey, held_out(origin), options),
                     }
@@ -293,6 +297,7 @@ impl Partial {
         if let Some(shao_li) = &self.shao_li {
             shao_li.check_limit()?;
         }
+        crate::intervals::check_period_replicates(self.periods.len(), self.replicates.len())?;
         self.windows.iter().try_for_each(Partial::check_limits)
     }
 
@@ -621,6 +626,9 @@ pub(crate) struct JourneyAdder {
     replicate_paths: ReplicatePaths,
     /// Scratch of the bootstrap: each rule model's touch weights of the journey, one after another.
     rule_weights: Vec<f64>,
+    /// Whether replicates' chains and `shao_li` counts go through `replicate_paths` (the
+    /// whole's), or take each journey's path at once (a period's).
+    path_table: bool,
     /// With a breakdown: the partial's key and channel of each touch key of the chunk
     /// (journeys then carry the chunk's touch keys).
     key_map: Option<KeyMap>,
@@ -640,6 +648,7 @@ impl JourneyAdder {
             paths: true,
             replicate_paths: ReplicatePaths::default(),
             rule_weights: Vec::new(),
+            path_table: true,
             key_map: None,
             keys: Vec::new(),
             channels: Vec::new(),
@@ -723,7 +732,7 @@ impl JourneyAdder {
             }
         }
         let chains = replicates[0].markov.is_some() || replicates[0].markov_auto.is_some();
-        let slot = (chains || replicates[0].shao_li.is_some())
+        let slot = (self.path_table && (chains || replicates[0].shao_li.is_some()))
             .then(|| self.replicate_paths.slot(journey.channels, held_out, replicates.len()))
             .flatten();
         let touches = journey.channels.len();

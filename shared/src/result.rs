@@ -318,7 +318,11 @@ impl Partial {
             self.set_intervals(&mut result, &part_options, budget, order, intervals.level)?;
         }
         for (&day, period) in &self.periods {
-            let AttributionResult { summary, models, .. } = build_result(period, &part_options, budget, order, false)?;
+            let mut built = build_result(period, &part_options, budget, order, false)?;
+            if let Some(intervals) = options.intervals {
+                period.set_intervals(&mut built, &part_options, budget, order, intervals.level)?;
+            }
+            let AttributionResult { summary, models, .. } = built;
             result.periods.push(PeriodResult { period: Period::label(day), summary, models });
         }
         if let Some((&first, further)) = options.lookback_windows.split_first() {

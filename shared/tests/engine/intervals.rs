@@ -211,3 +211,45 @@ fn intervals_are_refused_past_their_limits() {
     let err = Limits::default().check_intervals(100_000, &options).unwrap_err();
     assert!(err.message.contains("replicate"), "{err}");
 }
+
+#[test]
+fn each_period_has_the_intervals_of_its_own_journeys() {
+    // Every conversion in one week: that week's intervals are the whole file's. Then a second
+    // week of other users: the first week's intervals stay what they were alone.
+    let one_week = simulated(120, 2, &["a", "b", "c"], 0.5, 0.3, 21);
+    let spec = OptionsSpec { period: Some(mta_core::period::Period::Week), ..only(&["linear", "markov", "shao_li"]) };
+    let options = event_options(with_intervals(spec, 30, 0.9, 2));
+    let result = attribute_events(&one_week.chunk(), &options);
+    assert_eq!(result.periods.len(), 1);
+    let intervals = |models: &[mta_core::result::ModelResult]| -> Vec<(String, f64, f64, f64)> {
+        models
+            .iter()
+            .flat_map(|m| {
+                m.channels.iter().map(move |c| {
+                    let i = c.interval.as_ref().expect("every period's channel has an interval");
+                    (format!("{} {}", m.model, c.channel), i.conversions_low, i.share_high, i.rank_1_probability)
+                })
+            })
+            .collect()
+    };
+    let whole = intervals(&result.models);
+    let week = intervals(&result.periods[0].models);
+    assert_eq!(whole.len(), week.len());
+    for (w, p) in whole.iter().zip(&week) {
+        assert_eq!(w.0, p.0);
+        for (a, b) in [(w.1, p.1), (w.2, p.2), (w.3, p.3)] {
+            assert_close(a, b, 1e-9);
+        }
+    }
+    let mut two_weeks = one_week.clone();
+    for row in simulated(80, 2, &["a", "b", "c"], 0.2, 0.3, 22).rows {
+        two_weeks.rows.push(Row { time: row.time + 14 * DAY, ..row });
+    }
+    let result = attribute_events(&two_weeks.chunk(), &options);
+    assert_eq!(result.periods.len(), 2);
+    assert_eq!(intervals(&result.periods[0].models), week, "the first week's journeys alone");
+    assert_ne!(intervals(&result.models), whole, "the whole has both weeks");
+    let err = mta_core::intervals::check_period_replicates(366, 1000).unwrap_err();
+    assert_eq!(err.code, ErrorCode::LimitExceeded);
+    mta_core::intervals::check_period_replicates(53, 1000).expect("a year of weeks at 1000 replicates fits");
+}
