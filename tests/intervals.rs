@@ -1,5 +1,5 @@
 //! Bootstrap intervals end to end: the service over chunks equals `mta attribute` for every
-//! model (events and paths), the `intervals` CSV table and `--table`, and the limits.
+//! model (events with periods, and paths), the `intervals` CSV table and `--table`, and the limits.
 
 use serde_json::json;
 
@@ -20,11 +20,12 @@ fn chunked() -> ServiceSpec {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bootstrap_intervals_over_chunks_equal_the_local_command_and_have_their_csv_table() {
     let service = Service::start(chunked()).await;
-    for (file, args) in [("events.csv", vec![]), ("paths.csv", vec!["--markov-order", "auto"])] {
+    for (file, args) in [("events.csv", vec!["--period", "week"]), ("paths.csv", vec!["--markov-order", "auto"])] {
         let file = sample(file);
         let mut options = json!({ "intervals": { "replicates": 60, "level": 0.8, "seed": 9 } });
-        if !args.is_empty() {
-            options["markov_order"] = json!("auto");
+        match args[0] {
+            "--period" => options["period"] = json!("week"),
+            _ => options["markov_order"] = json!("auto"),
         }
         let job = service.run(&file, json!({ "options": options })).await;
         assert_eq!(job["state"], "succeeded", "{job}");
@@ -35,6 +36,11 @@ async fn bootstrap_intervals_over_chunks_equal_the_local_command_and_have_their_
         let local = attribute_json(&file, &local_args);
         assert_eq!(result["options"]["intervals"], json!({ "replicates": 60, "level": 0.8, "seed": 9 }));
         assert_same_result(&sorted(without_job_id(result.clone())), &sorted(local), "result");
+        // Each period's channels have intervals of their own (the events are weeks apart).
+        for period in result["periods"].as_array().into_iter().flatten() {
+            let linear = period["models"]["linear"]["channels"].as_array().unwrap();
+            assert!(linear.iter().all(|c| c["interval"]["share_high"].is_number()), "{period}");
+        }
         // Every model's every channel has an interval around its figure.
         let models = result["models"].as_object().unwrap();
         assert!(models.len() >= 11, "every model");
