@@ -470,6 +470,14 @@ fn replicate_counts(journey: &Journey<'_>, draw: ReplicateDraw, replicate: u32, 
     }
 }
 
+/// `sums += figures`, element by element (conversions, nulls, value).
+#[inline]
+fn add3(sums: &mut [f64; 3], figures: &[f64; 3]) {
+    sums[0] += figures[0];
+    sums[1] += figures[1];
+    sums[2] += figures[2];
+}
+
 /// Adds a path's conversions, nulls and value to a replicate's chains and `shao_li` counts.
 fn add_chains(partial: &mut Partial, path: &[u32], [conversions, nulls, value]: [f64; 3], held_out: bool) {
     if let Some(markov) = &mut partial.markov {
@@ -532,17 +540,17 @@ fn flush_shao_li(table: &ReplicatePaths, replicates: &mut [Partial]) {
         shape_sums.iter_mut().for_each(|s| *s = [0.0; 3]);
         for (index, &shape) in shape_of.iter().enumerate() {
             let sums = table.sums[index * table.replicates + replicate];
-            shape_sums[shape].iter_mut().zip(sums).for_each(|(t, x)| *t += x);
+            add3(&mut shape_sums[shape], &sums);
         }
         for ((distinct, ids), sums) in shapes.iter().zip(&shape_sums) {
             if sums[0] + sums[1] <= 0.0 {
                 continue;
             }
             for &c in distinct {
-                channel_sums[c as usize].iter_mut().zip(sums).for_each(|(t, x)| *t += x);
+                add3(&mut channel_sums[c as usize], sums);
             }
             for &id in ids {
-                pair_sums[id as usize].iter_mut().zip(sums).for_each(|(t, x)| *t += x);
+                add3(&mut pair_sums[id as usize], sums);
             }
         }
         let met = |s: &[f64; 3]| s[0] + s[1] > 0.0;
@@ -600,9 +608,7 @@ impl ReplicatePaths {
 
     fn add(&mut self, slot: usize, replicate: usize, figures: [f64; 3]) {
         let sums = &mut self.sums[slot * self.replicates + replicate];
-        for (sum, x) in sums.iter_mut().zip(figures) {
-            *sum += x;
-        }
+        add3(sums, &figures);
     }
 
     fn is_full(&self) -> bool {
@@ -804,9 +810,7 @@ impl JourneyAdder {
                         weights[id as usize] += weight;
                     }
                     let outcome = &mut outcomes[*last as usize];
-                    for (o, x) in outcome.iter_mut().zip(sums) {
-                        *o += x;
-                    }
+                    add3(outcome, &sums);
                 }
                 edges.add_to(partial.markov.as_mut().expect("every replicate has the chain"), &weights, &outcomes);
             }
