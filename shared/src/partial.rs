@@ -229,6 +229,8 @@ impl Partial {
                 // With `intervals` each period has replicates of its own, as the whole has.
                 let empty = partial.clone();
                 let mut periods = BTreeMap::new();
+                // Each period's replicates have a path table of their own, smaller than the whole's.
+                let mut tables: BTreeMap<i32, ReplicatePaths> = BTreeMap::new();
                 adder.paths = false;
                 for_each_event_journey(chunk, options, |journey, origin| {
                     adder.add_path(&mut partial, journey);
@@ -237,17 +239,31 @@ impl Partial {
                     let at = journey.conversion_time.or_else(|| journey.touch_times.and_then(|t| t.last().copied()));
                     match at {
                         Some(at) => {
-                            let sub =
-                                periods.entry(period.start(at, options.timezone)).or_insert_with(|| empty.clone());
+                            let day = period.start(at, options.timezone);
+                            let sub = periods.entry(day).or_insert_with(|| empty.clone());
                             adder.add(sub, journey, held_out(origin), options);
-                            // The path table serves the whole's replicates: a period's take each path.
-                            adder.path_table = false;
-                            adder.add_replicates(&mut sub.replicates, journey, user(origin), held_out(origin), options);
-                            adder.path_table = true;
+                            if !sub.replicates.is_empty() {
+                                let table = tables.entry(day).or_insert_with(|| ReplicatePaths::new(PERIOD_PATH_CELLS));
+                                std::mem::swap(&mut adder.replicate_paths, table);
+                                adder.add_replicates(
+                                    &mut sub.replicates,
+                                    journey,
+                                    user(origin),
+                                    held_out(origin),
+                                    options,
+                                );
+                                std::mem::swap(&mut adder.replicate_paths, table);
+                            }
                         }
                         None => adder.add(&mut partial, journey, held_out(origin), options),
                     }
                 });
+                for (day, mut table) in tables {
+                    let sub = periods.get_mut(&day).expect("a table's period has its partial");
+                    std::mem::swap(&mut adder.replicate_paths, &mut table);
+                    adder.flush_replicates(&mut sub.replicates);
+                    std::mem::swap(&mut adder.replicate_paths, &mut table);
+                }
                 // The periods share this chunk's channel numbering: no names to match.
                 let identity: Vec<u32> = (0..partial.channels.len() as u32).collect();
                 for sub in periods.values_mut() {
@@ -569,11 +585,12 @@ const TRAINING: u32 = u32::MAX - 2;
 /// The most replicate sums (distinct paths × replicates) a chunk's path table holds before
 /// it is flushed into the replicates: 6 MiB.
 const MAX_REPLICATE_PATH_CELLS: usize = if cfg!(test) { 64 } else { 1 << 18 };
+/// The same for each period's table (a chunk has one per period it meets): 384 KiB.
+const PERIOD_PATH_CELLS: usize = if cfg!(test) { 64 } else { 1 << 14 };
 
 /// The distinct paths of a chunk (with their held-out flag) and each replicate's sums of
 /// conversions, nulls and value on them: the chains and `shao_li` count by path, so each
 /// replicate adds a distinct path once (per flush) rather than once per journey.
-#[derive(Default)]
 struct ReplicatePaths {
     /// Keyed by the path followed by its held-out flag (`HELD_OUT` or `TRAINING`, which no
     /// channel id reaches).
@@ -583,9 +600,22 @@ struct ReplicatePaths {
     /// `sums[path * replicates + replicate]`.
     sums: Vec<[f64; 3]>,
     replicates: usize,
+    /// Sums held before a flush.
+    capacity: usize,
 }
 
 impl ReplicatePaths {
+    fn new(capacity: usize) -> ReplicatePaths {
+        ReplicatePaths {
+            index: rustc_hash::FxHashMap::default(),
+            paths: Vec::new(),
+            key: Vec::new(),
+            sums: Vec::new(),
+            replicates: 0,
+            capacity,
+        }
+    }
+
     /// The slot of a path (added if new); `None` for a journey without touches.
     fn slot(&mut self, path: &[u32], held_out: bool, replicates: usize) -> Option<usize> {
         if path.is_empty() {
@@ -612,7 +642,7 @@ impl ReplicatePaths {
     }
 
     fn is_full(&self) -> bool {
-        self.sums.len() >= MAX_REPLICATE_PATH_CELLS
+        self.sums.len() >= self.capacity
     }
 
     fn clear(&mut self) {
@@ -632,9 +662,6 @@ pub(crate) struct JourneyAdder {
     replicate_paths: ReplicatePaths,
     /// Scratch of the bootstrap: each rule model's touch weights of the journey, one after another.
     rule_weights: Vec<f64>,
-    /// Whether replicates' chains and `shao_li` counts go through `replicate_paths` (the
-    /// whole's), or take each journey's path at once (a period's).
-    path_table: bool,
     /// With a breakdown: the partial's key and channel of each touch key of the chunk
     /// (journeys then carry the chunk's touch keys).
     key_map: Option<KeyMap>,
@@ -652,9 +679,9 @@ impl JourneyAdder {
             is_direct: channels.iter().map(|c| options.is_direct(c)).collect(),
             weights: Vec::new(),
             paths: true,
-            replicate_paths: ReplicatePaths::default(),
+            replicate_paths: ReplicatePaths::new(MAX_REPLICATE_PATH_CELLS),
             rule_weights: Vec::new(),
-            path_table: true,
+
             key_map: None,
             keys: Vec::new(),
             channels: Vec::new(),
@@ -738,7 +765,7 @@ impl JourneyAdder {
             }
         }
         let chains = replicates[0].markov.is_some() || replicates[0].markov_auto.is_some();
-        let slot = (self.path_table && (chains || replicates[0].shao_li.is_some()))
+        let slot = (chains || replicates[0].shao_li.is_some())
             .then(|| self.replicate_paths.slot(journey.channels, held_out, replicates.len()))
             .flatten();
         let touches = journey.channels.len();
