@@ -11,6 +11,7 @@ mod intervals;
 mod operations;
 mod retention;
 mod security;
+mod segments;
 mod service;
 mod service_support;
 mod shapes;

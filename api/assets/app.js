@@ -27,7 +27,10 @@ const state = {
   pollTimer: 0,
   refreshing: null,
   viewing: null,
+  /** The shown figures: the whole result, or one segment's (`segment`, an index into its `segments`). */
   result: null,
+  full: null,
+  segment: '',
   model: null,
   /** The breakdown table's order (`{key, ascending}`) and its folded channels. */
   breakdownSort: null,
@@ -291,6 +294,18 @@ function lookbackField() {
   const text = $('lookback_days').value.trim();
   if (text === '') return undefined;
   const parts = text.split(',').map((p) => p.trim());
+  if (text.includes('=')) {
+    // A window per conversion type: `purchase=30, sign_up=7`.
+    const windows = {};
+    for (const part of parts) {
+      const [name, days] = part.split('=').map((p) => p.trim());
+      if (!name || days === undefined || days === '' || !Number.isFinite(Number(days))) {
+        throw new FormProblem('A lookback per conversion type is written type=days, separated by commas (purchase=30, sign_up=7).');
+      }
+      windows[name] = Number(days);
+    }
+    return windows;
+  }
   const days = parts.map(Number);
   if (parts.some((p) => p === '') || days.some((d) => !Number.isFinite(d))) {
     throw new FormProblem('Lookback must be a number of days, or several separated by commas (7, 30, 90).');
@@ -343,6 +358,10 @@ function jobSpec() {
   const breakdown = $('breakdown').value.split(',').map((c) => c.trim()).filter(Boolean);
   if (breakdown.length > 2) throw new FormProblem('Break down by at most two columns.');
   if (breakdown.length) options.breakdown = breakdown;
+  const segmentBy = $('segment_by').value.trim();
+  if (segmentBy) options.segment_by = segmentBy;
+  const types = $('conversion_types').value.split(',').map((t) => t.trim()).filter(Boolean);
+  if (types.length) options.conversion_types = types;
   if (Object.keys(options).length) spec.options = options;
   if ($('export_credits').checked) spec.export_credits = true;
   if (state.spendUploading) throw new FormProblem('The cost table is still uploading; wait for it to finish.');
@@ -519,6 +538,7 @@ async function cancelJob(id) {
 
 function closeResult() {
   state.viewing = null;
+  state.full = null;
   state.result = null;
   $('result').hidden = true;
 }
@@ -529,6 +549,8 @@ async function openJob(id, focus) {
   const job = state.jobs.get(id);
   state.viewing = id;
   state.result = null;
+  state.full = null;
+  state.segment = '';
   state.breakdownSort = null;
   state.breakdownFolded = null;
   section.hidden = false;
@@ -564,6 +586,8 @@ async function openJob(id, focus) {
     const result = await call('GET', `/v1/jobs/${encodeURIComponent(id)}/result`);
     if (state.viewing !== id) return;
     state.result = result;
+    state.full = result;
+    fillSegments(result);
     note.textContent = job.cached_from ? `Answered from the cache of job ${short(job.cached_from)}.` : '';
     $('download-credits').hidden = !job.spec?.export_credits;
     $('downloads').hidden = false;
@@ -574,6 +598,31 @@ async function openJob(id, focus) {
     note.textContent = '';
     showError($('result-error'), error);
   }
+}
+
+/** With `segment_by`: the segment picker (the whole result first, then each segment). */
+function fillSegments(result) {
+  const segments = result.segments || [];
+  const select = $('segment-select');
+  const column = result.options?.segment_by
+    || (result.options?.conversion_types?.length ? 'conversion_type' : 'segment');
+  const label = (s) => `${column} = ${s.segment?.[column] ?? '(none)'}`;
+  select.replaceChildren(element('option', { value: '' }, 'All journeys'),
+    ...segments.map((s, i) => element('option', { value: String(i) }, label(s))));
+  select.value = '';
+  for (const id of ['segment-select', 'segment-label', 'download-segments']) $(id).hidden = segments.length === 0;
+}
+
+/** The whole result, or one segment's summary, models and periods in its place (segments
+ * have no reports, windows or cost of their own). */
+function segmentView(full, index) {
+  const segment = index === '' ? null : full.segments?.[Number(index)];
+  if (!segment) return full;
+  return {
+    // Rows are not split by segment (journeys are): the tile is left out.
+    ...full, summary: { ...segment.summary, rows: undefined }, models: segment.models, reports: undefined,
+    periods: segment.periods || [], windows: [], window_ranks: [], spend: undefined,
+  };
 }
 
 function renderResult(result) {
@@ -1071,6 +1120,14 @@ function wireResult() {
     state.model = event.target.value;
     drawModel();
   });
+  $('segment-select').addEventListener('change', (event) => {
+    if (!state.full) return;
+    state.segment = event.target.value;
+    state.result = segmentView(state.full, state.segment);
+    state.breakdownSort = null;
+    state.breakdownFolded = null;
+    renderResult(state.result);
+  });
   const job = () => encodeURIComponent(state.viewing);
   $('download-csv').addEventListener('click', () =>
     save(`/v1/jobs/${job()}/result?format=csv`, `result-${short(state.viewing)}.csv`));
@@ -1078,6 +1135,8 @@ function wireResult() {
     save(`/v1/jobs/${job()}/result?format=csv&table=periods`, `periods-${short(state.viewing)}.csv`));
   $('download-pairs').addEventListener('click', () =>
     save(`/v1/jobs/${job()}/result?format=csv&table=markov_pairs`, `markov-pairs-${short(state.viewing)}.csv`));
+  $('download-segments').addEventListener('click', () =>
+    save(`/v1/jobs/${job()}/result?format=csv&table=segments`, `segments-${short(state.viewing)}.csv`));
   $('download-breakdown').addEventListener('click', () =>
     save(`/v1/jobs/${job()}/result?format=csv&table=breakdown`, `breakdown-${short(state.viewing)}.csv`));
   $('download-paths').addEventListener('click', () =>

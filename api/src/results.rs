@@ -26,7 +26,10 @@ pub struct ResultQuery {
     #[param(pattern = "^(json|csv)$")]
     format: Option<String>,
     /// With `format=csv`: `channels` (default: one row per model and channel), `periods` (one
-    /// row per period, model and channel; the job's `period` option), a journey report:
+    /// row per period, model and channel; the job's `period` option), `segments` (one row per
+    /// segment, model and channel, the first column named by the job's `segment_by`, or
+    /// `conversion_type`; with `period`, `segment_periods`; with a breakdown, `segment_breakdown`),
+    /// a journey report:
     /// `path_length`, `time_lag`, `positions`, `paths`, `transitions` (the `markov` model's),
     /// `windows` (one row per model, channel and lookback window; `lookback_days` given as a
     /// list), `unmatched_cost` (a job with a cost table: the cost of channels no journey
@@ -35,7 +38,7 @@ pub struct ResultQuery {
     /// `period_breakdown` (the same per period). With a cost table, `channels` and `periods`
     /// end with `cost,cpa,roas`.
     #[param(
-        pattern = "^(channels|periods|path_length|time_lag|positions|breakdown|period_breakdown|paths|transitions|windows|unmatched_cost|markov_pairs|intervals)$"
+        pattern = "^(channels|periods|segments|segment_periods|segment_breakdown|path_length|time_lag|positions|breakdown|period_breakdown|paths|transitions|windows|unmatched_cost|markov_pairs|intervals)$"
     )]
     table: Option<String>,
 }

@@ -105,12 +105,12 @@ pub enum ClientCommand {
         #[arg(long, default_value = "table", value_parser = ["table", "json", "csv"])]
         format: String,
         /// Print this tidy table as CSV: `channels` (what `--format csv` prints), `periods`,
-        /// `path_length`, `time_lag`, `positions`, `breakdown`, `period_breakdown`, `paths`,
+        /// `segments`, `segment_periods`, `segment_breakdown`, `path_length`, `time_lag`, `positions`, `breakdown`, `period_breakdown`, `paths`,
         /// `transitions`, `windows`, `unmatched_cost`, `markov_pairs` or `intervals`.
         #[arg(
             long,
             value_parser = [
-                "channels", "periods", "path_length", "time_lag", "positions", "breakdown", "period_breakdown",
+                "channels", "periods", "segments", "segment_periods", "segment_breakdown", "path_length", "time_lag", "positions", "breakdown", "period_breakdown",
                 "paths", "transitions", "windows", "unmatched_cost", "markov_pairs", "intervals",
             ],
             conflicts_with = "format"
@@ -185,7 +185,8 @@ pub struct JobOptionArgs {
     pub markov_pair_effects: bool,
     /// Lookback window before each conversion, in days (0 = unlimited; default 30); a
     /// comma-separated list (`7,14,30,90`, at most 8) compares the windows in one pass, the
-    /// first giving the top-level figures.
+    /// first giving the top-level figures; with `--conversion-types`, a window per type
+    /// (`purchase=30,sign_up=7`).
     #[arg(long, allow_hyphen_values = true, value_name = "DAYS[,DAYS...]")]
     pub lookback_days: Option<String>,
     /// Time-decay half-life in days (default 7).
@@ -223,6 +224,15 @@ pub struct JobOptionArgs {
     /// Repeat for a second level.
     #[arg(long, value_name = "COLUMN")]
     pub breakdown: Vec<String>,
+    /// One complete attribution per value of this column (any column by name or dotted path,
+    /// e.g. `country`): a journey counts in the segment of its last row.
+    #[arg(long, value_name = "COLUMN")]
+    pub segment_by: Option<String>,
+    /// Rows whose event name (`event_name`, `event_type` or `interaction` column) is one of
+    /// these are conversions, and each type is also attributed on its own (comma-separated,
+    /// e.g. `purchase,sign_up`); `--lookback-days purchase=30,sign_up=7` gives each its window.
+    #[arg(long, value_name = "TYPES")]
+    pub conversion_types: Option<String>,
     /// Converting and non-converting paths listed in the reports (default 50, at most 1000).
     #[arg(long)]
     pub top_paths: Option<u32>,
@@ -267,7 +277,7 @@ pub struct AttributeArgs {
     pub table: bool,
     /// Also write each tidy CSV table of the result into this directory (`channels.csv`, the
     /// reports, `periods.csv` with `--period`, `windows.csv` with several `--lookback-days`,
-    /// `breakdown.csv` with `--breakdown`, `unmatched_cost.csv` with `--spend`,
+    /// `breakdown.csv` with `--breakdown`, `segments.csv` with `--segment-by` or `--conversion-types` (and `segment_periods.csv` with `--period`, `segment_breakdown.csv` with `--breakdown`), `unmatched_cost.csv` with `--spend`,
     /// `markov_pairs.csv` with `--markov-pair-effects`, `intervals.csv` with `--intervals`).
     #[arg(long, value_name = "DIR")]
     pub csv_dir: Option<PathBuf>,
@@ -283,6 +293,9 @@ pub struct AttributeArgs {
     /// With `--breakdown`: refuse inputs with more distinct (channel, breakdown values) than this.
     #[arg(long, default_value_t = Limits::default().max_breakdown_values)]
     pub max_breakdown_values: usize,
+    /// With `--segment-by`: refuse inputs with more distinct segment values than this.
+    #[arg(long, default_value_t = Limits::default().max_segments)]
+    pub max_segments: usize,
     /// With `--intervals`: refuse more bootstrap replicates than this.
     #[arg(long, default_value_t = Limits::default().max_interval_replicates)]
     pub max_interval_replicates: u32,
@@ -320,6 +333,8 @@ impl JobOptionArgs {
             period: self.period.as_deref().map(str::parse).transpose()?,
             timezone: self.timezone.as_deref().map(str::parse).transpose()?,
             breakdown: (!self.breakdown.is_empty()).then(|| self.breakdown.clone()),
+            segment_by: self.segment_by.clone(),
+            conversion_types: self.conversion_types.as_deref().map(split_list),
             top_paths: self.top_paths,
             max_report_paths: self.max_report_paths,
             intervals: self.intervals.map(|replicates| IntervalsSpec {
@@ -358,6 +373,7 @@ impl AttributeArgs {
             max_channels: self.max_channels,
             markov_max_channels: self.markov_max_channels,
             max_breakdown_values: self.max_breakdown_values,
+            max_segments: self.max_segments,
             max_interval_replicates: self.max_interval_replicates,
             max_line_bytes: usize::try_from(self.max_line_bytes).unwrap_or(usize::MAX),
             ..Limits::default()

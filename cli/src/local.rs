@@ -71,6 +71,7 @@ pub fn attribute_file(request: &AttributeRequest) -> Result<AttributionResult, R
             writers,
         ),
         channels: Arc::new(Mutex::new(ChannelDict::default())),
+        segments: Mutex::new(ChannelDict::default()),
         progress: Progress::new(request.verbose),
     };
     let started = std::time::Instant::now();
@@ -127,6 +128,8 @@ struct Run<'a> {
     request: &'a AttributeRequest,
     store: PartitionStore,
     channels: Arc<Mutex<ChannelDict>>,
+    /// With `segment_by`: the segment values of every block, numbered as met.
+    segments: Mutex<ChannelDict>,
     progress: Progress,
 }
 
@@ -153,8 +156,9 @@ impl Collector<'_> {
         match block {
             Block::Events(chunk) => {
                 let channel_map = self.run.global_channels(&chunk.channels)?;
+                let segment_map = self.run.global_segments(&chunk.segments)?;
                 self.run.progress.add(chunk.len() as u64);
-                self.writer.add(&chunk, &channel_map)?;
+                self.writer.add(&chunk, &channel_map, &segment_map)?;
             }
             Block::Paths(chunk) => {
                 self.run.progress.add(chunk.len() as u64);
@@ -187,6 +191,17 @@ impl Run<'_> {
         let mut dict = self.channels.lock().expect("no panics while locked");
         let map = dict.ids_of(block);
         self.request.spec.limits.check_dict(&dict)?;
+        Ok(map)
+    }
+
+    /// Maps block-local segment ids to global ones, enforcing the segment limit.
+    fn global_segments(&self, block: &ChannelDict) -> Result<Vec<u32>, RunError> {
+        if block.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut dict = self.segments.lock().expect("no panics while locked");
+        let map = dict.ids_of(block);
+        self.request.spec.limits.check_segments(dict.len())?;
         Ok(map)
     }
 
@@ -232,6 +247,7 @@ impl Run<'_> {
         let keep = self.keeps_user_ids();
         let partitions: Vec<usize> = (0..self.store.partitions() as usize).collect();
         let mut total = Partial::for_dictionary(options, channels.by_name.names());
+        let segments = self.segments.lock().expect("no panics while locked").clone();
         // A window of partitions at a time, merged in partition order: the same bytes on
         // every run, and no more partials in memory than the window (a partial holds up to
         // `max_report_paths` paths, and with periods and a breakdown can hold megabytes).
@@ -241,6 +257,9 @@ impl Run<'_> {
                 .map_init(Loaded::default, |loaded, &p| {
                     self.store.load_into(p, keep, loaded)?;
                     channels.apply(&mut loaded.chunk);
+                    if loaded.chunk.segments != segments {
+                        loaded.chunk.segments = segments.clone();
+                    }
                     Ok(Partial::from_events(&loaded.chunk, options)?)
                 })
                 .collect::<Result<Vec<Partial>, RunError>>()?;

@@ -20,11 +20,12 @@ use mta_core::chunk::{EventChunk, TaggedChannel, partition_of};
 use rayon::prelude::*;
 
 /// One row record: user key (16 bytes), time (8), then the channel id with the
-/// conversion flag, a [`TaggedChannel`] (4). Values, row numbers and user ids, which most
-/// rows do not need, live in sections of their own.
+/// conversion flag, a [`TaggedChannel`] (4). Values, row numbers, user ids and segment ids
+/// (`segment_by`), which most rows or runs do not need, live in sections of their own.
 const RECORD_BYTES: usize = 28;
-/// A segment starts with the lengths of its four sections (u64 each).
-const SEGMENT_HEADER_BYTES: usize = 32;
+/// A stored piece starts with the lengths of its five sections (u64 each).
+const SECTIONS: usize = 5;
+const SEGMENT_HEADER_BYTES: usize = 8 * SECTIONS;
 /// A buffer smaller than this is not worth a write of its own.
 const MIN_BUFFER_ROWS: usize = 1024;
 /// A buffer's share of the budget up to this many rows (1 MiB) is allocated at its first row.
@@ -192,8 +193,8 @@ pub struct PartitionWriter<'s> {
 
 impl PartitionWriter<'_> {
     /// Routes every row of `block` to its user's partition; `channel_map` turns the
-    /// block's channel ids into global ones.
-    pub fn add(&mut self, block: &EventChunk, channel_map: &[u32]) -> anyhow::Result<()> {
+    /// block's channel ids into global ones, and `segment_map` its segment ids.
+    pub fn add(&mut self, block: &EventChunk, channel_map: &[u32], segment_map: &[u32]) -> anyhow::Result<()> {
         // Rows are first sorted by partition into a small staging area (a counting sort
         // that stays in cache), then each partition's run is appended with one copy:
         // writing rows one by one to a thousand far-apart buffers stalls on memory.
@@ -233,6 +234,12 @@ impl PartitionWriter<'_> {
         }
         // The few per-row extras follow in row order, which is each partition's order too.
         let keep = self.store.keep_row_identity;
+        if block.has_segments() {
+            for (&segment, &p) in block.segment_ids.iter().zip(&self.partition_of_row) {
+                let segment = segment_map.get(segment as usize).copied().unwrap_or(segment);
+                self.buffers[p as usize].segment_ids.extend_from_slice(&segment.to_le_bytes());
+            }
+        }
         for (row, &p) in self.partition_of_row.iter().enumerate() {
             if !keep && !block.is_conversion[row] {
                 continue; // most rows: nothing beyond the record
@@ -304,6 +311,8 @@ struct Buffer {
     row_numbers: Vec<u8>,
     /// Length (u32 LE) and bytes per row, when kept.
     user_ids: Vec<u8>,
+    /// Segment id (u32 LE) per row, with `segment_by`.
+    segment_ids: Vec<u8>,
 }
 
 impl Buffer {
@@ -330,10 +339,13 @@ impl Buffer {
         self.values.clear();
         self.row_numbers.clear();
         self.user_ids.clear();
+        self.segment_ids.clear();
     }
 
     fn segment(&self) -> Segment<'_> {
-        Segment { sections: [self.records.as_flattened(), &self.values, &self.row_numbers, &self.user_ids] }
+        Segment {
+            sections: [self.records.as_flattened(), &self.values, &self.row_numbers, &self.user_ids, &self.segment_ids],
+        }
     }
 }
 
@@ -347,10 +359,10 @@ fn record(key: u128, time: i64, channel: u32, is_conversion: bool) -> [u8; RECOR
     record
 }
 
-/// Rows in their stored form: records, conversion values, row numbers, user ids. In a
-/// file, each segment is its four section lengths (u64 LE) followed by the sections.
+/// Rows in their stored form: records, conversion values, row numbers, user ids, segment
+/// ids. In a file, each piece is its five section lengths (u64 LE) followed by the sections.
 struct Segment<'a> {
-    sections: [&'a [u8]; 4],
+    sections: [&'a [u8]; SECTIONS],
 }
 
 impl<'a> Segment<'a> {
@@ -374,7 +386,7 @@ impl<'a> Segment<'a> {
     /// Reads the segment at the start of `bytes` and advances past it.
     fn parse(bytes: &mut &'a [u8]) -> anyhow::Result<Segment<'a>> {
         let (header, mut rest) = bytes.split_at_checked(SEGMENT_HEADER_BYTES).context("segment header cut short")?;
-        let mut sections = [&[][..]; 4];
+        let mut sections = [&[][..]; SECTIONS];
         for (section, length) in sections.iter_mut().zip(header.chunks_exact(8)) {
             let length = u64::from_le_bytes(length.try_into().expect("8 bytes")) as usize;
             let (taken, after) = rest.split_at_checked(length).context("segment cut short")?;
@@ -390,7 +402,7 @@ impl<'a> Segment<'a> {
     }
 
     fn append_to(&self, chunk: &mut EventChunk) -> anyhow::Result<()> {
-        let [records, values, row_numbers, user_ids] = self.sections;
+        let [records, values, row_numbers, user_ids, segment_ids] = self.sections;
         anyhow::ensure!(records.len() % RECORD_BYTES == 0, "record section cut short");
         let rows = self.rows();
         let mut values = values.chunks_exact(8).map(|v| f64::from_le_bytes(v.try_into().expect("8 bytes")));
@@ -413,6 +425,10 @@ impl<'a> Segment<'a> {
             anyhow::ensure!(row_numbers.len() == rows * 8, "row number section does not match the records");
             chunk.row_numbers.extend(row_numbers.chunks_exact(8).map(|n| u64::from_le_bytes(n.try_into().expect("8"))));
         }
+        if !segment_ids.is_empty() {
+            anyhow::ensure!(segment_ids.len() == rows * 4, "segment id section does not match the records");
+            chunk.segment_ids.extend(segment_ids.chunks_exact(4).map(|s| u32::from_le_bytes(s.try_into().expect("4"))));
+        }
         if let Some(ids) = &mut chunk.user_ids {
             let mut rest = user_ids;
             for _ in 0..rows {
@@ -430,7 +446,7 @@ impl<'a> Segment<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use mta_core::chunk::NO_CHANNEL;
+    use mta_core::chunk::{NO_CHANNEL, NO_SEGMENT};
 
     /// `rows` rows of `users` users in file order, every seventh a conversion without a channel.
     fn block(first_row: u64, rows: usize, users: u128, keep: bool) -> EventChunk {
@@ -448,6 +464,8 @@ mod tests {
             chunk.is_conversion.push(conversion);
             chunk.values.push(if conversion { row as f64 / 4.0 } else { 0.0 });
             chunk.row_numbers.push(row);
+            // Every eleventh row has no segment value.
+            chunk.segment_ids.push(if row.is_multiple_of(11) { NO_SEGMENT } else { (row % 3) as u32 });
         }
         chunk
     }
@@ -462,7 +480,7 @@ mod tests {
             let mut row = first;
             while row <= last {
                 let rows = 3_000.min((last - row + 1) as usize);
-                writer.add(&block(row, rows, 997, keep), &[0, 1, 2, 3, 4]).unwrap();
+                writer.add(&block(row, rows, 997, keep), &[0, 1, 2, 3, 4], &[10, 11, 12]).unwrap();
                 row += rows as u64;
             }
             writer.finish();
@@ -487,6 +505,8 @@ mod tests {
                 assert_eq!(chunk.channel_ids[i], expected.channel_ids[row]);
                 assert_eq!(chunk.is_conversion[i], expected.is_conversion[row]);
                 assert_eq!(chunk.values[i], expected.values[row]);
+                let segment = expected.segment_ids[row];
+                assert_eq!(chunk.segment_ids[i], if segment == NO_SEGMENT { NO_SEGMENT } else { segment + 10 });
                 assert_eq!(chunk.user_ids.as_ref().unwrap()[i], expected.user_ids.as_ref().unwrap()[row]);
             }
             seen += chunk.len();
@@ -514,7 +534,7 @@ mod tests {
         let store = PartitionStore::new(dir.path(), 1, false, 0, 1);
         let mut writer = store.writer();
         for first in [1, 1_001] {
-            writer.add(&block(first, 1_000, 10, false), &[0, 1, 2, 3, 4]).unwrap();
+            writer.add(&block(first, 1_000, 10, false), &[0, 1, 2, 3, 4], &[0, 1, 2]).unwrap();
         }
         writer.finish();
         assert!(store.spill_path(0).exists());
@@ -530,7 +550,7 @@ mod tests {
         let store = PartitionStore::new(dir.path(), 1, false, 0, 1);
         let mut writer = store.writer();
         for first in [1, 1_001, 2_001] {
-            writer.add(&block(first, 1_000, 10, false), &[0, 1, 2, 3, 4]).unwrap();
+            writer.add(&block(first, 1_000, 10, false), &[0, 1, 2, 3, 4], &[0, 1, 2]).unwrap();
         }
         writer.finish();
         let path = store.spill_path(0);

@@ -2,7 +2,8 @@
 //! for conversions and for value, with a breakdown the conversions per channel × breakdown
 //! values, then the Markov removal effects (with how `auto` chose the order, and the pair
 //! removal effects when asked), with a cost table CPA and ROAS, with several lookback windows
-//! their comparison (share and rank per window), then the journey reports (touches and days
+//! their comparison (share and rank per window), with segments each segment's conversions
+//! per channel × model (the first 20 segments), then the journey reports (touches and days
 //! to conversion, positions, top paths, the largest Markov transitions).
 
 use std::fmt::Write;
@@ -120,6 +121,7 @@ pub fn render(result: &AttributionResult) -> String {
         render_spend(&mut out, result, spend, &channels);
     }
     render_windows(&mut out, result);
+    render_segments(&mut out, result);
     if result.model(ModelId::Participation).is_some() {
         let _ = writeln!(
             out,
@@ -130,6 +132,45 @@ pub fn render(result: &AttributionResult) -> String {
         render_reports(&mut out, reports);
     }
     out
+}
+
+/// Segments shown in full; the rest are counted (all of them are in the `segments` table).
+const SHOWN_SEGMENTS: usize = 20;
+
+/// With `segment_by`: each segment's summary and conversions per channel × model.
+fn render_segments(out: &mut String, result: &AttributionResult) {
+    let column = mta_core::segment::column(&result.options).unwrap_or("segment");
+    for segment in result.segments.iter().take(SHOWN_SEGMENTS) {
+        let s = &segment.summary;
+        let _ = writeln!(
+            out,
+            "
+segment {column} = {}: journeys {}  conversions {}  value {}",
+            segment.value().unwrap_or("(none)"),
+            count(s.journeys),
+            count(s.conversions),
+            num(s.conversion_value)
+        );
+        let ranking = segment.models.iter().find(|m| m.model == ModelId::Linear).or(segment.models.first());
+        let Some(ranking) = ranking else { continue };
+        let mut header = vec!["channel".to_owned()];
+        header.extend(segment.models.iter().map(|m| short_name(m.model.as_str()).to_owned()));
+        let mut rows = vec![header];
+        for c in &ranking.channels {
+            let mut row = vec![c.channel.clone()];
+            row.extend(segment.models.iter().map(|m| num(m.channel(&c.channel).map_or(0.0, |c| c.conversions))));
+            rows.push(row);
+        }
+        align(out, &rows);
+    }
+    if result.segments.len() > SHOWN_SEGMENTS {
+        let more = result.segments.len() - SHOWN_SEGMENTS;
+        let _ = writeln!(
+            out,
+            "
+... and {more} more segments (all of them: --csv-dir, table segments)"
+        );
+    }
 }
 
 /// With a breakdown: conversions credited per channel × breakdown values under every model,

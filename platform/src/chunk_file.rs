@@ -17,8 +17,10 @@ use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
 
 const CHANNELS_KEY: &str = "mta.channels";
+/// With `segment_by`: the segment values the `segment_id` column indexes.
+const SEGMENTS_KEY: &str = "mta.segments";
 
-fn schema(with_user_ids: bool) -> Arc<Schema> {
+fn schema(with_user_ids: bool, with_segments: bool) -> Arc<Schema> {
     let mut fields = vec![
         Field::new("user_key_hi", DataType::UInt64, false),
         Field::new("user_key_lo", DataType::UInt64, false),
@@ -31,13 +33,17 @@ fn schema(with_user_ids: bool) -> Arc<Schema> {
     if with_user_ids {
         fields.push(Field::new("user_id", DataType::Utf8, false));
     }
+    if with_segments {
+        fields.push(Field::new("segment_id", DataType::UInt32, false));
+    }
     Arc::new(Schema::new(fields))
 }
 
 /// Encodes a chunk as Parquet bytes (LZ4: chunk files are written once and read once, soon).
 pub fn encode(chunk: &EventChunk) -> anyhow::Result<Vec<u8>> {
     let with_user_ids = chunk.user_ids.is_some();
-    let schema = schema(with_user_ids);
+    let with_segments = chunk.has_segments();
+    let schema = schema(with_user_ids, with_segments);
     let mut columns: Vec<ArrayRef> = vec![
         Arc::new(UInt64Array::from_iter_values(chunk.user_keys.iter().map(|k| (k >> 64) as u64))),
         Arc::new(UInt64Array::from_iter_values(chunk.user_keys.iter().map(|&k| k as u64))),
@@ -50,13 +56,17 @@ pub fn encode(chunk: &EventChunk) -> anyhow::Result<Vec<u8>> {
     if let Some(ids) = &chunk.user_ids {
         columns.push(Arc::new(StringArray::from_iter_values(ids.iter())));
     }
+    let mut metadata = vec![KeyValue::new(CHANNELS_KEY.to_owned(), serde_json::to_string(chunk.channels.names())?)];
+    if with_segments {
+        columns.push(Arc::new(UInt32Array::from(chunk.segment_ids.clone())));
+        metadata.push(KeyValue::new(SEGMENTS_KEY.to_owned(), serde_json::to_string(chunk.segments.names())?));
+    }
     let batch = RecordBatch::try_new(Arc::clone(&schema), columns).context("Failed to build a chunk batch")?;
-    let channels = serde_json::to_string(chunk.channels.names())?;
     let properties = WriterProperties::builder()
         .set_compression(Compression::LZ4_RAW)
         // Keys, times and row numbers are nearly unique: dictionary attempts only cost time.
         .set_dictionary_enabled(false)
-        .set_key_value_metadata(Some(vec![KeyValue::new(CHANNELS_KEY.to_owned(), channels)]))
+        .set_key_value_metadata(Some(metadata))
         .build();
     let mut out = Vec::new();
     let mut writer =
@@ -69,18 +79,24 @@ pub fn encode(chunk: &EventChunk) -> anyhow::Result<Vec<u8>> {
 /// Decodes a chunk file and appends its rows to `into`, mapping channels into its dictionary.
 pub fn decode_into(bytes: Bytes, into: &mut EventChunk) -> anyhow::Result<()> {
     let builder = ParquetRecordBatchReaderBuilder::try_new(bytes).context("A chunk file is not valid Parquet")?;
-    let names: Vec<String> = builder
-        .metadata()
-        .file_metadata()
-        .key_value_metadata()
-        .and_then(|kv| kv.iter().find(|kv| kv.key == CHANNELS_KEY))
-        .and_then(|kv| kv.value.as_deref())
-        .map(serde_json::from_str)
-        .transpose()
-        .context("A chunk file's channel list is invalid")?
-        .context("A chunk file has no channel list")?;
+    let listed = |key: &str| -> anyhow::Result<Option<Vec<String>>> {
+        builder
+            .metadata()
+            .file_metadata()
+            .key_value_metadata()
+            .and_then(|kv| kv.iter().find(|kv| kv.key == key))
+            .and_then(|kv| kv.value.as_deref())
+            .map(serde_json::from_str)
+            .transpose()
+            .with_context(|| format!("A chunk file's {key} list is invalid"))
+    };
+    let names = listed(CHANNELS_KEY)?.context("A chunk file has no channel list")?;
     let map: Vec<u32> = names.iter().map(|name| into.channels.id(name)).collect();
-    let with_user_ids = builder.schema().fields().len() == 8;
+    let segment_map: Option<Vec<u32>> =
+        listed(SEGMENTS_KEY)?.map(|values| values.iter().map(|value| into.segments.id(value)).collect());
+    let schema = builder.schema();
+    let with_user_ids = schema.field_with_name("user_id").is_ok();
+    let segment_column = schema.index_of("segment_id").ok();
     if with_user_ids != into.user_ids.is_some() && !(into.is_empty() && into.user_ids.is_none()) {
         bail!("chunk files of one partition disagree on carrying user ids");
     }
@@ -101,6 +117,10 @@ pub fn decode_into(bytes: Bytes, into: &mut EventChunk) -> anyhow::Result<()> {
         if let Some(ids) = into.user_ids.as_mut() {
             let column = batch.column(7).as_string::<i32>();
             ids.extend((0..column.len()).map(|i| column.value(i).to_owned()));
+        }
+        if let (Some(column), Some(map)) = (segment_column, &segment_map) {
+            let segments = batch.column(column).as_primitive::<UInt32Type>();
+            into.segment_ids.extend(segments.values().iter().map(|&s| map.get(s as usize).copied().unwrap_or(s)));
         }
     }
     Ok(())
@@ -131,5 +151,27 @@ mod tests {
         assert_eq!(into.values, a.values);
         assert_eq!(into.row_numbers, a.row_numbers);
         assert!(into.user_ids.is_none());
+        assert!(!into.has_segments());
+    }
+
+    #[test]
+    fn segment_ids_round_trip_and_are_remapped() {
+        let mut a = EventChunk::default();
+        let y = a.channels.id("y");
+        let (de, fr) = (a.segments.id("DE"), a.segments.id("FR"));
+        a.user_keys = vec![1, 2, 3];
+        a.timestamps = vec![10, 20, 30];
+        a.channel_ids = vec![y, y, y];
+        a.is_conversion = vec![false, true, false];
+        a.values = vec![0.0, 1.0, 0.0];
+        a.row_numbers = vec![1, 2, 3];
+        a.segment_ids = vec![fr, mta_core::chunk::NO_SEGMENT, de];
+        let mut into = EventChunk::default();
+        into.segments.id("FR");
+        into.segments.id("IT");
+        decode_into(Bytes::from(encode(&a).unwrap()), &mut into).unwrap();
+        let values: Vec<Option<&str>> = (0..3).map(|row| into.segment_of(row)).collect();
+        assert_eq!(values, [Some("FR"), None, Some("DE")]);
+        assert_eq!(into.segment_ids[0], 0, "FR keeps its id in the partition's dictionary");
     }
 }

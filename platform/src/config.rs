@@ -97,6 +97,8 @@ pub struct LimitsConfig {
     /// `MTA_MAX_BREAKDOWN_VALUES` (default 100000): most distinct (channel, breakdown values)
     /// keys of a job with `breakdown`.
     pub max_breakdown_values: usize,
+    /// `MTA_MAX_SEGMENTS` (default 1000): most distinct values of a job's `segment_by` column.
+    pub max_segments: usize,
     /// `MTA_MAX_DECOMPRESSED_BYTES` (default 200 GiB): what a gzip upload may expand to.
     pub max_decompressed_bytes: u64,
     /// `MTA_MAX_LINE_BYTES` (default 1 MiB): the longest CSV record or NDJSON line, which
@@ -248,6 +250,7 @@ impl Config {
         l.max_channels = parsed("MTA_MAX_CHANNELS")?.unwrap_or(l.max_channels);
         l.markov_max_channels = parsed("MTA_MARKOV_MAX_CHANNELS")?.unwrap_or(l.markov_max_channels);
         l.max_breakdown_values = parsed("MTA_MAX_BREAKDOWN_VALUES")?.unwrap_or(l.max_breakdown_values);
+        l.max_segments = parsed("MTA_MAX_SEGMENTS")?.unwrap_or(l.max_segments);
         l.max_decompressed_bytes = parsed("MTA_MAX_DECOMPRESSED_BYTES")?.unwrap_or(l.max_decompressed_bytes);
         l.max_line_bytes = parsed("MTA_MAX_LINE_BYTES")?.unwrap_or(l.max_line_bytes);
         l.max_report_paths = parsed("MTA_MAX_REPORT_PATHS")?.unwrap_or(l.max_report_paths);
@@ -369,6 +372,7 @@ impl LimitsConfig {
             max_channels: self.max_channels,
             markov_max_channels: self.markov_max_channels,
             max_breakdown_values: self.max_breakdown_values,
+            max_segments: self.max_segments,
             max_decompressed_bytes: Some(self.max_decompressed_bytes),
             max_line_bytes: self.max_line_bytes,
             max_report_paths: self.max_report_paths,
@@ -394,6 +398,7 @@ impl Default for LimitsConfig {
             max_channels: 100_000,
             markov_max_channels: mta_core::markov::DEFAULT_MAX_CHANNELS,
             max_breakdown_values: mta_core::ingest::Limits::DEFAULT_MAX_BREAKDOWN_VALUES,
+            max_segments: mta_core::ingest::Limits::DEFAULT_MAX_SEGMENTS,
             max_decompressed_bytes: 200 << 30,
             max_line_bytes: mta_core::ingest::Limits::DEFAULT_MAX_LINE_BYTES,
             max_report_paths: mta_core::paths::MAX_MAX_REPORT_PATHS,

@@ -73,6 +73,8 @@ impl JobSpec {
             columns: self.columns.clone(),
             channel_rules: self.options.channel_rules.clone(),
             breakdown: self.options.breakdown.clone().unwrap_or_default(),
+            segment_by: self.options.segment_by.clone(),
+            conversion_types: self.options.conversion_types.clone().unwrap_or_default(),
             keep_user_ids: self.export_credits,
             limits,
             ..InputSpec::default()

@@ -9,6 +9,9 @@ use crate::channel_rules::AppliedChannelRules;
 /// Channel id of a row that has no channel (a conversion row, usually).
 pub const NO_CHANNEL: u32 = u32::MAX;
 
+/// Segment id of a row with no value in the `segment_by` column (shown as `(none)`).
+pub const NO_SEGMENT: u32 = u32::MAX;
+
 /// A channel id and the conversion flag packed in one `u32`, for compact row records:
 /// the id in the low 31 bits ([`NO_CHANNEL`] as all ones there), the flag in the top bit.
 /// Channel ids are dense, far below 2^31.
@@ -222,6 +225,11 @@ pub struct EventChunk {
     /// 1-based row number in the original file: the tie-breaker of docs/user-guide.md, "Journeys" and the
     /// row named in error details.
     pub row_numbers: Vec<u64>,
+    /// With `segment_by`: the values of the segment column met so far (a dictionary like
+    /// the channels', so every hand-over carries one `u32` per row), and each row's id in it
+    /// ([`NO_SEGMENT`] where the row has none); empty otherwise.
+    pub segments: ChannelDict,
+    pub segment_ids: Vec<u32>,
 }
 
 impl EventChunk {
@@ -272,6 +280,43 @@ impl EventChunk {
         self.is_conversion.clear();
         self.values.clear();
         self.row_numbers.clear();
+        self.segment_ids.clear();
+    }
+
+    /// The rows of one conversion type (`options.conversion_types`): every touch, and the
+    /// conversion rows whose segment id is `type_id` (none when `None`: the chunk has no
+    /// conversion of that type, its journeys are null journeys).
+    pub fn of_conversion_type(&self, type_id: Option<u32>) -> EventChunk {
+        let keep: Vec<usize> = (0..self.len())
+            .filter(|&row| !self.is_conversion[row] || type_id.is_some_and(|id| self.segment_ids.get(row) == Some(&id)))
+            .collect();
+        let pick = |column: &[u64]| keep.iter().map(|&row| column[row]).collect::<Vec<_>>();
+        EventChunk {
+            channels: self.channels.clone(),
+            channel_rules: self.channel_rules,
+            user_keys: keep.iter().map(|&row| self.user_keys[row]).collect(),
+            user_ids: self.user_ids.as_ref().map(|ids| keep.iter().map(|&row| ids[row].clone()).collect()),
+            timestamps: keep.iter().map(|&row| self.timestamps[row]).collect(),
+            channel_ids: keep.iter().map(|&row| self.channel_ids[row]).collect(),
+            is_conversion: keep.iter().map(|&row| self.is_conversion[row]).collect(),
+            values: keep.iter().map(|&row| self.values[row]).collect(),
+            row_numbers: pick(&self.row_numbers),
+            segments: ChannelDict::default(),
+            segment_ids: Vec::new(),
+        }
+    }
+
+    /// True when the rows carry segment ids (`segment_by`).
+    pub fn has_segments(&self) -> bool {
+        !self.segment_ids.is_empty()
+    }
+
+    /// The segment value of row `row` (`None`: the row has none).
+    pub fn segment_of(&self, row: usize) -> Option<&str> {
+        match self.segment_ids.get(row) {
+            Some(&id) if id != NO_SEGMENT => Some(self.segments.name(id)),
+            _ => None,
+        }
     }
 }
 

@@ -10,7 +10,7 @@
 //! by [`markov_order`] when asked) and [`shao_li`]) →
 //! [`Partial::merge`] → [`Partial::finish`] → [`result`]. [`credits`] exports
 //! per-journey credit rows. [`channel_rules`] names channels from source, medium and
-//! campaign while rows are read. [`spend`] reads a cost table, joined to a result as
+//! campaign while rows are read. [`segment`] gives one attribution per value of a column. [`spend`] reads a cost table, joined to a result as
 //! cost, CPA and ROAS. [`intervals`] draws the bootstrap replicates' weights and
 //! summarises the replicates' results.
 
@@ -31,6 +31,7 @@ pub mod period;
 pub mod reports;
 pub mod result;
 pub mod rules;
+pub mod segment;
 pub mod shao_li;
 pub mod spend;
 

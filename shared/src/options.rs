@@ -261,7 +261,9 @@ pub struct OptionsSpec {
     pub markov_pair_effects: Option<bool>,
     /// Days before each conversion whose touches count (0 = unlimited; default 30); a list
     /// (`[7, 14, 30, 90]`, at most 8) compares the windows in one pass: `windows` and
-    /// `window_ranks` in the result, the first window's figures at its top level.
+    /// `window_ranks` in the result, the first window's figures at its top level. With
+    /// `conversion_types`, an object of a window per type (`{"purchase": 30, "sign_up": 7}`;
+    /// types not named, and the whole, get 30).
     #[cfg_attr(feature = "openapi", schema(value_type = Option<LookbackDays>))]
     pub lookback_days: Option<LookbackDays>,
     pub half_life_days: Option<f64>,
@@ -287,6 +289,21 @@ pub struct OptionsSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(example = json!(["campaign"])))]
     pub breakdown: Option<Vec<String>>,
+    /// One complete attribution per value of this column (`country`, a plan, a device...;
+    /// any column by its name or dotted path), in `segments`: a journey counts in the
+    /// segment of its last row (its conversion row; a null journey's last touch); with `period`,
+    /// each segment has its periods. Event-level input only; not with several lookback windows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(example = "country"))]
+    pub segment_by: Option<String>,
+    /// Rows whose event name (an `event_name` / `event_type` / `interaction` column) is one
+    /// of these are conversions, and each type is attributed on its own as well, in
+    /// `segments` (`{"conversion_type": "purchase"}`): its journeys end at its conversions
+    /// only (with `period`, each type has its periods). Event-level input only; at most 16
+    /// types; not with `segment_by` or several lookback windows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(example = json!(["purchase", "sign_up"])))]
+    pub conversion_types: Option<Vec<String>>,
     /// Converting and non-converting paths listed in `reports.paths` (default 50, at most 1000).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 1000))]
@@ -341,6 +358,17 @@ pub struct Options {
     /// The columns each channel's credit is broken down by, as named (absent: none).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub breakdown: Vec<String>,
+    /// The column whose values segment the journeys, as named (absent: none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub segment_by: Option<String>,
+    /// The event names that are conversions, each attributed on its own too (absent: the
+    /// conversion column or the event type `conversion` marks conversions).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conversion_types: Vec<String>,
+    /// With `conversion_types`: each type's lookback window in days (0 = unlimited), in the
+    /// order of the types; `lookback_days` is the whole's.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conversion_lookbacks: Vec<f64>,
     /// Paths listed in each of the reports' top paths.
     #[serde(default = "default_top_paths")]
     pub top_paths: u32,
@@ -411,6 +439,8 @@ fn window_micros(days: f64) -> Option<i64> {
 pub enum LookbackDays {
     One(f64),
     Many(Vec<f64>),
+    /// A window per conversion type (`conversion_types`).
+    PerType(std::collections::BTreeMap<String, f64>),
 }
 
 impl From<f64> for LookbackDays {
@@ -420,14 +450,25 @@ impl From<f64> for LookbackDays {
 }
 
 impl LookbackDays {
-    /// Parses `30` or `7,14,30,90` (the command line's form).
+    /// Parses `30`, `7,14,30,90` or `purchase=30,sign_up=7` (the command line's forms).
     pub fn parse(s: &str) -> Result<Self, AttributionError> {
         let refused = || {
             AttributionError::option(
                 "lookback_days",
-                format!("{} is not a number of days or a comma-separated list of them", quoted(s)),
+                format!("{} is not a number of days, a comma-separated list of them, or type=days pairs", quoted(s)),
             )
         };
+        if s.contains('=') {
+            let mut windows = std::collections::BTreeMap::new();
+            for part in s.split(',') {
+                let (name, days) = part.split_once('=').ok_or_else(refused)?;
+                let days = days.trim().parse::<f64>().map_err(|_| refused())?;
+                if windows.insert(name.trim().to_owned(), days).is_some() || windows.len() > MAX_CONVERSION_TYPES {
+                    return Err(refused());
+                }
+            }
+            return Ok(LookbackDays::PerType(windows));
+        }
         if !s.contains(',') {
             return s.trim().parse::<f64>().map(LookbackDays::One).map_err(|_| refused());
         }
@@ -455,7 +496,11 @@ impl<'de> Deserialize<'de> for LookbackDays {
         impl<'de> serde::de::Visitor<'de> for DaysVisitor {
             type Value = LookbackDays;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                write!(f, "a number of days, or a list of at most {} of them", Options::MAX_LOOKBACK_WINDOWS)
+                write!(
+                    f,
+                    "a number of days, a list of at most {} of them, or an object of days per conversion type",
+                    Options::MAX_LOOKBACK_WINDOWS
+                )
             }
             fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Self::Value, E> {
                 Ok(LookbackDays::One(v))
@@ -465,6 +510,18 @@ impl<'de> Deserialize<'de> for LookbackDays {
             }
             fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Self::Value, E> {
                 Ok(LookbackDays::One(v as f64))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut windows = std::collections::BTreeMap::new();
+                while let Some((name, days)) = map.next_entry::<String, f64>()? {
+                    if windows.len() == MAX_CONVERSION_TYPES {
+                        return Err(serde::de::Error::custom(format!(
+                            "at most {MAX_CONVERSION_TYPES} conversion types have a window"
+                        )));
+                    }
+                    windows.insert(name, days);
+                }
+                Ok(LookbackDays::PerType(windows))
             }
             fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
                 let mut days = Vec::new();
@@ -515,8 +572,13 @@ impl OptionsSpec {
             Some(LookbackDays::Many(days)) => check_windows(days, kind, self.period.is_some())?,
             _ => Vec::new(),
         };
+        let conversion_types = self.validate_conversion_types(kind, lookback_windows.len())?;
+        let conversion_lookbacks = match &self.lookback_days {
+            Some(LookbackDays::PerType(windows)) => type_windows(windows, &conversion_types)?,
+            _ => Vec::new(),
+        };
         let lookback_days = match &self.lookback_days {
-            None => Options::DEFAULT_LOOKBACK_DAYS,
+            None | Some(LookbackDays::PerType(_)) => Options::DEFAULT_LOOKBACK_DAYS,
             Some(LookbackDays::One(days)) => *days,
             Some(LookbackDays::Many(_)) => lookback_windows[0],
         };
@@ -555,6 +617,7 @@ impl OptionsSpec {
             return Err(AttributionError::option("timezone", "applies only with `period`"));
         }
         let breakdown = validate_breakdown(self.breakdown.as_deref().unwrap_or_default(), kind)?;
+        let segment_by = self.validate_segment_by(kind, lookback_windows.len())?;
         use crate::paths::{MAX_MAX_REPORT_PATHS, MAX_TOP_PATHS, MIN_MAX_REPORT_PATHS};
         let top_paths = self.top_paths.unwrap_or(crate::paths::DEFAULT_TOP_PATHS);
         if !(1..=MAX_TOP_PATHS).contains(&top_paths) {
@@ -586,11 +649,106 @@ impl OptionsSpec {
             period: self.period,
             timezone: self.timezone.unwrap_or_default(),
             breakdown,
+            segment_by,
+            conversion_types,
+            conversion_lookbacks,
             top_paths,
             max_report_paths,
             intervals: self.intervals.as_ref().map(IntervalsSpec::validate).transpose()?,
         })
     }
+
+    /// The conversion types, trimmed: event input, 1 to 16 distinct names (any case) of at
+    /// most 1024 bytes, and neither `segment_by` nor several lookback windows.
+    fn validate_conversion_types(&self, kind: InputKind, windows: usize) -> Result<Vec<String>, AttributionError> {
+        let Some(names) = &self.conversion_types else { return Ok(Vec::new()) };
+        let refuse = |problem: String| Err(AttributionError::option("conversion_types", problem));
+        if kind == InputKind::Paths {
+            return refuse("needs event rows with an event name; path rows have none".to_owned());
+        }
+        if names.is_empty() {
+            return refuse("name at least one event name".to_owned());
+        }
+        if names.len() > MAX_CONVERSION_TYPES {
+            return refuse(format!("names {} types; at most {MAX_CONVERSION_TYPES} are offered", names.len()));
+        }
+        if self.segment_by.is_some() {
+            return refuse("does not combine with `segment_by` yet: each type is a segment already".to_owned());
+        }
+        if windows > 1 {
+            return refuse("does not combine with several lookback windows; give a window per type instead".to_owned());
+        }
+        let mut types: Vec<String> = Vec::with_capacity(names.len());
+        for name in names {
+            let name = name.trim();
+            if name.is_empty() {
+                return refuse("an event name is empty".to_owned());
+            }
+            if name.len() > MAX_BREAKDOWN_NAME_BYTES {
+                return refuse(format!("{} is longer than {MAX_BREAKDOWN_NAME_BYTES} bytes", quoted(name)));
+            }
+            if types.iter().any(|t| t.eq_ignore_ascii_case(name)) {
+                return refuse(format!("{} is named twice", quoted(name)));
+            }
+            types.push(name.to_owned());
+        }
+        Ok(types)
+    }
+
+    /// The segment column, trimmed: event input, a name of at most 1024 bytes, and not several
+    /// lookback windows (each would split every segment again).
+    fn validate_segment_by(&self, kind: InputKind, windows: usize) -> Result<Option<String>, AttributionError> {
+        let Some(name) = &self.segment_by else { return Ok(None) };
+        let refuse = |problem: String| Err(AttributionError::option("segment_by", problem));
+        let name = name.trim();
+        if kind == InputKind::Paths {
+            return refuse(
+                "needs event rows, whose last row names a journey's segment; path rows have none".to_owned(),
+            );
+        }
+        if name.is_empty() {
+            return refuse("the column name is empty".to_owned());
+        }
+        if name.len() > MAX_BREAKDOWN_NAME_BYTES {
+            return refuse(format!("{} is longer than {MAX_BREAKDOWN_NAME_BYTES} bytes", quoted(name)));
+        }
+        if RESERVED_BREAKDOWN_NAMES.iter().any(|r| r.eq_ignore_ascii_case(name)) {
+            return refuse(format!(
+                "{} cannot be the segment column (the segments table's other columns are {})",
+                quoted(name),
+                RESERVED_BREAKDOWN_NAMES.join(", ")
+            ));
+        }
+        if windows > 1 {
+            return refuse("does not combine with several lookback windows yet; give one window".to_owned());
+        }
+        Ok(Some(name.to_owned()))
+    }
+}
+
+/// The most conversion types a job may name: each is a complete attribution of its own.
+pub const MAX_CONVERSION_TYPES: usize = 16;
+
+/// Each conversion type's window from `type=days` pairs (30 for a type not named): every
+/// name one of the types (any case), every window a number >= 0.
+fn type_windows(
+    windows: &std::collections::BTreeMap<String, f64>,
+    types: &[String],
+) -> Result<Vec<f64>, AttributionError> {
+    let refuse = |problem: String| Err(AttributionError::option("lookback_days", problem));
+    if types.is_empty() {
+        return refuse("a window per type (`purchase=30`) needs `conversion_types`".to_owned());
+    }
+    for (name, &days) in windows {
+        if !types.iter().any(|t| t.eq_ignore_ascii_case(name.trim())) {
+            return refuse(format!("{} is not one of the conversion types ({})", quoted(name), types.join(", ")));
+        }
+        if !days.is_finite() || days < 0.0 {
+            return refuse(format!("the window of {} must be a number >= 0 (0 = unlimited)", quoted(name)));
+        }
+    }
+    let window_of = |name: &str| windows.iter().find(|(n, _)| n.trim().eq_ignore_ascii_case(name)).map(|(_, &d)| d);
+    Ok(types.iter().map(|t| window_of(t).unwrap_or(Options::DEFAULT_LOOKBACK_DAYS)).collect())
 }
 
 /// The most breakdown columns a job may name.
@@ -822,6 +980,67 @@ mod tests {
         assert!(with(&["campaign"]).check(Some(InputKind::Paths)).is_err());
         let json = serde_json::to_value(Options::defaults(InputKind::Events)).unwrap();
         assert!(json.get("breakdown").is_none(), "absent unless asked for");
+    }
+
+    #[test]
+    fn the_segment_column_is_checked_and_reported() {
+        let with = |name: &str| OptionsSpec { segment_by: Some(name.to_owned()), ..OptionsSpec::default() };
+        assert_eq!(with(" country ").validate(InputKind::Events).unwrap().segment_by.as_deref(), Some("country"));
+        for (spec, words) in [
+            (with(" "), "empty"),
+            (OptionsSpec { lookback_days: Some(LookbackDays::Many(vec![7.0, 30.0])), ..with("country") }, "window"),
+        ] {
+            let err = spec.check(None).unwrap_err();
+            assert_eq!(err.details[0].column.as_deref(), Some("segment_by"), "{words}");
+            assert!(err.message.contains(words), "{words}: {}", err.message);
+        }
+        assert!(with("country").check(Some(InputKind::Paths)).is_err());
+        let json = serde_json::to_value(Options::defaults(InputKind::Events)).unwrap();
+        assert!(json.get("segment_by").is_none(), "absent unless asked for");
+    }
+
+    #[test]
+    fn conversion_types_and_their_windows_are_checked_and_reported() {
+        let with = |types: &[&str], lookback: Option<&str>| OptionsSpec {
+            conversion_types: Some(types.iter().map(|t| t.to_string()).collect()),
+            lookback_days: lookback.map(|l| LookbackDays::parse(l).unwrap()),
+            ..OptionsSpec::default()
+        };
+        let options = with(&[" purchase ", "sign_up"], Some("Purchase=7, sign_up = 0")).validate(InputKind::Events);
+        let options = options.unwrap();
+        assert_eq!(options.conversion_types, ["purchase", "sign_up"]);
+        assert_eq!((options.conversion_lookbacks.as_slice(), options.lookback_days), (&[7.0, 0.0][..], 30.0));
+        let options = with(&["purchase", "sign_up"], Some("sign_up=3")).validate(InputKind::Events).unwrap();
+        assert_eq!(options.conversion_lookbacks, [30.0, 3.0], "a type not named gets the default");
+        let spec: OptionsSpec =
+            serde_json::from_str(r#"{"conversion_types": ["purchase"], "lookback_days": {"purchase": 14}}"#).unwrap();
+        assert_eq!(spec.validate(InputKind::Events).unwrap().conversion_lookbacks, [14.0]);
+        assert_eq!(serde_json::to_value(&spec).unwrap()["lookback_days"], serde_json::json!({"purchase": 14.0}));
+        for (spec, field, words) in [
+            (with(&[], None), "conversion_types", "at least one"),
+            (with(&["a", "A"], None), "conversion_types", "twice"),
+            (with(&["a"], Some("b=3")), "lookback_days", "not one of the conversion types"),
+            (with(&["a"], Some("a=-1")), "lookback_days", ">= 0"),
+            (with(&["a"], Some("7,30")), "conversion_types", "several lookback windows"),
+            (
+                OptionsSpec { segment_by: Some("country".into()), ..with(&["a"], None) },
+                "conversion_types",
+                "segment_by",
+            ),
+            (
+                OptionsSpec { lookback_days: Some(LookbackDays::parse("a=3").unwrap()), ..OptionsSpec::default() },
+                "lookback_days",
+                "needs",
+            ),
+        ] {
+            let err = spec.check(None).unwrap_err();
+            assert_eq!(err.details[0].column.as_deref(), Some(field), "{words}: {err}");
+            assert!(err.message.contains(words), "{words}: {}", err.message);
+        }
+        assert!(with(&["a"], None).check(Some(InputKind::Paths)).is_err());
+        assert!(LookbackDays::parse("a=3,b").is_err() && LookbackDays::parse("a=x").is_err());
+        let json = serde_json::to_value(Options::defaults(InputKind::Events)).unwrap();
+        assert!(json.get("conversion_types").is_none() && json.get("conversion_lookbacks").is_none());
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::breakdown::{BreakdownSums, TouchKeys, credits_channels, splits_channel_credit};
-use crate::chunk::{EventChunk, NO_CHANNEL, PathChunk};
+use crate::chunk::{EventChunk, NO_CHANNEL, NO_SEGMENT, PathChunk};
 use crate::error::{AttributionError, ErrorCode, Problem};
 use crate::journey::{
     Journey, JourneyOrigin, for_each_event_journey, for_each_path_journey, for_each_windowed_journey,
@@ -18,6 +18,7 @@ use crate::markov_order::OrderCandidates;
 use crate::options::{MarkovOrder, ModelId, Options};
 use crate::reports::ReportCounts;
 use crate::rules::touch_weights;
+use crate::segment::SegmentValue;
 use crate::shao_li::ShaoLiCounts;
 
 /// Journey and row counts of the input (docs/user-guide.md, "Results", `summary`).
@@ -99,6 +100,12 @@ pub struct Partial {
     /// periods or windows). Each merges with its counterpart.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub replicates: Vec<Partial>,
+    /// With `segment_by`: the same sums per segment value of the journeys that count in it
+    /// (`segment.rs`); the fields above are their sum plus `counts.rows`, as with periods.
+    /// With `period` too, each segment holds its periods, and each of the whole's periods is
+    /// the sum of the segments'.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty", with = "crate::segment::by_value")]
+    pub segments: BTreeMap<SegmentValue, Partial>,
 }
 
 impl Partial {
@@ -143,6 +150,7 @@ impl Partial {
             breakdown,
             windows: Vec::new(),
             replicates: Vec::new(),
+            segments: BTreeMap::new(),
         }
     }
 
@@ -162,6 +170,9 @@ impl Partial {
     /// sum is too large for an `f64` (see [`Partial::check_finite`]).
     /// With a breakdown, the chunk's channel ids are touch keys (`chunk::touch_key`).
     pub fn from_events(chunk: &EventChunk, options: &Options) -> Result<Partial, AttributionError> {
+        if !options.conversion_types.is_empty() {
+            return Partial::from_typed_events(chunk, options);
+        }
         let (mut partial, key_map) = if options.breakdown.is_empty() {
             (Partial::new(options, chunk.channels.names()), None)
         } else {
@@ -219,10 +230,138 @@ impl Partial {
                 }
                 partial.windows = further;
             }
+            None if options.segment_by.is_some() => {
+                // Each journey is added once, to the segment of its last row; the whole is
+                // their sum. Paths are reported for the whole only, as with periods.
+                // With `intervals` each segment has replicates of its own, as the whole has.
+                let empty = partial.clone();
+                let no_value = chunk.segments.len();
+                let mut by_id: Vec<Option<Partial>> = vec![None; no_value + 1];
+                let mut tables: Vec<Option<ReplicatePaths>> = (0..=no_value).map(|_| None).collect();
+                adder.paths = false;
+                for_each_event_journey(chunk, options, |journey, origin| {
+                    adder.add_path(&mut partial, journey);
+                    adder.add_replicates(&mut partial.replicates, journey, user(origin), held_out(origin), options);
+                    let slot = segment_slot(chunk, origin);
+                    let sub = by_id[slot].get_or_insert_with(|| empty.clone());
+                    adder.add(sub, journey, held_out(origin), options);
+                    let table = tables[slot].get_or_insert_with(|| ReplicatePaths::new(PERIOD_PATH_CELLS));
+                    adder.add_replicates_with(
+                        table,
+                        &mut sub.replicates,
+                        journey,
+                        user(origin),
+                        held_out(origin),
+                        options,
+                    );
+                });
+                let identity: Vec<u32> = (0..partial.channels.len() as u32).collect();
+                for (slot, sub) in by_id.into_iter().enumerate() {
+                    let Some(mut sub) = sub else { continue };
+                    if let Some(table) = &mut tables[slot] {
+                        adder.flush_with(table, &mut sub.replicates);
+                    }
+                    partial.add_mapped(&sub, &identity, true);
+                    if let Some(breakdown) = &mut sub.breakdown {
+                        breakdown.compact();
+                    }
+                    let value = (slot < no_value).then(|| chunk.segments.name(slot as u32).to_owned());
+                    partial.segments.insert(value, sub);
+                }
+            }
             None => for_each_event_journey(chunk, options, |journey, origin| {
                 adder.add(&mut partial, journey, held_out(origin), options);
                 adder.add_replicates(&mut partial.replicates, journey, user(origin), held_out(origin), options);
             }),
+            Some(period) if options.segment_by.is_some() => {
+                // Each journey is added once, to its segment's period: a segment is the sum of
+                // its periods, and a period of the whole the sum of the segments' periods.
+                // With `intervals` the whole, each segment and each of their periods have
+                // replicates of their own, each with a path table.
+                let empty = partial.clone();
+                let bare = Partial { replicates: Vec::new(), ..partial.clone() };
+                let mut parts: BTreeMap<(usize, i32), Partial> = BTreeMap::new();
+                let mut by_slot: BTreeMap<usize, Partial> = BTreeMap::new();
+                let mut tables: BTreeMap<usize, ReplicatePaths> = BTreeMap::new();
+                let mut part_tables: BTreeMap<(usize, i32), ReplicatePaths> = BTreeMap::new();
+                let mut whole_periods: BTreeMap<i32, (Vec<Partial>, ReplicatePaths)> = BTreeMap::new();
+                adder.paths = false;
+                for_each_event_journey(chunk, options, |journey, origin| {
+                    adder.add_path(&mut partial, journey);
+                    adder.add_replicates(&mut partial.replicates, journey, user(origin), held_out(origin), options);
+                    let slot = segment_slot(chunk, origin);
+                    let segment = by_slot.entry(slot).or_insert_with(|| empty.clone());
+                    let table = tables.entry(slot).or_insert_with(|| ReplicatePaths::new(PERIOD_PATH_CELLS));
+                    adder.add_replicates_with(
+                        table,
+                        &mut segment.replicates,
+                        journey,
+                        user(origin),
+                        held_out(origin),
+                        options,
+                    );
+                    let at = journey.conversion_time.or_else(|| journey.touch_times.and_then(|t| t.last().copied()));
+                    match at {
+                        Some(at) => {
+                            let key = (slot, period.start(at, options.timezone));
+                            let sub = parts.entry(key).or_insert_with(|| empty.clone());
+                            adder.add(sub, journey, held_out(origin), options);
+                            if !sub.replicates.is_empty() {
+                                let (draw, held) = (user(origin), held_out(origin));
+                                let table =
+                                    part_tables.entry(key).or_insert_with(|| ReplicatePaths::new(PERIOD_PATH_CELLS));
+                                adder.add_replicates_with(table, &mut sub.replicates, journey, draw, held, options);
+                                let (replicates, table) = whole_periods.entry(key.1).or_insert_with(|| {
+                                    (empty.replicates.clone(), ReplicatePaths::new(PERIOD_PATH_CELLS))
+                                });
+                                adder.add_replicates_with(table, replicates, journey, draw, held, options);
+                            }
+                        }
+                        None => {
+                            adder.add(&mut partial, journey, held_out(origin), options);
+                            let segment = by_slot.entry(slot).or_insert_with(|| empty.clone());
+                            adder.add(segment, journey, held_out(origin), options);
+                        }
+                    }
+                });
+                for (slot, table) in &mut tables {
+                    let segment = by_slot.get_mut(slot).expect("a table's segment has its partial");
+                    adder.flush_with(table, &mut segment.replicates);
+                }
+                for (key, table) in &mut part_tables {
+                    let sub = parts.get_mut(key).expect("a table's part has its partial");
+                    adder.flush_with(table, &mut sub.replicates);
+                }
+                let identity: Vec<u32> = (0..partial.channels.len() as u32).collect();
+                let mut periods: BTreeMap<i32, Partial> = BTreeMap::new();
+                for ((slot, day), mut sub) in parts {
+                    let segment = by_slot.entry(slot).or_insert_with(|| empty.clone());
+                    segment.add_mapped(&sub, &identity, true);
+                    periods.entry(day).or_insert_with(|| bare.clone()).add_mapped(&sub, &identity, true);
+                    if let Some(breakdown) = &mut sub.breakdown {
+                        breakdown.compact();
+                    }
+                    segment.periods.insert(day, sub);
+                }
+                for (day, (mut replicates, mut table)) in whole_periods {
+                    adder.flush_with(&mut table, &mut replicates);
+                    periods.get_mut(&day).expect("a dated journey's period has its partial").replicates = replicates;
+                }
+                for sub in periods.values_mut() {
+                    partial.add_mapped(sub, &identity, true);
+                    if let Some(breakdown) = &mut sub.breakdown {
+                        breakdown.compact();
+                    }
+                }
+                partial.periods = periods;
+                for (slot, mut segment) in by_slot {
+                    if let Some(breakdown) = &mut segment.breakdown {
+                        breakdown.compact();
+                    }
+                    let value = (slot < chunk.segments.len()).then(|| chunk.segments.name(slot as u32).to_owned());
+                    partial.segments.insert(value, segment);
+                }
+            }
             Some(period) => {
                 // Each journey is added once, to its period; the whole is their sum. Paths
                 // are reported for the whole only: they go straight to it.
@@ -244,25 +383,22 @@ impl Partial {
                             adder.add(sub, journey, held_out(origin), options);
                             if !sub.replicates.is_empty() {
                                 let table = tables.entry(day).or_insert_with(|| ReplicatePaths::new(PERIOD_PATH_CELLS));
-                                std::mem::swap(&mut adder.replicate_paths, table);
-                                adder.add_replicates(
+                                adder.add_replicates_with(
+                                    table,
                                     &mut sub.replicates,
                                     journey,
                                     user(origin),
                                     held_out(origin),
                                     options,
                                 );
-                                std::mem::swap(&mut adder.replicate_paths, table);
                             }
                         }
                         None => adder.add(&mut partial, journey, held_out(origin), options),
                     }
                 });
-                for (day, mut table) in tables {
-                    let sub = periods.get_mut(&day).expect("a table's period has its partial");
-                    std::mem::swap(&mut adder.replicate_paths, &mut table);
-                    adder.flush_replicates(&mut sub.replicates);
-                    std::mem::swap(&mut adder.replicate_paths, &mut table);
+                for (day, table) in &mut tables {
+                    let sub = periods.get_mut(day).expect("a table's period has its partial");
+                    adder.flush_with(table, &mut sub.replicates);
                 }
                 // The periods share this chunk's channel numbering: no names to match.
                 let identity: Vec<u32> = (0..partial.channels.len() as u32).collect();
@@ -283,6 +419,25 @@ impl Partial {
         partial.check_finite(options)?;
         partial.check_limits()?;
         Ok(partial)
+    }
+
+    /// With `conversion_types` (the chunk's segment ids name each conversion row's type): the
+    /// whole over every type's conversions, and in `segments` each type on its own, as if its
+    /// conversions were the only ones (the other types' conversion rows left out) under its
+    /// own lookback window.
+    fn from_typed_events(chunk: &EventChunk, options: &Options) -> Result<Partial, AttributionError> {
+        let whole_options =
+            Options { conversion_types: Vec::new(), conversion_lookbacks: Vec::new(), ..options.clone() };
+        let mut whole = Partial::from_events(chunk, &whole_options)?;
+        for (index, name) in options.conversion_types.iter().enumerate() {
+            let rows = chunk.of_conversion_type(chunk.segments.get(name));
+            let lookback_days = options.conversion_lookbacks.get(index).copied().unwrap_or(options.lookback_days);
+            let mut typed = Partial::from_events(&rows, &Options { lookback_days, ..whole_options.clone() })?;
+            // Rows are counted once, in the whole.
+            typed.counts.rows = 0;
+            whole.segments.insert(Some(name.clone()), typed);
+        }
+        Ok(whole)
     }
 
     /// Attributes one chunk of path rows; fails as [`Partial::from_events`] does.
@@ -308,13 +463,14 @@ impl Partial {
     }
 
     /// Refuses counts that grew past a model's bound (the `shao_li` pairs, under each lookback
-    /// window); [`Partial::finish`] asks again after merging.
+    /// window and in each segment: a conversion type's journeys may pair touches the whole's
+    /// do not); [`Partial::finish`] asks again after merging.
     pub fn check_limits(&self) -> Result<(), AttributionError> {
         if let Some(shao_li) = &self.shao_li {
             shao_li.check_limit()?;
         }
         crate::intervals::check_period_replicates(self.periods.len(), self.replicates.len())?;
-        self.windows.iter().try_for_each(Partial::check_limits)
+        self.windows.iter().chain(self.segments.values()).try_for_each(Partial::check_limits)
     }
 
     /// Refuses a partial whose sums left the range of `f64` (conversions or values near
@@ -343,7 +499,7 @@ impl Partial {
         });
         match sums.into_iter().chain(rules).find(|(sum, ..)| !sum.is_finite()) {
             Some((_, column, what)) => Err(too_large(column, what)),
-            None => self.windows.iter().try_for_each(|window| window.check_finite(options)),
+            None => self.windows.iter().chain(self.segments.values()).try_for_each(|part| part.check_finite(options)),
         }
     }
 
@@ -384,9 +540,10 @@ impl Partial {
                 None => self.replicates.push(theirs.clone()),
             }
         }
+        crate::segment::merge(&mut self.segments, &other.segments, Partial::merge);
     }
 
-    /// Adds `other`'s sums (not its periods or windows), whose channel `c` is our
+    /// Adds `other`'s sums (not its periods, windows or segments), whose channel `c` is our
     /// `channel_map[c]`; `same_keys` when both have the same breakdown keys in the same order.
     fn add_mapped(&mut self, other: &Partial, channel_map: &[u32], same_keys: bool) {
         self.counts.add(&other.counts);
@@ -432,6 +589,18 @@ impl Partial {
             rule.value.push(0.0);
         }
         (self.channels.len() - 1) as u32
+    }
+}
+
+/// The slot of a journey's segment: the segment id of its last row, or the chunk's count of
+/// segment values for a row without one.
+fn segment_slot(chunk: &EventChunk, origin: JourneyOrigin) -> usize {
+    let row = match origin {
+        JourneyOrigin::EventRow(row) | JourneyOrigin::PathRow(row) => row,
+    };
+    match chunk.segment_ids.get(row) {
+        Some(&id) if id != NO_SEGMENT => id as usize,
+        _ => chunk.segments.len(),
     }
 }
 
@@ -804,6 +973,29 @@ impl JourneyAdder {
         if self.replicate_paths.is_full() {
             self.flush_replicates(replicates);
         }
+    }
+
+    /// [`JourneyAdder::add_replicates`] with `table` as the path table: a part (a period, a
+    /// segment) has replicates and a path table of its own.
+    fn add_replicates_with(
+        &mut self,
+        table: &mut ReplicatePaths,
+        replicates: &mut [Partial],
+        journey: &Journey<'_>,
+        draw: ReplicateDraw,
+        held_out: bool,
+        options: &Options,
+    ) {
+        std::mem::swap(&mut self.replicate_paths, table);
+        self.add_replicates(replicates, journey, draw, held_out, options);
+        std::mem::swap(&mut self.replicate_paths, table);
+    }
+
+    /// [`JourneyAdder::flush_replicates`] of `table`.
+    fn flush_with(&mut self, table: &mut ReplicatePaths, replicates: &mut [Partial]) {
+        std::mem::swap(&mut self.replicate_paths, table);
+        self.flush_replicates(replicates);
+        std::mem::swap(&mut self.replicate_paths, table);
     }
 
     /// Adds the path table's sums to the replicates' chains and `shao_li` counts, and empties

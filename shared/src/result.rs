@@ -50,6 +50,10 @@ pub struct AttributionResult {
     /// With `windows`: per model, each channel's share and rank under every window.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub window_ranks: Vec<WindowRanks>,
+    /// With `options.segment_by`: the same figures per value of its column (`segment.rs`), by
+    /// value, the rows without one last; they add up to the whole.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub segments: Vec<SegmentResult>,
 }
 
 /// The result of one lookback window.
@@ -97,6 +101,30 @@ pub struct PeriodResult {
     #[serde(serialize_with = "models_as_map", deserialize_with = "models_from_map")]
     #[cfg_attr(feature = "openapi", schema(value_type = std::collections::BTreeMap<String, ModelResult>))]
     pub models: Vec<ModelResult>,
+}
+
+/// The result of the journeys of one segment (`options.segment_by`, `segment.rs`).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SegmentResult {
+    /// The segment's column and value, `{"country": "DE"}` (`null`: the rows without a value).
+    #[cfg_attr(feature = "openapi", schema(value_type = std::collections::BTreeMap<String, Option<String>>, example = json!({"country": "DE"})))]
+    pub segment: std::collections::BTreeMap<String, Option<String>>,
+    /// `rows` is 0: rows are not split by segment, journeys are.
+    pub summary: Summary,
+    #[serde(serialize_with = "models_as_map", deserialize_with = "models_from_map")]
+    #[cfg_attr(feature = "openapi", schema(value_type = std::collections::BTreeMap<String, ModelResult>))]
+    pub models: Vec<ModelResult>,
+    /// With `options.period`: the segment's figures per period, oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub periods: Vec<PeriodResult>,
+}
+
+impl SegmentResult {
+    /// The segment's value (`None`: rows without one).
+    pub fn value(&self) -> Option<&str> {
+        self.segment.values().next().and_then(|v| v.as_deref())
+    }
 }
 
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -325,6 +353,26 @@ impl Partial {
             let AttributionResult { summary, models, .. } = built;
             result.periods.push(PeriodResult { period: Period::label(day), summary, models });
         }
+        let mut segments: Vec<_> = self.segments.iter().collect();
+        segments.sort_by(|a, b| crate::segment::listing_order(a.0, b.0));
+        for (value, segment) in segments {
+            let mut built = build_result(segment, &part_options, budget, order, false)?;
+            if let Some(intervals) = options.intervals {
+                segment.set_intervals(&mut built, &part_options, budget, order, intervals.level)?;
+            }
+            let AttributionResult { summary, models, .. } = built;
+            let mut periods = Vec::with_capacity(segment.periods.len());
+            for (&day, period) in &segment.periods {
+                let mut built = build_result(period, &part_options, budget, order, false)?;
+                if let Some(intervals) = options.intervals {
+                    period.set_intervals(&mut built, &part_options, budget, order, intervals.level)?;
+                }
+                let AttributionResult { summary, models, .. } = built;
+                periods.push(PeriodResult { period: Period::label(day), summary, models });
+            }
+            let segment = crate::segment::label(options, value);
+            result.segments.push(SegmentResult { segment, summary, models, periods });
+        }
         if let Some((&first, further)) = options.lookback_windows.split_first() {
             let (summary, models) = (result.summary.clone(), result.models.clone());
             result.windows.push(WindowResult { lookback_days: first, summary, models });
@@ -359,6 +407,10 @@ impl Partial {
         order: Option<u8>,
         level: f64,
     ) -> Result<(), AttributionError> {
+        if self.replicates.is_empty() {
+            // A part without replicates of its own (a segment's period): no intervals.
+            return Ok(());
+        }
         let options = Options { breakdown: Vec::new(), intervals: None, ..options.clone() };
         // Per model: each replicate's figures of the model's channels, in their order.
         let mut figures: Vec<Vec<Vec<[f64; 4]>>> = vec![Vec::with_capacity(self.replicates.len()); result.models.len()];
@@ -575,7 +627,8 @@ fn first_non_finite(result: &AttributionResult) -> Option<&'static str> {
     }
     let periods = result.periods.iter().flat_map(|p| &p.models);
     let windows = result.windows.iter().flat_map(|w| &w.models);
-    result.models.iter().chain(periods).chain(windows).find_map(|model| {
+    let segments = result.segments.iter().flat_map(|s| s.models.iter().chain(s.periods.iter().flat_map(|p| &p.models)));
+    result.models.iter().chain(periods).chain(windows).chain(segments).find_map(|model| {
         let channels = model.channels.iter().flat_map(|c| {
             [Some(c.conversions), Some(c.value), Some(c.share), c.removal_effect, c.removal_effect_value]
         });
@@ -723,6 +776,7 @@ pub(crate) fn build_result(
         reports,
         windows: Vec::new(),
         window_ranks: Vec::new(),
+        segments: Vec::new(),
         spend: None,
     })
 }
@@ -921,6 +975,12 @@ pub enum Table {
     /// The markov model's pair removal effects (`markov_pair_effects`):
     /// `channel_a,channel_b,removal_effect,removal_effect_value,overlap`.
     MarkovPairs,
+    /// With `segment_by`: one row per segment × model × channel: [`segments_csv`].
+    Segments,
+    /// With `breakdown` and segments: the breakdown rows of every segment.
+    SegmentBreakdown,
+    /// With segments and `period`: one row per segment × period × model × channel.
+    SegmentPeriods,
     /// With `intervals`: one row per model × channel, [`INTERVALS_CSV_HEADER`].
     Intervals,
 }
@@ -929,9 +989,12 @@ pub enum Table {
 pub const PATHS_CSV_HEADER: &str = "list,rank,path,touches,journeys,conversions,value,null_journeys,exact";
 
 impl Table {
-    pub const ALL: [Table; 13] = [
+    pub const ALL: [Table; 16] = [
         Table::Channels,
         Table::Periods,
+        Table::Segments,
+        Table::SegmentPeriods,
+        Table::SegmentBreakdown,
         Table::PathLength,
         Table::TimeLag,
         Table::Positions,
@@ -959,6 +1022,9 @@ impl Table {
             Table::Paths => "paths",
             Table::Transitions => "transitions",
             Table::MarkovPairs => "markov_pairs",
+            Table::Segments => "segments",
+            Table::SegmentBreakdown => "segment_breakdown",
+            Table::SegmentPeriods => "segment_periods",
             Table::Intervals => "intervals",
         }
     }
@@ -977,6 +1043,13 @@ impl Table {
             Table::Paths => result.reports.as_ref().is_some_and(|r| r.paths.is_some()),
             Table::Transitions => result.reports.as_ref().is_some_and(|r| r.transitions.is_some()),
             Table::MarkovPairs => result.model(ModelId::Markov).is_some_and(|m| m.pairs.is_some()),
+            Table::Segments => crate::segment::column(&result.options).is_some(),
+            Table::SegmentPeriods => {
+                result.options.period.is_some() && crate::segment::column(&result.options).is_some()
+            }
+            Table::SegmentBreakdown => {
+                !result.options.breakdown.is_empty() && crate::segment::column(&result.options).is_some()
+            }
             Table::Intervals => result.options.intervals.is_some(),
         }
     }
@@ -996,6 +1069,9 @@ impl Table {
             Table::Breakdown => breakdown_csv(result, false),
             Table::PeriodBreakdown => breakdown_csv(result, true),
             Table::Windows => windows_csv(result),
+            Table::Segments => segments_csv(result),
+            Table::SegmentBreakdown => segment_breakdown_csv(result),
+            Table::SegmentPeriods => segment_periods_csv(result),
             Table::PathLength => buckets(reports.map_or(&[][..], |r| &r.path_length)),
             Table::TimeLag => buckets(reports.map_or(&[][..], |r| &r.time_lag)),
             Table::Positions => {
@@ -1152,14 +1228,69 @@ pub fn periods_csv(result: &AttributionResult) -> String {
     out
 }
 
+/// The header of [`segments_csv`] after its first column, which is the segment column's name.
+pub const SEGMENTS_CSV_COLUMNS: &str = "model,channel,conversions,value,share,removal_effect,removal_effect_value";
+
+/// The tidy table of credits per segment: `<segment column>,model,channel,conversions,...`,
+/// one row per segment × model × channel in the result's order (the value empty for rows
+/// without one; empty but for the header without `segment_by`).
+pub fn segments_csv(result: &AttributionResult) -> String {
+    let column = crate::segment::column(&result.options).unwrap_or("segment");
+    let mut out = format!("{},{SEGMENTS_CSV_COLUMNS}\n", csv_field(column));
+    for segment in &result.segments {
+        let value = csv_field(segment.value().unwrap_or_default());
+        for model in &segment.models {
+            for c in &model.channels {
+                out.push_str(&format!("{value},{}\n", credit_row(model.model, c, false)));
+            }
+        }
+    }
+    out
+}
+
+/// With segments and `period`: [`segments_csv`] per period of each segment,
+/// `<segment column>,period,model,channel,...`, each segment's periods oldest first.
+pub fn segment_periods_csv(result: &AttributionResult) -> String {
+    let column = crate::segment::column(&result.options).unwrap_or("segment");
+    let mut out = format!("{},period,{SEGMENTS_CSV_COLUMNS}\n", csv_field(column));
+    for segment in &result.segments {
+        let value = csv_field(segment.value().unwrap_or_default());
+        for period in &segment.periods {
+            for model in &period.models {
+                for c in &model.channels {
+                    out.push_str(&format!("{value},{},{}\n", period.period, credit_row(model.model, c, false)));
+                }
+            }
+        }
+    }
+    out
+}
+
 /// The tidy table of credit by breakdown: `model,channel,<breakdown columns>,conversions,value`
 /// (the columns as the job named them; then `cost,cpa,roas` with campaign cost, empty where
 /// `null`), one row per model × channel × breakdown values; with
 /// `per_period`, a `period` column first and the rows of every period instead.
 pub fn breakdown_csv(result: &AttributionResult, per_period: bool) -> String {
+    let periods = result.periods.iter().map(|p| (p.period.clone(), &p.models)).collect();
+    breakdown_table(result, per_period.then_some(("period", periods)))
+}
+
+/// With `breakdown` and segments: [`breakdown_csv`]'s rows of every segment, the segment's
+/// column (or `conversion_type`) first, its value empty for the rows without one.
+pub fn segment_breakdown_csv(result: &AttributionResult) -> String {
+    let column = crate::segment::column(&result.options).unwrap_or("segment");
+    let segments = result.segments.iter().map(|s| (s.value().unwrap_or_default().to_owned(), &s.models)).collect();
+    breakdown_table(result, Some((column, segments)))
+}
+
+/// The breakdown rows of the whole (`parts` absent), or of each part (a period, a segment)
+/// with the part's label in a first column named `parts.0`.
+#[allow(clippy::type_complexity)]
+fn breakdown_table(result: &AttributionResult, parts: Option<(&str, Vec<(String, &Vec<ModelResult>)>)>) -> String {
     let mut out = String::new();
-    if per_period {
-        out.push_str("period,");
+    if let Some((column, _)) = &parts {
+        out.push_str(&csv_field(column));
+        out.push(',');
     }
     out.push_str("model,channel,");
     for name in &result.options.breakdown {
@@ -1171,15 +1302,15 @@ pub fn breakdown_csv(result: &AttributionResult, per_period: bool) -> String {
     out.push_str(if spend { SPEND_CSV_COLUMNS } else { "" });
     out.push('\n');
     let optional = |v: Option<Option<f64>>| v.flatten().map(|v| v.to_string()).unwrap_or_default();
-    let whole = [(None, &result.models)];
-    let periods = result.periods.iter().map(|p| (Some(p.period.as_str()), &p.models));
-    let tables: Vec<(Option<&str>, &Vec<ModelResult>)> =
-        if per_period { periods.collect() } else { whole.into_iter().collect() };
-    for (period, models) in tables {
+    let tables: Vec<(Option<String>, &Vec<ModelResult>)> = match parts {
+        Some((_, parts)) => parts.into_iter().map(|(label, models)| (Some(label), models)).collect(),
+        None => vec![(None, &result.models)],
+    };
+    for (label, models) in tables {
         for model in models {
             for row in model.breakdown.iter().flatten() {
-                if let Some(period) = period {
-                    out.push_str(period);
+                if let Some(label) = &label {
+                    out.push_str(&csv_field(label));
                     out.push(',');
                 }
                 out.push_str(&format!("{},{},", model.model, csv_field(&row.channel)));

@@ -9,6 +9,7 @@
 //! - `markov_dense`: the Markov model against an independent dense solver;
 //! - `breakdown`: credit by channel × campaign (or any touch column), hand-computed;
 //! - `ingest`: decoding edge cases and located errors (docs/user-guide.md, "Input formats" and "Bad input");
+//! - `segments`: one attribution per value of a column, by hand;
 //! - `spend`: cost tables and cost, CPA and ROAS joined to credits (docs/user-guide.md, "Spend").
 //!
 //! The modules live in `tests/engine/`; `helpers` holds the shared builders.
@@ -32,6 +33,8 @@ mod models;
 mod properties;
 #[path = "engine/reports.rs"]
 mod reports;
+#[path = "engine/segments.rs"]
+mod segments;
 #[path = "engine/spend.rs"]
 mod spend;
 #[path = "engine/windows.rs"]

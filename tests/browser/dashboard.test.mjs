@@ -275,6 +275,8 @@ async function main() {
       'unattributed_conversions', 'unattributed_value', 'channels']) {
       close(tiles[field], result.summary[field], `summary ${field}`);
     }
+    assert.equal(await page.isHidden('#segment-select'), true, 'no segment picker without segments');
+    assert.equal(await page.isHidden('#download-segments'), true, 'no segments download without segments');
     log('summary tiles match the result summary');
 
     // Per model: conversions and value by channel, in the API's order.
@@ -626,7 +628,10 @@ async function main() {
 
     // Credit by channel and campaign: a file with a campaign column, broken down from the form;
     // the table checked against the API's rows, then sorted and folded.
-    const campaigns = ['user_id,timestamp,channel,utm_campaign,conversion,conversion_value'];
+    // Segmented by country too: a journey counts in its conversion row's country (every fifth
+    // user's conversion row has none).
+    const campaigns = ['user_id,timestamp,channel,utm_campaign,conversion,conversion_value,country'];
+    const COUNTRIES = ['DE', 'FR', 'IT'];
     const CHANNELS = ['email', 'search', 'display', 'social'];
     for (let user = 0; user < 120; user += 1) {
       const touches = (user % 3) + 1;
@@ -634,9 +639,11 @@ async function main() {
         const channel = CHANNELS[(user * 7 + touch * 3) % CHANNELS.length];
         const n = (Math.floor(user / 4) + touch * 2) % 4;
         const campaign = n === 3 ? '' : `${channel}-${n}`;
-        campaigns.push(`u${user},2026-03-${String(1 + touch).padStart(2, '0')}T10:00:00Z,${channel},${campaign},0,`);
+        const country = COUNTRIES[(user + touch) % 3];
+        campaigns.push(`u${user},2026-03-${String(1 + touch).padStart(2, '0')}T10:00:00Z,${channel},${campaign},0,,${country}`);
       }
-      if (user % 3 !== 0) campaigns.push(`u${user},2026-03-06T10:00:00Z,,,1,${10 + (user % 7)}`);
+      const country = user % 5 === 0 ? '' : COUNTRIES[user % 3];
+      if (user % 3 !== 0) campaigns.push(`u${user},2026-03-06T10:00:00Z,,,1,${10 + (user % 7)},${country}`);
     }
     const before = await page.getAttribute('#upload-text', 'data-upload-id');
     await page.setInputFiles('#file-input',
@@ -645,12 +652,13 @@ async function main() {
       const id = document.getElementById('upload-text').dataset.uploadId;
       return id && id !== old;
     }, before, { timeout: 60_000 });
-    await page.selectOption('#period', '');
+    await page.selectOption('#period', 'week');
     await page.fill('#breakdown', 'campaign, a, b');
     await page.click('#submit-job');
     await page.waitForSelector('#submit-error:not([hidden])');
     assert.ok(/at most two columns/.test(await page.innerText('#submit-error')), 'three columns are refused by the page');
     await page.fill('#breakdown', 'campaign');
+    await page.fill('#segment_by', 'country');
     // Markov's order chosen by the data, its pair effects, and a cost table naming campaigns.
     await page.selectOption('#markov_order', 'auto');
     await page.check('#markov_pair_effects');
@@ -671,6 +679,7 @@ async function main() {
     const byCampaignId = await page.getAttribute('#submit-status', 'data-job-id');
     const byCampaignJob = await api(`/v1/jobs/${byCampaignId}`);
     assert.deepEqual(byCampaignJob.spec.options.breakdown, ['campaign']);
+    assert.equal(byCampaignJob.spec.options.segment_by, 'country');
     assert.equal(byCampaignJob.spec.options.markov_order, 'auto');
     assert.equal(byCampaignJob.spec.options.markov_pair_effects, true);
     await openResult(page, byCampaignId);
@@ -805,6 +814,107 @@ async function main() {
     const tableWidth = await page.evaluate(() => document.documentElement.scrollWidth);
     assert.ok(tableWidth <= VIEWPORT.width, `the page scrolls sideways: ${tableWidth} px`);
     log('breakdown table sorts by campaign and by conversions (channels and rows), folds a channel, downloads its CSV');
+
+    // Segments: the picker lists the API's segments; choosing one shows its own summary, its
+    // channels under each model and its breakdown rows, as the API has them.
+    const segments = byCampaign.segments || [];
+    assert.ok(segments.length === 4, `DE, FR, IT and (none): ${segments.map((s) => s.segment.country)}`);
+    assert.equal(await page.isHidden('#segment-select'), false, 'the segment picker is shown');
+    const segmentLabels = await page.$$eval('#segment-select option', (os) => os.map((o) => o.textContent));
+    assert.deepEqual(segmentLabels,
+      ['All journeys', ...segments.map((s) => `country = ${s.segment.country ?? '(none)'}`)]);
+    for (const [i, segment] of segments.entries()) {
+      await page.selectOption('#segment-select', String(i));
+      await page.waitForFunction((want) => Number(document.querySelector('#summary [data-summary="conversions"]')
+        ?.dataset.value) === want, segment.summary.conversions);
+      assert.equal(await page.$('#summary [data-summary="rows"]'), null, 'rows are not split by segment');
+      for (const model of ['linear', 'markov']) {
+        await page.selectOption('#model-select', model);
+        await page.waitForFunction((m) => document.querySelector('#chart-conversions figcaption')?.textContent
+          .endsWith(` ${m}`), model);
+        const expected = segment.models[model].channels;
+        const shown = await bars(page, '#chart-conversions');
+        const label = `segment ${segment.segment.country} ${model}`;
+        assert.deepEqual(shown.map((b) => b.channel), expected.map((c) => c.channel), `${label} channels`);
+        shown.forEach((bar, j) => close(bar.value, expected[j].conversions, `${label} ${bar.channel}`));
+        const rows = await breakdownRows();
+        assert.equal(rows.length, segment.models[model].breakdown.length, `${label}: a table row per breakdown row`);
+        // The chart over time is the segment's own weeks.
+        const points = await page.$$eval('#chart-periods circle.point', (ps) => ps.map((p) => ({
+          period: p.dataset.period, channel: p.dataset.channel, value: Number(p.dataset.value),
+        })));
+        assert.deepEqual([...new Set(points.map((p) => p.period))], segment.periods.map((p) => p.period), `${label} weeks`);
+        for (const point of points) {
+          const week = segment.periods.find((p) => p.period === point.period);
+          const credited = week.models[model].channels.find((c) => c.channel === point.channel)?.conversions ?? 0;
+          close(point.value, credited, `${label} ${point.channel} in the week of ${point.period}`);
+        }
+      }
+    }
+    // Each segment solved its own chain: DE's Markov credit is not the whole's.
+    const wholeSearch = byCampaign.models.markov.channels.find((c) => c.channel === 'search')?.conversions;
+    assert.ok(segments.some((s) => s.models.markov.channels.find((c) => c.channel === 'search')?.conversions !== wholeSearch));
+    await page.selectOption('#segment-select', '');
+    await page.waitForFunction((want) => Number(document.querySelector('#summary [data-summary="rows"]')
+      ?.dataset.value) === want, byCampaign.summary.rows);
+    const [segmentsCsv] = await Promise.all([page.waitForEvent('download'), page.click('#download-segments')]);
+    const segmentLines = (await readFile(await segmentsCsv.path(), 'utf8')).trim().split('\n');
+    assert.equal(segmentLines[0], 'country,model,channel,conversions,value,share,removal_effect,removal_effect_value');
+    const segmentCells = segments.reduce((n, s) => n + Object.values(s.models)
+      .reduce((m, model) => m + model.channels.length, 0), 0);
+    assert.equal(segmentLines.length - 1, segmentCells, 'one segments CSV row per segment × model × channel');
+    log(`segment picker: ${segments.length} segments' summaries, linear and markov bars, weeks and breakdown rows match the API; segments CSV ${segmentCells} rows`);
+
+    // Conversion types: a file with an event_name column, two types with a lookback each.
+    const typed = ['user_id,timestamp,channel,event_name,conversion_value'];
+    for (let user = 0; user < 40; user += 1) {
+      for (let touch = 0; touch < (user % 3) + 1; touch += 1) {
+        typed.push(`t${user},2026-04-${String(1 + 3 * touch).padStart(2, '0')}T10:00:00Z,${CHANNELS[(user + touch) % 4]},page_view,`);
+      }
+      typed.push(`t${user},2026-04-10T10:00:00Z,,${user % 2 ? 'purchase' : 'sign_up'},${5 + (user % 4)}`);
+    }
+    await page.selectOption('#period', '');
+    const typedBefore = await page.getAttribute('#upload-text', 'data-upload-id');
+    await page.setInputFiles('#file-input',
+      { name: 'typed.csv', mimeType: 'text/csv', buffer: Buffer.from(`${typed.join('\n')}\n`) });
+    await page.waitForFunction((old) => {
+      const id = document.getElementById('upload-text').dataset.uploadId;
+      return id && id !== old;
+    }, typedBefore, { timeout: 60_000 });
+    await page.fill('#breakdown', '');
+    await page.fill('#segment_by', '');
+    await page.click('#spend-clear');
+    await page.fill('#conversion_types', 'purchase, sign_up');
+    await page.fill('#lookback_days', 'purchase=30, sign_up=x');
+    await page.click('#submit-job');
+    await page.waitForSelector('#submit-error:not([hidden])');
+    assert.ok(/type=days/.test(await page.innerText('#submit-error')), 'a bad window per type is refused by the page');
+    await page.fill('#lookback_days', 'purchase=30, sign_up=4');
+    await page.click('#submit-job');
+    await page.waitForFunction((old) => {
+      const id = document.querySelector('#submit-status')?.dataset.jobId;
+      return id && id !== old;
+    }, byCampaignId);
+    const typedId = await page.getAttribute('#submit-status', 'data-job-id');
+    const typedJob = await api(`/v1/jobs/${typedId}`);
+    assert.deepEqual(typedJob.spec.options.conversion_types, ['purchase', 'sign_up']);
+    assert.deepEqual(typedJob.spec.options.lookback_days, { purchase: 30, sign_up: 4 });
+    await openResult(page, typedId);
+    const typedResult = await api(`/v1/jobs/${typedId}/result`);
+    assert.deepEqual(typedResult.segments.map((s) => s.segment), [{ conversion_type: 'purchase' }, { conversion_type: 'sign_up' }]);
+    const typeLabels = await page.$$eval('#segment-select option', (os) => os.map((o) => o.textContent));
+    assert.deepEqual(typeLabels, ['All journeys', 'conversion_type = purchase', 'conversion_type = sign_up']);
+    for (const [i, segment] of typedResult.segments.entries()) {
+      await page.selectOption('#segment-select', String(i));
+      await page.selectOption('#model-select', 'linear');
+      await page.waitForFunction((want) => Number(document.querySelector('#summary [data-summary="conversions"]')
+        ?.dataset.value) === want, segment.summary.conversions);
+      const expected = segment.models.linear.channels;
+      const shown = await bars(page, '#chart-conversions');
+      assert.deepEqual(shown.map((b) => b.channel), expected.map((c) => c.channel), `${segment.segment.conversion_type} channels`);
+      shown.forEach((bar, j) => close(bar.value, expected[j].conversions, `${segment.segment.conversion_type} ${bar.channel}`));
+    }
+    log('conversion types: the spec sends the types and a window per type; a segment per type, its bars match the API');
 
     // Forgetting the key clears it and everything shown with it.
     await page.click('#key-forget');

@@ -43,6 +43,7 @@ async fn reduce(services: &Services, job: JobRecord, stop: StopFlag) -> Result<(
     // The first split resolves the options when it reads the first block: none means no rows.
     let options = Arc::new(job.options.clone().ok_or_else(no_rows)?);
     let mut total: Option<Partial> = None;
+    let segment_limits = services.config.limits.engine();
     for key in services.storage.list(&keys::partials(&job.tenant, &job.id)).await? {
         stop.check()?;
         let bytes = services.storage.get(&key).await?;
@@ -50,6 +51,10 @@ async fn reduce(services: &Services, job: JobRecord, stop: StopFlag) -> Result<(
             let partial: Partial =
                 serde_json::from_slice(&bytes).map_err(|e| anyhow::anyhow!("{key} is unreadable: {e}"))?;
             Partial::merge_into(&mut total, partial);
+            // Each split checked its own segments' values; their union is bounded here, as it grows.
+            if let Some(total) = &total {
+                segment_limits.check_segments(total.segments.keys().flatten().count())?;
+            }
             Ok(total)
         })
         .await?;

@@ -13,7 +13,7 @@
 
 use std::io::Read;
 
-use mta_core::chunk::{ChannelDict, EventChunk, NO_CHANNEL, partition_of};
+use mta_core::chunk::{ChannelDict, EventChunk, NO_CHANNEL, NO_SEGMENT, partition_of};
 use mta_core::ingest::{Block, Format, InputSpec, Limits, detect_delimiter, detect_format};
 use mta_core::{InputKind, Options, Partial};
 use mta_platform::chunk_file;
@@ -210,6 +210,7 @@ async fn read_and_store(
         stop: stop.clone(),
         options: None,
         channels: ChannelDict::default(),
+        segments: ChannelDict::default(),
         buffers: Vec::new(),
         share: 0,
         buffered: 0,
@@ -283,6 +284,8 @@ struct Splitter {
     stop: StopFlag,
     options: Option<Options>,
     channels: ChannelDict,
+    /// With `segment_by`: the segment values of this split task's rows.
+    segments: ChannelDict,
     buffers: Vec<EventChunk>,
     /// Rows a partition's buffer has room for from the start: its expected share of a
     /// flush (user keys are hashes, so partitions fill evenly; a buffer that grew by
@@ -331,6 +334,8 @@ impl Splitter {
         self.limits.check_dict(&self.channels)?;
         let options = self.options.as_ref().expect("resolved before the first block is partitioned");
         self.limits.check_markov_channels(self.channels.channel_count(), options)?;
+        let segment_map = self.segments.ids_of(&chunk.segments);
+        self.limits.check_segments(self.segments.len())?;
         self.limits.check_intervals(self.channels.channel_count(), options)?;
         let partitions = self.buffers.len() as u32;
         for row in 0..chunk.len() {
@@ -347,6 +352,9 @@ impl Splitter {
                 && let (Some(into), Some(from)) = (buffer.user_ids.as_mut(), chunk.user_ids.as_ref())
             {
                 into.push(from[row].clone());
+            }
+            if let Some(&segment) = chunk.segment_ids.get(row) {
+                buffer.segment_ids.push(segment_map.get(segment as usize).copied().unwrap_or(NO_SEGMENT));
             }
         }
         self.rows += chunk.len() as u64;
@@ -366,6 +374,9 @@ impl Splitter {
             }
             let mut chunk = std::mem::replace(buffer, EventChunk::with_capacity(self.share, self.keep_user_ids));
             chunk.channels = self.channels.clone();
+            if chunk.has_segments() {
+                chunk.segments = self.segments.clone();
+            }
             batch.push((partition as u32, chunk));
         }
         self.buffered = 0;

@@ -195,6 +195,73 @@ def test_credit_per_period_is_typed_and_has_its_csv_table(
     assert len(positions) == len(result.reports["positions"])
 
 
+def test_segments_are_typed_equal_the_local_run_and_have_their_csv_table(
+    service: Service, client: Client, tmp_path: Path
+) -> None:
+    lines = ["user_id,timestamp,channel,country,conversion,conversion_value"]
+    for user in range(40):
+        for touch in range(user % 3 + 1):
+            channel = ("email", "search", "social")[(user + touch) % 3]
+            lines.append(f"u{user},2026-02-{1 + touch:02}T10:00:00Z,{channel},{('DE', 'FR')[touch % 2]},0,")
+        if user % 2:
+            country = "" if user % 7 == 0 else ("DE", "FR")[user % 4 // 2]
+            lines.append(f"u{user},2026-02-05T10:00:00Z,,{country},1,{10 + user}")
+    data = tmp_path / "countries.csv"
+    data.write_text("\n".join(lines) + "\n")
+    job = client.submit(client.upload(data), models=["linear", "markov"], segment_by="country")
+    assert job.record.spec["options"]["segment_by"] == "country"
+    result = job.result(timeout=120)
+    assert result.options.segment_by == "country"
+    assert [s.value for s in result.segments] == ["DE", "FR", None]
+    assert result.segments[-1].segment == {"country": None}
+    local = service.attribute_locally(data, "--models", "linear,markov", "--segment-by", "country")
+    assert [s["segment"] for s in local["segments"]] == [s.segment for s in result.segments]
+    for segment, theirs in zip(result.segments, local["segments"]):
+        assert segment.summary.rows == 0
+        for name, model in segment.models.items():
+            mine = {c.channel: c.conversions for c in model.channels}
+            assert mine == {c["channel"]: pytest.approx(c["conversions"]) for c in theirs["models"][name]["channels"]}
+    conversions = sum(s.summary.conversions for s in result.segments)
+    assert conversions == pytest.approx(result.summary.conversions)
+    table = pd.read_csv(io.StringIO(job.result_csv("segments")), keep_default_na=False)
+    assert list(table.columns)[:3] == ["country", "model", "channel"]
+    assert len(table) == sum(len(m.channels) for s in result.segments for m in s.models.values())
+    assert set(table["country"]) == {"DE", "FR", ""}
+
+
+def test_conversion_types_are_segments_with_their_own_windows(
+    service: Service, client: Client, tmp_path: Path
+) -> None:
+    lines = ["user_id,timestamp,channel,event_name,conversion_value"]
+    for user in range(30):
+        for touch in range(user % 3 + 1):
+            channel = ("email", "search", "social")[(user + touch) % 3]
+            lines.append(f"u{user},2026-02-{1 + 3 * touch:02}T10:00:00Z,{channel},page_view,")
+        lines.append(f"u{user},2026-02-10T10:00:00Z,,{('purchase', 'sign_up')[user % 2]},{10 + user}")
+    data = tmp_path / "events.csv"
+    data.write_text("\n".join(lines) + "\n")
+    job = client.submit(
+        client.upload(data), models=["first_touch", "markov"], conversion_types="purchase,sign_up".split(","),
+        lookback_days={"purchase": 30, "sign_up": 5},
+    )
+    assert job.record.spec["options"]["lookback_days"] == {"purchase": 30.0, "sign_up": 5.0}
+    result = job.result(timeout=120)
+    assert result.options.conversion_types == ["purchase", "sign_up"]
+    assert result.options.conversion_lookbacks == [30.0, 5.0]
+    assert [s.segment for s in result.segments] == [{"conversion_type": "purchase"}, {"conversion_type": "sign_up"}]
+    local = service.attribute_locally(
+        data, "--models", "first_touch,markov", "--conversion-types", "purchase,sign_up",
+        "--lookback-days", "purchase=30,sign_up=5",
+    )
+    for segment, theirs in zip(result.segments, local["segments"]):
+        for name, model in segment.models.items():
+            mine = {c.channel: c.conversions for c in model.channels}
+            assert mine == {c["channel"]: pytest.approx(c["conversions"]) for c in theirs["models"][name]["channels"]}
+    assert result.segments[0].summary.conversions == 15 and result.segments[1].summary.conversions == 15
+    table = pd.read_csv(io.StringIO(job.result_csv("segments")))
+    assert list(table.columns)[0] == "conversion_type"
+
+
 def test_credit_by_campaign_is_typed_and_has_its_csv_table(
     service: Service, client: Client, tmp_path: Path
 ) -> None:

@@ -118,6 +118,7 @@ def test_webhook_takes_every_field_of_the_webhook_spec(document: dict[str, Any])
         (results.AppliedOptions, "Options"),
         (results.ModelResult, "ModelResult"),
         (results.PeriodResult, "PeriodResult"),
+        (results.SegmentResult, "SegmentResult"),
         (results.WindowResult, "WindowResult"),
         (results.ChannelWindowRanks, "ChannelWindowRanks"),
         (results.ChannelCredit, "ChannelCredit"),

@@ -226,12 +226,20 @@ pub(crate) struct EventColumns {
     pub conversion_value: Option<usize>,
     /// The breakdown columns, in the order named (`None` past the levels asked for).
     pub breakdown: [Option<usize>; MAX_BREAKDOWN_LEVELS],
+    /// The `segment_by` column.
+    pub segment: Option<usize>,
 }
 
 impl EventColumns {
     /// The breakdown columns asked for.
     pub(crate) fn breakdown(&self) -> impl Iterator<Item = usize> + '_ {
         self.breakdown.iter().map_while(|c| *c)
+    }
+
+    /// Rows that carry more than a channel (touch keys of a breakdown, segment values) are
+    /// read by the per-row rules: the Parquet fast lane stands aside.
+    pub(crate) fn takes_per_row_path(&self) -> bool {
+        self.breakdown[0].is_some() || self.segment.is_some()
     }
 }
 
@@ -355,21 +363,30 @@ impl<'a> Resolver<'a> {
     /// which then win over a channel column.
     #[cfg(test)]
     pub(crate) fn events(self, rules_given: bool) -> Result<EventColumns, AttributionError> {
-        self.events_with(rules_given, &[])
+        self.events_with(rules_given, &super::InputSpec::default())
     }
 
     /// [`Resolver::events`] with the `breakdown` columns as the user named them: a touch
     /// column (`campaign`, `source`, `medium`, `referrer`) by its mapping or aliases, any
-    /// other by its name (a dotted path for a nested field).
+    /// other by its name (a dotted path for a nested field); the `segment_by` column, found
+    /// the same way; with `conversion_types`, the event-name column marks conversions.
     pub(crate) fn events_with(
         mut self,
         rules_given: bool,
-        breakdown: &[String],
+        spec: &super::InputSpec,
     ) -> Result<EventColumns, AttributionError> {
+        let (breakdown, segment_by) = (&spec.breakdown, spec.segment_by.as_deref());
         let user_id = self.require(Canonical::UserId);
         let timestamp = self.require(Canonical::Timestamp);
         let channel = self.channel(rules_given);
+        let named = if spec.conversion_types.is_empty() { None } else { self.find(Canonical::EventType) };
         let conversion = match self.find(Canonical::Conversion) {
+            _ if named.is_some() => ConversionColumn::EventType(named.unwrap_or(usize::MAX)),
+            _ if !spec.conversion_types.is_empty() => {
+                self.missing
+                    .push("event_name (or event_type/interaction: conversion_types name its values)".to_owned());
+                ConversionColumn::Flag(usize::MAX)
+            }
             Some(i) => ConversionColumn::Flag(i),
             None => match self.find(Canonical::EventType) {
                 Some(i) => ConversionColumn::EventType(i),
@@ -382,28 +399,43 @@ impl<'a> Resolver<'a> {
         let conversion_value = self.find(Canonical::ConversionValue);
         let mut columns = [None; MAX_BREAKDOWN_LEVELS];
         for (slot, name) in columns.iter_mut().zip(breakdown) {
-            let name = name.trim();
-            let touch = Canonical::parse(name).filter(|c| {
-                matches!(c, Canonical::Source | Canonical::Medium | Canonical::Campaign | Canonical::Referrer)
-            });
-            *slot = match touch {
-                Some(canonical) => {
-                    let found = self.find(canonical);
-                    if found.is_none() && self.mapping.get(canonical).is_none() {
-                        self.missing.push(format!("{name} (breakdown)"));
-                    }
-                    found
-                }
-                None => {
-                    let found = self.position(name);
-                    if found.is_none() {
-                        self.missing.push(format!("{} (breakdown)", shortened(name)));
-                    }
-                    found
-                }
-            };
+            *slot = self.extra_column(name, "breakdown");
         }
-        self.finish(EventColumns { user_id, timestamp, channel, conversion, conversion_value, breakdown: columns })
+        let segment = segment_by.and_then(|name| self.extra_column(name, "segment_by"));
+        self.finish(EventColumns {
+            user_id,
+            timestamp,
+            channel,
+            conversion,
+            conversion_value,
+            breakdown: columns,
+            segment,
+        })
+    }
+
+    /// A column the user named for a breakdown or segments (`what`): a touch column
+    /// (`campaign`, `source`, `medium`, `referrer`) by its mapping or aliases, any other by its
+    /// name; recorded as missing when the file has none.
+    fn extra_column(&mut self, name: &str, what: &str) -> Option<usize> {
+        let name = name.trim();
+        let touch = Canonical::parse(name)
+            .filter(|c| matches!(c, Canonical::Source | Canonical::Medium | Canonical::Campaign | Canonical::Referrer));
+        match touch {
+            Some(canonical) => {
+                let found = self.find(canonical);
+                if found.is_none() && self.mapping.get(canonical).is_none() {
+                    self.missing.push(format!("{name} ({what})"));
+                }
+                found
+            }
+            None => {
+                let found = self.position(name);
+                if found.is_none() {
+                    self.missing.push(format!("{} ({what})", shortened(name)));
+                }
+                found
+            }
+        }
     }
 
     /// The channel column, or the touch columns channel rules read: given rules always read

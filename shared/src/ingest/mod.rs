@@ -92,6 +92,8 @@ pub struct Limits {
     pub markov_max_channels: usize,
     /// With a breakdown: the most distinct (channel, breakdown values) keys.
     pub max_breakdown_values: usize,
+    /// With `segment_by`: the most distinct values of the segment column.
+    pub max_segments: usize,
     /// The highest `max_report_paths` a job gets (an operator's cap on the paths a partial
     /// holds): a larger option is lowered to it when the options are resolved.
     pub max_report_paths: u32,
@@ -102,6 +104,7 @@ pub struct Limits {
 impl Limits {
     pub const DEFAULT_MAX_LINE_BYTES: usize = 1 << 20;
     pub const DEFAULT_MAX_BREAKDOWN_VALUES: usize = 100_000;
+    pub const DEFAULT_MAX_SEGMENTS: usize = 1_000;
 }
 
 impl Default for Limits {
@@ -113,6 +116,7 @@ impl Default for Limits {
             max_line_bytes: Limits::DEFAULT_MAX_LINE_BYTES,
             markov_max_channels: crate::markov::DEFAULT_MAX_CHANNELS,
             max_breakdown_values: Limits::DEFAULT_MAX_BREAKDOWN_VALUES,
+            max_segments: Limits::DEFAULT_MAX_SEGMENTS,
             max_report_paths: crate::paths::MAX_MAX_REPORT_PATHS,
             max_interval_replicates: crate::intervals::DEFAULT_MAX_REPLICATES,
         }
@@ -195,6 +199,22 @@ impl Limits {
                      sums (max_replicate_channels); ask for fewer replicates",
                     intervals.replicates,
                     crate::intervals::MAX_REPLICATE_CHANNELS
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Refuses more than `max_segments` distinct values of the `segment_by` column (the rows
+    /// without one are a segment beyond them), naming the limit.
+    pub fn check_segments(&self, segments: usize) -> Result<(), AttributionError> {
+        if segments > self.max_segments {
+            return Err(AttributionError::new(
+                ErrorCode::LimitExceeded,
+                format!(
+                    "the input has more than {} distinct segments, the configured limit (max_segments); \
+                     segment by a column with fewer distinct values or raise the limit",
+                    self.max_segments
                 ),
             ));
         }
@@ -300,6 +320,12 @@ pub struct InputSpec {
     /// The columns whose values break each channel's credit down (`options.breakdown`, as
     /// the user named them): event rows then carry touch keys (`chunk::touch_key`).
     pub breakdown: Vec<String>,
+    /// The column whose value on each row is carried with it (`options.segment_by`, as the
+    /// user named it): event chunks then hold segment ids.
+    pub segment_by: Option<String>,
+    /// The event names that are conversions (`options.conversion_types`): event chunks then
+    /// hold each conversion row's type as its segment id.
+    pub conversion_types: Vec<String>,
     /// Keep user id strings on event chunks (needed for per-journey credit export).
     pub keep_user_ids: bool,
     pub limits: Limits,
@@ -319,6 +345,8 @@ impl Default for InputSpec {
             columns: ColumnMapping::default(),
             channel_rules: None,
             breakdown: Vec::new(),
+            segment_by: None,
+            conversion_types: Vec::new(),
             keep_user_ids: false,
             limits: Limits::default(),
             block_rows: DEFAULT_BLOCK_ROWS,

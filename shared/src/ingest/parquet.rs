@@ -82,16 +82,13 @@ pub fn read_parquet<R: ChunkReader + 'static, E: From<AttributionError>>(
         .map_err(parquet_error)?;
     let (_, mut rows) = super::text::rows_for(header.clone(), spec)?;
     let event_columns = match kind {
-        InputKind::Events => {
-            Resolver::new(&header, &spec.columns).events_with(spec.channel_rules.is_some(), &spec.breakdown).ok()
-        }
+        InputKind::Events => Resolver::new(&header, &spec.columns).events_with(spec.channel_rules.is_some(), spec).ok(),
         InputKind::Paths => None,
     };
 
     // A named channel of plain strings (a field inside a struct, which keeps its type) is
     // turned into a dictionary per batch, so the fast lane can take its rows.
-    let channel_field =
-        event_columns.as_ref().filter(|c| c.breakdown().next().is_none()).and_then(|c| c.channel.named());
+    let channel_field = event_columns.as_ref().filter(|c| !c.takes_per_row_path()).and_then(|c| c.channel.named());
 
     // Map each emitted row back to its row number in the file.
     let mut group_cursor = 0usize;
@@ -283,8 +280,7 @@ fn with_dictionary_channels(
     if kind != InputKind::Events {
         return Ok(metadata);
     }
-    let Ok(columns) = Resolver::new(header, &spec.columns).events_with(spec.channel_rules.is_some(), &spec.breakdown)
-    else {
+    let Ok(columns) = Resolver::new(header, &spec.columns).events_with(spec.channel_rules.is_some(), spec) else {
         return Ok(metadata);
     };
     let schema = metadata.schema();
@@ -301,6 +297,7 @@ fn with_dictionary_channels(
         ChannelColumn::Derived(t) => [t.source, t.medium, t.campaign].into_iter().flatten().collect(),
     };
     by_key.extend(columns.breakdown());
+    by_key.extend(columns.segment);
     if !by_key.iter().any(|&i| is_text(i)) && !is_text(columns.user_id) {
         return Ok(metadata);
     }
@@ -330,7 +327,7 @@ fn needed_columns(kind: InputKind, header: &[String], spec: &InputSpec) -> Resul
     let resolver = Resolver::new(header, &spec.columns);
     let mut needed = match kind {
         InputKind::Events => {
-            let c = resolver.events_with(spec.channel_rules.is_some(), &spec.breakdown)?;
+            let c = resolver.events_with(spec.channel_rules.is_some(), spec)?;
             let conversion = match c.conversion {
                 ConversionColumn::Flag(i) | ConversionColumn::EventType(i) => i,
             };
@@ -338,6 +335,7 @@ fn needed_columns(kind: InputKind, header: &[String], spec: &InputSpec) -> Resul
             v.extend(c.channel.columns());
             v.extend(c.conversion_value);
             v.extend(c.breakdown());
+            v.extend(c.segment);
             v
         }
         InputKind::Paths => {
@@ -514,8 +512,8 @@ impl<'a> EventLane<'a> {
             other => Times::Cells(other),
         };
         // Channels that rules name from other columns, and rows that carry touch keys (a
-        // breakdown), take the per-row path.
-        if c.breakdown().next().is_some() {
+        // breakdown) or segment values, take the per-row path.
+        if c.takes_per_row_path() {
             return None;
         }
         let Column::Dictionary(channel_keys, channel_names) = column(c.channel.named()?)? else { return None };

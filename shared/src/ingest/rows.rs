@@ -10,7 +10,7 @@ use super::values::{Cell, read_flag, read_number, read_timestamp};
 use super::{Block, Limits};
 pub use crate::channel_rules::MAX_CHANNEL_NAME_BYTES;
 use crate::channel_rules::{ChannelClassifier, ChannelRules, Touch};
-use crate::chunk::{ChannelDict, EventChunk, NO_CHANNEL, PathChunk, push_touch_key, user_key};
+use crate::chunk::{ChannelDict, EventChunk, NO_CHANNEL, NO_SEGMENT, PathChunk, push_touch_key, user_key};
 use crate::error::{AttributionError, ErrorCode, Problem, Problems};
 
 /// Longest user id accepted, in bytes.
@@ -36,6 +36,9 @@ pub(crate) struct EventRows {
     derived: Option<DerivedChannels>,
     /// The current row's touch key, when a breakdown asks for them.
     key: String,
+    /// The event names that are conversions (`conversion_types`); empty: the event type
+    /// `conversion` is.
+    conversion_types: Vec<String>,
 }
 
 /// Channel rules at work on the rows of one reader.
@@ -147,6 +150,7 @@ impl Rows {
             shared: Shared::new(limits, block_rows),
             derived,
             key: String::new(),
+            conversion_types: Vec::new(),
         };
         rows.chunk = rows.new_chunk();
         Rows::Events(Box::new(rows))
@@ -169,6 +173,15 @@ impl Rows {
         }))
     }
 
+    /// Event rows whose event name marks a conversion when it is one of `types` (each such
+    /// row then carries its type as its segment id).
+    pub(crate) fn with_conversion_types(mut self, types: &[String]) -> Rows {
+        if let Rows::Events(rows) = &mut self {
+            rows.conversion_types = types.to_vec();
+        }
+        self
+    }
+
     fn shared(&mut self) -> &mut Shared {
         match self {
             Rows::Events(rows) => &mut rows.shared,
@@ -181,7 +194,7 @@ impl Rows {
         let resolver = super::columns::Resolver::new(&header, &spec.columns);
         match self {
             // Channels named by rules stay so, though a channel column turns up late.
-            Rows::Events(rows) => rows.columns = resolver.events_with(rows.derived.is_some(), &spec.breakdown)?,
+            Rows::Events(rows) => rows.columns = resolver.events_with(rows.derived.is_some(), spec)?,
             Rows::Paths(rows) => rows.columns = resolver.paths()?,
         }
         let names = match self {
@@ -398,8 +411,9 @@ impl EventRows {
         let keyed = c.breakdown[0].is_some();
         let mut values: [Option<Cow<'_, str>>; MAX_BREAKDOWN_LEVELS] = Default::default();
         for (value, column) in values.iter_mut().zip(c.breakdown()) {
-            *value = read_breakdown_value(column, cell(column), &mut bad);
+            *value = read_breakdown_value(column, cell(column), "breakdown", &mut bad);
         }
+        let segment = c.segment.and_then(|column| read_breakdown_value(column, cell(column), "segment", &mut bad));
         // A dictionary key seen before in this batch: its channel is known and valid.
         let known_channel = match channel_cell {
             Cell::Dict(key, _) if !keyed => {
@@ -439,6 +453,8 @@ impl EventRows {
             0
         });
 
+        // With `conversion_types`: which of them the row is.
+        let mut conversion_type = None;
         let is_conversion = match c.conversion {
             ConversionColumn::Flag(i) => {
                 let flag_cell = cell(i);
@@ -452,6 +468,13 @@ impl EventRows {
                     );
                     false
                 })
+            }
+            ConversionColumn::EventType(i) if !self.conversion_types.is_empty() => {
+                conversion_type = match cell(i).plain() {
+                    Cell::Str(s) => self.conversion_types.iter().position(|t| t.eq_ignore_ascii_case(s.trim())),
+                    _ => None,
+                };
+                conversion_type.is_some()
             }
             ConversionColumn::EventType(i) => match cell(i).plain() {
                 Cell::Str(s) => s.trim().eq_ignore_ascii_case("conversion"),
@@ -531,7 +554,28 @@ impl EventRows {
             return Err(sum_overflows(row, self.names.get(i), "conversion values"));
         }
         self.append(row, user, timestamp, channel, is_conversion, value);
+        if c.segment.is_some() {
+            let id = match segment {
+                Some(segment) => self.intern_segment(&segment)?,
+                None => NO_SEGMENT,
+            };
+            self.chunk.segment_ids.push(id);
+        } else if !self.conversion_types.is_empty() {
+            // A conversion's type, as the job named it (bounded by the types' count).
+            let id = conversion_type.map_or(NO_SEGMENT, |t| self.chunk.segments.id(&self.conversion_types[t]));
+            self.chunk.segment_ids.push(id);
+        }
         Ok(())
+    }
+
+    /// The id of a segment value in the block. Fails past the segment limit.
+    fn intern_segment(&mut self, value: &str) -> Result<u32, AttributionError> {
+        let before = self.chunk.segments.len();
+        let id = self.chunk.segments.id(value);
+        if self.chunk.segments.len() > before {
+            self.shared.limits.check_segments(self.chunk.segments.len())?;
+        }
+        Ok(id)
     }
 
     /// The id of the channel the rules name for a touch; a conversion row that names none
@@ -718,16 +762,17 @@ fn read_touch<'c>(
     })
 }
 
-/// A row's value in a breakdown column: `None` when empty (shown as `(none)`).
+/// A row's value in a breakdown or segment column (`what`): `None` when empty (shown as `(none)`).
 fn read_breakdown_value<'c>(
     column: usize,
     cell: Cell<'c>,
+    what: &str,
     bad: &mut impl FnMut(usize, String),
 ) -> Option<Cow<'c, str>> {
     match cell.plain() {
         Cell::Null => None,
         Cell::Str(s) if s.trim().len() > MAX_TOUCH_FIELD_BYTES => {
-            bad(column, format!("breakdown value longer than {MAX_TOUCH_FIELD_BYTES} bytes"));
+            bad(column, format!("{what} value longer than {MAX_TOUCH_FIELD_BYTES} bytes"));
             None
         }
         Cell::Str(s) => Some(Cow::Borrowed(s.trim())).filter(|s| !s.is_empty()),
@@ -738,7 +783,7 @@ fn read_breakdown_value<'c>(
             chrono::DateTime::from_timestamp_micros(m).map_or_else(|| m.to_string(), |t| t.to_rfc3339()),
         )),
         other => {
-            bad(column, format!("cannot read {} as a breakdown value", other.display()));
+            bad(column, format!("cannot read {} as a {what} value", other.display()));
             None
         }
     }

@@ -307,9 +307,10 @@ pub fn read_ndjson<E: From<AttributionError>>(
     let mut ahead: Vec<(u64, std::ops::Range<usize>)> = Vec::new();
     let mut ahead_bytes: Vec<u8> = Vec::new();
     let mut header: Vec<String> = Vec::new();
-    // Nested values are columns when a mapping, an alias or a breakdown names them by dotted path.
+    // Nested values are columns when a mapping, an alias, a breakdown or the segment column names
+    // them by dotted path.
     let aliases = Canonical::ALL.into_iter().flat_map(|c| c.aliases().iter().copied());
-    let breakdown = spec.breakdown.iter().map(|b| b.trim()).filter(|b| b.contains('.'));
+    let breakdown = spec.breakdown.iter().chain(&spec.segment_by).map(|b| b.trim()).filter(|b| b.contains('.'));
     let dotted: Vec<&str> = spec.columns.dotted().chain(aliases.filter(|a| a.contains('.'))).chain(breakdown).collect();
     while ahead.len() < NDJSON_HEADER_LINES && ahead_bytes.len() < NDJSON_HEADER_BYTES {
         let Some(number) = lines.next()? else { break };
@@ -401,9 +402,10 @@ pub(super) fn rows_for(header: Vec<String>, spec: &InputSpec) -> Result<(InputKi
     let resolver = Resolver::new(&header, &spec.columns);
     let rows = match kind {
         InputKind::Events => {
-            let columns = resolver.events_with(spec.channel_rules.is_some(), &spec.breakdown)?;
+            let columns = resolver.events_with(spec.channel_rules.is_some(), spec)?;
             let rules = spec.channel_rules.as_ref();
-            Rows::events(columns, header, spec.keep_user_ids, rules, spec.limits, spec.block_rows)
+            let rows = Rows::events(columns, header, spec.keep_user_ids, rules, spec.limits, spec.block_rows);
+            rows.with_conversion_types(&spec.conversion_types)
         }
         InputKind::Paths => {
             let columns = resolver.paths()?;

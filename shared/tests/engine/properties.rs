@@ -4,14 +4,16 @@
 //! chunks' channel numbering, periods, lookback windows (each window compared in one pass
 //! equals a run with that window alone, at the Markov order `auto` chose for the first) and
 //! breakdowns included, with a cost table's cost, CPA and ROAS; a breakdown's rows add up to
-//! their channels' figures, under every model (`shao_li` and `markov` split per channel).
+//! their channels' figures, under every model (`shao_li` and `markov` split per channel);
+//! segments add up to the whole, merge like it, and each equals a run over its own users.
 
 use std::collections::BTreeMap;
 
+use mta_core::chunk::NO_SEGMENT;
 use mta_core::chunk::{partition_of, touch_key, touch_key_channel, user_key};
 use mta_core::intervals::IntervalsSpec;
 use mta_core::period::Period;
-use mta_core::result::{PeriodResult, WindowResult};
+use mta_core::result::{PeriodResult, SegmentResult, WindowResult};
 use mta_core::{AttributionResult, ChannelDict, LookbackDays, MarkovOrder, ModelId, Options, OptionsSpec, Partial};
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
@@ -252,7 +254,16 @@ fn check_chunked(
         let parts: Vec<Partial> = partition(rows, n)
             .iter()
             .enumerate()
-            .map(|(i, part)| Partial::from_events(&own_numbering(part, i), options).unwrap())
+            .map(|(i, part)| {
+                let mut chunk = own_numbering(part, i);
+                if options.segment_by.is_some() {
+                    add_segments(&mut chunk, part, i);
+                }
+                if !options.conversion_types.is_empty() {
+                    add_conversion_types(&mut chunk, part, i);
+                }
+                Partial::from_events(&chunk, options).unwrap()
+            })
             .collect();
         for (grouping, merged) in groupings(&parts, options) {
             let merged: Partial = serde_json::from_str(&serde_json::to_string(&merged).unwrap()).unwrap();
@@ -450,6 +461,12 @@ fn check_same(what: &str, got: &AttributionResult, want: &AttributionResult) -> 
     for (g, w) in got.periods.iter().zip(&want.periods) {
         check_same(&format!("{what}, period {}", w.period), &as_result(got, g), &as_result(want, w))?;
     }
+    let segments = |r: &AttributionResult| r.segments.iter().map(|s| s.segment.clone()).collect::<Vec<_>>();
+    prop_assert_eq!(segments(got), segments(want), "{}: segments", what);
+    for (g, w) in got.segments.iter().zip(&want.segments) {
+        let label = format!("{what}, segment {:?}", w.value());
+        check_same(&label, &segment_as_result(got, g), &segment_as_result(want, w))?;
+    }
     let windows = |r: &AttributionResult| r.windows.iter().map(|w| w.lookback_days).collect::<Vec<_>>();
     prop_assert_eq!(windows(got), windows(want), "{}: windows", what);
     for (g, w) in got.windows.iter().zip(&want.windows) {
@@ -491,6 +508,7 @@ fn window_as_result(result: &AttributionResult, window: &WindowResult) -> Attrib
         windows: Vec::new(),
         window_ranks: Vec::new(),
         spend: None,
+        segments: Vec::new(),
     }
 }
 
@@ -539,6 +557,58 @@ fn check_paths_and_transitions(
     Ok(())
 }
 
+/// The segment of a row in the segment tests: its user's (`user-7` has none), so that each
+/// segment holds whole users and can be compared with a run over those users alone.
+fn segment_of(row: &Row) -> Option<&'static str> {
+    match row.user.as_str() {
+        "user-0" | "user-3" | "user-6" => Some("DE"),
+        "user-1" | "user-4" => Some("FR"),
+        "user-7" => None,
+        _ => Some("IT"),
+    }
+}
+
+/// Gives a chunk of `rows` their segment ids ([`segment_of`]), numbered its own way: the
+/// values in an order that depends on `index`.
+fn add_segments(chunk: &mut mta_core::EventChunk, rows: &[Row], index: usize) {
+    let mut values = ["DE", "FR", "IT"];
+    values.rotate_left(index % 3);
+    for value in values {
+        chunk.segments.id(value);
+    }
+    chunk.segment_ids = rows.iter().map(|r| segment_of(r).map_or(NO_SEGMENT, |v| chunk.segments.id(v))).collect();
+}
+
+/// The conversion type of a row in the conversion type tests: by its row number.
+fn conversion_type_of(row: &Row) -> Option<&'static str> {
+    row.conversion.then_some(if row.row_number.is_multiple_of(3) { "sign_up" } else { "purchase" })
+}
+
+/// Gives a chunk of `rows` the segment ids ingest gives conversion rows of a type
+/// ([`conversion_type_of`]), numbered its own way.
+fn add_conversion_types(chunk: &mut mta_core::EventChunk, rows: &[Row], index: usize) {
+    if index % 2 == 1 {
+        chunk.segments.id("sign_up");
+    }
+    chunk.segment_ids =
+        rows.iter().map(|r| conversion_type_of(r).map_or(NO_SEGMENT, |t| chunk.segments.id(t))).collect();
+}
+
+/// One segment of `result` as a result of its own.
+fn segment_as_result(result: &AttributionResult, segment: &SegmentResult) -> AttributionResult {
+    AttributionResult {
+        summary: segment.summary.clone(),
+        options: result.options.clone(),
+        models: segment.models.clone(),
+        periods: segment.periods.clone(),
+        reports: None,
+        spend: None,
+        windows: Vec::new(),
+        window_ranks: Vec::new(),
+        segments: Vec::new(),
+    }
+}
+
 /// One period of `result` as a result of its own.
 fn as_result(result: &AttributionResult, period: &PeriodResult) -> AttributionResult {
     AttributionResult {
@@ -550,6 +620,7 @@ fn as_result(result: &AttributionResult, period: &PeriodResult) -> AttributionRe
         spend: None,
         windows: Vec::new(),
         window_ranks: Vec::new(),
+        segments: Vec::new(),
     }
 }
 
@@ -665,6 +736,126 @@ proptest! {
         plain.add_spend(&costs);
         check_same("a breakdown's channels", &without_breakdown(&want), &plain)?;
         check_chunked(" with a breakdown", &rows, &options, &costs, &want)?;
+    }
+
+    #[test]
+    fn segments_add_up_merge_like_one_chunk_and_each_equals_its_users_alone(
+        rows in event_rows(),
+        spec in event_specs(),
+        breakdown in any::<bool>(),
+    ) {
+        // Segments take one window (and periods, each segment then having its own).
+        let lookback_days = match spec.lookback_days {
+            Some(LookbackDays::Many(days)) => Some(LookbackDays::One(days[0])),
+            other => other,
+        };
+        let spec = OptionsSpec { lookback_days, ..spec };
+        let rows = if breakdown { with_campaigns(&rows) } else { rows };
+        let segmented = OptionsSpec {
+            segment_by: Some("country".into()),
+            breakdown: breakdown.then(|| vec!["campaign".into()]),
+            ..spec.clone()
+        };
+        let options = event_options(segmented);
+        let mut chunk = event_chunk(&rows);
+        add_segments(&mut chunk, &rows, 0);
+        let mut want = attribute_events(&chunk, &options);
+        // The whole is the run without segments.
+        let plain_options = Options { segment_by: None, ..options.clone() };
+        let plain = attribute_events(&event_chunk(&rows), &plain_options);
+        let whole = AttributionResult { segments: Vec::new(), ..want.clone() };
+        check_same("the whole of a segmented run", &whole, &plain)?;
+        // Segments are listed by value, the rows without one last, and add up to the whole.
+        let values: Vec<Option<&str>> = want.segments.iter().map(|s| s.value()).collect();
+        let mut expected: Vec<Option<&str>> = rows.iter().map(segment_of).collect();
+        expected.sort_by_key(|v| (v.is_none(), *v));
+        expected.dedup();
+        prop_assert_eq!(values, expected);
+        let as_periods = AttributionResult {
+            periods: want
+                .segments
+                .iter()
+                .map(|s| PeriodResult {
+                    period: format!("{:?}", s.value()),
+                    summary: s.summary.clone(),
+                    models: s.models.clone(),
+                })
+                .collect(),
+            options: Options { period: Some(Period::Day), ..want.options.clone() },
+            ..want.clone()
+        };
+        check_periods_add_up(&as_periods)?;
+        if breakdown {
+            check_breakdown_adds_up(&as_periods)?;
+        }
+        // Each segment is a complete attribution of its users' journeys: their own run, at the
+        // Markov order chosen for the whole, without pair effects.
+        let chosen = model(&want, ModelId::Markov).order.map(MarkovOrder::Fixed);
+        for segment in &want.segments {
+            let own: Vec<Row> = rows.iter().filter(|r| segment_of(r) == segment.value()).cloned().collect();
+            let alone_options = Options {
+                segment_by: None,
+                markov_order: chosen.unwrap_or(MarkovOrder::Fixed(1)),
+                markov_pair_effects: false,
+                ..options.clone()
+            };
+            let alone = attribute_events(&event_chunk(&own), &alone_options);
+            let mut got = segment_as_result(&want, segment);
+            got.summary.rows = alone.summary.rows;
+            check_conservation(&got)?;
+            check_periods_add_up(&got)?;
+            let label = format!("segment {:?} alone", segment.value());
+            check_same(&label, &got, &AttributionResult { reports: None, ..alone })?;
+        }
+        let json = serde_json::to_string(&want).unwrap();
+        prop_assert_eq!(&serde_json::from_str::<AttributionResult>(&json).unwrap(), &want);
+        let costs = costs();
+        want.add_spend(&costs);
+        check_chunked(" with segments", &rows, &options, &costs, &want)?;
+    }
+
+    #[test]
+    fn each_conversion_type_equals_a_run_over_its_own_conversions_and_merges_like_one_chunk(
+        rows in event_rows(),
+        spec in event_specs(),
+        windows in (prop::sample::select(vec![0.0, 1.5, 30.0]), prop::sample::select(vec![0.0, 7.0, 60.0])),
+    ) {
+        // With or without periods: each type then has its own.
+        let spec = OptionsSpec {
+            lookback_days: Some(LookbackDays::parse(&format!("purchase={},sign_up={}", windows.0, windows.1)).unwrap()),
+            conversion_types: Some(vec!["purchase".into(), "sign_up".into()]),
+            ..spec
+        };
+        let options = event_options(spec);
+        let mut chunk = event_chunk(&rows);
+        add_conversion_types(&mut chunk, &rows, 0);
+        let mut want = attribute_events(&chunk, &options);
+        // The whole counts every type's conversions, under the default window.
+        let plain_options = Options { conversion_types: Vec::new(), conversion_lookbacks: Vec::new(), ..options.clone() };
+        let plain = attribute_events(&event_chunk(&rows), &plain_options);
+        check_same("the whole over every type", &AttributionResult { segments: Vec::new(), ..want.clone() }, &plain)?;
+        let values: Vec<Option<&str>> = want.segments.iter().map(|s| s.value()).collect();
+        prop_assert_eq!(values, [Some("purchase"), Some("sign_up")]);
+        // Each type: a run over its own conversion rows (the other type's left out) under its window.
+        let chosen = model(&want, ModelId::Markov).order.map(MarkovOrder::Fixed);
+        for (segment, window) in want.segments.iter().zip([windows.0, windows.1]) {
+            let own: Vec<Row> =
+                rows.iter().filter(|r| !r.conversion || conversion_type_of(r) == segment.value()).cloned().collect();
+            let alone_options = Options {
+                lookback_days: window,
+                markov_order: chosen.unwrap_or(MarkovOrder::Fixed(1)),
+                markov_pair_effects: false,
+                ..plain_options.clone()
+            };
+            let alone = attribute_events(&event_chunk(&own), &alone_options);
+            let mut got = segment_as_result(&want, segment);
+            got.summary.rows = alone.summary.rows;
+            check_conservation(&got)?;
+            check_same(&format!("type {:?} alone", segment.value()), &got, &AttributionResult { reports: None, ..alone })?;
+        }
+        let costs = costs();
+        want.add_spend(&costs);
+        check_chunked(" with conversion types", &rows, &options, &costs, &want)?;
     }
 
     #[test]

@@ -206,7 +206,7 @@ class Client:
         models: Sequence[Model] | Literal["all"] | None = None,
         markov_order: int | Literal["auto"] | None = None,
         markov_pair_effects: bool | None = None,
-        lookback_days: float | Sequence[float] | None = None,
+        lookback_days: float | Sequence[float] | Mapping[str, float] | None = None,
         half_life_days: float | None = None,
         position_weights: PositionWeightsLike | None = None,
         direct_channels: Sequence[str] | None = None,
@@ -216,6 +216,8 @@ class Client:
         period: Period | None = None,
         timezone: str | None = None,
         breakdown: Sequence[str] | str | None = None,
+        segment_by: str | None = None,
+        conversion_types: Sequence[str] | str | None = None,
         top_paths: int | None = None,
         max_report_paths: int | None = None,
         intervals: int | Mapping[str, float] | None = None,
@@ -249,6 +251,7 @@ class Client:
                 half_life_days=half_life_days, position_weights=position_weights, direct_channels=direct_channels,
                 conversion_row_is_touch=conversion_row_is_touch, max_journey_touches=max_journey_touches,
                 channel_rules=channel_rules, period=period, timezone=timezone, breakdown=breakdown,
+                segment_by=segment_by, conversion_types=conversion_types,
                 top_paths=top_paths, max_report_paths=max_report_paths, intervals=intervals,
                 export_credits=export_credits,
                 spend_upload_id=spend_upload_id, webhook=webhook,
@@ -369,9 +372,9 @@ class Job:
     def result_csv(self, table: str = "channels") -> str:
         """A tidy table as the service's CSV (``?format=csv&table=``): ``channels``, ``periods``,
         ``path_length``, ``time_lag``, ``positions``, ``paths``, ``transitions`` (``markov``), ``windows``,
-        ``unmatched_cost`` (a job with a cost table), ``markov_pairs``, ``intervals`` (a job with
-        ``intervals``), or with ``breakdown``:
-        ``breakdown`` and ``period_breakdown``."""
+        ``unmatched_cost`` (a job with a cost table), ``markov_pairs``, ``intervals`` (a job with ``intervals``), ``segments`` (with
+        ``segment_by`` or ``conversion_types``; ``segment_periods`` with ``period`` too), or with ``breakdown``: ``breakdown``, ``period_breakdown``
+        and ``segment_breakdown``."""
         self._check()
         return self.client.request("GET", f"/v1/jobs/{self.id}/result", params={"format": "csv", "table": table}).text
 

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Summary", "PositionWeights", "AppliedOptions", "ChannelCredit", "BreakdownRow", "ModelResult",
            "AttributionResult", "Spend", "UnmatchedCost", "PeriodCost", "WindowResult", "WindowRanks",
+           "SegmentResult",
            "ChannelWindowRanks", "PathFigures", "PathRow", "TopPaths", "Transition", "Transitions", "TIDY_COLUMNS",
            "SPEND_COLUMNS", "WINDOW_COLUMNS"]
 
@@ -105,6 +106,12 @@ class AppliedOptions:
     channel_rules: AppliedChannelRules | None = None
     #: The columns each channel's credit is broken down by (empty: none).
     breakdown: list[str] = field(default_factory=list)
+    #: The column whose values segment the journeys (``None``: none).
+    segment_by: str | None = None
+    #: The event names that are conversions, each attributed on its own (``segments``).
+    conversion_types: list[str] = field(default_factory=list)
+    #: Each conversion type's lookback window, in the order of ``conversion_types``.
+    conversion_lookbacks: list[float] = field(default_factory=list)
     #: The markov model reports the removal effects of pairs of its top channels.
     markov_pair_effects: bool = False
     #: Every lookback window compared when ``lookback_days`` was a list (``lookback_days`` is the first).
@@ -136,6 +143,9 @@ class AppliedOptions:
             period=value.get("period"),
             timezone=str(value.get("timezone", "UTC")),
             breakdown=[str(b) for b in value.get("breakdown", [])],
+            segment_by=value.get("segment_by"),
+            conversion_types=[str(t) for t in value.get("conversion_types", [])],
+            conversion_lookbacks=[float(d) for d in value.get("conversion_lookbacks", [])],
             markov_pair_effects=bool(value.get("markov_pair_effects", False)),
             lookback_windows=[float(d) for d in value.get("lookback_windows", [])],
             top_paths=int(value.get("top_paths", 50)),
@@ -398,6 +408,33 @@ class PeriodResult:
 
 
 @dataclass(frozen=True)
+class SegmentResult:
+    """The figures of the journeys of one segment (``options.segment_by``)."""
+
+    #: The segment's column and value, ``{"country": "DE"}`` (``None``: rows without a value).
+    segment: dict[str, str | None]
+    #: ``rows`` is not split by segment and is 0 here.
+    summary: Summary
+    models: dict[str, ModelResult]
+    #: With ``period``: the segment's figures per period, oldest first.
+    periods: list[PeriodResult] = field(default_factory=list)
+
+    @property
+    def value(self) -> str | None:
+        """The segment's value (``None`` for the rows without one)."""
+        return next(iter(self.segment.values()), None)
+
+    @classmethod
+    def from_json(cls, value: Mapping[str, Any]) -> SegmentResult:
+        return cls(
+            segment={str(k): (None if v is None else str(v)) for k, v in value["segment"].items()},
+            summary=Summary.from_json(value["summary"]),
+            models={name: ModelResult.from_json(name, m) for name, m in value["models"].items()},
+            periods=[PeriodResult.from_json(p) for p in value.get("periods", [])],
+        )
+
+
+@dataclass(frozen=True)
 class WindowResult:
     """The figures under one lookback window (``lookback_days`` given as a list)."""
 
@@ -627,6 +664,8 @@ class AttributionResult:
     windows: list[WindowResult] = field(default_factory=list)
     #: With ``windows``: per model, each channel's share and rank under every window.
     window_ranks: list[WindowRanks] = field(default_factory=list)
+    #: With ``segment_by``: the same figures per segment, by value (rows without one last).
+    segments: list[SegmentResult] = field(default_factory=list)
     job_id: str | None = None
     #: The JSON as the service sent it (fields newer than this client included).
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
@@ -642,6 +681,7 @@ class AttributionResult:
             spend=None if value.get("spend") is None else Spend.from_json(value["spend"]),
             windows=[WindowResult.from_json(w) for w in value.get("windows", [])],
             window_ranks=[WindowRanks.from_json(r) for r in value.get("window_ranks", [])],
+            segments=[SegmentResult.from_json(s) for s in value.get("segments", [])],
             job_id=value.get("job_id"),
             raw=dict(value),
         )

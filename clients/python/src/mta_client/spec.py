@@ -82,8 +82,9 @@ class JobOptions(TypedDict, total=False):
     models: Sequence[Model] | Literal["all"]
     markov_order: int | Literal["auto"]
     markov_pair_effects: bool
-    #: One window in days, or several (at most 8) compared in one pass (``result.windows``).
-    lookback_days: float | Sequence[float]
+    #: One window in days, or several (at most 8) compared in one pass (``result.windows``),
+    #: or with ``conversion_types`` a window per type (``{"purchase": 30, "sign_up": 7}``).
+    lookback_days: float | Sequence[float] | Mapping[str, float]
     half_life_days: float
     position_weights: PositionWeightsLike
     direct_channels: Sequence[str]
@@ -93,6 +94,10 @@ class JobOptions(TypedDict, total=False):
     period: Period
     timezone: str
     breakdown: Sequence[str]
+    #: One complete attribution per value of this column (``result.segments``).
+    segment_by: str
+    #: Event names that are conversions, each also attributed on its own (``result.segments``).
+    conversion_types: Sequence[str]
     top_paths: int
     max_report_paths: int
     #: Bootstrap intervals: a number of replicates, or ``{"replicates": 200, "level": 0.9, "seed": 0}``.
@@ -115,7 +120,7 @@ UPLOAD_KEYWORDS: tuple[str, ...] = ("spend",)
 OPTION_KEYWORDS: tuple[str, ...] = (
     "models", "markov_order", "markov_pair_effects", "lookback_days", "half_life_days", "position_weights",
     "direct_channels", "conversion_row_is_touch", "max_journey_touches", "channel_rules", "period", "timezone",
-    "breakdown", "top_paths", "max_report_paths", "intervals",
+    "breakdown", "segment_by", "conversion_types", "top_paths", "max_report_paths", "intervals",
 )
 #: Keywords sent as headers of ``POST /v1/jobs``, by header name.
 HEADER_KEYWORDS: dict[str, str] = {"Idempotency-Key": "idempotency_key"}
@@ -137,11 +142,13 @@ def _json_value(name: str, value: Any) -> Any:
         return (Webhook(value) if isinstance(value, str) else value).to_json()
     if name == "models":
         return [value] if isinstance(value, str) else list(value)
-    if name in ("direct_channels", "breakdown"):
+    if name in ("direct_channels", "breakdown", "conversion_types"):
         return [value] if isinstance(value, str) else list(value)
     if name == "columns":
         return dict(value)
     if name == "lookback_days":
+        if isinstance(value, Mapping):
+            return {str(k): float(v) for k, v in value.items()}
         return value if isinstance(value, (int, float)) else [float(v) for v in value]
     if name == "channel_rules":
         return value if isinstance(value, str) else [dict(rule) for rule in value]
