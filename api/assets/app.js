@@ -326,6 +326,10 @@ function jobSpec() {
   const order = $('markov_order').value;
   if (order) options.markov_order = order === 'auto' ? 'auto' : Number(order);
   if ($('markov_pair_effects').checked) options.markov_pair_effects = true;
+  const replicates = numberField('intervals_replicates', 'Intervals');
+  const level = numberField('intervals_level', 'The interval level');
+  if (replicates !== undefined) options.intervals = level === undefined ? { replicates } : { replicates, level };
+  else if (level !== undefined) throw new FormProblem('An interval level applies only with intervals (replicates).');
   const halfLife = numberField('half_life_days', 'Half-life');
   if (halfLife !== undefined) options.half_life_days = halfLife;
   const weights = {
@@ -823,14 +827,21 @@ function drawModel() {
   const model = state.result?.models?.[name];
   if (!model) return;
   const channels = model.channels || [];
+  // With intervals, each bar carries its bootstrap interval as an error bar.
+  const level = state.result.options?.intervals?.level;
+  const within = level ? ` (error bars: ${Math.round(level * 100)}% intervals)` : '';
+  const bar = (c, field) => (c.interval
+    ? { label: c.channel, value: c[field], low: c.interval[`${field}_low`], high: c.interval[`${field}_high`] }
+    : { label: c.channel, value: c[field] });
   barChart($('chart-conversions'), {
-    title: `Conversions credited by ${name}`, unit: 'Conversions', format: count, id: 'conversions',
-    rows: channels.map((c) => ({ label: c.channel, value: c.conversions })),
+    title: `Conversions credited by ${name}${within}`, unit: 'Conversions', format: count, id: 'conversions',
+    rows: channels.map((c) => bar(c, 'conversions')),
   });
   barChart($('chart-value'), {
-    title: `Conversion value credited by ${name}`, unit: 'Value', format: money, tickFormat: count, id: 'value',
-    rows: channels.map((c) => ({ label: c.channel, value: c.value })),
+    title: `Conversion value credited by ${name}${within}`, unit: 'Value', format: money, tickFormat: count, id: 'value',
+    rows: channels.map((c) => bar(c, 'value')),
   });
+  drawIntervals();
   drawPeriods();
   drawBreakdown();
   drawSpend();
@@ -1065,6 +1076,36 @@ function drawWindows() {
     + (moved ? `${moved} of ${channels.length} channels change rank` : 'every channel keeps its rank');
 }
 
+/** With intervals: how stable each channel's rank is over the bootstrap replicates. */
+function drawIntervals() {
+  const result = state.result;
+  const intervals = result?.options?.intervals;
+  const channels = (result?.models?.[state.model]?.channels || []).filter((c) => c.interval);
+  $('intervals-panel').hidden = !intervals || channels.length === 0;
+  $('download-intervals').hidden = !intervals;
+  if (!intervals || channels.length === 0) return;
+  barChart($('chart-rank-1'), {
+    title: `Probability of ranking first under ${state.model}, over ${intervals.replicates} replicates`,
+    unit: 'P(1st)', format: percent, tickFormat: roundPercent, id: 'rank-1',
+    rows: channels.map((c) => ({ label: c.channel, value: c.interval.rank_1_probability })),
+  });
+  const body = $('rank-stability-body');
+  body.replaceChildren(...channels.map((c) => {
+    const i = c.interval;
+    const row = element('tr', {
+      'data-channel': c.channel, 'data-rank-first': i.rank_1_probability, 'data-top-three': i.top_3_probability,
+      'data-median-rank': i.median_rank, 'data-share-low': i.share_low, 'data-share-high': i.share_high,
+    });
+    row.append(element('th', { scope: 'row' }, c.channel), element('td', {}, percent(c.share)),
+      element('td', {}, `${percent(i.share_low)} – ${percent(i.share_high)}`),
+      element('td', {}, percent(i.rank_1_probability)), element('td', {}, percent(i.top_3_probability)),
+      element('td', {}, String(i.median_rank)));
+    return row;
+  }));
+  $('intervals-note').textContent = `${Math.round(intervals.level * 100)}% bootstrap intervals over `
+    + `${intervals.replicates} replicates of the journeys: sampling variation, not model error`;
+}
+
 async function save(path, filename) {
   clearError($('result-error'));
   try {
@@ -1106,6 +1147,8 @@ function wireResult() {
     save(`/v1/jobs/${job()}/result?format=csv&table=unmatched_cost`, `unmatched-cost-${short(state.viewing)}.csv`));
   $('download-windows').addEventListener('click', () =>
     save(`/v1/jobs/${job()}/result?format=csv&table=windows`, `windows-${short(state.viewing)}.csv`));
+  $('download-intervals').addEventListener('click', () =>
+    save(`/v1/jobs/${job()}/result?format=csv&table=intervals`, `intervals-${short(state.viewing)}.csv`));
   $('download-json').addEventListener('click', () =>
     save(`/v1/jobs/${job()}/result`, `result-${short(state.viewing)}.json`));
   $('download-credits').addEventListener('click', () =>

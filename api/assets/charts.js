@@ -86,9 +86,10 @@ function hiddenTable(caption, headers, rows) {
 }
 
 /**
- * Horizontal bars, one per row: `rows` is `[{label, value}]` in display order,
- * `format(value)` writes a number for people (`tickFormat` on the axis), `unit` names
- * the value in the table.
+ * Horizontal bars, one per row: `rows` is `[{label, value}]` in display order (with `low`
+ * and `high`, an interval drawn as an error bar, `line.error-bar` with `data-low` and
+ * `data-high`), `format(value)` writes a number for people (`tickFormat` on the axis),
+ * `unit` names the value in the table.
  */
 export function barChart(figure, { title, rows, format, tickFormat = format, unit, id, noun = 'channels', label = 'Channel' }) {
   const width = figureFrame(figure, title);
@@ -101,7 +102,8 @@ export function barChart(figure, { title, rows, format, tickFormat = format, uni
   const axis = 22;
   const height = top + rows.length * rowHeight + axis;
   const plot = width - left - right;
-  const [low, high] = domain(rows.map((r) => r.value));
+  const intervals = rows.some((r) => r.low !== undefined);
+  const [low, high] = domain(rows.flatMap((r) => (intervals ? [r.value, r.low ?? r.value, r.high ?? r.value] : [r.value])));
   const x = (v) => left + ((v - low) / (high - low)) * plot;
 
   const chart = svg('svg', {
@@ -125,13 +127,26 @@ export function barChart(figure, { title, rows, format, tickFormat = format, uni
       x: start, y: y + 3, width: Math.max(end - start, row.value === 0 ? 0 : 1), height: rowHeight - 6, rx: 2,
       class: row.value < 0 ? 'bar negative' : 'bar', 'data-channel': row.label, 'data-value': row.value,
     }, group);
-    svg('title', {}, bar).textContent = `${row.label}: ${format(row.value)}`;
-    text(group, (row.value < 0 ? x(0) : end) + 6, y + rowHeight / 2 + FONT_PX / 3, format(row.value), {
+    const interval = row.low === undefined ? '' : ` [${format(row.low)}, ${format(row.high)}]`;
+    svg('title', {}, bar).textContent = `${row.label}: ${format(row.value)}${interval}`;
+    let after = row.value < 0 ? x(0) : end;
+    if (row.low !== undefined) {
+      const middle = y + rowHeight / 2;
+      const whisker = svg('g', {
+        class: 'error-bar', 'data-channel': row.label, 'data-low': row.low, 'data-high': row.high,
+      }, group);
+      svg('line', { x1: x(row.low), x2: x(row.high), y1: middle, y2: middle }, whisker);
+      for (const end of [row.low, row.high]) svg('line', { x1: x(end), x2: x(end), y1: middle - 5, y2: middle + 5 }, whisker);
+      after = Math.max(after, x(row.high));
+    }
+    text(group, after + 6, y + rowHeight / 2 + FONT_PX / 3, format(row.value), {
       class: 'value',
     });
   });
   svg('line', { x1: x(0), x2: x(0), y1: top, y2: height - axis + 4, class: 'zero', 'aria-hidden': 'true' }, chart);
-  figure.append(chart, hiddenTable(title, [label, unit], rows.map((r) => [r.label, format(r.value)])));
+  const headers = intervals ? [label, unit, 'Interval'] : [label, unit];
+  const cells = (r) => (intervals ? [r.label, format(r.value), `${format(r.low)} to ${format(r.high)}`] : [r.label, format(r.value)]);
+  figure.append(chart, hiddenTable(title, headers, rows.map(cells)));
 }
 
 /**

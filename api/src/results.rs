@@ -33,12 +33,12 @@ pub struct ResultQuery {
     /// `path_length`, `time_lag`, `positions`, `paths`, `transitions` (the `markov` model's),
     /// `windows` (one row per model, channel and lookback window; `lookback_days` given as a
     /// list), `unmatched_cost` (a job with a cost table: the cost of channels no journey
-    /// mentions), `markov_pairs` (the job's `markov_pair_effects`); or with the job's
-    /// `breakdown` option, `breakdown` (one row per model, channel and breakdown values) and
+    /// mentions), `markov_pairs` (the job's `markov_pair_effects`), `intervals` (the job's
+    /// `intervals`: one row per model and channel); or with the job's `breakdown` option, `breakdown` (one row per model, channel and breakdown values) and
     /// `period_breakdown` (the same per period). With a cost table, `channels` and `periods`
     /// end with `cost,cpa,roas`.
     #[param(
-        pattern = "^(channels|periods|segments|segment_periods|segment_breakdown|path_length|time_lag|positions|breakdown|period_breakdown|paths|transitions|windows|unmatched_cost|markov_pairs)$"
+        pattern = "^(channels|periods|segments|segment_periods|segment_breakdown|path_length|time_lag|positions|breakdown|period_breakdown|paths|transitions|windows|unmatched_cost|markov_pairs|intervals)$"
     )]
     table: Option<String>,
 }

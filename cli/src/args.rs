@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 use mta_core::error::quoted;
 use mta_core::ingest::{ColumnMapping, Limits, PathSeparator};
+use mta_core::intervals::IntervalsSpec;
 use mta_core::spend::SpendLimits;
 use mta_core::{AttributionError, ChannelRules, LookbackDays, OptionsSpec, PositionWeights};
 use mta_platform::JobSpec;
@@ -105,12 +106,12 @@ pub enum ClientCommand {
         format: String,
         /// Print this tidy table as CSV: `channels` (what `--format csv` prints), `periods`,
         /// `segments`, `segment_periods`, `segment_breakdown`, `path_length`, `time_lag`, `positions`, `breakdown`, `period_breakdown`, `paths`,
-        /// `transitions`, `windows`, `unmatched_cost` or `markov_pairs`.
+        /// `transitions`, `windows`, `unmatched_cost`, `markov_pairs` or `intervals`.
         #[arg(
             long,
             value_parser = [
                 "channels", "periods", "segments", "segment_periods", "segment_breakdown", "path_length", "time_lag", "positions", "breakdown", "period_breakdown",
-                "paths", "transitions", "windows", "unmatched_cost", "markov_pairs",
+                "paths", "transitions", "windows", "unmatched_cost", "markov_pairs", "intervals",
             ],
             conflicts_with = "format"
         )]
@@ -239,6 +240,17 @@ pub struct JobOptionArgs {
     /// within a reported error bound.
     #[arg(long)]
     pub max_report_paths: Option<u32>,
+    /// Bootstrap intervals of every model's channel credits, with this many replicates (e.g.
+    /// 200): each channel's interval of conversions, value and share, and its rank
+    /// probabilities (see docs/user-guide.md, "Intervals").
+    #[arg(long, value_name = "REPLICATES")]
+    pub intervals: Option<u32>,
+    /// The intervals' confidence level (default 0.9).
+    #[arg(long, requires = "intervals")]
+    pub level: Option<f64>,
+    /// Seeds the intervals' replicates (default 0): the same seed gives the same intervals.
+    #[arg(long, requires = "intervals")]
+    pub seed: Option<u64>,
 }
 
 #[derive(Debug, Args)]
@@ -266,7 +278,7 @@ pub struct AttributeArgs {
     /// Also write each tidy CSV table of the result into this directory (`channels.csv`, the
     /// reports, `periods.csv` with `--period`, `windows.csv` with several `--lookback-days`,
     /// `breakdown.csv` with `--breakdown`, `segments.csv` with `--segment-by` or `--conversion-types` (and `segment_periods.csv` with `--period`, `segment_breakdown.csv` with `--breakdown`), `unmatched_cost.csv` with `--spend`,
-    /// `markov_pairs.csv` with `--markov-pair-effects`).
+    /// `markov_pairs.csv` with `--markov-pair-effects`, `intervals.csv` with `--intervals`).
     #[arg(long, value_name = "DIR")]
     pub csv_dir: Option<PathBuf>,
     /// Also write the Markov transition table (`from,to,count,probability`) to this CSV file.
@@ -284,6 +296,9 @@ pub struct AttributeArgs {
     /// With `--segment-by`: refuse inputs with more distinct segment values than this.
     #[arg(long, default_value_t = Limits::default().max_segments)]
     pub max_segments: usize,
+    /// With `--intervals`: refuse more bootstrap replicates than this.
+    #[arg(long, default_value_t = Limits::default().max_interval_replicates)]
+    pub max_interval_replicates: u32,
     /// Refuse CSV records and NDJSON lines longer than this, in bytes (bounds the memory one row may take).
     #[arg(long, default_value_t = Limits::DEFAULT_MAX_LINE_BYTES as u64, value_parser = clap::value_parser!(u64).range(1..))]
     pub max_line_bytes: u64,
@@ -322,6 +337,11 @@ impl JobOptionArgs {
             conversion_types: self.conversion_types.as_deref().map(split_list),
             top_paths: self.top_paths,
             max_report_paths: self.max_report_paths,
+            intervals: self.intervals.map(|replicates| IntervalsSpec {
+                replicates,
+                level: self.level,
+                seed: self.seed,
+            }),
         })
     }
 
@@ -354,6 +374,7 @@ impl AttributeArgs {
             markov_max_channels: self.markov_max_channels,
             max_breakdown_values: self.max_breakdown_values,
             max_segments: self.max_segments,
+            max_interval_replicates: self.max_interval_replicates,
             max_line_bytes: usize::try_from(self.max_line_bytes).unwrap_or(usize::MAX),
             ..Limits::default()
         };

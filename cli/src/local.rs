@@ -85,6 +85,7 @@ pub fn attribute_file(request: &AttributeRequest) -> Result<AttributionResult, R
             // Refused before attribution rather than after it, when the solve would be refused.
             let distinct = run.channels.lock().expect("no panics while locked").channel_count();
             request.spec.limits.check_markov_channels(distinct, &options)?;
+            request.spec.limits.check_intervals(distinct, &options)?;
             let partial = run.attribute_partitions(&channels, &options)?;
             run.progress.stage("attributed", started);
             let result = partial.finish_within(&options, &budget)?;
@@ -161,6 +162,7 @@ impl Collector<'_> {
             }
             Block::Paths(chunk) => {
                 self.run.progress.add(chunk.len() as u64);
+                self.run.request.spec.limits.check_intervals(chunk.channels.len(), options)?;
                 let partial = Partial::from_paths(&chunk, options)?;
                 Partial::merge_into(&mut self.path_partial, partial);
             }

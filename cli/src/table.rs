@@ -62,6 +62,7 @@ pub fn render(result: &AttributionResult) -> String {
         align(&mut out, &rows);
     }
     breakdown(&mut out, result, ranking);
+    render_intervals(&mut out, result);
     if let Some(markov) = result.model(ModelId::Markov) {
         let _ = writeln!(
             out,
@@ -390,6 +391,42 @@ fn render_spend(out: &mut String, result: &AttributionResult, spend: &SpendSumma
 
 /// Per model: each channel's share of credited conversions and its rank under every window,
 /// and how far its rank moves (0 = the same place under every window).
+/// With `intervals`: per model, each channel's conversions and share with their interval,
+/// and how the replicates rank it.
+fn render_intervals(out: &mut String, result: &AttributionResult) {
+    let Some(intervals) = result.options.intervals else { return };
+    let _ = writeln!(
+        out,
+        "\n{:.0}% bootstrap intervals ({} replicates; sampling variation of the journeys, not model error)",
+        intervals.level * 100.0,
+        intervals.replicates
+    );
+    for model in &result.models {
+        let mut rows = vec![
+            [model.model.as_str(), "conversions", "share %", "P(1st)", "P(top 3)", "median rank"]
+                .map(str::to_owned)
+                .to_vec(),
+        ];
+        for c in &model.channels {
+            let Some(i) = &c.interval else { continue };
+            rows.push(vec![
+                c.channel.clone(),
+                format!("{} [{}, {}]", num(c.conversions), num(i.conversions_low), num(i.conversions_high)),
+                format!("{} [{}, {}]", pct(c.share), pct(i.share_low), pct(i.share_high)),
+                format!("{:.2}", i.rank_1_probability),
+                format!("{:.2}", i.top_3_probability),
+                format!("{}", i.median_rank),
+            ]);
+        }
+        align(out, &rows);
+    }
+}
+
+/// A share as a percentage with one decimal.
+fn pct(share: f64) -> String {
+    format!("{:.1}", share * 100.0)
+}
+
 fn render_windows(out: &mut String, result: &AttributionResult) {
     if result.window_ranks.is_empty() {
         return;

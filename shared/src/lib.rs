@@ -11,7 +11,8 @@
 //! [`Partial::merge`] → [`Partial::finish`] → [`result`]. [`credits`] exports
 //! per-journey credit rows. [`channel_rules`] names channels from source, medium and
 //! campaign while rows are read. [`segment`] gives one attribution per value of a column. [`spend`] reads a cost table, joined to a result as
-//! cost, CPA and ROAS.
+//! cost, CPA and ROAS. [`intervals`] draws the bootstrap replicates' weights and
+//! summarises the replicates' results.
 
 pub mod breakdown;
 pub mod channel_rules;
@@ -19,6 +20,7 @@ pub mod chunk;
 pub mod credits;
 pub mod error;
 pub mod ingest;
+pub mod intervals;
 pub mod journey;
 pub mod markov;
 pub mod markov_order;

@@ -140,8 +140,25 @@ impl MarkovCounts {
         if channels.is_empty() || weight <= 0.0 {
             return;
         }
-        let k = self.order as usize;
         let mut path = std::mem::take(&mut self.path);
+        self.state_path(channels, &mut path);
+        let mut from = START;
+        for &to in &path {
+            *self.transitions.entry(edge(from, to)).or_insert(0.0) += weight;
+            from = to;
+        }
+        let last = from as usize;
+        self.conversions[last] += conversions;
+        self.nulls[last] += nulls;
+        self.values[last] += value;
+        self.path = path;
+    }
+
+    /// The states a journey over `channels` passes through, into `path` (its ids, added if
+    /// new): sliding k-grams, a shorter journey one shorter state, consecutive identical
+    /// states collapsed.
+    fn state_path(&mut self, channels: &[u32], path: &mut Vec<u32>) {
+        let k = self.order as usize;
         path.clear();
         let grams = if channels.len() < k { 1 } else { channels.len() - k + 1 };
         for start in 0..grams {
@@ -153,16 +170,6 @@ impl MarkovCounts {
                 path.push(id);
             }
         }
-        let mut from = START;
-        for &to in &path {
-            *self.transitions.entry(edge(from, to)).or_insert(0.0) += weight;
-            from = to;
-        }
-        let last = from as usize;
-        self.conversions[last] += conversions;
-        self.nulls[last] += nulls;
-        self.values[last] += value;
-        self.path = path;
     }
 
     /// The id of state `key`, added if new. The common case, a one-channel state seen
@@ -424,6 +431,76 @@ fn stopped() -> AttributionError {
 /// RE = lost / base, the same as 1 − removed / base without its cancellation.
 fn loss_share(lost: f64, base: f64) -> f64 {
     if base > 0.0 { (lost / base).clamp(0.0, 1.0) } else { 0.0 }
+}
+
+/// The transitions of a set of paths, numbered: bootstrap replicates sum each path's weight
+/// per transition in dense arrays ([`EdgeTable::add_to`] then adds them to a chain), instead
+/// of a hash look-up per transition, path and replicate.
+#[derive(Debug, Default)]
+pub struct EdgeTable {
+    /// Interns the states (its sums stay 0).
+    states: MarkovCounts,
+    index: FxHashMap<u64, u32>,
+    edges: Vec<u64>,
+    path: Vec<u32>,
+}
+
+impl EdgeTable {
+    pub fn new(order: u8) -> EdgeTable {
+        EdgeTable { states: MarkovCounts::new(order), ..EdgeTable::default() }
+    }
+
+    pub fn edge_count(&self) -> usize {
+        self.edges.len()
+    }
+
+    pub fn state_count(&self) -> usize {
+        self.states.state_count()
+    }
+
+    /// Sets `edges` to the indices of the transitions a journey over `channels` makes (as
+    /// [`MarkovCounts::add_path`] counts them) and answers its last state's index (`None`
+    /// without touches).
+    pub fn path(&mut self, channels: &[u32], edges: &mut Vec<u32>) -> Option<u32> {
+        edges.clear();
+        if channels.is_empty() {
+            return None;
+        }
+        let mut path = std::mem::take(&mut self.path);
+        self.states.state_path(channels, &mut path);
+        let mut from = START;
+        for &to in &path {
+            let key = edge(from, to);
+            let next = self.edges.len() as u32;
+            let id = *self.index.entry(key).or_insert(next);
+            if id == next {
+                self.edges.push(key);
+            }
+            edges.push(id);
+            from = to;
+        }
+        self.path = path;
+        Some(from)
+    }
+
+    /// Adds `weights` (per edge index) and `outcomes` (conversions, nulls and value per state
+    /// index) to `counts`, a chain of the same order over the same channel ids.
+    pub fn add_to(&self, counts: &mut MarkovCounts, weights: &[f64], outcomes: &[[f64; 3]]) {
+        let state_map: Vec<u32> = self.states.states.iter().map(|&key| counts.intern(key)).collect();
+        for (&key, &weight) in self.edges.iter().zip(weights) {
+            if weight > 0.0 {
+                let (from, to) = split_edge(key);
+                let from = if from == START { START } else { state_map[from as usize] };
+                *counts.transitions.entry(edge(from, state_map[to as usize])).or_insert(0.0) += weight;
+            }
+        }
+        for (&state, outcome) in state_map.iter().zip(outcomes) {
+            let state = state as usize;
+            counts.conversions[state] += outcome[0];
+            counts.nulls[state] += outcome[1];
+            counts.values[state] += outcome[2];
+        }
+    }
 }
 
 fn edge(from: u32, to: u32) -> u64 {

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::channel_rules::{AppliedChannelRules, ChannelRules};
 use crate::error::{AttributionError, quoted};
+use crate::intervals::{Intervals, IntervalsSpec};
 use crate::period::{Period, TimeZone};
 
 /// Microseconds in one day: timestamps are carried as UTC microseconds.
@@ -312,6 +313,10 @@ pub struct OptionsSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(minimum = 4, maximum = 1000000))]
     pub max_report_paths: Option<u32>,
+    /// Bootstrap intervals of every model's channel credits and rank probabilities
+    /// (`{"replicates": 200, "level": 0.9}`; docs/user-guide.md, "Intervals").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub intervals: Option<IntervalsSpec>,
 }
 
 /// Validated options with every default filled in; reported back in the result, and stored
@@ -370,6 +375,9 @@ pub struct Options {
     /// Distinct paths counted exactly before the top paths become estimates.
     #[serde(default = "default_max_report_paths")]
     pub max_report_paths: u32,
+    /// Bootstrap intervals: replicates, level and seed (absent: none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub intervals: Option<Intervals>,
 }
 
 fn default_top_paths() -> u32 {
@@ -646,6 +654,7 @@ impl OptionsSpec {
             conversion_lookbacks,
             top_paths,
             max_report_paths,
+            intervals: self.intervals.as_ref().map(IntervalsSpec::validate).transpose()?,
         })
     }
 

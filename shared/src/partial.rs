@@ -14,7 +14,7 @@ use crate::error::{AttributionError, ErrorCode, Problem};
 use crate::journey::{
     Journey, JourneyOrigin, for_each_event_journey, for_each_path_journey, for_each_windowed_journey,
 };
-use crate::markov::MarkovCounts;
+use crate::markov::{EdgeTable, MarkovCounts};
 use crate::markov_order::OrderCandidates;
 use crate::options::{MarkovOrder, ModelId, Options};
 use crate::reports::ReportCounts;
@@ -95,6 +95,12 @@ pub struct Partial {
     /// merges with its counterpart, so every window adds up over chunks as the whole does.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub windows: Vec<Partial>,
+    /// With `intervals`: one partial per bootstrap replicate (`intervals.rs`), of the whole
+    /// (the first window's journeys) with each journey counted as often as its replicate's
+    /// weight draws; channel sums, chains and `shao_li` counts only (no reports, breakdown,
+    /// periods or windows). Each merges with its counterpart.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub replicates: Vec<Partial>,
     /// With `segment_by`: the same sums per segment value of the journeys that count in it
     /// (`segment.rs`); the fields above are their sum plus `counts.rows`, as with periods.
     /// With `period` too, each segment holds its periods, and each of the whole's periods is
@@ -110,6 +116,10 @@ impl Partial {
         let mut partial = Partial::one_window(options, channels);
         let further = options.lookback_windows.len().saturating_sub(1);
         partial.windows = vec![partial.clone(); further];
+        if let Some(intervals) = options.intervals {
+            let bare = Options { breakdown: Vec::new(), ..options.clone() };
+            partial.replicates = vec![Partial::one_window(&bare, channels); intervals.replicates as usize];
+        }
         partial
     }
 
@@ -140,6 +150,7 @@ impl Partial {
             periods: BTreeMap::new(),
             breakdown,
             windows: Vec::new(),
+            replicates: Vec::new(),
             segments: BTreeMap::new(),
         }
     }
@@ -235,6 +246,11 @@ impl Partial {
             JourneyOrigin::EventRow(row) => crate::markov_order::is_held_out(chunk.user_keys[row]),
             JourneyOrigin::PathRow(_) => false,
         };
+        // Whose weights a journey's replicates draw: its user's.
+        let user = |origin: JourneyOrigin| match origin {
+            JourneyOrigin::EventRow(row) => ReplicateDraw::User(chunk.user_keys[row]),
+            JourneyOrigin::PathRow(_) => unreachable!("an event chunk's journeys come from event rows"),
+        };
         match options.period {
             None if !partial.windows.is_empty() => {
                 // One grouping of the rows; each journey is added under every window.
@@ -244,6 +260,9 @@ impl Partial {
                     // Paths are reported for the first window only (like the other reports).
                     adder.paths = window == 0;
                     adder.add(target, journey, held_out(origin), options);
+                    if window == 0 {
+                        adder.add_replicates(&mut partial.replicates, journey, user(origin), held_out(origin), options);
+                    }
                 });
                 for window in &mut further {
                     window.counts.rows += chunk.len() as u64;
@@ -256,17 +275,34 @@ impl Partial {
             None if options.segment_by.is_some() => {
                 // Each journey is added once, to the segment of its last row; the whole is
                 // their sum. Paths are reported for the whole only, as with periods.
+                // With `intervals` each segment has replicates of its own, as the whole has.
+                let empty = template();
                 let no_value = chunk.segments.len();
                 let mut by_id: Vec<Option<Partial>> = vec![None; no_value + 1];
+                let mut tables: Vec<Option<ReplicatePaths>> = (0..=no_value).map(|_| None).collect();
                 adder.paths = false;
                 for_each_event_journey(chunk, options, |journey, origin| {
                     adder.add_path(partial, journey);
-                    let sub = by_id[segment_slot(chunk, origin)].get_or_insert_with(template);
+                    adder.add_replicates(&mut partial.replicates, journey, user(origin), held_out(origin), options);
+                    let slot = segment_slot(chunk, origin);
+                    let sub = by_id[slot].get_or_insert_with(|| empty.clone());
                     adder.add(sub, journey, held_out(origin), options);
+                    let table = tables[slot].get_or_insert_with(|| ReplicatePaths::new(PERIOD_PATH_CELLS));
+                    adder.add_replicates_with(
+                        table,
+                        &mut sub.replicates,
+                        journey,
+                        user(origin),
+                        held_out(origin),
+                        options,
+                    );
                 });
                 let identity: Vec<u32> = (0..partial.channels.len() as u32).collect();
                 for (slot, sub) in by_id.into_iter().enumerate() {
                     let Some(mut sub) = sub else { continue };
+                    if let Some(table) = &mut tables[slot] {
+                        adder.flush_with(table, &mut sub.replicates);
+                    }
                     partial.add_mapped(&sub, &identity, true);
                     if let Some(breakdown) = &mut sub.breakdown {
                         breakdown.compact();
@@ -276,41 +312,82 @@ impl Partial {
                 }
             }
             None => for_each_event_journey(chunk, options, |journey, origin| {
-                adder.add(partial, journey, held_out(origin), options)
+                adder.add(partial, journey, held_out(origin), options);
+                adder.add_replicates(&mut partial.replicates, journey, user(origin), held_out(origin), options);
             }),
             Some(period) if options.segment_by.is_some() => {
                 // Each journey is added once, to its segment's period: a segment is the sum of
                 // its periods, and a period of the whole the sum of the segments' periods.
+                // With `intervals` the whole, each segment and each of their periods have
+                // replicates of their own, each with a path table.
+                let empty = template();
+                let bare = Partial { replicates: Vec::new(), ..template() };
                 let mut parts: BTreeMap<(usize, i32), Partial> = BTreeMap::new();
                 let mut by_slot: BTreeMap<usize, Partial> = BTreeMap::new();
+                let mut tables: BTreeMap<usize, ReplicatePaths> = BTreeMap::new();
+                let mut part_tables: BTreeMap<(usize, i32), ReplicatePaths> = BTreeMap::new();
+                let mut whole_periods: BTreeMap<i32, (Vec<Partial>, ReplicatePaths)> = BTreeMap::new();
                 adder.paths = false;
                 for_each_event_journey(chunk, options, |journey, origin| {
                     adder.add_path(partial, journey);
+                    adder.add_replicates(&mut partial.replicates, journey, user(origin), held_out(origin), options);
                     let slot = segment_slot(chunk, origin);
+                    let segment = by_slot.entry(slot).or_insert_with(|| empty.clone());
+                    let table = tables.entry(slot).or_insert_with(|| ReplicatePaths::new(PERIOD_PATH_CELLS));
+                    adder.add_replicates_with(
+                        table,
+                        &mut segment.replicates,
+                        journey,
+                        user(origin),
+                        held_out(origin),
+                        options,
+                    );
                     let at = journey.conversion_time.or_else(|| journey.touch_times.and_then(|t| t.last().copied()));
                     match at {
                         Some(at) => {
                             let key = (slot, period.start(at, options.timezone));
-                            let sub = parts.entry(key).or_insert_with(template);
+                            let sub = parts.entry(key).or_insert_with(|| empty.clone());
                             adder.add(sub, journey, held_out(origin), options);
+                            if !sub.replicates.is_empty() {
+                                let (draw, held) = (user(origin), held_out(origin));
+                                let table =
+                                    part_tables.entry(key).or_insert_with(|| ReplicatePaths::new(PERIOD_PATH_CELLS));
+                                adder.add_replicates_with(table, &mut sub.replicates, journey, draw, held, options);
+                                let (replicates, table) = whole_periods.entry(key.1).or_insert_with(|| {
+                                    (empty.replicates.clone(), ReplicatePaths::new(PERIOD_PATH_CELLS))
+                                });
+                                adder.add_replicates_with(table, replicates, journey, draw, held, options);
+                            }
                         }
                         None => {
                             adder.add(partial, journey, held_out(origin), options);
-                            let segment = by_slot.entry(slot).or_insert_with(template);
+                            let segment = by_slot.entry(slot).or_insert_with(|| empty.clone());
                             adder.add(segment, journey, held_out(origin), options);
                         }
                     }
                 });
+                for (slot, table) in &mut tables {
+                    let segment = by_slot.get_mut(slot).expect("a table's segment has its partial");
+                    adder.flush_with(table, &mut segment.replicates);
+                }
+                for (key, table) in &mut part_tables {
+                    let sub = parts.get_mut(key).expect("a table's part has its partial");
+                    adder.flush_with(table, &mut sub.replicates);
+                }
                 let identity: Vec<u32> = (0..partial.channels.len() as u32).collect();
                 let mut periods: BTreeMap<i32, Partial> = BTreeMap::new();
                 for ((slot, day), mut sub) in parts {
-                    let segment = by_slot.entry(slot).or_insert_with(template);
+                    let segment = by_slot.entry(slot).or_insert_with(|| empty.clone());
                     segment.add_mapped(&sub, &identity, true);
-                    periods.entry(day).or_insert_with(template).add_mapped(&sub, &identity, true);
+                    periods.entry(day).or_insert_with(|| bare.clone()).add_mapped(&sub, &identity, true);
                     if let Some(breakdown) = &mut sub.breakdown {
                         breakdown.compact();
                     }
                     segment.periods.insert(day, sub);
+                }
+                for (day, (mut replicates, mut table)) in whole_periods {
+                    adder.flush_with(&mut table, &mut replicates);
+                    periods.get_mut(&day).expect("a dated journey's period has its partial").replicates = replicates;
                 }
                 for sub in periods.values_mut() {
                     partial.add_mapped(sub, &identity, true);
@@ -330,36 +407,59 @@ impl Partial {
             Some(period) => {
                 // Each journey is added once, to its period; the whole is their sum. Paths
                 // are reported for the whole only: they go straight to it.
+                // With `intervals` each period has replicates of its own, as the whole has.
+                let empty = template();
                 let mut periods = BTreeMap::new();
+                // Each period's replicates have a path table of their own, smaller than the whole's.
+                let mut tables: BTreeMap<i32, ReplicatePaths> = BTreeMap::new();
                 adder.paths = false;
                 for_each_event_journey(chunk, options, |journey, origin| {
                     adder.add_path(partial, journey);
+                    // The replicates are the whole's: each journey goes straight to them.
+                    adder.add_replicates(&mut partial.replicates, journey, user(origin), held_out(origin), options);
                     let at = journey.conversion_time.or_else(|| journey.touch_times.and_then(|t| t.last().copied()));
                     match at {
                         Some(at) => {
-                            let sub =
-                                periods.entry(period.start(at, options.timezone)).or_insert_with(template);
+                            let day = period.start(at, options.timezone);
+                            let sub = periods.entry(day).or_insert_with(|| empty.clone());
                             adder.add(sub, journey, held_out(origin), options);
+                            if !sub.replicates.is_empty() {
+                                let table = tables.entry(day).or_insert_with(|| ReplicatePaths::new(PERIOD_PATH_CELLS));
+                                adder.add_replicates_with(
+                                    table,
+                                    &mut sub.replicates,
+                                    journey,
+                                    user(origin),
+                                    held_out(origin),
+                                    options,
+                                );
+                            }
                         }
                         None => adder.add(partial, journey, held_out(origin), options),
                     }
                 });
+                for (day, table) in &mut tables {
+                    let sub = periods.get_mut(day).expect("a table's period has its partial");
+                    adder.flush_with(table, &mut sub.replicates);
+                }
                 // The periods share this chunk's channel numbering: no names to match.
                 let identity: Vec<u32> = (0..partial.channels.len() as u32).collect();
-                for (start, mut sub) in periods {
+                for (day, mut sub) in periods {
                     partial.add_mapped(&sub, &identity, true);
                     if let Some(breakdown) = &mut sub.breakdown {
                         breakdown.compact();
                     }
-                    match partial.periods.entry(start) {
+                    match partial.periods.entry(day) {
                         Entry::Vacant(slot) => {
                             slot.insert(sub);
                         }
-                        Entry::Occupied(mut slot) => slot.get_mut().add_mapped(&sub, &identity, true),
+                        // Its replicates too: `merge`, not `add_mapped`.
+                        Entry::Occupied(mut slot) => slot.get_mut().merge(&sub),
                     }
                 }
             }
         }
+        adder.flush_replicates(&mut partial.replicates);
         if let Some(breakdown) = &mut partial.breakdown {
             breakdown.compact();
         }
@@ -396,8 +496,13 @@ impl Partial {
         for_each_path_journey(chunk, options, |journey, _| {
             // The training / held-out split of `markov_order: auto`, by the row's path.
             let held_out = auto && crate::markov_order::is_held_out_path(journey.channels, names);
-            adder.add(&mut partial, journey, held_out, options)
+            adder.add(&mut partial, journey, held_out, options);
+            if !partial.replicates.is_empty() {
+                let draw = ReplicateDraw::PathRow(path_row_key(journey, names));
+                adder.add_replicates(&mut partial.replicates, journey, draw, held_out, options);
+            }
         });
+        adder.flush_replicates(&mut partial.replicates);
         partial.counts.rows = chunk.len() as u64;
         partial.check_finite(options)?;
         partial.check_limits()?;
@@ -411,6 +516,7 @@ impl Partial {
         if let Some(shao_li) = &self.shao_li {
             shao_li.check_limit()?;
         }
+        crate::intervals::check_period_replicates(self.periods.len(), self.replicates.len())?;
         self.windows.iter().chain(self.segments.values()).try_for_each(Partial::check_limits)
     }
 
@@ -473,6 +579,12 @@ impl Partial {
             match self.windows.get_mut(i) {
                 Some(mine) => mine.merge(theirs),
                 None => self.windows.push(theirs.clone()),
+            }
+        }
+        for (i, theirs) in other.replicates.iter().enumerate() {
+            match self.replicates.get_mut(i) {
+                Some(mine) => mine.merge(theirs),
+                None => self.replicates.push(theirs.clone()),
             }
         }
         crate::segment::merge(&mut self.segments, &other.segments, Partial::merge);
@@ -551,12 +663,221 @@ fn too_large(column: &str, what: &str) -> AttributionError {
     .with_details(vec![Problem::new(None, Some(column), format!("the sum of the {what} overflows"))])
 }
 
+/// Whose draws weigh a journey in the bootstrap replicates.
+#[derive(Clone, Copy)]
+enum ReplicateDraw {
+    /// An event journey: its user's Poisson(1) weight (`user_key`).
+    User(u128),
+    /// A path row (by [`path_row_key`]): Poisson draws of its conversions and null journeys.
+    PathRow(u128),
+}
+
+/// The key of a path row's draws: a hash of its channels' names (not ids, which differ from
+/// chunk to chunk) and its numbers.
+fn path_row_key(journey: &Journey<'_>, names: &[String]) -> u128 {
+    let mut bytes = Vec::with_capacity(journey.channels.len() * 8 + 24);
+    for &c in journey.channels {
+        bytes.extend_from_slice(names[c as usize].as_bytes());
+        bytes.push(0);
+    }
+    for x in [journey.conversions, journey.nulls, journey.value] {
+        bytes.extend_from_slice(&x.to_bits().to_le_bytes());
+    }
+    crate::chunk::user_key(&bytes)
+}
+
+/// A journey's conversions, null journeys and value in replicate `replicate`.
+fn replicate_counts(journey: &Journey<'_>, draw: ReplicateDraw, replicate: u32, seed: u64) -> (f64, f64, f64) {
+    match draw {
+        ReplicateDraw::User(key) => {
+            let weight = crate::intervals::user_weight(key, replicate, seed) as f64;
+            (journey.conversions * weight, journey.nulls * weight, journey.value * weight)
+        }
+        ReplicateDraw::PathRow(key) => {
+            let (conversions, nulls) =
+                crate::intervals::path_draws(key, replicate, seed, journey.conversions, journey.nulls);
+            let value = if journey.conversions > 0.0 { journey.value / journey.conversions * conversions } else { 0.0 };
+            (conversions, nulls, value)
+        }
+    }
+}
+
+/// `sums += figures`, element by element (conversions, nulls, value).
+#[inline]
+fn add3(sums: &mut [f64; 3], figures: &[f64; 3]) {
+    sums[0] += figures[0];
+    sums[1] += figures[1];
+    sums[2] += figures[2];
+}
+
+/// Adds a path's conversions, nulls and value to a replicate's chains and `shao_li` counts.
+fn add_chains(partial: &mut Partial, path: &[u32], [conversions, nulls, value]: [f64; 3], held_out: bool) {
+    if let Some(markov) = &mut partial.markov {
+        markov.add_path(path, conversions, nulls, value);
+    }
+    add_chains_auto(partial, path, [conversions, nulls, value], held_out);
+    if let Some(shao_li) = &mut partial.shao_li {
+        shao_li.add_path(path, conversions, nulls, value);
+    }
+}
+
+/// Adds a path's conversions, nulls and value to a replicate's `auto` candidates and `shao_li` counts.
+fn add_chains_auto(partial: &mut Partial, path: &[u32], [conversions, nulls, value]: [f64; 3], held_out: bool) {
+    if let Some(candidates) = &mut partial.markov_auto {
+        candidates.add_path(path, conversions, nulls, value, held_out);
+    }
+}
+
+/// The `shao_li` part of [`JourneyAdder::flush_replicates`]: each path's distinct channels
+/// and pairs numbered once, each replicate's sums gathered per channel and pair in dense
+/// arrays, then added to its counts.
+fn flush_shao_li(table: &ReplicatePaths, replicates: &mut [Partial]) {
+    let mut pair_index: rustc_hash::FxHashMap<(u32, u32), u32> = rustc_hash::FxHashMap::default();
+    let mut pairs: Vec<(u32, u32)> = Vec::new();
+    let mut channel_top = 0;
+    // Paths with the same distinct channels count alike: each such set (a shape) has its
+    // channels and its pairs' indices; `shape_of[path]` is the path's.
+    let mut shape_index: rustc_hash::FxHashMap<Vec<u32>, usize> = rustc_hash::FxHashMap::default();
+    let mut shapes: Vec<(Vec<u32>, Vec<u32>)> = Vec::new();
+    let mut shape_of: Vec<usize> = Vec::with_capacity(table.paths.len());
+    for key in &table.paths {
+        let mut distinct = key[..key.len() - 1].to_vec();
+        distinct.sort_unstable();
+        distinct.dedup();
+        if let Some(&shape) = shape_index.get(&distinct) {
+            shape_of.push(shape);
+            continue;
+        }
+        channel_top = channel_top.max(*distinct.last().expect("paths in the table have touches") as usize + 1);
+        let mut ids = Vec::with_capacity(distinct.len() * distinct.len().saturating_sub(1) / 2);
+        for (j, &b) in distinct.iter().enumerate() {
+            for &a in &distinct[..j] {
+                let next = pairs.len() as u32;
+                let id = *pair_index.entry((a, b)).or_insert(next);
+                if id == next {
+                    pairs.push((a, b));
+                }
+                ids.push(id);
+            }
+        }
+        shape_of.push(shapes.len());
+        shape_index.insert(distinct.clone(), shapes.len());
+        shapes.push((distinct, ids));
+    }
+    let (mut channel_sums, mut pair_sums) = (vec![[0.0; 3]; channel_top], vec![[0.0; 3]; pairs.len()]);
+    let mut shape_sums = vec![[0.0; 3]; shapes.len()];
+    for (replicate, partial) in replicates.iter_mut().enumerate() {
+        channel_sums.iter_mut().for_each(|s| *s = [0.0; 3]);
+        pair_sums.iter_mut().for_each(|s| *s = [0.0; 3]);
+        shape_sums.iter_mut().for_each(|s| *s = [0.0; 3]);
+        for (index, &shape) in shape_of.iter().enumerate() {
+            let sums = table.sums[index * table.replicates + replicate];
+            add3(&mut shape_sums[shape], &sums);
+        }
+        for ((distinct, ids), sums) in shapes.iter().zip(&shape_sums) {
+            if sums[0] + sums[1] <= 0.0 {
+                continue;
+            }
+            for &c in distinct {
+                add3(&mut channel_sums[c as usize], sums);
+            }
+            for &id in ids {
+                add3(&mut pair_sums[id as usize], sums);
+            }
+        }
+        let met = |s: &[f64; 3]| s[0] + s[1] > 0.0;
+        let channels: Vec<(u32, [f64; 3])> =
+            channel_sums.iter().enumerate().filter(|(_, s)| met(s)).map(|(c, s)| (c as u32, *s)).collect();
+        let pair_list: Vec<((u32, u32), [f64; 3])> =
+            pairs.iter().zip(&pair_sums).filter(|(_, s)| met(s)).map(|(&p, s)| (p, *s)).collect();
+        partial.shao_li.as_mut().expect("every replicate has the counts").add_sums(&channels, &pair_list);
+    }
+}
+
+/// The last element of a [`ReplicatePaths`] key: the path's journeys are held out (or not) by `markov_order: auto`.
+const HELD_OUT: u32 = u32::MAX - 1;
+const TRAINING: u32 = u32::MAX - 2;
+
+/// The most replicate sums (distinct paths × replicates) a chunk's path table holds before
+/// it is flushed into the replicates: 6 MiB.
+const MAX_REPLICATE_PATH_CELLS: usize = if cfg!(test) { 64 } else { 1 << 18 };
+/// The same for each period's table (a chunk has one per period it meets): 384 KiB.
+const PERIOD_PATH_CELLS: usize = if cfg!(test) { 64 } else { 1 << 14 };
+
+/// The distinct paths of a chunk (with their held-out flag) and each replicate's sums of
+/// conversions, nulls and value on them: the chains and `shao_li` count by path, so each
+/// replicate adds a distinct path once (per flush) rather than once per journey.
+struct ReplicatePaths {
+    /// Keyed by the path followed by its held-out flag (`HELD_OUT` or `TRAINING`, which no
+    /// channel id reaches).
+    index: rustc_hash::FxHashMap<Vec<u32>, usize>,
+    paths: Vec<Vec<u32>>,
+    key: Vec<u32>,
+    /// `sums[path * replicates + replicate]`.
+    sums: Vec<[f64; 3]>,
+    replicates: usize,
+    /// Sums held before a flush.
+    capacity: usize,
+}
+
+impl ReplicatePaths {
+    fn new(capacity: usize) -> ReplicatePaths {
+        ReplicatePaths {
+            index: rustc_hash::FxHashMap::default(),
+            paths: Vec::new(),
+            key: Vec::new(),
+            sums: Vec::new(),
+            replicates: 0,
+            capacity,
+        }
+    }
+
+    /// The slot of a path (added if new); `None` for a journey without touches.
+    fn slot(&mut self, path: &[u32], held_out: bool, replicates: usize) -> Option<usize> {
+        if path.is_empty() {
+            return None;
+        }
+        self.replicates = replicates;
+        self.key.clear();
+        self.key.extend_from_slice(path);
+        self.key.push(if held_out { HELD_OUT } else { TRAINING });
+        // Looked up by a borrowed key: most journeys repeat a path already in the table.
+        if let Some(&slot) = self.index.get(self.key.as_slice()) {
+            return Some(slot);
+        }
+        let slot = self.paths.len();
+        self.index.insert(self.key.clone(), slot);
+        self.paths.push(self.key.clone());
+        self.sums.resize(self.sums.len() + replicates, [0.0; 3]);
+        Some(slot)
+    }
+
+    fn add(&mut self, slot: usize, replicate: usize, figures: [f64; 3]) {
+        let sums = &mut self.sums[slot * self.replicates + replicate];
+        add3(sums, &figures);
+    }
+
+    fn is_full(&self) -> bool {
+        self.sums.len() >= self.capacity
+    }
+
+    fn clear(&mut self) {
+        self.index.clear();
+        self.paths.clear();
+        self.sums.clear();
+    }
+}
+
 /// Adds journeys to a partial, reusing its scratch buffers.
 pub(crate) struct JourneyAdder {
     is_direct: Vec<bool>,
     weights: Vec<f64>,
     /// Whether journeys' paths are counted in the partial they are added to.
     paths: bool,
+    /// With `intervals`: the chains' and `shao_li`'s replicate sums of this chunk's paths.
+    replicate_paths: ReplicatePaths,
+    /// Scratch of the bootstrap: each rule model's touch weights of the journey, one after another.
+    rule_weights: Vec<f64>,
     /// With a breakdown: the partial's key and channel of each touch key of the chunk
     /// (journeys then carry the chunk's touch keys).
     key_map: Option<KeyMap>,
@@ -574,6 +895,9 @@ impl JourneyAdder {
             is_direct: channels.iter().map(|c| options.is_direct(c)).collect(),
             weights: Vec::new(),
             paths: true,
+            replicate_paths: ReplicatePaths::new(MAX_REPLICATE_PATH_CELLS),
+            rule_weights: Vec::new(),
+
             key_map: None,
             keys: Vec::new(),
             channels: Vec::new(),
@@ -615,6 +939,163 @@ impl JourneyAdder {
         self.with_channels(journey, |adder, journey, keys| {
             adder.add_touches(partial, journey, keys, held_out, options)
         });
+    }
+
+    /// Adds a journey to each bootstrap replicate as often as `draw` weighs it there (its
+    /// touches as in [`JourneyAdder::add`]); nothing without `intervals`. Counts and rule
+    /// models' credit go straight to each replicate, from touch weights computed once; the
+    /// chains and `shao_li`, whose sums are keyed by path, go through the chunk's path table
+    /// ([`ReplicatePaths`]), so each replicate counts each distinct path once per flush.
+    fn add_replicates(
+        &mut self,
+        replicates: &mut [Partial],
+        journey: &Journey<'_>,
+        draw: ReplicateDraw,
+        held_out: bool,
+        options: &Options,
+    ) {
+        if replicates.is_empty() {
+            return;
+        }
+        self.with_channels(journey, |adder, journey, _| {
+            adder.add_replicate_touches(replicates, journey, draw, held_out, options)
+        });
+    }
+
+    fn add_replicate_touches(
+        &mut self,
+        replicates: &mut [Partial],
+        journey: &Journey<'_>,
+        draw: ReplicateDraw,
+        held_out: bool,
+        options: &Options,
+    ) {
+        let Some(intervals) = options.intervals else { return };
+        let journey = &self.valued(journey);
+        let rules = &replicates[0].rules;
+        self.rule_weights.clear();
+        if journey.is_converting() && !journey.channels.is_empty() {
+            for rule in rules {
+                touch_weights(rule.model, journey, options, &self.is_direct, &mut self.weights);
+                self.rule_weights.extend_from_slice(&self.weights);
+            }
+        }
+        let chains = replicates[0].markov.is_some() || replicates[0].markov_auto.is_some();
+        let slot = (chains || replicates[0].shao_li.is_some())
+            .then(|| self.replicate_paths.slot(journey.channels, held_out, replicates.len()))
+            .flatten();
+        let touches = journey.channels.len();
+        for (replicate, partial) in replicates.iter_mut().enumerate() {
+            let (conversions, nulls, value) = replicate_counts(journey, draw, replicate as u32, intervals.seed);
+            if conversions == 0.0 && nulls == 0.0 {
+                continue;
+            }
+            let counts = &mut partial.counts;
+            counts.conversions += conversions;
+            counts.conversion_value += value;
+            if touches == 0 {
+                counts.unattributed_conversions += conversions;
+                counts.unattributed_value += value;
+                continue;
+            }
+            counts.converting_journeys += conversions;
+            counts.null_journeys += nulls;
+            counts.truncated_journeys += journey.truncated as u64;
+            for &channel in journey.channels {
+                partial.channel_seen[channel as usize] = true;
+            }
+            if conversions > 0.0 {
+                for (rule, weights) in partial.rules.iter_mut().zip(self.rule_weights.chunks_exact(touches)) {
+                    for (&channel, &weight) in journey.channels.iter().zip(weights) {
+                        rule.conversions[channel as usize] += weight * conversions;
+                        rule.value[channel as usize] += weight * value;
+                    }
+                }
+            }
+            match slot {
+                Some(slot) => self.replicate_paths.add(slot, replicate, [conversions, nulls, value]),
+                None => add_chains(partial, journey.channels, [conversions, nulls, value], held_out),
+            }
+        }
+        if self.replicate_paths.is_full() {
+            self.flush_replicates(replicates);
+        }
+    }
+
+    /// [`JourneyAdder::add_replicates`] with `table` as the path table: a part (a period, a
+    /// segment) has replicates and a path table of its own.
+    fn add_replicates_with(
+        &mut self,
+        table: &mut ReplicatePaths,
+        replicates: &mut [Partial],
+        journey: &Journey<'_>,
+        draw: ReplicateDraw,
+        held_out: bool,
+        options: &Options,
+    ) {
+        std::mem::swap(&mut self.replicate_paths, table);
+        self.add_replicates(replicates, journey, draw, held_out, options);
+        std::mem::swap(&mut self.replicate_paths, table);
+    }
+
+    /// [`JourneyAdder::flush_replicates`] of `table`.
+    fn flush_with(&mut self, table: &mut ReplicatePaths, replicates: &mut [Partial]) {
+        std::mem::swap(&mut self.replicate_paths, table);
+        self.flush_replicates(replicates);
+        std::mem::swap(&mut self.replicate_paths, table);
+    }
+
+    /// Adds the path table's sums to the replicates' chains and `shao_li` counts, and empties
+    /// it. A fixed order's chain adds each replicate's weights per transition, numbered once
+    /// for all replicates ([`EdgeTable`]); the `auto` candidates and `shao_li` add each path.
+    fn flush_replicates(&mut self, replicates: &mut [Partial]) {
+        let table = &mut self.replicate_paths;
+        if table.paths.is_empty() {
+            return;
+        }
+        let order = replicates.first().and_then(|p| p.markov.as_ref()).map(|m| m.order);
+        if let Some(order) = order {
+            let mut edges = EdgeTable::new(order);
+            let mut path_edges: Vec<(Vec<u32>, u32)> = Vec::with_capacity(table.paths.len());
+            for key in &table.paths {
+                let mut ids = Vec::new();
+                let last = edges.path(&key[..key.len() - 1], &mut ids).expect("paths in the table have touches");
+                path_edges.push((ids, last));
+            }
+            let (mut weights, mut outcomes) = (vec![0.0; edges.edge_count()], vec![[0.0; 3]; edges.state_count()]);
+            for (replicate, partial) in replicates.iter_mut().enumerate() {
+                weights.iter_mut().for_each(|w| *w = 0.0);
+                outcomes.iter_mut().for_each(|o| *o = [0.0; 3]);
+                for (index, (ids, last)) in path_edges.iter().enumerate() {
+                    let sums = table.sums[index * table.replicates + replicate];
+                    let weight = sums[0] + sums[1];
+                    if weight <= 0.0 {
+                        continue;
+                    }
+                    for &id in ids {
+                        weights[id as usize] += weight;
+                    }
+                    let outcome = &mut outcomes[*last as usize];
+                    add3(outcome, &sums);
+                }
+                edges.add_to(partial.markov.as_mut().expect("every replicate has the chain"), &weights, &outcomes);
+            }
+        }
+        if replicates.first().is_some_and(|p| p.shao_li.is_some()) {
+            flush_shao_li(table, replicates);
+        }
+        if replicates.first().is_some_and(|p| p.markov_auto.is_some()) {
+            for (index, key) in table.paths.iter().enumerate() {
+                let (path, flag) = key.split_at(key.len() - 1);
+                for (replicate, partial) in replicates.iter_mut().enumerate() {
+                    let sums = table.sums[index * table.replicates + replicate];
+                    if sums[0] > 0.0 || sums[1] > 0.0 {
+                        add_chains_auto(partial, path, sums, flag[0] == HELD_OUT);
+                    }
+                }
+            }
+        }
+        table.clear();
     }
 
     /// Counts a journey's path (and nothing else) in `partial`: touches as in [`JourneyAdder::add`].
@@ -736,6 +1217,135 @@ mod tests {
     use super::*;
     use crate::chunk::PathChunk;
     use crate::options::InputKind;
+
+    #[test]
+    fn a_full_replicate_path_table_flushes_to_the_same_replicates() {
+        // 40 distinct paths × 12 replicates pass the test build's 64 cells: the table flushes
+        // mid-chunk. Rows attributed one chunk each never fill it; both must agree.
+        let mut chunk = PathChunk::default();
+        let ids: Vec<u32> = ["a", "b", "c", "d"].iter().map(|c| chunk.channels.id(c)).collect();
+        for row in 0..40u32 {
+            let path = [ids[(row % 4) as usize], ids[(row / 4 % 4) as usize], ids[(row / 16) as usize]];
+            chunk.push(&path, f64::from(row % 3), f64::from(row), f64::from(row % 2), u64::from(row) + 1);
+        }
+        let spec = crate::options::OptionsSpec {
+            intervals: Some(crate::intervals::IntervalsSpec { replicates: 12, level: None, seed: Some(1) }),
+            ..Default::default()
+        };
+        let options = spec.validate(InputKind::Paths).unwrap();
+        let whole = Partial::from_paths(&chunk, &options).unwrap();
+        let mut apart: Option<Partial> = None;
+        for row in 0..chunk.len() {
+            let mut one = PathChunk::default();
+            let path: Vec<u32> =
+                chunk.path(row).iter().map(|&c| one.channels.id(&chunk.channels.names()[c as usize])).collect();
+            one.push(&path, chunk.conversions[row], chunk.values[row], chunk.nulls[row], 1);
+            Partial::merge_into(&mut apart, Partial::from_paths(&one, &options).unwrap());
+        }
+        let (a, b) = (whole.finish(&options).unwrap(), apart.unwrap().finish(&options).unwrap());
+        for (ma, mb) in a.models.iter().zip(&b.models) {
+            for ca in &ma.channels {
+                let (ia, ib) =
+                    (ca.interval.as_ref().unwrap(), mb.channel(&ca.channel).unwrap().interval.as_ref().unwrap());
+                assert!((ia.conversions_high - ib.conversions_high).abs() < 1e-9, "{} {}", ma.model, ca.channel);
+                assert!((ia.share_low - ib.share_low).abs() < 1e-9, "{} {}", ma.model, ca.channel);
+                assert_eq!(ia.rank_1_probability, ib.rank_1_probability, "{} {}", ma.model, ca.channel);
+            }
+        }
+    }
+
+    #[test]
+    fn every_models_intervals_are_those_of_the_replicates_attributed_as_weighted_rows() {
+        // Each replicate rebuilt by hand: the rows with the counts the replicate draws,
+        // attributed without intervals; their figures give the intervals the bootstrap reports.
+        let mut chunk = PathChunk::default();
+        let ids: Vec<u32> = ["a", "b", "c"].iter().map(|c| chunk.channels.id(c)).collect();
+        let rows: [(&[usize], f64, f64, f64); 6] = [
+            (&[0, 1], 3.0, 30.0, 2.0),
+            (&[1, 2, 1], 1.0, 5.0, 4.0),
+            (&[2], 2.0, 8.0, 1.0),
+            (&[0, 2, 0, 1], 1.5, 12.0, 0.5),
+            (&[1], 0.0, 0.0, 3.0),
+            (&[2, 0], 4.0, 44.0, 0.0),
+        ];
+        for (i, (path, conversions, value, nulls)) in rows.iter().enumerate() {
+            let path: Vec<u32> = path.iter().map(|&c| ids[c]).collect();
+            chunk.push(&path, *conversions, *value, *nulls, i as u64 + 1);
+        }
+        let (replicates, seed) = (15, 3);
+        let spec = crate::options::OptionsSpec {
+            markov_order: Some(crate::options::MarkovOrder::Fixed(2)),
+            intervals: Some(crate::intervals::IntervalsSpec { replicates, level: Some(0.8), seed: Some(seed) }),
+            ..Default::default()
+        };
+        let options = spec.validate(InputKind::Paths).unwrap();
+        let result = Partial::from_paths(&chunk, &options).unwrap().finish(&options).unwrap();
+        let plain = Options { intervals: None, ..options.clone() };
+        let names = chunk.channels.names();
+        let by_hand: Vec<_> = (0..replicates)
+            .map(|r| {
+                let mut weighted = PathChunk::default();
+                for row in 0..chunk.len() {
+                    let path: Vec<u32> =
+                        chunk.path(row).iter().map(|&c| weighted.channels.id(&names[c as usize])).collect();
+                    let journey = crate::journey::Journey {
+                        channels: chunk.path(row),
+                        touch_times: None,
+                        conversion_time: None,
+                        conversions: chunk.conversions[row],
+                        value: chunk.values[row],
+                        nulls: chunk.nulls[row],
+                        truncated: false,
+                    };
+                    let key = path_row_key(&journey, names);
+                    let (c, n, v) = replicate_counts(&journey, ReplicateDraw::PathRow(key), r, seed);
+                    weighted.push(&path, c, v, n, row as u64 + 1);
+                }
+                Partial::from_paths(&weighted, &plain).unwrap().finish(&plain).unwrap()
+            })
+            .collect();
+        for model in &result.models {
+            let names: Vec<&str> = model.channels.iter().map(|c| c.channel.as_str()).collect();
+            let figures: Vec<Vec<[f64; 4]>> = by_hand
+                .iter()
+                .map(|r| {
+                    let theirs = r.model(model.model).unwrap();
+                    names
+                        .iter()
+                        .map(|name| match theirs.channel(name) {
+                            Some(c) => [c.conversions, c.value, c.share, c.removal_effect.unwrap_or(0.0)],
+                            None => [0.0; 4],
+                        })
+                        .collect()
+                })
+                .collect();
+            let removal = model.model == crate::options::ModelId::Markov;
+            let want = crate::intervals::channel_intervals(&names, &figures, removal, 0.8);
+            for (credit, want) in model.channels.iter().zip(want) {
+                let got = credit.interval.as_ref().unwrap();
+                for (what, a, b) in [
+                    ("conversions_low", got.conversions_low, want.conversions_low),
+                    ("conversions_high", got.conversions_high, want.conversions_high),
+                    ("value_high", got.value_high, want.value_high),
+                    ("share_low", got.share_low, want.share_low),
+                    (
+                        "removal_effect_high",
+                        got.removal_effect_high.unwrap_or(0.0),
+                        want.removal_effect_high.unwrap_or(0.0),
+                    ),
+                    ("rank_1_probability", got.rank_1_probability, want.rank_1_probability),
+                    ("median_rank", got.median_rank, want.median_rank),
+                ] {
+                    assert!(
+                        (a - b).abs() <= 1e-9 * b.abs().max(1.0),
+                        "{} {} {what}: {a} vs {b}",
+                        model.model,
+                        credit.channel
+                    );
+                }
+            }
+        }
+    }
 
     #[test]
     fn a_partial_survives_json_exactly() {

@@ -11,6 +11,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::breakdown::{BreakdownRow, splits_channel_credit};
 use crate::error::{AttributionError, ErrorCode};
+use crate::intervals::ChannelInterval;
 use crate::markov::SolveBudget;
 use crate::markov_order::OrderSelection;
 use crate::options::{MarkovOrder, ModelId, Options};
@@ -222,6 +223,9 @@ pub struct ChannelCredit {
     #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "present")]
     #[cfg_attr(feature = "openapi", schema(value_type = Option<f64>, nullable))]
     pub roas: Option<Option<f64>>,
+    /// With `intervals`: the bootstrap intervals of its figures and how it ranks over the replicates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval: Option<ChannelInterval>,
 }
 
 /// A field that is present (as a number or `null`): `Some`, so `null` survives a round trip.
@@ -338,18 +342,32 @@ impl Partial {
         // solves) are the whole file's only, which is the first window's.
         let order = result.model(ModelId::Markov).and_then(|m| m.order);
         let part_options = Options { markov_pair_effects: false, ..options.clone() };
+        if let Some(intervals) = options.intervals {
+            self.set_intervals(&mut result, &part_options, budget, order, intervals.level)?;
+        }
         for (&day, period) in &self.periods {
-            let AttributionResult { summary, models, .. } = build_result(period, &part_options, budget, order, false)?;
+            let mut built = build_result(period, &part_options, budget, order, false)?;
+            if let Some(intervals) = options.intervals {
+                period.set_intervals(&mut built, &part_options, budget, order, intervals.level)?;
+            }
+            let AttributionResult { summary, models, .. } = built;
             result.periods.push(PeriodResult { period: Period::label(day), summary, models });
         }
         let mut segments: Vec<_> = self.segments.iter().collect();
         segments.sort_by(|a, b| crate::segment::listing_order(a.0, b.0));
         for (value, segment) in segments {
-            let AttributionResult { summary, models, .. } = build_result(segment, &part_options, budget, order, false)?;
+            let mut built = build_result(segment, &part_options, budget, order, false)?;
+            if let Some(intervals) = options.intervals {
+                segment.set_intervals(&mut built, &part_options, budget, order, intervals.level)?;
+            }
+            let AttributionResult { summary, models, .. } = built;
             let mut periods = Vec::with_capacity(segment.periods.len());
             for (&day, period) in &segment.periods {
-                let AttributionResult { summary, models, .. } =
-                    build_result(period, &part_options, budget, order, false)?;
+                let mut built = build_result(period, &part_options, budget, order, false)?;
+                if let Some(intervals) = options.intervals {
+                    period.set_intervals(&mut built, &part_options, budget, order, intervals.level)?;
+                }
+                let AttributionResult { summary, models, .. } = built;
                 periods.push(PeriodResult { period: Period::label(day), summary, models });
             }
             let segment = crate::segment::label(options, value);
@@ -375,6 +393,54 @@ impl Partial {
             )),
             None => Ok(result),
         }
+    }
+}
+
+impl Partial {
+    /// Sets each model's channels' `interval` from the replicates' results (each built as a
+    /// result of its own, Markov solved once per replicate, under the whole's order).
+    fn set_intervals(
+        &self,
+        result: &mut AttributionResult,
+        options: &Options,
+        budget: &SolveBudget,
+        order: Option<u8>,
+        level: f64,
+    ) -> Result<(), AttributionError> {
+        if self.replicates.is_empty() {
+            // A part without replicates of its own (a segment's period): no intervals.
+            return Ok(());
+        }
+        let options = Options { breakdown: Vec::new(), intervals: None, ..options.clone() };
+        // Per model: each replicate's figures of the model's channels, in their order.
+        let mut figures: Vec<Vec<Vec<[f64; 4]>>> = vec![Vec::with_capacity(self.replicates.len()); result.models.len()];
+        for replicate in &self.replicates {
+            let built = build_result(replicate, &options, budget, order, false)?;
+            for (model, out) in result.models.iter().zip(&mut figures) {
+                let theirs = built.model(model.model).expect("a replicate runs every model");
+                let by_name: rustc_hash::FxHashMap<&str, &ChannelCredit> =
+                    theirs.channels.iter().map(|c| (c.channel.as_str(), c)).collect();
+                out.push(
+                    model
+                        .channels
+                        .iter()
+                        .map(|c| match by_name.get(c.channel.as_str()) {
+                            Some(t) => [t.conversions, t.value, t.share, t.removal_effect.unwrap_or(0.0)],
+                            None => [0.0; 4],
+                        })
+                        .collect(),
+                );
+            }
+        }
+        for (model, replicates) in result.models.iter_mut().zip(figures) {
+            let names: Vec<&str> = model.channels.iter().map(|c| c.channel.as_str()).collect();
+            let removal = model.model == ModelId::Markov;
+            let intervals = crate::intervals::channel_intervals(&names, &replicates, removal, level);
+            for (credit, interval) in model.channels.iter_mut().zip(intervals) {
+                credit.interval = Some(interval);
+            }
+        }
+        Ok(())
     }
 }
 
@@ -538,6 +604,7 @@ fn uncredited(channel: &str, cost: f64) -> ChannelCredit {
         cost: None,
         cpa: None,
         roas: None,
+        interval: None,
     };
     credit.set_cost(Some(cost));
     credit
@@ -836,6 +903,7 @@ fn model_result(
             cost: None,
             cpa: None,
             roas: None,
+            interval: None,
         })
         .collect();
     channels.sort_by(|a, b| b.conversions.total_cmp(&a.conversions).then_with(|| a.channel.cmp(&b.channel)));
@@ -913,13 +981,15 @@ pub enum Table {
     SegmentBreakdown,
     /// With segments and `period`: one row per segment × period × model × channel.
     SegmentPeriods,
+    /// With `intervals`: one row per model × channel, [`INTERVALS_CSV_HEADER`].
+    Intervals,
 }
 
 /// The header of the `paths` table.
 pub const PATHS_CSV_HEADER: &str = "list,rank,path,touches,journeys,conversions,value,null_journeys,exact";
 
 impl Table {
-    pub const ALL: [Table; 15] = [
+    pub const ALL: [Table; 16] = [
         Table::Channels,
         Table::Periods,
         Table::Segments,
@@ -935,6 +1005,7 @@ impl Table {
         Table::Paths,
         Table::Transitions,
         Table::MarkovPairs,
+        Table::Intervals,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -954,6 +1025,7 @@ impl Table {
             Table::Segments => "segments",
             Table::SegmentBreakdown => "segment_breakdown",
             Table::SegmentPeriods => "segment_periods",
+            Table::Intervals => "intervals",
         }
     }
 
@@ -978,6 +1050,7 @@ impl Table {
             Table::SegmentBreakdown => {
                 !result.options.breakdown.is_empty() && crate::segment::column(&result.options).is_some()
             }
+            Table::Intervals => result.options.intervals.is_some(),
         }
     }
 
@@ -1065,6 +1138,7 @@ impl Table {
                 }
                 out
             }
+            Table::Intervals => intervals_csv(result),
             Table::MarkovPairs => {
                 let mut out = String::from(MARKOV_PAIRS_CSV_HEADER);
                 out.push('\n');
@@ -1083,6 +1157,43 @@ impl Table {
             }
         }
     }
+}
+
+/// The header of the `intervals` table; `removal_effect_low,removal_effect_high` are
+/// empty but for `markov`.
+pub const INTERVALS_CSV_HEADER: &str = "model,channel,conversions,conversions_low,conversions_high,value,value_low,\
+value_high,share,share_low,share_high,rank_1_probability,top_3_probability,median_rank,removal_effect_low,\
+removal_effect_high";
+
+/// The tidy table of intervals: one row per model × channel, in the result's order.
+fn intervals_csv(result: &AttributionResult) -> String {
+    let mut out = format!("{INTERVALS_CSV_HEADER}\n");
+    let optional = |x: Option<f64>| x.map_or(String::new(), |x| x.to_string());
+    for model in &result.models {
+        for c in &model.channels {
+            let Some(i) = &c.interval else { continue };
+            out.push_str(&format!(
+                "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
+                model.model,
+                csv_field(&c.channel),
+                c.conversions,
+                i.conversions_low,
+                i.conversions_high,
+                c.value,
+                i.value_low,
+                i.value_high,
+                c.share,
+                i.share_low,
+                i.share_high,
+                i.rank_1_probability,
+                i.top_3_probability,
+                i.median_rank,
+                optional(i.removal_effect_low),
+                optional(i.removal_effect_high)
+            ));
+        }
+    }
+    out
 }
 
 /// The header of the `markov_pairs` table.

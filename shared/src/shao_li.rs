@@ -155,6 +155,27 @@ impl ShaoLiCounts {
         self.distinct = distinct;
     }
 
+    /// Adds sums gathered elsewhere (bootstrap replicates sum their paths in dense arrays):
+    /// `channels` as (channel id, sums), `pairs` as ((low, high) channel ids, sums), as
+    /// [`ShaoLiCounts::add_path`] would have added them journey by journey.
+    pub fn add_sums(&mut self, channels: &[(u32, Sums)], pairs: &[((u32, u32), Sums)]) {
+        for (channel, sums) in channels {
+            let channel = *channel as usize;
+            if self.channels.len() <= channel {
+                self.channels.resize(channel + 1, [0.0; 3]);
+            }
+            add(&mut self.channels[channel], sums);
+        }
+        if self.over_limit {
+            return;
+        }
+        for &((a, b), sums) in pairs {
+            if !self.add_pair(pair_key(a, b), &sums) {
+                break;
+            }
+        }
+    }
+
     /// Adds to one pair (`key` as [`pair_key`] makes it); false (and the pairs dropped)
     /// when a new pair would pass the limit.
     fn add_pair(&mut self, key: u64, sums: &Sums) -> bool {

@@ -3,6 +3,7 @@
 //! - `models`: hand-computed credits for every model of docs/user-guide.md, "Models";
 //! - `journeys`: the journey rules of docs/user-guide.md, "Journeys" on event chunks;
 //! - `properties`: conservation and merge invariance on random inputs;
+//! - `intervals`: bootstrap intervals by hand, their coverage on simulated data and limits;
 //! - `reports`: hand-computed top paths and transition tables;
 //! - `windows`: lookback windows compared in one pass, by hand, merged and refused;
 //! - `markov_dense`: the Markov model against an independent dense solver;
@@ -20,6 +21,8 @@ mod helpers;
 mod breakdown;
 #[path = "engine/ingest.rs"]
 mod ingest;
+#[path = "engine/intervals.rs"]
+mod intervals;
 #[path = "engine/journeys.rs"]
 mod journeys;
 #[path = "engine/markov_dense.rs"]

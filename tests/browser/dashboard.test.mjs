@@ -567,6 +567,65 @@ async function main() {
     await page.screenshot({ path: path.join(artifacts, 'result-windows.png'), fullPage: true });
     log(`lookback windows: ${labels.join(', ')} shares and ranks of linear and first_touch match the API; windows CSV ${ranked} rows`);
 
+    // Bootstrap intervals: error bars on the credit charts and the rank-stability table, as
+    // the API's intervals say, for a rule model and for markov.
+    assert.equal(await page.isHidden('#intervals-panel'), true, 'no rank stability without intervals');
+    await page.fill('#intervals_replicates', '40');
+    await page.fill('#intervals_level', '0.8');
+    await page.click('#submit-job');
+    await page.waitForFunction((first) => {
+      const id = document.querySelector('#submit-status')?.dataset.jobId;
+      return id && id !== first;
+    }, windowsJobId);
+    const intervalsJobId = await page.getAttribute('#submit-status', 'data-job-id');
+    assert.deepEqual((await api(`/v1/jobs/${intervalsJobId}`)).spec.options.intervals, { replicates: 40, level: 0.8 });
+    await page.fill('#intervals_replicates', '');
+    await page.fill('#intervals_level', '');
+    await openResult(page, intervalsJobId);
+    const withIntervals = await api(`/v1/jobs/${intervalsJobId}/result`);
+    assert.deepEqual(withIntervals.options.intervals, { replicates: 40, level: 0.8, seed: 0 });
+    for (const model of ['linear', 'markov']) {
+      await page.selectOption('#model-select', model);
+      await page.waitForFunction((m) => document.querySelector('#chart-rank-1 figcaption')?.textContent
+        .includes(`under ${m},`), model);
+      const apiChannels = withIntervals.models[model].channels;
+      for (const [chart, field] of [['#chart-conversions', 'conversions'], ['#chart-value', 'value']]) {
+        const whiskers = await page.$$eval(`${chart} g.error-bar`, (gs) => gs.map((g) => ({
+          channel: g.dataset.channel, low: Number(g.dataset.low), high: Number(g.dataset.high),
+        })));
+        assert.equal(whiskers.length, apiChannels.length, `${model} ${field}: an error bar per channel`);
+        for (const w of whiskers) {
+          const c = apiChannels.find((x) => x.channel === w.channel);
+          close(w.low, c.interval[`${field}_low`], `${model} ${w.channel} ${field} low`);
+          close(w.high, c.interval[`${field}_high`], `${model} ${w.channel} ${field} high`);
+          assert.ok(w.low <= c[field] + EPSILON && c[field] <= w.high + EPSILON, `${model} ${w.channel}: inside its interval`);
+        }
+      }
+      const stability = await page.$$eval('#rank-stability-body tr', (trs) => trs.map((tr) => ({
+        channel: tr.dataset.channel, rank1: Number(tr.dataset.rankFirst),
+        top3: Number(tr.dataset.topThree), median: Number(tr.dataset.medianRank),
+        low: Number(tr.dataset.shareLow), high: Number(tr.dataset.shareHigh),
+      })));
+      assert.deepEqual(stability.map((r) => r.channel), apiChannels.map((c) => c.channel), `${model}: a row per channel`);
+      for (const row of stability) {
+        const i = apiChannels.find((c) => c.channel === row.channel).interval;
+        close(row.rank1, i.rank_1_probability, `${model} ${row.channel} P(1st)`);
+        close(row.top3, i.top_3_probability, `${model} ${row.channel} P(top 3)`);
+        close(row.median, i.median_rank, `${model} ${row.channel} median rank`);
+        close(row.low, i.share_low, `${model} ${row.channel} share low`);
+        close(row.high, i.share_high, `${model} ${row.channel} share high`);
+      }
+      const firsts = await bars(page, '#chart-rank-1');
+      close(firsts.reduce((n, b) => n + b.value, 0), 1, `${model}: P(1st) adds up to 1 over the channels`);
+    }
+    const [intervalsCsv] = await Promise.all([page.waitForEvent('download'), page.click('#download-intervals')]);
+    const intervalLines = (await readFile(await intervalsCsv.path(), 'utf8')).trim().split('\n');
+    assert.ok(intervalLines[0].startsWith('model,channel,conversions,conversions_low,conversions_high'), intervalLines[0]);
+    const intervalRows = Object.values(withIntervals.models).reduce((n, m) => n + m.channels.length, 0);
+    assert.equal(intervalLines.length - 1, intervalRows, 'one intervals CSV row per model × channel');
+    await page.screenshot({ path: path.join(artifacts, 'result-intervals.png'), fullPage: true });
+    log(`intervals: error bars and rank stability of linear and markov match the API; intervals CSV ${intervalRows} rows`);
+
     // Credit by channel and campaign: a file with a campaign column, broken down from the form;
     // the table checked against the API's rows, then sorted and folded.
     // Segmented by country too: a journey counts in its conversion row's country (every fifth

@@ -319,7 +319,9 @@ impl Splitter {
             Block::Events(chunk) => self.partition(&chunk)?,
             Block::Paths(chunk) => {
                 self.rows += chunk.len() as u64;
-                let partial = Partial::from_paths(&chunk, self.options.as_ref().expect("set above"))?;
+                let options = self.options.as_ref().expect("set above");
+                self.limits.check_intervals(chunk.channels.len(), options)?;
+                let partial = Partial::from_paths(&chunk, options)?;
                 Partial::merge_into(&mut self.path_partial, partial);
             }
         }
@@ -334,6 +336,7 @@ impl Splitter {
         self.limits.check_markov_channels(self.channels.channel_count(), options)?;
         let segment_map = self.segments.ids_of(&chunk.segments);
         self.limits.check_segments(self.segments.len())?;
+        self.limits.check_intervals(self.channels.channel_count(), options)?;
         let partitions = self.buffers.len() as u32;
         for row in 0..chunk.len() {
             let key = chunk.user_keys[row];

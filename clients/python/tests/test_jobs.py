@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from mta_client import AttributionResult, Client, Job, JobRecord, Upload, Webhook
+from mta_client import AttributionResult, ChannelInterval, Client, Intervals, Job, JobRecord, Upload, Webhook
 from mta_client.errors import ConflictError, NotFoundError
 from mta_client.results import SPEND_COLUMNS, TIDY_COLUMNS, WINDOW_COLUMNS
 
@@ -419,6 +419,33 @@ def test_lookback_windows_compare_in_one_job_with_their_csv_table(
     table = pd.read_csv(io.StringIO(job.result_csv("windows")))
     assert list(table.columns) == list(WINDOW_COLUMNS)
     assert len(table) == sum(r is not None for w in result.window_ranks for c in w.channels for r in c.rank)
+
+
+def test_bootstrap_intervals_are_typed_equal_mta_attribute_and_have_their_csv_table(
+    service: Service, client: Client, events_csv: Path
+) -> None:
+    job = client.submit(client.upload(events_csv), models=["linear", "markov"], intervals={"replicates": 30, "seed": 4})
+    assert job.record.spec["options"]["intervals"] == {"replicates": 30, "seed": 4}
+    result = job.result(timeout=120)
+    assert result.options.intervals == Intervals(replicates=30, level=0.9, seed=4)
+    local = service.attribute_locally(events_csv, "--models", "linear,markov", "--intervals", "30", "--seed", "4")
+    remote = dict(result.raw)
+    remote.pop("job_id")
+    assert close_to(remote, local) == []
+    for name in ("linear", "markov"):
+        for c in result.channels(name):
+            assert isinstance(c.interval, ChannelInterval)
+            assert c.interval.conversions_low <= c.conversions <= c.interval.conversions_high
+            assert (c.interval.removal_effect_low is not None) == (name == "markov")
+    firsts = [c.interval.rank_1_probability for c in result.channels("linear") if c.interval is not None]
+    assert sum(firsts) == pytest.approx(1.0)
+    table = pd.read_csv(io.StringIO(job.result_csv("intervals")))
+    assert list(table.columns[:5]) == ["model", "channel", "conversions", "conversions_low", "conversions_high"]
+    assert len(table) == len(result.channels("linear")) + len(result.channels("markov"))
+    # A number of replicates alone is the short form.
+    assert client.submit(client.upload(events_csv), models=["linear"], intervals=20).record.spec["options"][
+        "intervals"
+    ] == {"replicates": 20}
 
 
 def test_dataframes_and_tables_upload_as_parquet(service: Service, client: Client, events_csv: Path) -> None:

@@ -122,6 +122,8 @@ def test_webhook_takes_every_field_of_the_webhook_spec(document: dict[str, Any])
         (results.WindowResult, "WindowResult"),
         (results.ChannelWindowRanks, "ChannelWindowRanks"),
         (results.ChannelCredit, "ChannelCredit"),
+        (results.ChannelInterval, "ChannelInterval"),
+        (results.Intervals, "Intervals"),
         (results.BreakdownRow, "BreakdownRow"),
         (results.OrderSelection, "OrderSelection"),
         (results.OrderScore, "OrderScore"),

@@ -97,6 +97,8 @@ pub struct Limits {
     /// The highest `max_report_paths` a job gets (an operator's cap on the paths a partial
     /// holds): a larger option is lowered to it when the options are resolved.
     pub max_report_paths: u32,
+    /// The most bootstrap replicates a job's `intervals` may ask for.
+    pub max_interval_replicates: u32,
 }
 
 impl Limits {
@@ -116,6 +118,7 @@ impl Default for Limits {
             max_breakdown_values: Limits::DEFAULT_MAX_BREAKDOWN_VALUES,
             max_segments: Limits::DEFAULT_MAX_SEGMENTS,
             max_report_paths: crate::paths::MAX_MAX_REPORT_PATHS,
+            max_interval_replicates: crate::intervals::DEFAULT_MAX_REPLICATES,
         }
     }
 }
@@ -165,6 +168,37 @@ impl Limits {
                     "the input has more than {} distinct channel and breakdown values, the configured limit \
                      (max_breakdown_values); break down by a column with fewer distinct values or raise the limit",
                     self.max_breakdown_values
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Refuses `intervals` of more than `max_interval_replicates` replicates, or of so many
+    /// replicates × `channels` that their sums would not fit the memory they are given
+    /// (`intervals::MAX_REPLICATE_CHANNELS`), naming the limit: checked before any row is
+    /// attributed, and again as channels are met.
+    pub fn check_intervals(&self, channels: usize, options: &Options) -> Result<(), AttributionError> {
+        let Some(intervals) = options.intervals else { return Ok(()) };
+        if intervals.replicates > self.max_interval_replicates {
+            return Err(AttributionError::new(
+                ErrorCode::LimitExceeded,
+                format!(
+                    "`intervals` asks for {} replicates, more than the configured limit of {} \
+                     (max_interval_replicates)",
+                    intervals.replicates, self.max_interval_replicates
+                ),
+            ));
+        }
+        let cells = intervals.replicates as u64 * channels as u64;
+        if cells > crate::intervals::MAX_REPLICATE_CHANNELS {
+            return Err(AttributionError::new(
+                ErrorCode::LimitExceeded,
+                format!(
+                    "`intervals` of {} replicates over {channels} channels would hold more than {} replicate \
+                     sums (max_replicate_channels); ask for fewer replicates",
+                    intervals.replicates,
+                    crate::intervals::MAX_REPLICATE_CHANNELS
                 ),
             ));
         }

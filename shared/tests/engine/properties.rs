@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 
 use mta_core::chunk::NO_SEGMENT;
 use mta_core::chunk::{partition_of, touch_key, touch_key_channel, user_key};
+use mta_core::intervals::IntervalsSpec;
 use mta_core::period::Period;
 use mta_core::result::{PeriodResult, SegmentResult, WindowResult};
 use mta_core::{AttributionResult, ChannelDict, LookbackDays, MarkovOrder, ModelId, Options, OptionsSpec, Partial};
@@ -96,21 +97,33 @@ fn event_specs() -> impl Strategy<Value = OptionsSpec> {
         prop::sample::select(vec![None, Some(Period::Day), Some(Period::Week), Some(Period::Month)]),
         prop::sample::select(vec![None, Some("Europe/Berlin"), Some("America/New_York")]),
         any::<bool>(),
+        intervals(),
     )
-        .prop_map(|(lookback, half_life, conversion_row_is_touch, max_touches, order, period, zone, pairs)| {
-            let period = if matches!(lookback, LookbackDays::Many(_)) { None } else { period };
-            OptionsSpec {
-                lookback_days: Some(lookback),
-                half_life_days: Some(half_life),
-                conversion_row_is_touch: Some(conversion_row_is_touch),
-                max_journey_touches: Some(max_touches),
-                markov_order: Some(order),
-                markov_pair_effects: Some(pairs),
-                period,
-                timezone: period.and(zone).map(|z| z.parse().unwrap()),
-                ..Default::default()
-            }
-        })
+        .prop_map(
+            |(lookback, half_life, conversion_row_is_touch, max_touches, order, period, zone, pairs, intervals)| {
+                let period = if matches!(lookback, LookbackDays::Many(_)) { None } else { period };
+                OptionsSpec {
+                    lookback_days: Some(lookback),
+                    half_life_days: Some(half_life),
+                    conversion_row_is_touch: Some(conversion_row_is_touch),
+                    max_journey_touches: Some(max_touches),
+                    markov_order: Some(order),
+                    markov_pair_effects: Some(pairs),
+                    period,
+                    timezone: period.and(zone).map(|z| z.parse().unwrap()),
+                    intervals,
+                    ..Default::default()
+                }
+            },
+        )
+}
+
+/// No intervals, or a few replicates at a random level and seed.
+fn intervals() -> impl Strategy<Value = Option<IntervalsSpec>> {
+    prop::option::of(
+        (10u32..14, prop::sample::select(vec![0.5, 0.8, 0.9]), any::<u64>())
+            .prop_map(|(replicates, level, seed)| IntervalsSpec { replicates, level: Some(level), seed: Some(seed) }),
+    )
 }
 
 /// A fixed Markov order, 1 to 4, or `auto`.
@@ -365,6 +378,27 @@ fn check_same(what: &str, got: &AttributionResult, want: &AttributionResult) -> 
             check_close(&format!("{what}: pair {key:?} removal effect"), got.0, want.0)?;
             check_close(&format!("{what}: pair {key:?} value removal effect"), got.1, want.1)?;
             check_close(&format!("{what}: pair {key:?} overlap"), got.2, want.2)?;
+        }
+        // Intervals: in the same places, with the same figures.
+        for w in &m.channels {
+            let g = got_model.channel(&w.channel).expect("the same channels");
+            prop_assert_eq!(g.interval.is_some(), w.interval.is_some(), "{}: {} {} interval", what, m.model, w.channel);
+            let (Some(gi), Some(wi)) = (&g.interval, &w.interval) else { continue };
+            for (field, a, b) in [
+                ("conversions_low", gi.conversions_low, wi.conversions_low),
+                ("conversions_high", gi.conversions_high, wi.conversions_high),
+                ("value_low", gi.value_low, wi.value_low),
+                ("value_high", gi.value_high, wi.value_high),
+                ("share_low", gi.share_low, wi.share_low),
+                ("share_high", gi.share_high, wi.share_high),
+                ("removal_effect_low", gi.removal_effect_low.unwrap_or(-1.0), wi.removal_effect_low.unwrap_or(-1.0)),
+                ("removal_effect_high", gi.removal_effect_high.unwrap_or(-1.0), wi.removal_effect_high.unwrap_or(-1.0)),
+                ("rank_1_probability", gi.rank_1_probability, wi.rank_1_probability),
+                ("top_3_probability", gi.top_3_probability, wi.top_3_probability),
+                ("median_rank", gi.median_rank, wi.median_rank),
+            ] {
+                check_close(&format!("{what}: {} {} interval {field}", m.model, w.channel), a, b)?;
+            }
         }
         // Cost, CPA and ROAS (with a cost table): `null` in the same places, else the same numbers.
         for w in &m.channels {
@@ -907,6 +941,8 @@ proptest! {
                 prop_assert!(markov.pairs.is_none() && markov.order_selection.is_none());
                 alone.markov_order = chosen;
                 alone.markov_pair_effects = None;
+                // Intervals are the top level's (the first window's) only.
+                alone.intervals = None;
             }
             let want = attribute_events(&event_chunk(&rows), &event_options(alone));
             let got = window_as_result(&result, window);
@@ -979,6 +1015,7 @@ proptest! {
         let options = path_options(OptionsSpec {
             markov_order: Some(order),
             markov_pair_effects: Some(true),
+            intervals: Some(IntervalsSpec { replicates: 10, level: None, seed: Some(n as u64) }),
             ..Default::default()
         });
         let want = attribute_paths(&rows, &options);

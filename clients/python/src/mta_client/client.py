@@ -220,6 +220,7 @@ class Client:
         conversion_types: Sequence[str] | str | None = None,
         top_paths: int | None = None,
         max_report_paths: int | None = None,
+        intervals: int | Mapping[str, float] | None = None,
         export_credits: bool | None = None,
         spend_upload_id: Upload | str | None = None,
         spend: UploadData | None = None,
@@ -251,7 +252,8 @@ class Client:
                 conversion_row_is_touch=conversion_row_is_touch, max_journey_touches=max_journey_touches,
                 channel_rules=channel_rules, period=period, timezone=timezone, breakdown=breakdown,
                 segment_by=segment_by, conversion_types=conversion_types,
-                top_paths=top_paths, max_report_paths=max_report_paths, export_credits=export_credits,
+                top_paths=top_paths, max_report_paths=max_report_paths, intervals=intervals,
+                export_credits=export_credits,
                 spend_upload_id=spend_upload_id, webhook=webhook,
             ),
         )
@@ -370,7 +372,7 @@ class Job:
     def result_csv(self, table: str = "channels") -> str:
         """A tidy table as the service's CSV (``?format=csv&table=``): ``channels``, ``periods``,
         ``path_length``, ``time_lag``, ``positions``, ``paths``, ``transitions`` (``markov``), ``windows``,
-        ``unmatched_cost`` (a job with a cost table), ``markov_pairs``, ``segments`` (with
+        ``unmatched_cost`` (a job with a cost table), ``markov_pairs``, ``intervals`` (a job with ``intervals``), ``segments`` (with
         ``segment_by`` or ``conversion_types``; ``segment_periods`` with ``period`` too), or with ``breakdown``: ``breakdown``, ``period_breakdown``
         and ``segment_breakdown``."""
         self._check()

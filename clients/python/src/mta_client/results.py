@@ -120,6 +120,8 @@ class AppliedOptions:
     top_paths: int = 50
     #: Distinct paths counted exactly before the top paths become estimates.
     max_report_paths: int = 100_000
+    #: Bootstrap intervals: replicates, level and seed (``None``: none asked for).
+    intervals: Intervals | None = None
 
     @classmethod
     def from_json(cls, value: Mapping[str, Any]) -> AppliedOptions:
@@ -148,6 +150,7 @@ class AppliedOptions:
             lookback_windows=[float(d) for d in value.get("lookback_windows", [])],
             top_paths=int(value.get("top_paths", 50)),
             max_report_paths=int(value.get("max_report_paths", 100_000)),
+            intervals=None if value.get("intervals") is None else Intervals.from_json(value["intervals"]),
         )
 
 
@@ -215,6 +218,56 @@ class PairEffect:
 
 
 @dataclass(frozen=True)
+class Intervals:
+    """The bootstrap a job's intervals come from (docs/user-guide.md, "Intervals")."""
+
+    replicates: int
+    level: float
+    seed: int
+
+    @classmethod
+    def from_json(cls, value: Mapping[str, Any]) -> Intervals:
+        return cls(replicates=int(value["replicates"]), level=float(value["level"]), seed=int(value["seed"]))
+
+
+@dataclass(frozen=True)
+class ChannelInterval:
+    """A channel's percentile intervals over the bootstrap replicates and how they rank it."""
+
+    conversions_low: float
+    conversions_high: float
+    value_low: float
+    value_high: float
+    share_low: float
+    share_high: float
+    #: Share of the replicates in which the channel ranks first / in the top 3.
+    rank_1_probability: float
+    top_3_probability: float
+    median_rank: float
+    #: Markov only.
+    removal_effect_low: float | None = None
+    removal_effect_high: float | None = None
+
+    @classmethod
+    def from_json(cls, value: Mapping[str, Any]) -> ChannelInterval:
+        def optional(name: str) -> float | None:
+            v = value.get(name)
+            return None if v is None else float(v)
+
+        return cls(
+            **{
+                name: float(value[name])
+                for name in (
+                    "conversions_low", "conversions_high", "value_low", "value_high", "share_low", "share_high",
+                    "rank_1_probability", "top_3_probability", "median_rank",
+                )
+            },
+            removal_effect_low=optional("removal_effect_low"),
+            removal_effect_high=optional("removal_effect_high"),
+        )
+
+
+@dataclass(frozen=True)
 class ChannelCredit:
     channel: str
     conversions: float
@@ -229,6 +282,8 @@ class ChannelCredit:
     cost: float | None = None
     cpa: float | None = None
     roas: float | None = None
+    #: With ``intervals``: the channel's bootstrap intervals and rank probabilities.
+    interval: ChannelInterval | None = None
 
     @classmethod
     def from_json(cls, value: Mapping[str, Any]) -> ChannelCredit:
@@ -246,6 +301,7 @@ class ChannelCredit:
             cost=optional("cost"),
             cpa=optional("cpa"),
             roas=optional("roas"),
+            interval=None if value.get("interval") is None else ChannelInterval.from_json(value["interval"]),
         )
 
 

@@ -100,6 +100,8 @@ class JobOptions(TypedDict, total=False):
     conversion_types: Sequence[str]
     top_paths: int
     max_report_paths: int
+    #: Bootstrap intervals: a number of replicates, or ``{"replicates": 200, "level": 0.9, "seed": 0}``.
+    intervals: int | Mapping[str, float]
     export_credits: bool
     spend_upload_id: str
     spend: Any
@@ -118,7 +120,7 @@ UPLOAD_KEYWORDS: tuple[str, ...] = ("spend",)
 OPTION_KEYWORDS: tuple[str, ...] = (
     "models", "markov_order", "markov_pair_effects", "lookback_days", "half_life_days", "position_weights",
     "direct_channels", "conversion_row_is_touch", "max_journey_touches", "channel_rules", "period", "timezone",
-    "breakdown", "segment_by", "conversion_types", "top_paths", "max_report_paths",
+    "breakdown", "segment_by", "conversion_types", "top_paths", "max_report_paths", "intervals",
 )
 #: Keywords sent as headers of ``POST /v1/jobs``, by header name.
 HEADER_KEYWORDS: dict[str, str] = {"Idempotency-Key": "idempotency_key"}
@@ -150,6 +152,8 @@ def _json_value(name: str, value: Any) -> Any:
         return value if isinstance(value, (int, float)) else [float(v) for v in value]
     if name == "channel_rules":
         return value if isinstance(value, str) else [dict(rule) for rule in value]
+    if name == "intervals":
+        return {"replicates": int(value)} if isinstance(value, int) else dict(value)
     return value
 
 

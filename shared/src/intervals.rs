@@ -1,0 +1,282 @@
+//! Bootstrap intervals (docs/user-guide.md, "Intervals"): a Poisson bootstrap over journeys.
+//! Replicate `r` counts each journey `w` times, `w` drawn from Poisson(1) by a hash of the
+//! journey's user, `r` and the seed, so every chunk draws the same weight for the same user
+//! and replicate sums merge like any other sum; a path row draws its conversions and null
+//! journeys from Poisson with the row's counts as means. `partial.rs` adds the weighted
+//! journeys to a replicate partial each; this module draws the weights and, at finish,
+//! turns the replicates' results into percentile intervals and rank probabilities.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::AttributionError;
+
+/// The confidence level when none is given.
+pub const DEFAULT_LEVEL: f64 = 0.9;
+/// The most replicates a job may ask for unless the operator sets `max_interval_replicates`.
+pub const DEFAULT_MAX_REPLICATES: u32 = 1000;
+/// The most replicates × channels one job may hold (each replicate keeps its own sums per
+/// model and channel): the bound on the memory intervals take, whatever the limit above.
+pub const MAX_REPLICATE_CHANNELS: u64 = 20_000_000;
+
+/// The most replicate partials of periods one job may hold (periods × replicates): each
+/// period keeps replicates of its own.
+pub const MAX_PERIOD_REPLICATES: usize = 100_000;
+
+/// Refuses intervals over more periods than [`MAX_PERIOD_REPLICATES`] allows, naming the limit.
+pub fn check_period_replicates(periods: usize, replicates: usize) -> Result<(), AttributionError> {
+    if replicates == 0 || periods * replicates <= MAX_PERIOD_REPLICATES {
+        return Ok(());
+    }
+    Err(AttributionError::new(
+        crate::error::ErrorCode::LimitExceeded,
+        format!(
+            "`intervals` of {replicates} replicates over {periods} periods would hold more than \
+             {MAX_PERIOD_REPLICATES} replicate results (max_period_replicates); use a longer period or fewer replicates"
+        ),
+    ))
+}
+
+/// `intervals` as the user gives it.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IntervalsSpec {
+    /// Bootstrap replicates (e.g. 200; at least 10, at most `max_interval_replicates`, default 1000).
+    pub replicates: u32,
+    /// The intervals' confidence level, between 0.5 and 0.999 (default 0.9).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub level: Option<f64>,
+    /// Seeds the replicates' weights: the same seed and input give the same intervals (default 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
+}
+
+/// Validated `intervals`, reported back in the result's options.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Intervals {
+    pub replicates: u32,
+    pub level: f64,
+    pub seed: u64,
+}
+
+/// The fewest replicates that give an interval worth reading.
+pub const MIN_REPLICATES: u32 = 10;
+
+impl IntervalsSpec {
+    pub fn validate(&self) -> Result<Intervals, AttributionError> {
+        let refuse = |problem: String| Err(AttributionError::option("intervals", problem));
+        if self.replicates < MIN_REPLICATES {
+            return refuse(format!("{} replicates are too few; ask for at least {MIN_REPLICATES}", self.replicates));
+        }
+        let level = self.level.unwrap_or(DEFAULT_LEVEL);
+        if !(0.5..=0.999).contains(&level) {
+            return refuse(format!("the level {level} is not between 0.5 and 0.999"));
+        }
+        Ok(Intervals { replicates: self.replicates, level, seed: self.seed.unwrap_or(0) })
+    }
+}
+
+/// One channel's figures over the replicates: percentile intervals at the options' level
+/// and where the replicates rank it (1 = most conversions).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChannelInterval {
+    pub conversions_low: f64,
+    pub conversions_high: f64,
+    pub value_low: f64,
+    pub value_high: f64,
+    pub share_low: f64,
+    pub share_high: f64,
+    /// `markov` only: the interval of its removal effect.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub removal_effect_low: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub removal_effect_high: Option<f64>,
+    /// Share of the replicates in which the channel ranks 1st.
+    pub rank_1_probability: f64,
+    /// Share of the replicates in which it ranks 1st, 2nd or 3rd.
+    pub top_3_probability: f64,
+    /// Its median rank over the replicates.
+    pub median_rank: f64,
+}
+
+/// SplitMix64's finaliser: a cheap, well-mixed 64-bit hash step.
+fn splitmix64(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// A uniform number in (0, 1) from 53 bits of `bits`.
+fn uniform(bits: u64) -> f64 {
+    ((bits >> 11) as f64 + 0.5) * (1.0 / (1u64 << 53) as f64)
+}
+
+/// The hash behind a draw: of a key (a user's, or a path row's), the replicate, a stream
+/// (a path row draws conversions and nulls apart) and the seed.
+fn draw_bits(key: u128, replicate: u32, stream: u64, seed: u64) -> u64 {
+    let start = splitmix64(seed ^ ((replicate as u64) << 2 | stream));
+    splitmix64(splitmix64(start ^ key as u64) ^ (key >> 64) as u64)
+}
+
+/// P(Poisson(1) <= k) for k = 0..: the inverse CDF of the journeys' weights.
+const POISSON_1_CDF: [f64; 12] = {
+    let mut cdf = [0.0; 12];
+    let mut term = 0.367_879_441_171_442_33; // e^-1
+    let mut sum = term;
+    let mut k = 0;
+    while k < 12 {
+        cdf[k] = sum;
+        term /= (k + 1) as f64;
+        sum += term;
+        k += 1;
+    }
+    cdf
+};
+
+/// The weight of a user's journeys in replicate `replicate`: Poisson(1), an integer, so
+/// weighted sums stay exact where the plain ones are.
+pub fn user_weight(user_key: u128, replicate: u32, seed: u64) -> u32 {
+    let u = uniform(draw_bits(user_key, replicate, 0, seed));
+    POISSON_1_CDF.iter().position(|&p| u <= p).unwrap_or(POISSON_1_CDF.len()) as u32
+}
+
+/// A Poisson(`mean`) draw from two uniforms: by the inverse CDF up to a mean of 30, by the
+/// normal approximation (rounded, at least 0) above it.
+fn poisson(mean: f64, u: f64, v: f64) -> f64 {
+    if mean <= 0.0 {
+        return 0.0;
+    }
+    if mean > 30.0 {
+        let z = (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos();
+        return (mean + mean.sqrt() * z).round().max(0.0);
+    }
+    let (mut k, mut term) = (0u32, (-mean).exp());
+    let mut sum = term;
+    while u > sum && k < 200 {
+        k += 1;
+        term *= mean / k as f64;
+        sum += term;
+    }
+    k as f64
+}
+
+/// A path row's conversions and null journeys in replicate `replicate`: Poisson draws with
+/// the row's counts as means, keyed by `row_key` (a hash of the row's path and numbers).
+pub fn path_draws(row_key: u128, replicate: u32, seed: u64, conversions: f64, nulls: f64) -> (f64, f64) {
+    let draw = |stream: u64, mean: f64| {
+        let u = uniform(draw_bits(row_key, replicate, stream, seed));
+        let v = uniform(draw_bits(row_key, replicate, stream + 2, seed));
+        poisson(mean, u, v)
+    };
+    (draw(0, conversions), draw(1, nulls))
+}
+
+/// The `q` quantile of sorted values, interpolated linearly between the closest ranks.
+fn quantile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let at = q * (sorted.len() - 1) as f64;
+    let (below, above) = (at.floor() as usize, at.ceil() as usize);
+    sorted[below] + (sorted[above] - sorted[below]) * (at - below as f64)
+}
+
+/// Each channel's [`ChannelInterval`] from its figures in every replicate:
+/// `replicates[r][i]` is channel `i`'s conversions, value, share and removal effect in
+/// replicate `r` (zeros where the replicate does not credit it); `names` are the channels'
+/// names, `removal` whether the model has removal effects. Percentiles are taken at `level`;
+/// ranks are by conversions (compared to 1e-9 of the replicate's total, so rounding from
+/// another grouping of chunks does not reorder a tie; ties by name).
+pub fn channel_intervals(
+    names: &[&str],
+    replicates: &[Vec<[f64; 4]>],
+    removal: bool,
+    level: f64,
+) -> Vec<ChannelInterval> {
+    let n = names.len();
+    let mut by_name: Vec<usize> = (0..n).collect();
+    by_name.sort_by(|&a, &b| names[a].cmp(names[b]));
+    // Per channel: conversions, value, share, removal effect, rank over the replicates.
+    let mut figures: Vec<[Vec<f64>; 5]> = vec![Default::default(); n];
+    let mut order: Vec<usize> = Vec::with_capacity(n);
+    for replicate in replicates {
+        for (f, figure) in figures.iter_mut().zip(replicate) {
+            for (values, &x) in f.iter_mut().zip(figure) {
+                values.push(x);
+            }
+        }
+        let total: f64 = replicate.iter().map(|f| f[0].abs()).sum::<f64>().max(f64::MIN_POSITIVE);
+        let key = |i: usize| (replicate[i][0] / total * 1e9).round() as i64;
+        order.clear();
+        order.extend(by_name.iter().copied());
+        order.sort_by_key(|&i| std::cmp::Reverse(key(i)));
+        for (rank, &i) in order.iter().enumerate() {
+            figures[i][4].push((rank + 1) as f64);
+        }
+    }
+    let (low, high) = ((1.0 - level) / 2.0, (1.0 + level) / 2.0);
+    let count = replicates.len().max(1) as f64;
+    figures
+        .into_iter()
+        .map(|mut f| {
+            for values in &mut f {
+                values.sort_by(f64::total_cmp);
+            }
+            let bounds = |values: &[f64]| (quantile(values, low), quantile(values, high));
+            let removal = removal.then(|| bounds(&f[3]));
+            let ranks = &f[4];
+            ChannelInterval {
+                conversions_low: bounds(&f[0]).0,
+                conversions_high: bounds(&f[0]).1,
+                value_low: bounds(&f[1]).0,
+                value_high: bounds(&f[1]).1,
+                share_low: bounds(&f[2]).0,
+                share_high: bounds(&f[2]).1,
+                removal_effect_low: removal.map(|r| r.0),
+                removal_effect_high: removal.map(|r| r.1),
+                rank_1_probability: ranks.iter().filter(|&&r| r == 1.0).count() as f64 / count,
+                top_3_probability: ranks.iter().filter(|&&r| r <= 3.0).count() as f64 / count,
+                median_rank: quantile(ranks, 0.5),
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_weights_are_poisson_one_and_repeatable() {
+        let draws: Vec<u32> = (0..200_000u128).map(|user| user_weight(user * 7919, 3, 42)).collect();
+        let mean = draws.iter().map(|&w| w as f64).sum::<f64>() / draws.len() as f64;
+        let zeros = draws.iter().filter(|&&w| w == 0).count() as f64 / draws.len() as f64;
+        assert!((mean - 1.0).abs() < 0.01, "mean {mean}");
+        assert!((zeros - (-1.0f64).exp()).abs() < 0.01, "P(0) {zeros}");
+        assert_eq!(user_weight(12345, 3, 42), user_weight(12345, 3, 42));
+        let other_seed: Vec<u32> = (0..1000u128).map(|user| user_weight(user * 7919, 3, 43)).collect();
+        assert_ne!(&draws[..1000], &other_seed[..], "the seed changes the draws");
+    }
+
+    #[test]
+    fn path_draws_have_the_rows_counts_as_means() {
+        for mean in [0.5, 4.0, 250.0] {
+            let n = 20_000;
+            let sum: f64 = (0..n).map(|r| path_draws(99, r, 0, mean, 0.0).0).sum();
+            let got = sum / n as f64;
+            assert!((got - mean).abs() < 0.05 * mean, "mean {mean}: {got}");
+        }
+        assert_eq!(path_draws(5, 1, 0, 0.0, 3.0).0, 0.0);
+    }
+
+    #[test]
+    fn quantiles_interpolate_between_ranks() {
+        let values = [1.0, 2.0, 3.0, 4.0, 5.0];
+        assert_eq!(quantile(&values, 0.5), 3.0);
+        assert_eq!(quantile(&values, 0.05), 1.2);
+        assert_eq!(quantile(&values, 1.0), 5.0);
+    }
+}

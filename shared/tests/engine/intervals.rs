@@ -1,0 +1,255 @@
+//! Bootstrap intervals (docs/user-guide.md, "Intervals"): replicates weighed by hand, the
+//! coverage of a known share on simulated data, intervals narrowing with more data, path
+//! rows' Poisson draws, repeatable runs and the limits.
+
+use mta_core::chunk::user_key;
+use mta_core::ingest::Limits;
+use mta_core::intervals::{IntervalsSpec, user_weight};
+use mta_core::{ErrorCode, ModelId, OptionsSpec};
+
+use crate::helpers::*;
+
+fn with_intervals(spec: OptionsSpec, replicates: u32, level: f64, seed: u64) -> OptionsSpec {
+    OptionsSpec { intervals: Some(IntervalsSpec { replicates, level: Some(level), seed: Some(seed) }), ..spec }
+}
+
+/// A tiny deterministic generator (xorshift) for simulated journeys.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> f64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// `users` users with one journey each, converting but for about `null_share` of them, its
+/// channels drawn from `channels` with `p_first` the chance of the first and the rest evenly;
+/// `touches` touches per journey.
+fn simulated(users: usize, touches: usize, channels: &[&str], p_first: f64, null_share: f64, seed: u64) -> Events {
+    let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+    let mut events = Events::new();
+    for user in 0..users {
+        let path: Vec<&str> = (0..touches)
+            .map(|_| {
+                let u = rng.next();
+                if u < p_first {
+                    channels[0]
+                } else {
+                    let rest = ((u - p_first) / (1.0 - p_first) * (channels.len() - 1) as f64) as usize;
+                    channels[1 + rest.min(channels.len() - 2)]
+                }
+            })
+            .collect();
+        let user = format!("s{seed}-u{user}");
+        if rng.next() < null_share {
+            // A journey that does not convert: its touches only.
+            for (i, channel) in path.iter().enumerate() {
+                events = events.touch(&user, T0 - (touches - i) as i64 * DAY, channel);
+            }
+        } else {
+            events = events.journey(&user, &path, 10.0);
+        }
+    }
+    events
+}
+
+/// The `q` quantile of sorted values, interpolated between the closest ranks.
+fn quantile(sorted: &[f64], q: f64) -> f64 {
+    let at = q * (sorted.len() - 1) as f64;
+    let (below, above) = (at.floor() as usize, at.ceil() as usize);
+    sorted[below] + (sorted[above] - sorted[below]) * (at - below as f64)
+}
+
+#[test]
+fn a_replicate_counts_each_user_as_often_as_its_weight_draws() {
+    // Five users, one journey each: last touch credits a (u1, u2, u3) or b (u4, u5).
+    let journeys = [("u1", "a", 10.0), ("u2", "a", 20.0), ("u3", "a", 30.0), ("u4", "b", 40.0), ("u5", "b", 50.0)];
+    let mut events = Events::new();
+    for (user, channel, value) in journeys {
+        events = events.journey(user, &[channel], value);
+    }
+    let (replicates, seed) = (40, 7);
+    let options = event_options(with_intervals(only(&["last_touch"]), replicates, 0.8, seed));
+    let result = attribute_events(&events.chunk(), &options);
+    // By hand: replicate r credits each channel with its users' weights.
+    let mut a_conversions = Vec::new();
+    let mut a_values = Vec::new();
+    let mut a_shares = Vec::new();
+    let mut a_first = 0;
+    for r in 0..replicates {
+        let (mut a, mut b, mut a_value) = (0.0, 0.0, 0.0);
+        for (user, channel, value) in journeys {
+            let w = user_weight(user_key(user.as_bytes()), r, seed) as f64;
+            if channel == "a" {
+                a += w;
+                a_value += w * value;
+            } else {
+                b += w;
+            }
+        }
+        a_conversions.push(a);
+        a_values.push(a_value);
+        a_shares.push(if a + b > 0.0 { a / (a + b) } else { 0.0 });
+        // Ties go to the name that sorts first: a.
+        a_first += usize::from(a >= b);
+    }
+    for values in [&mut a_conversions, &mut a_values, &mut a_shares] {
+        values.sort_by(f64::total_cmp);
+    }
+    let a = model(&result, ModelId::LastTouch).channels.iter().find(|c| c.channel == "a").unwrap();
+    let interval = a.interval.as_ref().expect("intervals asked for");
+    assert_close(interval.conversions_low, quantile(&a_conversions, 0.1), 1e-12);
+    assert_close(interval.conversions_high, quantile(&a_conversions, 0.9), 1e-12);
+    assert_close(interval.value_low, quantile(&a_values, 0.1), 1e-12);
+    assert_close(interval.value_high, quantile(&a_values, 0.9), 1e-12);
+    assert_close(interval.share_low, quantile(&a_shares, 0.1), 1e-12);
+    assert_close(interval.share_high, quantile(&a_shares, 0.9), 1e-12);
+    assert_close(interval.rank_1_probability, a_first as f64 / replicates as f64, 1e-12);
+    assert_eq!(interval.top_3_probability, 1.0, "two channels: always in the top 3");
+    assert!(interval.removal_effect_low.is_none(), "removal effects are markov's");
+    // The weights are not all 1: the interval has width.
+    assert!(interval.conversions_high > interval.conversions_low);
+}
+
+#[test]
+fn the_90_percent_interval_covers_the_generators_share_about_90_percent_of_the_time() {
+    // Each user's one touch is `a` with probability 0.3: last touch's true share of a is 0.3.
+    // 100 data sets (seeds), 100 replicates each; the percentile interval should cover 0.3 in
+    // about 90 of them. Tolerance: 80 to 97 (the count is binomial with sd about 3; the
+    // percentile bootstrap runs slightly below its level on small samples).
+    let (seeds, truth) = (100, 0.3);
+    let mut covered = 0;
+    for seed in 1..=seeds {
+        let events = simulated(300, 1, &["a", "b", "c"], truth, 0.0, seed);
+        let options = event_options(with_intervals(only(&["last_touch"]), 100, 0.9, seed));
+        let result = attribute_events(&events.chunk(), &options);
+        let a = model(&result, ModelId::LastTouch).channels.iter().find(|c| c.channel == "a").unwrap();
+        let interval = a.interval.as_ref().unwrap();
+        covered += usize::from(interval.share_low <= truth && truth <= interval.share_high);
+    }
+    assert!((80..=97).contains(&covered), "the 90% interval covered the true share in {covered} of {seeds} data sets");
+}
+
+#[test]
+fn intervals_narrow_with_more_data_under_every_model() {
+    // Sixteen times the journeys: intervals about four times narrower (1/sqrt(n)).
+    let channels = ["a", "b", "c", "d"];
+    let width = |users: usize| {
+        let events = simulated(users, 3, &channels, 0.4, 0.5, 11);
+        let options = event_options(with_intervals(OptionsSpec::default(), 60, 0.9, 3));
+        let result = attribute_events(&events.chunk(), &options);
+        result
+            .models
+            .iter()
+            .map(|m| {
+                let top = &m.channels[0];
+                let interval = top.interval.as_ref().unwrap_or_else(|| panic!("{} has intervals", m.model));
+                assert!(m.channels.iter().all(|c| c.interval.is_some()), "{}: every channel", m.model);
+                assert_eq!(interval.removal_effect_low.is_some(), m.model == ModelId::Markov, "{}", m.model);
+                // The estimate lies within its interval.
+                assert!(interval.conversions_low <= top.conversions && top.conversions <= interval.conversions_high);
+                (m.model, interval.share_high - interval.share_low)
+            })
+            .collect::<Vec<_>>()
+    };
+    let (small, large) = (width(150), width(2400));
+    assert_eq!(small.len(), 12, "every model");
+    for ((model, narrow), (_, wide)) in large.iter().zip(&small) {
+        assert!(*narrow > 0.0, "{model}");
+        let ratio = wide / narrow;
+        assert!(ratio > 2.5 && ratio < 8.0, "{model}: {wide} with 150 users, {narrow} with 2400 (ratio {ratio})");
+    }
+}
+
+#[test]
+fn a_rerun_gives_the_same_intervals_and_another_seed_other_ones() {
+    let events = simulated(200, 2, &["a", "b", "c"], 0.5, 0.3, 5);
+    let run = |seed| {
+        let options = event_options(with_intervals(only(&["linear", "markov", "shao_li"]), 30, 0.9, seed));
+        serde_json::to_string(&attribute_events(&events.chunk(), &options)).unwrap()
+    };
+    assert_eq!(run(1), run(1));
+    assert_ne!(run(1), run(2));
+}
+
+#[test]
+fn path_rows_draw_their_conversions_from_poisson() {
+    // 1000 conversions on `a`, 500 on `b`: a's replicate conversions are Poisson(1000), whose
+    // 90% interval is about 1000 ± 1.645 × sqrt(1000) = 1000 ± 52.
+    let rows = vec![path_row(&["a"], 1000.0, 5000.0, 2000.0), path_row(&["b"], 500.0, 2500.0, 100.0)];
+    let options = path_options(with_intervals(only(&["last_touch", "markov"]), 400, 0.9, 0));
+    let result = attribute_paths(&rows, &options);
+    let a = model(&result, ModelId::LastTouch).channels.iter().find(|c| c.channel == "a").unwrap();
+    let interval = a.interval.as_ref().unwrap();
+    assert!((930.0..980.0).contains(&interval.conversions_low), "{interval:?}");
+    assert!((1020.0..1070.0).contains(&interval.conversions_high), "{interval:?}");
+    // Value per conversion is the row's: 5 each.
+    assert_close(interval.value_low, 5.0 * interval.conversions_low, 1e-9);
+    assert_eq!(interval.rank_1_probability, 1.0, "a always leads");
+    let markov = model(&result, ModelId::Markov).channels.iter().find(|c| c.channel == "b").unwrap();
+    assert!(markov.interval.as_ref().unwrap().removal_effect_high.is_some());
+}
+
+#[test]
+fn intervals_are_refused_past_their_limits() {
+    for spec in [
+        IntervalsSpec { replicates: 5, level: None, seed: None },
+        IntervalsSpec { replicates: 100, level: Some(1.5), seed: None },
+    ] {
+        let err = OptionsSpec { intervals: Some(spec), ..OptionsSpec::default() }.check(None).unwrap_err();
+        assert_eq!(err.details[0].column.as_deref(), Some("intervals"), "{err}");
+    }
+    let options = event_options(with_intervals(OptionsSpec::default(), 1001, 0.9, 0));
+    let err = Limits::default().check_intervals(10, &options).unwrap_err();
+    assert_eq!(err.code, ErrorCode::LimitExceeded);
+    assert!(err.message.contains("max_interval_replicates"), "{err}");
+    let options = event_options(with_intervals(OptionsSpec::default(), 1000, 0.9, 0));
+    Limits::default().check_intervals(100, &options).expect("within the limits");
+    let err = Limits::default().check_intervals(100_000, &options).unwrap_err();
+    assert!(err.message.contains("replicate"), "{err}");
+}
+
+#[test]
+fn each_period_has_the_intervals_of_its_own_journeys() {
+    // Every conversion in one week: that week's intervals are the whole file's. Then a second
+    // week of other users: the first week's intervals stay what they were alone.
+    let one_week = simulated(120, 2, &["a", "b", "c"], 0.5, 0.3, 21);
+    let spec = OptionsSpec { period: Some(mta_core::period::Period::Week), ..only(&["linear", "markov", "shao_li"]) };
+    let options = event_options(with_intervals(spec, 30, 0.9, 2));
+    let result = attribute_events(&one_week.chunk(), &options);
+    assert_eq!(result.periods.len(), 1);
+    let intervals = |models: &[mta_core::result::ModelResult]| -> Vec<(String, f64, f64, f64)> {
+        models
+            .iter()
+            .flat_map(|m| {
+                m.channels.iter().map(move |c| {
+                    let i = c.interval.as_ref().expect("every period's channel has an interval");
+                    (format!("{} {}", m.model, c.channel), i.conversions_low, i.share_high, i.rank_1_probability)
+                })
+            })
+            .collect()
+    };
+    let whole = intervals(&result.models);
+    let week = intervals(&result.periods[0].models);
+    assert_eq!(whole.len(), week.len());
+    for (w, p) in whole.iter().zip(&week) {
+        assert_eq!(w.0, p.0);
+        for (a, b) in [(w.1, p.1), (w.2, p.2), (w.3, p.3)] {
+            assert_close(a, b, 1e-9);
+        }
+    }
+    let mut two_weeks = one_week.clone();
+    for row in simulated(80, 2, &["a", "b", "c"], 0.2, 0.3, 22).rows {
+        two_weeks.rows.push(Row { time: row.time + 14 * DAY, ..row });
+    }
+    let result = attribute_events(&two_weeks.chunk(), &options);
+    assert_eq!(result.periods.len(), 2);
+    assert_eq!(intervals(&result.periods[0].models), week, "the first week's journeys alone");
+    assert_ne!(intervals(&result.models), whole, "the whole has both weeks");
+    let err = mta_core::intervals::check_period_replicates(366, 1000).unwrap_err();
+    assert_eq!(err.code, ErrorCode::LimitExceeded);
+    mta_core::intervals::check_period_replicates(53, 1000).expect("a year of weeks at 1000 replicates fits");
+}

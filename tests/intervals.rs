@@ -1,0 +1,96 @@
+//! Bootstrap intervals end to end: the service over chunks equals `mta attribute` for every
+//! model (events with periods, and paths), the `intervals` CSV table and `--table`, and the limits.
+
+use serde_json::json;
+
+use crate::service::assert_same_result;
+use crate::service_support::{Service, ServiceSpec, sorted, without_job_id};
+use crate::support::{attribute, attribute_json, sample};
+
+/// Small chunks and byte ranges, as `service::chunked`, and a low replicate limit.
+fn chunked() -> ServiceSpec {
+    let env = vec![
+        ("MTA_ROWS_PER_CHUNK", "2000".into()),
+        ("MTA_CSV_RANGE_BYTES", "100000".into()),
+        ("MTA_MAX_INTERVAL_REPLICATES", "100".into()),
+    ];
+    ServiceSpec { workers: 2, env, ..ServiceSpec::default() }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bootstrap_intervals_over_chunks_equal_the_local_command_and_have_their_csv_table() {
+    let service = Service::start(chunked()).await;
+    for (file, args) in [("events.csv", vec!["--period", "week"]), ("paths.csv", vec!["--markov-order", "auto"])] {
+        let file = sample(file);
+        let mut options = json!({ "intervals": { "replicates": 60, "level": 0.8, "seed": 9 } });
+        match args[0] {
+            "--period" => options["period"] = json!("week"),
+            _ => options["markov_order"] = json!("auto"),
+        }
+        let job = service.run(&file, json!({ "options": options })).await;
+        assert_eq!(job["state"], "succeeded", "{job}");
+        let id = job["id"].as_str().unwrap();
+        let (_, result) = service.get(&format!("/v1/jobs/{id}/result")).await;
+        let mut local_args = vec!["--intervals", "60", "--level", "0.8", "--seed", "9"];
+        local_args.extend(&args);
+        let local = attribute_json(&file, &local_args);
+        assert_eq!(result["options"]["intervals"], json!({ "replicates": 60, "level": 0.8, "seed": 9 }));
+        assert_same_result(&sorted(without_job_id(result.clone())), &sorted(local), "result");
+        // Each period's channels have intervals of their own (the events are weeks apart).
+        for period in result["periods"].as_array().into_iter().flatten() {
+            let linear = period["models"]["linear"]["channels"].as_array().unwrap();
+            assert!(linear.iter().all(|c| c["interval"]["share_high"].is_number()), "{period}");
+        }
+        // Every model's every channel has an interval around its figure.
+        let models = result["models"].as_object().unwrap();
+        assert!(models.len() >= 11, "every model");
+        for (model, m) in models {
+            for c in m["channels"].as_array().unwrap() {
+                let i = &c["interval"];
+                let (low, high) = (i["conversions_low"].as_f64().unwrap(), i["conversions_high"].as_f64().unwrap());
+                assert!(low <= high, "{model} {c}");
+                assert_eq!(i.get("removal_effect_low").is_some(), model == "markov", "{model}");
+            }
+        }
+        let (status, csv) = service.get_bytes(&format!("/v1/jobs/{id}/result?format=csv&table=intervals")).await;
+        assert_eq!(status, 200);
+        let csv = String::from_utf8(csv).unwrap();
+        assert!(csv.starts_with("model,channel,conversions,conversions_low,conversions_high,value,"), "{csv}");
+        let rows: usize = models.values().map(|m| m["channels"].as_array().unwrap().len()).sum();
+        assert_eq!(csv.lines().count(), rows + 1);
+    }
+
+    // Refused: too few replicates at submission; more than the operator's limit when the job runs.
+    let upload = service.upload_file(&sample("events.csv")).await;
+    let (status, body) =
+        service.submit(json!({ "upload_id": upload, "options": { "intervals": { "replicates": 3 } } })).await;
+    assert_eq!(status, 422, "{body}");
+    assert!(body.to_string().contains("intervals"), "{body}");
+    let job = service.run(&sample("events.csv"), json!({ "options": { "intervals": { "replicates": 101 } } })).await;
+    assert_eq!(
+        (job["state"].as_str(), job["error"]["code"].as_str()),
+        (Some("failed"), Some("limit_exceeded")),
+        "{job}"
+    );
+    assert!(job["error"]["message"].as_str().unwrap().contains("max_interval_replicates"), "{job}");
+}
+
+#[test]
+fn the_local_command_shows_intervals_in_its_tables_and_writes_their_csv() {
+    let file = sample("events.csv");
+    let output = attribute(&file, &["--intervals", "40", "--models", "linear,markov", "--table"]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let text = String::from_utf8(output.stdout).unwrap();
+    assert!(text.contains("90% bootstrap intervals (40 replicates"), "{text}");
+    // `12.40 [11.10, 13.90]`: the estimate, then its interval.
+    let line = text.lines().find(|l| l.starts_with("paid_search ") && l.contains('[')).expect("a row with an interval");
+    let numbers: Vec<f64> =
+        line.split(|c: char| !(c.is_ascii_digit() || c == '.')).filter_map(|x| x.parse().ok()).collect();
+    assert!(numbers[1] <= numbers[0] && numbers[0] <= numbers[2], "{line}");
+    let output = attribute(&file, &["--intervals", "1001"]);
+    assert!(!output.status.success(), "refused");
+    assert!(String::from_utf8_lossy(&output.stderr).contains("max_interval_replicates"));
+    // A rerun gives the same intervals.
+    let run = || attribute_json(&file, &["--intervals", "20", "--models", "shapley,shao_li"]);
+    assert_eq!(run(), run());
+}
