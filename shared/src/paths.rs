@@ -188,7 +188,8 @@ impl From<PathCounts> for PathsWire {
 
 impl From<PathsWire> for PathCounts {
     fn from(wire: PathsWire) -> Self {
-        let mut counts = PathCounts { limit: wire.limit, lost: wire.lost, summarised: wire.summarised, ..Default::default() };
+        let mut counts =
+            PathCounts { limit: wire.limit, lost: wire.lost, summarised: wire.summarised, ..Default::default() };
         for (key, figures) in &wire.entries {
             counts.add_key(key, figures);
         }
