@@ -677,6 +677,21 @@ fn credit_per_week_follows_the_conversion_date_in_the_time_zone_and_adds_up() {
     let rows_per_period = |week: &str| lines.clone().filter(|l| l.starts_with(week)).count();
     assert_eq!(rows_per_period("2025-12-29"), 6, "u1's email and search under three models: {periods}");
     assert!(std::fs::read_to_string(berlin_dir.join("channels.csv")).unwrap().starts_with("model,channel,"));
+    // Each week's journey reports, with a period column first.
+    let lengths = std::fs::read_to_string(berlin_dir.join("period_path_length.csv")).unwrap();
+    assert_eq!(lengths.lines().next(), Some("period,bucket,conversions,value"));
+    assert_eq!(lengths.lines().count(), 1 + 10 * berlin["periods"].as_array().unwrap().len());
+    for period in berlin["periods"].as_array().unwrap() {
+        let converted: f64 = period["reports"]["path_length"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| b["conversions"].as_f64().unwrap())
+            .sum();
+        let s = &period["summary"];
+        assert_eq!(converted, s["conversions"].as_f64().unwrap() - s["unattributed_conversions"].as_f64().unwrap());
+    }
+    assert!(berlin_dir.join("period_paths.csv").exists() && !berlin_dir.join("segment_paths.csv").exists());
 
     // Bad period options are refused before the file is read, naming the option.
     let refused = attribute(&file, &["--period", "fortnight"]);
@@ -826,7 +841,12 @@ fn lookback_windows_compare_in_one_run_with_their_table_and_csv() {
         let alone = attribute_json(&file, &alone);
         assert_eq!(window["lookback_days"].as_f64().unwrap(), days.parse::<f64>().unwrap());
         assert_eq!((&window["summary"], &window["models"]), (&alone["summary"], &alone["models"]), "{days} days");
+        // Its journey reports too: its paths are the journeys' under that window.
+        assert_eq!(&window["reports"], &alone["reports"], "{days} days' reports");
     }
+    let paths = std::fs::read_to_string(tables.join("window_paths.csv")).unwrap();
+    assert!(paths.starts_with("lookback_days,list,rank,path,"), "{paths}");
+    assert!(paths.contains("\n7,converting,1,email > search,"), "{paths}");
     assert_eq!((&result["summary"], &result["models"]), (&windows[0]["summary"], &windows[0]["models"]));
     assert_eq!(result["options"]["lookback_days"], 1.5);
     // By hand: within 1.5 days u1 has search only and u2 nothing (its search is 4 days old);

@@ -269,6 +269,23 @@ async fn the_service_segments_over_chunks_as_the_local_command_does() {
         .expect("mta runs");
     assert!(printed.status.success(), "{}", String::from_utf8_lossy(&printed.stderr));
     assert_eq!(String::from_utf8_lossy(&printed.stdout), csv);
+    // Every segment and each of its weeks has reports of its own (equal to the local run's
+    // above), served as tables with the segment's column (and the week) first.
+    for segment in result["segments"].as_array().unwrap() {
+        assert!(segment["reports"]["paths"]["converting"].as_array().is_some_and(|p| !p.is_empty()));
+        assert!(segment["periods"].as_array().unwrap().iter().all(|p| p["reports"]["path_length"].is_array()));
+    }
+    for (table, header, rows) in [
+        ("segment_path_length", "country,bucket,conversions,value", 10 * 4),
+        ("segment_period_time_lag", "country,period,bucket,conversions,value", 0),
+        ("period_transitions", "period,from,to,count,probability", 0),
+    ] {
+        let (status, body) = service.get_bytes(&format!("/v1/jobs/{id}/result?format=csv&table={table}")).await;
+        assert_eq!(status, 200, "{table}");
+        let body = String::from_utf8(body).unwrap();
+        assert_eq!(body.lines().next(), Some(header), "{table}");
+        assert!(body.lines().count() > rows.max(1), "{table}: {body}");
+    }
 
     // Conversion types: each attributed on its own under its window, as the local command does.
     let typed = write(dir.path(), "typed.csv", typed_events(1_000));

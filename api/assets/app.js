@@ -613,14 +613,14 @@ function fillSegments(result) {
   for (const id of ['segment-select', 'segment-label', 'download-segments']) $(id).hidden = segments.length === 0;
 }
 
-/** The whole result, or one segment's summary, models and periods in its place (segments
- * have no reports, windows or cost of their own). */
+/** The whole result, or one segment's summary, models, periods and journey reports in its place
+ * (segments have no windows or cost of their own). */
 function segmentView(full, index) {
   const segment = index === '' ? null : full.segments?.[Number(index)];
   if (!segment) return full;
   return {
     // Rows are not split by segment (journeys are): the tile is left out.
-    ...full, summary: { ...segment.summary, rows: undefined }, models: segment.models, reports: undefined,
+    ...full, summary: { ...segment.summary, rows: undefined }, models: segment.models, reports: segment.reports,
     periods: segment.periods || [], windows: [], window_ranks: [], spend: undefined,
   };
 }
@@ -1139,10 +1139,13 @@ function wireResult() {
     save(`/v1/jobs/${job()}/result?format=csv&table=segments`, `segments-${short(state.viewing)}.csv`));
   $('download-breakdown').addEventListener('click', () =>
     save(`/v1/jobs/${job()}/result?format=csv&table=breakdown`, `breakdown-${short(state.viewing)}.csv`));
+  // With a segment chosen, the tables of every segment (its column first).
+  const reportTable = (name) => (state.segment === '' ? name : `segment_${name}`);
   $('download-paths').addEventListener('click', () =>
-    save(`/v1/jobs/${job()}/result?format=csv&table=paths`, `paths-${short(state.viewing)}.csv`));
-  $('download-transitions').addEventListener('click', () =>
-    save(`/v1/jobs/${job()}/result?format=csv&table=transitions`, `transitions-${short(state.viewing)}.csv`));
+    save(`/v1/jobs/${job()}/result?format=csv&table=${reportTable('paths')}`, `${reportTable('paths')}-${short(state.viewing)}.csv`));
+  $('download-transitions').addEventListener('click', () => save(
+    `/v1/jobs/${job()}/result?format=csv&table=${reportTable('transitions')}`,
+    `${reportTable('transitions')}-${short(state.viewing)}.csv`));
   $('download-unmatched').addEventListener('click', () =>
     save(`/v1/jobs/${job()}/result?format=csv&table=unmatched_cost`, `unmatched-cost-${short(state.viewing)}.csv`));
   $('download-windows').addEventListener('click', () =>

@@ -106,13 +106,12 @@ pub enum ClientCommand {
         format: String,
         /// Print this tidy table as CSV: `channels` (what `--format csv` prints), `periods`,
         /// `segments`, `segment_periods`, `segment_breakdown`, `path_length`, `time_lag`, `positions`, `breakdown`, `period_breakdown`, `paths`,
-        /// `transitions`, `windows`, `unmatched_cost`, `markov_pairs` or `intervals`.
+        /// `transitions`, `windows`, `unmatched_cost`, `markov_pairs` or `intervals`, or a journey report
+        /// per part: `period_`, `segment_`, `segment_period_` or `window_` followed by `path_length`,
+        /// `time_lag`, `positions`, `paths` or `transitions`.
         #[arg(
             long,
-            value_parser = [
-                "channels", "periods", "segments", "segment_periods", "segment_breakdown", "path_length", "time_lag", "positions", "breakdown", "period_breakdown",
-                "paths", "transitions", "windows", "unmatched_cost", "markov_pairs", "intervals",
-            ],
+            value_parser = clap::builder::PossibleValuesParser::new(mta_core::result::Table::names()),
             conflicts_with = "format"
         )]
         table: Option<String>,
@@ -278,7 +277,9 @@ pub struct AttributeArgs {
     /// Also write each tidy CSV table of the result into this directory (`channels.csv`, the
     /// reports, `periods.csv` with `--period`, `windows.csv` with several `--lookback-days`,
     /// `breakdown.csv` with `--breakdown`, `segments.csv` with `--segment-by` or `--conversion-types` (and `segment_periods.csv` with `--period`, `segment_breakdown.csv` with `--breakdown`), `unmatched_cost.csv` with `--spend`,
-    /// `markov_pairs.csv` with `--markov-pair-effects`, `intervals.csv` with `--intervals`).
+    /// `markov_pairs.csv` with `--markov-pair-effects`, `intervals.csv` with `--intervals`; and the
+    /// reports of each part: `period_paths.csv` ... with `--period`, `segment_paths.csv` ... with segments,
+    /// `segment_period_paths.csv` ... with both, `window_paths.csv` ... with several windows).
     #[arg(long, value_name = "DIR")]
     pub csv_dir: Option<PathBuf>,
     /// Also write the Markov transition table (`from,to,count,probability`) to this CSV file.

@@ -147,7 +147,7 @@ fn attribute(args: &AttributeArgs) -> ExitCode {
 fn write_csv_tables(dir: &std::path::Path, result: &mta_core::AttributionResult) -> Result<(), String> {
     use mta_core::result::Table;
     std::fs::create_dir_all(dir).map_err(|e| format!("cannot make {}: {e}", dir.display()))?;
-    for table in Table::ALL.into_iter().filter(|t| t.applies_to(result)) {
+    for table in Table::all().filter(|t| t.applies_to(result)) {
         let path = dir.join(format!("{}.csv", table.as_str()));
         std::fs::write(&path, table.csv(result)).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     }

@@ -4,7 +4,8 @@
 //! removal effects when asked), with a cost table CPA and ROAS, with several lookback windows
 //! their comparison (share and rank per window), with segments each segment's conversions
 //! per channel × model (the first 20 segments), then the journey reports (touches and days
-//! to conversion, positions, top paths, the largest Markov transitions).
+//! to conversion, positions, top paths, the largest Markov transitions) and the top converting
+//! path of each period, segment and window.
 
 use std::fmt::Write;
 
@@ -131,7 +132,53 @@ pub fn render(result: &AttributionResult) -> String {
     if let Some(reports) = &result.reports {
         render_reports(&mut out, reports);
     }
+    render_part_paths(&mut out, result);
     out
+}
+
+/// Each period's, segment's and window's top converting path (the first [`SHOWN_SEGMENTS`] of
+/// each kind; every part's reports are in the `period_…`, `segment_…` and `window_…` tables).
+fn render_part_paths(out: &mut String, result: &AttributionResult) {
+    let column = mta_core::segment::column(&result.options).unwrap_or("segment");
+    let parts: [(String, &str, Vec<(String, Option<&mta_core::reports::Reports>)>); 3] = [
+        (
+            "period".to_owned(),
+            "period_paths",
+            result.periods.iter().map(|p| (p.period.clone(), p.reports.as_ref())).collect(),
+        ),
+        (
+            column.to_owned(),
+            "segment_paths",
+            result.segments.iter().map(|s| (s.value().unwrap_or("(none)").to_owned(), s.reports.as_ref())).collect(),
+        ),
+        (
+            "lookback days".to_owned(),
+            "window_paths",
+            result.windows.iter().map(|w| (window_label(w.lookback_days), w.reports.as_ref())).collect(),
+        ),
+    ];
+    for (label, table, parts) in parts {
+        if parts.iter().all(|(_, reports)| reports.is_none()) {
+            continue;
+        }
+        let _ = writeln!(
+            out,
+            "
+top converting path by {label} (all of them: --csv-dir, table {table})"
+        );
+        let mut rows = vec![[label.as_str(), "path", "conversions", "value", "exact"].map(str::to_owned).to_vec()];
+        for (name, reports) in parts.iter().take(SHOWN_SEGMENTS) {
+            let Some(paths) = reports.and_then(|r| r.paths.as_ref()) else { continue };
+            let exact = if paths.exact { "yes" } else { "no" }.to_owned();
+            match paths.converting.first() {
+                Some(p) => {
+                    rows.push(vec![name.clone(), cut(&p.path, PATH_CHARS), count(p.conversions), num(p.value), exact])
+                }
+                None => rows.push(vec![name.clone(), "-".to_owned(), "0".to_owned(), "0".to_owned(), exact]),
+            }
+        }
+        align(out, &rows);
+    }
 }
 
 /// Segments shown in full; the rest are counted (all of them are in the `segments` table).

@@ -17,6 +17,7 @@ use crate::journey::{
 use crate::markov::{EdgeTable, MarkovCounts};
 use crate::markov_order::OrderCandidates;
 use crate::options::{MarkovOrder, ModelId, Options};
+use crate::paths::PathCounts;
 use crate::reports::ReportCounts;
 use crate::rules::touch_weights;
 use crate::segment::SegmentValue;
@@ -240,7 +241,12 @@ impl Partial {
         empty: Option<&Partial>,
     ) -> Result<(), AttributionError> {
         let partial = self;
-        let template = || empty.expect("a template when journeys go to sub-partials").clone();
+        // A part (period, segment, segment period) counts its paths in a smaller table.
+        let template = || {
+            let mut part = empty.expect("a template when journeys go to sub-partials").clone();
+            part.reports.paths = PathCounts::new(crate::paths::part_report_paths(options.max_report_paths));
+            part
+        };
         // The training / held-out split of `markov_order: auto`, by user.
         let held_out = |origin: JourneyOrigin| match origin {
             JourneyOrigin::EventRow(row) => crate::markov_order::is_held_out(chunk.user_keys[row]),
@@ -256,9 +262,8 @@ impl Partial {
                 // One grouping of the rows; each journey is added under every window.
                 let mut further = std::mem::take(&mut partial.windows);
                 for_each_windowed_journey(chunk, options, &options.window_lookbacks(), |window, journey, origin| {
+                    // Every window counts its paths (in a table of the whole's size: at most 8 windows).
                     let target = if window == 0 { &mut *partial } else { &mut further[window - 1] };
-                    // Paths are reported for the first window only (like the other reports).
-                    adder.paths = window == 0;
                     adder.add(target, journey, held_out(origin), options);
                     if window == 0 {
                         adder.add_replicates(&mut partial.replicates, journey, user(origin), held_out(origin), options);
@@ -274,7 +279,8 @@ impl Partial {
             }
             None if options.segment_by.is_some() => {
                 // Each journey is added once, to the segment of its last row; the whole is
-                // their sum. Paths are reported for the whole only, as with periods.
+                // their sum. Paths go to the whole and to the segment (a part's table), as
+                // with periods: the whole's are not the sum of the parts' summaries.
                 // With `intervals` each segment has replicates of its own, as the whole has.
                 let empty = template();
                 let no_value = chunk.segments.len();
@@ -287,6 +293,7 @@ impl Partial {
                     let slot = segment_slot(chunk, origin);
                     let sub = by_id[slot].get_or_insert_with(|| empty.clone());
                     adder.add(sub, journey, held_out(origin), options);
+                    adder.add_path(sub, journey);
                     let table = tables[slot].get_or_insert_with(|| ReplicatePaths::new(PERIOD_PATH_CELLS));
                     adder.add_replicates_with(
                         table,
@@ -303,7 +310,7 @@ impl Partial {
                     if let Some(table) = &mut tables[slot] {
                         adder.flush_with(table, &mut sub.replicates);
                     }
-                    partial.add_mapped(&sub, &identity, true);
+                    partial.add_mapped(&sub, &identity, true, false);
                     if let Some(breakdown) = &mut sub.breakdown {
                         breakdown.compact();
                     }
@@ -327,12 +334,16 @@ impl Partial {
                 let mut tables: BTreeMap<usize, ReplicatePaths> = BTreeMap::new();
                 let mut part_tables: BTreeMap<(usize, i32), ReplicatePaths> = BTreeMap::new();
                 let mut whole_periods: BTreeMap<i32, (Vec<Partial>, ReplicatePaths)> = BTreeMap::new();
+                // The paths of the whole's periods, counted straight (not the sum of the segments').
+                let mut period_paths: BTreeMap<i32, PathCounts> = BTreeMap::new();
+                let part_paths = crate::paths::part_report_paths(options.max_report_paths);
                 adder.paths = false;
                 for_each_event_journey(chunk, options, |journey, origin| {
                     adder.add_path(partial, journey);
                     adder.add_replicates(&mut partial.replicates, journey, user(origin), held_out(origin), options);
                     let slot = segment_slot(chunk, origin);
                     let segment = by_slot.entry(slot).or_insert_with(|| empty.clone());
+                    adder.add_path(segment, journey);
                     let table = tables.entry(slot).or_insert_with(|| ReplicatePaths::new(PERIOD_PATH_CELLS));
                     adder.add_replicates_with(
                         table,
@@ -348,6 +359,9 @@ impl Partial {
                             let key = (slot, period.start(at, options.timezone));
                             let sub = parts.entry(key).or_insert_with(|| empty.clone());
                             adder.add(sub, journey, held_out(origin), options);
+                            adder.add_path(sub, journey);
+                            let paths = period_paths.entry(key.1).or_insert_with(|| PathCounts::new(part_paths));
+                            adder.add_path_to(paths, journey);
                             if !sub.replicates.is_empty() {
                                 let (draw, held) = (user(origin), held_out(origin));
                                 let table =
@@ -378,8 +392,8 @@ impl Partial {
                 let mut periods: BTreeMap<i32, Partial> = BTreeMap::new();
                 for ((slot, day), mut sub) in parts {
                     let segment = by_slot.entry(slot).or_insert_with(|| empty.clone());
-                    segment.add_mapped(&sub, &identity, true);
-                    periods.entry(day).or_insert_with(|| bare.clone()).add_mapped(&sub, &identity, true);
+                    segment.add_mapped(&sub, &identity, true, false);
+                    periods.entry(day).or_insert_with(|| bare.clone()).add_mapped(&sub, &identity, true, false);
                     if let Some(breakdown) = &mut sub.breakdown {
                         breakdown.compact();
                     }
@@ -389,8 +403,11 @@ impl Partial {
                     adder.flush_with(&mut table, &mut replicates);
                     periods.get_mut(&day).expect("a dated journey's period has its partial").replicates = replicates;
                 }
+                for (day, paths) in period_paths {
+                    periods.get_mut(&day).expect("a dated journey's period has its partial").reports.paths = paths;
+                }
                 for sub in periods.values_mut() {
-                    partial.add_mapped(sub, &identity, true);
+                    partial.add_mapped(sub, &identity, true, false);
                     if let Some(breakdown) = &mut sub.breakdown {
                         breakdown.compact();
                     }
@@ -405,8 +422,8 @@ impl Partial {
                 }
             }
             Some(period) => {
-                // Each journey is added once, to its period; the whole is their sum. Paths
-                // are reported for the whole only: they go straight to it.
+                // Each journey is added once, to its period; the whole is their sum. Paths go
+                // straight to the whole and to the period (a part's smaller table).
                 // With `intervals` each period has replicates of its own, as the whole has.
                 let empty = template();
                 let mut periods = BTreeMap::new();
@@ -423,6 +440,7 @@ impl Partial {
                             let day = period.start(at, options.timezone);
                             let sub = periods.entry(day).or_insert_with(|| empty.clone());
                             adder.add(sub, journey, held_out(origin), options);
+                            adder.add_path(sub, journey);
                             if !sub.replicates.is_empty() {
                                 let table = tables.entry(day).or_insert_with(|| ReplicatePaths::new(PERIOD_PATH_CELLS));
                                 adder.add_replicates_with(
@@ -445,7 +463,7 @@ impl Partial {
                 // The periods share this chunk's channel numbering: no names to match.
                 let identity: Vec<u32> = (0..partial.channels.len() as u32).collect();
                 for (day, mut sub) in periods {
-                    partial.add_mapped(&sub, &identity, true);
+                    partial.add_mapped(&sub, &identity, true, false);
                     if let Some(breakdown) = &mut sub.breakdown {
                         breakdown.compact();
                     }
@@ -566,7 +584,7 @@ impl Partial {
                 }
             })
             .collect();
-        self.add_mapped(other, &channel_map, false);
+        self.add_mapped(other, &channel_map, false, true);
         for (&period, theirs) in &other.periods {
             match self.periods.get_mut(&period) {
                 Some(mine) => mine.merge(theirs),
@@ -591,8 +609,9 @@ impl Partial {
     }
 
     /// Adds `other`'s sums (not its periods, windows or segments), whose channel `c` is our
-    /// `channel_map[c]`; `same_keys` when both have the same breakdown keys in the same order.
-    fn add_mapped(&mut self, other: &Partial, channel_map: &[u32], same_keys: bool) {
+    /// `channel_map[c]`; `same_keys` when both have the same breakdown keys in the same order;
+    /// `paths` but for a part added to its whole, whose paths were counted straight.
+    fn add_mapped(&mut self, other: &Partial, channel_map: &[u32], same_keys: bool, paths: bool) {
         self.counts.add(&other.counts);
         for (old, &new) in channel_map.iter().enumerate() {
             self.channel_seen[new as usize] |= other.channel_seen[old];
@@ -613,7 +632,7 @@ impl Partial {
         if let (Some(mine), Some(theirs)) = (&mut self.shao_li, &other.shao_li) {
             mine.merge(theirs, channel_map);
         }
-        self.reports.merge(&other.reports, channel_map);
+        self.reports.merge(&other.reports, channel_map, paths);
         if let (Some(mine), Some(theirs)) = (&mut self.breakdown, &other.breakdown) {
             mine.add_mapped(theirs, channel_map, same_keys);
         }
@@ -1100,7 +1119,15 @@ impl JourneyAdder {
 
     /// Counts a journey's path (and nothing else) in `partial`: touches as in [`JourneyAdder::add`].
     fn add_path(&mut self, partial: &mut Partial, journey: &Journey<'_>) {
-        self.with_channels(journey, |adder, journey, _| partial.reports.add_path(&adder.valued(journey)));
+        self.add_path_to(&mut partial.reports.paths, journey);
+    }
+
+    /// Counts a journey's path in `paths`: touches as in [`JourneyAdder::add`].
+    fn add_path_to(&mut self, paths: &mut PathCounts, journey: &Journey<'_>) {
+        self.with_channels(journey, |adder, journey, _| {
+            let journey = adder.valued(journey);
+            paths.add(journey.channels, journey.conversions, journey.value, journey.nulls)
+        });
     }
 
     /// Adds a journey of channels; `keys` are its touches' keys with a breakdown.

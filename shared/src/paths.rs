@@ -31,6 +31,16 @@ pub const DEFAULT_MAX_REPORT_PATHS: u32 = 100_000;
 /// The bounds of `max_report_paths`.
 pub const MIN_MAX_REPORT_PATHS: u32 = 4;
 pub const MAX_MAX_REPORT_PATHS: u32 = 1_000_000;
+/// A part's path table (a period's, a segment's, a segment period's) holds the whole's
+/// `max_report_paths` divided by this, but at least [`MIN_PART_REPORT_PATHS`] (never more
+/// than the whole's): parts may be many, and each keeps a table of its own.
+pub const PART_REPORT_PATHS_DIVISOR: u32 = 100;
+pub const MIN_PART_REPORT_PATHS: u32 = 1_000;
+
+/// The most distinct paths a part's table holds exactly (see [`PART_REPORT_PATHS_DIVISOR`]).
+pub fn part_report_paths(max_report_paths: u32) -> u32 {
+    (max_report_paths / PART_REPORT_PATHS_DIVISOR).max(MIN_PART_REPORT_PATHS).min(max_report_paths)
+}
 /// Paths of more touches keep their first and last [`PATH_END_TOUCHES`] touches only.
 pub const MAX_PATH_TOUCHES: usize = 32;
 pub const PATH_END_TOUCHES: usize = MAX_PATH_TOUCHES / 2;

@@ -14,6 +14,8 @@ use crate::paths::{CONVERSION_STATE, NULL_STATE, PathCounts, START_STATE, TopPat
 
 /// The most rows of the transition table in a result (the largest counts).
 pub const MAX_TRANSITION_ROWS: usize = 10_000;
+/// The most rows of a part's transition table (a period's, a segment's, a segment period's).
+pub const MAX_PART_TRANSITION_ROWS: usize = 1_000;
 
 /// Touches per converting journey: 1 to 9, then 10 or more.
 pub const PATH_LENGTH_BUCKETS: [&str; 10] = ["1", "2", "3", "4", "5", "6", "7", "8", "9", "10+"];
@@ -104,9 +106,10 @@ impl ReportCounts {
         }
     }
 
-    /// Adds `other`, whose channel `c` is our `channel_map[c]`. A partial written before
-    /// reports existed has none (empty vectors): it adds nothing, and merging into it works.
-    pub(crate) fn merge(&mut self, other: &ReportCounts, channel_map: &[u32]) {
+    /// Adds `other`, whose channel `c` is our `channel_map[c]` (its paths too with `paths`).
+    /// A partial written before reports existed has none (empty vectors): it adds nothing,
+    /// and merging into it works.
+    pub(crate) fn merge(&mut self, other: &ReportCounts, channel_map: &[u32], paths: bool) {
         self.path_length.resize(PATH_LENGTH_BUCKETS.len(), Tally::default());
         self.time_lag.resize(TIME_LAG_BUCKETS.len(), Tally::default());
         let channels = channel_map.iter().map(|&c| c as usize + 1).max().unwrap_or(0);
@@ -122,7 +125,9 @@ impl ReportCounts {
         for (old, theirs) in other.positions.iter().enumerate() {
             self.positions[channel_map[old] as usize].add(theirs);
         }
-        self.paths.merge(&other.paths, channel_map);
+        if paths {
+            self.paths.merge(&other.paths, channel_map);
+        }
     }
 
     pub(crate) fn add_channel(&mut self) {
@@ -339,10 +344,10 @@ mod tests {
         counts.add(&journey(&[0, 1], &[0, 1], 2, 1.0));
         let old = ReportCounts::default();
         let mut merged = old.clone();
-        merged.merge(&counts, &[1, 0]);
+        merged.merge(&counts, &[1, 0], true);
         assert_eq!(merged.positions[1].first, 1.0, "channel 0 is channel 1 here");
         assert_eq!(merged.path_length[1].conversions, 1.0);
-        counts.merge(&old, &[]);
+        counts.merge(&old, &[], true);
         assert_eq!(counts.path_length[1].conversions, 1.0);
         let report = ReportCounts::default().report(&["a".to_owned()], &[true], true, 50);
         assert_eq!((report.path_length.len(), report.positions[0].positions.only), (10, 0.0));

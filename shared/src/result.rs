@@ -66,6 +66,10 @@ pub struct WindowResult {
     #[serde(serialize_with = "models_as_map", deserialize_with = "models_from_map")]
     #[cfg_attr(feature = "openapi", schema(value_type = std::collections::BTreeMap<String, ModelResult>))]
     pub models: Vec<ModelResult>,
+    /// The journey reports of the journeys under this window (the first window's are the
+    /// top level's; absent from results of older versions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reports: Option<Reports>,
 }
 
 /// One model's channels compared across the lookback windows.
@@ -101,6 +105,10 @@ pub struct PeriodResult {
     #[serde(serialize_with = "models_as_map", deserialize_with = "models_from_map")]
     #[cfg_attr(feature = "openapi", schema(value_type = std::collections::BTreeMap<String, ModelResult>))]
     pub models: Vec<ModelResult>,
+    /// The journey reports of the period's journeys (its top paths from a smaller table than
+    /// the whole's: `paths.exact` says whether they are exact; absent from older results).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reports: Option<Reports>,
 }
 
 /// The result of the journeys of one segment (`options.segment_by`, `segment.rs`).
@@ -118,6 +126,9 @@ pub struct SegmentResult {
     /// With `options.period`: the segment's figures per period, oldest first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub periods: Vec<PeriodResult>,
+    /// The journey reports of the segment's journeys (as a period's; absent from older results).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reports: Option<Reports>,
 }
 
 impl SegmentResult {
@@ -336,7 +347,9 @@ impl Partial {
     ) -> Result<AttributionResult, AttributionError> {
         self.check_finite(options)?;
         self.check_limits()?;
-        let mut result = build_result(self, options, budget, None, true)?;
+        let mut result = build_result(self, options, budget, None, Some(crate::reports::MAX_TRANSITION_ROWS))?;
+        // Parts' reports: a smaller transition table each (they may be many).
+        let part_reports = Some(crate::reports::MAX_PART_TRANSITION_ROWS);
         // With `markov_order: auto` the periods' and further windows' chains use the order
         // chosen for the whole (so windows differ by their window alone); pair effects (45
         // solves) are the whole file's only, which is the first window's.
@@ -346,40 +359,42 @@ impl Partial {
             self.set_intervals(&mut result, &part_options, budget, order, intervals.level)?;
         }
         for (&day, period) in &self.periods {
-            let mut built = build_result(period, &part_options, budget, order, false)?;
+            let mut built = build_result(period, &part_options, budget, order, part_reports)?;
             if let Some(intervals) = options.intervals {
                 period.set_intervals(&mut built, &part_options, budget, order, intervals.level)?;
             }
-            let AttributionResult { summary, models, .. } = built;
-            result.periods.push(PeriodResult { period: Period::label(day), summary, models });
+            let AttributionResult { summary, models, reports, .. } = built;
+            result.periods.push(PeriodResult { period: Period::label(day), summary, models, reports });
         }
         let mut segments: Vec<_> = self.segments.iter().collect();
         segments.sort_by(|a, b| crate::segment::listing_order(a.0, b.0));
         for (value, segment) in segments {
-            let mut built = build_result(segment, &part_options, budget, order, false)?;
+            let mut built = build_result(segment, &part_options, budget, order, part_reports)?;
             if let Some(intervals) = options.intervals {
                 segment.set_intervals(&mut built, &part_options, budget, order, intervals.level)?;
             }
-            let AttributionResult { summary, models, .. } = built;
+            let AttributionResult { summary, models, reports, .. } = built;
             let mut periods = Vec::with_capacity(segment.periods.len());
             for (&day, period) in &segment.periods {
-                let mut built = build_result(period, &part_options, budget, order, false)?;
+                let mut built = build_result(period, &part_options, budget, order, part_reports)?;
                 if let Some(intervals) = options.intervals {
                     period.set_intervals(&mut built, &part_options, budget, order, intervals.level)?;
                 }
-                let AttributionResult { summary, models, .. } = built;
-                periods.push(PeriodResult { period: Period::label(day), summary, models });
+                let AttributionResult { summary, models, reports, .. } = built;
+                periods.push(PeriodResult { period: Period::label(day), summary, models, reports });
             }
             let segment = crate::segment::label(options, value);
-            result.segments.push(SegmentResult { segment, summary, models, periods });
+            result.segments.push(SegmentResult { segment, summary, models, periods, reports });
         }
         if let Some((&first, further)) = options.lookback_windows.split_first() {
-            let (summary, models) = (result.summary.clone(), result.models.clone());
-            result.windows.push(WindowResult { lookback_days: first, summary, models });
+            let (summary, models, reports) = (result.summary.clone(), result.models.clone(), result.reports.clone());
+            result.windows.push(WindowResult { lookback_days: first, summary, models, reports });
             for (&lookback_days, window) in further.iter().zip(&self.windows) {
-                let AttributionResult { summary, models, .. } =
-                    build_result(window, &part_options, budget, order, false)?;
-                result.windows.push(WindowResult { lookback_days, summary, models });
+                // A window's transitions are as many as the whole's (at most 8 windows).
+                let reports = Some(crate::reports::MAX_TRANSITION_ROWS);
+                let AttributionResult { summary, models, reports, .. } =
+                    build_result(window, &part_options, budget, order, reports)?;
+                result.windows.push(WindowResult { lookback_days, summary, models, reports });
             }
             result.window_ranks = window_ranks(&result.windows);
         }
@@ -415,7 +430,7 @@ impl Partial {
         // Per model: each replicate's figures of the model's channels, in their order.
         let mut figures: Vec<Vec<Vec<[f64; 4]>>> = vec![Vec::with_capacity(self.replicates.len()); result.models.len()];
         for replicate in &self.replicates {
-            let built = build_result(replicate, &options, budget, order, false)?;
+            let built = build_result(replicate, &options, budget, order, None)?;
             for (model, out) in result.models.iter().zip(&mut figures) {
                 let theirs = built.model(model.model).expect("a replicate runs every model");
                 let by_name: rustc_hash::FxHashMap<&str, &ChannelCredit> =
@@ -687,13 +702,14 @@ fn window_ranks(windows: &[WindowResult]) -> Vec<WindowRanks> {
 }
 
 /// The result of `partial`; `markov_order` (a period's or a further window's) fixes the order
-/// `auto` would choose; with `reports` (the whole file's, not a period's) its reports.
+/// `auto` would choose; with `reports` (not a replicate's) its reports, the transition table
+/// cut at that many rows.
 pub(crate) fn build_result(
     partial: &Partial,
     options: &Options,
     budget: &SolveBudget,
     markov_order: Option<u8>,
-    reports: bool,
+    reports: Option<usize>,
 ) -> Result<AttributionResult, AttributionError> {
     let counts = &partial.counts;
     let summary = Summary {
@@ -751,7 +767,7 @@ pub(crate) fn build_result(
         }
         models.push(result);
     }
-    let reports = reports.then(|| {
+    let reports = reports.map(|max_transitions| {
         let has_times = options.kind == crate::options::InputKind::Events;
         let top = options.top_paths as usize;
         let mut reports = partial.reports.report(&partial.channels, &partial.channel_seen, has_times, top);
@@ -763,9 +779,8 @@ pub(crate) fn build_result(
             }
             (None, None) => None,
         };
-        reports.transitions = chain.map(|markov| {
-            crate::reports::transition_table(markov, &partial.channels, crate::reports::MAX_TRANSITION_ROWS)
-        });
+        reports.transitions =
+            chain.map(|markov| crate::reports::transition_table(markov, &partial.channels, max_transitions));
         reports
     });
     Ok(AttributionResult {
@@ -983,30 +998,216 @@ pub enum Table {
     SegmentPeriods,
     /// With `intervals`: one row per model × channel, [`INTERVALS_CSV_HEADER`].
     Intervals,
+    /// A journey report of every part of one kind (`period_paths`, `segment_time_lag`, ...):
+    /// the whole's table with the part's label in the first columns ([`ReportPart::columns`]).
+    PartReport(ReportPart, Report),
 }
+
+/// The parts of a result that have journey reports of their own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReportPart {
+    /// `periods[i]`: a `period` column.
+    Period,
+    /// `segments[i]`: a column named by the segment column (or `conversion_type`).
+    Segment,
+    /// `segments[i].periods[j]`: the segment's column, then `period`.
+    SegmentPeriod,
+    /// `windows[i]` (the first is the whole's): a `lookback_days` column.
+    Window,
+}
+
+/// The journey reports, each a table of the whole ([`Table::PathLength`], ...) and of each
+/// kind of part ([`Table::PartReport`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Report {
+    PathLength,
+    TimeLag,
+    Positions,
+    Paths,
+    Transitions,
+}
+
+impl ReportPart {
+    const ALL: [ReportPart; 4] =
+        [ReportPart::Period, ReportPart::Segment, ReportPart::SegmentPeriod, ReportPart::Window];
+
+    /// Whether `result` has parts of this kind.
+    fn applies_to(self, result: &AttributionResult) -> bool {
+        let segmented = crate::segment::column(&result.options).is_some();
+        match self {
+            ReportPart::Period => !result.periods.is_empty(),
+            ReportPart::Segment => segmented,
+            ReportPart::SegmentPeriod => segmented && result.options.period.is_some(),
+            ReportPart::Window => !result.windows.is_empty(),
+        }
+    }
+
+    /// The label columns of the part's tables.
+    fn columns(self, result: &AttributionResult) -> Vec<String> {
+        let segment = || crate::segment::column(&result.options).unwrap_or("segment").to_owned();
+        match self {
+            ReportPart::Period => vec!["period".to_owned()],
+            ReportPart::Segment => vec![segment()],
+            ReportPart::SegmentPeriod => vec![segment(), "period".to_owned()],
+            ReportPart::Window => vec!["lookback_days".to_owned()],
+        }
+    }
+
+    /// Each part's labels and reports, in the result's order (parts without reports, from
+    /// results of older versions, left out).
+    fn reports(self, result: &AttributionResult) -> Vec<(Vec<String>, &Reports)> {
+        let segment = |s: &SegmentResult| s.value().unwrap_or_default().to_owned();
+        let parts: Vec<(Vec<String>, Option<&Reports>)> = match self {
+            ReportPart::Period => result.periods.iter().map(|p| (vec![p.period.clone()], p.reports.as_ref())).collect(),
+            ReportPart::Segment => result.segments.iter().map(|s| (vec![segment(s)], s.reports.as_ref())).collect(),
+            ReportPart::SegmentPeriod => result
+                .segments
+                .iter()
+                .flat_map(|s| s.periods.iter().map(move |p| (vec![segment(s), p.period.clone()], p.reports.as_ref())))
+                .collect(),
+            ReportPart::Window => {
+                result.windows.iter().map(|w| (vec![w.lookback_days.to_string()], w.reports.as_ref())).collect()
+            }
+        };
+        parts.into_iter().filter_map(|(labels, reports)| Some((labels, reports?))).collect()
+    }
+}
+
+impl Report {
+    const ALL: [Report; 5] =
+        [Report::PathLength, Report::TimeLag, Report::Positions, Report::Paths, Report::Transitions];
+
+    /// Whether reports of this result have this table (time lags need times, transitions `markov`).
+    fn applies_to(self, result: &AttributionResult) -> bool {
+        let reports = result.reports.as_ref();
+        match self {
+            Report::PathLength | Report::Positions => reports.is_some(),
+            Report::TimeLag => reports.is_some_and(|r| !r.time_lag.is_empty()),
+            Report::Paths => reports.is_some_and(|r| r.paths.is_some()),
+            Report::Transitions => reports.is_some_and(|r| r.transitions.is_some()),
+        }
+    }
+
+    /// The table's header after the label columns.
+    fn header(self) -> &'static str {
+        match self {
+            Report::PathLength | Report::TimeLag => "bucket,conversions,value",
+            Report::Positions => "channel,only,first,middle,last",
+            Report::Paths => PATHS_CSV_HEADER,
+            Report::Transitions => "from,to,count,probability",
+        }
+    }
+
+    /// The table: `columns` first, then for each part its `labels` before each of its rows.
+    fn csv(self, columns: &[String], parts: &[(Vec<String>, &Reports)]) -> String {
+        let mut out = String::new();
+        for column in columns {
+            out.push_str(&csv_field(column));
+            out.push(',');
+        }
+        out.push_str(self.header());
+        out.push('\n');
+        for (labels, reports) in parts {
+            let mut lead = String::new();
+            for label in labels {
+                lead.push_str(&csv_field(label));
+                lead.push(',');
+            }
+            let mut row = |line: String| {
+                out.push_str(&lead);
+                out.push_str(&line);
+                out.push('\n');
+            };
+            match self {
+                Report::PathLength | Report::TimeLag => {
+                    let buckets = if self == Report::PathLength { &reports.path_length } else { &reports.time_lag };
+                    for b in buckets {
+                        row(format!("{},{},{}", b.bucket, b.conversions, b.value));
+                    }
+                }
+                Report::Positions => {
+                    for c in &reports.positions {
+                        let p = &c.positions;
+                        row(format!("{},{},{},{},{}", csv_field(&c.channel), p.only, p.first, p.middle, p.last));
+                    }
+                }
+                Report::Paths => {
+                    let Some(paths) = &reports.paths else { continue };
+                    for (list, rows) in [("converting", &paths.converting), ("non_converting", &paths.non_converting)] {
+                        for (rank, p) in rows.iter().enumerate() {
+                            row(format!(
+                                "{list},{},{},{},{},{},{},{},{}",
+                                rank + 1,
+                                csv_field(&p.path),
+                                p.touches,
+                                p.journeys,
+                                p.conversions,
+                                p.value,
+                                p.null_journeys,
+                                paths.exact
+                            ));
+                        }
+                    }
+                }
+                Report::Transitions => {
+                    for t in reports.transitions.iter().flat_map(|t| &t.rows) {
+                        row(format!("{},{},{},{}", csv_field(&t.from), csv_field(&t.to), t.count, t.probability));
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+/// The names of the part report tables, by [`ReportPart`] and [`Report`].
+const PART_REPORT_NAMES: [[&str; 5]; 4] = [
+    ["period_path_length", "period_time_lag", "period_positions", "period_paths", "period_transitions"],
+    ["segment_path_length", "segment_time_lag", "segment_positions", "segment_paths", "segment_transitions"],
+    [
+        "segment_period_path_length",
+        "segment_period_time_lag",
+        "segment_period_positions",
+        "segment_period_paths",
+        "segment_period_transitions",
+    ],
+    ["window_path_length", "window_time_lag", "window_positions", "window_paths", "window_transitions"],
+];
 
 /// The header of the `paths` table.
 pub const PATHS_CSV_HEADER: &str = "list,rank,path,touches,journeys,conversions,value,null_journeys,exact";
 
 impl Table {
-    pub const ALL: [Table; 16] = [
-        Table::Channels,
-        Table::Periods,
-        Table::Segments,
-        Table::SegmentPeriods,
-        Table::SegmentBreakdown,
-        Table::PathLength,
-        Table::TimeLag,
-        Table::Positions,
-        Table::Breakdown,
-        Table::PeriodBreakdown,
-        Table::Windows,
-        Table::UnmatchedCost,
-        Table::Paths,
-        Table::Transitions,
-        Table::MarkovPairs,
-        Table::Intervals,
-    ];
+    /// Every table: the whole's, then the journey reports of each kind of part.
+    pub fn all() -> impl Iterator<Item = Table> {
+        const WHOLE: [Table; 16] = [
+            Table::Channels,
+            Table::Periods,
+            Table::Segments,
+            Table::SegmentPeriods,
+            Table::SegmentBreakdown,
+            Table::PathLength,
+            Table::TimeLag,
+            Table::Positions,
+            Table::Breakdown,
+            Table::PeriodBreakdown,
+            Table::Windows,
+            Table::UnmatchedCost,
+            Table::Paths,
+            Table::Transitions,
+            Table::MarkovPairs,
+            Table::Intervals,
+        ];
+        let parts = ReportPart::ALL
+            .into_iter()
+            .flat_map(|part| Report::ALL.into_iter().map(move |report| Table::PartReport(part, report)));
+        WHOLE.into_iter().chain(parts)
+    }
+
+    /// The names of every table, as `?table=` and `--table` take them.
+    pub fn names() -> Vec<&'static str> {
+        Table::all().map(Table::as_str).collect()
+    }
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -1026,6 +1227,7 @@ impl Table {
             Table::SegmentBreakdown => "segment_breakdown",
             Table::SegmentPeriods => "segment_periods",
             Table::Intervals => "intervals",
+            Table::PartReport(part, report) => PART_REPORT_NAMES[part as usize][report as usize],
         }
     }
 
@@ -1034,14 +1236,15 @@ impl Table {
         match self {
             Table::Channels => true,
             Table::Periods => !result.periods.is_empty(),
-            Table::PathLength | Table::Positions => result.reports.is_some(),
-            Table::TimeLag => result.reports.as_ref().is_some_and(|r| !r.time_lag.is_empty()),
+            Table::PathLength => Report::PathLength.applies_to(result),
+            Table::Positions => Report::Positions.applies_to(result),
+            Table::TimeLag => Report::TimeLag.applies_to(result),
             Table::Breakdown => !result.options.breakdown.is_empty(),
             Table::PeriodBreakdown => !result.options.breakdown.is_empty() && !result.periods.is_empty(),
             Table::UnmatchedCost => result.spend.is_some(),
             Table::Windows => !result.windows.is_empty(),
-            Table::Paths => result.reports.as_ref().is_some_and(|r| r.paths.is_some()),
-            Table::Transitions => result.reports.as_ref().is_some_and(|r| r.transitions.is_some()),
+            Table::Paths => Report::Paths.applies_to(result),
+            Table::Transitions => Report::Transitions.applies_to(result),
             Table::MarkovPairs => result.model(ModelId::Markov).is_some_and(|m| m.pairs.is_some()),
             Table::Segments => crate::segment::column(&result.options).is_some(),
             Table::SegmentPeriods => {
@@ -1051,18 +1254,13 @@ impl Table {
                 !result.options.breakdown.is_empty() && crate::segment::column(&result.options).is_some()
             }
             Table::Intervals => result.options.intervals.is_some(),
+            Table::PartReport(part, report) => part.applies_to(result) && report.applies_to(result),
         }
     }
 
     pub fn csv(self, result: &AttributionResult) -> String {
-        let buckets = |rows: &[crate::reports::Bucket]| {
-            let mut out = String::from("bucket,conversions,value\n");
-            for b in rows {
-                out.push_str(&format!("{},{},{}\n", b.bucket, b.conversions, b.value));
-            }
-            out
-        };
-        let reports = result.reports.as_ref();
+        let whole =
+            |report: Report| report.csv(&[], &result.reports.iter().map(|r| (Vec::new(), r)).collect::<Vec<_>>());
         match self {
             Table::Channels => channels_csv(result),
             Table::Periods => periods_csv(result),
@@ -1072,57 +1270,12 @@ impl Table {
             Table::Segments => segments_csv(result),
             Table::SegmentBreakdown => segment_breakdown_csv(result),
             Table::SegmentPeriods => segment_periods_csv(result),
-            Table::PathLength => buckets(reports.map_or(&[][..], |r| &r.path_length)),
-            Table::TimeLag => buckets(reports.map_or(&[][..], |r| &r.time_lag)),
-            Table::Positions => {
-                let mut out = String::from("channel,only,first,middle,last\n");
-                for c in reports.map_or(&[][..], |r| &r.positions) {
-                    let p = &c.positions;
-                    out.push_str(&format!(
-                        "{},{},{},{},{}\n",
-                        csv_field(&c.channel),
-                        p.only,
-                        p.first,
-                        p.middle,
-                        p.last
-                    ));
-                }
-                out
-            }
-            Table::Paths => {
-                let mut out = format!("{PATHS_CSV_HEADER}\n");
-                if let Some(paths) = reports.and_then(|r| r.paths.as_ref()) {
-                    for (list, rows) in [("converting", &paths.converting), ("non_converting", &paths.non_converting)] {
-                        for (rank, p) in rows.iter().enumerate() {
-                            out.push_str(&format!(
-                                "{list},{},{},{},{},{},{},{},{}\n",
-                                rank + 1,
-                                csv_field(&p.path),
-                                p.touches,
-                                p.journeys,
-                                p.conversions,
-                                p.value,
-                                p.null_journeys,
-                                paths.exact
-                            ));
-                        }
-                    }
-                }
-                out
-            }
-            Table::Transitions => {
-                let mut out = String::from("from,to,count,probability\n");
-                for t in reports.and_then(|r| r.transitions.as_ref()).map_or(&[][..], |t| &t.rows) {
-                    out.push_str(&format!(
-                        "{},{},{},{}\n",
-                        csv_field(&t.from),
-                        csv_field(&t.to),
-                        t.count,
-                        t.probability
-                    ));
-                }
-                out
-            }
+            Table::PathLength => whole(Report::PathLength),
+            Table::TimeLag => whole(Report::TimeLag),
+            Table::Positions => whole(Report::Positions),
+            Table::Paths => whole(Report::Paths),
+            Table::Transitions => whole(Report::Transitions),
+            Table::PartReport(part, report) => report.csv(&part.columns(result), &part.reports(result)),
             Table::UnmatchedCost => {
                 // With campaign cost, a `campaign` column (empty for a channel no journey mentions).
                 let campaigns = result.has_campaign_cost();
@@ -1203,8 +1356,8 @@ impl std::str::FromStr for Table {
     type Err = AttributionError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Table::ALL.into_iter().find(|t| t.as_str() == s).ok_or_else(|| {
-            let names: Vec<&str> = Table::ALL.iter().map(|t| t.as_str()).collect();
+        Table::all().find(|t| t.as_str() == s).ok_or_else(|| {
+            let names = Table::names();
             AttributionError::option("table", format!("{} is not one of {}", crate::error::quoted(s), names.join(", ")))
         })
     }

@@ -850,6 +850,14 @@ async function main() {
           close(point.value, credited, `${label} ${point.channel} in the week of ${point.period}`);
         }
       }
+      // The journey reports are the segment's own: its histogram and its top paths.
+      const own = segment.reports;
+      assert.ok(own?.paths, `segment ${segment.segment.country} has reports`);
+      const lengths = await bars(page, '#chart-path-length');
+      lengths.forEach((bar, j) => close(bar.value, own.path_length[j].conversions, `segment path length ${bar.channel}`));
+      const shownPaths = await page.$$eval('#paths-converting tbody tr', (trs) => trs.map((tr) => tr.dataset.path));
+      assert.deepEqual(shownPaths, own.paths.converting.slice(0, 20).map((p) => p.path),
+        `segment ${segment.segment.country}: its top converting paths`);
     }
     // Each segment solved its own chain: DE's Markov credit is not the whole's.
     const wholeSearch = byCampaign.models.markov.channels.find((c) => c.channel === 'search')?.conversions;
@@ -863,7 +871,7 @@ async function main() {
     const segmentCells = segments.reduce((n, s) => n + Object.values(s.models)
       .reduce((m, model) => m + model.channels.length, 0), 0);
     assert.equal(segmentLines.length - 1, segmentCells, 'one segments CSV row per segment × model × channel');
-    log(`segment picker: ${segments.length} segments' summaries, linear and markov bars, weeks and breakdown rows match the API; segments CSV ${segmentCells} rows`);
+    log(`segment picker: ${segments.length} segments' summaries, linear and markov bars, weeks, breakdown rows, path lengths and top paths match the API; segments CSV ${segmentCells} rows`);
 
     // Conversion types: a file with an event_name column, two types with a lookback each.
     const typed = ['user_id,timestamp,channel,event_name,conversion_value'];

@@ -193,6 +193,20 @@ def test_credit_per_period_is_typed_and_has_its_csv_table(
     positions = pd.read_csv(io.StringIO(job.result_csv("positions")))
     assert list(positions.columns) == ["channel", "only", "first", "middle", "last"]
     assert len(positions) == len(result.reports["positions"])
+    # Each period has its own reports, equal to the local run's, and their tables.
+    for period, theirs in zip(result.periods, local["periods"]):
+        paths = period.top_paths()
+        assert period.reports is not None and paths is not None and paths.exact
+        figures = [b[f] for b in theirs["reports"]["path_length"] for f in ("conversions", "value")]
+        assert [b[f] for b in period.reports["path_length"] for f in ("conversions", "value")] == pytest.approx(figures)
+        assert [p.path for p in paths.converting] == [p["path"] for p in theirs["reports"]["paths"]["converting"]]
+    lengths = pd.read_csv(io.StringIO(job.result_csv("period_path_length")))
+    assert list(lengths.columns) == ["period", "bucket", "conversions", "value"]
+    assert len(lengths) == 10 * len(result.periods)
+    first = result.periods[0]
+    assert first.reports is not None
+    rows = lengths[lengths["period"] == first.period]
+    assert list(rows["conversions"]) == pytest.approx([b["conversions"] for b in first.reports["path_length"]])
 
 
 def test_segments_are_typed_equal_the_local_run_and_have_their_csv_table(

@@ -430,7 +430,8 @@ fn check_same(what: &str, got: &AttributionResult, want: &AttributionResult) -> 
         check_close(&format!("{what}: matched cost"), g.matched_cost, w.matched_cost)?;
     }
     prop_assert_eq!(got.spend.is_some(), want.spend.is_some(), "{}: spend", what);
-    // The journey reports merge like every other sum.
+    // The journey reports merge like every other sum (a period's, segment's and window's too).
+    prop_assert_eq!(got.reports.is_some(), want.reports.is_some(), "{}: reports", what);
     if let (Some(g), Some(w)) = (&got.reports, &want.reports) {
         for (gb, wb) in g.path_length.iter().chain(&g.time_lag).zip(w.path_length.iter().chain(&w.time_lag)) {
             prop_assert_eq!(&gb.bucket, &wb.bucket);
@@ -521,7 +522,7 @@ fn window_as_result(result: &AttributionResult, window: &WindowResult) -> Attrib
         options,
         models: window.models.clone(),
         periods: Vec::new(),
-        reports: None,
+        reports: window.reports.clone(),
         windows: Vec::new(),
         window_ranks: Vec::new(),
         spend: None,
@@ -618,7 +619,7 @@ fn segment_as_result(result: &AttributionResult, segment: &SegmentResult) -> Att
         options: result.options.clone(),
         models: segment.models.clone(),
         periods: segment.periods.clone(),
-        reports: None,
+        reports: segment.reports.clone(),
         spend: None,
         windows: Vec::new(),
         window_ranks: Vec::new(),
@@ -633,7 +634,7 @@ fn as_result(result: &AttributionResult, period: &PeriodResult) -> AttributionRe
         options: result.options.clone(),
         models: period.models.clone(),
         periods: Vec::new(),
-        reports: None,
+        reports: period.reports.clone(),
         spend: None,
         windows: Vec::new(),
         window_ranks: Vec::new(),
@@ -664,6 +665,63 @@ fn check_periods_add_up(result: &AttributionResult) -> Result<(), TestCaseError>
             check_close(&format!("{} {} over periods", m.model, c.channel), conversions, c.conversions)?;
             check_close(&format!("{} {} value over periods", m.model, c.channel), value, c.value)?;
         }
+    }
+    check_period_reports_add_up(result)
+}
+
+/// Each period has its own journey reports, and they add up to the whole's: the buckets, the
+/// positions, every path's figures and every transition's count (the inputs are small enough
+/// for every list to hold all its paths and steps).
+fn check_period_reports_add_up(result: &AttributionResult) -> Result<(), TestCaseError> {
+    let Some(whole) = &result.reports else { return Ok(()) };
+    let mut sums: BTreeMap<String, f64> = BTreeMap::new();
+    let mut add = |key: String, x: f64| *sums.entry(key).or_default() += x;
+    let mut figures = |reports: &mta_core::reports::Reports, sign: f64| {
+        for (kind, buckets) in [("length", &reports.path_length), ("lag", &reports.time_lag)] {
+            for b in buckets {
+                add(format!("{kind} {} conversions", b.bucket), sign * b.conversions);
+                add(format!("{kind} {} value", b.bucket), sign * b.value);
+            }
+        }
+        for c in &reports.positions {
+            let p = &c.positions;
+            for (at, x) in [("only", p.only), ("first", p.first), ("middle", p.middle), ("last", p.last)] {
+                add(format!("{} {at}", c.channel), sign * x);
+            }
+        }
+        let paths = reports.paths.as_ref().expect("paths");
+        for p in &paths.converting {
+            add(format!("path {} conversions", p.path), sign * p.conversions);
+            add(format!("path {} value", p.path), sign * p.value);
+        }
+        for p in &paths.non_converting {
+            add(format!("path {} nulls", p.path), sign * p.null_journeys);
+        }
+        for t in reports.transitions.iter().flat_map(|t| &t.rows) {
+            add(format!("step {} -> {}", t.from, t.to), sign * t.count);
+        }
+    };
+    let top = result.options.top_paths as usize;
+    let all_listed = |r: &mta_core::reports::Reports| {
+        let paths = r.paths.as_ref().expect("paths");
+        paths.exact && paths.converting.len() < top && paths.non_converting.len() < top
+    };
+    if !all_listed(whole) {
+        return Ok(());
+    }
+    figures(whole, -1.0);
+    for period in &result.periods {
+        let reports = period.reports.as_ref().expect("every period has reports");
+        prop_assert!(all_listed(reports), "a period lists fewer paths than the whole");
+        figures(reports, 1.0);
+    }
+    for (key, sum) in sums {
+        prop_assert!(
+            sum.abs() <= 1e-9 * (1.0 + result.summary.conversion_value.abs()),
+            "periods' {}: off by {}",
+            key,
+            sum
+        );
     }
     Ok(())
 }
@@ -796,6 +854,7 @@ proptest! {
                     period: format!("{:?}", s.value()),
                     summary: s.summary.clone(),
                     models: s.models.clone(),
+                    reports: s.reports.clone(),
                 })
                 .collect(),
             options: Options { period: Some(Period::Day), ..want.options.clone() },
@@ -822,7 +881,8 @@ proptest! {
             check_conservation(&got)?;
             check_periods_add_up(&got)?;
             let label = format!("segment {:?} alone", segment.value());
-            check_same(&label, &got, &AttributionResult { reports: None, ..alone })?;
+            // Reports included: a segment's paths and transitions are its users' own.
+            check_same(&label, &got, &alone)?;
         }
         let json = serde_json::to_string(&want).unwrap();
         prop_assert_eq!(&serde_json::from_str::<AttributionResult>(&json).unwrap(), &want);
@@ -868,7 +928,7 @@ proptest! {
             let mut got = segment_as_result(&want, segment);
             got.summary.rows = alone.summary.rows;
             check_conservation(&got)?;
-            check_same(&format!("type {:?} alone", segment.value()), &got, &AttributionResult { reports: None, ..alone })?;
+            check_same(&format!("type {:?} alone", segment.value()), &got, &alone)?;
         }
         let costs = costs();
         want.add_spend(&costs);

@@ -156,3 +156,106 @@ fn the_transition_table_names_states_of_every_order() {
     assert!(linear.reports.as_ref().unwrap().transitions.is_none());
     assert!(!mta_core::result::Table::Transitions.applies_to(&linear));
 }
+
+#[test]
+fn each_period_has_its_own_reports_and_tables_by_hand() {
+    // Day 1 (T0): u1 a > b converts (10), u2 a converts (5). Day 2: u3 b > a converts (7),
+    // u4 touches b and does not convert.
+    let events = Events::new()
+        .journey("u1", &["a", "b"], 10.0)
+        .journey("u2", &["a"], 5.0)
+        .touch("u3", T0 + HOUR, "b")
+        .touch("u3", T0 + DAY, "a")
+        .conversion("u3", T0 + DAY + HOUR, 7.0)
+        .touch("u4", T0 + DAY, "b");
+    let spec = OptionsSpec { period: Some(mta_core::period::Period::Day), ..only(&["linear", "markov"]) };
+    let result = attribute_events(&events.chunk(), &event_options(spec));
+    assert_eq!(result.periods.len(), 2);
+    let listed = |reports: &mta_core::reports::Reports| -> (Vec<(String, f64, f64)>, Vec<(String, f64)>) {
+        let paths = reports.paths.as_ref().unwrap();
+        assert!(paths.exact);
+        (
+            paths.converting.iter().map(|p| (p.path.clone(), p.conversions, p.value)).collect(),
+            paths.non_converting.iter().map(|p| (p.path.clone(), p.null_journeys)).collect(),
+        )
+    };
+    let [first, second] = [0, 1].map(|i| result.periods[i].reports.as_ref().expect("a period's reports"));
+    let s = |x: &str| x.to_owned();
+    assert_eq!(listed(first), (vec![(s("a > b"), 1.0, 10.0), (s("a"), 1.0, 5.0)], vec![]));
+    assert_eq!(listed(second), (vec![(s("b > a"), 1.0, 7.0)], vec![(s("b"), 1.0)]));
+    // The whole's paths are every period's.
+    let (converting, non_converting) = listed(result.reports.as_ref().unwrap());
+    assert_eq!(converting.len(), 3);
+    assert_eq!(non_converting, [(s("b"), 1.0)]);
+    // Touches per converting journey and positions, per period.
+    let lengths = |r: &mta_core::reports::Reports| r.path_length.iter().map(|b| b.conversions).collect::<Vec<_>>();
+    assert_eq!(lengths(first)[..3], [1.0, 1.0, 0.0]);
+    assert_eq!(lengths(second)[..3], [0.0, 1.0, 0.0]);
+    let a = |r: &mta_core::reports::Reports| r.positions.iter().find(|c| c.channel == "a").unwrap().positions;
+    assert_eq!((a(first).only, a(first).first, a(first).last), (1.0, 1.0, 0.0));
+    assert_eq!((a(second).only, a(second).first, a(second).last), (0.0, 0.0, 1.0));
+    // Each period's Markov transitions: day 2 goes (start) → b twice (u3 and u4).
+    let start_b = second.transitions.as_ref().unwrap().rows.iter().find(|t| t.from == "(start)" && t.to == "b");
+    assert_eq!(start_b.map(|t| t.count), Some(2.0));
+    // The tables: the whole's unchanged, each period's with a `period` column first.
+    let day = |i: usize| result.periods[i].period.clone();
+    let table = |name: &str| name.parse::<mta_core::result::Table>().unwrap();
+    assert!(table("period_paths").applies_to(&result) && !table("segment_paths").applies_to(&result));
+    let csv = table("period_paths").csv(&result);
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines[0], "period,list,rank,path,touches,journeys,conversions,value,null_journeys,exact");
+    assert_eq!(lines[1], format!("{},converting,1,a > b,2,1,1,10,0,true", day(0)));
+    assert_eq!(lines[4], format!("{},non_converting,1,b,1,1,0,0,1,true", day(1)));
+    assert_eq!(lines.len(), 5);
+    let csv = table("period_path_length").csv(&result);
+    assert_eq!(csv.lines().next(), Some("period,bucket,conversions,value"));
+    assert_eq!(csv.lines().nth(1), Some(format!("{},1,1,5", day(0)).as_str()));
+    assert_eq!(csv.lines().count(), 1 + 2 * 10);
+    assert!(table("paths").csv(&result).starts_with("list,rank,"));
+}
+
+#[test]
+fn a_part_counts_its_paths_in_a_smaller_table() {
+    use mta_core::paths::{MIN_PART_REPORT_PATHS, part_report_paths};
+    assert_eq!(part_report_paths(100_000), 1_000);
+    assert_eq!(part_report_paths(1_000_000), 10_000);
+    assert_eq!(part_report_paths(500), 500, "never more than the whole's");
+    assert_eq!(part_report_paths(5_000), MIN_PART_REPORT_PATHS);
+    // 1,200 distinct paths in one period: the whole (limit 2,000) is exact, the period's
+    // table (1,000) summarises and says so.
+    let channels: Vec<String> = (0..1_200).map(|i| format!("c{i}")).collect();
+    let mut events = Events::new();
+    for (i, channel) in channels.iter().enumerate() {
+        events = events.journey(&format!("u{i}"), &[channel], 1.0);
+    }
+    let spec = OptionsSpec {
+        period: Some(mta_core::period::Period::Month),
+        max_report_paths: Some(2_000),
+        ..only(&["linear"])
+    };
+    let result = attribute_events(&events.chunk(), &event_options(spec));
+    assert!(result.reports.as_ref().unwrap().paths.as_ref().unwrap().exact);
+    let period = result.periods[0].reports.as_ref().unwrap().paths.as_ref().unwrap();
+    assert!(!period.exact && period.distinct_paths.is_none() && period.error_bound.conversions > 0.0);
+}
+
+#[test]
+fn segments_and_windows_have_their_own_reports_and_tables() {
+    // Windows: u1's touch of a is 3 days before its conversion, b 1 day: the 2-day window
+    // keeps b only.
+    let events = Events::new().touch("u1", T0 - 3 * DAY, "a").touch("u1", T0 - DAY, "b").conversion("u1", T0, 4.0);
+    let spec = OptionsSpec {
+        lookback_days: Some(mta_core::options::LookbackDays::Many(vec![30.0, 2.0])),
+        ..only(&["linear"])
+    };
+    let result = attribute_events(&events.chunk(), &event_options(spec));
+    let path = |w: usize| {
+        let paths = result.windows[w].reports.as_ref().unwrap().paths.as_ref().unwrap();
+        paths.converting.iter().map(|p| p.path.clone()).collect::<Vec<_>>()
+    };
+    assert_eq!((path(0), path(1)), (vec!["a > b".to_owned()], vec!["b".to_owned()]));
+    let csv = "window_paths".parse::<mta_core::result::Table>().unwrap().csv(&result);
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines[0], "lookback_days,list,rank,path,touches,journeys,conversions,value,null_journeys,exact");
+    assert_eq!(lines[1..], ["30,converting,1,a > b,2,1,1,4,0,true", "2,converting,1,b,1,1,1,4,0,true"]);
+}

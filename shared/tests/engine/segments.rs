@@ -271,3 +271,23 @@ u2,2026-01-02T00:00:00Z,,,FR,1,20
     );
     assert!(!Table::SegmentBreakdown.applies_to(&attribute_segmented(COUNTRIES, "country", &["linear"])));
 }
+
+#[test]
+fn each_segment_has_its_own_reports_and_tables() {
+    let result = attribute_segmented(COUNTRIES, "country", &["last_touch"]);
+    let table: Table = "segment_paths".parse().unwrap();
+    assert!(table.applies_to(&result));
+    assert!(!"segment_period_paths".parse::<Table>().unwrap().applies_to(&result), "no period asked");
+    // u1's path ends in DE, u2's in FR, and its later touch of email (DE) converts nothing; u3 has no country.
+    assert_eq!(
+        table.csv(&result),
+        "country,list,rank,path,touches,journeys,conversions,value,null_journeys,exact\n\
+         DE,converting,1,email > search,2,1,1,100,0,true\n\
+         DE,non_converting,1,email,1,1,0,0,1,true\n\
+         FR,converting,1,search,1,1,1,40,0,true\n\
+         ,converting,1,display,1,1,1,10,0,true\n"
+    );
+    let de = result.segments[0].reports.as_ref().expect("a segment's reports");
+    assert_eq!(de.path_length[1].conversions, 1.0);
+    assert_eq!("segment_positions".parse::<Table>().unwrap().csv(&result).lines().nth(1), Some("DE,email,0,1,0,0"));
+}

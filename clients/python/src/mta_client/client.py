@@ -374,7 +374,9 @@ class Job:
         ``path_length``, ``time_lag``, ``positions``, ``paths``, ``transitions`` (``markov``), ``windows``,
         ``unmatched_cost`` (a job with a cost table), ``markov_pairs``, ``intervals`` (a job with ``intervals``), ``segments`` (with
         ``segment_by`` or ``conversion_types``; ``segment_periods`` with ``period`` too), or with ``breakdown``: ``breakdown``, ``period_breakdown``
-        and ``segment_breakdown``."""
+        and ``segment_breakdown``; and each journey report per part: ``period_paths``, ``segment_time_lag``,
+        ``segment_period_positions``, ``window_transitions``, ... (``period_``, ``segment_``, ``segment_period_``
+        or ``window_`` then the report's name)."""
         self._check()
         return self.client.request("GET", f"/v1/jobs/{self.id}/result", params={"format": "csv", "table": table}).text
 

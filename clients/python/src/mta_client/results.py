@@ -388,8 +388,24 @@ class ModelResult:
         raise KeyError(name)
 
 
+class _WithReports:
+    """The typed views of ``reports`` (the whole's, a period's, a segment's or a window's)."""
+
+    reports: dict[str, Any] | None
+
+    def top_paths(self) -> TopPaths | None:
+        """``reports.paths``, typed (``None`` in results from before paths were reported)."""
+        paths = (self.reports or {}).get("paths")
+        return None if paths is None else TopPaths.from_json(paths)
+
+    def transitions(self) -> Transitions | None:
+        """``reports.transitions``, typed (``None`` unless the ``markov`` model ran)."""
+        transitions = (self.reports or {}).get("transitions")
+        return None if transitions is None else Transitions.from_json(transitions)
+
+
 @dataclass(frozen=True)
-class PeriodResult:
+class PeriodResult(_WithReports):
     """The figures of the journeys that count in one period (``options.period``)."""
 
     #: The period's first day, ``2026-01-05`` (a week is named by its Monday).
@@ -397,6 +413,9 @@ class PeriodResult:
     #: ``rows`` is not split by period and is 0 here.
     summary: Summary
     models: dict[str, ModelResult]
+    #: The period's journey reports, as :attr:`AttributionResult.reports` (its top paths from a
+    #: smaller table than the whole's: ``paths.exact`` says whether they are exact).
+    reports: dict[str, Any] | None = None
 
     @classmethod
     def from_json(cls, value: Mapping[str, Any]) -> PeriodResult:
@@ -404,11 +423,12 @@ class PeriodResult:
             period=str(value["period"]),
             summary=Summary.from_json(value["summary"]),
             models={name: ModelResult.from_json(name, m) for name, m in value["models"].items()},
+            reports=value.get("reports"),
         )
 
 
 @dataclass(frozen=True)
-class SegmentResult:
+class SegmentResult(_WithReports):
     """The figures of the journeys of one segment (``options.segment_by``)."""
 
     #: The segment's column and value, ``{"country": "DE"}`` (``None``: rows without a value).
@@ -418,6 +438,8 @@ class SegmentResult:
     models: dict[str, ModelResult]
     #: With ``period``: the segment's figures per period, oldest first.
     periods: list[PeriodResult] = field(default_factory=list)
+    #: The segment's journey reports (as a period's).
+    reports: dict[str, Any] | None = None
 
     @property
     def value(self) -> str | None:
@@ -431,17 +453,20 @@ class SegmentResult:
             summary=Summary.from_json(value["summary"]),
             models={name: ModelResult.from_json(name, m) for name, m in value["models"].items()},
             periods=[PeriodResult.from_json(p) for p in value.get("periods", [])],
+            reports=value.get("reports"),
         )
 
 
 @dataclass(frozen=True)
-class WindowResult:
+class WindowResult(_WithReports):
     """The figures under one lookback window (``lookback_days`` given as a list)."""
 
     #: 0 = unlimited.
     lookback_days: float
     summary: Summary
     models: dict[str, ModelResult]
+    #: The journey reports of the journeys under this window (the first window's are the whole's).
+    reports: dict[str, Any] | None = None
 
     @classmethod
     def from_json(cls, value: Mapping[str, Any]) -> WindowResult:
@@ -449,6 +474,7 @@ class WindowResult:
             lookback_days=float(value["lookback_days"]),
             summary=Summary.from_json(value["summary"]),
             models={name: ModelResult.from_json(name, m) for name, m in value["models"].items()},
+            reports=value.get("reports"),
         )
 
 
@@ -644,7 +670,7 @@ class Transitions:
 
 
 @dataclass(frozen=True)
-class AttributionResult:
+class AttributionResult(_WithReports):
     """``GET /v1/jobs/{id}/result``; ``job_id`` is ``None`` for a result read from ``mta attribute``."""
 
     summary: Summary
@@ -695,16 +721,6 @@ class AttributionResult:
     def channels(self, model: str) -> list[ChannelCredit]:
         """The credited channels of one model, most conversions first."""
         return self.model(model).channels
-
-    def top_paths(self) -> TopPaths | None:
-        """``reports.paths``, typed (``None`` in results from before paths were reported)."""
-        paths = (self.reports or {}).get("paths")
-        return None if paths is None else TopPaths.from_json(paths)
-
-    def transitions(self) -> Transitions | None:
-        """``reports.transitions``, typed (``None`` unless the ``markov`` model ran)."""
-        transitions = (self.reports or {}).get("transitions")
-        return None if transitions is None else Transitions.from_json(transitions)
 
     def columns(self) -> tuple[str, ...]:
         """The tidy table's columns: :data:`TIDY_COLUMNS`, then :data:`SPEND_COLUMNS` with a cost table."""
