@@ -136,11 +136,14 @@ pub fn render(result: &AttributionResult) -> String {
     out
 }
 
+/// A part's label and its reports (absent from results of older versions).
+type LabelledReports<'a> = (String, Option<&'a mta_core::reports::Reports>);
+
 /// Each period's, segment's and window's top converting path (the first [`SHOWN_SEGMENTS`] of
 /// each kind; every part's reports are in the `period_…`, `segment_…` and `window_…` tables).
 fn render_part_paths(out: &mut String, result: &AttributionResult) {
     let column = mta_core::segment::column(&result.options).unwrap_or("segment");
-    let parts: [(String, &str, Vec<(String, Option<&mta_core::reports::Reports>)>); 3] = [
+    let parts: [(String, &str, Vec<LabelledReports>); 3] = [
         (
             "period".to_owned(),
             "period_paths",

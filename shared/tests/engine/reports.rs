@@ -171,7 +171,8 @@ fn each_period_has_its_own_reports_and_tables_by_hand() {
     let spec = OptionsSpec { period: Some(mta_core::period::Period::Day), ..only(&["linear", "markov"]) };
     let result = attribute_events(&events.chunk(), &event_options(spec));
     assert_eq!(result.periods.len(), 2);
-    let listed = |reports: &mta_core::reports::Reports| -> (Vec<(String, f64, f64)>, Vec<(String, f64)>) {
+    type Listed = (Vec<(String, f64, f64)>, Vec<(String, f64)>);
+    let listed = |reports: &mta_core::reports::Reports| -> Listed {
         let paths = reports.paths.as_ref().unwrap();
         assert!(paths.exact);
         (
