@@ -260,3 +260,16 @@ fn segments_and_windows_have_their_own_reports_and_tables() {
     assert_eq!(lines[0], "lookback_days,list,rank,path,touches,journeys,conversions,value,null_journeys,exact");
     assert_eq!(lines[1..], ["30,converting,1,a > b,2,1,1,4,0,true", "2,converting,1,b,1,1,1,4,0,true"]);
 }
+
+#[test]
+fn every_table_name_reads_back_to_its_table() {
+    use mta_core::result::Table;
+    let names = Table::names();
+    assert_eq!(names.len(), 16 + 4 * 5, "the whole's tables and five reports per kind of part");
+    let unique: std::collections::BTreeSet<&str> = names.iter().copied().collect();
+    assert_eq!(unique.len(), names.len());
+    for table in Table::all() {
+        assert_eq!(table.as_str().parse::<Table>().unwrap(), table);
+    }
+    assert!(names.contains(&"segment_period_transitions") && names.contains(&"window_time_lag"));
+}
