@@ -259,7 +259,7 @@ where
 }
 
 /// 429 until the next UTC day, when the tenant's upload quota starts afresh.
-fn quota_exceeded(state: &AppState) -> ApiError {
+pub(crate) fn quota_exceeded(state: &AppState) -> ApiError {
     mta_platform::metrics::Metrics::refusal(&state.metrics.rate_limit_refusals, "upload_bytes");
     let now = chrono::Utc::now();
     let tomorrow = (now.date_naive() + chrono::Days::new(1)).and_hms_opt(0, 0, 0).expect("midnight exists");
@@ -273,7 +273,7 @@ fn quota_exceeded(state: &AppState) -> ApiError {
     }
 }
 
-fn too_large(max: u64) -> ApiError {
+pub(crate) fn too_large(max: u64) -> ApiError {
     ApiError::new(
         ApiCode::LimitExceeded,
         format!("the upload is larger than {max} bytes, the configured limit (MTA_MAX_UPLOAD_BYTES)"),

@@ -42,6 +42,10 @@ pub struct Config {
     /// behind (records, timeline, result, credits, its upload) is kept after its last use;
     /// see `docs/operations.md`.
     pub retention: Duration,
+    /// `MTA_DIRECT_UPLOAD_SECS` (default 3600): how long the presigned part URLs of a
+    /// direct upload work (S3 stores only); its parts are dropped once this passes
+    /// twice without the upload being completed.
+    pub direct_upload_lifetime: Duration,
     /// `MTA_IDEMPOTENCY_LEASE_SECS` (default 30): how long an `Idempotency-Key` stays claimed
     /// before its job is recorded; a claim whose process died frees itself after this.
     pub idempotency_lease: Duration,
@@ -203,6 +207,7 @@ impl Config {
             public_url: None,
             cache_ttl: Duration::from_secs(3600),
             retention: Duration::from_secs(30 * 86_400),
+            direct_upload_lifetime: Duration::from_secs(3600),
             idempotency_lease: Duration::from_secs(30),
             rows_per_chunk: 500_000,
             split_parallelism: 4,
@@ -291,6 +296,8 @@ impl Config {
         config.public_url = var("MTA_PUBLIC_URL")?.map(|u| u.trim_end_matches('/').to_owned());
         config.cache_ttl = parsed::<u64>("MTA_CACHE_TTL_SECS")?.map_or(config.cache_ttl, Duration::from_secs);
         config.retention = parsed::<u64>("MTA_RETENTION_SECS")?.map_or(config.retention, Duration::from_secs);
+        config.direct_upload_lifetime =
+            parsed::<u64>("MTA_DIRECT_UPLOAD_SECS")?.map_or(config.direct_upload_lifetime, Duration::from_secs);
         config.idempotency_lease =
             parsed::<u64>("MTA_IDEMPOTENCY_LEASE_SECS")?.map_or(config.idempotency_lease, Duration::from_secs);
         config.rows_per_chunk = parsed("MTA_ROWS_PER_CHUNK")?.unwrap_or(config.rows_per_chunk);
@@ -332,6 +339,10 @@ impl Config {
         }
         if self.retention.is_zero() {
             bail!("MTA_RETENTION_SECS must be at least 1");
+        }
+        // SigV4 presigned URLs are valid for at most seven days.
+        if !(1..=604_800).contains(&self.direct_upload_lifetime.as_secs()) {
+            bail!("MTA_DIRECT_UPLOAD_SECS must be between 1 and 604800");
         }
         if self.idempotency_lease.is_zero() {
             bail!("MTA_IDEMPOTENCY_LEASE_SECS must be at least 1");

@@ -1,0 +1,186 @@
+//! Direct uploads against the real `mta-api` and `mta-worker` processes and the
+//! in-process S3 server: parts sent over real HTTP `PUT`s to the presigned URLs, the
+//! upload completed, recorded like a streamed one and attributed; parts missing, out of
+//! order or of the wrong length refused; the local store refusing the flow.
+
+use std::path::PathBuf;
+
+use serde_json::{Value, json};
+
+use crate::service::assert_same_result;
+use crate::service_support::{S3Server, Service, ServiceSpec, client, decode, without_job_id};
+use crate::support::{attribute_json, sample, write};
+
+const MIB: usize = 1 << 20;
+
+/// About 12 MiB of events: the sample's rows 20 times over, each copy's users renamed, so
+/// that 5 MiB parts make three parts, the last one shorter.
+fn large_events(dir: &std::path::Path) -> PathBuf {
+    let text = std::fs::read_to_string(sample("events.csv")).unwrap();
+    let (header, rows) = text.split_once('\n').unwrap();
+    let mut out = format!("{header}\n");
+    for copy in 0..20 {
+        for row in rows.lines() {
+            out.push_str(&format!("c{copy}-{row}\n"));
+        }
+    }
+    write(dir, "large.csv", out)
+}
+
+/// Starts a direct upload of `size` bytes in parts of `part_bytes`.
+async fn start(service: &Service, size: usize, part_bytes: usize) -> (u16, Value) {
+    let body = json!({ "size_bytes": size, "part_bytes": part_bytes });
+    service.call(Some(&service.key), "POST", "/v1/uploads/direct", Some(body)).await
+}
+
+/// `PUT`s part `number` (from 1) of `bytes` to its presigned URL, with no key: the URL
+/// alone lets it in. Answers the status and the ETag.
+async fn put_part(started: &Value, bytes: &[u8], number: usize) -> (u16, String) {
+    let part = &started["parts"][number - 1];
+    let part_bytes = started["part_bytes"].as_u64().unwrap() as usize;
+    let from = (number - 1) * part_bytes;
+    let to = (from + part_bytes).min(bytes.len());
+    put_bytes(part["url"].as_str().unwrap(), bytes[from..to].to_vec()).await
+}
+
+async fn put_bytes(url: &str, body: Vec<u8>) -> (u16, String) {
+    let response = client(None).put(url).body(body).send().await.expect("PUT a part");
+    let status = response.status().as_u16();
+    let etag = response.headers().get("etag").map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();
+    if status != 200 {
+        eprintln!("PUT {status}: {}", response.text().await.unwrap_or_default());
+    }
+    (status, etag)
+}
+
+async fn complete(service: &Service, started: &Value, parts: Value) -> (u16, Value) {
+    let url = started["complete_url"].as_str().unwrap();
+    service.call(Some(&service.key), "POST", url, Some(json!({ "parts": parts }))).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_direct_upload_in_parts_is_recorded_and_attributed_like_a_streamed_one() {
+    let s3 = S3Server::start().await;
+    let service = Service::start(s3.spec(ServiceSpec::default(), "tenant-data")).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = large_events(dir.path());
+    let bytes = std::fs::read(&file).unwrap();
+    assert!(bytes.len() > 10 * MIB && bytes.len() < 15 * MIB, "{}", bytes.len());
+
+    let (status, started) = start(&service, bytes.len(), 5 * MIB).await;
+    assert_eq!(status, 201, "{started}");
+    let parts = started["parts"].as_array().unwrap();
+    assert_eq!(parts.len(), 3, "{started}");
+    assert_eq!(parts[2]["size_bytes"], bytes.len() - 10 * MIB);
+    assert!(parts.iter().all(|p| p["method"] == "PUT"));
+    // Parts may arrive in any order.
+    let mut etags = vec![String::new(); 3];
+    for number in [3, 1, 2] {
+        let (status, etag) = put_part(&started, &bytes, number).await;
+        assert_eq!(status, 200, "part {number}");
+        assert!(!etag.is_empty());
+        etags[number - 1] = etag;
+    }
+    let named: Vec<Value> =
+        etags.iter().enumerate().map(|(i, etag)| json!({ "part_number": i + 1, "etag": etag })).collect();
+    let (status, record) = complete(&service, &started, json!(named)).await;
+    assert_eq!(status, 201, "{record}");
+    assert_eq!(record["upload_id"], started["upload_id"]);
+    assert_eq!(record["size_bytes"], bytes.len());
+
+    // The same bytes streamed through the API: the same size and SHA-256.
+    let (status, streamed) =
+        decode(service.http.post(format!("{}/v1/uploads", service.base)).body(bytes.clone()).send().await.unwrap())
+            .await;
+    assert_eq!(status, 201, "{streamed}");
+    assert_eq!(record["sha256"], streamed["sha256"]);
+    assert_eq!(record["size_bytes"], streamed["size_bytes"]);
+
+    // Completed once: completing again finds nothing.
+    let (status, again) = complete(&service, &started, json!(named)).await;
+    assert_eq!(status, 404, "{again}");
+
+    let job = service.submit_ok(json!({ "upload_id": record["upload_id"] })).await;
+    let job = service.wait(&job, std::time::Duration::from_secs(120)).await;
+    assert_eq!(job["state"], "succeeded", "{job}");
+    assert_eq!(job["progress"]["rows"], 240_000);
+    let (status, result) = service.get(&format!("/v1/jobs/{}/result", job["id"].as_str().unwrap())).await;
+    assert_eq!(status, 200);
+    assert_same_result(&without_job_id(result), &attribute_json(&file, &[]), "result");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_direct_upload_with_a_part_missing_out_of_order_or_of_the_wrong_length_is_refused() {
+    let s3 = S3Server::start().await;
+    let service = Service::start(s3.spec(ServiceSpec::default(), "tenant-data")).await;
+    let bytes: Vec<u8> = (0..6 * MIB).map(|i| b"abcdefgh\n"[i % 9]).collect();
+    let (status, started) = start(&service, bytes.len(), 5 * MIB).await;
+    assert_eq!(status, 201, "{started}");
+    assert_eq!(started["parts"].as_array().unwrap().len(), 2);
+
+    // The URL binds the upload and the part number: another number is refused by the store.
+    let url = started["parts"][0]["url"].as_str().unwrap();
+    assert!(url.contains("partNumber=1"), "{url}");
+    let (status, _) = put_bytes(&url.replace("partNumber=1", "partNumber=2"), bytes[..1024].to_vec()).await;
+    assert_eq!(status, 403, "another part number");
+
+    let (status, first) = put_part(&started, &bytes, 1).await;
+    assert_eq!(status, 200);
+    // One part named of two.
+    let (status, body) = complete(&service, &started, json!([{ "part_number": 1, "etag": first }])).await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["error"]["code"], "invalid_option", "{body}");
+    // Both named, out of order.
+    let swapped = json!([{ "part_number": 2, "etag": "x" }, { "part_number": 1, "etag": first }]);
+    let (status, body) = complete(&service, &started, swapped).await;
+    assert_eq!(status, 422, "{body}");
+    // Refused by the API before the store saw anything: sent at last, the upload completes.
+    let (status, second) = put_part(&started, &bytes, 2).await;
+    assert_eq!(status, 200);
+    let both = json!([{ "part_number": 1, "etag": first }, { "part_number": 2, "etag": second }]);
+    let (status, record) = complete(&service, &started, both).await;
+    assert_eq!(status, 201, "{record}");
+    assert_eq!(record["size_bytes"], 6 * MIB);
+
+    // Both named, but part 2 was never sent: the store refuses to join them.
+    let (_, started) = start(&service, bytes.len(), 5 * MIB).await;
+    let (_, first) = put_part(&started, &bytes, 1).await;
+    let both = json!([{ "part_number": 1, "etag": first }, { "part_number": 2, "etag": "\"0\"" }]);
+    let (status, body) = complete(&service, &started, both).await;
+    assert_eq!(status, 422, "{body}");
+
+    // A part longer than declared: the completed object has another size, and is refused and deleted.
+    let (status, started) = start(&service, bytes.len(), 5 * MIB).await;
+    assert_eq!(status, 201, "{started}");
+    let (_, first) = put_part(&started, &bytes, 1).await;
+    let url = started["parts"][1]["url"].as_str().unwrap();
+    let (status, second) = put_bytes(url, bytes[5 * MIB..].iter().chain(b"extra").copied().collect()).await;
+    assert_eq!(status, 200);
+    let both = json!([{ "part_number": 1, "etag": first }, { "part_number": 2, "etag": second }]);
+    let (status, body) = complete(&service, &started, both.clone()).await;
+    assert_eq!(status, 422, "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains(&format!("{} bytes", 6 * MIB + 5)), "{body}");
+    let (status, body) = complete(&service, &started, both).await;
+    assert_eq!(status, 404, "{body}");
+
+    // Another tenant's key does not find the upload.
+    let other = service.create_key("t2", "submit", &[]);
+    let path = started["complete_url"].as_str().unwrap();
+    let (status, body) = service.call(Some(&other), "POST", path, Some(json!({ "parts": [] }))).await;
+    assert_eq!(status, 404, "{body}");
+    // Limits: nothing over MTA_MAX_UPLOAD_BYTES, no empty file, no part under 5 MiB.
+    let (status, body) = start(&service, 51 << 30, 64 * MIB).await;
+    assert_eq!(status, 413, "{body}");
+    let (status, body) = start(&service, 0, 5 * MIB).await;
+    assert_eq!(status, 422, "{body}");
+    let (status, body) = start(&service, 100, MIB).await;
+    assert_eq!(status, 422, "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_local_store_refuses_direct_uploads() {
+    let service = Service::start(ServiceSpec::default()).await;
+    let (status, body) = start(&service, 6 * MIB, 5 * MIB).await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["error"]["code"], "direct_upload_unsupported", "{body}");
+}
