@@ -178,9 +178,45 @@ async fn a_direct_upload_with_a_part_missing_out_of_order_or_of_the_wrong_length
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_local_store_refuses_direct_uploads() {
-    let service = Service::start(ServiceSpec::default()).await;
+async fn the_local_store_refuses_direct_uploads_and_mta_submit_streams_instead() {
+    let service = Service::start(ServiceSpec { logs: true, ..ServiceSpec::default() }).await;
     let (status, body) = start(&service, 6 * MIB, 5 * MIB).await;
     assert_eq!(status, 409, "{body}");
     assert_eq!(body["error"]["code"], "direct_upload_unsupported", "{body}");
+
+    let output = mta_submit(&service, &sample("events.csv"));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(stderr.contains("uploaded") && !stderr.contains("straight"), "{stderr}");
+    assert!(String::from_utf8_lossy(&output.stdout).contains("paid_search"));
+    assert!(!service.log("api").contains(r#""via":"direct""#));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mta_submit_sends_the_file_straight_to_an_s3_store() {
+    let s3 = S3Server::start().await;
+    let service = Service::start(s3.spec(ServiceSpec { logs: true, ..ServiceSpec::default() }, "tenant-data")).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = large_events(dir.path());
+    let output = mta_submit(&service, &file);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(stderr.contains("straight to the object store; parts: 1"), "{stderr}");
+    let (_, jobs) = service.get("/v1/jobs").await;
+    let job = &jobs["jobs"][0];
+    assert_eq!(job["state"], "succeeded", "{job}");
+    assert_eq!(job["progress"]["rows"], 240_000);
+    let log = service.log("api");
+    let stored = log.lines().find(|line| line.contains("upload stored")).expect("an upload in the API's log");
+    assert!(stored.contains(r#""via":"direct""#) && stored.contains(job["upload_id"].as_str().unwrap()), "{stored}");
+}
+
+/// `mta submit FILE --wait` against `service`.
+fn mta_submit(service: &Service, file: &std::path::Path) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_mta"))
+        .args(["submit", file.to_str().unwrap(), "--wait"])
+        .env("MTA_URL", &service.base)
+        .env("MTA_API_KEY", &service.key)
+        .output()
+        .expect("mta runs")
 }
