@@ -177,6 +177,38 @@ async fn a_direct_upload_with_a_part_missing_out_of_order_or_of_the_wrong_length
     assert_eq!(status, 422, "{body}");
 }
 
+/// A direct upload left uncompleted for twice its URLs' lifetime is aborted by the
+/// retention sweep: its parts leave the store and it can no longer be completed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_direct_upload_never_completed_is_aborted_and_its_parts_dropped() {
+    let s3 = S3Server::start().await;
+    let mut spec = s3.spec(ServiceSpec::default(), "tenant-data");
+    spec.env = vec![("MTA_DIRECT_UPLOAD_SECS", "1".into()), ("MTA_RETENTION_SECS", "10".into())];
+    let service = Service::start(spec).await;
+    let bytes = vec![b'x'; 6 * MIB];
+    let (status, started) = start(&service, bytes.len(), 5 * MIB).await;
+    assert_eq!(status, 201, "{started}");
+    let (status, first) = put_part(&started, &bytes, 1).await;
+    assert_eq!(status, 200);
+    let url = started["parts"][0]["url"].as_str().unwrap();
+    let multipart = url.split("uploadId=").nth(1).unwrap().split('&').next().unwrap().to_owned();
+    let leftovers = || {
+        std::fs::read_dir(s3.root())
+            .unwrap()
+            .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().contains(&multipart))
+            .count()
+    };
+    assert!(leftovers() >= 2, "the upload's record and its part are in the store");
+
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while leftovers() > 0 {
+        assert!(std::time::Instant::now() < deadline, "the uncompleted upload was not aborted");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let (status, body) = complete(&service, &started, json!([{ "part_number": 1, "etag": first }])).await;
+    assert_eq!(status, 404, "{body}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_local_store_refuses_direct_uploads_and_mta_submit_streams_instead() {
     let service = Service::start(ServiceSpec { logs: true, ..ServiceSpec::default() }).await;

@@ -416,6 +416,8 @@ mod tests {
             (sweep_lock(p), "mta:sweep:lock".to_owned()),
             (Expiring::Job(t.clone(), j).member(), format!("job:acme:{j}")),
             (Expiring::Upload(t.clone(), u).member(), format!("upload:acme:{u}")),
+            (Expiring::Direct(t.clone(), u, "a:b".into()).member(), format!("direct:acme:{u}:a:b")),
+            (direct_upload(p, &u), format!("mta:direct:{u}")),
             (queue_done("q"), "q:done".to_owned()),
             (queue_dead("q"), "q:dead".to_owned()),
             (queue_data("q"), "q:data".to_owned()),
@@ -425,7 +427,9 @@ mod tests {
         ] {
             assert_eq!(key, expected);
         }
-        for member in [Expiring::Job(t.clone(), j), Expiring::Upload(t, u)] {
+        for member in
+            [Expiring::Job(t.clone(), j), Expiring::Upload(t.clone(), u), Expiring::Direct(t, u, "a:b".into())]
+        {
             assert_eq!(Expiring::parse(&member.member()), Some(member));
         }
         assert_eq!(job_keys(p, &j).len(), 10);
