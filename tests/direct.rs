@@ -252,3 +252,63 @@ fn mta_submit(service: &Service, file: &std::path::Path) -> std::process::Output
         .output()
         .expect("mta runs")
 }
+
+/// An operator lets tenant `t1` import objects under `exports/t1/`: one there is read in
+/// place, recorded and attributed; keys elsewhere, climbing out or of another tenant are
+/// refused, and both outcomes are audited.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_imports_an_object_under_its_allowed_prefix_only() {
+    let s3 = S3Server::start().await;
+    let mut spec = s3.spec(ServiceSpec::default(), "tenant-data");
+    spec.env = vec![("MTA_IMPORT_PREFIXES", "t1=exports/t1, t2=exports/t2/".into())];
+    let service = Service::start(spec).await;
+    // Objects put in the bucket by someone else (the S3 server keeps objects as files).
+    let exports = s3.root().join(S3Server::BUCKET).join("tenant-data/exports");
+    let events = std::fs::read(sample("events.csv")).unwrap();
+    for tenant in ["t1", "t2"] {
+        std::fs::create_dir_all(exports.join(tenant)).unwrap();
+        std::fs::write(exports.join(tenant).join("events.csv"), &events).unwrap();
+    }
+    let import =
+        |key: &'static str| service.call(Some(&service.key), "POST", "/v1/uploads/import", Some(json!({ "key": key })));
+
+    let (status, record) = import("exports/t1/events.csv").await;
+    assert_eq!(status, 201, "{record}");
+    assert_eq!(record["imported_from"], "exports/t1/events.csv");
+    assert_eq!(record["size_bytes"], events.len());
+    let streamed = service.upload(events.clone()).await;
+    let (_, job) = service.submit(json!({ "upload_id": streamed, "options": { "models": ["linear"] } })).await;
+    let job = service.wait(job["id"].as_str().unwrap(), std::time::Duration::from_secs(60)).await;
+    let (_, streamed_result) = service.get(&format!("/v1/jobs/{}/result", job["id"].as_str().unwrap())).await;
+    // Another spec than the streamed job's, so that the imported object is read, not the cache.
+    let id = service.submit_ok(json!({ "upload_id": record["upload_id"] })).await;
+    let job = service.wait(&id, std::time::Duration::from_secs(60)).await;
+    assert_eq!(job["state"], "succeeded", "{job}");
+    assert!(job.get("cached_from").is_none(), "{job}");
+    let (_, result) = service.get(&format!("/v1/jobs/{id}/result")).await;
+    assert_same_result(&without_job_id(result.clone()), &attribute_json(&sample("events.csv"), &[]), "result");
+    assert_same_result(&result["models"]["linear"], &streamed_result["models"]["linear"], "linear");
+
+    for (key, want) in [
+        ("exports/t2/events.csv", 403),
+        ("exports/t1/../t2/events.csv", 403),
+        ("exports/t1//events.csv", 403),
+        ("/exports/t1/events.csv", 403),
+        ("tenants/t1/uploads/x", 403),
+        ("exports/t1", 403),
+        ("exports/t1/missing.csv", 404),
+    ] {
+        let (status, body) = import(key).await;
+        assert_eq!(status, want, "{key}: {body}");
+    }
+    // Tenant t3 has no prefix at all.
+    let other = service.create_key("t3", "submit", &[]);
+    let body = json!({ "key": "exports/t1/events.csv" });
+    let (status, _) = service.call(Some(&other), "POST", "/v1/uploads/import", Some(body)).await;
+    assert_eq!(status, 403);
+
+    let (_, audit) = service.get("/v1/admin/audit").await;
+    let actions: Vec<&str> = audit["entries"].as_array().unwrap().iter().filter_map(|e| e["action"].as_str()).collect();
+    assert_eq!(actions.iter().filter(|a| **a == "upload.imported").count(), 1, "{audit}");
+    assert_eq!(actions.iter().filter(|a| **a == "upload.import_refused").count(), 6, "{audit}");
+}

@@ -241,6 +241,7 @@ pub async fn complete(
         size_bytes,
         sha256,
         created_at: mta_platform::ids::now(),
+        imported_from: None,
     };
     state.ledger.put_upload(&upload).await?;
     state.metrics.upload_bytes.inc_by(size_bytes);

@@ -11,7 +11,7 @@ use utoipa::openapi::security::{
 use utoipa::openapi::{Ref, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
-use crate::{admin, direct, health, jobs, results, submit, uploads, webhooks};
+use crate::{admin, direct, health, import, jobs, results, submit, uploads, webhooks};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -25,6 +25,7 @@ use crate::{admin, direct, health, jobs, results, submit, uploads, webhooks};
         uploads::create,
         direct::start,
         direct::complete,
+        import::import,
         submit::create,
         jobs::list,
         jobs::get,

@@ -134,6 +134,7 @@ where
         size_bytes,
         sha256: hex::encode(hasher.finalize()),
         created_at: mta_platform::ids::now(),
+        imported_from: None,
     };
     state.ledger.put_upload(&upload).await?;
     tracing::info!(upload = %upload_id, tenant = %caller.tenant, size_bytes, "upload stored");

@@ -46,6 +46,9 @@ pub struct Config {
     /// direct upload work (S3 stores only); its parts are dropped once this passes
     /// twice without the upload being completed.
     pub direct_upload_lifetime: Duration,
+    /// `MTA_IMPORT_PREFIXES` (default none): `tenant=prefix/,…`, the store prefixes under which
+    /// each tenant may submit objects already in the store (`POST /v1/uploads/import`).
+    pub import_prefixes: std::collections::HashMap<crate::ids::Tenant, Vec<String>>,
     /// `MTA_IDEMPOTENCY_LEASE_SECS` (default 30): how long an `Idempotency-Key` stays claimed
     /// before its job is recorded; a claim whose process died frees itself after this.
     pub idempotency_lease: Duration,
@@ -208,6 +211,7 @@ impl Config {
             cache_ttl: Duration::from_secs(3600),
             retention: Duration::from_secs(30 * 86_400),
             direct_upload_lifetime: Duration::from_secs(3600),
+            import_prefixes: std::collections::HashMap::new(),
             idempotency_lease: Duration::from_secs(30),
             rows_per_chunk: 500_000,
             split_parallelism: 4,
@@ -298,6 +302,9 @@ impl Config {
         config.retention = parsed::<u64>("MTA_RETENTION_SECS")?.map_or(config.retention, Duration::from_secs);
         config.direct_upload_lifetime =
             parsed::<u64>("MTA_DIRECT_UPLOAD_SECS")?.map_or(config.direct_upload_lifetime, Duration::from_secs);
+        if let Some(prefixes) = var("MTA_IMPORT_PREFIXES")? {
+            config.import_prefixes = import_prefixes(&prefixes).context("MTA_IMPORT_PREFIXES")?;
+        }
         config.idempotency_lease =
             parsed::<u64>("MTA_IDEMPOTENCY_LEASE_SECS")?.map_or(config.idempotency_lease, Duration::from_secs);
         config.rows_per_chunk = parsed("MTA_ROWS_PER_CHUNK")?.unwrap_or(config.rows_per_chunk);
@@ -417,6 +424,27 @@ impl Default for LimitsConfig {
             max_interval_replicates: mta_core::intervals::DEFAULT_MAX_REPLICATES,
         }
     }
+}
+
+/// `tenant=prefix/,…` → each tenant's prefixes, each ending in `/`. A prefix may not
+/// reach the service's own objects (`tenants/…`) nor climb (`..`).
+fn import_prefixes(text: &str) -> anyhow::Result<std::collections::HashMap<crate::ids::Tenant, Vec<String>>> {
+    let mut map: std::collections::HashMap<crate::ids::Tenant, Vec<String>> = std::collections::HashMap::new();
+    for entry in text.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let (tenant, prefix) = entry.split_once('=').with_context(|| format!("`{entry}` is not tenant=prefix/"))?;
+        let tenant: crate::ids::Tenant =
+            tenant.trim().parse().map_err(|e| anyhow::anyhow!("`{tenant}` is not a tenant: {e}"))?;
+        let prefix = format!("{}/", prefix.trim().trim_end_matches('/'));
+        let segments: Vec<&str> = prefix.trim_end_matches('/').split('/').collect();
+        if prefix.starts_with('/') || segments.iter().any(|s| s.is_empty() || *s == "." || *s == "..") {
+            bail!("`{prefix}` must be a relative prefix of the store, without empty, `.` or `..` segments");
+        }
+        if matches!(segments[0], "tenants" | "health") {
+            bail!("`{prefix}` would reach the service's own objects");
+        }
+        map.entry(tenant).or_default().push(prefix);
+    }
+    Ok(map)
 }
 
 fn var(name: &str) -> anyhow::Result<Option<String>> {

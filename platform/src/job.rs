@@ -77,6 +77,10 @@ pub struct UploadRecord {
     pub size_bytes: u64,
     pub sha256: String,
     pub created_at: String,
+    /// For an object the operator let the tenant import (`POST /v1/uploads/import`): its
+    /// key in the store, read in place and never deleted by the service.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub imported_from: Option<String>,
 }
 
 /// A direct upload the client is sending straight to the store: what completing it

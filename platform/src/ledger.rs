@@ -215,17 +215,18 @@ impl Ledger {
         let key = redis_keys::upload(&self.prefix, &upload.upload_id);
         let expiring = Expiring::Upload(upload.tenant.clone(), upload.upload_id);
         let expires = Utc::now().timestamp_millis() + self.retention_ms();
+        let mut fields = vec![
+            ("tenant", upload.tenant.to_string()),
+            ("size_bytes", upload.size_bytes.to_string()),
+            ("sha256", upload.sha256.clone()),
+            ("created_at", upload.created_at.clone()),
+        ];
+        if let Some(key) = &upload.imported_from {
+            fields.push(("imported_from", key.clone()));
+        }
         let _: () = redis::pipe()
             .atomic()
-            .hset_multiple(
-                &key,
-                &[
-                    ("tenant", upload.tenant.to_string()),
-                    ("size_bytes", upload.size_bytes.to_string()),
-                    ("sha256", upload.sha256.clone()),
-                    ("created_at", upload.created_at.clone()),
-                ],
-            )
+            .hset_multiple(&key, &fields)
             .pexpire(&key, self.retention_ms())
             .zadd(redis_keys::expiries(&self.prefix), expiring.member(), expires)
             .query_async(&mut conn)
@@ -248,6 +249,7 @@ impl Ledger {
             size_bytes: map.get("size_bytes").and_then(|s| s.parse().ok()).unwrap_or(0),
             sha256: map.get("sha256").cloned().unwrap_or_default(),
             created_at: map.get("created_at").cloned().unwrap_or_default(),
+            imported_from: map.get("imported_from").cloned(),
         }))
     }
 

@@ -387,6 +387,14 @@ pub mod keys {
         Key::from(format!("tenants/{tenant}/uploads/{id}"))
     }
 
+    /// Where an upload's bytes are: its own key, or the operator's object it imported.
+    pub fn upload_object(record: &crate::job::UploadRecord) -> Key {
+        match &record.imported_from {
+            Some(key) => Key::from(key.as_str()),
+            None => upload(&record.tenant, &record.upload_id),
+        }
+    }
+
     /// Everything of one job: chunks, partials, result and credits.
     pub fn job_root(tenant: &Tenant, id: &JobId) -> Key {
         Key::from(format!("tenants/{tenant}/jobs/{id}"))

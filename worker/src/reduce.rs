@@ -74,7 +74,8 @@ async fn reduce(services: &Services, job: JobRecord, stop: StopFlag) -> Result<(
         Some(id) => {
             stop.check()?;
             let scratch = tempfile::Builder::new().prefix("mta-spend-").tempdir().map_err(anyhow::Error::from)?;
-            let path = services.storage.local_copy(&keys::upload(&job.tenant, id), scratch.path()).await?;
+            let path =
+                services.storage.local_copy(&services.upload_object(&job.tenant, id).await?, scratch.path()).await?;
             let spend_limits = services.config.limits.spend();
             let costs = compute(move || read_cost_table(&path, &spend_limits)).await?;
             drop(scratch);
@@ -146,7 +147,7 @@ async fn export_credits(
             }
         }
         InputKind::Paths => {
-            let upload = keys::upload(&job.tenant, &job.upload_id);
+            let upload = services.upload_object(&job.tenant, &job.upload_id).await?;
             let input = services.storage.local_copy(&upload, scratch.path()).await?;
             let spec = job.spec.input_spec(services.config.limits.engine());
             let (options, result, stop) = (Arc::clone(options), Arc::clone(result), stop.clone());
