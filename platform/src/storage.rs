@@ -69,11 +69,11 @@ impl Storage {
             let (store, direct): (Arc<dyn ObjectStore>, Arc<dyn DirectStore>) = match prefix.trim_matches('/') {
                 "" => {
                     let s3 = Arc::new(s3);
-                    (s3.clone(), s3)
+                    (Arc::clone(&s3) as Arc<dyn ObjectStore>, s3)
                 }
                 prefix => {
                     let prefixed = Arc::new(PrefixStore::new(s3, prefix.to_owned()));
-                    (prefixed.clone(), prefixed)
+                    (Arc::clone(&prefixed) as Arc<dyn ObjectStore>, prefixed)
                 }
             };
             return Ok(Storage { store, local_root: None, direct: Some(direct) });
