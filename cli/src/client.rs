@@ -8,7 +8,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use futures_util::StreamExt;
+use futures_util::{StreamExt, TryStreamExt};
 use indicatif::{ProgressBar, ProgressStyle};
 use mta_core::AttributionError;
 use mta_platform::results::JobResult;
@@ -198,7 +198,7 @@ async fn upload(api: &Api, path: &Path) -> Result<Value> {
     );
     let started = if size > 0 { start_direct(api, size).await? } else { None };
     let upload = match &started {
-        Some(started) => upload_direct(api, file, started, &bar).await,
+        Some(started) => upload_direct(api, path, started, &bar).await,
         None => {
             let request = api
                 .http
@@ -225,7 +225,10 @@ async fn upload(api: &Api, path: &Path) -> Result<Value> {
 /// Starts a direct upload; `None` when the service does not offer them (its store is
 /// local, or it predates them).
 async fn start_direct(api: &Api, size: u64) -> Result<Option<Value>> {
-    let request = api.http.post(api.url("/v1/uploads/direct")).json(&json!({ "size_bytes": size }));
+    // Parts of 64 MiB, smaller for a smaller file so that several go at once, but not under S3's 5 MiB.
+    let part_bytes = size.div_ceil(PARTS_IN_FLIGHT as u64).clamp(5 << 20, 64 << 20);
+    let body = json!({ "size_bytes": size, "part_bytes": part_bytes });
+    let request = api.http.post(api.url("/v1/uploads/direct")).json(&body);
     let response =
         request.send().await.map_err(|e| Failure::broken(format!("cannot reach the service at {}: {e}", api.base)))?;
     let status = response.status();
@@ -240,40 +243,63 @@ async fn start_direct(api: &Api, size: u64) -> Result<Option<Value>> {
     }
 }
 
-/// Sends each part of the file to its presigned URL (without the API key: the URL is the
-/// permission), then has the service complete the upload.
-async fn upload_direct(api: &Api, file: tokio::fs::File, started: &Value, bar: &ProgressBar) -> Result<Value> {
-    use tokio::io::AsyncSeekExt;
+/// Parts sent at once by a direct upload.
+const PARTS_IN_FLIGHT: usize = 4;
+
+/// Sends the parts of the file to their presigned URLs, a few at once (without the API
+/// key: the URL is the permission), then has the service complete the upload.
+async fn upload_direct(api: &Api, path: &Path, started: &Value, bar: &ProgressBar) -> Result<Value> {
     let malformed = || Failure::broken("the service's direct upload has no parts");
     let part_bytes = started["part_bytes"].as_u64().ok_or_else(malformed)?;
-    let mut etags = Vec::new();
+    let mut parts = Vec::new();
     for part in started["parts"].as_array().ok_or_else(malformed)? {
-        let (Some(number), Some(len), Some(url)) =
-            (part["part_number"].as_u64(), part["size_bytes"].as_u64(), part["url"].as_str())
-        else {
-            return Err(malformed());
-        };
-        let mut file = file.try_clone().await.map_err(|e| Failure::broken(format!("cannot read the file: {e}")))?;
-        file.seek(std::io::SeekFrom::Start((number - 1) * part_bytes))
-            .await
-            .map_err(|e| Failure::broken(format!("cannot read the file: {e}")))?;
-        let request = api
-            .store
-            .put(url)
-            .header(reqwest::header::CONTENT_LENGTH, len)
-            .body(reqwest::Body::wrap_stream(read_counted(file, len, bar.clone())));
-        let response =
-            request.send().await.map_err(|e| Failure::broken(format!("cannot reach the object store: {e}")))?;
-        if !response.status().is_success() {
-            let status = response.status();
-            let text = response.text().await.unwrap_or_default();
-            return Err(Failure::broken(format!("the object store refused part {number} ({status}): {text}")));
+        match (part["part_number"].as_u64(), part["size_bytes"].as_u64(), part["url"].as_str()) {
+            (Some(number), Some(len), Some(url)) if number >= 1 => parts.push((number, len, url)),
+            _ => return Err(malformed()),
         }
-        let etag = response.headers().get(reqwest::header::ETAG).and_then(|v| v.to_str().ok()).unwrap_or_default();
-        etags.push(json!({ "part_number": number, "etag": etag }));
     }
+    let etags: Vec<Value> = futures_util::stream::iter(parts)
+        .map(|(number, len, url)| async move {
+            let etag = put_part(api, path, (number - 1) * part_bytes, len, url, bar).await.map_err(|message| {
+                Failure::broken(format!("part {number} did not reach the object store: {message}"))
+            })?;
+            Ok::<_, Failure>(json!({ "part_number": number, "etag": etag }))
+        })
+        .buffered(PARTS_IN_FLIGHT)
+        .try_collect()
+        .await?;
     let complete = started["complete_url"].as_str().ok_or_else(malformed)?;
     api.json(api.http.post(api.url(complete)).json(&json!({ "parts": etags }))).await
+}
+
+/// `PUT`s `len` bytes of the file from `offset` to `url`, streamed; answers the ETag.
+async fn put_part(
+    api: &Api,
+    path: &Path,
+    offset: u64,
+    len: u64,
+    url: &str,
+    bar: &ProgressBar,
+) -> std::result::Result<String, String> {
+    use tokio::io::AsyncSeekExt;
+    // A file of its own: parts in flight read at their own offsets.
+    let mut file = tokio::fs::File::open(path).await.map_err(|e| e.to_string())?;
+    file.seek(std::io::SeekFrom::Start(offset)).await.map_err(|e| e.to_string())?;
+    let body = reqwest::Body::wrap_stream(read_counted(file, len, bar.clone()));
+    let response = api
+        .store
+        .put(url)
+        .header(reqwest::header::CONTENT_LENGTH, len)
+        .body(body)
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    let status = response.status();
+    if !status.is_success() {
+        return Err(format!("{status}: {}", response.text().await.unwrap_or_default()));
+    }
+    let etag = response.headers().get(reqwest::header::ETAG).and_then(|v| v.to_str().ok());
+    etag.map(str::to_owned).ok_or_else(|| "the store answered no ETag".to_owned())
 }
 
 /// The first `len` bytes of `file` from where it stands, in pieces, counted on `bar`.
