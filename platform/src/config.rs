@@ -462,3 +462,21 @@ where
 {
     var(name)?.map(|v| v.trim().parse::<T>().map_err(|e| anyhow::anyhow!("{name}=`{v}` is invalid: {e}"))).transpose()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn import_prefixes_end_in_a_slash_and_never_reach_the_service_s_own_objects() {
+        let map = import_prefixes(" acme=exports/acme , acme=shared/x/,beta=b/").unwrap();
+        let acme: crate::ids::Tenant = "acme".parse().unwrap();
+        assert_eq!(map[&acme], ["exports/acme/", "shared/x/"]);
+        assert_eq!(map.len(), 2);
+        for bad in
+            ["acme", "acme=/abs/", "acme=a/../b", "acme=a//b", "acme=tenants/acme/", "acme=health", "Bad Tenant=x/"]
+        {
+            assert!(import_prefixes(bad).is_err(), "{bad}");
+        }
+    }
+}
