@@ -509,6 +509,18 @@ impl Partial {
         Ok(partial)
     }
 
+    /// Refuses a partial, merged from others, that holds more than `limits` allow (rows,
+    /// channels, breakdown values, segments). A reducer asks after every merge, so what it
+    /// holds never grows much past the limits, whatever the partials hold together.
+    pub fn check_within(&self, limits: &crate::ingest::Limits) -> Result<(), AttributionError> {
+        limits.check_rows(self.counts.rows)?;
+        limits.check_channels(self.channels.len())?;
+        if let Some(breakdown) = &self.breakdown {
+            limits.check_breakdown_values(breakdown.len())?;
+        }
+        limits.check_segments(self.segments.keys().flatten().count())
+    }
+
     /// Refuses counts that grew past a model's bound (the `shao_li` pairs, under each lookback
     /// window and in each segment: a conversion type's journeys may pair touches the whole's
     /// do not); [`Partial::finish`] asks again after merging.
