@@ -9,7 +9,9 @@ Also compares `summary.conversions` and `summary.unattributed_conversions` when 
 
 Prints one line per model and exits 0 if everything agrees, 1 otherwise.
 
-Usage: compare.py A.json B.json [--tol 1e-6] [--names mta duckdb]
+With `--every-model` (two `mta` results) every model of A is compared, not only the rule models.
+
+Usage: compare.py A.json B.json [--tol 1e-6] [--names mta duckdb] [--every-model]
 """
 
 from __future__ import annotations
@@ -43,13 +45,17 @@ def main() -> int:
     parser.add_argument("b")
     parser.add_argument("--tol", type=float, default=1e-6)
     parser.add_argument("--names", nargs=2, default=("A", "B"))
+    parser.add_argument(
+        "--every-model", action="store_true", help="every model of A (two mta results), not only the rule models"
+    )
     args = parser.parse_args()
     with open(args.a, encoding="utf-8") as fa, open(args.b, encoding="utf-8") as fb:
         a, b = json.load(fa), json.load(fb)
     name_a, name_b = args.names
 
     ok = True
-    for model in MODELS:
+    models = sorted(a.get("models", {})) if args.every_model else MODELS
+    for model in models:
         ca, cb = channels(a, model), channels(b, model)
         if ca is None or cb is None:
             missing = name_a if ca is None else name_b
@@ -79,7 +85,8 @@ def main() -> int:
             status = "agree" if d <= args.tol else "DIFFER"
             print(f"  summary.{key}: {status} ({name_a}={sa[key]}, {name_b}={sb[key]})")
             ok &= d <= args.tol
-    print("RESULT: the rule models agree" if ok else "RESULT: the rule models DIFFER")
+    what = "every model" if args.every_model else "the rule models"
+    print(f"RESULT: {what} agree" if ok else f"RESULT: {what} DIFFER")
     return 0 if ok else 1
 
 

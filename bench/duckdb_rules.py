@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """DuckDB baseline for the `mta` benchmark: the five rule-based attribution models in SQL.
 
-Reads an event-level Parquet file (columns user_id, timestamp, channel, conversion,
+Reads an event-level Parquet or CSV file (columns user_id, timestamp, channel, conversion,
 conversion_value) and computes first_touch, last_touch, linear, position_based (0.4/0.2/0.4)
 and time_decay (half-life 7 days) per channel, following DESIGN.md 2.4:
 
@@ -39,13 +39,13 @@ MODELS = ("first_touch", "last_touch", "linear", "position_based", "time_decay")
 # so no time zone or calendar arithmetic is involved.
 QUERY = """
 WITH events AS NOT MATERIALIZED (
-    SELECT user_id,
-           epoch_us("timestamp")             AS ts_us,
+    SELECT CAST(user_id AS VARCHAR)          AS user_id,
+           {ts_us}                           AS ts_us,
            channel,
-           conversion,
-           coalesce(conversion_value, 0.0)   AS value,
-           file_row_number                   AS row_no
-    FROM read_parquet($path, file_row_number = true)
+           {conversion}                      AS conversion,
+           coalesce(CAST(conversion_value AS DOUBLE), 0.0) AS value,
+           {row_no}                          AS row_no
+    FROM {source}
 ),
 -- Only users who convert can have a converting journey: skip everyone else early.
 converting_users AS (
@@ -128,9 +128,39 @@ ORDER BY attributed, channel
 US_PER_DAY = 86_400 * 1_000_000
 
 
+def events_sql(con: duckdb.DuckDBPyConnection, path: str) -> dict[str, str]:
+    """The parts of the `events` CTE for this file's column types, read as `mta` reads them:
+    any timestamp type or date; epoch numbers in seconds, milliseconds or microseconds by
+    magnitude (as `mta` decides per value); ISO 8601 strings; flags as booleans, numbers (0/1)
+    or words. CSV has no `file_row_number`: rows are numbered in file order by a window over
+    an order-preserving scan."""
+    csv = path.endswith((".csv", ".csv.gz"))
+    path = path.replace("'", "''")
+    source = f"read_csv('{path}', header = true)" if csv else f"read_parquet('{path}', file_row_number = true)"
+    types = {name: kind.upper() for name, kind, *_ in con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()}
+    ts, flag = types["timestamp"], types["conversion"]
+    if ts.startswith(("TIMESTAMP", "DATE")):
+        ts_us = 'epoch_us(CAST("timestamp" AS TIMESTAMP))'
+    elif ts == "VARCHAR":
+        ts_us = 'epoch_us(CAST("timestamp" AS TIMESTAMPTZ))'
+    else:
+        ts_us = (
+            'CAST(CASE WHEN abs("timestamp") < 1e11 THEN "timestamp" * 1e6 '
+            'WHEN abs("timestamp") < 1e14 THEN "timestamp" * 1e3 ELSE "timestamp" END AS BIGINT)'
+        )
+    if flag == "BOOLEAN":
+        conversion = "conversion"
+    elif flag == "VARCHAR":
+        conversion = "lower(trim(conversion)) IN ('1', 'true', 't', 'yes', 'y', '1.0')"
+    else:
+        conversion = "conversion <> 0"
+    row_no = "row_number() OVER ()" if csv else "file_row_number"
+    return {"source": source, "ts_us": ts_us, "conversion": conversion, "row_no": row_no}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("input", help="event-level Parquet file")
+    parser.add_argument("input", help="event-level Parquet or CSV file")
     parser.add_argument("output", help="JSON file to write")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--memory-limit", default="4GB")
@@ -150,11 +180,13 @@ def main() -> int:
     con.execute("SET preserve_insertion_order = false")
     con.execute("SET enable_progress_bar = false")
 
+    parts = events_sql(con, args.input)
+    if parts["row_no"] != "file_row_number":
+        con.execute("SET preserve_insertion_order = true")
     started = time.perf_counter()
     rows = con.execute(
-        QUERY,
+        QUERY.format(**parts),
         {
-            "path": args.input,
             "lookback_us": int(args.lookback_days * US_PER_DAY),
             "half_life_us": args.half_life_days * US_PER_DAY,
         },

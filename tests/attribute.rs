@@ -4,7 +4,7 @@ use std::io::Write;
 
 use crate::support::{
     EVENTS, assert_close, attribute, attribute_json, attribute_peak_memory, credit, events_over_channels, failure,
-    inflating, sample, workdir, write,
+    inflating, sample, workdir, write, write_batch,
 };
 
 #[test]
@@ -107,14 +107,7 @@ fn write_typed_parquet(path: &std::path::Path, rows: &[TypedRow<'_>], rows_per_g
         ("conversion", Arc::new(BooleanArray::from_iter(rows.iter().map(|r| r.3)))),
         ("conversion_value", Arc::new(Float64Array::from_iter(rows.iter().map(|r| r.4)))),
     ];
-    let batch = RecordBatch::try_from_iter(columns).unwrap();
-    let properties = parquet::file::properties::WriterProperties::builder()
-        .set_max_row_group_row_count(Some(rows_per_group))
-        .build();
-    let file = std::fs::File::create(path).unwrap();
-    let mut writer = parquet::arrow::ArrowWriter::try_new(file, batch.schema(), Some(properties)).unwrap();
-    writer.write(&batch).unwrap();
-    writer.close().unwrap();
+    write_batch(path, &RecordBatch::try_from_iter(columns).unwrap(), rows_per_group);
 }
 
 #[test]

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use crate::service::assert_same_result;
 use crate::service_support::{Service, ServiceSpec, sorted, without_job_id};
-use crate::support::{assert_close, attribute, attribute_json, credit, failure, workdir, write};
+use crate::support::{assert_close, attribute, attribute_json, credit, failure, workdir, write, write_batch};
 
 const CHANNELS: [&str; 4] = ["email", "search", "display", "social"];
 
@@ -70,13 +70,7 @@ fn write_parquet(path: &std::path::Path, csv: &str) {
         ("conversion", Arc::new(BooleanArray::from_iter(rows.iter().map(|r| Some(r[4] == "1"))))),
         ("conversion_value", Arc::new(Float64Array::from_iter(rows.iter().map(|r| r[5].parse::<f64>().ok())))),
     ];
-    let batch = RecordBatch::try_from_iter(columns).unwrap();
-    let properties =
-        parquet::file::properties::WriterProperties::builder().set_max_row_group_row_count(Some(300)).build();
-    let file = std::fs::File::create(path).unwrap();
-    let mut writer = parquet::arrow::ArrowWriter::try_new(file, batch.schema(), Some(properties)).unwrap();
-    writer.write(&batch).unwrap();
-    writer.close().unwrap();
+    write_batch(path, &RecordBatch::try_from_iter(columns).unwrap(), 300);
 }
 
 #[test]

@@ -7,6 +7,7 @@ mod breakdown;
 mod channels;
 mod client;
 mod dashboard;
+mod direct;
 mod intervals;
 mod operations;
 mod retention;

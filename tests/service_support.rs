@@ -538,6 +538,11 @@ impl S3Server {
         S3Server { endpoint, _root: root }
     }
 
+    /// The server's files: buckets as folders, multipart uploads in progress as `.upload*` files.
+    pub(crate) fn root(&self) -> &Path {
+        self._root.path()
+    }
+
     /// A service spec that stores everything in this server under `prefix`.
     pub(crate) fn spec(&self, mut spec: ServiceSpec, prefix: &str) -> ServiceSpec {
         spec.store_url = Some(format!("s3://{}/{prefix}", Self::BUCKET));

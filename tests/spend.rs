@@ -100,6 +100,8 @@ fn bad_cost_files_are_refused_naming_the_cost_table_row_and_column() {
     let (code, stderr) = failure(&attribute(&events, &["--spend", bad.to_str().unwrap()]));
     assert_eq!(code, 1, "{stderr}");
     assert!(stderr.contains("the cost table: 2 invalid value(s)"), "{stderr}");
+    // Named by the file at fault, not the events file.
+    assert!(stderr.starts_with(&format!("mta: {}: invalid_value", bad.display())), "{stderr}");
     assert!(stderr.contains("row 1, column `cost`: negative cost -5"), "{stderr}");
     assert!(stderr.contains("row 2, column `date`: cannot read `2026-13-01` as a date"), "{stderr}");
 

@@ -39,6 +39,17 @@ pub(crate) fn write(dir: &Path, name: &str, contents: impl AsRef<[u8]>) -> PathB
 }
 
 /// `bytes`, gzip-compressed.
+/// Writes `batch` as a Parquet file, with row groups of at most `rows_per_group` rows.
+pub(crate) fn write_batch(path: &Path, batch: &arrow::array::RecordBatch, rows_per_group: usize) {
+    let properties = parquet::file::properties::WriterProperties::builder()
+        .set_max_row_group_row_count(Some(rows_per_group))
+        .build();
+    let file = std::fs::File::create(path).unwrap();
+    let mut writer = parquet::arrow::ArrowWriter::try_new(file, batch.schema(), Some(properties)).unwrap();
+    writer.write(batch).unwrap();
+    writer.close().unwrap();
+}
+
 pub(crate) fn gzip(bytes: &[u8]) -> Vec<u8> {
     let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
     std::io::Write::write_all(&mut encoder, bytes).expect("compress");

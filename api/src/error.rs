@@ -54,6 +54,7 @@ api_codes! {
     JobFailed = "job_failed", CONFLICT, "The job failed; its `error` says why";
     JobCancelled = "job_cancelled", CONFLICT, "The job was cancelled: it has no result";
     KeyRevoked = "key_revoked", CONFLICT, "A revoked key cannot be rotated";
+    DirectUploadUnsupported = "direct_upload_unsupported", CONFLICT, "The object store takes no direct uploads: stream the file to `POST /v1/uploads`";
     LimitExceeded = "limit_exceeded", PAYLOAD_TOO_LARGE, "A body, file or configured limit is exceeded";
     UnsupportedMediaType = "unsupported_media_type", UNSUPPORTED_MEDIA_TYPE, "The body is not of a type the route takes";
     UnknownFormat = "unknown_format", UNPROCESSABLE_ENTITY, "The file is none of the supported formats";

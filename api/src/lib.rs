@@ -1,7 +1,8 @@
 //! # mta-api: the HTTP API
 //!
 //! Thin axum handlers over the platform: [`uploads`] streams bodies into object storage
-//! while hashing them, [`submit`] parses and checks a job spec and hands it to the
+//! while hashing them, [`direct`] lets clients send files straight to an S3 store, [`import`] records objects
+//! already in the store, [`submit`] parses and checks a job spec and hands it to the
 //! platform's submit operation, [`jobs`] serves and cancels jobs, [`results`] serves results
 //! and credits, [`webhooks`] a job's deliveries. The API never computes attribution.
 //! Every error goes through [`error::ApiError`], the one mapping to HTTP. Every `/v1`
@@ -15,8 +16,10 @@
 pub mod admin;
 pub mod auth;
 pub mod dashboard;
+pub mod direct;
 pub mod error;
 pub mod health;
+pub mod import;
 pub mod jobs;
 pub mod observe;
 pub mod openapi;
@@ -109,8 +112,16 @@ pub fn router(state: AppState) -> Router {
     let streamed = Router::new()
         .route("/v1/uploads", post(uploads::create))
         .route("/v1/jobs", post(submit::create).get(jobs::list))
-        .layer(DefaultBodyLimit::disable());
+        .layer(DefaultBodyLimit::disable())
+        // Completing a direct upload and importing an object read the whole object once, however large.
+        .merge(
+            Router::new()
+                .route("/v1/uploads/{id}/complete", post(direct::complete))
+                .route("/v1/uploads/import", post(import::import))
+                .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT)),
+        );
     let v1 = Router::new()
+        .route("/v1/uploads/direct", post(direct::start))
         .route("/v1/jobs/{id}", get(jobs::get).delete(jobs::cancel))
         .route("/v1/jobs/{id}/result", get(results::result))
         .route("/v1/jobs/{id}/credits", get(results::credits))

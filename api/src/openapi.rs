@@ -11,7 +11,7 @@ use utoipa::openapi::security::{
 use utoipa::openapi::{Ref, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
-use crate::{admin, health, jobs, results, submit, uploads, webhooks};
+use crate::{admin, direct, health, import, jobs, results, submit, uploads, webhooks};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -23,6 +23,9 @@ use crate::{admin, health, jobs, results, submit, uploads, webhooks};
     ),
     paths(
         uploads::create,
+        direct::start,
+        direct::complete,
+        import::import,
         submit::create,
         jobs::list,
         jobs::get,
@@ -46,7 +49,7 @@ use crate::{admin, health, jobs, results, submit, uploads, webhooks};
     ),
     modifiers(&SharedResponses),
     tags(
-        (name = "uploads", description = "Files, streamed to object storage"),
+        (name = "uploads", description = "Files, streamed to object storage, or sent straight to it (direct uploads)"),
         (name = "jobs", description = "Attribution jobs: submit, follow, cancel"),
         (name = "results", description = "Results and per-journey credits"),
         (name = "webhooks", description = "A job's webhook deliveries (signed per Standard Webhooks)"),

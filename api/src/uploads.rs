@@ -134,6 +134,7 @@ where
         size_bytes,
         sha256: hex::encode(hasher.finalize()),
         created_at: mta_platform::ids::now(),
+        imported_from: None,
     };
     state.ledger.put_upload(&upload).await?;
     tracing::info!(upload = %upload_id, tenant = %caller.tenant, size_bytes, "upload stored");
@@ -259,7 +260,7 @@ where
 }
 
 /// 429 until the next UTC day, when the tenant's upload quota starts afresh.
-fn quota_exceeded(state: &AppState) -> ApiError {
+pub(crate) fn quota_exceeded(state: &AppState) -> ApiError {
     mta_platform::metrics::Metrics::refusal(&state.metrics.rate_limit_refusals, "upload_bytes");
     let now = chrono::Utc::now();
     let tomorrow = (now.date_naive() + chrono::Days::new(1)).and_hms_opt(0, 0, 0).expect("midnight exists");
@@ -273,7 +274,7 @@ fn quota_exceeded(state: &AppState) -> ApiError {
     }
 }
 
-fn too_large(max: u64) -> ApiError {
+pub(crate) fn too_large(max: u64) -> ApiError {
     ApiError::new(
         ApiCode::LimitExceeded,
         format!("the upload is larger than {max} bytes, the configured limit (MTA_MAX_UPLOAD_BYTES)"),

@@ -8,7 +8,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use futures_util::StreamExt;
+use futures_util::{StreamExt, TryStreamExt};
 use indicatif::{ProgressBar, ProgressStyle};
 use mta_core::AttributionError;
 use mta_platform::results::JobResult;
@@ -185,7 +185,8 @@ pub async fn attribute_remotely(connection: &Connection, file: &Path) -> Result<
     api.read(api.get(&format!("/v1/jobs/{id}/result"))).await
 }
 
-/// Streams the file to `POST /v1/uploads` with a progress bar (bytes, rate, ETA).
+/// Uploads the file with a progress bar (bytes, rate, ETA): straight to the object store
+/// when the service offers direct uploads (an S3 store), else streamed to `POST /v1/uploads`.
 async fn upload(api: &Api, path: &Path) -> Result<Value> {
     let file = tokio::fs::File::open(path)
         .await
@@ -195,33 +196,137 @@ async fn upload(api: &Api, path: &Path) -> Result<Value> {
         ProgressStyle::with_template("uploading {bar:30} {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta}")
             .expect("a valid template"),
     );
-    let progress = bar.clone();
-    let chunks = futures_util::stream::unfold(file, |mut file| async move {
-        let mut buffer = vec![0u8; 256 * 1024];
+    let started = if size > 0 { start_direct(api, size).await? } else { None };
+    let upload = match &started {
+        Some(started) => upload_direct(api, path, started, &bar).await,
+        None => {
+            let request = api
+                .http
+                .post(api.url("/v1/uploads"))
+                .header(reqwest::header::CONTENT_LENGTH, size)
+                .body(reqwest::Body::wrap_stream(read_counted(file, size, bar.clone())));
+            api.json(request).await
+        }
+    };
+    bar.finish_and_clear();
+    let upload = upload?;
+    match started {
+        Some(started) => eprintln!(
+            "uploaded {} ({} bytes, straight to the object store; parts: {})",
+            path.display(),
+            upload["size_bytes"],
+            started["parts"].as_array().map_or(0, Vec::len)
+        ),
+        None => eprintln!("uploaded {} ({} bytes)", path.display(), upload["size_bytes"]),
+    }
+    Ok(upload)
+}
+
+/// Starts a direct upload; `None` when the service does not offer them (its store is
+/// local, or it predates them).
+async fn start_direct(api: &Api, size: u64) -> Result<Option<Value>> {
+    // Parts of 64 MiB, smaller for a smaller file so that several go at once, but not under S3's 5 MiB.
+    let part_bytes = size.div_ceil(PARTS_IN_FLIGHT as u64).clamp(5 << 20, 64 << 20);
+    let body = json!({ "size_bytes": size, "part_bytes": part_bytes });
+    let request = api.http.post(api.url("/v1/uploads/direct")).json(&body);
+    let response =
+        request.send().await.map_err(|e| Failure::broken(format!("cannot reach the service at {}: {e}", api.base)))?;
+    let status = response.status();
+    if status.is_success() {
+        let started = response.json().await.map_err(|e| Failure::broken(format!("invalid JSON: {e}")))?;
+        return Ok(Some(started));
+    }
+    let body: Value = response.json().await.unwrap_or_default();
+    match (status.as_u16(), body["error"]["code"].as_str()) {
+        (409, Some("direct_upload_unsupported")) | (404, _) | (405, _) => Ok(None),
+        _ => Err(Api::failure(status, &body)),
+    }
+}
+
+/// Parts sent at once by a direct upload.
+const PARTS_IN_FLIGHT: usize = 4;
+
+/// Sends the parts of the file to their presigned URLs, a few at once (without the API
+/// key: the URL is the permission), then has the service complete the upload.
+async fn upload_direct(api: &Api, path: &Path, started: &Value, bar: &ProgressBar) -> Result<Value> {
+    let malformed = || Failure::broken("the service's direct upload has no parts");
+    let part_bytes = started["part_bytes"].as_u64().ok_or_else(malformed)?;
+    let mut parts = Vec::new();
+    for part in started["parts"].as_array().ok_or_else(malformed)? {
+        match (part["part_number"].as_u64(), part["size_bytes"].as_u64(), part["url"].as_str()) {
+            (Some(number), Some(len), Some(url)) if number >= 1 => parts.push((number, len, url)),
+            _ => return Err(malformed()),
+        }
+    }
+    let etags: Vec<Value> = futures_util::stream::iter(parts)
+        .map(|(number, len, url)| async move {
+            let etag = put_part(api, path, (number - 1) * part_bytes, len, url, bar).await.map_err(|message| {
+                Failure::broken(format!("part {number} did not reach the object store: {message}"))
+            })?;
+            Ok::<_, Failure>(json!({ "part_number": number, "etag": etag }))
+        })
+        .buffered(PARTS_IN_FLIGHT)
+        .try_collect()
+        .await?;
+    let complete = started["complete_url"].as_str().ok_or_else(malformed)?;
+    api.json(api.http.post(api.url(complete)).json(&json!({ "parts": etags }))).await
+}
+
+/// `PUT`s `len` bytes of the file from `offset` to `url`, streamed; answers the ETag.
+async fn put_part(
+    api: &Api,
+    path: &Path,
+    offset: u64,
+    len: u64,
+    url: &str,
+    bar: &ProgressBar,
+) -> std::result::Result<String, String> {
+    use tokio::io::AsyncSeekExt;
+    // A file of its own: parts in flight read at their own offsets.
+    let mut file = tokio::fs::File::open(path).await.map_err(|e| e.to_string())?;
+    file.seek(std::io::SeekFrom::Start(offset)).await.map_err(|e| e.to_string())?;
+    let body = reqwest::Body::wrap_stream(read_counted(file, len, bar.clone()));
+    let response = api
+        .store
+        .put(url)
+        .header(reqwest::header::CONTENT_LENGTH, len)
+        .body(body)
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    let status = response.status();
+    if !status.is_success() {
+        return Err(format!("{status}: {}", response.text().await.unwrap_or_default()));
+    }
+    let etag = response.headers().get(reqwest::header::ETAG).and_then(|v| v.to_str().ok());
+    etag.map(str::to_owned).ok_or_else(|| "the store answered no ETag".to_owned())
+}
+
+/// The first `len` bytes of `file` from where it stands, in pieces, counted on `bar`.
+fn read_counted(
+    file: tokio::fs::File,
+    len: u64,
+    bar: ProgressBar,
+) -> impl futures_util::Stream<Item = std::io::Result<Vec<u8>>> {
+    futures_util::stream::unfold((file, len), |(mut file, left)| async move {
+        if left == 0 {
+            return None;
+        }
+        let mut buffer = vec![0u8; (256 * 1024).min(left as usize)];
         match file.read(&mut buffer).await {
             Ok(0) => None,
             Ok(n) => {
                 buffer.truncate(n);
-                Some((Ok::<_, std::io::Error>(buffer), file))
+                Some((Ok(buffer), (file, left - n as u64)))
             }
-            Err(e) => Some((Err(e), file)),
+            Err(e) => Some((Err(e), (file, 0))),
         }
     })
     .inspect(move |chunk| {
         if let Ok(chunk) = chunk {
-            progress.inc(chunk.len() as u64);
+            bar.inc(chunk.len() as u64);
         }
-    });
-    let request = api
-        .http
-        .post(api.url("/v1/uploads"))
-        .header(reqwest::header::CONTENT_LENGTH, size)
-        .body(reqwest::Body::wrap_stream(chunks));
-    let upload = api.json(request).await;
-    bar.finish_and_clear();
-    let upload = upload?;
-    eprintln!("uploaded {} ({} bytes)", path.display(), upload["size_bytes"]);
-    Ok(upload)
+    })
 }
 
 /// Polls the job until it ends, showing its stage and progress.
@@ -290,6 +395,8 @@ async fn download(api: &Api, path: &str, output: &Path) -> Result<u64> {
 /// The service, with the key on every request.
 struct Api {
     http: reqwest::Client,
+    /// Without the key: for the object store's presigned URLs, which must not see it.
+    store: reqwest::Client,
     base: String,
 }
 
@@ -310,7 +417,11 @@ impl Api {
             .connect_timeout(Duration::from_secs(10))
             .build()
             .map_err(|e| Failure::broken(e.to_string()))?;
-        Ok(Api { http, base: connection.url.trim_end_matches('/').to_owned() })
+        let store = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .build()
+            .map_err(|e| Failure::broken(e.to_string()))?;
+        Ok(Api { http, store, base: connection.url.trim_end_matches('/').to_owned() })
     }
 
     fn url(&self, path: &str) -> String {
@@ -332,6 +443,11 @@ impl Api {
             return Ok(response);
         }
         let body: Value = response.json().await.unwrap_or_default();
+        Err(Api::failure(status, &body))
+    }
+
+    /// A failure worded from the API's error body.
+    fn failure(status: reqwest::StatusCode, body: &Value) -> Failure {
         let error = &body["error"];
         let mut message =
             format!("{} ({status})", error["message"].as_str().unwrap_or("the service refused the request"));
@@ -339,7 +455,7 @@ impl Api {
             message.push_str(&format!("\n  {}", located(detail)));
         }
         let outcome = if status.is_server_error() { Outcome::Broken } else { Outcome::Refused };
-        Err(Failure { outcome, message })
+        Failure { outcome, message }
     }
 
     async fn json(&self, request: reqwest::RequestBuilder) -> Result<Value> {

@@ -47,12 +47,34 @@ pub struct AttributeRequest {
     pub verbose: bool,
 }
 
+/// Why a local run failed, and the file at fault: the events file, or the cost table of
+/// `--spend` (so a message names the file whose row it points at).
+#[derive(Debug)]
+pub struct RunFailure {
+    pub file: PathBuf,
+    pub error: RunError,
+}
+
 /// Runs attribution over a local file.
-pub fn attribute_file(request: &AttributeRequest) -> Result<AttributionResult, RunError> {
+pub fn attribute_file(request: &AttributeRequest) -> Result<AttributionResult, RunFailure> {
+    fn at(file: &Path) -> impl FnOnce(RunError) -> RunFailure + '_ {
+        move |error| RunFailure { file: file.to_owned(), error }
+    }
     // Options that are wrong for any kind fail before a byte is read (as the service does).
-    request.options.check(request.spec.kind)?;
+    request.options.check(request.spec.kind).map_err(|e| at(&request.input)(e.into()))?;
     // So is a cost table that cannot be used: it is small next to the input.
-    let costs = request.spend.as_deref().map(|path| read_cost_table(path, &request.spend_limits)).transpose()?;
+    let costs = match &request.spend {
+        Some(path) => Some(read_cost_table(path, &request.spend_limits).map_err(at(path))?),
+        None => None,
+    };
+    let mut result = attribute_events_file(request).map_err(at(&request.input))?;
+    if let Some(costs) = &costs {
+        result.add_spend(costs);
+    }
+    Ok(result)
+}
+
+fn attribute_events_file(request: &AttributeRequest) -> Result<AttributionResult, RunError> {
     let source = Source::open(&request.input, request.spec.format)?;
     let partitions = request.partitions.unwrap_or_else(|| plan_partitions(source.estimated_rows()));
     let spill_dir = tempfile::Builder::new()
@@ -79,7 +101,7 @@ pub fn attribute_file(request: &AttributeRequest) -> Result<AttributionResult, R
     run.progress.stage("decoded and partitioned", started);
     let options = decoded.options;
     let budget = SolveBudget { max_channels: request.spec.limits.markov_max_channels, ..SolveBudget::default() };
-    let mut result = match decoded.kind {
+    let result = match decoded.kind {
         InputKind::Events => {
             let channels = ChannelOrder::new(&run.channels.lock().expect("no panics while locked"));
             // Refused before attribution rather than after it, when the solve would be refused.
@@ -105,9 +127,6 @@ pub fn attribute_file(request: &AttributeRequest) -> Result<AttributionResult, R
             result
         }
     };
-    if let Some(costs) = &costs {
-        result.add_spend(costs);
-    }
     run.progress.done();
     Ok(result)
 }

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use mta_cli::args::{AttributeArgs, Cli, Command, DemoArgs, ServeArgs};
-use mta_cli::local::attribute_file;
+use mta_cli::local::{RunFailure, attribute_file};
 use mta_cli::table;
 use mta_core::ErrorCode;
 use mta_platform::run_error::RunError;
@@ -99,20 +99,20 @@ fn attribute(args: &AttributeArgs) -> ExitCode {
     };
     let result = match attribute_file(&request) {
         Ok(result) => result,
-        Err(RunError::Input(e)) if e.code == ErrorCode::InvalidOption => {
+        Err(RunFailure { error: RunError::Input(e), .. }) if e.code == ErrorCode::InvalidOption => {
             eprintln!("mta: {e}");
             return ExitCode::from(2);
         }
-        Err(RunError::Input(e)) => {
-            eprintln!("mta: {}: {e}", args.file.display());
+        Err(RunFailure { file, error: RunError::Input(e) }) => {
+            eprintln!("mta: {}: {e}", file.display());
             return ExitCode::from(1);
         }
-        Err(RunError::Other(e)) => {
+        Err(RunFailure { error: RunError::Other(e), .. }) => {
             eprintln!("mta: {e:#}");
             return ExitCode::from(3);
         }
         // Nothing stops a local run from outside; Ctrl-C ends the process.
-        Err(RunError::Stopped) => return ExitCode::from(3),
+        Err(RunFailure { error: RunError::Stopped, .. }) => return ExitCode::from(3),
     };
     let json = serde_json::to_string_pretty(&result).expect("results serialise");
     let written = match &args.output {

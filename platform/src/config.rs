@@ -42,6 +42,13 @@ pub struct Config {
     /// behind (records, timeline, result, credits, its upload) is kept after its last use;
     /// see `docs/operations.md`.
     pub retention: Duration,
+    /// `MTA_DIRECT_UPLOAD_SECS` (default 3600): how long the presigned part URLs of a
+    /// direct upload work (S3 stores only); its parts are dropped once this passes
+    /// twice without the upload being completed.
+    pub direct_upload_lifetime: Duration,
+    /// `MTA_IMPORT_PREFIXES` (default none): `tenant=prefix/,…`, the store prefixes under which
+    /// each tenant may submit objects already in the store (`POST /v1/uploads/import`).
+    pub import_prefixes: std::collections::HashMap<crate::ids::Tenant, Vec<String>>,
     /// `MTA_IDEMPOTENCY_LEASE_SECS` (default 30): how long an `Idempotency-Key` stays claimed
     /// before its job is recorded; a claim whose process died frees itself after this.
     pub idempotency_lease: Duration,
@@ -203,6 +210,8 @@ impl Config {
             public_url: None,
             cache_ttl: Duration::from_secs(3600),
             retention: Duration::from_secs(30 * 86_400),
+            direct_upload_lifetime: Duration::from_secs(3600),
+            import_prefixes: std::collections::HashMap::new(),
             idempotency_lease: Duration::from_secs(30),
             rows_per_chunk: 500_000,
             split_parallelism: 4,
@@ -291,6 +300,11 @@ impl Config {
         config.public_url = var("MTA_PUBLIC_URL")?.map(|u| u.trim_end_matches('/').to_owned());
         config.cache_ttl = parsed::<u64>("MTA_CACHE_TTL_SECS")?.map_or(config.cache_ttl, Duration::from_secs);
         config.retention = parsed::<u64>("MTA_RETENTION_SECS")?.map_or(config.retention, Duration::from_secs);
+        config.direct_upload_lifetime =
+            parsed::<u64>("MTA_DIRECT_UPLOAD_SECS")?.map_or(config.direct_upload_lifetime, Duration::from_secs);
+        if let Some(prefixes) = var("MTA_IMPORT_PREFIXES")? {
+            config.import_prefixes = import_prefixes(&prefixes).context("MTA_IMPORT_PREFIXES")?;
+        }
         config.idempotency_lease =
             parsed::<u64>("MTA_IDEMPOTENCY_LEASE_SECS")?.map_or(config.idempotency_lease, Duration::from_secs);
         config.rows_per_chunk = parsed("MTA_ROWS_PER_CHUNK")?.unwrap_or(config.rows_per_chunk);
@@ -332,6 +346,10 @@ impl Config {
         }
         if self.retention.is_zero() {
             bail!("MTA_RETENTION_SECS must be at least 1");
+        }
+        // SigV4 presigned URLs are valid for at most seven days.
+        if !(1..=604_800).contains(&self.direct_upload_lifetime.as_secs()) {
+            bail!("MTA_DIRECT_UPLOAD_SECS must be between 1 and 604800");
         }
         if self.idempotency_lease.is_zero() {
             bail!("MTA_IDEMPOTENCY_LEASE_SECS must be at least 1");
@@ -408,6 +426,27 @@ impl Default for LimitsConfig {
     }
 }
 
+/// `tenant=prefix/,…` → each tenant's prefixes, each ending in `/`. A prefix may not
+/// reach the service's own objects (`tenants/…`) nor climb (`..`).
+fn import_prefixes(text: &str) -> anyhow::Result<std::collections::HashMap<crate::ids::Tenant, Vec<String>>> {
+    let mut map: std::collections::HashMap<crate::ids::Tenant, Vec<String>> = std::collections::HashMap::new();
+    for entry in text.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let (tenant, prefix) = entry.split_once('=').with_context(|| format!("`{entry}` is not tenant=prefix/"))?;
+        let tenant: crate::ids::Tenant =
+            tenant.trim().parse().map_err(|e| anyhow::anyhow!("`{tenant}` is not a tenant: {e}"))?;
+        let prefix = format!("{}/", prefix.trim().trim_end_matches('/'));
+        let segments: Vec<&str> = prefix.trim_end_matches('/').split('/').collect();
+        if prefix.starts_with('/') || segments.iter().any(|s| s.is_empty() || *s == "." || *s == "..") {
+            bail!("`{prefix}` must be a relative prefix of the store, without empty, `.` or `..` segments");
+        }
+        if matches!(segments[0], "tenants" | "health") {
+            bail!("`{prefix}` would reach the service's own objects");
+        }
+        map.entry(tenant).or_default().push(prefix);
+    }
+    Ok(map)
+}
+
 fn var(name: &str) -> anyhow::Result<Option<String>> {
     match std::env::var(name) {
         Ok(value) if value.trim().is_empty() => Ok(None),
@@ -422,4 +461,22 @@ where
     T::Err: std::fmt::Display,
 {
     var(name)?.map(|v| v.trim().parse::<T>().map_err(|e| anyhow::anyhow!("{name}=`{v}` is invalid: {e}"))).transpose()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn import_prefixes_end_in_a_slash_and_never_reach_the_service_s_own_objects() {
+        let map = import_prefixes(" acme=exports/acme , acme=shared/x/,beta=b/").unwrap();
+        let acme: crate::ids::Tenant = "acme".parse().unwrap();
+        assert_eq!(map[&acme], ["exports/acme/", "shared/x/"]);
+        assert_eq!(map.len(), 2);
+        for bad in
+            ["acme", "acme=/abs/", "acme=a/../b", "acme=a//b", "acme=tenants/acme/", "acme=health", "Bad Tenant=x/"]
+        {
+            assert!(import_prefixes(bad).is_err(), "{bad}");
+        }
+    }
 }

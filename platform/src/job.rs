@@ -77,6 +77,39 @@ pub struct UploadRecord {
     pub size_bytes: u64,
     pub sha256: String,
     pub created_at: String,
+    /// For an object the operator let the tenant import (`POST /v1/uploads/import`): its
+    /// key in the store, read in place and never deleted by the service.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub imported_from: Option<String>,
+}
+
+/// A direct upload the client is sending straight to the store: what completing it
+/// needs, kept until its part URLs expire.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirectUpload {
+    pub upload_id: UploadId,
+    pub tenant: Tenant,
+    /// The store's id of the multipart upload.
+    pub multipart_id: String,
+    /// The size the client declared; the completed object must have it.
+    pub size_bytes: u64,
+    /// Every part has this size but the last.
+    pub part_bytes: u64,
+    /// When the part URLs stop working (RFC 3339).
+    pub expires_at: String,
+}
+
+impl DirectUpload {
+    /// How many parts the upload has.
+    pub fn parts(&self) -> u32 {
+        self.size_bytes.div_ceil(self.part_bytes) as u32
+    }
+
+    /// The size of part `number` (from 1).
+    pub fn part_len(&self, number: u32) -> u64 {
+        let start = u64::from(number - 1) * self.part_bytes;
+        self.part_bytes.min(self.size_bytes - start)
+    }
 }
 
 /// A job as clients see it (`GET /v1/jobs/{id}`).

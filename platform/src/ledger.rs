@@ -19,7 +19,7 @@ use redis::AsyncCommands;
 use redis::aio::ConnectionManager;
 
 use crate::ids::{JobId, Tenant, UploadId, now};
-use crate::job::{FanIn, JobRecord, JobState, NewJob, Progress, Stage, UnitStarts, UploadRecord};
+use crate::job::{DirectUpload, FanIn, JobRecord, JobState, NewJob, Progress, Stage, UnitStarts, UploadRecord};
 use crate::redis_keys::{self, DoneSet, Expiring, job_field as field};
 use crate::spec::JobSpec;
 use crate::webhook::JobWebhook;
@@ -215,17 +215,18 @@ impl Ledger {
         let key = redis_keys::upload(&self.prefix, &upload.upload_id);
         let expiring = Expiring::Upload(upload.tenant.clone(), upload.upload_id);
         let expires = Utc::now().timestamp_millis() + self.retention_ms();
+        let mut fields = vec![
+            ("tenant", upload.tenant.to_string()),
+            ("size_bytes", upload.size_bytes.to_string()),
+            ("sha256", upload.sha256.clone()),
+            ("created_at", upload.created_at.clone()),
+        ];
+        if let Some(key) = &upload.imported_from {
+            fields.push(("imported_from", key.clone()));
+        }
         let _: () = redis::pipe()
             .atomic()
-            .hset_multiple(
-                &key,
-                &[
-                    ("tenant", upload.tenant.to_string()),
-                    ("size_bytes", upload.size_bytes.to_string()),
-                    ("sha256", upload.sha256.clone()),
-                    ("created_at", upload.created_at.clone()),
-                ],
-            )
+            .hset_multiple(&key, &fields)
             .pexpire(&key, self.retention_ms())
             .zadd(redis_keys::expiries(&self.prefix), expiring.member(), expires)
             .query_async(&mut conn)
@@ -248,7 +249,81 @@ impl Ledger {
             size_bytes: map.get("size_bytes").and_then(|s| s.parse().ok()).unwrap_or(0),
             sha256: map.get("sha256").cloned().unwrap_or_default(),
             created_at: map.get("created_at").cloned().unwrap_or_default(),
+            imported_from: map.get("imported_from").cloned(),
         }))
+    }
+
+    /// Records a direct upload until `keep` has passed; then the retention sweep aborts
+    /// its multipart upload unless it was completed first.
+    pub async fn put_direct(&self, direct: &DirectUpload, keep: Duration) -> anyhow::Result<()> {
+        let key = redis_keys::direct_upload(&self.prefix, &direct.upload_id);
+        let keep_ms = keep.as_millis() as i64;
+        let _: () = redis::pipe()
+            .atomic()
+            .hset_multiple(
+                &key,
+                &[
+                    ("tenant", direct.tenant.to_string()),
+                    ("multipart_id", direct.multipart_id.clone()),
+                    ("size_bytes", direct.size_bytes.to_string()),
+                    ("part_bytes", direct.part_bytes.to_string()),
+                    ("expires_at", direct.expires_at.clone()),
+                ],
+            )
+            .pexpire(&key, keep_ms)
+            .zadd(
+                redis_keys::expiries(&self.prefix),
+                Self::direct_member(direct),
+                Utc::now().timestamp_millis() + keep_ms,
+            )
+            .query_async(&mut self.conn.clone())
+            .await
+            .context("Failed to record a direct upload")?;
+        Ok(())
+    }
+
+    /// The direct upload `id` of `tenant` not yet completed; another tenant's is `None`.
+    pub async fn direct(&self, tenant: &Tenant, id: &UploadId) -> anyhow::Result<Option<DirectUpload>> {
+        let map: HashMap<String, String> = self
+            .conn
+            .clone()
+            .hgetall(redis_keys::direct_upload(&self.prefix, id))
+            .await
+            .context("Failed to read a direct upload")?;
+        if map.get("tenant").map(String::as_str) != Some(tenant.as_str()) {
+            return Ok(None);
+        }
+        let number = |name: &str| map.get(name).and_then(|s| s.parse::<u64>().ok()).filter(|n| *n > 0);
+        let (Some(multipart_id), Some(size_bytes), Some(part_bytes)) =
+            (map.get("multipart_id"), number("size_bytes"), number("part_bytes"))
+        else {
+            anyhow::bail!("The record of direct upload {id} is incomplete");
+        };
+        Ok(Some(DirectUpload {
+            upload_id: *id,
+            tenant: tenant.clone(),
+            multipart_id: multipart_id.clone(),
+            size_bytes,
+            part_bytes,
+            expires_at: map.get("expires_at").cloned().unwrap_or_default(),
+        }))
+    }
+
+    /// Forgets a direct upload whose multipart upload the store completed (or that was
+    /// refused for good): it is no longer there to abort.
+    pub async fn forget_direct(&self, direct: &DirectUpload) -> anyhow::Result<()> {
+        let _: () = redis::pipe()
+            .atomic()
+            .del(redis_keys::direct_upload(&self.prefix, &direct.upload_id))
+            .zrem(redis_keys::expiries(&self.prefix), Self::direct_member(direct))
+            .query_async(&mut self.conn.clone())
+            .await
+            .context("Failed to forget a direct upload")?;
+        Ok(())
+    }
+
+    fn direct_member(direct: &DirectUpload) -> String {
+        Expiring::Direct(direct.tenant.clone(), direct.upload_id, direct.multipart_id.clone()).member()
     }
 
     // ---- jobs ----

@@ -17,6 +17,7 @@
 //! | `p:job:{id}:webhook:attempts` | list | webhook attempt records |
 //! | `p:webhooks:due` | sorted set | job ids whose webhook event is due, by time |
 //! | `p:upload:{id}` | hash | an upload record |
+//! | `p:direct:{id}` | hash | a direct upload the client is still sending to the store |
 //! | `p:tenant:{t}:jobs` | sorted set | a tenant's job ids, by creation time |
 //! | `p:stats:jobs` | hash | jobs per state |
 //! | `p:workers` | sorted set | worker processes, by last beat |
@@ -182,6 +183,11 @@ pub fn upload(prefix: &str, upload: &UploadId) -> String {
     format!("{prefix}:upload:{upload}")
 }
 
+/// A direct upload not yet completed (a hash: tenant, the store's multipart id, sizes).
+pub fn direct_upload(prefix: &str, upload: &UploadId) -> String {
+    format!("{prefix}:direct:{upload}")
+}
+
 /// `tenant`'s job ids by creation time (a sorted set).
 pub fn tenant_jobs(prefix: &str, tenant: &Tenant) -> String {
     format!("{prefix}:tenant:{tenant}:jobs")
@@ -204,6 +210,9 @@ pub enum Expiring {
     Job(Tenant, JobId),
     /// The upload's file and record.
     Upload(Tenant, UploadId),
+    /// A direct upload whose URLs expired: its multipart upload (the store's id last) is
+    /// aborted, so parts sent but never completed do not stay in the store.
+    Direct(Tenant, UploadId, String),
 }
 
 impl Expiring {
@@ -212,6 +221,7 @@ impl Expiring {
         match self {
             Expiring::Job(tenant, job) => format!("job:{tenant}:{job}"),
             Expiring::Upload(tenant, upload) => format!("upload:{tenant}:{upload}"),
+            Expiring::Direct(tenant, upload, multipart) => format!("direct:{tenant}:{upload}:{multipart}"),
         }
     }
 
@@ -221,6 +231,10 @@ impl Expiring {
         match kind {
             "job" => Some(Expiring::Job(tenant, id.parse().ok()?)),
             "upload" => Some(Expiring::Upload(tenant, id.parse().ok()?)),
+            "direct" => {
+                let (upload, multipart) = id.split_once(':')?;
+                Some(Expiring::Direct(tenant, upload.parse().ok()?, multipart.to_owned()))
+            }
             _ => None,
         }
     }
@@ -402,6 +416,8 @@ mod tests {
             (sweep_lock(p), "mta:sweep:lock".to_owned()),
             (Expiring::Job(t.clone(), j).member(), format!("job:acme:{j}")),
             (Expiring::Upload(t.clone(), u).member(), format!("upload:acme:{u}")),
+            (Expiring::Direct(t.clone(), u, "a:b".into()).member(), format!("direct:acme:{u}:a:b")),
+            (direct_upload(p, &u), format!("mta:direct:{u}")),
             (queue_done("q"), "q:done".to_owned()),
             (queue_dead("q"), "q:dead".to_owned()),
             (queue_data("q"), "q:data".to_owned()),
@@ -411,7 +427,9 @@ mod tests {
         ] {
             assert_eq!(key, expected);
         }
-        for member in [Expiring::Job(t.clone(), j), Expiring::Upload(t, u)] {
+        for member in
+            [Expiring::Job(t.clone(), j), Expiring::Upload(t.clone(), u), Expiring::Direct(t, u, "a:b".into())]
+        {
             assert_eq!(Expiring::parse(&member.member()), Some(member));
         }
         assert_eq!(job_keys(p, &j).len(), 10);

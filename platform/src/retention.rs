@@ -115,6 +115,14 @@ impl Sweeper {
                             .context("Failed to delete an expired upload")?;
                         swept.uploads += 1;
                     }
+                    Some(Expiring::Direct(tenant, upload, multipart)) => {
+                        self.storage.abort_direct(&keys::upload(&tenant, &upload), &multipart).await?;
+                        let _: () = conn
+                            .del(redis_keys::direct_upload(self.prefix(), &upload))
+                            .await
+                            .context("Failed to delete an expired direct upload")?;
+                        swept.uploads += 1;
+                    }
                     None => tracing::warn!(member, "unknown entry in the expiry set; dropped"),
                 }
                 let _: i64 = redis::Script::new(FORGET)

@@ -91,8 +91,7 @@ impl JobSpec {
     /// uploaded), the input's SHA-256, the cost table's (when the spec names one) and every
     /// field that changes the answer.
     pub fn cache_key(&self, tenant: &Tenant, upload_sha256: &str, spend_sha256: Option<&str>) -> String {
-        // Neither the uploads' ids nor where to announce the result changes the result.
-        let without_upload = JobSpec { upload_id: None, spend_upload_id: None, webhook: None, ..self.clone() };
+        let canonical = self.canonical();
         let mut hasher = Sha256::new();
         hasher.update(tenant.as_str().as_bytes());
         hasher.update(b"\n");
@@ -103,8 +102,31 @@ impl JobSpec {
             hasher.update(spend.as_bytes());
             hasher.update(b"\n");
         }
-        hasher.update(serde_json::to_vec(&without_upload).expect("a spec serialises"));
+        hasher.update(serde_json::to_vec(&canonical).expect("a spec serialises"));
         hex::encode(hasher.finalize())
+    }
+
+    /// The spec as the cache compares specs: neither the uploads' ids nor where to announce
+    /// the result changes the result, and a default written out equals one left out (the
+    /// command line names the separator, `models: all` and the conversion-row rule; a JSON
+    /// body usually leaves them out), so the same job from either shares one result.
+    fn canonical(&self) -> JobSpec {
+        let mut spec = JobSpec { upload_id: None, spend_upload_id: None, webhook: None, ..self.clone() };
+        if spec.path_separator == Some(PathSeparator::default()) {
+            spec.path_separator = None;
+        }
+        let options = &mut spec.options;
+        if options
+            .models
+            .as_deref()
+            .is_some_and(|models| models.iter().all(|m| m.trim() == "all") && !models.is_empty())
+        {
+            options.models = None;
+        }
+        if options.conversion_row_is_touch == Some(false) {
+            options.conversion_row_is_touch = None;
+        }
+        spec
     }
 }
 
@@ -134,6 +156,24 @@ mod tests {
         assert_eq!(d.cache_key(&t, "h", Some("s")), e.cache_key(&t, "h", Some("s")));
         assert_ne!(d.cache_key(&t, "h", Some("s")), d.cache_key(&t, "h", Some("r")));
         assert_ne!(d.cache_key(&t, "h", Some("s")), a.cache_key(&t, "h", None));
+    }
+
+    #[test]
+    fn defaults_written_out_share_the_cache_key_of_defaults_left_out() {
+        let t: Tenant = "t".parse().unwrap();
+        let left_out: JobSpec = serde_json::from_str("{}").unwrap();
+        // What `mta submit` sends without flags.
+        let written: JobSpec = serde_json::from_str(
+            r#"{"path_separator": ">", "options": {"models": ["all"], "conversion_row_is_touch": false}}"#,
+        )
+        .unwrap();
+        assert_eq!(left_out.cache_key(&t, "h", None), written.cache_key(&t, "h", None));
+        let other: JobSpec = serde_json::from_str(r#"{"options": {"models": ["linear"]}}"#).unwrap();
+        assert_ne!(left_out.cache_key(&t, "h", None), other.cache_key(&t, "h", None));
+        let touch: JobSpec = serde_json::from_str(r#"{"options": {"conversion_row_is_touch": true}}"#).unwrap();
+        assert_ne!(left_out.cache_key(&t, "h", None), touch.cache_key(&t, "h", None));
+        let separator: JobSpec = serde_json::from_str(r#"{"path_separator": "|"}"#).unwrap();
+        assert_ne!(left_out.cache_key(&t, "h", None), separator.cache_key(&t, "h", None));
     }
 
     #[test]

@@ -12,9 +12,12 @@ use bytes::Bytes;
 use futures_util::{Stream, StreamExt, TryStreamExt};
 use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
+use object_store::multipart::{MultipartStore, PartId};
 use object_store::path::Path as Key;
 use object_store::prefix::PrefixStore;
+use object_store::signer::{Method, SignedUrlOptions, Signer};
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
+use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 
 use crate::ids::{JobId, UploadId};
@@ -29,7 +32,16 @@ pub struct Storage {
     /// The root directory when the store is the local filesystem: readers then open
     /// files in place instead of copying them.
     local_root: Option<PathBuf>,
+    /// The same store seen as one that signs URLs and takes multipart uploads part by
+    /// part (S3): clients then upload straight to it. `None` on the local filesystem.
+    direct: Option<Arc<dyn DirectStore>>,
 }
+
+/// A store that hands out presigned URLs and lets the uploader send the parts of a
+/// multipart upload that the service creates and completes.
+trait DirectStore: MultipartStore + Signer {}
+
+impl<T: MultipartStore + Signer> DirectStore for T {}
 
 impl Storage {
     /// Opens `file:///path` or `s3://bucket[/prefix]` (credentials and endpoint from the
@@ -39,7 +51,7 @@ impl Storage {
             let root = PathBuf::from(path);
             std::fs::create_dir_all(&root).with_context(|| format!("Failed to create {}", root.display()))?;
             let store = LocalFileSystem::new_with_prefix(&root).context("Failed to open the local object store")?;
-            return Ok(Storage { store: Arc::new(store), local_root: Some(root) });
+            return Ok(Storage { store: Arc::new(store), local_root: Some(root), direct: None });
         }
         if let Some(rest) = url.strip_prefix("s3://") {
             let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
@@ -54,11 +66,17 @@ impl Storage {
                 builder = builder.with_region("us-east-1");
             }
             let s3 = builder.build().context("Failed to configure the S3 object store")?;
-            let store: Arc<dyn ObjectStore> = match prefix.trim_matches('/') {
-                "" => Arc::new(s3),
-                prefix => Arc::new(PrefixStore::new(s3, prefix.to_owned())),
+            let (store, direct): (Arc<dyn ObjectStore>, Arc<dyn DirectStore>) = match prefix.trim_matches('/') {
+                "" => {
+                    let s3 = Arc::new(s3);
+                    (Arc::clone(&s3) as Arc<dyn ObjectStore>, s3)
+                }
+                prefix => {
+                    let prefixed = Arc::new(PrefixStore::new(s3, prefix.to_owned()));
+                    (Arc::clone(&prefixed) as Arc<dyn ObjectStore>, prefixed)
+                }
             };
-            return Ok(Storage { store, local_root: None });
+            return Ok(Storage { store, local_root: None, direct: Some(direct) });
         }
         bail!("MTA_STORE `{url}` is neither file:///path nor s3://bucket/prefix")
     }
@@ -248,6 +266,76 @@ impl Storage {
         Ok(target)
     }
 
+    /// Whether clients may upload straight to the store ([`Storage::start_direct`]).
+    pub fn takes_direct_uploads(&self) -> bool {
+        self.direct.is_some()
+    }
+
+    fn direct(&self) -> anyhow::Result<&Arc<dyn DirectStore>> {
+        self.direct.as_ref().context("The object store takes no direct uploads")
+    }
+
+    /// Creates a multipart upload of `key` whose parts the client sends itself; answers
+    /// the store's id of it.
+    pub async fn start_direct(&self, key: &Key) -> anyhow::Result<String> {
+        self.direct()?.create_multipart(key).await.with_context(|| format!("Failed to start an upload of {key}"))
+    }
+
+    /// A presigned URL that lets its holder `PUT` part `part_number` (from 1) of the
+    /// multipart upload `multipart_id` until `expires_in` has passed. The part number and
+    /// upload are signed; the length cannot be (SigV4 presigning leaves it to the sender),
+    /// so the completed object's size is checked instead.
+    pub async fn presign_part(
+        &self,
+        key: &Key,
+        multipart_id: &str,
+        part_number: u32,
+        expires_in: std::time::Duration,
+    ) -> anyhow::Result<String> {
+        let options = SignedUrlOptions::default()
+            .with_query([("partNumber", part_number.to_string()), ("uploadId", multipart_id.to_owned())]);
+        let url = self
+            .direct()?
+            .signed_url_opts(Method::PUT, key, expires_in, &options)
+            .await
+            .with_context(|| format!("Failed to sign a part URL of {key}"))?;
+        Ok(url.to_string())
+    }
+
+    /// Completes the multipart upload `multipart_id` of `key` from its parts' ETags, in
+    /// part order. The store checks them: an error here is most often the client's.
+    pub async fn complete_direct(&self, key: &Key, multipart_id: &str, etags: Vec<String>) -> anyhow::Result<()> {
+        let parts = etags.into_iter().map(|content_id| PartId { content_id }).collect();
+        self.direct()?
+            .complete_multipart(key, &multipart_id.to_owned(), parts)
+            .await
+            .with_context(|| format!("The store refused to complete the upload of {key}"))?;
+        Ok(())
+    }
+
+    /// Aborts an unfinished multipart upload (its parts are dropped); nothing when it is
+    /// already completed or gone.
+    pub async fn abort_direct(&self, key: &Key, multipart_id: &str) -> anyhow::Result<()> {
+        let Some(direct) = &self.direct else { return Ok(()) };
+        match direct.abort_multipart(key, &multipart_id.to_owned()).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e).with_context(|| format!("Failed to abort the upload of {key}")),
+        }
+    }
+
+    /// Size and SHA-256 (hex) of the object, read through once as a stream (bounded
+    /// memory whatever its size); `None` when it does not exist.
+    pub async fn size_and_sha256(&self, key: &Key) -> anyhow::Result<Option<(u64, String)>> {
+        let Some((_, mut stream)) = self.get_stream(key).await? else { return Ok(None) };
+        let (mut hasher, mut size) = (Sha256::new(), 0u64);
+        while let Some(piece) = stream.next().await {
+            let piece = piece.with_context(|| format!("Failed to read {key}"))?;
+            size += piece.len() as u64;
+            hasher.update(&piece);
+        }
+        Ok(Some((size, hex::encode(hasher.finalize()))))
+    }
+
     /// Round trip used by readiness checks.
     pub async fn check(&self) -> anyhow::Result<()> {
         let key = Key::from("health/probe");
@@ -297,6 +385,14 @@ pub mod keys {
 
     pub fn upload(tenant: &Tenant, id: &UploadId) -> Key {
         Key::from(format!("tenants/{tenant}/uploads/{id}"))
+    }
+
+    /// Where an upload's bytes are: its own key, or the operator's object it imported.
+    pub fn upload_object(record: &crate::job::UploadRecord) -> Key {
+        match &record.imported_from {
+            Some(key) => Key::from(key.as_str()),
+            None => upload(&record.tenant, &record.upload_id),
+        }
     }
 
     /// Everything of one job: chunks, partials, result and credits.

@@ -136,11 +136,34 @@ const POISSON_1_CDF: [f64; 12] = {
     cdf
 };
 
-/// The weight of a user's journeys in replicate `replicate`: Poisson(1), an integer, so
-/// weighted sums stay exact where the plain ones are.
+/// [`POISSON_1_CDF`] over the 53-bit integers a draw's bits give: a weight is found by
+/// integer comparisons, with no conversion to a float per draw.
+const POISSON_1_BITS: [u64; 12] = {
+    let mut bits = [0u64; 12];
+    let mut k = 0;
+    while k < 12 {
+        bits[k] = (POISSON_1_CDF[k] * (1u64 << 53) as f64) as u64;
+        k += 1;
+    }
+    bits
+};
+
+/// The part of a user's draws that is the same in every replicate: hashed once per
+/// journey, not once per replicate.
+pub fn user_draws(user_key: u128, seed: u64) -> u64 {
+    splitmix64(splitmix64(seed ^ user_key as u64) ^ (user_key >> 64) as u64)
+}
+
+/// The weight of a user's journeys in replicate `replicate`, from [`user_draws`]: Poisson(1),
+/// an integer, so weighted sums stay exact where the plain ones are.
+pub fn replicate_weight(user_draws: u64, replicate: u32) -> u32 {
+    let bits = splitmix64(user_draws ^ (u64::from(replicate) + 1).wrapping_mul(0xD1B5_4A32_D192_ED03)) >> 11;
+    POISSON_1_BITS.iter().position(|&p| bits < p).unwrap_or(POISSON_1_BITS.len()) as u32
+}
+
+/// The weight of a user's journeys in replicate `replicate` (see [`replicate_weight`]).
 pub fn user_weight(user_key: u128, replicate: u32, seed: u64) -> u32 {
-    let u = uniform(draw_bits(user_key, replicate, 0, seed));
-    POISSON_1_CDF.iter().position(|&p| u <= p).unwrap_or(POISSON_1_CDF.len()) as u32
+    replicate_weight(user_draws(user_key, seed), replicate)
 }
 
 /// A Poisson(`mean`) draw from two uniforms: by the inverse CDF up to a mean of 30, by the

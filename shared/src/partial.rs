@@ -527,6 +527,18 @@ impl Partial {
         Ok(partial)
     }
 
+    /// Refuses a partial, merged from others, that holds more than `limits` allow (rows,
+    /// channels, breakdown values, segments). A reducer asks after every merge, so what it
+    /// holds never grows much past the limits, whatever the partials hold together.
+    pub fn check_within(&self, limits: &crate::ingest::Limits) -> Result<(), AttributionError> {
+        limits.check_rows(self.counts.rows)?;
+        limits.check_channels(self.channels.len())?;
+        if let Some(breakdown) = &self.breakdown {
+            limits.check_breakdown_values(breakdown.len())?;
+        }
+        limits.check_segments(self.segments.keys().flatten().count())
+    }
+
     /// Refuses counts that grew past a model's bound (the `shao_li` pairs, under each lookback
     /// window and in each segment: a conversion type's journeys may pair touches the whole's
     /// do not); [`Partial::finish`] asks again after merging.
@@ -687,8 +699,21 @@ fn too_large(column: &str, what: &str) -> AttributionError {
 enum ReplicateDraw {
     /// An event journey: its user's Poisson(1) weight (`user_key`).
     User(u128),
+    /// The same, with the user's hash that every replicate shares made once per journey
+    /// (`intervals::user_draws`).
+    UserDraws(u64),
     /// A path row (by [`path_row_key`]): Poisson draws of its conversions and null journeys.
     PathRow(u128),
+}
+
+impl ReplicateDraw {
+    /// Hashes once what every replicate of the journey shares.
+    fn prepared(self, seed: u64) -> ReplicateDraw {
+        match self {
+            ReplicateDraw::User(key) => ReplicateDraw::UserDraws(crate::intervals::user_draws(key, seed)),
+            other => other,
+        }
+    }
 }
 
 /// The key of a path row's draws: a hash of its channels' names (not ids, which differ from
@@ -710,6 +735,10 @@ fn replicate_counts(journey: &Journey<'_>, draw: ReplicateDraw, replicate: u32, 
     match draw {
         ReplicateDraw::User(key) => {
             let weight = crate::intervals::user_weight(key, replicate, seed) as f64;
+            (journey.conversions * weight, journey.nulls * weight, journey.value * weight)
+        }
+        ReplicateDraw::UserDraws(draws) => {
+            let weight = crate::intervals::replicate_weight(draws, replicate) as f64;
             (journey.conversions * weight, journey.nulls * weight, journey.value * weight)
         }
         ReplicateDraw::PathRow(key) => {
@@ -1004,6 +1033,7 @@ impl JourneyAdder {
             .then(|| self.replicate_paths.slot(journey.channels, held_out, replicates.len()))
             .flatten();
         let touches = journey.channels.len();
+        let draw = draw.prepared(intervals.seed);
         for (replicate, partial) in replicates.iter_mut().enumerate() {
             let (conversions, nulls, value) = replicate_counts(journey, draw, replicate as u32, intervals.seed);
             if conversions == 0.0 && nulls == 0.0 {

@@ -45,6 +45,16 @@ pub struct Services {
 }
 
 impl Services {
+    /// Where upload `id`'s bytes are in the store (an imported object is read in place).
+    pub async fn upload_object(
+        &self,
+        tenant: &mta_platform::ids::Tenant,
+        id: &mta_platform::ids::UploadId,
+    ) -> anyhow::Result<object_store::path::Path> {
+        let upload = self.ledger.upload(tenant, id).await?.with_context(|| format!("The upload {id} is gone"))?;
+        Ok(mta_platform::storage::keys::upload_object(&upload))
+    }
+
     pub async fn connect(config: Config, redis_url: &str, metrics: Metrics) -> anyhow::Result<Services> {
         let Backends { ledger, queue, storage, deliveries, redis } =
             Backends::connect(&config, redis_url).await.context("Failed to start the worker")?;

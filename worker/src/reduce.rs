@@ -43,7 +43,7 @@ async fn reduce(services: &Services, job: JobRecord, stop: StopFlag) -> Result<(
     // The first split resolves the options when it reads the first block: none means no rows.
     let options = Arc::new(job.options.clone().ok_or_else(no_rows)?);
     let mut total: Option<Partial> = None;
-    let segment_limits = services.config.limits.engine();
+    let limits = services.config.limits.engine();
     for key in services.storage.list(&keys::partials(&job.tenant, &job.id)).await? {
         stop.check()?;
         let bytes = services.storage.get(&key).await?;
@@ -51,9 +51,10 @@ async fn reduce(services: &Services, job: JobRecord, stop: StopFlag) -> Result<(
             let partial: Partial =
                 serde_json::from_slice(&bytes).map_err(|e| anyhow::anyhow!("{key} is unreadable: {e}"))?;
             Partial::merge_into(&mut total, partial);
-            // Each split checked its own segments' values; their union is bounded here, as it grows.
+            // Each split checked its own share; the union is checked here as it grows, so the
+            // reducer never holds much more than the limits allow.
             if let Some(total) = &total {
-                segment_limits.check_segments(total.segments.keys().flatten().count())?;
+                total.check_within(&limits)?;
             }
             Ok(total)
         })
@@ -61,20 +62,14 @@ async fn reduce(services: &Services, job: JobRecord, stop: StopFlag) -> Result<(
     }
     let total = total.filter(|t| t.counts.rows > 0).ok_or_else(no_rows)?;
     let rows = total.counts.rows;
-    // Each split task checks the limits on its own share; the whole input is checked here.
-    let limits = services.config.limits.engine();
-    limits.check_rows(rows)?;
-    limits.check_channels(total.channels.len())?;
-    if let Some(breakdown) = &total.breakdown {
-        limits.check_breakdown_values(breakdown.len())?;
-    }
     let (finishing, solving) = (Arc::clone(&options), stop.clone());
     // The cost table: a copy of its upload on local disk, read with the engine's bounds.
     let costs = match &job.spec.spend_upload_id {
         Some(id) => {
             stop.check()?;
             let scratch = tempfile::Builder::new().prefix("mta-spend-").tempdir().map_err(anyhow::Error::from)?;
-            let path = services.storage.local_copy(&keys::upload(&job.tenant, id), scratch.path()).await?;
+            let path =
+                services.storage.local_copy(&services.upload_object(&job.tenant, id).await?, scratch.path()).await?;
             let spend_limits = services.config.limits.spend();
             let costs = compute(move || read_cost_table(&path, &spend_limits)).await?;
             drop(scratch);
@@ -146,7 +141,7 @@ async fn export_credits(
             }
         }
         InputKind::Paths => {
-            let upload = keys::upload(&job.tenant, &job.upload_id);
+            let upload = services.upload_object(&job.tenant, &job.upload_id).await?;
             let input = services.storage.local_copy(&upload, scratch.path()).await?;
             let spec = job.spec.input_spec(services.config.limits.engine());
             let (options, result, stop) = (Arc::clone(options), Arc::clone(result), stop.clone());

@@ -32,7 +32,7 @@ use mta_platform::run_error::RunError;
 async fn check_cost_table(services: &Services, job: &JobRecord) -> Result<(), RunError> {
     let Some(id) = &job.spec.spend_upload_id else { return Ok(()) };
     let scratch = tempfile::Builder::new().prefix("mta-spend-").tempdir().map_err(anyhow::Error::from)?;
-    let path = services.storage.local_copy(&keys::upload(&job.tenant, id), scratch.path()).await?;
+    let path = services.storage.local_copy(&services.upload_object(&job.tenant, id).await?, scratch.path()).await?;
     let limits = services.config.limits.spend();
     compute(move || read_cost_table(&path, &limits).map(drop)).await?;
     drop(scratch);
@@ -65,7 +65,7 @@ async fn split(
     stop: StopFlag,
 ) -> Result<(), RunError> {
     let scratch = tempfile::Builder::new().prefix("mta-split-").tempdir().map_err(anyhow::Error::from)?;
-    let upload = keys::upload(&job.tenant, &job.upload_id);
+    let upload = services.upload_object(&job.tenant, &job.upload_id).await?;
     let path = match &range {
         Some(r) => {
             services.storage.local_copy_ranges(&upload, &[0..r.header_end, r.start..r.end], scratch.path()).await

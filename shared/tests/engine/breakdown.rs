@@ -436,6 +436,29 @@ fn more_distinct_values_than_the_limit_are_refused_naming_it() {
     assert!(read_keyed(csv.as_bytes(), &["campaign"], limits).is_ok());
 }
 
+#[test]
+fn merged_partials_past_the_limit_are_refused_as_the_union_grows() {
+    // Two chunks of 3 campaigns each, within a limit of 4 alone, 6 together: a reducer asks
+    // after every merge, so it refuses at the merge that passes the limit.
+    let chunk = |first: usize| {
+        let mut csv = String::from("user_id,timestamp,channel,campaign,conversion\n");
+        for i in first..first + 3 {
+            csv.push_str(&format!("u{i},2026-01-01,email,c{i},0\nu{i},2026-01-02,email,c{i},1\n"));
+        }
+        read_keyed(csv.as_bytes(), &["campaign"], Limits::default()).unwrap()
+    };
+    let options = breakdown_options(&["linear"]);
+    let limits = Limits { max_breakdown_values: 4, ..Limits::default() };
+    let mut total = Partial::from_events(&chunk(0), &options).unwrap();
+    total.check_within(&limits).expect("3 values are within 4");
+    total.merge(&Partial::from_events(&chunk(3), &options).unwrap());
+    let err = total.check_within(&limits).unwrap_err();
+    assert_eq!(err.code, ErrorCode::LimitExceeded);
+    assert!(err.message.contains("max_breakdown_values"), "{}", err.message);
+    let err = total.check_within(&Limits { max_channels: 0, ..Limits::default() }).unwrap_err();
+    assert!(err.message.contains("max_channels"), "{}", err.message);
+}
+
 /// Cost per campaign (docs/user-guide.md, "Spend"): joined to the rows of a breakdown by the
 /// campaign alone, by (channel, campaign); a cost row without a campaign is `(none)`'s.
 const CAMPAIGN_COSTS: &str = "date,channel,campaign,cost

@@ -227,6 +227,7 @@ _BY_CODE: dict[str, type[ApiError]] = {
     "job_failed": ConflictError,
     "job_cancelled": ConflictError,
     "key_revoked": ConflictError,
+    "direct_upload_unsupported": ConflictError,
     "limit_exceeded": PayloadTooLargeError,
     "unsupported_media_type": UnsupportedMediaTypeError,
     "unknown_format": InvalidInputError,

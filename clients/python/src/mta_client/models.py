@@ -27,15 +27,19 @@ class Upload:
     size_bytes: int
     sha256: str
     created_at: str
+    #: The object's key in the store, for an object the tenant imported (``POST /v1/uploads/import``).
+    imported_from: str | None = None
 
     @classmethod
     def from_json(cls, value: Mapping[str, Any]) -> Upload:
+        imported_from = value.get("imported_from")
         return cls(
             upload_id=str(value["upload_id"]),
             tenant=str(value["tenant"]),
             size_bytes=int(value["size_bytes"]),
             sha256=str(value["sha256"]),
             created_at=str(value["created_at"]),
+            imported_from=None if imported_from is None else str(imported_from),
         )
 
 
