@@ -160,6 +160,43 @@ fn parquet_read_in_parallel_and_spilled_equals_the_same_rows_as_csv() {
 }
 
 #[test]
+fn a_large_csv_read_in_byte_ranges_by_two_threads_gives_the_result_and_problems_of_one_reader() {
+    let dir = workdir();
+    // Past twice the 16 MiB a byte range needs, so two threads each parse a range of it.
+    let channels = ["email", "search", "display", "social"];
+    let mut body = String::new();
+    let mut i = 0usize;
+    while body.len() < 36 << 20 {
+        let user = (i * 7_919) % 200_000;
+        let conversion = i % 11 == 0;
+        let value = if conversion { "9.5" } else { "" };
+        let channel = channels[(i + user) % channels.len()];
+        body.push_str(&format!("u{user},{},{channel},{},{value}\n", 1_767_225_600 + i, u8::from(conversion)));
+        i += 1;
+    }
+    let header = "user_id,timestamp,channel,conversion,conversion_value\n";
+    let file = write(dir.path(), "large.csv", format!("{header}{body}"));
+    let one = attribute_json(&file, &["--threads", "1"]);
+    let two = attribute_json(&file, &["--threads", "2"]);
+    assert_eq!(two["summary"], one["summary"]);
+    for (model, result) in one["models"].as_object().unwrap() {
+        for channel in result["channels"].as_array().unwrap() {
+            let name = channel["channel"].as_str().unwrap();
+            let ((a, av), (b, bv)) = (credit(&one, model, name), credit(&two, model, name));
+            assert_close(b, a, &format!("{model}/{name}"));
+            assert_close(bv, av, &format!("{model}/{name} value"));
+        }
+    }
+    // A bad row in each half: both are reported, with the row numbers of the whole file.
+    let bad = write(dir.path(), "bad.csv", format!("{header}u1,not a time,email,0,\n{body}u2,1767225600,email,1,-3\n"));
+    let (code_one, one) = failure(&attribute(&bad, &["--threads", "1"]));
+    let (code_two, two) = failure(&attribute(&bad, &["--threads", "2"]));
+    assert_eq!((code_one, code_two), (1, 1));
+    assert_eq!(two, one);
+    assert!(one.contains("row 1,") && one.contains(&format!("row {},", i + 2)), "{one}");
+}
+
+#[test]
 fn parquet_rows_outside_the_fast_lane_follow_the_same_rules() {
     let dir = workdir();
     let t = |minute: i64| Some(1_767_225_600_000_000 + minute * 60_000_000);

@@ -17,7 +17,7 @@ use mta_core::ingest::{Block, InputSpec};
 use mta_core::markov::SolveBudget;
 use mta_core::spend::SpendLimits;
 use mta_core::{AttributionError, AttributionResult, ErrorCode, InputKind, Options, OptionsSpec, Partial};
-use mta_platform::input::{Source, read_cost_table};
+use mta_platform::input::{CsvRange, Source, read_cost_table};
 use mta_platform::run_error::RunError;
 use rayon::prelude::*;
 
@@ -82,7 +82,8 @@ fn attribute_events_file(request: &AttributeRequest) -> Result<AttributionResult
         .tempdir()
         .context("Failed to create a temporary directory")?;
     let keep_row_identity = request.credits.is_some();
-    let writers = decoding_threads(&source);
+    let plan = DecodePlan::new(&source, &request.spec)?;
+    let writers = plan.threads();
     let run = Run {
         request,
         store: PartitionStore::new(
@@ -97,7 +98,7 @@ fn attribute_events_file(request: &AttributeRequest) -> Result<AttributionResult
         progress: Progress::new(request.verbose),
     };
     let started = std::time::Instant::now();
-    let decoded = run.decode(&source)?;
+    let decoded = run.decode(&source, &plan)?;
     run.progress.stage("decoded and partitioned", started);
     let options = decoded.options;
     let budget = SolveBudget { max_channels: request.spec.limits.markov_max_channels, ..SolveBudget::default() };
@@ -131,11 +132,39 @@ fn attribute_events_file(request: &AttributeRequest) -> Result<AttributionResult
     Ok(result)
 }
 
-/// Parquet row groups are decoded by every core at once, text by one thread.
-fn decoding_threads(source: &Source) -> usize {
-    match source {
-        Source::Parquet { row_groups, .. } => rayon::current_num_threads().min(*row_groups).max(1),
-        Source::Text { .. } => 1,
+/// A CSV file is cut into byte ranges for the decoding threads only from this size on each:
+/// below it, the planning scan costs more than the second thread saves.
+const CSV_RANGE_BYTES: u64 = 16 << 20;
+
+/// How the input is decoded: Parquet row groups by every core at once, uncompressed CSV in
+/// byte ranges by every core at once (cut at record boundaries, `plan_csv_ranges`), other
+/// text by one thread.
+enum DecodePlan {
+    RowGroups { threads: usize, row_groups: usize },
+    CsvRanges(Vec<CsvRange>),
+    Whole,
+}
+
+impl DecodePlan {
+    fn new(source: &Source, spec: &InputSpec) -> Result<DecodePlan, RunError> {
+        let cores = rayon::current_num_threads();
+        Ok(match source {
+            Source::Parquet { row_groups, .. } => {
+                DecodePlan::RowGroups { threads: cores.min(*row_groups).max(1), row_groups: *row_groups }
+            }
+            Source::Text { .. } => match source.csv_ranges(spec, CSV_RANGE_BYTES, cores)? {
+                Some(ranges) => DecodePlan::CsvRanges(ranges),
+                None => DecodePlan::Whole,
+            },
+        })
+    }
+
+    fn threads(&self) -> usize {
+        match self {
+            DecodePlan::RowGroups { threads, .. } => *threads,
+            DecodePlan::CsvRanges(ranges) => ranges.len(),
+            DecodePlan::Whole => 1,
+        }
     }
 }
 
@@ -224,28 +253,42 @@ impl Run<'_> {
         Ok(map)
     }
 
-    fn decode(&self, source: &Source) -> Result<Decoded, RunError> {
+    fn decode(&self, source: &Source, plan: &DecodePlan) -> Result<Decoded, RunError> {
         let spec = self.spec();
-        let mut collectors = match source {
-            Source::Parquet { row_groups, .. } => {
-                let threads = decoding_threads(source);
-                let results = (0..threads)
+        // Writers are made in input order, before the threads start: a partition's rows are
+        // read back writer by writer, so they keep the file's order whichever thread ends first.
+        let collectors: Vec<Collector> = (0..plan.threads()).map(|_| self.collector()).collect();
+        let mut collectors = match plan {
+            DecodePlan::RowGroups { threads, row_groups } => {
+                let results = collectors
                     .into_par_iter()
-                    .map(|t| {
+                    .enumerate()
+                    .map(|(t, mut collector)| {
                         // Contiguous ranges keep each user's rows in file order within a partition,
                         // which spares the per-user sort for time-ordered exports.
                         let groups: Vec<usize> = (t * row_groups / threads..(t + 1) * row_groups / threads).collect();
-                        let mut collector = self.collector();
                         read_source(source, &spec, Some(&groups), |block| collector.take(block))?;
                         Ok(collector)
                     })
                     .collect::<Vec<Result<Collector, RunError>>>();
                 either_all_or_every_problem(results)?
             }
-            Source::Text { .. } => {
-                let mut collector = self.collector();
+            DecodePlan::CsvRanges(ranges) => {
+                let results = collectors
+                    .into_par_iter()
+                    .zip(ranges.par_iter())
+                    .map(|(mut collector, range)| {
+                        source.read_csv_range(&spec, range, |block| collector.take(block))?;
+                        Ok(collector)
+                    })
+                    .collect::<Vec<Result<Collector, RunError>>>();
+                either_all_or_every_problem(results)?
+            }
+            DecodePlan::Whole => {
+                let mut collectors = collectors;
+                let collector = collectors.first_mut().expect("one collector");
                 read_source(source, &spec, None, |block| collector.take(block))?;
-                vec![collector]
+                collectors
             }
         };
         let Some(options) = collectors.iter().find_map(|c| c.options.clone()) else {

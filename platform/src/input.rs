@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use mta_core::ingest::{
-    Block, Format, InputSpec, is_gzip, open_text, parquet_layout, read_csv, read_ndjson, read_parquet,
+    Block, Format, InputSpec, detect_delimiter, detect_format, is_gzip, open_text, parquet_layout, read_csv,
+    read_ndjson, read_parquet,
 };
 use mta_core::spend::{CostTable, SpendLimits};
 use mta_core::{AttributionError, ErrorCode};
@@ -298,6 +299,35 @@ impl Scan {
 }
 
 impl Source {
+    /// Byte ranges of an uncompressed CSV input of at least 2 × `range_bytes`, at most
+    /// `pieces` of them, each parsable on its own (`None`: read it whole: not CSV,
+    /// compressed, small, or not safely cut; see [`plan_csv_ranges`]).
+    pub fn csv_ranges(
+        &self,
+        spec: &InputSpec,
+        range_bytes: u64,
+        pieces: usize,
+    ) -> Result<Option<Vec<CsvRange>>, RunError> {
+        let Source::Text { path, format, gzip: false } = self else { return Ok(None) };
+        let size = std::fs::metadata(path).with_context(|| format!("Failed to read {}", path.display()))?.len();
+        let pieces = (size / range_bytes.max(1)).min(pieces as u64) as usize;
+        if pieces < 2 {
+            return Ok(None);
+        }
+        let mut head = vec![0u8; 64 * 1024];
+        let n = open(path)?.read(&mut head).with_context(|| format!("Failed to read {}", path.display()))?;
+        let head = &head[..n];
+        let is_csv = match format {
+            Some(format) => *format == Format::Csv,
+            None => detect_format(head).is_ok_and(|format| format == Format::Csv),
+        };
+        if !is_csv {
+            return Ok(None);
+        }
+        let delimiter = spec.delimiter.unwrap_or_else(|| detect_delimiter(head));
+        Ok(plan_csv_ranges(path, delimiter, pieces)?)
+    }
+
     /// Decodes one range of a CSV file (see [`plan_csv_ranges`]) into `sink`.
     pub fn read_csv_range(
         &self,

@@ -11,13 +11,11 @@
 //! partition buffers over a channel; this task encodes them (on a second blocking thread)
 //! and stores them while the reader goes on, so decoding and encoding use two cores.
 
-use std::io::Read;
-
 use mta_core::chunk::{ChannelDict, EventChunk, NO_CHANNEL, NO_SEGMENT, partition_of};
-use mta_core::ingest::{Block, Format, InputSpec, Limits, detect_delimiter, detect_format};
+use mta_core::ingest::{Block, InputSpec, Limits};
 use mta_core::{InputKind, Options, Partial};
 use mta_platform::chunk_file;
-use mta_platform::input::{CsvRange, Source, plan_csv_ranges, read_cost_table};
+use mta_platform::input::{CsvRange, Source, read_cost_table};
 use mta_platform::job::{FanIn, JobRecord, Stage};
 use mta_platform::queue::{AttributeTask, ReduceTask, SplitTask, StageHandler, TaskError, TaskInfo};
 use mta_platform::storage::keys;
@@ -82,9 +80,9 @@ async fn split(
             let rows = source.estimated_rows().max(1);
             let partitions = rows.div_ceil(services.config.rows_per_chunk).clamp(1, MAX_PARTITIONS) as u32;
             let planned = {
-                let (source, spec, path) = (source.clone(), spec.clone(), path.clone());
+                let (source, spec) = (source.clone(), spec.clone());
                 let (range_bytes, parallelism) = (services.config.csv_range_bytes, services.config.split_parallelism);
-                compute(move || csv_ranges(&source, &spec, &path, range_bytes, parallelism)).await?
+                compute(move || source.csv_ranges(&spec, range_bytes, parallelism as usize)).await?
             };
             if let Some(ranges) = planned {
                 services.ledger.set_plan(&job.id, ranges.len() as u32, partitions).await?;
@@ -141,34 +139,6 @@ async fn split(
         }
     }
     Ok(())
-}
-
-/// Byte ranges for the split tasks of a large uncompressed CSV file (`None`: read it whole).
-fn csv_ranges(
-    source: &Source,
-    spec: &InputSpec,
-    path: &std::path::Path,
-    range_bytes: u64,
-    parallelism: u32,
-) -> Result<Option<Vec<CsvRange>>, RunError> {
-    let Source::Text { format, gzip: false, .. } = source else { return Ok(None) };
-    let size = std::fs::metadata(path).map_err(anyhow::Error::from)?.len();
-    let pieces = (size / range_bytes).min(parallelism as u64) as usize;
-    if pieces < 2 {
-        return Ok(None);
-    }
-    let mut head = vec![0u8; 64 * 1024];
-    let n = std::fs::File::open(path).and_then(|mut f| f.read(&mut head)).map_err(anyhow::Error::from)?;
-    let head = &head[..n];
-    let is_csv = match format {
-        Some(format) => *format == Format::Csv,
-        None => detect_format(head).is_ok_and(|format| format == Format::Csv),
-    };
-    if !is_csv {
-        return Ok(None);
-    }
-    let delimiter = spec.delimiter.unwrap_or_else(|| detect_delimiter(head));
-    Ok(plan_csv_ranges(path, delimiter, pieces)?)
 }
 
 /// What the reader of one split hands back when it is done.
