@@ -168,7 +168,7 @@ fn a_large_csv_read_in_byte_ranges_by_two_threads_gives_the_result_and_problems_
     let mut i = 0usize;
     while body.len() < 36 << 20 {
         let user = (i * 7_919) % 200_000;
-        let conversion = i % 11 == 0;
+        let conversion = i.is_multiple_of(11);
         let value = if conversion { "9.5" } else { "" };
         let channel = channels[(i + user) % channels.len()];
         body.push_str(&format!("u{user},{},{channel},{},{value}\n", 1_767_225_600 + i, u8::from(conversion)));
