@@ -1,9 +1,10 @@
 //! `mta attribute`: the whole pipeline on one machine, no server.
 //!
-//! decode (Parquet row groups, or byte ranges of a large uncompressed CSV, in parallel; other text as a stream) → partition event rows by
-//! user hash into spill files → attribute each partition in parallel into a [`Partial`]
-//! → merge → finish; then, if asked, a second pass over the partitions writes
-//! per-journey credits. Path rows need no partitioning: each block becomes a partial.
+//! decode (Parquet row groups, or byte ranges of a large uncompressed CSV, in parallel;
+//! other text as a stream) → partition event rows by user hash into spill files → add the
+//! partitions, in parallel groups, into a [`Partial`] per group → merge → finish; then, if
+//! asked, a second pass over the partitions writes per-journey credits. Path rows need no
+//! partitioning: each block becomes a partial.
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
