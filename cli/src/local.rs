@@ -259,39 +259,25 @@ impl Run<'_> {
         // Writers are made in input order, before the threads start: a partition's rows are
         // read back writer by writer, so they keep the file's order whichever thread ends first.
         let collectors: Vec<Collector> = (0..plan.threads()).map(|_| self.collector()).collect();
-        let mut collectors = match plan {
-            DecodePlan::RowGroups { threads, row_groups } => {
-                let results = collectors
-                    .into_par_iter()
-                    .enumerate()
-                    .map(|(t, mut collector)| {
+        let results = collectors
+            .into_par_iter()
+            .enumerate()
+            .map(|(t, mut collector)| {
+                let sink = |block| collector.take(block);
+                match plan {
+                    DecodePlan::RowGroups { threads, row_groups } => {
                         // Contiguous ranges keep each user's rows in file order within a partition,
                         // which spares the per-user sort for time-ordered exports.
                         let groups: Vec<usize> = (t * row_groups / threads..(t + 1) * row_groups / threads).collect();
-                        read_source(source, &spec, Some(&groups), |block| collector.take(block))?;
-                        Ok(collector)
-                    })
-                    .collect::<Vec<Result<Collector, RunError>>>();
-                either_all_or_every_problem(results)?
-            }
-            DecodePlan::CsvRanges(ranges) => {
-                let results = collectors
-                    .into_par_iter()
-                    .zip(ranges.par_iter())
-                    .map(|(mut collector, range)| {
-                        source.read_csv_range(&spec, range, |block| collector.take(block))?;
-                        Ok(collector)
-                    })
-                    .collect::<Vec<Result<Collector, RunError>>>();
-                either_all_or_every_problem(results)?
-            }
-            DecodePlan::Whole => {
-                let mut collectors = collectors;
-                let collector = collectors.first_mut().expect("one collector");
-                read_source(source, &spec, None, |block| collector.take(block))?;
-                collectors
-            }
-        };
+                        read_source(source, &spec, Some(&groups), sink)?;
+                    }
+                    DecodePlan::CsvRanges(ranges) => source.read_csv_range(&spec, &ranges[t], sink)?,
+                    DecodePlan::Whole => read_source(source, &spec, None, sink)?,
+                }
+                Ok(collector)
+            })
+            .collect::<Vec<Result<Collector, RunError>>>();
+        let mut collectors = either_all_or_every_problem(results)?;
         let Some(options) = collectors.iter().find_map(|c| c.options.clone()) else {
             return Err(AttributionError::new(ErrorCode::EmptyInput, "the input has no data rows").into());
         };

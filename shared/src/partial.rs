@@ -699,19 +699,23 @@ fn too_large(column: &str, what: &str) -> AttributionError {
 enum ReplicateDraw {
     /// An event journey: its user's Poisson(1) weight (`user_key`).
     User(u128),
-    /// The same, with the user's hash that every replicate shares made once per journey
-    /// (`intervals::user_draws`).
-    UserDraws(u64),
     /// A path row (by [`path_row_key`]): Poisson draws of its conversions and null journeys.
     PathRow(u128),
 }
 
+/// A [`ReplicateDraw`] with what every replicate of the journey shares hashed once.
+#[derive(Clone, Copy)]
+enum PreparedDraw {
+    /// The user's hash under the seed (`intervals::user_draws`).
+    User(u64),
+    PathRow(u128),
+}
+
 impl ReplicateDraw {
-    /// Hashes once what every replicate of the journey shares.
-    fn prepared(self, seed: u64) -> ReplicateDraw {
+    fn prepared(self, seed: u64) -> PreparedDraw {
         match self {
-            ReplicateDraw::User(key) => ReplicateDraw::UserDraws(crate::intervals::user_draws(key, seed)),
-            other => other,
+            ReplicateDraw::User(key) => PreparedDraw::User(crate::intervals::user_draws(key, seed)),
+            ReplicateDraw::PathRow(key) => PreparedDraw::PathRow(key),
         }
     }
 }
@@ -731,17 +735,13 @@ fn path_row_key(journey: &Journey<'_>, names: &[String]) -> u128 {
 }
 
 /// A journey's conversions, null journeys and value in replicate `replicate`.
-fn replicate_counts(journey: &Journey<'_>, draw: ReplicateDraw, replicate: u32, seed: u64) -> (f64, f64, f64) {
+fn replicate_counts(journey: &Journey<'_>, draw: PreparedDraw, replicate: u32, seed: u64) -> (f64, f64, f64) {
     match draw {
-        ReplicateDraw::User(key) => {
-            let weight = crate::intervals::user_weight(key, replicate, seed) as f64;
-            (journey.conversions * weight, journey.nulls * weight, journey.value * weight)
-        }
-        ReplicateDraw::UserDraws(draws) => {
+        PreparedDraw::User(draws) => {
             let weight = crate::intervals::replicate_weight(draws, replicate) as f64;
             (journey.conversions * weight, journey.nulls * weight, journey.value * weight)
         }
-        ReplicateDraw::PathRow(key) => {
+        PreparedDraw::PathRow(key) => {
             let (conversions, nulls) =
                 crate::intervals::path_draws(key, replicate, seed, journey.conversions, journey.nulls);
             let value = if journey.conversions > 0.0 { journey.value / journey.conversions * conversions } else { 0.0 };
@@ -1355,7 +1355,7 @@ mod tests {
                         truncated: false,
                     };
                     let key = path_row_key(&journey, names);
-                    let (c, n, v) = replicate_counts(&journey, ReplicateDraw::PathRow(key), r, seed);
+                    let (c, n, v) = replicate_counts(&journey, ReplicateDraw::PathRow(key).prepared(seed), r, seed);
                     weighted.push(&path, c, v, n, row as u64 + 1);
                 }
                 Partial::from_paths(&weighted, &plain).unwrap().finish(&plain).unwrap()

@@ -15,7 +15,6 @@
 
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
-
 use std::hash::{Hash, Hasher};
 
 use hashbrown::HashTable;
