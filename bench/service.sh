@@ -1,28 +1,31 @@
 #!/usr/bin/env bash
-# Benchmark the whole service on one machine against `mta attribute` on the same CSV file.
+# Benchmark the whole service on one machine against `mta attribute` on the same file.
 #
-# Usage: bench/service.sh ROWS            (needs a release build: cargo build --release --workspace)
+# Usage: [FORMAT=csv|parquet] [RUNS=3] bench/service.sh ROWS   (needs a release build: cargo build --release --workspace)
 #
 # 1. `mta attribute FILE --models all` (the local baseline), timed.
-# 2. redis-server + mta-api + one mta-worker (default concurrency): upload → split → attribute → reduce →
-#    result, timed end to end from the first byte uploaded to the result downloaded.
+# 2. One job end to end (upload → split → attribute → reduce → result, from the first byte uploaded to the result
+#    downloaded) on three layouts: the all-in-one process (`mta serve --workers 1`), redis-server + mta-api + one
+#    mta-worker, and mta-api + two mta-worker processes (default concurrency each). Each stage's time comes from
+#    the job timeline (first start to last end of its units); "waiting" is what the end-to-end time has beyond
+#    the upload and the three stages (hand-overs, polling, the result download).
 # 3. The attribute stage with 1 and then 2 worker processes of concurrency 1 each (the horizontal scaling
-#    figure), measured from the job timeline (first attribute start to last attribute end), median of
-#    RUNS runs (default 3).
-# Prints a markdown table and writes it to bench/results/service_<ROWS>.md.
+#    figure), measured from the job timeline, median of RUNS runs (default 3).
+# Prints a markdown table and writes it to bench/results/service_<FORMAT>_<ROWS>.md.
 set -euo pipefail
 
 ROWS=${1:?usage: bench/service.sh ROWS}
 BENCH=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(dirname "$BENCH")
 BIN=$ROOT/target/release
-DATA=$BENCH/data/events_$ROWS.csv
-REPORT=$BENCH/results/service_$ROWS.md
+FORMAT=${FORMAT:-csv}
+DATA=$BENCH/data/events_$ROWS.$FORMAT
+REPORT=$BENCH/results/service_${FORMAT}_$ROWS.md
 mkdir -p "$BENCH/data" "$BENCH/results"
 for exe in mta mta-api mta-worker mta-gen; do
     [[ -x $BIN/$exe ]] || { echo "build first: cargo build --release --workspace ($exe missing)" >&2; exit 2; }
 done
-[[ -f $DATA ]] || "$BIN/mta-gen" --rows "$ROWS" --format csv --out "$DATA"
+[[ -f $DATA ]] || "$BIN/mta-gen" --rows "$ROWS" --format "$FORMAT" --out "$DATA"
 
 WORK=$(mktemp -d)
 PIDS=()
@@ -31,7 +34,8 @@ trap cleanup EXIT
 now() { date +%s.%N; }
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
-# Starts redis + api + N workers with worker concurrency C; sets BASE.
+# Starts redis + api + N worker processes with worker concurrency C (N = 0: the all-in-one
+# `mta serve --workers 1` instead of mta-api and mta-worker); sets BASE.
 start_service() {
     local workers=$1 concurrency=$2 dir=$WORK/run$RANDOM
     mkdir -p "$dir"
@@ -44,9 +48,13 @@ start_service() {
     # The job is polled every 50 ms and run many times: quotas must not be what is measured.
     export MTA_RATE_LIMIT_PER_HOUR=100000000 MTA_RATE_LIMIT_GLOBAL_PER_MINUTE=0
     sleep 0.3
-    "$BIN/mta-api" & PIDS+=($!)
-    # Each worker process has its own health and metrics port.
-    for _ in $(seq "$workers"); do MTA_WORKER_BIND=127.0.0.1:$(free_port) "$BIN/mta-worker" & PIDS+=($!); done
+    if [[ $workers == 0 ]]; then
+        MTA_DATA_DIR=$dir MTA_WORKER_BIND=127.0.0.1:$(free_port) "$BIN/mta" serve --workers 1 & PIDS+=($!)
+    else
+        "$BIN/mta-api" & PIDS+=($!)
+        # Each worker process has its own health and metrics port.
+        for _ in $(seq "$workers"); do MTA_WORKER_BIND=127.0.0.1:$(free_port) "$BIN/mta-worker" & PIDS+=($!); done
+    fi
     BASE=http://127.0.0.1:$aport
     until curl -sf "$BASE/health/live" >/dev/null; do sleep 0.05; done
     AUTH="Authorization: Bearer $(new_key)"
@@ -60,11 +68,12 @@ new_key() {
 
 stop_service() { for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; PIDS=(); }
 
-# Uploads, submits, waits; prints "total_seconds job_id".
+# Uploads, submits, waits; prints "total_seconds upload_seconds job_id".
 run_job() {
-    local t0 upload job
+    local t0 t1 upload job
     t0=$(now)
     upload=$(curl -sf -X POST -H "$AUTH" -H "Expect:" -T "$DATA" "$BASE/v1/uploads" | python3 -c 'import json,sys; print(json.load(sys.stdin)["upload_id"])')
+    t1=$(now)
     job=$(curl -sf -H "$AUTH" -H 'content-type: application/json' -d "{\"upload_id\":\"$upload\"}" "$BASE/v1/jobs" |
         python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
     # One process polls every 50 ms over one kept-alive connection: a new curl (or Python)
@@ -85,7 +94,7 @@ while True:
     time.sleep(0.05)
 PY
     curl -sf -H "$AUTH" "$BASE/v1/jobs/$job/result" >/dev/null
-    echo "$(echo "$(now) - $t0" | bc) $job"
+    echo "$(echo "$(now) - $t0" | bc) $(echo "$t1 - $t0" | bc) $job"
 }
 
 # Seconds from the first start to the last end of units matching PREFIX in a job's timeline.
@@ -99,11 +108,21 @@ print((max(e['at_ms'] for e in events) - min(e['at_ms'] for e in events)) / 1000
 echo "==> mta attribute (local baseline)" >&2
 t0=$(now); "$BIN/mta" attribute "$DATA" --models all >/dev/null; LOCAL=$(echo "$(now) - $t0" | bc)
 
-echo "==> service, 1 worker process (default concurrency)" >&2
-start_service 1 "$(nproc)"
-read -r TOTAL JOB < <(run_job)
-SPLIT=$(stage_seconds "$JOB" split); ATTR=$(stage_seconds "$JOB" attribute); REDUCE=$(stage_seconds "$JOB" reduce)
-stop_service
+# One job end to end on a layout (see start_service); appends a table row to ROWS_MD.
+ROWS_MD=""
+end_to_end() {
+    local label=$1 workers=$2 total upload job split attribute reduce waiting
+    echo "==> service: $label" >&2
+    start_service "$workers" "$(nproc)"
+    read -r total upload job < <(run_job)
+    split=$(stage_seconds "$job" split); attribute=$(stage_seconds "$job" attribute); reduce=$(stage_seconds "$job" reduce)
+    waiting=$(echo "$total - $upload - $split - $attribute - $reduce" | bc)
+    stop_service
+    ROWS_MD+="| $label | $total | $(echo "scale=2; $total / $LOCAL" | bc) | $upload | $split | $attribute | $reduce | $waiting |"$'\n'
+}
+end_to_end "all-in-one (mta serve --workers 1)" 0
+end_to_end "mta-api + 1 mta-worker" 1
+end_to_end "mta-api + 2 mta-worker processes" 2
 
 # The attribute stage with W worker processes of one slot each, median of RUNS runs (the stage is
 # short on small inputs, so single runs are noisy).
@@ -111,7 +130,7 @@ RUNS=${RUNS:-3}
 attribute_median() {
     local workers=$1 times=()
     for _ in $(seq "$RUNS"); do
-        start_service "$workers" 1; read -r _ job < <(run_job); times+=("$(stage_seconds "$job" attribute)"); stop_service
+        start_service "$workers" 1; read -r _ _ job < <(run_job); times+=("$(stage_seconds "$job" attribute)"); stop_service
     done
     printf '%s\n' "${times[@]}" | sort -g | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'
 }
@@ -121,15 +140,16 @@ echo "==> attribute stage, 2 worker processes x concurrency 1 (median of $RUNS)"
 ATTR2=$(attribute_median 2)
 
 {
-    echo "## Service on $ROWS CSV rows ($(du -h "$DATA" | cut -f1)), $(nproc) cores"
+    echo "## Service on $ROWS $FORMAT rows ($(du -h "$DATA" | cut -f1)), $(nproc) cores"
     echo
-    echo "| measure | seconds | ratio |"
-    echo "|---|---|---|"
-    echo "| mta attribute (local) | $LOCAL | 1.00 |"
-    echo "| service end to end (upload → result) | $TOTAL | $(echo "scale=2; $TOTAL / $LOCAL" | bc) × local |"
-    echo "| — split stage | $SPLIT | |"
-    echo "| — attribute stage | $ATTR | |"
-    echo "| — reduce stage | $REDUCE | |"
-    echo "| attribute stage, 1 worker process × 1 slot (median of $RUNS) | $ATTR1 | 1.00 |"
-    echo "| attribute stage, 2 worker processes × 1 slot (median of $RUNS) | $ATTR2 | $(echo "scale=2; $ATTR1 / $ATTR2" | bc) × faster |"
+    echo "\`mta attribute --models all\` (local): $LOCAL s"
+    echo
+    echo "| layout | end to end (s) | ÷ local | upload | split | attribute | reduce | waiting |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---:|"
+    printf '%s' "$ROWS_MD"
+    echo
+    echo "| attribute stage | seconds | ratio |"
+    echo "|---|---:|---:|"
+    echo "| 1 worker process × 1 slot (median of $RUNS) | $ATTR1 | 1.00 |"
+    echo "| 2 worker processes × 1 slot (median of $RUNS) | $ATTR2 | $(echo "scale=2; $ATTR1 / $ATTR2" | bc) × faster |"
 } | tee "$REPORT"
