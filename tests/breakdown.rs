@@ -135,6 +135,20 @@ fn credit_by_campaign_adds_up_to_each_channel_whatever_the_input_and_partitionin
     assert!(table.contains("\nlinear,email,email-1,"), "{table}");
     assert!(!tables.join("period_breakdown.csv").exists(), "no periods, no table of them");
 
+    // Positions per campaign: each channel's rows add up to its positions, one table row each.
+    let keyed = one["reports"]["breakdown_positions"].as_array().unwrap();
+    assert_eq!(keyed.len(), 4 * 4, "a row per channel × campaign");
+    for channel in one["reports"]["positions"].as_array().unwrap() {
+        let rows: Vec<&Value> = keyed.iter().filter(|r| r["channel"] == channel["channel"]).collect();
+        for field in ["only", "first", "middle", "last"] {
+            let sum = rows.iter().map(|r| r[field].as_f64().unwrap()).sum::<f64>();
+            assert_close(sum, channel[field].as_f64().unwrap(), &format!("{} {field}", channel["channel"]));
+        }
+    }
+    let table = std::fs::read_to_string(tables.join("breakdown_positions.csv")).unwrap();
+    assert_eq!(table.lines().next(), Some("channel,campaign,only,first,middle,last"));
+    assert_eq!(table.lines().count(), keyed.len() + 1);
+
     // Per-journey credits stay per channel.
     let credits = dir.path().join("credits.parquet");
     attribute_json(&file, &["--breakdown", "campaign", "--models", "linear", "--credits", credits.to_str().unwrap()]);
@@ -165,6 +179,7 @@ fn credit_by_campaign_adds_up_to_each_channel_whatever_the_input_and_partitionin
     let output = attribute(&file, &["--breakdown", "campaign", "--models", "linear,markov", "--table"]);
     let text = String::from_utf8_lossy(&output.stdout);
     assert!(text.contains("conversions credited by channel and campaign"), "{text}");
+    assert!(text.contains("touch positions in converting journeys by channel and campaign"), "{text}");
     assert!(text.lines().any(|l| l.starts_with("email") && l.contains("email-1")), "{text}");
 
     // Without the option, no breakdown anywhere.
@@ -259,12 +274,18 @@ async fn the_service_breaks_credit_down_over_chunks_as_the_local_command_does() 
         ("period_breakdown", "period,model,channel,campaign,conversions,value,cost,cpa,roas"),
         ("unmatched_cost", "channel,campaign,cost,rows"),
         ("markov_pairs", "channel_a,channel_b,removal_effect,removal_effect_value,overlap"),
+        ("breakdown_positions", "channel,campaign,only,first,middle,last"),
+        ("period_breakdown_positions", "period,channel,campaign,only,first,middle,last"),
     ] {
         let (status, csv) = service.get_bytes(&format!("/v1/jobs/{id}/result?format=csv&table={table}")).await;
         assert_eq!(status, 200, "{table}");
         let csv = String::from_utf8(csv).unwrap();
         assert_eq!(csv.lines().next(), Some(header));
         let whole = result["models"].as_object().unwrap().values().map(|m| m["breakdown"].as_array().unwrap().len());
+        if table == "breakdown_positions" {
+            let rows = result["reports"]["breakdown_positions"].as_array().unwrap().len();
+            assert_eq!(csv.lines().count(), rows + 1);
+        }
         if table == "breakdown" {
             assert_eq!(csv.lines().count(), whole.sum::<usize>() + 1);
             // `mta result --table breakdown` prints the same table.
@@ -386,7 +407,8 @@ fn without_breakdown(mut result: Value) -> Value {
         match value {
             Value::Object(map) => {
                 // Rebuilt rather than `remove`d, which may reorder the keys.
-                *map = std::mem::take(map).into_iter().filter(|(key, _)| key != "breakdown").collect();
+                // The reports per touch key (`breakdown_positions`, ...) too.
+                *map = std::mem::take(map).into_iter().filter(|(key, _)| !key.starts_with("breakdown")).collect();
                 map.values_mut().for_each(strip);
             }
             Value::Array(items) => items.iter_mut().for_each(strip),

@@ -105,10 +105,10 @@ pub enum ClientCommand {
         #[arg(long, default_value = "table", value_parser = ["table", "json", "csv"])]
         format: String,
         /// Print this tidy table as CSV: `channels` (what `--format csv` prints), `periods`,
-        /// `segments`, `segment_periods`, `segment_breakdown`, `path_length`, `time_lag`, `positions`, `breakdown`, `period_breakdown`, `paths`,
-        /// `transitions`, `windows`, `unmatched_cost`, `markov_pairs` or `intervals`, or a journey report
-        /// per part: `period_`, `segment_`, `segment_period_` or `window_` followed by `path_length`,
-        /// `time_lag`, `positions`, `paths` or `transitions`.
+        /// `segments`, `segment_periods`, `segment_breakdown`, `path_length`, `time_lag`, `positions`, `breakdown`, `period_breakdown`,
+        /// `breakdown_positions`, `paths`, `transitions`, `windows`, `unmatched_cost`, `markov_pairs` or
+        /// `intervals`, or a journey report per part: `period_`, `segment_`, `segment_period_` or `window_`
+        /// followed by `path_length`, `time_lag`, `positions`, `paths`, `transitions` or `breakdown_positions`.
         #[arg(
             long,
             value_parser = clap::builder::PossibleValuesParser::new(mta_core::result::Table::names()),
@@ -276,7 +276,7 @@ pub struct AttributeArgs {
     pub table: bool,
     /// Also write each tidy CSV table of the result into this directory (`channels.csv`, the
     /// reports, `periods.csv` with `--period`, `windows.csv` with several `--lookback-days`,
-    /// `breakdown.csv` with `--breakdown`, `segments.csv` with `--segment-by` or `--conversion-types` (and `segment_periods.csv` with `--period`, `segment_breakdown.csv` with `--breakdown`), `unmatched_cost.csv` with `--spend`,
+    /// `breakdown.csv` and `breakdown_positions.csv` with `--breakdown`, `segments.csv` with `--segment-by` or `--conversion-types` (and `segment_periods.csv` with `--period`, `segment_breakdown.csv` with `--breakdown`), `unmatched_cost.csv` with `--spend`,
     /// `markov_pairs.csv` with `--markov-pair-effects`, `intervals.csv` with `--intervals`; and the
     /// reports of each part: `period_paths.csv` ... with `--period`, `segment_paths.csv` ... with segments,
     /// `segment_period_paths.csv` ... with both, `window_paths.csv` ... with several windows).

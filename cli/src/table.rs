@@ -333,6 +333,24 @@ fn render_reports(out: &mut String, reports: &mta_core::reports::Reports) {
         }
         align(out, &rows);
     }
+    if let Some(keyed) = reports.breakdown_positions.as_deref().filter(|rows| !rows.is_empty()) {
+        let columns: Vec<&str> = keyed[0].values.iter().map(|(name, _)| name.as_str()).collect();
+        let _ = writeln!(out, "\ntouch positions in converting journeys by channel and {}", columns.join(" and "));
+        let header = ["channel"].into_iter().chain(columns.iter().copied()).chain(["only", "first", "middle", "last"]);
+        let mut rows: Vec<Vec<String>> = vec![header.map(str::to_owned).collect()];
+        for r in keyed.iter().take(MAX_BREAKDOWN_ROWS) {
+            let p = &r.positions;
+            let mut line = vec![r.channel.clone()];
+            line.extend(r.values.iter().map(|(_, v)| v.clone()));
+            line.extend([count(p.only), count(p.first), count(p.middle), count(p.last)]);
+            rows.push(line);
+        }
+        align(out, &rows);
+        if keyed.len() > MAX_BREAKDOWN_ROWS {
+            let more = keyed.len() - MAX_BREAKDOWN_ROWS;
+            let _ = writeln!(out, "... and {more} more rows (all of them: --csv-dir, table breakdown_positions)");
+        }
+    }
     if let Some(paths) = &reports.paths {
         let distinct = paths.distinct_paths.map(|n| format!(" of {n} distinct paths")).unwrap_or_default();
         for (title, list) in [("converting", &paths.converting), ("non-converting", &paths.non_converting)] {

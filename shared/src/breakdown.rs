@@ -16,6 +16,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::chunk::decode_touch_key;
 use crate::options::ModelId;
+use crate::reports::Positions;
 
 /// What a breakdown row shows for a touch without a value in that column.
 pub const NO_VALUE: &str = "(none)";
@@ -74,6 +75,10 @@ pub struct BreakdownSums {
     /// The shares of [`splits_channel_credit`] models (named for the first of them).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub markov: Option<MarkovShares>,
+    /// Where the key's touches stand in converting journeys (the `breakdown_positions`
+    /// report); empty in partials of older versions.
+    #[serde(default)]
+    pub positions: Vec<Positions>,
     /// Keys by the hash of their (channel, values), built when first needed (merging), so
     /// that a lookup allocates nothing.
     #[serde(skip)]
@@ -105,6 +110,7 @@ impl PartialEq for BreakdownSums {
             && self.seen == other.seen
             && self.rules == other.rules
             && self.markov == other.markov
+            && self.positions == other.positions
     }
 }
 
@@ -161,6 +167,7 @@ impl BreakdownSums {
             seen: vec![false; n],
             rules: vec![KeySums::zeros(n); rules],
             markov: markov.then(|| MarkovShares { converting: KeySums::zeros(n), presence: vec![0.0; n] }),
+            positions: vec![Positions::default(); n],
             index: KeyIndex::default(),
         }
     }
@@ -196,6 +203,7 @@ impl BreakdownSums {
             markov.converting.push_zero();
             markov.presence.push(0.0);
         }
+        self.positions.push(Positions::default());
         self.index_key(hash, key);
         key
     }
@@ -224,6 +232,8 @@ impl BreakdownSums {
     /// Adds `other`'s sums, whose channel `c` is our `channel_map[c]`; `same_keys` when both
     /// have the same keys in the same order (the periods of one chunk).
     pub(crate) fn add_mapped(&mut self, other: &BreakdownSums, channel_map: &[u32], same_keys: bool) {
+        // A partial of an older version has no positions: zeros.
+        self.positions.resize(self.len(), Positions::default());
         for from in 0..other.len() {
             let key =
                 if same_keys { from } else { self.key(channel_map[other.channel[from] as usize], &other.values[from]) };
@@ -234,6 +244,9 @@ impl BreakdownSums {
             if let (Some(mine), Some(theirs)) = (&mut self.markov, &other.markov) {
                 mine.converting.add_at(key, &theirs.converting, from);
                 mine.presence[key] += theirs.presence[from];
+            }
+            if let Some(theirs) = other.positions.get(from) {
+                self.positions[key].add(theirs);
             }
         }
     }
@@ -256,8 +269,34 @@ impl BreakdownSums {
             i = 0;
             markov.presence.retain(|_| (keep[i], i += 1).0);
         }
+        i = 0;
+        self.positions.retain(|_| (keep[i], i += 1).0);
         self.seen = vec![true; self.channel.len()];
         self.index = KeyIndex::default();
+    }
+
+    /// Key `k`'s breakdown values keyed by the columns `names` ([`NO_VALUE`] where it has none).
+    fn labelled_values(&self, k: usize, names: &[String]) -> Vec<(String, String)> {
+        names
+            .iter()
+            .zip(&self.values[k])
+            .map(|(name, v)| (name.clone(), v.clone().unwrap_or_else(|| NO_VALUE.to_owned())))
+            .collect()
+    }
+
+    /// The `breakdown_positions` report: every key met in a journey, by channel name, then
+    /// by values.
+    pub(crate) fn position_rows(&self, names: &[String], channels: &[String]) -> Vec<BreakdownPositions> {
+        let mut rows: Vec<BreakdownPositions> = (0..self.len())
+            .filter(|&k| self.seen[k])
+            .map(|k| BreakdownPositions {
+                channel: channels[self.channel[k] as usize].clone(),
+                values: self.labelled_values(k, names),
+                positions: self.positions.get(k).copied().unwrap_or_default(),
+            })
+            .collect();
+        rows.sort_by(|a, b| (&a.channel, &a.values).cmp(&(&b.channel, &b.values)));
+        rows
     }
 
     /// The rows of one model: `credit(key)` gives a key's (conversions, value).
@@ -268,11 +307,7 @@ impl BreakdownSums {
                 let (conversions, value) = credit(k);
                 BreakdownRow {
                     channel: channels[self.channel[k] as usize].clone(),
-                    values: names
-                        .iter()
-                        .zip(&self.values[k])
-                        .map(|(name, v)| (name.clone(), v.clone().unwrap_or_else(|| NO_VALUE.to_owned())))
-                        .collect(),
+                    values: self.labelled_values(k, names),
                     conversions,
                     value,
                     cost: None,
@@ -370,59 +405,131 @@ impl BreakdownRow {
 impl Serialize for BreakdownRow {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let spend = [("cost", self.cost), ("cpa", self.cpa), ("roas", self.roas)];
-        let present = spend.iter().filter(|(_, v)| v.is_some()).count();
-        let mut map = serializer.serialize_map(Some(self.values.len() + 3 + present))?;
-        map.serialize_entry("channel", &self.channel)?;
-        for (name, value) in &self.values {
-            map.serialize_entry(name, value)?;
-        }
-        map.serialize_entry("conversions", &self.conversions)?;
-        map.serialize_entry("value", &self.value)?;
-        for (name, figure) in spend {
-            if let Some(figure) = figure {
-                map.serialize_entry(name, &figure)?;
-            }
-        }
-        map.end()
+        let mut figures = vec![("conversions", Some(self.conversions)), ("value", Some(self.value))];
+        figures.extend(spend.into_iter().filter_map(|(name, figure)| Some((name, figure?))));
+        serialize_flat(serializer, &self.channel, &self.values, &figures)
     }
 }
 
 impl<'de> Deserialize<'de> for BreakdownRow {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct RowVisitor;
-        impl<'de> Visitor<'de> for RowVisitor {
-            type Value = BreakdownRow;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a breakdown row: channel, the breakdown values, conversions and value")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-                use serde::de::Error;
-                let (mut channel, mut conversions, mut value, mut values) = (None, None, None, Vec::new());
-                let (mut cost, mut cpa, mut roas) = (None, None, None);
-                while let Some(key) = map.next_key::<String>()? {
-                    match key.as_str() {
-                        "channel" => channel = Some(map.next_value::<String>()?),
-                        "conversions" => conversions = Some(map.next_value::<f64>()?),
-                        "value" => value = Some(map.next_value::<f64>()?),
-                        "cost" => cost = Some(map.next_value::<Option<f64>>()?),
-                        "cpa" => cpa = Some(map.next_value::<Option<f64>>()?),
-                        "roas" => roas = Some(map.next_value::<Option<f64>>()?),
-                        _ => values.push((key, map.next_value::<String>()?)),
-                    }
-                }
-                Ok(BreakdownRow {
-                    channel: channel.ok_or_else(|| A::Error::missing_field("channel"))?,
-                    values,
-                    conversions: conversions.ok_or_else(|| A::Error::missing_field("conversions"))?,
-                    value: value.ok_or_else(|| A::Error::missing_field("value"))?,
-                    cost,
-                    cpa,
-                    roas,
-                })
-            }
-        }
-        deserializer.deserialize_map(RowVisitor)
+        use serde::de::Error;
+        const FIGURES: &[&str] = &["conversions", "value", "cost", "cpa", "roas"];
+        let row = deserialize_flat(deserializer, FIGURES)?;
+        Ok(BreakdownRow {
+            conversions: row.number("conversions").ok_or_else(|| D::Error::missing_field("conversions"))?,
+            value: row.number("value").ok_or_else(|| D::Error::missing_field("value"))?,
+            cost: row.figure("cost"),
+            cpa: row.figure("cpa"),
+            roas: row.figure("roas"),
+            channel: row.channel,
+            values: row.values,
+        })
     }
+}
+
+/// One channel × breakdown values (a touch key) in the `breakdown_positions` report: where
+/// its touches stand in converting journeys, `{"channel": "Email", "campaign": "spring",
+/// "only": 1.0, "first": 2.0, "middle": 0.0, "last": 3.0}`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BreakdownPositions {
+    pub channel: String,
+    /// (column as named, value), as [`BreakdownRow::values`].
+    pub values: Vec<(String, String)>,
+    pub positions: Positions,
+}
+
+impl Serialize for BreakdownPositions {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let p = &self.positions;
+        let figures =
+            [("only", Some(p.only)), ("first", Some(p.first)), ("middle", Some(p.middle)), ("last", Some(p.last))];
+        serialize_flat(serializer, &self.channel, &self.values, &figures)
+    }
+}
+
+impl<'de> Deserialize<'de> for BreakdownPositions {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        const FIGURES: &[&str] = &["only", "first", "middle", "last"];
+        let row = deserialize_flat(deserializer, FIGURES)?;
+        let number = |name: &'static str| row.number(name).ok_or_else(|| D::Error::missing_field(name));
+        let positions = Positions {
+            only: number("only")?,
+            first: number("first")?,
+            middle: number("middle")?,
+            last: number("last")?,
+        };
+        Ok(BreakdownPositions { channel: row.channel, values: row.values, positions })
+    }
+}
+
+/// Writes a row as one flat object: `channel`, the breakdown values keyed by their columns,
+/// then the named figures (`None` written as `null`).
+fn serialize_flat<S: Serializer>(
+    serializer: S,
+    channel: &str,
+    values: &[(String, String)],
+    figures: &[(&str, Option<f64>)],
+) -> Result<S::Ok, S::Error> {
+    let mut map = serializer.serialize_map(Some(1 + values.len() + figures.len()))?;
+    map.serialize_entry("channel", channel)?;
+    for (name, value) in values {
+        map.serialize_entry(name, value)?;
+    }
+    for (name, figure) in figures {
+        map.serialize_entry(name, figure)?;
+    }
+    map.end()
+}
+
+/// A flat row read back: its channel, every other string field (the breakdown values, in
+/// order) and the figures it names.
+struct FlatRow {
+    channel: String,
+    values: Vec<(String, String)>,
+    figures: Vec<(&'static str, Option<f64>)>,
+}
+
+impl FlatRow {
+    /// A figure that is present (a number, or `null` as `Some(None)`).
+    fn figure(&self, name: &str) -> Option<Option<f64>> {
+        self.figures.iter().find(|(n, _)| *n == name).map(|&(_, figure)| figure)
+    }
+
+    fn number(&self, name: &str) -> Option<f64> {
+        self.figure(name).flatten()
+    }
+}
+
+/// Reads a flat row whose numeric fields are `figures` (any other field is a breakdown value).
+fn deserialize_flat<'de, D: Deserializer<'de>>(
+    deserializer: D,
+    figures: &'static [&'static str],
+) -> Result<FlatRow, D::Error> {
+    struct RowVisitor(&'static [&'static str]);
+    impl<'de> Visitor<'de> for RowVisitor {
+        type Value = FlatRow;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            write!(f, "a breakdown row: channel, the breakdown values and {}", self.0.join(", "))
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            use serde::de::Error;
+            let (mut channel, mut values, mut figures) = (None, Vec::new(), Vec::new());
+            while let Some(key) = map.next_key::<String>()? {
+                if key == "channel" {
+                    channel = Some(map.next_value::<String>()?);
+                } else if let Some(&name) = self.0.iter().find(|&&name| name == key) {
+                    figures.push((name, map.next_value::<Option<f64>>()?));
+                } else {
+                    values.push((key, map.next_value::<String>()?));
+                }
+            }
+            let channel = channel.ok_or_else(|| A::Error::missing_field("channel"))?;
+            Ok(FlatRow { channel, values, figures })
+        }
+    }
+    deserializer.deserialize_map(RowVisitor(figures))
 }
 
 /// One channel × breakdown values under one model: the channel, one string per breakdown
@@ -446,6 +553,23 @@ pub struct BreakdownRowSchema {
     pub cpa: Option<f64>,
     /// Credited value per unit of cost (`null` without cost or at cost 0).
     pub roas: Option<f64>,
+}
+
+/// One channel × breakdown values in `breakdown_positions`: the channel, one string per
+/// breakdown column, and its touches' positions in converting journeys (as `positions`).
+#[cfg(feature = "openapi")]
+#[derive(utoipa::ToSchema)]
+#[schema(as = BreakdownPositions)]
+#[allow(dead_code)]
+pub struct BreakdownPositionsSchema {
+    pub channel: String,
+    /// The breakdown columns, as the job's `breakdown` named them (`(none)` for touches without a value).
+    #[serde(flatten)]
+    pub values: std::collections::BTreeMap<String, String>,
+    pub only: f64,
+    pub first: f64,
+    pub middle: f64,
+    pub last: f64,
 }
 
 #[cfg(test)]

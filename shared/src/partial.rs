@@ -1252,11 +1252,17 @@ struct KeyMap {
 }
 
 /// A journey's part of its touch keys' sums that do not depend on a rule: which keys were
-/// touched, and the shares of `markov` and `shao_li` (see `breakdown::MarkovShares`); `touches[c]` counts the
-/// journey's touches of channel `c`.
+/// touched, where they stand in a converting journey, and the shares of `markov` and
+/// `shao_li` (see `breakdown::MarkovShares`); `touches[c]` counts the journey's touches of
+/// channel `c`.
 fn add_key_shares(breakdown: &mut BreakdownSums, journey: &Journey<'_>, keys: &[u32], touches: &[u32]) {
     for &key in keys {
         breakdown.seen[key as usize] = true;
+    }
+    if journey.conversions > 0.0 {
+        for (i, &key) in keys.iter().enumerate() {
+            breakdown.positions[key as usize].add_touch(i, keys.len(), journey.conversions);
+        }
     }
     let Some(markov) = &mut breakdown.markov else { return };
     let presence = journey.conversions + journey.nulls;

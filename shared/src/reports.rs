@@ -50,11 +50,21 @@ pub struct Positions {
 }
 
 impl Positions {
-    fn add(&mut self, other: &Positions) {
+    pub(crate) fn add(&mut self, other: &Positions) {
         self.only += other.only;
         self.first += other.first;
         self.middle += other.middle;
         self.last += other.last;
+    }
+
+    /// Counts touch `i` of a converting journey of `touches` touches, `conversions` times.
+    pub(crate) fn add_touch(&mut self, i: usize, touches: usize, conversions: f64) {
+        match i {
+            _ if touches == 1 => self.only += conversions,
+            0 => self.first += conversions,
+            i if i + 1 == touches => self.last += conversions,
+            _ => self.middle += conversions,
+        }
     }
 }
 
@@ -94,15 +104,8 @@ impl ReportCounts {
         if let (Some(at), Some(&first)) = (journey.conversion_time, journey.touch_times.and_then(|t| t.first())) {
             self.time_lag[lag_bucket(at.saturating_sub(first) / MICROS_PER_DAY)].add(conversions, value);
         }
-        let last = channels.len() - 1;
         for (i, &channel) in channels.iter().enumerate() {
-            let position = &mut self.positions[channel as usize];
-            match i {
-                _ if last == 0 => position.only += conversions,
-                0 => position.first += conversions,
-                i if i == last => position.last += conversions,
-                _ => position.middle += conversions,
-            }
+            self.positions[channel as usize].add_touch(i, channels.len(), conversions);
         }
     }
 
@@ -163,6 +166,11 @@ pub struct Reports {
     /// The top converting and non-converting paths (absent from results of older versions).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub paths: Option<TopPaths>,
+    /// With `breakdown`: per channel × breakdown values (touch key), its touches' positions
+    /// in converting journeys, as `positions` (a channel's rows add up to its positions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Vec<crate::breakdown::BreakdownPositionsSchema>>))]
+    pub breakdown_positions: Option<Vec<crate::breakdown::BreakdownPositions>>,
     /// The Markov chain's transitions (when the `markov` model ran).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub transitions: Option<Transitions>,
@@ -262,6 +270,7 @@ impl ReportCounts {
             time_lag: if has_times { buckets(&TIME_LAG_BUCKETS, &self.time_lag) } else { Vec::new() },
             positions,
             paths: self.paths.report(names, top_paths),
+            breakdown_positions: None,
             transitions: None,
         }
     }

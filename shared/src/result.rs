@@ -781,6 +781,8 @@ pub(crate) fn build_result(
         };
         reports.transitions =
             chain.map(|markov| crate::reports::transition_table(markov, &partial.channels, max_transitions));
+        reports.breakdown_positions =
+            partial.breakdown.as_ref().map(|b| b.position_rows(&options.breakdown, &partial.channels));
         reports
     });
     Ok(AttributionResult {
@@ -985,6 +987,8 @@ pub enum Table {
     Windows,
     /// The top paths: [`PATHS_CSV_HEADER`], converting paths first.
     Paths,
+    /// With `breakdown`: `channel,<breakdown columns>,only,first,middle,last`.
+    BreakdownPositions,
     /// The Markov transitions: `from,to,count,probability`.
     Transitions,
     /// The markov model's pair removal effects (`markov_pair_effects`):
@@ -1025,6 +1029,7 @@ pub enum Report {
     Positions,
     Paths,
     Transitions,
+    BreakdownPositions,
 }
 
 impl ReportPart {
@@ -1074,8 +1079,14 @@ impl ReportPart {
 }
 
 impl Report {
-    const ALL: [Report; 5] =
-        [Report::PathLength, Report::TimeLag, Report::Positions, Report::Paths, Report::Transitions];
+    const ALL: [Report; 6] = [
+        Report::PathLength,
+        Report::TimeLag,
+        Report::Positions,
+        Report::Paths,
+        Report::Transitions,
+        Report::BreakdownPositions,
+    ];
 
     /// Whether reports of this result have this table (time lags need times, transitions `markov`).
     fn applies_to(self, result: &AttributionResult) -> bool {
@@ -1085,27 +1096,33 @@ impl Report {
             Report::TimeLag => reports.is_some_and(|r| !r.time_lag.is_empty()),
             Report::Paths => reports.is_some_and(|r| r.paths.is_some()),
             Report::Transitions => reports.is_some_and(|r| r.transitions.is_some()),
+            Report::BreakdownPositions => reports.is_some_and(|r| r.breakdown_positions.is_some()),
         }
     }
 
-    /// The table's header after the label columns.
-    fn header(self) -> &'static str {
+    /// The table's header after the label columns; `breakdown` names the breakdown columns.
+    fn header(self, breakdown: &[String]) -> String {
         match self {
-            Report::PathLength | Report::TimeLag => "bucket,conversions,value",
-            Report::Positions => "channel,only,first,middle,last",
-            Report::Paths => PATHS_CSV_HEADER,
-            Report::Transitions => "from,to,count,probability",
+            Report::PathLength | Report::TimeLag => "bucket,conversions,value".to_owned(),
+            Report::Positions => "channel,only,first,middle,last".to_owned(),
+            Report::Paths => PATHS_CSV_HEADER.to_owned(),
+            Report::Transitions => "from,to,count,probability".to_owned(),
+            Report::BreakdownPositions => {
+                let columns: Vec<_> = breakdown.iter().map(|c| csv_field(c)).collect();
+                format!("channel,{},only,first,middle,last", columns.join(","))
+            }
         }
     }
 
-    /// The table: `columns` first, then for each part its `labels` before each of its rows.
-    fn csv(self, columns: &[String], parts: &[(Vec<String>, &Reports)]) -> String {
+    /// The table: `columns` first, then for each part its `labels` before each of its rows;
+    /// `breakdown` names the breakdown columns.
+    fn csv(self, columns: &[String], breakdown: &[String], parts: &[(Vec<String>, &Reports)]) -> String {
         let mut out = String::new();
         for column in columns {
             out.push_str(&csv_field(column));
             out.push(',');
         }
-        out.push_str(self.header());
+        out.push_str(&self.header(breakdown));
         out.push('\n');
         for (labels, reports) in parts {
             let mut lead = String::new();
@@ -1129,6 +1146,14 @@ impl Report {
                     for c in &reports.positions {
                         let p = &c.positions;
                         row(format!("{},{},{},{},{}", csv_field(&c.channel), p.only, p.first, p.middle, p.last));
+                    }
+                }
+                Report::BreakdownPositions => {
+                    for r in reports.breakdown_positions.iter().flatten() {
+                        let p = &r.positions;
+                        let values: Vec<_> = r.values.iter().map(|(_, v)| csv_field(v)).collect();
+                        let (channel, values) = (csv_field(&r.channel), values.join(","));
+                        row(format!("{channel},{values},{},{},{},{}", p.only, p.first, p.middle, p.last));
                     }
                 }
                 Report::Paths => {
@@ -1161,17 +1186,39 @@ impl Report {
 }
 
 /// The names of the part report tables, by [`ReportPart`] and [`Report`].
-const PART_REPORT_NAMES: [[&str; 5]; 4] = [
-    ["period_path_length", "period_time_lag", "period_positions", "period_paths", "period_transitions"],
-    ["segment_path_length", "segment_time_lag", "segment_positions", "segment_paths", "segment_transitions"],
+const PART_REPORT_NAMES: [[&str; 6]; 4] = [
+    [
+        "period_path_length",
+        "period_time_lag",
+        "period_positions",
+        "period_paths",
+        "period_transitions",
+        "period_breakdown_positions",
+    ],
+    [
+        "segment_path_length",
+        "segment_time_lag",
+        "segment_positions",
+        "segment_paths",
+        "segment_transitions",
+        "segment_breakdown_positions",
+    ],
     [
         "segment_period_path_length",
         "segment_period_time_lag",
         "segment_period_positions",
         "segment_period_paths",
         "segment_period_transitions",
+        "segment_period_breakdown_positions",
     ],
-    ["window_path_length", "window_time_lag", "window_positions", "window_paths", "window_transitions"],
+    [
+        "window_path_length",
+        "window_time_lag",
+        "window_positions",
+        "window_paths",
+        "window_transitions",
+        "window_breakdown_positions",
+    ],
 ];
 
 /// The header of the `paths` table.
@@ -1180,7 +1227,7 @@ pub const PATHS_CSV_HEADER: &str = "list,rank,path,touches,journeys,conversions,
 impl Table {
     /// Every table: the whole's, then the journey reports of each kind of part.
     pub fn all() -> impl Iterator<Item = Table> {
-        const WHOLE: [Table; 16] = [
+        const WHOLE: [Table; 17] = [
             Table::Channels,
             Table::Periods,
             Table::Segments,
@@ -1190,6 +1237,7 @@ impl Table {
             Table::TimeLag,
             Table::Positions,
             Table::Breakdown,
+            Table::BreakdownPositions,
             Table::PeriodBreakdown,
             Table::Windows,
             Table::UnmatchedCost,
@@ -1216,6 +1264,7 @@ impl Table {
             Table::PathLength => "path_length",
             Table::TimeLag => "time_lag",
             Table::Positions => "positions",
+            Table::BreakdownPositions => "breakdown_positions",
             Table::Breakdown => "breakdown",
             Table::PeriodBreakdown => "period_breakdown",
             Table::UnmatchedCost => "unmatched_cost",
@@ -1238,6 +1287,7 @@ impl Table {
             Table::Periods => !result.periods.is_empty(),
             Table::PathLength => Report::PathLength.applies_to(result),
             Table::Positions => Report::Positions.applies_to(result),
+            Table::BreakdownPositions => Report::BreakdownPositions.applies_to(result),
             Table::TimeLag => Report::TimeLag.applies_to(result),
             Table::Breakdown => !result.options.breakdown.is_empty(),
             Table::PeriodBreakdown => !result.options.breakdown.is_empty() && !result.periods.is_empty(),
@@ -1259,8 +1309,10 @@ impl Table {
     }
 
     pub fn csv(self, result: &AttributionResult) -> String {
-        let whole =
-            |report: Report| report.csv(&[], &result.reports.iter().map(|r| (Vec::new(), r)).collect::<Vec<_>>());
+        let breakdown = &result.options.breakdown;
+        let whole = |report: Report| {
+            report.csv(&[], breakdown, &result.reports.iter().map(|r| (Vec::new(), r)).collect::<Vec<_>>())
+        };
         match self {
             Table::Channels => channels_csv(result),
             Table::Periods => periods_csv(result),
@@ -1273,9 +1325,10 @@ impl Table {
             Table::PathLength => whole(Report::PathLength),
             Table::TimeLag => whole(Report::TimeLag),
             Table::Positions => whole(Report::Positions),
+            Table::BreakdownPositions => whole(Report::BreakdownPositions),
             Table::Paths => whole(Report::Paths),
             Table::Transitions => whole(Report::Transitions),
-            Table::PartReport(part, report) => report.csv(&part.columns(result), &part.reports(result)),
+            Table::PartReport(part, report) => report.csv(&part.columns(result), breakdown, &part.reports(result)),
             Table::UnmatchedCost => {
                 // With campaign cost, a `campaign` column (empty for a channel no journey mentions).
                 let campaigns = result.has_campaign_cost();

@@ -308,6 +308,19 @@ def test_credit_by_campaign_is_typed_and_has_its_csv_table(
     assert list(table.columns) == ["model", "channel", "campaign", "conversions", "value"]
     assert len(table) == sum(len(m.breakdown or []) for m in result.models.values())
     assert "(none)" in set(table["campaign"])
+    # Positions per campaign: each channel's rows add up to its positions; the table has them all.
+    keyed = result.breakdown_positions()
+    assert keyed is not None and all(set(r.values) == {"campaign"} for r in keyed)
+    for channel in (result.reports or {})["positions"]:
+        rows = [r for r in keyed if r.channel == channel["channel"]]
+        for field in ("only", "first", "middle", "last"):
+            assert sum(getattr(r, field) for r in rows) == pytest.approx(channel[field], rel=1e-9)
+    assert [(r.channel, r.values, r.first) for r in keyed] == [
+        (r["channel"], {"campaign": r["campaign"]}, pytest.approx(r["first"])) for r in local["reports"]["breakdown_positions"]
+    ]
+    positions = pd.read_csv(io.StringIO(job.result_csv("breakdown_positions")), keep_default_na=False)
+    assert list(positions.columns) == ["channel", "campaign", "only", "first", "middle", "last"]
+    assert len(positions) == len(keyed)
 
     # With a cost table naming campaigns: each row gains its (channel, campaign)'s cost, CPA, ROAS.
     costs = tmp_path / "campaign_costs.csv"

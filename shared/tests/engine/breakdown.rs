@@ -308,11 +308,64 @@ fn periods_carry_their_own_breakdown_adding_up_to_the_whole() {
 }
 
 #[test]
+fn positions_per_campaign_by_hand_in_the_whole_and_each_period() {
+    let events =
+        campaigns().touch("u4", T0 + 10 * DAY, &key("email", Some("autumn"))).conversion("u4", T0 + 11 * DAY, 7.0);
+    let spec = OptionsSpec {
+        period: Some(mta_core::period::Period::Week),
+        breakdown: Some(vec!["campaign".into()]),
+        ..only(&["linear"])
+    };
+    let result = attribute_events(&events.chunk(), &event_options(spec));
+    let positions = |reports: &mta_core::reports::Reports| -> Vec<(String, String, [f64; 4])> {
+        let rows = reports.breakdown_positions.as_deref().expect("positions per campaign with a breakdown");
+        rows.iter()
+            .map(|r| {
+                let p = &r.positions;
+                (r.channel.clone(), r.values[0].1.clone(), [p.only, p.first, p.middle, p.last])
+            })
+            .collect()
+    };
+    let want = |rows: &[(&str, &str, [f64; 4])]| -> Vec<(String, String, [f64; 4])> {
+        rows.iter().map(|&(c, v, p)| (c.to_owned(), v.to_owned(), p)).collect()
+    };
+    // u1: email/spring first, search/brand in the middle, email/summer last; u2: email/spring
+    // first, search without a campaign last; u3 converts not (display/x is listed, at zero);
+    // u4: email/autumn alone, in the second week.
+    assert_eq!(
+        positions(result.reports.as_ref().unwrap()),
+        want(&[
+            ("display", "x", [0.0; 4]),
+            ("email", "autumn", [1.0, 0.0, 0.0, 0.0]),
+            ("email", "spring", [0.0, 2.0, 0.0, 0.0]),
+            ("email", "summer", [0.0, 0.0, 0.0, 1.0]),
+            ("search", "(none)", [0.0, 0.0, 0.0, 1.0]),
+            ("search", "brand", [0.0, 0.0, 1.0, 0.0]),
+        ])
+    );
+    let second = result.periods[1].reports.as_ref().unwrap();
+    assert_eq!(positions(second), want(&[("email", "autumn", [1.0, 0.0, 0.0, 0.0])]));
+    let csv = Table::BreakdownPositions.csv(&result);
+    assert!(csv.starts_with("channel,campaign,only,first,middle,last\ndisplay,x,0,0,0,0\n"), "{csv}");
+    assert!(csv.contains("\nemail,spring,0,2,0,0\n"), "{csv}");
+    let table: Table = "period_breakdown_positions".parse().unwrap();
+    assert!(table.applies_to(&result));
+    let csv = table.csv(&result);
+    assert!(csv.starts_with("period,channel,campaign,only,first,middle,last\n"), "{csv}");
+    assert!(csv.ends_with(&format!("{},email,autumn,1,0,0,0\n", result.periods[1].period)), "{csv}");
+    // The JSON row is one flat object, as a breakdown row, and reads back.
+    let json = serde_json::to_string(&result.reports.as_ref().unwrap().breakdown_positions).unwrap();
+    assert!(json.starts_with(r#"[{"channel":"display","campaign":"x","only":0.0,"first":0.0,"#), "{json}");
+    let back: AttributionResult = serde_json::from_str(&serde_json::to_string(&result).unwrap()).unwrap();
+    assert_eq!(back, result);
+}
+
+#[test]
 fn without_a_breakdown_the_result_has_none() {
     let result = attribute(&Events::new().journey("u1", &["a", "b"], 3.0));
     let json = serde_json::to_value(&result).unwrap();
     assert!(!json.to_string().contains("breakdown"), "{json}");
-    assert!(!Table::Breakdown.applies_to(&result));
+    assert!(!Table::Breakdown.applies_to(&result) && !Table::BreakdownPositions.applies_to(&result));
 }
 
 /// The same rows with plain channel names.

@@ -439,6 +439,7 @@ fn check_same(what: &str, got: &AttributionResult, want: &AttributionResult) -> 
             check_close(&format!("{what}: report bucket {} value", wb.bucket), gb.value, wb.value)?;
         }
         check_paths_and_transitions(what, g, w)?;
+        check_breakdown_positions(what, g, w)?;
         prop_assert_eq!(g.positions.len(), w.positions.len(), "{}: positions", what);
         for (gp, wp) in g.positions.iter().zip(&w.positions) {
             prop_assert_eq!(&gp.channel, &wp.channel);
@@ -532,6 +533,26 @@ fn window_as_result(result: &AttributionResult, window: &WindowResult) -> Attrib
 
 /// The top paths (exact: the inputs have fewer paths than the limit and the lists hold them
 /// all) and the transition table are the same, matched by path and by step.
+/// The `breakdown_positions` reports: in the same places, the same touch keys, the same figures.
+fn check_breakdown_positions(
+    what: &str,
+    got: &mta_core::reports::Reports,
+    want: &mta_core::reports::Reports,
+) -> Result<(), TestCaseError> {
+    let (g, w) = (&got.breakdown_positions, &want.breakdown_positions);
+    prop_assert_eq!(g.is_some(), w.is_some(), "{}: breakdown positions", what);
+    let (g, w) = (g.as_deref().unwrap_or_default(), w.as_deref().unwrap_or_default());
+    prop_assert_eq!(g.len(), w.len(), "{}: breakdown positions", what);
+    for (gp, wp) in g.iter().zip(w) {
+        prop_assert_eq!((&gp.channel, &gp.values), (&wp.channel, &wp.values), "{}: breakdown positions", what);
+        let (a, b) = (&gp.positions, &wp.positions);
+        for (x, y) in [(a.only, b.only), (a.first, b.first), (a.middle, b.middle), (a.last, b.last)] {
+            check_close(&format!("{what}: positions of {} {:?}", wp.channel, wp.values), x, y)?;
+        }
+    }
+    Ok(())
+}
+
 fn check_paths_and_transitions(
     what: &str,
     got: &mta_core::reports::Reports,
@@ -734,6 +755,11 @@ fn without_breakdown(result: &AttributionResult) -> AttributionResult {
     for m in result.models.iter_mut().chain(periods).chain(windows) {
         m.breakdown = None;
     }
+    let period_reports = result.periods.iter_mut().filter_map(|p| p.reports.as_mut());
+    let window_reports = result.windows.iter_mut().filter_map(|w| w.reports.as_mut());
+    for reports in result.reports.iter_mut().chain(period_reports).chain(window_reports) {
+        reports.breakdown_positions = None;
+    }
     // And the cost of campaigns no row has, which only a breakdown by campaign reports.
     if let Some(spend) = &mut result.spend {
         spend.unmatched_cost.retain(|u| u.campaign.is_none());
@@ -774,6 +800,24 @@ fn check_breakdown_adds_up(result: &AttributionResult) -> Result<(), TestCaseErr
             check_close(&format!("{} {} breakdown value", m.model, c.channel), value, c.value)?;
         }
         prop_assert!(rows.iter().all(|r| m.channel(&r.channel).is_some() && r.values.len() == 1));
+    }
+    // Each channel's touch keys' positions add up to its positions.
+    let period_reports = result.periods.iter().filter_map(|p| p.reports.as_ref());
+    let window_reports = result.windows.iter().filter_map(|w| w.reports.as_ref());
+    for reports in result.reports.iter().chain(period_reports).chain(window_reports) {
+        let rows = reports.breakdown_positions.as_deref().expect("breakdown positions with a breakdown");
+        for c in &reports.positions {
+            let mut sum = mta_core::reports::Positions::default();
+            for r in rows.iter().filter(|r| r.channel == c.channel) {
+                (sum.only, sum.first) = (sum.only + r.positions.only, sum.first + r.positions.first);
+                (sum.middle, sum.last) = (sum.middle + r.positions.middle, sum.last + r.positions.last);
+            }
+            let (a, b) = (&sum, &c.positions);
+            for (x, y) in [(a.only, b.only), (a.first, b.first), (a.middle, b.middle), (a.last, b.last)] {
+                check_close(&format!("{} breakdown positions", c.channel), x, y)?;
+            }
+        }
+        prop_assert!(rows.iter().all(|r| reports.positions.iter().any(|c| c.channel == r.channel)));
     }
     Ok(())
 }

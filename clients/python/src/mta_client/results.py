@@ -19,7 +19,8 @@ if TYPE_CHECKING:
     import polars
     import pyarrow
 
-__all__ = ["Summary", "PositionWeights", "AppliedOptions", "ChannelCredit", "BreakdownRow", "ModelResult",
+__all__ = ["Summary", "PositionWeights", "AppliedOptions", "ChannelCredit", "BreakdownRow",
+           "BreakdownPositions", "ModelResult",
            "AttributionResult", "Spend", "UnmatchedCost", "PeriodCost", "WindowResult", "WindowRanks",
            "SegmentResult",
            "ChannelWindowRanks", "PathFigures", "PathRow", "TopPaths", "Transition", "Transitions", "TIDY_COLUMNS",
@@ -341,6 +342,32 @@ class BreakdownRow:
 
 
 @dataclass(frozen=True)
+class BreakdownPositions:
+    """Where the touches of one channel × breakdown values stand in converting journeys
+    (``reports.breakdown_positions``, with the ``breakdown`` option), weighted by conversions."""
+
+    channel: str
+    #: The breakdown column (as the job named it) → this row's value (``(none)``: touches without one).
+    values: dict[str, str]
+    only: float
+    first: float
+    middle: float
+    last: float
+
+    @classmethod
+    def from_json(cls, value: Mapping[str, Any]) -> BreakdownPositions:
+        fixed = ("channel", "only", "first", "middle", "last")
+        return cls(
+            channel=str(value["channel"]),
+            values={str(k): str(v) for k, v in value.items() if k not in fixed},
+            only=float(value["only"]),
+            first=float(value["first"]),
+            middle=float(value["middle"]),
+            last=float(value["last"]),
+        )
+
+
+@dataclass(frozen=True)
 class ModelResult:
     model: str
     #: Sorted by credited conversions, descending (then by name).
@@ -402,6 +429,11 @@ class _WithReports:
         """``reports.transitions``, typed (``None`` unless the ``markov`` model ran)."""
         transitions = (self.reports or {}).get("transitions")
         return None if transitions is None else Transitions.from_json(transitions)
+
+    def breakdown_positions(self) -> list[BreakdownPositions] | None:
+        """``reports.breakdown_positions``, typed (``None`` without the ``breakdown`` option)."""
+        rows = (self.reports or {}).get("breakdown_positions")
+        return None if rows is None else [BreakdownPositions.from_json(r) for r in rows]
 
 
 @dataclass(frozen=True)
