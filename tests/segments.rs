@@ -14,6 +14,16 @@ use crate::support::{assert_close, attribute, attribute_json, failure, workdir, 
 const CHANNELS: [&str; 4] = ["email", "search", "display", "social"];
 const COUNTRIES: [&str; 3] = ["DE", "FR", "IT"];
 
+/// A cost table for [`country_events`] by country: DE's email and search, IT's social, display
+/// without a country, and ES, which no segment has (FR has no rows).
+const COUNTRY_COSTS: &str = "date,channel,country,cost
+2026-03-02,email,DE,40
+2026-03-09,search,DE,25
+2026-03-03,social,IT,12
+2026-03-10,display,,9
+2026-03-04,search,ES,7
+";
+
 /// `users` users with 1 to 4 touches, each touch in a country, two thirds of them converting
 /// in a country of their own (every fifth conversion without one), over three weeks.
 fn country_events(users: usize) -> String {
@@ -196,21 +206,47 @@ async fn the_service_segments_over_chunks_as_the_local_command_does() {
     let service = Service::start(ServiceSpec { workers: 2, env, ..ServiceSpec::default() }).await;
     let dir = workdir();
     let file = write(dir.path(), "countries.csv", country_events(1_000));
+    // Cost per segment too: joined to each country (and its weeks) by the reducer as by `mta attribute`.
+    let costs = write(dir.path(), "costs.csv", COUNTRY_COSTS);
+    let spend = service.upload_file(&costs).await;
     let options = json!({
         "segment_by": "country",
         "period": "week",
         "models": ["linear", "markov", "shao_li"],
         "markov_order": "auto",
     });
-    let job = service.run(&file, json!({ "options": options })).await;
+    let job = service.run(&file, json!({ "options": options, "spend_upload_id": spend })).await;
     assert_eq!(job["state"], "succeeded", "{job}");
     let id = job["id"].as_str().unwrap();
     let (_, result) = service.get(&format!("/v1/jobs/{id}/result")).await;
     let local = attribute_json(
         &file,
-        &["--segment-by", "country", "--period", "week", "--models", "linear,markov,shao_li", "--markov-order", "auto"],
+        &[
+            "--segment-by",
+            "country",
+            "--period",
+            "week",
+            "--models",
+            "linear,markov,shao_li",
+            "--markov-order",
+            "auto",
+            "--spend",
+            costs.to_str().unwrap(),
+        ],
     );
     assert_eq!(local["segments"].as_array().unwrap().len(), 4);
+    // Each country's channels carry the cost of its own rows; FR has none (`null`); ES, which
+    // no segment has, is the whole's unmatched cost.
+    assert_eq!(local["spend"]["segment_column"], "country");
+    let de = &local["segments"][0];
+    assert_eq!(de["segment"], json!({"country": "DE"}));
+    let email = de["models"]["linear"]["channels"].as_array().unwrap().iter().find(|c| c["channel"] == "email");
+    assert_eq!(email.unwrap()["cost"], 40.0, "{de}");
+    assert_eq!(de["spend"]["cost"], 65.0);
+    let fr = &local["segments"][1];
+    assert!(fr["models"]["linear"]["channels"].as_array().unwrap().iter().all(|c| c["cost"].is_null()), "{fr}");
+    let unmatched = local["spend"]["unmatched_cost"].as_array().unwrap();
+    assert!(unmatched.iter().any(|u| u["segment"] == json!({"country": "ES"}) && u["cost"] == 7.0), "{unmatched:?}");
     // Each segment has its weeks, and each week of the whole is the sum of the segments'.
     let weeks = local["periods"].as_array().unwrap();
     assert!(weeks.len() > 1);
@@ -233,9 +269,13 @@ async fn the_service_segments_over_chunks_as_the_local_command_does() {
     let csv = String::from_utf8(csv).unwrap();
     assert_eq!(
         csv.lines().next(),
-        Some("country,model,channel,conversions,value,share,removal_effect,removal_effect_value")
+        Some("country,model,channel,conversions,value,share,removal_effect,removal_effect_value,cost,cpa,roas")
     );
     assert_eq!(csv.lines().count(), segment_credits(&result).len() + 1);
+    assert!(csv.contains("\nDE,linear,email,") && csv.contains(",40,"), "{csv}");
+    let (status, unmatched) = service.get_bytes(&format!("/v1/jobs/{id}/result?format=csv&table=unmatched_cost")).await;
+    assert_eq!(status, 200);
+    assert_eq!(String::from_utf8(unmatched).unwrap(), "channel,country,cost,rows\nsearch,ES,7,1\n");
     // And per week of each segment.
     let (status, weekly) = service.get_bytes(&format!("/v1/jobs/{id}/result?format=csv&table=segment_periods")).await;
     assert_eq!(status, 200);
@@ -243,7 +283,7 @@ async fn the_service_segments_over_chunks_as_the_local_command_does() {
     let mut lines = weekly.lines();
     assert_eq!(
         lines.next(),
-        Some("country,period,model,channel,conversions,value,share,removal_effect,removal_effect_value")
+        Some("country,period,model,channel,conversions,value,share,removal_effect,removal_effect_value,cost,cpa,roas")
     );
     let cells: usize = result["segments"]
         .as_array()

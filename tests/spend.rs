@@ -117,10 +117,59 @@ fn bad_cost_files_are_refused_naming_the_cost_table_row_and_column() {
         stderr.contains("limit_exceeded") && stderr.contains("more than 3 rows") && stderr.contains("max_cost_rows")
     );
 
+    // With `--segment-by`, the cost table's segment column follows the rules of an event file's.
+    let countries = write(dir.path(), "countries.csv", COUNTRY_EVENTS);
+    let long = "x".repeat(mta_core::ingest::MAX_TOUCH_FIELD_BYTES + 1);
+    let bad = write(dir.path(), "bad_country.csv", format!("date,channel,country,cost\n2026-01-01,search,{long},5\n"));
+    let (code, stderr) =
+        failure(&attribute(&countries, &["--segment-by", "country", "--spend", bad.to_str().unwrap()]));
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("row 1, column `country`: segment value longer than"), "{stderr}");
+
     let nowhere = dir.path().join("nowhere.csv");
     let (code, stderr) = failure(&attribute(&events, &["--spend", nowhere.to_str().unwrap()]));
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("spend"), "{stderr}");
+}
+
+/// Two users in DE and FR (`--segment-by country`).
+const COUNTRY_EVENTS: &str = "user_id,timestamp,channel,country,conversion,conversion_value
+u1,2026-01-01T10:00:00Z,search,DE,0,
+u1,2026-01-02T10:00:00Z,email,DE,0,
+u1,2026-01-03T10:00:00Z,,DE,1,100
+u2,2026-01-01T10:00:00Z,search,FR,0,
+u2,2026-01-02T10:00:00Z,,FR,1,40
+";
+
+#[test]
+fn cost_per_segment_in_the_json_the_tables_and_the_terminal_table() {
+    let dir = workdir();
+    let events = write(dir.path(), "countries.csv", COUNTRY_EVENTS);
+    let costs = write(
+        dir.path(),
+        "costs.csv",
+        "date,channel,country,cost\n2026-01-01,search,DE,30\n2026-01-01,search,FR,8\n2026-01-02,email,DE,10\n\
+         2026-01-02,search,ES,7\n",
+    );
+    let tables = dir.path().join("tables");
+    let args = ["--models", "last_touch", "--segment-by", "country", "--spend", costs.to_str().unwrap()];
+    let result = attribute_json(&events, &[&args[..], &["--csv-dir", tables.to_str().unwrap()]].concat());
+    // The whole: every row's cost; each country: its own rows' (by hand: DE's email 10 for
+    // 1 conversion worth 100, its search 30 for none; FR's search 8 for 1 worth 40).
+    assert_eq!(spend(&result, "last_touch", "search"), (Some(45.0), Some(45.0), Some(40.0 / 45.0)));
+    let de = &result["segments"][0];
+    assert_eq!(spend(de, "last_touch", "search"), (Some(30.0), None, Some(0.0)));
+    assert_eq!(spend(de, "last_touch", "email"), (Some(10.0), Some(10.0), Some(10.0)));
+    assert_eq!(spend(&result["segments"][1], "last_touch", "search"), (Some(8.0), Some(8.0), Some(5.0)));
+    let segments = std::fs::read_to_string(tables.join("segments.csv")).unwrap();
+    assert!(segments.contains("\nFR,last_touch,search,1,40,1,,,8,8,5\n"), "{segments}");
+    let unmatched = std::fs::read_to_string(tables.join("unmatched_cost.csv")).unwrap();
+    assert_eq!(unmatched, "channel,country,cost,rows\nsearch,ES,7,1\n");
+    let output = attribute(&events, &[&args[..], &["--table"]].concat());
+    let text = String::from_utf8_lossy(&output.stdout);
+    let fr = text.split("segment country = FR").nth(1).unwrap_or_else(|| panic!("{text}"));
+    assert!(fr.lines().nth(1).is_some_and(|l| l.ends_with("cost")), "{text}");
+    assert!(fr.lines().nth(2).is_some_and(|l| l.starts_with("search") && l.ends_with(" 8.00")), "{text}");
 }
 
 /// Daily costs over the sample's three months: three of its channels, and `tv`, which

@@ -65,7 +65,10 @@ pub fn attribute_file(request: &AttributeRequest) -> Result<AttributionResult, R
     request.options.check(request.spec.kind).map_err(|e| at(&request.input)(e.into()))?;
     // So is a cost table that cannot be used: it is small next to the input.
     let costs = match &request.spend {
-        Some(path) => Some(read_cost_table(path, &request.spend_limits).map_err(at(path))?),
+        Some(path) => {
+            let segment_by = request.options.segment_by.as_deref();
+            Some(read_cost_table(path, &request.spend_limits, segment_by).map_err(at(path))?)
+        }
         None => None,
     };
     let mut result = attribute_events_file(request).map_err(at(&request.input))?;

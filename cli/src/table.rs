@@ -205,10 +205,18 @@ segment {column} = {}: journeys {}  conversions {}  value {}",
         let Some(ranking) = ranking else { continue };
         let mut header = vec!["channel".to_owned()];
         header.extend(segment.models.iter().map(|m| short_name(m.model.as_str()).to_owned()));
+        // With cost per segment: the channel's cost in the segment (`-` where none).
+        let cost = segment.spend.is_some();
+        if cost {
+            header.push("cost".to_owned());
+        }
         let mut rows = vec![header];
         for c in &ranking.channels {
             let mut row = vec![c.channel.clone()];
             row.extend(segment.models.iter().map(|m| num(m.channel(&c.channel).map_or(0.0, |c| c.conversions))));
+            if cost {
+                row.push(c.cost.flatten().map_or("-".to_owned(), num));
+            }
             rows.push(row);
         }
         align(out, &rows);

@@ -91,16 +91,17 @@ impl Source {
     }
 }
 
-/// Reads a local cost table (CSV, gzip CSV or Parquet, told apart by their first bytes);
-/// an error says it is about the cost table.
-pub fn read_cost_table(path: &Path, limits: &SpendLimits) -> Result<CostTable, RunError> {
+/// Reads a local cost table (CSV, gzip CSV or Parquet, told apart by their first bytes),
+/// with the segment column of the job's `segment_by` if it has one; an error says it is
+/// about the cost table.
+pub fn read_cost_table(path: &Path, limits: &SpendLimits, segment_by: Option<&str>) -> Result<CostTable, RunError> {
     let mut file = open(path)?;
     let mut head = [0u8; 4];
     let n = file.read(&mut head).with_context(|| format!("Failed to read {}", path.display()))?;
     let read = if &head[..n] == b"PAR1" {
-        CostTable::read_parquet(open(path)?, limits)
+        CostTable::read_parquet(open(path)?, limits, segment_by)
     } else {
-        CostTable::read_csv(open(path)?, limits)
+        CostTable::read_csv(open(path)?, limits, segment_by)
     };
     read.map_err(|e| {
         RunError::Input(AttributionError { message: format!("the cost table: {}", e.message), ..e }.bounded())

@@ -129,6 +129,11 @@ pub struct SegmentResult {
     /// The journey reports of the segment's journeys (as a period's; absent from older results).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reports: Option<Reports>,
+    /// With a cost table that has the segment column (`spend.segment_column`): the spend of
+    /// the segment's cost rows, joined to its channels (and periods) as the whole's is to
+    /// the whole's; `unmatched_cost` lists the channels of its rows its journeys never mention.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spend: Option<SpendSummary>,
 }
 
 impl SegmentResult {
@@ -384,7 +389,7 @@ impl Partial {
                 periods.push(PeriodResult { period: Period::label(day), summary, models, reports });
             }
             let segment = crate::segment::label(options, value);
-            result.segments.push(SegmentResult { segment, summary, models, periods, reports });
+            result.segments.push(SegmentResult { segment, summary, models, periods, reports, spend: None });
         }
         if let Some((&first, further)) = options.lookback_windows.split_first() {
             let (summary, models, reports) = (result.summary.clone(), result.models.clone(), result.reports.clone());
@@ -511,6 +516,7 @@ impl AttributionResult {
             .map(|(channel, c)| UnmatchedCost {
                 channel: (*channel).to_owned(),
                 campaign: None,
+                segment: None,
                 cost: c.cost,
                 rows: c.rows,
             })
@@ -518,21 +524,72 @@ impl AttributionResult {
         if !costs.campaigns.is_empty() && breaks_down_by_campaign(&self.options.breakdown) {
             unmatched_cost.extend(self.add_campaign_cost(costs, &known));
         }
+        if self.options.segment_by.is_some() {
+            unmatched_cost.extend(self.add_segment_cost(costs));
+        }
         unmatched_cost.sort_by(|a, b| {
-            b.cost.total_cmp(&a.cost).then_with(|| (&a.channel, &a.campaign).cmp(&(&b.channel, &b.campaign)))
+            b.cost
+                .total_cmp(&a.cost)
+                .then_with(|| (&a.channel, &a.campaign, &a.segment).cmp(&(&b.channel, &b.campaign, &b.segment)))
         });
         let matched_cost = whole.iter().filter(|(channel, _)| known.contains(**channel)).map(|(_, c)| c.cost).sum();
-        let (first, last) = costs.date_range(zone).unwrap_or_default();
+        // A segment without cost rows has no dates.
+        let day = |d: chrono::NaiveDate| d.format("%Y-%m-%d").to_string();
+        let (first_date, last_date) = costs.date_range(zone).map(|(f, l)| (day(f), day(l))).unwrap_or_default();
         self.spend = Some(SpendSummary {
             rows: costs.rows.len() as u64,
             cost: costs.total(),
             matched_cost,
-            first_date: first.format("%Y-%m-%d").to_string(),
-            last_date: last.format("%Y-%m-%d").to_string(),
+            first_date,
+            last_date,
             campaigns: costs.campaigns.len(),
             unmatched_cost,
             cost_outside_periods,
+            segment_column: costs.segment_column.clone().filter(|_| self.options.segment_by.is_some()),
         });
+    }
+
+    /// Joins each segment's cost rows to the segment (its channels, periods and campaign
+    /// rows, as [`AttributionResult::add_spend`] does for the whole), when the cost table has
+    /// the segment column; without it, each segment's channels get `cost: null`. Answers the
+    /// cost of segment values no segment has, per channel.
+    fn add_segment_cost(&mut self, costs: &CostTable) -> Vec<UnmatchedCost> {
+        let options = Options { segment_by: None, ..self.options.clone() };
+        for segment in &mut self.segments {
+            let Some(part) = costs.of_segment(segment.value()) else {
+                let periods = segment.periods.iter_mut().flat_map(|p| &mut p.models);
+                for credit in segment.models.iter_mut().chain(periods).flat_map(|m| &mut m.channels) {
+                    credit.set_cost(None);
+                }
+                continue;
+            };
+            let mut alone = AttributionResult {
+                summary: segment.summary.clone(),
+                options: options.clone(),
+                models: std::mem::take(&mut segment.models),
+                periods: std::mem::take(&mut segment.periods),
+                reports: None,
+                spend: None,
+                windows: Vec::new(),
+                window_ranks: Vec::new(),
+                segments: Vec::new(),
+            };
+            alone.add_spend(&part);
+            (segment.models, segment.periods, segment.spend) = (alone.models, alone.periods, alone.spend);
+        }
+        let values: BTreeSet<Option<&str>> = self.segments.iter().map(SegmentResult::value).collect();
+        costs
+            .by_segment()
+            .into_iter()
+            .filter(|((segment, _), _)| !values.contains(segment))
+            .map(|((segment, channel), c)| UnmatchedCost {
+                channel: channel.to_owned(),
+                campaign: None,
+                segment: Some(crate::segment::label(&self.options, &segment.map(str::to_owned))),
+                cost: c.cost,
+                rows: c.rows,
+            })
+            .collect()
     }
 }
 
@@ -600,6 +657,7 @@ impl AttributionResult {
             .map(|(&(channel, campaign), c)| UnmatchedCost {
                 channel: channel.to_owned(),
                 campaign: Some(campaign.to_owned()),
+                segment: None,
                 cost: c.cost,
                 rows: c.rows,
             })
@@ -1329,21 +1387,7 @@ impl Table {
             Table::Paths => whole(Report::Paths),
             Table::Transitions => whole(Report::Transitions),
             Table::PartReport(part, report) => report.csv(&part.columns(result), breakdown, &part.reports(result)),
-            Table::UnmatchedCost => {
-                // With campaign cost, a `campaign` column (empty for a channel no journey mentions).
-                let campaigns = result.has_campaign_cost();
-                let mut out =
-                    String::from(if campaigns { "channel,campaign,cost,rows\n" } else { "channel,cost,rows\n" });
-                for u in result.spend.iter().flat_map(|s| &s.unmatched_cost) {
-                    out.push_str(&csv_field(&u.channel));
-                    if campaigns {
-                        out.push(',');
-                        out.push_str(&csv_field(u.campaign.as_deref().unwrap_or_default()));
-                    }
-                    out.push_str(&format!(",{},{}\n", u.cost, u.rows));
-                }
-                out
-            }
+            Table::UnmatchedCost => unmatched_cost_csv(result),
             Table::Intervals => intervals_csv(result),
             Table::MarkovPairs => {
                 let mut out = String::from(MARKOV_PAIRS_CSV_HEADER);
@@ -1363,6 +1407,40 @@ impl Table {
             }
         }
     }
+}
+
+/// The cost no credit row shows: `channel,cost,rows`; with campaign cost a `campaign` column
+/// after `channel` (empty for a channel no journey mentions); with cost per segment a column
+/// named by the segment column before `cost` (empty but for segment values no segment has;
+/// `(none)` for the cost rows without a value).
+fn unmatched_cost_csv(result: &AttributionResult) -> String {
+    let campaigns = result.has_campaign_cost();
+    let segment_column = result.spend.as_ref().and_then(|s| s.segment_column.as_ref());
+    let mut out = String::from("channel,");
+    if campaigns {
+        out.push_str("campaign,");
+    }
+    if let Some(segment_by) = &result.options.segment_by.as_ref().filter(|_| segment_column.is_some()) {
+        out.push_str(&csv_field(segment_by));
+        out.push(',');
+    }
+    out.push_str("cost,rows\n");
+    for u in result.spend.iter().flat_map(|s| &s.unmatched_cost) {
+        out.push_str(&csv_field(&u.channel));
+        out.push(',');
+        if campaigns {
+            out.push_str(&csv_field(u.campaign.as_deref().unwrap_or_default()));
+            out.push(',');
+        }
+        if segment_column.is_some() {
+            let value = u.segment.as_ref().map(|s| s.values().next().cloned().flatten());
+            let value = value.map(|v| v.unwrap_or_else(|| crate::breakdown::NO_VALUE.to_owned()));
+            out.push_str(&csv_field(&value.unwrap_or_default()));
+            out.push(',');
+        }
+        out.push_str(&format!("{},{}\n", u.cost, u.rows));
+    }
+    out
 }
 
 /// The header of the `intervals` table; `removal_effect_low,removal_effect_high` are
@@ -1439,32 +1517,40 @@ pub const SEGMENTS_CSV_COLUMNS: &str = "model,channel,conversions,value,share,re
 
 /// The tidy table of credits per segment: `<segment column>,model,channel,conversions,...`,
 /// one row per segment × model × channel in the result's order (the value empty for rows
-/// without one; empty but for the header without `segment_by`).
+/// without one; empty but for the header without `segment_by`); then `cost,cpa,roas` with a
+/// cost table (empty where `null`: every segment's without a segment column in it).
 pub fn segments_csv(result: &AttributionResult) -> String {
     let column = crate::segment::column(&result.options).unwrap_or("segment");
-    let mut out = format!("{},{SEGMENTS_CSV_COLUMNS}\n", csv_field(column));
+    let spend = result.spend.is_some();
+    let mut out = format!("{},{SEGMENTS_CSV_COLUMNS}{}\n", csv_field(column), spend_columns(spend));
     for segment in &result.segments {
         let value = csv_field(segment.value().unwrap_or_default());
         for model in &segment.models {
             for c in &model.channels {
-                out.push_str(&format!("{value},{}\n", credit_row(model.model, c, false)));
+                out.push_str(&format!("{value},{}\n", credit_row(model.model, c, spend)));
             }
         }
     }
     out
 }
 
+/// [`SPEND_CSV_COLUMNS`] with a cost table.
+fn spend_columns(spend: bool) -> &'static str {
+    if spend { SPEND_CSV_COLUMNS } else { "" }
+}
+
 /// With segments and `period`: [`segments_csv`] per period of each segment,
 /// `<segment column>,period,model,channel,...`, each segment's periods oldest first.
 pub fn segment_periods_csv(result: &AttributionResult) -> String {
     let column = crate::segment::column(&result.options).unwrap_or("segment");
-    let mut out = format!("{},period,{SEGMENTS_CSV_COLUMNS}\n", csv_field(column));
+    let spend = result.spend.is_some();
+    let mut out = format!("{},period,{SEGMENTS_CSV_COLUMNS}{}\n", csv_field(column), spend_columns(spend));
     for segment in &result.segments {
         let value = csv_field(segment.value().unwrap_or_default());
         for period in &segment.periods {
             for model in &period.models {
                 for c in &model.channels {
-                    out.push_str(&format!("{value},{},{}\n", period.period, credit_row(model.model, c, false)));
+                    out.push_str(&format!("{value},{},{}\n", period.period, credit_row(model.model, c, spend)));
                 }
             }
         }

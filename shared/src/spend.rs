@@ -1,7 +1,8 @@
 //! Spend (docs/user-guide.md, "Spend"): a cost table of `date`, `channel`, optional
-//! `campaign` and `cost`, read by the same decoders and with the same row and column rules
-//! as event files, bounded in rows, channels and campaigns. [`CostTable`] sums it by
-//! channel and by period; the result joins those sums to each model's credit
+//! `campaign`, optional segment column (the job's `segment_by`) and `cost`, read by the same
+//! decoders and with the same row and column rules as event files, bounded in rows,
+//! channels, campaigns and segment values. [`CostTable`] sums it by channel and by period,
+//! and splits it by segment value; the result joins those sums to each model's credit
 //! (`AttributionResult::add_spend` in `result.rs`): cost, CPA and ROAS per channel.
 
 use std::collections::{BTreeMap, HashMap};
@@ -23,9 +24,10 @@ use crate::period::{Period, TimeZone};
 pub struct SpendLimits {
     /// The most data rows (`max_cost_rows`).
     pub max_rows: u64,
-    /// The most distinct channels, and the most distinct campaigns.
+    /// The most distinct channels, campaigns and segment values.
     pub max_channels: usize,
     pub max_campaigns: usize,
+    pub max_segments: usize,
     /// The longest CSV record, in bytes.
     pub max_line_bytes: usize,
     /// The most bytes a gzip-compressed table may expand to.
@@ -40,6 +42,7 @@ impl SpendLimits {
     pub fn beside(limits: &Limits) -> SpendLimits {
         SpendLimits {
             max_channels: limits.max_channels,
+            max_segments: limits.max_segments,
             max_line_bytes: limits.max_line_bytes,
             max_decompressed_bytes: limits.max_decompressed_bytes,
             ..SpendLimits::default()
@@ -53,6 +56,7 @@ impl Default for SpendLimits {
             max_rows: SpendLimits::DEFAULT_MAX_ROWS,
             max_channels: Limits::default().max_channels,
             max_campaigns: SpendLimits::DEFAULT_MAX_CAMPAIGNS,
+            max_segments: Limits::default().max_segments,
             max_line_bytes: Limits::DEFAULT_MAX_LINE_BYTES,
             max_decompressed_bytes: None,
         }
@@ -88,16 +92,24 @@ pub struct CostRow {
     pub channel: u32,
     /// Index into [`CostTable::campaigns`]; kept so costs can later be joined per campaign.
     pub campaign: Option<u32>,
+    /// Index into [`CostTable::segments`] (`None`: the row's segment cell is empty, or the
+    /// table has no segment column).
+    pub segment: Option<u32>,
     /// Finite and ≥ 0 (in the file's currency; `cost_micros` already divided by 10⁶).
     pub cost: f64,
 }
 
-/// A cost table as read: every row, with channel and campaign names interned.
+/// A cost table as read: every row, with channel, campaign and segment names interned.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct CostTable {
     pub rows: Vec<CostRow>,
     pub channels: Vec<String>,
     pub campaigns: Vec<String>,
+    /// The values of the segment column.
+    pub segments: Vec<String>,
+    /// The cost table's column that names segments, as the header has it: found when the
+    /// table was read for a job's `segment_by` and has that column (by name or alias).
+    pub segment_column: Option<String>,
 }
 
 /// The cost of one channel summed over rows.
@@ -108,8 +120,14 @@ pub struct ChannelCost {
 }
 
 impl CostTable {
-    /// Reads a CSV cost table (gzip-compressed or not). NDJSON is refused by name.
-    pub fn read_csv(reader: impl Read, limits: &SpendLimits) -> Result<CostTable, AttributionError> {
+    /// Reads a CSV cost table (gzip-compressed or not). NDJSON is refused by name. With
+    /// `segment_by` (the job's), the column of that name or alias, if the table has one,
+    /// gives each row its segment value.
+    pub fn read_csv(
+        reader: impl Read,
+        limits: &SpendLimits,
+        segment_by: Option<&str>,
+    ) -> Result<CostTable, AttributionError> {
         let (format, reader) = open_text(reader, None, limits.max_decompressed_bytes)?;
         if format != Format::Csv {
             return Err(AttributionError::new(
@@ -118,19 +136,26 @@ impl CostTable {
             ));
         }
         let lines = CsvLines { delimiter: None, max_line_bytes: limits.max_line_bytes, first_row: 1 };
-        let rows = csv_rows(reader, lines, |header| CostRows::new(header, *limits), |_| Ok::<_, AttributionError>(()))?;
+        let rows = csv_rows(
+            reader,
+            lines,
+            |header| CostRows::new(header, *limits, segment_by),
+            |_| Ok::<_, AttributionError>(()),
+        )?;
         rows.finish()
     }
 
-    /// Reads a Parquet cost table.
+    /// Reads a Parquet cost table (`segment_by` as for [`CostTable::read_csv`]).
     pub fn read_parquet<R: parquet::file::reader::ChunkReader + 'static>(
         reader: R,
         limits: &SpendLimits,
+        segment_by: Option<&str>,
     ) -> Result<CostTable, AttributionError> {
         let rows = parquet_rows(reader, |header| {
-            let rows = CostRows::new(header.to_vec(), *limits)?;
+            let rows = CostRows::new(header.to_vec(), *limits, segment_by)?;
             let c = rows.columns;
-            let needed = [Some(c.date), Some(c.channel), c.campaign, Some(c.cost)].into_iter().flatten().collect();
+            let needed =
+                [Some(c.date), Some(c.channel), c.campaign, c.segment, Some(c.cost)].into_iter().flatten().collect();
             Ok((rows, needed))
         })?;
         rows.finish()
@@ -196,6 +221,47 @@ impl CostTable {
         by_day.into_iter().map(|(day, channels)| (Period::label(day), channels)).collect()
     }
 
+    /// The rows of one segment value (`None`: the rows whose segment cell is empty), with
+    /// the channels and campaigns they name (no rows for a value the table does not have);
+    /// `None` without a segment column.
+    pub fn of_segment(&self, value: Option<&str>) -> Option<CostTable> {
+        self.segment_column.as_ref()?;
+        let mut part = CostTable::default();
+        let id = match value.map(|value| self.segments.iter().position(|s| s == value)) {
+            Some(Some(id)) => Some(id as u32),
+            Some(None) => return Some(part),
+            None => None,
+        };
+        let (mut channels, mut campaigns) = (HashMap::new(), HashMap::new());
+        let renumber = |ids: &mut HashMap<u32, u32>, names: &mut Vec<String>, old: u32, all: &[String]| {
+            *ids.entry(old).or_insert_with(|| {
+                names.push(all[old as usize].clone());
+                (names.len() - 1) as u32
+            })
+        };
+        for row in self.rows.iter().filter(|r| r.segment == id) {
+            let channel = renumber(&mut channels, &mut part.channels, row.channel, &self.channels);
+            let campaign = row.campaign.map(|c| renumber(&mut campaigns, &mut part.campaigns, c, &self.campaigns));
+            part.rows.push(CostRow { channel, campaign, segment: None, ..*row });
+        }
+        Some(part)
+    }
+
+    /// Cost and rows per segment value (`None`: rows with an empty segment cell) and channel
+    /// name; empty without a segment column.
+    pub fn by_segment(&self) -> BTreeMap<(Option<&str>, &str), ChannelCost> {
+        let mut sums: BTreeMap<(Option<&str>, &str), ChannelCost> = BTreeMap::new();
+        if self.segment_column.is_some() {
+            for row in &self.rows {
+                let segment = row.segment.map(|s| self.segments[s as usize].as_str());
+                let sum = sums.entry((segment, self.channels[row.channel as usize].as_str())).or_default();
+                sum.cost += row.cost;
+                sum.rows += 1;
+            }
+        }
+        sums
+    }
+
     /// The first and last local day of the rows in `zone` (`None` for no rows).
     pub fn date_range(&self, zone: TimeZone) -> Option<(NaiveDate, NaiveDate)> {
         let days = self.rows.iter().map(|r| r.date.day(zone));
@@ -224,12 +290,19 @@ pub struct SpendSummary {
     /// dropped silently (a name spelt differently in the two files ends up here). With a
     /// breakdown by campaign, also the cost of each (channel, campaign) of a channel the
     /// events mention that no breakdown row has (`campaign` set; that cost still counts in
-    /// the channel's cost and in `matched_cost`).
+    /// the channel's cost and in `matched_cost`). With `segment_by` and a segment column in
+    /// the cost table, also the cost of each segment value no segment has, per channel
+    /// (`segment` set; that cost still counts in the whole file's figures).
     pub unmatched_cost: Vec<UnmatchedCost>,
     /// With `period`: cost of matched channels dated in periods that hold no journey, so no
     /// period row shows it (it counts in the whole file's figures).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub cost_outside_periods: Vec<PeriodCost>,
+    /// With `segment_by`: the cost table's column joined to the segments (each segment's
+    /// channels then carry the cost of its rows); absent when the cost table has no such
+    /// column, and then the segments' channels carry `cost: null`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub segment_column: Option<String>,
 }
 
 /// The cost of a channel that no journey mentions, or (with `campaign`) of a campaign of a
@@ -243,6 +316,11 @@ pub struct UnmatchedCost {
     /// Absent for a channel no journey mentions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub campaign: Option<String>,
+    /// With cost per segment: the segment value no segment has, as a segment is named
+    /// (`{"country": "FR"}`; `null`: the cost rows without one, when every journey has one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<std::collections::BTreeMap<String, Option<String>>>))]
+    pub segment: Option<std::collections::BTreeMap<String, Option<String>>>,
     pub cost: f64,
     /// Cost rows of this channel.
     pub rows: u64,
@@ -269,19 +347,30 @@ struct CostColumns {
     date: usize,
     channel: usize,
     campaign: Option<usize>,
+    /// The column of the job's `segment_by`, if the table has it.
+    segment: Option<usize>,
     cost: usize,
     /// The cost column holds micros (`cost_micros`): divided by 10⁶.
     micros: bool,
 }
 
 impl CostColumns {
-    fn find(header: &[String]) -> Result<CostColumns, AttributionError> {
+    fn find(header: &[String], segment_by: Option<&str>) -> Result<CostColumns, AttributionError> {
         let position = |aliases: &[&str]| {
             aliases.iter().find_map(|alias| header.iter().position(|h| h.trim().eq_ignore_ascii_case(alias)))
         };
         let date = position(DATE);
         let channel = position(Canonical::Channel.aliases());
         let campaign = position(Canonical::Campaign.aliases());
+        // As the events' segment column is found: a touch column by its aliases, any other by name.
+        let segment = segment_by.map(str::trim).and_then(|name| {
+            match Canonical::parse(name).filter(|c| {
+                matches!(c, Canonical::Source | Canonical::Medium | Canonical::Campaign | Canonical::Referrer)
+            }) {
+                Some(canonical) => position(canonical.aliases()),
+                None => position(&[name]),
+            }
+        });
         let (cost, micros) = match position(COST) {
             Some(i) => (Some(i), false),
             None => (position(COST_MICROS), true),
@@ -291,7 +380,9 @@ impl CostColumns {
             .filter_map(|(found, name)| found.is_none().then_some(name))
             .collect();
         match (date, channel, cost) {
-            (Some(date), Some(channel), Some(cost)) => Ok(CostColumns { date, channel, campaign, cost, micros }),
+            (Some(date), Some(channel), Some(cost)) => {
+                Ok(CostColumns { date, channel, campaign, segment, cost, micros })
+            }
             _ => Err(AttributionError::new(
                 ErrorCode::MissingColumns,
                 format!(
@@ -319,12 +410,13 @@ struct CostRows {
     table: CostTable,
     channel_ids: HashMap<String, u32>,
     campaign_ids: HashMap<String, u32>,
+    segment_ids: HashMap<String, u32>,
 }
 
 impl CostRows {
-    fn new(header: Vec<String>, limits: SpendLimits) -> Result<CostRows, AttributionError> {
+    fn new(header: Vec<String>, limits: SpendLimits, segment_by: Option<&str>) -> Result<CostRows, AttributionError> {
         Ok(CostRows {
-            columns: CostColumns::find(&header)?,
+            columns: CostColumns::find(&header, segment_by)?,
             names: header,
             limits,
             problems: Problems::default(),
@@ -333,6 +425,7 @@ impl CostRows {
             table: CostTable::default(),
             channel_ids: HashMap::new(),
             campaign_ids: HashMap::new(),
+            segment_ids: HashMap::new(),
         })
     }
 
@@ -348,6 +441,8 @@ impl CostRows {
         let mut table = self.table;
         table.channels = by_id(self.channel_ids);
         table.campaigns = by_id(self.campaign_ids);
+        table.segments = by_id(self.segment_ids);
+        table.segment_column = self.columns.segment.map(|i| self.names[i].trim().to_owned());
         Ok(table)
     }
 
@@ -467,6 +562,11 @@ impl RowSink for CostRows {
                 None
             }
         };
+        // Read as the events' segment values are, so that the two match.
+        let segment = c.segment.and_then(|i| {
+            crate::ingest::read_breakdown_value(i, cell(i), "segment", &mut |i, problem| found.push((i, problem)))
+                .map(std::borrow::Cow::into_owned)
+        });
         let cost = match read_number(cell(c.cost)) {
             Ok(Some(v)) if v < 0.0 => {
                 found.push((c.cost, format!("negative cost {v} (a cost is 0 or more)")));
@@ -496,7 +596,10 @@ impl RowSink for CostRows {
         let campaign = campaign
             .map(|name| CostRows::intern(&mut self.campaign_ids, name, self.limits.max_campaigns, "campaigns"))
             .transpose()?;
-        self.table.rows.push(CostRow { row, date, channel, campaign, cost });
+        let segment = segment
+            .map(|name| CostRows::intern(&mut self.segment_ids, name, self.limits.max_segments, "segment values"))
+            .transpose()?;
+        self.table.rows.push(CostRow { row, date, channel, campaign, segment, cost });
         Ok(())
     }
 

@@ -71,7 +71,8 @@ async fn reduce(services: &Services, job: JobRecord, stop: StopFlag) -> Result<(
             let path =
                 services.storage.local_copy(&services.upload_object(&job.tenant, id).await?, scratch.path()).await?;
             let spend_limits = services.config.limits.spend();
-            let costs = compute(move || read_cost_table(&path, &spend_limits)).await?;
+            let segment_by = job.spec.options.segment_by.clone();
+            let costs = compute(move || read_cost_table(&path, &spend_limits, segment_by.as_deref())).await?;
             drop(scratch);
             Some(costs)
         }

@@ -32,7 +32,8 @@ async fn check_cost_table(services: &Services, job: &JobRecord) -> Result<(), Ru
     let scratch = tempfile::Builder::new().prefix("mta-spend-").tempdir().map_err(anyhow::Error::from)?;
     let path = services.storage.local_copy(&services.upload_object(&job.tenant, id).await?, scratch.path()).await?;
     let limits = services.config.limits.spend();
-    compute(move || read_cost_table(&path, &limits).map(drop)).await?;
+    let segment_by = job.spec.options.segment_by.clone();
+    compute(move || read_cost_table(&path, &limits, segment_by.as_deref()).map(drop)).await?;
     drop(scratch);
     Ok(())
 }

@@ -242,6 +242,26 @@ def test_segments_are_typed_equal_the_local_run_and_have_their_csv_table(
     assert len(table) == sum(len(m.channels) for s in result.segments for m in s.models.values())
     assert set(table["country"]) == {"DE", "FR", ""}
 
+    # With a cost table that has the country column: each segment's channels carry its own rows' cost.
+    costs = tmp_path / "country_costs.csv"
+    costs.write_text("date,channel,country,cost\n2026-02-01,email,DE,40\n2026-02-02,search,FR,8\n2026-02-02,email,ES,7\n")
+    job = client.submit(client.upload(data), models=["linear"], segment_by="country", spend=costs)
+    result = job.result(timeout=120)
+    assert result.spend is not None and result.spend.segment_column == "country"
+    de, fr, none = result.segments
+    assert de.spend is not None and de.spend.cost == 40 and none.spend is not None and none.spend.rows == 0
+    assert de.models["linear"].channel("email").cost == 40
+    assert fr.models["linear"].channel("search").cost == 8
+    assert all(c.cost is None for c in fr.models["linear"].channels if c.channel != "search")
+    es = [u for u in result.spend.unmatched_cost if u.segment is not None]
+    assert [(u.channel, u.segment, u.cost) for u in es] == [("email", {"country": "ES"}, 7.0)]
+    local = service.attribute_locally(
+        data, "--models", "linear", "--segment-by", "country", "--spend", str(costs)
+    )
+    assert [s["spend"]["cost"] for s in local["segments"]] == [s.spend.cost for s in result.segments if s.spend]
+    table = pd.read_csv(io.StringIO(job.result_csv("segments")), keep_default_na=False)
+    assert list(table.columns)[-3:] == ["cost", "cpa", "roas"]
+
 
 def test_conversion_types_are_segments_with_their_own_windows(
     service: Service, client: Client, tmp_path: Path
@@ -312,11 +332,12 @@ def test_credit_by_campaign_is_typed_and_has_its_csv_table(
     keyed = result.breakdown_positions()
     assert keyed is not None and all(set(r.values) == {"campaign"} for r in keyed)
     for channel in (result.reports or {})["positions"]:
-        rows = [r for r in keyed if r.channel == channel["channel"]]
+        mine = [r for r in keyed if r.channel == channel["channel"]]
         for field in ("only", "first", "middle", "last"):
-            assert sum(getattr(r, field) for r in rows) == pytest.approx(channel[field], rel=1e-9)
+            assert sum(getattr(r, field) for r in mine) == pytest.approx(channel[field], rel=1e-9)
     assert [(r.channel, r.values, r.first) for r in keyed] == [
-        (r["channel"], {"campaign": r["campaign"]}, pytest.approx(r["first"])) for r in local["reports"]["breakdown_positions"]
+        (p["channel"], {"campaign": p["campaign"]}, pytest.approx(p["first"]))
+        for p in local["reports"]["breakdown_positions"]
     ]
     positions = pd.read_csv(io.StringIO(job.result_csv("breakdown_positions")), keep_default_na=False)
     assert list(positions.columns) == ["channel", "campaign", "only", "first", "middle", "last"]

@@ -16,8 +16,8 @@ pub(crate) use columns::listed;
 pub use columns::{Canonical, ColumnMapping, MAX_BREAKDOWN_LEVELS, MAX_COLUMN_NAME_BYTES};
 pub(crate) use parquet::parquet_rows;
 pub use parquet::{ParquetLayout, parquet_layout, read_parquet};
-pub(crate) use rows::sum_overflows;
 pub use rows::{MAX_CHANNEL_NAME_BYTES, MAX_TOUCH_FIELD_BYTES, MAX_USER_ID_BYTES};
+pub(crate) use rows::{read_breakdown_value, sum_overflows};
 pub(crate) use text::{CsvLines, RowSink, csv_rows};
 pub use text::{MAX_HEADER_BYTES, detect_delimiter, read_csv, read_ndjson};
 

@@ -763,7 +763,7 @@ fn read_touch<'c>(
 }
 
 /// A row's value in a breakdown or segment column (`what`): `None` when empty (shown as `(none)`).
-fn read_breakdown_value<'c>(
+pub(crate) fn read_breakdown_value<'c>(
     column: usize,
     cell: Cell<'c>,
     what: &str,

@@ -538,7 +538,7 @@ fn assert_row_spend(model: &ModelResult, channel: &str, campaign: &str, want: Sp
 
 #[test]
 fn cost_cpa_and_roas_per_campaign_by_hand() {
-    let costs = mta_core::spend::CostTable::read_csv(CAMPAIGN_COSTS.as_bytes(), &Default::default()).unwrap();
+    let costs = mta_core::spend::CostTable::read_csv(CAMPAIGN_COSTS.as_bytes(), &Default::default(), None).unwrap();
     let mut result = attribute_events(&campaigns().chunk(), &breakdown_options(&["last_touch", "linear"]));
     result.add_spend(&costs);
     assert!(result.has_campaign_cost());
@@ -619,7 +619,7 @@ fn campaign_cost_counts_in_the_period_of_its_date() {
         breakdown: Some(vec!["campaign".into()]),
         ..only(&["linear"])
     };
-    let costs = mta_core::spend::CostTable::read_csv(CAMPAIGN_COSTS.as_bytes(), &Default::default()).unwrap();
+    let costs = mta_core::spend::CostTable::read_csv(CAMPAIGN_COSTS.as_bytes(), &Default::default(), None).unwrap();
     let mut result = attribute_events(&campaigns().chunk(), &event_options(spec));
     result.add_spend(&costs);
     let days: Vec<&str> = result.periods.iter().map(|p| p.period.as_str()).collect();

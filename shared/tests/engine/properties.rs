@@ -38,7 +38,52 @@ const COSTS: &str = "date,channel,campaign,cost
 ";
 
 fn costs() -> mta_core::spend::CostTable {
-    mta_core::spend::CostTable::read_csv(COSTS.as_bytes(), &Default::default()).expect("the cost table reads")
+    mta_core::spend::CostTable::read_csv(COSTS.as_bytes(), &Default::default(), None).expect("the cost table reads")
+}
+
+/// [`COSTS`] with a `country` column: the segments of [`segment_of`], a row without one,
+/// and `ES`, which no segment has.
+fn costs_by_country() -> mta_core::spend::CostTable {
+    let countries = ["DE", "FR", "", "IT", "ES", "DE", "FR", "IT", "DE", "ES"];
+    let mut lines = COSTS.lines();
+    let mut csv = format!("{},country\n", lines.next().unwrap());
+    for (line, country) in lines.zip(countries.iter().cycle()) {
+        csv.push_str(&format!("{line},{country}\n"));
+    }
+    let table = mta_core::spend::CostTable::read_csv(csv.as_bytes(), &Default::default(), Some("country"));
+    table.expect("the cost table reads")
+}
+
+/// (f): with cost per segment, each channel's cost in the segments (joined to a segment's
+/// channel, or in its own unmatched cost) and in the segment values no segment has adds up
+/// to the whole's.
+fn check_segment_cost_adds_up(result: &AttributionResult) -> Result<(), TestCaseError> {
+    let spend = result.spend.as_ref().expect("a cost table");
+    prop_assert_eq!(spend.segment_column.as_deref(), Some("country"));
+    for m in &result.models {
+        for c in &m.channels {
+            let mut sum: f64 = spend
+                .unmatched_cost
+                .iter()
+                .filter(|u| u.segment.is_some() && u.channel == c.channel)
+                .map(|u| u.cost)
+                .sum();
+            for segment in &result.segments {
+                let own = segment.spend.as_ref().expect("each segment has its spend");
+                let joined = segment.models.iter().find(|sm| sm.model == m.model).and_then(|sm| sm.channel(&c.channel));
+                sum += joined.and_then(|j| j.cost.flatten()).unwrap_or(0.0);
+                // A campaign's unmatched cost is in its channel's cost already.
+                let unmatched = own.unmatched_cost.iter().filter(|u| u.channel == c.channel && u.campaign.is_none());
+                sum += unmatched.map(|u| u.cost).sum::<f64>();
+            }
+            check_close(
+                &format!("{} {}: cost over segments", m.model, c.channel),
+                sum,
+                c.cost.flatten().unwrap_or(0.0),
+            )?;
+        }
+    }
+    Ok(())
 }
 
 /// Random event rows: up to 8 users, 1..6 channels, times on a 6-hour grid over 60 days
@@ -420,7 +465,8 @@ fn check_same(what: &str, got: &AttributionResult, want: &AttributionResult) -> 
     }
     if let (Some(g), Some(w)) = (&got.spend, &want.spend) {
         let unmatched = |s: &mta_core::spend::SpendSummary| {
-            s.unmatched_cost.iter().map(|u| (u.channel.clone(), u.campaign.clone(), u.rows)).collect::<Vec<_>>()
+            let unmatched = s.unmatched_cost.iter();
+            unmatched.map(|u| (u.channel.clone(), u.campaign.clone(), u.segment.clone(), u.rows)).collect::<Vec<_>>()
         };
         prop_assert_eq!(unmatched(g), unmatched(w), "{}: unmatched cost", what);
         let outside = |s: &mta_core::spend::SpendSummary| {
@@ -428,6 +474,7 @@ fn check_same(what: &str, got: &AttributionResult, want: &AttributionResult) -> 
         };
         prop_assert_eq!(outside(g), outside(w), "{}: cost outside periods", what);
         check_close(&format!("{what}: matched cost"), g.matched_cost, w.matched_cost)?;
+        prop_assert_eq!(&g.segment_column, &w.segment_column, "{}: segment column", what);
     }
     prop_assert_eq!(got.spend.is_some(), want.spend.is_some(), "{}: spend", what);
     // The journey reports merge like every other sum (a period's, segment's and window's too).
@@ -641,7 +688,7 @@ fn segment_as_result(result: &AttributionResult, segment: &SegmentResult) -> Att
         models: segment.models.clone(),
         periods: segment.periods.clone(),
         reports: segment.reports.clone(),
-        spend: None,
+        spend: segment.spend.clone(),
         windows: Vec::new(),
         window_ranks: Vec::new(),
         segments: Vec::new(),
@@ -930,8 +977,10 @@ proptest! {
         }
         let json = serde_json::to_string(&want).unwrap();
         prop_assert_eq!(&serde_json::from_str::<AttributionResult>(&json).unwrap(), &want);
-        let costs = costs();
+        // Cost per segment: the cost table's `country` column names the segments.
+        let costs = costs_by_country();
         want.add_spend(&costs);
+        check_segment_cost_adds_up(&want)?;
         check_chunked(" with segments", &rows, &options, &costs, &want)?;
     }
 

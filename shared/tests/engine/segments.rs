@@ -291,3 +291,96 @@ fn each_segment_has_its_own_reports_and_tables() {
     assert_eq!(de.path_length[1].conversions, 1.0);
     assert_eq!("segment_positions".parse::<Table>().unwrap().csv(&result).lines().nth(1), Some("DE,email,0,1,0,0"));
 }
+
+/// A cost table for [`COUNTRIES`] with a `Country` column (found for `segment_by: country`
+/// in any case): DE's search and email, FR's search and display (which FR's journeys never
+/// touch), display without a country (the `(none)` segment), ES (no segment) and tv (no
+/// journey anywhere).
+const COUNTRY_COSTS: &str = "date,channel,Country,cost
+2026-01-01,search,DE,30
+2026-01-02,search,DE,20
+2026-01-01,email,DE,10
+2026-01-01,search,FR,8
+2026-01-01,display,FR,4
+2026-01-01,display,,5
+2026-01-01,search,ES,7
+2026-01-01,tv,DE,3
+";
+
+/// (cost, CPA, ROAS) of `channel` under last touch in `segment`.
+fn segment_cost(result: &AttributionResult, value: Option<&str>, channel: &str) -> [Option<f64>; 3] {
+    let segment = result.segments.iter().find(|s| s.value() == value).expect("the segment is listed");
+    let credit = segment.models[0].channel(channel).expect("the segment credits the channel");
+    [credit.cost, credit.cpa, credit.roas].map(|f| f.expect("a cost table was joined"))
+}
+
+#[test]
+fn each_segment_gets_the_cost_of_its_own_rows_by_hand() {
+    let costs =
+        mta_core::spend::CostTable::read_csv(COUNTRY_COSTS.as_bytes(), &Default::default(), Some("country")).unwrap();
+    let mut result = attribute_segmented(COUNTRIES, "country", &["last_touch"]);
+    result.add_spend(&costs);
+    // DE: search credited 1 conversion worth 100 at a cost of 50; email, touched but not
+    // credited, at 10. FR: search, 1 worth 40, at 8. No country: display, 1 worth 10, at 5.
+    assert_eq!(segment_cost(&result, Some("DE"), "search"), [Some(50.0), Some(50.0), Some(2.0)]);
+    assert_eq!(segment_cost(&result, Some("DE"), "email"), [Some(10.0), None, Some(0.0)]);
+    assert_eq!(segment_cost(&result, Some("FR"), "search"), [Some(8.0), Some(8.0), Some(5.0)]);
+    assert_eq!(segment_cost(&result, None, "display"), [Some(5.0), Some(5.0), Some(2.0)]);
+    // The whole's cost is every row's, whatever its country.
+    assert_eq!(result.models[0].channel("search").unwrap().cost, Some(Some(65.0)));
+    let spend = result.spend.as_ref().unwrap();
+    assert_eq!(spend.segment_column.as_deref(), Some("Country"));
+    // Each segment's spend: FR's display cost, a channel FR's journeys never touch, is FR's
+    // unmatched cost; ES, which no segment has, and tv, which no journey has, are the whole's.
+    let unmatched = |s: &mta_core::spend::SpendSummary| -> Vec<(String, f64)> {
+        s.unmatched_cost.iter().map(|u| (u.channel.clone(), u.cost)).collect()
+    };
+    let fr = result.segments.iter().find(|s| s.value() == Some("FR")).unwrap().spend.as_ref().unwrap();
+    assert_eq!((fr.rows, fr.cost, fr.matched_cost), (2, 12.0, 8.0));
+    assert_eq!(unmatched(fr), [("display".to_owned(), 4.0)]);
+    assert_eq!(unmatched(spend), [("search".to_owned(), 7.0), ("tv".to_owned(), 3.0)]);
+    let es = &spend.unmatched_cost[0];
+    assert_eq!(es.segment, Some([("country".to_owned(), Some("ES".to_owned()))].into()));
+    assert_eq!(spend.unmatched_cost[1].segment, None, "tv is unmatched as a channel");
+    // The tables: the segments' cost, CPA and ROAS, and the unmatched cost by country.
+    let csv = Table::Segments.csv(&result);
+    assert!(csv.starts_with(
+        "country,model,channel,conversions,value,share,removal_effect,removal_effect_value,cost,cpa,roas\n"
+    ));
+    assert!(csv.contains("\nDE,last_touch,search,1,100,1,,,50,50,2\n"), "{csv}");
+    assert!(csv.contains("\nDE,last_touch,email,0,0,0,,,10,,0\n"), "{csv}");
+    assert_eq!(Table::UnmatchedCost.csv(&result), "channel,country,cost,rows\nsearch,ES,7,1\ntv,,3,1\n");
+    let json = serde_json::to_string(&result).unwrap();
+    assert_eq!(serde_json::from_str::<AttributionResult>(&json).unwrap(), result);
+}
+
+#[test]
+fn without_a_segment_column_in_the_cost_table_segments_carry_no_cost() {
+    let plain = COUNTRY_COSTS.replace(",Country,", ",region,");
+    let costs = mta_core::spend::CostTable::read_csv(plain.as_bytes(), &Default::default(), Some("country")).unwrap();
+    let mut result = attribute_segmented(COUNTRIES, "country", &["last_touch"]);
+    result.add_spend(&costs);
+    assert_eq!(result.spend.as_ref().unwrap().segment_column, None);
+    assert_eq!(result.models[0].channel("search").unwrap().cost, Some(Some(65.0)));
+    for segment in &result.segments {
+        assert!(segment.spend.is_none());
+        for credit in &segment.models[0].channels {
+            assert_eq!((credit.cost, credit.cpa, credit.roas), (Some(None), Some(None), Some(None)), "{credit:?}");
+        }
+    }
+    let csv = Table::Segments.csv(&result);
+    assert!(csv.contains("\nDE,last_touch,search,1,100,1,,,,,\n"), "{csv}");
+    assert_eq!(Table::UnmatchedCost.csv(&result), "channel,cost,rows\ntv,3,1\n");
+}
+
+#[test]
+fn a_bad_segment_value_in_the_cost_table_is_refused_naming_its_row_and_column() {
+    let long = "x".repeat(mta_core::ingest::MAX_TOUCH_FIELD_BYTES + 1);
+    let csv = format!("date,channel,country,cost\n2026-01-01,search,DE,1\n2026-01-02,search,{long},2\n");
+    let err = mta_core::spend::CostTable::read_csv(csv.as_bytes(), &Default::default(), Some("country")).unwrap_err();
+    assert_eq!(err.code, ErrorCode::InvalidValue, "{err:?}");
+    let problem = &err.details[0];
+    assert_eq!((problem.row, problem.column.as_deref()), (Some(2), Some("country")), "{err:?}");
+    // Without `segment_by` the column is not read.
+    assert!(mta_core::spend::CostTable::read_csv(csv.as_bytes(), &Default::default(), None).is_ok());
+}

@@ -10,11 +10,11 @@ use mta_core::{AttributionError, ErrorCode, ModelId, OptionsSpec};
 use crate::helpers::*;
 
 fn costs(csv: &str) -> CostTable {
-    CostTable::read_csv(csv.as_bytes(), &SpendLimits::default()).expect("the cost table reads")
+    CostTable::read_csv(csv.as_bytes(), &SpendLimits::default(), None).expect("the cost table reads")
 }
 
 fn refused(csv: &[u8], limits: &SpendLimits) -> AttributionError {
-    CostTable::read_csv(csv, limits).expect_err("the cost table is refused")
+    CostTable::read_csv(csv, limits, None).expect_err("the cost table is refused")
 }
 
 fn channel<'a>(result: &'a mta_core::AttributionResult, id: ModelId, name: &str) -> &'a ChannelCredit {
@@ -198,7 +198,7 @@ fn cost_columns_are_found_by_alias_and_micros_are_scaled() {
         encoder.write_all(b"date,channel,cost\n2026-01-05,a,4\n").unwrap();
         encoder.finish().unwrap()
     };
-    assert_eq!(CostTable::read_csv(&gzip[..], &SpendLimits::default()).unwrap().total(), 4.0);
+    assert_eq!(CostTable::read_csv(&gzip[..], &SpendLimits::default(), None).unwrap().total(), 4.0);
 }
 
 #[test]
@@ -280,7 +280,7 @@ fn parquet_cost_tables_read_dates_as_days_and_timestamps_as_instants() {
     let mut writer = parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None).unwrap();
     writer.write(&batch).unwrap();
     writer.close().unwrap();
-    let table = CostTable::read_parquet(std::fs::File::open(&path).unwrap(), &SpendLimits::default()).unwrap();
+    let table = CostTable::read_parquet(std::fs::File::open(&path).unwrap(), &SpendLimits::default(), None).unwrap();
     std::fs::remove_file(&path).unwrap();
     assert_eq!(table.by_channel()["a"].cost, 1.25);
     assert_eq!(table.total(), 3.25);

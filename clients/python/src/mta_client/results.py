@@ -472,6 +472,9 @@ class SegmentResult(_WithReports):
     periods: list[PeriodResult] = field(default_factory=list)
     #: The segment's journey reports (as a period's).
     reports: dict[str, Any] | None = None
+    #: With a cost table that has the segment column (``Spend.segment_column``): the spend of
+    #: the segment's own cost rows, joined to its channels as the whole's is.
+    spend: Spend | None = None
 
     @property
     def value(self) -> str | None:
@@ -486,6 +489,7 @@ class SegmentResult(_WithReports):
             models={name: ModelResult.from_json(name, m) for name, m in value["models"].items()},
             periods=[PeriodResult.from_json(p) for p in value.get("periods", [])],
             reports=value.get("reports"),
+            spend=None if value.get("spend") is None else Spend.from_json(value["spend"]),
         )
 
 
@@ -548,12 +552,15 @@ class WindowRanks:
 @dataclass(frozen=True)
 class UnmatchedCost:
     """The cost of a channel that no journey of the events mentions, or (``campaign`` set, with
-    a breakdown by campaign) of a campaign of a channel that no breakdown row has."""
+    a breakdown by campaign) of a campaign of a channel that no breakdown row has, or
+    (``segment`` set, with cost per segment) of a segment value no segment has."""
 
     channel: str
     cost: float
     rows: int
     campaign: str | None = None
+    #: The segment value as a segment is named, ``{"country": "ES"}`` (its value ``None``: cost rows without one).
+    segment: dict[str, str | None] | None = None
 
 
 @dataclass(frozen=True)
@@ -578,6 +585,9 @@ class Spend:
     campaigns: int
     unmatched_cost: list[UnmatchedCost]
     cost_outside_periods: list[PeriodCost] = field(default_factory=list)
+    #: With ``segment_by``: the cost table's column joined to the segments; ``None`` when it has
+    #: none (the segments' channels then carry no cost).
+    segment_column: str | None = None
 
     @classmethod
     def from_json(cls, value: Mapping[str, Any]) -> Spend:
@@ -594,12 +604,16 @@ class Spend:
                     float(u["cost"]),
                     int(u["rows"]),
                     None if u.get("campaign") is None else str(u["campaign"]),
+                    None
+                    if u.get("segment") is None
+                    else {str(k): (None if v is None else str(v)) for k, v in u["segment"].items()},
                 )
                 for u in value["unmatched_cost"]
             ],
             cost_outside_periods=[
                 PeriodCost(str(p["period"]), float(p["cost"])) for p in value.get("cost_outside_periods", [])
             ],
+            segment_column=None if value.get("segment_column") is None else str(value["segment_column"]),
         )
 
 
