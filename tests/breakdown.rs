@@ -148,6 +148,17 @@ fn credit_by_campaign_adds_up_to_each_channel_whatever_the_input_and_partitionin
     let table = std::fs::read_to_string(tables.join("breakdown_positions.csv")).unwrap();
     assert_eq!(table.lines().next(), Some("channel,campaign,only,first,middle,last"));
     assert_eq!(table.lines().count(), keyed.len() + 1);
+    // Top paths by campaign: each touch `channel | campaign`; over every path listed, as many
+    // conversions as the paths of channels.
+    let paths = &one["reports"]["breakdown_paths"];
+    assert_eq!(paths["exact"], true, "{paths}");
+    let converting = paths["converting"].as_array().unwrap();
+    assert!(converting.iter().any(|p| p["path"].as_str().unwrap().contains("email | email-1")), "{paths}");
+    assert!(converting.iter().any(|p| p["path"].as_str().unwrap().contains(" | (none)")), "{paths}");
+    let table = std::fs::read_to_string(tables.join("breakdown_paths.csv")).unwrap();
+    let listed = converting.len() + paths["non_converting"].as_array().unwrap().len();
+    assert_eq!(table.lines().count(), listed + 1);
+    assert!(table.starts_with("list,rank,path,touches,journeys,conversions,value,null_journeys,exact\nconverting,1,"));
 
     // Per-journey credits stay per channel.
     let credits = dir.path().join("credits.parquet");
@@ -180,6 +191,7 @@ fn credit_by_campaign_adds_up_to_each_channel_whatever_the_input_and_partitionin
     let text = String::from_utf8_lossy(&output.stdout);
     assert!(text.contains("conversions credited by channel and campaign"), "{text}");
     assert!(text.contains("touch positions in converting journeys by channel and campaign"), "{text}");
+    assert!(text.contains("top converting paths by touch key"), "{text}");
     assert!(text.lines().any(|l| l.starts_with("email") && l.contains("email-1")), "{text}");
 
     // Without the option, no breakdown anywhere.
@@ -276,6 +288,7 @@ async fn the_service_breaks_credit_down_over_chunks_as_the_local_command_does() 
         ("markov_pairs", "channel_a,channel_b,removal_effect,removal_effect_value,overlap"),
         ("breakdown_positions", "channel,campaign,only,first,middle,last"),
         ("period_breakdown_positions", "period,channel,campaign,only,first,middle,last"),
+        ("breakdown_paths", "list,rank,path,touches,journeys,conversions,value,null_journeys,exact"),
     ] {
         let (status, csv) = service.get_bytes(&format!("/v1/jobs/{id}/result?format=csv&table={table}")).await;
         assert_eq!(status, 200, "{table}");

@@ -42,7 +42,7 @@ pub struct ResultQuery {
     /// of every period, a `period` column first; the segment's column, `period` or
     /// `lookback_days` for the others).
     #[param(
-        pattern = "^(channels|periods|segments|segment_periods|segment_breakdown|path_length|time_lag|positions|breakdown|period_breakdown|breakdown_positions|paths|transitions|windows|unmatched_cost|markov_pairs|intervals|(period|segment|segment_period|window)_(path_length|time_lag|positions|paths|transitions|breakdown_positions))$"
+        pattern = "^(channels|periods|segments|segment_periods|segment_breakdown|path_length|time_lag|positions|breakdown|period_breakdown|breakdown_positions|breakdown_paths|paths|transitions|windows|unmatched_cost|markov_pairs|intervals|(period|segment|segment_period|window)_(path_length|time_lag|positions|paths|transitions|breakdown_positions|breakdown_paths))$"
     )]
     table: Option<String>,
 }

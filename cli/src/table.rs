@@ -391,6 +391,19 @@ fn render_reports(out: &mut String, reports: &mta_core::reports::Reports) {
             );
         }
     }
+    if let Some(paths) = &reports.breakdown_paths {
+        let shown = paths.converting.len().min(REPORT_ROWS);
+        let _ = writeln!(
+            out,
+            "\ntop converting paths by touch key, channel | breakdown values ({shown} shown; all of them: --csv-dir, \
+             table breakdown_paths)"
+        );
+        let mut rows = vec![["path", "journeys", "conversions", "value"].map(str::to_owned).to_vec()];
+        for p in paths.converting.iter().take(REPORT_ROWS) {
+            rows.push(vec![cut(&p.path, PATH_CHARS), count(p.journeys), count(p.conversions), num(p.value)]);
+        }
+        align(out, &rows);
+    }
     if let Some(transitions) = &reports.transitions {
         let _ = writeln!(
             out,

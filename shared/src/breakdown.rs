@@ -16,6 +16,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::chunk::decode_touch_key;
 use crate::options::ModelId;
+use crate::paths::{PathCounts, TopPaths, touch_label};
 use crate::reports::Positions;
 
 /// What a breakdown row shows for a touch without a value in that column.
@@ -79,6 +80,10 @@ pub struct BreakdownSums {
     /// report); empty in partials of older versions.
     #[serde(default)]
     pub positions: Vec<Positions>,
+    /// Every journey's path of touch keys (the `breakdown_paths` report), keyed by key like
+    /// the sums above; without paths (limit 0) in partials of older versions.
+    #[serde(default)]
+    pub paths: PathCounts,
     /// Keys by the hash of their (channel, values), built when first needed (merging), so
     /// that a lookup allocates nothing.
     #[serde(skip)]
@@ -111,6 +116,7 @@ impl PartialEq for BreakdownSums {
             && self.rules == other.rules
             && self.markov == other.markov
             && self.positions == other.positions
+            && self.paths == other.paths
     }
 }
 
@@ -168,8 +174,14 @@ impl BreakdownSums {
             rules: vec![KeySums::zeros(n); rules],
             markov: markov.then(|| MarkovShares { converting: KeySums::zeros(n), presence: vec![0.0; n] }),
             positions: vec![Positions::default(); n],
+            paths: PathCounts::default(),
             index: KeyIndex::default(),
         }
+    }
+
+    /// The same, counting paths of touch keys, at most `max_report_paths` distinct ones.
+    pub(crate) fn with_paths(self, max_report_paths: u32) -> BreakdownSums {
+        BreakdownSums { paths: PathCounts::new(max_report_paths), ..self }
     }
 
     pub fn len(&self) -> usize {
@@ -230,13 +242,18 @@ impl BreakdownSums {
     }
 
     /// Adds `other`'s sums, whose channel `c` is our `channel_map[c]`; `same_keys` when both
-    /// have the same keys in the same order (the periods of one chunk).
-    pub(crate) fn add_mapped(&mut self, other: &BreakdownSums, channel_map: &[u32], same_keys: bool) {
+    /// have the same keys in the same order (the periods of one chunk); its paths too with
+    /// `paths` (not for a part added to its whole, whose paths were counted straight).
+    pub(crate) fn add_mapped(&mut self, other: &BreakdownSums, channel_map: &[u32], same_keys: bool, paths: bool) {
         // A partial of an older version has no positions: zeros.
         self.positions.resize(self.len(), Positions::default());
+        let mut key_map = Vec::with_capacity(if paths { other.len() } else { 0 });
         for from in 0..other.len() {
             let key =
                 if same_keys { from } else { self.key(channel_map[other.channel[from] as usize], &other.values[from]) };
+            if paths {
+                key_map.push(key as u32);
+            }
             self.seen[key] |= other.seen[from];
             for (mine, theirs) in self.rules.iter_mut().zip(&other.rules) {
                 mine.add_at(key, theirs, from);
@@ -248,6 +265,9 @@ impl BreakdownSums {
             if let Some(theirs) = other.positions.get(from) {
                 self.positions[key].add(theirs);
             }
+        }
+        if paths {
+            self.paths.merge(&other.paths, &key_map);
         }
     }
 
@@ -271,6 +291,10 @@ impl BreakdownSums {
         }
         i = 0;
         self.positions.retain(|_| (keep[i], i += 1).0);
+        // The paths' keys renumbered as kept (a key no journey touched is in no path).
+        let mut next = 0;
+        let renumbered: Vec<u32> = keep.iter().map(|&kept| if kept { (next, next += 1).0 } else { u32::MAX }).collect();
+        self.paths = self.paths.remapped(&renumbered);
         self.seen = vec![true; self.channel.len()];
         self.index = KeyIndex::default();
     }
@@ -297,6 +321,18 @@ impl BreakdownSums {
             .collect();
         rows.sort_by(|a, b| (&a.channel, &a.values).cmp(&(&b.channel, &b.values)));
         rows
+    }
+
+    /// The `breakdown_paths` report: the top paths written with each touch's channel and
+    /// values ([`touch_label`]); `None` without paths (partials of older versions).
+    pub(crate) fn path_report(&self, names: &[String], channels: &[String], top: usize) -> Option<TopPaths> {
+        let labels: Vec<String> = (0..self.len())
+            .map(|k| {
+                let values = self.values[k].iter().map(|v| v.as_deref().unwrap_or(NO_VALUE));
+                touch_label(&channels[self.channel[k] as usize], values.take(names.len()))
+            })
+            .collect();
+        self.paths.report(&labels, top)
     }
 
     /// The rows of one model: `credit(key)` gives a key's (conversions, value).
@@ -625,10 +661,10 @@ mod tests {
         b.seen = vec![true, true, false];
         // b's channel 0 is a's channel 1, b's channel 1 is a's channel 0: b's (0, y) is a's
         // (1, y); (1, x) and (0, z) are new to a.
-        a.add_mapped(&b, &[1, 0], false);
+        a.add_mapped(&b, &[1, 0], false, true);
         assert_eq!(a.channel, [0, 1, 1, 0]);
         assert_eq!(a.rules[0].conversions, [1.0, 12.0, 20.0, 30.0]);
-        a.add_mapped(&b, &[1, 0], false);
+        a.add_mapped(&b, &[1, 0], false, true);
         assert_eq!(a.rules[0].conversions, [1.0, 22.0, 40.0, 60.0]);
         assert_eq!(a.seen, [true, true, true, false]);
         a.compact();

@@ -134,7 +134,8 @@ impl Partial {
             .map(|&model| RuleCredits { model, conversions: vec![0.0; n], value: vec![0.0; n] })
             .collect();
         let shares = options.models.iter().any(|&m| splits_channel_credit(m));
-        let breakdown = (!options.breakdown.is_empty()).then(|| BreakdownSums::new(rules.len(), shares));
+        let breakdown = (!options.breakdown.is_empty())
+            .then(|| BreakdownSums::new(rules.len(), shares).with_paths(options.max_report_paths));
         Partial {
             channels: channels.to_vec(),
             channel_seen: vec![false; n],
@@ -191,7 +192,8 @@ impl Partial {
             let keys = TouchKeys::decode(&used, options.breakdown.len());
             let mut partial = Partial::new(options, &keys.channels);
             let shares = options.models.iter().any(|&m| splits_channel_credit(m));
-            let sums = BreakdownSums::with_keys(partial.rules.len(), shares, keys.key_channel.clone(), keys.key_values);
+            let sums = BreakdownSums::with_keys(partial.rules.len(), shares, keys.key_channel.clone(), keys.key_values)
+                .with_paths(options.max_report_paths);
             // Every lookback window has the same keys: each credits the touches it reaches.
             for window in &mut partial.windows {
                 window.breakdown = Some(sums.clone());
@@ -244,7 +246,11 @@ impl Partial {
         // A part (period, segment, segment period) counts its paths in a smaller table.
         let template = || {
             let mut part = empty.expect("a template when journeys go to sub-partials").clone();
-            part.reports.paths = PathCounts::new(crate::paths::part_report_paths(options.max_report_paths));
+            let limit = crate::paths::part_report_paths(options.max_report_paths);
+            part.reports.paths = PathCounts::new(limit);
+            if let Some(breakdown) = &mut part.breakdown {
+                breakdown.paths = PathCounts::new(limit);
+            }
             part
         };
         // The training / held-out split of `markov_order: auto`, by user.
@@ -334,8 +340,9 @@ impl Partial {
                 let mut tables: BTreeMap<usize, ReplicatePaths> = BTreeMap::new();
                 let mut part_tables: BTreeMap<(usize, i32), ReplicatePaths> = BTreeMap::new();
                 let mut whole_periods: BTreeMap<i32, (Vec<Partial>, ReplicatePaths)> = BTreeMap::new();
-                // The paths of the whole's periods, counted straight (not the sum of the segments').
-                let mut period_paths: BTreeMap<i32, PathCounts> = BTreeMap::new();
+                // The paths of the whole's periods (of channels, and of touch keys with a
+                // breakdown), counted straight (not the sum of the segments').
+                let mut period_paths: BTreeMap<i32, (PathCounts, PathCounts)> = BTreeMap::new();
                 let part_paths = crate::paths::part_report_paths(options.max_report_paths);
                 adder.paths = false;
                 for_each_event_journey(chunk, options, |journey, origin| {
@@ -360,8 +367,10 @@ impl Partial {
                             let sub = parts.entry(key).or_insert_with(|| empty.clone());
                             adder.add(sub, journey, held_out(origin), options);
                             adder.add_path(sub, journey);
-                            let paths = period_paths.entry(key.1).or_insert_with(|| PathCounts::new(part_paths));
-                            adder.add_path_to(paths, journey);
+                            let (paths, keyed) = period_paths
+                                .entry(key.1)
+                                .or_insert_with(|| (PathCounts::new(part_paths), PathCounts::new(part_paths)));
+                            adder.add_path_to(paths, Some(keyed), journey);
                             if !sub.replicates.is_empty() {
                                 let (draw, held) = (user(origin), held_out(origin));
                                 let table =
@@ -403,8 +412,12 @@ impl Partial {
                     adder.flush_with(&mut table, &mut replicates);
                     periods.get_mut(&day).expect("a dated journey's period has its partial").replicates = replicates;
                 }
-                for (day, paths) in period_paths {
-                    periods.get_mut(&day).expect("a dated journey's period has its partial").reports.paths = paths;
+                for (day, (paths, keyed)) in period_paths {
+                    let period = periods.get_mut(&day).expect("a dated journey's period has its partial");
+                    period.reports.paths = paths;
+                    if let Some(breakdown) = &mut period.breakdown {
+                        breakdown.paths = keyed;
+                    }
                 }
                 for sub in periods.values_mut() {
                     partial.add_mapped(sub, &identity, true, false);
@@ -646,7 +659,7 @@ impl Partial {
         }
         self.reports.merge(&other.reports, channel_map, paths);
         if let (Some(mine), Some(theirs)) = (&mut self.breakdown, &other.breakdown) {
-            mine.add_mapped(theirs, channel_map, same_keys);
+            mine.add_mapped(theirs, channel_map, same_keys, paths);
         }
     }
 
@@ -1149,14 +1162,18 @@ impl JourneyAdder {
 
     /// Counts a journey's path (and nothing else) in `partial`: touches as in [`JourneyAdder::add`].
     fn add_path(&mut self, partial: &mut Partial, journey: &Journey<'_>) {
-        self.add_path_to(&mut partial.reports.paths, journey);
+        let keyed = partial.breakdown.as_mut().map(|breakdown| &mut breakdown.paths);
+        self.add_path_to(&mut partial.reports.paths, keyed, journey);
     }
 
-    /// Counts a journey's path in `paths`: touches as in [`JourneyAdder::add`].
-    fn add_path_to(&mut self, paths: &mut PathCounts, journey: &Journey<'_>) {
-        self.with_channels(journey, |adder, journey, _| {
+    /// Counts a journey's path in `paths`, and with a breakdown its path of touch keys in `keyed`.
+    fn add_path_to(&mut self, paths: &mut PathCounts, keyed: Option<&mut PathCounts>, journey: &Journey<'_>) {
+        self.with_channels(journey, |adder, journey, keys| {
             let journey = adder.valued(journey);
-            paths.add(journey.channels, journey.conversions, journey.value, journey.nulls)
+            paths.add(journey.channels, journey.conversions, journey.value, journey.nulls);
+            if let (Some(keyed), Some(keys)) = (keyed, keys) {
+                keyed.add(keys, journey.conversions, journey.value, journey.nulls);
+            }
         });
     }
 
@@ -1196,6 +1213,9 @@ impl JourneyAdder {
         partial.reports.add(journey);
         if self.paths {
             partial.reports.add_path(journey);
+            if let (Some(keys), Some(breakdown)) = (keys, &mut partial.breakdown) {
+                breakdown.paths.add(keys, journey.conversions, journey.value, journey.nulls);
+            }
         }
         let mut keyed = match (keys, &mut partial.breakdown) {
             (Some(keys), Some(breakdown)) => {

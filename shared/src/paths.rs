@@ -70,6 +70,49 @@ pub fn escape_channel(name: &str, out: &mut String) {
     }
 }
 
+/// Separates a touch's channel from its breakdown values in a `breakdown_paths` touch.
+pub const TOUCH_SEPARATOR: &str = " | ";
+
+/// A touch of a `breakdown_paths` path as one name: its channel, then each breakdown value,
+/// joined by [`TOUCH_SEPARATOR`], with `\` written `\\` and `|` written `\|` in each part
+/// (so every `|` that is not escaped separates parts). Paths of such names are then joined
+/// and escaped like channel names ([`join_channels`]), so both levels read back exactly.
+pub fn touch_label<'a>(channel: &'a str, values: impl IntoIterator<Item = &'a str>) -> String {
+    let mut out = String::new();
+    for (i, part) in std::iter::once(channel).chain(values).enumerate() {
+        if i > 0 {
+            out.push_str(TOUCH_SEPARATOR);
+        }
+        for c in part.chars() {
+            if c == '\\' || c == '|' {
+                out.push('\\');
+            }
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// The channel and breakdown values of a touch written by [`touch_label`] (the inverse).
+pub fn split_touch(label: &str) -> Vec<String> {
+    let (mut parts, mut part, mut chars) = (Vec::new(), String::new(), label.chars().peekable());
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => part.push(chars.next().unwrap_or('\\')),
+            ' ' if chars.peek() == Some(&'|') => {
+                chars.next();
+                if chars.peek() == Some(&' ') {
+                    chars.next();
+                }
+                parts.push(std::mem::take(&mut part));
+            }
+            c => part.push(c),
+        }
+    }
+    parts.push(part);
+    parts
+}
+
 /// Channel names joined by [`SEPARATOR`], each escaped by [`escape_channel`].
 pub fn join_channels<'a>(names: impl IntoIterator<Item = &'a str>) -> String {
     let mut out = String::new();
@@ -304,6 +347,13 @@ impl PathCounts {
         self.summarised = true;
     }
 
+    /// The same paths with channel `c` renumbered `channel_map[c]`.
+    pub(crate) fn remapped(&self, channel_map: &[u32]) -> PathCounts {
+        let mut out = PathCounts { limit: self.limit, ..PathCounts::default() };
+        out.merge(self, channel_map);
+        out
+    }
+
     /// Adds `other`, whose channel `c` is our `channel_map[c]`: every path's figures are
     /// added, then the summary step is taken once if the limit is passed. Sums do not depend
     /// on the order paths are added in, nor does that step (it depends on the figures
@@ -482,6 +532,21 @@ mod tests {
         assert_eq!(back, awkward.iter().map(|s| Some((*s).to_owned())).collect::<Vec<_>>());
         assert_eq!(split_path("a > … > b"), vec![Some("a".to_owned()), None, Some("b".to_owned())]);
         assert!(split_path("").is_empty());
+    }
+
+    #[test]
+    fn touch_labels_in_escaped_paths_read_back_exactly() {
+        let touches: [(&str, &[&str]); 4] =
+            [("a|b", &["c"]), ("x | y", &["(none)", "back\\slash"]), ("e > f", &["|", ""]), ("plain", &["v "])];
+        let labels: Vec<String> = touches.iter().map(|(c, v)| touch_label(c, v.iter().copied())).collect();
+        assert_eq!(labels[0], "a\\|b | c");
+        assert_eq!(labels[1], "x \\| y | (none) | back\\\\slash");
+        let path = join_channels(labels.iter().map(String::as_str));
+        for (name, (channel, values)) in split_path(&path).iter().zip(touches) {
+            let parts = split_touch(name.as_deref().unwrap());
+            assert_eq!(parts[0], channel);
+            assert_eq!(parts[1..], *values, "{path}");
+        }
     }
 
     #[test]

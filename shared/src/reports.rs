@@ -171,6 +171,11 @@ pub struct Reports {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(value_type = Option<Vec<crate::breakdown::BreakdownPositionsSchema>>))]
     pub breakdown_positions: Option<Vec<crate::breakdown::BreakdownPositions>>,
+    /// With `breakdown`: the top converting and non-converting paths of touch keys, each
+    /// touch its channel and breakdown values (`email | spring > search | (none)`; escaped:
+    /// docs/user-guide.md, "Reports"), counted and capped like `paths`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub breakdown_paths: Option<TopPaths>,
     /// The Markov chain's transitions (when the `markov` model ran).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub transitions: Option<Transitions>,
@@ -271,6 +276,7 @@ impl ReportCounts {
             positions,
             paths: self.paths.report(names, top_paths),
             breakdown_positions: None,
+            breakdown_paths: None,
             transitions: None,
         }
     }

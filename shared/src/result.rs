@@ -839,8 +839,10 @@ pub(crate) fn build_result(
         };
         reports.transitions =
             chain.map(|markov| crate::reports::transition_table(markov, &partial.channels, max_transitions));
-        reports.breakdown_positions =
-            partial.breakdown.as_ref().map(|b| b.position_rows(&options.breakdown, &partial.channels));
+        if let Some(breakdown) = &partial.breakdown {
+            reports.breakdown_positions = Some(breakdown.position_rows(&options.breakdown, &partial.channels));
+            reports.breakdown_paths = breakdown.path_report(&options.breakdown, &partial.channels, top);
+        }
         reports
     });
     Ok(AttributionResult {
@@ -1047,6 +1049,8 @@ pub enum Table {
     Paths,
     /// With `breakdown`: `channel,<breakdown columns>,only,first,middle,last`.
     BreakdownPositions,
+    /// With `breakdown`: the top paths of touch keys, as [`Table::Paths`].
+    BreakdownPaths,
     /// The Markov transitions: `from,to,count,probability`.
     Transitions,
     /// The markov model's pair removal effects (`markov_pair_effects`):
@@ -1088,6 +1092,7 @@ pub enum Report {
     Paths,
     Transitions,
     BreakdownPositions,
+    BreakdownPaths,
 }
 
 impl ReportPart {
@@ -1137,13 +1142,14 @@ impl ReportPart {
 }
 
 impl Report {
-    const ALL: [Report; 6] = [
+    const ALL: [Report; 7] = [
         Report::PathLength,
         Report::TimeLag,
         Report::Positions,
         Report::Paths,
         Report::Transitions,
         Report::BreakdownPositions,
+        Report::BreakdownPaths,
     ];
 
     /// Whether reports of this result have this table (time lags need times, transitions `markov`).
@@ -1155,6 +1161,7 @@ impl Report {
             Report::Paths => reports.is_some_and(|r| r.paths.is_some()),
             Report::Transitions => reports.is_some_and(|r| r.transitions.is_some()),
             Report::BreakdownPositions => reports.is_some_and(|r| r.breakdown_positions.is_some()),
+            Report::BreakdownPaths => reports.is_some_and(|r| r.breakdown_paths.is_some()),
         }
     }
 
@@ -1163,7 +1170,7 @@ impl Report {
         match self {
             Report::PathLength | Report::TimeLag => "bucket,conversions,value".to_owned(),
             Report::Positions => "channel,only,first,middle,last".to_owned(),
-            Report::Paths => PATHS_CSV_HEADER.to_owned(),
+            Report::Paths | Report::BreakdownPaths => PATHS_CSV_HEADER.to_owned(),
             Report::Transitions => "from,to,count,probability".to_owned(),
             Report::BreakdownPositions => {
                 let columns: Vec<_> = breakdown.iter().map(|c| csv_field(c)).collect();
@@ -1214,8 +1221,9 @@ impl Report {
                         row(format!("{channel},{values},{},{},{},{}", p.only, p.first, p.middle, p.last));
                     }
                 }
-                Report::Paths => {
-                    let Some(paths) = &reports.paths else { continue };
+                Report::Paths | Report::BreakdownPaths => {
+                    let paths = if self == Report::Paths { &reports.paths } else { &reports.breakdown_paths };
+                    let Some(paths) = paths else { continue };
                     for (list, rows) in [("converting", &paths.converting), ("non_converting", &paths.non_converting)] {
                         for (rank, p) in rows.iter().enumerate() {
                             row(format!(
@@ -1244,7 +1252,7 @@ impl Report {
 }
 
 /// The names of the part report tables, by [`ReportPart`] and [`Report`].
-const PART_REPORT_NAMES: [[&str; 6]; 4] = [
+const PART_REPORT_NAMES: [[&str; 7]; 4] = [
     [
         "period_path_length",
         "period_time_lag",
@@ -1252,6 +1260,7 @@ const PART_REPORT_NAMES: [[&str; 6]; 4] = [
         "period_paths",
         "period_transitions",
         "period_breakdown_positions",
+        "period_breakdown_paths",
     ],
     [
         "segment_path_length",
@@ -1260,6 +1269,7 @@ const PART_REPORT_NAMES: [[&str; 6]; 4] = [
         "segment_paths",
         "segment_transitions",
         "segment_breakdown_positions",
+        "segment_breakdown_paths",
     ],
     [
         "segment_period_path_length",
@@ -1268,6 +1278,7 @@ const PART_REPORT_NAMES: [[&str; 6]; 4] = [
         "segment_period_paths",
         "segment_period_transitions",
         "segment_period_breakdown_positions",
+        "segment_period_breakdown_paths",
     ],
     [
         "window_path_length",
@@ -1276,6 +1287,7 @@ const PART_REPORT_NAMES: [[&str; 6]; 4] = [
         "window_paths",
         "window_transitions",
         "window_breakdown_positions",
+        "window_breakdown_paths",
     ],
 ];
 
@@ -1285,7 +1297,7 @@ pub const PATHS_CSV_HEADER: &str = "list,rank,path,touches,journeys,conversions,
 impl Table {
     /// Every table: the whole's, then the journey reports of each kind of part.
     pub fn all() -> impl Iterator<Item = Table> {
-        const WHOLE: [Table; 17] = [
+        const WHOLE: [Table; 18] = [
             Table::Channels,
             Table::Periods,
             Table::Segments,
@@ -1296,6 +1308,7 @@ impl Table {
             Table::Positions,
             Table::Breakdown,
             Table::BreakdownPositions,
+            Table::BreakdownPaths,
             Table::PeriodBreakdown,
             Table::Windows,
             Table::UnmatchedCost,
@@ -1323,6 +1336,7 @@ impl Table {
             Table::TimeLag => "time_lag",
             Table::Positions => "positions",
             Table::BreakdownPositions => "breakdown_positions",
+            Table::BreakdownPaths => "breakdown_paths",
             Table::Breakdown => "breakdown",
             Table::PeriodBreakdown => "period_breakdown",
             Table::UnmatchedCost => "unmatched_cost",
@@ -1346,6 +1360,7 @@ impl Table {
             Table::PathLength => Report::PathLength.applies_to(result),
             Table::Positions => Report::Positions.applies_to(result),
             Table::BreakdownPositions => Report::BreakdownPositions.applies_to(result),
+            Table::BreakdownPaths => Report::BreakdownPaths.applies_to(result),
             Table::TimeLag => Report::TimeLag.applies_to(result),
             Table::Breakdown => !result.options.breakdown.is_empty(),
             Table::PeriodBreakdown => !result.options.breakdown.is_empty() && !result.periods.is_empty(),
@@ -1384,6 +1399,7 @@ impl Table {
             Table::TimeLag => whole(Report::TimeLag),
             Table::Positions => whole(Report::Positions),
             Table::BreakdownPositions => whole(Report::BreakdownPositions),
+            Table::BreakdownPaths => whole(Report::BreakdownPaths),
             Table::Paths => whole(Report::Paths),
             Table::Transitions => whole(Report::Transitions),
             Table::PartReport(part, report) => report.csv(&part.columns(result), breakdown, &part.reports(result)),

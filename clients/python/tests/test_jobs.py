@@ -244,7 +244,9 @@ def test_segments_are_typed_equal_the_local_run_and_have_their_csv_table(
 
     # With a cost table that has the country column: each segment's channels carry its own rows' cost.
     costs = tmp_path / "country_costs.csv"
-    costs.write_text("date,channel,country,cost\n2026-02-01,email,DE,40\n2026-02-02,search,FR,8\n2026-02-02,email,ES,7\n")
+    costs.write_text(
+        "date,channel,country,cost\n2026-02-01,email,DE,40\n2026-02-02,search,FR,8\n2026-02-02,email,ES,7\n"
+    )
     job = client.submit(client.upload(data), models=["linear"], segment_by="country", spend=costs)
     result = job.result(timeout=120)
     assert result.spend is not None and result.spend.segment_column == "country"
@@ -339,6 +341,11 @@ def test_credit_by_campaign_is_typed_and_has_its_csv_table(
         (p["channel"], {"campaign": p["campaign"]}, pytest.approx(p["first"]))
         for p in local["reports"]["breakdown_positions"]
     ]
+    keyed_paths = result.breakdown_paths()
+    assert keyed_paths is not None and keyed_paths.exact
+    local_paths = local["reports"]["breakdown_paths"]["converting"]
+    assert [p.path for p in keyed_paths.converting] == [p["path"] for p in local_paths]
+    assert all(" | " in p.path for p in keyed_paths.converting)
     positions = pd.read_csv(io.StringIO(job.result_csv("breakdown_positions")), keep_default_na=False)
     assert list(positions.columns) == ["channel", "campaign", "only", "first", "middle", "last"]
     assert len(positions) == len(keyed)

@@ -361,11 +361,54 @@ fn positions_per_campaign_by_hand_in_the_whole_and_each_period() {
 }
 
 #[test]
+fn top_paths_by_campaign_by_hand_escaped_and_per_period() {
+    // u5: a channel and a campaign holding both separators, a week later.
+    let events =
+        campaigns().touch("u5", T0 + 10 * DAY, &key("a > b", Some("x|y"))).conversion("u5", T0 + 11 * DAY, 1.0);
+    let spec = OptionsSpec {
+        period: Some(mta_core::period::Period::Week),
+        breakdown: Some(vec!["campaign".into()]),
+        ..only(&["linear"])
+    };
+    let result = attribute_events(&events.chunk(), &event_options(spec));
+    let paths = result.reports.as_ref().unwrap().breakdown_paths.as_ref().expect("paths by campaign");
+    assert!(paths.exact && paths.distinct_paths == Some(4));
+    let rows = |list: &[mta_core::paths::PathRow]| -> Vec<(String, u32, f64, f64, f64)> {
+        list.iter().map(|r| (r.path.clone(), r.touches, r.conversions, r.value, r.null_journeys)).collect()
+    };
+    // Each touch is its channel and campaign joined by ` | ` (`\` and `|` escaped inside them),
+    // the touches joined and escaped like channel names in `paths`.
+    let escaped = "a \\> b | x\\\\|y";
+    assert_eq!(
+        rows(&paths.converting),
+        [
+            ("email | spring > search | brand > email | summer".to_owned(), 3, 1.0, 100.0, 0.0),
+            ("email | spring > search | (none)".to_owned(), 2, 1.0, 50.0, 0.0),
+            (escaped.to_owned(), 1, 1.0, 1.0, 0.0),
+        ]
+    );
+    assert_eq!(rows(&paths.non_converting), [("display | x > search | brand".to_owned(), 2, 0.0, 0.0, 1.0)]);
+    // Read back exactly.
+    let touch = mta_core::paths::split_path(escaped).pop().unwrap().unwrap();
+    assert_eq!(mta_core::paths::split_touch(&touch), ["a > b", "x|y"]);
+    let second = result.periods[1].reports.as_ref().unwrap().breakdown_paths.as_ref().unwrap();
+    assert_eq!(rows(&second.converting), [(escaped.to_owned(), 1, 1.0, 1.0, 0.0)]);
+    let csv = Table::BreakdownPaths.csv(&result);
+    assert!(csv.starts_with(&format!("{}\n", mta_core::result::PATHS_CSV_HEADER)), "{csv}");
+    assert!(csv.contains("\nconverting,1,email | spring > search | brand > email | summer,3,1,1,100,0,true\n"));
+    let table: Table = "period_breakdown_paths".parse().unwrap();
+    assert!(
+        table.csv(&result).ends_with(&format!("{},converting,1,{escaped},1,1,1,1,0,true\n", result.periods[1].period))
+    );
+}
+
+#[test]
 fn without_a_breakdown_the_result_has_none() {
     let result = attribute(&Events::new().journey("u1", &["a", "b"], 3.0));
     let json = serde_json::to_value(&result).unwrap();
     assert!(!json.to_string().contains("breakdown"), "{json}");
     assert!(!Table::Breakdown.applies_to(&result) && !Table::BreakdownPositions.applies_to(&result));
+    assert!(!Table::BreakdownPaths.applies_to(&result));
 }
 
 /// The same rows with plain channel names.

@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use mta_core::chunk::NO_SEGMENT;
 use mta_core::chunk::{partition_of, touch_key, touch_key_channel, user_key};
 use mta_core::intervals::IntervalsSpec;
+use mta_core::paths::{join_channels, split_path, split_touch};
 use mta_core::period::Period;
 use mta_core::result::{PeriodResult, SegmentResult, WindowResult};
 use mta_core::{AttributionResult, ChannelDict, LookbackDays, MarkovOrder, ModelId, Options, OptionsSpec, Partial};
@@ -605,7 +606,33 @@ fn check_paths_and_transitions(
     got: &mta_core::reports::Reports,
     want: &mta_core::reports::Reports,
 ) -> Result<(), TestCaseError> {
-    let (g, w) = (got.paths.as_ref().expect("paths"), want.paths.as_ref().expect("paths"));
+    check_top_paths(what, got.paths.as_ref().expect("paths"), want.paths.as_ref().expect("paths"))?;
+    prop_assert_eq!(got.breakdown_paths.is_some(), want.breakdown_paths.is_some(), "{}: breakdown paths", what);
+    if let (Some(g), Some(w)) = (&got.breakdown_paths, &want.breakdown_paths) {
+        check_top_paths(&format!("{what} (touch keys)"), g, w)?;
+    }
+    prop_assert_eq!(got.transitions.is_some(), want.transitions.is_some(), "{}: transitions", what);
+    if let (Some(g), Some(w)) = (&got.transitions, &want.transitions) {
+        prop_assert_eq!((g.order, g.total, g.truncated), (w.order, w.total, w.truncated), "{}", what);
+        let steps = |t: &mta_core::reports::Transitions| -> BTreeMap<(String, String), (f64, f64)> {
+            t.rows.iter().map(|r| ((r.from.clone(), r.to.clone()), (r.count, r.probability))).collect()
+        };
+        let (gs, ws) = (steps(g), steps(w));
+        prop_assert_eq!(gs.keys().collect::<Vec<_>>(), ws.keys().collect::<Vec<_>>(), "{}: transitions", what);
+        for (step, (count, probability)) in &ws {
+            check_close(&format!("{what}: count of {step:?}"), gs[step].0, *count)?;
+            check_close(&format!("{what}: probability of {step:?}"), gs[step].1, *probability)?;
+        }
+    }
+    Ok(())
+}
+
+/// Exact top paths: the same paths with the same figures.
+fn check_top_paths(
+    what: &str,
+    g: &mta_core::paths::TopPaths,
+    w: &mta_core::paths::TopPaths,
+) -> Result<(), TestCaseError> {
     prop_assert!(g.exact && w.exact, "{}: paths are exact", what);
     prop_assert_eq!(g.distinct_paths, w.distinct_paths, "{}: distinct paths", what);
     type Rows = BTreeMap<String, (u32, f64, f64, f64, f64)>;
@@ -625,19 +652,6 @@ fn check_paths_and_transitions(
             for (a, b) in [(got.1, want.1), (got.2, want.2), (got.3, want.3), (got.4, want.4)] {
                 check_close(&format!("{what}: {name} path {path}"), a, b)?;
             }
-        }
-    }
-    prop_assert_eq!(got.transitions.is_some(), want.transitions.is_some(), "{}: transitions", what);
-    if let (Some(g), Some(w)) = (&got.transitions, &want.transitions) {
-        prop_assert_eq!((g.order, g.total, g.truncated), (w.order, w.total, w.truncated), "{}", what);
-        let steps = |t: &mta_core::reports::Transitions| -> BTreeMap<(String, String), (f64, f64)> {
-            t.rows.iter().map(|r| ((r.from.clone(), r.to.clone()), (r.count, r.probability))).collect()
-        };
-        let (gs, ws) = (steps(g), steps(w));
-        prop_assert_eq!(gs.keys().collect::<Vec<_>>(), ws.keys().collect::<Vec<_>>(), "{}: transitions", what);
-        for (step, (count, probability)) in &ws {
-            check_close(&format!("{what}: count of {step:?}"), gs[step].0, *count)?;
-            check_close(&format!("{what}: probability of {step:?}"), gs[step].1, *probability)?;
         }
     }
     Ok(())
@@ -805,7 +819,7 @@ fn without_breakdown(result: &AttributionResult) -> AttributionResult {
     let period_reports = result.periods.iter_mut().filter_map(|p| p.reports.as_mut());
     let window_reports = result.windows.iter_mut().filter_map(|w| w.reports.as_mut());
     for reports in result.reports.iter_mut().chain(period_reports).chain(window_reports) {
-        reports.breakdown_positions = None;
+        (reports.breakdown_positions, reports.breakdown_paths) = (None, None);
     }
     // And the cost of campaigns no row has, which only a breakdown by campaign reports.
     if let Some(spend) = &mut result.spend {
@@ -865,6 +879,41 @@ fn check_breakdown_adds_up(result: &AttributionResult) -> Result<(), TestCaseErr
             }
         }
         prop_assert!(rows.iter().all(|r| reports.positions.iter().any(|c| c.channel == r.channel)));
+        // The paths of touch keys, each touch read back as its channel, add up to the paths of
+        // channels (when every path is listed): conversions and value over the converting
+        // ones, null journeys over the others.
+        let keyed = reports.breakdown_paths.as_ref().expect("paths of touch keys");
+        let plain = reports.paths.as_ref().expect("paths");
+        let top = result.options.top_paths as usize;
+        type Figures = fn(&mta_core::paths::PathRow) -> [f64; 2];
+        let converting: Figures = |r| [r.conversions, r.value];
+        let non_converting: Figures = |r| [r.null_journeys, 0.0];
+        for (list, keyed_rows, rows, figures) in [
+            ("converting", &keyed.converting, &plain.converting, converting),
+            ("non_converting", &keyed.non_converting, &plain.non_converting, non_converting),
+        ] {
+            if keyed_rows.len() >= top || rows.len() >= top {
+                continue;
+            }
+            let mut sums: BTreeMap<String, [f64; 2]> = BTreeMap::new();
+            for r in keyed_rows {
+                let channels: Vec<String> = split_path(&r.path)
+                    .into_iter()
+                    .map(|touch| split_touch(&touch.expect("no gap in short paths")).remove(0))
+                    .collect();
+                let sum = sums.entry(join_channels(channels.iter().map(String::as_str))).or_default();
+                for (s, x) in sum.iter_mut().zip(figures(r)) {
+                    *s += x;
+                }
+            }
+            prop_assert_eq!(sums.len(), rows.len(), "{} paths of touch keys by channel", list);
+            for r in rows {
+                let sum = sums.get(&r.path).copied().unwrap_or_default();
+                for (x, y) in sum.iter().zip(figures(r)) {
+                    check_close(&format!("{list} path {} over its touch keys", r.path), *x, y)?;
+                }
+            }
+        }
     }
     Ok(())
 }

@@ -430,6 +430,12 @@ class _WithReports:
         transitions = (self.reports or {}).get("transitions")
         return None if transitions is None else Transitions.from_json(transitions)
 
+    def breakdown_paths(self) -> TopPaths | None:
+        """``reports.breakdown_paths``, typed: the top paths of touch keys, each touch its channel
+        and breakdown values joined by `` | `` (``None`` without the ``breakdown`` option)."""
+        paths = (self.reports or {}).get("breakdown_paths")
+        return None if paths is None else TopPaths.from_json(paths)
+
     def breakdown_positions(self) -> list[BreakdownPositions] | None:
         """``reports.breakdown_positions``, typed (``None`` without the ``breakdown`` option)."""
         rows = (self.reports or {}).get("breakdown_positions")
