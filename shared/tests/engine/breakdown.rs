@@ -403,6 +403,26 @@ fn top_paths_by_campaign_by_hand_escaped_and_per_period() {
 }
 
 #[test]
+fn paths_by_campaign_past_max_report_paths_are_estimates_within_their_bound() {
+    // Ten campaigns of one channel: one path of channels, ten of touch keys, past a limit of 4.
+    let mut events = Events::new();
+    for user in 0..10 {
+        let u = format!("u{user}");
+        events = events.touch(&u, T0 - DAY, &key("email", Some(&format!("c{user}")))).conversion(&u, T0, 1.0);
+    }
+    let spec = OptionsSpec { breakdown: Some(vec!["campaign".into()]), max_report_paths: Some(4), ..only(&["linear"]) };
+    let result = attribute_events(&events.chunk(), &event_options(spec));
+    let reports = result.reports.as_ref().unwrap();
+    assert!(reports.paths.as_ref().unwrap().exact, "one path of channels");
+    let keyed = reports.breakdown_paths.as_ref().unwrap();
+    assert!(!keyed.exact && keyed.distinct_paths.is_none());
+    let bound = keyed.error_bound.conversions;
+    assert!(bound > 0.0 && bound <= 10.0 / 2.0, "Misra-Gries keeping limit / 4 = 1: at most N / 2, got {bound}");
+    assert!(keyed.converting.iter().all(|p| p.conversions <= 1.0 && p.conversions >= 1.0 - bound));
+    assert!(Table::BreakdownPaths.csv(&result).lines().skip(1).all(|l| l.ends_with(",false")));
+}
+
+#[test]
 fn without_a_breakdown_the_result_has_none() {
     let result = attribute(&Events::new().journey("u1", &["a", "b"], 3.0));
     let json = serde_json::to_value(&result).unwrap();
