@@ -17,7 +17,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use crate::chunk::decode_touch_key;
 use crate::options::ModelId;
 use crate::paths::{PathCounts, TopPaths, touch_label};
-use crate::reports::Positions;
+use crate::positions::Positions;
 
 /// What a breakdown row shows for a touch without a value in that column.
 pub const NO_VALUE: &str = "(none)";

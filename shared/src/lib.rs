@@ -28,6 +28,7 @@ pub mod options;
 pub mod partial;
 pub mod paths;
 pub mod period;
+pub mod positions;
 pub mod reports;
 pub mod result;
 pub mod rules;

@@ -11,6 +11,7 @@ use crate::chunk::NO_CHANNEL;
 use crate::journey::Journey;
 use crate::markov::{ChainState, MarkovCounts};
 use crate::paths::{CONVERSION_STATE, NULL_STATE, PathCounts, START_STATE, TopPaths, join_channels, top_by};
+pub use crate::positions::Positions;
 
 /// The most rows of the transition table in a result (the largest counts).
 pub const MAX_TRANSITION_ROWS: usize = 10_000;
@@ -35,36 +36,6 @@ impl Tally {
     fn add(&mut self, conversions: f64, value: f64) {
         self.conversions += conversions;
         self.value += value;
-    }
-}
-
-/// Where touches stand in converting journeys, weighted by the journey's conversions: the
-/// only touch, the first or last of several, or one in between (each such touch counts).
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
-pub struct Positions {
-    pub only: f64,
-    pub first: f64,
-    pub middle: f64,
-    pub last: f64,
-}
-
-impl Positions {
-    pub(crate) fn add(&mut self, other: &Positions) {
-        self.only += other.only;
-        self.first += other.first;
-        self.middle += other.middle;
-        self.last += other.last;
-    }
-
-    /// Counts touch `i` of a converting journey of `touches` touches, `conversions` times.
-    pub(crate) fn add_touch(&mut self, i: usize, touches: usize, conversions: f64) {
-        match i {
-            _ if touches == 1 => self.only += conversions,
-            0 => self.first += conversions,
-            i if i + 1 == touches => self.last += conversions,
-            _ => self.middle += conversions,
-        }
     }
 }
 
