@@ -1030,6 +1030,10 @@ proptest! {
         let costs = costs_by_country();
         want.add_spend(&costs);
         check_segment_cost_adds_up(&want)?;
+        // Cost per campaign within each segment: its rows' cost and its campaigns no row has add up.
+        for segment in want.segments.iter().filter(|s| breakdown && s.spend.as_ref().is_some_and(|s| s.campaigns > 0)) {
+            check_campaign_cost_adds_up(&segment_as_result(&want, segment))?;
+        }
         check_chunked(" with segments", &rows, &options, &costs, &want)?;
     }
 
