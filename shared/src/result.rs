@@ -1011,7 +1011,7 @@ pub const CHANNELS_CSV_HEADER: &str = "model,channel,conversions,value,share,rem
 /// fields a model does not have are empty.
 pub fn channels_csv(result: &AttributionResult) -> String {
     let spend = result.spend.is_some();
-    let mut out = format!("{CHANNELS_CSV_HEADER}{}\n", if spend { SPEND_CSV_COLUMNS } else { "" });
+    let mut out = format!("{CHANNELS_CSV_HEADER}{}\n", spend_columns(spend));
     for model in &result.models {
         for c in &model.channels {
             out.push_str(&credit_row(model.model, c, spend));
@@ -1517,7 +1517,7 @@ pub const PERIODS_CSV_HEADER: &str = "period,model,channel,conversions,value,sha
 /// period first (empty but for the header without `period`).
 pub fn periods_csv(result: &AttributionResult) -> String {
     let spend = result.spend.is_some();
-    let mut out = format!("{PERIODS_CSV_HEADER}{}\n", if spend { SPEND_CSV_COLUMNS } else { "" });
+    let mut out = format!("{PERIODS_CSV_HEADER}{}\n", spend_columns(spend));
     for period in &result.periods {
         for model in &period.models {
             for c in &model.channels {
@@ -1607,7 +1607,7 @@ fn breakdown_table(result: &AttributionResult, parts: Option<(&str, Vec<(String,
     }
     out.push_str("conversions,value");
     let spend = result.has_campaign_cost();
-    out.push_str(if spend { SPEND_CSV_COLUMNS } else { "" });
+    out.push_str(spend_columns(spend));
     out.push('\n');
     let optional = |v: Option<Option<f64>>| v.flatten().map(|v| v.to_string()).unwrap_or_default();
     let tables: Vec<(Option<String>, &Vec<ModelResult>)> = match parts {
