@@ -677,14 +677,16 @@ function partName() {
     chosen('window') && `lookback ${chosen('window')}`].filter(Boolean).join(', ');
 }
 
-/** The CSV table of `name` (`paths`, ...) for the shown part, or null when such parts have none. */
-const PART_REPORTS = ['path_length', 'time_lag', 'positions', 'paths', 'transitions'];
+/** The tables each kind of part has, named `{kind}_{table}` (`segment_paths`, `window_intervals`, ...). */
+const PART_REPORTS = ['path_length', 'time_lag', 'positions', 'paths', 'transitions', 'intervals'];
 const PART_TABLES = {
   period: [...PART_REPORTS, 'breakdown'],
   segment: [...PART_REPORTS, 'breakdown', 'periods'],
   segment_period: PART_REPORTS,
   window: PART_REPORTS,
 };
+
+/** The CSV table of `name` (`paths`, ...) for the shown part, or null when such parts have none. */
 function partTable(name) {
   const kind = partKind();
   if (kind === '') return name;

@@ -119,6 +119,28 @@ async function checkPart(page, part, kind, label) {
   return ranged.length;
 }
 
+/** Whether the service has the CSV table `table` of the job's result (part tables are newer). */
+async function hasTable(jobId, table) {
+  const response = await fetch(`${base}/v1/jobs/${jobId}/result?format=csv&table=${table}`,
+    { headers: { Authorization: `Bearer ${key}` } });
+  await response.arrayBuffer();
+  return response.status === 200;
+}
+
+/**
+ * The intervals CSV of the shown part, when the service has it: `columns` (the part's labels)
+ * first, one row per part × model × channel with an interval.
+ */
+async function checkPartIntervals(page, jobId, table, columns, parts) {
+  if (!(await hasTable(jobId, table))) return `no ${table} table in this service`;
+  const lines = await downloadLines(page, '#download-intervals');
+  assert.ok(lines[0].startsWith(`${columns},model,channel,conversions,conversions_low`), lines[0]);
+  const rows = parts.reduce((n, p) => n + Object.values(p.models)
+    .reduce((m, model) => m + model.channels.filter((c) => c.interval).length, 0), 0);
+  assert.equal(lines.length - 1, rows, `one ${table} row per part × model × channel with an interval`);
+  return `${table} CSV ${rows} rows`;
+}
+
 /** Downloads with `button` and returns the CSV's lines. */
 async function downloadLines(page, button) {
   const [file] = await Promise.all([page.waitForEvent('download'), page.click(button)]);
@@ -747,10 +769,13 @@ async function main() {
     // A further window: its own intervals where the JSON has them, and never the whole's.
     await page.selectOption('#window-select', '1');
     const windowRanged = await checkPart(page, withIntervals.windows[1], 'window', 'the 7d window with intervals');
+    const windowIntervals = windowRanged
+      ? await checkPartIntervals(page, intervalsJobId, 'window_intervals', 'lookback_days', withIntervals.windows)
+      : 'no window intervals in this service';
     await page.selectOption('#window-select', '');
     await checkPart(page, withIntervals, '', 'the top figures with intervals');
     log(`window picker with intervals: the 7d window's figures match windows[1], with ${windowRanged} error bars `
-      + 'as its JSON has');
+      + `as its JSON has; ${windowIntervals}`);
 
     // Credit by channel and campaign: a file with a campaign column, broken down from the form;
     // the table checked against the API's rows, then sorted and folded.
@@ -1007,13 +1032,15 @@ async function main() {
       'country,period,list,rank,path,touches,journeys,conversions,value,null_journeys,exact');
     assert.equal(segmentWeekPaths.length - 1, pathCount(segments.flatMap((s) => s.periods)),
       'one segment_period_paths row per segment × week × path');
+    const segmentWeekIntervals = await checkPartIntervals(page, byCampaignId, 'segment_period_intervals',
+      'country,period', segments.flatMap((s) => s.periods));
     // Back to all journeys: the same week of the whole, with its intervals.
     await page.selectOption('#segment-select', '');
     const wholeWeek = byCampaign.periods.find((p) => p.period === segmentWeek.period);
     assert.ok(await checkPart(page, wholeWeek, 'period', `the week ${wholeWeek.period}`) > 0, 'the week has intervals');
     await page.selectOption('#period-select', '');
     log(`period within a segment: ${weekLabel}'s credits, error bars, rank stability, histogram, paths and `
-      + `breakdown rows match the API; then the whole's week ${wholeWeek.period}`);
+      + `breakdown rows match the API (${segmentWeekIntervals}); then the whole's week ${wholeWeek.period}`);
     // Each segment solved its own chain: DE's Markov credit is not the whole's.
     const wholeSearch = byCampaign.models.markov.channels.find((c) => c.channel === 'search')?.conversions;
     assert.ok(segments.some((s) => s.models.markov.channels.find((c) => c.channel === 'search')?.conversions !== wholeSearch));
