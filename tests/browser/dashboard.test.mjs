@@ -1026,6 +1026,8 @@ async function main() {
     const weekLabel = `country = ${weekly.segment.country}, week ${segmentWeek.period}`;
     assert.ok(await checkPart(page, segmentWeek, 'segment_period', weekLabel) > 0, `${weekLabel} has intervals`);
     assert.equal((await page.textContent('#part-note')).includes(weekLabel), true, 'the note names the part');
+    await page.$eval('#result', (section) => section.scrollIntoView({ block: 'start' }));
+    await page.screenshot({ path: path.join(artifacts, 'result-segment-period-viewport.png') });
     assert.equal((await breakdownRows()).length, segmentWeek.models.linear.breakdown.length, `${weekLabel}: breakdown rows`);
     const segmentWeekPaths = await downloadLines(page, '#download-paths');
     assert.equal(segmentWeekPaths[0],
