@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Benchmark the whole service on one machine against `mta attribute` on the same file.
 #
-# Usage: [FORMAT=csv|parquet] [RUNS=3] bench/service.sh ROWS   (needs a release build: cargo build --release --workspace)
+# Usage: [FORMAT=csv|parquet] [RUNS=3] [BIN=dir] bench/service.sh ROWS
+# (BIN defaults to target/release: cargo build --release --workspace)
 #
 # 1. `mta attribute FILE --models all` (the local baseline), timed.
 # 2. One job end to end (upload → split → attribute → reduce → result, from the first byte uploaded to the result
@@ -17,7 +18,7 @@ set -euo pipefail
 ROWS=${1:?usage: bench/service.sh ROWS}
 BENCH=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(dirname "$BENCH")
-BIN=$ROOT/target/release
+BIN=${BIN:-$ROOT/target/release}
 FORMAT=${FORMAT:-csv}
 DATA=$BENCH/data/events_$ROWS.$FORMAT
 REPORT=$BENCH/results/service_${FORMAT}_$ROWS.md
