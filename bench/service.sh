@@ -98,12 +98,21 @@ PY
     echo "$(echo "$(now) - $t0" | bc) $(echo "$t1 - $t0" | bc) $job"
 }
 
-# Seconds from the first start to the last end of units matching PREFIX in a job's timeline.
+# Seconds from the first start to the last end of units matching PREFIX in a job's timeline; the reduce
+# stage ends when the job succeeds (its unit's end is logged later, once the chunk files are deleted).
 stage_seconds() {
+    local job_json
+    job_json=$(curl -sf -H "$AUTH" "$BASE/v1/jobs/$1")
     curl -sf -H "$AUTH" "$BASE/v1/jobs/$1/timeline" | python3 -c "
-import json, sys
+import datetime, json, sys
 events = [e for e in json.load(sys.stdin)['events'] if e['unit'].startswith('$2')]
-print((max(e['at_ms'] for e in events) - min(e['at_ms'] for e in events)) / 1000)"
+first = min(e['at_ms'] for e in events)
+if '$2' == 'reduce':
+    finished = datetime.datetime.fromisoformat(json.loads(sys.argv[1])['finished_at'].replace('Z', '+00:00'))
+    last = finished.timestamp() * 1000
+else:
+    last = max(e['at_ms'] for e in events if e['event'] == 'end')
+print(round((last - first) / 1000, 3))" "$job_json"
 }
 
 echo "==> mta attribute (local baseline)" >&2
