@@ -217,7 +217,7 @@ async fn read_and_store(
                         // overwrites exactly what an earlier run wrote.
                         let key = keys::chunk(&job.tenant, &job.id, partition, split, sequence[partition as usize]);
                         sequence[partition as usize] += 1;
-                        let bytes = compute(move || Ok(chunk_file::encode(&chunk)?)).await?;
+                        let bytes = compute(move || Ok(chunk_file::encode(&chunk))).await?;
                         services.storage.put(&key, bytes).await?;
                     }
                 }
