@@ -378,9 +378,18 @@ mod tests {
         // The same rows without segment ids, after rows with them.
         let mut mixed = bytes.clone();
         encode_chunk(&sample(false, false), &mut mixed);
-        assert!(decode(&mixed, false, IdMaps::default()).is_err());
+        let error = SegmentError("rows with and without segment ids in one partition");
+        assert_eq!(decode(&mixed, false, IdMaps::default()).unwrap_err(), error);
         // User ids asked of rows stored without them.
         assert_eq!(decode(&bytes, true, IdMaps::default()).unwrap_err(), SegmentError("user id cut short"));
+        // A conversion flag set on a touch (row 0) or cleared on a conversion (row 2): the
+        // values no longer match the conversion rows.
+        let flag_of_row = |row: usize| HEADER_BYTES + row * RECORD_BYTES + RECORD_BYTES - 1;
+        for (row, problem) in [(0, "conversion value missing"), (2, "more values than conversion rows")] {
+            let mut flipped = bytes.clone();
+            flipped[flag_of_row(row)] ^= 0x80;
+            assert_eq!(decode(&flipped, false, IdMaps::default()).unwrap_err(), SegmentError(problem));
+        }
     }
 
     #[test]
@@ -413,6 +422,48 @@ mod tests {
                 bytes[at] = byte;
             }
             let _ = decode(&bytes, keep_identity, maps);
+        }
+
+        #[test]
+        fn random_chunks_round_trip(
+            rows in proptest::collection::vec(
+                (
+                    proptest::prelude::any::<u128>(),
+                    proptest::prelude::any::<i64>(),
+                    proptest::prop_oneof![0u32..1_000, proptest::strategy::Just(NO_CHANNEL)],
+                    proptest::prelude::any::<bool>(),
+                    -1e300f64..1e300,
+                    proptest::prelude::any::<u64>(),
+                    ".{0,6}",
+                    proptest::prop_oneof![0u32..9, proptest::strategy::Just(NO_SEGMENT)],
+                ),
+                0..40,
+            ),
+            keep_identity in proptest::prelude::any::<bool>(),
+            with_segments in proptest::prelude::any::<bool>(),
+        ) {
+            let mut chunk = EventChunk::with_capacity(rows.len(), keep_identity);
+            for (key, time, channel, is_conversion, value, number, id, segment) in rows {
+                chunk.user_keys.push(key);
+                chunk.timestamps.push(time);
+                chunk.channel_ids.push(channel);
+                chunk.is_conversion.push(is_conversion);
+                chunk.values.push(if is_conversion { value } else { 0.0 });
+                chunk.row_numbers.push(number);
+                if let Some(ids) = &mut chunk.user_ids {
+                    ids.push(id);
+                }
+                if with_segments {
+                    chunk.segment_ids.push(segment);
+                }
+            }
+            let mut bytes = Vec::new();
+            encode_chunk(&chunk, &mut bytes);
+            let back = decode(&bytes, keep_identity, IdMaps::default()).unwrap();
+            assert_same_rows(&back, &chunk);
+            if keep_identity {
+                proptest::prop_assert_eq!(back.row_numbers, chunk.row_numbers);
+            }
         }
     }
 }
