@@ -16,8 +16,8 @@ mod parquet;
 
 use anyhow::{Context, bail, ensure};
 use bytes::Bytes;
-use mta_core::chunk::EventChunk;
-use mta_core::row_segment::{self, IdMaps, Segment};
+use mta_core::chunk::{ChannelDict, EventChunk};
+use mta_core::row_segment::{IdMaps, Segment};
 
 const MAGIC: &[u8; 4] = b"MTAC";
 const VERSION: u32 = 1;
@@ -30,23 +30,25 @@ const HEADER_BYTES: usize = 12;
 /// The extension of chunk files; older workers wrote `.parquet` ones.
 pub const EXTENSION: &str = "rows";
 
-/// Encodes a chunk (its rows' channel and segment ids indexing its dictionaries).
-pub fn encode(chunk: &EventChunk) -> Vec<u8> {
-    let segment_values = if chunk.has_segments() { chunk.segments.names() } else { &[] };
+/// Encodes rows whose channel and segment ids index `channels` and `segments` (the
+/// segment values are written only when the rows carry segment ids).
+pub fn encode(rows: Segment<'_>, channels: &ChannelDict, segments: &ChannelDict) -> Vec<u8> {
+    let segment_values = if rows.has_segment_ids() { segments.names() } else { &[] };
     let names_bytes = |names: &[String]| 4 + names.iter().map(|name| 4 + name.len()).sum::<usize>();
-    let mut out = Vec::with_capacity(HEADER_BYTES + names_bytes(chunk.channels.names()) + names_bytes(segment_values));
+    let length = HEADER_BYTES + names_bytes(channels.names()) + names_bytes(segment_values) + rows.stored_bytes();
+    let mut out = Vec::with_capacity(length);
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&VERSION.to_le_bytes());
-    let flags = if chunk.user_ids.is_some() { KEEPS_IDENTITY } else { 0 };
+    let flags = if rows.keeps_identity() { KEEPS_IDENTITY } else { 0 };
     out.extend_from_slice(&flags.to_le_bytes());
-    for names in [chunk.channels.names(), segment_values] {
+    for names in [channels.names(), segment_values] {
         out.extend_from_slice(&(names.len() as u32).to_le_bytes());
         for name in names {
             out.extend_from_slice(&(name.len() as u32).to_le_bytes());
             out.extend_from_slice(name.as_bytes());
         }
     }
-    row_segment::encode_chunk(chunk, &mut out);
+    rows.write_to(&mut out).expect("writing to memory cannot fail");
     out
 }
 
@@ -123,6 +125,7 @@ pub fn files_to_read<K: AsRef<str>>(keys: Vec<K>) -> Vec<K> {
 mod tests {
     use super::*;
     use mta_core::chunk::{NO_CHANNEL, NO_SEGMENT};
+    use mta_core::row_segment::SegmentBuffer;
 
     /// Four rows of two users; with `segment_by`, one row has no value.
     fn sample(keep_user_ids: bool, with_segments: bool) -> EventChunk {
@@ -152,6 +155,13 @@ mod tests {
             }
         }
         chunk
+    }
+
+    /// What the split stage writes for `chunk`.
+    fn encode_chunk(chunk: &EventChunk) -> Vec<u8> {
+        let mut rows = SegmentBuffer::default();
+        rows.push_chunk(chunk);
+        encode(rows.segment(), &chunk.channels, &chunk.segments)
     }
 
     /// A partition's dictionaries that already know some names, in another order.
@@ -188,7 +198,7 @@ mod tests {
             for with_segments in [false, true] {
                 let written = sample(keep_user_ids, with_segments);
                 let mut read = partition();
-                decode_into("p", Bytes::from(encode(&written)), &mut read).unwrap();
+                decode_into("p", Bytes::from(encode_chunk(&written)), &mut read).unwrap();
                 assert_same_rows(&read, &written);
                 assert_eq!(read.channel_ids[0], 0, "y keeps its id in the partition's dictionary");
                 if with_segments {
@@ -215,7 +225,7 @@ mod tests {
                     continue;
                 }
                 // A split re-run after the upgrade: new files after old ones number on.
-                decode_into("new", Bytes::from(encode(&written)), &mut read).unwrap();
+                decode_into("new", Bytes::from(encode_chunk(&written)), &mut read).unwrap();
                 assert_eq!(read.row_numbers[4..], [10, 11, 12, 13]);
             }
         }
@@ -223,12 +233,12 @@ mod tests {
 
     #[test]
     fn damaged_files_are_errors_naming_the_file() {
-        let bytes = encode(&sample(true, true));
+        let bytes = encode_chunk(&sample(true, true));
         let mut other_version = bytes.clone();
         other_version[4] = 2;
         let mut unknown_channel = sample(false, false);
         unknown_channel.channel_ids[1] = 2;
-        let mut bad_name = encode(&sample(false, false));
+        let mut bad_name = encode_chunk(&sample(false, false));
         bad_name[HEADER_BYTES + 8] = 0xff;
         for (damaged, why) in [
             (bytes[..bytes.len() - 1].to_vec(), "cut short"),
@@ -237,7 +247,7 @@ mod tests {
             (b"text".to_vec(), "cut short"),
             (b"MTAX\x01\0\0\0\0\0\0\0".to_vec(), "not a chunk file"),
             (other_version, "version 2"),
-            (encode(&unknown_channel), "unknown channel id"),
+            (encode_chunk(&unknown_channel), "unknown channel id"),
             (bad_name, "not UTF-8"),
         ] {
             let error = decode_into("p00001/s0002-00003.rows", Bytes::from(damaged), &mut EventChunk::default())
@@ -250,8 +260,8 @@ mod tests {
     #[test]
     fn files_of_one_partition_agree_on_user_ids() {
         let mut read = EventChunk::default();
-        decode_into("a", Bytes::from(encode(&sample(false, false))), &mut read).unwrap();
-        let error = decode_into("b", Bytes::from(encode(&sample(true, false))), &mut read).unwrap_err();
+        decode_into("a", Bytes::from(encode_chunk(&sample(false, false))), &mut read).unwrap();
+        let error = decode_into("b", Bytes::from(encode_chunk(&sample(true, false))), &mut read).unwrap_err();
         assert!(format!("{error:#}").contains("disagree"), "{error:#}");
     }
 

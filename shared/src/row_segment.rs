@@ -50,8 +50,36 @@ pub struct SegmentBuffer {
 }
 
 impl SegmentBuffer {
+    /// An empty buffer with room for `rows` records.
+    pub fn with_capacity(rows: usize) -> SegmentBuffer {
+        SegmentBuffer { records: Vec::with_capacity(rows), ..Default::default() }
+    }
+
     pub fn rows(&self) -> usize {
         self.records.len()
+    }
+
+    /// Appends one row: its record, and its value when it is a conversion.
+    pub fn push_row(&mut self, key: u128, time: i64, channel: u32, is_conversion: bool, value: f64) {
+        self.records.push(record(key, time, channel, is_conversion));
+        if is_conversion {
+            self.push_value(value);
+        }
+    }
+
+    /// Appends every row of `chunk` (channel and segment ids as they are), with the row
+    /// identity when the chunk keeps user ids.
+    pub fn push_chunk(&mut self, chunk: &EventChunk) {
+        for row in 0..chunk.len() {
+            let (channel, is_conversion) = (chunk.channel_ids[row], chunk.is_conversion[row]);
+            self.push_row(chunk.user_keys[row], chunk.timestamps[row], channel, is_conversion, chunk.values[row]);
+            if let Some(ids) = &chunk.user_ids {
+                self.push_identity(chunk.row_numbers[row], &ids[row]);
+            }
+        }
+        for &id in &chunk.segment_ids {
+            self.push_segment_id(id);
+        }
     }
 
     /// The value of the next conversion row.
@@ -84,45 +112,6 @@ impl SegmentBuffer {
         Segment {
             sections: [self.records.as_flattened(), &self.values, &self.row_numbers, &self.user_ids, &self.segment_ids],
         }
-    }
-}
-
-/// Writes every row of `chunk` as one segment at the end of `out` (channel and segment ids
-/// as they are), with the row identity when the chunk keeps user ids.
-pub fn encode_chunk(chunk: &EventChunk, out: &mut Vec<u8>) {
-    let rows = chunk.len();
-    let conversions = chunk.is_conversion.iter().filter(|&&is| is).count();
-    let (row_numbers, user_ids): (&[u64], &[String]) = match &chunk.user_ids {
-        Some(ids) => (&chunk.row_numbers, ids),
-        None => (&[], &[]),
-    };
-    let lengths = [
-        rows * RECORD_BYTES,
-        conversions * 8,
-        row_numbers.len() * 8,
-        user_ids.iter().map(|id| 4 + id.len()).sum(),
-        chunk.segment_ids.len() * 4,
-    ];
-    out.reserve(HEADER_BYTES + lengths.iter().sum::<usize>());
-    for length in lengths {
-        out.extend_from_slice(&(length as u64).to_le_bytes());
-    }
-    for row in 0..rows {
-        let (channel, is_conversion) = (chunk.channel_ids[row], chunk.is_conversion[row]);
-        out.extend_from_slice(&record(chunk.user_keys[row], chunk.timestamps[row], channel, is_conversion));
-    }
-    for (value, _) in chunk.values.iter().zip(&chunk.is_conversion).filter(|(_, is)| **is) {
-        out.extend_from_slice(&value.to_le_bytes());
-    }
-    for number in row_numbers {
-        out.extend_from_slice(&number.to_le_bytes());
-    }
-    for id in user_ids {
-        out.extend_from_slice(&(id.len() as u32).to_le_bytes());
-        out.extend_from_slice(id.as_bytes());
-    }
-    for id in &chunk.segment_ids {
-        out.extend_from_slice(&id.to_le_bytes());
     }
 }
 
@@ -187,6 +176,16 @@ impl<'a> Segment<'a> {
 
     pub fn rows(&self) -> usize {
         self.sections[0].len() / RECORD_BYTES
+    }
+
+    /// True when the rows carry their row numbers and user ids.
+    pub fn keeps_identity(&self) -> bool {
+        !self.sections[2].is_empty()
+    }
+
+    /// True when the rows carry segment ids (`segment_by`).
+    pub fn has_segment_ids(&self) -> bool {
+        !self.sections[4].is_empty()
     }
 
     /// Appends the rows to `chunk`, their ids mapped by `maps`. User ids are read when the
@@ -290,6 +289,13 @@ mod tests {
         chunk
     }
 
+    /// `chunk` as one segment at the end of `out`.
+    fn encode_chunk(chunk: &EventChunk, out: &mut Vec<u8>) {
+        let mut buffer = SegmentBuffer::default();
+        buffer.push_chunk(chunk);
+        buffer.segment().write_to(out).unwrap();
+    }
+
     fn decode(bytes: &[u8], keep_identity: bool, maps: IdMaps<'_>) -> Result<EventChunk, SegmentError> {
         let mut chunk = EventChunk::with_capacity(0, keep_identity);
         let mut rest = bytes;
@@ -325,26 +331,20 @@ mod tests {
     }
 
     #[test]
-    fn a_buffer_writes_what_encode_chunk_writes() {
-        let chunk = sample(true, true);
-        let mut buffer = SegmentBuffer::default();
-        for row in 0..chunk.len() {
-            let (channel, is_conversion) = (chunk.channel_ids[row], chunk.is_conversion[row]);
-            buffer.records.push(record(chunk.user_keys[row], chunk.timestamps[row], channel, is_conversion));
-            if is_conversion {
-                buffer.push_value(chunk.values[row]);
+    fn a_buffer_says_what_it_carries_and_how_many_bytes_it_takes() {
+        for keep_identity in [false, true] {
+            for with_segments in [false, true] {
+                let mut buffer = SegmentBuffer::with_capacity(5);
+                buffer.push_chunk(&sample(keep_identity, with_segments));
+                let segment = buffer.segment();
+                assert_eq!((segment.keeps_identity(), segment.has_segment_ids()), (keep_identity, with_segments));
+                let mut written = Vec::new();
+                segment.write_to(&mut written).unwrap();
+                assert_eq!(written.len(), segment.stored_bytes());
+                buffer.clear();
+                assert_eq!((buffer.rows(), buffer.segment().stored_bytes()), (0, HEADER_BYTES));
             }
-            buffer.push_identity(chunk.row_numbers[row], &chunk.user_ids.as_ref().unwrap()[row]);
-            buffer.push_segment_id(chunk.segment_ids[row]);
         }
-        let mut written = Vec::new();
-        buffer.segment().write_to(&mut written).unwrap();
-        assert_eq!(written.len(), buffer.segment().stored_bytes());
-        let mut encoded = Vec::new();
-        encode_chunk(&chunk, &mut encoded);
-        assert_eq!(written, encoded);
-        buffer.clear();
-        assert_eq!(buffer.segment().stored_bytes(), HEADER_BYTES);
     }
 
     #[test]
