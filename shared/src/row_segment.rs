@@ -38,7 +38,8 @@ pub fn record(key: u128, time: i64, channel: u32, is_conversion: bool) -> [u8; R
     record
 }
 
-/// Rows being collected in segment layout, row by row (the local spill's buffers).
+/// Rows being collected in segment layout (the partition buffers of the local spill and of
+/// the split stage).
 #[derive(Debug, Clone, Default)]
 pub struct SegmentBuffer {
     /// Public so that a writer can sort records in bulk and size the buffer itself.
