@@ -97,9 +97,9 @@ pub struct Partial {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub windows: Vec<Partial>,
     /// With `intervals`: one partial per bootstrap replicate (`intervals.rs`), of the whole
-    /// (the first window's journeys) with each journey counted as often as its replicate's
-    /// weight draws; channel sums, chains and `shao_li` counts only (no reports, breakdown,
-    /// periods or windows). Each merges with its counterpart.
+    /// (the first window's journeys; each further window has its own) with each journey
+    /// counted as often as its replicate's weight draws; channel sums, chains and `shao_li`
+    /// counts only (no reports, breakdown, periods or windows). Each merges with its counterpart.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub replicates: Vec<Partial>,
     /// With `segment_by`: the same sums per segment value of the journeys that count in it
@@ -115,12 +115,13 @@ impl Partial {
     /// further lookback window).
     pub fn new(options: &Options, channels: &[String]) -> Partial {
         let mut partial = Partial::one_window(options, channels);
-        let further = options.lookback_windows.len().saturating_sub(1);
-        partial.windows = vec![partial.clone(); further];
         if let Some(intervals) = options.intervals {
             let bare = Options { breakdown: Vec::new(), ..options.clone() };
             partial.replicates = vec![Partial::one_window(&bare, channels); intervals.replicates as usize];
         }
+        // Each further window has replicates of its own, as the whole has.
+        let further = options.lookback_windows.len().saturating_sub(1);
+        partial.windows = vec![partial.clone(); further];
         partial
     }
 
@@ -261,15 +262,24 @@ impl Partial {
             None if !partial.windows.is_empty() => {
                 // One grouping of the rows; each journey is added under every window.
                 let mut further = std::mem::take(&mut partial.windows);
+                // Each further window's replicates have a path table of their own.
+                let mut tables: Vec<ReplicatePaths> =
+                    further.iter().map(|_| ReplicatePaths::new(PERIOD_PATH_CELLS)).collect();
                 for_each_windowed_journey(chunk, options, &options.window_lookbacks(), |window, journey, origin| {
                     // Every window counts its paths (in a table of the whole's size: at most 8 windows).
-                    let target = if window == 0 { &mut *partial } else { &mut further[window - 1] };
-                    adder.add(target, journey, held_out(origin), options);
+                    let (draw, held) = (user(origin), held_out(origin));
                     if window == 0 {
-                        adder.add_replicates(&mut partial.replicates, journey, user(origin), held_out(origin), options);
+                        adder.add(partial, journey, held, options);
+                        adder.add_replicates(&mut partial.replicates, journey, draw, held, options);
+                    } else {
+                        let target = &mut further[window - 1];
+                        adder.add(target, journey, held, options);
+                        let table = &mut tables[window - 1];
+                        adder.add_replicates_with(table, &mut target.replicates, journey, draw, held, options);
                     }
                 });
-                for window in &mut further {
+                for (window, table) in further.iter_mut().zip(&mut tables) {
+                    adder.flush_with(table, &mut window.replicates);
                     window.counts.rows += chunk.len() as u64;
                     if let Some(breakdown) = &mut window.breakdown {
                         breakdown.compact();

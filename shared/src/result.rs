@@ -392,8 +392,11 @@ impl Partial {
             for (&lookback_days, window) in further.iter().zip(&self.windows) {
                 // A window's transitions are as many as the whole's (at most 8 windows).
                 let reports = Some(crate::reports::MAX_TRANSITION_ROWS);
-                let AttributionResult { summary, models, reports, .. } =
-                    build_result(window, &part_options, budget, order, reports)?;
+                let mut built = build_result(window, &part_options, budget, order, reports)?;
+                if let Some(intervals) = options.intervals {
+                    window.set_intervals(&mut built, &part_options, budget, order, intervals.level)?;
+                }
+                let AttributionResult { summary, models, reports, .. } = built;
                 result.windows.push(WindowResult { lookback_days, summary, models, reports });
             }
             result.window_ranks = window_ranks(&result.windows);

@@ -175,8 +175,8 @@ impl Limits {
     }
 
     /// Refuses `intervals` of more than `max_interval_replicates` replicates, or of so many
-    /// replicates × `channels` that their sums would not fit the memory they are given
-    /// (`intervals::MAX_REPLICATE_CHANNELS`), naming the limit: checked before any row is
+    /// replicates × `channels` (× lookback windows) that their sums would not fit the memory
+    /// they are given (`intervals::MAX_REPLICATE_CHANNELS`), naming the limit: checked before any row is
     /// attributed, and again as channels are met.
     pub fn check_intervals(&self, channels: usize, options: &Options) -> Result<(), AttributionError> {
         let Some(intervals) = options.intervals else { return Ok(()) };
@@ -190,12 +190,15 @@ impl Limits {
                 ),
             ));
         }
-        let cells = intervals.replicates as u64 * channels as u64;
+        // Each lookback window holds replicates of its own.
+        let windows = options.lookback_windows.len().max(1) as u64;
+        let cells = intervals.replicates as u64 * channels as u64 * windows;
         if cells > crate::intervals::MAX_REPLICATE_CHANNELS {
+            let over = if windows > 1 { format!(" under {windows} lookback windows") } else { String::new() };
             return Err(AttributionError::new(
                 ErrorCode::LimitExceeded,
                 format!(
-                    "`intervals` of {} replicates over {channels} channels would hold more than {} replicate \
+                    "`intervals` of {} replicates over {channels} channels{over} would hold more than {} replicate \
                      sums (max_replicate_channels); ask for fewer replicates",
                     intervals.replicates,
                     crate::intervals::MAX_REPLICATE_CHANNELS

@@ -5,7 +5,7 @@
 use mta_core::chunk::user_key;
 use mta_core::ingest::Limits;
 use mta_core::intervals::{IntervalsSpec, user_weight};
-use mta_core::{ErrorCode, ModelId, OptionsSpec};
+use mta_core::{ErrorCode, LookbackDays, ModelId, OptionsSpec};
 
 use crate::helpers::*;
 
@@ -252,4 +252,56 @@ fn each_period_has_the_intervals_of_its_own_journeys() {
     let err = mta_core::intervals::check_period_replicates(366, 1000).unwrap_err();
     assert_eq!(err.code, ErrorCode::LimitExceeded);
     mta_core::intervals::check_period_replicates(53, 1000).expect("a year of weeks at 1000 replicates fits");
+}
+
+/// Each model's channels' intervals, by model and channel: every figure in a row.
+fn interval_table(models: &[mta_core::result::ModelResult]) -> Vec<(String, [f64; 9])> {
+    models
+        .iter()
+        .flat_map(|m| {
+            m.channels.iter().map(move |c| {
+                let i = c.interval.as_ref().unwrap_or_else(|| panic!("{} {} has an interval", m.model, c.channel));
+                let figures = [
+                    i.conversions_low,
+                    i.conversions_high,
+                    i.value_low,
+                    i.value_high,
+                    i.share_low,
+                    i.share_high,
+                    i.rank_1_probability,
+                    i.top_3_probability,
+                    i.median_rank,
+                ];
+                (format!("{} {}", m.model, c.channel), figures)
+            })
+        })
+        .collect()
+}
+
+/// Whether two interval tables name the same channels with the same figures (to 1e-9).
+fn same_intervals(a: &[(String, [f64; 9])], b: &[(String, [f64; 9])]) -> bool {
+    a.len() == b.len()
+        && a.iter().zip(b).all(|((na, fa), (nb, fb))| {
+            na == nb && fa.iter().zip(fb).all(|(x, y)| (x - y).abs() <= 1e-9 * x.abs().max(1.0))
+        })
+}
+
+#[test]
+fn each_lookback_window_has_the_intervals_of_a_run_under_that_window_alone() {
+    // Touches 3, 2 and 1 days before each conversion: a window of 1.5 days keeps the last
+    // touch only, so its intervals differ from the unlimited window's (the whole's).
+    let events = simulated(150, 3, &["a", "b", "c"], 0.5, 0.3, 31);
+    let models = only(&["first_touch", "linear", "markov", "shao_li"]);
+    let run = |lookback| {
+        let spec = OptionsSpec { lookback_days: Some(lookback), ..models.clone() };
+        attribute_events(&events.chunk(), &event_options(with_intervals(spec, 25, 0.8, 4)))
+    };
+    let compared = run(LookbackDays::Many(vec![0.0, 1.5]));
+    let (unlimited, short) = (run(LookbackDays::One(0.0)), run(LookbackDays::One(1.5)));
+    assert_eq!(compared.windows.len(), 2);
+    let table = |models: &[mta_core::result::ModelResult]| interval_table(models);
+    assert_eq!(table(&compared.windows[0].models), table(&compared.models), "the first window is the whole");
+    assert!(same_intervals(&table(&compared.models), &table(&unlimited.models)));
+    assert!(same_intervals(&table(&compared.windows[1].models), &table(&short.models)));
+    assert!(!same_intervals(&table(&short.models), &table(&unlimited.models)), "the windows differ");
 }

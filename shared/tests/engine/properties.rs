@@ -1001,8 +1001,6 @@ proptest! {
                 prop_assert!(markov.pairs.is_none() && markov.order_selection.is_none());
                 alone.markov_order = chosen;
                 alone.markov_pair_effects = None;
-                // Intervals are the top level's (the first window's) only.
-                alone.intervals = None;
             }
             let want = attribute_events(&event_chunk(&rows), &event_options(alone));
             let got = window_as_result(&result, window);
