@@ -106,7 +106,8 @@ pub enum ClientCommand {
         format: String,
         /// Print this tidy table as CSV: `channels` (what `--format csv` prints), `periods`,
         /// `segments`, `segment_periods`, `segment_breakdown`, `path_length`, `time_lag`, `positions`, `breakdown`, `period_breakdown`, `paths`,
-        /// `transitions`, `windows`, `unmatched_cost`, `markov_pairs` or `intervals`, or a journey report
+        /// `transitions`, `windows`, `unmatched_cost`, `markov_pairs`, `intervals` or the intervals per
+        /// part (`period_intervals`, `segment_intervals`, `segment_period_intervals`, `window_intervals`), or a journey report
         /// per part: `period_`, `segment_`, `segment_period_` or `window_` followed by `path_length`,
         /// `time_lag`, `positions`, `paths` or `transitions`.
         #[arg(
@@ -277,7 +278,9 @@ pub struct AttributeArgs {
     /// Also write each tidy CSV table of the result into this directory (`channels.csv`, the
     /// reports, `periods.csv` with `--period`, `windows.csv` with several `--lookback-days`,
     /// `breakdown.csv` with `--breakdown`, `segments.csv` with `--segment-by` or `--conversion-types` (and `segment_periods.csv` with `--period`, `segment_breakdown.csv` with `--breakdown`), `unmatched_cost.csv` with `--spend`,
-    /// `markov_pairs.csv` with `--markov-pair-effects`, `intervals.csv` with `--intervals`; and the
+    /// `markov_pairs.csv` with `--markov-pair-effects`, `intervals.csv` with `--intervals` (and
+    /// `period_intervals.csv`, `segment_intervals.csv`, `segment_period_intervals.csv`,
+    /// `window_intervals.csv` per part); and the
     /// reports of each part: `period_paths.csv` ... with `--period`, `segment_paths.csv` ... with segments,
     /// `segment_period_paths.csv` ... with both, `window_paths.csv` ... with several windows).
     #[arg(long, value_name = "DIR")]

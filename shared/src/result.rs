@@ -1001,6 +1001,10 @@ pub enum Table {
     SegmentPeriods,
     /// With `intervals`: one row per model × channel, [`INTERVALS_CSV_HEADER`].
     Intervals,
+    /// With `intervals` and parts of one kind (`period_intervals`, `segment_intervals`,
+    /// `segment_period_intervals`, `window_intervals`): the intervals of every part, the
+    /// whole's table with the part's label in the first columns ([`ReportPart::columns`]).
+    PartIntervals(ReportPart),
     /// A journey report of every part of one kind (`period_paths`, `segment_time_lag`, ...):
     /// the whole's table with the part's label in the first columns ([`ReportPart::columns`]).
     PartReport(ReportPart, Report),
@@ -1076,6 +1080,25 @@ impl ReportPart {
     }
 }
 
+impl ReportPart {
+    /// Each part's labels and models, in the result's order.
+    fn models(self, result: &AttributionResult) -> Vec<(Vec<String>, &Vec<ModelResult>)> {
+        let segment = |s: &SegmentResult| s.value().unwrap_or_default().to_owned();
+        match self {
+            ReportPart::Period => result.periods.iter().map(|p| (vec![p.period.clone()], &p.models)).collect(),
+            ReportPart::Segment => result.segments.iter().map(|s| (vec![segment(s)], &s.models)).collect(),
+            ReportPart::SegmentPeriod => result
+                .segments
+                .iter()
+                .flat_map(|s| s.periods.iter().map(move |p| (vec![segment(s), p.period.clone()], &p.models)))
+                .collect(),
+            ReportPart::Window => {
+                result.windows.iter().map(|w| (vec![w.lookback_days.to_string()], &w.models)).collect()
+            }
+        }
+    }
+}
+
 impl Report {
     const ALL: [Report; 5] =
         [Report::PathLength, Report::TimeLag, Report::Positions, Report::Paths, Report::Transitions];
@@ -1103,19 +1126,11 @@ impl Report {
 
     /// The table: `columns` first, then for each part its `labels` before each of its rows.
     fn csv(self, columns: &[String], parts: &[(Vec<String>, &Reports)]) -> String {
-        let mut out = String::new();
-        for column in columns {
-            out.push_str(&csv_field(column));
-            out.push(',');
-        }
+        let mut out = label_columns(columns);
         out.push_str(self.header());
         out.push('\n');
         for (labels, reports) in parts {
-            let mut lead = String::new();
-            for label in labels {
-                lead.push_str(&csv_field(label));
-                lead.push(',');
-            }
+            let lead = label_columns(labels);
             let mut row = |line: String| {
                 out.push_str(&lead);
                 out.push_str(&line);
@@ -1177,6 +1192,10 @@ const PART_REPORT_NAMES: [[&str; 5]; 4] = [
     ["window_path_length", "window_time_lag", "window_positions", "window_paths", "window_transitions"],
 ];
 
+/// The names of the part interval tables, by [`ReportPart`].
+const PART_INTERVALS_NAMES: [&str; 4] =
+    ["period_intervals", "segment_intervals", "segment_period_intervals", "window_intervals"];
+
 /// The header of the `paths` table.
 pub const PATHS_CSV_HEADER: &str = "list,rank,path,touches,journeys,conversions,value,null_journeys,exact";
 
@@ -1204,7 +1223,7 @@ impl Table {
         let parts = ReportPart::ALL
             .into_iter()
             .flat_map(|part| Report::ALL.into_iter().map(move |report| Table::PartReport(part, report)));
-        WHOLE.into_iter().chain(parts)
+        WHOLE.into_iter().chain(ReportPart::ALL.map(Table::PartIntervals)).chain(parts)
     }
 
     /// The names of every table, as `?table=` and `--table` take them.
@@ -1230,6 +1249,7 @@ impl Table {
             Table::SegmentBreakdown => "segment_breakdown",
             Table::SegmentPeriods => "segment_periods",
             Table::Intervals => "intervals",
+            Table::PartIntervals(part) => PART_INTERVALS_NAMES[part as usize],
             Table::PartReport(part, report) => PART_REPORT_NAMES[part as usize][report as usize],
         }
     }
@@ -1257,6 +1277,7 @@ impl Table {
                 !result.options.breakdown.is_empty() && crate::segment::column(&result.options).is_some()
             }
             Table::Intervals => result.options.intervals.is_some(),
+            Table::PartIntervals(part) => result.options.intervals.is_some() && part.applies_to(result),
             Table::PartReport(part, report) => part.applies_to(result) && report.applies_to(result),
         }
     }
@@ -1294,7 +1315,8 @@ impl Table {
                 }
                 out
             }
-            Table::Intervals => intervals_csv(result),
+            Table::Intervals => intervals_csv(&[], &[(Vec::new(), &result.models)]),
+            Table::PartIntervals(part) => intervals_csv(&part.columns(result), &part.models(result)),
             Table::MarkovPairs => {
                 let mut out = String::from(MARKOV_PAIRS_CSV_HEADER);
                 out.push('\n');
@@ -1321,35 +1343,47 @@ pub const INTERVALS_CSV_HEADER: &str = "model,channel,conversions,conversions_lo
 value_high,share,share_low,share_high,rank_1_probability,top_3_probability,median_rank,removal_effect_low,\
 removal_effect_high";
 
-/// The tidy table of intervals: one row per model × channel, in the result's order.
-fn intervals_csv(result: &AttributionResult) -> String {
-    let mut out = format!("{INTERVALS_CSV_HEADER}\n");
+/// The tidy table of intervals: `columns` first, then for each part its `labels` before
+/// each of its rows, one per model × channel, in the result's order.
+fn intervals_csv(columns: &[String], parts: &[(Vec<String>, &Vec<ModelResult>)]) -> String {
+    let mut out = label_columns(columns);
+    out.push_str(INTERVALS_CSV_HEADER);
+    out.push('\n');
     let optional = |x: Option<f64>| x.map_or(String::new(), |x| x.to_string());
-    for model in &result.models {
-        for c in &model.channels {
-            let Some(i) = &c.interval else { continue };
-            out.push_str(&format!(
-                "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
-                model.model,
-                csv_field(&c.channel),
-                c.conversions,
-                i.conversions_low,
-                i.conversions_high,
-                c.value,
-                i.value_low,
-                i.value_high,
-                c.share,
-                i.share_low,
-                i.share_high,
-                i.rank_1_probability,
-                i.top_3_probability,
-                i.median_rank,
-                optional(i.removal_effect_low),
-                optional(i.removal_effect_high)
-            ));
+    for (labels, models) in parts {
+        let lead = label_columns(labels);
+        for model in models.iter() {
+            for c in &model.channels {
+                let Some(i) = &c.interval else { continue };
+                out.push_str(&lead);
+                out.push_str(&format!(
+                    "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
+                    model.model,
+                    csv_field(&c.channel),
+                    c.conversions,
+                    i.conversions_low,
+                    i.conversions_high,
+                    c.value,
+                    i.value_low,
+                    i.value_high,
+                    c.share,
+                    i.share_low,
+                    i.share_high,
+                    i.rank_1_probability,
+                    i.top_3_probability,
+                    i.median_rank,
+                    optional(i.removal_effect_low),
+                    optional(i.removal_effect_high)
+                ));
+            }
         }
     }
     out
+}
+
+/// Label fields, each followed by a comma: the first columns of a part's row (or header).
+fn label_columns(labels: &[String]) -> String {
+    labels.iter().map(|label| format!("{},", csv_field(label))).collect()
 }
 
 /// The header of the `markov_pairs` table.

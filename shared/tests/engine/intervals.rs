@@ -5,7 +5,8 @@
 use mta_core::chunk::user_key;
 use mta_core::ingest::Limits;
 use mta_core::intervals::{IntervalsSpec, user_weight};
-use mta_core::{ErrorCode, LookbackDays, ModelId, OptionsSpec};
+use mta_core::result::{INTERVALS_CSV_HEADER, Table};
+use mta_core::{AttributionResult, ErrorCode, LookbackDays, ModelId, OptionsSpec, Partial};
 
 use crate::helpers::*;
 
@@ -304,4 +305,75 @@ fn each_lookback_window_has_the_intervals_of_a_run_under_that_window_alone() {
     assert!(same_intervals(&table(&compared.models), &table(&unlimited.models)));
     assert!(same_intervals(&table(&compared.windows[1].models), &table(&short.models)));
     assert!(!same_intervals(&table(&short.models), &table(&unlimited.models)), "the windows differ");
+}
+
+/// `table` of `result` has the intervals of each part (label, models) in order, the part's
+/// label column `column` first.
+fn check_part_table<'a>(
+    result: &AttributionResult,
+    table: &str,
+    column: &str,
+    parts: impl Iterator<Item = (String, &'a Vec<mta_core::result::ModelResult>)>,
+) {
+    let table: Table = table.parse().unwrap();
+    assert!(table.applies_to(result), "{table:?}");
+    let csv = table.csv(result);
+    let mut lines = csv.lines();
+    assert_eq!(lines.next(), Some(format!("{column},{INTERVALS_CSV_HEADER}").as_str()));
+    let mut want = Vec::new();
+    for (label, models) in parts {
+        for m in models {
+            for c in &m.channels {
+                let i = c.interval.as_ref().expect("every part's channel has an interval");
+                want.push(format!(
+                    "{label},{},{},{},{},{}",
+                    m.model, c.channel, c.conversions, i.conversions_low, i.conversions_high
+                ));
+            }
+        }
+    }
+    let fields = 5 + column.split(',').count();
+    let got: Vec<String> = lines.map(|line| line.split(',').take(fields).collect::<Vec<_>>().join(",")).collect();
+    assert!(!want.is_empty());
+    assert_eq!(got, want, "{table:?}");
+}
+
+#[test]
+fn the_intervals_of_every_period_segment_and_window_have_their_tables() {
+    let events = simulated(80, 3, &["a", "b", "c"], 0.5, 0.3, 41);
+    let models = only(&["linear", "markov"]);
+    let windows = OptionsSpec { lookback_days: Some(LookbackDays::Many(vec![0.0, 1.5])), ..models.clone() };
+    let result = attribute_events(&events.chunk(), &event_options(with_intervals(windows, 12, 0.9, 1)));
+    let parts = result.windows.iter().map(|w| (w.lookback_days.to_string(), &w.models));
+    check_part_table(&result, "window_intervals", "lookback_days", parts);
+    assert!(!"period_intervals".parse::<Table>().unwrap().applies_to(&result), "no period asked");
+
+    let mut two_weeks = events.clone();
+    for row in simulated(50, 2, &["a", "b"], 0.2, 0.3, 42).rows {
+        two_weeks.rows.push(Row { time: row.time + 14 * DAY, ..row });
+    }
+    let weekly = OptionsSpec { period: Some(mta_core::period::Period::Week), ..models.clone() };
+    let result = attribute_events(&two_weeks.chunk(), &event_options(with_intervals(weekly.clone(), 12, 0.9, 1)));
+    assert_eq!(result.periods.len(), 2);
+    check_part_table(&result, "period_intervals", "period", result.periods.iter().map(|p| (p.period.clone(), &p.models)));
+    assert!(!"window_intervals".parse::<Table>().unwrap().applies_to(&result), "one window");
+
+    // Segments by user (the first 40 users of each generator are "x"), and their weeks.
+    let mut chunk = two_weeks.chunk();
+    let (x, y) = (chunk.segments.id("x"), chunk.segments.id("y"));
+    chunk.segment_ids = two_weeks
+        .rows
+        .iter()
+        .map(|r| if r.user.rsplit('u').next().unwrap().parse::<usize>().unwrap() < 40 { x } else { y })
+        .collect();
+    let segmented = OptionsSpec { segment_by: Some("team".into()), ..weekly };
+    let options = event_options(with_intervals(segmented, 12, 0.9, 1));
+    let result = Partial::from_events(&chunk, &options).and_then(|p| p.finish(&options)).unwrap();
+    assert_eq!(result.segments.len(), 2);
+    let parts = result.segments.iter().flat_map(|s| {
+        s.periods.iter().map(move |p| (format!("{},{}", s.value().unwrap(), p.period), &p.models))
+    });
+    check_part_table(&result, "segment_period_intervals", "team,period", parts);
+    let parts = result.segments.iter().map(|s| (s.value().unwrap().to_owned(), &s.models));
+    check_part_table(&result, "segment_intervals", "team", parts);
 }
