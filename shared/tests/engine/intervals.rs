@@ -355,7 +355,12 @@ fn the_intervals_of_every_period_segment_and_window_have_their_tables() {
     let weekly = OptionsSpec { period: Some(mta_core::period::Period::Week), ..models.clone() };
     let result = attribute_events(&two_weeks.chunk(), &event_options(with_intervals(weekly.clone(), 12, 0.9, 1)));
     assert_eq!(result.periods.len(), 2);
-    check_part_table(&result, "period_intervals", "period", result.periods.iter().map(|p| (p.period.clone(), &p.models)));
+    check_part_table(
+        &result,
+        "period_intervals",
+        "period",
+        result.periods.iter().map(|p| (p.period.clone(), &p.models)),
+    );
     assert!(!"window_intervals".parse::<Table>().unwrap().applies_to(&result), "one window");
 
     // Segments by user (the first 40 users of each generator are "x"), and their weeks.
@@ -370,9 +375,10 @@ fn the_intervals_of_every_period_segment_and_window_have_their_tables() {
     let options = event_options(with_intervals(segmented, 12, 0.9, 1));
     let result = Partial::from_events(&chunk, &options).and_then(|p| p.finish(&options)).unwrap();
     assert_eq!(result.segments.len(), 2);
-    let parts = result.segments.iter().flat_map(|s| {
-        s.periods.iter().map(move |p| (format!("{},{}", s.value().unwrap(), p.period), &p.models))
-    });
+    let parts = result
+        .segments
+        .iter()
+        .flat_map(|s| s.periods.iter().map(move |p| (format!("{},{}", s.value().unwrap(), p.period), &p.models)));
     check_part_table(&result, "segment_period_intervals", "team,period", parts);
     let parts = result.segments.iter().map(|s| (s.value().unwrap().to_owned(), &s.models));
     check_part_table(&result, "segment_intervals", "team", parts);
