@@ -107,7 +107,8 @@ pub enum ClientCommand {
         /// Print this tidy table as CSV: `channels` (what `--format csv` prints), `periods`,
         /// `segments`, `segment_periods`, `segment_breakdown`, `path_length`, `time_lag`, `positions`, `breakdown`, `period_breakdown`, `paths`,
         /// `transitions`, `windows`, `unmatched_cost`, `markov_pairs`, `intervals` or the intervals per
-        /// part (`period_intervals`, `segment_intervals`, `segment_period_intervals`, `window_intervals`), or a journey report
+        /// part (`period_intervals`, `segment_intervals`, `segment_period_intervals`, `window_intervals`) or
+        /// breakdown row (`breakdown_intervals`), or a journey report
         /// per part: `period_`, `segment_`, `segment_period_` or `window_` followed by `path_length`,
         /// `time_lag`, `positions`, `paths` or `transitions`.
         #[arg(
@@ -280,7 +281,7 @@ pub struct AttributeArgs {
     /// `breakdown.csv` with `--breakdown`, `segments.csv` with `--segment-by` or `--conversion-types` (and `segment_periods.csv` with `--period`, `segment_breakdown.csv` with `--breakdown`), `unmatched_cost.csv` with `--spend`,
     /// `markov_pairs.csv` with `--markov-pair-effects`, `intervals.csv` with `--intervals` (and
     /// `period_intervals.csv`, `segment_intervals.csv`, `segment_period_intervals.csv`,
-    /// `window_intervals.csv` per part); and the
+    /// `window_intervals.csv` per part, `breakdown_intervals.csv` with `--breakdown`); and the
     /// reports of each part: `period_paths.csv` ... with `--period`, `segment_paths.csv` ... with segments,
     /// `segment_period_paths.csv` ... with both, `window_paths.csv` ... with several windows).
     #[arg(long, value_name = "DIR")]

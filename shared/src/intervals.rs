@@ -36,6 +36,27 @@ pub fn check_period_replicates(periods: usize, replicates: usize) -> Result<(), 
     ))
 }
 
+/// The most breakdown rows × replicates one job may hold (`max_breakdown_replicates`): the
+/// whole's replicates each keep their own sums per (channel, breakdown values), about 250
+/// bytes each.
+pub const MAX_BREAKDOWN_REPLICATES: usize = 1_000_000;
+
+/// Refuses intervals of more breakdown rows (`keys`) than [`MAX_BREAKDOWN_REPLICATES`] allows,
+/// naming the limit.
+pub fn check_breakdown_replicates(keys: usize, replicates: usize) -> Result<(), AttributionError> {
+    if keys.saturating_mul(replicates) <= MAX_BREAKDOWN_REPLICATES {
+        return Ok(());
+    }
+    Err(AttributionError::new(
+        crate::error::ErrorCode::LimitExceeded,
+        format!(
+            "`intervals` of {replicates} replicates over more than {keys} breakdown rows (channel and breakdown \
+             values) would hold more than {MAX_BREAKDOWN_REPLICATES} replicate rows (max_breakdown_replicates); \
+             ask for fewer replicates or break down by a column with fewer values"
+        ),
+    ))
+}
+
 /// `intervals` as the user gives it.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -99,6 +120,39 @@ pub struct ChannelInterval {
     pub top_3_probability: f64,
     /// Its median rank over the replicates.
     pub median_rank: f64,
+}
+
+/// A breakdown row's percentile intervals at the options' level.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RowInterval {
+    pub conversions_low: f64,
+    pub conversions_high: f64,
+    pub value_low: f64,
+    pub value_high: f64,
+}
+
+/// Each breakdown row's [`RowInterval`]: `replicates[r][i]` is row `i`'s conversions and
+/// value in replicate `r` (zeros where the replicate has no such row).
+pub fn row_intervals(replicates: &[Vec<[f64; 2]>], rows: usize, level: f64) -> Vec<RowInterval> {
+    let (low, high) = ((1.0 - level) / 2.0, (1.0 + level) / 2.0);
+    let mut figures: [Vec<f64>; 2] = [Vec::with_capacity(replicates.len()), Vec::with_capacity(replicates.len())];
+    (0..rows)
+        .map(|i| {
+            for (f, values) in figures.iter_mut().enumerate() {
+                values.clear();
+                values.extend(replicates.iter().map(|r| r[i][f]));
+                values.sort_by(f64::total_cmp);
+            }
+            let [conversions, value] = &figures;
+            RowInterval {
+                conversions_low: quantile(conversions, low),
+                conversions_high: quantile(conversions, high),
+                value_low: quantile(value, low),
+                value_high: quantile(value, high),
+            }
+        })
+        .collect()
 }
 
 /// SplitMix64's finaliser: a cheap, well-mixed 64-bit hash step.

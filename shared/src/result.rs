@@ -416,7 +416,9 @@ impl Partial {
 
 impl Partial {
     /// Sets each model's channels' `interval` from the replicates' results (each built as a
-    /// result of its own, Markov solved once per replicate, under the whole's order).
+    /// result of its own, Markov solved once per replicate, under the whole's order), and its
+    /// breakdown rows' when the replicates keep breakdown sums (the whole's do): each
+    /// replicate's rows come out by the same split rules as the result's.
     fn set_intervals(
         &self,
         result: &mut AttributionResult,
@@ -426,19 +428,30 @@ impl Partial {
         level: f64,
     ) -> Result<(), AttributionError> {
         if self.replicates.is_empty() {
-            // A part without replicates of its own (a segment's period): no intervals.
+            // A part without replicates of its own: no intervals.
             return Ok(());
         }
-        let options = Options { breakdown: Vec::new(), intervals: None, ..options.clone() };
-        // Per model: each replicate's figures of the model's channels, in their order.
-        let mut figures: Vec<Vec<Vec<[f64; 4]>>> = vec![Vec::with_capacity(self.replicates.len()); result.models.len()];
+        let options = Options { intervals: None, ..options.clone() };
+        let count = self.replicates.len();
+        // Per model: each replicate's figures of the model's channels and rows, in their order.
+        let mut figures: Vec<Vec<Vec<[f64; 4]>>> = vec![Vec::with_capacity(count); result.models.len()];
+        let mut row_figures: Vec<Vec<Vec<[f64; 2]>>> = vec![Vec::with_capacity(count); result.models.len()];
+        // Each model's rows by (channel, values).
+        let row_index: Vec<rustc_hash::FxHashMap<(&str, &[(String, String)]), usize>> = result
+            .models
+            .iter()
+            .map(|m| {
+                let rows = m.breakdown.iter().flatten().enumerate();
+                rows.map(|(i, r)| ((r.channel.as_str(), r.values.as_slice()), i)).collect()
+            })
+            .collect();
         for replicate in &self.replicates {
             let built = build_result(replicate, &options, budget, order, None)?;
-            for (model, out) in result.models.iter().zip(&mut figures) {
+            for (m, model) in result.models.iter().enumerate() {
                 let theirs = built.model(model.model).expect("a replicate runs every model");
                 let by_name: rustc_hash::FxHashMap<&str, &ChannelCredit> =
                     theirs.channels.iter().map(|c| (c.channel.as_str(), c)).collect();
-                out.push(
+                figures[m].push(
                     model
                         .channels
                         .iter()
@@ -448,14 +461,30 @@ impl Partial {
                         })
                         .collect(),
                 );
+                if let Some(rows) = &theirs.breakdown {
+                    let mut out = vec![[0.0; 2]; row_index[m].len()];
+                    for row in rows {
+                        if let Some(&i) = row_index[m].get(&(row.channel.as_str(), row.values.as_slice())) {
+                            out[i] = [row.conversions, row.value];
+                        }
+                    }
+                    row_figures[m].push(out);
+                }
             }
         }
-        for (model, replicates) in result.models.iter_mut().zip(figures) {
+        drop(row_index);
+        for ((model, replicates), rows) in result.models.iter_mut().zip(figures).zip(row_figures) {
             let names: Vec<&str> = model.channels.iter().map(|c| c.channel.as_str()).collect();
             let removal = model.model == ModelId::Markov;
             let intervals = crate::intervals::channel_intervals(&names, &replicates, removal, level);
             for (credit, interval) in model.channels.iter_mut().zip(intervals) {
                 credit.interval = Some(interval);
+            }
+            if let (Some(breakdown), false) = (&mut model.breakdown, rows.is_empty()) {
+                let intervals = crate::intervals::row_intervals(&rows, breakdown.len(), level);
+                for (row, interval) in breakdown.iter_mut().zip(intervals) {
+                    row.interval = Some(interval);
+                }
             }
         }
         Ok(())
@@ -583,6 +612,7 @@ impl AttributionResult {
                                 cost: None,
                                 cpa: None,
                                 roas: None,
+                                interval: None,
                             };
                             set_row_cost(&mut row, Some(cost));
                             row
@@ -981,6 +1011,9 @@ pub enum Table {
     Breakdown,
     /// With `breakdown` and `period`: the same per period, oldest first.
     PeriodBreakdown,
+    /// With `breakdown` and `intervals`: the whole's rows with the intervals of their
+    /// conversions and value, [`breakdown_intervals_csv`].
+    BreakdownIntervals,
     /// With a cost table: `channel,cost,rows` of the channels no journey mentions (with
     /// campaign cost `channel,campaign,cost,rows`, the campaigns no breakdown row has too).
     UnmatchedCost,
@@ -1202,7 +1235,7 @@ pub const PATHS_CSV_HEADER: &str = "list,rank,path,touches,journeys,conversions,
 impl Table {
     /// Every table: the whole's, then the journey reports of each kind of part.
     pub fn all() -> impl Iterator<Item = Table> {
-        const WHOLE: [Table; 16] = [
+        const WHOLE: [Table; 17] = [
             Table::Channels,
             Table::Periods,
             Table::Segments,
@@ -1219,6 +1252,7 @@ impl Table {
             Table::Transitions,
             Table::MarkovPairs,
             Table::Intervals,
+            Table::BreakdownIntervals,
         ];
         let parts = ReportPart::ALL
             .into_iter()
@@ -1249,6 +1283,7 @@ impl Table {
             Table::SegmentBreakdown => "segment_breakdown",
             Table::SegmentPeriods => "segment_periods",
             Table::Intervals => "intervals",
+            Table::BreakdownIntervals => "breakdown_intervals",
             Table::PartIntervals(part) => PART_INTERVALS_NAMES[part as usize],
             Table::PartReport(part, report) => PART_REPORT_NAMES[part as usize][report as usize],
         }
@@ -1277,6 +1312,7 @@ impl Table {
                 !result.options.breakdown.is_empty() && crate::segment::column(&result.options).is_some()
             }
             Table::Intervals => result.options.intervals.is_some(),
+            Table::BreakdownIntervals => result.options.intervals.is_some() && !result.options.breakdown.is_empty(),
             Table::PartIntervals(part) => result.options.intervals.is_some() && part.applies_to(result),
             Table::PartReport(part, report) => part.applies_to(result) && report.applies_to(result),
         }
@@ -1316,6 +1352,7 @@ impl Table {
                 out
             }
             Table::Intervals => intervals_csv(&[], &[(Vec::new(), &result.models)]),
+            Table::BreakdownIntervals => breakdown_intervals_csv(result),
             Table::PartIntervals(part) => intervals_csv(&part.columns(result), &part.models(result)),
             Table::MarkovPairs => {
                 let mut out = String::from(MARKOV_PAIRS_CSV_HEADER);
@@ -1462,7 +1499,14 @@ pub fn segment_periods_csv(result: &AttributionResult) -> String {
 /// `per_period`, a `period` column first and the rows of every period instead.
 pub fn breakdown_csv(result: &AttributionResult, per_period: bool) -> String {
     let periods = result.periods.iter().map(|p| (p.period.clone(), &p.models)).collect();
-    breakdown_table(result, per_period.then_some(("period", periods)))
+    breakdown_table(result, per_period.then_some(("period", periods)), false)
+}
+
+/// With `breakdown` and `intervals`: `model,channel,<breakdown columns>,conversions,conversions_low,
+/// conversions_high,value,value_low,value_high`, one row per row of the whole's breakdown
+/// (the bounds empty for a row without an interval).
+pub fn breakdown_intervals_csv(result: &AttributionResult) -> String {
+    breakdown_table(result, None, true)
 }
 
 /// With `breakdown` and segments: [`breakdown_csv`]'s rows of every segment, the segment's
@@ -1470,13 +1514,18 @@ pub fn breakdown_csv(result: &AttributionResult, per_period: bool) -> String {
 pub fn segment_breakdown_csv(result: &AttributionResult) -> String {
     let column = crate::segment::column(&result.options).unwrap_or("segment");
     let segments = result.segments.iter().map(|s| (s.value().unwrap_or_default().to_owned(), &s.models)).collect();
-    breakdown_table(result, Some((column, segments)))
+    breakdown_table(result, Some((column, segments)), false)
 }
 
 /// The breakdown rows of the whole (`parts` absent), or of each part (a period, a segment)
-/// with the part's label in a first column named `parts.0`.
+/// with the part's label in a first column named `parts.0`; with `intervals`, each figure
+/// followed by its bounds (and no cost).
 #[allow(clippy::type_complexity)]
-fn breakdown_table(result: &AttributionResult, parts: Option<(&str, Vec<(String, &Vec<ModelResult>)>)>) -> String {
+fn breakdown_table(
+    result: &AttributionResult,
+    parts: Option<(&str, Vec<(String, &Vec<ModelResult>)>)>,
+    intervals: bool,
+) -> String {
     let mut out = String::new();
     if let Some((column, _)) = &parts {
         out.push_str(&csv_field(column));
@@ -1487,8 +1536,12 @@ fn breakdown_table(result: &AttributionResult, parts: Option<(&str, Vec<(String,
         out.push_str(&csv_field(name));
         out.push(',');
     }
-    out.push_str("conversions,value");
-    let spend = result.has_campaign_cost();
+    out.push_str(if intervals {
+        "conversions,conversions_low,conversions_high,value,value_low,value_high"
+    } else {
+        "conversions,value"
+    });
+    let spend = result.has_campaign_cost() && !intervals;
     out.push_str(if spend { SPEND_CSV_COLUMNS } else { "" });
     out.push('\n');
     let optional = |v: Option<Option<f64>>| v.flatten().map(|v| v.to_string()).unwrap_or_default();
@@ -1508,7 +1561,14 @@ fn breakdown_table(result: &AttributionResult, parts: Option<(&str, Vec<(String,
                     out.push_str(&csv_field(value));
                     out.push(',');
                 }
-                out.push_str(&format!("{},{}", row.conversions, row.value));
+                match (intervals, &row.interval) {
+                    (true, Some(i)) => out.push_str(&format!(
+                        "{},{},{},{},{},{}",
+                        row.conversions, i.conversions_low, i.conversions_high, row.value, i.value_low, i.value_high
+                    )),
+                    (true, None) => out.push_str(&format!("{},,,{},,", row.conversions, row.value)),
+                    (false, _) => out.push_str(&format!("{},{}", row.conversions, row.value)),
+                }
                 if spend {
                     let [cost, cpa, roas] = [row.cost, row.cpa, row.roas].map(optional);
                     out.push_str(&format!(",{cost},{cpa},{roas}"));

@@ -383,3 +383,77 @@ fn the_intervals_of_every_period_segment_and_window_have_their_tables() {
     let parts = result.segments.iter().map(|s| (s.value().unwrap().to_owned(), &s.models));
     check_part_table(&result, "segment_intervals", "team", parts);
 }
+
+#[test]
+fn each_breakdown_row_has_the_interval_of_its_replicates_rows() {
+    // Last touch by campaign: (email, spring) is credited u1 and u3's conversions, (email,
+    // summer) u2's, (search, brand) u4's and u5's. Replicate r credits each row its users'
+    // weights. Under markov, email's rows split email's replicate credit by the replicate's
+    // shares; search has one row, whose interval is search's own.
+    let journeys = [
+        ("u1", "email", Some("spring"), 10.0),
+        ("u2", "email", Some("summer"), 20.0),
+        ("u3", "email", Some("spring"), 30.0),
+        ("u4", "search", Some("brand"), 40.0),
+        ("u5", "search", Some("brand"), 50.0),
+    ];
+    let mut events = Events::new();
+    for (user, channel, campaign, value) in journeys {
+        events = events.journey(user, &[&mta_core::chunk::touch_key(channel, &[campaign])], value);
+    }
+    let (replicates, seed) = (40, 3);
+    let spec = OptionsSpec { breakdown: Some(vec!["campaign".into()]), ..only(&["last_touch", "markov"]) };
+    let result = attribute_events(&events.chunk(), &event_options(with_intervals(spec, replicates, 0.8, seed)));
+    let row = |id: ModelId, channel: &str, campaign: &str| {
+        let rows = model(&result, id).breakdown.as_ref().expect("a breakdown was asked for");
+        rows.iter().find(|r| r.channel == channel && r.values[0].1 == campaign).unwrap().clone()
+    };
+    for (channel, campaign) in [("email", "spring"), ("email", "summer"), ("search", "brand")] {
+        let (mut conversions, mut values) = (Vec::new(), Vec::new());
+        for r in 0..replicates {
+            let (mut c, mut v) = (0.0, 0.0);
+            for (user, ch, cp, value) in journeys {
+                if ch == channel && cp == Some(campaign) {
+                    let w = user_weight(user_key(user.as_bytes()), r, seed) as f64;
+                    (c, v) = (c + w, v + w * value);
+                }
+            }
+            conversions.push(c);
+            values.push(v);
+        }
+        conversions.sort_by(f64::total_cmp);
+        values.sort_by(f64::total_cmp);
+        let interval = row(ModelId::LastTouch, channel, campaign).interval.expect("every row has an interval");
+        assert_close(interval.conversions_low, quantile(&conversions, 0.1), 1e-12);
+        assert_close(interval.conversions_high, quantile(&conversions, 0.9), 1e-12);
+        assert_close(interval.value_low, quantile(&values, 0.1), 1e-12);
+        assert_close(interval.value_high, quantile(&values, 0.9), 1e-12);
+    }
+    let search = model(&result, ModelId::Markov).channels.iter().find(|c| c.channel == "search").unwrap();
+    let (channel, brand) = (search.interval.as_ref().unwrap(), row(ModelId::Markov, "search", "brand").interval.unwrap());
+    assert_close(brand.conversions_low, channel.conversions_low, 1e-12);
+    assert_close(brand.value_high, channel.value_high, 1e-12);
+    let spring = row(ModelId::Markov, "email", "spring").interval.unwrap();
+    assert!(spring.conversions_low < spring.conversions_high);
+    // The `breakdown_intervals` table: every row, each figure followed by its bounds.
+    let table: Table = "breakdown_intervals".parse().unwrap();
+    assert!(table.applies_to(&result));
+    let csv = table.csv(&result);
+    let lines: Vec<&str> = csv.lines().collect();
+    let header = "model,channel,campaign,conversions,conversions_low,conversions_high,value,value_low,value_high";
+    assert_eq!(lines[0], header);
+    assert_eq!(lines.len(), 1 + 2 * 3, "two models × three rows");
+    let r = row(ModelId::Markov, "email", "spring");
+    let i = r.interval.as_ref().unwrap();
+    let want = format!(
+        "markov,email,spring,{},{},{},{},{},{}",
+        r.conversions, i.conversions_low, i.conversions_high, r.value, i.value_low, i.value_high
+    );
+    assert!(lines.contains(&want.as_str()), "{csv}");
+
+    // Past the cap on rows × replicates: refused, naming it.
+    let err = mta_core::intervals::check_breakdown_replicates(10_001, 100).unwrap_err();
+    assert_eq!(err.code, ErrorCode::LimitExceeded);
+    assert!(err.message.contains("max_breakdown_replicates"), "{err}");
+    mta_core::intervals::check_breakdown_replicates(10_000, 100).expect("within the cap");
+}
