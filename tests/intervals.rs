@@ -1,6 +1,7 @@
 //! Bootstrap intervals end to end: the service over chunks equals `mta attribute` for every
-//! model (events with periods, and paths; under several lookback windows), the `intervals`
-//! CSV tables (the whole's and each part's) and `--table`, and the limits.
+//! model (events with periods, and paths; under several lookback windows with a breakdown), the
+//! `intervals` CSV tables (the whole's, each part's and the breakdown rows') and `--table`, and
+//! the limits.
 
 use serde_json::json;
 
@@ -98,13 +99,14 @@ fn the_local_command_shows_intervals_in_its_tables_and_writes_their_csv() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn window_intervals_over_chunks_equal_the_local_command_and_have_their_tables() {
+async fn window_and_breakdown_intervals_over_chunks_equal_the_local_command_and_have_their_tables() {
     let service = Service::start(chunked()).await;
     let dir = workdir();
     let file = write(dir.path(), "campaigns.csv", campaign_events(600));
     let intervals = json!({ "replicates": 30, "level": 0.8, "seed": 5 });
+    let models = ["linear", "markov", "shao_li"];
     let options =
-        json!({ "lookback_days": [30, 2], "models": ["linear", "markov", "shao_li"], "intervals": intervals });
+        json!({ "lookback_days": [30, 2], "models": models, "breakdown": ["campaign"], "intervals": intervals });
     let job = service.run(&file, json!({ "options": options })).await;
     assert_eq!(job["state"], "succeeded", "{job}");
     let id = job["id"].as_str().unwrap();
@@ -123,6 +125,8 @@ async fn window_intervals_over_chunks_equal_the_local_command_and_have_their_tab
             "0.8",
             "--seed",
             "5",
+            "--breakdown",
+            "campaign",
             "--csv-dir",
             tables.to_str().unwrap(),
         ],
@@ -147,4 +151,24 @@ async fn window_intervals_over_chunks_equal_the_local_command_and_have_their_tab
     let written = std::fs::read_to_string(tables.join("window_intervals.csv")).expect("--csv-dir writes the table");
     assert_eq!(written.lines().count(), rows + 1);
     assert!(!tables.join("period_intervals.csv").exists(), "no period asked");
+    // Every breakdown row of the whole has its interval (a further window's rows have none),
+    // and the `breakdown_intervals` table lists them.
+    let mut rows = 0;
+    for model in models {
+        for row in result["models"][model]["breakdown"].as_array().unwrap() {
+            let i = &row["interval"];
+            let (low, high) = (i["conversions_low"].as_f64().unwrap(), i["conversions_high"].as_f64().unwrap());
+            assert!(low <= high, "{model} {row}");
+            rows += 1;
+        }
+        let further = windows[1]["models"][model]["breakdown"].as_array().unwrap();
+        assert!(further.iter().all(|row| row.get("interval").is_none()), "{model}");
+    }
+    let (status, csv) = service.get_bytes(&format!("/v1/jobs/{id}/result?format=csv&table=breakdown_intervals")).await;
+    assert_eq!(status, 200);
+    let csv = String::from_utf8(csv).unwrap();
+    let header = "model,channel,campaign,conversions,conversions_low,conversions_high,value,value_low,value_high";
+    assert_eq!(csv.lines().next(), Some(header));
+    assert_eq!(csv.lines().count(), rows + 1, "{csv}");
+    assert!(tables.join("breakdown_intervals.csv").exists());
 }

@@ -487,8 +487,12 @@ mod tests {
         assert!(json.ends_with(r#""value":20.0,"cost":10.0,"cpa":4.0,"roas":null}"#), "{json}");
         assert_eq!(serde_json::from_str::<BreakdownRow>(&json).unwrap(), row);
         // With intervals: an object after the value.
-        let interval =
-            crate::intervals::RowInterval { conversions_low: 1.0, conversions_high: 2.0, value_low: 3.0, value_high: 4.0 };
+        let interval = crate::intervals::RowInterval {
+            conversions_low: 1.0,
+            conversions_high: 2.0,
+            value_low: 3.0,
+            value_high: 4.0,
+        };
         let row = BreakdownRow { interval: Some(interval), ..row };
         let json = serde_json::to_string(&row).unwrap();
         assert!(json.contains(r#""value":20.0,"interval":{"conversions_low":1.0,"#), "{json}");

@@ -677,7 +677,8 @@ impl Partial {
         self.reports.merge(&other.reports, channel_map, paths);
         if let Some(theirs) = &other.breakdown {
             // An empty replicate (of `Partial::new`) has no breakdown sums until it meets some.
-            let mine = self.breakdown.get_or_insert_with(|| BreakdownSums::new(theirs.rules.len(), theirs.markov.is_some()));
+            let mine =
+                self.breakdown.get_or_insert_with(|| BreakdownSums::new(theirs.rules.len(), theirs.markov.is_some()));
             mine.add_mapped(theirs, channel_map, same_keys);
         }
     }

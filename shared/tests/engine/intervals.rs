@@ -430,7 +430,8 @@ fn each_breakdown_row_has_the_interval_of_its_replicates_rows() {
         assert_close(interval.value_high, quantile(&values, 0.9), 1e-12);
     }
     let search = model(&result, ModelId::Markov).channels.iter().find(|c| c.channel == "search").unwrap();
-    let (channel, brand) = (search.interval.as_ref().unwrap(), row(ModelId::Markov, "search", "brand").interval.unwrap());
+    let (channel, brand) =
+        (search.interval.as_ref().unwrap(), row(ModelId::Markov, "search", "brand").interval.unwrap());
     assert_close(brand.conversions_low, channel.conversions_low, 1e-12);
     assert_close(brand.value_high, channel.value_high, 1e-12);
     let spring = row(ModelId::Markov, "email", "spring").interval.unwrap();

@@ -458,8 +458,10 @@ fn check_same(what: &str, got: &AttributionResult, want: &AttributionResult) -> 
                 .flatten()
                 .map(|row| {
                     let spend = [row.cost, row.cpa, row.roas];
-                    let interval =
-                        row.interval.as_ref().map(|i| [i.conversions_low, i.conversions_high, i.value_low, i.value_high]);
+                    let interval = row
+                        .interval
+                        .as_ref()
+                        .map(|i| [i.conversions_low, i.conversions_high, i.value_low, i.value_high]);
                     ((row.channel.clone(), row.values.clone()), (row.conversions, row.value, spend, interval))
                 })
                 .collect()
@@ -477,7 +479,14 @@ fn check_same(what: &str, got: &AttributionResult, want: &AttributionResult) -> 
                 check_close(&label, a.flatten().unwrap_or(0.0), b.flatten().unwrap_or(0.0))?;
             }
             // Intervals (the whole's rows with `intervals`): in the same places, the same figures.
-            prop_assert_eq!(g[key].3.is_some(), interval.is_some(), "{}: {} breakdown {:?} interval", what, m.model, key);
+            prop_assert_eq!(
+                g[key].3.is_some(),
+                interval.is_some(),
+                "{}: {} breakdown {:?} interval",
+                what,
+                m.model,
+                key
+            );
             for (a, b) in g[key].3.unwrap_or_default().into_iter().zip(interval.unwrap_or_default()) {
                 check_close(&format!("{what}: {} breakdown {key:?} interval", m.model), a, b)?;
             }

@@ -306,6 +306,20 @@ class ChannelCredit:
 
 
 @dataclass(frozen=True)
+class RowInterval:
+    """A breakdown row's percentile intervals over the bootstrap replicates."""
+
+    conversions_low: float
+    conversions_high: float
+    value_low: float
+    value_high: float
+
+    @classmethod
+    def from_json(cls, value: Mapping[str, Any]) -> RowInterval:
+        return cls(**{name: float(value[name]) for name in ("conversions_low", "conversions_high", "value_low", "value_high")})
+
+
+@dataclass(frozen=True)
 class BreakdownRow:
     """A model's credit to one channel × breakdown values (the ``breakdown`` option)."""
 
@@ -320,10 +334,13 @@ class BreakdownRow:
     cost: float | None = None
     cpa: float | None = None
     roas: float | None = None
+    #: With ``intervals``: the bootstrap intervals of the row's conversions and value (the
+    #: result's top-level rows).
+    interval: RowInterval | None = None
 
     @classmethod
     def from_json(cls, value: Mapping[str, Any]) -> BreakdownRow:
-        fixed = ("channel", "conversions", "value", "cost", "cpa", "roas")
+        fixed = ("channel", "conversions", "value", "cost", "cpa", "roas", "interval")
 
         def optional(name: str) -> float | None:
             v = value.get(name)
@@ -337,6 +354,7 @@ class BreakdownRow:
             cost=optional("cost"),
             cpa=optional("cpa"),
             roas=optional("roas"),
+            interval=None if value.get("interval") is None else RowInterval.from_json(value["interval"]),
         )
 
 
