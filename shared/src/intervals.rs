@@ -114,11 +114,12 @@ pub struct ChannelInterval {
     pub removal_effect_low: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub removal_effect_high: Option<f64>,
-    /// Share of the replicates in which the channel ranks 1st.
+    /// Share of the replicates in which the channel ranks 1st, among those that credit some
+    /// conversion (in one that credits none no ranking is defined).
     pub rank_1_probability: f64,
-    /// Share of the replicates in which it ranks 1st, 2nd or 3rd.
+    /// Share of those replicates in which it ranks 1st, 2nd or 3rd.
     pub top_3_probability: f64,
-    /// Its median rank over the replicates.
+    /// Its median rank over those replicates (the result's rank when there is none).
     pub median_rank: f64,
 }
 
@@ -264,9 +265,12 @@ fn quantile(sorted: &[f64], q: f64) -> f64 {
 /// Each channel's [`ChannelInterval`] from its figures in every replicate:
 /// `replicates[r][i]` is channel `i`'s conversions, value, share and removal effect in
 /// replicate `r` (zeros where the replicate does not credit it); `names` are the channels'
-/// names, `removal` whether the model has removal effects. Percentiles are taken at `level`;
-/// ranks are by conversions (compared to 1e-9 of the replicate's total, so rounding from
-/// another grouping of chunks does not reorder a tie; ties by name).
+/// names in the result's order (its ranking), `removal` whether the model has removal
+/// effects. Percentiles are taken at `level`; ranks are by conversions (compared to 1e-9 of
+/// the replicate's total, so rounding from another grouping of chunks does not reorder a tie;
+/// ties by name), over the replicates that credit some conversion: in one that credits none,
+/// every channel ties and no ranking is defined. With no such replicate, the probabilities are
+/// 0 and the median rank is the result's.
 pub fn channel_intervals(
     names: &[&str],
     replicates: &[Vec<[f64; 4]>],
@@ -285,7 +289,10 @@ pub fn channel_intervals(
                 values.push(x);
             }
         }
-        let total: f64 = replicate.iter().map(|f| f[0].abs()).sum::<f64>().max(f64::MIN_POSITIVE);
+        let total: f64 = replicate.iter().map(|f| f[0].abs()).sum();
+        if total == 0.0 {
+            continue;
+        }
         let key = |i: usize| (replicate[i][0] / total * 1e9).round() as i64;
         order.clear();
         order.extend(by_name.iter().copied());
@@ -295,16 +302,18 @@ pub fn channel_intervals(
         }
     }
     let (low, high) = ((1.0 - level) / 2.0, (1.0 + level) / 2.0);
-    let count = replicates.len().max(1) as f64;
     figures
         .into_iter()
-        .map(|mut f| {
+        .enumerate()
+        .map(|(i, mut f)| {
             for values in &mut f {
                 values.sort_by(f64::total_cmp);
             }
             let bounds = |values: &[f64]| (quantile(values, low), quantile(values, high));
             let removal = removal.then(|| bounds(&f[3]));
             let ranks = &f[4];
+            let ranked = ranks.len().max(1) as f64;
+            let median_rank = if ranks.is_empty() { (i + 1) as f64 } else { quantile(ranks, 0.5) };
             ChannelInterval {
                 conversions_low: bounds(&f[0]).0,
                 conversions_high: bounds(&f[0]).1,
@@ -314,9 +323,9 @@ pub fn channel_intervals(
                 share_high: bounds(&f[2]).1,
                 removal_effect_low: removal.map(|r| r.0),
                 removal_effect_high: removal.map(|r| r.1),
-                rank_1_probability: ranks.iter().filter(|&&r| r == 1.0).count() as f64 / count,
-                top_3_probability: ranks.iter().filter(|&&r| r <= 3.0).count() as f64 / count,
-                median_rank: quantile(ranks, 0.5),
+                rank_1_probability: ranks.iter().filter(|&&r| r == 1.0).count() as f64 / ranked,
+                top_3_probability: ranks.iter().filter(|&&r| r <= 3.0).count() as f64 / ranked,
+                median_rank,
             }
         })
         .collect()

@@ -79,7 +79,7 @@ fn a_replicate_counts_each_user_as_often_as_its_weight_draws() {
     let mut a_conversions = Vec::new();
     let mut a_values = Vec::new();
     let mut a_shares = Vec::new();
-    let mut a_first = 0;
+    let (mut a_first, mut ranked) = (0, 0);
     for r in 0..replicates {
         let (mut a, mut b, mut a_value) = (0.0, 0.0, 0.0);
         for (user, channel, value) in journeys {
@@ -94,8 +94,11 @@ fn a_replicate_counts_each_user_as_often_as_its_weight_draws() {
         a_conversions.push(a);
         a_values.push(a_value);
         a_shares.push(if a + b > 0.0 { a / (a + b) } else { 0.0 });
-        // Ties go to the name that sorts first: a.
-        a_first += usize::from(a >= b);
+        // Ties go to the name that sorts first: a; a replicate without conversions ranks no one.
+        if a + b > 0.0 {
+            a_first += usize::from(a >= b);
+            ranked += 1;
+        }
     }
     for values in [&mut a_conversions, &mut a_values, &mut a_shares] {
         values.sort_by(f64::total_cmp);
@@ -108,7 +111,7 @@ fn a_replicate_counts_each_user_as_often_as_its_weight_draws() {
     assert_close(interval.value_high, quantile(&a_values, 0.9), 1e-12);
     assert_close(interval.share_low, quantile(&a_shares, 0.1), 1e-12);
     assert_close(interval.share_high, quantile(&a_shares, 0.9), 1e-12);
-    assert_close(interval.rank_1_probability, a_first as f64 / replicates as f64, 1e-12);
+    assert_close(interval.rank_1_probability, a_first as f64 / ranked as f64, 1e-12);
     assert_eq!(interval.top_3_probability, 1.0, "two channels: always in the top 3");
     assert!(interval.removal_effect_low.is_none(), "removal effects are markov's");
     // The weights are not all 1: the interval has width.
@@ -457,4 +460,36 @@ fn each_breakdown_row_has_the_interval_of_its_replicates_rows() {
     assert_eq!(err.code, ErrorCode::LimitExceeded);
     assert!(err.message.contains("max_breakdown_replicates"), "{err}");
     mta_core::intervals::check_breakdown_replicates(10_000, 100).expect("within the cap");
+}
+
+#[test]
+fn rank_probabilities_count_only_the_replicates_that_credit_some_conversion() {
+    // u1 converts through b; u2 touches a and does not convert. In a replicate that draws u1
+    // 0 times nothing converts and a and b tie: no ranking, so b is first in every replicate
+    // that ranks (by name, a would have been first in the others).
+    let events = Events::new().journey("u1", &["b"], 10.0).touch("u2", T0 - DAY, "a");
+    let (replicates, seed) = (60, 2);
+    let options = event_options(with_intervals(only(&["last_touch"]), replicates, 0.9, seed));
+    let result = attribute_events(&events.chunk(), &options);
+    let unranked = (0..replicates).filter(|&r| user_weight(user_key(b"u1"), r, seed) == 0).count();
+    assert!(unranked > 5, "about e^-1 of the replicates draw u1 0 times: {unranked}");
+    let channel = |name: &str| {
+        let channels = &model(&result, ModelId::LastTouch).channels;
+        channels.iter().find(|c| c.channel == name).unwrap().interval.clone().unwrap()
+    };
+    let (a, b) = (channel("a"), channel("b"));
+    assert_eq!((b.rank_1_probability, b.median_rank), (1.0, 1.0));
+    assert_eq!((a.rank_1_probability, a.median_rank, a.top_3_probability), (0.0, 2.0, 1.0));
+    assert_eq!(b.conversions_low, 0.0, "the unranked replicates still count in the intervals");
+
+    // Nothing converts at all: no replicate ranks, so the probabilities are 0 and the median
+    // rank is the result's.
+    let events = Events::new().touch("u1", T0 - DAY, "b").touch("u2", T0 - DAY, "a");
+    let result = attribute_events(&events.chunk(), &options);
+    let channels = &model(&result, ModelId::LastTouch).channels;
+    assert_eq!(channels.len(), 2, "touched channels are listed");
+    for (rank, c) in channels.iter().enumerate() {
+        let i = c.interval.as_ref().unwrap();
+        assert_eq!((i.rank_1_probability, i.top_3_probability, i.median_rank), (0.0, 0.0, (rank + 1) as f64));
+    }
 }

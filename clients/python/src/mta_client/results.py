@@ -240,7 +240,8 @@ class ChannelInterval:
     value_high: float
     share_low: float
     share_high: float
-    #: Share of the replicates in which the channel ranks first / in the top 3.
+    #: Share of the replicates in which the channel ranks first / in the top 3, among those that
+    #: credit some conversion (in one that credits none no ranking is defined).
     rank_1_probability: float
     top_3_probability: float
     median_rank: float
