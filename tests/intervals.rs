@@ -93,6 +93,9 @@ fn the_local_command_shows_intervals_in_its_tables_and_writes_their_csv() {
     let output = attribute(&file, &["--intervals", "1001"]);
     assert!(!output.status.success(), "refused");
     assert!(String::from_utf8_lossy(&output.stderr).contains("max_interval_replicates"));
+    let output = attribute(&file, &["--intervals", "100", "--max-replicate-channels", "500"]);
+    assert!(!output.status.success(), "refused");
+    assert!(String::from_utf8_lossy(&output.stderr).contains("max_replicate_channels"));
     // A rerun gives the same intervals.
     let run = || attribute_json(&file, &["--intervals", "20", "--models", "shapley,shao_li"]);
     assert_eq!(run(), run());

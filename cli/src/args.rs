@@ -304,6 +304,9 @@ pub struct AttributeArgs {
     /// With `--intervals`: refuse more bootstrap replicates than this.
     #[arg(long, default_value_t = Limits::default().max_interval_replicates)]
     pub max_interval_replicates: u32,
+    /// With `--intervals`: refuse more replicates × channels (× lookback windows) than this.
+    #[arg(long, default_value_t = Limits::default().max_replicate_channels)]
+    pub max_replicate_channels: u64,
     /// Refuse CSV records and NDJSON lines longer than this, in bytes (bounds the memory one row may take).
     #[arg(long, default_value_t = Limits::DEFAULT_MAX_LINE_BYTES as u64, value_parser = clap::value_parser!(u64).range(1..))]
     pub max_line_bytes: u64,
@@ -380,6 +383,7 @@ impl AttributeArgs {
             max_breakdown_values: self.max_breakdown_values,
             max_segments: self.max_segments,
             max_interval_replicates: self.max_interval_replicates,
+            max_replicate_channels: self.max_replicate_channels,
             max_line_bytes: usize::try_from(self.max_line_bytes).unwrap_or(usize::MAX),
             ..Limits::default()
         };

@@ -14,9 +14,10 @@ use crate::error::AttributionError;
 pub const DEFAULT_LEVEL: f64 = 0.9;
 /// The most replicates a job may ask for unless the operator sets `max_interval_replicates`.
 pub const DEFAULT_MAX_REPLICATES: u32 = 1000;
-/// The most replicates × channels one job may hold (each replicate keeps its own sums per
-/// model and channel): the bound on the memory intervals take, whatever the limit above.
-pub const MAX_REPLICATE_CHANNELS: u64 = 20_000_000;
+/// The most replicates × channels (× lookback windows) one job may hold unless the operator
+/// sets `max_replicate_channels` (each replicate keeps its own sums per model and channel):
+/// the bound on the memory intervals take, whatever the limit above.
+pub const DEFAULT_MAX_REPLICATE_CHANNELS: u64 = 20_000_000;
 
 /// The most replicate partials of periods one job may hold (periods × replicates): each
 /// period keeps replicates of its own.

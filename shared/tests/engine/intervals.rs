@@ -213,7 +213,15 @@ fn intervals_are_refused_past_their_limits() {
     let options = event_options(with_intervals(OptionsSpec::default(), 1000, 0.9, 0));
     Limits::default().check_intervals(100, &options).expect("within the limits");
     let err = Limits::default().check_intervals(100_000, &options).unwrap_err();
-    assert!(err.message.contains("replicate"), "{err}");
+    assert!(err.message.contains("max_replicate_channels"), "{err}");
+    // The operator's limit, and each lookback window counting its own replicates.
+    let lower = Limits { max_replicate_channels: 50_000, ..Limits::default() };
+    assert!(lower.check_intervals(51, &options).unwrap_err().message.contains("max_replicate_channels"));
+    lower.check_intervals(50, &options).expect("within the lower limit");
+    let windows = OptionsSpec { lookback_days: Some(LookbackDays::Many(vec![7.0, 30.0])), ..OptionsSpec::default() };
+    let options = event_options(with_intervals(windows, 1000, 0.9, 0));
+    assert!(lower.check_intervals(26, &options).unwrap_err().message.contains("2 lookback windows"));
+    lower.check_intervals(25, &options).expect("two windows of 25 channels");
 }
 
 #[test]
