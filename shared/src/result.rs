@@ -437,7 +437,7 @@ impl Partial {
         let mut figures: Vec<Vec<Vec<[f64; 4]>>> = vec![Vec::with_capacity(count); result.models.len()];
         let mut row_figures: Vec<Vec<Vec<[f64; 2]>>> = vec![Vec::with_capacity(count); result.models.len()];
         // Each model's rows by (channel, values).
-        let row_index: Vec<rustc_hash::FxHashMap<(&str, &[(String, String)]), usize>> = result
+        let row_index: Vec<rustc_hash::FxHashMap<RowKey, usize>> = result
             .models
             .iter()
             .map(|m| {
@@ -490,6 +490,9 @@ impl Partial {
         Ok(())
     }
 }
+
+/// A breakdown row's channel and values.
+type RowKey<'a> = (&'a str, &'a [(String, String)]);
 
 impl AttributionResult {
     /// Joins a cost table to the credits (docs/user-guide.md, "Spend"): each model's
