@@ -203,8 +203,10 @@ impl Partial {
         let mut adder = JourneyAdder::new(options, &partial.channels);
         adder.key_map = key_map;
         let empty = Partial::splits_chunks(options).then(|| partial.clone());
-        // The whole's replicates keep breakdown sums of their own (a part's replicates do not).
-        if let Some(sums) = &partial.breakdown {
+        // The whole's replicates keep breakdown sums of their own (a part's replicates do not),
+        // refused before they are made when the chunk's keys alone pass the cap.
+        if let Some(sums) = partial.breakdown.as_ref().filter(|_| !partial.replicates.is_empty()) {
+            crate::intervals::check_breakdown_replicates(sums.len(), partial.replicates.len())?;
             for replicate in &mut partial.replicates {
                 replicate.breakdown = Some(sums.clone());
             }

@@ -463,7 +463,16 @@ fn each_breakdown_row_has_the_interval_of_its_replicates_rows() {
     );
     assert!(lines.contains(&want.as_str()), "{csv}");
 
-    // Past the cap on rows × replicates: refused, naming it.
+    // Past the cap on rows × replicates: refused, naming it, as soon as a chunk's keys pass it.
+    let mut events = Events::new();
+    for user in 0..1001 {
+        let campaign = format!("c{user}");
+        events = events.journey(&format!("u{user}"), &[&mta_core::chunk::touch_key("email", &[Some(&campaign)])], 1.0);
+    }
+    let spec = OptionsSpec { breakdown: Some(vec!["campaign".into()]), ..only(&["linear"]) };
+    let err = Partial::from_events(&events.chunk(), &event_options(with_intervals(spec, 1000, 0.9, 0))).unwrap_err();
+    assert_eq!(err.code, ErrorCode::LimitExceeded);
+    assert!(err.message.contains("max_breakdown_replicates"), "{err}");
     let err = mta_core::intervals::check_breakdown_replicates(10_001, 100).unwrap_err();
     assert_eq!(err.code, ErrorCode::LimitExceeded);
     assert!(err.message.contains("max_breakdown_replicates"), "{err}");
