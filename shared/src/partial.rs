@@ -99,7 +99,8 @@ pub struct Partial {
     /// With `intervals`: one partial per bootstrap replicate (`intervals.rs`), of the whole
     /// (the first window's journeys; each further window has its own) with each journey
     /// counted as often as its replicate's weight draws; channel sums, chains and `shao_li`
-    /// counts only (no reports, breakdown, periods or windows). Each merges with its counterpart.
+    /// counts only (no reports, periods or windows; breakdown sums in the whole's, made by
+    /// `from_events`). Each merges with its counterpart.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub replicates: Vec<Partial>,
     /// With `segment_by`: the same sums per segment value of the journeys that count in it

@@ -1096,42 +1096,39 @@ impl ReportPart {
         }
     }
 
-    /// Each part's labels and reports, in the result's order (parts without reports, from
-    /// results of older versions, left out).
-    fn reports(self, result: &AttributionResult) -> Vec<(Vec<String>, &Reports)> {
+    /// Each part's labels, models and reports, in the result's order.
+    fn parts(self, result: &AttributionResult) -> Vec<(Vec<String>, &Vec<ModelResult>, Option<&Reports>)> {
         let segment = |s: &SegmentResult| s.value().unwrap_or_default().to_owned();
-        let parts: Vec<(Vec<String>, Option<&Reports>)> = match self {
-            ReportPart::Period => result.periods.iter().map(|p| (vec![p.period.clone()], p.reports.as_ref())).collect(),
-            ReportPart::Segment => result.segments.iter().map(|s| (vec![segment(s)], s.reports.as_ref())).collect(),
-            ReportPart::SegmentPeriod => result
-                .segments
-                .iter()
-                .flat_map(|s| s.periods.iter().map(move |p| (vec![segment(s), p.period.clone()], p.reports.as_ref())))
-                .collect(),
-            ReportPart::Window => {
-                result.windows.iter().map(|w| (vec![w.lookback_days.to_string()], w.reports.as_ref())).collect()
-            }
-        };
-        parts.into_iter().filter_map(|(labels, reports)| Some((labels, reports?))).collect()
-    }
-}
-
-impl ReportPart {
-    /// Each part's labels and models, in the result's order.
-    fn models(self, result: &AttributionResult) -> Vec<(Vec<String>, &Vec<ModelResult>)> {
-        let segment = |s: &SegmentResult| s.value().unwrap_or_default().to_owned();
-        match self {
-            ReportPart::Period => result.periods.iter().map(|p| (vec![p.period.clone()], &p.models)).collect(),
-            ReportPart::Segment => result.segments.iter().map(|s| (vec![segment(s)], &s.models)).collect(),
-            ReportPart::SegmentPeriod => result
-                .segments
-                .iter()
-                .flat_map(|s| s.periods.iter().map(move |p| (vec![segment(s), p.period.clone()], &p.models)))
-                .collect(),
-            ReportPart::Window => {
-                result.windows.iter().map(|w| (vec![w.lookback_days.to_string()], &w.models)).collect()
-            }
+        fn period(p: &PeriodResult) -> (String, &Vec<ModelResult>, Option<&Reports>) {
+            (p.period.clone(), &p.models, p.reports.as_ref())
         }
+        match self {
+            ReportPart::Period => result.periods.iter().map(period).map(|(l, m, r)| (vec![l], m, r)).collect(),
+            ReportPart::Segment => {
+                result.segments.iter().map(|s| (vec![segment(s)], &s.models, s.reports.as_ref())).collect()
+            }
+            ReportPart::SegmentPeriod => result
+                .segments
+                .iter()
+                .flat_map(|s| s.periods.iter().map(period).map(move |(l, m, r)| (vec![segment(s), l], m, r)))
+                .collect(),
+            ReportPart::Window => result
+                .windows
+                .iter()
+                .map(|w| (vec![w.lookback_days.to_string()], &w.models, w.reports.as_ref()))
+                .collect(),
+        }
+    }
+
+    /// Each part's labels and reports (parts without reports, from results of older
+    /// versions, left out).
+    fn reports(self, result: &AttributionResult) -> Vec<(Vec<String>, &Reports)> {
+        self.parts(result).into_iter().filter_map(|(labels, _, reports)| Some((labels, reports?))).collect()
+    }
+
+    /// Each part's labels and models.
+    fn models(self, result: &AttributionResult) -> Vec<(Vec<String>, &Vec<ModelResult>)> {
+        self.parts(result).into_iter().map(|(labels, models, _)| (labels, models)).collect()
     }
 }
 
