@@ -96,6 +96,18 @@ fn the_local_command_shows_intervals_in_its_tables_and_writes_their_csv() {
     let output = attribute(&file, &["--intervals", "100", "--max-replicate-channels", "500"]);
     assert!(!output.status.success(), "refused");
     assert!(String::from_utf8_lossy(&output.stderr).contains("max_replicate_channels"));
+    // A breakdown's rows show their intervals too.
+    let dir = workdir();
+    let campaigns = write(dir.path(), "campaigns.csv", campaign_events(300));
+    let output =
+        attribute(&campaigns, &["--intervals", "20", "--breakdown", "campaign", "--models", "linear", "--table"]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let text = String::from_utf8(output.stdout).unwrap();
+    assert!(text.contains("conversions credited by channel and campaign [90% interval]"), "{text}");
+    let line = text.lines().find(|l| l.starts_with("email ") && l.contains("email-1")).expect("a row of email-1");
+    let numbers: Vec<f64> =
+        line.split(|c: char| !(c.is_ascii_digit() || c == '.')).filter_map(|x| x.parse().ok()).collect();
+    assert!(line.contains('[') && numbers[2] <= numbers[3], "{line}");
     // A rerun gives the same intervals.
     let run = || attribute_json(&file, &["--intervals", "20", "--models", "shapley,shao_li"]);
     assert_eq!(run(), run());
