@@ -278,6 +278,7 @@ impl BreakdownSums {
                     cost: None,
                     cpa: None,
                     roas: None,
+                    interval: None,
                 }
             })
             .collect()
@@ -358,6 +359,9 @@ pub struct BreakdownRow {
     pub cost: Option<Option<f64>>,
     pub cpa: Option<Option<f64>>,
     pub roas: Option<Option<f64>>,
+    /// With `intervals`: the bootstrap intervals of its conversions and value (the whole
+    /// file's rows).
+    pub interval: Option<crate::intervals::RowInterval>,
 }
 
 impl BreakdownRow {
@@ -370,7 +374,7 @@ impl BreakdownRow {
 impl Serialize for BreakdownRow {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let spend = [("cost", self.cost), ("cpa", self.cpa), ("roas", self.roas)];
-        let present = spend.iter().filter(|(_, v)| v.is_some()).count();
+        let present = spend.iter().filter(|(_, v)| v.is_some()).count() + usize::from(self.interval.is_some());
         let mut map = serializer.serialize_map(Some(self.values.len() + 3 + present))?;
         map.serialize_entry("channel", &self.channel)?;
         for (name, value) in &self.values {
@@ -378,6 +382,9 @@ impl Serialize for BreakdownRow {
         }
         map.serialize_entry("conversions", &self.conversions)?;
         map.serialize_entry("value", &self.value)?;
+        if let Some(interval) = &self.interval {
+            map.serialize_entry("interval", interval)?;
+        }
         for (name, figure) in spend {
             if let Some(figure) = figure {
                 map.serialize_entry(name, &figure)?;
@@ -398,7 +405,7 @@ impl<'de> Deserialize<'de> for BreakdownRow {
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
                 use serde::de::Error;
                 let (mut channel, mut conversions, mut value, mut values) = (None, None, None, Vec::new());
-                let (mut cost, mut cpa, mut roas) = (None, None, None);
+                let (mut cost, mut cpa, mut roas, mut interval) = (None, None, None, None);
                 while let Some(key) = map.next_key::<String>()? {
                     match key.as_str() {
                         "channel" => channel = Some(map.next_value::<String>()?),
@@ -407,6 +414,7 @@ impl<'de> Deserialize<'de> for BreakdownRow {
                         "cost" => cost = Some(map.next_value::<Option<f64>>()?),
                         "cpa" => cpa = Some(map.next_value::<Option<f64>>()?),
                         "roas" => roas = Some(map.next_value::<Option<f64>>()?),
+                        "interval" => interval = Some(map.next_value()?),
                         _ => values.push((key, map.next_value::<String>()?)),
                     }
                 }
@@ -418,6 +426,7 @@ impl<'de> Deserialize<'de> for BreakdownRow {
                     cost,
                     cpa,
                     roas,
+                    interval,
                 })
             }
         }
@@ -446,6 +455,8 @@ pub struct BreakdownRowSchema {
     pub cpa: Option<f64>,
     /// Credited value per unit of cost (`null` without cost or at cost 0).
     pub roas: Option<f64>,
+    /// With `intervals`: the bootstrap intervals of its conversions and value.
+    pub interval: Option<crate::intervals::RowInterval>,
 }
 
 #[cfg(test)]
@@ -462,6 +473,7 @@ mod tests {
             cost: None,
             cpa: None,
             roas: None,
+            interval: None,
         };
         let json = serde_json::to_string(&row).unwrap();
         assert_eq!(
@@ -473,6 +485,17 @@ mod tests {
         let row = BreakdownRow { cost: Some(Some(10.0)), cpa: Some(Some(4.0)), roas: Some(None), ..row };
         let json = serde_json::to_string(&row).unwrap();
         assert!(json.ends_with(r#""value":20.0,"cost":10.0,"cpa":4.0,"roas":null}"#), "{json}");
+        assert_eq!(serde_json::from_str::<BreakdownRow>(&json).unwrap(), row);
+        // With intervals: an object after the value.
+        let interval = crate::intervals::RowInterval {
+            conversions_low: 1.0,
+            conversions_high: 2.0,
+            value_low: 3.0,
+            value_high: 4.0,
+        };
+        let row = BreakdownRow { interval: Some(interval), ..row };
+        let json = serde_json::to_string(&row).unwrap();
+        assert!(json.contains(r#""value":20.0,"interval":{"conversions_low":1.0,"#), "{json}");
         assert_eq!(serde_json::from_str::<BreakdownRow>(&json).unwrap(), row);
     }
 
