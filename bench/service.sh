@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Benchmark the whole service on one machine against `mta attribute` on the same file.
 #
-# Usage: [FORMAT=csv|parquet] [RUNS=3] bench/service.sh ROWS   (needs a release build: cargo build --release --workspace)
+# Usage: [FORMAT=csv|parquet] [RUNS=3] [BIN=dir] bench/service.sh ROWS
+# (BIN defaults to target/release: cargo build --release --workspace)
 #
 # 1. `mta attribute FILE --models all` (the local baseline), timed.
 # 2. One job end to end (upload → split → attribute → reduce → result, from the first byte uploaded to the result
@@ -17,7 +18,7 @@ set -euo pipefail
 ROWS=${1:?usage: bench/service.sh ROWS}
 BENCH=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(dirname "$BENCH")
-BIN=$ROOT/target/release
+BIN=${BIN:-$ROOT/target/release}
 FORMAT=${FORMAT:-csv}
 DATA=$BENCH/data/events_$ROWS.$FORMAT
 REPORT=$BENCH/results/service_${FORMAT}_$ROWS.md
@@ -97,12 +98,21 @@ PY
     echo "$(echo "$(now) - $t0" | bc) $(echo "$t1 - $t0" | bc) $job"
 }
 
-# Seconds from the first start to the last end of units matching PREFIX in a job's timeline.
+# Seconds from the first start to the last end of units matching PREFIX in a job's timeline; the reduce
+# stage ends when the job succeeds (its unit's end is logged later, once the chunk files are deleted).
 stage_seconds() {
+    local job_json
+    job_json=$(curl -sf -H "$AUTH" "$BASE/v1/jobs/$1")
     curl -sf -H "$AUTH" "$BASE/v1/jobs/$1/timeline" | python3 -c "
-import json, sys
+import datetime, json, sys
 events = [e for e in json.load(sys.stdin)['events'] if e['unit'].startswith('$2')]
-print((max(e['at_ms'] for e in events) - min(e['at_ms'] for e in events)) / 1000)"
+first = min(e['at_ms'] for e in events)
+if '$2' == 'reduce':
+    finished = datetime.datetime.fromisoformat(json.loads(sys.argv[1])['finished_at'].replace('Z', '+00:00'))
+    last = finished.timestamp() * 1000
+else:
+    last = max(e['at_ms'] for e in events if e['event'] == 'end')
+print(round((last - first) / 1000, 3))" "$job_json"
 }
 
 echo "==> mta attribute (local baseline)" >&2

@@ -14,7 +14,7 @@ const CHANNELS: [&str; 4] = ["email", "search", "display", "social"];
 
 /// `users` users with 1 to 4 touches each, a `utm_campaign` per touch (three per channel,
 /// some touches without one), two thirds of them converting, over three weeks.
-fn campaign_events(users: usize) -> String {
+pub(crate) fn campaign_events(users: usize) -> String {
     let mut csv = String::from("user_id,timestamp,channel,utm_campaign,conversion,conversion_value\n");
     for user in 0..users {
         let touches = user % 4 + 1;

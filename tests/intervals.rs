@@ -1,11 +1,14 @@
 //! Bootstrap intervals end to end: the service over chunks equals `mta attribute` for every
-//! model (events with periods, and paths), the `intervals` CSV table and `--table`, and the limits.
+//! model (events with periods, and paths; under several lookback windows with a breakdown), the
+//! `intervals` CSV tables (the whole's, each part's and the breakdown rows') and `--table`, and
+//! the limits.
 
 use serde_json::json;
 
+use crate::breakdown::campaign_events;
 use crate::service::assert_same_result;
 use crate::service_support::{Service, ServiceSpec, sorted, without_job_id};
-use crate::support::{attribute, attribute_json, sample};
+use crate::support::{attribute, attribute_json, sample, workdir, write};
 
 /// Small chunks and byte ranges, as `service::chunked`, and a low replicate limit.
 fn chunked() -> ServiceSpec {
@@ -90,7 +93,97 @@ fn the_local_command_shows_intervals_in_its_tables_and_writes_their_csv() {
     let output = attribute(&file, &["--intervals", "1001"]);
     assert!(!output.status.success(), "refused");
     assert!(String::from_utf8_lossy(&output.stderr).contains("max_interval_replicates"));
+    let output = attribute(&file, &["--intervals", "100", "--max-replicate-channels", "500"]);
+    assert!(!output.status.success(), "refused");
+    assert!(String::from_utf8_lossy(&output.stderr).contains("max_replicate_channels"));
+    // A breakdown's rows show their intervals too.
+    let dir = workdir();
+    let campaigns = write(dir.path(), "campaigns.csv", campaign_events(300));
+    let output =
+        attribute(&campaigns, &["--intervals", "20", "--breakdown", "campaign", "--models", "linear", "--table"]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let text = String::from_utf8(output.stdout).unwrap();
+    assert!(text.contains("conversions credited by channel and campaign [90% interval]"), "{text}");
+    let line = text.lines().find(|l| l.starts_with("email ") && l.contains("email-1")).expect("a row of email-1");
+    let numbers: Vec<f64> =
+        line.split(|c: char| !(c.is_ascii_digit() || c == '.')).filter_map(|x| x.parse().ok()).collect();
+    assert!(line.contains('[') && numbers[2] <= numbers[3], "{line}");
     // A rerun gives the same intervals.
     let run = || attribute_json(&file, &["--intervals", "20", "--models", "shapley,shao_li"]);
     assert_eq!(run(), run());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn window_and_breakdown_intervals_over_chunks_equal_the_local_command_and_have_their_tables() {
+    let service = Service::start(chunked()).await;
+    let dir = workdir();
+    let file = write(dir.path(), "campaigns.csv", campaign_events(600));
+    let intervals = json!({ "replicates": 30, "level": 0.8, "seed": 5 });
+    let models = ["linear", "markov", "shao_li"];
+    let options =
+        json!({ "lookback_days": [30, 2], "models": models, "breakdown": ["campaign"], "intervals": intervals });
+    let job = service.run(&file, json!({ "options": options })).await;
+    assert_eq!(job["state"], "succeeded", "{job}");
+    let id = job["id"].as_str().unwrap();
+    let (_, result) = service.get(&format!("/v1/jobs/{id}/result")).await;
+    let tables = dir.path().join("tables");
+    let local = attribute_json(
+        &file,
+        &[
+            "--lookback-days",
+            "30,2",
+            "--models",
+            "linear,markov,shao_li",
+            "--intervals",
+            "30",
+            "--level",
+            "0.8",
+            "--seed",
+            "5",
+            "--breakdown",
+            "campaign",
+            "--csv-dir",
+            tables.to_str().unwrap(),
+        ],
+    );
+    assert_same_result(&sorted(without_job_id(result.clone())), &sorted(local), "result");
+    // The second window has intervals of its own: narrower journeys, other figures.
+    let windows = result["windows"].as_array().unwrap();
+    assert_eq!(windows.len(), 2);
+    let interval = |w: &serde_json::Value| w["models"]["linear"]["channels"][0]["interval"].clone();
+    assert!(interval(&windows[1])["conversions_low"].is_number(), "{}", windows[1]);
+    assert_ne!(interval(&windows[0]), interval(&windows[1]));
+    let rows: usize = windows
+        .iter()
+        .flat_map(|w| w["models"].as_object().unwrap().values())
+        .map(|m| m["channels"].as_array().unwrap().len())
+        .sum();
+    let (status, csv) = service.get_bytes(&format!("/v1/jobs/{id}/result?format=csv&table=window_intervals")).await;
+    assert_eq!(status, 200);
+    let csv = String::from_utf8(csv).unwrap();
+    assert!(csv.starts_with("lookback_days,model,channel,conversions,conversions_low,"), "{csv}");
+    assert_eq!(csv.lines().count(), rows + 1, "{csv}");
+    let written = std::fs::read_to_string(tables.join("window_intervals.csv")).expect("--csv-dir writes the table");
+    assert_eq!(written.lines().count(), rows + 1);
+    assert!(!tables.join("period_intervals.csv").exists(), "no period asked");
+    // Every breakdown row of the whole has its interval (a further window's rows have none),
+    // and the `breakdown_intervals` table lists them.
+    let mut rows = 0;
+    for model in models {
+        for row in result["models"][model]["breakdown"].as_array().unwrap() {
+            let i = &row["interval"];
+            let (low, high) = (i["conversions_low"].as_f64().unwrap(), i["conversions_high"].as_f64().unwrap());
+            assert!(low <= high, "{model} {row}");
+            rows += 1;
+        }
+        let further = windows[1]["models"][model]["breakdown"].as_array().unwrap();
+        assert!(further.iter().all(|row| row.get("interval").is_none()), "{model}");
+    }
+    let (status, csv) = service.get_bytes(&format!("/v1/jobs/{id}/result?format=csv&table=breakdown_intervals")).await;
+    assert_eq!(status, 200);
+    let csv = String::from_utf8(csv).unwrap();
+    let header = "model,channel,campaign,conversions,conversions_low,conversions_high,value,value_low,value_high";
+    assert_eq!(csv.lines().next(), Some(header));
+    assert_eq!(csv.lines().count(), rows + 1, "{csv}");
+    assert!(tables.join("breakdown_intervals.csv").exists());
 }

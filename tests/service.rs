@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::service_support::{S3Server, Service, ServiceSpec, decode, ranked_window_rows, sorted, without_job_id};
-use crate::support::{attribute_json, events_over_channels, inflating, sample, workdir, write};
+use crate::support::{attribute_json, credit, events_over_channels, inflating, sample, workdir, write};
 
 /// Small chunks and byte ranges so the 12k-row sample (about 600 kB) is split by four
 /// tasks into several partitions.
@@ -87,6 +87,36 @@ async fn stages_hand_over_at_once_not_at_the_next_poll() {
 async fn a_job_runs_end_to_end_over_s3() {
     let s3 = S3Server::start().await;
     end_to_end(s3.spec(chunked(2), "tenant-data")).await;
+}
+
+/// Without per-journey credits, chunk files keep no row numbers: a partition's rows are
+/// numbered by their order, which must be file order across split tasks and flushes, since
+/// ties in time are broken by file order. Every touch here is at one instant, each user's
+/// rows spread over the whole file: first touch must credit `a`, last touch `z`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ties_in_time_are_broken_by_file_order_across_split_tasks() {
+    let dir = workdir();
+    let mut csv = String::from("user_id,timestamp,channel,conversion\n");
+    let passes = ["a", "m1", "m2", "m3", "m4", "z"];
+    for channel in passes {
+        for user in 0..2_000 {
+            csv.push_str(&format!("u{user},2026-01-01T00:00:00Z,{channel},0\n"));
+        }
+    }
+    for user in (0..2_000).step_by(2) {
+        csv.push_str(&format!("u{user},2026-01-01T01:00:00Z,,1\n"));
+    }
+    let file = write(dir.path(), "ties.csv", csv);
+    let service = Service::start(chunked(2)).await;
+    let models = "first_touch,last_touch,position_based";
+    let job = service.run(&file, json!({ "options": { "models": models.split(',').collect::<Vec<_>>() } })).await;
+    assert_eq!(job["state"], "succeeded", "{job}");
+    assert!(job["progress"]["splits_total"].as_u64().unwrap() > 1, "{job}");
+    let (_, result) = service.get(&format!("/v1/jobs/{}/result", job["id"].as_str().unwrap())).await;
+    let local = attribute_json(&file, &["--models", models]);
+    assert_eq!(credit(&local, "first_touch", "a").0, 1_000.0);
+    assert_eq!(credit(&local, "last_touch", "z").0, 1_000.0);
+    assert_same_result(&without_job_id(result), &local, "result");
 }
 
 /// Upload, split, attribute, reduce, result, CSV, credits, cache and idempotency.

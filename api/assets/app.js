@@ -27,10 +27,13 @@ const state = {
   pollTimer: 0,
   refreshing: null,
   viewing: null,
-  /** The shown figures: the whole result, or one segment's (`segment`, an index into its `segments`). */
+  /** The shown figures (`partView`): the whole result, or the part the pickers chose. */
   result: null,
   full: null,
+  /** The pickers: an index into `segments`, a period's name, an index into `windows` ('' = the whole). */
   segment: '',
+  period: '',
+  window: '',
   model: null,
   /** The breakdown table's order (`{key, ascending}`) and its folded channels. */
   breakdownSort: null,
@@ -551,8 +554,11 @@ async function openJob(id, focus) {
   state.result = null;
   state.full = null;
   state.segment = '';
+  state.period = '';
+  state.window = '';
   state.breakdownSort = null;
   state.breakdownFolded = null;
+  status($('part-note'), '');
   section.hidden = false;
   delete section.dataset.jobId;
   delete section.dataset.ready;
@@ -587,7 +593,7 @@ async function openJob(id, focus) {
     if (state.viewing !== id) return;
     state.result = result;
     state.full = result;
-    fillSegments(result);
+    fillPickers(result);
     note.textContent = job.cached_from ? `Answered from the cache of job ${short(job.cached_from)}.` : '';
     $('download-credits').hidden = !job.spec?.export_credits;
     $('downloads').hidden = false;
@@ -600,29 +606,102 @@ async function openJob(id, focus) {
   }
 }
 
-/** With `segment_by`: the segment picker (the whole result first, then each segment). */
-function fillSegments(result) {
-  const segments = result.segments || [];
-  const select = $('segment-select');
-  const column = result.options?.segment_by
-    || (result.options?.conversion_types?.length ? 'conversion_type' : 'segment');
-  const label = (s) => `${column} = ${s.segment?.[column] ?? '(none)'}`;
-  select.replaceChildren(element('option', { value: '' }, 'All journeys'),
-    ...segments.map((s, i) => element('option', { value: String(i) }, label(s))));
-  select.value = '';
-  for (const id of ['segment-select', 'segment-label', 'download-segments']) $(id).hidden = segments.length === 0;
+/** Fills `select` with `options` (`[value, text]`, the whole first) and shows it with its label
+ * when there is more than the whole to choose. */
+function fillPicker(name, options, chosen) {
+  const select = $(`${name}-select`);
+  select.replaceChildren(...options.map(([value, text]) => element('option', { value }, text)));
+  select.value = options.some(([value]) => value === chosen) ? chosen : '';
+  for (const id of [`${name}-select`, `${name}-label`]) $(id).hidden = options.length < 2;
+  return select.value;
 }
 
-/** The whole result, or one segment's summary, models, periods and journey reports in its place
- * (segments have no windows or cost of their own). */
-function segmentView(full, index) {
-  const segment = index === '' ? null : full.segments?.[Number(index)];
-  if (!segment) return full;
+/** The segment and window pickers (`segment_by` or conversion types; several lookback windows),
+ * then the period picker of the chosen segment. */
+function fillPickers(result) {
+  const column = result.options?.segment_by
+    || (result.options?.conversion_types?.length ? 'conversion_type' : 'segment');
+  const segments = result.segments || [];
+  state.segment = fillPicker('segment', [['', 'All journeys'],
+    ...segments.map((s, i) => [String(i), `${column} = ${s.segment?.[column] ?? '(none)'}`])], state.segment);
+  $('download-segments').hidden = segments.length === 0;
+  // The first window gives the whole's figures.
+  const windows = result.windows || [];
+  state.window = fillPicker('window', windows.map((w, i) => [i === 0 ? '' : String(i),
+    i === 0 ? `${windowLabel(w.lookback_days)} (top figures)` : windowLabel(w.lookback_days)]), state.window);
+  fillPeriods(result);
+}
+
+/** The period picker: the periods of the chosen segment, or of the whole (the chosen period kept when it has one). */
+function fillPeriods(result) {
+  const scope = (state.segment !== '' && result.segments?.[Number(state.segment)]) || result;
+  state.period = fillPicker('period', [['', 'All periods'], ...(scope.periods || []).map((p) => [p.period, p.period])],
+    state.period);
+}
+
+/** What the pickers chose: '' (the whole), `period`, `segment`, `segment_period` or `window`,
+ * as the CSV tables of such parts are named (`period_paths`, `segment_period_paths`, ...). */
+function partKind() {
+  if (state.window !== '') return 'window';
+  if (state.segment !== '') return state.period !== '' ? 'segment_period' : 'segment';
+  return state.period !== '' ? 'period' : '';
+}
+
+/**
+ * The whole result, or the chosen part's summary, models (with their cost and intervals when
+ * the part has them) and journey reports in its place. A period has no periods; windows,
+ * segments and periods do not combine in one result, so a window has neither.
+ */
+function partView(full) {
+  const segment = state.segment === '' ? null : full.segments?.[Number(state.segment)];
+  const period = state.period === '' ? null : ((segment || full).periods || []).find((p) => p.period === state.period);
+  const window = state.window === '' ? null : full.windows?.[Number(state.window)];
+  const part = window || period || segment;
+  if (!part) return full;
+  // Rows are split neither by segment nor by period (journeys are): the tile is left out.
+  const rows = window ? part.summary.rows : undefined;
   return {
-    // Rows are not split by segment (journeys are): the tile is left out.
-    ...full, summary: { ...segment.summary, rows: undefined }, models: segment.models, reports: segment.reports,
-    periods: segment.periods || [], windows: [], window_ranks: [], spend: undefined,
+    ...full, summary: { ...part.summary, rows }, models: part.models, reports: part.reports,
+    periods: period ? [] : (part.periods || []),
   };
+}
+
+/** The chosen part in words, e.g. `country = DE, week 2026-03-02`. */
+function partName() {
+  const chosen = (name) => {
+    const select = $(`${name}-select`);
+    return select.value === '' ? null : select.selectedOptions[0]?.textContent;
+  };
+  const period = chosen('period');
+  return [chosen('segment'), period && `${state.full?.options?.period || 'period'} ${period}`,
+    chosen('window') && `lookback ${chosen('window')}`].filter(Boolean).join(', ');
+}
+
+/** The tables each kind of part has, named `{kind}_{table}` (`segment_paths`, `window_intervals`, ...). */
+const PART_REPORTS = ['path_length', 'time_lag', 'positions', 'paths', 'transitions', 'intervals'];
+const PART_TABLES = {
+  period: [...PART_REPORTS, 'breakdown'],
+  segment: [...PART_REPORTS, 'breakdown', 'periods'],
+  segment_period: PART_REPORTS,
+  window: PART_REPORTS,
+};
+
+/** The CSV table of `name` (`paths`, ...) for the shown part, or null when such parts have none. */
+function partTable(name) {
+  const kind = partKind();
+  if (kind === '') return name;
+  return PART_TABLES[kind].includes(name) ? `${kind}_${name}` : null;
+}
+
+/** Shows the part the pickers now name. */
+function showPart() {
+  if (!state.full) return;
+  state.result = partView(state.full);
+  state.breakdownSort = null;
+  state.breakdownFolded = null;
+  const name = partName();
+  status($('part-note'), name ? `Showing ${name}: its summary, credits and reports.` : '', { 'data-part': partKind() });
+  renderResult(state.result);
 }
 
 function renderResult(result) {
@@ -739,6 +818,8 @@ function drawReports(reports) {
   $('positions-panel').hidden = !reports?.positions?.length;
   $('paths-panel').hidden = !reports?.paths;
   $('transitions-panel').hidden = !reports?.transitions;
+  $('download-paths').hidden = !partTable('paths');
+  $('download-transitions').hidden = !partTable('transitions');
   if (!reports) return;
   const buckets = (rows) => (rows || []).map((b) => ({ label: b.bucket, value: b.conversions }));
   barChart($('chart-path-length'), {
@@ -857,7 +938,7 @@ function drawPeriods() {
   const result = state.result;
   const periods = result?.periods || [];
   $('periods-panel').hidden = periods.length === 0;
-  $('download-periods').hidden = periods.length === 0;
+  $('download-periods').hidden = periods.length === 0 || !partTable('periods');
   if (!periods.length) return;
   const name = state.model;
   const credit = new Map();
@@ -903,7 +984,7 @@ function drawBreakdown() {
   const model = result?.models?.[state.model];
   const rows = model?.breakdown;
   $('breakdown-panel').hidden = !rows;
-  $('download-breakdown').hidden = !rows;
+  $('download-breakdown').hidden = !rows || !partTable('breakdown');
   if (!rows) return;
   const sort = state.breakdownSort || { key: 'conversions', ascending: false };
   // Cost per campaign (a breakdown by campaign alone with a cost table): cost, CPA, ROAS too.
@@ -998,11 +1079,13 @@ function drawBreakdown() {
 function drawSpend() {
   const result = state.result;
   const spend = result?.spend;
-  $('spend-panel').hidden = !spend;
-  $('download-unmatched').hidden = !spend;
-  if (!spend) return;
   const name = state.model;
-  const channels = result.models?.[name]?.channels || [];
+  const channels = result?.models?.[name]?.channels || [];
+  $('download-unmatched').hidden = !spend;
+  // A part whose channels carry no cost (a segment) shows none.
+  const costed = Boolean(spend) && channels.some((c) => 'cost' in c);
+  $('spend-panel').hidden = !costed;
+  if (!costed) return;
   const shown = (value, format) => (typeof value === 'number' ? format(value) : '—');
   $('spend-body').replaceChildren(...channels.map((c) => {
     const row = element('tr', {
@@ -1018,7 +1101,8 @@ function drawSpend() {
   barChart($('chart-roas'), {
     title: `ROAS under ${name}: credited value per unit of cost`, rows, format: count, unit: 'ROAS', id: 'roas',
   });
-  $('spend-note').textContent = `Cost ${money(spend.cost)} in ${count(spend.rows)} rows, ${spend.first_date} to `
+  const whole = partKind() === '' ? '' : 'The whole cost table: ';
+  $('spend-note').textContent = `${whole}Cost ${money(spend.cost)} in ${count(spend.rows)} rows, ${spend.first_date} to `
     + `${spend.last_date}; ${money(spend.matched_cost)} on channels of the events`;
   const unmatched = spend.unmatched_cost || [];
   $('spend-unmatched').textContent = unmatched.length
@@ -1082,7 +1166,7 @@ function drawIntervals() {
   const intervals = result?.options?.intervals;
   const channels = (result?.models?.[state.model]?.channels || []).filter((c) => c.interval);
   $('intervals-panel').hidden = !intervals || channels.length === 0;
-  $('download-intervals').hidden = !intervals;
+  $('download-intervals').hidden = !intervals || !partTable('intervals');
   if (!intervals || channels.length === 0) return;
   barChart($('chart-rank-1'), {
     title: `Probability of ranking first under ${state.model}, over ${intervals.replicates} replicates`,
@@ -1123,35 +1207,39 @@ function wireResult() {
   $('segment-select').addEventListener('change', (event) => {
     if (!state.full) return;
     state.segment = event.target.value;
-    state.result = segmentView(state.full, state.segment);
-    state.breakdownSort = null;
-    state.breakdownFolded = null;
-    renderResult(state.result);
+    // A segment's own periods: the chosen one stays when the segment has it.
+    fillPeriods(state.full);
+    showPart();
+  });
+  $('period-select').addEventListener('change', (event) => {
+    state.period = event.target.value;
+    showPart();
+  });
+  $('window-select').addEventListener('change', (event) => {
+    state.window = event.target.value;
+    showPart();
   });
   const job = () => encodeURIComponent(state.viewing);
   $('download-csv').addEventListener('click', () =>
     save(`/v1/jobs/${job()}/result?format=csv`, `result-${short(state.viewing)}.csv`));
-  $('download-periods').addEventListener('click', () =>
-    save(`/v1/jobs/${job()}/result?format=csv&table=periods`, `periods-${short(state.viewing)}.csv`));
+  // The shown part's own table where such parts have one (`segment_paths`, `period_breakdown`, ...).
+  const saveTable = (name) => {
+    const table = partTable(name);
+    return save(`/v1/jobs/${job()}/result?format=csv&table=${table}`, `${table}-${short(state.viewing)}.csv`);
+  };
+  $('download-periods').addEventListener('click', () => saveTable('periods'));
   $('download-pairs').addEventListener('click', () =>
     save(`/v1/jobs/${job()}/result?format=csv&table=markov_pairs`, `markov-pairs-${short(state.viewing)}.csv`));
   $('download-segments').addEventListener('click', () =>
     save(`/v1/jobs/${job()}/result?format=csv&table=segments`, `segments-${short(state.viewing)}.csv`));
-  $('download-breakdown').addEventListener('click', () =>
-    save(`/v1/jobs/${job()}/result?format=csv&table=breakdown`, `breakdown-${short(state.viewing)}.csv`));
-  // With a segment chosen, the tables of every segment (its column first).
-  const reportTable = (name) => (state.segment === '' ? name : `segment_${name}`);
-  $('download-paths').addEventListener('click', () =>
-    save(`/v1/jobs/${job()}/result?format=csv&table=${reportTable('paths')}`, `${reportTable('paths')}-${short(state.viewing)}.csv`));
-  $('download-transitions').addEventListener('click', () => save(
-    `/v1/jobs/${job()}/result?format=csv&table=${reportTable('transitions')}`,
-    `${reportTable('transitions')}-${short(state.viewing)}.csv`));
+  $('download-breakdown').addEventListener('click', () => saveTable('breakdown'));
+  $('download-paths').addEventListener('click', () => saveTable('paths'));
+  $('download-transitions').addEventListener('click', () => saveTable('transitions'));
   $('download-unmatched').addEventListener('click', () =>
     save(`/v1/jobs/${job()}/result?format=csv&table=unmatched_cost`, `unmatched-cost-${short(state.viewing)}.csv`));
   $('download-windows').addEventListener('click', () =>
     save(`/v1/jobs/${job()}/result?format=csv&table=windows`, `windows-${short(state.viewing)}.csv`));
-  $('download-intervals').addEventListener('click', () =>
-    save(`/v1/jobs/${job()}/result?format=csv&table=intervals`, `intervals-${short(state.viewing)}.csv`));
+  $('download-intervals').addEventListener('click', () => saveTable('intervals'));
   $('download-json').addEventListener('click', () =>
     save(`/v1/jobs/${job()}/result`, `result-${short(state.viewing)}.json`));
   $('download-credits').addEventListener('click', () =>

@@ -125,8 +125,9 @@ mod tests {
         let breakdown = &doc["components"]["schemas"]["ModelResult"]["properties"]["breakdown"];
         assert_eq!(breakdown["items"]["$ref"], "#/components/schemas/BreakdownRow", "{breakdown}");
         let fields: Vec<&String> = row["properties"].as_object().unwrap().keys().collect();
-        assert_eq!(fields, ["channel", "conversions", "value", "cost", "cpa", "roas"]);
-        // Cost, CPA and ROAS only with cost per campaign.
+        assert_eq!(fields, ["channel", "conversions", "value", "cost", "cpa", "roas", "interval"]);
+        assert_eq!(row["properties"]["interval"]["oneOf"][0]["$ref"], "#/components/schemas/RowInterval", "{row}");
+        // Cost, CPA and ROAS only with cost per campaign, the interval only with intervals.
         assert_eq!(row["required"], serde_json::json!(["channel", "conversions", "value"]), "{row}");
         assert_eq!(row["additionalProperties"]["type"], "string", "{row}");
     }

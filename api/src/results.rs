@@ -34,15 +34,18 @@ pub struct ResultQuery {
     /// `windows` (one row per model, channel and lookback window; `lookback_days` given as a
     /// list), `unmatched_cost` (a job with a cost table: the cost of channels no journey
     /// mentions), `markov_pairs` (the job's `markov_pair_effects`), `intervals` (the job's
-    /// `intervals`: one row per model and channel); or with the job's `breakdown` option, `breakdown` (one row per model, channel and breakdown values) and
-    /// `period_breakdown` (the same per period) and `breakdown_positions` (each channel × breakdown
-    /// values' touch positions in converting journeys). With a cost table, `channels` and `periods`
+    /// `intervals`: one row per model and channel; `period_intervals`, `segment_intervals`,
+    /// `segment_period_intervals` and `window_intervals` the same per part, its label first;
+    /// `breakdown_intervals` with a breakdown: each breakdown row's figures and their bounds); or with the job's `breakdown` option, `breakdown` (one row per model, channel and breakdown values),
+    /// `period_breakdown` (the same per period), `breakdown_positions` (each channel × breakdown
+    /// values' touch positions in converting journeys) and `breakdown_paths` (the top paths of
+    /// channel × breakdown values). With a cost table, `channels` and `periods`
     /// end with `cost,cpa,roas`. Each journey report per part: `period_`, `segment_`,
     /// `segment_period_` or `window_` then the report's name (`period_paths`: the `paths` table
     /// of every period, a `period` column first; the segment's column, `period` or
     /// `lookback_days` for the others).
     #[param(
-        pattern = "^(channels|periods|segments|segment_periods|segment_breakdown|path_length|time_lag|positions|breakdown|period_breakdown|breakdown_positions|breakdown_paths|paths|transitions|windows|unmatched_cost|markov_pairs|intervals|(period|segment|segment_period|window)_(path_length|time_lag|positions|paths|transitions|breakdown_positions|breakdown_paths))$"
+        pattern = "^(channels|periods|segments|segment_periods|segment_breakdown|path_length|time_lag|positions|breakdown|period_breakdown|breakdown_positions|breakdown_paths|paths|transitions|windows|unmatched_cost|markov_pairs|intervals|breakdown_intervals|(period|segment|segment_period|window)_(intervals|path_length|time_lag|positions|paths|transitions|breakdown_positions|breakdown_paths))$"
     )]
     table: Option<String>,
 }

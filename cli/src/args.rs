@@ -106,9 +106,11 @@ pub enum ClientCommand {
         format: String,
         /// Print this tidy table as CSV: `channels` (what `--format csv` prints), `periods`,
         /// `segments`, `segment_periods`, `segment_breakdown`, `path_length`, `time_lag`, `positions`, `breakdown`, `period_breakdown`,
-        /// `breakdown_positions`, `paths`, `transitions`, `windows`, `unmatched_cost`, `markov_pairs` or
-        /// `intervals`, or a journey report per part: `period_`, `segment_`, `segment_period_` or `window_`
-        /// followed by `path_length`, `time_lag`, `positions`, `paths`, `transitions` or `breakdown_positions`.
+        /// `breakdown_positions`, `breakdown_paths`, `paths`, `transitions`, `windows`, `unmatched_cost`, `markov_pairs`,
+        /// `intervals` or the intervals per part (`period_intervals`, `segment_intervals`,
+        /// `segment_period_intervals`, `window_intervals`) or breakdown row (`breakdown_intervals`), or a journey
+        /// report per part: `period_`, `segment_`, `segment_period_` or `window_` followed by `path_length`,
+        /// `time_lag`, `positions`, `paths`, `transitions`, `breakdown_positions` or `breakdown_paths`.
         #[arg(
             long,
             value_parser = clap::builder::PossibleValuesParser::new(mta_core::result::Table::names()),
@@ -276,8 +278,10 @@ pub struct AttributeArgs {
     pub table: bool,
     /// Also write each tidy CSV table of the result into this directory (`channels.csv`, the
     /// reports, `periods.csv` with `--period`, `windows.csv` with several `--lookback-days`,
-    /// `breakdown.csv` and `breakdown_positions.csv` with `--breakdown`, `segments.csv` with `--segment-by` or `--conversion-types` (and `segment_periods.csv` with `--period`, `segment_breakdown.csv` with `--breakdown`), `unmatched_cost.csv` with `--spend`,
-    /// `markov_pairs.csv` with `--markov-pair-effects`, `intervals.csv` with `--intervals`; and the
+    /// `breakdown.csv`, `breakdown_positions.csv` and `breakdown_paths.csv` with `--breakdown`, `segments.csv` with `--segment-by` or `--conversion-types` (and `segment_periods.csv` with `--period`, `segment_breakdown.csv` with `--breakdown`), `unmatched_cost.csv` with `--spend`,
+    /// `markov_pairs.csv` with `--markov-pair-effects`, `intervals.csv` with `--intervals` (and
+    /// `period_intervals.csv`, `segment_intervals.csv`, `segment_period_intervals.csv`,
+    /// `window_intervals.csv` per part, `breakdown_intervals.csv` with `--breakdown`); and the
     /// reports of each part: `period_paths.csv` ... with `--period`, `segment_paths.csv` ... with segments,
     /// `segment_period_paths.csv` ... with both, `window_paths.csv` ... with several windows).
     #[arg(long, value_name = "DIR")]
@@ -300,6 +304,9 @@ pub struct AttributeArgs {
     /// With `--intervals`: refuse more bootstrap replicates than this.
     #[arg(long, default_value_t = Limits::default().max_interval_replicates)]
     pub max_interval_replicates: u32,
+    /// With `--intervals`: refuse more replicates × channels (× lookback windows) than this.
+    #[arg(long, default_value_t = Limits::default().max_replicate_channels)]
+    pub max_replicate_channels: u64,
     /// Refuse CSV records and NDJSON lines longer than this, in bytes (bounds the memory one row may take).
     #[arg(long, default_value_t = Limits::DEFAULT_MAX_LINE_BYTES as u64, value_parser = clap::value_parser!(u64).range(1..))]
     pub max_line_bytes: u64,
@@ -376,6 +383,7 @@ impl AttributeArgs {
             max_breakdown_values: self.max_breakdown_values,
             max_segments: self.max_segments,
             max_interval_replicates: self.max_interval_replicates,
+            max_replicate_channels: self.max_replicate_channels,
             max_line_bytes: usize::try_from(self.max_line_bytes).unwrap_or(usize::MAX),
             ..Limits::default()
         };

@@ -143,7 +143,7 @@ fn attribute(args: &AttributeArgs) -> ExitCode {
 
 /// `--csv-dir`: one tidy CSV file per table the result has (`channels.csv`, `periods.csv`,
 /// `path_length.csv`, `time_lag.csv`, `positions.csv`, `paths.csv`, `transitions.csv`, `windows.csv`,
-/// `unmatched_cost.csv`, `markov_pairs.csv`, `intervals.csv`).
+/// `unmatched_cost.csv`, `markov_pairs.csv`, `intervals.csv`, `window_intervals.csv`, ...).
 fn write_csv_tables(dir: &std::path::Path, result: &mta_core::AttributionResult) -> Result<(), String> {
     use mta_core::result::Table;
     std::fs::create_dir_all(dir).map_err(|e| format!("cannot make {}: {e}", dir.display()))?;

@@ -5,27 +5,21 @@
 //! with an index of where each partition's pieces are), so memory stays bounded whatever
 //! the input size.
 //!
-//! Rows are buffered in the same compact byte layout the files use (a [`Segment`]), so
-//! spilling is a plain write of the buffer and loading decodes files and buffers alike.
+//! Rows are buffered in the same compact byte layout the files use (a [`Segment`] of
+//! `mta_core::row_segment`), so spilling is a plain write of the buffer and loading decodes
+//! files and buffers alike.
 
 use std::fs::File;
-use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, RwLock};
 
 use anyhow::Context;
-use mta_core::chunk::{EventChunk, TaggedChannel, partition_of};
+use mta_core::chunk::{EventChunk, partition_of};
+use mta_core::row_segment::{IdMaps, RECORD_BYTES, Segment, SegmentBuffer, record};
 use rayon::prelude::*;
 
-/// One row record: user key (16 bytes), time (8), then the channel id with the
-/// conversion flag, a [`TaggedChannel`] (4). Values, row numbers, user ids and segment ids
-/// (`segment_by`), which most rows or runs do not need, live in sections of their own.
-const RECORD_BYTES: usize = 28;
-/// A stored piece starts with the lengths of its five sections (u64 each).
-const SECTIONS: usize = 5;
-const SEGMENT_HEADER_BYTES: usize = 8 * SECTIONS;
 /// A buffer smaller than this is not worth a write of its own.
 const MIN_BUFFER_ROWS: usize = 1024;
 /// A buffer's share of the budget up to this many rows (1 MiB) is allocated at its first row.
@@ -41,7 +35,7 @@ pub struct PartitionStore {
     buffer_rows: usize,
     /// `in_memory[p]`: the buffers of partition p that writers handed over at the end,
     /// with the writer's id.
-    in_memory: Vec<Mutex<Vec<(usize, Buffer)>>>,
+    in_memory: Vec<Mutex<Vec<(usize, SegmentBuffer)>>>,
     /// The spill file of each writer that spilled, handed over at the end (then only
     /// read, by every loading thread at once).
     spilled: RwLock<Vec<(usize, SpillFile)>>,
@@ -90,7 +84,7 @@ impl PartitionStore {
         PartitionWriter {
             store: self,
             id,
-            buffers: (0..self.partitions).map(|_| Buffer::default()).collect(),
+            buffers: (0..self.partitions).map(|_| SegmentBuffer::default()).collect(),
             spill: None,
             partition_of_row: Vec::new(),
             run_starts: Vec::new(),
@@ -115,7 +109,8 @@ impl PartitionStore {
     /// they are): a thread that loads partition after partition reuses their memory.
     pub fn load_into(&self, p: usize, keep_in_memory: bool, loaded: &mut Loaded) -> anyhow::Result<()> {
         let mut parts = self.in_memory[p].lock().expect("no panics while locked");
-        let memory: Vec<(usize, Buffer)> = if keep_in_memory { parts.clone() } else { std::mem::take(&mut *parts) };
+        let memory: Vec<(usize, SegmentBuffer)> =
+            if keep_in_memory { parts.clone() } else { std::mem::take(&mut *parts) };
         drop(parts);
         // Spilled segments of this partition, read into one buffer (allocated once, at
         // its full size), writer by writer.
@@ -152,7 +147,7 @@ impl PartitionStore {
             chunk.user_ids = Some(Vec::new());
         }
         for (_, segment) in &segments {
-            segment.append_to(chunk)?;
+            segment.append_to(chunk, IdMaps::default()).context("Corrupt spill file")?;
         }
         Ok(())
     }
@@ -181,7 +176,7 @@ pub struct Loaded {
 pub struct PartitionWriter<'s> {
     store: &'s PartitionStore,
     id: usize,
-    buffers: Vec<Buffer>,
+    buffers: Vec<SegmentBuffer>,
     /// Created at the first spill.
     spill: Option<SpillFile>,
     /// Scratch of [`PartitionWriter::add`], kept between blocks.
@@ -237,7 +232,7 @@ impl PartitionWriter<'_> {
         if block.has_segments() {
             for (&segment, &p) in block.segment_ids.iter().zip(&self.partition_of_row) {
                 let segment = segment_map.get(segment as usize).copied().unwrap_or(segment);
-                self.buffers[p as usize].segment_ids.extend_from_slice(&segment.to_le_bytes());
+                self.buffers[p as usize].push_segment_id(segment);
             }
         }
         for (row, &p) in self.partition_of_row.iter().enumerate() {
@@ -246,18 +241,16 @@ impl PartitionWriter<'_> {
             }
             let to = &mut self.buffers[p as usize];
             if block.is_conversion[row] {
-                to.values.extend_from_slice(&block.values[row].to_le_bytes());
+                to.push_value(block.values[row]);
             }
             if keep {
-                to.row_numbers.extend_from_slice(&block.row_numbers[row].to_le_bytes());
                 let id = block.user_ids.as_ref().map_or("", |ids| ids[row].as_str());
-                to.user_ids.extend_from_slice(&(id.len() as u32).to_le_bytes());
-                to.user_ids.extend_from_slice(id.as_bytes());
+                to.push_identity(block.row_numbers[row], id);
             }
         }
         for (p, to) in self.buffers.iter_mut().enumerate() {
             let records = &self.staging[run(&self.run_starts, p)];
-            to.reserve(records.len(), self.store.buffer_rows);
+            reserve(to, records.len(), self.store.buffer_rows);
             to.records.extend_from_slice(records);
         }
         Ok(())
@@ -301,146 +294,19 @@ impl PartitionWriter<'_> {
     }
 }
 
-/// A partition's rows buffered by one writer, in [`Segment`] layout.
-#[derive(Debug, Clone, Default)]
-struct Buffer {
-    records: Vec<[u8; RECORD_BYTES]>,
-    /// Little-endian f64 of each conversion row, in row order.
-    values: Vec<u8>,
-    /// Little-endian u64 per row, when kept.
-    row_numbers: Vec<u8>,
-    /// Length (u32 LE) and bytes per row, when kept.
-    user_ids: Vec<u8>,
-    /// Segment id (u32 LE) per row, with `segment_by`.
-    segment_ids: Vec<u8>,
-}
-
-impl Buffer {
-    fn rows(&self) -> usize {
-        self.records.len()
+/// Makes room in `buffer` for `more` records. A small share (a large input over many
+/// buffers) is taken whole at once: growing by doubling would copy each buffer's rows over
+/// and over. A large one grows by doubling, but not past `max_rows` unless needed (doubling
+/// alone could leave every buffer with twice the memory it is allowed).
+fn reserve(buffer: &mut SegmentBuffer, more: usize, max_rows: usize) {
+    let records = &mut buffer.records;
+    let needed = records.len() + more;
+    if needed <= records.capacity() {
+        return;
     }
-
-    /// Makes room for `more` records. A small share (a large input over many buffers) is
-    /// taken whole at once: growing by doubling would copy each buffer's rows over and
-    /// over. A large one grows by doubling, but not past `max_rows` unless needed
-    /// (doubling alone could leave every buffer with twice the memory it is allowed).
-    fn reserve(&mut self, more: usize, max_rows: usize) {
-        let needed = self.records.len() + more;
-        if needed <= self.records.capacity() {
-            return;
-        }
-        let doubled = if max_rows <= WHOLE_SHARE_ROWS { max_rows } else { self.records.len() * 2 };
-        let target = doubled.clamp(MIN_BUFFER_ROWS, max_rows).max(needed);
-        self.records.reserve_exact(target - self.records.len());
-    }
-
-    fn clear(&mut self) {
-        self.records.clear();
-        self.values.clear();
-        self.row_numbers.clear();
-        self.user_ids.clear();
-        self.segment_ids.clear();
-    }
-
-    fn segment(&self) -> Segment<'_> {
-        Segment {
-            sections: [self.records.as_flattened(), &self.values, &self.row_numbers, &self.user_ids, &self.segment_ids],
-        }
-    }
-}
-
-/// One row's record (see [`RECORD_BYTES`]).
-fn record(key: u128, time: i64, channel: u32, is_conversion: bool) -> [u8; RECORD_BYTES] {
-    let tag = TaggedChannel::new(channel, is_conversion).bits();
-    let mut record = [0u8; RECORD_BYTES];
-    record[..16].copy_from_slice(&key.to_le_bytes());
-    record[16..24].copy_from_slice(&time.to_le_bytes());
-    record[24..].copy_from_slice(&tag.to_le_bytes());
-    record
-}
-
-/// Rows in their stored form: records, conversion values, row numbers, user ids, segment
-/// ids. In a file, each piece is its five section lengths (u64 LE) followed by the sections.
-struct Segment<'a> {
-    sections: [&'a [u8]; SECTIONS],
-}
-
-impl<'a> Segment<'a> {
-    fn write_to(&self, out: &mut impl Write) -> std::io::Result<()> {
-        let mut header = [0u8; SEGMENT_HEADER_BYTES];
-        for (slot, section) in header.chunks_exact_mut(8).zip(self.sections) {
-            slot.copy_from_slice(&(section.len() as u64).to_le_bytes());
-        }
-        out.write_all(&header)?;
-        for section in self.sections {
-            out.write_all(section)?;
-        }
-        Ok(())
-    }
-
-    /// Bytes the segment takes in a file.
-    fn stored_bytes(&self) -> usize {
-        SEGMENT_HEADER_BYTES + self.sections.iter().map(|section| section.len()).sum::<usize>()
-    }
-
-    /// Reads the segment at the start of `bytes` and advances past it.
-    fn parse(bytes: &mut &'a [u8]) -> anyhow::Result<Segment<'a>> {
-        let (header, mut rest) = bytes.split_at_checked(SEGMENT_HEADER_BYTES).context("segment header cut short")?;
-        let mut sections = [&[][..]; SECTIONS];
-        for (section, length) in sections.iter_mut().zip(header.chunks_exact(8)) {
-            let length = u64::from_le_bytes(length.try_into().expect("8 bytes")) as usize;
-            let (taken, after) = rest.split_at_checked(length).context("segment cut short")?;
-            *section = taken;
-            rest = after;
-        }
-        *bytes = rest;
-        Ok(Segment { sections })
-    }
-
-    fn rows(&self) -> usize {
-        self.sections[0].len() / RECORD_BYTES
-    }
-
-    fn append_to(&self, chunk: &mut EventChunk) -> anyhow::Result<()> {
-        let [records, values, row_numbers, user_ids, segment_ids] = self.sections;
-        anyhow::ensure!(records.len() % RECORD_BYTES == 0, "record section cut short");
-        let rows = self.rows();
-        let mut values = values.chunks_exact(8).map(|v| f64::from_le_bytes(v.try_into().expect("8 bytes")));
-        for record in records.chunks_exact(RECORD_BYTES) {
-            let (key, rest) = record.split_at(16);
-            let (time, tag) = rest.split_at(8);
-            let tag = TaggedChannel::from_bits(u32::from_le_bytes(tag.try_into().expect("4 bytes")));
-            let is_conversion = tag.is_conversion();
-            chunk.user_keys.push(u128::from_le_bytes(key.try_into().expect("16 bytes")));
-            chunk.timestamps.push(i64::from_le_bytes(time.try_into().expect("8 bytes")));
-            chunk.channel_ids.push(tag.channel());
-            chunk.is_conversion.push(is_conversion);
-            chunk.values.push(if is_conversion { values.next().context("conversion value missing")? } else { 0.0 });
-        }
-        if row_numbers.is_empty() {
-            // Without kept row numbers, a row's place in the partition (file order) breaks ties.
-            let first = chunk.row_numbers.len() as u64 + 1;
-            chunk.row_numbers.extend(first..first + rows as u64);
-        } else {
-            anyhow::ensure!(row_numbers.len() == rows * 8, "row number section does not match the records");
-            chunk.row_numbers.extend(row_numbers.chunks_exact(8).map(|n| u64::from_le_bytes(n.try_into().expect("8"))));
-        }
-        if !segment_ids.is_empty() {
-            anyhow::ensure!(segment_ids.len() == rows * 4, "segment id section does not match the records");
-            chunk.segment_ids.extend(segment_ids.chunks_exact(4).map(|s| u32::from_le_bytes(s.try_into().expect("4"))));
-        }
-        if let Some(ids) = &mut chunk.user_ids {
-            let mut rest = user_ids;
-            for _ in 0..rows {
-                let (length, after) = rest.split_at_checked(4).context("user id cut short")?;
-                let length = u32::from_le_bytes(length.try_into().expect("4 bytes")) as usize;
-                let (id, after) = after.split_at_checked(length).context("user id cut short")?;
-                ids.push(String::from_utf8(id.to_vec())?);
-                rest = after;
-            }
-        }
-        Ok(())
-    }
+    let doubled = if max_rows <= WHOLE_SHARE_ROWS { max_rows } else { records.len() * 2 };
+    let target = doubled.clamp(MIN_BUFFER_ROWS, max_rows).max(needed);
+    records.reserve_exact(target - records.len());
 }
 
 #[cfg(test)]

@@ -232,28 +232,31 @@ segment {column} = {}: journeys {}  conversions {}  value {}",
 }
 
 /// With a breakdown: conversions credited per channel × breakdown values under every model,
-/// in the ranking model's order of rows.
+/// in the ranking model's order of rows (with `intervals`, each followed by its interval).
 fn breakdown(out: &mut String, result: &AttributionResult, ranking: &ModelResult) {
     let Some(rows) = &ranking.breakdown else { return };
     let names = &result.options.breakdown;
-    let _ = writeln!(out, "\nconversions credited by channel and {}", names.join(" and "));
+    let intervals = result.options.intervals.map_or(String::new(), |i| format!(" [{:.0}% interval]", i.level * 100.0));
+    let _ = writeln!(out, "\nconversions credited by channel and {}{intervals}", names.join(" and "));
     let mut header = vec!["channel".to_owned()];
     header.extend(names.iter().cloned());
     header.extend(result.models.iter().map(|m| short_name(m.model.as_str()).to_owned()));
-    // Each model's credit by (channel, values).
-    let by_key: Vec<std::collections::HashMap<RowKey<'_>, f64>> = result
+    // Each model's credit by (channel, values), with its interval when it has one.
+    let credit = |r: &BreakdownRow| match &r.interval {
+        Some(i) => format!("{} [{}, {}]", num(r.conversions), num(i.conversions_low), num(i.conversions_high)),
+        None => num(r.conversions),
+    };
+    let by_key: Vec<std::collections::HashMap<RowKey<'_>, String>> = result
         .models
         .iter()
-        .map(|m| {
-            m.breakdown.iter().flatten().map(|r| ((r.channel.as_str(), r.values.as_slice()), r.conversions)).collect()
-        })
+        .map(|m| m.breakdown.iter().flatten().map(|r| ((r.channel.as_str(), r.values.as_slice()), credit(r))).collect())
         .collect();
     let mut table = vec![header];
     for row in rows.iter().take(MAX_BREAKDOWN_ROWS) {
         let mut line = vec![row.channel.clone()];
         line.extend(row.values.iter().map(|(_, v)| v.clone()));
         let key = (row.channel.as_str(), row.values.as_slice());
-        line.extend(by_key.iter().map(|credits| num(credits.get(&key).copied().unwrap_or(0.0))));
+        line.extend(by_key.iter().map(|credits| credits.get(&key).cloned().unwrap_or_else(|| num(0.0))));
         table.push(line);
     }
     align(out, &table);

@@ -1,177 +1,274 @@
 //! The chunk file: event rows of one user-hash partition, as written by a split task and
-//! read by the attribute task of that partition. Parquet, so an operator can open one
-//! with any tool; channel ids index the channel names kept in the file's metadata.
+//! read by the attribute task of that partition (and by the credits export). Written once
+//! and read once, soon, so it is the engine's row segment (`mta_core::row_segment`) behind
+//! a small header, not a format tools open; docs/operations.md, "Chunk files" gives the
+//! layout byte by byte. Files of older workers (Parquet) are still read ([`parquet`]).
+//!
+//! Layout, little-endian throughout:
+//! - magic `MTAC`, format version (u32, 1), flags (u32; bit 0: the rows keep their row
+//!   numbers and user ids, for the per-journey credits);
+//! - the channel names, then the segment values (`segment_by`; none otherwise): each list
+//!   a count (u32), then per name its length (u32) and UTF-8 bytes;
+//! - the rows: row segments up to the end of the file (the split stage writes one),
+//!   whose channel and segment ids index the two lists.
 
-use std::sync::Arc;
+mod parquet;
 
-use anyhow::{Context, bail};
-use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Float64Array, Int64Array, RecordBatch, StringArray};
-use arrow::array::{UInt32Array, UInt64Array};
-use arrow::datatypes::{DataType, Field, Float64Type, Int64Type, Schema, UInt32Type, UInt64Type};
+use anyhow::{Context, bail, ensure};
 use bytes::Bytes;
-use mta_core::chunk::EventChunk;
-use parquet::arrow::ArrowWriter;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use parquet::basic::Compression;
-use parquet::file::metadata::KeyValue;
-use parquet::file::properties::WriterProperties;
+use mta_core::chunk::{ChannelDict, EventChunk};
+use mta_core::row_segment::{IdMaps, Segment};
 
-const CHANNELS_KEY: &str = "mta.channels";
-/// With `segment_by`: the segment values the `segment_id` column indexes.
-const SEGMENTS_KEY: &str = "mta.segments";
+const MAGIC: &[u8; 4] = b"MTAC";
+const VERSION: u32 = 1;
+/// Flag: the rows carry their row numbers and user ids.
+const KEEPS_IDENTITY: u32 = 1;
+const PARQUET_MAGIC: &[u8; 4] = b"PAR1";
+/// Magic, version and flags.
+const HEADER_BYTES: usize = 12;
 
-fn schema(with_user_ids: bool, with_segments: bool) -> Arc<Schema> {
-    let mut fields = vec![
-        Field::new("user_key_hi", DataType::UInt64, false),
-        Field::new("user_key_lo", DataType::UInt64, false),
-        Field::new("timestamp_us", DataType::Int64, false),
-        Field::new("channel_id", DataType::UInt32, false),
-        Field::new("conversion", DataType::Boolean, false),
-        Field::new("value", DataType::Float64, false),
-        Field::new("row", DataType::UInt64, false),
-    ];
-    if with_user_ids {
-        fields.push(Field::new("user_id", DataType::Utf8, false));
+/// The extension of chunk files; older workers wrote `.parquet` ones.
+pub const EXTENSION: &str = "rows";
+
+/// Encodes rows whose channel and segment ids index `channels` and `segments` (the
+/// segment values are written only when the rows carry segment ids).
+pub fn encode(rows: Segment<'_>, channels: &ChannelDict, segments: &ChannelDict) -> Vec<u8> {
+    let segment_values = if rows.has_segment_ids() { segments.names() } else { &[] };
+    let names_bytes = |names: &[String]| 4 + names.iter().map(|name| 4 + name.len()).sum::<usize>();
+    let length = HEADER_BYTES + names_bytes(channels.names()) + names_bytes(segment_values) + rows.stored_bytes();
+    let mut out = Vec::with_capacity(length);
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&VERSION.to_le_bytes());
+    let flags = if rows.keeps_identity() { KEEPS_IDENTITY } else { 0 };
+    out.extend_from_slice(&flags.to_le_bytes());
+    for names in [channels.names(), segment_values] {
+        out.extend_from_slice(&(names.len() as u32).to_le_bytes());
+        for name in names {
+            out.extend_from_slice(&(name.len() as u32).to_le_bytes());
+            out.extend_from_slice(name.as_bytes());
+        }
     }
-    if with_segments {
-        fields.push(Field::new("segment_id", DataType::UInt32, false));
-    }
-    Arc::new(Schema::new(fields))
+    rows.write_to(&mut out).expect("writing to memory cannot fail");
+    out
 }
 
-/// Encodes a chunk as Parquet bytes (LZ4: chunk files are written once and read once, soon).
-pub fn encode(chunk: &EventChunk) -> anyhow::Result<Vec<u8>> {
-    let with_user_ids = chunk.user_ids.is_some();
-    let with_segments = chunk.has_segments();
-    let schema = schema(with_user_ids, with_segments);
-    let mut columns: Vec<ArrayRef> = vec![
-        Arc::new(UInt64Array::from_iter_values(chunk.user_keys.iter().map(|k| (k >> 64) as u64))),
-        Arc::new(UInt64Array::from_iter_values(chunk.user_keys.iter().map(|&k| k as u64))),
-        Arc::new(Int64Array::from(chunk.timestamps.clone())),
-        Arc::new(UInt32Array::from(chunk.channel_ids.clone())),
-        Arc::new(BooleanArray::from(chunk.is_conversion.clone())),
-        Arc::new(Float64Array::from(chunk.values.clone())),
-        Arc::new(UInt64Array::from(chunk.row_numbers.clone())),
-    ];
-    if let Some(ids) = &chunk.user_ids {
-        columns.push(Arc::new(StringArray::from_iter_values(ids.iter())));
-    }
-    let mut metadata = vec![KeyValue::new(CHANNELS_KEY.to_owned(), serde_json::to_string(chunk.channels.names())?)];
-    if with_segments {
-        columns.push(Arc::new(UInt32Array::from(chunk.segment_ids.clone())));
-        metadata.push(KeyValue::new(SEGMENTS_KEY.to_owned(), serde_json::to_string(chunk.segments.names())?));
-    }
-    let batch = RecordBatch::try_new(Arc::clone(&schema), columns).context("Failed to build a chunk batch")?;
-    let properties = WriterProperties::builder()
-        .set_compression(Compression::LZ4_RAW)
-        // Keys, times and row numbers are nearly unique: dictionary attempts only cost time.
-        .set_dictionary_enabled(false)
-        .set_key_value_metadata(Some(metadata))
-        .build();
-    let mut out = Vec::new();
-    let mut writer =
-        ArrowWriter::try_new(&mut out, schema, Some(properties)).context("Failed to start a chunk file")?;
-    writer.write(&batch).context("Failed to write a chunk file")?;
-    writer.close().context("Failed to finish a chunk file")?;
-    Ok(out)
+/// Decodes chunk file `name` and appends its rows to `into`, mapping channels and segment
+/// values into its dictionaries. Rows stored without row numbers are numbered on from the
+/// rows before: a partition's files, read in the order of their names, hold its rows in
+/// file order (split tasks take consecutive pieces of the input and read them in order).
+pub fn decode_into(name: &str, bytes: Bytes, into: &mut EventChunk) -> anyhow::Result<()> {
+    let decoded =
+        if bytes.starts_with(PARQUET_MAGIC) { parquet::decode_into(bytes, into) } else { decode_rows(&bytes, into) };
+    decoded.with_context(|| format!("Failed to read chunk file {name}"))
 }
 
-/// Decodes a chunk file and appends its rows to `into`, mapping channels into its dictionary.
-pub fn decode_into(bytes: Bytes, into: &mut EventChunk) -> anyhow::Result<()> {
-    let builder = ParquetRecordBatchReaderBuilder::try_new(bytes).context("A chunk file is not valid Parquet")?;
-    let listed = |key: &str| -> anyhow::Result<Option<Vec<String>>> {
-        builder
-            .metadata()
-            .file_metadata()
-            .key_value_metadata()
-            .and_then(|kv| kv.iter().find(|kv| kv.key == key))
-            .and_then(|kv| kv.value.as_deref())
-            .map(serde_json::from_str)
-            .transpose()
-            .with_context(|| format!("A chunk file's {key} list is invalid"))
-    };
-    let names = listed(CHANNELS_KEY)?.context("A chunk file has no channel list")?;
-    let map: Vec<u32> = names.iter().map(|name| into.channels.id(name)).collect();
-    let segment_map: Option<Vec<u32>> =
-        listed(SEGMENTS_KEY)?.map(|values| values.iter().map(|value| into.segments.id(value)).collect());
-    let schema = builder.schema();
-    let with_user_ids = schema.field_with_name("user_id").is_ok();
-    let segment_column = schema.index_of("segment_id").ok();
-    if with_user_ids != into.user_ids.is_some() && !(into.is_empty() && into.user_ids.is_none()) {
-        bail!("chunk files of one partition disagree on carrying user ids");
-    }
-    if with_user_ids && into.user_ids.is_none() {
-        into.user_ids = Some(Vec::new());
-    }
-    for batch in builder.build().context("Failed to read a chunk file")? {
-        let batch = batch.context("Failed to read a chunk file")?;
-        let hi = batch.column(0).as_primitive::<UInt64Type>();
-        let lo = batch.column(1).as_primitive::<UInt64Type>();
-        into.user_keys.extend(hi.values().iter().zip(lo.values()).map(|(&h, &l)| (h as u128) << 64 | l as u128));
-        into.timestamps.extend_from_slice(batch.column(2).as_primitive::<Int64Type>().values());
-        let channel_ids = batch.column(3).as_primitive::<UInt32Type>();
-        into.channel_ids.extend(channel_ids.values().iter().map(|&c| map.get(c as usize).copied().unwrap_or(c)));
-        into.is_conversion.extend(batch.column(4).as_boolean().iter().map(|b| b.unwrap_or(false)));
-        into.values.extend_from_slice(batch.column(5).as_primitive::<Float64Type>().values());
-        into.row_numbers.extend_from_slice(batch.column(6).as_primitive::<UInt64Type>().values());
-        if let Some(ids) = into.user_ids.as_mut() {
-            let column = batch.column(7).as_string::<i32>();
-            ids.extend((0..column.len()).map(|i| column.value(i).to_owned()));
-        }
-        if let (Some(column), Some(map)) = (segment_column, &segment_map) {
-            let segments = batch.column(column).as_primitive::<UInt32Type>();
-            into.segment_ids.extend(segments.values().iter().map(|&s| map.get(s as usize).copied().unwrap_or(s)));
-        }
+fn decode_rows(mut bytes: &[u8], into: &mut EventChunk) -> anyhow::Result<()> {
+    let header = take(&mut bytes, HEADER_BYTES)?;
+    ensure!(header[..4] == MAGIC[..], "it is not a chunk file");
+    let version = u32_at(header, 4);
+    ensure!(version == VERSION, "its format version {version} is not one this worker reads ({VERSION})");
+    expect_user_ids(into, u32_at(header, 8) & KEEPS_IDENTITY != 0)?;
+    let channels: Vec<u32> = read_names(&mut bytes)?.into_iter().map(|name| into.channels.id(name)).collect();
+    let segments: Vec<u32> = read_names(&mut bytes)?.into_iter().map(|name| into.segments.id(name)).collect();
+    let maps = IdMaps { channels: Some(&channels), segments: Some(&segments) };
+    while !bytes.is_empty() {
+        Segment::parse(&mut bytes)?.append_to(into, maps)?;
     }
     Ok(())
+}
+
+/// Every file of a partition keeps user ids or none does; the first decides.
+fn expect_user_ids(into: &mut EventChunk, keeps_user_ids: bool) -> anyhow::Result<()> {
+    if keeps_user_ids != into.user_ids.is_some() && !(into.is_empty() && into.user_ids.is_none()) {
+        bail!("the chunk files of one partition disagree on carrying user ids");
+    }
+    if keeps_user_ids && into.user_ids.is_none() {
+        into.user_ids = Some(Vec::new());
+    }
+    Ok(())
+}
+
+fn take<'a>(bytes: &mut &'a [u8], length: usize) -> anyhow::Result<&'a [u8]> {
+    let (taken, rest) = bytes.split_at_checked(length).context("it is cut short")?;
+    *bytes = rest;
+    Ok(taken)
+}
+
+fn u32_at(bytes: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes"))
+}
+
+/// The names of a count-prefixed list.
+fn read_names<'a>(bytes: &mut &'a [u8]) -> anyhow::Result<Vec<&'a str>> {
+    let count = u32_at(take(bytes, 4)?, 0);
+    (0..count)
+        .map(|_| {
+            let length = u32_at(take(bytes, 4)?, 0) as usize;
+            std::str::from_utf8(take(bytes, length)?).context("a name is not UTF-8")
+        })
+        .collect()
+}
+
+/// The files to read among a partition's keys, sorted: each once. A split task re-run
+/// after an upgrade rewrites an older worker's `sSSSS-QQQQQ.parquet` as
+/// `sSSSS-QQQQQ.rows` (the same rows: a split writes the same files on every run), so a
+/// `.parquet` file with a `.rows` twin is left out.
+pub fn files_to_read<K: AsRef<str>>(keys: Vec<K>) -> Vec<K> {
+    let current = |key: &K| key.as_ref().strip_suffix(EXTENSION).map(str::to_owned);
+    let rewritten: std::collections::HashSet<String> = keys.iter().filter_map(current).collect();
+    keys.into_iter()
+        .filter(|key| key.as_ref().strip_suffix("parquet").is_none_or(|stem| !rewritten.contains(stem)))
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use mta_core::chunk::{NO_CHANNEL, NO_SEGMENT};
+    use mta_core::row_segment::SegmentBuffer;
 
-    #[test]
-    fn chunks_round_trip_and_channels_are_remapped() {
-        let mut a = EventChunk::default();
-        let x = a.channels.id("x");
-        let y = a.channels.id("y");
-        a.user_keys = vec![1 << 70 | 5, 7];
-        a.timestamps = vec![10, 20];
-        a.channel_ids = vec![y, mta_core::chunk::NO_CHANNEL];
-        a.is_conversion = vec![false, true];
-        a.values = vec![0.0, 2.5];
-        a.row_numbers = vec![3, 9];
-        let _ = x;
+    /// Four rows of two users; with `segment_by`, one row has no value.
+    fn sample(keep_user_ids: bool, with_segments: bool) -> EventChunk {
+        let mut chunk = EventChunk::with_capacity(4, keep_user_ids);
+        let (x, y) = (chunk.channels.id("x"), chunk.channels.id("y"));
+        let (de, fr) = (chunk.segments.id("DE"), chunk.segments.id("FR"));
+        for (row, (user, channel, is_conversion, segment)) in [
+            (1u128 << 70 | 5, y, false, fr),
+            (7, x, false, NO_SEGMENT),
+            (1 << 70 | 5, NO_CHANNEL, true, de),
+            (7, y, true, fr),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            chunk.user_keys.push(user);
+            chunk.timestamps.push(10 * row as i64);
+            chunk.channel_ids.push(channel);
+            chunk.is_conversion.push(is_conversion);
+            chunk.values.push(if is_conversion { 2.5 + row as f64 } else { 0.0 });
+            chunk.row_numbers.push(3 + 2 * row as u64);
+            if let Some(ids) = &mut chunk.user_ids {
+                ids.push(format!("u{user}"));
+            }
+            if with_segments {
+                chunk.segment_ids.push(segment);
+            }
+        }
+        chunk
+    }
+
+    /// What the split stage writes for `chunk`.
+    fn encode_chunk(chunk: &EventChunk) -> Vec<u8> {
+        let mut rows = SegmentBuffer::default();
+        rows.push_chunk(chunk);
+        encode(rows.segment(), &chunk.channels, &chunk.segments)
+    }
+
+    /// A partition's dictionaries that already know some names, in another order.
+    fn partition() -> EventChunk {
         let mut into = EventChunk::default();
         into.channels.id("y");
-        decode_into(Bytes::from(encode(&a).unwrap()), &mut into).unwrap();
-        assert_eq!(into.user_keys, a.user_keys);
-        assert_eq!(into.channel_ids, vec![0, mta_core::chunk::NO_CHANNEL]);
-        assert_eq!(into.channels.name(0), "y");
-        assert_eq!(into.values, a.values);
-        assert_eq!(into.row_numbers, a.row_numbers);
-        assert!(into.user_ids.is_none());
-        assert!(!into.has_segments());
+        into.segments.id("FR");
+        into.segments.id("IT");
+        into
+    }
+
+    fn channel_names(chunk: &EventChunk) -> Vec<Option<&str>> {
+        chunk.channel_ids.iter().map(|&id| (id != NO_CHANNEL).then(|| chunk.channels.name(id))).collect()
+    }
+
+    fn segment_values(chunk: &EventChunk) -> Vec<Option<&str>> {
+        (0..chunk.len()).map(|row| chunk.segment_of(row)).collect()
+    }
+
+    fn assert_same_rows(read: &EventChunk, written: &EventChunk) {
+        assert_eq!(read.user_keys, written.user_keys);
+        assert_eq!(read.timestamps, written.timestamps);
+        assert_eq!(read.is_conversion, written.is_conversion);
+        assert_eq!(read.values, written.values);
+        assert_eq!(read.user_ids, written.user_ids);
+        assert_eq!(channel_names(read), channel_names(written));
+        assert_eq!(segment_values(read), segment_values(written));
+        assert_eq!(read.has_segments(), written.has_segments());
     }
 
     #[test]
-    fn segment_ids_round_trip_and_are_remapped() {
-        let mut a = EventChunk::default();
-        let y = a.channels.id("y");
-        let (de, fr) = (a.segments.id("DE"), a.segments.id("FR"));
-        a.user_keys = vec![1, 2, 3];
-        a.timestamps = vec![10, 20, 30];
-        a.channel_ids = vec![y, y, y];
-        a.is_conversion = vec![false, true, false];
-        a.values = vec![0.0, 1.0, 0.0];
-        a.row_numbers = vec![1, 2, 3];
-        a.segment_ids = vec![fr, mta_core::chunk::NO_SEGMENT, de];
-        let mut into = EventChunk::default();
-        into.segments.id("FR");
-        into.segments.id("IT");
-        decode_into(Bytes::from(encode(&a).unwrap()), &mut into).unwrap();
-        let values: Vec<Option<&str>> = (0..3).map(|row| into.segment_of(row)).collect();
-        assert_eq!(values, [Some("FR"), None, Some("DE")]);
-        assert_eq!(into.segment_ids[0], 0, "FR keeps its id in the partition's dictionary");
+    fn chunks_round_trip_into_the_partitions_dictionaries() {
+        for keep_user_ids in [false, true] {
+            for with_segments in [false, true] {
+                let written = sample(keep_user_ids, with_segments);
+                let mut read = partition();
+                decode_into("p", Bytes::from(encode_chunk(&written)), &mut read).unwrap();
+                assert_same_rows(&read, &written);
+                assert_eq!(read.channel_ids[0], 0, "y keeps its id in the partition's dictionary");
+                if with_segments {
+                    assert_eq!(read.segment_ids[0], 0, "FR keeps its id in the partition's dictionary");
+                }
+                let numbers = if keep_user_ids { written.row_numbers.clone() } else { vec![1, 2, 3, 4] };
+                assert_eq!(read.row_numbers, numbers, "without user ids, rows are numbered by their order");
+            }
+        }
+    }
+
+    #[test]
+    fn files_of_older_workers_still_decode_and_numbering_follows_them() {
+        for keep_user_ids in [false, true] {
+            for with_segments in [false, true] {
+                let written = sample(keep_user_ids, with_segments);
+                let old = parquet::encode(&written);
+                assert!(old.starts_with(PARQUET_MAGIC));
+                let mut read = partition();
+                decode_into("old", Bytes::from(old), &mut read).unwrap();
+                assert_same_rows(&read, &written);
+                assert_eq!(read.row_numbers, written.row_numbers);
+                if keep_user_ids {
+                    continue;
+                }
+                // A split re-run after the upgrade: new files after old ones number on.
+                decode_into("new", Bytes::from(encode_chunk(&written)), &mut read).unwrap();
+                assert_eq!(read.row_numbers[4..], [10, 11, 12, 13]);
+            }
+        }
+    }
+
+    #[test]
+    fn damaged_files_are_errors_naming_the_file() {
+        let bytes = encode_chunk(&sample(true, true));
+        let mut other_version = bytes.clone();
+        other_version[4] = 2;
+        let mut unknown_channel = sample(false, false);
+        unknown_channel.channel_ids[1] = 2;
+        let mut bad_name = encode_chunk(&sample(false, false));
+        bad_name[HEADER_BYTES + 8] = 0xff;
+        for (damaged, why) in [
+            (bytes[..bytes.len() - 1].to_vec(), "cut short"),
+            (bytes[..HEADER_BYTES + 6].to_vec(), "cut short"),
+            (b"PAR1 but not Parquet".to_vec(), "not valid Parquet"),
+            (b"text".to_vec(), "cut short"),
+            (b"MTAX\x01\0\0\0\0\0\0\0".to_vec(), "not a chunk file"),
+            (other_version, "version 2"),
+            (encode_chunk(&unknown_channel), "unknown channel id"),
+            (bad_name, "not UTF-8"),
+        ] {
+            let error = decode_into("p00001/s0002-00003.rows", Bytes::from(damaged), &mut EventChunk::default())
+                .expect_err(why);
+            let message = format!("{error:#}");
+            assert!(message.contains("p00001/s0002-00003.rows") && message.contains(why), "{message}");
+        }
+    }
+
+    #[test]
+    fn files_of_one_partition_agree_on_user_ids() {
+        let mut read = EventChunk::default();
+        decode_into("a", Bytes::from(encode_chunk(&sample(false, false))), &mut read).unwrap();
+        let error = decode_into("b", Bytes::from(encode_chunk(&sample(true, false))), &mut read).unwrap_err();
+        assert!(format!("{error:#}").contains("disagree"), "{error:#}");
+    }
+
+    #[test]
+    fn a_rewritten_older_file_is_read_once() {
+        let keys =
+            vec!["p0/s0000-00000.rows", "p0/s0000-00001.parquet", "p0/s0001-00000.parquet", "p0/s0001-00000.rows"];
+        assert_eq!(files_to_read(keys), ["p0/s0000-00000.rows", "p0/s0000-00001.parquet", "p0/s0001-00000.rows"]);
     }
 }

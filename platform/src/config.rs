@@ -115,6 +115,9 @@ pub struct LimitsConfig {
     pub max_report_paths: u32,
     /// `MTA_MAX_INTERVAL_REPLICATES` (default 1000): the most bootstrap replicates a job's `intervals` may ask for.
     pub max_interval_replicates: u32,
+    /// `MTA_MAX_REPLICATE_CHANNELS` (default 20000000): the most replicates × channels (× lookback
+    /// windows) a job's `intervals` may hold.
+    pub max_replicate_channels: u64,
     /// `MTA_MAX_COST_ROWS` (default 1000000): the most rows of a job's cost table.
     pub max_cost_rows: u64,
 }
@@ -265,6 +268,7 @@ impl Config {
         l.max_report_paths = parsed("MTA_MAX_REPORT_PATHS")?.unwrap_or(l.max_report_paths);
         l.max_cost_rows = parsed("MTA_MAX_COST_ROWS")?.unwrap_or(l.max_cost_rows);
         l.max_interval_replicates = parsed("MTA_MAX_INTERVAL_REPLICATES")?.unwrap_or(l.max_interval_replicates);
+        l.max_replicate_channels = parsed("MTA_MAX_REPLICATE_CHANNELS")?.unwrap_or(l.max_replicate_channels);
         let s = &mut config.security;
         s.key_requests_per_hour = parsed("MTA_RATE_LIMIT_PER_HOUR")?.unwrap_or(s.key_requests_per_hour);
         s.tenant_requests_per_hour = parsed("MTA_RATE_LIMIT_TENANT_PER_HOUR")?.unwrap_or(s.tenant_requests_per_hour);
@@ -395,6 +399,7 @@ impl LimitsConfig {
             max_line_bytes: self.max_line_bytes,
             max_report_paths: self.max_report_paths,
             max_interval_replicates: self.max_interval_replicates,
+            max_replicate_channels: self.max_replicate_channels,
         }
     }
 
@@ -422,6 +427,7 @@ impl Default for LimitsConfig {
             max_report_paths: mta_core::paths::MAX_MAX_REPORT_PATHS,
             max_cost_rows: mta_core::spend::SpendLimits::DEFAULT_MAX_ROWS,
             max_interval_replicates: mta_core::intervals::DEFAULT_MAX_REPLICATES,
+            max_replicate_channels: mta_core::intervals::DEFAULT_MAX_REPLICATE_CHANNELS,
         }
     }
 }

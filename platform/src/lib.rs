@@ -5,8 +5,8 @@
 //! object_store (local filesystem or S3), the Redis [`ledger`] that is the source of truth
 //! for [`job`]s, uploads, the result cache and idempotency, the [`queue`] seam that carries
 //! stage tasks between processes, the [`spec`] of a job, [`webhook`]s, and the
-//! [`chunk_file`] and [`credits_file`] Parquet formats that stages exchange through
-//! storage, and the [`retention`] sweep that deletes what expired jobs leave. Who may do what: [`access`] (roles, API keys), [`quota`] (rate and upload
+//! [`chunk_file`] (rows in the engine's compact row segments) and [`credits_file`] (Parquet)
+//! formats that stages exchange through storage, and the [`retention`] sweep that deletes what expired jobs leave. Who may do what: [`access`] (roles, API keys), [`quota`] (rate and upload
 //! limits shared by every API pod) and [`audit`] (the audit log). Watching it: [`health`]
 //! and [`metrics`]. At the bottom: [`ids`] (ids and the clock, importing nothing of this
 //! crate), [`redis_keys`] (the one naming of the Redis schema) and [`redis_conn`].

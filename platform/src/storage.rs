@@ -404,9 +404,11 @@ pub mod keys {
         Key::from(format!("tenants/{tenant}/jobs/{job}/{rest}"))
     }
 
-    /// Rows of `partition` written by split task `split` (its `seq`-th flush).
+    /// Rows of `partition` written by split task `split` (its `seq`-th flush), a
+    /// `chunk_file`.
     pub fn chunk(tenant: &Tenant, id: &JobId, partition: u32, split: u32, seq: u32) -> Key {
-        job(tenant, id, &format!("chunks/p{partition:05}/s{split:04}-{seq:05}.parquet"))
+        let extension = crate::chunk_file::EXTENSION;
+        job(tenant, id, &format!("chunks/p{partition:05}/s{split:04}-{seq:05}.{extension}"))
     }
 
     pub fn chunk_prefix(tenant: &Tenant, id: &JobId, partition: u32) -> Key {
@@ -440,7 +442,7 @@ mod tests {
     use super::*;
     use crate::ids::Tenant;
 
-    /// Item 11 of issue 16: a worker killed mid-write leaves `…parquet#1` staging files and
+    /// Item 11 of issue 16: a worker killed mid-write leaves `…rows#1` staging files and
     /// empty folders, which listing does not show; removing a job's chunks removes them too.
     #[tokio::test]
     async fn deleting_a_prefix_removes_staging_files_and_empty_folders() {
@@ -450,10 +452,10 @@ mod tests {
         storage.put(&keys::chunk(&tenant, &job, 0, 0, 0), Bytes::from_static(b"rows")).await.unwrap();
         storage.put(&keys::result(&tenant, &job), Bytes::from_static(b"{}")).await.unwrap();
         let chunks = storage.local_path(&keys::chunks(&tenant, &job)).unwrap();
-        std::fs::write(chunks.join("p00000/s0000-00001.parquet#1"), b"half a file").unwrap();
+        std::fs::write(chunks.join("p00000/s0000-00001.rows#1"), b"half a file").unwrap();
         std::fs::create_dir_all(chunks.join("p00001")).unwrap();
         std::fs::create_dir_all(chunks.join("p00002")).unwrap();
-        std::fs::write(chunks.join("p00002/s0001-00000.parquet#17"), b"").unwrap();
+        std::fs::write(chunks.join("p00002/s0001-00000.rows#17"), b"").unwrap();
 
         storage.delete_prefix(&keys::chunks(&tenant, &job)).await.unwrap();
 

@@ -15,6 +15,7 @@ use serde::ser::SerializeMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::chunk::decode_touch_key;
+use crate::intervals::RowInterval;
 use crate::options::ModelId;
 use crate::paths::{PathCounts, TopPaths, touch_label};
 use crate::positions::Positions;
@@ -349,6 +350,7 @@ impl BreakdownSums {
                     cost: None,
                     cpa: None,
                     roas: None,
+                    interval: None,
                 }
             })
             .collect()
@@ -429,6 +431,9 @@ pub struct BreakdownRow {
     pub cost: Option<Option<f64>>,
     pub cpa: Option<Option<f64>>,
     pub roas: Option<Option<f64>>,
+    /// With `intervals`: the bootstrap intervals of its conversions and value (the whole
+    /// file's rows).
+    pub interval: Option<RowInterval>,
 }
 
 impl BreakdownRow {
@@ -441,9 +446,11 @@ impl BreakdownRow {
 impl Serialize for BreakdownRow {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let spend = [("cost", self.cost), ("cpa", self.cpa), ("roas", self.roas)];
-        let mut figures = vec![("conversions", Some(self.conversions)), ("value", Some(self.value))];
-        figures.extend(spend.into_iter().filter_map(|(name, figure)| Some((name, figure?))));
-        serialize_flat(serializer, &self.channel, &self.values, &figures)
+        let mut fields = vec![("conversions", FlatField::Figure(Some(self.conversions)))];
+        fields.push(("value", FlatField::Figure(Some(self.value))));
+        fields.extend(self.interval.as_ref().map(|interval| ("interval", FlatField::Interval(interval))));
+        fields.extend(spend.into_iter().filter_map(|(name, figure)| Some((name, FlatField::Figure(figure?)))));
+        serialize_flat(serializer, &self.channel, &self.values, &fields)
     }
 }
 
@@ -460,6 +467,7 @@ impl<'de> Deserialize<'de> for BreakdownRow {
             roas: row.figure("roas"),
             channel: row.channel,
             values: row.values,
+            interval: row.interval,
         })
     }
 }
@@ -478,9 +486,14 @@ pub struct BreakdownPositions {
 impl Serialize for BreakdownPositions {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let p = &self.positions;
-        let figures =
-            [("only", Some(p.only)), ("first", Some(p.first)), ("middle", Some(p.middle)), ("last", Some(p.last))];
-        serialize_flat(serializer, &self.channel, &self.values, &figures)
+        let figure = |figure: f64| FlatField::Figure(Some(figure));
+        let fields = [
+            ("only", figure(p.only)),
+            ("first", figure(p.first)),
+            ("middle", figure(p.middle)),
+            ("last", figure(p.last)),
+        ];
+        serialize_flat(serializer, &self.channel, &self.values, &fields)
     }
 }
 
@@ -500,31 +513,48 @@ impl<'de> Deserialize<'de> for BreakdownPositions {
     }
 }
 
+/// A field of a flat row after its breakdown values: a figure (`None` written as `null`), or
+/// a breakdown row's interval (an object; `interval` is no breakdown column's name).
+enum FlatField<'a> {
+    Figure(Option<f64>),
+    Interval(&'a RowInterval),
+}
+
+impl Serialize for FlatField<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            FlatField::Figure(figure) => figure.serialize(serializer),
+            FlatField::Interval(interval) => interval.serialize(serializer),
+        }
+    }
+}
+
 /// Writes a row as one flat object: `channel`, the breakdown values keyed by their columns,
-/// then the named figures (`None` written as `null`).
+/// then the named fields.
 fn serialize_flat<S: Serializer>(
     serializer: S,
     channel: &str,
     values: &[(String, String)],
-    figures: &[(&str, Option<f64>)],
+    fields: &[(&str, FlatField<'_>)],
 ) -> Result<S::Ok, S::Error> {
-    let mut map = serializer.serialize_map(Some(1 + values.len() + figures.len()))?;
+    let mut map = serializer.serialize_map(Some(1 + values.len() + fields.len()))?;
     map.serialize_entry("channel", channel)?;
     for (name, value) in values {
         map.serialize_entry(name, value)?;
     }
-    for (name, figure) in figures {
-        map.serialize_entry(name, figure)?;
+    for (name, field) in fields {
+        map.serialize_entry(name, field)?;
     }
     map.end()
 }
 
 /// A flat row read back: its channel, every other string field (the breakdown values, in
-/// order) and the figures it names.
+/// order), the figures it names and a breakdown row's interval.
 struct FlatRow {
     channel: String,
     values: Vec<(String, String)>,
     figures: Vec<(&'static str, Option<f64>)>,
+    interval: Option<RowInterval>,
 }
 
 impl FlatRow {
@@ -551,10 +581,12 @@ fn deserialize_flat<'de, D: Deserializer<'de>>(
         }
         fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
             use serde::de::Error;
-            let (mut channel, mut values, mut figures) = (None, Vec::new(), Vec::new());
+            let (mut channel, mut values, mut figures, mut interval) = (None, Vec::new(), Vec::new(), None);
             while let Some(key) = map.next_key::<String>()? {
                 if key == "channel" {
                     channel = Some(map.next_value::<String>()?);
+                } else if key == "interval" {
+                    interval = map.next_value::<Option<RowInterval>>()?;
                 } else if let Some(&name) = self.0.iter().find(|&&name| name == key) {
                     figures.push((name, map.next_value::<Option<f64>>()?));
                 } else {
@@ -562,7 +594,7 @@ fn deserialize_flat<'de, D: Deserializer<'de>>(
                 }
             }
             let channel = channel.ok_or_else(|| A::Error::missing_field("channel"))?;
-            Ok(FlatRow { channel, values, figures })
+            Ok(FlatRow { channel, values, figures, interval })
         }
     }
     deserializer.deserialize_map(RowVisitor(figures))
@@ -589,6 +621,8 @@ pub struct BreakdownRowSchema {
     pub cpa: Option<f64>,
     /// Credited value per unit of cost (`null` without cost or at cost 0).
     pub roas: Option<f64>,
+    /// With `intervals`: the bootstrap intervals of its conversions and value.
+    pub interval: Option<RowInterval>,
 }
 
 /// One channel × breakdown values in `breakdown_positions`: the channel, one string per
@@ -622,6 +656,7 @@ mod tests {
             cost: None,
             cpa: None,
             roas: None,
+            interval: None,
         };
         let json = serde_json::to_string(&row).unwrap();
         assert_eq!(
@@ -633,6 +668,12 @@ mod tests {
         let row = BreakdownRow { cost: Some(Some(10.0)), cpa: Some(Some(4.0)), roas: Some(None), ..row };
         let json = serde_json::to_string(&row).unwrap();
         assert!(json.ends_with(r#""value":20.0,"cost":10.0,"cpa":4.0,"roas":null}"#), "{json}");
+        assert_eq!(serde_json::from_str::<BreakdownRow>(&json).unwrap(), row);
+        // With intervals: an object after the value.
+        let interval = RowInterval { conversions_low: 1.0, conversions_high: 2.0, value_low: 3.0, value_high: 4.0 };
+        let row = BreakdownRow { interval: Some(interval), ..row };
+        let json = serde_json::to_string(&row).unwrap();
+        assert!(json.contains(r#""value":20.0,"interval":{"conversions_low":1.0,"#), "{json}");
         assert_eq!(serde_json::from_str::<BreakdownRow>(&json).unwrap(), row);
     }
 

@@ -14,9 +14,10 @@ use crate::error::AttributionError;
 pub const DEFAULT_LEVEL: f64 = 0.9;
 /// The most replicates a job may ask for unless the operator sets `max_interval_replicates`.
 pub const DEFAULT_MAX_REPLICATES: u32 = 1000;
-/// The most replicates × channels one job may hold (each replicate keeps its own sums per
-/// model and channel): the bound on the memory intervals take, whatever the limit above.
-pub const MAX_REPLICATE_CHANNELS: u64 = 20_000_000;
+/// The most replicates × channels (× lookback windows) one job may hold unless the operator
+/// sets `max_replicate_channels` (each replicate keeps its own sums per model and channel):
+/// the bound on the memory intervals take, whatever the limit above.
+pub const DEFAULT_MAX_REPLICATE_CHANNELS: u64 = 20_000_000;
 
 /// The most replicate partials of periods one job may hold (periods × replicates): each
 /// period keeps replicates of its own.
@@ -32,6 +33,27 @@ pub fn check_period_replicates(periods: usize, replicates: usize) -> Result<(), 
         format!(
             "`intervals` of {replicates} replicates over {periods} periods would hold more than \
              {MAX_PERIOD_REPLICATES} replicate results (max_period_replicates); use a longer period or fewer replicates"
+        ),
+    ))
+}
+
+/// The most breakdown rows × replicates one job may hold (`max_breakdown_replicates`): the
+/// whole's replicates each keep their own sums per (channel, breakdown values), about 250
+/// bytes each.
+pub const MAX_BREAKDOWN_REPLICATES: usize = 1_000_000;
+
+/// Refuses intervals of more breakdown rows (`keys`) than [`MAX_BREAKDOWN_REPLICATES`] allows,
+/// naming the limit.
+pub fn check_breakdown_replicates(keys: usize, replicates: usize) -> Result<(), AttributionError> {
+    if keys.saturating_mul(replicates) <= MAX_BREAKDOWN_REPLICATES {
+        return Ok(());
+    }
+    Err(AttributionError::new(
+        crate::error::ErrorCode::LimitExceeded,
+        format!(
+            "`intervals` of {replicates} replicates over more than {keys} breakdown rows (channel and breakdown \
+             values) would hold more than {MAX_BREAKDOWN_REPLICATES} replicate rows (max_breakdown_replicates); \
+             ask for fewer replicates or break down by a column with fewer values"
         ),
     ))
 }
@@ -93,12 +115,46 @@ pub struct ChannelInterval {
     pub removal_effect_low: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub removal_effect_high: Option<f64>,
-    /// Share of the replicates in which the channel ranks 1st.
+    /// Share of the replicates in which the channel ranks 1st, among those that credit some
+    /// conversion (in one that credits none no ranking is defined).
     pub rank_1_probability: f64,
-    /// Share of the replicates in which it ranks 1st, 2nd or 3rd.
+    /// Share of those replicates in which it ranks 1st, 2nd or 3rd.
     pub top_3_probability: f64,
-    /// Its median rank over the replicates.
+    /// Its median rank over those replicates (the result's rank when there is none).
     pub median_rank: f64,
+}
+
+/// A breakdown row's percentile intervals at the options' level.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RowInterval {
+    pub conversions_low: f64,
+    pub conversions_high: f64,
+    pub value_low: f64,
+    pub value_high: f64,
+}
+
+/// Each breakdown row's [`RowInterval`]: `replicates[r][i]` is row `i`'s conversions and
+/// value in replicate `r` (zeros where the replicate has no such row).
+pub fn row_intervals(replicates: &[Vec<[f64; 2]>], rows: usize, level: f64) -> Vec<RowInterval> {
+    let (low, high) = ((1.0 - level) / 2.0, (1.0 + level) / 2.0);
+    let mut figures: [Vec<f64>; 2] = [Vec::with_capacity(replicates.len()), Vec::with_capacity(replicates.len())];
+    (0..rows)
+        .map(|i| {
+            for (f, values) in figures.iter_mut().enumerate() {
+                values.clear();
+                values.extend(replicates.iter().map(|r| r[i][f]));
+                values.sort_by(f64::total_cmp);
+            }
+            let [conversions, value] = &figures;
+            RowInterval {
+                conversions_low: quantile(conversions, low),
+                conversions_high: quantile(conversions, high),
+                value_low: quantile(value, low),
+                value_high: quantile(value, high),
+            }
+        })
+        .collect()
 }
 
 /// SplitMix64's finaliser: a cheap, well-mixed 64-bit hash step.
@@ -210,9 +266,12 @@ fn quantile(sorted: &[f64], q: f64) -> f64 {
 /// Each channel's [`ChannelInterval`] from its figures in every replicate:
 /// `replicates[r][i]` is channel `i`'s conversions, value, share and removal effect in
 /// replicate `r` (zeros where the replicate does not credit it); `names` are the channels'
-/// names, `removal` whether the model has removal effects. Percentiles are taken at `level`;
-/// ranks are by conversions (compared to 1e-9 of the replicate's total, so rounding from
-/// another grouping of chunks does not reorder a tie; ties by name).
+/// names in the result's order (its ranking), `removal` whether the model has removal
+/// effects. Percentiles are taken at `level`; ranks are by conversions (compared to 1e-9 of
+/// the replicate's total, so rounding from another grouping of chunks does not reorder a tie;
+/// ties by name), over the replicates that credit some conversion: in one that credits none,
+/// every channel ties and no ranking is defined. With no such replicate, the probabilities are
+/// 0 and the median rank is the result's.
 pub fn channel_intervals(
     names: &[&str],
     replicates: &[Vec<[f64; 4]>],
@@ -231,7 +290,10 @@ pub fn channel_intervals(
                 values.push(x);
             }
         }
-        let total: f64 = replicate.iter().map(|f| f[0].abs()).sum::<f64>().max(f64::MIN_POSITIVE);
+        let total: f64 = replicate.iter().map(|f| f[0].abs()).sum();
+        if total == 0.0 {
+            continue;
+        }
         let key = |i: usize| (replicate[i][0] / total * 1e9).round() as i64;
         order.clear();
         order.extend(by_name.iter().copied());
@@ -241,16 +303,18 @@ pub fn channel_intervals(
         }
     }
     let (low, high) = ((1.0 - level) / 2.0, (1.0 + level) / 2.0);
-    let count = replicates.len().max(1) as f64;
     figures
         .into_iter()
-        .map(|mut f| {
+        .enumerate()
+        .map(|(i, mut f)| {
             for values in &mut f {
                 values.sort_by(f64::total_cmp);
             }
             let bounds = |values: &[f64]| (quantile(values, low), quantile(values, high));
             let removal = removal.then(|| bounds(&f[3]));
             let ranks = &f[4];
+            let ranked = ranks.len().max(1) as f64;
+            let median_rank = if ranks.is_empty() { (i + 1) as f64 } else { quantile(ranks, 0.5) };
             ChannelInterval {
                 conversions_low: bounds(&f[0]).0,
                 conversions_high: bounds(&f[0]).1,
@@ -260,9 +324,9 @@ pub fn channel_intervals(
                 share_high: bounds(&f[2]).1,
                 removal_effect_low: removal.map(|r| r.0),
                 removal_effect_high: removal.map(|r| r.1),
-                rank_1_probability: ranks.iter().filter(|&&r| r == 1.0).count() as f64 / count,
-                top_3_probability: ranks.iter().filter(|&&r| r <= 3.0).count() as f64 / count,
-                median_rank: quantile(ranks, 0.5),
+                rank_1_probability: ranks.iter().filter(|&&r| r == 1.0).count() as f64 / ranked,
+                top_3_probability: ranks.iter().filter(|&&r| r <= 3.0).count() as f64 / ranked,
+                median_rank,
             }
         })
         .collect()

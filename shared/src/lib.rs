@@ -13,6 +13,7 @@
 //! campaign while rows are read. [`segment`] gives one attribution per value of a column. [`spend`] reads a cost table, joined to a result as
 //! cost, CPA and ROAS. [`intervals`] draws the bootstrap replicates' weights and
 //! summarises the replicates' results.
+//! [`row_segment`] stores rows compactly for the local spill and the service's chunk files.
 
 pub mod breakdown;
 pub mod channel_rules;
@@ -31,6 +32,7 @@ pub mod period;
 pub mod positions;
 pub mod reports;
 pub mod result;
+pub mod row_segment;
 pub mod rules;
 pub mod segment;
 pub mod shao_li;

@@ -757,8 +757,8 @@ pub const MAX_BREAKDOWN_LEVELS: usize = 2;
 const MAX_BREAKDOWN_NAME_BYTES: usize = 1024;
 
 /// Names a breakdown column may not have: they are the other fields of its rows and tables.
-const RESERVED_BREAKDOWN_NAMES: [&str; 9] =
-    ["channel", "conversions", "value", "model", "period", "share", "cost", "cpa", "roas"];
+const RESERVED_BREAKDOWN_NAMES: [&str; 10] =
+    ["channel", "conversions", "value", "model", "period", "share", "cost", "cpa", "roas", "interval"];
 
 /// The breakdown columns, trimmed: at most two, distinct, none of the reserved names.
 fn validate_breakdown(names: &[String], kind: InputKind) -> Result<Vec<String>, AttributionError> {

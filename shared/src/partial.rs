@@ -97,9 +97,10 @@ pub struct Partial {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub windows: Vec<Partial>,
     /// With `intervals`: one partial per bootstrap replicate (`intervals.rs`), of the whole
-    /// (the first window's journeys) with each journey counted as often as its replicate's
-    /// weight draws; channel sums, chains and `shao_li` counts only (no reports, breakdown,
-    /// periods or windows). Each merges with its counterpart.
+    /// (the first window's journeys; each further window has its own) with each journey
+    /// counted as often as its replicate's weight draws; channel sums, chains and `shao_li`
+    /// counts only (no reports, periods or windows; breakdown sums in the whole's, made by
+    /// `from_events`). Each merges with its counterpart.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub replicates: Vec<Partial>,
     /// With `segment_by`: the same sums per segment value of the journeys that count in it
@@ -115,12 +116,13 @@ impl Partial {
     /// further lookback window).
     pub fn new(options: &Options, channels: &[String]) -> Partial {
         let mut partial = Partial::one_window(options, channels);
-        let further = options.lookback_windows.len().saturating_sub(1);
-        partial.windows = vec![partial.clone(); further];
         if let Some(intervals) = options.intervals {
             let bare = Options { breakdown: Vec::new(), ..options.clone() };
             partial.replicates = vec![Partial::one_window(&bare, channels); intervals.replicates as usize];
         }
+        // Each further window has replicates of its own, as the whole has.
+        let further = options.lookback_windows.len().saturating_sub(1);
+        partial.windows = vec![partial.clone(); further];
         partial
     }
 
@@ -204,6 +206,14 @@ impl Partial {
         let mut adder = JourneyAdder::new(options, &partial.channels);
         adder.key_map = key_map;
         let empty = Partial::splits_chunks(options).then(|| partial.clone());
+        // The whole's replicates keep breakdown sums of their own (a part's replicates do not),
+        // refused before they are made when the chunk's keys alone pass the cap.
+        if let Some(sums) = partial.breakdown.as_ref().filter(|_| !partial.replicates.is_empty()) {
+            crate::intervals::check_breakdown_replicates(sums.len(), partial.replicates.len())?;
+            for replicate in &mut partial.replicates {
+                replicate.breakdown = Some(sums.clone());
+            }
+        }
         partial.add_chunk(chunk, options, adder, empty.as_ref())?;
         Ok(partial)
     }
@@ -267,15 +277,24 @@ impl Partial {
             None if !partial.windows.is_empty() => {
                 // One grouping of the rows; each journey is added under every window.
                 let mut further = std::mem::take(&mut partial.windows);
+                // Each further window's replicates have a path table of their own.
+                let mut tables: Vec<ReplicatePaths> =
+                    further.iter().map(|_| ReplicatePaths::new(PERIOD_PATH_CELLS)).collect();
                 for_each_windowed_journey(chunk, options, &options.window_lookbacks(), |window, journey, origin| {
                     // Every window counts its paths (in a table of the whole's size: at most 8 windows).
-                    let target = if window == 0 { &mut *partial } else { &mut further[window - 1] };
-                    adder.add(target, journey, held_out(origin), options);
+                    let (draw, held) = (user(origin), held_out(origin));
                     if window == 0 {
-                        adder.add_replicates(&mut partial.replicates, journey, user(origin), held_out(origin), options);
+                        adder.add(partial, journey, held, options);
+                        adder.add_replicates(&mut partial.replicates, journey, draw, held, options);
+                    } else {
+                        let target = &mut further[window - 1];
+                        adder.add(target, journey, held, options);
+                        let table = &mut tables[window - 1];
+                        adder.add_replicates_with(table, &mut target.replicates, journey, draw, held, options);
                     }
                 });
-                for window in &mut further {
+                for (window, table) in further.iter_mut().zip(&mut tables) {
+                    adder.flush_with(table, &mut window.replicates);
                     window.counts.rows += chunk.len() as u64;
                     if let Some(breakdown) = &mut window.breakdown {
                         breakdown.compact();
@@ -491,7 +510,8 @@ impl Partial {
             }
         }
         adder.flush_replicates(&mut partial.replicates);
-        if let Some(breakdown) = &mut partial.breakdown {
+        let replicates = partial.replicates.iter_mut().map(|r| &mut r.breakdown);
+        for breakdown in std::iter::once(&mut partial.breakdown).chain(replicates).flatten() {
             breakdown.compact();
         }
         partial.counts.rows += chunk.len() as u64;
@@ -549,6 +569,7 @@ impl Partial {
         if let Some(breakdown) = &self.breakdown {
             limits.check_breakdown_values(breakdown.len())?;
         }
+        self.check_breakdown_replicates()?;
         limits.check_segments(self.segments.keys().flatten().count())
     }
 
@@ -560,7 +581,19 @@ impl Partial {
             shao_li.check_limit()?;
         }
         crate::intervals::check_period_replicates(self.periods.len(), self.replicates.len())?;
+        self.check_breakdown_replicates()?;
         self.windows.iter().chain(self.segments.values()).try_for_each(Partial::check_limits)
+    }
+
+    /// Refuses replicates that keep breakdown sums for more rows than
+    /// `intervals::MAX_BREAKDOWN_REPLICATES` allows.
+    fn check_breakdown_replicates(&self) -> Result<(), AttributionError> {
+        match (&self.breakdown, self.replicates.first().is_some_and(|r| r.breakdown.is_some())) {
+            (Some(breakdown), true) => {
+                crate::intervals::check_breakdown_replicates(breakdown.len(), self.replicates.len())
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Refuses a partial whose sums left the range of `f64` (conversions or values near
@@ -658,7 +691,10 @@ impl Partial {
             mine.merge(theirs, channel_map);
         }
         self.reports.merge(&other.reports, channel_map, paths);
-        if let (Some(mine), Some(theirs)) = (&mut self.breakdown, &other.breakdown) {
+        if let Some(theirs) = &other.breakdown {
+            // An empty replicate (of `Partial::new`) has no breakdown sums until it meets some.
+            let mine =
+                self.breakdown.get_or_insert_with(|| BreakdownSums::new(theirs.rules.len(), theirs.markov.is_some()));
             mine.add_mapped(theirs, channel_map, same_keys, paths);
         }
     }
@@ -948,6 +984,10 @@ pub(crate) struct JourneyAdder {
     channels: Vec<u32>,
     touches: Vec<u32>,
     channel_weight: Vec<f64>,
+    /// Scratch of a breakdown: each touch's part of its channel's touches in the journey, and
+    /// the weights of its keys (`JourneyAdder::key_weights`).
+    touch_shares: Vec<f64>,
+    key_weights: Vec<f64>,
 }
 
 impl JourneyAdder {
@@ -964,6 +1004,8 @@ impl JourneyAdder {
             channels: Vec::new(),
             touches: vec![0; channels.len()],
             channel_weight: vec![0.0; channels.len()],
+            touch_shares: Vec::new(),
+            key_weights: Vec::new(),
         }
     }
 
@@ -1018,15 +1060,18 @@ impl JourneyAdder {
         if replicates.is_empty() {
             return;
         }
-        self.with_channels(journey, |adder, journey, _| {
-            adder.add_replicate_touches(replicates, journey, draw, held_out, options)
+        self.with_channels(journey, |adder, journey, keys| {
+            adder.add_replicate_touches(replicates, journey, keys, draw, held_out, options)
         });
     }
 
+    /// [`JourneyAdder::add_replicates`] of a journey of channels; `keys` are its touches' keys
+    /// with a breakdown (whose sums the whole's replicates keep).
     fn add_replicate_touches(
         &mut self,
         replicates: &mut [Partial],
         journey: &Journey<'_>,
+        keys: Option<&[u32]>,
         draw: ReplicateDraw,
         held_out: bool,
         options: &Options,
@@ -1040,6 +1085,10 @@ impl JourneyAdder {
                 touch_weights(rule.model, journey, options, &self.is_direct, &mut self.weights);
                 self.rule_weights.extend_from_slice(&self.weights);
             }
+        }
+        let keys = keys.filter(|_| replicates[0].breakdown.is_some());
+        if keys.is_some() {
+            self.key_weights(journey, rules);
         }
         let chains = replicates[0].markov.is_some() || replicates[0].markov_auto.is_some();
         let slot = (chains || replicates[0].shao_li.is_some())
@@ -1073,6 +1122,9 @@ impl JourneyAdder {
                         rule.value[channel as usize] += weight * value;
                     }
                 }
+            }
+            if let (Some(keys), Some(breakdown)) = (keys, &mut partial.breakdown) {
+                add_key_sums(breakdown, keys, &self.key_weights, &self.touch_shares, [conversions, nulls, value]);
             }
             match slot {
                 Some(slot) => self.replicate_paths.add(slot, replicate, [conversions, nulls, value]),
@@ -1217,50 +1269,98 @@ impl JourneyAdder {
                 breakdown.paths.add(keys, journey.conversions, journey.value, journey.nulls);
             }
         }
-        let mut keyed = match (keys, &mut partial.breakdown) {
-            (Some(keys), Some(breakdown)) => {
-                let keys: &[u32] = keys;
-                for &channel in journey.channels {
-                    self.touches[channel as usize] += 1;
-                }
-                add_key_shares(breakdown, journey, keys, &self.touches);
-                Some((keys, breakdown))
-            }
-            _ => None,
-        };
+        let keys = keys.filter(|_| partial.breakdown.is_some());
+        self.rule_weights.clear();
         if journey.is_converting() {
-            for (index, rule) in partial.rules.iter_mut().enumerate() {
+            for rule in partial.rules.iter_mut() {
                 touch_weights(rule.model, journey, options, &self.is_direct, &mut self.weights);
                 for (&channel, &weight) in journey.channels.iter().zip(&self.weights) {
                     rule.conversions[channel as usize] += weight * journey.conversions;
                     rule.value[channel as usize] += weight * journey.value;
                 }
-                if let Some((keys, breakdown)) = keyed.as_mut() {
-                    let sums = &mut breakdown.rules[index];
-                    if credits_channels(rule.model) {
-                        // The channel's weight in the journey, evenly over its touches.
-                        for (&channel, &weight) in journey.channels.iter().zip(&self.weights) {
-                            self.channel_weight[channel as usize] += weight;
-                        }
-                        for (w, &channel) in self.weights.iter_mut().zip(journey.channels) {
-                            *w = self.channel_weight[channel as usize] / self.touches[channel as usize] as f64;
-                        }
-                        for &channel in journey.channels {
-                            self.channel_weight[channel as usize] = 0.0;
-                        }
-                    }
-                    for (&key, &weight) in keys.iter().zip(&self.weights) {
-                        sums.conversions[key as usize] += weight * journey.conversions;
-                        sums.value[key as usize] += weight * journey.value;
-                    }
+                if keys.is_some() {
+                    self.rule_weights.extend_from_slice(&self.weights);
                 }
             }
         }
-        if keyed.is_some() {
-            for &channel in journey.channels {
-                self.touches[channel as usize] = 0;
+        if let (Some(keys), Some(breakdown)) = (keys, &mut partial.breakdown) {
+            self.key_weights(journey, &partial.rules);
+            let figures = [journey.conversions, journey.nulls, journey.value];
+            add_key_sums(breakdown, keys, &self.key_weights, &self.touch_shares, figures);
+            // Positions are a report: the whole's and its parts', never a replicate's.
+            if journey.conversions > 0.0 {
+                for (i, &key) in keys.iter().enumerate() {
+                    breakdown.positions[key as usize].add_touch(i, keys.len(), journey.conversions);
+                }
             }
         }
+    }
+
+    /// With a breakdown, sets `key_weights` from `rule_weights` (each rule model's touch
+    /// weights, one rule after another, of a converting journey; empty otherwise): the weights
+    /// of the touches' keys (models that credit channels split a channel's weight evenly over
+    /// its touches), and `touch_shares`: each touch's part of its channel's touches in the journey.
+    fn key_weights(&mut self, journey: &Journey<'_>, rules: &[RuleCredits]) {
+        for &channel in journey.channels {
+            self.touches[channel as usize] += 1;
+        }
+        self.touch_shares.clear();
+        self.touch_shares.extend(journey.channels.iter().map(|&c| 1.0 / self.touches[c as usize] as f64));
+        self.key_weights.clone_from(&self.rule_weights);
+        let touches = journey.channels.len();
+        if touches > 0 {
+            for (rule, weights) in rules.iter().zip(self.key_weights.chunks_exact_mut(touches)) {
+                if !credits_channels(rule.model) {
+                    continue;
+                }
+                for (&channel, &weight) in journey.channels.iter().zip(weights.iter()) {
+                    self.channel_weight[channel as usize] += weight;
+                }
+                for (w, &channel) in weights.iter_mut().zip(journey.channels) {
+                    *w = self.channel_weight[channel as usize] / self.touches[channel as usize] as f64;
+                }
+                for &channel in journey.channels {
+                    self.channel_weight[channel as usize] = 0.0;
+                }
+            }
+        }
+        for &channel in journey.channels {
+            self.touches[channel as usize] = 0;
+        }
+    }
+}
+
+/// Adds a journey's part of its touch keys' sums, at `[conversions, nulls, value]` (the
+/// journey's, or a replicate's draw of them): which keys were touched, each rule model's
+/// credit by `key_weights` (see [`JourneyAdder::key_weights`]; empty for a journey without
+/// conversions), and the shares of `markov` and `shao_li` (see `breakdown::MarkovShares`) by
+/// `touch_shares`.
+fn add_key_sums(
+    breakdown: &mut BreakdownSums,
+    keys: &[u32],
+    key_weights: &[f64],
+    touch_shares: &[f64],
+    [conversions, nulls, value]: [f64; 3],
+) {
+    for &key in keys {
+        breakdown.seen[key as usize] = true;
+    }
+    if keys.is_empty() {
+        return;
+    }
+    for (sums, weights) in breakdown.rules.iter_mut().zip(key_weights.chunks_exact(keys.len())) {
+        for (&key, &weight) in keys.iter().zip(weights) {
+            sums.conversions[key as usize] += weight * conversions;
+            sums.value[key as usize] += weight * value;
+        }
+    }
+    let Some(markov) = &mut breakdown.markov else { return };
+    let presence = conversions + nulls;
+    for (&key, &share) in keys.iter().zip(touch_shares) {
+        let key = key as usize;
+        markov.converting.conversions[key] += conversions * share;
+        markov.converting.value[key] += value * share;
+        markov.presence[key] += presence * share;
     }
 }
 
@@ -1269,30 +1369,6 @@ impl JourneyAdder {
 struct KeyMap {
     key_of: Vec<u32>,
     key_channel: Vec<u32>,
-}
-
-/// A journey's part of its touch keys' sums that do not depend on a rule: which keys were
-/// touched, where they stand in a converting journey, and the shares of `markov` and
-/// `shao_li` (see `breakdown::MarkovShares`); `touches[c]` counts the journey's touches of
-/// channel `c`.
-fn add_key_shares(breakdown: &mut BreakdownSums, journey: &Journey<'_>, keys: &[u32], touches: &[u32]) {
-    for &key in keys {
-        breakdown.seen[key as usize] = true;
-    }
-    if journey.conversions > 0.0 {
-        for (i, &key) in keys.iter().enumerate() {
-            breakdown.positions[key as usize].add_touch(i, keys.len(), journey.conversions);
-        }
-    }
-    let Some(markov) = &mut breakdown.markov else { return };
-    let presence = journey.conversions + journey.nulls;
-    for (&key, &channel) in keys.iter().zip(journey.channels) {
-        let share = 1.0 / touches[channel as usize] as f64;
-        let key = key as usize;
-        markov.converting.conversions[key] += journey.conversions * share;
-        markov.converting.value[key] += journey.value * share;
-        markov.presence[key] += presence * share;
-    }
 }
 
 #[cfg(test)]

@@ -397,8 +397,11 @@ impl Partial {
             for (&lookback_days, window) in further.iter().zip(&self.windows) {
                 // A window's transitions are as many as the whole's (at most 8 windows).
                 let reports = Some(crate::reports::MAX_TRANSITION_ROWS);
-                let AttributionResult { summary, models, reports, .. } =
-                    build_result(window, &part_options, budget, order, reports)?;
+                let mut built = build_result(window, &part_options, budget, order, reports)?;
+                if let Some(intervals) = options.intervals {
+                    window.set_intervals(&mut built, &part_options, budget, order, intervals.level)?;
+                }
+                let AttributionResult { summary, models, reports, .. } = built;
                 result.windows.push(WindowResult { lookback_days, summary, models, reports });
             }
             result.window_ranks = window_ranks(&result.windows);
@@ -418,7 +421,9 @@ impl Partial {
 
 impl Partial {
     /// Sets each model's channels' `interval` from the replicates' results (each built as a
-    /// result of its own, Markov solved once per replicate, under the whole's order).
+    /// result of its own, Markov solved once per replicate, under the whole's order), and its
+    /// breakdown rows' when the replicates keep breakdown sums (the whole's do): each
+    /// replicate's rows come out by the same split rules as the result's.
     fn set_intervals(
         &self,
         result: &mut AttributionResult,
@@ -428,19 +433,30 @@ impl Partial {
         level: f64,
     ) -> Result<(), AttributionError> {
         if self.replicates.is_empty() {
-            // A part without replicates of its own (a segment's period): no intervals.
+            // A part without replicates of its own: no intervals.
             return Ok(());
         }
-        let options = Options { breakdown: Vec::new(), intervals: None, ..options.clone() };
-        // Per model: each replicate's figures of the model's channels, in their order.
-        let mut figures: Vec<Vec<Vec<[f64; 4]>>> = vec![Vec::with_capacity(self.replicates.len()); result.models.len()];
+        let options = Options { intervals: None, ..options.clone() };
+        let count = self.replicates.len();
+        // Per model: each replicate's figures of the model's channels and rows, in their order.
+        let mut figures: Vec<Vec<Vec<[f64; 4]>>> = vec![Vec::with_capacity(count); result.models.len()];
+        let mut row_figures: Vec<Vec<Vec<[f64; 2]>>> = vec![Vec::with_capacity(count); result.models.len()];
+        // Each model's rows by (channel, values).
+        let row_index: Vec<rustc_hash::FxHashMap<RowKey, usize>> = result
+            .models
+            .iter()
+            .map(|m| {
+                let rows = m.breakdown.iter().flatten().enumerate();
+                rows.map(|(i, r)| ((r.channel.as_str(), r.values.as_slice()), i)).collect()
+            })
+            .collect();
         for replicate in &self.replicates {
             let built = build_result(replicate, &options, budget, order, None)?;
-            for (model, out) in result.models.iter().zip(&mut figures) {
+            for (m, model) in result.models.iter().enumerate() {
                 let theirs = built.model(model.model).expect("a replicate runs every model");
                 let by_name: rustc_hash::FxHashMap<&str, &ChannelCredit> =
                     theirs.channels.iter().map(|c| (c.channel.as_str(), c)).collect();
-                out.push(
+                figures[m].push(
                     model
                         .channels
                         .iter()
@@ -450,19 +466,38 @@ impl Partial {
                         })
                         .collect(),
                 );
+                if let Some(rows) = &theirs.breakdown {
+                    let mut out = vec![[0.0; 2]; row_index[m].len()];
+                    for row in rows {
+                        if let Some(&i) = row_index[m].get(&(row.channel.as_str(), row.values.as_slice())) {
+                            out[i] = [row.conversions, row.value];
+                        }
+                    }
+                    row_figures[m].push(out);
+                }
             }
         }
-        for (model, replicates) in result.models.iter_mut().zip(figures) {
+        drop(row_index);
+        for ((model, replicates), rows) in result.models.iter_mut().zip(figures).zip(row_figures) {
             let names: Vec<&str> = model.channels.iter().map(|c| c.channel.as_str()).collect();
             let removal = model.model == ModelId::Markov;
             let intervals = crate::intervals::channel_intervals(&names, &replicates, removal, level);
             for (credit, interval) in model.channels.iter_mut().zip(intervals) {
                 credit.interval = Some(interval);
             }
+            if let (Some(breakdown), false) = (&mut model.breakdown, rows.is_empty()) {
+                let intervals = crate::intervals::row_intervals(&rows, breakdown.len(), level);
+                for (row, interval) in breakdown.iter_mut().zip(intervals) {
+                    row.interval = Some(interval);
+                }
+            }
         }
         Ok(())
     }
 }
+
+/// A breakdown row's channel and values.
+type RowKey<'a> = (&'a str, &'a [(String, String)]);
 
 impl AttributionResult {
     /// Joins a cost table to the credits (docs/user-guide.md, "Spend"): each model's
@@ -637,6 +672,7 @@ impl AttributionResult {
                                 cost: None,
                                 cpa: None,
                                 roas: None,
+                                interval: None,
                             };
                             set_row_cost(&mut row, Some(cost));
                             row
@@ -1040,6 +1076,9 @@ pub enum Table {
     Breakdown,
     /// With `breakdown` and `period`: the same per period, oldest first.
     PeriodBreakdown,
+    /// With `breakdown` and `intervals`: the whole's rows with the intervals of their
+    /// conversions and value, [`breakdown_intervals_csv`].
+    BreakdownIntervals,
     /// With a cost table: `channel,cost,rows` of the channels no journey mentions (with
     /// campaign cost `channel,campaign,cost,rows`, the campaigns no breakdown row has too).
     UnmatchedCost,
@@ -1064,6 +1103,10 @@ pub enum Table {
     SegmentPeriods,
     /// With `intervals`: one row per model × channel, [`INTERVALS_CSV_HEADER`].
     Intervals,
+    /// With `intervals` and parts of one kind (`period_intervals`, `segment_intervals`,
+    /// `segment_period_intervals`, `window_intervals`): the intervals of every part, the
+    /// whole's table with the part's label in the first columns ([`ReportPart::columns`]).
+    PartIntervals(ReportPart),
     /// A journey report of every part of one kind (`period_paths`, `segment_time_lag`, ...):
     /// the whole's table with the part's label in the first columns ([`ReportPart::columns`]).
     PartReport(ReportPart, Report),
@@ -1121,23 +1164,39 @@ impl ReportPart {
         }
     }
 
-    /// Each part's labels and reports, in the result's order (parts without reports, from
-    /// results of older versions, left out).
-    fn reports(self, result: &AttributionResult) -> Vec<(Vec<String>, &Reports)> {
+    /// Each part's labels, models and reports, in the result's order.
+    fn parts(self, result: &AttributionResult) -> Vec<(Vec<String>, &Vec<ModelResult>, Option<&Reports>)> {
         let segment = |s: &SegmentResult| s.value().unwrap_or_default().to_owned();
-        let parts: Vec<(Vec<String>, Option<&Reports>)> = match self {
-            ReportPart::Period => result.periods.iter().map(|p| (vec![p.period.clone()], p.reports.as_ref())).collect(),
-            ReportPart::Segment => result.segments.iter().map(|s| (vec![segment(s)], s.reports.as_ref())).collect(),
+        fn period(p: &PeriodResult) -> (String, &Vec<ModelResult>, Option<&Reports>) {
+            (p.period.clone(), &p.models, p.reports.as_ref())
+        }
+        match self {
+            ReportPart::Period => result.periods.iter().map(period).map(|(l, m, r)| (vec![l], m, r)).collect(),
+            ReportPart::Segment => {
+                result.segments.iter().map(|s| (vec![segment(s)], &s.models, s.reports.as_ref())).collect()
+            }
             ReportPart::SegmentPeriod => result
                 .segments
                 .iter()
-                .flat_map(|s| s.periods.iter().map(move |p| (vec![segment(s), p.period.clone()], p.reports.as_ref())))
+                .flat_map(|s| s.periods.iter().map(period).map(move |(l, m, r)| (vec![segment(s), l], m, r)))
                 .collect(),
-            ReportPart::Window => {
-                result.windows.iter().map(|w| (vec![w.lookback_days.to_string()], w.reports.as_ref())).collect()
-            }
-        };
-        parts.into_iter().filter_map(|(labels, reports)| Some((labels, reports?))).collect()
+            ReportPart::Window => result
+                .windows
+                .iter()
+                .map(|w| (vec![w.lookback_days.to_string()], &w.models, w.reports.as_ref()))
+                .collect(),
+        }
+    }
+
+    /// Each part's labels and reports (parts without reports, from results of older
+    /// versions, left out).
+    fn reports(self, result: &AttributionResult) -> Vec<(Vec<String>, &Reports)> {
+        self.parts(result).into_iter().filter_map(|(labels, _, reports)| Some((labels, reports?))).collect()
+    }
+
+    /// Each part's labels and models.
+    fn models(self, result: &AttributionResult) -> Vec<(Vec<String>, &Vec<ModelResult>)> {
+        self.parts(result).into_iter().map(|(labels, models, _)| (labels, models)).collect()
     }
 }
 
@@ -1182,19 +1241,11 @@ impl Report {
     /// The table: `columns` first, then for each part its `labels` before each of its rows;
     /// `breakdown` names the breakdown columns.
     fn csv(self, columns: &[String], breakdown: &[String], parts: &[(Vec<String>, &Reports)]) -> String {
-        let mut out = String::new();
-        for column in columns {
-            out.push_str(&csv_field(column));
-            out.push(',');
-        }
+        let mut out = label_columns(columns);
         out.push_str(&self.header(breakdown));
         out.push('\n');
         for (labels, reports) in parts {
-            let mut lead = String::new();
-            for label in labels {
-                lead.push_str(&csv_field(label));
-                lead.push(',');
-            }
+            let lead = label_columns(labels);
             let mut row = |line: String| {
                 out.push_str(&lead);
                 out.push_str(&line);
@@ -1291,13 +1342,17 @@ const PART_REPORT_NAMES: [[&str; 7]; 4] = [
     ],
 ];
 
+/// The names of the part interval tables, by [`ReportPart`].
+const PART_INTERVALS_NAMES: [&str; 4] =
+    ["period_intervals", "segment_intervals", "segment_period_intervals", "window_intervals"];
+
 /// The header of the `paths` table.
 pub const PATHS_CSV_HEADER: &str = "list,rank,path,touches,journeys,conversions,value,null_journeys,exact";
 
 impl Table {
     /// Every table: the whole's, then the journey reports of each kind of part.
     pub fn all() -> impl Iterator<Item = Table> {
-        const WHOLE: [Table; 18] = [
+        const WHOLE: [Table; 19] = [
             Table::Channels,
             Table::Periods,
             Table::Segments,
@@ -1316,11 +1371,12 @@ impl Table {
             Table::Transitions,
             Table::MarkovPairs,
             Table::Intervals,
+            Table::BreakdownIntervals,
         ];
         let parts = ReportPart::ALL
             .into_iter()
             .flat_map(|part| Report::ALL.into_iter().map(move |report| Table::PartReport(part, report)));
-        WHOLE.into_iter().chain(parts)
+        WHOLE.into_iter().chain(ReportPart::ALL.map(Table::PartIntervals)).chain(parts)
     }
 
     /// The names of every table, as `?table=` and `--table` take them.
@@ -1348,6 +1404,8 @@ impl Table {
             Table::SegmentBreakdown => "segment_breakdown",
             Table::SegmentPeriods => "segment_periods",
             Table::Intervals => "intervals",
+            Table::BreakdownIntervals => "breakdown_intervals",
+            Table::PartIntervals(part) => PART_INTERVALS_NAMES[part as usize],
             Table::PartReport(part, report) => PART_REPORT_NAMES[part as usize][report as usize],
         }
     }
@@ -1377,6 +1435,8 @@ impl Table {
                 !result.options.breakdown.is_empty() && crate::segment::column(&result.options).is_some()
             }
             Table::Intervals => result.options.intervals.is_some(),
+            Table::BreakdownIntervals => result.options.intervals.is_some() && !result.options.breakdown.is_empty(),
+            Table::PartIntervals(part) => result.options.intervals.is_some() && part.applies_to(result),
             Table::PartReport(part, report) => part.applies_to(result) && report.applies_to(result),
         }
     }
@@ -1404,7 +1464,9 @@ impl Table {
             Table::Transitions => whole(Report::Transitions),
             Table::PartReport(part, report) => report.csv(&part.columns(result), breakdown, &part.reports(result)),
             Table::UnmatchedCost => unmatched_cost_csv(result),
-            Table::Intervals => intervals_csv(result),
+            Table::Intervals => intervals_csv(&[], &[(Vec::new(), &result.models)]),
+            Table::BreakdownIntervals => breakdown_intervals_csv(result),
+            Table::PartIntervals(part) => intervals_csv(&part.columns(result), &part.models(result)),
             Table::MarkovPairs => {
                 let mut out = String::from(MARKOV_PAIRS_CSV_HEADER);
                 out.push('\n');
@@ -1465,35 +1527,47 @@ pub const INTERVALS_CSV_HEADER: &str = "model,channel,conversions,conversions_lo
 value_high,share,share_low,share_high,rank_1_probability,top_3_probability,median_rank,removal_effect_low,\
 removal_effect_high";
 
-/// The tidy table of intervals: one row per model × channel, in the result's order.
-fn intervals_csv(result: &AttributionResult) -> String {
-    let mut out = format!("{INTERVALS_CSV_HEADER}\n");
+/// The tidy table of intervals: `columns` first, then for each part its `labels` before
+/// each of its rows, one per model × channel, in the result's order.
+fn intervals_csv(columns: &[String], parts: &[(Vec<String>, &Vec<ModelResult>)]) -> String {
+    let mut out = label_columns(columns);
+    out.push_str(INTERVALS_CSV_HEADER);
+    out.push('\n');
     let optional = |x: Option<f64>| x.map_or(String::new(), |x| x.to_string());
-    for model in &result.models {
-        for c in &model.channels {
-            let Some(i) = &c.interval else { continue };
-            out.push_str(&format!(
-                "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
-                model.model,
-                csv_field(&c.channel),
-                c.conversions,
-                i.conversions_low,
-                i.conversions_high,
-                c.value,
-                i.value_low,
-                i.value_high,
-                c.share,
-                i.share_low,
-                i.share_high,
-                i.rank_1_probability,
-                i.top_3_probability,
-                i.median_rank,
-                optional(i.removal_effect_low),
-                optional(i.removal_effect_high)
-            ));
+    for (labels, models) in parts {
+        let lead = label_columns(labels);
+        for model in models.iter() {
+            for c in &model.channels {
+                let Some(i) = &c.interval else { continue };
+                out.push_str(&lead);
+                out.push_str(&format!(
+                    "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
+                    model.model,
+                    csv_field(&c.channel),
+                    c.conversions,
+                    i.conversions_low,
+                    i.conversions_high,
+                    c.value,
+                    i.value_low,
+                    i.value_high,
+                    c.share,
+                    i.share_low,
+                    i.share_high,
+                    i.rank_1_probability,
+                    i.top_3_probability,
+                    i.median_rank,
+                    optional(i.removal_effect_low),
+                    optional(i.removal_effect_high)
+                ));
+            }
         }
     }
     out
+}
+
+/// Label fields, each followed by a comma: the first columns of a part's row (or header).
+fn label_columns(labels: &[String]) -> String {
+    labels.iter().map(|label| format!("{},", csv_field(label))).collect()
 }
 
 /// The header of the `markov_pairs` table.
@@ -1580,7 +1654,14 @@ pub fn segment_periods_csv(result: &AttributionResult) -> String {
 /// `per_period`, a `period` column first and the rows of every period instead.
 pub fn breakdown_csv(result: &AttributionResult, per_period: bool) -> String {
     let periods = result.periods.iter().map(|p| (p.period.clone(), &p.models)).collect();
-    breakdown_table(result, per_period.then_some(("period", periods)))
+    breakdown_table(result, per_period.then_some(("period", periods)), false)
+}
+
+/// With `breakdown` and `intervals`: `model,channel,<breakdown columns>,conversions,conversions_low,
+/// conversions_high,value,value_low,value_high`, one row per row of the whole's breakdown
+/// (the bounds empty for a row without an interval).
+pub fn breakdown_intervals_csv(result: &AttributionResult) -> String {
+    breakdown_table(result, None, true)
 }
 
 /// With `breakdown` and segments: [`breakdown_csv`]'s rows of every segment, the segment's
@@ -1588,13 +1669,18 @@ pub fn breakdown_csv(result: &AttributionResult, per_period: bool) -> String {
 pub fn segment_breakdown_csv(result: &AttributionResult) -> String {
     let column = crate::segment::column(&result.options).unwrap_or("segment");
     let segments = result.segments.iter().map(|s| (s.value().unwrap_or_default().to_owned(), &s.models)).collect();
-    breakdown_table(result, Some((column, segments)))
+    breakdown_table(result, Some((column, segments)), false)
 }
 
 /// The breakdown rows of the whole (`parts` absent), or of each part (a period, a segment)
-/// with the part's label in a first column named `parts.0`.
+/// with the part's label in a first column named `parts.0`; with `intervals`, each figure
+/// followed by its bounds (and no cost).
 #[allow(clippy::type_complexity)]
-fn breakdown_table(result: &AttributionResult, parts: Option<(&str, Vec<(String, &Vec<ModelResult>)>)>) -> String {
+fn breakdown_table(
+    result: &AttributionResult,
+    parts: Option<(&str, Vec<(String, &Vec<ModelResult>)>)>,
+    intervals: bool,
+) -> String {
     let mut out = String::new();
     if let Some((column, _)) = &parts {
         out.push_str(&csv_field(column));
@@ -1605,8 +1691,12 @@ fn breakdown_table(result: &AttributionResult, parts: Option<(&str, Vec<(String,
         out.push_str(&csv_field(name));
         out.push(',');
     }
-    out.push_str("conversions,value");
-    let spend = result.has_campaign_cost();
+    out.push_str(if intervals {
+        "conversions,conversions_low,conversions_high,value,value_low,value_high"
+    } else {
+        "conversions,value"
+    });
+    let spend = result.has_campaign_cost() && !intervals;
     out.push_str(spend_columns(spend));
     out.push('\n');
     let optional = |v: Option<Option<f64>>| v.flatten().map(|v| v.to_string()).unwrap_or_default();
@@ -1626,7 +1716,14 @@ fn breakdown_table(result: &AttributionResult, parts: Option<(&str, Vec<(String,
                     out.push_str(&csv_field(value));
                     out.push(',');
                 }
-                out.push_str(&format!("{},{}", row.conversions, row.value));
+                match (intervals, &row.interval) {
+                    (true, Some(i)) => out.push_str(&format!(
+                        "{},{},{},{},{},{}",
+                        row.conversions, i.conversions_low, i.conversions_high, row.value, i.value_low, i.value_high
+                    )),
+                    (true, None) => out.push_str(&format!("{},,,{},,", row.conversions, row.value)),
+                    (false, _) => out.push_str(&format!("{},{}", row.conversions, row.value)),
+                }
                 if spend {
                     let [cost, cpa, roas] = [row.cost, row.cpa, row.roas].map(optional);
                     out.push_str(&format!(",{cost},{cpa},{roas}"));

@@ -71,6 +71,86 @@ function bars(page, selector) {
   })));
 }
 
+/**
+ * The part the pickers show (a period, a window, a segment's period) against its JSON: its
+ * conversions, linear's bars, its touches-per-journey histogram and top converting paths, and
+ * each channel's interval (error bars, rank stability) when the part has intervals, none when
+ * it has not (never the whole's). Returns how many of linear's channels have an interval.
+ */
+async function checkPart(page, part, kind, label) {
+  await page.waitForFunction(([want, k]) => document.querySelector('#part-note')?.dataset.part === k
+    && Number(document.querySelector('#summary [data-summary="conversions"]')?.dataset.value) === want,
+  [part.summary.conversions, kind]);
+  await page.selectOption('#model-select', 'linear');
+  await page.waitForFunction(() => document.querySelector('#chart-conversions figcaption')?.textContent
+    .includes('by linear'));
+  const expected = part.models.linear.channels;
+  for (const [chart, field] of [['#chart-conversions', 'conversions'], ['#chart-value', 'value']]) {
+    const shown = await bars(page, chart);
+    assert.deepEqual(shown.map((b) => b.channel), expected.map((c) => c.channel), `${label}: linear ${field} channels`);
+    shown.forEach((bar, i) => close(bar.value, expected[i][field], `${label}: linear ${field} of ${bar.channel}`));
+  }
+  const lengths = await bars(page, '#chart-path-length');
+  assert.deepEqual(lengths.map((b) => b.channel), part.reports.path_length.map((b) => b.bucket), `${label}: buckets`);
+  lengths.forEach((bar, i) => close(bar.value, part.reports.path_length[i].conversions, `${label}: ${bar.channel} touches`));
+  const paths = await page.$$eval('#paths-converting tbody tr', (trs) => trs.map((tr) => tr.dataset.path));
+  assert.deepEqual(paths, part.reports.paths.converting.slice(0, 20).map((p) => p.path), `${label}: top converting paths`);
+  const ranged = expected.filter((c) => c.interval);
+  const whiskers = await page.$$eval('#chart-conversions g.error-bar', (gs) => gs.map((g) => ({
+    channel: g.dataset.channel, low: Number(g.dataset.low), high: Number(g.dataset.high),
+  })));
+  assert.equal(whiskers.length, ranged.length, `${label}: an error bar per channel with an interval`);
+  for (const w of whiskers) {
+    const c = ranged.find((x) => x.channel === w.channel);
+    close(w.low, c.interval.conversions_low, `${label}: ${w.channel} conversions low`);
+    close(w.high, c.interval.conversions_high, `${label}: ${w.channel} conversions high`);
+  }
+  assert.equal(await page.isHidden('#intervals-panel'), ranged.length === 0, `${label}: rank stability iff intervals`);
+  const stability = await page.$$eval('#rank-stability-body tr', (trs) => trs.map((tr) => ({
+    channel: tr.dataset.channel, rank1: Number(tr.dataset.rankFirst), low: Number(tr.dataset.shareLow),
+  })));
+  if (ranged.length) {
+    assert.deepEqual(stability.map((r) => r.channel), ranged.map((c) => c.channel), `${label}: rank stability rows`);
+    stability.forEach((row, i) => {
+      close(row.rank1, ranged[i].interval.rank_1_probability, `${label}: ${row.channel} P(1st)`);
+      close(row.low, ranged[i].interval.share_low, `${label}: ${row.channel} share low`);
+    });
+  }
+  return ranged.length;
+}
+
+/** Whether the service has the CSV table `table` of the job's result (part tables are newer). */
+async function hasTable(jobId, table) {
+  const response = await fetch(`${base}/v1/jobs/${jobId}/result?format=csv&table=${table}`,
+    { headers: { Authorization: `Bearer ${key}` } });
+  await response.arrayBuffer();
+  return response.status === 200;
+}
+
+/**
+ * The intervals CSV of the shown part, when the service has it: `columns` (the part's labels)
+ * first, one row per part × model × channel with an interval.
+ */
+async function checkPartIntervals(page, jobId, table, columns, parts) {
+  if (!(await hasTable(jobId, table))) return `no ${table} table in this service`;
+  const lines = await downloadLines(page, '#download-intervals');
+  assert.ok(lines[0].startsWith(`${columns},model,channel,conversions,conversions_low`), lines[0]);
+  const rows = parts.reduce((n, p) => n + Object.values(p.models)
+    .reduce((m, model) => m + model.channels.filter((c) => c.interval).length, 0), 0);
+  assert.equal(lines.length - 1, rows, `one ${table} row per part × model × channel with an interval`);
+  return `${table} CSV ${rows} rows`;
+}
+
+/** Downloads with `button` and returns the CSV's lines. */
+async function downloadLines(page, button) {
+  const [file] = await Promise.all([page.waitForEvent('download'), page.click(button)]);
+  return (await readFile(await file.path(), 'utf8')).trim().split('\n');
+}
+
+/** The number of rows of a paths CSV of the given parts (converting and non-converting). */
+const pathCount = (parts) => parts.reduce((n, p) => n + p.reports.paths.converting.length
+  + p.reports.paths.non_converting.length, 0);
+
 async function pasteKey(page, value) {
   await page.fill('#key-input', value);
   await page.click('#key-use');
@@ -485,6 +565,45 @@ async function main() {
     assert.equal(await page.isHidden('#download-credits'), true, 'no credits button without export_credits');
     log(`downloads: CSV (${lines.length - 1} rows) and JSON equal the API's; no credits button for this job`);
 
+    // The period picker: "All periods", then each week; reached with the keyboard; a week shows
+    // its own figures, cost, CPA and ROAS, and its reports' CSV is every week's (`period_paths`).
+    assert.equal(await page.isHidden('#window-select'), true, 'no window picker without several windows');
+    assert.equal(await page.isHidden('#window-label'), true, 'no window label without several windows');
+    assert.equal(await page.textContent('label[for="period-select"]'), 'Period');
+    assert.deepEqual(await page.$$eval('#period-select option', (os) => os.map((o) => o.value)),
+      ['', ...result.periods.map((p) => p.period)]);
+    await page.focus('#period-select');
+    await page.keyboard.press('ArrowDown');
+    await checkPart(page, result.periods[0], 'period', `the first week (keyboard), ${result.periods[0].period}`);
+    // The busiest of the weeks the cost table covers (February).
+    const busiest = result.periods.filter((p) => p.models.linear.channels.some((c) => typeof c.cost === 'number'))
+      .reduce((a, b) => (b.summary.conversions > a.summary.conversions ? b : a));
+    await page.selectOption('#period-select', busiest.period);
+    await checkPart(page, busiest, 'period', `the week of ${busiest.period}`);
+    assert.equal(await page.$('#summary [data-summary="rows"]'), null, 'rows are not split by period');
+    assert.equal(await page.isHidden('#periods-panel'), true, 'a week has no chart over time');
+    const weekSpend = await page.$$eval('#spend-body tr', (trs) => trs.map((tr) => ({
+      channel: tr.dataset.channel, cost: tr.dataset.cost, roas: tr.dataset.roas,
+    })));
+    const weekChannels = busiest.models.linear.channels;
+    assert.deepEqual(weekSpend.map((r) => r.channel), weekChannels.map((c) => c.channel), 'the week\'s spend rows');
+    weekSpend.forEach((row, i) => {
+      for (const field of ['cost', 'roas']) {
+        if (weekChannels[i][field] === null) assert.equal(row[field], '', `the week's ${field} of ${row.channel}`);
+        else close(Number(row[field]), weekChannels[i][field], `the week's ${field} of ${row.channel}`);
+      }
+    });
+    assert.ok(weekChannels.some((c) => c.cost !== null && c.cost !== result.models.linear.channels
+      .find((w) => w.channel === c.channel).cost), 'a week\'s cost is not the whole\'s');
+    const periodPaths = await downloadLines(page, '#download-paths');
+    assert.equal(periodPaths[0], 'period,list,rank,path,touches,journeys,conversions,value,null_journeys,exact');
+    assert.equal(periodPaths.length - 1, pathCount(result.periods), 'one period_paths row per week × path');
+    await page.selectOption('#period-select', '');
+    await page.waitForFunction((want) => Number(document.querySelector('#summary [data-summary="rows"]')
+      ?.dataset.value) === want, result.summary.rows);
+    log(`period picker: ${result.periods.length} weeks; the week of ${busiest.period}'s credits, cost, histogram `
+      + `and top paths match periods[]; its paths CSV is period_paths (${periodPaths.length - 1} rows)`);
+
     await page.selectOption('#model-select', 'markov');
     await page.screenshot({ path: path.join(artifacts, 'result-light.png'), fullPage: true });
     await page.$eval('#result', (section) => section.scrollIntoView({ block: 'start' }));
@@ -567,9 +686,30 @@ async function main() {
     await page.screenshot({ path: path.join(artifacts, 'result-windows.png'), fullPage: true });
     log(`lookback windows: ${labels.join(', ')} shares and ranks of linear and first_touch match the API; windows CSV ${ranked} rows`);
 
+    // The window picker: the first window is the whole's; a further one shows its own figures,
+    // keeps the comparison, and its reports' CSV is every window's (`window_paths`).
+    assert.equal(await page.isHidden('#period-select'), true, 'no period picker without periods');
+    assert.equal(await page.isHidden('#segment-select'), true, 'no segment picker without segments');
+    assert.equal(await page.textContent('label[for="window-select"]'), 'Lookback window');
+    assert.deepEqual(await page.$$eval('#window-select option', (os) => os.map((o) => [o.value, o.textContent])),
+      [['', '7d (top figures)'], ['1', '30d'], ['2', 'unlimited']]);
+    for (const [i, label] of [[1, '30d'], [2, 'unlimited']]) {
+      await page.selectOption('#window-select', String(i));
+      await checkPart(page, compared.windows[i], 'window', `the ${label} window`);
+      assert.equal(await page.isHidden('#windows-panel'), false, 'the windows compared stay shown');
+    }
+    const windowPaths = await downloadLines(page, '#download-paths');
+    assert.equal(windowPaths[0], 'lookback_days,list,rank,path,touches,journeys,conversions,value,null_journeys,exact');
+    assert.equal(windowPaths.length - 1, pathCount(compared.windows), 'one window_paths row per window × path');
+    await page.selectOption('#window-select', '');
+    await checkPart(page, compared, '', 'the top figures');
+    log(`window picker: the 30d and unlimited windows' credits, histogram and top paths match windows[]; `
+      + `its paths CSV is window_paths (${windowPaths.length - 1} rows)`);
+
     // Bootstrap intervals: error bars on the credit charts and the rank-stability table, as
     // the API's intervals say, for a rule model and for markov.
     assert.equal(await page.isHidden('#intervals-panel'), true, 'no rank stability without intervals');
+    await page.fill('#lookback_days', '30,7');
     await page.fill('#intervals_replicates', '40');
     await page.fill('#intervals_level', '0.8');
     await page.click('#submit-job');
@@ -581,6 +721,7 @@ async function main() {
     assert.deepEqual((await api(`/v1/jobs/${intervalsJobId}`)).spec.options.intervals, { replicates: 40, level: 0.8 });
     await page.fill('#intervals_replicates', '');
     await page.fill('#intervals_level', '');
+    await page.fill('#lookback_days', '');
     await openResult(page, intervalsJobId);
     const withIntervals = await api(`/v1/jobs/${intervalsJobId}/result`);
     assert.deepEqual(withIntervals.options.intervals, { replicates: 40, level: 0.8, seed: 0 });
@@ -625,6 +766,16 @@ async function main() {
     assert.equal(intervalLines.length - 1, intervalRows, 'one intervals CSV row per model × channel');
     await page.screenshot({ path: path.join(artifacts, 'result-intervals.png'), fullPage: true });
     log(`intervals: error bars and rank stability of linear and markov match the API; intervals CSV ${intervalRows} rows`);
+    // A further window: its own intervals where the JSON has them, and never the whole's.
+    await page.selectOption('#window-select', '1');
+    const windowRanged = await checkPart(page, withIntervals.windows[1], 'window', 'the 7d window with intervals');
+    const windowIntervals = windowRanged
+      ? await checkPartIntervals(page, intervalsJobId, 'window_intervals', 'lookback_days', withIntervals.windows)
+      : 'no window intervals in this service';
+    await page.selectOption('#window-select', '');
+    await checkPart(page, withIntervals, '', 'the top figures with intervals');
+    log(`window picker with intervals: the 7d window's figures match windows[1], with ${windowRanged} error bars `
+      + `as its JSON has; ${windowIntervals}`);
 
     // Credit by channel and campaign: a file with a campaign column, broken down from the form;
     // the table checked against the API's rows, then sorted and folded.
@@ -643,7 +794,9 @@ async function main() {
         campaigns.push(`u${user},2026-03-${String(1 + touch).padStart(2, '0')}T10:00:00Z,${channel},${campaign},0,,${country}`);
       }
       const country = user % 5 === 0 ? '' : COUNTRIES[user % 3];
-      if (user % 3 !== 0) campaigns.push(`u${user},2026-03-06T10:00:00Z,,,1,${10 + (user % 7)},${country}`);
+      // Conversions in two weeks, so that each segment has weeks of its own.
+      const day = user % 2 ? '06' : '10';
+      if (user % 3 !== 0) campaigns.push(`u${user},2026-03-${day}T10:00:00Z,,,1,${10 + (user % 7)},${country}`);
     }
     const before = await page.getAttribute('#upload-text', 'data-upload-id');
     await page.setInputFiles('#file-input',
@@ -659,6 +812,8 @@ async function main() {
     assert.ok(/at most two columns/.test(await page.innerText('#submit-error')), 'three columns are refused by the page');
     await page.fill('#breakdown', 'campaign');
     await page.fill('#segment_by', 'country');
+    // Intervals, to see them follow a segment's week.
+    await page.fill('#intervals_replicates', '20');
     // Markov's order chosen by the data, its pair effects, and a cost table naming campaigns.
     await page.selectOption('#markov_order', 'auto');
     await page.check('#markov_pair_effects');
@@ -677,6 +832,7 @@ async function main() {
       return id && id !== old;
     }, windowsJobId);
     const byCampaignId = await page.getAttribute('#submit-status', 'data-job-id');
+    await page.fill('#intervals_replicates', '');
     const byCampaignJob = await api(`/v1/jobs/${byCampaignId}`);
     assert.deepEqual(byCampaignJob.spec.options.breakdown, ['campaign']);
     assert.equal(byCampaignJob.spec.options.segment_by, 'country');
@@ -831,7 +987,7 @@ async function main() {
       for (const model of ['linear', 'markov']) {
         await page.selectOption('#model-select', model);
         await page.waitForFunction((m) => document.querySelector('#chart-conversions figcaption')?.textContent
-          .endsWith(` ${m}`), model);
+          .includes(`by ${m} (error bars`), model);
         const expected = segment.models[model].channels;
         const shown = await bars(page, '#chart-conversions');
         const label = `segment ${segment.segment.country} ${model}`;
@@ -859,6 +1015,34 @@ async function main() {
       assert.deepEqual(shownPaths, own.paths.converting.slice(0, 20).map((p) => p.path),
         `segment ${segment.segment.country}: its top converting paths`);
     }
+    // A week within a segment: the picker lists the segment's own weeks; the week's figures,
+    // intervals and breakdown rows are segments[i].periods[j]'s; its paths CSV segment_period_paths.
+    const [segmentIndex, weekly] = [...segments.entries()].find(([, s]) => s.periods.length > 1);
+    await page.selectOption('#segment-select', String(segmentIndex));
+    assert.deepEqual(await page.$$eval('#period-select option', (os) => os.map((o) => o.value)),
+      ['', ...weekly.periods.map((p) => p.period)], 'the segment\'s own weeks');
+    const segmentWeek = weekly.periods.reduce((a, b) => (b.summary.conversions > a.summary.conversions ? b : a));
+    await page.selectOption('#period-select', segmentWeek.period);
+    const weekLabel = `country = ${weekly.segment.country}, week ${segmentWeek.period}`;
+    assert.ok(await checkPart(page, segmentWeek, 'segment_period', weekLabel) > 0, `${weekLabel} has intervals`);
+    assert.equal((await page.textContent('#part-note')).includes(weekLabel), true, 'the note names the part');
+    await page.$eval('#result', (section) => section.scrollIntoView({ block: 'start' }));
+    await page.screenshot({ path: path.join(artifacts, 'result-segment-period-viewport.png') });
+    assert.equal((await breakdownRows()).length, segmentWeek.models.linear.breakdown.length, `${weekLabel}: breakdown rows`);
+    const segmentWeekPaths = await downloadLines(page, '#download-paths');
+    assert.equal(segmentWeekPaths[0],
+      'country,period,list,rank,path,touches,journeys,conversions,value,null_journeys,exact');
+    assert.equal(segmentWeekPaths.length - 1, pathCount(segments.flatMap((s) => s.periods)),
+      'one segment_period_paths row per segment × week × path');
+    const segmentWeekIntervals = await checkPartIntervals(page, byCampaignId, 'segment_period_intervals',
+      'country,period', segments.flatMap((s) => s.periods));
+    // Back to all journeys: the same week of the whole, with its intervals.
+    await page.selectOption('#segment-select', '');
+    const wholeWeek = byCampaign.periods.find((p) => p.period === segmentWeek.period);
+    assert.ok(await checkPart(page, wholeWeek, 'period', `the week ${wholeWeek.period}`) > 0, 'the week has intervals');
+    await page.selectOption('#period-select', '');
+    log(`period within a segment: ${weekLabel}'s credits, error bars, rank stability, histogram, paths and `
+      + `breakdown rows match the API (${segmentWeekIntervals}); then the whole's week ${wholeWeek.period}`);
     // Each segment solved its own chain: DE's Markov credit is not the whole's.
     const wholeSearch = byCampaign.models.markov.channels.find((c) => c.channel === 'search')?.conversions;
     assert.ok(segments.some((s) => s.models.markov.channels.find((c) => c.channel === 'search')?.conversions !== wholeSearch));
@@ -867,7 +1051,9 @@ async function main() {
       ?.dataset.value) === want, byCampaign.summary.rows);
     const [segmentsCsv] = await Promise.all([page.waitForEvent('download'), page.click('#download-segments')]);
     const segmentLines = (await readFile(await segmentsCsv.path(), 'utf8')).trim().split('\n');
-    assert.equal(segmentLines[0], 'country,model,channel,conversions,value,share,removal_effect,removal_effect_value');
+    // The job has a cost table: each segment's cost, CPA and ROAS end its rows.
+    assert.equal(segmentLines[0],
+      'country,model,channel,conversions,value,share,removal_effect,removal_effect_value,cost,cpa,roas');
     const segmentCells = segments.reduce((n, s) => n + Object.values(s.models)
       .reduce((m, model) => m + model.channels.length, 0), 0);
     assert.equal(segmentLines.length - 1, segmentCells, 'one segments CSV row per segment × model × channel');

@@ -75,16 +75,18 @@ pub async fn load_partition(
     stop: &StopFlag,
 ) -> Result<EventChunk, RunError> {
     let mut files = Vec::new();
-    for key in services.storage.list(&keys::chunk_prefix(&job.tenant, &job.id, partition)).await? {
+    let listed = services.storage.list(&keys::chunk_prefix(&job.tenant, &job.id, partition)).await?;
+    for key in chunk_file::files_to_read(listed) {
         stop.check()?;
-        files.push(services.storage.get(&key).await?);
+        let bytes = services.storage.get(&key).await?;
+        files.push((key, bytes));
     }
     let stop = stop.clone();
     compute(move || {
         let mut chunk = EventChunk::default();
-        for bytes in files {
+        for (key, bytes) in files {
             stop.check()?;
-            chunk_file::decode_into(bytes, &mut chunk)?;
+            chunk_file::decode_into(key.as_ref(), bytes, &mut chunk)?;
         }
         Ok(chunk)
     })

@@ -8,11 +8,15 @@
 //! when the input is one piece). The last split to finish enqueues the attribute tasks.
 //!
 //! The reader decodes and partitions on a blocking thread and hands full batches of
-//! partition buffers over a channel; this task encodes them (on a second blocking thread)
-//! and stores them while the reader goes on, so decoding and encoding use two cores.
+//! partition buffers over a channel (rows already in the chunk files' row layout); this
+//! task writes them out as chunk files (on a second blocking thread) and stores them while
+//! the reader goes on.
+
+use std::sync::Arc;
 
 use mta_core::chunk::{ChannelDict, EventChunk, NO_CHANNEL, NO_SEGMENT, partition_of};
 use mta_core::ingest::{Block, InputSpec, Limits};
+use mta_core::row_segment::SegmentBuffer;
 use mta_core::{InputKind, Options, Partial};
 use mta_platform::chunk_file;
 use mta_platform::input::{CsvRange, Source, read_cost_table};
@@ -194,7 +198,7 @@ async fn read_and_store(
     let flush = source.estimated_rows().min(FLUSH_ROWS as u64) as usize;
     let share = flush.div_ceil(partitions.max(1) as usize);
     splitter.share = share + share / 16;
-    splitter.buffers = (0..partitions).map(|_| EventChunk::with_capacity(splitter.share, spec.keep_user_ids)).collect();
+    splitter.buffers = (0..partitions).map(|_| SegmentBuffer::with_capacity(splitter.share)).collect();
     let spec = spec.clone();
     let reader = compute(move || {
         match &range {
@@ -211,14 +215,19 @@ async fn read_and_store(
         loop {
             tokio::select! {
                 batch = batches_received.recv() => {
-                    let Some(batch) = batch else { break };
-                    for (partition, chunk) in batch {
+                    let Some(Batch { dictionaries, buffers }) = batch else { break };
+                    for (partition, rows) in buffers {
                         stop.check()?;
                         // Files are named by (split, number), so a re-run of this task
                         // overwrites exactly what an earlier run wrote.
                         let key = keys::chunk(&job.tenant, &job.id, partition, split, sequence[partition as usize]);
                         sequence[partition as usize] += 1;
-                        let bytes = compute(move || Ok(chunk_file::encode(&chunk)?)).await?;
+                        let dictionaries = Arc::clone(&dictionaries);
+                        let bytes = compute(move || {
+                            let (channels, segments) = &*dictionaries;
+                            Ok(chunk_file::encode(rows.segment(), channels, segments))
+                        })
+                        .await?;
                         services.storage.put(&key, bytes).await?;
                     }
                 }
@@ -242,8 +251,12 @@ async fn read_and_store(
     read
 }
 
-/// One flush: the non-empty partition buffers, by partition.
-type Batch = Vec<(u32, EventChunk)>;
+/// One flush: the non-empty partition buffers, by partition, and the channel names and
+/// segment values their ids index.
+struct Batch {
+    dictionaries: Arc<(ChannelDict, ChannelDict)>,
+    buffers: Vec<(u32, SegmentBuffer)>,
+}
 
 /// Partitions the blocks of one split task (on the reader's thread).
 struct Splitter {
@@ -257,7 +270,7 @@ struct Splitter {
     channels: ChannelDict,
     /// With `segment_by`: the segment values of this split task's rows.
     segments: ChannelDict,
-    buffers: Vec<EventChunk>,
+    buffers: Vec<SegmentBuffer>,
     /// Rows a partition's buffer has room for from the start: its expected share of a
     /// flush (user keys are hashes, so partitions fill evenly; a buffer that grew by
     /// doubling copied its rows over and over).
@@ -312,20 +325,15 @@ impl Splitter {
         for row in 0..chunk.len() {
             let key = chunk.user_keys[row];
             let buffer = &mut self.buffers[partition_of(key, partitions) as usize];
-            buffer.user_keys.push(key);
-            buffer.timestamps.push(chunk.timestamps[row]);
             let channel = chunk.channel_ids[row];
-            buffer.channel_ids.push(if channel == NO_CHANNEL { NO_CHANNEL } else { map[channel as usize] });
-            buffer.is_conversion.push(chunk.is_conversion[row]);
-            buffer.values.push(chunk.values[row]);
-            buffer.row_numbers.push(chunk.row_numbers[row]);
-            if self.keep_user_ids
-                && let (Some(into), Some(from)) = (buffer.user_ids.as_mut(), chunk.user_ids.as_ref())
-            {
-                into.push(from[row].clone());
+            let channel = if channel == NO_CHANNEL { NO_CHANNEL } else { map[channel as usize] };
+            buffer.push_row(key, chunk.timestamps[row], channel, chunk.is_conversion[row], chunk.values[row]);
+            if self.keep_user_ids {
+                let id = chunk.user_ids.as_ref().map_or("", |ids| ids[row].as_str());
+                buffer.push_identity(chunk.row_numbers[row], id);
             }
             if let Some(&segment) = chunk.segment_ids.get(row) {
-                buffer.segment_ids.push(segment_map.get(segment as usize).copied().unwrap_or(NO_SEGMENT));
+                buffer.push_segment_id(segment_map.get(segment as usize).copied().unwrap_or(NO_SEGMENT));
             }
         }
         self.rows += chunk.len() as u64;
@@ -338,22 +346,18 @@ impl Splitter {
 
     /// Hands every non-empty partition buffer to the storing task and starts new buffers.
     fn flush(&mut self) -> Result<(), RunError> {
-        let mut batch = Vec::new();
+        let mut buffers = Vec::new();
         for (partition, buffer) in self.buffers.iter_mut().enumerate() {
-            if buffer.is_empty() {
+            if buffer.rows() == 0 {
                 continue;
             }
-            let mut chunk = std::mem::replace(buffer, EventChunk::with_capacity(self.share, self.keep_user_ids));
-            chunk.channels = self.channels.clone();
-            if chunk.has_segments() {
-                chunk.segments = self.segments.clone();
-            }
-            batch.push((partition as u32, chunk));
+            buffers.push((partition as u32, std::mem::replace(buffer, SegmentBuffer::with_capacity(self.share))));
         }
         self.buffered = 0;
-        if batch.is_empty() {
+        if buffers.is_empty() {
             return Ok(());
         }
+        let batch = Batch { dictionaries: Arc::new((self.channels.clone(), self.segments.clone())), buffers };
         // A closed channel means storing failed: that error is the one reported.
         self.batches.blocking_send(batch).map_err(|_| RunError::Stopped)
     }

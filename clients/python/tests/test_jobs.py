@@ -12,7 +12,17 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from mta_client import AttributionResult, ChannelInterval, Client, Intervals, Job, JobRecord, Upload, Webhook
+from mta_client import (
+    AttributionResult,
+    ChannelInterval,
+    Client,
+    Intervals,
+    Job,
+    JobRecord,
+    RowInterval,
+    Upload,
+    Webhook,
+)
 from mta_client.errors import ConflictError, NotFoundError
 from mta_client.results import SPEND_COLUMNS, TIDY_COLUMNS, WINDOW_COLUMNS
 
@@ -477,7 +487,7 @@ def test_lookback_windows_compare_in_one_job_with_their_csv_table(
 
 
 def test_bootstrap_intervals_are_typed_equal_mta_attribute_and_have_their_csv_table(
-    service: Service, client: Client, events_csv: Path
+    service: Service, client: Client, events_csv: Path, tmp_path: Path
 ) -> None:
     job = client.submit(client.upload(events_csv), models=["linear", "markov"], intervals={"replicates": 30, "seed": 4})
     assert job.record.spec["options"]["intervals"] == {"replicates": 30, "seed": 4}
@@ -497,6 +507,35 @@ def test_bootstrap_intervals_are_typed_equal_mta_attribute_and_have_their_csv_ta
     table = pd.read_csv(io.StringIO(job.result_csv("intervals")))
     assert list(table.columns[:5]) == ["model", "channel", "conversions", "conversions_low", "conversions_high"]
     assert len(table) == len(result.channels("linear")) + len(result.channels("markov"))
+    # With a breakdown: each row's interval, equal to the local command's, and its table.
+    lines = ["user_id,timestamp,channel,utm_campaign,conversion,conversion_value"]
+    for user in range(80):
+        channel = ("email", "search")[user % 2]
+        lines.append(f"u{user},2026-02-01T10:00:00Z,{channel},{channel}-{user % 3},0,")
+        if user % 4:
+            lines.append(f"u{user},2026-02-02T10:00:00Z,,,1,{10 + user}")
+    data = tmp_path / "campaigns.csv"
+    data.write_text("\n".join(lines) + "\n")
+    job = client.submit(client.upload(data), models=["linear", "markov"], breakdown="campaign", intervals=20)
+    result = job.result(timeout=120)
+    local = service.attribute_locally(
+        data, "--models", "linear,markov", "--breakdown", "campaign", "--intervals", "20"
+    )
+    remote = dict(result.raw)
+    remote.pop("job_id")
+    assert close_to(remote, local) == []
+    rows = result.model("markov").breakdown or []
+    assert len(rows) == 6
+    for row in rows:
+        assert isinstance(row.interval, RowInterval)
+        assert set(row.values) == {"campaign"}
+        assert row.interval.conversions_low <= row.conversions <= row.interval.conversions_high
+    table = pd.read_csv(io.StringIO(job.result_csv("breakdown_intervals")))
+    assert list(table.columns) == [
+        "model", "channel", "campaign", "conversions", "conversions_low", "conversions_high", "value", "value_low",
+        "value_high",
+    ]
+    assert len(table) == 12
     # A number of replicates alone is the short form.
     assert client.submit(client.upload(events_csv), models=["linear"], intervals=20).record.spec["options"][
         "intervals"

@@ -126,6 +126,7 @@ def test_webhook_takes_every_field_of_the_webhook_spec(document: dict[str, Any])
         (results.Intervals, "Intervals"),
         (results.BreakdownRow, "BreakdownRow"),
         (results.BreakdownPositions, "BreakdownPositions"),
+        (results.RowInterval, "RowInterval"),
         (results.OrderSelection, "OrderSelection"),
         (results.OrderScore, "OrderScore"),
         (results.PairEffect, "PairEffect"),

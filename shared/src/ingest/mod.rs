@@ -99,6 +99,8 @@ pub struct Limits {
     pub max_report_paths: u32,
     /// The most bootstrap replicates a job's `intervals` may ask for.
     pub max_interval_replicates: u32,
+    /// The most replicates × channels (× lookback windows) a job's `intervals` may hold.
+    pub max_replicate_channels: u64,
 }
 
 impl Limits {
@@ -119,6 +121,7 @@ impl Default for Limits {
             max_segments: Limits::DEFAULT_MAX_SEGMENTS,
             max_report_paths: crate::paths::MAX_MAX_REPORT_PATHS,
             max_interval_replicates: crate::intervals::DEFAULT_MAX_REPLICATES,
+            max_replicate_channels: crate::intervals::DEFAULT_MAX_REPLICATE_CHANNELS,
         }
     }
 }
@@ -175,8 +178,8 @@ impl Limits {
     }
 
     /// Refuses `intervals` of more than `max_interval_replicates` replicates, or of so many
-    /// replicates × `channels` that their sums would not fit the memory they are given
-    /// (`intervals::MAX_REPLICATE_CHANNELS`), naming the limit: checked before any row is
+    /// replicates × `channels` (× lookback windows) that their sums would not fit the memory
+    /// they are given (`max_replicate_channels`), naming the limit: checked before any row is
     /// attributed, and again as channels are met.
     pub fn check_intervals(&self, channels: usize, options: &Options) -> Result<(), AttributionError> {
         let Some(intervals) = options.intervals else { return Ok(()) };
@@ -190,15 +193,17 @@ impl Limits {
                 ),
             ));
         }
-        let cells = intervals.replicates as u64 * channels as u64;
-        if cells > crate::intervals::MAX_REPLICATE_CHANNELS {
+        // Each lookback window holds replicates of its own.
+        let windows = options.lookback_windows.len().max(1) as u64;
+        let cells = intervals.replicates as u64 * channels as u64 * windows;
+        if cells > self.max_replicate_channels {
+            let over = if windows > 1 { format!(" under {windows} lookback windows") } else { String::new() };
             return Err(AttributionError::new(
                 ErrorCode::LimitExceeded,
                 format!(
-                    "`intervals` of {} replicates over {channels} channels would hold more than {} replicate \
-                     sums (max_replicate_channels); ask for fewer replicates",
-                    intervals.replicates,
-                    crate::intervals::MAX_REPLICATE_CHANNELS
+                    "`intervals` of {} replicates over {channels} channels{over} would hold more than {} replicate \
+                     sums, the configured limit (max_replicate_channels); ask for fewer replicates",
+                    intervals.replicates, self.max_replicate_channels
                 ),
             ));
         }

@@ -16,7 +16,7 @@ use parquet::file::reader::ChunkReader;
 use super::columns::{ChannelColumn, ConversionColumn, EventColumns, Resolver, detect_kind};
 use super::rows::{CleanEvent, MAX_USER_ID_BYTES, Rows, format_int, is_plain_text};
 use super::text::{RowSink, finish};
-use super::values::{Cell, read_flag, read_number, read_timestamp};
+use super::values::{Cell, epoch_int_micros, read_flag, read_number, read_timestamp};
 use super::{Block, InputSpec, InputSummary};
 use crate::error::{AttributionError, ErrorCode};
 use crate::options::InputKind;
@@ -427,11 +427,11 @@ impl Column {
 
 /// The fast lane for event rows: string, dictionary or integer user ids, dictionary-encoded
 /// channels (plain strings are turned into one per batch), and flags, timestamps and values
-/// of any type. Native types are read straight from the typed arrays (boolean flags,
-/// microsecond timestamps, float values); any other type is read cell by cell with the
-/// per-row rules' own functions ([`read_flag`], [`read_timestamp`], [`read_number`]), so
-/// integer 0/1 flags, epoch numbers, strings and decimals take the lane without a rule of
-/// their own. A row with anything unusual in it (a null, a flag or time those functions
+/// of any type. Native types are read straight from the typed arrays (boolean and integer
+/// flags, timestamps, integer epoch numbers, float and decimal values), the integers as the
+/// per-row rules read them; any other type is read cell by cell with the per-row rules' own
+/// functions ([`read_flag`], [`read_timestamp`], [`read_number`]), so float flags, float
+/// epochs and strings take the lane without a rule of their own. A row with anything unusual in it (a null, a flag or time those functions
 /// refuse, a negative or non-finite value, white space to trim) is left to the per-row
 /// rules of [`Rows::push`], so both lanes keep the same rows and report the same problems.
 struct EventLane<'a> {
@@ -443,15 +443,19 @@ struct EventLane<'a> {
     values: Option<Values<'a>>,
 }
 
-/// The timestamps of a batch: native microseconds, or cells read by [`read_timestamp`].
+/// The timestamps of a batch: native microseconds, integer epoch numbers (read as
+/// [`read_timestamp`] reads them, without a cell per row), or cells read by [`read_timestamp`].
 enum Times<'a> {
     Micros(&'a TimestampMicrosecondArray),
+    Epoch(&'a Int64Array),
     Cells(&'a Column),
 }
 
-/// The conversion flags of a batch: booleans, or cells read by [`read_flag`].
+/// The conversion flags of a batch: booleans, integers (0 and 1, as [`read_flag`] reads
+/// them), or cells read by [`read_flag`].
 enum Flags<'a> {
     Bool(&'a BooleanArray),
+    Int(&'a Int64Array),
     Cells(&'a Column),
 }
 
@@ -467,6 +471,7 @@ impl Times<'_> {
     fn at(&self, i: usize) -> Option<i64> {
         match self {
             Times::Micros(a) => a.is_valid(i).then(|| a.value(i)),
+            Times::Epoch(a) => a.is_valid(i).then(|| epoch_int_micros(a.value(i))).flatten(),
             Times::Cells(c) => read_timestamp(c.cell(i)),
         }
     }
@@ -478,6 +483,12 @@ impl Flags<'_> {
     fn at(&self, i: usize) -> Option<bool> {
         match self {
             Flags::Bool(a) => Some(a.is_valid(i) && a.value(i)),
+            Flags::Int(a) if a.is_null(i) => Some(false),
+            Flags::Int(a) => match a.value(i) {
+                0 => Some(false),
+                1 => Some(true),
+                _ => None,
+            },
             Flags::Cells(c) => read_flag(c.cell(i)),
         }
     }
@@ -509,6 +520,7 @@ impl<'a> EventLane<'a> {
         }
         let times = match column(c.timestamp)? {
             Column::Micros(times) => Times::Micros(times),
+            Column::Int(times) => Times::Epoch(times),
             other => Times::Cells(other),
         };
         // Channels that rules name from other columns, and rows that carry touch keys (a
@@ -521,6 +533,7 @@ impl<'a> EventLane<'a> {
         let ConversionColumn::Flag(flag) = c.conversion else { return None };
         let flags = match column(flag)? {
             Column::Bool(flags) => Flags::Bool(flags),
+            Column::Int(flags) => Flags::Int(flags),
             other => Flags::Cells(other),
         };
         let values = match c.conversion_value {

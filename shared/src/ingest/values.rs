@@ -77,6 +77,25 @@ pub fn read_timestamp(cell: Cell<'_>) -> Option<i64> {
     }
 }
 
+/// [`read_timestamp`] of an integer cell, in integer arithmetic wherever that gives the float
+/// rule's microseconds (every time an export holds up to the year 2255): below 2^53 an
+/// integer and its product by 10^3 or 10^6 are exact doubles, so the float rule's rounding
+/// changes nothing. Other integers take the float rule itself.
+#[inline]
+pub(crate) fn epoch_int_micros(value: i64) -> Option<i64> {
+    const EXACT: u64 = 1 << 53;
+    let magnitude = value.unsigned_abs();
+    let scale = match magnitude {
+        m if m < 100_000_000_000 => 1_000_000,
+        m if m < 100_000_000_000_000 => 1_000,
+        _ => 1,
+    };
+    match value.checked_mul(scale) {
+        Some(micros) if magnitude < EXACT && micros.unsigned_abs() < EXACT => Some(micros),
+        _ => epoch_micros(value as f64),
+    }
+}
+
 fn epoch_micros(value: f64) -> Option<i64> {
     if !value.is_finite() {
         return None;
@@ -228,6 +247,29 @@ mod tests {
         }
         assert_eq!(read_timestamp(Cell::Str("2018-07-03T13:02:11.25Z")), Some(base + 250_000));
         assert_eq!(read_timestamp(Cell::Str("2018-07-03")), Some(base - (13 * 3600 + 2 * 60 + 11) * SECOND));
+    }
+
+    #[test]
+    fn integer_epochs_read_as_the_float_rule_reads_them() {
+        let mut values = vec![0, 1, -1, 1 << 53, (1 << 53) - 1, (1 << 53) + 1, -(1 << 53), i64::MAX, i64::MIN];
+        for boundary in [100_000_000_000_i64, 100_000_000_000_000, 100_000_000_000_000_000] {
+            values.extend([boundary - 1, boundary, boundary + 1, -boundary + 1, -boundary, -boundary - 1]);
+        }
+        // Exports' seconds, milliseconds, microseconds and nanoseconds, and the edges of
+        // exactness for each unit.
+        values.extend([1_767_225_600, 1_767_225_600_123, 1_767_225_600_123_456, 1_767_225_600_123_456_789]);
+        values.extend([9_007_199_254, 9_007_199_255, 99_999_999_999, 9_007_199_254_740, 9_007_199_254_741]);
+        let mut x = 0x9E37_79B9_7F4A_7C15_u64;
+        for _ in 0..100_000 {
+            // SplitMix64 steps, at every magnitude.
+            x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            values.push(((z ^ (z >> 31)) as i64) >> (z % 63));
+        }
+        for value in values {
+            assert_eq!(epoch_int_micros(value), epoch_micros(value as f64), "{value}");
+        }
     }
 
     #[test]

@@ -5,7 +5,8 @@
 use mta_core::chunk::user_key;
 use mta_core::ingest::Limits;
 use mta_core::intervals::{IntervalsSpec, user_weight};
-use mta_core::{ErrorCode, ModelId, OptionsSpec};
+use mta_core::result::{INTERVALS_CSV_HEADER, Table};
+use mta_core::{AttributionResult, ErrorCode, LookbackDays, ModelId, OptionsSpec, Partial};
 
 use crate::helpers::*;
 
@@ -78,7 +79,7 @@ fn a_replicate_counts_each_user_as_often_as_its_weight_draws() {
     let mut a_conversions = Vec::new();
     let mut a_values = Vec::new();
     let mut a_shares = Vec::new();
-    let mut a_first = 0;
+    let (mut a_first, mut ranked) = (0, 0);
     for r in 0..replicates {
         let (mut a, mut b, mut a_value) = (0.0, 0.0, 0.0);
         for (user, channel, value) in journeys {
@@ -93,8 +94,11 @@ fn a_replicate_counts_each_user_as_often_as_its_weight_draws() {
         a_conversions.push(a);
         a_values.push(a_value);
         a_shares.push(if a + b > 0.0 { a / (a + b) } else { 0.0 });
-        // Ties go to the name that sorts first: a.
-        a_first += usize::from(a >= b);
+        // Ties go to the name that sorts first: a; a replicate without conversions ranks no one.
+        if a + b > 0.0 {
+            a_first += usize::from(a >= b);
+            ranked += 1;
+        }
     }
     for values in [&mut a_conversions, &mut a_values, &mut a_shares] {
         values.sort_by(f64::total_cmp);
@@ -107,7 +111,7 @@ fn a_replicate_counts_each_user_as_often_as_its_weight_draws() {
     assert_close(interval.value_high, quantile(&a_values, 0.9), 1e-12);
     assert_close(interval.share_low, quantile(&a_shares, 0.1), 1e-12);
     assert_close(interval.share_high, quantile(&a_shares, 0.9), 1e-12);
-    assert_close(interval.rank_1_probability, a_first as f64 / replicates as f64, 1e-12);
+    assert_close(interval.rank_1_probability, a_first as f64 / ranked as f64, 1e-12);
     assert_eq!(interval.top_3_probability, 1.0, "two channels: always in the top 3");
     assert!(interval.removal_effect_low.is_none(), "removal effects are markov's");
     // The weights are not all 1: the interval has width.
@@ -209,7 +213,15 @@ fn intervals_are_refused_past_their_limits() {
     let options = event_options(with_intervals(OptionsSpec::default(), 1000, 0.9, 0));
     Limits::default().check_intervals(100, &options).expect("within the limits");
     let err = Limits::default().check_intervals(100_000, &options).unwrap_err();
-    assert!(err.message.contains("replicate"), "{err}");
+    assert!(err.message.contains("max_replicate_channels"), "{err}");
+    // The operator's limit, and each lookback window counting its own replicates.
+    let lower = Limits { max_replicate_channels: 50_000, ..Limits::default() };
+    assert!(lower.check_intervals(51, &options).unwrap_err().message.contains("max_replicate_channels"));
+    lower.check_intervals(50, &options).expect("within the lower limit");
+    let windows = OptionsSpec { lookback_days: Some(LookbackDays::Many(vec![7.0, 30.0])), ..OptionsSpec::default() };
+    let options = event_options(with_intervals(windows, 1000, 0.9, 0));
+    assert!(lower.check_intervals(26, &options).unwrap_err().message.contains("2 lookback windows"));
+    lower.check_intervals(25, &options).expect("two windows of 25 channels");
 }
 
 #[test]
@@ -252,4 +264,249 @@ fn each_period_has_the_intervals_of_its_own_journeys() {
     let err = mta_core::intervals::check_period_replicates(366, 1000).unwrap_err();
     assert_eq!(err.code, ErrorCode::LimitExceeded);
     mta_core::intervals::check_period_replicates(53, 1000).expect("a year of weeks at 1000 replicates fits");
+}
+
+/// Each model's channels' intervals, by model and channel: every figure in a row.
+fn interval_table(models: &[mta_core::result::ModelResult]) -> Vec<(String, [f64; 9])> {
+    models
+        .iter()
+        .flat_map(|m| {
+            m.channels.iter().map(move |c| {
+                let i = c.interval.as_ref().unwrap_or_else(|| panic!("{} {} has an interval", m.model, c.channel));
+                let figures = [
+                    i.conversions_low,
+                    i.conversions_high,
+                    i.value_low,
+                    i.value_high,
+                    i.share_low,
+                    i.share_high,
+                    i.rank_1_probability,
+                    i.top_3_probability,
+                    i.median_rank,
+                ];
+                (format!("{} {}", m.model, c.channel), figures)
+            })
+        })
+        .collect()
+}
+
+/// Whether two interval tables name the same channels with the same figures (to 1e-9).
+fn same_intervals(a: &[(String, [f64; 9])], b: &[(String, [f64; 9])]) -> bool {
+    a.len() == b.len()
+        && a.iter().zip(b).all(|((na, fa), (nb, fb))| {
+            na == nb && fa.iter().zip(fb).all(|(x, y)| (x - y).abs() <= 1e-9 * x.abs().max(1.0))
+        })
+}
+
+#[test]
+fn each_lookback_window_has_the_intervals_of_a_run_under_that_window_alone() {
+    // Touches 3, 2 and 1 days before each conversion: a window of 1.5 days keeps the last
+    // touch only, so its intervals differ from the unlimited window's (the whole's).
+    let events = simulated(150, 3, &["a", "b", "c"], 0.5, 0.3, 31);
+    let models = only(&["first_touch", "linear", "markov", "shao_li"]);
+    let run = |lookback| {
+        let spec = OptionsSpec { lookback_days: Some(lookback), ..models.clone() };
+        attribute_events(&events.chunk(), &event_options(with_intervals(spec, 25, 0.8, 4)))
+    };
+    let compared = run(LookbackDays::Many(vec![0.0, 1.5]));
+    let (unlimited, short) = (run(LookbackDays::One(0.0)), run(LookbackDays::One(1.5)));
+    assert_eq!(compared.windows.len(), 2);
+    let table = |models: &[mta_core::result::ModelResult]| interval_table(models);
+    assert_eq!(table(&compared.windows[0].models), table(&compared.models), "the first window is the whole");
+    assert!(same_intervals(&table(&compared.models), &table(&unlimited.models)));
+    assert!(same_intervals(&table(&compared.windows[1].models), &table(&short.models)));
+    assert!(!same_intervals(&table(&short.models), &table(&unlimited.models)), "the windows differ");
+}
+
+/// `table` of `result` has the intervals of each part (label, models) in order, the part's
+/// label column `column` first.
+fn check_part_table<'a>(
+    result: &AttributionResult,
+    table: &str,
+    column: &str,
+    parts: impl Iterator<Item = (String, &'a Vec<mta_core::result::ModelResult>)>,
+) {
+    let table: Table = table.parse().unwrap();
+    assert!(table.applies_to(result), "{table:?}");
+    let csv = table.csv(result);
+    let mut lines = csv.lines();
+    assert_eq!(lines.next(), Some(format!("{column},{INTERVALS_CSV_HEADER}").as_str()));
+    let mut want = Vec::new();
+    for (label, models) in parts {
+        for m in models {
+            for c in &m.channels {
+                let i = c.interval.as_ref().expect("every part's channel has an interval");
+                want.push(format!(
+                    "{label},{},{},{},{},{}",
+                    m.model, c.channel, c.conversions, i.conversions_low, i.conversions_high
+                ));
+            }
+        }
+    }
+    let fields = 5 + column.split(',').count();
+    let got: Vec<String> = lines.map(|line| line.split(',').take(fields).collect::<Vec<_>>().join(",")).collect();
+    assert!(!want.is_empty());
+    assert_eq!(got, want, "{table:?}");
+}
+
+#[test]
+fn the_intervals_of_every_period_segment_and_window_have_their_tables() {
+    let events = simulated(80, 3, &["a", "b", "c"], 0.5, 0.3, 41);
+    let models = only(&["linear", "markov"]);
+    let windows = OptionsSpec { lookback_days: Some(LookbackDays::Many(vec![0.0, 1.5])), ..models.clone() };
+    let result = attribute_events(&events.chunk(), &event_options(with_intervals(windows, 12, 0.9, 1)));
+    let parts = result.windows.iter().map(|w| (w.lookback_days.to_string(), &w.models));
+    check_part_table(&result, "window_intervals", "lookback_days", parts);
+    assert!(!"period_intervals".parse::<Table>().unwrap().applies_to(&result), "no period asked");
+
+    let mut two_weeks = events.clone();
+    for row in simulated(50, 2, &["a", "b"], 0.2, 0.3, 42).rows {
+        two_weeks.rows.push(Row { time: row.time + 14 * DAY, ..row });
+    }
+    let weekly = OptionsSpec { period: Some(mta_core::period::Period::Week), ..models.clone() };
+    let result = attribute_events(&two_weeks.chunk(), &event_options(with_intervals(weekly.clone(), 12, 0.9, 1)));
+    assert_eq!(result.periods.len(), 2);
+    check_part_table(
+        &result,
+        "period_intervals",
+        "period",
+        result.periods.iter().map(|p| (p.period.clone(), &p.models)),
+    );
+    assert!(!"window_intervals".parse::<Table>().unwrap().applies_to(&result), "one window");
+
+    // Segments by user (the first 40 users of each generator are "x"), and their weeks.
+    let mut chunk = two_weeks.chunk();
+    let (x, y) = (chunk.segments.id("x"), chunk.segments.id("y"));
+    chunk.segment_ids = two_weeks
+        .rows
+        .iter()
+        .map(|r| if r.user.rsplit('u').next().unwrap().parse::<usize>().unwrap() < 40 { x } else { y })
+        .collect();
+    let segmented = OptionsSpec { segment_by: Some("team".into()), ..weekly };
+    let options = event_options(with_intervals(segmented, 12, 0.9, 1));
+    let result = Partial::from_events(&chunk, &options).and_then(|p| p.finish(&options)).unwrap();
+    assert_eq!(result.segments.len(), 2);
+    let parts = result
+        .segments
+        .iter()
+        .flat_map(|s| s.periods.iter().map(move |p| (format!("{},{}", s.value().unwrap(), p.period), &p.models)));
+    check_part_table(&result, "segment_period_intervals", "team,period", parts);
+    let parts = result.segments.iter().map(|s| (s.value().unwrap().to_owned(), &s.models));
+    check_part_table(&result, "segment_intervals", "team", parts);
+}
+
+#[test]
+fn each_breakdown_row_has_the_interval_of_its_replicates_rows() {
+    // Last touch by campaign: (email, spring) is credited u1 and u3's conversions, (email,
+    // summer) u2's, (search, brand) u4's and u5's. Replicate r credits each row its users'
+    // weights. Under markov, email's rows split email's replicate credit by the replicate's
+    // shares; search has one row, whose interval is search's own.
+    let journeys = [
+        ("u1", "email", Some("spring"), 10.0),
+        ("u2", "email", Some("summer"), 20.0),
+        ("u3", "email", Some("spring"), 30.0),
+        ("u4", "search", Some("brand"), 40.0),
+        ("u5", "search", Some("brand"), 50.0),
+    ];
+    let mut events = Events::new();
+    for (user, channel, campaign, value) in journeys {
+        events = events.journey(user, &[&mta_core::chunk::touch_key(channel, &[campaign])], value);
+    }
+    let (replicates, seed) = (40, 3);
+    let spec = OptionsSpec { breakdown: Some(vec!["campaign".into()]), ..only(&["last_touch", "markov"]) };
+    let result = attribute_events(&events.chunk(), &event_options(with_intervals(spec, replicates, 0.8, seed)));
+    let row = |id: ModelId, channel: &str, campaign: &str| {
+        let rows = model(&result, id).breakdown.as_ref().expect("a breakdown was asked for");
+        rows.iter().find(|r| r.channel == channel && r.values[0].1 == campaign).unwrap().clone()
+    };
+    for (channel, campaign) in [("email", "spring"), ("email", "summer"), ("search", "brand")] {
+        let (mut conversions, mut values) = (Vec::new(), Vec::new());
+        for r in 0..replicates {
+            let (mut c, mut v) = (0.0, 0.0);
+            for (user, ch, cp, value) in journeys {
+                if ch == channel && cp == Some(campaign) {
+                    let w = user_weight(user_key(user.as_bytes()), r, seed) as f64;
+                    (c, v) = (c + w, v + w * value);
+                }
+            }
+            conversions.push(c);
+            values.push(v);
+        }
+        conversions.sort_by(f64::total_cmp);
+        values.sort_by(f64::total_cmp);
+        let interval = row(ModelId::LastTouch, channel, campaign).interval.expect("every row has an interval");
+        assert_close(interval.conversions_low, quantile(&conversions, 0.1), 1e-12);
+        assert_close(interval.conversions_high, quantile(&conversions, 0.9), 1e-12);
+        assert_close(interval.value_low, quantile(&values, 0.1), 1e-12);
+        assert_close(interval.value_high, quantile(&values, 0.9), 1e-12);
+    }
+    let search = model(&result, ModelId::Markov).channels.iter().find(|c| c.channel == "search").unwrap();
+    let (channel, brand) =
+        (search.interval.as_ref().unwrap(), row(ModelId::Markov, "search", "brand").interval.unwrap());
+    assert_close(brand.conversions_low, channel.conversions_low, 1e-12);
+    assert_close(brand.value_high, channel.value_high, 1e-12);
+    let spring = row(ModelId::Markov, "email", "spring").interval.unwrap();
+    assert!(spring.conversions_low < spring.conversions_high);
+    // The `breakdown_intervals` table: every row, each figure followed by its bounds.
+    let table: Table = "breakdown_intervals".parse().unwrap();
+    assert!(table.applies_to(&result));
+    let csv = table.csv(&result);
+    let lines: Vec<&str> = csv.lines().collect();
+    let header = "model,channel,campaign,conversions,conversions_low,conversions_high,value,value_low,value_high";
+    assert_eq!(lines[0], header);
+    assert_eq!(lines.len(), 1 + 2 * 3, "two models × three rows");
+    let r = row(ModelId::Markov, "email", "spring");
+    let i = r.interval.as_ref().unwrap();
+    let want = format!(
+        "markov,email,spring,{},{},{},{},{},{}",
+        r.conversions, i.conversions_low, i.conversions_high, r.value, i.value_low, i.value_high
+    );
+    assert!(lines.contains(&want.as_str()), "{csv}");
+
+    // Past the cap on rows × replicates: refused, naming it, as soon as a chunk's keys pass it.
+    let mut events = Events::new();
+    for user in 0..1001 {
+        let campaign = format!("c{user}");
+        events = events.journey(&format!("u{user}"), &[&mta_core::chunk::touch_key("email", &[Some(&campaign)])], 1.0);
+    }
+    let spec = OptionsSpec { breakdown: Some(vec!["campaign".into()]), ..only(&["linear"]) };
+    let err = Partial::from_events(&events.chunk(), &event_options(with_intervals(spec, 1000, 0.9, 0))).unwrap_err();
+    assert_eq!(err.code, ErrorCode::LimitExceeded);
+    assert!(err.message.contains("max_breakdown_replicates"), "{err}");
+    let err = mta_core::intervals::check_breakdown_replicates(10_001, 100).unwrap_err();
+    assert_eq!(err.code, ErrorCode::LimitExceeded);
+    assert!(err.message.contains("max_breakdown_replicates"), "{err}");
+    mta_core::intervals::check_breakdown_replicates(10_000, 100).expect("within the cap");
+}
+
+#[test]
+fn rank_probabilities_count_only_the_replicates_that_credit_some_conversion() {
+    // u1 converts through b; u2 touches a and does not convert. In a replicate that draws u1
+    // 0 times nothing converts and a and b tie: no ranking, so b is first in every replicate
+    // that ranks (by name, a would have been first in the others).
+    let events = Events::new().journey("u1", &["b"], 10.0).touch("u2", T0 - DAY, "a");
+    let (replicates, seed) = (60, 2);
+    let options = event_options(with_intervals(only(&["last_touch"]), replicates, 0.9, seed));
+    let result = attribute_events(&events.chunk(), &options);
+    let unranked = (0..replicates).filter(|&r| user_weight(user_key(b"u1"), r, seed) == 0).count();
+    assert!(unranked > 5, "about e^-1 of the replicates draw u1 0 times: {unranked}");
+    let channel = |name: &str| {
+        let channels = &model(&result, ModelId::LastTouch).channels;
+        channels.iter().find(|c| c.channel == name).unwrap().interval.clone().unwrap()
+    };
+    let (a, b) = (channel("a"), channel("b"));
+    assert_eq!((b.rank_1_probability, b.median_rank), (1.0, 1.0));
+    assert_eq!((a.rank_1_probability, a.median_rank, a.top_3_probability), (0.0, 2.0, 1.0));
+    assert_eq!(b.conversions_low, 0.0, "the unranked replicates still count in the intervals");
+
+    // Nothing converts at all: no replicate ranks, so the probabilities are 0 and the median
+    // rank is the result's.
+    let events = Events::new().touch("u1", T0 - DAY, "b").touch("u2", T0 - DAY, "a");
+    let result = attribute_events(&events.chunk(), &options);
+    let channels = &model(&result, ModelId::LastTouch).channels;
+    assert_eq!(channels.len(), 2, "touched channels are listed");
+    for (rank, c) in channels.iter().enumerate() {
+        let i = c.interval.as_ref().unwrap();
+        assert_eq!((i.rank_1_probability, i.top_3_probability, i.median_rank), (0.0, 0.0, (rank + 1) as f64));
+    }
 }

@@ -338,8 +338,9 @@ fn check_chunked(
     Ok(())
 }
 
-/// A model's breakdown rows: (channel, values) → (conversions, value, [cost, cpa, roas]).
-type BreakdownNumbers = BTreeMap<(String, Vec<(String, String)>), (f64, f64, [Option<Option<f64>>; 3])>;
+/// A model's breakdown rows: (channel, values) → (conversions, value, [cost, cpa, roas], interval).
+type BreakdownNumbers =
+    BTreeMap<(String, Vec<(String, String)>), (f64, f64, [Option<Option<f64>>; 3], Option<[f64; 4]>)>;
 
 type ChannelNumbers = BTreeMap<String, (f64, f64, Option<f64>, Option<f64>)>;
 
@@ -506,13 +507,17 @@ fn check_same(what: &str, got: &AttributionResult, want: &AttributionResult) -> 
                 .flatten()
                 .map(|row| {
                     let spend = [row.cost, row.cpa, row.roas];
-                    ((row.channel.clone(), row.values.clone()), (row.conversions, row.value, spend))
+                    let interval = row
+                        .interval
+                        .as_ref()
+                        .map(|i| [i.conversions_low, i.conversions_high, i.value_low, i.value_high]);
+                    ((row.channel.clone(), row.values.clone()), (row.conversions, row.value, spend, interval))
                 })
                 .collect()
         };
         let (g, w) = (rows(got), rows(want));
         prop_assert_eq!(g.keys().collect::<Vec<_>>(), w.keys().collect::<Vec<_>>(), "{}: {} breakdown", what, m.model);
-        for (key, &(conversions, value, spend)) in &w {
+        for (key, &(conversions, value, spend, interval)) in &w {
             check_close(&format!("{what}: {} breakdown {key:?}", m.model), g[key].0, conversions)?;
             check_close(&format!("{what}: {} breakdown {key:?} value", m.model), g[key].1, value)?;
             // Cost per campaign: `null` in the same places, else the same numbers.
@@ -521,6 +526,18 @@ fn check_same(what: &str, got: &AttributionResult, want: &AttributionResult) -> 
                 prop_assert_eq!(present(a), present(&b), "{}: {} breakdown {:?} {}", what, m.model, key, field);
                 let label = format!("{what}: {} breakdown {key:?} {field}", m.model);
                 check_close(&label, a.flatten().unwrap_or(0.0), b.flatten().unwrap_or(0.0))?;
+            }
+            // Intervals (the whole's rows with `intervals`): in the same places, the same figures.
+            prop_assert_eq!(
+                g[key].3.is_some(),
+                interval.is_some(),
+                "{}: {} breakdown {:?} interval",
+                what,
+                m.model,
+                key
+            );
+            for (a, b) in g[key].3.unwrap_or_default().into_iter().zip(interval.unwrap_or_default()) {
+                check_close(&format!("{what}: {} breakdown {key:?} interval", m.model), a, b)?;
             }
         }
     }
@@ -934,6 +951,11 @@ proptest! {
         want.add_spend(&costs);
         check_breakdown_adds_up(&want)?;
         check_campaign_cost_adds_up(&want)?;
+        // With `intervals`, every row of the whole has its interval.
+        for m in &want.models {
+            let rows = m.breakdown.iter().flatten();
+            prop_assert!(rows.clone().all(|r| r.interval.is_some() == options.intervals.is_some()), "{}", m.model);
+        }
         // Every reader reads the stored JSON back as the typed result, rows included.
         let json = serde_json::to_string(&want).unwrap();
         let read: AttributionResult = serde_json::from_str(&json).unwrap();
@@ -1015,7 +1037,11 @@ proptest! {
                 markov_pair_effects: false,
                 ..options.clone()
             };
-            let alone = attribute_events(&event_chunk(&own), &alone_options);
+            let mut alone = attribute_events(&event_chunk(&own), &alone_options);
+            // Breakdown rows have intervals at the top level only.
+            for row in alone.models.iter_mut().flat_map(|m| m.breakdown.iter_mut().flatten()) {
+                row.interval = None;
+            }
             let mut got = segment_as_result(&want, segment);
             got.summary.rows = alone.summary.rows;
             check_conservation(&got)?;
@@ -1070,7 +1096,11 @@ proptest! {
                 markov_pair_effects: false,
                 ..plain_options.clone()
             };
-            let alone = attribute_events(&event_chunk(&own), &alone_options);
+            let mut alone = attribute_events(&event_chunk(&own), &alone_options);
+            // Breakdown rows have intervals at the top level only.
+            for row in alone.models.iter_mut().flat_map(|m| m.breakdown.iter_mut().flatten()) {
+                row.interval = None;
+            }
             let mut got = segment_as_result(&want, segment);
             got.summary.rows = alone.summary.rows;
             check_conservation(&got)?;
@@ -1147,8 +1177,6 @@ proptest! {
                 prop_assert!(markov.pairs.is_none() && markov.order_selection.is_none());
                 alone.markov_order = chosen;
                 alone.markov_pair_effects = None;
-                // Intervals are the top level's (the first window's) only.
-                alone.intervals = None;
             }
             let want = attribute_events(&event_chunk(&rows), &event_options(alone));
             let got = window_as_result(&result, window);

@@ -241,7 +241,8 @@ class ChannelInterval:
     value_high: float
     share_low: float
     share_high: float
-    #: Share of the replicates in which the channel ranks first / in the top 3.
+    #: Share of the replicates in which the channel ranks first / in the top 3, among those that
+    #: credit some conversion (in one that credits none no ranking is defined).
     rank_1_probability: float
     top_3_probability: float
     median_rank: float
@@ -307,6 +308,20 @@ class ChannelCredit:
 
 
 @dataclass(frozen=True)
+class RowInterval:
+    """A breakdown row's percentile intervals over the bootstrap replicates."""
+
+    conversions_low: float
+    conversions_high: float
+    value_low: float
+    value_high: float
+
+    @classmethod
+    def from_json(cls, value: Mapping[str, Any]) -> RowInterval:
+        return cls(**{name: float(value[name]) for name in ("conversions_low", "conversions_high", "value_low", "value_high")})
+
+
+@dataclass(frozen=True)
 class BreakdownRow:
     """A model's credit to one channel × breakdown values (the ``breakdown`` option)."""
 
@@ -321,10 +336,13 @@ class BreakdownRow:
     cost: float | None = None
     cpa: float | None = None
     roas: float | None = None
+    #: With ``intervals``: the bootstrap intervals of the row's conversions and value (the
+    #: result's top-level rows).
+    interval: RowInterval | None = None
 
     @classmethod
     def from_json(cls, value: Mapping[str, Any]) -> BreakdownRow:
-        fixed = ("channel", "conversions", "value", "cost", "cpa", "roas")
+        fixed = ("channel", "conversions", "value", "cost", "cpa", "roas", "interval")
 
         def optional(name: str) -> float | None:
             v = value.get(name)
@@ -338,6 +356,7 @@ class BreakdownRow:
             cost=optional("cost"),
             cpa=optional("cpa"),
             roas=optional("roas"),
+            interval=None if value.get("interval") is None else RowInterval.from_json(value["interval"]),
         )
 
 
