@@ -756,9 +756,25 @@ pub const MAX_BREAKDOWN_LEVELS: usize = 2;
 /// Longest breakdown column name, in bytes (as for a column mapping's names).
 const MAX_BREAKDOWN_NAME_BYTES: usize = 1024;
 
-/// Names a breakdown column may not have: they are the other fields of its rows and tables.
-const RESERVED_BREAKDOWN_NAMES: [&str; 10] =
-    ["channel", "conversions", "value", "model", "period", "share", "cost", "cpa", "roas", "interval"];
+/// Names a breakdown column may not have: they are the other fields of its rows and tables
+/// (credit, cost and interval rows, position rows, the label of a window's tables).
+const RESERVED_BREAKDOWN_NAMES: [&str; 15] = [
+    "channel",
+    "conversions",
+    "value",
+    "model",
+    "period",
+    "share",
+    "cost",
+    "cpa",
+    "roas",
+    "interval",
+    "only",
+    "first",
+    "middle",
+    "last",
+    "lookback_days",
+];
 
 /// The breakdown columns, trimmed: at most two, distinct, none of the reserved names.
 fn validate_breakdown(names: &[String], kind: InputKind) -> Result<Vec<String>, AttributionError> {
@@ -970,6 +986,8 @@ mod tests {
             (&["campaign", "Campaign"][..], "named twice"),
             (&["channel"][..], "cannot be a breakdown column"),
             (&["Value"][..], "cannot be a breakdown column"),
+            (&["First"][..], "cannot be a breakdown column"),
+            (&["lookback_days"][..], "cannot be a breakdown column"),
             (&[" "][..], "empty"),
         ] {
             let err = with(names).check(None).unwrap_err();
