@@ -382,13 +382,7 @@ async fn cancel_stops_a_running_job_and_it_stays_cancelled() {
     let upload = service.upload_file(&sample("events.csv")).await;
     let id = service.submit_ok(json!({ "upload_id": upload })).await;
     wait_for_stage(&service, &id, "attributing").await;
-    let response = service.http.delete(format!("{}/v1/jobs/{id}", service.base)).send().await.unwrap();
-    assert_eq!(response.status(), 200);
-    let job = service.wait(&id, Duration::from_secs(10)).await;
-    assert_eq!(job["state"], "cancelled");
-    // The running chunk stops and the job's chunk files are removed.
-    let chunks = service.store_dir().join("jobs").join(&id).join("chunks");
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let chunks = service.job_dir(&id).join("chunks");
     // (The local store removes files and leaves their empty directories.)
     let files = |dir: &std::path::Path| -> usize {
         std::fs::read_dir(dir)
@@ -398,6 +392,13 @@ async fn cancel_stops_a_running_job_and_it_stays_cancelled() {
             .map(|e| std::fs::read_dir(e.path()).map_or(1, |d| d.count()))
             .sum()
     };
+    assert!(files(&chunks) > 0, "no chunk files while attributing: {}", chunks.display());
+    let response = service.http.delete(format!("{}/v1/jobs/{id}", service.base)).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let job = service.wait(&id, Duration::from_secs(10)).await;
+    assert_eq!(job["state"], "cancelled");
+    // The running chunk stops and the job's chunk files are removed.
+    let deadline = Instant::now() + Duration::from_secs(10);
     while files(&chunks) > 0 {
         assert!(Instant::now() < deadline, "chunk files of a cancelled job remain: {}", chunks.display());
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -408,6 +409,66 @@ async fn cancel_stops_a_running_job_and_it_stays_cancelled() {
     let response = service.http.delete(format!("{}/v1/jobs/{id}", service.base)).send().await.unwrap();
     assert_eq!(response.status(), 409);
     service.assert_nothing_stuck().await;
+}
+
+/// A split task stores what it hands over as one object and its index, whatever the number
+/// of partitions and flushes: the job's store holds two chunk objects per split task.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_stores_two_chunk_objects_per_split_task_whatever_its_partitions() {
+    let service = Service::start(slow_chunks(1, 1_000)).await;
+    let upload = service.upload_file(&sample("events.csv")).await;
+    let id = service.submit_ok(json!({ "upload_id": upload })).await;
+    wait_for_stage(&service, &id, "attributing").await;
+    let (_, job) = service.get(&format!("/v1/jobs/{id}")).await;
+    let splits = job["progress"]["splits_total"].as_u64().unwrap();
+    assert!(splits > 1 && job["progress"]["chunks_total"].as_u64().unwrap() > splits, "{job}");
+    let chunks = service.job_dir(&id).join("chunks");
+    let mut names: Vec<String> =
+        std::fs::read_dir(&chunks).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    names.sort();
+    let expected: Vec<String> = (0..splits).flat_map(|s| [format!("s{s:04}.index"), format!("s{s:04}.rows")]).collect();
+    assert_eq!(names, expected, "{}", chunks.display());
+    let job = service.wait(&id, Duration::from_secs(60)).await;
+    assert_eq!(job["state"], "succeeded", "{job}");
+    let (_, result) = service.get(&format!("/v1/jobs/{id}/result")).await;
+    assert_same_result(&without_job_id(result), &attribute_json(&sample("events.csv"), &[]), "result");
+}
+
+/// A job split by an older worker (a chunk file per partition and flush, no split object)
+/// still finishes after an upgrade: a split without an index is read from its files.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_split_stored_by_an_older_worker_as_files_per_partition_is_still_read() {
+    let service = Service::start(slow_chunks(1, 1_000)).await;
+    let upload = service.upload_file(&sample("events.csv")).await;
+    let id = service.submit_ok(json!({ "upload_id": upload })).await;
+    wait_for_stage(&service, &id, "attributing").await;
+    // Split 0 rewritten the way older workers stored it, while the partitions are attributed.
+    let chunks = service.job_dir(&id).join("chunks");
+    let (index, rows) =
+        (std::fs::read(chunks.join("s0000.index")).unwrap(), std::fs::read(chunks.join("s0000.rows")).unwrap());
+    let mut files = 0;
+    for (partition, entry) in index.chunks_exact(16).enumerate() {
+        let (start, length) = mta_platform::chunk_file::decode_index_entry("s0000.index", entry).unwrap();
+        let mut run = &rows[start as usize..(start + length) as usize];
+        let dir = chunks.join(format!("p{partition:05}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        for flush in 0.. {
+            if run.is_empty() {
+                break;
+            }
+            let n = u64::from_le_bytes(run[..8].try_into().unwrap()) as usize;
+            std::fs::write(dir.join(format!("s0000-{flush:05}.rows")), &run[8..8 + n]).unwrap();
+            run = &run[8 + n..];
+            files += 1;
+        }
+    }
+    assert!(files > 1, "{files} chunk files");
+    std::fs::remove_file(chunks.join("s0000.index")).unwrap();
+    std::fs::remove_file(chunks.join("s0000.rows")).unwrap();
+    let job = service.wait(&id, Duration::from_secs(60)).await;
+    assert_eq!(job["state"], "succeeded", "{job}");
+    let (_, result) = service.get(&format!("/v1/jobs/{id}/result")).await;
+    assert_same_result(&without_job_id(result), &attribute_json(&sample("events.csv"), &[]), "result");
 }
 
 /// `(unit, worker, start_ms, end_ms)` from a job's timeline; an open interval ends at `None`.

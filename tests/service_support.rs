@@ -10,6 +10,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+/// The tenant of the admin key every service is started with.
+const KEY_TENANT: &str = "t1";
+
 pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").expect("bind a free port").local_addr().expect("address").port()
 }
@@ -215,7 +218,7 @@ impl Service {
             _data: data,
         };
         // Tests poll often: the harness key gets room for that (quota tests make their own keys).
-        service.key = service.create_key("t1", "admin", &["--requests-per-hour", "1000000"]);
+        service.key = service.create_key(KEY_TENANT, "admin", &["--requests-per-hour", "1000000"]);
         service.http = client(Some(&service.key));
         wait_healthy(&service.base).await;
         service
@@ -274,6 +277,11 @@ impl Service {
     /// The local object store's directory (services started without `store_url`).
     pub(crate) fn store_dir(&self) -> std::path::PathBuf {
         self._data.path().join("store")
+    }
+
+    /// Where the local store keeps job `id` of the service key's tenant.
+    pub(crate) fn job_dir(&self, id: &str) -> std::path::PathBuf {
+        self.store_dir().join("tenants").join(KEY_TENANT).join("jobs").join(id)
     }
 
     pub(crate) fn worker_count(&self) -> usize {

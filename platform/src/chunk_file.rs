@@ -11,6 +11,12 @@
 //!   a count (u32), then per name its length (u32) and UTF-8 bytes;
 //! - the rows: row segments up to the end of the file (the split stage writes one),
 //!   whose channel and segment ids index the two lists.
+//!
+//! A split task stores all it hands over as one object (`keys::split_rows`): partition by
+//! partition, a run of chunk files, each behind its byte length (u64); and an index
+//! (`keys::split_index`) of [`INDEX_ENTRY_BYTES`] per partition: where its run starts and
+//! how long it is (u64 each). An attribute task reads its entry and its run of each split
+//! by range, so a job has two objects per split task whatever the number of partitions.
 
 mod parquet;
 
@@ -29,6 +35,40 @@ const HEADER_BYTES: usize = 12;
 
 /// The extension of chunk files; older workers wrote `.parquet` ones.
 pub const EXTENSION: &str = "rows";
+/// A partition's entry in a split's index: the start and the length of its run (u64 each).
+pub const INDEX_ENTRY_BYTES: u64 = 16;
+
+/// Appends chunk file `file` to a partition's run, behind its length.
+pub fn append_to_run(run: &mut Vec<u8>, file: &[u8]) {
+    run.extend_from_slice(&(file.len() as u64).to_le_bytes());
+    run.extend_from_slice(file);
+}
+
+/// Decodes a partition's run of chunk files (read from split object `name`) into `into`.
+pub fn decode_run_into(name: &str, mut run: Bytes, into: &mut EventChunk) -> anyhow::Result<()> {
+    while !run.is_empty() {
+        ensure!(run.len() >= 8, "{name}: a chunk file's length is cut short");
+        let length = u64::from_le_bytes(run[..8].try_into().expect("8 bytes"));
+        ensure!(length <= (run.len() - 8) as u64, "{name}: a chunk file is cut short");
+        let end = 8 + length as usize;
+        decode_into(name, run.slice(8..end), into)?;
+        run = run.slice(end..);
+    }
+    Ok(())
+}
+
+/// A split's index: each partition's (start, length) in the split's object.
+pub fn encode_index(runs: &[(u64, u64)]) -> Vec<u8> {
+    runs.iter().flat_map(|&(start, length)| [start.to_le_bytes(), length.to_le_bytes()]).flatten().collect()
+}
+
+/// One partition's (start, length) from its [`INDEX_ENTRY_BYTES`] of a split's index.
+pub fn decode_index_entry(name: &str, bytes: &[u8]) -> anyhow::Result<(u64, u64)> {
+    ensure!(bytes.len() as u64 == INDEX_ENTRY_BYTES, "{name}: an index entry is cut short");
+    let (start, length) = bytes.split_at(8);
+    let read = |b: &[u8]| u64::from_le_bytes(b.try_into().expect("8 bytes"));
+    Ok((read(start), read(length)))
+}
 
 /// Encodes rows whose channel and segment ids index `channels` and `segments` (the
 /// segment values are written only when the rows carry segment ids).
@@ -165,7 +205,7 @@ mod tests {
     }
 
     /// A partition's dictionaries that already know some names, in another order.
-    fn partition() -> EventChunk {
+    fn partition_chunk() -> EventChunk {
         let mut into = EventChunk::default();
         into.channels.id("y");
         into.segments.id("FR");
@@ -197,7 +237,7 @@ mod tests {
         for keep_user_ids in [false, true] {
             for with_segments in [false, true] {
                 let written = sample(keep_user_ids, with_segments);
-                let mut read = partition();
+                let mut read = partition_chunk();
                 decode_into("p", Bytes::from(encode_chunk(&written)), &mut read).unwrap();
                 assert_same_rows(&read, &written);
                 assert_eq!(read.channel_ids[0], 0, "y keeps its id in the partition's dictionary");
@@ -217,7 +257,7 @@ mod tests {
                 let written = sample(keep_user_ids, with_segments);
                 let old = parquet::encode(&written);
                 assert!(old.starts_with(PARQUET_MAGIC));
-                let mut read = partition();
+                let mut read = partition_chunk();
                 decode_into("old", Bytes::from(old), &mut read).unwrap();
                 assert_same_rows(&read, &written);
                 assert_eq!(read.row_numbers, written.row_numbers);
@@ -229,6 +269,43 @@ mod tests {
                 assert_eq!(read.row_numbers[4..], [10, 11, 12, 13]);
             }
         }
+    }
+
+    #[test]
+    fn a_split_object_holds_each_partitions_run_and_its_index_finds_it() {
+        // Two partitions of one split, two flushes each, as the split stage lays them out.
+        let flushes = [sample(false, true), sample(false, true)];
+        let mut object = Vec::new();
+        let mut runs = Vec::new();
+        for partition in 0..2 {
+            let mut run = Vec::new();
+            for flush in &flushes {
+                let mut rows = flush.clone();
+                rows.timestamps.iter_mut().for_each(|t| *t += partition);
+                append_to_run(&mut run, &encode_chunk(&rows));
+            }
+            runs.push((object.len() as u64, run.len() as u64));
+            object.extend_from_slice(&run);
+        }
+        let index = encode_index(&runs);
+        assert_eq!(index.len() as u64, 2 * INDEX_ENTRY_BYTES);
+        let object = Bytes::from(object);
+        for (partition, written) in [(0i64, 0u64), (1, 1)] {
+            let at = (written * INDEX_ENTRY_BYTES) as usize;
+            let (start, length) = decode_index_entry("s", &index[at..at + INDEX_ENTRY_BYTES as usize]).unwrap();
+            let mut read = partition_chunk();
+            decode_run_into("s", object.slice(start as usize..(start + length) as usize), &mut read).unwrap();
+            assert_eq!(read.len(), 8, "both flushes of the partition");
+            let expected: Vec<i64> = flushes.iter().flat_map(|f| f.timestamps.iter().map(|t| t + partition)).collect();
+            assert_eq!(read.timestamps, expected);
+            assert_eq!(read.row_numbers, (1..=8).collect::<Vec<u64>>(), "numbered on across the run");
+        }
+        let whole = object.slice(0..runs[0].1 as usize);
+        for cut in [1, 7, 9, whole.len() - 1] {
+            let error = decode_run_into("s0003.rows", whole.slice(..cut), &mut EventChunk::default()).unwrap_err();
+            assert!(format!("{error:#}").contains("s0003.rows"), "{error:#}");
+        }
+        assert!(decode_index_entry("s0003.index", &index[..15]).unwrap_err().to_string().contains("s0003.index"));
     }
 
     #[test]

@@ -155,6 +155,20 @@ impl Storage {
         result.bytes().await.with_context(|| format!("Failed to read {key}"))
     }
 
+    /// Bytes `range` of the object.
+    pub async fn get_range(&self, key: &Key, range: Range<u64>) -> anyhow::Result<Bytes> {
+        self.store.get_range(key, range).await.with_context(|| format!("Failed to read {key}"))
+    }
+
+    /// Bytes `range` of the object; `None` when the object does not exist.
+    pub async fn get_range_opt(&self, key: &Key, range: Range<u64>) -> anyhow::Result<Option<Bytes>> {
+        match self.store.get_range(key, range).await {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e).with_context(|| format!("Failed to read {key}")),
+        }
+    }
+
     /// `None` when the object does not exist.
     pub async fn get_opt(&self, key: &Key) -> anyhow::Result<Option<Bytes>> {
         match self.store.get(key).await {
@@ -404,8 +418,19 @@ pub mod keys {
         Key::from(format!("tenants/{tenant}/jobs/{job}/{rest}"))
     }
 
+    /// The rows split task `split` handed to every partition: one object, each partition's
+    /// rows contiguous (`chunk_file::SplitRows`).
+    pub fn split_rows(tenant: &Tenant, id: &JobId, split: u32) -> Key {
+        job(tenant, id, &format!("chunks/s{split:04}.{}", crate::chunk_file::EXTENSION))
+    }
+
+    /// Where each partition's rows are in [`split_rows`]: 16 bytes per partition.
+    pub fn split_index(tenant: &Tenant, id: &JobId, split: u32) -> Key {
+        job(tenant, id, &format!("chunks/s{split:04}.index"))
+    }
+
     /// Rows of `partition` written by split task `split` (its `seq`-th flush), a
-    /// `chunk_file`.
+    /// `chunk_file`: the layout of workers before split objects, still read.
     pub fn chunk(tenant: &Tenant, id: &JobId, partition: u32, split: u32, seq: u32) -> Key {
         let extension = crate::chunk_file::EXTENSION;
         job(tenant, id, &format!("chunks/p{partition:05}/s{split:04}-{seq:05}.{extension}"))

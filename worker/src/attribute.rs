@@ -5,12 +5,14 @@
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use bytes::Bytes;
 use mta_core::Partial;
 use mta_core::chunk::EventChunk;
 use mta_platform::chunk_file;
 use mta_platform::job::{FanIn, JobRecord, Stage};
 use mta_platform::queue::{AttributeTask, ReduceTask, StageHandler, TaskError, TaskInfo};
 use mta_platform::storage::keys;
+use object_store::path::Path as ObjectKey;
 
 use crate::Services;
 use crate::stage::{StopFlag, compute, run_unit};
@@ -67,26 +69,56 @@ async fn attribute(
     Ok(())
 }
 
-/// Every chunk file of one partition, decoded into one chunk (used again by the credits export).
+/// A partition's rows as stored by one split task: its run in the split's object, or a chunk
+/// file of an older worker.
+enum Piece {
+    Run(ObjectKey, Bytes),
+    File(ObjectKey, Bytes),
+}
+
+/// Every row of one partition, decoded into one chunk (used again by the credits export):
+/// split by split, its run in the split task's object, found through the split's index; for
+/// a split made by an older worker (no index), its chunk files of that split.
 pub async fn load_partition(
     services: &Services,
     job: &JobRecord,
     partition: u32,
     stop: &StopFlag,
 ) -> Result<EventChunk, RunError> {
-    let mut files = Vec::new();
-    let listed = services.storage.list(&keys::chunk_prefix(&job.tenant, &job.id, partition)).await?;
-    for key in chunk_file::files_to_read(listed) {
+    let older =
+        chunk_file::files_to_read(services.storage.list(&keys::chunk_prefix(&job.tenant, &job.id, partition)).await?);
+    let at = u64::from(partition) * chunk_file::INDEX_ENTRY_BYTES;
+    let mut pieces: Vec<Piece> = Vec::new();
+    for split in 0..job.progress.splits_total as u32 {
         stop.check()?;
-        let bytes = services.storage.get(&key).await?;
-        files.push((key, bytes));
+        let index = keys::split_index(&job.tenant, &job.id, split);
+        match services.storage.get_range_opt(&index, at..at + chunk_file::INDEX_ENTRY_BYTES).await? {
+            Some(entry) => {
+                let (start, length) = chunk_file::decode_index_entry(index.as_ref(), &entry)?;
+                if length > 0 {
+                    let key = keys::split_rows(&job.tenant, &job.id, split);
+                    let run = services.storage.get_range(&key, start..start + length).await?;
+                    pieces.push(Piece::Run(key, run));
+                }
+            }
+            None => {
+                let of_split = format!("s{split:04}-");
+                for key in older.iter().filter(|key| key.filename().is_some_and(|name| name.starts_with(&of_split))) {
+                    stop.check()?;
+                    pieces.push(Piece::File(key.clone(), services.storage.get(key).await?));
+                }
+            }
+        }
     }
     let stop = stop.clone();
     compute(move || {
         let mut chunk = EventChunk::default();
-        for (key, bytes) in files {
+        for piece in pieces {
             stop.check()?;
-            chunk_file::decode_into(key.as_ref(), bytes, &mut chunk)?;
+            match piece {
+                Piece::Run(key, run) => chunk_file::decode_run_into(key.as_ref(), run, &mut chunk)?,
+                Piece::File(key, file) => chunk_file::decode_into(key.as_ref(), file, &mut chunk)?,
+            }
         }
         Ok(chunk)
     })

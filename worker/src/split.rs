@@ -9,10 +9,20 @@
 //!
 //! The reader decodes and partitions on a blocking thread and hands full batches of
 //! partition buffers over a channel (rows already in the chunk files' row layout); this
-//! task writes them out as chunk files (on a second blocking thread) and stores them while
-//! the reader goes on.
+//! task encodes them as chunk files (on a second blocking thread) and appends them to a
+//! local spill file while the reader goes on. Once the share is read, it stores one object
+//! with each partition's chunk files contiguous, and its index (`chunk_file`): two objects
+//! per split task, however many partitions and flushes (a file per partition and flush
+//! made a job's object count grow with the square of its rows).
 
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
 use std::sync::Arc;
+
+use anyhow::Context;
+use bytes::Bytes;
+use futures_util::StreamExt;
 
 use mta_core::chunk::{ChannelDict, EventChunk, NO_CHANNEL, NO_SEGMENT, partition_of};
 use mta_core::ingest::{Block, InputSpec, Limits};
@@ -22,7 +32,7 @@ use mta_platform::chunk_file;
 use mta_platform::input::{CsvRange, Source, read_cost_table};
 use mta_platform::job::{FanIn, JobRecord, Stage};
 use mta_platform::queue::{AttributeTask, ReduceTask, SplitTask, StageHandler, TaskError, TaskInfo};
-use mta_platform::storage::keys;
+use mta_platform::storage::{PutStreamError, keys};
 
 use crate::Services;
 use crate::stage::{StopFlag, compute, run_unit};
@@ -118,7 +128,7 @@ async fn split(
         Source::Text { .. } => None,
     };
     let share = Share { source, range, row_groups, split: index, partitions };
-    let read = read_and_store(services, &job, &spec, share, &stop).await?;
+    let read = read_and_store(services, &job, &spec, share, scratch.path(), &stop).await?;
     if let Some(partial) = read.path_partial {
         let bytes = compute(move || Ok(serde_json::to_vec(&partial).map_err(anyhow::Error::from)?)).await?;
         services.storage.put(&keys::partial(&job.tenant, &job.id, &format!("s{index:04}")), bytes).await?;
@@ -165,13 +175,15 @@ struct Share {
     partitions: u32,
 }
 
-/// Reads this split's share of the input on a blocking thread while this task stores the
-/// batches of partition buffers it hands over and records the rows read so far.
+/// Reads this split's share of the input on a blocking thread while this task spills the
+/// batches of partition buffers it hands over (to a file in `scratch`) and records the rows
+/// read so far; then stores the split's object and index.
 async fn read_and_store(
     services: &Services,
     job: &JobRecord,
     spec: &InputSpec,
     share: Share,
+    scratch: &Path,
     stop: &StopFlag,
 ) -> Result<ReadOutcome, RunError> {
     let Share { source, range, row_groups, split, partitions } = share;
@@ -207,28 +219,32 @@ async fn read_and_store(
         }
         splitter.finish()
     });
-    // Owns the receiving end: when storing fails, the channel closes and the reader stops
+    let spill_path = scratch.join("partitions.spill");
+    let spill = Arc::new(
+        File::options()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&spill_path)
+            .with_context(|| format!("Failed to create {}", spill_path.display()))?,
+    );
+    // Where each partition's pieces are in the spill file, in flush order.
+    let mut pieces: Vec<Vec<(u64, u64)>> = vec![Vec::new(); partitions as usize];
+    // Owns the receiving end: when spilling fails, the channel closes and the reader stops
     // at its next batch.
-    let store = async move {
-        let mut sequence = vec![0u32; partitions as usize];
+    let store = async {
+        let mut spilled = 0u64;
         let mut recorded = 0u64;
         loop {
             tokio::select! {
                 batch = batches_received.recv() => {
-                    let Some(Batch { dictionaries, buffers }) = batch else { break };
-                    for (partition, rows) in buffers {
-                        stop.check()?;
-                        // Files are named by (split, number), so a re-run of this task
-                        // overwrites exactly what an earlier run wrote.
-                        let key = keys::chunk(&job.tenant, &job.id, partition, split, sequence[partition as usize]);
-                        sequence[partition as usize] += 1;
-                        let dictionaries = Arc::clone(&dictionaries);
-                        let bytes = compute(move || {
-                            let (channels, segments) = &*dictionaries;
-                            Ok(chunk_file::encode(rows.segment(), channels, segments))
-                        })
-                        .await?;
-                        services.storage.put(&key, bytes).await?;
+                    let Some(batch) = batch else { break };
+                    stop.check()?;
+                    let (spill, at) = (Arc::clone(&spill), spilled);
+                    let lengths = compute(move || Ok(spill_batch(&spill, at, batch)?)).await?;
+                    for (partition, length) in lengths {
+                        pieces[partition as usize].push((spilled, length));
+                        spilled += length;
                     }
                 }
                 Ok(()) = rows.changed() => {
@@ -248,7 +264,71 @@ async fn read_and_store(
     };
     let (read, stored) = tokio::join!(reader, store);
     stored?;
-    read
+    let read = read?;
+    stop.check()?;
+    store_split(services, job, split, spill, pieces).await?;
+    std::fs::remove_file(&spill_path).with_context(|| format!("Failed to remove {}", spill_path.display()))?;
+    Ok(read)
+}
+
+/// Encodes each partition buffer of `batch` as a chunk file behind its length and writes
+/// them all at `at` in the spill file; returns each partition's byte length there.
+fn spill_batch(spill: &File, at: u64, batch: Batch) -> anyhow::Result<Vec<(u32, u64)>> {
+    let Batch { dictionaries, buffers } = batch;
+    let (channels, segments) = &*dictionaries;
+    let mut bytes = Vec::new();
+    let mut lengths = Vec::with_capacity(buffers.len());
+    for (partition, rows) in buffers {
+        let before = bytes.len();
+        chunk_file::append_to_run(&mut bytes, &chunk_file::encode(rows.segment(), channels, segments));
+        lengths.push((partition, (bytes.len() - before) as u64));
+    }
+    spill.write_all_at(&bytes, at).context("Failed to write a spill file")?;
+    Ok(lengths)
+}
+
+/// Stores the split's object (each partition's pieces read back from the spill file and
+/// written one partition after another) and then its index, so that an index always names
+/// a complete object. A re-run of the task writes the same bytes under the same keys.
+async fn store_split(
+    services: &Services,
+    job: &JobRecord,
+    split: u32,
+    spill: Arc<File>,
+    pieces: Vec<Vec<(u64, u64)>>,
+) -> Result<(), RunError> {
+    let mut runs = Vec::with_capacity(pieces.len());
+    let mut start = 0u64;
+    for partition in &pieces {
+        let length: u64 = partition.iter().map(|&(_, length)| length).sum();
+        runs.push((start, length));
+        start += length;
+    }
+    let run_of = move |partition: Vec<(u64, u64)>| {
+        let spill = Arc::clone(&spill);
+        async move {
+            compute(move || {
+                let mut run = vec![0u8; partition.iter().map(|&(_, length)| length as usize).sum()];
+                let mut at = 0;
+                for (offset, length) in partition {
+                    let length = length as usize;
+                    spill.read_exact_at(&mut run[at..at + length], offset).context("Failed to read a spill file")?;
+                    at += length;
+                }
+                Ok(Bytes::from(run))
+            })
+            .await
+        }
+    };
+    let body =
+        futures_util::stream::iter(pieces.into_iter().filter(|partition| !partition.is_empty())).then(run_of).boxed();
+    let key = keys::split_rows(&job.tenant, &job.id, split);
+    services.storage.put_stream(&key, body, |_| Ok(())).await.map_err(|e| match e {
+        PutStreamError::Body(e) => e,
+        PutStreamError::Store(e) => RunError::Other(e),
+    })?;
+    services.storage.put(&keys::split_index(&job.tenant, &job.id, split), chunk_file::encode_index(&runs)).await?;
+    Ok(())
 }
 
 /// One flush: the non-empty partition buffers, by partition, and the channel names and
