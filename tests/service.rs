@@ -364,6 +364,16 @@ fn slow_chunks(workers: usize, delay_ms: u64) -> ServiceSpec {
     spec
 }
 
+/// A service whose one worker holds each chunk `delay_ms`, and the sample's job once it is
+/// attributing (its chunk objects in the store).
+async fn job_while_attributing(delay_ms: u64) -> (Service, String) {
+    let service = Service::start(slow_chunks(1, delay_ms)).await;
+    let upload = service.upload_file(&sample("events.csv")).await;
+    let id = service.submit_ok(json!({ "upload_id": upload })).await;
+    wait_for_stage(&service, &id, "attributing").await;
+    (service, id)
+}
+
 async fn wait_for_stage(service: &Service, id: &str, stage: &str) {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
@@ -378,10 +388,7 @@ async fn wait_for_stage(service: &Service, id: &str, stage: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancel_stops_a_running_job_and_it_stays_cancelled() {
-    let service = Service::start(slow_chunks(1, 2_000)).await;
-    let upload = service.upload_file(&sample("events.csv")).await;
-    let id = service.submit_ok(json!({ "upload_id": upload })).await;
-    wait_for_stage(&service, &id, "attributing").await;
+    let (service, id) = job_while_attributing(2_000).await;
     let chunks = service.job_dir(&id).join("chunks");
     // (The local store removes files and leaves their empty directories.)
     let files = |dir: &std::path::Path| -> usize {
@@ -415,10 +422,7 @@ async fn cancel_stops_a_running_job_and_it_stays_cancelled() {
 /// of partitions and flushes: the job's store holds two chunk objects per split task.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_stores_two_chunk_objects_per_split_task_whatever_its_partitions() {
-    let service = Service::start(slow_chunks(1, 1_000)).await;
-    let upload = service.upload_file(&sample("events.csv")).await;
-    let id = service.submit_ok(json!({ "upload_id": upload })).await;
-    wait_for_stage(&service, &id, "attributing").await;
+    let (service, id) = job_while_attributing(1_000).await;
     let (_, job) = service.get(&format!("/v1/jobs/{id}")).await;
     let splits = job["progress"]["splits_total"].as_u64().unwrap();
     assert!(splits > 1 && job["progress"]["chunks_total"].as_u64().unwrap() > splits, "{job}");
@@ -438,10 +442,7 @@ async fn a_job_stores_two_chunk_objects_per_split_task_whatever_its_partitions()
 /// still finishes after an upgrade: a split without an index is read from its files.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_split_stored_by_an_older_worker_as_files_per_partition_is_still_read() {
-    let service = Service::start(slow_chunks(1, 1_000)).await;
-    let upload = service.upload_file(&sample("events.csv")).await;
-    let id = service.submit_ok(json!({ "upload_id": upload })).await;
-    wait_for_stage(&service, &id, "attributing").await;
+    let (service, id) = job_while_attributing(1_000).await;
     // Split 0 rewritten the way older workers stored it, while the partitions are attributed.
     let chunks = service.job_dir(&id).join("chunks");
     let (index, rows) =
