@@ -678,7 +678,9 @@ function partName() {
 }
 
 /** The tables each kind of part has, named `{kind}_{table}` (`segment_paths`, `window_intervals`, ...). */
-const PART_REPORTS = ['path_length', 'time_lag', 'positions', 'paths', 'transitions', 'intervals'];
+const PART_REPORTS = [
+  'path_length', 'time_lag', 'positions', 'paths', 'transitions', 'intervals', 'breakdown_positions', 'breakdown_paths',
+];
 const PART_TABLES = {
   period: [...PART_REPORTS, 'breakdown'],
   segment: [...PART_REPORTS, 'breakdown', 'periods'],
@@ -985,6 +987,10 @@ function drawBreakdown() {
   const rows = model?.breakdown;
   $('breakdown-panel').hidden = !rows;
   $('download-breakdown').hidden = !rows || !partTable('breakdown');
+  // The touch-level reports of a breakdown: positions and top paths per channel × values.
+  for (const report of ['breakdown_positions', 'breakdown_paths']) {
+    $(`download-${report.replace('_', '-')}`).hidden = !result?.reports?.[report] || !partTable(report);
+  }
   if (!rows) return;
   const sort = state.breakdownSort || { key: 'conversions', ascending: false };
   // Cost per campaign (a breakdown by campaign alone with a cost table): cost, CPA, ROAS too.
@@ -1233,6 +1239,8 @@ function wireResult() {
   $('download-segments').addEventListener('click', () =>
     save(`/v1/jobs/${job()}/result?format=csv&table=segments`, `segments-${short(state.viewing)}.csv`));
   $('download-breakdown').addEventListener('click', () => saveTable('breakdown'));
+  $('download-breakdown-positions').addEventListener('click', () => saveTable('breakdown_positions'));
+  $('download-breakdown-paths').addEventListener('click', () => saveTable('breakdown_paths'));
   $('download-paths').addEventListener('click', () => saveTable('paths'));
   $('download-transitions').addEventListener('click', () => saveTable('transitions'));
   $('download-unmatched').addEventListener('click', () =>

@@ -357,6 +357,9 @@ async function main() {
     }
     assert.equal(await page.isHidden('#segment-select'), true, 'no segment picker without segments');
     assert.equal(await page.isHidden('#download-segments'), true, 'no segments download without segments');
+    for (const report of ['positions', 'paths']) {
+      assert.equal(await page.isHidden(`#download-breakdown-${report}`), true, `no breakdown ${report} without a breakdown`);
+    }
     log('summary tiles match the result summary');
 
     // Per model: conversions and value by channel, in the API's order.
@@ -965,6 +968,16 @@ async function main() {
     assert.equal(breakdownLines[0], 'model,channel,campaign,conversions,value,cost,cpa,roas');
     const breakdownCells = Object.values(byCampaign.models).reduce((n, m) => n + m.breakdown.length, 0);
     assert.equal(breakdownLines.length - 1, breakdownCells, 'one breakdown CSV row per model × channel × campaign');
+    // The breakdown's touch-level reports download as the API's tables.
+    const [positionsCsv] = await Promise.all([page.waitForEvent('download'), page.click('#download-breakdown-positions')]);
+    const positionLines = (await readFile(await positionsCsv.path(), 'utf8')).trim().split('\n');
+    assert.equal(positionLines[0], 'channel,campaign,only,first,middle,last');
+    assert.equal(positionLines.length - 1, byCampaign.reports.breakdown_positions.length,
+      'one breakdown positions row per channel × campaign');
+    const [breakdownPathsCsv] = await Promise.all([page.waitForEvent('download'), page.click('#download-breakdown-paths')]);
+    assert.equal((await readFile(await breakdownPathsCsv.path(), 'utf8')).split('\n')[0],
+      'list,rank,path,touches,journeys,conversions,value,null_journeys,exact');
+    assert.equal(await breakdownPathsCsv.suggestedFilename(), `breakdown_paths-${byCampaignJob.id.slice(0, 8)}.csv`);
     await page.$eval('#breakdown-panel', (panel) => panel.scrollIntoView({ block: 'start' }));
     await page.screenshot({ path: path.join(artifacts, 'breakdown-light-viewport.png') });
     const tableWidth = await page.evaluate(() => document.documentElement.scrollWidth);
