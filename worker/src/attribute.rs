@@ -85,8 +85,9 @@ pub async fn load_partition(
     partition: u32,
     stop: &StopFlag,
 ) -> Result<EventChunk, RunError> {
-    let older =
-        chunk_file::files_to_read(services.storage.list(&keys::chunk_prefix(&job.tenant, &job.id, partition)).await?);
+    // An older worker's files are listed only when a split has no index (one LIST, not one
+    // per attribute task of every job).
+    let mut older: Option<Vec<ObjectKey>> = None;
     let at = u64::from(partition) * chunk_file::INDEX_ENTRY_BYTES;
     let mut pieces: Vec<Piece> = Vec::new();
     for split in 0..job.progress.splits_total as u32 {
@@ -102,8 +103,14 @@ pub async fn load_partition(
                 }
             }
             None => {
+                if older.is_none() {
+                    let listed = services.storage.list(&keys::chunk_prefix(&job.tenant, &job.id, partition)).await?;
+                    older = Some(chunk_file::files_to_read(listed));
+                }
                 let of_split = format!("s{split:04}-");
-                for key in older.iter().filter(|key| key.filename().is_some_and(|name| name.starts_with(&of_split))) {
+                for key in
+                    older.iter().flatten().filter(|key| key.filename().is_some_and(|name| name.starts_with(&of_split)))
+                {
                     stop.check()?;
                     pieces.push(Piece::File(key.clone(), services.storage.get(key).await?));
                 }
