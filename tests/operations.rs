@@ -8,14 +8,14 @@ use serde_json::{Value, json};
 use crate::service_support::{Service, ServiceSpec, client, terminate};
 use crate::support::sample;
 
-async fn get_text(url: &str) -> (u16, String, reqwest::header::HeaderMap) {
+pub(crate) async fn get_text(url: &str) -> (u16, String, reqwest::header::HeaderMap) {
     let response = client(None).get(url).send().await.expect("GET");
     let (status, headers) = (response.status().as_u16(), response.headers().clone());
     (status, response.text().await.expect("body"), headers)
 }
 
 /// The value of the sample `name` (exact text before the value) in OpenMetrics text.
-fn sample_value(metrics: &str, name: &str) -> Option<f64> {
+pub(crate) fn sample_value(metrics: &str, name: &str) -> Option<f64> {
     metrics.lines().find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
 }
 

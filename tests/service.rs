@@ -89,6 +89,67 @@ async fn a_job_runs_end_to_end_over_s3() {
     end_to_end(s3.spec(chunked(2), "tenant-data")).await;
 }
 
+/// A Parquet object in S3 split over several tasks: each task fetches the footer and its
+/// own row groups, not the whole object (nor does the planner), so the input is fetched
+/// about once in all however many tasks share it; the result is the local command's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn split_tasks_fetch_only_their_row_groups_of_a_parquet_object_in_s3() {
+    use arrow::array::{ArrayRef, BooleanArray, Float64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
+    let dir = workdir();
+    let rows = 240_000usize;
+    let user = |i: usize| format!("user-{:08x}", (i / 4).wrapping_mul(2_654_435_761) % 1_000_003);
+    let converts = |i: usize| i % 4 == 3 && i % 12 != 3;
+    let columns: Vec<(&str, ArrayRef)> = vec![
+        ("user_id", std::sync::Arc::new(StringArray::from_iter_values((0..rows).map(user)))),
+        (
+            "timestamp",
+            std::sync::Arc::new(
+                TimestampMicrosecondArray::from_iter_values(
+                    (0..rows).map(|i| 1_767_225_600_000_000 + i as i64 * 1_000_003),
+                )
+                .with_timezone("UTC"),
+            ),
+        ),
+        (
+            "channel",
+            std::sync::Arc::new(StringArray::from_iter((0..rows).map(|i| {
+                // Channels of unequal weight, so that no two tie in any model's ranking.
+                let pick = (i.wrapping_mul(2_654_435_761) >> 9) % 15;
+                (!converts(i)).then(|| {
+                    ["search", "email", "social", "display", "affiliate"]
+                        [[0, 0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 3, 3, 4][pick]]
+                })
+            }))),
+        ),
+        ("conversion", std::sync::Arc::new(BooleanArray::from_iter((0..rows).map(|i| Some(converts(i)))))),
+        (
+            "conversion_value",
+            std::sync::Arc::new(Float64Array::from_iter(
+                (0..rows).map(|i| converts(i).then_some((i % 97) as f64 + 0.99)),
+            )),
+        ),
+    ];
+    let file = dir.path().join("events.parquet");
+    crate::support::write_batch(&file, &RecordBatch::try_from_iter(columns).unwrap(), rows / 8);
+    let size = std::fs::metadata(&file).unwrap().len() as f64;
+    assert!(size > 1_000_000.0, "{size}: large beside a footer and the first fetch of its tail");
+
+    let s3 = S3Server::start().await;
+    let env = vec![("MTA_SPLIT_PARALLELISM", "4".into()), ("MTA_ROWS_PER_CHUNK", "50000".into())];
+    let service = Service::start(s3.spec(ServiceSpec { env, ..ServiceSpec::default() }, "tenant-data")).await;
+    let job = service.run(&file, json!({})).await;
+    assert_eq!(job["state"], "succeeded", "{job}");
+    assert_eq!(job["progress"]["splits_total"], 4, "{job}");
+    let (_, result) = service.get(&format!("/v1/jobs/{}/result", job["id"].as_str().unwrap())).await;
+    assert_same_result(&without_job_id(result), &attribute_json(&file, &[]), "result");
+
+    let worker = format!("http://127.0.0.1:{}", service.worker_ports[0]);
+    let (_, metrics, _) = crate::operations::get_text(&format!("{worker}/metrics")).await;
+    let fetched = crate::operations::sample_value(&metrics, "mta_input_bytes_total").expect("a counter");
+    // Each of the five tasks (the planner and four splits) once fetched the whole object.
+    assert!(fetched < 1.5 * size, "{fetched} bytes fetched of a {size}-byte object");
+}
+
 /// Without per-journey credits, chunk files keep no row numbers: a partition's rows are
 /// numbered by their order, which must be file order across split tasks and flushes, since
 /// ties in time are broken by file order. Every touch here is at one instant, each user's

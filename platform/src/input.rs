@@ -3,6 +3,7 @@
 
 use std::fs::File;
 use std::io::{BufReader, Read, Seek, SeekFrom};
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -12,6 +13,7 @@ use mta_core::ingest::{
 };
 use mta_core::spend::{CostTable, SpendLimits};
 use mta_core::{AttributionError, ErrorCode};
+use parquet::file::metadata::{FooterTail, ParquetMetaDataReader};
 
 use crate::run_error::RunError;
 use serde::{Deserialize, Serialize};
@@ -89,6 +91,52 @@ impl Source {
         }
         Ok(())
     }
+}
+
+/// Where the footer of a Parquet object starts, from its last 8 bytes (metadata length,
+/// then `PAR1`); `None` when they are not a plain Parquet footer (text, an encrypted
+/// footer, a length past the object).
+pub fn parquet_footer_start(tail: &[u8], size: u64) -> Option<u64> {
+    let last: &[u8; 8] = tail.get(tail.len().checked_sub(8)?..)?.try_into().ok()?;
+    let footer = FooterTail::try_new(last).ok().filter(|f| !f.is_encrypted_footer())?;
+    size.checked_sub(8 + footer.metadata_length() as u64).filter(|&start| start >= 4)
+}
+
+/// The byte ranges of a Parquet object of `size` bytes that a reader of some of its row
+/// groups touches: the leading magic, those row groups' column chunks and the footer
+/// (`footer`, the object's bytes from `footer_start` on). `share` picks the row groups from
+/// their count. `None` when the footer is not one a reader could use or its offsets point
+/// outside the row groups' part of the object (the whole object is then fetched, and the
+/// reader says what is wrong).
+pub fn parquet_share_ranges(
+    footer: &[u8],
+    size: u64,
+    footer_start: u64,
+    share: impl FnOnce(usize) -> Range<usize>,
+) -> Option<Vec<Range<u64>>> {
+    let metadata = ParquetMetaDataReader::decode_metadata(footer.get(..footer.len().checked_sub(8)?)?).ok()?;
+    // The leading magic, which the reader checks.
+    let magic = 0..4;
+    let mut ranges = vec![magic];
+    for group in metadata.row_groups().get(share(metadata.num_row_groups()))? {
+        for column in group.columns() {
+            let start = column.dictionary_page_offset().unwrap_or(column.data_page_offset());
+            let (start, length) = (u64::try_from(start).ok()?, u64::try_from(column.compressed_size()).ok()?);
+            let end = start.checked_add(length).filter(|&end| start >= 4 && end <= footer_start)?;
+            ranges.push(start..end);
+        }
+    }
+    ranges.push(footer_start..size);
+    ranges.sort_by_key(|r| r.start);
+    // Adjacent column chunks are fetched as one range.
+    let mut merged: Vec<Range<u64>> = Vec::with_capacity(ranges.len());
+    for range in ranges {
+        match merged.last_mut() {
+            Some(last) if range.start <= last.end => last.end = last.end.max(range.end),
+            _ => merged.push(range),
+        }
+    }
+    Some(merged)
 }
 
 /// Reads a local cost table (CSV, gzip CSV or Parquet, told apart by their first bytes),
@@ -419,5 +467,94 @@ mod tests {
         let header_only = dir.path().join("header.csv");
         std::fs::write(&header_only, "a,b\n\n\n").unwrap();
         assert_eq!(plan_csv_ranges(&header_only, b',', 4).unwrap(), None);
+    }
+
+    /// A Parquet file of events in four row groups.
+    fn parquet_events(dir: &Path) -> PathBuf {
+        use arrow::array::{ArrayRef, BooleanArray, RecordBatch, StringArray};
+        let rows = 4_000;
+        let columns: Vec<(&str, ArrayRef)> = vec![
+            ("user_id", std::sync::Arc::new(StringArray::from_iter_values((0..rows).map(|i| format!("u{}", i / 3))))),
+            (
+                "timestamp",
+                std::sync::Arc::new(StringArray::from_iter_values(
+                    (0..rows).map(|i| format!("2026-01-01T00:{:02}:{:02}Z", i / 60 % 60, i % 60)),
+                )),
+            ),
+            ("channel", std::sync::Arc::new(StringArray::from_iter_values((0..rows).map(|i| format!("c{}", i % 7))))),
+            ("conversion", std::sync::Arc::new(BooleanArray::from_iter((0..rows).map(|i| Some(i % 3 == 2))))),
+        ];
+        let batch = RecordBatch::try_from_iter(columns).unwrap();
+        let path = dir.join("events.parquet");
+        let properties =
+            parquet::file::properties::WriterProperties::builder().set_max_row_group_row_count(Some(1_000)).build();
+        let mut writer =
+            parquet::arrow::ArrowWriter::try_new(File::create(&path).unwrap(), batch.schema(), Some(properties))
+                .unwrap();
+        writer.write(&batch).unwrap();
+        writer.close().unwrap();
+        path
+    }
+
+    /// The file's bytes in `ranges`, zeros elsewhere: what a split task has on disk.
+    fn sparse_copy(bytes: &[u8], ranges: &[Range<u64>], path: &Path) {
+        let mut sparse = vec![0u8; bytes.len()];
+        for range in ranges {
+            let (start, end) = (range.start as usize, range.end as usize);
+            sparse[start..end].copy_from_slice(&bytes[start..end]);
+        }
+        std::fs::write(path, sparse).unwrap();
+    }
+
+    #[test]
+    fn a_parquet_files_footer_and_row_groups_alone_read_like_the_whole_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = parquet_events(dir.path());
+        let bytes = std::fs::read(&path).unwrap();
+        let size = bytes.len() as u64;
+        let footer_start = parquet_footer_start(&bytes[bytes.len() - 100..], size).expect("a footer");
+        let footer = &bytes[footer_start as usize..];
+        let spec = InputSpec::default();
+        let source = Source::open(&path, None).unwrap();
+        assert_eq!(source.pieces(), 4);
+        let whole = rows_of(|sink| source.read(&spec, Some(&[1, 2]), sink).unwrap());
+        assert_eq!(whole.len(), 2_000);
+
+        let ranges = parquet_share_ranges(footer, size, footer_start, |groups| {
+            assert_eq!(groups, 4);
+            1..3
+        })
+        .expect("ranges");
+        let fetched: u64 = ranges.iter().map(|r| r.end - r.start).sum();
+        assert!(fetched < size * 3 / 4, "{ranges:?} of {size} bytes");
+        let share = dir.path().join("share.parquet");
+        sparse_copy(&bytes, &ranges, &share);
+        let read = rows_of(|sink| Source::open(&share, None).unwrap().read(&spec, Some(&[1, 2]), sink).unwrap());
+        assert_eq!(read, whole);
+
+        // A planner's footer alone tells the row groups and rows.
+        let plan = parquet_share_ranges(footer, size, footer_start, |_| 0..0).expect("ranges");
+        assert_eq!(plan, vec![0..4, footer_start..size]);
+        sparse_copy(&bytes, &plan, &share);
+        let planned = Source::open(&share, None).unwrap();
+        assert_eq!((planned.pieces(), planned.estimated_rows()), (4, 4_000));
+    }
+
+    #[test]
+    fn what_is_not_a_usable_parquet_footer_asks_for_the_whole_object() {
+        let dir = tempfile::tempdir().unwrap();
+        let bytes = std::fs::read(parquet_events(dir.path())).unwrap();
+        let size = bytes.len() as u64;
+        assert_eq!(parquet_footer_start(b"user_id,channel\nu1,PAR1", 24), None);
+        assert_eq!(parquet_footer_start(&bytes[bytes.len() - 4..], size), None, "shorter than a footer's tail");
+        let mut past = bytes[bytes.len() - 8..].to_vec();
+        past[..4].copy_from_slice(&(size as u32).to_le_bytes());
+        assert_eq!(parquet_footer_start(&past, size), None, "a metadata length past the object");
+        let footer_start = parquet_footer_start(&bytes, size).unwrap();
+        let footer = &bytes[footer_start as usize..];
+        assert_eq!(parquet_share_ranges(&footer[1..], size, footer_start + 1, |_| 0..1), None, "damaged metadata");
+        assert_eq!(parquet_share_ranges(footer, size, footer_start, |_| 3..5), None, "row groups it does not have");
+        // Column chunks said to lie in the footer: not offsets a reader could use.
+        assert_eq!(parquet_share_ranges(footer, size, 100, |_| 0..4), None);
     }
 }

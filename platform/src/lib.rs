@@ -25,6 +25,7 @@ pub mod input;
 pub mod job;
 pub mod ledger;
 pub mod metrics;
+pub mod partial_file;
 pub mod process;
 pub mod queue;
 pub mod quota;

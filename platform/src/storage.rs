@@ -160,6 +160,15 @@ impl Storage {
         self.store.get_range(key, range).await.with_context(|| format!("Failed to read {key}"))
     }
 
+    /// The object's size and its last `bytes` bytes (all of it when shorter), in one request.
+    pub async fn get_tail(&self, key: &Key, bytes: u64) -> anyhow::Result<(u64, Bytes)> {
+        let options =
+            object_store::GetOptions { range: Some(object_store::GetRange::Suffix(bytes)), ..Default::default() };
+        let result = self.store.get_opts(key, options).await.with_context(|| format!("Failed to read {key}"))?;
+        let size = result.meta.size;
+        Ok((size, result.bytes().await.with_context(|| format!("Failed to read {key}"))?))
+    }
+
     /// Bytes `range` of the object; `None` when the object does not exist.
     pub async fn get_range_opt(&self, key: &Key, range: Range<u64>) -> anyhow::Result<Option<Bytes>> {
         match self.store.get_range(key, range).await {
@@ -446,7 +455,7 @@ pub mod keys {
 
     /// The partial aggregate of one unit of work (`p00003` for a partition, `s0001` for a split of path rows).
     pub fn partial(tenant: &Tenant, id: &JobId, unit: &str) -> Key {
-        job(tenant, id, &format!("partials/{unit}.json"))
+        job(tenant, id, &format!("partials/{unit}.{}", crate::partial_file::EXTENSION))
     }
 
     pub fn partials(tenant: &Tenant, id: &JobId) -> Key {

@@ -8,10 +8,10 @@ use anyhow::Context;
 use bytes::Bytes;
 use mta_core::Partial;
 use mta_core::chunk::EventChunk;
-use mta_platform::chunk_file;
 use mta_platform::job::{FanIn, JobRecord, Stage};
 use mta_platform::queue::{AttributeTask, ReduceTask, StageHandler, TaskError, TaskInfo};
 use mta_platform::storage::keys;
+use mta_platform::{chunk_file, partial_file};
 use object_store::path::Path as ObjectKey;
 
 use crate::Services;
@@ -47,7 +47,7 @@ async fn attribute(
     let rows = chunk.len();
     let partial = compute(move || {
         let partial = Partial::from_events(&chunk, &options)?;
-        Ok(serde_json::to_vec(&partial).map_err(anyhow::Error::from)?)
+        Ok(partial_file::encode(&partial)?)
     })
     .await?;
     let computed = started.elapsed();

@@ -4,12 +4,15 @@
 
 use std::sync::Arc;
 
+use futures_util::StreamExt;
+
 use mta_core::ingest::Block;
 use mta_core::markov::SolveBudget;
 use mta_core::{AttributionError, AttributionResult, ErrorCode, InputKind, Options, Partial};
 use mta_platform::credits_file::{CreditRows, CreditsFile};
 use mta_platform::input::{Source, read_cost_table};
 use mta_platform::job::{JobRecord, Stage};
+use mta_platform::partial_file;
 use mta_platform::queue::{ReduceTask, StageHandler, TaskError, TaskInfo};
 use mta_platform::storage::keys;
 
@@ -17,6 +20,10 @@ use crate::Services;
 use crate::attribute::load_partition;
 use crate::stage::{StopFlag, compute, run_unit};
 use mta_platform::run_error::RunError;
+
+/// Partials fetched and decoded while the one before them is merged: one per core here, and
+/// at most this many held beside the running total.
+const DECODE_AHEAD: usize = 2;
 
 #[derive(Debug, Clone)]
 pub struct ReduceHandler(pub Services);
@@ -44,12 +51,19 @@ async fn reduce(services: &Services, job: JobRecord, stop: StopFlag) -> Result<(
     let options = Arc::new(job.options.clone().ok_or_else(no_rows)?);
     let mut total: Option<Partial> = None;
     let limits = services.config.limits.engine();
-    for key in services.storage.list(&keys::partials(&job.tenant, &job.id)).await? {
+    let listed = services.storage.list(&keys::partials(&job.tenant, &job.id)).await?;
+    // Merged one by one in key order (the same sums in the same order on every run).
+    let mut decoded = futures_util::stream::iter(partial_file::files_to_read(listed))
+        .map(|key| async move {
+            let bytes = services.storage.get(&key).await?;
+            compute(move || Ok(partial_file::decode(key.as_ref(), &bytes)?)).await
+        })
+        .buffered(DECODE_AHEAD);
+    let mut next = decoded.next().await;
+    while let Some(partial) = next {
         stop.check()?;
-        let bytes = services.storage.get(&key).await?;
-        total = compute(move || {
-            let partial: Partial =
-                serde_json::from_slice(&bytes).map_err(|e| anyhow::anyhow!("{key} is unreadable: {e}"))?;
+        let partial = partial?;
+        let merged = compute(move || {
             Partial::merge_into(&mut total, partial);
             // Each split checked its own share; the union is checked here as it grows, so the
             // reducer never holds much more than the limits allow.
@@ -57,9 +71,13 @@ async fn reduce(services: &Services, job: JobRecord, stop: StopFlag) -> Result<(
                 total.check_within(&limits)?;
             }
             Ok(total)
-        })
-        .await?;
+        });
+        // The next partials are fetched and decoded while this one is merged.
+        let (merged, following) = tokio::join!(merged, decoded.next());
+        total = merged?;
+        next = following;
     }
+    drop(decoded);
     let total = total.filter(|t| t.counts.rows > 0).ok_or_else(no_rows)?;
     let rows = total.counts.rows;
     let (finishing, solving) = (Arc::clone(&options), stop.clone());

@@ -25,14 +25,15 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 
 use mta_core::chunk::{ChannelDict, EventChunk, NO_CHANNEL, NO_SEGMENT, partition_of};
-use mta_core::ingest::{Block, InputSpec, Limits};
+use mta_core::ingest::{Block, Format, InputSpec, Limits};
 use mta_core::row_segment::SegmentBuffer;
 use mta_core::{InputKind, Options, Partial};
 use mta_platform::chunk_file;
-use mta_platform::input::{CsvRange, Source, read_cost_table};
+use mta_platform::input::{CsvRange, Source, parquet_footer_start, parquet_share_ranges, read_cost_table};
 use mta_platform::job::{FanIn, JobRecord, Stage};
 use mta_platform::queue::{AttributeTask, ReduceTask, SplitTask, StageHandler, TaskError, TaskInfo};
 use mta_platform::storage::{PutStreamError, keys};
+use object_store::path::Path as ObjectKey;
 
 use crate::Services;
 use crate::stage::{StopFlag, compute, run_unit};
@@ -79,15 +80,13 @@ async fn split(
 ) -> Result<(), RunError> {
     let scratch = tempfile::Builder::new().prefix("mta-split-").tempdir().map_err(anyhow::Error::from)?;
     let upload = services.upload_object(&job.tenant, &job.upload_id).await?;
-    let path = match &range {
-        Some(r) => {
-            services.storage.local_copy_ranges(&upload, &[0..r.header_end, r.start..r.end], scratch.path()).await
-        }
-        None => services.storage.local_copy(&upload, scratch.path()).await,
-    }?;
-    services.metrics.input_bytes.inc_by(std::fs::metadata(&path).map_or(0, |m| m.len()));
     let spec = job.spec.input_spec(services.config.limits.engine());
-    let source = Source::open(&path, spec.format)?;
+    let wanted = match piece {
+        Some(split) => Wanted::Share { split, splits: job.progress.splits_total as u32 },
+        None => Wanted::Plan,
+    };
+    let mut input = local_input(services, &upload, &spec, range.as_ref(), wanted, scratch.path()).await?;
+    let mut source = Source::open(&input.path, spec.format)?;
     let (splits, partitions) = match piece {
         Some(_) => (job.progress.splits_total as u32, job.partitions),
         None => {
@@ -116,21 +115,24 @@ async fn split(
                 services.queue.push_all(tasks).await?;
                 return Ok(());
             }
+            if !input.whole {
+                // The planner fetched a remote Parquet object's footer only; it reads all of it.
+                let wanted = Wanted::Share { split: 0, splits: 1 };
+                input = local_input(services, &upload, &spec, None, wanted, scratch.path()).await?;
+                source = Source::open(&input.path, spec.format)?;
+            }
             (splits, partitions)
         }
     };
     let index = piece.unwrap_or(0);
     let row_groups: Option<Vec<usize>> = match source {
-        Source::Parquet { row_groups, .. } => {
-            let (s, n) = (index as usize, splits as usize);
-            Some((s * row_groups / n..(s + 1) * row_groups / n).collect())
-        }
+        Source::Parquet { row_groups, .. } => Some(share_of(index, splits, row_groups).collect()),
         Source::Text { .. } => None,
     };
     let share = Share { source, range, row_groups, split: index, partitions };
     let read = read_and_store(services, &job, &spec, share, scratch.path(), &stop).await?;
     if let Some(partial) = read.path_partial {
-        let bytes = compute(move || Ok(serde_json::to_vec(&partial).map_err(anyhow::Error::from)?)).await?;
+        let bytes = compute(move || Ok(mta_platform::partial_file::encode(&partial)?)).await?;
         services.storage.put(&keys::partial(&job.tenant, &job.id, &format!("s{index:04}")), bytes).await?;
     }
     // The first block told the input's kind; its options are stored for the later stages
@@ -154,6 +156,82 @@ async fn split(
         }
     }
     Ok(())
+}
+
+/// The row groups split task `split` of `splits` reads among `row_groups`.
+fn share_of(split: u32, splits: u32, row_groups: usize) -> std::ops::Range<usize> {
+    let (s, n) = (split as usize, splits.max(1) as usize);
+    s * row_groups / n..(s + 1) * row_groups / n
+}
+
+/// What a split task needs of the input.
+#[derive(Debug, Clone, Copy)]
+enum Wanted {
+    /// What planning reads: a Parquet object's row groups (its footer), the size of text.
+    Plan,
+    /// The rows of split task `split` of `splits`.
+    Share { split: u32, splits: u32 },
+}
+
+/// The input on local disk, as a reader sees it.
+struct LocalInput {
+    path: std::path::PathBuf,
+    /// False when only some byte ranges of the object are there.
+    whole: bool,
+}
+
+/// The last bytes of a remote object fetched to find a Parquet footer: most footers fit,
+/// so one request finds and holds it.
+const FOOTER_GUESS_BYTES: u64 = 64 * 1024;
+
+/// The input on local disk, as much of it as this task reads: the local store's file itself;
+/// of a remote object, a CSV range task's header and range, or a Parquet object's footer and
+/// this task's row groups (a planner's footer only), each at its own offset of a sparse file
+/// (a file of row groups split over many tasks is then fetched about once in all, not once
+/// per task); otherwise the whole object. Counts the bytes fetched (`mta_input_bytes`).
+async fn local_input(
+    services: &Services,
+    upload: &ObjectKey,
+    spec: &InputSpec,
+    range: Option<&CsvRange>,
+    wanted: Wanted,
+    scratch: &Path,
+) -> Result<LocalInput, RunError> {
+    let storage = &services.storage;
+    let fetched = |path: std::path::PathBuf, whole: bool| {
+        services.metrics.input_bytes.inc_by(std::fs::metadata(&path).map_or(0, |m| m.len()));
+        LocalInput { path, whole }
+    };
+    if let Some(path) = storage.local_path(upload) {
+        return Ok(fetched(path, true));
+    }
+    if let Some(r) = range {
+        let ranges = [0..r.header_end, r.start..r.end];
+        let path = storage.local_copy_ranges(upload, &ranges, scratch).await?;
+        services.metrics.input_bytes.inc_by(ranges.iter().map(|r| r.end - r.start).sum());
+        return Ok(LocalInput { path, whole: false });
+    }
+    if matches!(spec.format, None | Some(Format::Parquet)) {
+        let (size, tail) = storage.get_tail(upload, FOOTER_GUESS_BYTES).await?;
+        services.metrics.input_bytes.inc_by(tail.len() as u64);
+        if let Some(footer_start) = parquet_footer_start(&tail, size) {
+            let footer = match usize::try_from(size - footer_start).ok().and_then(|n| tail.len().checked_sub(n)) {
+                Some(at) => tail.slice(at..),
+                None => storage.get_range(upload, footer_start..size).await?,
+            };
+            let share = |row_groups| match wanted {
+                Wanted::Plan => 0..0,
+                Wanted::Share { split, splits } => share_of(split, splits, row_groups),
+            };
+            if let Some(ranges) = parquet_share_ranges(&footer, size, footer_start, share) {
+                let path = storage.local_copy_ranges(upload, &ranges, scratch).await?;
+                services.metrics.input_bytes.inc_by(ranges.iter().map(|r| r.end - r.start).sum());
+                let whole = ranges.len() == 1 && ranges[0] == (0..size);
+                return Ok(LocalInput { path, whole });
+            }
+        }
+    }
+    Ok(fetched(storage.local_copy(upload, scratch).await?, true))
 }
 
 /// What the reader of one split hands back when it is done.
