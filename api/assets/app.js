@@ -972,6 +972,19 @@ function spendCells(row) {
     .map((text) => element('td', { class: 'number' }, text));
 }
 
+/**
+ * A figure's cell: with an interval, `12.4 [11.1, 13.9]` as the CLI's `--table` prints it
+ * (its bounds in the figure's own format), else the figure alone.
+ */
+function figureCell(value, format, interval, field) {
+  const cell = element('td', { class: 'number' }, format(value));
+  if (interval) {
+    cell.append(element('span', { class: 'interval' },
+      ` [${format(interval[`${field}_low`])}, ${format(interval[`${field}_high`])}]`));
+  }
+  return cell;
+}
+
 /** Rows of the breakdown table drawn at most: the CSV has them all. */
 const MAX_BREAKDOWN_ROWS = 2000;
 
@@ -996,8 +1009,19 @@ function drawBreakdown() {
   // Cost per campaign (a breakdown by campaign alone with a cost table): cost, CPA, ROAS too.
   const costs = rows.some((r) => 'cost' in r);
   const figures = ['conversions', 'value', ...(costs ? SPEND_FIGURES : [])];
+  // Channels keep the model's order unless sorted by name or by a figure.
+  const channels = (model.channels || []).filter((c) => rows.some((r) => r.channel === c.channel));
+  // With intervals, each row (channel or breakdown values) shows its own in brackets; a row
+  // without one (a period's, segment's or further window's: docs/user-guide.md, "Intervals")
+  // shows plain figures, never the whole's.
+  const level = result.options?.intervals?.level;
+  const ranged = level !== undefined && [...rows, ...channels].some((r) => r.interval);
+  const within = ranged ? ` [${Math.round(level * 100)}% interval]` : '';
+  // With brackets, conversions take two decimals throughout (as the CLI's `--table` prints
+  // credits), so figures and bounds line up.
+  const conversions = ranged ? money : count;
   const fields = [['channel', 'Channel', false], ...columns.map((c) => [`value:${c}`, c, false]),
-    ['conversions', 'Conversions', true], ['value', 'Value', true],
+    ['conversions', `Conversions${within}`, true], ['value', `Value${within}`, true],
     ...(costs ? [['cost', 'Cost', true], ['cpa', 'CPA', true], ['roas', 'ROAS', true]] : [])];
   $('breakdown-title').textContent = `Credit by channel and ${columns.join(' and ')}`;
   $('breakdown-caption').textContent = `Credit by channel and ${columns.join(' and ')} under ${state.model}`;
@@ -1028,8 +1052,6 @@ function drawBreakdown() {
       : text(a, key).localeCompare(text(b, key));
     return sort.ascending ? order : -order;
   };
-  // Channels keep the model's order unless sorted by name or by a figure.
-  const channels = (model.channels || []).filter((c) => rows.some((r) => r.channel === c.channel));
   if (sort.key === 'channel' || figures.includes(sort.key)) {
     channels.sort((a, b) => compare(a, b, sort.key));
   }
@@ -1056,8 +1078,8 @@ function drawBreakdown() {
     });
     const name = element('td', { colspan: 1 + columns.length });
     name.append(toggle, element('span', { class: 'muted' }, ` · ${own.length} ${own.length === 1 ? 'row' : 'rows'}`));
-    head.append(name, element('td', { class: 'number' }, count(channel.conversions)),
-      element('td', { class: 'number' }, money(channel.value)));
+    head.append(name, figureCell(channel.conversions, conversions, channel.interval, 'conversions'),
+      figureCell(channel.value, money, channel.interval, 'value'));
     if (costs) head.append(...spendCells(channel));
     body.push(head);
     for (const row of own) {
@@ -1068,17 +1090,30 @@ function drawBreakdown() {
         'data-conversions': row.conversions, 'data-value': row.value,
       });
       if (costs) for (const key of SPEND_FIGURES) line.dataset[key] = row[key] ?? '';
+      const bounds = row.interval;
+      if (bounds) {
+        Object.assign(line.dataset, {
+          conversionsLow: bounds.conversions_low, conversionsHigh: bounds.conversions_high,
+          valueLow: bounds.value_low, valueHigh: bounds.value_high,
+        });
+      }
       if (!open) line.hidden = true;
       line.append(plain('td', {}, row.channel), ...columns.map((c) => plain('td', {}, row[c])),
-        element('td', { class: 'number' }, count(row.conversions)), element('td', { class: 'number' }, money(row.value)));
+        figureCell(row.conversions, conversions, bounds, 'conversions'),
+        figureCell(row.value, money, bounds, 'value'));
       if (costs) line.append(...spendCells(row));
       body.push(line);
     }
   }
   $('breakdown-body').replaceChildren(...body);
-  $('breakdown-note').textContent = drawn < rows.length
+  const shown = drawn < rows.length
     ? `${drawn} of ${rows.length} rows shown; the CSV has them all`
     : `${rows.length} rows under ${state.model}; a channel's rows add up to its credit`;
+  // Say so when the shown rows have none.
+  const whose = rows.some((r) => r.interval) ? '' : ' of the channels (these rows have none)';
+  const brackets = ranged ? `; in brackets, ${Math.round(level * 100)}% bootstrap intervals${whose}`
+    : level !== undefined ? '; these rows have no intervals' : '';
+  $('breakdown-note').textContent = `${shown}${brackets}`;
 }
 
 /** The chosen model's cost, CPA and ROAS per channel (a table and a ROAS chart), with a cost table. */

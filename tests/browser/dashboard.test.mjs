@@ -119,6 +119,71 @@ async function checkPart(page, part, kind, label) {
   return ranged.length;
 }
 
+/**
+ * The breakdown table's intervals against one model of the shown part (`model`, its JSON): a
+ * breakdown row with an `interval` shows its bounds, as `figure [low, high]` in its conversions
+ * and value cells and in its data attributes; a row without shows its figures alone (never the
+ * whole's). Rows are matched by channel and values, so bounds shown on another row fail. Each
+ * channel's row shows the channel's own interval likewise. Returns how many breakdown rows
+ * showed an interval.
+ */
+async function checkBreakdownIntervals(page, model, columns, label) {
+  const expected = model.breakdown;
+  const cells = (selector) => page.$$eval(selector, (trs) => trs.map((tr) => {
+    const [conversions, value] = tr.querySelectorAll('td.number');
+    return {
+      channel: tr.dataset.channel, values: tr.dataset.values, conversions: conversions.textContent,
+      value: value.textContent, brackets: tr.querySelectorAll('.interval').length,
+      bounds: ['conversionsLow', 'conversionsHigh', 'valueLow', 'valueHigh'].map((k) => tr.dataset[k]),
+    };
+  }));
+  const shown = await cells('#breakdown-body tr.breakdown-row');
+  assert.equal(shown.length, expected.length, `${label}: a table row per breakdown row`);
+  // The cells' texts as the page formats figures in its locale: value to two decimals, and
+  // conversions too when the table shows any interval (else up to two).
+  const bracketed = [...expected, ...model.channels].some((r) => r.interval);
+  const texts = (rows) => page.evaluate(([figures, fixed]) => {
+    const count = new Intl.NumberFormat(undefined, { maximumFractionDigits: 2 }).format;
+    const money = new Intl.NumberFormat(undefined, { minimumFractionDigits: 2, maximumFractionDigits: 2 }).format;
+    const cell = (format, figure, low, high) => (low === undefined ? format(figure)
+      : `${format(figure)} [${format(low)}, ${format(high)}]`);
+    return figures.map((r) => [
+      cell(fixed ? money : count, r.conversions, r.interval?.conversions_low, r.interval?.conversions_high),
+      cell(money, r.value, r.interval?.value_low, r.interval?.value_high)]);
+  }, [rows, bracketed]);
+  const rowTexts = await texts(expected);
+  const keyOf = (channel, values) => `${channel}\u0000${values}`;
+  const byKey = new Map(expected.map((r, i) => [keyOf(r.channel, JSON.stringify(columns.map((c) => r[c]))), i]));
+  let ranged = 0;
+  for (const row of shown) {
+    const i = byKey.get(keyOf(row.channel, row.values));
+    assert.ok(i !== undefined, `${label}: ${row.channel} ${row.values} is a row of the API's`);
+    const { interval } = expected[i];
+    const what = `${label}: ${row.channel} ${row.values}`;
+    assert.deepEqual([row.conversions, row.value], rowTexts[i], `${what}: conversions and value cells`);
+    if (interval) {
+      ranged += 1;
+      assert.equal(row.brackets, 2, `${what}: bounds of conversions and value`);
+      [interval.conversions_low, interval.conversions_high, interval.value_low, interval.value_high]
+        .forEach((bound, j) => close(Number(row.bounds[j]), bound, `${what}: bound ${j}`));
+    } else {
+      assert.equal(row.brackets, 0, `${what}: no interval`);
+      assert.deepEqual(row.bounds, [undefined, undefined, undefined, undefined], `${what}: no bounds`);
+    }
+  }
+  const groups = await cells('#breakdown-body tr.channel-row');
+  const channels = groups.map((g) => model.channels.find((c) => c.channel === g.channel));
+  const channelTexts = await texts(channels);
+  groups.forEach((group, i) => assert.deepEqual([group.conversions, group.value], channelTexts[i],
+    `${label}: ${group.channel}'s own figures and interval`));
+  // The headers say what the brackets are.
+  if (ranged > 0) {
+    const heads = await page.$$eval('#breakdown-head th.number', (ths) => ths.map((th) => th.textContent));
+    assert.ok(heads.slice(0, 2).every((h) => /\[\d+% interval\]/.test(h)), `${label}: headers name the interval: ${heads}`);
+  }
+  return ranged;
+}
+
 /** Whether the service has the CSV table `table` of the job's result (part tables are newer). */
 async function hasTable(jobId, table) {
   const response = await fetch(`${base}/v1/jobs/${jobId}/result?format=csv&table=${table}`,
@@ -914,6 +979,9 @@ async function main() {
         }
         if (expected[i].cost !== null) costedRows += 1;
       });
+      // With intervals, every row shows its own bounds (the whole's rows all have one).
+      const ranged = await checkBreakdownIntervals(page, byCampaign.models[model], ['campaign'], model);
+      assert.ok(ranged > 0, `${model}: the whole's breakdown rows show their intervals`);
       const groups = await channelRows();
       assert.deepEqual(groups.map((g) => g.channel), byCampaign.models[model].channels.map((c) => c.channel));
       for (const group of groups) {
@@ -935,7 +1003,8 @@ async function main() {
     assert.ok((await page.textContent('#spend-unmatched')).includes('social / social-9'));
     assert.ok(byCampaign.reports.transitions.rows.flatMap((t) => [t.from, t.to]).filter((s) => !s.startsWith('('))
       .every((state) => state.split(' > ').every((c) => named.has(c))), 'transitions are between channels (of the chosen order)');
-    log(`breakdown table: every row of linear, markov, shapley and shao_li equals the API's (cost, CPA, ROAS too), channel rows add up`);
+    log(`breakdown table: every row of linear, markov, shapley and shao_li equals the API's (cost, CPA, ROAS too, `
+      + 'and its interval as figure [low, high]), channel rows add up');
 
     // Sorting by a header: campaigns by name within each channel, channels by their credit.
     await page.click('#breakdown-head button[data-sort="value:campaign"]');
@@ -992,6 +1061,7 @@ async function main() {
     const segmentLabels = await page.$$eval('#segment-select option', (os) => os.map((o) => o.textContent));
     assert.deepEqual(segmentLabels,
       ['All journeys', ...segments.map((s) => `country = ${s.segment.country ?? '(none)'}`)]);
+    let partRowIntervals = 0;
     for (const [i, segment] of segments.entries()) {
       await page.selectOption('#segment-select', String(i));
       await page.waitForFunction((want) => Number(document.querySelector('#summary [data-summary="conversions"]')
@@ -1006,8 +1076,8 @@ async function main() {
         const label = `segment ${segment.segment.country} ${model}`;
         assert.deepEqual(shown.map((b) => b.channel), expected.map((c) => c.channel), `${label} channels`);
         shown.forEach((bar, j) => close(bar.value, expected[j].conversions, `${label} ${bar.channel}`));
-        const rows = await breakdownRows();
-        assert.equal(rows.length, segment.models[model].breakdown.length, `${label}: a table row per breakdown row`);
+        // Its breakdown rows, with their intervals where its JSON has them (never the whole's).
+        partRowIntervals += await checkBreakdownIntervals(page, segment.models[model], ['campaign'], label);
         // The chart over time is the segment's own weeks.
         const points = await page.$$eval('#chart-periods circle.point', (ps) => ps.map((p) => ({
           period: p.dataset.period, channel: p.dataset.channel, value: Number(p.dataset.value),
@@ -1041,7 +1111,7 @@ async function main() {
     assert.equal((await page.textContent('#part-note')).includes(weekLabel), true, 'the note names the part');
     await page.$eval('#result', (section) => section.scrollIntoView({ block: 'start' }));
     await page.screenshot({ path: path.join(artifacts, 'result-segment-period-viewport.png') });
-    assert.equal((await breakdownRows()).length, segmentWeek.models.linear.breakdown.length, `${weekLabel}: breakdown rows`);
+    partRowIntervals += await checkBreakdownIntervals(page, segmentWeek.models.linear, ['campaign'], weekLabel);
     const segmentWeekPaths = await downloadLines(page, '#download-paths');
     assert.equal(segmentWeekPaths[0],
       'country,period,list,rank,path,touches,journeys,conversions,value,null_journeys,exact');
@@ -1053,9 +1123,11 @@ async function main() {
     await page.selectOption('#segment-select', '');
     const wholeWeek = byCampaign.periods.find((p) => p.period === segmentWeek.period);
     assert.ok(await checkPart(page, wholeWeek, 'period', `the week ${wholeWeek.period}`) > 0, 'the week has intervals');
+    partRowIntervals += await checkBreakdownIntervals(page, wholeWeek.models.linear, ['campaign'], `the week ${wholeWeek.period}`);
     await page.selectOption('#period-select', '');
     log(`period within a segment: ${weekLabel}'s credits, error bars, rank stability, histogram, paths and `
-      + `breakdown rows match the API (${segmentWeekIntervals}); then the whole's week ${wholeWeek.period}`);
+      + `breakdown rows match the API (${segmentWeekIntervals}); then the whole's week ${wholeWeek.period}; `
+      + `the segments' and weeks' breakdown rows show ${partRowIntervals} intervals, as their JSON has`);
     // Each segment solved its own chain: DE's Markov credit is not the whole's.
     const wholeSearch = byCampaign.models.markov.channels.find((c) => c.channel === 'search')?.conversions;
     assert.ok(segments.some((s) => s.models.markov.channels.find((c) => c.channel === 'search')?.conversions !== wholeSearch));
