@@ -15,6 +15,8 @@ use serde::ser::SerializeMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::chunk::decode_touch_key;
+use crate::error::AttributionError;
+use crate::exact::Exact;
 use crate::intervals::RowInterval;
 use crate::options::ModelId;
 use crate::paths::{PathCounts, TopPaths, touch_label};
@@ -28,11 +30,15 @@ pub const NO_VALUE: &str = "(none)";
 pub struct KeySums {
     pub conversions: Vec<f64>,
     pub value: Vec<f64>,
+    /// A replicate's conversions and value by key, exact (`exact.rs`; its `f64` fields stay
+    /// 0); as long as the keys it has met.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exact: Vec<[Exact; 2]>,
 }
 
 impl KeySums {
     fn zeros(n: usize) -> KeySums {
-        KeySums { conversions: vec![0.0; n], value: vec![0.0; n] }
+        KeySums { conversions: vec![0.0; n], value: vec![0.0; n], exact: Vec::new() }
     }
 
     fn push_zero(&mut self) {
@@ -43,6 +49,7 @@ impl KeySums {
     fn add_at(&mut self, key: usize, other: &KeySums, from: usize) {
         self.conversions[key] += other.conversions[from];
         self.value[key] += other.value[from];
+        add_exact_at(&mut self.exact, key, &other.exact, from);
     }
 
     fn retain(&mut self, keep: &[bool]) {
@@ -50,6 +57,19 @@ impl KeySums {
         self.conversions.retain(|_| (keep[i], i += 1).0);
         i = 0;
         self.value.retain(|_| (keep[i], i += 1).0);
+        i = 0;
+        self.exact.retain(|_| (keep[i], i += 1).0);
+    }
+}
+
+/// `mine[key] += theirs[from]`, each as long as the keys it has met.
+fn add_exact_at<const N: usize>(mine: &mut Vec<[Exact; N]>, key: usize, theirs: &[[Exact; N]], from: usize) {
+    let Some(sums) = theirs.get(from) else { return };
+    if mine.len() <= key {
+        mine.resize(key + 1, [Exact::ZERO; N]);
+    }
+    for (a, &b) in mine[key].iter_mut().zip(sums) {
+        a.add(b);
     }
 }
 
@@ -61,6 +81,10 @@ impl KeySums {
 pub struct MarkovShares {
     pub converting: KeySums,
     pub presence: Vec<f64>,
+    /// A replicate's shares by key (conversions, value, presence), exact (`exact.rs`; its
+    /// `f64` fields stay 0); as long as the keys it has met.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exact: Vec<[Exact; 3]>,
 }
 
 /// The breakdown sums of a partial. A key is a channel (an index into the partial's
@@ -173,7 +197,11 @@ impl BreakdownSums {
             values,
             seen: vec![false; n],
             rules: vec![KeySums::zeros(n); rules],
-            markov: markov.then(|| MarkovShares { converting: KeySums::zeros(n), presence: vec![0.0; n] }),
+            markov: markov.then(|| MarkovShares {
+                converting: KeySums::zeros(n),
+                presence: vec![0.0; n],
+                exact: Vec::new(),
+            }),
             positions: vec![Positions::default(); n],
             paths: PathCounts::default(),
             index: KeyIndex::default(),
@@ -262,6 +290,7 @@ impl BreakdownSums {
             if let (Some(mine), Some(theirs)) = (&mut self.markov, &other.markov) {
                 mine.converting.add_at(key, &theirs.converting, from);
                 mine.presence[key] += theirs.presence[from];
+                add_exact_at(&mut mine.exact, key, &theirs.exact, from);
             }
             if let Some(theirs) = other.positions.get(from) {
                 self.positions[key].add(theirs);
@@ -270,6 +299,36 @@ impl BreakdownSums {
         if paths {
             self.paths.merge(&other.paths, &key_map);
         }
+    }
+
+    /// A replicate's sums as `f64` sums in one order, whatever grouping of chunks made them:
+    /// the keys its journeys met, channels renumbered by `channel_map` (into the order of
+    /// their names), in the order of (channel, values); the exact sums rounded once each.
+    pub(crate) fn canonical(&self, channel_map: &[u32]) -> Result<BreakdownSums, AttributionError> {
+        let mut keys: Vec<usize> = (0..self.len()).filter(|&k| self.seen[k]).collect();
+        let channel = |k: usize| channel_map[self.channel[k] as usize];
+        keys.sort_by(|&a, &b| (channel(a), &self.values[a]).cmp(&(channel(b), &self.values[b])));
+        let mut sums = BreakdownSums::with_keys(
+            self.rules.len(),
+            self.markov.is_some(),
+            keys.iter().map(|&k| channel(k)).collect(),
+            keys.iter().map(|&k| self.values[k].clone()).collect(),
+        );
+        sums.seen = vec![true; keys.len()];
+        let exact = |sums: &[[Exact; 2]], k: usize, i: usize| sums.get(k).map_or(Ok(0.0), |s| s[i].to_f64());
+        for (new, &k) in keys.iter().enumerate() {
+            for (mine, theirs) in sums.rules.iter_mut().zip(&self.rules) {
+                mine.conversions[new] = exact(&theirs.exact, k, 0)?;
+                mine.value[new] = exact(&theirs.exact, k, 1)?;
+            }
+            if let (Some(mine), Some(theirs)) = (&mut sums.markov, &self.markov) {
+                let [conversions, value, presence] = theirs.exact.get(k).copied().unwrap_or_default();
+                mine.converting.conversions[new] = conversions.to_f64()?;
+                mine.converting.value[new] = value.to_f64()?;
+                mine.presence[new] = presence.to_f64()?;
+            }
+        }
+        Ok(sums)
     }
 
     /// Drops the keys no journey touched (their sums are all zero).
@@ -289,6 +348,8 @@ impl BreakdownSums {
             markov.converting.retain(&keep);
             i = 0;
             markov.presence.retain(|_| (keep[i], i += 1).0);
+            i = 0;
+            markov.exact.retain(|_| (keep[i], i += 1).0);
         }
         i = 0;
         self.positions.retain(|_| (keep[i], i += 1).0);

@@ -290,7 +290,8 @@ pub fn channel_intervals(
                 values.push(x);
             }
         }
-        let total: f64 = replicate.iter().map(|f| f[0].abs()).sum();
+        // Summed in the order of names: the result's order may differ by a near tie.
+        let total: f64 = by_name.iter().map(|&i| replicate[i][0].abs()).sum();
         if total == 0.0 {
             continue;
         }
