@@ -71,16 +71,18 @@ impl Exact {
     }
 }
 
-/// Written as a JSON integer: every unit, so partials round-trip exactly.
+/// Written as a string of its units (a JSON number past 2^53, or past `i64` as
+/// `serde_json::Value` holds numbers, would not read back exactly everywhere).
 impl Serialize for Exact {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_i128(self.0)
+        serializer.collect_str(&self.0)
     }
 }
 
 impl<'de> Deserialize<'de> for Exact {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        i128::deserialize(deserializer).map(Exact)
+        let units = std::borrow::Cow::<str>::deserialize(deserializer)?;
+        units.parse().map(Exact).map_err(|_| serde::de::Error::custom(format!("{units:?} is not a fixed-point sum")))
     }
 }
 
@@ -144,7 +146,10 @@ mod tests {
         big.add(Exact::of(-9e18));
         assert!(big.to_f64().is_err());
         assert!(Exact::of(1e300).to_f64().is_err() && Exact::of(f64::NAN).to_f64().is_err());
-        let json = serde_json::to_string(&forward).unwrap();
-        assert_eq!(serde_json::from_str::<Exact>(&json).unwrap(), forward);
+        for sum in [forward, big, Exact::of(-19.99)] {
+            let json = serde_json::to_string(&sum).unwrap();
+            assert_eq!(serde_json::from_str::<Exact>(&json).unwrap(), sum);
+            assert_eq!(serde_json::from_value::<Exact>(serde_json::to_value(sum).unwrap()).unwrap(), sum);
+        }
     }
 }

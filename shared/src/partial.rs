@@ -1674,6 +1674,59 @@ mod tests {
         }
     }
 
+    /// A path chunk of `rows` (path of channel names, conversions, value, nulls).
+    fn paths_chunk(rows: &[(&[&str], f64, f64, f64)]) -> PathChunk {
+        let mut chunk = PathChunk::default();
+        for (i, (path, conversions, value, nulls)) in rows.iter().enumerate() {
+            let path: Vec<u32> = path.iter().map(|c| chunk.channels.id(c)).collect();
+            chunk.push(&path, *conversions, *value, *nulls, i as u64 + 1);
+        }
+        chunk
+    }
+
+    #[test]
+    fn replicates_of_an_older_version_merge_and_are_refused_at_finish() {
+        let spec = crate::options::OptionsSpec {
+            intervals: Some(crate::intervals::IntervalsSpec { replicates: 10, level: None, seed: Some(1) }),
+            ..Default::default()
+        };
+        let options = spec.validate(InputKind::Paths).unwrap();
+        let rows: [(&[&str], f64, f64, f64); 2] = [(&["a", "b"], 3.0, 19.99, 1.0), (&["b"], 2.0, 5.5, 2.0)];
+        let new = Partial::from_paths(&paths_chunk(&rows), &options).unwrap();
+        // An older version wrote its replicates without exact sums (nor the mark of them).
+        let mut json = serde_json::to_value(&new).unwrap();
+        for replicate in json["replicates"].as_array_mut().unwrap() {
+            assert_eq!(replicate.as_object_mut().unwrap().remove("exact"), Some(serde_json::Value::Bool(true)));
+        }
+        let old: Partial = serde_json::from_value(json).unwrap();
+        for (mut merged, other) in [(old.clone(), &new), (new.clone(), &old)] {
+            merged.merge(other);
+            let err = merged.finish(&options).unwrap_err();
+            assert_eq!(err.code, ErrorCode::Internal);
+            assert!(err.message.contains("older version"), "{err}");
+        }
+        new.finish(&options).expect("replicates with exact sums");
+    }
+
+    #[test]
+    fn a_replicate_sum_past_the_exact_range_is_refused() {
+        // 4e18 per conversion: a replicate drawing three conversions sums 1.2e19, past 2^63;
+        // the whole's own sums (f64) hold it.
+        let spec = crate::options::OptionsSpec {
+            models: Some(vec!["last_touch".into()]),
+            intervals: Some(crate::intervals::IntervalsSpec { replicates: 30, level: None, seed: Some(1) }),
+            ..Default::default()
+        };
+        let options = spec.validate(InputKind::Paths).unwrap();
+        let rows: [(&[&str], f64, f64, f64); 1] = [(&["a"], 2.0, 8e18, 0.0)];
+        let partial = Partial::from_paths(&paths_chunk(&rows), &options).unwrap();
+        let err = partial.finish(&options).unwrap_err();
+        assert_eq!(err.code, ErrorCode::LimitExceeded);
+        assert!(err.message.contains("9.2e18"), "{err}");
+        let plain = Options { intervals: None, ..options };
+        Partial::from_paths(&paths_chunk(&rows), &plain).unwrap().finish(&plain).expect("no replicates");
+    }
+
     #[test]
     fn a_partial_survives_json_exactly() {
         let mut chunk = PathChunk::default();
