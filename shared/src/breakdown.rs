@@ -49,7 +49,6 @@ impl KeySums {
     fn add_at(&mut self, key: usize, other: &KeySums, from: usize) {
         self.conversions[key] += other.conversions[from];
         self.value[key] += other.value[from];
-        add_exact_at(&mut self.exact, key, &other.exact, from);
     }
 
     fn retain(&mut self, keep: &[bool]) {
@@ -109,6 +108,10 @@ pub struct BreakdownSums {
     /// the sums above; without paths (limit 0) in partials of older versions.
     #[serde(default)]
     pub paths: PathCounts,
+    /// A replicate's: its sums are the `exact` ones (`exact.rs`), its `f64` sums and positions
+    /// stay empty (see [`BreakdownSums::for_replicates`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub exact: bool,
     /// Keys by the hash of their (channel, values), built when first needed (merging), so
     /// that a lookup allocates nothing.
     #[serde(skip)]
@@ -142,6 +145,7 @@ impl PartialEq for BreakdownSums {
             && self.markov == other.markov
             && self.positions == other.positions
             && self.paths == other.paths
+            && self.exact == other.exact
     }
 }
 
@@ -204,7 +208,22 @@ impl BreakdownSums {
             }),
             positions: vec![Positions::default(); n],
             paths: PathCounts::default(),
+            exact: false,
             index: KeyIndex::default(),
+        }
+    }
+
+    /// The same keys without sums, for a bootstrap replicate: it keeps exact sums only, grown
+    /// as journeys meet the keys (no `f64` sums, positions or paths).
+    pub(crate) fn for_replicates(&self) -> BreakdownSums {
+        BreakdownSums {
+            channel: self.channel.clone(),
+            values: self.values.clone(),
+            seen: vec![false; self.len()],
+            rules: vec![KeySums::default(); self.rules.len()],
+            markov: self.markov.as_ref().map(|_| MarkovShares::default()),
+            exact: true,
+            ..BreakdownSums::default()
         }
     }
 
@@ -237,14 +256,16 @@ impl BreakdownSums {
         self.channel.push(channel);
         self.values.push(values.to_vec());
         self.seen.push(false);
-        for rule in &mut self.rules {
-            rule.push_zero();
+        if !self.exact {
+            for rule in &mut self.rules {
+                rule.push_zero();
+            }
+            if let Some(markov) = &mut self.markov {
+                markov.converting.push_zero();
+                markov.presence.push(0.0);
+            }
+            self.positions.push(Positions::default());
         }
-        if let Some(markov) = &mut self.markov {
-            markov.converting.push_zero();
-            markov.presence.push(0.0);
-        }
-        self.positions.push(Positions::default());
         self.index_key(hash, key);
         key
     }
@@ -274,8 +295,11 @@ impl BreakdownSums {
     /// have the same keys in the same order (the periods of one chunk); its paths too with
     /// `paths` (not for a part added to its whole, whose paths were counted straight).
     pub(crate) fn add_mapped(&mut self, other: &BreakdownSums, channel_map: &[u32], same_keys: bool, paths: bool) {
-        // A partial of an older version has no positions: zeros.
-        self.positions.resize(self.len(), Positions::default());
+        // A partial of an older version has no positions: zeros. A replicate's sums are exact only.
+        let floats = !self.exact && !other.exact;
+        if !self.exact {
+            self.positions.resize(self.len(), Positions::default());
+        }
         let mut key_map = Vec::with_capacity(if paths { other.len() } else { 0 });
         for from in 0..other.len() {
             let key =
@@ -285,14 +309,19 @@ impl BreakdownSums {
             }
             self.seen[key] |= other.seen[from];
             for (mine, theirs) in self.rules.iter_mut().zip(&other.rules) {
-                mine.add_at(key, theirs, from);
-            }
-            if let (Some(mine), Some(theirs)) = (&mut self.markov, &other.markov) {
-                mine.converting.add_at(key, &theirs.converting, from);
-                mine.presence[key] += theirs.presence[from];
+                if floats {
+                    mine.add_at(key, theirs, from);
+                }
                 add_exact_at(&mut mine.exact, key, &theirs.exact, from);
             }
-            if let Some(theirs) = other.positions.get(from) {
+            if let (Some(mine), Some(theirs)) = (&mut self.markov, &other.markov) {
+                if floats {
+                    mine.converting.add_at(key, &theirs.converting, from);
+                    mine.presence[key] += theirs.presence[from];
+                }
+                add_exact_at(&mut mine.exact, key, &theirs.exact, from);
+            }
+            if let Some(theirs) = other.positions.get(from).filter(|_| !self.exact) {
                 self.positions[key].add(theirs);
             }
         }

@@ -38,7 +38,17 @@ impl Exact {
     /// `self × count`, `count` a whole number (a replicate's draw).
     #[inline]
     pub fn times(self, count: f64) -> Exact {
-        match self.0.checked_mul(count as i128) {
+        let count = count as i128;
+        // The common cases without a checked 128-bit multiply (this runs per touch and
+        // replicate): a draw of one, and a figure below 2^36 (2^100 units) times a draw below
+        // 2^26, whose product stays below 2^126. The mark of an overflow is neither.
+        if count == 1 {
+            return self;
+        }
+        if self.0.unsigned_abs() < 1 << 100 && (0..1 << 26).contains(&count) {
+            return Exact(self.0 * count);
+        }
+        match self.0.checked_mul(count) {
             Some(units) if self.0 != OVERFLOW => Exact(units),
             _ => Exact(OVERFLOW),
         }
@@ -139,6 +149,8 @@ mod tests {
         assert_eq!(forward, backward);
         assert_eq!(Exact::of(19.99).to_f64().unwrap(), 19.99);
         assert_eq!(Exact::of(-2.5).times(3.0).to_f64().unwrap(), -7.5);
+        assert_eq!(Exact::of(4e18).times(2.0).to_f64().unwrap(), 8e18);
+        assert!(Exact::of(4e18).times(3.0).to_f64().is_err() && Exact::of(1.0).times(1e20).to_f64().is_err());
         let mut big = Exact::of(9e18);
         big.add(Exact::of(9e18));
         assert_eq!(big.to_f64().unwrap_err().code, ErrorCode::LimitExceeded);

@@ -38,8 +38,8 @@ pub fn check_period_replicates(periods: usize, replicates: usize) -> Result<(), 
 }
 
 /// The most breakdown rows × replicates one job may hold (`max_breakdown_replicates`): the
-/// whole's replicates each keep their own sums per (channel, breakdown values), about 250
-/// bytes each.
+/// whole's replicates each keep their own sums per (channel, breakdown values), about 350
+/// bytes each (exact sums, `exact.rs`).
 pub const MAX_BREAKDOWN_REPLICATES: usize = 1_000_000;
 
 /// Refuses intervals of more breakdown rows (`keys`) than [`MAX_BREAKDOWN_REPLICATES`] allows,

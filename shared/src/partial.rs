@@ -140,7 +140,9 @@ impl Partial {
         if let Some(intervals) = options.intervals {
             let bare = Options { breakdown: Vec::new(), ..options.clone() };
             let mut replicate = Partial { exact: true, ..Partial::one_window(&bare, channels) };
+            // A replicate's credit is exact only (`exact.rs`).
             for rule in &mut replicate.rules {
+                (rule.conversions, rule.value) = (Vec::new(), Vec::new());
                 rule.exact = vec![[Exact::ZERO; 2]; channels.len()];
             }
             partial.replicates = vec![replicate; intervals.replicates as usize];
@@ -237,7 +239,7 @@ impl Partial {
         if let Some(sums) = partial.breakdown.as_ref().filter(|_| !partial.replicates.is_empty()) {
             crate::intervals::check_breakdown_replicates(sums.len(), partial.replicates.len())?;
             for replicate in &mut partial.replicates {
-                replicate.breakdown = Some(sums.clone());
+                replicate.breakdown = Some(sums.for_replicates());
             }
         }
         partial.add_chunk(chunk, options, adder, empty.as_ref())?;
@@ -703,9 +705,12 @@ impl Partial {
         }
         for (mine, theirs) in self.rules.iter_mut().zip(&other.rules) {
             assert_eq!(mine.model, theirs.model, "partials of one job share their models");
-            for (old, &new) in channel_map.iter().enumerate() {
-                mine.conversions[new as usize] += theirs.conversions[old];
-                mine.value[new as usize] += theirs.value[old];
+            // A replicate's credit is exact only (`exact.rs`).
+            if !self.exact && !other.exact {
+                for (old, &new) in channel_map.iter().enumerate() {
+                    mine.conversions[new as usize] += theirs.conversions[old];
+                    mine.value[new as usize] += theirs.value[old];
+                }
             }
             crate::exact::add_mapped(&mut mine.exact, &theirs.exact, channel_map);
         }
@@ -721,8 +726,11 @@ impl Partial {
         self.reports.merge(&other.reports, channel_map, paths);
         if let Some(theirs) = &other.breakdown {
             // An empty replicate (of `Partial::new`) has no breakdown sums until it meets some.
-            let mine =
-                self.breakdown.get_or_insert_with(|| BreakdownSums::new(theirs.rules.len(), theirs.markov.is_some()));
+            let mine = self.breakdown.get_or_insert_with(|| {
+                let mut sums = BreakdownSums::new(theirs.rules.len(), theirs.markov.is_some());
+                sums.exact = theirs.exact;
+                sums
+            });
             mine.add_mapped(theirs, channel_map, same_keys, paths);
         }
     }
@@ -793,10 +801,11 @@ impl Partial {
         self.channel_seen.push(false);
         self.reports.add_channel();
         for rule in &mut self.rules {
-            rule.conversions.push(0.0);
-            rule.value.push(0.0);
             if self.exact {
                 rule.exact.resize(self.channels.len(), [Exact::ZERO; 2]);
+            } else {
+                rule.conversions.push(0.0);
+                rule.value.push(0.0);
             }
         }
         (self.channels.len() - 1) as u32
