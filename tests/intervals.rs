@@ -1,9 +1,10 @@
 //! Bootstrap intervals end to end: the service over chunks equals `mta attribute` for every
-//! model (events with periods, and paths; under several lookback windows with a breakdown), the
+//! model (events with periods, and paths; under several lookback windows with a breakdown), its
+//! `interval` objects byte for byte, the
 //! `intervals` CSV tables (the whole's, each part's and the breakdown rows') and `--table`, and
 //! the limits.
 
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::breakdown::campaign_events;
 use crate::service::assert_same_result;
@@ -18,6 +19,36 @@ fn chunked() -> ServiceSpec {
         ("MTA_MAX_INTERVAL_REPLICATES", "100".into()),
     ];
     ServiceSpec { workers: 2, env, ..ServiceSpec::default() }
+}
+
+/// Every `interval` object of `value` (channels', breakdown rows', each part's), by its path.
+fn intervals_of(value: &Value, at: &str, out: &mut Vec<(String, Value)>) {
+    match value {
+        Value::Object(map) => {
+            for (key, value) in map {
+                match key.as_str() {
+                    "interval" => out.push((at.to_owned(), value.clone())),
+                    _ => intervals_of(value, &format!("{at}.{key}"), out),
+                }
+            }
+        }
+        Value::Array(items) => items.iter().enumerate().for_each(|(i, v)| intervals_of(v, &format!("{at}[{i}]"), out)),
+        _ => {}
+    }
+}
+
+/// The service's intervals are the local command's byte for byte (both results `sorted`):
+/// their sums are exact, whatever the chunks and the order the reducer merged them in.
+#[track_caller]
+fn assert_same_intervals(service: &Value, local: &Value) {
+    let (mut got, mut want) = (Vec::new(), Vec::new());
+    intervals_of(service, "", &mut got);
+    intervals_of(local, "", &mut want);
+    assert!(want.len() > 10, "{want:?}");
+    assert_eq!(got.len(), want.len());
+    for ((at, got), (_, want)) in got.iter().zip(&want) {
+        assert_eq!(got.to_string(), want.to_string(), "{at}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -38,6 +69,7 @@ async fn bootstrap_intervals_over_chunks_equal_the_local_command_and_have_their_
         local_args.extend(&args);
         let local = attribute_json(&file, &local_args);
         assert_eq!(result["options"]["intervals"], json!({ "replicates": 60, "level": 0.8, "seed": 9 }));
+        assert_same_intervals(&sorted(without_job_id(result.clone())), &sorted(local.clone()));
         assert_same_result(&sorted(without_job_id(result.clone())), &sorted(local), "result");
         // Each period's channels have intervals of their own (the events are weeks apart).
         for period in result["periods"].as_array().into_iter().flatten() {
@@ -146,6 +178,7 @@ async fn window_and_breakdown_intervals_over_chunks_equal_the_local_command_and_
             tables.to_str().unwrap(),
         ],
     );
+    assert_same_intervals(&sorted(without_job_id(result.clone())), &sorted(local.clone()));
     assert_same_result(&sorted(without_job_id(result.clone())), &sorted(local), "result");
     // The second window has intervals of its own: narrower journeys, other figures.
     let windows = result["windows"].as_array().unwrap();

@@ -15,6 +15,8 @@ use serde::ser::SerializeMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::chunk::decode_touch_key;
+use crate::error::AttributionError;
+use crate::exact::Exact;
 use crate::intervals::RowInterval;
 use crate::options::ModelId;
 use crate::paths::{PathCounts, TopPaths, touch_label};
@@ -28,11 +30,15 @@ pub const NO_VALUE: &str = "(none)";
 pub struct KeySums {
     pub conversions: Vec<f64>,
     pub value: Vec<f64>,
+    /// A replicate's conversions and value by key, exact (`exact.rs`; its `f64` fields stay
+    /// 0); as long as the keys it has met.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exact: Vec<[Exact; 2]>,
 }
 
 impl KeySums {
     fn zeros(n: usize) -> KeySums {
-        KeySums { conversions: vec![0.0; n], value: vec![0.0; n] }
+        KeySums { conversions: vec![0.0; n], value: vec![0.0; n], exact: Vec::new() }
     }
 
     fn push_zero(&mut self) {
@@ -50,6 +56,19 @@ impl KeySums {
         self.conversions.retain(|_| (keep[i], i += 1).0);
         i = 0;
         self.value.retain(|_| (keep[i], i += 1).0);
+        i = 0;
+        self.exact.retain(|_| (keep[i], i += 1).0);
+    }
+}
+
+/// `mine[key] += theirs[from]`, each as long as the keys it has met.
+fn add_exact_at<const N: usize>(mine: &mut Vec<[Exact; N]>, key: usize, theirs: &[[Exact; N]], from: usize) {
+    let Some(sums) = theirs.get(from) else { return };
+    if mine.len() <= key {
+        mine.resize(key + 1, [Exact::ZERO; N]);
+    }
+    for (a, &b) in mine[key].iter_mut().zip(sums) {
+        a.add(b);
     }
 }
 
@@ -61,6 +80,10 @@ impl KeySums {
 pub struct MarkovShares {
     pub converting: KeySums,
     pub presence: Vec<f64>,
+    /// A replicate's shares by key (conversions, value, presence), exact (`exact.rs`; its
+    /// `f64` fields stay 0); as long as the keys it has met.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exact: Vec<[Exact; 3]>,
 }
 
 /// The breakdown sums of a partial. A key is a channel (an index into the partial's
@@ -85,6 +108,10 @@ pub struct BreakdownSums {
     /// the sums above; without paths (limit 0) in partials of older versions.
     #[serde(default)]
     pub paths: PathCounts,
+    /// A replicate's: its sums are the `exact` ones (`exact.rs`), its `f64` sums and positions
+    /// stay empty (see [`BreakdownSums::for_replicates`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub exact: bool,
     /// Keys by the hash of their (channel, values), built when first needed (merging), so
     /// that a lookup allocates nothing.
     #[serde(skip)]
@@ -118,6 +145,7 @@ impl PartialEq for BreakdownSums {
             && self.markov == other.markov
             && self.positions == other.positions
             && self.paths == other.paths
+            && self.exact == other.exact
     }
 }
 
@@ -173,10 +201,29 @@ impl BreakdownSums {
             values,
             seen: vec![false; n],
             rules: vec![KeySums::zeros(n); rules],
-            markov: markov.then(|| MarkovShares { converting: KeySums::zeros(n), presence: vec![0.0; n] }),
+            markov: markov.then(|| MarkovShares {
+                converting: KeySums::zeros(n),
+                presence: vec![0.0; n],
+                exact: Vec::new(),
+            }),
             positions: vec![Positions::default(); n],
             paths: PathCounts::default(),
+            exact: false,
             index: KeyIndex::default(),
+        }
+    }
+
+    /// The same keys without sums, for a bootstrap replicate: it keeps exact sums only, grown
+    /// as journeys meet the keys (no `f64` sums, positions or paths).
+    pub(crate) fn for_replicates(&self) -> BreakdownSums {
+        BreakdownSums {
+            channel: self.channel.clone(),
+            values: self.values.clone(),
+            seen: vec![false; self.len()],
+            rules: vec![KeySums::default(); self.rules.len()],
+            markov: self.markov.as_ref().map(|_| MarkovShares::default()),
+            exact: true,
+            ..BreakdownSums::default()
         }
     }
 
@@ -209,14 +256,16 @@ impl BreakdownSums {
         self.channel.push(channel);
         self.values.push(values.to_vec());
         self.seen.push(false);
-        for rule in &mut self.rules {
-            rule.push_zero();
+        if !self.exact {
+            for rule in &mut self.rules {
+                rule.push_zero();
+            }
+            if let Some(markov) = &mut self.markov {
+                markov.converting.push_zero();
+                markov.presence.push(0.0);
+            }
+            self.positions.push(Positions::default());
         }
-        if let Some(markov) = &mut self.markov {
-            markov.converting.push_zero();
-            markov.presence.push(0.0);
-        }
-        self.positions.push(Positions::default());
         self.index_key(hash, key);
         key
     }
@@ -246,8 +295,11 @@ impl BreakdownSums {
     /// have the same keys in the same order (the periods of one chunk); its paths too with
     /// `paths` (not for a part added to its whole, whose paths were counted straight).
     pub(crate) fn add_mapped(&mut self, other: &BreakdownSums, channel_map: &[u32], same_keys: bool, paths: bool) {
-        // A partial of an older version has no positions: zeros.
-        self.positions.resize(self.len(), Positions::default());
+        // A partial of an older version has no positions: zeros. A replicate's sums are exact only.
+        let floats = !self.exact && !other.exact;
+        if !self.exact {
+            self.positions.resize(self.len(), Positions::default());
+        }
         let mut key_map = Vec::with_capacity(if paths { other.len() } else { 0 });
         for from in 0..other.len() {
             let key =
@@ -257,19 +309,55 @@ impl BreakdownSums {
             }
             self.seen[key] |= other.seen[from];
             for (mine, theirs) in self.rules.iter_mut().zip(&other.rules) {
-                mine.add_at(key, theirs, from);
+                if floats {
+                    mine.add_at(key, theirs, from);
+                }
+                add_exact_at(&mut mine.exact, key, &theirs.exact, from);
             }
             if let (Some(mine), Some(theirs)) = (&mut self.markov, &other.markov) {
-                mine.converting.add_at(key, &theirs.converting, from);
-                mine.presence[key] += theirs.presence[from];
+                if floats {
+                    mine.converting.add_at(key, &theirs.converting, from);
+                    mine.presence[key] += theirs.presence[from];
+                }
+                add_exact_at(&mut mine.exact, key, &theirs.exact, from);
             }
-            if let Some(theirs) = other.positions.get(from) {
+            if let Some(theirs) = other.positions.get(from).filter(|_| !self.exact) {
                 self.positions[key].add(theirs);
             }
         }
         if paths {
             self.paths.merge(&other.paths, &key_map);
         }
+    }
+
+    /// A replicate's sums as `f64` sums in one order, whatever grouping of chunks made them:
+    /// the keys its journeys met, channels renumbered by `channel_map` (into the order of
+    /// their names), in the order of (channel, values); the exact sums rounded once each.
+    pub(crate) fn canonical(&self, channel_map: &[u32]) -> Result<BreakdownSums, AttributionError> {
+        let mut keys: Vec<usize> = (0..self.len()).filter(|&k| self.seen[k]).collect();
+        let channel = |k: usize| channel_map[self.channel[k] as usize];
+        keys.sort_by(|&a, &b| (channel(a), &self.values[a]).cmp(&(channel(b), &self.values[b])));
+        let mut sums = BreakdownSums::with_keys(
+            self.rules.len(),
+            self.markov.is_some(),
+            keys.iter().map(|&k| channel(k)).collect(),
+            keys.iter().map(|&k| self.values[k].clone()).collect(),
+        );
+        sums.seen = vec![true; keys.len()];
+        let exact = |sums: &[[Exact; 2]], k: usize, i: usize| sums.get(k).map_or(Ok(0.0), |s| s[i].to_f64());
+        for (new, &k) in keys.iter().enumerate() {
+            for (mine, theirs) in sums.rules.iter_mut().zip(&self.rules) {
+                mine.conversions[new] = exact(&theirs.exact, k, 0)?;
+                mine.value[new] = exact(&theirs.exact, k, 1)?;
+            }
+            if let (Some(mine), Some(theirs)) = (&mut sums.markov, &self.markov) {
+                let [conversions, value, presence] = theirs.exact.get(k).copied().unwrap_or_default();
+                mine.converting.conversions[new] = conversions.to_f64()?;
+                mine.converting.value[new] = value.to_f64()?;
+                mine.presence[new] = presence.to_f64()?;
+            }
+        }
+        Ok(sums)
     }
 
     /// Drops the keys no journey touched (their sums are all zero).
@@ -289,6 +377,8 @@ impl BreakdownSums {
             markov.converting.retain(&keep);
             i = 0;
             markov.presence.retain(|_| (keep[i], i += 1).0);
+            i = 0;
+            markov.exact.retain(|_| (keep[i], i += 1).0);
         }
         i = 0;
         self.positions.retain(|_| (keep[i], i += 1).0);

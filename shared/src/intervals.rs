@@ -38,8 +38,8 @@ pub fn check_period_replicates(periods: usize, replicates: usize) -> Result<(), 
 }
 
 /// The most breakdown rows × replicates one job may hold (`max_breakdown_replicates`): the
-/// whole's replicates each keep their own sums per (channel, breakdown values), about 250
-/// bytes each.
+/// whole's replicates each keep their own sums per (channel, breakdown values), about 350
+/// bytes each (exact sums, `exact.rs`).
 pub const MAX_BREAKDOWN_REPLICATES: usize = 1_000_000;
 
 /// Refuses intervals of more breakdown rows (`keys`) than [`MAX_BREAKDOWN_REPLICATES`] allows,
@@ -290,7 +290,8 @@ pub fn channel_intervals(
                 values.push(x);
             }
         }
-        let total: f64 = replicate.iter().map(|f| f[0].abs()).sum();
+        // Summed in the order of names: the result's order may differ by a near tie.
+        let total: f64 = by_name.iter().map(|&i| replicate[i][0].abs()).sum();
         if total == 0.0 {
             continue;
         }

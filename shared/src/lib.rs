@@ -12,7 +12,7 @@
 //! per-journey credit rows. [`channel_rules`] names channels from source, medium and
 //! campaign while rows are read. [`segment`] gives one attribution per value of a column. [`spend`] reads a cost table, joined to a result as
 //! cost, CPA and ROAS. [`intervals`] draws the bootstrap replicates' weights and
-//! summarises the replicates' results.
+//! summarises the replicates' results, whose sums are [`exact`] (fixed point).
 //! [`row_segment`] stores rows compactly for the local spill and the service's chunk files.
 
 pub mod breakdown;
@@ -20,6 +20,7 @@ pub mod channel_rules;
 pub mod chunk;
 pub mod credits;
 pub mod error;
+pub mod exact;
 pub mod ingest;
 pub mod intervals;
 pub mod journey;

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::chunk::NO_CHANNEL;
 use crate::error::{AttributionError, ErrorCode};
+use crate::exact::{Exact, JourneySums};
 
 /// A state: up to four channel ids (a k-gram), unused slots set to [`NO_CHANNEL`].
 pub type StateKey = [u32; 4];
@@ -68,6 +69,9 @@ pub struct MarkovCounts {
     conversions: Vec<f64>,
     nulls: Vec<f64>,
     values: Vec<f64>,
+    /// A replicate's values by state, exact (`exact.rs`; `values` stay 0); as long as the
+    /// states it has met.
+    exact_values: Vec<Exact>,
     path: Vec<u32>,
 }
 
@@ -81,6 +85,8 @@ struct MarkovWire {
     conversions: Vec<f64>,
     nulls: Vec<f64>,
     values: Vec<f64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    exact_values: Vec<Exact>,
 }
 
 impl From<MarkovCounts> for MarkovWire {
@@ -94,6 +100,7 @@ impl From<MarkovCounts> for MarkovWire {
             conversions: counts.conversions,
             nulls: counts.nulls,
             values: counts.values,
+            exact_values: counts.exact_values,
         }
     }
 }
@@ -108,6 +115,7 @@ impl From<MarkovWire> for MarkovCounts {
         counts.conversions = wire.conversions;
         counts.nulls = wire.nulls;
         counts.values = wire.values;
+        counts.exact_values = wire.exact_values;
         counts
     }
 }
@@ -136,9 +144,27 @@ impl MarkovCounts {
     /// sm → (conversion) and sm → (null). States are sliding k-grams (a shorter journey is
     /// one shorter state) with consecutive identical states collapsed.
     pub fn add_path(&mut self, channels: &[u32], conversions: f64, nulls: f64, value: f64) {
-        let weight = conversions + nulls;
+        if let Some(last) = self.add_transitions(channels, conversions + nulls) {
+            self.conversions[last] += conversions;
+            self.nulls[last] += nulls;
+            self.values[last] += value;
+        }
+    }
+
+    /// [`MarkovCounts::add_path`] in a replicate, its value exact.
+    pub fn add_exact_path(&mut self, channels: &[u32], sums: &JourneySums) {
+        if let Some(last) = self.add_transitions(channels, sums.conversions + sums.nulls) {
+            self.conversions[last] += sums.conversions;
+            self.nulls[last] += sums.nulls;
+            add_exact(&mut self.exact_values, last, sums.value);
+        }
+    }
+
+    /// Adds a journey's transitions at `weight` and answers its last state (`None` without
+    /// touches or weight).
+    fn add_transitions(&mut self, channels: &[u32], weight: f64) -> Option<usize> {
         if channels.is_empty() || weight <= 0.0 {
-            return;
+            return None;
         }
         let mut path = std::mem::take(&mut self.path);
         self.state_path(channels, &mut path);
@@ -147,11 +173,8 @@ impl MarkovCounts {
             *self.transitions.entry(edge(from, to)).or_insert(0.0) += weight;
             from = to;
         }
-        let last = from as usize;
-        self.conversions[last] += conversions;
-        self.nulls[last] += nulls;
-        self.values[last] += value;
         self.path = path;
+        Some(from as usize)
     }
 
     /// The states a journey over `channels` passes through, into `path` (its ids, added if
@@ -224,7 +247,50 @@ impl MarkovCounts {
             self.conversions[new] += other.conversions[old];
             self.nulls[new] += other.nulls[old];
             self.values[new] += other.values[old];
+            if let Some(&value) = other.exact_values.get(old) {
+                add_exact(&mut self.exact_values, new, value);
+            }
         }
+    }
+
+    /// A replicate's chain as `f64` sums in one order, whatever grouping of chunks made it
+    /// (the solve's rounding follows the states' order): channels renumbered by `channel_map`
+    /// (`NO_CHANNEL` for channels it does not reach), states in the order of their keys, those
+    /// no journey reached (a flush numbers every path of its chunk's table) left out, values
+    /// from the exact sums.
+    pub(crate) fn canonical(&self, channel_map: &[u32]) -> Result<MarkovCounts, AttributionError> {
+        let renumbered = |key: StateKey| key.map(|c| if c == NO_CHANNEL { c } else { channel_map[c as usize] });
+        let mut reached = vec![false; self.states.len()];
+        for (&key, &weight) in &self.transitions {
+            if weight > 0.0 {
+                reached[split_edge(key).1 as usize] = true;
+            }
+        }
+        let mut order: Vec<usize> = (0..self.states.len()).filter(|&s| reached[s]).collect();
+        order.sort_unstable_by_key(|&s| renumbered(self.states[s]));
+        let mut chain = MarkovCounts::new(self.order);
+        let mut ids = vec![u32::MAX; self.states.len()];
+        for &s in &order {
+            let id = chain.intern(renumbered(self.states[s]));
+            ids[s] = id;
+            let id = id as usize;
+            chain.conversions[id] = self.conversions[s];
+            chain.nulls[id] = self.nulls[s];
+            chain.values[id] = self.exact_values.get(s).copied().unwrap_or_default().to_f64()?;
+        }
+        let mut transitions: Vec<(u64, f64)> = self
+            .transitions
+            .iter()
+            .filter(|&(_, &weight)| weight > 0.0)
+            .map(|(&key, &weight)| {
+                let (from, to) = split_edge(key);
+                let from = if from == START { START } else { ids[from as usize] };
+                (edge(from, ids[to as usize]), weight)
+            })
+            .collect();
+        transitions.sort_unstable_by_key(|&(key, _)| key);
+        chain.transitions = transitions.into_iter().collect();
+        Ok(chain)
     }
 
     /// Solves the chain for `channel_count` channel ids, within `budget`.
@@ -485,7 +551,7 @@ impl EdgeTable {
 
     /// Adds `weights` (per edge index) and `outcomes` (conversions, nulls and value per state
     /// index) to `counts`, a chain of the same order over the same channel ids.
-    pub fn add_to(&self, counts: &mut MarkovCounts, weights: &[f64], outcomes: &[[f64; 3]]) {
+    pub fn add_to(&self, counts: &mut MarkovCounts, weights: &[f64], outcomes: &[JourneySums]) {
         let state_map: Vec<u32> = self.states.states.iter().map(|&key| counts.intern(key)).collect();
         for (&key, &weight) in self.edges.iter().zip(weights) {
             if weight > 0.0 {
@@ -496,11 +562,21 @@ impl EdgeTable {
         }
         for (&state, outcome) in state_map.iter().zip(outcomes) {
             let state = state as usize;
-            counts.conversions[state] += outcome[0];
-            counts.nulls[state] += outcome[1];
-            counts.values[state] += outcome[2];
+            counts.conversions[state] += outcome.conversions;
+            counts.nulls[state] += outcome.nulls;
+            if outcome.value != Exact::ZERO {
+                add_exact(&mut counts.exact_values, state, outcome.value);
+            }
         }
     }
+}
+
+/// `sums[at] += value`, `sums` as long as the states it has met.
+fn add_exact(sums: &mut Vec<Exact>, at: usize, value: Exact) {
+    if sums.len() <= at {
+        sums.resize(at + 1, Exact::ZERO);
+    }
+    sums[at].add(value);
 }
 
 fn edge(from: u32, to: u32) -> u64 {

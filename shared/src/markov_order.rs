@@ -15,6 +15,8 @@ use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
 use crate::chunk::NO_CHANNEL;
+use crate::error::AttributionError;
+use crate::exact::JourneySums;
 use crate::markov::{MAX_MARKOV_STATES, MarkovCounts, StateKey};
 use crate::options::MarkovOrder;
 
@@ -101,20 +103,27 @@ impl OrderCandidates {
 
     /// Adds one journey to every chain, and its outcome to the training or held-out counts.
     pub fn add_path(&mut self, channels: &[u32], conversions: f64, nulls: f64, value: f64, held_out: bool) {
-        self.add_path_within(MAX_MARKOV_STATES, channels, conversions, nulls, value, held_out);
+        let add = |chain: &mut MarkovCounts| chain.add_path(channels, conversions, nulls, value);
+        self.add_path_within(MAX_MARKOV_STATES, channels, [conversions, nulls], held_out, add);
     }
 
-    /// [`Self::add_path`], leaving out the orders whose chain has more than `max_states`
-    /// states: such an order is no candidate whatever comes later (states are never
-    /// removed), so its counts stop growing and the four chains stay bounded.
+    /// [`Self::add_path`] in a replicate, its value exact.
+    pub fn add_exact_path(&mut self, channels: &[u32], sums: &JourneySums, held_out: bool) {
+        let add = |chain: &mut MarkovCounts| chain.add_exact_path(channels, sums);
+        self.add_path_within(MAX_MARKOV_STATES, channels, [sums.conversions, sums.nulls], held_out, add);
+    }
+
+    /// Adds a journey of `[conversions, nulls]` to every chain by `add`, leaving out the orders
+    /// whose chain has more than `max_states` states: such an order is no candidate whatever
+    /// comes later (states are never removed), so its counts stop growing and the four chains
+    /// stay bounded.
     fn add_path_within(
         &mut self,
         max_states: usize,
         channels: &[u32],
-        conversions: f64,
-        nulls: f64,
-        value: f64,
+        [conversions, nulls]: [f64; 2],
         held_out: bool,
+        add: impl Fn(&mut MarkovCounts),
     ) {
         if channels.is_empty() || conversions + nulls <= 0.0 {
             return;
@@ -124,13 +133,31 @@ impl OrderCandidates {
             if chain.state_count() > max_states {
                 continue;
             }
-            chain.add_path(channels, conversions, nulls, value);
+            add(chain);
             let last = &channels[channels.len().saturating_sub(k + 1)..];
             let key: StateKey = std::array::from_fn(|j| last.get(j).copied().unwrap_or(NO_CHANNEL));
             let sums = outcomes.entry(key).or_insert([0.0; 4]);
             sums[part] += conversions;
             sums[part + 1] += nulls;
         }
+    }
+
+    /// A replicate's candidates in one order whatever grouping made them (see
+    /// [`MarkovCounts::canonical`]), channels renumbered by `channel_map`.
+    pub(crate) fn canonical(&self, channel_map: &[u32]) -> Result<OrderCandidates, AttributionError> {
+        let renumbered = |key: &StateKey| key.map(|c| if c == NO_CHANNEL { c } else { channel_map[c as usize] });
+        let chains = self.chains.iter().map(|chain| chain.canonical(channel_map)).collect::<Result<_, _>>()?;
+        let outcomes = self
+            .outcomes
+            .iter()
+            .map(|outcomes| {
+                let mut sorted: Vec<(StateKey, Outcomes)> =
+                    outcomes.iter().map(|(key, sums)| (renumbered(key), *sums)).collect();
+                sorted.sort_unstable_by_key(|&(key, _)| key);
+                sorted.into_iter().collect()
+            })
+            .collect();
+        Ok(OrderCandidates { chains, outcomes })
     }
 
     /// Adds `other`, whose channel ids map to ours through `channel_map`.
@@ -300,7 +327,7 @@ mod tests {
         let limit = 4;
         let mut whole = OrderCandidates::new();
         for (path, held_out) in journeys {
-            whole.add_path_within(limit, path, 1.0, 1.0, 1.0, held_out);
+            whole.add_path_within(limit, path, [1.0, 1.0], held_out, |chain| chain.add_path(path, 1.0, 1.0, 1.0));
         }
         let sizes = |c: &OrderCandidates| (1..=4).map(|k| c.chain(k).state_count()).collect::<Vec<_>>();
         assert_eq!(sizes(&whole), [3, 5, 5, 5]);
@@ -312,7 +339,7 @@ mod tests {
         let mut merged = OrderCandidates::new();
         for (path, held_out) in journeys.iter().rev() {
             let mut part = OrderCandidates::new();
-            part.add_path_within(limit, path, 1.0, 1.0, 1.0, *held_out);
+            part.add_path_within(limit, path, [1.0, 1.0], *held_out, |chain| chain.add_path(path, 1.0, 1.0, 1.0));
             merged.merge_within(limit, &part, &[0, 1, 2]);
         }
         assert_eq!(merged.choose_within(limit), one);

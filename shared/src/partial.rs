@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::breakdown::{BreakdownSums, TouchKeys, credits_channels, splits_channel_credit};
 use crate::chunk::{EventChunk, NO_CHANNEL, NO_SEGMENT, PathChunk};
 use crate::error::{AttributionError, ErrorCode, Problem};
+use crate::exact::{Exact, JourneySums};
 use crate::journey::{
     Journey, JourneyOrigin, for_each_event_journey, for_each_path_journey, for_each_windowed_journey,
 };
@@ -38,6 +39,14 @@ pub struct Counts {
     pub unattributed_value: f64,
     /// Journeys longer than `max_journey_touches`, cut to their most recent touches.
     pub truncated_journeys: u64,
+    /// A replicate's `conversion_value` and `unattributed_value`, exact (`exact.rs`; its
+    /// `f64` fields stay 0).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub exact_values: [Exact; 2],
+}
+
+fn is_zero(sums: &[Exact; 2]) -> bool {
+    sums == &[Exact::ZERO; 2]
 }
 
 impl Counts {
@@ -50,6 +59,9 @@ impl Counts {
         self.unattributed_conversions += other.unattributed_conversions;
         self.unattributed_value += other.unattributed_value;
         self.truncated_journeys += other.truncated_journeys;
+        for (a, &b) in self.exact_values.iter_mut().zip(&other.exact_values) {
+            a.add(b);
+        }
     }
 }
 
@@ -59,6 +71,10 @@ pub struct RuleCredits {
     pub model: ModelId,
     pub conversions: Vec<f64>,
     pub value: Vec<f64>,
+    /// A replicate's conversions and value by channel, exact (`exact.rs`; its `f64` fields
+    /// stay 0); as long as the channels it has met.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exact: Vec<[Exact; 2]>,
 }
 
 /// The mergeable aggregate of a set of journeys. Serialisable: the attribute stage
@@ -103,6 +119,11 @@ pub struct Partial {
     /// `from_events`). Each merges with its counterpart.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub replicates: Vec<Partial>,
+    /// A replicate whose fractional sums (credit, values, breakdown shares) are exact
+    /// (`exact.rs`), so that any grouping of chunks gives the same intervals to the last bit.
+    /// False in the replicates of older versions, which [`Partial::finish`] refuses.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub exact: bool,
     /// With `segment_by`: the same sums per segment value of the journeys that count in it
     /// (`segment.rs`); the fields above are their sum plus `counts.rows`, as with periods.
     /// With `period` too, each segment holds its periods, and each of the whole's periods is
@@ -118,7 +139,13 @@ impl Partial {
         let mut partial = Partial::one_window(options, channels);
         if let Some(intervals) = options.intervals {
             let bare = Options { breakdown: Vec::new(), ..options.clone() };
-            partial.replicates = vec![Partial::one_window(&bare, channels); intervals.replicates as usize];
+            let mut replicate = Partial { exact: true, ..Partial::one_window(&bare, channels) };
+            // A replicate's credit is exact only (`exact.rs`).
+            for rule in &mut replicate.rules {
+                (rule.conversions, rule.value) = (Vec::new(), Vec::new());
+                rule.exact = vec![[Exact::ZERO; 2]; channels.len()];
+            }
+            partial.replicates = vec![replicate; intervals.replicates as usize];
         }
         // Each further window has replicates of its own, as the whole has.
         let further = options.lookback_windows.len().saturating_sub(1);
@@ -133,7 +160,7 @@ impl Partial {
             .models
             .iter()
             .filter(|m| m.is_rule_based())
-            .map(|&model| RuleCredits { model, conversions: vec![0.0; n], value: vec![0.0; n] })
+            .map(|&model| RuleCredits { model, conversions: vec![0.0; n], value: vec![0.0; n], exact: Vec::new() })
             .collect();
         let shares = options.models.iter().any(|&m| splits_channel_credit(m));
         let breakdown = (!options.breakdown.is_empty())
@@ -155,6 +182,7 @@ impl Partial {
             breakdown,
             windows: Vec::new(),
             replicates: Vec::new(),
+            exact: false,
             segments: BTreeMap::new(),
         }
     }
@@ -211,7 +239,7 @@ impl Partial {
         if let Some(sums) = partial.breakdown.as_ref().filter(|_| !partial.replicates.is_empty()) {
             crate::intervals::check_breakdown_replicates(sums.len(), partial.replicates.len())?;
             for replicate in &mut partial.replicates {
-                replicate.breakdown = Some(sums.clone());
+                replicate.breakdown = Some(sums.for_replicates());
             }
         }
         partial.add_chunk(chunk, options, adder, empty.as_ref())?;
@@ -643,6 +671,7 @@ impl Partial {
             })
             .collect();
         self.add_mapped(other, &channel_map, false, true);
+        self.exact &= other.exact;
         for (&period, theirs) in &other.periods {
             match self.periods.get_mut(&period) {
                 Some(mine) => mine.merge(theirs),
@@ -676,10 +705,14 @@ impl Partial {
         }
         for (mine, theirs) in self.rules.iter_mut().zip(&other.rules) {
             assert_eq!(mine.model, theirs.model, "partials of one job share their models");
-            for (old, &new) in channel_map.iter().enumerate() {
-                mine.conversions[new as usize] += theirs.conversions[old];
-                mine.value[new as usize] += theirs.value[old];
+            // A replicate's credit is exact only (`exact.rs`).
+            if !self.exact && !other.exact {
+                for (old, &new) in channel_map.iter().enumerate() {
+                    mine.conversions[new as usize] += theirs.conversions[old];
+                    mine.value[new as usize] += theirs.value[old];
+                }
             }
+            crate::exact::add_mapped(&mut mine.exact, &theirs.exact, channel_map);
         }
         if let (Some(mine), Some(theirs)) = (&mut self.markov, &other.markov) {
             mine.merge(theirs, channel_map);
@@ -693,10 +726,66 @@ impl Partial {
         self.reports.merge(&other.reports, channel_map, paths);
         if let Some(theirs) = &other.breakdown {
             // An empty replicate (of `Partial::new`) has no breakdown sums until it meets some.
-            let mine =
-                self.breakdown.get_or_insert_with(|| BreakdownSums::new(theirs.rules.len(), theirs.markov.is_some()));
+            let mine = self.breakdown.get_or_insert_with(|| {
+                let mut sums = BreakdownSums::new(theirs.rules.len(), theirs.markov.is_some());
+                sums.exact = theirs.exact;
+                sums
+            });
             mine.add_mapped(theirs, channel_map, same_keys, paths);
         }
+    }
+
+    /// A replicate as a partial of `f64` sums that is the same whatever grouping of chunks
+    /// made it, so that the figures built from it are too, to the last bit: the channels its
+    /// journeys met, in the order of their names; its chains' states and its breakdown keys
+    /// in the order of their keys; each exact sum (`exact.rs`) rounded once. Refused for a
+    /// replicate of an older version (without exact sums) and for a sum past their range.
+    pub(crate) fn canonical_replicate(&self) -> Result<Partial, AttributionError> {
+        if !self.exact {
+            return Err(AttributionError::new(
+                ErrorCode::Internal,
+                "a partial of an older version holds bootstrap replicates without exact sums; run the job again",
+            ));
+        }
+        let mut seen: Vec<usize> = (0..self.channels.len()).filter(|&c| self.channel_seen[c]).collect();
+        seen.sort_by(|&a, &b| self.channels[a].cmp(&self.channels[b]));
+        let mut channel_map = vec![NO_CHANNEL; self.channels.len()];
+        for (new, &old) in seen.iter().enumerate() {
+            channel_map[old] = new as u32;
+        }
+        let [value, unattributed] = self.counts.exact_values;
+        let counts = Counts {
+            conversion_value: value.to_f64()?,
+            unattributed_value: unattributed.to_f64()?,
+            exact_values: [Exact::ZERO; 2],
+            ..self.counts
+        };
+        let rules = self
+            .rules
+            .iter()
+            .map(|rule| {
+                let credit = |i: usize| -> Result<Vec<f64>, AttributionError> {
+                    seen.iter().map(|&c| rule.exact.get(c).map_or(Ok(0.0), |sums| sums[i].to_f64())).collect()
+                };
+                Ok(RuleCredits { model: rule.model, conversions: credit(0)?, value: credit(1)?, exact: Vec::new() })
+            })
+            .collect::<Result<_, AttributionError>>()?;
+        Ok(Partial {
+            channels: seen.iter().map(|&c| self.channels[c].clone()).collect(),
+            channel_seen: vec![true; seen.len()],
+            counts,
+            rules,
+            markov: self.markov.as_ref().map(|chain| chain.canonical(&channel_map)).transpose()?,
+            markov_auto: self.markov_auto.as_ref().map(|c| c.canonical(&channel_map)).transpose()?,
+            shao_li: self.shao_li.as_ref().map(|counts| counts.canonical(&channel_map)).transpose()?,
+            reports: ReportCounts::new(seen.len(), 0),
+            periods: BTreeMap::new(),
+            breakdown: self.breakdown.as_ref().map(|sums| sums.canonical(&channel_map)).transpose()?,
+            windows: Vec::new(),
+            replicates: Vec::new(),
+            exact: false,
+            segments: BTreeMap::new(),
+        })
     }
 
     /// Adds `partial` to a running total that may not have started yet.
@@ -712,8 +801,12 @@ impl Partial {
         self.channel_seen.push(false);
         self.reports.add_channel();
         for rule in &mut self.rules {
-            rule.conversions.push(0.0);
-            rule.value.push(0.0);
+            if self.exact {
+                rule.exact.resize(self.channels.len(), [Exact::ZERO; 2]);
+            } else {
+                rule.conversions.push(0.0);
+                rule.value.push(0.0);
+            }
         }
         (self.channels.len() - 1) as u32
     }
@@ -783,46 +876,70 @@ fn path_row_key(journey: &Journey<'_>, names: &[String]) -> u128 {
     crate::chunk::user_key(&bytes)
 }
 
+/// A journey's figures per unit of its replicates' draws: conversions, value and presence
+/// (conversions and null journeys), each replicate's figure being one of these times its draw.
+#[derive(Clone, Copy)]
+struct Units {
+    conversions: f64,
+    value: f64,
+    presence: f64,
+}
+
+/// One replicate's draw of a journey: its conversions and null journeys (whole numbers for
+/// journeys of whole conversions, as events' are and path rows' draws are), and the whole
+/// numbers that multiply its [`Units`]: `times` its conversions and value, `presence_times`
+/// its presence.
+#[derive(Clone, Copy)]
+struct Draw {
+    conversions: f64,
+    nulls: f64,
+    times: f64,
+    presence_times: f64,
+}
+
+impl PreparedDraw {
+    /// The journey's units: a user's draws weigh the journey, a path row's draw its conversions.
+    fn units(self, journey: &Journey<'_>) -> Units {
+        match self {
+            PreparedDraw::User(_) => Units {
+                conversions: journey.conversions,
+                value: journey.value,
+                presence: journey.conversions + journey.nulls,
+            },
+            PreparedDraw::PathRow(_) => Units {
+                conversions: 1.0,
+                value: if journey.conversions > 0.0 { journey.value / journey.conversions } else { 0.0 },
+                presence: 1.0,
+            },
+        }
+    }
+
+    /// The journey's draw in replicate `replicate`.
+    fn draw(self, journey: &Journey<'_>, replicate: u32, seed: u64) -> Draw {
+        match self {
+            PreparedDraw::User(draws) => {
+                let weight = crate::intervals::replicate_weight(draws, replicate) as f64;
+                Draw {
+                    conversions: journey.conversions * weight,
+                    nulls: journey.nulls * weight,
+                    times: weight,
+                    presence_times: weight,
+                }
+            }
+            PreparedDraw::PathRow(key) => {
+                let (conversions, nulls) =
+                    crate::intervals::path_draws(key, replicate, seed, journey.conversions, journey.nulls);
+                Draw { conversions, nulls, times: conversions, presence_times: conversions + nulls }
+            }
+        }
+    }
+}
+
 /// A journey's conversions, null journeys and value in replicate `replicate`.
+#[cfg(test)]
 fn replicate_counts(journey: &Journey<'_>, draw: PreparedDraw, replicate: u32, seed: u64) -> (f64, f64, f64) {
-    match draw {
-        PreparedDraw::User(draws) => {
-            let weight = crate::intervals::replicate_weight(draws, replicate) as f64;
-            (journey.conversions * weight, journey.nulls * weight, journey.value * weight)
-        }
-        PreparedDraw::PathRow(key) => {
-            let (conversions, nulls) =
-                crate::intervals::path_draws(key, replicate, seed, journey.conversions, journey.nulls);
-            let value = if journey.conversions > 0.0 { journey.value / journey.conversions * conversions } else { 0.0 };
-            (conversions, nulls, value)
-        }
-    }
-}
-
-/// `sums += figures`, element by element (conversions, nulls, value).
-#[inline]
-fn add3(sums: &mut [f64; 3], figures: &[f64; 3]) {
-    sums[0] += figures[0];
-    sums[1] += figures[1];
-    sums[2] += figures[2];
-}
-
-/// Adds a path's conversions, nulls and value to a replicate's chains and `shao_li` counts.
-fn add_chains(partial: &mut Partial, path: &[u32], [conversions, nulls, value]: [f64; 3], held_out: bool) {
-    if let Some(markov) = &mut partial.markov {
-        markov.add_path(path, conversions, nulls, value);
-    }
-    add_chains_auto(partial, path, [conversions, nulls, value], held_out);
-    if let Some(shao_li) = &mut partial.shao_li {
-        shao_li.add_path(path, conversions, nulls, value);
-    }
-}
-
-/// Adds a path's conversions, nulls and value to a replicate's `auto` candidates and `shao_li` counts.
-fn add_chains_auto(partial: &mut Partial, path: &[u32], [conversions, nulls, value]: [f64; 3], held_out: bool) {
-    if let Some(candidates) = &mut partial.markov_auto {
-        candidates.add_path(path, conversions, nulls, value, held_out);
-    }
+    let (units, drawn) = (draw.units(journey), draw.draw(journey, replicate, seed));
+    (drawn.conversions, drawn.nulls, units.value * drawn.times)
 }
 
 /// The `shao_li` part of [`JourneyAdder::flush_replicates`]: each path's distinct channels
@@ -861,33 +978,32 @@ fn flush_shao_li(table: &ReplicatePaths, replicates: &mut [Partial]) {
         shape_index.insert(distinct.clone(), shapes.len());
         shapes.push((distinct, ids));
     }
-    let (mut channel_sums, mut pair_sums) = (vec![[0.0; 3]; channel_top], vec![[0.0; 3]; pairs.len()]);
-    let mut shape_sums = vec![[0.0; 3]; shapes.len()];
+    let zero = JourneySums::default();
+    let (mut channel_sums, mut pair_sums) = (vec![zero; channel_top], vec![zero; pairs.len()]);
+    let mut shape_sums = vec![zero; shapes.len()];
     for (replicate, partial) in replicates.iter_mut().enumerate() {
-        channel_sums.iter_mut().for_each(|s| *s = [0.0; 3]);
-        pair_sums.iter_mut().for_each(|s| *s = [0.0; 3]);
-        shape_sums.iter_mut().for_each(|s| *s = [0.0; 3]);
+        channel_sums.iter_mut().for_each(|s| *s = zero);
+        pair_sums.iter_mut().for_each(|s| *s = zero);
+        shape_sums.iter_mut().for_each(|s| *s = zero);
         for (index, &shape) in shape_of.iter().enumerate() {
-            let sums = table.sums[index * table.replicates + replicate];
-            add3(&mut shape_sums[shape], &sums);
+            shape_sums[shape].add(&table.sums[index * table.replicates + replicate]);
         }
         for ((distinct, ids), sums) in shapes.iter().zip(&shape_sums) {
-            if sums[0] + sums[1] <= 0.0 {
+            if !sums.is_met() {
                 continue;
             }
             for &c in distinct {
-                add3(&mut channel_sums[c as usize], sums);
+                channel_sums[c as usize].add(sums);
             }
             for &id in ids {
-                add3(&mut pair_sums[id as usize], sums);
+                pair_sums[id as usize].add(sums);
             }
         }
-        let met = |s: &[f64; 3]| s[0] + s[1] > 0.0;
-        let channels: Vec<(u32, [f64; 3])> =
-            channel_sums.iter().enumerate().filter(|(_, s)| met(s)).map(|(c, s)| (c as u32, *s)).collect();
-        let pair_list: Vec<((u32, u32), [f64; 3])> =
-            pairs.iter().zip(&pair_sums).filter(|(_, s)| met(s)).map(|(&p, s)| (p, *s)).collect();
-        partial.shao_li.as_mut().expect("every replicate has the counts").add_sums(&channels, &pair_list);
+        let channels: Vec<(u32, JourneySums)> =
+            channel_sums.iter().enumerate().filter(|(_, s)| s.is_met()).map(|(c, s)| (c as u32, *s)).collect();
+        let pair_list: Vec<((u32, u32), JourneySums)> =
+            pairs.iter().zip(&pair_sums).filter(|(_, s)| s.is_met()).map(|(&p, s)| (p, *s)).collect();
+        partial.shao_li.as_mut().expect("every replicate has the counts").add_exact_sums(&channels, &pair_list);
     }
 }
 
@@ -896,9 +1012,9 @@ const HELD_OUT: u32 = u32::MAX - 1;
 const TRAINING: u32 = u32::MAX - 2;
 
 /// The most replicate sums (distinct paths × replicates) a chunk's path table holds before
-/// it is flushed into the replicates: 6 MiB.
+/// it is flushed into the replicates: 8 MiB.
 const MAX_REPLICATE_PATH_CELLS: usize = if cfg!(test) { 64 } else { 1 << 18 };
-/// The same for each period's table (a chunk has one per period it meets): 384 KiB.
+/// The same for each period's table (a chunk has one per period it meets): 512 KiB.
 const PERIOD_PATH_CELLS: usize = if cfg!(test) { 64 } else { 1 << 14 };
 
 /// The distinct paths of a chunk (with their held-out flag) and each replicate's sums of
@@ -911,7 +1027,7 @@ struct ReplicatePaths {
     paths: Vec<Vec<u32>>,
     key: Vec<u32>,
     /// `sums[path * replicates + replicate]`.
-    sums: Vec<[f64; 3]>,
+    sums: Vec<JourneySums>,
     replicates: usize,
     /// Sums held before a flush.
     capacity: usize,
@@ -945,13 +1061,12 @@ impl ReplicatePaths {
         let slot = self.paths.len();
         self.index.insert(self.key.clone(), slot);
         self.paths.push(self.key.clone());
-        self.sums.resize(self.sums.len() + replicates, [0.0; 3]);
+        self.sums.resize(self.sums.len() + replicates, JourneySums::default());
         Some(slot)
     }
 
-    fn add(&mut self, slot: usize, replicate: usize, figures: [f64; 3]) {
-        let sums = &mut self.sums[slot * self.replicates + replicate];
-        add3(sums, &figures);
+    fn add(&mut self, slot: usize, replicate: usize, figures: &JourneySums) {
+        self.sums[slot * self.replicates + replicate].add(figures);
     }
 
     fn is_full(&self) -> bool {
@@ -973,8 +1088,15 @@ pub(crate) struct JourneyAdder {
     paths: bool,
     /// With `intervals`: the chains' and `shao_li`'s replicate sums of this chunk's paths.
     replicate_paths: ReplicatePaths,
-    /// Scratch of the bootstrap: each rule model's touch weights of the journey, one after another.
+    /// Scratch of the bootstrap: each rule model's touch weights of the journey, one after
+    /// another; and in a replicate, each rule model's credit of each touch per unit of the
+    /// replicate's draw (conversions, value), exact.
     rule_weights: Vec<f64>,
+    rule_units: Vec<[Exact; 2]>,
+    /// Scratch of the bootstrap with a breakdown: the keys' credit per unit of a replicate's
+    /// draw, as `rule_units`, and each touch's shares of `markov` (conversions, value, presence).
+    key_units: Vec<[Exact; 2]>,
+    share_units: Vec<[Exact; 3]>,
     /// With a breakdown: the partial's key and channel of each touch key of the chunk
     /// (journeys then carry the chunk's touch keys).
     key_map: Option<KeyMap>,
@@ -998,6 +1120,9 @@ impl JourneyAdder {
             paths: true,
             replicate_paths: ReplicatePaths::new(MAX_REPLICATE_PATH_CELLS),
             rule_weights: Vec::new(),
+            rule_units: Vec::new(),
+            key_units: Vec::new(),
+            share_units: Vec::new(),
 
             key_map: None,
             keys: Vec::new(),
@@ -1079,56 +1204,73 @@ impl JourneyAdder {
         let Some(intervals) = options.intervals else { return };
         let journey = &self.valued(journey);
         let rules = &replicates[0].rules;
+        let draw = draw.prepared(intervals.seed);
+        // Every fractional figure is made exact once here, then multiplied by each draw.
+        let units = draw.units(journey);
+        let exact = |x: f64| Exact::of(x);
         self.rule_weights.clear();
+        self.rule_units.clear();
         if journey.is_converting() && !journey.channels.is_empty() {
             for rule in rules {
                 touch_weights(rule.model, journey, options, &self.is_direct, &mut self.weights);
                 self.rule_weights.extend_from_slice(&self.weights);
             }
+            let per_unit = self.rule_weights.iter().map(|w| [exact(w * units.conversions), exact(w * units.value)]);
+            self.rule_units.extend(per_unit);
         }
         let keys = keys.filter(|_| replicates[0].breakdown.is_some());
         if keys.is_some() {
             self.key_weights(journey, rules);
+            self.key_units.clear();
+            let per_unit = self.key_weights.iter().map(|w| [exact(w * units.conversions), exact(w * units.value)]);
+            self.key_units.extend(per_unit);
+            self.share_units.clear();
+            self.share_units.extend(self.touch_shares.iter().map(|share| {
+                [exact(share * units.conversions), exact(share * units.value), exact(share * units.presence)]
+            }));
         }
         let chains = replicates[0].markov.is_some() || replicates[0].markov_auto.is_some();
         let slot = (chains || replicates[0].shao_li.is_some())
             .then(|| self.replicate_paths.slot(journey.channels, held_out, replicates.len()))
             .flatten();
         let touches = journey.channels.len();
-        let draw = draw.prepared(intervals.seed);
+        let value = exact(units.value);
         for (replicate, partial) in replicates.iter_mut().enumerate() {
-            let (conversions, nulls, value) = replicate_counts(journey, draw, replicate as u32, intervals.seed);
-            if conversions == 0.0 && nulls == 0.0 {
+            let drawn = draw.draw(journey, replicate as u32, intervals.seed);
+            if drawn.conversions == 0.0 && drawn.nulls == 0.0 {
                 continue;
             }
+            let value = value.times(drawn.times);
+            // Conversions and journeys are whole numbers: their `f64` sums are exact below 2^53.
             let counts = &mut partial.counts;
-            counts.conversions += conversions;
-            counts.conversion_value += value;
+            counts.conversions += drawn.conversions;
+            counts.exact_values[0].add(value);
             if touches == 0 {
-                counts.unattributed_conversions += conversions;
-                counts.unattributed_value += value;
+                counts.unattributed_conversions += drawn.conversions;
+                counts.exact_values[1].add(value);
                 continue;
             }
-            counts.converting_journeys += conversions;
-            counts.null_journeys += nulls;
+            counts.converting_journeys += drawn.conversions;
+            counts.null_journeys += drawn.nulls;
             counts.truncated_journeys += journey.truncated as u64;
             for &channel in journey.channels {
                 partial.channel_seen[channel as usize] = true;
             }
-            if conversions > 0.0 {
-                for (rule, weights) in partial.rules.iter_mut().zip(self.rule_weights.chunks_exact(touches)) {
-                    for (&channel, &weight) in journey.channels.iter().zip(weights) {
-                        rule.conversions[channel as usize] += weight * conversions;
-                        rule.value[channel as usize] += weight * value;
+            if drawn.conversions > 0.0 {
+                for (rule, credits) in partial.rules.iter_mut().zip(self.rule_units.chunks_exact(touches)) {
+                    for (&channel, [conversions, value]) in journey.channels.iter().zip(credits) {
+                        let sums = &mut rule.exact[channel as usize];
+                        sums[0].add(conversions.times(drawn.times));
+                        sums[1].add(value.times(drawn.times));
                     }
                 }
             }
             if let (Some(keys), Some(breakdown)) = (keys, &mut partial.breakdown) {
-                add_key_sums(breakdown, keys, &self.key_weights, &self.touch_shares, [conversions, nulls, value]);
+                add_exact_key_sums(breakdown, keys, &self.key_units, &self.share_units, &drawn);
             }
-            match slot {
-                Some(slot) => self.replicate_paths.add(slot, replicate, [conversions, nulls, value]),
-                None => add_chains(partial, journey.channels, [conversions, nulls, value], held_out),
+            if let Some(slot) = slot {
+                let sums = JourneySums { conversions: drawn.conversions, nulls: drawn.nulls, value };
+                self.replicate_paths.add(slot, replicate, &sums);
             }
         }
         if self.replicate_paths.is_full() {
@@ -1176,21 +1318,20 @@ impl JourneyAdder {
                 let last = edges.path(&key[..key.len() - 1], &mut ids).expect("paths in the table have touches");
                 path_edges.push((ids, last));
             }
-            let (mut weights, mut outcomes) = (vec![0.0; edges.edge_count()], vec![[0.0; 3]; edges.state_count()]);
+            let mut weights = vec![0.0; edges.edge_count()];
+            let mut outcomes = vec![JourneySums::default(); edges.state_count()];
             for (replicate, partial) in replicates.iter_mut().enumerate() {
                 weights.iter_mut().for_each(|w| *w = 0.0);
-                outcomes.iter_mut().for_each(|o| *o = [0.0; 3]);
+                outcomes.iter_mut().for_each(|o| *o = JourneySums::default());
                 for (index, (ids, last)) in path_edges.iter().enumerate() {
-                    let sums = table.sums[index * table.replicates + replicate];
-                    let weight = sums[0] + sums[1];
-                    if weight <= 0.0 {
+                    let sums = &table.sums[index * table.replicates + replicate];
+                    if !sums.is_met() {
                         continue;
                     }
                     for &id in ids {
-                        weights[id as usize] += weight;
+                        weights[id as usize] += sums.conversions + sums.nulls;
                     }
-                    let outcome = &mut outcomes[*last as usize];
-                    add3(outcome, &sums);
+                    outcomes[*last as usize].add(sums);
                 }
                 edges.add_to(partial.markov.as_mut().expect("every replicate has the chain"), &weights, &outcomes);
             }
@@ -1202,9 +1343,10 @@ impl JourneyAdder {
             for (index, key) in table.paths.iter().enumerate() {
                 let (path, flag) = key.split_at(key.len() - 1);
                 for (replicate, partial) in replicates.iter_mut().enumerate() {
-                    let sums = table.sums[index * table.replicates + replicate];
-                    if sums[0] > 0.0 || sums[1] > 0.0 {
-                        add_chains_auto(partial, path, sums, flag[0] == HELD_OUT);
+                    let sums = &table.sums[index * table.replicates + replicate];
+                    if sums.is_met() {
+                        let candidates = partial.markov_auto.as_mut().expect("every replicate has the candidates");
+                        candidates.add_exact_path(path, sums, flag[0] == HELD_OUT);
                     }
                 }
             }
@@ -1364,6 +1506,42 @@ fn add_key_sums(
     }
 }
 
+/// [`add_key_sums`] in a replicate, exact: `key_units` the keys' credit and `share_units`
+/// the touches' shares per unit of the replicate's draw (see [`JourneyAdder::add_replicate_touches`]).
+fn add_exact_key_sums(
+    breakdown: &mut BreakdownSums,
+    keys: &[u32],
+    key_units: &[[Exact; 2]],
+    share_units: &[[Exact; 3]],
+    drawn: &Draw,
+) {
+    for &key in keys {
+        breakdown.seen[key as usize] = true;
+    }
+    if keys.is_empty() {
+        return;
+    }
+    let n = breakdown.len();
+    if drawn.conversions > 0.0 {
+        for (sums, units) in breakdown.rules.iter_mut().zip(key_units.chunks_exact(keys.len())) {
+            sums.exact.resize(n, [Exact::ZERO; 2]);
+            for (&key, [conversions, value]) in keys.iter().zip(units) {
+                let sums = &mut sums.exact[key as usize];
+                sums[0].add(conversions.times(drawn.times));
+                sums[1].add(value.times(drawn.times));
+            }
+        }
+    }
+    let Some(markov) = &mut breakdown.markov else { return };
+    markov.exact.resize(n, [Exact::ZERO; 3]);
+    for (&key, [conversions, value, presence]) in keys.iter().zip(share_units) {
+        let sums = &mut markov.exact[key as usize];
+        sums[0].add(conversions.times(drawn.times));
+        sums[1].add(value.times(drawn.times));
+        sums[2].add(presence.times(drawn.presence_times));
+    }
+}
+
 /// The partial's key of each touch key of a chunk (`NO_CHANNEL` for keys no row has), and
 /// each key's channel.
 struct KeyMap {
@@ -1406,9 +1584,8 @@ mod tests {
             for ca in &ma.channels {
                 let (ia, ib) =
                     (ca.interval.as_ref().unwrap(), mb.channel(&ca.channel).unwrap().interval.as_ref().unwrap());
-                assert!((ia.conversions_high - ib.conversions_high).abs() < 1e-9, "{} {}", ma.model, ca.channel);
-                assert!((ia.share_low - ib.share_low).abs() < 1e-9, "{} {}", ma.model, ca.channel);
-                assert_eq!(ia.rank_1_probability, ib.rank_1_probability, "{} {}", ma.model, ca.channel);
+                // The same to the last bit: replicate sums are exact.
+                assert_eq!(ia, ib, "{} {}", ma.model, ca.channel);
             }
         }
     }
@@ -1504,6 +1681,59 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// A path chunk of `rows` (path of channel names, conversions, value, nulls).
+    fn paths_chunk(rows: &[(&[&str], f64, f64, f64)]) -> PathChunk {
+        let mut chunk = PathChunk::default();
+        for (i, (path, conversions, value, nulls)) in rows.iter().enumerate() {
+            let path: Vec<u32> = path.iter().map(|c| chunk.channels.id(c)).collect();
+            chunk.push(&path, *conversions, *value, *nulls, i as u64 + 1);
+        }
+        chunk
+    }
+
+    #[test]
+    fn replicates_of_an_older_version_merge_and_are_refused_at_finish() {
+        let spec = crate::options::OptionsSpec {
+            intervals: Some(crate::intervals::IntervalsSpec { replicates: 10, level: None, seed: Some(1) }),
+            ..Default::default()
+        };
+        let options = spec.validate(InputKind::Paths).unwrap();
+        let rows: [(&[&str], f64, f64, f64); 2] = [(&["a", "b"], 3.0, 19.99, 1.0), (&["b"], 2.0, 5.5, 2.0)];
+        let new = Partial::from_paths(&paths_chunk(&rows), &options).unwrap();
+        // An older version wrote its replicates without exact sums (nor the mark of them).
+        let mut json = serde_json::to_value(&new).unwrap();
+        for replicate in json["replicates"].as_array_mut().unwrap() {
+            assert_eq!(replicate.as_object_mut().unwrap().remove("exact"), Some(serde_json::Value::Bool(true)));
+        }
+        let old: Partial = serde_json::from_value(json).unwrap();
+        for (mut merged, other) in [(old.clone(), &new), (new.clone(), &old)] {
+            merged.merge(other);
+            let err = merged.finish(&options).unwrap_err();
+            assert_eq!(err.code, ErrorCode::Internal);
+            assert!(err.message.contains("older version"), "{err}");
+        }
+        new.finish(&options).expect("replicates with exact sums");
+    }
+
+    #[test]
+    fn a_replicate_sum_past_the_exact_range_is_refused() {
+        // 4e18 per conversion: a replicate drawing three conversions sums 1.2e19, past 2^63;
+        // the whole's own sums (f64) hold it.
+        let spec = crate::options::OptionsSpec {
+            models: Some(vec!["last_touch".into()]),
+            intervals: Some(crate::intervals::IntervalsSpec { replicates: 30, level: None, seed: Some(1) }),
+            ..Default::default()
+        };
+        let options = spec.validate(InputKind::Paths).unwrap();
+        let rows: [(&[&str], f64, f64, f64); 1] = [(&["a"], 2.0, 8e18, 0.0)];
+        let partial = Partial::from_paths(&paths_chunk(&rows), &options).unwrap();
+        let err = partial.finish(&options).unwrap_err();
+        assert_eq!(err.code, ErrorCode::LimitExceeded);
+        assert!(err.message.contains("9.2e18"), "{err}");
+        let plain = Options { intervals: None, ..options };
+        Partial::from_paths(&paths_chunk(&rows), &plain).unwrap().finish(&plain).expect("no replicates");
     }
 
     #[test]

@@ -451,7 +451,7 @@ impl Partial {
             })
             .collect();
         for replicate in &self.replicates {
-            let built = build_result(replicate, &options, budget, order, None)?;
+            let built = build_result(&replicate.canonical_replicate()?, &options, budget, order, None)?;
             for (m, model) in result.models.iter().enumerate() {
                 let theirs = built.model(model.model).expect("a replicate runs every model");
                 let by_name: rustc_hash::FxHashMap<&str, &ChannelCredit> =

@@ -21,7 +21,9 @@
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
+use crate::chunk::NO_CHANNEL;
 use crate::error::{AttributionError, ErrorCode};
+use crate::exact::{Exact, JourneySums};
 
 /// The most distinct channel pairs that may share a journey: about 100 MB of counts.
 pub const MAX_PAIRS: usize = 2_000_000;
@@ -45,6 +47,10 @@ pub struct ShaoLiCounts {
     pair_count: usize,
     /// True once more than [`MAX_PAIRS`] pairs were met: the pairs are dropped.
     over_limit: bool,
+    /// A replicate's values by channel and by pair, exact (`exact.rs`; the value in `Sums`
+    /// stays 0); the channels as long as those it has met.
+    exact_channels: Vec<Exact>,
+    exact_pairs: FxHashMap<u64, Exact>,
     distinct: Vec<u32>,
 }
 
@@ -55,7 +61,11 @@ const DENSE_CHANNELS: u32 = 256;
 impl PartialEq for ShaoLiCounts {
     /// Equal counts, however they are stored.
     fn eq(&self, other: &Self) -> bool {
-        self.channels == other.channels && self.over_limit == other.over_limit && self.pairs() == other.pairs()
+        self.channels == other.channels
+            && self.over_limit == other.over_limit
+            && self.pairs() == other.pairs()
+            && self.exact_channels == other.exact_channels
+            && self.exact_pairs == other.exact_pairs
     }
 }
 
@@ -66,18 +76,36 @@ struct ShaoLiWire {
     pairs: Vec<(u64, Sums)>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     over_limit: bool,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    exact_channels: Vec<Exact>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    exact_pairs: Vec<(u64, Exact)>,
 }
 
 impl From<ShaoLiCounts> for ShaoLiWire {
     fn from(counts: ShaoLiCounts) -> Self {
         let pairs = counts.pairs();
-        ShaoLiWire { channels: counts.channels, pairs, over_limit: counts.over_limit }
+        let mut exact_pairs: Vec<(u64, Exact)> = counts.exact_pairs.into_iter().collect();
+        exact_pairs.sort_unstable_by_key(|&(key, _)| key);
+        ShaoLiWire {
+            channels: counts.channels,
+            pairs,
+            over_limit: counts.over_limit,
+            exact_channels: counts.exact_channels,
+            exact_pairs,
+        }
     }
 }
 
 impl From<ShaoLiWire> for ShaoLiCounts {
     fn from(wire: ShaoLiWire) -> Self {
-        let mut counts = ShaoLiCounts { channels: wire.channels, over_limit: wire.over_limit, ..Default::default() };
+        let mut counts = ShaoLiCounts {
+            channels: wire.channels,
+            over_limit: wire.over_limit,
+            exact_channels: wire.exact_channels,
+            exact_pairs: wire.exact_pairs.into_iter().collect(),
+            ..Default::default()
+        };
         for (key, sums) in wire.pairs {
             if !counts.add_pair(key, &sums) {
                 break;
@@ -176,6 +204,56 @@ impl ShaoLiCounts {
         }
     }
 
+    /// [`ShaoLiCounts::add_sums`] in a replicate, values exact.
+    pub fn add_exact_sums(&mut self, channels: &[(u32, JourneySums)], pairs: &[((u32, u32), JourneySums)]) {
+        let counted = |s: &JourneySums| [s.conversions, s.nulls, 0.0];
+        let float_channels: Vec<(u32, Sums)> = channels.iter().map(|(c, s)| (*c, counted(s))).collect();
+        let float_pairs: Vec<((u32, u32), Sums)> = pairs.iter().map(|(p, s)| (*p, counted(s))).collect();
+        self.add_sums(&float_channels, &float_pairs);
+        for (channel, sums) in channels {
+            let channel = *channel as usize;
+            if self.exact_channels.len() <= channel {
+                self.exact_channels.resize(channel + 1, Exact::ZERO);
+            }
+            self.exact_channels[channel].add(sums.value);
+        }
+        if !self.over_limit {
+            for &((a, b), sums) in pairs {
+                self.exact_pairs.entry(pair_key(a, b)).or_default().add(sums.value);
+            }
+        }
+    }
+
+    /// A replicate's counts as `f64` sums in one order, whatever grouping made them: channels
+    /// renumbered by `channel_map` (`NO_CHANNEL` for channels no journey of it met), values
+    /// from the exact sums.
+    pub(crate) fn canonical(&self, channel_map: &[u32]) -> Result<ShaoLiCounts, AttributionError> {
+        let value = |exact: Option<&Exact>| exact.copied().unwrap_or_default().to_f64();
+        let mut counts = ShaoLiCounts { over_limit: self.over_limit, ..Default::default() };
+        for (old, sums) in self.channels.iter().enumerate() {
+            let new = channel_map[old];
+            if new != NO_CHANNEL && sums[0] + sums[1] > 0.0 {
+                if counts.channels.len() <= new as usize {
+                    counts.channels.resize(new as usize + 1, [0.0; 3]);
+                }
+                counts.channels[new as usize] = [sums[0], sums[1], value(self.exact_channels.get(old))?];
+            }
+        }
+        if self.over_limit {
+            return Ok(counts);
+        }
+        let mut pairs = Vec::with_capacity(self.pair_count);
+        for (key, sums) in self.pairs() {
+            let (a, b) = (channel_map[(key >> 32) as usize], channel_map[key as u32 as usize]);
+            pairs.push((pair_key(a, b), [sums[0], sums[1], value(self.exact_pairs.get(&key))?]));
+        }
+        pairs.sort_unstable_by_key(|&(key, _)| key);
+        for (key, sums) in pairs {
+            counts.add_pair(key, &sums);
+        }
+        Ok(counts)
+    }
+
     /// Adds to one pair (`key` as [`pair_key`] makes it); false (and the pairs dropped)
     /// when a new pair would pass the limit.
     fn add_pair(&mut self, key: u64, sums: &Sums) -> bool {
@@ -227,6 +305,7 @@ impl ShaoLiCounts {
         self.over_limit = true;
         self.dense = Vec::new();
         self.sparse = FxHashMap::default();
+        self.exact_pairs = FxHashMap::default();
         self.pair_count = 0;
     }
 
@@ -258,11 +337,22 @@ impl ShaoLiCounts {
             }
             add(&mut self.channels[new], sums);
         }
+        for (old, &value) in other.exact_channels.iter().enumerate() {
+            let new = channel_map[old] as usize;
+            if self.exact_channels.len() <= new {
+                self.exact_channels.resize(new + 1, Exact::ZERO);
+            }
+            self.exact_channels[new].add(value);
+        }
         if other.over_limit {
             self.give_up_pairs();
         }
         if self.over_limit {
             return;
+        }
+        for (&key, &value) in &other.exact_pairs {
+            let (a, b) = ((key >> 32) as u32, key as u32);
+            self.exact_pairs.entry(pair_key(channel_map[a as usize], channel_map[b as usize])).or_default().add(value);
         }
         for (key, sums) in other.pairs() {
             let (a, b) = ((key >> 32) as u32, key as u32);

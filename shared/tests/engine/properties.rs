@@ -202,6 +202,13 @@ fn check_close(what: &str, got: f64, want: f64) -> Result<(), TestCaseError> {
     Ok(())
 }
 
+/// Bootstrap intervals are the same to the last bit in every grouping of chunks (exact sums).
+#[track_caller]
+fn check_identical(what: &str, got: f64, want: f64) -> Result<(), TestCaseError> {
+    prop_assert!(got.to_bits() == want.to_bits(), "{}: got {:?}, want {:?}", what, got, want);
+    Ok(())
+}
+
 /// (a): every model but participation sums to the attributed conversions and value.
 fn check_conservation(result: &AttributionResult) -> Result<(), TestCaseError> {
     let s = &result.summary;
@@ -426,7 +433,7 @@ fn check_same(what: &str, got: &AttributionResult, want: &AttributionResult) -> 
             check_close(&format!("{what}: pair {key:?} value removal effect"), got.1, want.1)?;
             check_close(&format!("{what}: pair {key:?} overlap"), got.2, want.2)?;
         }
-        // Intervals: in the same places, with the same figures.
+        // Intervals: in the same places, with the same figures to the last bit (exact sums).
         for w in &m.channels {
             let g = got_model.channel(&w.channel).expect("the same channels");
             prop_assert_eq!(g.interval.is_some(), w.interval.is_some(), "{}: {} {} interval", what, m.model, w.channel);
@@ -444,7 +451,7 @@ fn check_same(what: &str, got: &AttributionResult, want: &AttributionResult) -> 
                 ("top_3_probability", gi.top_3_probability, wi.top_3_probability),
                 ("median_rank", gi.median_rank, wi.median_rank),
             ] {
-                check_close(&format!("{what}: {} {} interval {field}", m.model, w.channel), a, b)?;
+                check_identical(&format!("{what}: {} {} interval {field}", m.model, w.channel), a, b)?;
             }
         }
         // Cost, CPA and ROAS (with a cost table): `null` in the same places, else the same numbers.
@@ -527,7 +534,8 @@ fn check_same(what: &str, got: &AttributionResult, want: &AttributionResult) -> 
                 let label = format!("{what}: {} breakdown {key:?} {field}", m.model);
                 check_close(&label, a.flatten().unwrap_or(0.0), b.flatten().unwrap_or(0.0))?;
             }
-            // Intervals (the whole's rows with `intervals`): in the same places, the same figures.
+            // Intervals (the whole's rows with `intervals`): in the same places, the same figures
+            // to the last bit.
             prop_assert_eq!(
                 g[key].3.is_some(),
                 interval.is_some(),
@@ -537,7 +545,7 @@ fn check_same(what: &str, got: &AttributionResult, want: &AttributionResult) -> 
                 key
             );
             for (a, b) in g[key].3.unwrap_or_default().into_iter().zip(interval.unwrap_or_default()) {
-                check_close(&format!("{what}: {} breakdown {key:?} interval", m.model), a, b)?;
+                check_identical(&format!("{what}: {} breakdown {key:?} interval", m.model), a, b)?;
             }
         }
     }
