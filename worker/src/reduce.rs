@@ -77,7 +77,6 @@ async fn reduce(services: &Services, job: JobRecord, stop: StopFlag) -> Result<(
         total = merged?;
         next = following;
     }
-    drop(decoded);
     let total = total.filter(|t| t.counts.rows > 0).ok_or_else(no_rows)?;
     let rows = total.counts.rows;
     let (finishing, solving) = (Arc::clone(&options), stop.clone());

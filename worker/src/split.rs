@@ -167,7 +167,8 @@ fn share_of(split: u32, splits: u32, row_groups: usize) -> std::ops::Range<usize
 /// What a split task needs of the input.
 #[derive(Debug, Clone, Copy)]
 enum Wanted {
-    /// What planning reads: a Parquet object's row groups (its footer), the size of text.
+    /// What planning reads: of a Parquet object its footer (row groups and rows); all of a
+    /// text file (cutting it into byte ranges reads it).
     Plan,
     /// The rows of split task `split` of `splits`.
     Share { split: u32, splits: u32 },
