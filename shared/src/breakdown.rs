@@ -63,12 +63,8 @@ impl KeySums {
 
 /// `mine[key] += theirs[from]`, each as long as the keys it has met.
 fn add_exact_at<const N: usize>(mine: &mut Vec<[Exact; N]>, key: usize, theirs: &[[Exact; N]], from: usize) {
-    let Some(sums) = theirs.get(from) else { return };
-    if mine.len() <= key {
-        mine.resize(key + 1, [Exact::ZERO; N]);
-    }
-    for (a, &b) in mine[key].iter_mut().zip(sums) {
-        a.add(b);
+    if let Some(sums) = theirs.get(from) {
+        crate::exact::add_all_at(mine, key, sums);
     }
 }
 

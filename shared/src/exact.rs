@@ -124,16 +124,29 @@ impl JourneySums {
     }
 }
 
+/// `sums[at] += value`, `sums` grown to hold `at`: a replicate's sums are only as long as
+/// the states, channels or keys it has met.
+pub(crate) fn add_at(sums: &mut Vec<Exact>, at: usize, value: Exact) {
+    if sums.len() <= at {
+        sums.resize(at + 1, Exact::ZERO);
+    }
+    sums[at].add(value);
+}
+
+/// [`add_at`] of an entry's several sums.
+pub(crate) fn add_all_at<const N: usize>(sums: &mut Vec<[Exact; N]>, at: usize, values: &[Exact; N]) {
+    if sums.len() <= at {
+        sums.resize(at + 1, [Exact::ZERO; N]);
+    }
+    for (a, &b) in sums[at].iter_mut().zip(values) {
+        a.add(b);
+    }
+}
+
 /// Adds `theirs[old]` to `mine[map[old]]`, growing `mine` as needed.
 pub(crate) fn add_mapped<const N: usize>(mine: &mut Vec<[Exact; N]>, theirs: &[[Exact; N]], map: &[u32]) {
     for (old, sums) in theirs.iter().enumerate() {
-        let new = map[old] as usize;
-        if mine.len() <= new {
-            mine.resize(new + 1, [Exact::ZERO; N]);
-        }
-        for (a, &b) in mine[new].iter_mut().zip(sums) {
-            a.add(b);
-        }
+        add_all_at(mine, map[old] as usize, sums);
     }
 }
 

@@ -156,7 +156,7 @@ impl MarkovCounts {
         if let Some(last) = self.add_transitions(channels, sums.conversions + sums.nulls) {
             self.conversions[last] += sums.conversions;
             self.nulls[last] += sums.nulls;
-            add_exact(&mut self.exact_values, last, sums.value);
+            crate::exact::add_at(&mut self.exact_values, last, sums.value);
         }
     }
 
@@ -248,7 +248,7 @@ impl MarkovCounts {
             self.nulls[new] += other.nulls[old];
             self.values[new] += other.values[old];
             if let Some(&value) = other.exact_values.get(old) {
-                add_exact(&mut self.exact_values, new, value);
+                crate::exact::add_at(&mut self.exact_values, new, value);
             }
         }
     }
@@ -565,18 +565,10 @@ impl EdgeTable {
             counts.conversions[state] += outcome.conversions;
             counts.nulls[state] += outcome.nulls;
             if outcome.value != Exact::ZERO {
-                add_exact(&mut counts.exact_values, state, outcome.value);
+                crate::exact::add_at(&mut counts.exact_values, state, outcome.value);
             }
         }
     }
-}
-
-/// `sums[at] += value`, `sums` as long as the states it has met.
-fn add_exact(sums: &mut Vec<Exact>, at: usize, value: Exact) {
-    if sums.len() <= at {
-        sums.resize(at + 1, Exact::ZERO);
-    }
-    sums[at].add(value);
 }
 
 fn edge(from: u32, to: u32) -> u64 {

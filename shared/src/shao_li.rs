@@ -211,11 +211,7 @@ impl ShaoLiCounts {
         let float_pairs: Vec<((u32, u32), Sums)> = pairs.iter().map(|(p, s)| (*p, counted(s))).collect();
         self.add_sums(&float_channels, &float_pairs);
         for (channel, sums) in channels {
-            let channel = *channel as usize;
-            if self.exact_channels.len() <= channel {
-                self.exact_channels.resize(channel + 1, Exact::ZERO);
-            }
-            self.exact_channels[channel].add(sums.value);
+            crate::exact::add_at(&mut self.exact_channels, *channel as usize, sums.value);
         }
         if !self.over_limit {
             for &((a, b), sums) in pairs {

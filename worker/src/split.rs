@@ -224,15 +224,30 @@ async fn local_input(
                 Wanted::Plan => 0..0,
                 Wanted::Share { split, splits } => share_of(split, splits, row_groups),
             };
-            if let Some(ranges) = parquet_share_ranges(&footer, size, footer_start, share) {
+            if let Some(mut ranges) = parquet_share_ranges(&footer, size, footer_start, share) {
+                let whole = ranges.len() == 1 && ranges[0] == (0..size);
+                // The footer is in hand: fetch the rest, then write it at its place.
+                if let Some(last) = ranges.last_mut() {
+                    last.end = footer_start;
+                }
+                ranges.retain(|range| !range.is_empty());
                 let path = storage.local_copy_ranges(upload, &ranges, scratch).await?;
                 services.metrics.input_bytes.inc_by(ranges.iter().map(|r| r.end - r.start).sum());
-                let whole = ranges.len() == 1 && ranges[0] == (0..size);
+                write_at(&path, footer_start, &footer).await.map_err(anyhow::Error::from)?;
                 return Ok(LocalInput { path, whole });
             }
         }
     }
     Ok(fetched(storage.local_copy(upload, scratch).await?, true))
+}
+
+/// Writes `bytes` at `offset` of the file at `path`.
+async fn write_at(path: &Path, offset: u64, bytes: &[u8]) -> std::io::Result<()> {
+    use tokio::io::{AsyncSeekExt, AsyncWriteExt};
+    let mut file = tokio::fs::OpenOptions::new().write(true).open(path).await?;
+    file.seek(std::io::SeekFrom::Start(offset)).await?;
+    file.write_all(bytes).await?;
+    file.flush().await
 }
 
 /// What the reader of one split hands back when it is done.
