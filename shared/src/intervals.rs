@@ -204,6 +204,30 @@ const POISSON_1_BITS: [u64; 12] = {
     bits
 };
 
+/// How many of a draw's 53 bits [`POISSON_1_WEIGHTS`] looks up by.
+const WEIGHT_TABLE_BITS: u32 = 12;
+
+/// The weight of every draw whose top [`WEIGHT_TABLE_BITS`] bits are the index, or
+/// [`MIXED_CELL`] for the few cells a bound of [`POISSON_1_BITS`] falls inside (then counted).
+const POISSON_1_WEIGHTS: [u8; 1 << WEIGHT_TABLE_BITS] = {
+    let shift = 53 - WEIGHT_TABLE_BITS;
+    let mut table = [0u8; 1 << WEIGHT_TABLE_BITS];
+    let mut cell = 0;
+    while cell < table.len() {
+        let (low, high) = ((cell as u64) << shift, (((cell as u64) + 1) << shift) - 1);
+        let (mut low_weight, mut high_weight, mut k) = (0u8, 0u8, 0);
+        while k < POISSON_1_BITS.len() {
+            low_weight += (low >= POISSON_1_BITS[k]) as u8;
+            high_weight += (high >= POISSON_1_BITS[k]) as u8;
+            k += 1;
+        }
+        table[cell] = if low_weight == high_weight { low_weight } else { MIXED_CELL };
+        cell += 1;
+    }
+    table
+};
+const MIXED_CELL: u8 = u8::MAX;
+
 /// The part of a user's draws that is the same in every replicate: hashed once per
 /// journey, not once per replicate.
 pub fn user_draws(user_key: u128, seed: u64) -> u64 {
@@ -213,8 +237,17 @@ pub fn user_draws(user_key: u128, seed: u64) -> u64 {
 /// The weight of a user's journeys in replicate `replicate`, from [`user_draws`]: Poisson(1),
 /// an integer, so weighted sums stay exact where the plain ones are.
 pub fn replicate_weight(user_draws: u64, replicate: u32) -> u32 {
-    let bits = splitmix64(user_draws ^ (u64::from(replicate) + 1).wrapping_mul(0xD1B5_4A32_D192_ED03)) >> 11;
-    POISSON_1_BITS.iter().position(|&p| bits < p).unwrap_or(POISSON_1_BITS.len()) as u32
+    poisson_1_weight(splitmix64(user_draws ^ (u64::from(replicate) + 1).wrapping_mul(0xD1B5_4A32_D192_ED03)) >> 11)
+}
+
+/// The Poisson(1) weight of a draw's 53 bits.
+fn poisson_1_weight(bits: u64) -> u32 {
+    // Looked up (this runs per journey and replicate); the first bound above `bits` is the
+    // count of those at or below it (the bounds rise).
+    match POISSON_1_WEIGHTS[(bits >> (53 - WEIGHT_TABLE_BITS)) as usize] {
+        MIXED_CELL => POISSON_1_BITS.iter().map(|&p| u32::from(bits >= p)).sum(),
+        weight => u32::from(weight),
+    }
 }
 
 /// The weight of a user's journeys in replicate `replicate` (see [`replicate_weight`]).
@@ -336,6 +369,19 @@ pub fn channel_intervals(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn looked_up_weights_are_the_counted_ones() {
+        let counted = |bits: u64| POISSON_1_BITS.iter().filter(|&&p| bits >= p).count() as u32;
+        let shift = 53 - WEIGHT_TABLE_BITS;
+        let mut edges: Vec<u64> = POISSON_1_BITS.iter().flat_map(|&p| [p.saturating_sub(1), p, p + 1]).collect();
+        edges.extend((0..1u64 << WEIGHT_TABLE_BITS).flat_map(|cell| [cell << shift, ((cell + 1) << shift) - 1]));
+        edges.extend((0..100_000u64).map(|i| splitmix64(i) >> 11));
+        for bits in edges {
+            assert_eq!(poisson_1_weight(bits), counted(bits), "bits {bits}");
+        }
+        assert!(POISSON_1_WEIGHTS.iter().filter(|&&w| w == MIXED_CELL).count() <= POISSON_1_BITS.len());
+    }
 
     #[test]
     fn user_weights_are_poisson_one_and_repeatable() {

@@ -915,6 +915,7 @@ impl PreparedDraw {
     }
 
     /// The journey's draw in replicate `replicate`.
+    #[inline]
     fn draw(self, journey: &Journey<'_>, replicate: u32, seed: u64) -> Draw {
         match self {
             PreparedDraw::User(draws) => {
@@ -940,6 +941,94 @@ impl PreparedDraw {
 fn replicate_counts(journey: &Journey<'_>, draw: PreparedDraw, replicate: u32, seed: u64) -> (f64, f64, f64) {
     let (units, drawn) = (draw.units(journey), draw.draw(journey, replicate, seed));
     (drawn.conversions, drawn.nulls, units.value * drawn.times)
+}
+
+/// The counts part of [`JourneyAdder::flush_replicates`]: each replicate's journeys with
+/// touches (conversions, null journeys, value) are its rows' sums, and a channel is reached
+/// in a replicate when a path through it is. Gathered row by row of the table (replicates
+/// side by side), then added to each replicate once: the same integer sums in any order.
+fn flush_counts(table: &ReplicatePaths, replicates: &mut [Partial]) {
+    let count = replicates.len();
+    let words = count.div_ceil(64);
+    let channels = table.paths.iter().flat_map(|key| &key[..key.len() - 1]).max().map_or(0, |&c| c as usize + 1);
+    let mut totals = vec![JourneySums::default(); count];
+    // `reached[channel * words ..][..words]`: a bit per replicate.
+    let mut reached = vec![0u64; channels * words];
+    let mut met = vec![0u64; words];
+    for (index, key) in table.paths.iter().enumerate() {
+        met.fill(0);
+        for (replicate, (total, sums)) in totals.iter_mut().zip(table.row(index)).enumerate() {
+            if sums.is_met() {
+                total.add(sums);
+                met[replicate / 64] |= 1 << (replicate % 64);
+            }
+        }
+        for &channel in &key[..key.len() - 1] {
+            let bits = &mut reached[channel as usize * words..][..words];
+            bits.iter_mut().zip(&met).for_each(|(bits, met)| *bits |= met);
+        }
+    }
+    for (replicate, (partial, total)) in replicates.iter_mut().zip(totals).enumerate() {
+        let counts = &mut partial.counts;
+        counts.conversions += total.conversions;
+        counts.converting_journeys += total.conversions;
+        counts.null_journeys += total.nulls;
+        counts.exact_values[0].add(total.value);
+        let (word, bit) = (replicate / 64, replicate % 64);
+        for channel in 0..channels {
+            if reached[channel * words + word] >> bit & 1 == 1 {
+                partial.channel_seen[channel] = true;
+            }
+        }
+    }
+}
+
+/// The most (transitions or states) × replicates [`flush_chains`] gathers at once: 2 MiB of
+/// weights, 8 MiB of outcomes.
+const CHAIN_FLUSH_CELLS: usize = 1 << 18;
+
+/// The fixed-order chain part of [`JourneyAdder::flush_replicates`]: the table's paths'
+/// transitions numbered once ([`EdgeTable`]), each transition's weight and each final
+/// state's outcomes gathered row by row of the table for a block of replicates side by
+/// side, then added to each replicate's chain. Each replicate's sums are added path by path
+/// in the table's order, whatever the block.
+fn flush_chains(table: &ReplicatePaths, order: u8, replicates: &mut [Partial]) {
+    let mut edges = EdgeTable::new(order);
+    let mut path_edges: Vec<(Vec<u32>, u32)> = Vec::with_capacity(table.paths.len());
+    for key in &table.paths {
+        let mut ids = Vec::new();
+        let last = edges.path(&key[..key.len() - 1], &mut ids).expect("paths in the table have touches");
+        path_edges.push((ids, last));
+    }
+    let (edge_count, state_count) = (edges.edge_count(), edges.state_count());
+    let block = (CHAIN_FLUSH_CELLS / edge_count.max(state_count).max(1)).clamp(1, replicates.len().max(1));
+    let mut weights = vec![0.0; edge_count * block];
+    let mut outcomes = vec![JourneySums::default(); state_count * block];
+    let (mut replicate_weights, mut replicate_outcomes) =
+        (vec![0.0; edge_count], vec![JourneySums::default(); state_count]);
+    for (first, partials) in (0..).step_by(block).zip(replicates.chunks_mut(block)) {
+        let width = partials.len();
+        weights.fill(0.0);
+        outcomes.fill(JourneySums::default());
+        for (index, (ids, last)) in path_edges.iter().enumerate() {
+            let sums = &table.row(index)[first..first + width];
+            for &id in ids {
+                let row = &mut weights[id as usize * block..][..width];
+                row.iter_mut().zip(sums).for_each(|(weight, sums)| *weight += sums.conversions + sums.nulls);
+            }
+            let row = &mut outcomes[*last as usize * block..][..width];
+            row.iter_mut().zip(sums).for_each(|(outcome, sums)| outcome.add(sums));
+        }
+        for (column, partial) in partials.iter_mut().enumerate() {
+            replicate_weights.iter_mut().enumerate().for_each(|(id, w)| *w = weights[id * block + column]);
+            replicate_outcomes.iter_mut().enumerate().for_each(|(id, o)| *o = outcomes[id * block + column]);
+            edges.add_to(
+                partial.markov.as_mut().expect("every replicate has the chain"),
+                &replicate_weights,
+                &replicate_outcomes,
+            );
+        }
+    }
 }
 
 /// The `shao_li` part of [`JourneyAdder::flush_replicates`]: each path's distinct channels
@@ -980,15 +1069,19 @@ fn flush_shao_li(table: &ReplicatePaths, replicates: &mut [Partial]) {
     }
     let zero = JourneySums::default();
     let (mut channel_sums, mut pair_sums) = (vec![zero; channel_top], vec![zero; pairs.len()]);
-    let mut shape_sums = vec![zero; shapes.len()];
+    // `shape_sums[shape * count + replicate]`, gathered row by row of the table (no larger
+    // than the table: a shape has a path or more).
+    let count = replicates.len();
+    let mut shape_sums = vec![zero; shapes.len() * count];
+    for (index, &shape) in shape_of.iter().enumerate() {
+        let row = &mut shape_sums[shape * count..][..count];
+        row.iter_mut().zip(table.row(index)).for_each(|(sum, sums)| sum.add(sums));
+    }
     for (replicate, partial) in replicates.iter_mut().enumerate() {
         channel_sums.iter_mut().for_each(|s| *s = zero);
         pair_sums.iter_mut().for_each(|s| *s = zero);
-        shape_sums.iter_mut().for_each(|s| *s = zero);
-        for (index, &shape) in shape_of.iter().enumerate() {
-            shape_sums[shape].add(&table.sums[index * table.replicates + replicate]);
-        }
-        for ((distinct, ids), sums) in shapes.iter().zip(&shape_sums) {
+        let shape_sums = shape_sums.iter().skip(replicate).step_by(count);
+        for ((distinct, ids), sums) in shapes.iter().zip(shape_sums) {
             if !sums.is_met() {
                 continue;
             }
@@ -1018,8 +1111,9 @@ const MAX_REPLICATE_PATH_CELLS: usize = if cfg!(test) { 64 } else { 1 << 18 };
 const PERIOD_PATH_CELLS: usize = if cfg!(test) { 64 } else { 1 << 14 };
 
 /// The distinct paths of a chunk (with their held-out flag) and each replicate's sums of
-/// conversions, nulls and value on them: the chains and `shao_li` count by path, so each
-/// replicate adds a distinct path once (per flush) rather than once per journey.
+/// conversions, nulls and value on them (a row per path, the replicates side by side): the
+/// counts, reached channels, chains and `shao_li` are sums by path, so each replicate adds a
+/// distinct path once (per flush) rather than once per journey.
 struct ReplicatePaths {
     /// Keyed by the path followed by its held-out flag (`HELD_OUT` or `TRAINING`, which no
     /// channel id reaches).
@@ -1069,6 +1163,15 @@ impl ReplicatePaths {
         self.sums[slot * self.replicates + replicate].add(figures);
     }
 
+    /// A path's sums, a replicate each.
+    fn row(&self, slot: usize) -> &[JourneySums] {
+        &self.sums[slot * self.replicates..][..self.replicates]
+    }
+
+    fn row_mut(&mut self, slot: usize) -> &mut [JourneySums] {
+        &mut self.sums[slot * self.replicates..][..self.replicates]
+    }
+
     fn is_full(&self) -> bool {
         self.sums.len() >= self.capacity
     }
@@ -1086,13 +1189,19 @@ pub(crate) struct JourneyAdder {
     weights: Vec<f64>,
     /// Whether journeys' paths are counted in the partial they are added to.
     paths: bool,
-    /// With `intervals`: the chains' and `shao_li`'s replicate sums of this chunk's paths.
+    /// With `intervals`: the replicate sums of this chunk's paths (all but rule credit).
     replicate_paths: ReplicatePaths,
     /// Scratch of the bootstrap: each rule model's touch weights of the journey, one after
-    /// another; and in a replicate, each rule model's credit of each touch per unit of the
-    /// replicate's draw (conversions, value), exact.
+    /// another; and in a replicate, each rule model's credit of each distinct channel per
+    /// unit of the replicate's draw (conversions, value), exact.
     rule_weights: Vec<f64>,
     rule_units: Vec<[Exact; 2]>,
+    /// Scratch of the bootstrap: the journey's draw in each replicate; its distinct channels
+    /// (`rule_units` has a pair per rule and distinct channel), and each channel's place
+    /// among them (`u32::MAX` between journeys).
+    draws: Vec<Draw>,
+    credit_channels: Vec<u32>,
+    credit_slot: Vec<u32>,
     /// Scratch of the bootstrap with a breakdown: the keys' credit per unit of a replicate's
     /// draw, as `rule_units`, and each touch's shares of `markov` (conversions, value, presence).
     key_units: Vec<[Exact; 2]>,
@@ -1121,6 +1230,9 @@ impl JourneyAdder {
             replicate_paths: ReplicatePaths::new(MAX_REPLICATE_PATH_CELLS),
             rule_weights: Vec::new(),
             rule_units: Vec::new(),
+            draws: Vec::new(),
+            credit_channels: Vec::new(),
+            credit_slot: vec![u32::MAX; channels.len()],
             key_units: Vec::new(),
             share_units: Vec::new(),
 
@@ -1170,10 +1282,12 @@ impl JourneyAdder {
     }
 
     /// Adds a journey to each bootstrap replicate as often as `draw` weighs it there (its
-    /// touches as in [`JourneyAdder::add`]); nothing without `intervals`. Counts and rule
-    /// models' credit go straight to each replicate, from touch weights computed once; the
-    /// chains and `shao_li`, whose sums are keyed by path, go through the chunk's path table
-    /// ([`ReplicatePaths`]), so each replicate counts each distinct path once per flush.
+    /// touches as in [`JourneyAdder::add`]); nothing without `intervals`. Rule models' credit
+    /// goes straight to each replicate, from touch weights computed once; a journey with
+    /// touches is otherwise only added to the chunk's path table ([`ReplicatePaths`]), whose
+    /// flush gives each replicate its counts, reached channels, chains and `shao_li` sums by
+    /// distinct path: most journeys convert nothing, and this keeps the loop over replicates
+    /// to one row of the table.
     fn add_replicates(
         &mut self,
         replicates: &mut [Partial],
@@ -1215,8 +1329,29 @@ impl JourneyAdder {
                 touch_weights(rule.model, journey, options, &self.is_direct, &mut self.weights);
                 self.rule_weights.extend_from_slice(&self.weights);
             }
-            let per_unit = self.rule_weights.iter().map(|w| [exact(w * units.conversions), exact(w * units.value)]);
-            self.rule_units.extend(per_unit);
+            // Per rule, each distinct channel's credit (its touches' exact credits added: the
+            // same sum, multiplied once per replicate instead of once per touch).
+            let distinct = &mut self.credit_channels;
+            distinct.clear();
+            for &channel in journey.channels {
+                let slot = &mut self.credit_slot[channel as usize];
+                if *slot == u32::MAX {
+                    *slot = distinct.len() as u32;
+                    distinct.push(channel);
+                }
+            }
+            self.rule_units.resize(rules.len() * distinct.len(), [Exact::ZERO; 2]);
+            let weights = self.rule_weights.chunks_exact(journey.channels.len());
+            for (units_of_rule, weights) in self.rule_units.chunks_exact_mut(distinct.len()).zip(weights) {
+                for (&channel, w) in journey.channels.iter().zip(weights) {
+                    let [conversions, value] = &mut units_of_rule[self.credit_slot[channel as usize] as usize];
+                    conversions.add(exact(w * units.conversions));
+                    value.add(exact(w * units.value));
+                }
+            }
+            for &channel in distinct.iter() {
+                self.credit_slot[channel as usize] = u32::MAX;
+            }
         }
         let keys = keys.filter(|_| replicates[0].breakdown.is_some());
         if keys.is_some() {
@@ -1229,36 +1364,50 @@ impl JourneyAdder {
                 [exact(share * units.conversions), exact(share * units.value), exact(share * units.presence)]
             }));
         }
-        let chains = replicates[0].markov.is_some() || replicates[0].markov_auto.is_some();
-        let slot = (chains || replicates[0].shao_li.is_some())
-            .then(|| self.replicate_paths.slot(journey.channels, held_out, replicates.len()))
-            .flatten();
-        let touches = journey.channels.len();
+        let slot = self.replicate_paths.slot(journey.channels, held_out, replicates.len());
         let value = exact(units.value);
-        for (replicate, partial) in replicates.iter_mut().enumerate() {
-            let drawn = draw.draw(journey, replicate as u32, intervals.seed);
+        let mut draws = std::mem::take(&mut self.draws);
+        draws.clear();
+        draws.extend((0..replicates.len() as u32).map(|replicate| draw.draw(journey, replicate, intervals.seed)));
+        // Most journeys have no value: their row of whole-number sums is added without a
+        // branch (a draw of 0 adds 0, which leaves an `f64` sum as it is).
+        let valueless = value == Exact::ZERO;
+        if let (Some(slot), true) = (slot, valueless) {
+            for (sums, drawn) in self.replicate_paths.row_mut(slot).iter_mut().zip(&draws) {
+                sums.conversions += drawn.conversions;
+                sums.nulls += drawn.nulls;
+            }
+            if !journey.truncated && keys.is_none() && !journey.is_converting() {
+                self.draws = draws;
+                self.flush_if_full(replicates);
+                return;
+            }
+        }
+        for ((replicate, partial), drawn) in replicates.iter_mut().enumerate().zip(&draws) {
             if drawn.conversions == 0.0 && drawn.nulls == 0.0 {
                 continue;
             }
-            let value = value.times(drawn.times);
-            // Conversions and journeys are whole numbers: their `f64` sums are exact below 2^53.
-            let counts = &mut partial.counts;
-            counts.conversions += drawn.conversions;
-            counts.exact_values[0].add(value);
-            if touches == 0 {
+            let value = if valueless { value } else { value.times(drawn.times) };
+            let Some(slot) = slot else {
+                // Conversions and journeys are whole numbers: their `f64` sums are exact below 2^53.
+                let counts = &mut partial.counts;
+                counts.conversions += drawn.conversions;
+                counts.exact_values[0].add(value);
                 counts.unattributed_conversions += drawn.conversions;
                 counts.exact_values[1].add(value);
                 continue;
+            };
+            if !valueless {
+                let sums = JourneySums { conversions: drawn.conversions, nulls: drawn.nulls, value };
+                self.replicate_paths.add(slot, replicate, &sums);
             }
-            counts.converting_journeys += drawn.conversions;
-            counts.null_journeys += drawn.nulls;
-            counts.truncated_journeys += journey.truncated as u64;
-            for &channel in journey.channels {
-                partial.channel_seen[channel as usize] = true;
+            if journey.truncated {
+                partial.counts.truncated_journeys += 1;
             }
             if drawn.conversions > 0.0 {
-                for (rule, credits) in partial.rules.iter_mut().zip(self.rule_units.chunks_exact(touches)) {
-                    for (&channel, [conversions, value]) in journey.channels.iter().zip(credits) {
+                let distinct = &self.credit_channels;
+                for (rule, credits) in partial.rules.iter_mut().zip(self.rule_units.chunks_exact(distinct.len())) {
+                    for (&channel, [conversions, value]) in distinct.iter().zip(credits) {
                         let sums = &mut rule.exact[channel as usize];
                         sums[0].add(conversions.times(drawn.times));
                         sums[1].add(value.times(drawn.times));
@@ -1266,13 +1415,14 @@ impl JourneyAdder {
                 }
             }
             if let (Some(keys), Some(breakdown)) = (keys, &mut partial.breakdown) {
-                add_exact_key_sums(breakdown, keys, &self.key_units, &self.share_units, &drawn);
-            }
-            if let Some(slot) = slot {
-                let sums = JourneySums { conversions: drawn.conversions, nulls: drawn.nulls, value };
-                self.replicate_paths.add(slot, replicate, &sums);
+                add_exact_key_sums(breakdown, keys, &self.key_units, &self.share_units, drawn);
             }
         }
+        self.draws = draws;
+        self.flush_if_full(replicates);
+    }
+
+    fn flush_if_full(&mut self, replicates: &mut [Partial]) {
         if self.replicate_paths.is_full() {
             self.flush_replicates(replicates);
         }
@@ -1301,40 +1451,19 @@ impl JourneyAdder {
         std::mem::swap(&mut self.replicate_paths, table);
     }
 
-    /// Adds the path table's sums to the replicates' chains and `shao_li` counts, and empties
-    /// it. A fixed order's chain adds each replicate's weights per transition, numbered once
-    /// for all replicates ([`EdgeTable`]); the `auto` candidates and `shao_li` add each path.
+    /// Adds the path table's sums to the replicates' counts, reached channels, chains and
+    /// `shao_li` counts, and empties it. A fixed order's chain adds each replicate's weights per
+    /// transition, numbered once for all replicates ([`EdgeTable`]); the `auto` candidates and
+    /// `shao_li` add each path.
     fn flush_replicates(&mut self, replicates: &mut [Partial]) {
         let table = &mut self.replicate_paths;
         if table.paths.is_empty() {
             return;
         }
+        flush_counts(table, replicates);
         let order = replicates.first().and_then(|p| p.markov.as_ref()).map(|m| m.order);
         if let Some(order) = order {
-            let mut edges = EdgeTable::new(order);
-            let mut path_edges: Vec<(Vec<u32>, u32)> = Vec::with_capacity(table.paths.len());
-            for key in &table.paths {
-                let mut ids = Vec::new();
-                let last = edges.path(&key[..key.len() - 1], &mut ids).expect("paths in the table have touches");
-                path_edges.push((ids, last));
-            }
-            let mut weights = vec![0.0; edges.edge_count()];
-            let mut outcomes = vec![JourneySums::default(); edges.state_count()];
-            for (replicate, partial) in replicates.iter_mut().enumerate() {
-                weights.iter_mut().for_each(|w| *w = 0.0);
-                outcomes.iter_mut().for_each(|o| *o = JourneySums::default());
-                for (index, (ids, last)) in path_edges.iter().enumerate() {
-                    let sums = &table.sums[index * table.replicates + replicate];
-                    if !sums.is_met() {
-                        continue;
-                    }
-                    for &id in ids {
-                        weights[id as usize] += sums.conversions + sums.nulls;
-                    }
-                    outcomes[*last as usize].add(sums);
-                }
-                edges.add_to(partial.markov.as_mut().expect("every replicate has the chain"), &weights, &outcomes);
-            }
+            flush_chains(table, order, replicates);
         }
         if replicates.first().is_some_and(|p| p.shao_li.is_some()) {
             flush_shao_li(table, replicates);
@@ -1588,6 +1717,38 @@ mod tests {
                 assert_eq!(ia, ib, "{} {}", ma.model, ca.channel);
             }
         }
+    }
+
+    #[test]
+    fn the_replicate_path_table_stays_within_its_cells_whatever_journeys_come() {
+        // Null journeys (no value) take the short way into the table: it must still flush.
+        let spec = crate::options::OptionsSpec {
+            intervals: Some(crate::intervals::IntervalsSpec { replicates: 12, level: None, seed: Some(1) }),
+            ..Default::default()
+        };
+        let options = spec.validate(InputKind::Paths).unwrap();
+        let names: Vec<String> = (0..8).map(|c| format!("c{c}")).collect();
+        let mut partial = Partial::new(&options, &names);
+        let mut adder = JourneyAdder::new(&options, &names);
+        for user in 0..200u32 {
+            let channels = [user % 8, user / 8 % 8, user / 64];
+            let journey = crate::journey::Journey {
+                channels: &channels,
+                touch_times: None,
+                conversion_time: None,
+                conversions: 0.0,
+                value: 0.0,
+                nulls: 1.0,
+                truncated: false,
+            };
+            adder.add_replicates(&mut partial.replicates, &journey, ReplicateDraw::User(user.into()), false, &options);
+            assert!(adder.replicate_paths.sums.len() <= MAX_REPLICATE_PATH_CELLS, "journey {user}");
+        }
+        adder.flush_replicates(&mut partial.replicates);
+        let nulls: f64 = partial.replicates.iter().map(|r| r.counts.null_journeys).sum();
+        let drawn: u32 =
+            (0..200u32).flat_map(|u| (0..12).map(move |r| crate::intervals::user_weight(u.into(), r, 1))).sum();
+        assert_eq!(nulls, f64::from(drawn));
     }
 
     #[test]
