@@ -1,8 +1,8 @@
 //! Bootstrap intervals end to end: the service over chunks equals `mta attribute` for every
-//! model (events with periods, and paths; under several lookback windows with a breakdown), its
-//! `interval` objects byte for byte, the
-//! `intervals` CSV tables (the whole's, each part's and the breakdown rows') and `--table`, and
-//! the limits.
+//! model (events with periods, and paths; under several lookback windows with a breakdown; a
+//! breakdown by period and segment), its `interval` objects byte for byte, the
+//! `intervals` CSV tables (the whole's, each part's and the breakdown rows', the whole's and
+//! the parts') and `--table`, and the limits.
 
 use serde_json::{Value, json};
 
@@ -199,8 +199,8 @@ async fn window_and_breakdown_intervals_over_chunks_equal_the_local_command_and_
     let written = std::fs::read_to_string(tables.join("window_intervals.csv")).expect("--csv-dir writes the table");
     assert_eq!(written.lines().count(), rows + 1);
     assert!(!tables.join("period_intervals.csv").exists(), "no period asked");
-    // Every breakdown row of the whole has its interval (a further window's rows have none),
-    // and the `breakdown_intervals` table lists them.
+    // Every breakdown row of the whole has its interval (and of the further window, its own),
+    // and the `breakdown_intervals` table lists the whole's.
     let mut rows = 0;
     for model in models {
         for row in result["models"][model]["breakdown"].as_array().unwrap() {
@@ -210,7 +210,7 @@ async fn window_and_breakdown_intervals_over_chunks_equal_the_local_command_and_
             rows += 1;
         }
         let further = windows[1]["models"][model]["breakdown"].as_array().unwrap();
-        assert!(further.iter().all(|row| row.get("interval").is_none()), "{model}");
+        assert!(further.iter().all(|row| row["interval"]["value_high"].is_number()), "{model}");
     }
     let (status, csv) = service.get_bytes(&format!("/v1/jobs/{id}/result?format=csv&table=breakdown_intervals")).await;
     assert_eq!(status, 200);
@@ -219,4 +219,66 @@ async fn window_and_breakdown_intervals_over_chunks_equal_the_local_command_and_
     assert_eq!(csv.lines().next(), Some(header));
     assert_eq!(csv.lines().count(), rows + 1, "{csv}");
     assert!(tables.join("breakdown_intervals.csv").exists());
+}
+
+/// [`campaign_events`] with a `country` column: DE, FR or IT by the user's number.
+fn campaign_country_events(users: usize) -> String {
+    let mut csv = String::new();
+    for (i, line) in campaign_events(users).lines().enumerate() {
+        let country = match i {
+            0 => "country",
+            _ => ["DE", "FR", "IT"][line[1..line.find(',').unwrap()].parse::<usize>().unwrap() % 3],
+        };
+        csv.push_str(&format!("{line},{country}\n"));
+    }
+    csv
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn part_breakdown_intervals_over_chunks_equal_the_local_command_and_have_their_tables() {
+    let service = Service::start(chunked()).await;
+    let dir = workdir();
+    let file = write(dir.path(), "countries.csv", campaign_country_events(1000));
+    let intervals = json!({ "replicates": 20, "level": 0.8, "seed": 7 });
+    let options = json!({
+        "period": "week", "segment_by": "country", "models": ["linear", "markov"], "breakdown": ["campaign"],
+        "intervals": intervals,
+    });
+    let job = service.run(&file, json!({ "options": options })).await;
+    assert_eq!(job["state"], "succeeded", "{job}");
+    let id = job["id"].as_str().unwrap();
+    let (_, result) = service.get(&format!("/v1/jobs/{id}/result")).await;
+    let tables = dir.path().join("tables");
+    #[rustfmt::skip]
+    let args = [
+        "--period", "week", "--segment-by", "country", "--models", "linear,markov", "--breakdown", "campaign",
+        "--intervals", "20", "--level", "0.8", "--seed", "7", "--csv-dir", tables.to_str().unwrap(),
+    ];
+    let local = attribute_json(&file, &args);
+    assert_same_intervals(&sorted(without_job_id(result.clone())), &sorted(local.clone()));
+    assert_same_result(&sorted(without_job_id(result.clone())), &sorted(local), "result");
+    // Every period's, segment's and segment period's breakdown row has its own interval.
+    let (periods, segments) = (result["periods"].as_array().unwrap(), result["segments"].as_array().unwrap());
+    assert!(periods.len() > 1 && segments.len() == 3, "{result}");
+    let segment_periods = segments.iter().flat_map(|s| s["periods"].as_array().unwrap());
+    let rows_of = |part: &Value| -> usize {
+        let models = part["models"].as_object().unwrap().values();
+        let rows = models.flat_map(|m| m["breakdown"].as_array().unwrap());
+        rows.inspect(|row| assert!(row["interval"]["conversions_high"].is_number(), "{row}")).count()
+    };
+    assert!(segment_periods.map(rows_of).sum::<usize>() > 0);
+    // Their tables: every part's rows, each figure followed by its bounds, served and written.
+    let header = "model,channel,campaign,conversions,conversions_low,conversions_high,value,value_low,value_high";
+    for (table, column, parts) in
+        [("period_breakdown_intervals", "period", periods), ("segment_breakdown_intervals", "country", segments)]
+    {
+        let (status, csv) = service.get_bytes(&format!("/v1/jobs/{id}/result?format=csv&table={table}")).await;
+        assert_eq!(status, 200, "{table}");
+        let csv = String::from_utf8(csv).unwrap();
+        assert_eq!(csv.lines().next(), Some(format!("{column},{header}").as_str()));
+        assert_eq!(csv.lines().count(), parts.iter().map(rows_of).sum::<usize>() + 1, "{csv}");
+        assert!(csv.lines().skip(1).all(|line| line.split(',').nth(5).is_some_and(|low| !low.is_empty())), "{csv}");
+        let written = std::fs::read_to_string(tables.join(format!("{table}.csv"))).expect("--csv-dir writes it");
+        assert_eq!(written.lines().count(), csv.lines().count(), "{table}");
+    }
 }

@@ -1011,9 +1011,9 @@ function drawBreakdown() {
   const figures = ['conversions', 'value', ...(costs ? SPEND_FIGURES : [])];
   // Channels keep the model's order unless sorted by name or by a figure.
   const channels = (model.channels || []).filter((c) => rows.some((r) => r.channel === c.channel));
-  // With intervals, each row (channel or breakdown values) shows its own in brackets; a row
-  // without one (a period's, segment's or further window's: docs/user-guide.md, "Intervals")
-  // shows plain figures, never the whole's.
+  // With intervals, each row (channel or breakdown values) shows its own in brackets, a part's
+  // rows theirs; a row without one (a part's past the cap on the parts' replicate rows:
+  // docs/user-guide.md, "Intervals") shows plain figures, never the whole's.
   const level = result.options?.intervals?.level;
   const ranged = level !== undefined && [...rows, ...channels].some((r) => r.interval);
   const within = ranged ? ` [${Math.round(level * 100)}% interval]` : '';

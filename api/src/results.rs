@@ -36,7 +36,9 @@ pub struct ResultQuery {
     /// mentions), `markov_pairs` (the job's `markov_pair_effects`), `intervals` (the job's
     /// `intervals`: one row per model and channel; `period_intervals`, `segment_intervals`,
     /// `segment_period_intervals` and `window_intervals` the same per part, its label first;
-    /// `breakdown_intervals` with a breakdown: each breakdown row's figures and their bounds); or with the job's `breakdown` option, `breakdown` (one row per model, channel and breakdown values),
+    /// `breakdown_intervals` with a breakdown: each breakdown row's figures and their bounds,
+    /// `period_breakdown_intervals` and `segment_breakdown_intervals` the same per period and
+    /// per segment, its label first); or with the job's `breakdown` option, `breakdown` (one row per model, channel and breakdown values),
     /// `period_breakdown` (the same per period), `breakdown_positions` (each channel × breakdown
     /// values' touch positions in converting journeys) and `breakdown_paths` (the top paths of
     /// channel × breakdown values). With a cost table, `channels` and `periods`
@@ -45,7 +47,7 @@ pub struct ResultQuery {
     /// of every period, a `period` column first; the segment's column, `period` or
     /// `lookback_days` for the others).
     #[param(
-        pattern = "^(channels|periods|segments|segment_periods|segment_breakdown|path_length|time_lag|positions|breakdown|period_breakdown|breakdown_positions|breakdown_paths|paths|transitions|windows|unmatched_cost|markov_pairs|intervals|breakdown_intervals|(period|segment|segment_period|window)_(intervals|path_length|time_lag|positions|paths|transitions|breakdown_positions|breakdown_paths))$"
+        pattern = "^(channels|periods|segments|segment_periods|segment_breakdown|path_length|time_lag|positions|breakdown|period_breakdown|breakdown_positions|breakdown_paths|paths|transitions|windows|unmatched_cost|markov_pairs|intervals|breakdown_intervals|period_breakdown_intervals|segment_breakdown_intervals|(period|segment|segment_period|window)_(intervals|path_length|time_lag|positions|paths|transitions|breakdown_positions|breakdown_paths))$"
     )]
     table: Option<String>,
 }

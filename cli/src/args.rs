@@ -108,7 +108,8 @@ pub enum ClientCommand {
         /// `segments`, `segment_periods`, `segment_breakdown`, `path_length`, `time_lag`, `positions`, `breakdown`, `period_breakdown`,
         /// `breakdown_positions`, `breakdown_paths`, `paths`, `transitions`, `windows`, `unmatched_cost`, `markov_pairs`,
         /// `intervals` or the intervals per part (`period_intervals`, `segment_intervals`,
-        /// `segment_period_intervals`, `window_intervals`) or breakdown row (`breakdown_intervals`), or a journey
+        /// `segment_period_intervals`, `window_intervals`) or breakdown row (`breakdown_intervals`, and per
+        /// period and segment `period_breakdown_intervals`, `segment_breakdown_intervals`), or a journey
         /// report per part: `period_`, `segment_`, `segment_period_` or `window_` followed by `path_length`,
         /// `time_lag`, `positions`, `paths`, `transitions`, `breakdown_positions` or `breakdown_paths`.
         #[arg(
@@ -281,7 +282,8 @@ pub struct AttributeArgs {
     /// `breakdown.csv`, `breakdown_positions.csv` and `breakdown_paths.csv` with `--breakdown`, `segments.csv` with `--segment-by` or `--conversion-types` (and `segment_periods.csv` with `--period`, `segment_breakdown.csv` with `--breakdown`), `unmatched_cost.csv` with `--spend`,
     /// `markov_pairs.csv` with `--markov-pair-effects`, `intervals.csv` with `--intervals` (and
     /// `period_intervals.csv`, `segment_intervals.csv`, `segment_period_intervals.csv`,
-    /// `window_intervals.csv` per part, `breakdown_intervals.csv` with `--breakdown`); and the
+    /// `window_intervals.csv` per part, `breakdown_intervals.csv` with `--breakdown`, and
+    /// `period_breakdown_intervals.csv`, `segment_breakdown_intervals.csv` with it per part); and the
     /// reports of each part: `period_paths.csv` ... with `--period`, `segment_paths.csv` ... with segments,
     /// `segment_period_paths.csv` ... with both, `window_paths.csv` ... with several windows).
     #[arg(long, value_name = "DIR")]

@@ -216,10 +216,33 @@ impl BreakdownSums {
             channel: self.channel.clone(),
             values: self.values.clone(),
             seen: vec![false; self.len()],
+            ..self.for_part_replicates()
+        }
+    }
+
+    /// The same without keys, for a part's replicate: a chunk numbers the keys its part meets
+    /// as it meets them (growing `seen` alone) and names them once, at the end
+    /// ([`BreakdownSums::name_keys`]), so a replicate of a part holds the part's keys only.
+    pub(crate) fn for_part_replicates(&self) -> BreakdownSums {
+        BreakdownSums {
             rules: vec![KeySums::default(); self.rules.len()],
             markov: self.markov.as_ref().map(|_| MarkovShares::default()),
             exact: true,
             ..BreakdownSums::default()
+        }
+    }
+
+    /// Names the keys of a part's replicate (of [`BreakdownSums::for_part_replicates`]):
+    /// its key `k` is `named`'s key `keys[k]`; the keys it did not meet are dropped.
+    pub(crate) fn name_keys(&mut self, keys: &[u32], named: &BreakdownSums) {
+        // Each key's number in `named` first, so that only the kept keys' values are copied.
+        self.channel = keys.to_vec();
+        self.values = vec![Vec::new(); keys.len()];
+        self.seen.resize(keys.len(), false);
+        self.compact();
+        for (channel, values) in self.channel.iter_mut().zip(&mut self.values) {
+            values.clone_from(&named.values[*channel as usize]);
+            *channel = named.channel[*channel as usize];
         }
     }
 
@@ -517,8 +540,8 @@ pub struct BreakdownRow {
     pub cost: Option<Option<f64>>,
     pub cpa: Option<Option<f64>>,
     pub roas: Option<Option<f64>>,
-    /// With `intervals`: the bootstrap intervals of its conversions and value (the whole
-    /// file's rows).
+    /// With `intervals`: the bootstrap intervals of its conversions and value (a part's rows
+    /// have none past `intervals::MAX_PART_BREAKDOWN_REPLICATES`).
     pub interval: Option<RowInterval>,
 }
 

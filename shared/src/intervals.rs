@@ -42,6 +42,12 @@ pub fn check_period_replicates(periods: usize, replicates: usize) -> Result<(), 
 /// bytes each (exact sums, `exact.rs`).
 pub const MAX_BREAKDOWN_REPLICATES: usize = 1_000_000;
 
+/// The most breakdown rows × replicates the parts of one job (periods, segments, segment
+/// periods, further lookback windows; summed over them) keep for their rows' intervals, about
+/// 350 bytes each as the whole's. Past it no part keeps any and their rows have no intervals:
+/// the job is not refused (parts multiply the rows, and the whole's rows keep theirs).
+pub const MAX_PART_BREAKDOWN_REPLICATES: usize = 1_000_000;
+
 /// Refuses intervals of more breakdown rows (`keys`) than [`MAX_BREAKDOWN_REPLICATES`] allows,
 /// naming the limit.
 pub fn check_breakdown_replicates(keys: usize, replicates: usize) -> Result<(), AttributionError> {

@@ -115,8 +115,8 @@ pub struct Partial {
     /// With `intervals`: one partial per bootstrap replicate (`intervals.rs`), of the whole
     /// (the first window's journeys; each further window has its own) with each journey
     /// counted as often as its replicate's weight draws; channel sums, chains and `shao_li`
-    /// counts only (no reports, periods or windows; breakdown sums in the whole's, made by
-    /// `from_events`). Each merges with its counterpart.
+    /// counts only (no reports, periods or windows; with a breakdown its breakdown sums, made
+    /// by `from_events`, but in parts past `part_rows_dropped`). Each merges with its counterpart.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub replicates: Vec<Partial>,
     /// A replicate whose fractional sums (credit, values, breakdown shares) are exact
@@ -130,6 +130,13 @@ pub struct Partial {
     /// the sum of the segments'.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty", with = "crate::segment::by_value")]
     pub segments: BTreeMap<SegmentValue, Partial>,
+    /// Whether the replicates of every part (period, segment, segment period, further window)
+    /// dropped their breakdown sums, their rows × replicates having passed
+    /// `intervals::MAX_PART_BREAKDOWN_REPLICATES` (see [`Partial::bound_part_rows`]): the
+    /// parts' rows then have no intervals. Set on the outermost partial only; false in
+    /// partials of older versions, whose parts' replicates keep none.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub part_rows_dropped: bool,
 }
 
 impl Partial {
@@ -184,6 +191,7 @@ impl Partial {
             replicates: Vec::new(),
             exact: false,
             segments: BTreeMap::new(),
+            part_rows_dropped: false,
         }
     }
 
@@ -203,9 +211,18 @@ impl Partial {
     /// sum is too large for an `f64` (see [`Partial::check_finite`]).
     /// With a breakdown, the chunk's channel ids are touch keys (`chunk::touch_key`).
     pub fn from_events(chunk: &EventChunk, options: &Options) -> Result<Partial, AttributionError> {
-        if !options.conversion_types.is_empty() {
-            return Partial::from_typed_events(chunk, options);
-        }
+        let mut partial = if options.conversion_types.is_empty() {
+            Partial::from_events_unbounded(chunk, options)?
+        } else {
+            Partial::from_typed_events(chunk, options)?
+        };
+        partial.bound_part_rows();
+        Ok(partial)
+    }
+
+    /// [`Partial::from_events`] without conversion types and before its parts' replicate rows
+    /// are bounded (which a conversion type's partial leaves to the whole it goes into).
+    fn from_events_unbounded(chunk: &EventChunk, options: &Options) -> Result<Partial, AttributionError> {
         let (mut partial, key_map) = if options.breakdown.is_empty() {
             (Partial::new(options, chunk.channels.names()), None)
         } else {
@@ -233,13 +250,20 @@ impl Partial {
         };
         let mut adder = JourneyAdder::new(options, &partial.channels);
         adder.key_map = key_map;
-        let empty = Partial::splits_chunks(options).then(|| partial.clone());
-        // The whole's replicates keep breakdown sums of their own (a part's replicates do not),
-        // refused before they are made when the chunk's keys alone pass the cap.
+        let mut empty = Partial::splits_chunks(options).then(|| partial.clone());
+        // The whole's replicates keep breakdown sums of their own, refused before they are made
+        // when the chunk's keys alone pass the cap. So do a part's (a further window's, and
+        // every period's and segment's, made from `empty`), of the keys the part meets
+        // (`PartKeys`), all parts' together bounded by `bound_part_rows` instead.
         if let Some(sums) = partial.breakdown.as_ref().filter(|_| !partial.replicates.is_empty()) {
             crate::intervals::check_breakdown_replicates(sums.len(), partial.replicates.len())?;
             for replicate in &mut partial.replicates {
                 replicate.breakdown = Some(sums.for_replicates());
+            }
+            for part in partial.windows.iter_mut().chain(empty.as_mut()) {
+                for replicate in &mut part.replicates {
+                    replicate.breakdown = Some(sums.for_part_replicates());
+                }
             }
         }
         partial.add_chunk(chunk, options, adder, empty.as_ref())?;
@@ -305,9 +329,8 @@ impl Partial {
             None if !partial.windows.is_empty() => {
                 // One grouping of the rows; each journey is added under every window.
                 let mut further = std::mem::take(&mut partial.windows);
-                // Each further window's replicates have a path table of their own.
-                let mut tables: Vec<ReplicatePaths> =
-                    further.iter().map(|_| ReplicatePaths::new(PERIOD_PATH_CELLS)).collect();
+                // Each further window's replicates have a path table and key numbers of their own.
+                let mut tables: Vec<PartScratch> = further.iter().map(|_| PartScratch::new()).collect();
                 for_each_windowed_journey(chunk, options, &options.window_lookbacks(), |window, journey, origin| {
                     // Every window counts its paths (in a table of the whole's size: at most 8 windows).
                     let (draw, held) = (user(origin), held_out(origin));
@@ -322,7 +345,7 @@ impl Partial {
                     }
                 });
                 for (window, table) in further.iter_mut().zip(&mut tables) {
-                    adder.flush_with(table, &mut window.replicates);
+                    adder.finish_part(table, window);
                     window.counts.rows += chunk.len() as u64;
                     if let Some(breakdown) = &mut window.breakdown {
                         breakdown.compact();
@@ -338,7 +361,7 @@ impl Partial {
                 let empty = template();
                 let no_value = chunk.segments.len();
                 let mut by_id: Vec<Option<Partial>> = vec![None; no_value + 1];
-                let mut tables: Vec<Option<ReplicatePaths>> = (0..=no_value).map(|_| None).collect();
+                let mut tables: Vec<Option<PartScratch>> = (0..=no_value).map(|_| None).collect();
                 adder.paths = false;
                 for_each_event_journey(chunk, options, |journey, origin| {
                     adder.add_path(partial, journey);
@@ -347,7 +370,7 @@ impl Partial {
                     let sub = by_id[slot].get_or_insert_with(|| empty.clone());
                     adder.add(sub, journey, held_out(origin), options);
                     adder.add_path(sub, journey);
-                    let table = tables[slot].get_or_insert_with(|| ReplicatePaths::new(PERIOD_PATH_CELLS));
+                    let table = tables[slot].get_or_insert_with(PartScratch::new);
                     adder.add_replicates_with(
                         table,
                         &mut sub.replicates,
@@ -361,7 +384,7 @@ impl Partial {
                 for (slot, sub) in by_id.into_iter().enumerate() {
                     let Some(mut sub) = sub else { continue };
                     if let Some(table) = &mut tables[slot] {
-                        adder.flush_with(table, &mut sub.replicates);
+                        adder.finish_part(table, &mut sub);
                     }
                     partial.add_mapped(&sub, &identity, true, false);
                     if let Some(breakdown) = &mut sub.breakdown {
@@ -384,9 +407,9 @@ impl Partial {
                 let bare = Partial { replicates: Vec::new(), ..template() };
                 let mut parts: BTreeMap<(usize, i32), Partial> = BTreeMap::new();
                 let mut by_slot: BTreeMap<usize, Partial> = BTreeMap::new();
-                let mut tables: BTreeMap<usize, ReplicatePaths> = BTreeMap::new();
-                let mut part_tables: BTreeMap<(usize, i32), ReplicatePaths> = BTreeMap::new();
-                let mut whole_periods: BTreeMap<i32, (Vec<Partial>, ReplicatePaths)> = BTreeMap::new();
+                let mut tables: BTreeMap<usize, PartScratch> = BTreeMap::new();
+                let mut part_tables: BTreeMap<(usize, i32), PartScratch> = BTreeMap::new();
+                let mut whole_periods: BTreeMap<i32, (Vec<Partial>, PartScratch)> = BTreeMap::new();
                 // The paths of the whole's periods (of channels, and of touch keys with a
                 // breakdown), counted straight (not the sum of the segments').
                 let mut period_paths: BTreeMap<i32, (PathCounts, PathCounts)> = BTreeMap::new();
@@ -398,7 +421,7 @@ impl Partial {
                     let slot = segment_slot(chunk, origin);
                     let segment = by_slot.entry(slot).or_insert_with(|| empty.clone());
                     adder.add_path(segment, journey);
-                    let table = tables.entry(slot).or_insert_with(|| ReplicatePaths::new(PERIOD_PATH_CELLS));
+                    let table = tables.entry(slot).or_insert_with(PartScratch::new);
                     adder.add_replicates_with(
                         table,
                         &mut segment.replicates,
@@ -420,12 +443,11 @@ impl Partial {
                             adder.add_path_to(paths, Some(keyed), journey);
                             if !sub.replicates.is_empty() {
                                 let (draw, held) = (user(origin), held_out(origin));
-                                let table =
-                                    part_tables.entry(key).or_insert_with(|| ReplicatePaths::new(PERIOD_PATH_CELLS));
+                                let table = part_tables.entry(key).or_insert_with(PartScratch::new);
                                 adder.add_replicates_with(table, &mut sub.replicates, journey, draw, held, options);
-                                let (replicates, table) = whole_periods.entry(key.1).or_insert_with(|| {
-                                    (empty.replicates.clone(), ReplicatePaths::new(PERIOD_PATH_CELLS))
-                                });
+                                let (replicates, table) = whole_periods
+                                    .entry(key.1)
+                                    .or_insert_with(|| (empty.replicates.clone(), PartScratch::new()));
                                 adder.add_replicates_with(table, replicates, journey, draw, held, options);
                             }
                         }
@@ -438,11 +460,11 @@ impl Partial {
                 });
                 for (slot, table) in &mut tables {
                     let segment = by_slot.get_mut(slot).expect("a table's segment has its partial");
-                    adder.flush_with(table, &mut segment.replicates);
+                    adder.finish_part(table, segment);
                 }
                 for (key, table) in &mut part_tables {
                     let sub = parts.get_mut(key).expect("a table's part has its partial");
-                    adder.flush_with(table, &mut sub.replicates);
+                    adder.finish_part(table, sub);
                 }
                 let identity: Vec<u32> = (0..partial.channels.len() as u32).collect();
                 let mut periods: BTreeMap<i32, Partial> = BTreeMap::new();
@@ -455,9 +477,10 @@ impl Partial {
                     }
                     segment.periods.insert(day, sub);
                 }
-                for (day, (mut replicates, mut table)) in whole_periods {
-                    adder.flush_with(&mut table, &mut replicates);
-                    periods.get_mut(&day).expect("a dated journey's period has its partial").replicates = replicates;
+                for (day, (replicates, mut table)) in whole_periods {
+                    let period = periods.get_mut(&day).expect("a dated journey's period has its partial");
+                    period.replicates = replicates;
+                    adder.finish_part(&mut table, period);
                 }
                 for (day, (paths, keyed)) in period_paths {
                     let period = periods.get_mut(&day).expect("a dated journey's period has its partial");
@@ -487,8 +510,9 @@ impl Partial {
                 // With `intervals` each period has replicates of its own, as the whole has.
                 let empty = template();
                 let mut periods = BTreeMap::new();
-                // Each period's replicates have a path table of their own, smaller than the whole's.
-                let mut tables: BTreeMap<i32, ReplicatePaths> = BTreeMap::new();
+                // Each period's replicates have a path table (smaller than the whole's) and key
+                // numbers of their own.
+                let mut tables: BTreeMap<i32, PartScratch> = BTreeMap::new();
                 adder.paths = false;
                 for_each_event_journey(chunk, options, |journey, origin| {
                     adder.add_path(partial, journey);
@@ -502,7 +526,7 @@ impl Partial {
                             adder.add(sub, journey, held_out(origin), options);
                             adder.add_path(sub, journey);
                             if !sub.replicates.is_empty() {
-                                let table = tables.entry(day).or_insert_with(|| ReplicatePaths::new(PERIOD_PATH_CELLS));
+                                let table = tables.entry(day).or_insert_with(PartScratch::new);
                                 adder.add_replicates_with(
                                     table,
                                     &mut sub.replicates,
@@ -518,7 +542,7 @@ impl Partial {
                 });
                 for (day, table) in &mut tables {
                     let sub = periods.get_mut(day).expect("a table's period has its partial");
-                    adder.flush_with(table, &mut sub.replicates);
+                    adder.finish_part(table, sub);
                 }
                 // The periods share this chunk's channel numbering: no names to match.
                 let identity: Vec<u32> = (0..partial.channels.len() as u32).collect();
@@ -531,8 +555,8 @@ impl Partial {
                         Entry::Vacant(slot) => {
                             slot.insert(sub);
                         }
-                        // Its replicates too: `merge`, not `add_mapped`.
-                        Entry::Occupied(mut slot) => slot.get_mut().merge(&sub),
+                        // Its replicates too: `merge_sums`, not `add_mapped`.
+                        Entry::Occupied(mut slot) => slot.get_mut().merge_sums(&sub),
                     }
                 }
             }
@@ -554,11 +578,11 @@ impl Partial {
     fn from_typed_events(chunk: &EventChunk, options: &Options) -> Result<Partial, AttributionError> {
         let whole_options =
             Options { conversion_types: Vec::new(), conversion_lookbacks: Vec::new(), ..options.clone() };
-        let mut whole = Partial::from_events(chunk, &whole_options)?;
+        let mut whole = Partial::from_events_unbounded(chunk, &whole_options)?;
         for (index, name) in options.conversion_types.iter().enumerate() {
             let rows = chunk.of_conversion_type(chunk.segments.get(name));
             let lookback_days = options.conversion_lookbacks.get(index).copied().unwrap_or(options.lookback_days);
-            let mut typed = Partial::from_events(&rows, &Options { lookback_days, ..whole_options.clone() })?;
+            let mut typed = Partial::from_events_unbounded(&rows, &Options { lookback_days, ..whole_options.clone() })?;
             // Rows are counted once, in the whole.
             typed.counts.rows = 0;
             whole.segments.insert(Some(name.clone()), typed);
@@ -603,14 +627,60 @@ impl Partial {
 
     /// Refuses counts that grew past a model's bound (the `shao_li` pairs, under each lookback
     /// window and in each segment: a conversion type's journeys may pair touches the whole's
-    /// do not); [`Partial::finish`] asks again after merging.
+    /// do not) and the whole's replicate rows past theirs (the parts' are bounded by dropping
+    /// them, [`Partial::bound_part_rows`]); [`Partial::finish`] asks again after merging.
     pub fn check_limits(&self) -> Result<(), AttributionError> {
+        self.check_breakdown_replicates()?;
+        self.check_model_limits()
+    }
+
+    /// [`Partial::check_limits`] but for the whole's replicate rows.
+    fn check_model_limits(&self) -> Result<(), AttributionError> {
         if let Some(shao_li) = &self.shao_li {
             shao_li.check_limit()?;
         }
         crate::intervals::check_period_replicates(self.periods.len(), self.replicates.len())?;
-        self.check_breakdown_replicates()?;
-        self.windows.iter().chain(self.segments.values()).try_for_each(Partial::check_limits)
+        self.windows.iter().chain(self.segments.values()).try_for_each(Partial::check_model_limits)
+    }
+
+    /// The replicate breakdown rows of every part (period, segment, segment period, further
+    /// window), whether kept or dropped: each part's keys × its replicates. The parts' keys
+    /// are those their journeys met, so the count depends on the input alone once every chunk
+    /// is merged, and a merge never lowers it.
+    fn part_row_replicates(&self) -> usize {
+        self.parts()
+            .map(|part| {
+                let keys = part.breakdown.as_ref().map_or(0, BreakdownSums::len);
+                keys * part.replicates.len() + part.part_row_replicates()
+            })
+            .sum()
+    }
+
+    /// Drops every part's replicate breakdown sums, and marks the partial so, once its parts'
+    /// replicate rows pass `intervals::MAX_PART_BREAKDOWN_REPLICATES` or it merged a partial
+    /// so marked. As their count only grows, the merged partial of a job is marked iff its
+    /// count passes the cap, however its chunks were grouped and merged.
+    fn bound_part_rows(&mut self) {
+        if !self.part_rows_dropped && self.part_row_replicates() > PART_ROW_CAP {
+            self.part_rows_dropped = true;
+        }
+        if self.part_rows_dropped {
+            self.drop_part_rows();
+        }
+    }
+
+    fn drop_part_rows(&mut self) {
+        for part in self.periods.values_mut().chain(self.segments.values_mut()).chain(&mut self.windows) {
+            for replicate in &mut part.replicates {
+                replicate.breakdown = None;
+            }
+            part.drop_part_rows();
+        }
+    }
+
+    /// The parts of this partial (not of its parts).
+    fn parts(&self) -> impl Iterator<Item = &Partial> {
+        self.periods.values().chain(self.segments.values()).chain(&self.windows)
     }
 
     /// Refuses replicates that keep breakdown sums for more rows than
@@ -654,8 +724,17 @@ impl Partial {
         }
     }
 
-    /// Adds `other` into `self`, matching channels by name.
+    /// Adds `other` into `self`, matching channels by name; the parts' replicate rows are
+    /// bounded again ([`Partial::bound_part_rows`]).
     pub fn merge(&mut self, other: &Partial) {
+        self.merge_sums(other);
+        self.part_rows_dropped |= other.part_rows_dropped;
+        self.bound_part_rows();
+    }
+
+    /// [`Partial::merge`] but for the bound, which belongs to the outermost partial (its
+    /// parts, replicates and windows merge by this).
+    fn merge_sums(&mut self, other: &Partial) {
         let mut ids: rustc_hash::FxHashMap<String, u32> =
             self.channels.iter().enumerate().map(|(id, name)| (name.clone(), id as u32)).collect();
         let channel_map: Vec<u32> = other
@@ -674,7 +753,7 @@ impl Partial {
         self.exact &= other.exact;
         for (&period, theirs) in &other.periods {
             match self.periods.get_mut(&period) {
-                Some(mine) => mine.merge(theirs),
+                Some(mine) => mine.merge_sums(theirs),
                 None => {
                     self.periods.insert(period, theirs.clone());
                 }
@@ -682,17 +761,17 @@ impl Partial {
         }
         for (i, theirs) in other.windows.iter().enumerate() {
             match self.windows.get_mut(i) {
-                Some(mine) => mine.merge(theirs),
+                Some(mine) => mine.merge_sums(theirs),
                 None => self.windows.push(theirs.clone()),
             }
         }
         for (i, theirs) in other.replicates.iter().enumerate() {
             match self.replicates.get_mut(i) {
-                Some(mine) => mine.merge(theirs),
+                Some(mine) => mine.merge_sums(theirs),
                 None => self.replicates.push(theirs.clone()),
             }
         }
-        crate::segment::merge(&mut self.segments, &other.segments, Partial::merge);
+        crate::segment::merge(&mut self.segments, &other.segments, Partial::merge_sums);
     }
 
     /// Adds `other`'s sums (not its periods, windows or segments), whose channel `c` is our
@@ -785,6 +864,7 @@ impl Partial {
             replicates: Vec::new(),
             exact: false,
             segments: BTreeMap::new(),
+            part_rows_dropped: false,
         })
     }
 
@@ -1219,6 +1299,11 @@ pub(crate) struct JourneyAdder {
     /// the weights of its keys (`JourneyAdder::key_weights`).
     touch_shares: Vec<f64>,
     key_weights: Vec<f64>,
+    /// The replicate breakdown rows the parts of this chunk made (keys met × replicates); past
+    /// `PART_ROW_CAP` the parts make no more (`Partial::bound_part_rows` drops them all).
+    part_rows: usize,
+    /// Scratch of a part's replicates: a journey's keys as the part numbers them.
+    part_keys: Vec<u32>,
 }
 
 impl JourneyAdder {
@@ -1243,6 +1328,8 @@ impl JourneyAdder {
             channel_weight: vec![0.0; channels.len()],
             touch_shares: Vec::new(),
             key_weights: Vec::new(),
+            part_rows: 0,
+            part_keys: Vec::new(),
         }
     }
 
@@ -1428,20 +1515,45 @@ impl JourneyAdder {
         }
     }
 
-    /// [`JourneyAdder::add_replicates`] with `table` as the path table: a part (a period, a
-    /// segment) has replicates and a path table of its own.
+    /// [`JourneyAdder::add_replicates`] to a part's replicates (a period's, a segment's, a
+    /// further window's), with the part's path table and its numbers of the keys it meets.
     fn add_replicates_with(
         &mut self,
-        table: &mut ReplicatePaths,
+        part: &mut PartScratch,
         replicates: &mut [Partial],
         journey: &Journey<'_>,
         draw: ReplicateDraw,
         held_out: bool,
         options: &Options,
     ) {
-        std::mem::swap(&mut self.replicate_paths, table);
-        self.add_replicates(replicates, journey, draw, held_out, options);
-        std::mem::swap(&mut self.replicate_paths, table);
+        if replicates.is_empty() {
+            return;
+        }
+        std::mem::swap(&mut self.replicate_paths, &mut part.paths);
+        self.with_channels(journey, |adder, journey, keys| {
+            if keys.is_some() && replicates[0].breakdown.is_some() && adder.part_rows > PART_ROW_CAP {
+                // Past the cap: this part's rows are dropped now, every part's at the end.
+                replicates.iter_mut().for_each(|replicate| replicate.breakdown = None);
+            }
+            let Some(keys) = keys.filter(|_| replicates[0].breakdown.is_some()) else {
+                return adder.add_replicate_touches(replicates, journey, None, draw, held_out, options);
+            };
+            let mut local = std::mem::take(&mut adder.part_keys);
+            adder.part_rows += part.keys.number(keys, &mut local, replicates) * replicates.len();
+            adder.add_replicate_touches(replicates, journey, Some(&local), draw, held_out, options);
+            adder.part_keys = local;
+        });
+        std::mem::swap(&mut self.replicate_paths, &mut part.paths);
+    }
+
+    /// Ends a part's chunk: its path table flushed into its replicates, and their breakdown
+    /// keys named (before the part's own keys are compacted: they share the chunk's numbers).
+    fn finish_part(&mut self, scratch: &mut PartScratch, part: &mut Partial) {
+        self.flush_with(&mut scratch.paths, &mut part.replicates);
+        let Some(named) = &part.breakdown else { return };
+        for sums in part.replicates.iter_mut().filter_map(|replicate| replicate.breakdown.as_mut()) {
+            sums.name_keys(&scratch.keys.keys, named);
+        }
     }
 
     /// [`JourneyAdder::flush_replicates`] of `table`.
@@ -1650,7 +1762,8 @@ fn add_exact_key_sums(
     if keys.is_empty() {
         return;
     }
-    let n = breakdown.len();
+    // A part's replicate names its keys at the end of the chunk (`JourneyAdder::finish_part`).
+    let n = breakdown.seen.len();
     if drawn.conversions > 0.0 {
         for (sums, units) in breakdown.rules.iter_mut().zip(key_units.chunks_exact(keys.len())) {
             sums.exact.resize(n, [Exact::ZERO; 2]);
@@ -1668,6 +1781,61 @@ fn add_exact_key_sums(
         sums[0].add(conversions.times(drawn.times));
         sums[1].add(value.times(drawn.times));
         sums[2].add(presence.times(drawn.presence_times));
+    }
+}
+
+/// The most replicate breakdown rows of the parts of one partial
+/// (`intervals::MAX_PART_BREAKDOWN_REPLICATES`; a few hundred in unit tests, to pass it).
+const PART_ROW_CAP: usize = if cfg!(test) { 400 } else { crate::intervals::MAX_PART_BREAKDOWN_REPLICATES };
+
+/// What a part's replicates use while a chunk is added: their path table, and their numbers
+/// of the breakdown keys the part meets.
+struct PartScratch {
+    paths: ReplicatePaths,
+    keys: PartKeys,
+}
+
+impl PartScratch {
+    fn new() -> PartScratch {
+        PartScratch { paths: ReplicatePaths::new(PERIOD_PATH_CELLS), keys: PartKeys::default() }
+    }
+}
+
+/// A part's numbers of the partial's breakdown keys, in the order its journeys meet them: its
+/// replicates keep sums of these keys only, however many the chunk has.
+#[derive(Default)]
+struct PartKeys {
+    /// The part's number of each of the partial's keys (`NO_CHANNEL`: not met yet).
+    number_of: Vec<u32>,
+    /// The partial's key of each of the part's numbers.
+    keys: Vec<u32>,
+}
+
+impl PartKeys {
+    /// Sets `numbers` to the part's numbers of `keys` (the partial's), numbering the keys met
+    /// for the first time (each replicate's breakdown `seen` grown by them); returns how many
+    /// were new.
+    fn number(&mut self, keys: &[u32], numbers: &mut Vec<u32>, replicates: &mut [Partial]) -> usize {
+        let before = self.keys.len();
+        numbers.clear();
+        for &key in keys {
+            let key = key as usize;
+            if key >= self.number_of.len() {
+                self.number_of.resize(key + 1, NO_CHANNEL);
+            }
+            if self.number_of[key] == NO_CHANNEL {
+                self.number_of[key] = self.keys.len() as u32;
+                self.keys.push(key as u32);
+            }
+            numbers.push(self.number_of[key]);
+        }
+        let new = self.keys.len() - before;
+        if new > 0 {
+            for sums in replicates.iter_mut().filter_map(|replicate| replicate.breakdown.as_mut()) {
+                sums.seen.resize(self.keys.len(), false);
+            }
+        }
+        new
     }
 }
 
@@ -1895,6 +2063,92 @@ mod tests {
         assert!(err.message.contains("9.2e18"), "{err}");
         let plain = Options { intervals: None, ..options };
         Partial::from_paths(&paths_chunk(&rows), &plain).unwrap().finish(&plain).expect("no replicates");
+    }
+
+    /// One converting journey per user: a touch of `channel` in `campaign` an hour before a
+    /// conversion of 10 at the start of day `day` (days since 1970-01-01).
+    fn campaign_chunk(journeys: &[(String, i64, &str, String)]) -> EventChunk {
+        const DAY: i64 = 86_400_000_000;
+        let mut chunk = EventChunk::default();
+        for (row, (user, day, channel, campaign)) in journeys.iter().enumerate() {
+            let key = crate::chunk::touch_key(channel, &[Some(campaign)]);
+            for (at, id, conversion, value) in
+                [(day * DAY - DAY / 24, chunk.channels.id(&key), false, 0.0), (day * DAY, NO_CHANNEL, true, 10.0)]
+            {
+                chunk.user_keys.push(crate::chunk::user_key(user.as_bytes()));
+                chunk.timestamps.push(at);
+                chunk.channel_ids.push(id);
+                chunk.is_conversion.push(conversion);
+                chunk.values.push(value);
+                chunk.row_numbers.push(2 * row as u64 + 1 + u64::from(conversion));
+            }
+        }
+        chunk
+    }
+
+    /// Whether every breakdown row of every model of `models` has an interval (`Some(true)`),
+    /// none has (`Some(false)`), or some have (`None`).
+    fn rows_ranged(models: &[crate::result::ModelResult]) -> Option<bool> {
+        let rows: Vec<bool> =
+            models.iter().flat_map(|m| m.breakdown.iter().flatten()).map(|r| r.interval.is_some()).collect();
+        assert!(!rows.is_empty());
+        (rows.iter().all(|&r| r) || !rows.iter().any(|&r| r)).then_some(rows[0])
+    }
+
+    #[test]
+    fn past_the_cap_every_parts_rows_lose_their_intervals_whatever_the_grouping_and_the_wholes_keep_theirs() {
+        // 10 replicates, a campaign per user: 30 campaigns in one week, 15 in the next. Either
+        // week's 300 or 150 replicate rows fit the unit tests' cap of 400; both weeks, 450, do
+        // not, whether in one chunk or two merged in either order.
+        let spec = crate::options::OptionsSpec {
+            models: Some(vec!["linear".into(), "markov".into()]),
+            breakdown: Some(vec!["campaign".into()]),
+            period: Some(crate::period::Period::Week),
+            intervals: Some(crate::intervals::IntervalsSpec { replicates: 10, level: None, seed: Some(1) }),
+            ..Default::default()
+        };
+        let options = spec.validate(InputKind::Events).unwrap();
+        let journeys: Vec<(String, i64, &str, String)> = (0..45)
+            .map(|u| (format!("u{u}"), 20_000 + 7 * i64::from(u >= 30), ["email", "search"][u % 2], format!("c{u}")))
+            .collect();
+        let (first, second) = journeys.split_at(30);
+        let attribute = |journeys: &[_]| Partial::from_events(&campaign_chunk(journeys), &options).unwrap();
+        let (a, b) = (attribute(first), attribute(second));
+        assert_eq!((a.part_row_replicates(), b.part_row_replicates()), (300, 150));
+        for week in [&a, &b] {
+            assert!(!week.part_rows_dropped);
+            let result = week.finish(&options).unwrap();
+            assert_eq!(rows_ranged(&result.periods[0].models), Some(true), "a week's rows have intervals");
+        }
+        let (mut ab, mut ba) = (a.clone(), b.clone());
+        ab.merge(&b);
+        ba.merge(&a);
+        let whole = |partial: &Partial| {
+            assert!(partial.part_rows_dropped);
+            assert_eq!(partial.part_row_replicates(), 450);
+            let result = partial.finish(&options).unwrap();
+            assert_eq!(result.periods.len(), 2);
+            for period in &result.periods {
+                assert_eq!(rows_ranged(&period.models), Some(false), "past the cap, no part's row has one");
+                assert!(period.models[0].channels.iter().all(|c| c.interval.is_some()), "its channels keep theirs");
+            }
+            assert_eq!(rows_ranged(&result.models), Some(true), "the whole's rows keep theirs");
+            let rows: Vec<_> = result.models.iter().map(|m| m.breakdown.clone()).collect();
+            serde_json::to_string(&rows).unwrap()
+        };
+        let one = attribute(&journeys);
+        assert_eq!(whole(&one), whole(&ab));
+        assert_eq!(whole(&ab), whole(&ba));
+        // A marked partial (as it travels between the stages) marks what it merges with, and
+        // what merges it: a week alone, under the cap, then has no row intervals either.
+        let marked: Partial = serde_json::from_str(&serde_json::to_string(&one).unwrap()).unwrap();
+        for (mut merged, other) in [(a.clone(), &marked), (marked.clone(), &a)] {
+            merged.merge(other);
+            whole(&merged);
+        }
+        let mut small = a.clone();
+        small.merge(&a);
+        assert!(!small.part_rows_dropped, "a's keys twice are a's keys");
     }
 
     #[test]

@@ -422,8 +422,9 @@ impl Partial {
 impl Partial {
     /// Sets each model's channels' `interval` from the replicates' results (each built as a
     /// result of its own, Markov solved once per replicate, under the whole's order), and its
-    /// breakdown rows' when the replicates keep breakdown sums (the whole's do): each
-    /// replicate's rows come out by the same split rules as the result's.
+    /// breakdown rows' when the replicates keep breakdown sums (the whole's do, and the parts'
+    /// unless `Partial::part_rows_dropped`): each replicate's rows come out by the same split
+    /// rules as the result's.
     fn set_intervals(
         &self,
         result: &mut AttributionResult,
@@ -1079,6 +1080,9 @@ pub enum Table {
     /// With `breakdown` and `intervals`: the whole's rows with the intervals of their
     /// conversions and value, [`breakdown_intervals_csv`].
     BreakdownIntervals,
+    /// With `breakdown`, `intervals` and `period`: the same per period, a `period` column first
+    /// (the bounds empty where the parts' rows have none, past their cap).
+    PeriodBreakdownIntervals,
     /// With a cost table: `channel,cost,rows` of the channels no journey mentions (with
     /// campaign cost `channel,campaign,cost,rows`, the campaigns no breakdown row has too).
     UnmatchedCost,
@@ -1099,6 +1103,9 @@ pub enum Table {
     Segments,
     /// With `breakdown` and segments: the breakdown rows of every segment.
     SegmentBreakdown,
+    /// With `breakdown`, `intervals` and segments: the same with bounds, as
+    /// [`Table::PeriodBreakdownIntervals`].
+    SegmentBreakdownIntervals,
     /// With segments and `period`: one row per segment × period × model × channel.
     SegmentPeriods,
     /// With `intervals`: one row per model × channel, [`INTERVALS_CSV_HEADER`].
@@ -1352,7 +1359,7 @@ pub const PATHS_CSV_HEADER: &str = "list,rank,path,touches,journeys,conversions,
 impl Table {
     /// Every table: the whole's, then the journey reports of each kind of part.
     pub fn all() -> impl Iterator<Item = Table> {
-        const WHOLE: [Table; 19] = [
+        const WHOLE: [Table; 21] = [
             Table::Channels,
             Table::Periods,
             Table::Segments,
@@ -1372,6 +1379,8 @@ impl Table {
             Table::MarkovPairs,
             Table::Intervals,
             Table::BreakdownIntervals,
+            Table::PeriodBreakdownIntervals,
+            Table::SegmentBreakdownIntervals,
         ];
         let parts = ReportPart::ALL
             .into_iter()
@@ -1405,6 +1414,8 @@ impl Table {
             Table::SegmentPeriods => "segment_periods",
             Table::Intervals => "intervals",
             Table::BreakdownIntervals => "breakdown_intervals",
+            Table::PeriodBreakdownIntervals => "period_breakdown_intervals",
+            Table::SegmentBreakdownIntervals => "segment_breakdown_intervals",
             Table::PartIntervals(part) => PART_INTERVALS_NAMES[part as usize],
             Table::PartReport(part, report) => PART_REPORT_NAMES[part as usize][report as usize],
         }
@@ -1436,6 +1447,12 @@ impl Table {
             }
             Table::Intervals => result.options.intervals.is_some(),
             Table::BreakdownIntervals => result.options.intervals.is_some() && !result.options.breakdown.is_empty(),
+            Table::PeriodBreakdownIntervals => {
+                result.options.intervals.is_some() && Table::PeriodBreakdown.applies_to(result)
+            }
+            Table::SegmentBreakdownIntervals => {
+                result.options.intervals.is_some() && Table::SegmentBreakdown.applies_to(result)
+            }
             Table::PartIntervals(part) => result.options.intervals.is_some() && part.applies_to(result),
             Table::PartReport(part, report) => part.applies_to(result) && report.applies_to(result),
         }
@@ -1466,6 +1483,8 @@ impl Table {
             Table::UnmatchedCost => unmatched_cost_csv(result),
             Table::Intervals => intervals_csv(&[], &[(Vec::new(), &result.models)]),
             Table::BreakdownIntervals => breakdown_intervals_csv(result),
+            Table::PeriodBreakdownIntervals => breakdown_table(result, Some(period_rows(result)), true),
+            Table::SegmentBreakdownIntervals => breakdown_table(result, Some(segment_rows(result)), true),
             Table::PartIntervals(part) => intervals_csv(&part.columns(result), &part.models(result)),
             Table::MarkovPairs => {
                 let mut out = String::from(MARKOV_PAIRS_CSV_HEADER);
@@ -1653,8 +1672,7 @@ pub fn segment_periods_csv(result: &AttributionResult) -> String {
 /// `null`), one row per model × channel × breakdown values; with
 /// `per_period`, a `period` column first and the rows of every period instead.
 pub fn breakdown_csv(result: &AttributionResult, per_period: bool) -> String {
-    let periods = result.periods.iter().map(|p| (p.period.clone(), &p.models)).collect();
-    breakdown_table(result, per_period.then_some(("period", periods)), false)
+    breakdown_table(result, per_period.then(|| period_rows(result)), false)
 }
 
 /// With `breakdown` and `intervals`: `model,channel,<breakdown columns>,conversions,conversions_low,
@@ -1667,20 +1685,28 @@ pub fn breakdown_intervals_csv(result: &AttributionResult) -> String {
 /// With `breakdown` and segments: [`breakdown_csv`]'s rows of every segment, the segment's
 /// column (or `conversion_type`) first, its value empty for the rows without one.
 pub fn segment_breakdown_csv(result: &AttributionResult) -> String {
-    let column = crate::segment::column(&result.options).unwrap_or("segment");
-    let segments = result.segments.iter().map(|s| (s.value().unwrap_or_default().to_owned(), &s.models)).collect();
-    breakdown_table(result, Some((column, segments)), false)
+    breakdown_table(result, Some(segment_rows(result)), false)
 }
+
+/// The parts of a breakdown table (see [`breakdown_table`]): a `period` column and each period's models.
+fn period_rows(result: &AttributionResult) -> PartRows<'_> {
+    ("period", result.periods.iter().map(|p| (p.period.clone(), &p.models)).collect())
+}
+
+/// The same of the segments: the segment's column (or `conversion_type`), its value empty
+/// for the rows without one.
+fn segment_rows(result: &AttributionResult) -> PartRows<'_> {
+    let column = crate::segment::column(&result.options).unwrap_or("segment");
+    (column, result.segments.iter().map(|s| (s.value().unwrap_or_default().to_owned(), &s.models)).collect())
+}
+
+/// A label column's name, and each part's label and models.
+type PartRows<'a> = (&'a str, Vec<(String, &'a Vec<ModelResult>)>);
 
 /// The breakdown rows of the whole (`parts` absent), or of each part (a period, a segment)
 /// with the part's label in a first column named `parts.0`; with `intervals`, each figure
 /// followed by its bounds (and no cost).
-#[allow(clippy::type_complexity)]
-fn breakdown_table(
-    result: &AttributionResult,
-    parts: Option<(&str, Vec<(String, &Vec<ModelResult>)>)>,
-    intervals: bool,
-) -> String {
+fn breakdown_table(result: &AttributionResult, parts: Option<PartRows<'_>>, intervals: bool) -> String {
     let mut out = String::new();
     if let Some((column, _)) = &parts {
         out.push_str(&csv_field(column));

@@ -1076,8 +1076,10 @@ async function main() {
         const label = `segment ${segment.segment.country} ${model}`;
         assert.deepEqual(shown.map((b) => b.channel), expected.map((c) => c.channel), `${label} channels`);
         shown.forEach((bar, j) => close(bar.value, expected[j].conversions, `${label} ${bar.channel}`));
-        // Its breakdown rows, with their intervals where its JSON has them (never the whole's).
-        partRowIntervals += await checkBreakdownIntervals(page, segment.models[model], ['campaign'], label);
+        // Its breakdown rows, each with its own interval (never the whole's).
+        const segmentRows = await checkBreakdownIntervals(page, segment.models[model], ['campaign'], label);
+        assert.equal(segmentRows, segment.models[model].breakdown.length, `${label}: every row shows its interval`);
+        partRowIntervals += segmentRows;
         // The chart over time is the segment's own weeks.
         const points = await page.$$eval('#chart-periods circle.point', (ps) => ps.map((p) => ({
           period: p.dataset.period, channel: p.dataset.channel, value: Number(p.dataset.value),
@@ -1111,7 +1113,9 @@ async function main() {
     assert.equal((await page.textContent('#part-note')).includes(weekLabel), true, 'the note names the part');
     await page.$eval('#result', (section) => section.scrollIntoView({ block: 'start' }));
     await page.screenshot({ path: path.join(artifacts, 'result-segment-period-viewport.png') });
-    partRowIntervals += await checkBreakdownIntervals(page, segmentWeek.models.linear, ['campaign'], weekLabel);
+    const segmentWeekRows = await checkBreakdownIntervals(page, segmentWeek.models.linear, ['campaign'], weekLabel);
+    assert.equal(segmentWeekRows, segmentWeek.models.linear.breakdown.length, `${weekLabel}: every row shows its interval`);
+    partRowIntervals += segmentWeekRows;
     const segmentWeekPaths = await downloadLines(page, '#download-paths');
     assert.equal(segmentWeekPaths[0],
       'country,period,list,rank,path,touches,journeys,conversions,value,null_journeys,exact');
@@ -1123,7 +1127,10 @@ async function main() {
     await page.selectOption('#segment-select', '');
     const wholeWeek = byCampaign.periods.find((p) => p.period === segmentWeek.period);
     assert.ok(await checkPart(page, wholeWeek, 'period', `the week ${wholeWeek.period}`) > 0, 'the week has intervals');
-    partRowIntervals += await checkBreakdownIntervals(page, wholeWeek.models.linear, ['campaign'], `the week ${wholeWeek.period}`);
+    const weekRows = await checkBreakdownIntervals(page, wholeWeek.models.linear, ['campaign'], `the week ${wholeWeek.period}`);
+    assert.ok(weekRows > 0 && weekRows === wholeWeek.models.linear.breakdown.length,
+      `the week ${wholeWeek.period}: every row shows its interval`);
+    partRowIntervals += weekRows;
     await page.selectOption('#period-select', '');
     log(`period within a segment: ${weekLabel}'s credits, error bars, rank stability, histogram, paths and `
       + `breakdown rows match the API (${segmentWeekIntervals}); then the whole's week ${wholeWeek.period}; `

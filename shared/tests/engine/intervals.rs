@@ -5,7 +5,7 @@
 use mta_core::chunk::user_key;
 use mta_core::ingest::Limits;
 use mta_core::intervals::{IntervalsSpec, user_weight};
-use mta_core::result::{INTERVALS_CSV_HEADER, Table};
+use mta_core::result::{INTERVALS_CSV_HEADER, ModelResult, Table};
 use mta_core::{AttributionResult, ErrorCode, LookbackDays, ModelId, OptionsSpec, Partial};
 
 use crate::helpers::*;
@@ -479,6 +479,158 @@ fn each_breakdown_row_has_the_interval_of_its_replicates_rows() {
     mta_core::intervals::check_breakdown_replicates(10_000, 100).expect("within the cap");
 }
 
+/// Users `u0`, `u1`, ... with 1 to 3 touches of channel × campaign keys a day apart, 70%
+/// converting (values no double holds), odd users two weeks after even ones.
+fn campaign_journeys(users: usize, seed: u64) -> Events {
+    let (channels, campaigns) = (["email", "search", "display"], [Some("spring"), Some("summer"), None]);
+    let mut rng = Rng(seed);
+    let mut events = Events::new();
+    for user in 0..users {
+        let at = T0 + (user % 2) as i64 * 14 * DAY;
+        let touches = 1 + (rng.next() * 3.0) as usize;
+        let name = format!("u{user}");
+        for i in 0..touches {
+            let key = mta_core::chunk::touch_key(
+                channels[(rng.next() * 3.0) as usize],
+                &[campaigns[(rng.next() * 3.0) as usize]],
+            );
+            events = events.touch(&name, at - (touches - i) as i64 * DAY, &key);
+        }
+        if rng.next() < 0.7 {
+            events = events.conversion(&name, at, [19.99, 5.07, 0.3][user % 3]);
+        }
+    }
+    events
+}
+
+/// The rows' segments: users whose number is a multiple of 3 are team `x`, the others `y`.
+fn with_teams(mut chunk: mta_core::EventChunk, rows: &[Row]) -> mta_core::EventChunk {
+    let team = |row: &Row| if row.user[1..].parse::<usize>().unwrap() % 3 == 0 { "x" } else { "y" };
+    chunk.segment_ids = rows.iter().map(|row| chunk.segments.id(team(row))).collect();
+    chunk
+}
+
+/// Each model's breakdown rows' intervals by (model, channel, values), every row having one.
+fn row_intervals(models: &[mta_core::result::ModelResult]) -> Vec<(String, [f64; 4])> {
+    let mut rows: Vec<(String, [f64; 4])> = models
+        .iter()
+        .flat_map(|m| {
+            m.breakdown.iter().flatten().map(move |r| {
+                let what = format!("{} {} {:?}", m.model, r.channel, r.values);
+                let i = r.interval.as_ref().unwrap_or_else(|| panic!("{what} has an interval"));
+                (what, [i.conversions_low, i.conversions_high, i.value_low, i.value_high])
+            })
+        })
+        .collect();
+    rows.sort_by(|a, b| a.0.cmp(&b.0));
+    rows
+}
+
+#[track_caller]
+fn assert_same_rows(got: &[(String, [f64; 4])], want: &[(String, [f64; 4])]) {
+    assert_eq!(got.iter().map(|r| &r.0).collect::<Vec<_>>(), want.iter().map(|r| &r.0).collect::<Vec<_>>());
+    for ((what, got), (_, want)) in got.iter().zip(want) {
+        for (a, b) in got.iter().zip(want) {
+            assert!((a - b).abs() <= 1e-9 * b.abs().max(1.0), "{what}: {got:?} vs {want:?}");
+        }
+    }
+}
+
+/// `table` of `result` lists each part's (label, models) breakdown rows, every figure followed
+/// by its bounds, the part's label column `column` first.
+fn check_part_row_table<'a>(
+    result: &AttributionResult,
+    table: &str,
+    column: &str,
+    parts: impl Iterator<Item = (String, &'a Vec<mta_core::result::ModelResult>)>,
+) {
+    let table: Table = table.parse().unwrap();
+    assert!(table.applies_to(result), "{table:?}");
+    let csv = table.csv(result);
+    let mut lines = csv.lines();
+    let header = "model,channel,campaign,conversions,conversions_low,conversions_high,value,value_low,value_high";
+    assert_eq!(lines.next(), Some(format!("{column},{header}").as_str()));
+    let mut want = Vec::new();
+    for (label, models) in parts {
+        for m in models {
+            for r in m.breakdown.iter().flatten() {
+                let i = r.interval.as_ref().expect("every part's row has an interval");
+                want.push(format!(
+                    "{label},{},{},{},{},{},{},{},{},{}",
+                    m.model,
+                    r.channel,
+                    r.values[0].1,
+                    r.conversions,
+                    i.conversions_low,
+                    i.conversions_high,
+                    r.value,
+                    i.value_low,
+                    i.value_high
+                ));
+            }
+        }
+    }
+    assert!(!want.is_empty());
+    assert_eq!(lines.map(str::to_owned).collect::<Vec<_>>(), want, "{table:?}");
+}
+
+#[test]
+fn each_parts_breakdown_rows_have_the_intervals_of_a_run_over_its_own_journeys() {
+    // Two weeks of users in two teams: every week's, team's and team week's rows have the
+    // intervals the whole's rows have in a run over that part's journeys alone (the replicates
+    // draw by user), and so do a further lookback window's under that window alone.
+    let events = campaign_journeys(160, 5);
+    let base = OptionsSpec { breakdown: Some(vec!["campaign".into()]), ..only(&["linear", "markov", "shao_li"]) };
+    let run = |spec: &OptionsSpec, rows: &[Row]| {
+        let options = event_options(with_intervals(spec.clone(), 20, 0.8, 3));
+        let chunk = with_teams(event_chunk(rows), rows);
+        Partial::from_events(&chunk, &options).and_then(|p| p.finish(&options)).unwrap()
+    };
+    let weekly = OptionsSpec { period: Some(mta_core::period::Period::Week), ..base.clone() };
+    let parted = run(&OptionsSpec { segment_by: Some("team".into()), ..weekly.clone() }, &events.rows);
+    let (weeks, teams) = (&parted.periods, &parted.segments);
+    assert_eq!((weeks.len(), teams.len()), (2, 2));
+    let of = |keep: &dyn Fn(&Row) -> bool| -> Vec<Row> { events.rows.iter().filter(|r| keep(r)).cloned().collect() };
+    let user = |row: &Row| row.user[1..].parse::<usize>().unwrap();
+    let in_week = |row: &Row, week: usize| user(row) % 2 == week;
+    let in_team = |row: &Row, team: &str| (user(row) % 3 == 0) == (team == "x");
+    for (week, period) in weeks.iter().enumerate() {
+        let alone = run(&base, &of(&|r| in_week(r, week)));
+        assert_same_rows(&row_intervals(&period.models), &row_intervals(&alone.models));
+    }
+    for team in teams {
+        let name = team.value().unwrap().to_owned();
+        let alone = run(&weekly, &of(&|r| in_team(r, &name)));
+        assert_same_rows(&row_intervals(&team.models), &row_intervals(&alone.models));
+        assert_eq!(team.periods.len(), 2);
+        for (week, period) in team.periods.iter().enumerate() {
+            assert_same_rows(&row_intervals(&period.models), &row_intervals(&alone.periods[week].models));
+        }
+    }
+    // Their tables: every part's rows with their bounds, its label first.
+    check_part_row_table(
+        &parted,
+        "period_breakdown_intervals",
+        "period",
+        weeks.iter().map(|p| (p.period.clone(), &p.models)),
+    );
+    check_part_row_table(
+        &parted,
+        "segment_breakdown_intervals",
+        "team",
+        teams.iter().map(|s| (s.value().unwrap().to_owned(), &s.models)),
+    );
+    let plain = run(&base, &events.rows);
+    assert!(!"period_breakdown_intervals".parse::<Table>().unwrap().applies_to(&plain), "no period asked");
+    assert!(!"segment_breakdown_intervals".parse::<Table>().unwrap().applies_to(&plain), "no segments asked");
+
+    let windows =
+        run(&OptionsSpec { lookback_days: Some(LookbackDays::Many(vec![0.0, 1.5])), ..base.clone() }, &events.rows);
+    let short = run(&OptionsSpec { lookback_days: Some(LookbackDays::One(1.5)), ..base }, &events.rows);
+    assert_same_rows(&row_intervals(&windows.windows[1].models), &row_intervals(&short.models));
+    assert_same_rows(&row_intervals(&windows.windows[0].models), &row_intervals(&windows.models));
+}
+
 #[test]
 fn rank_probabilities_count_only_the_replicates_that_credit_some_conversion() {
     // u1 converts through b; u2 touches a and does not convert. In a replicate that draws u1
@@ -511,11 +663,21 @@ fn rank_probabilities_count_only_the_replicates_that_credit_some_conversion() {
     }
 }
 
-/// Every interval of a result as JSON (each model's channels and breakdown rows, the
-/// periods' too), one line each in name order: compared as text, so to the last bit.
+/// Every interval of a result as JSON (each model's channels and breakdown rows, every
+/// part's too: periods, segments, their periods, windows), one line each in name order:
+/// compared as text, so to the last bit.
 fn interval_lines(result: &AttributionResult) -> Vec<String> {
-    let parts = std::iter::once(("whole".to_owned(), &result.models))
-        .chain(result.periods.iter().map(|p| (p.period.clone(), &p.models)));
+    fn periods(label: String, periods: &[mta_core::result::PeriodResult]) -> Vec<(String, &Vec<ModelResult>)> {
+        periods.iter().map(|p| (format!("{label}{}", p.period), &p.models)).collect()
+    }
+    let mut parts = vec![("whole".to_owned(), &result.models)];
+    parts.extend(periods(String::new(), &result.periods));
+    for s in &result.segments {
+        let label = format!("{:?} ", s.value());
+        parts.push((label.clone(), &s.models));
+        parts.extend(periods(label, &s.periods));
+    }
+    parts.extend(result.windows.iter().map(|w| (format!("window {}", w.lookback_days), &w.models)));
     let mut lines = Vec::new();
     for (part, models) in parts {
         for m in models {
@@ -523,8 +685,8 @@ fn interval_lines(result: &AttributionResult) -> Vec<String> {
                 let interval = serde_json::to_string(c.interval.as_ref().expect("every channel has one")).unwrap();
                 lines.push(format!("{part} {} {} {interval}", m.model, c.channel));
             }
-            for row in m.breakdown.iter().flatten().filter(|row| row.interval.is_some()) {
-                let interval = serde_json::to_string(&row.interval).unwrap();
+            for row in m.breakdown.iter().flatten() {
+                let interval = serde_json::to_string(row.interval.as_ref().expect("every row has one")).unwrap();
                 lines.push(format!("{part} {} {} {:?} {interval}", m.model, row.channel, row.values));
             }
         }
@@ -567,10 +729,30 @@ fn intervals_are_the_same_to_the_last_bit_however_chunks_are_grouped_and_merged(
         ("markov auto", OptionsSpec { markov_order: Some(mta_core::MarkovOrder::Auto), ..base.clone() }),
         ("breakdown", OptionsSpec { breakdown: Some(vec!["campaign".into()]), ..base.clone() }),
         ("weeks", OptionsSpec { period: Some(mta_core::period::Period::Week), ..only(&["linear", "time_decay"]) }),
+        (
+            "breakdown by team and week",
+            OptionsSpec {
+                breakdown: Some(vec!["campaign".into()]),
+                period: Some(mta_core::period::Period::Week),
+                segment_by: Some("team".into()),
+                ..only(&["linear", "time_decay", "markov", "shao_li"])
+            },
+        ),
+        (
+            "breakdown under two windows",
+            OptionsSpec {
+                breakdown: Some(vec!["campaign".into()]),
+                lookback_days: Some(LookbackDays::Many(vec![0.0, 2.5])),
+                ..only(&["position_based", "markov"])
+            },
+        ),
     ];
     for (label, spec) in specs {
+        // Users whose number is a multiple of 3 are team `x`: a chunk numbers its teams as it
+        // meets them.
+        let teamed = |chunk, rows: &[Row]| if spec.segment_by.is_some() { with_teams(chunk, rows) } else { chunk };
         let options = event_options(with_intervals(spec.clone(), 20, 0.9, 6));
-        let want = interval_lines(&attribute_events(&events.chunk(), &options));
+        let want = interval_lines(&attribute_events(&teamed(events.chunk(), &events.rows), &options));
         assert!(want.len() > 20, "{want:?}");
         for n in [2u32, 7] {
             let mut chunks: Vec<Vec<Row>> = vec![Vec::new(); n as usize];
@@ -592,7 +774,8 @@ fn intervals_are_the_same_to_the_last_bit_however_chunks_are_grouped_and_merged(
                     for name in names {
                         dict.id(name);
                     }
-                    let partial = Partial::from_events(&event_chunk_with_dict(rows, dict), &options).unwrap();
+                    let chunk = teamed(event_chunk_with_dict(rows, dict), rows);
+                    let partial = Partial::from_events(&chunk, &options).unwrap();
                     // As partials travel between the stages.
                     serde_json::from_str(&serde_json::to_string(&partial).unwrap()).unwrap()
                 })

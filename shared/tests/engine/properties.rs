@@ -534,8 +534,8 @@ fn check_same(what: &str, got: &AttributionResult, want: &AttributionResult) -> 
                 let label = format!("{what}: {} breakdown {key:?} {field}", m.model);
                 check_close(&label, a.flatten().unwrap_or(0.0), b.flatten().unwrap_or(0.0))?;
             }
-            // Intervals (the whole's rows with `intervals`): in the same places, the same figures
-            // to the last bit.
+            // Intervals (every row's with `intervals`): in the same places, the same figures to
+            // the last bit.
             prop_assert_eq!(
                 g[key].3.is_some(),
                 interval.is_some(),
@@ -954,16 +954,17 @@ proptest! {
         // effects on or off (`event_specs`): their counts are of channels, never touch keys.
         prop_assert!(options.wants(ModelId::ShaoLi) && options.wants(ModelId::Markov));
         let mut want = attribute_events(&event_chunk(&rows), &options);
+        // With `intervals`, every row of the whole and of each period has its interval (before
+        // cost adds a period rows of its campaigns' cost alone, without any, as it adds channels).
+        for m in want.models.iter().chain(want.periods.iter().flat_map(|p| &p.models)) {
+            let rows = m.breakdown.iter().flatten();
+            prop_assert!(rows.clone().all(|r| r.interval.is_some() == options.intervals.is_some()), "{}", m.model);
+        }
         // Cost per campaign joined to the rows (the campaigns of `with_campaigns` and others).
         let costs = costs();
         want.add_spend(&costs);
         check_breakdown_adds_up(&want)?;
         check_campaign_cost_adds_up(&want)?;
-        // With `intervals`, every row of the whole has its interval.
-        for m in &want.models {
-            let rows = m.breakdown.iter().flatten();
-            prop_assert!(rows.clone().all(|r| r.interval.is_some() == options.intervals.is_some()), "{}", m.model);
-        }
         // Every reader reads the stored JSON back as the typed result, rows included.
         let json = serde_json::to_string(&want).unwrap();
         let read: AttributionResult = serde_json::from_str(&json).unwrap();
@@ -1045,11 +1046,8 @@ proptest! {
                 markov_pair_effects: false,
                 ..options.clone()
             };
-            let mut alone = attribute_events(&event_chunk(&own), &alone_options);
-            // Breakdown rows have intervals at the top level only.
-            for row in alone.models.iter_mut().flat_map(|m| m.breakdown.iter_mut().flatten()) {
-                row.interval = None;
-            }
+            // Its breakdown rows' intervals too: its replicates keep its rows' sums.
+            let alone = attribute_events(&event_chunk(&own), &alone_options);
             let mut got = segment_as_result(&want, segment);
             got.summary.rows = alone.summary.rows;
             check_conservation(&got)?;
@@ -1104,11 +1102,8 @@ proptest! {
                 markov_pair_effects: false,
                 ..plain_options.clone()
             };
-            let mut alone = attribute_events(&event_chunk(&own), &alone_options);
-            // Breakdown rows have intervals at the top level only.
-            for row in alone.models.iter_mut().flat_map(|m| m.breakdown.iter_mut().flatten()) {
-                row.interval = None;
-            }
+            // Its breakdown rows' intervals too: its replicates keep its rows' sums.
+            let alone = attribute_events(&event_chunk(&own), &alone_options);
             let mut got = segment_as_result(&want, segment);
             got.summary.rows = alone.summary.rows;
             check_conservation(&got)?;

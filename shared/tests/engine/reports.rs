@@ -265,7 +265,7 @@ fn segments_and_windows_have_their_own_reports_and_tables() {
 fn every_table_name_reads_back_to_its_table() {
     use mta_core::result::Table;
     let names = Table::names();
-    assert_eq!(names.len(), 19 + 4 * 8, "the whole's tables, and intervals and seven reports per kind of part");
+    assert_eq!(names.len(), 21 + 4 * 8, "the whole's tables, and intervals and seven reports per kind of part");
     let unique: std::collections::BTreeSet<&str> = names.iter().copied().collect();
     assert_eq!(unique.len(), names.len());
     for table in Table::all() {

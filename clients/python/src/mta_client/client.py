@@ -374,7 +374,7 @@ class Job:
         ``path_length``, ``time_lag``, ``positions``, ``paths``, ``transitions`` (``markov``), ``windows``,
         ``unmatched_cost`` (a job with a cost table), ``markov_pairs``, ``intervals`` (a job with ``intervals``; per part ``period_intervals``,
         ``segment_intervals``, ``segment_period_intervals``, ``window_intervals``, with ``breakdown``
-        ``breakdown_intervals``), ``segments`` (with
+        ``breakdown_intervals`` and per part ``period_breakdown_intervals``, ``segment_breakdown_intervals``), ``segments`` (with
         ``segment_by`` or ``conversion_types``; ``segment_periods`` with ``period`` too), or with ``breakdown``: ``breakdown``, ``period_breakdown``,
         ``segment_breakdown``, ``breakdown_positions`` and ``breakdown_paths``; and each journey report per part: ``period_paths``, ``segment_time_lag``,
         ``segment_period_positions``, ``window_transitions``, ... (``period_``, ``segment_``, ``segment_period_``
