@@ -2086,11 +2086,10 @@ mod tests {
         chunk
     }
 
-    /// Whether every breakdown row of every model of `models` has an interval (`Some(true)`),
-    /// none has (`Some(false)`), or some have (`None`).
-    fn rows_ranged(models: &[crate::result::ModelResult]) -> Option<bool> {
-        let rows: Vec<bool> =
-            models.iter().flat_map(|m| m.breakdown.iter().flatten()).map(|r| r.interval.is_some()).collect();
+    /// Whether every breakdown row (`rows`: whether each has an interval) has an interval
+    /// (`Some(true)`), none has (`Some(false)`), or some have (`None`).
+    fn rows_ranged(rows: impl Iterator<Item = bool>) -> Option<bool> {
+        let rows: Vec<bool> = rows.collect();
         assert!(!rows.is_empty());
         (rows.iter().all(|&r| r) || !rows.iter().any(|&r| r)).then_some(rows[0])
     }
@@ -2118,7 +2117,17 @@ mod tests {
         for week in [&a, &b] {
             assert!(!week.part_rows_dropped);
             let result = week.finish(&options).unwrap();
-            assert_eq!(rows_ranged(&result.periods[0].models), Some(true), "a week's rows have intervals");
+            assert_eq!(
+                rows_ranged(
+                    result.periods[0]
+                        .models
+                        .iter()
+                        .flat_map(|m| m.breakdown.iter().flatten())
+                        .map(|r| r.interval.is_some())
+                ),
+                Some(true),
+                "a week's rows have intervals"
+            );
         }
         let (mut ab, mut ba) = (a.clone(), b.clone());
         ab.merge(&b);
@@ -2129,10 +2138,22 @@ mod tests {
             let result = partial.finish(&options).unwrap();
             assert_eq!(result.periods.len(), 2);
             for period in &result.periods {
-                assert_eq!(rows_ranged(&period.models), Some(false), "past the cap, no part's row has one");
+                assert_eq!(
+                    rows_ranged(
+                        period.models.iter().flat_map(|m| m.breakdown.iter().flatten()).map(|r| r.interval.is_some())
+                    ),
+                    Some(false),
+                    "past the cap, no part's row has one"
+                );
                 assert!(period.models[0].channels.iter().all(|c| c.interval.is_some()), "its channels keep theirs");
             }
-            assert_eq!(rows_ranged(&result.models), Some(true), "the whole's rows keep theirs");
+            assert_eq!(
+                rows_ranged(
+                    result.models.iter().flat_map(|m| m.breakdown.iter().flatten()).map(|r| r.interval.is_some())
+                ),
+                Some(true),
+                "the whole's rows keep theirs"
+            );
             let rows: Vec<_> = result.models.iter().map(|m| m.breakdown.clone()).collect();
             serde_json::to_string(&rows).unwrap()
         };
