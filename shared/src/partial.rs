@@ -2128,6 +2128,7 @@ mod tests {
                 Some(true),
                 "a week's rows have intervals"
             );
+            assert!(result.periods[0].models.iter().all(|m| m.note.is_none()), "nothing to explain");
         }
         let (mut ab, mut ba) = (a.clone(), b.clone());
         ab.merge(&b);
@@ -2146,7 +2147,12 @@ mod tests {
                     "past the cap, no part's row has one"
                 );
                 assert!(period.models[0].channels.iter().all(|c| c.interval.is_some()), "its channels keep theirs");
+                for model in &period.models {
+                    let note = model.note.as_deref().unwrap_or_default();
+                    assert!(note.contains("max_part_breakdown_replicates"), "{}: {note}", model.model);
+                }
             }
+            assert!(result.models.iter().all(|m| m.note.is_none()), "the whole's rows have theirs");
             assert_eq!(
                 rows_ranged(
                     result.models.iter().flat_map(|m| m.breakdown.iter().flatten()).map(|r| r.interval.is_some())

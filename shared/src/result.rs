@@ -406,6 +406,9 @@ impl Partial {
             }
             result.window_ranks = window_ranks(&result.windows);
         }
+        if self.part_rows_dropped && options.intervals.is_some() {
+            note_part_rows_without_intervals(&mut result);
+        }
         match first_non_finite(&result) {
             Some(model) => Err(AttributionError::new(
                 ErrorCode::LimitExceeded,
@@ -416,6 +419,27 @@ impl Partial {
             )),
             None => Ok(result),
         }
+    }
+}
+
+/// Says, in the `note` of each part's model with breakdown rows, why its rows have no
+/// intervals: the parts' replicate rows passed their cap (`Partial::part_rows_dropped`).
+fn note_part_rows_without_intervals(result: &mut AttributionResult) {
+    let note = format!(
+        "Its breakdown rows have no intervals: the breakdown rows of all periods, segments and lookback windows \
+         times the replicates pass {} (max_part_breakdown_replicates); ask for fewer replicates, a longer period \
+         or a breakdown by a column with fewer values.",
+        crate::intervals::MAX_PART_BREAKDOWN_REPLICATES
+    );
+    let segments = result.segments.iter_mut();
+    let parts = (result.periods.iter_mut().map(|p| &mut p.models))
+        .chain(segments.flat_map(|s| std::iter::once(&mut s.models).chain(s.periods.iter_mut().map(|p| &mut p.models))))
+        .chain(result.windows.iter_mut().skip(1).map(|w| &mut w.models));
+    for model in parts.flatten().filter(|m| m.breakdown.is_some()) {
+        model.note = Some(match model.note.take() {
+            Some(earlier) => format!("{earlier} {note}"),
+            None => note.clone(),
+        });
     }
 }
 
