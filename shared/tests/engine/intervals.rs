@@ -318,6 +318,13 @@ fn each_lookback_window_has_the_intervals_of_a_run_under_that_window_alone() {
     assert!(!same_intervals(&table(&short.models), &table(&unlimited.models)), "the windows differ");
 }
 
+/// The CSV of the table named `table`, which must apply to `result`.
+fn applying_table_csv(result: &AttributionResult, table: &str) -> String {
+    let table: Table = table.parse().unwrap();
+    assert!(table.applies_to(result), "{table:?}");
+    table.csv(result)
+}
+
 /// `table` of `result` has the intervals of each part (label, models) in order, the part's
 /// label column `column` first.
 fn check_part_table<'a>(
@@ -326,9 +333,7 @@ fn check_part_table<'a>(
     column: &str,
     parts: impl Iterator<Item = (String, &'a Vec<mta_core::result::ModelResult>)>,
 ) {
-    let table: Table = table.parse().unwrap();
-    assert!(table.applies_to(result), "{table:?}");
-    let csv = table.csv(result);
+    let csv = applying_table_csv(result, table);
     let mut lines = csv.lines();
     assert_eq!(lines.next(), Some(format!("{column},{INTERVALS_CSV_HEADER}").as_str()));
     let mut want = Vec::new();
@@ -544,9 +549,7 @@ fn check_part_row_table<'a>(
     column: &str,
     parts: impl Iterator<Item = (String, &'a Vec<mta_core::result::ModelResult>)>,
 ) {
-    let table: Table = table.parse().unwrap();
-    assert!(table.applies_to(result), "{table:?}");
-    let csv = table.csv(result);
+    let csv = applying_table_csv(result, table);
     let mut lines = csv.lines();
     let header = "model,channel,campaign,conversions,conversions_low,conversions_high,value,value_low,value_high";
     assert_eq!(lines.next(), Some(format!("{column},{header}").as_str()));
