@@ -1862,11 +1862,7 @@ mod tests {
             let path = [ids[(row % 4) as usize], ids[(row / 4 % 4) as usize], ids[(row / 16) as usize]];
             chunk.push(&path, f64::from(row % 3), f64::from(row), f64::from(row % 2), u64::from(row) + 1);
         }
-        let spec = crate::options::OptionsSpec {
-            intervals: Some(crate::intervals::IntervalsSpec { replicates: 12, level: None, seed: Some(1) }),
-            ..Default::default()
-        };
-        let options = spec.validate(InputKind::Paths).unwrap();
+        let options = path_options_with_intervals(12);
         let whole = Partial::from_paths(&chunk, &options).unwrap();
         let mut apart: Option<Partial> = None;
         for row in 0..chunk.len() {
@@ -1890,11 +1886,7 @@ mod tests {
     #[test]
     fn the_replicate_path_table_stays_within_its_cells_whatever_journeys_come() {
         // Null journeys (no value) take the short way into the table: it must still flush.
-        let spec = crate::options::OptionsSpec {
-            intervals: Some(crate::intervals::IntervalsSpec { replicates: 12, level: None, seed: Some(1) }),
-            ..Default::default()
-        };
-        let options = spec.validate(InputKind::Paths).unwrap();
+        let options = path_options_with_intervals(12);
         let names: Vec<String> = (0..8).map(|c| format!("c{c}")).collect();
         let mut partial = Partial::new(&options, &names);
         let mut adder = JourneyAdder::new(&options, &names);
@@ -2012,6 +2004,15 @@ mod tests {
         }
     }
 
+    /// Options of path rows with every model and `replicates` bootstrap replicates (seed 1).
+    fn path_options_with_intervals(replicates: u32) -> Options {
+        let spec = crate::options::OptionsSpec {
+            intervals: Some(crate::intervals::IntervalsSpec { replicates, level: None, seed: Some(1) }),
+            ..Default::default()
+        };
+        spec.validate(InputKind::Paths).unwrap()
+    }
+
     /// A path chunk of `rows` (path of channel names, conversions, value, nulls).
     fn paths_chunk(rows: &[(&[&str], f64, f64, f64)]) -> PathChunk {
         let mut chunk = PathChunk::default();
@@ -2024,11 +2025,7 @@ mod tests {
 
     #[test]
     fn replicates_of_an_older_version_merge_and_are_refused_at_finish() {
-        let spec = crate::options::OptionsSpec {
-            intervals: Some(crate::intervals::IntervalsSpec { replicates: 10, level: None, seed: Some(1) }),
-            ..Default::default()
-        };
-        let options = spec.validate(InputKind::Paths).unwrap();
+        let options = path_options_with_intervals(10);
         let rows: [(&[&str], f64, f64, f64); 2] = [(&["a", "b"], 3.0, 19.99, 1.0), (&["b"], 2.0, 5.5, 2.0)];
         let new = Partial::from_paths(&paths_chunk(&rows), &options).unwrap();
         // An older version wrote its replicates without exact sums (nor the mark of them).
