@@ -1583,8 +1583,7 @@ impl JourneyAdder {
         if replicates.first().is_some_and(|p| p.markov_auto.is_some()) {
             for (index, key) in table.paths.iter().enumerate() {
                 let (path, flag) = key.split_at(key.len() - 1);
-                for (replicate, partial) in replicates.iter_mut().enumerate() {
-                    let sums = &table.sums[index * table.replicates + replicate];
+                for (partial, sums) in replicates.iter_mut().zip(table.row(index)) {
                     if sums.is_met() {
                         let candidates = partial.markov_auto.as_mut().expect("every replicate has the candidates");
                         candidates.add_exact_path(path, sums, flag[0] == HELD_OUT);
