@@ -11,7 +11,7 @@ use arrow::compute::cast;
 use arrow::datatypes::{DataType, FieldRef, Int32Type, Schema, TimeUnit};
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
-use parquet::file::reader::ChunkReader;
+use parquet::file::reader::{ChunkReader, Length};
 
 use super::columns::{ChannelColumn, ConversionColumn, EventColumns, Resolver, detect_kind};
 use super::rows::{CleanEvent, MAX_USER_ID_BYTES, Rows, format_int, is_plain_text};
@@ -26,6 +26,34 @@ use crate::options::InputKind;
 pub struct ParquetLayout {
     pub row_groups: Vec<(u64, u64)>,
     pub total_rows: u64,
+}
+
+/// One reader shared by the readers of each row group (`ChunkReader` readers are
+/// factories: each read opens its own view).
+struct SharedReader<R>(Arc<R>);
+
+impl<R> Clone for SharedReader<R> {
+    fn clone(&self) -> Self {
+        SharedReader(Arc::clone(&self.0))
+    }
+}
+
+impl<R: ChunkReader> Length for SharedReader<R> {
+    fn len(&self) -> u64 {
+        self.0.len()
+    }
+}
+
+impl<R: ChunkReader> ChunkReader for SharedReader<R> {
+    type T = R::T;
+
+    fn get_read(&self, start: u64) -> parquet::errors::Result<R::T> {
+        self.0.get_read(start)
+    }
+
+    fn get_bytes(&self, start: u64, length: usize) -> parquet::errors::Result<bytes::Bytes> {
+        self.0.get_bytes(start, length)
+    }
 }
 
 /// Reads the footer only.
@@ -53,7 +81,8 @@ pub fn read_parquet<R: ChunkReader + 'static, E: From<AttributionError>>(
     let (header, paths) = header_of(metadata.schema());
     let kind = spec.kind.unwrap_or_else(|| detect_kind(&header, &spec.columns));
     let metadata = with_dictionary_channels(metadata, kind, &header, spec)?;
-    let builder = ParquetRecordBatchReaderBuilder::new_with_metadata(reader, metadata);
+    let reader = SharedReader(Arc::new(reader));
+    let builder = ParquetRecordBatchReaderBuilder::new_with_metadata(reader.clone(), metadata.clone());
     let layout: Vec<(u64, u64)> = {
         let mut first = 0u64;
         builder
@@ -74,12 +103,18 @@ pub fn read_parquet<R: ChunkReader + 'static, E: From<AttributionError>>(
     roots.sort_unstable();
     roots.dedup();
     let mask = ProjectionMask::roots(builder.parquet_schema(), roots.iter().copied());
-    let batches = builder
-        .with_projection(mask)
-        .with_row_groups(selected.clone())
-        .with_batch_size(spec.block_rows.clamp(1024, 65_536))
-        .build()
-        .map_err(parquet_error)?;
+    // A batch never spans two row groups: a batch that did would join two column chunks'
+    // dictionaries, which Arrow does by decoding every string of the batch and hashing it
+    // into a new dictionary (most batches of files with row groups of 122,880 rows).
+    let batch_size = spec.block_rows.clamp(1024, 65_536);
+    let batches_of = |group: usize| {
+        ParquetRecordBatchReaderBuilder::new_with_metadata(reader.clone(), metadata.clone())
+            .with_projection(mask.clone())
+            .with_row_groups(vec![group])
+            .with_batch_size(batch_size)
+            .build()
+            .map_err(parquet_error)
+    };
     let (_, mut rows) = super::text::rows_for(header.clone(), spec)?;
     let event_columns = match kind {
         InputKind::Events => Resolver::new(&header, &spec.columns).events_with(spec.channel_rules.is_some(), spec).ok(),
@@ -90,49 +125,45 @@ pub fn read_parquet<R: ChunkReader + 'static, E: From<AttributionError>>(
     // turned into a dictionary per batch, so the fast lane can take its rows.
     let channel_field = event_columns.as_ref().filter(|c| !c.takes_per_row_path()).and_then(|c| c.channel.named());
 
-    // Map each emitted row back to its row number in the file.
-    let mut group_cursor = 0usize;
-    let mut within_group = 0u64;
+    // Each emitted row's number in the file.
     let mut numbers: Vec<u64> = Vec::new();
     let mut columns: Vec<Option<Column>> = vec![None; header.len()];
-    'batches: for batch in batches {
-        let batch = batch.map_err(|e| parquet_error(e.into()))?;
-        for &field in &needed {
-            let path = &paths[field];
-            let position = roots.binary_search(&path.root).expect("every needed root is read");
-            let mut array = path.array(batch.column(position));
-            if channel_field == Some(field) {
-                array = as_dictionary(array);
-            }
-            columns[field] = Some(Column::new(&array)?);
-        }
-        numbers.clear();
-        for _ in 0..batch.num_rows() {
-            while within_group >= layout[selected[group_cursor]].1 {
-                group_cursor += 1;
-                within_group = 0;
-            }
-            numbers.push(layout[selected[group_cursor]].0 + within_group + 1);
-            within_group += 1;
-        }
-        rows.start_batch();
-        let lane = event_columns.as_ref().and_then(|c| EventLane::new(&columns, c));
-        let mut i = 0;
-        while i < batch.num_rows() {
-            if let Some(lane) = &lane {
-                i = lane.append(i, &numbers, &mut rows)?;
-                if i == batch.num_rows() {
-                    break;
+    'batches: for &group in &selected {
+        let mut within_group = 0u64;
+        for batch in batches_of(group)? {
+            let batch = batch.map_err(|e| parquet_error(e.into()))?;
+            for &field in &needed {
+                let path = &paths[field];
+                let position = roots.binary_search(&path.root).expect("every needed root is read");
+                let mut array = path.array(batch.column(position));
+                if channel_field == Some(field) {
+                    array = as_dictionary(array);
                 }
+                columns[field] = Some(Column::new(&array)?);
             }
-            rows.push(numbers[i], |c| columns[c].as_ref().map_or(Cell::Null, |column| column.cell(i)))?;
-            if rows.should_stop() {
-                break 'batches;
+            let first = layout[group].0 + within_group + 1;
+            numbers.clear();
+            numbers.extend(first..first + batch.num_rows() as u64);
+            within_group += batch.num_rows() as u64;
+            rows.start_batch();
+            let lane = event_columns.as_ref().and_then(|c| EventLane::new(&columns, c));
+            let mut i = 0;
+            while i < batch.num_rows() {
+                if let Some(lane) = &lane {
+                    i = lane.append(i, &numbers, &mut rows)?;
+                    if i == batch.num_rows() {
+                        break;
+                    }
+                }
+                rows.push(numbers[i], |c| columns[c].as_ref().map_or(Cell::Null, |column| column.cell(i)))?;
+                if rows.should_stop() {
+                    break 'batches;
+                }
+                i += 1;
             }
-            i += 1;
-        }
-        if let Some(block) = rows.take_full_block() {
-            sink(block)?;
+            if let Some(block) = rows.take_full_block() {
+                sink(block)?;
+            }
         }
     }
     if selected.is_empty() {
@@ -298,7 +329,14 @@ fn with_dictionary_channels(
     };
     by_key.extend(columns.breakdown());
     by_key.extend(columns.segment);
-    if !by_key.iter().any(|&i| is_text(i)) && !is_text(columns.user_id) {
+    // Flags and event types are a few words: each is read once per batch, not once per row.
+    by_key.push(match columns.conversion {
+        ConversionColumn::Flag(i) | ConversionColumn::EventType(i) => i,
+    });
+    // User ids are only hashed and time strings parsed: views into the decoded pages spare
+    // copying them.
+    let by_view = [columns.user_id, columns.timestamp];
+    if !by_key.iter().chain(&by_view).any(|&i| is_text(i)) {
         return Ok(metadata);
     }
     let dictionary = DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8));
@@ -309,8 +347,7 @@ fn with_dictionary_channels(
         .map(|(i, f)| {
             if by_key.contains(&i) && is_text(i) {
                 Arc::new(f.as_ref().clone().with_data_type(dictionary.clone()))
-            } else if i == columns.user_id && is_text(i) {
-                // User ids are only hashed: views into the decoded pages spare copying them.
+            } else if by_view.contains(&i) && is_text(i) {
                 Arc::new(f.as_ref().clone().with_data_type(DataType::Utf8View))
             } else {
                 Arc::clone(f)
@@ -452,10 +489,12 @@ enum Times<'a> {
 }
 
 /// The conversion flags of a batch: booleans, integers (0 and 1, as [`read_flag`] reads
-/// them), or cells read by [`read_flag`].
+/// them), words of a dictionary (each word read by [`read_flag`] once, `by_key`), or cells
+/// read by [`read_flag`].
 enum Flags<'a> {
     Bool(&'a BooleanArray),
     Int(&'a Int64Array),
+    Dictionary { keys: &'a DictionaryArray<Int32Type>, by_key: Vec<Option<bool>> },
     Cells(&'a Column),
 }
 
@@ -489,6 +528,8 @@ impl Flags<'_> {
                 1 => Some(true),
                 _ => None,
             },
+            Flags::Dictionary { keys, .. } if keys.is_null(i) => Some(false),
+            Flags::Dictionary { keys, by_key } => by_key[keys.keys().value(i) as usize],
             Flags::Cells(c) => read_flag(c.cell(i)),
         }
     }
@@ -534,6 +575,10 @@ impl<'a> EventLane<'a> {
         let flags = match column(flag)? {
             Column::Bool(flags) => Flags::Bool(flags),
             Column::Int(flags) => Flags::Int(flags),
+            Column::Dictionary(keys, words) => Flags::Dictionary {
+                keys,
+                by_key: words.iter().map(|word| read_flag(word.map_or(Cell::Null, Cell::Str))).collect(),
+            },
             other => Flags::Cells(other),
         };
         let values = match c.conversion_value {
@@ -631,4 +676,64 @@ fn parquet_error(error: parquet::errors::ParquetError) -> AttributionError {
         ErrorCode::TruncatedInput,
         format!("cannot read the Parquet file ({error}); is it complete and a valid Parquet file?"),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use arrow::array::RecordBatch;
+    use parquet::arrow::ArrowWriter;
+    use parquet::file::properties::WriterProperties;
+
+    use super::*;
+
+    /// 2026-01-01T00:00:00Z in microseconds.
+    const BASE_MICROS: i64 = 1_767_225_600_000_000;
+
+    /// Events whose time is their 0-based row in seconds past [`BASE_MICROS`], in row groups
+    /// of `group_rows`.
+    fn parquet_file(rows: usize, group_rows: usize) -> bytes::Bytes {
+        let users: Vec<String> = (0..rows).map(|i| format!("u{}", i % 97)).collect();
+        let columns: Vec<(&str, ArrayRef)> = vec![
+            ("user_id", Arc::new(StringArray::from(users))),
+            (
+                "timestamp",
+                Arc::new(TimestampMicrosecondArray::from_iter_values(
+                    (0..rows as i64).map(|i| BASE_MICROS + i * 1_000_000),
+                )),
+            ),
+            (
+                "channel",
+                Arc::new(StringArray::from_iter_values((0..rows).map(|i| ["email", "search", "display"][i % 3]))),
+            ),
+            ("conversion", Arc::new(BooleanArray::from_iter((0..rows).map(|i| Some(i % 13 == 0))))),
+        ];
+        let batch = RecordBatch::try_from_iter(columns).unwrap();
+        let properties = WriterProperties::builder().set_max_row_group_row_count(Some(group_rows)).build();
+        let mut writer = ArrowWriter::try_new(Vec::new(), batch.schema(), Some(properties)).unwrap();
+        writer.write(&batch).unwrap();
+        bytes::Bytes::from(writer.into_inner().unwrap())
+    }
+
+    #[test]
+    fn rows_are_numbered_by_their_place_in_the_file_whatever_the_batches_and_row_groups() {
+        // Row groups of 3,000 rows read in batches of 1,024: each group takes three batches,
+        // the last one short, and no batch spans two groups.
+        let file = parquet_file(7_000, 3_000);
+        let spec = InputSpec { block_rows: 1_024, ..Default::default() };
+        for (groups, expected) in [(vec![1, 2], 3_001..=7_000u64), (vec![0], 1..=3_000), (vec![2], 6_001..=7_000)] {
+            let mut numbers = Vec::new();
+            read_parquet::<_, AttributionError>(file.clone(), &spec, Some(&groups), |block| {
+                let Block::Events(chunk) = block else { panic!("event rows") };
+                for (row, &number) in chunk.row_numbers.iter().enumerate() {
+                    // Each row's number is the one its time was written with.
+                    assert_eq!(chunk.timestamps[row], BASE_MICROS + (number as i64 - 1) * 1_000_000, "row {number}");
+                    numbers.push(number);
+                }
+                Ok(())
+            })
+            .unwrap();
+            numbers.sort_unstable();
+            assert_eq!(numbers, expected.collect::<Vec<_>>(), "row groups {groups:?}");
+        }
+    }
 }

@@ -1,8 +1,6 @@
 //! Typed reading of single cells, the same rules for every format: timestamps in
 //! RFC 3339 / ISO 8601 or epoch units, booleans, finite numbers.
 
-use chrono::NaiveDate;
-
 use crate::error::quoted;
 
 /// One cell as a decoder sees it, before it is read as its column's type.
@@ -68,7 +66,9 @@ pub fn read_timestamp(cell: Cell<'_>) -> Option<i64> {
         Cell::Str(s) => {
             let s = s.trim();
             let unsigned = s.strip_prefix('-').unwrap_or(s);
-            if !unsigned.is_empty() && unsigned.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+            // A date's fifth byte is its dash: no need to look further for an epoch number.
+            let is_date = unsigned.as_bytes().get(4) == Some(&b'-');
+            if !is_date && !unsigned.is_empty() && unsigned.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
                 return s.parse::<f64>().ok().and_then(epoch_micros);
             }
             parse_iso8601(s)
@@ -118,11 +118,10 @@ fn parse_iso8601(s: &str) -> Option<i64> {
     if b.len() < 10 || b[4] != b'-' || b[7] != b'-' {
         return None;
     }
-    let year = digits(&b[0..4])? as i32;
-    let month = digits(&b[5..7])? as u32;
-    let day = digits(&b[8..10])? as u32;
-    let date = NaiveDate::from_ymd_opt(year, month, day)?;
-    let days = (date - NaiveDate::from_ymd_opt(1970, 1, 1)?).num_days();
+    let year = digits(&b[0..4])? as i64;
+    let month = digits(&b[5..7])?;
+    let day = digits(&b[8..10])?;
+    let days = days_since_epoch(year, month, day)?;
     let mut micros = days * 86_400_000_000;
     let mut rest = &b[10..];
     if rest.is_empty() {
@@ -174,6 +173,71 @@ fn parse_iso8601(s: &str) -> Option<i64> {
         _ => return None,
     };
     Some(micros - offset_minutes * 60_000_000)
+}
+
+/// Days from 1970-01-01 to a date of the proleptic Gregorian calendar, `None` when there is
+/// no such date (month 13, 30 February). Every row of a string time column asks: years an
+/// export holds are looked up in a table made at compile time, others take the closed form
+/// of Howard Hinnant's `days_from_civil` (years counted from March, so the leap day ends one).
+fn days_since_epoch(year: i64, month: u64, day: u64) -> Option<i64> {
+    let month_index = (month as usize).checked_sub(1).filter(|&m| m < 12)?;
+    let (first_day, leap) = match YEAR_STARTS.get((year - TABLE_FIRST_YEAR) as usize) {
+        Some(&(first_day, leap)) => (i64::from(first_day), leap),
+        None => (days_from_civil(year, 1, 1), is_leap(year)),
+    };
+    let (month_start, month_days) = MONTHS[usize::from(leap)][month_index];
+    if day == 0 || day > u64::from(month_days) {
+        return None;
+    }
+    Some(first_day + i64::from(month_start) + day as i64 - 1)
+}
+
+const TABLE_FIRST_YEAR: i64 = 1900;
+const TABLE_YEARS: usize = 300;
+
+/// Per year from [`TABLE_FIRST_YEAR`]: days from 1970-01-01 to its first day, and whether it
+/// is a leap year.
+const YEAR_STARTS: [(i32, bool); TABLE_YEARS] = {
+    let mut table = [(0, false); TABLE_YEARS];
+    let mut i = 0;
+    while i < TABLE_YEARS {
+        let year = TABLE_FIRST_YEAR + i as i64;
+        table[i] = (days_from_civil(year, 1, 1) as i32, is_leap(year));
+        i += 1;
+    }
+    table
+};
+
+/// Per kind of year (common, leap) and month: days from the year's first day to the month's,
+/// and the month's length.
+const MONTHS: [[(u16, u8); 12]; 2] = {
+    let lengths = [[31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31], [31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31]];
+    let mut table = [[(0, 0); 12]; 2];
+    let mut kind = 0;
+    while kind < 2 {
+        let (mut month, mut start) = (0, 0u16);
+        while month < 12 {
+            table[kind][month] = (start, lengths[kind][month]);
+            start += lengths[kind][month] as u16;
+            month += 1;
+        }
+        kind += 1;
+    }
+    table
+};
+
+const fn is_leap(year: i64) -> bool {
+    year % 4 == 0 && (year % 100 != 0 || year % 400 == 0)
+}
+
+/// Days from 1970-01-01 to a valid date (Howard Hinnant's `days_from_civil`).
+const fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let year = if month <= 2 { year - 1 } else { year };
+    let era = year.div_euclid(400);
+    let year_of_era = year - era * 400;
+    let day_of_year = (153 * ((month + 9) % 12) + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    era * 146_097 + day_of_era - 719_468
 }
 
 fn digits(b: &[u8]) -> Option<u64> {
@@ -235,6 +299,21 @@ mod tests {
     use super::*;
 
     const SECOND: i64 = 1_000_000;
+
+    #[test]
+    fn days_since_epoch_is_the_calendars_count_for_every_date_of_four_digit_years() {
+        use chrono::NaiveDate;
+        let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).unwrap();
+        for year in 0..=9999i64 {
+            for month in 0..=13u64 {
+                for day in 0..=32u64 {
+                    let calendar = NaiveDate::from_ymd_opt(year as i32, month as u32, day as u32)
+                        .map(|date| (date - epoch).num_days());
+                    assert_eq!(days_since_epoch(year, month, day), calendar, "{year}-{month}-{day}");
+                }
+            }
+        }
+    }
 
     #[test]
     fn iso_forms_agree() {
