@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use crate::breakdown::campaign_events;
 use crate::service::assert_same_result;
 use crate::service_support::{Service, ServiceSpec, sorted, without_job_id};
-use crate::support::{attribute, attribute_json, sample, workdir, write};
+use crate::support::{attribute, attribute_json, failure, sample, workdir, write};
 
 /// Small chunks and byte ranges, as `service::chunked`, and a low replicate limit.
 fn chunked() -> ServiceSpec {
@@ -108,6 +108,45 @@ async fn bootstrap_intervals_over_chunks_equal_the_local_command_and_have_their_
         "{job}"
     );
     assert!(job["error"]["message"].as_str().unwrap().contains("max_interval_replicates"), "{job}");
+    // Days whose replicates, over 128 channels, would pass the memory they may take.
+    let dir = workdir();
+    let daily = write(dir.path(), "daily.csv", daily_over_many_channels(28));
+    let options = json!({ "period": "day", "intervals": { "replicates": 10 } });
+    let job = service.run(&daily, json!({ "options": options })).await;
+    assert_eq!(
+        (job["state"].as_str(), job["error"]["code"].as_str()),
+        (Some("failed"), Some("limit_exceeded")),
+        "{job}"
+    );
+    assert!(job["error"]["message"].as_str().unwrap().contains("max_replicate_memory"), "{job}");
+}
+
+/// A user touching each of 128 channels on 2026-02-01, then one converting journey a day on
+/// each of `days` days of February, its own user's: with every model, a replicate partial over
+/// 128 channels is estimated at about 1.5 MB, so 10 replicates of each day pass the bound that
+/// weeks' fit.
+fn daily_over_many_channels(days: u32) -> String {
+    let mut csv = String::from("user_id,timestamp,channel,conversion,conversion_value\n");
+    for channel in 0..128 {
+        csv.push_str(&format!("u0,2026-02-01T{:02}:{:02}:00Z,c{channel:03},0,\n", channel / 60, channel % 60));
+    }
+    for day in 1..=days {
+        csv.push_str(&format!("u{day},2026-02-{day:02}T10:00:00Z,c001,0,\nu{day},2026-02-{day:02}T11:00:00Z,,1,5\n"));
+    }
+    csv
+}
+
+#[test]
+fn the_local_command_refuses_intervals_whose_parts_would_pass_their_memory() {
+    let dir = workdir();
+    let file = write(dir.path(), "daily.csv", daily_over_many_channels(28));
+    let (code, stderr) = failure(&attribute(&file, &["--intervals", "10", "--period", "day"]));
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("limit_exceeded") && stderr.contains("max_replicate_memory"), "{stderr}");
+    assert!(stderr.contains("longer period"), "{stderr}");
+    // Weeks keep fewer replicates: accepted.
+    let output = attribute(&file, &["--intervals", "10", "--period", "week"]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
 }
 
 #[test]

@@ -19,20 +19,57 @@ pub const DEFAULT_MAX_REPLICATES: u32 = 1000;
 /// the bound on the memory intervals take, whatever the limit above.
 pub const DEFAULT_MAX_REPLICATE_CHANNELS: u64 = 20_000_000;
 
-/// The most replicate partials of periods one job may hold (periods × replicates): each
-/// period keeps replicates of its own.
-pub const MAX_PERIOD_REPLICATES: usize = 100_000;
+/// The most bytes the replicate partials of one job may take together (`max_replicate_memory`),
+/// the whole's and every part's (period, segment, segment period, further lookback window),
+/// each estimated by [`replicate_bytes`] from the job's channels: each part keeps replicates of
+/// its own, so parts × replicates is what grows (a year of days at 1000 replicates would be
+/// 366,000 replicate partials). Well below a worker's 2 GiB: a reducer holds the merged partial
+/// and up to three more while it merges, and the allocator adds to each.
+pub const MAX_REPLICATE_BYTES: u64 = 300_000_000;
 
-/// Refuses intervals over more periods than [`MAX_PERIOD_REPLICATES`] allows, naming the limit.
-pub fn check_period_replicates(periods: usize, replicates: usize) -> Result<(), AttributionError> {
-    if replicates == 0 || periods * replicates <= MAX_PERIOD_REPLICATES {
+/// What one replicate partial holds, for [`replicate_bytes`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReplicateShape {
+    /// The channels it is numbered by (the job's, as far as they are known).
+    pub channels: usize,
+    /// Rule-based models (exact credit per channel each).
+    pub rule_models: usize,
+    /// Markov chains: 0, 1 (a fixed order) or 4 (`auto`'s candidates).
+    pub chains: usize,
+    /// Whether it counts `shao_li` journeys per channel and pair.
+    pub shao_li: bool,
+}
+
+/// An estimate of the heap bytes of one replicate partial: a fixed part, then per channel
+/// (names, reports' positions, exact credit per rule model, a chain's states) and per pair of
+/// channels (a chain's transitions, `shao_li`'s pairs), fitted to replicate partials of days
+/// of simulated journeys that meet every transition and pair (8 and 32 channels, each model
+/// alone and together; 10.8 kB at 8 channels under every model). Journeys that meet fewer pairs
+/// take less, and chains of higher orders more (their states are longer paths).
+pub fn replicate_bytes(shape: ReplicateShape) -> u64 {
+    let (channels, chains) = (shape.channels as u64, shape.chains as u64);
+    let per_channel = 64 + 32 * shape.rule_models as u64 + 150 * chains;
+    let per_pair = 35 * chains + if shape.shao_li { 55 } else { 0 };
+    2_000 + channels * per_channel + channels * channels * per_pair
+}
+
+/// Refuses a job whose replicate partials (`replicate_partials`, the whole's and every
+/// part's, each of `shape`) would take more than [`MAX_REPLICATE_BYTES`], naming the limit.
+pub fn check_replicate_memory(replicate_partials: usize, shape: ReplicateShape) -> Result<(), AttributionError> {
+    let each = replicate_bytes(shape);
+    let bytes = (replicate_partials as u64).saturating_mul(each);
+    if bytes <= MAX_REPLICATE_BYTES {
         return Ok(());
     }
     Err(AttributionError::new(
         crate::error::ErrorCode::LimitExceeded,
         format!(
-            "`intervals` of {replicates} replicates over {periods} periods would hold more than \
-             {MAX_PERIOD_REPLICATES} replicate results (max_period_replicates); use a longer period or fewer replicates"
+            "`intervals` would keep at least {replicate_partials} replicate results (each period, segment and \
+             lookback window keeps replicates of its own) of about {} kB each over {} channels, more than the \
+             {} MB they may take (max_replicate_memory); use a longer period, fewer segments or fewer replicates",
+            each.div_ceil(1000),
+            shape.channels,
+            MAX_REPLICATE_BYTES / 1_000_000
         ),
     ))
 }

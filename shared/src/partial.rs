@@ -217,6 +217,8 @@ impl Partial {
             Partial::from_typed_events(chunk, options)?
         };
         partial.bound_part_rows();
+        // Each conversion type's replicates were counted alone.
+        partial.check_replicate_memory()?;
         Ok(partial)
     }
 
@@ -305,6 +307,8 @@ impl Partial {
         empty: Option<&Partial>,
     ) -> Result<(), AttributionError> {
         let partial = self;
+        // Parts are refused as they are made, before their replicates fill a worker's memory.
+        let mut budget = ReplicateBudget::new(partial);
         // A part (period, segment, segment period) counts its paths in a smaller table.
         let template = || {
             let mut part = empty.expect("a template when journeys go to sub-partials").clone();
@@ -367,6 +371,9 @@ impl Partial {
                     adder.add_path(partial, journey);
                     adder.add_replicates(&mut partial.replicates, journey, user(origin), held_out(origin), options);
                     let slot = segment_slot(chunk, origin);
+                    if by_id[slot].is_none() && !budget.admit(empty.replicates.len()) {
+                        return;
+                    }
                     let sub = by_id[slot].get_or_insert_with(|| empty.clone());
                     adder.add(sub, journey, held_out(origin), options);
                     adder.add_path(sub, journey);
@@ -416,9 +423,20 @@ impl Partial {
                 let part_paths = crate::paths::part_report_paths(options.max_report_paths);
                 adder.paths = false;
                 for_each_event_journey(chunk, options, |journey, origin| {
+                    let slot = segment_slot(chunk, origin);
+                    let at = journey.conversion_time.or_else(|| journey.touch_times.and_then(|t| t.last().copied()));
+                    // The segment, its period and the whole's period this journey may make.
+                    let day = at.map(|at| period.start(at, options.timezone));
+                    let new = usize::from(!by_slot.contains_key(&slot))
+                        + day.map_or(0, |day| {
+                            usize::from(!parts.contains_key(&(slot, day)))
+                                + usize::from(!whole_periods.contains_key(&day))
+                        });
+                    if new > 0 && !budget.admit(new * empty.replicates.len()) {
+                        return;
+                    }
                     adder.add_path(partial, journey);
                     adder.add_replicates(&mut partial.replicates, journey, user(origin), held_out(origin), options);
-                    let slot = segment_slot(chunk, origin);
                     let segment = by_slot.entry(slot).or_insert_with(|| empty.clone());
                     adder.add_path(segment, journey);
                     let table = tables.entry(slot).or_insert_with(PartScratch::new);
@@ -430,10 +448,9 @@ impl Partial {
                         held_out(origin),
                         options,
                     );
-                    let at = journey.conversion_time.or_else(|| journey.touch_times.and_then(|t| t.last().copied()));
-                    match at {
-                        Some(at) => {
-                            let key = (slot, period.start(at, options.timezone));
+                    match day {
+                        Some(day) => {
+                            let key = (slot, day);
                             let sub = parts.entry(key).or_insert_with(|| empty.clone());
                             adder.add(sub, journey, held_out(origin), options);
                             adder.add_path(sub, journey);
@@ -522,6 +539,10 @@ impl Partial {
                     match at {
                         Some(at) => {
                             let day = period.start(at, options.timezone);
+                            let new = !periods.contains_key(&day) && !partial.periods.contains_key(&day);
+                            if new && !budget.admit(empty.replicates.len()) {
+                                return;
+                            }
                             let sub = periods.entry(day).or_insert_with(|| empty.clone());
                             adder.add(sub, journey, held_out(origin), options);
                             adder.add_path(sub, journey);
@@ -561,6 +582,7 @@ impl Partial {
                 }
             }
         }
+        budget.refusal()?;
         adder.flush_replicates(&mut partial.replicates);
         let replicates = partial.replicates.iter_mut().map(|r| &mut r.breakdown);
         for breakdown in std::iter::once(&mut partial.breakdown).chain(replicates).flatten() {
@@ -622,6 +644,7 @@ impl Partial {
             limits.check_breakdown_values(breakdown.len())?;
         }
         self.check_breakdown_replicates()?;
+        self.check_replicate_memory()?;
         limits.check_segments(self.segments.keys().flatten().count())
     }
 
@@ -631,7 +654,40 @@ impl Partial {
     /// them, [`Partial::bound_part_rows`]); [`Partial::finish`] asks again after merging.
     pub fn check_limits(&self) -> Result<(), AttributionError> {
         self.check_breakdown_replicates()?;
+        self.check_replicate_memory()?;
         self.check_model_limits()
+    }
+
+    /// Refuses a partial whose replicate partials, its own and every part's, would take more
+    /// than `intervals::MAX_REPLICATE_BYTES`. Parts, replicates and channels only grow under a
+    /// merge, so a job is refused, after any chunk or merge or at finish, iff its whole input is.
+    fn check_replicate_memory(&self) -> Result<(), AttributionError> {
+        match self.replicate_shape() {
+            Some(shape) => crate::intervals::check_replicate_memory(self.replicate_partials(), shape),
+            None => Ok(()),
+        }
+    }
+
+    /// What each of this partial's replicate partials holds; `None` without intervals.
+    fn replicate_shape(&self) -> Option<crate::intervals::ReplicateShape> {
+        let replicate = self.replicates.first()?;
+        // `auto` counts a chain of each candidate order (one past its bound stops counting).
+        let chains = match (&replicate.markov, &replicate.markov_auto) {
+            (_, Some(_)) => MarkovOrder::CANDIDATES.count(),
+            (Some(_), None) => 1,
+            (None, None) => 0,
+        };
+        Some(crate::intervals::ReplicateShape {
+            channels: self.channels.len(),
+            rule_models: replicate.rules.len(),
+            chains,
+            shao_li: replicate.shao_li.is_some(),
+        })
+    }
+
+    /// The replicate partials of this partial and of its parts, however deep.
+    fn replicate_partials(&self) -> usize {
+        self.replicates.len() + self.parts().map(Partial::replicate_partials).sum::<usize>()
     }
 
     /// [`Partial::check_limits`] but for the whole's replicate rows.
@@ -639,7 +695,6 @@ impl Partial {
         if let Some(shao_li) = &self.shao_li {
             shao_li.check_limit()?;
         }
-        crate::intervals::check_period_replicates(self.periods.len(), self.replicates.len())?;
         self.windows.iter().chain(self.segments.values()).try_for_each(Partial::check_model_limits)
     }
 
@@ -1786,6 +1841,40 @@ fn add_exact_key_sums(
 /// The most replicate breakdown rows of the parts of one partial
 /// (`intervals::MAX_PART_BREAKDOWN_REPLICATES`; a few hundred in unit tests, to pass it).
 const PART_ROW_CAP: usize = if cfg!(test) { 400 } else { crate::intervals::MAX_PART_BREAKDOWN_REPLICATES };
+
+/// The replicate partials a chunk may still make as it meets new parts (periods, segments,
+/// segment periods): those the partial holds, and each new part's, counted as it is made and
+/// refused as [`Partial::check_limits`] would refuse them, so a job past the bound is refused
+/// before its parts take the memory the bound keeps them from.
+struct ReplicateBudget {
+    held: usize,
+    shape: Option<crate::intervals::ReplicateShape>,
+    refusal: Option<AttributionError>,
+}
+
+impl ReplicateBudget {
+    fn new(partial: &Partial) -> ReplicateBudget {
+        ReplicateBudget { held: partial.replicate_partials(), shape: partial.replicate_shape(), refusal: None }
+    }
+
+    /// Counts `replicates` more replicate partials; false once past the bound (and ever after).
+    fn admit(&mut self, replicates: usize) -> bool {
+        let Some(shape) = self.shape else { return true };
+        if self.refusal.is_some() {
+            return false;
+        }
+        self.held += replicates;
+        if let Err(refusal) = crate::intervals::check_replicate_memory(self.held, shape) {
+            self.refusal = Some(refusal);
+        }
+        self.refusal.is_none()
+    }
+
+    /// The refusal, once the parts passed the bound.
+    fn refusal(self) -> Result<(), AttributionError> {
+        self.refusal.map_or(Ok(()), Err)
+    }
+}
 
 /// What a part's replicates use while a chunk is added: their path table, and their numbers
 /// of the breakdown keys the part meets.

@@ -261,9 +261,78 @@ fn each_period_has_the_intervals_of_its_own_journeys() {
     assert_eq!(result.periods.len(), 2);
     assert_eq!(intervals(&result.periods[0].models), week, "the first week's journeys alone");
     assert_ne!(intervals(&result.models), whole, "the whole has both weeks");
-    let err = mta_core::intervals::check_period_replicates(366, 1000).unwrap_err();
-    assert_eq!(err.code, ErrorCode::LimitExceeded);
-    mta_core::intervals::check_period_replicates(53, 1000).expect("a year of weeks at 1000 replicates fits");
+}
+
+/// One converting journey a day on `days` (days after `T0`), each of its own user, over a
+/// dictionary of 256 channels of which the journeys touch one.
+fn daily_journeys(days: std::ops::Range<i64>) -> mta_core::EventChunk {
+    let mut events = Events::new();
+    for day in days {
+        let user = format!("u{day}");
+        events = events.touch(&user, T0 + day * DAY - HOUR, "c000").conversion(&user, T0 + day * DAY, 1.0);
+    }
+    let mut names = mta_core::ChannelDict::default();
+    for channel in 0..256 {
+        names.id(&format!("c{channel:03}"));
+    }
+    event_chunk_with_dict(&events.rows, names)
+}
+
+#[test]
+fn the_replicates_of_every_part_are_bounded_together_however_chunks_are_grouped() {
+    use mta_core::intervals::{MAX_REPLICATE_BYTES, ReplicateShape, check_replicate_memory, replicate_bytes};
+    // `--period day` over 90 days with 100 replicates at 8 channels under every model fits (the
+    // whole's replicates and 90 days'); a year of days does not, nor 90 days of 1000 replicates.
+    let every_model = ReplicateShape { channels: 8, rule_models: 10, chains: 1, shao_li: true };
+    check_replicate_memory(91 * 100, every_model).expect("90 days of 100 replicates fit");
+    assert!(check_replicate_memory(366 * 100, every_model).is_err());
+    assert!(check_replicate_memory(91 * 1000, every_model).is_err());
+    // 256 channels: each replicate partial is estimated at megabytes (its chain's transitions
+    // and `shao_li`'s pairs), so a few days' periods of 10 replicates each pass the bound.
+    let spec = OptionsSpec { period: Some(mta_core::period::Period::Day), ..only(&["linear", "markov", "shao_li"]) };
+    let options = event_options(with_intervals(spec.clone(), 10, 0.9, 0));
+    let part = 10 * replicate_bytes(ReplicateShape { channels: 256, rule_models: 1, chains: 1, shao_li: true });
+    // The whole and `fit - 1` days fit; the whole and `fit` days do not.
+    let fit = (MAX_REPLICATE_BYTES / part) as i64;
+    assert!((3..100).contains(&fit), "{fit}");
+    let refused = |err: mta_core::AttributionError| {
+        assert_eq!(err.code, ErrorCode::LimitExceeded, "{err}");
+        assert!(err.message.contains("max_replicate_memory"), "{err}");
+        assert!(err.message.contains("longer period"), "{err}");
+        err
+    };
+    // Within: one chunk, and two chunks (of other days each) merged, are accepted.
+    let result = attribute_events(&daily_journeys(0..fit - 1), &options);
+    assert_eq!(result.periods.len() as i64, fit - 1);
+    let mut merged = Partial::from_events(&daily_journeys(0..fit / 2), &options).unwrap();
+    merged.merge(&Partial::from_events(&daily_journeys(fit / 2..fit - 1), &options).unwrap());
+    merged.check_within(&Limits::default()).expect("within the bound once merged");
+    assert_eq!(merged.finish(&options).unwrap().periods.len() as i64, fit - 1);
+    // One day more: refused in one chunk, and by the merge of two chunks that each fit.
+    refused(Partial::from_events(&daily_journeys(0..fit), &options).unwrap_err());
+    let mut merged = Partial::from_events(&daily_journeys(0..fit / 2), &options).unwrap();
+    merged.merge(&Partial::from_events(&daily_journeys(fit / 2..fit), &options).unwrap());
+    refused(merged.check_within(&Limits::default()).unwrap_err());
+    refused(merged.finish(&options).unwrap_err());
+    // Refused as the parts are made: a chunk of ten times the days stops at the first part past
+    // the bound, the whole's replicates and `fit` days' (the count the message gives).
+    let err = refused(Partial::from_events(&daily_journeys(0..10 * fit), &options).unwrap_err());
+    assert!(err.message.contains(&format!("at least {} replicate results", (fit + 1) * 10)), "{err}");
+    // Segments count together: two teams' days (each day a segment period, and a period of the
+    // whole) pass the bound with the days that fit without segments.
+    let teamed = OptionsSpec { segment_by: Some("team".into()), ..spec };
+    let options = event_options(with_intervals(teamed, 10, 0.9, 0));
+    let chunk = daily_journeys(0..fit - 1);
+    let rows = chunk.user_keys.len();
+    let chunk = mta_core::EventChunk {
+        segment_ids: (0..rows).map(|row| u32::from(row % 4 >= 2)).collect(),
+        segments: ["x", "y"].iter().fold(mta_core::ChannelDict::default(), |mut dict, team| {
+            dict.id(team);
+            dict
+        }),
+        ..chunk
+    };
+    refused(Partial::from_events(&chunk, &options).unwrap_err());
 }
 
 /// Each model's channels' intervals, by model and channel: every figure in a row.
