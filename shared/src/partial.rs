@@ -217,8 +217,6 @@ impl Partial {
             Partial::from_typed_events(chunk, options)?
         };
         partial.bound_part_rows();
-        // Each conversion type's replicates were counted alone.
-        partial.check_replicate_memory()?;
         Ok(partial)
     }
 
@@ -609,6 +607,8 @@ impl Partial {
             typed.counts.rows = 0;
             whole.segments.insert(Some(name.clone()), typed);
         }
+        // Each conversion type's replicates were counted alone.
+        whole.check_replicate_memory()?;
         Ok(whole)
     }
 

@@ -11,6 +11,7 @@ use arrow::compute::cast;
 use arrow::datatypes::{DataType, FieldRef, Int32Type, Schema, TimeUnit};
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
+use parquet::file::metadata::ParquetMetaData;
 use parquet::file::reader::{ChunkReader, Length};
 
 use super::columns::{ChannelColumn, ConversionColumn, EventColumns, Resolver, detect_kind};
@@ -56,17 +57,23 @@ impl<R: ChunkReader> ChunkReader for SharedReader<R> {
     }
 }
 
+impl ParquetLayout {
+    fn of(metadata: &ParquetMetaData) -> ParquetLayout {
+        let mut row_groups = Vec::new();
+        let mut first = 0u64;
+        for group in metadata.row_groups() {
+            let rows = group.num_rows() as u64;
+            row_groups.push((first, rows));
+            first += rows;
+        }
+        ParquetLayout { row_groups, total_rows: first }
+    }
+}
+
 /// Reads the footer only.
 pub fn parquet_layout<R: ChunkReader + 'static>(reader: R) -> Result<ParquetLayout, AttributionError> {
-    let builder = ParquetRecordBatchReaderBuilder::try_new(reader).map_err(parquet_error)?;
-    let mut row_groups = Vec::new();
-    let mut first = 0u64;
-    for group in builder.metadata().row_groups() {
-        let rows = group.num_rows() as u64;
-        row_groups.push((first, rows));
-        first += rows;
-    }
-    Ok(ParquetLayout { row_groups, total_rows: first })
+    let metadata = ArrowReaderMetadata::load(&reader, ArrowReaderOptions::new()).map_err(parquet_error)?;
+    Ok(ParquetLayout::of(metadata.metadata()))
 }
 
 /// Reads the given row groups (all when `None`) in order, handing each full block to `sink`.
@@ -81,28 +88,15 @@ pub fn read_parquet<R: ChunkReader + 'static, E: From<AttributionError>>(
     let (header, paths) = header_of(metadata.schema());
     let kind = spec.kind.unwrap_or_else(|| detect_kind(&header, &spec.columns));
     let metadata = with_dictionary_channels(metadata, kind, &header, spec)?;
-    let reader = SharedReader(Arc::new(reader));
-    let builder = ParquetRecordBatchReaderBuilder::new_with_metadata(reader.clone(), metadata.clone());
-    let layout: Vec<(u64, u64)> = {
-        let mut first = 0u64;
-        builder
-            .metadata()
-            .row_groups()
-            .iter()
-            .map(|g| {
-                let entry = (first, g.num_rows() as u64);
-                first += entry.1;
-                entry
-            })
-            .collect()
-    };
+    let layout = ParquetLayout::of(metadata.metadata()).row_groups;
     let selected: Vec<usize> = row_groups.map_or_else(|| (0..layout.len()).collect(), <[usize]>::to_vec);
     let needed = needed_columns(kind, &header, spec)?;
     // Arrow reads whole top-level fields: a struct's, for the fields inside it.
     let mut roots: Vec<usize> = needed.iter().map(|&c| paths[c].root).collect();
     roots.sort_unstable();
     roots.dedup();
-    let mask = ProjectionMask::roots(builder.parquet_schema(), roots.iter().copied());
+    let mask = ProjectionMask::roots(metadata.parquet_schema(), roots.iter().copied());
+    let reader = SharedReader(Arc::new(reader));
     // A batch never spans two row groups: a batch that did would join two column chunks'
     // dictionaries, which Arrow does by decoding every string of the batch and hashing it
     // into a new dictionary (most batches of files with row groups of 122,880 rows).
