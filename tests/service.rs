@@ -491,7 +491,8 @@ async fn a_job_stores_two_chunk_objects_per_split_task_whatever_its_partitions()
     let mut names: Vec<String> =
         std::fs::read_dir(&chunks).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
     names.sort();
-    let expected: Vec<String> = (0..splits).flat_map(|s| [format!("s{s:04}.index"), format!("s{s:04}.rows")]).collect();
+    let expected: Vec<String> =
+        (0..splits).flat_map(|s| [format!("s{s:04}.pieces"), format!("s{s:04}.rows")]).collect();
     assert_eq!(names, expected, "{}", chunks.display());
     let job = service.wait(&id, Duration::from_secs(60)).await;
     assert_eq!(job["state"], "succeeded", "{job}");
@@ -499,19 +500,39 @@ async fn a_job_stores_two_chunk_objects_per_split_task_whatever_its_partitions()
     assert_same_result(&without_job_id(result), &attribute_json(&sample("events.csv"), &[]), "result");
 }
 
-/// A job split by an older worker (a chunk file per partition and flush, no split object)
-/// still finishes after an upgrade: a split without an index is read from its files.
+/// Each partition's pieces of a split object, as its pieces index gives them.
+fn split_pieces(chunks: &std::path::Path, split: u32) -> Vec<Vec<u8>> {
+    use mta_platform::chunk_file::{PIECES_HEADER_BYTES, decode_pieces, pieces_entries};
+    let name = format!("s{split:04}.pieces");
+    let index = std::fs::read(chunks.join(&name)).unwrap();
+    let rows = std::fs::read(chunks.join(format!("s{split:04}.rows"))).unwrap();
+    let per_partition = u64::from_le_bytes(index[..8].try_into().unwrap()) as usize;
+    let partitions = (index.len() - PIECES_HEADER_BYTES as usize) / (16 * per_partition.max(1));
+    (0..partitions as u32)
+        .map(|partition| {
+            let entries = pieces_entries(&name, &index[..8], partition).unwrap();
+            let pieces =
+                decode_pieces(&name, &index[entries.start as usize..entries.end as usize], 16 * per_partition as u64);
+            pieces
+                .unwrap()
+                .into_iter()
+                .flat_map(|piece| rows[piece.start as usize..piece.end as usize].to_vec())
+                .collect()
+        })
+        .collect()
+}
+
+/// A job split by older workers still finishes after an upgrade: a split stored as a chunk
+/// file per partition and flush (no split object), or as one run per partition with an index
+/// of 16 bytes per partition (no pieces index), is read as such.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_split_stored_by_an_older_worker_as_files_per_partition_is_still_read() {
+async fn splits_stored_by_older_workers_as_files_or_runs_are_still_read() {
     let (service, id) = job_while_attributing(1_000).await;
-    // Split 0 rewritten the way older workers stored it, while the partitions are attributed.
+    // Splits 0 and 1 rewritten the way older workers stored them, while the partitions are attributed.
     let chunks = service.job_dir(&id).join("chunks");
-    let (index, rows) =
-        (std::fs::read(chunks.join("s0000.index")).unwrap(), std::fs::read(chunks.join("s0000.rows")).unwrap());
+    let (files_split, runs_split) = (split_pieces(&chunks, 0), split_pieces(&chunks, 1));
     let mut files = 0;
-    for (partition, entry) in index.chunks_exact(16).enumerate() {
-        let (start, length) = mta_platform::chunk_file::decode_index_entry("s0000.index", entry).unwrap();
-        let mut run = &rows[start as usize..(start + length) as usize];
+    for (partition, mut run) in files_split.iter().map(Vec::as_slice).enumerate() {
         let dir = chunks.join(format!("p{partition:05}"));
         std::fs::create_dir_all(&dir).unwrap();
         for flush in 0.. {
@@ -525,8 +546,18 @@ async fn a_split_stored_by_an_older_worker_as_files_per_partition_is_still_read(
         }
     }
     assert!(files > 1, "{files} chunk files");
-    std::fs::remove_file(chunks.join("s0000.index")).unwrap();
-    std::fs::remove_file(chunks.join("s0000.rows")).unwrap();
+    let (mut object, mut index) = (Vec::new(), Vec::new());
+    for run in &runs_split {
+        index.extend_from_slice(&(object.len() as u64).to_le_bytes());
+        index.extend_from_slice(&(run.len() as u64).to_le_bytes());
+        object.extend_from_slice(run);
+    }
+    assert!(runs_split.iter().filter(|run| !run.is_empty()).count() > 1);
+    for name in ["s0000.pieces", "s0000.rows", "s0001.pieces"] {
+        std::fs::remove_file(chunks.join(name)).unwrap();
+    }
+    std::fs::write(chunks.join("s0001.rows"), object).unwrap();
+    std::fs::write(chunks.join("s0001.index"), index).unwrap();
     let job = service.wait(&id, Duration::from_secs(60)).await;
     assert_eq!(job["state"], "succeeded", "{job}");
     let (_, result) = service.get(&format!("/v1/jobs/{id}/result")).await;

@@ -12,11 +12,17 @@
 //! - the rows: row segments up to the end of the file (the split stage writes one),
 //!   whose channel and segment ids index the two lists.
 //!
-//! A split task stores all it hands over as one object (`keys::split_rows`): partition by
-//! partition, a run of chunk files, each behind its byte length (u64); and an index
-//! (`keys::split_index`) of [`INDEX_ENTRY_BYTES`] per partition: where its run starts and
-//! how long it is (u64 each). An attribute task reads its entry and its run of each split
-//! by range, so a job has two objects per split task whatever the number of partitions.
+//! A split task stores all it hands over as one object (`keys::split_rows`) of pieces: a
+//! piece is a run of chunk files of one partition, each behind its byte length (u64). On
+//! the local store the pieces are in the order they were flushed (a piece per partition
+//! and flush); elsewhere each partition's pieces are joined into one, so that a partition
+//! costs one ranged request per split. The pieces index (`keys::split_pieces`) says where
+//! they are: how many entries each partition has (u64, [`PIECES_HEADER_BYTES`]), then per
+//! partition that many (start, length) pairs (u64 each; unused ones (0, 0)). An attribute
+//! task reads the count, its entries and its pieces of each split by range, so a job has
+//! two objects per split task whatever the number of partitions and flushes. Workers before
+//! the pieces index wrote one run per partition and an index of [`INDEX_ENTRY_BYTES`] per
+//! partition (`keys::split_index`), still read.
 
 mod parquet;
 
@@ -35,13 +41,22 @@ const HEADER_BYTES: usize = 12;
 
 /// The extension of chunk files; older workers wrote `.parquet` ones.
 pub const EXTENSION: &str = "rows";
-/// A partition's entry in a split's index: the start and the length of its run (u64 each).
+/// A partition's entry in an older worker's split index: the start and the length of its
+/// run (u64 each).
 pub const INDEX_ENTRY_BYTES: u64 = 16;
+/// The head of a pieces index: how many entries each partition has.
+pub const PIECES_HEADER_BYTES: u64 = 8;
+/// One entry of a pieces index: a piece's start and length (u64 each).
+const PIECE_ENTRY_BYTES: u64 = 16;
 
-/// Appends chunk file `file` to a partition's run, behind its length.
-pub fn append_to_run(run: &mut Vec<u8>, file: &[u8]) {
-    run.extend_from_slice(&(file.len() as u64).to_le_bytes());
-    run.extend_from_slice(file);
+/// Appends the chunk file of `rows` to a piece, behind its length: encoded in place, the
+/// rows copied once.
+pub fn append_to_run(run: &mut Vec<u8>, rows: Segment<'_>, channels: &ChannelDict, segments: &ChannelDict) {
+    let length_at = run.len();
+    run.extend_from_slice(&0u64.to_le_bytes());
+    write_file(run, rows, channels, segments);
+    let length = (run.len() - length_at - 8) as u64;
+    run[length_at..length_at + 8].copy_from_slice(&length.to_le_bytes());
 }
 
 /// Decodes a partition's run of chunk files (read from split object `name`) into `into`.
@@ -57,9 +72,56 @@ pub fn decode_run_into(name: &str, mut run: Bytes, into: &mut EventChunk) -> any
     Ok(())
 }
 
-/// A split's index: each partition's (start, length) in the split's object.
-pub fn encode_index(runs: &[(u64, u64)]) -> Vec<u8> {
+/// An older worker's split index: each partition's (start, length) in the split's object
+/// (the tests write one, to check that it is still read).
+#[cfg(test)]
+fn encode_index(runs: &[(u64, u64)]) -> Vec<u8> {
     runs.iter().flat_map(|&(start, length)| [start.to_le_bytes(), length.to_le_bytes()]).flatten().collect()
+}
+
+/// A split's pieces index: per partition, the (start, length) of its pieces in the split's
+/// object, in order.
+pub fn encode_pieces(pieces: &[Vec<(u64, u64)>]) -> Vec<u8> {
+    let per_partition = pieces.iter().map(Vec::len).max().unwrap_or(0);
+    let mut out = Vec::with_capacity(8 + pieces.len() * per_partition * PIECE_ENTRY_BYTES as usize);
+    out.extend_from_slice(&(per_partition as u64).to_le_bytes());
+    for partition in pieces {
+        let unused = std::iter::repeat_n(&(0, 0), per_partition - partition.len());
+        for &(start, length) in partition.iter().chain(unused) {
+            out.extend_from_slice(&start.to_le_bytes());
+            out.extend_from_slice(&length.to_le_bytes());
+        }
+    }
+    out
+}
+
+/// Where `partition`'s entries are in a pieces index (read from `name`) whose head is
+/// `header`.
+pub fn pieces_entries(name: &str, header: &[u8], partition: u32) -> anyhow::Result<std::ops::Range<u64>> {
+    ensure!(header.len() as u64 == PIECES_HEADER_BYTES, "{name}: its head is cut short");
+    let per_partition = u64::from_le_bytes(header.try_into().expect("8 bytes"));
+    let bytes = per_partition.checked_mul(PIECE_ENTRY_BYTES);
+    let start = bytes.and_then(|bytes| bytes.checked_mul(u64::from(partition))?.checked_add(PIECES_HEADER_BYTES));
+    match (start, bytes) {
+        (Some(start), Some(bytes)) if start.checked_add(bytes).is_some() => Ok(start..start + bytes),
+        _ => bail!("{name}: {per_partition} pieces per partition cannot be"),
+    }
+}
+
+/// A partition's pieces in the split's object from its entries of a pieces index (read
+/// from `name`), in order, empty ones left out.
+pub fn decode_pieces(name: &str, entries: &[u8], expected: u64) -> anyhow::Result<Vec<std::ops::Range<u64>>> {
+    ensure!(entries.len() as u64 == expected, "{name}: a partition's entries are cut short");
+    let read = |b: &[u8]| u64::from_le_bytes(b.try_into().expect("8 bytes"));
+    let mut pieces = Vec::new();
+    for entry in entries.chunks_exact(PIECE_ENTRY_BYTES as usize) {
+        let (start, length) = (read(&entry[..8]), read(&entry[8..]));
+        let end = start.checked_add(length).with_context(|| format!("{name}: a piece ends past 2^64"))?;
+        if length > 0 {
+            pieces.push(start..end);
+        }
+    }
+    Ok(pieces)
 }
 
 /// One partition's (start, length) from its [`INDEX_ENTRY_BYTES`] of a split's index.
@@ -73,10 +135,16 @@ pub fn decode_index_entry(name: &str, bytes: &[u8]) -> anyhow::Result<(u64, u64)
 /// Encodes rows whose channel and segment ids index `channels` and `segments` (the
 /// segment values are written only when the rows carry segment ids).
 pub fn encode(rows: Segment<'_>, channels: &ChannelDict, segments: &ChannelDict) -> Vec<u8> {
+    let mut out = Vec::new();
+    write_file(&mut out, rows, channels, segments);
+    out
+}
+
+/// Appends the chunk file of `rows` to `out`.
+fn write_file(out: &mut Vec<u8>, rows: Segment<'_>, channels: &ChannelDict, segments: &ChannelDict) {
     let segment_values = if rows.has_segment_ids() { segments.names() } else { &[] };
     let names_bytes = |names: &[String]| 4 + names.iter().map(|name| 4 + name.len()).sum::<usize>();
-    let length = HEADER_BYTES + names_bytes(channels.names()) + names_bytes(segment_values) + rows.stored_bytes();
-    let mut out = Vec::with_capacity(length);
+    out.reserve(HEADER_BYTES + names_bytes(channels.names()) + names_bytes(segment_values) + rows.stored_bytes());
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&VERSION.to_le_bytes());
     let flags = if rows.keeps_identity() { KEEPS_IDENTITY } else { 0 };
@@ -88,8 +156,7 @@ pub fn encode(rows: Segment<'_>, channels: &ChannelDict, segments: &ChannelDict)
             out.extend_from_slice(name.as_bytes());
         }
     }
-    rows.write_to(&mut out).expect("writing to memory cannot fail");
-    out
+    rows.write_to(out).expect("writing to memory cannot fail");
 }
 
 /// Decodes chunk file `name` and appends its rows to `into`, mapping channels and segment
@@ -271,41 +338,86 @@ mod tests {
         }
     }
 
+    /// Where partition `p`'s pieces are, read from a pieces index the way an attribute task does.
+    fn pieces_of(index: &[u8], partition: u32) -> Vec<std::ops::Range<u64>> {
+        let entries = pieces_entries("s.pieces", &index[..PIECES_HEADER_BYTES as usize], partition).unwrap();
+        let bytes = &index[entries.start as usize..(entries.end as usize).min(index.len())];
+        decode_pieces("s.pieces", bytes, entries.end - entries.start).unwrap()
+    }
+
     #[test]
-    fn a_split_object_holds_each_partitions_run_and_its_index_finds_it() {
-        // Two partitions of one split, two flushes each, as the split stage lays them out.
+    fn a_split_object_holds_pieces_of_partitions_and_its_index_finds_them_in_order() {
+        // Two partitions of one split, two flushes each (the second partition empty in the
+        // first), laid out in flush order as on the local store, and joined per partition as
+        // elsewhere (and by older workers, whose index is still read).
         let flushes = [sample(false, true), sample(false, true)];
-        let mut object = Vec::new();
-        let mut runs = Vec::new();
-        for partition in 0..2 {
-            let mut run = Vec::new();
-            for flush in &flushes {
-                let mut rows = flush.clone();
-                rows.timestamps.iter_mut().for_each(|t| *t += partition);
-                append_to_run(&mut run, &encode_chunk(&rows));
+        let shifted = |partition: i64, flush: &EventChunk| {
+            let mut rows = flush.clone();
+            rows.timestamps.iter_mut().for_each(|t| *t += partition);
+            let mut buffer = SegmentBuffer::default();
+            buffer.push_chunk(&rows);
+            buffer
+        };
+        let has_rows = |partition: i64, flush: usize| flush == 1 || partition == 0;
+        let (mut in_flush_order, mut flush_pieces) = (Vec::new(), vec![Vec::new(), Vec::new()]);
+        for (f, flush) in flushes.iter().enumerate() {
+            for partition in (0..2).filter(|&p| has_rows(p, f)) {
+                let start = in_flush_order.len() as u64;
+                append_to_run(
+                    &mut in_flush_order,
+                    shifted(partition, flush).segment(),
+                    &flush.channels,
+                    &flush.segments,
+                );
+                flush_pieces[partition as usize].push((start, in_flush_order.len() as u64 - start));
             }
-            runs.push((object.len() as u64, run.len() as u64));
-            object.extend_from_slice(&run);
         }
-        let index = encode_index(&runs);
-        assert_eq!(index.len() as u64, 2 * INDEX_ENTRY_BYTES);
-        let object = Bytes::from(object);
-        for (partition, written) in [(0i64, 0u64), (1, 1)] {
-            let at = (written * INDEX_ENTRY_BYTES) as usize;
-            let (start, length) = decode_index_entry("s", &index[at..at + INDEX_ENTRY_BYTES as usize]).unwrap();
-            let mut read = partition_chunk();
-            decode_run_into("s", object.slice(start as usize..(start + length) as usize), &mut read).unwrap();
-            assert_eq!(read.len(), 8, "both flushes of the partition");
-            let expected: Vec<i64> = flushes.iter().flat_map(|f| f.timestamps.iter().map(|t| t + partition)).collect();
-            assert_eq!(read.timestamps, expected);
-            assert_eq!(read.row_numbers, (1..=8).collect::<Vec<u64>>(), "numbered on across the run");
+        let (mut joined, mut runs) = (Vec::new(), Vec::new());
+        for partition in 0..2 {
+            let start = joined.len() as u64;
+            for (_, flush) in flushes.iter().enumerate().filter(|&(f, _)| has_rows(partition, f)) {
+                append_to_run(&mut joined, shifted(partition, flush).segment(), &flush.channels, &flush.segments);
+            }
+            runs.push((start, joined.len() as u64 - start));
         }
-        let whole = object.slice(0..runs[0].1 as usize);
-        for cut in [1, 7, 9, whole.len() - 1] {
-            let error = decode_run_into("s0003.rows", whole.slice(..cut), &mut EventChunk::default()).unwrap_err();
+        let older_index = encode_index(&runs);
+        assert_eq!(older_index.len() as u64, 2 * INDEX_ENTRY_BYTES);
+        let joined_pieces: Vec<Vec<(u64, u64)>> = runs.iter().map(|&run| vec![run]).collect();
+        for (object, index) in [(in_flush_order, encode_pieces(&flush_pieces)), (joined, encode_pieces(&joined_pieces))]
+        {
+            let object = Bytes::from(object);
+            for partition in 0..2u32 {
+                let mut read = partition_chunk();
+                for piece in pieces_of(&index, partition) {
+                    decode_run_into("s", object.slice(piece.start as usize..piece.end as usize), &mut read).unwrap();
+                }
+                let flushes_of = if partition == 0 { &flushes[..] } else { &flushes[1..] };
+                assert_eq!(read.len(), 4 * flushes_of.len(), "every flush of partition {partition}");
+                let expected: Vec<i64> =
+                    flushes_of.iter().flat_map(|f| f.timestamps.iter().map(|t| t + i64::from(partition))).collect();
+                assert_eq!(read.timestamps, expected);
+                assert_eq!(read.row_numbers, (1..=read.len() as u64).collect::<Vec<u64>>(), "numbered on");
+            }
+        }
+        let at = INDEX_ENTRY_BYTES as usize;
+        let (start, length) = decode_index_entry("s", &older_index[at..2 * at]).unwrap();
+        assert_eq!((start, length), runs[1]);
+        let whole = Bytes::from(encode_pieces(&joined_pieces));
+        assert!(pieces_entries("s0003.pieces", &whole[..7], 0).unwrap_err().to_string().contains("s0003.pieces"));
+        assert!(pieces_entries("s", &u64::MAX.to_le_bytes(), 2).is_err(), "a damaged count is no range");
+        assert!(decode_pieces("s0003.pieces", &whole[8..23], 16).unwrap_err().to_string().contains("s0003.pieces"));
+        let mut past_the_end = [0u8; 16];
+        past_the_end[..8].copy_from_slice(&u64::MAX.to_le_bytes());
+        past_the_end[8..].copy_from_slice(&1u64.to_le_bytes());
+        assert!(decode_pieces("s", &past_the_end, 16).is_err());
+        assert!(decode_index_entry("s0003.index", &older_index[..15]).unwrap_err().to_string().contains("s0003.index"));
+        let mut cut_run = Vec::new();
+        append_to_run(&mut cut_run, shifted(0, &flushes[0]).segment(), &flushes[0].channels, &flushes[0].segments);
+        let cut_run = Bytes::from(cut_run);
+        for cut in [1, 7, 9, cut_run.len() - 1] {
+            let error = decode_run_into("s0003.rows", cut_run.slice(..cut), &mut EventChunk::default()).unwrap_err();
             assert!(format!("{error:#}").contains("s0003.rows"), "{error:#}");
         }
-        assert!(decode_index_entry("s0003.index", &index[..15]).unwrap_err().to_string().contains("s0003.index"));
     }
 
     #[test]

@@ -160,6 +160,11 @@ impl Storage {
         self.store.get_range(key, range).await.with_context(|| format!("Failed to read {key}"))
     }
 
+    /// Byte `ranges` of the object, in order (the store may join near ones into one request).
+    pub async fn get_ranges(&self, key: &Key, ranges: &[Range<u64>]) -> anyhow::Result<Vec<Bytes>> {
+        self.store.get_ranges(key, ranges).await.with_context(|| format!("Failed to read {key}"))
+    }
+
     /// The object's size and its last `bytes` bytes (all of it when shorter), in one request.
     pub async fn get_tail(&self, key: &Key, bytes: u64) -> anyhow::Result<(u64, Bytes)> {
         let options =
@@ -427,13 +432,19 @@ pub mod keys {
         Key::from(format!("tenants/{tenant}/jobs/{job}/{rest}"))
     }
 
-    /// The rows split task `split` handed to every partition: one object, each partition's
-    /// rows contiguous (`chunk_file::SplitRows`).
+    /// The rows split task `split` handed to every partition: one object of pieces, found
+    /// through [`split_pieces`] (`chunk_file`).
     pub fn split_rows(tenant: &Tenant, id: &JobId, split: u32) -> Key {
         job(tenant, id, &format!("chunks/s{split:04}.{}", crate::chunk_file::EXTENSION))
     }
 
-    /// Where each partition's rows are in [`split_rows`]: 16 bytes per partition.
+    /// Where each partition's pieces are in [`split_rows`] (`chunk_file::encode_pieces`).
+    pub fn split_pieces(tenant: &Tenant, id: &JobId, split: u32) -> Key {
+        job(tenant, id, &format!("chunks/s{split:04}.pieces"))
+    }
+
+    /// Where each partition's run is in [`split_rows`] as older workers stored it: 16 bytes
+    /// per partition, still read.
     pub fn split_index(tenant: &Tenant, id: &JobId, split: u32) -> Key {
         job(tenant, id, &format!("chunks/s{split:04}.index"))
     }

@@ -2,6 +2,7 @@
 //! builds journeys and writes one partial aggregate. The last partition to finish
 //! enqueues the reduce task, exactly once (the ledger's fan-in).
 
+use std::ops::Range;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -69,16 +70,16 @@ async fn attribute(
     Ok(())
 }
 
-/// A partition's rows as stored by one split task: its run in the split's object, or a chunk
-/// file of an older worker.
+/// Some of a partition's rows as stored by one split task: a piece of the split's object (a
+/// run of chunk files), or a chunk file of an older worker.
 enum Piece {
     Run(ObjectKey, Bytes),
     File(ObjectKey, Bytes),
 }
 
 /// Every row of one partition, decoded into one chunk (used again by the credits export):
-/// split by split, its run in the split task's object, found through the split's index; for
-/// a split made by an older worker (no index), its chunk files of that split.
+/// split by split, its pieces of the split task's object, found through the split's index;
+/// for a split made by an older worker (no index), its chunk files of that split.
 pub async fn load_partition(
     services: &Services,
     job: &JobRecord,
@@ -88,18 +89,15 @@ pub async fn load_partition(
     // An older worker's files are listed only when a split has no index (one LIST, not one
     // per attribute task of every job).
     let mut older: Option<Vec<ObjectKey>> = None;
-    let at = u64::from(partition) * chunk_file::INDEX_ENTRY_BYTES;
     let mut pieces: Vec<Piece> = Vec::new();
     for split in 0..job.progress.splits_total as u32 {
         stop.check()?;
-        let index = keys::split_index(&job.tenant, &job.id, split);
-        match services.storage.get_range_opt(&index, at..at + chunk_file::INDEX_ENTRY_BYTES).await? {
-            Some(entry) => {
-                let (start, length) = chunk_file::decode_index_entry(index.as_ref(), &entry)?;
-                if length > 0 {
+        match pieces_in_split(services, job, split, partition).await? {
+            Some(ranges) => {
+                if !ranges.is_empty() {
                     let key = keys::split_rows(&job.tenant, &job.id, split);
-                    let run = services.storage.get_range(&key, start..start + length).await?;
-                    pieces.push(Piece::Run(key, run));
+                    let runs = services.storage.get_ranges(&key, &ranges).await?;
+                    pieces.extend(runs.into_iter().map(|run| Piece::Run(key.clone(), run)));
                 }
             }
             None => {
@@ -130,6 +128,32 @@ pub async fn load_partition(
         Ok(chunk)
     })
     .await
+}
+
+/// Where `partition`'s pieces are in split `split`'s object, in order: from the split's
+/// pieces index, or from the index of an older worker (one run per partition); `None` when
+/// the split has neither (an older worker's files per partition and flush).
+async fn pieces_in_split(
+    services: &Services,
+    job: &JobRecord,
+    split: u32,
+    partition: u32,
+) -> Result<Option<Vec<Range<u64>>>, RunError> {
+    let storage = &services.storage;
+    let index = keys::split_pieces(&job.tenant, &job.id, split);
+    if let Some(header) = storage.get_range_opt(&index, 0..chunk_file::PIECES_HEADER_BYTES).await? {
+        let entries = chunk_file::pieces_entries(index.as_ref(), &header, partition)?;
+        let expected = entries.end - entries.start;
+        let bytes = if expected == 0 { Bytes::new() } else { storage.get_range(&index, entries).await? };
+        return Ok(Some(chunk_file::decode_pieces(index.as_ref(), &bytes, expected)?));
+    }
+    let index = keys::split_index(&job.tenant, &job.id, split);
+    let at = u64::from(partition) * chunk_file::INDEX_ENTRY_BYTES;
+    let Some(entry) = storage.get_range_opt(&index, at..at + chunk_file::INDEX_ENTRY_BYTES).await? else {
+        return Ok(None);
+    };
+    let (start, length) = chunk_file::decode_index_entry(index.as_ref(), &entry)?;
+    Ok(Some(std::iter::once(start..start + length).filter(|run| !run.is_empty()).collect()))
 }
 
 /// The reliability tests' hooks (off unless configured): crash on a marked channel, or

@@ -269,9 +269,9 @@ struct Share {
     partitions: u32,
 }
 
-/// Reads this split's share of the input on a blocking thread while this task spills the
-/// batches of partition buffers it hands over (to a file in `scratch`) and records the rows
-/// read so far; then stores the split's object and index.
+/// Reads this split's share of the input on a blocking thread while this task encodes the
+/// batches of partition buffers it hands over, stores them (`store_pieces`) and records the
+/// rows read so far; then stores the split's pieces index.
 async fn read_and_store(
     services: &Services,
     job: &JobRecord,
@@ -281,8 +281,8 @@ async fn read_and_store(
     stop: &StopFlag,
 ) -> Result<ReadOutcome, RunError> {
     let Share { source, range, row_groups, split, partitions } = share;
-    let (batches, mut batches_received) = tokio::sync::mpsc::channel::<Batch>(1);
-    let (rows_sender, mut rows) = tokio::sync::watch::channel(0u64);
+    let (batches, batches_received) = tokio::sync::mpsc::channel::<Batch>(1);
+    let (rows_sender, rows) = tokio::sync::watch::channel(0u64);
     let mut splitter = Splitter {
         limits: services.config.limits.engine(),
         job_options: job.options.clone(),
@@ -313,6 +313,102 @@ async fn read_and_store(
         }
         splitter.finish()
     });
+    // Owns the receiving end: when storing fails, the channel closes and the reader stops
+    // at its next batch (and the first error is the one reported).
+    let encoded = futures_util::stream::unfold(batches_received, move |mut received| async move {
+        let batch = received.recv().await?;
+        let encoded = match stop.check() {
+            Ok(()) => compute(move || Ok(encode_batch(batch))).await,
+            Err(stopped) => Err(stopped),
+        };
+        Some((encoded, received))
+    });
+    let rows_key = keys::split_rows(&job.tenant, &job.id, split);
+    let store = store_pieces(services, &rows_key, encoded, partitions, scratch);
+    let (read, pieces, ()) = tokio::try_join!(reader, store, record_rows(services, job, split, rows))?;
+    stop.check()?;
+    services.storage.put(&keys::split_pieces(&job.tenant, &job.id, split), chunk_file::encode_pieces(&pieces)).await?;
+    Ok(read)
+}
+
+/// Records the rows a split has read in the ledger and the metrics as the reader counts
+/// them, until it is done.
+async fn record_rows(
+    services: &Services,
+    job: &JobRecord,
+    split: u32,
+    mut rows: tokio::sync::watch::Receiver<u64>,
+) -> Result<(), RunError> {
+    let mut recorded = 0u64;
+    loop {
+        // An error: the reader is done, and its last count is there.
+        let done = rows.changed().await.is_err();
+        let now = *rows.borrow_and_update();
+        if now != recorded {
+            services.ledger.set_rows(&job.id, split, now).await?;
+            services.metrics.rows_read.inc_by(now - recorded);
+            recorded = now;
+        }
+        if done {
+            return Ok(());
+        }
+    }
+}
+
+/// One batch encoded: each non-empty partition's chunk file behind its length, one after
+/// another, and each partition's byte length there.
+struct Encoded {
+    bytes: Bytes,
+    lengths: Vec<(u32, u64)>,
+}
+
+fn encode_batch(batch: Batch) -> Encoded {
+    let Batch { dictionaries, buffers } = batch;
+    let (channels, segments) = &*dictionaries;
+    let mut bytes = Vec::with_capacity(buffers.iter().map(|(_, rows)| rows.segment().stored_bytes() + 64).sum());
+    let mut lengths = Vec::with_capacity(buffers.len());
+    for (partition, rows) in buffers {
+        let before = bytes.len();
+        chunk_file::append_to_run(&mut bytes, rows.segment(), channels, segments);
+        lengths.push((partition, (bytes.len() - before) as u64));
+    }
+    Encoded { bytes: Bytes::from(bytes), lengths }
+}
+
+/// Stores the encoded batches as the split's object and returns each partition's pieces in
+/// it. On the local store, each batch is appended to the object as it comes (a piece per
+/// partition and flush: a piece costs one read of a local file). Elsewhere, batches are
+/// spilled to a file in `scratch` first and each partition's pieces then stored together,
+/// so that an attribute task makes one ranged request per split, not one per flush. Either
+/// way a re-run of the task writes the same bytes under the same key.
+async fn store_pieces(
+    services: &Services,
+    key: &ObjectKey,
+    encoded: impl futures_util::Stream<Item = Result<Encoded, RunError>> + Send,
+    partitions: u32,
+    scratch: &Path,
+) -> Result<Vec<Vec<(u64, u64)>>, RunError> {
+    let mut pieces: Vec<Vec<(u64, u64)>> = vec![Vec::new(); partitions as usize];
+    let mut written = 0u64;
+    // Places a batch's pieces after the ones before; returns where the batch starts.
+    let mut place = |lengths: Vec<(u32, u64)>| {
+        let start = written;
+        for (partition, length) in lengths {
+            pieces[partition as usize].push((written, length));
+            written += length;
+        }
+        start
+    };
+    if services.storage.local_path(key).is_some() {
+        let body = encoded.map(|batch| {
+            batch.map(|Encoded { bytes, lengths }| {
+                place(lengths);
+                bytes
+            })
+        });
+        put_stream(services, key, body.boxed()).await?;
+        return Ok(pieces);
+    }
     let spill_path = scratch.join("partitions.spill");
     let spill = Arc::new(
         File::options()
@@ -322,80 +418,17 @@ async fn read_and_store(
             .open(&spill_path)
             .with_context(|| format!("Failed to create {}", spill_path.display()))?,
     );
-    // Where each partition's pieces are in the spill file, in flush order.
-    let mut pieces: Vec<Vec<(u64, u64)>> = vec![Vec::new(); partitions as usize];
-    // Owns the receiving end: when spilling fails, the channel closes and the reader stops
-    // at its next batch.
-    let store = async {
-        let mut spilled = 0u64;
-        let mut recorded = 0u64;
-        loop {
-            tokio::select! {
-                batch = batches_received.recv() => {
-                    let Some(batch) = batch else { break };
-                    stop.check()?;
-                    let (spill, at) = (Arc::clone(&spill), spilled);
-                    let lengths = compute(move || Ok(spill_batch(&spill, at, batch)?)).await?;
-                    for (partition, length) in lengths {
-                        pieces[partition as usize].push((spilled, length));
-                        spilled += length;
-                    }
-                }
-                Ok(()) = rows.changed() => {
-                    let now = *rows.borrow_and_update();
-                    services.ledger.set_rows(&job.id, split, now).await?;
-                    services.metrics.rows_read.inc_by(now - recorded);
-                    recorded = now;
-                }
-            }
-        }
-        let now = *rows.borrow();
-        if now != recorded {
-            services.ledger.set_rows(&job.id, split, now).await?;
-            services.metrics.rows_read.inc_by(now - recorded);
-        }
-        Ok::<(), RunError>(())
-    };
-    let (read, stored) = tokio::join!(reader, store);
-    stored?;
-    let read = read?;
-    stop.check()?;
-    store_split(services, job, split, spill, pieces).await?;
-    std::fs::remove_file(&spill_path).with_context(|| format!("Failed to remove {}", spill_path.display()))?;
-    Ok(read)
-}
-
-/// Encodes each partition buffer of `batch` as a chunk file behind its length and writes
-/// them all at `at` in the spill file; returns each partition's byte length there.
-fn spill_batch(spill: &File, at: u64, batch: Batch) -> anyhow::Result<Vec<(u32, u64)>> {
-    let Batch { dictionaries, buffers } = batch;
-    let (channels, segments) = &*dictionaries;
-    let mut bytes = Vec::new();
-    let mut lengths = Vec::with_capacity(buffers.len());
-    for (partition, rows) in buffers {
-        let before = bytes.len();
-        chunk_file::append_to_run(&mut bytes, &chunk_file::encode(rows.segment(), channels, segments));
-        lengths.push((partition, (bytes.len() - before) as u64));
+    let mut encoded = std::pin::pin!(encoded);
+    while let Some(batch) = encoded.next().await {
+        let Encoded { bytes, lengths } = batch?;
+        let (file, at) = (Arc::clone(&spill), place(lengths));
+        compute(move || Ok(file.write_all_at(&bytes, at).context("Failed to write a spill file")?)).await?;
     }
-    spill.write_all_at(&bytes, at).context("Failed to write a spill file")?;
-    Ok(lengths)
-}
-
-/// Stores the split's object (each partition's pieces read back from the spill file and
-/// written one partition after another) and then its index, so that an index always names
-/// a complete object. A re-run of the task writes the same bytes under the same keys.
-async fn store_split(
-    services: &Services,
-    job: &JobRecord,
-    split: u32,
-    spill: Arc<File>,
-    pieces: Vec<Vec<(u64, u64)>>,
-) -> Result<(), RunError> {
     let mut runs = Vec::with_capacity(pieces.len());
     let mut start = 0u64;
     for partition in &pieces {
         let length: u64 = partition.iter().map(|&(_, length)| length).sum();
-        runs.push((start, length));
+        runs.push(if length > 0 { vec![(start, length)] } else { Vec::new() });
         start += length;
     }
     let run_of = move |partition: Vec<(u64, u64)>| {
@@ -414,15 +447,21 @@ async fn store_split(
             .await
         }
     };
-    let body =
-        futures_util::stream::iter(pieces.into_iter().filter(|partition| !partition.is_empty())).then(run_of).boxed();
-    let key = keys::split_rows(&job.tenant, &job.id, split);
-    services.storage.put_stream(&key, body, |_| Ok(())).await.map_err(|e| match e {
+    let body = futures_util::stream::iter(pieces.into_iter().filter(|partition| !partition.is_empty())).then(run_of);
+    put_stream(services, key, body.boxed()).await?;
+    std::fs::remove_file(&spill_path).with_context(|| format!("Failed to remove {}", spill_path.display()))?;
+    Ok(runs)
+}
+
+async fn put_stream(
+    services: &Services,
+    key: &ObjectKey,
+    body: futures_util::stream::BoxStream<'_, Result<Bytes, RunError>>,
+) -> Result<(), RunError> {
+    services.storage.put_stream(key, body, |_| Ok(())).await.map(drop).map_err(|e| match e {
         PutStreamError::Body(e) => e,
         PutStreamError::Store(e) => RunError::Other(e),
-    })?;
-    services.storage.put(&keys::split_index(&job.tenant, &job.id, split), chunk_file::encode_index(&runs)).await?;
-    Ok(())
+    })
 }
 
 /// One flush: the non-empty partition buffers, by partition, and the channel names and
