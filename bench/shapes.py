@@ -11,6 +11,7 @@ Writes, from `mta-gen`'s file of ROWS rows (generated if missing), under bench/d
              values, written by DuckDB
   strings    ISO 8601 string times, "true"/"false" flags, written by DuckDB
   csv        uncompressed CSV written by DuckDB (header, ISO 8601 times, 0/1 flags)
+  spark      Spark's defaults, written by pyarrow: INT96 times, row groups of about 128 MB
 
 then runs every (shape, tool) pair once per round, REPEAT rounds (default 3), the order of the
 pairs rotating by one each round, and reports per shape the median wall seconds, CPU seconds
@@ -24,6 +25,7 @@ Writes bench/results/shapes_<ROWS>.md; raw outputs go to bench/data/shapes_<ROWS
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
 import statistics
 import subprocess
@@ -35,7 +37,7 @@ BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 PY = BENCH / ".venv" / "bin" / "python"
 
-SHAPES = ("gen", "pyarrow", "duckdb", "epoch_ms", "strings", "csv")
+SHAPES = ("gen", "pyarrow", "duckdb", "epoch_ms", "strings", "csv", "spark")
 
 # DuckDB COPY statements, from the mta-gen file `src` into `dst`.
 DUCKDB_COPIES = {
@@ -88,10 +90,41 @@ def write_pyarrow(src: Path, dst: Path) -> None:
         writer.close()
 
 
+def write_spark(src: Path, dst: Path) -> None:
+    """Spark's default layout (`spark.sql.parquet.outputTimestampType` INT96, `parquet.block.size` 128 MB): as many
+    rows per group as fill about 128 MB of the source's compressed column chunks."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    source = pq.ParquetFile(src)
+    metadata = source.metadata
+    compressed = sum(
+        metadata.row_group(g).column(c).total_compressed_size
+        for g in range(metadata.num_row_groups)
+        for c in range(metadata.num_columns)
+    )
+    rows_per_group = max(1, int(metadata.num_rows * (128 << 20) / max(compressed, 1)))
+    with pq.ParquetWriter(dst, source.schema_arrow, use_deprecated_int96_timestamps=True) as writer:
+        pending: list[pa.RecordBatch] = []
+        rows = 0
+        for batch in source.iter_batches(batch_size=1 << 20):
+            pending.append(batch)
+            rows += batch.num_rows
+            if rows >= rows_per_group:
+                table = pa.Table.from_batches(pending)
+                writer.write_table(table.slice(0, rows_per_group), row_group_size=rows_per_group)
+                pending = table.slice(rows_per_group).to_batches()
+                rows -= rows_per_group
+        if pending:
+            writer.write_table(pa.Table.from_batches(pending), row_group_size=rows_per_group)
+
+
 def write_shape(shape: str, src: Path, dst: Path) -> None:
     tmp = dst.with_name(dst.name + ".tmp")
     if shape == "pyarrow":
         write_pyarrow(src, tmp)
+    elif shape == "spark":
+        write_spark(src, tmp)
     else:
         import duckdb
 
@@ -152,7 +185,13 @@ def main() -> int:
         path = gen if shape == "gen" else data / (f"{shape}.csv" if shape == "csv" else f"{shape}.parquet")
         if not path.exists():
             log(f"writing the {shape} shape to {path}")
-            write_shape(shape, gen, path)
+            # In a child process: a child's peak RSS starts from its parent's (Linux keeps the high-water mark
+            # across fork and exec), so the tools' figures would carry the writer's memory.
+            writer = multiprocessing.get_context("fork").Process(target=write_shape, args=(shape, gen, path))
+            writer.start()
+            writer.join()
+            if writer.exitcode != 0:
+                sys.exit(f"writing the {shape} shape failed")
         files[shape] = path
 
     pairs = [(shape, tool) for shape in shapes for tool in ("mta", "duckdb")]

@@ -1,9 +1,9 @@
 //! The same events in every column shape exports write to Parquet (flags as booleans, integers,
 //! floats and strings; values as floats, integers, decimals and strings, null, zero or negative on
-//! touches; times as timestamps of every unit, dates, epoch numbers and strings; user ids and
-//! channels as plain, large, view and dictionary strings, user ids as integers, a channel inside
-//! a struct; small and large row groups) give the result of the same rows written as CSV, byte for
-//! byte: Parquet rows go through the fast lane of `ingest/parquet.rs` wherever its columns allow,
+//! touches; times as timestamps of every unit, Spark's INT96, dates, epoch numbers and strings;
+//! user ids and channels as plain, large, view and dictionary strings, user ids as integers, a
+//! channel inside a struct; small and large row groups) give the result of the same rows written
+//! as CSV, byte for byte: Parquet rows go through the fast lane of `ingest/parquet.rs` wherever its columns allow,
 //! CSV rows through the per-row rules only. A bad row in any shape is reported as CSV reports it.
 
 use std::path::{Path, PathBuf};
@@ -99,6 +99,9 @@ enum Time {
     EpochFloat,
     Text,
     Date,
+    /// Spark's default (`spark.sql.parquet.outputTimestampType`): Julian day and nanoseconds
+    /// of the day in 12 bytes, written by parquet's column writers (Arrow's writer has none).
+    Int96,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -202,6 +205,7 @@ fn time_array(shape: Time, events: &[Event]) -> ArrayRef {
             _ => Some(time_text(i, e.second)),
         }))),
         Time::Date => Arc::new(Date32Array::from_iter(seconds().map(|s| s.map(|s| (s / 86_400) as i32)))),
+        Time::Int96 => unreachable!("written by `write_spark_shape`"),
     }
 }
 
@@ -282,6 +286,9 @@ fn channel_array(shape: Channel, events: &[Event]) -> ArrayRef {
 
 /// Writes the events in `shape` to `dir/events.parquet`.
 fn write_shape(dir: &Path, shape: &Shape, events: &[Event]) -> PathBuf {
+    if matches!(shape.time, Time::Int96) {
+        return write_spark_shape(dir, shape, events);
+    }
     let channel_name = match shape.channel {
         Channel::Nested => "ctx",
         _ => "channel",
@@ -307,6 +314,68 @@ fn write_shape(dir: &Path, shape: &Shape, events: &[Event]) -> PathBuf {
         let length = 1_500.min(batch.num_rows() - offset);
         writer.write(&batch.slice(offset, length)).unwrap();
         offset += length;
+    }
+    writer.close().unwrap();
+    path
+}
+
+/// The events as Spark writes them by default: strings, INT96 times, booleans and doubles, each
+/// column through parquet's own writer (definition level 0: null).
+fn write_spark_shape(dir: &Path, shape: &Shape, events: &[Event]) -> PathBuf {
+    use parquet::data_type::{BoolType, ByteArray, ByteArrayType, DoubleType, Int96, Int96Type};
+    assert!(matches!(
+        (shape.user, shape.flag, shape.value, shape.channel),
+        (User::Utf8, Flag::Bool, Value::Float, Channel::Utf8)
+    ));
+    let schema = "message spark_schema { optional binary user_id (STRING); optional binary channel (STRING); \
+                  optional int96 timestamp; optional boolean conversion; optional double conversion_value; }";
+    let schema = Arc::new(parquet::schema::parser::parse_message_type(schema).unwrap());
+    let path = dir.join("events.parquet");
+    let properties = Arc::new(parquet::file::properties::WriterProperties::builder().build());
+    let mut writer =
+        parquet::file::writer::SerializedFileWriter::new(std::fs::File::create(&path).unwrap(), schema, properties)
+            .unwrap();
+    // Definition levels and the non-null values of one column.
+    fn present<T>(cells: impl Iterator<Item = Option<T>>) -> (Vec<i16>, Vec<T>) {
+        let (mut levels, mut values) = (Vec::new(), Vec::new());
+        for cell in cells {
+            levels.push(i16::from(cell.is_some()));
+            values.extend(cell);
+        }
+        (levels, values)
+    }
+    const JULIAN_DAY_OF_EPOCH: i64 = 2_440_588;
+    let int96 = |second: i64| {
+        let nanos = second.rem_euclid(86_400) * 1_000_000_000;
+        let mut time = Int96::new();
+        time.set_data(nanos as u32, (nanos >> 32) as u32, (second.div_euclid(86_400) + JULIAN_DAY_OF_EPOCH) as u32);
+        time
+    };
+    let text = |text: Option<String>| text.map(|t| ByteArray::from(t.as_str()));
+    for group in events.chunks(shape.group_rows) {
+        let mut row_group = writer.next_row_group().unwrap();
+        let users = present(group.iter().map(|e| text(user_text(e, true))));
+        let channels = present(
+            group.iter().map(|e| text(e.channel.map(|c| if e.pad_channel { format!(" {c} ") } else { c.to_owned() }))),
+        );
+        let times = present(group.iter().map(|e| (e.bad != Some(Bad::NullTime)).then(|| int96(e.second))));
+        let flags = present(group.iter().map(|e| e.flag));
+        let values = present(group.iter().map(|e| value_of(e, shape.touch_value).map(|v| v as f64)));
+        for (levels, values) in [users, channels] {
+            let mut column = row_group.next_column().unwrap().unwrap();
+            column.typed::<ByteArrayType>().write_batch(&values, Some(&levels), None).unwrap();
+            column.close().unwrap();
+        }
+        let mut column = row_group.next_column().unwrap().unwrap();
+        column.typed::<Int96Type>().write_batch(&times.1, Some(&times.0), None).unwrap();
+        column.close().unwrap();
+        let mut column = row_group.next_column().unwrap().unwrap();
+        column.typed::<BoolType>().write_batch(&flags.1, Some(&flags.0), None).unwrap();
+        column.close().unwrap();
+        let mut column = row_group.next_column().unwrap().unwrap();
+        column.typed::<DoubleType>().write_batch(&values.1, Some(&values.0), None).unwrap();
+        column.close().unwrap();
+        row_group.close().unwrap();
     }
     writer.close().unwrap();
     path
@@ -373,6 +442,8 @@ fn shapes() -> Vec<Shape> {
         shape(U::Utf8, T::EpochInt32, F::Int32, V::Float, TV::Zero, C::Utf8, 1 << 20),
         shape(U::Utf8, T::EpochFloat, F::Bool, V::Float, TV::Null, C::Large, 700),
         shape(U::View, T::Seconds, F::Int64, V::Int64, TV::Zero, C::View, 250),
+        // Spark's default layout: INT96 times.
+        shape(U::Utf8, T::Int96, F::Bool, V::Float, TV::Null, C::Utf8, 1_000),
     ]
 }
 
