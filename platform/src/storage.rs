@@ -162,6 +162,14 @@ impl Storage {
 
     /// Byte `ranges` of the object, in order (the store may join near ones into one request).
     pub async fn get_ranges(&self, key: &Key, ranges: &[Range<u64>]) -> anyhow::Result<Vec<Bytes>> {
+        // The local store makes each range's buffer before it reads: one past the file's end
+        // (a damaged index) is refused here rather than allocated.
+        if let Some(path) = self.local_path(key) {
+            let size = tokio::fs::metadata(&path).await.with_context(|| format!("Failed to read {key}"))?.len();
+            if let Some(range) = ranges.iter().find(|range| range.start > range.end || range.end > size) {
+                bail!("Failed to read {key}: bytes {}..{} are not within its {size}", range.start, range.end);
+            }
+        }
         self.store.get_ranges(key, ranges).await.with_context(|| format!("Failed to read {key}"))
     }
 
@@ -534,6 +542,21 @@ mod tests {
         let mut expected = vec![other.to_string(), format!("{other}#3")];
         expected.sort();
         assert_eq!(left, expected);
+    }
+
+    #[tokio::test]
+    async fn ranges_of_a_local_object_are_read_in_order_and_one_past_its_end_is_refused() {
+        let root = tempfile::tempdir().unwrap();
+        let storage = Storage::open(&format!("file://{}", root.path().display())).unwrap();
+        let (tenant, job): (Tenant, JobId) = ("acme".parse().unwrap(), JobId::random());
+        let key = keys::split_rows(&tenant, &job, 0);
+        storage.put(&key, Bytes::from_static(b"0123456789")).await.unwrap();
+        let read = storage.get_ranges(&key, &[6..10, 0..2, 3..3]).await.unwrap();
+        assert_eq!(read, [&b"6789"[..], b"01", b""]);
+        for damaged in [8..11, 0..u64::MAX, Range { start: 5, end: 4 }] {
+            let error = storage.get_ranges(&key, &[0..2, damaged]).await.unwrap_err().to_string();
+            assert!(error.contains("s0000.rows") && error.contains("within its 10"), "{error}");
+        }
     }
 
     fn walk(dir: &Path) -> Vec<PathBuf> {

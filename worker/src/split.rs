@@ -375,12 +375,31 @@ fn encode_batch(batch: Batch) -> Encoded {
     Encoded { bytes: Bytes::from(bytes), lengths }
 }
 
+/// Where each partition's pieces are in a split's object (or its spill file), as batches
+/// are placed one after another.
+struct Placement {
+    pieces: Vec<Vec<(u64, u64)>>,
+    written: u64,
+}
+
+impl Placement {
+    fn new(partitions: u32) -> Placement {
+        Placement { pieces: vec![Vec::new(); partitions as usize], written: 0 }
+    }
+
+    /// Places a batch's pieces after the ones before; returns where the batch starts.
+    fn place(&mut self, lengths: Vec<(u32, u64)>) -> u64 {
+        let start = self.written;
+        for (partition, length) in lengths {
+            self.pieces[partition as usize].push((self.written, length));
+            self.written += length;
+        }
+        start
+    }
+}
+
 /// Stores the encoded batches as the split's object and returns each partition's pieces in
-/// it. On the local store, each batch is appended to the object as it comes (a piece per
-/// partition and flush: a piece costs one read of a local file). Elsewhere, batches are
-/// spilled to a file in `scratch` first and each partition's pieces then stored together,
-/// so that an attribute task makes one ranged request per split, not one per flush. Either
-/// way a re-run of the task writes the same bytes under the same key.
+/// it. Either way a re-run of the task writes the same bytes under the same key.
 async fn store_pieces(
     services: &Services,
     key: &ObjectKey,
@@ -388,27 +407,42 @@ async fn store_pieces(
     partitions: u32,
     scratch: &Path,
 ) -> Result<Vec<Vec<(u64, u64)>>, RunError> {
-    let mut pieces: Vec<Vec<(u64, u64)>> = vec![Vec::new(); partitions as usize];
-    let mut written = 0u64;
-    // Places a batch's pieces after the ones before; returns where the batch starts.
-    let mut place = |lengths: Vec<(u32, u64)>| {
-        let start = written;
-        for (partition, length) in lengths {
-            pieces[partition as usize].push((written, length));
-            written += length;
-        }
-        start
-    };
     if services.storage.local_path(key).is_some() {
-        let body = encoded.map(|batch| {
-            batch.map(|Encoded { bytes, lengths }| {
-                place(lengths);
-                bytes
-            })
-        });
-        put_stream(services, key, body.boxed()).await?;
-        return Ok(pieces);
+        append_as_read(services, key, encoded, partitions).await
+    } else {
+        spill_then_join(services, key, encoded, partitions, scratch).await
     }
+}
+
+/// On the local store: each batch appended to the object as it comes (a piece per partition
+/// and flush: a piece costs one read of a local file).
+async fn append_as_read(
+    services: &Services,
+    key: &ObjectKey,
+    encoded: impl futures_util::Stream<Item = Result<Encoded, RunError>> + Send,
+    partitions: u32,
+) -> Result<Vec<Vec<(u64, u64)>>, RunError> {
+    let mut placement = Placement::new(partitions);
+    let body = encoded.map(|batch| {
+        batch.map(|Encoded { bytes, lengths }| {
+            placement.place(lengths);
+            bytes
+        })
+    });
+    put_stream(services, key, body.boxed()).await?;
+    Ok(placement.pieces)
+}
+
+/// Elsewhere: batches spilled to a file in `scratch` first and each partition's pieces then
+/// stored together, so that an attribute task makes one ranged request per split, not one
+/// per flush.
+async fn spill_then_join(
+    services: &Services,
+    key: &ObjectKey,
+    encoded: impl futures_util::Stream<Item = Result<Encoded, RunError>> + Send,
+    partitions: u32,
+    scratch: &Path,
+) -> Result<Vec<Vec<(u64, u64)>>, RunError> {
     let spill_path = scratch.join("partitions.spill");
     let spill = Arc::new(
         File::options()
@@ -418,15 +452,16 @@ async fn store_pieces(
             .open(&spill_path)
             .with_context(|| format!("Failed to create {}", spill_path.display()))?,
     );
+    let mut placement = Placement::new(partitions);
     let mut encoded = std::pin::pin!(encoded);
     while let Some(batch) = encoded.next().await {
         let Encoded { bytes, lengths } = batch?;
-        let (file, at) = (Arc::clone(&spill), place(lengths));
+        let (file, at) = (Arc::clone(&spill), placement.place(lengths));
         compute(move || Ok(file.write_all_at(&bytes, at).context("Failed to write a spill file")?)).await?;
     }
-    let mut runs = Vec::with_capacity(pieces.len());
+    let mut runs = Vec::with_capacity(placement.pieces.len());
     let mut start = 0u64;
-    for partition in &pieces {
+    for partition in &placement.pieces {
         let length: u64 = partition.iter().map(|&(_, length)| length).sum();
         runs.push(if length > 0 { vec![(start, length)] } else { Vec::new() });
         start += length;
@@ -447,12 +482,13 @@ async fn store_pieces(
             .await
         }
     };
-    let body = futures_util::stream::iter(pieces.into_iter().filter(|partition| !partition.is_empty())).then(run_of);
-    put_stream(services, key, body.boxed()).await?;
+    let partitions = placement.pieces.into_iter().filter(|partition| !partition.is_empty());
+    put_stream(services, key, futures_util::stream::iter(partitions).then(run_of).boxed()).await?;
     std::fs::remove_file(&spill_path).with_context(|| format!("Failed to remove {}", spill_path.display()))?;
     Ok(runs)
 }
 
+/// The store's streamed put, its errors as a run's.
 async fn put_stream(
     services: &Services,
     key: &ObjectKey,
