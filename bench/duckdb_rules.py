@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """DuckDB baseline for the `mta` benchmark: the five rule-based attribution models in SQL.
 
-Reads an event-level Parquet or CSV file (columns user_id, timestamp, channel, conversion,
+Reads an event-level Parquet, CSV or NDJSON file (columns user_id, timestamp, channel, conversion,
 conversion_value) and computes first_touch, last_touch, linear, position_based (0.4/0.2/0.4)
 and time_decay (half-life 7 days) per channel, following DESIGN.md 2.4:
 
@@ -132,11 +132,17 @@ def events_sql(con: duckdb.DuckDBPyConnection, path: str) -> dict[str, str]:
     """The parts of the `events` CTE for this file's column types, read as `mta` reads them:
     any timestamp type or date; epoch numbers in seconds, milliseconds or microseconds by
     magnitude (as `mta` decides per value); ISO 8601 strings; flags as booleans, numbers (0/1)
-    or words. CSV has no `file_row_number`: rows are numbered in file order by a window over
-    an order-preserving scan."""
+    or words. CSV and NDJSON have no `file_row_number`: rows are numbered in file order by a
+    window over an order-preserving scan."""
     csv = path.endswith((".csv", ".csv.gz"))
+    ndjson = path.endswith((".ndjson", ".jsonl"))
     path = path.replace("'", "''")
-    source = f"read_csv('{path}', header = true)" if csv else f"read_parquet('{path}', file_row_number = true)"
+    if csv:
+        source = f"read_csv('{path}', header = true)"
+    elif ndjson:
+        source = f"read_json('{path}', format = 'newline_delimited')"
+    else:
+        source = f"read_parquet('{path}', file_row_number = true)"
     types = {name: kind.upper() for name, kind, *_ in con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()}
     ts, flag = types["timestamp"], types["conversion"]
     if ts.startswith(("TIMESTAMP", "DATE")):
@@ -154,13 +160,13 @@ def events_sql(con: duckdb.DuckDBPyConnection, path: str) -> dict[str, str]:
         conversion = "lower(trim(conversion)) IN ('1', 'true', 't', 'yes', 'y', '1.0')"
     else:
         conversion = "conversion <> 0"
-    row_no = "row_number() OVER ()" if csv else "file_row_number"
+    row_no = "row_number() OVER ()" if csv or ndjson else "file_row_number"
     return {"source": source, "ts_us": ts_us, "conversion": conversion, "row_no": row_no}
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("input", help="event-level Parquet or CSV file")
+    parser.add_argument("input", help="event-level Parquet, CSV (.csv, .csv.gz) or NDJSON (.ndjson, .jsonl) file")
     parser.add_argument("output", help="JSON file to write")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--memory-limit", default="4GB")

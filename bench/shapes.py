@@ -12,6 +12,8 @@ Writes, from `mta-gen`'s file of ROWS rows (generated if missing), under bench/d
   strings    ISO 8601 string times, "true"/"false" flags, written by DuckDB
   csv        uncompressed CSV written by DuckDB (header, ISO 8601 times, 0/1 flags)
   spark      Spark's defaults, written by pyarrow: INT96 times, row groups of about 128 MB
+  csv_gz     the csv shape, gzip-compressed by DuckDB (one stream: read by one thread)
+  ndjson     newline-delimited JSON written by DuckDB (ISO 8601 times, boolean flags)
 
 then runs every (shape, tool) pair once per round, REPEAT rounds (default 3), the order of the
 pairs rotating by one each round, and reports per shape the median wall seconds, CPU seconds
@@ -37,7 +39,9 @@ BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 PY = BENCH / ".venv" / "bin" / "python"
 
-SHAPES = ("gen", "pyarrow", "duckdb", "epoch_ms", "strings", "csv", "spark")
+SHAPES = ("gen", "pyarrow", "duckdb", "epoch_ms", "strings", "csv", "spark", "csv_gz", "ndjson")
+# The file name of each shape that is not Parquet.
+EXTENSIONS = {"csv": "csv", "csv_gz": "csv.gz", "ndjson": "ndjson"}
 
 # DuckDB COPY statements, from the mta-gen file `src` into `dst`.
 DUCKDB_COPIES = {
@@ -57,6 +61,15 @@ DUCKDB_COPIES = {
         "COPY (SELECT user_id, strftime(timestamp, '%Y-%m-%dT%H:%M:%SZ') AS timestamp, channel, "
         "CAST(conversion AS INTEGER) AS conversion, conversion_value FROM '{src}') "
         "TO '{dst}' (FORMAT csv, HEADER true)"
+    ),
+    "csv_gz": (
+        "COPY (SELECT user_id, strftime(timestamp, '%Y-%m-%dT%H:%M:%SZ') AS timestamp, channel, "
+        "CAST(conversion AS INTEGER) AS conversion, conversion_value FROM '{src}') "
+        "TO '{dst}' (FORMAT csv, HEADER true, COMPRESSION gzip)"
+    ),
+    "ndjson": (
+        "COPY (SELECT user_id, strftime(timestamp, '%Y-%m-%dT%H:%M:%SZ') AS timestamp, channel, "
+        "conversion, conversion_value FROM '{src}') TO '{dst}' (FORMAT json)"
     ),
 }
 
@@ -182,7 +195,7 @@ def main() -> int:
         subprocess.run([str(ROOT / "target" / "release" / "mta-gen"), "--rows", str(args.rows), "--out", str(gen)], check=True)
     files = {}
     for shape in shapes:
-        path = gen if shape == "gen" else data / (f"{shape}.csv" if shape == "csv" else f"{shape}.parquet")
+        path = gen if shape == "gen" else data / f"{shape}.{EXTENSIONS.get(shape, 'parquet')}"
         if not path.exists():
             log(f"writing the {shape} shape to {path}")
             # In a child process: a child's peak RSS starts from its parent's (Linux keeps the high-water mark
