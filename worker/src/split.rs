@@ -270,8 +270,8 @@ struct Share {
 }
 
 /// Reads this split's share of the input on a blocking thread while this task encodes the
-/// batches of partition buffers it hands over, stores them (`store_pieces`) and records the
-/// rows read so far; then stores the split's pieces index.
+/// batches of partition buffers it hands over, stores them as the split's object and
+/// records the rows read so far; then stores the split's pieces index.
 async fn read_and_store(
     services: &Services,
     job: &JobRecord,
@@ -323,8 +323,16 @@ async fn read_and_store(
         };
         Some((encoded, received))
     });
+    // The split's object, and each partition's pieces in it; either way a re-run of the task
+    // writes the same bytes under the same key.
     let rows_key = keys::split_rows(&job.tenant, &job.id, split);
-    let store = store_pieces(services, &rows_key, encoded, partitions, scratch);
+    let store = async {
+        if services.storage.local_path(&rows_key).is_some() {
+            append_as_read(services, &rows_key, encoded, partitions).await
+        } else {
+            spill_then_join(services, &rows_key, encoded, partitions, scratch).await
+        }
+    };
     let (read, pieces, ()) = tokio::try_join!(reader, store, record_rows(services, job, split, rows))?;
     stop.check()?;
     services.storage.put(&keys::split_pieces(&job.tenant, &job.id, split), chunk_file::encode_pieces(&pieces)).await?;
@@ -395,22 +403,6 @@ impl Placement {
             self.written += length;
         }
         start
-    }
-}
-
-/// Stores the encoded batches as the split's object and returns each partition's pieces in
-/// it. Either way a re-run of the task writes the same bytes under the same key.
-async fn store_pieces(
-    services: &Services,
-    key: &ObjectKey,
-    encoded: impl futures_util::Stream<Item = Result<Encoded, RunError>> + Send,
-    partitions: u32,
-    scratch: &Path,
-) -> Result<Vec<Vec<(u64, u64)>>, RunError> {
-    if services.storage.local_path(key).is_some() {
-        append_as_read(services, key, encoded, partitions).await
-    } else {
-        spill_then_join(services, key, encoded, partitions, scratch).await
     }
 }
 
