@@ -140,11 +140,26 @@ pub fn encode(rows: Segment<'_>, channels: &ChannelDict, segments: &ChannelDict)
     out
 }
 
+/// The bytes [`append_to_run`] appends for `rows`: the chunk file and its length.
+pub fn run_bytes(rows: Segment<'_>, channels: &ChannelDict, segments: &ChannelDict) -> usize {
+    8 + file_bytes(rows, channels, segments)
+}
+
+/// The bytes of the chunk file of `rows`.
+fn file_bytes(rows: Segment<'_>, channels: &ChannelDict, segments: &ChannelDict) -> usize {
+    let names_bytes = |names: &[String]| 4 + names.iter().map(|name| 4 + name.len()).sum::<usize>();
+    HEADER_BYTES + names_bytes(channels.names()) + names_bytes(segment_values(rows, segments)) + rows.stored_bytes()
+}
+
+/// The segment values a chunk file lists: only when its rows carry segment ids.
+fn segment_values<'d>(rows: Segment<'_>, segments: &'d ChannelDict) -> &'d [String] {
+    if rows.has_segment_ids() { segments.names() } else { &[] }
+}
+
 /// Appends the chunk file of `rows` to `out`.
 fn write_file(out: &mut Vec<u8>, rows: Segment<'_>, channels: &ChannelDict, segments: &ChannelDict) {
-    let segment_values = if rows.has_segment_ids() { segments.names() } else { &[] };
-    let names_bytes = |names: &[String]| 4 + names.iter().map(|name| 4 + name.len()).sum::<usize>();
-    out.reserve(HEADER_BYTES + names_bytes(channels.names()) + names_bytes(segment_values) + rows.stored_bytes());
+    let segment_values = segment_values(rows, segments);
+    out.reserve(file_bytes(rows, channels, segments));
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&VERSION.to_le_bytes());
     let flags = if rows.keeps_identity() { KEEPS_IDENTITY } else { 0 };
@@ -412,7 +427,9 @@ mod tests {
         assert!(decode_pieces("s", &past_the_end, 16).is_err());
         assert!(decode_index_entry("s0003.index", &older_index[..15]).unwrap_err().to_string().contains("s0003.index"));
         let mut cut_run = Vec::new();
-        append_to_run(&mut cut_run, shifted(0, &flushes[0]).segment(), &flushes[0].channels, &flushes[0].segments);
+        let rows = shifted(0, &flushes[0]);
+        append_to_run(&mut cut_run, rows.segment(), &flushes[0].channels, &flushes[0].segments);
+        assert_eq!(cut_run.len(), run_bytes(rows.segment(), &flushes[0].channels, &flushes[0].segments));
         let cut_run = Bytes::from(cut_run);
         for cut in [1, 7, 9, cut_run.len() - 1] {
             let error = decode_run_into("s0003.rows", cut_run.slice(..cut), &mut EventChunk::default()).unwrap_err();

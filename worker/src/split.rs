@@ -373,7 +373,8 @@ struct Encoded {
 fn encode_batch(batch: Batch) -> Encoded {
     let Batch { dictionaries, buffers } = batch;
     let (channels, segments) = &*dictionaries;
-    let mut bytes = Vec::with_capacity(buffers.iter().map(|(_, rows)| rows.segment().stored_bytes() + 64).sum());
+    let size = buffers.iter().map(|(_, rows)| chunk_file::run_bytes(rows.segment(), channels, segments)).sum();
+    let mut bytes = Vec::with_capacity(size);
     let mut lengths = Vec::with_capacity(buffers.len());
     for (partition, rows) in buffers {
         let before = bytes.len();
