@@ -2,9 +2,11 @@
 
 use std::io::Write;
 
+use crate::service::assert_same_result;
+use crate::service_support::sorted;
 use crate::support::{
     EVENTS, assert_close, attribute, attribute_json, attribute_peak_memory, credit, events_over_channels, failure,
-    inflating, sample, workdir, write, write_batch,
+    inflating, mta, sample, workdir, write, write_batch,
 };
 
 #[test]
@@ -89,6 +91,105 @@ fn csv_gzip_ndjson_and_parquet_inputs_give_the_same_result() {
     let parquet = dir.path().join("e.parquet");
     write_events_parquet(&parquet, EVENTS);
     assert_eq!(attribute_json(&parquet, &[])["models"], csv["models"]);
+}
+
+/// An NDJSON file past twice the size from which `mta attribute` cuts text into byte ranges
+/// (16 MiB, two decoding threads): 36,000 lines of ~1 kB, with blank lines and `\r\n` ends.
+/// `line(i)` gives line i's fields beyond user, time, channel and conversion.
+fn large_ndjson(line: impl Fn(usize) -> String) -> String {
+    let pad = "x".repeat(960);
+    let mut text = String::new();
+    for i in 0..36_000 {
+        let conversion = u8::from(i % 9 == 8);
+        text.push_str(&format!(
+            "{{\"user_id\":\"u{}\",\"timestamp\":\"2026-{:02}-{:02}T{:02}:00:00Z\",\"channel\":\"c{}\",\"conversion\":{conversion}{},\"note\":\"{pad}\"}}",
+            i % 4000,
+            i / 4000 % 12 + 1,
+            i % 28 + 1,
+            i % 24,
+            i % 7,
+            line(i),
+        ));
+        text.push_str(if i % 3 == 0 { "\r\n" } else { "\n" });
+        if i % 5000 == 0 {
+            text.push_str("\n  \n");
+        }
+    }
+    text
+}
+
+/// `mta attribute` on `text` as plain NDJSON (read in byte ranges by two threads) and gzipped
+/// (read whole by one): exit code, result and standard error (the file's name left out) of each.
+fn plain_and_gzipped(text: &str) -> [(Option<i32>, Option<serde_json::Value>, String); 2] {
+    let dir = workdir();
+    let plain = write(dir.path(), "e.ndjson", text);
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(text.as_bytes()).unwrap();
+    let gzipped = write(dir.path(), "e.ndjson.gz", gz.finish().unwrap());
+    [plain, gzipped].map(|file| {
+        let output = mta().env("RAYON_NUM_THREADS", "2").arg("attribute").arg(&file).output().expect("run mta");
+        let result = serde_json::from_slice(&output.stdout).ok().map(sorted);
+        (
+            output.status.code(),
+            result,
+            String::from_utf8_lossy(&output.stderr).replace(&file.display().to_string(), "FILE"),
+        )
+    })
+}
+
+/// Two runs' results agree: sums may add in another order across threads, so floats to 1e-9,
+/// everything else exactly.
+fn assert_same_run(
+    got: &(Option<i32>, Option<serde_json::Value>, String),
+    want: &(Option<i32>, Option<serde_json::Value>, String),
+) {
+    assert_eq!((got.0, &got.2), (want.0, &want.2));
+    match (&got.1, &want.1) {
+        (Some(got), Some(want)) => assert_same_result(got, want, "result"),
+        (got, want) => assert_eq!(got, want),
+    }
+}
+
+#[test]
+fn ndjson_read_in_byte_ranges_gives_what_it_gives_read_whole() {
+    let values = |i: usize| if i % 9 == 8 { format!(",\"value\":{}.25", i % 100) } else { String::new() };
+    let [ranges, whole] = plain_and_gzipped(&large_ndjson(values));
+    assert_eq!(ranges.0, Some(0), "{}", ranges.2);
+    let with_values = ranges.1.clone().unwrap();
+    assert_eq!(with_values["summary"]["rows"], 36_000, "{with_values}");
+    assert_eq!(with_values["summary"]["conversion_value"], 199_000.0, "{with_values}");
+    assert_same_run(&ranges, &whole);
+
+    // `value` is the value column until a line past the first thousand (in the first range) holds
+    // `conversion_value`, which names it better: from there on `value` is not read. A byte range
+    // after that line, read with the first lines' names alone, would read it: the ranges are
+    // given up and the file read whole.
+    let renamed = |i: usize| match i {
+        10_000 => ",\"conversion_value\":1".to_owned(),
+        _ => values(i),
+    };
+    let [ranges, whole] = plain_and_gzipped(&large_ndjson(renamed));
+    assert_eq!(ranges.0, Some(0), "{}", ranges.2);
+    assert_same_run(&ranges, &whole);
+    let renamed = ranges.1.unwrap();
+    assert!(
+        renamed["summary"]["conversion_value"].as_f64() < with_values["summary"]["conversion_value"].as_f64(),
+        "{renamed}"
+    );
+
+    // Bad lines in both ranges are reported together, in line order, as when read whole.
+    let broken = |i: usize| match i {
+        100 | 30_000 => ",\"conversion\":\"maybe\"".to_owned(),
+        31_000 => ",]".to_owned(),
+        _ => values(i),
+    };
+    let [ranges, whole] = plain_and_gzipped(&large_ndjson(broken));
+    assert_eq!(ranges.0, Some(1), "{}", ranges.2);
+    assert_same_run(&ranges, &whole);
+    // Line numbers count blank lines: two after every 5,000th.
+    for line in ["row 103", "row 30013", "row 31015"] {
+        assert!(ranges.2.contains(line), "{line}: {}", ranges.2);
+    }
 }
 
 /// One event row for [`write_typed_parquet`]: user, epoch micros, channel, conversion, value.

@@ -18,7 +18,7 @@ use mta_core::ingest::{Block, InputSpec};
 use mta_core::markov::SolveBudget;
 use mta_core::spend::SpendLimits;
 use mta_core::{AttributionError, AttributionResult, ErrorCode, InputKind, Options, OptionsSpec, Partial};
-use mta_platform::input::{CsvRange, Source, read_cost_table};
+use mta_platform::input::{CsvRange, NdjsonRanges, Source, read_cost_table};
 use mta_platform::run_error::RunError;
 use rayon::prelude::*;
 
@@ -80,14 +80,27 @@ pub fn attribute_file(request: &AttributeRequest) -> Result<AttributionResult, R
 
 fn attribute_events_file(request: &AttributeRequest) -> Result<AttributionResult, RunError> {
     let source = Source::open(&request.input, request.spec.format)?;
+    let plan = DecodePlan::new(&source, &request.spec)?;
+    match attribute_as_planned(request, &source, &plan)? {
+        Some(result) => Ok(result),
+        // NDJSON ranges that could not be read apart: read whole, afresh.
+        None => Ok(attribute_as_planned(request, &source, &DecodePlan::Whole)?.expect("a whole input is read whole")),
+    }
+}
+
+/// Attributes the input decoded as `plan` says; `None` when NDJSON ranges could not be read
+/// apart (see [`DecodePlan`]).
+fn attribute_as_planned(
+    request: &AttributeRequest,
+    source: &Source,
+    plan: &DecodePlan,
+) -> Result<Option<AttributionResult>, RunError> {
     let partitions = request.partitions.unwrap_or_else(|| plan_partitions(source.estimated_rows()));
     let spill_dir = tempfile::Builder::new()
         .prefix("mta-partitions-")
         .tempdir()
         .context("Failed to create a temporary directory")?;
     let keep_row_identity = request.credits.is_some();
-    let plan = DecodePlan::new(&source, &request.spec)?;
-    let writers = plan.threads();
     let run = Run {
         request,
         store: PartitionStore::new(
@@ -95,14 +108,14 @@ fn attribute_events_file(request: &AttributeRequest) -> Result<AttributionResult
             partitions,
             keep_row_identity,
             request.memory_budget_bytes,
-            writers,
+            plan.threads(),
         ),
         channels: Arc::new(Mutex::new(ChannelDict::default())),
         segments: Mutex::new(ChannelDict::default()),
         progress: Progress::new(request.verbose),
     };
     let started = std::time::Instant::now();
-    let decoded = run.decode(&source, &plan)?;
+    let Some(decoded) = run.decode(source, plan)? else { return Ok(None) };
     run.progress.stage("decoded and partitioned", started);
     let options = decoded.options;
     let budget = SolveBudget { max_channels: request.spec.limits.markov_max_channels, ..SolveBudget::default() };
@@ -127,25 +140,27 @@ fn attribute_events_file(request: &AttributeRequest) -> Result<AttributionResult
             let partial = decoded.path_partial.expect("a paths input yields a partial");
             let result = partial.finish_within(&options, &budget)?;
             if let Some(path) = &request.credits {
-                run.export_path_credits(path, &source, &options, &result)?;
+                run.export_path_credits(path, source, &options, &result)?;
             }
             result
         }
     };
     run.progress.done();
-    Ok(result)
+    Ok(Some(result))
 }
 
-/// A CSV file is cut into byte ranges for the decoding threads only from this size on each:
+/// A text file is cut into byte ranges for the decoding threads only from this size on each:
 /// below it, the planning scan costs more than the second thread saves.
-const CSV_RANGE_BYTES: u64 = 16 << 20;
+const TEXT_RANGE_BYTES: u64 = 16 << 20;
 
 /// How the input is decoded: Parquet row groups by every core at once, uncompressed CSV in
-/// byte ranges by every core at once (cut at record boundaries, `plan_csv_ranges`), other
-/// text by one thread.
+/// byte ranges by every core at once (cut at record boundaries, `plan_csv_ranges`), so is
+/// uncompressed NDJSON (cut at line ends) unless a line holds a key its first lines do not,
+/// other text by one thread.
 enum DecodePlan {
     RowGroups { threads: usize, row_groups: usize },
     CsvRanges(Vec<CsvRange>),
+    NdjsonRanges(NdjsonRanges),
     Whole,
 }
 
@@ -156,9 +171,12 @@ impl DecodePlan {
             Source::Parquet { row_groups, .. } => {
                 DecodePlan::RowGroups { threads: cores.min(*row_groups).max(1), row_groups: *row_groups }
             }
-            Source::Text { .. } => match source.csv_ranges(spec, CSV_RANGE_BYTES, cores)? {
+            Source::Text { .. } => match source.csv_ranges(spec, TEXT_RANGE_BYTES, cores)? {
                 Some(ranges) => DecodePlan::CsvRanges(ranges),
-                None => DecodePlan::Whole,
+                None => match source.ndjson_ranges(spec, TEXT_RANGE_BYTES, cores)? {
+                    Some(ranges) => DecodePlan::NdjsonRanges(ranges),
+                    None => DecodePlan::Whole,
+                },
             },
         })
     }
@@ -167,6 +185,7 @@ impl DecodePlan {
         match self {
             DecodePlan::RowGroups { threads, .. } => *threads,
             DecodePlan::CsvRanges(ranges) => ranges.len(),
+            DecodePlan::NdjsonRanges(ranges) => ranges.ranges.len(),
             DecodePlan::Whole => 1,
         }
     }
@@ -257,7 +276,8 @@ impl Run<'_> {
         Ok(map)
     }
 
-    fn decode(&self, source: &Source, plan: &DecodePlan) -> Result<Decoded, RunError> {
+    /// Decodes and partitions the input; `None` when NDJSON ranges could not be read apart.
+    fn decode(&self, source: &Source, plan: &DecodePlan) -> Result<Option<Decoded>, RunError> {
         let spec = self.spec();
         // Writers are made in input order, before the threads start: a partition's rows are
         // read back writer by writer, so they keep the file's order whichever thread ends first.
@@ -267,6 +287,7 @@ impl Run<'_> {
             .enumerate()
             .map(|(t, mut collector)| {
                 let sink = |block| collector.take(block);
+                let mut read_apart = true;
                 match plan {
                     DecodePlan::RowGroups { threads, row_groups } => {
                         // Contiguous ranges keep each user's rows in file order within a partition,
@@ -275,12 +296,20 @@ impl Run<'_> {
                         read_source(source, &spec, Some(&groups), sink)?;
                     }
                     DecodePlan::CsvRanges(ranges) => source.read_csv_range(&spec, &ranges[t], sink)?,
+                    DecodePlan::NdjsonRanges(ranges) => {
+                        read_apart = source.read_ndjson_range(&spec, ranges, t, sink)?
+                    }
                     DecodePlan::Whole => read_source(source, &spec, None, sink)?,
                 }
-                Ok(collector)
+                Ok((collector, read_apart))
             })
-            .collect::<Vec<Result<Collector, RunError>>>();
-        let mut collectors = either_all_or_every_problem(results)?;
+            .collect::<Vec<Result<(Collector, bool), RunError>>>();
+        // Before the problems: a range that stopped early did not report those of its later lines.
+        if results.iter().any(|result| matches!(result, Ok((_, false)))) {
+            return Ok(None);
+        }
+        let mut collectors: Vec<Collector> =
+            either_all_or_every_problem(results)?.into_iter().map(|(collector, _)| collector).collect();
         let Some(options) = collectors.iter().find_map(|c| c.options.clone()) else {
             return Err(AttributionError::new(ErrorCode::EmptyInput, "the input has no data rows").into());
         };
@@ -291,7 +320,7 @@ impl Run<'_> {
             }
             collector.writer.finish();
         }
-        Ok(Decoded { kind: options.kind, options, path_partial })
+        Ok(Some(Decoded { kind: options.kind, options, path_partial }))
     }
 
     fn attribute_partitions(&self, channels: &ChannelOrder, options: &Options) -> Result<Partial, RunError> {
@@ -445,21 +474,21 @@ impl ChannelOrder {
     }
 }
 
-/// The collectors of every decoding thread, or the error: the problems that threads found
-/// in their parts of the input are reported together, in row order.
-fn either_all_or_every_problem(results: Vec<Result<Collector<'_>, RunError>>) -> Result<Vec<Collector<'_>>, RunError> {
-    let mut collectors = Vec::with_capacity(results.len());
+/// What every decoding thread returned, or the error: the problems that threads found in
+/// their parts of the input are reported together, in row order.
+fn either_all_or_every_problem<T>(results: Vec<Result<T, RunError>>) -> Result<Vec<T>, RunError> {
+    let mut returned = Vec::with_capacity(results.len());
     let mut problems = Vec::new();
     for result in results {
         match result {
-            Ok(collector) => collectors.push(collector),
+            Ok(value) => returned.push(value),
             Err(RunError::Input(error)) => problems.push(error),
             Err(other) => return Err(other),
         }
     }
     match Problems::combine(problems) {
         Some(error) => Err(error.into()),
-        None => Ok(collectors),
+        None => Ok(returned),
     }
 }
 

@@ -5,6 +5,8 @@
 //! from (a local file, object storage) is the caller's business.
 
 mod columns;
+mod json_line;
+mod ndjson;
 mod parquet;
 mod rows;
 mod text;
@@ -14,12 +16,13 @@ use std::io::{BufRead, BufReader, Read};
 
 pub(crate) use columns::listed;
 pub use columns::{Canonical, ColumnMapping, MAX_BREAKDOWN_LEVELS, MAX_COLUMN_NAME_BYTES};
+pub use ndjson::{ndjson_header, read_ndjson, read_ndjson_range};
 pub(crate) use parquet::parquet_rows;
 pub use parquet::{ParquetLayout, parquet_layout, read_parquet};
 pub use rows::{MAX_CHANNEL_NAME_BYTES, MAX_TOUCH_FIELD_BYTES, MAX_USER_ID_BYTES};
 pub(crate) use rows::{read_breakdown_value, sum_overflows};
 pub(crate) use text::{CsvLines, RowSink, csv_rows};
-pub use text::{MAX_HEADER_BYTES, detect_delimiter, read_csv, read_ndjson};
+pub use text::{MAX_HEADER_BYTES, detect_delimiter, read_csv};
 
 use crate::channel_rules::ChannelRules;
 use crate::chunk::{EventChunk, PathChunk};

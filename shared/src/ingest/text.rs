@@ -1,19 +1,14 @@
-//! The text formats: CSV (delimiter detected or given) and NDJSON, read as a stream.
+//! CSV (delimiter detected or given), read as a stream, and what the readers of every format share.
 
 use std::cell::Cell as ByteCell;
 use std::io::{BufRead, Read};
 
-use serde_json::{Map, Value};
-
-use super::columns::{Canonical, Resolver, detect_kind};
+use super::columns::{Resolver, detect_kind};
 use super::rows::Rows;
 use super::values::Cell;
 use super::{Block, InputSpec, InputSummary, io_error};
 use crate::error::{AttributionError, ErrorCode, Problem};
 use crate::options::InputKind;
-
-/// NDJSON column names are the keys seen in this many first objects.
-const NDJSON_HEADER_LINES: usize = 1000;
 
 /// Reads CSV rows, handing each full block to `sink`; no record is buffered beyond
 /// `limits.max_line_bytes` (see [`csv_rows`]).
@@ -200,200 +195,13 @@ fn is_too_long(error: &csv::Error) -> bool {
 }
 
 /// The refusal of a row (or NDJSON line) longer than `max_line_bytes`.
-fn line_too_long(row: u64, column: &str, max: u64) -> AttributionError {
+pub(super) fn line_too_long(row: u64, column: &str, max: u64) -> AttributionError {
     let problem = format!("longer than {max} bytes");
     AttributionError::new(
         ErrorCode::LimitExceeded,
         format!("row {row} is longer than {max} bytes, the configured limit (max_line_bytes)"),
     )
     .with_details(vec![Problem::new(Some(row), Some(column), problem)])
-}
-
-/// NDJSON lines of a stream, each at most `max` bytes, blank ones skipped.
-struct NdjsonLines<R> {
-    reader: R,
-    /// The current line, without its line end.
-    line: Vec<u8>,
-    number: u64,
-    max: usize,
-}
-
-impl<R: BufRead> NdjsonLines<R> {
-    /// Reads the next line that is not blank into `self.line`; its 1-based line number,
-    /// or `None` at the end.
-    fn next(&mut self) -> Result<Option<u64>, AttributionError> {
-        loop {
-            self.line.clear();
-            let more = read_line(&mut self.reader, &mut self.line, self.max)
-                .map_err(|e| e.unwrap_or_else(|| line_too_long(self.number + 1, "(line)", self.max as u64)))?;
-            if !more {
-                return Ok(None);
-            }
-            self.number += 1;
-            let blank = match self.line.iter().find(|b| !b.is_ascii_whitespace()) {
-                None => true,
-                Some(b) if b.is_ascii() => false,
-                // Other white space (a no-break space) is blank too.
-                Some(_) => std::str::from_utf8(&self.line).is_ok_and(|text| text.trim().is_empty()),
-            };
-            if !blank {
-                return Ok(Some(self.number));
-            }
-        }
-    }
-}
-
-/// One NDJSON line as an object, or why it is not one.
-fn parse_line(line: &[u8]) -> Result<Map<String, Value>, String> {
-    let text = std::str::from_utf8(line).map_err(|_| "line is not valid UTF-8".to_owned())?;
-    serde_json::from_str::<Map<String, Value>>(text).map_err(|e| format!("not a JSON object: {}", serde_error(&e)))
-}
-
-/// A serde_json error as a problem: syntax errors as serde_json says them; errors of
-/// type without the value they would quote (a whole string of the line).
-fn serde_error(error: &serde_json::Error) -> String {
-    match error.classify() {
-        serde_json::error::Category::Data => format!("another kind of JSON value at column {}", error.column()),
-        _ => error.to_string(),
-    }
-}
-
-/// Reads one line (its end, `\n` or `\r\n`, left out) into `line`; false at the end of
-/// the input. `Err(None)` once the line passes `max` bytes, without reading the rest.
-fn read_line(reader: &mut impl BufRead, line: &mut Vec<u8>, max: usize) -> Result<bool, Option<AttributionError>> {
-    let mut any = false;
-    loop {
-        let buffer = reader.fill_buf().map_err(|e| Some(io_error(e)))?;
-        if buffer.is_empty() {
-            return if line.len() > max { Err(None) } else { Ok(any) };
-        }
-        any = true;
-        let (take, done) = match memchr::memchr(b'\n', buffer) {
-            Some(i) => (i, true),
-            None => (buffer.len(), false),
-        };
-        // One byte more than the limit: a `\r` before the `\n` is not part of the line.
-        if line.len() + take > max.saturating_add(1) {
-            return Err(None);
-        }
-        line.extend_from_slice(&buffer[..take]);
-        reader.consume(take + usize::from(done));
-        if done {
-            if line.ends_with(b"\r") {
-                line.pop();
-            }
-            return if line.len() > max { Err(None) } else { Ok(true) };
-        }
-    }
-}
-
-/// Lines read ahead to learn the column names (at most [`NDJSON_HEADER_LINES`]) stop
-/// after this many bytes. Only their bytes are held (they are parsed again in turn), so
-/// reading ahead costs at most this much memory.
-const NDJSON_HEADER_BYTES: usize = 8 << 20;
-
-/// Reads NDJSON (one JSON object per line), handing each full block to `sink`.
-///
-/// Column names are the union of the keys seen so far: the first objects decide the kind
-/// and the required columns; a key first seen later (a `conversion_value` that only rare
-/// conversion rows carry) is added when it appears. No line is buffered beyond
-/// `limits.max_line_bytes`.
-pub fn read_ndjson<E: From<AttributionError>>(
-    reader: impl BufRead,
-    spec: &InputSpec,
-    mut sink: impl FnMut(Block) -> Result<(), E>,
-) -> Result<InputSummary, E> {
-    let mut lines = NdjsonLines { reader, line: Vec::new(), number: 0, max: spec.limits.max_line_bytes };
-    let mut ahead: Vec<(u64, std::ops::Range<usize>)> = Vec::new();
-    let mut ahead_bytes: Vec<u8> = Vec::new();
-    let mut header: Vec<String> = Vec::new();
-    // Nested values are columns when a mapping, an alias, a breakdown or the segment column names
-    // them by dotted path.
-    let aliases = Canonical::ALL.into_iter().flat_map(|c| c.aliases().iter().copied());
-    let breakdown = spec.breakdown.iter().chain(&spec.segment_by).map(|b| b.trim()).filter(|b| b.contains('.'));
-    let dotted: Vec<&str> = spec.columns.dotted().chain(aliases.filter(|a| a.contains('.'))).chain(breakdown).collect();
-    while ahead.len() < NDJSON_HEADER_LINES && ahead_bytes.len() < NDJSON_HEADER_BYTES {
-        let Some(number) = lines.next()? else { break };
-        if let Ok(object) = parse_line(&lines.line) {
-            add_new_keys(&mut header, &object, &dotted);
-        }
-        let start = ahead_bytes.len();
-        ahead_bytes.extend_from_slice(&lines.line);
-        ahead.push((number, start..ahead_bytes.len()));
-    }
-    if ahead.is_empty() {
-        return Err(AttributionError::new(ErrorCode::EmptyInput, "the input is empty").into());
-    }
-    let (kind, mut rows) = rows_for(header.clone(), spec)?;
-    let mut take = |rows: &mut Rows, row: u64, parsed: Result<Map<String, Value>, String>| -> Result<(), E> {
-        match parsed {
-            Ok(object) => {
-                if add_new_keys(&mut header, &object, &dotted) {
-                    rows.set_header(header.clone(), spec)?;
-                }
-                rows.push(row, |i| json_cell(field(&object, &header[i])))?;
-            }
-            Err(problem) => rows.problem(row, "(line)", problem),
-        }
-        if let Some(block) = rows.take_full_block() {
-            sink(block)?;
-        }
-        Ok(())
-    };
-    for (row, range) in ahead {
-        if rows.should_stop() {
-            break;
-        }
-        take(&mut rows, row, parse_line(&ahead_bytes[range]))?;
-    }
-    drop(ahead_bytes);
-    while !rows.should_stop() {
-        let Some(row) = lines.next()? else { break };
-        take(&mut rows, row, parse_line(&lines.line))?;
-    }
-    finish(kind, rows, sink)
-}
-
-/// Appends the object's keys that `header` lacks, and the `dotted` paths (a column mapping's
-/// `a.b`) that lead to a value in it; true if there were any.
-fn add_new_keys(header: &mut Vec<String>, object: &Map<String, Value>, dotted: &[&str]) -> bool {
-    let before = header.len();
-    for key in object.keys() {
-        if !header.contains(key) {
-            header.push(key.clone());
-        }
-    }
-    for &path in dotted {
-        if !header.iter().any(|h| h == path) && field(object, path).is_some() {
-            header.push(path.to_owned());
-        }
-    }
-    header.len() > before
-}
-
-/// The value of `name` in `object`: its key, else the dotted path `a.b` through nested objects.
-fn field<'a>(object: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
-    object.get(name).or_else(|| {
-        let (first, rest) = name.split_once('.')?;
-        match object.get(first)? {
-            Value::Object(inner) => field(inner, rest),
-            _ => None,
-        }
-    })
-}
-
-fn json_cell(value: Option<&Value>) -> Cell<'_> {
-    match value {
-        None | Some(Value::Null) => Cell::Null,
-        Some(Value::String(s)) if s.is_empty() => Cell::Null,
-        Some(Value::String(s)) => Cell::Str(s),
-        Some(Value::Bool(b)) => Cell::Bool(*b),
-        Some(Value::Number(n)) => match n.as_i64() {
-            Some(i) => Cell::Int(i),
-            None => n.as_f64().map_or(Cell::Nested, Cell::Float),
-        },
-        Some(Value::Array(_) | Value::Object(_)) => Cell::Nested,
-    }
 }
 
 /// Resolves the kind and columns for a header.
