@@ -664,6 +664,19 @@ fn a_huge_header_gives_a_small_error() {
     assert!(stderr.contains("missing_columns") && stderr.contains("column_0, column_1"), "{stderr}");
     assert!(stderr.len() < 8 * 1024, "{} bytes of error", stderr.len());
 
+    // NDJSON lines of ever new keys (25,000 each, 400 kB a line) are refused at the column
+    // names' limit, on the line that passes it (a line of 50,000 keys took 17 s alone before).
+    let wide: String = (0..20)
+        .map(|line| {
+            let keys: String = (0..25_000).map(|k| format!(",\"k{line}_{k}\":1")).collect();
+            format!("{{\"user_id\":\"u1\",\"timestamp\":\"2026-01-01T00:00:00Z\",\"channel\":\"a\",\"conversion\":0{keys}}}\n")
+        })
+        .collect();
+    let (exit, stderr) = failure(&attribute(&write(dir.path(), "wide.ndjson", wide), &[]));
+    assert_eq!(exit, 1, "{stderr}");
+    assert!(stderr.contains("limit_exceeded") && stderr.contains("line 1 brings the distinct keys"), "{stderr}");
+    assert!(stderr.len() < 1024, "{} bytes of error", stderr.len());
+
     // A column mapping of an absurd name is refused naming the option, the name shortened.
     let file = write(dir.path(), "events.csv", EVENTS);
     let mapping = format!("user_id={}", "c".repeat(100_000));

@@ -1,18 +1,26 @@
 //! NDJSON (one JSON object per line), read as a stream, or in byte ranges read apart.
 
+use std::collections::{HashMap, HashSet};
 use std::io::BufRead;
 use std::ops::Range;
 
 use super::columns::Canonical;
 use super::json_line::{JsonObject, json_cell};
 use super::rows::Rows;
-use super::text::{finish, line_too_long, rows_for};
+use super::text::{MAX_HEADER_BYTES, finish, line_too_long, rows_for};
 use super::values::Cell;
 use super::{Block, InputSpec, InputSummary, io_error};
-use crate::error::{AttributionError, ErrorCode};
+use crate::error::{AttributionError, ErrorCode, Problem};
 
 /// NDJSON column names are the keys seen in this many first objects.
 const NDJSON_HEADER_LINES: usize = 1000;
+
+/// The distinct keys of all lines together (the column names) are at most this many, and
+/// at most [`MAX_HEADER_BYTES`] of names (a CSV header line's limit): every new name makes the
+/// columns be resolved again over all names, so a file of ever new keys costs time quadratic
+/// in them (a line of 50,000 keys took 17 s; 10,000 lines of one new key each, 4 minutes in a
+/// debug build) and memory without bound. Wide exports have hundreds of columns.
+const MAX_NDJSON_COLUMNS: usize = 2_000;
 
 /// Lines read ahead to learn the column names (at most [`NDJSON_HEADER_LINES`]) stop
 /// after this many bytes. Only their bytes are held (they are parsed again in turn), so
@@ -74,7 +82,9 @@ pub fn read_ndjson_range<E: From<AttributionError>>(
 ) -> Result<Option<InputSummary>, E> {
     let mut lines = NdjsonLines::new(reader, spec, first_line);
     let mut columns = Columns::new(spec);
-    columns.header = header.to_vec();
+    for name in header {
+        columns.push_name(name, first_line)?;
+    }
     let (kind, mut rows) = rows_for(columns.header.clone(), spec)?;
     while !rows.should_stop() {
         let Some(row) = lines.next()? else { break };
@@ -108,6 +118,9 @@ enum Grow {
 /// The column names so far, and the dotted paths into nested objects that may add to them.
 struct Columns<'s> {
     header: Vec<String>,
+    /// The names of `header`, and their bytes.
+    names: HashSet<String>,
+    header_bytes: usize,
     /// The keys of the line last looked at, and where each name is among them (its last
     /// occurrence, as a JSON map keeps it; `None` for a dotted path or a key it lacks).
     last_keys: Vec<String>,
@@ -123,7 +136,15 @@ impl<'s> Columns<'s> {
         let aliases = Canonical::ALL.into_iter().flat_map(|c| c.aliases().iter().copied());
         let breakdown = spec.breakdown.iter().chain(&spec.segment_by).map(|b| b.trim()).filter(|b| b.contains('.'));
         let dotted = spec.columns.dotted().chain(aliases.filter(|a| a.contains('.'))).chain(breakdown).collect();
-        Columns { header: Vec::new(), last_keys: Vec::new(), at: Vec::new(), dotted, spec }
+        Columns {
+            header: Vec::new(),
+            names: HashSet::new(),
+            header_bytes: 0,
+            last_keys: Vec::new(),
+            at: Vec::new(),
+            dotted,
+            spec,
+        }
     }
 
     /// Only a dotted path reads into a nested object.
@@ -136,7 +157,7 @@ impl<'s> Columns<'s> {
     fn take(&mut self, rows: &mut Rows, row: u64, line: &[u8], grow: Grow) -> Result<bool, AttributionError> {
         match parse_line(line, self.keep_nested()) {
             Ok(object) => {
-                if self.add_new_keys(&object) {
+                if self.add_new_keys(&object, row)? {
                     if grow == Grow::No {
                         return Ok(false);
                     }
@@ -153,13 +174,14 @@ impl<'s> Columns<'s> {
     /// mapping's `a.b`) that lead to a value in it; true if there were any. Lines of an
     /// export mostly repeat the keys of the line before, in order: then neither is looked for
     /// again, unless the line has nested objects, and where each name is stays known (`at`).
-    fn add_new_keys(&mut self, object: &JsonObject) -> bool {
+    /// Fails on line `row` past [`MAX_NDJSON_COLUMNS`] names.
+    fn add_new_keys(&mut self, object: &JsonObject, row: u64) -> Result<bool, AttributionError> {
         let before = self.header.len();
         let same_keys = object.keys().eq(self.last_keys.iter().map(String::as_str));
         if !same_keys {
             for key in object.keys() {
-                if !self.header.iter().any(|h| h == key) {
-                    self.header.push(key.to_owned());
+                if !self.names.contains(key) {
+                    self.push_name(key, row)?;
                 }
             }
             self.last_keys.clear();
@@ -167,17 +189,40 @@ impl<'s> Columns<'s> {
         }
         // A dotted path is a key of its own (seen with these keys before) or leads into an object.
         if !same_keys || object.has_objects() {
-            for &path in &self.dotted {
-                if !self.header.iter().any(|h| h == path) && object.field(path).is_some() {
-                    self.header.push(path.to_owned());
+            for i in 0..self.dotted.len() {
+                let path = self.dotted[i];
+                if !self.names.contains(path) && object.field(path).is_some() {
+                    self.push_name(path, row)?;
                 }
             }
         }
         let grew = self.header.len() > before;
         if grew || !same_keys {
-            self.at = self.header.iter().map(|name| object.position(name)).collect();
+            // The last occurrence of a key written twice, as a JSON map keeps it.
+            let positions: HashMap<&str, usize> = object.keys().enumerate().map(|(i, key)| (key, i)).collect();
+            self.at = self.header.iter().map(|name| positions.get(name.as_str()).copied()).collect();
         }
-        grew
+        Ok(grew)
+    }
+
+    /// Adds a column name, refused on line `row` past [`MAX_NDJSON_COLUMNS`] names or
+    /// [`MAX_HEADER_BYTES`] of them.
+    fn push_name(&mut self, name: &str, row: u64) -> Result<(), AttributionError> {
+        self.header_bytes += name.len();
+        if self.header.len() >= MAX_NDJSON_COLUMNS || self.header_bytes > MAX_HEADER_BYTES {
+            let problem = format!("brings the keys of the lines past {MAX_NDJSON_COLUMNS} or {MAX_HEADER_BYTES} bytes");
+            return Err(AttributionError::new(
+                ErrorCode::LimitExceeded,
+                format!(
+                    "line {row} brings the distinct keys of the NDJSON lines past {MAX_NDJSON_COLUMNS} (or their names \
+                     past {MAX_HEADER_BYTES} bytes), the limit of the column names"
+                ),
+            )
+            .with_details(vec![Problem::new(Some(row), Some("(line)"), problem)]));
+        }
+        self.names.insert(name.to_owned());
+        self.header.push(name.to_owned());
+        Ok(())
     }
 
     /// The value of column `i` in `object`, a line with the keys last given to [`Self::add_new_keys`].
@@ -202,7 +247,7 @@ impl LookAhead {
         while ahead.lines.len() < NDJSON_HEADER_LINES && ahead.bytes.len() < NDJSON_HEADER_BYTES {
             let Some(number) = lines.next()? else { break };
             if let Ok(object) = parse_line(&lines.line, columns.keep_nested()) {
-                columns.add_new_keys(&object);
+                columns.add_new_keys(&object, number)?;
             }
             let start = ahead.bytes.len();
             ahead.bytes.extend_from_slice(&lines.line);
