@@ -62,7 +62,7 @@ impl CreditRows {
         let mut rows = CreditRows::default();
         let user_ids = chunk.user_ids.as_deref().unwrap_or_default();
         for_each_event_journey(chunk, options, |journey, origin| {
-            let JourneyOrigin::EventRow(row) = origin else { return };
+            let JourneyOrigin::EventRow { row, .. } = origin else { return };
             rows.add_journey(&mut splitter, journey, options, user_ids.get(row).map(String::as_str), None);
         });
         rows

@@ -319,12 +319,12 @@ impl Partial {
         };
         // The training / held-out split of `markov_order: auto`, by user.
         let held_out = |origin: JourneyOrigin| match origin {
-            JourneyOrigin::EventRow(row) => crate::markov_order::is_held_out(chunk.user_keys[row]),
+            JourneyOrigin::EventRow { user_key, .. } => crate::markov_order::is_held_out(user_key),
             JourneyOrigin::PathRow(_) => false,
         };
         // Whose weights a journey's replicates draw: its user's.
         let user = |origin: JourneyOrigin| match origin {
-            JourneyOrigin::EventRow(row) => ReplicateDraw::User(chunk.user_keys[row]),
+            JourneyOrigin::EventRow { user_key, .. } => ReplicateDraw::User(user_key),
             JourneyOrigin::PathRow(_) => unreachable!("an event chunk's journeys come from event rows"),
         };
         match options.period {
@@ -951,7 +951,7 @@ impl Partial {
 /// segment values for a row without one.
 fn segment_slot(chunk: &EventChunk, origin: JourneyOrigin) -> usize {
     let row = match origin {
-        JourneyOrigin::EventRow(row) | JourneyOrigin::PathRow(row) => row,
+        JourneyOrigin::EventRow { row, .. } | JourneyOrigin::PathRow(row) => row,
     };
     match chunk.segment_ids.get(row) {
         Some(&id) if id != NO_SEGMENT => id as usize,

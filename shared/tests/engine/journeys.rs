@@ -180,6 +180,92 @@ fn ties_are_broken_by_row_number_not_by_position_in_the_chunk() {
 }
 
 #[test]
+fn each_journey_carries_its_users_key_and_ties_keep_row_number_order() {
+    // Users interleaved as in a file ordered by time; u1's two touches tie on time.
+    let rows = Events::new()
+        .touch("u1", T0 - DAY, "first")
+        .touch("u2", T0 - 2 * DAY, "b")
+        .touch("u1", T0 - DAY, "second")
+        .conversion("u2", T0, 1.0)
+        .conversion("u1", T0, 1.0)
+        .touch("u3", T0, "c")
+        .rows;
+    let options = event_options(OptionsSpec::default());
+    // Rows numbered in order (ties by row index), then numbered backwards (ties by the numbers).
+    for backwards in [false, true] {
+        let mut chunk = event_chunk(&rows);
+        if backwards {
+            chunk.row_numbers.reverse();
+        }
+        let mut seen = Vec::new();
+        mta_core::journey::for_each_event_journey(&chunk, &options, |journey, origin| {
+            let mta_core::journey::JourneyOrigin::EventRow { row, user_key } = origin else {
+                panic!("an event chunk's journeys come from event rows")
+            };
+            assert_eq!(user_key, chunk.user_keys[row], "the key of the row's user");
+            let names: Vec<&str> = journey.channels.iter().map(|&c| chunk.channels.name(c)).collect();
+            seen.push((row, names.join(">")));
+        });
+        seen.sort();
+        let u1 = if backwards { "second>first" } else { "first>second" };
+        assert_eq!(seen, [(3, "b".to_owned()), (4, u1.to_owned()), (5, "c".to_owned())], "backwards: {backwards}");
+    }
+}
+
+/// Every journey of `chunk` as (number of the row that closed it, user key, channel names,
+/// its figures and touch times), sorted.
+fn journeys_of(chunk: &mta_core::chunk::EventChunk, options: &mta_core::Options) -> Vec<(u64, u128, String, String)> {
+    let mut journeys = Vec::new();
+    mta_core::journey::for_each_event_journey(chunk, options, |journey, origin| {
+        let mta_core::journey::JourneyOrigin::EventRow { row, user_key } = origin else {
+            panic!("an event chunk's journeys come from event rows")
+        };
+        let names: Vec<&str> = journey.channels.iter().map(|&c| chunk.channels.name(c)).collect();
+        let figures = format!(
+            "{} {} {} {} {:?}",
+            journey.conversions, journey.value, journey.nulls, journey.truncated, journey.touch_times
+        );
+        journeys.push((chunk.row_numbers[row], user_key, names.join(">"), figures));
+    });
+    journeys.sort();
+    journeys
+}
+
+#[test]
+fn a_chunk_of_many_rows_gives_the_journeys_its_users_give_apart() {
+    // 200,000 rows of 25,000 users interleaved, times on a coarse grid so that many tie: a
+    // chunk of more than one bucket of users (`journey.rs`, `BUCKET_ROWS`).
+    let channels = ["search", "email", "social", "display"];
+    let mut events = Events::new();
+    let mut state = 7u64;
+    for _ in 0..200_000 {
+        state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        let user = format!("u{}", (state >> 33) % 25_000);
+        let time = T0 - ((state >> 20) % 40) as i64 * HOUR;
+        events = if (state >> 45).is_multiple_of(9) {
+            events.conversion(&user, time, ((state >> 50) % 100) as f64)
+        } else {
+            events.touch(&user, time, channels[(state >> 55) as usize % channels.len()])
+        };
+    }
+    let options = event_options(OptionsSpec { max_journey_touches: Some(5), ..Default::default() });
+    let whole = journeys_of(&event_chunk(&events.rows), &options);
+    // The same users in chunks of their own (each under one bucket's rows), numbered as in the file.
+    let mut apart = Vec::new();
+    for part in 0..8 {
+        let of_part = |row: &&Row| row.user[1..].parse::<u32>().expect("u<number>") % 8 == part;
+        let rows: Vec<Row> = events.rows.iter().filter(of_part).cloned().collect();
+        apart.extend(journeys_of(&event_chunk(&rows), &options));
+    }
+    apart.sort();
+    assert!(whole.len() > 25_000, "{} journeys", whole.len());
+    assert_eq!(whole.len(), apart.len(), "journeys");
+    if let Some((got, want)) = whole.iter().zip(&apart).find(|(got, want)| got != want) {
+        panic!("the first journey that differs: {got:?}, apart {want:?}");
+    }
+}
+
+#[test]
 fn later_rows_with_earlier_timestamps_sort_by_time() {
     let events =
         Events::new().touch("u1", T0 - DAY, "late").touch("u1", T0 - 2 * DAY, "early").conversion("u1", T0, 1.0);
