@@ -259,7 +259,7 @@ impl EventsByUser {
         let buckets = chunk.len().div_ceil(BUCKET_ROWS) as u64;
         if buckets <= 1 {
             self.number_users(chunk.user_keys.iter().copied());
-            self.place((0..chunk.len()).map(|row| event_of(chunk, row)), chunk.len());
+            self.place((0..chunk.len()).map(|row| event_of(chunk, row)));
             return;
         }
         // The rows staged bucket by bucket, each bucket in row order (a counting sort on
@@ -286,7 +286,7 @@ impl EventsByUser {
             self.ordinal_of.clear();
             self.number_users(staged[bucket[0]..bucket[1]].iter().map(|&(key, _)| key));
         }
-        self.place(staged.iter().map(|&(_, event)| event), chunk.len());
+        self.place(staged.iter().map(|&(_, event)| event));
         self.staged = staged;
     }
 
@@ -317,7 +317,7 @@ impl EventsByUser {
     }
 
     /// Writes each event (of the rows numbered, in the same order) to its user's next slot.
-    fn place(&mut self, rows: impl Iterator<Item = Event>, len: usize) {
+    fn place(&mut self, rows: impl ExactSizeIterator<Item = Event>) {
         let EventsByUser { counts, offsets, events, ordinals, .. } = self;
         offsets.clear();
         offsets.push(0);
@@ -330,7 +330,7 @@ impl EventsByUser {
             *count = first;
         }
         events.clear();
-        events.resize(len, Event::default());
+        events.resize(rows.len(), Event::default());
         for (event, &ordinal) in rows.zip(ordinals.iter()) {
             let slot = &mut counts[ordinal as usize];
             events[*slot as usize] = event;
