@@ -60,7 +60,7 @@ impl<'a> JsonObject<'a> {
     }
 
     /// Where `key` is among the fields (its last occurrence).
-    pub(super) fn position(&self, key: &str) -> Option<usize> {
+    fn position(&self, key: &str) -> Option<usize> {
         self.fields.iter().rposition(|(k, _)| k == key)
     }
 
