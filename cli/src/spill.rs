@@ -17,7 +17,7 @@ use std::sync::{Mutex, RwLock};
 
 use anyhow::Context;
 use mta_core::chunk::{EventChunk, partition_of};
-use mta_core::row_segment::{IdMaps, RECORD_BYTES, Segment, SegmentBuffer, record};
+use mta_core::row_segment::{IdMaps, Layout, RECORD_BYTES, Segment, SegmentBuffer, record};
 use rayon::prelude::*;
 
 /// A buffer smaller than this is not worth a write of its own.
@@ -135,7 +135,7 @@ impl PartitionStore {
         let mut segments: Vec<(usize, Segment<'_>)> = Vec::with_capacity(pieces.len() + memory.len());
         for (writer, range) in pieces {
             let mut piece = &bytes[range];
-            segments.push((writer, Segment::parse(&mut piece).context("Corrupt spill file")?));
+            segments.push((writer, Segment::parse(&mut piece, Layout::Fixed).context("Corrupt spill file")?));
         }
         // Writer by writer, spilled rows before buffered ones (a stable sort): this is
         // file order when each writer decoded a contiguous range of the input.

@@ -5,12 +5,14 @@
 //! layout byte by byte. Files of older workers (Parquet) are still read ([`parquet`]).
 //!
 //! Layout, little-endian throughout:
-//! - magic `MTAC`, format version (u32, 1), flags (u32; bit 0: the rows keep their row
-//!   numbers and user ids, for the per-journey credits);
+//! - magic `MTAC`, format version (u32, 2; workers before packed records wrote 1, still
+//!   read), flags (u32; bit 0: the rows keep their row numbers and user ids, for the
+//!   per-journey credits);
 //! - the channel names, then the segment values (`segment_by`; none otherwise): each list
 //!   a count (u32), then per name its length (u32) and UTF-8 bytes;
 //! - the rows: row segments up to the end of the file (the split stage writes one),
-//!   whose channel and segment ids index the two lists.
+//!   whose channel and segment ids index the two lists; their records packed in version 2
+//!   (`row_segment::Layout::Packed`), 28 bytes a row in version 1.
 //!
 //! A split task stores all it hands over as one object (`keys::split_rows`) of pieces: a
 //! piece is a run of chunk files of one partition, each behind its byte length (u64). On
@@ -29,10 +31,12 @@ mod parquet;
 use anyhow::{Context, bail, ensure};
 use bytes::Bytes;
 use mta_core::chunk::{ChannelDict, EventChunk};
-use mta_core::row_segment::{IdMaps, Segment};
+use mta_core::row_segment::{IdMaps, Layout, Segment};
 
 const MAGIC: &[u8; 4] = b"MTAC";
-const VERSION: u32 = 1;
+/// The format version written: 2, records packed. Version 1 (28-byte records) is read
+/// too, for the chunk files of older workers during a rolling upgrade.
+const VERSION: u32 = 2;
 /// Flag: the rows carry their row numbers and user ids.
 const KEEPS_IDENTITY: u32 = 1;
 const PARQUET_MAGIC: &[u8; 4] = b"PAR1";
@@ -54,7 +58,7 @@ const PIECE_ENTRY_BYTES: u64 = 16;
 pub fn append_to_run(run: &mut Vec<u8>, rows: Segment<'_>, channels: &ChannelDict, segments: &ChannelDict) {
     let length_at = run.len();
     run.extend_from_slice(&0u64.to_le_bytes());
-    write_file(run, rows, channels, segments);
+    write_file(run, rows, channels, segments, VERSION);
     let length = (run.len() - length_at - 8) as u64;
     run[length_at..length_at + 8].copy_from_slice(&length.to_le_bytes());
 }
@@ -136,11 +140,12 @@ pub fn decode_index_entry(name: &str, bytes: &[u8]) -> anyhow::Result<(u64, u64)
 /// segment values are written only when the rows carry segment ids).
 pub fn encode(rows: Segment<'_>, channels: &ChannelDict, segments: &ChannelDict) -> Vec<u8> {
     let mut out = Vec::new();
-    write_file(&mut out, rows, channels, segments);
+    write_file(&mut out, rows, channels, segments, VERSION);
     out
 }
 
-/// The bytes [`append_to_run`] appends for `rows`: the chunk file and its length.
+/// The bytes [`append_to_run`] appends for `rows` with 28-byte records: what packing makes
+/// smaller on most rows, to reserve memory by.
 pub fn run_bytes(rows: Segment<'_>, channels: &ChannelDict, segments: &ChannelDict) -> usize {
     8 + file_bytes(rows, channels, segments)
 }
@@ -156,12 +161,12 @@ fn segment_values<'d>(rows: Segment<'_>, segments: &'d ChannelDict) -> &'d [Stri
     if rows.has_segment_ids() { segments.names() } else { &[] }
 }
 
-/// Appends the chunk file of `rows` to `out`.
-fn write_file(out: &mut Vec<u8>, rows: Segment<'_>, channels: &ChannelDict, segments: &ChannelDict) {
+/// Appends the chunk file of `rows` in format `version` to `out`.
+fn write_file(out: &mut Vec<u8>, rows: Segment<'_>, channels: &ChannelDict, segments: &ChannelDict, version: u32) {
     let segment_values = segment_values(rows, segments);
     out.reserve(file_bytes(rows, channels, segments));
     out.extend_from_slice(MAGIC);
-    out.extend_from_slice(&VERSION.to_le_bytes());
+    out.extend_from_slice(&version.to_le_bytes());
     let flags = if rows.keeps_identity() { KEEPS_IDENTITY } else { 0 };
     out.extend_from_slice(&flags.to_le_bytes());
     for names in [channels.names(), segment_values] {
@@ -171,7 +176,10 @@ fn write_file(out: &mut Vec<u8>, rows: Segment<'_>, channels: &ChannelDict, segm
             out.extend_from_slice(name.as_bytes());
         }
     }
-    rows.write_to(out).expect("writing to memory cannot fail");
+    match version {
+        1 => rows.write_to(out).expect("writing to memory cannot fail"),
+        _ => rows.write_packed(out),
+    }
 }
 
 /// Decodes chunk file `name` and appends its rows to `into`, mapping channels and segment
@@ -184,19 +192,57 @@ pub fn decode_into(name: &str, bytes: Bytes, into: &mut EventChunk) -> anyhow::R
     decoded.with_context(|| format!("Failed to read chunk file {name}"))
 }
 
-fn decode_rows(mut bytes: &[u8], into: &mut EventChunk) -> anyhow::Result<()> {
-    let header = take(&mut bytes, HEADER_BYTES)?;
-    ensure!(header[..4] == MAGIC[..], "it is not a chunk file");
-    let version = u32_at(header, 4);
-    ensure!(version == VERSION, "its format version {version} is not one this worker reads ({VERSION})");
-    expect_user_ids(into, u32_at(header, 8) & KEEPS_IDENTITY != 0)?;
-    let channels: Vec<u32> = read_names(&mut bytes)?.into_iter().map(|name| into.channels.id(name)).collect();
-    let segments: Vec<u32> = read_names(&mut bytes)?.into_iter().map(|name| into.segments.id(name)).collect();
+fn decode_rows(bytes: &[u8], into: &mut EventChunk) -> anyhow::Result<()> {
+    let mut file = FileParts::parse(bytes)?;
+    expect_user_ids(into, file.keeps_identity)?;
+    let channels: Vec<u32> = file.channels.iter().map(|name| into.channels.id(name)).collect();
+    let segments: Vec<u32> = file.segments.iter().map(|name| into.segments.id(name)).collect();
     let maps = IdMaps { channels: Some(&channels), segments: Some(&segments) };
-    while !bytes.is_empty() {
-        Segment::parse(&mut bytes)?.append_to(into, maps)?;
+    while !file.rows.is_empty() {
+        Segment::parse(&mut file.rows, file.layout)?.append_to(into, maps)?;
     }
     Ok(())
+}
+
+/// How many rows a run of chunk files holds, read from their headers alone: what a
+/// partition's chunk is sized by before its rows are decoded. Damage counts no rows (the
+/// decoding reports it).
+pub fn rows_in_run(mut run: &[u8]) -> usize {
+    let mut rows = 0;
+    while let Some((length, rest)) = run.split_first_chunk::<8>() {
+        let Some((file, rest)) = rest.split_at_checked(u64::from_le_bytes(*length) as usize) else { break };
+        let Ok(mut parts) = FileParts::parse(file) else { break };
+        while let Ok(segment) = Segment::parse(&mut parts.rows, parts.layout) {
+            rows += segment.rows();
+        }
+        run = rest;
+    }
+    rows
+}
+
+/// A chunk file's header and dictionaries, and the bytes of its row segments.
+struct FileParts<'a> {
+    layout: Layout,
+    keeps_identity: bool,
+    channels: Vec<&'a str>,
+    segments: Vec<&'a str>,
+    rows: &'a [u8],
+}
+
+impl<'a> FileParts<'a> {
+    fn parse(mut bytes: &'a [u8]) -> anyhow::Result<FileParts<'a>> {
+        let header = take(&mut bytes, HEADER_BYTES)?;
+        ensure!(header[..4] == MAGIC[..], "it is not a chunk file");
+        let layout = match u32_at(header, 4) {
+            1 => Layout::Fixed,
+            VERSION => Layout::Packed,
+            version => bail!("its format version {version} is not one this worker reads (1 or {VERSION})"),
+        };
+        let keeps_identity = u32_at(header, 8) & KEEPS_IDENTITY != 0;
+        let channels = read_names(&mut bytes)?;
+        let segments = read_names(&mut bytes)?;
+        Ok(FileParts { layout, keeps_identity, channels, segments, rows: bytes })
+    }
 }
 
 /// Every file of a partition keeps user ids or none does; the first decides.
@@ -343,9 +389,25 @@ mod tests {
                 decode_into("old", Bytes::from(old), &mut read).unwrap();
                 assert_same_rows(&read, &written);
                 assert_eq!(read.row_numbers, written.row_numbers);
+                // Version 1, 28-byte records, before and after packed ones in a partition.
+                let mut rows = SegmentBuffer::default();
+                rows.push_chunk(&written);
+                let mut version_1 = Vec::new();
+                write_file(&mut version_1, rows.segment(), &written.channels, &written.segments, 1);
+                assert_eq!(u32_at(&version_1, 4), 1);
+                let mut alone = partition_chunk();
+                decode_into("v1", Bytes::from(version_1.clone()), &mut alone).unwrap();
+                assert_same_rows(&alone, &written);
+                let mut read_1 = partition_chunk();
+                for file in [version_1.clone(), encode_chunk(&written), version_1] {
+                    decode_into("v1", Bytes::from(file), &mut read_1).unwrap();
+                }
+                assert_eq!(read_1.timestamps, written.timestamps.repeat(3));
                 if keep_user_ids {
+                    assert_eq!(read_1.row_numbers, written.row_numbers.repeat(3));
                     continue;
                 }
+                assert_eq!(read_1.row_numbers, (1..=12).collect::<Vec<u64>>());
                 // A split re-run after the upgrade: new files after old ones number on.
                 decode_into("new", Bytes::from(encode_chunk(&written)), &mut read).unwrap();
                 assert_eq!(read.row_numbers[4..], [10, 11, 12, 13]);
@@ -429,9 +491,13 @@ mod tests {
         let mut cut_run = Vec::new();
         let rows = shifted(0, &flushes[0]);
         append_to_run(&mut cut_run, rows.segment(), &flushes[0].channels, &flushes[0].segments);
-        assert_eq!(cut_run.len(), run_bytes(rows.segment(), &flushes[0].channels, &flushes[0].segments));
+        let unpacked = run_bytes(rows.segment(), &flushes[0].channels, &flushes[0].segments);
+        assert!(cut_run.len() < unpacked, "packed records take fewer bytes: {} of {unpacked}", cut_run.len());
         let cut_run = Bytes::from(cut_run);
+        let two_files = [&cut_run[..], &cut_run[..]].concat();
+        assert_eq!((rows_in_run(&cut_run), rows_in_run(&two_files)), (4, 8));
         for cut in [1, 7, 9, cut_run.len() - 1] {
+            assert_eq!(rows_in_run(&cut_run[..cut]), 0, "damage counts no rows");
             let error = decode_run_into("s0003.rows", cut_run.slice(..cut), &mut EventChunk::default()).unwrap_err();
             assert!(format!("{error:#}").contains("s0003.rows"), "{error:#}");
         }
@@ -441,7 +507,7 @@ mod tests {
     fn damaged_files_are_errors_naming_the_file() {
         let bytes = encode_chunk(&sample(true, true));
         let mut other_version = bytes.clone();
-        other_version[4] = 2;
+        other_version[4] = 3;
         let mut unknown_channel = sample(false, false);
         unknown_channel.channel_ids[1] = 2;
         let mut bad_name = encode_chunk(&sample(false, false));
@@ -452,7 +518,7 @@ mod tests {
             (b"PAR1 but not Parquet".to_vec(), "not valid Parquet"),
             (b"text".to_vec(), "cut short"),
             (b"MTAX\x01\0\0\0\0\0\0\0".to_vec(), "not a chunk file"),
-            (other_version, "version 2"),
+            (other_version, "version 3"),
             (encode_chunk(&unknown_channel), "unknown channel id"),
             (bad_name, "not UTF-8"),
         ] {

@@ -3,8 +3,10 @@
 //! it encodes into memory and parses borrowed bytes.
 //!
 //! A segment is the lengths of its five sections (u64 LE each), then the sections:
-//! 1. records, [`RECORD_BYTES`] per row: user key (u128 LE), time (i64 LE, UTC
-//!    microseconds), channel id and conversion flag (a [`TaggedChannel`], u32 LE);
+//! 1. records, in one of two [`Layout`]s: [`RECORD_BYTES`] per row (user key, u128 LE;
+//!    time, i64 LE, UTC microseconds; channel id and conversion flag, a [`TaggedChannel`],
+//!    u32 LE), as rows are collected; or packed, a user key once per run of its rows and
+//!    times as differences, for the hand-overs whose bytes cost more than their packing;
 //! 2. values: the value (f64 LE) of each conversion row, in row order (touches have none);
 //! 3. row numbers (u64 LE per row) and 4. user ids (length u32 LE and UTF-8 bytes per
 //!    row), both kept only for the per-journey credits, both empty otherwise;
@@ -22,6 +24,24 @@ pub const RECORD_BYTES: usize = 28;
 const SECTIONS: usize = 5;
 /// The section lengths that start a segment.
 pub const HEADER_BYTES: usize = 8 * SECTIONS;
+
+/// How a segment's records are stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// [`RECORD_BYTES`] per row, as a [`SegmentBuffer`] collects them: the local spill's
+    /// (its files are written and read back by one process, soon, and packing cost it more
+    /// CPU than the bytes it saved: docs/benchmarks.md).
+    Fixed,
+    /// The row count (u64 LE) and the time unit (u64 LE: microseconds, the largest of
+    /// 10^6, 10^3 and 1 that divides every time), then per row: a LEB128 number holding
+    /// the channel id plus one (0: no channel) shifted left by two, the conversion flag
+    /// (bit 1) and whether a user key follows (bit 0: the row's key differs from the row
+    /// before's); that key (u128 LE); and the row's time in units, less the row before's
+    /// (0 for the first row), zigzag LEB128. Rows in time order or in runs of one user
+    /// take 18 to 20 bytes in place of 28, and the bytes written and read are most of a
+    /// hand-over's cost (docs/benchmarks.md).
+    Packed,
+}
 
 /// Why stored rows could not be read: the bytes are cut short or damaged.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -112,6 +132,8 @@ impl SegmentBuffer {
     pub fn segment(&self) -> Segment<'_> {
         Segment {
             sections: [self.records.as_flattened(), &self.values, &self.row_numbers, &self.user_ids, &self.segment_ids],
+            layout: Layout::Fixed,
+            rows: self.records.len(),
         }
     }
 }
@@ -138,10 +160,12 @@ fn mapped(id: u32, none: u32, map: Option<&[u32]>) -> Option<u32> {
 #[derive(Debug, Clone, Copy)]
 pub struct Segment<'a> {
     sections: [&'a [u8]; SECTIONS],
+    layout: Layout,
+    rows: usize,
 }
 
 impl<'a> Segment<'a> {
-    /// Writes the segment: its section lengths, then each section whole.
+    /// Writes the segment as it is: its section lengths, then each section whole.
     pub fn write_to(&self, out: &mut impl Write) -> std::io::Result<()> {
         let mut header = [0u8; HEADER_BYTES];
         for (slot, section) in header.chunks_exact_mut(8).zip(self.sections) {
@@ -154,13 +178,32 @@ impl<'a> Segment<'a> {
         Ok(())
     }
 
-    /// Bytes the segment takes once written.
+    /// Appends the segment to `out` with its records [`Layout::Packed`].
+    pub fn write_packed(&self, out: &mut Vec<u8>) {
+        let Layout::Fixed = self.layout else {
+            return self.write_to(out).expect("writing to memory cannot fail");
+        };
+        let start = out.len();
+        out.extend_from_slice(&[0u8; HEADER_BYTES]);
+        pack_records(self.sections[0], out);
+        let packed = out.len() - start - HEADER_BYTES;
+        let lengths = std::iter::once(packed).chain(self.sections[1..].iter().map(|section| section.len()));
+        for (slot, length) in out[start..start + HEADER_BYTES].chunks_exact_mut(8).zip(lengths) {
+            slot.copy_from_slice(&(length as u64).to_le_bytes());
+        }
+        for section in &self.sections[1..] {
+            out.extend_from_slice(section);
+        }
+    }
+
+    /// Bytes the segment takes once written as it is.
     pub fn stored_bytes(&self) -> usize {
         HEADER_BYTES + self.sections.iter().map(|section| section.len()).sum::<usize>()
     }
 
-    /// Reads the segment at the start of `bytes` and advances past it.
-    pub fn parse(bytes: &mut &'a [u8]) -> Result<Segment<'a>, SegmentError> {
+    /// Reads the segment at the start of `bytes`, its records in `layout`, and advances
+    /// past it.
+    pub fn parse(bytes: &mut &'a [u8], layout: Layout) -> Result<Segment<'a>, SegmentError> {
         let (header, mut rest) =
             bytes.split_at_checked(HEADER_BYTES).ok_or(SegmentError("segment header cut short"))?;
         let mut sections = [&[][..]; SECTIONS];
@@ -171,12 +214,26 @@ impl<'a> Segment<'a> {
             *section = taken;
             rest = after;
         }
+        let rows = match layout {
+            Layout::Fixed => sections[0].len() / RECORD_BYTES,
+            Layout::Packed => {
+                let head = sections[0].get(..PACKED_HEAD_BYTES).ok_or(SegmentError("record section cut short"))?;
+                let rows = u64::from_le_bytes(head[..8].try_into().expect("8 bytes"));
+                // Each packed row takes two bytes at least: a count past that is damage,
+                // and must not size the chunk.
+                let most = (sections[0].len() - PACKED_HEAD_BYTES) / 2;
+                usize::try_from(rows)
+                    .ok()
+                    .filter(|&rows| rows <= most)
+                    .ok_or(SegmentError("too many rows for the records"))?
+            }
+        };
         *bytes = rest;
-        Ok(Segment { sections })
+        Ok(Segment { sections, layout, rows })
     }
 
     pub fn rows(&self) -> usize {
-        self.sections[0].len() / RECORD_BYTES
+        self.rows
     }
 
     /// True when the rows carry their row numbers and user ids.
@@ -195,7 +252,7 @@ impl<'a> Segment<'a> {
         let [records, values, row_numbers, user_ids, segment_ids] = self.sections;
         let rows = self.rows();
         let check = |ok: bool, problem: &'static str| if ok { Ok(()) } else { Err(SegmentError(problem)) };
-        check(records.len() % RECORD_BYTES == 0, "record section cut short")?;
+        check(self.layout == Layout::Packed || records.len() % RECORD_BYTES == 0, "record section cut short")?;
         check(values.len() % 8 == 0, "value section cut short")?;
         check(
             row_numbers.is_empty() || row_numbers.len() == rows * 8,
@@ -215,19 +272,20 @@ impl<'a> Segment<'a> {
         chunk.is_conversion.reserve(rows);
         chunk.values.reserve(rows);
         let mut values = values.chunks_exact(8).map(|v| f64::from_le_bytes(v.try_into().expect("8 bytes")));
-        for record in records.chunks_exact(RECORD_BYTES) {
-            let (key, rest) = record.split_at(16);
-            let (time, tag) = rest.split_at(8);
-            let tag = TaggedChannel::from_bits(u32::from_le_bytes(tag.try_into().expect("4 bytes")));
-            let channel = mapped(tag.channel(), NO_CHANNEL, maps.channels).ok_or(SegmentError("unknown channel id"))?;
-            let is_conversion = tag.is_conversion();
-            chunk.user_keys.push(u128::from_le_bytes(key.try_into().expect("16 bytes")));
-            chunk.timestamps.push(i64::from_le_bytes(time.try_into().expect("8 bytes")));
-            chunk.channel_ids.push(channel);
-            chunk.is_conversion.push(is_conversion);
-            let value =
-                if is_conversion { values.next().ok_or(SegmentError("conversion value missing"))? } else { 0.0 };
-            chunk.values.push(value);
+        match self.layout {
+            Layout::Fixed => {
+                for record in records.chunks_exact(RECORD_BYTES) {
+                    let (key, time, tag) = fields(record);
+                    push_row(chunk, &mut values, maps, (key, time, tag.channel(), tag.is_conversion()))?;
+                }
+            }
+            Layout::Packed => {
+                let mut packed = PackedRecords::new(records)?;
+                for _ in 0..rows {
+                    push_row(chunk, &mut values, maps, packed.next()?)?;
+                }
+                check(packed.bytes.is_empty(), "more records than rows")?;
+            }
         }
         check(values.next().is_none(), "more values than conversion rows")?;
         if row_numbers.is_empty() {
@@ -261,6 +319,149 @@ impl<'a> Segment<'a> {
     }
 }
 
+/// The row count and the time unit that start packed records.
+const PACKED_HEAD_BYTES: usize = 16;
+/// Bit 0 of a packed row's first number: a user key follows.
+const NEW_KEY: u64 = 1;
+/// Bit 1: the row is a conversion.
+const PACKED_CONVERSION: u64 = 2;
+
+/// Appends a row given as (user key, time, channel id, conversion flag) to `chunk`, its
+/// channel mapped by `maps` and its value the next of `values` when it is a conversion.
+#[inline(always)]
+fn push_row(
+    chunk: &mut EventChunk,
+    values: &mut impl Iterator<Item = f64>,
+    maps: IdMaps<'_>,
+    (key, time, channel, is_conversion): (u128, i64, u32, bool),
+) -> Result<(), SegmentError> {
+    let channel = mapped(channel, NO_CHANNEL, maps.channels).ok_or(SegmentError("unknown channel id"))?;
+    chunk.user_keys.push(key);
+    chunk.timestamps.push(time);
+    chunk.channel_ids.push(channel);
+    chunk.is_conversion.push(is_conversion);
+    let value = if is_conversion { values.next().ok_or(SegmentError("conversion value missing"))? } else { 0.0 };
+    chunk.values.push(value);
+    Ok(())
+}
+
+/// A fixed record's user key, time and tagged channel.
+fn fields(record: &[u8]) -> (u128, i64, TaggedChannel) {
+    let (key, rest) = record.split_at(16);
+    let (time, tag) = rest.split_at(8);
+    (
+        u128::from_le_bytes(key.try_into().expect("16 bytes")),
+        i64::from_le_bytes(time.try_into().expect("8 bytes")),
+        TaggedChannel::from_bits(u32::from_le_bytes(tag.try_into().expect("4 bytes"))),
+    )
+}
+
+/// Appends fixed `records` to `out` in [`Layout::Packed`].
+fn pack_records(records: &[u8], out: &mut Vec<u8>) {
+    let time_of = |record: &[u8]| fields(record).1;
+    let unit = [1_000_000, 1_000]
+        .into_iter()
+        .find(|&unit| records.chunks_exact(RECORD_BYTES).all(|record| time_of(record) % unit == 0))
+        .unwrap_or(1);
+    out.extend_from_slice(&((records.len() / RECORD_BYTES) as u64).to_le_bytes());
+    out.extend_from_slice(&(unit as u64).to_le_bytes());
+    let (mut last_key, mut last_time) = (None, 0i64);
+    for record in records.chunks_exact(RECORD_BYTES) {
+        let (key, time, tag) = fields(record);
+        let channel = if tag.channel() == NO_CHANNEL { 0 } else { u64::from(tag.channel()) + 1 };
+        let new_key = last_key != Some(key);
+        let flags = if tag.is_conversion() { PACKED_CONVERSION } else { 0 } | if new_key { NEW_KEY } else { 0 };
+        put_number(out, (channel << 2) | flags);
+        if new_key {
+            out.extend_from_slice(&key.to_le_bytes());
+            last_key = Some(key);
+        }
+        let time = time / unit;
+        let step = time.wrapping_sub(last_time);
+        put_number(out, ((step << 1) ^ (step >> 63)) as u64);
+        last_time = time;
+    }
+}
+
+/// Appends `value` as LEB128: seven bits a byte, low bits first, the top bit set on every
+/// byte but the last.
+fn put_number(out: &mut Vec<u8>, mut value: u64) {
+    while value >= 0x80 {
+        out.push(value as u8 | 0x80);
+        value >>= 7;
+    }
+    out.push(value as u8);
+}
+
+/// The largest stored channel (a channel id plus one) of a packed row: ids stay below
+/// 2^31 - 1, the stored form of "no channel" in a [`TaggedChannel`].
+const MAX_PACKED_CHANNEL: u64 = (NO_CHANNEL >> 1) as u64;
+
+/// A reader of packed records, after their row count and time unit.
+struct PackedRecords<'a> {
+    bytes: &'a [u8],
+    unit: i64,
+    /// The user key of the row before; `None` before the first.
+    key: Option<u128>,
+    time: i64,
+}
+
+impl<'a> PackedRecords<'a> {
+    /// `records` holds a head (checked by [`Segment::parse`]).
+    fn new(records: &'a [u8]) -> Result<PackedRecords<'a>, SegmentError> {
+        let unit = u64::from_le_bytes(records[8..PACKED_HEAD_BYTES].try_into().expect("8 bytes"));
+        let unit = i64::try_from(unit).ok().filter(|&unit| unit > 0).ok_or(SegmentError("time unit out of range"))?;
+        Ok(PackedRecords { bytes: &records[PACKED_HEAD_BYTES..], unit, key: None, time: 0 })
+    }
+
+    /// The next row's user key, time, channel id and conversion flag.
+    #[inline(always)]
+    fn next(&mut self) -> Result<(u128, i64, u32, bool), SegmentError> {
+        let head = self.number()?;
+        let key = if head & NEW_KEY != 0 {
+            let (key, rest) = self.bytes.split_first_chunk::<16>().ok_or(SegmentError("user key cut short"))?;
+            self.bytes = rest;
+            *self.key.insert(u128::from_le_bytes(*key))
+        } else {
+            self.key.ok_or(SegmentError("the first record has no user key"))?
+        };
+        let channel = match head >> 2 {
+            0 => NO_CHANNEL,
+            stored @ 1..=MAX_PACKED_CHANNEL => (stored - 1) as u32,
+            _ => return Err(SegmentError("channel id out of range")),
+        };
+        let step = self.number()?;
+        self.time = self.time.wrapping_add(((step >> 1) as i64) ^ -((step & 1) as i64));
+        let time = self.time.checked_mul(self.unit).ok_or(SegmentError("time out of range"))?;
+        Ok((key, time, channel, head & PACKED_CONVERSION != 0))
+    }
+
+    /// The next LEB128 number.
+    #[inline(always)]
+    fn number(&mut self) -> Result<u64, SegmentError> {
+        match self.bytes.split_first() {
+            // Most numbers are below 128: channel ids, and times a few seconds apart.
+            Some((&byte, rest)) if byte < 0x80 => {
+                self.bytes = rest;
+                Ok(u64::from(byte))
+            }
+            _ => self.long_number(),
+        }
+    }
+
+    fn long_number(&mut self) -> Result<u64, SegmentError> {
+        let mut value = 0u64;
+        for (at, &byte) in self.bytes.iter().take(10).enumerate() {
+            value |= u64::from(byte & 0x7f) << (7 * at);
+            if byte < 0x80 {
+                self.bytes = &self.bytes[at + 1..];
+                return Ok(value);
+            }
+        }
+        Err(SegmentError("packed number cut short"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -290,18 +491,23 @@ mod tests {
         chunk
     }
 
+    const LAYOUTS: [Layout; 2] = [Layout::Fixed, Layout::Packed];
+
     /// `chunk` as one segment at the end of `out`.
-    fn encode_chunk(chunk: &EventChunk, out: &mut Vec<u8>) {
+    fn encode_chunk(chunk: &EventChunk, out: &mut Vec<u8>, layout: Layout) {
         let mut buffer = SegmentBuffer::default();
         buffer.push_chunk(chunk);
-        buffer.segment().write_to(out).unwrap();
+        match layout {
+            Layout::Fixed => buffer.segment().write_to(out).unwrap(),
+            Layout::Packed => buffer.segment().write_packed(out),
+        }
     }
 
-    fn decode(bytes: &[u8], keep_identity: bool, maps: IdMaps<'_>) -> Result<EventChunk, SegmentError> {
+    fn decode(bytes: &[u8], keep_identity: bool, maps: IdMaps<'_>, layout: Layout) -> Result<EventChunk, SegmentError> {
         let mut chunk = EventChunk::with_capacity(0, keep_identity);
         let mut rest = bytes;
         while !rest.is_empty() {
-            Segment::parse(&mut rest)?.append_to(&mut chunk, maps)?;
+            Segment::parse(&mut rest, layout)?.append_to(&mut chunk, maps)?;
         }
         Ok(chunk)
     }
@@ -318,16 +524,15 @@ mod tests {
 
     #[test]
     fn chunks_round_trip_with_and_without_identity_and_segments() {
-        for keep_identity in [false, true] {
-            for with_segments in [false, true] {
-                let chunk = sample(keep_identity, with_segments);
-                let mut bytes = Vec::new();
-                encode_chunk(&chunk, &mut bytes);
-                let back = decode(&bytes, keep_identity, IdMaps::default()).unwrap();
-                assert_same_rows(&back, &chunk);
-                let numbers = if keep_identity { chunk.row_numbers.clone() } else { (1..=5).collect() };
-                assert_eq!(back.row_numbers, numbers, "without identity, rows are numbered by their order");
-            }
+        let cases = [false, true].into_iter().flat_map(|identity| [(identity, false), (identity, true)]);
+        for ((keep_identity, with_segments), layout) in cases.flat_map(|case| LAYOUTS.map(|layout| (case, layout))) {
+            let chunk = sample(keep_identity, with_segments);
+            let mut bytes = Vec::new();
+            encode_chunk(&chunk, &mut bytes, layout);
+            let back = decode(&bytes, keep_identity, IdMaps::default(), layout).unwrap();
+            assert_same_rows(&back, &chunk);
+            let numbers = if keep_identity { chunk.row_numbers.clone() } else { (1..=5).collect() };
+            assert_eq!(back.row_numbers, numbers, "without identity, rows are numbered by their order");
         }
     }
 
@@ -350,56 +555,144 @@ mod tests {
 
     #[test]
     fn ids_are_mapped_and_numbering_goes_on_from_the_rows_before() {
-        let chunk = sample(false, true);
-        let mut bytes = Vec::new();
-        encode_chunk(&chunk, &mut bytes);
-        encode_chunk(&chunk, &mut bytes);
-        let maps = IdMaps { channels: Some(&[7, 8, 9]), segments: Some(&[4, 3]) };
-        let back = decode(&bytes, false, maps).unwrap();
-        assert_eq!(back.channel_ids[..5], [7, 8, NO_CHANNEL, 9, 7]);
-        assert_eq!(back.segment_ids[..5], [4, NO_SEGMENT, 4, 3, 4]);
-        assert_eq!(back.row_numbers, (1..=10).collect::<Vec<_>>());
-        let mut after_numbered = EventChunk::default();
-        after_numbered.row_numbers.push(41);
-        after_numbered.user_keys.push(0);
-        after_numbered.segment_ids.push(0);
-        Segment::parse(&mut &bytes[..]).unwrap().append_to(&mut after_numbered, IdMaps::default()).unwrap();
-        assert_eq!(after_numbered.row_numbers, [41, 42, 43, 44, 45, 46]);
-    }
-
-    #[test]
-    fn ids_outside_the_maps_and_inconsistent_sections_are_errors() {
-        let chunk = sample(false, true);
-        let mut bytes = Vec::new();
-        encode_chunk(&chunk, &mut bytes);
-        let short_channels = IdMaps { channels: Some(&[0, 1]), segments: None };
-        assert_eq!(decode(&bytes, false, short_channels).unwrap_err(), SegmentError("unknown channel id"));
-        let short_segments = IdMaps { channels: None, segments: Some(&[0]) };
-        assert_eq!(decode(&bytes, false, short_segments).unwrap_err(), SegmentError("unknown segment id"));
-        // The same rows without segment ids, after rows with them.
-        let mut mixed = bytes.clone();
-        encode_chunk(&sample(false, false), &mut mixed);
-        let error = SegmentError("rows with and without segment ids in one partition");
-        assert_eq!(decode(&mixed, false, IdMaps::default()).unwrap_err(), error);
-        // User ids asked of rows stored without them.
-        assert_eq!(decode(&bytes, true, IdMaps::default()).unwrap_err(), SegmentError("user id cut short"));
-        // A conversion flag set on a touch (row 0) or cleared on a conversion (row 2): the
-        // values no longer match the conversion rows.
-        let flag_of_row = |row: usize| HEADER_BYTES + row * RECORD_BYTES + RECORD_BYTES - 1;
-        for (row, problem) in [(0, "conversion value missing"), (2, "more values than conversion rows")] {
-            let mut flipped = bytes.clone();
-            flipped[flag_of_row(row)] ^= 0x80;
-            assert_eq!(decode(&flipped, false, IdMaps::default()).unwrap_err(), SegmentError(problem));
+        for layout in LAYOUTS {
+            let chunk = sample(false, true);
+            let mut bytes = Vec::new();
+            encode_chunk(&chunk, &mut bytes, layout);
+            encode_chunk(&chunk, &mut bytes, layout);
+            let maps = IdMaps { channels: Some(&[7, 8, 9]), segments: Some(&[4, 3]) };
+            let back = decode(&bytes, false, maps, layout).unwrap();
+            assert_eq!(back.channel_ids[..5], [7, 8, NO_CHANNEL, 9, 7]);
+            assert_eq!(back.segment_ids[..5], [4, NO_SEGMENT, 4, 3, 4]);
+            assert_eq!(back.row_numbers, (1..=10).collect::<Vec<_>>());
+            let mut after_numbered = EventChunk::default();
+            after_numbered.row_numbers.push(41);
+            after_numbered.user_keys.push(0);
+            after_numbered.segment_ids.push(0);
+            let segment = Segment::parse(&mut &bytes[..], layout).unwrap();
+            segment.append_to(&mut after_numbered, IdMaps::default()).unwrap();
+            assert_eq!(after_numbered.row_numbers, [41, 42, 43, 44, 45, 46]);
         }
     }
 
     #[test]
-    fn every_cut_short_segment_is_an_error() {
+    fn ids_outside_the_maps_and_inconsistent_sections_are_errors() {
+        for layout in LAYOUTS {
+            let chunk = sample(false, true);
+            let mut bytes = Vec::new();
+            encode_chunk(&chunk, &mut bytes, layout);
+            let short_channels = IdMaps { channels: Some(&[0, 1]), segments: None };
+            assert_eq!(decode(&bytes, false, short_channels, layout).unwrap_err(), SegmentError("unknown channel id"));
+            let short_segments = IdMaps { channels: None, segments: Some(&[0]) };
+            assert_eq!(decode(&bytes, false, short_segments, layout).unwrap_err(), SegmentError("unknown segment id"));
+            // The same rows without segment ids, after rows with them.
+            let mut mixed = bytes.clone();
+            encode_chunk(&sample(false, false), &mut mixed, layout);
+            let error = SegmentError("rows with and without segment ids in one partition");
+            assert_eq!(decode(&mixed, false, IdMaps::default(), layout).unwrap_err(), error);
+            // User ids asked of rows stored without them.
+            let error = SegmentError("user id cut short");
+            assert_eq!(decode(&bytes, true, IdMaps::default(), layout).unwrap_err(), error);
+        }
+        // A conversion flag set on a touch (row 0) or cleared on a conversion (row 2): the
+        // values no longer match the conversion rows.
         let mut bytes = Vec::new();
-        encode_chunk(&sample(true, true), &mut bytes);
-        for end in 0..bytes.len() {
-            let cut = &bytes[..end];
-            assert!(decode(cut, true, IdMaps::default()).is_err() || cut.is_empty(), "cut at {end}");
+        encode_chunk(&sample(false, true), &mut bytes, Layout::Fixed);
+        let flag_of_row = |row: usize| HEADER_BYTES + row * RECORD_BYTES + RECORD_BYTES - 1;
+        for (row, problem) in [(0, "conversion value missing"), (2, "more values than conversion rows")] {
+            let mut flipped = bytes.clone();
+            flipped[flag_of_row(row)] ^= 0x80;
+            assert_eq!(decode(&flipped, false, IdMaps::default(), Layout::Fixed).unwrap_err(), SegmentError(problem));
+        }
+    }
+
+    /// The packed bytes of rows given as (user key, time, channel, conversion), no values.
+    fn packed(rows: &[(u128, i64, u32, bool)]) -> Vec<u8> {
+        let mut buffer = SegmentBuffer::default();
+        for &(key, time, channel, is_conversion) in rows {
+            buffer.push_row(key, time, channel, is_conversion, 1.0);
+        }
+        let mut bytes = Vec::new();
+        buffer.segment().write_packed(&mut bytes);
+        bytes
+    }
+
+    #[test]
+    fn packed_rows_keep_a_key_once_per_run_and_times_in_the_largest_unit_that_divides_them() {
+        let second = 1_000_000;
+        // Time order, a new user on most rows, whole seconds: key, one byte of head, one
+        // of time (after the first row's).
+        let time_ordered: Vec<_> = (0..1_000)
+            .map(|row| (row as u128 * 7 % 13, 1_767_225_600 * second + row * 30 * second, 3, false))
+            .collect();
+        // One user's run at a time, times going back between users: no key after a
+        // user's first row.
+        let user_runs: Vec<_> =
+            (0..1_000).map(|row| ((row / 50) as u128, (row % 50) * 60 * second + (row / 50) * 7, 3, false)).collect();
+        let values = |rows: &[(u128, i64, u32, bool)]| rows.iter().filter(|row| row.3).count() * 8;
+        for (rows, most_per_row) in [(&time_ordered, 19), (&user_runs, 5)] {
+            let bytes = packed(rows);
+            let records = bytes.len() - HEADER_BYTES - PACKED_HEAD_BYTES - values(rows);
+            assert!(records <= most_per_row * rows.len() + 32, "{records} bytes for {} rows", rows.len());
+            let back = decode(&bytes, false, IdMaps::default(), Layout::Packed).unwrap();
+            assert_eq!(back.user_keys, rows.iter().map(|row| row.0).collect::<Vec<_>>());
+            assert_eq!(back.timestamps, rows.iter().map(|row| row.1).collect::<Vec<_>>());
+        }
+        // The unit is the largest that divides every time: one time in microseconds makes
+        // the others take more bytes, not lose any.
+        for (last, unit) in [(5 * second, 1_000_000u64), (5_000, 1_000), (5, 1)] {
+            let bytes = packed(&[(1, 10 * second, 0, false), (1, last, 0, false)]);
+            let at = HEADER_BYTES + 8;
+            assert_eq!(u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap()), unit);
+            let back = decode(&bytes, false, IdMaps::default(), Layout::Packed).unwrap();
+            assert_eq!(back.timestamps, [10 * second, last]);
+        }
+    }
+
+    #[test]
+    fn damaged_packed_records_are_errors() {
+        let rows = [(9, 0, 2, false), (9, 1, NO_CHANNEL, true)];
+        let good = packed(&rows);
+        let first_head = HEADER_BYTES + PACKED_HEAD_BYTES;
+        let decode_packed = |bytes: &[u8]| decode(bytes, false, IdMaps::default(), Layout::Packed).unwrap_err();
+        // The row count: more rows than the bytes could hold, or one row more than stored.
+        for (count, problem) in [(u64::MAX, "too many rows for the records"), (3, "packed number cut short")] {
+            let mut bytes = good.clone();
+            bytes[HEADER_BYTES..HEADER_BYTES + 8].copy_from_slice(&count.to_le_bytes());
+            assert_eq!(decode_packed(&bytes), SegmentError(problem));
+        }
+        let mut fewer = good.clone();
+        fewer[HEADER_BYTES..HEADER_BYTES + 8].copy_from_slice(&1u64.to_le_bytes());
+        assert_eq!(decode_packed(&fewer), SegmentError("more records than rows"));
+        // A first row without its key, a time unit of 0, a time past i64 once scaled.
+        let mut keyless = good.clone();
+        keyless[first_head] &= !1;
+        assert_eq!(decode_packed(&keyless), SegmentError("the first record has no user key"));
+        let mut no_unit = good.clone();
+        no_unit[HEADER_BYTES + 8..first_head].fill(0);
+        assert_eq!(decode_packed(&no_unit), SegmentError("time unit out of range"));
+        let mut scaled = packed(&[(1, i64::MAX / 1_000_000 * 1_000_000, 0, false)]);
+        scaled[HEADER_BYTES + 8..first_head].copy_from_slice(&2_000_000u64.to_le_bytes());
+        assert_eq!(decode_packed(&scaled), SegmentError("time out of range"));
+        // A channel id of 2^31 - 1 (the stored form of "no channel").
+        let mut bytes = good[..first_head].to_vec();
+        put_number(&mut bytes, ((MAX_PACKED_CHANNEL + 1) << 2) | NEW_KEY);
+        bytes.extend_from_slice(&good[first_head + 1..]);
+        let grown = (bytes.len() - good.len()) as u64;
+        let length = u64::from_le_bytes(bytes[..8].try_into().unwrap()) + grown;
+        bytes[..8].copy_from_slice(&length.to_le_bytes());
+        assert_eq!(decode_packed(&bytes), SegmentError("channel id out of range"));
+    }
+
+    #[test]
+    fn every_cut_short_segment_is_an_error() {
+        for layout in LAYOUTS {
+            let mut bytes = Vec::new();
+            encode_chunk(&sample(true, true), &mut bytes, layout);
+            for end in 0..bytes.len() {
+                let cut = &bytes[..end];
+                assert!(decode(cut, true, IdMaps::default(), layout).is_err() || cut.is_empty(), "cut at {end}");
+            }
         }
     }
 
@@ -414,24 +707,31 @@ mod tests {
             noise in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200),
             flips in proptest::collection::vec((0usize..4_000, 0u32..8), 1..8),
             keep_identity in proptest::prelude::any::<bool>(),
+            packed in proptest::prelude::any::<bool>(),
         ) {
+            let layout = if packed { Layout::Packed } else { Layout::Fixed };
             let maps = IdMaps { channels: Some(&[0, 1, 2]), segments: Some(&[0, 1]) };
-            let _ = decode(&noise, keep_identity, maps);
+            let _ = decode(&noise, keep_identity, maps, layout);
             let mut bytes = Vec::new();
-            encode_chunk(&sample(true, true), &mut bytes);
+            encode_chunk(&sample(true, true), &mut bytes, layout);
             let body = bytes.len() - HEADER_BYTES;
             for (at, bit) in flips {
                 bytes[HEADER_BYTES + at % body] ^= 1 << bit;
             }
-            let _ = decode(&bytes, keep_identity, maps);
+            let _ = decode(&bytes, keep_identity, maps, layout);
         }
 
         #[test]
         fn random_chunks_round_trip(
             rows in proptest::collection::vec(
                 (
-                    proptest::prelude::any::<u128>(),
-                    proptest::prelude::any::<i64>(),
+                    // Few users, so that packed rows have runs of one key; times in
+                    // microseconds, or whole seconds at any distance.
+                    proptest::prop_oneof![proptest::prelude::any::<u128>(), 0u128..3],
+                    proptest::prop_oneof![
+                        proptest::prelude::any::<i64>(),
+                        proptest::prelude::Strategy::prop_map(proptest::num::i64::ANY, |time| time / 1_000_000 * 1_000_000),
+                    ],
                     proptest::prop_oneof![0u32..1_000, proptest::strategy::Just(NO_CHANNEL)],
                     proptest::prelude::any::<bool>(),
                     -1e300f64..1e300,
@@ -443,7 +743,9 @@ mod tests {
             ),
             keep_identity in proptest::prelude::any::<bool>(),
             with_segments in proptest::prelude::any::<bool>(),
+            packed in proptest::prelude::any::<bool>(),
         ) {
+            let layout = if packed { Layout::Packed } else { Layout::Fixed };
             let mut chunk = EventChunk::with_capacity(rows.len(), keep_identity);
             for (key, time, channel, is_conversion, value, number, id, segment) in rows {
                 chunk.user_keys.push(key);
@@ -460,8 +762,8 @@ mod tests {
                 }
             }
             let mut bytes = Vec::new();
-            encode_chunk(&chunk, &mut bytes);
-            let back = decode(&bytes, keep_identity, IdMaps::default()).unwrap();
+            encode_chunk(&chunk, &mut bytes, layout);
+            let back = decode(&bytes, keep_identity, IdMaps::default(), layout).unwrap();
             assert_same_rows(&back, &chunk);
             if keep_identity {
                 proptest::prop_assert_eq!(back.row_numbers, chunk.row_numbers);

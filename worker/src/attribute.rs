@@ -118,10 +118,14 @@ pub async fn load_partition(
     }
     let stop = stop.clone();
     compute(move || {
-        // Room for every row at once (a stored row takes at least a record's bytes): grown
-        // piece by piece, the columns of half a million rows were copied over and over.
-        let bytes: usize = pieces.iter().map(|(Piece::Run(_, bytes) | Piece::File(_, bytes))| bytes.len()).sum();
-        let mut chunk = EventChunk::with_capacity(bytes / RECORD_BYTES, false);
+        // Room for every row at once, counted from the pieces' headers: grown piece by
+        // piece, the columns of half a million rows were copied over and over. An older
+        // worker's file takes a record's bytes a row at least.
+        let rows = pieces.iter().map(|piece| match piece {
+            Piece::Run(_, run) => chunk_file::rows_in_run(run),
+            Piece::File(_, file) => file.len() / RECORD_BYTES,
+        });
+        let mut chunk = EventChunk::with_capacity(rows.sum(), false);
         for piece in pieces {
             stop.check()?;
             match piece {
