@@ -35,7 +35,7 @@ use mta_core::row_segment::{IdMaps, Layout, Segment};
 
 const MAGIC: &[u8; 4] = b"MTAC";
 /// The format version written: 2, records packed. Version 1 (28-byte records) is read
-/// too, for the chunk files of older workers during a rolling upgrade.
+/// too: a job split by an older worker may finish after the upgrade.
 const VERSION: u32 = 2;
 /// Flag: the rows carry their row numbers and user ids.
 const KEEPS_IDENTITY: u32 = 1;
@@ -205,8 +205,8 @@ fn decode_rows(bytes: &[u8], into: &mut EventChunk) -> anyhow::Result<()> {
 }
 
 /// How many rows a run of chunk files holds, read from their headers alone: what a
-/// partition's chunk is sized by before its rows are decoded. Damage counts no rows (the
-/// decoding reports it).
+/// partition's chunk is sized by before its rows are decoded. Rows from damaged bytes on
+/// are not counted (the decoding reports the damage).
 pub fn rows_in_run(mut run: &[u8]) -> usize {
     let mut rows = 0;
     while let Some((length, rest)) = run.split_first_chunk::<8>() {

@@ -37,9 +37,9 @@ pub enum Layout {
     /// the channel id plus one (0: no channel) shifted left by two, the conversion flag
     /// (bit 1) and whether a user key follows (bit 0: the row's key differs from the row
     /// before's); that key (u128 LE); and the row's time in units, less the row before's
-    /// (0 for the first row), zigzag LEB128. Rows in time order or in runs of one user
-    /// take 18 to 20 bytes in place of 28, and the bytes written and read are most of a
-    /// hand-over's cost (docs/benchmarks.md).
+    /// (0 for the first row), zigzag LEB128. Rows in time order take 18 to 20 bytes in
+    /// place of 28, a user's run of rows 2 to 5 after its first, and the bytes written are
+    /// most of a hand-over's cost (docs/benchmarks.md).
     Packed,
 }
 
