@@ -64,16 +64,30 @@ pub fn append_to_run(run: &mut Vec<u8>, rows: Segment<'_>, channels: &ChannelDic
 }
 
 /// Decodes a partition's run of chunk files (read from split object `name`) into `into`.
-pub fn decode_run_into(name: &str, mut run: Bytes, into: &mut EventChunk) -> anyhow::Result<()> {
-    while !run.is_empty() {
-        ensure!(run.len() >= 8, "{name}: a chunk file's length is cut short");
-        let length = u64::from_le_bytes(run[..8].try_into().expect("8 bytes"));
-        ensure!(length <= (run.len() - 8) as u64, "{name}: a chunk file is cut short");
-        let end = 8 + length as usize;
-        decode_into(name, run.slice(8..end), into)?;
-        run = run.slice(end..);
+pub fn decode_run_into(name: &str, run: Bytes, into: &mut EventChunk) -> anyhow::Result<()> {
+    for file in files_in_run(&run) {
+        let file = file.map_err(|problem| anyhow::anyhow!("{name}: {problem}"))?;
+        decode_into(name, run.slice(file), into)?;
     }
     Ok(())
+}
+
+/// Where each chunk file of a run is (after its length), in order; an error where the
+/// bytes are cut short, then nothing.
+fn files_in_run(run: &[u8]) -> impl Iterator<Item = Result<std::ops::Range<usize>, &'static str>> + '_ {
+    let mut at = 0;
+    std::iter::from_fn(move || {
+        let rest = run.get(at..).filter(|rest| !rest.is_empty())?;
+        let file = match rest.split_first_chunk::<8>() {
+            None => Err("a chunk file's length is cut short"),
+            Some((length, rest)) => match usize::try_from(u64::from_le_bytes(*length)) {
+                Ok(length) if length <= rest.len() => Ok(at + 8..at + 8 + length),
+                _ => Err("a chunk file is cut short"),
+            },
+        };
+        at = file.as_ref().map_or(run.len(), |file| file.end);
+        Some(file)
+    })
 }
 
 /// An older worker's split index: each partition's (start, length) in the split's object
@@ -207,15 +221,13 @@ fn decode_rows(bytes: &[u8], into: &mut EventChunk) -> anyhow::Result<()> {
 /// How many rows a run of chunk files holds, read from their headers alone: what a
 /// partition's chunk is sized by before its rows are decoded. Rows from damaged bytes on
 /// are not counted (the decoding reports the damage).
-pub fn rows_in_run(mut run: &[u8]) -> usize {
+pub fn rows_in_run(run: &[u8]) -> usize {
     let mut rows = 0;
-    while let Some((length, rest)) = run.split_first_chunk::<8>() {
-        let Some((file, rest)) = rest.split_at_checked(u64::from_le_bytes(*length) as usize) else { break };
-        let Ok(mut parts) = FileParts::parse(file) else { break };
+    for file in files_in_run(run).map_while(Result::ok) {
+        let Ok(mut parts) = FileParts::parse(&run[file]) else { break };
         while let Ok(segment) = Segment::parse(&mut parts.rows, parts.layout) {
             rows += segment.rows();
         }
-        run = rest;
     }
     rows
 }
