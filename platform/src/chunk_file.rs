@@ -222,12 +222,16 @@ fn decode_rows(bytes: &[u8], into: &mut EventChunk) -> anyhow::Result<()> {
 /// partition's chunk is sized by before its rows are decoded. Rows from damaged bytes on
 /// are not counted (the decoding reports the damage).
 pub fn rows_in_run(run: &[u8]) -> usize {
+    files_in_run(run).map_while(Result::ok).map(|file| rows_in_file(&run[file])).sum()
+}
+
+/// How many rows chunk file `file` holds, read from its headers alone (none for an older
+/// worker's Parquet file, or past damage).
+pub fn rows_in_file(file: &[u8]) -> usize {
+    let Ok(mut parts) = FileParts::parse(file) else { return 0 };
     let mut rows = 0;
-    for file in files_in_run(run).map_while(Result::ok) {
-        let Ok(mut parts) = FileParts::parse(&run[file]) else { break };
-        while let Ok(segment) = Segment::parse(&mut parts.rows, parts.layout) {
-            rows += segment.rows();
-        }
+    while let Ok(segment) = Segment::parse(&mut parts.rows, parts.layout) {
+        rows += segment.rows();
     }
     rows
 }
@@ -508,6 +512,7 @@ mod tests {
         let cut_run = Bytes::from(cut_run);
         let two_files = [&cut_run[..], &cut_run[..]].concat();
         assert_eq!((rows_in_run(&cut_run), rows_in_run(&two_files)), (4, 8));
+        assert_eq!((rows_in_file(&cut_run[8..]), rows_in_file(&parquet::encode(&flushes[0]))), (4, 0));
         for cut in [1, 7, 9, cut_run.len() - 1] {
             assert_eq!(rows_in_run(&cut_run[..cut]), 0, "damage counts no rows");
             let error = decode_run_into("s0003.rows", cut_run.slice(..cut), &mut EventChunk::default()).unwrap_err();

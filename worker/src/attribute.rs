@@ -9,7 +9,6 @@ use anyhow::Context;
 use bytes::Bytes;
 use mta_core::Partial;
 use mta_core::chunk::EventChunk;
-use mta_core::row_segment::RECORD_BYTES;
 use mta_platform::job::{FanIn, JobRecord, Stage};
 use mta_platform::queue::{AttributeTask, ReduceTask, StageHandler, TaskError, TaskInfo};
 use mta_platform::storage::keys;
@@ -119,11 +118,10 @@ pub async fn load_partition(
     let stop = stop.clone();
     compute(move || {
         // Room for every row at once, counted from the pieces' headers: grown piece by
-        // piece, the columns of half a million rows were copied over and over. An older
-        // worker's file takes a record's bytes a row at least.
+        // piece, the columns of half a million rows were copied over and over.
         let rows = pieces.iter().map(|piece| match piece {
             Piece::Run(_, run) => chunk_file::rows_in_run(run),
-            Piece::File(_, file) => file.len() / RECORD_BYTES,
+            Piece::File(_, file) => chunk_file::rows_in_file(file),
         });
         let mut chunk = EventChunk::with_capacity(rows.sum(), false);
         for piece in pieces {
