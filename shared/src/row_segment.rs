@@ -358,13 +358,22 @@ fn fields(record: &[u8]) -> (u128, i64, TaggedChannel) {
 
 /// Appends fixed `records` to `out` in [`Layout::Packed`].
 fn pack_records(records: &[u8], out: &mut Vec<u8>) {
-    let time_of = |record: &[u8]| fields(record).1;
-    let unit = [1_000_000, 1_000]
-        .into_iter()
-        .find(|&unit| records.chunks_exact(RECORD_BYTES).all(|record| time_of(record) % unit == 0))
-        .unwrap_or(1);
+    let divides = |unit: i64| records.chunks_exact(RECORD_BYTES).all(|record| fields(record).1 % unit == 0);
+    // Each unit is a constant of its own loop, so that the division of every time by it is
+    // a multiplication: a division instruction per row was half of the packing's time.
+    if divides(1_000_000) {
+        pack_records_in::<1_000_000>(records, out)
+    } else if divides(1_000) {
+        pack_records_in::<1_000>(records, out)
+    } else {
+        pack_records_in::<1>(records, out)
+    }
+}
+
+/// [`pack_records`] with times in units of `UNIT` microseconds, which divides every time.
+fn pack_records_in<const UNIT: i64>(records: &[u8], out: &mut Vec<u8>) {
     out.extend_from_slice(&((records.len() / RECORD_BYTES) as u64).to_le_bytes());
-    out.extend_from_slice(&(unit as u64).to_le_bytes());
+    out.extend_from_slice(&(UNIT as u64).to_le_bytes());
     let (mut last_key, mut last_time) = (None, 0i64);
     for record in records.chunks_exact(RECORD_BYTES) {
         let (key, time, tag) = fields(record);
@@ -376,7 +385,7 @@ fn pack_records(records: &[u8], out: &mut Vec<u8>) {
             out.extend_from_slice(&key.to_le_bytes());
             last_key = Some(key);
         }
-        let time = time / unit;
+        let time = time / UNIT;
         let step = time.wrapping_sub(last_time);
         put_number(out, ((step << 1) ^ (step >> 63)) as u64);
         last_time = time;

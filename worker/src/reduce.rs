@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use futures_util::StreamExt;
 
-use mta_core::ingest::Block;
+use mta_core::ingest::{Block, Limits};
 use mta_core::markov::SolveBudget;
 use mta_core::{AttributionError, AttributionResult, ErrorCode, InputKind, Options, Partial};
 use mta_platform::credits_file::{CreditRows, CreditsFile};
@@ -15,15 +15,16 @@ use mta_platform::job::{JobRecord, Stage};
 use mta_platform::partial_file;
 use mta_platform::queue::{ReduceTask, StageHandler, TaskError, TaskInfo};
 use mta_platform::storage::keys;
+use object_store::path::Path as ObjectKey;
 
 use crate::Services;
 use crate::attribute::load_partition;
 use crate::stage::{StopFlag, compute, run_unit};
 use mta_platform::run_error::RunError;
 
-/// Partials fetched and decoded while the one before them is merged: one per core here, and
-/// at most this many held beside the running total.
-const DECODE_AHEAD: usize = 2;
+/// Partials fetched and decoded while the one before them is merged, by each of the two
+/// running totals: at most this many held beside each.
+const DECODE_AHEAD: usize = 1;
 
 #[derive(Debug, Clone)]
 pub struct ReduceHandler(pub Services);
@@ -49,34 +50,27 @@ async fn reduce(services: &Services, job: JobRecord, stop: StopFlag) -> Result<(
     let no_rows = || AttributionError::new(ErrorCode::EmptyInput, "the input has no data rows");
     // The first split resolves the options when it reads the first block: none means no rows.
     let options = Arc::new(job.options.clone().ok_or_else(no_rows)?);
-    let mut total: Option<Partial> = None;
     let limits = services.config.limits.engine();
-    let listed = services.storage.list(&keys::partials(&job.tenant, &job.id)).await?;
-    // Merged one by one in key order (the same sums in the same order on every run).
-    let mut decoded = futures_util::stream::iter(partial_file::files_to_read(listed))
-        .map(|key| async move {
-            let bytes = services.storage.get(&key).await?;
-            compute(move || Ok(partial_file::decode(key.as_ref(), &bytes)?)).await
-        })
-        .buffered(DECODE_AHEAD);
-    let mut next = decoded.next().await;
-    while let Some(partial) = next {
-        stop.check()?;
-        let partial = partial?;
-        let merged = compute(move || {
-            Partial::merge_into(&mut total, partial);
-            // Each split checked its own share; the union is checked here as it grows, so the
-            // reducer never holds much more than the limits allow.
-            if let Some(total) = &total {
-                total.check_within(&limits)?;
-            }
-            Ok(total)
-        });
-        // The next partials are fetched and decoded while this one is merged.
-        let (merged, following) = tokio::join!(merged, decoded.next());
-        total = merged?;
-        next = following;
-    }
+    let mut first = partial_file::files_to_read(services.storage.list(&keys::partials(&job.tenant, &job.id)).await?);
+    // Two running totals at once, of the first and the second half of the partials in key
+    // order, then added: merging is most of the stage and takes a core. Each half is merged
+    // in the same order on every run, so the sums are the same on every run.
+    let second = first.split_off(first.len().div_ceil(2));
+    let (first, second) = tokio::try_join!(
+        merge_partials(services, first, limits, &stop),
+        merge_partials(services, second, limits, &stop)
+    )?;
+    let total = compute(move || {
+        let mut total = first;
+        if let Some(second) = second {
+            Partial::merge_into(&mut total, second);
+        }
+        if let Some(total) = &total {
+            total.check_within(&limits)?;
+        }
+        Ok(total)
+    })
+    .await?;
     let total = total.filter(|t| t.counts.rows > 0).ok_or_else(no_rows)?;
     let rows = total.counts.rows;
     let (finishing, solving) = (Arc::clone(&options), stop.clone());
@@ -129,6 +123,42 @@ async fn reduce(services: &Services, job: JobRecord, stop: StopFlag) -> Result<(
         tracing::warn!(job = %job.id, error = format!("{e:#}"), "could not delete chunk files");
     }
     Ok(())
+}
+
+/// The sum of the partials under `keys`, merged in their order (the next ones fetched and
+/// decoded while one is merged), checked against the limits as it grows.
+async fn merge_partials(
+    services: &Services,
+    keys: Vec<ObjectKey>,
+    limits: Limits,
+    stop: &StopFlag,
+) -> Result<Option<Partial>, RunError> {
+    let mut total: Option<Partial> = None;
+    let mut decoded = futures_util::stream::iter(keys)
+        .map(|key| async move {
+            let bytes = services.storage.get(&key).await?;
+            compute(move || Ok(partial_file::decode(key.as_ref(), &bytes)?)).await
+        })
+        .buffered(DECODE_AHEAD);
+    let mut next = decoded.next().await;
+    while let Some(partial) = next {
+        stop.check()?;
+        let partial = partial?;
+        let merged = compute(move || {
+            Partial::merge_into(&mut total, partial);
+            // Each split checked its own share; the union is checked here as it grows, so each
+            // running total stays within the limits (the reducer holds two of them).
+            if let Some(total) = &total {
+                total.check_within(&limits)?;
+            }
+            Ok(total)
+        });
+        // The next partials are fetched and decoded while this one is merged.
+        let (merged, following) = tokio::join!(merged, decoded.next());
+        total = merged?;
+        next = following;
+    }
+    Ok(total)
 }
 
 async fn export_credits(
