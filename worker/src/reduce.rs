@@ -63,10 +63,7 @@ async fn reduce(services: &Services, job: JobRecord, stop: StopFlag) -> Result<(
     let total = compute(move || {
         let mut total = first;
         if let Some(second) = second {
-            Partial::merge_into(&mut total, second);
-        }
-        if let Some(total) = &total {
-            total.check_within(&limits)?;
+            merge_checked(&mut total, second, &limits)?;
         }
         Ok(total)
     })
@@ -145,12 +142,7 @@ async fn merge_partials(
         stop.check()?;
         let partial = partial?;
         let merged = compute(move || {
-            Partial::merge_into(&mut total, partial);
-            // Each split checked its own share; the union is checked here as it grows, so each
-            // running total stays within the limits (the reducer holds two of them).
-            if let Some(total) = &total {
-                total.check_within(&limits)?;
-            }
+            merge_checked(&mut total, partial, &limits)?;
             Ok(total)
         });
         // The next partials are fetched and decoded while this one is merged.
@@ -159,6 +151,14 @@ async fn merge_partials(
         next = following;
     }
     Ok(total)
+}
+
+/// Adds `partial` to `total` and checks the sum against the limits: each split checked its
+/// own share, the union is checked as it grows, so each running total stays within them
+/// (the reducer holds two).
+fn merge_checked(total: &mut Option<Partial>, partial: Partial, limits: &Limits) -> Result<(), AttributionError> {
+    Partial::merge_into(total, partial);
+    total.as_ref().map_or(Ok(()), |total| total.check_within(limits))
 }
 
 async fn export_credits(
