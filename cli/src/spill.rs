@@ -16,8 +16,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, RwLock};
 
 use anyhow::Context;
-use mta_core::chunk::{EventChunk, partition_of};
-use mta_core::row_segment::{IdMaps, Layout, RECORD_BYTES, Segment, SegmentBuffer, record};
+use mta_core::chunk::EventChunk;
+use mta_core::row_segment::{IdMaps, Layout, PartitionRuns, RECORD_BYTES, Segment, SegmentBuffer};
 use rayon::prelude::*;
 
 /// A buffer smaller than this is not worth a write of its own.
@@ -86,10 +86,7 @@ impl PartitionStore {
             id,
             buffers: (0..self.partitions).map(|_| SegmentBuffer::default()).collect(),
             spill: None,
-            partition_of_row: Vec::new(),
-            run_starts: Vec::new(),
-            cursor: Vec::new(),
-            staging: Vec::new(),
+            runs: PartitionRuns::default(),
         }
     }
 
@@ -180,49 +177,19 @@ pub struct PartitionWriter<'s> {
     /// Created at the first spill.
     spill: Option<SpillFile>,
     /// Scratch of [`PartitionWriter::add`], kept between blocks.
-    partition_of_row: Vec<u32>,
-    run_starts: Vec<u32>,
-    cursor: Vec<u32>,
-    staging: Vec<[u8; RECORD_BYTES]>,
+    runs: PartitionRuns,
 }
 
 impl PartitionWriter<'_> {
     /// Routes every row of `block` to its user's partition; `channel_map` turns the
     /// block's channel ids into global ones, and `segment_map` its segment ids.
     pub fn add(&mut self, block: &EventChunk, channel_map: &[u32], segment_map: &[u32]) -> anyhow::Result<()> {
-        // Rows are first sorted by partition into a small staging area (a counting sort
-        // that stays in cache), then each partition's run is appended with one copy:
-        // writing rows one by one to a thousand far-apart buffers stalls on memory.
         let partitions = self.store.partitions as usize;
-        self.partition_of_row.clear();
-        self.partition_of_row.extend(block.user_keys.iter().map(|&key| partition_of(key, partitions as u32)));
-        // Run p of the staging area is `run_starts[p]..run_starts[p + 1]`.
-        self.run_starts.clear();
-        self.run_starts.resize(partitions + 1, 0);
-        for &p in &self.partition_of_row {
-            self.run_starts[p as usize + 1] += 1;
-        }
-        for p in 0..partitions {
-            self.run_starts[p + 1] += self.run_starts[p];
-        }
-        self.cursor.clone_from(&self.run_starts);
-        // Every slot below `block.len()` is written below: only growth needs filling.
-        if self.staging.len() < block.len() {
-            self.staging.resize(block.len(), [0; RECORD_BYTES]);
-        }
-        for (row, &p) in self.partition_of_row.iter().enumerate() {
-            let channel = block.channel_ids[row];
-            let channel = channel_map.get(channel as usize).copied().unwrap_or(channel);
-            let slot = &mut self.cursor[p as usize];
-            self.staging[*slot as usize] =
-                record(block.user_keys[row], block.timestamps[row], channel, block.is_conversion[row]);
-            *slot += 1;
-        }
-        let run = |starts: &[u32], p: usize| starts[p] as usize..starts[p + 1] as usize;
+        self.runs.sort(block, partitions as u32, channel_map);
         // Spill first the buffers this block would push past their share (a run longer
         // than the share itself is taken whole).
         for p in 0..partitions {
-            let (rows, more) = (self.buffers[p].rows(), run(&self.run_starts, p).len());
+            let (rows, more) = (self.buffers[p].rows(), self.runs.run(p).len());
             if rows > 0 && more > 0 && rows + more > self.store.buffer_rows {
                 self.spill(p)?;
             }
@@ -230,12 +197,12 @@ impl PartitionWriter<'_> {
         // The few per-row extras follow in row order, which is each partition's order too.
         let keep = self.store.keep_row_identity;
         if block.has_segments() {
-            for (&segment, &p) in block.segment_ids.iter().zip(&self.partition_of_row) {
+            for (&segment, &p) in block.segment_ids.iter().zip(self.runs.partition_of_row()) {
                 let segment = segment_map.get(segment as usize).copied().unwrap_or(segment);
                 self.buffers[p as usize].push_segment_id(segment);
             }
         }
-        for (row, &p) in self.partition_of_row.iter().enumerate() {
+        for (row, &p) in self.runs.partition_of_row().iter().enumerate() {
             if !keep && !block.is_conversion[row] {
                 continue; // most rows: nothing beyond the record
             }
@@ -249,7 +216,7 @@ impl PartitionWriter<'_> {
             }
         }
         for (p, to) in self.buffers.iter_mut().enumerate() {
-            let records = &self.staging[run(&self.run_starts, p)];
+            let records = self.runs.run(p);
             reserve(to, records.len(), self.store.buffer_rows);
             to.records.extend_from_slice(records);
         }
@@ -312,7 +279,7 @@ fn reserve(buffer: &mut SegmentBuffer, more: usize, max_rows: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use mta_core::chunk::{NO_CHANNEL, NO_SEGMENT};
+    use mta_core::chunk::{NO_CHANNEL, NO_SEGMENT, partition_of};
 
     /// `rows` rows of `users` users in file order, every seventh a conversion without a channel.
     fn block(first_row: u64, rows: usize, users: u128, keep: bool) -> EventChunk {

@@ -68,7 +68,6 @@ pub fn for_each_windowed_journey(
     mut visit: impl FnMut(usize, &Journey<'_>, JourneyOrigin),
 ) {
     let mut by_user = EventsByUser::take_reusable();
-    by_user.group(chunk);
     let max_touches = options.max_journey_touches as usize;
     let mut channels: Vec<u32> = Vec::new();
     let mut times: Vec<i64> = Vec::new();
@@ -88,7 +87,7 @@ pub fn for_each_windowed_journey(
             }
         })
     };
-    for (user_key, events) in by_user.users_mut() {
+    by_user.for_each_user(chunk, |user_key, events| {
         // Exports are usually ordered by time already: check before sorting.
         if !events.is_sorted_by(|a, b| order(a, b).is_le()) {
             events.sort_by(order);
@@ -142,7 +141,7 @@ pub fn for_each_windowed_journey(
                 visit(window, &journey, JourneyOrigin::EventRow { row: last_row, user_key });
             }
         }
-    }
+    });
     by_user.put_back();
 }
 
@@ -199,7 +198,7 @@ fn clamp_length(start: usize, len: usize, max: usize) -> (usize, bool) {
 #[derive(Default)]
 struct EventsByUser {
     ordinal_of: FxHashMap<u128, u32>,
-    /// Key of each user, by ordinal.
+    /// Key of each user of the rows being grouped, by ordinal.
     keys: Vec<u128>,
     /// A large chunk's rows (user key and event) bucket by bucket.
     staged: Vec<(u128, Event)>,
@@ -212,9 +211,9 @@ struct EventsByUser {
 }
 
 /// How many rows a bucket of users holds on average at most (a chunk is grouped in
-/// `rows / BUCKET_ROWS` buckets, rounded up): few enough that a bucket's user map and the
-/// slots it fills stay in a core's cache. A chunk of at most this many rows (a local
-/// partition) is one bucket.
+/// `rows / BUCKET_ROWS` buckets, rounded up): few enough that a bucket's user map, its
+/// events and its users' journeys stay in a core's cache. A chunk of at most this many
+/// rows (a local partition) is one bucket.
 const BUCKET_ROWS: usize = 1 << 16;
 
 /// Row `row` of `chunk` as its user's event.
@@ -246,20 +245,17 @@ impl EventsByUser {
         }
     }
 
-    /// Groups the rows by user: users numbered in order of their first row, each user's
-    /// events in row order, contiguous in `events`. A chunk of more than [`BUCKET_ROWS`]
-    /// rows is grouped a bucket of users at a time (by bits of their key), so that the user
-    /// map and the slots being written stay in the core's cache: in one pass over half a
-    /// million rows they did not, and each row cost two misses.
-    fn group(&mut self, chunk: &EventChunk) {
-        self.ordinal_of.clear();
-        self.keys.clear();
-        self.ordinals.clear();
-        self.counts.clear();
+    /// Calls `visit` with each user's key and events (in row order): users in order of
+    /// their first row. A chunk of more than [`BUCKET_ROWS`] rows is grouped and visited a
+    /// bucket of users at a time (by bits of their key; buckets in order, each bucket's
+    /// users in order of their first row), so that the user map, the slots being written
+    /// and the events the journeys then read stay in the core's cache: in one pass over
+    /// half a million rows they did not, and each row cost two misses.
+    fn for_each_user(&mut self, chunk: &EventChunk, mut visit: impl FnMut(u128, &mut [Event])) {
         let buckets = chunk.len().div_ceil(BUCKET_ROWS) as u64;
         if buckets <= 1 {
-            self.number_users(chunk.user_keys.iter().copied());
-            self.place((0..chunk.len()).map(|row| event_of(chunk, row)));
+            self.group(chunk.user_keys.iter().copied(), (0..chunk.len()).map(|row| event_of(chunk, row)));
+            self.visit_users(&mut visit);
             return;
         }
         // The rows staged bucket by bucket, each bucket in row order (a counting sort on
@@ -273,7 +269,8 @@ impl EventsByUser {
             starts[b + 1] += starts[b];
         }
         let mut staged = std::mem::take(&mut self.staged);
-        staged.clear();
+        // Not cleared first: every row below is written over (zeros written first would be
+        // half a million rows' worth of memory traffic per chunk for nothing).
         staged.resize(chunk.len(), (0, Event::default()));
         let mut next = starts.clone();
         for (row, &key) in chunk.user_keys.iter().enumerate() {
@@ -281,17 +278,28 @@ impl EventsByUser {
             staged[*slot] = (key, event_of(chunk, row));
             *slot += 1;
         }
+        // No user is in two buckets: each bucket is grouped on its own.
         for bucket in starts.windows(2) {
-            // No user is in two buckets: each bucket's map starts empty, and stays small.
-            self.ordinal_of.clear();
-            self.number_users(staged[bucket[0]..bucket[1]].iter().map(|&(key, _)| key));
+            let rows = &staged[bucket[0]..bucket[1]];
+            self.group(rows.iter().map(|&(key, _)| key), rows.iter().map(|&(_, event)| event));
+            self.visit_users(&mut visit);
         }
-        self.place(staged.iter().map(|&(_, event)| event));
         self.staged = staged;
     }
 
-    /// Numbers the users of `keys` (one per row) on from those numbered before, counting
-    /// each one's rows.
+    /// Groups rows (each one's user key, then each one's event, in the same order): users
+    /// numbered in order of their first row, each user's events in row order, contiguous
+    /// in `events`.
+    fn group(&mut self, keys: impl Iterator<Item = u128>, rows: impl ExactSizeIterator<Item = Event>) {
+        self.ordinal_of.clear();
+        self.keys.clear();
+        self.ordinals.clear();
+        self.counts.clear();
+        self.number_users(keys);
+        self.place(rows);
+    }
+
+    /// Numbers the users of `keys` (one per row), counting each one's rows.
     fn number_users(&mut self, keys: impl Iterator<Item = u128>) {
         let EventsByUser { ordinal_of, keys: user_keys, ordinals, counts, .. } = self;
         // A user's rows often come together (exports sorted by user): the map is asked
@@ -329,7 +337,7 @@ impl EventsByUser {
             offsets.push(total);
             *count = first;
         }
-        events.clear();
+        // Not cleared first: every slot is written below.
         events.resize(rows.len(), Event::default());
         for (event, &ordinal) in rows.zip(ordinals.iter()) {
             let slot = &mut counts[ordinal as usize];
@@ -338,13 +346,13 @@ impl EventsByUser {
         }
     }
 
-    /// Each user's key and events.
-    fn users_mut(&mut self) -> impl Iterator<Item = (u128, &mut [Event])> {
+    /// Calls `visit` with each user grouped: its key and events.
+    fn visit_users(&mut self, visit: &mut impl FnMut(u128, &mut [Event])) {
         let mut rest = self.events.as_mut_slice();
-        self.keys.iter().zip(self.offsets.windows(2)).map(move |(&key, w)| {
+        for (&key, w) in self.keys.iter().zip(self.offsets.windows(2)) {
             let (user, after) = std::mem::take(&mut rest).split_at_mut((w[1] - w[0]) as usize);
             rest = after;
-            (key, user)
-        })
+            visit(key, user);
+        }
     }
 }

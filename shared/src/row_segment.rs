@@ -17,7 +17,7 @@
 
 use std::io::Write;
 
-use crate::chunk::{EventChunk, NO_CHANNEL, NO_SEGMENT, TaggedChannel};
+use crate::chunk::{EventChunk, NO_CHANNEL, NO_SEGMENT, TaggedChannel, partition_of};
 
 /// One row's record: user key (16 bytes), time (8), tagged channel (4).
 pub const RECORD_BYTES: usize = 28;
@@ -135,6 +135,60 @@ impl SegmentBuffer {
             layout: Layout::Fixed,
             rows: self.records.len(),
         }
+    }
+}
+
+/// A block's records sorted by partition with a counting sort into a staging area that
+/// stays in cache, so that each partition's rows are then appended with one copy: writing
+/// rows one by one to a hundred or a thousand far-apart buffers stalls on memory. Kept
+/// from block to block (the local spill's writers and the split stage).
+#[derive(Debug, Clone, Default)]
+pub struct PartitionRuns {
+    partition_of_row: Vec<u32>,
+    /// Run p of `staging` is `run_starts[p]..run_starts[p + 1]`.
+    run_starts: Vec<u32>,
+    cursor: Vec<u32>,
+    staging: Vec<[u8; RECORD_BYTES]>,
+}
+
+impl PartitionRuns {
+    /// Sorts the records of `block`'s rows by their user's partition among `partitions`,
+    /// each partition's in row order; `channel_map` turns the block's channel ids into
+    /// global ones (ids it does not cover, such as [`NO_CHANNEL`], are kept).
+    pub fn sort(&mut self, block: &EventChunk, partitions: u32, channel_map: &[u32]) {
+        self.partition_of_row.clear();
+        self.partition_of_row.extend(block.user_keys.iter().map(|&key| partition_of(key, partitions)));
+        self.run_starts.clear();
+        self.run_starts.resize(partitions as usize + 1, 0);
+        for &p in &self.partition_of_row {
+            self.run_starts[p as usize + 1] += 1;
+        }
+        for p in 0..partitions as usize {
+            self.run_starts[p + 1] += self.run_starts[p];
+        }
+        self.cursor.clone_from(&self.run_starts);
+        // Every slot below `block.len()` is written below: only growth needs filling.
+        if self.staging.len() < block.len() {
+            self.staging.resize(block.len(), [0; RECORD_BYTES]);
+        }
+        for (row, &p) in self.partition_of_row.iter().enumerate() {
+            let channel = block.channel_ids[row];
+            let channel = channel_map.get(channel as usize).copied().unwrap_or(channel);
+            let slot = &mut self.cursor[p as usize];
+            self.staging[*slot as usize] =
+                record(block.user_keys[row], block.timestamps[row], channel, block.is_conversion[row]);
+            *slot += 1;
+        }
+    }
+
+    /// The partition of each row of the block last sorted, in row order.
+    pub fn partition_of_row(&self) -> &[u32] {
+        &self.partition_of_row
+    }
+
+    /// Partition `p`'s records of the block last sorted, in row order.
+    pub fn run(&self, p: usize) -> &[[u8; RECORD_BYTES]] {
+        &self.staging[self.run_starts[p] as usize..self.run_starts[p + 1] as usize]
     }
 }
 
@@ -543,6 +597,39 @@ mod tests {
             let numbers = if keep_identity { chunk.row_numbers.clone() } else { (1..=5).collect() };
             assert_eq!(back.row_numbers, numbers, "without identity, rows are numbered by their order");
         }
+    }
+
+    #[test]
+    fn partition_runs_hold_each_partitions_records_in_row_order_with_channels_mapped() {
+        let chunk = sample(false, false);
+        let mut runs = PartitionRuns::default();
+        // A larger block first: the staging area it leaves behind is written over, not read.
+        let mut larger = sample(false, false);
+        for _ in 0..3 {
+            let again = sample(false, false);
+            larger.user_keys.extend(again.user_keys.iter().map(|key| key + 7));
+            larger.timestamps.extend(&again.timestamps);
+            larger.channel_ids.extend(&again.channel_ids);
+            larger.is_conversion.extend(&again.is_conversion);
+        }
+        runs.sort(&larger, 3, &[]);
+        runs.sort(&chunk, 3, &[20, 21, 22]);
+        let global = |channel: u32| if channel == NO_CHANNEL { NO_CHANNEL } else { 20 + channel };
+        let mut seen = 0;
+        for p in 0..3 {
+            let want: Vec<[u8; RECORD_BYTES]> = (0..chunk.len())
+                .filter(|&row| partition_of(chunk.user_keys[row], 3) == p as u32)
+                .map(|row| {
+                    let channel = global(chunk.channel_ids[row]);
+                    record(chunk.user_keys[row], chunk.timestamps[row], channel, chunk.is_conversion[row])
+                })
+                .collect();
+            assert_eq!(runs.run(p), want.as_slice(), "partition {p}");
+            seen += want.len();
+        }
+        assert_eq!(seen, chunk.len());
+        let partitions: Vec<u32> = chunk.user_keys.iter().map(|&key| partition_of(key, 3)).collect();
+        assert_eq!(runs.partition_of_row(), partitions.as_slice());
     }
 
     #[test]

@@ -24,9 +24,9 @@ use anyhow::Context;
 use bytes::Bytes;
 use futures_util::StreamExt;
 
-use mta_core::chunk::{ChannelDict, EventChunk, NO_CHANNEL, NO_SEGMENT, partition_of};
+use mta_core::chunk::{ChannelDict, EventChunk, NO_SEGMENT};
 use mta_core::ingest::{Block, Format, InputSpec, Limits};
-use mta_core::row_segment::SegmentBuffer;
+use mta_core::row_segment::{PartitionRuns, SegmentBuffer};
 use mta_core::{InputKind, Options, Partial};
 use mta_platform::chunk_file;
 use mta_platform::input::{CsvRange, Source, parquet_footer_start, parquet_share_ranges, read_cost_table};
@@ -293,6 +293,7 @@ async fn read_and_store(
         channels: ChannelDict::default(),
         segments: ChannelDict::default(),
         buffers: Vec::new(),
+        runs: PartitionRuns::default(),
         share: 0,
         buffered: 0,
         batches,
@@ -513,6 +514,8 @@ struct Splitter {
     /// With `segment_by`: the segment values of this split task's rows.
     segments: ChannelDict,
     buffers: Vec<SegmentBuffer>,
+    /// Each block's rows sorted by partition before they are appended to the buffers.
+    runs: PartitionRuns,
     /// Rows a partition's buffer has room for from the start: its expected share of a
     /// flush (user keys are hashes, so partitions fill evenly; a buffer that grew by
     /// doubling copied its rows over and over).
@@ -563,20 +566,27 @@ impl Splitter {
         let segment_map = self.segments.ids_of(&chunk.segments);
         self.limits.check_segments(self.segments.len())?;
         self.limits.check_intervals(self.channels.channel_count(), options)?;
-        let partitions = self.buffers.len() as u32;
-        for row in 0..chunk.len() {
-            let key = chunk.user_keys[row];
-            let buffer = &mut self.buffers[partition_of(key, partitions) as usize];
-            let channel = chunk.channel_ids[row];
-            let channel = if channel == NO_CHANNEL { NO_CHANNEL } else { map[channel as usize] };
-            buffer.push_row(key, chunk.timestamps[row], channel, chunk.is_conversion[row], chunk.values[row]);
-            if self.keep_user_ids {
+        self.runs.sort(chunk, self.buffers.len() as u32, &map);
+        // The few per-row extras follow in row order, which is each partition's order too.
+        let (keep, has_segments) = (self.keep_user_ids, !chunk.segment_ids.is_empty());
+        for (row, &p) in self.runs.partition_of_row().iter().enumerate() {
+            if !keep && !has_segments && !chunk.is_conversion[row] {
+                continue; // most rows: nothing beyond the record
+            }
+            let buffer = &mut self.buffers[p as usize];
+            if chunk.is_conversion[row] {
+                buffer.push_value(chunk.values[row]);
+            }
+            if keep {
                 let id = chunk.user_ids.as_ref().map_or("", |ids| ids[row].as_str());
                 buffer.push_identity(chunk.row_numbers[row], id);
             }
             if let Some(&segment) = chunk.segment_ids.get(row) {
                 buffer.push_segment_id(segment_map.get(segment as usize).copied().unwrap_or(NO_SEGMENT));
             }
+        }
+        for (p, buffer) in self.buffers.iter_mut().enumerate() {
+            buffer.records.extend_from_slice(self.runs.run(p));
         }
         self.rows += chunk.len() as u64;
         self.buffered += chunk.len();
