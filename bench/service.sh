@@ -10,8 +10,8 @@
 #    mta-worker, and mta-api + two mta-worker processes (default concurrency each). Each stage's time comes from
 #    the job timeline (first start to last end of its units); "waiting" is what the end-to-end time has beyond
 #    the upload and the three stages (hand-overs, polling, the result download).
-# 3. The attribute stage with 1 and then 2 worker processes of concurrency 1 each (the horizontal scaling
-#    figure), measured from the job timeline, median of RUNS runs (default 3).
+# 3. The attribute stage with 1 and with 2 worker processes of concurrency 1 each (the horizontal scaling
+#    figure), measured from the job timeline, alternating, median of RUNS runs of each (default 3).
 # Prints a markdown table and writes it to bench/results/service_<FORMAT>_<ROWS>.md.
 set -euo pipefail
 
@@ -36,9 +36,10 @@ now() { date +%s.%N; }
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 # Starts redis + api + N worker processes with worker concurrency C (N = 0: the all-in-one
-# `mta serve --workers 1` instead of mta-api and mta-worker); sets BASE.
+# `mta serve --workers 1` instead of mta-api and mta-worker); sets BASE and RUN_DIR.
 start_service() {
     local workers=$1 concurrency=$2 dir=$WORK/run$RANDOM
+    RUN_DIR=$dir
     mkdir -p "$dir"
     local rport aport
     rport=$(free_port); aport=$(free_port)
@@ -67,7 +68,16 @@ new_key() {
         python3 -c 'import json,sys; print(json.load(sys.stdin)["key"])'
 }
 
-stop_service() { for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; PIDS=(); }
+# Each run's store goes with its service. Left behind, every run's upload stayed in the page cache
+# and each later run wrote and allocated into memory the machine had not touched lately, which
+# on a VM costs about 2 ns a byte: the runs measured last (2 worker processes) took up to half as
+# long again as on a clean store (docs/benchmarks.md, "2026-12-07 (afternoon)").
+stop_service() {
+    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    PIDS=()
+    rm -rf "$RUN_DIR"
+}
 
 # Uploads, submits, waits; prints "total_seconds upload_seconds job_id".
 run_job() {
@@ -134,20 +144,21 @@ end_to_end "all-in-one (mta serve --workers 1)" 0
 end_to_end "mta-api + 1 mta-worker" 1
 end_to_end "mta-api + 2 mta-worker processes" 2
 
-# The attribute stage with W worker processes of one slot each, median of RUNS runs (the stage is
-# short on small inputs, so single runs are noisy).
+# The attribute stage with 1 and with 2 worker processes of one slot each, alternating, RUNS runs
+# of each (this machine's speed drifts over minutes: runs of one layout after the other's
+# compared two different machines); medians, and each run's times.
 RUNS=${RUNS:-3}
-attribute_median() {
-    local workers=$1 times=()
-    for _ in $(seq "$RUNS"); do
-        start_service "$workers" 1; read -r _ _ job < <(run_job); times+=("$(stage_seconds "$job" attribute)"); stop_service
-    done
-    printf '%s\n' "${times[@]}" | sort -g | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'
+attribute_seconds() {
+    local job
+    start_service "$1" 1; read -r _ _ job < <(run_job); stage_seconds "$job" attribute; stop_service
 }
-echo "==> attribute stage, 1 worker process x concurrency 1 (median of $RUNS)" >&2
-ATTR1=$(attribute_median 1)
-echo "==> attribute stage, 2 worker processes x concurrency 1 (median of $RUNS)" >&2
-ATTR2=$(attribute_median 2)
+median() { printf '%s\n' "$@" | sort -g | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
+ONE=(); TWO=()
+for run in $(seq "$RUNS"); do
+    echo "==> attribute stage, run $run of $RUNS: 1, then 2 worker processes x concurrency 1" >&2
+    ONE+=("$(attribute_seconds 1)"); TWO+=("$(attribute_seconds 2)")
+done
+ATTR1=$(median "${ONE[@]}"); ATTR2=$(median "${TWO[@]}")
 
 {
     echo "## Service on $ROWS $FORMAT rows ($(du -h "$DATA" | cut -f1)), $(nproc) cores"
@@ -162,4 +173,6 @@ ATTR2=$(attribute_median 2)
     echo "|---|---:|---:|"
     echo "| 1 worker process × 1 slot (median of $RUNS) | $ATTR1 | 1.00 |"
     echo "| 2 worker processes × 1 slot (median of $RUNS) | $ATTR2 | $(echo "scale=2; $ATTR1 / $ATTR2" | bc) × faster |"
+    echo
+    echo "Each run (1 worker process / 2): $(for i in "${!ONE[@]}"; do printf '%s / %s (%s×)  ' "${ONE[$i]}" "${TWO[$i]}" "$(echo "scale=2; ${ONE[$i]} / ${TWO[$i]}" | bc)"; done)"
 } | tee "$REPORT"
