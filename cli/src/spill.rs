@@ -184,8 +184,8 @@ impl PartitionWriter<'_> {
     /// Routes every row of `block` to its user's partition; `channel_map` turns the
     /// block's channel ids into global ones, and `segment_map` its segment ids.
     pub fn add(&mut self, block: &EventChunk, channel_map: &[u32], segment_map: &[u32]) -> anyhow::Result<()> {
+        self.runs.sort(block, self.store.partitions, channel_map);
         let partitions = self.store.partitions as usize;
-        self.runs.sort(block, partitions as u32, channel_map);
         // Spill first the buffers this block would push past their share (a run longer
         // than the share itself is taken whole).
         for p in 0..partitions {

@@ -568,7 +568,7 @@ impl Splitter {
         self.limits.check_intervals(self.channels.channel_count(), options)?;
         self.runs.sort(chunk, self.buffers.len() as u32, &map);
         // The few per-row extras follow in row order, which is each partition's order too.
-        let (keep, has_segments) = (self.keep_user_ids, !chunk.segment_ids.is_empty());
+        let (keep, has_segments) = (self.keep_user_ids, chunk.has_segments());
         for (row, &p) in self.runs.partition_of_row().iter().enumerate() {
             if !keep && !has_segments && !chunk.is_conversion[row] {
                 continue; // most rows: nothing beyond the record
