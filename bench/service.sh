@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Benchmark the whole service on one machine against `mta attribute` on the same file.
 #
-# Usage: [FORMAT=csv|parquet] [RUNS=3] [BIN=dir] bench/service.sh ROWS
+# Usage: [FORMAT=csv|parquet] [RUNS=3] [LAYOUTS="0 1 2"] [BIN=dir] bench/service.sh ROWS
 # (BIN defaults to target/release: cargo build --release --workspace)
 #
 # 1. `mta attribute FILE --models all` (the local baseline), timed.
@@ -9,9 +9,10 @@
 #    downloaded) on three layouts: the all-in-one process (`mta serve --workers 1`), redis-server + mta-api + one
 #    mta-worker, and mta-api + two mta-worker processes (default concurrency each). Each stage's time comes from
 #    the job timeline (first start to last end of its units); "waiting" is what the end-to-end time has beyond
-#    the upload and the three stages (hand-overs, polling, the result download).
+#    the upload and the three stages (hand-overs, polling, the result download), and the peak RSS of each of the
+#    service's processes (redis-server aside). LAYOUTS picks some of them: 0 all-in-one, 1 and 2 worker processes.
 # 3. The attribute stage with 1 and with 2 worker processes of concurrency 1 each (the horizontal scaling
-#    figure), measured from the job timeline, alternating, median of RUNS runs of each (default 3).
+#    figure), measured from the job timeline, alternating, median of RUNS runs of each (default 3; 0 skips it).
 # Prints a markdown table and writes it to bench/results/service_<FORMAT>_<ROWS>.md.
 set -euo pipefail
 
@@ -30,6 +31,7 @@ done
 
 WORK=$(mktemp -d)
 PIDS=()
+SERVICE_PIDS=()
 cleanup() { for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done; rm -rf "$WORK"; }
 trap cleanup EXIT
 now() { date +%s.%N; }
@@ -51,12 +53,13 @@ start_service() {
     export MTA_RATE_LIMIT_PER_HOUR=100000000 MTA_RATE_LIMIT_GLOBAL_PER_MINUTE=0
     sleep 0.3
     if [[ $workers == 0 ]]; then
-        MTA_DATA_DIR=$dir MTA_WORKER_BIND=127.0.0.1:$(free_port) "$BIN/mta" serve --workers 1 & PIDS+=($!)
+        MTA_DATA_DIR=$dir MTA_WORKER_BIND=127.0.0.1:$(free_port) "$BIN/mta" serve --workers 1 & SERVICE_PIDS=($!)
     else
-        "$BIN/mta-api" & PIDS+=($!)
+        "$BIN/mta-api" & SERVICE_PIDS=($!)
         # Each worker process has its own health and metrics port.
-        for _ in $(seq "$workers"); do MTA_WORKER_BIND=127.0.0.1:$(free_port) "$BIN/mta-worker" & PIDS+=($!); done
+        for _ in $(seq "$workers"); do MTA_WORKER_BIND=127.0.0.1:$(free_port) "$BIN/mta-worker" & SERVICE_PIDS+=($!); done
     fi
+    PIDS+=("${SERVICE_PIDS[@]}")
     BASE=http://127.0.0.1:$aport
     until curl -sf "$BASE/health/live" >/dev/null; do sleep 0.05; done
     AUTH="Authorization: Bearer $(new_key)"
@@ -72,7 +75,9 @@ new_key() {
 # and each later run wrote and allocated into memory the machine had not touched lately, which
 # on a VM costs about 2 ns a byte: the runs measured last (2 worker processes) took up to half as
 # long again as on a clean store (docs/benchmarks.md, "2026-12-07 (afternoon)").
+# Sets PEAK_RSS to each service process's peak RSS in MiB, in start order (the API first), read before it stops.
 stop_service() {
+    PEAK_RSS=$(for pid in "${SERVICE_PIDS[@]}"; do awk '/^VmHWM/ { printf "%d ", $2 / 1024 }' "/proc/$pid/status"; done)
     for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
     wait 2>/dev/null || true
     PIDS=()
@@ -108,25 +113,27 @@ PY
     echo "$(echo "$(now) - $t0" | bc) $(echo "$t1 - $t0" | bc) $job"
 }
 
-# Seconds from the first start to the last end of units matching PREFIX in a job's timeline; the reduce
+# Seconds from the first start to the last end of the units of stage STAGE (split, attribute, reduce) in a job's
+# timeline (its per-stage spans, counted over every entry: the list itself keeps the latest 1,000); the reduce
 # stage ends when the job succeeds (its unit's end is logged later, once the chunk files are deleted).
 stage_seconds() {
     local job_json
     job_json=$(curl -sf -H "$AUTH" "$BASE/v1/jobs/$1")
     curl -sf -H "$AUTH" "$BASE/v1/jobs/$1/timeline" | python3 -c "
 import datetime, json, sys
-events = [e for e in json.load(sys.stdin)['events'] if e['unit'].startswith('$2')]
-first = min(e['at_ms'] for e in events)
+span = json.load(sys.stdin)['stages']['$2']
 if '$2' == 'reduce':
     finished = datetime.datetime.fromisoformat(json.loads(sys.argv[1])['finished_at'].replace('Z', '+00:00'))
     last = finished.timestamp() * 1000
 else:
-    last = max(e['at_ms'] for e in events if e['event'] == 'end')
-print(round((last - first) / 1000, 3))" "$job_json"
+    last = span['last_end_ms']
+print(round((last - span['first_start_ms']) / 1000, 3))" "$job_json"
 }
 
 echo "==> mta attribute (local baseline)" >&2
-t0=$(now); "$BIN/mta" attribute "$DATA" --models all >/dev/null; LOCAL=$(echo "$(now) - $t0" | bc)
+t0=$(now)
+/usr/bin/time -f %M -o "$WORK/local_rss" "$BIN/mta" attribute "$DATA" --models all >/dev/null
+LOCAL=$(echo "$(now) - $t0" | bc); LOCAL_RSS=$(( $(tail -1 "$WORK/local_rss") / 1024 ))
 
 # One job end to end on a layout (see start_service); appends a table row to ROWS_MD.
 ROWS_MD=""
@@ -138,11 +145,16 @@ end_to_end() {
     split=$(stage_seconds "$job" split); attribute=$(stage_seconds "$job" attribute); reduce=$(stage_seconds "$job" reduce)
     waiting=$(echo "$total - $upload - $split - $attribute - $reduce" | bc)
     stop_service
-    ROWS_MD+="| $label | $total | $(echo "scale=2; $total / $LOCAL" | bc) | $upload | $split | $attribute | $reduce | $waiting |"$'\n'
+    ROWS_MD+="| $label | $total | $(echo "scale=2; $total / $LOCAL" | bc) | $upload | $split | $attribute | $reduce | $waiting | ${PEAK_RSS% } |"$'\n'
 }
-end_to_end "all-in-one (mta serve --workers 1)" 0
-end_to_end "mta-api + 1 mta-worker" 1
-end_to_end "mta-api + 2 mta-worker processes" 2
+for layout in ${LAYOUTS:-0 1 2}; do
+    case $layout in
+        0) end_to_end "all-in-one (mta serve --workers 1)" 0 ;;
+        1) end_to_end "mta-api + 1 mta-worker" 1 ;;
+        2) end_to_end "mta-api + 2 mta-worker processes" 2 ;;
+        *) echo "LAYOUTS: 0, 1 or 2, not $layout" >&2; exit 2 ;;
+    esac
+done
 
 # The attribute stage with 1 and with 2 worker processes of one slot each, alternating, RUNS runs
 # of each (this machine's speed drifts over minutes: runs of one layout after the other's
@@ -158,21 +170,26 @@ for run in $(seq "$RUNS"); do
     echo "==> attribute stage, run $run of $RUNS: 1, then 2 worker processes x concurrency 1" >&2
     ONE+=("$(attribute_seconds 1)"); TWO+=("$(attribute_seconds 2)")
 done
-ATTR1=$(median "${ONE[@]}"); ATTR2=$(median "${TWO[@]}")
+
+scaling_table() {
+    local one two
+    one=$(median "${ONE[@]}"); two=$(median "${TWO[@]}")
+    echo
+    echo "| attribute stage | seconds | ratio |"
+    echo "|---|---:|---:|"
+    echo "| 1 worker process × 1 slot (median of $RUNS) | $one | 1.00 |"
+    echo "| 2 worker processes × 1 slot (median of $RUNS) | $two | $(echo "scale=2; $one / $two" | bc) × faster |"
+    echo
+    echo "Each run (1 worker process / 2): $(for i in "${!ONE[@]}"; do printf '%s / %s (%s×)  ' "${ONE[$i]}" "${TWO[$i]}" "$(echo "scale=2; ${ONE[$i]} / ${TWO[$i]}" | bc)"; done)"
+}
 
 {
     echo "## Service on $ROWS $FORMAT rows ($(du -h "$DATA" | cut -f1)), $(nproc) cores"
     echo
-    echo "\`mta attribute --models all\` (local): $LOCAL s"
+    echo "\`mta attribute --models all\` (local): $LOCAL s, peak RSS $LOCAL_RSS MiB"
     echo
-    echo "| layout | end to end (s) | ÷ local | upload | split | attribute | reduce | waiting |"
-    echo "|---|---:|---:|---:|---:|---:|---:|---:|"
+    echo "| layout | end to end (s) | ÷ local | upload | split | attribute | reduce | waiting | peak RSS MiB (API first) |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---:|---|"
     printf '%s' "$ROWS_MD"
-    echo
-    echo "| attribute stage | seconds | ratio |"
-    echo "|---|---:|---:|"
-    echo "| 1 worker process × 1 slot (median of $RUNS) | $ATTR1 | 1.00 |"
-    echo "| 2 worker processes × 1 slot (median of $RUNS) | $ATTR2 | $(echo "scale=2; $ATTR1 / $ATTR2" | bc) × faster |"
-    echo
-    echo "Each run (1 worker process / 2): $(for i in "${!ONE[@]}"; do printf '%s / %s (%s×)  ' "${ONE[$i]}" "${TWO[$i]}" "$(echo "scale=2; ${ONE[$i]} / ${TWO[$i]}" | bc)"; done)"
+    if (( RUNS > 0 )); then scaling_table; fi
 } | tee "$REPORT"

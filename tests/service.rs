@@ -211,6 +211,10 @@ async fn end_to_end(spec: ServiceSpec) {
     let (_, list) = service.get("/v1/jobs").await;
     assert!(list["jobs"].as_array().unwrap().iter().any(|j| j["id"] == id));
 
+    let timeline = finished_timeline(&service, id).await;
+    assert_eq!(timeline["events_total"], timeline["events"].as_array().unwrap().len(), "{timeline}");
+    assert_eq!(timeline["stages"].as_object().unwrap().keys().collect::<Vec<_>>(), ["attribute", "reduce", "split"]);
+
     // The same bytes with the same spec: answered from the cache at once.
     let again = service.upload_file(&sample("events.csv")).await;
     let (status, cached) = service.submit(json!({ "upload_id": again, "export_credits": true })).await;
@@ -562,6 +566,66 @@ async fn splits_stored_by_older_workers_as_files_or_runs_are_still_read() {
     assert_eq!(job["state"], "succeeded", "{job}");
     let (_, result) = service.get(&format!("/v1/jobs/{id}/result")).await;
     assert_same_result(&without_job_id(result), &attribute_json(&sample("events.csv"), &[]), "result");
+}
+
+/// A job's timeline once its reduce unit's end is logged (after the job succeeds), checked:
+/// when it holds every entry, each stage's span and counts are the ones its entries give.
+async fn finished_timeline(service: &Service, id: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, timeline) = service.get(&format!("/v1/jobs/{id}/timeline")).await;
+        assert_eq!(status, 200, "{timeline}");
+        if timeline["stages"]["reduce"]["units_ended"] == 1 {
+            let events = timeline["events"].as_array().unwrap();
+            if timeline["events_total"] == events.len() {
+                for (stage, span) in timeline["stages"].as_object().unwrap() {
+                    let of = |kind: &'static str| {
+                        events.iter().filter(move |e| {
+                            e["event"] == kind && e["unit"].as_str().unwrap().split(':').next() == Some(stage.as_str())
+                        })
+                    };
+                    let at = |e: &Value| e["at_ms"].as_i64().unwrap();
+                    assert_eq!(span["units_started"], of("start").count(), "{stage}: {timeline}");
+                    assert_eq!(span["units_ended"], of("end").count(), "{stage}: {timeline}");
+                    assert_eq!(span["first_start_ms"], of("start").map(at).min().unwrap(), "{stage}: {timeline}");
+                    assert_eq!(span["last_end_ms"], of("end").map(at).max().unwrap(), "{stage}: {timeline}");
+                }
+            }
+            return timeline;
+        }
+        assert!(Instant::now() < deadline, "the reduce unit's end was never logged: {timeline}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The timeline lists its latest 1,000 entries; a job of more units than that (about 600
+/// partitions here) still shows when each stage began and ended and how many units it
+/// ran, counted over every entry: the split's entries are long gone from the list.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_timeline_keeps_each_stages_span_past_the_entries_it_lists() {
+    let env = vec![("MTA_ROWS_PER_CHUNK", "20".into()), ("MTA_CSV_RANGE_BYTES", "100000".into())];
+    let service = Service::start(ServiceSpec { workers: 2, env, ..ServiceSpec::default() }).await;
+    let job = service.run(&sample("events.csv"), json!({})).await;
+    assert_eq!(job["state"], "succeeded", "{job}");
+    let chunks = job["progress"]["chunks_total"].as_u64().unwrap();
+    assert!(chunks > 500, "partitions are planned from the file's size: {job}");
+    let timeline = finished_timeline(&service, job["id"].as_str().unwrap()).await;
+    let (events, stages) = (timeline["events"].as_array().unwrap(), &timeline["stages"]);
+    assert_eq!(events.len(), 1000);
+    assert!(events.iter().all(|e| !e["unit"].as_str().unwrap().starts_with("split")), "{timeline}");
+    // The plan and its four byte ranges, each started and ended once; every partition; the reduce.
+    let count = |stage: &str, what: &str| stages[stage][what].as_u64().unwrap();
+    assert_eq!((count("split", "units_started"), count("split", "units_ended")), (5, 5), "{stages}");
+    assert_eq!((count("attribute", "units_started"), count("attribute", "units_ended")), (chunks, chunks));
+    assert_eq!((count("reduce", "units_started"), count("reduce", "units_ended")), (1, 1));
+    assert_eq!(timeline["events_total"], 2 * (5 + chunks + 1), "{timeline}");
+    let at = |stage: &str, what: &str| stages[stage][what].as_i64().unwrap();
+    assert!(at("split", "first_start_ms") <= at("split", "last_end_ms"));
+    assert!(at("split", "first_start_ms") <= at("attribute", "first_start_ms"));
+    assert!(at("attribute", "first_start_ms") < at("attribute", "last_end_ms"));
+    assert!(at("attribute", "first_start_ms") <= at("reduce", "first_start_ms"));
+    let oldest_listed = events.iter().map(|e| e["at_ms"].as_i64().unwrap()).min().unwrap();
+    assert!(at("split", "first_start_ms") <= oldest_listed, "{timeline}");
 }
 
 /// `(unit, worker, start_ms, end_ms)` from a job's timeline; an open interval ends at `None`.

@@ -3,9 +3,8 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use mta_platform::ids::JobId;
-use mta_platform::job::JobRecord;
+use mta_platform::job::{JobRecord, Timeline};
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::AppState;
@@ -101,7 +100,8 @@ pub async fn cancel(
     Ok(Json(find(&state, &caller, &id).await?))
 }
 
-/// `GET /v1/jobs/{id}/timeline`: which worker started and ended which unit, when.
+/// `GET /v1/jobs/{id}/timeline`: which worker started and ended which unit, when (the latest
+/// entries), and each stage's span over all of them.
 #[utoipa::path(
     get,
     path = "/v1/jobs/{id}/timeline",
@@ -109,7 +109,7 @@ pub async fn cancel(
     tag = "jobs",
     params(("id" = String, Path, description = "Job id")),
     responses(
-        (status = 200, description = "Task starts and ends", body = Object),
+        (status = 200, description = "Task starts and ends, and each stage's span", body = Timeline),
         (status = 404, description = "No such job in this tenant", body = ErrorBody),
     )
 )]
@@ -117,9 +117,9 @@ pub async fn timeline(
     State(state): State<AppState>,
     Auth(caller, ..): Auth<Read>,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Timeline>, ApiError> {
     let job = find(&state, &caller, &id).await?;
-    Ok(Json(json!({ "job_id": job.id, "events": state.ledger.timeline(&job.id).await? })))
+    Ok(Json(state.ledger.timeline(&job.id).await?))
 }
 
 /// `GET /v1/jobs` body.

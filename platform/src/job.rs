@@ -1,7 +1,9 @@
 //! The job types, as the ledger stores them and clients see them: [`JobRecord`] with its
-//! [`JobState`], [`Stage`] and [`Progress`], the [`UploadRecord`], what a new job holds
-//! ([`NewJob`]) and what a fan-in step answers ([`FanIn`]). Pure data: how they are kept
-//! in Redis is the business of the ledger (`ledger.rs`).
+//! [`JobState`], [`Stage`] and [`Progress`], its [`Timeline`], the [`UploadRecord`], what a
+//! new job holds ([`NewJob`]) and what a fan-in step answers ([`FanIn`]). Pure data: how
+//! they are kept in Redis is the business of the ledger (`ledger.rs`).
+
+use std::collections::BTreeMap;
 
 use mta_core::{AttributionError, InputKind, Options};
 use serde::{Deserialize, Serialize};
@@ -155,6 +157,43 @@ pub struct Progress {
     pub chunks_total: u64,
     /// Input rows read so far.
     pub rows: u64,
+}
+
+/// A job's timeline (`GET /v1/jobs/{id}/timeline`): its latest task starts and ends, and each
+/// stage's span counted over every entry, so a job of thousands of units still shows when
+/// its split began once the list has dropped those entries.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Timeline {
+    pub job_id: JobId,
+    /// The latest entries (at most 1,000), oldest first.
+    pub events: Vec<TimelineEvent>,
+    /// Entries ever logged for the job: more than `events` holds once the list was cut.
+    pub events_total: u64,
+    /// Per stage (`split`, `attribute`, `reduce`: a unit's name up to its first `:`).
+    pub stages: BTreeMap<String, StageSpan>,
+}
+
+/// Which worker started or ended which unit, when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct TimelineEvent {
+    /// Milliseconds since the epoch, on the worker's clock.
+    pub at_ms: i64,
+    /// `start` or `end`.
+    pub event: String,
+    pub unit: String,
+    pub worker: String,
+}
+
+/// A stage over all its units' attempts (retries and lost attempts count).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, ToSchema)]
+pub struct StageSpan {
+    pub units_started: u64,
+    pub units_ended: u64,
+    /// The earliest start and the latest end, in ms since the epoch (workers' clocks).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_start_ms: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_end_ms: Option<i64>,
 }
 
 impl JobRecord {

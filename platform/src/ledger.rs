@@ -7,7 +7,7 @@
 //! through small Lua scripts so that each is atomic. The job types are in `job.rs`; the
 //! keys and the job hash's fields are named in `redis_keys.rs`.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::sync::LazyLock;
 use std::time::Duration;
@@ -19,7 +19,10 @@ use redis::AsyncCommands;
 use redis::aio::ConnectionManager;
 
 use crate::ids::{JobId, Tenant, UploadId, now};
-use crate::job::{DirectUpload, FanIn, JobRecord, JobState, NewJob, Progress, Stage, UnitStarts, UploadRecord};
+use crate::job::{
+    DirectUpload, FanIn, JobRecord, JobState, NewJob, Progress, Stage, StageSpan, Timeline, TimelineEvent, UnitStarts,
+    UploadRecord,
+};
 use crate::redis_keys::{self, DoneSet, Expiring, job_field as field};
 use crate::spec::JobSpec;
 use crate::webhook::JobWebhook;
@@ -104,6 +107,35 @@ end
 if redis.call('GET', KEYS[2]) == ARGV[3] then return 1 end
 return 0
 "#;
+
+/// Appends the entry ARGV[1] to the timeline list KEYS[1], keeping its last ARGV[2] entries,
+/// and counts it in the hash KEYS[2]: entries ever logged, and for the stage ARGV[3] its
+/// starts or ends (the event ARGV[4]) and its earliest start or latest end (ARGV[5], ms).
+/// Both keys get the time to live ARGV[6] of a job that has not ended, unless they have one.
+static LOG_TIMELINE: LazyLock<String> = LazyLock::new(|| {
+    use redis_keys::timeline_field::{ENDED, EVENTS, FIRST_START, LAST_END, STARTED};
+    format!(
+        r#"
+redis.call('RPUSH', KEYS[1], ARGV[1])
+redis.call('LTRIM', KEYS[1], -tonumber(ARGV[2]), -1)
+redis.call('HINCRBY', KEYS[2], '{EVENTS}', 1)
+local stage, at = ARGV[3], tonumber(ARGV[5])
+local function keep(field, better)
+  local old = redis.call('HGET', KEYS[2], stage .. field)
+  if not old or better(at, tonumber(old)) then redis.call('HSET', KEYS[2], stage .. field, ARGV[5]) end
+end
+if ARGV[4] == 'start' then
+  redis.call('HINCRBY', KEYS[2], stage .. '{STARTED}', 1)
+  keep('{FIRST_START}', function(a, b) return a < b end)
+else
+  redis.call('HINCRBY', KEYS[2], stage .. '{ENDED}', 1)
+  keep('{LAST_END}', function(a, b) return a > b end)
+end
+redis.call('EXPIRE', KEYS[1], ARGV[6], 'NX')
+redis.call('EXPIRE', KEYS[2], ARGV[6], 'NX')
+"#
+    )
+});
 
 /// Counts a start of unit ARGV[1] on worker ARGV[2] in the starts hash KEYS[1] (given the
 /// time to live ARGV[3] of a job that has not ended, unless it has one). Returns
@@ -646,23 +678,60 @@ impl Ledger {
         Ok(())
     }
 
-    /// Appends to the job's timeline: which worker started or ended which unit, when.
+    /// Appends to the job's timeline (which worker started or ended which unit, when) and
+    /// counts the entry in its stage's span.
     pub async fn log_timeline(&self, job: &JobId, event: &str, unit: &str, worker: &str) -> anyhow::Result<()> {
-        let entry = serde_json::json!({
-            "at_ms": Utc::now().timestamp_millis(), "event": event, "unit": unit, "worker": worker,
-        });
-        let key = redis_keys::timeline(&self.prefix, job);
-        let mut pipe = redis::pipe();
-        pipe.rpush(&key, entry.to_string()).ignore().ltrim(&key, -TIMELINE_LEN, -1).ignore();
-        let _: () = self.write_expiring(pipe, &key).await.context("Failed to write the job timeline")?;
+        let entry = TimelineEvent {
+            at_ms: Utc::now().timestamp_millis(),
+            event: event.to_owned(),
+            unit: unit.to_owned(),
+            worker: worker.to_owned(),
+        };
+        let stage = unit.split(':').next().unwrap_or(unit);
+        let mut conn = self.conn.clone();
+        let _: () = redis::Script::new(&LOG_TIMELINE)
+            .key(redis_keys::timeline(&self.prefix, job))
+            .key(redis_keys::timeline_stages(&self.prefix, job))
+            .arg(serde_json::to_string(&entry)?)
+            .arg(TIMELINE_LEN)
+            .arg(stage)
+            .arg(event)
+            .arg(entry.at_ms)
+            .arg(self.open_ttl_secs())
+            .invoke_async(&mut conn)
+            .await
+            .context("Failed to write the job timeline")?;
         Ok(())
     }
 
-    pub async fn timeline(&self, job: &JobId) -> anyhow::Result<Vec<serde_json::Value>> {
+    pub async fn timeline(&self, job: &JobId) -> anyhow::Result<Timeline> {
+        use redis_keys::timeline_field::{ENDED, EVENTS, FIRST_START, LAST_END, STARTED};
         let mut conn = self.conn.clone();
-        let entries: Vec<String> =
-            conn.lrange(redis_keys::timeline(&self.prefix, job), 0, -1).await.context("Failed to read a timeline")?;
-        Ok(entries.iter().filter_map(|e| serde_json::from_str(e).ok()).collect())
+        let (entries, counts): (Vec<String>, HashMap<String, i64>) = redis::pipe()
+            .atomic()
+            .lrange(redis_keys::timeline(&self.prefix, job), 0, -1)
+            .hgetall(redis_keys::timeline_stages(&self.prefix, job))
+            .query_async(&mut conn)
+            .await
+            .context("Failed to read a timeline")?;
+        let mut stages: BTreeMap<String, StageSpan> = BTreeMap::new();
+        for (field, value) in &counts {
+            let Some((stage, suffix)) = field.find('@').map(|at| field.split_at(at)) else { continue };
+            let span = stages.entry(stage.to_owned()).or_default();
+            match suffix {
+                STARTED => span.units_started = *value as u64,
+                ENDED => span.units_ended = *value as u64,
+                FIRST_START => span.first_start_ms = Some(*value),
+                LAST_END => span.last_end_ms = Some(*value),
+                _ => {}
+            }
+        }
+        Ok(Timeline {
+            job_id: *job,
+            events: entries.iter().filter_map(|e| serde_json::from_str(e).ok()).collect(),
+            events_total: counts.get(EVENTS).map_or(0, |&n| n as u64),
+            stages,
+        })
     }
 
     /// Marks `unit` of `stage` done; `total` units make the stage complete.

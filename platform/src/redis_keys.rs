@@ -117,6 +117,25 @@ pub fn timeline(prefix: &str, job: &JobId) -> String {
     format!("{prefix}:job:{job}:timeline")
 }
 
+/// What the timeline of `job` has counted since its first entry, kept however many entries
+/// the list drops (a hash of [`timeline_field`]s).
+pub fn timeline_stages(prefix: &str, job: &JobId) -> String {
+    format!("{prefix}:job:{job}:timeline:stages")
+}
+
+/// The fields of [`timeline_stages`]: entries logged, and per stage (a unit's name up to
+/// its first `:`) a suffix after the stage's name.
+pub mod timeline_field {
+    /// Entries ever appended to the timeline.
+    pub const EVENTS: &str = "events";
+    /// Starts and ends of the stage's units.
+    pub const STARTED: &str = "@started";
+    pub const ENDED: &str = "@ended";
+    /// The earliest start and the latest end (ms since the epoch, the workers' clocks).
+    pub const FIRST_START: &str = "@first_start";
+    pub const LAST_END: &str = "@last_end";
+}
+
 /// The webhook attempt records of `job` (a list of JSON entries).
 pub fn webhook_attempts(prefix: &str, job: &JobId) -> String {
     format!("{prefix}:job:{job}:webhook:attempts")
@@ -126,8 +145,13 @@ pub fn webhook_attempts(prefix: &str, job: &JobId) -> String {
 /// expires by itself): what the end of a job gives a time to live, and the sweep deletes.
 pub fn job_keys(prefix: &str, job: &JobId) -> Vec<String> {
     let sets = [DoneSet::Splits, DoneSet::Chunks, DoneSet::Reduced];
-    let mut keys =
-        vec![self::job(prefix, job), job_starts(prefix, job), timeline(prefix, job), webhook_attempts(prefix, job)];
+    let mut keys = vec![
+        self::job(prefix, job),
+        job_starts(prefix, job),
+        timeline(prefix, job),
+        timeline_stages(prefix, job),
+        webhook_attempts(prefix, job),
+    ];
     keys.extend(sets.iter().map(|set| job_done(prefix, job, *set)));
     keys.extend(sets.iter().map(|set| job_next(prefix, job, *set)));
     keys
@@ -391,6 +415,7 @@ mod tests {
             (rate_tenant(p, &t), "mta:rate:tenant:acme".to_owned()),
             (tenant_keys(p, &t), "mta:tenant:acme:keys".to_owned()),
             (timeline(p, &j), format!("mta:job:{j}:timeline")),
+            (timeline_stages(p, &j), format!("mta:job:{j}:timeline:stages")),
             (webhook_attempts(p, &j), format!("mta:job:{j}:webhook:attempts")),
             (webhooks_due(p), "mta:webhooks:due".to_owned()),
             (upload(p, &u), format!("mta:upload:{u}")),
@@ -432,6 +457,6 @@ mod tests {
         {
             assert_eq!(Expiring::parse(&member.member()), Some(member));
         }
-        assert_eq!(job_keys(p, &j).len(), 10);
+        assert_eq!(job_keys(p, &j).len(), 11);
     }
 }

@@ -43,6 +43,8 @@ def test_async_upload_submit_wait_result(service: Service, key: str, events_csv:
             assert job.id in listed
             assert (await client.job(job.id)).state == "succeeded"
             assert (await job.timeline())
+            stages = await job.stages()
+            assert stages["split"]["units_started"] >= 1 and stages["attribute"]["units_ended"] >= 1
             with pytest.raises(ConflictError):
                 await job.cancel()
             with pytest.raises(NotFoundError):
