@@ -2,7 +2,7 @@
 //! (order by time, split at each conversion, lookback window, null journeys);
 //! path rows are journeys already.
 
-use rustc_hash::FxHashMap;
+use hashbrown::hash_table::{Entry, HashTable};
 
 use crate::chunk::{EventChunk, NO_CHANNEL, PathChunk, TaggedChannel};
 use crate::options::Options;
@@ -197,7 +197,8 @@ fn clamp_length(start: usize, len: usize, max: usize) -> (usize, bool) {
 /// one per column when gathering by row index).
 #[derive(Default)]
 struct EventsByUser {
-    ordinal_of: FxHashMap<u128, u32>,
+    /// Ordinal of each user met, found through its key in `keys` (see [`table_hash`]).
+    ordinal_of: HashTable<u32>,
     /// Key of each user of the rows being grouped, by ordinal.
     keys: Vec<u128>,
     /// A large chunk's rows (user key and event) bucket by bucket.
@@ -215,6 +216,13 @@ struct EventsByUser {
 /// events and its users' journeys stay in a core's cache. A chunk of at most this many
 /// rows (a local partition) is one bucket.
 const BUCKET_ROWS: usize = 1 << 16;
+
+/// The user map's hash of a user key, itself a hash: the low 32 bits of each half, which
+/// neither `partition_of` (the top of the upper half) nor a chunk's buckets (the top of
+/// the lower half) fix within one grouping, so no rehashing is needed.
+fn table_hash(key: u128) -> u64 {
+    ((key >> 64) as u32 as u64) << 32 | key as u32 as u64
+}
 
 /// Row `row` of `chunk` as its user's event.
 fn event_of(chunk: &EventChunk, row: usize) -> Event {
@@ -309,13 +317,22 @@ impl EventsByUser {
             let ordinal = match previous {
                 Some((previous_key, ordinal)) if previous_key == key => ordinal,
                 _ => {
-                    let next = user_keys.len() as u32;
-                    let ordinal = *ordinal_of.entry(key).or_insert(next);
-                    if ordinal == next {
-                        user_keys.push(key);
-                        counts.push(0);
+                    let keys_so_far = &*user_keys;
+                    let found = ordinal_of.entry(
+                        table_hash(key),
+                        |&ordinal| keys_so_far[ordinal as usize] == key,
+                        |&ordinal| table_hash(keys_so_far[ordinal as usize]),
+                    );
+                    match found {
+                        Entry::Occupied(entry) => *entry.get(),
+                        Entry::Vacant(entry) => {
+                            let next = user_keys.len() as u32;
+                            entry.insert(next);
+                            user_keys.push(key);
+                            counts.push(0);
+                            next
+                        }
                     }
-                    ordinal
                 }
             };
             previous = Some((key, ordinal));
