@@ -194,27 +194,7 @@ impl PartitionWriter<'_> {
                 self.spill(p)?;
             }
         }
-        // The few per-row extras follow in row order, which is each partition's order too.
-        let keep = self.store.keep_row_identity;
-        if block.has_segments() {
-            for (&segment, &p) in block.segment_ids.iter().zip(self.runs.partition_of_row()) {
-                let segment = segment_map.get(segment as usize).copied().unwrap_or(segment);
-                self.buffers[p as usize].push_segment_id(segment);
-            }
-        }
-        for (row, &p) in self.runs.partition_of_row().iter().enumerate() {
-            if !keep && !block.is_conversion[row] {
-                continue; // most rows: nothing beyond the record
-            }
-            let to = &mut self.buffers[p as usize];
-            if block.is_conversion[row] {
-                to.push_value(block.values[row]);
-            }
-            if keep {
-                let id = block.user_ids.as_ref().map_or("", |ids| ids[row].as_str());
-                to.push_identity(block.row_numbers[row], id);
-            }
-        }
+        self.runs.push_extras(block, &mut self.buffers, self.store.keep_row_identity, segment_map);
         for (p, to) in self.buffers.iter_mut().enumerate() {
             let records = self.runs.run(p);
             reserve(to, records.len(), self.store.buffer_rows);

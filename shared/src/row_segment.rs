@@ -186,6 +186,37 @@ impl PartitionRuns {
         &self.partition_of_row
     }
 
+    /// Appends to each row's partition buffer what the row carries besides its record (a
+    /// conversion's value; with `keep_identity` its row number and user id; with segments
+    /// its segment id, mapped by `segment_map`), in row order, which is each partition's
+    /// order too. `block` is the block last sorted.
+    pub fn push_extras(
+        &self,
+        block: &EventChunk,
+        buffers: &mut [SegmentBuffer],
+        keep_identity: bool,
+        segment_map: &[u32],
+    ) {
+        let has_segments = block.has_segments();
+        for (row, &p) in self.partition_of_row.iter().enumerate() {
+            if !keep_identity && !has_segments && !block.is_conversion[row] {
+                continue; // most rows: nothing beyond the record
+            }
+            let buffer = &mut buffers[p as usize];
+            if block.is_conversion[row] {
+                buffer.push_value(block.values[row]);
+            }
+            if keep_identity {
+                let id = block.user_ids.as_ref().map_or("", |ids| ids[row].as_str());
+                buffer.push_identity(block.row_numbers[row], id);
+            }
+            if has_segments {
+                let segment = block.segment_ids[row];
+                buffer.push_segment_id(segment_map.get(segment as usize).copied().unwrap_or(NO_SEGMENT));
+            }
+        }
+    }
+
     /// Partition `p`'s records of the block last sorted, in row order.
     pub fn run(&self, p: usize) -> &[[u8; RECORD_BYTES]] {
         &self.staging[self.run_starts[p] as usize..self.run_starts[p + 1] as usize]

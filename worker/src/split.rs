@@ -24,7 +24,7 @@ use anyhow::Context;
 use bytes::Bytes;
 use futures_util::StreamExt;
 
-use mta_core::chunk::{ChannelDict, EventChunk, NO_SEGMENT};
+use mta_core::chunk::{ChannelDict, EventChunk};
 use mta_core::ingest::{Block, Format, InputSpec, Limits};
 use mta_core::row_segment::{PartitionRuns, SegmentBuffer};
 use mta_core::{InputKind, Options, Partial};
@@ -567,24 +567,7 @@ impl Splitter {
         self.limits.check_segments(self.segments.len())?;
         self.limits.check_intervals(self.channels.channel_count(), options)?;
         self.runs.sort(chunk, self.buffers.len() as u32, &map);
-        // The few per-row extras follow in row order, which is each partition's order too.
-        let (keep, has_segments) = (self.keep_user_ids, chunk.has_segments());
-        for (row, &p) in self.runs.partition_of_row().iter().enumerate() {
-            if !keep && !has_segments && !chunk.is_conversion[row] {
-                continue; // most rows: nothing beyond the record
-            }
-            let buffer = &mut self.buffers[p as usize];
-            if chunk.is_conversion[row] {
-                buffer.push_value(chunk.values[row]);
-            }
-            if keep {
-                let id = chunk.user_ids.as_ref().map_or("", |ids| ids[row].as_str());
-                buffer.push_identity(chunk.row_numbers[row], id);
-            }
-            if let Some(&segment) = chunk.segment_ids.get(row) {
-                buffer.push_segment_id(segment_map.get(segment as usize).copied().unwrap_or(NO_SEGMENT));
-            }
-        }
+        self.runs.push_extras(chunk, &mut self.buffers, self.keep_user_ids, &segment_map);
         for (p, buffer) in self.buffers.iter_mut().enumerate() {
             buffer.records.extend_from_slice(self.runs.run(p));
         }
