@@ -10,9 +10,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayRef, BooleanArray, Date32Array, Decimal128Array, DictionaryArray, Float64Array, Int8Array, Int32Array,
-    Int64Array, LargeStringArray, RecordBatch, StringArray, StringViewArray, StructArray, TimestampMicrosecondArray,
-    TimestampMillisecondArray, TimestampNanosecondArray, TimestampSecondArray,
+    ArrayRef, BooleanArray, Date32Array, Decimal64Array, Decimal128Array, DictionaryArray, Float64Array, Int8Array,
+    Int32Array, Int64Array, LargeStringArray, RecordBatch, StringArray, StringViewArray, StructArray,
+    TimestampMicrosecondArray, TimestampMillisecondArray, TimestampNanosecondArray, TimestampSecondArray,
 };
 use arrow::datatypes::{DataType, Field, Int8Type, Int32Type};
 
@@ -121,6 +121,8 @@ enum Value {
     Int64,
     Int32,
     Decimal,
+    /// Arrow's 64-bit decimal, as pyarrow's `decimal64` writes it.
+    Decimal64,
     Text,
 }
 
@@ -258,6 +260,9 @@ fn value_array(shape: Value, touch: TouchValue, events: &[Event]) -> ArrayRef {
             Decimal128Array::from_iter(values().map(|v| v.map(|v| i128::from(v) * 100)))
                 .with_precision_and_scale(12, 2)
                 .unwrap(),
+        ),
+        Value::Decimal64 => Arc::new(
+            Decimal64Array::from_iter(values().map(|v| v.map(|v| v * 100))).with_precision_and_scale(12, 2).unwrap(),
         ),
         Value::Text => Arc::new(StringArray::from_iter(
             values().enumerate().map(|(i, v)| v.map(|v| if i % 3 == 0 { format!(" {v} ") } else { v.to_string() })),
@@ -442,6 +447,7 @@ fn shapes() -> Vec<Shape> {
         shape(U::Utf8, T::EpochInt32, F::Int32, V::Float, TV::Zero, C::Utf8, 1 << 20),
         shape(U::Utf8, T::EpochFloat, F::Bool, V::Float, TV::Null, C::Large, 700),
         shape(U::View, T::Seconds, F::Int64, V::Int64, TV::Zero, C::View, 250),
+        shape(U::Int64, T::Micros, F::Int8, V::Decimal64, TV::Zero, C::Dict, 2_000),
         // Spark's default layout: INT96 times.
         shape(U::Utf8, T::Int96, F::Bool, V::Float, TV::Null, C::Utf8, 1_000),
     ]

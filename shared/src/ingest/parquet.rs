@@ -4,11 +4,11 @@
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayRef, AsArray, BooleanArray, DictionaryArray, Float64Array, Int64Array, LargeStringArray, StringArray,
-    StringViewArray, StructArray, TimestampMicrosecondArray,
+    Array, ArrayRef, AsArray, BooleanArray, Decimal128Array, DictionaryArray, Float64Array, Int64Array,
+    LargeStringArray, StringArray, StringViewArray, StructArray, TimestampMicrosecondArray,
 };
-use arrow::compute::cast;
-use arrow::datatypes::{DataType, FieldRef, Int32Type, Schema, TimeUnit};
+use arrow::compute::{cast, single_decimal_to_float_lossy};
+use arrow::datatypes::{DataType, Decimal128Type, FieldRef, Int32Type, Schema, TimeUnit, UInt64Type};
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
 use parquet::file::metadata::ParquetMetaData;
@@ -18,7 +18,7 @@ use super::columns::{ChannelColumn, ConversionColumn, EventColumns, Resolver, de
 use super::rows::{CleanEvent, MAX_USER_ID_BYTES, Rows, format_int, is_plain_text};
 use super::text::{RowSink, finish};
 use super::values::{Cell, epoch_int_micros, read_flag, read_number, read_timestamp};
-use super::{Block, InputSpec, InputSummary};
+use super::{Block, InputSpec, InputSummary, MAX_BATCH_ROWS};
 use crate::error::{AttributionError, ErrorCode};
 use crate::options::InputKind;
 
@@ -100,7 +100,7 @@ pub fn read_parquet<R: ChunkReader + 'static, E: From<AttributionError>>(
     // A batch never spans two row groups: a batch that did would join two column chunks'
     // dictionaries, which Arrow does by decoding every string of the batch and hashing it
     // into a new dictionary (most batches of files with row groups of 122,880 rows).
-    let batch_size = spec.block_rows.clamp(1024, 65_536);
+    let batch_size = spec.block_rows.clamp(1024, MAX_BATCH_ROWS);
     let batches_of = |group: usize| {
         ParquetRecordBatchReaderBuilder::new_with_metadata(reader.clone(), metadata.clone())
             .with_projection(mask.clone())
@@ -391,8 +391,14 @@ enum Column {
     Dictionary(DictionaryArray<Int32Type>, Arc<StringArray>),
     Int(Int64Array),
     Float(Float64Array),
+    /// Decimals with their scale, read as doubles cell by cell: a value column is read on
+    /// conversion rows only, a few in a hundred, so casting every row of a batch would be
+    /// wasted work.
+    Decimal(Decimal128Array, i8),
     Bool(BooleanArray),
     Micros(TimestampMicrosecondArray),
+    /// A column of Arrow's null type (pyarrow writes one for a column with no value at all).
+    Null,
     Unsupported,
 }
 
@@ -417,14 +423,22 @@ impl Column {
                 Column::Dictionary(dict, values)
             }
             DataType::Boolean => Column::Bool(array.as_boolean().clone()),
+            DataType::UInt64 if arrow::compute::max(array.as_primitive::<UInt64Type>()) > Some(i64::MAX as u64) => {
+                // A cast to Int64 would make the largest values nulls (hashed ids exported as
+                // UInt64, as ClickHouse writes them): such a batch is read as the decimal text a
+                // CSV of it holds.
+                Column::Utf8(cast_to(&DataType::Utf8)?.as_string::<i32>().clone())
+            }
             t if t.is_integer() => Column::Int(cast_to(&DataType::Int64)?.as_primitive().clone()),
-            t if t.is_floating() || matches!(t, DataType::Decimal128(..) | DataType::Decimal256(..)) => {
+            DataType::Decimal128(_, scale) => Column::Decimal(array.as_primitive().clone(), *scale),
+            t if t.is_floating() || t.is_decimal() => {
                 Column::Float(cast_to(&DataType::Float64)?.as_primitive().clone())
             }
             DataType::Timestamp(_, _) | DataType::Date32 | DataType::Date64 => {
                 // Arrow timestamps are UTC instants; a timestamp without a zone is read as UTC.
                 Column::Micros(cast_to(&DataType::Timestamp(TimeUnit::Microsecond, None))?.as_primitive().clone())
             }
+            DataType::Null => Column::Null,
             _ => Column::Unsupported,
         })
     }
@@ -449,8 +463,10 @@ impl Column {
             }
             Column::Int(a) => value_or_null!(a, Cell::Int),
             Column::Float(a) => value_or_null!(a, Cell::Float),
+            Column::Decimal(a, scale) => value_or_null!(a, |x| Cell::Float(decimal_f64(x, *scale))),
             Column::Bool(a) => value_or_null!(a, Cell::Bool),
             Column::Micros(a) => value_or_null!(a, Cell::Micros),
+            Column::Null => Cell::Null,
             Column::Unsupported => Cell::Nested,
         }
     }
@@ -492,10 +508,19 @@ enum Flags<'a> {
     Cells(&'a Column),
 }
 
-/// The conversion values of a batch: doubles, or cells read by [`read_number`].
+/// The conversion values of a batch: doubles, decimals (with their scale), or cells read by
+/// [`read_number`].
 enum Values<'a> {
     Float(&'a Float64Array),
+    Decimal(&'a Decimal128Array, i8),
     Cells(&'a Column),
+}
+
+/// A decimal as a double: Arrow's own conversion of one value, the double its cast to
+/// `Float64` gives (a unit test compares them).
+#[inline]
+fn decimal_f64(unscaled: i128, scale: i8) -> f64 {
+    single_decimal_to_float_lossy::<Decimal128Type, _>(&|x: i128| x as f64, unscaled, scale.into())
 }
 
 impl Times<'_> {
@@ -537,6 +562,8 @@ impl Values<'_> {
         let value = match self {
             Values::Float(a) if a.is_null(i) => 0.0,
             Values::Float(a) => a.value(i),
+            Values::Decimal(a, _) if a.is_null(i) => 0.0,
+            Values::Decimal(a, scale) => decimal_f64(a.value(i), *scale),
             Values::Cells(c) => read_number(c.cell(i)).ok()?.unwrap_or(0.0),
         };
         (value.is_finite() && value >= 0.0).then_some(value)
@@ -579,6 +606,7 @@ impl<'a> EventLane<'a> {
             None => None,
             Some(i) => match column(i)? {
                 Column::Float(values) => Some(Values::Float(values)),
+                Column::Decimal(values, scale) => Some(Values::Decimal(values, *scale)),
                 other => Some(Values::Cells(other)),
             },
         };
@@ -674,7 +702,7 @@ fn parquet_error(error: parquet::errors::ParquetError) -> AttributionError {
 
 #[cfg(test)]
 mod tests {
-    use arrow::array::RecordBatch;
+    use arrow::array::{NullArray, RecordBatch, UInt64Array};
     use parquet::arrow::ArrowWriter;
     use parquet::file::properties::WriterProperties;
 
@@ -706,6 +734,79 @@ mod tests {
         let mut writer = ArrowWriter::try_new(Vec::new(), batch.schema(), Some(properties)).unwrap();
         writer.write(&batch).unwrap();
         bytes::Bytes::from(writer.into_inner().unwrap())
+    }
+
+    #[test]
+    fn a_decimal_read_cell_by_cell_is_the_double_arrows_cast_gives() {
+        // Exact and inexact quotients, values past 2^53 (rounded once from their text), and
+        // scales past the powers of ten a double holds exactly.
+        let unscaled = [0, 1, -1, 5, 12_345, 10_001, 999_999_999, 9_007_199_254_740_993, -(1i128 << 70), i128::MAX / 3];
+        for scale in [0i8, 1, 2, 7, 18, 23, 30, -3] {
+            let precision = 38;
+            let array = Decimal128Array::from_iter_values(unscaled).with_precision_and_scale(precision, scale).unwrap();
+            let cast = cast(&array, &DataType::Float64).unwrap();
+            let cast = cast.as_primitive::<arrow::datatypes::Float64Type>();
+            let column = Column::new(&(Arc::new(array) as ArrayRef)).unwrap();
+            for (i, &x) in unscaled.iter().enumerate() {
+                let Cell::Float(read) = column.cell(i) else { panic!("a decimal is read as a double") };
+                assert_eq!(read.to_bits(), cast.value(i).to_bits(), "{x} at scale {scale}");
+            }
+        }
+    }
+
+    #[test]
+    fn unsigned_user_ids_past_the_signed_range_are_read_as_their_decimal_text() {
+        let ids = [u64::MAX, 1 << 63, 5];
+        let rows = ids.len() * 4;
+        let columns: Vec<(&str, ArrayRef)> = vec![
+            ("user_id", Arc::new(UInt64Array::from_iter_values((0..rows).map(|i| ids[i % ids.len()])))),
+            ("timestamp", Arc::new(Int64Array::from_iter_values((0..rows as i64).map(|i| 1_767_225_600 + i)))),
+            ("channel", Arc::new(StringArray::from_iter_values((0..rows).map(|_| "email")))),
+            ("conversion", Arc::new(BooleanArray::from_iter((0..rows).map(|i| Some(i % 5 == 0))))),
+        ];
+        let batch = RecordBatch::try_from_iter(columns).unwrap();
+        let mut writer = ArrowWriter::try_new(Vec::new(), batch.schema(), None).unwrap();
+        writer.write(&batch).unwrap();
+        let file = bytes::Bytes::from(writer.into_inner().unwrap());
+        let mut keys = Vec::new();
+        read_parquet::<_, AttributionError>(file, &InputSpec::default(), None, |block| {
+            let Block::Events(chunk) = block else { panic!("event rows") };
+            keys.extend_from_slice(&chunk.user_keys);
+            Ok(())
+        })
+        .unwrap();
+        let expected: Vec<u128> =
+            (0..rows).map(|i| crate::chunk::user_key(ids[i % ids.len()].to_string().as_bytes())).collect();
+        assert_eq!(keys, expected);
+    }
+
+    #[test]
+    fn a_value_column_of_the_null_type_gives_conversions_no_value() {
+        let file = parquet_file(100, 1_000);
+        let reader = ParquetRecordBatchReaderBuilder::try_new(file).unwrap().build().unwrap();
+        let batch = reader.into_iter().next().unwrap().unwrap();
+        let mut columns: Vec<(String, ArrayRef, bool)> = batch
+            .schema()
+            .fields()
+            .iter()
+            .zip(batch.columns())
+            .map(|(f, column)| (f.name().clone(), Arc::clone(column), f.is_nullable()))
+            .collect();
+        // A null array counts no nulls of its own: its field is made nullable by hand.
+        columns.push(("conversion_value".to_owned(), Arc::new(NullArray::new(100)), true));
+        let batch = RecordBatch::try_from_iter_with_nullable(columns).unwrap();
+        let mut writer = ArrowWriter::try_new(Vec::new(), batch.schema(), None).unwrap();
+        writer.write(&batch).unwrap();
+        let file = bytes::Bytes::from(writer.into_inner().unwrap());
+        let mut conversions = 0;
+        read_parquet::<_, AttributionError>(file, &InputSpec::default(), None, |block| {
+            let Block::Events(chunk) = block else { panic!("event rows") };
+            conversions += chunk.is_conversion.iter().filter(|&&c| c).count();
+            assert!(chunk.values.iter().all(|&v| v == 0.0));
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(conversions, 8);
     }
 
     #[test]
