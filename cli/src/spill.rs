@@ -109,13 +109,16 @@ impl PartitionStore {
         let memory: Vec<(usize, SegmentBuffer)> =
             if keep_in_memory { parts.clone() } else { std::mem::take(&mut *parts) };
         drop(parts);
-        // Spilled segments of this partition, read into one buffer (allocated once, at
-        // its full size), writer by writer.
+        // Spilled segments of this partition, read into one buffer (grown as needed, never
+        // shrunk), writer by writer.
         let spilled = self.spilled.read().expect("no panics while locked");
         let total: usize = spilled.iter().flat_map(|(_, spill)| &spill.segments[p]).map(|&(_, length)| length).sum();
         let bytes = &mut loaded.bytes;
-        bytes.clear();
-        bytes.resize(total, 0);
+        // Not cleared first: every byte up to `total` is read into below, and zeroing what
+        // the last partition left costs a pass over every spilled byte.
+        if bytes.len() < total {
+            bytes.resize(total, 0);
+        }
         let mut pieces: Vec<(usize, std::ops::Range<usize>)> = Vec::new();
         let mut start = 0;
         for (writer, spill) in spilled.iter() {

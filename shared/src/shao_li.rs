@@ -133,6 +133,31 @@ fn dense_slot(low: u32, high: u32) -> usize {
     high * (high - 1) / 2 + low as usize
 }
 
+/// `channels`' distinct ids in ascending order, into `distinct`. Ids below 64 (every
+/// channel of most inputs) go through a bit set, a pass over the journey instead of a sort.
+fn distinct_sorted(channels: &[u32], distinct: &mut Vec<u32>) {
+    distinct.clear();
+    let mut set = 0u64;
+    let mut wide = false;
+    for &c in channels {
+        if c < 64 {
+            set |= 1 << c;
+        } else {
+            wide = true;
+        }
+    }
+    if wide {
+        distinct.extend_from_slice(channels);
+        distinct.sort_unstable();
+        distinct.dedup();
+        return;
+    }
+    while set != 0 {
+        distinct.push(set.trailing_zeros());
+        set &= set - 1;
+    }
+}
+
 #[inline]
 fn add(sums: &mut Sums, other: &Sums) {
     sums[0] += other[0];
@@ -149,10 +174,7 @@ impl ShaoLiCounts {
         }
         let sums = [conversions, nulls, value];
         let mut distinct = std::mem::take(&mut self.distinct);
-        distinct.clear();
-        distinct.extend_from_slice(channels);
-        distinct.sort_unstable();
-        distinct.dedup();
+        distinct_sorted(channels, &mut distinct);
         let top = *distinct.last().expect("a journey with touches") as usize;
         if self.channels.len() <= top {
             self.channels.resize(top + 1, [0.0; 3]);
@@ -431,6 +453,18 @@ impl ShaoLiCounts {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_journeys_distinct_channels_come_in_ascending_order_whatever_their_ids() {
+        let mut distinct = vec![7];
+        for channels in [vec![3, 0, 3, 63, 1], vec![64, 2, 64, 1_000, 2], vec![5], vec![63, 62, 63]] {
+            distinct_sorted(&channels, &mut distinct);
+            let mut expected = channels.clone();
+            expected.sort_unstable();
+            expected.dedup();
+            assert_eq!(distinct, expected, "{channels:?}");
+        }
+    }
 
     #[test]
     fn repeated_channels_count_once_per_journey() {

@@ -32,6 +32,10 @@ use crate::options::{InputKind, ModelId, Options, OptionsSpec};
 /// Rows per emitted block.
 pub const DEFAULT_BLOCK_ROWS: usize = 65_536;
 
+/// The most rows of a Parquet batch. A block takes a batch whole, so a block not yet full
+/// can end up to this many rows past its size.
+pub(crate) const MAX_BATCH_ROWS: usize = 65_536;
+
 /// A file format, detected from the content or given by the user.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(try_from = "String", into = "String")]

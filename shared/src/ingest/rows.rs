@@ -7,7 +7,7 @@ use std::io::Write;
 
 use super::columns::{ChannelColumn, ConversionColumn, EventColumns, MAX_BREAKDOWN_LEVELS, PathColumns, TouchColumns};
 use super::values::{Cell, read_flag, read_number, read_timestamp};
-use super::{Block, Limits};
+use super::{Block, Limits, MAX_BATCH_ROWS};
 pub use crate::channel_rules::MAX_CHANNEL_NAME_BYTES;
 use crate::channel_rules::{ChannelClassifier, ChannelRules, Touch};
 use crate::chunk::{ChannelDict, EventChunk, NO_CHANNEL, NO_SEGMENT, PathChunk, push_touch_key, user_key};
@@ -368,10 +368,12 @@ impl<'n, F: Fn(u32) -> &'n str> CleanEventSink<'_, F> {
     }
 }
 
-/// A block's columns sized for a full block up front: growing six vectors by doubling,
-/// block after block, costs more than the rows' own decoding.
+/// A block's columns sized for a full block up front, and for the one Parquet batch that may
+/// take it past full (row groups that are no multiple of the batch size, such as DuckDB's
+/// 122,880 rows, end in a short batch): growing six vectors by doubling, block after block,
+/// costs more than the rows' own decoding.
 fn new_event_chunk(keep_user_ids: bool, rows: usize) -> EventChunk {
-    EventChunk::with_capacity(rows.min(1 << 20), keep_user_ids)
+    EventChunk::with_capacity(rows.min(1 << 20) + rows.clamp(1024, MAX_BATCH_ROWS), keep_user_ids)
 }
 
 impl DerivedChannels {
