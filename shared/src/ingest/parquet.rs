@@ -422,6 +422,9 @@ impl Column {
                 let values = Arc::new(dict.values().as_string::<i32>().clone());
                 Column::Dictionary(dict, values)
             }
+            // Dictionaries of other values (a pandas categorical of numbers, say): their
+            // values, unpacked, read as a column of that type.
+            DataType::Dictionary(_, value) => Column::new(&cast_to(value)?)?,
             DataType::Boolean => Column::Bool(array.as_boolean().clone()),
             DataType::UInt64 if arrow::compute::max(array.as_primitive::<UInt64Type>()) > Some(i64::MAX as u64) => {
                 // A cast to Int64 would make the largest values nulls (hashed ids exported as
@@ -778,6 +781,38 @@ mod tests {
         let expected: Vec<u128> =
             (0..rows).map(|i| crate::chunk::user_key(ids[i % ids.len()].to_string().as_bytes())).collect();
         assert_eq!(keys, expected);
+    }
+
+    #[test]
+    fn dictionaries_of_numbers_are_read_as_their_values() {
+        // A pandas categorical of integers, as pyarrow writes it: user ids and 0/1 flags.
+        let rows = 40usize;
+        let dictionary = |values: ArrayRef, key: &dyn Fn(usize) -> i8| -> ArrayRef {
+            let keys = arrow::array::Int8Array::from_iter_values((0..rows).map(key));
+            Arc::new(DictionaryArray::<arrow::datatypes::Int8Type>::try_new(keys, values).unwrap())
+        };
+        let columns: Vec<(&str, ArrayRef)> = vec![
+            ("user_id", dictionary(Arc::new(Int64Array::from(vec![7, 1 << 40, -3])), &|i| (i % 3) as i8)),
+            ("timestamp", Arc::new(Int64Array::from_iter_values((0..rows as i64).map(|i| 1_767_225_600 + i)))),
+            ("channel", Arc::new(StringArray::from_iter_values((0..rows).map(|_| "email")))),
+            ("conversion", dictionary(Arc::new(Int64Array::from(vec![0, 1])), &|i| i8::from(i % 4 == 3))),
+        ];
+        let batch = RecordBatch::try_from_iter(columns).unwrap();
+        let mut writer = ArrowWriter::try_new(Vec::new(), batch.schema(), None).unwrap();
+        writer.write(&batch).unwrap();
+        let file = bytes::Bytes::from(writer.into_inner().unwrap());
+        let (mut keys, mut conversions) = (Vec::new(), 0);
+        read_parquet::<_, AttributionError>(file, &InputSpec::default(), None, |block| {
+            let Block::Events(chunk) = block else { panic!("event rows") };
+            keys.extend_from_slice(&chunk.user_keys);
+            conversions += chunk.is_conversion.iter().filter(|&&c| c).count();
+            Ok(())
+        })
+        .unwrap();
+        let ids = ["7", "1099511627776", "-3"];
+        let expected: Vec<u128> = (0..rows).map(|i| crate::chunk::user_key(ids[i % 3].as_bytes())).collect();
+        assert_eq!(keys, expected);
+        assert_eq!(conversions, rows / 4);
     }
 
     #[test]
