@@ -144,6 +144,7 @@ impl SegmentBuffer {
 /// from block to block (the local spill's writers and the split stage).
 #[derive(Debug, Clone, Default)]
 pub struct PartitionRuns {
+    /// The partition of each row of the block last sorted, in row order.
     partition_of_row: Vec<u32>,
     /// Run p of `staging` is `run_starts[p]..run_starts[p + 1]`.
     run_starts: Vec<u32>,
@@ -179,11 +180,6 @@ impl PartitionRuns {
                 record(block.user_keys[row], block.timestamps[row], channel, block.is_conversion[row]);
             *slot += 1;
         }
-    }
-
-    /// The partition of each row of the block last sorted, in row order.
-    pub fn partition_of_row(&self) -> &[u32] {
-        &self.partition_of_row
     }
 
     /// Appends to each row's partition buffer what the row carries besides its record (a
@@ -660,7 +656,7 @@ mod tests {
         }
         assert_eq!(seen, chunk.len());
         let partitions: Vec<u32> = chunk.user_keys.iter().map(|&key| partition_of(key, 3)).collect();
-        assert_eq!(runs.partition_of_row(), partitions.as_slice());
+        assert_eq!(runs.partition_of_row, partitions);
     }
 
     #[test]

@@ -420,13 +420,13 @@ class Job:
 
     def timeline(self) -> list[dict[str, Any]]:
         """When which worker started and ended which unit of the job: the latest 1,000 entries."""
-        events: list[dict[str, Any]] = (self.client._json("GET", f"/v1/jobs/{self.id}/timeline"))["events"]
+        events: list[dict[str, Any]] = self.client._json("GET", f"/v1/jobs/{self.id}/timeline")["events"]
         return events
 
     def stages(self) -> dict[str, dict[str, int]]:
         """Per stage (``split``, ``attribute``, ``reduce``) over every timeline entry, however many the
         timeline lists: ``units_started``, ``units_ended``, ``first_start_ms``, ``last_end_ms``."""
-        stages: dict[str, dict[str, int]] = (self.client._json("GET", f"/v1/jobs/{self.id}/timeline"))["stages"]
+        stages: dict[str, dict[str, int]] = self.client._json("GET", f"/v1/jobs/{self.id}/timeline")["stages"]
         return stages
 
     def webhook_deliveries(self) -> dict[str, Any]:
