@@ -60,12 +60,16 @@ COPY --from=builder /out/ /usr/local/bin/
 # MTA_DATA_DIR is the scratch directory: give it a writable volume (Kubernetes: an emptyDir).
 # TMPDIR points there too, so temporary chunk files land on that volume and not on the root
 # file system (which Kubernetes mounts read-only).
+# MALLOC_ARENA_MAX: glibc gives each of a process's threads (a dozen in a worker) a malloc arena
+# of its own, each keeping the most its threads ever held; two arenas halve a worker's memory
+# after a few jobs (docs/operations.md, "Memory per task").
 ENV MTA_BIND=0.0.0.0:8080 \
     MTA_WORKER_BIND=0.0.0.0:8081 \
     MTA_INTERNAL_BIND=0.0.0.0:9090 \
     MTA_DATA_DIR=/var/lib/mta \
     TMPDIR=/var/lib/mta \
-    MTA_LOG_FORMAT=json
+    MTA_LOG_FORMAT=json \
+    MALLOC_ARENA_MAX=2
 
 USER 10001:10001
 WORKDIR /var/lib/mta

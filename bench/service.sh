@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Benchmark the whole service on one machine against `mta attribute` on the same file.
 #
-# Usage: [FORMAT=csv|parquet] [RUNS=3] [LAYOUTS="0 1 2"] [BIN=dir] bench/service.sh ROWS
+# Usage: [FORMAT=csv|parquet] [RUNS=3] [LAYOUTS="0 1 2"] [AGAIN=1] [BIN=dir] bench/service.sh ROWS
 # (BIN defaults to target/release: cargo build --release --workspace)
 #
 # 1. `mta attribute FILE --models all` (the local baseline), timed.
@@ -11,8 +11,12 @@
 #    the job timeline (first start to last end of its units); "waiting" is what the end-to-end time has beyond
 #    the upload and the three stages (hand-overs, polling, the result download), and the peak RSS of each of the
 #    service's processes (redis-server aside). LAYOUTS picks some of them: 0 all-in-one, 1 and 2 worker processes.
+#    Then AGAIN further jobs (default 1) on each layout's service, each at once, on the same upload (a service
+#    kept busy: the memory the job before freed is still warm; docs/benchmarks.md, "2026-12-07 (midnight)"), with the
+#    processes' RSS after each: AGAIN=10 shows whether a process's memory keeps growing from job to job.
 # 3. The attribute stage with 1 and with 2 worker processes of concurrency 1 each (the horizontal scaling
-#    figure), measured from the job timeline, alternating, median of RUNS runs of each (default 3; 0 skips it).
+#    figure), measured from the job timeline, alternating, median of RUNS runs of each (default 3; 0 skips it),
+#    with each run's units per process and their median time.
 # Prints a markdown table and writes it to bench/results/service_<FORMAT>_<ROWS>.md.
 set -euo pipefail
 
@@ -84,13 +88,21 @@ stop_service() {
     rm -rf "$RUN_DIR"
 }
 
-# Uploads, submits, waits; prints "total_seconds upload_seconds job_id".
+# Uploads, submits, waits; prints "total_seconds upload_seconds job_id upload_id".
 run_job() {
     local t0 t1 upload job
     t0=$(now)
     upload=$(curl -sf -X POST -H "$AUTH" -H "Expect:" -T "$DATA" "$BASE/v1/uploads" | python3 -c 'import json,sys; print(json.load(sys.stdin)["upload_id"])')
     t1=$(now)
-    job=$(curl -sf -H "$AUTH" -H 'content-type: application/json' -d "{\"upload_id\":\"$upload\"}" "$BASE/v1/jobs" |
+    read -r _ job < <(job_on "{\"upload_id\":\"$upload\"}")
+    echo "$(echo "$(now) - $t0" | bc) $(echo "$t1 - $t0" | bc) $job $upload"
+}
+
+# Submits the job spec SPEC (JSON), waits for it and downloads its result; prints "seconds job_id".
+job_on() {
+    local t0 job
+    t0=$(now)
+    job=$(curl -sf -H "$AUTH" -H 'content-type: application/json' -d "$1" "$BASE/v1/jobs" |
         python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
     # One process polls every 50 ms over one kept-alive connection: a new curl (or Python)
     # process per poll would take a good part of a core from the workers being measured.
@@ -110,7 +122,7 @@ while True:
     time.sleep(0.05)
 PY
     curl -sf -H "$AUTH" "$BASE/v1/jobs/$job/result" >/dev/null
-    echo "$(echo "$(now) - $t0" | bc) $(echo "$t1 - $t0" | bc) $job"
+    echo "$(echo "$(now) - $t0" | bc) $job"
 }
 
 # Seconds from the first start to the last end of the units of stage STAGE (split, attribute, reduce) in a job's
@@ -137,13 +149,24 @@ LOCAL=$(echo "$(now) - $t0" | bc); LOCAL_RSS=$(( $(tail -1 "$WORK/local_rss") / 
 
 # One job end to end on a layout (see start_service); appends a table row to ROWS_MD.
 ROWS_MD=""
+AGAIN_MD=""
 end_to_end() {
-    local label=$1 workers=$2 total upload job split attribute reduce waiting
+    local label=$1 workers=$2 total upload job upload_id split attribute reduce waiting again seconds again_job rss
     echo "==> service: $label" >&2
     start_service "$workers" "$(nproc)"
-    read -r total upload job < <(run_job)
+    read -r total upload job upload_id < <(run_job)
     split=$(stage_seconds "$job" split); attribute=$(stage_seconds "$job" attribute); reduce=$(stage_seconds "$job" reduce)
     waiting=$(echo "$total - $upload - $split - $attribute - $reduce" | bc)
+    # The same upload again at once, AGAIN times (default 1), under specs the result cache does not
+    # answer (a path limit one higher each time: the same work). On this VM, memory the host has
+    # not lent the guest lately costs 1.5-3 ns a byte to touch the first time, and the first job
+    # writes its split's object into such memory; the next ones write into what the one before
+    # freed (docs/benchmarks.md, "2026-12-07 (midnight)"). The RSS column is each process's after the job.
+    for again in $(seq "${AGAIN:-1}"); do
+        read -r seconds again_job < <(job_on "{\"upload_id\":\"$upload_id\",\"options\":{\"max_report_paths\":$((100000 + again))}}")
+        rss=$(for pid in "${SERVICE_PIDS[@]}"; do awk '/^VmRSS/ { printf "%d ", $2 / 1024 }' "/proc/$pid/status"; done)
+        AGAIN_MD+="| $label | $((again + 1)) | $seconds | $(echo "scale=2; ($upload + $seconds) / $LOCAL" | bc) | $(stage_seconds "$again_job" split) | $(stage_seconds "$again_job" attribute) | $(stage_seconds "$again_job" reduce) | ${rss% } |"$'\n'
+    done
     stop_service
     ROWS_MD+="| $label | $total | $(echo "scale=2; $total / $LOCAL" | bc) | $upload | $split | $attribute | $reduce | $waiting | ${PEAK_RSS% } |"$'\n'
 }
@@ -160,15 +183,38 @@ done
 # of each (this machine's speed drifts over minutes: runs of one layout after the other's
 # compared two different machines); medians, and each run's times.
 RUNS=${RUNS:-3}
+# Prints the attribute stage's seconds, then how its units fell on the worker processes: each
+# process's unit count and median unit time (ms), from the job timeline's entries. A spread
+# of the stage's time with balanced counts and steady gaps is in the units' own times: two
+# processes slow each other down on this machine's shared cache and memory.
 attribute_seconds() {
     local job
-    start_service "$1" 1; read -r _ _ job < <(run_job); stage_seconds "$job" attribute; stop_service
+    start_service "$1" 1; read -r _ _ job _ < <(run_job)
+    echo "$(stage_seconds "$job" attribute) $(unit_balance "$job")"
+    stop_service
+}
+unit_balance() {
+    curl -sf -H "$AUTH" "$BASE/v1/jobs/$1/timeline" | python3 -c "
+import collections, json, statistics, sys
+started, units = {}, collections.defaultdict(list)
+for entry in json.load(sys.stdin)['events']:
+    if not entry['unit'].startswith('attribute:'):
+        continue
+    process = entry['worker'].rsplit('-', 1)[0]
+    if entry['event'] == 'start':
+        started[entry['unit']] = entry['at_ms']
+    elif entry['event'] == 'end' and entry['unit'] in started:
+        units[process].append(entry['at_ms'] - started.pop(entry['unit']))
+counts = '/'.join(str(len(times)) for times in units.values())
+medians = '/'.join(str(round(statistics.median(times))) for times in units.values())
+print(f'{counts}:{medians}')"
 }
 median() { printf '%s\n' "$@" | sort -g | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
-ONE=(); TWO=()
+ONE=(); TWO=(); ONE_UNITS=(); TWO_UNITS=()
 for run in $(seq "$RUNS"); do
     echo "==> attribute stage, run $run of $RUNS: 1, then 2 worker processes x concurrency 1" >&2
-    ONE+=("$(attribute_seconds 1)"); TWO+=("$(attribute_seconds 2)")
+    read -r seconds units < <(attribute_seconds 1); ONE+=("$seconds"); ONE_UNITS+=("$units")
+    read -r seconds units < <(attribute_seconds 2); TWO+=("$seconds"); TWO_UNITS+=("$units")
 done
 
 scaling_table() {
@@ -181,6 +227,10 @@ scaling_table() {
     echo "| 2 worker processes × 1 slot (median of $RUNS) | $two | $(echo "scale=2; $one / $two" | bc) × faster |"
     echo
     echo "Each run (1 worker process / 2): $(for i in "${!ONE[@]}"; do printf '%s / %s (%s×)  ' "${ONE[$i]}" "${TWO[$i]}" "$(echo "scale=2; ${ONE[$i]} / ${TWO[$i]}" | bc)"; done)"
+    echo
+    echo "Units per process and their median ms (1 worker process / 2): $(for i in "${!ONE[@]}"; do
+        printf '%s units, %s ms / %s units, %s ms;  ' "${ONE_UNITS[$i]%%:*}" "${ONE_UNITS[$i]#*:}" "${TWO_UNITS[$i]%%:*}" "${TWO_UNITS[$i]#*:}"
+    done)"
 }
 
 {
@@ -191,5 +241,15 @@ scaling_table() {
     echo "| layout | end to end (s) | ÷ local | upload | split | attribute | reduce | waiting | peak RSS MiB (API first) |"
     echo "|---|---:|---:|---:|---:|---:|---:|---:|---|"
     printf '%s' "$ROWS_MD"
+    if [[ -n $AGAIN_MD ]]; then
+        echo
+        echo "Further jobs on the same service, each as soon as the one before ended (the same upload, under a spec"
+        echo "the result cache does not answer): seconds from submit to result, ÷ local with the first job's upload"
+        echo "added, and each service process's RSS after the job (API first)."
+        echo
+        echo "| layout | job | seconds | ÷ local (+ upload) | split | attribute | reduce | RSS MiB after |"
+        echo "|---|---:|---:|---:|---:|---:|---:|---|"
+        printf '%s' "$AGAIN_MD"
+    fi
     if (( RUNS > 0 )); then scaling_table; fi
 } | tee "$REPORT"
