@@ -75,13 +75,18 @@ new_key() {
         python3 -c 'import json,sys; print(json.load(sys.stdin)["key"])'
 }
 
+# Each service process's FIELD of /proc/PID/status (VmRSS now, VmHWM its peak) in MiB, in start order.
+service_memory() {
+    for pid in "${SERVICE_PIDS[@]}"; do awk -v field="$1:" '$1 == field { printf "%d ", $2 / 1024 }' "/proc/$pid/status"; done
+}
+
 # Each run's store goes with its service. Left behind, every run's upload stayed in the page cache
 # and each later run wrote and allocated into memory the machine had not touched lately, which
 # on a VM costs about 2 ns a byte: the runs measured last (2 worker processes) took up to half as
 # long again as on a clean store (docs/benchmarks.md, "2026-12-07 (afternoon)").
 # Sets PEAK_RSS to each service process's peak RSS in MiB, in start order (the API first), read before it stops.
 stop_service() {
-    PEAK_RSS=$(for pid in "${SERVICE_PIDS[@]}"; do awk '/^VmHWM/ { printf "%d ", $2 / 1024 }' "/proc/$pid/status"; done)
+    PEAK_RSS=$(service_memory VmHWM)
     for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
     wait 2>/dev/null || true
     PIDS=()
@@ -164,7 +169,7 @@ end_to_end() {
     # freed (docs/benchmarks.md, "2026-12-07 (midnight)"). The RSS column is each process's after the job.
     for again in $(seq "${AGAIN:-1}"); do
         read -r seconds again_job < <(job_on "{\"upload_id\":\"$upload_id\",\"options\":{\"max_report_paths\":$((100000 + again))}}")
-        rss=$(for pid in "${SERVICE_PIDS[@]}"; do awk '/^VmRSS/ { printf "%d ", $2 / 1024 }' "/proc/$pid/status"; done)
+        rss=$(service_memory VmRSS)
         AGAIN_MD+="| $label | $((again + 1)) | $seconds | $(echo "scale=2; ($upload + $seconds) / $LOCAL" | bc) | $(stage_seconds "$again_job" split) | $(stage_seconds "$again_job" attribute) | $(stage_seconds "$again_job" reduce) | ${rss% } |"$'\n'
     done
     stop_service
