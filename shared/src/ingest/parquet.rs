@@ -710,6 +710,7 @@ mod tests {
     use parquet::file::properties::WriterProperties;
 
     use super::*;
+    use crate::chunk::EventChunk;
 
     /// 2026-01-01T00:00:00Z in microseconds.
     const BASE_MICROS: i64 = 1_767_225_600_000_000;
@@ -734,9 +735,26 @@ mod tests {
         ];
         let batch = RecordBatch::try_from_iter(columns).unwrap();
         let properties = WriterProperties::builder().set_max_row_group_row_count(Some(group_rows)).build();
-        let mut writer = ArrowWriter::try_new(Vec::new(), batch.schema(), Some(properties)).unwrap();
-        writer.write(&batch).unwrap();
+        written(&batch, Some(properties))
+    }
+
+    /// `batch` as a Parquet file.
+    fn written(batch: &RecordBatch, properties: Option<WriterProperties>) -> bytes::Bytes {
+        let mut writer = ArrowWriter::try_new(Vec::new(), batch.schema(), properties).unwrap();
+        writer.write(batch).unwrap();
         bytes::Bytes::from(writer.into_inner().unwrap())
+    }
+
+    /// Every event block of a whole file read with the default spec.
+    fn event_chunks(file: bytes::Bytes) -> Vec<EventChunk> {
+        let mut chunks = Vec::new();
+        read_parquet::<_, AttributionError>(file, &InputSpec::default(), None, |block| {
+            let Block::Events(chunk) = block else { panic!("event rows") };
+            chunks.push(chunk);
+            Ok(())
+        })
+        .unwrap();
+        chunks
     }
 
     #[test]
@@ -768,16 +786,8 @@ mod tests {
             ("conversion", Arc::new(BooleanArray::from_iter((0..rows).map(|i| Some(i % 5 == 0))))),
         ];
         let batch = RecordBatch::try_from_iter(columns).unwrap();
-        let mut writer = ArrowWriter::try_new(Vec::new(), batch.schema(), None).unwrap();
-        writer.write(&batch).unwrap();
-        let file = bytes::Bytes::from(writer.into_inner().unwrap());
-        let mut keys = Vec::new();
-        read_parquet::<_, AttributionError>(file, &InputSpec::default(), None, |block| {
-            let Block::Events(chunk) = block else { panic!("event rows") };
-            keys.extend_from_slice(&chunk.user_keys);
-            Ok(())
-        })
-        .unwrap();
+        let chunks = event_chunks(written(&batch, None));
+        let keys: Vec<u128> = chunks.iter().flat_map(|chunk| chunk.user_keys.iter().copied()).collect();
         let expected: Vec<u128> =
             (0..rows).map(|i| crate::chunk::user_key(ids[i % ids.len()].to_string().as_bytes())).collect();
         assert_eq!(keys, expected);
@@ -798,17 +808,9 @@ mod tests {
             ("conversion", dictionary(Arc::new(Int64Array::from(vec![0, 1])), &|i| i8::from(i % 4 == 3))),
         ];
         let batch = RecordBatch::try_from_iter(columns).unwrap();
-        let mut writer = ArrowWriter::try_new(Vec::new(), batch.schema(), None).unwrap();
-        writer.write(&batch).unwrap();
-        let file = bytes::Bytes::from(writer.into_inner().unwrap());
-        let (mut keys, mut conversions) = (Vec::new(), 0);
-        read_parquet::<_, AttributionError>(file, &InputSpec::default(), None, |block| {
-            let Block::Events(chunk) = block else { panic!("event rows") };
-            keys.extend_from_slice(&chunk.user_keys);
-            conversions += chunk.is_conversion.iter().filter(|&&c| c).count();
-            Ok(())
-        })
-        .unwrap();
+        let chunks = event_chunks(written(&batch, None));
+        let keys: Vec<u128> = chunks.iter().flat_map(|chunk| chunk.user_keys.iter().copied()).collect();
+        let conversions: usize = chunks.iter().map(|chunk| chunk.is_conversion.iter().filter(|&&c| c).count()).sum();
         let ids = ["7", "1099511627776", "-3"];
         let expected: Vec<u128> = (0..rows).map(|i| crate::chunk::user_key(ids[i % 3].as_bytes())).collect();
         assert_eq!(keys, expected);
@@ -830,17 +832,9 @@ mod tests {
         // A null array counts no nulls of its own: its field is made nullable by hand.
         columns.push(("conversion_value".to_owned(), Arc::new(NullArray::new(100)), true));
         let batch = RecordBatch::try_from_iter_with_nullable(columns).unwrap();
-        let mut writer = ArrowWriter::try_new(Vec::new(), batch.schema(), None).unwrap();
-        writer.write(&batch).unwrap();
-        let file = bytes::Bytes::from(writer.into_inner().unwrap());
-        let mut conversions = 0;
-        read_parquet::<_, AttributionError>(file, &InputSpec::default(), None, |block| {
-            let Block::Events(chunk) = block else { panic!("event rows") };
-            conversions += chunk.is_conversion.iter().filter(|&&c| c).count();
-            assert!(chunk.values.iter().all(|&v| v == 0.0));
-            Ok(())
-        })
-        .unwrap();
+        let chunks = event_chunks(written(&batch, None));
+        assert!(chunks.iter().all(|chunk| chunk.values.iter().all(|&v| v == 0.0)));
+        let conversions: usize = chunks.iter().map(|chunk| chunk.is_conversion.iter().filter(|&&c| c).count()).sum();
         assert_eq!(conversions, 8);
     }
 
