@@ -187,22 +187,22 @@ impl PartitionWriter<'_> {
     /// Routes every row of `block` to its user's partition; `channel_map` turns the
     /// block's channel ids into global ones, and `segment_map` its segment ids.
     pub fn add(&mut self, block: &EventChunk, channel_map: &[u32], segment_map: &[u32]) -> anyhow::Result<()> {
-        self.runs.sort(block, self.store.partitions, channel_map);
+        self.runs.route(block, self.store.partitions);
         let partitions = self.store.partitions as usize;
         // Spill first the buffers this block would push past their share (a run longer
         // than the share itself is taken whole).
         for p in 0..partitions {
-            let (rows, more) = (self.buffers[p].rows(), self.runs.run(p).len());
+            let (rows, more) = (self.buffers[p].rows(), self.runs.rows_of(p));
             if rows > 0 && more > 0 && rows + more > self.store.buffer_rows {
                 self.spill(p)?;
             }
         }
         self.runs.push_extras(block, &mut self.buffers, self.store.keep_row_identity, segment_map);
         for (p, to) in self.buffers.iter_mut().enumerate() {
-            let records = self.runs.run(p);
-            reserve(to, records.len(), self.store.buffer_rows);
-            to.records.extend_from_slice(records);
+            reserve(to, self.runs.rows_of(p), self.store.buffer_rows);
         }
+        let buffers = &mut self.buffers;
+        self.runs.for_each_run(block, channel_map, |p, records| buffers[p].records.extend_from_slice(records));
         Ok(())
     }
 

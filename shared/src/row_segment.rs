@@ -139,53 +139,101 @@ impl SegmentBuffer {
 }
 
 /// A block's records sorted by partition with a counting sort into a staging area that
-/// stays in cache, so that each partition's rows are then appended with one copy: writing
-/// rows one by one to a hundred or a thousand far-apart buffers stalls on memory. Kept
-/// from block to block (the local spill's writers and the split stage).
+/// stays in the core's own cache, so that each partition's rows are then appended with one
+/// copy: writing rows one by one to a hundred or a thousand far-apart buffers stalls on
+/// memory. The block is staged a slice of rows at a time ([`staged_rows`]): a whole block's
+/// records (1.8 MB at 65,536 rows) outgrow the cache, and the scattered writes into it were
+/// most of the sort's time. Kept from block to block (the local spill's writers and the
+/// split stage).
 #[derive(Debug, Clone, Default)]
 pub struct PartitionRuns {
-    /// The partition of each row of the block last sorted, in row order.
+    /// The partition of each row of the block last routed, in row order.
     partition_of_row: Vec<u32>,
+    /// The block's rows in each partition.
+    rows: Vec<u32>,
     /// Run p of `staging` is `run_starts[p]..run_starts[p + 1]`.
     run_starts: Vec<u32>,
     cursor: Vec<u32>,
     staging: Vec<[u8; RECORD_BYTES]>,
 }
 
+/// Bytes of records staged at once: well inside a core's own cache (512 KiB to 2 MiB).
+const STAGED_BYTES: usize = 256 << 10;
+
+/// Rows staged at once among `partitions`: [`STAGED_BYTES`] of records, but at least 16 rows
+/// a partition on average, so that a run's copy is not mostly the call's own cost.
+fn staged_rows(partitions: usize) -> usize {
+    (STAGED_BYTES / RECORD_BYTES).max(partitions * 16)
+}
+
 impl PartitionRuns {
-    /// Sorts the records of `block`'s rows by their user's partition among `partitions`,
-    /// each partition's in row order; `channel_map` turns the block's channel ids into
-    /// global ones (ids it does not cover, such as [`NO_CHANNEL`], are kept).
-    pub fn sort(&mut self, block: &EventChunk, partitions: u32, channel_map: &[u32]) {
+    /// Finds the partition among `partitions` of each row of `block` by its user's key.
+    pub fn route(&mut self, block: &EventChunk, partitions: u32) {
         self.partition_of_row.clear();
         self.partition_of_row.extend(block.user_keys.iter().map(|&key| partition_of(key, partitions)));
-        self.run_starts.clear();
-        self.run_starts.resize(partitions as usize + 1, 0);
+        self.rows.clear();
+        self.rows.resize(partitions as usize, 0);
         for &p in &self.partition_of_row {
-            self.run_starts[p as usize + 1] += 1;
+            self.rows[p as usize] += 1;
         }
-        for p in 0..partitions as usize {
-            self.run_starts[p + 1] += self.run_starts[p];
-        }
-        self.cursor.clone_from(&self.run_starts);
-        // Every slot below `block.len()` is written below: only growth needs filling.
-        if self.staging.len() < block.len() {
-            self.staging.resize(block.len(), [0; RECORD_BYTES]);
-        }
-        for (row, &p) in self.partition_of_row.iter().enumerate() {
-            let channel = block.channel_ids[row];
-            let channel = channel_map.get(channel as usize).copied().unwrap_or(channel);
-            let slot = &mut self.cursor[p as usize];
-            self.staging[*slot as usize] =
-                record(block.user_keys[row], block.timestamps[row], channel, block.is_conversion[row]);
-            *slot += 1;
+    }
+
+    /// How many rows of the block last routed are partition `p`'s.
+    pub fn rows_of(&self, p: usize) -> usize {
+        self.rows[p] as usize
+    }
+
+    /// Hands `append` each partition's records of the block last routed, in row order
+    /// (a partition's rows may come in several runs, one per staged slice of the block);
+    /// `channel_map` turns the block's channel ids into global ones (ids it does not cover,
+    /// such as [`NO_CHANNEL`], are kept).
+    pub fn for_each_run(
+        &mut self,
+        block: &EventChunk,
+        channel_map: &[u32],
+        mut append: impl FnMut(usize, &[[u8; RECORD_BYTES]]),
+    ) {
+        let partitions = self.rows.len();
+        let step = staged_rows(partitions);
+        let mut first = 0;
+        while first < block.len() {
+            let end = (first + step).min(block.len());
+            let slice = &self.partition_of_row[first..end];
+            self.run_starts.clear();
+            self.run_starts.resize(partitions + 1, 0);
+            for &p in slice {
+                self.run_starts[p as usize + 1] += 1;
+            }
+            for p in 0..partitions {
+                self.run_starts[p + 1] += self.run_starts[p];
+            }
+            self.cursor.clone_from(&self.run_starts);
+            // Every slot below the slice's length is written below: only growth needs filling.
+            if self.staging.len() < slice.len() {
+                self.staging.resize(slice.len(), [0; RECORD_BYTES]);
+            }
+            for (row, &p) in (first..end).zip(slice) {
+                let channel = block.channel_ids[row];
+                let channel = channel_map.get(channel as usize).copied().unwrap_or(channel);
+                let slot = &mut self.cursor[p as usize];
+                self.staging[*slot as usize] =
+                    record(block.user_keys[row], block.timestamps[row], channel, block.is_conversion[row]);
+                *slot += 1;
+            }
+            for p in 0..partitions {
+                let run = &self.staging[self.run_starts[p] as usize..self.run_starts[p + 1] as usize];
+                if !run.is_empty() {
+                    append(p, run);
+                }
+            }
+            first = end;
         }
     }
 
     /// Appends to each row's partition buffer what the row carries besides its record (a
     /// conversion's value; with `keep_identity` its row number and user id; with segments
     /// its segment id, mapped by `segment_map`), in row order, which is each partition's
-    /// order too. `block` is the block last sorted.
+    /// order too. `block` is the block last routed.
     pub fn push_extras(
         &self,
         block: &EventChunk,
@@ -211,11 +259,6 @@ impl PartitionRuns {
                 buffer.push_segment_id(segment_map.get(segment as usize).copied().unwrap_or(NO_SEGMENT));
             }
         }
-    }
-
-    /// Partition `p`'s records of the block last sorted, in row order.
-    pub fn run(&self, p: usize) -> &[[u8; RECORD_BYTES]] {
-        &self.staging[self.run_starts[p] as usize..self.run_starts[p + 1] as usize]
     }
 }
 
@@ -626,37 +669,49 @@ mod tests {
         }
     }
 
+    /// `rows` rows of keys spread over the partitions (every 7th row a conversion, every
+    /// 5th without a channel).
+    fn spread(rows: usize) -> EventChunk {
+        let mut chunk = EventChunk::with_capacity(rows, false);
+        for row in 0..rows as u64 {
+            chunk.user_keys.push(crate::chunk::user_key(&(row % 977).to_le_bytes()));
+            chunk.timestamps.push(row as i64 * 3 - 1_000);
+            chunk.channel_ids.push(if row.is_multiple_of(5) { NO_CHANNEL } else { (row % 3) as u32 });
+            chunk.is_conversion.push(row.is_multiple_of(7));
+            chunk.values.push(0.0);
+            chunk.row_numbers.push(row + 1);
+        }
+        chunk
+    }
+
     #[test]
     fn partition_runs_hold_each_partitions_records_in_row_order_with_channels_mapped() {
-        let chunk = sample(false, false);
         let mut runs = PartitionRuns::default();
-        // A larger block first: the staging area it leaves behind is written over, not read.
-        let mut larger = sample(false, false);
-        for _ in 0..3 {
-            let again = sample(false, false);
-            larger.user_keys.extend(again.user_keys.iter().map(|key| key + 7));
-            larger.timestamps.extend(&again.timestamps);
-            larger.channel_ids.extend(&again.channel_ids);
-            larger.is_conversion.extend(&again.is_conversion);
-        }
-        runs.sort(&larger, 3, &[]);
-        runs.sort(&chunk, 3, &[20, 21, 22]);
         let global = |channel: u32| if channel == NO_CHANNEL { NO_CHANNEL } else { 20 + channel };
-        let mut seen = 0;
-        for p in 0..3 {
-            let want: Vec<[u8; RECORD_BYTES]> = (0..chunk.len())
-                .filter(|&row| partition_of(chunk.user_keys[row], 3) == p as u32)
-                .map(|row| {
-                    let channel = global(chunk.channel_ids[row]);
-                    record(chunk.user_keys[row], chunk.timestamps[row], channel, chunk.is_conversion[row])
-                })
-                .collect();
-            assert_eq!(runs.run(p), want.as_slice(), "partition {p}");
-            seen += want.len();
+        // Blocks of one staged slice and of several (the last one short), a larger block
+        // first: the staging area it leaves behind is written over, not read.
+        for (partitions, rows) in [(3, 5), (3, 2 * staged_rows(3) + 17), (3, 40), (700, 3 * staged_rows(700) - 1)] {
+            let chunk = if rows == 5 { sample(false, false) } else { spread(rows) };
+            runs.route(&chunk, partitions);
+            let mut got: Vec<Vec<[u8; RECORD_BYTES]>> = vec![Vec::new(); partitions as usize];
+            runs.for_each_run(&chunk, &[20, 21, 22], |p, records| {
+                assert!(!records.is_empty(), "no empty runs");
+                got[p].extend_from_slice(records);
+            });
+            for (p, got) in got.iter().enumerate() {
+                let want: Vec<[u8; RECORD_BYTES]> = (0..chunk.len())
+                    .filter(|&row| partition_of(chunk.user_keys[row], partitions) == p as u32)
+                    .map(|row| {
+                        let channel = global(chunk.channel_ids[row]);
+                        record(chunk.user_keys[row], chunk.timestamps[row], channel, chunk.is_conversion[row])
+                    })
+                    .collect();
+                assert_eq!(got, &want, "{rows} rows, partition {p}");
+                assert_eq!(runs.rows_of(p), want.len());
+            }
+            let of_rows: Vec<u32> = chunk.user_keys.iter().map(|&key| partition_of(key, partitions)).collect();
+            assert_eq!(runs.partition_of_row, of_rows);
         }
-        assert_eq!(seen, chunk.len());
-        let partitions: Vec<u32> = chunk.user_keys.iter().map(|&key| partition_of(key, 3)).collect();
-        assert_eq!(runs.partition_of_row, partitions);
     }
 
     #[test]

@@ -566,11 +566,10 @@ impl Splitter {
         let segment_map = self.segments.ids_of(&chunk.segments);
         self.limits.check_segments(self.segments.len())?;
         self.limits.check_intervals(self.channels.channel_count(), options)?;
-        self.runs.sort(chunk, self.buffers.len() as u32, &map);
+        self.runs.route(chunk, self.buffers.len() as u32);
         self.runs.push_extras(chunk, &mut self.buffers, self.keep_user_ids, &segment_map);
-        for (p, buffer) in self.buffers.iter_mut().enumerate() {
-            buffer.records.extend_from_slice(self.runs.run(p));
-        }
+        let buffers = &mut self.buffers;
+        self.runs.for_each_run(chunk, &map, |p, records| buffers[p].records.extend_from_slice(records));
         self.rows += chunk.len() as u64;
         self.buffered += chunk.len();
         if self.buffered >= FLUSH_ROWS {
