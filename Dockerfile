@@ -62,7 +62,8 @@ COPY --from=builder /out/ /usr/local/bin/
 # file system (which Kubernetes mounts read-only).
 # MALLOC_ARENA_MAX: glibc gives each of a process's threads (a dozen in a worker) a malloc arena
 # of its own, each keeping the most its threads ever held; two arenas halve a worker's memory
-# after a few jobs (docs/operations.md, "Memory per task").
+# after a few jobs (docs/operations.md, "Memory per task"). The service binaries set it themselves
+# when it is absent, by executing themselves again; set here, no process needs to.
 ENV MTA_BIND=0.0.0.0:8080 \
     MTA_WORKER_BIND=0.0.0.0:8081 \
     MTA_INTERNAL_BIND=0.0.0.0:9090 \

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::service_support::{Service, ServiceSpec, client, terminate};
+use crate::service_support::{Service, ServiceSpec, client, free_port, terminate, wait_healthy};
 use crate::support::sample;
 
 pub(crate) async fn get_text(url: &str) -> (u16, String, reqwest::header::HeaderMap) {
@@ -219,4 +219,54 @@ fn tokio_stream_from(
     mut receiver: tokio::sync::mpsc::Receiver<Result<Vec<u8>, std::io::Error>>,
 ) -> impl futures_util::Stream<Item = Result<Vec<u8>, std::io::Error>> {
     futures_util::stream::poll_fn(move |cx| receiver.poll_recv(cx))
+}
+
+/// glibc's `MALLOC_ARENA_MAX` in the starting environment of process `pid` (what glibc read).
+fn malloc_arena_max_of(pid: u32) -> Option<String> {
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).expect("the process's environment");
+    environ
+        .split(|&byte| byte == 0)
+        .find_map(|entry| entry.strip_prefix(b"MALLOC_ARENA_MAX="))
+        .map(|value| String::from_utf8_lossy(value).into_owned())
+}
+
+/// A service process started without `MALLOC_ARENA_MAX` runs with two malloc arenas, the same
+/// process executed again (its memory grew job after job with glibc's default:
+/// docs/operations.md, "Memory per task"); a value the operator set is kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn service_processes_run_with_two_malloc_arenas_unless_told_otherwise() {
+    // The harness's workers inherit this process's environment.
+    let inherited = std::env::var("MALLOC_ARENA_MAX").unwrap_or_else(|_| "2".to_owned());
+    let service = Service::start(ServiceSpec::default()).await;
+    let ready = format!("http://127.0.0.1:{}", service.worker_ports[0]);
+    wait_healthy(&ready).await;
+    assert_eq!(malloc_arena_max_of(service.worker_pid(0)).as_deref(), Some(inherited.as_str()), "mta-worker");
+    let told =
+        Service::start(ServiceSpec { env: vec![("MALLOC_ARENA_MAX", "5".into())], ..ServiceSpec::default() }).await;
+    wait_healthy(&format!("http://127.0.0.1:{}", told.worker_ports[0])).await;
+    assert_eq!(malloc_arena_max_of(told.worker_pid(0)).as_deref(), Some("5"), "mta-worker keeps the operator's value");
+
+    // The all-in-one `mta serve`, with its private Redis.
+    for (given, expected) in [(None, "2"), (Some("3"), "3")] {
+        let data = tempfile::Builder::new().prefix("mta-serve-").tempdir().expect("data directory");
+        let port = free_port();
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_mta"));
+        command
+            .args(["serve", "--workers", "1"])
+            .env("MTA_DATA_DIR", data.path())
+            .env("MTA_BIND", format!("127.0.0.1:{port}"))
+            .env_remove("REDIS_URL")
+            .env_remove("MALLOC_ARENA_MAX")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        if let Some(value) = given {
+            command.env("MALLOC_ARENA_MAX", value);
+        }
+        let mut serve = command.spawn().expect("mta serve starts");
+        wait_healthy(&format!("http://127.0.0.1:{port}")).await;
+        let seen = malloc_arena_max_of(serve.id());
+        terminate(serve.id());
+        let _ = serve.wait();
+        assert_eq!(seen.as_deref(), Some(expected), "mta serve with MALLOC_ARENA_MAX {given:?}");
+    }
 }

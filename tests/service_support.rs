@@ -409,7 +409,7 @@ pub(crate) fn client(key: Option<&str>) -> reqwest::Client {
     reqwest::Client::builder().timeout(Duration::from_secs(30)).default_headers(headers).build().expect("client")
 }
 
-async fn wait_healthy(base: &str) {
+pub(crate) async fn wait_healthy(base: &str) {
     let http = client(None);
     let deadline = Instant::now() + Duration::from_secs(20);
     while Instant::now() < deadline {

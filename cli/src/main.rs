@@ -16,8 +16,14 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Attribute(args) => attribute(&args),
-        Command::Serve(args) => service("info", || serve(args)),
-        Command::Demo(args) => service("warn", || demo(args)),
+        Command::Serve(args) => {
+            mta_platform::process::bound_malloc_arenas();
+            service("info", || serve(args))
+        }
+        Command::Demo(args) => {
+            mta_platform::process::bound_malloc_arenas();
+            service("warn", || demo(args))
+        }
         Command::Keys(command) => service("warn", || mta_cli::keys::run(command)),
         Command::Client(command) => client(command),
     }

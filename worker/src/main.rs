@@ -11,8 +11,13 @@ use mta_platform::metrics::Metrics;
 use mta_platform::queue::Liveness;
 use mta_platform::{Config, process};
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
+    // Before the runtime's threads start: it may execute the program again.
+    process::bound_malloc_arenas();
+    tokio::runtime::Runtime::new().context("Failed to start the async runtime")?.block_on(run_until_stopped())
+}
+
+async fn run_until_stopped() -> anyhow::Result<()> {
     process::init_tracing("info");
     let config = Config::from_env()?;
     let redis_url =
