@@ -262,11 +262,21 @@ async fn service_processes_run_with_two_malloc_arenas_unless_told_otherwise() {
         if let Some(value) = given {
             command.env("MALLOC_ARENA_MAX", value);
         }
-        let mut serve = command.spawn().expect("mta serve starts");
+        let serve = StoppedOnDrop(command.spawn().expect("mta serve starts"));
         wait_healthy(&format!("http://127.0.0.1:{port}")).await;
-        let seen = malloc_arena_max_of(serve.id());
-        terminate(serve.id());
-        let _ = serve.wait();
+        let seen = malloc_arena_max_of(serve.0.id());
+        drop(serve);
         assert_eq!(seen.as_deref(), Some(expected), "mta serve with MALLOC_ARENA_MAX {given:?}");
+    }
+}
+
+/// A child process sent SIGTERM and waited for when dropped, also when a test fails half way
+/// (`mta serve` then stops its private Redis too).
+struct StoppedOnDrop(std::process::Child);
+
+impl Drop for StoppedOnDrop {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kill").args(["-TERM", &self.0.id().to_string()]).status();
+        let _ = self.0.wait();
     }
 }
