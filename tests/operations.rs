@@ -238,8 +238,7 @@ async fn service_processes_run_with_two_malloc_arenas_unless_told_otherwise() {
     // The harness's workers inherit this process's environment.
     let inherited = std::env::var("MALLOC_ARENA_MAX").unwrap_or_else(|_| "2".to_owned());
     let service = Service::start(ServiceSpec::default()).await;
-    let ready = format!("http://127.0.0.1:{}", service.worker_ports[0]);
-    wait_healthy(&ready).await;
+    wait_healthy(&format!("http://127.0.0.1:{}", service.worker_ports[0])).await;
     assert_eq!(malloc_arena_max_of(service.worker_pid(0)).as_deref(), Some(inherited.as_str()), "mta-worker");
     let told =
         Service::start(ServiceSpec { env: vec![("MALLOC_ARENA_MAX", "5".into())], ..ServiceSpec::default() }).await;
