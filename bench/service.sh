@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Benchmark the whole service on one machine against `mta attribute` on the same file.
 #
-# Usage: [FORMAT=csv|parquet] [RUNS=3] [LAYOUTS="0 1 2"] [AGAIN=1] [BIN=dir] bench/service.sh ROWS
+# Usage: [FORMAT=csv|csv.gz|parquet] [RUNS=3] [LAYOUTS="0 1 2"] [AGAIN=1] [BIN=dir] bench/service.sh ROWS
 # (BIN defaults to target/release: cargo build --release --workspace)
 #
 # 1. `mta attribute FILE --models all` (the local baseline), timed.
@@ -31,6 +31,11 @@ mkdir -p "$BENCH/data" "$BENCH/results"
 for exe in mta mta-api mta-worker mta-gen; do
     [[ -x $BIN/$exe ]] || { echo "build first: cargo build --release --workspace ($exe missing)" >&2; exit 2; }
 done
+if [[ ! -f $DATA && $FORMAT == csv.gz ]]; then
+    CSV=$BENCH/data/events_$ROWS.csv
+    [[ -f $CSV ]] || "$BIN/mta-gen" --rows "$ROWS" --format csv --out "$CSV"
+    gzip -c "$CSV" > "$DATA.tmp" && mv "$DATA.tmp" "$DATA"
+fi
 [[ -f $DATA ]] || "$BIN/mta-gen" --rows "$ROWS" --format "$FORMAT" --out "$DATA"
 
 WORK=$(mktemp -d)
@@ -239,7 +244,7 @@ scaling_table() {
 }
 
 {
-    echo "## Service on $ROWS $FORMAT rows ($(du -h "$DATA" | cut -f1)), $(nproc) cores"
+    echo "## Service on $ROWS $FORMAT rows ($(du -hL "$DATA" | cut -f1)), $(nproc) cores"
     echo
     echo "\`mta attribute --models all\` (local): $LOCAL s, peak RSS $LOCAL_RSS MiB"
     echo

@@ -118,31 +118,35 @@ fn large_ndjson(line: impl Fn(usize) -> String) -> String {
     text
 }
 
-/// `mta attribute` on `text` as plain NDJSON (read in byte ranges by two threads) and gzipped
-/// (read whole by one): exit code, result and standard error (the file's name left out) of each.
-fn plain_and_gzipped(text: &str) -> [(Option<i32>, Option<serde_json::Value>, String); 2] {
-    let dir = workdir();
-    let plain = write(dir.path(), "e.ndjson", text);
+/// What `mta attribute` did: exit code, result, and standard error with the file's name left out.
+type Run = (Option<i32>, Option<serde_json::Value>, String);
+
+/// `mta attribute` on `file` with `threads` threads.
+fn run_with_threads(file: &std::path::Path, threads: usize) -> Run {
+    let output =
+        mta().env("RAYON_NUM_THREADS", threads.to_string()).arg("attribute").arg(file).output().expect("run mta");
+    let result = serde_json::from_slice(&output.stdout).ok().map(sorted);
+    (output.status.code(), result, String::from_utf8_lossy(&output.stderr).replace(&file.display().to_string(), "FILE"))
+}
+
+/// `text` written plain and gzipped as `name` and `name.gz` into `dir`.
+fn plain_and_gzip_files(dir: &std::path::Path, name: &str, text: &str) -> [std::path::PathBuf; 2] {
+    let plain = write(dir, name, text);
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     gz.write_all(text.as_bytes()).unwrap();
-    let gzipped = write(dir.path(), "e.ndjson.gz", gz.finish().unwrap());
-    [plain, gzipped].map(|file| {
-        let output = mta().env("RAYON_NUM_THREADS", "2").arg("attribute").arg(&file).output().expect("run mta");
-        let result = serde_json::from_slice(&output.stdout).ok().map(sorted);
-        (
-            output.status.code(),
-            result,
-            String::from_utf8_lossy(&output.stderr).replace(&file.display().to_string(), "FILE"),
-        )
-    })
+    [plain, write(dir, &format!("{name}.gz"), gz.finish().unwrap())]
+}
+
+/// `mta attribute` on `text` as plain NDJSON (read in byte ranges by two threads) and gzipped
+/// (read whole by one).
+fn plain_and_gzipped(text: &str) -> [Run; 2] {
+    let dir = workdir();
+    plain_and_gzip_files(dir.path(), "e.ndjson", text).map(|file| run_with_threads(&file, 2))
 }
 
 /// Two runs' results agree: sums may add in another order across threads, so floats to 1e-9,
 /// everything else exactly.
-fn assert_same_run(
-    got: &(Option<i32>, Option<serde_json::Value>, String),
-    want: &(Option<i32>, Option<serde_json::Value>, String),
-) {
+fn assert_same_run(got: &Run, want: &Run) {
     assert_eq!((got.0, &got.2), (want.0, &want.2));
     match (&got.1, &want.1) {
         (Some(got), Some(want)) => assert_same_result(got, want, "result"),
@@ -189,6 +193,54 @@ fn ndjson_read_in_byte_ranges_gives_what_it_gives_read_whole() {
     // Line numbers count blank lines: two after every 5,000th.
     for line in ["row 103", "row 30013", "row 31015"] {
         assert!(ranges.2.contains(line), "{line}: {}", ranges.2);
+    }
+}
+
+/// A CSV file of 36 MB, past four of the pieces (8 MiB) in which a gzip CSV stream is parsed by
+/// several threads: 36,000 rows of ~1 kB (quoted fields with delimiters, quotes and newlines in
+/// them, `\r\n` ends on every third row, blank and `""` lines); `line(i)` gives row i's
+/// conversion flag and value fields.
+fn large_csv(line: impl Fn(usize) -> String) -> String {
+    let pad = "x".repeat(960);
+    let mut text = String::from("user_id,timestamp,channel,conversion,value,note\n");
+    for i in 0..36_000 {
+        let channel = if i % 5 == 0 { format!("\"c{}, \"\"quoted\"\"\nline\"", i % 7) } else { format!("c{}", i % 7) };
+        let time = format!("2026-{:02}-{:02}T{:02}:00:00Z", i / 4000 % 12 + 1, i % 28 + 1, i % 24);
+        text.push_str(&format!("u{},{time},{channel},{},\"{pad}\"", i % 4000, line(i)));
+        text.push_str(if i % 3 == 0 { "\r\n" } else { "\n" });
+        if i % 5000 == 0 {
+            text.push_str("\n\"\"\n");
+        }
+    }
+    text
+}
+
+#[test]
+fn gzip_csv_parsed_in_pieces_by_two_threads_gives_what_one_thread_and_byte_ranges_give() {
+    let flags = |i: usize| if i % 9 == 8 { format!("1,{}.25", i % 100) } else { "0,".to_owned() };
+    let dir = workdir();
+    let [plain, gzip] = plain_and_gzip_files(dir.path(), "e.csv", &large_csv(flags));
+    let pieces = run_with_threads(&gzip, 2);
+    assert_eq!(pieces.0, Some(0), "{}", pieces.2);
+    let result = pieces.1.clone().unwrap();
+    assert_eq!(result["summary"]["rows"], 36_000, "{result}");
+    assert_eq!(result["summary"]["conversion_value"], 199_000.0, "{result}");
+    assert_same_run(&pieces, &run_with_threads(&gzip, 1));
+    assert_same_run(&pieces, &run_with_threads(&plain, 2));
+
+    // Bad rows in several pieces are reported together, in row order, as read by one thread.
+    let broken = |i: usize| match i {
+        100 | 20_000 => "maybe,".to_owned(),
+        35_000 => "1,-3".to_owned(),
+        _ => flags(i),
+    };
+    let [plain, gzip] = plain_and_gzip_files(dir.path(), "broken.csv", &large_csv(broken));
+    let pieces = run_with_threads(&gzip, 2);
+    assert_eq!(pieces.0, Some(1), "{}", pieces.2);
+    assert_same_run(&pieces, &run_with_threads(&gzip, 1));
+    assert_same_run(&pieces, &run_with_threads(&plain, 2));
+    for row in ["row 101", "row 20001", "row 35001"] {
+        assert!(pieces.2.contains(row), "{row}: {}", pieces.2);
     }
 }
 

@@ -180,6 +180,49 @@ async fn ties_in_time_are_broken_by_file_order_across_split_tasks() {
     assert_same_result(&without_job_id(result), &local, "result");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gzip_csv_split_in_pieces_by_several_threads_keeps_file_order_and_row_numbers() {
+    // 13 MB of CSV (rows padded to ~1 kB), more than one piece of 8 MiB: ties in time broken by
+    // file order across pieces, and a bad row in the second piece named by its row.
+    let gzip_csv = |bad_row: Option<usize>| {
+        let pad = "x".repeat(1_000);
+        let mut csv = String::from("user_id,timestamp,channel,conversion,note\n");
+        for (pass, channel) in ["a", "m1", "m2", "m3", "m4", "z"].iter().enumerate() {
+            for user in 0..2_000 {
+                let row = pass * 2_000 + user + 1;
+                let time = if bad_row == Some(row) { "soon" } else { "2026-01-01T00:00:00Z" };
+                csv.push_str(&format!("u{user},{time},\"{channel}\",0,{pad}\n"));
+            }
+        }
+        for user in (0..2_000).step_by(2) {
+            csv.push_str(&format!("u{user},2026-01-01T01:00:00Z,,1,\n"));
+        }
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut gz, csv.as_bytes()).unwrap();
+        (csv, gz.finish().unwrap())
+    };
+    let dir = workdir();
+    let (csv, gz) = gzip_csv(None);
+    let (plain, gzip) = (write(dir.path(), "ties.csv", csv), write(dir.path(), "ties.csv.gz", gz));
+    let service = Service::start(chunked(1)).await;
+    let models = "first_touch,last_touch,position_based";
+    let job = service.run(&gzip, json!({ "options": { "models": models.split(',').collect::<Vec<_>>() } })).await;
+    assert_eq!(job["state"], "succeeded", "{job}");
+    let (_, result) = service.get(&format!("/v1/jobs/{}/result", job["id"].as_str().unwrap())).await;
+    let local = attribute_json(&plain, &["--models", models]);
+    assert_eq!(credit(&local, "first_touch", "a").0, 1_000.0);
+    assert_eq!(credit(&local, "last_touch", "z").0, 1_000.0);
+    assert_same_result(&without_job_id(result), &local, "result");
+
+    let (_, gz) = gzip_csv(Some(9_876));
+    let job = service.run(&write(dir.path(), "bad.csv.gz", gz), json!({})).await;
+    assert_eq!((&job["state"], &job["error"]["code"]), (&json!("failed"), &json!("invalid_value")), "{job}");
+    assert_eq!(
+        (&job["error"]["details"][0]["row"], &job["error"]["details"][0]["column"]),
+        (&json!(9_876), &json!("timestamp"))
+    );
+}
+
 /// Upload, split, attribute, reduce, result, CSV, credits, cache and idempotency.
 async fn end_to_end(spec: ServiceSpec) {
     let service = Service::start(spec).await;

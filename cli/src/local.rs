@@ -156,7 +156,7 @@ const TEXT_RANGE_BYTES: u64 = 16 << 20;
 /// How the input is decoded: Parquet row groups by every core at once, uncompressed CSV in
 /// byte ranges by every core at once (cut at record boundaries, `plan_csv_ranges`), so is
 /// uncompressed NDJSON (cut at line ends) unless a line holds a key its first lines do not,
-/// other text by one thread.
+/// other text by one thread (CSV read by it is parsed in pieces by every core, `read_csv_in_pieces`).
 enum DecodePlan {
     RowGroups { threads: usize, row_groups: usize },
     CsvRanges(Vec<CsvRange>),
@@ -253,7 +253,8 @@ impl Run<'_> {
     }
 
     fn spec(&self) -> InputSpec {
-        InputSpec { keep_user_ids: self.keeps_user_ids(), ..self.request.spec.clone() }
+        let text_threads = rayon::current_num_threads();
+        InputSpec { keep_user_ids: self.keeps_user_ids(), text_threads, ..self.request.spec.clone() }
     }
 
     /// Maps block-local channel ids (touch keys with a breakdown) to global ones, enforcing

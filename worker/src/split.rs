@@ -7,7 +7,8 @@
 //! split tasks and partitions, records the plan, and fans out (or does the work itself
 //! when the input is one piece). The last split to finish enqueues the attribute tasks.
 //!
-//! The reader decodes and partitions on a blocking thread and hands full batches of
+//! The reader decodes and partitions on a blocking thread (a text input read as one stream,
+//! gzip CSV say, is parsed there in pieces by [`text_threads`] threads) and hands full batches of
 //! partition buffers over a channel (rows already in the chunk files' row layout); this
 //! task encodes them as chunk files (on a second blocking thread) and appends them to a
 //! local spill file while the reader goes on. Once the share is read, it stores one object
@@ -80,7 +81,8 @@ async fn split(
 ) -> Result<(), RunError> {
     let scratch = tempfile::Builder::new().prefix("mta-split-").tempdir().map_err(anyhow::Error::from)?;
     let upload = services.upload_object(&job.tenant, &job.upload_id).await?;
-    let spec = job.spec.input_spec(services.config.limits.engine());
+    let spec =
+        InputSpec { text_threads: text_threads(services), ..job.spec.input_spec(services.config.limits.engine()) };
     let wanted = match piece {
         Some(split) => Wanted::Share { split, splits: job.progress.splits_total as u32 },
         None => Wanted::Plan,
@@ -159,6 +161,13 @@ async fn split(
 }
 
 /// The row groups split task `split` of `splits` reads among `row_groups`.
+/// Threads that parse a CSV stream one split task reads whole (gzip, or too small to cut into
+/// byte ranges): as many as the input could have split tasks, at most the machine's cores.
+fn text_threads(services: &Services) -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    (services.config.split_parallelism as usize).min(cores)
+}
+
 fn share_of(split: u32, splits: u32, row_groups: usize) -> std::ops::Range<usize> {
     let (s, n) = (split as usize, splits.max(1) as usize);
     s * row_groups / n..(s + 1) * row_groups / n

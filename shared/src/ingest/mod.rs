@@ -5,6 +5,7 @@
 //! from (a local file, object storage) is the caller's business.
 
 mod columns;
+mod csv_pieces;
 mod json_line;
 mod ndjson;
 mod parquet;
@@ -16,6 +17,7 @@ use std::io::{BufRead, BufReader, Read};
 
 pub(crate) use columns::listed;
 pub use columns::{Canonical, ColumnMapping, MAX_BREAKDOWN_LEVELS, MAX_COLUMN_NAME_BYTES};
+pub use csv_pieces::{PIECE_BYTES, RecordScan, read_csv_in_pieces};
 pub use ndjson::{ndjson_header, read_ndjson, read_ndjson_range};
 pub(crate) use parquet::parquet_rows;
 pub use parquet::{ParquetLayout, parquet_layout, read_parquet};
@@ -345,6 +347,9 @@ pub struct InputSpec {
     /// Number of the first data row: 1, or later for a byte range of a larger CSV file
     /// (so rows keep their numbers in error details and as the tie-breaker).
     pub first_row: u64,
+    /// Threads that parse a CSV stream read whole (gzip, or too small to cut into byte
+    /// ranges), in pieces ([`read_csv_in_pieces`]); 1 parses it on the calling thread.
+    pub text_threads: usize,
 }
 
 impl Default for InputSpec {
@@ -363,6 +368,7 @@ impl Default for InputSpec {
             limits: Limits::default(),
             block_rows: DEFAULT_BLOCK_ROWS,
             first_row: 1,
+            text_threads: 1,
         }
     }
 }

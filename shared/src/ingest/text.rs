@@ -15,11 +15,21 @@ use crate::options::InputKind;
 pub fn read_csv<E: From<AttributionError>>(
     reader: impl BufRead,
     spec: &InputSpec,
+    sink: impl FnMut(Block) -> Result<(), E>,
+) -> Result<InputSummary, E> {
+    let lines =
+        CsvLines { delimiter: spec.delimiter, max_line_bytes: spec.limits.max_line_bytes, first_row: spec.first_row };
+    read_csv_lines(reader, spec, lines, sink)
+}
+
+/// [`read_csv`] with the lines' delimiter and first row number given apart from `spec`.
+pub(super) fn read_csv_lines<E: From<AttributionError>>(
+    reader: impl BufRead,
+    spec: &InputSpec,
+    lines: CsvLines,
     mut sink: impl FnMut(Block) -> Result<(), E>,
 ) -> Result<InputSummary, E> {
     let mut kind = InputKind::Events;
-    let lines =
-        CsvLines { delimiter: spec.delimiter, max_line_bytes: spec.limits.max_line_bytes, first_row: spec.first_row };
     let rows = csv_rows(
         reader,
         lines,
