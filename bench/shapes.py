@@ -12,6 +12,7 @@ Writes, from `mta-gen`'s file of ROWS rows (generated if missing), under bench/d
   strings    ISO 8601 string times, "true"/"false" flags, written by DuckDB
   csv        uncompressed CSV written by DuckDB (header, ISO 8601 times, 0/1 flags)
   spark      Spark's defaults, written by pyarrow: INT96 times, row groups of about 128 MB
+  parquet_gzip  the gen shape's columns written by pyarrow with the GZIP codec (jobs that set it), 1M-row groups
   csv_gz     the csv shape, gzip-compressed by DuckDB (one stream: read by one thread)
   ndjson     newline-delimited JSON written by DuckDB (ISO 8601 times, boolean flags)
 
@@ -39,7 +40,7 @@ BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 PY = BENCH / ".venv" / "bin" / "python"
 
-SHAPES = ("gen", "pyarrow", "duckdb", "epoch_ms", "strings", "csv", "spark", "csv_gz", "ndjson")
+SHAPES = ("gen", "pyarrow", "duckdb", "epoch_ms", "strings", "csv", "spark", "parquet_gzip", "csv_gz", "ndjson")
 # The file name of each shape that is not Parquet.
 EXTENSIONS = {"csv": "csv", "csv_gz": "csv.gz", "ndjson": "ndjson"}
 
@@ -132,12 +133,24 @@ def write_spark(src: Path, dst: Path) -> None:
             writer.write_table(pa.Table.from_batches(pending), row_group_size=rows_per_group)
 
 
+def write_parquet_gzip(src: Path, dst: Path) -> None:
+    """The source's columns and row groups, compressed with GZIP instead of snappy."""
+    import pyarrow.parquet as pq
+
+    source = pq.ParquetFile(src)
+    with pq.ParquetWriter(dst, source.schema_arrow, compression="gzip") as writer:
+        for batch in source.iter_batches(batch_size=1 << 20):
+            writer.write_batch(batch, row_group_size=1 << 20)
+
+
 def write_shape(shape: str, src: Path, dst: Path) -> None:
     tmp = dst.with_name(dst.name + ".tmp")
     if shape == "pyarrow":
         write_pyarrow(src, tmp)
     elif shape == "spark":
         write_spark(src, tmp)
+    elif shape == "parquet_gzip":
+        write_parquet_gzip(src, tmp)
     else:
         import duckdb
 
