@@ -530,7 +530,7 @@ mod tests {
     /// of event rows; (row, path, conversions, value, nulls) of path rows in the channel field.
     type Row = (u64, u128, i64, String, bool, u64);
 
-    fn rows_of(blocks: Vec<Block>) -> Vec<Row> {
+    fn plain_rows(blocks: Vec<Block>) -> Vec<Row> {
         let mut rows = Vec::new();
         for block in blocks {
             match block {
@@ -569,7 +569,7 @@ mod tests {
             blocks.push(block);
             Ok::<(), AttributionError>(())
         })?;
-        Ok((rows_of(blocks), summary.rows))
+        Ok((plain_rows(blocks), summary.rows))
     }
 
     fn in_pieces(
@@ -583,7 +583,7 @@ mod tests {
             blocks.push(block);
             Ok::<(), AttributionError>(())
         })?;
-        Ok((rows_of(blocks), summary.rows))
+        Ok((plain_rows(blocks), summary.rows))
     }
 
     /// Reads `text` in pieces of many sizes, on 2 and 3 threads, and checks every read against
