@@ -579,10 +579,20 @@ fn split_edge(key: u64) -> (u32, u32) {
     ((key >> 32) as u32, key as u32)
 }
 
-/// RE = 1 − removed/base; removing a channel can only lower absorption, so a tiny
-/// negative from rounding is clamped to 0.
+/// An effect below this share of the base is rounding: the two solves of an absorption that
+/// removing the channel does not change (its states lead to no conversion) differ in the last
+/// bits, and a chain of counts is not known that finely. Taken as none, so that whether a channel
+/// gets credit does not depend on how chunks were grouped.
+const NO_EFFECT: f64 = 1e-12;
+
+/// RE = 1 − removed/base; removing a channel can only lower absorption, so an effect within
+/// rounding of zero, negative or positive, is 0.
 fn effect(removed: f64, base: f64) -> f64 {
-    if base > 0.0 { (1.0 - removed / base).clamp(0.0, 1.0) } else { 0.0 }
+    if base <= 0.0 {
+        return 0.0;
+    }
+    let effect = 1.0 - removed / base;
+    if effect < NO_EFFECT { 0.0 } else { effect.min(1.0) }
 }
 
 /// `out[c] = effects[c] / Σ effects × total`.
